@@ -1,0 +1,44 @@
+# Fairway: `make up` runs the platform on embedded defaults, `make test` runs the whole suite.
+# Both install what they need first (a pinned uv, then the locked environment in .venv).
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+PYTHON := $(shell scripts/find-python)
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: install up test lint bench bench-kubesim asyncapi clean help
+help:
+	@echo "make up      run Fairway on this machine (embedded NATS, PostgreSQL, kubesim, 5 services)"
+	@echo "make test    lint, import contracts and the full test suite"
+	@echo "make bench   end-to-end throughput and latency on the embedded stack"
+
+.tools/bin/uv:
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen --all-packages
+
+up: install
+	.venv/bin/fairway up
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+asyncapi: install
+	.venv/bin/python -m fairway_contracts.asyncapi > docs/asyncapi.json
+
+test: lint
+	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+bench: install
+	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)
+
+bench-kubesim: install
+	.venv/bin/python -m tests.bench.kubesim_bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv .tools .pytest_cache .ruff_cache

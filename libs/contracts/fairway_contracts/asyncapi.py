@@ -1,0 +1,130 @@
+"""The AsyncAPI 3.0 document, generated from the contracts.
+
+`python -m fairway_contracts.asyncapi > docs/asyncapi.json` writes it; a test fails when the
+committed copy is stale.
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from fairway_contracts import events, streams, subjects
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: str
+    address: str
+    parameters: tuple[str, ...]
+    message: type[BaseModel]
+    publisher: str
+    stream: str | None
+    description: str
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel("workloadSubmitted", "fairway.workload.submitted.{project}.{workloadId}",
+            ("project", "workloadId"), events.WorkloadSubmitted, "submission",
+            streams.WORKLOADS.name, "A workload was accepted and persisted."),
+    Channel("workloadAction", "fairway.workload.action.{action}.{project}.{workloadId}",
+            ("action", "project", "workloadId"), events.WorkloadAction, "submission",
+            streams.WORKLOADS.name, "Stop, resume or delete requested."),
+    Channel("phaseChanged", "fairway.phase.{project}.{workloadId}.{phase}",
+            ("project", "workloadId", "phase"), events.PhaseChanged, "lifecycle",
+            streams.PHASES.name,
+            "A workload phase transition. Filter with NATS wildcards, for example "
+            "`fairway.phase.*.*.Failed`, `fairway.phase.team-a.>`, "
+            "`fairway.phase.*.<workloadId>.*`."),
+    Channel("bindDecision", "fairway.scheduler.bind.{project}.{workloadId}",
+            ("project", "workloadId"), events.BindDecision, "scheduler",
+            streams.DECISIONS.name, "Pods of a workload placed on nodes."),
+    Channel("nodeInventory", "fairway.inventory.node.{node}", ("node",),
+            events.NodeInventory, "lifecycle", streams.INVENTORY.name,
+            "A node's capacity, pool and readiness; the last message per node is its state."),
+    Channel("projectChanged", "fairway.org.project.{projectId}", ("projectId",),
+            events.ProjectChanged, "submission", streams.ORG.name,
+            "A project was created, changed or deleted."),
+    Channel("deadLetter", "fairway.deadletter.{consumer}", ("consumer",),
+            events.DeadLetter, "any", streams.DEADLETTER.name,
+            "A message that exhausted its deliveries."),
+    Channel("policyEvaluate", subjects.POLICY_EVALUATE, (), events.PolicyEvaluateRequest,
+            "submission", None, "Request/reply: policy answers with PolicyEvaluateReply."),
+    Channel("health", "fairway.health.{service}", ("service",), events.Heartbeat, "every service",
+            None, "Core NATS heartbeats; submission's /healthz needs one from every service."),
+)
+
+
+def build() -> dict:
+    schemas: dict = {}
+    messages: dict = {}
+    channels: dict = {}
+    operations: dict = {}
+    models = [c.message for c in CHANNELS] + [events.PolicyEvaluateReply]
+    for model in models:
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[model.__name__] = schema
+    for c in CHANNELS:
+        name = c.message.__name__
+        messages[name] = {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "Nats-Msg-Id": {"type": "string", "description": "deduplication id"},
+                    "traceparent": {"type": "string", "description": "W3C trace context"},
+                },
+            },
+        }
+        channels[c.key] = {
+            "address": c.address,
+            "description": c.description + (f" Stream: {c.stream}." if c.stream else ""),
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            **({"parameters": {p: {} for p in c.parameters}} if c.parameters else {}),
+        }
+        operations[f"{c.key}.publish"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{c.key}"},
+            "summary": f"published by {c.publisher}",
+        }
+    for cons in streams.CONSUMERS:
+        operations[f"{cons.durable}.receive"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{_channel_for(cons)}"},
+            "summary": f"{cons.service}: {cons.description}",
+            "bindings": {"nats": {"queue": cons.durable}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Fairway events",
+            "version": "0.1.0",
+            "description": "Subjects, streams and payloads of the Fairway services (NATS JetStream). "
+            "Generated from libs/contracts; do not edit by hand.",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def _channel_for(cons: streams.ConsumerSpec) -> str:
+    prefix = cons.filter_subjects[0].rstrip(">")
+    for c in CHANNELS:
+        if c.address.startswith(prefix) or prefix.startswith(c.address.split("{")[0]):
+            return c.key
+    raise LookupError(f"no channel for consumer {cons.durable}")
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,140 @@
+"""Event payloads. One class per kind of message; each names the subject it travels on."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from fairway_contracts.base import Contract
+from fairway_contracts.workloads import (
+    EffectiveSpec,
+    Phase,
+    PodSummary,
+    WorkloadType,
+    utcnow,
+)
+
+
+class WorkloadSubmitted(Contract):
+    """A workload was accepted by submission (policy applied) and persisted."""
+
+    event_id: str
+    workload_id: str
+    name: str
+    project: str
+    project_id: str
+    workload_type: WorkloadType
+    created_at: datetime
+    created_by: str
+    spec: EffectiveSpec
+
+
+class WorkloadAction(Contract):
+    """A change of desired phase requested through the API."""
+
+    event_id: str
+    workload_id: str
+    project: str
+    action: Literal["stop", "resume", "delete"]
+    requested_at: datetime = Field(default_factory=utcnow)
+    requested_by: str
+
+
+class PhaseChanged(Contract):
+    """A workload moved from one phase to another. `sequence` grows by one per transition."""
+
+    event_id: str
+    workload_id: str
+    name: str
+    project: str
+    workload_type: WorkloadType
+    sequence: int = Field(ge=1)
+    previous_phase: Phase | None
+    phase: Phase
+    reason: str
+    message: str
+    time: datetime
+    pods: list[PodSummary] = Field(default_factory=list)
+    attempt: int = Field(default=1, ge=1, description="1 + retries so far")
+
+
+class PodPlacement(Contract):
+    pod: str
+    node: str
+    gpu_devices: list[int] = Field(default_factory=list)
+
+
+class BindDecision(Contract):
+    """The scheduler placed (part of) a workload's pod group."""
+
+    decision_id: str
+    workload_id: str
+    project: str
+    placements: list[PodPlacement]
+    decided_at: datetime
+
+
+class NodeInventory(Contract):
+    """The current state of one node, as lifecycle sees it in Kubernetes. Last value wins."""
+
+    name: str
+    node_pool: str
+    ready: bool
+    gpus: int
+    gpu_product: str | None = None
+    gpu_memory_mib: int | None = None
+    cpu_millis: int = 0
+    memory_mib: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    deleted: bool = False
+    observed_at: datetime
+
+
+class ProjectChanged(Contract):
+    event_id: str
+    project_id: str
+    name: str
+    department_id: str | None = None
+    deleted: bool = False
+
+
+class PolicyEvaluateRequest(Contract):
+    """Submission asks policy for the effective spec of a workload it is about to accept."""
+
+    workload_type: WorkloadType
+    project: str
+    name: str
+    spec: dict
+
+
+class Violation(Contract):
+    field: str
+    message: str
+    rule: str = "default"
+
+
+class PolicyEvaluateReply(Contract):
+    ok: bool
+    effective_spec: EffectiveSpec | None = None
+    violations: list[Violation] = Field(default_factory=list)
+
+
+class Heartbeat(Contract):
+    service: str
+    instance: str
+    ready: bool
+    time: datetime
+
+
+class DeadLetter(Contract):
+    """A message that failed `max_deliver` times; kept for an operator to inspect or replay."""
+
+    consumer: str
+    stream: str
+    subject: str
+    stream_sequence: int
+    deliveries: int
+    error: str
+    payload: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    failed_at: datetime

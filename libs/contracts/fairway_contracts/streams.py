@@ -1,0 +1,122 @@
+"""Streams and durable consumers: declared here, created by the bus bootstrap step."""
+
+from dataclasses import dataclass, field
+
+from fairway_contracts import subjects
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    max_age_seconds: float = 7 * 24 * 3600
+    max_msgs_per_subject: int = -1
+    duplicate_window_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer owned by one service."""
+
+    service: str
+    durable: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    description: str
+    max_deliver: int = 8
+    ack_wait_seconds: float = 30.0
+    # Retry delays for nak(delay=...), by delivery count; the last repeats.
+    retry_delays_seconds: tuple[float, ...] = field(default=(0.2, 0.5, 1.0, 2.0, 5.0, 10.0))
+    max_ack_pending: int = 1000
+    deliver_last_per_subject: bool = False
+
+    def retry_delay(self, delivered: int) -> float:
+        i = max(0, min(delivered - 1, len(self.retry_delays_seconds) - 1))
+        return self.retry_delays_seconds[i]
+
+
+WORKLOADS = StreamSpec(
+    "FAIRWAY_WORKLOADS",
+    (subjects.WORKLOAD_ALL,),
+    "Accepted workloads and the actions requested on them (from submission).",
+)
+PHASES = StreamSpec(
+    "FAIRWAY_PHASES",
+    (subjects.PHASE_ALL,),
+    "Workload phase transitions (from lifecycle). Subject: fairway.phase.<project>.<id>.<phase>.",
+)
+DECISIONS = StreamSpec(
+    "FAIRWAY_DECISIONS",
+    (subjects.DECISION_ALL,),
+    "Scheduling decisions: bind and preempt (from scheduler).",
+)
+INVENTORY = StreamSpec(
+    "FAIRWAY_INVENTORY",
+    (subjects.INVENTORY_ALL,),
+    "Node inventory (from lifecycle); the last message per node is its state.",
+    max_msgs_per_subject=1,
+    max_age_seconds=0,
+)
+ORG = StreamSpec(
+    "FAIRWAY_ORG",
+    (subjects.ORG_ALL,),
+    "Organisation changes: projects, departments, quotas, node pools (from submission).",
+    max_msgs_per_subject=1,
+    max_age_seconds=0,
+)
+DEADLETTER = StreamSpec(
+    "FAIRWAY_DEADLETTER",
+    (subjects.DEADLETTER_ALL,),
+    "Messages that exhausted their deliveries, by consumer.",
+    max_age_seconds=30 * 24 * 3600,
+)
+STREAMS: tuple[StreamSpec, ...] = (WORKLOADS, PHASES, DECISIONS, INVENTORY, ORG, DEADLETTER)
+
+
+LIFECYCLE_WORKLOADS = ConsumerSpec(
+    "lifecycle", "lifecycle-workloads", WORKLOADS.name, (subjects.WORKLOAD_ALL,),
+    "Creates namespaces and pods for submitted workloads; carries out actions.",
+)
+LIFECYCLE_DECISIONS = ConsumerSpec(
+    "lifecycle", "lifecycle-decisions", DECISIONS.name, (subjects.BIND_ALL,),
+    "Binds pods to the nodes the scheduler chose.",
+)
+SCHEDULER_WORKLOADS = ConsumerSpec(
+    "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
+    "Learns each workload's request (pods, GPUs, pools, priority).",
+)
+SCHEDULER_PHASES = ConsumerSpec(
+    "scheduler", "scheduler-phases", PHASES.name, (subjects.PHASE_ALL,),
+    "Learns which pods wait for a node and which released theirs.",
+)
+SCHEDULER_INVENTORY = ConsumerSpec(
+    "scheduler", "scheduler-inventory", INVENTORY.name, (subjects.INVENTORY_ALL,),
+    "Keeps the node inventory.",
+)
+SUBMISSION_PHASES = ConsumerSpec(
+    "submission", "submission-phases", PHASES.name, (subjects.PHASE_ALL,),
+    "Keeps the API's workload view current.",
+)
+METRICS_PHASES = ConsumerSpec(
+    "metrics", "metrics-phases", PHASES.name, (subjects.PHASE_ALL,),
+    "Counts workloads by phase; records submit-to-running and submit-to-completed latency.",
+)
+METRICS_WORKLOADS = ConsumerSpec(
+    "metrics", "metrics-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
+    "Learns submission times and workload types.",
+)
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    LIFECYCLE_WORKLOADS,
+    LIFECYCLE_DECISIONS,
+    SCHEDULER_WORKLOADS,
+    SCHEDULER_PHASES,
+    SCHEDULER_INVENTORY,
+    SUBMISSION_PHASES,
+    METRICS_PHASES,
+    METRICS_WORKLOADS,
+)
+
+
+def consumers_of(service: str) -> tuple[ConsumerSpec, ...]:
+    return tuple(c for c in CONSUMERS if c.service == service)

@@ -1,0 +1,83 @@
+"""Every NATS subject Fairway uses, in one place.
+
+Subject tokens are project names (lowercase letters, digits and '-') and workload ids (UUIDs),
+so they never contain '.', '*' or '>'.
+
+Phase events, for outside consumers::
+
+    fairway.phase.<project>.<workloadId>.<phase>
+
+    fairway.phase.>                    every transition
+    fairway.phase.*.*.Running          every workload that starts running
+    fairway.phase.team-a.>             everything in project team-a
+    fairway.phase.*.<workloadId>.*     one workload's history
+    fairway.phase.team-a.*.Failed      failures in team-a
+"""
+
+from fairway_contracts.workloads import Phase
+
+PREFIX = "fairway"
+
+# request/reply (core NATS, no stream)
+POLICY_EVALUATE = f"{PREFIX}.policy.evaluate"
+HEALTH_PREFIX = f"{PREFIX}.health"
+
+# streams' subject spaces
+WORKLOAD_ALL = f"{PREFIX}.workload.>"
+WORKLOAD_SUBMITTED_ALL = f"{PREFIX}.workload.submitted.>"
+WORKLOAD_ACTION_ALL = f"{PREFIX}.workload.action.>"
+PHASE_ALL = f"{PREFIX}.phase.>"
+DECISION_ALL = f"{PREFIX}.scheduler.>"
+BIND_ALL = f"{PREFIX}.scheduler.bind.>"
+INVENTORY_ALL = f"{PREFIX}.inventory.>"
+ORG_ALL = f"{PREFIX}.org.>"
+DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
+
+
+def _token(value: str, what: str) -> str:
+    if not value or any(c in value for c in ".*> \t\r\n"):
+        raise ValueError(f"{what} {value!r} cannot be a NATS subject token")
+    return value
+
+
+def workload_submitted(project: str, workload_id: str) -> str:
+    return f"{PREFIX}.workload.submitted.{_token(project, 'project')}.{_token(workload_id, 'id')}"
+
+
+def workload_action(action: str, project: str, workload_id: str) -> str:
+    return (
+        f"{PREFIX}.workload.action.{_token(action, 'action')}."
+        f"{_token(project, 'project')}.{_token(workload_id, 'id')}"
+    )
+
+
+def phase(project: str, workload_id: str, phase: Phase | str) -> str:
+    return (
+        f"{PREFIX}.phase.{_token(project, 'project')}."
+        f"{_token(workload_id, 'workload id')}.{_token(str(phase), 'phase')}"
+    )
+
+
+def phase_filter(project: str = "*", workload_id: str = "*", phase: str = "*") -> str:
+    """A subscription filter: any argument left as '*' matches everything."""
+    return f"{PREFIX}.phase.{project}.{workload_id}.{phase}"
+
+
+def bind(project: str, workload_id: str) -> str:
+    return f"{PREFIX}.scheduler.bind.{_token(project, 'project')}.{_token(workload_id, 'id')}"
+
+
+def node_inventory(node: str) -> str:
+    return f"{PREFIX}.inventory.node.{_token(node, 'node')}"
+
+
+def org_project(project_id: str) -> str:
+    return f"{PREFIX}.org.project.{_token(project_id, 'project id')}"
+
+
+def deadletter(consumer: str) -> str:
+    return f"{PREFIX}.deadletter.{_token(consumer, 'consumer')}"
+
+
+def health(service: str) -> str:
+    return f"{HEALTH_PREFIX}.{_token(service, 'service')}"

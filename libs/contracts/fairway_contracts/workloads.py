@@ -1,0 +1,101 @@
+"""Domain types shared by every service: workload types, phases, the effective spec."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from fairway_contracts.base import Contract
+
+
+class WorkloadType(StrEnum):
+    WORKSPACE = "workspace"
+    TRAINING = "training"
+    DISTRIBUTED = "distributed"
+    INFERENCE = "inference"
+
+
+class Phase(StrEnum):
+    """Run:ai's workload phases plus the transitional and final ones of the replay format."""
+
+    CREATING = "Creating"
+    PENDING = "Pending"
+    INITIALIZING = "Initializing"
+    RUNNING = "Running"
+    DEGRADED = "Degraded"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    RESUMING = "Resuming"
+    DELETING = "Deleting"
+    DELETED = "Deleted"
+    FAILED = "Failed"
+    COMPLETED = "Completed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.FAILED, Phase.COMPLETED, Phase.DELETED})
+
+
+class PodRole(StrEnum):
+    MAIN = "main"
+    MASTER = "master"
+    WORKER = "worker"
+    REPLICA = "replica"
+
+
+class NameValue(Contract):
+    name: str
+    value: str
+
+
+class Compute(Contract):
+    gpu_devices_request: int = Field(default=0, ge=0)
+    cpu_core_request: float | None = Field(default=None, ge=0)
+    cpu_memory_request: str | None = None
+
+
+class EffectiveSpec(Contract):
+    """A workload's spec after policy: every default filled in, every rule satisfied."""
+
+    image: str
+    command: str | None = None
+    args: str | None = None
+    environment_variables: list[NameValue] = Field(default_factory=list)
+    annotations: list[NameValue] = Field(default_factory=list)
+    labels: list[NameValue] = Field(default_factory=list)
+    compute: Compute = Field(default_factory=Compute)
+    node_pools: list[str] = Field(default_factory=list)
+    priority_class: str
+    preemptible: bool
+    backoff_limit: int = Field(ge=0)
+    restart_policy: str = "Never"
+    pods: int = Field(default=1, ge=1, description="pods in the gang")
+    min_pods: int = Field(default=1, ge=1, description="gang minimum")
+
+
+class PodSummary(Contract):
+    """What a phase event says about one pod of the workload."""
+
+    name: str
+    role: PodRole = PodRole.MAIN
+    node: str | None = None
+    phase: str = "Pending"
+    ready: bool = False
+    restarts: int = 0
+    gpus: int = 0
+
+
+class WorkloadRef(Contract):
+    workload_id: str
+    name: str
+    project: str
+    workload_type: WorkloadType
+
+
+def utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Fairway Kubernetes glue: client from kubeconfig, list-then-watch."""

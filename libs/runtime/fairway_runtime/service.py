@@ -1,0 +1,197 @@
+"""The skeleton every Fairway service runs on.
+
+`Service` owns the process's connections and background tasks: the asyncpg pool on the
+service's schema (migrated under an advisory lock), the FastStream broker (subscribers are
+registered by the service's handlers module), the outbox relay, core-NATS heartbeats that
+submission's /healthz aggregates, and a small HTTP server with /healthz, /readyz and
+/metrics. `run()` starts them in order, waits for SIGINT/SIGTERM and stops them in reverse,
+letting in-flight messages finish.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import uvicorn
+from faststream.nats import NatsBroker
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fairway_bus import jetstream, make_broker
+from fairway_contracts import subjects
+from fairway_contracts.events import Heartbeat
+from fairway_contracts.workloads import utcnow
+from fairway_runtime.settings import ServiceSettings
+from fairway_store import OutboxRelay, create_pool, migrate_dsn
+from fairway_telemetry import setup_logging, setup_tracing, shutdown_tracing
+
+log = logging.getLogger("fairway.runtime")
+
+Hook = Callable[["Service"], Awaitable[None]]
+
+SERVICE_UP = Gauge("fairway_service_ready", "1 when the service is ready", ["service"])
+
+
+class Service:
+    def __init__(self, name: str, settings: ServiceSettings, *, migrations: Path | None,
+                 schema: str | None = None):
+        self.name = name
+        self.settings = settings
+        self.schema = schema or name
+        self.migrations = migrations
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.broker: NatsBroker = make_broker(settings.nats_url, name)
+        self.pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self.http_port: int | None = None
+        self.ready = False
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._http: uvicorn.Server | None = None
+        self._extra_checks: list[Callable[[], bool]] = []
+
+    # wiring -----------------------------------------------------------------------------
+    def on_start(self, hook: Hook) -> Hook:
+        self._on_start.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        self._on_stop.append(hook)
+        return hook
+
+    def add_readiness_check(self, check: Callable[[], bool]) -> None:
+        self._extra_checks.append(check)
+
+    def background(self, coro: Awaitable[None], name: str) -> asyncio.Task:
+        task = asyncio.create_task(self._guard(coro, name), name=name)
+        self._tasks.append(task)
+        return task
+
+    @property
+    def js(self):
+        return jetstream(self.broker)
+
+    def is_ready(self) -> bool:
+        connected = self.broker._connection is not None and self.broker._connection.is_connected
+        return self.ready and connected and all(check() for check in self._extra_checks)
+
+    # lifecycle --------------------------------------------------------------------------
+    async def start(self, *, serve_http: bool = True) -> None:
+        setup_tracing(f"fairway-{self.name}")
+        await migrate_dsn(self.settings.database_url, self.schema, self.migrations)
+        self.pool = await create_pool(self.settings.database_url, self.schema,
+                                      max_size=self.settings.db_pool_size)
+        await self.broker.connect()
+        self.relay = OutboxRelay(self.settings.database_url, self.pool, self.schema, self.js)
+        await self.relay.start()
+        for hook in self._on_start:
+            await hook(self)
+        await self.broker.start()  # subscribers begin consuming only now
+        if serve_http:
+            await self._serve_http()
+        self.background(self._heartbeat(), "heartbeat")
+        self.ready = True
+        SERVICE_UP.labels(self.name).set(1)
+        log.info("service ready", extra={"fields": {"instance": self.instance,
+                                                     "http_port": self.http_port}})
+
+    async def stop(self) -> None:
+        self.ready = False
+        SERVICE_UP.labels(self.name).set(0)
+        # Stop taking messages first; FastStream waits for the handler in flight.
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for hook in reversed(self._on_stop):
+            with contextlib.suppress(Exception):
+                await hook(self)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.relay is not None:
+            await self.relay.stop()
+        if self._http is not None:
+            self._http.should_exit = True
+        if self.pool is not None:
+            await self.pool.close()
+        shutdown_tracing()
+        log.info("service stopped")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self.start()
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    # internals --------------------------------------------------------------------------
+    async def _guard(self, coro: Awaitable[None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s crashed; stopping the service", name)
+            self._stopping.set()
+
+    async def _heartbeat(self) -> None:
+        nc = self.broker._connection
+        while True:
+            beat = Heartbeat(service=self.name, instance=self.instance, ready=self.is_ready(),
+                             time=utcnow())
+            with contextlib.suppress(Exception):
+                await nc.publish(subjects.health(self.name), beat.to_json())
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    def probe_routes(self) -> list[Route]:
+        async def healthz(_: Request) -> Response:
+            return JSONResponse({"status": "ok", "service": self.name})
+
+        async def readyz(_: Request) -> Response:
+            ready = self.is_ready()
+            return JSONResponse({"ready": ready, "service": self.name},
+                                status_code=200 if ready else 503)
+
+        async def metrics(_: Request) -> Response:
+            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+        return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+    async def _serve_http(self) -> None:
+        app = Starlette(routes=self.probe_routes())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.http_host, self.settings.http_port))
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        self._http = uvicorn.Server(config)
+        self.background(self._http.serve(sockets=[sock]), "http")
+
+
+def main(build: Callable[[], Service]) -> None:
+    """Entry point of `python -m fairway_<service>`."""
+    service = build()
+    setup_logging(service.name)
+    try:
+        asyncio.run(service.run())
+    except KeyboardInterrupt:
+        pass

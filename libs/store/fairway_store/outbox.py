@@ -1,0 +1,157 @@
+"""The transactional outbox and its relay.
+
+A state change and the event that announces it commit together: the handler calls
+`add_to_outbox` on the same connection, inside the same transaction. The relay publishes
+unpublished rows in id order with `Nats-Msg-Id` set to the row's `msg_id`, so a relay that
+crashes between publish and mark publishes again and JetStream drops the repeat.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+import asyncpg
+from nats.js import JetStreamContext
+from pydantic import BaseModel
+
+from fairway_telemetry import inject_headers, trace_headers_only
+
+log = logging.getLogger("fairway.store.outbox")
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_outbox"
+
+
+async def add_to_outbox(
+    conn: asyncpg.Connection,
+    subject: str,
+    payload: BaseModel,
+    *,
+    msg_id: str,
+    trace_headers: Mapping[str, str] | None = None,
+) -> None:
+    """Queue `payload` for publication when the surrounding transaction commits.
+
+    `trace_headers` (traceparent…) default to the current span's context, so consumers continue
+    the trace that caused this event. A second add with the same `msg_id` is ignored.
+    """
+    headers = trace_headers_only(trace_headers) if trace_headers else inject_headers()
+    schema = await conn.fetchval("SELECT current_schema()")
+    await conn.execute(
+        "INSERT INTO outbox (subject, payload, headers, msg_id) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (msg_id) DO NOTHING",
+        subject,
+        payload.model_dump_json(by_alias=True).encode(),
+        headers,
+        msg_id,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox to JetStream. One relay per service instance is enough;
+    several are safe (rows are claimed with SKIP LOCKED, and duplicates are dropped by id)."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
+                 batch: int = 200, poll_seconds: float = 1.0, keep_published_seconds: int = 3600):
+        self.dsn = dsn
+        self.pool = pool
+        self.schema = schema
+        self.js = js
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.keep_published_seconds = keep_published_seconds
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._listener: asyncpg.Connection | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name=f"outbox-listen-{self.schema}"),
+            asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        # A last drain, so events committed just before shutdown are not left waiting.
+        with contextlib.suppress(Exception):
+            await self.relay_once()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+
+    async def _listen(self) -> None:
+        # LISTEN needs its own connection: a pooled one is reset (UNLISTEN *) on release.
+        while True:
+            try:
+                self._listener = await asyncpg.connect(self.dsn)
+                await self._listener.add_listener(
+                    notify_channel(self.schema), lambda *_: self._wake.set()
+                )
+                while not self._listener.is_closed():
+                    await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox listener lost, reconnecting: %r", exc)
+                await asyncio.sleep(1)
+
+    async def _run(self) -> None:
+        cleaned_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                while await self.relay_once() == self.batch:
+                    pass
+                if loop.time() - cleaned_at > 60:
+                    await self._clean()
+                    cleaned_at = loop.time()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay failed, will retry: %r", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def relay_once(self) -> int:
+        """Publish up to `batch` rows in id order; returns how many were published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, subject, payload, headers, msg_id FROM outbox"
+                " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self.batch,
+            )
+            if not rows:
+                return 0
+            published: list[int] = []
+            try:
+                for row in rows:
+                    headers = dict(row["headers"] or {})
+                    headers["Nats-Msg-Id"] = row["msg_id"]
+                    await self.js.publish(row["subject"], bytes(row["payload"]), headers=headers)
+                    published.append(row["id"])
+            finally:
+                if published:
+                    await conn.execute(
+                        "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                        published,
+                    )
+            self.published += len(published)
+            return len(published)
+
+    async def _clean(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                float(self.keep_published_seconds),
+            )
+            await conn.execute(
+                "DELETE FROM inbox WHERE processed_at < now() - interval '7 days'"
+            )

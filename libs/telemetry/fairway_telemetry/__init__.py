@@ -1,0 +1,25 @@
+"""Fairway telemetry: traces (OTLP from the OTEL_* environment), trace context in NATS headers,
+structured logs with workload and trace ids."""
+
+from fairway_telemetry.logs import setup_logging, workload_context
+from fairway_telemetry.tracing import (
+    current_trace_id,
+    extract_context,
+    inject_headers,
+    setup_tracing,
+    shutdown_tracing,
+    trace_headers_only,
+    tracer,
+)
+
+__all__ = [
+    "current_trace_id",
+    "extract_context",
+    "inject_headers",
+    "setup_logging",
+    "setup_tracing",
+    "shutdown_tracing",
+    "trace_headers_only",
+    "tracer",
+    "workload_context",
+]

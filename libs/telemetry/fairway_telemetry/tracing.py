@@ -1,0 +1,80 @@
+"""Tracer provider from the standard OTEL_* environment, and W3C context in message headers."""
+
+import os
+from collections.abc import Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_provider: TracerProvider | None = None
+
+
+def exporting_enabled(env: Mapping[str, str] = os.environ) -> bool:
+    """Spans are exported only when an OTLP endpoint is configured and the SDK is not off."""
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
+        return False
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def setup_tracing(service_name: str) -> TracerProvider:
+    """Install this process's tracer provider (once). OTEL_SERVICE_NAME wins over the argument.
+
+    With no OTLP endpoint the provider still creates spans (so trace ids reach logs and
+    message headers) but exports nothing.
+    """
+    global _provider
+    if _provider is not None:
+        return _provider
+    resource = Resource.create(
+        {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
+    )
+    provider = TracerProvider(resource=resource)
+    if exporting_enabled():
+        # http/protobuf is the default protocol of the standard environment; Jaeger ingests it.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject_headers(headers: dict[str, str] | None = None,
+                   ctx: otel_context.Context | None = None) -> dict[str, str]:
+    """Write the current (or given) trace context into a carrier of message headers."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier, context=ctx)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
+    return propagate.extract(dict(headers or {}))
+
+
+def trace_headers_only(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The W3C headers (traceparent, tracestate, baggage) of a carrier, for storing."""
+    keep = ("traceparent", "tracestate", "baggage")
+    return {k: v for k, v in (headers or {}).items() if k.lower() in keep}
+
+
+def current_trace_id() -> str | None:
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return format(span_context.trace_id, "032x")

@@ -1,0 +1,1 @@
+"""Fairway lifecycle service: pods, binding and the phase fold."""

@@ -1,0 +1,1 @@
+"""Fairway metrics service: projections and Prometheus series."""

@@ -1,0 +1,1 @@
+"""Fairway policy service: defaults and rules for workloads."""

@@ -1,0 +1,1 @@
+"""Fairway scheduler service: fair share, placement and decisions."""

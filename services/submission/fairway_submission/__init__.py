@@ -1,0 +1,1 @@
+"""Fairway submission service: the public REST API."""

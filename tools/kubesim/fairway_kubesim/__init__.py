@@ -1,0 +1,1 @@
+"""kubesim: a simulated GPU cluster behind the real Kubernetes API."""
