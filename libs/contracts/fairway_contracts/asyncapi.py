@@ -104,8 +104,8 @@ def build() -> dict:
         "info": {
             "title": "Fairway events",
             "version": "0.1.0",
-            "description": "Subjects, streams and payloads of the Fairway services (NATS JetStream). "
-            "Generated from libs/contracts; do not edit by hand.",
+            "description": "Subjects, streams and payloads of the Fairway services "
+            "(NATS JetStream). Generated from libs/contracts; do not edit by hand.",
         },
         "defaultContentType": "application/json",
         "channels": channels,

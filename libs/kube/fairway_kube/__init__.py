@@ -1,1 +1,6 @@
-"""Fairway Kubernetes glue: client from kubeconfig, list-then-watch."""
+"""Fairway's glue around the official Kubernetes client: configuration and list-then-watch."""
+
+from fairway_kube.client import api_client, raw_json, status_code
+from fairway_kube.watching import ListWatcher
+
+__all__ = ["ListWatcher", "api_client", "raw_json", "status_code"]

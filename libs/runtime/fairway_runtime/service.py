@@ -44,7 +44,7 @@ SERVICE_UP = Gauge("fairway_service_ready", "1 when the service is ready", ["ser
 
 class Service:
     def __init__(self, name: str, settings: ServiceSettings, *, migrations: Path | None,
-                 schema: str | None = None):
+                 schema: str | None = None, http_app: Starlette | None = None):
         self.name = name
         self.settings = settings
         self.schema = schema or name
@@ -61,6 +61,8 @@ class Service:
         self._stopping = asyncio.Event()
         self._http: uvicorn.Server | None = None
         self._extra_checks: list[Callable[[], bool]] = []
+        # A service with an HTTP API of its own serves the probes on it (see probe_routes).
+        self.http_app = http_app
 
     # wiring -----------------------------------------------------------------------------
     def on_start(self, hook: Hook) -> Hook:
@@ -177,12 +179,13 @@ class Service:
         return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
     async def _serve_http(self) -> None:
-        app = Starlette(routes=self.probe_routes())
+        app = self.http_app or Starlette(routes=self.probe_routes())
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.http_host, self.settings.http_port))
         self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5)
         self._http = uvicorn.Server(config)
         self.background(self._http.serve(sockets=[sock]), "http")
 

@@ -90,12 +90,14 @@ class OutboxRelay:
         # LISTEN needs its own connection: a pooled one is reset (UNLISTEN *) on release.
         while True:
             try:
+                lost = asyncio.Event()
                 self._listener = await asyncpg.connect(self.dsn)
+                self._listener.add_termination_listener(lambda *_, lost=lost: lost.set())
                 await self._listener.add_listener(
                     notify_channel(self.schema), lambda *_: self._wake.set()
                 )
-                while not self._listener.is_closed():
-                    await asyncio.sleep(5)
+                self._wake.set()  # catch up on anything committed while not listening
+                await lost.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -20,5 +20,6 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": f"{schema},public", "application_name": f"fairway-{schema}"},
+        server_settings={"search_path": f"{schema},public",
+                         "application_name": f"fairway-{schema}"},
     )

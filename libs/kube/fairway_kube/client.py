@@ -1,0 +1,30 @@
+"""The official Kubernetes client, configured from a kubeconfig or from inside a cluster."""
+
+import json
+import os
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """KUBECONFIG (or the given path) when present, else the in-cluster service account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    configuration = client.Configuration()
+    if path:
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    # Many concurrent calls from threads: a pool per worker thread would be wasteful.
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+def raw_json(response: Any) -> Any:
+    """Body of a `_preload_content=False` call as plain JSON (no model deserialisation)."""
+    return json.loads(response.data)
+
+
+def status_code(exc: BaseException) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None

@@ -1,0 +1,30 @@
+"""Lifecycle: the only service that talks to Kubernetes."""
+
+from pathlib import Path
+
+from fairway_lifecycle import handlers
+from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_runtime import Service
+
+
+def build(settings: LifecycleSettings | None = None) -> Service:
+    settings = settings or LifecycleSettings()
+    service = Service("lifecycle", settings, migrations=Path(__file__).parent / "migrations")
+    kube = Kube(settings.kubeconfig, workers=settings.kube_workers)
+    controller = Controller(service, kube, settings.resync_seconds)
+    handlers.register(service, settings, controller)
+    service.add_readiness_check(lambda: controller.synced)
+
+    @service.on_start
+    async def start_controller(_: Service) -> None:
+        await controller.start()
+
+    @service.on_stop
+    async def stop_controller(_: Service) -> None:
+        await controller.stop()
+        kube.close()
+
+    service.controller = controller  # for tests
+    return service

@@ -1,0 +1,57 @@
+"""Lifecycle's message handlers: submitted workloads and bind decisions."""
+
+import logging
+
+from fairway_bus import Delivery, durable_subscriber
+from fairway_contracts import Phase, streams, subjects
+from fairway_contracts.events import BindDecision, PhaseChanged, WorkloadSubmitted
+from fairway_lifecycle import repository as repo
+from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.pods import namespace_for
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_runtime import Service
+from fairway_store import add_to_outbox
+from fairway_telemetry import trace_headers_only, workload_context
+
+log = logging.getLogger("fairway.lifecycle.handlers")
+
+
+def register(service: Service, settings: LifecycleSettings, controller: Controller) -> None:
+    @durable_subscriber(service.broker, streams.LIFECYCLE_WORKLOADS, WorkloadSubmitted)
+    async def on_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
+        # Idempotent by state, not by inbox: the row is inserted once (its Creating event with
+        # it), and pods are ensured by the reconciler every time, so a crash between the
+        # commit and the pod creation still ends with pods.
+        with workload_context(event.workload_id):
+            namespace = namespace_for(event.project, settings.namespace_prefix)
+            message = f"creating {event.spec.pods} pod(s) in namespace {namespace}"
+            async with service.pool.acquire() as conn, conn.transaction():
+                created = await repo.insert_workload(
+                    conn, event, namespace, trace_headers_only(delivery.headers),
+                    "CreatingPods", message)
+                if created:
+                    first = PhaseChanged(
+                        event_id=f"{event.workload_id}:1", workload_id=event.workload_id,
+                        name=event.name, project=event.project,
+                        workload_type=event.workload_type, sequence=1, previous_phase=None,
+                        phase=Phase.CREATING, reason="CreatingPods", message=message,
+                        time=event.created_at,
+                    )
+                    await add_to_outbox(
+                        conn, subjects.phase(event.project, event.workload_id, Phase.CREATING),
+                        first, msg_id=f"phase:{event.workload_id}:1")
+            if created:
+                log.info("accepted %s %s", event.workload_type.value, event.name)
+            controller.mark(event.workload_id)
+
+    @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
+    async def on_bind(decision: BindDecision, delivery: Delivery) -> None:
+        # Binding is idempotent in Kubernetes itself: a second bind answers 409.
+        with workload_context(decision.workload_id):
+            async with service.pool.acquire() as conn:
+                row = await repo.get(conn, decision.workload_id)
+            if row is None:
+                raise LookupError(f"bind for unknown workload {decision.workload_id}")
+            for placement in decision.placements:
+                outcome = await controller.kube.bind(row.namespace, placement.pod, placement.node)
+                log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)

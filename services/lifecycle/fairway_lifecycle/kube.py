@@ -1,0 +1,94 @@
+"""Lifecycle's calls to the Kubernetes API (the official client, run in worker threads)."""
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client
+
+from fairway_kube import api_client
+
+log = logging.getLogger("fairway.lifecycle.kube")
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"Kubernetes API answered {status}: {body[:300]}")
+        self.status = status
+
+
+class Kube:
+    def __init__(self, kubeconfig: str | None, workers: int = 8):
+        self.api = api_client(kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._namespaces: set[str] = set()
+
+    async def _call(self, func, *args, **kwargs) -> tuple[int, Any]:
+        kwargs["_preload_content"] = False
+
+        def run():
+            try:
+                response = func(*args, **kwargs)
+            except client.exceptions.ApiException as exc:
+                return exc.status, exc.body
+            return response.status, response.data
+
+        status, data = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        body: Any = data
+        if isinstance(data, (bytes, str)) and data:
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = data
+        return status, body
+
+    async def ensure_namespace(self, name: str) -> None:
+        if name in self._namespaces:
+            return
+        status, body = await self._call(
+            self.core.create_namespace,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": name, "labels": {"fairway.io/managed": "true"}}},
+        )
+        if status not in (200, 201, 409):
+            raise KubeError(status, str(body))
+        self._namespaces.add(name)
+
+    async def create_pod(self, pod: dict[str, Any]) -> bool:
+        """True when created, False when it already existed."""
+        ns = pod["metadata"]["namespace"]
+        status, body = await self._call(self.core.create_namespaced_pod, ns, pod)
+        if status in (200, 201):
+            return True
+        if status == 409:
+            return False
+        raise KubeError(status, str(body))
+
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None
+                         ) -> None:
+        kwargs = {} if grace_seconds is None else {"grace_period_seconds": grace_seconds}
+        status, body = await self._call(self.core.delete_namespaced_pod, name, namespace,
+                                        **kwargs)
+        if status not in (200, 202, 404):
+            raise KubeError(status, str(body))
+
+    async def bind(self, namespace: str, pod: str, node: str) -> str:
+        """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        status, answer = await self._call(self.core.create_namespaced_pod_binding, pod,
+                                          namespace, body)
+        if status in (200, 201):
+            return "bound"
+        if status == 409:
+            return "already-bound"
+        if status == 404:
+            return "gone"
+        raise KubeError(status, str(answer))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()

@@ -1,0 +1,97 @@
+"""Lifecycle's SQL: the workloads it drives and the phase it last published for each."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fairway_contracts import EffectiveSpec, Phase, WorkloadType
+from fairway_contracts.events import WorkloadSubmitted
+from fairway_lifecycle.fold import WorkloadInfo
+
+
+@dataclass
+class WorkloadRow:
+    workload_id: str
+    name: str
+    project: str
+    workload_type: WorkloadType
+    namespace: str
+    spec: EffectiveSpec
+    trace_headers: dict[str, str]
+    attempt: int
+    phase: Phase
+    reason: str
+    message: str
+    sequence: int
+    created_at: datetime
+
+    @property
+    def info(self) -> WorkloadInfo:
+        return WorkloadInfo(
+            workload_id=self.workload_id, name=self.name, project=self.project,
+            workload_type=self.workload_type, pods=self.spec.pods, min_pods=self.spec.min_pods,
+            backoff_limit=self.spec.backoff_limit, attempt=self.attempt,
+        )
+
+
+def _row(r: asyncpg.Record) -> WorkloadRow:
+    return WorkloadRow(
+        workload_id=r["workload_id"], name=r["name"], project=r["project"],
+        workload_type=WorkloadType(r["workload_type"]), namespace=r["namespace"],
+        spec=EffectiveSpec.model_validate(r["spec"]), trace_headers=dict(r["trace_headers"]),
+        attempt=r["attempt"], phase=Phase(r["phase"]), reason=r["reason"],
+        message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
+    )
+
+
+async def insert_workload(conn: asyncpg.Connection, event: WorkloadSubmitted, namespace: str,
+                          trace_headers: dict[str, str], reason: str, message: str) -> bool:
+    """False when the workload is already known (a redelivered submission)."""
+    status = await conn.execute(
+        "INSERT INTO workloads (workload_id, name, project, workload_type, namespace, spec,"
+        " trace_headers, phase, reason, message, sequence, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11)"
+        " ON CONFLICT (workload_id) DO NOTHING",
+        event.workload_id, event.name, event.project, event.workload_type.value, namespace,
+        event.spec.model_dump(mode="json"), trace_headers, Phase.CREATING.value, reason,
+        message, event.created_at,
+    )
+    return status.endswith(" 1")
+
+
+async def get_for_update(conn: asyncpg.Connection, workload_id: str) -> WorkloadRow | None:
+    r = await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1 FOR UPDATE",
+                            workload_id)
+    return _row(r) if r else None
+
+
+async def get(conn: asyncpg.Connection, workload_id: str) -> WorkloadRow | None:
+    r = await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1", workload_id)
+    return _row(r) if r else None
+
+
+async def active(conn: asyncpg.Connection) -> list[WorkloadRow]:
+    rows = await conn.fetch(
+        "SELECT * FROM workloads WHERE phase NOT IN ('Completed', 'Failed', 'Deleted')"
+    )
+    return [_row(r) for r in rows]
+
+
+async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Phase, reason: str,
+                       message: str, sequence: int, attempt: int) -> None:
+    await conn.execute(
+        "UPDATE workloads SET phase = $2, reason = $3, message = $4, sequence = $5,"
+        " attempt = $6, updated_at = now() WHERE workload_id = $1",
+        workload_id, phase.value, reason, message, sequence, attempt,
+    )
+
+
+async def set_attempt(conn: asyncpg.Connection, workload_id: str, attempt: int) -> None:
+    await conn.execute("UPDATE workloads SET attempt = $2, updated_at = now()"
+                       " WHERE workload_id = $1", workload_id, attempt)
+
+
+def as_dict(row: WorkloadRow) -> dict[str, Any]:
+    return {"workloadId": row.workload_id, "phase": row.phase.value, "attempt": row.attempt}

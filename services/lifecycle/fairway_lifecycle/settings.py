@@ -1,0 +1,11 @@
+from pydantic import Field
+
+from fairway_runtime import ServiceSettings
+
+
+class LifecycleSettings(ServiceSettings):
+    kubeconfig: str | None = Field(default=None, alias="KUBECONFIG",
+                                   description="unset: the in-cluster service account")
+    namespace_prefix: str = Field(default="fairway-", alias="FAIRWAY_NAMESPACE_PREFIX")
+    resync_seconds: float = Field(default=300.0, alias="FAIRWAY_LIFECYCLE_RESYNC_SECONDS")
+    kube_workers: int = Field(default=8, alias="FAIRWAY_LIFECYCLE_KUBE_WORKERS")

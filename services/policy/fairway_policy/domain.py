@@ -1,0 +1,226 @@
+"""Policy's pure core: a submitted spec in, the effective spec or every violation out.
+
+Synchronous and deterministic, no I/O: `evaluate` reads only its argument. Today the built-in
+defaults and checks apply; policies stored per scope (issue 8) will be passed in as values, never
+fetched from here.
+
+Every problem is reported at once, each with the field path the client sent (camelCase, e.g.
+`spec.compute.gpuDevicesRequest`, `spec.labels[0].value`), so a 422 can name them all.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
+from fairway_contracts.workloads import EffectiveSpec, WorkloadType
+
+# Run:ai's priority dictionary: seven levels anyone may choose plus the names of the workload
+# categories that are the types' defaults (train, interactive-preemptible, build, inference).
+# Higher runs first. The values are Run:ai's Kubernetes PriorityClass values, so people who move
+# between the two systems see the same numbers.
+PRIORITY_CLASSES: Mapping[str, int] = {
+    "very-low": 25,
+    "low": 40,
+    "train": 50,
+    "medium-low": 65,
+    "interactive-preemptible": 75,
+    "medium": 80,
+    "medium-high": 90,
+    "build": 100,
+    "high": 125,
+    "inference": 125,
+    "very-high": 150,
+}
+# Below this value a workload is preemptible, unless its `preemptibility` says otherwise.
+NON_PREEMPTIBLE_FROM = 100
+
+DEFAULT_PRIORITY_CLASS: Mapping[WorkloadType, str] = {
+    WorkloadType.WORKSPACE: "build",
+    WorkloadType.TRAINING: "train",
+    WorkloadType.DISTRIBUTED: "train",
+    WorkloadType.INFERENCE: "inference",
+}
+DEFAULT_BACKOFF_LIMIT = 6
+# Trainings run to completion: a failed container is retried through the backoff limit, not
+# restarted in place. Workspaces and inference servers are long-running: restart in place.
+DEFAULT_RESTART_POLICY: Mapping[WorkloadType, str] = {
+    WorkloadType.WORKSPACE: "Always",
+    WorkloadType.TRAINING: "Never",
+    WorkloadType.DISTRIBUTED: "Never",
+    WorkloadType.INFERENCE: "Always",
+}
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PREEMPTIBILITY: Mapping[str, bool] = {"preemptible": True, "non-preemptible": False}
+DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
+
+# Fields of the request's spec that pass into the effective spec as given (the effective spec's
+# own validation checks their shape); everything else in it is decided here.
+_PASSED_THROUGH = (
+    "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
+    "nodePools",
+)
+_RULE = "builtin"
+
+
+def priority_value(priority_class: str) -> int | None:
+    return PRIORITY_CLASSES.get(priority_class)
+
+
+def evaluate(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
+    spec = request.spec
+    problems: list[Violation] = []
+
+    _check_image(spec.get("image"), problems)
+    _check_gpu_request(spec.get("compute"), problems)
+    priority_class = _priority_class(request.workload_type, spec.get("priorityClass"), problems)
+    preemptible = _preemptible(priority_class, spec.get("preemptibility"), problems)
+    restart_policy = _restart_policy(request.workload_type, spec.get("restartPolicy"), problems)
+    pods, min_pods = _pod_group(request.workload_type, spec, problems)
+
+    candidate: dict[str, Any] = {k: spec[k] for k in _PASSED_THROUGH if spec.get(k) is not None}
+    backoff_limit = spec.get("backoffLimit")
+    candidate.update(
+        priorityClass=priority_class,
+        preemptible=preemptible,
+        backoffLimit=DEFAULT_BACKOFF_LIMIT if backoff_limit is None else backoff_limit,
+        restartPolicy=restart_policy,
+        pods=pods,
+        minPods=min_pods,
+    )
+    try:
+        effective = EffectiveSpec.model_validate(candidate)
+    except ValidationError as exc:
+        problems.extend(_schema_violations(exc))
+        effective = None
+
+    if problems:
+        return PolicyEvaluateReply(ok=False, violations=_one_per_field(problems))
+    return PolicyEvaluateReply(ok=True, effective_spec=effective)
+
+
+# checks and defaults, one per concern -------------------------------------------------------
+
+def _violation(problems: list[Violation], field: str, message: str) -> None:
+    problems.append(Violation(field=f"spec.{field}", message=message, rule=_RULE))
+
+
+def _check_image(image: Any, problems: list[Violation]) -> None:
+    if not isinstance(image, str) or not image.strip():
+        _violation(problems, "image", "an image is required, e.g. nvcr.io/nvidia/pytorch:24.05-py3")
+
+
+def _check_gpu_request(compute: Any, problems: list[Violation]) -> None:
+    # The effective spec carries whole GPUs only; dropping a fraction silently would hand the
+    # workload zero GPUs.
+    if not isinstance(compute, Mapping):
+        return
+    for key in ("gpuPortionRequest", "gpuMemoryRequest"):
+        if compute.get(key):
+            _violation(problems, f"compute.{key}",
+                       "GPU fractions are not supported yet; request whole GPUs with "
+                       "gpuDevicesRequest")
+
+
+def _priority_class(workload_type: WorkloadType, requested: Any,
+                    problems: list[Violation]) -> str:
+    default = DEFAULT_PRIORITY_CLASS[workload_type]
+    if requested is None:
+        return default
+    if requested not in PRIORITY_CLASSES:
+        valid = ", ".join(sorted(PRIORITY_CLASSES, key=lambda n: (PRIORITY_CLASSES[n], n)))
+        _violation(problems, "priorityClass",
+                   f"unknown priority class {requested!r}; valid priority classes: {valid}")
+        return default  # so the rest of the spec is still checked
+    return requested
+
+
+def _preemptible(priority_class: str, preemptibility: Any, problems: list[Violation]) -> bool:
+    if preemptibility is None:
+        return PRIORITY_CLASSES[priority_class] < NON_PREEMPTIBLE_FROM
+    if preemptibility not in PREEMPTIBILITY:
+        _violation(problems, "preemptibility",
+                   f"unknown preemptibility {preemptibility!r}; valid: "
+                   f"{', '.join(PREEMPTIBILITY)}")
+        return PRIORITY_CLASSES[priority_class] < NON_PREEMPTIBLE_FROM
+    return PREEMPTIBILITY[preemptibility]
+
+
+def _restart_policy(workload_type: WorkloadType, requested: Any,
+                    problems: list[Violation]) -> str:
+    if requested is None:
+        return DEFAULT_RESTART_POLICY[workload_type]
+    if requested not in RESTART_POLICIES:
+        _violation(problems, "restartPolicy",
+                   f"unknown restart policy {requested!r}; valid: {', '.join(RESTART_POLICIES)}")
+        return DEFAULT_RESTART_POLICY[workload_type]
+    return requested
+
+
+def _pod_group(workload_type: WorkloadType, spec: Mapping[str, Any],
+               problems: list[Violation]) -> tuple[int, int]:
+    """(pods in the gang, the gang minimum) for the workload type."""
+    if workload_type is WorkloadType.DISTRIBUTED:
+        return _distributed_pods(spec, problems)
+    if workload_type is WorkloadType.INFERENCE:
+        # Replicas serve independently: each one is its own gang of one.
+        autoscaling = spec.get("autoscaling")
+        replicas = autoscaling.get("minReplicas") if isinstance(autoscaling, Mapping) else None
+        if replicas is None:
+            return 1, 1
+        if not _is_count(replicas, at_least=1):
+            _violation(problems, "autoscaling.minReplicas", "must be a whole number of at least 1")
+            return 1, 1
+        return replicas, 1
+    # Workspaces and trainings are one pod for now (parallelism/completions come later).
+    return 1, 1
+
+
+def _distributed_pods(spec: Mapping[str, Any], problems: list[Violation]) -> tuple[int, int]:
+    framework = spec.get("distributedFramework")
+    if framework is not None and framework not in DISTRIBUTED_FRAMEWORKS:
+        _violation(problems, "distributedFramework",
+                   f"unknown framework {framework!r}; valid: {', '.join(DISTRIBUTED_FRAMEWORKS)}")
+    workers = spec.get("numWorkers", 1)
+    if not _is_count(workers, at_least=1):
+        _violation(problems, "numWorkers", "must be a whole number of at least 1")
+        workers = 1
+    pods = 1 + workers  # the master and its workers start together
+    min_replicas = spec.get("minReplicas")
+    if min_replicas is None:
+        return pods, pods
+    if not _is_count(min_replicas, at_least=1) or min_replicas > workers:
+        _violation(problems, "minReplicas",
+                   f"must be a whole number between 1 and numWorkers ({workers})")
+        return pods, pods
+    return pods, 1 + min_replicas
+
+
+def _is_count(value: Any, *, at_least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
+def _schema_violations(exc: ValidationError) -> list[Violation]:
+    return [
+        Violation(field=_path(("spec", *error["loc"])), message=error["msg"], rule=_RULE)
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _one_per_field(problems: list[Violation]) -> list[Violation]:
+    # A field the explicit checks already explained is not repeated by the schema check.
+    seen: set[str] = set()
+    unique = []
+    for problem in problems:
+        if problem.field not in seen:
+            seen.add(problem.field)
+            unique.append(problem)
+    return unique

@@ -1,0 +1,136 @@
+"""The API's request and response models (Run:ai-shaped, camelCase), and pure helpers."""
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class NameValue(ApiModel):
+    name: str = Field(min_length=1)
+    value: str
+
+
+class ComputeFields(ApiModel):
+    gpu_devices_request: int | None = Field(default=None, ge=0, le=64)
+    cpu_core_request: float | None = Field(default=None, ge=0)
+    cpu_memory_request: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]?i?$")
+
+
+class TrainingSpec(ApiModel):
+    image: str = Field(min_length=1)
+    command: str | None = None
+    args: str | None = None
+    environment_variables: list[NameValue] = Field(default_factory=list)
+    annotations: list[NameValue] = Field(default_factory=list)
+    labels: list[NameValue] = Field(default_factory=list)
+    compute: ComputeFields = Field(default_factory=ComputeFields)
+    node_pools: list[str] = Field(default_factory=list)
+    priority_class: str | None = None
+    preemptibility: Literal["preemptible", "non-preemptible"] | None = None
+    backoff_limit: int | None = Field(default=None, ge=0, le=100)
+    restart_policy: Literal["Never", "OnFailure", "Always"] | None = None
+
+    @field_validator("image")
+    @classmethod
+    def image_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class TrainingCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=40)
+    project_id: str = Field(min_length=1)
+    cluster_id: str | None = None
+    use_given_name_as_prefix: bool = False
+    spec: TrainingSpec
+
+    @field_validator("name")
+    @classmethod
+    def dns_name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter")
+        return value
+
+
+class TokenRequest(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    grant_type: Literal["password", "client_credentials"]
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class Workload(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    workload_id: str
+    name: str
+    project_id: str
+    project_name: str
+    type: str
+    created_at: datetime
+    created_by: str
+    desired_phase: str
+    phase: str
+    phase_reason: str | None
+    phase_message: str | None
+    priority_class_name: str
+    preemptible: bool
+    requested_node_pools: list[str]
+    current_node_pools: list[str]
+    allocated_resources: dict[str, Any]
+    requested_resources: dict[str, Any]
+    running_pods: int
+    requested_pods: int
+    total_pending_time_seconds: float
+    total_running_time_seconds: float
+    spec: dict[str, Any]
+
+
+def with_suffix(name: str) -> str:
+    """useGivenNameAsPrefix: the given name plus a short random suffix, still a DNS name."""
+    return f"{name[:33]}-{secrets.token_hex(3)}"
+
+
+# filterBy / sortBy on the workload list: API field → SQL column.
+LIST_FIELDS = {
+    "name": "name",
+    "projectId": "project_id::text",
+    "projectName": "project",
+    "type": "workload_type",
+    "phase": "phase",
+    "createdBy": "created_by",
+    "createdAt": "created_at",
+    "workloadId": "workload_id::text",
+}
+FILTER = re.compile(r"^(?P<field>[A-Za-z]+)(?P<op>==|!=|=@|>=|<=)(?P<value>.*)$")
+
+
+def parse_filters(filter_by: str | None) -> list[tuple[str, str, str]]:
+    """`field==value,field!=value,field=@part` → [(column, op, value)]; ValueError names the
+    part that is wrong."""
+    out: list[tuple[str, str, str]] = []
+    if not filter_by:
+        return out
+    for part in filter_by.split(","):
+        match = FILTER.match(part.strip())
+        if not match:
+            raise ValueError(f"'{part}' is not field==value, field!=value or field=@value")
+        field = match["field"]
+        if field not in LIST_FIELDS:
+            raise ValueError(f"cannot filter by '{field}'; use one of {', '.join(LIST_FIELDS)}")
+        out.append((LIST_FIELDS[field], match["op"], match["value"]))
+    return out

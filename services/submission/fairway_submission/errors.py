@@ -1,0 +1,64 @@
+"""Every error is JSON {code, message, details}, with each problem's field path."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers
+
+
+def field_error(code: int, field: str, reason: str) -> ApiError:
+    return ApiError(code, f"{field}: {reason}", [{"field": field, "reason": reason}])
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"code": exc.code, "message": exc.message, "details": exc.details},
+                            status_code=exc.code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for err in exc.errors():
+            reason = err.get("msg", "invalid")
+            if err.get("type") == "missing":
+                reason = "is required"
+            elif err.get("type") == "extra_forbidden":
+                reason = "is not a known field"
+            details.append({"field": _path(tuple(err.get("loc", ()))), "reason": reason})
+        summary = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
+        return JSONResponse({"code": 422, "message": f"invalid request: {summary}",
+                             "details": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"code": exc.status_code, "message": str(exc.detail), "details": []},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger("fairway.submission").exception("unexpected error")
+        return JSONResponse({"code": 500, "message": "internal error", "details": []},
+                            status_code=500)

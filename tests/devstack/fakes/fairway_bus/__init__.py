@@ -1,0 +1,1 @@
+"""Fake fairway_bus for devstack tests (only the bootstrap)."""

@@ -1,0 +1,1 @@
+"""Fake kubesim for devstack tests."""

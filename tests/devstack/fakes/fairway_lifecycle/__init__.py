@@ -1,0 +1,1 @@
+"""Fake fairway_lifecycle for devstack tests."""

@@ -1,0 +1,3 @@
+from _fake_common import run_service
+
+run_service()

@@ -1,0 +1,1 @@
+"""Fake fairway_metrics for devstack tests."""

@@ -1,0 +1,1 @@
+"""Fake fairway_policy for devstack tests."""

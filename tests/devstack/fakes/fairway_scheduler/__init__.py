@@ -1,0 +1,1 @@
+"""Fake fairway_scheduler for devstack tests."""

@@ -1,0 +1,1 @@
+"""Fake fairway_submission for devstack tests."""

@@ -1,0 +1,88 @@
+"""The phase fold, pinned by pod-state tables: the pods a workload has → its phase."""
+
+import pytest
+
+from fairway_contracts import Phase, WorkloadType
+from fairway_lifecycle.fold import WorkloadInfo, fold
+from tests.lifecycle.podfactory import pod
+
+TRAINING = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=1,
+                        backoff_limit=6, attempt=1)
+TWO_PODS = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2)
+
+
+@pytest.mark.parametrize(
+    ("workload", "pods", "phase", "reason"),
+    [
+        (TRAINING, [], Phase.CREATING, "CreatingPods"),
+        (TRAINING, [pod(stage="unbound")], Phase.PENDING, "WaitingForScheduler"),
+        (TRAINING, [pod(stage="pulling")], Phase.INITIALIZING, "PodsBound"),
+        (TRAINING, [pod(stage="starting")], Phase.INITIALIZING, "PodsBound"),
+        (TRAINING, [pod(stage="running")], Phase.RUNNING, "PodsRunning"),
+        (TRAINING, [pod(stage="succeeded")], Phase.COMPLETED, "Succeeded"),
+        (TWO_PODS, [pod("a", stage="running")], Phase.PENDING, "CreatingPods"),
+        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="unbound")], Phase.PENDING,
+         "WaitingForScheduler"),
+        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="pulling")], Phase.INITIALIZING,
+         "PodsBound"),
+        (TWO_PODS, [pod("a", stage="succeeded"), pod("b", stage="running")], Phase.RUNNING,
+         "PodsRunning"),
+        (TWO_PODS, [pod("a", stage="succeeded"), pod("b", stage="succeeded")], Phase.COMPLETED,
+         "Succeeded"),
+    ],
+)
+def test_phase_of_pods(workload, pods, phase, reason):
+    result = fold(workload, pods)
+    assert (result.phase, result.reason) == (phase, reason)
+    assert result.message
+
+
+def test_failed_pod_with_retries_left_goes_back_to_pending_and_asks_for_a_retry():
+    result = fold(TRAINING, [pod(stage="failed", exit_code=3)])
+    assert result.phase == Phase.PENDING
+    assert result.retry
+    assert "exited with code 3" in result.message
+    assert "6 retries left" in result.message
+
+
+def test_last_attempt_failing_fails_the_workload_naming_the_exit_code():
+    last = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, backoff_limit=2,
+                        attempt=3)
+    result = fold(last, [pod(attempt=3, stage="failed", exit_code=3)])
+    assert result.phase == Phase.FAILED
+    assert result.reason == "BackoffLimitExceeded"
+    assert "code 3" in result.message
+    assert "failed 3 times" in result.message
+    assert not result.retry
+
+
+def test_no_retries_at_all_reports_the_exit_code_reason():
+    once = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, backoff_limit=0)
+    result = fold(once, [pod(stage="failed", exit_code=3)])
+    assert (result.phase, result.reason) == (Phase.FAILED, "ExitCode")
+    assert "exited with code 3" in result.message
+
+
+def test_oom_killed_is_named():
+    once = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, backoff_limit=0)
+    result = fold(once, [pod(stage="failed", exit_code=137, reason="OOMKilled")])
+    assert (result.phase, result.reason) == (Phase.FAILED, "OOMKilled")
+
+
+def test_pods_of_earlier_attempts_are_ignored():
+    second = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, attempt=2)
+    old_failure = pod("old", attempt=1, stage="failed", exit_code=3)
+    assert fold(second, [old_failure]).phase == Phase.PENDING
+    assert fold(second, [old_failure, pod("new", attempt=2, stage="running")]).phase == (
+        Phase.RUNNING)
+
+
+def test_terminating_pods_do_not_count():
+    terminating = pod(stage="running")
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert fold(TRAINING, [terminating]).phase == Phase.CREATING
+
+
+def test_the_fold_is_deterministic():
+    pods = [pod("a", stage="running"), pod("b", stage="pulling")]
+    assert fold(TWO_PODS, pods) == fold(TWO_PODS, list(reversed(pods)))

@@ -1,0 +1,3 @@
+from fairway_cli.main import app
+
+app()

@@ -1,0 +1,622 @@
+"""The simulated kubelets of every node, driven by one timer.
+
+The kubelet listens to pod writes in the store. A pod that gets a `spec.nodeName` is admitted
+by that node's kubelet, which then walks it through its stages on a clock:
+
+    admit ──▶ sandbox ready, image pull (waiting: ContainerCreating)     pull-seconds
+          ──▶ containers running, not ready                              start-seconds
+          ──▶ Ready                                                      run-seconds
+          ──▶ main container exits (exit-code) ──▶ phase from restartPolicy
+                 Never / OnFailure+0: Succeeded or Failed (terminal)
+                 Always / OnFailure+≠0: waiting CrashLoopBackOff, restart after back-off
+
+Deleting a running pod lets its containers run out the grace period, then kills them (137),
+writes the terminal status and removes the pod; pods whose containers are not running are
+removed at once. All due transitions sit in one heap served by one `loop.call_at` timer, not
+one task per pod. Each transition rewrites the kubelet-owned part of the pod status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .objects import (
+    SIM_PREFIX,
+    node_is_ready,
+    now_rfc3339,
+    pod_requests,
+)
+from .profile import Timings
+from .quantity import parse_quantity
+from .store import ADDED, DELETED, MODIFIED, Event, Resource, Store
+
+log = logging.getLogger("fairway_kubesim.kubelet")
+
+# Pod stages, as this kubelet sees them.
+NEW = "New"                # bound, not yet admitted
+CREATING = "Creating"      # sandbox up, pulling images
+STARTING = "Starting"      # containers running, not ready yet
+READY = "Ready"            # running and ready
+BACKOFF = "BackOff"        # waiting to restart exited containers
+TERMINAL = "Terminal"      # phase Succeeded / Failed: nothing more happens
+REJECTED = "Rejected"      # admission failed (phase Failed)
+
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+BACKOFF_INITIAL, BACKOFF_MAX = 10.0, 300.0
+_BATCH = 1000  # transitions handled per timer callback before yielding to the loop
+
+
+@dataclass(slots=True)
+class ContainerSim:
+    name: str
+    image: str
+    state: str = "waiting"  # waiting | running | terminated
+    reason: str | None = "ContainerCreating"
+    message: str | None = None
+    exit_code: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    container_id: str | None = None
+    image_id: str = ""
+    ready: bool = False
+    started: bool = False
+    restart_count: int = 0
+    last_state: dict[str, Any] = field(default_factory=dict)
+
+    def status(self) -> dict[str, Any]:
+        if self.state == "running":
+            state: dict[str, Any] = {"running": {"startedAt": self.started_at}}
+        elif self.state == "terminated":
+            term: dict[str, Any] = {"exitCode": self.exit_code, "reason": self.reason,
+                                    "startedAt": self.started_at,
+                                    "finishedAt": self.finished_at}
+            if self.message:
+                term["message"] = self.message
+            if self.container_id:
+                term["containerID"] = self.container_id
+            state = {"terminated": term}
+        else:
+            waiting: dict[str, Any] = {"reason": self.reason}
+            if self.message:
+                waiting["message"] = self.message
+            state = {"waiting": waiting}
+        out: dict[str, Any] = {}
+        if self.container_id:
+            out["containerID"] = self.container_id
+        out.update({"image": self.image, "imageID": self.image_id, "lastState": self.last_state,
+                    "name": self.name, "ready": self.ready,
+                    "restartCount": self.restart_count, "started": self.started,
+                    "state": state})
+        return out
+
+    def start(self, when: str) -> None:
+        self.state, self.reason, self.message = "running", None, None
+        self.started_at, self.finished_at = when, None
+        self.container_id = "containerd://" + secrets.token_hex(32)
+        self.image_id = _image_id(self.image)
+        self.started, self.ready = True, False
+
+    def terminate(self, when: str, exit_code: int, reason: str | None = None,
+                  message: str | None = None) -> None:
+        if self.state != "running":
+            self.started_at = self.started_at or when
+        self.state = "terminated"
+        self.exit_code = exit_code
+        self.reason = reason or ("Completed" if exit_code == 0 else "Error")
+        self.message = message
+        self.finished_at = when
+        self.ready = self.started = False
+
+
+@dataclass(slots=True)
+class Behaviour:
+    """What a pod's `sim.fairway.io/*` annotations ask of it."""
+
+    pull_seconds: float
+    start_seconds: float
+    run_seconds: float | None
+    exit_code: int
+
+
+@dataclass(eq=False, slots=True)
+class PodSim:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    restart_policy: str
+    containers: list[ContainerSim]
+    behaviour: Behaviour
+    stage: str = NEW
+    token: int = 0  # bumped to cancel pending transitions
+    ip: str | None = None
+    ip_slot: int | None = None
+    start_time: str | None = None
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleting: bool = False
+    kill_due: float | None = None
+    exit_due: float | None = None
+    delete_grace: int | None = None
+    requests: dict[str, float] = field(default_factory=dict)
+    active: bool = False  # counted against its node's resources
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(slots=True)
+class NodeState:
+    name: str
+    index: int
+    ip: str
+    allocatable: dict[str, float]
+    pods: set[PodSim] = field(default_factory=set)
+    next_slot: int = 2
+    used_slots: set[int] = field(default_factory=set)
+
+    def allocate_ip(self) -> tuple[str, int]:
+        for _ in range(253):
+            slot = self.next_slot
+            self.next_slot = 2 if slot >= 254 else slot + 1
+            if slot not in self.used_slots:
+                self.used_slots.add(slot)
+                return _pod_ip(self.index, slot), slot
+        slot = self.next_slot  # more pods than addresses: share (never happens at 110 pods)
+        return _pod_ip(self.index, slot), slot
+
+
+def _pod_ip(index: int, slot: int) -> str:
+    return f"10.{64 + (index >> 8)}.{index & 255}.{slot}"
+
+
+def _image_id(image: str) -> str:
+    name = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] \
+        else image.split("@", 1)[0]
+    return f"{name}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+class Kubelet:
+    """All simulated kubelets: one heap of due transitions, one timer."""
+
+    def __init__(self, store: Store, timings: Timings, seed: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.pods_resource: Resource = store["pods"]
+        self.nodes_resource: Resource = store["nodes"]
+        self.timings = timings
+        self.rng = random.Random(seed)
+        self.clock = clock
+        self.sims: dict[str, PodSim] = {}
+        self.nodes: dict[str, NodeState] = {}
+        self._heap: list[tuple[float, int, int, PodSim, str]] = []
+        self._seq = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = float("inf")
+        self.transitions = 0
+        store.listen(self._on_event)
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def add_node(self, node: Mapping[str, Any], index: int) -> None:
+        status = node.get("status", {})
+        allocatable = {res: float(parse_quantity(qty))
+                       for res, qty in (status.get("allocatable") or {}).items()}
+        ip = next((a["address"] for a in status.get("addresses") or ()
+                   if a.get("type") == "InternalIP"), "")
+        name = node["metadata"]["name"]
+        self.nodes[name] = NodeState(name=name, index=index, ip=ip, allocatable=allocatable)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._loop = None
+
+    # store listener ------------------------------------------------------------------------
+
+    def _on_event(self, resource: Resource, event: Event) -> None:
+        if resource is not self.pods_resource:
+            return
+        obj = event.stored.obj
+        meta = obj["metadata"]
+        uid = meta.get("uid", "")
+        if event.type == DELETED:
+            sim = self.sims.pop(uid, None)
+            if sim is not None:
+                self._release(sim)
+                sim.token += 1
+            return
+        if event.type not in (ADDED, MODIFIED):
+            return
+        sim = self.sims.get(uid)
+        if sim is None:
+            node = obj.get("spec", {}).get("nodeName")
+            if not node or obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            state = self.nodes.get(node)
+            if state is None:
+                return  # no kubelet for this node: the pod stays Pending
+            node_obj = self.nodes_resource.get("", node)
+            if node_obj is None or not node_is_ready(node_obj.obj):
+                return  # the node's kubelet is down
+            sim = self._new_sim(obj, node)
+            self.sims[uid] = sim
+            self._schedule(sim, 0.0, "admit")
+        if meta.get("deletionTimestamp"):
+            grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+            if not sim.deleting or (sim.delete_grace is not None and grace < sim.delete_grace):
+                sim.deleting = True
+                sim.delete_grace = grace
+                if sim.stage != NEW:  # a pending admission sees `deleting` itself
+                    self._schedule(sim, 0.0, "stop")
+
+    def _new_sim(self, pod: Mapping[str, Any], node: str) -> PodSim:
+        meta, spec = pod["metadata"], pod.get("spec", {})
+        containers = [ContainerSim(name=c["name"], image=c.get("image", ""))
+                      for c in spec.get("containers") or ()]
+        return PodSim(namespace=meta.get("namespace", ""), name=meta["name"], uid=meta["uid"],
+                      node=node, restart_policy=spec.get("restartPolicy", "Always"),
+                      containers=containers, behaviour=self._behaviour(meta),
+                      requests=pod_requests(pod))
+
+    def _behaviour(self, meta: Mapping[str, Any]) -> Behaviour:
+        ann = meta.get("annotations") or {}
+
+        def seconds(key: str, default: float | None) -> float | None:
+            value = ann.get(SIM_PREFIX + key)
+            if value is None:
+                return self._jitter(default) if default is not None else None
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return default
+
+        try:
+            exit_code = int(ann.get(SIM_PREFIX + "exit-code", 0))
+        except ValueError:
+            exit_code = 0
+        return Behaviour(pull_seconds=seconds("pull-seconds", self.timings.pull_seconds) or 0.0,
+                         start_seconds=seconds("start-seconds", self.timings.start_seconds)
+                         or 0.0,
+                         run_seconds=seconds("run-seconds", None), exit_code=exit_code)
+
+    def _jitter(self, base: float) -> float:
+        j = self.timings.jitter
+        return base * self.rng.uniform(1 - j, 1 + j) if j else base
+
+    # timer ---------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
+    def _schedule(self, sim: PodSim, delay: float, action: str) -> None:
+        sim.token += 1
+        due = self._now() + max(0.0, delay)
+        heapq.heappush(self._heap, (due, next(self._seq), sim.token, sim, action))
+        if due < self._timer_due:
+            self._arm()
+
+    def _arm(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._heap:
+            self._timer_due = float("inf")
+            return
+        due = self._heap[0][0]
+        self._timer_due = due
+        self._timer = loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_due = float("inf")
+        now = self._now()
+        handled = 0
+        heap = self._heap
+        while heap and heap[0][0] <= now + 0.001 and handled < _BATCH:
+            _, _, token, sim, action = heapq.heappop(heap)
+            if token != sim.token or self.sims.get(sim.uid) is not sim:
+                continue  # superseded or forgotten
+            handled += 1
+            try:
+                self._step(sim, action)
+            except Exception:  # a bug in one pod must not stop every kubelet
+                log.exception("kubelet: %s of pod %s/%s failed", action, sim.namespace,
+                              sim.name)
+        self.transitions += handled
+        if heap and heap[0][0] <= now + 0.001 and self._loop is not None:
+            self._timer_due = now
+            self._timer = self._loop.call_soon(self._fire)  # type: ignore[assignment]
+        else:
+            self._arm()
+
+    # transitions ---------------------------------------------------------------------------
+
+    def _step(self, sim: PodSim, action: str) -> None:
+        getattr(self, "_do_" + action.replace("-", "_"))(sim)
+
+    def _do_admit(self, sim: PodSim) -> None:
+        node = self.nodes[sim.node]
+        when = now_rfc3339()
+        refusal = self._admission(sim, node)
+        if refusal is not None:
+            reason, message = refusal
+            sim.stage = REJECTED
+            self._write(sim, phase="Failed", extra={"reason": reason, "message": message,
+                                                    "startTime": when})
+            return
+        sim.active = True
+        node.pods.add(sim)
+        sim.ip, sim.ip_slot = node.allocate_ip()
+        sim.start_time = when
+        for c in sim.containers:
+            c.state, c.reason = "waiting", "ContainerCreating"
+        self._cond(sim, "PodReadyToStartContainers", True, when)
+        self._cond(sim, "Initialized", True, when)
+        self._not_ready(sim, when)
+        sim.stage = CREATING
+        self._write(sim)
+        if sim.deleting:
+            self._schedule(sim, 0.0, "stop")
+        else:
+            self._schedule(sim, sim.behaviour.pull_seconds, "pulled")
+
+    def _admission(self, sim: PodSim, node: NodeState) -> tuple[str, str] | None:
+        used: dict[str, float] = {"pods": float(len(node.pods))}
+        for other in node.pods:
+            for res, value in other.requests.items():
+                used[res] = used.get(res, 0.0) + value
+        wanted = dict(sim.requests)
+        wanted["pods"] = 1.0
+        for res, value in wanted.items():
+            if value <= 0:
+                continue
+            capacity = node.allocatable.get(res)
+            if capacity is None:
+                if res.startswith("requests.") or "/" not in res and res not in (
+                        "cpu", "memory", "ephemeral-storage"):
+                    continue
+                capacity = 0.0
+            if used.get(res, 0.0) + value > capacity + 1e-9:
+                if res == "pods":
+                    return "OutOfpods", "Node didn't have enough resource: pods"
+                return (f"OutOf{res}",
+                        f"Pod was rejected: Node didn't have enough resource: {res}, requested:"
+                        f" {_fmt(value)}, used: {_fmt(used.get(res, 0.0))}, capacity: "
+                        f"{_fmt(capacity)}")
+        return None
+
+    def _do_pulled(self, sim: PodSim) -> None:
+        when = now_rfc3339()
+        for c in sim.containers:
+            c.start(when)
+        sim.stage = STARTING
+        self._not_ready(sim, when)
+        self._write(sim)
+        self._schedule(sim, sim.behaviour.start_seconds, "ready")
+
+    def _do_ready(self, sim: PodSim) -> None:
+        when = now_rfc3339()
+        for c in sim.containers:
+            if c.state == "running":
+                c.ready = True
+        sim.stage = READY
+        self._cond(sim, "ContainersReady", True, when)
+        self._cond(sim, "Ready", True, when)
+        self._write(sim)
+        if sim.behaviour.run_seconds is not None:
+            sim.exit_due = self._now() + sim.behaviour.run_seconds
+            self._schedule(sim, sim.behaviour.run_seconds, "exit")
+
+    def _do_exit(self, sim: PodSim) -> None:
+        """The main (first) container exits with the pod's exit code; the others with 0."""
+        when = now_rfc3339()
+        for i, c in enumerate(sim.containers):
+            c.terminate(when, sim.behaviour.exit_code if i == 0 else 0)
+        self._after_exit(sim, when)
+
+    def _after_exit(self, sim: PodSim, when: str) -> None:
+        failed = any(c.exit_code != 0 for c in sim.containers)
+        restart = sim.restart_policy == "Always" or (sim.restart_policy == "OnFailure"
+                                                     and failed)
+        if restart and not sim.deleting:
+            sim.stage = BACKOFF
+            self._not_ready(sim, when)
+            self._write(sim)
+            self._schedule(sim, 0.0, "crashloop")
+            return
+        self._terminal(sim, when)
+
+    def _do_crashloop(self, sim: PodSim) -> None:
+        """Exited containers wait in CrashLoopBackOff, then restart."""
+        delay = min(BACKOFF_INITIAL * 2 ** sim.containers[0].restart_count, BACKOFF_MAX)
+        for c in sim.containers:
+            if c.state == "terminated":
+                c.last_state = {"terminated": c.status()["state"]["terminated"]}
+                c.state, c.reason = "waiting", "CrashLoopBackOff"
+                c.message = (f"back-off {int(delay)}s restarting failed container={c.name} "
+                             f"pod={sim.name}_{sim.namespace}({sim.uid})")
+                c.container_id = None
+        self._write(sim)
+        self._schedule(sim, delay, "restart")
+
+    def _do_restart(self, sim: PodSim) -> None:
+        when = now_rfc3339()
+        for c in sim.containers:
+            if c.state == "waiting":
+                c.restart_count += 1
+                c.start(when)
+        sim.stage = STARTING
+        self._write(sim)
+        self._schedule(sim, sim.behaviour.start_seconds, "ready")
+
+    def _terminal(self, sim: PodSim, when: str) -> None:
+        sim.stage = TERMINAL
+        self._release(sim)
+        phase = "Succeeded" if all(c.exit_code == 0 for c in sim.containers) else "Failed"
+        reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+        self._cond(sim, "PodReadyToStartContainers", False, when)
+        self._cond(sim, "ContainersReady", False, when, reason)
+        self._cond(sim, "Ready", False, when, reason)
+        self._write(sim, phase=phase)
+        if sim.deleting:
+            self._schedule(sim, 0.0, "finalize")
+
+    def _do_stop(self, sim: PodSim) -> None:
+        """The pod is being deleted: let running containers use up the grace period."""
+        if sim.stage in (TERMINAL, REJECTED, NEW, CREATING, BACKOFF):
+            self._schedule(sim, 0.0, "finalize" if sim.stage != BACKOFF else "kill")
+            return
+        now = self._now()
+        due = now + float(sim.delete_grace or 0)
+        if sim.kill_due is not None:
+            due = min(due, sim.kill_due)
+        sim.kill_due = due
+        if sim.stage == READY and sim.exit_due is not None and sim.exit_due < due:
+            self._schedule(sim, sim.exit_due - now, "exit")  # it ends by itself first
+        else:
+            self._schedule(sim, due - now, "kill")
+
+    def _do_kill(self, sim: PodSim) -> None:
+        when = now_rfc3339()
+        for c in sim.containers:
+            if c.state == "running":
+                c.terminate(when, 137, "Error")
+            elif c.state == "waiting" and c.last_state.get("terminated"):
+                term = c.last_state["terminated"]
+                c.state, c.exit_code = "terminated", term.get("exitCode", 137)
+                c.reason, c.started_at = term.get("reason"), term.get("startedAt")
+                c.finished_at = term.get("finishedAt")
+        self._terminal(sim, when)
+
+    def _do_finalize(self, sim: PodSim) -> None:
+        """The kubelet's final delete (grace 0) once nothing runs."""
+        stored = self.pods_resource.get(sim.namespace, sim.name)
+        if stored is None or stored.obj["metadata"].get("uid") != sim.uid:
+            self._forget(sim)
+            return
+        self.pods_resource.delete(sim.namespace, sim.name)  # the listener forgets the sim
+
+    # status --------------------------------------------------------------------------------
+
+    def _cond(self, sim: PodSim, type_: str, status: bool, when: str,
+              reason: str | None = None, message: str | None = None) -> None:
+        value = "True" if status else "False"
+        cur = sim.conditions.get(type_)
+        cond: dict[str, Any] = {"type": type_, "status": value, "lastProbeTime": None,
+                                "lastTransitionTime": when}
+        if cur is not None and cur["status"] == value:
+            cond["lastTransitionTime"] = cur["lastTransitionTime"]
+        if reason:
+            cond["reason"] = reason
+        if message:
+            cond["message"] = message
+        sim.conditions[type_] = cond
+
+    def _not_ready(self, sim: PodSim, when: str) -> None:
+        unready = [c.name for c in sim.containers if not c.ready]
+        message = f"containers with unready status: [{' '.join(unready)}]"
+        self._cond(sim, "ContainersReady", False, when, "ContainersNotReady", message)
+        self._cond(sim, "Ready", False, when, "ContainersNotReady", message)
+
+    def _phase(self, sim: PodSim) -> str:
+        waiting = running = stopped = succeeded = 0
+        for c in sim.containers:
+            if c.state == "running":
+                running += 1
+            elif c.state == "terminated":
+                stopped += 1
+                succeeded += c.exit_code == 0
+            elif c.last_state.get("terminated"):
+                stopped += 1
+                succeeded += c.last_state["terminated"].get("exitCode") == 0
+            else:
+                waiting += 1
+        if waiting:
+            return "Pending"
+        if running:
+            return "Running"
+        if sim.restart_policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        return "Failed" if sim.restart_policy == "Never" else "Running"
+
+    def _write(self, sim: PodSim, phase: str | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+        stored = self.pods_resource.get(sim.namespace, sim.name)
+        if stored is None or stored.obj["metadata"].get("uid") != sim.uid:
+            self._forget(sim)
+            return
+        pod = self.store.copy(stored)
+        old = pod.get("status") or {}
+        status: dict[str, Any] = {"phase": phase or self._phase(sim)}
+        conditions = [sim.conditions[t] for t in KUBELET_CONDITIONS if t in sim.conditions]
+        others = [c for c in old.get("conditions") or () if c.get("type")
+                  not in KUBELET_CONDITIONS]
+        if not any(c.get("type") == "PodScheduled" for c in others):
+            others.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": sim.start_time or now_rfc3339()})
+        status["conditions"] = conditions + others
+        if extra:
+            status.update(extra)
+        node = self.nodes[sim.node]
+        status["hostIP"] = node.ip
+        status["hostIPs"] = [{"ip": node.ip}]
+        if sim.ip:
+            status["podIP"] = sim.ip
+            status["podIPs"] = [{"ip": sim.ip}]
+        if sim.start_time:
+            status["startTime"] = sim.start_time
+        if sim.stage != REJECTED:
+            status["containerStatuses"] = [c.status() for c in sim.containers]
+        status["qosClass"] = old.get("qosClass", "BestEffort")
+        for key in ("nominatedNodeName",):
+            if key in old:
+                status[key] = old[key]
+        pod["status"] = status
+        self.pods_resource.update(pod)
+
+    def _release(self, sim: PodSim) -> None:
+        if not sim.active:
+            return
+        sim.active = False
+        node = self.nodes.get(sim.node)
+        if node is not None:
+            node.pods.discard(sim)
+            if sim.ip_slot is not None:
+                node.used_slots.discard(sim.ip_slot)
+
+    def _forget(self, sim: PodSim) -> None:
+        self._release(sim)
+        sim.token += 1
+        if self.sims.get(sim.uid) is sim:
+            del self.sims[sim.uid]
+
+    # introspection -------------------------------------------------------------------------
+
+    def pending_transitions(self) -> int:
+        return len(self._heap)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -1,0 +1,299 @@
+"""The in-memory object store: one global resourceVersion, a bounded event ring per resource.
+
+Everything here is synchronous and runs on the event loop thread, so a write, its new
+resourceVersion and the delivery of its watch event to every watcher happen atomically.
+
+Objects are JSON-shaped dicts. A stored object is never mutated: a writer takes a copy
+(`Store.copy`), changes it and hands it back. Each stored version keeps its orjson encoding,
+which lists and watch events reuse without encoding again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from .errors import already_exists, expired, not_found
+from .selectors import Predicate
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+_TYPE_PREFIX = {t: b'{"type":"' + t.encode() + b'","object":' for t in (ADDED, MODIFIED, DELETED)}
+
+DEFAULT_HISTORY = 20_000
+DEFAULT_WATCH_QUEUE = 50_000
+
+
+def event_line(event_type: str, raw: bytes) -> bytes:
+    return _TYPE_PREFIX[event_type] + raw + b"}\n"
+
+
+class Stored:
+    """One version of an object and its JSON encoding."""
+
+    __slots__ = ("obj", "raw")
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.raw = orjson.dumps(obj)
+
+
+class Event:
+    __slots__ = ("line", "prev", "rv", "stored", "type")
+
+    def __init__(self, type_: str, rv: int, stored: Stored, prev: Stored | None) -> None:
+        self.type = type_
+        self.rv = rv
+        self.stored = stored
+        self.prev = prev  # the version before a MODIFIED, for selector transitions
+        self.line: bytes | None = None
+
+    def encoded(self) -> bytes:
+        if self.line is None:
+            self.line = event_line(self.type, self.stored.raw)
+        return self.line
+
+
+class Watcher:
+    """One open watch: a buffer of encoded event lines and a wake-up flag."""
+
+    def __init__(self, resource: Resource, namespace: str | None, pred: Predicate | None,
+                 max_queue: int) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.pred = pred
+        self.max_queue = max_queue
+        self.buf: list[bytes] = []
+        self.wake = asyncio.Event()
+        self.closed = False  # no more events will be delivered
+        self.overflowed = False
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        return self.pred is None or self.pred(obj)
+
+    def offer(self, event: Event) -> None:
+        if self.closed:
+            return
+        now = self.matches(event.stored.obj)
+        if event.type == MODIFIED and event.prev is not None:
+            before = self.matches(event.prev.obj)
+            if now and before:
+                line = event.encoded()
+            elif now:
+                line = event_line(ADDED, event.stored.raw)  # moved into the selection
+            elif before:
+                line = event_line(DELETED, event.stored.raw)  # moved out of it
+            else:
+                return
+        elif now:
+            line = event.encoded()
+        else:
+            return
+        self._push(line)
+
+    def _push(self, line: bytes) -> None:
+        if len(self.buf) >= self.max_queue:
+            # A watcher that cannot keep up is ended, as the API server does; the client
+            # resumes from the last resourceVersion it saw.
+            self.overflowed = True
+            self.close()
+            return
+        self.buf.append(line)
+        self.wake.set()
+
+    def take(self) -> bytes:
+        data = b"".join(self.buf)
+        self.buf.clear()
+        self.wake.clear()
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+
+class Resource:
+    """One resource kind: its objects, its event ring and its watchers."""
+
+    def __init__(self, store: Store, plural: str, kind: str, namespaced: bool,
+                 api_version: str = "v1", group: str = "", history: int = DEFAULT_HISTORY
+                 ) -> None:
+        self.store = store
+        self.plural = plural
+        self.kind = kind
+        self.list_kind = kind + "List"
+        self.namespaced = namespaced
+        self.api_version = api_version
+        self.group = group
+        self.items: dict[tuple[str, str], Stored] = {}
+        self.history: deque[Event] = deque(maxlen=max(1, history))
+        self.compacted_rv = 0  # events at or below this version may have left the ring
+        self.watchers: set[Watcher] = set()
+
+    # reads ---------------------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> Stored | None:
+        return self.items.get((namespace, name))
+
+    def require(self, namespace: str, name: str) -> Stored:
+        stored = self.items.get((namespace, name))
+        if stored is None:
+            raise not_found(self.plural, name, self.group)
+        return stored
+
+    def select(self, namespace: str | None = None, pred: Predicate | None = None
+               ) -> list[Stored]:
+        """Matching objects in key order (namespace, name), as the API server lists them."""
+        keys = sorted(self.items)
+        out = []
+        for key in keys:
+            if namespace is not None and key[0] != namespace:
+                continue
+            stored = self.items[key]
+            if pred is None or pred(stored.obj):
+                out.append(stored)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    # writes --------------------------------------------------------------------------------
+
+    def create(self, obj: dict[str, Any]) -> Stored:
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if key in self.items:
+            raise already_exists(self.plural, meta["name"], self.group)
+        rv = self.store.next_rv()
+        meta["resourceVersion"] = str(rv)
+        stored = Stored(obj)
+        self.items[key] = stored
+        self._emit(Event(ADDED, rv, stored, None))
+        return stored
+
+    def update(self, obj: dict[str, Any]) -> Stored:
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        prev = self.items.get(key)
+        if prev is None:
+            raise not_found(self.plural, meta["name"], self.group)
+        rv = self.store.next_rv()
+        meta["resourceVersion"] = str(rv)
+        stored = Stored(obj)
+        self.items[key] = stored
+        self._emit(Event(MODIFIED, rv, stored, prev))
+        return stored
+
+    def mutate(self, namespace: str, name: str, change: Callable[[dict[str, Any]], Any]
+               ) -> Stored:
+        """Copy the current version, apply `change` to the copy and store it."""
+        obj = Store.copy(self.require(namespace, name))
+        change(obj)
+        return self.update(obj)
+
+    def delete(self, namespace: str, name: str, final: dict[str, Any] | None = None) -> Stored:
+        """Remove an object; the DELETED event carries `final` (or the last version)."""
+        key = (namespace, name)
+        prev = self.items.pop(key, None)
+        if prev is None:
+            raise not_found(self.plural, name, self.group)
+        obj = final if final is not None else Store.copy(prev)
+        rv = self.store.next_rv()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        stored = Stored(obj)
+        self._emit(Event(DELETED, rv, stored, None))
+        return stored
+
+    def _emit(self, event: Event) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.compacted_rv = self.history[0].rv
+        self.history.append(event)
+        for watcher in tuple(self.watchers):
+            watcher.offer(event)
+        self.store.notify(self, event)
+
+    # watch ---------------------------------------------------------------------------------
+
+    def watch(self, namespace: str | None, pred: Predicate | None, since: int | None,
+              max_queue: int = DEFAULT_WATCH_QUEUE) -> Watcher:
+        """Open a watch. `since=None` starts with synthetic ADDED events for what exists now;
+        otherwise every event after `since` is replayed, or 410 if the ring no longer has it.
+        """
+        watcher = Watcher(self, namespace, pred, max_queue)
+        if since is None:
+            for stored in self.select(namespace, pred):
+                watcher._push(event_line(ADDED, stored.raw))
+        else:
+            if since < self.compacted_rv:
+                raise expired(f"too old resource version: {since} ({self.compacted_rv})")
+            for event in self._events_after(since):
+                watcher.offer(event)
+        self.watchers.add(watcher)
+        return watcher
+
+    def _events_after(self, since: int) -> Iterable[Event]:
+        history = self.history
+        if not history or history[-1].rv <= since:
+            return ()
+        # Binary search on the ring (versions increase along it).
+        lo, hi = 0, len(history)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if history[mid].rv <= since:
+                lo = mid + 1
+            else:
+                hi = mid
+        return [history[i] for i in range(lo, len(history))]
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self.watchers.discard(watcher)
+        watcher.close()
+
+    def close_watchers(self) -> None:
+        for watcher in tuple(self.watchers):
+            watcher.close()
+
+
+class Store:
+    """All resources, sharing one monotonically increasing resourceVersion."""
+
+    def __init__(self, history: int = DEFAULT_HISTORY) -> None:
+        self.rv = 0
+        self.history = history
+        self.resources: dict[str, Resource] = {}
+        self._listeners: list[Callable[[Resource, Event], None]] = []
+
+    def add(self, plural: str, kind: str, namespaced: bool, **kwargs: Any) -> Resource:
+        kwargs.setdefault("history", self.history)
+        resource = Resource(self, plural, kind, namespaced, **kwargs)
+        self.resources[plural] = resource
+        return resource
+
+    def __getitem__(self, plural: str) -> Resource:
+        return self.resources[plural]
+
+    def next_rv(self) -> int:
+        self.rv += 1
+        return self.rv
+
+    def listen(self, callback: Callable[[Resource, Event], None]) -> None:
+        """Call `callback` synchronously after every write (the kubelet listens to pods)."""
+        self._listeners.append(callback)
+
+    def notify(self, resource: Resource, event: Event) -> None:
+        for callback in self._listeners:
+            callback(resource, event)
+
+    def close_watchers(self) -> None:
+        for resource in self.resources.values():
+            resource.close_watchers()
+
+    @staticmethod
+    def copy(stored: Stored) -> dict[str, Any]:
+        """A deep copy of a stored object, ready to be changed."""
+        return orjson.loads(stored.raw)
