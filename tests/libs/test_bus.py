@@ -1,0 +1,131 @@
+"""The bus against a real JetStream: dedup, retries with delay, dead letters, idempotency."""
+
+import asyncio
+import itertools
+import uuid
+
+import asyncpg
+import nats
+import pytest
+
+from fairway_bus import durable_subscriber, make_broker, publish_model
+from fairway_bus.bootstrap import consumer_config, ensure_streams_and_consumers
+from fairway_contracts import streams, subjects
+from fairway_contracts.events import ProjectChanged
+from fairway_store import first_delivery, migrate
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture
+async def js(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams_and_consumers(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+async def consumer(js):
+    """A throwaway durable consumer on the ORG stream, filtered to its own subject space."""
+    token = uuid.uuid4().hex[:8]
+    spec = streams.ConsumerSpec(
+        "test", f"test-{token}", streams.ORG.name, (f"fairway.org.test.{token}.*",),
+        "test consumer", max_deliver=3, retry_delays_seconds=(0.3,),
+    )
+    await js.add_consumer(spec.stream, consumer_config(spec))
+    yield spec, token
+    await js.delete_consumer(spec.stream, spec.durable)
+
+
+def event(token: str, n: int, name: str = "ok") -> tuple[str, ProjectChanged]:
+    pid = f"{token}-{n}"
+    return f"fairway.org.test.{token}.{n}", ProjectChanged(event_id=pid, project_id=pid,
+                                                           name=name)
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_repeated_msg_id_is_dropped_by_the_stream(js, consumer):
+    _, token = consumer
+    subject, payload = event(token, 1)
+    first = await publish_model(js, subject, payload, msg_id=f"dedup-{token}")
+    second = await publish_model(js, subject, payload, msg_id=f"dedup-{token}")
+    assert not first.duplicate
+    assert second.duplicate
+    assert second.seq == first.seq
+
+
+async def test_a_failing_handler_is_retried_with_delay_then_dead_lettered(nats_url, js, consumer):
+    spec, token = consumer
+    broker = make_broker(nats_url, "test")
+    seen: list[tuple[str, int, float]] = []
+
+    @durable_subscriber(broker, spec, ProjectChanged)
+    async def handle(payload: ProjectChanged, delivery) -> None:
+        seen.append((payload.name, delivery.delivered, asyncio.get_running_loop().time()))
+        if payload.name == "poison":
+            raise RuntimeError("cannot handle this one")
+
+    dead = await js.pull_subscribe(subjects.deadletter(spec.durable), stream="FAIRWAY_DEADLETTER")
+    await broker.start()
+    try:
+        subject, payload = event(token, 2, name="poison")
+        await publish_model(js, subject, payload, msg_id=f"poison-{token}")
+        subject, payload = event(token, 3, name="fine")
+        await publish_model(js, subject, payload, msg_id=f"fine-{token}")
+        await wait_for(lambda: len([s for s in seen if s[0] == "poison"]) == 3)
+        await wait_for(lambda: any(s[0] == "fine" for s in seen))
+        await asyncio.sleep(0.8)  # nothing more arrives after the last allowed delivery
+    finally:
+        await broker.stop()
+    poison = [s for s in seen if s[0] == "poison"]
+    assert [d for _, d, _ in poison] == [1, 2, 3]
+    assert all(b[2] - a[2] >= 0.25 for a, b in itertools.pairwise(poison)), (
+        "retries must be spaced, not immediate")
+    letters = await dead.fetch(1, timeout=5)
+    assert b"cannot handle this one" in letters[0].data
+    await letters[0].ack()
+    await dead.unsubscribe()
+
+
+async def test_a_redelivered_message_changes_nothing_the_second_time(nats_url, js, consumer,
+                                                                     database_url):
+    """The handler commits, then 'crashes' before its ack: the redelivery must be a no-op."""
+    spec, token = consumer
+    conn = await asyncpg.connect(database_url)
+    await migrate(conn, "bustest", None)
+    await conn.execute("CREATE TABLE IF NOT EXISTS bustest.counts (id text PRIMARY KEY, n int)")
+    broker = make_broker(nats_url, "test")
+    deliveries: list[int] = []
+
+    @durable_subscriber(broker, spec, ProjectChanged)
+    async def handle(payload: ProjectChanged, delivery) -> None:
+        deliveries.append(delivery.delivered)
+        async with conn.transaction():
+            if await first_delivery(conn, spec.durable, delivery.msg_id):
+                await conn.execute(
+                    "INSERT INTO bustest.counts VALUES ($1, 1) ON CONFLICT (id)"
+                    " DO UPDATE SET n = counts.n + 1", payload.project_id)
+        if delivery.delivered == 1:
+            raise ConnectionError("lost the connection before acking")
+
+    await broker.start()
+    try:
+        subject, payload = event(token, 4)
+        await publish_model(js, subject, payload, msg_id=f"once-{token}")
+        await wait_for(lambda: len(deliveries) >= 2)
+        await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert deliveries == [1, 2]
+    assert await conn.fetchval("SELECT n FROM bustest.counts WHERE id = $1",
+                               payload.project_id) == 1
+    await conn.close()
