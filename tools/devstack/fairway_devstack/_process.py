@@ -21,15 +21,15 @@ class ProcessExited(RuntimeError):
     """A child process exited while we were waiting for it to become ready."""
 
 
-def tail(path: Path | None, lines: int = 40) -> str:
-    """The last `lines` lines of a text file ("" when it does not exist)."""
+def tail(path: Path | None, lines: int = 40, *, start: int = 0) -> str:
+    """The last `lines` lines of a text file from byte offset `start` on ("" when missing)."""
     if path is None:
         return ""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
+            f.seek(max(start, size - 64 * 1024))
             data = f.read()
     except OSError:
         return ""
@@ -131,6 +131,7 @@ class ManagedProcess:
         self.user = user
         self.group = group
         self.popen: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where this run's output begins in the (appended) log
 
     @property
     def pid(self) -> int | None:
@@ -146,6 +147,7 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            self._log_start = log.tell()
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(f"\n===== {stamp} starting {self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()
@@ -169,13 +171,17 @@ class ManagedProcess:
         if self.popen is not None and self.popen.poll() is not None:
             raise ProcessExited(self.exit_report())
 
+    def output(self, lines: int = 30) -> str:
+        """The last `lines` lines this run wrote to the log."""
+        return tail(self.log_path, lines, start=self._log_start)
+
     def exit_report(self, lines: int = 30) -> str:
         code = self.returncode
         how = f"exited with code {code}" if code is not None else "is running"
         if code is not None and code < 0:
             how = f"was killed by signal {signal.Signals(-code).name}"
         text = f"{self.name} {how} (log: {self.log_path})"
-        log_tail = tail(self.log_path, lines)
+        log_tail = self.output(lines)
         return (
             f"{text}\n--- last lines of {self.log_path.name} ---\n{log_tail}" if log_tail else text
         )
@@ -203,21 +209,40 @@ class ManagedProcess:
         self, timeout: float = 10.0, sig: int = signal.SIGTERM, *, group: bool = True
     ) -> int | None:
         """Send `sig`, wait up to `timeout`, then SIGKILL the group; returns the exit code."""
-        if self.popen is None:
-            return None
+        if self.popen is None or self.popen.poll() is not None:
+            return self.returncode
         self.send(sig, group=group)
-        if not self.wait(timeout):
+        if self.wait(timeout):
+            self._clear_group()
+        else:
             self.kill()
-        else:  # the leader is gone; make sure nothing it forked lingers in its group
-            signal_group(self.popen.pid, signal.SIGKILL)
         return self.popen.returncode
 
     def kill(self) -> int | None:
-        if self.popen is None:
-            return None
+        """SIGKILL the process group and reap the process; returns the exit code."""
+        if self.popen is None or self.popen.poll() is not None:
+            return self.returncode
         signal_group(self.popen.pid, signal.SIGKILL)
         self.wait(10)
         return self.popen.returncode
+
+    def _clear_group(self) -> None:
+        """The leader has just exited: kill anything it forked that is still in its group."""
+        if self.popen is not None:
+            signal_group(self.popen.pid, signal.SIGKILL)
+
+
+def stop_all(procs: Sequence[ManagedProcess], timeout: float) -> None:
+    """SIGTERM every running process at once, wait up to `timeout` for all, SIGKILL the rest."""
+    running = [p for p in procs if p.alive()]
+    for proc in running:
+        proc.send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        if proc.wait(max(0.0, deadline - time.monotonic())):
+            proc._clear_group()
+        else:
+            proc.kill()
 
 
 def wait_until(

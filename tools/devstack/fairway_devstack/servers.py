@@ -38,7 +38,6 @@ from fairway_devstack._process import (
     ProcessExited,
     pid_alive,
     processes_with_cwd,
-    tail,
     terminate_pid,
     wait_until,
 )
@@ -223,7 +222,7 @@ class EmbeddedNats:
                 )
                 return self
             except ProcessExited as exc:
-                if attempt + 1 < attempts and _is_bind_failure(tail(self.log_path, 5)):
+                if attempt + 1 < attempts and _is_bind_failure(self._proc.output(5)):
                     continue
                 raise ServerError(f"NATS did not start: {exc}") from None
             except TimeoutError as exc:
@@ -349,6 +348,14 @@ def _postgres_account() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+# As root, PostgreSQL runs as another user, who may not be allowed to pass through the
+# directories above its data (/root is 0700; pytest re-locks /tmp/pytest-of-root to 0700
+# whenever any session starts). So we start it *in* its data directory (the chdir happens while
+# still root) and name the directory "/proc/self/cwd": that magic link leads to the process's
+# own current directory without any permission check on the path above it.
+_HERE = "/proc/self/cwd"
+
+
 def _make_traversable(path: Path) -> None:
     """Let other users pass through every directory above `path` (adds o+x where missing)."""
     for parent in path.absolute().parents:
@@ -401,7 +408,7 @@ class EmbeddedPostgres:
     is created if missing. `fast=True` turns fsync, synchronous commit and full-page writes off:
     for tests only, a crash can lose data. Extra `settings` are passed as `-c name=value`.
     The server log goes to `log_path` (default `data_dir/log/postgres.log`, appended).
-    When we are root the server runs as the `fairway-pg` system account.
+    When we are root the server runs as the `fairway-pg` system account, which owns `data_dir`.
     """
 
     def __init__(
@@ -430,6 +437,7 @@ class EmbeddedPostgres:
         self._proc: ManagedProcess | None = None
         self._bin = postgres_bin_dir()
         self._account: tuple[int, int] | None = None  # (uid, gid) when we run it as fairway-pg
+        self._as_root = os.name == "posix" and os.geteuid() == 0
 
     # ----------------------------------------------------------------------------- addresses
 
@@ -453,7 +461,7 @@ class EmbeddedPostgres:
     def socket_dir(self) -> Path:
         """Where the Unix socket lives: the data directory, or a short path under the temp dir
         when the data directory's path is too long for a socket name."""
-        if len(os.fsencode(self.data_dir / ".s.PGSQL.65535.lock")) < 100:
+        if self._via_proc() or len(os.fsencode(self.data_dir / ".s.PGSQL.65535.lock")) < 100:
             return self.data_dir
         digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"fairway-pg-{digest}"
@@ -496,7 +504,7 @@ class EmbeddedPostgres:
                 )
                 break
             except ProcessExited as exc:
-                if attempt + 1 < attempts and _is_bind_failure(tail(self.log_path, 10)):
+                if attempt + 1 < attempts and _is_bind_failure(self._proc.output(10)):
                     continue
                 raise ServerError(f"PostgreSQL did not start: {exc}") from None
             except TimeoutError as exc:
@@ -543,6 +551,10 @@ class EmbeddedPostgres:
 
     # ------------------------------------------------------------------------------ internals
 
+    def _via_proc(self) -> bool:
+        """Whether the server addresses its data directory as /proc/self/cwd (root on Linux)."""
+        return self._as_root and Path(_HERE).exists()
+
     def _run_as(self) -> dict[str, int]:
         if self._account is None:
             return {}
@@ -564,9 +576,11 @@ class EmbeddedPostgres:
         scratch.mkdir(mode=0o700)
         if self._account is not None:
             os.chown(scratch, *self._account)
-            _make_traversable(scratch)
+            if not self._via_proc():
+                _make_traversable(scratch)
         argv = [
-            str(self._bin / "initdb"), "-D", str(scratch), "--auth=trust", "-U", "postgres",
+            str(self._bin / "initdb"), "-D", _HERE if self._via_proc() else str(scratch),
+            "--auth=trust", "-U", "postgres",
             "--encoding=UTF8", "--no-locale", "--no-instructions",
         ]  # fmt: skip
         run_as = self._run_as()
@@ -594,7 +608,8 @@ class EmbeddedPostgres:
         if self.data_dir.stat().st_uid != uid:
             _chown_tree(self.data_dir, uid, gid)
         self.data_dir.chmod(0o700)
-        _make_traversable(self.data_dir)
+        if not self._via_proc():
+            _make_traversable(self.data_dir)
 
     def _prepare_socket_dir(self) -> Path:
         socket_dir = self.socket_dir
@@ -666,8 +681,10 @@ class EmbeddedPostgres:
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         settings |= self.settings
+        data_arg = _HERE if self._via_proc() else self.data_dir
+        socket_arg = _HERE if self._via_proc() else socket_dir
         argv: list[str | Path | int] = [
-            self._bin / "postgres", "-D", self.data_dir, "-p", self.port or 0, "-k", socket_dir,
+            self._bin / "postgres", "-D", data_arg, "-p", self.port or 0, "-k", socket_arg,
         ]  # fmt: skip
         for name, value in settings.items():
             argv += ["-c", f"{name}={value}"]

@@ -26,7 +26,6 @@ import json
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from fairway_devstack._process import (
     ProcessExited,
     pid_alive,
     start_ticks,
-    tail,
+    stop_all,
     terminate_pid,
     wait_until,
 )
@@ -252,18 +251,19 @@ class Stack:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until `GET /healthz` on the API answers 200 (or, without submission, every
-        service's /readyz); StackError names the process that exited or, on timeout, the
-        services that are not ready, with the tails of their logs."""
+        """Wait until every service's /readyz and the API's /healthz (which submission answers
+        with 200 only once all five services are ready) answer 200. StackError names the process
+        that exited or, on timeout, the services that are not ready, with their logs' tails."""
+        urls = [
+            f"{self.service_url(name)}/readyz" for name in self._services if name != API_SERVICE
+        ]
         if API_SERVICE in self._services:
-            urls = [f"{self.api_url}/healthz"]
-        else:
-            urls = [f"{self.service_url(name)}/readyz" for name in self._services]
+            urls.append(f"{self.api_url}/healthz")
         try:
             wait_until(
                 lambda: all(_http_status(url) == 200 for url in urls),
                 timeout=timeout,
-                what=" and ".join(urls) + " to answer 200",
+                what="the services to be ready (" + ", ".join(urls) + ")",
                 watch=self._watched(),
                 interval=0.2,
             )
@@ -282,16 +282,14 @@ class Stack:
 
     def restart_service(self, name: str, *, timeout: float = 60.0) -> None:
         """Stop a service (SIGTERM, then SIGKILL) if it runs, start it again on the same port
-        with the same environment, and wait until its /readyz and the API's /healthz answer 200."""
+        with the same environment, and wait until its /readyz answers 200 and, when no other
+        service is down, until the whole stack is ready again (`wait_ready`)."""
         self._require_service(name)
         proc = self._services.get(name)
         if proc is not None:
             proc.stop(self.config.stop_timeout)
         self._start_service(name)
         self._write_info("running")
-        if name == API_SERVICE:  # its readiness is the API's /healthz
-            self.wait_ready(timeout)
-            return
         try:
             wait_until(
                 lambda: _http_status(f"{self.service_url(name)}/readyz") == 200,
@@ -304,32 +302,21 @@ class Stack:
             raise StackError(str(exc)) from None
         except TimeoutError as exc:
             raise StackError(f"{exc}\n{self._services[name].exit_report()}") from None
-        self.wait_ready(timeout)
+        if all(p.alive() for p in self._watched()):
+            self.wait_ready(timeout)
 
     def kill_service(self, name: str, sig: int = signal.SIGKILL) -> int | None:
         """Send `sig` (default SIGKILL) to a service's process group and wait for it to exit
         (SIGKILL after the stop timeout); returns its exit code. It stays down until
         `restart_service(name)`."""
         self._require_service(name)
-        proc = self._services[name]
-        proc.send(sig)
-        if not proc.wait(self.config.stop_timeout):
-            proc.kill()
-        return proc.returncode
+        return self._services[name].stop(self.config.stop_timeout, sig)
 
     def stop(self) -> None:
         """Stop services (SIGTERM, together), then kubesim, then PostgreSQL and NATS; SIGKILL
         whatever does not exit within the stop timeout. Safe to call more than once."""
         timeout = self.config.stop_timeout
-        services = [self._services[n] for n in reversed(list(self._services))]
-        for proc in services:
-            proc.send(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in services:
-            if not proc.wait(max(0.0, deadline - time.monotonic())):
-                proc.kill()
-            else:
-                proc.stop(0)  # reap, and clear anything left in its process group
+        stop_all(list(reversed(self._services.values())), timeout)
         self._services.clear()
         if self._kubesim is not None:
             self._kubesim.stop(timeout)
@@ -529,7 +516,7 @@ class Stack:
             state = "exited" if not proc.alive() else f"{path} → {status or 'no answer'}"
             lines.append(f"  {name:<11} port {self._ports[name]:<6} {state}")
             if status != 200:
-                lines.append(f"--- last lines of {proc.log_path} ---\n{tail(proc.log_path, 15)}")
+                lines.append(f"--- last lines of {proc.log_path} ---\n{proc.output(15)}")
         return "services:\n" + "\n".join(lines)
 
     def _write_info(self, state: str) -> None:

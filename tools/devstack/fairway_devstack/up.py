@@ -8,6 +8,7 @@ it with SIGTERM. A second run on the same state directory finds the data of the 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from fairway_devstack.stack import Stack, StackConfig, StackError
 
@@ -47,42 +47,49 @@ def _relative(path: str | Path | None) -> str:
 
 def _summary(console: Console, stack: Stack) -> None:
     info = stack.info()
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("API", escape(f"{stack.api_url}   (OpenAPI: {stack.api_url}/api/docs)"))
-    table.add_row("NATS", escape(stack.nats_url or "-"))
-    table.add_row("PostgreSQL", escape(stack.database_url or "-"))
     kube = "kubesim" if "kubesim" in info["processes"] else "external cluster"
-    table.add_row("Kubernetes", escape(f"{_relative(stack.kubeconfig)}   ({kube})"))
-    table.add_row("Logs", escape(_relative(stack.logs_dir) + "/"))
-    table.add_row("Admin token", escape(_relative(stack.admin_token_file)))
-    table.add_row("Stack file", escape(_relative(stack.state_dir / "stack.json")))
+    rows = [
+        ("API", f"{stack.api_url}   (OpenAPI: {stack.api_url}/api/docs)"),
+        ("NATS", stack.nats_url or "-"),
+        ("PostgreSQL", stack.database_url or "-"),
+        ("Kubernetes", f"{_relative(stack.kubeconfig)}   ({kube})"),
+        ("Logs", _relative(stack.logs_dir) + "/"),
+        ("Admin token", _relative(stack.admin_token_file)),
+        ("Stack file", _relative(stack.state_dir / "stack.json")),
+    ]
     console.print()
     console.print("[bold green]Fairway is running[/]")
-    console.print(table)
+    for label, value in rows:  # plain lines, never wrapped or cut: easy to copy
+        console.print(f"  [bold]{label:<12}[/] {escape(value)}", soft_wrap=True)
     console.print()
     console.print("Submit a workload:")
-    console.print(f"  {SUBMIT_EXAMPLE}", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"  {SUBMIT_EXAMPLE}", soft_wrap=True, markup=False)
     console.print()
     if console.is_terminal:
         console.print("Press Ctrl-C to stop.")
     else:
-        console.print(f"Stop with: kill -TERM {info['pid']}", markup=False, highlight=False)
+        console.print(f"Stop with: kill -TERM {info['pid']}", markup=False)
 
 
 def main(config: StackConfig | None = None) -> None:
     """Run the stack until interrupted. Returns after a clean stop (exit status 0); raises
     SystemExit(1) when it cannot start or a process dies while it runs."""
     console = Console(highlight=False)
+    try:
+        config = config if config is not None else StackConfig.from_env()
+    except StackError as exc:
+        console.print(f"[bold red]fairway up:[/] {escape(str(exc))}")
+        raise SystemExit(1) from None
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _on_signal)
     stack = Stack(
-        config if config is not None else StackConfig.from_env(),
-        progress=lambda line: console.print(f"  [green]✓[/] {escape(line)}"),
+        config,
+        progress=lambda line: console.print(f"  [green]✓[/] {escape(line)}", soft_wrap=True),
     )
-    console.print(f"Starting Fairway (state in {escape(_relative(stack.state_dir))}/) …")
+    console.print(
+        f"Starting Fairway (state in {escape(_relative(stack.state_dir))}/) …", soft_wrap=True
+    )
     failed = False
     try:
         stack.start()
@@ -91,7 +98,8 @@ def main(config: StackConfig | None = None) -> None:
             time.sleep(0.5)
             stack.check_processes()
     except _Shutdown as stop:
-        console.print(f"\nStopping Fairway ({stop}) …")
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            console.print(f"\nStopping Fairway ({stop}) …")
     except StackError as exc:
         failed = True
         console.print("[bold red]Fairway stopped:[/]")
@@ -100,7 +108,8 @@ def main(config: StackConfig | None = None) -> None:
         stack.stop()
     if failed:
         raise SystemExit(1)
-    console.print("Stopped.")
+    with contextlib.suppress(OSError):
+        console.print("Stopped.")
 
 
 if __name__ == "__main__":

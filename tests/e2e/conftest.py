@@ -1,0 +1,84 @@
+"""One whole platform for the end-to-end tests: embedded NATS and PostgreSQL, kubesim, the
+five services as processes, exporting traces to a receiver inside the test."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from fairway_devstack.testing import running_stack
+from tests.e2e.otlp import OtlpReceiver
+
+
+@pytest.fixture(scope="session")
+def otlp():
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, otlp):
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "FAIRWAY_LOG_LEVEL": "INFO",
+    }
+    state = tmp_path_factory.mktemp("stack")
+    try:
+        with running_stack(state, env=env) as stack:
+            yield stack
+    finally:
+        for log in sorted((state / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {log.name}\n" + "\n".join(tail))
+
+
+@pytest.fixture(scope="session")
+def api(stack):
+    token = Path(stack.admin_token_file).read_text().strip()
+    with httpx.Client(base_url=stack.api_url, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def default_project_id(api) -> str:
+    projects = api.get("/api/v1/org-unit/projects").json()["projects"]
+    return next(p["id"] for p in projects if p["name"] == "default")
+
+
+class PhaseRecorder:
+    """Reads a workload's phase events from the PHASES stream, in stream order."""
+
+    def __init__(self, nats_url: str):
+        self.nats_url = nats_url
+
+    async def read(self, workload_id: str, until: set[str], timeout: float = 90.0
+                   ) -> list[dict]:
+        nc = await nats.connect(self.nats_url)
+        try:
+            js = nc.jetstream()
+            sub = await js.subscribe(f"fairway.phase.*.{workload_id}.*",
+                                     stream="FAIRWAY_PHASES", ordered_consumer=True)
+            events: list[dict] = []
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not events or events[-1]["phase"] not in until:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise AssertionError(f"no {until} for {workload_id}; saw {events}")
+                msg = await sub.next_msg(timeout=remaining)
+                event = json.loads(msg.data)
+                event["_subject"] = msg.subject
+                event["_headers"] = dict(msg.headers or {})
+                events.append(event)
+            return events
+        finally:
+            await nc.close()
+
+
+@pytest.fixture(scope="session")
+def phases(stack) -> PhaseRecorder:
+    return PhaseRecorder(stack.nats_url)
