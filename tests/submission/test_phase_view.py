@@ -1,0 +1,83 @@
+"""Submission's workload view, fed by phase events, against a real PostgreSQL."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import fairway_submission
+from fairway_contracts import Phase, WorkloadType
+from fairway_contracts.events import PhaseChanged
+from fairway_store import migrate
+from fairway_submission import repository as repo
+
+pytestmark = pytest.mark.infra
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def conn(database_url):
+    c = await asyncpg.connect(database_url)
+    await migrate(c, "submission", Path(fairway_submission.__file__).parent / "migrations")
+    await c.execute("SET search_path TO submission")
+    from fairway_store.pool import _init_connection
+
+    await _init_connection(c)
+    yield c
+    await c.close()
+
+
+async def new_workload(conn) -> str:
+    project, _ = await repo.ensure_project(conn, "default")
+    wid = uuid.uuid4()
+    assert await repo.insert_workload(
+        conn, workload_id=wid, name=f"w-{wid.hex[:6]}", project=project, workload_type="training",
+        submitted={"image": "busybox"}, effective={"image": "busybox", "pods": 1},
+        created_by="admin", created_at=T0)
+    return str(wid)
+
+
+def transition(wid: str, sequence: int, previous: Phase | None, phase: Phase,
+               seconds: float) -> PhaseChanged:
+    return PhaseChanged(event_id=f"{wid}:{sequence}", workload_id=wid, name="w",
+                        project="default", workload_type=WorkloadType.TRAINING,
+                        sequence=sequence, previous_phase=previous, phase=phase,
+                        reason="r", message=f"now {phase}", time=T0 + timedelta(seconds=seconds))
+
+
+async def test_a_redelivered_transition_changes_nothing(conn):
+    wid = await new_workload(conn)
+    running = transition(wid, 2, Phase.PENDING, Phase.RUNNING, 5)
+    assert await repo.apply_phase(conn, running)
+    before = await repo.get_workload(conn, wid)
+    assert not await repo.apply_phase(conn, running)
+    after = await repo.get_workload(conn, wid)
+    assert dict(before) == dict(after)
+    history = await repo.phase_history(conn, uuid.UUID(wid))
+    assert [h["sequence"] for h in history] == [2]
+
+
+async def test_a_late_older_transition_never_overwrites_a_newer_phase(conn):
+    wid = await new_workload(conn)
+    await repo.apply_phase(conn, transition(wid, 3, Phase.RUNNING, Phase.COMPLETED, 20))
+    await repo.apply_phase(conn, transition(wid, 2, Phase.PENDING, Phase.RUNNING, 5))
+    view = await repo.get_workload(conn, wid)
+    assert view["phase"] == "Completed"
+    history = await repo.phase_history(conn, uuid.UUID(wid))
+    assert [h["sequence"] for h in history] == [2, 3], "history keeps both, in order"
+
+
+async def test_running_time_accumulates_between_transitions(conn):
+    wid = await new_workload(conn)
+    await repo.apply_phase(conn, transition(wid, 2, Phase.PENDING, Phase.RUNNING, 10))
+    await repo.apply_phase(conn, transition(wid, 3, Phase.RUNNING, Phase.COMPLETED, 25))
+    view = await repo.get_workload(conn, wid)
+    assert view["total_running_seconds"] == pytest.approx(15)
+    assert view["total_pending_seconds"] == pytest.approx(10)
+
+
+async def test_events_for_an_unknown_workload_are_ignored(conn):
+    assert not await repo.apply_phase(
+        conn, transition(str(uuid.uuid4()), 2, Phase.PENDING, Phase.RUNNING, 1))
