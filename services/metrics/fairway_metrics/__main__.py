@@ -1,0 +1,4 @@
+from fairway_metrics.app import build
+from fairway_runtime import main
+
+main(build)

@@ -1,0 +1,109 @@
+"""The scheduler's message handlers: each turns one event into state, in the tables first and
+in memory after the commit, then asks for a cycle. Thin: the rules live in `state` and `core`.
+
+The two workload consumers are independent: a workload's first phase event may arrive before
+its submission. It becomes schedulable once both are known.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from fairway_bus import Delivery, durable_subscriber
+from fairway_contracts import streams
+from fairway_contracts.events import NodeInventory, PhaseChanged, WorkloadSubmitted
+from fairway_contracts.streams import ConsumerSpec
+from fairway_runtime import Service
+from fairway_scheduler import core, repository
+from fairway_scheduler.cycle import Scheduler
+from fairway_scheduler.state import WorkloadRequest, WorkloadStatus
+from fairway_store import first_delivery
+from fairway_telemetry import trace_headers_only, workload_context
+
+log = logging.getLogger("fairway.scheduler")
+
+
+@dataclass(frozen=True)
+class SchedulerConsumers:
+    """The durable consumers the scheduler reads; tests substitute their own."""
+
+    inventory: ConsumerSpec = streams.SCHEDULER_INVENTORY
+    workloads: ConsumerSpec = streams.SCHEDULER_WORKLOADS
+    phases: ConsumerSpec = streams.SCHEDULER_PHASES
+
+
+def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsumers) -> None:
+    @durable_subscriber(service.broker, consumers.inventory, NodeInventory)
+    async def on_node_inventory(event: NodeInventory, delivery: Delivery) -> None:
+        await node_reported(scheduler, event)
+
+    @durable_subscriber(service.broker, consumers.workloads, WorkloadSubmitted)
+    async def on_workload_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
+        await workload_submitted(scheduler, event, delivery, consumers.workloads.durable)
+
+    @durable_subscriber(service.broker, consumers.phases, PhaseChanged)
+    async def on_phase_changed(event: PhaseChanged, delivery: Delivery) -> None:
+        await phase_changed(scheduler, event, delivery, consumers.phases.durable)
+
+
+async def node_reported(scheduler: Scheduler, event: NodeInventory) -> None:
+    # No inbox here: the last report wins and the write is guarded by observed_at, so a
+    # redelivery changes nothing without keeping an id per (frequent) inventory message.
+    node = core.Node(name=event.name, pool=event.node_pool, ready=event.ready, gpus=event.gpus,
+                     gpu_product=event.gpu_product, gpu_memory_mib=event.gpu_memory_mib,
+                     cpu_millis=event.cpu_millis, memory_mib=event.memory_mib)
+    async with scheduler.lock:
+        async with scheduler.pool.acquire() as conn:
+            if event.deleted:
+                stored = await repository.delete_node(conn, event.name, event.observed_at)
+            else:
+                stored = await repository.upsert_node(conn, node, event.observed_at)
+        if not stored:
+            return
+        if event.deleted:
+            scheduler.state.remove_node(event.name)
+        elif scheduler.state.nodes.get(node.name) != node:
+            scheduler.state.put_node(node)
+        else:
+            return  # the same node, observed again: nothing for a cycle
+    scheduler.changed()
+
+
+async def workload_submitted(scheduler: Scheduler, event: WorkloadSubmitted, delivery: Delivery,
+                             consumer: str) -> None:
+    with workload_context(event.workload_id):
+        request = WorkloadRequest.from_event(event, trace_headers_only(delivery.headers))
+        async with scheduler.lock:
+            async with scheduler.pool.acquire() as conn, conn.transaction():
+                if not await first_delivery(conn, consumer, delivery.msg_id):
+                    return
+                if not await repository.insert_request(conn, request):
+                    return
+                # Its last phase event may have come first, and may have ended it.
+                finished = await repository.is_finished(conn, request.id)
+            if finished:
+                return
+            scheduler.state.add_request(request)
+        scheduler.changed()
+
+
+async def phase_changed(scheduler: Scheduler, event: PhaseChanged, delivery: Delivery,
+                        consumer: str) -> None:
+    with workload_context(event.workload_id):
+        status = WorkloadStatus.from_event(event, trace_headers_only(delivery.headers))
+        async with scheduler.lock:
+            async with scheduler.pool.acquire() as conn, conn.transaction():
+                if not await first_delivery(conn, consumer, delivery.msg_id):
+                    return
+                applied = await repository.lock_status(conn, status.workload_id)
+                if applied is not None and (applied[1] or status.sequence <= applied[0]):
+                    log.debug("stale phase event ignored", extra={"fields": {
+                        "sequence": status.sequence, "applied_sequence": applied[0]}})
+                    return
+                await repository.save_status(conn, status)
+                released = await repository.release_allocations(
+                    conn, status.workload_id, keep=status.pods_holding())
+            scheduler.state.apply_status(status, released)
+        if released:
+            log.info("allocations released", extra={"fields": {
+                "phase": status.phase.value, "pods": released}})
+        scheduler.changed()

@@ -1,0 +1,150 @@
+"""The metrics service against real NATS JetStream and PostgreSQL: events in, the series on
+/metrics show them; a redelivery counts once; a restart rebuilds the current counts."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fairway_bus import publish_model
+from fairway_contracts import subjects
+from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
+from fairway_contracts.workloads import EffectiveSpec, Phase, WorkloadType
+from fairway_metrics.app import build
+from fairway_metrics.settings import MetricsSettings
+
+pytestmark = pytest.mark.infra
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def submitted(wid: str, project: str, workload_type: WorkloadType, seconds: float = 0
+              ) -> WorkloadSubmitted:
+    return WorkloadSubmitted(
+        event_id=f"sub-{wid}", workload_id=wid, name=f"w-{wid[:6]}", project=project,
+        project_id=f"id-{project}", workload_type=workload_type,
+        created_at=T0 + timedelta(seconds=seconds), created_by="alice",
+        spec=EffectiveSpec(image="x", priority_class="train", preemptible=True, backoff_limit=6),
+    )
+
+
+def phase_changed(wid: str, project: str, workload_type: WorkloadType, sequence: int,
+                  phase: Phase, seconds: float) -> PhaseChanged:
+    return PhaseChanged(
+        event_id=f"ph-{wid}-{sequence}", workload_id=wid, name=f"w-{wid[:6]}", project=project,
+        workload_type=workload_type, sequence=sequence, previous_phase=None, phase=phase,
+        reason=phase.value, message="", time=T0 + timedelta(seconds=seconds),
+    )
+
+
+@pytest.fixture
+async def start_metrics(nats_url: str, database_url: str, consumers):
+    started = []
+
+    async def start():
+        service = build(MetricsSettings(nats_url=nats_url, database_url=database_url),
+                        consumers=consumers)
+        await service.start(serve_http=True)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        if service.ready:
+            await service.stop()
+
+
+async def scrape(service) -> dict[tuple[str, tuple], float]:
+    """Every sample the service serves on /metrics, by (name, sorted labels)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{service.http_port}/metrics")
+    response.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def workloads(samples, phase: str, workload_type: str) -> float:
+    return samples[("fairway_workloads", (("phase", phase), ("type", workload_type)))]
+
+
+def transitions(samples, phase: str) -> float:
+    return samples[("fairway_phase_transitions_total", (("phase", phase),))]
+
+
+def latency(samples, which: str, part: str, workload_type: str) -> float:
+    name = f"fairway_workload_submit_to_{which}_seconds_{part}"
+    return samples.get((name, (("type", workload_type),)), 0.0)
+
+
+async def test_events_in_series_out_and_repeats_count_once(
+        js, project, consumers, drained, replay_consumers, start_metrics):
+    training, workspace, early = (str(uuid.uuid4()) for _ in range(3))
+    TRAINING, WORKSPACE = WorkloadType.TRAINING, WorkloadType.WORKSPACE
+
+    async def publish(event, msg_id: str) -> None:
+        subject = (subjects.workload_submitted(event.project, event.workload_id)
+                   if isinstance(event, WorkloadSubmitted)
+                   else subjects.phase(event.project, event.workload_id, event.phase))
+        await publish_model(js, subject, event, msg_id=msg_id)
+
+    service = await start_metrics()
+    before = await scrape(service)
+
+    # A training that runs 10 s after its submission, degrades, runs again and completes at 70 s.
+    await publish(submitted(training, project, TRAINING), f"sub-{training}")
+    for sequence, phase, seconds in [(1, Phase.CREATING, 1), (2, Phase.PENDING, 2),
+                                     (3, Phase.RUNNING, 10), (4, Phase.DEGRADED, 20),
+                                     (5, Phase.RUNNING, 25), (6, Phase.COMPLETED, 70)]:
+        await publish(phase_changed(training, project, TRAINING, sequence, phase, seconds),
+                      f"ph-{training}-{sequence}")
+    # A workspace that waits.
+    await publish(submitted(workspace, project, WORKSPACE), f"sub-{workspace}")
+    for sequence, phase, seconds in [(1, Phase.CREATING, 1), (2, Phase.PENDING, 2)]:
+        await publish(phase_changed(workspace, project, WORKSPACE, sequence, phase, seconds),
+                      f"ph-{workspace}-{sequence}")
+    # A training whose Running arrives before its submission (submitted at 5 s, running at 20 s).
+    await publish(phase_changed(early, project, TRAINING, 1, Phase.RUNNING, 20),
+                  f"ph-{early}-1")
+    await publish(submitted(early, project, TRAINING, seconds=5), f"sub-{early}")
+    await drained()
+
+    def check(samples) -> None:
+        assert workloads(samples, "Completed", "training") == 1
+        assert workloads(samples, "Running", "training") == 1
+        assert workloads(samples, "Pending", "workspace") == 1
+        assert workloads(samples, "Running", "workspace") == 0
+        # never a workload id or a project in a label
+        assert not any(label in ("workload_id", "project") for _, labels in samples
+                       for label, _ in labels)
+
+    def check_counted_once(samples) -> None:
+        for phase, count in [("Creating", 2), ("Pending", 2), ("Running", 3), ("Degraded", 1),
+                             ("Completed", 1)]:
+            assert transitions(samples, phase) - transitions(before, phase) == count, phase
+        assert (latency(samples, "running", "count", "training")
+                - latency(before, "running", "count", "training")) == 2
+        assert (latency(samples, "running", "sum", "training")
+                - latency(before, "running", "sum", "training")) == 10 + 15
+        assert (latency(samples, "completed", "count", "training")
+                - latency(before, "completed", "count", "training")) == 1
+        assert (latency(samples, "completed", "sum", "training")
+                - latency(before, "completed", "sum", "training")) == 70
+
+    after = await scrape(service)
+    check(after)
+    check_counted_once(after)
+
+    # Every message delivered again with its original id: nothing counts twice.
+    await replay_consumers(consumers)
+    await drained()
+    check_counted_once(await scrape(service))
+
+    # A restart rebuilds the current counts from the projections.
+    await service.stop()
+    service = await start_metrics()
+    check(await scrape(service))

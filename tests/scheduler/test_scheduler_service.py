@@ -1,0 +1,218 @@
+"""The scheduler service against real NATS JetStream and PostgreSQL: events in, bind decisions
+out, exactly once, across duplicates, redeliveries and a restart."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from fairway_bus import publish_model
+from fairway_contracts import streams, subjects
+from fairway_contracts.events import BindDecision, NodeInventory, PhaseChanged, WorkloadSubmitted
+from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
+from fairway_scheduler.app import build
+from fairway_scheduler.settings import SchedulerSettings
+
+pytestmark = pytest.mark.infra
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+def inventory(name: str, pool: str, gpus: int, ready: bool = True) -> NodeInventory:
+    return NodeInventory(name=name, node_pool=pool, ready=ready, gpus=gpus,
+                         gpu_product="NVIDIA-A100-SXM4-80GB", observed_at=T0)
+
+
+def submitted(wid: str, project: str, pool: str, gpus: int, at: int = 0) -> WorkloadSubmitted:
+    return WorkloadSubmitted(
+        event_id=f"sub-{wid}", workload_id=wid, name=f"job-{wid[:6]}", project=project,
+        project_id=f"id-{project}", workload_type=WorkloadType.TRAINING,
+        created_at=T0 + timedelta(seconds=at), created_by="alice",
+        spec=EffectiveSpec(image="pytorch", priority_class="train", preemptible=True,
+                           backoff_limit=6, node_pools=[pool],
+                           compute={"gpu_devices_request": gpus}),
+    )
+
+
+def phase_changed(wid: str, project: str, sequence: int, phase: Phase,
+                  pods: list[PodSummary]) -> PhaseChanged:
+    return PhaseChanged(
+        event_id=f"ph-{wid}-{sequence}", workload_id=wid, name=f"job-{wid[:6]}",
+        project=project, workload_type=WorkloadType.TRAINING, sequence=sequence,
+        previous_phase=None, phase=phase, reason=phase.value, message="", time=T0, pods=pods,
+    )
+
+
+@pytest.fixture
+async def start_scheduler(nats_url: str, database_url: str, consumers):
+    started = []
+
+    async def start():
+        settings = SchedulerSettings(nats_url=nats_url, database_url=database_url,
+                                     cycle_seconds=0.1)
+        service = build(settings, consumers=consumers)
+        await service.start(serve_http=False)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        if service.ready:
+            await service.stop()
+
+
+@pytest.fixture
+async def db(database_url: str):
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "scheduler"})
+    yield conn
+    await conn.close()
+
+
+def bind_decisions_total() -> float:
+    return REGISTRY.get_sample_value("fairway_scheduler_decisions_total", {"kind": "bind"}) or 0
+
+
+async def test_one_bind_decision_and_repeats_change_nothing(
+        js, consumers, project, pool, tag, db, start_scheduler, stored_messages, eventually,
+        replay_consumers):
+    wid = str(uuid.uuid4())
+    pod = f"job-{wid[:6]}-0"
+    decided_before = bind_decisions_total()
+    await publish_model(js, subjects.node_inventory(f"n-{tag}-1"),
+                        inventory(f"n-{tag}-1", pool, gpus=4), msg_id=f"inv-{tag}-1")
+    await publish_model(js, subjects.node_inventory(f"n-{tag}-0"),
+                        inventory(f"n-{tag}-0", pool, gpus=8, ready=False), msg_id=f"inv-{tag}-0")
+    await publish_model(js, subjects.workload_submitted(project, wid),
+                        submitted(wid, project, pool, gpus=2), msg_id=f"sub-{wid}",
+                        headers={"traceparent": TRACEPARENT})
+    pending = phase_changed(wid, project, 1, Phase.PENDING, [PodSummary(name=pod, gpus=2)])
+    await publish_model(js, subjects.phase(project, wid, Phase.PENDING), pending,
+                        msg_id=f"ph-{wid}-1")
+
+    service = await start_scheduler()
+
+    bind_subject = subjects.bind(project, wid)
+    [message] = await eventually(lambda: stored_messages(streams.DECISIONS.name, bind_subject))
+    decision = BindDecision.model_validate_json(message.data)
+    # The NotReady node (which sorts first) is skipped; devices are the lowest free ones.
+    assert [(p.pod, p.node, p.gpu_devices) for p in decision.placements] == [
+        (pod, f"n-{tag}-1", [0, 1])]
+    assert (decision.workload_id, decision.project) == (wid, project)
+    assert message.headers["traceparent"].split("-")[1] == TRACE_ID  # the submission's trace
+    assert bind_decisions_total() == decided_before + 1
+
+    # The same phase event again under another id, and a later one in which the pod still has
+    # no node (lifecycle has not bound it yet): the pod has its allocation, nothing is decided.
+    await publish_model(js, subjects.phase(project, wid, Phase.PENDING), pending,
+                        msg_id=f"ph-{wid}-1-again")
+    await publish_model(js, subjects.phase(project, wid, Phase.PENDING),
+                        phase_changed(wid, project, 2, Phase.PENDING,
+                                      [PodSummary(name=pod, gpus=2)]),
+                        msg_id=f"ph-{wid}-2")
+    await eventually(lambda: db.fetchval(
+        "SELECT sequence = 2 FROM workload_status WHERE workload_id = $1", wid))
+    await drained(js, consumers, eventually)
+    assert len(await stored_messages(streams.DECISIONS.name, bind_subject)) == 1
+
+    # Restart, and have every message delivered again with its original id.
+    await service.stop()
+    await replay_consumers(consumers)
+    await start_scheduler()
+    await drained(js, consumers, eventually)
+
+    assert len(await stored_messages(streams.DECISIONS.name, bind_subject)) == 1
+    assert await db.fetchval("SELECT count(*) FROM allocations") == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 1
+    assert bind_decisions_total() == decided_before + 1
+
+
+async def test_phase_before_submission_and_release_lets_the_next_one_in(
+        js, consumers, project, pool, tag, db, start_scheduler, stored_messages, eventually):
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    node = f"n-{tag}-1"
+    await publish_model(js, subjects.node_inventory(node), inventory(node, pool, gpus=1),
+                        msg_id=f"inv-{tag}-1")
+    # The phase event of the first workload comes before its submission.
+    await publish_model(js, subjects.phase(project, first, Phase.PENDING),
+                        phase_changed(first, project, 1, Phase.PENDING,
+                                      [PodSummary(name="first-0")]),
+                        msg_id=f"ph-{first}-1")
+    service = await start_scheduler()
+    await publish_model(js, subjects.workload_submitted(project, first),
+                        submitted(first, project, pool, gpus=1, at=0), msg_id=f"sub-{first}")
+    await eventually(lambda: stored_messages(streams.DECISIONS.name,
+                                             subjects.bind(project, first)))
+
+    # The second one waits for the only GPU, and says why.
+    await publish_model(js, subjects.workload_submitted(project, second),
+                        submitted(second, project, pool, gpus=1, at=5), msg_id=f"sub-{second}")
+    await publish_model(js, subjects.phase(project, second, Phase.PENDING),
+                        phase_changed(second, project, 1, Phase.PENDING,
+                                      [PodSummary(name="second-0")]),
+                        msg_id=f"ph-{second}-1")
+    reason = await eventually(lambda: db.fetchrow(
+        "SELECT pending_code, pending_message FROM workloads"
+        " WHERE id = $1 AND pending_code IS NOT NULL", second))
+    assert dict(reason) == {
+        "pending_code": "NoFittingNode",
+        "pending_message": f"needs 1 pod with 1 GPU; the largest free slot in node pool {pool} "
+                           "has 0 GPUs",
+    }
+
+    # The first one runs and completes: its GPU goes to the second.
+    await publish_model(js, subjects.phase(project, first, Phase.RUNNING),
+                        phase_changed(first, project, 2, Phase.RUNNING,
+                                      [PodSummary(name="first-0", node=node, phase="Running")]),
+                        msg_id=f"ph-{first}-2")
+    await publish_model(js, subjects.phase(project, first, Phase.COMPLETED),
+                        phase_changed(first, project, 3, Phase.COMPLETED,
+                                      [PodSummary(name="first-0", node=node,
+                                                  phase="Succeeded")]),
+                        msg_id=f"ph-{first}-3")
+    [message] = await eventually(lambda: stored_messages(streams.DECISIONS.name,
+                                                         subjects.bind(project, second)))
+    decision = BindDecision.model_validate_json(message.data)
+    assert [(p.pod, p.node, p.gpu_devices) for p in decision.placements] == [
+        ("second-0", node, [0])]
+    await eventually(lambda: db.fetchval(
+        "SELECT pending_code IS NULL FROM workloads WHERE id = $1", second))
+    assert await db.fetchval("SELECT array_agg(pod) FROM allocations") == ["second-0"]
+
+    # A stale event from before the completion, arriving late, brings nothing back.
+    await publish_model(js, subjects.phase(project, first, Phase.PENDING),
+                        phase_changed(first, project, 1, Phase.PENDING,
+                                      [PodSummary(name="first-0")]),
+                        msg_id=f"ph-{first}-1-late")
+    await drained(js, consumers, eventually)
+    assert len(await stored_messages(streams.DECISIONS.name,
+                                     subjects.bind(project, first))) == 1
+    assert await db.fetchval("SELECT array_agg(pod) FROM allocations") == ["second-0"]
+    assert tuple(await db.fetchrow(
+        "SELECT sequence, phase, finished FROM workload_status WHERE workload_id = $1", first,
+    )) == (3, "Completed", True)
+
+    # A restart loads the same state: nothing is decided again.
+    await service.stop()
+    await start_scheduler()
+    await drained(js, consumers, eventually)
+    for wid in (first, second):
+        assert len(await stored_messages(streams.DECISIONS.name, subjects.bind(project, wid))) == 1
+
+
+async def drained(js, consumers, eventually) -> None:
+    """Wait until every test consumer has handled all it holds, then for a few cycles more."""
+
+    async def empty():
+        for spec in (consumers.inventory, consumers.workloads, consumers.phases):
+            info = await js.consumer_info(spec.stream, spec.durable)
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+
+    await eventually(empty)
+    await asyncio.sleep(0.5)

@@ -1,0 +1,108 @@
+"""How events become the scheduler's state, and the snapshot a cycle sees (pure, no I/O)."""
+
+from datetime import UTC, datetime
+
+from fairway_contracts.workloads import Phase
+from fairway_scheduler import core
+from fairway_scheduler.cycle import decision_id
+from fairway_scheduler.state import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def request(wid: str = "w1", gpus: int = 2, pods: int = 1) -> WorkloadRequest:
+    return WorkloadRequest(id=wid, project="team-a", priority_class="train", priority=50,
+                           preemptible=True, node_pools=(), pods=pods, min_pods=pods,
+                           gpus_per_pod=gpus, submitted_at=T0)
+
+
+def status(wid: str = "w1", sequence: int = 1, phase: Phase = Phase.PENDING,
+           *pods: PodStatus) -> WorkloadStatus:
+    return WorkloadStatus(workload_id=wid, project="team-a", sequence=sequence, phase=phase,
+                          pods=pods or (PodStatus(f"{wid}-0"),))
+
+
+def test_a_workload_is_schedulable_once_request_and_pods_are_known():
+    state = ClusterState()
+    state.apply_status(status(), released=())
+    assert state.snapshot().workloads == ()
+
+    state.add_request(request())
+
+    [workload] = state.snapshot().workloads
+    assert workload.waiting_pods == ("w1-0",)
+    assert workload.gpus_per_pod == 2
+
+
+def test_a_pod_with_an_allocation_does_not_wait_again():
+    state = ClusterState()
+    state.add_request(request())
+    state.apply_status(status(), released=())
+    state.add_placement(core.Placement("w1", (core.PodPlacement("w1-0", "n1", (0, 1)),)))
+
+    [workload] = state.snapshot().workloads
+    assert workload.waiting_pods == ()
+
+
+def test_a_pod_bound_without_our_decision_holds_its_gpus():
+    state = ClusterState()
+    state.add_request(request(gpus=3))
+    state.apply_status(status("w1", 2, Phase.RUNNING, PodStatus("w1-0", node="n1",
+                                                                phase="Running")), released=())
+
+    snapshot = state.snapshot()
+    assert snapshot.allocations == (core.Allocation("w1", "w1-0", "n1", unknown_devices=3),)
+    assert snapshot.workloads[0].waiting_pods == ()
+
+
+def test_finished_pods_neither_wait_nor_hold():
+    done = status("w1", 3, Phase.RUNNING, PodStatus("w1-0", node="n1", phase="Succeeded"),
+                  PodStatus("w1-1", node=None, phase="Failed"), PodStatus("w1-2", node="n1",
+                                                                           phase="Running"))
+    assert done.pods_holding() == frozenset({"w1-2"})
+    state = ClusterState()
+    state.add_request(request(pods=3))
+    state.apply_status(done, released=())
+    assert state.snapshot().workloads[0].waiting_pods == ()
+
+
+def test_a_terminal_phase_releases_everything_and_forgets_the_workload():
+    state = ClusterState()
+    state.add_request(request())
+    state.apply_status(status(), released=())
+    state.add_placement(core.Placement("w1", (core.PodPlacement("w1-0", "n1", (0, 1)),)))
+    completed = status("w1", 2, Phase.COMPLETED, PodStatus("w1-0", node="n1", phase="Succeeded"))
+    assert completed.pods_holding() == frozenset()
+
+    state.apply_status(completed, released=["w1-0"])
+
+    assert state.snapshot() == core.ClusterSnapshot()
+    assert state.requests == {} and state.allocations == {}
+
+
+def test_pending_changes_name_new_changed_and_cleared_reasons():
+    state = ClusterState()
+    a = core.PendingReason("a", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 1 GPU; ...")
+    b = core.PendingReason("b", core.PendingCode.NO_READY_NODE, "node pool x has 1 node, none")
+    state.set_pending([a, b])
+    b2 = core.PendingReason("b", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 2 GPUs")
+    c = core.PendingReason("c", core.PendingCode.WAITING_FOR_PODS, "needs 2 pods together")
+
+    changes = state.pending_changes([b2, c])
+
+    assert sorted(changes, key=lambda change: change[0]) == [("a", None), ("b", b2), ("c", c)]
+    assert state.pending_changes([a, b]) == []
+
+
+def test_the_version_moves_only_on_change():
+    state = ClusterState()
+    state.put_node(core.Node("n1", "default", True, 8))
+    before = state.version
+    state.set_pending([])
+    assert state.version == before
+
+
+def test_decision_ids_are_deterministic():
+    assert decision_id("w1", 1, ["b", "a"]) == decision_id("w1", 1, ["a", "b"])
+    assert decision_id("w1", 1, ["a"]) != decision_id("w1", 2, ["a"])
+    assert decision_id("w1", 1, ["a"]) != decision_id("w2", 1, ["a"])
