@@ -22,7 +22,7 @@ async def test_migrations_run_once_even_when_two_instances_start_together(databa
     results = await asyncio.gather(*(migrate_dsn(database_url, "migtest", tmp_path)
                                      for _ in range(4)))
     applied = [v for r in results for v in r]
-    assert sorted(applied) == ["000_outbox_inbox", "001_things", "002_more"]
+    assert sorted(applied) == ["000_outbox_inbox", "000_outbox_notify", "001_things", "002_more"]
     conn = await asyncpg.connect(database_url)
     assert await conn.fetchval("SELECT count(*) FROM migtest.things") == 1
     await conn.close()

@@ -67,6 +67,11 @@ def durable_subscriber[M: BaseModel](
 ) -> Callable[[Callable[[M, Delivery], Awaitable[None]]], Callable[..., Awaitable[None]]]:
     """Register `handler(payload, delivery)` on the durable consumer `spec`."""
 
+    if len(spec.filter_subjects) != 1:
+        # FastStream binds a pull subscription to one subject; refuse rather than drop filters.
+        raise ValueError(f"consumer {spec.durable}: exactly one filter subject is supported, "
+                         f"got {spec.filter_subjects}")
+
     def register(handler: Callable[[M, Delivery], Awaitable[None]]):
         subscriber = broker.subscriber(
             spec.filter_subjects[0],

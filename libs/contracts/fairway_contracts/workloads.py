@@ -39,6 +39,25 @@ class Phase(StrEnum):
 TERMINAL_PHASES = frozenset({Phase.FAILED, Phase.COMPLETED, Phase.DELETED})
 
 
+# Priority classes: the seven levels and the older per-type names, with Run:ai's Kubernetes
+# PriorityClass values, so people moving between the two see the same numbers. Higher runs
+# first; below NON_PREEMPTIBLE_FROM a workload is preemptible unless its spec says otherwise.
+PRIORITY_CLASSES: dict[str, int] = {
+    "very-low": 25,
+    "low": 40,
+    "train": 50,
+    "medium-low": 65,
+    "interactive-preemptible": 75,
+    "medium": 80,
+    "medium-high": 90,
+    "build": 100,
+    "high": 125,
+    "inference": 125,
+    "very-high": 150,
+}
+NON_PREEMPTIBLE_FROM = 100
+
+
 class PodRole(StrEnum):
     MAIN = "main"
     MASTER = "master"

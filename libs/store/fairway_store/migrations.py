@@ -13,7 +13,19 @@ import asyncpg
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-# The outbox and the inbox (processed message ids) every service schema gets first.
+# Every service schema gets these first: the outbox, the inbox (processed message ids), and
+# the trigger that wakes the outbox relay.
+_NOTIFY = """
+-- Wake the relay when rows are committed (once per statement; NOTIFY is delivered at commit).
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS outbox_notify ON outbox;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+"""
 _BASE = """
 CREATE TABLE IF NOT EXISTS outbox (
     id           bigserial PRIMARY KEY,
@@ -57,7 +69,7 @@ async def migrate(conn: asyncpg.Connection, schema: str, folder: Path | None) ->
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        steps = [("000_outbox_inbox", _BASE)]
+        steps = [("000_outbox_inbox", _BASE), ("000_outbox_notify", _NOTIFY)]
         steps += [(v, p.read_text()) for v, p in (migration_files(folder) if folder else [])]
         for version, sql in steps:
             if version in done:

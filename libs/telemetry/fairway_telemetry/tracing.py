@@ -47,8 +47,10 @@ def setup_tracing(service_name: str) -> TracerProvider:
 
 
 def shutdown_tracing() -> None:
+    """Export what is buffered. The provider stays installed: a process sets it once, and a
+    second service started in the same process (tests) keeps exporting."""
     if _provider is not None:
-        _provider.shutdown()
+        _provider.force_flush(timeout_millis=5000)
 
 
 def tracer(name: str) -> trace.Tracer:

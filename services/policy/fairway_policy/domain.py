@@ -14,27 +14,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
-from fairway_contracts.workloads import EffectiveSpec, WorkloadType
+from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, EffectiveSpec, WorkloadType
+from fairway_contracts.workloads import PRIORITY_CLASSES as _PRIORITY_CLASSES
 
 # Run:ai's priority dictionary: seven levels anyone may choose plus the names of the workload
 # categories that are the types' defaults (train, interactive-preemptible, build, inference).
 # Higher runs first. The values are Run:ai's Kubernetes PriorityClass values, so people who move
 # between the two systems see the same numbers.
-PRIORITY_CLASSES: Mapping[str, int] = {
-    "very-low": 25,
-    "low": 40,
-    "train": 50,
-    "medium-low": 65,
-    "interactive-preemptible": 75,
-    "medium": 80,
-    "medium-high": 90,
-    "build": 100,
-    "high": 125,
-    "inference": 125,
-    "very-high": 150,
-}
-# Below this value a workload is preemptible, unless its `preemptibility` says otherwise.
-NON_PREEMPTIBLE_FROM = 100
+PRIORITY_CLASSES: Mapping[str, int] = _PRIORITY_CLASSES
 
 DEFAULT_PRIORITY_CLASS: Mapping[WorkloadType, str] = {
     WorkloadType.WORKSPACE: "build",
