@@ -43,7 +43,8 @@ def status_object(
 
 
 def success_status(code: int = 200, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    obj: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    obj: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Success"}
     if details:
         obj["details"] = details
     obj["code"] = code
@@ -139,7 +140,8 @@ def method_not_allowed(method: str) -> ApiError:
 
 def route_not_found() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource",
-                    {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+                    {"causes": [{"reason": "UnexpectedServerResponse",
+                                 "message": "404 page not found"}]})
 
 
 def internal(message: str) -> ApiError:

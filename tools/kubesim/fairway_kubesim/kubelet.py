@@ -26,7 +26,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,14 +189,12 @@ def _image_id(image: str) -> str:
 class Kubelet:
     """All simulated kubelets: one heap of due transitions, one timer."""
 
-    def __init__(self, store: Store, timings: Timings, seed: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, timings: Timings, seed: int | None = None) -> None:
         self.store = store
         self.pods_resource: Resource = store["pods"]
         self.nodes_resource: Resource = store["nodes"]
         self.timings = timings
         self.rng = random.Random(seed)
-        self.clock = clock
         self.sims: dict[str, PodSim] = {}
         self.nodes: dict[str, NodeState] = {}
         self._heap: list[tuple[float, int, int, PodSim, str]] = []
@@ -392,10 +390,9 @@ class Kubelet:
                 continue
             capacity = node.allocatable.get(res)
             if capacity is None:
-                if res.startswith("requests.") or "/" not in res and res not in (
-                        "cpu", "memory", "ephemeral-storage"):
-                    continue
-                capacity = 0.0
+                if "/" not in res:
+                    continue  # a native resource this node does not report
+                capacity = 0.0  # an extended resource (nvidia.com/gpu) the node lacks
             if used.get(res, 0.0) + value > capacity + 1e-9:
                 if res == "pods":
                     return "OutOfpods", "Node didn't have enough resource: pods"

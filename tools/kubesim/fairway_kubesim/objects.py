@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ApiError, bad_request, invalid
+from .errors import bad_request, invalid
 from .profile import DEFAULT_GPU_PRODUCT, NodeSpec
 from .quantity import cpu_string, memory_string_mib, parse_quantity
 
@@ -117,7 +117,6 @@ def build_node(spec: NodeSpec, index: int, created: str) -> dict[str, Any]:
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },
-            "phase": "Running",
         },
     }
 
@@ -452,7 +451,7 @@ def _check_meta_maps(meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                                f"Invalid value: {key}: values must be strings"))
             elif part == "labels" and value and (len(value) > 63
                                                  or not _LABEL_NAME.match(value)):
-                causes.append((f"metadata.labels", "FieldValueInvalid",
+                causes.append(("metadata.labels", "FieldValueInvalid",
                                f'Invalid value: "{value}": a valid label must be an empty '
                                "string or consist of alphanumeric characters, '-', '_' or "
                                "'.', and must start and end with an alphanumeric character"))
@@ -463,8 +462,3 @@ def _check_meta_maps(meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                                f'Invalid value: "{key}": name part must consist of '
                                "alphanumeric characters, '-', '_' or '.'"))
     return causes
-
-
-def raise_if(condition: bool, error: ApiError) -> None:
-    if condition:
-        raise error

@@ -258,10 +258,11 @@ def parse_field_selector(text: str | None, resource: str) -> Predicate | None:
     for term in _split_unescaped(text, ","):
         if not term.strip():
             continue
-        for op, negate in (("!=", True), ("==", False), ("=", False)):
+        for op in ("!=", "==", "="):
             idx = _find_unescaped(term, op)
             if idx >= 0:
                 field, value = term[:idx].strip(), _unescape(term[idx + len(op):].strip())
+                negate = op == "!="
                 break
         else:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")

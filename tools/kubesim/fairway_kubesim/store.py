@@ -23,6 +23,8 @@ from .selectors import Predicate
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 _TYPE_PREFIX = {t: b'{"type":"' + t.encode() + b'","object":' for t in (ADDED, MODIFIED, DELETED)}
 
+Transform = Callable[[str, "Stored"], bytes]
+
 DEFAULT_HISTORY = 20_000
 DEFAULT_WATCH_QUEUE = 50_000
 
@@ -61,11 +63,13 @@ class Watcher:
     """One open watch: a buffer of encoded event lines and a wake-up flag."""
 
     def __init__(self, resource: Resource, namespace: str | None, pred: Predicate | None,
-                 max_queue: int) -> None:
+                 max_queue: int, transform: Transform | None = None) -> None:
         self.resource = resource
+        self.transform = transform  # another encoding of events (kubectl's tables)
         self.namespace = namespace
         self.pred = pred
         self.max_queue = max_queue
+        self.limit = max_queue  # raised while the initial state or a replay is queued
         self.buf: list[bytes] = []
         self.wake = asyncio.Event()
         self.closed = False  # no more events will be delivered
@@ -80,24 +84,33 @@ class Watcher:
         if self.closed:
             return
         now = self.matches(event.stored.obj)
-        if event.type == MODIFIED and event.prev is not None:
+        type_ = event.type
+        if type_ == MODIFIED and event.prev is not None:
             before = self.matches(event.prev.obj)
-            if now and before:
-                line = event.encoded()
-            elif now:
-                line = event_line(ADDED, event.stored.raw)  # moved into the selection
-            elif before:
-                line = event_line(DELETED, event.stored.raw)  # moved out of it
-            else:
+            if now and not before:
+                type_ = ADDED  # moved into the selection
+            elif before and not now:
+                type_ = DELETED  # moved out of it
+            elif not now:
                 return
-        elif now:
-            line = event.encoded()
-        else:
+        elif not now:
             return
-        self._push(line)
+        if self.transform is not None:
+            self._push(self.transform(type_, event.stored))
+        elif type_ == event.type:
+            self._push(event.encoded())
+        else:
+            self._push(event_line(type_, event.stored.raw))
+
+    def initial(self, stored: Stored) -> None:
+        """A synthetic ADDED for an object that exists when the watch starts."""
+        if self.transform is not None:
+            self._push(self.transform(ADDED, stored))
+        else:
+            self._push(event_line(ADDED, stored.raw))
 
     def _push(self, line: bytes) -> None:
-        if len(self.buf) >= self.max_queue:
+        if len(self.buf) >= self.limit:
             # A watcher that cannot keep up is ended, as the API server does; the client
             # resumes from the last resourceVersion it saw.
             self.overflowed = True
@@ -110,6 +123,7 @@ class Watcher:
         data = b"".join(self.buf)
         self.buf.clear()
         self.wake.clear()
+        self.limit = self.max_queue
         return data
 
     def close(self) -> None:
@@ -134,6 +148,7 @@ class Resource:
         self.history: deque[Event] = deque(maxlen=max(1, history))
         self.compacted_rv = 0  # events at or below this version may have left the ring
         self.watchers: set[Watcher] = set()
+        self._ns_counts: dict[str, int] = {}
 
     # reads ---------------------------------------------------------------------------------
 
@@ -162,6 +177,9 @@ class Resource:
     def __len__(self) -> int:
         return len(self.items)
 
+    def count(self, namespace: str) -> int:
+        return self._ns_counts.get(namespace, 0)
+
     # writes --------------------------------------------------------------------------------
 
     def create(self, obj: dict[str, Any]) -> Stored:
@@ -173,6 +191,7 @@ class Resource:
         meta["resourceVersion"] = str(rv)
         stored = Stored(obj)
         self.items[key] = stored
+        self._ns_counts[key[0]] = self._ns_counts.get(key[0], 0) + 1
         self._emit(Event(ADDED, rv, stored, None))
         return stored
 
@@ -202,6 +221,11 @@ class Resource:
         prev = self.items.pop(key, None)
         if prev is None:
             raise not_found(self.plural, name, self.group)
+        left = self._ns_counts.get(namespace, 1) - 1
+        if left:
+            self._ns_counts[namespace] = left
+        else:
+            self._ns_counts.pop(namespace, None)
         obj = final if final is not None else Store.copy(prev)
         rv = self.store.next_rv()
         obj["metadata"]["resourceVersion"] = str(rv)
@@ -220,19 +244,22 @@ class Resource:
     # watch ---------------------------------------------------------------------------------
 
     def watch(self, namespace: str | None, pred: Predicate | None, since: int | None,
-              max_queue: int = DEFAULT_WATCH_QUEUE) -> Watcher:
+              max_queue: int = DEFAULT_WATCH_QUEUE, transform: Transform | None = None
+              ) -> Watcher:
         """Open a watch. `since=None` starts with synthetic ADDED events for what exists now;
         otherwise every event after `since` is replayed, or 410 if the ring no longer has it.
         """
-        watcher = Watcher(self, namespace, pred, max_queue)
+        watcher = Watcher(self, namespace, pred, max_queue, transform)
+        watcher.limit = 1 << 62  # the starting backlog is never "too slow"
         if since is None:
             for stored in self.select(namespace, pred):
-                watcher._push(event_line(ADDED, stored.raw))
+                watcher.initial(stored)
         else:
             if since < self.compacted_rv:
                 raise expired(f"too old resource version: {since} ({self.compacted_rv})")
             for event in self._events_after(since):
                 watcher.offer(event)
+        watcher.limit = len(watcher.buf) + max_queue
         self.watchers.add(watcher)
         return watcher
 

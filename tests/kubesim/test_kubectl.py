@@ -1,0 +1,98 @@
+"""What kubectl needs beyond the official Python client: server-side tables and OpenAPI v3
+field-validation support; and, where kubectl is installed, kubectl itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from fairway_kubesim.tables import human_duration
+
+from .conftest import bind, make_pod
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def _get(api: client.CoreV1Api, path: str, accept: str = TABLE) -> dict:
+    api_client = api.api_client
+    resp = api_client.call_api("GET", api_client.configuration.host + path,
+                               header_params={"Accept": accept})
+    resp.read()
+    assert resp.status == 200, resp.data
+    return json.loads(resp.data)
+
+
+def test_pod_table(api: client.CoreV1Api, ns: str) -> None:
+    api.create_namespaced_pod(ns, make_pod("waiting"))
+    api.create_namespaced_pod(ns, make_pod("slow", {"sim.fairway.io/pull-seconds": "60"}))
+    bind(api, ns, "slow", "t4-1")
+    table = _get(api, f"/api/v1/namespaces/{ns}/pods")
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+    assert [c["name"] for c in table["columnDefinitions"]][:5] == [
+        "Name", "Ready", "Status", "Restarts", "Age"]
+    rows = {r["cells"][0]: r for r in table["rows"]}
+    assert rows["waiting"]["cells"][1:4] == ["0/1", "Pending", 0]
+    slow = rows["slow"]["cells"]
+    assert slow[6] == "t4-1"
+    assert slow[2] in ("Pending", "ContainerCreating")
+    assert rows["slow"]["object"]["kind"] == "PartialObjectMetadata"
+    single = _get(api, f"/api/v1/namespaces/{ns}/pods/waiting")
+    assert [r["cells"][0] for r in single["rows"]] == ["waiting"]
+    plain = _get(api, f"/api/v1/namespaces/{ns}/pods/waiting", accept="application/json")
+    assert plain["kind"] == "Pod"
+
+
+def test_node_and_namespace_tables(api: client.CoreV1Api) -> None:
+    nodes = _get(api, "/api/v1/nodes")
+    assert [r["cells"][:2] for r in nodes["rows"]] == [
+        ["a100-1", "Ready"], ["a100-2", "Ready"], ["t4-1", "Ready"], ["t4-2", "Ready"]]
+    namespaces = _get(api, "/api/v1/namespaces")
+    assert ["default", "Active"] in [r["cells"][:2] for r in namespaces["rows"]]
+
+
+def test_openapi_v3_announces_field_validation(api: client.CoreV1Api) -> None:
+    index = _get(api, "/openapi/v3", accept="application/json")
+    url = index["paths"]["api/v1"]["serverRelativeURL"]
+    doc = _get(api, url, accept="application/json")
+    kinds = {op["patch"]["x-kubernetes-group-version-kind"]["kind"]
+             for op in doc["paths"].values()}
+    assert {"Pod", "Namespace", "Binding"} <= kinds
+
+
+def test_human_duration() -> None:
+    assert [human_duration(s) for s in (5, 119, 150, 600, 3 * 3600 + 60, 50 * 3600)] == [
+        "5s", "119s", "2m30s", "10m", "3h1m", "2d2h"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_gets_and_creates(kubeconfig: Path, api: client.CoreV1Api, ns: str,
+                                  tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def kubectl(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(["kubectl", *args], env=env, input=stdin, text=True,
+                              capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = kubectl("get", "nodes", "-l", "fairway.io/node-pool=a100")
+    assert out.split("\n")[0].split()[:2] == ["NAME", "STATUS"]
+    assert "a100-1" in out and "Ready" in out and "t4-1" not in out
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: from-kubectl, namespace: {ns}}}
+spec:
+  nodeName: t4-2
+  containers: [{{name: main, image: busybox:1.36}}]
+"""
+    assert "pod/from-kubectl created" in kubectl("create", "-f", "-", stdin=manifest)
+    assert "from-kubectl" in kubectl("get", "pods", "-n", ns, "-o", "wide")
+    kubectl("delete", "pod", "from-kubectl", "-n", ns, "--grace-period=0", "--force")
+    assert "from-kubectl" not in kubectl("get", "pods", "-n", ns)

@@ -1,0 +1,268 @@
+"""Run kubesim: `KubeSim` inside a running asyncio loop, `KubeSimThread` in its own thread.
+
+    async with KubeSim(DEFAULT_PROFILE, port=0) as sim:
+        write_kubeconfig(path, sim.url)
+
+    with KubeSimThread(DEFAULT_PROFILE) as sim:   # from synchronous code
+        client = kubernetes.config.new_client_from_config(config_file=sim.kubeconfig(path))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import yaml
+from aiohttp import web
+
+from .api import Api
+from .kubelet import Kubelet
+from .objects import build_namespace, build_node, now_rfc3339
+from .profile import Profile, load_profile
+from .profiles import DEFAULT_PROFILE
+from .store import DEFAULT_HISTORY, DEFAULT_WATCH_QUEUE, Store
+
+T = TypeVar("T")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_TOKEN = "kubesim"
+
+ProfileSource = Profile | str | Path | Mapping[str, Any] | None
+
+
+def _as_profile(profile: ProfileSource) -> Profile:
+    if profile is None:
+        return load_profile(DEFAULT_PROFILE)
+    if isinstance(profile, Profile):
+        return profile
+    return load_profile(profile)
+
+
+class KubeSim:
+    """A simulated cluster served over HTTP from the current asyncio loop.
+
+    Args:
+        profile: a `Profile`, a profile file, a parsed mapping, or None for the default.
+        host, port: where to listen; port 0 picks a free port (see `.port` / `.url`).
+        history: watch events kept per resource kind; older resourceVersions answer 410.
+        bookmark_interval: seconds between BOOKMARK events on watches that allow them.
+        watch_queue: events buffered per watcher before a slow watcher is closed.
+        seed: seeds the timing jitter, for reproducible runs.
+    """
+
+    def __init__(self, profile: ProfileSource = None, *, host: str = "127.0.0.1",
+                 port: int = 0, history: int = DEFAULT_HISTORY,
+                 bookmark_interval: float = 10.0, watch_queue: int = DEFAULT_WATCH_QUEUE,
+                 seed: int | None = None) -> None:
+        self.profile = _as_profile(profile)
+        self.host = host
+        self._requested_port = port
+        self.port: int | None = None
+        self.store = Store(history=history)
+        self.store.add("namespaces", "Namespace", namespaced=False)
+        self.store.add("nodes", "Node", namespaced=False)
+        self.store.add("pods", "Pod", namespaced=True)
+        self.kubelet = Kubelet(self.store, self.profile.timings, seed=seed)
+        self.api = Api(self.store, bookmark_interval=bookmark_interval,
+                       watch_queue=watch_queue)
+        self._runner: web.AppRunner | None = None
+        self._populate()
+
+    def _populate(self) -> None:
+        created = now_rfc3339()
+        for name in SYSTEM_NAMESPACES:
+            self.store["namespaces"].create(build_namespace(name, created))
+        for index, spec in enumerate(self.profile.nodes):
+            stored = self.store["nodes"].create(build_node(spec, index, created))
+            self.kubelet.add_node(stored.obj, index)
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("kubesim is already running")
+        loop = asyncio.get_running_loop()
+        sock = _bind(self.host, self._requested_port)
+        self.port = sock.getsockname()[1]
+        runner = web.AppRunner(self.api.app(), handler_cancellation=True, access_log=None,
+                               shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock, backlog=1024).start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self._runner = runner
+        self.kubelet.start(loop)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        self.kubelet.stop()
+        self.store.close_watchers()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("kubesim is not running")
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    def write_kubeconfig(self, path: str | Path, token: str | None = DEFAULT_TOKEN) -> Path:
+        return write_kubeconfig(path, self.url, token=token)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    return host
+
+
+def write_kubeconfig(path: str | Path, url: str, token: str | None = DEFAULT_TOKEN,
+                     namespace: str = "default", name: str = "kubesim") -> Path:
+    """Write a kubeconfig for a plain-HTTP server at `url` (a bearer token user, or none).
+
+    kubesim accepts any token; `token=None` writes a user without credentials.
+    The file is replaced atomically and readable by its owner only.
+    """
+    user: dict[str, Any] = {"token": token} if token else {}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": url,
+                                                "insecure-skip-tls-verify": True}}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name,
+                                                "namespace": namespace}}],
+        "current-context": name,
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".kubeconfig-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh, sort_keys=False)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+class KubeSimThread:
+    """Runs a `KubeSim` on its own event loop in a daemon thread, for synchronous callers.
+
+    `call(fn)` runs `fn(sim)` on the simulator's loop and returns its result, which is the
+    safe way to look at `sim.store` or `sim.kubelet` from another thread.
+    """
+
+    def __init__(self, profile: ProfileSource = None, **kwargs: Any) -> None:
+        self._args = (profile, kwargs)
+        self.sim: KubeSim | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    def start(self, timeout: float = 30.0) -> Self:
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="kubesim",
+                                        daemon=True)
+        self._thread.start()
+        ready.result(timeout)
+        return self
+
+    def _run(self, ready: Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ready))
+        finally:
+            loop.close()
+
+    async def _main(self, ready: Future[None]) -> None:
+        try:
+            profile, kwargs = self._args
+            self.sim = KubeSim(profile, **kwargs)
+            self._stopped = asyncio.Event()
+            await self.sim.start()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.sim.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stopped, thread = self._loop, self._stopped, self._thread
+        if loop is not None and stopped is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopped.set)
+        if thread is not None:
+            thread.join(timeout)
+        self._thread = None
+
+    def call(self, fn: Callable[[KubeSim], T], timeout: float = 10.0) -> T:
+        if self._loop is None or self.sim is None:
+            raise RuntimeError("kubesim is not running")
+        sim = self.sim
+
+        async def run() -> T:
+            return fn(sim)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    @property
+    def url(self) -> str:
+        if self.sim is None:
+            raise RuntimeError("kubesim is not running")
+        return self.sim.url
+
+    def write_kubeconfig(self, path: str | Path, token: str | None = DEFAULT_TOKEN) -> Path:
+        return write_kubeconfig(path, self.url, token=token)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
