@@ -63,8 +63,8 @@ async def consumers(js, tag: str, project: str):
         inventory=replace(streams.SCHEDULER_INVENTORY, durable=f"test-sched-inventory-{tag}"),
         workloads=replace(streams.SCHEDULER_WORKLOADS, durable=f"test-sched-workloads-{tag}",
                           filter_subjects=(f"{subjects.PREFIX}.workload.submitted.{project}.>",)),
-        phases=replace(streams.SCHEDULER_PHASES, durable=f"test-sched-phases-{tag}",
-                       filter_subjects=(f"{subjects.PREFIX}.phase.{project}.>",)),
+        podgroups=replace(streams.SCHEDULER_PODGROUPS, durable=f"test-sched-podgroups-{tag}",
+                       filter_subjects=(f"{subjects.PREFIX}.podgroup.{project}.>",)),
     )
     await create_consumers(js, specs)
     yield specs
@@ -76,19 +76,19 @@ async def consumers(js, tag: str, project: str):
             await js.purge_stream(streams.INVENTORY.name, subject=subject)
     for stream, subject in (
         (streams.WORKLOADS.name, f"{subjects.PREFIX}.workload.submitted.{project}.>"),
-        (streams.PHASES.name, f"{subjects.PREFIX}.phase.{project}.>"),
+        (streams.PODGROUPS.name, f"{subjects.PREFIX}.podgroup.{project}.>"),
         (streams.DECISIONS.name, f"{subjects.PREFIX}.scheduler.bind.{project}.>"),
     ):
         await js.purge_stream(stream, subject=subject)
 
 
 async def create_consumers(js, specs: SchedulerConsumers) -> None:
-    for spec in (specs.inventory, specs.workloads, specs.phases):
+    for spec in (specs.inventory, specs.workloads, specs.podgroups):
         await js.add_consumer(spec.stream, consumer_config(spec))
 
 
 async def delete_consumers(js, specs: SchedulerConsumers) -> None:
-    for spec in (specs.inventory, specs.workloads, specs.phases):
+    for spec in (specs.inventory, specs.workloads, specs.podgroups):
         try:
             await js.delete_consumer(spec.stream, spec.durable)
         except nats.js.errors.NotFoundError:

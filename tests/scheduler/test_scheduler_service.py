@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from fairway_bus import publish_model
 from fairway_contracts import streams, subjects
-from fairway_contracts.events import BindDecision, NodeInventory, PhaseChanged, WorkloadSubmitted
+from fairway_contracts.events import BindDecision, NodeInventory, PodGroupChanged, WorkloadSubmitted
 from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_scheduler.app import build
 from fairway_scheduler.settings import SchedulerSettings
@@ -40,11 +40,11 @@ def submitted(wid: str, project: str, pool: str, gpus: int, at: int = 0) -> Work
 
 
 def phase_changed(wid: str, project: str, sequence: int, phase: Phase,
-                  pods: list[PodSummary]) -> PhaseChanged:
-    return PhaseChanged(
+                  pods: list[PodSummary]) -> PodGroupChanged:
+    return PodGroupChanged(
         event_id=f"ph-{wid}-{sequence}", workload_id=wid, name=f"job-{wid[:6]}",
         project=project, workload_type=WorkloadType.TRAINING, sequence=sequence,
-        previous_phase=None, phase=phase, reason=phase.value, message="", time=T0, pods=pods,
+        phase=phase, time=T0, pods=pods,
     )
 
 
@@ -91,7 +91,7 @@ async def test_one_bind_decision_and_repeats_change_nothing(
                         submitted(wid, project, pool, gpus=2), msg_id=f"sub-{wid}",
                         headers={"traceparent": TRACEPARENT})
     pending = phase_changed(wid, project, 1, Phase.PENDING, [PodSummary(name=pod, gpus=2)])
-    await publish_model(js, subjects.phase(project, wid, Phase.PENDING), pending,
+    await publish_model(js, subjects.podgroup(project, wid), pending,
                         msg_id=f"ph-{wid}-1")
 
     service = await start_scheduler()
@@ -108,9 +108,9 @@ async def test_one_bind_decision_and_repeats_change_nothing(
 
     # The same phase event again under another id, and a later one in which the pod still has
     # no node (lifecycle has not bound it yet): the pod has its allocation, nothing is decided.
-    await publish_model(js, subjects.phase(project, wid, Phase.PENDING), pending,
+    await publish_model(js, subjects.podgroup(project, wid), pending,
                         msg_id=f"ph-{wid}-1-again")
-    await publish_model(js, subjects.phase(project, wid, Phase.PENDING),
+    await publish_model(js, subjects.podgroup(project, wid),
                         phase_changed(wid, project, 2, Phase.PENDING,
                                       [PodSummary(name=pod, gpus=2)]),
                         msg_id=f"ph-{wid}-2")
@@ -138,7 +138,7 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
     await publish_model(js, subjects.node_inventory(node), inventory(node, pool, gpus=1),
                         msg_id=f"inv-{tag}-1")
     # The phase event of the first workload comes before its submission.
-    await publish_model(js, subjects.phase(project, first, Phase.PENDING),
+    await publish_model(js, subjects.podgroup(project, first),
                         phase_changed(first, project, 1, Phase.PENDING,
                                       [PodSummary(name="first-0")]),
                         msg_id=f"ph-{first}-1")
@@ -151,7 +151,7 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
     # The second one waits for the only GPU, and says why.
     await publish_model(js, subjects.workload_submitted(project, second),
                         submitted(second, project, pool, gpus=1, at=5), msg_id=f"sub-{second}")
-    await publish_model(js, subjects.phase(project, second, Phase.PENDING),
+    await publish_model(js, subjects.podgroup(project, second),
                         phase_changed(second, project, 1, Phase.PENDING,
                                       [PodSummary(name="second-0")]),
                         msg_id=f"ph-{second}-1")
@@ -165,11 +165,11 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
     }
 
     # The first one runs and completes: its GPU goes to the second.
-    await publish_model(js, subjects.phase(project, first, Phase.RUNNING),
+    await publish_model(js, subjects.podgroup(project, first),
                         phase_changed(first, project, 2, Phase.RUNNING,
                                       [PodSummary(name="first-0", node=node, phase="Running")]),
                         msg_id=f"ph-{first}-2")
-    await publish_model(js, subjects.phase(project, first, Phase.COMPLETED),
+    await publish_model(js, subjects.podgroup(project, first),
                         phase_changed(first, project, 3, Phase.COMPLETED,
                                       [PodSummary(name="first-0", node=node,
                                                   phase="Succeeded")]),
@@ -184,7 +184,7 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
     assert await db.fetchval("SELECT array_agg(pod) FROM allocations") == ["second-0"]
 
     # A stale event from before the completion, arriving late, brings nothing back.
-    await publish_model(js, subjects.phase(project, first, Phase.PENDING),
+    await publish_model(js, subjects.podgroup(project, first),
                         phase_changed(first, project, 1, Phase.PENDING,
                                       [PodSummary(name="first-0")]),
                         msg_id=f"ph-{first}-1-late")
@@ -208,7 +208,7 @@ async def drained(js, consumers, eventually) -> None:
     """Wait until every test consumer has handled all it holds, then for a few cycles more."""
 
     async def empty():
-        for spec in (consumers.inventory, consumers.workloads, consumers.phases):
+        for spec in (consumers.inventory, consumers.workloads, consumers.podgroups):
             info = await js.consumer_info(spec.stream, spec.durable)
             if info.num_pending or info.num_ack_pending:
                 return False

@@ -37,6 +37,10 @@ CHANNELS: tuple[Channel, ...] = (
             "A workload phase transition. Filter with NATS wildcards, for example "
             "`fairway.phase.*.*.Failed`, `fairway.phase.team-a.>`, "
             "`fairway.phase.*.<workloadId>.*`."),
+    Channel("podGroupChanged", "fairway.podgroup.{project}.{workloadId}",
+            ("project", "workloadId"), events.PodGroupChanged, "lifecycle",
+            streams.PODGROUPS.name,
+            "A workload's pods, bound or waiting, as Kubernetes shows them."),
     Channel("bindDecision", "fairway.scheduler.bind.{project}.{workloadId}",
             ("project", "workloadId"), events.BindDecision, "scheduler",
             streams.DECISIONS.name, "Pods of a workload placed on nodes."),

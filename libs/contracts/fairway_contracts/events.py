@@ -58,6 +58,27 @@ class PhaseChanged(Contract):
     attempt: int = Field(default=1, ge=1, description="1 + retries so far")
 
 
+class PodGroupChanged(Contract):
+    """A workload's pod group as lifecycle sees it in Kubernetes.
+
+    Published with every phase change and whenever a pod appears, is bound, finishes or goes
+    away, even while the phase stays the same (a retry's new pod, an elastic replica). The
+    scheduler places the group's unbound pods and releases what finished or vanished pods held.
+    `sequence` grows by one per event of the workload; an older one is stale.
+    """
+
+    event_id: str
+    workload_id: str
+    name: str
+    project: str
+    workload_type: WorkloadType
+    sequence: int = Field(ge=1)
+    phase: Phase
+    attempt: int = Field(default=1, ge=1)
+    pods: list[PodSummary] = Field(default_factory=list)
+    time: datetime
+
+
 class PodPlacement(Contract):
     pod: str
     node: str

@@ -46,6 +46,11 @@ PHASES = StreamSpec(
     (subjects.PHASE_ALL,),
     "Workload phase transitions (from lifecycle). Subject: fairway.phase.<project>.<id>.<phase>.",
 )
+PODGROUPS = StreamSpec(
+    "FAIRWAY_PODGROUPS",
+    (subjects.PODGROUP_ALL,),
+    "Workload pod groups as Kubernetes shows them (from lifecycle), for the scheduler.",
+)
 DECISIONS = StreamSpec(
     "FAIRWAY_DECISIONS",
     (subjects.DECISION_ALL,),
@@ -71,7 +76,9 @@ DEADLETTER = StreamSpec(
     "Messages that exhausted their deliveries, by consumer.",
     max_age_seconds=30 * 24 * 3600,
 )
-STREAMS: tuple[StreamSpec, ...] = (WORKLOADS, PHASES, DECISIONS, INVENTORY, ORG, DEADLETTER)
+STREAMS: tuple[StreamSpec, ...] = (
+    WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER,
+)
 
 
 LIFECYCLE_WORKLOADS = ConsumerSpec(
@@ -86,8 +93,8 @@ SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns each workload's request (pods, GPUs, pools, priority).",
 )
-SCHEDULER_PHASES = ConsumerSpec(
-    "scheduler", "scheduler-phases", PHASES.name, (subjects.PHASE_ALL,),
+SCHEDULER_PODGROUPS = ConsumerSpec(
+    "scheduler", "scheduler-podgroups", PODGROUPS.name, (subjects.PODGROUP_ALL,),
     "Learns which pods wait for a node and which released theirs.",
 )
 SCHEDULER_INVENTORY = ConsumerSpec(
@@ -110,7 +117,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_WORKLOADS,
     LIFECYCLE_DECISIONS,
     SCHEDULER_WORKLOADS,
-    SCHEDULER_PHASES,
+    SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,
     SUBMISSION_PHASES,
     METRICS_PHASES,

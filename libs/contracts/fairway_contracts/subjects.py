@@ -27,6 +27,7 @@ WORKLOAD_ALL = f"{PREFIX}.workload.>"
 WORKLOAD_SUBMITTED_ALL = f"{PREFIX}.workload.submitted.>"
 WORKLOAD_ACTION_ALL = f"{PREFIX}.workload.action.>"
 PHASE_ALL = f"{PREFIX}.phase.>"
+PODGROUP_ALL = f"{PREFIX}.podgroup.>"
 DECISION_ALL = f"{PREFIX}.scheduler.>"
 BIND_ALL = f"{PREFIX}.scheduler.bind.>"
 INVENTORY_ALL = f"{PREFIX}.inventory.>"
@@ -61,6 +62,10 @@ def phase(project: str, workload_id: str, phase: Phase | str) -> str:
 def phase_filter(project: str = "*", workload_id: str = "*", phase: str = "*") -> str:
     """A subscription filter: any argument left as '*' matches everything."""
     return f"{PREFIX}.phase.{project}.{workload_id}.{phase}"
+
+
+def podgroup(project: str, workload_id: str) -> str:
+    return f"{PREFIX}.podgroup.{_token(project, 'project')}.{_token(workload_id, 'workload id')}"
 
 
 def bind(project: str, workload_id: str) -> str:

@@ -16,11 +16,17 @@ from opentelemetry import trace
 
 from fairway_bus import publish_model
 from fairway_contracts import subjects
-from fairway_contracts.events import NodeInventory, PhaseChanged
+from fairway_contracts.events import NodeInventory, PhaseChanged, PodGroupChanged
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.fold import LABEL_WORKLOAD, attempt_of, fold, summarize
+from fairway_lifecycle.fold import (
+    LABEL_WORKLOAD,
+    attempt_of,
+    fold,
+    pod_group_signature,
+    summarize,
+)
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.pods import build_pods
 from fairway_runtime import Service
@@ -189,51 +195,68 @@ class Controller:
 
     async def _reconcile(self, row: repo.WorkloadRow) -> None:
         pods = list(self.pods.get(row.workload_id, {}).values())
-        current = [p for p in pods if attempt_of(p) == row.attempt]
-        # Pods of earlier attempts are cleaned up; failed ones are kept for nothing.
+        # Pods of earlier attempts are cleaned up; the fold ignores them already.
         for pod in pods:
             if attempt_of(pod) < row.attempt and not pod["metadata"].get("deletionTimestamp"):
                 await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
                                            grace_seconds=0)
         result = fold(row.info, pods)
-        attempt = row.attempt
-        if result.retry:
-            attempt = row.attempt + 1
-        if (result.phase != row.phase or attempt != row.attempt) and not await self._transition(
-            row, result, attempt, pods
-        ):
+        attempt = row.attempt + 1 if result.retry else row.attempt
+        signature = pod_group_signature(pods)
+        changed = (result.phase != row.phase or attempt != row.attempt
+                   or signature != row.podgroup_signature)
+        if changed and not await self._record(row, result, attempt, pods, signature):
             return  # the row changed under us; it is marked dirty and folds again
         if result.phase.terminal:
             return
-        if attempt != row.attempt or len(current) < row.spec.pods:
+        current = [p for p in pods if attempt_of(p) == attempt]
+        if len(current) < row.spec.pods:
             await self._create_pods(row, attempt)
 
-    async def _transition(self, row: repo.WorkloadRow, result, attempt: int, pods) -> bool:
+    async def _record(self, row: repo.WorkloadRow, result, attempt: int, pods,
+                      signature: str) -> bool:
+        """Record a new phase and/or pod group, with their events, in one transaction."""
         async with self.service.pool.acquire() as conn, conn.transaction():
             fresh = await repo.get_for_update(conn, row.workload_id)
-            if fresh is None or fresh.sequence != row.sequence or fresh.attempt != row.attempt:
+            if fresh is None or (fresh.sequence, fresh.attempt, fresh.podgroup_sequence) != (
+                    row.sequence, row.attempt, row.podgroup_sequence):
                 self.mark(row.workload_id)  # changed under us: fold again
                 return False
-            if result.phase == fresh.phase:
-                await repo.set_attempt(conn, row.workload_id, attempt)
-                row.attempt = attempt
-                return True
-            sequence = fresh.sequence + 1
-            event = PhaseChanged(
-                event_id=f"{row.workload_id}:{sequence}",
+            now = utcnow()
+            summary = summarize(pods)
+            phase_event = None
+            if result.phase != fresh.phase:
+                sequence = fresh.sequence + 1
+                phase_event = PhaseChanged(
+                    event_id=f"{row.workload_id}:{sequence}",
+                    workload_id=row.workload_id, name=row.name, project=row.project,
+                    workload_type=row.workload_type, sequence=sequence,
+                    previous_phase=fresh.phase, phase=result.phase, reason=result.reason,
+                    message=result.message, time=now, pods=summary, attempt=attempt,
+                )
+                await repo.record_phase(conn, row.workload_id, phase=result.phase,
+                                        reason=result.reason, message=result.message,
+                                        sequence=sequence, attempt=attempt)
+                await add_to_outbox(
+                    conn, subjects.phase(row.project, row.workload_id, result.phase),
+                    phase_event, msg_id=f"phase:{row.workload_id}:{sequence}")
+                row.phase, row.sequence = result.phase, sequence
+            group_sequence = fresh.podgroup_sequence + 1
+            group = PodGroupChanged(
+                event_id=f"{row.workload_id}:group:{group_sequence}",
                 workload_id=row.workload_id, name=row.name, project=row.project,
-                workload_type=row.workload_type, sequence=sequence,
-                previous_phase=fresh.phase, phase=result.phase, reason=result.reason,
-                message=result.message, time=utcnow(), pods=summarize(pods), attempt=attempt,
+                workload_type=row.workload_type, sequence=group_sequence, phase=result.phase,
+                attempt=attempt, pods=summary, time=now,
             )
-            await repo.record_phase(conn, row.workload_id, phase=result.phase,
-                                    reason=result.reason, message=result.message,
-                                    sequence=sequence, attempt=attempt)
-            await add_to_outbox(conn, subjects.phase(row.project, row.workload_id, result.phase),
-                                event, msg_id=f"phase:{row.workload_id}:{sequence}")
-        row.phase, row.sequence, row.attempt = result.phase, sequence, attempt
-        log.info("%s → %s (%s): %s", event.previous_phase, result.phase, result.reason,
-                 result.message, extra={"workload_id": row.workload_id})
+            await repo.record_pod_group(conn, row.workload_id, sequence=group_sequence,
+                                        signature=signature, attempt=attempt)
+            await add_to_outbox(conn, subjects.podgroup(row.project, row.workload_id), group,
+                                msg_id=f"podgroup:{row.workload_id}:{group_sequence}")
+        row.attempt, row.podgroup_sequence, row.podgroup_signature = (
+            attempt, group_sequence, signature)
+        if phase_event is not None:
+            log.info("%s → %s (%s): %s", phase_event.previous_phase, result.phase,
+                     result.reason, result.message, extra={"workload_id": row.workload_id})
         return True
 
     async def _create_pods(self, row: repo.WorkloadRow, attempt: int) -> None:

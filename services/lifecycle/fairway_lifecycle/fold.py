@@ -113,6 +113,17 @@ def summarize(pods: list[Pod]) -> list[PodSummary]:
     return out
 
 
+def pod_group_signature(pods: list[Pod]) -> str:
+    """What the scheduler needs to know of a pod group: which pods exist, where each is bound,
+    and which finished. Equal signatures mean nothing to announce."""
+    parts = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        node = pod.get("spec", {}).get("nodeName") or ""
+        done = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+        parts.append(f"{pod['metadata']['name']}@{node}{'/done' if done else ''}")
+    return ",".join(parts)
+
+
 def fold(workload: WorkloadInfo, pods: list[Pod]) -> PhaseResult:
     """The phase of `workload` given the pods it has now (any attempt; older ones are ignored)."""
     current = [p for p in pods if attempt_of(p) == workload.attempt

@@ -26,6 +26,8 @@ class WorkloadRow:
     message: str
     sequence: int
     created_at: datetime
+    podgroup_sequence: int = 0
+    podgroup_signature: str = ""
 
     @property
     def info(self) -> WorkloadInfo:
@@ -43,6 +45,7 @@ def _row(r: asyncpg.Record) -> WorkloadRow:
         spec=EffectiveSpec.model_validate(r["spec"]), trace_headers=dict(r["trace_headers"]),
         attempt=r["attempt"], phase=Phase(r["phase"]), reason=r["reason"],
         message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
+        podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
     )
 
 
@@ -88,9 +91,13 @@ async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Pha
     )
 
 
-async def set_attempt(conn: asyncpg.Connection, workload_id: str, attempt: int) -> None:
-    await conn.execute("UPDATE workloads SET attempt = $2, updated_at = now()"
-                       " WHERE workload_id = $1", workload_id, attempt)
+async def record_pod_group(conn: asyncpg.Connection, workload_id: str, *, sequence: int,
+                           signature: str, attempt: int) -> None:
+    await conn.execute(
+        "UPDATE workloads SET podgroup_sequence = $2, podgroup_signature = $3, attempt = $4,"
+        " updated_at = now() WHERE workload_id = $1",
+        workload_id, sequence, signature, attempt,
+    )
 
 
 def as_dict(row: WorkloadRow) -> dict[str, Any]:

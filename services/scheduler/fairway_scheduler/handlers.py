@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import streams
-from fairway_contracts.events import NodeInventory, PhaseChanged, WorkloadSubmitted
+from fairway_contracts.events import NodeInventory, PodGroupChanged, WorkloadSubmitted
 from fairway_contracts.streams import ConsumerSpec
 from fairway_runtime import Service
 from fairway_scheduler import core, repository
@@ -28,7 +28,7 @@ class SchedulerConsumers:
 
     inventory: ConsumerSpec = streams.SCHEDULER_INVENTORY
     workloads: ConsumerSpec = streams.SCHEDULER_WORKLOADS
-    phases: ConsumerSpec = streams.SCHEDULER_PHASES
+    podgroups: ConsumerSpec = streams.SCHEDULER_PODGROUPS
 
 
 def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsumers) -> None:
@@ -40,9 +40,9 @@ def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsume
     async def on_workload_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
         await workload_submitted(scheduler, event, delivery, consumers.workloads.durable)
 
-    @durable_subscriber(service.broker, consumers.phases, PhaseChanged)
-    async def on_phase_changed(event: PhaseChanged, delivery: Delivery) -> None:
-        await phase_changed(scheduler, event, delivery, consumers.phases.durable)
+    @durable_subscriber(service.broker, consumers.podgroups, PodGroupChanged)
+    async def on_pod_group_changed(event: PodGroupChanged, delivery: Delivery) -> None:
+        await pod_group_changed(scheduler, event, delivery, consumers.podgroups.durable)
 
 
 async def node_reported(scheduler: Scheduler, event: NodeInventory) -> None:
@@ -86,8 +86,8 @@ async def workload_submitted(scheduler: Scheduler, event: WorkloadSubmitted, del
         scheduler.changed()
 
 
-async def phase_changed(scheduler: Scheduler, event: PhaseChanged, delivery: Delivery,
-                        consumer: str) -> None:
+async def pod_group_changed(scheduler: Scheduler, event: PodGroupChanged, delivery: Delivery,
+                            consumer: str) -> None:
     with workload_context(event.workload_id):
         status = WorkloadStatus.from_event(event, trace_headers_only(delivery.headers))
         async with scheduler.lock:
@@ -96,7 +96,7 @@ async def phase_changed(scheduler: Scheduler, event: PhaseChanged, delivery: Del
                     return
                 applied = await repository.lock_status(conn, status.workload_id)
                 if applied is not None and (applied[1] or status.sequence <= applied[0]):
-                    log.debug("stale phase event ignored", extra={"fields": {
+                    log.debug("stale pod-group event ignored", extra={"fields": {
                         "sequence": status.sequence, "applied_sequence": applied[0]}})
                     return
                 await repository.save_status(conn, status)

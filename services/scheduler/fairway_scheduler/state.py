@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
+from fairway_contracts.events import PodGroupChanged, WorkloadSubmitted
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.priorities import priority_value
@@ -71,7 +71,7 @@ class PodStatus:
 
 @dataclass(frozen=True, slots=True)
 class WorkloadStatus:
-    """A workload's phase and pods as its last applied phase event reports them."""
+    """A workload's phase and pods as its last applied pod-group event reports them."""
 
     workload_id: str
     project: str
@@ -91,7 +91,7 @@ class WorkloadStatus:
         return frozenset(pod.name for pod in self.pods if pod.holds_resources)
 
     @classmethod
-    def from_event(cls, event: PhaseChanged, trace_headers: Mapping[str, str]
+    def from_event(cls, event: PodGroupChanged, trace_headers: Mapping[str, str]
                    ) -> "WorkloadStatus":
         return cls(
             workload_id=event.workload_id,
