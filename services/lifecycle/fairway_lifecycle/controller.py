@@ -1,27 +1,33 @@
 """Watches pods and nodes, folds pods into phases, creates and retries pods.
 
-Pod and node events arrive on watcher threads and are handed to the event loop. Pods are
-cached per workload; a changed workload is marked dirty, and one reconcile task folds it and,
-when its phase changed, records the new phase and its event (outbox) in one transaction. One
-task, so transitions of a workload are never computed concurrently; the sequence number in the
-database makes every transition happen exactly once across restarts.
+Pod and node events arrive on watcher threads and are handed to the event loop, in the order
+the API server sent them. Pods are cached per workload, and the fold runs at once on every pod
+event, so every phase the cluster passed through is seen, even when the database is slower
+than the cluster: a pod that is Running for a moment before it Succeeds still makes its
+workload Running first. Folded changes queue per workload; reconcile tasks (one per workload at
+a time, several workloads in parallel) record them in order, with their events in the outbox,
+in one transaction, then create or delete pods. Sequence numbers in the database make every
+transition happen exactly once across restarts.
 """
 
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from fairway_bus import publish_model
-from fairway_contracts import subjects
+from fairway_contracts import Phase, PodSummary, subjects
 from fairway_contracts.events import NodeInventory, PhaseChanged, PodGroupChanged
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.fold import (
     LABEL_WORKLOAD,
+    PhaseResult,
     attempt_of,
     fold,
     pod_group_signature,
@@ -82,22 +88,55 @@ def node_inventory(node: dict[str, Any], deleted: bool = False) -> NodeInventory
     )
 
 
+@dataclass(frozen=True)
+class Change:
+    """One folded change of a workload, waiting to be recorded."""
+
+    result: PhaseResult | None  # None when only the pod group changed
+    attempt: int
+    pods: list[PodSummary]
+    signature: str
+    time: datetime
+
+
+@dataclass
+class Tracked:
+    """An unfinished workload: as last recorded (`row`) and as last folded (the rest)."""
+
+    row: repo.WorkloadRow
+    phase: Phase
+    attempt: int
+    signature: str
+    changes: list[Change] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, row: repo.WorkloadRow) -> "Tracked":
+        return cls(row, row.phase, row.attempt, row.podgroup_signature)
+
+
 class Controller:
-    def __init__(self, service: Service, kube: Kube, resync_seconds: float):
+    def __init__(self, service: Service, kube: Kube, resync_seconds: float,
+                 concurrency: int = 16):
         self.service = service
         self.kube = kube
         self.resync_seconds = resync_seconds
+        self.concurrency = concurrency
         self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # wid -> name -> pod
+        self.tracked: dict[str, Tracked] = {}
         self.dirty: set[str] = set()
+        self._busy: set[str] = set()
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
+        self._loaded = asyncio.Event()
         self._nodes: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[ListWatcher] = []
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task] = set()
 
     @property
     def synced(self) -> bool:
-        return self._synced.is_set()
+        return self._loaded.is_set()
 
     # wiring -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,10 +159,20 @@ class Controller:
     async def stop(self) -> None:
         for w in self._watchers:
             w.stop()
+        if self._running:  # let reconciles in flight finish their transaction
+            await asyncio.wait(set(self._running), timeout=5)
 
     def mark(self, workload_id: str) -> None:
         self.dirty.add(workload_id)
         self._wake.set()
+
+    def track(self, row: repo.WorkloadRow) -> None:
+        """Start driving a workload (a new submission, or an unfinished one after a restart)."""
+        if row.workload_id in self.tracked or row.phase.terminal:
+            return
+        self.tracked[row.workload_id] = Tracked.of(row)
+        self._fold(row.workload_id)
+        self.mark(row.workload_id)
 
     # watch callbacks (threads) ------------------------------------------------------------
     def _on_pod_thread(self, kind: str, pod: dict[str, Any]) -> None:
@@ -141,20 +190,45 @@ class Controller:
             self.pods[wid].pop(meta["name"], None)
         else:
             self.pods[wid][meta["name"]] = pod
-        self.mark(wid)
+        if wid in self.tracked:
+            self._fold(wid)
+            self.mark(wid)
 
     def _on_pods_synced(self) -> None:
         first = not self._synced.is_set()
         self._synced.set()
         if first:
-            self.service.background(self._mark_active(), "mark-active")
+            self.service.background(self._load_active(), "load-active")
+        else:
+            for wid in list(self.tracked):  # after a re-list: catch up on what was missed
+                self._fold(wid)
+                self.mark(wid)
 
-    async def _mark_active(self) -> None:
-        # After a restart, fold every unfinished workload once: changes that happened while
-        # we were down are published now, exactly once.
+    async def _load_active(self) -> None:
+        # After a restart, every unfinished workload is folded against the pods as they are
+        # now: what happened while we were down is published now, once.
         async with self.service.pool.acquire() as conn:
-            for row in await repo.active(conn):
-                self.mark(row.workload_id)
+            rows = await repo.active(conn)
+        for row in rows:
+            self.track(row)
+        for wid in [w for w in self.pods if w not in self.tracked]:
+            del self.pods[wid]  # finished workloads' pods: nothing to fold
+        self._loaded.set()
+
+    # folding (synchronous, on every event) ------------------------------------------------
+    def _fold(self, wid: str) -> None:
+        t = self.tracked[wid]
+        if t.phase.terminal:
+            return
+        pods = list(self.pods.get(wid, {}).values())
+        result = fold(replace(t.row.info, attempt=t.attempt), pods)
+        attempt = t.attempt + 1 if result.retry else t.attempt
+        signature = pod_group_signature(pods)
+        phase_changed = result.phase != t.phase
+        if phase_changed or attempt != t.attempt or signature != t.signature:
+            t.changes.append(Change(result if phase_changed else None, attempt,
+                                    summarize(pods), signature, utcnow()))
+            t.phase, t.attempt, t.signature = result.phase, attempt, signature
 
     # node inventory ------------------------------------------------------------------------
     async def _node_loop(self) -> None:
@@ -167,97 +241,111 @@ class Controller:
 
     # reconcile -----------------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
-        await self._synced.wait()
+        await self._loaded.wait()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self.dirty = self.dirty, set()
-            for wid in batch:
-                try:
-                    await self.reconcile(wid)
-                except Exception:
-                    log.exception("reconcile failed; will retry", extra={"workload_id": wid})
-                    self.dirty.add(wid)
-            if self.dirty:
-                await asyncio.sleep(0.5)
+            ready = [wid for wid in self.dirty if wid not in self._busy]
+            self.dirty.difference_update(ready)
+            for wid in ready:
+                self._busy.add(wid)
+                task = asyncio.create_task(self._reconcile_one(wid), name=f"reconcile-{wid[:8]}")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _reconcile_one(self, wid: str) -> None:
+        try:
+            async with self._slots:
+                await self.reconcile(wid)
+        except Exception:
+            log.exception("reconcile failed; will retry", extra={"workload_id": wid})
+            await asyncio.sleep(0.5)
+            self.dirty.add(wid)
+        finally:
+            self._busy.discard(wid)
+            if wid in self.dirty:
                 self._wake.set()
 
     async def reconcile(self, workload_id: str) -> None:
-        async with self.service.pool.acquire() as conn:
-            row = await repo.get(conn, workload_id)
-        if row is None or row.phase.terminal:
+        t = self.tracked.get(workload_id)
+        if t is None:
             return
         with workload_context(workload_id), tracer.start_as_current_span(
-            "lifecycle.reconcile", context=extract_context(row.trace_headers),
-            attributes={"fairway.workload_id": workload_id, "fairway.project": row.project},
+            "lifecycle.reconcile", context=extract_context(t.row.trace_headers),
+            attributes={"fairway.workload_id": workload_id, "fairway.project": t.row.project},
         ):
-            await self._reconcile(row)
+            if t.changes:
+                changes, t.changes = t.changes, []
+                try:
+                    await self._record(t, changes)
+                except Exception:
+                    t.changes[:0] = changes  # keep them, in order, for the retry
+                    raise
+            if t.row.phase.terminal:
+                self.tracked.pop(workload_id, None)
+                return
+            await self._converge(t)
 
-    async def _reconcile(self, row: repo.WorkloadRow) -> None:
+    async def _converge(self, t: Tracked) -> None:
+        """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
+        row = t.row
         pods = list(self.pods.get(row.workload_id, {}).values())
-        # Pods of earlier attempts are cleaned up; the fold ignores them already.
         for pod in pods:
             if attempt_of(pod) < row.attempt and not pod["metadata"].get("deletionTimestamp"):
                 await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
                                            grace_seconds=0)
-        result = fold(row.info, pods)
-        attempt = row.attempt + 1 if result.retry else row.attempt
-        signature = pod_group_signature(pods)
-        changed = (result.phase != row.phase or attempt != row.attempt
-                   or signature != row.podgroup_signature)
-        if changed and not await self._record(row, result, attempt, pods, signature):
-            return  # the row changed under us; it is marked dirty and folds again
-        if result.phase.terminal:
-            return
-        current = [p for p in pods if attempt_of(p) == attempt]
+        current = [p for p in pods if attempt_of(p) == row.attempt]
         if len(current) < row.spec.pods:
-            await self._create_pods(row, attempt)
+            await self._create_pods(row, row.attempt)
 
-    async def _record(self, row: repo.WorkloadRow, result, attempt: int, pods,
-                      signature: str) -> bool:
-        """Record a new phase and/or pod group, with their events, in one transaction."""
+    async def _record(self, t: Tracked, changes: list[Change]) -> None:
+        """Record folded changes in order, with their events, in one transaction."""
+        row = t.row
         async with self.service.pool.acquire() as conn, conn.transaction():
             fresh = await repo.get_for_update(conn, row.workload_id)
-            if fresh is None or (fresh.sequence, fresh.attempt, fresh.podgroup_sequence) != (
-                    row.sequence, row.attempt, row.podgroup_sequence):
-                self.mark(row.workload_id)  # changed under us: fold again
-                return False
-            now = utcnow()
-            summary = summarize(pods)
-            phase_event = None
-            if result.phase != fresh.phase:
-                sequence = fresh.sequence + 1
-                phase_event = PhaseChanged(
+            if fresh is None:
+                return
+            phase, sequence = fresh.phase, fresh.sequence
+            published: list[PhaseChanged] = []
+            for change in changes:
+                result = change.result
+                if result is None or result.phase == phase or phase.terminal:
+                    continue
+                sequence += 1
+                event = PhaseChanged(
                     event_id=f"{row.workload_id}:{sequence}",
                     workload_id=row.workload_id, name=row.name, project=row.project,
-                    workload_type=row.workload_type, sequence=sequence,
-                    previous_phase=fresh.phase, phase=result.phase, reason=result.reason,
-                    message=result.message, time=now, pods=summary, attempt=attempt,
+                    workload_type=row.workload_type, sequence=sequence, previous_phase=phase,
+                    phase=result.phase, reason=result.reason, message=result.message,
+                    time=change.time, pods=change.pods, attempt=change.attempt,
                 )
-                await repo.record_phase(conn, row.workload_id, phase=result.phase,
-                                        reason=result.reason, message=result.message,
-                                        sequence=sequence, attempt=attempt)
                 await add_to_outbox(
                     conn, subjects.phase(row.project, row.workload_id, result.phase),
-                    phase_event, msg_id=f"phase:{row.workload_id}:{sequence}")
-                row.phase, row.sequence = result.phase, sequence
+                    event, msg_id=f"phase:{row.workload_id}:{sequence}")
+                published.append(event)
+                phase = result.phase
+                reason, message = result.reason, result.message
+            if published:
+                await repo.record_phase(conn, row.workload_id, phase=phase, reason=reason,
+                                        message=message, sequence=sequence,
+                                        attempt=changes[-1].attempt)
+            last = changes[-1]
             group_sequence = fresh.podgroup_sequence + 1
             group = PodGroupChanged(
                 event_id=f"{row.workload_id}:group:{group_sequence}",
                 workload_id=row.workload_id, name=row.name, project=row.project,
-                workload_type=row.workload_type, sequence=group_sequence, phase=result.phase,
-                attempt=attempt, pods=summary, time=now,
+                workload_type=row.workload_type, sequence=group_sequence, phase=phase,
+                attempt=last.attempt, pods=last.pods, time=last.time,
             )
             await repo.record_pod_group(conn, row.workload_id, sequence=group_sequence,
-                                        signature=signature, attempt=attempt)
+                                        signature=last.signature, attempt=last.attempt)
             await add_to_outbox(conn, subjects.podgroup(row.project, row.workload_id), group,
                                 msg_id=f"podgroup:{row.workload_id}:{group_sequence}")
-        row.attempt, row.podgroup_sequence, row.podgroup_signature = (
-            attempt, group_sequence, signature)
-        if phase_event is not None:
-            log.info("%s → %s (%s): %s", phase_event.previous_phase, result.phase,
-                     result.reason, result.message, extra={"workload_id": row.workload_id})
-        return True
+        row.phase, row.sequence, row.attempt = phase, sequence, last.attempt
+        row.podgroup_sequence, row.podgroup_signature = group_sequence, last.signature
+        for event in published:
+            log.info("%s → %s (%s): %s", event.previous_phase, event.phase, event.reason,
+                     event.message, extra={"workload_id": row.workload_id})
 
     async def _create_pods(self, row: repo.WorkloadRow, attempt: int) -> None:
         await self.kube.ensure_namespace(row.namespace)

@@ -40,9 +40,11 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                     await add_to_outbox(
                         conn, subjects.phase(event.project, event.workload_id, Phase.CREATING),
                         first, msg_id=f"phase:{event.workload_id}:1")
+                row = await repo.get(conn, event.workload_id)
             if created:
                 log.info("accepted %s %s", event.workload_type.value, event.name)
-            controller.mark(event.workload_id)
+            if row is not None:
+                controller.track(row)
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:
