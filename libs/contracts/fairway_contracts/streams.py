@@ -30,6 +30,16 @@ class ConsumerSpec:
     retry_delays_seconds: tuple[float, ...] = field(default=(0.2, 0.5, 1.0, 2.0, 5.0, 10.0))
     max_ack_pending: int = 1000
     deliver_last_per_subject: bool = False
+    # Messages of different ordering keys may be handled concurrently, up to `parallel` at a
+    # time; one key's messages always in stream order. The key is the subject's first
+    # `ordering_tokens` tokens (None: the whole subject).
+    parallel: int = 1
+    ordering_tokens: int | None = None
+
+    def ordering_key(self, subject: str) -> str:
+        if self.ordering_tokens is None:
+            return subject
+        return ".".join(subject.split(".")[: self.ordering_tokens])
 
     def retry_delay(self, delivered: int) -> float:
         i = max(0, min(delivered - 1, len(self.retry_delays_seconds) - 1))
@@ -84,10 +94,12 @@ STREAMS: tuple[StreamSpec, ...] = (
 LIFECYCLE_WORKLOADS = ConsumerSpec(
     "lifecycle", "lifecycle-workloads", WORKLOADS.name, (subjects.WORKLOAD_ALL,),
     "Creates namespaces and pods for submitted workloads; carries out actions.",
+    parallel=8, ordering_tokens=5,  # fairway.workload.<kind>.<project>.<id>: one workload
 )
 LIFECYCLE_DECISIONS = ConsumerSpec(
     "lifecycle", "lifecycle-decisions", DECISIONS.name, (subjects.BIND_ALL,),
     "Binds pods to the nodes the scheduler chose.",
+    parallel=8,
 )
 SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
@@ -96,6 +108,7 @@ SCHEDULER_WORKLOADS = ConsumerSpec(
 SCHEDULER_PODGROUPS = ConsumerSpec(
     "scheduler", "scheduler-podgroups", PODGROUPS.name, (subjects.PODGROUP_ALL,),
     "Learns which pods wait for a node and which released theirs.",
+    parallel=8, ordering_tokens=4,  # fairway.podgroup.<project>.<id>: one workload
 )
 SCHEDULER_INVENTORY = ConsumerSpec(
     "scheduler", "scheduler-inventory", INVENTORY.name, (subjects.INVENTORY_ALL,),
@@ -104,10 +117,12 @@ SCHEDULER_INVENTORY = ConsumerSpec(
 SUBMISSION_PHASES = ConsumerSpec(
     "submission", "submission-phases", PHASES.name, (subjects.PHASE_ALL,),
     "Keeps the API's workload view current.",
+    parallel=8, ordering_tokens=4,  # fairway.phase.<project>.<id>: one workload
 )
 METRICS_PHASES = ConsumerSpec(
     "metrics", "metrics-phases", PHASES.name, (subjects.PHASE_ALL,),
     "Counts workloads by phase; records submit-to-running and submit-to-completed latency.",
+    parallel=8, ordering_tokens=4,
 )
 METRICS_WORKLOADS = ConsumerSpec(
     "metrics", "metrics-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),

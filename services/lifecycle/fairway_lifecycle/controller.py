@@ -330,17 +330,22 @@ class Controller:
                                         message=message, sequence=sequence,
                                         attempt=changes[-1].attempt)
             last = changes[-1]
-            group_sequence = fresh.podgroup_sequence + 1
-            group = PodGroupChanged(
-                event_id=f"{row.workload_id}:group:{group_sequence}",
-                workload_id=row.workload_id, name=row.name, project=row.project,
-                workload_type=row.workload_type, sequence=group_sequence, phase=phase,
-                attempt=last.attempt, pods=last.pods, time=last.time,
-            )
+            group_sequence = fresh.podgroup_sequence
+            # The scheduler hears of the pod group when a pod appears, is bound, finishes or
+            # goes away, and when the workload ends; a phase change alone is not its business.
+            if last.signature != fresh.podgroup_signature or (
+                    phase.terminal and not fresh.phase.terminal):
+                group_sequence += 1
+                group = PodGroupChanged(
+                    event_id=f"{row.workload_id}:group:{group_sequence}",
+                    workload_id=row.workload_id, name=row.name, project=row.project,
+                    workload_type=row.workload_type, sequence=group_sequence, phase=phase,
+                    attempt=last.attempt, pods=last.pods, time=last.time,
+                )
+                await add_to_outbox(conn, subjects.podgroup(row.project, row.workload_id),
+                                    group, msg_id=f"podgroup:{row.workload_id}:{group_sequence}")
             await repo.record_pod_group(conn, row.workload_id, sequence=group_sequence,
                                         signature=last.signature, attempt=last.attempt)
-            await add_to_outbox(conn, subjects.podgroup(row.project, row.workload_id), group,
-                                msg_id=f"podgroup:{row.workload_id}:{group_sequence}")
         row.phase, row.sequence, row.attempt = phase, sequence, last.attempt
         row.podgroup_sequence, row.podgroup_signature = group_sequence, last.signature
         for event in published:
