@@ -14,7 +14,7 @@ app = typer.Typer(help="Fairway: fair, fast GPU workload management for Kubernet
                   no_args_is_help=True, pretty_exceptions_enable=False)
 submit_app = typer.Typer(help="Submit a workload.", no_args_is_help=True)
 app.add_typer(submit_app, name="submit")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 PHASE_STYLE = {"Running": "green", "Completed": "bold green", "Failed": "bold red",
