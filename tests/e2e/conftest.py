@@ -56,8 +56,10 @@ class PhaseRecorder:
     def __init__(self, nats_url: str):
         self.nats_url = nats_url
 
-    async def read(self, workload_id: str, until: set[str], timeout: float = 90.0
-                   ) -> list[dict]:
+    async def read(self, workload_id: str, until: set[str], timeout: float = 90.0,
+                   skip: int = 0) -> list[dict]:
+        """The workload's phase events from the start of the stream (after the first `skip`),
+        up to and including the first one whose phase is in `until`."""
         nc = await nats.connect(self.nats_url)
         try:
             js = nc.jetstream()
@@ -70,6 +72,9 @@ class PhaseRecorder:
                 if remaining <= 0:
                     raise AssertionError(f"no {until} for {workload_id}; saw {events}")
                 msg = await sub.next_msg(timeout=remaining)
+                if skip:
+                    skip -= 1
+                    continue
                 event = json.loads(msg.data)
                 event["_subject"] = msg.subject
                 event["_headers"] = dict(msg.headers or {})

@@ -92,9 +92,13 @@ STREAMS: tuple[StreamSpec, ...] = (
 
 
 LIFECYCLE_WORKLOADS = ConsumerSpec(
-    "lifecycle", "lifecycle-workloads", WORKLOADS.name, (subjects.WORKLOAD_ALL,),
-    "Creates namespaces and pods for submitted workloads; carries out actions.",
-    parallel=8, ordering_tokens=5,  # fairway.workload.<kind>.<project>.<id>: one workload
+    "lifecycle", "lifecycle-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
+    "Creates namespaces and pods for submitted workloads.",
+    parallel=8, ordering_tokens=5,  # fairway.workload.submitted.<project>.<id>: one workload
+)
+LIFECYCLE_ACTIONS = ConsumerSpec(
+    "lifecycle", "lifecycle-actions", WORKLOADS.name, (subjects.WORKLOAD_ACTION_ALL,),
+    "Carries out stop, resume and delete (one at a time, in the order they were asked).",
 )
 LIFECYCLE_DECISIONS = ConsumerSpec(
     "lifecycle", "lifecycle-decisions", DECISIONS.name, (subjects.BIND_ALL,),
@@ -130,6 +134,7 @@ METRICS_WORKLOADS = ConsumerSpec(
 )
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_WORKLOADS,
+    LIFECYCLE_ACTIONS,
     LIFECYCLE_DECISIONS,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,

@@ -107,11 +107,13 @@ class Tracked:
     phase: Phase
     attempt: int
     signature: str
+    has_run: bool = False  # reached Running in this attempt: what Degraded is measured from
     changes: list[Change] = field(default_factory=list)
 
     @classmethod
     def of(cls, row: repo.WorkloadRow) -> "Tracked":
-        return cls(row, row.phase, row.attempt, row.podgroup_signature)
+        return cls(row, row.phase, row.attempt, row.podgroup_signature,
+                   has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED))
 
 
 class Controller:
@@ -155,6 +157,7 @@ class Controller:
             w.start()
         self.service.background(self._reconcile_loop(), "reconcile")
         self.service.background(self._node_loop(), "node-inventory")
+        self.service.background(self._tick(), "fold-tick")
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -165,6 +168,17 @@ class Controller:
     def mark(self, workload_id: str) -> None:
         self.dirty.add(workload_id)
         self._wake.set()
+
+    def desire(self, workload_id: str, desired: str, resuming: bool) -> None:
+        """A stop, resume or delete was recorded: fold towards it and converge the pods."""
+        t = self.tracked.get(workload_id)
+        if t is None:
+            return
+        t.row.desired, t.row.resuming = desired, resuming
+        if resuming:
+            t.has_run = False
+        self._fold(workload_id)
+        self.mark(workload_id)
 
     def track(self, row: repo.WorkloadRow) -> None:
         """Start driving a workload (a new submission, or an unfinished one after a restart)."""
@@ -221,14 +235,30 @@ class Controller:
         if t.phase.terminal:
             return
         pods = list(self.pods.get(wid, {}).values())
-        result = fold(replace(t.row.info, attempt=t.attempt), pods)
+        info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
+        result = fold(info, pods, utcnow())
         attempt = t.attempt + 1 if result.retry else t.attempt
+        if result.retry:
+            t.has_run = False
+        elif result.phase == Phase.RUNNING:
+            t.has_run = True
         signature = pod_group_signature(pods)
         phase_changed = result.phase != t.phase
         if phase_changed or attempt != t.attempt or signature != t.signature:
             t.changes.append(Change(result if phase_changed else None, attempt,
                                     summarize(pods), signature, utcnow()))
             t.phase, t.attempt, t.signature = result.phase, attempt, signature
+
+    async def _tick(self, seconds: float = 5.0) -> None:
+        """Deadlines (an image that cannot be pulled for too long) pass without a pod event:
+        fold the workloads that are starting up now and then."""
+        while True:
+            await asyncio.sleep(seconds)
+            for wid, t in list(self.tracked.items()):
+                if t.phase == Phase.INITIALIZING:
+                    self._fold(wid)
+                    if self.tracked.get(wid) is t and t.changes:
+                        self.mark(wid)
 
     # node inventory ------------------------------------------------------------------------
     async def _node_loop(self) -> None:
@@ -290,6 +320,12 @@ class Controller:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
         row = t.row
         pods = list(self.pods.get(row.workload_id, {}).values())
+        if row.desired in ("Stopped", "Deleted"):
+            for pod in pods:  # stop and delete: every pod goes, gracefully
+                if not pod["metadata"].get("deletionTimestamp"):
+                    await self.kube.delete_pod(pod["metadata"]["namespace"],
+                                               pod["metadata"]["name"])
+            return
         for pod in pods:
             if attempt_of(pod) < row.attempt and not pod["metadata"].get("deletionTimestamp"):
                 await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
@@ -329,6 +365,10 @@ class Controller:
                 await repo.record_phase(conn, row.workload_id, phase=phase, reason=reason,
                                         message=message, sequence=sequence,
                                         attempt=changes[-1].attempt)
+                if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED,
+                                                    Phase.STOPPING):
+                    await repo.set_desired(conn, row.workload_id, fresh.desired, False)
+                    row.resuming = False
             last = changes[-1]
             group_sequence = fresh.podgroup_sequence
             # The scheduler hears of the pod group when a pod appears, is bound, finishes or

@@ -2,15 +2,27 @@
 
 Pure and synchronous: the service runs it on every pod change, `fairway lifecycle replay`
 runs it over recorded watch events, and tests run it over pod-event tables. Level-triggered:
-the result depends only on the workload and the pods it has now, never on how we got here.
+the result depends only on the workload as lifecycle knows it (`WorkloadInfo`: its spec, its
+attempt, the desired phase, whether it has run) and the pods it has now, and on `now` for the
+deadlines (an image that cannot be pulled for too long).
 
-First version (walking skeleton): Creating, Pending, Initializing, Running, Completed and
-Failed (exit codes, OOMKilled, retries up to backoffLimit). Degraded, Stopping/Stopped,
-Resuming, Deleting and preemption come with the lifecycle issue.
+The order of the checks is the order of precedence:
+
+1. what the user asked for: delete (Deleting → Deleted), stop (Stopping → Stopped),
+   resume (Resuming until pods exist);
+2. preemption by the scheduler (Pending again, or Failed when it asked to terminate);
+3. no pods yet (Creating; Pending while a retry's pods are made);
+4. failures: configuration errors at once, an image that cannot be pulled past its deadline,
+   containers that failed (exit code, OOMKilled), a lost node — retried up to backoffLimit;
+5. completion, per workload type and distributed framework;
+6. pods waiting for the scheduler (Pending), starting (Initializing);
+7. a workload that has run and now misses a pod, crash-loops, is not ready or sits on a
+   NotReady node (Degraded), else Running.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
 
 from fairway_contracts import Phase, PodRole, PodSummary, WorkloadType
 
@@ -19,7 +31,16 @@ LABEL_PROJECT = "fairway.io/project"
 LABEL_ROLE = "fairway.io/role"
 LABEL_ATTEMPT = "fairway.io/attempt"
 
+# Waiting reasons that no amount of waiting fixes: the workload fails at once.
+CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "InvalidImageName",
+                           "CreateContainerError", "ErrImageNeverPull",
+                           "RunContainerError"})
+IMAGE_PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+# Frameworks whose job is done when the master (launcher, chief) succeeds.
+MASTER_DECIDES = frozenset({"PyTorch", "TF", "MPI", "XGBoost", "JAX"})
+
 Pod = dict[str, Any]
+Desired = Literal["Running", "Stopped", "Deleted"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +53,16 @@ class WorkloadInfo:
     min_pods: int = 1
     backoff_limit: int = 6
     attempt: int = 1  # 1 for the first run, +1 per retry
+    completions: int | None = None  # trainings: pods that must succeed (default: pods)
+    framework: str | None = None  # distributed: PyTorch, TF, MPI, XGBoost, JAX
+    has_master: bool = True  # distributed: False when workers only
+    desired: Desired = "Running"
+    resuming: bool = False  # resumed after a stop, pods not created yet
+    preempted: bool = False  # the scheduler evicted it; pods come back when placed again
+    preempted_pods: frozenset[str] = frozenset()  # uids of the pods the preemption evicts
+    terminate_after_preemption: bool = False
+    has_run: bool = False  # reached Running in this attempt (Degraded needs it)
+    image_pull_deadline_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,7 @@ class PhaseResult:
     reason: str
     message: str
     retry: bool = False  # the current attempt failed and a retry is due
+    recreate: tuple[str, ...] = field(default=())  # pods lost that should be made again
 
 
 def attempt_of(pod: Pod) -> int:
@@ -49,65 +81,131 @@ def attempt_of(pod: Pod) -> int:
         return 1
 
 
+def role_of(pod: Pod) -> str:
+    return (pod["metadata"].get("labels") or {}).get(LABEL_ROLE, PodRole.MAIN.value)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _name(pod: Pod) -> str:
+    return pod["metadata"]["name"]
+
+
+def _status(pod: Pod) -> dict[str, Any]:
+    return pod.get("status") or {}
+
+
+def _phase(pod: Pod) -> str:
+    return _status(pod).get("phase", "Pending")
+
+
+def _containers(pod: Pod) -> list[dict[str, Any]]:
+    return _status(pod).get("containerStatuses") or []
+
+
 def _terminated(pod: Pod) -> dict[str, Any] | None:
     """The main container's terminated state, when it has one."""
-    for status in pod.get("status", {}).get("containerStatuses") or []:
+    for status in _containers(pod):
         terminated = (status.get("state") or {}).get("terminated")
         if terminated:
             return terminated
     return None
 
 
-def _waiting_reasons(pod: Pod) -> list[str]:
-    reasons = []
-    for status in pod.get("status", {}).get("containerStatuses") or []:
+def _waiting(pod: Pod) -> list[dict[str, Any]]:
+    out = []
+    for status in _containers(pod):
         waiting = (status.get("state") or {}).get("waiting")
         if waiting and waiting.get("reason"):
-            reasons.append(waiting["reason"])
-    return reasons
+            out.append({**waiting, "image": status.get("image")})
+    return out
+
+
+def _condition(pod: Pod, kind: str) -> dict[str, Any] | None:
+    for cond in _status(pod).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
 
 
 def _ready(pod: Pod) -> bool:
-    for cond in pod.get("status", {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
+    cond = _condition(pod, "Ready")
+    return bool(cond and cond.get("status") == "True")
 
 
-def _failure(workload: WorkloadInfo, pod: Pod) -> tuple[str, str]:
+def _bound(pod: Pod) -> bool:
+    return bool(pod.get("spec", {}).get("nodeName"))
+
+
+def _evicted(pod: Pod) -> bool:
+    cond = _condition(pod, "DisruptionTarget")
+    return bool(cond and cond.get("status") == "True") or _status(pod).get("reason") == "Evicted"
+
+
+def _node_trouble(pod: Pod) -> bool:
+    """The pod's node stopped answering: the node controller marks the pod so."""
+    if _phase(pod) == "Unknown" or _status(pod).get("reason") == "NodeLost":
+        return True
+    ready = _condition(pod, "Ready")
+    return bool(ready and ready.get("status") != "True" and ready.get("reason") == "NodeNotReady")
+
+
+def _node_lost(pod: Pod) -> bool:
+    cond = _condition(pod, "DisruptionTarget")
+    return bool(cond and cond.get("status") == "True"
+                and cond.get("reason") in ("DeletionByTaintManager", "NodeLost",
+                                           "TerminationByKubelet")) or (
+        _status(pod).get("reason") == "NodeLost")
+
+
+def _restarts(pod: Pod) -> int:
+    return sum(s.get("restartCount", 0) for s in _containers(pod))
+
+
+def _since(pod: Pod, kind: str) -> datetime | None:
+    cond = _condition(pod, kind)
+    value = (cond or {}).get("lastTransitionTime") or _status(pod).get("startTime")
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _failure(pod: Pod) -> tuple[str, str]:
     """(reason, detail) of a failed pod, in a researcher's words."""
     terminated = _terminated(pod) or {}
     code = terminated.get("exitCode")
-    reason = terminated.get("reason") or pod.get("status", {}).get("reason") or "Error"
-    name = pod["metadata"]["name"]
+    reason = terminated.get("reason") or _status(pod).get("reason") or "Error"
+    name = _name(pod)
+    if _node_lost(pod):
+        return "NodeLost", f"pod {name} was lost with its node {pod['spec'].get('nodeName')}"
     if reason == "OOMKilled":
         return "OOMKilled", f"pod {name} ran out of memory (OOMKilled, exit code {code})"
     if code is not None:
         return "ExitCode", f"pod {name} exited with code {code} ({reason})"
-    message = pod.get("status", {}).get("message") or reason
+    message = _status(pod).get("message") or reason
     return reason, f"pod {name} failed: {message}"
 
 
 def summarize(pods: list[Pod]) -> list[PodSummary]:
     out = []
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
-        restarts = sum(s.get("restartCount", 0) for s in status.get("containerStatuses") or [])
-        role = meta.get("labels", {}).get(LABEL_ROLE, PodRole.MAIN)
+    for pod in sorted(pods, key=_name):
+        spec = pod.get("spec", {})
+        role = role_of(pod)
         gpus = 0
         for c in spec.get("containers") or []:
             gpus += int((c.get("resources", {}).get("limits") or {}).get("nvidia.com/gpu", 0))
         out.append(PodSummary(
-            name=meta["name"],
+            name=_name(pod),
             role=role if role in PodRole._value2member_map_ else PodRole.MAIN,
             node=spec.get("nodeName") or None,
-            phase=status.get("phase", "Pending"),
+            phase=_phase(pod),
             ready=_ready(pod),
-            restarts=restarts,
+            restarts=_restarts(pod),
             gpus=gpus,
         ))
     return out
@@ -117,66 +215,176 @@ def pod_group_signature(pods: list[Pod]) -> str:
     """What the scheduler needs to know of a pod group: which pods exist, where each is bound,
     and which finished. Equal signatures mean nothing to announce."""
     parts = []
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+    for pod in sorted(pods, key=_name):
         node = pod.get("spec", {}).get("nodeName") or ""
-        done = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
-        parts.append(f"{pod['metadata']['name']}@{node}{'/done' if done else ''}")
+        done = _phase(pod) in ("Succeeded", "Failed")
+        parts.append(f"{_name(pod)}@{node}{'/done' if done else ''}")
     return ",".join(parts)
 
 
-def fold(workload: WorkloadInfo, pods: list[Pod]) -> PhaseResult:
-    """The phase of `workload` given the pods it has now (any attempt; older ones are ignored)."""
-    current = [p for p in pods if attempt_of(p) == workload.attempt
-               and not p["metadata"].get("deletionTimestamp")]
-    kind = workload.workload_type.value
-    retries_left = workload.backoff_limit - (workload.attempt - 1)
+def _completed(w: WorkloadInfo, current: list[Pod]) -> str | None:
+    """The completion message when the workload is done, per type and framework."""
+    succeeded = [p for p in current if _phase(p) == "Succeeded"]
+    if w.workload_type == WorkloadType.TRAINING:
+        needed = w.completions or w.pods
+        if len(succeeded) >= needed:
+            return f"{_plural(len(succeeded), 'pod')} completed successfully"
+        return None
+    if w.workload_type == WorkloadType.DISTRIBUTED:
+        masters = [p for p in succeeded if role_of(p) == PodRole.MASTER.value]
+        if w.has_master and (w.framework or "PyTorch") in MASTER_DECIDES:
+            if masters:
+                return f"the master {_name(masters[0])} completed successfully"
+            return None
+        workers = [p for p in current if role_of(p) == PodRole.WORKER.value]
+        if workers and all(_phase(p) == "Succeeded" for p in workers) and len(workers) >= max(
+                1, w.pods - (1 if w.has_master else 0)):
+            return f"all {_plural(len(workers), 'worker')} completed successfully"
+        return None
+    return None  # workspaces and inference run until stopped
 
+
+def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> PhaseResult:
+    """The phase of `w` given the pods it has now (any attempt; older ones are ignored)."""
+    kind = w.workload_type.value
+    alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    # 1. what the user asked for
+    if w.desired == "Deleted":
+        if pods:
+            return PhaseResult(Phase.DELETING, "Deleting",
+                               f"deleting the {kind}: {_plural(len(pods), 'pod')} left")
+        return PhaseResult(Phase.DELETED, "Deleted", f"the {kind} and its pods are deleted")
+    if w.desired == "Stopped":
+        if pods:
+            return PhaseResult(Phase.STOPPING, "Stopping",
+                               f"stopping: {_plural(len(pods), 'pod')} still terminating")
+        return PhaseResult(Phase.STOPPED, "Stopped",
+                           "stopped by request; its GPUs are released")
+
+    current = [p for p in alive if attempt_of(p) == w.attempt
+               and p["metadata"].get("uid") not in w.preempted_pods]
+
+    # 2. preemption
+    if w.preempted:
+        if w.terminate_after_preemption:
+            return PhaseResult(Phase.FAILED, "Evicted",
+                               f"The {kind} was preempted by the scheduler and asked to "
+                               "terminate after preemption.")
+        if not any(_bound(p) for p in current):
+            return PhaseResult(Phase.PENDING, "Preempted",
+                               "preempted by the scheduler to free GPUs; waiting to be "
+                               "scheduled again")
+
+    if w.resuming and not current:
+        return PhaseResult(Phase.RESUMING, "Resuming", "resuming: creating its pods again")
+
+    # 3. no pods yet
     if not current:
-        if workload.attempt == 1:
+        if w.attempt == 1 and not w.has_run:
             return PhaseResult(Phase.CREATING, "CreatingPods",
-                               f"creating {_plural(workload.pods, 'pod')} for the {kind}")
+                               f"creating {_plural(w.pods, 'pod')} for the {kind}")
         return PhaseResult(Phase.PENDING, "Retrying",
-                           f"attempt {workload.attempt} of {workload.backoff_limit + 1}: "
-                           "recreating pods")
+                           f"attempt {w.attempt} of {w.backoff_limit + 1}: recreating pods")
 
-    failed = [p for p in current if p.get("status", {}).get("phase") == "Failed"]
-    if failed:
-        reason, detail = _failure(workload, failed[0])
-        attempts = workload.attempt
+    retries_left = w.backoff_limit - (w.attempt - 1)
+
+    def give_up_or_retry(reason: str, detail: str) -> PhaseResult:
         if retries_left > 0:
             return PhaseResult(
                 Phase.PENDING, "Retrying",
-                f"attempt {attempts} of {workload.backoff_limit + 1} failed: {detail}; "
-                f"retrying ({retries_left} {'retry' if retries_left == 1 else 'retries'} left)",
+                f"attempt {w.attempt} of {w.backoff_limit + 1} failed: {detail}; retrying "
+                f"({retries_left} {'retry' if retries_left == 1 else 'retries'} left)",
                 retry=True)
-        if workload.backoff_limit > 0:
+        if w.backoff_limit > 0 and reason == "ExitCode":
+            reason = "BackoffLimitExceeded"
+        if w.backoff_limit > 0:
             return PhaseResult(
-                Phase.FAILED, "BackoffLimitExceeded" if reason == "ExitCode" else reason,
-                f"The {kind} failed {_plural(attempts, 'time')} and has no retries left "
-                f"(backoffLimit {workload.backoff_limit}); the last attempt: {detail}.")
+                Phase.FAILED, reason,
+                f"The {kind} failed {_plural(w.attempt, 'time')} and has no retries left "
+                f"(backoffLimit {w.backoff_limit}); the last attempt: {detail}.")
         return PhaseResult(Phase.FAILED, reason, f"The {kind} failed: {detail}.")
 
-    succeeded = [p for p in current if p.get("status", {}).get("phase") == "Succeeded"]
-    if len(succeeded) >= workload.pods:
-        return PhaseResult(Phase.COMPLETED, "Succeeded",
-                           f"all {_plural(workload.pods, 'pod')} completed successfully")
+    # 4. failures
+    for pod in current:
+        for waiting in _waiting(pod):
+            if waiting["reason"] in CONFIG_ERRORS:
+                message = waiting.get("message") or waiting["reason"]
+                return PhaseResult(Phase.FAILED, waiting["reason"],
+                                   f"The {kind} cannot start: pod {_name(pod)}: {message}.")
+            if waiting["reason"] in IMAGE_PULL_ERRORS and now is not None:
+                since = _since(pod, "PodScheduled")
+                if since is not None and (now - since).total_seconds() >= (
+                        w.image_pull_deadline_seconds):
+                    return PhaseResult(
+                        Phase.FAILED, "ImagePullBackOff",
+                        f"The {kind} failed: the image {waiting.get('image') or ''} of pod "
+                        f"{_name(pod)} could not be pulled for "
+                        f"{int(w.image_pull_deadline_seconds)} s ({waiting['reason']}).")
+    # Every framework here needs all of its ranks: a failed worker fails the attempt too.
+    failed = [p for p in current if _phase(p) == "Failed"]
+    if failed:
+        pod = failed[0]
+        if _evicted(pod) and not _node_lost(pod):
+            return PhaseResult(Phase.PENDING, "Evicted",
+                               f"pod {_name(pod)} was evicted; recreating it",
+                               recreate=(_name(pod),))
+        return give_up_or_retry(*_failure(pod))
 
-    live = [p for p in current if p not in succeeded]
-    if len(current) < workload.pods:
+    # 5. completion
+    if (done := _completed(w, current)) is not None:
+        return PhaseResult(Phase.COMPLETED, "Succeeded", done)
+
+    # 6. scheduling and start-up
+    live = [p for p in current if _phase(p) != "Succeeded"]
+    expected = w.pods
+    if len(current) < expected and not w.has_run:
         return PhaseResult(Phase.PENDING, "CreatingPods",
-                           f"{len(current)}/{workload.pods} pods created")
-    unbound = [p for p in live if not p.get("spec", {}).get("nodeName")]
-    if unbound:
+                           f"{len(current)}/{expected} pods created")
+    unbound = [p for p in live if not _bound(p)]
+    if unbound and not w.has_run:
         placed = len(current) - len(unbound)
         return PhaseResult(Phase.PENDING, "WaitingForScheduler",
                            f"waiting for the scheduler: {placed}/{len(current)} pods placed")
+    crashing = [p for p in live for s in _waiting(p) if s["reason"] == "CrashLoopBackOff"]
     not_ready = [p for p in live if not _ready(p)]
+    if not w.has_run and not crashing:
+        if not_ready:
+            waiting = sorted({s["reason"] for p in not_ready for s in _waiting(p)})
+            if waiting and set(waiting) & IMAGE_PULL_ERRORS:
+                doing = f"pulling images failed ({', '.join(waiting)}), retrying"
+            elif "ContainerCreating" in waiting or (not waiting and any(
+                    not _containers(p) for p in not_ready)):
+                doing = "pulling images"
+            else:
+                doing = "starting containers"
+            return PhaseResult(Phase.INITIALIZING, "PodsBound",
+                               f"{len(current)}/{len(current)} pods bound to nodes; {doing}")
+        nodes = sorted({p["spec"]["nodeName"] for p in live})
+        return PhaseResult(Phase.RUNNING, "PodsRunning",
+                           f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")
+
+    # 7. running, or degraded
+    missing = expected - len(current)
+    if crashing:
+        pod = crashing[0]
+        return PhaseResult(Phase.DEGRADED, "CrashLoopBackOff",
+                           f"pod {_name(pod)} keeps crashing ({_restarts(pod)} restarts); "
+                           "Kubernetes restarts it with a growing back-off")
+    troubled = [p for p in live if _node_trouble(p)]
+    if troubled:
+        pod = troubled[0]
+        return PhaseResult(Phase.DEGRADED, "NodeNotReady",
+                           f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
+                           "is not ready")
+    if missing > 0 or unbound:
+        lost = missing + len(unbound)
+        return PhaseResult(Phase.DEGRADED, "PodLost",
+                           f"{_plural(lost, 'pod')} of {expected} lost; recreating and "
+                           "rescheduling")
     if not_ready:
-        waiting = sorted({r for p in not_ready for r in _waiting_reasons(p)})
-        pulling = "ContainerCreating" in waiting or not waiting
-        doing = "pulling images" if pulling else "starting containers"
-        return PhaseResult(Phase.INITIALIZING, "PodsBound",
-                           f"{len(current)}/{len(current)} pods bound to nodes; {doing}")
+        pod = not_ready[0]
+        return PhaseResult(Phase.DEGRADED, "NotReady", f"pod {_name(pod)} is not ready")
     nodes = sorted({p["spec"]["nodeName"] for p in live})
     return PhaseResult(Phase.RUNNING, "PodsRunning",
                        f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")

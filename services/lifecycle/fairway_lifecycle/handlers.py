@@ -4,7 +4,12 @@ import logging
 
 from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import Phase, streams, subjects
-from fairway_contracts.events import BindDecision, PhaseChanged, WorkloadSubmitted
+from fairway_contracts.events import (
+    BindDecision,
+    PhaseChanged,
+    WorkloadAction,
+    WorkloadSubmitted,
+)
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.pods import namespace_for
@@ -45,6 +50,26 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                 log.info("accepted %s %s", event.workload_type.value, event.name)
             if row is not None:
                 controller.track(row)
+
+    @durable_subscriber(service.broker, streams.LIFECYCLE_ACTIONS, WorkloadAction)
+    async def on_action(action: WorkloadAction, delivery: Delivery) -> None:
+        # An action can overtake its workload's submission (another consumer): retry until
+        # the workload is known. Idempotent: asking for the same desired phase twice is one ask.
+        with workload_context(action.workload_id):
+            desired = {"stop": "Stopped", "resume": "Running", "delete": "Deleted"}[action.action]
+            async with service.pool.acquire() as conn, conn.transaction():
+                row = await repo.get_for_update(conn, action.workload_id)
+                if row is None:
+                    raise LookupError(f"{action.action} for a workload not known yet")
+                if row.phase.terminal or row.desired == "Deleted":
+                    log.info("%s ignored: the workload is %s", action.action, row.phase.value)
+                    return
+                resuming = action.action == "resume" and row.desired == "Stopped"
+                if row.desired == desired and not resuming:
+                    return
+                await repo.set_desired(conn, action.workload_id, desired, resuming)
+            log.info("%s requested by %s", action.action, action.requested_by)
+            controller.desire(action.workload_id, desired, resuming)
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

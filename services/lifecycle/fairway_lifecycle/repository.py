@@ -28,6 +28,8 @@ class WorkloadRow:
     created_at: datetime
     podgroup_sequence: int = 0
     podgroup_signature: str = ""
+    desired: str = "Running"
+    resuming: bool = False
 
     @property
     def info(self) -> WorkloadInfo:
@@ -35,6 +37,7 @@ class WorkloadRow:
             workload_id=self.workload_id, name=self.name, project=self.project,
             workload_type=self.workload_type, pods=self.spec.pods, min_pods=self.spec.min_pods,
             backoff_limit=self.spec.backoff_limit, attempt=self.attempt,
+            desired=self.desired, resuming=self.resuming,  # type: ignore[arg-type]
         )
 
 
@@ -46,6 +49,7 @@ def _row(r: asyncpg.Record) -> WorkloadRow:
         attempt=r["attempt"], phase=Phase(r["phase"]), reason=r["reason"],
         message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
         podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
+        desired=r["desired"], resuming=r["resuming"],
     )
 
 
@@ -102,3 +106,9 @@ async def record_pod_group(conn: asyncpg.Connection, workload_id: str, *, sequen
 
 def as_dict(row: WorkloadRow) -> dict[str, Any]:
     return {"workloadId": row.workload_id, "phase": row.phase.value, "attempt": row.attempt}
+
+
+async def set_desired(conn: asyncpg.Connection, workload_id: str, desired: str,
+                      resuming: bool) -> None:
+    await conn.execute("UPDATE workloads SET desired = $2, resuming = $3, updated_at = now()"
+                       " WHERE workload_id = $1", workload_id, desired, resuming)
