@@ -93,6 +93,14 @@ class EffectiveSpec(Contract):
     restart_policy: str = "Never"
     pods: int = Field(default=1, ge=1, description="pods in the gang")
     min_pods: int = Field(default=1, ge=1, description="gang minimum")
+    completions: int | None = Field(default=None, ge=1,
+                                    description="trainings: pods that must succeed")
+    parallelism: int | None = Field(default=None, ge=1)
+    distributed_framework: str | None = None
+    num_workers: int | None = Field(default=None, ge=1)
+    serving_port: int | None = Field(default=None, ge=1, le=65535)
+    terminate_after_preemption: bool = False
+    auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)
 
 
 class PodSummary(Contract):

@@ -38,6 +38,8 @@ class WorkloadRow:
             workload_type=self.workload_type, pods=self.spec.pods, min_pods=self.spec.min_pods,
             backoff_limit=self.spec.backoff_limit, attempt=self.attempt,
             desired=self.desired, resuming=self.resuming,  # type: ignore[arg-type]
+            completions=self.spec.completions, framework=self.spec.distributed_framework,
+            terminate_after_preemption=self.spec.terminate_after_preemption,
         )
 
 

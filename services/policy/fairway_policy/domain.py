@@ -46,7 +46,8 @@ DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
 # own validation checks their shape); everything else in it is decided here.
 _PASSED_THROUGH = (
     "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
-    "nodePools",
+    "nodePools", "completions", "parallelism", "distributedFramework", "numWorkers",
+    "servingPort", "terminateAfterPreemption", "autoDeletionTimeAfterCompletionSeconds",
 )
 _RULE = "builtin"
 
@@ -76,6 +77,9 @@ def evaluate(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
         pods=pods,
         minPods=min_pods,
     )
+    if request.workload_type is WorkloadType.DISTRIBUTED:
+        candidate.setdefault("distributedFramework", "PyTorch")
+        candidate.setdefault("numWorkers", pods - 1)
     try:
         effective = EffectiveSpec.model_validate(candidate)
     except ValidationError as exc:
@@ -160,7 +164,16 @@ def _pod_group(workload_type: WorkloadType, spec: Mapping[str, Any],
             _violation(problems, "autoscaling.minReplicas", "must be a whole number of at least 1")
             return 1, 1
         return replicas, 1
-    # Workspaces and trainings are one pod for now (parallelism/completions come later).
+    if workload_type is WorkloadType.TRAINING:
+        # `parallelism` pods run at once until `completions` have succeeded; each pod stands
+        # alone (no gang beyond one).
+        parallelism = spec.get("parallelism")
+        if parallelism is None:
+            return 1, 1
+        if not _is_count(parallelism, at_least=1):
+            _violation(problems, "parallelism", "must be a whole number of at least 1")
+            return 1, 1
+        return parallelism, 1
     return 1, 1
 
 
