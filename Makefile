@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install up test lint bench bench-kubesim asyncapi clean help
+.PHONY: install up test lint bench bench-kubesim bench-lifecycle asyncapi clean help
 help:
 	@echo "make up      run Fairway on this machine (embedded NATS, PostgreSQL, kubesim, 5 services)"
 	@echo "make test    lint, import contracts and the full test suite"
@@ -36,6 +36,9 @@ test: lint
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)
+
+bench-lifecycle: install
+	.venv/bin/python -m tests.bench.lifecycle_bench $(BENCH_ARGS)
 
 bench-kubesim: install
 	.venv/bin/python -m tests.bench.kubesim_bench $(BENCH_ARGS)
