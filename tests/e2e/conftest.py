@@ -28,7 +28,7 @@ def stack(tmp_path_factory, otlp):
     }
     state = tmp_path_factory.mktemp("stack")
     try:
-        with running_stack(state, env=env) as stack:
+        with running_stack(state, env=env, kubesim_args=("--admin",)) as stack:
             yield stack
     finally:
         for log in sorted((state / "logs").glob("*.log")):

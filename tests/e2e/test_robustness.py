@@ -1,0 +1,93 @@
+"""Lifecycle keeps every workload's phase story legal, complete and free of duplicates while
+kubesim drops its watches, answers 410 and lifecycle itself is killed and restarted."""
+
+import asyncio
+import json
+import signal
+import time
+from collections import defaultdict
+
+import httpx
+import nats
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+COUNT = 200
+ORDER = ["Creating", "Pending", "Initializing", "Running", "Completed"]
+# Going back to Pending is legal only for a retry or a preemption.
+BACKWARDS_REASONS = {"Retrying", "Preempted", "Evicted"}
+
+
+def legal(previous: str | None, event: dict) -> bool:
+    phase = event["phase"]
+    if previous is None:
+        return phase == "Creating"
+    if phase == "Degraded" or previous == "Degraded":
+        return phase != "Creating"
+    if phase == "Failed":
+        return True
+    if ORDER.index(phase) > ORDER.index(previous):
+        return True  # forward, possibly over phases that passed while nobody watched
+    return phase == "Pending" and event["reason"] in BACKWARDS_REASONS
+
+
+async def all_phase_events(nats_url: str, project: str) -> dict[str, list[dict]]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(f"fairway.phase.{project}.>", stream="FAIRWAY_PHASES",
+                                 ordered_consumer=True)
+        by_workload: dict[str, list[dict]] = defaultdict(list)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=2)
+            except nats.errors.TimeoutError:
+                return by_workload
+            event = json.loads(msg.data)
+            by_workload[event["workloadId"]].append(event)
+    finally:
+        await nc.close()
+
+
+async def test_watch_faults_and_a_lifecycle_restart_lose_and_repeat_nothing(
+        api, default_project_id, stack):
+    kubesim = stack.info()["processes"]["kubesim"]["url"]
+    admin = httpx.Client(base_url=kubesim, timeout=10)
+    ids = []
+    for i in range(COUNT):
+        body = {"name": f"robust-{i}", "projectId": default_project_id, "spec": {
+            "image": "busybox", "annotations": [
+                {"name": "sim.fairway.io/run-seconds", "value": "2"}]}}
+        response = api.post("/api/v1/workloads/trainings", json=body)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["workloadId"])
+        if i == COUNT // 4:
+            assert admin.post("/admin/watches/drop").status_code == 200
+        if i == COUNT // 2:
+            assert admin.post("/admin/watches/expire", json={"count": 3}).status_code == 200
+            assert admin.post("/admin/watches/drop").status_code == 200
+        if i == 3 * COUNT // 4:
+            stack.kill_service("lifecycle", signal.SIGKILL)
+            stack.restart_service("lifecycle")
+
+    deadline = time.monotonic() + 180
+    remaining = set(ids)
+    while remaining and time.monotonic() < deadline:
+        page = api.get("/api/v1/workloads", params={
+            "filterBy": "name=@robust-", "limit": 500}).json()["workloads"]
+        remaining = {w["workloadId"] for w in page if w["phase"] not in ("Completed", "Failed")}
+        await asyncio.sleep(1)
+    assert not remaining, f"{len(remaining)} workloads never finished"
+
+    stories = await all_phase_events(stack.nats_url, "default")
+    for wid in ids:
+        story = stories[wid]
+        sequences = [e["sequence"] for e in story]
+        assert sequences == list(range(1, len(story) + 1)), (wid, sequences)
+        assert story[-1]["phase"] == "Completed", (wid, [e["phase"] for e in story])
+        previous = None
+        for event in story:
+            assert event["previousPhase"] == previous, (wid, event)
+            assert legal(previous, event), (wid, [e["phase"] for e in story])
+            previous = event["phase"]
