@@ -93,3 +93,11 @@ async def test_a_node_going_not_ready_degrades_its_workload_until_it_recovers(st
         kubesim.post(f"/admin/nodes/{node}/ready", json={"ready": True})
     events = await phases.read(wid, until={"Running"}, skip=5)
     assert events[-1]["phase"] == "Running"
+
+
+async def test_a_finished_training_deletes_itself_after_its_auto_deletion_time(stack, phases):
+    wid = await submit(stack, WorkloadType.TRAINING, "auto-delete",
+                       autoDeletionTimeAfterCompletionSeconds=1,
+                       annotations={"sim.fairway.io/run-seconds": "1"})
+    events = await phases.read(wid, until={"Deleted", "Failed"}, timeout=60)
+    assert [e["phase"] for e in events][-3:] == ["Completed", "Deleting", "Deleted"]

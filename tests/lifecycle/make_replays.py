@@ -106,6 +106,12 @@ def examples() -> dict[str, list[dict]]:
         action("t9", "delete"),
         ev("DELETED", pod("t9-0", workload="t9", stage="running", node="a100-1")),
     ]
+    ex["training-completed-then-deleted"] = [
+        workload("t12"), *lifecycle("t12-0", "t12", "pulling", "running", "succeeded"),
+        action("t12", "delete"),
+        ev("DELETED", pod("t12-0", workload="t12", stage="succeeded", node="a100-1")),
+        action("t12", "stop"),
+    ]
     ex["training-preempted-and-rescheduled"] = [
         workload("t10"), *lifecycle("t10-0", "t10", "pulling", "running"),
         action("t10", "preempt"),

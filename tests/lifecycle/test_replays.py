@@ -38,6 +38,8 @@ EXPECTED = {
         *START, ("Stopping", "Stopping"), ("Stopped", "Stopped"), ("Resuming", "Resuming"),
         *START[1:], ("Completed", "Succeeded")],
     "training-deleted": [*START, ("Deleting", "Deleting"), ("Deleted", "Deleted")],
+    "training-completed-then-deleted": [*START, ("Completed", "Succeeded"),
+                                        ("Deleting", "Deleting"), ("Deleted", "Deleted")],
     "training-preempted-and-rescheduled": [
         *START, ("Pending", "Preempted"), ("Initializing", "PodsBound"),
         ("Running", "PodsRunning"), ("Completed", "Succeeded")],

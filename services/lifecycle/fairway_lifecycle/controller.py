@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
@@ -29,6 +29,7 @@ from fairway_lifecycle.fold import (
     LABEL_WORKLOAD,
     PhaseResult,
     attempt_of,
+    finished,
     fold,
     pod_group_signature,
     summarize,
@@ -135,6 +136,7 @@ class Controller:
         self._watchers: list[ListWatcher] = []
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task] = set()
+        self._deletions: dict[str, datetime] = {}  # autoDeletionTimeAfterCompletionSeconds
 
     @property
     def synced(self) -> bool:
@@ -182,7 +184,9 @@ class Controller:
 
     def track(self, row: repo.WorkloadRow) -> None:
         """Start driving a workload (a new submission, or an unfinished one after a restart)."""
-        if row.workload_id in self.tracked or row.phase.terminal:
+        if row.workload_id in self.tracked or finished(row.phase, row.desired):
+            if row.delete_after is not None and row.phase != Phase.DELETED:
+                self._deletions[row.workload_id] = row.delete_after
             return
         self.tracked[row.workload_id] = Tracked.of(row)
         self._fold(row.workload_id)
@@ -232,7 +236,7 @@ class Controller:
     # folding (synchronous, on every event) ------------------------------------------------
     def _fold(self, wid: str) -> None:
         t = self.tracked[wid]
-        if t.phase.terminal:
+        if finished(t.phase, t.row.desired):
             return
         pods = list(self.pods.get(wid, {}).values())
         info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
@@ -254,11 +258,28 @@ class Controller:
         fold the workloads that are starting up now and then."""
         while True:
             await asyncio.sleep(seconds)
+            now = utcnow()
+            for wid, due in list(self._deletions.items()):
+                if due <= now:
+                    del self._deletions[wid]
+                    await self._auto_delete(wid)
             for wid, t in list(self.tracked.items()):
                 if t.phase == Phase.INITIALIZING:
                     self._fold(wid)
                     if self.tracked.get(wid) is t and t.changes:
                         self.mark(wid)
+
+    async def _auto_delete(self, workload_id: str) -> None:
+        async with self.service.pool.acquire() as conn, conn.transaction():
+            row = await repo.get_for_update(conn, workload_id)
+            if row is None or row.phase == Phase.DELETED:
+                return
+            await repo.set_desired(conn, workload_id, "Deleted", False)
+            row.desired = "Deleted"
+        log.info("deleting the finished workload after its autoDeletionTimeAfterCompletion",
+                 extra={"workload_id": workload_id})
+        self.tracked.pop(workload_id, None)
+        self.track(row)
 
     # node inventory ------------------------------------------------------------------------
     async def _node_loop(self) -> None:
@@ -311,8 +332,10 @@ class Controller:
                 except Exception:
                     t.changes[:0] = changes  # keep them, in order, for the retry
                     raise
-            if t.row.phase.terminal:
+            if finished(t.row.phase, t.row.desired):
                 self.tracked.pop(workload_id, None)
+                if t.row.delete_after is not None and t.row.phase != Phase.DELETED:
+                    self._deletions[workload_id] = t.row.delete_after
                 return
             await self._converge(t)
 
@@ -345,7 +368,7 @@ class Controller:
             published: list[PhaseChanged] = []
             for change in changes:
                 result = change.result
-                if result is None or result.phase == phase or phase.terminal:
+                if result is None or result.phase == phase or finished(phase, fresh.desired):
                     continue
                 sequence += 1
                 event = PhaseChanged(
@@ -365,6 +388,10 @@ class Controller:
                 await repo.record_phase(conn, row.workload_id, phase=phase, reason=reason,
                                         message=message, sequence=sequence,
                                         attempt=changes[-1].attempt)
+                seconds = row.spec.auto_deletion_time_after_completion_seconds
+                if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
+                    row.delete_after = changes[-1].time + timedelta(seconds=seconds)
+                    await repo.set_delete_after(conn, row.workload_id, row.delete_after)
                 if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED,
                                                     Phase.STOPPING):
                     await repo.set_desired(conn, row.workload_id, fresh.desired, False)

@@ -74,6 +74,14 @@ class PhaseResult:
     recreate: tuple[str, ...] = field(default=())  # pods lost that should be made again
 
 
+def finished(phase: Phase | None, desired: str) -> bool:
+    """Nothing more will happen to the workload: Deleted, or Completed / Failed and not asked
+    to be deleted (a finished workload can still be deleted: Deleting, then Deleted)."""
+    if phase is None:
+        return False
+    return phase == Phase.DELETED or (phase.terminal and desired != "Deleted")
+
+
 def attempt_of(pod: Pod) -> int:
     try:
         return int(pod["metadata"].get("labels", {}).get(LABEL_ATTEMPT, "1"))

@@ -61,7 +61,8 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                 row = await repo.get_for_update(conn, action.workload_id)
                 if row is None:
                     raise LookupError(f"{action.action} for a workload not known yet")
-                if row.phase.terminal or row.desired == "Deleted":
+                if row.phase == Phase.DELETED or row.desired == "Deleted" or (
+                        row.phase.terminal and action.action != "delete"):
                     log.info("%s ignored: the workload is %s", action.action, row.phase.value)
                     return
                 resuming = action.action == "resume" and row.desired == "Stopped"
@@ -69,7 +70,11 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                     return
                 await repo.set_desired(conn, action.workload_id, desired, resuming)
             log.info("%s requested by %s", action.action, action.requested_by)
-            controller.desire(action.workload_id, desired, resuming)
+            if row.phase.terminal:  # a finished workload being deleted: drive it again
+                row.desired, row.resuming = desired, False
+                controller.track(row)
+            else:
+                controller.desire(action.workload_id, desired, resuming)
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fairway_contracts import Phase, WorkloadType
-from fairway_lifecycle.fold import LABEL_WORKLOAD, PhaseResult, WorkloadInfo, attempt_of, fold
+from fairway_lifecycle.fold import (
+    LABEL_WORKLOAD,
+    PhaseResult,
+    WorkloadInfo,
+    attempt_of,
+    finished,
+    fold,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ACTIONS = ("stop", "resume", "delete", "preempt")
@@ -162,8 +169,8 @@ def replay(lines: Iterable[str]) -> Iterator[Transition]:
 
 
 def _fold(state: WorkloadState, now: datetime) -> Iterator[Transition]:
-    if state.phase is not None and state.phase.terminal:
-        return  # terminal phases absorb
+    if finished(state.phase, state.info.desired):
+        return  # terminal phases absorb everything but a deletion
     result = fold(state.info, list(state.pods.values()), now)
     previous = state.phase
     state.apply(result)

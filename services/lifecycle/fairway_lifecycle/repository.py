@@ -30,6 +30,7 @@ class WorkloadRow:
     podgroup_signature: str = ""
     desired: str = "Running"
     resuming: bool = False
+    delete_after: datetime | None = None
 
     @property
     def info(self) -> WorkloadInfo:
@@ -51,7 +52,7 @@ def _row(r: asyncpg.Record) -> WorkloadRow:
         attempt=r["attempt"], phase=Phase(r["phase"]), reason=r["reason"],
         message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
         podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
-        desired=r["desired"], resuming=r["resuming"],
+        desired=r["desired"], resuming=r["resuming"], delete_after=r["delete_after"],
     )
 
 
@@ -82,10 +83,18 @@ async def get(conn: asyncpg.Connection, workload_id: str) -> WorkloadRow | None:
 
 
 async def active(conn: asyncpg.Connection) -> list[WorkloadRow]:
+    """Workloads something can still happen to: unfinished, or finished and to be deleted."""
     rows = await conn.fetch(
         "SELECT * FROM workloads WHERE phase NOT IN ('Completed', 'Failed', 'Deleted')"
+        " OR (phase <> 'Deleted' AND (desired = 'Deleted' OR delete_after IS NOT NULL))"
     )
     return [_row(r) for r in rows]
+
+
+async def set_delete_after(conn: asyncpg.Connection, workload_id: str,
+                           when: datetime | None) -> None:
+    await conn.execute("UPDATE workloads SET delete_after = $2 WHERE workload_id = $1",
+                       workload_id, when)
 
 
 async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Phase, reason: str,
