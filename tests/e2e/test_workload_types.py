@@ -101,3 +101,34 @@ async def test_a_finished_training_deletes_itself_after_its_auto_deletion_time(s
                        annotations={"sim.fairway.io/run-seconds": "1"})
     events = await phases.read(wid, until={"Deleted", "Failed"}, timeout=60)
     assert [e["phase"] for e in events][-3:] == ["Completed", "Deleting", "Deleted"]
+
+
+async def preempt(stack, wid: str, reason: str = "reclaim") -> None:
+    from fairway_contracts.events import PreemptDecision
+
+    decision = PreemptDecision(decision_id=str(uuid.uuid4()), workload_id=wid, project="types",
+                               reason=reason, by="someone-else", message="test preemption",
+                               decided_at=utcnow())
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await publish_model(nc.jetstream(), subjects.preempt("types", wid), decision,
+                            msg_id=decision.decision_id)
+    finally:
+        await nc.close()
+
+
+async def test_a_preempted_workload_waits_then_runs_again(stack, phases):
+    wid = await submit(stack, WorkloadType.TRAINING, "preemptee")
+    events = await phases.read(wid, until={"Running"})
+    await preempt(stack, wid)
+    events = await phases.read(wid, until={"Running", "Failed"}, skip=len(events))
+    assert events[0]["phase"] == "Pending" and events[0]["reason"] == "Preempted"
+    assert events[-1]["phase"] == "Running"
+
+
+async def test_a_workload_that_asked_to_terminate_after_preemption_fails(stack, phases):
+    wid = await submit(stack, WorkloadType.TRAINING, "one-shot", terminateAfterPreemption=True)
+    events = await phases.read(wid, until={"Running"})
+    await preempt(stack, wid, "preempt")
+    events = await phases.read(wid, until={"Failed", "Completed"}, skip=len(events))
+    assert (events[-1]["phase"], events[-1]["reason"]) == ("Failed", "Evicted")

@@ -95,6 +95,21 @@ class BindDecision(Contract):
     decided_at: datetime
 
 
+class PreemptDecision(Contract):
+    """The scheduler takes a running workload's GPUs back (reclaim, preempt, consolidate,
+    stale gang). Lifecycle evicts the pods; the workload returns to Pending, or fails when it
+    asked to terminate after preemption."""
+
+    decision_id: str
+    workload_id: str
+    project: str
+    reason: Literal["reclaim", "preempt", "consolidate", "stale-gang"]
+    by: str | None = None  # the workload that needed the room, where there is one
+    message: str
+    pods: list[str] | None = None  # None: every pod of the workload
+    decided_at: datetime
+
+
 class NodeInventory(Contract):
     """The current state of one node, as lifecycle sees it in Kubernetes. Last value wins."""
 
@@ -111,11 +126,59 @@ class NodeInventory(Contract):
     observed_at: datetime
 
 
+class Quota(Contract):
+    """One resource's quota in one node pool. `limit` None: no limit beyond the pool."""
+
+    deserved: float = Field(default=0, ge=0)
+    limit: float | None = None
+    over_quota_weight: float = Field(default=1, ge=0)
+
+
+class PoolResources(Contract):
+    """A project's or department's quotas in one node pool: GPUs (devices), CPU (cores),
+    memory (MiB)."""
+
+    node_pool: str
+    gpu: Quota = Field(default_factory=Quota)
+    cpu: Quota = Field(default_factory=Quota)
+    memory: Quota = Field(default_factory=Quota)
+
+
 class ProjectChanged(Contract):
+    """A project's current state (subject fairway.org.project.<projectId>; the stream keeps the
+    last one per project)."""
+
     event_id: str
     project_id: str
     name: str
     department_id: str | None = None
+    deleted: bool = False
+    resources: list[PoolResources] = Field(default_factory=list)
+    default_node_pools: list[str] = Field(default_factory=list)
+
+
+class DepartmentChanged(Contract):
+    """A department's current state (fairway.org.department.<departmentId>, last value kept)."""
+
+    event_id: str
+    department_id: str
+    name: str
+    deleted: bool = False
+    resources: list[PoolResources] = Field(default_factory=list)
+    default_node_pools: list[str] = Field(default_factory=list)
+
+
+class NodePoolChanged(Contract):
+    """A node pool's current state (fairway.org.nodepool.<name>, last value kept). Nodes belong
+    to the pool whose label (label_key=label_value) they carry; `default` takes the rest."""
+
+    event_id: str
+    name: str
+    label_key: str | None = None
+    label_value: str | None = None
+    gpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
+    cpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
+    min_guaranteed_runtime: str | None = None
     deleted: bool = False
 
 

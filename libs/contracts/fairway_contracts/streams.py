@@ -105,6 +105,11 @@ LIFECYCLE_DECISIONS = ConsumerSpec(
     "Binds pods to the nodes the scheduler chose.",
     parallel=8,
 )
+LIFECYCLE_PREEMPTIONS = ConsumerSpec(
+    "lifecycle", "lifecycle-preemptions", DECISIONS.name, (subjects.PREEMPT_ALL,),
+    "Evicts the pods of workloads the scheduler preempts.",
+    parallel=8, ordering_tokens=5,  # fairway.scheduler.preempt.<project>.<id>: one workload
+)
 SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns each workload's request (pods, GPUs, pools, priority).",
@@ -136,6 +141,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_WORKLOADS,
     LIFECYCLE_ACTIONS,
     LIFECYCLE_DECISIONS,
+    LIFECYCLE_PREEMPTIONS,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,

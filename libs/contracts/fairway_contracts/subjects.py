@@ -30,6 +30,7 @@ PHASE_ALL = f"{PREFIX}.phase.>"
 PODGROUP_ALL = f"{PREFIX}.podgroup.>"
 DECISION_ALL = f"{PREFIX}.scheduler.>"
 BIND_ALL = f"{PREFIX}.scheduler.bind.>"
+PREEMPT_ALL = f"{PREFIX}.scheduler.preempt.>"
 INVENTORY_ALL = f"{PREFIX}.inventory.>"
 ORG_ALL = f"{PREFIX}.org.>"
 DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
@@ -72,12 +73,24 @@ def bind(project: str, workload_id: str) -> str:
     return f"{PREFIX}.scheduler.bind.{_token(project, 'project')}.{_token(workload_id, 'id')}"
 
 
+def preempt(project: str, workload_id: str) -> str:
+    return f"{PREFIX}.scheduler.preempt.{_token(project, 'project')}.{_token(workload_id, 'id')}"
+
+
 def node_inventory(node: str) -> str:
     return f"{PREFIX}.inventory.node.{_token(node, 'node')}"
 
 
 def org_project(project_id: str) -> str:
     return f"{PREFIX}.org.project.{_token(project_id, 'project id')}"
+
+
+def org_department(department_id: str) -> str:
+    return f"{PREFIX}.org.department.{_token(department_id, 'department id')}"
+
+
+def org_node_pool(name: str) -> str:
+    return f"{PREFIX}.org.nodepool.{_token(name, 'node pool')}"
 
 
 def deadletter(consumer: str) -> str:

@@ -13,7 +13,8 @@ def build(settings: LifecycleSettings | None = None) -> Service:
     settings = settings or LifecycleSettings()
     service = Service("lifecycle", settings, migrations=Path(__file__).parent / "migrations")
     kube = Kube(settings.kubeconfig, workers=settings.kube_workers)
-    controller = Controller(service, kube, settings.resync_seconds)
+    controller = Controller(service, kube, settings.resync_seconds,
+                            eviction_grace_seconds=settings.eviction_grace_seconds)
     handlers.register(service, settings, controller)
     service.add_readiness_check(lambda: controller.synced)
 

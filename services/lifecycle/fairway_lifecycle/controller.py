@@ -21,7 +21,12 @@ from opentelemetry import trace
 
 from fairway_bus import publish_model
 from fairway_contracts import Phase, PodSummary, subjects
-from fairway_contracts.events import NodeInventory, PhaseChanged, PodGroupChanged
+from fairway_contracts.events import (
+    NodeInventory,
+    PhaseChanged,
+    PodGroupChanged,
+    PreemptDecision,
+)
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
@@ -119,11 +124,12 @@ class Tracked:
 
 class Controller:
     def __init__(self, service: Service, kube: Kube, resync_seconds: float,
-                 concurrency: int = 16):
+                 concurrency: int = 16, eviction_grace_seconds: int = 10):
         self.service = service
         self.kube = kube
         self.resync_seconds = resync_seconds
         self.concurrency = concurrency
+        self.eviction_grace_seconds = eviction_grace_seconds
         self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # wid -> name -> pod
         self.tracked: dict[str, Tracked] = {}
         self.dirty: set[str] = set()
@@ -181,6 +187,33 @@ class Controller:
             t.has_run = False
         self._fold(workload_id)
         self.mark(workload_id)
+
+    async def preempt(self, decision: PreemptDecision) -> None:
+        """Record the preemption, then evict the pods (DisruptionTarget, graceful delete).
+        The fold shows Pending (or Failed with terminateAfterPreemption); the pods come back
+        when the scheduler places the workload again."""
+        wid = decision.workload_id
+        t = self.tracked.get(wid)
+        if t is None or finished(t.row.phase, t.row.desired) or t.row.desired != "Running":
+            log.info("preemption of a workload that is not running ignored",
+                     extra={"workload_id": wid})
+            return
+        pods = [p for p in self.pods.get(wid, {}).values()
+                if decision.pods is None or p["metadata"]["name"] in decision.pods]
+        uids = frozenset(p["metadata"]["uid"] for p in pods)
+        if not (uids - t.row.preempted_pods) and t.row.preempted:
+            return  # already recorded: a redelivery
+        async with self.service.pool.acquire() as conn:
+            await repo.set_preempted(conn, wid, True, t.row.preempted_pods | uids)
+        t.row.preempted, t.row.preempted_pods = True, t.row.preempted_pods | uids
+        t.has_run = False
+        log.info("preempted (%s): %s", decision.reason, decision.message,
+                 extra={"workload_id": wid})
+        for pod in pods:
+            await self.kube.evict(pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                  self.eviction_grace_seconds)
+        self._fold(wid)
+        self.mark(wid)
 
     def track(self, row: repo.WorkloadRow) -> None:
         """Start driving a workload (a new submission, or an unfinished one after a restart)."""
@@ -246,6 +279,8 @@ class Controller:
             t.has_run = False
         elif result.phase == Phase.RUNNING:
             t.has_run = True
+        if t.row.preempted and result.phase in (Phase.INITIALIZING, Phase.RUNNING):
+            t.row.preempted = False  # placed again; recorded with the transition
         signature = pod_group_signature(pods)
         phase_changed = result.phase != t.phase
         if phase_changed or attempt != t.attempt or signature != t.signature:
@@ -388,6 +423,8 @@ class Controller:
                 await repo.record_phase(conn, row.workload_id, phase=phase, reason=reason,
                                         message=message, sequence=sequence,
                                         attempt=changes[-1].attempt)
+                if fresh.preempted and not row.preempted:
+                    await repo.set_preempted(conn, row.workload_id, False, row.preempted_pods)
                 seconds = row.spec.auto_deletion_time_after_completion_seconds
                 if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
                     row.delete_after = changes[-1].time + timedelta(seconds=seconds)

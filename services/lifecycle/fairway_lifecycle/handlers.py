@@ -7,6 +7,7 @@ from fairway_contracts import Phase, streams, subjects
 from fairway_contracts.events import (
     BindDecision,
     PhaseChanged,
+    PreemptDecision,
     WorkloadAction,
     WorkloadSubmitted,
 )
@@ -75,6 +76,12 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                 controller.track(row)
             else:
                 controller.desire(action.workload_id, desired, resuming)
+
+    @durable_subscriber(service.broker, streams.LIFECYCLE_PREEMPTIONS, PreemptDecision)
+    async def on_preempt(decision: PreemptDecision, delivery: Delivery) -> None:
+        # Idempotent: a preemption already recorded only re-evicts what is still there.
+        with workload_context(decision.workload_id):
+            await controller.preempt(decision)
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

@@ -75,6 +75,21 @@ class Kube:
         if status not in (200, 202, 404):
             raise KubeError(status, str(body))
 
+    async def evict(self, namespace: str, pod: str, grace_seconds: int | None = None) -> str:
+        """'evicted' or 'gone'. The API server marks the pod DisruptionTarget and deletes it
+        gracefully; a disruption budget refusing (429) is retried by the caller."""
+        body: dict = {"apiVersion": "policy/v1", "kind": "Eviction",
+                      "metadata": {"name": pod, "namespace": namespace}}
+        if grace_seconds is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_seconds}
+        status, answer = await self._call(self.core.create_namespaced_pod_eviction, pod,
+                                          namespace, body)
+        if status in (200, 201):
+            return "evicted"
+        if status == 404:
+            return "gone"
+        raise KubeError(status, str(answer))
+
     async def bind(self, namespace: str, pod: str, node: str) -> str:
         """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},

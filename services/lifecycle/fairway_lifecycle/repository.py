@@ -31,6 +31,8 @@ class WorkloadRow:
     desired: str = "Running"
     resuming: bool = False
     delete_after: datetime | None = None
+    preempted: bool = False
+    preempted_pods: frozenset[str] = frozenset()
 
     @property
     def info(self) -> WorkloadInfo:
@@ -41,6 +43,7 @@ class WorkloadRow:
             desired=self.desired, resuming=self.resuming,  # type: ignore[arg-type]
             completions=self.spec.completions, framework=self.spec.distributed_framework,
             terminate_after_preemption=self.spec.terminate_after_preemption,
+            preempted=self.preempted, preempted_pods=self.preempted_pods,
         )
 
 
@@ -53,6 +56,7 @@ def _row(r: asyncpg.Record) -> WorkloadRow:
         message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
         podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
         desired=r["desired"], resuming=r["resuming"], delete_after=r["delete_after"],
+        preempted=r["preempted"], preempted_pods=frozenset(r["preempted_pods"]),
     )
 
 
@@ -123,3 +127,10 @@ async def set_desired(conn: asyncpg.Connection, workload_id: str, desired: str,
                       resuming: bool) -> None:
     await conn.execute("UPDATE workloads SET desired = $2, resuming = $3, updated_at = now()"
                        " WHERE workload_id = $1", workload_id, desired, resuming)
+
+
+async def set_preempted(conn: asyncpg.Connection, workload_id: str, preempted: bool,
+                        pods: frozenset[str]) -> None:
+    await conn.execute("UPDATE workloads SET preempted = $2, preempted_pods = $3,"
+                       " updated_at = now() WHERE workload_id = $1",
+                       workload_id, preempted, sorted(pods))

@@ -9,3 +9,7 @@ class LifecycleSettings(ServiceSettings):
     namespace_prefix: str = Field(default="fairway-", alias="FAIRWAY_NAMESPACE_PREFIX")
     resync_seconds: float = Field(default=300.0, alias="FAIRWAY_LIFECYCLE_RESYNC_SECONDS")
     kube_workers: int = Field(default=8, alias="FAIRWAY_LIFECYCLE_KUBE_WORKERS")
+    eviction_grace_seconds: int = Field(
+        default=10, alias="FAIRWAY_EVICTION_GRACE_SECONDS",
+        description="how long a preempted pod may take to shut down (checkpoint) before it "
+                    "is killed")
