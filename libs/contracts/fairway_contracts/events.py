@@ -121,6 +121,7 @@ class NodeInventory(Contract):
     gpu_memory_mib: int | None = None
     cpu_millis: int = 0
     memory_mib: int = 0
+    max_pods: int = 110  # the kubelet refuses pods beyond this ("OutOfpods")
     labels: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
     observed_at: datetime

@@ -88,6 +88,7 @@ def node_inventory(node: dict[str, Any], deleted: bool = False) -> NodeInventory
         gpu_memory_mib=int(gpu_memory) if gpu_memory and gpu_memory.isdigit() else None,
         cpu_millis=_millis(allocatable.get("cpu")),
         memory_mib=_mib(allocatable.get("memory")),
+        max_pods=int(allocatable.get("pods", 110)),
         labels=labels,
         deleted=deleted,
         observed_at=utcnow(),
