@@ -52,8 +52,8 @@ async def add_to_outbox(
 
 
 class OutboxRelay:
-    """Publishes a schema's outbox to JetStream. One relay per service instance is enough;
-    several are safe (rows are claimed with SKIP LOCKED, and duplicates are dropped by id)."""
+    """Publishes a schema's outbox to JetStream. Every instance of a service runs one; they
+    take turns (an advisory lock), so order holds, and JetStream drops repeats by id."""
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
                  batch: int = 200, poll_seconds: float = 1.0, keep_published_seconds: int = 3600):
@@ -124,28 +124,46 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def relay_once(self) -> int:
-        """Publish up to `batch` rows in id order; returns how many were published."""
+        """Publish up to `batch` rows in id order; returns how many were published.
+
+        One relay per schema publishes at a time (a transaction-scoped advisory lock), so the
+        stream holds each workload's events in the order they were committed. Publishes are
+        pipelined: every message is written in order, then the acks are awaited together.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                                       f"fairway.outbox.{self.schema}"):
+                return 0  # another instance is relaying this schema right now
             rows = await conn.fetch(
                 "SELECT id, subject, payload, headers, msg_id FROM outbox"
-                " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                " WHERE published_at IS NULL ORDER BY id LIMIT $1",
                 self.batch,
             )
             if not rows:
                 return 0
+            futures = []
+            for row in rows:
+                headers = dict(row["headers"] or {})
+                headers["Nats-Msg-Id"] = row["msg_id"]
+                futures.append(await self.js.publish_async(
+                    row["subject"], bytes(row["payload"]), headers=headers))
+            await asyncio.wait(futures, timeout=10)
+            acks = [f.result() if f.done() and not f.cancelled() and f.exception() is None
+                    else (f.exception() if f.done() and not f.cancelled() else TimeoutError())
+                    for f in futures]
+            # Only the acknowledged prefix counts; the rest is published again (and
+            # deduplicated by JetStream where it did arrive).
             published: list[int] = []
-            try:
-                for row in rows:
-                    headers = dict(row["headers"] or {})
-                    headers["Nats-Msg-Id"] = row["msg_id"]
-                    await self.js.publish(row["subject"], bytes(row["payload"]), headers=headers)
-                    published.append(row["id"])
-            finally:
-                if published:
-                    await conn.execute(
-                        "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                        published,
-                    )
+            for row, ack in zip(rows, acks, strict=True):
+                if isinstance(ack, BaseException):
+                    log.warning("outbox publish not acknowledged: %r", ack)
+                    break
+                published.append(row["id"])
+            if published:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                    published,
+                )
             self.published += len(published)
             return len(published)
 
