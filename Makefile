@@ -43,5 +43,9 @@ bench-lifecycle: install
 bench-kubesim: install
 	.venv/bin/python -m tests.bench.kubesim_bench $(BENCH_ARGS)
 
+.PHONY: bench-scheduler
+bench-scheduler: install
+	.venv/bin/python -m tests.bench.scheduler_bench $(BENCH_ARGS)
+
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache

@@ -132,3 +132,14 @@ async def test_a_workload_that_asked_to_terminate_after_preemption_fails(stack, 
     await preempt(stack, wid, "preempt")
     events = await phases.read(wid, until={"Failed", "Completed"}, skip=len(events))
     assert (events[-1]["phase"], events[-1]["reason"]) == ("Failed", "Evicted")
+
+
+async def test_pods_carry_the_gpu_devices_the_scheduler_chose(stack, phases):
+    from kubernetes import client, config
+
+    wid = await submit(stack, WorkloadType.TRAINING, "devices")
+    events = await phases.read(wid, until={"Running"})
+    pod = events[-1]["pods"][0]
+    api = client.CoreV1Api(config.new_client_from_config(config_file=stack.kubeconfig))
+    found = api.read_namespaced_pod(pod["name"], "fairway-types")
+    assert found.metadata.annotations["fairway.io/gpu-devices"].isdigit()

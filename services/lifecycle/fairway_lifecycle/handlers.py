@@ -92,5 +92,10 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
             if row is None:
                 raise LookupError(f"bind for unknown workload {decision.workload_id}")
             for placement in decision.placements:
+                if placement.gpu_devices:
+                    # Which devices the scheduler chose, for a device plugin or a webhook to
+                    # honour and for people to read; written before the pod is bound.
+                    await controller.kube.annotate(row.namespace, placement.pod, {
+                        "fairway.io/gpu-devices": ",".join(map(str, placement.gpu_devices))})
                 outcome = await controller.kube.bind(row.namespace, placement.pod, placement.node)
                 log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)

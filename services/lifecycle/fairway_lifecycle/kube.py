@@ -90,6 +90,16 @@ class Kube:
             return "gone"
         raise KubeError(status, str(answer))
 
+    async def annotate(self, namespace: str, pod: str, annotations: dict[str, str]) -> str:
+        """Merge annotations into a pod: 'patched' or 'gone'."""
+        body = {"metadata": {"annotations": annotations}}
+        status, answer = await self._call(self.core.patch_namespaced_pod, pod, namespace, body)
+        if status in (200, 201):
+            return "patched"
+        if status == 404:
+            return "gone"
+        raise KubeError(status, str(answer))
+
     async def bind(self, namespace: str, pod: str, node: str) -> str:
         """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},

@@ -34,6 +34,10 @@ class Allocation:
     node: str
     gpu_devices: tuple[int, ...] = ()
     unknown_devices: int = 0
+    portion: float | None = None  # a fraction: this portion of each device in gpu_devices
+    gpu_memory_mib: int | None = None  # a memory-sized fraction: this much of each device
+    cpu_millis: int = 0
+    memory_mib: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,45 @@ class Workload:
     node_pools: tuple[str, ...] = ()  # preference order; empty: every pool, `default` first
     preemptible: bool = True
     waiting_pods: tuple[str, ...] = ()  # pods with no node and no allocation
+    # Fractions: `gpus_per_pod` devices per pod, each shared at this portion (0 < p < 1) or
+    # this much device memory; `gpu_limit` above the portion makes it a dynamic fraction.
+    gpu_portion: float | None = None
+    gpu_memory_mib: int | None = None
+    gpu_limit: float | None = None
+    cpu_millis: int = 0  # per pod
+    memory_mib: int = 0  # per pod
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One resource of one queue: GPUs (may be fractional), CPU millicores or memory MiB."""
+
+    deserved: float = 0
+    limit: float = -1  # -1: no limit
+    over_quota_weight: float = 1
+
+
+NO_QUOTA = Quota()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A project's or a department's quota in one node pool."""
+
+    name: str
+    kind: str  # "project" | "department"
+    pool: str
+    parent: str | None = None  # a project's department; None: it hangs off the root
+    gpu: Quota = NO_QUOTA
+    cpu: Quota = NO_QUOTA
+    memory: Quota = NO_QUOTA
+
+
+@dataclass(frozen=True, slots=True)
+class NodePool:
+    name: str
+    gpu_placement: str = "binpack"  # binpack | spread
+    cpu_placement: str = "binpack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +100,10 @@ class ClusterSnapshot:
     nodes: tuple[Node, ...] = ()
     workloads: tuple[Workload, ...] = ()
     allocations: tuple[Allocation, ...] = ()
+    # The fair-share core (`allocate`) reads these; a project without a QueueSpec in a pool
+    # has deserved 0, no limit, weight 1 there. A pool without a NodePool entry binpacks.
+    pools: tuple[NodePool, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +111,9 @@ class PodPlacement:
     pod: str
     node: str
     gpu_devices: tuple[int, ...] = ()
+    portion: float | None = None  # fractions: the portion of each device taken
+    gpu_memory_mib: int | None = None  # memory-sized fractions: the memory asked per device
+    gpu_limit: float | None = None  # dynamic fractions: the portion it may grow to
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +133,13 @@ class PendingCode(StrEnum):
     NO_NODE_LARGE_ENOUGH = "NoNodeLargeEnough"  # a pod asks for more GPUs than any node has
     NO_FITTING_NODE = "NoFittingNode"  # a node could hold the pod, none has that much free
     GANG_DOES_NOT_FIT = "GangDoesNotFit"  # the pods cannot all be placed together
+    # The fair-share core's codes (`allocate`).
+    OVER_LIMIT = "OverLimit"  # the project or department would go over its limit
+    NON_PREEMPTIBLE_OVER_QUOTA = "NonPreemptibleOverQuota"  # non-preemptible, beyond deserved
+    GANG_UNSCHEDULABLE = "GangUnschedulable"  # the gang's pods do not all fit together
+    NODE_POOL_UNAVAILABLE = "NodePoolUnavailable"  # no such pool, or no ready node in it
+    OVER_FAIR_SHARE = "OverFairShare"  # no room, and the queue is at or over its fair share
+    NO_SUCH_RESOURCE = "NoSuchResource"  # asks for more than any node of its pools has
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +152,31 @@ class PendingReason:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceStatus:
+    """One resource of one queue after a cycle, in user units (GPUs, millicores, MiB)."""
+
+    deserved: float
+    limit: float
+    over_quota_weight: float
+    fair_share: float
+    allocated: float
+    allocated_non_preemptible: float
+    requested: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    name: str
+    kind: str
+    pool: str
+    parent: str | None
+    gpu: ResourceStatus
+    cpu: ResourceStatus
+    memory: ResourceStatus
+
+
+@dataclass(frozen=True, slots=True)
 class CycleResult:
     placements: tuple[Placement, ...] = ()
     pending: tuple[PendingReason, ...] = ()
+    queues: tuple[QueueStatus, ...] = ()  # the fair-share core's queue status

@@ -1,0 +1,204 @@
+"""The allocate action: place waiting workloads, fairest queue first, on idle capacity.
+
+Order: departments (and department-less projects) first by how far through their fair share
+they are (the dominant resource's allocated / fair share, lowest first), then by dominant share
+of the cluster, then name; inside the chosen department the same for its projects; inside a
+project by priority (highest first), then submission time, then id. After every attempt the
+queue goes back with its new standing, so the walk interleaves queues as they fill.
+
+A workload is tried in its pools in order. In a pool: the queue checks (limits of the project
+and its department, and for non-preemptible workloads their deserved quota), then the gang
+(`min_pods` minus what it already holds) is placed all together or not at all; pods beyond the
+gang follow one by one while they fit and the limits allow. Idle capacity is lent: only limits
+cap an allocation, never the fair share (reclaim, in part 2, takes it back).
+
+CPU and memory quotas are checked only where the queue configures them.
+"""
+
+import heapq
+
+from fairway_scheduler.core import reasons
+from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.model import (
+    NO_QUOTA,
+    ClusterSnapshot,
+    CycleResult,
+    PendingCode,
+    PendingReason,
+    Workload,
+)
+from fairway_scheduler.core.nodes import natural
+from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, ratio
+from fairway_scheduler.core.session import Request, Session
+
+
+def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
+    """One cycle of the fair-share scheduler (allocate only; no disruption yet).
+
+    `ledger`: what running pods hold, kept by a caller that runs cycle after cycle; it stands
+    in for `snapshot.allocations` (which are then not read) and is not changed."""
+    session = Session(snapshot, ledger)
+    Allocate(session).run()
+    return session.result()
+
+
+class Allocate:
+    def __init__(self, session: Session):
+        self.session = session
+        self.capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
+                         for r in range(3)]
+
+    # order ------------------------------------------------------------------------------
+    def run(self) -> None:
+        session = self.session
+        by_project: dict[str, list[Workload]] = {}
+        for workload in session.snapshot.workloads:
+            if workload.waiting_pods:
+                by_project.setdefault(workload.project, []).append(workload)
+        if not by_project:
+            return
+        pools = list(session.pools)
+        project_queues = {p: [session.queues.project(p, pool) for pool in pools]
+                          for p in by_project}
+        groups: dict[str, list[str]] = {}
+        group_queues: dict[str, list[Queue]] = {}
+        for project, queues in project_queues.items():
+            department = session.queues.department_of.get(project)
+            group = f"d/{department}" if department else f"p/{project}"
+            groups.setdefault(group, []).append(project)
+            group_queues[group] = ([q.parent for q in queues if q.parent is not None]
+                                   if department else queues)
+        backlog = {p: sorted(ws, key=lambda w: (-w.priority, w.submitted_at, w.id), reverse=True)
+                   for p, ws in by_project.items()}
+        inner = {g: [(self._key(project_queues[p]), p) for p in ps] for g, ps in groups.items()}
+        for heap in inner.values():
+            heapq.heapify(heap)
+        top = [(self._key(group_queues[g]), g) for g in groups]
+        heapq.heapify(top)
+        self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
+                               else sorted(w.waiting_pods, key=natural))
+                        for ws in by_project.values() for w in ws}
+        placements = session.placements
+        while top:
+            group_key, group = heapq.heappop(top)
+            project_key, project = heapq.heappop(inner[group])
+            workload = backlog[project].pop()
+            before = len(placements)
+            if self.attempt(workload):
+                backlog[project].append(workload)  # its next pod comes back in queue order
+            if len(placements) != before:  # only a placement moves a queue's standing
+                project_key = self._key(project_queues[project])
+                group_key = self._key(group_queues[group])
+            if backlog[project]:
+                heapq.heappush(inner[group], (project_key, project))
+            if inner[group]:
+                heapq.heappush(top, (group_key, group))
+
+    def _key(self, queues: list[Queue]) -> tuple[float, float]:
+        allocated = [sum(q.allocated[r] for q in queues) for r in range(3)]
+        fair = [sum(q.fair[r] for q in queues) for r in range(3)]
+        dominant = max(allocated[r] / self.capacity[r] for r in range(3))
+        return ratio(allocated, fair), dominant
+
+    # one workload -----------------------------------------------------------------------
+    def attempt(self, workload: Workload) -> bool:
+        """Place the gang (all or nothing), or one more pod once the gang runs. True when the
+        workload has more pods to place and should come back in its turn."""
+        session = self.session
+        waiting = self.waiting[workload.id]
+        held = session.held[workload.id]
+        gang = max(0, workload.min_pods - held)
+        if len(waiting) < gang:
+            self._pending(workload, reasons.waiting_for_pods(workload.min_pods,
+                                                             held + len(waiting)))
+            return False
+        found: list[reasons.Reason] = []
+        for pool in session.target_pools(workload):
+            reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
+            if reason is None:
+                return bool(waiting)
+            found.append(reason)
+        best = next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
+        self._pending(workload, best)
+        return False
+
+    def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
+                 name: str) -> reasons.Reason | None:
+        """Place `first` pods of `waiting` together in pool `name` (removing them from
+        `waiting`), or say why not."""
+        session = self.session
+        pool = session.pools.get(name)
+        if pool is None:
+            return reasons.pool_missing(name)
+        if not pool.nodes:
+            return reasons.pool_not_ready(name, session.all_nodes_in[name])
+        request = session.requests[workload.id]
+        too_large = _too_large(pool, request)
+        if too_large:
+            return reasons.too_large(name, request, too_large)
+        vector = request.vector(pool.max_dev_memory)
+        queue = session.queues.project(workload.project, name)
+        refused = self._quota(workload, queue, vector, first)
+        if refused:
+            return refused
+        if not request.fraction and request.devices:
+            fit = pool.whole_fit_count(request.devices)
+            if fit < first:
+                return self._no_room(request, queue, vector, first, fit, name, held)
+        statement = session.statement(pool)
+        placed = 0
+        for pod in waiting[:first]:
+            if statement.place(pod, request) is None:
+                break
+            placed += 1
+        if placed < first:
+            statement.rollback()
+            return self._no_room(request, queue, vector, first, placed, name, held)
+        statement.commit(workload)
+        del waiting[:first]
+        return None
+
+    def _quota(self, workload: Workload, queue: Queue, vector: list[int], pods: int
+               ) -> reasons.Reason | None:
+        """Would `pods` more pods take the queue or its department over a limit, or, for a
+        non-preemptible workload, over deserved?"""
+        for q in queue.chain():
+            for r in (GPU, CPU, MEMORY):
+                need = vector[r] * pods
+                if not need:
+                    continue
+                if q.limit[r] != UNLIMITED and q.allocated[r] + need > q.limit[r]:
+                    return reasons.over_limit(q, r, need)
+                managed = r == GPU or q.quotas[r] != NO_QUOTA
+                if (not workload.preemptible and managed
+                        and q.allocated_np[r] + need > q.deserved[r]):
+                    return reasons.non_preemptible(q, r, need)
+        return None
+
+    def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
+                 name: str, held: int) -> reasons.Reason:
+        pool = self.session.pools[name]
+        free, nodes = pool.free_gpus()
+        if first > 1:
+            return reasons.gang(name, first, request, fit, free, nodes)
+        need = vector[GPU] * first
+        if need and queue.allocated[GPU] + need > queue.fair[GPU]:
+            return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
+        return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,
+                                       more=held > 0)
+
+    def _pending(self, workload: Workload, reason: reasons.Reason) -> None:
+        self.session.pending.append(PendingReason(workload.id, reason[0], reason[1]))
+
+
+def _too_large(pool, request: Request) -> str | None:
+    """Why no node of the pool could ever hold one pod, even empty; None when one could."""
+    if request.devices > pool.max_devices:
+        return f"the largest has {reasons.count(pool.max_devices, 'GPU')}"
+    if request.memory is not None and request.memory > pool.max_dev_memory:
+        return f"the largest GPU memory is {pool.max_dev_memory} MiB"
+    if request.cpu > pool.max_cpu:
+        return f"the largest has {pool.max_cpu} millicores"
+    if request.mem > pool.max_mem:
+        return f"the largest has {pool.max_mem} MiB of memory"
+    return None

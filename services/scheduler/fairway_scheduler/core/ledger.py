@@ -1,0 +1,120 @@
+"""The ledger: what running pods hold, per node device and per queue, kept between cycles.
+
+A session needs, before it decides anything, every device's used portion, every node's used CPU
+and memory, and every queue's allocated amounts. Working that out from 40,000 allocations costs
+more than the rest of a cycle, so a caller that runs cycle after cycle (the service, the
+steady-state benchmark) keeps a `Ledger` up to date as pods are bound and released and passes
+it to `allocate(snapshot, ledger)`; the session copies it (cost: nodes + queues + workloads
+holding pods, not allocations). `Ledger.of(snapshot)` builds the same thing from a snapshot's
+allocations, which is what `allocate(snapshot)` does on its own: both paths give one answer.
+
+Pods bound without a decision of ours (`unknown_devices`) take the lowest devices still free
+on their node when they are held, so hold them after the pods whose devices are known.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+
+from fairway_scheduler.core.model import Allocation, ClusterSnapshot, Node
+from fairway_scheduler.core.nodes import FULL, natural
+
+MILLI = 1000
+
+
+class Ledger:
+    def __init__(self, nodes: Iterable[Node] = ()):
+        self.nodes: dict[str, Node] = {}
+        self.used: dict[str, list[int]] = {}  # node -> milli-GPUs used per device
+        self.host: dict[str, list[int]] = {}  # node -> [millicores, MiB] used
+        self.held: Counter[str] = Counter()  # workload -> pods holding
+        self.held_pool: dict[str, str] = {}  # workload -> the pool its pods run in
+        # (project, pool) -> [gpu, cpu, memory, and the same for non-preemptible]
+        self.queue_use: dict[tuple[str, str], list[int]] = {}
+        self._entries: dict[tuple[str, str], tuple] = {}
+        for node in nodes:
+            self.put_node(node)
+
+    @classmethod
+    def of(cls, snapshot: ClusterSnapshot) -> "Ledger":
+        ledger = cls(snapshot.nodes)
+        workloads = {w.id: w for w in snapshot.workloads}
+        order = {n.name: i for i, n in enumerate(sorted(snapshot.nodes,
+                                                        key=lambda n: natural(n.name)))}
+        known = [a for a in snapshot.allocations if not a.unknown_devices]
+        unknown = sorted((a for a in snapshot.allocations if a.unknown_devices),
+                         key=lambda a: (order.get(a.node, -1), a.workload_id, a.pod))
+        for a in known + unknown:
+            w = workloads.get(a.workload_id)
+            ledger.hold(a, w.project if w else None, w.preemptible if w else True)
+        return ledger
+
+    def put_node(self, node: Node) -> None:
+        """A node appears or changes; what is held on it stays (devices it lost are dropped)."""
+        self.nodes[node.name] = node
+        used = self.used.get(node.name, [])
+        self.used[node.name] = (used + [0] * node.gpus)[:node.gpus]
+        self.host.setdefault(node.name, [0, 0])
+
+    def hold(self, a: Allocation, project: str | None, preemptible: bool = True) -> None:
+        """A pod holds what its allocation says; `project` None: counted on the node only."""
+        key = (a.workload_id, a.pod)
+        if key in self._entries:
+            self.release(*key)
+        self.held[a.workload_id] += 1
+        node = self.nodes.get(a.node)
+        if node is None:
+            self._entries[key] = (None, (), 0, 0, 0, None, None, preemptible)
+            return
+        self.held_pool.setdefault(a.workload_id, node.pool)
+        used = self.used[node.name]
+        devices = a.gpu_devices
+        if a.unknown_devices:
+            devices = tuple([d for d, u in enumerate(used) if u == 0][:a.unknown_devices])
+        milli = FULL
+        if a.portion is not None:
+            milli = round(a.portion * MILLI)
+        elif a.gpu_memory_mib is not None and node.gpu_memory_mib:
+            milli = -(-a.gpu_memory_mib * FULL // node.gpu_memory_mib)
+        devices = tuple(d for d in devices if d < node.gpus)
+        for d in devices:
+            used[d] += milli
+        host = self.host[node.name]
+        host[0] += a.cpu_millis
+        host[1] += a.memory_mib
+        gpu = milli * len(devices)
+        if project is not None:
+            self._queue(project, node.pool, gpu, a.cpu_millis, a.memory_mib, preemptible, +1)
+        self._entries[key] = (node.name, devices, milli, a.cpu_millis, a.memory_mib, project,
+                              node.pool, preemptible)
+
+    def release(self, workload_id: str, pod: str) -> None:
+        entry = self._entries.pop((workload_id, pod), None)
+        if entry is None:
+            return
+        name, devices, milli, cpu, mem, project, pool, preemptible = entry
+        self.held[workload_id] -= 1
+        if self.held[workload_id] <= 0:
+            del self.held[workload_id]
+            self.held_pool.pop(workload_id, None)
+        if name is None or name not in self.used:
+            return
+        used = self.used[name]
+        for d in devices:
+            if d < len(used):
+                used[d] -= milli
+        host = self.host[name]
+        host[0] -= cpu
+        host[1] -= mem
+        if project is not None:
+            self._queue(project, pool, milli * len(devices), cpu, mem, preemptible, -1)
+
+    def _queue(self, project: str, pool: str, gpu: int, cpu: int, mem: int, preemptible: bool,
+               sign: int) -> None:
+        use = self.queue_use.setdefault((project, pool), [0] * 6)
+        use[0] += sign * gpu
+        use[1] += sign * cpu
+        use[2] += sign * mem
+        if not preemptible:
+            use[3] += sign * gpu
+            use[4] += sign * cpu
+            use[5] += sign * mem

@@ -1,0 +1,251 @@
+"""Nodes and their devices during a cycle, and the choice of node for one pod.
+
+Every device keeps its used portion in milli-GPUs (0 free, 1000 full). Whole-GPU pods take
+devices with nothing on them; fractions share devices. Per pool, ready GPU nodes sit in buckets
+by their number of wholly free devices (a heap of node indices per bucket, stale entries
+dropped when seen), so that `binpack` (the fullest node that fits: the smallest bucket that is
+large enough) and `spread` (the emptiest: the largest bucket) find their node in a few steps;
+ties go to the node first in natural name order.
+
+CPU millicores and memory of a node that does not report them (0) are not enforced.
+"""
+
+import heapq
+import re
+
+from fairway_scheduler.core.model import Node
+
+FULL = 1000
+UNTRACKED = 1 << 60
+
+
+class NodeState:
+    __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
+                 "mem_total", "name", "partial_free", "pool", "ready", "used", "whole")
+
+    def __init__(self, idx: int, node: Node):
+        self.idx = idx
+        self.name = node.name
+        self.pool = node.pool
+        self.ready = node.ready
+        self.gpus = node.gpus
+        self.dev_memory = node.gpu_memory_mib or 0
+        self.cpu_total = self.free_cpu = node.cpu_millis or UNTRACKED
+        self.mem_total = self.free_mem = node.memory_mib or UNTRACKED
+        self.used = [0] * node.gpus
+        self.whole = node.gpus
+        self.bucket = node.gpus
+        self.partial_free: frozenset[int] = frozenset()  # free milli of partly used devices
+
+    def hold_host(self, cpu: int, mem: int) -> None:
+        if self.free_cpu != UNTRACKED:
+            self.free_cpu -= cpu
+        if self.free_mem != UNTRACKED:
+            self.free_mem -= mem
+
+    def fits_host(self, cpu: int, mem: int) -> bool:
+        return self.free_cpu >= cpu and self.free_mem >= mem
+
+
+class Take:
+    """What one pod took on one node, to give back on rollback."""
+
+    __slots__ = ("cpu", "devices", "mem", "milli", "node")
+
+    def __init__(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
+                 mem: int):
+        self.node, self.devices, self.milli, self.cpu, self.mem = node, devices, milli, cpu, mem
+
+
+class PoolNodes:
+    """The ready nodes of one pool and their free capacity."""
+
+    def __init__(self, name: str, nodes: list[NodeState], gpu_strategy: str, cpu_strategy: str):
+        self.name = name
+        self.nodes = nodes  # natural name order; NodeState.idx is global
+        self.by_idx = {n.idx: n for n in nodes}
+        self.gpu_strategy = gpu_strategy
+        self.cpu_strategy = cpu_strategy
+        self.gpu_nodes = [n for n in nodes if n.gpus > 0]
+        self.cpu_nodes = [n for n in nodes if n.gpus == 0]
+        self.max_devices = max((n.gpus for n in nodes), default=0)
+        self.max_cpu = max((n.cpu_total for n in nodes), default=0)
+        self.max_mem = max((n.mem_total for n in nodes), default=0)
+        self.max_dev_memory = max((n.dev_memory for n in self.gpu_nodes), default=0)
+        self.free_total = sum(n.gpus * FULL - sum(n.used) for n in self.gpu_nodes)
+        self.free_nodes = sum(1 for n in self.gpu_nodes if n.gpus * FULL > sum(n.used))
+        self.counts = [0] * (self.max_devices + 1)
+        self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
+        # free milli-GPUs of a partly used device -> nodes that have such a device
+        self.partial: dict[int, set[int]] = {}
+        for n in self.gpu_nodes:
+            n.whole = n.bucket = sum(1 for u in n.used if u == 0)
+            self.counts[n.bucket] += 1
+            self.heaps[n.bucket].append(n.idx)
+            n.partial_free = frozenset()
+            self._index_partial(n)
+        for heap in self.heaps:
+            heapq.heapify(heap)
+
+    # bookkeeping ------------------------------------------------------------------------
+    def changed(self, node: NodeState) -> None:
+        if node.gpus == 0:
+            return
+        whole = sum(1 for u in node.used if u == 0)
+        node.whole = whole
+        if whole != node.bucket:
+            self.counts[node.bucket] -= 1
+            self.counts[whole] += 1
+            node.bucket = whole
+            heapq.heappush(self.heaps[whole], node.idx)
+        self._index_partial(node)
+
+    def _index_partial(self, node: NodeState) -> None:
+        frees = frozenset(FULL - u for u in node.used if 0 < u < FULL)
+        if frees == node.partial_free:
+            return
+        for free in node.partial_free - frees:
+            nodes = self.partial[free]
+            nodes.discard(node.idx)
+            if not nodes:
+                del self.partial[free]
+        for free in frees - node.partial_free:
+            self.partial.setdefault(free, set()).add(node.idx)
+        node.partial_free = frees
+
+    def _gpu_delta(self, node: NodeState, delta: int) -> None:
+        """Keep the pool's free milli-GPUs and its count of nodes with any free up to date."""
+        if not delta or node.gpus == 0:
+            return
+        capacity = node.gpus * FULL
+        before = capacity - sum(node.used) + delta  # called after the change
+        after = before - delta
+        self.free_total -= delta
+        self.free_nodes += (after > 0) - (before > 0)
+
+    def take(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
+             mem: int) -> Take:
+        for d in devices:
+            node.used[d] += milli
+        self._gpu_delta(node, milli * len(devices))
+        node.hold_host(cpu, mem)
+        self.changed(node)
+        return Take(node, devices, milli, cpu, mem)
+
+    def give(self, take: Take) -> None:
+        node = take.node
+        for d in take.devices:
+            node.used[d] -= take.milli
+        self._gpu_delta(node, -take.milli * len(take.devices))
+        if node.free_cpu != UNTRACKED:
+            node.free_cpu += take.cpu
+        if node.free_mem != UNTRACKED:
+            node.free_mem += take.mem
+        self.changed(node)
+
+    # what there is ----------------------------------------------------------------------
+    def whole_fit_count(self, k: int) -> int:
+        """How many pods of k whole devices the free devices could hold (CPU and memory aside)."""
+        if k <= 0:
+            return 0
+        return sum(self.counts[b] * (b // k) for b in range(k, self.max_devices + 1))
+
+    def largest_slot(self) -> int:
+        for b in range(self.max_devices, 0, -1):
+            if self.counts[b]:
+                return b
+        return 0
+
+    def free_gpus(self) -> tuple[int, int]:
+        """(free milli-GPUs, nodes with any free) in the pool."""
+        return self.free_total, self.free_nodes
+
+    # choosing ---------------------------------------------------------------------------
+    def _top(self, b: int) -> NodeState | None:
+        heap = self.heaps[b]
+        while heap:
+            node = self.by_idx[heap[0]]
+            if node.bucket == b:
+                return node
+            heapq.heappop(heap)
+        return None
+
+    def find_whole(self, k: int, cpu: int, mem: int) -> NodeState | None:
+        """A node with k wholly free devices: the fullest (binpack) or emptiest (spread)."""
+        if k > self.max_devices:
+            return None
+        order = (range(k, self.max_devices + 1) if self.gpu_strategy == "binpack"
+                 else range(self.max_devices, k - 1, -1))
+        for b in order:
+            if not self.counts[b]:
+                continue
+            top = self._top(b)
+            if top is not None and top.fits_host(cpu, mem):
+                return top
+            for node in self.gpu_nodes:  # rare: the first in the bucket lacks CPU or memory
+                if node.bucket == b and node.fits_host(cpu, mem):
+                    return node
+        return None
+
+    def place_whole(self, k: int, cpu: int, mem: int) -> Take | None:
+        node = self.find_whole(k, cpu, mem)
+        if node is None:
+            return None
+        devices = tuple([d for d, u in enumerate(node.used) if u == 0][:k])
+        return self.take(node, devices, FULL, cpu, mem)
+
+    def place_fraction(self, count: int, portion: int | None, memory: int | None, cpu: int,
+                       mem: int) -> Take | None:
+        """`count` devices on one node, each with `portion` milli-GPUs (or `memory` MiB) free.
+        Partly used devices first (the fullest that fits), then wholly free ones."""
+        # Partly used devices by free room: the least room that fits first (binpack), the most
+        # first (spread); within one amount, natural node order.
+        frees = sorted(self.partial, reverse=self.gpu_strategy != "binpack")
+        for free in frees:
+            for idx in sorted(self.partial[free]):
+                node = self.by_idx[idx]
+                milli = _milli(node, portion, memory)
+                if milli is None or milli > free or not node.fits_host(cpu, mem):
+                    continue
+                shared = sorted((-u, d) for d, u in enumerate(node.used)
+                                if 0 < u and u + milli <= FULL)
+                chosen = [d for _, d in shared][:count]
+                chosen += [d for d, u in enumerate(node.used) if u == 0][:count - len(chosen)]
+                if len(chosen) == count:
+                    return self.take(node, tuple(sorted(chosen)), milli, cpu, mem)
+        node = self.find_whole(count, cpu, mem)
+        while node is not None:
+            milli = _milli(node, portion, memory)
+            if milli is not None:
+                devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
+                return self.take(node, devices, milli, cpu, mem)
+            node = next((n for n in self.gpu_nodes if n.whole >= count and n.idx > node.idx
+                         and _milli(n, portion, memory) is not None
+                         and n.fits_host(cpu, mem)), None)
+        return None
+
+    def place_cpu(self, cpu: int, mem: int) -> Take | None:
+        """CPU-only pods: CPU-only nodes first; the fullest (binpack) or emptiest (spread)."""
+        sign = 1 if self.cpu_strategy == "binpack" else -1
+        for group in (self.cpu_nodes, self.gpu_nodes):
+            fits = [n for n in group if n.fits_host(cpu, mem)]
+            if fits:
+                node = min(fits, key=lambda n: (sign * n.free_cpu, sign * n.free_mem, n.idx))
+                return self.take(node, (), 0, cpu, mem)
+        return None
+
+
+def _milli(node: NodeState, portion: int | None, memory: int | None) -> int | None:
+    """The portion a fraction takes on this node's devices; memory-sized ones need the
+    node's device memory (rounded up to a whole milli-GPU)."""
+    if portion is not None:
+        return portion
+    if not node.dev_memory or memory is None or memory > node.dev_memory:
+        return None
+    return -(-memory * FULL // node.dev_memory)
+
+
+def natural(name: str) -> tuple:
+    """Sort key that puts gpu-2 before gpu-10; the name itself breaks ties (a01 vs a1)."""
+    parts = tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name))
+    return (parts, name)

@@ -1,0 +1,155 @@
+"""Queues: one per (project, node pool) under one per (department, node pool), per resource.
+
+Amounts inside the core are whole base units (`units`): milli-GPUs, millicores, MiB. A queue
+keeps its configuration (deserved, limit, over-quota weight), the fair share computed for this
+cycle, and what it has allocated (all of it, and the non-preemptible part) and requested.
+"""
+
+import math
+from collections.abc import Iterable
+
+from fairway_scheduler.core.fairshare import fair_shares
+from fairway_scheduler.core.model import NO_QUOTA, QueueSpec, QueueStatus, Quota, ResourceStatus
+
+RESOURCES = ("gpu", "cpu", "memory")
+GPU, CPU, MEMORY = 0, 1, 2
+MILLI = 1000  # units per GPU
+UNLIMITED = -1
+
+
+def units(resource: int, amount: float) -> int:
+    return round(amount * MILLI) if resource == GPU else round(amount)
+
+
+def amount(resource: int, value: int) -> float:
+    """Units back to the user's unit: GPUs as a float, others as whole numbers."""
+    if resource == GPU:
+        return value / MILLI
+    return value
+
+
+class Queue:
+    """One queue in one pool; `parent` is the department's queue in the same pool, if any."""
+
+    __slots__ = ("allocated", "allocated_np", "deserved", "fair", "kind", "limit", "name",
+                 "parent", "pool", "quotas", "requested", "weight")
+
+    def __init__(self, name: str, kind: str, pool: str, quotas: tuple[Quota, Quota, Quota],
+                 parent: "Queue | None"):
+        self.name, self.kind, self.pool, self.parent, self.quotas = name, kind, pool, parent, quotas
+        self.deserved = [units(r, max(q.deserved, 0)) for r, q in enumerate(quotas)]
+        self.limit = [UNLIMITED if q.limit < 0 else units(r, q.limit)
+                      for r, q in enumerate(quotas)]
+        self.weight = [max(q.over_quota_weight, 0) for q in quotas]
+        self.fair = [0, 0, 0]
+        self.allocated = [0, 0, 0]
+        self.allocated_np = [0, 0, 0]
+        self.requested = [0, 0, 0]
+
+    def chain(self) -> "list[Queue]":
+        """This queue and the ones above it: every one of them must allow an allocation."""
+        return [self] if self.parent is None else [self, self.parent]
+
+    def wanted(self, resource: int) -> int:
+        cap = self.limit[resource]
+        requested = self.requested[resource]
+        return requested if cap == UNLIMITED else min(requested, cap)
+
+    def status(self) -> QueueStatus:
+        def one(r: int) -> ResourceStatus:
+            q = self.quotas[r]
+            return ResourceStatus(
+                deserved=q.deserved, limit=q.limit, over_quota_weight=q.over_quota_weight,
+                fair_share=amount(r, self.fair[r]), allocated=amount(r, self.allocated[r]),
+                allocated_non_preemptible=amount(r, self.allocated_np[r]),
+                requested=amount(r, self.requested[r]))
+
+        return QueueStatus(self.name, self.kind, self.pool,
+                           self.parent.name if self.parent else None, one(GPU), one(CPU),
+                           one(MEMORY))
+
+
+class Queues:
+    """Every queue of the cycle, created on first use (a project or a pool without a spec gets
+    deserved 0, no limit, weight 1)."""
+
+    def __init__(self, specs: Iterable[QueueSpec]):
+        self.specs = {(spec.kind, spec.name, spec.pool): spec for spec in specs}
+        self.department_of: dict[str, str | None] = {}
+        for spec in self.specs.values():
+            if spec.kind == "project":
+                self.department_of.setdefault(spec.name, spec.parent)
+        self.queues: dict[tuple[str, str, str], Queue] = {}
+
+    def _get(self, kind: str, name: str, pool: str, parent: Queue | None) -> Queue:
+        key = (kind, name, pool)
+        queue = self.queues.get(key)
+        if queue is None:
+            spec = self.specs.get(key)
+            quotas = (spec.gpu, spec.cpu, spec.memory) if spec else (NO_QUOTA,) * 3
+            queue = self.queues[key] = Queue(name, kind, pool, quotas, parent)
+        return queue
+
+    def project(self, name: str, pool: str) -> Queue:
+        queue = self.queues.get(("project", name, pool))
+        if queue is not None:
+            return queue
+        department = self.department_of.get(name)
+        parent = self._get("department", department, pool, None) if department else None
+        return self._get("project", name, pool, parent)
+
+    def materialise(self) -> None:
+        """Create the queue of every spec, so that configured queues show even when idle."""
+        for kind, name, pool in list(self.specs):
+            if kind == "project":
+                self.project(name, pool)
+            else:
+                self._get("department", name, pool, None)
+
+    def compute_fair_shares(self, capacity: dict[str, list[int]]) -> None:
+        """Departments' requests are their projects'; then water-fill level by level."""
+        for queue in self.queues.values():
+            if queue.kind == "department":
+                queue.requested = [0, 0, 0]
+        for queue in self.queues.values():
+            if queue.parent is not None:
+                for r in range(3):
+                    queue.parent.requested[r] += queue.requested[r]
+        by_pool: dict[str, list[Queue]] = {}
+        for queue in self.queues.values():
+            by_pool.setdefault(queue.pool, []).append(queue)
+        for pool, queues in by_pool.items():
+            top = [q for q in queues if q.parent is None]
+            totals = capacity.get(pool, [0, 0, 0])
+            for r in range(3):
+                _fill_level(totals[r], top, r)
+                for department in (q for q in top if q.kind == "department"):
+                    children = [q for q in queues if q.parent is department]
+                    _fill_level(department.fair[r], children, r)
+
+    def status(self) -> tuple[QueueStatus, ...]:
+        ordered = sorted(self.queues.values(), key=lambda q: (q.kind != "department", q.name,
+                                                               q.pool))
+        return tuple(queue.status() for queue in ordered)
+
+
+def _fill_level(total: int, queues: list[Queue], r: int) -> None:
+    if not queues:
+        return
+    keyed = {f"{q.kind}/{q.name}": q for q in queues}
+    shares = fair_shares(total,
+                         {key: q.deserved[r] for key, q in keyed.items()},
+                         {key: q.wanted(r) for key, q in keyed.items()},
+                         {key: q.weight[r] for key, q in keyed.items()})
+    for key, q in keyed.items():
+        q.fair[r] = shares[key]
+
+
+def ratio(allocated: list[int], fair: list[int]) -> float:
+    """How far a queue is through its fair share: its dominant resource's allocated / fair."""
+    worst = 0.0
+    for r in range(3):
+        if allocated[r] == 0:
+            continue
+        worst = max(worst, allocated[r] / fair[r] if fair[r] else math.inf)
+    return worst

@@ -1,0 +1,109 @@
+"""Why a workload waits, in one sentence with the numbers a researcher needs."""
+
+from fairway_scheduler.core.model import PendingCode
+from fairway_scheduler.core.queues import CPU, GPU, MILLI, Queue
+
+Reason = tuple[PendingCode, str]
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def resource(r: int, units: int) -> str:
+    if r == GPU:
+        value = units / MILLI
+        return f"{number(value)} GPU" if value == 1 else f"{number(value)} GPUs"
+    if r == CPU:
+        return f"{units} millicores"
+    return f"{units} MiB of memory"
+
+
+def per_pod(request) -> str:
+    """What one pod asks for: '2 GPUs', '0.5 of a GPU', '20000 MiB of GPU memory', ..."""
+    if request.portion is not None:
+        what = f"{number(request.portion / MILLI)} of a GPU"
+        if request.devices > 1:
+            what = f"{number(request.portion / MILLI)} of each of {request.devices} GPUs"
+    elif request.memory is not None:
+        what = f"{request.memory} MiB of GPU memory"
+        if request.devices > 1:
+            what += f" on each of {request.devices} GPUs"
+    elif request.devices:
+        what = count(request.devices, "GPU")
+    else:
+        what = "no GPU"
+    host = []
+    if request.cpu:
+        host.append(f"{request.cpu} millicores")
+    if request.mem:
+        host.append(f"{request.mem} MiB of memory")
+    return what + (f" and {' and '.join(host)}" if host else "")
+
+
+def pods_with(pods: int, request, *, more: bool = False) -> str:
+    each = " each" if pods > 1 else ""
+    return f"{count(pods, 'more pod' if more else 'pod')} with {per_pod(request)}{each}"
+
+
+def pool_missing(pool: str) -> Reason:
+    return PendingCode.NODE_POOL_UNAVAILABLE, f"node pool {pool} does not exist"
+
+
+def pool_not_ready(pool: str, nodes: int) -> Reason:
+    if not nodes:
+        return PendingCode.NODE_POOL_UNAVAILABLE, f"node pool {pool} has no nodes"
+    return (PendingCode.NODE_POOL_UNAVAILABLE,
+            f"node pool {pool} has {count(nodes, 'node')}, none ready")
+
+
+def too_large(pool: str, request, what: str) -> Reason:
+    return (PendingCode.NO_SUCH_RESOURCE,
+            f"needs {per_pod(request)} per pod; no ready node in node pool {pool} has that "
+            f"much ({what})")
+
+
+def over_limit(queue: Queue, r: int, need: int) -> Reason:
+    return (PendingCode.OVER_LIMIT,
+            f"{queue.kind} {queue.name} uses {resource(r, queue.allocated[r])} of its limit of "
+            f"{resource(r, queue.limit[r])} in node pool {queue.pool} and this workload needs "
+            f"{resource(r, need)} more")
+
+
+def non_preemptible(queue: Queue, r: int, need: int) -> Reason:
+    return (PendingCode.NON_PREEMPTIBLE_OVER_QUOTA,
+            f"{queue.kind} {queue.name} uses {resource(r, queue.allocated_np[r])} of its "
+            f"{resource(r, queue.deserved[r])} deserved in node pool {queue.pool} for "
+            f"non-preemptible workloads, this one needs {resource(r, need)} more, and "
+            f"non-preemptible workloads run only within quota")
+
+
+def gang(pool: str, pods: int, request, fit: int, free: int, nodes: int) -> Reason:
+    return (PendingCode.GANG_UNSCHEDULABLE,
+            f"needs {pods_with(pods, request)} placed together; at most {fit} fit in node pool "
+            f"{pool} now ({resource(GPU, free)} free on {count(nodes, 'node')})")
+
+
+def over_fair_share(queue: Queue, need: int, slot: int, free: int) -> Reason:
+    return (PendingCode.OVER_FAIR_SHARE,
+            f"project {queue.name} would use {resource(GPU, queue.allocated[GPU] + need)} in "
+            f"node pool {queue.pool}, over its fair share of {resource(GPU, queue.fair[GPU])}, "
+            f"and no node there has room ({resource(GPU, free)} free, the largest free slot "
+            f"{count(slot, 'GPU')})")
+
+
+def no_fitting_node(pool: str, pods: int, request, slot: int, free: int, *,
+                    more: bool = False) -> Reason:
+    return (PendingCode.NO_FITTING_NODE,
+            f"needs {pods_with(pods, request, more=more)}; no node in node pool {pool} has "
+            f"room for it ({resource(GPU, free)} free, the largest free slot "
+            f"{count(slot, 'GPU')})")
+
+
+def waiting_for_pods(min_pods: int, exist: int) -> Reason:
+    return (PendingCode.WAITING_FOR_PODS,
+            f"needs {count(min_pods, 'pod')} together; {exist} exist so far")

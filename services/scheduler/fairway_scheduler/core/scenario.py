@@ -1,0 +1,404 @@
+"""Scenarios for `fairway simulate` (docs: scenario-format.md): parsed and checked up front.
+
+`parse_scenario(mapping)` takes the YAML document as plain data (the caller reads the file) and
+returns a `Scenario`, or raises `ScenarioError` naming the key and the workload at fault. Unknown
+keys and impossible values are rejected before anything runs.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
+from fairway_scheduler.core.model import Node, NodePool, QueueSpec, Quota
+
+DEFAULT_POOL = "default"
+TYPES = ("workspace", "training", "distributed", "inference")
+DEFAULT_PRIORITY = {"workspace": "build", "training": "train", "distributed": "train",
+                    "inference": "inference"}
+STRATEGIES = ("binpack", "spread")
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ScenarioError(ValueError):
+    """A scenario the simulator refuses, with the key (and workload) at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    pool: NodePool
+    label_key: str | None
+    label_value: str | None
+    min_guaranteed_runtime: float = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioWorkload:
+    name: str
+    project: str
+    type: str
+    priority_class: str
+    priority: int
+    preemptible: bool
+    pods: int
+    min_pods: int
+    devices: int  # whole devices per pod, or devices shared per pod for fractions
+    portion: float | None
+    gpu_memory_mib: int | None
+    gpu_limit: float | None
+    cpu_millis: int
+    memory_mib: int
+    node_pools: tuple[str, ...]
+    submit_at: float
+    duration: float | None
+    running_nodes: tuple[str, ...] = ()
+    started_at: float = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    rounds: int = 10
+    seconds_per_round: float = 1
+    pools: tuple[PoolConfig, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
+    projects: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
+    workloads: tuple[ScenarioWorkload, ...] = field(default_factory=tuple)
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        return tuple(p.pool.name for p in self.pools)
+
+
+def parse_scenario(data: Any) -> Scenario:
+    if data is None:
+        data = {}
+    doc = _mapping(data, "the scenario")
+    # `expect` holds a scenario test's expected outcome; the simulator ignores it.
+    _keys(doc, {"simulation", "cluster", "org", "workloads", "expect"}, "the scenario")
+    sim = _mapping(doc.get("simulation") or {}, "simulation")
+    _keys(sim, {"rounds", "secondsPerRound"}, "simulation")
+    rounds = _int(sim.get("rounds", 10), "simulation.rounds", minimum=0)
+    spr = _number(sim.get("secondsPerRound", 1), "simulation.secondsPerRound", minimum=0)
+
+    cluster = _mapping(doc.get("cluster") or {}, "cluster")
+    _keys(cluster, {"nodePools", "nodes"}, "cluster")
+    pools = _pools(_list(cluster.get("nodePools") or [], "cluster.nodePools"))
+    nodes = _nodes(_list(cluster.get("nodes") or [], "cluster.nodes"), pools)
+
+    org = _mapping(doc.get("org") or {}, "org")
+    _keys(org, {"departments", "projects"}, "org")
+    pool_names = tuple(p.pool.name for p in pools)
+    departments, projects, queues = _org(org, pool_names)
+
+    workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pool_names,
+                           set(projects), {n.name for n in nodes})
+    return Scenario(rounds, spr, pools, nodes, queues, projects, departments, workloads)
+
+
+# cluster ------------------------------------------------------------------------------------
+
+def _pools(items: list) -> tuple[PoolConfig, ...]:
+    out: list[PoolConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"cluster.nodePools[{i}]"
+        item = _mapping(item, where)
+        _keys(item, {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime"},
+              where)
+        name = _name(item.get("name"), f"{where}.name")
+        where = f"cluster.nodePools[{i}] ({name})"
+        if name in seen:
+            raise ScenarioError(f"{where}.name: node pool {name} is defined twice")
+        seen.add(name)
+        placement = _mapping(item.get("placement") or {}, f"{where}.placement")
+        _keys(placement, {"gpu", "cpu"}, f"{where}.placement")
+        strategies = []
+        for kind in ("gpu", "cpu"):
+            value = placement.get(kind, "binpack")
+            if value not in STRATEGIES:
+                raise ScenarioError(f"{where}.placement.{kind}: {value!r} is not binpack or "
+                                    "spread")
+            strategies.append(value)
+        key, value = item.get("labelKey"), item.get("labelValue")
+        if name != DEFAULT_POOL and (key is None or value is None):
+            raise ScenarioError(f"{where}: labelKey and labelValue are required")
+        runtime = _duration(item.get("minGuaranteedRuntime", 0),
+                            f"{where}.minGuaranteedRuntime")
+        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1]),
+                              None if key is None else str(key),
+                              None if value is None else str(value), runtime))
+    if DEFAULT_POOL not in seen:
+        out.append(PoolConfig(NodePool(DEFAULT_POOL), None, None))
+    return tuple(out)
+
+
+def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
+    out: list[Node] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"cluster.nodes[{i}]"
+        item = _mapping(item, where)
+        _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
+                     "ready", "gpuProduct"}, where)
+        pattern = _name(item.get("name"), f"{where}.name", strict=False)
+        where = f"cluster.nodes[{i}] ({pattern})"
+        labels = _mapping(item.get("labels") or {}, f"{where}.labels")
+        labels = {str(k): str(v) for k, v in labels.items()}
+        gpus = _int(item.get("gpus", 0), f"{where}.gpus", minimum=0)
+        gpu_memory = item.get("gpuMemoryMiB")
+        if gpu_memory is not None:
+            gpu_memory = _int(gpu_memory, f"{where}.gpuMemoryMiB", minimum=1)
+        cpu = _int(item.get("cpuMillis", 0), f"{where}.cpuMillis", minimum=0)
+        memory = _int(item.get("memoryMiB", 0), f"{where}.memoryMiB", minimum=0)
+        ready = item.get("ready", True)
+        if not isinstance(ready, bool):
+            raise ScenarioError(f"{where}.ready: expected true or false")
+        pool = next((p.pool.name for p in pools if p.label_key is not None
+                     and labels.get(p.label_key) == p.label_value), DEFAULT_POOL)
+        for name in _expand(pattern, f"{where}.name"):
+            if name in seen:
+                raise ScenarioError(f"{where}.name: node {name} is defined twice")
+            seen.add(name)
+            out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
+                            memory))
+    return tuple(out)
+
+
+def _expand(pattern: str, where: str) -> list[str]:
+    match = _RANGE.search(pattern)
+    if not match:
+        return [pattern]
+    low, high = int(match.group(1)), int(match.group(2))
+    if high < low:
+        raise ScenarioError(f"{where}: range {{{low}..{high}}} is empty")
+    return [name for n in range(low, high + 1)
+            for name in _expand(pattern[:match.start()] + str(n) + pattern[match.end():], where)]
+
+
+# org ----------------------------------------------------------------------------------------
+
+def _org(org: dict, pools: tuple[str, ...]
+         ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[QueueSpec, ...]]:
+    queues: list[QueueSpec] = []
+    departments: list[str] = []
+    for i, item in enumerate(_list(org.get("departments") or [], "org.departments")):
+        where = f"org.departments[{i}]"
+        item = _mapping(item, where)
+        _keys(item, {"name", "resources"}, where)
+        name = _name(item.get("name"), f"{where}.name")
+        if name in departments:
+            raise ScenarioError(f"{where}.name: department {name} is defined twice")
+        departments.append(name)
+        quotas = _resources(item.get("resources"), f"org.departments[{i}] ({name}).resources",
+                            pools)
+        queues += [QueueSpec(name, "department", pool, None, *quotas.get(pool, _none()))
+                   for pool in pools]
+    projects: list[str] = []
+    for i, item in enumerate(_list(org.get("projects") or [], "org.projects")):
+        where = f"org.projects[{i}]"
+        item = _mapping(item, where)
+        _keys(item, {"name", "department", "resources"}, where)
+        name = _name(item.get("name"), f"{where}.name")
+        where = f"org.projects[{i}] ({name})"
+        if name in projects:
+            raise ScenarioError(f"{where}.name: project {name} is defined twice")
+        projects.append(name)
+        department = item.get("department")
+        if department is not None and department not in departments:
+            raise ScenarioError(f"{where}.department: department {department!r} does not "
+                                "exist")
+        quotas = _resources(item.get("resources"), f"{where}.resources", pools)
+        queues += [QueueSpec(name, "project", pool, department, *quotas.get(pool, _none()))
+                   for pool in pools]
+    return tuple(departments), tuple(projects), tuple(queues)
+
+
+def _none() -> tuple[Quota, Quota, Quota]:
+    return (Quota(), Quota(), Quota())
+
+
+def _resources(value: Any, where: str, pools: tuple[str, ...]
+               ) -> dict[str, tuple[Quota, Quota, Quota]]:
+    out = {}
+    for pool, per in _mapping(value or {}, where).items():
+        if pool not in pools:
+            raise ScenarioError(f"{where}.{pool}: node pool {pool!r} does not exist")
+        per = _mapping(per or {}, f"{where}.{pool}")
+        _keys(per, {"gpu", "cpu", "memory"}, f"{where}.{pool}")
+        quotas = []
+        for kind in ("gpu", "cpu", "memory"):
+            q = _mapping(per.get(kind) or {}, f"{where}.{pool}.{kind}")
+            at = f"{where}.{pool}.{kind}"
+            _keys(q, {"deserved", "limit", "overQuotaWeight"}, at)
+            deserved = _number(q.get("deserved", 0), f"{at}.deserved", minimum=0)
+            limit = _number(q.get("limit", -1), f"{at}.limit", minimum=-1)
+            if limit != -1 and limit < 0:
+                raise ScenarioError(f"{at}.limit: must be -1 (none) or at least 0")
+            if limit != -1 and limit < deserved:
+                raise ScenarioError(f"{at}.limit: {limit} is below deserved {deserved}")
+            weight = _number(q.get("overQuotaWeight", 1), f"{at}.overQuotaWeight", minimum=0)
+            quotas.append(Quota(deserved, limit, weight))
+        out[pool] = tuple(quotas)
+    return out
+
+
+# workloads ----------------------------------------------------------------------------------
+
+WORKLOAD_KEYS = {"name", "project", "type", "priorityClass", "preemptibility", "pods", "minPods",
+                 "gpu", "gpuMemoryMiB", "gpuLimit", "gpuDevices", "cpuMillis", "memoryMiB",
+                 "nodePools", "submitAt", "duration", "running"}
+
+
+def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: set[str]
+               ) -> tuple[ScenarioWorkload, ...]:
+    out: list[ScenarioWorkload] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        item = _mapping(item, f"workloads[{i}]")
+        name = _name(item.get("name"), f"workloads[{i}].name")
+        w = f"workloads[{i}] ({name})"
+        if name in seen:
+            raise ScenarioError(f"{w}.name: workload {name} is defined twice")
+        seen.add(name)
+        _keys(item, WORKLOAD_KEYS, w)
+        project = item.get("project")
+        if project not in projects:
+            raise ScenarioError(f"{w}.project: project {project!r} does not exist")
+        kind = item.get("type", "training")
+        if kind not in TYPES:
+            raise ScenarioError(f"{w}.type: {kind!r} is not one of {', '.join(TYPES)}")
+        priority_class = item.get("priorityClass", DEFAULT_PRIORITY[kind])
+        if priority_class not in PRIORITY_CLASSES:
+            raise ScenarioError(f"{w}.priorityClass: {priority_class!r} is not a priority class")
+        priority = PRIORITY_CLASSES[priority_class]
+        preemptibility = item.get("preemptibility")
+        if preemptibility not in (None, "preemptible", "non-preemptible"):
+            raise ScenarioError(f"{w}.preemptibility: {preemptibility!r} is not preemptible or "
+                                "non-preemptible")
+        preemptible = (priority < NON_PREEMPTIBLE_FROM if preemptibility is None
+                       else preemptibility == "preemptible")
+        pods = _int(item.get("pods", 1), f"{w}.pods", minimum=1)
+        min_pods = _int(item.get("minPods", pods), f"{w}.minPods", minimum=1)
+        if min_pods > pods:
+            raise ScenarioError(f"{w}.minPods: {min_pods} is more than pods ({pods})")
+        if "gpu" in item and "gpuMemoryMiB" in item:
+            raise ScenarioError(f"{w}: gpu and gpuMemoryMiB cannot be given together")
+        gpu = _number(item.get("gpu", 0), f"{w}.gpu", minimum=0)
+        portion = memory = None
+        devices = int(gpu)
+        if gpu and not float(gpu).is_integer():
+            if gpu > 1:
+                raise ScenarioError(f"{w}.gpu: a fraction above 1 ({gpu}) is not possible; ask "
+                                    "for whole GPUs or a portion below 1")
+            portion, devices = gpu, 1
+        if "gpuMemoryMiB" in item:
+            memory = _int(item["gpuMemoryMiB"], f"{w}.gpuMemoryMiB", minimum=1)
+            devices = 1
+        if "gpuDevices" in item:
+            if portion is None and memory is None:
+                raise ScenarioError(f"{w}.gpuDevices: only for fractions (gpu below 1 or "
+                                    "gpuMemoryMiB)")
+            devices = _int(item["gpuDevices"], f"{w}.gpuDevices", minimum=1)
+        limit = None
+        if "gpuLimit" in item:
+            limit = _number(item["gpuLimit"], f"{w}.gpuLimit", minimum=0)
+            if portion is None:
+                if memory is not None or limit != gpu:
+                    raise ScenarioError(f"{w}.gpuLimit: a limit above the request is only for "
+                                        "portion fractions (gpu below 1)")
+                limit = None  # whole GPUs at their own limit: nothing dynamic
+            elif limit < portion or limit > 1:
+                raise ScenarioError(f"{w}.gpuLimit: {limit} must be between gpu ({portion}) "
+                                    "and 1")
+        cpu = _int(item.get("cpuMillis", 0), f"{w}.cpuMillis", minimum=0)
+        mem = _int(item.get("memoryMiB", 0), f"{w}.memoryMiB", minimum=0)
+        node_pools = tuple(str(p) for p in _list(item.get("nodePools") or [], f"{w}.nodePools"))
+        for pool in node_pools:
+            if pool not in pools:
+                raise ScenarioError(f"{w}.nodePools: node pool {pool!r} does not exist")
+        submit_at = _number(item.get("submitAt", 0), f"{w}.submitAt")
+        duration = item.get("duration")
+        if duration is not None:
+            duration = _duration(duration, f"{w}.duration")
+        running_nodes: tuple[str, ...] = ()
+        started_at = 0.0
+        if "running" in item:
+            running = _mapping(item["running"], f"{w}.running")
+            _keys(running, {"nodes", "startedAt"}, f"{w}.running")
+            running_nodes = tuple(str(n) for n in _list(running.get("nodes"), f"{w}.running."
+                                                        "nodes"))
+            if len(running_nodes) != pods:
+                raise ScenarioError(f"{w}.running.nodes: {len(running_nodes)} given, one per pod "
+                                    f"({pods}) expected")
+            for node in running_nodes:
+                if node not in nodes:
+                    raise ScenarioError(f"{w}.running.nodes: node {node!r} does not exist")
+            started_at = _number(running.get("startedAt", 0), f"{w}.running.startedAt")
+        out.append(ScenarioWorkload(name, project, kind, priority_class, priority, preemptible,
+                                    pods, min_pods, devices, portion, memory, limit, cpu, mem,
+                                    node_pools, submit_at, duration, running_nodes, started_at))
+    return tuple(out)
+
+
+# values -------------------------------------------------------------------------------------
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: expected a mapping")
+    return value
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where}: expected a list")
+    return value
+
+
+def _keys(item: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(str(k) for k in item if k not in allowed)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                            f"{', '.join(sorted(allowed))})")
+
+
+def _name(value: Any, where: str, *, strict: bool = True) -> str:
+    if not isinstance(value, str) or not value:
+        raise ScenarioError(f"{where}: a name is required")
+    if strict and not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", value):
+        raise ScenarioError(f"{where}: {value!r} is not a valid name (lowercase letters, "
+                            "digits, '-' and '.')")
+    return value
+
+
+def _number(value: Any, where: str, *, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ScenarioError(f"{where}: expected a number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ScenarioError(f"{where}: {value} is below {minimum:g}")
+    return value
+
+
+def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{where}: expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ScenarioError(f"{where}: {value} is below {minimum}")
+    return value
+
+
+def _duration(value: Any, where: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ScenarioError(f"{where}: {value} is negative")
+        return float(value)
+    match = _DURATION.match(str(value).strip())
+    if not match:
+        raise ScenarioError(f"{where}: {value!r} is not a duration (e.g. 30, 90s, 2h)")
+    return float(match.group(1)) * _SECONDS[match.group(2)]

@@ -1,0 +1,211 @@
+"""The session: one cycle's working copy of the cluster, built from a `ClusterSnapshot`.
+
+It holds the nodes and devices (`nodes.PoolNodes` per pool), the queues with what they hold
+and ask for and their fair shares (`queues.Queues`), and each waiting workload's per-pod
+request. What running pods hold comes from a `ledger.Ledger`: built from the snapshot's
+allocations, or kept between cycles by the caller. Actions (`allocate` now; reclaim, preempt
+and consolidate next) read and change it through `Statement`s, which commit or roll back as
+one; `result()` turns it into a `CycleResult`.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+
+from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.model import (
+    ClusterSnapshot,
+    CycleResult,
+    PendingReason,
+    Placement,
+    PodPlacement,
+    Workload,
+)
+from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, Take, natural
+from fairway_scheduler.core.queues import CPU, GPU, MEMORY, MILLI, Queues
+
+DEFAULT_POOL = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What one pod of a workload asks for, in units (milli-GPUs estimated for memory-sized
+    fractions from the pool's largest device)."""
+
+    devices: int  # devices per pod (whole, or each shared at `portion` / `memory`)
+    portion: int | None  # milli-GPUs per device for a portion fraction
+    memory: int | None  # MiB per device for a memory fraction
+    cpu: int
+    mem: int
+
+    @property
+    def fraction(self) -> bool:
+        return self.portion is not None or self.memory is not None
+
+    def gpu_units(self, dev_memory: int) -> int:
+        if self.portion is not None:
+            return self.devices * self.portion
+        if self.memory is not None:
+            return self.devices * (-(-self.memory * FULL // dev_memory) if dev_memory else FULL)
+        return self.devices * MILLI
+
+    def vector(self, dev_memory: int) -> list[int]:
+        return [self.gpu_units(dev_memory), self.cpu, self.mem]
+
+
+def request_of(workload: Workload) -> Request:
+    portion = None
+    if workload.gpu_portion is not None and workload.gpu_portion < 1:
+        portion = round(workload.gpu_portion * MILLI)
+    devices = workload.gpus_per_pod
+    if (portion is not None or workload.gpu_memory_mib is not None) and devices == 0:
+        devices = 1
+    return Request(devices, portion, workload.gpu_memory_mib, workload.cpu_millis,
+                   workload.memory_mib)
+
+
+class Session:
+    def __init__(self, snapshot: ClusterSnapshot, ledger: Ledger | None = None):
+        self.snapshot = snapshot
+        ordered = sorted(snapshot.nodes, key=lambda n: natural(n.name))
+        self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
+        self.workloads = {w.id: w for w in snapshot.workloads}
+        self.requests = {w.id: request_of(w) for w in snapshot.workloads if w.waiting_pods}
+        self.queues = Queues(snapshot.queues)
+        self.queues.materialise()
+        self.held: Counter[str] = Counter()
+        self.held_pool: dict[str, str] = {}
+        self.placements: list[Placement] = []
+        self.pending: list[PendingReason] = []
+        self._hold(ledger if ledger is not None else Ledger.of(snapshot))
+        # The pools index their nodes once what is held is known.
+        strategies = {pool.name: pool for pool in snapshot.pools}
+        pool_names = {node.pool for node in ordered} | set(strategies)
+        self.pools: dict[str, PoolNodes] = {}
+        for name in sorted(pool_names):
+            config = strategies.get(name)
+            ready = [self.nodes[n.name] for n in ordered if n.pool == name and n.ready]
+            self.pools[name] = PoolNodes(name, ready,
+                                         config.gpu_placement if config else "binpack",
+                                         config.cpu_placement if config else "binpack")
+        self.all_nodes_in = Counter(node.pool for node in ordered)
+        self._count_requests()
+        self.queues.compute_fair_shares(self.capacity())
+
+    # building ---------------------------------------------------------------------------
+    def _hold(self, ledger: Ledger) -> None:
+        """What running pods hold, copied from the ledger onto this cycle's nodes and queues."""
+        self.held = Counter(ledger.held)
+        self.held_pool = dict(ledger.held_pool)
+        for name, node in self.nodes.items():
+            used = ledger.used.get(name)
+            if used:
+                node.used = (list(used) + [0] * node.gpus)[:node.gpus]
+            host = ledger.host.get(name)
+            if host:
+                node.hold_host(host[0], host[1])
+        for (project, pool), use in sorted(ledger.queue_use.items()):
+            for q in self.queues.project(project, pool).chain():
+                for r in range(3):
+                    q.allocated[r] += use[r]
+                    q.allocated_np[r] += use[3 + r]
+
+    def _count_requests(self) -> None:
+        for queue in self.queues.queues.values():
+            queue.requested = list(queue.allocated)
+        for workload in self.snapshot.workloads:
+            if not workload.waiting_pods:
+                continue
+            pool = self.target_pools(workload)[0]
+            pool_nodes = self.pools.get(pool)
+            dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
+            vector = self.requests[workload.id].vector(dev_memory)
+            queue = self.queues.project(workload.project, pool)
+            for r in range(3):
+                queue.requested[r] += vector[r] * len(workload.waiting_pods)
+
+    def capacity(self) -> dict[str, list[int]]:
+        """Per pool, what its ready nodes have in all (milli-GPUs, millicores, MiB)."""
+        out = {name: [0, 0, 0] for name in self.pools}
+        for node in self.snapshot.nodes:
+            if node.ready:
+                total = out[node.pool]
+                total[GPU] += node.gpus * MILLI
+                total[CPU] += node.cpu_millis
+                total[MEMORY] += node.memory_mib
+        return out
+
+    # reading ----------------------------------------------------------------------------
+    def target_pools(self, workload: Workload) -> tuple[str, ...]:
+        """Where to try: the pool its pods already run in, else its preference, else every
+        pool with `default` first."""
+        if workload.id in self.held_pool:
+            return (self.held_pool[workload.id],)
+        if workload.node_pools:
+            return tuple(dict.fromkeys(workload.node_pools))
+        return tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p))) or (DEFAULT_POOL,)
+
+    # changing ---------------------------------------------------------------------------
+    def account(self, workload: Workload, pool: str, vector: list[int], sign: int) -> None:
+        queue = self.queues.project(workload.project, pool)
+        for q in queue.chain():
+            for r in range(3):
+                q.allocated[r] += sign * vector[r]
+                if not workload.preemptible:
+                    q.allocated_np[r] += sign * vector[r]
+
+    def statement(self, pool: PoolNodes) -> "Statement":
+        return Statement(self, pool)
+
+    def result(self) -> CycleResult:
+        """One `Placement` per workload (a gang and the elastic pods that followed it in later
+        turns of the same cycle together), in the order of first placement."""
+        merged: dict[str, list[PodPlacement]] = {}
+        for placement in self.placements:
+            merged.setdefault(placement.workload_id, []).extend(placement.pods)
+        placements = tuple(Placement(wid, tuple(pods)) for wid, pods in merged.items())
+        return CycleResult(placements, tuple(self.pending), self.queues.status())
+
+
+class Statement:
+    """Pods placed tentatively in one pool: `commit()` keeps them, `rollback()` undoes them."""
+
+    def __init__(self, session: Session, pool: PoolNodes):
+        self.session = session
+        self.pool = pool
+        self.takes: list[tuple[str, Take]] = []
+
+    def place(self, pod: str, request: Request) -> Take | None:
+        if request.fraction:
+            take = self.pool.place_fraction(request.devices, request.portion, request.memory,
+                                            request.cpu, request.mem)
+        elif request.devices:
+            take = self.pool.place_whole(request.devices, request.cpu, request.mem)
+        else:
+            take = self.pool.place_cpu(request.cpu, request.mem)
+        if take is not None:
+            self.takes.append((pod, take))
+        return take
+
+    def used(self) -> list[int]:
+        return [sum(t.milli * len(t.devices) for _, t in self.takes),
+                sum(t.cpu for _, t in self.takes), sum(t.mem for _, t in self.takes)]
+
+    def rollback(self) -> None:
+        for _, take in reversed(self.takes):
+            self.pool.give(take)
+        self.takes.clear()
+
+    def commit(self, workload: Workload) -> Placement:
+        request = self.session.requests[workload.id]
+        pods = []
+        for pod, take in self.takes:
+            portion = take.milli / MILLI if request.fraction else None
+            pods.append(PodPlacement(pod, take.node.name, take.devices, portion,
+                                     request.memory, workload.gpu_limit if portion else None))
+        self.session.account(workload, self.pool.name, self.used(), +1)
+        self.session.held[workload.id] += len(pods)
+        self.session.held_pool.setdefault(workload.id, self.pool.name)
+        placement = Placement(workload.id, tuple(pods))
+        self.session.placements.append(placement)
+        return placement
+

@@ -1,0 +1,179 @@
+"""The scenario simulator: the pure core in a loop, in virtual time.
+
+Round i runs at t = i * secondsPerRound: workloads whose duration is over complete and free
+what they hold, those with submitAt <= t join, then one cycle (`allocate`) runs and its binds
+are applied. A workload starts (startedAt = t) once its gang (`minPods`) is bound, and runs for
+its `duration` from then. `simulate(scenario)` returns the result as plain JSON-ready data in
+the shape scenario-format.md documents.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fairway_scheduler.core.allocate import allocate
+from fairway_scheduler.core.model import Allocation, ClusterSnapshot, PendingReason, Workload
+from fairway_scheduler.core.scenario import Scenario, ScenarioWorkload
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+FULL = 1000
+
+
+@dataclass(slots=True)
+class _Pod:
+    node: str
+    gpus: tuple[int, ...]
+    portion: float | None
+
+
+@dataclass(slots=True)
+class _Run:
+    spec: ScenarioWorkload
+    pods: dict[int, _Pod] = field(default_factory=dict)
+    started_at: float | None = None
+    completed: bool = False
+    reason: PendingReason | None = None
+
+    @property
+    def status(self) -> str:
+        if self.completed:
+            return "completed"
+        return "running" if self.started_at is not None else "pending"
+
+
+def simulate(scenario: Scenario) -> dict[str, Any]:
+    runs = {w.name: _Run(w) for w in scenario.workloads}
+    _place_running(scenario, runs)
+    rounds = []
+    queues: tuple = ()
+    pools = tuple(p.pool for p in scenario.pools)
+    for i in range(scenario.rounds):
+        t = i * scenario.seconds_per_round
+        for run in runs.values():
+            duration = run.spec.duration
+            if (run.started_at is not None and not run.completed and duration is not None
+                    and run.started_at + duration <= t):
+                run.completed = True
+                run.pods.clear()
+                run.reason = None
+        active = [run for run in runs.values()
+                  if not run.completed and run.spec.submit_at <= t]
+        snapshot = ClusterSnapshot(
+            nodes=scenario.nodes,
+            workloads=tuple(_workload(run) for run in active),
+            allocations=tuple(_allocation(run, index, pod) for run in active
+                              for index, pod in sorted(run.pods.items())),
+            pools=pools,
+            queues=scenario.queues,
+        )
+        result = allocate(snapshot)
+        decisions = []
+        for placement in result.placements:
+            run = runs[placement.workload_id]
+            for pod in placement.pods:
+                index = int(pod.pod.rsplit("-", 1)[1])
+                run.pods[index] = _Pod(pod.node, pod.gpu_devices, pod.portion)
+                decision = {"action": "bind", "workload": run.spec.name, "pod": index,
+                            "node": pod.node, "gpus": list(pod.gpu_devices),
+                            "portion": pod.portion}
+                if pod.gpu_limit is not None:
+                    decision["gpuLimit"] = pod.gpu_limit  # a dynamic fraction's limit
+                decisions.append(decision)
+        reasons = {reason.workload_id: reason for reason in result.pending}
+        for run in active:
+            run.reason = reasons.get(run.spec.name)
+            if run.started_at is None and len(run.pods) >= run.spec.min_pods:
+                run.started_at = t
+        rounds.append({"t": _num(t), "decisions": decisions})
+        queues = result.queues
+    return {"rounds": rounds,
+            "workloads": {name: _workload_out(run) for name, run in runs.items()},
+            "queues": _queues_out(queues)}
+
+
+def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
+    """Give pods that already run their devices: the fullest shared device that has room for a
+    fraction, else the lowest wholly free ones."""
+    nodes = {n.name: n for n in scenario.nodes}
+    used = {n.name: [0] * n.gpus for n in scenario.nodes}
+    for run in runs.values():
+        spec = run.spec
+        if not spec.running_nodes:
+            continue
+        for index, name in enumerate(spec.running_nodes):
+            devices = used[name]
+            node = nodes[name]
+            if spec.portion is not None or spec.gpu_memory_mib is not None:
+                if spec.portion is not None:
+                    milli = round(spec.portion * FULL)
+                else:
+                    milli = -(-(spec.gpu_memory_mib or 0) * FULL // (node.gpu_memory_mib or 1))
+                shared = sorted((-u, d) for d, u in enumerate(devices)
+                                if 0 < u and u + milli <= FULL)
+                chosen = [d for _, d in shared][:spec.devices]
+                chosen += [d for d, u in enumerate(devices) if u == 0][:spec.devices - len(chosen)]
+                portion: float | None = milli / FULL
+            else:
+                milli = FULL
+                chosen = [d for d, u in enumerate(devices) if u == 0][:spec.devices]
+                portion = None
+            for d in chosen:
+                devices[d] += milli
+            run.pods[index] = _Pod(name, tuple(sorted(chosen)), portion)
+        run.started_at = spec.started_at
+
+
+def _workload(run: _Run) -> Workload:
+    spec = run.spec
+    return Workload(
+        id=spec.name, project=spec.project, priority=spec.priority,
+        submitted_at=EPOCH + timedelta(seconds=spec.submit_at), gpus_per_pod=spec.devices,
+        min_pods=spec.min_pods, pods=spec.pods, node_pools=spec.node_pools,
+        preemptible=spec.preemptible,
+        waiting_pods=tuple(f"{spec.name}-{i}" for i in range(spec.pods) if i not in run.pods),
+        gpu_portion=spec.portion, gpu_memory_mib=spec.gpu_memory_mib, gpu_limit=spec.gpu_limit,
+        cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib)
+
+
+def _allocation(run: _Run, index: int, pod: _Pod) -> Allocation:
+    spec = run.spec
+    return Allocation(spec.name, f"{spec.name}-{index}", pod.node, pod.gpus,
+                      portion=pod.portion, cpu_millis=spec.cpu_millis,
+                      memory_mib=spec.memory_mib)
+
+
+def _workload_out(run: _Run) -> dict[str, Any]:
+    waiting = run.status == "pending" and run.reason is not None
+    return {
+        "status": run.status,
+        "pods": [{"node": p.node, "gpus": list(p.gpus), "portion": p.portion}
+                 for _, p in sorted(run.pods.items())],
+        "startedAt": None if run.started_at is None else _num(run.started_at),
+        "preemptions": 0,
+        "pendingReason": str(run.reason.code) if waiting and run.reason else None,
+        "pendingMessage": run.reason.message if waiting and run.reason else None,
+    }
+
+
+def _queues_out(statuses: tuple) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status in statuses:
+        entry = out.setdefault(status.name, {"kind": status.kind, "pools": {}})
+        if status.parent:
+            entry["department"] = status.parent
+        entry["pools"][status.pool] = {
+            resource: {
+                "deserved": _num(r.deserved), "limit": _num(r.limit),
+                "overQuotaWeight": _num(r.over_quota_weight), "fairShare": _num(r.fair_share),
+                "allocated": _num(r.allocated),
+                "allocatedNonPreemptible": _num(r.allocated_non_preemptible),
+                "requested": _num(r.requested),
+            }
+            for resource, r in (("gpu", status.gpu), ("cpu", status.cpu),
+                                ("memory", status.memory))
+        }
+    return out
+
+
+def _num(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else round(value, 3)

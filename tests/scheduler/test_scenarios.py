@@ -1,0 +1,82 @@
+"""Scenario tests: every `scenarios/*.yaml` runs through the simulator (the same core the
+service and `fairway simulate` use) and must match its `expect:` section.
+
+`expect` (ignored by `fairway simulate`):
+  workloads:
+    NAME: {status, pendingReason, pendingMessage (exact), messageContains, nodes (one per
+           bound pod), gpus (one list per bound pod), portions, startedAt}
+  queues:
+    NAME: {POOL: {RESOURCE: {fairShare, allocated, ...}}}   # any subset of the output
+  binds:          # binds of one round, as (workload, pod, node) triples
+    - {t: 0, count: 3}
+  stable: true    # the last two rounds decide nothing (converged)
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fairway_scheduler.core.scenario import parse_scenario
+from fairway_scheduler.core.simulation import simulate
+
+SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
+
+
+def run(path: Path) -> tuple[dict, dict]:
+    data = yaml.safe_load(path.read_text())
+    return simulate(parse_scenario(data)), data.get("expect") or {}
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario(path: Path):
+    result, expect = run(path)
+    assert expect, f"{path.name} has no expect section"
+    for name, want in (expect.get("workloads") or {}).items():
+        got = result["workloads"][name]
+        pods = got["pods"]
+        for key, value in want.items():
+            if key == "nodes":
+                assert [p["node"] for p in pods] == value, (name, pods)
+            elif key == "gpus":
+                assert [p["gpus"] for p in pods] == value, (name, pods)
+            elif key == "portions":
+                assert [p["portion"] for p in pods] == value, (name, pods)
+            elif key == "podCount":
+                assert len(pods) == value, (name, pods)
+            elif key == "messageContains":
+                for part in [value] if isinstance(value, str) else value:
+                    assert part in (got["pendingMessage"] or ""), (name, got["pendingMessage"])
+            else:
+                assert got[key] == value, (name, key, got)
+    for name, pools in (expect.get("queues") or {}).items():
+        got_pools = result["queues"][name]["pools"]
+        for pool, resources in pools.items():
+            for resource, fields in resources.items():
+                got = got_pools[pool][resource]
+                for key, value in fields.items():
+                    assert got[key] == value, (name, pool, resource, key, got)
+    for want in expect.get("binds") or []:
+        [round_] = [r for r in result["rounds"] if r["t"] == want["t"]]
+        binds = [d for d in round_["decisions"] if d["action"] == "bind"]
+        if "count" in want:
+            assert len(binds) == want["count"], binds
+        if "decisions" in want:
+            assert [{k: d[k] for k in w} for d, w in zip(binds, want["decisions"], strict=True)
+                    ] == want["decisions"]
+    if expect.get("stable"):
+        assert not result["rounds"][-1]["decisions"] and not result["rounds"][-2]["decisions"]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_is_deterministic(path: Path):
+    assert run(path)[0] == run(path)[0]
+
+
+def test_every_listed_topic_has_a_scenario():
+    names = {p.stem for p in SCENARIOS}
+    for topic in ("fair-share", "lending", "limit", "non-preemptible-project",
+                  "non-preemptible-department", "gang-fits", "gang-does-not-fit", "pool-order",
+                  "binpack-spread", "fraction-portion", "fraction-memory", "device-packing",
+                  "pending-reasons"):
+        assert any(topic in name for name in names), topic
