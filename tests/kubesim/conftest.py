@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from fairway_kubesim import DEFAULT_PROFILE, KubeSimThread
+from fairway_kubesim import DEFAULT_PROFILE, KubeSimThread, Timings, load_profile
 
 FAST = {  # annotations that keep a pod's lifecycle short
     "sim.fairway.io/pull-seconds": "0.1",
@@ -91,3 +94,54 @@ def collect(func: Callable[..., Any], *args: Any, until: Callable[[list[dict]], 
 
 def error_body(exc: client.ApiException) -> dict[str, Any]:
     return json.loads(exc.body)
+
+
+# A second simulator for faults and fast back-offs, with the admin endpoint enabled ----------
+
+FAST_TIMINGS = {"pull_seconds": 0.1, "start_seconds": 0.1, "jitter": 0.0,
+                "backoff_seconds": 0.2, "backoff_max_seconds": 0.8,
+                "node_eviction_seconds": 1.5}
+
+
+@pytest.fixture(scope="session")
+def fast_sim() -> Iterator[KubeSimThread]:
+    profile = dataclasses.replace(load_profile(DEFAULT_PROFILE), timings=Timings(**FAST_TIMINGS))
+    with KubeSimThread(profile, bookmark_interval=0.3, seed=11, admin=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def fast_kubeconfig(fast_sim: KubeSimThread, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fast_sim.write_kubeconfig(tmp_path_factory.mktemp("kubesim-fast") / "kubeconfig")
+
+
+@pytest.fixture(scope="session")
+def fast_api(fast_kubeconfig: Path) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(fast_kubeconfig)))
+
+
+@pytest.fixture()
+def fast_ns(fast_api: client.CoreV1Api) -> str:
+    name = f"f{next(_names)}"
+    fast_api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def admin(sim: KubeSimThread, method: str, path: str, body: Any = None) -> Any:
+    """Call the simulator's admin endpoint."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(sim.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def wait_pod(api: client.CoreV1Api, ns: str, name: str, cond: Callable[[client.V1Pod], bool],
+             timeout: float = 8.0) -> client.V1Pod:
+    deadline = time.monotonic() + timeout
+    while True:
+        pod = api.read_namespaced_pod(name, ns)
+        if cond(pod):
+            return pod
+        assert time.monotonic() < deadline, f"timed out; pod status: {pod.status}"
+        time.sleep(0.02)

@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
+from fairway_kubesim import KubeSimThread
 from fairway_kubesim.tables import human_duration
 
 from .conftest import bind, make_pod
@@ -96,3 +98,36 @@ spec:
     assert "from-kubectl" in kubectl("get", "pods", "-n", ns, "-o", "wide")
     kubectl("delete", "pod", "from-kubectl", "-n", ns, "--grace-period=0", "--force")
     assert "from-kubectl" not in kubectl("get", "pods", "-n", ns)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_describes_and_deletes_nodes_and_pods(tmp_path: Path) -> None:
+    profile = {"nodes": [{"name": "gpu-{1..2}", "gpus": 8, "labels": {"pool": "p"}}],
+               "timings": {"pullSeconds": 0.1, "startSeconds": 0.1}}
+    with KubeSimThread(profile) as sim:
+        env = {**os.environ, "KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kc"))}
+
+        def kubectl(*args: str) -> str:
+            done = subprocess.run(["kubectl", *args], env=env, text=True,
+                                  capture_output=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        api = client.CoreV1Api(config.new_client_from_config(config_file=env["KUBECONFIG"]))
+        api.create_namespaced_pod("default", make_pod("web", gpus=2, grace=1))
+        bind(api, "default", "web", "gpu-1")
+        node = kubectl("describe", "node", "gpu-1")
+        assert "Name:               gpu-1" in node and "nvidia.com/gpu:" in node
+        assert "pool=p" in node and "web" in node  # the non-terminated pods section
+        deadline = time.monotonic() + 10
+        while "Started" not in (pod := kubectl("describe", "pod", "web")):
+            assert time.monotonic() < deadline, pod
+            time.sleep(0.1)
+        assert "Node:             gpu-1/" in pod and "Status:           Running" in pod
+        assert "Scheduled" in pod and "Pulling" in pod  # the events section
+        assert 'pod "web" deleted' in kubectl("delete", "pod", "web", "--wait=true")
+        assert "web" not in kubectl("get", "pods")
+        api.create_namespaced_pod("default", make_pod("orphan", node_name="gpu-2"))
+        assert 'node "gpu-2" deleted' in kubectl("delete", "node", "gpu-2")
+        assert kubectl("get", "nodes", "-o", "name").split() == ["node/gpu-1"]
+        assert "orphan" not in kubectl("get", "pods")

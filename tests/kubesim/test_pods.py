@@ -178,7 +178,7 @@ def test_restart_policy_always_goes_into_crash_loop_back_off(api: client.CoreV1A
     assert pod.status.phase == "Running"
     status = pod.status.container_statuses[0]
     assert status.last_state.terminated.exit_code == 1 and status.restart_count == 0
-    assert "back-off 10s" in status.state.waiting.message
+    assert "back-off 10s restarting" in status.state.waiting.message
 
 
 def test_a_pod_created_with_a_node_name_runs_without_binding(api: client.CoreV1Api,

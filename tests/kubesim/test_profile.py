@@ -103,3 +103,33 @@ def test_bad_profiles_are_rejected_naming_the_key(text: str, expected: str) -> N
 def test_missing_file_is_a_profile_error(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="cannot read profile"):
         load_profile(tmp_path / "nope.yaml")
+
+
+def test_large_profile_has_5000_gpu_nodes_in_two_pools() -> None:
+    import time
+
+    from fairway_kubesim import LARGE_PROFILE, KubeSim
+
+    profile = load_profile(LARGE_PROFILE)
+    assert len(profile.nodes) == 5000 and {n.gpus for n in profile.nodes} == {8}
+    assert [p.name for p in profile.node_pools] == ["h100", "a100"]
+    pools = {n.labels["fairway.io/node-pool"] for n in profile.nodes}
+    assert pools == {"h100", "a100"}
+    started = time.monotonic()
+    sim = KubeSim(profile)
+    assert len(sim.store["nodes"]) == 5000
+    assert time.monotonic() - started < 10
+    node = sim.store["nodes"].get("", "a100-2500").obj
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+
+
+def test_back_off_and_eviction_timings() -> None:
+    profile = parse_profile_text("nodes: [{name: a}]\ntimings: {backoffSeconds: 0.5, "
+                                 "backoffMaxSeconds: 4, nodeEvictionSeconds: 30}")
+    t = profile.timings
+    assert (t.backoff_seconds, t.backoff_max_seconds, t.node_eviction_seconds) == (0.5, 4, 30)
+    defaults = parse_profile_text("nodes: [{name: a}]").timings
+    assert (defaults.backoff_seconds, defaults.backoff_max_seconds,
+            defaults.node_eviction_seconds) == (10, 300, 300)
+    with pytest.raises(ProfileError, match="nodeEvictionSeconds"):
+        parse_profile_text("nodes: [{name: a}]\ntimings: {nodeEvictionSeconds: -1}")

@@ -10,11 +10,12 @@ See `fairway_kubesim.server` for the in-loop `KubeSim` and the threaded `KubeSim
 """
 
 from .profile import NodePool, NodeSpec, Profile, ProfileError, Timings, load_profile
-from .profiles import DEFAULT_PROFILE
+from .profiles import DEFAULT_PROFILE, LARGE_PROFILE
 from .server import KubeSim, KubeSimThread, write_kubeconfig
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "LARGE_PROFILE",
     "KubeSim",
     "KubeSimThread",
     "NodePool",

@@ -20,6 +20,7 @@ from .errors import (
     bad_request,
     conflict,
     forbidden,
+    gone,
     internal,
     invalid,
     method_not_allowed,
@@ -27,7 +28,17 @@ from .errors import (
     route_not_found,
     success_status,
 )
-from .objects import KUBE_VERSION, admit_namespace, admit_pod, now_rfc3339
+from .events import EventLog
+from .objects import (
+    KUBE_VERSION,
+    _check_meta_maps,
+    admit_namespace,
+    admit_object,
+    admit_pod,
+    check_sim_annotations,
+    now_rfc3339,
+)
+from .patch import apply_patch
 from .selectors import Predicate, combine, parse_field_selector, parse_label_selector
 from .store import DEFAULT_WATCH_QUEUE, DELETED, Event, Resource, Store, Stored
 from .tables import event_transform, table, wants_table
@@ -95,15 +106,32 @@ _RESOURCE_DOCS: list[dict[str, Any]] = [
      "kind": "Namespace", "verbs": ["create", "delete", "get", "list", "watch"],
      "shortNames": ["ns"]},
     {"name": "nodes", "singularName": "node", "namespaced": False, "kind": "Node",
-     "verbs": ["get", "list", "watch"], "shortNames": ["no"]},
+     "verbs": ["delete", "get", "list", "watch"], "shortNames": ["no"]},
     {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
      "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["po"],
      "categories": ["all"]},
     {"name": "pods/binding", "singularName": "", "namespaced": True, "kind": "Binding",
      "verbs": ["create"]},
     {"name": "pods/status", "singularName": "", "namespaced": True, "kind": "Pod",
-     "verbs": ["get"]},
+     "verbs": ["get", "patch", "update"]},
+    {"name": "pods/eviction", "singularName": "", "namespaced": True, "kind": "Eviction",
+     "group": "policy", "version": "v1", "verbs": ["create"]},
+    {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
+     "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["ev"]},
 ]
+for _doc in _RESOURCE_DOCS:
+    if _doc["name"] == "pods":
+        _doc["verbs"] = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+COORDINATION = "coordination.k8s.io"
+COORDINATION_V1 = COORDINATION + "/v1"
+_COORDINATION_DOCS: list[dict[str, Any]] = [
+    {"name": "leases", "singularName": "lease", "namespaced": True, "kind": "Lease",
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+]
+_GROUPS = [{"name": COORDINATION, "versions": [{"groupVersion": COORDINATION_V1,
+                                                  "version": "v1"}],
+            "preferredVersion": {"groupVersion": COORDINATION_V1, "version": "v1"}}]
 
 
 def _openapi_core() -> dict[str, Any]:
@@ -136,6 +164,10 @@ class Api:
         self.pods = store["pods"]
         self.nodes = store["nodes"]
         self.namespaces = store["namespaces"]
+        self.events = store["events"]
+        self.leases = store["leases"]
+        self.event_log: EventLog = EventLog(self.events)
+        self.faults: Any = None  # an admin.Faults when fault injection is enabled
         self.bookmark_interval = bookmark_interval
         self.min_request_timeout = min_request_timeout
         self.watch_queue = watch_queue
@@ -161,6 +193,7 @@ class Api:
         r.add_get("/api/v1/watch/nodes", self.watch_nodes)
         r.add_get("/api/v1/nodes/{name}", self.get_node)
         r.add_get("/api/v1/nodes/{name}/status", self.get_node)
+        r.add_delete("/api/v1/nodes/{name}", self.delete_node)
         r.add_get("/api/v1/namespaces", self.list_namespaces)
         r.add_post("/api/v1/namespaces", self.create_namespace)
         r.add_get("/api/v1/watch/namespaces", self.watch_namespaces)
@@ -177,12 +210,41 @@ class Api:
         r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.delete_pod)
         r.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self.bind_pod)
         r.add_post("/api/v1/namespaces/{ns}/bindings", self.bind_pod)
+        r.add_patch("/api/v1/namespaces/{ns}/pods/{name}", self.patch_pod)
+        r.add_patch("/api/v1/namespaces/{ns}/pods/{name}/status", self.patch_pod_status)
+        r.add_put("/api/v1/namespaces/{ns}/pods/{name}", self.replace_pod)
+        r.add_put("/api/v1/namespaces/{ns}/pods/{name}/status", self.replace_pod_status)
+        r.add_post("/api/v1/namespaces/{ns}/pods/{name}/eviction", self.evict_pod)
+        # events
+        r.add_get("/api/v1/events", self.list_events)
+        r.add_get("/api/v1/watch/events", self.watch_events)
+        r.add_get("/api/v1/namespaces/{ns}/events", self.list_events)
+        r.add_get("/api/v1/watch/namespaces/{ns}/events", self.watch_events)
+        r.add_post("/api/v1/namespaces/{ns}/events", self.create_event)
+        r.add_get("/api/v1/namespaces/{ns}/events/{name}", self.get_event)
+        r.add_delete("/api/v1/namespaces/{ns}/events/{name}", self.delete_event)
+        # leases
+        base = "/apis/" + COORDINATION_V1
+        r.add_get("/apis/" + COORDINATION, self.coordination_group)
+        r.add_get(base, self.coordination_v1)
+        r.add_get(base + "/leases", self.list_leases)
+        r.add_get(base + "/watch/leases", self.watch_leases)
+        r.add_get(base + "/namespaces/{ns}/leases", self.list_leases)
+        r.add_get(base + "/watch/namespaces/{ns}/leases", self.watch_leases)
+        r.add_post(base + "/namespaces/{ns}/leases", self.create_lease)
+        r.add_get(base + "/namespaces/{ns}/leases/{name}", self.get_lease)
+        r.add_put(base + "/namespaces/{ns}/leases/{name}", self.replace_lease)
+        r.add_patch(base + "/namespaces/{ns}/leases/{name}", self.patch_lease)
+        r.add_delete(base + "/namespaces/{ns}/leases/{name}", self.delete_lease)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests += 1
         try:
+            faults = self.faults
+            if faults is not None and faults.active and not request.path.startswith("/admin"):
+                await faults.before(request)
             return await handler(request)
         except ApiError as exc:
             return json_response(exc.status(), exc.code)
@@ -228,7 +290,15 @@ class Api:
                               "resources": _RESOURCE_DOCS})
 
     async def apis(self, request: web.Request) -> web.Response:
-        return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": _GROUPS})
+
+    async def coordination_group(self, request: web.Request) -> web.Response:
+        return json_response({"kind": "APIGroup", "apiVersion": "v1", **_GROUPS[0]})
+
+    async def coordination_v1(self, request: web.Request) -> web.Response:
+        return json_response({"kind": "APIResourceList", "apiVersion": "v1",
+                              "groupVersion": COORDINATION_V1,
+                              "resources": _COORDINATION_DOCS})
 
     async def openapi_v3(self, request: web.Request) -> web.Response:
         """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself
@@ -268,7 +338,7 @@ class Api:
             meta["remainingItemCount"] = remaining
         if wants_table(request.headers.get("Accept", ""), resource.plural):
             return raw_response(table(resource.plural, items, meta, _include(request)))
-        head = orjson.dumps({"kind": resource.list_kind, "apiVersion": resource.api_version,
+        head = orjson.dumps({"kind": resource.list_kind, "apiVersion": resource.list_api_version,
                              "metadata": meta})
         body = head[:-1] + b',"items":[' + b",".join(s.raw for s in items) + b"]}"
         return raw_response(body)
@@ -290,6 +360,8 @@ class Api:
             transform = None
             if wants_table(request.headers.get("Accept", ""), resource.plural):
                 transform = event_transform(resource.plural, _include(request))
+            if self.faults is not None and self.faults.take_expired_watch():
+                raise gone("too old resource version (injected fault)")
             watcher = resource.watch(namespace, pred, since, self.watch_queue, transform)
         except ApiError as exc:
             if exc.code != 410:
@@ -349,6 +421,20 @@ class Api:
     async def get_node(self, request: web.Request) -> web.Response:
         return self._one(request, self.nodes, self.nodes.require("", request.match_info["name"]))
 
+    async def delete_node(self, request: web.Request) -> web.Response:
+        """Delete a node; the pod garbage collector then removes the pods bound to it."""
+        name = request.match_info["name"]
+        stored = self.nodes.require("", name)
+        options = await self._delete_options(request)
+        self._check_preconditions(stored, options, "nodes", name)
+        final = self.nodes.delete("", name)
+        for pod in [p for p in self.pods.select()
+                    if p.obj.get("spec", {}).get("nodeName") == name]:
+            meta = pod.obj["metadata"]
+            with contextlib.suppress(ApiError):
+                self.pods.delete(meta["namespace"], meta["name"])
+        return raw_response(final.raw)
+
     # namespaces ----------------------------------------------------------------------------
 
     async def list_namespaces(self, request: web.Request) -> web.StreamResponse:
@@ -392,6 +478,10 @@ class Api:
     def _finish_namespace(self, name: str) -> None:
         if name in self._terminating and self.pods.count(name) == 0:
             self._terminating.discard(name)
+            for resource in (self.events, self.leases):  # what else lives in it goes too
+                for stored in resource.select(name):
+                    with contextlib.suppress(ApiError):
+                        resource.delete(name, stored.obj["metadata"]["name"])
             if self.namespaces.get("", name) is not None:
                 self.namespaces.delete("", name)
 
@@ -534,8 +624,238 @@ class Api:
                                "lastProbeTime": None, "lastTransitionTime": when})
             status["conditions"] = conditions
 
-        self.pods.mutate(namespace, name, bind)
+        bound_pod = self.pods.mutate(namespace, name, bind)
+        self.event_log.record(bound_pod.obj, "Normal", "Scheduled",
+                              f"Successfully assigned {namespace}/{name} to {node_name}",
+                              component="default-scheduler")
         return json_response(success_status(201), 201)
+
+    # patch / update ------------------------------------------------------------------------
+
+    async def patch_pod(self, request: web.Request) -> web.Response:
+        return await self._change_pod(request, status=False, patch=True)
+
+    async def patch_pod_status(self, request: web.Request) -> web.Response:
+        return await self._change_pod(request, status=True, patch=True)
+
+    async def replace_pod(self, request: web.Request) -> web.Response:
+        return await self._change_pod(request, status=False, patch=False)
+
+    async def replace_pod_status(self, request: web.Request) -> web.Response:
+        return await self._change_pod(request, status=True, patch=False)
+
+    async def _changed(self, request: web.Request, resource: Resource, stored: Stored,
+                       patch: bool) -> dict[str, Any]:
+        """The object a PATCH or PUT asks for, with identity and resourceVersion checked."""
+        body = await _body(request)
+        old = stored.obj
+        name = old["metadata"]["name"]
+        if patch:
+            if body is None:
+                raise bad_request("the body of a patch request must not be empty")
+            new = apply_patch(request.headers.get("Content-Type", ""), old, body)
+        else:
+            if not isinstance(body, dict):
+                raise bad_request(f"the body of the request must be a {resource.kind} object")
+            new = body
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if meta.get("name", name) != name:
+            raise bad_request(f"the name of the object ({meta.get('name')}) does not match the "
+                              f"name on the URL ({name})")
+        namespace = old["metadata"].get("namespace")
+        if namespace and meta.get("namespace", namespace) != namespace:
+            raise bad_request("the namespace of the provided object does not match the "
+                              "namespace sent on the request")
+        rv = meta.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != old["metadata"].get("resourceVersion"):
+            raise conflict(resource.plural, name, "the object has been modified; please apply "
+                           "your changes to the latest version and try again", resource.group)
+        uid = meta.get("uid")
+        if uid not in (None, "") and uid != old["metadata"].get("uid"):
+            raise conflict(resource.plural, name, f"Precondition failed: UID in precondition: "
+                           f"{uid}, UID in object meta: {old['metadata'].get('uid')}",
+                           resource.group)
+        for key in ("uid", "creationTimestamp", "deletionTimestamp",
+                    "deletionGracePeriodSeconds", "namespace", "name", "generation"):
+            if key in old["metadata"]:
+                meta[key] = old["metadata"][key]
+            else:
+                meta.pop(key, None)
+        causes = _check_meta_maps(meta)
+        if causes:
+            raise invalid(resource.kind, name, causes, resource.group)
+        new["kind"], new["apiVersion"] = old.get("kind"), old.get("apiVersion")
+        return new
+
+    async def _change_pod(self, request: web.Request, status: bool, patch: bool
+                          ) -> web.Response:
+        info = request.match_info
+        stored = self.pods.require(info["ns"], info["name"])
+        new = await self._changed(request, self.pods, stored, patch)
+        old = stored.obj
+        if status:  # the status subresource changes status only
+            result = self.store.copy(stored)
+            result["status"] = new.get("status") or {}
+            result["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return raw_response(self.pods.update(result).raw)
+        new["status"] = old.get("status") or {}
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+        if new_spec != old_spec:
+            mutable = dict(new_spec)
+            for key in ("activeDeadlineSeconds", "tolerations"):
+                mutable.pop(key, None)
+            frozen = {k: v for k, v in old_spec.items()
+                      if k not in ("activeDeadlineSeconds", "tolerations")}
+            images_only = [dict(c, image=None) for c in mutable.get("containers") or ()] == [
+                dict(c, image=None) for c in frozen.get("containers") or ()]
+            mutable.pop("containers", None)
+            frozen.pop("containers", None)
+            if mutable != frozen or not images_only:
+                raise invalid("Pod", old["metadata"]["name"], [(
+                    "spec", "FieldValueForbidden", "Forbidden: pod updates may not change "
+                    "fields other than `spec.containers[*].image`, "
+                    "`spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to "
+                    "existing tolerations)")])
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        causes = check_sim_annotations(new["metadata"].get("annotations") or {})
+        if causes:
+            raise invalid("Pod", old["metadata"]["name"], causes)
+        return raw_response(self.pods.update(new).raw)
+
+    # eviction ------------------------------------------------------------------------------
+
+    async def evict_pod(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request must be an Eviction object")
+        if body.get("kind") not in (None, "", "Eviction"):
+            raise bad_request(f"the object provided is unrecognized (must be of type Eviction):"
+                              f" kind {body.get('kind')!r}")
+        name = info["name"]
+        given = (body.get("metadata") or {}).get("name")
+        if given and given != name:
+            raise bad_request(f"name in URL does not match name in Eviction object: {given}")
+        stored = self.pods.require(info["ns"], name)
+        options = body.get("deleteOptions") or {}
+        if not isinstance(options, dict):
+            raise bad_request("deleteOptions must be an object")
+        self._check_preconditions(stored, options, "pods", name)
+        grace = options.get("gracePeriodSeconds")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
+            raise bad_request(f"gracePeriodSeconds must be an integer, got {grace!r}")
+        if stored.obj["metadata"].get("deletionTimestamp"):
+            return json_response(success_status(201), 201)
+        if stored.obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            stored = self.pods.mutate(info["ns"], name, lambda pod: set_condition(
+                pod, "DisruptionTarget", "True", "EvictionByEvictionAPI",
+                "Eviction API: evicting"))
+        self._delete_pod(stored, grace)
+        return json_response(success_status(201), 201)
+
+    # events --------------------------------------------------------------------------------
+
+    async def list_events(self, request: web.Request) -> web.StreamResponse:
+        return await self._list_or_watch(request, self.events, request.match_info.get("ns"))
+
+    async def watch_events(self, request: web.Request) -> web.StreamResponse:
+        return await self._watch(request, self.events, request.match_info.get("ns"),
+                                 self._selection(request, self.events))
+
+    async def create_event(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["ns"]
+        obj = admit_object(await _body(request), "Event", "v1", namespace, now_rfc3339())
+        involved = obj.get("involvedObject")
+        if not isinstance(involved, dict):
+            raise invalid("Event", obj["metadata"]["name"], [(
+                "involvedObject", "FieldValueRequired", "Required value")])
+        if involved.get("namespace") not in (None, "", namespace):
+            raise invalid("Event", obj["metadata"]["name"], [(
+                "involvedObject.namespace", "FieldValueInvalid",
+                f'Invalid value: "{involved.get("namespace")}": does not match event.namespace')])
+        self._namespace_open(namespace, "events", obj["metadata"]["name"])
+        return raw_response(self.event_log.create(obj).raw, 201)
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return raw_response(self.events.require(info["ns"], info["name"]).raw)
+
+    async def delete_event(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        stored = self.events.require(info["ns"], info["name"])
+        options = await self._delete_options(request)
+        self._check_preconditions(stored, options, "events", info["name"])
+        self.events.delete(info["ns"], info["name"])
+        return json_response(success_status(200, {"name": info["name"], "kind": "events",
+                                                  "uid": stored.obj["metadata"].get("uid")}))
+
+    # leases --------------------------------------------------------------------------------
+
+    async def list_leases(self, request: web.Request) -> web.StreamResponse:
+        return await self._list_or_watch(request, self.leases, request.match_info.get("ns"))
+
+    async def watch_leases(self, request: web.Request) -> web.StreamResponse:
+        return await self._watch(request, self.leases, request.match_info.get("ns"),
+                                 self._selection(request, self.leases))
+
+    async def create_lease(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["ns"]
+        obj = admit_object(await _body(request), "Lease", COORDINATION_V1, namespace,
+                           now_rfc3339())
+        obj.setdefault("spec", {})
+        self._namespace_open(namespace, "leases", obj["metadata"]["name"])
+        return raw_response(self.leases.create(obj).raw, 201)
+
+    async def get_lease(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return raw_response(self.leases.require(info["ns"], info["name"]).raw)
+
+    async def replace_lease(self, request: web.Request) -> web.Response:
+        return await self._change_lease(request, patch=False)
+
+    async def patch_lease(self, request: web.Request) -> web.Response:
+        return await self._change_lease(request, patch=True)
+
+    async def _change_lease(self, request: web.Request, patch: bool) -> web.Response:
+        info = request.match_info
+        stored = self.leases.require(info["ns"], info["name"])
+        new = await self._changed(request, self.leases, stored, patch)
+        if not isinstance(new.get("spec") or {}, dict):
+            raise invalid("Lease", info["name"], [("spec", "FieldValueInvalid",
+                                                   "must be an object")], COORDINATION)
+        new["spec"] = new.get("spec") or {}
+        return raw_response(self.leases.update(new).raw)
+
+    async def delete_lease(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        stored = self.leases.require(info["ns"], info["name"])
+        options = await self._delete_options(request)
+        self._check_preconditions(stored, options, "leases", info["name"])
+        self.leases.delete(info["ns"], info["name"])
+        return json_response(success_status(200, {"name": info["name"], "group": COORDINATION,
+                                                  "kind": "leases",
+                                                  "uid": stored.obj["metadata"].get("uid")}))
+
+
+def set_condition(pod: dict[str, Any], type_: str, status: str, reason: str,
+                  message: str) -> None:
+    """Set one pod condition (lastTransitionTime moves only when the status changes)."""
+    pod_status = pod.setdefault("status", {})
+    conditions = list(pod_status.get("conditions") or ())
+    when = now_rfc3339()
+    for i, cond in enumerate(conditions):
+        if cond.get("type") == type_:
+            if cond.get("status") == status:
+                when = cond.get("lastTransitionTime") or when
+            conditions[i] = {"type": type_, "status": status, "lastProbeTime": None,
+                             "lastTransitionTime": when, "reason": reason, "message": message}
+            break
+    else:
+        conditions.append({"type": type_, "status": status, "lastProbeTime": None,
+                           "lastTransitionTime": when, "reason": reason, "message": message})
+    pod_status["conditions"] = conditions
 
 
 def _include(request: web.Request) -> str:

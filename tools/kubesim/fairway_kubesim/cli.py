@@ -39,6 +39,12 @@ def main(
         help="Watch events kept per resource kind (older versions answer 410).", min=1)
     ] = 20_000,
     seed: Annotated[int | None, typer.Option(help="Seed for the timing jitter.")] = None,
+    admin: Annotated[bool, typer.Option(
+        "--admin", help="Serve the fault-injection endpoint under /admin (tests only).")
+    ] = False,
+    max_events: Annotated[int, typer.Option(
+        help="core/v1 Events kept, oldest dropped first; 0 also stops kubelet events.", min=0)
+    ] = 20_000,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run kubesim in the foreground until SIGINT or SIGTERM."""
@@ -50,14 +56,16 @@ def main(
         typer.echo(f"kubesim: bad profile: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        asyncio.run(_serve(loaded, kubeconfig, host, port, bookmark_interval, history, seed))
+        asyncio.run(_serve(loaded, kubeconfig, host, port, bookmark_interval, history, seed,
+                           admin, max_events))
     except OSError as exc:
         typer.echo(f"kubesim: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
 
 
 async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignore[no-untyped-def]
-                 bookmark_interval: float, history: int, seed: int | None) -> None:
+                 bookmark_interval: float, history: int, seed: int | None,
+                 admin: bool = False, max_events: int = 20_000) -> None:
     from .server import KubeSim
 
     stop = asyncio.Event()
@@ -66,10 +74,12 @@ async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignor
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with KubeSim(profile, host=host, port=port, history=history,
-                       bookmark_interval=bookmark_interval, seed=seed) as sim:
+                       bookmark_interval=bookmark_interval, seed=seed, admin=admin,
+                       max_events=max_events) as sim:
         path = sim.write_kubeconfig(kubeconfig)
         source = profile.source or "a profile"
         print(f"kubesim: listening on {sim.url} ({len(profile.nodes)} nodes from {source}); "
-              f"kubeconfig {path}", file=sys.stderr, flush=True)
+              f"kubeconfig {path}" + ("; admin endpoint on" if admin else ""),
+              file=sys.stderr, flush=True)
         await stop.wait()
     print("kubesim: stopped", file=sys.stderr, flush=True)

@@ -10,6 +10,15 @@ by that node's kubelet, which then walks it through its stages on a clock:
                  Never / OnFailure+0: Succeeded or Failed (terminal)
                  Always / OnFailure+≠0: waiting CrashLoopBackOff, restart after back-off
 
+Annotations change the walk: `image-pull: fail` loops ErrImagePull ⇄ ImagePullBackOff (with
+back-off) instead of starting; `crash: loop` exits with 1 right after each start;
+`oom-after-seconds` ends the main container with OOMKilled (137) that long after it started.
+Back-offs start at the profile's `backoffSeconds` and double up to `backoffMaxSeconds`.
+`gpu-utilization` is reported as the `kubesim.fairway.io/gpu-utilization` annotation while a
+GPU pod runs. The kubelets record core/v1 Events (Pulling, Pulled, Created, Started, Killing,
+BackOff, Failed, OOMKilling). A node made NotReady (`set_node_ready`) freezes its pods
+(phase Unknown, Ready False) and evicts them after `nodeEvictionSeconds`.
+
 Deleting a running pod lets its containers run out the grace period, then kills them (137),
 writes the terminal status and removes the pod; pods whose containers are not running are
 removed at once. All due transitions sit in one heap served by one `loop.call_at` timer, not
@@ -30,9 +39,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .events import EventLog
 from .objects import (
+    GPU_RESOURCE,
     SIM_PREFIX,
+    node_conditions,
     node_is_ready,
+    not_ready_taints,
     now_rfc3339,
     pod_requests,
 )
@@ -52,8 +65,11 @@ TERMINAL = "Terminal"      # phase Succeeded / Failed: nothing more happens
 REJECTED = "Rejected"      # admission failed (phase Failed)
 
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
-BACKOFF_INITIAL, BACKOFF_MAX = 10.0, 300.0
-_BATCH = 1000  # transitions handled per timer callback before yielding to the loop
+GPU_UTILIZATION_ANNOTATION = "kubesim.fairway.io/gpu-utilization"
+DEFAULT_GPU_UTILIZATION = 80.0
+CRASH_AFTER_SECONDS = 0.05  # `crash: loop`: how long the container runs before it exits
+_BATCH = 64  # transitions per timer callback before yielding to the loop (keeps requests
+#             and watch delivery from waiting behind a burst of due transitions)
 
 
 @dataclass(slots=True)
@@ -126,6 +142,10 @@ class Behaviour:
     start_seconds: float
     run_seconds: float | None
     exit_code: int
+    image_pull_fails: bool = False
+    crash_loop: bool = False
+    oom_after: float | None = None
+    gpu_utilization: float = DEFAULT_GPU_UTILIZATION
 
 
 @dataclass(eq=False, slots=True)
@@ -149,6 +169,10 @@ class PodSim:
     delete_grace: int | None = None
     requests: dict[str, float] = field(default_factory=dict)
     active: bool = False  # counted against its node's resources
+    exit_action: str = "exit"  # what happens at exit_due: exit (run-seconds) or oom
+    run_started: float = 0.0  # loop time the containers last started
+    pull_failures: int = 0
+    suspended: bool = False  # its node is NotReady: nothing happens until it is Ready again
 
     @property
     def key(self) -> tuple[str, str]:
@@ -162,6 +186,7 @@ class NodeState:
     ip: str
     allocatable: dict[str, float]
     pods: set[PodSim] = field(default_factory=set)
+    ready: bool = True
     next_slot: int = 2
     used_slots: set[int] = field(default_factory=set)
 
@@ -189,7 +214,9 @@ def _image_id(image: str) -> str:
 class Kubelet:
     """All simulated kubelets: one heap of due transitions, one timer."""
 
-    def __init__(self, store: Store, timings: Timings, seed: int | None = None) -> None:
+    def __init__(self, store: Store, timings: Timings, seed: int | None = None,
+                 events: EventLog | None = None) -> None:
+        self.events = events
         self.store = store
         self.pods_resource: Resource = store["pods"]
         self.nodes_resource: Resource = store["nodes"]
@@ -214,7 +241,8 @@ class Kubelet:
         ip = next((a["address"] for a in status.get("addresses") or ()
                    if a.get("type") == "InternalIP"), "")
         name = node["metadata"]["name"]
-        self.nodes[name] = NodeState(name=name, index=index, ip=ip, allocatable=allocatable)
+        self.nodes[name] = NodeState(name=name, index=index, ip=ip, allocatable=allocatable,
+                                     ready=node_is_ready(node))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -229,6 +257,9 @@ class Kubelet:
     # store listener ------------------------------------------------------------------------
 
     def _on_event(self, resource: Resource, event: Event) -> None:
+        if resource is self.nodes_resource and event.type == DELETED:
+            self.nodes.pop(event.stored.obj["metadata"]["name"], None)
+            return
         if resource is not self.pods_resource:
             return
         obj = event.stored.obj
@@ -250,8 +281,7 @@ class Kubelet:
             state = self.nodes.get(node)
             if state is None:
                 return  # no kubelet for this node: the pod stays Pending
-            node_obj = self.nodes_resource.get("", node)
-            if node_obj is None or not node_is_ready(node_obj.obj):
+            if not state.ready:
                 return  # the node's kubelet is down
             sim = self._new_sim(obj, node)
             self.sims[uid] = sim
@@ -261,7 +291,7 @@ class Kubelet:
             if not sim.deleting or (sim.delete_grace is not None and grace < sim.delete_grace):
                 sim.deleting = True
                 sim.delete_grace = grace
-                if sim.stage != NEW:  # a pending admission sees `deleting` itself
+                if sim.stage != NEW and not sim.suspended:  # a pending admission sees it
                     self._schedule(sim, 0.0, "stop")
 
     def _new_sim(self, pod: Mapping[str, Any], node: str) -> PodSim:
@@ -289,10 +319,32 @@ class Kubelet:
             exit_code = int(ann.get(SIM_PREFIX + "exit-code", 0))
         except ValueError:
             exit_code = 0
+        try:
+            utilization = float(ann.get(SIM_PREFIX + "gpu-utilization",
+                                        DEFAULT_GPU_UTILIZATION))
+        except ValueError:
+            utilization = DEFAULT_GPU_UTILIZATION
         return Behaviour(pull_seconds=seconds("pull-seconds", self.timings.pull_seconds) or 0.0,
                          start_seconds=seconds("start-seconds", self.timings.start_seconds)
                          or 0.0,
-                         run_seconds=seconds("run-seconds", None), exit_code=exit_code)
+                         run_seconds=seconds("run-seconds", None), exit_code=exit_code,
+                         image_pull_fails=ann.get(SIM_PREFIX + "image-pull") == "fail",
+                         crash_loop=ann.get(SIM_PREFIX + "crash") == "loop",
+                         oom_after=seconds("oom-after-seconds", None),
+                         gpu_utilization=min(100.0, max(0.0, utilization)))
+
+    def _backoff(self, failures: int) -> float:
+        t = self.timings
+        return min(t.backoff_seconds * 2 ** min(failures, 30), t.backoff_max_seconds)
+
+    def _event(self, sim: PodSim, type_: str, reason: str, message: str,
+               container: str | None = None) -> None:
+        if self.events is None or self.events.max_events == 0:
+            return
+        involved = {"kind": "Pod", "apiVersion": "v1",
+                    "metadata": {"name": sim.name, "namespace": sim.namespace, "uid": sim.uid}}
+        self.events.record(involved, type_, reason, message, host=sim.node,
+                           field_path=f"spec.containers{{{container}}}" if container else None)
 
     def _jitter(self, base: float) -> float:
         j = self.timings.jitter
@@ -353,7 +405,10 @@ class Kubelet:
         getattr(self, "_do_" + action.replace("-", "_"))(sim)
 
     def _do_admit(self, sim: PodSim) -> None:
-        node = self.nodes[sim.node]
+        node = self.nodes.get(sim.node)
+        if node is None:
+            self._forget(sim)
+            return
         when = now_rfc3339()
         refusal = self._admission(sim, node)
         if refusal is not None:
@@ -376,7 +431,12 @@ class Kubelet:
         if sim.deleting:
             self._schedule(sim, 0.0, "stop")
         else:
-            self._schedule(sim, sim.behaviour.pull_seconds, "pulled")
+            self._pull(sim)
+
+    def _pull(self, sim: PodSim) -> None:
+        for c in sim.containers:
+            self._event(sim, "Normal", "Pulling", f'Pulling image "{c.image}"', c.name)
+        self._schedule(sim, sim.behaviour.pull_seconds, "pulled")
 
     def _admission(self, sim: PodSim, node: NodeState) -> tuple[str, str] | None:
         used: dict[str, float] = {"pods": float(len(node.pods))}
@@ -404,12 +464,56 @@ class Kubelet:
 
     def _do_pulled(self, sim: PodSim) -> None:
         when = now_rfc3339()
+        if sim.behaviour.image_pull_fails:
+            for c in sim.containers:
+                c.state, c.reason = "waiting", "ErrImagePull"
+                c.message = (f'failed to pull and unpack image "{c.image}": failed to resolve '
+                             "reference: simulated pull failure (sim.fairway.io/image-pull)")
+                self._event(sim, "Warning", "Failed", f'Failed to pull image "{c.image}": '
+                            f"{c.message}", c.name)
+                self._event(sim, "Warning", "Failed", "Error: ErrImagePull", c.name)
+            self._write(sim)
+            self._schedule(sim, min(1.0, self.timings.backoff_seconds), "pull_backoff")
+            return
         for c in sim.containers:
+            self._event(sim, "Normal", "Pulled", f'Successfully pulled image "{c.image}"',
+                        c.name)
             c.start(when)
+            self._event(sim, "Normal", "Created", f"Created container: {c.name}", c.name)
+            self._event(sim, "Normal", "Started", f"Started container {c.name}", c.name)
+        self._started(sim, when)
+
+    def _do_pull_backoff(self, sim: PodSim) -> None:
+        """ErrImagePull turns into ImagePullBackOff; the next pull comes after a back-off."""
+        delay = self._backoff(sim.pull_failures)
+        sim.pull_failures += 1
+        for c in sim.containers:
+            c.state, c.reason = "waiting", "ImagePullBackOff"
+            c.message = f'Back-off pulling image "{c.image}"'
+            self._event(sim, "Normal", "BackOff", c.message, c.name)
+            self._event(sim, "Warning", "Failed", "Error: ImagePullBackOff", c.name)
+        self._write(sim)
+        self._schedule(sim, delay, "repull")
+
+    def _do_repull(self, sim: PodSim) -> None:
+        self._pull(sim)
+
+    def _started(self, sim: PodSim, when: str) -> None:
+        """Containers just started: crash, run out of memory, or become ready."""
         sim.stage = STARTING
+        sim.run_started = self._now()
+        sim.exit_due = None
         self._not_ready(sim, when)
         self._write(sim)
-        self._schedule(sim, sim.behaviour.start_seconds, "ready")
+        b = sim.behaviour
+        if b.crash_loop:
+            sim.exit_action, sim.exit_due = "crash", self._now() + CRASH_AFTER_SECONDS
+            self._schedule(sim, CRASH_AFTER_SECONDS, "crash")
+        elif b.oom_after is not None and b.oom_after <= b.start_seconds:
+            sim.exit_action, sim.exit_due = "oom", self._now() + b.oom_after
+            self._schedule(sim, b.oom_after, "oom")
+        else:
+            self._schedule(sim, b.start_seconds, "ready")
 
     def _do_ready(self, sim: PodSim) -> None:
         when = now_rfc3339()
@@ -420,15 +524,38 @@ class Kubelet:
         self._cond(sim, "ContainersReady", True, when)
         self._cond(sim, "Ready", True, when)
         self._write(sim)
+        now = self._now()
+        choices = []
         if sim.behaviour.run_seconds is not None:
-            sim.exit_due = self._now() + sim.behaviour.run_seconds
-            self._schedule(sim, sim.behaviour.run_seconds, "exit")
+            choices.append((now + sim.behaviour.run_seconds, "exit"))
+        if sim.behaviour.oom_after is not None:
+            choices.append((max(now, sim.run_started + sim.behaviour.oom_after), "oom"))
+        if choices:
+            sim.exit_due, sim.exit_action = min(choices)
+            self._schedule(sim, sim.exit_due - now, sim.exit_action)
+        else:
+            sim.exit_due = None
 
     def _do_exit(self, sim: PodSim) -> None:
         """The main (first) container exits with the pod's exit code; the others with 0."""
         when = now_rfc3339()
         for i, c in enumerate(sim.containers):
             c.terminate(when, sim.behaviour.exit_code if i == 0 else 0)
+        self._after_exit(sim, when)
+
+    def _do_crash(self, sim: PodSim) -> None:
+        """`crash: loop`: the main container exits with 1 right after it started."""
+        when = now_rfc3339()
+        sim.containers[0].terminate(when, 1, "Error")
+        self._after_exit(sim, when)
+
+    def _do_oom(self, sim: PodSim) -> None:
+        """`oom-after-seconds`: the main container is OOM-killed (exit 137)."""
+        when = now_rfc3339()
+        main = sim.containers[0]
+        main.terminate(when, 137, "OOMKilled")
+        self._event(sim, "Warning", "OOMKilling", f"Memory cgroup out of memory: Killed "
+                    f"process of container {main.name} (simulated)", main.name)
         self._after_exit(sim, when)
 
     def _after_exit(self, sim: PodSim, when: str) -> None:
@@ -445,14 +572,16 @@ class Kubelet:
 
     def _do_crashloop(self, sim: PodSim) -> None:
         """Exited containers wait in CrashLoopBackOff, then restart."""
-        delay = min(BACKOFF_INITIAL * 2 ** sim.containers[0].restart_count, BACKOFF_MAX)
+        delay = self._backoff(sim.containers[0].restart_count)
         for c in sim.containers:
             if c.state == "terminated":
                 c.last_state = {"terminated": c.status()["state"]["terminated"]}
                 c.state, c.reason = "waiting", "CrashLoopBackOff"
-                c.message = (f"back-off {int(delay)}s restarting failed container={c.name} "
+                c.message = (f"back-off {go_duration(delay)} restarting failed container={c.name} "
                              f"pod={sim.name}_{sim.namespace}({sim.uid})")
                 c.container_id = None
+                self._event(sim, "Warning", "BackOff", "Back-off restarting failed container "
+                            f"{c.name} in pod {sim.name}_{sim.namespace}({sim.uid})", c.name)
         self._write(sim)
         self._schedule(sim, delay, "restart")
 
@@ -462,9 +591,8 @@ class Kubelet:
             if c.state == "waiting":
                 c.restart_count += 1
                 c.start(when)
-        sim.stage = STARTING
-        self._write(sim)
-        self._schedule(sim, sim.behaviour.start_seconds, "ready")
+                self._event(sim, "Normal", "Started", f"Started container {c.name}", c.name)
+        self._started(sim, when)
 
     def _terminal(self, sim: PodSim, when: str) -> None:
         sim.stage = TERMINAL
@@ -488,9 +616,13 @@ class Kubelet:
         if sim.kill_due is not None:
             due = min(due, sim.kill_due)
         sim.kill_due = due
-        if sim.stage == READY and sim.exit_due is not None and sim.exit_due < due:
-            self._schedule(sim, sim.exit_due - now, "exit")  # it ends by itself first
+        if sim.stage in (READY, STARTING) and sim.exit_due is not None and sim.exit_due < due:
+            self._schedule(sim, sim.exit_due - now, sim.exit_action)  # it ends by itself first
         else:
+            for c in sim.containers:
+                if c.state == "running":
+                    self._event(sim, "Normal", "Killing", f"Stopping container {c.name}",
+                                c.name)
             self._schedule(sim, due - now, "kill")
 
     def _do_kill(self, sim: PodSim) -> None:
@@ -576,7 +708,10 @@ class Kubelet:
         status["conditions"] = conditions + others
         if extra:
             status.update(extra)
-        node = self.nodes[sim.node]
+        node = self.nodes.get(sim.node)
+        if node is None:
+            self._forget(sim)
+            return
         status["hostIP"] = node.ip
         status["hostIPs"] = [{"ip": node.ip}]
         if sim.ip:
@@ -586,6 +721,20 @@ class Kubelet:
             status["startTime"] = sim.start_time
         if sim.stage != REJECTED:
             status["containerStatuses"] = [c.status() for c in sim.containers]
+        if sim.suspended:  # the node stopped reporting: what the node controller writes
+            status["phase"] = "Unknown"
+            for cond in status["conditions"]:
+                if cond["type"] in ("Ready", "ContainersReady") and cond["status"] == "True":
+                    cond.update(status="False", reason="NodeNotReady",
+                                message=f"node {sim.node} is not ready",
+                                lastTransitionTime=now_rfc3339())
+        annotations = pod["metadata"].get("annotations")
+        if status["phase"] == "Running" and sim.requests.get(GPU_RESOURCE, 0) > 0 and any(
+                c.state == "running" for c in sim.containers):
+            pod["metadata"].setdefault("annotations", {})[GPU_UTILIZATION_ANNOTATION] = \
+                _fmt(sim.behaviour.gpu_utilization)
+        elif annotations and GPU_UTILIZATION_ANNOTATION in annotations:
+            del annotations[GPU_UTILIZATION_ANNOTATION]
         status["qosClass"] = old.get("qosClass", "BestEffort")
         for key in ("nominatedNodeName",):
             if key in old:
@@ -609,10 +758,115 @@ class Kubelet:
         if self.sims.get(sim.uid) is sim:
             del self.sims[sim.uid]
 
+    # node readiness (fault injection) --------------------------------------------------------
+
+    def set_node_ready(self, name: str, ready: bool) -> None:
+        """Stop or restart a node's kubelet, as a node that stops reporting and comes back.
+
+        NotReady: the node's Ready condition goes False with the not-ready taints; its pods'
+        `Ready` conditions go False and their phase `Unknown`; nothing more happens to them
+        until the node is Ready again or, after `nodeEvictionSeconds`, they are evicted
+        (`DisruptionTarget`, then deleted). Ready: the pods carry on, and pods bound to the
+        node meanwhile are admitted.
+        """
+        node = self.nodes[name]
+        if node.ready == ready:
+            return
+        node.ready = ready
+        when = now_rfc3339()
+
+        def change(obj: dict[str, Any]) -> None:
+            obj["status"]["conditions"] = node_conditions(ready, when)
+            spec = obj.setdefault("spec", {})
+            taints = [t for t in spec.get("taints") or ()
+                      if t.get("key") not in ("node.kubernetes.io/not-ready",
+                                              "node.kubernetes.io/unreachable")]
+            if not ready:
+                taints += not_ready_taints(when)
+            if taints:
+                spec["taints"] = taints
+            else:
+                spec.pop("taints", None)
+
+        self.nodes_resource.mutate("", name, change)
+        sims = [s for s in self.sims.values() if s.node == name]
+        if not ready:
+            for sim in sims:
+                if sim.stage in (TERMINAL, REJECTED):
+                    continue
+                sim.suspended = True
+                sim.token += 1  # nothing runs on a node that is down
+                self._write(sim)
+                self._schedule(sim, self.timings.node_eviction_seconds, "evict")
+            return
+        for sim in sims:
+            if sim.suspended:
+                sim.suspended = False
+                sim.token += 1
+                self._resume(sim)
+        for stored in self.pods_resource.select(None, None):
+            obj = stored.obj
+            if obj.get("spec", {}).get("nodeName") == name and \
+                    obj["metadata"].get("uid") not in self.sims:
+                self._on_event(self.pods_resource, Event(MODIFIED, 0, stored, None))
+
+    def _resume(self, sim: PodSim) -> None:
+        if sim.deleting and sim.stage != NEW:
+            self._schedule(sim, 0.0, "stop")
+        elif sim.stage == NEW:
+            self._schedule(sim, 0.0, "admit")
+        elif sim.stage == CREATING:
+            self._write(sim)
+            self._pull(sim)
+        elif sim.stage == STARTING:
+            self._write(sim)
+            self._schedule(sim, sim.behaviour.start_seconds, "ready")
+        elif sim.stage == READY:
+            self._do_ready(sim)
+        elif sim.stage == BACKOFF:
+            self._write(sim)
+            self._schedule(sim, 0.0, "restart")
+
+    def _do_evict(self, sim: PodSim) -> None:
+        """The taint manager evicts a pod whose node stayed NotReady too long."""
+        stored = self.pods_resource.get(sim.namespace, sim.name)
+        if stored is None or stored.obj["metadata"].get("uid") != sim.uid:
+            self._forget(sim)
+            return
+        when = now_rfc3339()
+
+        def mark(pod: dict[str, Any]) -> None:
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or ()
+                          if c.get("type") != "DisruptionTarget"]
+            conditions.append({"type": "DisruptionTarget", "status": "True",
+                               "lastProbeTime": None, "lastTransitionTime": when,
+                               "reason": "DeletionByTaintManager",
+                               "message": "Taint manager: deleting due to NoExecute taint"})
+            status["conditions"] = conditions
+            meta = pod["metadata"]
+            meta.setdefault("deletionTimestamp", when)
+            meta.setdefault("deletionGracePeriodSeconds", 0)
+
+        self.pods_resource.mutate(sim.namespace, sim.name, mark)
+        self._event(sim, "Normal", "TaintManagerEviction", f"Marking for deletion Pod "
+                    f"{sim.namespace}/{sim.name}")
+        if self.sims.get(sim.uid) is sim:
+            self.pods_resource.delete(sim.namespace, sim.name)
+
     # introspection -------------------------------------------------------------------------
 
     def pending_transitions(self) -> int:
         return len(self._heap)
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it: 10s, 1m20s, 200ms, 1.5s."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:g}s"
+    return f"{int(minutes)}m{text}" if minutes else text
 
 
 def _fmt(value: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import time
@@ -26,9 +27,15 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_last_second: list[Any] = [None, ""]
+
+
 def now_rfc3339(ts: float | None = None) -> str:
     """metav1.Time: RFC 3339, second precision, UTC."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
+    second = int(time.time() if ts is None else ts)
+    if _last_second[0] != second:  # called for every status write: format once a second
+        _last_second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))]
+    return _last_second[1]
 
 
 def parse_rfc3339(text: str) -> float:
@@ -36,7 +43,9 @@ def parse_rfc3339(text: str) -> float:
 
 
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, formatted without the cost of `uuid.uuid4()`."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 # Nodes -------------------------------------------------------------------------------------
@@ -373,7 +382,8 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, float]:
     return main
 
 
-SIM_NUMBER_ANNOTATIONS = ("pull-seconds", "start-seconds", "run-seconds")
+SIM_NUMBER_ANNOTATIONS = ("pull-seconds", "start-seconds", "run-seconds", "oom-after-seconds")
+SIM_CHOICE_ANNOTATIONS = {"image-pull": ("ok", "fail"), "crash": ("none", "loop")}
 
 
 def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -390,6 +400,22 @@ def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str
                 causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
                                f'Invalid value: "{value}": must be a non-negative number of '
                                "seconds"))
+    for suffix, choices in SIM_CHOICE_ANNOTATIONS.items():
+        key = SIM_PREFIX + suffix
+        if key in annotations and annotations[key] not in choices:
+            causes.append((f"metadata.annotations[{key}]", "FieldValueNotSupported",
+                           f'Unsupported value: "{annotations[key]}": supported values: '
+                           + ", ".join(f'"{c}"' for c in choices)))
+    key = SIM_PREFIX + "gpu-utilization"
+    if key in annotations:
+        value = annotations[key]
+        try:
+            ok = 0 <= float(value) <= 100
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
+                           f'Invalid value: "{value}": must be a percentage from 0 to 100'))
     key = SIM_PREFIX + "exit-code"
     if key in annotations:
         value = annotations[key]
@@ -401,6 +427,43 @@ def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str
             causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{value}": must be an exit code from 0 to 255'))
     return causes
+
+
+# Other kinds (events, leases) ---------------------------------------------------------------
+
+def admit_object(body: Any, kind: str, api_version: str, namespace: str,
+                 created: str) -> dict[str, Any]:
+    """Validate and default a namespaced object of a kind without kind-specific rules."""
+    if not isinstance(body, dict):
+        raise bad_request(f"the body of the request must be a {kind} object")
+    if body.get("kind") not in (None, "", kind):
+        raise bad_request(f"the object provided is unrecognized (must be of type {kind}): "
+                          f"kind {body.get('kind')!r}")
+    if body.get("apiVersion") not in (None, "", api_version):
+        raise bad_request(f"the API version in the data ({body.get('apiVersion')}) does not "
+                          f"match the expected API version ({api_version})")
+    meta = dict(body.get("metadata") or {})
+    if meta.get("namespace") not in (None, "", namespace):
+        raise bad_request("the namespace of the provided object does not match the namespace "
+                          "sent on the request")
+    name = _name_or_generate(meta, kind, "metadata.name")
+    causes: list[tuple[str, str, str]] = []
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        causes.append(("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": a '
+                       "lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                       "characters, '-' or '.', and must start and end with an alphanumeric "
+                       "character"))
+    causes += _check_meta_maps(meta)
+    if causes:
+        raise invalid(kind, name, causes)
+    for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
+                "selfLink"):
+        meta.pop(key, None)
+    meta.update({"name": name, "namespace": namespace, "uid": new_uid(),
+                 "creationTimestamp": created})
+    obj = dict(body)
+    obj.update({"kind": kind, "apiVersion": api_version, "metadata": meta})
+    return obj
 
 
 # Helpers -----------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class Timings:
     pull_seconds: float = 1.0
     start_seconds: float = 1.0
     jitter: float = 0.1  # each default duration varies by up to ±jitter (a fraction)
+    backoff_seconds: float = 10.0  # first restart / image pull back-off, doubling ...
+    backoff_max_seconds: float = 300.0  # ... up to this
+    node_eviction_seconds: float = 300.0  # pods on a NotReady node are evicted after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,8 @@ _CLUSTER_KEYS = {"nodePools", "nodes", "timings"}
 _POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime"}
 _NODE_KEYS = {"name", "labels", "gpus", "gpuMemoryMiB", "gpuProduct", "cpuMillis", "memoryMiB",
               "maxPods", "ready"}
-_TIMING_KEYS = {"pullSeconds", "startSeconds", "jitter"}
+_TIMING_KEYS = {"pullSeconds", "startSeconds", "jitter", "backoffSeconds",
+                "backoffMaxSeconds", "nodeEvictionSeconds"}
 _PLACEMENTS = {"binpack", "spread"}
 
 _RANGE = re.compile(r"\{([^{}]*)\.\.([^{}]*)\}")
@@ -297,7 +301,9 @@ def _parse_timings(raw: Any, where: str) -> Timings:
                            "jitter: 0.1}")
     _no_unknown(raw, _TIMING_KEYS, f"{where}.")
     values: dict[str, float] = {}
-    for key, default in (("pullSeconds", 1.0), ("startSeconds", 1.0), ("jitter", 0.1)):
+    for key, default in (("pullSeconds", 1.0), ("startSeconds", 1.0), ("jitter", 0.1),
+                         ("backoffSeconds", 10.0), ("backoffMaxSeconds", 300.0),
+                         ("nodeEvictionSeconds", 300.0)):
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ProfileError(f"{where}.{key}: must be a non-negative number, got {value!r}")
@@ -305,7 +311,10 @@ def _parse_timings(raw: Any, where: str) -> Timings:
     if values["jitter"] >= 1:
         raise ProfileError(f"{where}.jitter: must be a fraction below 1, got {values['jitter']}")
     return Timings(pull_seconds=values["pullSeconds"], start_seconds=values["startSeconds"],
-                   jitter=values["jitter"])
+                   jitter=values["jitter"], backoff_seconds=values["backoffSeconds"],
+                   backoff_max_seconds=max(values["backoffMaxSeconds"],
+                                           values["backoffSeconds"]),
+                   node_eviction_seconds=values["nodeEvictionSeconds"])
 
 
 def parse_duration(raw: Any, where: str) -> float:

@@ -216,6 +216,15 @@ FIELDS: dict[str, dict[str, Callable[[Mapping[str, Any]], str]]] = {
         else "false",
     },
     "namespaces": {**_COMMON_FIELDS, "status.phase": _path("status", "phase")},
+    "events": {
+        **_COMMON_FIELDS,
+        **{f"involvedObject.{f}": _path("involvedObject", f) for f in (
+            "kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+        "reason": _path("reason"),
+        "reportingComponent": _path("reportingComponent"),
+        "source": _path("source", "component"),
+        "type": _path("type"),
+    },
 }
 
 

@@ -24,7 +24,9 @@ from typing import Any, Self, TypeVar
 import yaml
 from aiohttp import web
 
-from .api import Api
+from .admin import Faults, add_admin_routes
+from .api import COORDINATION, COORDINATION_V1, Api
+from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
 from .objects import build_namespace, build_node, now_rfc3339
 from .profile import Profile, load_profile
@@ -57,13 +59,18 @@ class KubeSim:
         bookmark_interval: seconds between BOOKMARK events on watches that allow them.
         watch_queue: events buffered per watcher before a slow watcher is closed.
         seed: seeds the timing jitter, for reproducible runs.
+        admin: serve the fault-injection endpoint under /admin (see `fairway_kubesim.admin`).
+        max_events: core/v1 Events kept (the oldest leave first); 0 also stops the kubelets
+            from recording events.
     """
 
     def __init__(self, profile: ProfileSource = None, *, host: str = "127.0.0.1",
                  port: int = 0, history: int = DEFAULT_HISTORY,
                  bookmark_interval: float = 10.0, watch_queue: int = DEFAULT_WATCH_QUEUE,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, admin: bool = False,
+                 max_events: int = DEFAULT_MAX_EVENTS) -> None:
         self.profile = _as_profile(profile)
+        self.admin = admin
         self.host = host
         self._requested_port = port
         self.port: int | None = None
@@ -71,9 +78,16 @@ class KubeSim:
         self.store.add("namespaces", "Namespace", namespaced=False)
         self.store.add("nodes", "Node", namespaced=False)
         self.store.add("pods", "Pod", namespaced=True)
-        self.kubelet = Kubelet(self.store, self.profile.timings, seed=seed)
+        self.store.add("events", "Event", namespaced=True)
+        self.store.add("leases", "Lease", namespaced=True, api_version=COORDINATION_V1,
+                       group=COORDINATION)
+        self.event_log = EventLog(self.store["events"], max_events)
+        self.kubelet = Kubelet(self.store, self.profile.timings, seed=seed,
+                               events=self.event_log)
         self.api = Api(self.store, bookmark_interval=bookmark_interval,
                        watch_queue=watch_queue)
+        self.api.event_log = self.event_log
+        self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
         self._populate()
 
@@ -93,7 +107,10 @@ class KubeSim:
         loop = asyncio.get_running_loop()
         sock = _bind(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
-        runner = web.AppRunner(self.api.app(), handler_cancellation=True, access_log=None,
+        app = self.api.app()
+        if self.admin:
+            self.faults = add_admin_routes(app, self.api, self.kubelet)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=2.0)
         await runner.setup()
         try:
