@@ -47,6 +47,17 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("preemptDecision", "fairway.scheduler.preempt.{project}.{workloadId}",
             ("project", "workloadId"), events.PreemptDecision, "scheduler",
             streams.DECISIONS.name, "A running workload's GPUs taken back, with the reason."),
+    Channel("queueStatusChanged", "fairway.scheduler.queue.{kind}.{name}.{nodePool}",
+            ("kind", "name", "nodePool"), events.QueueStatusChanged, "scheduler",
+            streams.DECISIONS.name,
+            "A queue's (project or department in one node pool) quotas, fair share, allocated "
+            "and requested amounts, published when they change; the last message per subject "
+            "is its state (read with DeliverPolicy LastPerSubject)."),
+    Channel("schedulingPending", "fairway.scheduler.pending.{project}.{workloadId}",
+            ("project", "workloadId"), events.SchedulingPending, "scheduler",
+            streams.DECISIONS.name,
+            "Why a workload waits, as a code and a sentence, or (pending false) that it no "
+            "longer does; the last message per subject counts."),
     Channel("nodeInventory", "fairway.inventory.node.{node}", ("node",),
             events.NodeInventory, "lifecycle", streams.INVENTORY.name,
             "A node's capacity, pool and readiness; the last message per node is its state."),

@@ -83,6 +83,11 @@ class PodPlacement(Contract):
     pod: str
     node: str
     gpu_devices: list[int] = Field(default_factory=list)
+    # Fractions: the portion of each of `gpu_devices` the pod takes (None: whole devices), the
+    # GPU memory it asked for (memory-sized fractions), the portion it may grow to (dynamic).
+    portion: float | None = None
+    gpu_memory_mib: int | None = None
+    gpu_limit: float | None = None
 
 
 class BindDecision(Contract):
@@ -181,6 +186,49 @@ class NodePoolChanged(Contract):
     cpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     min_guaranteed_runtime: str | None = None
     deleted: bool = False
+
+
+class ResourceStatus(Contract):
+    """One resource of one queue after a scheduling cycle: GPUs (devices, may be fractional),
+    CPU (millicores) or memory (MiB). `limit` -1: no limit."""
+
+    deserved: float
+    limit: float
+    over_quota_weight: float
+    fair_share: float
+    allocated: float
+    allocated_non_preemptible: float
+    requested: float
+
+
+class QueueStatusChanged(Contract):
+    """A queue's status changed (subject fairway.scheduler.queue.<kind>.<name>.<nodePool>; the
+    last message per subject is the queue's state). A queue is one project or department in
+    one node pool. Published by the scheduler only when something in it changed."""
+
+    kind: Literal["project", "department"]
+    name: str
+    org_id: str | None = None  # the project's or department's id, when the scheduler knows it
+    parent: str | None = None  # a project's department (name)
+    node_pool: str
+    gpu: ResourceStatus
+    cpu: ResourceStatus
+    memory: ResourceStatus
+    changed_at: datetime
+
+
+class SchedulingPending(Contract):
+    """Why a workload's pods wait for a node (subject fairway.scheduler.pending.<project>.
+    <workloadId>; the last message per subject counts). `pending` False (code and message
+    None): it no longer waits (placed, or over)."""
+
+    workload_id: str
+    project: str
+    pending: bool = True
+    code: str | None = None  # a stable machine code: OverLimit, OverFairShare, ...
+    message: str | None = None  # one sentence with the numbers
+    since: datetime | None = None  # when this stretch of waiting began
+    changed_at: datetime
 
 
 class PolicyEvaluateRequest(Contract):

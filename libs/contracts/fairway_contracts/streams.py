@@ -64,7 +64,7 @@ PODGROUPS = StreamSpec(
 DECISIONS = StreamSpec(
     "FAIRWAY_DECISIONS",
     (subjects.DECISION_ALL,),
-    "Scheduling decisions: bind and preempt (from scheduler).",
+    "Scheduling decisions: bind and preempt, queue status, pending reasons (from scheduler).",
 )
 INVENTORY = StreamSpec(
     "FAIRWAY_INVENTORY",
@@ -123,6 +123,18 @@ SCHEDULER_INVENTORY = ConsumerSpec(
     "scheduler", "scheduler-inventory", INVENTORY.name, (subjects.INVENTORY_ALL,),
     "Keeps the node inventory.",
 )
+SCHEDULER_PROJECTS = ConsumerSpec(
+    "scheduler", "scheduler-projects", ORG.name, (subjects.ORG_PROJECT_ALL,),
+    "Keeps projects and their per-pool quotas (the scheduler's project queues).",
+)
+SCHEDULER_DEPARTMENTS = ConsumerSpec(
+    "scheduler", "scheduler-departments", ORG.name, (subjects.ORG_DEPARTMENT_ALL,),
+    "Keeps departments and their per-pool quotas (the scheduler's department queues).",
+)
+SCHEDULER_NODEPOOLS = ConsumerSpec(
+    "scheduler", "scheduler-nodepools", ORG.name, (subjects.ORG_NODEPOOL_ALL,),
+    "Keeps node pools: which nodes they take (label) and how they place pods.",
+)
 SUBMISSION_PHASES = ConsumerSpec(
     "submission", "submission-phases", PHASES.name, (subjects.PHASE_ALL,),
     "Keeps the API's workload view current.",
@@ -145,6 +157,9 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,
+    SCHEDULER_PROJECTS,
+    SCHEDULER_DEPARTMENTS,
+    SCHEDULER_NODEPOOLS,
     SUBMISSION_PHASES,
     METRICS_PHASES,
     METRICS_WORKLOADS,

@@ -12,6 +12,13 @@ Phase events, for outside consumers::
     fairway.phase.team-a.>             everything in project team-a
     fairway.phase.*.<workloadId>.*     one workload's history
     fairway.phase.team-a.*.Failed      failures in team-a
+
+The scheduler's status, in the DECISIONS stream (read the last message per subject)::
+
+    fairway.scheduler.queue.<kind>.<name>.<nodePool>   a queue's quotas, fair share, usage
+    fairway.scheduler.queue.project.team-a.>           every pool of project team-a
+    fairway.scheduler.pending.<project>.<workloadId>   why a workload waits (or no longer)
+    fairway.scheduler.pending.team-a.>                 every pending reason in team-a
 """
 
 from fairway_contracts.workloads import Phase
@@ -31,8 +38,13 @@ PODGROUP_ALL = f"{PREFIX}.podgroup.>"
 DECISION_ALL = f"{PREFIX}.scheduler.>"
 BIND_ALL = f"{PREFIX}.scheduler.bind.>"
 PREEMPT_ALL = f"{PREFIX}.scheduler.preempt.>"
+QUEUE_STATUS_ALL = f"{PREFIX}.scheduler.queue.>"
+PENDING_ALL = f"{PREFIX}.scheduler.pending.>"
 INVENTORY_ALL = f"{PREFIX}.inventory.>"
 ORG_ALL = f"{PREFIX}.org.>"
+ORG_PROJECT_ALL = f"{PREFIX}.org.project.>"
+ORG_DEPARTMENT_ALL = f"{PREFIX}.org.department.>"
+ORG_NODEPOOL_ALL = f"{PREFIX}.org.nodepool.>"
 DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
 
 
@@ -75,6 +87,20 @@ def bind(project: str, workload_id: str) -> str:
 
 def preempt(project: str, workload_id: str) -> str:
     return f"{PREFIX}.scheduler.preempt.{_token(project, 'project')}.{_token(workload_id, 'id')}"
+
+
+def queue_status(kind: str, name: str, node_pool: str) -> str:
+    """A queue's status: one queue per (project or department, node pool); the last message
+    per subject is its state. `fairway.scheduler.queue.project.team-a.>` is every pool of
+    team-a."""
+    return (f"{PREFIX}.scheduler.queue.{_token(kind, 'queue kind')}."
+            f"{_token(name, 'queue name')}.{_token(node_pool, 'node pool')}")
+
+
+def scheduling_pending(project: str, workload_id: str) -> str:
+    """Why a workload waits (or that it no longer does); the last message per subject counts."""
+    return (f"{PREFIX}.scheduler.pending.{_token(project, 'project')}."
+            f"{_token(workload_id, 'workload id')}")
 
 
 def node_inventory(node: str) -> str:

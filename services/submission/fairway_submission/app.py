@@ -7,12 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from fairway_contracts import subjects
-from fairway_contracts.events import ProjectChanged
 from fairway_runtime import Service
-from fairway_store import add_to_outbox
-from fairway_submission import api, auth, errors, handlers
+from fairway_submission import api, auth, errors, handlers, org
 from fairway_submission import repository as repo
+from fairway_submission.access import SYSTEM_ADMIN
 from fairway_submission.health import Heartbeats
 from fairway_submission.settings import SubmissionSettings
 
@@ -29,6 +27,7 @@ def build(settings: SubmissionSettings | None = None) -> Service:
                       http_app=app)
     heartbeats = Heartbeats(settings.heartbeat_seconds)
     ctx = api.Context(service, settings, heartbeats)
+    app.state.ctx = ctx
     errors.install(app)
     app.include_router(api.build_router(ctx))
     api.install_health(app, ctx)
@@ -46,17 +45,16 @@ def build(settings: SubmissionSettings | None = None) -> Service:
             ctx.tokens = auth.Tokens(secret, settings.token_ttl_seconds)
             password = auth.new_password()
             created = await repo.create_user(conn, ADMIN, auth.hash_password(password),
-                                             "System administrator")
-            project, project_created = await repo.ensure_project(conn, settings.default_project)
-            if project_created:
-                await add_to_outbox(conn, subjects.org_project(str(project["id"])),
-                                    ProjectChanged(event_id=f"project:{project['id']}:created",
-                                                   project_id=str(project["id"]),
-                                                   name=project["name"]),
-                                    msg_id=f"project:{project['id']}:created")
+                                             SYSTEM_ADMIN)
+            await repo.create_rule(conn, subject_type="user", subject_id=ADMIN,
+                                   role_name=SYSTEM_ADMIN, scope_type="cluster", scope_id="",
+                                   created_by="bootstrap")
+            await repo.ensure_project(conn, settings.default_project)
+            # The whole organisation, as it is now, on every start: the ORG stream keeps the
+            # last message per unit, so consumers always find the current state there.
+            await org.publish_everything(conn)
         if settings.write_admin_files:
-            token, _ = ctx.tokens.issue(ADMIN, "System administrator",
-                                        settings.admin_token_ttl_seconds)
+            token, _ = ctx.tokens.issue(ADMIN, "user", settings.admin_token_ttl_seconds)
             auth.write_admin_files(settings.state_dir, f"http://127.0.0.1:{settings.http_port}",
                                    ADMIN, password if created else None, token)
         if created:

@@ -19,8 +19,10 @@ _hasher = PasswordHasher()
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls: a username (kind "user") or a service account's clientId."""
+
     subject: str
-    role: str
+    kind: str = "user"
 
 
 class Tokens:
@@ -28,10 +30,11 @@ class Tokens:
         self.secret = secret
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, subject: str, role: str, ttl_seconds: int | None = None) -> tuple[str, int]:
+    def issue(self, subject: str, kind: str = "user", ttl_seconds: int | None = None
+              ) -> tuple[str, int]:
         ttl = ttl_seconds or self.ttl_seconds
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": now + ttl}
+        claims = {"iss": ISSUER, "sub": subject, "kind": kind, "iat": now, "exp": now + ttl}
         return jwt.encode(claims, self.secret, algorithm="HS256"), ttl
 
     def verify(self, authorization: str | None) -> Principal:
@@ -51,7 +54,56 @@ class Tokens:
                            headers=unauthorized) from None
         except jwt.InvalidTokenError:
             raise ApiError(401, "the token is not valid", headers=unauthorized) from None
-        return Principal(subject=claims["sub"], role=claims.get("role", "Viewer"))
+        return Principal(subject=claims["sub"], kind=claims.get("kind", "user"))
+
+
+class LoginLimiter:
+    """Failed logins per key (a username or client id, and the caller's address): after
+    `max_failures` within `window_seconds`, further attempts answer 429 until the window
+    passes. In memory, per API process."""
+
+    def __init__(self, max_failures: int, window_seconds: float,
+                 clock=time.monotonic):
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self.clock = clock
+        self.failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str) -> list[float]:
+        now = self.clock()
+        recent = [t for t in self.failures.get(key, []) if now - t < self.window]
+        if recent:
+            self.failures[key] = recent
+        else:
+            self.failures.pop(key, None)
+        return recent
+
+    def check(self, *keys: str) -> None:
+        """Keys starting "addr:" (one caller's address, trying many names) get five times the
+        allowance of a single name."""
+        for key in keys:
+            recent = self._recent(key)
+            allowed = self.max_failures * (5 if key.startswith("addr:") else 1)
+            if len(recent) >= allowed:
+                wait = max(1, int(self.window - (self.clock() - recent[0])) + 1)
+                raise ApiError(429, "too many failed logins; try again later",
+                               headers={"Retry-After": str(wait)})
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            self.failures.setdefault(key, []).append(self.clock())
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self.failures.pop(key, None)
+
+
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_client_id() -> str:
+    return f"fw-{secrets.token_hex(8)}"
 
 
 def hash_password(password: str) -> str:

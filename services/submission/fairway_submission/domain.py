@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -20,49 +20,6 @@ class NameValue(ApiModel):
     value: str
 
 
-class ComputeFields(ApiModel):
-    gpu_devices_request: int | None = Field(default=None, ge=0, le=64)
-    cpu_core_request: float | None = Field(default=None, ge=0)
-    cpu_memory_request: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]?i?$")
-
-
-class TrainingSpec(ApiModel):
-    image: str = Field(min_length=1)
-    command: str | None = None
-    args: str | None = None
-    environment_variables: list[NameValue] = Field(default_factory=list)
-    annotations: list[NameValue] = Field(default_factory=list)
-    labels: list[NameValue] = Field(default_factory=list)
-    compute: ComputeFields = Field(default_factory=ComputeFields)
-    node_pools: list[str] = Field(default_factory=list)
-    priority_class: str | None = None
-    preemptibility: Literal["preemptible", "non-preemptible"] | None = None
-    backoff_limit: int | None = Field(default=None, ge=0, le=100)
-    restart_policy: Literal["Never", "OnFailure", "Always"] | None = None
-
-    @field_validator("image")
-    @classmethod
-    def image_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
-
-
-class TrainingCreate(ApiModel):
-    name: str = Field(min_length=1, max_length=40)
-    project_id: str = Field(min_length=1)
-    cluster_id: str | None = None
-    use_given_name_as_prefix: bool = False
-    spec: TrainingSpec
-
-    @field_validator("name")
-    @classmethod
-    def dns_name(cls, value: str) -> str:
-        if not NAME.match(value):
-            raise ValueError("must be lowercase letters, digits and '-', starting with a letter")
-        return value
-
-
 class TokenRequest(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -71,6 +28,29 @@ class TokenRequest(ApiModel):
     password: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+
+
+class UserIn(ApiModel):
+    username: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][-._@A-Za-z0-9]*$")
+    password: str = Field(min_length=8, max_length=256)
+    groups: list[str] = Field(default_factory=list, max_length=100)
+
+
+class ServiceAccountIn(ApiModel):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z][-a-z0-9]*$")
+
+
+class AccessRuleIn(ApiModel):
+    subject_type: Literal["user", "group", "service-account"]
+    subject_id: str = Field(min_length=1, max_length=253)
+    role_name: str
+    scope_type: Literal["cluster", "department", "project"]
+    scope_id: str | None = None
+
+
+class BatchIn(ApiModel):
+    ids: list[str] = Field(min_length=1, max_length=500)
+    action: Literal["delete", "suspend", "resume"]
 
 
 class Workload(ApiModel):
@@ -107,6 +87,7 @@ def with_suffix(name: str) -> str:
 
 # filterBy / sortBy on the workload list: API field → SQL column.
 LIST_FIELDS = {
+    "desiredPhase": "desired_phase",
     "name": "name",
     "projectId": "project_id::text",
     "projectName": "project",

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -54,6 +55,13 @@ def install(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"code": exc.status_code, "message": str(exc.detail), "details": []},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def unstorable(_: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
+        # A value the database cannot hold (a NUL character, a number out of range): the
+        # client's input, so 400, never a 500.
+        return JSONResponse({"code": 400, "message": "a value in the request cannot be stored "
+                             f"({type(exc).__name__})", "details": []}, status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

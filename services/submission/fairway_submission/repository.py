@@ -10,6 +10,11 @@ from fairway_contracts import Phase
 from fairway_contracts.events import PhaseChanged
 
 
+def _id(value: str) -> int | None:
+    """A path or body id as a bigint; None when it cannot be one (so: not found)."""
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
 async def get_setting(conn: asyncpg.Connection, key: str) -> str | None:
     return await conn.fetchval("SELECT value FROM settings WHERE key = $1", key)
 
@@ -34,7 +39,8 @@ async def create_user(conn: asyncpg.Connection, username: str, password_hash: st
 
 async def ensure_project(conn: asyncpg.Connection, name: str) -> tuple[asyncpg.Record, bool]:
     created = await conn.fetchrow(
-        "INSERT INTO projects (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING *", name)
+        "INSERT INTO projects (name, department_id) SELECT $1, id FROM departments"
+        " WHERE name = 'default' ON CONFLICT (name) DO NOTHING RETURNING *", name)
     if created:
         return created, True
     return await conn.fetchrow("SELECT * FROM projects WHERE name = $1", name), False
@@ -45,9 +51,9 @@ async def list_projects(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def get_project(conn: asyncpg.Connection, project_id: str) -> asyncpg.Record | None:
-    if not project_id.isdigit():
+    if _id(project_id) is None:
         return None
-    return await conn.fetchrow("SELECT * FROM projects WHERE id = $1", int(project_id))
+    return await conn.fetchrow("SELECT * FROM projects WHERE id = $1", _id(project_id))
 
 
 async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str,
@@ -80,9 +86,17 @@ async def find_workload_by_name(conn: asyncpg.Connection, name: str, project_id:
 
 
 async def list_workloads(conn: asyncpg.Connection, filters: list[tuple[str, str, str]],
-                         sort_column: str, descending: bool, offset: int, limit: int
+                         sort_column: str, descending: bool, offset: int, limit: int,
+                         scope: tuple[list[int], list[int]] | None = None
                          ) -> tuple[list[asyncpg.Record], int]:
-    where, args = [], []
+    """`scope`: (projects whose every workload may be listed, projects where only
+    inferences); None: everything."""
+    where: list[str] = []
+    args: list[Any] = []
+    if scope is not None:
+        args += [scope[0], scope[1]]
+        where.append("(project_id = ANY($1::bigint[]) OR (project_id = ANY($2::bigint[])"
+                     " AND workload_type = 'inference'))")
     for column, op, value in filters:
         args.append(value)
         n = len(args)
@@ -140,6 +154,236 @@ async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
     return True
 
 
+async def set_desired_phase(conn: asyncpg.Connection, workload_id: uuid.UUID,
+                            desired: str) -> None:
+    await conn.execute("UPDATE workloads SET desired_phase = $2 WHERE workload_id = $1",
+                       workload_id, desired)
+
+
 async def phase_history(conn: asyncpg.Connection, workload_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM workload_events WHERE workload_id = $1 ORDER BY sequence", workload_id)
+
+
+# access -------------------------------------------------------------------------------------
+
+async def rules_of(conn: asyncpg.Connection, subject_type: str, subject_id: str
+                   ) -> list[asyncpg.Record]:
+    """A subject's own rules, and for a user those of its groups."""
+    return await conn.fetch(
+        "SELECT * FROM access_rules WHERE (subject_type = $1 AND subject_id = $2)"
+        " OR ($1 = 'user' AND subject_type = 'group' AND subject_id IN"
+        "     (SELECT jsonb_array_elements_text(groups) FROM users WHERE username = $2))"
+        " ORDER BY id", subject_type, subject_id)
+
+
+async def set_groups(conn: asyncpg.Connection, username: str, groups: list[str]) -> None:
+    await conn.execute("UPDATE users SET groups = $2 WHERE username = $1", username, groups)
+
+
+async def project_departments(conn: asyncpg.Connection) -> dict[str, str]:
+    rows = await conn.fetch("SELECT id, department_id FROM projects")
+    return {str(r["id"]): str(r["department_id"]) for r in rows}
+
+
+async def subject_exists(conn: asyncpg.Connection, kind: str, subject: str) -> bool:
+    if kind == "service-account":
+        sql = "SELECT 1 FROM service_accounts WHERE client_id = $1"
+    else:
+        sql = "SELECT 1 FROM users WHERE username = $1"
+    return await conn.fetchval(sql, subject) is not None
+
+
+async def list_users(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, username, groups, created_at FROM users ORDER BY id")
+
+
+async def get_user_by_id(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    if _id(user_id) is None:
+        return None
+    return await conn.fetchrow("SELECT id, username, groups, created_at FROM users"
+                               " WHERE id = $1", _id(user_id))
+
+
+async def delete_user(conn: asyncpg.Connection, user_id: int, username: str) -> None:
+    await conn.execute("DELETE FROM access_rules WHERE subject_type = 'user'"
+                       " AND subject_id = $1", username)
+    await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+
+
+async def create_service_account(conn: asyncpg.Connection, name: str, client_id: str,
+                                 secret_hash: str, created_by: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO service_accounts (name, client_id, secret_hash, created_by)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING *",
+        name, client_id, secret_hash, created_by)
+
+
+async def get_service_account(conn: asyncpg.Connection, client_id: str
+                              ) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM service_accounts WHERE client_id = $1", client_id)
+
+
+async def list_service_accounts(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, name, client_id, created_by, created_at"
+                            " FROM service_accounts ORDER BY id")
+
+
+async def delete_service_account(conn: asyncpg.Connection, sa_id: str) -> bool:
+    if _id(sa_id) is None:
+        return False
+    row = await conn.fetchrow("DELETE FROM service_accounts WHERE id = $1 RETURNING client_id",
+                              _id(sa_id))
+    if row is None:
+        return False
+    await conn.execute("DELETE FROM access_rules WHERE subject_type = 'service-account'"
+                       " AND subject_id = $1", row["client_id"])
+    return True
+
+
+async def create_rule(conn: asyncpg.Connection, *, subject_type: str, subject_id: str,
+                      role_name: str, scope_type: str, scope_id: str, created_by: str
+                      ) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO access_rules (subject_type, subject_id, role_name, scope_type, scope_id,"
+        " created_by) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING *",
+        subject_type, subject_id, role_name, scope_type, scope_id, created_by)
+
+
+async def list_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM access_rules ORDER BY id")
+
+
+async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | None:
+    if _id(rule_id) is None:
+        return None
+    return await conn.fetchrow("SELECT * FROM access_rules WHERE id = $1", _id(rule_id))
+
+
+async def delete_rule(conn: asyncpg.Connection, rule_id: int) -> None:
+    await conn.execute("DELETE FROM access_rules WHERE id = $1", rule_id)
+
+
+# organisation -------------------------------------------------------------------------------
+
+async def node_pool_names(conn: asyncpg.Connection) -> list[str]:
+    return [r["name"] for r in await conn.fetch("SELECT name FROM node_pools ORDER BY id")]
+
+
+async def list_node_pools(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM node_pools ORDER BY id")
+
+
+async def get_node_pool(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    if key.isdigit():
+        return await conn.fetchrow("SELECT * FROM node_pools WHERE id = $1", _id(key))
+    return await conn.fetchrow("SELECT * FROM node_pools WHERE name = $1", key)
+
+
+async def insert_node_pool(conn: asyncpg.Connection, name: str, spec: dict
+                           ) -> asyncpg.Record | None:
+    return await conn.fetchrow("INSERT INTO node_pools (name, spec) VALUES ($1, $2)"
+                               " ON CONFLICT (name) DO NOTHING RETURNING *", name, spec)
+
+
+async def update_node_pool(conn: asyncpg.Connection, pool_id: int, spec: dict
+                           ) -> asyncpg.Record:
+    return await conn.fetchrow("UPDATE node_pools SET spec = $2, updated_at = now()"
+                               " WHERE id = $1 RETURNING *", pool_id, spec)
+
+
+async def delete_node_pool(conn: asyncpg.Connection, pool_id: int) -> None:
+    await conn.execute("DELETE FROM node_pools WHERE id = $1", pool_id)
+
+
+async def org_units_using_pool(conn: asyncpg.Connection, name: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT 'project ' || name AS unit FROM projects WHERE resources @> $1::jsonb"
+        " OR default_node_pools ? $2"
+        " UNION ALL SELECT 'department ' || name FROM departments WHERE resources @> $1::jsonb"
+        " OR default_node_pools ? $2", [{"nodePool": {"name": name}}], name)
+    return [r["unit"] for r in rows]
+
+
+async def list_departments(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM departments ORDER BY id")
+
+
+async def get_department(conn: asyncpg.Connection, department_id: str
+                         ) -> asyncpg.Record | None:
+    if _id(department_id) is None:
+        return None
+    return await conn.fetchrow("SELECT * FROM departments WHERE id = $1", _id(department_id))
+
+
+async def insert_department(conn: asyncpg.Connection, name: str, resources: list,
+                            default_node_pools: list, scheduling_rules: dict | None
+                            ) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO departments (name, resources, default_node_pools, scheduling_rules)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING *",
+        name, resources, default_node_pools, scheduling_rules)
+
+
+async def update_org_unit(conn: asyncpg.Connection, table: str, unit_id: int,
+                          changes: dict[str, Any]) -> asyncpg.Record:
+    assert table in ("departments", "projects")
+    columns = [c for c in ("resources", "default_node_pools", "scheduling_rules")
+               if c in changes]
+    sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
+    sets = f"{sets}, updated_at = now()" if sets else "updated_at = now()"
+    return await conn.fetchrow(f"UPDATE {table} SET {sets} WHERE id = $1 RETURNING *",
+                               unit_id, *[changes[c] for c in columns])
+
+
+async def delete_department(conn: asyncpg.Connection, department_id: int) -> None:
+    await conn.execute("DELETE FROM access_rules WHERE scope_type = 'department'"
+                       " AND scope_id = $1", str(department_id))
+    await conn.execute("DELETE FROM departments WHERE id = $1", department_id)
+
+
+async def projects_in(conn: asyncpg.Connection, department_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM projects WHERE department_id = $1 ORDER BY id",
+                            department_id)
+
+
+async def insert_project(conn: asyncpg.Connection, name: str, department_id: int,
+                         resources: list, default_node_pools: list,
+                         scheduling_rules: dict | None) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO projects (name, department_id, resources, default_node_pools,"
+        " scheduling_rules) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING"
+        " RETURNING *", name, department_id, resources, default_node_pools, scheduling_rules)
+
+
+async def default_department(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow("SELECT * FROM departments WHERE name = 'default'")
+
+
+async def project_has_workloads(conn: asyncpg.Connection, project_id: int) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM workloads WHERE project_id = $1)",
+                               project_id)
+
+
+async def delete_project(conn: asyncpg.Connection, project_id: int) -> None:
+    await conn.execute("DELETE FROM access_rules WHERE scope_type = 'project'"
+                       " AND scope_id = $1", str(project_id))
+    await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+
+
+async def project_usage(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Per project, the non-terminal workloads' specs and pods (for status)."""
+    return await conn.fetch(
+        "SELECT project_id, effective_spec, pods, phase FROM workloads"
+        " WHERE phase NOT IN ('Completed', 'Failed', 'Deleted', 'Stopped')"
+        " AND desired_phase = 'Running'")
+
+
+async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
+    """GPUs of the running or starting pods the workload view places on each node."""
+    rows = await conn.fetch(
+        "SELECT pod->>'node' AS node, sum(COALESCE((pod->>'gpus')::float, 0)) AS gpus"
+        " FROM workloads, jsonb_array_elements(pods) AS pod"
+        " WHERE pod->>'node' IS NOT NULL AND pod->>'phase' IN ('Pending', 'Running')"
+        " GROUP BY 1")
+    return {r["node"]: r["gpus"] for r in rows}

@@ -15,3 +15,8 @@ class SubmissionSettings(ServiceSettings):
     default_project: str = Field(default="default", alias="FAIRWAY_DEFAULT_PROJECT")
     policy_timeout_seconds: float = Field(default=5.0, alias="FAIRWAY_POLICY_TIMEOUT_SECONDS")
     write_admin_files: bool = Field(default=True, alias="FAIRWAY_WRITE_ADMIN_FILES")
+    allow_department_oversubscription: bool = Field(
+        default=False, alias="FAIRWAY_ALLOW_DEPARTMENT_OVERSUBSCRIPTION",
+        description="let projects' deserved quotas add up to more than their department's")
+    login_max_failures: int = Field(default=5, alias="FAIRWAY_LOGIN_MAX_FAILURES")
+    login_window_seconds: float = Field(default=300.0, alias="FAIRWAY_LOGIN_WINDOW_SECONDS")

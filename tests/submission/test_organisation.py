@@ -1,0 +1,137 @@
+"""Node pools, departments and projects: CRUD, validation by field path, quotas against the
+department, and the org events each change publishes."""
+
+import pytest
+
+from tests.submission.conftest import start_harness
+
+pytestmark = pytest.mark.infra
+
+GPU4 = {"nodePool": {"name": "default"}, "gpu": {"deserved": 4, "limit": 8, "overQuotaWeight": 2},
+        "cpu": {"deserved": 16}, "memory": {"deserved": 65536}}
+
+
+async def test_default_node_pool_department_and_project_exist(harness):
+    admin = harness.admin
+    pools = (await admin.get("/api/v1/node-pools")).json()["nodePools"]
+    assert [p["name"] for p in pools] == ["default"]
+    departments = (await admin.get("/api/v1/org-unit/departments")).json()["departments"]
+    assert [d["name"] for d in departments] == ["default"]
+    projects = (await admin.get("/api/v1/org-unit/projects")).json()["projects"]
+    assert projects[0]["name"] == "default"
+    assert projects[0]["parentId"] == departments[0]["id"]
+    assert projects[0]["status"] == {"nodePoolResources": []}
+
+
+async def test_node_pool_crud_publishes_events(harness):
+    admin = harness.admin
+    r = await admin.post("/api/v1/node-pools", json={
+        "name": "a100", "labelKey": "fairway.io/pool", "labelValue": "a100",
+        "placementStrategy": {"gpu": "spread", "cpu": "binpack"}})
+    assert r.status_code == 201, r.text
+    pool = r.json()
+    assert pool["placementStrategy"]["gpu"] == "spread"
+    assert (await admin.post("/api/v1/node-pools", json={"name": "a100"})).status_code == 409
+    r = await admin.put(f"/api/v1/node-pools/{pool['id']}", json={"labelValue": "a100-80g"})
+    assert r.status_code == 200 and r.json()["labelValue"] == "a100-80g"
+    events = await harness.outbox("fairway.org.nodepool.a100")
+    assert [e["labelValue"] for _, e in events] == ["a100", "a100-80g"]
+    assert events[0][1]["gpuPlacementStrategy"] == "spread"
+    r = await admin.post("/api/v1/node-pools", json={"name": "Bad_Name", "surprise": 1})
+    assert r.status_code == 422
+    fields = {d["field"] for d in r.json()["details"]}
+    assert fields == {"name", "surprise"}
+    assert (await admin.delete("/api/v1/node-pools/default")).status_code == 409
+
+
+async def test_department_and_project_with_quotas(harness):
+    admin = harness.admin
+    r = await admin.post("/api/v1/org-unit/departments", json={
+        "name": "research", "resources": [GPU4]})
+    assert r.status_code == 201, r.text
+    dept = r.json()
+    assert dept["resources"][0]["gpu"] == {"deserved": 4, "limit": 8, "overQuotaWeight": 2}
+    r = await admin.post("/api/v1/org-unit/projects", json={
+        "name": "team-a", "parentId": dept["id"], "defaultNodePools": ["default"],
+        "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 3, "limit": -1}}]})
+    assert r.status_code == 201, r.text
+    project = r.json()
+    assert project["parentId"] == dept["id"]
+    assert project["resources"][0]["gpu"]["limit"] is None
+    assert project["status"]["nodePoolResources"][0]["fairShare"]["gpu"] == 0
+    # the department deserves 4 GPUs; 3 are taken: 2 more do not fit
+    r = await admin.post("/api/v1/org-unit/projects", json={
+        "name": "team-b", "parentId": dept["id"],
+        "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 2}}]})
+    assert r.status_code == 409, r.text
+    assert r.json()["details"][0]["field"] == "resources[0].gpu.deserved"
+    r = await admin.post("/api/v1/org-unit/projects", json={
+        "name": "team-b", "parentId": dept["id"],
+        "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 1}}]})
+    assert r.status_code == 201, r.text
+    # nor may the department shrink below its projects
+    r = await admin.put(f"/api/v1/org-unit/departments/{dept['id']}", json={
+        "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 2}}]})
+    assert r.status_code == 409
+    # a project's change is checked against its siblings, not itself
+    r = await admin.put(f"/api/v1/org-unit/projects/{project['id']}", json={
+        "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 3, "limit": 6}}]})
+    assert r.status_code == 200, r.text
+    events = await harness.outbox(f"fairway.org.project.{project['id']}")
+    assert events[-1][1]["resources"][0]["gpu"] == {"deserved": 3.0, "limit": 6.0,
+                                                    "overQuotaWeight": 1.0}
+    assert events[-1][1]["departmentId"] == dept["id"]
+    dept_events = await harness.outbox(f"fairway.org.department.{dept['id']}")
+    assert dept_events[0][1]["resources"][0]["nodePool"] == "default"
+    # a department with projects cannot go; the projects can
+    assert (await admin.delete(f"/api/v1/org-unit/departments/{dept['id']}")).status_code == 409
+    assert (await admin.delete(f"/api/v1/org-unit/projects/{project['id']}")).status_code == 204
+    assert (await admin.get(f"/api/v1/org-unit/projects/{project['id']}")).status_code == 404
+    deleted = await harness.outbox(f"fairway.org.project.{project['id']}")
+    assert deleted[-1][1]["deleted"] is True
+
+
+async def test_every_bad_field_is_named(harness):
+    r = await harness.admin.post("/api/v1/org-unit/projects", json={
+        "name": "team-x", "defaultNodePools": ["nope"],
+        "resources": [
+            {"nodePool": {"name": "missing"}, "gpu": {"deserved": -1}},
+            {"nodePool": {"name": "default"}, "gpu": {"deserved": 2, "limit": 1},
+             "cpu": {"overQuotaWeight": -2}, "memory": {"limit": -5}},
+        ]})
+    assert r.status_code == 422
+    fields = {d["field"] for d in r.json()["details"]}
+    assert fields == {"resources[0].nodePool.name", "resources[0].gpu.deserved",
+                      "resources[1].gpu.limit", "resources[1].cpu.overQuotaWeight",
+                      "resources[1].memory.limit", "defaultNodePools[0]"}
+    r = await harness.admin.post("/api/v1/org-unit/projects", json={"name": "9lives"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "name"
+    r = await harness.admin.post("/api/v1/org-unit/projects", json={"name": "default"})
+    assert r.status_code == 409
+    r = await harness.admin.post("/api/v1/org-unit/projects", json={"name": "x", "parentId": "99"})
+    assert r.status_code == 404 and r.json()["details"][0]["field"] == "parentId"
+
+
+async def test_over_subscription_allowed_by_setting(database_url, tmp_path):
+    h = await start_harness(database_url, tmp_path,
+                            FAIRWAY_ALLOW_DEPARTMENT_OVERSUBSCRIPTION=True)
+    try:
+        admin = h.admin
+        dept = (await admin.post("/api/v1/org-unit/departments", json={
+            "name": "small", "resources": [
+                {"nodePool": {"name": "default"}, "gpu": {"deserved": 1}}]})).json()
+        for name in ("p-one", "p-two"):
+            r = await admin.post("/api/v1/org-unit/projects", json={
+                "name": name, "parentId": dept["id"],
+                "resources": [{"nodePool": {"name": "default"}, "gpu": {"deserved": 1}}]})
+            assert r.status_code == 201, r.text
+    finally:
+        for c in h.clients:
+            await c.aclose()
+        await h.service.pool.close()
+
+
+async def test_every_start_publishes_the_whole_organisation(harness):
+    for subject in ("fairway.org.nodepool.default", "fairway.org.department.1",
+                    "fairway.org.project.1"):
+        assert await harness.outbox(subject), subject

@@ -1,0 +1,142 @@
+"""The four workload types: accepted, persisted and published; every bad field named; the list
+with filters, sorting and paging; pods, phase history; suspend, resume, delete and batch."""
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+
+def body(project_id: str, name: str, **spec) -> dict:
+    return {"name": name, "projectId": project_id, "spec": {"image": "busybox", **spec}}
+
+
+@pytest.mark.parametrize(("plural", "wtype", "spec", "pods"), [
+    ("workspaces", "workspace", {"compute": {"gpuDevicesRequest": 1}}, 1),
+    ("trainings", "training", {"completions": 2, "parallelism": 1,
+                               "environmentVariables": [{"name": "A", "value": "1"}]}, 1),
+    ("distributed", "distributed", {"distributedFramework": "PyTorch", "numWorkers": 3,
+                                    "minReplicas": 2, "maxReplicas": 3,
+                                    "compute": {"gpuDevicesRequest": 2}}, 4),
+    ("inferences", "inference", {"servingPort": 8000,
+                                 "autoscaling": {"minReplicas": 2, "maxReplicas": 4,
+                                                 "metric": "concurrency",
+                                                 "metricThreshold": 10}}, 2),
+])
+async def test_each_type_is_accepted_persisted_and_published(harness, default_project, plural,
+                                                             wtype, spec, pods):
+    r = await harness.admin.post(f"/api/v1/workloads/{plural}",
+                                 json=body(default_project["id"], f"w-{wtype}", **spec))
+    assert r.status_code == 202, r.text
+    w = r.json()
+    assert w["type"] == wtype and w["requestedPods"] == pods and w["phase"] == "Creating"
+    assert w["desiredPhase"] == "Running" and w["createdBy"] == "admin"
+    got = (await harness.admin.get(f"/api/v1/workloads/{w['workloadId']}")).json()
+    assert got["spec"] == w["spec"]
+    events = await harness.outbox(f"fairway.workload.submitted.default.{w['workloadId']}")
+    assert events[0][1]["spec"]["pods"] == pods
+    assert events[0][1]["workloadType"] == wtype
+
+
+async def test_problems_are_listed_by_field(harness, default_project):
+    pid = default_project["id"]
+    r = await harness.admin.post("/api/v1/workloads/trainings", json=body(pid, "bad", compute={
+        "gpuRequestType": "memory", "gpuPortionRequest": 0.5, "gpuPortionLimit": 0.25,
+        "cpuCoreRequest": 2, "cpuCoreLimit": 1, "cpuMemoryRequest": "2Gi",
+        "cpuMemoryLimit": "1Gi"}, nodePools=["default", "nowhere"]))
+    assert r.status_code == 422
+    fields = {d["field"] for d in r.json()["details"]}
+    assert fields == {"spec.compute.gpuRequestType", "spec.compute.gpuMemoryRequest",
+                      "spec.compute.gpuPortionLimit", "spec.compute.cpuCoreLimit",
+                      "spec.compute.cpuMemoryLimit", "spec.nodePools[1]"}
+    r = await harness.admin.post("/api/v1/workloads/distributed", json=body(pid, "nowork"))
+    assert r.status_code == 422
+    assert [d["field"] for d in r.json()["details"]] == ["spec.numWorkers"]
+    r = await harness.admin.post("/api/v1/workloads/trainings", json=body(
+        pid, "Bad_Name", compute={"gpuPortionRequest": 1.5, "gpuDevicesRequest": -1},
+        unknown=True))
+    fields = {d["field"] for d in r.json()["details"]}
+    assert r.status_code == 422
+    assert fields == {"name", "spec.compute.gpuPortionRequest", "spec.compute.gpuDevicesRequest",
+                      "spec.unknown"}
+    r = await harness.admin.post("/api/v1/workloads/inferences", json=body(
+        pid, "inf", autoscaling={"minReplicas": 3, "maxReplicas": 2}, servingPort=70000))
+    assert r.status_code == 422
+    assert {d["field"] for d in r.json()["details"]} == {"spec.servingPort"}
+    r = await harness.admin.post("/api/v1/workloads/inferences", json=body(
+        pid, "inf", autoscaling={"minReplicas": 3, "maxReplicas": 2}))
+    assert [d["field"] for d in r.json()["details"]] == ["spec.autoscaling.maxReplicas"]
+    # policy's word comes back the same way
+    r = await harness.admin.post("/api/v1/workloads/trainings",
+                                 json=body(pid, "prio", priorityClass="nope"))
+    assert r.status_code == 422
+    assert r.json()["details"][0]["field"] == "spec.priorityClass"
+    r = await harness.admin.post("/api/v1/workloads/trainings", json=body("999", "x"))
+    assert r.status_code == 404 and r.json()["details"][0]["field"] == "projectId"
+
+
+async def test_list_filters_sorts_and_pages(harness, default_project):
+    pid = default_project["id"]
+    for i in range(3):
+        r = await harness.admin.post("/api/v1/workloads/trainings",
+                                     json=body(pid, f"page-{i}"))
+        assert r.status_code == 202
+    r = await harness.admin.get("/api/v1/workloads", params={
+        "filterBy": "name=@page-,type==training", "sortBy": "name", "sortOrder": "asc",
+        "offset": 1, "limit": 1})
+    data = r.json()
+    assert data["totalCount"] == 3 and [w["name"] for w in data["workloads"]] == ["page-1"]
+    assert data["next"] == 2
+    r = await harness.admin.get("/api/v1/workloads", params={"filterBy": "color==red"})
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "filterBy"
+    r = await harness.admin.get("/api/v1/workloads", params={"sortBy": "color"})
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "sortBy"
+    r = await harness.admin.get("/api/v1/workloads", params={"limit": 501})
+    assert r.status_code == 422
+
+
+async def test_actions_record_desired_phase_and_publish(harness, default_project):
+    admin = harness.admin
+    w = (await admin.post("/api/v1/workloads/trainings",
+                          json=body(default_project["id"], "act"))).json()
+    wid = w["workloadId"]
+    r = await admin.post(f"/api/v1/workloads/trainings/{wid}/suspend")
+    assert r.status_code == 202 and r.json()["desiredPhase"] == "Stopped"
+    r = await admin.post(f"/api/v1/workloads/workspaces/{wid}/resume")
+    assert r.status_code == 404  # not a workspace
+    r = await admin.post(f"/api/v1/workloads/trainings/{wid}/resume")
+    assert r.status_code == 202 and r.json()["desiredPhase"] == "Running"
+    assert (await admin.get(f"/api/v1/workloads/{wid}/pods")).json() == {"pods": []}
+    assert (await admin.get(f"/api/v1/workloads/{wid}/events")).json() == {"events": []}
+    r = await admin.post("/api/v1/workloads/batch", json={
+        "ids": [wid, "00000000-0000-0000-0000-000000000000"], "action": "delete"})
+    assert r.status_code == 202
+    assert [x["code"] for x in r.json()["results"]] == [202, 404]
+    assert (await admin.get(f"/api/v1/workloads/{wid}")).json()["desiredPhase"] == "Deleted"
+    r = await admin.post(f"/api/v1/workloads/trainings/{wid}/resume")
+    assert r.status_code == 409
+    actions = await harness.outbox("fairway.workload.action.")
+    mine = [(s.split(".")[3], e["requestedBy"]) for s, e in actions if e["workloadId"] == wid]
+    assert mine == [("stop", "admin"), ("resume", "admin"), ("delete", "admin")]
+    r = await admin.post("/api/v1/workloads/batch", json={"ids": [wid], "action": "explode"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "action"
+
+
+async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
+    from datetime import UTC, datetime
+
+    from fairway_contracts.events import NodeInventory
+
+    now = datetime.now(UTC)
+    inventory = [NodeInventory(name="n1", node_pool="default", ready=True, gpus=8,
+                               gpu_product="H100", observed_at=now)]
+
+    async def read():
+        return inventory
+
+    harness.ctx.read_inventory = read
+    nodes = (await harness.admin.get("/api/v1/nodes")).json()["nodes"]
+    assert nodes == [{"name": "n1", "nodePool": "default", "ready": True, "gpus": 8,
+                      "gpuProduct": "H100", "allocatedGpus": 0, "cpuMillis": 0,
+                      "memoryMib": 0}]
+    nobody = await harness.user("no-rules")
+    assert (await nobody.get("/api/v1/nodes")).status_code == 403

@@ -1,0 +1,350 @@
+"""`fairway submit workspace | training | distributed | inference`, `list`, `describe`,
+`suspend`, `resume`, `delete`, `watch`."""
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from fairway_cli import config
+from fairway_cli.client import INVALID, Api, CliError
+from fairway_cli.output import age, as_json, console, fail, phase
+
+submit_app = typer.Typer(help="Submit a workload.", no_args_is_help=True)
+
+PLURAL = {"workspace": "workspaces", "training": "trainings", "distributed": "distributed",
+          "inference": "inferences"}
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _pairs(values: list[str] | None, flag: str) -> list[dict[str, str]]:
+    out = []
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"{flag} {item!r}: expected NAME=VALUE", INVALID)
+        out.append({"name": name, "value": value})
+    return out
+
+
+def _opt(annotation: Any, default: Any = None) -> Any:
+    return annotation, default
+
+
+# Flags every submit command has: name → (annotation, default)
+COMMON: dict[str, tuple[Any, Any]] = {
+    "project": _opt(Annotated[str | None, typer.Option(
+        "--project", "-p", help="project name or id (default: `fairway project set`)")]),
+    "image": _opt(Annotated[str, typer.Option("--image", "-i", help="container image")],
+                  ...),
+    "command": _opt(Annotated[str | None, typer.Option(help="command to run")]),
+    "args": _opt(Annotated[str | None, typer.Option("--args", help="arguments")]),
+    "gpu": _opt(Annotated[int | None, typer.Option("--gpu", "-g", help="GPU devices per pod")]),
+    "gpu_portion": _opt(Annotated[float | None, typer.Option(
+        "--gpu-portion", help="a fraction of a GPU per device, e.g. 0.5")]),
+    "gpu_portion_limit": _opt(Annotated[float | None, typer.Option("--gpu-portion-limit")]),
+    "gpu_memory": _opt(Annotated[str | None, typer.Option(
+        "--gpu-memory", help="GPU memory per device, e.g. 10Gi")]),
+    "gpu_memory_limit": _opt(Annotated[str | None, typer.Option("--gpu-memory-limit")]),
+    "cpu": _opt(Annotated[float | None, typer.Option("--cpu", help="CPU cores")]),
+    "cpu_limit": _opt(Annotated[float | None, typer.Option("--cpu-limit")]),
+    "memory": _opt(Annotated[str | None, typer.Option("--memory", help="e.g. 16Gi")]),
+    "memory_limit": _opt(Annotated[str | None, typer.Option("--memory-limit")]),
+    "node_pools": _opt(Annotated[list[str] | None, typer.Option(
+        "--node-pools", help="node pool, in preference order; repeatable")]),
+    "node_type": _opt(Annotated[str | None, typer.Option("--node-type")]),
+    "priority": _opt(Annotated[str | None, typer.Option(help="priority class")]),
+    "preemptible": _opt(Annotated[bool | None, typer.Option(
+        "--preemptible/--non-preemptible", help="default: from the priority class")]),
+    "backoff_limit": _opt(Annotated[int | None, typer.Option(help="retries before Failed")]),
+    "restart_policy": _opt(Annotated[str | None, typer.Option(
+        help="Always | OnFailure | Never")]),
+    "terminate_after_preemption": _opt(Annotated[bool, typer.Option(
+        "--terminate-after-preemption")], False),
+    "auto_delete_seconds": _opt(Annotated[int | None, typer.Option(
+        "--auto-delete-seconds", help="delete this long after completion")]),
+    "env": _opt(Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE")]),
+    "annotation": _opt(Annotated[list[str] | None, typer.Option(help="NAME=VALUE")]),
+    "label": _opt(Annotated[list[str] | None, typer.Option(help="NAME=VALUE")]),
+    "name_prefix": _opt(Annotated[bool, typer.Option(
+        "--name-prefix", help="add a random suffix to the name")], False),
+    "json_output": _opt(JsonFlag, False),
+}
+
+
+def _common_spec(o: dict[str, Any]) -> dict[str, Any]:
+    compute = {"gpuDevicesRequest": o["gpu"], "gpuPortionRequest": o["gpu_portion"],
+               "gpuPortionLimit": o["gpu_portion_limit"], "gpuMemoryRequest": o["gpu_memory"],
+               "gpuMemoryLimit": o["gpu_memory_limit"], "cpuCoreRequest": o["cpu"],
+               "cpuCoreLimit": o["cpu_limit"], "cpuMemoryRequest": o["memory"],
+               "cpuMemoryLimit": o["memory_limit"]}
+    if o["gpu_portion"] is not None:
+        compute["gpuRequestType"] = "portion"
+    elif o["gpu_memory"] is not None:
+        compute["gpuRequestType"] = "memory"
+    spec = {
+        "image": o["image"], "command": o["command"], "args": o["args"],
+        "compute": {k: v for k, v in compute.items() if v is not None},
+        "nodePools": o["node_pools"] or None, "nodeType": o["node_type"],
+        "priorityClass": o["priority"],
+        "preemptibility": None if o["preemptible"] is None else (
+            "preemptible" if o["preemptible"] else "non-preemptible"),
+        "backoffLimit": o["backoff_limit"], "restartPolicy": o["restart_policy"],
+        "terminateAfterPreemption": o["terminate_after_preemption"] or None,
+        "autoDeletionTimeAfterCompletionSeconds": o["auto_delete_seconds"],
+        "environmentVariables": _pairs(o["env"], "--env") or None,
+        "annotations": _pairs(o["annotation"], "--annotation") or None,
+        "labels": _pairs(o["label"], "--label") or None,
+    }
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def submit_command(kind: str) -> Callable:
+    """Register `fairway submit <kind>`: the common flags plus those of `fn`, which adds its
+    type's fields to the spec."""
+
+    def decorator(fn: Callable[..., dict[str, Any]]) -> Callable:
+        own = list(inspect.signature(fn).parameters.values())
+        params = [inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    annotation=Annotated[str, typer.Argument(
+                                        help="workload name (lowercase, digits, '-')")])]
+        params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                                     default=d)
+                   for n, (a, d) in COMMON.items()]
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+        def command(**kwargs: Any) -> None:
+            name = kwargs.pop("name")
+            common = {k: kwargs.pop(k) for k in COMMON}
+            try:
+                api = Api()
+                spec = _common_spec(common)
+                spec.update({k: v for k, v in fn(**kwargs).items() if v is not None})
+                body = {"name": name, "projectId": api.project_id(common["project"]),
+                        "useGivenNameAsPrefix": common["name_prefix"], "spec": spec}
+                w = api.call("POST", f"/api/v1/workloads/{PLURAL[kind]}", json=body)
+            except CliError as exc:
+                fail(exc)
+            if common["json_output"]:
+                as_json(w)
+                return
+            console.print(f"{kind} [bold]{w['name']}[/bold] submitted to project "
+                          f"{w['projectName']} (id {w['workloadId']})", highlight=False)
+            console.print(f"follow it with: fairway describe {w['name']}", highlight=False)
+
+        command.__signature__ = inspect.Signature(params)
+        command.__doc__ = fn.__doc__
+        command.__name__ = f"submit_{kind}"
+        submit_app.command(kind)(command)
+        return fn
+
+    return decorator
+
+
+@submit_command("workspace")
+def _workspace() -> dict[str, Any]:
+    """Submit a workspace (interactive; runs until stopped)."""
+    return {}
+
+
+@submit_command("training")
+def _training(
+    completions: Annotated[int | None, typer.Option(help="successful pods needed")] = None,
+    parallelism: Annotated[int | None, typer.Option(help="pods at once")] = None,
+) -> dict[str, Any]:
+    """Submit a training (runs to completion)."""
+    return {"completions": completions, "parallelism": parallelism}
+
+
+@submit_command("distributed")
+def _distributed(
+    workers: Annotated[int | None, typer.Option("--workers", help="worker pods")] = None,
+    framework: Annotated[str, typer.Option(help="MPI | PyTorch | TF | XGBoost | JAX")
+                         ] = "PyTorch",
+    min_replicas: Annotated[int | None, typer.Option("--min-replicas",
+                                                     help="workers needed to start")] = None,
+    max_replicas: Annotated[int | None, typer.Option("--max-replicas")] = None,
+) -> dict[str, Any]:
+    """Submit a distributed training (a master and its workers, started together)."""
+    return {"numWorkers": workers, "distributedFramework": framework,
+            "minReplicas": min_replicas, "maxReplicas": max_replicas}
+
+
+@submit_command("inference")
+def _inference(
+    serving_port: Annotated[int | None, typer.Option("--serving-port")] = None,
+    min_replicas: Annotated[int | None, typer.Option("--min-replicas")] = None,
+    max_replicas: Annotated[int | None, typer.Option("--max-replicas")] = None,
+    metric: Annotated[str | None, typer.Option(help="throughput | concurrency | latency")
+                      ] = None,
+    metric_threshold: Annotated[float | None, typer.Option("--metric-threshold")] = None,
+) -> dict[str, Any]:
+    """Submit an inference server."""
+    autoscaling = {k: v for k, v in (("minReplicas", min_replicas),
+                                     ("maxReplicas", max_replicas), ("metric", metric),
+                                     ("metricThreshold", metric_threshold)) if v is not None}
+    return {"servingPort": serving_port, "autoscaling": autoscaling or None}
+
+
+# reading -------------------------------------------------------------------------------------
+
+def _list(api: Api, project: str | None, everything: bool) -> dict[str, Any]:
+    project = project or (None if everything else config.load().get("project"))
+    params: dict[str, Any] = {"limit": 500}
+    if project:
+        params["filterBy"] = (f"projectId=={project}" if project.isdigit()
+                              else f"projectName=={project}")
+    return api.call("GET", "/api/v1/workloads", params=params)
+
+
+def _table(workloads: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "PROJECT", "TYPE", "PHASE", "GPUS", "PODS", "NODE POOLS", "AGE",
+                "REASON"):
+        table.add_column(col)
+    for w in workloads:
+        p = w["phase"]
+        why = w.get("phaseMessage") if p in ("Pending", "Failed", "Degraded") else ""
+        if w["desiredPhase"] != "Running" and w["desiredPhase"] != p:
+            why = f"→ {w['desiredPhase']}" + (f"; {why}" if why else "")
+        pools = ",".join(w["currentNodePools"] or w["requestedNodePools"]) or "-"
+        table.add_row(w["name"], w["projectName"], w["type"], phase(p),
+                      f"{w['requestedResources'].get('gpu', 0):g}",
+                      f"{w['runningPods']}/{w['requestedPods']}", pools, age(w["createdAt"]),
+                      why or "")
+    return table
+
+
+def list_workloads(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    everything: Annotated[bool, typer.Option("--all", "-A", help="every project")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="refresh every 2 s")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """List workloads: phase, GPUs, node pools, age, and why a pending one waits."""
+    if watch:
+        watch_workloads(project, everything)
+        return
+    try:
+        data = _list(Api(), project, everything)
+    except CliError as exc:
+        fail(exc)
+    if json_output:
+        as_json(data)
+        return
+    console.print(_table(data["workloads"]))
+
+
+def watch_workloads(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    everything: Annotated[bool, typer.Option("--all", "-A")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
+) -> None:
+    """A live table of workloads (Ctrl-C to stop)."""
+    try:
+        api = Api()
+        with Live(_table(_list(api, project, everything)["workloads"]), console=console,
+                  auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(_table(_list(api, project, everything)["workloads"]), refresh=True)
+    except CliError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        pass
+
+
+def describe(
+    name: Annotated[str, typer.Argument(help="workload name or id")],
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """A workload: spec, pods, phase history with reasons, and why it is pending."""
+    try:
+        api = Api()
+        w = api.find_workload(name, project)
+        wid = w["workloadId"]
+        events = api.call("GET", f"/api/v1/workloads/{wid}/events")["events"]
+        pods = api.call("GET", f"/api/v1/workloads/{wid}/pods")["pods"]
+    except CliError as exc:
+        fail(exc)
+    if json_output:
+        as_json({**w, "pods": pods, "events": events})
+        return
+    p = w["phase"]
+    out = console.print
+    out(f"[bold]{w['name']}[/bold]  ({w['type']}, project {w['projectName']}, id {wid})",
+        highlight=False)
+    message = w.get("phaseMessage") if p != "Pending" else None
+    out(f"phase:    {phase(p)}" + (f" — {message}" if message else ""), highlight=False)
+    if p == "Pending":
+        out(f"[yellow]pending because:[/] {w.get('phaseMessage') or w.get('phaseReason') or '?'}",
+            highlight=False)
+    if w["desiredPhase"] != "Running":
+        out(f"desired:  {w['desiredPhase']}")
+    out(f"priority: {w['priorityClassName']} "
+        f"({'preemptible' if w['preemptible'] else 'non-preemptible'})")
+    out(f"GPUs:     {w['requestedResources'].get('gpu', 0):g} requested, "
+        f"{w['allocatedResources'].get('gpu', 0):g} allocated; pods "
+        f"{w['runningPods']}/{w['requestedPods']} running", highlight=False)
+    out(f"pools:    requested {', '.join(w['requestedNodePools']) or 'any'}; "
+        f"current {', '.join(w['currentNodePools']) or '-'}", highlight=False)
+    out(f"created:  {w['createdAt']} by {w['createdBy']}; pending "
+        f"{w['totalPendingTimeSeconds']:.1f}s, running {w['totalRunningTimeSeconds']:.1f}s",
+        highlight=False)
+    spec = w["spec"]
+    out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
+                                            if spec.get("command") else ""), highlight=False)
+    if pods:
+        table = Table(title="pods", box=None, header_style="bold")
+        for col in ("NAME", "ROLE", "NODE", "PHASE"):
+            table.add_column(col)
+        for pod in pods:
+            table.add_row(pod.get("name", "?"), str(pod.get("role", "")),
+                          pod.get("node") or "-", pod.get("phase", "?"))
+        out(table)
+    table = Table(title="phase history", box=None, header_style="bold")
+    for col in ("TIME", "FROM", "TO", "REASON", "MESSAGE"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(e["time"][11:19], e["from"] or "-", e["to"], e["reason"], e["message"])
+    out(table)
+
+
+def _act(action: str, names: list[str], project: str | None) -> None:
+    try:
+        api = Api()
+        for name in names:
+            w = api.find_workload(name, project)
+            path = f"/api/v1/workloads/{PLURAL[w['type']]}/{w['workloadId']}"
+            if action == "delete":
+                api.call("DELETE", path)
+            else:
+                api.call("POST", f"{path}/{action}")
+            console.print(f"{action} requested for {w['type']} [bold]{w['name']}[/bold]",
+                          highlight=False)
+    except CliError as exc:
+        fail(exc)
+
+
+Names = Annotated[list[str], typer.Argument(help="workload names or ids")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p")]
+
+
+def suspend(names: Names, project: ProjectOpt = None) -> None:
+    """Suspend workloads (their pods stop; they keep their place in the list)."""
+    _act("suspend", names, project)
+
+
+def resume(names: Names, project: ProjectOpt = None) -> None:
+    """Resume suspended workloads."""
+    _act("resume", names, project)
+
+
+def delete(names: Names, project: ProjectOpt = None) -> None:
+    """Delete workloads."""
+    _act("delete", names, project)
