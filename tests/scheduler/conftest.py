@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import nats
 import pytest
+from nats.js.api import DeliverPolicy
 
 from fairway_bus.bootstrap import consumer_config, ensure_streams_and_consumers
 from fairway_contracts import streams, subjects
@@ -57,38 +58,68 @@ async def consumers(js, tag: str, project: str):
     """The scheduler's consumers, renamed for this test and narrowed to its project.
 
     Inventory subjects carry no project: the test's nodes live in a pool of their own instead.
-    Node names start with `n-<tag>-` so that they can be cleaned up.
+    Node names start with `n-<tag>-` so that they can be cleaned up. Org subjects carry ids
+    that a filter cannot narrow by prefix: the org consumers see only what is published after
+    they were created (and node pools only the test's own pool).
     """
     specs = SchedulerConsumers(
         inventory=replace(streams.SCHEDULER_INVENTORY, durable=f"test-sched-inventory-{tag}"),
         workloads=replace(streams.SCHEDULER_WORKLOADS, durable=f"test-sched-workloads-{tag}",
                           filter_subjects=(f"{subjects.PREFIX}.workload.submitted.{project}.>",)),
         podgroups=replace(streams.SCHEDULER_PODGROUPS, durable=f"test-sched-podgroups-{tag}",
-                       filter_subjects=(f"{subjects.PREFIX}.podgroup.{project}.>",)),
+                          filter_subjects=(f"{subjects.PREFIX}.podgroup.{project}.>",)),
+        **org_consumers(tag),
     )
     await create_consumers(js, specs)
     yield specs
     await delete_consumers(js, specs)
-    # Leave nothing of this test behind (the inventory keeps a node's last report for ever).
-    info = await js.stream_info(streams.INVENTORY.name, subjects_filter=subjects.INVENTORY_ALL)
-    for subject in info.state.subjects or {}:
-        if subject.startswith(f"{subjects.PREFIX}.inventory.node.n-{tag}-"):
-            await js.purge_stream(streams.INVENTORY.name, subject=subject)
-    for stream, subject in (
-        (streams.WORKLOADS.name, f"{subjects.PREFIX}.workload.submitted.{project}.>"),
-        (streams.PODGROUPS.name, f"{subjects.PREFIX}.podgroup.{project}.>"),
-        (streams.DECISIONS.name, f"{subjects.PREFIX}.scheduler.bind.{project}.>"),
-    ):
-        await js.purge_stream(stream, subject=subject)
+    await clean_up(js, tag, project)
 
 
-async def create_consumers(js, specs: SchedulerConsumers) -> None:
-    for spec in (specs.inventory, specs.workloads, specs.podgroups):
-        await js.add_consumer(spec.stream, consumer_config(spec))
+def org_consumers(tag: str) -> dict:
+    return {
+        "projects": replace(streams.SCHEDULER_PROJECTS, durable=f"test-sched-projects-{tag}"),
+        "departments": replace(streams.SCHEDULER_DEPARTMENTS,
+                               durable=f"test-sched-departments-{tag}"),
+        "node_pools": replace(streams.SCHEDULER_NODEPOOLS, durable=f"test-sched-nodepools-{tag}",
+                              filter_subjects=(subjects.org_node_pool(f"pool-{tag}"),)),
+    }
+
+
+async def clean_up(js, tag: str, *projects: str) -> None:
+    """Leave nothing of this test behind (the inventory and the org keep the last report of
+    everything for ever)."""
+    for stream, everything in ((streams.INVENTORY.name, subjects.INVENTORY_ALL),
+                               (streams.ORG.name, subjects.ORG_ALL),
+                               (streams.DECISIONS.name, subjects.DECISION_ALL)):
+        info = await js.stream_info(stream, subjects_filter=everything)
+        for subject in info.state.subjects or {}:
+            if tag in subject:
+                await js.purge_stream(stream, subject=subject)
+    for project in projects:
+        for stream, subject in (
+            (streams.WORKLOADS.name, f"{subjects.PREFIX}.workload.submitted.{project}.>"),
+            (streams.PODGROUPS.name, f"{subjects.PREFIX}.podgroup.{project}.>"),
+        ):
+            await js.purge_stream(stream, subject=subject)
+
+
+NEW_ONLY = ("projects", "departments", "node_pools")
+
+
+async def create_consumers(js, specs: SchedulerConsumers, new_only=NEW_ONLY) -> None:
+    """`new_only`: the consumers (field names) that start at the end of their stream."""
+    for name in ("inventory", "workloads", "podgroups", "projects", "departments",
+                 "node_pools"):
+        spec = getattr(specs, name)
+        config = consumer_config(spec)
+        if name in new_only:
+            config.deliver_policy = DeliverPolicy.NEW
+        await js.add_consumer(spec.stream, config)
 
 
 async def delete_consumers(js, specs: SchedulerConsumers) -> None:
-    for spec in (specs.inventory, specs.workloads, specs.podgroups):
+    for spec in specs.all():
         try:
             await js.delete_consumer(spec.stream, spec.durable)
         except nats.js.errors.NotFoundError:

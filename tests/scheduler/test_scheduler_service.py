@@ -11,7 +11,13 @@ from prometheus_client import REGISTRY
 
 from fairway_bus import publish_model
 from fairway_contracts import streams, subjects
-from fairway_contracts.events import BindDecision, NodeInventory, PodGroupChanged, WorkloadSubmitted
+from fairway_contracts.events import (
+    BindDecision,
+    NodeInventory,
+    PodGroupChanged,
+    SchedulingPending,
+    WorkloadSubmitted,
+)
 from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_scheduler.app import build
 from fairway_scheduler.settings import SchedulerSettings
@@ -127,7 +133,9 @@ async def test_one_bind_decision_and_repeats_change_nothing(
 
     assert len(await stored_messages(streams.DECISIONS.name, bind_subject)) == 1
     assert await db.fetchval("SELECT count(*) FROM allocations") == 1
-    assert await db.fetchval("SELECT count(*) FROM outbox") == 1
+    # One bind, and the project's queue status once: nothing changed after the first cycle.
+    assert sorted(await db.fetchval("SELECT array_agg(subject) FROM outbox")) == [
+        bind_subject, subjects.queue_status("project", project, pool)]
     assert bind_decisions_total() == decided_before + 1
 
 
@@ -159,9 +167,10 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
         "SELECT pending_code, pending_message FROM workloads"
         " WHERE id = $1 AND pending_code IS NOT NULL", second))
     assert dict(reason) == {
-        "pending_code": "NoFittingNode",
-        "pending_message": f"needs 1 pod with 1 GPU; the largest free slot in node pool {pool} "
-                           "has 0 GPUs",
+        "pending_code": "OverFairShare",
+        "pending_message": f"project {project} would use 2 GPUs in node pool {pool}, over its "
+                           "fair share of 1 GPU, and no node there has room (0 GPUs free, the "
+                           "largest free slot 0 GPUs)",
     }
 
     # The first one runs and completes: its GPU goes to the second.
@@ -181,6 +190,12 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
         ("second-0", node, [0])]
     await eventually(lambda: db.fetchval(
         "SELECT pending_code IS NULL FROM workloads WHERE id = $1", second))
+    # Its reason was published, then cleared.
+    published = await eventually(lambda: _at_least(2, stored_messages(
+        streams.DECISIONS.name, subjects.scheduling_pending(project, second))))
+    waiting, cleared = (SchedulingPending.model_validate_json(m.data) for m in published)
+    assert (waiting.pending, waiting.code) == (True, "OverFairShare")
+    assert (cleared.pending, cleared.code, cleared.message) == (False, None, None)
     assert await db.fetchval("SELECT array_agg(pod) FROM allocations") == ["second-0"]
 
     # A stale event from before the completion, arriving late, brings nothing back.
@@ -204,11 +219,16 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
         assert len(await stored_messages(streams.DECISIONS.name, subjects.bind(project, wid))) == 1
 
 
+async def _at_least(n: int, read):
+    messages = await read
+    return messages if len(messages) >= n else None
+
+
 async def drained(js, consumers, eventually) -> None:
     """Wait until every test consumer has handled all it holds, then for a few cycles more."""
 
     async def empty():
-        for spec in (consumers.inventory, consumers.workloads, consumers.podgroups):
+        for spec in consumers.all():
             info = await js.consumer_info(spec.stream, spec.durable)
             if info.num_pending or info.num_ack_pending:
                 return False

@@ -140,6 +140,15 @@ SUBMISSION_PHASES = ConsumerSpec(
     "Keeps the API's workload view current.",
     parallel=8, ordering_tokens=4,  # fairway.phase.<project>.<id>: one workload
 )
+SUBMISSION_PENDING = ConsumerSpec(
+    "submission", "submission-pending", DECISIONS.name, (subjects.PENDING_ALL,),
+    "Shows why a pending workload waits, as the scheduler says it.",
+    parallel=8, ordering_tokens=5,  # fairway.scheduler.pending.<project>.<id>: one workload
+)
+SUBMISSION_QUEUES = ConsumerSpec(
+    "submission", "submission-queues", DECISIONS.name, (subjects.QUEUE_STATUS_ALL,),
+    "Shows each project's and department's fair share per node pool.",
+)
 METRICS_PHASES = ConsumerSpec(
     "metrics", "metrics-phases", PHASES.name, (subjects.PHASE_ALL,),
     "Counts workloads by phase; records submit-to-running and submit-to-completed latency.",
@@ -161,6 +170,8 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SCHEDULER_DEPARTMENTS,
     SCHEDULER_NODEPOOLS,
     SUBMISSION_PHASES,
+    SUBMISSION_PENDING,
+    SUBMISSION_QUEUES,
     METRICS_PHASES,
     METRICS_WORKLOADS,
 )

@@ -1,9 +1,12 @@
 """The scheduling cycle: the service shell around the pure core.
 
-Every cycle takes a snapshot of the state in memory, asks `core.schedule` for placements and
-pending reasons, then in ONE transaction stores the new allocations and queues one
-`BindDecision` per placed workload in the outbox. Only after the commit does the state in memory
-take the allocations, so a failed commit changes nothing and the next cycle decides again.
+Every cycle takes a snapshot of the state in memory (nodes in their pools, org queues,
+workloads, allocations), asks the fair-share core (`core.allocate`) for placements, pending
+reasons and queue status, then in ONE transaction stores the new allocations and queues in the
+outbox one `BindDecision` per placed workload, a `SchedulingPending` per workload whose reason
+changed (or that stopped waiting) and a `QueueStatusChanged` per queue whose status changed.
+Only after the commit does the state in memory take them, so a failed commit changes nothing
+and the next cycle decides again.
 
 One lock orders every change and every cycle: an event handler never slips in between a
 cycle's snapshot and its commit (a workload released by a phase event cannot be bound by a
@@ -20,12 +23,18 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
 from fairway_contracts import subjects
-from fairway_contracts.events import BindDecision, PodPlacement
+from fairway_contracts.events import (
+    BindDecision,
+    PodPlacement,
+    QueueStatusChanged,
+    ResourceStatus,
+    SchedulingPending,
+)
 from fairway_contracts.workloads import utcnow
 from fairway_runtime import Service
 from fairway_scheduler import core, repository
 from fairway_scheduler.settings import SchedulerSettings
-from fairway_scheduler.state import ClusterState
+from fairway_scheduler.state import ClusterState, PendingInfo
 from fairway_store import add_to_outbox
 from fairway_telemetry import workload_context
 
@@ -44,6 +53,10 @@ DECISIONS = Counter(
     "fairway_scheduler_decisions", "Scheduling decisions committed, by kind.", ["kind"],
 )
 DECISIONS.labels("bind")
+PUBLISHED = Counter(
+    "fairway_scheduler_status_events", "Queue status and pending events queued, by kind.",
+    ["kind"],
+)
 
 # Decision ids are uuid5 names in this namespace (a fixed, arbitrary uuid).
 _DECISION_NAMESPACE = uuid.UUID("6f1c2a43-5b7e-4d59-9a0e-2f4c8b1d7e30")
@@ -86,15 +99,24 @@ class Scheduler:
         state = ClusterState()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                  readonly=True):
-            for node in await repository.load_nodes(conn):
-                state.put_node(node)
+            for node, labels, max_pods in await repository.load_nodes(conn):
+                state.put_node(node, labels, max_pods)
+            for project in await repository.load_projects(conn):
+                state.put_project(project)
+            for department in await repository.load_departments(conn):
+                state.put_department(department)
+            for pool in await repository.load_node_pools(conn):
+                state.put_node_pool(pool)
             for request in await repository.load_requests(conn):
                 state.add_request(request)
             for status in await repository.load_statuses(conn):
                 state.apply_status(status, released=())
             for allocation in await repository.load_allocations(conn):
                 state.allocations[(allocation.workload_id, allocation.pod)] = allocation
-            state.set_pending(await repository.load_pending(conn))
+            pending = await repository.load_pending(conn)
+            state.set_pending(reason for reason, _ in pending)
+            state.pending_info = {reason.workload_id: info for reason, info in pending}
+            state.queue_status = await repository.load_queue_status(conn)
         self.state = state
         self._scheduled_version = None
         PENDING_WORKLOADS.set(len(state.pending))
@@ -126,42 +148,114 @@ class Scheduler:
             if self.state.version == self._scheduled_version:
                 return None
             with CYCLE_SECONDS.time():
-                result = core.schedule(self.state.snapshot())
-                await self._commit(result)
-            self._scheduled_version = self.state.version
+                result = core.allocate(self.state.snapshot())
+                deferred = await self._commit(result)
+            self._scheduled_version = None if deferred else self.state.version
             return result
 
-    async def _commit(self, result: core.CycleResult) -> None:
+    async def _commit(self, result: core.CycleResult) -> bool:
+        """Persist and announce the cycle's outcome; True when some pending reasons wait for
+        their refresh (a later cycle must run even if nothing else changes)."""
+        state = self.state
+        now = utcnow()
         decisions = [self._bind_decision(placement) for placement in result.placements]
-        pending_changes = self.state.pending_changes(result.pending)
-        if decisions or pending_changes:
+        pending_changes = state.pending_changes(result.pending)
+        pending_rows = []
+        pending_events = []
+        pending_info = dict(state.pending_info)
+        deferred: dict[str, core.PendingReason] = {}
+        refresh = self.settings.pending_refresh_seconds
+        for workload_id, reason in pending_changes:
+            info = pending_info.get(workload_id)
+            project = state.project_of(workload_id)
+            if project is None or _subject(subjects.scheduling_pending, project,
+                                            workload_id) is None:
+                continue
+            previous = state.pending.get(workload_id)
+            if (reason is not None and previous is not None and previous.code == reason.code
+                    and info is not None and info.published_at is not None
+                    and (now - info.published_at).total_seconds() < refresh):
+                # Only the numbers moved, and were published a moment ago: later.
+                deferred[workload_id] = previous
+                continue
+            version = (info.version if info else 0) + 1
+            since = info.since if info is not None and reason is not None else now
+            if reason is None:
+                pending_info.pop(workload_id, None)
+                event = SchedulingPending(workload_id=workload_id, project=project,
+                                          pending=False, changed_at=now)
+                pending_rows.append((workload_id, None, None, version))
+            else:
+                pending_info[workload_id] = PendingInfo(project, since, version, now)
+                event = SchedulingPending(workload_id=workload_id, project=project,
+                                          code=reason.code.value, message=reason.message,
+                                          since=since, changed_at=now)
+                pending_rows.append((workload_id, reason, since, version))
+            pending_events.append((workload_id, version, event))
+        queue_changes = []
+        for status in result.queues:
+            key = (status.kind, status.name, status.pool)
+            if _subject(subjects.queue_status, *key) is None:
+                continue
+            payload = queue_payload(status, state.org_id(status.kind, status.name))
+            last = state.queue_status.get(key)
+            if last is not None and last[0] == payload:
+                continue
+            queue_changes.append((key, payload, (last[1] if last else 0) + 1))
+
+        if decisions or pending_rows or queue_changes:
             async with self.pool.acquire() as conn, conn.transaction():
                 for placement, decision in zip(result.placements, decisions, strict=True):
-                    await repository.insert_allocations(conn, placement.workload_id,
-                                                        placement.pods, decision.decision_id)
+                    request = state.requests[placement.workload_id]
+                    await repository.insert_allocations(
+                        conn, placement.workload_id, placement.pods, decision.decision_id,
+                        cpu=request.cpu_millis, memory=request.memory_mib)
                     await add_to_outbox(
                         conn, subjects.bind(decision.project, decision.workload_id), decision,
                         msg_id=f"bind:{decision.decision_id}",
                         # one trace follows the workload from its submission
-                        trace_headers=self.state.trace_headers(decision.workload_id),
+                        trace_headers=state.trace_headers(decision.workload_id),
                     )
-                await repository.save_pending(conn, pending_changes)
+                await repository.save_pending(conn, pending_rows)
+                for workload_id, version, event in pending_events:
+                    await add_to_outbox(
+                        conn, subjects.scheduling_pending(event.project, workload_id), event,
+                        # the version restarts after a workload stopped waiting: the
+                        # cycle's time keeps the id unique
+                        msg_id=f"pending:{workload_id}:{version}:{now.timestamp()}",
+                        trace_headers=state.trace_headers(workload_id) or None,
+                    )
+                await repository.save_queue_status(conn, queue_changes)
+                for (kind, name, pool), payload, version in queue_changes:
+                    await add_to_outbox(
+                        conn, subjects.queue_status(kind, name, pool),
+                        QueueStatusChanged(**payload, changed_at=now),
+                        msg_id=f"queue:{kind}:{name}:{pool}:{version}",
+                    )
 
         for placement, decision in zip(result.placements, decisions, strict=True):
-            self.state.add_placement(placement)
+            state.add_placement(placement)
             DECISIONS.labels("bind").inc()
             with workload_context(placement.workload_id):
                 log.info("pods bound", extra={"fields": {
                     "decision_id": decision.decision_id,
                     "placements": {p.pod: f"{p.node}{list(p.gpu_devices)}"
+                                   + (f"x{p.portion:g}" if p.portion is not None else "")
                                    for p in placement.pods}}})
         for workload_id, reason in pending_changes:
-            if reason is not None:
+            if reason is not None and workload_id not in deferred:
                 with workload_context(workload_id):
                     log.info("workload pending: %s", reason.message,
                              extra={"fields": {"pending_code": reason.code.value}})
-        self.state.set_pending(result.pending)
+        state.pending_info = pending_info
+        state.set_pending(result.pending)
+        state.pending.update(deferred)  # compared again, and published, in a later cycle
+        for key, payload, version in queue_changes:
+            state.queue_status[key] = (payload, version)
+        PUBLISHED.labels("pending").inc(len(pending_events))
+        PUBLISHED.labels("queue").inc(len(queue_changes))
         PENDING_WORKLOADS.set(len(result.pending))
+        return bool(deferred)
 
     def _bind_decision(self, placement: core.Placement) -> BindDecision:
         request = self.state.requests[placement.workload_id]
@@ -171,7 +265,42 @@ class Scheduler:
                                     [p.pod for p in placement.pods]),
             workload_id=placement.workload_id,
             project=request.project,
-            placements=[PodPlacement(pod=p.pod, node=p.node, gpu_devices=list(p.gpu_devices))
+            placements=[PodPlacement(pod=p.pod, node=p.node, gpu_devices=list(p.gpu_devices),
+                                     portion=p.portion, gpu_memory_mib=p.gpu_memory_mib,
+                                     gpu_limit=p.gpu_limit)
                         for p in placement.pods],
             decided_at=utcnow(),
         )
+
+
+def queue_payload(status: core.QueueStatus, org_id: str | None) -> dict:
+    """A queue's status as the fields of `QueueStatusChanged` (less its time): what the
+    scheduler compares with the last one published, and stores."""
+
+    def resource(r: core.ResourceStatus) -> dict:
+        return ResourceStatus(
+            deserved=r.deserved, limit=r.limit, over_quota_weight=r.over_quota_weight,
+            fair_share=round(r.fair_share, 3), allocated=round(r.allocated, 3),
+            allocated_non_preemptible=round(r.allocated_non_preemptible, 3),
+            requested=round(r.requested, 3)).model_dump()
+
+    return {"kind": status.kind, "name": status.name, "org_id": org_id,
+            "parent": status.parent, "node_pool": status.pool, "gpu": resource(status.gpu),
+            "cpu": resource(status.cpu), "memory": resource(status.memory)}
+
+
+_UNPUBLISHABLE: set[tuple[str, ...]] = set()
+
+
+def _subject(make, *tokens: str) -> str | None:
+    """The subject, or None (logged once) when a name cannot be a NATS subject token (a node
+    label value with a '.' as a pool name, say): that status is not published, and the cycle
+    goes on."""
+    try:
+        return make(*tokens)
+    except ValueError:
+        if tokens not in _UNPUBLISHABLE:
+            _UNPUBLISHABLE.add(tokens)
+            log.warning("status not published: a name is not a subject token",
+                        extra={"fields": {"tokens": list(tokens)}})
+        return None

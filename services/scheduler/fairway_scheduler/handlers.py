@@ -3,6 +3,11 @@ in memory after the commit, then asks for a cycle. Thin: the rules live in `stat
 
 The two workload consumers are independent: a workload's first phase event may arrive before
 its submission. It becomes schedulable once both are known.
+
+Org units (projects, departments, node pools) come from the ORG stream, which keeps the last
+event per unit; each is stored unless a newer one (by stream sequence) is stored already, so a
+redelivery changes nothing. A workload of a project not heard of yet queues with the core's
+default quota (deserved 0, no limit, weight 1) until its project arrives.
 """
 
 import logging
@@ -10,7 +15,14 @@ from dataclasses import dataclass
 
 from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import streams
-from fairway_contracts.events import NodeInventory, PodGroupChanged, WorkloadSubmitted
+from fairway_contracts.events import (
+    DepartmentChanged,
+    NodeInventory,
+    NodePoolChanged,
+    PodGroupChanged,
+    ProjectChanged,
+    WorkloadSubmitted,
+)
 from fairway_contracts.streams import ConsumerSpec
 from fairway_runtime import Service
 from fairway_scheduler import core, repository
@@ -29,6 +41,13 @@ class SchedulerConsumers:
     inventory: ConsumerSpec = streams.SCHEDULER_INVENTORY
     workloads: ConsumerSpec = streams.SCHEDULER_WORKLOADS
     podgroups: ConsumerSpec = streams.SCHEDULER_PODGROUPS
+    projects: ConsumerSpec = streams.SCHEDULER_PROJECTS
+    departments: ConsumerSpec = streams.SCHEDULER_DEPARTMENTS
+    node_pools: ConsumerSpec = streams.SCHEDULER_NODEPOOLS
+
+    def all(self) -> tuple[ConsumerSpec, ...]:
+        return (self.inventory, self.workloads, self.podgroups, self.projects,
+                self.departments, self.node_pools)
 
 
 def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsumers) -> None:
@@ -44,6 +63,43 @@ def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsume
     async def on_pod_group_changed(event: PodGroupChanged, delivery: Delivery) -> None:
         await pod_group_changed(scheduler, event, delivery, consumers.podgroups.durable)
 
+    @durable_subscriber(service.broker, consumers.projects, ProjectChanged)
+    async def on_project_changed(event: ProjectChanged, delivery: Delivery) -> None:
+        await org_changed(scheduler, event, delivery.stream_sequence)
+
+    @durable_subscriber(service.broker, consumers.departments, DepartmentChanged)
+    async def on_department_changed(event: DepartmentChanged, delivery: Delivery) -> None:
+        await org_changed(scheduler, event, delivery.stream_sequence)
+
+    @durable_subscriber(service.broker, consumers.node_pools, NodePoolChanged)
+    async def on_node_pool_changed(event: NodePoolChanged, delivery: Delivery) -> None:
+        await org_changed(scheduler, event, delivery.stream_sequence)
+
+
+async def org_changed(scheduler: Scheduler,
+                      event: ProjectChanged | DepartmentChanged | NodePoolChanged,
+                      sequence: int) -> None:
+    """A project, department or node pool as it is now: stored, then the queues follow."""
+    async with scheduler.lock:
+        async with scheduler.pool.acquire() as conn:
+            if isinstance(event, ProjectChanged):
+                stored = await repository.upsert_project(conn, event, sequence)
+            elif isinstance(event, DepartmentChanged):
+                stored = await repository.upsert_department(conn, event, sequence)
+            else:
+                stored = await repository.upsert_node_pool(conn, event, sequence)
+        if not stored:
+            return  # a redelivery, or older than what is stored
+        if isinstance(event, ProjectChanged):
+            scheduler.state.put_project(event)
+        elif isinstance(event, DepartmentChanged):
+            scheduler.state.put_department(event)
+        else:
+            scheduler.state.put_node_pool(event)
+    log.info("org unit changed", extra={"fields": {
+        "kind": type(event).__name__, "name": event.name, "deleted": event.deleted}})
+    scheduler.changed()
+
 
 async def node_reported(scheduler: Scheduler, event: NodeInventory) -> None:
     # No inbox here: the last report wins and the write is guarded by observed_at, so a
@@ -56,13 +112,14 @@ async def node_reported(scheduler: Scheduler, event: NodeInventory) -> None:
             if event.deleted:
                 stored = await repository.delete_node(conn, event.name, event.observed_at)
             else:
-                stored = await repository.upsert_node(conn, node, event.observed_at)
+                stored = await repository.upsert_node(conn, node, event.observed_at,
+                                                      event.labels, event.max_pods)
         if not stored:
             return
         if event.deleted:
             scheduler.state.remove_node(event.name)
-        elif scheduler.state.nodes.get(node.name) != node:
-            scheduler.state.put_node(node)
+        elif not scheduler.state.same_node(node, event.labels, event.max_pods):
+            scheduler.state.put_node(node, event.labels, event.max_pods)
         else:
             return  # the same node, observed again: nothing for a cycle
     scheduler.changed()

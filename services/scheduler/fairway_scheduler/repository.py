@@ -1,30 +1,35 @@
 """The scheduler's SQL, all of it. Every function runs on the caller's connection, inside the
 caller's transaction."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
 
+from fairway_contracts.events import DepartmentChanged, NodePoolChanged, ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
-from fairway_scheduler.state import PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_scheduler.state import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
 
 # loading at start -----------------------------------------------------------------------------
 
 
-async def load_nodes(conn: asyncpg.Connection) -> list[core.Node]:
+async def load_nodes(conn: asyncpg.Connection
+                     ) -> list[tuple[core.Node, Mapping[str, str], int]]:
+    """(node as reported, its labels, its pod capacity)."""
     rows = await conn.fetch(
-        "SELECT name, pool, ready, gpus, gpu_product, gpu_memory_mib, cpu_millis, memory_mib"
-        " FROM nodes")
-    return [core.Node(**dict(row)) for row in rows]
+        "SELECT name, pool, ready, gpus, gpu_product, gpu_memory_mib, cpu_millis, memory_mib,"
+        " labels, max_pods FROM nodes")
+    return [(core.Node(**{k: v for k, v in dict(row).items() if k not in ("labels", "max_pods")}),
+             row["labels"], row["max_pods"]) for row in rows]
 
 
 async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
     """Requests of workloads that are not over."""
     rows = await conn.fetch(
         "SELECT w.id, w.project, w.priority_class, w.priority, w.preemptible, w.node_pools,"
-        " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers"
+        " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
+        " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.cpu_millis, w.memory_mib"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
     return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"])})
@@ -46,34 +51,135 @@ async def load_statuses(conn: asyncpg.Connection) -> list[WorkloadStatus]:
 
 
 async def load_allocations(conn: asyncpg.Connection) -> list[core.Allocation]:
-    rows = await conn.fetch("SELECT workload_id, pod, node, gpu_devices FROM allocations")
-    return [core.Allocation(row["workload_id"], row["pod"], row["node"],
-                            tuple(row["gpu_devices"])) for row in rows]
-
-
-async def load_pending(conn: asyncpg.Connection) -> list[core.PendingReason]:
     rows = await conn.fetch(
-        "SELECT id, pending_code, pending_message FROM workloads"
-        " WHERE pending_code IS NOT NULL")
-    return [core.PendingReason(row["id"], core.PendingCode(row["pending_code"]),
-                               row["pending_message"]) for row in rows]
+        "SELECT workload_id, pod, node, gpu_devices, portion, gpu_memory_mib, cpu_millis,"
+        " memory_mib FROM allocations")
+    return [core.Allocation(row["workload_id"], row["pod"], row["node"],
+                            tuple(row["gpu_devices"]), portion=row["portion"],
+                            gpu_memory_mib=row["gpu_memory_mib"], cpu_millis=row["cpu_millis"],
+                            memory_mib=row["memory_mib"]) for row in rows]
+
+
+async def load_pending(conn: asyncpg.Connection
+                       ) -> list[tuple[core.PendingReason, PendingInfo]]:
+    rows = await conn.fetch(
+        "SELECT id, project, pending_code, pending_message, pending_since, pending_version"
+        " FROM workloads WHERE pending_code IS NOT NULL")
+    return [(core.PendingReason(row["id"], core.PendingCode(row["pending_code"]),
+                                row["pending_message"]),
+             PendingInfo(row["project"], row["pending_since"], row["pending_version"]))
+            for row in rows]
+
+
+async def load_projects(conn: asyncpg.Connection) -> list[ProjectChanged]:
+    rows = await conn.fetch(
+        "SELECT id, name, department_id, resources, default_node_pools FROM projects"
+        " WHERE NOT deleted")
+    return [ProjectChanged(event_id="", project_id=row["id"], name=row["name"],
+                           department_id=row["department_id"], resources=row["resources"],
+                           default_node_pools=list(row["default_node_pools"]))
+            for row in rows]
+
+
+async def load_departments(conn: asyncpg.Connection) -> list[DepartmentChanged]:
+    rows = await conn.fetch(
+        "SELECT id, name, resources, default_node_pools FROM departments WHERE NOT deleted")
+    return [DepartmentChanged(event_id="", department_id=row["id"], name=row["name"],
+                              resources=row["resources"],
+                              default_node_pools=list(row["default_node_pools"]))
+            for row in rows]
+
+
+async def load_node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
+    rows = await conn.fetch(
+        "SELECT name, label_key, label_value, gpu_placement, cpu_placement,"
+        " min_guaranteed_runtime FROM node_pools WHERE NOT deleted")
+    return [NodePoolChanged(event_id="", name=row["name"], label_key=row["label_key"],
+                            label_value=row["label_value"],
+                            gpu_placement_strategy=row["gpu_placement"],
+                            cpu_placement_strategy=row["cpu_placement"],
+                            min_guaranteed_runtime=row["min_guaranteed_runtime"])
+            for row in rows]
+
+
+async def load_queue_status(conn: asyncpg.Connection
+                            ) -> dict[tuple[str, str, str], tuple[dict, int]]:
+    rows = await conn.fetch("SELECT kind, name, node_pool, status, version FROM queue_status")
+    return {(row["kind"], row["name"], row["node_pool"]): (row["status"], row["version"])
+            for row in rows}
+
+
+# org units: last value per unit, never older over newer ------------------------------------
+
+
+def _resources(resources) -> list[dict]:
+    return [r.model_dump(mode="json") for r in resources]
+
+
+async def upsert_project(conn: asyncpg.Connection, event: ProjectChanged, sequence: int) -> bool:
+    """True when stored (not older than what is stored)."""
+    status = await conn.execute(
+        "INSERT INTO projects (id, name, department_id, resources, default_node_pools, deleted,"
+        " stream_sequence) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+        " department_id = excluded.department_id, resources = excluded.resources,"
+        " default_node_pools = excluded.default_node_pools, deleted = excluded.deleted,"
+        " stream_sequence = excluded.stream_sequence, updated_at = now()"
+        " WHERE projects.stream_sequence < excluded.stream_sequence",
+        event.project_id, event.name, event.department_id, _resources(event.resources),
+        list(event.default_node_pools), event.deleted, sequence)
+    return status.endswith(" 1")
+
+
+async def upsert_department(conn: asyncpg.Connection, event: DepartmentChanged,
+                            sequence: int) -> bool:
+    status = await conn.execute(
+        "INSERT INTO departments (id, name, resources, default_node_pools, deleted,"
+        " stream_sequence) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, resources = excluded.resources,"
+        " default_node_pools = excluded.default_node_pools, deleted = excluded.deleted,"
+        " stream_sequence = excluded.stream_sequence, updated_at = now()"
+        " WHERE departments.stream_sequence < excluded.stream_sequence",
+        event.department_id, event.name, _resources(event.resources),
+        list(event.default_node_pools), event.deleted, sequence)
+    return status.endswith(" 1")
+
+
+async def upsert_node_pool(conn: asyncpg.Connection, event: NodePoolChanged,
+                           sequence: int) -> bool:
+    status = await conn.execute(
+        "INSERT INTO node_pools (name, label_key, label_value, gpu_placement, cpu_placement,"
+        " min_guaranteed_runtime, deleted, stream_sequence)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (name) DO UPDATE SET label_key = excluded.label_key,"
+        " label_value = excluded.label_value, gpu_placement = excluded.gpu_placement,"
+        " cpu_placement = excluded.cpu_placement,"
+        " min_guaranteed_runtime = excluded.min_guaranteed_runtime, deleted = excluded.deleted,"
+        " stream_sequence = excluded.stream_sequence, updated_at = now()"
+        " WHERE node_pools.stream_sequence < excluded.stream_sequence",
+        event.name, event.label_key, event.label_value, event.gpu_placement_strategy,
+        event.cpu_placement_strategy, event.min_guaranteed_runtime, event.deleted, sequence)
+    return status.endswith(" 1")
 
 
 # nodes ----------------------------------------------------------------------------------------
 
 
-async def upsert_node(conn: asyncpg.Connection, node: core.Node, observed_at: datetime) -> bool:
+async def upsert_node(conn: asyncpg.Connection, node: core.Node, observed_at: datetime,
+                      labels: Mapping[str, str] | None = None, max_pods: int = 110) -> bool:
     """Store the node unless a newer observation is stored already. True when stored."""
     status = await conn.execute(
         "INSERT INTO nodes (name, pool, ready, gpus, gpu_product, gpu_memory_mib, cpu_millis,"
-        " memory_mib, observed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " memory_mib, observed_at, labels, max_pods)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         " ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, ready = excluded.ready,"
         " gpus = excluded.gpus, gpu_product = excluded.gpu_product,"
         " gpu_memory_mib = excluded.gpu_memory_mib, cpu_millis = excluded.cpu_millis,"
-        " memory_mib = excluded.memory_mib, observed_at = excluded.observed_at"
+        " memory_mib = excluded.memory_mib, observed_at = excluded.observed_at,"
+        " labels = excluded.labels, max_pods = excluded.max_pods"
         " WHERE nodes.observed_at <= excluded.observed_at",
         node.name, node.pool, node.ready, node.gpus, node.gpu_product, node.gpu_memory_mib,
-        node.cpu_millis, node.memory_mib, observed_at,
+        node.cpu_millis, node.memory_mib, observed_at, dict(labels or {}), max_pods,
     )
     return status.endswith(" 1")
 
@@ -91,11 +197,15 @@ async def insert_request(conn: asyncpg.Connection, request: WorkloadRequest) -> 
     """True when the request is new (a workload is submitted once)."""
     status = await conn.execute(
         "INSERT INTO workloads (id, project, priority_class, priority, preemptible, node_pools,"
-        " pods, min_pods, gpus_per_pod, submitted_at, trace_headers)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+        " pods, min_pods, gpus_per_pod, submitted_at, trace_headers, project_id, gpu_portion,"
+        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        " ON CONFLICT (id) DO NOTHING",
         request.id, request.project, request.priority_class, request.priority,
         request.preemptible, list(request.node_pools), request.pods, request.min_pods,
         request.gpus_per_pod, request.submitted_at, dict(request.trace_headers),
+        request.project_id, request.gpu_portion, request.gpu_memory_mib, request.gpu_limit,
+        request.cpu_millis, request.memory_mib,
     )
     return status.endswith(" 1")
 
@@ -105,12 +215,25 @@ async def is_finished(conn: asyncpg.Connection, workload_id: str) -> bool:
         "SELECT finished FROM workload_status WHERE workload_id = $1", workload_id))
 
 
-async def save_pending(conn: asyncpg.Connection,
-                       changes: Iterable[tuple[str, core.PendingReason | None]]) -> None:
+async def save_pending(
+        conn: asyncpg.Connection,
+        changes: Iterable[tuple[str, core.PendingReason | None, datetime | None, int]]) -> None:
+    """(workload id, reason or None, pending since, events sent) per change."""
     await conn.executemany(
-        "UPDATE workloads SET pending_code = $2, pending_message = $3 WHERE id = $1",
-        [(wid, reason.code.value if reason else None, reason.message if reason else None)
-         for wid, reason in changes],
+        "UPDATE workloads SET pending_code = $2, pending_message = $3, pending_since = $4,"
+        " pending_version = $5 WHERE id = $1",
+        [(wid, reason.code.value if reason else None, reason.message if reason else None,
+          since, version) for wid, reason, since, version in changes],
+    )
+
+
+async def save_queue_status(conn: asyncpg.Connection,
+                            changes: Iterable[tuple[tuple[str, str, str], dict, int]]) -> None:
+    await conn.executemany(
+        "INSERT INTO queue_status (kind, name, node_pool, status, version)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
+        " status = excluded.status, version = excluded.version, updated_at = now()",
+        [(key[0], key[1], key[2], status, version) for key, status, version in changes],
     )
 
 
@@ -150,11 +273,14 @@ async def release_allocations(conn: asyncpg.Connection, workload_id: str,
 
 
 async def insert_allocations(conn: asyncpg.Connection, workload_id: str,
-                             pods: Sequence[core.PodPlacement], decision_id: str) -> None:
+                             pods: Sequence[core.PodPlacement], decision_id: str,
+                             cpu: int = 0, memory: int = 0) -> None:
     # A plain insert: a pod that already has an allocation must never be placed again, and if
     # it were, the transaction fails and the decision is not published.
     await conn.executemany(
-        "INSERT INTO allocations (workload_id, pod, node, gpu_devices, decision_id)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [(workload_id, p.pod, p.node, list(p.gpu_devices), decision_id) for p in pods],
+        "INSERT INTO allocations (workload_id, pod, node, gpu_devices, decision_id, portion,"
+        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [(workload_id, p.pod, p.node, list(p.gpu_devices), decision_id, p.portion,
+          p.gpu_memory_mib, p.gpu_limit, cpu, memory) for p in pods],
     )

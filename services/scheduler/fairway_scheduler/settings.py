@@ -15,3 +15,9 @@ class SchedulerSettings(ServiceSettings):
         description="after a change, wait this long for more before cycling, so that a burst "
                     "of events costs one cycle instead of one per event",
     )
+    pending_refresh_seconds: float = Field(
+        default=5.0, ge=0, alias="FAIRWAY_SCHEDULER_PENDING_REFRESH_SECONDS",
+        description="a pending reason whose code stays the same and whose numbers change is "
+                    "published again at most this often per workload (a new code, or no "
+                    "longer pending, is published at once)",
+    )

@@ -5,17 +5,54 @@ that wrote the same change has committed, so a crash at any point leaves the tab
 restart loads them back. Pure bookkeeping: no I/O, no asyncio.
 """
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from fairway_contracts.events import PodGroupChanged, WorkloadSubmitted
+from fairway_contracts.events import (
+    DepartmentChanged,
+    NodePoolChanged,
+    PodGroupChanged,
+    ProjectChanged,
+    WorkloadSubmitted,
+)
+from fairway_contracts.events import Quota as OrgQuota
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.priorities import priority_value
 
 # Kubernetes pod phases after which a pod holds nothing and waits for nothing.
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+DEFAULT_POOL = "default"
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|[KMGTPE]i?)?$")
+_BYTES = {None: 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+          "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+          "Ei": 2**60}
+
+
+def memory_mib(quantity: str | None) -> int:
+    """A Kubernetes memory quantity ("16Gi", "512M", "1073741824") in MiB, rounded up; 0 when
+    absent or unreadable (policy validated it already)."""
+    if not quantity:
+        return 0
+    match = _QUANTITY.match(quantity.strip())
+    if match is None:
+        return 0
+    value = float(match.group(1)) * _BYTES[match.group(2)]
+    return int(-(-value // 2**20))
+
+
+def cpu_millis(cores: float | None) -> int:
+    return round(cores * 1000) if cores else 0
+
+
+def core_quota(quota: OrgQuota, scale: float = 1) -> core.Quota:
+    """An org event's quota in the core's terms (limit None -> -1, CPU cores -> millicores)."""
+    return core.Quota(deserved=quota.deserved * scale,
+                      limit=-1 if quota.limit is None else quota.limit * scale,
+                      over_quota_weight=quota.over_quota_weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +70,13 @@ class WorkloadRequest:
     gpus_per_pod: int
     submitted_at: datetime
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    project_id: str | None = None
+    # Fractions (not in the effective spec yet: None) and host resources, per pod.
+    gpu_portion: float | None = None
+    gpu_memory_mib: int | None = None
+    gpu_limit: float | None = None
+    cpu_millis: int = 0
+    memory_mib: int = 0
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -50,7 +94,15 @@ class WorkloadRequest:
             gpus_per_pod=spec.compute.gpu_devices_request,
             submitted_at=event.created_at,
             trace_headers=dict(trace_headers),
+            project_id=event.project_id,
+            cpu_millis=cpu_millis(spec.compute.cpu_core_request),
+            memory_mib=memory_mib(spec.compute.cpu_memory_request),
         )
+
+    def allocation(self, workload_id: str, pod: core.PodPlacement) -> core.Allocation:
+        return core.Allocation(workload_id, pod.pod, pod.node, pod.gpu_devices,
+                               portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib,
+                               cpu_millis=self.cpu_millis, memory_mib=self.memory_mib)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,24 +156,75 @@ class WorkloadStatus:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingInfo:
+    """What the published pending events of a workload need beyond its reason."""
+
+    project: str
+    since: datetime
+    version: int = 0  # SchedulingPending events sent for it so far
+    published_at: datetime | None = None  # the last one, when this process sent it
+
+
 class ClusterState:
     def __init__(self) -> None:
+        # Nodes as reported (`pool` is the inventory's node_pool), their labels and capacity.
         self.nodes: dict[str, core.Node] = {}
+        self.node_labels: dict[str, Mapping[str, str]] = {}
+        self.max_pods: dict[str, int] = {}
         self.requests: dict[str, WorkloadRequest] = {}
         self.statuses: dict[str, WorkloadStatus] = {}
         self.allocations: dict[tuple[str, str], core.Allocation] = {}
         self.pending: dict[str, core.PendingReason] = {}
+        self.pending_info: dict[str, PendingInfo] = {}
+        # Org units as their last events state them (deleted ones dropped).
+        self.projects: dict[str, ProjectChanged] = {}  # by id
+        self.departments: dict[str, DepartmentChanged] = {}  # by id
+        self.node_pools: dict[str, NodePoolChanged] = {}  # by name
+        # The queue status last published: (kind, name, pool) -> (payload, version).
+        self.queue_status: dict[tuple[str, str, str], tuple[dict, int]] = {}
         # Grows with every change a cycle could care about; a cycle over an unchanged state
         # would decide nothing new.
         self.version = 0
 
     # changes ----------------------------------------------------------------------------
-    def put_node(self, node: core.Node) -> None:
+    def put_node(self, node: core.Node, labels: Mapping[str, str] | None = None,
+                 max_pods: int = 110) -> None:
         self.nodes[node.name] = node
+        self.node_labels[node.name] = dict(labels or {})
+        self.max_pods[node.name] = max_pods
         self.version += 1
+
+    def same_node(self, node: core.Node, labels: Mapping[str, str], max_pods: int) -> bool:
+        return (self.nodes.get(node.name) == node
+                and self.node_labels.get(node.name) == dict(labels)
+                and self.max_pods.get(node.name) == max_pods)
 
     def remove_node(self, name: str) -> None:
         self.nodes.pop(name, None)
+        self.node_labels.pop(name, None)
+        self.max_pods.pop(name, None)
+        self.version += 1
+
+    def put_project(self, event: ProjectChanged) -> None:
+        if event.deleted:
+            self.projects.pop(event.project_id, None)
+        else:
+            self.projects[event.project_id] = event
+        self.version += 1
+
+    def put_department(self, event: DepartmentChanged) -> None:
+        if event.deleted:
+            self.departments.pop(event.department_id, None)
+        else:
+            self.departments[event.department_id] = event
+        self.version += 1
+
+    def put_node_pool(self, event: NodePoolChanged) -> None:
+        if event.deleted:
+            self.node_pools.pop(event.name, None)
+        else:
+            self.node_pools[event.name] = event
         self.version += 1
 
     def add_request(self, request: WorkloadRequest) -> None:
@@ -132,10 +235,10 @@ class ClusterState:
         for pod in released:
             self.allocations.pop((status.workload_id, pod), None)
         if status.finished:
-            # Over: nothing more to place, nothing held; the tables keep the record.
+            # Over: nothing more to place, nothing held; the tables keep the record. A pending
+            # reason stays until the next cycle clears it (and says so).
             self.requests.pop(status.workload_id, None)
             self.statuses.pop(status.workload_id, None)
-            self.pending.pop(status.workload_id, None)
             for key in [k for k in self.allocations if k[0] == status.workload_id]:
                 del self.allocations[key]
         else:
@@ -143,13 +246,18 @@ class ClusterState:
         self.version += 1
 
     def add_placement(self, placement: core.Placement) -> None:
+        request = self.requests.get(placement.workload_id)
         for pod in placement.pods:
-            self.allocations[(placement.workload_id, pod.pod)] = core.Allocation(
-                placement.workload_id, pod.pod, pod.node, pod.gpu_devices)
+            self.allocations[(placement.workload_id, pod.pod)] = (
+                request.allocation(placement.workload_id, pod) if request is not None else
+                core.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
+                                portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
         self.version += 1
 
     def set_pending(self, reasons: Iterable[core.PendingReason]) -> None:
         self.pending = {reason.workload_id: reason for reason in reasons}
+        self.pending_info = {wid: info for wid, info in self.pending_info.items()
+                             if wid in self.pending}
 
     # reading ----------------------------------------------------------------------------
     def pending_changes(self, reasons: Iterable[core.PendingReason]
@@ -162,6 +270,16 @@ class ClusterState:
         changed += [(wid, None) for wid in self.pending if wid not in new]
         return changed
 
+    def project_of(self, workload_id: str) -> str | None:
+        request = self.requests.get(workload_id)
+        if request is not None:
+            return request.project
+        info = self.pending_info.get(workload_id)
+        if info is not None:
+            return info.project
+        status = self.statuses.get(workload_id)
+        return status.project if status is not None else None
+
     def trace_headers(self, workload_id: str) -> Mapping[str, str]:
         """The submission's trace context, else the one the phase events carried."""
         request = self.requests.get(workload_id)
@@ -170,9 +288,71 @@ class ClusterState:
         status = self.statuses.get(workload_id)
         return status.trace_headers if status is not None else {}
 
+    def pool_of(self, node: core.Node) -> str:
+        """The pool whose label (key=value) the node carries, else `default`. While no pool
+        with a label is defined (`default` alone says nothing about membership), the pool the
+        inventory reported (from the node's fairway.io/node-pool label)."""
+        labelled = [(name, pool) for name, pool in sorted(self.node_pools.items())
+                    if pool.label_key and pool.label_value is not None]
+        if not labelled:
+            return node.pool
+        labels = self.node_labels.get(node.name, {})
+        for name, pool in labelled:
+            if labels.get(pool.label_key) == pool.label_value:
+                return name
+        return DEFAULT_POOL
+
+    def org_id(self, kind: str, name: str) -> str | None:
+        units = self.projects.values() if kind == "project" else self.departments.values()
+        for unit in units:
+            if unit.name == name:
+                return unit.project_id if isinstance(unit, ProjectChanged) else unit.department_id
+        return None
+
+    def queue_specs(self) -> tuple[core.QueueSpec, ...]:
+        """Queues from the org units: one per (unit, pool) with resources. A project the
+        scheduler has not heard of gets the core's default (deserved 0, no limit, weight 1)."""
+        specs: list[core.QueueSpec] = []
+        department_names: dict[str, str] = {}
+        for department in sorted(self.departments.values(), key=lambda d: d.name):
+            department_names[department.department_id] = department.name
+            for r in department.resources:
+                specs.append(core.QueueSpec(
+                    department.name, "department", r.node_pool, None,
+                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
+        configured = {(d.name, r.node_pool) for d in self.departments.values()
+                      for r in d.resources}
+        # A department with no quota in a pool does not constrain its projects there: it
+        # deserves what they deserve together (else non-preemptible work could never run).
+        implied: dict[tuple[str, str], list[float]] = {}
+        for project in self.projects.values():
+            parent = department_names.get(project.department_id or "")
+            for r in project.resources:
+                if parent is not None and (parent, r.node_pool) not in configured:
+                    sums = implied.setdefault((parent, r.node_pool), [0.0, 0.0, 0.0])
+                    sums[0] += r.gpu.deserved
+                    sums[1] += r.cpu.deserved * 1000
+                    sums[2] += r.memory.deserved
+        for (department, pool), (gpu, cpu, memory) in sorted(implied.items()):
+            specs.append(core.QueueSpec(department, "department", pool, None,
+                                        core.Quota(deserved=gpu), core.Quota(deserved=cpu),
+                                        core.Quota(deserved=memory)))
+        for project in sorted(self.projects.values(), key=lambda p: p.name):
+            parent = department_names.get(project.department_id or "")
+            resources = project.resources
+            if not resources and parent is not None:
+                # No quota anywhere, but it belongs to a department: say so with one queue.
+                specs.append(core.QueueSpec(project.name, "project", DEFAULT_POOL, parent))
+            for r in resources:
+                specs.append(core.QueueSpec(
+                    project.name, "project", r.node_pool, parent,
+                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
+        return tuple(specs)
+
     def snapshot(self) -> core.ClusterSnapshot:
         allocations = list(self.allocations.values())
         workloads: list[core.Workload] = []
+        default_pools = {p.name: tuple(p.default_node_pools) for p in self.projects.values()}
         for wid, status in self.statuses.items():
             request = self.requests.get(wid)
             for pod in status.pods:
@@ -180,8 +360,10 @@ class ClusterState:
                 # holds GPUs all the same.
                 if pod.node and pod.holds_resources and (wid, pod.name) not in self.allocations:
                     gpus = pod.gpus or (request.gpus_per_pod if request else 0)
-                    allocations.append(core.Allocation(wid, pod.name, pod.node,
-                                                       unknown_devices=gpus))
+                    allocations.append(core.Allocation(
+                        wid, pod.name, pod.node, unknown_devices=gpus,
+                        cpu_millis=request.cpu_millis if request else 0,
+                        memory_mib=request.memory_mib if request else 0))
             if request is None:
                 continue  # schedulable once both the request and the pods are known
             workloads.append(core.Workload(
@@ -192,13 +374,22 @@ class ClusterState:
                 gpus_per_pod=request.gpus_per_pod,
                 min_pods=request.min_pods,
                 pods=request.pods,
-                node_pools=request.node_pools,
+                node_pools=request.node_pools or default_pools.get(request.project, ()),
                 preemptible=request.preemptible,
                 waiting_pods=tuple(
                     pod.name for pod in status.pods
                     if pod.waits_for_node and (wid, pod.name) not in self.allocations
                 ),
+                gpu_portion=request.gpu_portion,
+                gpu_memory_mib=request.gpu_memory_mib,
+                gpu_limit=request.gpu_limit,
+                cpu_millis=request.cpu_millis,
+                memory_mib=request.memory_mib,
             ))
-        return core.ClusterSnapshot(nodes=tuple(self.nodes.values()),
-                                    workloads=tuple(workloads),
-                                    allocations=tuple(allocations))
+        nodes = tuple(node if (pool := self.pool_of(node)) == node.pool
+                      else replace(node, pool=pool) for node in self.nodes.values())
+        pools = tuple(core.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy)
+                      for _, p in sorted(self.node_pools.items()))
+        return core.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
+                                    allocations=tuple(allocations), pools=pools,
+                                    queues=self.queue_specs())

@@ -1,10 +1,17 @@
-"""Submission's message handlers: phase events keep the workload view current."""
+"""Submission's message handlers: phase events keep the workload view current; the
+scheduler's pending reasons and queue status feed the API's explanations and fair shares."""
 
 from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import streams
-from fairway_contracts.events import Heartbeat, PhaseChanged
+from fairway_contracts.events import (
+    Heartbeat,
+    PhaseChanged,
+    QueueStatusChanged,
+    SchedulingPending,
+)
 from fairway_runtime import Service
 from fairway_submission import repository as repo
+from fairway_submission import scheduling
 from fairway_submission.health import HEALTH_SUBJECT, Heartbeats
 from fairway_telemetry import workload_context
 
@@ -17,6 +24,22 @@ def register(service: Service, heartbeats: Heartbeats) -> None:
         with workload_context(event.workload_id):
             async with service.pool.acquire() as conn, conn.transaction():
                 await repo.apply_phase(conn, event)
+
+    @durable_subscriber(service.broker, streams.SUBMISSION_PENDING, SchedulingPending)
+    async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:
+        with workload_context(event.workload_id):
+            async with service.pool.acquire() as conn:
+                await scheduling.apply_pending(conn, event)
+
+    @durable_subscriber(service.broker, streams.SUBMISSION_QUEUES, QueueStatusChanged)
+    async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:
+        async with service.pool.acquire() as conn:
+            await scheduling.apply_queue_status(conn, event)
+
+    @service.on_start
+    async def load_fair_shares(service: Service) -> None:
+        async with service.pool.acquire() as conn:
+            await scheduling.load(conn)
 
     @service.broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
     async def on_heartbeat(beat: Heartbeat) -> None:

@@ -30,6 +30,7 @@ from fairway_submission.organisation import (
     check_resources,
     normalise,
 )
+from fairway_submission.scheduling import fair_share, pools_with_status
 from fairway_submission.workload_specs import requested_gpus
 
 if TYPE_CHECKING:
@@ -101,9 +102,10 @@ def _zero() -> dict[str, float]:
     return {"gpu": 0, "cpu": 0, "memory": 0}
 
 
-def _status(pools: list[str], usage: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
-    """Per pool: allocated and requested from the workload view (GPUs); fair share stays zero
-    until the scheduler publishes queue status."""
+def _status(pools: list[str], usage: dict[str, dict[str, dict[str, float]]], kind: str,
+            name: str) -> dict[str, Any]:
+    """Per pool: allocated and requested from the workload view (GPUs); the fair share as the
+    scheduler last published it for the queue."""
     out = []
     for pool in pools:
         seen = usage.get(pool, {})
@@ -111,7 +113,7 @@ def _status(pools: list[str], usage: dict[str, dict[str, dict[str, float]]]) -> 
                     "allocated": seen.get("allocated", _zero()),
                     "allocatedNonPreemptible": seen.get("allocatedNonPreemptible", _zero()),
                     "requested": seen.get("requested", _zero()),
-                    "fairShare": _zero()})
+                    "fairShare": fair_share(kind, name, pool)})
     return {"nodePoolResources": out}
 
 
@@ -135,7 +137,7 @@ async def _usage(conn: asyncpg.Connection) -> dict[int, dict[str, dict[str, dict
 
 def _unit_out(row: Any, kind: str, usage: dict[str, Any]) -> dict[str, Any]:
     pools = [r["nodePool"]["name"] for r in row["resources"]]
-    for pool in usage:
+    for pool in [*usage, *pools_with_status(kind, row["name"])]:
         if pool not in pools:
             pools.append(pool)
     out = {"id": str(row["id"]), "name": row["name"], "resources": row["resources"],
@@ -143,7 +145,7 @@ def _unit_out(row: Any, kind: str, usage: dict[str, Any]) -> dict[str, Any]:
            "schedulingRules": row["scheduling_rules"],
            "createdAt": row["created_at"].isoformat(),
            "updatedAt": row["updated_at"].isoformat(),
-           "status": _status(pools, usage)}
+           "status": _status(pools, usage, kind, row["name"])}
     if kind == "project":
         out["parentId"] = str(row["department_id"])
     return out

@@ -56,7 +56,11 @@ def to_workload(row: asyncpg.Record) -> dict[str, Any]:
         workload_id=str(row["workload_id"]), name=row["name"], project_id=str(row["project_id"]),
         project_name=row["project"], type=row["workload_type"], created_at=row["created_at"],
         created_by=row["created_by"], desired_phase=row["desired_phase"], phase=row["phase"],
-        phase_reason=row["phase_reason"], phase_message=row["phase_message"],
+        # While it waits, the scheduler's reason (with its numbers) says more than the phase.
+        phase_reason=(row["scheduler_code"] if row["phase"] == "Pending"
+                      and row["scheduler_code"] else row["phase_reason"]),
+        phase_message=(row["scheduler_message"] if row["phase"] == "Pending"
+                       and row["scheduler_message"] else row["phase_message"]),
         priority_class_name=spec.get("priorityClass", ""),
         preemptible=bool(spec.get("preemptible")),
         requested_node_pools=requested_pools,
