@@ -131,7 +131,8 @@ def test_cli_tour_with_a_real_login(stack, tmp_path, monkeypatch):
     cli("submit", "workspace", "w1", "-i", "busybox")
     cli("submit", "distributed", "d1", "-i", "busybox", "--workers", "1")
     cli("submit", "inference", "i1", "-i", "busybox", "--serving-port", "8000")
-    cli("submit", "training", "huge", "-i", "busybox", "-g", "64")
+    # three 8-GPU pods as one gang: each fits a node, the gang never fits beside the rest
+    cli("submit", "distributed", "huge", "-i", "busybox", "--workers", "2", "-g", "8")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         huge = json.loads(cli("describe", "huge", "--json"))

@@ -9,18 +9,34 @@ from tests.e2e.test_walking_skeleton import submit
 pytestmark = pytest.mark.e2e
 
 
-def test_a_workload_that_cannot_fit_says_why_in_words(api, default_project_id):
-    workload = submit(api, default_project_id, "far-too-big", {}, compute={
-        "gpuDevicesRequest": 64})
+def wait_view(api, workload_id: str, done) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        view = api.get(f"/api/v1/workloads/{workload['workloadId']}").json()
-        if view["phase"] == "Pending" and view["phaseReason"] not in (
-                None, "WaitingForScheduler", "CreatingPods"):
-            break
+        view = api.get(f"/api/v1/workloads/{workload_id}").json()
+        if done(view):
+            return view
         time.sleep(0.3)
+    return view
+
+
+def test_a_gang_that_cannot_fit_now_waits_and_says_why(api, default_project_id):
+    body = {"name": "big-gang", "projectId": default_project_id, "spec": {
+        "image": "busybox", "numWorkers": 2, "compute": {"gpuDevicesRequest": 8}}}
+    response = api.post("/api/v1/workloads/distributed", json=body)
+    assert response.status_code == 202, response.text
+    view = wait_view(api, response.json()["workloadId"], lambda v: v["phase"] == "Pending" and
+                     v["phaseReason"] not in (None, "WaitingForScheduler", "CreatingPods"))
     assert view["phase"] == "Pending"
     assert view["phaseReason"] not in ("WaitingForScheduler", "CreatingPods"), view
+    assert "8" in view["phaseMessage"], view["phaseMessage"]
+
+
+def test_a_workload_no_node_could_ever_hold_is_refused_with_the_reason(api,
+                                                                        default_project_id):
+    workload = submit(api, default_project_id, "far-too-big", {}, compute={
+        "gpuDevicesRequest": 64})
+    view = wait_view(api, workload["workloadId"], lambda v: v["phase"] == "Failed")
+    assert view["phase"] == "Failed", view
     assert "64" in view["phaseMessage"], view["phaseMessage"]
 
 

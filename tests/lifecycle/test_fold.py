@@ -86,3 +86,12 @@ def test_terminating_pods_do_not_count():
 def test_the_fold_is_deterministic():
     pods = [pod("a", stage="running"), pod("b", stage="pulling")]
     assert fold(TWO_PODS, pods) == fold(TWO_PODS, list(reversed(pods)))
+
+
+def test_a_workload_the_scheduler_can_never_place_fails_with_its_reason():
+    from dataclasses import replace
+
+    never = replace(TRAINING, unschedulable=("NoSuchResource", "needs 64 GPUs on one node"))
+    result = fold(never, [pod(stage="unbound")])
+    assert (result.phase, result.reason) == (Phase.FAILED, "NoSuchResource")
+    assert "64 GPUs" in result.message

@@ -316,3 +316,81 @@ async def _true(value: bool) -> bool:
 async def _last_pending(js, stored_messages, project: str, wid: str) -> SchedulingPending | None:
     found = await messages(js, stored_messages, subjects.scheduling_pending(project, wid))
     return SchedulingPending.model_validate_json(found[-1].data) if found else None
+
+
+async def test_a_workload_that_can_never_fit_is_announced_unschedulable_once(
+        js, tag, names, fs_consumers, db, start_scheduler, stored_messages, eventually):
+    """A pod larger than any node of the pool, and a workload whose only pool does not exist:
+    each gets one `SchedulingPending` with `unschedulable` (not again on later cycles nor after
+    a restart), and neither counts as requested in its project's queue status."""
+    a, b, pool = names["a"], names["b"], names["pool"]
+    await publish_org(js, tag, names)
+    await publish_nodes(js, tag, pool)
+    giant, lost, fits = (str(uuid.uuid4()) for _ in range(3))
+    event = submitted(giant, a, at=0)
+    compute = event.spec.compute.model_copy(update={"gpu_devices_request": 16})  # nodes have 8
+    event = event.model_copy(update={"spec": event.spec.model_copy(update={"compute": compute})})
+    await publish_model(js, subjects.workload_submitted(a, giant), event, msg_id=f"sub-{giant}")
+    event = submitted(lost, b, at=1)
+    event = event.model_copy(update={"spec": event.spec.model_copy(
+        update={"node_pools": [f"nowhere-{tag}"]})})
+    await publish_model(js, subjects.workload_submitted(b, lost), event, msg_id=f"sub-{lost}")
+    await publish_model(js, subjects.workload_submitted(b, fits), submitted(fits, b, at=2),
+                        msg_id=f"sub-{fits}")
+    for wid, project in ((giant, a), (lost, b), (fits, b)):
+        await publish_model(js, subjects.podgroup(project, wid),
+                            pod_group(wid, project, 1, Phase.PENDING), msg_id=f"pg-{wid}-1")
+    service = await start_scheduler()
+
+    async def refused():
+        found = {}
+        for wid, project in ((giant, a), (lost, b)):
+            last = await _last_pending(js, stored_messages, project, wid)
+            if last is None:
+                return None
+            found[wid] = last
+        return found
+
+    found = await eventually(refused, timeout=30)
+    await drained(js, fs_consumers, eventually)
+    assert found[giant].unschedulable and found[giant].code == "NoSuchResource"
+    assert found[giant].message == (
+        "needs 16 GPUs and 2000 millicores and 8192 MiB of memory per pod; no node in node "
+        f"pool {pool} has that much (the largest has 8 GPUs)")
+    assert found[lost].unschedulable and found[lost].code == "NodePoolUnavailable"
+    assert found[lost].message == f"node pool nowhere-{tag} does not exist"
+    assert await db.fetchval("SELECT pending_unschedulable FROM workloads WHERE id = $1", giant)
+    # The one that fits is placed, and says nothing unschedulable.
+    assert all(not SchedulingPending.model_validate_json(m.data).unschedulable for m in
+               await messages(js, stored_messages, subjects.scheduling_pending(b, fits)))
+
+    async def last_status(name: str) -> QueueStatusChanged:
+        found = await messages(js, stored_messages, subjects.queue_status("project", name, pool))
+        return QueueStatusChanged.model_validate_json(found[-1].data)
+
+    assert (await last_status(a)).gpu.requested == 0  # the 16 GPUs it can never get
+    assert (await last_status(b)).gpu.requested == 1  # only the one that runs
+
+    async def count() -> int:
+        total = 0
+        for wid, project in ((giant, a), (lost, b)):
+            total += len(await messages(js, stored_messages,
+                                        subjects.scheduling_pending(project, wid)))
+        return total
+
+    before = await count()
+    assert before == 2
+    # Later cycles, and a restart, announce nothing again.
+    cycles = cycles_run()
+    await publish_model(js, subjects.podgroup(a, giant), pod_group(giant, a, 2, Phase.PENDING),
+                        msg_id=f"pg-{giant}-2")
+    await eventually(lambda: _true(cycles_run() > cycles))
+    await drained(js, fs_consumers, eventually, settle=0.5)
+    await service.stop()
+    await start_scheduler()
+    cycles = cycles_run()
+    await publish_model(js, subjects.podgroup(b, lost), pod_group(lost, b, 2, Phase.PENDING),
+                        msg_id=f"pg-{lost}-2")
+    await eventually(lambda: _true(cycles_run() > cycles))
+    await drained(js, fs_consumers, eventually, settle=0.5)
+    assert await count() == before

@@ -1,6 +1,7 @@
 """Properties of the fair-share core over random clusters, organisations and workloads:
-nothing over-committed, limits and non-preemptible quotas honoured, gangs all or nothing, fair
-shares within capacity, the same answer for the same input in any order."""
+nothing over-committed (devices, CPU, memory, pods per node), limits and non-preemptible
+quotas honoured, gangs all or nothing, fair shares within capacity, the same answer for the
+same input in any order."""
 
 import random
 from collections import defaultdict
@@ -38,7 +39,8 @@ def snapshots(draw) -> ClusterSnapshot:
     nodes = tuple(
         Node(f"n{i}", draw(st.sampled_from(POOLS)), draw(st.booleans()) or i == 0,
              draw(st.sampled_from([0, 1, 2, 4, 8])), None, 40960,
-             draw(st.sampled_from([0, 16000])), draw(st.sampled_from([0, 65536])))
+             draw(st.sampled_from([0, 16000])), draw(st.sampled_from([0, 65536])),
+             max_pods=draw(st.sampled_from([110, 110, 0, 1, 2, 3])))
         for i in range(draw(st.integers(1, 6))))
     departments = [f"d{i}" for i in range(draw(st.integers(0, 2)))]
     projects = {f"t{i}": draw(st.sampled_from([None, *departments]))
@@ -99,8 +101,10 @@ def check_invariants(snapshot: ClusterSnapshot) -> None:
     whole = defaultdict(int)
     cpu = defaultdict(int)
     mem = defaultdict(int)
+    pods = defaultdict(int)
 
     def take(node, devices, portion, workload):
+        pods[node] += 1
         for d in devices:
             assert d < nodes[node].gpus
             if portion is None:
@@ -132,6 +136,7 @@ def check_invariants(snapshot: ClusterSnapshot) -> None:
     for name, n in nodes.items():
         assert not n.cpu_millis or cpu[name] <= n.cpu_millis
         assert not n.memory_mib or mem[name] <= n.memory_mib
+        assert pods[name] <= n.max_pods, ("pods over the node's maximum", name, pods[name])
     # queues
     capacity = defaultdict(float)
     for n in snapshot.nodes:

@@ -220,7 +220,10 @@ class QueueStatusChanged(Contract):
 class SchedulingPending(Contract):
     """Why a workload's pods wait for a node (subject fairway.scheduler.pending.<project>.
     <workloadId>; the last message per subject counts). `pending` False (code and message
-    None): it no longer waits (placed, or over)."""
+    None): it no longer waits (placed, or over). `unschedulable` True (code NoSuchResource or
+    NodePoolUnavailable, sent once): it can never be placed as the cluster stands (none of its
+    node pools exists or has nodes, or a pod asks for more than any of their nodes has), so it
+    is refused rather than left pending."""
 
     workload_id: str
     project: str
@@ -229,6 +232,7 @@ class SchedulingPending(Contract):
     message: str | None = None  # one sentence with the numbers
     since: datetime | None = None  # when this stretch of waiting began
     changed_at: datetime
+    unschedulable: bool = False
 
 
 class PolicyEvaluateRequest(Contract):

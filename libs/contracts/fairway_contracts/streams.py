@@ -110,6 +110,11 @@ LIFECYCLE_PREEMPTIONS = ConsumerSpec(
     "Evicts the pods of workloads the scheduler preempts.",
     parallel=8, ordering_tokens=5,  # fairway.scheduler.preempt.<project>.<id>: one workload
 )
+LIFECYCLE_PENDING = ConsumerSpec(
+    "lifecycle", "lifecycle-pending", DECISIONS.name, (subjects.PENDING_ALL,),
+    "Fails workloads the scheduler finds can never be placed.",
+    parallel=8, ordering_tokens=5,
+)
 SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns each workload's request (pods, GPUs, pools, priority).",
@@ -163,6 +168,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_ACTIONS,
     LIFECYCLE_DECISIONS,
     LIFECYCLE_PREEMPTIONS,
+    LIFECYCLE_PENDING,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,

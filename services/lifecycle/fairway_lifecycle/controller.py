@@ -216,6 +216,22 @@ class Controller:
         self._fold(wid)
         self.mark(wid)
 
+    async def reject(self, workload_id: str, code: str, message: str) -> None:
+        """The scheduler says the workload can never be placed: it fails with that reason and
+        its unbound pods go."""
+        t = self.tracked.get(workload_id)
+        if t is None or t.row.unschedulable is not None or finished(t.row.phase, t.row.desired):
+            return
+        async with self.service.pool.acquire() as conn:
+            await repo.set_unschedulable(conn, workload_id, code, message)
+        t.row.unschedulable = (code, message)
+        self._fold(workload_id)
+        self.mark(workload_id)
+        for pod in list(self.pods.get(workload_id, {}).values()):
+            if not pod.get("spec", {}).get("nodeName"):
+                await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                           grace_seconds=0)
+
     def track(self, row: repo.WorkloadRow) -> None:
         """Start driving a workload (a new submission, or an unfinished one after a restart)."""
         if row.workload_id in self.tracked or finished(row.phase, row.desired):

@@ -62,6 +62,7 @@ class WorkloadInfo:
     preempted_pods: frozenset[str] = frozenset()  # uids of the pods the preemption evicts
     terminate_after_preemption: bool = False
     has_run: bool = False  # reached Running in this attempt (Degraded needs it)
+    unschedulable: tuple[str, str] | None = None  # (code, message): can never be placed
     image_pull_deadline_seconds: float = 300.0
 
 
@@ -283,6 +284,11 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
             return PhaseResult(Phase.PENDING, "Preempted",
                                "preempted by the scheduler to free GPUs; waiting to be "
                                "scheduled again")
+
+    if w.unschedulable is not None and not any(_bound(p) for p in current):
+        code, why = w.unschedulable
+        return PhaseResult(Phase.FAILED, code,
+                           f"The {kind} can never be scheduled: {why}")
 
     if w.resuming and not current:
         return PhaseResult(Phase.RESUMING, "Resuming", "resuming: creating its pods again")

@@ -8,6 +8,7 @@ from fairway_contracts.events import (
     BindDecision,
     PhaseChanged,
     PreemptDecision,
+    SchedulingPending,
     WorkloadAction,
     WorkloadSubmitted,
 )
@@ -82,6 +83,16 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
         # Idempotent: a preemption already recorded only re-evicts what is still there.
         with workload_context(decision.workload_id):
             await controller.preempt(decision)
+
+    @durable_subscriber(service.broker, streams.LIFECYCLE_PENDING, SchedulingPending)
+    async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:
+        # Only the verdict "can never be placed" concerns lifecycle: the workload fails with
+        # the scheduler's reason instead of waiting for ever.
+        if not getattr(event, "unschedulable", False) or not event.pending:
+            return
+        with workload_context(event.workload_id):
+            await controller.reject(event.workload_id, event.code or "Unschedulable",
+                                    event.message or "no node pool has room for it")
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

@@ -33,6 +33,7 @@ class WorkloadRow:
     delete_after: datetime | None = None
     preempted: bool = False
     preempted_pods: frozenset[str] = frozenset()
+    unschedulable: tuple[str, str] | None = None
 
     @property
     def info(self) -> WorkloadInfo:
@@ -44,6 +45,7 @@ class WorkloadRow:
             completions=self.spec.completions, framework=self.spec.distributed_framework,
             terminate_after_preemption=self.spec.terminate_after_preemption,
             preempted=self.preempted, preempted_pods=self.preempted_pods,
+            unschedulable=self.unschedulable,
         )
 
 
@@ -57,6 +59,8 @@ def _row(r: asyncpg.Record) -> WorkloadRow:
         podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
         desired=r["desired"], resuming=r["resuming"], delete_after=r["delete_after"],
         preempted=r["preempted"], preempted_pods=frozenset(r["preempted_pods"]),
+        unschedulable=((r["unschedulable_code"], r["unschedulable_message"])
+                       if r["unschedulable_code"] else None),
     )
 
 
@@ -134,3 +138,9 @@ async def set_preempted(conn: asyncpg.Connection, workload_id: str, preempted: b
     await conn.execute("UPDATE workloads SET preempted = $2, preempted_pods = $3,"
                        " updated_at = now() WHERE workload_id = $1",
                        workload_id, preempted, sorted(pods))
+
+
+async def set_unschedulable(conn: asyncpg.Connection, workload_id: str, code: str,
+                            message: str) -> None:
+    await conn.execute("UPDATE workloads SET unschedulable_code = $2, unschedulable_message = $3,"
+                       " updated_at = now() WHERE workload_id = $1", workload_id, code, message)

@@ -4,7 +4,8 @@ Every cycle takes a snapshot of the state in memory (nodes in their pools, org q
 workloads, allocations), asks the fair-share core (`core.allocate`) for placements, pending
 reasons and queue status, then in ONE transaction stores the new allocations and queues in the
 outbox one `BindDecision` per placed workload, a `SchedulingPending` per workload whose reason
-changed (or that stopped waiting) and a `QueueStatusChanged` per queue whose status changed.
+changed (or that stopped waiting; one that can never be placed is announced `unschedulable`
+once, and lifecycle refuses it) and a `QueueStatusChanged` per queue whose status changed.
 Only after the commit does the state in memory take them, so a failed commit changes nothing
 and the next cycle decides again.
 
@@ -172,6 +173,9 @@ class Scheduler:
                                             workload_id) is None:
                 continue
             previous = state.pending.get(workload_id)
+            if (reason is not None and reason.unschedulable and previous is not None
+                    and previous.unschedulable):
+                continue  # refused once already: said once (the numbers may move)
             if (reason is not None and previous is not None and previous.code == reason.code
                     and info is not None and info.published_at is not None
                     and (now - info.published_at).total_seconds() < refresh):
@@ -189,7 +193,8 @@ class Scheduler:
                 pending_info[workload_id] = PendingInfo(project, since, version, now)
                 event = SchedulingPending(workload_id=workload_id, project=project,
                                           code=reason.code.value, message=reason.message,
-                                          since=since, changed_at=now)
+                                          since=since, changed_at=now,
+                                          unschedulable=reason.unschedulable)
                 pending_rows.append((workload_id, reason, since, version))
             pending_events.append((workload_id, version, event))
         queue_changes = []

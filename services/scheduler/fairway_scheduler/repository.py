@@ -63,10 +63,10 @@ async def load_allocations(conn: asyncpg.Connection) -> list[core.Allocation]:
 async def load_pending(conn: asyncpg.Connection
                        ) -> list[tuple[core.PendingReason, PendingInfo]]:
     rows = await conn.fetch(
-        "SELECT id, project, pending_code, pending_message, pending_since, pending_version"
-        " FROM workloads WHERE pending_code IS NOT NULL")
+        "SELECT id, project, pending_code, pending_message, pending_since, pending_version,"
+        " pending_unschedulable FROM workloads WHERE pending_code IS NOT NULL")
     return [(core.PendingReason(row["id"], core.PendingCode(row["pending_code"]),
-                                row["pending_message"]),
+                                row["pending_message"], row["pending_unschedulable"]),
              PendingInfo(row["project"], row["pending_since"], row["pending_version"]))
             for row in rows]
 
@@ -221,9 +221,10 @@ async def save_pending(
     """(workload id, reason or None, pending since, events sent) per change."""
     await conn.executemany(
         "UPDATE workloads SET pending_code = $2, pending_message = $3, pending_since = $4,"
-        " pending_version = $5 WHERE id = $1",
+        " pending_version = $5, pending_unschedulable = $6 WHERE id = $1",
         [(wid, reason.code.value if reason else None, reason.message if reason else None,
-          since, version) for wid, reason, since, version in changes],
+          since, version, bool(reason and reason.unschedulable))
+         for wid, reason, since, version in changes],
     )
 
 

@@ -190,13 +190,13 @@ class ClusterState:
     # changes ----------------------------------------------------------------------------
     def put_node(self, node: core.Node, labels: Mapping[str, str] | None = None,
                  max_pods: int = 110) -> None:
-        self.nodes[node.name] = node
+        self.nodes[node.name] = replace(node, max_pods=max_pods)
         self.node_labels[node.name] = dict(labels or {})
         self.max_pods[node.name] = max_pods
         self.version += 1
 
     def same_node(self, node: core.Node, labels: Mapping[str, str], max_pods: int) -> bool:
-        return (self.nodes.get(node.name) == node
+        return (self.nodes.get(node.name) == replace(node, max_pods=max_pods)
                 and self.node_labels.get(node.name) == dict(labels)
                 and self.max_pods.get(node.name) == max_pods)
 

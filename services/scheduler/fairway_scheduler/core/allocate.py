@@ -27,9 +27,10 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Workload,
 )
-from fairway_scheduler.core.nodes import natural
+from fairway_scheduler.core.nodes import milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, ratio
 from fairway_scheduler.core.session import Request, Session
+from fairway_scheduler.core.session import too_large as session_too_large
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
@@ -105,6 +106,10 @@ class Allocate:
         """Place the gang (all or nothing), or one more pod once the gang runs. True when the
         workload has more pods to place and should come back in its turn."""
         session = self.session
+        refused = session.unschedulable.get(workload.id)
+        if refused is not None:
+            self._pending(workload, refused, unschedulable=True)
+            return False
         waiting = self.waiting[workload.id]
         held = session.held[workload.id]
         gang = max(0, workload.min_pods - held)
@@ -133,7 +138,7 @@ class Allocate:
         if not pool.nodes:
             return reasons.pool_not_ready(name, session.all_nodes_in[name])
         request = session.requests[workload.id]
-        too_large = _too_large(pool, request)
+        too_large = session_too_large(pool, request)
         if too_large:
             return reasons.too_large(name, request, too_large)
         vector = request.vector(pool.max_dev_memory)
@@ -180,25 +185,48 @@ class Allocate:
         pool = self.session.pools[name]
         free, nodes = pool.free_gpus()
         if first > 1:
-            return reasons.gang(name, first, request, fit, free, nodes)
+            slots = None
+            if pool.pods_full or len(pool.nodes) < first:  # else every node has a slot
+                slots = sum(max(0, n.max_pods - n.pods) for n in pool.nodes)
+            return reasons.gang(name, first, request, fit, free, nodes,
+                                pod_slots=slots if slots is not None and slots < first
+                                else None)
+        blocked = _pod_blocked(pool, request)
+        if blocked:
+            return reasons.pods_full(name, request, len(blocked), _max_pods(blocked),
+                                     more=held > 0)
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
         return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,
                                        more=held > 0)
 
-    def _pending(self, workload: Workload, reason: reasons.Reason) -> None:
-        self.session.pending.append(PendingReason(workload.id, reason[0], reason[1]))
+    def _pending(self, workload: Workload, reason: reasons.Reason, *,
+                 unschedulable: bool = False) -> None:
+        self.session.pending.append(PendingReason(workload.id, reason[0], reason[1],
+                                                  unschedulable))
 
 
-def _too_large(pool, request: Request) -> str | None:
-    """Why no node of the pool could ever hold one pod, even empty; None when one could."""
-    if request.devices > pool.max_devices:
-        return f"the largest has {reasons.count(pool.max_devices, 'GPU')}"
-    if request.memory is not None and request.memory > pool.max_dev_memory:
-        return f"the largest GPU memory is {pool.max_dev_memory} MiB"
-    if request.cpu > pool.max_cpu:
-        return f"the largest has {pool.max_cpu} millicores"
-    if request.mem > pool.max_mem:
-        return f"the largest has {pool.max_mem} MiB of memory"
-    return None
+def _pod_blocked(pool, request: Request) -> list:
+    """The ready nodes of the pool that could take one pod of the request now but for their
+    maximum number of pods."""
+    out: list = []
+    if not pool.pods_full:
+        return out
+    for node in pool.nodes:
+        if node.pod_room:
+            continue
+        milli = None
+        if request.fraction:
+            milli = milli_of(node, request.portion, request.memory)
+            if milli is None:
+                continue
+        if node.could_hold(request.devices, milli, request.cpu, request.mem):
+            out.append(node)
+    return out
+
+
+def _max_pods(nodes: list) -> int | None:
+    """The nodes' common maximum of pods, None when it differs (or there are none)."""
+    limits = {n.max_pods for n in nodes}
+    return limits.pop() if len(limits) == 1 else None

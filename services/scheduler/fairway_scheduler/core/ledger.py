@@ -26,6 +26,7 @@ class Ledger:
         self.nodes: dict[str, Node] = {}
         self.used: dict[str, list[int]] = {}  # node -> milli-GPUs used per device
         self.host: dict[str, list[int]] = {}  # node -> [millicores, MiB] used
+        self.pods: Counter[str] = Counter()  # node -> pods holding on it
         self.held: Counter[str] = Counter()  # workload -> pods holding
         self.held_pool: dict[str, str] = {}  # workload -> the pool its pods run in
         # (project, pool) -> [gpu, cpu, memory, and the same for non-preemptible]
@@ -81,6 +82,7 @@ class Ledger:
         host = self.host[node.name]
         host[0] += a.cpu_millis
         host[1] += a.memory_mib
+        self.pods[node.name] += 1
         gpu = milli * len(devices)
         if project is not None:
             self._queue(project, node.pool, gpu, a.cpu_millis, a.memory_mib, preemptible, +1)
@@ -105,6 +107,9 @@ class Ledger:
         host = self.host[name]
         host[0] -= cpu
         host[1] -= mem
+        self.pods[name] -= 1
+        if self.pods[name] <= 0:
+            del self.pods[name]
         if project is not None:
             self._queue(project, pool, milli * len(devices), cpu, mem, preemptible, -1)
 

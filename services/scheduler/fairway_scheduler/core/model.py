@@ -19,6 +19,7 @@ class Node:
     gpu_memory_mib: int | None = None
     cpu_millis: int = 0
     memory_mib: int = 0
+    max_pods: int = 110  # the kubelet refuses pods beyond this many on the node
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,9 @@ class PendingReason:
     workload_id: str
     code: PendingCode
     message: str
+    # It can never be placed as the cluster stands (none of its pools exists or has nodes, or a
+    # pod asks for more than any node of them has, ready or not): to refuse, not to wait for.
+    unschedulable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ dropped when seen), so that `binpack` (the fullest node that fits: the smallest 
 large enough) and `spread` (the emptiest: the largest bucket) find their node in a few steps;
 ties go to the node first in natural name order.
 
-CPU millicores and memory of a node that does not report them (0) are not enforced.
+CPU millicores and memory of a node that does not report them (0) are not enforced. The number
+of pods on a node is: running pods and this cycle's placements count against its `max_pods`.
 """
 
 import heapq
@@ -21,7 +22,8 @@ UNTRACKED = 1 << 60
 
 class NodeState:
     __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
-                 "mem_total", "name", "partial_free", "pool", "ready", "used", "whole")
+                 "max_pods", "mem_total", "name", "partial_free", "pods", "pool", "ready", "used",
+                 "whole")
 
     def __init__(self, idx: int, node: Node):
         self.idx = idx
@@ -32,19 +34,35 @@ class NodeState:
         self.dev_memory = node.gpu_memory_mib or 0
         self.cpu_total = self.free_cpu = node.cpu_millis or UNTRACKED
         self.mem_total = self.free_mem = node.memory_mib or UNTRACKED
+        self.max_pods = node.max_pods
+        self.pods = 0  # pods on the node: running ones and this cycle's placements
         self.used = [0] * node.gpus
         self.whole = node.gpus
         self.bucket = node.gpus
         self.partial_free: frozenset[int] = frozenset()  # free milli of partly used devices
 
-    def hold_host(self, cpu: int, mem: int) -> None:
+    def hold_host(self, cpu: int, mem: int, pods: int = 1) -> None:
         if self.free_cpu != UNTRACKED:
             self.free_cpu -= cpu
         if self.free_mem != UNTRACKED:
             self.free_mem -= mem
+        self.pods += pods
+
+    @property
+    def pod_room(self) -> bool:
+        return self.pods < self.max_pods
 
     def fits_host(self, cpu: int, mem: int) -> bool:
-        return self.free_cpu >= cpu and self.free_mem >= mem
+        return self.pods < self.max_pods and self.free_cpu >= cpu and self.free_mem >= mem
+
+    def could_hold(self, devices: int, milli: int | None, cpu: int, mem: int) -> bool:
+        """Whether the node could take one pod now if it had room for another pod: `devices`
+        wholly free devices (`milli` None) or that many with `milli` free each."""
+        if self.free_cpu < cpu or self.free_mem < mem:
+            return False
+        if milli is None:
+            return self.whole >= devices if self.gpus else devices == 0
+        return sum(1 for u in self.used if u + milli <= FULL) >= devices
 
 
 class Take:
@@ -74,6 +92,7 @@ class PoolNodes:
         self.max_dev_memory = max((n.dev_memory for n in self.gpu_nodes), default=0)
         self.free_total = sum(n.gpus * FULL - sum(n.used) for n in self.gpu_nodes)
         self.free_nodes = sum(1 for n in self.gpu_nodes if n.gpus * FULL > sum(n.used))
+        self.pods_full = sum(1 for n in nodes if not n.pod_room)  # nodes at their max pods
         self.counts = [0] * (self.max_devices + 1)
         self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
         # free milli-GPUs of a partly used device -> nodes that have such a device
@@ -128,7 +147,9 @@ class PoolNodes:
         for d in devices:
             node.used[d] += milli
         self._gpu_delta(node, milli * len(devices))
+        room = node.pod_room
         node.hold_host(cpu, mem)
+        self.pods_full += room and not node.pod_room
         self.changed(node)
         return Take(node, devices, milli, cpu, mem)
 
@@ -141,6 +162,9 @@ class PoolNodes:
             node.free_cpu += take.cpu
         if node.free_mem != UNTRACKED:
             node.free_mem += take.mem
+        room = node.pod_room
+        node.pods -= 1
+        self.pods_full -= node.pod_room and not room
         self.changed(node)
 
     # what there is ----------------------------------------------------------------------
@@ -204,7 +228,7 @@ class PoolNodes:
         for free in frees:
             for idx in sorted(self.partial[free]):
                 node = self.by_idx[idx]
-                milli = _milli(node, portion, memory)
+                milli = milli_of(node, portion, memory)
                 if milli is None or milli > free or not node.fits_host(cpu, mem):
                     continue
                 shared = sorted((-u, d) for d, u in enumerate(node.used)
@@ -215,12 +239,12 @@ class PoolNodes:
                     return self.take(node, tuple(sorted(chosen)), milli, cpu, mem)
         node = self.find_whole(count, cpu, mem)
         while node is not None:
-            milli = _milli(node, portion, memory)
+            milli = milli_of(node, portion, memory)
             if milli is not None:
                 devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
                 return self.take(node, devices, milli, cpu, mem)
             node = next((n for n in self.gpu_nodes if n.whole >= count and n.idx > node.idx
-                         and _milli(n, portion, memory) is not None
+                         and milli_of(n, portion, memory) is not None
                          and n.fits_host(cpu, mem)), None)
         return None
 
@@ -235,7 +259,7 @@ class PoolNodes:
         return None
 
 
-def _milli(node: NodeState, portion: int | None, memory: int | None) -> int | None:
+def milli_of(node: NodeState, portion: int | None, memory: int | None) -> int | None:
     """The portion a fraction takes on this node's devices; memory-sized ones need the
     node's device memory (rounded up to a whole milli-GPU)."""
     if portion is not None:

@@ -61,10 +61,11 @@ def pool_not_ready(pool: str, nodes: int) -> Reason:
             f"node pool {pool} has {count(nodes, 'node')}, none ready")
 
 
-def too_large(pool: str, request, what: str) -> Reason:
+def too_large(pool: str, request, what: str, *, ready: bool = True) -> Reason:
+    """`ready` False: no node at all, ready or not."""
     return (PendingCode.NO_SUCH_RESOURCE,
-            f"needs {per_pod(request)} per pod; no ready node in node pool {pool} has that "
-            f"much ({what})")
+            f"needs {per_pod(request)} per pod; no {'ready ' if ready else ''}node in node pool "
+            f"{pool} has that much ({what})")
 
 
 def over_limit(queue: Queue, r: int, need: int) -> Reason:
@@ -82,10 +83,31 @@ def non_preemptible(queue: Queue, r: int, need: int) -> Reason:
             f"non-preemptible workloads run only within quota")
 
 
-def gang(pool: str, pods: int, request, fit: int, free: int, nodes: int) -> Reason:
+def gang(pool: str, pods: int, request, fit: int, free: int, nodes: int, *,
+         pod_slots: int | None = None) -> Reason:
+    """`pod_slots`: how many more pods the pool's nodes may run, when that is too few."""
+    full = ""
+    if pod_slots is not None:
+        full = f"; its nodes may run {count(pod_slots, 'more pod')} in all"
     return (PendingCode.GANG_UNSCHEDULABLE,
             f"needs {pods_with(pods, request)} placed together; at most {fit} fit in node pool "
-            f"{pool} now ({resource(GPU, free)} free on {count(nodes, 'node')})")
+            f"{pool} now ({resource(GPU, free)} free on {count(nodes, 'node')}{full})")
+
+
+def _at_max_pods(nodes: int, max_pods: int | None) -> str:
+    verb = "runs" if nodes == 1 else "run"
+    limit = (f"its maximum of {count(max_pods, 'pod')}" if nodes == 1 and max_pods is not None
+             else f"their maximum of {count(max_pods, 'pod')} each" if max_pods is not None
+             else "their maximum number of pods")
+    return f"{count(nodes, 'node')} already {verb} {limit}"
+
+
+def pods_full(pool: str, request, nodes: int, max_pods: int | None, *,
+              more: bool = False) -> Reason:
+    """The pod would fit on `nodes` nodes but for their maximum number of pods."""
+    return (PendingCode.NO_FITTING_NODE,
+            f"needs {pods_with(1, request, more=more)}; no node in node pool {pool} has room "
+            f"for another pod: {_at_max_pods(nodes, max_pods)} and could hold it otherwise")
 
 
 def over_fair_share(queue: Queue, need: int, slot: int, free: int) -> Reason:

@@ -144,7 +144,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         where = f"cluster.nodes[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
-                     "ready", "gpuProduct"}, where)
+                     "ready", "gpuProduct", "maxPods"}, where)
         pattern = _name(item.get("name"), f"{where}.name", strict=False)
         where = f"cluster.nodes[{i}] ({pattern})"
         labels = _mapping(item.get("labels") or {}, f"{where}.labels")
@@ -155,6 +155,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
             gpu_memory = _int(gpu_memory, f"{where}.gpuMemoryMiB", minimum=1)
         cpu = _int(item.get("cpuMillis", 0), f"{where}.cpuMillis", minimum=0)
         memory = _int(item.get("memoryMiB", 0), f"{where}.memoryMiB", minimum=0)
+        max_pods = _int(item.get("maxPods", 110), f"{where}.maxPods", minimum=0)
         ready = item.get("ready", True)
         if not isinstance(ready, bool):
             raise ScenarioError(f"{where}.ready: expected true or false")
@@ -165,7 +166,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
                 raise ScenarioError(f"{where}.name: node {name} is defined twice")
             seen.add(name)
             out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
-                            memory))
+                            memory, max_pods))
     return tuple(out)
 
 

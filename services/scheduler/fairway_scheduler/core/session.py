@@ -11,10 +11,13 @@ one; `result()` turns it into a `CycleResult`.
 from collections import Counter
 from dataclasses import dataclass
 
+from fairway_scheduler.core import reasons
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     ClusterSnapshot,
     CycleResult,
+    Node,
+    PendingCode,
     PendingReason,
     Placement,
     PodPlacement,
@@ -22,6 +25,7 @@ from fairway_scheduler.core.model import (
 )
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, Take, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, MILLI, Queues
+from fairway_scheduler.core.reasons import Reason
 
 DEFAULT_POOL = "default"
 
@@ -63,6 +67,20 @@ def request_of(workload: Workload) -> Request:
                    workload.memory_mib)
 
 
+def too_large(pool, request: Request) -> str | None:
+    """Why no node of the pool (its `max_*` figures) could ever hold one pod, even empty; None
+    when one could."""
+    if request.devices > pool.max_devices:
+        return f"the largest has {reasons.count(pool.max_devices, 'GPU')}"
+    if request.memory is not None and request.memory > pool.max_dev_memory:
+        return f"the largest GPU memory is {pool.max_dev_memory} MiB"
+    if request.cpu > pool.max_cpu:
+        return f"the largest has {pool.max_cpu} millicores"
+    if request.mem > pool.max_mem:
+        return f"the largest has {pool.max_mem} MiB of memory"
+    return None
+
+
 class Session:
     def __init__(self, snapshot: ClusterSnapshot, ledger: Ledger | None = None):
         self.snapshot = snapshot
@@ -88,6 +106,9 @@ class Session:
                                          config.gpu_placement if config else "binpack",
                                          config.cpu_placement if config else "binpack")
         self.all_nodes_in = Counter(node.pool for node in ordered)
+        # Workloads that can never be placed as the cluster stands: refused, not counted as
+        # requested (they would shift fair shares for nothing).
+        self.unschedulable: dict[str, Reason] = self._find_unschedulable(ordered)
         self._count_requests()
         self.queues.compute_fair_shares(self.capacity())
 
@@ -102,18 +123,49 @@ class Session:
                 node.used = (list(used) + [0] * node.gpus)[:node.gpus]
             host = ledger.host.get(name)
             if host:
-                node.hold_host(host[0], host[1])
+                node.hold_host(host[0], host[1], ledger.pods.get(name, 0))
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
                     q.allocated[r] += use[r]
                     q.allocated_np[r] += use[3 + r]
 
+    def _find_unschedulable(self, nodes: list[Node]) -> dict[str, Reason]:
+        """Waiting workloads that hold nothing and that no pool they may use could ever take:
+        each pool is missing, has no nodes at all, or has no node (ready or not) as large as
+        one pod. Nothing is unschedulable while the cluster reports no node at all (the
+        inventory is not in yet)."""
+        out: dict[str, Reason] = {}
+        if not nodes:
+            return out
+        by_pool: dict[str, list[NodeState]] = {}
+        for n in nodes:
+            by_pool.setdefault(n.pool, []).append(self.nodes[n.name])
+        largest = {name: Largest(by_pool.get(name, [])) for name in self.pools}
+        for workload in self.snapshot.workloads:
+            if not workload.waiting_pods or self.held[workload.id]:
+                continue
+            request = self.requests[workload.id]
+            found: list[Reason] = []
+            for pool in self.target_pools(workload):
+                if pool not in self.pools:
+                    found.append(reasons.pool_missing(pool))
+                elif not self.all_nodes_in[pool]:
+                    found.append(reasons.pool_not_ready(pool, 0))
+                elif too_large := largest[pool].too_large(request):
+                    found.append(reasons.too_large(pool, request, too_large, ready=False))
+                else:
+                    break
+            else:
+                out[workload.id] = next(
+                    (r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
+        return out
+
     def _count_requests(self) -> None:
         for queue in self.queues.queues.values():
             queue.requested = list(queue.allocated)
         for workload in self.snapshot.workloads:
-            if not workload.waiting_pods:
+            if not workload.waiting_pods or workload.id in self.unschedulable:
                 continue
             pool = self.target_pools(workload)[0]
             pool_nodes = self.pools.get(pool)
@@ -164,6 +216,19 @@ class Session:
             merged.setdefault(placement.workload_id, []).extend(placement.pods)
         placements = tuple(Placement(wid, tuple(pods)) for wid, pods in merged.items())
         return CycleResult(placements, tuple(self.pending), self.queues.status())
+
+
+class Largest:
+    """The largest of a pool's nodes, ready or not, per resource: what one pod may ask."""
+
+    def __init__(self, nodes: list[NodeState]):
+        self.max_devices = max((n.gpus for n in nodes), default=0)
+        self.max_dev_memory = max((n.dev_memory for n in nodes if n.gpus), default=0)
+        self.max_cpu = max((n.cpu_total for n in nodes), default=0)
+        self.max_mem = max((n.mem_total for n in nodes), default=0)
+
+    def too_large(self, request: Request) -> str | None:
+        return too_large(self, request)
 
 
 class Statement:

@@ -1,0 +1,205 @@
+"""`make bench-scheduler`: the fair-share core (`allocate`) on the three shapes of issue 4.
+
+1. first cycle: 1,000 nodes x 8 GPUs in two pools, 10 departments x 10 projects, 10,000
+   pending (70% one GPU, 10% gangs of 2-16 pods x 8 GPUs, 20% fractions)      target <= 2 s
+2. steady state: the same cluster with 40,000 running pods and 500 new pending per cycle
+   (500 finish per cycle too; what runs is kept in a `Ledger` between cycles, as the service
+   would keep it, so a cycle costs nodes + queues + pending, not the 40,000 allocations)
+                                                                         target p99 <= 250 ms
+3. large: 5,000 nodes, 50,000 pending, one cycle          target <= 10 s, peak RSS <= 2 GiB
+
+Only `allocate(snapshot)` is timed (building the snapshot is the caller's job); pods placed per
+second are shown beside it. `--scale 0.1` runs every shape at a tenth of its size (targets are
+then not checked); `--shape 2` runs one shape; `--profile` prints the top of a cProfile.
+
+    make bench-scheduler
+    make bench-scheduler BENCH_ARGS="--scale 0.1"
+"""
+
+import argparse
+import cProfile
+import pstats
+import random
+import resource
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from fairway_scheduler.core import (
+    Allocation,
+    ClusterSnapshot,
+    CycleResult,
+    Node,
+    NodePool,
+    QueueSpec,
+    Quota,
+    Workload,
+    allocate,
+)
+from fairway_scheduler.core.ledger import Ledger
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+POOLS = ("pool-a", "pool-b")
+
+
+def cluster(nodes: int) -> tuple[Node, ...]:
+    return tuple(Node(f"node-{i}", POOLS[i % 2], True, 8, "A100", 81920, 128000, 1048576)
+                 for i in range(nodes))
+
+
+def org(gpus: int) -> tuple[QueueSpec, ...]:
+    """10 departments x 10 projects; deserved adds up to 80% of each pool, weights 1-3."""
+    per_pool = gpus // len(POOLS)
+    queues = []
+    for d in range(10):
+        for pool in POOLS:
+            queues.append(QueueSpec(f"dept-{d}", "department", pool, None,
+                                    Quota(per_pool * 0.08, -1, 1)))
+        for p in range(10):
+            for pool in POOLS:
+                queues.append(QueueSpec(f"proj-{d}-{p}", "project", pool, f"dept-{d}",
+                                        Quota(per_pool * 0.008, -1, 1 + (p % 3))))
+    return tuple(queues)
+
+
+def workloads(count: int, rng: random.Random, prefix: str = "w", start: int = 0,
+              fraction_portion: float | None = None, gangs: bool = True) -> list[Workload]:
+    out = []
+    for i in range(count):
+        kind = rng.random()
+        pods, gpus, portion = 1, 1, None
+        if gangs and 0.7 <= kind < 0.8:
+            pods, gpus = rng.randint(2, 16), 8
+        elif kind >= 0.8 or (not gangs and kind >= 0.7):
+            portion = fraction_portion or rng.choice((0.25, 0.5, 0.75))
+        wid = f"{prefix}{start + i}"
+        out.append(Workload(
+            id=wid, project=f"proj-{rng.randrange(10)}-{rng.randrange(10)}",
+            priority=rng.choice((50, 50, 50, 75, 100)) if portion is None else 50,
+            submitted_at=T0 + timedelta(seconds=start + i), gpus_per_pod=gpus, pods=pods,
+            min_pods=pods, preemptible=True, node_pools=rng.choice(((), POOLS, POOLS[::-1])),
+            waiting_pods=tuple(f"{wid}-{j}" for j in range(pods)), gpu_portion=portion))
+    return out
+
+
+def mix(count: int, rng: random.Random, prefix: str, start: int) -> list[Workload]:
+    out = []
+    for i in range(start, start + count):
+        portion = None if rng.random() < 0.075 else 0.1
+        out.append(Workload(f"{prefix}{i}", f"proj-{rng.randrange(10)}-{rng.randrange(10)}", 50,
+                            T0 + timedelta(seconds=i), 1, waiting_pods=(f"{prefix}{i}-0",),
+                            gpu_portion=portion, node_pools=rng.choice(((), POOLS))))
+    return out
+
+
+def placed_pods(result: CycleResult) -> int:
+    return sum(len(p.pods) for p in result.placements)
+
+
+def timed(snapshot: ClusterSnapshot, profile: bool = False, ledger: Ledger | None = None
+          ) -> tuple[CycleResult, float]:
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    result = allocate(snapshot, ledger)
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - start
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(18)
+    return result, elapsed
+
+
+def line(name: str, seconds: float, pods: int, target: str, ok: bool | None) -> None:
+    verdict = "" if ok is None else ("  OK" if ok else "  MISSED")
+    rate = pods / seconds if seconds else 0
+    print(f"{name:<44} {seconds * 1000:>9.1f} ms  {pods:>7} pods  {rate:>9,.0f} pods/s"
+          f"   target {target}{verdict}", flush=True)
+
+
+def shape1(scale: float, profile: bool) -> None:
+    rng = random.Random(1)
+    nodes = cluster(int(1000 * scale))
+    snapshot = ClusterSnapshot(nodes, tuple(workloads(int(10000 * scale), rng)),
+                               pools=(NodePool(POOLS[0]), NodePool(POOLS[1], "spread")),
+                               queues=org(len(nodes) * 8))
+    result, seconds = timed(snapshot, profile)
+    line(f"1. first cycle, {len(nodes)} nodes, {len(snapshot.workloads)} pending", seconds,
+         placed_pods(result), "<= 2 s", seconds <= 2 if scale == 1 else None)
+
+
+def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
+    rng = random.Random(2)
+    nodes = cluster(int(1000 * scale))
+    pools = (NodePool(POOLS[0]), NodePool(POOLS[1], "spread"))
+    queues = org(len(nodes) * 8)
+    # 40,000 running pods, placed by the core itself: 7.5% single GPUs, the rest tenth-of-a-GPU
+    # fractions (6,700 of the 8,000 GPUs). New work arrives in the same mix.
+    seed = mix(int(40000 * scale), rng, "r", 0)
+    first = allocate(ClusterSnapshot(nodes, tuple(seed), pools=pools, queues=queues))
+    # What runs is kept in a ledger between cycles, as the service would keep it.
+    ledger = Ledger(nodes)
+    by_id = {w.id: w for w in seed}
+    running: dict[str, list[Allocation]] = {}
+
+    def hold(w: Workload, placement) -> None:
+        running[w.id] = [Allocation(w.id, pod.pod, pod.node, pod.gpu_devices,
+                                    portion=pod.portion) for pod in placement.pods]
+        for a in running[w.id]:
+            ledger.hold(a, w.project, w.preemptible)
+
+    for p in first.placements:
+        hold(by_id[p.workload_id], p)
+    pending: dict[str, Workload] = {}
+    times, pods = [], 0
+    for cycle in range(cycles):
+        for wid in rng.sample(sorted(running), min(int(500 * scale), len(running))):
+            for a in running.pop(wid):
+                ledger.release(a.workload_id, a.pod)
+        for w in mix(int(500 * scale), rng, "n", (cycle + 1) * 1000):
+            pending[w.id] = w
+        snapshot = ClusterSnapshot(nodes, tuple(pending.values()), (), pools, queues)
+        result, seconds = timed(snapshot, profile and cycle == cycles - 1, ledger)
+        times.append(seconds)
+        pods += placed_pods(result)
+        for p in result.placements:
+            hold(pending.pop(p.workload_id), p)
+    p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
+    held = sum(len(a) for a in running.values())
+    line(f"2. steady state, {held} running, p99 of {cycles}", p99, pods // cycles,
+         "p99 <= 250 ms", p99 <= 0.25 if scale == 1 else None)
+    print(f"   median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms",
+          flush=True)
+
+
+def shape3(scale: float, profile: bool) -> None:
+    rng = random.Random(3)
+    nodes = cluster(int(5000 * scale))
+    snapshot = ClusterSnapshot(nodes, tuple(workloads(int(50000 * scale), rng)),
+                               pools=(NodePool(POOLS[0]), NodePool(POOLS[1], "spread")),
+                               queues=org(len(nodes) * 8))
+    result, seconds = timed(snapshot, profile)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    line(f"3. large, {len(nodes)} nodes, {len(snapshot.workloads)} pending", seconds,
+         placed_pods(result), "<= 10 s", seconds <= 10 if scale == 1 else None)
+    print(f"   peak RSS {rss:.0f} MiB (target <= 2048 MiB)"
+          + ("" if scale != 1 else ("  OK" if rss <= 2048 else "  MISSED")), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--shape", type=int, choices=(1, 2, 3))
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    shapes = {1: shape1, 2: shape2, 3: shape3}
+    for number, shape in shapes.items():
+        if args.shape in (None, number):
+            shape(args.scale, args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
