@@ -71,6 +71,38 @@ def _summary(console: Console, stack: Stack) -> None:
         console.print(f"Stop with: kill -TERM {info['pid']}", markup=False)
 
 
+def _register_node_pools(console: Console, stack: Stack) -> None:
+    """The simulated cluster's node pools exist in the API too, so quotas can name them
+    (`fairway project create team-a --gpu 8 --node-pool a100`). Already there: left alone."""
+    if stack.config.kubeconfig:  # a real cluster: its pools are the operator's to define
+        return
+    try:
+        import httpx
+
+        from fairway_kubesim.profile import load_profile
+        from fairway_kubesim.profiles import DEFAULT_PROFILE
+
+        profile = load_profile(stack.config.kubesim_profile or DEFAULT_PROFILE)
+        token = stack.admin_token_file.read_text().strip()
+        with httpx.Client(base_url=stack.api_url, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as api:
+            for pool in profile.node_pools:
+                if pool.name == "default" or not pool.label_key:
+                    continue
+                answer = api.post("/api/v1/node-pools", json={
+                    "name": pool.name, "labelKey": pool.label_key,
+                    "labelValue": pool.label_value,
+                    "placementStrategy": dict(pool.placement)})
+                if answer.status_code == 201:
+                    console.print(f"  [green]✓[/] node pool {pool.name} "
+                                  f"({pool.label_key}={pool.label_value})", soft_wrap=True)
+                elif answer.status_code != 409:
+                    console.print(f"  [yellow]![/] node pool {pool.name}: {answer.text[:200]}",
+                                  soft_wrap=True, markup=False)
+    except Exception as exc:  # the platform runs without them; quotas then use `default`
+        console.print(f"  [yellow]![/] node pools not registered: {exc}", markup=False)
+
+
 def main(config: StackConfig | None = None) -> None:
     """Run the stack until interrupted. Returns after a clean stop (exit status 0); raises
     SystemExit(1) when it cannot start or a process dies while it runs."""
@@ -93,6 +125,7 @@ def main(config: StackConfig | None = None) -> None:
     failed = False
     try:
         stack.start()
+        _register_node_pools(console, stack)
         _summary(console, stack)
         while True:
             time.sleep(0.5)
