@@ -24,10 +24,11 @@ def test_a_gang_that_cannot_fit_now_waits_and_says_why(api, default_project_id):
         "image": "busybox", "numWorkers": 2, "compute": {"gpuDevicesRequest": 8}}}
     response = api.post("/api/v1/workloads/distributed", json=body)
     assert response.status_code == 202, response.text
+    starting = (None, "WaitingForScheduler", "CreatingPods", "WaitingForPods")
     view = wait_view(api, response.json()["workloadId"], lambda v: v["phase"] == "Pending" and
-                     v["phaseReason"] not in (None, "WaitingForScheduler", "CreatingPods"))
+                     v["phaseReason"] not in starting)
     assert view["phase"] == "Pending"
-    assert view["phaseReason"] not in ("WaitingForScheduler", "CreatingPods"), view
+    assert view["phaseReason"] not in starting, view
     assert "8" in view["phaseMessage"], view["phaseMessage"]
 
 
