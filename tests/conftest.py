@@ -4,8 +4,12 @@ Embedded servers on free ports by default (so a fresh machine needs nothing inst
 FAIRWAY_TEST_NATS_URL / FAIRWAY_TEST_DATABASE_URL point the suite at servers you already run.
 """
 
+import uuid
+
+import nats
 import pytest
 
+from fairway_bus.bootstrap import ensure_streams_and_consumers
 from fairway_devstack.testing import fresh_database, infra_endpoints
 
 
@@ -24,3 +28,24 @@ def nats_url(infra) -> str:
 def database_url(infra):
     with fresh_database(infra[1]) as url:
         yield url
+
+
+@pytest.fixture
+async def js(nats_url: str):
+    """A JetStream context with every stream and consumer bootstrapped."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams_and_consumers(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+def tag() -> str:
+    """A short random tag that keeps a test's subjects and consumers its own."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def project(tag: str) -> str:
+    return f"p-{tag}"

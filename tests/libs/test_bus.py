@@ -6,25 +6,15 @@ import uuid
 from dataclasses import replace
 
 import asyncpg
-import nats
 import pytest
 
 from fairway_bus import durable_subscriber, make_broker, publish_model
-from fairway_bus.bootstrap import consumer_config, ensure_streams_and_consumers
+from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import ProjectChanged
 from fairway_store import first_delivery, migrate
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams_and_consumers(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ FAIRWAY_TEST_NATS_URL / FAIRWAY_TEST_DATABASE_URL name.
 
 import asyncio
 import time
-import uuid
 from dataclasses import replace
 
 import nats
 import pytest
 
-from fairway_bus.bootstrap import consumer_config, ensure_streams_and_consumers
+from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_devstack.testing import fresh_database
 from fairway_metrics.handlers import MetricsConsumers
@@ -25,25 +24,6 @@ def database_url(infra):
     tests count rows."""
     with fresh_database(infra[1]) as url:
         yield url
-
-
-@pytest.fixture
-async def js(nats_url: str):
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams_and_consumers(js)
-    yield js
-    await nc.close()
-
-
-@pytest.fixture
-def tag() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-@pytest.fixture
-def project(tag: str) -> str:
-    return f"p-{tag}"
 
 
 @pytest.fixture
