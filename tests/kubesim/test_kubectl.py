@@ -120,7 +120,8 @@ def test_kubectl_describes_and_deletes_nodes_and_pods(tmp_path: Path) -> None:
         assert "Name:               gpu-1" in node and "nvidia.com/gpu:" in node
         assert "pool=p" in node and "web" in node  # the non-terminated pods section
         deadline = time.monotonic() + 10
-        while "Started" not in (pod := kubectl("describe", "pod", "web")):
+        while not all(part in (pod := kubectl("describe", "pod", "web"))
+                      for part in ("Started", "Status:           Running")):
             assert time.monotonic() < deadline, pod
             time.sleep(0.1)
         assert "Node:             gpu-1/" in pod and "Status:           Running" in pod
