@@ -9,7 +9,10 @@ service and `fairway simulate` use) and must match its `expect:` section.
     NAME: {POOL: {RESOURCE: {fairShare, allocated, ...}}}   # any subset of the output
   binds:          # binds of one round, as (workload, pod, node) triples
     - {t: 0, count: 3}
+  preemptions:    # every preemption of the run, in order: any subset of the keys
+    - {t: 1, workload: a-1, reason: reclaim, by: b-1}
   stable: true    # the last two rounds decide nothing (converged)
+  stableRounds: 20  # ... the last 20 rounds decide nothing (no oscillation)
 """
 
 from pathlib import Path
@@ -64,8 +67,19 @@ def test_scenario(path: Path):
         if "decisions" in want:
             assert [{k: d[k] for k in w} for d, w in zip(binds, want["decisions"], strict=True)
                     ] == want["decisions"]
+    if "preemptions" in expect:
+        got = [dict(d, t=r["t"]) for r in result["rounds"] for d in r["decisions"]
+               if d["action"] == "preempt"]
+        want = expect["preemptions"] or []
+        assert len(got) == len(want), got
+        for g, w in zip(got, want, strict=True):
+            assert {k: g.get(k) for k in w} == w, g
     if expect.get("stable"):
         assert not result["rounds"][-1]["decisions"] and not result["rounds"][-2]["decisions"]
+    if expect.get("stableRounds"):
+        quiet = result["rounds"][-expect["stableRounds"]:]
+        assert len(quiet) == expect["stableRounds"], "not enough rounds"
+        assert all(not r["decisions"] for r in quiet), [r for r in quiet if r["decisions"]]
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -78,5 +92,10 @@ def test_every_listed_topic_has_a_scenario():
     for topic in ("fair-share", "lending", "limit", "non-preemptible-project",
                   "non-preemptible-department", "gang-fits", "gang-does-not-fit", "pool-order",
                   "binpack-spread", "fraction-portion", "fraction-memory", "device-packing",
-                  "pending-reasons"):
+                  "pending-reasons", "reclaim-restores-fair-share", "reclaim-from-department",
+                  "reclaim-across-pools", "preempt-vs-reclaim", "preempt-in-project",
+                  "min-guaranteed-runtime", "elastic-surplus-first", "consolidate-frees-node",
+                  "consolidate-off-when-spreading", "stale-gang", "stable-indivisible-gangs",
+                  "stable-evictions-at-different-times", "stable-unplaceable-head-of-line",
+                  "never-evicts-non-preemptible"):
         assert any(topic in name for name in names), topic

@@ -10,12 +10,15 @@ The scenario simulator (`scenario`, `simulation`) and the benchmarks call `alloc
 """
 
 from fairway_scheduler.core.allocate import allocate
+from fairway_scheduler.core.disrupt import decide
 from fairway_scheduler.core.first_fit import schedule
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     Allocation,
     ClusterSnapshot,
     CycleResult,
+    DisruptionSettings,
+    Eviction,
     Node,
     NodePool,
     PendingCode,
@@ -33,6 +36,8 @@ __all__ = [
     "Allocation",
     "ClusterSnapshot",
     "CycleResult",
+    "DisruptionSettings",
+    "Eviction",
     "Ledger",
     "Node",
     "NodePool",
@@ -46,5 +51,6 @@ __all__ = [
     "ResourceStatus",
     "Workload",
     "allocate",
+    "decide",
     "schedule",
 ]

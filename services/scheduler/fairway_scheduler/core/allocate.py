@@ -165,20 +165,7 @@ class Allocate:
 
     def _quota(self, workload: Workload, queue: Queue, vector: list[int], pods: int
                ) -> reasons.Reason | None:
-        """Would `pods` more pods take the queue or its department over a limit, or, for a
-        non-preemptible workload, over deserved?"""
-        for q in queue.chain():
-            for r in (GPU, CPU, MEMORY):
-                need = vector[r] * pods
-                if not need:
-                    continue
-                if q.limit[r] != UNLIMITED and q.allocated[r] + need > q.limit[r]:
-                    return reasons.over_limit(q, r, need)
-                managed = r == GPU or q.quotas[r] != NO_QUOTA
-                if (not workload.preemptible and managed
-                        and q.allocated_np[r] + need > q.deserved[r]):
-                    return reasons.non_preemptible(q, r, need)
-        return None
+        return quota_refusal(workload, queue, vector, pods)
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:
@@ -205,6 +192,24 @@ class Allocate:
                  unschedulable: bool = False) -> None:
         self.session.pending.append(PendingReason(workload.id, reason[0], reason[1],
                                                   unschedulable))
+
+
+def quota_refusal(workload: Workload, queue: Queue, vector: list[int], pods: int
+                  ) -> reasons.Reason | None:
+    """Would `pods` more pods take the queue or its department over a limit, or, for a
+    non-preemptible workload, over deserved?"""
+    for q in queue.chain():
+        for r in (GPU, CPU, MEMORY):
+            need = vector[r] * pods
+            if not need:
+                continue
+            if q.limit[r] != UNLIMITED and q.allocated[r] + need > q.limit[r]:
+                return reasons.over_limit(q, r, need)
+            managed = r == GPU or q.quotas[r] != NO_QUOTA
+            if (not workload.preemptible and managed
+                    and q.allocated_np[r] + need > q.deserved[r]):
+                return reasons.non_preemptible(q, r, need)
+    return None
 
 
 def _pod_blocked(pool, request: Request) -> list:

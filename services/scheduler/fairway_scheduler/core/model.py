@@ -62,6 +62,14 @@ class Workload:
     gpu_limit: float | None = None
     cpu_millis: int = 0  # per pod
     memory_mib: int = 0  # per pod
+    # Disruption (part 2): when its gang started running (minimum guaranteed runtime counts
+    # from here; None: not running), since when it runs with fewer than `min_pods` pods (a
+    # pod was lost; stale-gang eviction counts from here), and its pods that a preemption
+    # decision is evicting (they hold their GPUs until they are gone, and are free room for
+    # the workload they were evicted for).
+    started_at: datetime | None = None
+    below_min_since: datetime | None = None
+    evicting_pods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,20 @@ class NodePool:
     name: str
     gpu_placement: str = "binpack"  # binpack | spread
     cpu_placement: str = "binpack"
+    min_guaranteed_runtime: float = 0  # seconds a preemptible workload runs before it may be
+    # a victim
+
+
+@dataclass(frozen=True, slots=True)
+class DisruptionSettings:
+    """How far the disruptive actions may go in one cycle."""
+
+    reclaim: bool = True
+    preempt: bool = True
+    consolidate: bool = True
+    stale_gang_grace: float = 60  # seconds below its minimum before a gang is evicted whole
+    max_pods_moved: int = 8  # consolidation: pods moved per cycle at most
+    max_tentative_victims: int = 256  # per attempt: how many victims a simulation may try
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +127,8 @@ class ClusterSnapshot:
     # has deserved 0, no limit, weight 1 there. A pool without a NodePool entry binpacks.
     pools: tuple[NodePool, ...] = ()
     queues: tuple[QueueSpec, ...] = ()
+    now: datetime | None = None  # the cycle's time (minimum runtime, stale gangs)
+    disruption: DisruptionSettings = DisruptionSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +143,27 @@ class PodPlacement:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Pods of one workload placed in this cycle."""
+    """Pods of one workload placed in this cycle.
+
+    `pipelined`: placed on room that preempted pods still hold; bind it once they are gone
+    (a shell whose evictions take time binds it in a later cycle, when `allocate` finds the
+    room free). `moved`: a consolidation moved this running workload here."""
 
     workload_id: str
     pods: tuple[PodPlacement, ...]
+    pipelined: bool = False
+    moved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """A preemption decision: evict these pods (None: every pod) of a running workload."""
+
+    workload_id: str
+    reason: str  # reclaim | preempt | consolidate | stale-gang
+    by: str | None  # the workload that needed the room, where there is one
+    message: str
+    pods: tuple[str, ...] | None = None
 
 
 class PendingCode(StrEnum):
@@ -141,6 +182,8 @@ class PendingCode(StrEnum):
     NODE_POOL_UNAVAILABLE = "NodePoolUnavailable"  # no such pool, or no ready node in it
     OVER_FAIR_SHARE = "OverFairShare"  # no room, and the queue is at or over its fair share
     NO_SUCH_RESOURCE = "NoSuchResource"  # asks for more than any node of its pools has
+    # Disruption: room is being made for it (preempted pods are leaving).
+    WAITING_FOR_PREEMPTION = "WaitingForPreemption"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +227,4 @@ class CycleResult:
     placements: tuple[Placement, ...] = ()
     pending: tuple[PendingReason, ...] = ()
     queues: tuple[QueueStatus, ...] = ()  # the fair-share core's queue status
+    evictions: tuple[Eviction, ...] = ()

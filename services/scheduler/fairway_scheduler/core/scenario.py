@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
-from fairway_scheduler.core.model import Node, NodePool, QueueSpec, Quota
+from fairway_scheduler.core.model import DisruptionSettings, Node, NodePool, QueueSpec, Quota
 
 DEFAULT_POOL = "default"
 TYPES = ("workspace", "training", "distributed", "inference")
 DEFAULT_PRIORITY = {"workspace": "build", "training": "train", "distributed": "train",
                     "inference": "inference"}
 STRATEGIES = ("binpack", "spread")
+ACTIONS = ("consolidate", "reclaim", "preempt", "stale-gang")
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -54,14 +55,19 @@ class ScenarioWorkload:
     node_pools: tuple[str, ...]
     submit_at: float
     duration: float | None
-    running_nodes: tuple[str, ...] = ()
+    running_nodes: tuple[str | None, ...] = ()  # None: that pod was lost (waits again)
     started_at: float = 0
+    lost_at: float | None = None  # since when it runs below its minimum
+    termination_seconds: float | None = None  # how long its evicted pods take to go
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     rounds: int = 10
     seconds_per_round: float = 1
+    # How long an evicted pod takes to go (0: gone within the round); disruption settings.
+    eviction_seconds: float = 0
+    disruption: DisruptionSettings = field(default_factory=DisruptionSettings)
     pools: tuple[PoolConfig, ...] = ()
     nodes: tuple[Node, ...] = ()
     queues: tuple[QueueSpec, ...] = ()
@@ -81,9 +87,23 @@ def parse_scenario(data: Any) -> Scenario:
     # `expect` holds a scenario test's expected outcome; the simulator ignores it.
     _keys(doc, {"simulation", "cluster", "org", "workloads", "expect"}, "the scenario")
     sim = _mapping(doc.get("simulation") or {}, "simulation")
-    _keys(sim, {"rounds", "secondsPerRound"}, "simulation")
+    _keys(sim, {"rounds", "secondsPerRound", "evictionSeconds", "staleGangGrace",
+                "maxPodsMovedPerCycle", "actions"}, "simulation")
     rounds = _int(sim.get("rounds", 10), "simulation.rounds", minimum=0)
     spr = _number(sim.get("secondsPerRound", 1), "simulation.secondsPerRound", minimum=0)
+    eviction = _duration(sim.get("evictionSeconds", 0), "simulation.evictionSeconds")
+    grace = _duration(sim.get("staleGangGrace", 60), "simulation.staleGangGrace")
+    moves = _int(sim.get("maxPodsMovedPerCycle", 8), "simulation.maxPodsMovedPerCycle",
+                 minimum=0)
+    actions = sim.get("actions", list(ACTIONS))
+    for action in _list(actions, "simulation.actions"):
+        if action not in ACTIONS:
+            raise ScenarioError(f"simulation.actions: {action!r} is not one of "
+                                f"{', '.join(ACTIONS)}")
+    disruption = DisruptionSettings(reclaim="reclaim" in actions, preempt="preempt" in actions,
+                                    consolidate="consolidate" in actions,
+                                    stale_gang_grace=grace if "stale-gang" in actions
+                                    else math.inf, max_pods_moved=moves)
 
     cluster = _mapping(doc.get("cluster") or {}, "cluster")
     _keys(cluster, {"nodePools", "nodes"}, "cluster")
@@ -97,7 +117,8 @@ def parse_scenario(data: Any) -> Scenario:
 
     workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pool_names,
                            set(projects), {n.name for n in nodes})
-    return Scenario(rounds, spr, pools, nodes, queues, projects, departments, workloads)
+    return Scenario(rounds, spr, eviction, disruption, pools, nodes, queues, projects,
+                    departments, workloads)
 
 
 # cluster ------------------------------------------------------------------------------------
@@ -129,7 +150,7 @@ def _pools(items: list) -> tuple[PoolConfig, ...]:
             raise ScenarioError(f"{where}: labelKey and labelValue are required")
         runtime = _duration(item.get("minGuaranteedRuntime", 0),
                             f"{where}.minGuaranteedRuntime")
-        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1]),
+        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime),
                               None if key is None else str(key),
                               None if value is None else str(value), runtime))
     if DEFAULT_POOL not in seen:
@@ -252,7 +273,7 @@ def _resources(value: Any, where: str, pools: tuple[str, ...]
 
 WORKLOAD_KEYS = {"name", "project", "type", "priorityClass", "preemptibility", "pods", "minPods",
                  "gpu", "gpuMemoryMiB", "gpuLimit", "gpuDevices", "cpuMillis", "memoryMiB",
-                 "nodePools", "submitAt", "duration", "running"}
+                 "nodePools", "submitAt", "duration", "running", "terminationSeconds"}
 
 
 def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: set[str]
@@ -326,23 +347,34 @@ def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: s
         duration = item.get("duration")
         if duration is not None:
             duration = _duration(duration, f"{w}.duration")
-        running_nodes: tuple[str, ...] = ()
+        running_nodes: tuple[str | None, ...] = ()
         started_at = 0.0
+        lost_at = None
         if "running" in item:
             running = _mapping(item["running"], f"{w}.running")
-            _keys(running, {"nodes", "startedAt"}, f"{w}.running")
-            running_nodes = tuple(str(n) for n in _list(running.get("nodes"), f"{w}.running."
-                                                        "nodes"))
+            _keys(running, {"nodes", "startedAt", "lostAt"}, f"{w}.running")
+            running_nodes = tuple(None if n is None else str(n)
+                                  for n in _list(running.get("nodes"), f"{w}.running.nodes"))
             if len(running_nodes) != pods:
                 raise ScenarioError(f"{w}.running.nodes: {len(running_nodes)} given, one per pod "
                                     f"({pods}) expected")
             for node in running_nodes:
-                if node not in nodes:
+                if node is not None and node not in nodes:
                     raise ScenarioError(f"{w}.running.nodes: node {node!r} does not exist")
             started_at = _number(running.get("startedAt", 0), f"{w}.running.startedAt")
+            if all(n is None for n in running_nodes):
+                raise ScenarioError(f"{w}.running.nodes: at least one pod must run")
+            if "lostAt" in running:
+                lost_at = _number(running["lostAt"], f"{w}.running.lostAt")
+                if None not in running_nodes:
+                    raise ScenarioError(f"{w}.running.lostAt: no pod is lost (null in nodes)")
+        termination = None
+        if "terminationSeconds" in item:
+            termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
         out.append(ScenarioWorkload(name, project, kind, priority_class, priority, preemptible,
                                     pods, min_pods, devices, portion, memory, limit, cpu, mem,
-                                    node_pools, submit_at, duration, running_nodes, started_at))
+                                    node_pools, submit_at, duration, running_nodes, started_at,
+                                    lost_at, termination))
     return tuple(out)
 
 

@@ -16,6 +16,7 @@ from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     ClusterSnapshot,
     CycleResult,
+    Eviction,
     Node,
     PendingCode,
     PendingReason,
@@ -94,7 +95,11 @@ class Session:
         self.held_pool: dict[str, str] = {}
         self.placements: list[Placement] = []
         self.pending: list[PendingReason] = []
-        self._hold(ledger if ledger is not None else Ledger.of(snapshot))
+        self.evictions: list[Eviction] = []
+        self.now = snapshot.now
+        # Kept for the disruptive actions, which need every running pod's devices.
+        self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
+        self._hold(self.ledger)
         # The pools index their nodes once what is held is known.
         strategies = {pool.name: pool for pool in snapshot.pools}
         pool_names = {node.pool for node in ordered} | set(strategies)
@@ -212,10 +217,16 @@ class Session:
         """One `Placement` per workload (a gang and the elastic pods that followed it in later
         turns of the same cycle together), in the order of first placement."""
         merged: dict[str, list[PodPlacement]] = {}
+        flags: dict[str, tuple[bool, bool]] = {}
         for placement in self.placements:
             merged.setdefault(placement.workload_id, []).extend(placement.pods)
-        placements = tuple(Placement(wid, tuple(pods)) for wid, pods in merged.items())
-        return CycleResult(placements, tuple(self.pending), self.queues.status())
+            pipelined, moved = flags.get(placement.workload_id, (False, False))
+            flags[placement.workload_id] = (pipelined or placement.pipelined,
+                                            moved or placement.moved)
+        placements = tuple(Placement(wid, tuple(pods), *flags[wid])
+                           for wid, pods in merged.items())
+        return CycleResult(placements, tuple(self.pending), self.queues.status(),
+                           tuple(self.evictions))
 
 
 class Largest:
@@ -260,7 +271,8 @@ class Statement:
             self.pool.give(take)
         self.takes.clear()
 
-    def commit(self, workload: Workload) -> Placement:
+    def commit(self, workload: Workload, *, pipelined: bool = False, moved: bool = False
+               ) -> Placement:
         request = self.session.requests[workload.id]
         pods = []
         for pod, take in self.takes:
@@ -270,7 +282,7 @@ class Statement:
         self.session.account(workload, self.pool.name, self.used(), +1)
         self.session.held[workload.id] += len(pods)
         self.session.held_pool.setdefault(workload.id, self.pool.name)
-        placement = Placement(workload.id, tuple(pods))
+        placement = Placement(workload.id, tuple(pods), pipelined, moved)
         self.session.placements.append(placement)
         return placement
 

@@ -1,17 +1,22 @@
 """The scenario simulator: the pure core in a loop, in virtual time.
 
 Round i runs at t = i * secondsPerRound: workloads whose duration is over complete and free
-what they hold, those with submitAt <= t join, then one cycle (`allocate`) runs and its binds
+what they hold, evicted pods whose time is up leave, those with submitAt <= t join, then one
+cycle (`decide`: allocate, consolidate, reclaim, preempt, stale gangs) runs and its decisions
 are applied. A workload starts (startedAt = t) once its gang (`minPods`) is bound, and runs for
-its `duration` from then. `simulate(scenario)` returns the result as plain JSON-ready data in
-the shape scenario-format.md documents.
+its `duration` from then. A preempted workload's pods leave at once (`evictionSeconds` 0, the
+default) or after that long (they hold their GPUs meanwhile); a workload that lost its gang
+is pending again, its pods waiting. Placements onto room still being vacated (`pipelined`)
+are applied at once only while nothing is being evicted; otherwise the preemptor waits and a
+later round binds it. `simulate(scenario)` returns plain JSON-ready data in the shape
+scenario-format.md documents.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fairway_scheduler.core.allocate import allocate
+from fairway_scheduler.core.disrupt import decide
 from fairway_scheduler.core.model import Allocation, ClusterSnapshot, PendingReason, Workload
 from fairway_scheduler.core.scenario import Scenario, ScenarioWorkload
 
@@ -33,6 +38,9 @@ class _Run:
     started_at: float | None = None
     completed: bool = False
     reason: PendingReason | None = None
+    preemptions: int = 0
+    below_min_since: float | None = None
+    evicting: dict[int, float] = field(default_factory=dict)  # pod -> when it is gone
 
     @property
     def status(self) -> str:
@@ -55,9 +63,15 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                     and run.started_at + duration <= t):
                 run.completed = True
                 run.pods.clear()
+                run.evicting.clear()
                 run.reason = None
+            for index, gone in list(run.evicting.items()):
+                if gone <= t:
+                    _leave(run, index)
         active = [run for run in runs.values()
                   if not run.completed and run.spec.submit_at <= t]
+        for run in active:
+            _track_gang(run, t)
         snapshot = ClusterSnapshot(
             nodes=scenario.nodes,
             workloads=tuple(_workload(run) for run in active),
@@ -65,13 +79,40 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
                               for index, pod in sorted(run.pods.items())),
             pools=pools,
             queues=scenario.queues,
+            now=EPOCH + timedelta(seconds=t),
+            disruption=scenario.disruption,
         )
-        result = allocate(snapshot)
+        result = decide(snapshot)
         decisions = []
+        for eviction in result.evictions:
+            run = runs[eviction.workload_id]
+            indices = (sorted(run.pods) if eviction.pods is None
+                       else sorted(_index(pod) for pod in eviction.pods))
+            decision = {"action": "preempt", "workload": run.spec.name, "reason": eviction.reason,
+                        "by": eviction.by, "message": eviction.message}
+            if eviction.pods is not None:
+                decision["pods"] = indices
+            decisions.append(decision)
+            delay = (run.spec.termination_seconds if run.spec.termination_seconds is not None
+                     else scenario.eviction_seconds)
+            run.preemptions += 1
+            for index in indices:
+                if delay:
+                    run.evicting[index] = t + delay
+                else:
+                    _leave(run, index)
+        vacating = any(run.evicting for run in active)
         for placement in result.placements:
             run = runs[placement.workload_id]
+            if placement.pipelined and vacating and not placement.moved:
+                continue  # the room is not free yet: a later round binds it
+            if placement.moved:
+                # Consolidation: the same pods restart on their new nodes at once.
+                for index in list(run.evicting):
+                    _leave(run, index)
+                run.started_at = t
             for pod in placement.pods:
-                index = int(pod.pod.rsplit("-", 1)[1])
+                index = _index(pod.pod)
                 run.pods[index] = _Pod(pod.node, pod.gpu_devices, pod.portion)
                 decision = {"action": "bind", "workload": run.spec.name, "pod": index,
                             "node": pod.node, "gpus": list(pod.gpu_devices),
@@ -91,6 +132,29 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             "queues": _queues_out(queues)}
 
 
+def _index(pod: str) -> int:
+    return int(pod.rsplit("-", 1)[1])
+
+
+def _leave(run: _Run, index: int) -> None:
+    """An evicted pod is gone; a workload left without its gang waits again from scratch."""
+    run.evicting.pop(index, None)
+    run.pods.pop(index, None)
+    if len(run.pods) < run.spec.min_pods and not run.evicting:
+        for other in list(run.pods):  # a gang restarts whole
+            run.pods.pop(other)
+        run.started_at = None
+        run.below_min_since = None
+
+
+def _track_gang(run: _Run, t: float) -> None:
+    """Since when a running workload has fewer pods than its minimum (a pod was lost)."""
+    if run.started_at is None or len(run.pods) >= run.spec.min_pods or not run.pods:
+        run.below_min_since = None
+    elif run.below_min_since is None:
+        run.below_min_since = t
+
+
 def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
     """Give pods that already run their devices: the fullest shared device that has room for a
     fraction, else the lowest wholly free ones."""
@@ -101,6 +165,8 @@ def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
         if not spec.running_nodes:
             continue
         for index, name in enumerate(spec.running_nodes):
+            if name is None:
+                continue  # a lost pod: it waits for a node again
             devices = used[name]
             node = nodes[name]
             if spec.portion is not None or spec.gpu_memory_mib is not None:
@@ -121,6 +187,8 @@ def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
                 devices[d] += milli
             run.pods[index] = _Pod(name, tuple(sorted(chosen)), portion)
         run.started_at = spec.started_at
+        if None in spec.running_nodes and len(run.pods) < spec.min_pods:
+            run.below_min_since = spec.lost_at if spec.lost_at is not None else spec.started_at
 
 
 def _workload(run: _Run) -> Workload:
@@ -132,7 +200,11 @@ def _workload(run: _Run) -> Workload:
         preemptible=spec.preemptible,
         waiting_pods=tuple(f"{spec.name}-{i}" for i in range(spec.pods) if i not in run.pods),
         gpu_portion=spec.portion, gpu_memory_mib=spec.gpu_memory_mib, gpu_limit=spec.gpu_limit,
-        cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib)
+        cpu_millis=spec.cpu_millis, memory_mib=spec.memory_mib,
+        started_at=None if run.started_at is None else EPOCH + timedelta(seconds=run.started_at),
+        below_min_since=(None if run.below_min_since is None
+                         else EPOCH + timedelta(seconds=run.below_min_since)),
+        evicting_pods=tuple(f"{spec.name}-{i}" for i in sorted(run.evicting)))
 
 
 def _allocation(run: _Run, index: int, pod: _Pod) -> Allocation:
@@ -149,7 +221,7 @@ def _workload_out(run: _Run) -> dict[str, Any]:
         "pods": [{"node": p.node, "gpus": list(p.gpus), "portion": p.portion}
                  for _, p in sorted(run.pods.items())],
         "startedAt": None if run.started_at is None else _num(run.started_at),
-        "preemptions": 0,
+        "preemptions": run.preemptions,
         "pendingReason": str(run.reason.code) if waiting and run.reason else None,
         "pendingMessage": run.reason.message if waiting and run.reason else None,
     }

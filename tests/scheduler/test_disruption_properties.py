@@ -1,0 +1,172 @@
+"""Properties of the disruptive actions (reclaim, preempt, consolidate, stale gangs) over random
+clusters: a decision never evicts a non-preemptible workload for another one, never leaves its
+preemptor unplaced, never evicts more than needed by more than one workload, never
+over-commits a device; and a cluster run round after round settles (no oscillation)."""
+
+from collections import defaultdict
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fairway_scheduler.core import (
+    Allocation,
+    ClusterSnapshot,
+    Node,
+    NodePool,
+    QueueSpec,
+    Quota,
+    Workload,
+    allocate,
+    decide,
+)
+from tests.scheduler.test_scheduler_properties import T0
+
+EPS = 1e-9
+NOW = T0 + timedelta(hours=1)
+
+
+@st.composite
+def contended(draw) -> ClusterSnapshot:
+    """Running work (placed by a first cycle, long ago) and new pending work after it."""
+    nodes = tuple(Node(f"n{i}", "default", True, draw(st.sampled_from([2, 4, 8])), None, 40960)
+                  for i in range(draw(st.integers(1, 4))))
+    projects = [f"t{i}" for i in range(draw(st.integers(2, 3)))]
+    departments = draw(st.sampled_from([None, "d0"]))
+    queues = tuple(QueueSpec(p, "project", "default",
+                             departments if departments and i % 2 else None,
+                             Quota(draw(st.sampled_from([0, 1, 2, 4])),
+                                   draw(st.sampled_from([-1, -1, 6])),
+                                   draw(st.sampled_from([1, 2]))))
+                   for i, p in enumerate(projects))
+
+    def workloads(prefix: str, count: int, at: int) -> list[Workload]:
+        out = []
+        for i in range(count):
+            pods = draw(st.integers(1, 3))
+            out.append(Workload(
+                id=f"{prefix}{i}", project=draw(st.sampled_from(projects)),
+                priority=draw(st.sampled_from([25, 50, 100])),
+                submitted_at=T0 + timedelta(seconds=at + i),
+                gpus_per_pod=draw(st.sampled_from([1, 1, 2, 4])), pods=pods,
+                min_pods=draw(st.integers(1, pods)), preemptible=draw(st.booleans()),
+                waiting_pods=tuple(f"{prefix}{i}-{j}" for j in range(pods))))
+        return out
+
+    first = workloads("r", draw(st.integers(1, 10)), 0)
+    result = allocate(ClusterSnapshot(nodes, tuple(first), (), (NodePool("default"),), queues))
+    placed = {p.workload_id: p for p in result.placements}
+    running, allocations = [], []
+    for w in first:
+        p = placed.get(w.id)
+        if p is None:
+            continue  # never started: leave it out
+        names = {pod.pod for pod in p.pods}
+        running.append(Workload(**{**{f: getattr(w, f) for f in w.__slots__},
+                                   "waiting_pods": tuple(x for x in w.waiting_pods
+                                                         if x not in names),
+                                   "started_at": T0}))
+        allocations += [Allocation(w.id, pod.pod, pod.node, pod.gpu_devices) for pod in p.pods]
+    pending = workloads("p", draw(st.integers(1, 6)), 100)
+    return ClusterSnapshot(nodes, tuple(running + pending), tuple(allocations),
+                           (NodePool("default"),), queues, now=NOW)
+
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(contended())
+def test_disruptive_decisions_keep_their_promises(snapshot):
+    result = decide(snapshot)
+    by_id = {w.id: w for w in snapshot.workloads}
+    nodes = {n.name: n for n in snapshot.nodes}
+    placements = {p.workload_id: p for p in result.placements}
+    evicted: dict[str, set[str]] = defaultdict(set)
+    for e in result.evictions:
+        held = {a.pod for a in snapshot.allocations if a.workload_id == e.workload_id}
+        evicted[e.workload_id] |= held if e.pods is None else set(e.pods)
+        if e.reason != "stale-gang":
+            assert by_id[e.workload_id].preemptible, ("evicted a non-preemptible workload", e)
+            # the preemptor is placed in the same decision
+            assert e.by in placements, ("evicted for a workload left unplaced", e)
+        if e.reason == "consolidate":
+            moved = placements[e.workload_id]
+            assert moved.moved and len(moved.pods) == len(held), ("a moved pod was lost", e)
+    # Never more than needed by more than one workload: every victim of a preemptor but at
+    # most one gave room (a device) that the preemptor now uses, or counted against a limit of
+    # the preemptor's own project.
+    for preemptor in {e.by for e in result.evictions if e.by and e.reason != "consolidate"}:
+        used = {(pod.node, d) for pod in placements[preemptor].pods for d in pod.gpu_devices}
+        useless = 0
+        for e in result.evictions:
+            if e.by != preemptor:
+                continue
+            gave = {(a.node, d) for a in snapshot.allocations
+                    if a.workload_id == e.workload_id and (e.pods is None or a.pod in e.pods)
+                    for d in a.gpu_devices}
+            same_project = by_id[e.workload_id].project == by_id[preemptor].project
+            if not gave & used and not same_project:
+                useless += 1
+        assert useless <= 1, ("evicted more than needed", preemptor, result.evictions)
+    # Nothing over-committed once the evicted pods are gone and the placements bound.
+    device: dict[tuple[str, int], int] = defaultdict(int)
+    for a in snapshot.allocations:
+        if a.pod not in evicted[a.workload_id]:
+            for d in a.gpu_devices:
+                device[(a.node, d)] += 1
+    for p in result.placements:
+        for pod in p.pods:
+            for d in pod.gpu_devices:
+                assert d < nodes[pod.node].gpus
+                device[(pod.node, d)] += 1
+    assert all(n <= 1 for n in device.values()), device
+
+
+def run_rounds(snapshot: ClusterSnapshot, rounds: int) -> list[int]:
+    """Rounds of `decide` with instant evictions and binds; decisions per round."""
+    workloads = {w.id: w for w in snapshot.workloads}
+    allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
+    counts = []
+    for i in range(rounds):
+        now = NOW + timedelta(seconds=i)
+        current = ClusterSnapshot(snapshot.nodes, tuple(workloads.values()),
+                                  tuple(allocations.values()), snapshot.pools, snapshot.queues,
+                                  now=now)
+        result = decide(current)
+        counts.append(len(result.evictions) + len(result.placements))
+        for e in result.evictions:
+            w = workloads[e.workload_id]
+            gone = [k for k in allocations if k[0] == w.id and (e.pods is None or k[1] in e.pods)]
+            for key in gone:
+                del allocations[key]
+            left = sum(1 for k in allocations if k[0] == w.id)
+            if left < w.min_pods:  # the gang restarts whole
+                for key in [k for k in allocations if k[0] == w.id]:
+                    del allocations[key]
+                left = 0
+            held = {k[1] for k in allocations if k[0] == w.id}
+            workloads[w.id] = Workload(**{
+                **{f: getattr(w, f) for f in w.__slots__},
+                "waiting_pods": tuple(f"{w.id}-{j}" for j in range(w.pods)
+                                      if f"{w.id}-{j}" not in held),
+                "started_at": w.started_at if left else None})
+        for p in result.placements:
+            w = workloads[p.workload_id]
+            for pod in p.pods:
+                allocations[(w.id, pod.pod)] = Allocation(w.id, pod.pod, pod.node,
+                                                          pod.gpu_devices)
+            held = {k[1] for k in allocations if k[0] == w.id}
+            workloads[w.id] = Workload(**{
+                **{f: getattr(w, f) for f in w.__slots__},
+                "waiting_pods": tuple(x for x in w.waiting_pods if x not in held),
+                "started_at": w.started_at or now})
+    return counts
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contended())
+def test_a_contended_cluster_settles(snapshot):
+    counts = run_rounds(snapshot, 30)
+    assert not any(counts[-20:]), ("still deciding after 10 rounds", counts)
