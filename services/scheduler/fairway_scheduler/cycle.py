@@ -27,6 +27,7 @@ from fairway_contracts import subjects
 from fairway_contracts.events import (
     BindDecision,
     PodPlacement,
+    PreemptDecision,
     QueueStatusChanged,
     ResourceStatus,
     SchedulingPending,
@@ -54,6 +55,12 @@ DECISIONS = Counter(
     "fairway_scheduler_decisions", "Scheduling decisions committed, by kind.", ["kind"],
 )
 DECISIONS.labels("bind")
+DECISIONS.labels("preempt")
+PREEMPTIONS = Counter(
+    "fairway_scheduler_preemptions", "Preemption decisions committed, by reason.", ["reason"],
+)
+for _reason in ("reclaim", "preempt", "consolidate", "stale-gang"):
+    PREEMPTIONS.labels(_reason)
 PUBLISHED = Counter(
     "fairway_scheduler_status_events", "Queue status and pending events queued, by kind.",
     ["kind"],
@@ -110,10 +117,12 @@ class Scheduler:
                 state.put_node_pool(pool)
             for request in await repository.load_requests(conn):
                 state.add_request(request)
+            loaded_at = utcnow()
             for status in await repository.load_statuses(conn):
-                state.apply_status(status, released=())
+                state.apply_status(status, released=(), now=loaded_at)
             for allocation in await repository.load_allocations(conn):
                 state.allocations[(allocation.workload_id, allocation.pod)] = allocation
+            state.add_evictions(await repository.load_evictions(conn))
             pending = await repository.load_pending(conn)
             state.set_pending(reason for reason, _ in pending)
             state.pending_info = {reason.workload_id: info for reason, info in pending}
@@ -149,7 +158,7 @@ class Scheduler:
             if self.state.version == self._scheduled_version:
                 return None
             with CYCLE_SECONDS.time():
-                result = core.allocate(self.state.snapshot())
+                result = core.decide(self.state.snapshot(utcnow(), self.settings.disruption()))
                 deferred = await self._commit(result)
             self._scheduled_version = None if deferred else self.state.version
             return result
@@ -159,7 +168,12 @@ class Scheduler:
         their refresh (a later cycle must run even if nothing else changes)."""
         state = self.state
         now = utcnow()
-        decisions = [self._bind_decision(placement) for placement in result.placements]
+        # Placements onto room that preempted pods still hold wait: the preemptor shows
+        # WaitingForPreemption, and a later cycle's allocate binds it once the room is free.
+        placements = [p for p in result.placements if not p.pipelined]
+        decisions = [self._bind_decision(placement) for placement in placements]
+        preemptions = [(eviction, self._preempt_decision(eviction, now))
+                       for eviction in result.evictions]
         pending_changes = state.pending_changes(result.pending)
         pending_rows = []
         pending_events = []
@@ -208,9 +222,20 @@ class Scheduler:
                 continue
             queue_changes.append((key, payload, (last[1] if last else 0) + 1))
 
-        if decisions or pending_rows or queue_changes:
+        if decisions or pending_rows or queue_changes or preemptions:
             async with self.pool.acquire() as conn, conn.transaction():
-                for placement, decision in zip(result.placements, decisions, strict=True):
+                for eviction, decision in preemptions:
+                    held = sorted(p for w, p in state.allocations if w == eviction.workload_id)
+                    pods = held if eviction.pods is None else [p for p in eviction.pods
+                                                               if p in held]
+                    await repository.insert_evictions(conn, eviction.workload_id, pods,
+                                                      decision.decision_id, eviction.reason)
+                    await add_to_outbox(
+                        conn, subjects.preempt(decision.project, decision.workload_id),
+                        decision, msg_id=f"preempt:{decision.decision_id}",
+                        trace_headers=state.trace_headers(decision.workload_id) or None,
+                    )
+                for placement, decision in zip(placements, decisions, strict=True):
                     request = state.requests[placement.workload_id]
                     await repository.insert_allocations(
                         conn, placement.workload_id, placement.pods, decision.decision_id,
@@ -238,7 +263,15 @@ class Scheduler:
                         msg_id=f"queue:{kind}:{name}:{pool}:{version}",
                     )
 
-        for placement, decision in zip(result.placements, decisions, strict=True):
+        state.add_evictions(result.evictions)
+        for eviction, decision in preemptions:
+            DECISIONS.labels("preempt").inc()
+            PREEMPTIONS.labels(eviction.reason).inc()
+            with workload_context(eviction.workload_id):
+                log.info("workload preempted (%s): %s", eviction.reason, eviction.message,
+                         extra={"fields": {"decision_id": decision.decision_id,
+                                           "by": eviction.by, "pods": eviction.pods}})
+        for placement, decision in zip(placements, decisions, strict=True):
             state.add_placement(placement)
             DECISIONS.labels("bind").inc()
             with workload_context(placement.workload_id):
@@ -261,6 +294,18 @@ class Scheduler:
         PUBLISHED.labels("queue").inc(len(queue_changes))
         PENDING_WORKLOADS.set(len(result.pending))
         return bool(deferred)
+
+    def _preempt_decision(self, eviction: core.Eviction, now) -> PreemptDecision:
+        status = self.state.statuses.get(eviction.workload_id)
+        project = self.state.project_of(eviction.workload_id) or ""
+        return PreemptDecision(
+            # The same eviction of the same pods seen in the same pod-group state: the same id.
+            decision_id=decision_id(eviction.workload_id, status.sequence if status else 0,
+                                    [f"preempt:{eviction.reason}",
+                                     *(eviction.pods or ("*",))]),
+            workload_id=eviction.workload_id, project=project, reason=eviction.reason,
+            by=eviction.by, message=eviction.message,
+            pods=list(eviction.pods) if eviction.pods is not None else None, decided_at=now)
 
     def _bind_decision(self, placement: core.Placement) -> BindDecision:
         request = self.state.requests[placement.workload_id]

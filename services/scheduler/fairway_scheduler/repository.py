@@ -270,7 +270,28 @@ async def release_allocations(conn: asyncpg.Connection, workload_id: str,
         "DELETE FROM allocations WHERE workload_id = $1 AND NOT (pod = ANY($2::text[]))"
         " RETURNING pod",
         workload_id, list(keep))
+    if rows:  # an evicted pod that is gone is evicted no longer
+        await conn.execute(
+            "DELETE FROM evictions WHERE workload_id = $1 AND pod = ANY($2::text[])",
+            workload_id, [row["pod"] for row in rows])
     return [row["pod"] for row in rows]
+
+
+async def insert_evictions(conn: asyncpg.Connection, workload_id: str, pods: Iterable[str],
+                           decision_id: str, reason: str) -> None:
+    await conn.executemany(
+        "INSERT INTO evictions (workload_id, pod, decision_id, reason) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (workload_id, pod) DO NOTHING",
+        [(workload_id, pod, decision_id, reason) for pod in pods])
+
+
+async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
+    rows = await conn.fetch(
+        "SELECT e.workload_id, e.reason, array_agg(e.pod ORDER BY e.pod) AS pods"
+        " FROM evictions e JOIN allocations a USING (workload_id, pod)"
+        " GROUP BY e.workload_id, e.reason")
+    return [core.Eviction(row["workload_id"], row["reason"], None, "", tuple(row["pods"]))
+            for row in rows]
 
 
 async def insert_allocations(conn: asyncpg.Connection, workload_id: str,

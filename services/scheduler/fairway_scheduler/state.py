@@ -44,6 +44,17 @@ def memory_mib(quantity: str | None) -> int:
     return int(-(-value // 2**20))
 
 
+_DURATION = re.compile(r"^([0-9]+)([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str | None) -> float:
+    """A node pool's minGuaranteedRuntime ("90s", "2h") in seconds; 0 when unset (the API
+    validated its shape)."""
+    match = _DURATION.match(value or "")
+    return float(int(match.group(1)) * _SECONDS[match.group(2)]) if match else 0.0
+
+
 def cpu_millis(cores: float | None) -> int:
     return round(cores * 1000) if cores else 0
 
@@ -131,6 +142,7 @@ class WorkloadStatus:
     phase: Phase
     pods: tuple[PodStatus, ...] = ()
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    time: datetime | None = None  # when lifecycle saw it so
 
     @property
     def finished(self) -> bool:
@@ -153,6 +165,7 @@ class WorkloadStatus:
             pods=tuple(PodStatus(name=p.name, node=p.node, phase=p.phase, gpus=p.gpus)
                        for p in event.pods),
             trace_headers=dict(trace_headers),
+            time=event.time,
         )
 
 
@@ -183,6 +196,13 @@ class ClusterState:
         self.node_pools: dict[str, NodePoolChanged] = {}  # by name
         # The queue status last published: (kind, name, pool) -> (payload, version).
         self.queue_status: dict[tuple[str, str, str], tuple[dict, int]] = {}
+        # Disruption: since when a workload runs (minimum guaranteed runtime) and since when
+        # it runs below its gang minimum (stale gangs), as this process saw it (a restart
+        # starts both clocks again: protective, never early); the pods a preemption decision
+        # is evicting, until lifecycle reports them gone.
+        self.running_since: dict[str, datetime] = {}
+        self.below_min_since: dict[str, datetime] = {}
+        self.evicting: dict[str, set[str]] = {}
         # Grows with every change a cycle could care about; a cycle over an unchanged state
         # would decide nothing new.
         self.version = 0
@@ -231,14 +251,34 @@ class ClusterState:
         self.requests[request.id] = request
         self.version += 1
 
-    def apply_status(self, status: WorkloadStatus, released: Iterable[str]) -> None:
+    def apply_status(self, status: WorkloadStatus, released: Iterable[str],
+                     now: datetime | None = None) -> None:
+        wid = status.workload_id
         for pod in released:
-            self.allocations.pop((status.workload_id, pod), None)
+            self.allocations.pop((wid, pod), None)
+        evicting = self.evicting.get(wid)
+        if evicting is not None:
+            evicting.intersection_update(p for w, p in self.allocations if w == wid)
+            if not evicting:
+                del self.evicting[wid]
+        now = now or status.time
+        request = self.requests.get(wid)
+        if status.phase in (Phase.RUNNING, Phase.DEGRADED) and not status.finished and now:
+            self.running_since.setdefault(wid, now)
+            placed = sum(1 for p in status.pods if p.node and p.holds_resources)
+            if request is not None and placed < request.min_pods:
+                self.below_min_since.setdefault(wid, now)
+            else:
+                self.below_min_since.pop(wid, None)
+        else:
+            self.running_since.pop(wid, None)
+            self.below_min_since.pop(wid, None)
         if status.finished:
             # Over: nothing more to place, nothing held; the tables keep the record. A pending
             # reason stays until the next cycle clears it (and says so).
             self.requests.pop(status.workload_id, None)
             self.statuses.pop(status.workload_id, None)
+            self.evicting.pop(status.workload_id, None)
             for key in [k for k in self.allocations if k[0] == status.workload_id]:
                 del self.allocations[key]
         else:
@@ -252,6 +292,14 @@ class ClusterState:
                 request.allocation(placement.workload_id, pod) if request is not None else
                 core.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
+        self.version += 1
+
+    def add_evictions(self, evictions: Iterable[core.Eviction]) -> None:
+        for eviction in evictions:
+            held = {p for w, p in self.allocations if w == eviction.workload_id}
+            pods = held if eviction.pods is None else held & set(eviction.pods)
+            if pods:
+                self.evicting.setdefault(eviction.workload_id, set()).update(pods)
         self.version += 1
 
     def set_pending(self, reasons: Iterable[core.PendingReason]) -> None:
@@ -349,7 +397,8 @@ class ClusterState:
                     core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
         return tuple(specs)
 
-    def snapshot(self) -> core.ClusterSnapshot:
+    def snapshot(self, now: datetime | None = None,
+                 disruption: core.DisruptionSettings | None = None) -> core.ClusterSnapshot:
         allocations = list(self.allocations.values())
         workloads: list[core.Workload] = []
         default_pools = {p.name: tuple(p.default_node_pools) for p in self.projects.values()}
@@ -385,11 +434,16 @@ class ClusterState:
                 gpu_limit=request.gpu_limit,
                 cpu_millis=request.cpu_millis,
                 memory_mib=request.memory_mib,
+                started_at=self.running_since.get(wid),
+                below_min_since=self.below_min_since.get(wid),
+                evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
             ))
         nodes = tuple(node if (pool := self.pool_of(node)) == node.pool
                       else replace(node, pool=pool) for node in self.nodes.values())
-        pools = tuple(core.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy)
+        pools = tuple(core.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy,
+                                    duration_seconds(p.min_guaranteed_runtime))
                       for _, p in sorted(self.node_pools.items()))
         return core.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
                                     allocations=tuple(allocations), pools=pools,
-                                    queues=self.queue_specs())
+                                    queues=self.queue_specs(), now=now,
+                                    disruption=disruption or core.DisruptionSettings())
