@@ -1,4 +1,4 @@
-"""`make bench-scheduler`: the fair-share core (`allocate`) on the three shapes of issue 4.
+"""`make bench-scheduler`: the scheduler's core on the shapes of issues 4 and 5.
 
 1. first cycle: 1,000 nodes x 8 GPUs in two pools, 10 departments x 10 projects, 10,000
    pending (70% one GPU, 10% gangs of 2-16 pods x 8 GPUs, 20% fractions)      target <= 2 s
@@ -7,10 +7,16 @@
    would keep it, so a cycle costs nodes + queues + pending, not the 40,000 allocations)
                                                                          target p99 <= 250 ms
 3. large: 5,000 nodes, 50,000 pending, one cycle          target <= 10 s, peak RSS <= 2 GiB
+4. reclaim: 500 nodes x 8 GPUs, 4,000 running one-GPU workloads of an over-served project,
+   4,000 pending in a starved one (both deserve 0, equal weights: fair share 2,000 each); one
+   cycle                                                                      target <= 3 s
+   and the cycles until the starved project holds its fair share (fewest possible: 1)
 
-Only `allocate(snapshot)` is timed (building the snapshot is the caller's job); pods placed per
-second are shown beside it. `--scale 0.1` runs every shape at a tenth of its size (targets are
-then not checked); `--shape 2` runs one shape; `--profile` prints the top of a cProfile.
+Only the core's cycle (`decide(snapshot)`: allocate, then consolidate, reclaim, preempt and
+stale gangs, as the service runs it) is timed (building the snapshot is the caller's job); pods
+placed per second are shown beside it. `--scale 0.1` runs every shape at a tenth of its size
+(targets are then not checked); `--shape 2` runs one shape; `--profile` prints the top of a
+cProfile.
 
     make bench-scheduler
     make bench-scheduler BENCH_ARGS="--scale 0.1"
@@ -36,6 +42,7 @@ from fairway_scheduler.core import (
     Quota,
     Workload,
     allocate,
+    decide,
 )
 from fairway_scheduler.core.ledger import Ledger
 
@@ -103,7 +110,7 @@ def timed(snapshot: ClusterSnapshot, profile: bool = False, ledger: Ledger | Non
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    result = allocate(snapshot, ledger)
+    result = decide(snapshot, ledger)
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - start
@@ -188,13 +195,59 @@ def shape3(scale: float, profile: bool) -> None:
           + ("" if scale != 1 else ("  OK" if rss <= 2048 else "  MISSED")), flush=True)
 
 
+def shape4(scale: float, profile: bool) -> None:
+    nodes = tuple(Node(f"node-{i}", "default", True, 8, "A100", 81920)
+                  for i in range(int(500 * scale)))
+    count = len(nodes) * 8
+    queues = (QueueSpec("over", "project", "default", None, Quota(0, -1, 1)),
+              QueueSpec("starved", "project", "default", None, Quota(0, -1, 1)))
+    long_ago = T0 - timedelta(hours=1)
+    over = [Workload(f"over-{i}", "over", 50, long_ago + timedelta(seconds=i), 1,
+                     started_at=long_ago) for i in range(count)]
+    allocations = {}
+    for i, w in enumerate(over):
+        node = nodes[i // 8].name
+        allocations[w.id] = Allocation(w.id, f"{w.id}-0", node, (i % 8,))
+    starved = {f"starved-{i}": Workload(f"starved-{i}", "starved", 50, T0 + timedelta(seconds=i),
+                                        1, waiting_pods=(f"starved-{i}-0",))
+               for i in range(count)}
+    running = {w.id: w for w in over}
+    pools = (NodePool("default"),)
+    times, cycles, evicted, bound = [], 0, 0, 0
+    share = None
+    while cycles < 10:
+        snapshot = ClusterSnapshot(nodes, (*running.values(), *starved.values()),
+                                   tuple(allocations.values()), pools, queues, now=T0)
+        result, seconds = timed(snapshot, profile and cycles == 0)
+        times.append(seconds)
+        cycles += 1
+        for e in result.evictions:
+            running.pop(e.workload_id)
+            allocations.pop(e.workload_id)
+            evicted += 1
+        for p in result.placements:
+            w = starved.pop(p.workload_id)
+            running[w.id] = w
+            pod = p.pods[0]
+            allocations[w.id] = Allocation(w.id, pod.pod, pod.node, pod.gpu_devices)
+            bound += 1
+        status = next(q for q in result.queues if q.name == "starved")
+        share = status.gpu.fair_share
+        if bound >= share:
+            break
+    line(f"4. reclaim, {len(nodes)} nodes, {count} running + {count} pending", times[0],
+         bound, "<= 3 s", times[0] <= 3 if scale == 1 else None)
+    print(f"   starved project at {bound} of its fair share {share:g} GPUs after {cycles} "
+          f"cycle(s) (fewest possible: 1); {evicted} workloads reclaimed", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--shape", type=int, choices=(1, 2, 3))
+    parser.add_argument("--shape", type=int, choices=(1, 2, 3, 4))
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
-    shapes = {1: shape1, 2: shape2, 3: shape3}
+    shapes = {1: shape1, 2: shape2, 3: shape3, 4: shape4}
     for number, shape in shapes.items():
         if args.shape in (None, number):
             shape(args.scale, args.profile)

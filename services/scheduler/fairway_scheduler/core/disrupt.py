@@ -34,7 +34,7 @@ until it has run that long.
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons
@@ -106,8 +106,16 @@ class Disruption:
                 self.freed.append(hold)
             elif wid not in placed:
                 self.holds.setdefault(wid, []).append(hold)
-        for hold_list in self.holds.values():
+        # Per (project, pool): the workloads running there; their victim units, built once
+        # per cycle in victim order and walked with a cursor (evicted ones are skipped).
+        self.by_queue: dict[tuple[str, str], list[str]] = {}
+        for wid, hold_list in self.holds.items():
             hold_list.sort(key=lambda h: natural(h.pod))
+            w = hold_list[0].workload
+            self.by_queue.setdefault((w.project, hold_list[0].node.pool), []).append(wid)
+        self.queue_units: dict[tuple[str, str], list[Unit]] = {}
+        self.cursor: dict[tuple[str, str], int] = {}
+        self.movers: dict[str, dict[int, list[Unit]]] = {}  # per pool, until a move
         for hold in self.freed:
             self._release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
@@ -177,7 +185,7 @@ class Disruption:
 
         queues = [q for q in self._queues_in(pool) if eligible(q)
                   and all(x.allocated[GPU] > x.fair[GPU] for x in level(q))]
-        if not queues:
+        if not queues and not self.freed:
             return False
 
         def admissible(unit: Unit) -> bool:
@@ -200,9 +208,10 @@ class Disruption:
     def _preempt(self, workload: Workload, pool: str) -> bool:
         if pool not in self.session.pools:
             return False
-        queue = self.session.queues.project(workload.project, pool)
-        units = self._units([w for w in self._victims_in(queue, pool)
-                             if w.priority < workload.priority])
+        units = [u for u in self._live_units(workload.project, pool)
+                 if u.workload.priority < workload.priority]
+        if not units and not self.freed:
+            return False
         return self._attempt(workload, pool, "preempt", iter(units), lambda _: True,
                              lambda _: True, shape=workload.priority)
 
@@ -221,13 +230,15 @@ class Disruption:
         vector = request.vector(pool.max_dev_memory)
         if quota_refusal(workload, queue, vector, gang) is not None:
             return False
-        free = sum(n.whole for n in pool.gpu_nodes)
+        free = sum(b * pool.counts[b] for b in range(1, pool.max_devices + 1))
         if free < gang * d or pool.whole_fit_count(d) >= gang or too_large(pool, request):
             return False  # not fragmentation: either no room at all, or room already
         shape = ("consolidate", workload.project, pool_name, d, gang)
         if shape in self.failed:
             return False
-        movable = self._movers(pool_name)
+        movable = self.movers.get(pool_name)
+        if movable is None:
+            movable = self.movers[pool_name] = self._movers(pool_name)
         moved: list[Unit] = []
         budget = self.moves_left
         for node in sorted((n for n in pool.gpu_nodes if n.gpus >= d and n.whole < d),
@@ -313,13 +324,16 @@ class Disruption:
         queue = session.queues.project(workload.project, pool_name)
         vector = request.vector(pool.max_dev_memory)
         released: list[Unit] = []
-        statement = self._try_place(workload, pool, request, queue, vector, gang, waiting)
+        # Allocate found no room; only pods already being evicted may have made some since.
+        statement = (self._try_place(workload, pool, request, queue, vector, gang, waiting)
+                     if self.freed else None)
         tries = 0
         while statement is None:
             unit = next(candidates, None)
             if unit is None or tries >= self.settings.max_tentative_victims:
                 break
-            if not admissible(unit):
+            unit = self._current(unit, released)
+            if unit is None or not admissible(unit):
                 continue
             tries += 1
             for hold in unit.holds:
@@ -369,50 +383,75 @@ class Disruption:
             return False
         return (self.session.now - workload.started_at).total_seconds() < runtime
 
-    def _victims_in(self, queue: Queue, pool: str) -> list[Workload]:
-        out = []
-        for holds in self.holds.values():
-            w = holds[0].workload
-            # A workload that lost only elastic pods this cycle stays a candidate.
-            if (w.project == queue.name and holds[0].node.pool == pool and w.preemptible
-                    and not self._protected(w, pool)):
-                out.append(w)
-        return out
-
-    def _units(self, workloads: Iterable[Workload]) -> list[Unit]:
-        """Elastic pods above the minimum first (lowest priority, newest first; the highest
-        pod first), then whole gangs in the same order."""
-        ordered = sorted(workloads, key=lambda w: (w.priority, -w.submitted_at.timestamp(),
-                                                   w.id), )
+    def _units(self, project: str, pool: str) -> list[Unit]:
+        """The queue's victim units for this cycle: elastic pods above the minimum first
+        (lowest priority, newest first; the highest pod first), then whole gangs in the same
+        order. Non-preemptible and protected workloads are not in it."""
+        key = (project, pool)
+        units = self.queue_units.get(key)
+        if units is not None:
+            return units
+        workloads = [self.holds[wid][0].workload for wid in self.by_queue.get(key, ())
+                     if wid in self.holds]
+        workloads = [w for w in workloads if w.preemptible and not self._protected(w, pool)]
+        workloads.sort(key=lambda w: (w.priority, -w.submitted_at.timestamp(), w.id))
         surplus: list[Unit] = []
         gangs: list[Unit] = []
-        for w in ordered:
+        for w in workloads:
             holds = self.holds[w.id]
             extra = max(0, len(holds) - w.min_pods)
             surplus += [Unit(w, [h], True) for h in reversed(holds[len(holds) - extra:])]
-            gangs.append(Unit(w, holds[:len(holds) - extra], False))
-        return surplus + gangs
+            gangs.append(Unit(w, [], False))
+        units = self.queue_units[key] = surplus + gangs
+        self.cursor[key] = 0
+        return units
+
+    def _live_units(self, project: str, pool: str) -> Iterator[Unit]:
+        """The queue's units still standing, from its cursor (past the evicted ones)."""
+        key = (project, pool)
+        units = self._units(project, pool)
+        i = self.cursor[key]
+        while i < len(units) and self._current(units[i], []) is None:
+            i += 1
+        self.cursor[key] = i
+        for unit in units[i:]:
+            if self._current(unit, []) is not None:
+                yield unit
+
+    def _current(self, unit: Unit, released: list[Unit]) -> Unit | None:
+        """What the unit takes now: an elastic pod while the workload still runs above its
+        minimum; a gang: every pod the workload still holds. None: nothing left to take."""
+        holds = self.holds.get(unit.workload.id)
+        if not holds:
+            return None
+        taken = {id(h) for u in released if u.workload is unit.workload for h in u.holds}
+        left = [h for h in holds if id(h) not in taken]
+        if unit.surplus:
+            hold = unit.holds[0]
+            if (id(hold) in taken or not any(h is hold for h in left)
+                    or len(left) <= unit.workload.min_pods):
+                return None
+            return unit
+        return Unit(unit.workload, left, False) if left else None
 
     def _queues_in(self, pool: str) -> list[Queue]:
-        names = {h[0].workload.project for h in self.holds.values() if h[0].node.pool == pool}
-        return [self.session.queues.project(name, pool) for name in sorted(names)]
+        names = sorted({project for (project, p), wids in self.by_queue.items()
+                        if p == pool and any(w in self.holds for w in wids)})
+        return [self.session.queues.project(name, pool) for name in names]
 
     def _by_queue(self, queues: list[Queue], pool: str) -> Iterator[Unit]:
         """Units of the most over-served queue first (department, then project), re-ranked as
         they give."""
-        units = {q.name: self._units(self._victims_in(q, pool)) for q in queues}
-        heap = [(_over(q), q.name, q) for q in queues if units[q.name]]
+        iterators = {q.name: self._live_units(q.name, pool) for q in queues}
+        heap = [(_over(q), q.name, q) for q in queues]
         heapq.heapify(heap)
-        index = dict.fromkeys(units, 0)
         while heap:
             _, name, queue = heapq.heappop(heap)
-            i = index[name]
-            if i >= len(units[name]):
+            unit = next(iterators[name], None)
+            if unit is None:
                 continue
-            index[name] = i + 1
-            yield units[name][i]
-            if index[name] < len(units[name]):
-                heapq.heappush(heap, (_over(queue), name, queue))
+            yield unit
+            heapq.heappush(heap, (_over(queue), name, queue))
 
     def _movers(self, pool: str) -> dict[int, list[Unit]]:
         """Whole-GPU preemptible workloads running in the pool, by the nodes they are on."""
@@ -494,6 +533,7 @@ class Disruption:
 
     def _evict(self, unit: Unit, reason: str, by: Workload | None, message: str) -> None:
         wid = unit.workload.id
+        self.movers.clear()
         earlier = wid in self.evicted
         taken = [h.pod for h in unit.holds]
         self.evicted.setdefault(wid, []).extend(taken)
@@ -549,7 +589,12 @@ def decide(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResu
     """One whole cycle: allocate, then consolidate, reclaim, preempt and stale-gang eviction."""
     session = Session(snapshot, ledger)
     Allocate(session).run()
-    Disruption(session).run()
+    # Most cycles have nothing to disrupt for: skip indexing every running pod then.
+    if any(w.evicting_pods or w.below_min_since is not None
+           or (w.waiting_pods and session.held[w.id] < w.min_pods
+               and w.id not in session.unschedulable)
+           for w in snapshot.workloads):
+        Disruption(session).run()
     return session.result()
 
 
