@@ -1,7 +1,9 @@
 """The fair-share scheduler service against real NATS JetStream and PostgreSQL: org units in
 (projects and a department with quotas, a node pool by label), placements that follow fair
-share, queue status and pending reasons published once per change, and a restart that neither
-forgets nor doubles allocations."""
+share, queue status and pending reasons published once per change, a restart that neither
+forgets nor doubles allocations, and reclaim: preemption decisions published once (not again on
+later cycles nor after a restart: the evicting pods are in the tables), the preemptor waiting
+for the room rather than bound onto it, and bound once lifecycle reports the victims gone."""
 
 import asyncio
 import uuid
@@ -22,6 +24,7 @@ from fairway_contracts.events import (
     NodePoolChanged,
     PodGroupChanged,
     PoolResources,
+    PreemptDecision,
     ProjectChanged,
     QueueStatusChanged,
     Quota,
@@ -394,3 +397,99 @@ async def test_a_workload_that_can_never_fit_is_announced_unschedulable_once(
     await eventually(lambda: _true(cycles_run() > cycles))
     await drained(js, fs_consumers, eventually, settle=0.5)
     assert await count() == before
+
+
+async def test_reclaim_is_decided_once_and_the_preemptor_runs_when_the_room_is_free(
+        js, tag, names, fs_consumers, db, start_scheduler, stored_messages, eventually):
+    a, b, pool = names["a"], names["b"], names["pool"]
+    await publish_org(js, tag, names)  # both deserve 0 in a department of 24; weights 2:1
+    await publish_nodes(js, tag, pool)  # 3 nodes x 8 GPUs
+    borrowed = [str(uuid.uuid4()) for _ in range(24)]
+    for i, wid in enumerate(borrowed):
+        await publish_model(js, subjects.workload_submitted(b, wid), submitted(wid, b, at=i),
+                            msg_id=f"sub-{wid}")
+        await publish_model(js, subjects.podgroup(b, wid), pod_group(wid, b, 1, Phase.PENDING),
+                            msg_id=f"pg-{wid}-1")
+    service = await start_scheduler()
+
+    async def binds(project: str) -> dict[str, BindDecision]:
+        found = {}
+        for m in await messages(js, stored_messages, f"fairway.scheduler.bind.{project}.>"):
+            decision = BindDecision.model_validate_json(m.data)
+            found[decision.workload_id] = decision
+        return found
+
+    async def all_bound():
+        found = await binds(b)
+        return found if len(found) == 24 else None
+
+    bound = await eventually(all_bound, timeout=30)
+    # They run (lifecycle would say so).
+    for wid, decision in bound.items():
+        await publish_model(js, subjects.podgroup(b, wid),
+                            pod_group(wid, b, 2, Phase.RUNNING,
+                                      node=decision.placements[0].node, pod_phase="Running"),
+                            msg_id=f"pg-{wid}-2")
+    await drained(js, fs_consumers, eventually)
+
+    # Project a arrives: by weight 2:1 its fair share is 16 of the 24 GPUs.
+    arriving = [str(uuid.uuid4()) for _ in range(16)]
+    for i, wid in enumerate(arriving):
+        await publish_model(js, subjects.workload_submitted(a, wid),
+                            submitted(wid, a, at=100 + i), msg_id=f"sub-{wid}")
+        await publish_model(js, subjects.podgroup(a, wid), pod_group(wid, a, 1, Phase.PENDING),
+                            msg_id=f"pg-{wid}-1")
+
+    async def preemptions() -> list[PreemptDecision]:
+        return [PreemptDecision.model_validate_json(m.data) for m in await messages(
+            js, stored_messages, f"fairway.scheduler.preempt.{b}.>")]
+
+    async def sixteen():
+        found = await preemptions()
+        return found if len(found) >= 16 else None
+
+    decided = await eventually(sixteen, timeout=30)
+    await drained(js, fs_consumers, eventually)
+    decided = await preemptions()
+    assert len(decided) == 16 and {d.reason for d in decided} == {"reclaim"}
+    assert {d.by for d in decided} == set(arriving)
+    assert "fair share" in decided[0].message and decided[0].pods is None
+    # The room is still held: nothing of a is bound yet, each waits for it, and says so.
+    assert not await binds(a)
+    last = SchedulingPending.model_validate_json((await messages(
+        js, stored_messages, subjects.scheduling_pending(a, arriving[0])))[-1].data)
+    assert last.code == "WaitingForPreemption", last
+    assert await db.fetchval("SELECT count(*) FROM evictions") == 16
+
+    # A restart: the evicting pods come back from the tables, and no decision is repeated.
+    await service.stop()
+    service = await start_scheduler()
+    cycles = cycles_run()
+    poke = arriving[0]
+    await publish_model(js, subjects.podgroup(a, poke), pod_group(poke, a, 2, Phase.PENDING),
+                        msg_id=f"pg-{poke}-2")
+    await eventually(lambda: _true(cycles_run() > cycles))
+    await drained(js, fs_consumers, eventually, settle=1.0)
+    assert len(await preemptions()) == 16
+    assert not await binds(a)
+
+    # Lifecycle evicts: the victims are Pending again, their evicted pods Failed (as Kubernetes
+    # shows an evicted pod). The room is free, and a's workloads are bound onto it; b keeps its
+    # fair share of 8.
+    victims = {d.workload_id for d in decided}
+    for wid in victims:
+        await publish_model(js, subjects.podgroup(b, wid),
+                            pod_group(wid, b, 3, Phase.PENDING,
+                                      node=bound[wid].placements[0].node, pod_phase="Failed"),
+                            msg_id=f"pg-{wid}-3")
+
+    async def a_bound():
+        found = await binds(a)
+        return found if len(found) == 16 else None
+
+    await eventually(a_bound, timeout=30)
+    await drained(js, fs_consumers, eventually)
+    assert len(await binds(a)) == 16
+    assert len(await preemptions()) == 16  # settled: nothing more is taken
+    assert await db.fetchval("SELECT count(*) FROM evictions") == 0
+    assert await db.fetchval("SELECT count(*) FROM allocations") == 24
