@@ -97,5 +97,5 @@ def test_every_listed_topic_has_a_scenario():
                   "min-guaranteed-runtime", "elastic-surplus-first", "consolidate-frees-node",
                   "consolidate-off-when-spreading", "stale-gang", "stable-indivisible-gangs",
                   "stable-evictions-at-different-times", "stable-unplaceable-head-of-line",
-                  "never-evicts-non-preemptible"):
+                  "never-evicts-non-preemptible", "node-type"):
         assert any(topic in name for name in names), topic

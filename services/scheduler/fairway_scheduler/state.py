@@ -18,7 +18,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.events import Quota as OrgQuota
-from fairway_contracts.workloads import Phase
+from fairway_contracts.workloads import NODE_TYPE_LABEL, Phase
 from fairway_scheduler import core
 from fairway_scheduler.priorities import priority_value
 
@@ -88,6 +88,7 @@ class WorkloadRequest:
     gpu_limit: float | None = None
     cpu_millis: int = 0
     memory_mib: int = 0
+    node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -108,6 +109,7 @@ class WorkloadRequest:
             project_id=event.project_id,
             cpu_millis=cpu_millis(spec.compute.cpu_core_request),
             memory_mib=memory_mib(spec.compute.cpu_memory_request),
+            node_type=spec.node_type,
         )
 
     def allocation(self, workload_id: str, pod: core.PodPlacement) -> core.Allocation:
@@ -437,9 +439,12 @@ class ClusterState:
                 started_at=self.running_since.get(wid),
                 below_min_since=self.below_min_since.get(wid),
                 evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
+                node_type=request.node_type,
             ))
-        nodes = tuple(node if (pool := self.pool_of(node)) == node.pool
-                      else replace(node, pool=pool) for node in self.nodes.values())
+        nodes = tuple(
+            replace(node, pool=self.pool_of(node),
+                    node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))
+            for node in self.nodes.values())
         pools = tuple(core.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy,
                                     duration_seconds(p.min_guaranteed_runtime))
                       for _, p in sorted(self.node_pools.items()))

@@ -169,6 +169,13 @@ class Allocate:
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:
+        code, message = self._no_room_any(request, queue, vector, first, fit, name, held)
+        if request.node_type is not None:
+            message += f" (only nodes of type {request.node_type} may take it)"
+        return code, message
+
+    def _no_room_any(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
+                 name: str, held: int) -> reasons.Reason:
         pool = self.session.pools[name]
         free, nodes = pool.free_gpus()
         if first > 1:

@@ -20,6 +20,7 @@ class Node:
     cpu_millis: int = 0
     memory_mib: int = 0
     max_pods: int = 110  # the kubelet refuses pods beyond this many on the node
+    node_type: str | None = None  # its fairway.io/node-type label
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class Workload:
     started_at: datetime | None = None
     below_min_since: datetime | None = None
     evicting_pods: tuple[str, ...] = ()
+    node_type: str | None = None  # only nodes of this type (a scheduling rule); None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class PendingCode(StrEnum):
     OVER_LIMIT = "OverLimit"  # the project or department would go over its limit
     NON_PREEMPTIBLE_OVER_QUOTA = "NonPreemptibleOverQuota"  # non-preemptible, beyond deserved
     GANG_UNSCHEDULABLE = "GangUnschedulable"  # the gang's pods do not all fit together
+    NO_NODE_OF_TYPE = "NoNodeOfType"  # none of its pools has a node of its node type
     NODE_POOL_UNAVAILABLE = "NodePoolUnavailable"  # no such pool, or no ready node in it
     OVER_FAIR_SHARE = "OverFairShare"  # no room, and the queue is at or over its fair share
     NO_SUCH_RESOURCE = "NoSuchResource"  # asks for more than any node of its pools has

@@ -22,8 +22,8 @@ UNTRACKED = 1 << 60
 
 class NodeState:
     __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
-                 "max_pods", "mem_total", "name", "partial_free", "pods", "pool", "ready", "used",
-                 "whole")
+                 "max_pods", "mem_total", "name", "node_type", "partial_free", "pods", "pool",
+                 "ready", "used", "whole")
 
     def __init__(self, idx: int, node: Node):
         self.idx = idx
@@ -35,6 +35,7 @@ class NodeState:
         self.cpu_total = self.free_cpu = node.cpu_millis or UNTRACKED
         self.mem_total = self.free_mem = node.memory_mib or UNTRACKED
         self.max_pods = node.max_pods
+        self.node_type = node.node_type
         self.pods = 0  # pods on the node: running ones and this cycle's placements
         self.used = [0] * node.gpus
         self.whole = node.gpus
@@ -194,10 +195,19 @@ class PoolNodes:
             heapq.heappop(heap)
         return None
 
-    def find_whole(self, k: int, cpu: int, mem: int) -> NodeState | None:
+    def find_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
+                   ) -> NodeState | None:
         """A node with k wholly free devices: the fullest (binpack) or emptiest (spread)."""
         if k > self.max_devices:
             return None
+        if node_type is not None:
+            # A node type narrows the pool: a plain scan (such workloads are few).
+            fits = [n for n in self.gpu_nodes if n.node_type == node_type and n.whole >= k
+                    and n.fits_host(cpu, mem)]
+            if not fits:
+                return None
+            sign = 1 if self.gpu_strategy == "binpack" else -1
+            return min(fits, key=lambda n: (sign * n.whole, n.idx))
         order = (range(k, self.max_devices + 1) if self.gpu_strategy == "binpack"
                  else range(self.max_devices, k - 1, -1))
         for b in order:
@@ -211,15 +221,16 @@ class PoolNodes:
                     return node
         return None
 
-    def place_whole(self, k: int, cpu: int, mem: int) -> Take | None:
-        node = self.find_whole(k, cpu, mem)
+    def place_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
+                    ) -> Take | None:
+        node = self.find_whole(k, cpu, mem, node_type)
         if node is None:
             return None
         devices = tuple([d for d, u in enumerate(node.used) if u == 0][:k])
         return self.take(node, devices, FULL, cpu, mem)
 
     def place_fraction(self, count: int, portion: int | None, memory: int | None, cpu: int,
-                       mem: int) -> Take | None:
+                       mem: int, node_type: str | None = None) -> Take | None:
         """`count` devices on one node, each with `portion` milli-GPUs (or `memory` MiB) free.
         Partly used devices first (the fullest that fits), then wholly free ones."""
         # Partly used devices by free room: the least room that fits first (binpack), the most
@@ -228,6 +239,8 @@ class PoolNodes:
         for free in frees:
             for idx in sorted(self.partial[free]):
                 node = self.by_idx[idx]
+                if node_type is not None and node.node_type != node_type:
+                    continue
                 milli = milli_of(node, portion, memory)
                 if milli is None or milli > free or not node.fits_host(cpu, mem):
                     continue
@@ -237,22 +250,24 @@ class PoolNodes:
                 chosen += [d for d, u in enumerate(node.used) if u == 0][:count - len(chosen)]
                 if len(chosen) == count:
                     return self.take(node, tuple(sorted(chosen)), milli, cpu, mem)
-        node = self.find_whole(count, cpu, mem)
+        node = self.find_whole(count, cpu, mem, node_type)
         while node is not None:
             milli = milli_of(node, portion, memory)
             if milli is not None:
                 devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
                 return self.take(node, devices, milli, cpu, mem)
             node = next((n for n in self.gpu_nodes if n.whole >= count and n.idx > node.idx
+                         and (node_type is None or n.node_type == node_type)
                          and milli_of(n, portion, memory) is not None
                          and n.fits_host(cpu, mem)), None)
         return None
 
-    def place_cpu(self, cpu: int, mem: int) -> Take | None:
+    def place_cpu(self, cpu: int, mem: int, node_type: str | None = None) -> Take | None:
         """CPU-only pods: CPU-only nodes first; the fullest (binpack) or emptiest (spread)."""
         sign = 1 if self.cpu_strategy == "binpack" else -1
         for group in (self.cpu_nodes, self.gpu_nodes):
-            fits = [n for n in group if n.fits_host(cpu, mem)]
+            fits = [n for n in group if n.fits_host(cpu, mem)
+                    and (node_type is None or n.node_type == node_type)]
             if fits:
                 node = min(fits, key=lambda n: (sign * n.free_cpu, sign * n.free_mem, n.idx))
                 return self.take(node, (), 0, cpu, mem)

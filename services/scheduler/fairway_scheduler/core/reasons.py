@@ -61,6 +61,11 @@ def pool_not_ready(pool: str, nodes: int) -> Reason:
             f"node pool {pool} has {count(nodes, 'node')}, none ready")
 
 
+def no_node_of_type(pool: str, node_type: str) -> Reason:
+    return (PendingCode.NO_NODE_OF_TYPE,
+            f"node pool {pool} has no node of type {node_type} (label fairway.io/node-type)")
+
+
 def too_large(pool: str, request, what: str, *, ready: bool = True) -> Reason:
     """`ready` False: no node at all, ready or not."""
     return (PendingCode.NO_SUCH_RESOURCE,

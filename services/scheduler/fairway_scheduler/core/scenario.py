@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
+from fairway_contracts.workloads import NODE_TYPE_LABEL, NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
 from fairway_scheduler.core.model import DisruptionSettings, Node, NodePool, QueueSpec, Quota
 
 DEFAULT_POOL = "default"
@@ -59,6 +59,7 @@ class ScenarioWorkload:
     started_at: float = 0
     lost_at: float | None = None  # since when it runs below its minimum
     termination_seconds: float | None = None  # how long its evicted pods take to go
+    node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +188,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
                 raise ScenarioError(f"{where}.name: node {name} is defined twice")
             seen.add(name)
             out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
-                            memory, max_pods))
+                            memory, max_pods, labels.get(NODE_TYPE_LABEL)))
     return tuple(out)
 
 
@@ -273,7 +274,8 @@ def _resources(value: Any, where: str, pools: tuple[str, ...]
 
 WORKLOAD_KEYS = {"name", "project", "type", "priorityClass", "preemptibility", "pods", "minPods",
                  "gpu", "gpuMemoryMiB", "gpuLimit", "gpuDevices", "cpuMillis", "memoryMiB",
-                 "nodePools", "submitAt", "duration", "running", "terminationSeconds"}
+                 "nodePools", "submitAt", "duration", "running", "terminationSeconds",
+                 "nodeType"}
 
 
 def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: set[str]
@@ -368,13 +370,16 @@ def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: s
                 lost_at = _number(running["lostAt"], f"{w}.running.lostAt")
                 if None not in running_nodes:
                     raise ScenarioError(f"{w}.running.lostAt: no pod is lost (null in nodes)")
+        node_type = item.get("nodeType")
+        if node_type is not None and (not isinstance(node_type, str) or not node_type):
+            raise ScenarioError(f"{w}.nodeType: expected a node type name")
         termination = None
         if "terminationSeconds" in item:
             termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
         out.append(ScenarioWorkload(name, project, kind, priority_class, priority, preemptible,
                                     pods, min_pods, devices, portion, memory, limit, cpu, mem,
                                     node_pools, submit_at, duration, running_nodes, started_at,
-                                    lost_at, termination))
+                                    lost_at, termination, node_type))
     return tuple(out)
 
 

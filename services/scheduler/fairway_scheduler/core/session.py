@@ -41,6 +41,7 @@ class Request:
     memory: int | None  # MiB per device for a memory fraction
     cpu: int
     mem: int
+    node_type: str | None = None
 
     @property
     def fraction(self) -> bool:
@@ -65,7 +66,7 @@ def request_of(workload: Workload) -> Request:
     if (portion is not None or workload.gpu_memory_mib is not None) and devices == 0:
         devices = 1
     return Request(devices, portion, workload.gpu_memory_mib, workload.cpu_millis,
-                   workload.memory_mib)
+                   workload.memory_mib, workload.node_type)
 
 
 def too_large(pool, request: Request) -> str | None:
@@ -157,6 +158,9 @@ class Session:
                     found.append(reasons.pool_missing(pool))
                 elif not self.all_nodes_in[pool]:
                     found.append(reasons.pool_not_ready(pool, 0))
+                elif request.node_type is not None and not any(
+                        n.node_type == request.node_type for n in by_pool.get(pool, ())):
+                    found.append(reasons.no_node_of_type(pool, request.node_type))
                 elif too_large := largest[pool].too_large(request):
                     found.append(reasons.too_large(pool, request, too_large, ready=False))
                 else:
@@ -253,11 +257,12 @@ class Statement:
     def place(self, pod: str, request: Request) -> Take | None:
         if request.fraction:
             take = self.pool.place_fraction(request.devices, request.portion, request.memory,
-                                            request.cpu, request.mem)
+                                            request.cpu, request.mem, request.node_type)
         elif request.devices:
-            take = self.pool.place_whole(request.devices, request.cpu, request.mem)
+            take = self.pool.place_whole(request.devices, request.cpu, request.mem,
+                                         request.node_type)
         else:
-            take = self.pool.place_cpu(request.cpu, request.mem)
+            take = self.pool.place_cpu(request.cpu, request.mem, request.node_type)
         if take is not None:
             self.takes.append((pod, take))
         return take

@@ -204,7 +204,8 @@ def _workload(run: _Run) -> Workload:
         started_at=None if run.started_at is None else EPOCH + timedelta(seconds=run.started_at),
         below_min_since=(None if run.below_min_since is None
                          else EPOCH + timedelta(seconds=run.below_min_since)),
-        evicting_pods=tuple(f"{spec.name}-{i}" for i in sorted(run.evicting)))
+        evicting_pods=tuple(f"{spec.name}-{i}" for i in sorted(run.evicting)),
+        node_type=spec.node_type)
 
 
 def _allocation(run: _Run, index: int, pod: _Pod) -> Allocation:
