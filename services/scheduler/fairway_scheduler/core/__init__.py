@@ -1,17 +1,16 @@
 """The scheduler's decision logic: pure, synchronous, deterministic; no I/O, no asyncio.
 
-`allocate(ClusterSnapshot) -> CycleResult` is the fair-share scheduler: queues per (project,
-node pool) under (department, node pool) with deserved / limit / over-quota weight, fair share
-by water-filling (`fairshare`), the allocate action (`allocate`) over one session (`session`:
-nodes, devices and queues of the cycle; `nodes`: placement and fractions; `reasons`: pending
-sentences). `schedule(ClusterSnapshot)` is the walking skeleton's first fit, which the service
-still calls until it feeds org units (`ClusterSnapshot.queues`) and switches to `allocate`.
-The scenario simulator (`scenario`, `simulation`) and the benchmarks call `allocate`.
+`decide(ClusterSnapshot) -> CycleResult` is one cycle: the fair-share allocate action
+(`allocate`: queues per (project, node pool) under (department, node pool) with deserved /
+limit / over-quota weight, fair share by water-filling in `fairshare`), then the disruptive
+actions (`disrupt`: consolidate, reclaim, preempt, stale-gang eviction), over one session
+(`session`: nodes, devices and queues of the cycle; `nodes`: placement and fractions;
+`reasons`: pending sentences). The service, the scenario simulator (`scenario`, `simulation`)
+and the benchmarks all call `decide`; `allocate` alone is the allocate action.
 """
 
 from fairway_scheduler.core.allocate import allocate
 from fairway_scheduler.core.disrupt import decide
-from fairway_scheduler.core.first_fit import schedule
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     Allocation,
@@ -52,5 +51,4 @@ __all__ = [
     "Workload",
     "allocate",
     "decide",
-    "schedule",
 ]
