@@ -174,33 +174,49 @@ def node_pool_list(json_output: JsonFlag = False) -> None:
 
 @top_app.command("projects")
 def top_projects(
-    node_pool: Annotated[str, typer.Option("--node-pool")] = "default",
+    node_pool: Annotated[str | None, typer.Option(
+        "--node-pool", help="one node pool (default: every pool a project has GPUs in)")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Per project: GPUs allocated against the quota, requested, fair share."""
+    """Per project and node pool: GPUs allocated against the quota, requested, fair share."""
     try:
         projects = Api().projects()
     except CliError as exc:
         fail(exc)
     rows = []
     for p in projects:
-        s = _status(p, node_pool)
-        q = _quota(p, node_pool).get("gpu") or {}
-        rows.append({"project": p["name"], "quota": q.get("deserved", 0),
-                     "limit": q.get("limit"),
-                     "allocated": (s.get("allocated") or {}).get("gpu", 0),
-                     "requested": (s.get("requested") or {}).get("gpu", 0),
-                     "fairShare": (s.get("fairShare") or {}).get("gpu", 0)})
+        pools = [node_pool] if node_pool else _pools_of(p)
+        for pool in pools:
+            s = _status(p, pool)
+            q = _quota(p, pool).get("gpu") or {}
+            rows.append({"project": p["name"], "nodePool": pool,
+                         "quota": q.get("deserved", 0), "limit": q.get("limit"),
+                         "allocated": (s.get("allocated") or {}).get("gpu", 0),
+                         "requested": (s.get("requested") or {}).get("gpu", 0),
+                         "fairShare": (s.get("fairShare") or {}).get("gpu", 0)})
     if json_output:
         as_json(rows)
         return
-    table = Table(box=None, header_style="bold", title=f"GPUs in node pool {node_pool}")
-    for col in ("PROJECT", "ALLOCATED", "", "QUOTA", "REQUESTED", "FAIR SHARE"):
+    title = f"GPUs in node pool {node_pool}" if node_pool else "GPUs per project and node pool"
+    table = Table(box=None, header_style="bold", title=title)
+    for col in ("PROJECT", "POOL", "ALLOCATED", "", "QUOTA", "REQUESTED", "FAIR SHARE"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["project"], f"{r['allocated']:g}", bar(r["allocated"], r["quota"]),
-                      f"{r['quota']:g}", f"{r['requested']:g}", f"{r['fairShare']:g}")
+        table.add_row(r["project"], r["nodePool"], f"{r['allocated']:g}",
+                      bar(r["allocated"], r["quota"]), f"{r['quota']:g}",
+                      f"{r['requested']:g}", f"{r['fairShare']:g}")
     console.print(table)
+
+
+def _pools_of(unit: dict[str, Any]) -> list[str]:
+    """The pools where a project has a quota or holds, asks for or is owed GPUs; `default`
+    when none."""
+    pools = [e["nodePool"]["name"] for e in unit.get("resources") or []]
+    for e in (unit.get("status") or {}).get("nodePoolResources", []):
+        busy = any((e.get(k) or {}).get("gpu") for k in ("allocated", "requested", "fairShare"))
+        if busy and e["nodePool"]["name"] not in pools:
+            pools.append(e["nodePool"]["name"])
+    return pools or ["default"]
 
 
 @top_app.command("nodes")
