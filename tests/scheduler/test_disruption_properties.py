@@ -170,3 +170,43 @@ def run_rounds(snapshot: ClusterSnapshot, rounds: int) -> list[int]:
 def test_a_contended_cluster_settles(snapshot):
     counts = run_rounds(snapshot, 30)
     assert not any(counts[-20:]), ("still deciding after 10 rounds", counts)
+
+
+@st.composite
+def fragmented(draw) -> ClusterSnapshot:
+    """Small preemptible jobs scattered over 8-GPU nodes, and whole-node gangs waiting: the
+    shape consolidation is for."""
+    nodes = tuple(Node(f"n{i}", "default", True, 8, None, 40960)
+                  for i in range(draw(st.integers(2, 4))))
+    queues = (QueueSpec("t0", "project", "default", None, Quota(16, -1, 1)),
+              QueueSpec("t1", "project", "default", None, Quota(16, -1, 1)))
+    running, allocations = [], []
+    for n in nodes:
+        devices = draw(st.lists(st.integers(0, 7), unique=True, max_size=6))
+        for d in devices:
+            wid = f"r-{n.name}-{d}"
+            running.append(Workload(wid, draw(st.sampled_from(["t0", "t1"])), 50, T0, 1,
+                                    preemptible=draw(st.booleans()), started_at=T0))
+            allocations.append(Allocation(wid, f"{wid}-0", n.name, (d,)))
+    pending = []
+    for i in range(draw(st.integers(1, 3))):
+        pods = draw(st.integers(1, 2))
+        pending.append(Workload(f"g{i}", draw(st.sampled_from(["t0", "t1"])), 50,
+                                T0 + timedelta(seconds=i), draw(st.sampled_from([4, 8])),
+                                pods=pods, min_pods=pods,
+                                waiting_pods=tuple(f"g{i}-{j}" for j in range(pods))))
+    return ClusterSnapshot(nodes, tuple(running + pending), tuple(allocations),
+                           (NodePool("default"),), queues, now=NOW)
+
+
+@SETTINGS
+@given(fragmented())
+def test_consolidation_keeps_its_promises(snapshot):
+    test_disruptive_decisions_keep_their_promises.hypothesis.inner_test(snapshot)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fragmented())
+def test_a_fragmented_cluster_settles(snapshot):
+    counts = run_rounds(snapshot, 30)
+    assert not any(counts[-20:]), ("still deciding after 10 rounds", counts)
