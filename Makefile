@@ -31,8 +31,18 @@ lint: install
 asyncapi: install
 	.venv/bin/python -m fairway_contracts.asyncapi > docs/asyncapi.json
 
-test: lint
+test: lint promtool
 	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+# promtool checks and unit-tests the alert rules (tests/deploy); Debian's prometheus package
+# ships it. Installed when missing and we are root; otherwise the tests say how (and fail
+# under CI=true rather than skip).
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: apt-get install prometheus (as root)" >&2; fi; }
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)

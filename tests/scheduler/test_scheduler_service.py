@@ -59,8 +59,9 @@ async def start_scheduler(nats_url: str, database_url: str, consumers):
     started = []
 
     async def start():
+        # The only instance: no Lease, whatever KUBECONFIG the shell has.
         settings = SchedulerSettings(nats_url=nats_url, database_url=database_url,
-                                     cycle_seconds=0.1)
+                                     cycle_seconds=0.1, leader_election="off")
         service = build(settings, consumers=consumers)
         await service.start(serve_http=False)
         started.append(service)

@@ -97,7 +97,7 @@ class Scheduler:
     async def start(self, service: Service) -> None:
         """on_start hook: the state is loaded before the first message is consumed."""
         await self.load()
-        service.background(self._loop(), "scheduling-cycle")
+        service.background(self.run_cycles(), "scheduling-cycle")
 
     def changed(self) -> None:
         """Something a cycle cares about changed: run one soon."""
@@ -134,7 +134,8 @@ class Scheduler:
             "nodes": len(state.nodes), "workloads": len(state.requests),
             "allocations": len(state.allocations), "pending": len(state.pending)}})
 
-    async def _loop(self) -> None:
+    async def run_cycles(self) -> None:
+        """Cycle until cancelled: soon after a change, and at least every cycle_seconds."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.settings.cycle_seconds)

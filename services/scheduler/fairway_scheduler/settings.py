@@ -1,8 +1,18 @@
-"""Scheduler settings: the shared ones plus the cycle's pace."""
+"""Scheduler settings: the shared ones, the cycle's pace, and leader election."""
 
-from pydantic import Field
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from fairway_runtime import ServiceSettings
+from fairway_scheduler.core import DisruptionSettings
+
+ACTIONS = ("consolidate", "reclaim", "preempt", "stale-gang")
+
+# Where a pod finds its own namespace (the service account's projected token volume).
+_IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class SchedulerSettings(ServiceSettings):
@@ -21,3 +31,95 @@ class SchedulerSettings(ServiceSettings):
                     "published again at most this often per workload (a new code, or no "
                     "longer pending, is published at once)",
     )
+
+    # Disruption (reclaim, preempt, consolidate, stale gangs) -----------------------------------
+    disruptive_actions: str = Field(
+        default="consolidate,reclaim,preempt,stale-gang",
+        alias="FAIRWAY_SCHEDULER_DISRUPTIVE_ACTIONS",
+        description="the disruptive actions a cycle may take, comma-separated (empty: none)",
+    )
+    stale_gang_grace_seconds: float = Field(
+        default=60.0, ge=0, alias="FAIRWAY_SCHEDULER_STALE_GANG_GRACE_SECONDS",
+        description="a running workload below its minimum pods for this long is evicted whole",
+    )
+    max_pods_moved_per_cycle: int = Field(
+        default=8, ge=0, alias="FAIRWAY_SCHEDULER_MAX_PODS_MOVED_PER_CYCLE",
+        description="consolidation moves at most this many pods per cycle",
+    )
+
+    @field_validator("disruptive_actions")
+    @classmethod
+    def _known_actions(cls, value: str) -> str:
+        unknown = sorted({a.strip() for a in value.split(",") if a.strip()} - set(ACTIONS))
+        if unknown:
+            raise ValueError(f"unknown disruptive action {unknown[0]!r} (known: "
+                             f"{', '.join(ACTIONS)})")
+        return value
+
+    def disruption(self) -> DisruptionSettings:
+        """The core's disruption settings from these."""
+        actions = {a.strip() for a in self.disruptive_actions.split(",") if a.strip()}
+        return DisruptionSettings(
+            reclaim="reclaim" in actions, preempt="preempt" in actions,
+            consolidate="consolidate" in actions,
+            stale_gang_grace=(self.stale_gang_grace_seconds if "stale-gang" in actions
+                              else float("inf")),
+            max_pods_moved=self.max_pods_moved_per_cycle)
+
+    # Leader election (active/standby) -------------------------------------------------------
+    leader_election: Literal["auto", "on", "off"] = Field(
+        default="auto", alias="FAIRWAY_SCHEDULER_LEADER_ELECTION",
+        description="on: only the holder of a Kubernetes Lease consumes and decides; off: "
+                    "this instance is the only one; auto: on when a kubeconfig is given or "
+                    "the process runs in a cluster",
+    )
+    kubeconfig: str | None = Field(
+        default=None, alias="KUBECONFIG",
+        description="the cluster holding the Lease; unset: the in-cluster service account",
+    )
+    lease_name: str = Field(default="fairway-scheduler", alias="FAIRWAY_SCHEDULER_LEASE_NAME")
+    lease_namespace: str | None = Field(
+        default=None, alias="FAIRWAY_SCHEDULER_LEASE_NAMESPACE",
+        description="unset: the pod's own namespace in a cluster, else 'default'",
+    )
+    lease_seconds: float = Field(
+        default=10.0, gt=0, alias="FAIRWAY_SCHEDULER_LEASE_SECONDS",
+        description="a standby takes the Lease over when it has seen no renewal for this long",
+    )
+    lease_renew_seconds: float = Field(
+        default=2.0, gt=0, alias="FAIRWAY_SCHEDULER_LEASE_RENEW_SECONDS",
+        description="the leader renews the Lease this often",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        default=7.0, gt=0, alias="FAIRWAY_SCHEDULER_LEASE_RENEW_DEADLINE_SECONDS",
+        description="the leader stops deciding when it could not renew for this long; less "
+                    "than the lease duration, so it has stopped before anyone else may take over",
+    )
+    lease_retry_seconds: float = Field(
+        default=2.0, gt=0, alias="FAIRWAY_SCHEDULER_LEASE_RETRY_SECONDS",
+        description="a standby looks at the Lease this often",
+    )
+
+    @model_validator(mode="after")
+    def _lease_timings(self) -> "SchedulerSettings":
+        if not (self.lease_renew_seconds < self.lease_renew_deadline_seconds
+                < self.lease_seconds):
+            raise ValueError(
+                "leader election needs FAIRWAY_SCHEDULER_LEASE_RENEW_SECONDS < "
+                "FAIRWAY_SCHEDULER_LEASE_RENEW_DEADLINE_SECONDS < FAIRWAY_SCHEDULER_LEASE_SECONDS"
+                f" (got {self.lease_renew_seconds:g} < {self.lease_renew_deadline_seconds:g} < "
+                f"{self.lease_seconds:g})")
+        return self
+
+    def elect_leader(self) -> bool:
+        """Whether this instance must hold the Lease to decide."""
+        if self.leader_election == "auto":
+            return bool(self.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"))
+        return self.leader_election == "on"
+
+    def lease_namespace_or_default(self) -> str:
+        if self.lease_namespace:
+            return self.lease_namespace
+        if not self.kubeconfig and _IN_CLUSTER_NAMESPACE.exists():
+            return _IN_CLUSTER_NAMESPACE.read_text().strip()
+        return "default"

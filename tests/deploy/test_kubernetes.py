@@ -1,0 +1,161 @@
+"""deploy/: every manifest against the Kubernetes API schemas (kubernetes-validate, strict: an
+unknown field is an error), then what the schemas cannot say: probes, resources, the
+scheduler's active/standby, the narrow RBAC, and that every setting given is one a service
+reads."""
+
+import json
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_metrics.settings import MetricsSettings
+from fairway_policy.settings import PolicySettings
+from fairway_scheduler.settings import SchedulerSettings
+from fairway_submission.settings import SubmissionSettings
+from tests.deploy.conftest import DEPLOY, SERVICES, load_all
+
+K8S_VERSION = kubernetes_validate.utils.latest_version()
+SETTINGS = {"submission": SubmissionSettings, "policy": PolicySettings,
+            "scheduler": SchedulerSettings, "lifecycle": LifecycleSettings,
+            "metrics": MetricsSettings}
+# Read outside the settings classes: the bus bootstrap, logging, the OpenTelemetry SDK.
+OTHER_ENV = {"FAIRWAY_STREAM_REPLICAS", "FAIRWAY_LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+             "OTEL_SERVICE_NAME"}
+
+
+def kustomization() -> dict:
+    return yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+
+
+def manifests() -> list[dict]:
+    return [doc for resource in kustomization()["resources"]
+            for doc in load_all(DEPLOY / resource)]
+
+
+def by_kind(kind: str) -> dict[str, dict]:
+    return {m["metadata"]["name"]: m for m in manifests() if m["kind"] == kind}
+
+
+def ident(manifest: dict) -> str:
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+def test_every_manifest_file_is_in_the_kustomization():
+    listed = {DEPLOY / r for r in kustomization()["resources"]}
+    assert set((DEPLOY / "kubernetes").glob("*.yaml")) == listed
+    for generator in kustomization()["configMapGenerator"]:
+        for file in generator["files"]:
+            assert (DEPLOY / file).is_file(), file
+
+
+@pytest.mark.parametrize("manifest", manifests(), ids=ident)
+def test_manifest_follows_the_kubernetes_schema(manifest):
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_the_schema_check_catches_mistakes():
+    deployment = json.loads(json.dumps(by_kind("Deployment")["policy"]))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readynessProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_everything_lives_in_the_fairway_namespace():
+    for manifest in manifests():
+        if manifest["kind"] in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            continue
+        assert manifest["metadata"]["namespace"] == "fairway", ident(manifest)
+
+
+def test_each_service_is_a_deployment_with_probes_and_resources():
+    deployments = by_kind("Deployment")
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["command"] == ["python", "-m", f"fairway_{name}"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        liveness = container["livenessProbe"]
+        # Submission's /healthz is the whole platform's health: not a reason to restart it.
+        assert (liveness.get("httpGet", {}).get("path") == "/healthz"
+                or (name == "submission" and "tcpSocket" in liveness)), name
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+        assert "memory" in container["resources"]["limits"], name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        port = int(annotations["prometheus.io/port"])
+        assert port in {p["containerPort"] for p in container["ports"]}, name
+
+
+def test_every_setting_given_is_one_the_service_reads():
+    config = by_kind("ConfigMap")["fairway-config"]["data"]
+    secret = by_kind("Secret")["fairway-secrets"]["stringData"]
+    for name, deployment in by_kind("Deployment").items():
+        reads = {field.alias for field in SETTINGS[name].model_fields.values() if field.alias}
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        given = {e["name"] for e in container.get("env", [])}
+        unknown = given - reads - OTHER_ENV
+        assert not unknown, f"{name} is given settings it does not read: {unknown}"
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secret, (name, ref)
+    shared = {f.alias for f in SchedulerSettings.model_fields.values() if f.alias}
+    assert set(config) - shared - OTHER_ENV == set()
+
+
+def test_the_scheduler_runs_active_standby_on_a_lease():
+    scheduler = by_kind("Deployment")["scheduler"]
+    assert scheduler["spec"]["replicas"] == 2
+    [container] = scheduler["spec"]["template"]["spec"]["containers"]
+    assert {"name": "FAIRWAY_SCHEDULER_LEADER_ELECTION", "value": "on"} in container["env"]
+    assert scheduler["spec"]["template"]["spec"]["serviceAccountName"] == "fairway-scheduler"
+    [rule] = by_kind("Role")["fairway-scheduler-leader-election"]["rules"]
+    assert rule == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["get", "create", "update"]}
+    budget = by_kind("PodDisruptionBudget")["scheduler"]
+    assert budget["spec"]["minAvailable"] == 1
+
+
+def test_lifecycle_may_do_what_it_needs_and_nothing_more():
+    lifecycle = by_kind("Deployment")["lifecycle"]
+    assert lifecycle["spec"]["template"]["spec"]["serviceAccountName"] == "fairway-lifecycle"
+    assert lifecycle["spec"]["replicas"] == 1
+    assert lifecycle["spec"]["strategy"]["type"] == "Recreate"
+    granted = {}
+    for role in (by_kind("ClusterRole")["fairway-lifecycle"],
+                 by_kind("Role")["fairway-lifecycle-leases"]):
+        for rule in role["rules"]:
+            for resource in rule["resources"]:
+                granted.setdefault(resource, set()).update(rule["verbs"])
+    assert granted == {
+        "namespaces": {"get", "list", "create"},
+        "pods": {"get", "list", "watch", "create", "delete", "patch"},
+        "pods/binding": {"create"},
+        "pods/eviction": {"create"},
+        "nodes": {"get", "list", "watch"},
+        "events": {"create", "patch"},
+        "leases": {"get", "create", "update"},
+    }
+    for kind in ("ClusterRole", "Role"):
+        for role in by_kind(kind).values():
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] and "*" not in rule["resources"], role
+                assert "secrets" not in rule["resources"], role
+
+
+def test_services_that_never_call_kubernetes_get_no_token():
+    for name in ("submission", "policy", "metrics"):
+        pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+
+
+def test_the_bus_is_bootstrapped_by_a_job():
+    job = by_kind("Job")["fairway-bus-bootstrap"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "fairway_bus.bootstrap"]
+    config = by_kind("ConfigMap")["fairway-config"]["data"]
+    assert config["FAIRWAY_STREAM_REPLICAS"] == "3"  # production NATS: three replicas
