@@ -25,6 +25,10 @@ def stack(tmp_path_factory, otlp):
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "FAIRWAY_LOG_LEVEL": "INFO",
+        # Scheduling rules (test_scheduling_rules.py): 2-second idle windows, checked twice a
+        # second, so idle limits of a few seconds can be seen to work. Defaults: 30 s and 5 s.
+        "FAIRWAY_UTILIZATION_WINDOW_SECONDS": "2",
+        "FAIRWAY_RULES_CHECK_SECONDS": "0.5",
     }
     state = tmp_path_factory.mktemp("stack")
     try:

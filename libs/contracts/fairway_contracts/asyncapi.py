@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from fairway_contracts import events, streams, subjects
+from fairway_contracts import events, streams, subjects, telemetry
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,25 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("nodePoolChanged", "fairway.org.nodepool.{name}", ("name",),
             events.NodePoolChanged, "submission", streams.ORG.name,
             "A node pool was created, changed or deleted."),
+    Channel("workloadUtilization", "fairway.utilization.{project}.{workloadId}",
+            ("project", "workloadId"), events.WorkloadUtilization, "lifecycle",
+            streams.UTILIZATION.name,
+            "A running workload's GPU utilization over one window (30 s by default), and "
+            "whether the window was idle (every pod at zero)."),
     Channel("deadLetter", "fairway.deadletter.{consumer}", ("consumer",),
             events.DeadLetter, "any", streams.DEADLETTER.name,
             "A message that exhausted its deliveries."),
     Channel("policyEvaluate", subjects.POLICY_EVALUATE, (), events.PolicyEvaluateRequest,
             "submission", None, "Request/reply: policy answers with PolicyEvaluateReply."),
+    Channel("metricsTelemetry", subjects.METRICS_QUERY_TELEMETRY, (), telemetry.TelemetryQuery,
+            "submission", None,
+            "Request/reply: the metrics service (queue group `metrics`) answers with "
+            "TelemetryReply: current workload counts, GPU allocation or pending-time "
+            "distribution over the given projects, grouped by up to two fields."),
+    Channel("metricsSeries", subjects.METRICS_QUERY_SERIES, (), telemetry.MetricsQuery,
+            "submission", None,
+            "Request/reply: the metrics service answers with MetricsReply: stored samples of a "
+            "project, department or node pool over a window."),
     Channel("health", "fairway.health.{service}", ("service",), events.Heartbeat, "every service",
             None, "Core NATS heartbeats; submission's /healthz needs one from every service."),
 )

@@ -1,7 +1,7 @@
 """Event payloads. One class per kind of message; each names the subject it travels on."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -150,6 +150,28 @@ class PoolResources(Contract):
     memory: Quota = Field(default_factory=Quota)
 
 
+class SchedulingRules(Contract):
+    """Run:ai's scheduling rules of a project or department, in seconds (None: no limit).
+
+    Interactive covers workspaces, training covers trainings and distributed workloads;
+    inference is never stopped by these rules (a serving endpoint is expected to idle).
+    A project's effective rule is the stricter of its own and its department's."""
+
+    interactive_job_time_limit_seconds: int | None = Field(default=None, ge=1)
+    interactive_job_max_idle_duration_seconds: int | None = Field(default=None, ge=1)
+    training_job_time_limit_seconds: int | None = Field(default=None, ge=1)
+    training_job_max_idle_duration_seconds: int | None = Field(default=None, ge=1)
+
+
+class NodeTypes(Contract):
+    """The node types (values of the node label fairway.io/node-type) a workload may pick;
+    an empty list: no restriction. `workspace` covers workspaces, `training` trainings and
+    distributed workloads (Run:ai's shape)."""
+
+    training: list[str] = Field(default_factory=list)
+    workspace: list[str] = Field(default_factory=list)
+
+
 class ProjectChanged(Contract):
     """A project's current state (subject fairway.org.project.<projectId>; the stream keeps the
     last one per project)."""
@@ -161,6 +183,8 @@ class ProjectChanged(Contract):
     deleted: bool = False
     resources: list[PoolResources] = Field(default_factory=list)
     default_node_pools: list[str] = Field(default_factory=list)
+    scheduling_rules: SchedulingRules | None = None
+    node_types: NodeTypes | None = None
 
 
 class DepartmentChanged(Contract):
@@ -172,6 +196,8 @@ class DepartmentChanged(Contract):
     deleted: bool = False
     resources: list[PoolResources] = Field(default_factory=list)
     default_node_pools: list[str] = Field(default_factory=list)
+    scheduling_rules: SchedulingRules | None = None
+    node_types: NodeTypes | None = None
 
 
 class NodePoolChanged(Contract):
@@ -186,6 +212,26 @@ class NodePoolChanged(Contract):
     cpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     min_guaranteed_runtime: str | None = None
     deleted: bool = False
+
+
+class WorkloadUtilization(Contract):
+    """A running workload's GPU utilization over one window (subject
+    fairway.utilization.<project>.<workloadId>; lifecycle publishes one per workload per
+    window while it runs). `utilization_percent` is the mean of its GPU pods' reported
+    utilization, weighted by GPUs; `idle` is true when every pod reported zero for the whole
+    window (the window counts towards the idle GPU limit)."""
+
+    event_id: str
+    workload_id: str
+    name: str
+    project: str
+    workload_type: WorkloadType
+    node_pool: str | None = None
+    gpus: float = Field(ge=0)
+    utilization_percent: float = Field(ge=0, le=100)
+    idle: bool
+    window_start: datetime
+    window_end: datetime
 
 
 class ResourceStatus(Contract):
@@ -242,12 +288,19 @@ class PolicyEvaluateRequest(Contract):
     project: str
     name: str
     spec: dict
+    # The project's branch, so policy can find the policies that apply (cluster, department,
+    # project); without them only the cluster's policy applies.
+    project_id: str | None = None
+    department_id: str | None = None
 
 
 class Violation(Contract):
     field: str
     message: str
     rule: str = "default"
+    # For a policy rule: what was checked and who set the rule (e.g. "department ml").
+    value: Any = None
+    scope: str | None = None
 
 
 class PolicyEvaluateReply(Contract):

@@ -86,8 +86,13 @@ DEADLETTER = StreamSpec(
     "Messages that exhausted their deliveries, by consumer.",
     max_age_seconds=30 * 24 * 3600,
 )
+UTILIZATION = StreamSpec(
+    "FAIRWAY_UTILIZATION",
+    (subjects.UTILIZATION_ALL,),
+    "GPU utilization per running workload, one message per window (from lifecycle).",
+)
 STREAMS: tuple[StreamSpec, ...] = (
-    WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER,
+    WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION,
 )
 
 
@@ -114,6 +119,14 @@ LIFECYCLE_PENDING = ConsumerSpec(
     "lifecycle", "lifecycle-pending", DECISIONS.name, (subjects.PENDING_ALL,),
     "Fails workloads the scheduler finds can never be placed.",
     parallel=8, ordering_tokens=5,
+)
+LIFECYCLE_PROJECTS = ConsumerSpec(
+    "lifecycle", "lifecycle-projects", ORG.name, (subjects.ORG_PROJECT_ALL,),
+    "Keeps projects' scheduling rules (time and idle GPU limits) and departments.",
+)
+LIFECYCLE_DEPARTMENTS = ConsumerSpec(
+    "lifecycle", "lifecycle-departments", ORG.name, (subjects.ORG_DEPARTMENT_ALL,),
+    "Keeps departments' scheduling rules (time and idle GPU limits).",
 )
 SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
@@ -163,12 +176,52 @@ METRICS_WORKLOADS = ConsumerSpec(
     "metrics", "metrics-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns submission times and workload types.",
 )
+METRICS_QUEUES = ConsumerSpec(
+    "metrics", "metrics-queues", DECISIONS.name, (subjects.QUEUE_STATUS_ALL,),
+    "Keeps each queue's quota, fair share and allocation for the project and pool series.",
+)
+METRICS_PENDING = ConsumerSpec(
+    "metrics", "metrics-pending", DECISIONS.name, (subjects.PENDING_ALL,),
+    "Keeps why each pending workload waits (pending workloads by reason).",
+    parallel=8, ordering_tokens=5,
+)
+METRICS_PREEMPTIONS = ConsumerSpec(
+    "metrics", "metrics-preemptions", DECISIONS.name, (subjects.PREEMPT_ALL,),
+    "Counts preemptions by project and reason.",
+)
+METRICS_INVENTORY = ConsumerSpec(
+    "metrics", "metrics-inventory", INVENTORY.name, (subjects.INVENTORY_ALL,),
+    "Keeps the nodes: GPUs per node and pool, readiness.",
+)
+METRICS_PROJECTS = ConsumerSpec(
+    "metrics", "metrics-projects", ORG.name, (subjects.ORG_PROJECT_ALL,),
+    "Keeps project names, departments and quotas.",
+)
+METRICS_DEPARTMENTS = ConsumerSpec(
+    "metrics", "metrics-departments", ORG.name, (subjects.ORG_DEPARTMENT_ALL,),
+    "Keeps department names and quotas.",
+)
+METRICS_NODEPOOLS = ConsumerSpec(
+    "metrics", "metrics-nodepools", ORG.name, (subjects.ORG_NODEPOOL_ALL,),
+    "Keeps the node pools (a pool without nodes still has series).",
+)
+METRICS_UTILIZATION = ConsumerSpec(
+    "metrics", "metrics-utilization", UTILIZATION.name, (subjects.UTILIZATION_ALL,),
+    "Keeps each running workload's last GPU utilization window.",
+    parallel=8, ordering_tokens=4,  # fairway.utilization.<project>.<id>: one workload
+)
+METRICS_DEADLETTERS = ConsumerSpec(
+    "metrics", "metrics-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
+    "Counts dead-lettered messages by consumer.",
+)
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_WORKLOADS,
     LIFECYCLE_ACTIONS,
     LIFECYCLE_DECISIONS,
     LIFECYCLE_PREEMPTIONS,
     LIFECYCLE_PENDING,
+    LIFECYCLE_PROJECTS,
+    LIFECYCLE_DEPARTMENTS,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,
@@ -180,6 +233,15 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SUBMISSION_QUEUES,
     METRICS_PHASES,
     METRICS_WORKLOADS,
+    METRICS_QUEUES,
+    METRICS_PENDING,
+    METRICS_PREEMPTIONS,
+    METRICS_INVENTORY,
+    METRICS_PROJECTS,
+    METRICS_DEPARTMENTS,
+    METRICS_NODEPOOLS,
+    METRICS_UTILIZATION,
+    METRICS_DEADLETTERS,
 )
 
 

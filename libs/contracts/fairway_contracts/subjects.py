@@ -27,6 +27,13 @@ PREFIX = "fairway"
 
 # request/reply (core NATS, no stream)
 POLICY_EVALUATE = f"{PREFIX}.policy.evaluate"
+# telemetry queries, answered by the metrics service (queue group "metrics")
+METRICS_QUERY_TELEMETRY = f"{PREFIX}.metrics.query.telemetry"
+METRICS_QUERY_SERIES = f"{PREFIX}.metrics.query.series"
+# policy CRUD for the public API (submission asks, policy owns the policies)
+POLICY_GET = f"{PREFIX}.policy.get"
+POLICY_PUT = f"{PREFIX}.policy.put"
+POLICY_DELETE = f"{PREFIX}.policy.delete"
 HEALTH_PREFIX = f"{PREFIX}.health"
 
 # streams' subject spaces
@@ -46,6 +53,7 @@ ORG_PROJECT_ALL = f"{PREFIX}.org.project.>"
 ORG_DEPARTMENT_ALL = f"{PREFIX}.org.department.>"
 ORG_NODEPOOL_ALL = f"{PREFIX}.org.nodepool.>"
 DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
+UTILIZATION_ALL = f"{PREFIX}.utilization.>"
 
 
 def _token(value: str, what: str) -> str:
@@ -117,6 +125,12 @@ def org_department(department_id: str) -> str:
 
 def org_node_pool(name: str) -> str:
     return f"{PREFIX}.org.nodepool.{_token(name, 'node pool')}"
+
+
+def utilization(project: str, workload_id: str) -> str:
+    """One running workload's GPU utilization over one window (lifecycle, one per window)."""
+    return (f"{PREFIX}.utilization.{_token(project, 'project')}."
+            f"{_token(workload_id, 'workload id')}")
 
 
 def deadletter(consumer: str) -> str:

@@ -58,6 +58,16 @@ PRIORITY_CLASSES: dict[str, int] = {
 NON_PREEMPTIBLE_FROM = 100
 
 
+# The node label that names a node's type; a workload's spec.nodeType becomes a node selector
+# on this label, and the scheduler places its pods only on nodes that carry the same value.
+NODE_TYPE_LABEL = "fairway.io/node-type"
+# Phase reasons of the Stopping and Stopped events of a workload a scheduling rule stopped
+# (lifecycle decides; the API shows its desired phase as Stopped, as after a user's stop).
+TIME_LIMIT_REASON = "TimeLimitReached"
+IDLE_LIMIT_REASON = "IdleGpuLimitReached"
+RULE_STOP_REASONS = frozenset({TIME_LIMIT_REASON, IDLE_LIMIT_REASON})
+
+
 class PodRole(StrEnum):
     MAIN = "main"
     MASTER = "master"
@@ -87,6 +97,10 @@ class EffectiveSpec(Contract):
     labels: list[NameValue] = Field(default_factory=list)
     compute: Compute = Field(default_factory=Compute)
     node_pools: list[str] = Field(default_factory=list)
+    # The node type the workload runs on: its pods get the node selector
+    # fairway.io/node-type=<node_type> (None: any node). Checked against the project's
+    # and department's allowed node types at submission.
+    node_type: str | None = None
     priority_class: str
     preemptible: bool
     backoff_limit: int = Field(ge=0)

@@ -6,6 +6,7 @@ from fairway_lifecycle import handlers
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.utilization import RulesEnforcer
 from fairway_runtime import Service
 
 
@@ -15,12 +16,17 @@ def build(settings: LifecycleSettings | None = None) -> Service:
     kube = Kube(settings.kubeconfig, workers=settings.kube_workers)
     controller = Controller(service, kube, settings.resync_seconds,
                             eviction_grace_seconds=settings.eviction_grace_seconds)
-    handlers.register(service, settings, controller)
+    enforcer = RulesEnforcer(service, controller,
+                             window_seconds=settings.utilization_window_seconds,
+                             check_seconds=settings.rules_check_seconds)
+    handlers.register(service, settings, controller, enforcer)
     service.add_readiness_check(lambda: controller.synced)
 
     @service.on_start
     async def start_controller(_: Service) -> None:
+        await enforcer.load()  # before the controller: stop reasons survive a restart
         await controller.start()
+        service.background(enforcer.run(), "scheduling-rules")
 
     @service.on_stop
     async def stop_controller(_: Service) -> None:
@@ -28,4 +34,5 @@ def build(settings: LifecycleSettings | None = None) -> Service:
         kube.close()
 
     service.controller = controller  # for tests
+    service.enforcer = enforcer
     return service

@@ -6,8 +6,10 @@ from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import Phase, streams, subjects
 from fairway_contracts.events import (
     BindDecision,
+    DepartmentChanged,
     PhaseChanged,
     PreemptDecision,
+    ProjectChanged,
     SchedulingPending,
     WorkloadAction,
     WorkloadSubmitted,
@@ -16,6 +18,7 @@ from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.pods import namespace_for
 from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.utilization import RulesEnforcer
 from fairway_runtime import Service
 from fairway_store import add_to_outbox
 from fairway_telemetry import trace_headers_only, workload_context
@@ -23,7 +26,8 @@ from fairway_telemetry import trace_headers_only, workload_context
 log = logging.getLogger("fairway.lifecycle.handlers")
 
 
-def register(service: Service, settings: LifecycleSettings, controller: Controller) -> None:
+def register(service: Service, settings: LifecycleSettings, controller: Controller,
+             enforcer: RulesEnforcer | None = None) -> None:
     @durable_subscriber(service.broker, streams.LIFECYCLE_WORKLOADS, WorkloadSubmitted)
     async def on_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
         # Idempotent by state, not by inbox: the row is inserted once (its Creating event with
@@ -71,6 +75,8 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
                 if row.desired == desired and not resuming:
                     return
                 await repo.set_desired(conn, action.workload_id, desired, resuming)
+                if enforcer is not None:
+                    await enforcer.on_action(conn, action.workload_id, action.action)
             log.info("%s requested by %s", action.action, action.requested_by)
             if row.phase.terminal:  # a finished workload being deleted: drive it again
                 row.desired, row.resuming = desired, False
@@ -93,6 +99,16 @@ def register(service: Service, settings: LifecycleSettings, controller: Controll
         with workload_context(event.workload_id):
             await controller.reject(event.workload_id, event.code or "Unschedulable",
                                     event.message or "no node pool has room for it")
+
+    if enforcer is not None:
+        @durable_subscriber(service.broker, streams.LIFECYCLE_PROJECTS, ProjectChanged)
+        async def on_project(event: ProjectChanged, delivery: Delivery) -> None:
+            # Idempotent: the project's whole current state replaces the one kept.
+            await enforcer.on_org_unit(event)
+
+        @durable_subscriber(service.broker, streams.LIFECYCLE_DEPARTMENTS, DepartmentChanged)
+        async def on_department(event: DepartmentChanged, delivery: Delivery) -> None:
+            await enforcer.on_org_unit(event)
 
     @durable_subscriber(service.broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

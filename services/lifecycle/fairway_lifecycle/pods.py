@@ -13,6 +13,7 @@ import shlex
 from typing import Any
 
 from fairway_contracts import EffectiveSpec, PodRole, WorkloadType
+from fairway_contracts.workloads import NODE_TYPE_LABEL
 from fairway_lifecycle.fold import LABEL_ATTEMPT, LABEL_PROJECT, LABEL_ROLE, LABEL_WORKLOAD
 
 SCHEDULER_NAME = "fairway"
@@ -124,6 +125,9 @@ def build_pods(*, workload_id: str, name: str, project: str, workload_type: Work
             "restartPolicy": spec.restart_policy,
             "containers": [container],
         }
+        if spec.node_type:
+            # The node type the project allowed and the workload picked (Run:ai's nodeType).
+            pod_spec["nodeSelector"] = {NODE_TYPE_LABEL: spec.node_type}
         if spec.node_pools and "default" not in spec.node_pools:
             # The scheduler picks the node; the affinity keeps any other scheduler (and a
             # human reading the pod) inside the pools the workload asked for.

@@ -13,3 +13,11 @@ class LifecycleSettings(ServiceSettings):
         default=10, alias="FAIRWAY_EVICTION_GRACE_SECONDS",
         description="how long a preempted pod may take to shut down (checkpoint) before it "
                     "is killed")
+    rules_check_seconds: float = Field(
+        default=5.0, gt=0, alias="FAIRWAY_RULES_CHECK_SECONDS",
+        description="how often running workloads are checked against their scheduling rules "
+                    "and their GPU utilization sampled")
+    utilization_window_seconds: float = Field(
+        default=30.0, gt=0, alias="FAIRWAY_UTILIZATION_WINDOW_SECONDS",
+        description="the window of the idle GPU limit and of utilization events (Run:ai: 30 "
+                    "s); a test knob, the end-to-end stack uses 2 s")

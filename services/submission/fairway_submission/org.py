@@ -1,18 +1,22 @@
 """Routes: node pools, departments and projects. Every change is published (transactional
 outbox) as the unit's whole current state on fairway.org.*, for the scheduler and policy."""
 
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from fastapi import APIRouter, Response
+from pydantic import ValidationError
 
 from fairway_contracts import subjects
 from fairway_contracts.events import (
     DepartmentChanged,
     NodePoolChanged,
+    NodeTypes,
     PoolResources,
     ProjectChanged,
+    SchedulingRules,
 )
 from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
@@ -27,8 +31,12 @@ from fairway_submission.organisation import (
     check_default_pools,
     check_department_covers,
     check_department_fits,
+    check_node_types_within,
     check_resources,
+    check_rules_tighten,
     normalise,
+    stored_node_types,
+    stored_rules,
 )
 from fairway_submission.scheduling import fair_share, pools_with_status
 from fairway_submission.workload_specs import requested_gpus
@@ -36,8 +44,22 @@ from fairway_submission.workload_specs import requested_gpus
 if TYPE_CHECKING:
     from fairway_submission.api import Context
 
+log = logging.getLogger("fairway.submission.org")
+
 
 # events ------------------------------------------------------------------------------------
+
+def _rules(row: Any) -> tuple[SchedulingRules | None, NodeTypes | None]:
+    rules, node_types = row["scheduling_rules"], row.get("node_types")
+    try:
+        return (SchedulingRules.model_validate(rules) if rules else None,
+                NodeTypes.model_validate(node_types) if node_types else None)
+    except ValidationError:
+        # Stored before the API checked them (free-form then): publish no rules rather than
+        # fail every publication of the unit.
+        log.warning("ignoring invalid scheduling rules of %s", row["name"])
+        return None, None
+
 
 def _resources(rows: list[dict[str, Any]]) -> list[PoolResources]:
     return [PoolResources(node_pool=r["nodePool"]["name"], gpu=r["gpu"], cpu=r["cpu"],
@@ -46,20 +68,24 @@ def _resources(rows: list[dict[str, Any]]) -> list[PoolResources]:
 
 async def publish_project(conn: asyncpg.Connection, row: Any, *, deleted: bool = False) -> None:
     change = f"project:{row['id']}:{uuid.uuid4().hex}"
+    rules, node_types = _rules(row)
     await add_to_outbox(conn, subjects.org_project(str(row["id"])), ProjectChanged(
         event_id=change, project_id=str(row["id"]), name=row["name"],
         department_id=str(row["department_id"]), deleted=deleted,
         resources=_resources(row["resources"]),
-        default_node_pools=row["default_node_pools"]), msg_id=change)
+        default_node_pools=row["default_node_pools"], scheduling_rules=rules,
+        node_types=node_types), msg_id=change)
 
 
 async def publish_department(conn: asyncpg.Connection, row: Any, *, deleted: bool = False
                              ) -> None:
     change = f"department:{row['id']}:{uuid.uuid4().hex}"
+    rules, node_types = _rules(row)
     await add_to_outbox(conn, subjects.org_department(str(row["id"])), DepartmentChanged(
         event_id=change, department_id=str(row["id"]), name=row["name"], deleted=deleted,
         resources=_resources(row["resources"]),
-        default_node_pools=row["default_node_pools"]), msg_id=change)
+        default_node_pools=row["default_node_pools"], scheduling_rules=rules,
+        node_types=node_types), msg_id=change)
 
 
 async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool = False
@@ -143,6 +169,7 @@ def _unit_out(row: Any, kind: str, usage: dict[str, Any]) -> dict[str, Any]:
     out = {"id": str(row["id"]), "name": row["name"], "resources": row["resources"],
            "defaultNodePools": row["default_node_pools"],
            "schedulingRules": row["scheduling_rules"],
+           "nodeTypes": row.get("node_types"),
            "createdAt": row["created_at"].isoformat(),
            "updatedAt": row["updated_at"].isoformat(),
            "status": _status(pools, usage, kind, row["name"])}
@@ -250,7 +277,9 @@ def register(router: APIRouter, ctx: "Context", Caller: Any) -> None:
             _refuse(check_resources(body.resources, pools)
                     + check_default_pools(body.default_node_pools, pools))
             row = await repo.insert_department(conn, body.name, normalise(body.resources),
-                                               body.default_node_pools, body.scheduling_rules)
+                                               body.default_node_pools,
+                                               stored_rules(body.scheduling_rules),
+                                               stored_node_types(body.node_types))
             if row is None:
                 raise field_error(409, "name", f"department {body.name!r} already exists")
             await publish_department(conn, row)
@@ -323,11 +352,15 @@ def register(router: APIRouter, ctx: "Context", Caller: Any) -> None:
             _refuse(check_resources(body.resources, pools)
                     + check_default_pools(body.default_node_pools, pools))
             resources = normalise(body.resources)
+            rules, node_types = stored_rules(body.scheduling_rules), stored_node_types(
+                body.node_types)
+            _refuse(check_rules_tighten(rules, department)
+                    + check_node_types_within(node_types, department))
             if not ctx.settings.allow_department_oversubscription:
                 siblings = [p["resources"] for p in await repo.projects_in(conn, department["id"])]
                 _refuse(check_department_fits(department, siblings, resources), 409)
             row = await repo.insert_project(conn, body.name, department["id"], resources,
-                                            body.default_node_pools, body.scheduling_rules)
+                                            body.default_node_pools, rules, node_types)
             if row is None:
                 raise field_error(409, "name", f"project {body.name!r} already exists")
             await publish_project(conn, row)
@@ -341,6 +374,10 @@ def register(router: APIRouter, ctx: "Context", Caller: Any) -> None:
         async with ctx.pool.acquire() as conn, conn.transaction():
             row = await _project(conn, caller, project_id, Perm.ORG_EDIT)
             changes = await _changes(conn, body)
+            if "scheduling_rules" in changes or "node_types" in changes:
+                department = await repo.get_department(conn, str(row["department_id"]))
+                _refuse(check_rules_tighten(changes.get("scheduling_rules"), department)
+                        + check_node_types_within(changes.get("node_types"), department))
             if "resources" in changes and not ctx.settings.allow_department_oversubscription:
                 department = await repo.get_department(conn, str(row["department_id"]))
                 siblings = [p["resources"] for p in await repo.projects_in(conn, department["id"])
@@ -380,8 +417,11 @@ async def _changes(conn: asyncpg.Connection, body: OrgUnitUpdate) -> dict[str, A
     if body.default_node_pools is not None:
         problems += check_default_pools(body.default_node_pools, pools)
         changes["default_node_pools"] = body.default_node_pools
+    # Sent as null: the limits (or node types) are removed; left out: unchanged.
     if "scheduling_rules" in body.model_fields_set:
-        changes["scheduling_rules"] = body.scheduling_rules
+        changes["scheduling_rules"] = stored_rules(body.scheduling_rules)
+    if "node_types" in body.model_fields_set:
+        changes["node_types"] = stored_node_types(body.node_types)
     _refuse(problems)
     return changes
 

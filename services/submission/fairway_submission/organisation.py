@@ -6,7 +6,7 @@ no limit of its own; `deserved` and `overQuotaWeight` are never negative.
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -40,11 +40,38 @@ class PoolResourcesIn(ApiModel):
     memory: QuotaIn = Field(default_factory=QuotaIn)
 
 
+# Longest limit accepted: a year, so a typo in units (ms for s) cannot make a limit endless.
+MAX_RULE_SECONDS = 366 * 24 * 3600
+NODE_TYPE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # a Kubernetes label value
+RuleSeconds = Annotated[int | None, Field(ge=1, le=MAX_RULE_SECONDS)]
+NodeTypeName = Annotated[str, Field(pattern=NODE_TYPE)]
+
+
+class SchedulingRulesIn(ApiModel):
+    """Run:ai's scheduling rules, in seconds; null: no limit at this level. Interactive:
+    workspaces. Training: trainings and distributed workloads. Inference is not limited."""
+
+    interactive_job_time_limit_seconds: RuleSeconds = None
+    interactive_job_max_idle_duration_seconds: RuleSeconds = None
+    training_job_time_limit_seconds: RuleSeconds = None
+    training_job_max_idle_duration_seconds: RuleSeconds = None
+
+
+class NodeTypesIn(ApiModel):
+    """Node types (values of the node label fairway.io/node-type) each kind of workload may
+    pick; empty: any node. `workspace` covers workspaces, `training` trainings and
+    distributed workloads."""
+
+    training: list[NodeTypeName] = Field(default_factory=list, max_length=50)
+    workspace: list[NodeTypeName] = Field(default_factory=list, max_length=50)
+
+
 class OrgUnitIn(ApiModel):
     name: str
     resources: list[PoolResourcesIn] = Field(default_factory=list)
     default_node_pools: list[str] = Field(default_factory=list)
-    scheduling_rules: dict[str, Any] | None = None
+    scheduling_rules: SchedulingRulesIn | None = None
+    node_types: NodeTypesIn | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -62,7 +89,8 @@ class OrgUnitUpdate(ApiModel):
 
     resources: list[PoolResourcesIn] | None = None
     default_node_pools: list[str] | None = None
-    scheduling_rules: dict[str, Any] | None = None
+    scheduling_rules: SchedulingRulesIn | None = None
+    node_types: NodeTypesIn | None = None
 
 
 class PlacementStrategy(ApiModel):
@@ -213,3 +241,92 @@ def check_department_covers(resources: Sequence[Mapping[str, Any]],
                     "reason": f"its projects already deserve {taken[key]:g} {kind} in pool "
                               f"{key[0]}; over-subscription is not allowed"})
     return problems
+
+
+# scheduling rules and node types ------------------------------------------------------------
+
+RULE_FIELDS = ("interactiveJobTimeLimitSeconds", "interactiveJobMaxIdleDurationSeconds",
+               "trainingJobTimeLimitSeconds", "trainingJobMaxIdleDurationSeconds")
+NODE_TYPE_KINDS = ("training", "workspace")
+
+
+def stored_rules(rules: SchedulingRulesIn | None) -> dict[str, int] | None:
+    """The stored / published form: only the limits that are set; None when none is."""
+    if rules is None:
+        return None
+    out = rules.model_dump(by_alias=True, exclude_none=True)
+    return out or None
+
+
+def stored_node_types(node_types: NodeTypesIn | None) -> dict[str, list[str]] | None:
+    if node_types is None:
+        return None
+    out = {k: list(dict.fromkeys(v)) for k, v in node_types.model_dump().items() if v}
+    return out or None
+
+
+def check_rules_tighten(rules: Mapping[str, Any] | None, department: Mapping[str, Any],
+                        prefix: str = "schedulingRules") -> Problems:
+    """A project may tighten its department's limits, never loosen them: a limit it sets must
+    not exceed the department's. A limit it leaves unset inherits the department's."""
+    theirs = department.get("scheduling_rules") or {}
+    problems: Problems = []
+    for key in RULE_FIELDS:
+        mine, limit = (rules or {}).get(key), theirs.get(key)
+        # isinstance: rules stored before the API checked them may hold anything
+        if isinstance(mine, int) and isinstance(limit, int) and mine > limit:
+            problems.append({
+                "field": f"{prefix}.{key}",
+                "reason": f"{mine:,} s would loosen department {department['name']}'s limit of "
+                          f"{limit:,} s; a project may only tighten it (at most {limit:,})"})
+    return problems
+
+
+def check_node_types_within(node_types: Mapping[str, Any] | None, department: Mapping[str, Any],
+                            prefix: str = "nodeTypes") -> Problems:
+    """A project that lists node types must stay within its department's list, if any."""
+    theirs = department.get("node_types") or {}
+    problems: Problems = []
+    for kind in NODE_TYPE_KINDS:
+        allowed = theirs.get(kind) or []
+        for i, name in enumerate((node_types or {}).get(kind) or []):
+            if allowed and name not in allowed:
+                problems.append({
+                    "field": f"{prefix}.{kind}[{i}]",
+                    "reason": f"node type {name!r} is not allowed by department "
+                              f"{department['name']} (it allows {', '.join(allowed)})"})
+    return problems
+
+
+def node_type_kind(workload_type: str) -> str | None:
+    """Which list of nodeTypes governs a workload type (None: inference, unrestricted)."""
+    return {"workspace": "workspace", "training": "training",
+            "distributed": "training"}.get(workload_type)
+
+
+def check_node_type(workload_type: str, node_type: str | None, project: Mapping[str, Any],
+                    department: Mapping[str, Any], field: str = "spec.nodeType") -> Problems:
+    """A workload must pick one of the node types its project and department allow for its
+    kind (both lists apply where both are set); none is needed when neither sets any."""
+    kind = node_type_kind(workload_type)
+    if kind is None:
+        return []
+    scopes = [(f"project {project['name']}", (project.get("node_types") or {}).get(kind)),
+              (f"department {department['name']}",
+               (department.get("node_types") or {}).get(kind))]
+    scopes = [(who, allowed) for who, allowed in scopes if allowed]
+    if not scopes:
+        return []
+    plural = "workspaces" if kind == "workspace" else "trainings"
+    allowed = [t for t in scopes[0][1] if all(t in a for _, a in scopes)]
+    if not allowed:
+        return [{"field": field, "reason": f"no node type is allowed for {plural}: "
+                 + " and ".join(f"{who} allows {', '.join(a)}" for who, a in scopes)}]
+    if node_type is None:
+        return [{"field": field, "reason": f"is required: {scopes[0][0]} runs {plural} only on "
+                 f"node types {', '.join(allowed)}; pick one"}]
+    for who, a in scopes:
+        if node_type not in a:
+            return [{"field": field, "reason": f"node type {node_type!r} is not allowed for "
+                     f"{plural} by {who}; use one of {', '.join(allowed)}"}]
+    return []

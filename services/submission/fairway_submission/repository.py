@@ -8,6 +8,7 @@ import asyncpg
 
 from fairway_contracts import Phase
 from fairway_contracts.events import PhaseChanged
+from fairway_contracts.workloads import RULE_STOP_REASONS
 
 
 def _id(value: str) -> int | None:
@@ -151,6 +152,13 @@ async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
         """,
         uuid.UUID(event.workload_id), event.phase.value, event.reason, event.message,
         event.time, running, pending, event.sequence, pods)
+    if event.phase in (Phase.STOPPING, Phase.STOPPED) and event.reason in RULE_STOP_REASONS:
+        # A scheduling rule stopped it (lifecycle's decision, not an API call): the desired
+        # phase follows, unless the view already shows something newer.
+        await conn.execute(
+            "UPDATE workloads SET desired_phase = 'Stopped' WHERE workload_id = $1"
+            " AND desired_phase = 'Running' AND phase_sequence <= $2",
+            uuid.UUID(event.workload_id), event.sequence)
     return True
 
 
@@ -317,18 +325,18 @@ async def get_department(conn: asyncpg.Connection, department_id: str
 
 
 async def insert_department(conn: asyncpg.Connection, name: str, resources: list,
-                            default_node_pools: list, scheduling_rules: dict | None
-                            ) -> asyncpg.Record | None:
+                            default_node_pools: list, scheduling_rules: dict | None,
+                            node_types: dict | None = None) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "INSERT INTO departments (name, resources, default_node_pools, scheduling_rules)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING *",
-        name, resources, default_node_pools, scheduling_rules)
+        "INSERT INTO departments (name, resources, default_node_pools, scheduling_rules,"
+        " node_types) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING *",
+        name, resources, default_node_pools, scheduling_rules, node_types)
 
 
 async def update_org_unit(conn: asyncpg.Connection, table: str, unit_id: int,
                           changes: dict[str, Any]) -> asyncpg.Record:
     assert table in ("departments", "projects")
-    columns = [c for c in ("resources", "default_node_pools", "scheduling_rules")
+    columns = [c for c in ("resources", "default_node_pools", "scheduling_rules", "node_types")
                if c in changes]
     sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
     sets = f"{sets}, updated_at = now()" if sets else "updated_at = now()"
@@ -349,11 +357,13 @@ async def projects_in(conn: asyncpg.Connection, department_id: int) -> list[asyn
 
 async def insert_project(conn: asyncpg.Connection, name: str, department_id: int,
                          resources: list, default_node_pools: list,
-                         scheduling_rules: dict | None) -> asyncpg.Record | None:
+                         scheduling_rules: dict | None, node_types: dict | None = None
+                         ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "INSERT INTO projects (name, department_id, resources, default_node_pools,"
-        " scheduling_rules) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING"
-        " RETURNING *", name, department_id, resources, default_node_pools, scheduling_rules)
+        " scheduling_rules, node_types) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (name) DO NOTHING RETURNING *",
+        name, department_id, resources, default_node_pools, scheduling_rules, node_types)
 
 
 async def default_department(conn: asyncpg.Connection) -> asyncpg.Record:

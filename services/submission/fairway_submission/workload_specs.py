@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from fairway_contracts import WorkloadType
 from fairway_submission.domain import NAME, ApiModel, NameValue
+from fairway_submission.organisation import NODE_TYPE
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|[KMGTP]i?)?$"
 _UNITS = {"": 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
@@ -48,7 +49,7 @@ class CommonSpec(ApiModel):
     labels: list[NameValue] = Field(default_factory=list)
     compute: Compute = Field(default_factory=Compute)
     node_pools: list[str] = Field(default_factory=list)
-    node_type: str | None = None
+    node_type: str | None = Field(default=None, pattern=NODE_TYPE)  # a node label value
     priority_class: str | None = None
     preemptibility: Literal["preemptible", "non-preemptible"] | None = None
     backoff_limit: int | None = Field(default=None, ge=0, le=100)

@@ -17,6 +17,7 @@ from fairway_submission import repository as repo
 from fairway_submission.access import Grants, Perm
 from fairway_submission.domain import LIST_FIELDS, BatchIn, Workload, parse_filters, with_suffix
 from fairway_submission.errors import ApiError, field_error
+from fairway_submission.organisation import check_node_type
 from fairway_submission.workload_specs import (
     PLURALS,
     DistributedCreate,
@@ -210,6 +211,8 @@ async def submit(ctx: "Context", workload_type: WorkloadType, body: _Create, cal
     async with ctx.pool.acquire() as conn:
         project = await repo.get_project(conn, body.project_id)
         pools = await repo.node_pool_names(conn)
+        department = (await repo.get_department(conn, str(project["department_id"]))
+                      if project is not None else None)
     what = f"project {body.project_id}"
     if project is None or not caller.roles_at(project_id=str(project["id"])):
         raise field_error(404, "projectId", f"{what} does not exist")
@@ -228,24 +231,35 @@ async def submit(ctx: "Context", workload_type: WorkloadType, body: _Create, cal
     if not submitted.get("nodePools") and project["default_node_pools"]:
         submitted["nodePools"] = list(project["default_node_pools"])
     reply = await ctx.evaluate(PolicyEvaluateRequest(
-        workload_type=workload_type, project=project["name"], name=name, spec=submitted))
+        workload_type=workload_type, project=project["name"], name=name, spec=submitted,
+        project_id=str(project["id"]), department_id=str(project["department_id"])))
     if not reply.ok or reply.effective_spec is None:
-        details = [{"field": v.field, "reason": v.message, "rule": v.rule}
+        # A policy rule's refusal also names the value it saw and the scope that set the rule.
+        details = [{"field": v.field, "reason": v.message, "rule": v.rule,
+                    **({"value": v.value, "scope": v.scope} if v.scope else {})}
                    for v in reply.violations]
         raise ApiError(422, "the workload violates policy: "
                        + "; ".join(f"{d['field']}: {d['reason']}" for d in details), details)
+    effective = reply.effective_spec
+    if effective.node_type is None and body.spec.node_type is not None:
+        effective = effective.model_copy(update={"node_type": body.spec.node_type})
+    # The node type is checked on the effective spec: a policy default counts as picked.
+    refused = check_node_type(workload_type.value, effective.node_type, project, department)
+    if refused:
+        raise ApiError(422, "invalid workload: " + "; ".join(
+            f"{p['field']}: {p['reason']}" for p in refused), refused)
     workload_id = uuid.uuid4()
     created_at = utcnow()
     event = WorkloadSubmitted(
         event_id=str(workload_id), workload_id=str(workload_id), name=name,
         project=project["name"], project_id=str(project["id"]), workload_type=workload_type,
-        created_at=created_at, created_by=caller.subject, spec=reply.effective_spec)
+        created_at=created_at, created_by=caller.subject, spec=effective)
     with workload_context(str(workload_id)):
         async with ctx.pool.acquire() as conn, conn.transaction():
             inserted = await repo.insert_workload(
                 conn, workload_id=workload_id, name=name, project=project,
                 workload_type=workload_type.value, submitted=submitted,
-                effective=reply.effective_spec.model_dump(mode="json", by_alias=True),
+                effective=effective.model_dump(mode="json", by_alias=True),
                 created_by=caller.subject, created_at=created_at)
             if not inserted:
                 raise field_error(409, "name",
