@@ -9,7 +9,7 @@ import pytest
 
 import fairway_submission
 from fairway_contracts import Phase, WorkloadType
-from fairway_contracts.events import PhaseChanged
+from fairway_contracts.events import PhaseChanged, PodGroupChanged, PodSummary
 from fairway_store import migrate
 from fairway_submission import repository as repo
 
@@ -81,3 +81,29 @@ async def test_running_time_accumulates_between_transitions(conn):
 async def test_events_for_an_unknown_workload_are_ignored(conn):
     assert not await repo.apply_phase(
         conn, transition(str(uuid.uuid4()), 2, Phase.PENDING, Phase.RUNNING, 1))
+
+
+def pod_group(wid: str, sequence: int, phase: Phase, node: str | None) -> PodGroupChanged:
+    return PodGroupChanged(event_id=f"{wid}:group:{sequence}", workload_id=wid, name="w",
+                           project="default", workload_type=WorkloadType.TRAINING,
+                           sequence=sequence, phase=phase, time=T0,
+                           pods=[] if node is None else [PodSummary(name="w-0", node=node,
+                                                                    phase="Running", gpus=1)])
+
+
+async def test_pods_follow_pod_group_events_between_phase_changes(conn):
+    """A preempted workload goes Pending while its evicted pod still runs; the pod leaves
+    later, with no phase change: the view's pods (and so its allocated GPUs) follow."""
+    wid = await new_workload(conn)
+    assert await repo.apply_pod_group(conn, pod_group(wid, 1, Phase.RUNNING, "node-1"))
+    pending = transition(wid, 5, Phase.RUNNING, Phase.PENDING, 10)
+    pending = pending.model_copy(update={"pods": [PodSummary(name="w-0", node="node-1",
+                                                             phase="Running", gpus=1)]})
+    assert await repo.apply_phase(conn, pending)
+    assert [p["node"] for p in (await repo.get_workload(conn, wid))["pods"]] == ["node-1"]
+    assert await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.PENDING, None))
+    assert (await repo.get_workload(conn, wid))["pods"] == []
+    # An older or repeated pod-group event changes nothing.
+    assert not await repo.apply_pod_group(conn, pod_group(wid, 1, Phase.RUNNING, "node-1"))
+    assert not await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.PENDING, None))
+    assert (await repo.get_workload(conn, wid))["pods"] == []

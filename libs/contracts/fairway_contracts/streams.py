@@ -158,6 +158,11 @@ SUBMISSION_PHASES = ConsumerSpec(
     "Keeps the API's workload view current.",
     parallel=8, ordering_tokens=4,  # fairway.phase.<project>.<id>: one workload
 )
+SUBMISSION_PODGROUPS = ConsumerSpec(
+    "submission", "submission-podgroups", PODGROUPS.name, (subjects.PODGROUP_ALL,),
+    "Keeps the API's view of each workload's pods current between phase changes.",
+    parallel=8, ordering_tokens=4,  # fairway.podgroup.<project>.<id>: one workload
+)
 SUBMISSION_PENDING = ConsumerSpec(
     "submission", "submission-pending", DECISIONS.name, (subjects.PENDING_ALL,),
     "Shows why a pending workload waits, as the scheduler says it.",
@@ -229,6 +234,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SCHEDULER_DEPARTMENTS,
     SCHEDULER_NODEPOOLS,
     SUBMISSION_PHASES,
+    SUBMISSION_PODGROUPS,
     SUBMISSION_PENDING,
     SUBMISSION_QUEUES,
     METRICS_PHASES,

@@ -29,7 +29,8 @@ async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
     rows = await conn.fetch(
         "SELECT w.id, w.project, w.priority_class, w.priority, w.preemptible, w.node_pools,"
         " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
-        " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.cpu_millis, w.memory_mib, w.node_type"
+        " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.cpu_millis, w.memory_mib, w.node_type,"
+        " w.name"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
     return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"])})
@@ -198,14 +199,14 @@ async def insert_request(conn: asyncpg.Connection, request: WorkloadRequest) -> 
     status = await conn.execute(
         "INSERT INTO workloads (id, project, priority_class, priority, preemptible, node_pools,"
         " pods, min_pods, gpus_per_pod, submitted_at, trace_headers, project_id, gpu_portion,"
-        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib, node_type)"
+        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib, node_type, name)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18) ON CONFLICT (id) DO NOTHING",
+        " $18, $19) ON CONFLICT (id) DO NOTHING",
         request.id, request.project, request.priority_class, request.priority,
         request.preemptible, list(request.node_pools), request.pods, request.min_pods,
         request.gpus_per_pod, request.submitted_at, dict(request.trace_headers),
         request.project_id, request.gpu_portion, request.gpu_memory_mib, request.gpu_limit,
-        request.cpu_millis, request.memory_mib, request.node_type,
+        request.cpu_millis, request.memory_mib, request.node_type, request.name,
     )
     return status.endswith(" 1")
 

@@ -89,6 +89,7 @@ class WorkloadRequest:
     cpu_millis: int = 0
     memory_mib: int = 0
     node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
+    name: str = ""
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -110,6 +111,7 @@ class WorkloadRequest:
             cpu_millis=cpu_millis(spec.compute.cpu_core_request),
             memory_mib=memory_mib(spec.compute.cpu_memory_request),
             node_type=spec.node_type,
+            name=event.name,
         )
 
     def allocation(self, workload_id: str, pod: core.PodPlacement) -> core.Allocation:
@@ -440,6 +442,7 @@ class ClusterState:
                 below_min_since=self.below_min_since.get(wid),
                 evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
                 node_type=request.node_type,
+                name=request.name,
             ))
         nodes = tuple(
             replace(node, pool=self.pool_of(node),

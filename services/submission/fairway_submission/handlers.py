@@ -1,4 +1,4 @@
-"""Submission's message handlers: phase events keep the workload view current; the
+"""Submission's message handlers: phase and pod-group events keep the workload view current; the
 scheduler's pending reasons and queue status feed the API's explanations and fair shares."""
 
 from fairway_bus import Delivery, durable_subscriber
@@ -6,6 +6,7 @@ from fairway_contracts import streams
 from fairway_contracts.events import (
     Heartbeat,
     PhaseChanged,
+    PodGroupChanged,
     QueueStatusChanged,
     SchedulingPending,
 )
@@ -24,6 +25,14 @@ def register(service: Service, heartbeats: Heartbeats) -> None:
         with workload_context(event.workload_id):
             async with service.pool.acquire() as conn, conn.transaction():
                 await repo.apply_phase(conn, event)
+
+    @durable_subscriber(service.broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
+    async def on_pod_group(event: PodGroupChanged, delivery: Delivery) -> None:
+        # Pods change between phase changes (an evicted pod leaves after its workload went
+        # Pending): the view follows; an older event never overwrites a newer list.
+        with workload_context(event.workload_id):
+            async with service.pool.acquire() as conn:
+                await repo.apply_pod_group(conn, event)
 
     @durable_subscriber(service.broker, streams.SUBMISSION_PENDING, SchedulingPending)
     async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from fairway_contracts import Phase
-from fairway_contracts.events import PhaseChanged
+from fairway_contracts.events import PhaseChanged, PodGroupChanged
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
 
@@ -147,7 +147,8 @@ async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
             running_since = CASE WHEN $6 THEN $5::timestamptz ELSE NULL END,
             pending_since = CASE WHEN $7 THEN $5::timestamptz ELSE NULL END,
             phase = $2, phase_reason = $3, phase_message = $4, phase_sequence = $8,
-            phase_updated_at = $5, pods = $9
+            phase_updated_at = $5,
+            pods = CASE WHEN pods_sequence = 0 THEN $9 ELSE pods END
         WHERE workload_id = $1 AND phase_sequence < $8
         """,
         uuid.UUID(event.workload_id), event.phase.value, event.reason, event.message,
@@ -379,6 +380,17 @@ async def delete_project(conn: asyncpg.Connection, project_id: int) -> None:
     await conn.execute("DELETE FROM access_rules WHERE scope_type = 'project'"
                        " AND scope_id = $1", str(project_id))
     await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+
+
+async def apply_pod_group(conn: asyncpg.Connection, event: PodGroupChanged) -> bool:
+    """The workload's pods as its newest pod-group event lists them; an older or repeated
+    event changes nothing. True when the view changed."""
+    pods = [p.model_dump(mode="json", by_alias=True) for p in event.pods]
+    status = await conn.execute(
+        "UPDATE workloads SET pods = $2, pods_sequence = $3"
+        " WHERE workload_id = $1 AND pods_sequence < $3",
+        uuid.UUID(event.workload_id), pods, event.sequence)
+    return status.endswith(" 1")
 
 
 async def project_usage(conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -296,7 +296,7 @@ class Disruption:
             again.commit(unit.workload, pipelined=True, moved=True)  # type: ignore[attr-defined]
             self._evict(unit, "consolidate", workload,
                         f"moved to other nodes of pool {pool_name} to make room for "
-                        f"{workload.id} ({reasons.pods_with(gang, request)} together); it "
+                        f"{_label(workload)} ({reasons.pods_with(gang, request)} together); it "
                         "restarts there at once")
             self.holds.pop(unit.workload.id, None)
         self.moves_left -= sum(len(u.holds) for u in moved)
@@ -566,15 +566,15 @@ class Disruption:
             share = reasons.number(queue.fair[GPU] / MILLI)
             return (f"project {unit.workload.project} uses more than its fair share of "
                     f"{share} GPUs in pool {pool}, and project {by.project} below its share "
-                    f"needs them back: {what} ({gpus}) make room for {by.id}")
-        return (f"{by.id} in project {by.project} has a higher priority ({by.priority} over "
+                    f"needs them back: {what} ({gpus}) make room for {_label(by)}")
+        return (f"{_label(by)} in project {by.project} has a higher priority ({by.priority} over "
                 f"{unit.workload.priority}) and needs room in pool {pool}: {what} ({gpus}) make "
                 "room for it")
 
     def _waiting_for_preemption(self, workload: Workload, pool: str, units: list[Unit]
                                 ) -> None:
         """The preemptor's pending reason until the victims are gone."""
-        victims = sorted({u.workload.id for u in units})
+        victims = sorted({_label(u.workload) for u in units})
         session = self.session
         session.pending[:] = [p for p in session.pending if p.workload_id != workload.id]
         what = (f"{reasons.count(len(victims), 'workload')} ({', '.join(victims[:3])}"
@@ -596,6 +596,11 @@ def decide(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResu
            for w in snapshot.workloads):
         Disruption(session).run()
     return session.result()
+
+
+def _label(workload: Workload) -> str:
+    """How a sentence names a workload: its name, else its id."""
+    return workload.name or workload.id
 
 
 def _top(queue: Queue) -> Queue:

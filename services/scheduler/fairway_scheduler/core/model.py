@@ -72,6 +72,7 @@ class Workload:
     below_min_since: datetime | None = None
     evicting_pods: tuple[str, ...] = ()
     node_type: str | None = None  # only nodes of this type (a scheduling rule); None: any
+    name: str = ""  # what sentences call it (its id when empty)
 
 
 @dataclass(frozen=True, slots=True)
