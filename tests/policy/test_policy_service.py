@@ -7,6 +7,13 @@ import pytest
 
 from fairway_contracts import subjects
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest
+from fairway_contracts.policies import (
+    PolicyDeleteRequest,
+    PolicyGetRequest,
+    PolicyPutRequest,
+    PolicyReply,
+    PolicyScope,
+)
 from fairway_contracts.workloads import WorkloadType
 from fairway_policy.app import build
 from fairway_policy.settings import PolicySettings
@@ -16,10 +23,11 @@ pytestmark = pytest.mark.infra
 
 @pytest.fixture
 async def policy(nats_url: str, database_url: str):
-    # A subject of its own, so another policy instance on a shared server never answers.
-    subject = f"{subjects.POLICY_EVALUATE}.test-{uuid.uuid4().hex[:8]}"
+    # Subjects of its own, so another policy instance on a shared server never answers.
+    tag = uuid.uuid4().hex[:8]
+    subject = f"{subjects.POLICY_EVALUATE}.test-{tag}"
     service = build(PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url),
-                    evaluate_subject=subject)
+                    evaluate_subject=subject, crud_prefix=f"test-{tag}.")
     await service.start(serve_http=False)
     try:
         yield subject
@@ -68,7 +76,105 @@ async def test_a_malformed_request_is_answered_not_dropped(policy, client):
     assert not reply.ok and reply.violations
 
 
-def test_build_answers_on_the_contract_subject():
+def test_build_answers_on_the_contract_subjects():
     service = build(PolicySettings())
-    [subscriber] = service.broker.subscribers
-    assert (subscriber.subject.template, subscriber.queue) == (subjects.POLICY_EVALUATE, "policy")
+    answered = {(s.subject.template, s.queue) for s in service.broker.subscribers}
+    assert answered == {(subject, "policy") for subject in (
+        subjects.POLICY_EVALUATE, subjects.POLICY_GET, subjects.POLICY_PUT,
+        subjects.POLICY_DELETE)}
+
+
+# policy CRUD over request/reply, stored in PostgreSQL -------------------------------------------
+
+async def crud(client, evaluate_subject: str, subject: str, request) -> PolicyReply:
+    prefix = "test-" + evaluate_subject.rsplit("test-", 1)[1] + "."
+    payload = request if isinstance(request, bytes) else request.to_json()
+    reply = await client.request(prefix + subject, payload, timeout=5)
+    return PolicyReply.model_validate_json(reply.data)
+
+
+async def test_a_department_policy_shapes_evaluation_in_its_projects_only(policy, client):
+    department = PolicyScope(scope="department", department_id="41", name="ml",
+                             project_ids=["71"])
+    put = PolicyPutRequest(workload_type=WorkloadType.TRAINING, scope=department, policy={
+        "defaults": {"backoffLimit": 2},
+        "rules": {"compute": {"gpuDevicesRequest": {"max": 2}}}}, updated_by="dana")
+
+    saved = await crud(client, policy, subjects.POLICY_PUT, put)
+
+    assert saved.ok, saved.problems
+    assert saved.updated_by == "dana"
+    source = saved.effective["sources"]["rules"]["compute.gpuDevicesRequest"]
+    assert source == {"scope": "department", "departmentId": "41", "departmentName": "ml"}
+    inside = PolicyEvaluateRequest(workload_type=WorkloadType.TRAINING, project="vision",
+                                   name="r", project_id="71", department_id="41",
+                                   spec={"image": "busybox", "compute": {"gpuDevicesRequest": 4}})
+    reply = await ask(client, policy, inside.to_json())
+    assert not reply.ok
+    [violation] = reply.violations
+    assert (violation.field, violation.value, violation.rule, violation.scope) == (
+        "spec.compute.gpuDevicesRequest", 4, "max: 2", "department ml")
+    fitting = inside.model_copy(update={"spec": {"image": "busybox"}})
+    reply = await ask(client, policy, fitting.to_json())
+    assert reply.ok and reply.effective_spec.backoff_limit == 2
+    elsewhere = inside.model_copy(update={"department_id": "42", "project_id": "72"})
+    reply = await ask(client, policy, elsewhere.to_json())
+    assert reply.ok and reply.effective_spec.backoff_limit == 6
+
+    # a project of the department cannot put its own rule on the same field
+    project = PolicyScope(scope="project", project_id="71", department_id="41", name="vision")
+    refused = await crud(client, policy, subjects.POLICY_PUT, PolicyPutRequest(
+        workload_type=WorkloadType.TRAINING, scope=project, updated_by="pat",
+        policy={"rules": {"compute": {"gpuDevicesRequest": {"max": 8}}}}))
+    assert not refused.ok
+    assert [(p.field, p.scope) for p in refused.problems] == [
+        ("policy.rules.compute.gpuDevicesRequest", "department ml")]
+    # ... but may set its own default, which wins below the department's
+    got = await crud(client, policy, subjects.POLICY_PUT, PolicyPutRequest(
+        workload_type=WorkloadType.TRAINING, scope=project, updated_by="pat",
+        policy={"defaults": {"backoffLimit": 1}}, mode="patch"))
+    assert got.ok
+    assert got.effective["defaults"]["backoffLimit"] == 1
+    assert got.effective["sources"]["defaults"]["backoffLimit"]["scope"] == "project"
+
+    got = await crud(client, policy, subjects.POLICY_GET,
+                     PolicyGetRequest(workload_type=WorkloadType.TRAINING, scope=project))
+    assert got.policy == {"defaults": {"backoffLimit": 1}, "rules": {}, "imposed": {}}
+    assert got.effective["rules"] == {"compute": {"gpuDevicesRequest": {"max": 2}}}
+
+    gone = await crud(client, policy, subjects.POLICY_DELETE,
+                      PolicyDeleteRequest(workload_type=WorkloadType.TRAINING, scope=department))
+    assert gone.ok and gone.deleted
+    again = await crud(client, policy, subjects.POLICY_DELETE,
+                       PolicyDeleteRequest(workload_type=WorkloadType.TRAINING, scope=department))
+    assert again.ok and not again.deleted
+    reply = await ask(client, policy, inside.to_json())
+    assert reply.ok and reply.effective_spec.backoff_limit == 1
+
+
+async def test_validate_only_checks_without_saving(policy, client):
+    cluster = PolicyScope(scope="cluster")
+    request = PolicyPutRequest(workload_type=WorkloadType.WORKSPACE, scope=cluster,
+                               policy={"defaults": {"backoffLimit": 3}}, validate_only=True,
+                               updated_by="admin")
+
+    checked = await crud(client, policy, subjects.POLICY_PUT, request)
+    got = await crud(client, policy, subjects.POLICY_GET,
+                     PolicyGetRequest(workload_type=WorkloadType.WORKSPACE, scope=cluster))
+
+    assert checked.ok and checked.effective["defaults"] == {"backoffLimit": 3}
+    assert got.policy is None and got.effective["defaults"] == {}
+
+
+async def test_a_bad_policy_or_scope_is_refused_with_every_field_named(policy, client):
+    bad = PolicyPutRequest(workload_type=WorkloadType.INFERENCE, scope=PolicyScope(
+        scope="project", project_id="9"), updated_by="x", policy={"rules": {"gpus": {}}})
+    reply = await crud(client, policy, subjects.POLICY_PUT, bad)
+    assert not reply.ok and [p.field for p in reply.problems] == ["meta.departmentId"]
+
+    bad = bad.model_copy(update={"scope": PolicyScope(scope="cluster")})
+    reply = await crud(client, policy, subjects.POLICY_PUT, bad)
+    assert [p.field for p in reply.problems] == ["policy.rules.gpus"]
+
+    reply = await crud(client, policy, subjects.POLICY_GET, b"")
+    assert not reply.ok and reply.problems

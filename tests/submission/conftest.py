@@ -75,7 +75,28 @@ async def start_harness(database_url: str, tmp_path: Path, **settings) -> Harnes
         return evaluate(request)
 
     app.state.ctx.evaluate = policy
+    app.state.ctx.ask_metrics = metrics_answers()
     return Harness(service, app, tmp_path)
+
+
+def metrics_answers():
+    """The metrics service's own answers over an empty projection, standing in for the request
+    over NATS (the telemetry routes' validation and scoping are what these tests exercise)."""
+    from fairway_contracts import subjects
+    from fairway_contracts.telemetry import MetricsQuery, MetricsReply
+    from fairway_metrics.handlers import Metrics
+    from fairway_metrics.queries import downsample
+    from fairway_metrics.settings import MetricsSettings
+
+    metrics = Metrics(None, MetricsSettings())
+
+    async def ask(subject: str, data: bytes) -> bytes:
+        if subject == subjects.METRICS_QUERY_TELEMETRY:
+            return metrics.answer_telemetry(data).to_json()
+        query = MetricsQuery.model_validate_json(data)
+        return MetricsReply(measurements=downsample(query, [], {})).to_json()
+
+    return ask
 
 
 @pytest.fixture(scope="module")

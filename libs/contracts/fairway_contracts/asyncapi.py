@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from fairway_contracts import events, streams, subjects, telemetry
+from fairway_contracts import events, policies, streams, subjects, telemetry
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,14 @@ CHANNELS: tuple[Channel, ...] = (
             "A message that exhausted its deliveries."),
     Channel("policyEvaluate", subjects.POLICY_EVALUATE, (), events.PolicyEvaluateRequest,
             "submission", None, "Request/reply: policy answers with PolicyEvaluateReply."),
+    Channel("policyGet", subjects.POLICY_GET, (), policies.PolicyGetRequest, "submission", None,
+            "Request/reply: policy answers with PolicyReply: a scope's own policy for one "
+            "workload type and the effective one, with the scope behind each rule and default."),
+    Channel("policyPut", subjects.POLICY_PUT, (), policies.PolicyPutRequest, "submission", None,
+            "Request/reply: store (replace or merge-patch) or only validate a scope's policy; "
+            "policy answers with PolicyReply listing every problem."),
+    Channel("policyDelete", subjects.POLICY_DELETE, (), policies.PolicyDeleteRequest,
+            "submission", None, "Request/reply: remove a scope's policy; answers PolicyReply."),
     Channel("metricsTelemetry", subjects.METRICS_QUERY_TELEMETRY, (), telemetry.TelemetryQuery,
             "submission", None,
             "Request/reply: the metrics service (queue group `metrics`) answers with "
@@ -100,7 +108,8 @@ def build() -> dict:
     messages: dict = {}
     channels: dict = {}
     operations: dict = {}
-    models = [c.message for c in CHANNELS] + [events.PolicyEvaluateReply]
+    models = [c.message for c in CHANNELS] + [events.PolicyEvaluateReply,
+                                               policies.PolicyReply]
     for model in models:
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():

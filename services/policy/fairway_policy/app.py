@@ -1,4 +1,5 @@
-"""The policy service: answers `policy.evaluate`; keeps the `policies` table for policy CRUD."""
+"""The policy service: answers `policy.evaluate` with the policies of the workload's branch
+applied, and serves policy CRUD (get, put, delete) to the public API over request/reply."""
 
 from pathlib import Path
 
@@ -9,9 +10,9 @@ from fairway_runtime import Service
 
 
 def build(settings: PolicySettings | None = None, *,
-          evaluate_subject: str = subjects.POLICY_EVALUATE) -> Service:
-    """The service, ready to run. Tests pass their own settings and a subject of their own."""
+          evaluate_subject: str = subjects.POLICY_EVALUATE, crud_prefix: str = "") -> Service:
+    """The service, ready to run. Tests pass their own settings and subjects of their own."""
     service = Service("policy", settings or PolicySettings(),
                       migrations=Path(__file__).parent / "migrations")
-    handlers.register(service, subject=evaluate_subject)
+    handlers.register(service, subject=evaluate_subject, crud_prefix=crud_prefix)
     return service

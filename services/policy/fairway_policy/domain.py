@@ -1,8 +1,8 @@
 """Policy's pure core: a submitted spec in, the effective spec or every violation out.
 
-Synchronous and deterministic, no I/O: `evaluate` reads only its argument. Today the built-in
-defaults and checks apply; policies stored per scope (issue 8) will be passed in as values, never
-fetched from here.
+Synchronous and deterministic, no I/O: `evaluate` reads only its arguments. The policies of the
+workload's branch come in already merged (`policy_merge.merge`); they are applied first
+(defaults, submitted values, rules, imposed values), then the built-in defaults and checks.
 
 Every problem is reported at once, each with the field path the client sent (camelCase, e.g.
 `spec.compute.gpuDevicesRequest`, `spec.labels[0].value`), so a 422 can name them all.
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
 from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, EffectiveSpec, WorkloadType
 from fairway_contracts.workloads import PRIORITY_CLASSES as _PRIORITY_CLASSES
+from fairway_policy.policy_merge import EffectivePolicy, apply
 
 # Run:ai's priority dictionary: seven levels anyone may choose plus the names of the workload
 # categories that are the types' defaults (train, interactive-preemptible, build, inference).
@@ -46,7 +47,7 @@ DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
 # own validation checks their shape); everything else in it is decided here.
 _PASSED_THROUGH = (
     "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
-    "nodePools", "completions", "parallelism", "distributedFramework", "numWorkers",
+    "nodePools", "nodeType", "completions", "parallelism", "distributedFramework", "numWorkers",
     "servingPort", "terminateAfterPreemption", "autoDeletionTimeAfterCompletionSeconds",
 )
 _RULE = "builtin"
@@ -56,8 +57,12 @@ def priority_value(priority_class: str) -> int | None:
     return PRIORITY_CLASSES.get(priority_class)
 
 
-def evaluate(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
-    spec = request.spec
+def evaluate(request: PolicyEvaluateRequest,
+             policy: EffectivePolicy | None = None) -> PolicyEvaluateReply:
+    spec: Mapping[str, Any] = request.spec
+    ruled: list[Violation] = []
+    if policy is not None:
+        spec, ruled = apply(policy, spec)
     problems: list[Violation] = []
 
     _check_image(spec.get("image"), problems)
@@ -86,8 +91,12 @@ def evaluate(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
         problems.extend(_schema_violations(exc))
         effective = None
 
+    # Every violated policy rule is listed (a field may break several); a built-in check on a
+    # field a rule already refused would only repeat it.
+    named = {v.field for v in ruled}
+    problems = ruled + [p for p in _one_per_field(problems) if p.field not in named]
     if problems:
-        return PolicyEvaluateReply(ok=False, violations=_one_per_field(problems))
+        return PolicyEvaluateReply(ok=False, violations=problems)
     return PolicyEvaluateReply(ok=True, effective_spec=effective)
 
 

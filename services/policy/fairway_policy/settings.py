@@ -4,4 +4,4 @@ from fairway_runtime import ServiceSettings
 
 
 class PolicySettings(ServiceSettings):
-    """Evaluation needs nothing beyond the shared settings; policy CRUD (issue 8) adds its own."""
+    """Evaluation and policy CRUD need nothing beyond the shared settings (NATS, PostgreSQL)."""

@@ -8,8 +8,9 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from fairway_runtime import Service
-from fairway_submission import api, auth, errors, handlers, org
+from fairway_submission import api, auth, errors, handlers, org, policies
 from fairway_submission import repository as repo
+from fairway_submission import telemetry as telemetry_api
 from fairway_submission.access import SYSTEM_ADMIN
 from fairway_submission.health import Heartbeats
 from fairway_submission.settings import SubmissionSettings
@@ -29,7 +30,9 @@ def build(settings: SubmissionSettings | None = None) -> Service:
     ctx = api.Context(service, settings, heartbeats)
     app.state.ctx = ctx
     errors.install(app)
+    app.include_router(telemetry_api.build_router(ctx))  # before /workloads/{id}
     app.include_router(api.build_router(ctx))
+    app.include_router(policies.build_router(ctx))
     api.install_health(app, ctx)
     for route in service.probe_routes():
         if route.path != "/healthz":

@@ -3,7 +3,14 @@ subject (session, workload_commands, org_commands); this file only puts them tog
 
 import typer
 
-from fairway_cli import lifecycle, org_commands, session, simulate, workload_commands
+from fairway_cli import (
+    lifecycle,
+    org_commands,
+    policy_commands,
+    session,
+    simulate,
+    workload_commands,
+)
 
 app = typer.Typer(help="Fairway: fair, fast GPU workload management for Kubernetes.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,6 +38,7 @@ app.add_typer(org_commands.project_app, name="project")
 app.add_typer(org_commands.department_app, name="department")
 app.add_typer(org_commands.node_pool_app, name="node-pool")
 app.add_typer(org_commands.top_app, name="top")
+app.add_typer(policy_commands.policy_app, name="policy")
 app.command("simulate")(simulate.simulate_command)
 app.add_typer(lifecycle.app, name="lifecycle")
 

@@ -1,0 +1,198 @@
+"""/api/v2/policy/<type> against a real policy service: the submission API in-process on real
+PostgreSQL, talking to the policy service over a real NATS server (request/reply both for the
+CRUD and for the evaluation of every submission)."""
+
+import uuid
+
+import nats
+import pytest
+
+from fairway_contracts import subjects
+from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest
+from fairway_policy.app import build as build_policy
+from fairway_policy.settings import PolicySettings
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="module")
+async def api(harness, nats_url, database_url):
+    """The harness wired to a policy service of its own (subjects with a test prefix)."""
+    tag = uuid.uuid4().hex[:8]
+    evaluate_subject = f"test-{tag}.{subjects.POLICY_EVALUATE}"
+    policy = build_policy(PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url),
+                          evaluate_subject=evaluate_subject, crud_prefix=f"test-{tag}.")
+    await policy.start(serve_http=False)
+    nc = await nats.connect(nats_url)
+    ctx = harness.ctx
+    ctx.policies.connection, ctx.policies.prefix = nc, f"test-{tag}."
+
+    async def evaluate_over_nats(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
+        msg = await nc.request(evaluate_subject, request.to_json(), timeout=5)
+        return PolicyEvaluateReply.model_validate_json(msg.data)
+
+    previous = ctx.evaluate
+    ctx.evaluate = evaluate_over_nats
+    try:
+        yield harness
+    finally:
+        ctx.evaluate = previous
+        ctx.policies.connection, ctx.policies.prefix = None, ""
+        await nc.close()
+        await policy.stop()
+
+
+@pytest.fixture(scope="module")
+async def org(api):
+    admin = api.admin
+    out = {}
+    for dept, project in (("pol-ml", "pol-vision"), ("pol-other", "pol-nlp")):
+        d = (await admin.post("/api/v1/org-unit/departments", json={"name": dept})).json()
+        p = (await admin.post("/api/v1/org-unit/projects",
+                              json={"name": project, "parentId": d["id"]})).json()
+        out[dept], out[project] = d["id"], p["id"]
+    out["dept_admin"] = await api.user("pol-dana", "Department administrator", "department",
+                                       out["pol-ml"])
+    out["researcher"] = await api.user("pol-rita", "L1 researcher", "project", out["pol-vision"])
+    return out
+
+
+def department(department_id: str, **policy) -> dict:
+    return {"meta": {"scope": "department", "departmentId": department_id}, "policy": policy}
+
+
+async def test_a_department_policy_shapes_submissions_in_its_projects(api, org):
+    admin = org["dept_admin"]
+    r = await admin.put("/api/v2/policy/trainings", json=department(
+        org["pol-ml"], defaults={"backoffLimit": 2},
+        rules={"compute": {"gpuDevicesRequest": {"max": 2}},
+               "image": {"options": [{"value": "python:3.12"}, {"value": "busybox"}]}}))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["meta"]["scope"] == "department" and body["meta"]["updatedBy"] == "pol-dana"
+    assert body["policy"]["rules"]["compute"] == {"gpuDevicesRequest": {"max": 2}}
+
+    researcher = org["researcher"]
+    r = await researcher.post("/api/v1/workloads/trainings", json={
+        "name": "fits", "projectId": org["pol-vision"], "spec": {"image": "busybox"}})
+    assert r.status_code == 202, r.text
+    workload_id = r.json()["workloadId"]
+    r = await researcher.post("/api/v1/workloads/trainings", json={
+        "name": "too-big", "projectId": org["pol-vision"],
+        "spec": {"image": "ubuntu", "compute": {"gpuDevicesRequest": 4}}})
+    assert r.status_code == 422
+    details = {d["field"]: d for d in r.json()["details"]}
+    assert details["spec.compute.gpuDevicesRequest"]["value"] == 4
+    assert details["spec.compute.gpuDevicesRequest"]["rule"] == "max: 2"
+    assert details["spec.compute.gpuDevicesRequest"]["scope"] == "department pol-ml"
+    assert details["spec.image"]["value"] == "ubuntu"
+    # the other department is untouched
+    r = await api.admin.post("/api/v1/workloads/trainings", json={
+        "name": "big", "projectId": org["pol-nlp"],
+        "spec": {"image": "ubuntu", "compute": {"gpuDevicesRequest": 4}}})
+    assert r.status_code == 202, r.text
+
+    # A later change does not touch what was already accepted.
+    r = await admin.patch("/api/v2/policy/trainings", json=department(
+        org["pol-ml"], defaults={"backoffLimit": 5}))
+    assert r.status_code == 200, r.text
+    assert r.json()["policy"]["rules"]["compute"] == {"gpuDevicesRequest": {"max": 2}}
+    async with api.service.pool.acquire() as conn:
+        effective = await conn.fetchval(
+            "SELECT effective_spec FROM workloads WHERE workload_id = $1",
+            uuid.UUID(workload_id))
+    assert effective["backoffLimit"] == 2
+
+
+async def test_get_shows_own_and_effective_with_sources(api, org):
+    admin = api.admin
+    r = await admin.put("/api/v2/policy/workspaces", json={
+        "meta": {"scope": "cluster"}, "policy": {"defaults": {"backoffLimit": 1,
+                                                              "command": "sleep"}}})
+    assert r.status_code == 200, r.text
+    r = await admin.put("/api/v2/policy/workspaces", json={
+        "meta": {"scope": "project", "projectId": org["pol-vision"]},
+        "policy": {"defaults": {"backoffLimit": 3}}})
+    assert r.status_code == 200, r.text
+
+    r = await org["researcher"].get("/api/v2/policy/workspaces",
+                                    params={"projectId": org["pol-vision"]})
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["meta"]["scope"] == "project"
+    assert body["policy"]["defaults"] == {"backoffLimit": 3}
+    assert body["effective"]["defaults"] == {"backoffLimit": 3, "command": "sleep"}
+    sources = body["effective"]["sources"]["defaults"]
+    assert sources["backoffLimit"]["scope"] == "project"
+    assert sources["command"] == {"scope": "cluster"}
+    r = await admin.delete("/api/v2/policy/workspaces", params={"scope": "cluster"})
+    assert r.status_code == 204
+    r = await admin.delete("/api/v2/policy/workspaces", params={"scope": "cluster"})
+    assert r.status_code == 404
+
+
+async def test_rules_live_at_one_level_of_a_branch(api, org):
+    r = await api.admin.put("/api/v2/policy/inferences", json={
+        "meta": {"scope": "project", "projectId": org["pol-vision"]},
+        "policy": {"rules": {"servingPort": {"min": 8000}}}})
+    assert r.status_code == 200, r.text
+
+    r = await org["dept_admin"].put("/api/v2/policy/inferences", json=department(
+        org["pol-ml"], rules={"servingPort": {"max": 9000}}))
+
+    assert r.status_code == 422
+    [detail] = r.json()["details"]
+    assert detail["field"] == "policy.rules.servingPort"
+    assert detail["scope"] == "project pol-vision"
+    # the same rule in another branch is fine
+    r = await api.admin.put("/api/v2/policy/inferences", json=department(
+        org["pol-other"], rules={"servingPort": {"max": 9000}}))
+    assert r.status_code == 200, r.text
+
+
+async def test_validate_only_and_bad_policies(api, org):
+    admin = org["dept_admin"]
+    r = await admin.put("/api/v2/policy/distributed", params={"validateOnly": "true"},
+                        json=department(org["pol-ml"], defaults={"numWorkers": 2}))
+    assert r.status_code == 200 and r.json()["validated"] is True
+    r = await admin.get("/api/v2/policy/distributed", params={"departmentId": org["pol-ml"]})
+    assert r.json()["policy"] is None
+
+    r = await admin.put("/api/v2/policy/distributed", json=department(
+        org["pol-ml"], rules={"numWorkers": {"max": "many"}, "image": {"step": 2}},
+        defaults={"gpus": 1}))
+    assert r.status_code == 422
+    assert {d["field"] for d in r.json()["details"]} == {
+        "policy.rules.numWorkers.max", "policy.rules.image.step", "policy.defaults.gpus"}
+    r = await admin.put("/api/v2/policy/spaceships", json=department(org["pol-ml"]))
+    assert r.status_code == 404
+    r = await admin.put("/api/v2/policy/trainings", json={"meta": {"scope": "galaxy"}})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "meta.scope"
+
+
+ACCESS = [
+    # (who, method, scope params, expected status)
+    ("researcher", "get", {"projectId": "pol-vision"}, 200),
+    ("researcher", "get", {"projectId": "pol-nlp"}, 404),
+    ("researcher", "get", {"departmentId": "pol-ml"}, 404),
+    ("researcher", "put", {"projectId": "pol-vision"}, 403),
+    ("dept_admin", "put", {"departmentId": "pol-ml"}, 200),
+    ("dept_admin", "put", {"projectId": "pol-vision"}, 200),
+    ("dept_admin", "put", {"departmentId": "pol-other"}, 404),
+    ("dept_admin", "put", {}, 403),  # the cluster is a system administrator's
+    ("dept_admin", "get", {}, 200),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "params", "status"), ACCESS)
+async def test_who_may_see_and_set_policies_where(api, org, who, method, params, status):
+    client = org[who]
+    ids = {key: org[value] for key, value in params.items()}
+    if method == "get":
+        r = await client.get("/api/v2/policy/workspaces", params=ids)
+    else:
+        scope = "project" if "projectId" in ids else "department" if ids else "cluster"
+        r = await client.put("/api/v2/policy/workspaces", params={"validateOnly": "true"},
+                             json={"meta": {"scope": scope, **ids}, "policy": {}})
+    assert r.status_code == status, r.text
