@@ -12,11 +12,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 log = logging.getLogger("fairway.kube.watch")
 
@@ -135,7 +134,7 @@ class ListWatcher:
         _check(response)
         got_any = False
         try:
-            for line in iter_resp_lines(response):
+            for line in _lines(response):
                 if self._stop.is_set():
                     return
                 if not line:
@@ -176,6 +175,19 @@ class ListWatcher:
             self.handler(kind, obj)
         except Exception:
             log.exception("%s: handler failed for %s event", self.name, kind)
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The stream's lines, as bytes (json.loads takes them as they are). One split per chunk:
+    the client's `iter_resp_lines` copies the rest of its buffer for every line, which is
+    quadratic in the events a chunk carries, and a busy API server sends hundreds at once."""
+    tail = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        if not chunk:
+            continue
+        lines = (tail + chunk if tail else chunk).split(b"\n")
+        tail = lines.pop()
+        yield from lines
 
 
 def _check(response: Any) -> None:

@@ -8,8 +8,9 @@ crashes between publish and mark publishes again and JetStream drops the repeat.
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -51,6 +52,33 @@ async def add_to_outbox(
     )
 
 
+async def add_many_to_outbox(
+    conn: asyncpg.Connection,
+    items: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]],
+) -> None:
+    """`add_to_outbox` for many events, `(subject, payload, msg_id, trace_headers)` each, in
+    one round trip: the rows get ids (so the relay's publishing order) in the order given."""
+    if not items:
+        return
+    subjects_, payloads, headers_, msg_ids = [], [], [], []
+    for subject, payload, msg_id, trace_headers in items:
+        headers = trace_headers_only(trace_headers) if trace_headers else {}
+        if "traceparent" not in headers:
+            headers = inject_headers()
+        subjects_.append(subject)
+        payloads.append(payload.model_dump_json(by_alias=True).encode())
+        headers_.append(json.dumps(headers))
+        msg_ids.append(msg_id)
+    # ORDER BY the arrays' ordinality: ids are drawn in the order rows are inserted.
+    await conn.execute(
+        "INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT s, p, h::jsonb, m FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])"
+        " WITH ORDINALITY AS t(s, p, h, m, n) ORDER BY n"
+        " ON CONFLICT (msg_id) DO NOTHING",
+        subjects_, payloads, headers_, msg_ids,
+    )
+
+
 class OutboxRelay:
     """Publishes a schema's outbox to JetStream. Every instance of a service runs one; they
     take turns (an advisory lock), so order holds, and JetStream drops repeats by id."""
@@ -74,6 +102,11 @@ class OutboxRelay:
             asyncio.create_task(self._listen(), name=f"outbox-listen-{self.schema}"),
             asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}"),
         ]
+
+    def wake(self) -> None:
+        """Relay now: for a writer in this process that has just committed outbox rows, so
+        its events need not wait for the NOTIFY to come round through PostgreSQL."""
+        self._wake.set()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -109,6 +142,9 @@ class OutboxRelay:
         cleaned_at = 0.0
         loop = asyncio.get_running_loop()
         while True:
+            # Cleared before reading, not after: a commit notified while a batch is being
+            # published must wake the next round, not wait for the poll.
+            self._wake.clear()
             try:
                 while await self.relay_once() == self.batch:
                     pass
@@ -119,7 +155,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.warning("outbox relay failed, will retry: %r", exc)
-            self._wake.clear()
+                await asyncio.sleep(min(0.5, self.poll_seconds))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
@@ -131,13 +167,13 @@ class OutboxRelay:
         pipelined: every message is written in order, then the acks are awaited together.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                       f"fairway.outbox.{self.schema}"):
-                return 0  # another instance is relaying this schema right now
+            # The lock and the read in one round trip: no rows when another instance is
+            # relaying this schema right now (the CTE runs once: the function is volatile).
             rows = await conn.fetch(
-                "SELECT id, subject, payload, headers, msg_id FROM outbox"
-                " WHERE published_at IS NULL ORDER BY id LIMIT $1",
-                self.batch,
+                "WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
+                " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
+                " WHERE relay.mine AND published_at IS NULL ORDER BY id LIMIT $2",
+                f"fairway.outbox.{self.schema}", self.batch,
             )
             if not rows:
                 return 0

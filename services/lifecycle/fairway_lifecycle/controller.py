@@ -4,15 +4,18 @@ Pod and node events arrive on watcher threads and are handed to the event loop, 
 the API server sent them. Pods are cached per workload, and the fold runs at once on every pod
 event, so every phase the cluster passed through is seen, even when the database is slower
 than the cluster: a pod that is Running for a moment before it Succeeds still makes its
-workload Running first. Folded changes queue per workload; reconcile tasks (one per workload at
-a time, several workloads in parallel) record them in order, with their events in the outbox,
-in one transaction, then create or delete pods. Sequence numbers in the database make every
-transition happen exactly once across restarts.
+workload Running first. Folded changes queue per workload; the reconcile loop records the
+changes of every workload that has some, each workload's in order, with their events in the
+outbox, in one transaction per batch of workloads, then converges the pods (creates or deletes
+them) in tasks of their own, several workloads in parallel, so a phase is never recorded late
+because Kubernetes is slow to create other workloads' pods. Sequence numbers in the database
+make every transition happen exactly once across restarts.
 """
 
 import asyncio
+import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,13 +45,14 @@ from fairway_lifecycle.fold import (
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.pods import build_pods
 from fairway_runtime import Service
-from fairway_store import add_to_outbox
-from fairway_telemetry import extract_context, workload_context
+from fairway_store import add_many_to_outbox
+from fairway_telemetry import inject_headers, workload_context, workload_span
 
 log = logging.getLogger("fairway.lifecycle")
 tracer = trace.get_tracer("fairway.lifecycle")
 
 NODE_POOL_LABEL = "fairway.io/node-pool"
+SYNCED = "SYNCED"  # in the queue of pod events: the (re-)list before it is complete
 
 
 def _mib(quantity: str | None) -> int:
@@ -123,6 +127,88 @@ class Tracked:
                    has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED))
 
 
+RECORD_BATCH = 500  # workloads recorded per transaction
+
+
+@dataclass
+class Plan:
+    """What recording one workload's changes writes, decided under its row lock."""
+
+    t: Tracked
+    phase: Phase  # as recorded now, whether or not it moved
+    outbox: list[tuple[str, Any, str, dict[str, str] | None]]
+    published: list[PhaseChanged]
+    progress: repo.Progress
+    clear_preempted: bool = False
+    delete_after: datetime | None = None
+    clear_resuming: str | None = None  # the desired phase to keep, resuming cleared
+
+    def apply(self) -> None:
+        """After the commit: the tracked row is what the database now holds."""
+        row, p = self.t.row, self.progress
+        row.phase, row.sequence, row.attempt = self.phase, p.sequence, p.attempt
+        row.podgroup_sequence, row.podgroup_signature = p.podgroup_sequence, p.podgroup_signature
+        if self.delete_after is not None:
+            row.delete_after = self.delete_after
+        if self.clear_resuming is not None:
+            row.resuming = False
+
+
+def _plan(t: Tracked, changes: list[Change], fresh: repo.Recorded,
+          headers: dict[str, str]) -> Plan:
+    """The phase events for the changes that move the recorded phase (a change to the phase
+    already recorded, or past the end, is none), and a pod group event when the group
+    changed. Sequence numbers continue the recorded ones, so every transition is published
+    exactly once, across restarts too."""
+    row = t.row
+    phase, sequence = fresh.phase, fresh.sequence
+    reason = message = None
+    outbox: list[tuple[str, Any, str, dict[str, str] | None]] = []
+    published: list[PhaseChanged] = []
+    for change in changes:
+        result = change.result
+        if result is None or result.phase == phase or finished(phase, fresh.desired):
+            continue
+        sequence += 1
+        event = PhaseChanged(
+            event_id=f"{row.workload_id}:{sequence}",
+            workload_id=row.workload_id, name=row.name, project=row.project,
+            workload_type=row.workload_type, sequence=sequence, previous_phase=phase,
+            phase=result.phase, reason=result.reason, message=result.message,
+            time=change.time, pods=change.pods, attempt=change.attempt,
+        )
+        outbox.append((subjects.phase(row.project, row.workload_id, result.phase), event,
+                       f"phase:{row.workload_id}:{sequence}", headers))
+        published.append(event)
+        phase, reason, message = result.phase, result.reason, result.message
+    last = changes[-1]
+    group_sequence = fresh.podgroup_sequence
+    # The scheduler hears of the pod group when a pod appears, is bound, finishes or goes
+    # away, and when the workload ends; a phase change alone is not its business.
+    if last.signature != fresh.podgroup_signature or (
+            phase.terminal and not fresh.phase.terminal):
+        group_sequence += 1
+        group = PodGroupChanged(
+            event_id=f"{row.workload_id}:group:{group_sequence}",
+            workload_id=row.workload_id, name=row.name, project=row.project,
+            workload_type=row.workload_type, sequence=group_sequence, phase=phase,
+            attempt=last.attempt, pods=last.pods, time=last.time,
+        )
+        outbox.append((subjects.podgroup(row.project, row.workload_id), group,
+                       f"podgroup:{row.workload_id}:{group_sequence}", headers))
+    plan = Plan(t, phase, outbox, published, repo.Progress(
+        row.workload_id, phase if published else None, reason, message, sequence,
+        last.attempt, group_sequence, last.signature))
+    if published:
+        plan.clear_preempted = fresh.preempted and not row.preempted
+        seconds = row.spec.auto_deletion_time_after_completion_seconds
+        if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
+            plan.delete_after = last.time + timedelta(seconds=seconds)
+        if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED, Phase.STOPPING):
+            plan.clear_resuming = fresh.desired
+    return plan
+
+
 class Controller:
     def __init__(self, service: Service, kube: Kube, resync_seconds: float,
                  concurrency: int = 16, eviction_grace_seconds: int = 10):
@@ -144,6 +230,16 @@ class Controller:
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task] = set()
         self._deletions: dict[str, datetime] = {}  # autoDeletionTimeAfterCompletionSeconds
+        self._held: set[str] = set()  # recording failed: retried after a pause
+        self._recording: asyncio.Future | None = None  # the batch in the database now
+        # Pod events from the watch thread, handed to the loop in bursts: one wake-up of the
+        # loop per burst instead of one per event (see _on_pod_thread).
+        self._pod_events: deque[tuple[str, dict[str, Any] | None]] = deque()
+        self._pod_drain_due = False
+        # Scheduling rules (utilization.py): why the rules stopped a workload, for its phase
+        # reason; the node pool of each node, for utilization events.
+        self.stop_reasons: dict[str, tuple[str, str]] = {}
+        self.node_pools: dict[str, str] = {}
 
     @property
     def synced(self) -> bool:
@@ -155,7 +251,7 @@ class Controller:
         pod_watch = ListWatcher(
             self.kube.core.list_pod_for_all_namespaces, self._on_pod_thread, name="pods",
             label_selector=LABEL_WORKLOAD, resync_seconds=self.resync_seconds,
-            on_synced=lambda: self._loop.call_soon_threadsafe(self._on_pods_synced),
+            on_synced=lambda: self._on_pod_thread(SYNCED, None),
         )
         node_watch = ListWatcher(
             self.kube.core.list_node, self._on_node_thread, name="nodes",
@@ -171,8 +267,9 @@ class Controller:
     async def stop(self) -> None:
         for w in self._watchers:
             w.stop()
-        if self._running:  # let reconciles in flight finish their transaction
-            await asyncio.wait(set(self._running), timeout=5)
+        in_flight = set(self._running) | ({self._recording} if self._recording else set())
+        if in_flight:  # let the batch being recorded and converges in flight finish
+            await asyncio.wait(in_flight, timeout=5)
 
     def mark(self, workload_id: str) -> None:
         self.dirty.add(workload_id)
@@ -243,8 +340,25 @@ class Controller:
         self.mark(row.workload_id)
 
     # watch callbacks (threads) ------------------------------------------------------------
-    def _on_pod_thread(self, kind: str, pod: dict[str, Any]) -> None:
-        self._loop.call_soon_threadsafe(self._on_pod, kind, pod)
+    def _on_pod_thread(self, kind: str, pod: dict[str, Any] | None) -> None:
+        # Waking the loop costs a system call and a pass of the loop: during a burst of events
+        # the watch thread only queues them while a drain is already due. The drain clears
+        # the flag before it empties the queue, so an event queued after that is either seen
+        # by this drain or schedules the next one; order is kept either way.
+        self._pod_events.append((kind, pod))
+        if not self._pod_drain_due:
+            self._pod_drain_due = True
+            self._loop.call_soon_threadsafe(self._drain_pod_events)
+
+    def _drain_pod_events(self) -> None:
+        self._pod_drain_due = False
+        events = self._pod_events
+        while events:
+            kind, pod = events.popleft()
+            if kind == SYNCED:
+                self._on_pods_synced()
+            else:
+                self._on_pod(kind, pod)
 
     def _on_node_thread(self, kind: str, node: dict[str, Any]) -> None:
         self._loop.call_soon_threadsafe(self._nodes.put_nowait, (kind, node))
@@ -291,6 +405,8 @@ class Controller:
         pods = list(self.pods.get(wid, {}).values())
         info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
         result = fold(info, pods, utcnow())
+        if t.row.desired == "Stopped" and (why := self.stop_reasons.get(wid)):
+            result = replace(result, reason=why[0], message=why[1])
         attempt = t.attempt + 1 if result.retry else t.attempt
         if result.retry:
             t.has_run = False
@@ -338,30 +454,153 @@ class Controller:
         while True:
             kind, node = await self._nodes.get()
             inventory = node_inventory(node, deleted=(kind == "DELETED"))
+            self.node_pools[inventory.name] = inventory.node_pool
             rv = node["metadata"].get("resourceVersion", "")
             await publish_model(self.service.js, subjects.node_inventory(inventory.name),
                                 inventory, msg_id=f"node:{inventory.name}:{kind}:{rv}")
 
     # reconcile -----------------------------------------------------------------------------
     async def _reconcile_loop(self) -> None:
+        """Record what every dirty workload folded to, many workloads per transaction, then
+        converge their pods in separate tasks. Recording never waits behind pod creation (a
+        slow Kubernetes API), so a phase reaches the outbox as soon as the database allows;
+        while one batch is in the database the next one gathers."""
         await self._loaded.wait()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            pending = [(t, t.changes) for wid in self.dirty
+                       if (t := self.tracked.get(wid)) is not None and t.changes
+                       and wid not in self._held]
+            # Decided before recording: the reconcile of a workload still Creating belongs
+            # to its submission's trace (see workload_span).
+            follows = {t.row.workload_id: t.row.phase is Phase.CREATING for t, _ in pending}
+            for t, _ in pending:
+                t.changes = []
+            for i in range(0, len(pending), RECORD_BATCH):
+                self._recording = asyncio.ensure_future(
+                    self._record_safely(pending[i:i + RECORD_BATCH]))
+                # Shielded: stopping lets the batch in the database commit (see stop()).
+                await asyncio.shield(self._recording)
+            self._recording = None
             ready = [wid for wid in self.dirty if wid not in self._busy]
             self.dirty.difference_update(ready)
             for wid in ready:
+                t = self.tracked.get(wid)
+                if t is None or wid in self._held:
+                    continue
+                if finished(t.row.phase, t.row.desired):
+                    self._finish(t)
+                    continue
+                if t.changes:  # folded while the batch was recorded: recorded first
+                    self.dirty.add(wid)
+                    self._wake.set()
+                    continue
+                if not self._converge_needed(t):
+                    continue
                 self._busy.add(wid)
-                task = asyncio.create_task(self._reconcile_one(wid), name=f"reconcile-{wid[:8]}")
+                task = asyncio.create_task(
+                    self._converge_one(wid, follows.get(wid, t.row.phase is Phase.CREATING)),
+                    name=f"converge-{wid[:8]}")
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    async def _reconcile_one(self, wid: str) -> None:
+    async def _record_safely(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+        try:
+            await self._record(batch)
+            return
+        except Exception:
+            if len(batch) == 1:
+                wid = batch[0][0].row.workload_id
+                log.exception("recording failed; will retry", extra={"workload_id": wid})
+                self._retry_later(batch)
+                return
+            log.exception("recording %d workloads failed; recording them one by one",
+                          len(batch))
+        for one in batch:  # one bad workload must not hold the others back
+            try:
+                await self._record([one])
+            except Exception:
+                log.exception("recording failed; will retry",
+                              extra={"workload_id": one[0].row.workload_id})
+                self._retry_later([one])
+
+    def _retry_later(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+        for t, changes in batch:
+            wid = t.row.workload_id
+            t.changes[:0] = changes  # keep them, in order, before anything folded since
+            self._held.add(wid)  # not recorded (nor converged) again before the retry
+
+            def release(wid: str = wid) -> None:
+                self._held.discard(wid)
+                self.mark(wid)
+
+            self._loop.call_later(0.5, release)
+
+    async def _record(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+        """Record folded changes, each workload's in order, with their events in the outbox,
+        in one transaction for the whole batch."""
+        with contextlib.ExitStack() as spans:
+            headers: dict[str, dict[str, str]] = {}
+            for t, _ in batch:
+                row = t.row
+                # Until its pods exist a workload's reconcile belongs to the submission's
+                # trace; later ones (transitions Kubernetes drives) start their own trace,
+                # linked back to it. Each workload's events carry its own span's context.
+                spans.enter_context(workload_span(
+                    tracer, "lifecycle.reconcile", row.trace_headers,
+                    follow=row.phase is Phase.CREATING,
+                    attributes={"fairway.workload_id": row.workload_id,
+                                "fairway.project": row.project,
+                                "fairway.phase": row.phase.value}))
+                headers[row.workload_id] = inject_headers()  # this workload's span
+            async with self.service.pool.acquire() as conn, conn.transaction():
+                fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
+                plans = [_plan(t, changes, fresh[t.row.workload_id],
+                               headers[t.row.workload_id])
+                         for t, changes in batch if t.row.workload_id in fresh]
+                await add_many_to_outbox(conn, [item for p in plans for item in p.outbox])
+                await repo.record_many(conn, [p.progress for p in plans])
+                for p in plans:  # rare: one statement each
+                    wid = p.t.row.workload_id
+                    if p.clear_preempted:
+                        await repo.set_preempted(conn, wid, False, p.t.row.preempted_pods)
+                    if p.delete_after is not None:
+                        await repo.set_delete_after(conn, wid, p.delete_after)
+                    if p.clear_resuming is not None:
+                        await repo.set_desired(conn, wid, p.clear_resuming, False)
+        if self.service.relay is not None and any(p.outbox for p in plans):
+            self.service.relay.wake()
+        for p in plans:
+            p.apply()
+            row = p.t.row
+            for event in p.published:
+                log.info("%s → %s (%s): %s", event.previous_phase, event.phase, event.reason,
+                         event.message, extra={"workload_id": row.workload_id})
+            if finished(row.phase, row.desired):
+                self._finish(p.t)
+
+    def _finish(self, t: Tracked) -> None:
+        """Nothing more will happen to it: stop driving it, but delete it when it is due."""
+        row = t.row
+        self.tracked.pop(row.workload_id, None)
+        if row.delete_after is not None and row.phase != Phase.DELETED:
+            self._deletions[row.workload_id] = row.delete_after
+
+    async def _converge_one(self, wid: str, follow: bool) -> None:
         try:
             async with self._slots:
-                await self.reconcile(wid)
+                t = self.tracked.get(wid)
+                if t is None:
+                    return
+                with workload_context(wid), workload_span(
+                    tracer, "lifecycle.reconcile", t.row.trace_headers, follow=follow,
+                    attributes={"fairway.workload_id": wid, "fairway.project": t.row.project,
+                                "fairway.phase": t.row.phase.value},
+                ):
+                    await self._converge(t)
         except Exception:
-            log.exception("reconcile failed; will retry", extra={"workload_id": wid})
+            log.exception("converging the pods failed; will retry", extra={"workload_id": wid})
             await asyncio.sleep(0.5)
             self.dirty.add(wid)
         finally:
@@ -369,27 +608,19 @@ class Controller:
             if wid in self.dirty:
                 self._wake.set()
 
-    async def reconcile(self, workload_id: str) -> None:
-        t = self.tracked.get(workload_id)
-        if t is None:
-            return
-        with workload_context(workload_id), tracer.start_as_current_span(
-            "lifecycle.reconcile", context=extract_context(t.row.trace_headers),
-            attributes={"fairway.workload_id": workload_id, "fairway.project": t.row.project},
-        ):
-            if t.changes:
-                changes, t.changes = t.changes, []
-                try:
-                    await self._record(t, changes)
-                except Exception:
-                    t.changes[:0] = changes  # keep them, in order, for the retry
-                    raise
-            if finished(t.row.phase, t.row.desired):
-                self.tracked.pop(workload_id, None)
-                if t.row.delete_after is not None and t.row.phase != Phase.DELETED:
-                    self._deletions[workload_id] = t.row.delete_after
-                return
-            await self._converge(t)
+    def _converge_needed(self, t: Tracked) -> bool:
+        """Whether `_converge` has a call to make (most pod events need none)."""
+        row = t.row
+        pods = self.pods.get(row.workload_id, {}).values()
+        if row.desired in ("Stopped", "Deleted"):
+            return any(not p["metadata"].get("deletionTimestamp") for p in pods)
+        current = 0
+        for pod in pods:
+            attempt = attempt_of(pod)
+            if attempt < row.attempt and not pod["metadata"].get("deletionTimestamp"):
+                return True
+            current += attempt == row.attempt
+        return current < row.spec.pods
 
     async def _converge(self, t: Tracked) -> None:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
@@ -408,70 +639,6 @@ class Controller:
         current = [p for p in pods if attempt_of(p) == row.attempt]
         if len(current) < row.spec.pods:
             await self._create_pods(row, row.attempt)
-
-    async def _record(self, t: Tracked, changes: list[Change]) -> None:
-        """Record folded changes in order, with their events, in one transaction."""
-        row = t.row
-        async with self.service.pool.acquire() as conn, conn.transaction():
-            fresh = await repo.get_for_update(conn, row.workload_id)
-            if fresh is None:
-                return
-            phase, sequence = fresh.phase, fresh.sequence
-            published: list[PhaseChanged] = []
-            for change in changes:
-                result = change.result
-                if result is None or result.phase == phase or finished(phase, fresh.desired):
-                    continue
-                sequence += 1
-                event = PhaseChanged(
-                    event_id=f"{row.workload_id}:{sequence}",
-                    workload_id=row.workload_id, name=row.name, project=row.project,
-                    workload_type=row.workload_type, sequence=sequence, previous_phase=phase,
-                    phase=result.phase, reason=result.reason, message=result.message,
-                    time=change.time, pods=change.pods, attempt=change.attempt,
-                )
-                await add_to_outbox(
-                    conn, subjects.phase(row.project, row.workload_id, result.phase),
-                    event, msg_id=f"phase:{row.workload_id}:{sequence}")
-                published.append(event)
-                phase = result.phase
-                reason, message = result.reason, result.message
-            if published:
-                await repo.record_phase(conn, row.workload_id, phase=phase, reason=reason,
-                                        message=message, sequence=sequence,
-                                        attempt=changes[-1].attempt)
-                if fresh.preempted and not row.preempted:
-                    await repo.set_preempted(conn, row.workload_id, False, row.preempted_pods)
-                seconds = row.spec.auto_deletion_time_after_completion_seconds
-                if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
-                    row.delete_after = changes[-1].time + timedelta(seconds=seconds)
-                    await repo.set_delete_after(conn, row.workload_id, row.delete_after)
-                if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED,
-                                                    Phase.STOPPING):
-                    await repo.set_desired(conn, row.workload_id, fresh.desired, False)
-                    row.resuming = False
-            last = changes[-1]
-            group_sequence = fresh.podgroup_sequence
-            # The scheduler hears of the pod group when a pod appears, is bound, finishes or
-            # goes away, and when the workload ends; a phase change alone is not its business.
-            if last.signature != fresh.podgroup_signature or (
-                    phase.terminal and not fresh.phase.terminal):
-                group_sequence += 1
-                group = PodGroupChanged(
-                    event_id=f"{row.workload_id}:group:{group_sequence}",
-                    workload_id=row.workload_id, name=row.name, project=row.project,
-                    workload_type=row.workload_type, sequence=group_sequence, phase=phase,
-                    attempt=last.attempt, pods=last.pods, time=last.time,
-                )
-                await add_to_outbox(conn, subjects.podgroup(row.project, row.workload_id),
-                                    group, msg_id=f"podgroup:{row.workload_id}:{group_sequence}")
-            await repo.record_pod_group(conn, row.workload_id, sequence=group_sequence,
-                                        signature=last.signature, attempt=last.attempt)
-        row.phase, row.sequence, row.attempt = phase, sequence, last.attempt
-        row.podgroup_sequence, row.podgroup_signature = group_sequence, last.signature
-        for event in published:
-            log.info("%s → %s (%s): %s", event.previous_phase, event.phase, event.reason,
-                     event.message, extra={"workload_id": row.workload_id})
 
     async def _create_pods(self, row: repo.WorkloadRow, attempt: int) -> None:
         await self.kube.ensure_namespace(row.namespace)

@@ -5,12 +5,16 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from fairway_kube import api_client
 
 log = logging.getLogger("fairway.lifecycle.kube")
+_tracer = trace.get_tracer("fairway.lifecycle.kube")
 
 
 class KubeError(Exception):
@@ -36,7 +40,37 @@ class Kube:
                 return exc.status, exc.body
             return response.status, response.data
 
-        status, data = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return await self._run(func.__name__, run)
+
+    async def _post(self, operation: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST a JSON body through the client's configuration (host, credentials, TLS) and
+        connection pool, without the generated method: that one validates its arguments with
+        pydantic and walks the body to serialise it, about 0.3 ms of CPU on top of the 0.45
+        of the HTTP exchange for a pod creation, in threads that hold the GIL the event loop
+        needs. For the calls made for every pod: create and bind."""
+
+        def run():
+            _, url, headers, _, _ = self.api.param_serialize(
+                "POST", path, header_params={"Content-Type": "application/json",
+                                             "Accept": "application/json"},
+                auth_settings=["BearerToken"])
+            response = self.api.rest_client.pool_manager.request(
+                "POST", url, body=json.dumps(body).encode(), headers=headers)
+            return response.status, response.data
+
+        return await self._run(operation, run)
+
+    async def _run(self, operation: str, run) -> tuple[int, Any]:
+        # One CLIENT span per API call, child of the reconcile or handler span in hand, so a
+        # submission's trace shows its Kubernetes calls (the client has no instrumentation).
+        with _tracer.start_as_current_span(
+            f"kube {operation}", kind=SpanKind.CLIENT,
+            attributes={"k8s.api.operation": operation},
+        ) as span:
+            status, data = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_status(StatusCode.ERROR, f"Kubernetes API answered {status}")
         body: Any = data
         if isinstance(data, (bytes, str)) and data:
             try:
@@ -60,7 +94,8 @@ class Kube:
     async def create_pod(self, pod: dict[str, Any]) -> bool:
         """True when created, False when it already existed."""
         ns = pod["metadata"]["namespace"]
-        status, body = await self._call(self.core.create_namespaced_pod, ns, pod)
+        status, body = await self._post("create_namespaced_pod",
+                                        f"/api/v1/namespaces/{quote(ns, safe='')}/pods", pod)
         if status in (200, 201):
             return True
         if status == 409:
@@ -104,8 +139,10 @@ class Kube:
         """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        status, answer = await self._call(self.core.create_namespaced_pod_binding, pod,
-                                          namespace, body)
+        status, answer = await self._post(
+            "create_namespaced_pod_binding",
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/binding",
+            body)
         if status in (200, 201):
             return "bound"
         if status == 409:

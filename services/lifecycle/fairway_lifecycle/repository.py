@@ -105,21 +105,75 @@ async def set_delete_after(conn: asyncpg.Connection, workload_id: str,
                        workload_id, when)
 
 
+@dataclass
+class Recorded:
+    """The columns recording a workload's changes reads, its row locked."""
+
+    phase: Phase
+    sequence: int
+    desired: str
+    resuming: bool
+    preempted: bool
+    podgroup_sequence: int
+    podgroup_signature: str
+
+
+async def lock_for_record(conn: asyncpg.Connection, workload_ids: list[str]
+                          ) -> dict[str, Recorded]:
+    """Lock many workloads' rows at once (in key order, so two lockers never deadlock) and
+    read only what recording needs: no spec to validate."""
+    rows = await conn.fetch(
+        "SELECT workload_id, phase, sequence, desired, resuming, preempted, podgroup_sequence,"
+        " podgroup_signature FROM workloads WHERE workload_id = ANY($1::text[])"
+        " ORDER BY workload_id FOR UPDATE",
+        workload_ids,
+    )
+    return {r["workload_id"]: Recorded(
+        Phase(r["phase"]), r["sequence"], r["desired"], r["resuming"], r["preempted"],
+        r["podgroup_sequence"], r["podgroup_signature"]) for r in rows}
+
+
+@dataclass
+class Progress:
+    """A workload's new recorded state; phase, reason and message None when unchanged."""
+
+    workload_id: str
+    phase: Phase | None
+    reason: str | None
+    message: str | None
+    sequence: int
+    attempt: int
+    podgroup_sequence: int
+    podgroup_signature: str
+
+
+async def record_many(conn: asyncpg.Connection, progress: list[Progress]) -> None:
+    """Many workloads' new phase, sequence, attempt and pod group, in one statement."""
+    if not progress:
+        return
+    await conn.execute(
+        "UPDATE workloads AS w SET phase = COALESCE(u.phase, w.phase),"
+        " reason = COALESCE(u.reason, w.reason), message = COALESCE(u.message, w.message),"
+        " sequence = u.sequence, attempt = u.attempt, podgroup_sequence = u.group_sequence,"
+        " podgroup_signature = u.signature, updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],"
+        " $7::int[], $8::text[])"
+        " AS u(workload_id, phase, reason, message, sequence, attempt, group_sequence, signature)"
+        " WHERE w.workload_id = u.workload_id",
+        [p.workload_id for p in progress],
+        [p.phase.value if p.phase is not None else None for p in progress],
+        [p.reason for p in progress], [p.message for p in progress],
+        [p.sequence for p in progress], [p.attempt for p in progress],
+        [p.podgroup_sequence for p in progress], [p.podgroup_signature for p in progress],
+    )
+
+
 async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Phase, reason: str,
                        message: str, sequence: int, attempt: int) -> None:
     await conn.execute(
         "UPDATE workloads SET phase = $2, reason = $3, message = $4, sequence = $5,"
         " attempt = $6, updated_at = now() WHERE workload_id = $1",
         workload_id, phase.value, reason, message, sequence, attempt,
-    )
-
-
-async def record_pod_group(conn: asyncpg.Connection, workload_id: str, *, sequence: int,
-                           signature: str, attempt: int) -> None:
-    await conn.execute(
-        "UPDATE workloads SET podgroup_sequence = $2, podgroup_signature = $3, attempt = $4,"
-        " updated_at = now() WHERE workload_id = $1",
-        workload_id, sequence, signature, attempt,
     )
 
 

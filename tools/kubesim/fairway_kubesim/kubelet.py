@@ -32,6 +32,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import os
 import random
 import secrets
 import time
@@ -68,6 +69,11 @@ KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "Cont
 GPU_UTILIZATION_ANNOTATION = "kubesim.fairway.io/gpu-utilization"
 DEFAULT_GPU_UTILIZATION = 80.0
 CRASH_AFTER_SECONDS = 0.05  # `crash: loop`: how long the container runs before it exits
+# For benchmarks: when set, every status the kubelets write is logged to this file as
+# "<CLOCK_MONOTONIC seconds> <namespace>/<name> <phase> <ready>", the moment it is stored (and
+# its watch events queued), so a latency can be measured from the change itself rather than
+# from when some watcher happened to read it. CLOCK_MONOTONIC is one clock for every process.
+STATUS_LOG_ENV = "FAIRWAY_KUBESIM_STATUS_LOG"
 _BATCH = 64  # transitions per timer callback before yielding to the loop (keeps requests
 #             and watch delivery from waiting behind a burst of due transitions)
 
@@ -230,6 +236,8 @@ class Kubelet:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self.transitions = 0
+        path = os.environ.get(STATUS_LOG_ENV)
+        self._status_log = open(path, "a", buffering=1) if path else None
         store.listen(self._on_event)
 
     # lifecycle -----------------------------------------------------------------------------
@@ -253,6 +261,9 @@ class Kubelet:
             self._timer.cancel()
         self._timer = None
         self._loop = None
+        if self._status_log is not None:
+            self._status_log.close()
+            self._status_log = None
 
     # store listener ------------------------------------------------------------------------
 
@@ -741,6 +752,11 @@ class Kubelet:
                 status[key] = old[key]
         pod["status"] = status
         self.pods_resource.update(pod)
+        if self._status_log is not None:
+            ready = any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in status["conditions"])
+            self._status_log.write(f"{time.monotonic():.6f} {sim.namespace}/{sim.name} "
+                                   f"{status['phase']} {ready}\n")
 
     def _release(self, sim: PodSim) -> None:
         if not sim.active:

@@ -1,0 +1,110 @@
+"""The outbox's batched insert and the relay's wake-ups, against PostgreSQL and JetStream."""
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import nats
+import pytest
+
+from fairway_bus.bootstrap import ensure_streams_and_consumers
+from fairway_contracts import streams
+from fairway_contracts.events import ProjectChanged
+from fairway_store import OutboxRelay, add_many_to_outbox, add_to_outbox, create_pool, migrate
+
+pytestmark = pytest.mark.infra
+
+
+async def _setup(database_url: str, nats_url: str, schema: str):
+    conn = await asyncpg.connect(database_url)
+    await migrate(conn, schema, None)
+    await conn.close()
+    pool = await create_pool(database_url, schema)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams_and_consumers(js)
+    return pool, nc, js
+
+
+def _event(token: str, n: int) -> ProjectChanged:
+    pid = f"{token}-{n}"
+    return ProjectChanged(event_id=pid, project_id=pid, name=f"p{n}")
+
+
+async def test_many_events_in_one_insert_keep_their_order_and_drop_repeats(database_url,
+                                                                         nats_url):
+    pool, nc, js = await _setup(database_url, nats_url, "outboxbatch")
+    token = uuid.uuid4().hex[:8]
+    sub = await js.subscribe(f"fairway.org.test.{token}.*", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    order = [7, 3, 9, 0, 5, 1, 8, 2, 6, 4] * 3  # not sorted: the given order is kept
+    order = list(dict.fromkeys(order))
+    items = [(f"fairway.org.test.{token}.{n}", _event(token, n), f"{token}-{n}", None)
+             for n in order]
+    items.append(items[0])  # the same event twice in one batch: kept once
+    async with pool.acquire() as c, c.transaction():
+        await add_many_to_outbox(c, items)
+        await add_many_to_outbox(c, [])
+    relay = OutboxRelay(database_url, pool, "outboxbatch", js)
+    await relay.start()
+    names = [ProjectChanged.model_validate_json((await sub.next_msg(timeout=5)).data).name
+             for _ in order]
+    assert names == [f"p{n}" for n in order]
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.5)
+    async with pool.acquire() as c:
+        headers = await c.fetchval("SELECT headers FROM outbox WHERE msg_id = $1",
+                                   f"{token}-{order[0]}")
+    assert isinstance(headers, dict)  # stored as a JSON object, as add_to_outbox does
+    await relay.stop()
+    await pool.close()
+    await nc.close()
+
+
+class _CommitsDuringPublish:
+    """A JetStream context whose first publish waits for another transaction to commit an
+    outbox row (and its NOTIFY to arrive) while the relay is in the middle of a round."""
+
+    def __init__(self, js, commit):
+        self.js, self.commit, self.done = js, commit, False
+
+    async def publish_async(self, *args, **kwargs):
+        if not self.done:
+            self.done = True
+            await self.commit()
+        return await self.js.publish_async(*args, **kwargs)
+
+
+async def test_a_commit_notified_during_a_relay_round_is_not_left_for_the_poll(database_url,
+                                                                             nats_url):
+    pool, nc, js = await _setup(database_url, nats_url, "outboxwake")
+    token = uuid.uuid4().hex[:8]
+    sub = await js.subscribe(f"fairway.org.test.{token}.*", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    relay: OutboxRelay | None = None
+
+    async def commit_second() -> None:
+        async with pool.acquire() as c:
+            await add_to_outbox(c, f"fairway.org.test.{token}.1", _event(token, 1),
+                                msg_id=f"{token}-1")
+        deadline = time.monotonic() + 5
+        while not relay._wake.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the NOTIFY arrives mid-round
+
+    # A poll far longer than the test waits: only the wake-up can publish the second row.
+    relay = OutboxRelay(database_url, pool, "outboxwake",
+                        _CommitsDuringPublish(js, commit_second), poll_seconds=60)
+    await relay.start()
+    await asyncio.sleep(0.3)  # listening
+    async with pool.acquire() as c:
+        await add_to_outbox(c, f"fairway.org.test.{token}.0", _event(token, 0),
+                            msg_id=f"{token}-0")
+    first = await sub.next_msg(timeout=5)
+    second = await sub.next_msg(timeout=5)
+    assert [ProjectChanged.model_validate_json(m.data).name for m in (first, second)] == [
+        "p0", "p1"]
+    await relay.stop()
+    await pool.close()
+    await nc.close()
+
