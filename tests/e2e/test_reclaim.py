@@ -106,6 +106,8 @@ async def test_a_late_project_reclaims_its_fair_share_and_the_borrower_runs_agai
         started = await recorder.read(wid, until={"Running"})
         [pending] = await recorder.read(wid, until={"Pending"}, skip=len(started))
         assert pending["reason"] == "Preempted", pending
+        # ... in the scheduler's words: which project needed the room, and why.
+        assert "(reclaim)" in pending["message"] and "fair share" in pending["message"], pending
     # ... and the API says why it waits now.
     view = api.get(f"/api/v1/workloads/{preempted[0]}").json()
     assert view["phase"] == "Pending" and view["phaseMessage"], view

@@ -239,6 +239,7 @@ class Controller:
         # Scheduling rules (utilization.py): why the rules stopped a workload, for its phase
         # reason; the node pool of each node, for utilization events.
         self.stop_reasons: dict[str, tuple[str, str]] = {}
+        self.preempt_reasons: dict[str, tuple[str, str]] = {}  # workload -> (reason, sentence)
         self.node_pools: dict[str, str] = {}
 
     @property
@@ -299,12 +300,20 @@ class Controller:
         pods = [p for p in self.pods.get(wid, {}).values()
                 if decision.pods is None or p["metadata"]["name"] in decision.pods]
         uids = frozenset(p["metadata"]["uid"] for p in pods)
-        if not (uids - t.row.preempted_pods) and t.row.preempted:
+        if not (uids - t.row.preempted_pods) and (t.row.preempted or decision.pods is not None):
             return  # already recorded: a redelivery
+        # Some pods only (an elastic workload's pods above its minimum): they go, the workload
+        # keeps running on the rest. Every pod: the workload is preempted (Pending, or Failed).
+        whole = decision.pods is None
+        preempted = t.row.preempted or whole
         async with self.service.pool.acquire() as conn:
-            await repo.set_preempted(conn, wid, True, t.row.preempted_pods | uids)
-        t.row.preempted, t.row.preempted_pods = True, t.row.preempted_pods | uids
-        t.has_run = False
+            await repo.set_preempted(conn, wid, preempted, t.row.preempted_pods | uids)
+        t.row.preempted, t.row.preempted_pods = preempted, t.row.preempted_pods | uids
+        if whole:
+            t.has_run = False
+            # The scheduler's sentence (who needed the room, and why) becomes the phase
+            # message; a restart falls back to the fold's own.
+            self.preempt_reasons[wid] = (decision.reason, decision.message)
         log.info("preempted (%s): %s", decision.reason, decision.message,
                  extra={"workload_id": wid})
         for pod in pods:
@@ -405,6 +414,11 @@ class Controller:
         pods = list(self.pods.get(wid, {}).values())
         info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
         result = fold(info, pods, utcnow())
+        if result.reason in ("Preempted", "Evicted") and (why := self.preempt_reasons.get(wid)):
+            then = ("waiting to be scheduled again" if result.phase == Phase.PENDING
+                    else "it asked to terminate after preemption")
+            result = replace(result, message=f"preempted by the scheduler ({why[0]}): "
+                                             f"{why[1]}; {then}")
         if t.row.desired == "Stopped" and (why := self.stop_reasons.get(wid)):
             result = replace(result, reason=why[0], message=why[1])
         attempt = t.attempt + 1 if result.retry else t.attempt
@@ -414,6 +428,7 @@ class Controller:
             t.has_run = True
         if t.row.preempted and result.phase in (Phase.INITIALIZING, Phase.RUNNING):
             t.row.preempted = False  # placed again; recorded with the transition
+            self.preempt_reasons.pop(wid, None)
         signature = pod_group_signature(pods)
         phase_changed = result.phase != t.phase
         if phase_changed or attempt != t.attempt or signature != t.signature:
@@ -584,6 +599,7 @@ class Controller:
         """Nothing more will happen to it: stop driving it, but delete it when it is due."""
         row = t.row
         self.tracked.pop(row.workload_id, None)
+        self.preempt_reasons.pop(row.workload_id, None)
         if row.delete_after is not None and row.phase != Phase.DELETED:
             self._deletions[row.workload_id] = row.delete_after
 
