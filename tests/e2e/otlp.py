@@ -18,6 +18,14 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, str]
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span
+    kind: int = 0
+
+
+def _value(any_value) -> str:
+    """An OTLP attribute value as text, whatever its type."""
+    which = any_value.WhichOneof("value")
+    return "" if which is None else str(getattr(any_value, which))
 
 
 class OtlpReceiver:
@@ -53,16 +61,28 @@ class OtlpReceiver:
                             if a.key == "service.name"), "?")
             for scope in resource_spans.scope_spans:
                 for span in scope.spans:
-                    attrs = {a.key: a.value.string_value for a in span.attributes}
+                    attrs = {a.key: _value(a.value) for a in span.attributes}
+                    links = tuple((link.trace_id.hex(), link.span_id.hex())
+                                  for link in span.links)
                     found.append(ReceivedSpan(service, span.name, span.trace_id.hex(),
                                               span.span_id.hex(), span.parent_span_id.hex(),
-                                              attrs))
+                                              attrs, links, span.kind))
         with self._lock:
             self.spans.extend(found)
 
     def services_in_trace(self, trace_id: str) -> set[str]:
         with self._lock:
             return {s.service for s in self.spans if s.trace_id == trace_id}
+
+    def spans_in_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self._lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+    def spans_linking_to(self, trace_id: str) -> list[ReceivedSpan]:
+        """Spans of other traces with a link into `trace_id`."""
+        with self._lock:
+            return [s for s in self.spans
+                    if s.trace_id != trace_id and any(t == trace_id for t, _ in s.links)]
 
     def __enter__(self) -> "OtlpReceiver":
         self._thread.start()

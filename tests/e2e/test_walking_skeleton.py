@@ -67,17 +67,43 @@ async def test_a_training_that_exits_3_fails_after_its_retries_naming_the_exit_c
 
 async def test_one_trace_crosses_all_five_services(api, default_project_id, phases, otlp):
     workload = submit(api, default_project_id, "traced", {"sim.fairway.io/run-seconds": "1"})
-    events = await phases.read(workload["workloadId"], until={"Completed", "Failed"})
-    traceparent = events[0]["_headers"]["traceparent"]
-    trace_id = traceparent.split("-")[1]
-    assert all(e["_headers"]["traceparent"].split("-")[1] == trace_id for e in events), (
-        "every phase event continues the submission's trace")
+    wid = workload["workloadId"]
+    events = await phases.read(wid, until={"Completed", "Failed"})
+    trace_id = events[0]["_headers"]["traceparent"].split("-")[1]  # Creating: the submission's
     wanted = {"fairway-submission", "fairway-policy", "fairway-scheduler",
               "fairway-lifecycle", "fairway-metrics"}
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not wanted <= otlp.services_in_trace(trace_id):
+    later = events[-1]  # Completed: a transition Kubernetes drove, long after the submission
+    later_trace = later["_headers"]["traceparent"].split("-")[1]
+
+    def complete() -> bool:
+        spans = otlp.spans_in_trace(trace_id)
+        return (wanted <= {s.service for s in spans}
+                and any(s.name.startswith("kube ") for s in spans)
+                and any(s.trace_id == later_trace for s in otlp.spans_linking_to(trace_id)))
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not complete():
         await asyncio.sleep(0.2)
-    assert wanted <= otlp.services_in_trace(trace_id), otlp.services_in_trace(trace_id)
+    spans = otlp.spans_in_trace(trace_id)
+    assert wanted <= {s.service for s in spans}, {s.service for s in spans}
+    # the Kubernetes calls that made the pods are in the submission's trace, as client spans
+    kube = [s for s in spans if s.name.startswith("kube ")]
+    assert any(s.name == "kube create_namespaced_pod" for s in kube), sorted(
+        {s.name for s in spans})
+    assert all(s.service == "fairway-lifecycle" and s.kind == 3 for s in kube)  # CLIENT
+    # consumer spans say which workload and project they handled
+    handled = [s for s in spans if s.attributes.get("fairway.workload_id") == wid]
+    assert {s.service for s in handled} >= {"fairway-scheduler", "fairway-lifecycle",
+                                            "fairway-metrics"}
+    assert all(s.attributes.get("fairway.project") == "default" for s in handled)
+    bound = [s for s in spans if s.attributes.get("fairway.decision", "").startswith("bind:")]
+    assert bound, "lifecycle's handling of the bind decision names the decision"
+    # the later transition has a trace of its own, linked back to the submission's
+    assert later_trace != trace_id
+    linking = [s for s in otlp.spans_linking_to(trace_id) if s.trace_id == later_trace]
+    assert linking, "the Completed transition's trace links back to the submission"
+    assert linking[0].attributes["fairway.workload_id"] == wid
+    assert linking[0].attributes["fairway.phase"] in {"Running", "Initializing", "Pending"}
 
 
 def test_bad_input_is_named_and_never_a_500(api, default_project_id, stack):

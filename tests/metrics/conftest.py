@@ -26,30 +26,51 @@ def database_url(infra):
         yield url
 
 
+def test_consumers(tag: str, project: str) -> MetricsConsumers:
+    """Every metrics consumer, renamed for this test and narrowed to its own subjects: its
+    project, department `d-<tag>`, node pool `pool-<tag>`, nodes `n1-<tag>`/`n2-<tag>`,
+    dead letters of consumer `dl-<tag>`."""
+    p = subjects.PREFIX
+
+    def spec(base, *filters: str):
+        return replace(base, durable=f"test-{base.durable}-{tag}", filter_subjects=filters)
+
+    return MetricsConsumers(
+        workloads=spec(streams.METRICS_WORKLOADS, f"{p}.workload.submitted.{project}.>"),
+        phases=spec(streams.METRICS_PHASES, f"{p}.phase.{project}.>"),
+        queues=spec(streams.METRICS_QUEUES, f"{p}.scheduler.queue.project.{project}.>",
+                    f"{p}.scheduler.queue.department.d-{tag}.>"),
+        pending=spec(streams.METRICS_PENDING, f"{p}.scheduler.pending.{project}.>"),
+        preemptions=spec(streams.METRICS_PREEMPTIONS, f"{p}.scheduler.preempt.{project}.>"),
+        inventory=spec(streams.METRICS_INVENTORY, f"{p}.inventory.node.n1-{tag}",
+                       f"{p}.inventory.node.n2-{tag}"),
+        projects=spec(streams.METRICS_PROJECTS, f"{p}.org.project.pid-{tag}"),
+        departments=spec(streams.METRICS_DEPARTMENTS, f"{p}.org.department.did-{tag}"),
+        node_pools=spec(streams.METRICS_NODEPOOLS, f"{p}.org.nodepool.pool-{tag}"),
+        utilization=spec(streams.METRICS_UTILIZATION, f"{p}.utilization.{project}.>"),
+        dead_letters=spec(streams.METRICS_DEADLETTERS, f"{p}.deadletter.dl-{tag}"),
+    )
+
+
 @pytest.fixture
 async def consumers(js, tag: str, project: str):
-    """The metrics consumers, renamed for this test and narrowed to its project."""
-    specs = MetricsConsumers(
-        workloads=replace(streams.METRICS_WORKLOADS, durable=f"test-metrics-workloads-{tag}",
-                          filter_subjects=(f"{subjects.PREFIX}.workload.submitted.{project}.>",)),
-        phases=replace(streams.METRICS_PHASES, durable=f"test-metrics-phases-{tag}",
-                       filter_subjects=(f"{subjects.PREFIX}.phase.{project}.>",)),
-    )
+    """The metrics consumers, renamed for this test and narrowed to its subjects."""
+    specs = test_consumers(tag, project)
     await create_consumers(js, specs)
     yield specs
     await delete_consumers(js, specs)
-    await js.purge_stream(streams.WORKLOADS.name,
-                          subject=f"{subjects.PREFIX}.workload.submitted.{project}.>")
-    await js.purge_stream(streams.PHASES.name, subject=f"{subjects.PREFIX}.phase.{project}.>")
+    for spec in specs.all():
+        for subject in spec.filter_subjects:
+            await js.purge_stream(spec.stream, subject=subject)
 
 
 async def create_consumers(js, specs: MetricsConsumers) -> None:
-    for spec in (specs.workloads, specs.phases):
+    for spec in specs.all():
         await js.add_consumer(spec.stream, consumer_config(spec))
 
 
 async def delete_consumers(js, specs: MetricsConsumers) -> None:
-    for spec in (specs.workloads, specs.phases):
+    for spec in specs.all():
         try:
             await js.delete_consumer(spec.stream, spec.durable)
         except nats.js.errors.NotFoundError:
@@ -75,7 +96,7 @@ def drained(js, consumers):
         deadline = time.monotonic() + timeout
         while True:
             infos = [await js.consumer_info(spec.stream, spec.durable)
-                     for spec in (consumers.workloads, consumers.phases)]
+                     for spec in consumers.all()]
             if not any(info.num_pending or info.num_ack_pending for info in infos):
                 return
             if time.monotonic() > deadline:

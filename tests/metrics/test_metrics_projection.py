@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
-from fairway_contracts.workloads import EffectiveSpec, Phase, WorkloadType
+from fairway_contracts.workloads import Compute, EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_metrics.domain import Outcome, WorkloadView, on_phase_changed, on_submitted
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,11 +24,11 @@ def submitted(seconds: float = 0) -> WorkloadSubmitted:
     )
 
 
-def phase(sequence: int, phase: Phase, seconds: float) -> PhaseChanged:
+def phase(sequence: int, phase: Phase, seconds: float, pods=()) -> PhaseChanged:
     return PhaseChanged(
         event_id=f"e{sequence}", workload_id="w1", name="job", project="team-a",
         workload_type=WorkloadType.TRAINING, sequence=sequence, previous_phase=None,
-        phase=phase, reason="", message="", time=at(seconds),
+        phase=phase, reason="", message="", time=at(seconds), pods=list(pods),
     )
 
 
@@ -43,35 +43,36 @@ def fold(events) -> list[Outcome]:
     return outcomes
 
 
-# events in order,  then per event: (gauge move, transition, submit→running, submit→completed)
+# events in order, then per event: (phase after it, transition, submit→running,
+# submit→completed)
 SCENARIOS = {
     "submitted, then through to completion": (
         [submitted(0), phase(1, Phase.CREATING, 1), phase(2, Phase.PENDING, 2),
          phase(3, Phase.RUNNING, 10), phase(4, Phase.COMPLETED, 70)],
         [(None, None, None, None),
-         ((None, "Creating"), "Creating", None, None),
-         (("Creating", "Pending"), "Pending", None, None),
-         (("Pending", "Running"), "Running", 10.0, None),
-         (("Running", "Completed"), "Completed", None, 70.0)],
+         ("Creating", "Creating", None, None),
+         ("Pending", "Pending", None, None),
+         ("Running", "Running", 10.0, None),
+         ("Completed", "Completed", None, 70.0)],
     ),
     "running before the submission arrives: observed once both are known": (
         [phase(1, Phase.RUNNING, 20), submitted(5)],
-        [((None, "Running"), "Running", None, None),
-         (None, None, 15.0, None)],
+        [("Running", "Running", None, None),
+         ("Running", None, 15.0, None)],
     ),
     "running again after a degradation is not observed twice": (
         [submitted(0), phase(1, Phase.RUNNING, 3), phase(2, Phase.DEGRADED, 4),
          phase(3, Phase.RUNNING, 5)],
         [(None, None, None, None),
-         ((None, "Running"), "Running", 3.0, None),
-         (("Running", "Degraded"), "Degraded", None, None),
-         (("Degraded", "Running"), "Running", None, None)],
+         ("Running", "Running", 3.0, None),
+         ("Degraded", "Degraded", None, None),
+         ("Running", "Running", None, None)],
     ),
     "a late, older event counts as a transition but leaves the current phase": (
         [submitted(0), phase(2, Phase.PENDING, 2), phase(1, Phase.CREATING, 1)],
         [(None, None, None, None),
-         ((None, "Pending"), "Pending", None, None),
-         (None, "Creating", None, None)],
+         ("Pending", "Pending", None, None),
+         ("Pending", "Creating", None, None)],
     ),
     "a second submission of the same workload changes nothing": (
         [submitted(0), submitted(9)],
@@ -79,7 +80,7 @@ SCENARIOS = {
     ),
     "failure: no completion latency": (
         [submitted(0), phase(1, Phase.FAILED, 4)],
-        [(None, None, None, None), ((None, "Failed"), "Failed", None, None)],
+        [(None, None, None, None), ("Failed", "Failed", None, None)],
     ),
 }
 
@@ -88,7 +89,7 @@ SCENARIOS = {
 def test_fold(name):
     events, expected = SCENARIOS[name]
     got = [
-        (None if o.entered_phase is None else (o.left_phase, o.entered_phase), o.transition,
+        (o.view.phase, o.transition,
          o.submit_to_running, o.submit_to_completed)
         for o in fold(events)
     ]
@@ -100,3 +101,58 @@ def test_the_projection_keeps_the_times():
     assert (view.submitted_at, view.first_running_at, view.failed_at, view.completed_at) == (
         at(0), at(10), at(30), None)
     assert (view.phase, view.phase_sequence) == ("Failed", 2)
+
+
+def test_pending_and_running_time_add_up_over_stretches():
+    view = fold([submitted(0), phase(1, Phase.CREATING, 1), phase(2, Phase.PENDING, 2),
+                 phase(3, Phase.RUNNING, 10), phase(4, Phase.DEGRADED, 20),
+                 phase(5, Phase.PENDING, 25), phase(6, Phase.RUNNING, 40)])[-1].view
+    assert (view.pending_seconds, view.running_seconds) == (8 + 15, 15)
+    # the open stretch counts up to the moment asked about
+    assert view.open_seconds(at(50)) == (23, 25)
+
+
+def test_gpus_asked_for_by_the_gang_and_held_by_its_live_bound_pods():
+    event = submitted(0).model_copy(update={"spec": EffectiveSpec(
+        image="x", priority_class="train", preemptible=True, backoff_limit=6, pods=3,
+        compute=Compute(gpu_devices_request=2), node_pools=["a100", "default"])})
+    pods = [PodSummary(name="w-0", node="n1", phase="Running", gpus=2),
+            PodSummary(name="w-1", node="n2", phase="Running", gpus=2),
+            PodSummary(name="w-2", node=None, phase="Pending", gpus=2),
+            PodSummary(name="w-old", node="n1", phase="Failed", gpus=2)]
+    outcomes = fold([event, phase(1, Phase.RUNNING, 3, pods), phase(2, Phase.COMPLETED, 9, pods)])
+    running, done = outcomes[1].view, outcomes[2].view
+    assert running.gpus_requested == 6 and running.node_pools == ("a100", "default")
+    assert running.placements == (("n1", 2.0), ("n2", 2.0)) and running.gpus_allocated == 4
+    assert done.finished and done.gpus_allocated == 0
+
+
+def test_a_deleted_workload_leaves_the_current_figures_but_not_the_totals():
+    from fairway_metrics.projection import Projection
+
+    view = fold([submitted(0), phase(1, Phase.RUNNING, 0), phase(2, Phase.DELETED, 10)])[-1].view
+    projection = Projection(workloads={"w1": view})
+    snapshot = projection.snapshot(at(100))
+    assert snapshot.rows == []
+    assert [r.running_total for r in snapshot.all_rows] == [10]
+
+
+def test_nodes_are_in_pools_by_the_schedulers_rule():
+    from fairway_contracts.events import NodeInventory, NodePoolChanged
+    from fairway_metrics.projection import NODE, NODEPOOL, Projection
+
+    projection = Projection()
+    for name, label in (("n1", "a100"), ("n2", "t4")):
+        projection.put(NODE, name, NodeInventory(
+            name=name, node_pool=label, ready=True, gpus=8, labels={"kind": label},
+            observed_at=at(0)))
+    # no labelled pool yet: what the inventory says
+    assert projection.snapshot(at(1)).node_pool == {"n1": "a100", "n2": "t4"}
+    projection.put(NODEPOOL, "default", NodePoolChanged(event_id="d", name="default"))
+    assert projection.snapshot(at(1)).node_pool == {"n1": "a100", "n2": "t4"}
+    # a labelled pool takes its nodes; `default` the rest
+    projection.put(NODEPOOL, "fast", NodePoolChanged(event_id="f", name="fast",
+                                                     label_key="kind", label_value="a100"))
+    snapshot = projection.snapshot(at(1))
+    assert snapshot.node_pool == {"n1": "fast", "n2": "default"}
+    assert snapshot.pool_figures()["fast"]["gpus"] == 8

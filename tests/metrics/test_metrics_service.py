@@ -68,8 +68,9 @@ async def scrape(service) -> dict[tuple[str, tuple], float]:
     }
 
 
-def workloads(samples, phase: str, workload_type: str) -> float:
-    return samples[("fairway_workloads", (("phase", phase), ("type", workload_type)))]
+def workloads(samples, project: str, phase: str, workload_type: str) -> float:
+    return samples[("fairway_workloads", (("department", ""), ("phase", phase),
+                                          ("project", project), ("type", workload_type)))]
 
 
 def transitions(samples, phase: str) -> float:
@@ -114,13 +115,13 @@ async def test_events_in_series_out_and_repeats_count_once(
     await drained()
 
     def check(samples) -> None:
-        assert workloads(samples, "Completed", "training") == 1
-        assert workloads(samples, "Running", "training") == 1
-        assert workloads(samples, "Pending", "workspace") == 1
-        assert workloads(samples, "Running", "workspace") == 0
-        # never a workload id or a project in a label
-        assert not any(label in ("workload_id", "project") for _, labels in samples
-                       for label, _ in labels)
+        assert workloads(samples, project, "Completed", "training") == 1
+        assert workloads(samples, project, "Running", "training") == 1
+        assert workloads(samples, project, "Pending", "workspace") == 1
+        assert workloads(samples, project, "Running", "workspace") == 0
+        # never a workload id in a label: one series per workload would grow without bound
+        assert not any(value in (training, workspace, early) for _, labels in samples
+                       for _, value in labels)
 
     def check_counted_once(samples) -> None:
         for phase, count in [("Creating", 2), ("Pending", 2), ("Running", 3), ("Degraded", 1),

@@ -33,7 +33,7 @@ from fairway_contracts import subjects
 from fairway_contracts.events import DeadLetter
 from fairway_contracts.streams import ConsumerSpec
 from fairway_contracts.workloads import utcnow
-from fairway_telemetry import extract_context
+from fairway_telemetry import extract_context, workload_attributes
 
 log = logging.getLogger("fairway.bus")
 _tracer = trace.get_tracer("fairway.bus")
@@ -219,6 +219,8 @@ async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: t
         await _dead_letter(broker, spec, delivery, raw.data, f"invalid payload: {exc}")
         await raw.term()
         return
+    # what the message is about, on the consumer span: searchable in Jaeger
+    trace.get_current_span().set_attributes(workload_attributes(payload))
     try:
         await handler(payload, delivery)
     except Exception as exc:

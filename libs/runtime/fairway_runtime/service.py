@@ -6,6 +6,12 @@ registered by the service's handlers module), the outbox relay, core-NATS heartb
 submission's /healthz aggregates, and a small HTTP server with /healthz, /readyz and
 /metrics. `run()` starts them in order, waits for SIGINT/SIGTERM and stops them in reverse,
 letting in-flight messages finish.
+
+Readiness (/readyz, the heartbeat's `ready`, `fairway_service_ready`) is false until the
+service has started, while the broker connection is down (the client reconnects on its own)
+and while the database does not answer a probe query (checked every
+`readiness_probe_seconds`): an orchestrator then stops routing to the instance, and the
+aggregated /healthz of submission shows which service is missing what.
 """
 
 import asyncio
@@ -39,7 +45,9 @@ log = logging.getLogger("fairway.runtime")
 
 Hook = Callable[["Service"], Awaitable[None]]
 
-SERVICE_UP = Gauge("fairway_service_ready", "1 when the service is ready", ["service"])
+SERVICE_UP = Gauge("fairway_service_ready",
+                   "1 when the service is ready: started, broker and database reachable",
+                   ["service"])
 
 
 class Service:
@@ -61,6 +69,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._http: uvicorn.Server | None = None
         self._extra_checks: list[Callable[[], bool]] = []
+        self.database_reachable = False
         # A service with an HTTP API of its own serves the probes on it (see probe_routes).
         self.http_app = http_app
 
@@ -86,8 +95,13 @@ class Service:
         return jetstream(self.broker)
 
     def is_ready(self) -> bool:
-        connected = self.broker._connection is not None and self.broker._connection.is_connected
-        return self.ready and connected and all(check() for check in self._extra_checks)
+        return (self.ready and self.broker_connected and self.database_reachable
+                and all(check() for check in self._extra_checks))
+
+    @property
+    def broker_connected(self) -> bool:
+        connection = self.broker._connection
+        return connection is not None and connection.is_connected
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self, *, serve_http: bool = True) -> None:
@@ -95,6 +109,7 @@ class Service:
         await migrate_dsn(self.settings.database_url, self.schema, self.migrations)
         self.pool = await create_pool(self.settings.database_url, self.schema,
                                       max_size=self.settings.db_pool_size)
+        self.database_reachable = True
         await self.broker.connect()
         self.relay = OutboxRelay(self.settings.database_url, self.pool, self.schema, self.js)
         await self.relay.start()
@@ -104,14 +119,15 @@ class Service:
         if serve_http:
             await self._serve_http()
         self.background(self._heartbeat(), "heartbeat")
+        self.background(self._probe_database(), "database-probe")
         self.ready = True
-        SERVICE_UP.labels(self.name).set(1)
+        # read at scrape time: the gauge can never disagree with /readyz
+        SERVICE_UP.labels(self.name).set_function(lambda: 1.0 if self.is_ready() else 0.0)
         log.info("service ready", extra={"fields": {"instance": self.instance,
                                                      "http_port": self.http_port}})
 
     async def stop(self) -> None:
         self.ready = False
-        SERVICE_UP.labels(self.name).set(0)
         # Stop taking messages first; FastStream waits for the handler in flight.
         with contextlib.suppress(Exception):
             await self.broker.stop()
@@ -154,6 +170,23 @@ class Service:
         except Exception:
             log.exception("background task %s crashed; stopping the service", name)
             self._stopping.set()
+
+    async def _probe_database(self) -> None:
+        """Keep `database_reachable` current: a query with a deadline, every few seconds. The
+        pool reconnects by itself; this only says whether it can now."""
+        interval = self.settings.readiness_probe_seconds
+        while True:
+            try:
+                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=interval)
+                reachable = True
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                reachable = False
+            if reachable != self.database_reachable:
+                log.warning("database %s", "reachable again" if reachable else "unreachable")
+            self.database_reachable = reachable
+            await asyncio.sleep(interval)
 
     async def _heartbeat(self) -> None:
         nc = self.broker._connection

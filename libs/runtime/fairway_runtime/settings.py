@@ -20,3 +20,6 @@ class ServiceSettings(BaseSettings):
     state_dir: Path = Field(default=Path(".fairway"), alias="FAIRWAY_STATE_DIR")
     heartbeat_seconds: float = Field(default=2.0, alias="FAIRWAY_HEARTBEAT_SECONDS")
     db_pool_size: int = Field(default=10, alias="FAIRWAY_DB_POOL_SIZE")
+    readiness_probe_seconds: float = Field(
+        default=2.0, gt=0, alias="FAIRWAY_READINESS_PROBE_SECONDS",
+        description="how often the database is probed for /readyz (also the probe's deadline)")

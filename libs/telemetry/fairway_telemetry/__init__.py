@@ -6,20 +6,26 @@ from fairway_telemetry.tracing import (
     current_trace_id,
     extract_context,
     inject_headers,
+    linked_to,
     setup_tracing,
     shutdown_tracing,
     trace_headers_only,
     tracer,
+    workload_attributes,
+    workload_span,
 )
 
 __all__ = [
     "current_trace_id",
     "extract_context",
     "inject_headers",
+    "linked_to",
     "setup_logging",
     "setup_tracing",
     "shutdown_tracing",
     "trace_headers_only",
     "tracer",
+    "workload_attributes",
     "workload_context",
+    "workload_span",
 ]

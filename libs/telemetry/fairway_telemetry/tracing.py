@@ -1,7 +1,8 @@
 """Tracer provider from the standard OTEL_* environment, and W3C context in message headers."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -80,3 +81,55 @@ def current_trace_id() -> str | None:
     if not span_context.is_valid:
         return None
     return format(span_context.trace_id, "032x")
+
+
+def linked_to(headers: Mapping[str, str] | None) -> list[trace.Link]:
+    """A link to the span whose context the headers carry (none when they carry none)."""
+    span_context = trace.get_current_span(extract_context(headers)).get_span_context()
+    if not span_context.is_valid:
+        return []
+    return [trace.Link(span_context, {"fairway.link": "submission"})]
+
+
+@contextmanager
+def workload_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] | None, *,
+                  follow: bool, attributes: Mapping[str, object] | None = None
+                  ) -> Iterator[trace.Span]:
+    """A span of work on one workload, tied to its submission's trace (`headers`).
+
+    `follow`: a child in the submission's trace — the work the submission causes right away.
+    Otherwise the root of a new trace with a link back to the submission: later work (phase
+    transitions driven by Kubernetes, minutes or days on) would make one trace without end,
+    and Jaeger shows the link both ways.
+    """
+    if follow:
+        with tracer_.start_as_current_span(name, context=extract_context(headers),
+                                           attributes=attributes) as span:
+            yield span
+    else:
+        with tracer_.start_as_current_span(name, context=otel_context.Context(),
+                                           links=linked_to(headers),
+                                           attributes=attributes) as span:
+            yield span
+
+
+def workload_attributes(payload: object) -> dict[str, str]:
+    """The fairway.* span attributes a message payload gives: workload id, project, phase,
+    and for scheduler decisions what was decided (bind, or preempt with its reason)."""
+    attributes: dict[str, str] = {}
+    for field, key in (("workload_id", "fairway.workload_id"), ("project", "fairway.project")):
+        value = getattr(payload, field, None)
+        if isinstance(value, str):
+            attributes[key] = value
+    phase = getattr(payload, "phase", None)
+    if phase is not None:
+        attributes["fairway.phase"] = str(getattr(phase, "value", phase))
+    if getattr(payload, "decision_id", None) is not None:
+        reason = getattr(payload, "reason", None)
+        placements = getattr(payload, "placements", None)
+        if reason is not None:
+            attributes["fairway.decision"] = f"preempt:{reason}"
+        elif placements is not None:
+            nodes = sorted({p.node for p in placements})
+            attributes["fairway.decision"] = f"bind:{','.join(nodes)}"
+    return attributes

@@ -1,5 +1,6 @@
-"""Metrics' pure core: fold a workload's submission and phase events into its projection, and
-say what the Prometheus series must record. No I/O; the two events may come in either order.
+"""Metrics' pure core for one workload: fold its submission and phase events into its
+projection, and say what the event-driven series must record. No I/O; the two events may come
+in either order, and a late phase event never moves the phase back.
 """
 
 from dataclasses import dataclass, replace
@@ -8,12 +9,21 @@ from datetime import datetime
 from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
 from fairway_contracts.workloads import Phase
 
+# Phases in which a workload waits for GPUs, and those in which it holds and uses them.
+PENDING_PHASES = frozenset({Phase.PENDING.value})
+RUNNING_PHASES = frozenset({Phase.RUNNING.value, Phase.DEGRADED.value})
+# A workload in these asks for nothing any more (its GPUs are released or being released).
+FINISHED_PHASES = frozenset({Phase.COMPLETED.value, Phase.FAILED.value, Phase.STOPPED.value,
+                             Phase.DELETED.value})
+FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+
 
 @dataclass(frozen=True, slots=True)
 class WorkloadView:
     id: str
     project: str
     workload_type: str
+    project_id: str | None = None
     submitted_at: datetime | None = None
     phase: str | None = None
     phase_sequence: int = 0
@@ -23,15 +33,39 @@ class WorkloadView:
     failed_at: datetime | None = None
     running_latency_observed: bool = False
     completed_latency_observed: bool = False
+    # what it asks for: GPUs over the whole gang, and the pools it may run in (in order)
+    gpus_requested: float = 0.0
+    node_pools: tuple[str, ...] = ()
+    # (node, GPUs) of its live bound pods, from the newest phase event
+    placements: tuple[tuple[str, float], ...] = ()
+    # closed stretches of time spent Pending and Running (the open one is added at read time)
+    pending_seconds: float = 0.0
+    running_seconds: float = 0.0
+
+    @property
+    def gpus_allocated(self) -> float:
+        return sum(gpus for _, gpus in self.placements)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
+
+    def open_seconds(self, now: datetime) -> tuple[float, float]:
+        """(pending, running) seconds including the stretch still open at `now`."""
+        pending, running = self.pending_seconds, self.running_seconds
+        if self.phase_changed_at is not None:
+            if self.phase in PENDING_PHASES:
+                pending += _seconds(self.phase_changed_at, now)
+            elif self.phase in RUNNING_PHASES:
+                running += _seconds(self.phase_changed_at, now)
+        return pending, running
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The new projection and what the series record for it."""
+    """The new projection and what the event-driven series record for it."""
 
     view: WorkloadView
-    left_phase: str | None = None  # the current-phase gauge moves from here...
-    entered_phase: str | None = None  # ...to here (None: no move)
     transition: str | None = None  # a phase transition to count
     submit_to_running: float | None = None  # seconds, observed once per workload
     submit_to_completed: float | None = None
@@ -40,7 +74,12 @@ class Outcome:
 def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
     if view.submitted_at is not None:
         return Outcome(view)
-    return _observe_latencies(Outcome(replace(view, submitted_at=event.created_at)))
+    spec = event.spec
+    view = replace(view, submitted_at=event.created_at, project_id=event.project_id,
+                   workload_type=event.workload_type.value,
+                   gpus_requested=float(spec.compute.gpu_devices_request * spec.pods),
+                   node_pools=tuple(spec.node_pools))
+    return _observe_latencies(Outcome(view))
 
 
 def on_phase_changed(view: WorkloadView, event: PhaseChanged) -> Outcome:
@@ -53,11 +92,20 @@ def on_phase_changed(view: WorkloadView, event: PhaseChanged) -> Outcome:
     elif event.phase is Phase.FAILED:
         view = replace(view, failed_at=_earliest(view.failed_at, event.time))
     if event.sequence > view.phase_sequence:
-        if view.phase != event.phase.value:
-            outcome = replace(outcome, left_phase=view.phase, entered_phase=event.phase.value)
+        pending, running = view.open_seconds(event.time)
         view = replace(view, phase=event.phase.value, phase_sequence=event.sequence,
-                       phase_changed_at=event.time)
+                       phase_changed_at=event.time, pending_seconds=pending,
+                       running_seconds=running, placements=_placements(event))
     return _observe_latencies(replace(outcome, view=view))
+
+
+def _placements(event: PhaseChanged) -> tuple[tuple[str, float], ...]:
+    # A finished workload holds nothing, whatever its last pods say; a live one holds what its
+    # bound, unfinished pods hold. The pods of a gang are one workload: summed here.
+    if event.phase.value in FINISHED_PHASES:
+        return ()
+    return tuple((pod.node, float(pod.gpus)) for pod in event.pods
+                 if pod.node and pod.phase not in FINISHED_POD_PHASES)
 
 
 def _observe_latencies(outcome: Outcome) -> Outcome:

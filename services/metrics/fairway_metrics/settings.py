@@ -1,7 +1,15 @@
-"""Metrics settings: only the shared ones for now (NATS_URL, DATABASE_URL, FAIRWAY_HTTP_*...)."""
+"""Metrics settings: the shared ones (NATS_URL, DATABASE_URL, FAIRWAY_HTTP_*...) and sampling."""
+
+from pydantic import Field
 
 from fairway_runtime import ServiceSettings
 
 
 class MetricsSettings(ServiceSettings):
-    """The projections need nothing beyond the shared settings; /metrics is the Service's."""
+    sample_interval_seconds: float = Field(
+        default=15.0, gt=0, alias="FAIRWAY_METRICS_SAMPLE_INTERVAL_SECONDS",
+        description="how often project, department and node-pool samples are stored")
+    sample_retention_hours: float = Field(
+        default=24.0 * 14, gt=0, alias="FAIRWAY_METRICS_SAMPLE_RETENTION_HOURS",
+        description="samples older than this are deleted")
+    query_queue_group: str = Field(default="metrics", alias="FAIRWAY_METRICS_QUERY_GROUP")
