@@ -19,7 +19,7 @@ def test_every_documented_path_is_under_api_v1_or_the_v2_policies():
 
     paths = json.loads(COMMITTED.read_text())["paths"]
     assert all(p.startswith(("/api/v1/", "/api/v2/policy/")) for p in paths)
-    assert "/api/v2/policy/trainings" in paths and "/api/v1/workloads/telemetry" in paths
+    assert "/api/v2/policy/{policy_type}" in paths and "/api/v1/workloads/telemetry" in paths
     for path in ("/api/v1/token", "/api/v1/users", "/api/v1/service-accounts",
                  "/api/v1/authorization/access-rules", "/api/v1/node-pools",
                  "/api/v1/org-unit/departments", "/api/v1/org-unit/projects",
