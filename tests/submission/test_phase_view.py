@@ -83,27 +83,34 @@ async def test_events_for_an_unknown_workload_are_ignored(conn):
         conn, transition(str(uuid.uuid4()), 2, Phase.PENDING, Phase.RUNNING, 1))
 
 
-def pod_group(wid: str, sequence: int, phase: Phase, node: str | None) -> PodGroupChanged:
+def pod_group(wid: str, sequence: int, phase: Phase, node: str | None,
+              seconds: float) -> PodGroupChanged:
     return PodGroupChanged(event_id=f"{wid}:group:{sequence}", workload_id=wid, name="w",
                            project="default", workload_type=WorkloadType.TRAINING,
-                           sequence=sequence, phase=phase, time=T0,
+                           sequence=sequence, phase=phase, time=T0 + timedelta(seconds=seconds),
                            pods=[] if node is None else [PodSummary(name="w-0", node=node,
                                                                     phase="Running", gpus=1)])
 
 
 async def test_pods_follow_pod_group_events_between_phase_changes(conn):
     """A preempted workload goes Pending while its evicted pod still runs; the pod leaves
-    later, with no phase change: the view's pods (and so its allocated GPUs) follow."""
+    later, with no phase change: the view's pods (and so its allocated GPUs) follow. Whichever
+    stream is read first, the newer list wins; phase events still bring pod phases."""
     wid = await new_workload(conn)
-    assert await repo.apply_pod_group(conn, pod_group(wid, 1, Phase.RUNNING, "node-1"))
-    pending = transition(wid, 5, Phase.RUNNING, Phase.PENDING, 10)
-    pending = pending.model_copy(update={"pods": [PodSummary(name="w-0", node="node-1",
-                                                             phase="Running", gpus=1)]})
+    assert await repo.apply_pod_group(conn, pod_group(wid, 1, Phase.INITIALIZING, "node-1", 1))
+    running = transition(wid, 4, Phase.INITIALIZING, Phase.RUNNING, 2).model_copy(
+        update={"pods": [PodSummary(name="w-0", node="node-1", phase="Running", gpus=1)]})
+    assert await repo.apply_phase(conn, running)
+    [pod] = (await repo.get_workload(conn, wid))["pods"]
+    assert pod["phase"] == "Running"  # no pod-group event says so; the phase event does
+    # The pod leaves (t=12) and the pod-group event is read before the phase event of t=10.
+    assert await repo.apply_pod_group(conn, pod_group(wid, 3, Phase.PENDING, None, 12))
+    pending = transition(wid, 5, Phase.RUNNING, Phase.PENDING, 10).model_copy(
+        update={"pods": [PodSummary(name="w-0", node="node-1", phase="Running", gpus=1)]})
     assert await repo.apply_phase(conn, pending)
-    assert [p["node"] for p in (await repo.get_workload(conn, wid))["pods"]] == ["node-1"]
-    assert await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.PENDING, None))
-    assert (await repo.get_workload(conn, wid))["pods"] == []
+    view = await repo.get_workload(conn, wid)
+    assert view["phase"] == "Pending" and view["pods"] == []
     # An older or repeated pod-group event changes nothing.
-    assert not await repo.apply_pod_group(conn, pod_group(wid, 1, Phase.RUNNING, "node-1"))
-    assert not await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.PENDING, None))
+    assert not await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.RUNNING, "node-1", 11))
+    assert not await repo.apply_pod_group(conn, pod_group(wid, 3, Phase.PENDING, None, 12))
     assert (await repo.get_workload(conn, wid))["pods"] == []

@@ -148,7 +148,8 @@ async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
             pending_since = CASE WHEN $7 THEN $5::timestamptz ELSE NULL END,
             phase = $2, phase_reason = $3, phase_message = $4, phase_sequence = $8,
             phase_updated_at = $5,
-            pods = CASE WHEN pods_sequence = 0 THEN $9 ELSE pods END
+            pods = CASE WHEN pods_at IS NULL OR $5 >= pods_at THEN $9 ELSE pods END,
+            pods_at = GREATEST(pods_at, $5)
         WHERE workload_id = $1 AND phase_sequence < $8
         """,
         uuid.UUID(event.workload_id), event.phase.value, event.reason, event.message,
@@ -384,12 +385,13 @@ async def delete_project(conn: asyncpg.Connection, project_id: int) -> None:
 
 async def apply_pod_group(conn: asyncpg.Connection, event: PodGroupChanged) -> bool:
     """The workload's pods as its newest pod-group event lists them; an older or repeated
-    event changes nothing. True when the view changed."""
+    event, or one older than the phase event that last set the pods, changes nothing. True when
+    the view changed."""
     pods = [p.model_dump(mode="json", by_alias=True) for p in event.pods]
     status = await conn.execute(
-        "UPDATE workloads SET pods = $2, pods_sequence = $3"
-        " WHERE workload_id = $1 AND pods_sequence < $3",
-        uuid.UUID(event.workload_id), pods, event.sequence)
+        "UPDATE workloads SET pods = $2, pods_sequence = $3, pods_at = $4"
+        " WHERE workload_id = $1 AND pods_sequence < $3 AND (pods_at IS NULL OR $4 >= pods_at)",
+        uuid.UUID(event.workload_id), pods, event.sequence, event.time)
     return status.endswith(" 1")
 
 
