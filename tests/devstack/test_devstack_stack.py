@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -237,13 +238,22 @@ def test_up_runs_in_the_background_and_stops_on_sigterm(tmp_path, fakes_env):
             start_new_session=True,
         )
         deadline = time.monotonic() + 60
-        while (info := read_stack_info(state)) is None or info["state"] != "running":
-            assert up.poll() is None, up.stdout.read()
-            assert time.monotonic() < deadline, "fairway up did not come up"
+        # Up says it is running once the stack is up and its node pools are registered: wait
+        # for that line (the stack file says "running" a moment earlier).
+        lines: list[str] = []
+        reader = threading.Thread(target=lines.extend, args=(up.stdout,), daemon=True)
+        reader.start()
+        while not any("Fairway is running" in line for line in lines):
+            assert up.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"fairway up did not come up: {''.join(lines)}"
             time.sleep(0.2)
+        info = read_stack_info(state)
+        assert info is not None and info["state"] == "running", info
         pids = [p["pid"] for p in info["processes"].values()]
         up.send_signal(signal.SIGTERM)
-        output, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+        reader.join(timeout=10)
+        output = "".join(lines)
         assert up.returncode == 0, output
         assert "Fairway is running" in output
         assert f"http://127.0.0.1:{env['FAIRWAY_API_PORT']}" in output
