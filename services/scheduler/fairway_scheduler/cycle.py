@@ -225,8 +225,9 @@ class Scheduler:
 
         if decisions or pending_rows or queue_changes or preemptions:
             async with self.pool.acquire() as conn, conn.transaction():
+                held_by = state.pods_held(e.workload_id for e, _ in preemptions)
                 for eviction, decision in preemptions:
-                    held = sorted(p for w, p in state.allocations if w == eviction.workload_id)
+                    held = sorted(held_by[eviction.workload_id])
                     pods = held if eviction.pods is None else [p for p in eviction.pods
                                                                if p in held]
                     await repository.insert_evictions(conn, eviction.workload_id, pods,

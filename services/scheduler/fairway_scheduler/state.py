@@ -298,9 +298,21 @@ class ClusterState:
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
         self.version += 1
 
+    def pods_held(self, workload_ids: Iterable[str]) -> dict[str, set[str]]:
+        """The pods holding allocations, for these workloads: one pass over the allocations
+        (a cycle may evict thousands of workloads)."""
+        wanted = set(workload_ids)
+        out: dict[str, set[str]] = {wid: set() for wid in wanted}
+        for w, p in self.allocations:
+            if w in wanted:
+                out[w].add(p)
+        return out
+
     def add_evictions(self, evictions: Iterable[core.Eviction]) -> None:
+        evictions = list(evictions)
+        held_by = self.pods_held(e.workload_id for e in evictions)
         for eviction in evictions:
-            held = {p for w, p in self.allocations if w == eviction.workload_id}
+            held = held_by[eviction.workload_id]
             pods = held if eviction.pods is None else held & set(eviction.pods)
             if pods:
                 self.evicting.setdefault(eviction.workload_id, set()).update(pods)
