@@ -80,6 +80,45 @@ def main() -> None:
 
 # --- end to end: a pod's status change in kubesim → the phase event on NATS ------------------
 
+def stack_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process and everything it started (the embedded stack), by
+    program: on a small machine they all share the cores, so this says who took them."""
+    import os
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, cpu, names = {}, {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+        words = [a.decode(errors="replace") for a in argv if a]
+        module = next((w for w in words if w.startswith("fairway_")), None)
+        names[pid] = (module.removeprefix("fairway_") if module else
+                      Path(words[0]).name if words else "?")
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            if pid == me:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    out: dict[str, float] = {}
+    for pid, seconds in cpu.items():
+        if ours(pid):
+            name = "bench" if pid == me else names[pid]
+            out[name] = out.get(name, 0.0) + seconds
+    return out
+
+
 def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int) -> None:
     """Publish `workloads` trainings of `pods` pods each (as submission would), watch the pods
     in kubesim ourselves and the phase events on NATS, and report the delay from the pod
@@ -87,6 +126,7 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int) -
     Completed) to that phase's event."""
     import asyncio
     import contextlib
+    import os
     import tempfile
     import threading
     import uuid
@@ -189,6 +229,7 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int) -
             "compute": {"gpuDevicesRequest": gpu},
             "annotations": [{"name": "sim.fairway.io/run-seconds", "value": str(run_seconds)}]})
         ids = []
+        cpu_before = stack_cpu()
         started = time.monotonic()
         for i in range(workloads):
             wid = str(uuid.uuid4())
@@ -210,6 +251,8 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int) -
             await asyncio.sleep(1)
         await nc.close()
         total = time.monotonic() - started
+        cpu_used = {name: seconds - cpu_before.get(name, 0.0)
+                    for name, seconds in stack_cpu().items()}
         # The outbox rows say when the recording transaction and the relay's round began
         # (PostgreSQL's now()): the path from the fold to NATS, split in two.
         import asyncpg
@@ -271,6 +314,10 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int) -
               "workloads with all pods ready seen:", sum(
                   1 for w in ids if len(ready_at.get(w, {})) >= pods))
         print(f"{workloads * pods} pods through Running and Succeeded in {total:.1f}s")
+        print(f"CPU seconds during the run ({os.cpu_count()} cores, {total:.1f}s): " + ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in
+            sorted(cpu_used.items(), key=lambda kv: -kv[1]) if seconds >= 0.05)
+            + f"; total {sum(cpu_used.values()):.1f}")
         print(f"bench pod watcher busy {watcher_busy[0]:.1f}s of {total:.1f}s, longest chunk "
               f"{watcher_busy[1] * 1000:.0f} ms")
         for label, phase in (("last pod Ready -> Running event", "Running"),

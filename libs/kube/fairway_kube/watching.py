@@ -7,7 +7,6 @@ DELETED for an object that vanished while it was not watching. Objects are plain
 the API server sent, so consumers (and the phase fold) see exactly what a replay file holds.
 """
 
-import json
 import logging
 import random
 import threading
@@ -15,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("fairway.kube.watch")
@@ -103,7 +103,7 @@ class ListWatcher:
     def _relist(self) -> None:
         response = self.list_func(**self._kwargs())
         _check(response)
-        body = json.loads(response.data)
+        body = orjson.loads(response.data)
         self.relists += 1
         self.resource_version = body["metadata"]["resourceVersion"]
         seen: set[str] = set()
@@ -139,7 +139,7 @@ class ListWatcher:
                     return
                 if not line:
                     continue
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
@@ -178,7 +178,7 @@ class ListWatcher:
 
 
 def _lines(response: Any) -> Iterator[bytes]:
-    """The stream's lines, as bytes (json.loads takes them as they are). One split per chunk:
+    """The stream's lines, as bytes (orjson.loads takes them as they are). One split per chunk:
     the client's `iter_resp_lines` copies the rest of its buffer for every line, which is
     quadratic in the events a chunk carries, and a busy API server sends hundreds at once."""
     tail = b""

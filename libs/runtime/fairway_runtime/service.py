@@ -37,6 +37,7 @@ from fairway_bus import jetstream, make_broker
 from fairway_contracts import subjects
 from fairway_contracts.events import Heartbeat
 from fairway_contracts.workloads import utcnow
+from fairway_runtime import gc_tuning
 from fairway_runtime.settings import ServiceSettings
 from fairway_store import OutboxRelay, create_pool, migrate_dsn
 from fairway_telemetry import setup_logging, setup_tracing, shutdown_tracing
@@ -121,6 +122,7 @@ class Service:
         self.background(self._heartbeat(), "heartbeat")
         self.background(self._probe_database(), "database-probe")
         self.ready = True
+        gc_tuning.freeze()  # what start-up loaded stays: out of every later collection's way
         # read at scrape time: the gauge can never disagree with /readyz
         SERVICE_UP.labels(self.name).set_function(lambda: 1.0 if self.is_ready() else 0.0)
         log.info("service ready", extra={"fields": {"instance": self.instance,
@@ -226,6 +228,7 @@ class Service:
 def main(build: Callable[[], Service]) -> None:
     """Entry point of `python -m fairway_<service>`."""
     service = build()
+    gc_tuning.configure(service.settings.gc_thresholds)
     setup_logging(service.name)
     try:
         asyncio.run(service.run())

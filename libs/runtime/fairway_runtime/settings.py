@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fairway_runtime.gc_tuning import DEFAULT_THRESHOLDS, parse_thresholds
 
 
 class ServiceSettings(BaseSettings):
@@ -23,3 +25,13 @@ class ServiceSettings(BaseSettings):
     readiness_probe_seconds: float = Field(
         default=2.0, gt=0, alias="FAIRWAY_READINESS_PROBE_SECONDS",
         description="how often the database is probed for /readyz (also the probe's deadline)")
+    gc_thresholds: str = Field(
+        default=DEFAULT_THRESHOLDS, alias="FAIRWAY_GC_THRESHOLDS",
+        description="the garbage collector's three thresholds, 'young,middle,old' (see "
+                    "fairway_runtime.gc_tuning; CPython's own are 700,10,10)")
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _valid_thresholds(cls, value: str) -> str:
+        parse_thresholds(value)
+        return value

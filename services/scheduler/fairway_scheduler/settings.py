@@ -25,6 +25,12 @@ class SchedulerSettings(ServiceSettings):
         description="after a change, wait this long for more before cycling, so that a burst "
                     "of events costs one cycle instead of one per event",
     )
+    cycle_rest_ratio: float = Field(
+        default=1.0, ge=0, alias="FAIRWAY_SCHEDULER_CYCLE_REST_RATIO",
+        description="after a change, wait at least this many times as long as the last cycle "
+                    "took before the next one (1: cycles take at most about half the time "
+                    "while events pour in; 0: only the settle time)",
+    )
     pending_refresh_seconds: float = Field(
         default=5.0, ge=0, alias="FAIRWAY_SCHEDULER_PENDING_REFRESH_SECONDS",
         description="a pending reason whose code stays the same and whose numbers change is "

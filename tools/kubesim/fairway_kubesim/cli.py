@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -55,6 +56,11 @@ def main(
     except ProfileError as exc:
         typer.echo(f"kubesim: bad profile: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Larger collector thresholds, and what start-up built frozen: with thousands of pods
+    # changing, CPython's defaults run a full collection every few seconds that stops the
+    # API server (and every watch) for hundreds of milliseconds (see
+    # fairway_runtime.gc_tuning, which the services use).
+    gc.set_threshold(20_000, 50, 20)
     try:
         asyncio.run(_serve(loaded, kubeconfig, host, port, bookmark_interval, history, seed,
                            admin, max_events))
@@ -77,6 +83,8 @@ async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignor
                        bookmark_interval=bookmark_interval, seed=seed, admin=admin,
                        max_events=max_events) as sim:
         path = sim.write_kubeconfig(kubeconfig)
+        gc.collect()
+        gc.freeze()
         source = profile.source or "a profile"
         print(f"kubesim: listening on {sim.url} ({len(profile.nodes)} nodes from {source}); "
               f"kubeconfig {path}" + ("; admin endpoint on" if admin else ""),

@@ -589,9 +589,12 @@ def decide(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResu
     """One whole cycle: allocate, then consolidate, reclaim, preempt and stale-gang eviction."""
     session = Session(snapshot, ledger)
     Allocate(session).run()
-    # Most cycles have nothing to disrupt for: skip indexing every running pod then.
+    # Most cycles have nothing to disrupt for: skip indexing every running pod then. A gang
+    # whose pods do not all exist yet is nothing to disrupt for either (no room made would
+    # start it); bursts of new workloads are mostly that, while their pods are being created.
     if any(w.evicting_pods or w.below_min_since is not None
            or (w.waiting_pods and session.held[w.id] < w.min_pods
+               and len(w.waiting_pods) + session.held[w.id] >= w.min_pods
                and w.id not in session.unschedulable)
            for w in snapshot.workloads):
         Disruption(session).run()
