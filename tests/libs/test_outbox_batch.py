@@ -108,3 +108,63 @@ async def test_a_commit_notified_during_a_relay_round_is_not_left_for_the_poll(d
     await pool.close()
     await nc.close()
 
+
+
+class _AckLostOnce:
+    """A JetStream context whose `fail_at`-th publish (counting from 1) reaches the broker
+    but whose ack never comes back (the ack timed out, as on a slow broker); every other
+    publish is plain."""
+
+    def __init__(self, js, fail_at: int):
+        self.js, self.fail_at, self.count = js, fail_at, 0
+
+    async def publish_async(self, *args, **kwargs):
+        self.count += 1
+        sent = await self.js.publish_async(*args, **kwargs)
+        if self.count != self.fail_at:
+            return sent
+        await sent  # stored
+        lost = asyncio.get_running_loop().create_future()
+        lost.set_exception(nats.errors.TimeoutError())
+        return lost
+
+
+@pytest.mark.parametrize("fail_at", [None, 7])
+async def test_pipelined_rounds_publish_every_row_once_in_commit_order(database_url, nats_url,
+                                                                     fail_at):
+    """Small rounds, several in flight: all 60 events arrive in the order they were
+    committed, each once; when one publish's ack is lost, it and everything after it is
+    published again, and JetStream drops the repeats, so still each once and in order."""
+    pool, nc, js = await _setup(database_url, nats_url, "outboxpipe")
+    token = uuid.uuid4().hex[:8]
+    sub = await js.subscribe(f"fairway.org.test.{token}.*", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    relay = OutboxRelay(database_url, pool, "outboxpipe",
+                        js if fail_at is None else _AckLostOnce(js, fail_at),
+                        batch=5, max_in_flight=3, poll_seconds=0.2)
+    await relay.start()
+    for first in range(0, 60, 4):  # commits of 4 events while rounds are in flight
+        async with pool.acquire() as c, c.transaction():
+            await add_many_to_outbox(c, [(f"fairway.org.test.{token}.{n}", _event(token, n),
+                                          f"{token}-{n}", None)
+                                         for n in range(first, first + 4)])
+        relay.wake()
+    names = [ProjectChanged.model_validate_json((await sub.next_msg(timeout=5)).data).name
+             for _ in range(60)]
+    assert names == [f"p{n}" for n in range(60)]
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.5)
+    deadline = time.monotonic() + 5
+    unmarked = None
+    while time.monotonic() < deadline:
+        async with pool.acquire() as c:
+            unmarked = await c.fetchval(
+                "SELECT count(*) FROM outbox WHERE msg_id LIKE $1 AND published_at IS NULL",
+                f"{token}-%")
+        if unmarked == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert unmarked == 0
+    await relay.stop()
+    await pool.close()
+    await nc.close()

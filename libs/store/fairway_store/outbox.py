@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -79,12 +81,32 @@ async def add_many_to_outbox(
     )
 
 
+@dataclass
+class _Round:
+    """Rows published together, their acks pending."""
+
+    ids: list[int]
+    futures: list[asyncio.Future]
+    sent_at: float
+
+
 class OutboxRelay:
     """Publishes a schema's outbox to JetStream. Every instance of a service runs one; they
-    take turns (an advisory lock), so order holds, and JetStream drops repeats by id."""
+    take turns (an advisory lock), so order holds, and JetStream drops repeats by id.
+
+    Rounds are pipelined: a round reads the oldest unpublished rows and publishes them, and
+    the next round may follow before the broker has acknowledged them (at most
+    `max_in_flight` rounds). A settling task marks rows published once acknowledged, oldest
+    round first. Rows in flight are not read again by this relay; any other instance would
+    read them (they are not marked yet) and publish them again in id order, and JetStream
+    drops the repeats, so the stream still holds each workload's events in commit order. When
+    an ack fails, that round's unacknowledged rows and every later round's are read and
+    published again.
+    """
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
-                 batch: int = 200, poll_seconds: float = 1.0, keep_published_seconds: int = 3600):
+                 batch: int = 200, poll_seconds: float = 1.0, keep_published_seconds: int = 3600,
+                 max_in_flight: int = 4, ack_timeout_seconds: float = 10.0):
         self.dsn = dsn
         self.pool = pool
         self.schema = schema
@@ -92,15 +114,22 @@ class OutboxRelay:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.keep_published_seconds = keep_published_seconds
+        self.max_in_flight = max_in_flight
+        self.ack_timeout_seconds = ack_timeout_seconds
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._listener: asyncpg.Connection | None = None
+        self._in_flight: deque[_Round] = deque()
+        self._in_flight_ids: set[int] = set()
+        self._sent = asyncio.Event()  # a round was published: the settler has work
+        self._settling = asyncio.Lock()
         self.published = 0
 
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._listen(), name=f"outbox-listen-{self.schema}"),
             asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}"),
+            asyncio.create_task(self._settle_loop(), name=f"outbox-settle-{self.schema}"),
         ]
 
     def wake(self) -> None:
@@ -146,7 +175,7 @@ class OutboxRelay:
             # published must wake the next round, not wait for the poll.
             self._wake.clear()
             try:
-                while await self.relay_once() == self.batch:
+                while await self._publish_round() == self.batch:
                     pass
                 if loop.time() - cleaned_at > 60:
                     await self._clean()
@@ -160,20 +189,33 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def relay_once(self) -> int:
-        """Publish up to `batch` rows in id order; returns how many were published.
+        """Publish up to `batch` rows in id order and wait until every round in flight is
+        settled; returns how many of this round's rows were acknowledged."""
+        count = await self._publish_round()
+        before = self.published
+        while self._in_flight:
+            await self._settle()
+        return min(count, self.published - before)
 
-        One relay per schema publishes at a time (a transaction-scoped advisory lock), so the
-        stream holds each workload's events in the order they were committed. Publishes are
-        pipelined: every message is written in order, then the acks are awaited together.
+    async def _publish_round(self) -> int:
+        """Read the oldest unpublished rows not in flight and publish them without waiting
+        for their acks; returns how many were sent.
+
+        One relay per schema reads and publishes at a time (a transaction-scoped advisory
+        lock), and every message is written in id order, so the stream holds each
+        workload's events in the order they were committed.
         """
+        while len(self._in_flight) >= self.max_in_flight:
+            await self._settle()
         async with self.pool.acquire() as conn, conn.transaction():
             # The lock and the read in one round trip: no rows when another instance is
             # relaying this schema right now (the CTE runs once: the function is volatile).
             rows = await conn.fetch(
                 "WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
                 " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
-                " WHERE relay.mine AND published_at IS NULL ORDER BY id LIMIT $2",
-                f"fairway.outbox.{self.schema}", self.batch,
+                " WHERE relay.mine AND published_at IS NULL AND id <> ALL($3::bigint[])"
+                " ORDER BY id LIMIT $2",
+                f"fairway.outbox.{self.schema}", self.batch, list(self._in_flight_ids),
             )
             if not rows:
                 return 0
@@ -183,25 +225,70 @@ class OutboxRelay:
                 headers["Nats-Msg-Id"] = row["msg_id"]
                 futures.append(await self.js.publish_async(
                     row["subject"], bytes(row["payload"]), headers=headers))
-            await asyncio.wait(futures, timeout=10)
-            acks = [f.result() if f.done() and not f.cancelled() and f.exception() is None
-                    else (f.exception() if f.done() and not f.cancelled() else TimeoutError())
-                    for f in futures]
-            # Only the acknowledged prefix counts; the rest is published again (and
-            # deduplicated by JetStream where it did arrive).
-            published: list[int] = []
-            for row, ack in zip(rows, acks, strict=True):
-                if isinstance(ack, BaseException):
-                    log.warning("outbox publish not acknowledged: %r", ack)
+        ids = [row["id"] for row in rows]
+        self._in_flight.append(_Round(ids, futures, asyncio.get_running_loop().time()))
+        self._in_flight_ids.update(ids)
+        self._sent.set()
+        return len(rows)
+
+    async def _settle_loop(self) -> None:
+        while True:
+            if not self._in_flight:
+                self._sent.clear()
+                await self._sent.wait()
+                continue
+            try:
+                await self._settle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("marking outbox rows published failed, will retry: %r", exc)
+                await asyncio.sleep(min(0.5, self.poll_seconds))
+
+    async def _settle(self) -> None:
+        """Wait for the oldest round's acks, then mark it, and every later round already
+        acknowledged, published in one statement. Nothing is forgotten before the mark is
+        committed: a failed statement is retried with the same rounds."""
+        async with self._settling:
+            if not self._in_flight:
+                return
+            head = self._in_flight[0]
+            remaining = (head.sent_at + self.ack_timeout_seconds
+                         - asyncio.get_running_loop().time())
+            await asyncio.wait(head.futures, timeout=max(0.0, remaining))
+            acked: list[int] = []
+            done_rounds, failed = 0, False
+            for round_ in list(self._in_flight):
+                if round_ is not head and not all(f.done() for f in round_.futures):
                     break
-                published.append(row["id"])
-            if published:
-                await conn.execute(
+                for row_id, future in zip(round_.ids, round_.futures, strict=True):
+                    error = (TimeoutError() if not future.done() else
+                             asyncio.CancelledError() if future.cancelled() else
+                             future.exception())
+                    if error is not None:
+                        log.warning("outbox publish not acknowledged: %r", error)
+                        failed = True
+                        break
+                    acked.append(row_id)
+                if failed:
+                    break
+                done_rounds += 1
+            if acked:
+                await self.pool.execute(
                     "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                    published,
+                    acked,
                 )
-            self.published += len(published)
-            return len(published)
+                self.published += len(acked)
+            if failed:
+                # Only the acknowledged prefix counts: the rest, and every round after it,
+                # is read and published again (JetStream drops what did arrive).
+                self._in_flight.clear()
+                self._in_flight_ids.clear()
+                self._wake.set()
+            else:
+                for _ in range(done_rounds):
+                    self._in_flight.popleft()
+                self._in_flight_ids.difference_update(acked)
 
     async def _clean(self) -> None:
         async with self.pool.acquire() as conn:
