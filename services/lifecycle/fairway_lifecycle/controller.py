@@ -128,6 +128,9 @@ class Tracked:
 
 
 RECORD_BATCH = 500  # workloads recorded per transaction
+# Recording transactions in flight at once (on disjoint workloads): while one waits for the
+# database, the next batch is already on its way instead of queueing behind it.
+RECORDINGS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -231,7 +234,11 @@ class Controller:
         self._running: set[asyncio.Task] = set()
         self._deletions: dict[str, datetime] = {}  # autoDeletionTimeAfterCompletionSeconds
         self._held: set[str] = set()  # recording failed: retried after a pause
-        self._recording: asyncio.Future | None = None  # the batch in the database now
+        # Batches in the database now, and their workloads: a workload is in at most one, so
+        # its changes are recorded in order; it converges once its batch is done.
+        self._recordings: set[asyncio.Future] = set()
+        self._recording_ids: set[str] = set()
+        self._follows: dict[str, bool] = {}  # converge in the submission's trace (see below)
         # Pod events from the watch thread, handed to the loop in bursts: one wake-up of the
         # loop per burst instead of one per event (see _on_pod_thread).
         self._pod_events: deque[tuple[str, dict[str, Any] | None]] = deque()
@@ -268,7 +275,7 @@ class Controller:
     async def stop(self) -> None:
         for w in self._watchers:
             w.stop()
-        in_flight = set(self._running) | ({self._recording} if self._recording else set())
+        in_flight = set(self._running) | self._recordings
         if in_flight:  # let the batch being recorded and converges in flight finish
             await asyncio.wait(in_flight, timeout=5)
 
@@ -479,46 +486,66 @@ class Controller:
         """Record what every dirty workload folded to, many workloads per transaction, then
         converge their pods in separate tasks. Recording never waits behind pod creation (a
         slow Kubernetes API), so a phase reaches the outbox as soon as the database allows;
-        while one batch is in the database the next one gathers."""
+        while a batch is in the database the next one gathers, and goes as soon as it has a
+        slot (`RECORDINGS_IN_FLIGHT`), with the workloads not already being recorded."""
         await self._loaded.wait()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while len(self._recordings) >= RECORDINGS_IN_FLIGHT:
+                await asyncio.wait(self._recordings, return_when=asyncio.FIRST_COMPLETED)
             pending = [(t, t.changes) for wid in self.dirty
                        if (t := self.tracked.get(wid)) is not None and t.changes
-                       and wid not in self._held]
-            # Decided before recording: the reconcile of a workload still Creating belongs
-            # to its submission's trace (see workload_span).
-            follows = {t.row.workload_id: t.row.phase is Phase.CREATING for t, _ in pending}
+                       and wid not in self._held and wid not in self._recording_ids]
             for t, _ in pending:
+                # Decided before recording: the reconcile of a workload still Creating
+                # belongs to its submission's trace (see workload_span).
+                self._follows[t.row.workload_id] = t.row.phase is Phase.CREATING
                 t.changes = []
             for i in range(0, len(pending), RECORD_BATCH):
-                self._recording = asyncio.ensure_future(
-                    self._record_safely(pending[i:i + RECORD_BATCH]))
-                # Shielded: stopping lets the batch in the database commit (see stop()).
-                await asyncio.shield(self._recording)
-            self._recording = None
-            ready = [wid for wid in self.dirty if wid not in self._busy]
+                while len(self._recordings) >= RECORDINGS_IN_FLIGHT:
+                    await asyncio.wait(self._recordings, return_when=asyncio.FIRST_COMPLETED)
+                self._start_recording(pending[i:i + RECORD_BATCH])
+            ready = [wid for wid in self.dirty
+                     if wid not in self._busy and wid not in self._recording_ids]
             self.dirty.difference_update(ready)
             for wid in ready:
                 t = self.tracked.get(wid)
+                follow = self._follows.pop(wid, None)
                 if t is None or wid in self._held:
                     continue
                 if finished(t.row.phase, t.row.desired):
                     self._finish(t)
                     continue
-                if t.changes:  # folded while the batch was recorded: recorded first
+                if t.changes:  # folded while its batch was recorded: recorded first
                     self.dirty.add(wid)
                     self._wake.set()
                     continue
                 if not self._converge_needed(t):
                     continue
                 self._busy.add(wid)
-                task = asyncio.create_task(
-                    self._converge_one(wid, follows.get(wid, t.row.phase is Phase.CREATING)),
-                    name=f"converge-{wid[:8]}")
+                if follow is None:
+                    follow = t.row.phase is Phase.CREATING
+                task = asyncio.create_task(self._converge_one(wid, follow),
+                                           name=f"converge-{wid[:8]}")
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
+
+    def _start_recording(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+        """Record `batch` in a task of its own; its workloads stay dirty, and are converged
+        by the loop's next round once it is done. Not a child of the loop: stopping, which
+        cancels the loop, lets the batch in the database commit (see stop())."""
+        ids = {t.row.workload_id for t, _ in batch}
+        self._recording_ids.update(ids)
+        recording = asyncio.ensure_future(self._record_safely(batch))
+        self._recordings.add(recording)
+
+        def done(future: asyncio.Future, ids: set[str] = ids) -> None:
+            self._recordings.discard(future)
+            self._recording_ids.difference_update(ids)
+            self._wake.set()  # converge them, and record what they folded meanwhile
+
+        recording.add_done_callback(done)
 
     async def _record_safely(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
         try:
