@@ -106,3 +106,23 @@ def test_decision_ids_are_deterministic():
     assert decision_id("w1", 1, ["b", "a"]) == decision_id("w1", 1, ["a", "b"])
     assert decision_id("w1", 1, ["a"]) != decision_id("w1", 2, ["a"])
     assert decision_id("w1", 1, ["a"]) != decision_id("w2", 1, ["a"])
+
+
+def test_a_gang_whose_pods_finish_one_by_one_is_not_below_its_minimum():
+    """Pods that succeeded are done, not lost: the last running pods of a finishing gang are
+    never taken for a stale gang (and evicted after the grace period)."""
+    state = ClusterState()
+    state.add_request(request(pods=3))
+    finishing = status("w1", 4, Phase.RUNNING,
+                       PodStatus("w1-0", node="n1", phase="Succeeded"),
+                       PodStatus("w1-1", node="n1", phase="Succeeded"),
+                       PodStatus("w1-2", node="n1", phase="Running"))
+    state.apply_status(finishing, released=["w1-0", "w1-1"], now=T0)
+    assert state.snapshot().workloads[0].below_min_since is None
+
+    lost = status("w1", 5, Phase.RUNNING,
+                  PodStatus("w1-0", node="n1", phase="Succeeded"),
+                  PodStatus("w1-1", node="n1", phase="Failed"),
+                  PodStatus("w1-2", node="n1", phase="Running"))
+    state.apply_status(lost, released=["w1-1"], now=T0)
+    assert state.snapshot().workloads[0].below_min_since == T0

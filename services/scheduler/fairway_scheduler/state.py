@@ -269,7 +269,10 @@ class ClusterState:
         request = self.requests.get(wid)
         if status.phase in (Phase.RUNNING, Phase.DEGRADED) and not status.finished and now:
             self.running_since.setdefault(wid, now)
-            placed = sum(1 for p in status.pods if p.node and p.holds_resources)
+            # A pod that succeeded is done, not lost: a gang whose pods finish one by one is
+            # ending, and evicting its last running pods as a stale gang would be wrong.
+            placed = sum(1 for p in status.pods
+                         if p.node and (p.holds_resources or p.phase == "Succeeded"))
             if request is not None and placed < request.min_pods:
                 self.below_min_since.setdefault(wid, now)
             else:
