@@ -12,6 +12,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool beyond asyncpg's own part (which
+    rolls back a transaction left open and drops listeners): nothing. asyncpg's default reset
+    sends one more statement per release (unlock every advisory lock, close cursors, UNLISTEN,
+    RESET ALL), a round trip for every handler's transaction; pooled connections here keep no
+    session state: LISTEN has a connection of its own (the outbox relay), advisory locks are
+    taken per transaction, settings are the connection's start-up parameters. Keep it so."""
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
                       ) -> asyncpg.Pool:
     """A pool whose connections see `schema` first and decode json/jsonb to Python values."""
@@ -20,6 +29,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": f"{schema},public",
                          "application_name": f"fairway-{schema}"},
     )
