@@ -9,6 +9,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 _provider: TracerProvider | None = None
 
@@ -28,7 +29,8 @@ def setup_tracing(service_name: str) -> TracerProvider:
     """Install this process's tracer provider (once). OTEL_SERVICE_NAME wins over the argument.
 
     With no OTLP endpoint the provider still creates spans (so trace ids reach logs and
-    message headers) but exports nothing.
+    message headers) but exports nothing, and records nothing either: its spans carry their
+    context only (a third of the cost of a recorded span, for every message and API call).
     """
     global _provider
     if _provider is not None:
@@ -36,8 +38,17 @@ def setup_tracing(service_name: str) -> TracerProvider:
     resource = Resource.create(
         {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
     )
-    provider = TracerProvider(resource=resource)
-    if exporting_enabled():
+    exporting = exporting_enabled()
+    if not exporting:
+        sampler = ALWAYS_OFF
+    elif os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = None  # the standard environment decides
+    else:
+        # A message from a service that does not export carries an unsampled context: a
+        # service that exports still records its part of the trace.
+        sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    if exporting:
         # http/protobuf is the default protocol of the standard environment; Jaeger ingests it.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
