@@ -122,8 +122,8 @@ def stack_cpu() -> dict[str, float]:
         cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
         words = [a.decode(errors="replace") for a in argv if a]
         module = next((w for w in words if w.startswith("fairway_")), None)
-        names[pid] = (module.removeprefix("fairway_") if module else
-                      Path(words[0]).name if words else "?")
+        program = Path(words[0].split(":")[0]).name if words else "?"  # postgres: ... -> postgres
+        names[pid] = module.removeprefix("fairway_") if module else program
     me = os.getpid()
 
     def ours(pid: int) -> bool:
