@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.cycle import decision_id
@@ -126,3 +128,34 @@ def test_a_gang_whose_pods_finish_one_by_one_is_not_below_its_minimum():
                   PodStatus("w1-2", node="n1", phase="Running"))
     state.apply_status(lost, released=["w1-1"], now=T0)
     assert state.snapshot().workloads[0].below_min_since == T0
+
+
+def test_allocations_know_each_workloads_pods_through_every_change():
+    from fairway_scheduler.state import Allocations
+
+    allocations = Allocations()
+    for wid, pod in (("w1", "a"), ("w1", "b"), ("w2", "a")):
+        allocations[(wid, pod)] = core.Allocation(wid, pod, "n1", (0,))
+    assert allocations.pods_of("w1") == {"a", "b"} and allocations.pods_of("w2") == {"a"}
+    del allocations[("w1", "a")]
+    assert allocations.pop(("w1", "b")).pod == "b"
+    assert allocations.pop(("w1", "b"), None) is None
+    assert allocations.pods_of("w1") == frozenset() and allocations.pods_of("w2") == {"a"}
+    assert dict(allocations) == {("w2", "a"): core.Allocation("w2", "a", "n1", (0,))}
+    with pytest.raises(TypeError):
+        allocations.update({("w3", "a"): core.Allocation("w3", "a", "n1")})
+
+
+def test_a_finished_workload_releases_only_its_own_allocations():
+    state = ClusterState()
+    for wid in ("w1", "w2"):
+        state.add_request(request(wid, pods=2))
+        state.apply_status(status(wid, 1, Phase.PENDING, PodStatus(f"{wid}-0"),
+                                  PodStatus(f"{wid}-1")), released=())
+        state.add_placement(core.Placement(wid, (core.PodPlacement(f"{wid}-0", "n1", (0,)),
+                                                 core.PodPlacement(f"{wid}-1", "n1", (1,)))))
+    state.apply_status(status("w1", 2, Phase.COMPLETED,
+                              PodStatus("w1-0", node="n1", phase="Succeeded"),
+                              PodStatus("w1-1", node="n1", phase="Succeeded")), released=())
+    assert set(state.allocations) == {("w2", "w2-0"), ("w2", "w2-1")}
+    assert state.pods_held(["w1", "w2"]) == {"w1": set(), "w2": {"w2-0", "w2-1"}}

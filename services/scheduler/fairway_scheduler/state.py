@@ -183,6 +183,46 @@ class PendingInfo:
     published_at: datetime | None = None  # the last one, when this process sent it
 
 
+class Allocations(dict[tuple[str, str], core.Allocation]):
+    """The allocations held, by (workload, pod), with each workload's pods indexed: a finished
+    or evicted workload's allocations are found without walking all of them (a burst of
+    completions at 40,000 running pods would walk them once per workload). Only item
+    assignment, `del` and `pop` change it; the bulk updates that would bypass the index are
+    refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pods: dict[str, set[str]] = {}
+
+    def __setitem__(self, key: tuple[str, str], value: core.Allocation) -> None:
+        super().__setitem__(key, value)
+        self._pods.setdefault(key[0], set()).add(key[1])
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        super().__delitem__(key)
+        self._forget(key)
+
+    def pop(self, key: tuple[str, str], *default):  # type: ignore[override]
+        if key in self:
+            self._forget(key)
+        return super().pop(key, *default)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        pods = self._pods.get(key[0])
+        if pods is not None:
+            pods.discard(key[1])
+            if not pods:
+                del self._pods[key[0]]
+
+    def pods_of(self, workload_id: str) -> frozenset[str]:
+        return frozenset(self._pods.get(workload_id, ()))
+
+    def _refused(self, *args, **kwargs):
+        raise TypeError("Allocations changes one item at a time (its index would go stale)")
+
+    update = setdefault = popitem = clear = _refused  # type: ignore[assignment]
+
+
 class ClusterState:
     def __init__(self) -> None:
         # Nodes as reported (`pool` is the inventory's node_pool), their labels and capacity.
@@ -191,7 +231,7 @@ class ClusterState:
         self.max_pods: dict[str, int] = {}
         self.requests: dict[str, WorkloadRequest] = {}
         self.statuses: dict[str, WorkloadStatus] = {}
-        self.allocations: dict[tuple[str, str], core.Allocation] = {}
+        self.allocations = Allocations()
         self.pending: dict[str, core.PendingReason] = {}
         self.pending_info: dict[str, PendingInfo] = {}
         # Org units as their last events state them (deleted ones dropped).
@@ -262,7 +302,7 @@ class ClusterState:
             self.allocations.pop((wid, pod), None)
         evicting = self.evicting.get(wid)
         if evicting is not None:
-            evicting.intersection_update(p for w, p in self.allocations if w == wid)
+            evicting.intersection_update(self.allocations.pods_of(wid))
             if not evicting:
                 del self.evicting[wid]
         now = now or status.time
@@ -286,8 +326,8 @@ class ClusterState:
             self.requests.pop(status.workload_id, None)
             self.statuses.pop(status.workload_id, None)
             self.evicting.pop(status.workload_id, None)
-            for key in [k for k in self.allocations if k[0] == status.workload_id]:
-                del self.allocations[key]
+            for pod in self.allocations.pods_of(status.workload_id):
+                del self.allocations[(status.workload_id, pod)]
         else:
             self.statuses[status.workload_id] = status
         self.version += 1
@@ -302,14 +342,8 @@ class ClusterState:
         self.version += 1
 
     def pods_held(self, workload_ids: Iterable[str]) -> dict[str, set[str]]:
-        """The pods holding allocations, for these workloads: one pass over the allocations
-        (a cycle may evict thousands of workloads)."""
-        wanted = set(workload_ids)
-        out: dict[str, set[str]] = {wid: set() for wid in wanted}
-        for w, p in self.allocations:
-            if w in wanted:
-                out[w].add(p)
-        return out
+        """The pods holding allocations, for these workloads."""
+        return {wid: set(self.allocations.pods_of(wid)) for wid in workload_ids}
 
     def add_evictions(self, evictions: Iterable[core.Eviction]) -> None:
         evictions = list(evictions)
