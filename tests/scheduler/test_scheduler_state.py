@@ -159,3 +159,26 @@ def test_a_finished_workload_releases_only_its_own_allocations():
                               PodStatus("w1-1", node="n1", phase="Succeeded")), released=())
     assert set(state.allocations) == {("w2", "w2-0"), ("w2", "w2-1")}
     assert state.pods_held(["w1", "w2"]) == {"w1": set(), "w2": {"w2-0", "w2-1"}}
+
+
+def test_a_finished_workloads_running_pods_hold_their_devices_until_they_are_gone():
+    """A PyTorch job completes with its master while a worker still runs (it is being
+    deleted): the worker's devices stay taken until lifecycle reports it gone, or the next
+    placement there would be refused by the kubelet."""
+    state = ClusterState()
+    state.add_request(request(pods=2))
+    state.apply_status(status("w1", 1, Phase.PENDING, PodStatus("w1-0"), PodStatus("w1-1")),
+                       released=())
+    state.add_placement(core.Placement("w1", (core.PodPlacement("w1-0", "n1", (0, 1)),
+                                              core.PodPlacement("w1-1", "n1", (2, 3)))))
+    completed = status("w1", 2, Phase.COMPLETED,
+                       PodStatus("w1-0", node="n1", phase="Succeeded"),
+                       PodStatus("w1-1", node="n1", phase="Running"))
+    assert completed.pods_holding() == {"w1-1"}
+    state.apply_status(completed, released=["w1-0"])
+    assert set(state.allocations) == {("w1", "w1-1")}
+    assert state.snapshot().workloads == ()  # nothing more to place
+
+    gone = status("w1", 3, Phase.COMPLETED, PodStatus("w1-0", node="n1", phase="Succeeded"))
+    state.apply_status(gone, released=["w1-1"])
+    assert state.snapshot() == core.ClusterSnapshot()

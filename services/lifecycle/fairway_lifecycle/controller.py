@@ -99,6 +99,13 @@ def node_inventory(node: dict[str, Any], deleted: bool = False) -> NodeInventory
     )
 
 
+def _live(pods) -> list[dict[str, Any]]:
+    """Pods that still hold their node's resources: not finished (a pod being deleted holds
+    them until it is gone)."""
+    return [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded",
+                                                                            "Failed")]
+
+
 @dataclass(frozen=True)
 class Change:
     """One folded change of a workload, waiting to be recorded."""
@@ -407,8 +414,16 @@ class Controller:
         # now: what happened while we were down is published now, once.
         async with self.service.pool.acquire() as conn:
             rows = await repo.active(conn)
+            lingering = await repo.lingering(conn)
         for row in rows:
             self.track(row)
+        for row in lingering:
+            # Over while pods still ran: announce how they are now (gone while we were
+            # down, or still to be deleted), so the scheduler frees their devices.
+            if row.workload_id not in self.tracked:
+                self.tracked[row.workload_id] = Tracked.of(row)
+                self._fold(row.workload_id)
+                self.mark(row.workload_id)
         for wid in [w for w in self.pods if w not in self.tracked]:
             del self.pods[wid]  # finished workloads' pods: nothing to fold
         self._loaded.set()
@@ -416,9 +431,16 @@ class Controller:
     # folding (synchronous, on every event) ------------------------------------------------
     def _fold(self, wid: str) -> None:
         t = self.tracked[wid]
-        if finished(t.phase, t.row.desired):
-            return
         pods = list(self.pods.get(wid, {}).values())
+        if finished(t.phase, t.row.desired):
+            # Over, but its last pods may still run (a PyTorch job's workers after its master
+            # completed) while they are deleted: the scheduler hears of them until they are
+            # gone, and keeps their devices until then.
+            signature = pod_group_signature(pods)
+            if signature != t.signature:
+                t.changes.append(Change(None, t.attempt, summarize(pods), signature, utcnow()))
+                t.signature = signature
+            return
         info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
         result = fold(info, pods, utcnow())
         if result.reason in ("Preempted", "Evicted") and (why := self.preempt_reasons.get(wid)):
@@ -514,12 +536,11 @@ class Controller:
                 follow = self._follows.pop(wid, None)
                 if t is None or wid in self._held:
                     continue
-                if finished(t.row.phase, t.row.desired):
-                    self._finish(t)
-                    continue
                 if t.changes:  # folded while its batch was recorded: recorded first
                     self.dirty.add(wid)
                     self._wake.set()
+                    continue
+                if finished(t.row.phase, t.row.desired) and self._finish(t):
                     continue
                 if not self._converge_needed(t):
                     continue
@@ -622,13 +643,18 @@ class Controller:
             if finished(row.phase, row.desired):
                 self._finish(p.t)
 
-    def _finish(self, t: Tracked) -> None:
-        """Nothing more will happen to it: stop driving it, but delete it when it is due."""
+    def _finish(self, t: Tracked) -> bool:
+        """Nothing more will happen to it: stop driving it once its pods are finished or gone
+        (until then its leftover pods are deleted and their going reported), but delete it
+        when it is due. True when it is no longer tracked."""
         row = t.row
+        if _live(self.pods.get(row.workload_id, {}).values()):
+            return False
         self.tracked.pop(row.workload_id, None)
         self.preempt_reasons.pop(row.workload_id, None)
         if row.delete_after is not None and row.phase != Phase.DELETED:
             self._deletions[row.workload_id] = row.delete_after
+        return True
 
     async def _converge_one(self, wid: str, follow: bool) -> None:
         try:
@@ -655,6 +681,8 @@ class Controller:
         """Whether `_converge` has a call to make (most pod events need none)."""
         row = t.row
         pods = self.pods.get(row.workload_id, {}).values()
+        if finished(row.phase, row.desired):
+            return any(not p["metadata"].get("deletionTimestamp") for p in _live(pods))
         if row.desired in ("Stopped", "Deleted"):
             return any(not p["metadata"].get("deletionTimestamp") for p in pods)
         current = 0
@@ -669,6 +697,12 @@ class Controller:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
         row = t.row
         pods = list(self.pods.get(row.workload_id, {}).values())
+        if finished(row.phase, row.desired):
+            for pod in _live(pods):  # over: what still runs goes, gracefully
+                if not pod["metadata"].get("deletionTimestamp"):
+                    await self.kube.delete_pod(pod["metadata"]["namespace"],
+                                               pod["metadata"]["name"])
+            return
         if row.desired in ("Stopped", "Deleted"):
             for pod in pods:  # stop and delete: every pod goes, gracefully
                 if not pod["metadata"].get("deletionTimestamp"):

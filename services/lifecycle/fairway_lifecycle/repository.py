@@ -99,6 +99,17 @@ async def active(conn: asyncpg.Connection) -> list[WorkloadRow]:
     return [_row(r) for r in rows]
 
 
+async def lingering(conn: asyncpg.Connection) -> list[WorkloadRow]:
+    """Finished workloads whose last announced pod group still had pods holding resources:
+    their going is still to be announced (and their leftover pods deleted)."""
+    rows = await conn.fetch(
+        "SELECT * FROM workloads WHERE phase IN ('Completed', 'Failed') AND desired <> 'Deleted'"
+        " AND EXISTS (SELECT 1 FROM unnest(string_to_array(podgroup_signature, ',')) AS pod"
+        " WHERE pod <> '' AND pod NOT LIKE '%/done')"
+    )
+    return [_row(r) for r in rows]
+
+
 async def set_delete_after(conn: asyncpg.Connection, workload_id: str,
                            when: datetime | None) -> None:
     await conn.execute("UPDATE workloads SET delete_after = $2 WHERE workload_id = $1",

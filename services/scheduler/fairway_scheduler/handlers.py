@@ -152,7 +152,9 @@ async def pod_group_changed(scheduler: Scheduler, event: PodGroupChanged, delive
                 if not await first_delivery(conn, consumer, delivery.msg_id):
                     return
                 applied = await repository.lock_status(conn, status.workload_id)
-                if applied is not None and (applied[1] or status.sequence <= applied[0]):
+                # After the workload is over, later pod-group events still come while its
+                # last pods go: they release what those pods held.
+                if applied is not None and status.sequence <= applied[0]:
                     log.debug("stale pod-group event ignored", extra={"fields": {
                         "sequence": status.sequence, "applied_sequence": applied[0]}})
                     return

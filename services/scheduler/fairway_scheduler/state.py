@@ -153,9 +153,10 @@ class WorkloadStatus:
         return self.phase.terminal
 
     def pods_holding(self) -> frozenset[str]:
-        """Pods that keep their allocation: listed, not finished, in a workload not over."""
-        if self.finished:
-            return frozenset()
+        """Pods that keep their allocation: listed and not finished, also when the workload
+        is over (a PyTorch job completes with its master while its workers still run): their
+        devices are busy until lifecycle reports them gone, and placing on them would be
+        refused by the kubelet."""
         return frozenset(pod.name for pod in self.pods if pod.holds_resources)
 
     @classmethod
@@ -321,13 +322,18 @@ class ClusterState:
             self.running_since.pop(wid, None)
             self.below_min_since.pop(wid, None)
         if status.finished:
-            # Over: nothing more to place, nothing held; the tables keep the record. A pending
+            # Over: nothing more to place; the tables keep the record. Pods still running
+            # (being deleted) hold their devices until lifecycle reports them gone. A pending
             # reason stays until the next cycle clears it (and says so).
             self.requests.pop(status.workload_id, None)
-            self.statuses.pop(status.workload_id, None)
             self.evicting.pop(status.workload_id, None)
-            for pod in self.allocations.pods_of(status.workload_id):
+            holding = status.pods_holding()
+            for pod in self.allocations.pods_of(status.workload_id) - holding:
                 del self.allocations[(status.workload_id, pod)]
+            if holding:
+                self.statuses[status.workload_id] = status
+            else:
+                self.statuses.pop(status.workload_id, None)
         else:
             self.statuses[status.workload_id] = status
         self.version += 1
