@@ -39,6 +39,7 @@ from fairway_lifecycle.fold import (
     attempt_of,
     finished,
     fold,
+    pod_done,
     pod_group_signature,
     summarize,
 )
@@ -99,11 +100,16 @@ def node_inventory(node: dict[str, Any], deleted: bool = False) -> NodeInventory
     )
 
 
-def _live(pods) -> list[dict[str, Any]]:
-    """Pods that still hold their node's resources: not finished (a pod being deleted holds
-    them until it is gone)."""
-    return [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded",
-                                                                            "Failed")]
+def _to_delete(row: repo.WorkloadRow, pods: list[dict[str, Any]]
+               ) -> list[dict[str, Any]] | None:
+    """The pods that must all go, or None while the workload keeps pods: every pod when it is
+    stopped or deleted, what still runs when it is over (a PyTorch job's workers after its
+    master completed)."""
+    if finished(row.phase, row.desired):
+        return [p for p in pods if not pod_done(p)]
+    if row.desired in ("Stopped", "Deleted"):
+        return pods
+    return None
 
 
 @dataclass(frozen=True)
@@ -648,8 +654,8 @@ class Controller:
         (until then its leftover pods are deleted and their going reported), but delete it
         when it is due. True when it is no longer tracked."""
         row = t.row
-        if _live(self.pods.get(row.workload_id, {}).values()):
-            return False
+        if not all(pod_done(p) for p in self.pods.get(row.workload_id, {}).values()):
+            return False  # a pod being deleted holds its resources until it is gone
         self.tracked.pop(row.workload_id, None)
         self.preempt_reasons.pop(row.workload_id, None)
         if row.delete_after is not None and row.phase != Phase.DELETED:
@@ -680,11 +686,9 @@ class Controller:
     def _converge_needed(self, t: Tracked) -> bool:
         """Whether `_converge` has a call to make (most pod events need none)."""
         row = t.row
-        pods = self.pods.get(row.workload_id, {}).values()
-        if finished(row.phase, row.desired):
-            return any(not p["metadata"].get("deletionTimestamp") for p in _live(pods))
-        if row.desired in ("Stopped", "Deleted"):
-            return any(not p["metadata"].get("deletionTimestamp") for p in pods)
+        pods = list(self.pods.get(row.workload_id, {}).values())
+        if (going := _to_delete(row, pods)) is not None:
+            return any(not p["metadata"].get("deletionTimestamp") for p in going)
         current = 0
         for pod in pods:
             attempt = attempt_of(pod)
@@ -697,14 +701,8 @@ class Controller:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
         row = t.row
         pods = list(self.pods.get(row.workload_id, {}).values())
-        if finished(row.phase, row.desired):
-            for pod in _live(pods):  # over: what still runs goes, gracefully
-                if not pod["metadata"].get("deletionTimestamp"):
-                    await self.kube.delete_pod(pod["metadata"]["namespace"],
-                                               pod["metadata"]["name"])
-            return
-        if row.desired in ("Stopped", "Deleted"):
-            for pod in pods:  # stop and delete: every pod goes, gracefully
+        if (going := _to_delete(row, pods)) is not None:
+            for pod in going:  # gracefully
                 if not pod["metadata"].get("deletionTimestamp"):
                     await self.kube.delete_pod(pod["metadata"]["namespace"],
                                                pod["metadata"]["name"])

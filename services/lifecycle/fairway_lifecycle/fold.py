@@ -220,14 +220,18 @@ def summarize(pods: list[Pod]) -> list[PodSummary]:
     return out
 
 
+def pod_done(pod: Pod) -> bool:
+    """The pod finished (Succeeded or Failed): it no longer holds its node's resources."""
+    return _phase(pod) in ("Succeeded", "Failed")
+
+
 def pod_group_signature(pods: list[Pod]) -> str:
     """What the scheduler needs to know of a pod group: which pods exist, where each is bound,
     and which finished. Equal signatures mean nothing to announce."""
     parts = []
     for pod in sorted(pods, key=_name):
         node = pod.get("spec", {}).get("nodeName") or ""
-        done = _phase(pod) in ("Succeeded", "Failed")
-        parts.append(f"{_name(pod)}@{node}{'/done' if done else ''}")
+        parts.append(f"{_name(pod)}@{node}{'/done' if pod_done(pod) else ''}")
     return ",".join(parts)
 
 
