@@ -78,19 +78,31 @@ def ensure_simulated_pools(api) -> None:
         assert response.status_code in (201, 409), response.text
 
 
-def delete(api, kind: str, *workload_ids: str, timeout: float = 60.0) -> None:
-    """Free what a test held, and wait until its pods are gone: the stack's GPUs are shared by
-    every test of the session, and the next test's pods need them free on the nodes too."""
+def ask_delete(api, kind: str, *workload_ids: str) -> None:
     for wid in workload_ids:
         response = api.delete(f"/api/v1/workloads/{kind}/{wid}")
         assert response.status_code in (202, 404), response.text
+
+
+def wait_deleted(api, *workload_ids: str, timeout: float = 60.0) -> None:
+    """Wait until the workloads and their pods are gone: the stack's GPUs are shared by every
+    test of the session, and the next test's pods need them free on the nodes too."""
     deadline = time.monotonic() + timeout
-    for wid in workload_ids:
-        while time.monotonic() < deadline:
-            response = api.get(f"/api/v1/workloads/{wid}")
-            if response.status_code == 404 or response.json()["phase"] == "Deleted":
-                break
-            time.sleep(0.3)
+    left = list(workload_ids)
+    while left:
+        response = api.get(f"/api/v1/workloads/{left[0]}")
+        if response.status_code == 404 or response.json()["phase"] == "Deleted":
+            left.pop(0)
+            continue
+        assert time.monotonic() < deadline, (
+            f"not deleted after {timeout:.0f} s: {left}; {left[0]} is {response.json()['phase']}")
+        time.sleep(0.3)
+
+
+def delete(api, kind: str, *workload_ids: str, timeout: float = 60.0) -> None:
+    """Free what a test held, and wait until it is gone."""
+    ask_delete(api, kind, *workload_ids)
+    wait_deleted(api, *workload_ids, timeout=timeout)
 
 
 def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, str] | None = None,
@@ -106,11 +118,17 @@ def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, st
 
 @pytest.fixture
 def held(api):
-    """Workloads a test started, (kind, id), deleted when it ends however it ends."""
+    """Workloads a test started, (kind, id), deleted when it ends however it ends: all asked
+    at once, then waited for, so the teardown lasts one grace period (kubesim's running pods
+    use their 30 s), not one per workload."""
     workloads: list[tuple[str, str]] = []
     yield workloads
+    by_kind: dict[str, list[str]] = {}
     for kind, wid in workloads:
-        delete(api, kind, wid)
+        by_kind.setdefault(kind, []).append(wid)
+    for kind, wids in by_kind.items():
+        ask_delete(api, kind, *wids)
+    wait_deleted(api, *(wid for _, wid in workloads))
 
 
 async def publish(stack, subject: str, event=None, raw: bytes | None = None) -> None:
