@@ -8,7 +8,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from fairway_bus import durable_subscriber, make_broker, publish_model
+from fairway_bus import durable_batch_subscriber, durable_subscriber, make_broker, publish_model
 from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import ProjectChanged
@@ -158,3 +158,74 @@ async def test_a_parallel_consumer_keeps_each_keys_order_and_overlaps_keys(nats_
         await js.delete_consumer(spec.stream, spec.durable)
     assert all(v == list(range(10)) for v in seen.values()), seen
     assert most_in_flight > 1, "different keys are handled concurrently"
+
+
+async def test_a_batch_consumer_gets_a_fetch_at_once_in_stream_order(nats_url, js, consumer):
+    spec, token = consumer
+    for n in range(30):
+        subject, payload = event(token, n, name=f"m{n}")
+        await publish_model(js, subject, payload, msg_id=f"batch-{token}-{n}")
+    broker = make_broker(nats_url, "test")
+    batches: list[list[str]] = []
+
+    @durable_batch_subscriber(broker, spec, ProjectChanged, batch_size=50)
+    async def handle(items) -> None:
+        batches.append([item.payload.name for item in items])
+
+    await broker.start()
+    try:
+        await wait_for(lambda: sum(len(b) for b in batches) == 30)
+        await asyncio.sleep(spec.ack_wait_seconds / 100 + 0.5)
+    finally:
+        await broker.stop()
+    assert [name for b in batches for name in b] == [f"m{n}" for n in range(30)], (
+        "each message once, in stream order")
+    assert max(len(b) for b in batches) > 1, "what was there came in one call"
+    info = await js.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0, "every message acked"
+
+
+async def test_a_failing_batch_is_handled_one_by_one_and_only_the_poison_is_dead_lettered(
+        nats_url, js, consumer, database_url):
+    """A batch holding a poison message rolls back whole; its messages are then applied alone:
+    the good ones once each, the poison retried with delay and dead-lettered."""
+    spec, token = consumer
+    conn = await asyncpg.connect(database_url)
+    await migrate(conn, "bustest", None)
+    await conn.execute("CREATE TABLE IF NOT EXISTS bustest.batch_applied"
+                       " (consumer text, name text, PRIMARY KEY (consumer, name))")
+    names = ["a", "b", "poison", "c", "d"]
+    for n, name in enumerate(names):
+        subject, payload = event(token, n, name=name)
+        await publish_model(js, subject, payload, msg_id=f"batchpoison-{token}-{n}")
+    broker = make_broker(nats_url, "test")
+    calls: list[list[tuple[str, int]]] = []
+
+    @durable_batch_subscriber(broker, spec, ProjectChanged)
+    async def handle(items) -> None:
+        calls.append([(i.payload.name, i.delivery.delivered) for i in items])
+        async with conn.transaction():
+            for item in items:
+                await conn.execute("INSERT INTO bustest.batch_applied VALUES ($1, $2)",
+                                   spec.durable, item.payload.name)
+                if item.payload.name == "poison":
+                    raise RuntimeError("cannot apply this one")
+
+    await broker.start()
+    try:
+        await wait_for(lambda: sum(1 for c in calls for name, _ in c if name == "poison") >= 4)
+        await asyncio.sleep(0.8)  # nothing more after the last allowed delivery
+    finally:
+        await broker.stop()
+    applied = {r["name"] for r in await conn.fetch(
+        "SELECT name FROM bustest.batch_applied WHERE consumer = $1", spec.durable)}
+    assert applied == {"a", "b", "c", "d"}, "the good ones applied, the poison rolled back"
+    assert calls[0] == [(name, 1) for name in names], "first, the whole fetch in one call"
+    alone = calls[1:]
+    assert all(len(c) == 1 for c in alone), "then one message at a time"
+    assert [d for c in alone for name, d in c if name == "poison"] == [1, 2, 3]
+    letter = await js.get_last_msg("FAIRWAY_DEADLETTER", subjects.deadletter(spec.durable))
+    assert b"cannot apply this one" in letter.data
+    info = await js.consumer_info(spec.stream, spec.durable)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    await conn.close()

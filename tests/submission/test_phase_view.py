@@ -114,3 +114,39 @@ async def test_pods_follow_pod_group_events_between_phase_changes(conn):
     assert not await repo.apply_pod_group(conn, pod_group(wid, 2, Phase.RUNNING, "node-1", 11))
     assert not await repo.apply_pod_group(conn, pod_group(wid, 3, Phase.PENDING, None, 12))
     assert (await repo.get_workload(conn, wid))["pods"] == []
+
+
+async def test_a_batch_of_transitions_gives_the_view_one_by_one_gives(conn):
+    """The phase consumer applies a fetch at once: same history, phase, clocks and pods as
+    applying each transition alone, with a late older one and a repeat in the batch."""
+    alone, batched = await new_workload(conn), await new_workload(conn)
+
+    def sequence(wid: str) -> list[PhaseChanged]:
+        return [transition(wid, 1, None, Phase.PENDING, 0),
+                transition(wid, 3, Phase.INITIALIZING, Phase.RUNNING, 10),
+                transition(wid, 2, Phase.PENDING, Phase.INITIALIZING, 4),  # late, older
+                transition(wid, 4, Phase.RUNNING, Phase.DEGRADED, 20),
+                transition(wid, 4, Phase.RUNNING, Phase.DEGRADED, 20),  # a repeat
+                transition(wid, 5, Phase.DEGRADED, Phase.COMPLETED, 32)]
+
+    for event in sequence(alone):
+        await repo.apply_phase(conn, event)
+    async with conn.transaction():
+        await repo.apply_phases(conn, sequence(batched))
+    fields = ("phase", "phase_sequence", "phase_message", "total_running_seconds",
+              "total_pending_seconds", "pods")
+    one, many = await repo.get_workload(conn, alone), await repo.get_workload(conn, batched)
+    assert {f: one[f] for f in fields} == {f: many[f] for f in fields}
+    assert many["phase"] == "Completed" and many["total_running_seconds"] == pytest.approx(22)
+    assert ([h["sequence"] for h in await repo.phase_history(conn, uuid.UUID(batched))]
+            == [1, 2, 3, 4, 5])
+
+
+async def test_a_batch_of_pod_group_events_keeps_the_newest_list(conn):
+    wid = await new_workload(conn)
+    async with conn.transaction():
+        await repo.apply_pod_groups(conn, [pod_group(wid, 1, Phase.INITIALIZING, "node-1", 1),
+                                           pod_group(wid, 3, Phase.PENDING, None, 12),
+                                           pod_group(wid, 2, Phase.RUNNING, "node-1", 5)])
+    view = await repo.get_workload(conn, wid)
+    assert view["pods"] == [] and view["pods_sequence"] == 3

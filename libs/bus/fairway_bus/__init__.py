@@ -1,7 +1,14 @@
 """Fairway bus: FastStream NATS broker factory, JetStream bootstrap, retries and dead letters."""
 
-from fairway_bus.broker import Delivery, durable_subscriber, jetstream, make_broker
+from fairway_bus.broker import (
+    Delivery,
+    Received,
+    durable_batch_subscriber,
+    durable_subscriber,
+    jetstream,
+    make_broker,
+)
 from fairway_bus.publish import publish_model, publish_raw
 
-__all__ = ["Delivery", "durable_subscriber", "jetstream", "make_broker", "publish_model",
-           "publish_raw"]
+__all__ = ["Delivery", "Received", "durable_batch_subscriber", "durable_subscriber", "jetstream",
+           "make_broker", "publish_model", "publish_raw"]

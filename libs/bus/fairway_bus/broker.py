@@ -11,13 +11,19 @@ the parsed payload and a `Delivery`; the wrapper here owns acknowledgement:
 
 Redelivery is normal (acks race ack_wait, services restart), so handlers must be idempotent:
 `fairway_store.inbox` records processed message ids in the handler's own transaction.
+
+A batch handler (`durable_batch_subscriber`) gets every message of a fetch at once, in stream
+order, to apply them in one transaction: the busy projections (thousands of phase and
+pod-group events a minute) pay one transaction, not one each. If it raises, the batch is
+handled again one message at a time, so the settling above stays per message and one poison
+message costs only itself.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +39,7 @@ from fairway_contracts import subjects
 from fairway_contracts.events import DeadLetter
 from fairway_contracts.streams import ConsumerSpec
 from fairway_contracts.workloads import utcnow
-from fairway_telemetry import extract_context, workload_attributes
+from fairway_telemetry import extract_context, workload_attributes, workload_context
 
 log = logging.getLogger("fairway.bus")
 _tracer = trace.get_tracer("fairway.bus")
@@ -48,6 +54,27 @@ class Delivery:
     delivered: int  # 1 on first delivery
     headers: dict[str, str]
     stream_sequence: int
+
+
+@dataclass(frozen=True)
+class Received[M: BaseModel]:
+    """One message of a batch: its payload, its delivery, and its consumer span (parented to
+    the publisher's context; a handler applies the message inside `item.current()`)."""
+
+    payload: M
+    delivery: Delivery
+    span: trace.Span
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """While applying this message: its span is the current one (trace ids on log lines,
+        trace context on events written) and its workload id is on every log line."""
+        with trace.use_span(self.span, end_on_exit=False), workload_context(
+                getattr(self.payload, "workload_id", None)):
+            yield
+
+
+type BatchHandler[M: BaseModel] = Callable[[list[Received[M]]], Awaitable[None]]
 
 
 class FairwayBroker(NatsBroker):
@@ -98,11 +125,15 @@ class DurableConsumer:
     """
 
     def __init__(self, broker: NatsBroker, spec: ConsumerSpec, model: type[BaseModel],
-                 handler: Callable[[Any, Delivery], Awaitable[None]], fetch_timeout: float):
+                 handler: Callable[[Any, Delivery], Awaitable[None]] | None,
+                 fetch_timeout: float, batch_handler: BatchHandler | None = None,
+                 batch_size: int | None = None):
         self.broker = broker
         self.spec = spec
         self.model = model
         self.handler = handler
+        self.batch_handler = batch_handler
+        self.batch_size = batch_size or max(1, spec.parallel) * 4
         self.fetch_timeout = fetch_timeout
         self._task: asyncio.Task | None = None
         self._running = False
@@ -131,7 +162,7 @@ class DurableConsumer:
             await self._subscription.unsubscribe()
 
     async def _loop(self) -> None:
-        batch = max(1, self.spec.parallel) * 4
+        batch = self.batch_size
         while self._running:
             try:
                 messages = await self._subscription.fetch(batch=batch,
@@ -144,12 +175,20 @@ class DurableConsumer:
                 log.warning("fetch from %s failed: %r", self.spec.durable, exc)
                 await asyncio.sleep(0.5)
                 continue
-            groups: dict[str, list[Msg]] = defaultdict(list)
-            for raw in messages:
-                groups[self.spec.ordering_key(raw.subject)].append(raw)
             self._handling = True
             try:
                 # shielded: a stop waits for the batch in hand rather than cutting it
+                if self.batch_handler is not None:
+                    try:
+                        await asyncio.shield(self._handle_batch(messages))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # never lose the loop to one batch (acks lost: redelivered)
+                        log.exception("settling a batch of %s failed", self.spec.durable)
+                    continue
+                groups: dict[str, list[Msg]] = defaultdict(list)
+                for raw in messages:
+                    groups[self.spec.ordering_key(raw.subject)].append(raw)
                 await asyncio.shield(
                     asyncio.gather(*(self._handle_group(g) for g in groups.values())))
             finally:
@@ -163,16 +202,71 @@ class DurableConsumer:
                 except Exception:  # never lose the loop to one message
                     log.exception("settling a message of %s failed", self.spec.durable)
 
+    async def _handle_batch(self, messages: list[Msg]) -> None:
+        """Every parsed message of a fetch to the batch handler at once; acked together when
+        it returns. If it raises, each message again on its own (settled one by one)."""
+        items: list[Received] = []
+        raws: list[Msg] = []
+        for raw in messages:
+            delivery = _delivery(raw)
+            try:
+                payload = self.model.model_validate_json(raw.data)
+            except ValidationError as exc:
+                try:
+                    await _dead_letter(self.broker, self.spec, delivery, raw.data,
+                                       f"invalid payload: {exc}")
+                    await raw.term()
+                except Exception:
+                    log.exception("dead-lettering a message of %s failed", self.spec.durable)
+                continue
+            span = _tracer.start_span(
+                f"{self.spec.durable} handle", context=extract_context(delivery.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "nats", "messaging.destination": raw.subject,
+                            "messaging.consumer": self.spec.durable,
+                            "messaging.delivery_count": delivery.delivered,
+                            "messaging.batch_size": len(messages),
+                            **workload_attributes(payload)})
+            items.append(Received(payload, delivery, span))
+            raws.append(raw)
+        if not items:
+            return
+        assert self.batch_handler is not None
+        try:
+            try:
+                await self.batch_handler(items)
+            except Exception as exc:
+                if len(items) == 1:
+                    await _settle_failure(self.broker, self.spec, raws[0], items[0].delivery,
+                                          exc)
+                    return
+                log.warning("a batch of %d from %s failed, handling them one by one: %r",
+                            len(items), self.spec.durable, exc)
+                for item, raw in zip(items, raws, strict=True):
+                    try:
+                        await self._handle_alone(item, raw)
+                    except Exception:  # never lose the loop to one message
+                        log.exception("settling a message of %s failed", self.spec.durable)
+                return
+            for raw in raws:
+                await raw.ack()
+        finally:
+            for item in items:
+                item.span.end()
+
+    async def _handle_alone(self, item: Received, raw: Msg) -> None:
+        assert self.batch_handler is not None
+        try:
+            await self.batch_handler([item])
+        except Exception as exc:
+            item.span.record_exception(exc)
+            await _settle_failure(self.broker, self.spec, raw, item.delivery, exc)
+            return
+        await raw.ack()
+
     async def _handle_one(self, raw: Msg) -> None:
-        meta = raw.metadata
-        headers = dict(raw.headers or {})
-        delivery = Delivery(
-            msg_id=headers.get("Nats-Msg-Id") or f"{meta.stream}:{meta.sequence.stream}",
-            subject=raw.subject,
-            delivered=meta.num_delivered,
-            headers=headers,
-            stream_sequence=meta.sequence.stream,
-        )
+        delivery = _delivery(raw)
+        headers = delivery.headers
         with _tracer.start_as_current_span(
             f"{self.spec.durable} handle", context=extract_context(headers),
             kind=SpanKind.CONSUMER,
@@ -208,6 +302,34 @@ def durable_subscriber[M: BaseModel](
     return register
 
 
+def durable_batch_subscriber[M: BaseModel](
+    broker: NatsBroker,
+    spec: ConsumerSpec,
+    model: type[M],
+    *,
+    batch_size: int = 100,
+    fetch_timeout: float = 5.0,
+) -> Callable[[BatchHandler[M]], BatchHandler[M]]:
+    """Register `handler(items)` on the durable consumer `spec`: each fetch's messages (up to
+    `batch_size`, whatever is there) in one call, in stream order, acked once it returns.
+
+    The handler applies them in order, in one transaction, and changes memory only after it
+    commits: if it raises, nothing of the batch may remain, for each message is then handled
+    again on its own (and naked or dead-lettered on its own). Idempotent per message, as
+    every handler.
+    """
+    if not isinstance(broker, FairwayBroker):
+        raise TypeError("durable consumers need the broker from fairway_bus.make_broker")
+
+    def register(handler: BatchHandler[M]) -> BatchHandler[M]:
+        broker.durable_consumers.append(DurableConsumer(
+            broker, spec, model, None, fetch_timeout, batch_handler=handler,
+            batch_size=batch_size))
+        return handler
+
+    return register
+
+
 async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: type[M],
                                 handler: Callable[[M, Delivery], Awaitable[None]], raw: Msg,
                                 delivery: Delivery) -> None:
@@ -224,23 +346,43 @@ async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: t
     try:
         await handler(payload, delivery)
     except Exception as exc:
-        if delivery.delivered >= spec.max_deliver:
-            log.exception(
-                "giving up on message after %d deliveries", delivery.delivered,
-                extra={"fields": {"consumer": spec.durable, "subject": delivery.subject}},
-            )
-            await _dead_letter(broker, spec, delivery, raw.data, repr(exc))
-            await raw.term()
-        else:
-            delay = spec.retry_delay(delivery.delivered)
-            log.warning(
-                "handler failed (delivery %d of %d), retrying in %.1fs: %r",
-                delivery.delivered, spec.max_deliver, delay, exc,
-                extra={"fields": {"consumer": spec.durable, "subject": delivery.subject}},
-            )
-            await raw.nak(delay=delay)
+        await _settle_failure(broker, spec, raw, delivery, exc)
         return
     await raw.ack()
+
+
+def _delivery(raw: Msg) -> Delivery:
+    meta = raw.metadata
+    headers = dict(raw.headers or {})
+    return Delivery(
+        msg_id=headers.get("Nats-Msg-Id") or f"{meta.stream}:{meta.sequence.stream}",
+        subject=raw.subject,
+        delivered=meta.num_delivered,
+        headers=headers,
+        stream_sequence=meta.sequence.stream,
+    )
+
+
+async def _settle_failure(broker: NatsBroker, spec: ConsumerSpec, raw: Msg, delivery: Delivery,
+                          exc: Exception) -> None:
+    """The handler raised: retry later with a growing delay, or on the last allowed delivery
+    dead-letter the message and terminate it."""
+    if delivery.delivered >= spec.max_deliver:
+        log.error(
+            "giving up on message after %d deliveries: %r", delivery.delivered, exc,
+            exc_info=exc,
+            extra={"fields": {"consumer": spec.durable, "subject": delivery.subject}},
+        )
+        await _dead_letter(broker, spec, delivery, raw.data, repr(exc))
+        await raw.term()
+    else:
+        delay = spec.retry_delay(delivery.delivered)
+        log.warning(
+            "handler failed (delivery %d of %d), retrying in %.1fs: %r",
+            delivery.delivered, spec.max_deliver, delay, exc,
+            extra={"fields": {"consumer": spec.durable, "subject": delivery.subject}},
+        )
+        await raw.nak(delay=delay)
 
 
 async def _dead_letter(broker: NatsBroker, spec: ConsumerSpec, delivery: Delivery,

@@ -8,6 +8,7 @@ core-NATS request/reply in a queue group; samples are stored on a timer.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from faststream.nats import NatsMessage
 from pydantic import BaseModel, ValidationError
 
-from fairway_bus import Delivery, durable_subscriber
+from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     DeadLetter,
@@ -55,7 +56,6 @@ from fairway_metrics.projection import (
 from fairway_metrics.settings import MetricsSettings
 from fairway_runtime import Service
 from fairway_store import first_delivery
-from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.metrics")
 
@@ -95,36 +95,40 @@ class Metrics:
         self.projection = Projection()
 
     # workloads -----------------------------------------------------------------------------
-    async def workload_submitted(self, event: WorkloadSubmitted, delivery: Delivery,
-                                 consumer: str) -> None:
-        with workload_context(event.workload_id):
-            async with self.service.pool.acquire() as conn, conn.transaction():
-                if not await first_delivery(conn, consumer, delivery.msg_id):
-                    return
-                view = await repository.lock_workload(conn, event.workload_id, event.project,
-                                                      event.workload_type.value)
-                outcome = domain.on_submitted(view, event)
-                await repository.save_workload(conn, outcome.view)
-            self.projection.workloads[event.workload_id] = outcome.view
-            series.record(outcome)  # after the commit: a rolled-back event records nothing
+    # Submissions and transitions come in bursts (thousands a minute): each fetch is applied
+    # in one transaction, message by message in stream order, and the projection and series
+    # follow after the commit (a rolled-back batch records nothing).
+    async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]],
+                                  consumer: str) -> None:
+        await self._apply(items, consumer, domain.on_submitted)
 
-    async def phase_changed(self, event: PhaseChanged, delivery: Delivery, consumer: str
-                            ) -> None:
-        with workload_context(event.workload_id):
-            async with self.service.pool.acquire() as conn, conn.transaction():
-                if not await first_delivery(conn, consumer, delivery.msg_id):
-                    return
-                view = await repository.lock_workload(conn, event.workload_id, event.project,
-                                                      event.workload_type.value)
-                outcome = domain.on_phase_changed(view, event)
-                await repository.save_workload(conn, outcome.view)
-                if outcome.view.finished:  # nothing waits or runs: forget why and how busy
-                    for kind in (PENDING, UTILIZATION):
-                        await repository.forget_current(conn, kind, event.workload_id)
-            self.projection.workloads[event.workload_id] = outcome.view
+    async def phases_changed(self, items: list[Received[PhaseChanged]], consumer: str) -> None:
+        await self._apply(items, consumer, domain.on_phase_changed)
+
+    async def _apply(self, items: list[Received[Any]], consumer: str,
+                     fold: Callable[[Any, Any], domain.Outcome]) -> None:
+        outcomes: list[domain.Outcome] = []
+        async with self.service.pool.acquire() as conn, conn.transaction():
+            for item in items:
+                event = item.payload
+                with item.current():
+                    if not await first_delivery(conn, consumer, item.delivery.msg_id):
+                        continue
+                    view = await repository.lock_workload(conn, event.workload_id,
+                                                          event.project,
+                                                          event.workload_type.value)
+                    outcome = fold(view, event)
+                    await repository.save_workload(conn, outcome.view)
+                    if outcome.view.finished:  # nothing waits or runs: forget why, how busy
+                        for kind in (PENDING, UTILIZATION):
+                            await repository.forget_current(conn, kind, event.workload_id)
+                outcomes.append(outcome)
+        for outcome in outcomes:
+            wid = outcome.view.id
+            self.projection.workloads[wid] = outcome.view
             if outcome.view.finished:
                 for kind in (PENDING, UTILIZATION):
-                    self.projection.put(kind, event.workload_id, None)
+                    self.projection.put(kind, wid, None)
             series.record(outcome)
 
     # last-value facts ----------------------------------------------------------------------
@@ -226,13 +230,13 @@ def register(service: Service, settings: MetricsSettings, consumers: MetricsCons
     m = Metrics(service, settings)
     broker = service.broker
 
-    @durable_subscriber(broker, consumers.workloads, WorkloadSubmitted)
-    async def on_workload_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
-        await m.workload_submitted(event, delivery, consumers.workloads.durable)
+    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted)
+    async def on_workloads_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
+        await m.workloads_submitted(items, consumers.workloads.durable)
 
-    @durable_subscriber(broker, consumers.phases, PhaseChanged)
-    async def on_phase_changed(event: PhaseChanged, delivery: Delivery) -> None:
-        await m.phase_changed(event, delivery, consumers.phases.durable)
+    @durable_batch_subscriber(broker, consumers.phases, PhaseChanged)
+    async def on_phases_changed(items: list[Received[PhaseChanged]]) -> None:
+        await m.phases_changed(items, consumers.phases.durable)
 
     @durable_subscriber(broker, consumers.queues, QueueStatusChanged)
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:

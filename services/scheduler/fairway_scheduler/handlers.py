@@ -13,7 +13,7 @@ default quota (deserved 0, no limit, weight 1) until its project arrives.
 import logging
 from dataclasses import dataclass
 
-from fairway_bus import Delivery, durable_subscriber
+from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts import streams
 from fairway_contracts.events import (
     DepartmentChanged,
@@ -59,9 +59,9 @@ def register(service: Service, scheduler: Scheduler, consumers: SchedulerConsume
     async def on_workload_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
         await workload_submitted(scheduler, event, delivery, consumers.workloads.durable)
 
-    @durable_subscriber(service.broker, consumers.podgroups, PodGroupChanged)
-    async def on_pod_group_changed(event: PodGroupChanged, delivery: Delivery) -> None:
-        await pod_group_changed(scheduler, event, delivery, consumers.podgroups.durable)
+    @durable_batch_subscriber(service.broker, consumers.podgroups, PodGroupChanged)
+    async def on_pod_groups_changed(items: list[Received[PodGroupChanged]]) -> None:
+        await pod_groups_changed(scheduler, items, consumers.podgroups.durable)
 
     @durable_subscriber(service.broker, consumers.projects, ProjectChanged)
     async def on_project_changed(event: ProjectChanged, delivery: Delivery) -> None:
@@ -143,26 +143,38 @@ async def workload_submitted(scheduler: Scheduler, event: WorkloadSubmitted, del
         scheduler.changed()
 
 
-async def pod_group_changed(scheduler: Scheduler, event: PodGroupChanged, delivery: Delivery,
-                            consumer: str) -> None:
-    with workload_context(event.workload_id):
-        status = WorkloadStatus.from_event(event, trace_headers_only(delivery.headers))
-        async with scheduler.lock:
-            async with scheduler.pool.acquire() as conn, conn.transaction():
-                if not await first_delivery(conn, consumer, delivery.msg_id):
-                    return
-                applied = await repository.lock_status(conn, status.workload_id)
-                # After the workload is over, later pod-group events still come while its
-                # last pods go: they release what those pods held.
-                if applied is not None and status.sequence <= applied[0]:
-                    log.debug("stale pod-group event ignored", extra={"fields": {
-                        "sequence": status.sequence, "applied_sequence": applied[0]}})
-                    return
-                await repository.save_status(conn, status)
-                released = await repository.release_allocations(
-                    conn, status.workload_id, keep=status.pods_holding())
+async def pod_groups_changed(scheduler: Scheduler, items: list[Received[PodGroupChanged]],
+                             consumer: str) -> None:
+    """Pod groups as lifecycle sees them, a fetch at a time (thousands a minute while pods
+    start and finish): stored and allocations released in one transaction, in stream order,
+    then applied in memory, then one cycle asked for."""
+    applied: list[tuple[WorkloadStatus, list[str]]] = []
+    async with scheduler.lock:
+        async with scheduler.pool.acquire() as conn, conn.transaction():
+            for item in items:
+                event = item.payload
+                with item.current():
+                    status = WorkloadStatus.from_event(
+                        event, trace_headers_only(item.delivery.headers))
+                    if not await first_delivery(conn, consumer, item.delivery.msg_id):
+                        continue
+                    stored = await repository.lock_status(conn, status.workload_id)
+                    # After the workload is over, later pod-group events still come while its
+                    # last pods go: they release what those pods held.
+                    if stored is not None and status.sequence <= stored[0]:
+                        log.debug("stale pod-group event ignored", extra={"fields": {
+                            "sequence": status.sequence, "applied_sequence": stored[0]}})
+                        continue
+                    await repository.save_status(conn, status)
+                    released = await repository.release_allocations(
+                        conn, status.workload_id, keep=status.pods_holding())
+                applied.append((status, released))
+        for status, released in applied:  # after the commit
             scheduler.state.apply_status(status, released)
+    for status, released in applied:
         if released:
-            log.info("allocations released", extra={"fields": {
-                "phase": status.phase.value, "pods": released}})
+            with workload_context(status.workload_id):
+                log.info("allocations released", extra={"fields": {
+                    "phase": status.phase.value, "pods": released}})
+    if applied:
         scheduler.changed()

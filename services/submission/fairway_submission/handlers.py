@@ -1,7 +1,7 @@
 """Submission's message handlers: phase and pod-group events keep the workload view current; the
 scheduler's pending reasons and queue status feed the API's explanations and fair shares."""
 
-from fairway_bus import Delivery, durable_subscriber
+from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts import streams
 from fairway_contracts.events import (
     Heartbeat,
@@ -18,21 +18,21 @@ from fairway_telemetry import workload_context
 
 
 def register(service: Service, heartbeats: Heartbeats) -> None:
-    @durable_subscriber(service.broker, streams.SUBMISSION_PHASES, PhaseChanged)
-    async def on_phase(event: PhaseChanged, delivery: Delivery) -> None:
+    # The two busiest consumers (every transition, every pod change) apply what each fetch
+    # brought in one transaction.
+    @durable_batch_subscriber(service.broker, streams.SUBMISSION_PHASES, PhaseChanged)
+    async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
         # older one arriving late never overwrites a newer phase.
-        with workload_context(event.workload_id):
-            async with service.pool.acquire() as conn, conn.transaction():
-                await repo.apply_phase(conn, event)
+        async with service.pool.acquire() as conn, conn.transaction():
+            await repo.apply_phases(conn, [item.payload for item in items])
 
-    @durable_subscriber(service.broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
-    async def on_pod_group(event: PodGroupChanged, delivery: Delivery) -> None:
+    @durable_batch_subscriber(service.broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
+    async def on_pod_groups(items: list[Received[PodGroupChanged]]) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
         # Pending): the view follows; an older event never overwrites a newer list.
-        with workload_context(event.workload_id):
-            async with service.pool.acquire() as conn:
-                await repo.apply_pod_group(conn, event)
+        async with service.pool.acquire() as conn, conn.transaction():
+            await repo.apply_pod_groups(conn, [item.payload for item in items])
 
     @durable_subscriber(service.broker, streams.SUBMISSION_PENDING, SchedulingPending)
     async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:

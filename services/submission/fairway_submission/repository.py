@@ -121,47 +121,74 @@ async def list_workloads(conn: asyncpg.Connection, filters: list[tuple[str, str,
     return rows, total
 
 
-async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
-    """Record a transition in the history and, when it is newer than what the view shows,
-    in the view. False when this transition was recorded before (a redelivery)."""
-    inserted = await conn.execute(
-        "INSERT INTO workload_events (workload_id, sequence, previous_phase, phase, reason,"
-        " message, time) SELECT $1, $2, $3, $4, $5, $6, $7"
-        " WHERE EXISTS (SELECT 1 FROM workloads WHERE workload_id = $1)"
-        " ON CONFLICT DO NOTHING",
-        uuid.UUID(event.workload_id), event.sequence,
-        event.previous_phase.value if event.previous_phase else None, event.phase.value,
-        event.reason, event.message, event.time)
-    if not inserted.endswith(" 1"):
-        return False
+_INSERT_TRANSITION = (
+    "INSERT INTO workload_events (workload_id, sequence, previous_phase, phase, reason,"
+    " message, time) SELECT $1, $2, $3, $4, $5, $6, $7"
+    " WHERE EXISTS (SELECT 1 FROM workloads WHERE workload_id = $1)"
+    " ON CONFLICT DO NOTHING")
+# Only a newer transition moves the view (so a redelivery or a late older one changes
+# nothing); the running and pending clocks add up what the transition ends.
+_APPLY_TRANSITION = """
+    UPDATE workloads SET
+        total_running_seconds = total_running_seconds + CASE WHEN running_since IS NULL
+            THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM ($5::timestamptz - running_since))) END,
+        total_pending_seconds = total_pending_seconds + CASE WHEN pending_since IS NULL
+            THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM ($5::timestamptz - pending_since))) END,
+        running_since = CASE WHEN $6 THEN $5::timestamptz ELSE NULL END,
+        pending_since = CASE WHEN $7 THEN $5::timestamptz ELSE NULL END,
+        phase = $2, phase_reason = $3, phase_message = $4, phase_sequence = $8,
+        phase_updated_at = $5,
+        pods = CASE WHEN pods_at IS NULL OR $5 >= pods_at THEN $9 ELSE pods END,
+        pods_at = GREATEST(pods_at, $5)
+    WHERE workload_id = $1 AND phase_sequence < $8
+    """
+# A scheduling rule stopped it (lifecycle's decision, not an API call): the desired phase
+# follows, unless the view already shows something newer.
+_RULE_STOPPED = ("UPDATE workloads SET desired_phase = 'Stopped' WHERE workload_id = $1"
+                 " AND desired_phase = 'Running' AND phase_sequence <= $2")
+
+
+def _transition_args(event: PhaseChanged) -> tuple:
+    return (uuid.UUID(event.workload_id), event.sequence,
+            event.previous_phase.value if event.previous_phase else None, event.phase.value,
+            event.reason, event.message, event.time)
+
+
+def _view_args(event: PhaseChanged) -> tuple:
     running = event.phase in (Phase.RUNNING, Phase.DEGRADED)
     pending = event.phase in (Phase.PENDING, Phase.CREATING)
     pods: list[dict[str, Any]] = [p.model_dump(mode="json", by_alias=True) for p in event.pods]
-    await conn.execute(
-        """
-        UPDATE workloads SET
-            total_running_seconds = total_running_seconds + CASE WHEN running_since IS NULL
-                THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM ($5::timestamptz - running_since))) END,
-            total_pending_seconds = total_pending_seconds + CASE WHEN pending_since IS NULL
-                THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM ($5::timestamptz - pending_since))) END,
-            running_since = CASE WHEN $6 THEN $5::timestamptz ELSE NULL END,
-            pending_since = CASE WHEN $7 THEN $5::timestamptz ELSE NULL END,
-            phase = $2, phase_reason = $3, phase_message = $4, phase_sequence = $8,
-            phase_updated_at = $5,
-            pods = CASE WHEN pods_at IS NULL OR $5 >= pods_at THEN $9 ELSE pods END,
-            pods_at = GREATEST(pods_at, $5)
-        WHERE workload_id = $1 AND phase_sequence < $8
-        """,
-        uuid.UUID(event.workload_id), event.phase.value, event.reason, event.message,
-        event.time, running, pending, event.sequence, pods)
-    if event.phase in (Phase.STOPPING, Phase.STOPPED) and event.reason in RULE_STOP_REASONS:
-        # A scheduling rule stopped it (lifecycle's decision, not an API call): the desired
-        # phase follows, unless the view already shows something newer.
-        await conn.execute(
-            "UPDATE workloads SET desired_phase = 'Stopped' WHERE workload_id = $1"
-            " AND desired_phase = 'Running' AND phase_sequence <= $2",
-            uuid.UUID(event.workload_id), event.sequence)
+    return (uuid.UUID(event.workload_id), event.phase.value, event.reason, event.message,
+            event.time, running, pending, event.sequence, pods)
+
+
+def _rule_stopped(event: PhaseChanged) -> bool:
+    return event.phase in (Phase.STOPPING, Phase.STOPPED) and event.reason in RULE_STOP_REASONS
+
+
+async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
+    """Record a transition in the history and, when it is newer than what the view shows,
+    in the view. False when this transition was recorded before (a redelivery)."""
+    inserted = await conn.execute(_INSERT_TRANSITION, *_transition_args(event))
+    if not inserted.endswith(" 1"):
+        return False
+    await conn.execute(_APPLY_TRANSITION, *_view_args(event))
+    if _rule_stopped(event):
+        await conn.execute(_RULE_STOPPED, uuid.UUID(event.workload_id), event.sequence)
     return True
+
+
+async def apply_phases(conn: asyncpg.Connection, events: list[PhaseChanged]) -> None:
+    """`apply_phase` for many transitions, in the order given, in a few round trips (call it
+    inside a transaction). The same result as one by one: the view's guard on the sequence
+    skips what one by one would have skipped, and the clocks add up in the same order."""
+    if not events:
+        return
+    await conn.executemany(_INSERT_TRANSITION, [_transition_args(e) for e in events])
+    await conn.executemany(_APPLY_TRANSITION, [_view_args(e) for e in events])
+    for event in events:
+        if _rule_stopped(event):
+            await conn.execute(_RULE_STOPPED, uuid.UUID(event.workload_id), event.sequence)
 
 
 async def set_desired_phase(conn: asyncpg.Connection, workload_id: uuid.UUID,
@@ -387,12 +414,24 @@ async def apply_pod_group(conn: asyncpg.Connection, event: PodGroupChanged) -> b
     """The workload's pods as its newest pod-group event lists them; an older or repeated
     event, or one older than the phase event that last set the pods, changes nothing. True when
     the view changed."""
-    pods = [p.model_dump(mode="json", by_alias=True) for p in event.pods]
-    status = await conn.execute(
-        "UPDATE workloads SET pods = $2, pods_sequence = $3, pods_at = $4"
-        " WHERE workload_id = $1 AND pods_sequence < $3 AND (pods_at IS NULL OR $4 >= pods_at)",
-        uuid.UUID(event.workload_id), pods, event.sequence, event.time)
+    status = await conn.execute(_APPLY_POD_GROUP, *_pod_group_args(event))
     return status.endswith(" 1")
+
+
+async def apply_pod_groups(conn: asyncpg.Connection, events: list[PodGroupChanged]) -> None:
+    """`apply_pod_group` for many events, in the order given, in one round trip."""
+    if events:
+        await conn.executemany(_APPLY_POD_GROUP, [_pod_group_args(e) for e in events])
+
+
+_APPLY_POD_GROUP = (
+    "UPDATE workloads SET pods = $2, pods_sequence = $3, pods_at = $4"
+    " WHERE workload_id = $1 AND pods_sequence < $3 AND (pods_at IS NULL OR $4 >= pods_at)")
+
+
+def _pod_group_args(event: PodGroupChanged) -> tuple:
+    pods = [p.model_dump(mode="json", by_alias=True) for p in event.pods]
+    return (uuid.UUID(event.workload_id), pods, event.sequence, event.time)
 
 
 async def project_usage(conn: asyncpg.Connection) -> list[asyncpg.Record]:
