@@ -4,7 +4,9 @@
    pending (70% one GPU, 10% gangs of 2-16 pods x 8 GPUs, 20% fractions)      target <= 2 s
 2. steady state: the same cluster with 40,000 running pods and 500 new pending per cycle
    (500 finish per cycle too; what runs is kept in a `Ledger` between cycles, as the service
-   would keep it, so a cycle costs nodes + queues + pending, not the 40,000 allocations)
+   keeps it, so a cycle costs nodes + queues + pending, not the 40,000 allocations); then
+   what the service does around the cycle at that size (its snapshot and ledger, kept between
+   cycles, against both made afresh)
                                                                          target p99 <= 250 ms
 3. large: 5,000 nodes, 50,000 pending, one cycle          target <= 10 s, peak RSS <= 2 GiB
 4. reclaim: 500 nodes x 8 GPUs, 4,000 running one-GPU workloads of an over-served project,
@@ -32,6 +34,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from fairway_contracts.workloads import Phase
 from fairway_scheduler.core import (
     Allocation,
     ClusterSnapshot,
@@ -45,6 +48,7 @@ from fairway_scheduler.core import (
     decide,
 )
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.state import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOLS = ("pool-a", "pool-b")
@@ -146,7 +150,7 @@ def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
     # fractions (6,700 of the 8,000 GPUs). New work arrives in the same mix.
     seed = mix(int(40000 * scale), rng, "r", 0)
     first = allocate(ClusterSnapshot(nodes, tuple(seed), pools=pools, queues=queues))
-    # What runs is kept in a ledger between cycles, as the service would keep it.
+    # What runs is kept in a ledger between cycles, as the service keeps it.
     ledger = Ledger(nodes)
     by_id = {w.id: w for w in seed}
     running: dict[str, list[Allocation]] = {}
@@ -172,6 +176,7 @@ def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
         times.append(seconds)
         pods += placed_pods(result)
         for p in result.placements:
+            by_id[p.workload_id] = pending[p.workload_id]
             hold(pending.pop(p.workload_id), p)
     p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
     held = sum(len(a) for a in running.values())
@@ -179,6 +184,54 @@ def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
          "p99 <= 250 ms", p99 <= 0.25 if scale == 1 else None)
     print(f"   median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms",
           flush=True)
+    service_path(nodes, by_id, running)
+
+
+def service_path(nodes: tuple[Node, ...], by_id: dict[str, Workload],
+                 running: dict[str, list[Allocation]]) -> None:
+    """What the service does around `decide` at this size, one workload changed since the
+    last cycle: its snapshot and its ledger, each kept between cycles, against each made
+    afresh from every workload and allocation (as every cycle did before they were kept)."""
+    state = ClusterState()
+    for node in nodes:
+        state.put_node(node)
+    for wid, allocations in running.items():
+        w = by_id[wid]
+        state.add_request(WorkloadRequest(
+            id=wid, project=w.project, priority_class="train", priority=w.priority,
+            preemptible=w.preemptible, node_pools=w.node_pools, pods=w.pods,
+            min_pods=w.min_pods, gpus_per_pod=w.gpus_per_pod, submitted_at=w.submitted_at,
+            gpu_portion=w.gpu_portion))
+        state.apply_status(WorkloadStatus(
+            workload_id=wid, project=w.project, sequence=1, phase=Phase.RUNNING, time=T0,
+            pods=tuple(PodStatus(a.pod, a.node, "Running") for a in allocations)), ())
+        for a in allocations:
+            state.allocations[(wid, a.pod)] = a
+    snapshot = state.snapshot(T0)
+    state.kept_ledger(snapshot)  # the first cycle builds it
+    kept, rebuilt, snap, fresh = [], [], [], []
+    for wid in list(running)[:20]:
+        state.apply_status(WorkloadStatus(
+            workload_id=wid, project=by_id[wid].project, sequence=2, phase=Phase.COMPLETED,
+            time=T0, pods=()), state.allocations.pods_of(wid))
+        start = time.perf_counter()
+        snapshot = state.snapshot(T0)
+        snap.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        state.snapshot(T0, cached=False)
+        fresh.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        state.kept_ledger(snapshot)
+        kept.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        Ledger.of(snapshot)
+        rebuilt.append(time.perf_counter() - start)
+    snap_ms, fresh_ms, kept_ms, rebuilt_ms = (statistics.median(t) * 1000
+                                              for t in (snap, fresh, kept, rebuilt))
+    print(f"   the service around it, {len(snapshot.allocations)} allocations (medians of 20):\n"
+          f"   snapshot kept {snap_ms:.1f} ms, made afresh {fresh_ms:.1f} ms"
+          f" (ratio {fresh_ms / snap_ms:.0f}x); ledger kept {kept_ms:.2f} ms,"
+          f" rebuilt {rebuilt_ms:.1f} ms", flush=True)
 
 
 def shape3(scale: float, profile: bool) -> None:

@@ -10,6 +10,7 @@ import nats
 import pytest
 
 from fairway_devstack.testing import running_stack
+from fairway_scheduler.cycle import KEPT_STATE_DIFFERS
 from tests.e2e.otlp import OtlpReceiver
 
 
@@ -29,6 +30,8 @@ def stack(tmp_path_factory, otlp):
         # second, so idle limits of a few seconds can be seen to work. Defaults: 30 s and 5 s.
         "FAIRWAY_UTILIZATION_WINDOW_SECONDS": "2",
         "FAIRWAY_RULES_CHECK_SECONDS": "0.5",
+        # Every cycle checks the ledger it keeps against one built from the allocations.
+        "FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE": "true",
     }
     state = tmp_path_factory.mktemp("stack")
     try:
@@ -38,6 +41,9 @@ def stack(tmp_path_factory, otlp):
         for log in sorted((state / "logs").glob("*.log")):
             tail = log.read_text(errors="replace").splitlines()[-15:]
             print(f"--- {log.name}\n" + "\n".join(tail))
+    for log in (state / "logs").glob("scheduler*.log"):
+        assert KEPT_STATE_DIFFERS not in log.read_text(errors="replace"), (
+            f"{log.name}: {KEPT_STATE_DIFFERS}")
 
 
 @pytest.fixture(scope="session")

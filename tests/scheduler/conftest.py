@@ -16,7 +16,16 @@ from nats.js.api import DeliverPolicy
 from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_devstack.testing import fresh_database
+from fairway_scheduler.cycle import KEPT_STATE_DIFFERENCES, KEPT_STATE_DIFFERS
 from fairway_scheduler.handlers import SchedulerConsumers
+
+
+@pytest.fixture(autouse=True)
+def kept_state_never_differs():
+    """Services started with verify_kept_state check the ledger they keep every cycle."""
+    before = KEPT_STATE_DIFFERENCES._value.get()
+    yield
+    assert KEPT_STATE_DIFFERENCES._value.get() == before, KEPT_STATE_DIFFERS
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ async def start_scheduler(nats_url: str, database_url: str, fs_consumers):
         # A long settle: the burst of submissions lands before the first cycle decides.
         settings = SchedulerSettings(nats_url=nats_url, database_url=database_url,
                                      cycle_seconds=3.0, settle_seconds=1.5,
-                                     leader_election="off")
+                                     leader_election="off", verify_kept_state=True)
         service = build(settings, consumers=fs_consumers)
         await service.start(serve_http=False)
         started.append(service)

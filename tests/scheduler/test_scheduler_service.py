@@ -61,7 +61,8 @@ async def start_scheduler(nats_url: str, database_url: str, consumers):
     async def start():
         # The only instance: no Lease, whatever KUBECONFIG the shell has.
         settings = SchedulerSettings(nats_url=nats_url, database_url=database_url,
-                                     cycle_seconds=0.1, leader_election="off")
+                                     cycle_seconds=0.1, leader_election="off",
+                                     verify_kept_state=True)
         service = build(settings, consumers=consumers)
         await service.start(serve_http=False)
         started.append(service)

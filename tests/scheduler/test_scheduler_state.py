@@ -1,9 +1,11 @@
 """How events become the scheduler's state, and the snapshot a cycle sees (pure, no I/O)."""
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
+from fairway_contracts.events import ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.cycle import decision_id
@@ -182,3 +184,107 @@ def test_a_finished_workloads_running_pods_hold_their_devices_until_they_are_gon
     gone = status("w1", 3, Phase.COMPLETED, PodStatus("w1-0", node="n1", phase="Succeeded"))
     state.apply_status(gone, released=["w1-1"])
     assert state.snapshot() == core.ClusterSnapshot()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_ledger_kept_between_cycles_is_the_one_the_allocations_give(seed):
+    """Workloads arrive, are placed by real cycles, run, finish (some with pods still going),
+    pods appear on nodes with no decision of ours, nodes come and go: after every event, the
+    ledger the state keeps between cycles holds what `Ledger.of` builds from the snapshot,
+    and a cycle decides the same with either."""
+    rng = random.Random(seed)
+    state = ClusterState()
+    for n in range(4):
+        state.put_node(core.Node(f"n{n}", "a100" if n % 2 else "t4", True, 4))
+    sequence: dict[str, int] = {}
+    pods_of: dict[str, list[PodStatus]] = {}
+    compared = 0
+    binding: list[core.Placement] = []
+    evicting: list[core.Eviction] = []
+
+    def report(wid: str, phase: Phase, pods: list[PodStatus]) -> None:
+        sequence[wid] = sequence.get(wid, 0) + 1
+        pods_of[wid] = pods
+        status_ = WorkloadStatus(workload_id=wid, project="p", sequence=sequence[wid],
+                                 phase=phase, pods=tuple(pods), time=T0)
+        held = state.allocations.pods_of(wid)
+        keep = status_.pods_holding()
+        state.apply_status(status_, released=[p for p in held if p not in keep])
+
+    for step in range(120):
+        roll = rng.random()
+        live = [w for w in pods_of if w in state.requests or state.allocations.pods_of(w)]
+        if roll < 0.3 or not live:
+            wid = f"w{step}"
+            n = rng.randint(1, 3)
+            state.add_request(WorkloadRequest(
+                id=wid, project=rng.choice(["team-a", "team-b"]), priority_class="train",
+                priority=rng.choice([50, 100]), preemptible=rng.random() < 0.7, node_pools=(),
+                pods=n, min_pods=n, gpus_per_pod=rng.randint(0, 2), submitted_at=T0))
+            if rng.random() < 0.9:  # its pods (a late first status also happens)
+                report(wid, Phase.PENDING, [PodStatus(f"{wid}-{i}") for i in range(n)])
+        elif roll < 0.55:  # bound pods start running
+            wid = rng.choice(live)
+            report(wid, Phase.RUNNING, [
+                PodStatus(p.name, node=p.node, phase="Running") if p.node else p
+                for p in pods_of[wid]])
+        elif roll < 0.75:  # over: every pod done, or a leftover still running
+            wid = rng.choice(live)
+            leftover = rng.random() < 0.3
+            report(wid, Phase.COMPLETED, [
+                PodStatus(p.name, node=p.node, phase="Running" if leftover and i == 0
+                          else "Succeeded") for i, p in enumerate(pods_of[wid])])
+        elif roll < 0.79:  # a pod of ours appears bound where we did not place it (on a
+            wid = rng.choice(live)  # node with room for it: the device plugin sees to that)
+            pods = list(pods_of[wid])
+            i = rng.randrange(len(pods))
+            used = core.Ledger.of(state.snapshot(T0)).used
+            room = [n for n, u in sorted(used.items()) if sum(1 for d in u if d == 0) >= 1]
+            if pods[i].node is None and room:
+                pods[i] = PodStatus(pods[i].name, node=rng.choice(room), phase="Running",
+                                    gpus=1)
+            report(wid, Phase.RUNNING, pods)
+        elif roll < 0.83:  # a project's default pools change
+            state.put_project(ProjectChanged(
+                event_id=f"e{step}", project_id=rng.choice(["team-a", "team-b"]),
+                name=rng.choice(["team-a", "team-b"]),
+                default_node_pools=rng.choice([[], ["a100"], ["t4", "a100"]])))
+        elif roll < 0.92:  # a node changes (its pool) or goes, or a new one comes
+            n = rng.randrange(6)
+            if rng.random() < 0.2:
+                state.remove_node(f"n{n}")
+            else:
+                state.put_node(core.Node(f"n{n}", rng.choice(["a100", "t4"]), True, 4))
+        # a cycle: allocations placed, then lifecycle's pod-group event binds the pods
+        snapshot = state.snapshot(T0)
+        assert snapshot == state.snapshot(T0, cached=False), f"step {step}"
+        kept = state.kept_ledger(snapshot)
+        if kept is not None:
+            assert kept.holdings() == core.Ledger.of(snapshot).holdings(), f"step {step}"
+            compared += 1
+        rebuilt = core.decide(snapshot)
+        result = core.decide(snapshot, kept)
+        assert result == rebuilt, f"step {step}"
+        state.add_evictions(result.evictions)
+        evicting.extend(result.evictions)
+        while evicting and rng.random() < 0.5:  # lifecycle evicts them: they wait again
+            eviction = evicting.pop(0)
+            gone = set(eviction.pods or [p.name for p in pods_of[eviction.workload_id]])
+            report(eviction.workload_id, Phase.PENDING, [
+                PodStatus(p.name) if p.name in gone else p
+                for p in pods_of[eviction.workload_id]])
+        for placement in result.placements:
+            if placement.pipelined:  # waits for its victims' pods to go, as in the service
+                continue
+            state.add_placement(placement)
+            binding.append(placement)
+        # lifecycle binds the pods and says so, often only after the next cycle
+        while binding and rng.random() < 0.5:
+            placement = binding.pop(0)
+            if placement.workload_id not in state.requests:
+                continue
+            where = {p.pod: p.node for p in placement.pods}
+            report(placement.workload_id, Phase.INITIALIZING, [
+                PodStatus(p.name, node=where.get(p.name, p.node), phase=p.phase)
+                for p in pods_of[placement.workload_id]])
+    assert compared > 15, "the kept ledger was used (not only the rebuilt one)"

@@ -61,6 +61,11 @@ PREEMPTIONS = Counter(
 )
 for _reason in ("reclaim", "preempt", "consolidate", "stale-gang"):
     PREEMPTIONS.labels(_reason)
+KEPT_STATE_DIFFERENCES = Counter(
+    "fairway_scheduler_kept_state_differences",
+    "Cycles whose snapshot or ledger, kept between cycles, differed from one made afresh (only "
+    "with FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE; the cycle fails, the next starts from the tables).",
+)
 PUBLISHED = Counter(
     "fairway_scheduler_status_events", "Queue status and pending events queued, by kind.",
     ["kind"],
@@ -78,6 +83,8 @@ def decision_id(workload_id: str, sequence: int, pods: Sequence[str]) -> str:
     name = f"{workload_id}/{sequence}/{','.join(sorted(pods))}"
     return str(uuid.uuid5(_DECISION_NAMESPACE, name))
 
+
+KEPT_STATE_DIFFERS = "what the scheduler keeps between cycles differs from its state"
 
 class Scheduler:
     def __init__(self, service: Service, settings: SchedulerSettings):
@@ -169,7 +176,16 @@ class Scheduler:
             if self.state.version == self._scheduled_version:
                 return None
             with CYCLE_SECONDS.time():
-                result = core.decide(self.state.snapshot(utcnow(), self.settings.disruption()))
+                snapshot = self.state.snapshot(utcnow(), self.settings.disruption())
+                ledger = self.state.kept_ledger(snapshot)
+                if self.settings.verify_kept_state:
+                    fresh = self.state.snapshot(snapshot.now, snapshot.disruption, cached=False)
+                    if fresh != snapshot or (ledger is not None and ledger.holdings()
+                                             != core.Ledger.of(snapshot).holdings()):
+                        KEPT_STATE_DIFFERENCES.inc()
+                        log.error(KEPT_STATE_DIFFERS)
+                        raise AssertionError(KEPT_STATE_DIFFERS)
+                result = core.decide(snapshot, ledger)
                 deferred = await self._commit(result)
             self._scheduled_version = None if deferred else self.state.version
             return result

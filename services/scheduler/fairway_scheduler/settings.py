@@ -31,6 +31,13 @@ class SchedulerSettings(ServiceSettings):
                     "took before the next one (1: cycles take at most about half the time "
                     "while events pour in; 0: only the settle time)",
     )
+    verify_kept_state: bool = Field(
+        default=False, alias="FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE",
+        description="check every cycle that the snapshot and ledger the scheduler keeps "
+                    "between cycles equal those made afresh (a cycle that finds a difference "
+                    "fails and the next starts from the tables); the test suite turns it on, "
+                    "it costs a rebuild per cycle",
+    )
     pending_refresh_seconds: float = Field(
         default=5.0, ge=0, alias="FAIRWAY_SCHEDULER_PENDING_REFRESH_SECONDS",
         description="a pending reason whose code stays the same and whose numbers change is "

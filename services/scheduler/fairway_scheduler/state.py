@@ -6,7 +6,7 @@ restart loads them back. Pure bookkeeping: no I/O, no asyncio.
 """
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -193,11 +193,13 @@ class Allocations(dict[tuple[str, str], core.Allocation]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pods: dict[str, set[str]] = {}
+        self._pods: dict[str, dict[str, None]] = {}  # in the order they were allocated
+        self.on_change: Callable[[str], None] = lambda workload_id: None
 
     def __setitem__(self, key: tuple[str, str], value: core.Allocation) -> None:
         super().__setitem__(key, value)
-        self._pods.setdefault(key[0], set()).add(key[1])
+        self._pods.setdefault(key[0], {})[key[1]] = None
+        self.on_change(key[0])
 
     def __delitem__(self, key: tuple[str, str]) -> None:
         super().__delitem__(key)
@@ -209,14 +211,19 @@ class Allocations(dict[tuple[str, str], core.Allocation]):
         return super().pop(key, *default)
 
     def _forget(self, key: tuple[str, str]) -> None:
+        self.on_change(key[0])
         pods = self._pods.get(key[0])
         if pods is not None:
-            pods.discard(key[1])
+            pods.pop(key[1], None)
             if not pods:
                 del self._pods[key[0]]
 
     def pods_of(self, workload_id: str) -> frozenset[str]:
         return frozenset(self._pods.get(workload_id, ()))
+
+    def of(self, workload_id: str) -> list[core.Allocation]:
+        """The workload's allocations, in the order they were made."""
+        return [self[(workload_id, pod)] for pod in self._pods.get(workload_id, ())]
 
     def _refused(self, *args, **kwargs):
         raise TypeError("Allocations changes one item at a time (its index would go stale)")
@@ -251,13 +258,31 @@ class ClusterState:
         # Grows with every change a cycle could care about; a cycle over an unchanged state
         # would decide nothing new.
         self.version = 0
+        # What the allocations hold per device and queue, kept between cycles so a cycle
+        # does not rebuild it from every allocation (`kept_ledger`). None: built afresh at the
+        # next cycle (a node or pool changed); workloads whose allocations, request or status
+        # changed since the last cycle are held again then.
+        self._ledger: core.Ledger | None = None
+        self._ledger_pods: dict[str, list[str]] = {}  # workload -> its pods in the ledger
+        self._ledger_stale: set[str] = set()
+        # Each workload's part of a snapshot, kept until something about it changes.
+        self._workload_parts: dict[str, tuple[core.Workload | None,
+                                              tuple[core.Allocation, ...]]] = {}
+        self._workload_stale: set[str] = set()
+        self.allocations.on_change = self._touch
 
     # changes ----------------------------------------------------------------------------
+    def _touch(self, workload_id: str) -> None:
+        """Something about the workload changed: a cycle's ledger and snapshot see it again."""
+        self._ledger_stale.add(workload_id)
+        self._workload_stale.add(workload_id)
+
     def put_node(self, node: core.Node, labels: Mapping[str, str] | None = None,
                  max_pods: int = 110) -> None:
         self.nodes[node.name] = replace(node, max_pods=max_pods)
         self.node_labels[node.name] = dict(labels or {})
         self.max_pods[node.name] = max_pods
+        self._ledger = None
         self.version += 1
 
     def same_node(self, node: core.Node, labels: Mapping[str, str], max_pods: int) -> bool:
@@ -269,6 +294,7 @@ class ClusterState:
         self.nodes.pop(name, None)
         self.node_labels.pop(name, None)
         self.max_pods.pop(name, None)
+        self._ledger = None
         self.version += 1
 
     def put_project(self, event: ProjectChanged) -> None:
@@ -276,6 +302,8 @@ class ClusterState:
             self.projects.pop(event.project_id, None)
         else:
             self.projects[event.project_id] = event
+        self._ledger = None
+        self._workload_parts.clear()  # default pools may have changed
         self.version += 1
 
     def put_department(self, event: DepartmentChanged) -> None:
@@ -283,6 +311,7 @@ class ClusterState:
             self.departments.pop(event.department_id, None)
         else:
             self.departments[event.department_id] = event
+        self._ledger = None
         self.version += 1
 
     def put_node_pool(self, event: NodePoolChanged) -> None:
@@ -290,10 +319,12 @@ class ClusterState:
             self.node_pools.pop(event.name, None)
         else:
             self.node_pools[event.name] = event
+        self._ledger = None
         self.version += 1
 
     def add_request(self, request: WorkloadRequest) -> None:
         self.requests[request.id] = request
+        self._touch(request.id)
         self.version += 1
 
     def apply_status(self, status: WorkloadStatus, released: Iterable[str],
@@ -334,8 +365,10 @@ class ClusterState:
                 self.statuses[status.workload_id] = status
             else:
                 self.statuses.pop(status.workload_id, None)
+                self._workload_parts.pop(status.workload_id, None)
         else:
             self.statuses[status.workload_id] = status
+        self._touch(wid)
         self.version += 1
 
     def add_placement(self, placement: core.Placement) -> None:
@@ -345,6 +378,7 @@ class ClusterState:
                 request.allocation(placement.workload_id, pod) if request is not None else
                 core.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
+        self._touch(placement.workload_id)
         self.version += 1
 
     def pods_held(self, workload_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -359,6 +393,7 @@ class ClusterState:
             pods = held if eviction.pods is None else held & set(eviction.pods)
             if pods:
                 self.evicting.setdefault(eviction.workload_id, set()).update(pods)
+                self._touch(eviction.workload_id)
         self.version += 1
 
     def set_pending(self, reasons: Iterable[core.PendingReason]) -> None:
@@ -456,49 +491,107 @@ class ClusterState:
                     core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
         return tuple(specs)
 
+    def kept_ledger(self, snapshot: core.ClusterSnapshot) -> core.Ledger | None:
+        """What `snapshot`'s allocations hold, as `core.Ledger.of(snapshot)` would build it,
+        but kept between cycles: only workloads that changed are held again. None when the
+        snapshot has pods bound without a decision of ours (they take the devices left free,
+        so they are held after all the others: the cycle builds its ledger then, rarely)."""
+        if len(snapshot.allocations) != len(self.allocations):
+            return None
+        if self._ledger is None:
+            self._ledger = core.Ledger.of(snapshot)
+            self._ledger_pods = {}
+            for a in snapshot.allocations:
+                self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
+            self._ledger_stale.clear()
+            return self._ledger
+        ledger = self._ledger
+        for wid in self._ledger_stale:
+            for pod in self._ledger_pods.pop(wid, ()):
+                ledger.release(wid, pod)
+            allocations = self.allocations.of(wid)
+            if not allocations:
+                continue
+            # as in a snapshot: a workload is known to a cycle once both its request and its
+            # pods are; until then (and once over) its pods count on their nodes only
+            request = self.requests.get(wid) if wid in self.statuses else None
+            for a in allocations:
+                if request is None:
+                    ledger.hold(a, None, True)
+                else:
+                    ledger.hold(a, request.project, request.preemptible)
+            self._ledger_pods[wid] = [a.pod for a in allocations]
+        self._ledger_stale.clear()
+        return ledger
+
+    def _workload_part(self, wid: str, status: WorkloadStatus,
+                       default_pools: Mapping[str, tuple[str, ...]]
+                       ) -> tuple[core.Workload | None, tuple[core.Allocation, ...]]:
+        """A workload as a cycle sees it (None until its request is known), and what its pods
+        bound without a decision of ours hold."""
+        request = self.requests.get(wid)
+        unknown = []
+        for pod in status.pods:
+            # Kubernetes shows the pod on a node with no decision of ours behind it: it
+            # holds GPUs all the same.
+            if pod.node and pod.holds_resources and (wid, pod.name) not in self.allocations:
+                gpus = pod.gpus or (request.gpus_per_pod if request else 0)
+                unknown.append(core.Allocation(
+                    wid, pod.name, pod.node, unknown_devices=gpus,
+                    cpu_millis=request.cpu_millis if request else 0,
+                    memory_mib=request.memory_mib if request else 0))
+        if request is None:
+            return None, tuple(unknown)  # schedulable once both request and pods are known
+        return core.Workload(
+            id=wid,
+            project=request.project,
+            priority=request.priority,
+            submitted_at=request.submitted_at,
+            gpus_per_pod=request.gpus_per_pod,
+            min_pods=request.min_pods,
+            pods=request.pods,
+            node_pools=request.node_pools or default_pools.get(request.project, ()),
+            preemptible=request.preemptible,
+            waiting_pods=tuple(
+                pod.name for pod in status.pods
+                if pod.waits_for_node and (wid, pod.name) not in self.allocations
+            ),
+            gpu_portion=request.gpu_portion,
+            gpu_memory_mib=request.gpu_memory_mib,
+            gpu_limit=request.gpu_limit,
+            cpu_millis=request.cpu_millis,
+            memory_mib=request.memory_mib,
+            started_at=self.running_since.get(wid),
+            below_min_since=self.below_min_since.get(wid),
+            evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
+            node_type=request.node_type,
+            name=request.name,
+        ), tuple(unknown)
+
     def snapshot(self, now: datetime | None = None,
-                 disruption: core.DisruptionSettings | None = None) -> core.ClusterSnapshot:
+                 disruption: core.DisruptionSettings | None = None, *,
+                 cached: bool = True) -> core.ClusterSnapshot:
+        """What a cycle decides on. Each workload's part is kept between snapshots and made
+        again only when something about it changed (`cached=False`: all made afresh, the
+        same snapshot)."""
+        parts = self._workload_parts if cached else {}
+        stale = self._workload_stale if cached else set()
         allocations = list(self.allocations.values())
         workloads: list[core.Workload] = []
-        default_pools = {p.name: tuple(p.default_node_pools) for p in self.projects.values()}
+        default_pools: dict[str, tuple[str, ...]] | None = None
         for wid, status in self.statuses.items():
-            request = self.requests.get(wid)
-            for pod in status.pods:
-                # Kubernetes shows the pod on a node with no decision of ours behind it: it
-                # holds GPUs all the same.
-                if pod.node and pod.holds_resources and (wid, pod.name) not in self.allocations:
-                    gpus = pod.gpus or (request.gpus_per_pod if request else 0)
-                    allocations.append(core.Allocation(
-                        wid, pod.name, pod.node, unknown_devices=gpus,
-                        cpu_millis=request.cpu_millis if request else 0,
-                        memory_mib=request.memory_mib if request else 0))
-            if request is None:
-                continue  # schedulable once both the request and the pods are known
-            workloads.append(core.Workload(
-                id=wid,
-                project=request.project,
-                priority=request.priority,
-                submitted_at=request.submitted_at,
-                gpus_per_pod=request.gpus_per_pod,
-                min_pods=request.min_pods,
-                pods=request.pods,
-                node_pools=request.node_pools or default_pools.get(request.project, ()),
-                preemptible=request.preemptible,
-                waiting_pods=tuple(
-                    pod.name for pod in status.pods
-                    if pod.waits_for_node and (wid, pod.name) not in self.allocations
-                ),
-                gpu_portion=request.gpu_portion,
-                gpu_memory_mib=request.gpu_memory_mib,
-                gpu_limit=request.gpu_limit,
-                cpu_millis=request.cpu_millis,
-                memory_mib=request.memory_mib,
-                started_at=self.running_since.get(wid),
-                below_min_since=self.below_min_since.get(wid),
-                evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
-                node_type=request.node_type,
-                name=request.name,
-            ))
+            part = parts.get(wid)
+            if part is None or wid in stale:
+                if default_pools is None:
+                    default_pools = {p.name: tuple(p.default_node_pools)
+                                     for p in self.projects.values()}
+                part = parts[wid] = self._workload_part(wid, status, default_pools)
+            workload, unknown = part
+            if unknown:
+                allocations.extend(unknown)
+            if workload is not None:
+                workloads.append(workload)
+        stale.clear()
         nodes = tuple(
             replace(node, pool=self.pool_of(node),
                     node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))

@@ -32,6 +32,7 @@ class Ledger:
         # (project, pool) -> [gpu, cpu, memory, and the same for non-preemptible]
         self.queue_use: dict[tuple[str, str], list[int]] = {}
         self._entries: dict[tuple[str, str], tuple] = {}
+        self._queue_pods: Counter[tuple[str, str]] = Counter()
         for node in nodes:
             self.put_node(node)
 
@@ -123,3 +124,15 @@ class Ledger:
             use[3] += sign * gpu
             use[4] += sign * cpu
             use[5] += sign * mem
+        # A row goes with the last pod holding in it, as if never held (a session
+        # materialises a queue for every row, even one holding nothing but pods of 0 GPUs).
+        self._queue_pods[(project, pool)] += sign
+        if self._queue_pods[(project, pool)] <= 0:
+            del self.queue_use[(project, pool)]
+            del self._queue_pods[(project, pool)]
+
+    def holdings(self) -> tuple:
+        """What is held, whatever the order it was held in: two ledgers with equal holdings
+        give a session the same start."""
+        return (dict(self._entries), self.used, self.host, +self.pods, +self.held,
+                self.held_pool, self.queue_use)
