@@ -222,9 +222,7 @@ class DurableConsumer:
             span = _tracer.start_span(
                 f"{self.spec.durable} handle", context=extract_context(delivery.headers),
                 kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "nats", "messaging.destination": raw.subject,
-                            "messaging.consumer": self.spec.durable,
-                            "messaging.delivery_count": delivery.delivered,
+                attributes={**self._span_attributes(delivery),
                             "messaging.batch_size": len(messages),
                             **workload_attributes(payload)})
             items.append(Received(payload, delivery, span))
@@ -270,11 +268,14 @@ class DurableConsumer:
         with _tracer.start_as_current_span(
             f"{self.spec.durable} handle", context=extract_context(headers),
             kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "nats", "messaging.destination": raw.subject,
-                        "messaging.consumer": self.spec.durable,
-                        "messaging.delivery_count": delivery.delivered},
+            attributes=self._span_attributes(delivery),
         ):
             await _handle(self.broker, self.spec, self.model, self.handler, raw, delivery)
+
+    def _span_attributes(self, delivery: Delivery) -> dict[str, str | int]:
+        return {"messaging.system": "nats", "messaging.destination": delivery.subject,
+                "messaging.consumer": self.spec.durable,
+                "messaging.delivery_count": delivery.delivered}
 
 
 def durable_subscriber[M: BaseModel](

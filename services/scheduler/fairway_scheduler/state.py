@@ -378,7 +378,6 @@ class ClusterState:
                 request.allocation(placement.workload_id, pod) if request is not None else
                 core.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
-        self._touch(placement.workload_id)
         self.version += 1
 
     def pods_held(self, workload_ids: Iterable[str]) -> dict[str, set[str]]:
