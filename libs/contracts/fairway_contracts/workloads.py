@@ -1,11 +1,14 @@
 """Domain types shared by every service: workload types, phases, the effective spec."""
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
 from fairway_contracts.base import Contract
+from fairway_contracts.quantities import cpu_millis, memory_mib
 
 
 class WorkloadType(StrEnum):
@@ -13,6 +16,21 @@ class WorkloadType(StrEnum):
     TRAINING = "training"
     DISTRIBUTED = "distributed"
     INFERENCE = "inference"
+
+    @property
+    def plural(self) -> str:
+        """The type's name in API paths (/workloads/trainings) and in the CLI."""
+        return PLURALS[self]
+
+
+# The API's path segment of each type; `distributed` is its own plural, as in Run:ai.
+PLURALS: dict[WorkloadType, str] = {
+    WorkloadType.WORKSPACE: "workspaces",
+    WorkloadType.TRAINING: "trainings",
+    WorkloadType.DISTRIBUTED: "distributed",
+    WorkloadType.INFERENCE: "inferences",
+}
+TYPE_OF_PLURAL: dict[str, WorkloadType] = {plural: kind for kind, plural in PLURALS.items()}
 
 
 class Phase(StrEnum):
@@ -85,6 +103,14 @@ class Compute(Contract):
     cpu_core_request: float | None = Field(default=None, ge=0)
     cpu_memory_request: str | None = None
 
+    def cpu_millis(self) -> int:
+        """CPU one pod requests, in millicores (0: none)."""
+        return cpu_millis(self.cpu_core_request)
+
+    def memory_mib(self) -> int:
+        """Memory one pod requests, in MiB rounded up (0: none)."""
+        return memory_mib(self.cpu_memory_request)
+
 
 class EffectiveSpec(Contract):
     """A workload's spec after policy: every default filled in, every rule satisfied."""
@@ -115,6 +141,21 @@ class EffectiveSpec(Contract):
     serving_port: int | None = Field(default=None, ge=1, le=65535)
     terminate_after_preemption: bool = False
     auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)
+
+    def gpus_requested(self) -> float:
+        """GPUs the whole workload asks for: every pod of its gang."""
+        return float(self.compute.gpu_devices_request * self.pods)
+
+
+def requested_gpus(spec: Mapping[str, Any]) -> float:
+    """GPUs one pod of a submitted (API-shaped, camelCase) spec asks for: whole devices, or
+    the portion of one on each of them."""
+    compute = spec.get("compute") or {}
+    devices = compute.get("gpuDevicesRequest") or 0
+    portion = compute.get("gpuPortionRequest")
+    if portion:
+        return portion * max(devices, 1)
+    return devices
 
 
 class PodSummary(Contract):
