@@ -179,64 +179,80 @@ class Api:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
-        r = app.router
-        for path in ("/healthz", "/livez", "/readyz"):
-            r.add_get(path, self.health)
-        for slash in ("", "/"):  # the generated client asks for /version/, /apis/ ...
-            r.add_get("/version" + slash, self.version)
-            r.add_get("/api" + slash, self.api_versions)
-            r.add_get("/api/v1" + slash, self.api_v1)
-            r.add_get("/apis" + slash, self.apis)
-        r.add_get("/openapi/v3", self.openapi_v3)
-        r.add_get("/openapi/v3/api/v1", self.openapi_v3_core)
-        r.add_get("/api/v1/nodes", self.list_nodes)
-        r.add_get("/api/v1/watch/nodes", self.watch_nodes)
-        r.add_get("/api/v1/nodes/{name}", self.get_node)
-        r.add_get("/api/v1/nodes/{name}/status", self.get_node)
-        r.add_delete("/api/v1/nodes/{name}", self.delete_node)
-        r.add_get("/api/v1/namespaces", self.list_namespaces)
-        r.add_post("/api/v1/namespaces", self.create_namespace)
-        r.add_get("/api/v1/watch/namespaces", self.watch_namespaces)
-        r.add_get("/api/v1/namespaces/{ns}", self.get_namespace)
-        r.add_get("/api/v1/namespaces/{ns}/status", self.get_namespace)
-        r.add_delete("/api/v1/namespaces/{ns}", self.delete_namespace)
-        r.add_get("/api/v1/pods", self.list_pods)
-        r.add_get("/api/v1/watch/pods", self.watch_pods)
-        r.add_get("/api/v1/namespaces/{ns}/pods", self.list_pods)
-        r.add_get("/api/v1/watch/namespaces/{ns}/pods", self.watch_pods)
-        r.add_post("/api/v1/namespaces/{ns}/pods", self.create_pod)
-        r.add_get("/api/v1/namespaces/{ns}/pods/{name}", self.get_pod)
-        r.add_get("/api/v1/namespaces/{ns}/pods/{name}/status", self.get_pod)
-        r.add_delete("/api/v1/namespaces/{ns}/pods/{name}", self.delete_pod)
-        r.add_post("/api/v1/namespaces/{ns}/pods/{name}/binding", self.bind_pod)
-        r.add_post("/api/v1/namespaces/{ns}/bindings", self.bind_pod)
-        r.add_patch("/api/v1/namespaces/{ns}/pods/{name}", self.patch_pod)
-        r.add_patch("/api/v1/namespaces/{ns}/pods/{name}/status", self.patch_pod_status)
-        r.add_put("/api/v1/namespaces/{ns}/pods/{name}", self.replace_pod)
-        r.add_put("/api/v1/namespaces/{ns}/pods/{name}/status", self.replace_pod_status)
-        r.add_post("/api/v1/namespaces/{ns}/pods/{name}/eviction", self.evict_pod)
-        # events
-        r.add_get("/api/v1/events", self.list_events)
-        r.add_get("/api/v1/watch/events", self.watch_events)
-        r.add_get("/api/v1/namespaces/{ns}/events", self.list_events)
-        r.add_get("/api/v1/watch/namespaces/{ns}/events", self.watch_events)
-        r.add_post("/api/v1/namespaces/{ns}/events", self.create_event)
-        r.add_get("/api/v1/namespaces/{ns}/events/{name}", self.get_event)
-        r.add_delete("/api/v1/namespaces/{ns}/events/{name}", self.delete_event)
-        # leases
-        base = "/apis/" + COORDINATION_V1
-        r.add_get("/apis/" + COORDINATION, self.coordination_group)
-        r.add_get(base, self.coordination_v1)
-        r.add_get(base + "/leases", self.list_leases)
-        r.add_get(base + "/watch/leases", self.watch_leases)
-        r.add_get(base + "/namespaces/{ns}/leases", self.list_leases)
-        r.add_get(base + "/watch/namespaces/{ns}/leases", self.watch_leases)
-        r.add_post(base + "/namespaces/{ns}/leases", self.create_lease)
-        r.add_get(base + "/namespaces/{ns}/leases/{name}", self.get_lease)
-        r.add_put(base + "/namespaces/{ns}/leases/{name}", self.replace_lease)
-        r.add_patch(base + "/namespaces/{ns}/leases/{name}", self.patch_lease)
-        r.add_delete(base + "/namespaces/{ns}/leases/{name}", self.delete_lease)
+        add = {"GET": app.router.add_get, "POST": app.router.add_post,
+               "PUT": app.router.add_put, "PATCH": app.router.add_patch,
+               "DELETE": app.router.add_delete}
+        for method, path, handler in self._routes():
+            add[method](path, handler)
         return app
+
+    def _routes(self) -> list[tuple[str, str, Any]]:
+        """Every path kubesim serves: (method, path, handler)."""
+        routes: list[tuple[str, str, Any]] = [
+            ("GET", path, self.health) for path in ("/healthz", "/livez", "/readyz")]
+        for slash in ("", "/"):  # the generated client asks for /version/, /apis/ ...
+            routes += [("GET", "/version" + slash, self.version),
+                       ("GET", "/api" + slash, self.api_versions),
+                       ("GET", "/api/v1" + slash, self.api_v1),
+                       ("GET", "/apis" + slash, self.apis)]
+        pod = "/api/v1/namespaces/{ns}/pods/{name}"
+        routes += [
+            ("GET", "/openapi/v3", self.openapi_v3),
+            ("GET", "/openapi/v3/api/v1", self.openapi_v3_core),
+            # nodes
+            ("GET", "/api/v1/nodes", self.list_nodes),
+            ("GET", "/api/v1/watch/nodes", self.watch_nodes),
+            ("GET", "/api/v1/nodes/{name}", self.get_node),
+            ("GET", "/api/v1/nodes/{name}/status", self.get_node),
+            ("DELETE", "/api/v1/nodes/{name}", self.delete_node),
+            # namespaces
+            ("GET", "/api/v1/namespaces", self.list_namespaces),
+            ("POST", "/api/v1/namespaces", self.create_namespace),
+            ("GET", "/api/v1/watch/namespaces", self.watch_namespaces),
+            ("GET", "/api/v1/namespaces/{ns}", self.get_namespace),
+            ("GET", "/api/v1/namespaces/{ns}/status", self.get_namespace),
+            ("DELETE", "/api/v1/namespaces/{ns}", self.delete_namespace),
+            # pods
+            ("GET", "/api/v1/pods", self.list_pods),
+            ("GET", "/api/v1/watch/pods", self.watch_pods),
+            ("GET", "/api/v1/namespaces/{ns}/pods", self.list_pods),
+            ("GET", "/api/v1/watch/namespaces/{ns}/pods", self.watch_pods),
+            ("POST", "/api/v1/namespaces/{ns}/pods", self.create_pod),
+            ("GET", pod, self.get_pod),
+            ("GET", pod + "/status", self.get_pod),
+            ("DELETE", pod, self.delete_pod),
+            ("POST", pod + "/binding", self.bind_pod),
+            ("POST", "/api/v1/namespaces/{ns}/bindings", self.bind_pod),
+            ("PATCH", pod, self.patch_pod),
+            ("PATCH", pod + "/status", self.patch_pod_status),
+            ("PUT", pod, self.replace_pod),
+            ("PUT", pod + "/status", self.replace_pod_status),
+            ("POST", pod + "/eviction", self.evict_pod),
+            # events
+            ("GET", "/api/v1/events", self.list_events),
+            ("GET", "/api/v1/watch/events", self.watch_events),
+            ("GET", "/api/v1/namespaces/{ns}/events", self.list_events),
+            ("GET", "/api/v1/watch/namespaces/{ns}/events", self.watch_events),
+            ("POST", "/api/v1/namespaces/{ns}/events", self.create_event),
+            ("GET", "/api/v1/namespaces/{ns}/events/{name}", self.get_event),
+            ("DELETE", "/api/v1/namespaces/{ns}/events/{name}", self.delete_event),
+        ]
+        base = "/apis/" + COORDINATION_V1
+        lease = base + "/namespaces/{ns}/leases/{name}"
+        routes += [  # leases
+            ("GET", "/apis/" + COORDINATION, self.coordination_group),
+            ("GET", base, self.coordination_v1),
+            ("GET", base + "/leases", self.list_leases),
+            ("GET", base + "/watch/leases", self.watch_leases),
+            ("GET", base + "/namespaces/{ns}/leases", self.list_leases),
+            ("GET", base + "/watch/namespaces/{ns}/leases", self.watch_leases),
+            ("POST", base + "/namespaces/{ns}/leases", self.create_lease),
+            ("GET", lease, self.get_lease),
+            ("PUT", lease, self.replace_lease),
+            ("PATCH", lease, self.patch_lease),
+            ("DELETE", lease, self.delete_lease),
+        ]
+        return routes
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -373,36 +389,42 @@ class Api:
         if send_initial and bookmarks:
             watcher.buf.append(_bookmark(resource, self.store.rv, initial_end=True))
             watcher.wake.set()
-        loop = asyncio.get_running_loop()
         try:
             await resp.prepare(request)
-            deadline = loop.time() + timeout
-            next_bookmark = loop.time() + self.bookmark_interval
-            while True:
-                if watcher.buf:
-                    await resp.write(watcher.take())
-                    continue
-                if watcher.closed:
-                    break
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if bookmarks and now >= next_bookmark:
-                    await resp.write(_bookmark(resource, self.store.rv))
-                    next_bookmark = now + self.bookmark_interval
-                    continue
-                wait = deadline - now
-                if bookmarks:
-                    wait = min(wait, next_bookmark - now)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await watcher.wake.wait()
+            await self._stream(resp, resource, watcher, timeout, bookmarks)
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away
         finally:
             resource.unwatch(watcher)
         return resp
+
+    async def _stream(self, resp: web.StreamResponse, resource: Resource, watcher: Any,
+                      timeout: float, bookmarks: bool) -> None:
+        """Write the watcher's events as they come, with bookmarks when asked, until the
+        watch's time is up or the watcher is closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        next_bookmark = loop.time() + self.bookmark_interval
+        while True:
+            if watcher.buf:
+                await resp.write(watcher.take())
+                continue
+            if watcher.closed:
+                return
+            now = loop.time()
+            if now >= deadline:
+                return
+            if bookmarks and now >= next_bookmark:
+                await resp.write(_bookmark(resource, self.store.rv))
+                next_bookmark = now + self.bookmark_interval
+                continue
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, next_bookmark - now)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await watcher.wake.wait()
 
     # nodes ---------------------------------------------------------------------------------
 

@@ -739,13 +739,7 @@ class Kubelet:
                     cond.update(status="False", reason="NodeNotReady",
                                 message=f"node {sim.node} is not ready",
                                 lastTransitionTime=now_rfc3339())
-        annotations = pod["metadata"].get("annotations")
-        if status["phase"] == "Running" and sim.requests.get(GPU_RESOURCE, 0) > 0 and any(
-                c.state == "running" for c in sim.containers):
-            pod["metadata"].setdefault("annotations", {})[GPU_UTILIZATION_ANNOTATION] = \
-                _fmt(sim.behaviour.gpu_utilization)
-        elif annotations and GPU_UTILIZATION_ANNOTATION in annotations:
-            del annotations[GPU_UTILIZATION_ANNOTATION]
+        _report_gpu_utilization(pod, sim, status["phase"])
         status["qosClass"] = old.get("qosClass", "BestEffort")
         for key in ("nominatedNodeName",):
             if key in old:
@@ -887,3 +881,15 @@ def go_duration(seconds: float) -> str:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _report_gpu_utilization(pod: dict[str, Any], sim: PodSim, phase: str) -> None:
+    """A running GPU pod reports its utilization in an annotation (as an exporter would); any
+    other drops it."""
+    annotations = pod["metadata"].get("annotations")
+    if phase == "Running" and sim.requests.get(GPU_RESOURCE, 0) > 0 and any(
+            c.state == "running" for c in sim.containers):
+        pod["metadata"].setdefault("annotations", {})[GPU_UTILIZATION_ANNOTATION] = \
+            _fmt(sim.behaviour.gpu_utilization)
+    elif annotations and GPU_UTILIZATION_ANNOTATION in annotations:
+        del annotations[GPU_UTILIZATION_ANNOTATION]

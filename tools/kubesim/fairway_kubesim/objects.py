@@ -216,6 +216,34 @@ def admit_pod(body: Any, namespace: str, created: str) -> dict[str, Any]:
     if not isinstance(containers, list) or not containers:
         causes.append(("spec.containers", "FieldValueRequired", "Required value"))
         containers = []
+    causes += _check_containers(containers)
+    policy = spec.get("restartPolicy", "Always")
+    if policy not in ("Always", "OnFailure", "Never"):
+        causes.append(("spec.restartPolicy", "FieldValueNotSupported",
+                       f'Unsupported value: "{policy}": supported values: "Always", '
+                       '"OnFailure", "Never"'))
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
+        causes.append(("spec.terminationGracePeriodSeconds", "FieldValueInvalid",
+                       f"Invalid value: {grace!r}: must be greater than or equal to 0"))
+    causes += check_sim_annotations(meta.get("annotations") or {})
+    if causes:
+        raise invalid("Pod", name, causes)
+
+    meta.update({"name": name, "namespace": namespace, "uid": new_uid(),
+                 "creationTimestamp": created})
+    for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
+                "generation", "selfLink"):
+        meta.pop(key, None)
+    meta["generation"] = 1
+    spec = _default_pod_spec(spec, containers)
+    status = {"phase": "Pending", "qosClass": qos_class(spec["containers"])}
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec,
+            "status": status}
+
+
+def _check_containers(containers: list[Any]) -> list[tuple[str, str, str]]:
+    causes: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for i, container in enumerate(containers):
         if not isinstance(container, dict):
@@ -236,25 +264,11 @@ def admit_pod(body: Any, namespace: str, created: str) -> dict[str, Any]:
             causes.append((f"spec.containers[{i}].image", "FieldValueRequired",
                            "Required value"))
         causes += _check_resources(container.get("resources"), f"spec.containers[{i}]")
-    policy = spec.get("restartPolicy", "Always")
-    if policy not in ("Always", "OnFailure", "Never"):
-        causes.append(("spec.restartPolicy", "FieldValueNotSupported",
-                       f'Unsupported value: "{policy}": supported values: "Always", '
-                       '"OnFailure", "Never"'))
-    grace = spec.get("terminationGracePeriodSeconds", 30)
-    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-        causes.append(("spec.terminationGracePeriodSeconds", "FieldValueInvalid",
-                       f"Invalid value: {grace!r}: must be greater than or equal to 0"))
-    causes += check_sim_annotations(meta.get("annotations") or {})
-    if causes:
-        raise invalid("Pod", name, causes)
+    return causes
 
-    meta.update({"name": name, "namespace": namespace, "uid": new_uid(),
-                 "creationTimestamp": created})
-    for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
-                "generation", "selfLink"):
-        meta.pop(key, None)
-    meta["generation"] = 1
+
+def _default_pod_spec(spec: dict[str, Any], containers: list[Any]) -> dict[str, Any]:
+    """The spec with the API server's defaults filled in."""
     spec = dict(spec)
     spec["containers"] = [_default_container(c) for c in containers]
     if spec.get("initContainers"):
@@ -276,9 +290,7 @@ def admit_pod(body: Any, namespace: str, created: str) -> dict[str, Any]:
             tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                                 "tolerationSeconds": 300})
     spec["tolerations"] = tolerations
-    status = {"phase": "Pending", "qosClass": qos_class(spec["containers"])}
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec,
-            "status": status}
+    return spec
 
 
 def _default_container(container: dict[str, Any]) -> dict[str, Any]:

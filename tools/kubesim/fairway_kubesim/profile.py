@@ -254,16 +254,7 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
             names = expand_name(pattern)
         except ProfileError as exc:
             raise ProfileError(f"{at}.name: {exc}") from None
-        labels: dict[str, str] = {}
-        raw_labels = entry.get("labels")
-        if raw_labels is not None:
-            if not isinstance(raw_labels, Mapping):
-                raise ProfileError(f"{at}.labels: must be a mapping of label keys to values")
-            for key, value in raw_labels.items():
-                if not isinstance(key, str):
-                    raise ProfileError(f"{at}.labels: key {key!r} must be a string")
-                _check_label_key(key, f"{at}.labels.{key}")
-                labels[key] = _label_value(value, f"{at}.labels.{key}")
+        labels = _parse_node_labels(entry.get("labels"), at)
         gpus = _int(entry, "gpus", 0, at, minimum=0)
         gpu_memory = _int(entry, "gpuMemoryMiB", 0, at, minimum=0)
         cpu = _int(entry, "cpuMillis", DEFAULT_CPU_MILLIS, at, minimum=1)
@@ -280,17 +271,36 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         if not isinstance(ready, bool):
             raise ProfileError(f"{at}.ready: must be true or false, got {ready!r}")
         for name in names:
-            if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-                raise ProfileError(f"{at}.name: {name!r} is not a valid node name (lower case "
-                                   "letters, digits, '-' and '.', at most 253 characters)")
-            if name in seen:
-                raise ProfileError(f"{at}.name: node {name!r} is also declared by {seen[name]}")
-            seen[name] = at
+            _check_node_name(name, at, seen)
             nodes.append(NodeSpec(name=name, labels=dict(labels), gpus=gpus,
                                   gpu_memory_mib=gpu_memory, gpu_product=product,
                                   cpu_millis=cpu, memory_mib=memory, max_pods=max_pods,
                                   ready=ready))
     return nodes
+
+
+def _parse_node_labels(raw: Any, at: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    if raw is None:
+        return labels
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{at}.labels: must be a mapping of label keys to values")
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ProfileError(f"{at}.labels: key {key!r} must be a string")
+        _check_label_key(key, f"{at}.labels.{key}")
+        labels[key] = _label_value(value, f"{at}.labels.{key}")
+    return labels
+
+
+def _check_node_name(name: str, at: str, seen: dict[str, str]) -> None:
+    """A valid node name, declared once; remembers where it was declared."""
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise ProfileError(f"{at}.name: {name!r} is not a valid node name (lower case "
+                           "letters, digits, '-' and '.', at most 253 characters)")
+    if name in seen:
+        raise ProfileError(f"{at}.name: node {name!r} is also declared by {seen[name]}")
+    seen[name] = at
 
 
 def _parse_timings(raw: Any, where: str) -> Timings:

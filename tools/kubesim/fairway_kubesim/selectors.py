@@ -54,7 +54,9 @@ def _parse_error(text: str, why: str) -> ApiError:
     return bad_request(f"unable to parse requirement: {why}")
 
 
-def parse_label_selector(text: str | None) -> Predicate | None:
+# A recursive-descent parser over the token list reads best as one loop with its cases in
+# the grammar's order; splitting it would scatter the grammar.
+def parse_label_selector(text: str | None) -> Predicate | None:  # noqa: C901, PLR0915
     """Compile a label selector to a predicate over an object; None matches everything."""
     if text is None or not text.strip():
         return None
