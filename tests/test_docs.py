@@ -17,7 +17,7 @@ SKIPPED_PARTS = {".venv", ".git", "__pycache__", ".fairway", "node_modules", ".p
                  ".ruff_cache", ".mypy_cache"}
 # Built from pieces so that this file does not name what it forbids.
 OUTSIDE_REFERENCES = ("../" + "shared", "shared" + "/docs")
-LINKED_DOCS = ("README.md", "deploy/README.md", "docs/*.md")
+LINKED_DOCS = ("README.md", "deploy/README.md", "docs/*.md", "tools/*/README.md")
 # [text](target) and [text]: target, ignoring images' alt text brackets the same way.
 INLINE_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
