@@ -1,5 +1,6 @@
 """The repository's documentation stands alone: nothing points outside the repository, and
-every relative Markdown link in the README and docs/ leads to a file that exists.
+every relative Markdown link in the READMEs and docs/ leads to a file (and heading) that
+exists.
 
 A user who clones Fairway has only the repository; a link to `../shared/…` (or to any file
 that was moved or deleted) is a dead end for them.
@@ -13,16 +14,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED_DIRS = ("docs", "deploy", "services", "libs", "tools", "tests")
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".json", ".txt"}
+# Generated or local directories that are not part of the repository.
 SKIPPED_PARTS = {".venv", ".git", "__pycache__", ".fairway", "node_modules", ".pytest_cache",
-                 ".ruff_cache", ".mypy_cache"}
+                 ".ruff_cache", ".mypy_cache", ".hypothesis", "build", "dist"}
 # Built from pieces so that this file does not name what it forbids.
 OUTSIDE_REFERENCES = ("../" + "shared", "shared" + "/docs")
 LINKED_DOCS = ("README.md", "deploy/README.md", "docs/*.md", "tools/*/README.md")
-# [text](target) and [text]: target, ignoring images' alt text brackets the same way.
+# [text](target) (images too) and reference definitions `[text]: target`.
 INLINE_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def text_files() -> list[Path]:
@@ -40,12 +43,18 @@ def markdown_docs() -> list[Path]:
 
 
 def relative_links(text: str) -> list[str]:
-    """Link targets that are paths in the repository (no scheme, no mail, no pure anchor),
-    outside code blocks and inline code."""
+    """Link targets inside the repository (no scheme such as https: or mailto:; `#part` is a
+    heading of the same file), outside code blocks and inline code."""
     prose = INLINE_CODE.sub("", FENCE.sub("", text))
     targets = INLINE_LINK.findall(prose) + REFERENCE_LINK.findall(prose)
     return [t for t in targets
-            if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", t) and not t.startswith("#")]
+            if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", t)]
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text."""
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in HEADING.findall(FENCE.sub("", markdown))}
 
 
 def test_the_scan_sees_the_repository():
@@ -68,16 +77,22 @@ def test_no_file_points_outside_the_repository(path: Path):
 def test_relative_markdown_links_lead_to_files(path: Path):
     broken = []
     for target in relative_links(path.read_text(encoding="utf-8")):
-        file_part = target.split("#", 1)[0].split("?", 1)[0]
-        if not file_part:
-            continue
-        resolved = (path.parent / file_part).resolve()
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part.split("?", 1)[0]).resolve() if file_part else path
         if not resolved.exists() or ROOT not in (resolved, *resolved.parents):
             broken.append(target)
-    assert not broken, f"{path.relative_to(ROOT)} links to missing files: {broken}"
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(
+                resolved.read_text(encoding="utf-8")):
+            broken.append(target)
+    assert not broken, f"{path.relative_to(ROOT)} links to missing files or headings: {broken}"
+
+
+def test_anchors_are_githubs():
+    text = "# The REST API\n## Fault injection (`--admin`)\n```\n# not a heading\n```\n"
+    assert anchors(text) == {"the-rest-api", "fault-injection---admin"}
 
 
 def test_link_finder_sees_links_and_skips_code():
     text = ("[a](docs/api.md) [b](https://example.com) [c](#anchor) [d](../x.md#part)\n"
             "`[e](not/a/link.md)`\n```\n[f](in/a/fence.md)\n```\n[g]: docs/kubesim.md\n")
-    assert relative_links(text) == ["docs/api.md", "../x.md#part", "docs/kubesim.md"]
+    assert relative_links(text) == ["docs/api.md", "#anchor", "../x.md#part", "docs/kubesim.md"]
