@@ -6,17 +6,10 @@ import pytest
 
 from fairway_contracts.events import PolicyEvaluateRequest
 from fairway_contracts.workloads import WorkloadType
-from fairway_policy.domain import evaluate
-from fairway_policy.policy_merge import (
-    Policy,
-    Scope,
-    apply,
-    check_defaults,
-    conflicts,
-    merge,
-    parse,
-    patch,
-)
+from fairway_policy.core.evaluation import evaluate
+from fairway_policy.core.merge import conflicts, merge
+from fairway_policy.core.policies import Policy, Scope, parse, patch
+from fairway_policy.core.rules import apply, check_defaults
 
 TRAINING, WORKSPACE = WorkloadType.TRAINING, WorkloadType.WORKSPACE
 CLUSTER = Scope("cluster")

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from fairway_policy.domain import evaluate
+from fairway_policy.core.evaluation import evaluate
 from fairway_store import create_pool, migrate_dsn
 from fairway_submission.app import build
 from fairway_submission.settings import SubmissionSettings
