@@ -44,9 +44,9 @@ from fairway_contracts.workloads import (
     WorkloadType,
     utcnow,
 )
-from fairway_metrics.app import build_with_projection
-from fairway_metrics.handlers import QuerySubjects
+from fairway_metrics.service import QuerySubjects
 from fairway_metrics.settings import MetricsSettings
+from fairway_metrics.testing import build_for_tests
 from tests.metrics.test_metrics_service import scrape
 
 pytestmark = pytest.mark.infra
@@ -75,8 +75,8 @@ async def start_metrics(nats_url: str, database_url: str, consumers, query_subje
     async def start():
         settings = MetricsSettings(nats_url=nats_url, database_url=database_url,
                                    sample_interval_seconds=3600)
-        service, metrics = build_with_projection(settings, consumers=consumers,
-                                                 query_subjects=query_subjects)
+        service, metrics = build_for_tests(settings, consumers=consumers,
+                                           query_subjects=query_subjects)
         await service.start(serve_http=True)
         started.append(service)
         return service, metrics
@@ -285,7 +285,7 @@ async def test_every_series_from_events(js, tag, project, consumers, drained, st
 
 
 def test_downsampling_averages_windows():
-    from fairway_metrics.queries import downsample
+    from fairway_metrics.core.queries import downsample
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     query = MetricsQuery(scope="project", scope_id="1", metric_types=[MetricType.GPU_QUOTA],

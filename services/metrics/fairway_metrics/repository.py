@@ -7,8 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
-from fairway_metrics.domain import WorkloadView
-from fairway_metrics.projection import MODELS, Projection
+from fairway_metrics.core.projection import MODELS, Projection
+from fairway_metrics.core.workloads import WorkloadView
 
 _COLUMNS = (
     "id, project, workload_type, project_id, submitted_at, phase, phase_sequence,"
