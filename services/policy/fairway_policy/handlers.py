@@ -2,6 +2,7 @@
 all core-NATS request/reply in one queue group. Parsing at the edge (a malformed request still
 gets an answer, so the caller does not wait for a timeout); the work in `PolicyService`."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream.nats import NatsMessage
@@ -41,26 +42,17 @@ def register(service: PolicyService) -> None:
     @broker.subscriber(prefix + subjects.POLICY_GET, queue=QUEUE_GROUP, title="policy-get",
                        description="A scope's policy and the effective one.")
     async def get_request(body: Any, msg: NatsMessage) -> bytes:
-        request = _parse(PolicyGetRequest, msg)
-        if isinstance(request, PolicyReply):
-            return request.to_json()
-        return (await service.get(request)).to_json()
+        return await _crud(PolicyGetRequest, msg, service.get)
 
     @broker.subscriber(prefix + subjects.POLICY_PUT, queue=QUEUE_GROUP, title="policy-put",
                        description="Replace or patch a scope's policy (or check it).")
     async def put_request(body: Any, msg: NatsMessage) -> bytes:
-        request = _parse(PolicyPutRequest, msg)
-        if isinstance(request, PolicyReply):
-            return request.to_json()
-        return (await service.put(request)).to_json()
+        return await _crud(PolicyPutRequest, msg, service.put)
 
     @broker.subscriber(prefix + subjects.POLICY_DELETE, queue=QUEUE_GROUP,
                        title="policy-delete", description="Remove a scope's policy.")
     async def delete_request(body: Any, msg: NatsMessage) -> bytes:
-        request = _parse(PolicyDeleteRequest, msg)
-        if isinstance(request, PolicyReply):
-            return request.to_json()
-        return (await service.delete(request)).to_json()
+        return await _crud(PolicyDeleteRequest, msg, service.delete)
 
 
 def _field(error: Any) -> str:
@@ -73,11 +65,13 @@ def _malformed_evaluation(exc: ValidationError) -> PolicyEvaluateReply:
         for e in exc.errors(include_url=False)])
 
 
-def _parse[M: BaseModel](model: type[M], msg: NatsMessage) -> M | PolicyReply:
-    """The CRUD request, or the reply naming every problem with it."""
+async def _crud[M: BaseModel](model: type[M], msg: NatsMessage,
+                               serve: Callable[[M], Awaitable[PolicyReply]]) -> bytes:
+    """The CRUD request served, or a reply naming every problem with it."""
     try:
-        return model.model_validate_json(msg.raw_message.data)
+        request = model.model_validate_json(msg.raw_message.data)
     except ValidationError as exc:
         return PolicyReply(ok=False, problems=[
             PolicyProblem(field=_field(e), reason=e["msg"])
-            for e in exc.errors(include_url=False)])
+            for e in exc.errors(include_url=False)]).to_json()
+    return (await serve(request)).to_json()
