@@ -134,6 +134,9 @@ RULE_CASES = [
      [("spec.compute.cpuMemoryRequest", "max: 1Gi")]),
     ({"compute": {"cpuMemoryRequest": {"max": "1Gi"}}}, {"compute": {"cpuMemoryRequest": "512Mi"}},
      []),
+    # read as Kubernetes reads quantities: an exponent is a size too
+    ({"compute": {"cpuMemoryRequest": {"max": "1Gi"}}}, {"compute": {"cpuMemoryRequest": "2e9"}},
+     [("spec.compute.cpuMemoryRequest", "max: 1Gi")]),
     ({"image": {"options": [{"value": "python:3.12"}]}}, {"image": "ubuntu"},
      [("spec.image", "options: ['python:3.12']")]),
     ({"image": {"options": [{"value": "python:3.12"}]}}, {"image": "python:3.12"}, []),
