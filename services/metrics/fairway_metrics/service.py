@@ -210,8 +210,7 @@ class MetricsService:
                 query.start, query.end)
         label = {"project": "projectId", "department": "departmentId",
                  "nodepool": "nodepoolName"}[query.scope]
-        measurements = queries.downsample(
-            query, [(r["metric"], r["at"], r["value"]) for r in rows], {label: query.scope_id})
+        measurements = queries.downsample(query, rows, {label: query.scope_id})
         return MetricsReply(measurements=measurements)
 
 
