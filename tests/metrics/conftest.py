@@ -15,7 +15,7 @@ import pytest
 from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_devstack.testing import fresh_database
-from fairway_metrics.handlers import MetricsConsumers
+from fairway_metrics.service import MetricsConsumers
 
 
 @pytest.fixture

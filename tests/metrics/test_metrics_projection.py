@@ -7,7 +7,7 @@ import pytest
 
 from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
 from fairway_contracts.workloads import Compute, EffectiveSpec, Phase, PodSummary, WorkloadType
-from fairway_metrics.domain import Outcome, WorkloadView, on_phase_changed, on_submitted
+from fairway_metrics.core.workloads import Outcome, WorkloadView, on_phase_changed, on_submitted
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -128,7 +128,7 @@ def test_gpus_asked_for_by_the_gang_and_held_by_its_live_bound_pods():
 
 
 def test_a_deleted_workload_leaves_the_current_figures_but_not_the_totals():
-    from fairway_metrics.projection import Projection
+    from fairway_metrics.core.projection import Projection
 
     view = fold([submitted(0), phase(1, Phase.RUNNING, 0), phase(2, Phase.DELETED, 10)])[-1].view
     projection = Projection(workloads={"w1": view})
@@ -139,7 +139,7 @@ def test_a_deleted_workload_leaves_the_current_figures_but_not_the_totals():
 
 def test_nodes_are_in_pools_by_the_schedulers_rule():
     from fairway_contracts.events import NodeInventory, NodePoolChanged
-    from fairway_metrics.projection import NODE, NODEPOOL, Projection
+    from fairway_metrics.core.projection import NODE, NODEPOOL, Projection
 
     projection = Projection()
     for name, label in (("n1", "a100"), ("n2", "t4")):

@@ -6,17 +6,10 @@ import pytest
 
 from fairway_contracts.events import PolicyEvaluateRequest
 from fairway_contracts.workloads import WorkloadType
-from fairway_policy.domain import evaluate
-from fairway_policy.policy_merge import (
-    Policy,
-    Scope,
-    apply,
-    check_defaults,
-    conflicts,
-    merge,
-    parse,
-    patch,
-)
+from fairway_policy.core.evaluation import evaluate
+from fairway_policy.core.merge import conflicts, merge
+from fairway_policy.core.policies import Policy, Scope, parse, patch
+from fairway_policy.core.rules import apply, check_defaults
 
 TRAINING, WORKSPACE = WorkloadType.TRAINING, WorkloadType.WORKSPACE
 CLUSTER = Scope("cluster")
@@ -141,6 +134,9 @@ RULE_CASES = [
      [("spec.compute.cpuMemoryRequest", "max: 1Gi")]),
     ({"compute": {"cpuMemoryRequest": {"max": "1Gi"}}}, {"compute": {"cpuMemoryRequest": "512Mi"}},
      []),
+    # read as Kubernetes reads quantities: an exponent is a size too
+    ({"compute": {"cpuMemoryRequest": {"max": "1Gi"}}}, {"compute": {"cpuMemoryRequest": "2e9"}},
+     [("spec.compute.cpuMemoryRequest", "max: 1Gi")]),
     ({"image": {"options": [{"value": "python:3.12"}]}}, {"image": "ubuntu"},
      [("spec.image", "options: ['python:3.12']")]),
     ({"image": {"options": [{"value": "python:3.12"}]}}, {"image": "python:3.12"}, []),

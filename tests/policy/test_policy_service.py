@@ -1,6 +1,7 @@
 """policy.evaluate over a real NATS server: the service started as it runs in production."""
 
 import uuid
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -16,23 +17,23 @@ from fairway_contracts.policies import (
 )
 from fairway_contracts.workloads import WorkloadType
 from fairway_policy.app import build
+from fairway_policy.service import PolicyService
 from fairway_policy.settings import PolicySettings
+from fairway_policy.testing import build_for_tests
 
 pytestmark = pytest.mark.infra
 
 
 @pytest.fixture
-async def policy(nats_url: str, database_url: str):
+async def policy(nats_url: str, database_url: str) -> AsyncIterator[PolicyService]:
     # Subjects of its own, so another policy instance on a shared server never answers.
-    tag = uuid.uuid4().hex[:8]
-    subject = f"{subjects.POLICY_EVALUATE}.test-{tag}"
-    service = build(PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url),
-                    evaluate_subject=subject, crud_prefix=f"test-{tag}.")
-    await service.start(serve_http=False)
+    runtime, service = build_for_tests(
+        PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url), tag=uuid.uuid4().hex[:8])
+    await runtime.start(serve_http=False)
     try:
-        yield subject
+        yield service
     finally:
-        await service.stop()
+        await runtime.stop()
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ async def client(nats_url: str):
     await nc.close()
 
 
-async def ask(client, subject: str, payload: bytes) -> PolicyEvaluateReply:
-    reply = await client.request(subject, payload, timeout=5)
+async def ask(client, policy: PolicyService, payload: bytes) -> PolicyEvaluateReply:
+    reply = await client.request(policy.evaluate_subject, payload, timeout=5)
     return PolicyEvaluateReply.model_validate_json(reply.data)
 
 
@@ -86,10 +87,9 @@ def test_build_answers_on_the_contract_subjects():
 
 # policy CRUD over request/reply, stored in PostgreSQL -------------------------------------------
 
-async def crud(client, evaluate_subject: str, subject: str, request) -> PolicyReply:
-    prefix = "test-" + evaluate_subject.rsplit("test-", 1)[1] + "."
+async def crud(client, policy: PolicyService, subject: str, request) -> PolicyReply:
     payload = request if isinstance(request, bytes) else request.to_json()
-    reply = await client.request(prefix + subject, payload, timeout=5)
+    reply = await client.request(policy.crud_prefix + subject, payload, timeout=5)
     return PolicyReply.model_validate_json(reply.data)
 
 

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from fairway_policy.domain import evaluate
+from fairway_policy.core.evaluation import evaluate
 from fairway_store import create_pool, migrate_dsn
 from fairway_submission.app import build
 from fairway_submission.settings import SubmissionSettings
@@ -84,11 +84,11 @@ def metrics_answers():
     over NATS (the telemetry routes' validation and scoping are what these tests exercise)."""
     from fairway_contracts import subjects
     from fairway_contracts.telemetry import MetricsQuery, MetricsReply
-    from fairway_metrics.handlers import Metrics
-    from fairway_metrics.queries import downsample
+    from fairway_metrics.core.queries import downsample
+    from fairway_metrics.service import MetricsService
     from fairway_metrics.settings import MetricsSettings
 
-    metrics = Metrics(None, MetricsSettings())
+    metrics = MetricsService(None, MetricsSettings())
 
     async def ask(subject: str, data: bytes) -> bytes:
         if subject == subjects.METRICS_QUERY_TELEMETRY:

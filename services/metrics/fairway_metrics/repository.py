@@ -7,8 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
-from fairway_metrics.domain import WorkloadView
-from fairway_metrics.projection import MODELS, Projection
+from fairway_metrics.core.projection import MODELS, Projection
+from fairway_metrics.core.workloads import WorkloadView
 
 _COLUMNS = (
     "id, project, workload_type, project_id, submitted_at, phase, phase_sequence,"
@@ -124,9 +124,10 @@ async def drop_samples_before(conn: asyncpg.Connection, before: datetime) -> int
 
 async def read_samples(conn: asyncpg.Connection, scope: str, scope_id: str,
                        metrics: list[str], start: datetime, end: datetime
-                       ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+                       ) -> list[tuple[str, datetime, float]]:
+    """(metric, time, value) of a scope's samples in [start, end], by metric then time."""
+    rows = await conn.fetch(
         "SELECT metric, at, value FROM samples WHERE scope = $1 AND scope_id = $2"
         " AND metric = ANY($3::text[]) AND at BETWEEN $4 AND $5 ORDER BY metric, at",
         scope, scope_id, metrics, start, end)
-
+    return [(row["metric"], row["at"], row["value"]) for row in rows]

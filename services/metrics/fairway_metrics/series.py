@@ -1,4 +1,6 @@
-"""The Prometheus series of the metrics service, served on the Service's /metrics.
+"""The Prometheus series of the metrics service, served on the runtime's /metrics: the adapter
+between the projection and prometheus_client. It is not part of the pure core: it registers in
+prometheus_client's process-wide registry and keeps counters that live as long as the process.
 
 Most series are computed at scrape time from the in-memory projection by one custom collector
 (`ProjectionCollector`): nothing is kept in sync by set() calls, so a series can never drift
@@ -20,8 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fairway_contracts.workloads import Phase, utcnow
-from fairway_metrics.domain import Outcome
-from fairway_metrics.projection import Projection, Snapshot
+from fairway_metrics.core.projection import Projection, Snapshot
+from fairway_metrics.core.workloads import Outcome
 
 SUBMIT_TO_RUNNING = Histogram(
     "fairway_workload_submit_to_running_seconds",

@@ -1,6 +1,6 @@
 """The metrics service's in-memory projection and every figure read from it. Pure: no I/O.
 
-The handlers keep it equal to the projection tables (each change is applied here after its
+`MetricsService` keeps it equal to the projection tables (each change is applied here after its
 transaction commits, and the whole of it is loaded from the tables at start). The Prometheus
 collector, the stored samples and the telemetry queries all read the same `Snapshot`, so the
 three never disagree.
@@ -21,7 +21,7 @@ from fairway_contracts.events import (
     WorkloadUtilization,
 )
 from fairway_contracts.workloads import Phase
-from fairway_metrics.domain import PENDING_PHASES, RUNNING_PHASES, WorkloadView
+from fairway_metrics.core.workloads import PENDING_PHASES, RUNNING_PHASES, WorkloadView
 
 DEFAULT_POOL = "default"
 UNKNOWN_REASON = "Unknown"  # pending, but the scheduler has not said why yet

@@ -1,7 +1,7 @@
-"""Policy's pure core: a submitted spec in, the effective spec or every violation out.
+"""Evaluation: a submitted spec in, the effective spec or every violation out.
 
 Synchronous and deterministic, no I/O: `evaluate` reads only its arguments. The policies of the
-workload's branch come in already merged (`policy_merge.merge`); they are applied first
+workload's branch come in already merged (`merge.merge`); they are applied first
 (defaults, submitted values, rules, imposed values), then the built-in defaults and checks.
 
 Every problem is reported at once, each with the field path the client sent (camelCase, e.g.
@@ -14,16 +14,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
-from fairway_contracts.workloads import NON_PREEMPTIBLE_FROM, EffectiveSpec, WorkloadType
-from fairway_contracts.workloads import PRIORITY_CLASSES as _PRIORITY_CLASSES
-from fairway_policy.policy_merge import EffectivePolicy, apply
+from fairway_contracts.workloads import (
+    NON_PREEMPTIBLE_FROM,
+    PRIORITY_CLASSES,
+    EffectiveSpec,
+    WorkloadType,
+)
+from fairway_policy.core.merge import EffectivePolicy
+from fairway_policy.core.rules import apply
 
-# Run:ai's priority dictionary: seven levels anyone may choose plus the names of the workload
-# categories that are the types' defaults (train, interactive-preemptible, build, inference).
-# Higher runs first. The values are Run:ai's Kubernetes PriorityClass values, so people who move
-# between the two systems see the same numbers.
-PRIORITY_CLASSES: Mapping[str, int] = _PRIORITY_CLASSES
-
+# The priority class of a workload that names none: its type's category in Run:ai's priority
+# dictionary (train, build, inference).
 DEFAULT_PRIORITY_CLASS: Mapping[WorkloadType, str] = {
     WorkloadType.WORKSPACE: "build",
     WorkloadType.TRAINING: "train",
@@ -51,10 +52,6 @@ _PASSED_THROUGH = (
     "servingPort", "terminateAfterPreemption", "autoDeletionTimeAfterCompletionSeconds",
 )
 _RULE = "builtin"
-
-
-def priority_value(priority_class: str) -> int | None:
-    return PRIORITY_CLASSES.get(priority_class)
 
 
 def evaluate(request: PolicyEvaluateRequest,

@@ -1,6 +1,6 @@
-"""Metrics' pure core for one workload: fold its submission and phase events into its
-projection, and say what the event-driven series must record. No I/O; the two events may come
-in either order, and a late phase event never moves the phase back.
+"""One workload's projection: its submission and phase events folded into its view, and what
+the event-driven series must record. No I/O; the two events may come in either order, and a late
+phase event never moves the phase back.
 """
 
 from dataclasses import dataclass, replace

@@ -17,7 +17,7 @@ from fairway_contracts.telemetry import (
     TelemetryType,
     TelemetryValue,
 )
-from fairway_metrics.projection import Snapshot, WorkloadRow
+from fairway_metrics.core.projection import Snapshot, WorkloadRow
 
 Sample = tuple[str, str, str, float]  # scope, scope id, metric, value
 

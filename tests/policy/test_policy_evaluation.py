@@ -4,8 +4,8 @@ the violations a client sees."""
 import pytest
 
 from fairway_contracts.events import PolicyEvaluateRequest
-from fairway_contracts.workloads import WorkloadType
-from fairway_policy.domain import PRIORITY_CLASSES, evaluate
+from fairway_contracts.workloads import PRIORITY_CLASSES, WorkloadType
+from fairway_policy.core.evaluation import evaluate
 
 WORKSPACE, TRAINING, DISTRIBUTED, INFERENCE = (
     WorkloadType.WORKSPACE, WorkloadType.TRAINING, WorkloadType.DISTRIBUTED, WorkloadType.INFERENCE,

@@ -1,0 +1,220 @@
+"""`MetricsService`, the object that runs the metrics service: it keeps the projection of every
+event (in the projection tables and, after each commit, in memory), stores samples on a timer and
+answers the telemetry and time-series queries.
+
+Each event is folded into the projection tables in one transaction (a workload's events with
+the inbox, so a redelivery changes nothing; last-value facts guarded by stream sequence), and
+applied to the in-memory projection only after the commit.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from fairway_bus import Delivery, Received
+from fairway_contracts import streams, subjects
+from fairway_contracts.events import (
+    DeadLetter,
+    PhaseChanged,
+    PreemptDecision,
+    SchedulingPending,
+    WorkloadSubmitted,
+    WorkloadUtilization,
+)
+from fairway_contracts.streams import ConsumerSpec
+from fairway_contracts.telemetry import (
+    MetricsQuery,
+    MetricsReply,
+    QueryError,
+    TelemetryQuery,
+    TelemetryReply,
+    TelemetryType,
+)
+from fairway_contracts.workloads import utcnow
+from fairway_metrics import repository, series
+from fairway_metrics.core import queries
+from fairway_metrics.core.projection import PENDING, UTILIZATION, Projection
+from fairway_metrics.core.workloads import Outcome, on_phase_changed, on_submitted
+from fairway_metrics.settings import MetricsSettings
+from fairway_runtime import Service
+from fairway_store import first_delivery
+
+log = logging.getLogger("fairway.metrics")
+
+
+@dataclass(frozen=True)
+class MetricsConsumers:
+    """The durable consumers the metrics service reads; tests substitute their own."""
+
+    workloads: ConsumerSpec = streams.METRICS_WORKLOADS
+    phases: ConsumerSpec = streams.METRICS_PHASES
+    queues: ConsumerSpec = streams.METRICS_QUEUES
+    pending: ConsumerSpec = streams.METRICS_PENDING
+    preemptions: ConsumerSpec = streams.METRICS_PREEMPTIONS
+    inventory: ConsumerSpec = streams.METRICS_INVENTORY
+    projects: ConsumerSpec = streams.METRICS_PROJECTS
+    departments: ConsumerSpec = streams.METRICS_DEPARTMENTS
+    node_pools: ConsumerSpec = streams.METRICS_NODEPOOLS
+    utilization: ConsumerSpec = streams.METRICS_UTILIZATION
+    dead_letters: ConsumerSpec = streams.METRICS_DEADLETTERS
+
+    def all(self) -> tuple[ConsumerSpec, ...]:
+        return tuple(getattr(self, name) for name in self.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class QuerySubjects:
+    """Where the queries are answered; tests substitute their own."""
+
+    telemetry: str = subjects.METRICS_QUERY_TELEMETRY
+    series: str = subjects.METRICS_QUERY_SERIES
+
+
+class MetricsService:
+    """The projection and what keeps it, samples it and reads it."""
+
+    def __init__(self, runtime: Service, settings: MetricsSettings, *,
+                 consumers: MetricsConsumers | None = None,
+                 query_subjects: QuerySubjects | None = None):
+        self.runtime = runtime
+        self.settings = settings
+        self.consumers = consumers or MetricsConsumers()
+        self.query_subjects = query_subjects or QuerySubjects()
+        self.projection = Projection()
+
+    # workloads -----------------------------------------------------------------------------
+    # Submissions and transitions come in bursts (thousands a minute): each fetch is applied
+    # in one transaction, message by message in stream order, and the projection and series
+    # follow after the commit (a rolled-back batch records nothing).
+    async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
+        await self._apply(items, self.consumers.workloads.durable, on_submitted)
+
+    async def phases_changed(self, items: list[Received[PhaseChanged]]) -> None:
+        await self._apply(items, self.consumers.phases.durable, on_phase_changed)
+
+    async def _apply(self, items: list[Received[Any]], consumer: str,
+                     fold: Callable[[Any, Any], Outcome]) -> None:
+        outcomes: list[Outcome] = []
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            for item in items:
+                event = item.payload
+                with item.current():
+                    if not await first_delivery(conn, consumer, item.delivery.msg_id):
+                        continue
+                    view = await repository.lock_workload(conn, event.workload_id,
+                                                          event.project,
+                                                          event.workload_type.value)
+                    outcome = fold(view, event)
+                    await repository.save_workload(conn, outcome.view)
+                    if outcome.view.finished:  # nothing waits or runs: forget why, how busy
+                        for kind in (PENDING, UTILIZATION):
+                            await repository.forget_current(conn, kind, event.workload_id)
+                outcomes.append(outcome)
+        for outcome in outcomes:
+            wid = outcome.view.id
+            self.projection.workloads[wid] = outcome.view
+            if outcome.view.finished:
+                for kind in (PENDING, UTILIZATION):
+                    self.projection.put(kind, wid, None)
+            series.record(outcome)
+
+    # last-value facts ----------------------------------------------------------------------
+    async def remember(self, kind: str, key: str, event: BaseModel, delivery: Delivery) -> None:
+        payload = event.model_dump(mode="json", by_alias=True)
+        async with self.runtime.pool.acquire() as conn:
+            newer = await repository.put_current(conn, kind, key, delivery.stream_sequence,
+                                                 payload)
+        if newer:
+            self.projection.put(kind, key, event)
+
+    async def about_workload(self, kind: str, event: SchedulingPending | WorkloadUtilization,
+                             delivery: Delivery) -> None:
+        """Why a workload waits, or how busy it is: kept while the workload is live (a message
+        that arrives after it finished would otherwise be kept for ever)."""
+        view = self.projection.workloads.get(event.workload_id)
+        if view is not None and view.finished:
+            return
+        await self.remember(kind, event.workload_id, event, delivery)
+
+    async def preempted(self, event: PreemptDecision) -> None:
+        async with self.runtime.pool.acquire() as conn:
+            counted = await repository.add_preemption(conn, event.decision_id,
+                                                      event.workload_id, event.project,
+                                                      event.reason, event.decided_at)
+        if counted:
+            self.projection.preemptions[(event.project, event.reason)] += 1
+
+    async def dead_lettered(self, event: DeadLetter) -> None:
+        async with self.runtime.pool.acquire() as conn:
+            counted = await repository.add_dead_letter(conn, event.consumer, event.stream,
+                                                       event.stream_sequence, event.failed_at)
+        if counted:
+            self.projection.dead_letters[event.consumer] += 1
+
+    # start, samples, queries ---------------------------------------------------------------
+    async def start(self, runtime: Service) -> None:
+        """The projection from the tables, before the first event is consumed; then the
+        Prometheus collector reads it and samples are taken on a timer."""
+        async with runtime.pool.acquire() as conn:
+            loaded = await repository.load(conn)
+        self.projection.workloads = loaded.workloads
+        self.projection.current = loaded.current
+        self.projection.preemptions = loaded.preemptions
+        self.projection.dead_letters = loaded.dead_letters
+        series.COLLECTOR.projection = self.projection
+        runtime.background(self._sample_loop(), "samples")
+
+    async def take_samples(self) -> int:
+        now = utcnow()
+        rows = queries.samples(self.projection.snapshot(now))
+        cutoff = now - timedelta(hours=self.settings.sample_retention_hours)
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await repository.add_samples(conn, now, rows)
+            await repository.drop_samples_before(conn, cutoff)
+        return len(rows)
+
+    async def _sample_loop(self) -> None:
+        while True:
+            try:
+                await self.take_samples()
+            except Exception:  # the database may be away for a while: try at the next tick
+                log.warning("storing samples failed", exc_info=True)
+            await asyncio.sleep(self.settings.sample_interval_seconds)
+
+    def answer_telemetry(self, data: bytes) -> TelemetryReply:
+        """A telemetry query answered from the projection (a malformed one with its error)."""
+        try:
+            query = TelemetryQuery.model_validate_json(data)
+        except ValidationError as exc:
+            return TelemetryReply(type=TelemetryType.WORKLOADS_COUNT, timestamp=utcnow(),
+                                  error=_query_error(exc))
+        return queries.telemetry(query, self.projection.snapshot(utcnow()))
+
+    async def answer_series(self, data: bytes) -> MetricsReply:
+        """A time-series query answered from the stored samples (a malformed one with its
+        error)."""
+        try:
+            query = MetricsQuery.model_validate_json(data)
+        except ValidationError as exc:
+            return MetricsReply(error=_query_error(exc))
+        if query.end <= query.start:
+            return MetricsReply(error=QueryError(field="end", message="must be after start"))
+        async with self.runtime.pool.acquire() as conn:
+            rows = await repository.read_samples(
+                conn, query.scope, query.scope_id, [m.value for m in query.metric_types],
+                query.start, query.end)
+        label = {"project": "projectId", "department": "departmentId",
+                 "nodepool": "nodepoolName"}[query.scope]
+        measurements = queries.downsample(query, rows, {label: query.scope_id})
+        return MetricsReply(measurements=measurements)
+
+
+def _query_error(exc: ValidationError) -> QueryError:
+    first = exc.errors(include_url=False)[0]
+    return QueryError(field=".".join(str(p) for p in first["loc"]) or "query",
+                      message=first["msg"])
