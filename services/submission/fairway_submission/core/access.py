@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fairway_submission.errors import ApiError
+from fairway_submission.core.errors import ApiError
 
 
 class Perm(StrEnum):
