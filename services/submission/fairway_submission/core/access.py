@@ -39,8 +39,6 @@ ROLES: Mapping[str, frozenset[Perm]] = {
                               Perm.INFERENCE_MANAGE}),
     "Viewer": frozenset({Perm.ORG_VIEW, Perm.WORKLOAD_VIEW}),
 }
-SUBJECT_TYPES = ("user", "group", "service-account")
-SCOPE_TYPES = ("cluster", "department", "project")
 
 # A workload action needs the general permission, or the inference one for inferences.
 _INFERENCE_EQUIVALENT = {Perm.WORKLOAD_VIEW: Perm.INFERENCE_VIEW,

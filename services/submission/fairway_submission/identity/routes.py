@@ -21,6 +21,7 @@ from fairway_submission.identity.models import (
     TokenRequest,
     UserIn,
 )
+from fairway_submission.service import SubmissionService
 
 log = logging.getLogger("fairway.submission.identity")
 
@@ -38,39 +39,47 @@ def _rule_out(r: Any) -> dict[str, Any]:
 async def token(body: TokenRequest, request: Request, service: Submission) -> dict[str, Any]:
     address = f"addr:{request.client.host if request.client else '?'}"
     if body.grant_type == "password":
-        missing = [f for f, v in (("username", body.username), ("password", body.password))
-                   if not v]
-        if missing:
-            raise ApiError(400, f"{' and '.join(missing)} required",
-                           [{"field": f, "reason": "is required"} for f in missing])
-        key = f"user:{body.username}"
-        service.limiter.check(key, address)
-        async with service.pool.acquire() as conn:
-            user = await repo.get_user(conn, body.username)
-        if user is None or not verify_password(user["password_hash"], body.password):
-            service.limiter.failed(key, address)
-            log.info("failed login for a user")
-            raise ApiError(401, "wrong username or password")
-        service.limiter.succeeded(key)
-        access, ttl = service.tokens.issue(user["username"], "user")
+        access, ttl = await _user_token(service, body, address)
     else:
-        missing = [f for f, v in (("clientId", body.client_id),
-                                  ("clientSecret", body.client_secret)) if not v]
-        if missing:
-            raise ApiError(400, f"{' and '.join(missing)} required",
-                           [{"field": f, "reason": "is required"} for f in missing])
-        key = f"sa:{body.client_id}"
-        service.limiter.check(key, address)
-        async with service.pool.acquire() as conn:
-            account = await repo.get_service_account(conn, body.client_id)
-        if account is None or not verify_password(account["secret_hash"],
-                                                  body.client_secret):
-            service.limiter.failed(key, address)
-            log.info("failed login for a service account")
-            raise ApiError(401, "wrong clientId or clientSecret")
-        service.limiter.succeeded(key)
-        access, ttl = service.tokens.issue(account["client_id"], "service-account")
+        access, ttl = await _client_token(service, body, address)
     return {"accessToken": access, "expiresIn": ttl, "tokenType": "Bearer"}
+
+
+def _required(**values: str | None) -> None:
+    missing = [field for field, value in values.items() if not value]
+    if missing:
+        raise ApiError(400, f"{' and '.join(missing)} required",
+                       [{"field": f, "reason": "is required"} for f in missing])
+
+
+async def _user_token(service: SubmissionService, body: TokenRequest, address: str
+                      ) -> tuple[str, int]:
+    _required(username=body.username, password=body.password)
+    key = f"user:{body.username}"
+    service.limiter.check(key, address)
+    async with service.pool.acquire() as conn:
+        user = await repo.get_user(conn, body.username)
+    if user is None or not verify_password(user["password_hash"], body.password):
+        service.limiter.failed(key, address)
+        log.info("failed login for a user")
+        raise ApiError(401, "wrong username or password")
+    service.limiter.succeeded(key)
+    return service.tokens.issue(user["username"], "user")
+
+
+async def _client_token(service: SubmissionService, body: TokenRequest, address: str
+                        ) -> tuple[str, int]:
+    _required(clientId=body.client_id, clientSecret=body.client_secret)
+    key = f"sa:{body.client_id}"
+    service.limiter.check(key, address)
+    async with service.pool.acquire() as conn:
+        account = await repo.get_service_account(conn, body.client_id)
+    if account is None or not verify_password(account["secret_hash"], body.client_secret):
+        service.limiter.failed(key, address)
+        log.info("failed login for a service account")
+        raise ApiError(401, "wrong clientId or clientSecret")
+    service.limiter.succeeded(key)
+    return service.tokens.issue(account["client_id"], "service-account")
 
 
 @router.get("/me", tags=["auth"])

@@ -1,14 +1,13 @@
 """A workload as the API shows it, from its row in the workload view."""
 
+from collections.abc import Mapping
 from typing import Any
-
-import asyncpg
 
 from fairway_contracts.workloads import requested_gpus, utcnow
 from fairway_submission.workloads.models import Workload
 
 
-def to_workload(row: asyncpg.Record) -> dict[str, Any]:
+def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
     spec = row["effective_spec"]
     pods = row["pods"] or []
     per_pod = requested_gpus(row["submitted_spec"]) or requested_gpus(spec)
