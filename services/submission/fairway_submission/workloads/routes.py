@@ -11,7 +11,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from fairway_contracts import WorkloadType, subjects
-from fairway_contracts.events import PolicyEvaluateRequest, WorkloadAction, WorkloadSubmitted
+from fairway_contracts.events import (
+    PolicyEvaluateReply,
+    PolicyEvaluateRequest,
+    WorkloadAction,
+    WorkloadSubmitted,
+)
 from fairway_contracts.workloads import TYPE_OF_PLURAL, utcnow
 from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
@@ -225,12 +230,7 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         workload_type=workload_type, project=project["name"], name=name, spec=submitted,
         project_id=str(project["id"]), department_id=str(project["department_id"])))
     if not reply.ok or reply.effective_spec is None:
-        # A policy rule's refusal also names the value it saw and the scope that set the rule.
-        details = [{"field": v.field, "reason": v.message, "rule": v.rule,
-                    **({"value": v.value, "scope": v.scope} if v.scope else {})}
-                   for v in reply.violations]
-        raise ApiError(422, "the workload violates policy: "
-                       + "; ".join(f"{d['field']}: {d['reason']}" for d in details), details)
+        raise _violates_policy(reply)
     effective = reply.effective_spec
     if effective.node_type is None and body.spec.node_type is not None:
         effective = effective.model_copy(update={"node_type": body.spec.node_type})
@@ -261,3 +261,11 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
             row = await repo.get_workload(conn, str(workload_id))
         log.info("accepted %s %s in project %s", workload_type.value, name, project["name"])
     return JSONResponse(to_workload(row), status_code=202)
+
+
+def _violates_policy(reply: PolicyEvaluateReply) -> ApiError:
+    # A policy rule's refusal also names the value it saw and the scope that set the rule.
+    details = [{"field": v.field, "reason": v.message, "rule": v.rule,
+                **({"value": v.value, "scope": v.scope} if v.scope else {})}
+               for v in reply.violations]
+    return ApiError(422, "the workload violates policy: " + summary(details, None), details)
