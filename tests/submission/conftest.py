@@ -1,25 +1,39 @@
 """The submission API in-process against a real PostgreSQL: the app as built for production,
-its bootstrap run, policy's pure evaluator standing in for the request over NATS, and clients
-per caller (the bootstrap admin, then whoever a test creates)."""
+its bootstrap run, in-process stand-ins for the other services (policy's pure evaluator, the
+metrics service's answers, no nodes), and clients per caller (the bootstrap admin, then
+whoever a test creates). `real_policy` puts a real policy service over NATS in the stand-in's
+place."""
 
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
+import nats
 import pytest
 
+from fairway_bus import NoReply
+from fairway_contracts import subjects
+from fairway_contracts.events import NodeInventory, PolicyEvaluateRequest
+from fairway_policy.app import build as build_policy
 from fairway_policy.core.evaluation import evaluate
-from fairway_store import create_pool, migrate_dsn
-from fairway_submission.app import build
+from fairway_policy.settings import PolicySettings
+from fairway_submission.service import SubmissionService
 from fairway_submission.settings import SubmissionSettings
+from fairway_submission.testing import (
+    Peers,
+    build_for_tests,
+    over_connection,
+    start_without_broker,
+)
 
 
 class Harness:
-    def __init__(self, service, app, state_dir: Path):
+    def __init__(self, service: SubmissionService, state_dir: Path):
         self.service = service
-        self.app = app
-        self.ctx = app.state.ctx
+        self.app = service.runtime.http_app
         self.state_dir = state_dir
         self.admin_token = (state_dir / "admin-token").read_text().strip()
         self.clients: list[httpx.AsyncClient] = []
@@ -64,19 +78,46 @@ class Harness:
 async def start_harness(database_url: str, tmp_path: Path, **settings) -> Harness:
     env = SubmissionSettings(DATABASE_URL=database_url,
                              FAIRWAY_STATE_DIR=str(tmp_path), **settings)
-    service = build(env)
-    await migrate_dsn(database_url, service.schema, service.migrations)
-    service.pool = await create_pool(database_url, service.schema)
-    for hook in service._on_start:
-        await hook(service)
-    app = service.http_app
+    runtime, service = build_for_tests(env, Peers(
+        policy=policy_answers(), metrics=metrics_answers(), read_inventory=no_nodes))
+    await start_without_broker(runtime, service)
+    return Harness(service, tmp_path)
 
-    async def policy(request):
-        return evaluate(request)
 
-    app.state.ctx.evaluate = policy
-    app.state.ctx.ask_metrics = metrics_answers()
-    return Harness(service, app, tmp_path)
+def policy_answers():
+    """Policy's pure evaluator standing in for the evaluation over NATS; nobody answers the
+    policy CRUD requests (a test that needs them uses `real_policy`)."""
+
+    async def ask(subject: str, data: bytes) -> bytes:
+        if subject != subjects.POLICY_EVALUATE:
+            raise NoReply(subject, "no responders")
+        return evaluate(PolicyEvaluateRequest.model_validate_json(data)).to_json()
+
+    return ask
+
+
+async def no_nodes() -> list[NodeInventory]:
+    return []
+
+
+@contextlib.asynccontextmanager
+async def real_policy(harness: Harness, nats_url: str, database_url: str) -> AsyncIterator[None]:
+    """A policy service of the harness's own over a real NATS server (its subjects under a test
+    prefix): every policy request of the API, evaluation and CRUD, goes to it meanwhile."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    policy = build_policy(PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url),
+                          evaluate_subject=prefix + subjects.POLICY_EVALUATE,
+                          crud_prefix=prefix)
+    await policy.start(serve_http=False)
+    nc = await nats.connect(nats_url)
+    peers = harness.service.peers
+    stand_in, peers.policy = peers.policy, over_connection(nc, prefix)
+    try:
+        yield
+    finally:
+        peers.policy = stand_in
+        await nc.close()
+        await policy.stop()
 
 
 def metrics_answers():
@@ -114,4 +155,4 @@ async def default_project(harness) -> dict:
     return next(p for p in r.json()["projects"] if p["name"] == "default")
 
 
-__all__ = ["Harness", "asyncpg", "start_harness"]
+__all__ = ["Harness", "asyncpg", "real_policy", "start_harness"]

@@ -145,7 +145,7 @@ async def test_tokens(harness):
     bad = harness.client("not-a-token")
     r = await bad.get("/api/v1/workloads")
     assert r.status_code == 401 and r.json()["code"] == 401
-    secret = harness.ctx.tokens.secret
+    secret = harness.service.tokens.secret
     expired = jwt.encode({"iss": "fairway", "sub": "admin", "kind": "user",
                           "exp": int(time.time()) - 5}, secret, algorithm="HS256")
     r = await harness.client(expired).get("/api/v1/workloads")
@@ -199,9 +199,9 @@ async def test_service_account_client_credentials(harness, org):
 
 async def test_failed_logins_are_rate_limited(harness):
     await harness.user("victim")
-    harness.ctx.limiter.failures.clear()
+    harness.service.limiter.failures.clear()
     anon = harness.client()
-    for _ in range(harness.ctx.limiter.max_failures):
+    for _ in range(harness.service.limiter.max_failures):
         r = await anon.post("/api/v1/token", json={"grantType": "password",
                                                    "username": "victim", "password": "nope"})
         assert r.status_code == 401
@@ -212,7 +212,7 @@ async def test_failed_logins_are_rate_limited(harness):
     r = await anon.post("/api/v1/token", json={"grantType": "password", "username": "admin",
                                                "password": "nope"})
     assert r.status_code == 401
-    harness.ctx.limiter.failures.clear()
+    harness.service.limiter.failures.clear()
 
 
 async def test_access_rule_validation_and_delete(harness, org):

@@ -135,3 +135,53 @@ async def test_every_start_publishes_the_whole_organisation(harness):
     for subject in ("fairway.org.nodepool.default", "fairway.org.department.1",
                     "fairway.org.project.1"):
         assert await harness.outbox(subject), subject
+
+
+def queue_status(kind: str, name: str, pool: str, when, **gpu):
+    from fairway_contracts.events import QueueStatusChanged, ResourceStatus
+
+    def resource(**figures) -> ResourceStatus:
+        return ResourceStatus(**{"deserved": 0, "limit": -1, "over_quota_weight": 1,
+                                 "fair_share": 0, "allocated": 0,
+                                 "allocated_non_preemptible": 0, "requested": 0, **figures})
+
+    return QueueStatusChanged(kind=kind, name=name, node_pool=pool, gpu=resource(**gpu),
+                              cpu=resource(), memory=resource(), changed_at=when)
+
+
+async def test_a_units_status_is_the_schedulers_last_queue_status(harness):
+    """Allocated, non-preemptible, requested and fair share per pool: as the scheduler last
+    published them for the unit's queue; an older status arriving late changes nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from fairway_submission import repository as repo
+
+    admin = harness.admin
+    project = (await admin.post("/api/v1/org-unit/projects", json={
+        "name": "status-p", "resources": [{"nodePool": {"name": "default"},
+                                          "gpu": {"deserved": 2}}]})).json()
+    now = datetime.now(UTC)
+    async with harness.service.pool.acquire() as conn:
+        assert await repo.apply_queue_status(conn, queue_status(
+            "project", "status-p", "default", now, fair_share=2.5, allocated=3,
+            allocated_non_preemptible=1, requested=4.5))
+        assert await repo.apply_queue_status(conn, queue_status(
+            "project", "status-p", "spot", now, allocated=0.5, requested=0.5))
+        assert not await repo.apply_queue_status(conn, queue_status(
+            "project", "status-p", "default", now - timedelta(seconds=1), allocated=9))
+        assert await repo.apply_queue_status(conn, queue_status(
+            "department", "default", "default", now, fair_share=7, allocated=3, requested=5))
+    got = (await admin.get(f"/api/v1/org-unit/projects/{project['id']}")).json()
+    default, spot = got["status"]["nodePoolResources"]
+    assert default == {"nodePool": {"name": "default"},
+                       "allocated": {"gpu": 3, "cpu": 0, "memory": 0},
+                       "allocatedNonPreemptible": {"gpu": 1, "cpu": 0, "memory": 0},
+                       "requested": {"gpu": 4.5, "cpu": 0, "memory": 0},
+                       "fairShare": {"gpu": 2.5, "cpu": 0, "memory": 0}}
+    assert spot["nodePool"] == {"name": "spot"} and spot["allocated"]["gpu"] == 0.5
+    listed = (await admin.get("/api/v1/org-unit/projects")).json()["projects"]
+    assert next(p for p in listed if p["name"] == "status-p")["status"] == got["status"]
+    departments = (await admin.get("/api/v1/org-unit/departments")).json()["departments"]
+    default_department = next(d for d in departments if d["name"] == "default")
+    [pool] = default_department["status"]["nodePoolResources"]
+    assert pool["fairShare"]["gpu"] == 7 and pool["requested"]["gpu"] == 5

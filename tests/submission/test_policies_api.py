@@ -4,13 +4,9 @@ CRUD and for the evaluation of every submission)."""
 
 import uuid
 
-import nats
 import pytest
 
-from fairway_contracts import subjects
-from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest
-from fairway_policy.app import build as build_policy
-from fairway_policy.settings import PolicySettings
+from tests.submission.conftest import real_policy
 
 pytestmark = pytest.mark.infra
 
@@ -18,28 +14,8 @@ pytestmark = pytest.mark.infra
 @pytest.fixture(scope="module")
 async def api(harness, nats_url, database_url):
     """The harness wired to a policy service of its own (subjects with a test prefix)."""
-    tag = uuid.uuid4().hex[:8]
-    evaluate_subject = f"test-{tag}.{subjects.POLICY_EVALUATE}"
-    policy = build_policy(PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url),
-                          evaluate_subject=evaluate_subject, crud_prefix=f"test-{tag}.")
-    await policy.start(serve_http=False)
-    nc = await nats.connect(nats_url)
-    ctx = harness.ctx
-    ctx.policies.connection, ctx.policies.prefix = nc, f"test-{tag}."
-
-    async def evaluate_over_nats(request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
-        msg = await nc.request(evaluate_subject, request.to_json(), timeout=5)
-        return PolicyEvaluateReply.model_validate_json(msg.data)
-
-    previous = ctx.evaluate
-    ctx.evaluate = evaluate_over_nats
-    try:
+    async with real_policy(harness, nats_url, database_url):
         yield harness
-    finally:
-        ctx.evaluate = previous
-        ctx.policies.connection, ctx.policies.prefix = None, ""
-        await nc.close()
-        await policy.stop()
 
 
 @pytest.fixture(scope="module")

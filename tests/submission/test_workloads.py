@@ -133,7 +133,7 @@ async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
     async def read():
         return inventory
 
-    harness.ctx.read_inventory = read
+    harness.service.peers.read_inventory = read
     nodes = (await harness.admin.get("/api/v1/nodes")).json()["nodes"]
     assert nodes == [{"name": "n1", "nodePool": "default", "ready": True, "gpus": 8,
                       "gpuProduct": "H100", "allocatedGpus": 0, "cpuMillis": 0,

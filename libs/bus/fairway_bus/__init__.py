@@ -9,6 +9,8 @@ from fairway_bus.broker import (
     make_broker,
 )
 from fairway_bus.publish import publish_model, publish_raw
+from fairway_bus.request import NoReply, connection, request
 
-__all__ = ["Delivery", "Received", "durable_batch_subscriber", "durable_subscriber", "jetstream",
-           "make_broker", "publish_model", "publish_raw"]
+__all__ = ["Delivery", "NoReply", "Received", "connection", "durable_batch_subscriber",
+           "durable_subscriber", "jetstream", "make_broker", "publish_model", "publish_raw",
+           "request"]

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fairway_bus import jetstream, make_broker
+from fairway_bus import connection, jetstream, make_broker
 from fairway_contracts import subjects
 from fairway_contracts.events import Heartbeat
 from fairway_contracts.workloads import utcnow
@@ -101,8 +101,8 @@ class Service:
 
     @property
     def broker_connected(self) -> bool:
-        connection = self.broker._connection
-        return connection is not None and connection.is_connected
+        nc = connection(self.broker)
+        return nc is not None and nc.is_connected
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self, *, serve_http: bool = True) -> None:
@@ -191,7 +191,7 @@ class Service:
             await asyncio.sleep(interval)
 
     async def _heartbeat(self) -> None:
-        nc = self.broker._connection
+        nc = connection(self.broker)
         while True:
             beat = Heartbeat(service=self.name, instance=self.instance, ready=self.is_ready(),
                              time=utcnow())

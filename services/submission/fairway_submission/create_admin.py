@@ -13,18 +13,31 @@ delete the bootstrap `admin` user with `DELETE /api/v1/users/{id}`.
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 from pathlib import Path
 
 import asyncpg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fairway_store import migrate_dsn
 from fairway_submission import repository as repo
-from fairway_submission.access import SYSTEM_ADMIN
-from fairway_submission.auth import hash_password
+from fairway_submission.core.access import SYSTEM_ADMIN
+from fairway_submission.identity.auth import hash_password
 
 SCHEMA = "submission"
+
+
+class CreateAdminSettings(BaseSettings):
+    """What the command reads from the environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL",
+                                     description="Fairway's PostgreSQL")
+    admin_password: str | None = Field(default=None, alias="FAIRWAY_ADMIN_PASSWORD",
+                                       description="the new administrator's password; unset: "
+                                                   "prompted for")
 
 
 async def create_admin(database_url: str, username: str, password: str) -> bool:
@@ -36,8 +49,7 @@ async def create_admin(database_url: str, username: str, password: str) -> bool:
             hashed = hash_password(password)
             created = await repo.create_user(conn, username, hashed, SYSTEM_ADMIN)
             if not created:
-                await conn.execute("UPDATE users SET password_hash = $2 WHERE username = $1",
-                                   username, hashed)
+                await repo.set_password(conn, username, hashed)
             await repo.create_rule(conn, subject_type="user", subject_id=username,
                                    role_name=SYSTEM_ADMIN, scope_type="cluster", scope_id="",
                                    created_by="create_admin")
@@ -50,10 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("username")
     args = parser.parse_args(argv)
-    database_url = os.environ.get("DATABASE_URL")
+    settings = CreateAdminSettings()
+    database_url = settings.database_url
     if not database_url:
         sys.exit("set DATABASE_URL to Fairway's PostgreSQL")
-    password = os.environ.get("FAIRWAY_ADMIN_PASSWORD") or getpass.getpass("password: ")
+    password = settings.admin_password or getpass.getpass("password: ")
     if len(password) < 8:
         sys.exit("the password must have at least 8 characters")
     created = asyncio.run(create_admin(database_url, args.username, password))

@@ -1,5 +1,7 @@
-"""Every error is JSON {code, message, details}, with each problem's field path."""
+"""Every error is JSON {code, message, details}, with each problem's field path: the app's
+exception handlers."""
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -8,19 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fairway_submission.core.errors import ApiError
 
-class ApiError(Exception):
-    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or []
-        self.headers = headers
-
-
-def field_error(code: int, field: str, reason: str) -> ApiError:
-    return ApiError(code, f"{field}: {reason}", [{"field": field, "reason": reason}])
+log = logging.getLogger("fairway.submission")
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -65,8 +57,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        import logging
-
-        logging.getLogger("fairway.submission").exception("unexpected error")
+        log.exception("unexpected error")
         return JSONResponse({"code": 500, "message": "internal error", "details": []},
                             status_code=500)

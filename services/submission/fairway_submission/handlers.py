@@ -1,5 +1,6 @@
 """Submission's message handlers: phase and pod-group events keep the workload view current; the
-scheduler's pending reasons and queue status feed the API's explanations and fair shares."""
+scheduler's pending reasons and queue status feed the API's explanations and each unit's
+status; the other services' heartbeats feed /healthz."""
 
 from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts import streams
@@ -10,46 +11,42 @@ from fairway_contracts.events import (
     QueueStatusChanged,
     SchedulingPending,
 )
-from fairway_runtime import Service
 from fairway_submission import repository as repo
-from fairway_submission import scheduling
-from fairway_submission.health import HEALTH_SUBJECT, Heartbeats
+from fairway_submission.core.health import HEALTH_SUBJECT
+from fairway_submission.service import SubmissionService
 from fairway_telemetry import workload_context
 
 
-def register(service: Service, heartbeats: Heartbeats) -> None:
+def register(service: SubmissionService) -> None:
+    broker = service.runtime.broker
+
     # The two busiest consumers (every transition, every pod change) apply what each fetch
     # brought in one transaction.
-    @durable_batch_subscriber(service.broker, streams.SUBMISSION_PHASES, PhaseChanged)
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged)
     async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
         # older one arriving late never overwrites a newer phase.
         async with service.pool.acquire() as conn, conn.transaction():
             await repo.apply_phases(conn, [item.payload for item in items])
 
-    @durable_batch_subscriber(service.broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
     async def on_pod_groups(items: list[Received[PodGroupChanged]]) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
         # Pending): the view follows; an older event never overwrites a newer list.
         async with service.pool.acquire() as conn, conn.transaction():
             await repo.apply_pod_groups(conn, [item.payload for item in items])
 
-    @durable_subscriber(service.broker, streams.SUBMISSION_PENDING, SchedulingPending)
+    @durable_subscriber(broker, streams.SUBMISSION_PENDING, SchedulingPending)
     async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:
         with workload_context(event.workload_id):
             async with service.pool.acquire() as conn:
-                await scheduling.apply_pending(conn, event)
+                await repo.apply_pending(conn, event)
 
-    @durable_subscriber(service.broker, streams.SUBMISSION_QUEUES, QueueStatusChanged)
+    @durable_subscriber(broker, streams.SUBMISSION_QUEUES, QueueStatusChanged)
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:
         async with service.pool.acquire() as conn:
-            await scheduling.apply_queue_status(conn, event)
+            await repo.apply_queue_status(conn, event)
 
-    @service.on_start
-    async def load_fair_shares(service: Service) -> None:
-        async with service.pool.acquire() as conn:
-            await scheduling.load(conn)
-
-    @service.broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
+    @broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
     async def on_heartbeat(beat: Heartbeat) -> None:
-        heartbeats.record(beat)
+        service.heartbeats.record(beat)

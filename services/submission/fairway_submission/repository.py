@@ -1,4 +1,5 @@
-"""Submission's SQL: settings, users, projects, the workload view and its phase history."""
+"""Submission's SQL: settings, users and access rules, the organisation, the workload view and
+its phase history, and the scheduler's view (why a workload waits, each queue's status)."""
 
 import uuid
 from datetime import datetime
@@ -7,7 +8,12 @@ from typing import Any
 import asyncpg
 
 from fairway_contracts import Phase
-from fairway_contracts.events import PhaseChanged, PodGroupChanged
+from fairway_contracts.events import (
+    PhaseChanged,
+    PodGroupChanged,
+    QueueStatusChanged,
+    SchedulingPending,
+)
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
 
@@ -36,6 +42,11 @@ async def create_user(conn: asyncpg.Connection, username: str, password_hash: st
         "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)"
         " ON CONFLICT (username) DO NOTHING", username, password_hash, role)
     return status.endswith(" 1")
+
+
+async def set_password(conn: asyncpg.Connection, username: str, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE username = $1",
+                       username, password_hash)
 
 
 async def ensure_project(conn: asyncpg.Connection, name: str) -> tuple[asyncpg.Record, bool]:
@@ -76,14 +87,6 @@ async def get_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Re
     except ValueError:
         return None
     return await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1", wid)
-
-
-async def find_workload_by_name(conn: asyncpg.Connection, name: str, project_id: int | None
-                                ) -> list[asyncpg.Record]:
-    if project_id is None:
-        return await conn.fetch("SELECT * FROM workloads WHERE name = $1", name)
-    return await conn.fetch("SELECT * FROM workloads WHERE name = $1 AND project_id = $2",
-                            name, project_id)
 
 
 async def list_workloads(conn: asyncpg.Connection, filters: list[tuple[str, str, str]],
@@ -434,14 +437,6 @@ def _pod_group_args(event: PodGroupChanged) -> tuple:
     return (uuid.UUID(event.workload_id), pods, event.sequence, event.time)
 
 
-async def project_usage(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Per project, the non-terminal workloads' specs and pods (for status)."""
-    return await conn.fetch(
-        "SELECT project_id, effective_spec, pods, phase FROM workloads"
-        " WHERE phase NOT IN ('Completed', 'Failed', 'Deleted', 'Stopped')"
-        " AND desired_phase = 'Running'")
-
-
 async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
     """GPUs of the running or starting pods the workload view places on each node."""
     rows = await conn.fetch(
@@ -450,3 +445,45 @@ async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
         " WHERE pod->>'node' IS NOT NULL AND pod->>'phase' IN ('Pending', 'Running')"
         " GROUP BY 1")
     return {r["node"]: r["gpus"] for r in rows}
+
+
+# the scheduler's view -----------------------------------------------------------------------
+
+async def apply_queue_status(conn: asyncpg.Connection, event: QueueStatusChanged) -> bool:
+    """Keep the newest status of each queue (older deliveries change nothing)."""
+    done = await conn.execute(
+        "INSERT INTO queue_status (kind, name, node_pool, status, changed_at)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, name, node_pool) DO UPDATE"
+        " SET status = EXCLUDED.status, changed_at = EXCLUDED.changed_at"
+        " WHERE queue_status.changed_at <= EXCLUDED.changed_at",
+        event.kind, event.name, event.node_pool, event.model_dump(mode="json", by_alias=True),
+        event.changed_at)
+    return done.endswith(" 1")
+
+
+async def queue_statuses(conn: asyncpg.Connection, kind: str, name: str | None = None
+                         ) -> dict[str, dict[str, Any]]:
+    """unit name → node pool → the queue's last status (QueueStatusChanged, camelCase), for
+    every unit of `kind` or the one named."""
+    rows = await conn.fetch(
+        "SELECT name, node_pool, status FROM queue_status WHERE kind = $1"
+        " AND ($2::text IS NULL OR name = $2)", kind, name)
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        out.setdefault(row["name"], {})[row["node_pool"]] = row["status"]
+    return out
+
+
+async def apply_pending(conn: asyncpg.Connection, event: SchedulingPending) -> bool:
+    """Record why a workload waits (or that it no longer does); older news is ignored."""
+    try:
+        wid = uuid.UUID(event.workload_id)
+    except ValueError:
+        return False
+    done = await conn.execute(
+        "UPDATE workloads SET scheduler_code = $2, scheduler_message = $3,"
+        " scheduler_changed_at = $4 WHERE workload_id = $1"
+        " AND (scheduler_changed_at IS NULL OR scheduler_changed_at <= $4)",
+        wid, event.code if event.pending else None, event.message if event.pending else None,
+        event.changed_at)
+    return done.endswith(" 1")

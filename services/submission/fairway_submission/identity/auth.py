@@ -11,7 +11,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
-from fairway_submission.errors import ApiError
+from fairway_submission.core.errors import ApiError
 
 ISSUER = "fairway"
 _hasher = PasswordHasher()

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fairway_submission.errors import ApiError
+from fairway_submission.core.errors import ApiError
 
 
 class Perm(StrEnum):
@@ -39,8 +39,6 @@ ROLES: Mapping[str, frozenset[Perm]] = {
                               Perm.INFERENCE_MANAGE}),
     "Viewer": frozenset({Perm.ORG_VIEW, Perm.WORKLOAD_VIEW}),
 }
-SUBJECT_TYPES = ("user", "group", "service-account")
-SCOPE_TYPES = ("cluster", "department", "project")
 
 # A workload action needs the general permission, or the inference one for inferences.
 _INFERENCE_EQUIVALENT = {Perm.WORKLOAD_VIEW: Perm.INFERENCE_VIEW,

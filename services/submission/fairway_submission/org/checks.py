@@ -1,131 +1,20 @@
-"""Organisation requests (node pools, departments, projects) and their checks. Pure.
+"""The organisation's checks that span fields or units, each problem with its field path.
 
-Quotas per node pool: GPUs in devices, CPU in cores, memory in MiB. `limit` None or -1 means
-no limit of its own; `deserved` and `overQuotaWeight` are never negative.
+A project's quotas must fit its department's, a department's must cover its projects'; a
+project may tighten its department's scheduling rules and node types, never loosen them.
 """
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
-
-from fairway_submission.domain import ApiModel
-
-ORG_NAME = re.compile(r"^[a-z][-a-z0-9]*$")
-ORG_NAME_RULE = "must be lowercase letters, digits and '-', starting with a letter (at most 63)"
-RESOURCES = ("gpu", "cpu", "memory")
-
-
-def _check_name(value: str) -> str:
-    if not ORG_NAME.match(value) or len(value) > 63:
-        raise ValueError(ORG_NAME_RULE)
-    return value
-
-
-class QuotaIn(ApiModel):
-    deserved: float = 0
-    limit: float | None = None
-    over_quota_weight: float = 1
-
-
-class PoolRef(ApiModel):
-    name: str = Field(min_length=1)
-
-
-class PoolResourcesIn(ApiModel):
-    node_pool: PoolRef
-    gpu: QuotaIn = Field(default_factory=QuotaIn)
-    cpu: QuotaIn = Field(default_factory=QuotaIn)
-    memory: QuotaIn = Field(default_factory=QuotaIn)
-
-
-# Longest limit accepted: a year, so a typo in units (ms for s) cannot make a limit endless.
-MAX_RULE_SECONDS = 366 * 24 * 3600
-NODE_TYPE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # a Kubernetes label value
-RuleSeconds = Annotated[int | None, Field(ge=1, le=MAX_RULE_SECONDS)]
-NodeTypeName = Annotated[str, Field(pattern=NODE_TYPE)]
-
-
-class SchedulingRulesIn(ApiModel):
-    """Run:ai's scheduling rules, in seconds; null: no limit at this level. Interactive:
-    workspaces. Training: trainings and distributed workloads. Inference is not limited."""
-
-    interactive_job_time_limit_seconds: RuleSeconds = None
-    interactive_job_max_idle_duration_seconds: RuleSeconds = None
-    training_job_time_limit_seconds: RuleSeconds = None
-    training_job_max_idle_duration_seconds: RuleSeconds = None
-
-
-class NodeTypesIn(ApiModel):
-    """Node types (values of the node label fairway.io/node-type) each kind of workload may
-    pick; empty: any node. `workspace` covers workspaces, `training` trainings and
-    distributed workloads."""
-
-    training: list[NodeTypeName] = Field(default_factory=list, max_length=50)
-    workspace: list[NodeTypeName] = Field(default_factory=list, max_length=50)
-
-
-class OrgUnitIn(ApiModel):
-    name: str
-    resources: list[PoolResourcesIn] = Field(default_factory=list)
-    default_node_pools: list[str] = Field(default_factory=list)
-    scheduling_rules: SchedulingRulesIn | None = None
-    node_types: NodeTypesIn | None = None
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
-
-
-class DepartmentIn(OrgUnitIn):
-    pass
-
-
-class ProjectIn(OrgUnitIn):
-    parent_id: str | None = None
-
-
-class OrgUnitUpdate(ApiModel):
-    """PUT/PATCH body: every field optional; the name cannot change."""
-
-    resources: list[PoolResourcesIn] | None = None
-    default_node_pools: list[str] | None = None
-    scheduling_rules: SchedulingRulesIn | None = None
-    node_types: NodeTypesIn | None = None
-
-
-class PlacementStrategy(ApiModel):
-    gpu: Literal["binpack", "spread"] = "binpack"
-    cpu: Literal["binpack", "spread"] = "binpack"
-
-
-class GpuResourceOptimization(ApiModel):
-    swap_enabled: bool = False
-    cpu_swap_memory_size: str | None = None
-    reserved_gpu_memory_for_swap_operations: str | None = None
-    node_level_scheduler_enabled: bool = False
-
-
-class NodePoolIn(ApiModel):
-    name: str
-    label_key: str | None = Field(default=None, min_length=1, max_length=253)
-    label_value: str | None = Field(default=None, max_length=63)
-    placement_strategy: PlacementStrategy = Field(default_factory=PlacementStrategy)
-    min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
-    gpu_resource_optimization: GpuResourceOptimization = Field(
-        default_factory=GpuResourceOptimization)
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
-
-
-class NodePoolUpdate(ApiModel):
-    label_key: str | None = Field(default=None, min_length=1, max_length=253)
-    label_value: str | None = Field(default=None, max_length=63)
-    placement_strategy: PlacementStrategy | None = None
-    min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
-    gpu_resource_optimization: GpuResourceOptimization | None = None
-
-
-Problems = list[dict[str, str]]
+from fairway_submission.core.errors import Problems
+from fairway_submission.org.models import (
+    RESOURCES,
+    NodeTypesIn,
+    PoolResourcesIn,
+    QuotaIn,
+    SchedulingRulesIn,
+)
 
 
 def check_resources(resources: Sequence[PoolResourcesIn], pools: Iterable[str],
@@ -296,37 +185,3 @@ def check_node_types_within(node_types: Mapping[str, Any] | None, department: Ma
                     "reason": f"node type {name!r} is not allowed by department "
                               f"{department['name']} (it allows {', '.join(allowed)})"})
     return problems
-
-
-def node_type_kind(workload_type: str) -> str | None:
-    """Which list of nodeTypes governs a workload type (None: inference, unrestricted)."""
-    return {"workspace": "workspace", "training": "training",
-            "distributed": "training"}.get(workload_type)
-
-
-def check_node_type(workload_type: str, node_type: str | None, project: Mapping[str, Any],
-                    department: Mapping[str, Any], field: str = "spec.nodeType") -> Problems:
-    """A workload must pick one of the node types its project and department allow for its
-    kind (both lists apply where both are set); none is needed when neither sets any."""
-    kind = node_type_kind(workload_type)
-    if kind is None:
-        return []
-    scopes = [(f"project {project['name']}", (project.get("node_types") or {}).get(kind)),
-              (f"department {department['name']}",
-               (department.get("node_types") or {}).get(kind))]
-    scopes = [(who, allowed) for who, allowed in scopes if allowed]
-    if not scopes:
-        return []
-    plural = "workspaces" if kind == "workspace" else "trainings"
-    allowed = [t for t in scopes[0][1] if all(t in a for _, a in scopes)]
-    if not allowed:
-        return [{"field": field, "reason": f"no node type is allowed for {plural}: "
-                 + " and ".join(f"{who} allows {', '.join(a)}" for who, a in scopes)}]
-    if node_type is None:
-        return [{"field": field, "reason": f"is required: {scopes[0][0]} runs {plural} only on "
-                 f"node types {', '.join(allowed)}; pick one"}]
-    for who, a in scopes:
-        if node_type not in a:
-            return [{"field": field, "reason": f"node type {node_type!r} is not allowed for "
-                     f"{plural} by {who}; use one of {', '.join(allowed)}"}]
-    return []

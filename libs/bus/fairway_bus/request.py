@@ -1,0 +1,50 @@
+"""Core-NATS request/reply, the one way a Fairway service asks another and waits for the answer.
+
+`connection(broker)` is the broker's NATS connection (None until it connected), so no caller
+reaches into the broker's private attributes. `request` sends with the current trace context
+and turns every way of getting no answer into `NoReply`, which the caller maps to its own
+error (submission answers 503).
+"""
+
+from faststream.exceptions import IncorrectState
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from fairway_telemetry import inject_headers
+
+
+class NoReply(Exception):
+    """Nobody answered a request: not connected, no responder on the subject, or too late."""
+
+    def __init__(self, subject: str, reason: str):
+        super().__init__(f"no reply on {subject}: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+    @property
+    def connected(self) -> bool:
+        """False when the request never left (no connection to NATS)."""
+        return self.reason != "not connected"
+
+
+def connection(broker: NatsBroker) -> Client | None:
+    """The broker's NATS connection, or None before it connected (or after it stopped)."""
+    try:
+        return broker.connection
+    except IncorrectState:
+        return None
+
+
+async def request(nc: Client | None, subject: str, data: bytes, *, timeout: float) -> bytes:
+    """Send `data` on `subject` and return the reply's payload; `NoReply` when none comes."""
+    if nc is None or not nc.is_connected:
+        raise NoReply(subject, "not connected")
+    try:
+        msg = await nc.request(subject, data, timeout=timeout, headers=inject_headers())
+    except NoRespondersError:
+        raise NoReply(subject, "no responders") from None
+    except (TimeoutError, NatsTimeout):
+        raise NoReply(subject, f"no answer within {timeout:g} s") from None
+    return msg.data

@@ -1,0 +1,26 @@
+"""A project's or department's status per node pool, as the API shows it: the figures the
+scheduler last published for each of its queues (QueueStatusChanged, stored as it came)."""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+RESOURCES = ("gpu", "cpu", "memory")
+FIGURES = ("allocated", "allocatedNonPreemptible", "requested", "fairShare")
+
+
+def _figure(status: Mapping[str, Any] | None, figure: str) -> dict[str, float]:
+    if status is None:
+        return {r: 0 for r in RESOURCES}
+    return {r: float((status.get(r) or {}).get(figure, 0)) for r in RESOURCES}
+
+
+def unit_status(configured_pools: Iterable[str], statuses: Mapping[str, Mapping[str, Any]]
+                ) -> dict[str, Any]:
+    """`statuses`: node pool → the unit's stored queue status there. Every pool the unit has a
+    quota in, then every other pool the scheduler reports it in (where it has work)."""
+    pools = list(configured_pools)
+    pools += [pool for pool in sorted(statuses) if pool not in pools]
+    return {"nodePoolResources": [
+        {"nodePool": {"name": pool},
+         **{figure: _figure(statuses.get(pool), figure) for figure in FIGURES}}
+        for pool in pools]}

@@ -1,0 +1,1 @@
+"""Identity: tokens, the caller, users, service accounts and access rules."""

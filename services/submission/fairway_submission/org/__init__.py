@@ -1,0 +1,1 @@
+"""Organisation: node pools, departments, projects and the cluster's nodes."""

@@ -1,0 +1,123 @@
+"""Organisation requests: node pools, departments and projects.
+
+Quotas per node pool: GPUs in devices, CPU in cores, memory in MiB. `limit` None or -1 means
+no limit of its own; `deserved` and `overQuotaWeight` are never negative (see `checks`).
+"""
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from fairway_submission.models import NODE_TYPE, ApiModel
+
+ORG_NAME = re.compile(r"^[a-z][-a-z0-9]*$")
+ORG_NAME_RULE = "must be lowercase letters, digits and '-', starting with a letter (at most 63)"
+RESOURCES = ("gpu", "cpu", "memory")
+
+
+def _check_name(value: str) -> str:
+    if not ORG_NAME.match(value) or len(value) > 63:
+        raise ValueError(ORG_NAME_RULE)
+    return value
+
+
+class QuotaIn(ApiModel):
+    deserved: float = 0
+    limit: float | None = None
+    over_quota_weight: float = 1
+
+
+class PoolRef(ApiModel):
+    name: str = Field(min_length=1)
+
+
+class PoolResourcesIn(ApiModel):
+    node_pool: PoolRef
+    gpu: QuotaIn = Field(default_factory=QuotaIn)
+    cpu: QuotaIn = Field(default_factory=QuotaIn)
+    memory: QuotaIn = Field(default_factory=QuotaIn)
+
+
+# Longest limit accepted: a year, so a typo in units (ms for s) cannot make a limit endless.
+MAX_RULE_SECONDS = 366 * 24 * 3600
+RuleSeconds = Annotated[int | None, Field(ge=1, le=MAX_RULE_SECONDS)]
+NodeTypeName = Annotated[str, Field(pattern=NODE_TYPE)]
+
+
+class SchedulingRulesIn(ApiModel):
+    """Run:ai's scheduling rules, in seconds; null: no limit at this level. Interactive:
+    workspaces. Training: trainings and distributed workloads. Inference is not limited."""
+
+    interactive_job_time_limit_seconds: RuleSeconds = None
+    interactive_job_max_idle_duration_seconds: RuleSeconds = None
+    training_job_time_limit_seconds: RuleSeconds = None
+    training_job_max_idle_duration_seconds: RuleSeconds = None
+
+
+class NodeTypesIn(ApiModel):
+    """Node types (values of the node label fairway.io/node-type) each kind of workload may
+    pick; empty: any node. `workspace` covers workspaces, `training` trainings and
+    distributed workloads."""
+
+    training: list[NodeTypeName] = Field(default_factory=list, max_length=50)
+    workspace: list[NodeTypeName] = Field(default_factory=list, max_length=50)
+
+
+class OrgUnitIn(ApiModel):
+    name: str
+    resources: list[PoolResourcesIn] = Field(default_factory=list)
+    default_node_pools: list[str] = Field(default_factory=list)
+    scheduling_rules: SchedulingRulesIn | None = None
+    node_types: NodeTypesIn | None = None
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+
+class DepartmentIn(OrgUnitIn):
+    pass
+
+
+class ProjectIn(OrgUnitIn):
+    parent_id: str | None = None
+
+
+class OrgUnitUpdate(ApiModel):
+    """PUT/PATCH body: every field optional; the name cannot change."""
+
+    resources: list[PoolResourcesIn] | None = None
+    default_node_pools: list[str] | None = None
+    scheduling_rules: SchedulingRulesIn | None = None
+    node_types: NodeTypesIn | None = None
+
+
+class PlacementStrategy(ApiModel):
+    gpu: Literal["binpack", "spread"] = "binpack"
+    cpu: Literal["binpack", "spread"] = "binpack"
+
+
+class GpuResourceOptimization(ApiModel):
+    swap_enabled: bool = False
+    cpu_swap_memory_size: str | None = None
+    reserved_gpu_memory_for_swap_operations: str | None = None
+    node_level_scheduler_enabled: bool = False
+
+
+class NodePoolIn(ApiModel):
+    name: str
+    label_key: str | None = Field(default=None, min_length=1, max_length=253)
+    label_value: str | None = Field(default=None, max_length=63)
+    placement_strategy: PlacementStrategy = Field(default_factory=PlacementStrategy)
+    min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
+    gpu_resource_optimization: GpuResourceOptimization = Field(
+        default_factory=GpuResourceOptimization)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+
+class NodePoolUpdate(ApiModel):
+    label_key: str | None = Field(default=None, min_length=1, max_length=253)
+    label_value: str | None = Field(default=None, max_length=63)
+    placement_strategy: PlacementStrategy | None = None
+    min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
+    gpu_resource_optimization: GpuResourceOptimization | None = None

@@ -1,0 +1,27 @@
+"""Route: the cluster's nodes (GET /api/v1/nodes) for `fairway top nodes`: each node's state
+from the inventory lifecycle publishes (last message per node), with the GPUs the workload
+view places on it."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from fairway_submission import repository as repo
+from fairway_submission.core.errors import ApiError
+from fairway_submission.dependencies import Caller, Submission
+
+router = APIRouter(prefix="/api/v1", tags=["organisation"])
+
+
+@router.get("/nodes")
+async def list_nodes(caller: Caller, service: Submission) -> dict[str, Any]:
+    if not caller.rules:
+        raise ApiError(403, f"{caller.subject} has no access rules")
+    inventory = await service.peers.read_inventory()
+    async with service.pool.acquire() as conn:
+        placed = await repo.gpus_by_node(conn)
+    items = [{"name": n.name, "nodePool": n.node_pool, "ready": n.ready,
+              "gpus": n.gpus, "gpuProduct": n.gpu_product,
+              "allocatedGpus": placed.get(n.name, 0), "cpuMillis": n.cpu_millis,
+              "memoryMib": n.memory_mib} for n in sorted(inventory, key=lambda n: n.name)]
+    return {"nodes": items, "totalCount": len(items)}

@@ -1,0 +1,164 @@
+"""`SubmissionService`, the one object that runs submission: the runtime, the settings, the
+token keys, the login limiter, the other services' heartbeats, and how it reaches the other
+services (its `Peers`). Routes get it through FastAPI's `Depends` (see `dependencies`); the
+NATS handlers are registered on it."""
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from fairway_bus import NoReply, connection, request
+from fairway_contracts import streams, subjects
+from fairway_contracts.base import Contract
+from fairway_contracts.events import NodeInventory, PolicyEvaluateReply, PolicyEvaluateRequest
+from fairway_runtime import Service
+from fairway_submission import repository as repo
+from fairway_submission.core.access import SYSTEM_ADMIN, Grants, Rule
+from fairway_submission.core.errors import ApiError
+from fairway_submission.core.health import Heartbeats
+from fairway_submission.identity.auth import (
+    LoginLimiter,
+    Tokens,
+    hash_password,
+    new_password,
+    write_admin_files,
+)
+from fairway_submission.org.events import publish_everything
+from fairway_submission.settings import SubmissionSettings
+
+log = logging.getLogger("fairway.submission")
+
+ADMIN = "admin"
+METRICS_TIMEOUT_SECONDS = 5.0
+
+# A request to another service: subject and payload in, the reply's payload out; NoReply when
+# none comes.
+Ask = Callable[[str, bytes], Awaitable[bytes]]
+Peer = Literal["policy", "metrics"]
+
+
+@dataclass
+class Peers:
+    """How submission reaches the other services. Built over NATS by default; unit tests put
+    in-process stand-ins here (see `testing`)."""
+
+    policy: Ask
+    metrics: Ask
+    # Every node's last inventory message (the INVENTORY stream lifecycle publishes).
+    read_inventory: Callable[[], Awaitable[list[NodeInventory]]]
+
+
+class SubmissionService:
+    def __init__(self, runtime: Service, settings: SubmissionSettings,
+                 peers: Peers | None = None):
+        self.runtime = runtime
+        self.settings = settings
+        self.heartbeats = Heartbeats(settings.heartbeat_seconds)
+        self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self._tokens: Tokens | None = None  # the key is read from the database at start
+        self.peers = peers or Peers(
+            policy=self._over_nats(settings.policy_timeout_seconds),
+            metrics=self._over_nats(METRICS_TIMEOUT_SECONDS),
+            read_inventory=self._read_inventory)
+
+    # what routes use -------------------------------------------------------------------
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self.runtime.pool is None:
+            raise ApiError(503, "the service is starting", headers={"Retry-After": "2"})
+        return self.runtime.pool
+
+    @property
+    def tokens(self) -> Tokens:
+        if self._tokens is None:
+            raise ApiError(503, "the service is starting", headers={"Retry-After": "2"})
+        return self._tokens
+
+    async def caller(self, authorization: str | None) -> Grants:
+        """The caller's access rules, now: a deleted user's or service account's token stops
+        working at once, and a changed rule applies to the next request."""
+        principal = self.tokens.verify(authorization)
+        async with self.pool.acquire() as conn:
+            if not await repo.subject_exists(conn, principal.kind, principal.subject):
+                raise ApiError(401, "the token's user or service account no longer exists",
+                               headers={"WWW-Authenticate": "Bearer"})
+            rows = await repo.rules_of(conn, principal.kind, principal.subject)
+            departments = await repo.project_departments(conn)
+        rules = tuple(Rule(r["role_name"], r["scope_type"], r["scope_id"]) for r in rows)
+        return Grants(principal.subject, principal.kind, rules, departments)
+
+    async def ask(self, peer: Peer, subject: str, message: Contract) -> bytes:
+        """Ask another service and wait for its answer; 503 when none comes."""
+        ask = self.peers.policy if peer == "policy" else self.peers.metrics
+        try:
+            return await ask(subject, message.to_json())
+        except NoReply as exc:
+            reason = (f"the {peer} service did not answer" if exc.connected
+                      else "the message broker is not reachable")
+            raise ApiError(503, f"{reason}; try again shortly",
+                           headers={"Retry-After": "2"}) from None
+
+    async def evaluate_policy(self, evaluate: PolicyEvaluateRequest) -> PolicyEvaluateReply:
+        reply = await self.ask("policy", subjects.POLICY_EVALUATE, evaluate)
+        return PolicyEvaluateReply.model_validate_json(reply)
+
+    # start -----------------------------------------------------------------------------
+    async def bootstrap(self) -> None:
+        """The token key, the bootstrap administrator, the default project, and the whole
+        organisation published as it is now."""
+        settings = self.settings
+        async with self.pool.acquire() as conn, conn.transaction():
+            secret = settings.token_secret or await repo.put_setting_if_absent(
+                conn, "token_secret", secrets.token_urlsafe(48))
+            self._tokens = Tokens(secret, settings.token_ttl_seconds)
+            password = new_password()
+            created = await repo.create_user(conn, ADMIN, hash_password(password), SYSTEM_ADMIN)
+            await repo.create_rule(conn, subject_type="user", subject_id=ADMIN,
+                                   role_name=SYSTEM_ADMIN, scope_type="cluster", scope_id="",
+                                   created_by="bootstrap")
+            await repo.ensure_project(conn, settings.default_project)
+            # The whole organisation, as it is now, on every start: the ORG stream keeps the
+            # last message per unit, so consumers always find the current state there.
+            await publish_everything(conn)
+        if settings.write_admin_files:
+            token, _ = self._tokens.issue(ADMIN, "user", settings.admin_token_ttl_seconds)
+            write_admin_files(settings.state_dir, f"http://127.0.0.1:{settings.http_port}",
+                              ADMIN, password if created else None, token)
+        if created:
+            log.info("created the bootstrap administrator; credentials in %s",
+                     settings.state_dir / "admin.json")
+
+    # over NATS -------------------------------------------------------------------------
+    def _over_nats(self, timeout: float) -> Ask:
+        async def ask(subject: str, data: bytes) -> bytes:
+            return await request(connection(self.runtime.broker), subject, data,
+                                 timeout=timeout)
+
+        return ask
+
+    async def _read_inventory(self) -> list[NodeInventory]:
+        """Every node's last inventory message, read with a short-lived consumer."""
+        sub = await self.runtime.js.pull_subscribe(
+            subjects.INVENTORY_ALL, stream=streams.INVENTORY.name,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                                  ack_policy=AckPolicy.NONE, inactive_threshold=10.0))
+        nodes: dict[str, NodeInventory] = {}
+        try:
+            while True:
+                try:
+                    batch = await sub.fetch(500, timeout=0.5)
+                except TimeoutError:
+                    break
+                for msg in batch:
+                    node = NodeInventory.model_validate_json(msg.data)
+                    nodes[node.name] = node
+                if batch and batch[-1].metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return [n for n in nodes.values() if not n.deleted]

@@ -1,0 +1,1 @@
+"""Telemetry: current figures and time series, answered by the metrics service."""

@@ -1,0 +1,1 @@
+"""Workloads: submission of the four types, the list and one workload, the actions."""

@@ -1,0 +1,168 @@
+"""The workloads' checks that span fields, each problem with its field path, and the list's
+filters. Pure.
+
+`check_spec` lists every problem that involves more than one field (a GPU fraction and its
+request type, a limit below its request, a distributed workload without workers…); policy (over
+the bus) decides defaults and rules after that. `check_node_type` holds the effective spec to
+the node types its project and department allow.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fairway_contracts import WorkloadType
+from fairway_contracts.quantities import quantity_value
+from fairway_submission.core.errors import Problems
+from fairway_submission.workloads.models import (
+    CommonSpec,
+    Compute,
+    DistributedSpec,
+    InferenceSpec,
+    TrainingSpec,
+)
+
+
+def check_compute(compute: Compute, at: str = "spec.compute") -> Problems:
+    problems: Problems = []
+
+    def add(field: str, reason: str) -> None:
+        problems.append({"field": f"{at}.{field}", "reason": reason})
+
+    kind = compute.gpu_request_type
+    portion, memory = compute.gpu_portion_request, compute.gpu_memory_request
+    if portion is not None and memory is not None:
+        add("gpuMemoryRequest", "give a GPU portion or GPU memory, not both")
+    if portion is not None and kind == "memory":
+        add("gpuRequestType", "is 'memory' but gpuPortionRequest is set; use 'portion'")
+    if memory is not None and kind == "portion":
+        add("gpuRequestType", "is 'portion' but gpuMemoryRequest is set; use 'memory'")
+    if kind == "portion" and portion is None:
+        add("gpuPortionRequest", "is required when gpuRequestType is 'portion'")
+    if kind == "memory" and memory is None:
+        add("gpuMemoryRequest", "is required when gpuRequestType is 'memory'")
+    if compute.gpu_portion_limit is not None:
+        if portion is None:
+            add("gpuPortionLimit", "needs a gpuPortionRequest")
+        elif compute.gpu_portion_limit < portion:
+            add("gpuPortionLimit", f"must be at least gpuPortionRequest ({portion:g})")
+    _limit_not_below(add, "gpuMemory", memory, compute.gpu_memory_limit)
+    _limit_not_below(add, "cpuMemory", compute.cpu_memory_request, compute.cpu_memory_limit)
+    if (compute.cpu_core_request is not None and compute.cpu_core_limit is not None
+            and compute.cpu_core_limit < compute.cpu_core_request):
+        add("cpuCoreLimit", f"must be at least cpuCoreRequest ({compute.cpu_core_request:g})")
+    return problems
+
+
+def _limit_not_below(add: Callable[[str, str], None], name: str, request: str | None,
+                     limit: str | None) -> None:
+    if request is None or limit is None:
+        return
+    if quantity_value(limit) < quantity_value(request):
+        add(f"{name}Limit", f"must be at least {name}Request ({request})")
+
+
+def check_spec(workload_type: WorkloadType, spec: CommonSpec) -> Problems:
+    """Every problem that spans fields, by field path."""
+    problems = check_compute(spec.compute)
+    for i, pool in enumerate(spec.node_pools):
+        if spec.node_pools.index(pool) != i:
+            problems.append({"field": f"spec.nodePools[{i}]",
+                             "reason": f"{pool!r} is listed twice"})
+    if isinstance(spec, DistributedSpec):
+        if not spec.num_workers:
+            problems.append({"field": "spec.numWorkers",
+                             "reason": "a distributed workload needs at least one worker"})
+        if (spec.min_replicas is not None and spec.max_replicas is not None
+                and spec.max_replicas < spec.min_replicas):
+            problems.append({"field": "spec.maxReplicas",
+                             "reason": f"must be at least minReplicas ({spec.min_replicas})"})
+        if spec.num_workers and spec.min_replicas and spec.min_replicas > spec.num_workers:
+            problems.append({"field": "spec.minReplicas",
+                             "reason": f"must be at most numWorkers ({spec.num_workers})"})
+        if spec.master_spec is not None:
+            problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
+            if spec.master_spec_same_as_worker:
+                problems.append({"field": "spec.masterSpec",
+                                 "reason": "is ignored while masterSpecSameAsWorker is true; "
+                                           "set it to false"})
+    if isinstance(spec, InferenceSpec) and spec.autoscaling is not None:
+        a = spec.autoscaling
+        if a.max_replicas is not None and a.max_replicas < a.min_replicas:
+            problems.append({"field": "spec.autoscaling.maxReplicas",
+                             "reason": f"must be at least minReplicas ({a.min_replicas})"})
+        if (a.metric is None) != (a.metric_threshold is None) and a.max_replicas not in (
+                None, a.min_replicas):
+            problems.append({"field": "spec.autoscaling.metricThreshold",
+                             "reason": "autoscaling needs both metric and metricThreshold"})
+    if isinstance(spec, TrainingSpec) and spec.parallelism and spec.completions \
+            and spec.parallelism > spec.completions:
+        problems.append({"field": "spec.parallelism",
+                         "reason": f"must be at most completions ({spec.completions})"})
+    return problems
+
+
+def node_type_kind(workload_type: str) -> str | None:
+    """Which list of nodeTypes governs a workload type (None: inference, unrestricted)."""
+    return {"workspace": "workspace", "training": "training",
+            "distributed": "training"}.get(workload_type)
+
+
+def check_node_type(workload_type: str, node_type: str | None, project: Mapping[str, Any],
+                    department: Mapping[str, Any], field: str = "spec.nodeType") -> Problems:
+    """A workload must pick one of the node types its project and department allow for its
+    kind (both lists apply where both are set); none is needed when neither sets any."""
+    kind = node_type_kind(workload_type)
+    if kind is None:
+        return []
+    scopes = [(f"project {project['name']}", (project.get("node_types") or {}).get(kind)),
+              (f"department {department['name']}",
+               (department.get("node_types") or {}).get(kind))]
+    scopes = [(who, allowed) for who, allowed in scopes if allowed]
+    if not scopes:
+        return []
+    plural = "workspaces" if kind == "workspace" else "trainings"
+    allowed = [t for t in scopes[0][1] if all(t in a for _, a in scopes)]
+    if not allowed:
+        return [{"field": field, "reason": f"no node type is allowed for {plural}: "
+                 + " and ".join(f"{who} allows {', '.join(a)}" for who, a in scopes)}]
+    if node_type is None:
+        return [{"field": field, "reason": f"is required: {scopes[0][0]} runs {plural} only on "
+                 f"node types {', '.join(allowed)}; pick one"}]
+    for who, a in scopes:
+        if node_type not in a:
+            return [{"field": field, "reason": f"node type {node_type!r} is not allowed for "
+                     f"{plural} by {who}; use one of {', '.join(allowed)}"}]
+    return []
+
+
+# filterBy / sortBy on the workload list: API field → SQL column.
+LIST_FIELDS = {
+    "desiredPhase": "desired_phase",
+    "name": "name",
+    "projectId": "project_id::text",
+    "projectName": "project",
+    "type": "workload_type",
+    "phase": "phase",
+    "createdBy": "created_by",
+    "createdAt": "created_at",
+    "workloadId": "workload_id::text",
+}
+FILTER = re.compile(r"^(?P<field>[A-Za-z]+)(?P<op>==|!=|=@|>=|<=)(?P<value>.*)$")
+
+
+def parse_filters(filter_by: str | None) -> list[tuple[str, str, str]]:
+    """`field==value,field!=value,field=@part` → [(column, op, value)]; ValueError names the
+    part that is wrong."""
+    out: list[tuple[str, str, str]] = []
+    if not filter_by:
+        return out
+    for part in filter_by.split(","):
+        match = FILTER.match(part.strip())
+        if not match:
+            raise ValueError(f"'{part}' is not field==value, field!=value or field=@value")
+        field = match["field"]
+        if field not in LIST_FIELDS:
+            raise ValueError(f"cannot filter by '{field}'; use one of {', '.join(LIST_FIELDS)}")
+        out.append((LIST_FIELDS[field], match["op"], match["value"]))
+    return out

@@ -1,0 +1,41 @@
+"""A workload as the API shows it, from its row in the workload view."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from fairway_contracts.workloads import requested_gpus, utcnow
+from fairway_submission.workloads.models import Workload
+
+
+def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
+    spec = row["effective_spec"]
+    pods = row["pods"] or []
+    per_pod = requested_gpus(row["submitted_spec"]) or requested_gpus(spec)
+    running = [p for p in pods if p.get("node") and p.get("phase") == "Running"]
+    bound = [p for p in pods if p.get("node") and p.get("phase") in ("Pending", "Running")]
+    now = utcnow()
+    pending = row["total_pending_seconds"] + (
+        (now - row["pending_since"]).total_seconds() if row["pending_since"] else 0)
+    run = row["total_running_seconds"] + (
+        (now - row["running_since"]).total_seconds() if row["running_since"] else 0)
+    requested_pools = spec.get("nodePools") or []
+    current_pools = sorted({p["nodePool"] for p in bound if p.get("nodePool")})
+    return Workload(
+        workload_id=str(row["workload_id"]), name=row["name"], project_id=str(row["project_id"]),
+        project_name=row["project"], type=row["workload_type"], created_at=row["created_at"],
+        created_by=row["created_by"], desired_phase=row["desired_phase"], phase=row["phase"],
+        # While it waits, the scheduler's reason (with its numbers) says more than the phase.
+        phase_reason=(row["scheduler_code"] if row["phase"] == "Pending"
+                      and row["scheduler_code"] else row["phase_reason"]),
+        phase_message=(row["scheduler_message"] if row["phase"] == "Pending"
+                       and row["scheduler_message"] else row["phase_message"]),
+        priority_class_name=spec.get("priorityClass", ""),
+        preemptible=bool(spec.get("preemptible")),
+        requested_node_pools=requested_pools,
+        current_node_pools=current_pools,
+        allocated_resources={"gpu": per_pod * len(bound)},
+        requested_resources={"gpu": per_pod * spec.get("pods", 1), "pods": spec.get("pods", 1)},
+        running_pods=len(running), requested_pods=spec.get("pods", 1),
+        total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
+        spec=row["submitted_spec"],
+    ).model_dump(mode="json", by_alias=True)

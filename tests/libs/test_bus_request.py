@@ -1,0 +1,52 @@
+"""The bus's one request helper against a real NATS server: the reply's payload, or NoReply
+(not connected, nobody listening, too late) and never a client library's own exception."""
+
+import asyncio
+import uuid
+
+import nats
+import pytest
+
+from fairway_bus import NoReply, connection, make_broker, request
+
+pytestmark = pytest.mark.infra
+
+
+async def test_a_request_returns_the_reply_or_says_why_none_came(nats_url):
+    nc = await nats.connect(nats_url)
+    subject = f"test.request.{uuid.uuid4().hex[:8]}"
+
+    async def echo(msg):
+        await msg.respond(b"re: " + msg.data)
+
+    async def slow(msg):
+        await asyncio.sleep(1)
+
+    try:
+        await nc.subscribe(subject + ".echo", cb=echo)
+        await nc.subscribe(subject + ".slow", cb=slow)
+        assert await request(nc, subject + ".echo", b"hi", timeout=2) == b"re: hi"
+        with pytest.raises(NoReply) as nobody:
+            await request(nc, subject + ".nobody", b"hi", timeout=2)
+        assert nobody.value.connected and nobody.value.reason == "no responders"
+        with pytest.raises(NoReply) as late:
+            await request(nc, subject + ".slow", b"hi", timeout=0.2)
+        assert late.value.connected and "0.2" in late.value.reason
+    finally:
+        await nc.close()
+    with pytest.raises(NoReply) as closed:
+        await request(nc, subject + ".echo", b"hi", timeout=2)
+    assert not closed.value.connected
+    with pytest.raises(NoReply):
+        await request(None, subject + ".echo", b"hi", timeout=2)
+
+
+async def test_the_brokers_connection_is_none_until_it_connects(nats_url):
+    broker = make_broker(nats_url, "test")
+    assert connection(broker) is None
+    await broker.connect()
+    try:
+        assert connection(broker) is not None and connection(broker).is_connected
+    finally:
+        await broker.stop()
+    assert connection(broker) is None
