@@ -9,16 +9,16 @@ default) or after that long (they hold their GPUs meanwhile); a workload that lo
 is pending again, its pods waiting. Placements onto room still being vacated (`pipelined`)
 are applied at once only while nothing is being evicted; otherwise the preemptor waits and a
 later round binds it. `simulate(scenario)` returns plain JSON-ready data in the shape
-scenario-format.md documents.
+docs/scenario-format.md documents.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fairway_scheduler.core.disrupt import decide
+from fairway_scheduler.core import decide
 from fairway_scheduler.core.model import Allocation, ClusterSnapshot, PendingReason, Workload
-from fairway_scheduler.core.scenario import Scenario, ScenarioWorkload
+from fairway_scheduler.simulation.scenario import Scenario, ScenarioWorkload
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FULL = 1000

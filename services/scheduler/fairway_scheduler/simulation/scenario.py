@@ -1,4 +1,4 @@
-"""Scenarios for `fairway simulate` (docs: scenario-format.md): parsed and checked up front.
+"""Scenarios for `fairway simulate` (docs/scenario-format.md): parsed and checked up front.
 
 `parse_scenario(mapping)` takes the YAML document as plain data (the caller reads the file) and
 returns a `Scenario`, or raises `ScenarioError` naming the key and the workload at fault. Unknown
