@@ -86,23 +86,29 @@ class Statement:
     # keeping and undoing ----------------------------------------------------------------
     def rollback(self, checkpoint: int = 0) -> None:
         """Undo every operation after `checkpoint`, newest first."""
-        session = self.session
         while len(self._log) > checkpoint:
             op = self._log.pop()
-            if op[0] == _PLACE:
-                self._takes.pop()
-                self.pool.give(op[1])  # type: ignore[union-attr]
-            elif op[0] == _EVICT:
-                restored = session.restore(op[1])
+            if op[0] == _EVICT:
+                restored = self.session.restore(op[1])
                 assert restored, "a released pod's room was taken during a rolled-back attempt"
             else:
-                _, workload, takes, used, first = op
-                session.placements.pop()
-                if first:
-                    del session.held_pool[workload.id]
-                session.held[workload.id] -= len(takes)
-                session.account(workload, self.pool.name, used, -1)  # type: ignore[union-attr]
-                self._takes = takes
+                self._undo_placing(op)
+
+    def _undo_placing(self, op: tuple) -> None:
+        pool = self.pool
+        assert pool is not None
+        if op[0] == _PLACE:
+            self._takes.pop()
+            pool.give(op[1])
+            return
+        _, workload, takes, used, first = op
+        session = self.session
+        session.placements.pop()
+        if first:
+            del session.held_pool[workload.id]
+        session.held[workload.id] -= len(takes)
+        session.account(workload, pool.name, used, -1)
+        self._takes = takes
 
     def take_back(self, holds: list[Hold], accept: Callable[[], bool] = lambda: True) -> bool:
         """Undo the eviction of `holds` (all or none) if their room is still free and
