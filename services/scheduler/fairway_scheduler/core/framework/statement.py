@@ -52,16 +52,16 @@ class Statement:
         self.session.release(hold)
         self._log.append((_EVICT, hold))
 
-    def allocate(self, workload: Workload) -> Placement:
+    def allocate(self, workload: Workload) -> None:
         """The pods placed since the last placement, bound now."""
-        return self._record(workload, pipelined=False, moved=False)
+        self._record(workload, pipelined=False, moved=False)
 
-    def pipeline(self, workload: Workload, *, moved: bool = False) -> Placement:
+    def pipeline(self, workload: Workload, *, moved: bool = False) -> None:
         """The pods placed since the last placement, bound once the evicted pods are gone
         (`moved`: a running workload moved by a consolidation)."""
-        return self._record(workload, pipelined=True, moved=moved)
+        self._record(workload, pipelined=True, moved=moved)
 
-    def _record(self, workload: Workload, *, pipelined: bool, moved: bool) -> Placement:
+    def _record(self, workload: Workload, *, pipelined: bool, moved: bool) -> None:
         assert self.pool is not None
         session = self.session
         request = session.requests[workload.id]
@@ -78,10 +78,8 @@ class Statement:
         first = workload.id not in session.held_pool
         if first:
             session.held_pool[workload.id] = self.pool.name
-        placement = Placement(workload.id, tuple(pods), pipelined, moved)
-        session.placements.append(placement)
+        session.placements.append(Placement(workload.id, tuple(pods), pipelined, moved))
         self._log.append((_RECORD, workload, takes, used, first))
-        return placement
 
     # keeping and undoing ----------------------------------------------------------------
     def rollback(self, checkpoint: int = 0) -> None:
