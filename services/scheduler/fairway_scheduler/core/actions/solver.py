@@ -1,13 +1,15 @@
 """The disruptive actions' shared solver: release victims and retry.
 
-Consolidate, reclaim and preempt run after `allocate`, on the same session. Each attempt for
-a pending workload is a simulation on one `Statement`: victims' pods are evicted one unit at a
-time (an elastic workload's pods above its minimum first, one by one; then whole gangs), and
-after each eviction the preemptor's gang is tried; once it fits, victims whose room it did not
-need are taken back (pruned), the action's rules are checked on the result, and only then is
-the statement kept. Otherwise it is rolled back and nothing happens. So a disruption never
-evicts for a workload it cannot place, never a non-preemptible workload, and never more than
-it needs.
+The `Solver` indexes, once per cycle, the running pods the disruptive actions (consolidate,
+reclaim, preempt, stale-gang) may take, and records the evictions they decide. Reclaim and
+preempt go through `Solver.attempt`, a simulation on one `Statement`: victims' pods are evicted
+one unit at a time (an elastic workload's pods above its minimum first, one by one; then whole
+gangs), and after each eviction the preemptor's gang is tried; once it fits, victims whose room
+it did not need are taken back (pruned), the action's rules are checked on the result, and only
+then is the statement kept. Otherwise it is rolled back and nothing happens. So a disruption
+never evicts for a workload it cannot place, never a non-preemptible workload, and never more
+than it needs. Consolidate evicts and places again on a statement of its own, kept or rolled
+back the same way.
 
 Placements made here are pipelined: they use room the victims still hold until their pods are
 gone. A shell that evicts instantly (the simulator by default) binds them at once; the service
