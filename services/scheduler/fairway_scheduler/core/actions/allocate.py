@@ -143,7 +143,7 @@ class Allocate:
             return reasons.too_large(name, request, too_large)
         vector = request.vector(pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
-        refused = self._quota(workload, queue, vector, first)
+        refused = quota_refusal(workload, queue, vector, first)
         if refused:
             return refused
         if not request.fraction and request.devices:
@@ -163,10 +163,6 @@ class Allocate:
         statement.commit()
         del waiting[:first]
         return None
-
-    def _quota(self, workload: Workload, queue: Queue, vector: list[int], pods: int
-               ) -> reasons.Reason | None:
-        return quota_refusal(workload, queue, vector, pods)
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:
