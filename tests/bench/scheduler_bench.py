@@ -194,7 +194,12 @@ def service_path(nodes: tuple[Node, ...], by_id: dict[str, Workload],
     The service's state is imported here, and what the import made frozen, so its modules
     (pydantic contracts) do not add to what the garbage collector walks in the next shapes."""
     from fairway_contracts.workloads import Phase
-    from fairway_scheduler.state import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
+    from fairway_scheduler.core.cluster import (
+        ClusterState,
+        PodStatus,
+        WorkloadRequest,
+        WorkloadStatus,
+    )
 
     gc.freeze()
     state = ClusterState()

@@ -10,7 +10,7 @@ import nats
 import pytest
 
 from fairway_devstack.testing import running_stack
-from fairway_scheduler.cycle import KEPT_STATE_DIFFERS
+from fairway_scheduler.testing import KEPT_STATE_DIFFERS
 from tests.e2e.otlp import OtlpReceiver
 
 

@@ -16,8 +16,7 @@ from nats.js.api import DeliverPolicy
 from fairway_bus.bootstrap import consumer_config
 from fairway_contracts import streams, subjects
 from fairway_devstack.testing import fresh_database
-from fairway_scheduler.cycle import KEPT_STATE_DIFFERENCES, KEPT_STATE_DIFFERS
-from fairway_scheduler.handlers import SchedulerConsumers
+from fairway_scheduler.testing import KEPT_STATE_DIFFERENCES, KEPT_STATE_DIFFERS, SchedulerConsumers
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fairway_scheduler.core.scenario import parse_scenario
-from fairway_scheduler.core.simulation import simulate
+from fairway_scheduler.simulation import parse_scenario, simulate
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
 

@@ -33,8 +33,8 @@ from fairway_contracts.events import (
 )
 from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_scheduler.app import build
-from fairway_scheduler.handlers import SchedulerConsumers
 from fairway_scheduler.settings import SchedulerSettings
+from fairway_scheduler.testing import SchedulerConsumers
 
 from .conftest import clean_up, create_consumers, delete_consumers, org_consumers
 

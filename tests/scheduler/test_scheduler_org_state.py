@@ -14,16 +14,16 @@ from fairway_contracts.events import (
     Quota,
     WorkloadSubmitted,
 )
+from fairway_contracts.quantities import memory_mib
 from fairway_contracts.workloads import EffectiveSpec, Phase, WorkloadType
 from fairway_scheduler import core
-from fairway_scheduler.cycle import queue_payload
-from fairway_scheduler.state import (
+from fairway_scheduler.core.cluster import (
     ClusterState,
     PodStatus,
     WorkloadRequest,
     WorkloadStatus,
-    memory_mib,
 )
+from fairway_scheduler.service import queue_payload
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -130,7 +130,7 @@ def test_an_unknown_project_gets_the_default_queue_and_status_payloads_validate(
 
 def test_a_name_that_cannot_be_a_subject_token_is_skipped_not_fatal():
     from fairway_contracts import subjects
-    from fairway_scheduler.cycle import _subject
+    from fairway_scheduler.service import _subject
 
     assert _subject(subjects.queue_status, "project", "team-a", "a100") == (
         "fairway.scheduler.queue.project.team-a.a100")

@@ -13,7 +13,7 @@ from fairway_scheduler.core import (
     Workload,
     allocate,
 )
-from fairway_scheduler.state import ClusterState
+from fairway_scheduler.core.cluster import ClusterState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

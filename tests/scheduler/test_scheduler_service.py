@@ -19,8 +19,8 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
-from fairway_scheduler.app import build
 from fairway_scheduler.settings import SchedulerSettings
+from fairway_scheduler.testing import build_for_tests
 
 pytestmark = pytest.mark.infra
 
@@ -63,15 +63,15 @@ async def start_scheduler(nats_url: str, database_url: str, consumers):
         settings = SchedulerSettings(nats_url=nats_url, database_url=database_url,
                                      cycle_seconds=0.1, leader_election="off",
                                      verify_kept_state=True)
-        service = build(settings, consumers=consumers)
-        await service.start(serve_http=False)
-        started.append(service)
-        return service
+        runtime, scheduler = build_for_tests(settings, consumers)
+        await runtime.start(serve_http=False)
+        started.append(runtime)
+        return scheduler
 
     yield start
-    for service in started:
-        if service.ready:
-            await service.stop()
+    for runtime in started:
+        if runtime.ready:
+            await runtime.stop()
 
 
 @pytest.fixture
@@ -113,6 +113,11 @@ async def test_one_bind_decision_and_repeats_change_nothing(
     assert (decision.workload_id, decision.project) == (wid, project)
     assert message.headers["traceparent"].split("-")[1] == TRACE_ID  # the submission's trace
     assert bind_decisions_total() == decided_before + 1
+    # Committed, then taken in memory: the next cycle sees the pod held.
+    async def held() -> bool:
+        return service.state.allocations.pods_of(wid) == {pod}
+
+    assert await eventually(held)
 
     # The same phase event again under another id, and a later one in which the pod still has
     # no node (lifecycle has not bound it yet): the pod has its allocation, nothing is decided.
@@ -128,7 +133,7 @@ async def test_one_bind_decision_and_repeats_change_nothing(
     assert len(await stored_messages(streams.DECISIONS.name, bind_subject)) == 1
 
     # Restart, and have every message delivered again with its original id.
-    await service.stop()
+    await service.runtime.stop()
     await replay_consumers(consumers)
     await start_scheduler()
     await drained(js, consumers, eventually)
@@ -214,7 +219,7 @@ async def test_phase_before_submission_and_release_lets_the_next_one_in(
     )) == (3, "Completed", True)
 
     # A restart loads the same state: nothing is decided again.
-    await service.stop()
+    await service.runtime.stop()
     await start_scheduler()
     await drained(js, consumers, eventually)
     for wid in (first, second):

@@ -8,8 +8,8 @@ import pytest
 from fairway_contracts.events import ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
-from fairway_scheduler.cycle import decision_id
-from fairway_scheduler.state import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_scheduler.core.cluster import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_scheduler.service import decision_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -133,7 +133,7 @@ def test_a_gang_whose_pods_finish_one_by_one_is_not_below_its_minimum():
 
 
 def test_allocations_know_each_workloads_pods_through_every_change():
-    from fairway_scheduler.state import Allocations
+    from fairway_scheduler.core.cluster import Allocations
 
     allocations = Allocations()
     for wid, pod in (("w1", "a"), ("w1", "b"), ("w2", "a")):

@@ -1,5 +1,6 @@
 """Active/standby schedulers: a Kubernetes Lease (coordination.k8s.io/v1) names the one
-instance that consumes and decides.
+instance that consumes and decides. The scheduler's one adapter to the Kubernetes API, kept
+apart from the service: it decides when the service runs, not what it decides.
 
 Two schedulers deciding at once would each place workloads from their own picture of the
 cluster and could hand one GPU to two workloads. So every instance runs a `LeaderElector`;
@@ -36,11 +37,9 @@ cycle at once.
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,9 +47,9 @@ from typing import Any
 from kubernetes import client
 from prometheus_client import Gauge
 
-from fairway_kube import api_client
+from fairway_kube import ThreadedCalls, api_client
 from fairway_runtime import Service
-from fairway_scheduler.cycle import Scheduler
+from fairway_scheduler.service import SchedulerService
 
 log = logging.getLogger("fairway.scheduler.leader")
 
@@ -83,25 +82,13 @@ class LeaseLock:
         self.api = client.CoordinationV1Api(api_client(kubeconfig))
         self.request_timeout = request_timeout
         # One thread: calls are sequential, and a hung call must not pile up more.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
+        self._calls = ThreadedCalls(1, "lease")
 
     async def _call(self, func, *args) -> tuple[int, Any]:
-        def run() -> tuple[int, Any]:
-            try:
-                response = func(*args, _preload_content=False,
-                                _request_timeout=self.request_timeout)
-            except client.exceptions.ApiException as exc:
-                return exc.status, exc.body
-            except Exception as exc:  # connection refused, timeout: the caller decides
-                raise LeaseError(f"lease {self.namespace}/{self.name}: {exc!r}") from exc
-            return response.status, response.data
-
-        status, data = await asyncio.get_running_loop().run_in_executor(self._pool, run)
         try:
-            body = json.loads(data) if data else None
-        except ValueError:
-            body = data
-        return status, body
+            return await self._calls.call(func, *args, _request_timeout=self.request_timeout)
+        except Exception as exc:  # connection refused, timeout: the caller decides
+            raise LeaseError(f"lease {self.namespace}/{self.name}: {exc!r}") from exc
 
     async def get(self) -> dict | None:
         status, body = await self._call(self.api.read_namespaced_lease, self.name,
@@ -135,7 +122,7 @@ class LeaseLock:
         return True
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()
 
 
 class Attempt(enum.Enum):
@@ -345,25 +332,24 @@ class Leadership:
     is stale by design), consumers fetching, the cycle running. Losing the Lease cancels the
     cycle first (a commit in flight rolls back), then stops the consumers."""
 
-    def __init__(self, service: Service, scheduler: Scheduler, lock: LeaseLock,
-                 timings: LeaseTimings):
+    def __init__(self, service: SchedulerService, lock: LeaseLock, timings: LeaseTimings):
         self.service = service
-        self.scheduler = scheduler
-        broker = service.broker
+        runtime = service.runtime
+        broker = runtime.broker
         self.consumers = [GatedConsumer(c) for c in broker.durable_consumers]
         broker.durable_consumers[:] = self.consumers
         self.lock = lock
-        self.elector = LeaderElector(lock, service.instance, timings,
+        self.elector = LeaderElector(lock, runtime.instance, timings,
                                      on_started=self._lead, on_stopped=self._follow)
         self._cycle: asyncio.Task | None = None
         self._elector: asyncio.Task | None = None
 
-    async def start(self, service: Service) -> None:
+    async def start(self, runtime: Service) -> None:
         """on_start hook: stand for election in the background."""
         self._elector = asyncio.create_task(self.elector.run(), name="leader-election")
         self._elector.add_done_callback(self._elector_ended)
 
-    async def stop(self, service: Service) -> None:
+    async def stop(self, runtime: Service) -> None:
         """on_stop hook (after the broker stopped): stop deciding, then hand the Lease on."""
         if self._elector is not None:
             self._elector.remove_done_callback(self._elector_ended)
@@ -377,15 +363,16 @@ class Leadership:
         if not task.cancelled() and task.exception() is not None:
             log.error("leader election failed; stopping the service",
                       exc_info=task.exception())
-            self.service.request_stop()
+            self.service.runtime.request_stop()
 
     async def _lead(self) -> None:
-        await self.scheduler.load()
+        await self.service.load()
         for consumer in self.consumers:
             await consumer.lead(True)
-        # The scheduler's own loop (cycle.py): cancelled, not signalled, when leadership ends,
-        # so that no cycle commits after this instance stopped leading.
-        self._cycle = self.service.background(self.scheduler.run_cycles(), "scheduling-cycle")
+        # The service's cycle loop: cancelled, not signalled, when leadership ends, so that no
+        # cycle commits after this instance stopped leading.
+        self._cycle = self.service.runtime.background(self.service.run_cycles(),
+                                                      "scheduling-cycle")
 
     async def _follow(self) -> None:
         if self._cycle is not None:

@@ -9,7 +9,7 @@ import asyncpg
 from fairway_contracts.events import DepartmentChanged, NodePoolChanged, ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
-from fairway_scheduler.state import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_scheduler.core.cluster import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
 
 # loading at start -----------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from fairway_scheduler.core.scenario import ScenarioError, parse_scenario
-from fairway_scheduler.core.simulation import simulate as run_scenario
+from fairway_scheduler.simulation import ScenarioError, parse_scenario
+from fairway_scheduler.simulation import simulate as run_scenario
 
 STATUS_STYLE = {"running": "green", "completed": "bold green", "pending": "yellow"}
 

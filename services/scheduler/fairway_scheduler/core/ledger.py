@@ -13,7 +13,7 @@ on their node when they are held, so hold them after the pods whose devices are 
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from fairway_scheduler.core.model import Allocation, ClusterSnapshot, Node
 from fairway_scheduler.core.nodes import FULL, natural
@@ -130,6 +130,12 @@ class Ledger:
         if self._queue_pods[(project, pool)] <= 0:
             del self.queue_use[(project, pool)]
             del self._queue_pods[(project, pool)]
+
+    def pods_held(self) -> Iterator[tuple[tuple[str, str], tuple[str | None, tuple[int, ...],
+                                                               int, int, int]]]:
+        """((workload, pod), (node, devices, milli-GPUs each, millicores, MiB)) per pod held."""
+        for key, entry in self._entries.items():
+            yield key, entry[:5]
 
     def holdings(self) -> tuple:
         """What is held, whatever the order it was held in: two ledgers with equal holdings

@@ -63,7 +63,7 @@ class Workload:
     gpu_limit: float | None = None
     cpu_millis: int = 0  # per pod
     memory_mib: int = 0  # per pod
-    # Disruption (part 2): when its gang started running (minimum guaranteed runtime counts
+    # Disruption: when its gang started running (minimum guaranteed runtime counts
     # from here; None: not running), since when it runs with fewer than `min_pods` pods (a
     # pod was lost; stale-gang eviction counts from here), and its pods that a preemption
     # decision is evicting (they hold their GPUs until they are gone, and are free room for

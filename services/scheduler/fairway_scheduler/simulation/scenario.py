@@ -1,4 +1,4 @@
-"""Scenarios for `fairway simulate` (docs: scenario-format.md): parsed and checked up front.
+"""Scenarios for `fairway simulate` (docs/scenario-format.md): parsed and checked up front.
 
 `parse_scenario(mapping)` takes the YAML document as plain data (the caller reads the file) and
 returns a `Scenario`, or raises `ScenarioError` naming the key and the workload at fault. Unknown
@@ -289,98 +289,122 @@ def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: s
         if name in seen:
             raise ScenarioError(f"{w}.name: workload {name} is defined twice")
         seen.add(name)
-        _keys(item, WORKLOAD_KEYS, w)
-        project = item.get("project")
-        if project not in projects:
-            raise ScenarioError(f"{w}.project: project {project!r} does not exist")
-        kind = item.get("type", "training")
-        if kind not in TYPES:
-            raise ScenarioError(f"{w}.type: {kind!r} is not one of {', '.join(TYPES)}")
-        priority_class = item.get("priorityClass", DEFAULT_PRIORITY[kind])
-        if priority_class not in PRIORITY_CLASSES:
-            raise ScenarioError(f"{w}.priorityClass: {priority_class!r} is not a priority class")
-        priority = PRIORITY_CLASSES[priority_class]
-        preemptibility = item.get("preemptibility")
-        if preemptibility not in (None, "preemptible", "non-preemptible"):
-            raise ScenarioError(f"{w}.preemptibility: {preemptibility!r} is not preemptible or "
-                                "non-preemptible")
-        preemptible = (priority < NON_PREEMPTIBLE_FROM if preemptibility is None
-                       else preemptibility == "preemptible")
-        pods = _int(item.get("pods", 1), f"{w}.pods", minimum=1)
-        min_pods = _int(item.get("minPods", pods), f"{w}.minPods", minimum=1)
-        if min_pods > pods:
-            raise ScenarioError(f"{w}.minPods: {min_pods} is more than pods ({pods})")
-        if "gpu" in item and "gpuMemoryMiB" in item:
-            raise ScenarioError(f"{w}: gpu and gpuMemoryMiB cannot be given together")
-        gpu = _number(item.get("gpu", 0), f"{w}.gpu", minimum=0)
-        portion = memory = None
-        devices = int(gpu)
-        if gpu and not float(gpu).is_integer():
-            if gpu > 1:
-                raise ScenarioError(f"{w}.gpu: a fraction above 1 ({gpu}) is not possible; ask "
-                                    "for whole GPUs or a portion below 1")
-            portion, devices = gpu, 1
-        if "gpuMemoryMiB" in item:
-            memory = _int(item["gpuMemoryMiB"], f"{w}.gpuMemoryMiB", minimum=1)
-            devices = 1
-        if "gpuDevices" in item:
-            if portion is None and memory is None:
-                raise ScenarioError(f"{w}.gpuDevices: only for fractions (gpu below 1 or "
-                                    "gpuMemoryMiB)")
-            devices = _int(item["gpuDevices"], f"{w}.gpuDevices", minimum=1)
-        limit = None
-        if "gpuLimit" in item:
-            limit = _number(item["gpuLimit"], f"{w}.gpuLimit", minimum=0)
-            if portion is None:
-                if memory is not None or limit != gpu:
-                    raise ScenarioError(f"{w}.gpuLimit: a limit above the request is only for "
-                                        "portion fractions (gpu below 1)")
-                limit = None  # whole GPUs at their own limit: nothing dynamic
-            elif limit < portion or limit > 1:
-                raise ScenarioError(f"{w}.gpuLimit: {limit} must be between gpu ({portion}) "
-                                    "and 1")
-        cpu = _int(item.get("cpuMillis", 0), f"{w}.cpuMillis", minimum=0)
-        mem = _int(item.get("memoryMiB", 0), f"{w}.memoryMiB", minimum=0)
-        node_pools = tuple(str(p) for p in _list(item.get("nodePools") or [], f"{w}.nodePools"))
-        for pool in node_pools:
-            if pool not in pools:
-                raise ScenarioError(f"{w}.nodePools: node pool {pool!r} does not exist")
-        submit_at = _number(item.get("submitAt", 0), f"{w}.submitAt")
-        duration = item.get("duration")
-        if duration is not None:
-            duration = _duration(duration, f"{w}.duration")
-        running_nodes: tuple[str | None, ...] = ()
-        started_at = 0.0
-        lost_at = None
-        if "running" in item:
-            running = _mapping(item["running"], f"{w}.running")
-            _keys(running, {"nodes", "startedAt", "lostAt"}, f"{w}.running")
-            running_nodes = tuple(None if n is None else str(n)
-                                  for n in _list(running.get("nodes"), f"{w}.running.nodes"))
-            if len(running_nodes) != pods:
-                raise ScenarioError(f"{w}.running.nodes: {len(running_nodes)} given, one per pod "
-                                    f"({pods}) expected")
-            for node in running_nodes:
-                if node is not None and node not in nodes:
-                    raise ScenarioError(f"{w}.running.nodes: node {node!r} does not exist")
-            started_at = _number(running.get("startedAt", 0), f"{w}.running.startedAt")
-            if all(n is None for n in running_nodes):
-                raise ScenarioError(f"{w}.running.nodes: at least one pod must run")
-            if "lostAt" in running:
-                lost_at = _number(running["lostAt"], f"{w}.running.lostAt")
-                if None not in running_nodes:
-                    raise ScenarioError(f"{w}.running.lostAt: no pod is lost (null in nodes)")
-        node_type = item.get("nodeType")
-        if node_type is not None and (not isinstance(node_type, str) or not node_type):
-            raise ScenarioError(f"{w}.nodeType: expected a node type name")
-        termination = None
-        if "terminationSeconds" in item:
-            termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
-        out.append(ScenarioWorkload(name, project, kind, priority_class, priority, preemptible,
-                                    pods, min_pods, devices, portion, memory, limit, cpu, mem,
-                                    node_pools, submit_at, duration, running_nodes, started_at,
-                                    lost_at, termination, node_type))
+        out.append(_workload(item, name, w, pools, projects, nodes))
     return tuple(out)
+
+
+def _workload(item: dict, name: str, w: str, pools: tuple[str, ...], projects: set[str],
+              nodes: set[str]) -> ScenarioWorkload:
+    """One workload, checked key by key in the order the errors are reported."""
+    _keys(item, WORKLOAD_KEYS, w)
+    project = item.get("project")
+    if project not in projects:
+        raise ScenarioError(f"{w}.project: project {project!r} does not exist")
+    kind, priority_class, priority, preemptible = _kind_and_priority(item, w)
+    pods = _int(item.get("pods", 1), f"{w}.pods", minimum=1)
+    min_pods = _int(item.get("minPods", pods), f"{w}.minPods", minimum=1)
+    if min_pods > pods:
+        raise ScenarioError(f"{w}.minPods: {min_pods} is more than pods ({pods})")
+    devices, portion, memory, limit = _gpus(item, w)
+    cpu = _int(item.get("cpuMillis", 0), f"{w}.cpuMillis", minimum=0)
+    mem = _int(item.get("memoryMiB", 0), f"{w}.memoryMiB", minimum=0)
+    node_pools = tuple(str(p) for p in _list(item.get("nodePools") or [], f"{w}.nodePools"))
+    for pool in node_pools:
+        if pool not in pools:
+            raise ScenarioError(f"{w}.nodePools: node pool {pool!r} does not exist")
+    submit_at = _number(item.get("submitAt", 0), f"{w}.submitAt")
+    duration = item.get("duration")
+    if duration is not None:
+        duration = _duration(duration, f"{w}.duration")
+    running_nodes, started_at, lost_at = _running(item, w, pods, nodes)
+    node_type = item.get("nodeType")
+    if node_type is not None and (not isinstance(node_type, str) or not node_type):
+        raise ScenarioError(f"{w}.nodeType: expected a node type name")
+    termination = None
+    if "terminationSeconds" in item:
+        termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
+    return ScenarioWorkload(name, project, kind, priority_class, priority, preemptible, pods,
+                            min_pods, devices, portion, memory, limit, cpu, mem, node_pools,
+                            submit_at, duration, running_nodes, started_at, lost_at,
+                            termination, node_type)
+
+
+def _kind_and_priority(item: dict, w: str) -> tuple[str, str, int, bool]:
+    """Its type, priority class, priority value and whether it is preemptible."""
+    kind = item.get("type", "training")
+    if kind not in TYPES:
+        raise ScenarioError(f"{w}.type: {kind!r} is not one of {', '.join(TYPES)}")
+    priority_class = item.get("priorityClass", DEFAULT_PRIORITY[kind])
+    if priority_class not in PRIORITY_CLASSES:
+        raise ScenarioError(f"{w}.priorityClass: {priority_class!r} is not a priority class")
+    priority = PRIORITY_CLASSES[priority_class]
+    preemptibility = item.get("preemptibility")
+    if preemptibility not in (None, "preemptible", "non-preemptible"):
+        raise ScenarioError(f"{w}.preemptibility: {preemptibility!r} is not preemptible or "
+                            "non-preemptible")
+    preemptible = (priority < NON_PREEMPTIBLE_FROM if preemptibility is None
+                   else preemptibility == "preemptible")
+    return kind, priority_class, priority, preemptible
+
+
+def _gpus(item: dict, w: str) -> tuple[int, float | None, int | None, float | None]:
+    """Devices per pod, and for fractions the portion or the memory, and the limit."""
+    if "gpu" in item and "gpuMemoryMiB" in item:
+        raise ScenarioError(f"{w}: gpu and gpuMemoryMiB cannot be given together")
+    gpu = _number(item.get("gpu", 0), f"{w}.gpu", minimum=0)
+    portion = memory = None
+    devices = int(gpu)
+    if gpu and not float(gpu).is_integer():
+        if gpu > 1:
+            raise ScenarioError(f"{w}.gpu: a fraction above 1 ({gpu}) is not possible; ask "
+                                "for whole GPUs or a portion below 1")
+        portion, devices = gpu, 1
+    if "gpuMemoryMiB" in item:
+        memory = _int(item["gpuMemoryMiB"], f"{w}.gpuMemoryMiB", minimum=1)
+        devices = 1
+    if "gpuDevices" in item:
+        if portion is None and memory is None:
+            raise ScenarioError(f"{w}.gpuDevices: only for fractions (gpu below 1 or "
+                                "gpuMemoryMiB)")
+        devices = _int(item["gpuDevices"], f"{w}.gpuDevices", minimum=1)
+    limit = None
+    if "gpuLimit" in item:
+        limit = _number(item["gpuLimit"], f"{w}.gpuLimit", minimum=0)
+        if portion is None:
+            if memory is not None or limit != gpu:
+                raise ScenarioError(f"{w}.gpuLimit: a limit above the request is only for "
+                                    "portion fractions (gpu below 1)")
+            limit = None  # whole GPUs at their own limit: nothing dynamic
+        elif limit < portion or limit > 1:
+            raise ScenarioError(f"{w}.gpuLimit: {limit} must be between gpu ({portion}) "
+                                "and 1")
+    return devices, portion, memory, limit
+
+
+def _running(item: dict, w: str, pods: int, nodes: set[str]
+             ) -> tuple[tuple[str | None, ...], float, float | None]:
+    """Where its pods already run (None: lost), since when, and since when below its gang."""
+    if "running" not in item:
+        return (), 0.0, None
+    running = _mapping(item["running"], f"{w}.running")
+    _keys(running, {"nodes", "startedAt", "lostAt"}, f"{w}.running")
+    running_nodes = tuple(None if n is None else str(n)
+                          for n in _list(running.get("nodes"), f"{w}.running.nodes"))
+    if len(running_nodes) != pods:
+        raise ScenarioError(f"{w}.running.nodes: {len(running_nodes)} given, one per pod "
+                            f"({pods}) expected")
+    for node in running_nodes:
+        if node is not None and node not in nodes:
+            raise ScenarioError(f"{w}.running.nodes: node {node!r} does not exist")
+    started_at = _number(running.get("startedAt", 0), f"{w}.running.startedAt")
+    if all(n is None for n in running_nodes):
+        raise ScenarioError(f"{w}.running.nodes: at least one pod must run")
+    lost_at = None
+    if "lostAt" in running:
+        lost_at = _number(running["lostAt"], f"{w}.running.lostAt")
+        if None not in running_nodes:
+            raise ScenarioError(f"{w}.running.lostAt: no pod is lost (null in nodes)")
+    return running_nodes, started_at, lost_at
 
 
 # values -------------------------------------------------------------------------------------

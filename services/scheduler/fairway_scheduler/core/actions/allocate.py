@@ -10,7 +10,7 @@ A workload is tried in its pools in order. In a pool: the queue checks (limits o
 and its department, and for non-preemptible workloads their deserved quota), then the gang
 (`min_pods` minus what it already holds) is placed all together or not at all; pods beyond the
 gang follow one by one while they fit and the limits allow. Idle capacity is lent: only limits
-cap an allocation, never the fair share (reclaim, in part 2, takes it back).
+cap an allocation, never the fair share (the reclaim action takes it back).
 
 CPU and memory quotas are checked only where the queue configures them.
 """
@@ -18,6 +18,8 @@ CPU and memory quotas are checked only where the queue configures them.
 import heapq
 
 from fairway_scheduler.core import reasons
+from fairway_scheduler.core.framework import Request, Session, Statement
+from fairway_scheduler.core.framework import too_large as session_too_large
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     NO_QUOTA,
@@ -29,12 +31,10 @@ from fairway_scheduler.core.model import (
 )
 from fairway_scheduler.core.nodes import milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, ratio
-from fairway_scheduler.core.session import Request, Session
-from fairway_scheduler.core.session import too_large as session_too_large
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
-    """One cycle of the fair-share scheduler (allocate only; no disruption yet).
+    """One cycle of the allocate action alone (no disruptive action).
 
     `ledger`: what running pods hold, kept by a caller that runs cycle after cycle; it stands
     in for `snapshot.allocations` (which are then not read) and is not changed."""
@@ -143,14 +143,14 @@ class Allocate:
             return reasons.too_large(name, request, too_large)
         vector = request.vector(pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
-        refused = self._quota(workload, queue, vector, first)
+        refused = quota_refusal(workload, queue, vector, first)
         if refused:
             return refused
         if not request.fraction and request.devices:
             fit = pool.whole_fit_count(request.devices)
             if fit < first:
                 return self._no_room(request, queue, vector, first, fit, name, held)
-        statement = session.statement(pool)
+        statement = Statement(session, pool)
         placed = 0
         for pod in waiting[:first]:
             if statement.place(pod, request) is None:
@@ -159,13 +159,10 @@ class Allocate:
         if placed < first:
             statement.rollback()
             return self._no_room(request, queue, vector, first, placed, name, held)
-        statement.commit(workload)
+        statement.allocate(workload)
+        statement.commit()
         del waiting[:first]
         return None
-
-    def _quota(self, workload: Workload, queue: Queue, vector: list[int], pods: int
-               ) -> reasons.Reason | None:
-        return quota_refusal(workload, queue, vector, pods)
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:

@@ -3,9 +3,9 @@
 It holds the nodes and devices (`nodes.PoolNodes` per pool), the queues with what they hold
 and ask for and their fair shares (`queues.Queues`), and each waiting workload's per-pod
 request. What running pods hold comes from a `ledger.Ledger`: built from the snapshot's
-allocations, or kept between cycles by the caller. Actions (`allocate` now; reclaim, preempt
-and consolidate next) read and change it through `Statement`s, which commit or roll back as
-one; `result()` turns it into a `CycleResult`.
+allocations, or kept between cycles by the caller. The actions change it only through a
+`statement.Statement` (place, evict, pipeline; checkpoint and rollback), which uses the
+primitives here (`release`, `restore`, `account`); `result()` turns it into a `CycleResult`.
 """
 
 from collections import Counter
@@ -56,6 +56,23 @@ class Request:
 
     def vector(self, dev_memory: int) -> list[int]:
         return [self.gpu_units(dev_memory), self.cpu, self.mem]
+
+
+@dataclass(slots=True)
+class Hold:
+    """One running pod and what it holds."""
+
+    workload: Workload
+    pod: str
+    node: NodeState
+    devices: tuple[int, ...]
+    milli: int
+    cpu: int
+    mem: int
+
+    @property
+    def gpu(self) -> int:
+        return self.milli * len(self.devices)
 
 
 def request_of(workload: Workload) -> Request:
@@ -214,8 +231,24 @@ class Session:
                 if not workload.preemptible:
                     q.allocated_np[r] += sign * vector[r]
 
-    def statement(self, pool: PoolNodes) -> "Statement":
-        return Statement(self, pool)
+    def release(self, hold: Hold) -> None:
+        """The pod's room is free again (the queue no longer counts it)."""
+        pool = self.pools[hold.node.pool]
+        pool.give(Take(hold.node, hold.devices, hold.milli, hold.cpu, hold.mem))
+        self.account(hold.workload, pool.name, [hold.gpu, hold.cpu, hold.mem], -1)
+        self.held[hold.workload.id] -= 1
+
+    def restore(self, hold: Hold) -> bool:
+        """The released pod holds its room again; False (nothing changes) when it is taken."""
+        node = hold.node
+        if (any(node.used[d] + hold.milli > FULL for d in hold.devices)
+                or not node.fits_host(hold.cpu, hold.mem)):
+            return False
+        pool = self.pools[node.pool]
+        pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem)
+        self.account(hold.workload, pool.name, [hold.gpu, hold.cpu, hold.mem], +1)
+        self.held[hold.workload.id] += 1
+        return True
 
     def result(self) -> CycleResult:
         """One `Placement` per workload (a gang and the elastic pods that followed it in later
@@ -244,50 +277,3 @@ class Largest:
 
     def too_large(self, request: Request) -> str | None:
         return too_large(self, request)
-
-
-class Statement:
-    """Pods placed tentatively in one pool: `commit()` keeps them, `rollback()` undoes them."""
-
-    def __init__(self, session: Session, pool: PoolNodes):
-        self.session = session
-        self.pool = pool
-        self.takes: list[tuple[str, Take]] = []
-
-    def place(self, pod: str, request: Request) -> Take | None:
-        if request.fraction:
-            take = self.pool.place_fraction(request.devices, request.portion, request.memory,
-                                            request.cpu, request.mem, request.node_type)
-        elif request.devices:
-            take = self.pool.place_whole(request.devices, request.cpu, request.mem,
-                                         request.node_type)
-        else:
-            take = self.pool.place_cpu(request.cpu, request.mem, request.node_type)
-        if take is not None:
-            self.takes.append((pod, take))
-        return take
-
-    def used(self) -> list[int]:
-        return [sum(t.milli * len(t.devices) for _, t in self.takes),
-                sum(t.cpu for _, t in self.takes), sum(t.mem for _, t in self.takes)]
-
-    def rollback(self) -> None:
-        for _, take in reversed(self.takes):
-            self.pool.give(take)
-        self.takes.clear()
-
-    def commit(self, workload: Workload, *, pipelined: bool = False, moved: bool = False
-               ) -> Placement:
-        request = self.session.requests[workload.id]
-        pods = []
-        for pod, take in self.takes:
-            portion = take.milli / MILLI if request.fraction else None
-            pods.append(PodPlacement(pod, take.node.name, take.devices, portion,
-                                     request.memory, workload.gpu_limit if portion else None))
-        self.session.account(workload, self.pool.name, self.used(), +1)
-        self.session.held[workload.id] += len(pods)
-        self.session.held_pool.setdefault(workload.id, self.pool.name)
-        placement = Placement(workload.id, tuple(pods), pipelined, moved)
-        self.session.placements.append(placement)
-        return placement
-

@@ -1,8 +1,9 @@
 """The scheduler's state in memory, and how events become state.
 
-`ClusterState` mirrors the committed tables: the shell changes it only after the transaction
+`ClusterState` mirrors the committed tables: the service changes it only after the transaction
 that wrote the same change has committed, so a crash at any point leaves the tables right and a
-restart loads them back. Pure bookkeeping: no I/O, no asyncio.
+restart loads them back. It keeps, between cycles, the snapshot's parts and the `Ledger` that
+did not change. Pure bookkeeping: no I/O, no asyncio.
 """
 
 import re
@@ -18,31 +19,13 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.events import Quota as OrgQuota
-from fairway_contracts.workloads import NODE_TYPE_LABEL, Phase
-from fairway_scheduler import core
-from fairway_scheduler.priorities import priority_value
+from fairway_contracts.workloads import NODE_TYPE_LABEL, PRIORITY_CLASSES, Phase
+from fairway_scheduler.core import model
+from fairway_scheduler.core.ledger import Ledger
 
 # Kubernetes pod phases after which a pod holds nothing and waits for nothing.
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 DEFAULT_POOL = "default"
-
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|[KMGTPE]i?)?$")
-_BYTES = {None: 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-          "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
-          "Ei": 2**60}
-
-
-def memory_mib(quantity: str | None) -> int:
-    """A Kubernetes memory quantity ("16Gi", "512M", "1073741824") in MiB, rounded up; 0 when
-    absent or unreadable (policy validated it already)."""
-    if not quantity:
-        return 0
-    match = _QUANTITY.match(quantity.strip())
-    if match is None:
-        return 0
-    value = float(match.group(1)) * _BYTES[match.group(2)]
-    return int(-(-value // 2**20))
-
 
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -55,13 +38,18 @@ def duration_seconds(value: str | None) -> float:
     return float(int(match.group(1)) * _SECONDS[match.group(2)]) if match else 0.0
 
 
-def cpu_millis(cores: float | None) -> int:
-    return round(cores * 1000) if cores else 0
+# Policy rejects unknown priority classes; should one slip through, it queues like a training.
+UNKNOWN_PRIORITY = PRIORITY_CLASSES["train"]
 
 
-def core_quota(quota: OrgQuota, scale: float = 1) -> core.Quota:
+def priority_value(priority_class: str) -> int:
+    """The value the scheduler orders its queue by (higher first)."""
+    return PRIORITY_CLASSES.get(priority_class, UNKNOWN_PRIORITY)
+
+
+def core_quota(quota: OrgQuota, scale: float = 1) -> model.Quota:
     """An org event's quota in the core's terms (limit None -> -1, CPU cores -> millicores)."""
-    return core.Quota(deserved=quota.deserved * scale,
+    return model.Quota(deserved=quota.deserved * scale,
                       limit=-1 if quota.limit is None else quota.limit * scale,
                       over_quota_weight=quota.over_quota_weight)
 
@@ -108,14 +96,14 @@ class WorkloadRequest:
             submitted_at=event.created_at,
             trace_headers=dict(trace_headers),
             project_id=event.project_id,
-            cpu_millis=cpu_millis(spec.compute.cpu_core_request),
-            memory_mib=memory_mib(spec.compute.cpu_memory_request),
+            cpu_millis=spec.compute.cpu_millis(),
+            memory_mib=spec.compute.memory_mib(),
             node_type=spec.node_type,
             name=event.name,
         )
 
-    def allocation(self, workload_id: str, pod: core.PodPlacement) -> core.Allocation:
-        return core.Allocation(workload_id, pod.pod, pod.node, pod.gpu_devices,
+    def allocation(self, workload_id: str, pod: model.PodPlacement) -> model.Allocation:
+        return model.Allocation(workload_id, pod.pod, pod.node, pod.gpu_devices,
                                portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib,
                                cpu_millis=self.cpu_millis, memory_mib=self.memory_mib)
 
@@ -184,7 +172,7 @@ class PendingInfo:
     published_at: datetime | None = None  # the last one, when this process sent it
 
 
-class Allocations(dict[tuple[str, str], core.Allocation]):
+class Allocations(dict[tuple[str, str], model.Allocation]):
     """The allocations held, by (workload, pod), with each workload's pods indexed: a finished
     or evicted workload's allocations are found without walking all of them (a burst of
     completions at 40,000 running pods would walk them once per workload). Only item
@@ -196,7 +184,7 @@ class Allocations(dict[tuple[str, str], core.Allocation]):
         self._pods: dict[str, dict[str, None]] = {}  # in the order they were allocated
         self.on_change: Callable[[str], None] = lambda workload_id: None
 
-    def __setitem__(self, key: tuple[str, str], value: core.Allocation) -> None:
+    def __setitem__(self, key: tuple[str, str], value: model.Allocation) -> None:
         super().__setitem__(key, value)
         self._pods.setdefault(key[0], {})[key[1]] = None
         self.on_change(key[0])
@@ -221,7 +209,7 @@ class Allocations(dict[tuple[str, str], core.Allocation]):
     def pods_of(self, workload_id: str) -> frozenset[str]:
         return frozenset(self._pods.get(workload_id, ()))
 
-    def of(self, workload_id: str) -> list[core.Allocation]:
+    def of(self, workload_id: str) -> list[model.Allocation]:
         """The workload's allocations, in the order they were made."""
         return [self[(workload_id, pod)] for pod in self._pods.get(workload_id, ())]
 
@@ -234,13 +222,13 @@ class Allocations(dict[tuple[str, str], core.Allocation]):
 class ClusterState:
     def __init__(self) -> None:
         # Nodes as reported (`pool` is the inventory's node_pool), their labels and capacity.
-        self.nodes: dict[str, core.Node] = {}
+        self.nodes: dict[str, model.Node] = {}
         self.node_labels: dict[str, Mapping[str, str]] = {}
         self.max_pods: dict[str, int] = {}
         self.requests: dict[str, WorkloadRequest] = {}
         self.statuses: dict[str, WorkloadStatus] = {}
         self.allocations = Allocations()
-        self.pending: dict[str, core.PendingReason] = {}
+        self.pending: dict[str, model.PendingReason] = {}
         self.pending_info: dict[str, PendingInfo] = {}
         # Org units as their last events state them (deleted ones dropped).
         self.projects: dict[str, ProjectChanged] = {}  # by id
@@ -262,12 +250,12 @@ class ClusterState:
         # does not rebuild it from every allocation (`kept_ledger`). None: built afresh at the
         # next cycle (a node or pool changed); workloads whose allocations, request or status
         # changed since the last cycle are held again then.
-        self._ledger: core.Ledger | None = None
+        self._ledger: Ledger | None = None
         self._ledger_pods: dict[str, list[str]] = {}  # workload -> its pods in the ledger
         self._ledger_stale: set[str] = set()
         # Each workload's part of a snapshot, kept until something about it changes.
-        self._workload_parts: dict[str, tuple[core.Workload | None,
-                                              tuple[core.Allocation, ...]]] = {}
+        self._workload_parts: dict[str, tuple[model.Workload | None,
+                                              tuple[model.Allocation, ...]]] = {}
         self._workload_stale: set[str] = set()
         self.allocations.on_change = self._touch
 
@@ -277,7 +265,7 @@ class ClusterState:
         self._ledger_stale.add(workload_id)
         self._workload_stale.add(workload_id)
 
-    def put_node(self, node: core.Node, labels: Mapping[str, str] | None = None,
+    def put_node(self, node: model.Node, labels: Mapping[str, str] | None = None,
                  max_pods: int = 110) -> None:
         self.nodes[node.name] = replace(node, max_pods=max_pods)
         self.node_labels[node.name] = dict(labels or {})
@@ -285,7 +273,7 @@ class ClusterState:
         self._ledger = None
         self.version += 1
 
-    def same_node(self, node: core.Node, labels: Mapping[str, str], max_pods: int) -> bool:
+    def same_node(self, node: model.Node, labels: Mapping[str, str], max_pods: int) -> bool:
         return (self.nodes.get(node.name) == replace(node, max_pods=max_pods)
                 and self.node_labels.get(node.name) == dict(labels)
                 and self.max_pods.get(node.name) == max_pods)
@@ -371,12 +359,12 @@ class ClusterState:
         self._touch(wid)
         self.version += 1
 
-    def add_placement(self, placement: core.Placement) -> None:
+    def add_placement(self, placement: model.Placement) -> None:
         request = self.requests.get(placement.workload_id)
         for pod in placement.pods:
             self.allocations[(placement.workload_id, pod.pod)] = (
                 request.allocation(placement.workload_id, pod) if request is not None else
-                core.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
+                model.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
         self.version += 1
 
@@ -384,7 +372,7 @@ class ClusterState:
         """The pods holding allocations, for these workloads."""
         return {wid: set(self.allocations.pods_of(wid)) for wid in workload_ids}
 
-    def add_evictions(self, evictions: Iterable[core.Eviction]) -> None:
+    def add_evictions(self, evictions: Iterable[model.Eviction]) -> None:
         evictions = list(evictions)
         held_by = self.pods_held(e.workload_id for e in evictions)
         for eviction in evictions:
@@ -395,17 +383,17 @@ class ClusterState:
                 self._touch(eviction.workload_id)
         self.version += 1
 
-    def set_pending(self, reasons: Iterable[core.PendingReason]) -> None:
+    def set_pending(self, reasons: Iterable[model.PendingReason]) -> None:
         self.pending = {reason.workload_id: reason for reason in reasons}
         self.pending_info = {wid: info for wid, info in self.pending_info.items()
                              if wid in self.pending}
 
     # reading ----------------------------------------------------------------------------
-    def pending_changes(self, reasons: Iterable[core.PendingReason]
-                        ) -> list[tuple[str, core.PendingReason | None]]:
+    def pending_changes(self, reasons: Iterable[model.PendingReason]
+                        ) -> list[tuple[str, model.PendingReason | None]]:
         """(workload id, its new reason or None when it no longer waits) where that changed."""
         new = {reason.workload_id: reason for reason in reasons}
-        changed: list[tuple[str, core.PendingReason | None]] = [
+        changed: list[tuple[str, model.PendingReason | None]] = [
             (wid, reason) for wid, reason in new.items() if self.pending.get(wid) != reason
         ]
         changed += [(wid, None) for wid in self.pending if wid not in new]
@@ -429,7 +417,7 @@ class ClusterState:
         status = self.statuses.get(workload_id)
         return status.trace_headers if status is not None else {}
 
-    def pool_of(self, node: core.Node) -> str:
+    def pool_of(self, node: model.Node) -> str:
         """The pool whose label (key=value) the node carries, else `default`. While no pool
         with a label is defined (`default` alone says nothing about membership), the pool the
         inventory reported (from the node's fairway.io/node-pool label)."""
@@ -450,15 +438,15 @@ class ClusterState:
                 return unit.project_id if isinstance(unit, ProjectChanged) else unit.department_id
         return None
 
-    def queue_specs(self) -> tuple[core.QueueSpec, ...]:
+    def queue_specs(self) -> tuple[model.QueueSpec, ...]:
         """Queues from the org units: one per (unit, pool) with resources. A project the
         scheduler has not heard of gets the core's default (deserved 0, no limit, weight 1)."""
-        specs: list[core.QueueSpec] = []
+        specs: list[model.QueueSpec] = []
         department_names: dict[str, str] = {}
         for department in sorted(self.departments.values(), key=lambda d: d.name):
             department_names[department.department_id] = department.name
             for r in department.resources:
-                specs.append(core.QueueSpec(
+                specs.append(model.QueueSpec(
                     department.name, "department", r.node_pool, None,
                     core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
         configured = {(d.name, r.node_pool) for d in self.departments.values()
@@ -475,30 +463,30 @@ class ClusterState:
                     sums[1] += r.cpu.deserved * 1000
                     sums[2] += r.memory.deserved
         for (department, pool), (gpu, cpu, memory) in sorted(implied.items()):
-            specs.append(core.QueueSpec(department, "department", pool, None,
-                                        core.Quota(deserved=gpu), core.Quota(deserved=cpu),
-                                        core.Quota(deserved=memory)))
+            specs.append(model.QueueSpec(department, "department", pool, None,
+                                        model.Quota(deserved=gpu), model.Quota(deserved=cpu),
+                                        model.Quota(deserved=memory)))
         for project in sorted(self.projects.values(), key=lambda p: p.name):
             parent = department_names.get(project.department_id or "")
             resources = project.resources
             if not resources and parent is not None:
                 # No quota anywhere, but it belongs to a department: say so with one queue.
-                specs.append(core.QueueSpec(project.name, "project", DEFAULT_POOL, parent))
+                specs.append(model.QueueSpec(project.name, "project", DEFAULT_POOL, parent))
             for r in resources:
-                specs.append(core.QueueSpec(
+                specs.append(model.QueueSpec(
                     project.name, "project", r.node_pool, parent,
                     core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
         return tuple(specs)
 
-    def kept_ledger(self, snapshot: core.ClusterSnapshot) -> core.Ledger | None:
-        """What `snapshot`'s allocations hold, as `core.Ledger.of(snapshot)` would build it,
+    def kept_ledger(self, snapshot: model.ClusterSnapshot) -> Ledger | None:
+        """What `snapshot`'s allocations hold, as `Ledger.of(snapshot)` would build it,
         but kept between cycles: only workloads that changed are held again. None when the
         snapshot has pods bound without a decision of ours (they take the devices left free,
         so they are held after all the others: the cycle builds its ledger then, rarely)."""
         if len(snapshot.allocations) != len(self.allocations):
             return None
         if self._ledger is None:
-            self._ledger = core.Ledger.of(snapshot)
+            self._ledger = Ledger.of(snapshot)
             self._ledger_pods = {}
             for a in snapshot.allocations:
                 self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
@@ -525,7 +513,7 @@ class ClusterState:
 
     def _workload_part(self, wid: str, status: WorkloadStatus,
                        default_pools: Mapping[str, tuple[str, ...]]
-                       ) -> tuple[core.Workload | None, tuple[core.Allocation, ...]]:
+                       ) -> tuple[model.Workload | None, tuple[model.Allocation, ...]]:
         """A workload as a cycle sees it (None until its request is known), and what its pods
         bound without a decision of ours hold."""
         request = self.requests.get(wid)
@@ -535,13 +523,13 @@ class ClusterState:
             # holds GPUs all the same.
             if pod.node and pod.holds_resources and (wid, pod.name) not in self.allocations:
                 gpus = pod.gpus or (request.gpus_per_pod if request else 0)
-                unknown.append(core.Allocation(
+                unknown.append(model.Allocation(
                     wid, pod.name, pod.node, unknown_devices=gpus,
                     cpu_millis=request.cpu_millis if request else 0,
                     memory_mib=request.memory_mib if request else 0))
         if request is None:
             return None, tuple(unknown)  # schedulable once both request and pods are known
-        return core.Workload(
+        return model.Workload(
             id=wid,
             project=request.project,
             priority=request.priority,
@@ -568,15 +556,15 @@ class ClusterState:
         ), tuple(unknown)
 
     def snapshot(self, now: datetime | None = None,
-                 disruption: core.DisruptionSettings | None = None, *,
-                 cached: bool = True) -> core.ClusterSnapshot:
+                 disruption: model.DisruptionSettings | None = None, *,
+                 cached: bool = True) -> model.ClusterSnapshot:
         """What a cycle decides on. Each workload's part is kept between snapshots and made
         again only when something about it changed (`cached=False`: all made afresh, the
         same snapshot)."""
         parts = self._workload_parts if cached else {}
         stale = self._workload_stale if cached else set()
         allocations = list(self.allocations.values())
-        workloads: list[core.Workload] = []
+        workloads: list[model.Workload] = []
         default_pools: dict[str, tuple[str, ...]] | None = None
         for wid, status in self.statuses.items():
             part = parts.get(wid)
@@ -595,10 +583,10 @@ class ClusterState:
             replace(node, pool=self.pool_of(node),
                     node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))
             for node in self.nodes.values())
-        pools = tuple(core.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy,
+        pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy,
                                     duration_seconds(p.min_guaranteed_runtime))
                       for _, p in sorted(self.node_pools.items()))
-        return core.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
+        return model.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
                                     allocations=tuple(allocations), pools=pools,
                                     queues=self.queue_specs(), now=now,
-                                    disruption=disruption or core.DisruptionSettings())
+                                    disruption=disruption or model.DisruptionSettings())

@@ -9,16 +9,22 @@ default) or after that long (they hold their GPUs meanwhile); a workload that lo
 is pending again, its pods waiting. Placements onto room still being vacated (`pipelined`)
 are applied at once only while nothing is being evicted; otherwise the preemptor waits and a
 later round binds it. `simulate(scenario)` returns plain JSON-ready data in the shape
-scenario-format.md documents.
+docs/scenario-format.md documents.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fairway_scheduler.core.disrupt import decide
-from fairway_scheduler.core.model import Allocation, ClusterSnapshot, PendingReason, Workload
-from fairway_scheduler.core.scenario import Scenario, ScenarioWorkload
+from fairway_scheduler.core import decide
+from fairway_scheduler.core.model import (
+    Allocation,
+    ClusterSnapshot,
+    CycleResult,
+    PendingReason,
+    Workload,
+)
+from fairway_scheduler.simulation.scenario import Scenario, ScenarioWorkload
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FULL = 1000
@@ -58,16 +64,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     for i in range(scenario.rounds):
         t = i * scenario.seconds_per_round
         for run in runs.values():
-            duration = run.spec.duration
-            if (run.started_at is not None and not run.completed and duration is not None
-                    and run.started_at + duration <= t):
-                run.completed = True
-                run.pods.clear()
-                run.evicting.clear()
-                run.reason = None
-            for index, gone in list(run.evicting.items()):
-                if gone <= t:
-                    _leave(run, index)
+            _advance(run, t)
         active = [run for run in runs.values()
                   if not run.completed and run.spec.submit_at <= t]
         for run in active:
@@ -83,43 +80,8 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             disruption=scenario.disruption,
         )
         result = decide(snapshot)
-        decisions = []
-        for eviction in result.evictions:
-            run = runs[eviction.workload_id]
-            indices = (sorted(run.pods) if eviction.pods is None
-                       else sorted(_index(pod) for pod in eviction.pods))
-            decision = {"action": "preempt", "workload": run.spec.name, "reason": eviction.reason,
-                        "by": eviction.by, "message": eviction.message}
-            if eviction.pods is not None:
-                decision["pods"] = indices
-            decisions.append(decision)
-            delay = (run.spec.termination_seconds if run.spec.termination_seconds is not None
-                     else scenario.eviction_seconds)
-            run.preemptions += 1
-            for index in indices:
-                if delay:
-                    run.evicting[index] = t + delay
-                else:
-                    _leave(run, index)
-        vacating = any(run.evicting for run in active)
-        for placement in result.placements:
-            run = runs[placement.workload_id]
-            if placement.pipelined and vacating and not placement.moved:
-                continue  # the room is not free yet: a later round binds it
-            if placement.moved:
-                # Consolidation: the same pods restart on their new nodes at once.
-                for index in list(run.evicting):
-                    _leave(run, index)
-                run.started_at = t
-            for pod in placement.pods:
-                index = _index(pod.pod)
-                run.pods[index] = _Pod(pod.node, pod.gpu_devices, pod.portion)
-                decision = {"action": "bind", "workload": run.spec.name, "pod": index,
-                            "node": pod.node, "gpus": list(pod.gpu_devices),
-                            "portion": pod.portion}
-                if pod.gpu_limit is not None:
-                    decision["gpuLimit"] = pod.gpu_limit  # a dynamic fraction's limit
-                decisions.append(decision)
+        decisions = _evict(scenario, runs, result, t)
+        decisions += _bind(runs, result, t, vacating=any(run.evicting for run in active))
         reasons = {reason.workload_id: reason for reason in result.pending}
         for run in active:
             run.reason = reasons.get(run.spec.name)
@@ -130,6 +92,70 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     return {"rounds": rounds,
             "workloads": {name: _workload_out(run) for name, run in runs.items()},
             "queues": _queues_out(queues)}
+
+
+def _advance(run: _Run, t: float) -> None:
+    """Time passes: a workload whose duration is over completes; evicted pods whose time is
+    up leave."""
+    duration = run.spec.duration
+    if (run.started_at is not None and not run.completed and duration is not None
+            and run.started_at + duration <= t):
+        run.completed = True
+        run.pods.clear()
+        run.evicting.clear()
+        run.reason = None
+    for index, gone in list(run.evicting.items()):
+        if gone <= t:
+            _leave(run, index)
+
+
+def _evict(scenario: Scenario, runs: dict[str, _Run], result: CycleResult, t: float
+           ) -> list[dict[str, Any]]:
+    """The cycle's evictions applied: pods leave now, or once their termination is over."""
+    decisions = []
+    for eviction in result.evictions:
+        run = runs[eviction.workload_id]
+        indices = (sorted(run.pods) if eviction.pods is None
+                   else sorted(_index(pod) for pod in eviction.pods))
+        decision = {"action": "preempt", "workload": run.spec.name, "reason": eviction.reason,
+                    "by": eviction.by, "message": eviction.message}
+        if eviction.pods is not None:
+            decision["pods"] = indices
+        decisions.append(decision)
+        delay = (run.spec.termination_seconds if run.spec.termination_seconds is not None
+                 else scenario.eviction_seconds)
+        run.preemptions += 1
+        for index in indices:
+            if delay:
+                run.evicting[index] = t + delay
+            else:
+                _leave(run, index)
+    return decisions
+
+
+def _bind(runs: dict[str, _Run], result: CycleResult, t: float, *, vacating: bool
+          ) -> list[dict[str, Any]]:
+    """The cycle's placements applied; pipelined ones wait while pods are still leaving."""
+    decisions: list[dict[str, Any]] = []
+    for placement in result.placements:
+        run = runs[placement.workload_id]
+        if placement.pipelined and vacating and not placement.moved:
+            continue  # the room is not free yet: a later round binds it
+        if placement.moved:
+            # Consolidation: the same pods restart on their new nodes at once.
+            for index in list(run.evicting):
+                _leave(run, index)
+            run.started_at = t
+        for pod in placement.pods:
+            index = _index(pod.pod)
+            run.pods[index] = _Pod(pod.node, pod.gpu_devices, pod.portion)
+            decision = {"action": "bind", "workload": run.spec.name, "pod": index,
+                        "node": pod.node, "gpus": list(pod.gpu_devices),
+                        "portion": pod.portion}
+            if pod.gpu_limit is not None:
+                decision["gpuLimit"] = pod.gpu_limit  # a dynamic fraction's limit
+            decisions.append(decision)
+    return decisions
 
 
 def _index(pod: str) -> int:

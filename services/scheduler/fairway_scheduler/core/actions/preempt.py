@@ -1,0 +1,29 @@
+"""The preempt action: inside one queue, a workload of higher priority takes the room of
+preemptible ones of strictly lower priority (lowest and newest first) in the same project and
+pool. Quotas still apply: a non-preemptible preemptor stays within deserved; a limit counts
+what the victims give back.
+"""
+
+from fairway_scheduler.core import reasons
+from fairway_scheduler.core.actions.solver import Solver, Unit, evicted_pods, label
+from fairway_scheduler.core.model import Workload
+from fairway_scheduler.core.queues import GPU
+
+
+def preempt(solver: Solver, workload: Workload, pool: str) -> bool:
+    """Preempt for `workload` in `pool`; True when it was placed."""
+    if pool not in solver.session.pools:
+        return False
+    units = [u for u in solver.live_units(workload.project, pool)
+             if u.workload.priority < workload.priority]
+    if not units and not solver.freed:
+        return False
+
+    def describe(unit: Unit) -> str:
+        return (f"{label(workload)} in project {workload.project} has a higher priority "
+                f"({workload.priority} over {unit.workload.priority}) and needs room in pool "
+                f"{pool}: {evicted_pods(unit)} ({reasons.resource(GPU, unit.gpu)}) make room "
+                "for it")
+
+    return solver.attempt(workload, pool, "preempt", iter(units), lambda _: True,
+                          lambda _: True, describe, shape=workload.priority)

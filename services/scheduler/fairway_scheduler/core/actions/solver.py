@@ -1,0 +1,356 @@
+"""The disruptive actions' shared solver: release victims and retry.
+
+The `Solver` indexes, once per cycle, the running pods the disruptive actions (consolidate,
+reclaim, preempt, stale-gang) may take, and records the evictions they decide. Reclaim and
+preempt go through `Solver.attempt`, a simulation on one `Statement`: victims' pods are evicted
+one unit at a time (an elastic workload's pods above its minimum first, one by one; then whole
+gangs), and after each eviction the preemptor's gang is tried; once it fits, victims whose room
+it did not need are taken back (pruned), the action's rules are checked on the result, and only
+then is the statement kept. Otherwise it is rolled back and nothing happens. So a disruption
+never evicts for a workload it cannot place, never a non-preemptible workload, and never more
+than it needs. Consolidate evicts and places again on a statement of its own, kept or rolled
+back the same way.
+
+Placements made here are pipelined: they use room the victims still hold until their pods are
+gone. A shell that evicts instantly (the simulator by default) binds them at once; the service
+evicts, lets the preemptor wait (`WaitingForPreemption`), and binds it when `allocate` finds the
+room free. Pods a preemption decision is already evicting (`Workload.evicting_pods`) are free
+room from the start, so a later cycle does not evict again for the same preemptor.
+
+A pool's minimum guaranteed runtime protects a workload from reclaim, preempt and consolidate
+until it has run that long.
+"""
+
+import heapq
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fairway_scheduler.core import reasons
+from fairway_scheduler.core.actions.allocate import quota_refusal
+from fairway_scheduler.core.framework import Hold, Request, Session, Statement, too_large
+from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
+from fairway_scheduler.core.nodes import natural
+from fairway_scheduler.core.queues import GPU, Queue
+
+
+@dataclass(slots=True)
+class Unit:
+    """What one eviction step takes away: an elastic pod, or a workload's (remaining) gang."""
+
+    workload: Workload
+    holds: list[Hold]
+    surplus: bool
+
+    @property
+    def gpu(self) -> int:
+        return sum(h.gpu for h in self.holds)
+
+
+class Solver:
+    """The running pods of one cycle as victims: indexed once, evicted through statements."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.settings = session.snapshot.disruption
+        self.pool_config = {p.name: p for p in session.snapshot.pools}
+        self.holds: dict[str, list[Hold]] = {}  # running pods on ready nodes, per workload
+        self.freed: list[Hold] = []  # pods being evicted already: free room from the start
+        self._index_holds()
+        # Per (project, pool): the workloads running there; their victim units, built once
+        # per cycle in victim order and walked with a cursor (evicted ones are skipped).
+        self.by_queue: dict[tuple[str, str], list[str]] = {}
+        for wid, hold_list in self.holds.items():
+            hold_list.sort(key=lambda h: natural(h.pod))
+            w = hold_list[0].workload
+            self.by_queue.setdefault((w.project, hold_list[0].node.pool), []).append(wid)
+        self.queue_units: dict[tuple[str, str], list[Unit]] = {}
+        self.cursor: dict[tuple[str, str], int] = {}
+        self.movers: dict[str, dict[int, list[Unit]]] = {}  # per pool, until an eviction
+        for hold in self.freed:
+            session.release(hold)
+        self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
+        self.waiting: dict[str, list[str]] = {}
+        self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
+        self.moves_left = self.settings.max_pods_moved
+
+    def _index_holds(self) -> None:
+        session = self.session
+        placed = {p.workload_id for p in session.placements}
+        evicting = {(w.id, pod) for w in session.snapshot.workloads for pod in w.evicting_pods}
+        for (wid, pod), (name, devices, milli, cpu, mem) in session.ledger.pods_held():
+            workload = session.workloads.get(wid)
+            node = session.nodes.get(name) if name else None
+            if workload is None or node is None or node.pool not in session.pools:
+                continue
+            if not node.ready:
+                continue
+            hold = Hold(workload, pod, node, tuple(devices), milli, cpu, mem)
+            if (wid, pod) in evicting:
+                self.freed.append(hold)
+            elif wid not in placed:
+                self.holds.setdefault(wid, []).append(hold)
+
+    def preemptors(self) -> list[Workload]:
+        """Workloads whose gang still waits, fairest queue first (the queue furthest below its
+        fair share), then priority, then submission time."""
+        session = self.session
+        out = []
+        for workload in session.snapshot.workloads:
+            if (not workload.waiting_pods or workload.id in session.unschedulable
+                    or workload.id in self.evicted
+                    or session.held[workload.id] >= workload.min_pods):
+                continue
+            if workload.id not in self.waiting:
+                self.waiting[workload.id] = sorted(workload.waiting_pods, key=natural)
+            out.append(workload)
+
+        def key(w: Workload):
+            pool = session.target_pools(w)[0]
+            queue = session.queues.project(w.project, pool)
+            return (saturation(queue), -w.priority, w.submitted_at, w.id)
+
+        return sorted(out, key=key)
+
+    # the simulation ---------------------------------------------------------------------
+    def attempt(self, workload: Workload, pool_name: str, reason: str,
+                candidates: Iterator[Unit], admissible: Callable[[Unit], bool],
+                valid: Callable[[list[Unit]], bool], describe: Callable[[Unit], str],
+                shape: object = None) -> bool:
+        """Evict `admissible` candidates one unit at a time until the preemptor's gang fits in
+        the pool, prune, check `valid` on the victims; keep all of it, or none. `describe`
+        says why a victim goes; `shape` tells apart attempts that may fare differently."""
+        session = self.session
+        pool = session.pools[pool_name]
+        if not pool.nodes:
+            return False
+        request = session.requests[workload.id]
+        if too_large(pool, request):
+            return False
+        gang = max(1, workload.min_pods - session.held[workload.id])
+        waiting = self.waiting[workload.id]
+        if len(waiting) < gang:
+            return False
+        key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape)
+        if key in self.failed:
+            return False
+        statement = Statement(session, pool)
+        released = self._evict_until_placed(statement, workload, request, gang, candidates,
+                                            admissible)
+        if released is not None:
+            # Prune: take back every victim whose room the preemptor did not take (newest
+            # first, so the one that made it fit is the last to be tried).
+            for unit in reversed(released[:-1]):
+                if self._take_back(statement, unit):
+                    released.remove(unit)
+        if released is None or not valid(released):
+            statement.rollback()
+            self.failed.add(key)
+            return False
+        statement.pipeline(workload)
+        statement.commit()
+        del waiting[:gang]
+        for unit in released:
+            self.record_eviction(unit, reason, workload, describe(unit))
+        self.waiting_for_preemption(workload, pool_name, released)
+        return True
+
+    def _evict_until_placed(self, statement: Statement, workload: Workload, request: Request,
+                            gang: int, candidates: Iterator[Unit],
+                            admissible: Callable[[Unit], bool]) -> list[Unit] | None:
+        """The units evicted until the gang was placed; None when it never was."""
+        released: list[Unit] = []
+        # Allocate found no room; only pods already being evicted may have made some since.
+        if self.freed and self._try_place(statement, workload, request, gang):
+            return released
+        tries = 0
+        while True:
+            unit = next(candidates, None)
+            if unit is None or tries >= self.settings.max_tentative_victims:
+                return None
+            unit = self.current(unit, released)
+            if unit is None or not admissible(unit):
+                continue
+            tries += 1
+            for hold in unit.holds:
+                statement.evict(hold)
+            released.append(unit)
+            if self._try_place(statement, workload, request, gang):
+                return released
+
+    def _try_place(self, statement: Statement, workload: Workload, request: Request,
+                   gang: int) -> bool:
+        """The gang's first `gang` waiting pods placed together (on the statement), or none."""
+        pool = statement.pool
+        assert pool is not None
+        queue = self.session.queues.project(workload.project, pool.name)
+        if quota_refusal(workload, queue, request.vector(pool.max_dev_memory), gang) is not None:
+            return False
+        if not request.fraction and request.devices and pool.whole_fit_count(
+                request.devices) < gang:
+            return False
+        checkpoint = statement.checkpoint()
+        for pod in self.waiting[workload.id][:gang]:
+            if statement.place(pod, request) is None:
+                statement.rollback(checkpoint)
+                return False
+        return True
+
+    def _take_back(self, statement: Statement, unit: Unit) -> bool:
+        """Undo a victim's eviction if its room is still free and no limit objects."""
+        queue = self.session.queues.project(unit.workload.project, unit.holds[0].node.pool)
+        return statement.take_back(unit.holds, lambda: not any(
+            q.limit[r] != -1 and q.allocated[r] > q.limit[r]
+            for q in queue.chain() for r in range(3)))
+
+    # victims ----------------------------------------------------------------------------
+    def protected(self, workload: Workload, pool: str) -> bool:
+        """Still inside the pool's minimum guaranteed runtime."""
+        config = self.pool_config.get(pool)
+        runtime = config.min_guaranteed_runtime if config else 0
+        if not runtime or workload.started_at is None or self.session.now is None:
+            return False
+        return (self.session.now - workload.started_at).total_seconds() < runtime
+
+    def _units(self, project: str, pool: str) -> list[Unit]:
+        """The queue's victim units for this cycle: elastic pods above the minimum first
+        (lowest priority, newest first; the highest pod first), then whole gangs in the same
+        order. Non-preemptible and protected workloads are not in it."""
+        key = (project, pool)
+        units = self.queue_units.get(key)
+        if units is not None:
+            return units
+        workloads = [self.holds[wid][0].workload for wid in self.by_queue.get(key, ())
+                     if wid in self.holds]
+        workloads = [w for w in workloads if w.preemptible and not self.protected(w, pool)]
+        workloads.sort(key=lambda w: (w.priority, -w.submitted_at.timestamp(), w.id))
+        surplus: list[Unit] = []
+        gangs: list[Unit] = []
+        for w in workloads:
+            holds = self.holds[w.id]
+            extra = max(0, len(holds) - w.min_pods)
+            surplus += [Unit(w, [h], True) for h in reversed(holds[len(holds) - extra:])]
+            gangs.append(Unit(w, [], False))
+        units = self.queue_units[key] = surplus + gangs
+        self.cursor[key] = 0
+        return units
+
+    def live_units(self, project: str, pool: str) -> Iterator[Unit]:
+        """The queue's units still standing, from its cursor (past the evicted ones)."""
+        key = (project, pool)
+        units = self._units(project, pool)
+        i = self.cursor[key]
+        while i < len(units) and self.current(units[i], []) is None:
+            i += 1
+        self.cursor[key] = i
+        for unit in units[i:]:
+            if self.current(unit, []) is not None:
+                yield unit
+
+    def current(self, unit: Unit, released: list[Unit]) -> Unit | None:
+        """What the unit takes now: an elastic pod while the workload still runs above its
+        minimum; a gang: every pod the workload still holds. None: nothing left to take."""
+        holds = self.holds.get(unit.workload.id)
+        if not holds:
+            return None
+        taken = {id(h) for u in released if u.workload is unit.workload for h in u.holds}
+        left = [h for h in holds if id(h) not in taken]
+        if unit.surplus:
+            hold = unit.holds[0]
+            if (id(hold) in taken or not any(h is hold for h in left)
+                    or len(left) <= unit.workload.min_pods):
+                return None
+            return unit
+        return Unit(unit.workload, left, False) if left else None
+
+    def queues_in(self, pool: str) -> list[Queue]:
+        """The project queues with workloads running in the pool."""
+        names = sorted({project for (project, p), wids in self.by_queue.items()
+                        if p == pool and any(w in self.holds for w in wids)})
+        return [self.session.queues.project(name, pool) for name in names]
+
+    def by_queue_order(self, queues: list[Queue], pool: str) -> Iterator[Unit]:
+        """Units of the most over-served queue first (department, then project), re-ranked as
+        they give."""
+        iterators = {q.name: self.live_units(q.name, pool) for q in queues}
+        heap = [(_over(q), q.name, q) for q in queues]
+        heapq.heapify(heap)
+        while heap:
+            _, name, queue = heapq.heappop(heap)
+            unit = next(iterators[name], None)
+            if unit is None:
+                continue
+            yield unit
+            heapq.heappush(heap, (_over(queue), name, queue))
+
+    # decisions --------------------------------------------------------------------------
+    def record_eviction(self, unit: Unit, reason: str, by: Workload | None, message: str
+                        ) -> None:
+        """The unit's pods are this cycle's victims: one decision per victim and preemptor."""
+        wid = unit.workload.id
+        self.movers.clear()
+        earlier = wid in self.evicted
+        taken = [h.pod for h in unit.holds]
+        self.evicted.setdefault(wid, []).extend(taken)
+        remaining = [h for h in self.holds.get(wid, []) if h.pod not in set(taken)]
+        if remaining:
+            self.holds[wid] = remaining
+        else:
+            self.holds.pop(wid, None)
+        by_id = by.id if by else None
+        evictions = self.session.evictions
+        # A second eviction of the same victim for the same preemptor (elastic pods, then its
+        # gang) widens the first.
+        for i, e in enumerate(evictions):
+            if e.workload_id == wid and e.reason == reason and e.by == by_id:
+                others = any(x.workload_id == wid for j, x in enumerate(evictions) if j != i)
+                pods = tuple(sorted((*(e.pods or ()), *taken), key=natural))
+                evictions[i] = Eviction(wid, reason, by_id, e.message,
+                                        None if not remaining and not others else pods)
+                return
+        # None: every pod of the workload (nothing was taken from it before in this cycle).
+        pods = None if not remaining and not earlier else tuple(sorted(taken, key=natural))
+        evictions.append(Eviction(wid, reason, by_id, message, pods))
+
+    def waiting_for_preemption(self, workload: Workload, pool: str, units: list[Unit]
+                               ) -> None:
+        """The preemptor's pending reason until the victims are gone."""
+        victims = sorted({label(u.workload) for u in units})
+        session = self.session
+        session.pending[:] = [p for p in session.pending if p.workload_id != workload.id]
+        what = (f"{reasons.count(len(victims), 'workload')} ({', '.join(victims[:3])}"
+                f"{', ...' if len(victims) > 3 else ''}) are being preempted"
+                if victims else "preempted workloads are leaving")
+        session.pending.append(PendingReason(
+            workload.id, PendingCode.WAITING_FOR_PREEMPTION,
+            f"room is being made in pool {pool}: {what}; it starts once they are gone"))
+
+
+def evicted_pods(unit: Unit) -> str:
+    """How a sentence names what a unit gives: pods above its minimum, or all of them."""
+    return (f"{reasons.count(len(unit.holds), 'pod')} above its minimum"
+            if unit.surplus else "its pods")
+
+
+def label(workload: Workload) -> str:
+    """How a sentence names a workload: its name, else its id."""
+    return workload.name or workload.id
+
+
+def top(queue: Queue) -> Queue:
+    """The queue's department, or the queue itself when it has none."""
+    return queue.parent if queue.parent is not None else queue
+
+
+def saturation(queue: Queue) -> float:
+    """Allocated GPUs over the fair share (infinite when it holds some with no share)."""
+    allocated, fair = queue.allocated[GPU], queue.fair[GPU]
+    if not allocated:
+        return 0.0
+    return allocated / fair if fair else math.inf
+
+
+def _over(queue: Queue) -> tuple[float, float]:
+    """Heap key: the most over-served first, department before project."""
+    return (-saturation(top(queue)), -saturation(queue))
+

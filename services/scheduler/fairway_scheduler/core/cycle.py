@@ -1,0 +1,58 @@
+"""One scheduling cycle: the actions in order, on one session.
+
+`allocate` places what fits on idle capacity; then, when anything could need a disruption,
+`consolidate`, `reclaim` and `preempt` (each as the settings allow) try every workload whose
+gang still waits, fairest queue first, in each pool it may use; last, `stale_gang` evicts gangs
+that ran below their minimum for too long. The least disruptive action goes first: a workload
+placed by one is not tried by the next.
+"""
+
+from collections.abc import Callable
+
+from fairway_scheduler.core.actions.allocate import Allocate
+from fairway_scheduler.core.actions.consolidate import consolidate
+from fairway_scheduler.core.actions.preempt import preempt
+from fairway_scheduler.core.actions.reclaim import reclaim
+from fairway_scheduler.core.actions.solver import Solver
+from fairway_scheduler.core.actions.stale_gang import evict_stale_gangs
+from fairway_scheduler.core.framework import Session
+from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.model import ClusterSnapshot, CycleResult, DisruptionSettings, Workload
+
+Action = Callable[[Solver, Workload, str], bool]
+
+
+def decide(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
+    """One whole cycle: allocate, then consolidate, reclaim, preempt and stale-gang eviction.
+
+    `ledger`: what running pods hold, kept by a caller that runs cycle after cycle; it stands
+    in for `snapshot.allocations` (which are then not read) and is not changed."""
+    session = Session(snapshot, ledger)
+    Allocate(session).run()
+    if _disruption_possible(session):
+        solver = Solver(session)
+        for action in disruptive_actions(snapshot.disruption):
+            for workload in solver.preemptors():
+                for pool in session.target_pools(workload):
+                    if action(solver, workload, pool):
+                        break
+        evict_stale_gangs(solver)
+    return session.result()
+
+
+def disruptive_actions(settings: DisruptionSettings) -> list[Action]:
+    """The disruptive actions the settings allow, least disruptive first."""
+    order = ((settings.consolidate, consolidate), (settings.reclaim, reclaim),
+             (settings.preempt, preempt))
+    return [action for enabled, action in order if enabled]
+
+
+def _disruption_possible(session: Session) -> bool:
+    """Most cycles have nothing to disrupt for: skip indexing every running pod then. A gang
+    whose pods do not all exist yet is nothing to disrupt for either (no room made would
+    start it); bursts of new workloads are mostly that, while their pods are being created."""
+    return any(w.evicting_pods or w.below_min_since is not None
+               or (w.waiting_pods and session.held[w.id] < w.min_pods
+                   and len(w.waiting_pods) + session.held[w.id] >= w.min_pods
+                   and w.id not in session.unschedulable)
+               for w in session.snapshot.workloads)

@@ -1,0 +1,575 @@
+"""The scheduler service: the one object that runs it, around the pure core.
+
+`SchedulerService` keeps the state in memory (`core.cluster.ClusterState`), applies what the
+handlers receive (in the tables first, in memory after the commit) and runs the cycle: every
+cycle takes a snapshot of the state (nodes in their pools, org queues, workloads,
+allocations), asks the core for its decisions (`core.decide`: allocate, then consolidate,
+reclaim, preempt and stale-gang eviction), then in ONE transaction stores the new allocations
+and evictions and queues in the outbox one `BindDecision` per placed workload, a
+`PreemptDecision` per victim, a `SchedulingPending` per workload whose reason changed (or that
+stopped waiting; one that can never be placed is announced `unschedulable` once, and lifecycle
+refuses it) and a `QueueStatusChanged` per queue whose status changed. Only after the commit
+does the state in memory take them, so a failed commit changes nothing and the next cycle
+decides again.
+
+One lock orders every change and every cycle: an event handler never slips in between a
+cycle's snapshot and its commit (a workload released by a phase event cannot be bound by a
+cycle that saw it still waiting).
+
+The two workload consumers are independent: a workload's first phase event may arrive before
+its submission. It becomes schedulable once both are known. Org units (projects, departments,
+node pools) come from the ORG stream, which keeps the last event per unit; each is stored
+unless a newer one (by stream sequence) is stored already, so a redelivery changes nothing. A
+workload of a project not heard of yet queues with the core's default quota (deserved 0, no
+limit, weight 1) until its project arrives.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from prometheus_client import Counter, Gauge, Histogram
+
+from fairway_bus import Delivery, Received
+from fairway_contracts import streams, subjects
+from fairway_contracts.events import (
+    BindDecision,
+    DepartmentChanged,
+    NodeInventory,
+    NodePoolChanged,
+    PodGroupChanged,
+    PodPlacement,
+    PreemptDecision,
+    ProjectChanged,
+    QueueStatusChanged,
+    ResourceStatus,
+    SchedulingPending,
+    WorkloadSubmitted,
+)
+from fairway_contracts.streams import ConsumerSpec
+from fairway_contracts.workloads import utcnow
+from fairway_runtime import Service
+from fairway_scheduler import core, repository
+from fairway_scheduler.core.cluster import (
+    ClusterState,
+    PendingInfo,
+    WorkloadRequest,
+    WorkloadStatus,
+)
+from fairway_scheduler.settings import SchedulerSettings
+from fairway_store import add_to_outbox, first_delivery
+from fairway_telemetry import trace_headers_only, workload_context
+
+log = logging.getLogger("fairway.scheduler")
+
+CYCLE_SECONDS = Histogram(
+    "fairway_scheduler_cycle_seconds",
+    "Duration of a scheduling cycle that ran: snapshot, decide, persist.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+PENDING_WORKLOADS = Gauge(
+    "fairway_scheduler_pending_workloads",
+    "Workloads with pods still waiting for a node after the last cycle.",
+)
+DECISIONS = Counter(
+    "fairway_scheduler_decisions", "Scheduling decisions committed, by kind.", ["kind"],
+)
+DECISIONS.labels("bind")
+DECISIONS.labels("preempt")
+PREEMPTIONS = Counter(
+    "fairway_scheduler_preemptions", "Preemption decisions committed, by reason.", ["reason"],
+)
+for _reason in ("reclaim", "preempt", "consolidate", "stale-gang"):
+    PREEMPTIONS.labels(_reason)
+KEPT_STATE_DIFFERENCES = Counter(
+    "fairway_scheduler_kept_state_differences",
+    "Cycles whose snapshot or ledger, kept between cycles, differed from one made afresh (only "
+    "with FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE; the cycle fails, the next starts from the tables).",
+)
+PUBLISHED = Counter(
+    "fairway_scheduler_status_events", "Queue status and pending events queued, by kind.",
+    ["kind"],
+)
+
+# Decision ids are uuid5 names in this namespace (a fixed, arbitrary uuid).
+_DECISION_NAMESPACE = uuid.UUID("6f1c2a43-5b7e-4d59-9a0e-2f4c8b1d7e30")
+
+
+def decision_id(workload_id: str, sequence: int, pods: Sequence[str]) -> str:
+    """The same pods of the same workload, seen waiting in the same phase event, always get the
+    same id, so a repeated decision is dropped as a duplicate (outbox and JetStream). The
+    sequence tells a later, legitimate placement of a pod with the same name (after its release)
+    from a repeat."""
+    name = f"{workload_id}/{sequence}/{','.join(sorted(pods))}"
+    return str(uuid.uuid5(_DECISION_NAMESPACE, name))
+
+
+KEPT_STATE_DIFFERS = "what the scheduler keeps between cycles differs from its state"
+
+@dataclass(frozen=True)
+class SchedulerConsumers:
+    """The durable consumers the scheduler reads; tests substitute their own."""
+
+    inventory: ConsumerSpec = streams.SCHEDULER_INVENTORY
+    workloads: ConsumerSpec = streams.SCHEDULER_WORKLOADS
+    podgroups: ConsumerSpec = streams.SCHEDULER_PODGROUPS
+    projects: ConsumerSpec = streams.SCHEDULER_PROJECTS
+    departments: ConsumerSpec = streams.SCHEDULER_DEPARTMENTS
+    node_pools: ConsumerSpec = streams.SCHEDULER_NODEPOOLS
+
+    def all(self) -> tuple[ConsumerSpec, ...]:
+        return (self.inventory, self.workloads, self.podgroups, self.projects,
+                self.departments, self.node_pools)
+
+
+@dataclass
+class Outcome:
+    """A cycle's result as the rows, events and changes in memory it commits."""
+
+    now: datetime
+    placements: list[core.Placement]
+    decisions: list[BindDecision]
+    preemptions: list[tuple[core.Eviction, PreemptDecision]]
+    pending_changes: list[tuple[str, core.PendingReason | None]]
+    pending_info: dict[str, PendingInfo]
+    pending_rows: list[tuple] = field(default_factory=list)
+    pending_events: list[tuple[str, int, SchedulingPending]] = field(default_factory=list)
+    # reasons whose refresh waits: compared again, and published, in a later cycle
+    deferred: dict[str, core.PendingReason] = field(default_factory=dict)
+    queue_changes: list[tuple[tuple[str, str, str], dict, int]] = field(default_factory=list)
+
+    def writes(self) -> bool:
+        return bool(self.decisions or self.pending_rows or self.queue_changes
+                    or self.preemptions)
+
+
+class SchedulerService:
+    def __init__(self, runtime: Service, settings: SchedulerSettings,
+                 consumers: SchedulerConsumers | None = None):
+        self.runtime = runtime
+        self.settings = settings
+        self.consumers = consumers or SchedulerConsumers()
+        self.state = ClusterState()
+        self.lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._scheduled_version: int | None = None
+        self._reload = False
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self.runtime.pool is not None, "the service has not started"
+        return self.runtime.pool
+
+    async def start(self, runtime: Service) -> None:
+        """on_start hook: the state is loaded before the first message is consumed."""
+        await self.load()
+        runtime.background(self.run_cycles(), "scheduling-cycle")
+
+    def changed(self) -> None:
+        """Something a cycle cares about changed: run one soon."""
+        self._changed.set()
+
+    # events -----------------------------------------------------------------------------
+    async def org_changed(self, event: ProjectChanged | DepartmentChanged | NodePoolChanged,
+                          sequence: int) -> None:
+        """A project, department or node pool as it is now: stored, then the queues follow."""
+        async with self.lock:
+            async with self.pool.acquire() as conn:
+                if isinstance(event, ProjectChanged):
+                    stored = await repository.upsert_project(conn, event, sequence)
+                elif isinstance(event, DepartmentChanged):
+                    stored = await repository.upsert_department(conn, event, sequence)
+                else:
+                    stored = await repository.upsert_node_pool(conn, event, sequence)
+            if not stored:
+                return  # a redelivery, or older than what is stored
+            if isinstance(event, ProjectChanged):
+                self.state.put_project(event)
+            elif isinstance(event, DepartmentChanged):
+                self.state.put_department(event)
+            else:
+                self.state.put_node_pool(event)
+        log.info("org unit changed", extra={"fields": {
+            "kind": type(event).__name__, "name": event.name, "deleted": event.deleted}})
+        self.changed()
+
+    async def node_reported(self, event: NodeInventory) -> None:
+        # No inbox here: the last report wins and the write is guarded by observed_at, so a
+        # redelivery changes nothing without keeping an id per (frequent) inventory message.
+        node = core.Node(name=event.name, pool=event.node_pool, ready=event.ready,
+                         gpus=event.gpus, gpu_product=event.gpu_product,
+                         gpu_memory_mib=event.gpu_memory_mib, cpu_millis=event.cpu_millis,
+                         memory_mib=event.memory_mib)
+        async with self.lock:
+            async with self.pool.acquire() as conn:
+                if event.deleted:
+                    stored = await repository.delete_node(conn, event.name, event.observed_at)
+                else:
+                    stored = await repository.upsert_node(conn, node, event.observed_at,
+                                                          event.labels, event.max_pods)
+            if not stored:
+                return
+            if event.deleted:
+                self.state.remove_node(event.name)
+            elif not self.state.same_node(node, event.labels, event.max_pods):
+                self.state.put_node(node, event.labels, event.max_pods)
+            else:
+                return  # the same node, observed again: nothing for a cycle
+        self.changed()
+
+    async def workload_submitted(self, event: WorkloadSubmitted, delivery: Delivery) -> None:
+        with workload_context(event.workload_id):
+            request = WorkloadRequest.from_event(event, trace_headers_only(delivery.headers))
+            async with self.lock:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if not await first_delivery(conn, self.consumers.workloads.durable,
+                                                delivery.msg_id):
+                        return
+                    if not await repository.insert_request(conn, request):
+                        return
+                    # Its last phase event may have come first, and may have ended it.
+                    finished = await repository.is_finished(conn, request.id)
+                if finished:
+                    return
+                self.state.add_request(request)
+            self.changed()
+
+    async def pod_groups_changed(self, items: list[Received[PodGroupChanged]]) -> None:
+        """Pod groups as lifecycle sees them, a fetch at a time (thousands a minute while pods
+        start and finish): stored and allocations released in one transaction, in stream order,
+        then applied in memory, then one cycle asked for."""
+        applied: list[tuple[WorkloadStatus, list[str]]] = []
+        async with self.lock:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for item in items:
+                    with item.current():
+                        change = await self._store_status(conn, item)
+                    if change is not None:
+                        applied.append(change)
+            for status, released in applied:  # after the commit
+                self.state.apply_status(status, released)
+        for status, released in applied:
+            if released:
+                with workload_context(status.workload_id):
+                    log.info("allocations released", extra={"fields": {
+                        "phase": status.phase.value, "pods": released}})
+        if applied:
+            self.changed()
+
+    async def _store_status(self, conn: asyncpg.Connection, item: Received[PodGroupChanged]
+                            ) -> tuple[WorkloadStatus, list[str]] | None:
+        """One pod-group event stored, and the allocations it ends released; None when it
+        was seen before or is older than the stored one."""
+        status = WorkloadStatus.from_event(item.payload,
+                                           trace_headers_only(item.delivery.headers))
+        if not await first_delivery(conn, self.consumers.podgroups.durable,
+                                    item.delivery.msg_id):
+            return None
+        stored = await repository.lock_status(conn, status.workload_id)
+        # After the workload is over, later pod-group events still come while its last pods
+        # go: they release what those pods held.
+        if stored is not None and status.sequence <= stored[0]:
+            log.debug("stale pod-group event ignored", extra={"fields": {
+                "sequence": status.sequence, "applied_sequence": stored[0]}})
+            return None
+        await repository.save_status(conn, status)
+        released = await repository.release_allocations(conn, status.workload_id,
+                                                        keep=status.pods_holding())
+        return status, released
+
+    # the cycle --------------------------------------------------------------------------
+    async def load(self) -> None:
+        state = ClusterState()
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            for node, labels, max_pods in await repository.load_nodes(conn):
+                state.put_node(node, labels, max_pods)
+            for project in await repository.load_projects(conn):
+                state.put_project(project)
+            for department in await repository.load_departments(conn):
+                state.put_department(department)
+            for pool in await repository.load_node_pools(conn):
+                state.put_node_pool(pool)
+            for request in await repository.load_requests(conn):
+                state.add_request(request)
+            loaded_at = utcnow()
+            for status in await repository.load_statuses(conn):
+                state.apply_status(status, released=(), now=loaded_at)
+            for allocation in await repository.load_allocations(conn):
+                state.allocations[(allocation.workload_id, allocation.pod)] = allocation
+            state.add_evictions(await repository.load_evictions(conn))
+            pending = await repository.load_pending(conn)
+            state.set_pending(reason for reason, _ in pending)
+            state.pending_info = {reason.workload_id: info for reason, info in pending}
+            state.queue_status = await repository.load_queue_status(conn)
+        self.state = state
+        self._scheduled_version = None
+        PENDING_WORKLOADS.set(len(state.pending))
+        log.info("scheduling state loaded", extra={"fields": {
+            "nodes": len(state.nodes), "workloads": len(state.requests),
+            "allocations": len(state.allocations), "pending": len(state.pending)}})
+
+    async def run_cycles(self) -> None:
+        """Cycle until cancelled: soon after a change, and at least every cycle_seconds."""
+        loop = asyncio.get_running_loop()
+        took = 0.0  # how long the last cycle took
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.settings.cycle_seconds)
+            # After a change, settle; and rest at least as long as the last cycle took: under
+            # a burst of events (thousands of pods starting) back-to-back cycles would take a
+            # whole CPU from the handlers and the rest of the platform, each deciding on
+            # little more than the last. This keeps cycling to about half the time.
+            if self._changed.is_set():
+                rest = max(self.settings.settle_seconds, took * self.settings.cycle_rest_ratio)
+                if rest:
+                    await asyncio.sleep(rest)
+            self._changed.clear()
+            started = loop.time()
+            try:
+                await self.run_cycle()
+                took = loop.time() - started
+            except Exception:
+                # Memory and tables may disagree after a failure: start the next cycle from
+                # the tables.
+                log.exception("scheduling cycle failed; reloading the state")
+                self._reload = True
+
+    async def run_cycle(self) -> core.CycleResult | None:
+        """One cycle; None when nothing changed since the last one (it would decide the same)."""
+        async with self.lock:
+            if self._reload:
+                await self.load()
+                self._reload = False
+            if self.state.version == self._scheduled_version:
+                return None
+            with CYCLE_SECONDS.time():
+                snapshot = self.state.snapshot(utcnow(), self.settings.disruption())
+                ledger = self.state.kept_ledger(snapshot)
+                if self.settings.verify_kept_state:
+                    fresh = self.state.snapshot(snapshot.now, snapshot.disruption, cached=False)
+                    if fresh != snapshot or (ledger is not None and ledger.holdings()
+                                             != core.Ledger.of(snapshot).holdings()):
+                        KEPT_STATE_DIFFERENCES.inc()
+                        log.error(KEPT_STATE_DIFFERS)
+                        raise AssertionError(KEPT_STATE_DIFFERS)
+                result = core.decide(snapshot, ledger)
+                deferred = await self._commit(result)
+            self._scheduled_version = None if deferred else self.state.version
+            return result
+
+    async def _commit(self, result: core.CycleResult) -> bool:
+        """Persist and announce the cycle's outcome; True when some pending reasons wait for
+        their refresh (a later cycle must run even if nothing else changes)."""
+        outcome = self._outcome(result)
+        if outcome.writes():
+            await self._persist(outcome)
+        self._apply(outcome, result)
+        return bool(outcome.deferred)
+
+    def _outcome(self, result: core.CycleResult) -> Outcome:
+        state = self.state
+        now = utcnow()
+        # Placements onto room that preempted pods still hold wait: the preemptor shows
+        # WaitingForPreemption, and a later cycle's allocate binds it once the room is free.
+        placements = [p for p in result.placements if not p.pipelined]
+        outcome = Outcome(
+            now=now, placements=placements,
+            decisions=[self._bind_decision(placement) for placement in placements],
+            preemptions=[(eviction, self._preempt_decision(eviction, now))
+                         for eviction in result.evictions],
+            pending_changes=state.pending_changes(result.pending),
+            pending_info=dict(state.pending_info))
+        for workload_id, reason in outcome.pending_changes:
+            self._pending_update(outcome, workload_id, reason)
+        for status in result.queues:
+            key = (status.kind, status.name, status.pool)
+            if _subject(subjects.queue_status, *key) is None:
+                continue
+            payload = queue_payload(status, state.org_id(status.kind, status.name))
+            last = state.queue_status.get(key)
+            if last is not None and last[0] == payload:
+                continue
+            outcome.queue_changes.append((key, payload, (last[1] if last else 0) + 1))
+        return outcome
+
+    def _pending_update(self, outcome: Outcome, workload_id: str,
+                        reason: core.PendingReason | None) -> None:
+        """The row and event (if any) a changed pending reason makes."""
+        state, now = self.state, outcome.now
+        info = outcome.pending_info.get(workload_id)
+        project = state.project_of(workload_id)
+        if project is None or _subject(subjects.scheduling_pending, project,
+                                        workload_id) is None:
+            return
+        previous = state.pending.get(workload_id)
+        if (reason is not None and reason.unschedulable and previous is not None
+                and previous.unschedulable):
+            return  # refused once already: said once (the numbers may move)
+        if (reason is not None and previous is not None and previous.code == reason.code
+                and info is not None and info.published_at is not None
+                and (now - info.published_at).total_seconds()
+                < self.settings.pending_refresh_seconds):
+            # Only the numbers moved, and were published a moment ago: later.
+            outcome.deferred[workload_id] = previous
+            return
+        version = (info.version if info else 0) + 1
+        since = info.since if info is not None and reason is not None else now
+        if reason is None:
+            outcome.pending_info.pop(workload_id, None)
+            event = SchedulingPending(workload_id=workload_id, project=project,
+                                      pending=False, changed_at=now)
+            outcome.pending_rows.append((workload_id, None, None, version))
+        else:
+            outcome.pending_info[workload_id] = PendingInfo(project, since, version, now)
+            event = SchedulingPending(workload_id=workload_id, project=project,
+                                      code=reason.code.value, message=reason.message,
+                                      since=since, changed_at=now,
+                                      unschedulable=reason.unschedulable)
+            outcome.pending_rows.append((workload_id, reason, since, version))
+        outcome.pending_events.append((workload_id, version, event))
+
+    async def _persist(self, outcome: Outcome) -> None:
+        """The outcome's rows and outbox messages, in one transaction."""
+        state, now = self.state, outcome.now
+        async with self.pool.acquire() as conn, conn.transaction():
+            held_by = state.pods_held(e.workload_id for e, _ in outcome.preemptions)
+            for eviction, decision in outcome.preemptions:
+                held = sorted(held_by[eviction.workload_id])
+                pods = held if eviction.pods is None else [p for p in eviction.pods
+                                                           if p in held]
+                await repository.insert_evictions(conn, eviction.workload_id, pods,
+                                                  decision.decision_id, eviction.reason)
+                await add_to_outbox(
+                    conn, subjects.preempt(decision.project, decision.workload_id),
+                    decision, msg_id=f"preempt:{decision.decision_id}",
+                    trace_headers=state.trace_headers(decision.workload_id) or None,
+                )
+            for placement, decision in zip(outcome.placements, outcome.decisions,
+                                           strict=True):
+                request = state.requests[placement.workload_id]
+                await repository.insert_allocations(
+                    conn, placement.workload_id, placement.pods, decision.decision_id,
+                    cpu=request.cpu_millis, memory=request.memory_mib)
+                await add_to_outbox(
+                    conn, subjects.bind(decision.project, decision.workload_id), decision,
+                    msg_id=f"bind:{decision.decision_id}",
+                    # one trace follows the workload from its submission
+                    trace_headers=state.trace_headers(decision.workload_id),
+                )
+            await repository.save_pending(conn, outcome.pending_rows)
+            for workload_id, version, event in outcome.pending_events:
+                await add_to_outbox(
+                    conn, subjects.scheduling_pending(event.project, workload_id), event,
+                    # the version restarts after a workload stopped waiting: the cycle's time
+                    # keeps the id unique
+                    msg_id=f"pending:{workload_id}:{version}:{now.timestamp()}",
+                    trace_headers=state.trace_headers(workload_id) or None,
+                )
+            await repository.save_queue_status(conn, outcome.queue_changes)
+            for (kind, name, pool), payload, version in outcome.queue_changes:
+                await add_to_outbox(
+                    conn, subjects.queue_status(kind, name, pool),
+                    QueueStatusChanged(**payload, changed_at=now),
+                    msg_id=f"queue:{kind}:{name}:{pool}:{version}",
+                )
+
+    def _apply(self, outcome: Outcome, result: core.CycleResult) -> None:
+        """After the commit: the state in memory takes the outcome; logs and metrics."""
+        state = self.state
+        state.add_evictions(result.evictions)
+        for eviction, decision in outcome.preemptions:
+            DECISIONS.labels("preempt").inc()
+            PREEMPTIONS.labels(eviction.reason).inc()
+            with workload_context(eviction.workload_id):
+                log.info("workload preempted (%s): %s", eviction.reason, eviction.message,
+                         extra={"fields": {"decision_id": decision.decision_id,
+                                           "by": eviction.by, "pods": eviction.pods}})
+        for placement, decision in zip(outcome.placements, outcome.decisions, strict=True):
+            state.add_placement(placement)
+            DECISIONS.labels("bind").inc()
+            with workload_context(placement.workload_id):
+                log.info("pods bound", extra={"fields": {
+                    "decision_id": decision.decision_id,
+                    "placements": {p.pod: f"{p.node}{list(p.gpu_devices)}"
+                                   + (f"x{p.portion:g}" if p.portion is not None else "")
+                                   for p in placement.pods}}})
+        for workload_id, reason in outcome.pending_changes:
+            if reason is not None and workload_id not in outcome.deferred:
+                with workload_context(workload_id):
+                    log.info("workload pending: %s", reason.message,
+                             extra={"fields": {"pending_code": reason.code.value}})
+        state.pending_info = outcome.pending_info
+        state.set_pending(result.pending)
+        state.pending.update(outcome.deferred)  # compared again, and published, later
+        for key, payload, version in outcome.queue_changes:
+            state.queue_status[key] = (payload, version)
+        PUBLISHED.labels("pending").inc(len(outcome.pending_events))
+        PUBLISHED.labels("queue").inc(len(outcome.queue_changes))
+        PENDING_WORKLOADS.set(len(result.pending))
+
+    def _preempt_decision(self, eviction: core.Eviction, now) -> PreemptDecision:
+        status = self.state.statuses.get(eviction.workload_id)
+        project = self.state.project_of(eviction.workload_id) or ""
+        return PreemptDecision(
+            # The same eviction of the same pods seen in the same pod-group state: the same id.
+            decision_id=decision_id(eviction.workload_id, status.sequence if status else 0,
+                                    [f"preempt:{eviction.reason}",
+                                     *(eviction.pods or ("*",))]),
+            workload_id=eviction.workload_id, project=project, reason=eviction.reason,
+            by=eviction.by, message=eviction.message,
+            pods=list(eviction.pods) if eviction.pods is not None else None, decided_at=now)
+
+    def _bind_decision(self, placement: core.Placement) -> BindDecision:
+        request = self.state.requests[placement.workload_id]
+        status = self.state.statuses[placement.workload_id]
+        return BindDecision(
+            decision_id=decision_id(placement.workload_id, status.sequence,
+                                    [p.pod for p in placement.pods]),
+            workload_id=placement.workload_id,
+            project=request.project,
+            placements=[PodPlacement(pod=p.pod, node=p.node, gpu_devices=list(p.gpu_devices),
+                                     portion=p.portion, gpu_memory_mib=p.gpu_memory_mib,
+                                     gpu_limit=p.gpu_limit)
+                        for p in placement.pods],
+            decided_at=utcnow(),
+        )
+
+
+
+def queue_payload(status: core.QueueStatus, org_id: str | None) -> dict:
+    """A queue's status as the fields of `QueueStatusChanged` (less its time): what the
+    scheduler compares with the last one published, and stores."""
+
+    def resource(r: core.ResourceStatus) -> dict:
+        return ResourceStatus(
+            deserved=r.deserved, limit=r.limit, over_quota_weight=r.over_quota_weight,
+            fair_share=round(r.fair_share, 3), allocated=round(r.allocated, 3),
+            allocated_non_preemptible=round(r.allocated_non_preemptible, 3),
+            requested=round(r.requested, 3)).model_dump()
+
+    return {"kind": status.kind, "name": status.name, "org_id": org_id,
+            "parent": status.parent, "node_pool": status.pool, "gpu": resource(status.gpu),
+            "cpu": resource(status.cpu), "memory": resource(status.memory)}
+
+
+_UNPUBLISHABLE: set[tuple[str, ...]] = set()
+
+
+def _subject(make, *tokens: str) -> str | None:
+    """The subject, or None (logged once) when a name cannot be a NATS subject token (a node
+    label value with a '.' as a pool name, say): that status is not published, and the cycle
+    goes on."""
+    try:
+        return make(*tokens)
+    except ValueError:
+        if tokens not in _UNPUBLISHABLE:
+            _UNPUBLISHABLE.add(tokens)
+            log.warning("status not published: a name is not a subject token",
+                        extra={"fields": {"tokens": list(tokens)}})
+        return None
