@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from fairway_bus.bootstrap import BootstrapSettings, stream_config
+from fairway_contracts.streams import STREAMS
 from fairway_devstack import settings_reference
 from fairway_devstack.settings_reference import END, SECTIONS, START, own_fields, render
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_runtime.settings import ServiceSettings, variable_of, variables
+from fairway_scheduler.settings import SchedulerSettings
 from fairway_submission.settings import SubmissionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,3 +97,64 @@ def test_every_renamed_setting_lists_its_old_name_in_the_reference():
         for variable in variables(settings).values():
             for old in variable.deprecated:
                 assert f"`{old}`" in reference
+
+
+# Reads of the environment outside a settings class, each with its reason.
+ENVIRONMENT_READERS = {
+    # the warning for deprecated names looks at the environment the settings were read from
+    "libs/runtime/fairway_runtime/settings.py",
+    # the administrator command: its own settings are the submission slice's to give
+    "services/submission/fairway_submission/create_admin.py",
+}
+
+
+def test_services_and_libraries_read_the_environment_only_through_settings():
+    readers = set()
+    for root in ("services", "libs"):
+        for path in (ROOT / root).rglob("*.py"):
+            text = path.read_text()
+            if re.search(r"os\.environ|getenv\(", text):
+                readers.add(str(path.relative_to(ROOT)))
+    assert readers <= ENVIRONMENT_READERS, readers - ENVIRONMENT_READERS
+
+
+@pytest.mark.parametrize(("env", "exporting"), [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://jaeger:4318/v1/traces"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_SDK_DISABLED": "1"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "OTEL_TRACES_EXPORTER": "none"},
+     False),
+])
+def test_tracing_options_follow_the_standard_variables(monkeypatch, env, exporting):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER",
+                 "OTEL_SERVICE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert ServiceSettings().tracing().exporting is exporting
+
+
+def test_the_service_name_and_sampler_come_from_the_standard_variables(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "fairway-api")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    options = ServiceSettings().tracing()
+    assert options.service_name == "fairway-api" and options.sampler_from_environment
+
+
+def test_the_bus_bootstrap_takes_its_replicas_from_its_settings(monkeypatch):
+    monkeypatch.setenv("FAIRWAY_STREAM_REPLICAS", "3")
+    replicas = BootstrapSettings().stream_replicas
+    assert replicas == 3
+    assert stream_config(STREAMS[0], replicas).num_replicas == 3
+
+
+def test_the_scheduler_elects_a_leader_in_a_cluster_by_its_settings(monkeypatch):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("FAIRWAY_SCHEDULER_LEADER_ELECTION", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert not SchedulerSettings().elect_leader()
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert SchedulerSettings().elect_leader()

@@ -94,9 +94,10 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_traces_endpoint: str | None = Field(
         default=None, alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         description="the same for traces only (wins over OTEL_EXPORTER_OTLP_ENDPOINT)")
-    otel_sdk_disabled: bool = Field(
-        default=False, alias="OTEL_SDK_DISABLED",
-        description="true: export nothing whatever the endpoint")
+    # Text, as the OpenTelemetry specification reads it: only "true" turns the SDK off.
+    otel_sdk_disabled: str = Field(
+        default="false", alias="OTEL_SDK_DISABLED",
+        description="true: export nothing whatever the endpoint (any other value: as unset)")
     otel_traces_exporter: str = Field(
         default="otlp", alias="OTEL_TRACES_EXPORTER",
         description="none: export nothing whatever the endpoint")
@@ -132,7 +133,7 @@ class ServiceSettings(BaseSettings):
 
     def tracing(self) -> TracingOptions:
         """What the tracer provider needs from the OTEL_* variables above."""
-        exporting = (not self.otel_sdk_disabled
+        exporting = (self.otel_sdk_disabled.lower() != "true"
                      and self.otel_traces_exporter.lower() != "none"
                      and bool(self.otel_exporter_otlp_traces_endpoint
                               or self.otel_exporter_otlp_endpoint))
