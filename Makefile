@@ -31,6 +31,11 @@ lint: install
 asyncapi: install
 	.venv/bin/python -m fairway_contracts.asyncapi > docs/asyncapi.json
 
+# The configuration reference in docs/operations.md, from the settings classes' descriptions.
+.PHONY: settings-doc
+settings-doc: install
+	.venv/bin/python -m fairway_devstack.settings_reference docs/operations.md
+
 test: lint promtool
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 

@@ -11,7 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
+from fairway_bus.bootstrap import BootstrapSettings
+from fairway_runtime.settings import variables
 from tests.deploy.conftest import ROOT, SERVICES
+from tests.deploy.test_kubernetes import SETTINGS
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text())
 # The vendored schema spells its $schema in a way jsonschema does not recognise: say it.
@@ -77,6 +80,21 @@ def test_services_start_after_the_bootstrap_and_their_dependencies(compose):
     # The scheduler runs active/standby, as in a cluster.
     assert services["scheduler"]["deploy"]["replicas"] == 2
     assert services["scheduler"]["environment"]["FAIRWAY_SCHEDULER_LEADER_ELECTION"] == "on"
+
+
+def test_every_setting_given_is_one_a_container_reads(compose):
+    """Current names only (a renamed variable's old name would still work, but warn). The
+    common environment goes to every Fairway container, so each of its variables must be read
+    by one of them; what a container is given beyond it, by that container."""
+    readers = {**SETTINGS, "bootstrap": BootstrapSettings}
+    reads = {name: {variable.name for variable in variables(settings).values()}
+             for name, settings in readers.items()}
+    anyone = set().union(*reads.values())
+    common = set(compose["x-fairway"]["environment"])
+    assert common <= anyone, f"settings no container reads: {common - anyone}"
+    for name in readers:
+        given = set(compose["services"][name].get("environment") or {}) - common
+        assert given <= reads[name], f"{name} is given settings it does not read: {given}"
 
 
 def test_every_mounted_file_is_in_the_repository(compose):

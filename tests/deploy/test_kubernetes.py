@@ -1,7 +1,7 @@
 """deploy/: every manifest against the Kubernetes API schemas (kubernetes-validate, strict: an
 unknown field is an error), then what the schemas cannot say: probes, resources, the
 scheduler's active/standby, the narrow RBAC, and that every setting given is one a service
-reads."""
+reads, under its current name."""
 
 import json
 
@@ -9,9 +9,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fairway_bus.bootstrap import BootstrapSettings
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_metrics.settings import MetricsSettings
 from fairway_policy.settings import PolicySettings
+from fairway_runtime.settings import ServiceSettings, variables
 from fairway_scheduler.settings import SchedulerSettings
 from fairway_submission.settings import SubmissionSettings
 from tests.deploy.conftest import DEPLOY, SERVICES, load_all
@@ -20,9 +22,11 @@ K8S_VERSION = kubernetes_validate.utils.latest_version()
 SETTINGS = {"submission": SubmissionSettings, "policy": PolicySettings,
             "scheduler": SchedulerSettings, "lifecycle": LifecycleSettings,
             "metrics": MetricsSettings}
-# Read outside the settings classes: the bus bootstrap, logging, the OpenTelemetry SDK.
-OTHER_ENV = {"FAIRWAY_STREAM_REPLICAS", "FAIRWAY_LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT",
-             "OTEL_SERVICE_NAME"}
+
+
+def reads(settings) -> set[str]:
+    """The current names of the variables a settings class reads (not the deprecated ones)."""
+    return {variable.name for variable in variables(settings).values()}
 
 
 def kustomization() -> dict:
@@ -94,17 +98,16 @@ def test_every_setting_given_is_one_the_service_reads():
     config = by_kind("ConfigMap")["fairway-config"]["data"]
     secret = by_kind("Secret")["fairway-secrets"]["stringData"]
     for name, deployment in by_kind("Deployment").items():
-        reads = {field.alias for field in SETTINGS[name].model_fields.values() if field.alias}
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         given = {e["name"] for e in container.get("env", [])}
-        unknown = given - reads - OTHER_ENV
+        unknown = given - reads(SETTINGS[name])
         assert not unknown, f"{name} is given settings it does not read: {unknown}"
         for env in container.get("env", []):
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             if ref:
                 assert ref["key"] in secret, (name, ref)
-    shared = {f.alias for f in SchedulerSettings.model_fields.values() if f.alias}
-    assert set(config) - shared - OTHER_ENV == set()
+    # The ConfigMap goes to every service and to the bootstrap Job.
+    assert set(config) - reads(ServiceSettings) - reads(BootstrapSettings) == set()
 
 
 def test_the_scheduler_runs_active_standby_on_a_lease():

@@ -89,7 +89,6 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
             assert env["DATABASE_URL"] == stack.database_url
             assert env["KUBECONFIG"] == str(state / "kubeconfig")
             assert env["FAIRWAY_STATE_DIR"] == str(state)
-            assert env["FAIRWAY_SERVICE_NAME"] == name
             assert env["FAIRWAY_HTTP_PORT"] == str(info["processes"][name]["port"])
             assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
             assert ("FAIRWAY_API_PORT" in env) == (name == "submission")

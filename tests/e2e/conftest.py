@@ -28,8 +28,8 @@ def stack(tmp_path_factory, otlp):
         "FAIRWAY_LOG_LEVEL": "INFO",
         # Scheduling rules (test_scheduling_rules.py): 2-second idle windows, checked twice a
         # second, so idle limits of a few seconds can be seen to work. Defaults: 30 s and 5 s.
-        "FAIRWAY_UTILIZATION_WINDOW_SECONDS": "2",
-        "FAIRWAY_RULES_CHECK_SECONDS": "0.5",
+        "FAIRWAY_LIFECYCLE_UTILIZATION_WINDOW_SECONDS": "2",
+        "FAIRWAY_LIFECYCLE_RULES_CHECK_SECONDS": "0.5",
         # Every cycle checks the ledger it keeps against one built from the allocations.
         "FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE": "true",
     }

@@ -114,7 +114,7 @@ async def test_every_bad_field_is_named(harness):
 
 async def test_over_subscription_allowed_by_setting(database_url, tmp_path):
     h = await start_harness(database_url, tmp_path,
-                            FAIRWAY_ALLOW_DEPARTMENT_OVERSUBSCRIPTION=True)
+                            FAIRWAY_SUBMISSION_ALLOW_DEPARTMENT_OVERSUBSCRIPTION=True)
     try:
         admin = h.admin
         dept = (await admin.post("/api/v1/org-unit/departments", json={

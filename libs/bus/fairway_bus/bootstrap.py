@@ -1,12 +1,12 @@
 """The explicit bootstrap step: create or update every stream and durable consumer.
 
 Services never declare streams or consumers as a side effect of starting; run this once per
-deployment change (`python -m fairway_bus.bootstrap`, which `fairway up` does first).
+deployment change (`python -m fairway_bus.bootstrap`, which `fairway up` does first). That
+entry reads its two settings, NATS_URL and FAIRWAY_STREAM_REPLICAS, through `BootstrapSettings`.
 """
 
 import asyncio
 import logging
-import os
 import sys
 
 import nats
@@ -21,13 +21,29 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fairway_contracts.streams import CONSUMERS, STREAMS, ConsumerSpec, StreamSpec
 
 log = logging.getLogger("fairway.bus.bootstrap")
 
 
-def stream_config(spec: StreamSpec) -> StreamConfig:
+class BootstrapSettings(BaseSettings):
+    """What `python -m fairway_bus.bootstrap` reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", alias="NATS_URL",
+        description="the NATS server (JetStream enabled) whose streams and consumers are made")
+    stream_replicas: int = Field(
+        default=1, ge=1, alias="FAIRWAY_STREAM_REPLICAS",
+        description="copies of every stream in a NATS cluster (3 in deploy/: a stream "
+                    "survives the loss of one server)")
+
+
+def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
         description=spec.description,
@@ -38,7 +54,7 @@ def stream_config(spec: StreamSpec) -> StreamConfig:
         max_age=spec.max_age_seconds,
         max_msgs_per_subject=spec.max_msgs_per_subject,
         duplicate_window=spec.duplicate_window_seconds,
-        num_replicas=int(os.environ.get("FAIRWAY_STREAM_REPLICAS", "1")),
+        num_replicas=replicas,
     )
 
 
@@ -60,9 +76,9 @@ def consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
     )
 
 
-async def ensure_streams_and_consumers(js: JetStreamContext) -> None:
+async def ensure_streams_and_consumers(js: JetStreamContext, replicas: int = 1) -> None:
     for spec in STREAMS:
-        config = stream_config(spec)
+        config = stream_config(spec, replicas)
         try:
             await js.stream_info(spec.name)
             await js.update_stream(config)
@@ -76,19 +92,24 @@ async def ensure_streams_and_consumers(js: JetStreamContext) -> None:
         log.info("consumer ready", extra={"fields": {"consumer": cons.durable}})
 
 
-async def bootstrap(nats_url: str) -> None:
+async def bootstrap(nats_url: str, replicas: int = 1) -> None:
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
-        await ensure_streams_and_consumers(nc.jetstream())
+        await ensure_streams_and_consumers(nc.jetstream(), replicas)
     finally:
         await nc.close()
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
     try:
-        asyncio.run(bootstrap(url))
+        settings = BootstrapSettings()
+    except ValidationError as exc:
+        print(f"bus bootstrap: {exc}", file=sys.stderr)
+        sys.exit(1)
+    url = settings.nats_url
+    try:
+        asyncio.run(bootstrap(url, settings.stream_replicas))
     except Exception as exc:  # report cleanly for `fairway up`
         print(f"bus bootstrap failed against {url}: {exc}", file=sys.stderr)
         sys.exit(1)

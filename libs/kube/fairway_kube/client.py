@@ -1,7 +1,6 @@
 """The official Kubernetes client, configured from a kubeconfig or from inside a cluster."""
 
 import json
-import os
 from typing import Any
 
 from kubernetes import client, config
@@ -9,11 +8,11 @@ from kubernetes.client.exceptions import ApiException
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """KUBECONFIG (or the given path) when present, else the in-cluster service account."""
-    path = kubeconfig or os.environ.get("KUBECONFIG")
+    """The given kubeconfig (a service's KUBECONFIG setting), else the in-cluster service
+    account."""
     configuration = client.Configuration()
-    if path:
-        config.load_kube_config(config_file=path, client_configuration=configuration)
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
     # Many concurrent calls from threads: a pool per worker thread would be wasteful.

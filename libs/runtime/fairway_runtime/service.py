@@ -106,7 +106,7 @@ class Service:
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self, *, serve_http: bool = True) -> None:
-        setup_tracing(f"fairway-{self.name}")
+        setup_tracing(f"fairway-{self.name}", self.settings.tracing())
         await migrate_dsn(self.settings.database_url, self.schema, self.migrations)
         self.pool = await create_pool(self.settings.database_url, self.schema,
                                       max_size=self.settings.db_pool_size)
@@ -229,7 +229,7 @@ def main(build: Callable[[], Service]) -> None:
     """Entry point of `python -m fairway_<service>`."""
     service = build()
     gc_tuning.configure(service.settings.gc_thresholds)
-    setup_logging(service.name)
+    setup_logging(service.name, service.settings.log_level)
     try:
         asyncio.run(service.run())
     except KeyboardInterrupt:

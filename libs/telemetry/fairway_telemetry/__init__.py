@@ -1,8 +1,9 @@
-"""Fairway telemetry: traces (OTLP from the OTEL_* environment), trace context in NATS headers,
-structured logs with workload and trace ids."""
+"""Fairway telemetry: traces (OTLP, as the OTEL_* settings say), trace context in NATS
+headers, structured logs with workload and trace ids."""
 
 from fairway_telemetry.logs import setup_logging, workload_context
 from fairway_telemetry.tracing import (
+    TracingOptions,
     current_trace_id,
     extract_context,
     inject_headers,
@@ -16,6 +17,7 @@ from fairway_telemetry.tracing import (
 )
 
 __all__ = [
+    "TracingOptions",
     "current_trace_id",
     "extract_context",
     "inject_headers",

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,13 +49,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service: str, level: str | None = None) -> None:
-    """JSON lines on stderr; FAIRWAY_LOG_LEVEL (default INFO) sets the level."""
+def setup_logging(service: str, level: str = "INFO") -> None:
+    """JSON lines on stderr at `level` (the service's FAIRWAY_LOG_LEVEL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("FAIRWAY_LOG_LEVEL", "INFO")).upper())
+    root.setLevel(level.upper())
     # Libraries that log every request at INFO drown the workload story.
     for noisy in ("uvicorn.access", "kubernetes.client.rest", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,8 +1,12 @@
-"""Tracer provider from the standard OTEL_* environment, and W3C context in message headers."""
+"""Tracer provider from the standard OTEL_* variables, and W3C context in message headers.
 
-import os
+The service's settings read the variables and pass what matters here as `TracingOptions`; the
+OpenTelemetry SDK reads the rest (endpoint, headers, sampler argument, batch timings) itself.
+"""
+
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -14,19 +18,19 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 _provider: TracerProvider | None = None
 
 
-def exporting_enabled(env: Mapping[str, str] = os.environ) -> bool:
-    """Spans are exported only when an OTLP endpoint is configured and the SDK is not off."""
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
-    if env.get("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
-        return False
-    return bool(
-        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    )
+@dataclass(frozen=True)
+class TracingOptions:
+    """`exporting`: an OTLP endpoint is configured and the SDK is not off.
+    `service_name`: OTEL_SERVICE_NAME, which wins over the service's own name.
+    `sampler_from_environment`: OTEL_TRACES_SAMPLER is set, so the SDK picks the sampler."""
+
+    exporting: bool = False
+    service_name: str | None = None
+    sampler_from_environment: bool = False
 
 
-def setup_tracing(service_name: str) -> TracerProvider:
-    """Install this process's tracer provider (once). OTEL_SERVICE_NAME wins over the argument.
+def setup_tracing(service_name: str, options: TracingOptions) -> TracerProvider:
+    """Install this process's tracer provider (once).
 
     With no OTLP endpoint the provider still creates spans (so trace ids reach logs and
     message headers) but exports nothing, and records nothing either: its spans carry their
@@ -35,20 +39,17 @@ def setup_tracing(service_name: str) -> TracerProvider:
     global _provider
     if _provider is not None:
         return _provider
-    resource = Resource.create(
-        {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
-    )
-    exporting = exporting_enabled()
-    if not exporting:
+    resource = Resource.create({"service.name": options.service_name or service_name})
+    if not options.exporting:
         sampler = ALWAYS_OFF
-    elif os.environ.get("OTEL_TRACES_SAMPLER"):
+    elif options.sampler_from_environment:
         sampler = None  # the standard environment decides
     else:
         # A message from a service that does not export carries an unsampled context: a
         # service that exports still records its part of the trace.
         sampler = ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
     provider = TracerProvider(resource=resource, sampler=sampler)
-    if exporting:
+    if options.exporting:
         # http/protobuf is the default protocol of the standard environment; Jaeger ingests it.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -1,4 +1,4 @@
-"""Policy's settings: only the shared ones for now (NATS_URL, DATABASE_URL, FAIRWAY_HTTP_*...)."""
+"""Policy's settings: only the shared ones (NATS_URL, DATABASE_URL, FAIRWAY_HTTP_*...)."""
 
 from fairway_runtime import ServiceSettings
 

@@ -1,6 +1,5 @@
 """Scheduler settings: the shared ones, the cycle's pace, and leader election."""
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,8 @@ _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/name
 
 
 class SchedulerSettings(ServiceSettings):
+    """The cycle's pace, the disruptive actions it may take, and active/standby by a Lease."""
+
     cycle_seconds: float = Field(
         default=0.5, gt=0, alias="FAIRWAY_SCHEDULER_CYCLE_SECONDS",
         description="a scheduling cycle runs at least this often",
@@ -90,7 +91,15 @@ class SchedulerSettings(ServiceSettings):
         default=None, alias="KUBECONFIG",
         description="the cluster holding the Lease; unset: the in-cluster service account",
     )
-    lease_name: str = Field(default="fairway-scheduler", alias="FAIRWAY_SCHEDULER_LEASE_NAME")
+    kubernetes_service_host: str | None = Field(
+        default=None, alias="KUBERNETES_SERVICE_HOST",
+        description="set by Kubernetes in every pod: the process runs in a cluster (leader "
+                    "election auto is then on)",
+    )
+    lease_name: str = Field(
+        default="fairway-scheduler", alias="FAIRWAY_SCHEDULER_LEASE_NAME",
+        description="the Lease the schedulers of one installation compete for",
+    )
     lease_namespace: str | None = Field(
         default=None, alias="FAIRWAY_SCHEDULER_LEASE_NAMESPACE",
         description="unset: the pod's own namespace in a cluster, else 'default'",
@@ -127,7 +136,7 @@ class SchedulerSettings(ServiceSettings):
     def elect_leader(self) -> bool:
         """Whether this instance must hold the Lease to decide."""
         if self.leader_election == "auto":
-            return bool(self.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"))
+            return bool(self.kubeconfig or self.kubernetes_service_host)
         return self.leader_election == "on"
 
     def lease_namespace_or_default(self) -> str:

@@ -1,22 +1,51 @@
-from pydantic import Field
+"""Submission's settings: the shared ones, the public API, access tokens and the organisation."""
+
+from pydantic import AliasChoices, Field
 
 from fairway_runtime import ServiceSettings
 
 
+def _renamed(setting: str) -> AliasChoices:
+    """FAIRWAY_SUBMISSION_<setting>, still accepting its older name FAIRWAY_<setting>."""
+    return AliasChoices(f"FAIRWAY_SUBMISSION_{setting}", f"FAIRWAY_{setting}")
+
+
 class SubmissionSettings(ServiceSettings):
-    http_port: int = Field(default=8080, alias="FAIRWAY_API_PORT")
-    token_ttl_seconds: int = Field(default=12 * 3600, alias="FAIRWAY_TOKEN_TTL_SECONDS")
-    admin_token_ttl_seconds: int = Field(default=30 * 24 * 3600,
-                                         alias="FAIRWAY_ADMIN_TOKEN_TTL_SECONDS")
+    """The public API's port, access tokens, logins, and what submission asks of policy."""
+
+    http_port: int = Field(
+        default=8080, alias="FAIRWAY_API_PORT",
+        description="port of the public API, which also serves /healthz, /readyz and /metrics "
+                    "(instead of FAIRWAY_HTTP_PORT)")
+    token_ttl_seconds: int = Field(
+        default=12 * 3600, validation_alias=_renamed("TOKEN_TTL_SECONDS"),
+        description="how long an access token issued at login stays valid")
+    admin_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, validation_alias=_renamed("ADMIN_TOKEN_TTL_SECONDS"),
+        description="how long the administrator token written to the state directory stays "
+                    "valid")
     token_secret: str | None = Field(
-        default=None, alias="FAIRWAY_TOKEN_SECRET",
+        default=None, validation_alias=_renamed("TOKEN_SECRET"),
         description="HMAC key for access tokens; unset: generated once and kept in the database",
     )
-    default_project: str = Field(default="default", alias="FAIRWAY_DEFAULT_PROJECT")
-    policy_timeout_seconds: float = Field(default=5.0, alias="FAIRWAY_POLICY_TIMEOUT_SECONDS")
-    write_admin_files: bool = Field(default=True, alias="FAIRWAY_WRITE_ADMIN_FILES")
+    default_project: str = Field(
+        default="default", validation_alias=_renamed("DEFAULT_PROJECT"),
+        description="the project created at start, so a fresh installation can take workloads")
+    policy_timeout_seconds: float = Field(
+        default=5.0, validation_alias=_renamed("POLICY_TIMEOUT_SECONDS"),
+        description="how long a request waits for the policy service before it fails with 503")
+    write_admin_files: bool = Field(
+        default=True, validation_alias=_renamed("WRITE_ADMIN_FILES"),
+        description="write admin.json and admin-token (the bootstrap administrator's "
+                    "credentials) to the state directory at start")
     allow_department_oversubscription: bool = Field(
-        default=False, alias="FAIRWAY_ALLOW_DEPARTMENT_OVERSUBSCRIPTION",
+        default=False, validation_alias=_renamed("ALLOW_DEPARTMENT_OVERSUBSCRIPTION"),
         description="let projects' deserved quotas add up to more than their department's")
-    login_max_failures: int = Field(default=5, alias="FAIRWAY_LOGIN_MAX_FAILURES")
-    login_window_seconds: float = Field(default=300.0, alias="FAIRWAY_LOGIN_WINDOW_SECONDS")
+    login_max_failures: int = Field(
+        default=5, validation_alias=_renamed("LOGIN_MAX_FAILURES"),
+        description="failed logins of one user or client allowed within the login window "
+                    "before further attempts answer 429 (a caller's address gets five times "
+                    "as many)")
+    login_window_seconds: float = Field(
+        default=300.0, validation_alias=_renamed("LOGIN_WINDOW_SECONDS"),
+        description="the window over which failed logins are counted")

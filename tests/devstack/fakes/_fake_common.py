@@ -50,7 +50,8 @@ def serve(name: str, port: int, before_serving=None) -> None:
 
 
 def run_service() -> None:
-    name = os.environ["FAIRWAY_SERVICE_NAME"]
+    # Run as `python -m fairway_<name>`: the package's directory names the service.
+    name = Path(sys.argv[0]).parent.name.removeprefix("fairway_")
     record(name)
     maybe_fail(name)
     serve(name, int(os.environ["FAIRWAY_HTTP_PORT"]))

@@ -65,7 +65,6 @@ STACK_FILE = "stack.json"
 _MANAGED_ENV = (
     "FAIRWAY_API_PORT",
     "FAIRWAY_HTTP_PORT",
-    "FAIRWAY_SERVICE_NAME",
     "FAIRWAY_STATE_DIR",
 )
 
@@ -478,7 +477,7 @@ class Stack:
             assert self.api_port is not None
             self._ports[name] = self.api_port if name == API_SERVICE else free_port()
         port = self._ports[name]
-        env = {"FAIRWAY_SERVICE_NAME": name, "FAIRWAY_HTTP_PORT": str(port)}
+        env = {"FAIRWAY_HTTP_PORT": str(port)}
         if name == API_SERVICE:
             env["FAIRWAY_API_PORT"] = str(port)
         argv = [sys.executable, "-m", f"fairway_{name}"]
