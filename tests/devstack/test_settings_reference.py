@@ -103,8 +103,6 @@ def test_every_renamed_setting_lists_its_old_name_in_the_reference():
 ENVIRONMENT_READERS = {
     # the warning for deprecated names looks at the environment the settings were read from
     "libs/runtime/fairway_runtime/settings.py",
-    # the administrator command: its own settings are the submission slice's to give
-    "services/submission/fairway_submission/create_admin.py",
 }
 
 

@@ -26,6 +26,7 @@ from fairway_metrics.settings import MetricsSettings
 from fairway_policy.settings import PolicySettings
 from fairway_runtime.settings import ServiceSettings, variable_of
 from fairway_scheduler.settings import SchedulerSettings
+from fairway_submission.create_admin import CreateAdminSettings
 from fairway_submission.settings import SubmissionSettings
 
 START = "<!-- settings-reference:start -->"
@@ -44,6 +45,8 @@ SECTIONS: tuple[tuple[str, type[BaseSettings], str], ...] = (
     ("metrics", MetricsSettings, ""),
     ("bus bootstrap", BootstrapSettings,
      "Read by `python -m fairway_bus.bootstrap`, which makes the streams and consumers."),
+    ("creating an administrator", CreateAdminSettings,
+     "Read by `python -m fairway_submission.create_admin USER`."),
 )
 
 _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", "≥"),
