@@ -29,7 +29,14 @@ from fairway_contracts.events import PhaseChanged, PodGroupChanged, PreemptDecis
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.core.fold import LABEL_WORKLOAD, Desired, finished, pod_done, summarize
+from fairway_lifecycle.core.fold import (
+    LABEL_WORKLOAD,
+    Desired,
+    WorkloadInfo,
+    finished,
+    pod_done,
+    summarize,
+)
 from fairway_lifecycle.core.machine import (
     CreatePod,
     DeletePod,
@@ -84,6 +91,7 @@ class Plan:
     published: list[PhaseChanged]
     progress: repo.Progress
     clear_preempted: bool = False
+    preempted_pods: frozenset[str] = frozenset()  # kept when the preemption is cleared
     delete_after: datetime | None = None
     clear_resuming: str | None = None  # the desired phase to keep, resuming cleared
 
@@ -99,12 +107,12 @@ class Plan:
 
 
 def _plan(t: Tracked, changes: list[Step], fresh: repo.Recorded, headers: dict[str, str],
-          preempted: bool) -> Plan:
+          folded: WorkloadInfo) -> Plan:
     """The phase events for the changes that move the recorded phase (a change to the phase
     already recorded, or past the end, is none), and a pod group event when the group
     changed. Sequence numbers continue the recorded ones, so every transition is published
-    exactly once, across restarts too. `preempted`: whether the workload is still preempted
-    as folded (placed again ends it, recorded with the transition)."""
+    exactly once, across restarts too. `folded`: the workload as the machine holds it now (a
+    preemption ends when it is placed again, recorded with the transition)."""
     row = t.row
     summaries: dict[int, list[PodSummary]] = {}
 
@@ -152,7 +160,8 @@ def _plan(t: Tracked, changes: list[Step], fresh: repo.Recorded, headers: dict[s
         row.workload_id, phase if published else None, reason, message, sequence,
         last.attempt, group_sequence, last.signature))
     if published:
-        plan.clear_preempted = fresh.preempted and not preempted
+        plan.clear_preempted = fresh.preempted and not folded.preempted
+        plan.preempted_pods = folded.preempted_pods
         seconds = row.spec.auto_deletion_time_after_completion_seconds
         if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
             plan.delete_after = last.time + timedelta(seconds=seconds)
@@ -259,10 +268,11 @@ class Controller:
             log.info("preemption ignored: the workload is not running, or it is recorded "
                      "already", extra={"workload_id": wid})
             return
-        info = self.machine.workloads[wid].info
+        info, row = self.machine.workloads[wid].info, self.tracked[wid].row
+        preempted = info.preempted or preemption.whole
         async with self.runtime.pool.acquire() as conn:
-            await repo.set_preempted(conn, wid, info.preempted or preemption.whole,
-                                     info.preempted_pods | preemption.uids)
+            await repo.set_preempted(conn, wid, preempted, info.preempted_pods | preemption.uids)
+        row.preempted, row.preempted_pods = preempted, info.preempted_pods | preemption.uids
         evictions = self.machine.preempt(wid, preemption, (decision.reason, decision.message))
         log.info("preempted (%s): %s", decision.reason, decision.message,
                  extra={"workload_id": wid})
@@ -277,6 +287,7 @@ class Controller:
             return
         async with self.runtime.pool.acquire() as conn:
             await repo.set_unschedulable(conn, workload_id, code, message)
+        self.tracked[workload_id].row.unschedulable = (code, message)
         deletions = self.machine.reject(workload_id, code, message)
         self._fold(workload_id)
         self.mark(workload_id)
@@ -523,14 +534,14 @@ class Controller:
             async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
                 plans = [_plan(t, changes, fresh[t.row.workload_id],
-                               headers[t.row.workload_id], self._preempted(t.row.workload_id))
+                               headers[t.row.workload_id], self._folded(t))
                          for t, changes in batch if t.row.workload_id in fresh]
                 await add_many_to_outbox(conn, [item for p in plans for item in p.outbox])
                 await repo.record_many(conn, [p.progress for p in plans])
                 for p in plans:  # rare: one statement each
                     wid = p.t.row.workload_id
                     if p.clear_preempted:
-                        await repo.set_preempted(conn, wid, False, p.t.row.preempted_pods)
+                        await repo.set_preempted(conn, wid, False, p.preempted_pods)
                     if p.delete_after is not None:
                         await repo.set_delete_after(conn, wid, p.delete_after)
                     if p.clear_resuming is not None:
@@ -546,9 +557,9 @@ class Controller:
             if finished(row.phase, row.desired):
                 self._finish(p.t)
 
-    def _preempted(self, workload_id: str) -> bool:
-        w = self.machine.workloads.get(workload_id)
-        return w is not None and w.info.preempted
+    def _folded(self, t: Tracked) -> WorkloadInfo:
+        w = self.machine.workloads.get(t.row.workload_id)
+        return w.info if w is not None else t.row.info
 
     def _finish(self, t: Tracked) -> bool:
         """Nothing more will happen to it: stop driving it once its pods are finished or gone
