@@ -217,8 +217,15 @@ class Controller:
         self._restored_stop_reasons.update(reasons)
 
     # wiring -----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, watch: bool = True) -> None:
+        """Watch pods and nodes, and run the loops. `watch=False` (tests): no watcher
+        threads; the caller hands in pod events (`on_pod`, `on_pods_synced`)."""
         self._loop = asyncio.get_running_loop()
+        self.runtime.background(self._reconcile_loop(), "reconcile")
+        self.runtime.background(self._node_loop(), "node-inventory")
+        self.runtime.background(self._tick(), "fold-tick")
+        if not watch:
+            return
         pod_watch = ListWatcher(
             self.kube.core.list_pod_for_all_namespaces, self._on_pod_thread, name="pods",
             label_selector=LABEL_WORKLOAD, resync_seconds=self.resync_seconds,
@@ -231,9 +238,6 @@ class Controller:
         self._watchers = [pod_watch, node_watch]
         for w in self._watchers:
             w.start()
-        self.runtime.background(self._reconcile_loop(), "reconcile")
-        self.runtime.background(self._node_loop(), "node-inventory")
-        self.runtime.background(self._tick(), "fold-tick")
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -333,20 +337,22 @@ class Controller:
         while events:
             kind, pod = events.popleft()
             if kind == SYNCED:
-                self._on_pods_synced()
+                self.on_pods_synced()
             else:
-                self._on_pod(kind, pod)
+                self.on_pod(kind, pod)
 
     def _on_node_thread(self, kind: str, node: dict[str, Any]) -> None:
         self._loop.call_soon_threadsafe(self._nodes.put_nowait, (kind, node))
 
-    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+    def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        """A pod watch event, on the loop: fold its workload at once."""
         wid = self.machine.observe(kind, pod)
         if wid in self.tracked:
             self._fold(wid)
             self.mark(wid)
 
-    def _on_pods_synced(self) -> None:
+    def on_pods_synced(self) -> None:
+        """The pods are listed (first after a start, then after every re-list)."""
         first = not self._synced.is_set()
         self._synced.set()
         if first:
