@@ -1,5 +1,6 @@
-"""The controller, the state machine's I/O shell, against a real PostgreSQL and a Kubernetes
-stand-in: the intents it carries out and the phases it records, without the e2e stack."""
+"""The lifecycle service's requests and its controller (the state machine's I/O shell) against
+a real PostgreSQL and a Kubernetes stand-in: the intents carried out and the phases recorded,
+without the e2e stack."""
 
 import asyncio
 import json
@@ -8,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
-from fairway_contracts.events import PreemptDecision, WorkloadSubmitted
+from fairway_contracts.events import PreemptDecision, WorkloadAction, WorkloadSubmitted
 from fairway_contracts.workloads import utcnow
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.service import LifecycleService
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.testing import build_for_tests
 from fairway_store import create_pool, migrate_dsn
 from tests.lifecycle.podfactory import pod
 
@@ -39,57 +42,36 @@ class FakeKube:
         self.calls.append(("evict", name, grace_seconds))
         return "evicted"
 
-
-class FakeRuntime:
-    def __init__(self, pool):
-        self.pool, self.relay, self.tasks = pool, None, []
-
-    def background(self, coro, name):
-        self.tasks.append(asyncio.create_task(coro, name=name))
+    def close(self):
+        pass
 
 
 @pytest.fixture
-async def pool(database_url):
+async def service(database_url):
+    """The service with its runtime's pool and no broker, the controller fed by hand."""
+    settings = LifecycleSettings(database_url=database_url, eviction_grace_seconds=7)
+    runtime, service = build_for_tests(settings, kube=FakeKube())
     await migrate_dsn(database_url, "lifecycle", MIGRATIONS)
-    p = await create_pool(database_url, "lifecycle")
-    yield p
-    await p.close()
+    runtime.pool = await create_pool(database_url, "lifecycle")
+    await service.controller.start(watch=False)
+    service.controller.on_pods_synced()
+    await until(lambda: service.ready)
+    yield service
+    await runtime.stop()
 
 
-@pytest.fixture
-async def controller(pool):
-    runtime = FakeRuntime(pool)
-    c = Controller(runtime, FakeKube(), resync_seconds=300, eviction_grace_seconds=7)
-    await c.start(watch=False)
-    c.on_pods_synced()
-    yield c
-    for task in runtime.tasks:
-        task.cancel()
-    await asyncio.gather(*runtime.tasks, return_exceptions=True)
-
-
-async def submit(pool, controller, wid: str, kind=WorkloadType.TRAINING) -> None:
+async def submit(service: LifecycleService, wid: str, kind=WorkloadType.TRAINING) -> None:
     spec = EffectiveSpec.model_validate({"image": "busybox", "priorityClass": "train",
                                          "preemptible": True, "backoffLimit": 0,
                                          "compute": {"gpuDevicesRequest": 1}})
-    event = WorkloadSubmitted(event_id=wid, workload_id=wid, name="bert", project="team-a",
-                              project_id="7", workload_type=kind, created_at=utcnow(),
-                              created_by="alice", spec=spec)
-    async with pool.acquire() as conn:
-        await repo.insert_workload(conn, event, "fairway-team-a", {}, "CreatingPods", "")
-        row = await repo.get(conn, wid)
-    await asyncio.wait_for(_loaded(controller), 5)
-    controller.track(row)
-
-
-async def _loaded(controller):
-    while not controller.synced:
-        await asyncio.sleep(0.01)
+    await service.submit(WorkloadSubmitted(
+        event_id=wid, workload_id=wid, name="bert", project="team-a", project_id="7",
+        workload_type=kind, created_at=utcnow(), created_by="alice", spec=spec), {})
 
 
 async def until(condition, timeout: float = 5.0):
     async def poll():
-        while not await condition():
+        while not (await result if asyncio.iscoroutine(result := condition()) else result):
             await asyncio.sleep(0.02)
     await asyncio.wait_for(poll(), timeout)
 
@@ -101,9 +83,10 @@ async def phases(pool, wid: str) -> list[str]:
     return [json.loads(bytes(r["payload"]))["phase"] for r in rows]
 
 
-async def test_a_training_gets_its_pods_and_its_phases_recorded(pool, controller, tag):
+async def test_a_training_gets_its_pods_and_its_phases_recorded(service, tag):
+    pool, controller = service.runtime.pool, service.controller
     wid = f"{tag}-w1"
-    await submit(pool, controller, wid)
+    await submit(service, wid)
     name = f"bert-{wid[:8]}-1-0"
 
     async def created():
@@ -117,7 +100,8 @@ async def test_a_training_gets_its_pods_and_its_phases_recorded(pool, controller
     async def completed():
         return (await phases(pool, wid))[-1:] == ["Completed"]
     await until(completed)
-    assert await phases(pool, wid) == ["Pending", "Initializing", "Running", "Completed"]
+    assert await phases(pool, wid) == ["Creating", "Pending", "Initializing", "Running",
+                                       "Completed"]
     async with pool.acquire() as conn:
         row = await repo.get(conn, wid)
     assert (row.phase, row.sequence) == (Phase.COMPLETED, 5)
@@ -127,9 +111,10 @@ async def test_a_training_gets_its_pods_and_its_phases_recorded(pool, controller
     await until(untracked)
 
 
-async def test_stop_deletes_the_pods_and_preemption_evicts_them(pool, controller, tag):
+async def test_preemption_evicts_the_pods_and_a_stop_deletes_them(service, tag):
+    pool, controller = service.runtime.pool, service.controller
     wid = f"{tag}-w2"
-    await submit(pool, controller, wid, WorkloadType.WORKSPACE)
+    await submit(service, wid, WorkloadType.WORKSPACE)
     name = f"bert-{wid[:8]}-1-0"
     for stage in ("unbound", "running"):
         controller.on_pod("MODIFIED", pod(name, workload=wid, stage=stage, node="a100-1"))
@@ -147,10 +132,22 @@ async def test_stop_deletes_the_pods_and_preemption_evicts_them(pool, controller
         return (await phases(pool, wid))[-1:] == ["Pending"]
     await until(preempted)
 
-    controller.desire(wid, "Stopped", False)
-    controller.on_pod("DELETED", pod(name, workload=wid, stage="evicted", node="a100-1"))
+    # placed again, then stopped by its user: the pod goes, gracefully
+    again = pod(name, workload=wid, stage="running", node="a100-2", uid="again")
+    controller.on_pod("ADDED", again)
+    await service.act(WorkloadAction(event_id=f"{wid}-s", workload_id=wid, project="team-a",
+                                     action="stop",
+                                     requested_by="alice", requested_at=utcnow()))
+
+    async def deleted():
+        return ("delete", name, None) in controller.kube.calls
+    await until(deleted)
+    controller.on_pod("DELETED", again)
 
     async def stopped():
         return (await phases(pool, wid))[-1:] == ["Stopped"]
     await until(stopped)
-    assert await phases(pool, wid) == ["Pending", "Running", "Pending", "Stopping", "Stopped"]
+    assert await phases(pool, wid) == ["Creating", "Pending", "Running", "Pending", "Running",
+                                       "Stopping", "Stopped"]
+    async with pool.acquire() as conn:
+        assert (await repo.get(conn, wid)).desired == "Stopped"

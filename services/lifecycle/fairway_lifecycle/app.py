@@ -9,10 +9,12 @@ from fairway_lifecycle.settings import LifecycleSettings
 from fairway_runtime import Service
 
 
-def wire(runtime: Service, settings: LifecycleSettings) -> LifecycleService:
-    """The service on `runtime`: its handlers, readiness, start and stop."""
-    service = LifecycleService(runtime, settings,
-                               Kube(settings.kubeconfig, workers=settings.kube_workers))
+def wire(runtime: Service, settings: LifecycleSettings, kube: Kube | None = None
+         ) -> LifecycleService:
+    """The service on `runtime`: its handlers, readiness, start and stop. `kube`: the
+    Kubernetes adapter (tests bring a stand-in), else one from the settings."""
+    kube = kube or Kube(settings.kubeconfig, workers=settings.kube_workers)
+    service = LifecycleService(runtime, settings, kube)
     handlers.register(service)
     runtime.add_readiness_check(lambda: service.ready)
 

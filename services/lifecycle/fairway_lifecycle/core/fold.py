@@ -1,7 +1,8 @@
 """The phase fold: a workload's pods in, its phase (with reason and message) out.
 
-Pure and synchronous: the service runs it on every pod change, `fairway lifecycle replay`
-runs it over recorded watch events, and tests run it over pod-event tables. Level-triggered:
+Pure and synchronous: the state machine (machine.py) runs it on every change of a workload,
+for the service's controller and for `fairway lifecycle replay` alike, and tests run it over
+pod-state tables. Level-triggered:
 the result depends only on the workload as lifecycle knows it (`WorkloadInfo`: its spec, its
 attempt, the desired phase, whether it has run) and the pods it has now, and on `now` for the
 deadlines (an image that cannot be pulled for too long).
