@@ -18,14 +18,14 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from fairway_bus import publish_model
-from fairway_contracts import Phase, PodSummary, subjects
-from fairway_contracts.events import PhaseChanged, PodGroupChanged, PreemptDecision
+from fairway_contracts import Phase, subjects
+from fairway_contracts.events import PreemptDecision
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
@@ -35,7 +35,6 @@ from fairway_lifecycle.core.fold import (
     WorkloadInfo,
     finished,
     pod_done,
-    summarize,
 )
 from fairway_lifecycle.core.machine import (
     CreatePod,
@@ -50,6 +49,7 @@ from fairway_lifecycle.core.machine import (
     converge,
 )
 from fairway_lifecycle.core.nodes import node_inventory
+from fairway_lifecycle.core.recording import Named, Recording, plan
 from fairway_lifecycle.kube import Kube
 from fairway_runtime import Service
 from fairway_store import add_many_to_outbox
@@ -81,93 +81,20 @@ RECORD_BATCH = 500  # workloads recorded per transaction
 RECORDINGS_IN_FLIGHT = 2
 
 
-@dataclass
-class Plan:
-    """What recording one workload's changes writes, decided under its row lock."""
-
-    t: Tracked
-    phase: Phase  # as recorded now, whether or not it moved
-    outbox: list[tuple[str, Any, str, dict[str, str] | None]]
-    published: list[PhaseChanged]
-    progress: repo.Progress
-    clear_preempted: bool = False
-    preempted_pods: frozenset[str] = frozenset()  # kept when the preemption is cleared
-    delete_after: datetime | None = None
-    clear_resuming: str | None = None  # the desired phase to keep, resuming cleared
-
-    def apply(self) -> None:
-        """After the commit: the tracked row is what the database now holds."""
-        row, p = self.t.row, self.progress
-        row.phase, row.sequence, row.attempt = self.phase, p.sequence, p.attempt
-        row.podgroup_sequence, row.podgroup_signature = p.podgroup_sequence, p.podgroup_signature
-        if self.delete_after is not None:
-            row.delete_after = self.delete_after
-        if self.clear_resuming is not None:
-            row.resuming = False
+def _named(row: repo.WorkloadRow) -> Named:
+    return Named(row.workload_id, row.name, row.project, row.workload_type,
+                 row.spec.auto_deletion_time_after_completion_seconds)
 
 
-def _plan(t: Tracked, changes: list[Step], fresh: repo.Recorded, headers: dict[str, str],
-          folded: WorkloadInfo) -> Plan:
-    """The phase events for the changes that move the recorded phase (a change to the phase
-    already recorded, or past the end, is none), and a pod group event when the group
-    changed. Sequence numbers continue the recorded ones, so every transition is published
-    exactly once, across restarts too. `folded`: the workload as the machine holds it now (a
-    preemption ends when it is placed again, recorded with the transition)."""
-    row = t.row
-    summaries: dict[int, list[PodSummary]] = {}
-
-    def pods(step: Step) -> list[PodSummary]:
-        if id(step) not in summaries:
-            summaries[id(step)] = summarize(step.pods)
-        return summaries[id(step)]
-
-    phase, sequence = fresh.phase, fresh.sequence
-    reason = message = None
-    outbox: list[tuple[str, Any, str, dict[str, str] | None]] = []
-    published: list[PhaseChanged] = []
-    for change in changes:
-        result = change.result
-        if result is None or result.phase == phase or finished(phase, fresh.desired):
-            continue
-        sequence += 1
-        event = PhaseChanged(
-            event_id=f"{row.workload_id}:{sequence}",
-            workload_id=row.workload_id, name=row.name, project=row.project,
-            workload_type=row.workload_type, sequence=sequence, previous_phase=phase,
-            phase=result.phase, reason=result.reason, message=result.message,
-            time=change.time, pods=pods(change), attempt=change.attempt,
-        )
-        outbox.append((subjects.phase(row.project, row.workload_id, result.phase), event,
-                       f"phase:{row.workload_id}:{sequence}", headers))
-        published.append(event)
-        phase, reason, message = result.phase, result.reason, result.message
-    last = changes[-1]
-    group_sequence = fresh.podgroup_sequence
-    # The scheduler hears of the pod group when a pod appears, is bound, finishes or goes
-    # away, and when the workload ends; a phase change alone is not its business.
-    if last.signature != fresh.podgroup_signature or (
-            phase.terminal and not fresh.phase.terminal):
-        group_sequence += 1
-        group = PodGroupChanged(
-            event_id=f"{row.workload_id}:group:{group_sequence}",
-            workload_id=row.workload_id, name=row.name, project=row.project,
-            workload_type=row.workload_type, sequence=group_sequence, phase=phase,
-            attempt=last.attempt, pods=pods(last), time=last.time,
-        )
-        outbox.append((subjects.podgroup(row.project, row.workload_id), group,
-                       f"podgroup:{row.workload_id}:{group_sequence}", headers))
-    plan = Plan(t, phase, outbox, published, repo.Progress(
-        row.workload_id, phase if published else None, reason, message, sequence,
-        last.attempt, group_sequence, last.signature))
-    if published:
-        plan.clear_preempted = fresh.preempted and not folded.preempted
-        plan.preempted_pods = folded.preempted_pods
-        seconds = row.spec.auto_deletion_time_after_completion_seconds
-        if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
-            plan.delete_after = last.time + timedelta(seconds=seconds)
-        if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED, Phase.STOPPING):
-            plan.clear_resuming = fresh.desired
-    return plan
+def _apply(row: repo.WorkloadRow, recording: Recording) -> None:
+    """After the commit: the tracked row is what the database now holds."""
+    p = recording.progress
+    row.phase, row.sequence, row.attempt = recording.phase, p.sequence, p.attempt
+    row.podgroup_sequence, row.podgroup_signature = p.podgroup_sequence, p.podgroup_signature
+    if recording.delete_after is not None:
+        row.delete_after = recording.delete_after
+    if recording.clear_resuming is not None:
+        row.resuming = False
 
 
 class Controller:
@@ -539,29 +466,30 @@ class Controller:
                 headers[row.workload_id] = inject_headers()  # this workload's span
             async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
-                plans = [_plan(t, changes, fresh[t.row.workload_id],
-                               headers[t.row.workload_id], self._folded(t))
-                         for t, changes in batch if t.row.workload_id in fresh]
-                await add_many_to_outbox(conn, [item for p in plans for item in p.outbox])
-                await repo.record_many(conn, [p.progress for p in plans])
-                for p in plans:  # rare: one statement each
-                    wid = p.t.row.workload_id
+                plans = [(t, plan(_named(t.row), steps, fresh[t.row.workload_id],
+                                  self._folded(t)))
+                         for t, steps in batch if t.row.workload_id in fresh]
+                await add_many_to_outbox(conn, [
+                    (o.subject, o.event, o.msg_id, headers[t.row.workload_id])
+                    for t, p in plans for o in p.outgoing])
+                await repo.record_many(conn, [p.progress for _, p in plans])
+                for t, p in plans:  # rare: one statement each
+                    wid = t.row.workload_id
                     if p.clear_preempted:
                         await repo.set_preempted(conn, wid, False, p.preempted_pods)
                     if p.delete_after is not None:
                         await repo.set_delete_after(conn, wid, p.delete_after)
                     if p.clear_resuming is not None:
                         await repo.set_desired(conn, wid, p.clear_resuming, False)
-        if self.runtime.relay is not None and any(p.outbox for p in plans):
+        if self.runtime.relay is not None and any(p.outgoing for _, p in plans):
             self.runtime.relay.wake()
-        for p in plans:
-            p.apply()
-            row = p.t.row
+        for t, p in plans:
+            _apply(t.row, p)
             for event in p.published:
                 log.info("%s → %s (%s): %s", event.previous_phase, event.phase, event.reason,
-                         event.message, extra={"workload_id": row.workload_id})
-            if finished(row.phase, row.desired):
-                self._finish(p.t)
+                         event.message, extra={"workload_id": t.row.workload_id})
+            if finished(t.row.phase, t.row.desired):
+                self._finish(t)
 
     def _folded(self, t: Tracked) -> WorkloadInfo:
         w = self.machine.workloads.get(t.row.workload_id)

@@ -9,6 +9,7 @@ import asyncpg
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
 from fairway_contracts.events import WorkloadSubmitted
 from fairway_lifecycle.core.fold import WorkloadInfo
+from fairway_lifecycle.core.recording import Progress, Recorded
 from fairway_lifecycle.core.rules import UsageState
 
 
@@ -117,19 +118,6 @@ async def set_delete_after(conn: asyncpg.Connection, workload_id: str,
                        workload_id, when)
 
 
-@dataclass
-class Recorded:
-    """The columns recording a workload's changes reads, its row locked."""
-
-    phase: Phase
-    sequence: int
-    desired: str
-    resuming: bool
-    preempted: bool
-    podgroup_sequence: int
-    podgroup_signature: str
-
-
 async def lock_for_record(conn: asyncpg.Connection, workload_ids: list[str]
                           ) -> dict[str, Recorded]:
     """Lock many workloads' rows at once (in key order, so two lockers never deadlock) and
@@ -143,20 +131,6 @@ async def lock_for_record(conn: asyncpg.Connection, workload_ids: list[str]
     return {r["workload_id"]: Recorded(
         Phase(r["phase"]), r["sequence"], r["desired"], r["resuming"], r["preempted"],
         r["podgroup_sequence"], r["podgroup_signature"]) for r in rows}
-
-
-@dataclass
-class Progress:
-    """A workload's new recorded state; phase, reason and message None when unchanged."""
-
-    workload_id: str
-    phase: Phase | None
-    reason: str | None
-    message: str | None
-    sequence: int
-    attempt: int
-    podgroup_sequence: int
-    podgroup_signature: str
 
 
 async def record_many(conn: asyncpg.Connection, progress: list[Progress]) -> None:
