@@ -8,7 +8,7 @@ import asyncpg
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
 from fairway_contracts.events import WorkloadSubmitted
-from fairway_lifecycle.core.fold import WorkloadInfo
+from fairway_lifecycle.core.fold import Desired, WorkloadInfo
 from fairway_lifecycle.core.recording import Progress, Recorded
 from fairway_lifecycle.core.rules import UsageState
 
@@ -30,7 +30,7 @@ class WorkloadRow:
     created_at: datetime
     podgroup_sequence: int = 0
     podgroup_signature: str = ""
-    desired: str = "Running"
+    desired: Desired = "Running"
     resuming: bool = False
     delete_after: datetime | None = None
     preempted: bool = False
@@ -43,7 +43,7 @@ class WorkloadRow:
             workload_id=self.workload_id, name=self.name, project=self.project,
             workload_type=self.workload_type, pods=self.spec.pods, min_pods=self.spec.min_pods,
             backoff_limit=self.spec.backoff_limit, attempt=self.attempt,
-            desired=self.desired, resuming=self.resuming,  # type: ignore[arg-type]
+            desired=self.desired, resuming=self.resuming,
             completions=self.spec.completions, framework=self.spec.distributed_framework,
             terminate_after_preemption=self.spec.terminate_after_preemption,
             preempted=self.preempted, preempted_pods=self.preempted_pods,

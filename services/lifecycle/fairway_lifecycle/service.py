@@ -29,6 +29,8 @@ log = logging.getLogger("fairway.lifecycle.handlers")
 
 
 class LifecycleService:
+    """The controller and the enforcer over one runtime; the handlers call its methods."""
+
     def __init__(self, runtime: Service, settings: LifecycleSettings, kube: Kube):
         self.runtime = runtime
         self.settings = settings

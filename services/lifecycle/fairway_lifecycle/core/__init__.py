@@ -1,2 +1,2 @@
-"""Lifecycle's pure core: the phase fold, the state machine around it, pod manifests,
-scheduling rules and node inventory. Synchronous, no I/O: dicts and contracts in and out."""
+"""Lifecycle's pure core: the phase fold, the state machine around it, what recording its
+steps writes, pod manifests, scheduling rules and node inventory. Synchronous, no I/O."""
