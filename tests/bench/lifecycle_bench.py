@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from fairway_lifecycle.replay import replay
+from fairway_lifecycle.core.replay import replay
 from tests.lifecycle.podfactory import pod
 
 TARGET = 20_000

@@ -3,7 +3,7 @@ would at that stage. Used by the fold tests and to generate the replay examples.
 
 from typing import Any
 
-from fairway_lifecycle.fold import LABEL_ATTEMPT, LABEL_ROLE, LABEL_WORKLOAD
+from fairway_lifecycle.core.fold import LABEL_ATTEMPT, LABEL_ROLE, LABEL_WORKLOAD
 
 T = "2026-01-01T00:00:00Z"
 

@@ -3,7 +3,7 @@
 import pytest
 
 from fairway_contracts import Phase, WorkloadType
-from fairway_lifecycle.fold import WorkloadInfo, fold
+from fairway_lifecycle.core.fold import WorkloadInfo, fold
 from tests.lifecycle.podfactory import pod
 
 TRAINING = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=1,

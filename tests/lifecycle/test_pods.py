@@ -3,7 +3,7 @@
 import json
 
 from fairway_contracts import EffectiveSpec, WorkloadType
-from fairway_lifecycle.pods import build_pods
+from fairway_lifecycle.core.pods import build_pods
 
 
 def spec(**extra) -> EffectiveSpec:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fairway_lifecycle.replay import ReplayError, replay
+from fairway_lifecycle.core.replay import ReplayError, replay
 from tests.lifecycle.make_replays import examples
 
 REPLAYS = Path(__file__).parent / "replays"

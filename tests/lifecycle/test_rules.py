@@ -16,18 +16,20 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.pods import build_pods
-from fairway_lifecycle.rules import (
+from fairway_lifecycle.core.pods import build_pods
+from fairway_lifecycle.core.rules import (
+    GPU_UTILIZATION_ANNOTATION,
     IDLE_LIMIT_REASON,
     TIME_LIMIT_REASON,
     PodSample,
     Scope,
     Usage,
     effective_limits,
+    pod_samples,
     summarize_window,
     verdict,
 )
-from fairway_lifecycle.utilization import GPU_UTILIZATION_ANNOTATION, RulesEnforcer, pod_samples
+from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_store import create_pool, migrate_dsn
 
 W = WorkloadType
@@ -173,14 +175,16 @@ class FakeController:
     def __init__(self):
         self.tracked: dict = {}
         self.pods: dict = {}
-        self.stop_reasons: dict = {}
         self.node_pools = {"a100-1": "a100"}
         self.synced = True
         self.desired: list = []
 
-    def desire(self, workload_id, desired, resuming):
+    def pods_of(self, workload_id):
+        return list(self.pods.get(workload_id, {}).values())
+
+    def desire(self, workload_id, desired, resuming, stop_reason=None):
         self.tracked[workload_id].row.desired = desired
-        self.desired.append((workload_id, desired))
+        self.desired.append((workload_id, desired, stop_reason))
 
 
 @pytest.fixture
@@ -255,25 +259,22 @@ async def test_idle_windows_survive_a_restart_once_and_stop_the_workload(pool, t
     assert controller.desired == []
     for s in (25, 30):  # the third idle window reaches the department's 30 s
         await second.check(T0 + timedelta(seconds=s))
-    assert controller.desired == [(wid, "Stopped")]
     message = ("stopped: idle for 30 s, over the department research's idle GPU limit of 30 s "
                "(3 windows of 10 s with zero GPU utilization)")
-    assert controller.stop_reasons[wid] == (IDLE_LIMIT_REASON, message)
+    assert controller.desired == [(wid, "Stopped", (IDLE_LIMIT_REASON, message))]
     async with pool.acquire() as conn:
         assert (await repo.get(conn, wid)).desired == "Stopped"
 
     # the reason is there for the Stopped event after another restart
-    controller.stop_reasons.clear()
     third = enforcer()
-    await third.load()
-    assert controller.stop_reasons[wid] == (IDLE_LIMIT_REASON, message)
+    assert (await third.load())[wid] == (IDLE_LIMIT_REASON, message)
 
     # a resume is a new run: nothing counted, no reason kept
     async with pool.acquire() as conn:
         await third.on_action(conn, wid, "resume")
         assert await conn.fetchval("SELECT count(*) FROM workload_usage WHERE workload_id = $1",
                                    wid) == 0
-    assert wid not in controller.stop_reasons
+    assert wid not in (await enforcer().load())
 
 
 @pytest.mark.infra

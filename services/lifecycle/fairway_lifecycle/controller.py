@@ -1,7 +1,8 @@
-"""Watches pods and nodes, folds pods into phases, creates and retries pods.
+"""The I/O shell around lifecycle's state machine (core/machine.py): watches pods and nodes,
+feeds the machine, records and publishes what it folds, and carries out its Kubernetes intents.
 
 Pod and node events arrive on watcher threads and are handed to the event loop, in the order
-the API server sent them. Pods are cached per workload, and the fold runs at once on every pod
+the API server sent them. The machine caches pods per workload, and folds at once on every pod
 event, so every phase the cluster passed through is seen, even when the database is slower
 than the cluster: a pod that is Running for a moment before it Succeeds still makes its
 workload Running first. Folded changes queue per workload; the reconcile loop records the
@@ -15,36 +16,41 @@ make every transition happen exactly once across restarts.
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from fairway_bus import publish_model
-from fairway_contracts import Phase, PodSummary, subjects
-from fairway_contracts.events import (
-    NodeInventory,
-    PhaseChanged,
-    PodGroupChanged,
-    PreemptDecision,
-)
+from fairway_contracts import Phase, subjects
+from fairway_contracts.events import PreemptDecision
 from fairway_contracts.workloads import utcnow
 from fairway_kube import ListWatcher
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.fold import (
+from fairway_lifecycle.core.fold import (
     LABEL_WORKLOAD,
-    PhaseResult,
-    attempt_of,
+    Desired,
+    WorkloadInfo,
     finished,
-    fold,
     pod_done,
-    pod_group_signature,
-    summarize,
 )
+from fairway_lifecycle.core.machine import (
+    CreatePod,
+    DeletePod,
+    EnsureNamespace,
+    EvictPod,
+    Intent,
+    Machine,
+    PodTarget,
+    Step,
+    Workload,
+    converge,
+)
+from fairway_lifecycle.core.nodes import node_inventory
+from fairway_lifecycle.core.recording import Named, Recording, plan
 from fairway_lifecycle.kube import Kube
-from fairway_lifecycle.pods import build_pods
 from fairway_runtime import Service
 from fairway_store import add_many_to_outbox
 from fairway_telemetry import inject_headers, workload_context, workload_span
@@ -52,92 +58,21 @@ from fairway_telemetry import inject_headers, workload_context, workload_span
 log = logging.getLogger("fairway.lifecycle")
 tracer = trace.get_tracer("fairway.lifecycle")
 
-NODE_POOL_LABEL = "fairway.io/node-pool"
 SYNCED = "SYNCED"  # in the queue of pod events: the (re-)list before it is complete
-
-
-def _mib(quantity: str | None) -> int:
-    if not quantity:
-        return 0
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024, "K": 1 / 1048.576,
-             "M": 1000 / 1048.576, "G": 1e6 / 1048.576}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return int(float(quantity[: -len(suffix)]) * factor)
-    return int(int(quantity) / (1024 * 1024))
-
-
-def _millis(quantity: str | None) -> int:
-    if not quantity:
-        return 0
-    if quantity.endswith("m"):
-        return int(quantity[:-1])
-    return int(float(quantity) * 1000)
-
-
-def node_inventory(node: dict[str, Any], deleted: bool = False) -> NodeInventory:
-    meta, status = node["metadata"], node.get("status", {})
-    labels = meta.get("labels") or {}
-    allocatable = status.get("allocatable") or status.get("capacity") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or [])
-    gpu_memory = labels.get("nvidia.com/gpu.memory")
-    return NodeInventory(
-        name=meta["name"],
-        # First version: the pool is the node's fairway.io/node-pool label; pools defined by
-        # other label keys arrive with the org API.
-        node_pool=labels.get(NODE_POOL_LABEL, "default"),
-        ready=ready and not deleted and not node.get("spec", {}).get("unschedulable", False),
-        gpus=int(allocatable.get("nvidia.com/gpu", 0)),
-        gpu_product=labels.get("nvidia.com/gpu.product"),
-        gpu_memory_mib=int(gpu_memory) if gpu_memory and gpu_memory.isdigit() else None,
-        cpu_millis=_millis(allocatable.get("cpu")),
-        memory_mib=_mib(allocatable.get("memory")),
-        max_pods=int(allocatable.get("pods", 110)),
-        labels=labels,
-        deleted=deleted,
-        observed_at=utcnow(),
-    )
-
-
-def _to_delete(row: repo.WorkloadRow, pods: list[dict[str, Any]]
-               ) -> list[dict[str, Any]] | None:
-    """The pods that must all go, or None while the workload keeps pods: every pod when it is
-    stopped or deleted, what still runs when it is over (a PyTorch job's workers after its
-    master completed)."""
-    if finished(row.phase, row.desired):
-        return [p for p in pods if not pod_done(p)]
-    if row.desired in ("Stopped", "Deleted"):
-        return pods
-    return None
-
-
-@dataclass(frozen=True)
-class Change:
-    """One folded change of a workload, waiting to be recorded."""
-
-    result: PhaseResult | None  # None when only the pod group changed
-    attempt: int
-    pods: list[PodSummary]
-    signature: str
-    time: datetime
 
 
 @dataclass
 class Tracked:
-    """An unfinished workload: as last recorded (`row`) and as last folded (the rest)."""
+    """An unfinished workload as last recorded (`row`; the machine keeps it as last folded),
+    and the steps folded since, waiting to be recorded."""
 
     row: repo.WorkloadRow
-    phase: Phase
-    attempt: int
-    signature: str
-    has_run: bool = False  # reached Running in this attempt: what Degraded is measured from
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Step] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, row: repo.WorkloadRow) -> "Tracked":
-        return cls(row, row.phase, row.attempt, row.podgroup_signature,
-                   has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED))
+
+def _target(row: repo.WorkloadRow) -> PodTarget:
+    return PodTarget(row.workload_id, row.name, row.project, row.workload_type, row.spec,
+                     row.namespace, row.attempt, row.phase, row.desired)
 
 
 RECORD_BATCH = 500  # workloads recorded per transaction
@@ -146,94 +81,30 @@ RECORD_BATCH = 500  # workloads recorded per transaction
 RECORDINGS_IN_FLIGHT = 2
 
 
-@dataclass
-class Plan:
-    """What recording one workload's changes writes, decided under its row lock."""
-
-    t: Tracked
-    phase: Phase  # as recorded now, whether or not it moved
-    outbox: list[tuple[str, Any, str, dict[str, str] | None]]
-    published: list[PhaseChanged]
-    progress: repo.Progress
-    clear_preempted: bool = False
-    delete_after: datetime | None = None
-    clear_resuming: str | None = None  # the desired phase to keep, resuming cleared
-
-    def apply(self) -> None:
-        """After the commit: the tracked row is what the database now holds."""
-        row, p = self.t.row, self.progress
-        row.phase, row.sequence, row.attempt = self.phase, p.sequence, p.attempt
-        row.podgroup_sequence, row.podgroup_signature = p.podgroup_sequence, p.podgroup_signature
-        if self.delete_after is not None:
-            row.delete_after = self.delete_after
-        if self.clear_resuming is not None:
-            row.resuming = False
+def _named(row: repo.WorkloadRow) -> Named:
+    return Named(row.workload_id, row.name, row.project, row.workload_type,
+                 row.spec.auto_deletion_time_after_completion_seconds)
 
 
-def _plan(t: Tracked, changes: list[Change], fresh: repo.Recorded,
-          headers: dict[str, str]) -> Plan:
-    """The phase events for the changes that move the recorded phase (a change to the phase
-    already recorded, or past the end, is none), and a pod group event when the group
-    changed. Sequence numbers continue the recorded ones, so every transition is published
-    exactly once, across restarts too."""
-    row = t.row
-    phase, sequence = fresh.phase, fresh.sequence
-    reason = message = None
-    outbox: list[tuple[str, Any, str, dict[str, str] | None]] = []
-    published: list[PhaseChanged] = []
-    for change in changes:
-        result = change.result
-        if result is None or result.phase == phase or finished(phase, fresh.desired):
-            continue
-        sequence += 1
-        event = PhaseChanged(
-            event_id=f"{row.workload_id}:{sequence}",
-            workload_id=row.workload_id, name=row.name, project=row.project,
-            workload_type=row.workload_type, sequence=sequence, previous_phase=phase,
-            phase=result.phase, reason=result.reason, message=result.message,
-            time=change.time, pods=change.pods, attempt=change.attempt,
-        )
-        outbox.append((subjects.phase(row.project, row.workload_id, result.phase), event,
-                       f"phase:{row.workload_id}:{sequence}", headers))
-        published.append(event)
-        phase, reason, message = result.phase, result.reason, result.message
-    last = changes[-1]
-    group_sequence = fresh.podgroup_sequence
-    # The scheduler hears of the pod group when a pod appears, is bound, finishes or goes
-    # away, and when the workload ends; a phase change alone is not its business.
-    if last.signature != fresh.podgroup_signature or (
-            phase.terminal and not fresh.phase.terminal):
-        group_sequence += 1
-        group = PodGroupChanged(
-            event_id=f"{row.workload_id}:group:{group_sequence}",
-            workload_id=row.workload_id, name=row.name, project=row.project,
-            workload_type=row.workload_type, sequence=group_sequence, phase=phase,
-            attempt=last.attempt, pods=last.pods, time=last.time,
-        )
-        outbox.append((subjects.podgroup(row.project, row.workload_id), group,
-                       f"podgroup:{row.workload_id}:{group_sequence}", headers))
-    plan = Plan(t, phase, outbox, published, repo.Progress(
-        row.workload_id, phase if published else None, reason, message, sequence,
-        last.attempt, group_sequence, last.signature))
-    if published:
-        plan.clear_preempted = fresh.preempted and not row.preempted
-        seconds = row.spec.auto_deletion_time_after_completion_seconds
-        if phase in (Phase.COMPLETED, Phase.FAILED) and seconds is not None:
-            plan.delete_after = last.time + timedelta(seconds=seconds)
-        if fresh.resuming and phase not in (Phase.RESUMING, Phase.STOPPED, Phase.STOPPING):
-            plan.clear_resuming = fresh.desired
-    return plan
+def _apply(row: repo.WorkloadRow, recording: Recording) -> None:
+    """After the commit: the tracked row is what the database now holds."""
+    p = recording.progress
+    row.phase, row.sequence, row.attempt = recording.phase, p.sequence, p.attempt
+    row.podgroup_sequence, row.podgroup_signature = p.podgroup_sequence, p.podgroup_signature
+    if recording.delete_after is not None:
+        row.delete_after = recording.delete_after
+    if recording.clear_resuming is not None:
+        row.resuming = False
 
 
 class Controller:
-    def __init__(self, service: Service, kube: Kube, resync_seconds: float,
+    def __init__(self, runtime: Service, kube: Kube, resync_seconds: float,
                  concurrency: int = 16, eviction_grace_seconds: int = 10):
-        self.service = service
+        self.runtime = runtime
         self.kube = kube
         self.resync_seconds = resync_seconds
-        self.concurrency = concurrency
         self.eviction_grace_seconds = eviction_grace_seconds
-        self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # wid -> name -> pod
+        self.machine = Machine()
         self.tracked: dict[str, Tracked] = {}
         self.dirty: set[str] = set()
         self._busy: set[str] = set()
@@ -243,7 +114,7 @@ class Controller:
         self._nodes: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: list[ListWatcher] = []
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(concurrency)  # converges in flight
         self._running: set[asyncio.Task] = set()
         self._deletions: dict[str, datetime] = {}  # autoDeletionTimeAfterCompletionSeconds
         self._held: set[str] = set()  # recording failed: retried after a pause
@@ -256,19 +127,32 @@ class Controller:
         # loop per burst instead of one per event (see _on_pod_thread).
         self._pod_events: deque[tuple[str, dict[str, Any] | None]] = deque()
         self._pod_drain_due = False
-        # Scheduling rules (utilization.py): why the rules stopped a workload, for its phase
-        # reason; the node pool of each node, for utilization events.
-        self.stop_reasons: dict[str, tuple[str, str]] = {}
-        self.preempt_reasons: dict[str, tuple[str, str]] = {}  # workload -> (reason, sentence)
+        # Why a scheduling rule stopped a workload, as recorded before a restart: its phase
+        # reason once it is tracked again. The node pool of each node, for utilization events.
+        self._restored_stop_reasons: dict[str, tuple[str, str]] = {}
         self.node_pools: dict[str, str] = {}
 
     @property
     def synced(self) -> bool:
         return self._loaded.is_set()
 
+    def pods_of(self, workload_id: str) -> list[dict[str, Any]]:
+        return self.machine.pods_of(workload_id)
+
+    def restore_stop_reasons(self, reasons: dict[str, tuple[str, str]]) -> None:
+        """Before start: why the scheduling rules stopped workloads, as recorded."""
+        self._restored_stop_reasons.update(reasons)
+
     # wiring -----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, watch: bool = True) -> None:
+        """Watch pods and nodes, and run the loops. `watch=False` (tests): no watcher
+        threads; the caller hands in pod events (`on_pod`, `on_pods_synced`)."""
         self._loop = asyncio.get_running_loop()
+        self.runtime.background(self._reconcile_loop(), "reconcile")
+        self.runtime.background(self._node_loop(), "node-inventory")
+        self.runtime.background(self._tick(), "fold-tick")
+        if not watch:
+            return
         pod_watch = ListWatcher(
             self.kube.core.list_pod_for_all_namespaces, self._on_pod_thread, name="pods",
             label_selector=LABEL_WORKLOAD, resync_seconds=self.resync_seconds,
@@ -281,9 +165,6 @@ class Controller:
         self._watchers = [pod_watch, node_watch]
         for w in self._watchers:
             w.start()
-        self.service.background(self._reconcile_loop(), "reconcile")
-        self.service.background(self._node_loop(), "node-inventory")
-        self.service.background(self._tick(), "fold-tick")
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -296,14 +177,15 @@ class Controller:
         self.dirty.add(workload_id)
         self._wake.set()
 
-    def desire(self, workload_id: str, desired: str, resuming: bool) -> None:
-        """A stop, resume or delete was recorded: fold towards it and converge the pods."""
+    def desire(self, workload_id: str, desired: Desired, resuming: bool,
+               stop_reason: tuple[str, str] | None = None) -> None:
+        """A stop, resume or delete was recorded (a scheduling rule's stop with its reason):
+        fold towards it and converge the pods."""
         t = self.tracked.get(workload_id)
         if t is None:
             return
         t.row.desired, t.row.resuming = desired, resuming
-        if resuming:
-            t.has_run = False
+        self.machine.desire(workload_id, desired, resuming, stop_reason)
         self._fold(workload_id)
         self.mark(workload_id)
 
@@ -312,51 +194,35 @@ class Controller:
         The fold shows Pending (or Failed with terminateAfterPreemption); the pods come back
         when the scheduler places the workload again."""
         wid = decision.workload_id
-        t = self.tracked.get(wid)
-        if t is None or finished(t.row.phase, t.row.desired) or t.row.desired != "Running":
-            log.info("preemption of a workload that is not running ignored",
-                     extra={"workload_id": wid})
+        preemption = self.machine.preemption(wid, decision.pods)
+        if wid not in self.tracked or preemption is None:
+            log.info("preemption ignored: the workload is not running, or it is recorded "
+                     "already", extra={"workload_id": wid})
             return
-        pods = [p for p in self.pods.get(wid, {}).values()
-                if decision.pods is None or p["metadata"]["name"] in decision.pods]
-        uids = frozenset(p["metadata"]["uid"] for p in pods)
-        if not (uids - t.row.preempted_pods) and (t.row.preempted or decision.pods is not None):
-            return  # already recorded: a redelivery
-        # Some pods only (an elastic workload's pods above its minimum): they go, the workload
-        # keeps running on the rest. Every pod: the workload is preempted (Pending, or Failed).
-        whole = decision.pods is None
-        preempted = t.row.preempted or whole
-        async with self.service.pool.acquire() as conn:
-            await repo.set_preempted(conn, wid, preempted, t.row.preempted_pods | uids)
-        t.row.preempted, t.row.preempted_pods = preempted, t.row.preempted_pods | uids
-        if whole:
-            t.has_run = False
-            # The scheduler's sentence (who needed the room, and why) becomes the phase
-            # message; a restart falls back to the fold's own.
-            self.preempt_reasons[wid] = (decision.reason, decision.message)
+        info, row = self.machine.workloads[wid].info, self.tracked[wid].row
+        preempted = info.preempted or preemption.whole
+        async with self.runtime.pool.acquire() as conn:
+            await repo.set_preempted(conn, wid, preempted, info.preempted_pods | preemption.uids)
+        row.preempted, row.preempted_pods = preempted, info.preempted_pods | preemption.uids
+        evictions = self.machine.preempt(wid, preemption, (decision.reason, decision.message))
         log.info("preempted (%s): %s", decision.reason, decision.message,
                  extra={"workload_id": wid})
-        for pod in pods:
-            await self.kube.evict(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                  self.eviction_grace_seconds)
+        await self._carry_out(evictions)
         self._fold(wid)
         self.mark(wid)
 
     async def reject(self, workload_id: str, code: str, message: str) -> None:
         """The scheduler says the workload can never be placed: it fails with that reason and
         its unbound pods go."""
-        t = self.tracked.get(workload_id)
-        if t is None or t.row.unschedulable is not None or finished(t.row.phase, t.row.desired):
+        if workload_id not in self.tracked or not self.machine.rejectable(workload_id):
             return
-        async with self.service.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             await repo.set_unschedulable(conn, workload_id, code, message)
-        t.row.unschedulable = (code, message)
+        self.tracked[workload_id].row.unschedulable = (code, message)
+        deletions = self.machine.reject(workload_id, code, message)
         self._fold(workload_id)
         self.mark(workload_id)
-        for pod in list(self.pods.get(workload_id, {}).values()):
-            if not pod.get("spec", {}).get("nodeName"):
-                await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                           grace_seconds=0)
+        await self._carry_out(deletions)
 
     def track(self, row: repo.WorkloadRow) -> None:
         """Start driving a workload (a new submission, or an unfinished one after a restart)."""
@@ -364,9 +230,22 @@ class Controller:
             if row.delete_after is not None and row.phase != Phase.DELETED:
                 self._deletions[row.workload_id] = row.delete_after
             return
-        self.tracked[row.workload_id] = Tracked.of(row)
-        self._fold(row.workload_id)
-        self.mark(row.workload_id)
+        self._drive(row)
+
+    def _drive(self, row: repo.WorkloadRow) -> None:
+        """Track the workload from its recorded row, fold it against its pods as they are."""
+        wid = row.workload_id
+        self.tracked[wid] = Tracked(row)
+        self.machine.track(wid, Workload(
+            replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED)),
+            row.phase, row.podgroup_signature,
+            stop_reason=self._restored_stop_reasons.pop(wid, None)))
+        self._fold(wid)
+        self.mark(wid)
+
+    def _untrack(self, workload_id: str) -> None:
+        self.tracked.pop(workload_id, None)
+        self.machine.forget(workload_id)
 
     # watch callbacks (threads) ------------------------------------------------------------
     def _on_pod_thread(self, kind: str, pod: dict[str, Any] | None) -> None:
@@ -385,31 +264,26 @@ class Controller:
         while events:
             kind, pod = events.popleft()
             if kind == SYNCED:
-                self._on_pods_synced()
+                self.on_pods_synced()
             else:
-                self._on_pod(kind, pod)
+                self.on_pod(kind, pod)
 
     def _on_node_thread(self, kind: str, node: dict[str, Any]) -> None:
         self._loop.call_soon_threadsafe(self._nodes.put_nowait, (kind, node))
 
-    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        wid = (meta.get("labels") or {}).get(LABEL_WORKLOAD)
-        if not wid:
-            return
-        if kind == "DELETED":
-            self.pods[wid].pop(meta["name"], None)
-        else:
-            self.pods[wid][meta["name"]] = pod
+    def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        """A pod watch event, on the loop: fold its workload at once."""
+        wid = self.machine.observe(kind, pod)
         if wid in self.tracked:
             self._fold(wid)
             self.mark(wid)
 
-    def _on_pods_synced(self) -> None:
+    def on_pods_synced(self) -> None:
+        """The pods are listed (first after a start, then after every re-list)."""
         first = not self._synced.is_set()
         self._synced.set()
         if first:
-            self.service.background(self._load_active(), "load-active")
+            self.runtime.background(self._load_active(), "load-active")
         else:
             for wid in list(self.tracked):  # after a re-list: catch up on what was missed
                 self._fold(wid)
@@ -418,7 +292,7 @@ class Controller:
     async def _load_active(self) -> None:
         # After a restart, every unfinished workload is folded against the pods as they are
         # now: what happened while we were down is published now, once.
-        async with self.service.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             rows = await repo.active(conn)
             lingering = await repo.lingering(conn)
         for row in rows:
@@ -427,49 +301,16 @@ class Controller:
             # Over while pods still ran: announce how they are now (gone while we were
             # down, or still to be deleted), so the scheduler frees their devices.
             if row.workload_id not in self.tracked:
-                self.tracked[row.workload_id] = Tracked.of(row)
-                self._fold(row.workload_id)
-                self.mark(row.workload_id)
-        for wid in [w for w in self.pods if w not in self.tracked]:
-            del self.pods[wid]  # finished workloads' pods: nothing to fold
+                self._drive(row)
+        self.machine.forget_untracked_pods()  # finished workloads' pods: nothing to fold
+        self._restored_stop_reasons.clear()  # the rest are finished
         self._loaded.set()
 
     # folding (synchronous, on every event) ------------------------------------------------
     def _fold(self, wid: str) -> None:
-        t = self.tracked[wid]
-        pods = list(self.pods.get(wid, {}).values())
-        if finished(t.phase, t.row.desired):
-            # Over, but its last pods may still run (a PyTorch job's workers after its master
-            # completed) while they are deleted: the scheduler hears of them until they are
-            # gone, and keeps their devices until then.
-            signature = pod_group_signature(pods)
-            if signature != t.signature:
-                t.changes.append(Change(None, t.attempt, summarize(pods), signature, utcnow()))
-                t.signature = signature
-            return
-        info = replace(t.row.info, attempt=t.attempt, has_run=t.has_run)
-        result = fold(info, pods, utcnow())
-        if result.reason in ("Preempted", "Evicted") and (why := self.preempt_reasons.get(wid)):
-            then = ("waiting to be scheduled again" if result.phase == Phase.PENDING
-                    else "it asked to terminate after preemption")
-            result = replace(result, message=f"preempted by the scheduler ({why[0]}): "
-                                             f"{why[1]}; {then}")
-        if t.row.desired == "Stopped" and (why := self.stop_reasons.get(wid)):
-            result = replace(result, reason=why[0], message=why[1])
-        attempt = t.attempt + 1 if result.retry else t.attempt
-        if result.retry:
-            t.has_run = False
-        elif result.phase == Phase.RUNNING:
-            t.has_run = True
-        if t.row.preempted and result.phase in (Phase.INITIALIZING, Phase.RUNNING):
-            t.row.preempted = False  # placed again; recorded with the transition
-            self.preempt_reasons.pop(wid, None)
-        signature = pod_group_signature(pods)
-        phase_changed = result.phase != t.phase
-        if phase_changed or attempt != t.attempt or signature != t.signature:
-            t.changes.append(Change(result if phase_changed else None, attempt,
-                                    summarize(pods), signature, utcnow()))
-            t.phase, t.attempt, t.signature = result.phase, attempt, signature
+        step = self.machine.fold(wid, utcnow())
+        if step is not None:
+            self.tracked[wid].changes.append(step)
 
     async def _tick(self, seconds: float = 5.0) -> None:
         """Deadlines (an image that cannot be pulled for too long) pass without a pod event:
@@ -482,13 +323,13 @@ class Controller:
                     del self._deletions[wid]
                     await self._auto_delete(wid)
             for wid, t in list(self.tracked.items()):
-                if t.phase == Phase.INITIALIZING:
+                if self.machine.workloads[wid].phase == Phase.INITIALIZING:
                     self._fold(wid)
                     if self.tracked.get(wid) is t and t.changes:
                         self.mark(wid)
 
     async def _auto_delete(self, workload_id: str) -> None:
-        async with self.service.pool.acquire() as conn, conn.transaction():
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
             row = await repo.get_for_update(conn, workload_id)
             if row is None or row.phase == Phase.DELETED:
                 return
@@ -496,17 +337,17 @@ class Controller:
             row.desired = "Deleted"
         log.info("deleting the finished workload after its autoDeletionTimeAfterCompletion",
                  extra={"workload_id": workload_id})
-        self.tracked.pop(workload_id, None)
+        self._untrack(workload_id)
         self.track(row)
 
     # node inventory ------------------------------------------------------------------------
     async def _node_loop(self) -> None:
         while True:
             kind, node = await self._nodes.get()
-            inventory = node_inventory(node, deleted=(kind == "DELETED"))
+            inventory = node_inventory(node, utcnow(), deleted=(kind == "DELETED"))
             self.node_pools[inventory.name] = inventory.node_pool
             rv = node["metadata"].get("resourceVersion", "")
-            await publish_model(self.service.js, subjects.node_inventory(inventory.name),
+            await publish_model(self.runtime.js, subjects.node_inventory(inventory.name),
                                 inventory, msg_id=f"node:{inventory.name}:{kind}:{rv}")
 
     # reconcile -----------------------------------------------------------------------------
@@ -558,7 +399,7 @@ class Controller:
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    def _start_recording(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+    def _start_recording(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
         """Record `batch` in a task of its own; its workloads stay dirty, and are converged
         by the loop's next round once it is done. Not a child of the loop: stopping, which
         cancels the loop, lets the batch in the database commit (see stop())."""
@@ -574,7 +415,7 @@ class Controller:
 
         recording.add_done_callback(done)
 
-    async def _record_safely(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+    async def _record_safely(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
         try:
             await self._record(batch)
             return
@@ -594,7 +435,7 @@ class Controller:
                               extra={"workload_id": one[0].row.workload_id})
                 self._retry_later([one])
 
-    def _retry_later(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+    def _retry_later(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
         for t, changes in batch:
             wid = t.row.workload_id
             t.changes[:0] = changes  # keep them, in order, before anything folded since
@@ -606,7 +447,7 @@ class Controller:
 
             self._loop.call_later(0.5, release)
 
-    async def _record(self, batch: list[tuple[Tracked, list[Change]]]) -> None:
+    async def _record(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
         """Record folded changes, each workload's in order, with their events in the outbox,
         in one transaction for the whole batch."""
         with contextlib.ExitStack() as spans:
@@ -623,41 +464,45 @@ class Controller:
                                 "fairway.project": row.project,
                                 "fairway.phase": row.phase.value}))
                 headers[row.workload_id] = inject_headers()  # this workload's span
-            async with self.service.pool.acquire() as conn, conn.transaction():
+            async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
-                plans = [_plan(t, changes, fresh[t.row.workload_id],
-                               headers[t.row.workload_id])
-                         for t, changes in batch if t.row.workload_id in fresh]
-                await add_many_to_outbox(conn, [item for p in plans for item in p.outbox])
-                await repo.record_many(conn, [p.progress for p in plans])
-                for p in plans:  # rare: one statement each
-                    wid = p.t.row.workload_id
+                plans = [(t, plan(_named(t.row), steps, fresh[t.row.workload_id],
+                                  self._folded(t)))
+                         for t, steps in batch if t.row.workload_id in fresh]
+                await add_many_to_outbox(conn, [
+                    (o.subject, o.event, o.msg_id, headers[t.row.workload_id])
+                    for t, p in plans for o in p.outgoing])
+                await repo.record_many(conn, [p.progress for _, p in plans])
+                for t, p in plans:  # rare: one statement each
+                    wid = t.row.workload_id
                     if p.clear_preempted:
-                        await repo.set_preempted(conn, wid, False, p.t.row.preempted_pods)
+                        await repo.set_preempted(conn, wid, False, p.preempted_pods)
                     if p.delete_after is not None:
                         await repo.set_delete_after(conn, wid, p.delete_after)
                     if p.clear_resuming is not None:
                         await repo.set_desired(conn, wid, p.clear_resuming, False)
-        if self.service.relay is not None and any(p.outbox for p in plans):
-            self.service.relay.wake()
-        for p in plans:
-            p.apply()
-            row = p.t.row
+        if self.runtime.relay is not None and any(p.outgoing for _, p in plans):
+            self.runtime.relay.wake()
+        for t, p in plans:
+            _apply(t.row, p)
             for event in p.published:
                 log.info("%s → %s (%s): %s", event.previous_phase, event.phase, event.reason,
-                         event.message, extra={"workload_id": row.workload_id})
-            if finished(row.phase, row.desired):
-                self._finish(p.t)
+                         event.message, extra={"workload_id": t.row.workload_id})
+            if finished(t.row.phase, t.row.desired):
+                self._finish(t)
+
+    def _folded(self, t: Tracked) -> WorkloadInfo:
+        w = self.machine.workloads.get(t.row.workload_id)
+        return w.info if w is not None else t.row.info
 
     def _finish(self, t: Tracked) -> bool:
         """Nothing more will happen to it: stop driving it once its pods are finished or gone
         (until then its leftover pods are deleted and their going reported), but delete it
         when it is due. True when it is no longer tracked."""
         row = t.row
-        if not all(pod_done(p) for p in self.pods.get(row.workload_id, {}).values()):
+        if not all(pod_done(p) for p in self.pods_of(row.workload_id)):
             return False  # a pod being deleted holds its resources until it is gone
-        self.tracked.pop(row.workload_id, None)
-        self.preempt_reasons.pop(row.workload_id, None)
+        self._untrack(row.workload_id)
         if row.delete_after is not None and row.phase != Phase.DELETED:
             self._deletions[row.workload_id] = row.delete_after
         return True
@@ -685,41 +530,21 @@ class Controller:
 
     def _converge_needed(self, t: Tracked) -> bool:
         """Whether `_converge` has a call to make (most pod events need none)."""
-        row = t.row
-        pods = list(self.pods.get(row.workload_id, {}).values())
-        if (going := _to_delete(row, pods)) is not None:
-            return any(not p["metadata"].get("deletionTimestamp") for p in going)
-        current = 0
-        for pod in pods:
-            attempt = attempt_of(pod)
-            if attempt < row.attempt and not pod["metadata"].get("deletionTimestamp"):
-                return True
-            current += attempt == row.attempt
-        return current < row.spec.pods
+        return bool(converge(_target(t.row), self.pods_of(t.row.workload_id)))
 
     async def _converge(self, t: Tracked) -> None:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
-        row = t.row
-        pods = list(self.pods.get(row.workload_id, {}).values())
-        if (going := _to_delete(row, pods)) is not None:
-            for pod in going:  # gracefully
-                if not pod["metadata"].get("deletionTimestamp"):
-                    await self.kube.delete_pod(pod["metadata"]["namespace"],
-                                               pod["metadata"]["name"])
-            return
-        for pod in pods:
-            if attempt_of(pod) < row.attempt and not pod["metadata"].get("deletionTimestamp"):
-                await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                           grace_seconds=0)
-        current = [p for p in pods if attempt_of(p) == row.attempt]
-        if len(current) < row.spec.pods:
-            await self._create_pods(row, row.attempt)
+        await self._carry_out(converge(_target(t.row), self.pods_of(t.row.workload_id)))
 
-    async def _create_pods(self, row: repo.WorkloadRow, attempt: int) -> None:
-        await self.kube.ensure_namespace(row.namespace)
-        existing = self.pods.get(row.workload_id, {})
-        for pod in build_pods(workload_id=row.workload_id, name=row.name, project=row.project,
-                              workload_type=row.workload_type, spec=row.spec, attempt=attempt,
-                              namespace=row.namespace):
-            if pod["metadata"]["name"] not in existing:
-                await self.kube.create_pod(pod)
+    async def _carry_out(self, intents: list[Intent]) -> None:
+        """The machine's Kubernetes intents, in order."""
+        for intent in intents:
+            match intent:
+                case EnsureNamespace(name):
+                    await self.kube.ensure_namespace(name)
+                case CreatePod(manifest):
+                    await self.kube.create_pod(manifest)
+                case DeletePod(namespace, name, grace_seconds):
+                    await self.kube.delete_pod(namespace, name, grace_seconds=grace_seconds)
+                case EvictPod(namespace, name):
+                    await self.kube.evict(namespace, name, self.eviction_grace_seconds)

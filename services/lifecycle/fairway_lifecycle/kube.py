@@ -1,9 +1,8 @@
-"""Lifecycle's calls to the Kubernetes API (the official client, run in worker threads)."""
+"""Lifecycle's calls to the Kubernetes API: the adapter that carries out the state machine's
+intents (the official client, run in worker threads), one traced CLIENT span per call."""
 
-import asyncio
 import json
-import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -11,9 +10,8 @@ from kubernetes import client
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from fairway_kube import api_client
+from fairway_kube import ThreadedCalls, api_client
 
-log = logging.getLogger("fairway.lifecycle.kube")
 _tracer = trace.get_tracer("fairway.lifecycle.kube")
 
 
@@ -27,20 +25,12 @@ class Kube:
     def __init__(self, kubeconfig: str | None, workers: int = 8):
         self.api = api_client(kubeconfig)
         self.core = client.CoreV1Api(self.api)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._calls = ThreadedCalls(workers, "kube")
         self._namespaces: set[str] = set()
 
-    async def _call(self, func, *args, **kwargs) -> tuple[int, Any]:
-        kwargs["_preload_content"] = False
-
-        def run():
-            try:
-                response = func(*args, **kwargs)
-            except client.exceptions.ApiException as exc:
-                return exc.status, exc.body
-            return response.status, response.data
-
-        return await self._run(func.__name__, run)
+    async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any
+                    ) -> tuple[int, Any]:
+        return await self._traced(func.__name__, self._calls.call(func, *args, **kwargs))
 
     async def _post(self, operation: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST a JSON body through the client's configuration (host, credentials, TLS) and
@@ -49,7 +39,7 @@ class Kube:
         of the HTTP exchange for a pod creation, in threads that hold the GIL the event loop
         needs. For the calls made for every pod: create and bind."""
 
-        def run():
+        def run() -> tuple[int, Any]:
             _, url, headers, _, _ = self.api.param_serialize(
                 "POST", path, header_params={"Content-Type": "application/json",
                                              "Accept": "application/json"},
@@ -58,25 +48,20 @@ class Kube:
                 "POST", url, body=json.dumps(body).encode(), headers=headers)
             return response.status, response.data
 
-        return await self._run(operation, run)
+        return await self._traced(operation, self._calls.run(run))
 
-    async def _run(self, operation: str, run) -> tuple[int, Any]:
+    async def _traced(self, operation: str, call: Awaitable[tuple[int, Any]]
+                      ) -> tuple[int, Any]:
         # One CLIENT span per API call, child of the reconcile or handler span in hand, so a
         # submission's trace shows its Kubernetes calls (the client has no instrumentation).
         with _tracer.start_as_current_span(
             f"kube {operation}", kind=SpanKind.CLIENT,
             attributes={"k8s.api.operation": operation},
         ) as span:
-            status, data = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+            status, body = await call
             span.set_attribute("http.response.status_code", status)
             if status >= 400:
                 span.set_status(StatusCode.ERROR, f"Kubernetes API answered {status}")
-        body: Any = data
-        if isinstance(data, (bytes, str)) and data:
-            try:
-                body = json.loads(data)
-            except ValueError:
-                body = data
         return status, body
 
     async def ensure_namespace(self, name: str) -> None:
@@ -152,5 +137,5 @@ class Kube:
         raise KubeError(status, str(answer))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()
         self.api.close()

@@ -1,14 +1,16 @@
-"""Lifecycle's SQL: the workloads it drives and the phase it last published for each."""
+"""Lifecycle's SQL: the workloads it drives and the phase it last published for each, and
+what the scheduling-rule enforcer counts (org units' rules, each workload's usage)."""
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
 from fairway_contracts.events import WorkloadSubmitted
-from fairway_lifecycle.fold import WorkloadInfo
+from fairway_lifecycle.core.fold import Desired, WorkloadInfo
+from fairway_lifecycle.core.recording import Progress, Recorded
+from fairway_lifecycle.core.rules import UsageState
 
 
 @dataclass
@@ -28,7 +30,7 @@ class WorkloadRow:
     created_at: datetime
     podgroup_sequence: int = 0
     podgroup_signature: str = ""
-    desired: str = "Running"
+    desired: Desired = "Running"
     resuming: bool = False
     delete_after: datetime | None = None
     preempted: bool = False
@@ -41,7 +43,7 @@ class WorkloadRow:
             workload_id=self.workload_id, name=self.name, project=self.project,
             workload_type=self.workload_type, pods=self.spec.pods, min_pods=self.spec.min_pods,
             backoff_limit=self.spec.backoff_limit, attempt=self.attempt,
-            desired=self.desired, resuming=self.resuming,  # type: ignore[arg-type]
+            desired=self.desired, resuming=self.resuming,
             completions=self.spec.completions, framework=self.spec.distributed_framework,
             terminate_after_preemption=self.spec.terminate_after_preemption,
             preempted=self.preempted, preempted_pods=self.preempted_pods,
@@ -116,19 +118,6 @@ async def set_delete_after(conn: asyncpg.Connection, workload_id: str,
                        workload_id, when)
 
 
-@dataclass
-class Recorded:
-    """The columns recording a workload's changes reads, its row locked."""
-
-    phase: Phase
-    sequence: int
-    desired: str
-    resuming: bool
-    preempted: bool
-    podgroup_sequence: int
-    podgroup_signature: str
-
-
 async def lock_for_record(conn: asyncpg.Connection, workload_ids: list[str]
                           ) -> dict[str, Recorded]:
     """Lock many workloads' rows at once (in key order, so two lockers never deadlock) and
@@ -142,20 +131,6 @@ async def lock_for_record(conn: asyncpg.Connection, workload_ids: list[str]
     return {r["workload_id"]: Recorded(
         Phase(r["phase"]), r["sequence"], r["desired"], r["resuming"], r["preempted"],
         r["podgroup_sequence"], r["podgroup_signature"]) for r in rows}
-
-
-@dataclass
-class Progress:
-    """A workload's new recorded state; phase, reason and message None when unchanged."""
-
-    workload_id: str
-    phase: Phase | None
-    reason: str | None
-    message: str | None
-    sequence: int
-    attempt: int
-    podgroup_sequence: int
-    podgroup_signature: str
 
 
 async def record_many(conn: asyncpg.Connection, progress: list[Progress]) -> None:
@@ -188,10 +163,6 @@ async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Pha
     )
 
 
-def as_dict(row: WorkloadRow) -> dict[str, Any]:
-    return {"workloadId": row.workload_id, "phase": row.phase.value, "attempt": row.attempt}
-
-
 async def set_desired(conn: asyncpg.Connection, workload_id: str, desired: str,
                       resuming: bool) -> None:
     await conn.execute("UPDATE workloads SET desired = $2, resuming = $3, updated_at = now()"
@@ -209,3 +180,86 @@ async def set_unschedulable(conn: asyncpg.Connection, workload_id: str, code: st
                             message: str) -> None:
     await conn.execute("UPDATE workloads SET unschedulable_code = $2, unschedulable_message = $3,"
                        " updated_at = now() WHERE workload_id = $1", workload_id, code, message)
+
+
+# scheduling rules and usage ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrgUnitRules:
+    """A project or department's scheduling rules as kept (camelCase keys, as on the wire)."""
+
+    kind: str  # "project" or "department"
+    org_id: str
+    name: str
+    department_id: str | None
+    rules: dict[str, int]
+
+
+async def org_rules(conn: asyncpg.Connection) -> list[OrgUnitRules]:
+    return [OrgUnitRules(r["kind"], r["org_id"], r["name"], r["department_id"], r["rules"])
+            for r in await conn.fetch("SELECT * FROM org_rules")]
+
+
+async def save_org_rules(conn: asyncpg.Connection, unit: OrgUnitRules) -> None:
+    await conn.execute(
+        "INSERT INTO org_rules (kind, org_id, name, department_id, rules)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, org_id) DO UPDATE SET"
+        " name = $3, department_id = $4, rules = $5",
+        unit.kind, unit.org_id, unit.name, unit.department_id, unit.rules)
+
+
+async def delete_org_rules(conn: asyncpg.Connection, kind: str, org_id: str) -> None:
+    await conn.execute("DELETE FROM org_rules WHERE kind = $1 AND org_id = $2", kind, org_id)
+
+
+async def usages(conn: asyncpg.Connection
+                 ) -> tuple[dict[str, UsageState], dict[str, tuple[str, str]]]:
+    """Every workload's usage as counted, and why a rule stopped those it stopped."""
+    usage, stop_reasons = {}, {}
+    for r in await conn.fetch("SELECT * FROM workload_usage"):
+        usage[r["workload_id"]] = UsageState(r["running_seconds"], r["running_since"],
+                                             r["idle_windows"], r["last_window_end"])
+        if r["stop_reason"]:
+            stop_reasons[r["workload_id"]] = (r["stop_reason"], r["stop_message"])
+    return usage, stop_reasons
+
+
+async def delete_usage(conn: asyncpg.Connection, workload_ids: list[str]) -> None:
+    await conn.execute("DELETE FROM workload_usage WHERE workload_id = ANY($1)", workload_ids)
+
+
+async def clear_stop_reason(conn: asyncpg.Connection, workload_id: str) -> None:
+    await conn.execute("UPDATE workload_usage SET stop_reason = NULL, stop_message = NULL"
+                       " WHERE workload_id = $1", workload_id)
+
+
+async def set_stop_reason(conn: asyncpg.Connection, workload_id: str, reason: str,
+                          message: str) -> None:
+    await conn.execute(
+        "INSERT INTO workload_usage (workload_id, stop_reason, stop_message)"
+        " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
+        " stop_reason = $2, stop_message = $3, updated_at = now()",
+        workload_id, reason, message)
+
+
+async def save_stretches(conn: asyncpg.Connection,
+                         stretches: list[tuple[str, UsageState]]) -> None:
+    """Running stretches opened or closed: each workload's running time so far."""
+    await conn.executemany(
+        "INSERT INTO workload_usage (workload_id, running_seconds, running_since)"
+        " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
+        " running_seconds = $2, running_since = $3, updated_at = now()",
+        [(w, u.running_seconds, u.running_since) for w, u in stretches])
+
+
+async def record_window(conn: asyncpg.Connection, workload_id: str, idle_windows: int,
+                        window_end: datetime) -> bool:
+    """The idle count at a window's end; False when a later window end is recorded already
+    (another instance, or this one before a restart, took it)."""
+    return bool(await conn.fetchval(
+        "INSERT INTO workload_usage (workload_id, idle_windows, last_window_end)"
+        " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
+        " idle_windows = $2, last_window_end = $3, updated_at = now()"
+        " WHERE workload_usage.last_window_end IS NULL"
+        " OR workload_usage.last_window_end < $3 RETURNING 1",
+        workload_id, idle_windows, window_end))

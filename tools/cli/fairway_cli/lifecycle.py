@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fairway_lifecycle.replay import ReplayError, replay
+from fairway_lifecycle.core.replay import ReplayError, replay
 
 app = typer.Typer(help="The lifecycle service's phase fold, offline.", no_args_is_help=True)
 

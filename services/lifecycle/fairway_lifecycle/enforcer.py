@@ -1,4 +1,5 @@
-"""GPU utilization windows and scheduling-rule enforcement (the I/O around rules.py).
+"""GPU utilization windows and scheduling-rule enforcement: the I/O around core/rules.py, an
+adapter beside the controller (it reads the controller's pods and stops workloads through it).
 
 Every `check_seconds` the enforcer looks at each workload lifecycle drives:
 
@@ -26,67 +27,27 @@ from typing import Any
 
 import asyncpg
 
-from fairway_contracts import Phase, WorkloadType
+from fairway_contracts import WorkloadType
 from fairway_contracts import subjects as subj
 from fairway_contracts.events import DepartmentChanged, ProjectChanged, WorkloadUtilization
 from fairway_contracts.workloads import utcnow
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.fold import attempt_of
-from fairway_lifecycle.rules import PodSample, Scope, Usage, Verdict, summarize_window, verdict
+from fairway_lifecycle.controller import Controller, Tracked
+from fairway_lifecycle.core.rules import (
+    RUNNING,
+    PodSample,
+    Scope,
+    Usage,
+    UsageState,
+    Verdict,
+    pod_samples,
+    summarize_window,
+    verdict,
+)
+from fairway_runtime import Service
 from fairway_store import add_to_outbox
 
 log = logging.getLogger("fairway.lifecycle.rules")
-
-GPU_UTILIZATION_ANNOTATION = "kubesim.fairway.io/gpu-utilization"
-RUNNING = frozenset({Phase.RUNNING, Phase.DEGRADED})
-
-
-def pod_gpus(pod: dict[str, Any]) -> float:
-    total = 0.0
-    for c in pod.get("spec", {}).get("containers") or []:
-        limits = (c.get("resources") or {}).get("limits") or {}
-        try:
-            total += float(limits.get("nvidia.com/gpu", 0))
-        except (TypeError, ValueError):
-            continue
-    return total
-
-
-def pod_samples(pods: list[dict[str, Any]], attempt: int) -> list[PodSample]:
-    """The GPU pods of the current attempt that run now, with what each reports."""
-    out = []
-    for pod in pods:
-        gpus = pod_gpus(pod)
-        if not gpus or attempt_of(pod) != attempt or pod["metadata"].get("deletionTimestamp"):
-            continue
-        if (pod.get("status") or {}).get("phase") != "Running":
-            continue
-        raw = (pod["metadata"].get("annotations") or {}).get(GPU_UTILIZATION_ANNOTATION)
-        try:
-            value = None if raw is None else min(100.0, max(0.0, float(raw)))
-        except ValueError:
-            value = None
-        out.append(PodSample(gpus=gpus, utilization=value))
-    return out
-
-
-@dataclass
-class UsageState:
-    running_seconds: float = 0.0
-    running_since: datetime | None = None
-    idle_windows: int = 0
-    last_window_end: datetime | None = None
-
-    def with_stretch(self, since: datetime | None, now: datetime) -> "UsageState":
-        """Open (since=now) or close (since=None) a running stretch."""
-        seconds = self.running_seconds
-        if since is None and self.running_since is not None:
-            seconds += max(0.0, (now - self.running_since).total_seconds())
-        return UsageState(seconds, since, self.idle_windows, self.last_window_end)
-
-    def running_at(self, now: datetime) -> float:
-        open_stretch = (now - self.running_since).total_seconds() if self.running_since else 0
-        return self.running_seconds + max(0.0, open_stretch)
 
 
 @dataclass(frozen=True)
@@ -105,9 +66,9 @@ class Window:
 
 
 class RulesEnforcer:
-    def __init__(self, service: Any, controller: Any, *, window_seconds: float = 30.0,
-                 check_seconds: float = 5.0):
-        self.service = service
+    def __init__(self, runtime: Service, controller: Controller, *,
+                 window_seconds: float = 30.0, check_seconds: float = 5.0):
+        self.runtime = runtime
         self.controller = controller
         self.window_seconds = window_seconds
         self.check_seconds = check_seconds
@@ -120,21 +81,19 @@ class RulesEnforcer:
         self.pruned = False
 
     # what the rules are -------------------------------------------------------------------
-    async def load(self) -> None:
-        async with self.service.pool.acquire() as conn:
-            for r in await conn.fetch("SELECT * FROM org_rules"):
-                if r["kind"] == "project":
-                    self.projects[r["org_id"]] = (r["name"], r["department_id"], r["rules"])
-                    self.project_ids[r["name"]] = r["org_id"]
-                else:
-                    self.departments[r["org_id"]] = (r["name"], r["rules"])
-            for r in await conn.fetch("SELECT * FROM workload_usage"):
-                self.usage[r["workload_id"]] = UsageState(
-                    r["running_seconds"], r["running_since"], r["idle_windows"],
-                    r["last_window_end"])
-                if r["stop_reason"]:
-                    self.controller.stop_reasons[r["workload_id"]] = (r["stop_reason"],
-                                                                      r["stop_message"])
+    async def load(self) -> dict[str, tuple[str, str]]:
+        """The rules and the counts as recorded; why a rule stopped the workloads it
+        stopped, for their phase reason after a restart."""
+        async with self.runtime.pool.acquire() as conn:
+            units = await repo.org_rules(conn)
+            self.usage, stop_reasons = await repo.usages(conn)
+        for unit in units:
+            if unit.kind == "project":
+                self.projects[unit.org_id] = (unit.name, unit.department_id, unit.rules)
+                self.project_ids[unit.name] = unit.org_id
+            else:
+                self.departments[unit.org_id] = (unit.name, unit.rules)
+        return stop_reasons
 
     async def on_org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
         """Idempotent: the unit's whole current state replaces what was kept."""
@@ -144,16 +103,12 @@ class RulesEnforcer:
             kind, org_id, parent = "department", event.department_id, None
         rules = (event.scheduling_rules.model_dump(by_alias=True, exclude_none=True)
                  if event.scheduling_rules else {})
-        async with self.service.pool.acquire() as conn:
+        async with self.runtime.pool.acquire() as conn:
             if event.deleted:
-                await conn.execute("DELETE FROM org_rules WHERE kind = $1 AND org_id = $2",
-                                   kind, org_id)
+                await repo.delete_org_rules(conn, kind, org_id)
             else:
-                await conn.execute(
-                    "INSERT INTO org_rules (kind, org_id, name, department_id, rules)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, org_id) DO UPDATE SET"
-                    " name = $3, department_id = $4, rules = $5",
-                    kind, org_id, event.name, parent, rules)
+                await repo.save_org_rules(conn, repo.OrgUnitRules(kind, org_id, event.name,
+                                                                  parent, rules))
         table: dict[str, Any] = self.projects if kind == "project" else self.departments
         if event.deleted:
             table.pop(org_id, None)
@@ -177,29 +132,23 @@ class RulesEnforcer:
     async def on_action(self, conn: asyncpg.Connection, workload_id: str, action: str) -> None:
         """A user's stop, resume or delete: their word is now the reason, and a resumed
         workload starts a new run (its time and idle counts start again)."""
-        self.controller.stop_reasons.pop(workload_id, None)
         if action == "resume":
             self.usage.pop(workload_id, None)
             self.windows.pop(workload_id, None)
-            await conn.execute("DELETE FROM workload_usage WHERE workload_id = $1", workload_id)
+            await repo.delete_usage(conn, [workload_id])
         else:
-            await conn.execute("UPDATE workload_usage SET stop_reason = NULL, stop_message ="
-                               " NULL WHERE workload_id = $1", workload_id)
+            await repo.clear_stop_reason(conn, workload_id)
 
     async def _stop(self, workload_id: str, why: Verdict) -> None:
-        async with self.service.pool.acquire() as conn, conn.transaction():
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
             row = await repo.get_for_update(conn, workload_id)
             if row is None or row.desired != "Running" or row.phase.terminal:
                 return
             await repo.set_desired(conn, workload_id, "Stopped", False)
-            await conn.execute(
-                "INSERT INTO workload_usage (workload_id, stop_reason, stop_message)"
-                " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
-                " stop_reason = $2, stop_message = $3, updated_at = now()",
-                workload_id, why.reason, why.message)
+            await repo.set_stop_reason(conn, workload_id, why.reason, why.message)
         log.info("%s: %s", why.reason, why.message, extra={"workload_id": workload_id})
-        self.controller.stop_reasons[workload_id] = (why.reason, why.message)
-        self.controller.desire(workload_id, "Stopped", False)
+        self.controller.desire(workload_id, "Stopped", False,
+                               stop_reason=(why.reason, why.message))
 
     # the periodic check ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -218,7 +167,7 @@ class RulesEnforcer:
             gone += [w for w in self.usage if w not in tracked and w not in gone]
             self.pruned = True
         stretches: list[tuple[str, UsageState]] = []  # running stretches opened or closed
-        running: list[tuple[str, Any, UsageState]] = []
+        running: list[tuple[str, Tracked, UsageState]] = []
         closed: list[Closed] = []
         for wid, t in tracked.items():
             self.seen.add(wid)
@@ -251,25 +200,14 @@ class RulesEnforcer:
         A window's count and event are recorded only if no later window end is recorded
         already (another instance, or this one before a restart, took it)."""
         recorded = []
-        async with self.service.pool.acquire() as conn, conn.transaction():
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
             if gone:
-                await conn.execute("DELETE FROM workload_usage WHERE workload_id = ANY($1)",
-                                   gone)
+                await repo.delete_usage(conn, gone)
             if stretches:
-                await conn.executemany(
-                    "INSERT INTO workload_usage (workload_id, running_seconds, running_since)"
-                    " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
-                    " running_seconds = $2, running_since = $3, updated_at = now()",
-                    [(w, u.running_seconds, u.running_since) for w, u in stretches])
+                await repo.save_stretches(conn, stretches)
             for c in closed:
-                end = c.event.window_end
-                if await conn.fetchval(
-                        "INSERT INTO workload_usage (workload_id, idle_windows, last_window_end)"
-                        " VALUES ($1, $2, $3) ON CONFLICT (workload_id) DO UPDATE SET"
-                        " idle_windows = $2, last_window_end = $3, updated_at = now()"
-                        " WHERE workload_usage.last_window_end IS NULL"
-                        " OR workload_usage.last_window_end < $3 RETURNING 1",
-                        c.workload_id, c.idle_windows, end):
+                if await repo.record_window(conn, c.workload_id, c.idle_windows,
+                                            c.event.window_end):
                     await add_to_outbox(
                         conn, subj.utilization(c.event.project, c.workload_id), c.event,
                         msg_id=c.event.event_id)
@@ -278,14 +216,14 @@ class RulesEnforcer:
             self.seen.discard(wid)
             self.usage.pop(wid, None)
             self.windows.pop(wid, None)
-            self.controller.stop_reasons.pop(wid, None)
         for wid, usage in stretches:
             self.usage[wid] = usage
         for c in recorded:
             usage = self.usage.setdefault(c.workload_id, UsageState())
             usage.idle_windows, usage.last_window_end = c.idle_windows, c.event.window_end
 
-    def _sample(self, wid: str, t: Any, usage: UsageState, now: datetime) -> "Closed | None":
+    def _sample(self, wid: str, t: Tracked, usage: UsageState, now: datetime
+                ) -> "Closed | None":
         """Take this check's sample; the window's summary when the window is over."""
         window = self.windows.get(wid)
         if window is None:
@@ -293,7 +231,7 @@ class RulesEnforcer:
             if usage.last_window_end is not None and usage.last_window_end > now:
                 start = usage.last_window_end  # a clock step back: never reopen a window
             window = self.windows[wid] = Window(start)
-        pods = list(self.controller.pods.get(wid, {}).values())
+        pods = self.controller.pods_of(wid)
         if now >= window.start:
             window.samples.append(pod_samples(pods, t.row.attempt))
         end = window.start + timedelta(seconds=self.window_seconds)

@@ -14,10 +14,15 @@ from typing import Any
 
 from fairway_contracts import EffectiveSpec, PodRole, WorkloadType
 from fairway_contracts.workloads import NODE_TYPE_LABEL
-from fairway_lifecycle.fold import LABEL_ATTEMPT, LABEL_PROJECT, LABEL_ROLE, LABEL_WORKLOAD
+from fairway_lifecycle.core.fold import (
+    LABEL_ATTEMPT,
+    LABEL_PROJECT,
+    LABEL_ROLE,
+    LABEL_WORKLOAD,
+)
+from fairway_lifecycle.core.nodes import NODE_POOL_LABEL
 
 SCHEDULER_NAME = "fairway"
-NODE_POOL_LABEL = "fairway.io/node-pool"
 _DNS = re.compile(r"[^a-z0-9-]+")
 # Rendezvous ports of the frameworks; any free port works, these are their usual ones.
 PORTS = {"PyTorch": 23456, "TF": 2222, "MPI": 2222, "XGBoost": 9091, "JAX": 1234}

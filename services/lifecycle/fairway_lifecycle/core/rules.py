@@ -1,6 +1,6 @@
 """Scheduling rules: whether a running workload has hit its time limit or its idle GPU limit.
 
-Pure, no I/O: the enforcer (utilization.py) passes in what it counted and the rules it learned
+Pure, no I/O: the enforcer (enforcer.py) passes in what it counted and the rules it learned
 from the ORG stream. Run:ai's rules, per project and department, in seconds:
 
 - interactive (workspaces): `interactiveJobTimeLimitSeconds`,
@@ -18,15 +18,14 @@ duration: one busy window starts the count again.
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
-from fairway_contracts import WorkloadType
+from fairway_contracts import Phase, WorkloadType
 from fairway_contracts.workloads import IDLE_LIMIT_REASON, TIME_LIMIT_REASON
+from fairway_lifecycle.core.fold import attempt_of
 
 Category = Literal["interactive", "training"]
-RULE_FIELDS = ("interactiveJobTimeLimitSeconds", "interactiveJobMaxIdleDurationSeconds",
-               "trainingJobTimeLimitSeconds", "trainingJobMaxIdleDurationSeconds")
-
 
 
 @dataclass(frozen=True)
@@ -162,3 +161,60 @@ def summarize_window(samples: list[list[PodSample]]) -> WindowSummary | None:
     gpus = max(sum(pod.gpus for pod in sample) for sample in seen)
     return WindowSummary(gpus=gpus, utilization_percent=round(min(100.0, percent), 3),
                          idle=idle)
+
+
+# what the enforcer counts ------------------------------------------------------------------
+
+GPU_UTILIZATION_ANNOTATION = "kubesim.fairway.io/gpu-utilization"
+RUNNING = frozenset({Phase.RUNNING, Phase.DEGRADED})
+
+
+def pod_gpus(pod: dict[str, Any]) -> float:
+    total = 0.0
+    for c in pod.get("spec", {}).get("containers") or []:
+        limits = (c.get("resources") or {}).get("limits") or {}
+        try:
+            total += float(limits.get("nvidia.com/gpu", 0))
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def pod_samples(pods: list[dict[str, Any]], attempt: int) -> list[PodSample]:
+    """The GPU pods of the current attempt that run now, with what each reports."""
+    out = []
+    for pod in pods:
+        gpus = pod_gpus(pod)
+        if not gpus or attempt_of(pod) != attempt or pod["metadata"].get("deletionTimestamp"):
+            continue
+        if (pod.get("status") or {}).get("phase") != "Running":
+            continue
+        raw = (pod["metadata"].get("annotations") or {}).get(GPU_UTILIZATION_ANNOTATION)
+        try:
+            value = None if raw is None else min(100.0, max(0.0, float(raw)))
+        except ValueError:
+            value = None
+        out.append(PodSample(gpus=gpus, utilization=value))
+    return out
+
+
+@dataclass
+class UsageState:
+    """One run of a workload as counted: closed running stretches, the open one, and the
+    consecutive idle windows up to the last window end recorded."""
+
+    running_seconds: float = 0.0
+    running_since: datetime | None = None
+    idle_windows: int = 0
+    last_window_end: datetime | None = None
+
+    def with_stretch(self, since: datetime | None, now: datetime) -> "UsageState":
+        """Open (since=now) or close (since=None) a running stretch."""
+        seconds = self.running_seconds
+        if since is None and self.running_since is not None:
+            seconds += max(0.0, (now - self.running_since).total_seconds())
+        return UsageState(seconds, since, self.idle_windows, self.last_window_end)
+
+    def running_at(self, now: datetime) -> float:
+        open_stretch = (now - self.running_since).total_seconds() if self.running_since else 0
+        return self.running_seconds + max(0.0, open_stretch)

@@ -1,7 +1,8 @@
 """The phase fold: a workload's pods in, its phase (with reason and message) out.
 
-Pure and synchronous: the service runs it on every pod change, `fairway lifecycle replay`
-runs it over recorded watch events, and tests run it over pod-event tables. Level-triggered:
+Pure and synchronous: the state machine (machine.py) runs it on every change of a workload,
+for the service's controller and for `fairway lifecycle replay` alike, and tests run it over
+pod-state tables. Level-triggered:
 the result depends only on the workload as lifecycle knows it (`WorkloadInfo`: its spec, its
 attempt, the desired phase, whether it has run) and the pods it has now, and on `now` for the
 deadlines (an image that cannot be pulled for too long).
@@ -260,9 +261,25 @@ def _completed(w: WorkloadInfo, current: list[Pod]) -> str | None:
 def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> PhaseResult:
     """The phase of `w` given the pods it has now (any attempt; older ones are ignored)."""
     kind = w.workload_type.value
+    if (asked := _requested(w, pods, kind)) is not None:  # 1. what the user asked for
+        return asked
     alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    current = [p for p in alive if attempt_of(p) == w.attempt
+               and p["metadata"].get("uid") not in w.preempted_pods]
+    if (held := _held(w, current, kind)) is not None:  # 2. preemption; 3. no pods yet
+        return held
+    if (failure := _failed(w, current, kind, now)) is not None:  # 4. failures
+        return failure
+    if (done := _completed(w, current)) is not None:  # 5. completion
+        return PhaseResult(Phase.COMPLETED, "Succeeded", done)
+    live = [p for p in current if _phase(p) != "Succeeded"]
+    if not w.has_run:  # 6. scheduling and start-up
+        return _starting(w, current, live)
+    return _running(w, current, live)  # 7. running, or degraded
 
-    # 1. what the user asked for
+
+def _requested(w: WorkloadInfo, pods: list[Pod], kind: str) -> PhaseResult | None:
+    """Deleting / Deleted, Stopping / Stopped as the user asked; None while it should run."""
     if w.desired == "Deleted":
         if pods:
             return PhaseResult(Phase.DELETING, "Deleting",
@@ -274,11 +291,11 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
                                f"stopping: {_plural(len(pods), 'pod')} still terminating")
         return PhaseResult(Phase.STOPPED, "Stopped",
                            "stopped by request; its GPUs are released")
+    return None
 
-    current = [p for p in alive if attempt_of(p) == w.attempt
-               and p["metadata"].get("uid") not in w.preempted_pods]
 
-    # 2. preemption
+def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
+    """A preemption, a "can never be placed", a resumption or a retry without its pods yet."""
     if w.preempted:
         if w.terminate_after_preemption:
             return PhaseResult(Phase.FAILED, "Evicted",
@@ -288,57 +305,64 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
             return PhaseResult(Phase.PENDING, "Preempted",
                                "preempted by the scheduler to free GPUs; waiting to be "
                                "scheduled again")
-
     if w.unschedulable is not None and not any(_bound(p) for p in current):
         code, why = w.unschedulable
         return PhaseResult(Phase.FAILED, code,
                            f"The {kind} can never be scheduled: {why}")
-
     if w.resuming and not current:
         return PhaseResult(Phase.RESUMING, "Resuming", "resuming: creating its pods again")
-
-    # 3. no pods yet
     if not current:
         if w.attempt == 1 and not w.has_run:
             return PhaseResult(Phase.CREATING, "CreatingPods",
                                f"creating {_plural(w.pods, 'pod')} for the {kind}")
         return PhaseResult(Phase.PENDING, "Retrying",
                            f"attempt {w.attempt} of {w.backoff_limit + 1}: recreating pods")
+    return None
 
+
+def _give_up_or_retry(w: WorkloadInfo, kind: str, reason: str, detail: str) -> PhaseResult:
     retries_left = w.backoff_limit - (w.attempt - 1)
+    if retries_left > 0:
+        return PhaseResult(
+            Phase.PENDING, "Retrying",
+            f"attempt {w.attempt} of {w.backoff_limit + 1} failed: {detail}; retrying "
+            f"({retries_left} {'retry' if retries_left == 1 else 'retries'} left)",
+            retry=True)
+    if w.backoff_limit > 0 and reason == "ExitCode":
+        reason = "BackoffLimitExceeded"
+    if w.backoff_limit > 0:
+        return PhaseResult(
+            Phase.FAILED, reason,
+            f"The {kind} failed {_plural(w.attempt, 'time')} and has no retries left "
+            f"(backoffLimit {w.backoff_limit}); the last attempt: {detail}.")
+    return PhaseResult(Phase.FAILED, reason, f"The {kind} failed: {detail}.")
 
-    def give_up_or_retry(reason: str, detail: str) -> PhaseResult:
-        if retries_left > 0:
-            return PhaseResult(
-                Phase.PENDING, "Retrying",
-                f"attempt {w.attempt} of {w.backoff_limit + 1} failed: {detail}; retrying "
-                f"({retries_left} {'retry' if retries_left == 1 else 'retries'} left)",
-                retry=True)
-        if w.backoff_limit > 0 and reason == "ExitCode":
-            reason = "BackoffLimitExceeded"
-        if w.backoff_limit > 0:
-            return PhaseResult(
-                Phase.FAILED, reason,
-                f"The {kind} failed {_plural(w.attempt, 'time')} and has no retries left "
-                f"(backoffLimit {w.backoff_limit}); the last attempt: {detail}.")
-        return PhaseResult(Phase.FAILED, reason, f"The {kind} failed: {detail}.")
 
-    # 4. failures
+def _cannot_start(w: WorkloadInfo, pod: Pod, kind: str, now: datetime | None
+                  ) -> PhaseResult | None:
+    """A configuration error fails at once; an image that cannot be pulled, at its deadline."""
+    for waiting in _waiting(pod):
+        if waiting["reason"] in CONFIG_ERRORS:
+            message = waiting.get("message") or waiting["reason"]
+            return PhaseResult(Phase.FAILED, waiting["reason"],
+                               f"The {kind} cannot start: pod {_name(pod)}: {message}.")
+        if waiting["reason"] in IMAGE_PULL_ERRORS and now is not None:
+            since = _since(pod, "PodScheduled")
+            if since is not None and (now - since).total_seconds() >= (
+                    w.image_pull_deadline_seconds):
+                return PhaseResult(
+                    Phase.FAILED, "ImagePullBackOff",
+                    f"The {kind} failed: the image {waiting.get('image') or ''} of pod "
+                    f"{_name(pod)} could not be pulled for "
+                    f"{int(w.image_pull_deadline_seconds)} s ({waiting['reason']}).")
+    return None
+
+
+def _failed(w: WorkloadInfo, current: list[Pod], kind: str, now: datetime | None
+            ) -> PhaseResult | None:
     for pod in current:
-        for waiting in _waiting(pod):
-            if waiting["reason"] in CONFIG_ERRORS:
-                message = waiting.get("message") or waiting["reason"]
-                return PhaseResult(Phase.FAILED, waiting["reason"],
-                                   f"The {kind} cannot start: pod {_name(pod)}: {message}.")
-            if waiting["reason"] in IMAGE_PULL_ERRORS and now is not None:
-                since = _since(pod, "PodScheduled")
-                if since is not None and (now - since).total_seconds() >= (
-                        w.image_pull_deadline_seconds):
-                    return PhaseResult(
-                        Phase.FAILED, "ImagePullBackOff",
-                        f"The {kind} failed: the image {waiting.get('image') or ''} of pod "
-                        f"{_name(pod)} could not be pulled for "
-                        f"{int(w.image_pull_deadline_seconds)} s ({waiting['reason']}).")
+        if (failure := _cannot_start(w, pod, kind, now)) is not None:
+            return failure
     # Every framework here needs all of its ranks: a failed worker fails the attempt too.
     failed = [p for p in current if _phase(p) == "Failed"]
     if failed:
@@ -347,62 +371,70 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
             return PhaseResult(Phase.PENDING, "Evicted",
                                f"pod {_name(pod)} was evicted; recreating it",
                                recreate=(_name(pod),))
-        return give_up_or_retry(*_failure(pod))
+        return _give_up_or_retry(w, kind, *_failure(pod))
+    return None
 
-    # 5. completion
-    if (done := _completed(w, current)) is not None:
-        return PhaseResult(Phase.COMPLETED, "Succeeded", done)
 
-    # 6. scheduling and start-up
-    live = [p for p in current if _phase(p) != "Succeeded"]
-    expected = w.pods
-    if len(current) < expected and not w.has_run:
-        return PhaseResult(Phase.PENDING, "CreatingPods",
-                           f"{len(current)}/{expected} pods created")
+def _running_on(live: list[Pod]) -> PhaseResult:
+    nodes = sorted({p["spec"]["nodeName"] for p in live})
+    return PhaseResult(Phase.RUNNING, "PodsRunning",
+                       f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")
+
+
+def _crashing(live: list[Pod]) -> list[Pod]:
+    return [p for p in live for s in _waiting(p) if s["reason"] == "CrashLoopBackOff"]
+
+
+def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResult:
+    """Not run yet in this attempt: pods made, placed, pulling and starting."""
+    if len(current) < w.pods:
+        return PhaseResult(Phase.PENDING, "CreatingPods", f"{len(current)}/{w.pods} pods created")
     unbound = [p for p in live if not _bound(p)]
-    if unbound and not w.has_run:
+    if unbound:
         placed = len(current) - len(unbound)
         return PhaseResult(Phase.PENDING, "WaitingForScheduler",
                            f"waiting for the scheduler: {placed}/{len(current)} pods placed")
-    crashing = [p for p in live for s in _waiting(p) if s["reason"] == "CrashLoopBackOff"]
+    if crashing := _crashing(live):
+        return _crash_looping(crashing[0])
     not_ready = [p for p in live if not _ready(p)]
-    if not w.has_run and not crashing:
-        if not_ready:
-            waiting = sorted({s["reason"] for p in not_ready for s in _waiting(p)})
-            if waiting and set(waiting) & IMAGE_PULL_ERRORS:
-                doing = f"pulling images failed ({', '.join(waiting)}), retrying"
-            elif "ContainerCreating" in waiting or (not waiting and any(
-                    not _containers(p) for p in not_ready)):
-                doing = "pulling images"
-            else:
-                doing = "starting containers"
-            return PhaseResult(Phase.INITIALIZING, "PodsBound",
-                               f"{len(current)}/{len(current)} pods bound to nodes; {doing}")
-        nodes = sorted({p["spec"]["nodeName"] for p in live})
-        return PhaseResult(Phase.RUNNING, "PodsRunning",
-                           f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")
+    if not not_ready:
+        return _running_on(live)
+    waiting = sorted({s["reason"] for p in not_ready for s in _waiting(p)})
+    if waiting and set(waiting) & IMAGE_PULL_ERRORS:
+        doing = f"pulling images failed ({', '.join(waiting)}), retrying"
+    elif "ContainerCreating" in waiting or (not waiting and any(
+            not _containers(p) for p in not_ready)):
+        doing = "pulling images"
+    else:
+        doing = "starting containers"
+    return PhaseResult(Phase.INITIALIZING, "PodsBound",
+                       f"{len(current)}/{len(current)} pods bound to nodes; {doing}")
 
-    # 7. running, or degraded
-    missing = expected - len(current)
-    if crashing:
-        pod = crashing[0]
-        return PhaseResult(Phase.DEGRADED, "CrashLoopBackOff",
-                           f"pod {_name(pod)} keeps crashing ({_restarts(pod)} restarts); "
-                           "Kubernetes restarts it with a growing back-off")
+
+def _crash_looping(pod: Pod) -> PhaseResult:
+    return PhaseResult(Phase.DEGRADED, "CrashLoopBackOff",
+                       f"pod {_name(pod)} keeps crashing ({_restarts(pod)} restarts); "
+                       "Kubernetes restarts it with a growing back-off")
+
+
+def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResult:
+    """Has run in this attempt: Running, or Degraded by what it misses."""
+    if crashing := _crashing(live):
+        return _crash_looping(crashing[0])
     troubled = [p for p in live if _node_trouble(p)]
     if troubled:
         pod = troubled[0]
         return PhaseResult(Phase.DEGRADED, "NodeNotReady",
                            f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
                            "is not ready")
+    missing = w.pods - len(current)
+    unbound = [p for p in live if not _bound(p)]
     if missing > 0 or unbound:
         lost = missing + len(unbound)
         return PhaseResult(Phase.DEGRADED, "PodLost",
-                           f"{_plural(lost, 'pod')} of {expected} lost; recreating and "
+                           f"{_plural(lost, 'pod')} of {w.pods} lost; recreating and "
                            "rescheduling")
+    not_ready = [p for p in live if not _ready(p)]
     if not_ready:
-        pod = not_ready[0]
-        return PhaseResult(Phase.DEGRADED, "NotReady", f"pod {_name(pod)} is not ready")
-    nodes = sorted({p["spec"]["nodeName"] for p in live})
-    return PhaseResult(Phase.RUNNING, "PodsRunning",
-                       f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")
+        return PhaseResult(Phase.DEGRADED, "NotReady", f"pod {_name(not_ready[0])} is not ready")
+    return _running_on(live)

@@ -1,0 +1,139 @@
+"""`LifecycleService`, the object that runs the lifecycle service: the controller (pods in,
+phases out, through the state machine of core/machine.py) and the scheduling-rule enforcer,
+and what each request the handlers receive does to them."""
+
+import logging
+
+from fairway_contracts import Phase, subjects
+from fairway_contracts.events import (
+    BindDecision,
+    DepartmentChanged,
+    PhaseChanged,
+    PreemptDecision,
+    ProjectChanged,
+    SchedulingPending,
+    WorkloadAction,
+    WorkloadSubmitted,
+)
+from fairway_lifecycle import repository as repo
+from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.core.machine import action_ignored, desire_for
+from fairway_lifecycle.core.pods import namespace_for
+from fairway_lifecycle.enforcer import RulesEnforcer
+from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_runtime import Service
+from fairway_store import add_to_outbox
+
+log = logging.getLogger("fairway.lifecycle.handlers")
+
+
+class LifecycleService:
+    """The controller and the enforcer over one runtime; the handlers call its methods."""
+
+    def __init__(self, runtime: Service, settings: LifecycleSettings, kube: Kube):
+        self.runtime = runtime
+        self.settings = settings
+        self.kube = kube
+        self.controller = Controller(runtime, kube, settings.resync_seconds,
+                                     eviction_grace_seconds=settings.eviction_grace_seconds)
+        self.enforcer = RulesEnforcer(runtime, self.controller,
+                                      window_seconds=settings.utilization_window_seconds,
+                                      check_seconds=settings.rules_check_seconds)
+
+    @property
+    def ready(self) -> bool:
+        return self.controller.synced
+
+    async def start(self) -> None:
+        # The rules first: stop reasons survive a restart.
+        self.controller.restore_stop_reasons(await self.enforcer.load())
+        await self.controller.start()
+        self.runtime.background(self.enforcer.run(), "scheduling-rules")
+
+    async def stop(self) -> None:
+        await self.controller.stop()
+        self.kube.close()
+
+    # requests -----------------------------------------------------------------------------------
+    async def submit(self, event: WorkloadSubmitted, trace_headers: dict[str, str]) -> None:
+        """Record a submitted workload with its Creating event, and drive it. Idempotent by
+        state, not by inbox: the row is inserted once (its Creating event with it), and pods
+        are ensured by the reconciler every time, so a crash between the commit and the pod
+        creation still ends with pods."""
+        namespace = namespace_for(event.project, self.settings.namespace_prefix)
+        message = f"creating {event.spec.pods} pod(s) in namespace {namespace}"
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            created = await repo.insert_workload(conn, event, namespace, trace_headers,
+                                                 "CreatingPods", message)
+            if created:
+                first = PhaseChanged(
+                    event_id=f"{event.workload_id}:1", workload_id=event.workload_id,
+                    name=event.name, project=event.project,
+                    workload_type=event.workload_type, sequence=1, previous_phase=None,
+                    phase=Phase.CREATING, reason="CreatingPods", message=message,
+                    time=event.created_at,
+                )
+                await add_to_outbox(
+                    conn, subjects.phase(event.project, event.workload_id, Phase.CREATING),
+                    first, msg_id=f"phase:{event.workload_id}:1")
+            row = await repo.get(conn, event.workload_id)
+        if created:
+            log.info("accepted %s %s", event.workload_type.value, event.name)
+        if row is not None:
+            self.controller.track(row)
+
+    async def act(self, action: WorkloadAction) -> None:
+        """A stop, resume or delete. An action can overtake its workload's submission
+        (another consumer): LookupError until the workload is known. Idempotent: asking for
+        the same desired phase twice is one ask."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            row = await repo.get_for_update(conn, action.workload_id)
+            if row is None:
+                raise LookupError(f"{action.action} for a workload not known yet")
+            if action_ignored(row.phase, row.desired, action.action):
+                log.info("%s ignored: the workload is %s", action.action, row.phase.value)
+                return
+            if (desire := desire_for(row.desired, action.action)) is None:
+                return
+            desired, resuming = desire
+            await repo.set_desired(conn, action.workload_id, desired, resuming)
+            await self.enforcer.on_action(conn, action.workload_id, action.action)
+        log.info("%s requested by %s", action.action, action.requested_by)
+        if row.phase.terminal:  # a finished workload being deleted: drive it again
+            row.desired, row.resuming = desired, False
+            self.controller.track(row)
+        else:
+            self.controller.desire(action.workload_id, desired, resuming)
+
+    async def preempt(self, decision: PreemptDecision) -> None:
+        """Idempotent: a preemption already recorded only re-evicts what is still there."""
+        await self.controller.preempt(decision)
+
+    async def pending(self, event: SchedulingPending) -> None:
+        """Only the verdict "can never be placed" concerns lifecycle: the workload fails with
+        the scheduler's reason instead of waiting for ever."""
+        if not event.unschedulable or not event.pending:
+            return
+        await self.controller.reject(event.workload_id, event.code or "Unschedulable",
+                                     event.message or "no node pool has room for it")
+
+    async def org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
+        """Idempotent: the unit's whole current state replaces the one kept."""
+        await self.enforcer.on_org_unit(event)
+
+    async def bind(self, decision: BindDecision) -> None:
+        """Bind the decision's pods. Idempotent in Kubernetes itself: a second bind answers
+        409."""
+        async with self.runtime.pool.acquire() as conn:
+            row = await repo.get(conn, decision.workload_id)
+        if row is None:
+            raise LookupError(f"bind for unknown workload {decision.workload_id}")
+        for placement in decision.placements:
+            if placement.gpu_devices:
+                # Which devices the scheduler chose, for a device plugin or a webhook to
+                # honour and for people to read; written before the pod is bound.
+                await self.kube.annotate(row.namespace, placement.pod, {
+                    "fairway.io/gpu-devices": ",".join(map(str, placement.gpu_devices))})
+            outcome = await self.kube.bind(row.namespace, placement.pod, placement.node)
+            log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)

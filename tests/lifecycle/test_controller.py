@@ -1,0 +1,153 @@
+"""The lifecycle service's requests and its controller (the state machine's I/O shell) against
+a real PostgreSQL and a Kubernetes stand-in: the intents carried out and the phases recorded,
+without the e2e stack."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from fairway_contracts import EffectiveSpec, Phase, WorkloadType
+from fairway_contracts.events import PreemptDecision, WorkloadAction, WorkloadSubmitted
+from fairway_contracts.workloads import utcnow
+from fairway_lifecycle import repository as repo
+from fairway_lifecycle.service import LifecycleService
+from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.testing import build_for_tests
+from fairway_store import create_pool, migrate_dsn
+from tests.lifecycle.podfactory import pod
+
+MIGRATIONS = Path(repo.__file__).parent / "migrations"
+pytestmark = pytest.mark.infra
+
+
+class FakeKube:
+    """Answers every call as done and keeps the calls, in order."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    async def ensure_namespace(self, name):
+        self.calls.append(("namespace", name))
+
+    async def create_pod(self, manifest):
+        self.calls.append(("create", manifest["metadata"]["name"]))
+        return True
+
+    async def delete_pod(self, namespace, name, grace_seconds=None):
+        self.calls.append(("delete", name, grace_seconds))
+
+    async def evict(self, namespace, name, grace_seconds=None):
+        self.calls.append(("evict", name, grace_seconds))
+        return "evicted"
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+async def service(database_url):
+    """The service with its runtime's pool and no broker, the controller fed by hand."""
+    settings = LifecycleSettings(database_url=database_url, eviction_grace_seconds=7)
+    runtime, service = build_for_tests(settings, kube=FakeKube())
+    await migrate_dsn(database_url, "lifecycle", MIGRATIONS)
+    runtime.pool = await create_pool(database_url, "lifecycle")
+    await service.controller.start(watch=False)
+    service.controller.on_pods_synced()
+    await until(lambda: service.ready)
+    yield service
+    await runtime.stop()
+
+
+async def submit(service: LifecycleService, wid: str, kind=WorkloadType.TRAINING) -> None:
+    spec = EffectiveSpec.model_validate({"image": "busybox", "priorityClass": "train",
+                                         "preemptible": True, "backoffLimit": 0,
+                                         "compute": {"gpuDevicesRequest": 1}})
+    await service.submit(WorkloadSubmitted(
+        event_id=wid, workload_id=wid, name="bert", project="team-a", project_id="7",
+        workload_type=kind, created_at=utcnow(), created_by="alice", spec=spec), {})
+
+
+async def until(condition, timeout: float = 5.0):
+    async def poll():
+        while not (await result if asyncio.iscoroutine(result := condition()) else result):
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def phases(pool, wid: str) -> list[str]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT payload FROM outbox WHERE subject LIKE $1 ORDER BY id",
+                                f"fairway.phase.team-a.{wid}.%")
+    return [json.loads(bytes(r["payload"]))["phase"] for r in rows]
+
+
+async def test_a_training_gets_its_pods_and_its_phases_recorded(service, tag):
+    pool, controller = service.runtime.pool, service.controller
+    wid = f"{tag}-w1"
+    await submit(service, wid)
+    name = f"bert-{wid[:8]}-1-0"
+
+    async def created():
+        return ("create", name) in controller.kube.calls
+    await until(created)
+    assert controller.kube.calls[:2] == [("namespace", "fairway-team-a"), ("create", name)]
+    for stage in ("unbound", "pulling", "running", "succeeded"):
+        controller.on_pod("MODIFIED" if stage != "unbound" else "ADDED",
+                          pod(name, workload=wid, stage=stage, node="a100-1"))
+
+    async def completed():
+        return (await phases(pool, wid))[-1:] == ["Completed"]
+    await until(completed)
+    assert await phases(pool, wid) == ["Creating", "Pending", "Initializing", "Running",
+                                       "Completed"]
+    async with pool.acquire() as conn:
+        row = await repo.get(conn, wid)
+    assert (row.phase, row.sequence) == (Phase.COMPLETED, 5)
+
+    async def untracked():
+        return wid not in controller.tracked and wid not in controller.machine.workloads
+    await until(untracked)
+
+
+async def test_preemption_evicts_the_pods_and_a_stop_deletes_them(service, tag):
+    pool, controller = service.runtime.pool, service.controller
+    wid = f"{tag}-w2"
+    await submit(service, wid, WorkloadType.WORKSPACE)
+    name = f"bert-{wid[:8]}-1-0"
+    for stage in ("unbound", "running"):
+        controller.on_pod("MODIFIED", pod(name, workload=wid, stage=stage, node="a100-1"))
+
+    async def running():
+        return (await phases(pool, wid))[-1:] == ["Running"]
+    await until(running)
+
+    await controller.preempt(PreemptDecision(
+        event_id=f"{wid}-p", decision_id=f"{wid}-p", workload_id=wid, project="team-a",
+        reason="reclaim", message="team-b needs it back", decided_at=utcnow()))
+    assert ("evict", name, 7) in controller.kube.calls
+
+    async def preempted():
+        return (await phases(pool, wid))[-1:] == ["Pending"]
+    await until(preempted)
+
+    # placed again, then stopped by its user: the pod goes, gracefully
+    again = pod(name, workload=wid, stage="running", node="a100-2", uid="again")
+    controller.on_pod("ADDED", again)
+    await service.act(WorkloadAction(event_id=f"{wid}-s", workload_id=wid, project="team-a",
+                                     action="stop",
+                                     requested_by="alice", requested_at=utcnow()))
+
+    async def deleted():
+        return ("delete", name, None) in controller.kube.calls
+    await until(deleted)
+    controller.on_pod("DELETED", again)
+
+    async def stopped():
+        return (await phases(pool, wid))[-1:] == ["Stopped"]
+    await until(stopped)
+    assert await phases(pool, wid) == ["Creating", "Pending", "Running", "Pending", "Running",
+                                       "Stopping", "Stopped"]
+    async with pool.acquire() as conn:
+        assert (await repo.get(conn, wid)).desired == "Stopped"
