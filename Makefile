@@ -27,6 +27,8 @@ up: install
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/vulture
+	.venv/bin/pytest -q -p no:cacheprovider tests/test_import_cycles.py
 
 asyncapi: install
 	.venv/bin/python -m fairway_contracts.asyncapi > docs/asyncapi.json

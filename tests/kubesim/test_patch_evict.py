@@ -16,7 +16,6 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from .conftest import bind, collect, error_body, make_pod, wait_pod
 
-SLOW = {"sim.fairway.io/pull-seconds": "60"}  # stays Pending (ContainerCreating) once bound
 MERGE = "application/merge-patch+json"
 
 

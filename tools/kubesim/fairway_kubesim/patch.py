@@ -19,7 +19,6 @@ from .errors import ApiError, bad_request, invalid
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-APPLY = "application/apply-patch+yaml"
 
 # list field name -> merge key, as in the Kubernetes API's patchMergeKey tags
 MERGE_KEYS = {

@@ -21,7 +21,7 @@ The order of the checks is the order of precedence:
    NotReady node (Degraded), else Running.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -73,7 +73,6 @@ class PhaseResult:
     reason: str
     message: str
     retry: bool = False  # the current attempt failed and a retry is due
-    recreate: tuple[str, ...] = field(default=())  # pods lost that should be made again
 
 
 def finished(phase: Phase | None, desired: str) -> bool:
@@ -369,8 +368,7 @@ def _failed(w: WorkloadInfo, current: list[Pod], kind: str, now: datetime | None
         pod = failed[0]
         if _evicted(pod) and not _node_lost(pod):
             return PhaseResult(Phase.PENDING, "Evicted",
-                               f"pod {_name(pod)} was evicted; recreating it",
-                               recreate=(_name(pod),))
+                               f"pod {_name(pod)} was evicted; recreating it")
         return _give_up_or_retry(w, kind, *_failure(pod))
     return None
 

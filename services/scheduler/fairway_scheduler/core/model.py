@@ -173,11 +173,7 @@ class PendingCode(StrEnum):
     """Why a workload's pods still wait, as a machine reads it."""
 
     WAITING_FOR_PODS = "WaitingForPods"  # the gang's pods do not all exist yet
-    NO_NODE_IN_POOLS = "NoNodeInPools"  # the requested pools have no nodes at all
-    NO_READY_NODE = "NoReadyNode"  # they have nodes, none ready
-    NO_NODE_LARGE_ENOUGH = "NoNodeLargeEnough"  # a pod asks for more GPUs than any node has
     NO_FITTING_NODE = "NoFittingNode"  # a node could hold the pod, none has that much free
-    GANG_DOES_NOT_FIT = "GangDoesNotFit"  # the pods cannot all be placed together
     # The fair-share core's codes (`allocate`).
     OVER_LIMIT = "OverLimit"  # the project or department would go over its limit
     NON_PREEMPTIBLE_OVER_QUOTA = "NonPreemptibleOverQuota"  # non-preemptible, beyond deserved

@@ -116,10 +116,6 @@ class Grants:
             raise ApiError(403, f"{self.subject} may not {_verb(perm)} {what}")
 
     # what a list shows ---------------------------------------------------------------------
-    def visible_projects(self, projects: Iterable[str], perm: Perm = Perm.ORG_VIEW
-                         ) -> list[str]:
-        return [p for p in projects if perm in self.perms_at(project_id=p)]
-
     def workload_scopes(self, projects: Iterable[str]) -> tuple[list[str], list[str]]:
         """(projects whose every workload the caller may see, projects where only
         inferences)."""
