@@ -131,6 +131,14 @@ def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, st
     return response.json()["workloadId"]
 
 
+def wait_pods_gone(api, workload_id: str, timeout: float = 60.0) -> None:
+    """Wait until the API lists no pod of the workload (it follows lifecycle's pod groups)."""
+    deadline = time.monotonic() + timeout
+    while pods := api.get(f"/api/v1/workloads/{workload_id}/pods").json()["pods"]:
+        assert time.monotonic() < deadline, f"pods left after {timeout:.0f} s: {pods}"
+        time.sleep(0.3)
+
+
 def ask_delete(api, kind: str, *workload_ids: str) -> None:
     for wid in workload_ids:
         response = api.delete(f"/api/v1/workloads/{kind}/{wid}")

@@ -85,6 +85,8 @@ async def test_every_series_after_a_scenario(stack, api, phases, held):
 
     def pool_is_free() -> float:
         s = scrape(stack)
+        # every node in the pool kubesim's profile gives it (none left in the default pool)
+        assert not matching(s, "fairway_node_gpus", node_pool="default"), "pools not known yet"
         assert total(s, "fairway_nodepool_gpus_allocated", node_pool=POOL) == 0, (
             f"pool {POOL} is not free: the reclaim below counts its GPUs")
         return total(s, "fairway_nodepool_gpus", node_pool=POOL)

@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.conftest import create, ensure_simulated_pools, submit
+from tests.e2e.conftest import create, ensure_simulated_pools, submit, wait_pods_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -132,12 +132,16 @@ async def test_a_preempted_workload_waits_then_runs_again(limited, phases):
     assert events[-1]["phase"] == "Running"  # once the urgent one completed
 
 
-async def test_a_workload_that_asked_to_terminate_after_preemption_fails(limited, phases):
+async def test_a_workload_that_asked_to_terminate_after_preemption_fails(api, limited,
+                                                                          phases):
     wid = limited("trainings", "one-shot", terminateAfterPreemption=True)
     events = await phases.read(wid, until={"Running"})
     limited("trainings", "urgent", **URGENT)
     events = await phases.read(wid, until={"Failed", "Completed"}, skip=len(events))
     assert (events[-1]["phase"], events[-1]["reason"]) == ("Failed", "Evicted")
+    # Failed at once; its evicted pod leaves after the eviction's grace period. (Lifecycle
+    # loses a delete asked for in between: it stays Failed. The module deletes it after.)
+    wait_pods_gone(api, wid)
 
 
 async def test_pods_carry_the_gpu_devices_the_scheduler_chose(stack, project, run, phases):
