@@ -109,13 +109,23 @@ def create(api, path: str, body: dict) -> dict:
     return response.json()
 
 
-def ensure_simulated_pools(api) -> None:
+SIMULATED_POOLS = ("a100", "t4")
+
+
+def ensure_simulated_pools(api, timeout: float = 30.0) -> None:
     """kubesim's pools registered in the API as `fairway up` does (same labels as the nodes
-    carry, so no node changes pool): quotas and workloads can then name pools a100 and t4."""
-    for pool in ("a100", "t4"):
+    carry, so no node changes pool): quotas and workloads can then name pools a100 and t4.
+    Returns once the platform has put every node in its pool (the scheduler reads nodes'
+    pools from the same inventory): a workload naming a pool it does not know yet fails."""
+    for pool in SIMULATED_POOLS:
         response = api.post("/api/v1/node-pools", json={
             "name": pool, "labelKey": "fairway.io/node-pool", "labelValue": pool})
         assert response.status_code in (201, 409), response.text
+    deadline = time.monotonic() + timeout
+    while not {n["nodePool"] for n in api.get("/api/v1/nodes").json()["nodes"]} <= set(
+            SIMULATED_POOLS):
+        assert time.monotonic() < deadline, api.get("/api/v1/nodes").json()
+        time.sleep(0.3)
 
 
 def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, str] | None = None,

@@ -19,6 +19,7 @@ BASE = {"priorityClass": "train", "backoffLimit": 0}
 
 @pytest.fixture(scope="module")
 def project(api) -> dict:
+    ensure_simulated_pools(api)  # a workspace below runs in pool t4
     return create(api, "/api/v1/org-unit/projects", {"name": f"types-{uuid.uuid4().hex[:6]}"})
 
 
@@ -75,8 +76,7 @@ async def test_a_crash_looping_workspace_is_degraded(run, phases):
 
 
 async def test_a_node_going_not_ready_degrades_its_workload_until_it_recovers(
-        api, stack, run, phases):
-    ensure_simulated_pools(api)
+        stack, run, phases):
     wid = run("workspaces", "on-t4", restartPolicy="Always", nodePools=["t4"])
     events = await phases.read(wid, until={"Running"})
     node = events[-1]["pods"][0]["node"]
