@@ -38,7 +38,7 @@ asyncapi: install
 settings-doc: install
 	.venv/bin/python -m fairway_devstack.settings_reference docs/operations.md
 
-test: lint promtool
+test: lint promtool kubectl
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 
 # promtool checks and unit-tests the alert rules (tests/deploy); Debian's prometheus package
@@ -50,6 +50,16 @@ promtool:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool missing: apt-get install prometheus (as root)" >&2; fi; }
+
+# kubectl against kubesim (tests/kubesim/test_kubectl.py); Debian's kubernetes-client package
+# ships it. The same way: installed when missing and we are root, the tests fail under CI=true
+# rather than skip when it is still missing.
+.PHONY: kubectl
+kubectl:
+	@command -v kubectl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; \
+	  else echo "kubectl missing: apt-get install kubernetes-client (as root)" >&2; fi; }
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)

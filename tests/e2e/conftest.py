@@ -1,8 +1,10 @@
 """One whole platform for the end-to-end tests: embedded NATS and PostgreSQL, kubesim, the
-five services as processes, exporting traces to a receiver inside the test."""
+five services as processes, exporting traces to a receiver inside the test; and what the tests
+do through its public API (organisation, workloads, deleting what they held)."""
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -97,3 +99,96 @@ class PhaseRecorder:
 @pytest.fixture(scope="session")
 def phases(stack) -> PhaseRecorder:
     return PhaseRecorder(stack.nats_url)
+
+
+# Through the public API ---------------------------------------------------------------------
+
+def create(api, path: str, body: dict) -> dict:
+    response = api.post(path, json=body)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+SIMULATED_POOLS = ("a100", "t4")
+
+
+def ensure_simulated_pools(api, timeout: float = 30.0) -> None:
+    """kubesim's pools registered in the API as `fairway up` does (same labels as the nodes
+    carry, so no node changes pool): quotas and workloads can then name pools a100 and t4.
+    Returns once the platform has put every node in its pool (the scheduler reads nodes'
+    pools from the same inventory): a workload naming a pool it does not know yet fails."""
+    for pool in SIMULATED_POOLS:
+        response = api.post("/api/v1/node-pools", json={
+            "name": pool, "labelKey": "fairway.io/node-pool", "labelValue": pool})
+        assert response.status_code in (201, 409), response.text
+    deadline = time.monotonic() + timeout
+    while not {n["nodePool"] for n in api.get("/api/v1/nodes").json()["nodes"]} <= set(
+            SIMULATED_POOLS):
+        assert time.monotonic() < deadline, api.get("/api/v1/nodes").json()
+        time.sleep(0.3)
+
+
+def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, str] | None = None,
+           **spec) -> str:
+    """Submit a workload of `kind` (the API's plural) asking for one GPU unless `spec` says
+    otherwise; its id."""
+    body = {"name": name, "projectId": project_id, "spec": {
+        "image": "busybox", "compute": {"gpuDevicesRequest": 1},
+        "annotations": [{"name": k, "value": v} for k, v in (annotations or {}).items()],
+        **spec}}
+    response = api.post(f"/api/v1/workloads/{kind}", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["workloadId"]
+
+
+def wait_pods_gone(api, workload_id: str, timeout: float = 60.0) -> None:
+    """Wait until the API lists no pod of the workload (it follows lifecycle's pod groups)."""
+    deadline = time.monotonic() + timeout
+    while pods := api.get(f"/api/v1/workloads/{workload_id}/pods").json()["pods"]:
+        assert time.monotonic() < deadline, f"pods left after {timeout:.0f} s: {pods}"
+        time.sleep(0.3)
+
+
+def ask_delete(api, kind: str, *workload_ids: str) -> None:
+    for wid in workload_ids:
+        response = api.delete(f"/api/v1/workloads/{kind}/{wid}")
+        assert response.status_code in (202, 404, 409), response.text  # 409: being deleted
+
+
+def wait_deleted(api, *workload_ids: str, timeout: float = 60.0) -> None:
+    """Wait until the workloads and their pods are gone: the stack's GPUs are shared by every
+    test of the session, and the next test's pods need them free on the nodes too."""
+    deadline = time.monotonic() + timeout
+    left = list(workload_ids)
+    while left:
+        response = api.get(f"/api/v1/workloads/{left[0]}")
+        if response.status_code == 404 or response.json()["phase"] == "Deleted":
+            left.pop(0)
+            continue
+        assert time.monotonic() < deadline, (
+            f"not deleted after {timeout:.0f} s: {left}; {left[0]} is {response.json()['phase']}")
+        time.sleep(0.3)
+
+
+def release(api, workloads: list[tuple[str, str]]) -> None:
+    """Delete the workloads, (kind, id): all asked at once, then waited for, so it lasts one
+    grace period (kubesim's running pods use their 30 s), not one per workload."""
+    for kind, wid in workloads:
+        ask_delete(api, kind, wid)
+    wait_deleted(api, *(wid for _, wid in workloads))
+
+
+@pytest.fixture
+def held(api):
+    """Workloads a test started, (kind, id), deleted when it ends however it ends."""
+    workloads: list[tuple[str, str]] = []
+    yield workloads
+    release(api, workloads)
+
+
+@pytest.fixture(scope="module")
+def held_by_module(api):
+    """Workloads the tests of a module started, (kind, id), deleted when the module ends."""
+    workloads: list[tuple[str, str]] = []
+    yield workloads
+    release(api, workloads)

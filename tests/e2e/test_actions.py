@@ -1,30 +1,21 @@
-"""Stop, resume and delete, carried out by lifecycle against kubesim (issue 6)."""
+"""Stop, resume and delete through the API, carried out by lifecycle against kubesim (issue 6)."""
 
 import json
-import uuid
 
 import nats
 import pytest
 
-from fairway_bus import publish_model
 from fairway_contracts import subjects
-from fairway_contracts.events import WorkloadAction
 from tests.e2e.test_walking_skeleton import submit
 
 pytestmark = pytest.mark.e2e
 
 
-async def act(nats_url: str, workload: dict, action: str) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        event = WorkloadAction(event_id=str(uuid.uuid4()), workload_id=workload["workloadId"],
-                               project=workload["projectName"], action=action,
-                               requested_by="test")
-        await publish_model(nc.jetstream(), subjects.workload_action(
-            action, workload["projectName"], workload["workloadId"]), event,
-            msg_id=event.event_id)
-    finally:
-        await nc.close()
+def act(api, workload: dict, action: str) -> None:
+    """`suspend`, `resume` or `delete`, as a user asks for it."""
+    path = f"/api/v1/workloads/trainings/{workload['workloadId']}"
+    response = api.delete(path) if action == "delete" else api.post(f"{path}/{action}")
+    assert response.status_code == 202, response.text
 
 
 async def last_pod_group(nats_url: str, workload: dict) -> dict:
@@ -43,17 +34,17 @@ async def test_stop_resume_and_delete_end_where_they_should(api, default_project
     workload = submit(api, default_project_id, "stoppable", {})  # runs until stopped
     await phases.read(workload["workloadId"], until={"Running"})
 
-    await act(stack.nats_url, workload, "stop")
+    act(api, workload, "suspend")
     events = await phases.read(workload["workloadId"], until={"Stopped"})
     assert [e["phase"] for e in events][-2:] == ["Stopping", "Stopped"]
     group = await last_pod_group(stack.nats_url, workload)
     assert group["pods"] == [], "a stopped workload holds no pods, so no GPUs"
 
-    await act(stack.nats_url, workload, "resume")
+    act(api, workload, "resume")
     events = await phases.read(workload["workloadId"], until={"Running"}, skip=len(events))
     assert [e["phase"] for e in events] == ["Resuming", "Pending", "Initializing", "Running"]
 
-    await act(stack.nats_url, workload, "delete")
+    act(api, workload, "delete")
     events = await phases.read(workload["workloadId"], until={"Deleted"}, skip=10)
     assert [e["phase"] for e in events] == ["Deleting", "Deleted"]
     group = await last_pod_group(stack.nats_url, workload)

@@ -1,12 +1,13 @@
 """A scripted scenario on the whole stack, then every series of the metrics service with the
 value it must have (scraped from the metrics service's /metrics).
 
-Two projects of one department: project A runs a training at 60 % GPU utilization, a
-distributed job (several pods, one workload) and a training that fails; the training is
-reclaimed once (the decision published as the scheduler would) and runs again. Project B,
-limited to one GPU, asks for two and waits with the scheduler's reason. A poison message is
-dead-lettered. A second scenario has the scheduler reclaim GPUs itself. The stack is shared
-with other tests: cluster figures are checked against each other, project figures exactly.
+Two projects of one department in pool t4: project A runs a training at 60 % GPU utilization, a
+distributed job (several pods, one workload) and a training that fails. Project C, of another
+department, fills the rest of the pool and then needs its quota back: the scheduler reclaims A's
+training, which waits and runs again once C's short job has completed. Project B, limited to
+one GPU, asks for two and waits with the scheduler's reason. A poison message is
+dead-lettered. The stack is shared with other tests: cluster figures are checked against each
+other, project figures exactly.
 """
 
 import asyncio
@@ -18,10 +19,9 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fairway_bus import publish_model, publish_raw
 from fairway_contracts import subjects
-from fairway_contracts.events import PreemptDecision
-from fairway_contracts.workloads import utcnow
+from tests.e2e.conftest import create, ensure_simulated_pools
+from tests.e2e.conftest import submit as submit_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -60,85 +60,21 @@ async def until(check, timeout: float = 60.0, what: str = ""):
             await asyncio.sleep(0.5)
 
 
-def create(api, path: str, body: dict) -> dict:
-    response = api.post(path, json=body)
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
-POOL = "a100"
-
-
-def ensure_simulated_pools(api) -> None:
-    """kubesim's pools registered in the API as `fairway up` does (same labels as the nodes
-    carry, so no node changes pool): quotas and workloads can then name pool a100."""
-    for pool in ("a100", "t4"):
-        response = api.post("/api/v1/node-pools", json={
-            "name": pool, "labelKey": "fairway.io/node-pool", "labelValue": pool})
-        assert response.status_code in (201, 409), response.text
-
-
-def ask_delete(api, kind: str, *workload_ids: str) -> None:
-    for wid in workload_ids:
-        response = api.delete(f"/api/v1/workloads/{kind}/{wid}")
-        assert response.status_code in (202, 404), response.text
-
-
-def wait_deleted(api, *workload_ids: str, timeout: float = 60.0) -> None:
-    """Wait until the workloads and their pods are gone: the stack's GPUs are shared by every
-    test of the session, and the next test's pods need them free on the nodes too."""
-    deadline = time.monotonic() + timeout
-    left = list(workload_ids)
-    while left:
-        response = api.get(f"/api/v1/workloads/{left[0]}")
-        if response.status_code == 404 or response.json()["phase"] == "Deleted":
-            left.pop(0)
-            continue
-        assert time.monotonic() < deadline, (
-            f"not deleted after {timeout:.0f} s: {left}; {left[0]} is {response.json()['phase']}")
-        time.sleep(0.3)
-
-
-def delete(api, kind: str, *workload_ids: str, timeout: float = 60.0) -> None:
-    """Free what a test held, and wait until it is gone."""
-    ask_delete(api, kind, *workload_ids)
-    wait_deleted(api, *workload_ids, timeout=timeout)
+POOL = "t4"
 
 
 def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, str] | None = None,
            **spec) -> str:
-    body = {"name": name, "projectId": project_id, "spec": {
-        "image": "busybox", "compute": {"gpuDevicesRequest": 1}, "nodePools": [POOL],
-        "annotations": [{"name": k, "value": v} for k, v in (annotations or {}).items()],
-        **spec}}
-    response = api.post(f"/api/v1/workloads/{kind}", json=body)
-    assert response.status_code == 202, response.text
-    return response.json()["workloadId"]
+    return submit_workload(api, kind, project_id, name, annotations,
+                           **{"nodePools": [POOL], **spec})
 
 
-@pytest.fixture
-def held(api):
-    """Workloads a test started, (kind, id), deleted when it ends however it ends: all asked
-    at once, then waited for, so the teardown lasts one grace period (kubesim's running pods
-    use their 30 s), not one per workload."""
-    workloads: list[tuple[str, str]] = []
-    yield workloads
-    by_kind: dict[str, list[str]] = {}
-    for kind, wid in workloads:
-        by_kind.setdefault(kind, []).append(wid)
-    for kind, wids in by_kind.items():
-        ask_delete(api, kind, *wids)
-    wait_deleted(api, *(wid for _, wid in workloads))
-
-
-async def publish(stack, subject: str, event=None, raw: bytes | None = None) -> None:
+async def publish_poison(stack, subject: str) -> None:
+    """A message no consumer can read, published as any client could."""
     nc = await nats.connect(stack.nats_url)
     try:
-        js = nc.jetstream()
-        if raw is not None:
-            await publish_raw(js, subject, raw, msg_id=uuid.uuid4().hex)
-        else:
-            await publish_model(js, subject, event, msg_id=uuid.uuid4().hex)
+        await nc.jetstream().publish(subject, b"{not json",
+                                     headers={"Nats-Msg-Id": uuid.uuid4().hex})
     finally:
         await nc.close()
 
@@ -146,6 +82,16 @@ async def publish(stack, subject: str, event=None, raw: bytes | None = None) -> 
 async def test_every_series_after_a_scenario(stack, api, phases, held):
     tag = uuid.uuid4().hex[:6]
     ensure_simulated_pools(api)
+
+    def pool_is_free() -> float:
+        s = scrape(stack)
+        # every node in the pool kubesim's profile gives it (none left in the default pool)
+        assert not matching(s, "fairway_node_gpus", node_pool="default"), "pools not known yet"
+        assert total(s, "fairway_nodepool_gpus_allocated", node_pool=POOL) == 0, (
+            f"pool {POOL} is not free: the reclaim below counts its GPUs")
+        return total(s, "fairway_nodepool_gpus", node_pool=POOL)
+
+    capacity = int(await until(pool_is_free))
     dept = create(api, "/api/v1/org-unit/departments", {
         "name": f"mx-{tag}", "resources": [{"nodePool": {"name": POOL},
                                             "gpu": {"deserved": 4}}]})
@@ -155,12 +101,19 @@ async def test_every_series_after_a_scenario(stack, api, phases, held):
     b = create(api, "/api/v1/org-unit/projects", {
         "name": f"mx-b-{tag}", "parentId": dept["id"],
         "resources": [{"nodePool": {"name": POOL}, "gpu": {"deserved": 1, "limit": 1}}]})
-    A, B, D = a["name"], b["name"], dept["name"]
+    # C's department deserves the rest of the pool: the two departments' quotas fill it, so
+    # none is over its fair share but by borrowing.
+    rest = [{"nodePool": {"name": POOL}, "gpu": {"deserved": capacity - 4}}]
+    c_dept = create(api, "/api/v1/org-unit/departments", {"name": f"mx-cd-{tag}",
+                                                          "resources": rest})
+    c = create(api, "/api/v1/org-unit/projects", {"name": f"mx-c-{tag}",
+                                                  "parentId": c_dept["id"], "resources": rest})
+    A, B, C, D = a["name"], b["name"], c["name"], dept["name"]
     before = scrape(stack)
     busy = {"sim.fairway.io/run-seconds": "3600", "sim.fairway.io/gpu-utilization": "60"}
 
     runner = submit(api, "trainings", a["id"], "runner", busy)
-    gang = submit(api, "distributed", a["id"], "gang", busy, numWorkers=2)
+    gang = submit(api, "distributed", a["id"], "gang", busy, numWorkers=3)
     failing = submit(api, "trainings", a["id"], "failing",
                      {"sim.fairway.io/run-seconds": "0.5", "sim.fairway.io/exit-code": "3"},
                      backoffLimit=0)
@@ -174,14 +127,25 @@ async def test_every_series_after_a_scenario(stack, api, phases, held):
     assert len(gang_events[-1]["pods"]) > 1 and gang_gpus == len(gang_events[-1]["pods"])
     assert (await phases.read(failing, until={"Failed", "Completed"}))[-1]["phase"] == "Failed"
 
-    # a reclaim of the running training, as the scheduler decides one; it waits, then runs
-    await publish(stack, subjects.preempt(A, runner), PreemptDecision(
-        decision_id=f"reclaim-{tag}", workload_id=runner, project=A, reason="reclaim",
-        by=waiting, message="project mx-b is below its quota", decided_at=utcnow()))
-    again = await phases.read(runner, until={"Running", "Failed"}, skip=len(ran))
+    # C takes the room A left (A borrows beyond its quota of 2), then needs one GPU more of its
+    # quota back: the scheduler reclaims from A the one workload that leaves A its fair share,
+    # the training, which waits, then runs again once C's short job has completed.
+    a_gpus = 1 + gang_gpus
+    fillers = [submit(api, "trainings", c["id"], f"filler-{i}",
+                      {"sim.fairway.io/run-seconds": "3600"})
+               for i in range(capacity - a_gpus)]
+    held += [("trainings", wid) for wid in fillers]
+    for wid in fillers:
+        await phases.read(wid, until={"Running"})
+    claimer = submit(api, "trainings", c["id"], "claimer", {"sim.fairway.io/run-seconds": "2"})
+    held.append(("trainings", claimer))
+    again = await phases.read(runner, until={"Running", "Failed"}, skip=len(ran), timeout=120)
     assert again[0]["phase"] == "Pending" and again[-1]["phase"] == "Running", again
+    assert again[0]["reason"] == "Preempted" and "(reclaim)" in again[0]["message"], again[0]
+    claimed = await phases.read(claimer, until={"Completed", "Failed"})
+    assert [e["phase"] for e in claimed][-2:] == ["Running", "Completed"], claimed
     # a message no consumer can read: dead-lettered by every consumer of the subject
-    await publish(stack, subjects.preempt(A, str(uuid.uuid4())), raw=b"{not json")
+    await publish_poison(stack, subjects.preempt(A, str(uuid.uuid4())))
 
     def waiting_reason() -> str:
         view = api.get(f"/api/v1/workloads/{waiting}").json()
@@ -216,10 +180,13 @@ async def test_every_series_after_a_scenario(stack, api, phases, held):
         assert total(s, "fairway_workload_running_seconds_total", **a_, type="training") > 0
         assert total(s, "fairway_workload_running_seconds_total", **b_) == 0
         assert total(s, "fairway_preemptions_total", **a_, reason="reclaim") == 1
-        # the scheduler's view of each project and the department in pool a100
+        # the reclaiming project holds what it kept (its short job has completed)
+        assert total(s, "fairway_workload_gpus_allocated", project=C) == len(fillers)
+        assert total(s, "fairway_project_gpu_allocated", project=C, node_pool=POOL) == len(
+            fillers)
+        # the scheduler's view of each project and the department in the pool
         pa = {"project": A, "department": D, "node_pool": POOL}
         pb = {"project": B, "department": D, "node_pool": POOL}
-        a_gpus = 1 + gang_gpus
         assert total(s, "fairway_project_gpu_deserved", **pa) == 2
         assert total(s, "fairway_project_gpu_deserved", **pb) == 1
         assert total(s, "fairway_project_gpu_limit", **pb) == 1
@@ -278,39 +245,3 @@ async def test_every_series_after_a_scenario(stack, api, phases, held):
     for wid in (runner, gang, waiting):
         assert not any(wid in dict(labels).values() for _, labels in scrape(stack))
 
-
-async def test_a_reclaim_by_the_scheduler_is_counted_by_reason(stack, api, phases, held):
-    """Project R1 (no quota in pool t4) fills the pool; project R2 (quota 4 there) asks for two
-    GPUs: the scheduler reclaims them, and the series count the reclaim."""
-    tag = uuid.uuid4().hex[:6]
-    ensure_simulated_pools(api)
-    r1 = create(api, "/api/v1/org-unit/projects", {
-        "name": f"mx-r1-{tag}", "resources": [{"nodePool": {"name": "t4"},
-                                               "gpu": {"deserved": 0}}]})
-    r2 = create(api, "/api/v1/org-unit/projects", {
-        "name": f"mx-r2-{tag}", "resources": [{"nodePool": {"name": "t4"},
-                                               "gpu": {"deserved": 4}}]})
-    capacity = await until(lambda: total(scrape(stack), "fairway_nodepool_gpus", node_pool="t4"))
-    before = scrape(stack)
-    fillers = [submit(api, "trainings", r1["id"], f"filler-{i}",
-                      {"sim.fairway.io/run-seconds": "3600"}, nodePools=["t4"])
-               for i in range(int(capacity))]
-    held += [("trainings", wid) for wid in fillers]
-    await phases.read(fillers[0], until={"Running"})
-    claimer = submit(api, "trainings", r2["id"], "claimer",
-                     {"sim.fairway.io/run-seconds": "3600"}, nodePools=["t4"],
-                     compute={"gpuDevicesRequest": 2})
-    held.append(("trainings", claimer))
-    assert (await phases.read(claimer, until={"Running", "Failed"}, timeout=120))[-1][
-        "phase"] == "Running"
-
-    def reclaimed() -> None:
-        s = scrape(stack)
-        reclaims = matching(s, "fairway_preemptions_total", reason="reclaim")
-        counted = sum(v - before.get(k, 0) for k, v in reclaims.items())
-        assert counted >= 1, "the scheduler's reclaim is counted"
-        assert total(s, "fairway_workload_gpus_allocated", project=r2["name"]) == 2
-        assert total(s, "fairway_project_gpu_allocated", project=r2["name"],
-                     node_pool="t4") == 2
-
-    await until(reclaimed)

@@ -11,15 +11,18 @@ import httpx
 import pytest
 
 from fairway_contracts.telemetry import MetricType
-from tests.e2e.test_metrics_scenario import (
-    POOL,
-    create,
-    delete,
-    ensure_simulated_pools,
-    submit,
-)
+from tests.e2e.conftest import create, ensure_simulated_pools, release
+from tests.e2e.conftest import submit as submit_workload
 
 pytestmark = pytest.mark.e2e
+
+POOL = "a100"
+
+
+def submit(api, kind: str, project_id: str, name: str, annotations: dict[str, str] | None = None,
+           **spec) -> str:
+    return submit_workload(api, kind, project_id, name, annotations,
+                           **{"nodePools": [POOL], **spec})
 
 
 async def until(check, timeout: float = 60.0):
@@ -69,8 +72,7 @@ def org(api):
     other = submit(api, "trainings", theirs["id"], "other",
                    {"sim.fairway.io/run-seconds": "3600"})
     yield {"dept": dept, "mine": mine, "theirs": theirs, "runs": runs, "waits": waits}
-    delete(api, "trainings", runs, other)
-    delete(api, "workspaces", waits)
+    release(api, [("trainings", runs), ("trainings", other), ("workspaces", waits)])
 
 
 async def test_each_telemetry_type_answers(api, org):
