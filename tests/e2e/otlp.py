@@ -70,10 +70,6 @@ class OtlpReceiver:
         with self._lock:
             self.spans.extend(found)
 
-    def services_in_trace(self, trace_id: str) -> set[str]:
-        with self._lock:
-            return {s.service for s in self.spans if s.trace_id == trace_id}
-
     def spans_in_trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self.spans if s.trace_id == trace_id]
