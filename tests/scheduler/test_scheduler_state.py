@@ -87,7 +87,7 @@ def test_a_terminal_phase_releases_everything_and_forgets_the_workload():
 def test_pending_changes_name_new_changed_and_cleared_reasons():
     state = ClusterState()
     a = core.PendingReason("a", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 1 GPU; ...")
-    b = core.PendingReason("b", core.PendingCode.NO_READY_NODE, "node pool x has 1 node, none")
+    b = core.PendingReason("b", core.PendingCode.OVER_LIMIT, "project x would go over its limit")
     state.set_pending([a, b])
     b2 = core.PendingReason("b", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 2 GPUs")
     c = core.PendingReason("c", core.PendingCode.WAITING_FOR_PODS, "needs 2 pods together")
