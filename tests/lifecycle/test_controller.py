@@ -60,10 +60,11 @@ async def service(database_url):
     await runtime.stop()
 
 
-async def submit(service: LifecycleService, wid: str, kind=WorkloadType.TRAINING) -> None:
+async def submit(service: LifecycleService, wid: str, kind=WorkloadType.TRAINING,
+                 **extra) -> None:
     spec = EffectiveSpec.model_validate({"image": "busybox", "priorityClass": "train",
                                          "preemptible": True, "backoffLimit": 0,
-                                         "compute": {"gpuDevicesRequest": 1}})
+                                         "compute": {"gpuDevicesRequest": 1}, **extra})
     await service.submit(WorkloadSubmitted(
         event_id=wid, workload_id=wid, name="bert", project="team-a", project_id="7",
         workload_type=kind, created_at=utcnow(), created_by="alice", spec=spec), {})
@@ -151,3 +152,80 @@ async def test_preemption_evicts_the_pods_and_a_stop_deletes_them(service, tag):
                                        "Stopping", "Stopped"]
     async with pool.acquire() as conn:
         assert (await repo.get(conn, wid)).desired == "Stopped"
+
+
+async def _failed_by_preemption(service: LifecycleService, wid: str) -> dict:
+    """A terminate-after-preemption training, running, preempted: Failed (Evicted) while its
+    evicted pod still terminates. The pod as the watch last reported it."""
+    pool, controller = service.runtime.pool, service.controller
+    await submit(service, wid, terminateAfterPreemption=True)
+    name = f"bert-{wid[:8]}-1-0"
+    for stage in ("unbound", "running"):
+        controller.on_pod("MODIFIED", pod(name, workload=wid, stage=stage, node="a100-1"))
+
+    async def running():
+        return (await phases(pool, wid))[-1:] == ["Running"]
+    await until(running)
+    await controller.preempt(PreemptDecision(
+        event_id=f"{wid}-p", decision_id=f"{wid}-p", workload_id=wid, project="team-a",
+        reason="reclaim", message="team-b needs it back", decided_at=utcnow()))
+    assert ("evict", name, 7) in controller.kube.calls
+    evicted = pod(name, workload=wid, stage="running", node="a100-1")
+    evicted["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # its grace running
+    controller.on_pod("MODIFIED", evicted)
+
+    async def failed():
+        return (await phases(pool, wid))[-1:] == ["Failed"]
+    await until(failed)
+    return evicted
+
+
+async def delete(service: LifecycleService, wid: str) -> None:
+    await service.act(WorkloadAction(event_id=f"{wid}-d", workload_id=wid, project="team-a",
+                                     action="delete", requested_by="admin",
+                                     requested_at=utcnow()))
+
+
+async def test_a_workload_failed_by_preemption_is_deleted_while_its_pod_terminates(
+        service, tag):
+    # Failed, but still driven while its evicted pod terminates: the delete must reach the
+    # machine of the workload already tracked, not only the database.
+    pool, controller = service.runtime.pool, service.controller
+    wid = f"{tag}-w3"
+    evicted = await _failed_by_preemption(service, wid)
+    await delete(service, wid)
+
+    async def deleting():
+        return (await phases(pool, wid))[-1:] == ["Deleting"]
+    await until(deleting)
+    controller.on_pod("DELETED", evicted)
+
+    async def deleted():
+        return (await phases(pool, wid))[-1:] == ["Deleted"]
+    await until(deleted)
+    assert await phases(pool, wid) == ["Creating", "Pending", "Running", "Failed", "Deleting",
+                                       "Deleted"]
+    # the pod was already going: it is not deleted again
+    assert not [c for c in controller.kube.calls if c[0] == "delete"]
+
+    async def untracked():
+        return wid not in controller.tracked and wid not in controller.machine.workloads
+    await until(untracked)
+
+
+async def test_a_workload_failed_by_preemption_is_deleted_once_its_pod_is_gone(service, tag):
+    pool, controller = service.runtime.pool, service.controller
+    wid = f"{tag}-w4"
+    evicted = await _failed_by_preemption(service, wid)
+    controller.on_pod("DELETED", evicted)
+
+    async def untracked():
+        return wid not in controller.tracked and wid not in controller.machine.workloads
+    await until(untracked)
+    await delete(service, wid)
+
+    async def deleted():
+        return (await phases(pool, wid))[-1:] == ["Deleted"]
+    await until(deleted)
+    assert await phases(pool, wid) == ["Creating", "Pending", "Running", "Failed", "Deleted"]
+    await until(untracked)

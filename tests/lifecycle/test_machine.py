@@ -94,6 +94,15 @@ RUNNING = up("p", "pulling", "running")
 GONE = ("DELETED", pod("p", stage="running", node="node-1"))
 
 
+def terminating(p: dict) -> dict:
+    p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return p
+
+
+# evicted: deleted gracefully, its grace period running
+EVICTING = ("MODIFIED", terminating(pod("p", stage="running", node="node-1")))
+
+
 @pytest.mark.parametrize(("workload", "inputs", "expected"), [
     # a training runs to completion
     (info(), [*RUNNING, ("MODIFIED", pod("p", stage="succeeded", node="node-1"))],
@@ -122,6 +131,15 @@ GONE = ("DELETED", pod("p", stage="running", node="node-1"))
     # preempted with terminateAfterPreemption: Failed
     (info(terminate_after_preemption=True), [*RUNNING, ("preempt",)],
      [*START, (Phase.FAILED, "Evicted")]),
+    # ... and deleted while its evicted pod still terminates: Deleting until it is gone
+    (info(terminate_after_preemption=True),
+     [*RUNNING, ("preempt",), EVICTING, ("delete",), GONE],
+     [*START, (Phase.FAILED, "Evicted"), (Phase.DELETING, "Deleting"),
+      (Phase.DELETED, "Deleted")]),
+    # ... or once it is gone: Deleted at once
+    (info(terminate_after_preemption=True),
+     [*RUNNING, ("preempt",), EVICTING, GONE, ("delete",)],
+     [*START, (Phase.FAILED, "Evicted"), (Phase.DELETED, "Deleted")]),
     # an exit code with one retry: a second attempt, then BackoffLimitExceeded
     (info(backoff_limit=1),
      [*RUNNING, ("MODIFIED", pod("p", stage="failed", exit_code=3, node="node-1")),
@@ -272,11 +290,6 @@ def target(phase: Phase = Phase.PENDING, desired: str = "Running", attempt: int 
                      desired)
 
 
-def terminating(p: dict) -> dict:
-    p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return p
-
-
 def names(intents) -> list:
     return [(type(i).__name__, i.manifest["metadata"]["name"] if isinstance(i, CreatePod)
              else getattr(i, "name", None), getattr(i, "grace_seconds", None))
@@ -308,6 +321,11 @@ def names(intents) -> list:
     (target(Phase.COMPLETED), [pod("m", stage="succeeded"), pod("w", stage="running")],
      [("DeletePod", "w", None)]),
     (target(Phase.FAILED), [pod("m", stage="failed")], []),
+    # deleted while Failed: what still runs goes, a pod already terminating is left be
+    (target(Phase.FAILED, "Deleted"), [terminating(pod("a", stage="running"))], []),
+    (target(Phase.DELETING, "Deleted"), [terminating(pod("a", stage="running")),
+                                         pod("b", stage="running")],
+     [("DeletePod", "b", None)]),
 ])
 def test_converge(target, pods, expected):
     assert names(converge(target, pods)) == expected

@@ -100,7 +100,10 @@ class LifecycleService:
             await repo.set_desired(conn, action.workload_id, desired, resuming)
             await self.enforcer.on_action(conn, action.workload_id, action.action)
         log.info("%s requested by %s", action.action, action.requested_by)
-        if row.phase.terminal:  # a finished workload being deleted: drive it again
+        # A finished workload being deleted: drive it again. One whose pods are still going
+        # (an evicted pod's grace period) is still driven: `track` would ignore it, so it is
+        # told like a running one.
+        if row.phase.terminal and action.workload_id not in self.controller.tracked:
             row.desired, row.resuming = desired, False
             self.controller.track(row)
         else:
