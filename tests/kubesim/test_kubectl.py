@@ -35,11 +35,9 @@ def _get(api: client.CoreV1Api, path: str, accept: str = TABLE) -> dict:
 def kubectl_binary() -> str:
     path = shutil.which("kubectl")
     if path is None:
-        message = ("kubectl not found (Debian: apt-get install kubernetes-client, as root; "
-                   "`make test` does)")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        # Never a skip: a suite that passes without kubectl would hide what these pin.
+        pytest.fail("kubectl not found (Debian: apt-get install kubernetes-client, as root; "
+                    "`make test` does)")
     return path
 
 

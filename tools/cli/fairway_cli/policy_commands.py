@@ -11,15 +11,15 @@ from rich.table import Table
 
 from fairway_cli.client import INVALID, NOT_FOUND, Api, CliError
 from fairway_cli.output import as_json, console, fail
+from fairway_contracts.workloads import PLURALS
 
 policy_app = typer.Typer(help="Policies: defaults, rules and imposed values per workload type "
                               "and scope (cluster, department, project).",
                          no_args_is_help=True)
 
 # what people type → the API's path segment
-TYPES = {"workspace": "workspaces", "training": "trainings", "distributed": "distributed",
-         "inference": "inferences"}
-TYPES.update({plural: plural for plural in TYPES.values()})
+TYPES = {str(kind): plural for kind, plural in PLURALS.items()}
+TYPES.update({plural: plural for plural in PLURALS.values()})
 
 TypeArg = Annotated[str, typer.Argument(help="workspace, training, distributed or inference")]
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="project name or id")]

@@ -13,11 +13,11 @@ from rich.table import Table
 from fairway_cli import config
 from fairway_cli.client import INVALID, Api, CliError
 from fairway_cli.output import age, as_json, console, fail, phase
+from fairway_contracts.workloads import PLURALS
 
 submit_app = typer.Typer(help="Submit a workload.", no_args_is_help=True)
 
-PLURAL = {"workspace": "workspaces", "training": "trainings", "distributed": "distributed",
-          "inference": "inferences"}
+PLURAL = {str(kind): plural for kind, plural in PLURALS.items()}
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
