@@ -185,3 +185,17 @@ async def test_a_units_status_is_the_schedulers_last_queue_status(harness):
     default_department = next(d for d in departments if d["name"] == "default")
     [pool] = default_department["status"]["nodePoolResources"]
     assert pool["fairShare"]["gpu"] == 7 and pool["requested"]["gpu"] == 5
+
+
+@pytest.mark.parametrize("odd", ["²", "١٢", "1e3", "-1", "99999999999999999999"])
+async def test_an_id_that_is_not_plain_ascii_digits_is_not_found(harness, odd):
+    # "²".isdigit() is True and int("²") raises: such ids answered 500 (issue 24).
+    admin = harness.admin
+    for path in (f"/api/v1/org-unit/projects/{odd}", f"/api/v1/org-unit/departments/{odd}",
+                 f"/api/v1/node-pools/{odd}", f"/api/v1/users/{odd}"):
+        r = await admin.get(path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+    r = await admin.post("/api/v1/workloads/trainings", json={
+        "name": "odd-id", "projectId": odd, "spec": {"image": "busybox"}})
+    assert r.status_code in (404, 422), r.text
+    assert r.status_code != 500

@@ -17,9 +17,15 @@ from fairway_contracts.events import (
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
 
+def _is_id(value: str) -> bool:
+    """Plain ASCII digits that fit a bigint. Not `str.isdigit()` alone: it takes "²" and
+    other Unicode digits that `int()` then refuses."""
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 def _id(value: str) -> int | None:
     """A path or body id as a bigint; None when it cannot be one (so: not found)."""
-    return int(value) if value.isdigit() and len(value) <= 18 else None
+    return int(value) if _is_id(value) else None
 
 
 async def get_setting(conn: asyncpg.Connection, key: str) -> str | None:
@@ -315,7 +321,7 @@ async def list_node_pools(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def get_node_pool(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
-    if key.isdigit():
+    if _is_id(key):
         return await conn.fetchrow("SELECT * FROM node_pools WHERE id = $1", _id(key))
     return await conn.fetchrow("SELECT * FROM node_pools WHERE name = $1", key)
 
