@@ -164,23 +164,23 @@ def _pod_group(workload_type: WorkloadType, spec: Mapping[str, Any],
         # Replicas serve independently: each one is its own gang of one.
         autoscaling = spec.get("autoscaling")
         replicas = autoscaling.get("minReplicas") if isinstance(autoscaling, Mapping) else None
-        if replicas is None:
-            return 1, 1
-        if not _is_count(replicas, at_least=1):
-            _violation(problems, "autoscaling.minReplicas", "must be a whole number of at least 1")
-            return 1, 1
-        return replicas, 1
+        return _count(replicas, "autoscaling.minReplicas", problems), 1
     if workload_type is WorkloadType.TRAINING:
         # `parallelism` pods run at once until `completions` have succeeded; each pod stands
         # alone (no gang beyond one).
-        parallelism = spec.get("parallelism")
-        if parallelism is None:
-            return 1, 1
-        if not _is_count(parallelism, at_least=1):
-            _violation(problems, "parallelism", "must be a whole number of at least 1")
-            return 1, 1
-        return parallelism, 1
+        return _count(spec.get("parallelism"), "parallelism", problems), 1
     return 1, 1
+
+
+def _count(value: Any, field: str, problems: list[Violation]) -> int:
+    """A count of pods from the spec: 1 when unset, or (with a violation) when not a whole
+    number of at least 1."""
+    if value is None:
+        return 1
+    if not _is_count(value, at_least=1):
+        _violation(problems, field, "must be a whole number of at least 1")
+        return 1
+    return value
 
 
 def _distributed_pods(spec: Mapping[str, Any], problems: list[Violation]) -> tuple[int, int]:
