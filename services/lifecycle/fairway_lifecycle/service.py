@@ -36,7 +36,9 @@ class LifecycleService:
         self.settings = settings
         self.kube = kube
         self.controller = Controller(runtime, kube, settings.resync_seconds,
-                                     eviction_grace_seconds=settings.eviction_grace_seconds)
+                                     eviction_grace_seconds=settings.eviction_grace_seconds,
+                                     retry_base_seconds=settings.retry_base_seconds,
+                                     retry_cap_seconds=settings.retry_cap_seconds)
         self.enforcer = RulesEnforcer(runtime, self.controller,
                                       window_seconds=settings.utilization_window_seconds,
                                       check_seconds=settings.rules_check_seconds)
