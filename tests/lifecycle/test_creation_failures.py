@@ -5,13 +5,17 @@ that refuses (a stand-in with scripted answers, and kubesim, which validates pod
 server does)."""
 
 import asyncio
+import json
 import time
 
 import pytest
 
+from fairway_contracts.events import DeadLetter
+from fairway_contracts.workloads import utcnow
 from fairway_kubesim import KubeSimThread
 from fairway_kubesim.profiles import DEFAULT_PROFILE
 from fairway_lifecycle import repository as repo
+from fairway_lifecycle.core.deadletters import stalled_workload
 from fairway_lifecycle.core.retries import backoff_delay, refusal_is_permanent
 from fairway_lifecycle.kube import Kube, KubeError
 from fairway_lifecycle.settings import LifecycleSettings
@@ -128,3 +132,44 @@ async def test_kubernetes_refusing_a_label_value_fails_the_workload(database_url
     finally:
         await runtime.stop()
         kube.close()
+
+
+def letter(consumer: str, payload: str) -> DeadLetter:
+    return DeadLetter(consumer=consumer, stream="S", subject="s", stream_sequence=1,
+                      deliveries=8, error="ValidationError: spec.gpus", payload=payload,
+                      failed_at=utcnow())
+
+
+def test_which_dead_letters_leave_a_workload_stalled():
+    about = json.dumps({"workloadId": "w-1"})
+    assert stalled_workload(letter("scheduler-workloads", about)) == (
+        "w-1", "the scheduler service could not handle its submission message (8 "
+        "deliveries): ValidationError: spec.gpus")
+    assert stalled_workload(letter("lifecycle-decisions", about))[0] == "w-1"
+    assert stalled_workload(letter("metrics-phases", about)) is None  # only counts
+    assert stalled_workload(letter("scheduler-workloads", "not json")) is None
+    assert stalled_workload(letter("scheduler-workloads", "[1]")) is None
+
+
+async def test_a_dead_lettered_submission_fails_the_workload_saying_why(database_url, tag):
+    runtime, service = await started(database_url, FakeKube())
+    try:
+        wid = f"{tag}-dead"
+        await submit(service, wid)
+        await service.dead_letter(letter("scheduler-workloads", json.dumps({"workloadId": wid})))
+
+        async def failed():
+            return (await phases(runtime.pool, wid))[-1:] == ["Failed"]
+        await until(failed)
+        async with runtime.pool.acquire() as conn:
+            payload = await conn.fetchval(
+                "SELECT payload FROM outbox WHERE subject LIKE $1 ORDER BY id DESC LIMIT 1",
+                f"fairway.phase.team-a.{wid}.%")
+        changed = json.loads(bytes(payload))
+        assert changed["reason"] == "Undeliverable"
+        assert "cannot go on: the scheduler service could not handle" in changed["message"]
+        await service.dead_letter(letter("scheduler-workloads", json.dumps({"workloadId": wid})))
+        await asyncio.sleep(0.3)
+        assert (await phases(runtime.pool, wid)).count("Failed") == 1
+    finally:
+        await runtime.stop()

@@ -8,6 +8,7 @@ import json
 CREATE_REJECTED = "CreateRejected"  # the Kubernetes API refused them for good
 POD_SPEC_INVALID = "PodSpecInvalid"  # lifecycle could not build them from the spec
 CREATION_FAILURES = frozenset({CREATE_REJECTED, POD_SPEC_INVALID})
+UNDELIVERABLE = "Undeliverable"  # a message it cannot go on without was dead-lettered
 
 # 4xx answers that may change with time: 403 (an exhausted ResourceQuota, or RBAC an
 # administrator can grant), 404 (a namespace being replaced), 408, 409 and 429.
