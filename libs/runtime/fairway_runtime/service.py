@@ -271,8 +271,10 @@ class Service:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.http_host, self.settings.http_port))
         self.http_port = sock.getsockname()[1]
+        # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer as the
+        # client's address; the API decides whom to believe (its trusted proxies setting)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, proxy_headers=False)
         self._http = uvicorn.Server(config)
         self.background(self._http.serve(sockets=[sock]), "http")
 

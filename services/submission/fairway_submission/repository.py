@@ -306,6 +306,14 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM access_rules WHERE id = $1", _id(rule_id))
 
 
+async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asyncpg.Record]:
+    """The cluster-wide rules granting `role`, locked until the transaction ends (two
+    deletions at once cannot both see another one left)."""
+    return await conn.fetch("SELECT id, subject_type, subject_id FROM access_rules"
+                            " WHERE role_name = $1 AND scope_type = 'cluster'"
+                            " ORDER BY id FOR UPDATE", role)
+
+
 async def delete_rule(conn: asyncpg.Connection, rule_id: int) -> None:
     await conn.execute("DELETE FROM access_rules WHERE id = $1", rule_id)
 

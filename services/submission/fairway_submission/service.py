@@ -60,6 +60,7 @@ class SubmissionService:
         self.settings = settings
         self.heartbeats = Heartbeats(settings.heartbeat_seconds)
         self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self.trusted_proxies = settings.trusted_proxy_networks()
         self._tokens: Tokens | None = None  # the key is read from the database at start
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
