@@ -16,7 +16,6 @@ from tests.submission.conftest import start_harness
 
 pytestmark = pytest.mark.infra
 
-WRONG = {"grantType": "password", "password": "nope"}
 
 
 def login(username: str, password: str = "nope") -> dict:
