@@ -52,6 +52,11 @@ class SubmissionSettings(ServiceSettings):
     login_window_seconds: float = Field(
         default=300.0, validation_alias=_renamed("LOGIN_WINDOW_SECONDS"),
         description="the window over which failed logins are counted")
+    max_body_bytes: int = Field(
+        default=512 * 1024, ge=1024, le=768 * 1024, alias="FAIRWAY_SUBMISSION_MAX_BODY_BYTES",
+        description="the largest request body the API reads; a larger one answers 413. At "
+                    "most 768 KiB, so that what is accepted always fits a message on the bus "
+                    "(NATS carries 1 MiB by default)")
     trusted_proxies: str = Field(
         default="", alias="FAIRWAY_SUBMISSION_TRUSTED_PROXIES",
         description="comma-separated addresses or CIDR blocks of the reverse proxies in front "
