@@ -17,7 +17,14 @@ import httpx
 import pytest
 
 from fairway_devstack.servers import free_port
-from fairway_devstack.stack import SERVICES, Stack, StackConfig, StackError, read_stack_info
+from fairway_devstack.stack import (
+    SERVICES,
+    RestartPolicy,
+    Stack,
+    StackConfig,
+    StackError,
+    read_stack_info,
+)
 
 
 def fake_record(state: Path, name: str) -> dict:
@@ -79,7 +86,8 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
         kubesim = fake_record(state, "kubesim")
         assert kubesim["argv"][1:] == [
             "--profile", "tiny", "--kubeconfig", str(state / "kubeconfig"),
-            "--port", str(info["processes"]["kubesim"]["port"]), "--admin",
+            "--port", str(info["processes"]["kubesim"]["port"]),
+            "--snapshot", str(state / "kubesim-snapshot.json"), "--admin",
         ]  # fmt: skip
         assert fake_record(state, "bootstrap")["env"]["NATS_URL"] == stack.nats_url
 
@@ -263,3 +271,77 @@ def test_up_runs_in_the_background_and_stops_on_sigterm(tmp_path, fakes_env):
         postgres_log = (state / "logs" / "postgres.log").read_text()
         assert postgres_log.count("database system is ready") == run, "data is reused"
     assert (state / "postgres" / "PG_VERSION").exists()
+
+
+def heal_until(stack: Stack, done, timeout: float = 60.0) -> list:
+    """Run the supervisor's rounds (as `fairway up` does) until `done()`; the events seen."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not healed; events: {events}"
+        events += stack.heal()
+        time.sleep(0.05)
+    return events
+
+
+def test_the_stack_heals_a_crashed_service_kubesim_nats_and_postgres(config):
+    config.restart_policy = RestartPolicy(first_delay=0.1, max_delay=0.4)
+    state = config.state_dir.absolute()
+    with Stack(config) as stack:
+        ports = {name: p["port"] for name, p in stack.info()["processes"].items()}
+        for name in ("policy", "kubesim", "nats", "postgres"):
+            pids = {n: p["pid"] for n, p in stack.info()["processes"].items()}
+            os.kill(pids[name], signal.SIGKILL)
+
+            events = heal_until(
+                stack, lambda n=name, old=pids[name]: stack.info()["processes"][n]["pid"] != old
+            )
+
+            assert f"{name if name != 'nats' else 'nats-server'} was killed by signal SIGKILL" in (
+                events[0].text
+            ), events
+            assert events[-1].text.startswith(f"{name} restarted"), events
+            after = stack.info()["processes"]
+            assert {n: p["port"] for n, p in after.items()} == ports, "same ports after restart"
+            others = {n: p["pid"] for n, p in after.items() if n != name}
+            assert others == {n: pid for n, pid in pids.items() if n != name}, (
+                "nothing else is restarted: kubesim keeps its cluster when a service dies"
+            )
+            assert read_stack_info(state)["processes"][name]["pid"] == after[name]["pid"]
+        heal_until(stack, lambda: accepts(stack.nats_url) and accepts(stack.database_url))
+        stack.wait_ready(30)
+        assert fake_record(state, "kubesim")["argv"].count("--snapshot") == 1
+        log = (state / "logs" / "stack.log").read_text()
+        for name in ("policy", "kubesim", "nats", "postgres"):
+            assert f"{name} restarted" in log
+
+
+def test_a_process_that_keeps_crashing_is_reported_loudly_and_still_retried(config):
+    config.restart_policy = RestartPolicy(
+        first_delay=0.05, max_delay=0.2, crash_loop_crashes=3, crash_loop_window=60
+    )
+    with Stack(config) as stack:
+        stack.config.env["FAKE_FAIL"] = "metrics"  # from now on metrics exits at once
+        os.kill(stack.pid("metrics"), signal.SIGKILL)
+        events: list = []
+        deadline = time.monotonic() + 30
+        while sum(e.text.startswith("metrics restarted") for e in events) < 4:
+            assert time.monotonic() < deadline, events
+            events += stack.heal()
+            time.sleep(0.02)
+        crashes = [e for e in events if "exited with code 3" in e.text or "SIGKILL" in e.text]
+        assert [e.loud for e in crashes[:3]] == [False, False, True]
+        assert "metrics KEEPS CRASHING: 3 times" in crashes[2].text
+        assert "boom metrics" in crashes[2].text, "its last lines are shown"
+        assert "restarting in 0.2s" in crashes[-1].text, "capped, still retried"
+        assert "CRASH LOOP" in (config.state_dir / "logs" / "stack.log").read_text()
+
+
+def test_a_service_stopped_on_purpose_stays_down(config):
+    config.restart_policy = RestartPolicy(first_delay=0.01)
+    with Stack(config) as stack:
+        stack.kill_service("policy")
+        for _ in range(5):
+            assert stack.heal() == []
+            time.sleep(0.05)
+        assert stack.pid("policy") is None

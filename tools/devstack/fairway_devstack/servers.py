@@ -233,6 +233,20 @@ class EmbeddedNats:
                 raise ServerError(f"{exc}\n{report}") from None
         raise AssertionError("unreachable")
 
+    def restart(self) -> Self:
+        """Start again after a crash on the same ports and store dir, so clients reconnect to
+        the URL they know and JetStream finds its streams."""
+        if self.port is not None:
+            self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
+        if self._proc is not None:
+            self._proc.kill()  # reaps it and whatever it left in its group
+        self._proc = None
+        return self.start()
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._proc
+
     @property
     def _pid_file(self) -> Path:
         return self.data_dir / "nats-server.pid"
@@ -515,6 +529,20 @@ class EmbeddedPostgres:
                 raise ServerError(f"{exc}\n{report}") from None
         self.create_database(self.database, exist_ok=True)
         return self
+
+    def restart(self) -> Self:
+        """Start again after a crash on the same port and data directory; the group kill
+        ends backends the dead postmaster left, which would hold its shared memory."""
+        if self.port is not None:
+            self._fixed_port = self.port
+        if self._proc is not None:
+            self._proc.kill()
+        self._proc = None
+        return self.start()
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._proc
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT to the postmaster, as `pg_ctl stop -m fast` does); after

@@ -15,6 +15,8 @@ Files under the state directory (default `.fairway/`):
     nats/  postgres/          embedded server data (kept between runs)
     kubeconfig                written by kubesim
     logs/<name>.log           stdout+stderr of every process, appended
+    logs/stack.log            what the supervisor saw and did (crashes, restarts)
+    kubesim-snapshot.json     kubesim's cluster (nodes, namespaces, pods, leases)
     stack.json                what runs where (pids, ports, URLs) while the stack runs; 0600
     admin-token               written by submission (the bootstrap administrator's token)
 """
@@ -26,6 +28,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ from fairway_devstack._process import (
     terminate_pid,
     wait_until,
 )
+from fairway_devstack._supervision import RestartPolicy, RestartTracker
 from fairway_devstack.servers import (
     LOCALHOST,
     EmbeddedNats,
@@ -54,13 +58,17 @@ from fairway_devstack.servers import (
     port_in_use,
 )
 
-__all__ = ["SERVICES", "Stack", "StackConfig", "StackError", "read_stack_info"]
+__all__ = [
+    "SERVICES", "RestartPolicy", "Stack", "StackConfig", "StackError", "SupervisionEvent",
+    "read_stack_info",
+]
 
 SERVICES = ("submission", "policy", "scheduler", "lifecycle", "metrics")
 """The five services, in start order; each runs as `python -m fairway_<name>`."""
 
 API_SERVICE = "submission"
 STACK_FILE = "stack.json"
+KUBESIM_SNAPSHOT = "kubesim-snapshot.json"
 # Variables we set for every child; inherited values of these are never passed on.
 _MANAGED_ENV = (
     "FAIRWAY_API_PORT",
@@ -71,6 +79,16 @@ _MANAGED_ENV = (
 
 class StackError(RuntimeError):
     """The stack could not start (the message names the process and quotes its log)."""
+
+
+@dataclass(frozen=True)
+class SupervisionEvent:
+    """Something `Stack.heal()` saw or did: a crash (with its exit status), a restart."""
+
+    process: str
+    text: str
+    loud: bool = False
+    """A crash loop: the process keeps crashing; it is still restarted at the back-off cap."""
 
 
 @dataclass
@@ -90,6 +108,11 @@ class StackConfig:
     """kubesim's `--profile`; None means `fairway_kubesim.profiles.DEFAULT_PROFILE`."""
     kubesim_args: tuple[str, ...] = ()
     """Extra command-line arguments for kubesim."""
+    kubesim_snapshot: bool = True
+    """kubesim keeps its cluster in `kubesim-snapshot.json` in the state directory, so a
+    restart of kubesim or of the whole stack keeps pods, nodes, namespaces and leases."""
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    """How `Stack.heal()` backs off restarting a crashed process."""
     services: tuple[str, ...] = SERVICES
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every child process (kubesim, bootstrap, services); wins over ours."""
@@ -195,6 +218,8 @@ class Stack:
         self._kubesim_port: int | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._ports: dict[str, int] = {}
+        self._trackers: dict[str, RestartTracker] = {}
+        self._held_down: set[str] = set()  # stopped on purpose (kill_service): not healed
         self.nats_url: str | None = None
         self.database_url: str | None = None
         self.kubeconfig: str | None = None
@@ -230,6 +255,7 @@ class Stack:
         self._claim_state_dir()
         self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
+            self._write_info("starting")  # from now on a second stack here is refused
             self.api_port = self._choose_api_port()
             self._start_nats()
             self._start_postgres()
@@ -240,6 +266,7 @@ class Stack:
                 self._start_service(name)
             self._write_info("starting")
             self.wait_ready(self.config.startup_timeout)
+            self._trackers.clear()
             self._write_info("running")
             self._progress(
                 f"API          {self.api_url} (all {len(self._services)} services ready)"
@@ -279,6 +306,32 @@ class Stack:
         except ProcessExited as exc:
             raise StackError(str(exc)) from None
 
+    def heal(self, now: float | None = None) -> list[SupervisionEvent]:
+        """One round of supervision, for a loop that calls it every fraction of a second: a
+        crashed service, NATS, PostgreSQL or kubesim is restarted (same ports, data and
+        environment) after an exponential back-off, without waiting for it to be ready;
+        a crash or failed restart is reported on the next round. kubesim is restarted only when
+        it crashed itself, so it keeps its cluster while services come and go. Processes
+        stopped with `kill_service` stay down. Returns what it saw and did; each event is also
+        appended to logs/stack.log."""
+        now = time.monotonic() if now is None else now
+        events: list[SupervisionEvent] = []
+        for name, proc in self._supervised():
+            if name in self._held_down:
+                continue
+            tracker = self._trackers.setdefault(
+                name, RestartTracker(self.config.restart_policy, started_at=now)
+            )
+            if tracker.restart_at is None and not proc.alive():
+                delay = tracker.crashed(now)
+                events.append(self._crash_event(name, proc, tracker, delay))
+            if tracker.due(now):
+                events.append(self._restart_crashed(name, tracker, now))
+        if events:
+            self._log_supervision(events)
+            self._write_info("running")
+        return events
+
     def restart_service(self, name: str, *, timeout: float = 60.0) -> None:
         """Stop a service (SIGTERM, then SIGKILL) if it runs, start it again on the same port
         with the same environment, and wait until its /readyz answers 200 and, when no other
@@ -287,6 +340,8 @@ class Stack:
         proc = self._services.get(name)
         if proc is not None:
             proc.stop(self.config.stop_timeout)
+        self._held_down.discard(name)
+        self._trackers.pop(name, None)
         self._start_service(name)
         self._write_info("running")
         try:
@@ -309,6 +364,7 @@ class Stack:
         (SIGKILL after the stop timeout); returns its exit code. It stays down until
         `restart_service(name)`."""
         self._require_service(name)
+        self._held_down.add(name)
         return self._services[name].stop(self.config.stop_timeout, sig)
 
     def stop(self) -> None:
@@ -429,12 +485,7 @@ class Stack:
         self.kubeconfig = str(kubeconfig)
         self._kubesim_port = free_port()
         profile = self.config.kubesim_profile or _default_kubesim_profile()
-        argv = [sys.executable, "-m", "fairway_kubesim"]
-        argv += ["--profile", profile] if profile else []
-        argv += ["--kubeconfig", str(kubeconfig), "--port", str(self._kubesim_port)]
-        argv += list(self.config.kubesim_args)
-        proc = ManagedProcess("kubesim", argv, self.log_path("kubesim"), env=self._env()).start()
-        self._kubesim = proc
+        proc = self._spawn_kubesim()
 
         def ready() -> bool:
             server = _kube_server(kubeconfig) if kubeconfig.exists() else None
@@ -456,6 +507,20 @@ class Stack:
             f"Kubernetes   kubesim {_kube_server(kubeconfig)} (kubeconfig {kubeconfig}"
             + (f", profile {profile})" if profile else ")")
         )
+
+    def _spawn_kubesim(self) -> ManagedProcess:
+        """kubesim on its port (the same after a restart: the services' kubeconfig stays
+        true), with its snapshot file when the configuration keeps the cluster."""
+        profile = self.config.kubesim_profile or _default_kubesim_profile()
+        argv = [sys.executable, "-m", "fairway_kubesim"]
+        argv += ["--profile", profile] if profile else []
+        argv += ["--kubeconfig", str(self.kubeconfig), "--port", str(self._kubesim_port)]
+        if self.config.kubesim_snapshot:
+            argv += ["--snapshot", str(self.state_dir / KUBESIM_SNAPSHOT)]
+        argv += list(self.config.kubesim_args)
+        proc = ManagedProcess("kubesim", argv, self.log_path("kubesim"), env=self._env()).start()
+        self._kubesim = proc
+        return proc
 
     def _bootstrap_bus(self) -> None:
         """Create streams and consumers once, before any service starts."""
@@ -499,6 +564,59 @@ class Stack:
         env |= {"FAIRWAY_STATE_DIR": str(self.state_dir), "PYTHONUNBUFFERED": "1"}
         env |= dict(extra or {})
         return env | self.config.env
+
+    def _supervised(self) -> list[tuple[str, ManagedProcess]]:
+        """What `heal` looks after, servers first: a service restarted before its broker
+        would only crash again."""
+        found: list[tuple[str, ManagedProcess | None]] = [
+            ("nats", self._nats.process if self._nats else None),
+            ("postgres", self._postgres.process if self._postgres else None),
+            ("kubesim", self._kubesim),
+            *self._services.items(),
+        ]
+        return [(name, proc) for name, proc in found if proc is not None]
+
+    def _crash_event(
+        self, name: str, proc: ManagedProcess, tracker: RestartTracker, delay: float
+    ) -> SupervisionEvent:
+        status = proc.exit_report(0).split(" (log:")[0]  # "policy was killed by signal …"
+        text = f"{status}; restarting in {delay:g}s (log: {proc.log_path})"
+        if not tracker.crash_looping:
+            return SupervisionEvent(name, text)
+        window = tracker.policy.crash_loop_window
+        return SupervisionEvent(
+            name,
+            f"{text}\n{name} KEEPS CRASHING: {len(tracker.crashes)} times in the last "
+            f"{window / 60:g} minutes; still retried every {delay:g}s. Its last lines:\n"
+            + proc.output(15),
+            loud=True,
+        )
+
+    def _restart_crashed(self, name: str, tracker: RestartTracker, now: float) -> SupervisionEvent:
+        try:
+            if name == "nats" and self._nats is not None:
+                self._nats.restart()
+            elif name == "postgres" and self._postgres is not None:
+                self._postgres.restart()
+            elif name == "kubesim":
+                self._spawn_kubesim()
+            else:
+                self._start_service(name)
+        except ServerError as exc:
+            delay = tracker.restart_failed(now)
+            return SupervisionEvent(
+                name, f"{name} did not restart; trying again in {delay:g}s: {exc}",
+                loud=tracker.crash_looping,
+            )  # fmt: skip
+        tracker.restarted(now)
+        proc = dict(self._supervised())[name]
+        return SupervisionEvent(name, f"{name} restarted (pid {proc.pid}, restart {tracker.restarts})")
+
+    def _log_supervision(self, events: list[SupervisionEvent]) -> None:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        with contextlib.suppress(OSError), self.log_path("stack").open("a") as log:
+            for event in events:
+                log.write(f"{stamp} {'CRASH LOOP ' if event.loud else ''}{event.text}\n")
 
     def _watched(self) -> list[ManagedProcess]:
         return ([self._kubesim] if self._kubesim else []) + list(self._services.values())

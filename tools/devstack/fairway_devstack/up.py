@@ -3,7 +3,11 @@
 Configuration comes from the environment (see `StackConfig.from_env`): FAIRWAY_STATE_DIR
 (default `.fairway`), FAIRWAY_API_PORT (default 8080), NATS_URL, DATABASE_URL, KUBECONFIG,
 FAIRWAY_KUBESIM_PROFILE. Never reads stdin, so a script can start it in the background and stop
-it with SIGTERM. A second run on the same state directory finds the data of the first.
+it with SIGTERM. A second run on the same state directory finds the data of the first; while
+the first still runs, the second says so (its pid and API URL) and exits with status 1.
+
+While it runs it supervises: a service, NATS, PostgreSQL or kubesim that crashes is restarted
+with back-off (`Stack.heal`), reported here and in logs/stack.log; it never stops the stack.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from fairway_devstack.stack import Stack, StackConfig, StackError
+from fairway_devstack.stack import Stack, StackConfig, StackError, SupervisionEvent
 
 SUBMIT_EXAMPLE = (
     ".venv/bin/fairway submit training hello --project default --gpu 1 --image busybox "
@@ -103,9 +107,17 @@ def _register_node_pools(console: Console, stack: Stack) -> None:
         console.print(f"  [yellow]![/] node pools not registered: {exc}", markup=False)
 
 
+def _report(console: Console, events: list[SupervisionEvent]) -> None:
+    for event in events:
+        style = "bold red" if event.loud else "yellow"
+        stamp = time.strftime("%H:%M:%S")
+        with contextlib.suppress(OSError):  # the terminal may be gone; logs/stack.log has it
+            console.print(f"[{style}]{stamp} {escape(event.text)}[/]", soft_wrap=True)
+
+
 def main(config: StackConfig | None = None) -> None:
     """Run the stack until interrupted. Returns after a clean stop (exit status 0); raises
-    SystemExit(1) when it cannot start or a process dies while it runs."""
+    SystemExit(1) when it cannot start (a crash later is healed, not fatal)."""
     console = Console(highlight=False)
     try:
         config = config if config is not None else StackConfig.from_env()
@@ -129,13 +141,13 @@ def main(config: StackConfig | None = None) -> None:
         _summary(console, stack)
         while True:
             time.sleep(0.5)
-            stack.check_processes()
+            _report(console, stack.heal())
     except _Shutdown as stop:
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             console.print(f"\nStopping Fairway ({stop}) …")
     except StackError as exc:
         failed = True
-        console.print("[bold red]Fairway stopped:[/]")
+        console.print("[bold red]Fairway did not start:[/]")
         console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
     finally:
         stack.stop()
