@@ -345,3 +345,54 @@ def test_a_service_stopped_on_purpose_stays_down(config):
             assert stack.heal() == []
             time.sleep(0.05)
         assert stack.pid("policy") is None
+
+
+def test_up_heals_a_killed_service_and_a_second_up_on_its_state_dir_is_refused(
+    tmp_path, fakes_env
+):
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env |= fakes_env | {
+        "FAIRWAY_STATE_DIR": str(state),
+        "FAIRWAY_API_PORT": str(free_port()),
+        "FAIRWAY_KUBESIM_PROFILE": "tiny",
+    }
+    env.pop("KUBECONFIG", None)
+
+    def fairway_up() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fairway_devstack.up"], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+
+    first = fairway_up()
+    lines: list[str] = []
+    threading.Thread(target=lines.extend, args=(first.stdout,), daemon=True).start()
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 60
+        while not any(text in line for line in lines):
+            assert first.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"no {text!r} in: {''.join(lines)}"
+            time.sleep(0.1)
+
+    try:
+        wait_for("Fairway is running")
+        info = read_stack_info(state)
+
+        second = fairway_up()
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 1, output
+        assert "already running" in output
+        assert f"pid {first.pid}" in output and info["api_url"] in output
+        assert read_stack_info(state) == info, "the first stack is untouched"
+
+        os.kill(info["processes"]["policy"]["pid"], signal.SIGKILL)
+        wait_for("policy restarted")
+        assert any("policy was killed by signal SIGKILL" in line for line in lines)
+        assert first.poll() is None, "fairway up keeps running"
+        assert read_stack_info(state)["processes"]["policy"]["pid"] != info["processes"]["policy"]["pid"]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert first.returncode == 0, "".join(lines)
