@@ -4,6 +4,8 @@ answer 410 so clients list again; a restored pod bound to a node runs again ther
 
 import asyncio
 
+import httpx
+
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -75,5 +77,26 @@ async def test_a_restart_keeps_the_cluster_and_running_pods_run_again(tmp_path):
         assert await phase_of(api, "team-a", "runner") == "Running"
         created = await in_thread(api.create_namespaced_pod, "team-a", make_pod("new"))
         assert int(created.metadata.resource_version) > listed_rv + RESTORE_GAP - 1
+    finally:
+        await again.stop()
+
+
+async def test_creations_per_pod_name_are_counted_across_deletes_and_restarts(tmp_path):
+    snapshot = tmp_path / "cluster.json"
+    sim = KubeSim(DEFAULT_PROFILE, snapshot=snapshot, admin=True)
+    await sim.start()
+    api = api_for(sim)
+    await in_thread(api.create_namespaced_pod, "default", make_pod("twice"))
+    await in_thread(api.delete_namespaced_pod, "twice", "default", grace_period_seconds=0)
+    await in_thread(api.create_namespaced_pod, "default", make_pod("twice"))
+    await in_thread(api.create_namespaced_pod, "default", make_pod("once"))
+    await sim.stop()  # the counts go into the snapshot with the pods
+
+    again = KubeSim(DEFAULT_PROFILE, snapshot=snapshot, admin=True)
+    await again.start()
+    try:
+        async with httpx.AsyncClient(base_url=again.url) as http:
+            answer = (await http.get("/admin/creations/pods")).json()
+        assert answer == {"default/twice": 2, "default/once": 1}
     finally:
         await again.stop()

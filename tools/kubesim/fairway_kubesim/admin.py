@@ -15,6 +15,7 @@
     DELETE /admin/faults                    stop delaying and failing requests
     GET    /admin/faults                    the current settings and counters
     GET    /admin/stats                     objects, watches, kubelet transitions, requests
+    GET    /admin/creations/{plural}        how often each name was created -> {"ns/name": n}
 
 A failed request is answered with a Kubernetes `Status` (500 InternalError, 503
 ServiceUnavailable or 429 TooManyRequests with `Retry-After: 1`, per `failCode`).
@@ -175,6 +176,12 @@ def add_admin_routes(app: web.Application, api: Api, kubelet: Kubelet) -> Faults
             "requests": api.requests,
         })
 
+    async def creations(request: web.Request) -> web.Response:
+        plural = request.match_info["plural"]
+        if plural not in store.resources:
+            raise not_found("resources", plural)
+        return _json(dict(store.resources[plural].creations))
+
     r = app.router
     r.add_post("/admin/watches/drop", drop_watches)
     r.add_post("/admin/watches/expire", expire_watches)
@@ -184,4 +191,5 @@ def add_admin_routes(app: web.Application, api: Api, kubelet: Kubelet) -> Faults
     r.add_get("/admin/faults", get_faults)
     r.add_delete("/admin/faults", delete_faults)
     r.add_get("/admin/stats", stats)
+    r.add_get("/admin/creations/{plural}", creations)
     return faults

@@ -11,7 +11,7 @@ which lists and watch events reuse without encoding again.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -152,6 +152,9 @@ class Resource:
         self.compacted_rv = 0  # events at or below this version may have left the ring
         self.watchers: set[Watcher] = set()
         self._ns_names: dict[str, set[str]] = {}  # namespace index: names per namespace
+        # How often each name was created (kept in snapshots): a client that creates the
+        # same pod twice across crashes shows up here even when the first was deleted.
+        self.creations: Counter[str] = Counter()
 
     # reads ---------------------------------------------------------------------------------
 
@@ -194,6 +197,7 @@ class Resource:
         stored = Stored(obj)
         self.items[key] = stored
         self._ns_names.setdefault(key[0], set()).add(key[1])
+        self.creations["/".join(key).lstrip("/")] += 1
         self._emit(Event(ADDED, rv, stored, None))
         return stored
 
@@ -349,7 +353,8 @@ class Store:
             items = self.resources[plural].items.values()
             parts += [b"," if i else b"", orjson.dumps(plural), b":[",
                       b",".join(stored.raw for stored in items), b"]"]
-        parts.append(b"}}")
+        creations = {plural: self.resources[plural].creations for plural in kinds}
+        parts += [b'},"creations":', orjson.dumps(creations), b"}"]
         return b"".join(parts)
 
     def restore(self, data: bytes) -> dict[str, list[Stored]]:
@@ -364,6 +369,7 @@ class Store:
             if resource is None:
                 continue
             loaded[plural] = [resource.load(obj) for obj in objs]
+            resource.creations.update(snapshot.get("creations", {}).get(plural, {}))
         self.rv = max(self.rv, int(snapshot["resourceVersion"])) + RESTORE_GAP
         for resource in self.resources.values():
             resource.compacted_rv = self.rv
