@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -29,9 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fairway_devstack.servers import EmbeddedNats, EmbeddedPostgres, psql, quote_ident
-from fairway_devstack.stack import Stack, StackConfig
+from fairway_devstack.stack import Stack, StackConfig, SupervisionEvent
 
-__all__ = ["database_url_with", "fresh_database", "infra_endpoints", "running_stack"]
+__all__ = [
+    "Supervisor", "database_url_with", "fresh_database", "infra_endpoints", "running_stack",
+    "supervising",
+]
 
 
 @contextmanager
@@ -84,3 +88,39 @@ def running_stack(state_dir: Path, **overrides: Any) -> Iterator[Stack]:
     )
     with Stack(config) as stack:
         yield stack
+
+
+class Supervisor:
+    """`Stack.heal()` called in a thread, as `fairway up` calls it: what it saw and did, and
+    whether it is still running (it must be, whatever crashes)."""
+
+    def __init__(self, stack: Stack, interval: float) -> None:
+        self.stack = stack
+        self.interval = interval
+        self.events: list[SupervisionEvent] = []
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                self.events += self.stack.heal()
+        except BaseException as exc:  # a test asserts on it: the supervisor must not die
+            self.failure = exc
+
+
+@contextmanager
+def supervising(stack: Stack, interval: float = 0.2) -> Iterator[Supervisor]:
+    """Heal `stack` in a background thread until the block ends."""
+    supervisor = Supervisor(stack, interval)
+    supervisor._thread.start()
+    try:
+        yield supervisor
+    finally:
+        supervisor._stop.set()
+        supervisor._thread.join(timeout=120)
