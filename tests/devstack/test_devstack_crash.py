@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import defaultdict
+from itertools import pairwise
 
 import httpx
 import nats
@@ -56,8 +57,19 @@ def submit_wave(api: httpx.Client, project_id: str, first: int, count: int) -> l
     return ids
 
 
-def kubesim_pods(kubesim: httpx.Client) -> dict[str, str]:
-    pods = kubesim.get("/api/v1/pods").json()["items"]
+def kubesim_pods(kubesim: httpx.Client, timeout: float = 60) -> dict[str, str]:
+    """Pod name → uid; waits for kubesim to answer (it may just have been restarted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = kubesim.get("/api/v1/pods")
+            if answer.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "kubesim does not answer"
+        time.sleep(0.3)
+    pods = answer.json()["items"]
     return {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["metadata"]["uid"]
             for p in pods}
 
@@ -137,7 +149,7 @@ def test_kill_9_of_every_process_in_turn_loses_and_repeats_nothing(tmp_path):
             phases = [e["phase"] for e in stories[wid]]
             sequences = [e["sequence"] for e in stories[wid]]
             assert sequences == list(range(1, len(phases) + 1)), (wid, sequences)
-            assert all(a != b for a, b in zip(phases, phases[1:], strict=False)), (wid, phases)
+            assert all(a != b for a, b in pairwise(phases)), (wid, phases)
             assert phases[-1] == "Completed", (wid, phases)
 
         assert supervisor.running, f"the supervisor died: {supervisor.failure!r}"

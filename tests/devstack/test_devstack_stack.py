@@ -391,7 +391,8 @@ def test_up_heals_a_killed_service_and_a_second_up_on_its_state_dir_is_refused(
         wait_for("policy restarted")
         assert any("policy was killed by signal SIGKILL" in line for line in lines)
         assert first.poll() is None, "fairway up keeps running"
-        assert read_stack_info(state)["processes"]["policy"]["pid"] != info["processes"]["policy"]["pid"]
+        restarted = read_stack_info(state)["processes"]["policy"]["pid"]
+        assert restarted != info["processes"]["policy"]["pid"]
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)

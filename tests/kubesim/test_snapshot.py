@@ -5,7 +5,6 @@ answer 410 so clients list again; a restored pod bound to a node runs again ther
 import asyncio
 
 import httpx
-
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 

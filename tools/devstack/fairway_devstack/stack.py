@@ -610,7 +610,8 @@ class Stack:
             )  # fmt: skip
         tracker.restarted(now)
         proc = dict(self._supervised())[name]
-        return SupervisionEvent(name, f"{name} restarted (pid {proc.pid}, restart {tracker.restarts})")
+        text = f"{name} restarted (pid {proc.pid}, restart {tracker.restarts})"
+        return SupervisionEvent(name, text)
 
     def _log_supervision(self, events: list[SupervisionEvent]) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
