@@ -156,3 +156,19 @@ def test_kill_9_of_every_process_in_turn_loses_and_repeats_nothing(tmp_path):
         assert supervisor.running, f"the supervisor died: {supervisor.failure!r}"
         restarts = {e.process for e in supervisor.events if " restarted " in e.text + " "}
         assert restarts >= set(VICTIMS), supervisor.events
+
+
+def test_a_second_start_of_the_stack_keeps_kubesims_pods(tmp_path):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kept"},
+           "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    uids = []
+    for _ in range(2):
+        with running_stack(tmp_path / "stack", services=()) as stack:
+            kubesim = httpx.Client(base_url=stack.info()["processes"]["kubesim"]["url"],
+                                   timeout=10, trust_env=False,
+                                   headers={"Authorization": "Bearer kubesim"})
+            if not uids:
+                created = kubesim.post("/api/v1/namespaces/default/pods", json=pod)
+                assert created.status_code == 201, created.text
+            uids.append(kubesim_pods(kubesim).get("default/kept"))
+    assert uids[0] is not None and uids == [uids[0], uids[0]], "the same pod, not a new one"
