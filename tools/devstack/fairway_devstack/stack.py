@@ -8,7 +8,8 @@ Start order: NATS, PostgreSQL, kubesim (each skipped when `NATS_URL`, `DATABASE_
 `KUBECONFIG` points at an existing one), the bus bootstrap (`python -m fairway_bus.bootstrap`,
 once), then the five services (`python -m fairway_<name>`). `start()` returns when the API's
 `/healthz` answers 200, which submission does only once all five services are ready. `stop()`
-goes the other way: services, kubesim, then the servers.
+goes the other way: services, kubesim, then the servers. In between, `heal()` (called in a
+loop by `fairway up`) restarts whatever crashed, with back-off.
 
 Files under the state directory (default `.fairway/`):
 
@@ -299,7 +300,7 @@ class Stack:
             raise StackError(f"{exc}\n{self._readiness_report()}") from None
 
     def check_processes(self) -> None:
-        """Raise StackError if kubesim or a service has exited (for a supervising loop)."""
+        """Raise StackError if kubesim or a service has exited (`heal` restarts them instead)."""
         try:
             for proc in self._watched():
                 proc.check_running()
