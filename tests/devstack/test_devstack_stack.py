@@ -224,6 +224,25 @@ def test_a_running_stack_is_not_shared_and_leftovers_of_a_killed_one_are_cleared
         first.stop()
 
 
+def test_a_stack_still_starting_is_not_shared_either(config):
+    refusals: list[str] = []
+
+    def second_start(line: str) -> None:
+        if line.startswith("NATS"):  # the first stack has only just started NATS
+            second = Stack(config)
+            try:
+                with pytest.raises(StackError, match="already running") as refused:
+                    second.start()
+            finally:
+                second.stop()  # whatever it started, should it have started
+            refusals.append(str(refused.value))
+
+    with Stack(config, progress=second_start) as first:
+        assert first.nats_url is not None and accepts(first.nats_url), "its NATS was left alone"
+    assert len(refusals) == 1
+    assert f"pid {os.getpid()}" in refusals[0] and first.api_url in refusals[0]
+
+
 def test_up_runs_in_the_background_and_stops_on_sigterm(tmp_path, fakes_env):
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}

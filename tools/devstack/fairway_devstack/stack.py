@@ -256,8 +256,8 @@ class Stack:
         self._claim_state_dir()
         self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
-            self._write_info("starting")  # from now on a second stack here is refused
             self.api_port = self._choose_api_port()
+            self._write_info("starting")  # from now on a second stack here is refused
             self._start_nats()
             self._start_postgres()
             self._start_kubesim()
