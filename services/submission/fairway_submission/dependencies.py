@@ -3,10 +3,23 @@ the caller's access rules from its bearer token."""
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from fairway_submission.core.access import Grants
 from fairway_submission.service import SubmissionService
+
+
+class BearerToken(HTTPBearer):
+    """The bearer scheme in the OpenAPI document; the `Authorization` header as it came, for
+    the service to judge (every bad or missing token answers 401 the same way)."""
+
+    async def __call__(self, request: Request) -> str | None:
+        return request.headers.get("Authorization")
+
+
+bearer = BearerToken(bearerFormat="JWT", scheme_name="bearer", auto_error=False,
+                     description="A token from POST /api/v1/token")
 
 
 def submission(request: Request) -> SubmissionService:
@@ -14,7 +27,7 @@ def submission(request: Request) -> SubmissionService:
 
 
 async def caller(service: Annotated[SubmissionService, Depends(submission)],
-                 authorization: Annotated[str | None, Header()] = None) -> Grants:
+                 authorization: Annotated[str | None, Security(bearer)] = None) -> Grants:
     return await service.caller(authorization)
 
 

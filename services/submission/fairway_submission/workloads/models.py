@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from fairway_contracts.quantities import SIZE_PATTERN
-from fairway_submission.models import NAME, NODE_TYPE, ApiModel, NameValue
+from fairway_submission.models import NAME, NODE_TYPE, ApiAnswer, ApiModel, NameValue, Timestamp
 
 
 class Compute(ApiModel):
@@ -147,3 +147,40 @@ class Workload(ApiModel):
     total_pending_time_seconds: float
     total_running_time_seconds: float
     spec: dict[str, Any]
+
+
+# Responses ----------------------------------------------------------------------------------
+
+
+class WorkloadList(ApiAnswer):
+    workloads: list[Workload]
+    total_count: int
+    next: int | None = Field(description="the offset of the next page; null on the last")
+
+
+class PodsOut(ApiAnswer):
+    pods: list[dict[str, Any]]
+
+
+class PhaseChange(ApiAnswer):
+    sequence: int
+    from_phase: str | None = Field(alias="from")
+    to: str
+    reason: str | None
+    message: str | None
+    time: Timestamp
+
+
+class PhaseHistory(ApiAnswer):
+    events: list[PhaseChange]
+
+
+class BatchResult(ApiAnswer):
+    id: str
+    code: int = Field(description="202 when accepted; else the status a single request "
+                                  "would have answered")
+    message: str
+
+
+class BatchOut(ApiAnswer):
+    results: list[BatchResult]

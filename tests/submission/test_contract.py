@@ -1,0 +1,104 @@
+"""The OpenAPI document is the API's contract: Schemathesis generates requests for every
+operation from the document, valid ones and ones that break it, sends them to the real app
+(served over HTTP, real PostgreSQL, the real policy service over NATS) as the bootstrap
+administrator, and holds each answer to the document: no server error, only documented
+statuses and content types, bodies that match the documented schemas, and data outside the
+schema refused.
+
+`FAIRWAY_CONTRACT_EXAMPLES` sets the examples per operation and generation mode (`make fuzz`
+runs many more than the suite's default)."""
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import hypothesis
+import hypothesis.errors
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from fairway_submission.openapi import document
+from tests.submission.conftest import real_policy
+
+pytestmark = pytest.mark.infra
+
+EXAMPLES = int(os.environ.get("FAIRWAY_CONTRACT_EXAMPLES", "8"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, negative_data_rejection]
+# A body over the size limit is refused with 413, which Schemathesis does not count as a
+# rejection by default.
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+
+
+@contextlib.asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """The app over HTTP on a free port of this machine, on the test's own event loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def contract_failures(base_url: str, token: str, examples: int,
+                      answered: dict[str, set[int]]) -> list[str]:
+    """Every operation in both generation modes; each operation's failures, all of them.
+    `answered` collects the statuses each operation answered."""
+    config = schemathesis.Config.from_dict({
+        "auth": {"openapi": {"bearer": {"bearer": token}}},
+        "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}}})
+    schema = schemathesis.openapi.from_dict(document(), config=config)
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+            @hypothesis.settings(max_examples=examples, deadline=None, database=None,
+                                 derandomize=True, suppress_health_check=list(HealthCheck),
+                                 phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink])
+            def conforms(case: schemathesis.Case) -> None:
+                response = case.call_and_validate(base_url=base_url, checks=CHECKS,
+                                                  timeout=30)
+                answered.setdefault(operation.label, set()).add(response.status_code)
+
+            try:
+                conforms()
+            except hypothesis.errors.Unsatisfiable:
+                # Nothing in the request can break the schema (no body, no query, path
+                # parameters any string fits): no negative case exists.
+                assert mode is GenerationMode.NEGATIVE, operation.label
+            except (Exception, BaseExceptionGroup) as exc:  # every operation runs
+                report = exc.message if isinstance(exc, BaseExceptionGroup) else repr(exc)
+                failures.append(f"{operation.label} ({mode.value}): {report}")
+    return failures
+
+
+async def test_every_operation_keeps_to_the_openapi_document(harness, nats_url, database_url):
+    async with real_policy(harness, nats_url, database_url), served(harness.app) as url:
+        answered: dict[str, set[int]] = {}
+        failures = await asyncio.to_thread(contract_failures, url, harness.admin_token,
+                                           EXAMPLES, answered)
+    print(answered)
+    assert not failures, f"{len(failures)} operations break the contract:\n\n" + "\n\n".join(
+        failures)
