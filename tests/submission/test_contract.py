@@ -83,6 +83,19 @@ ROUNDS = {  # round -> how its cases are drawn
 }
 
 
+def run_round(operation: schemathesis.APIOperation, cases, base_url: str, examples: int,
+              answered: dict[str, set[int]]) -> None:
+    @hypothesis.given(case=cases)
+    @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                         suppress_health_check=list(HealthCheck),
+                         phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink])
+    def conforms(case: schemathesis.Case) -> None:
+        response = case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=30)
+        answered.setdefault(operation.label, set()).add(response.status_code)
+
+    conforms()
+
+
 def contract_failures(base_url: str, token: str, known: Known, examples: int,
                       answered: dict[str, set[int]]) -> list[str]:
     """Every operation in every round; each operation's failures, all of them. `answered`
@@ -98,18 +111,8 @@ def contract_failures(base_url: str, token: str, known: Known, examples: int,
             cases = operation.as_strategy(generation_mode=mode)
             if aimed:
                 cases = cases.map(lambda case: on_known(case, known))
-
-            @hypothesis.given(case=cases)
-            @hypothesis.settings(max_examples=examples, deadline=None, database=None,
-                                 derandomize=True, suppress_health_check=list(HealthCheck),
-                                 phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink])
-            def conforms(case: schemathesis.Case) -> None:
-                response = case.call_and_validate(base_url=base_url, checks=CHECKS,
-                                                  timeout=30)
-                answered.setdefault(operation.label, set()).add(response.status_code)
-
             try:
-                conforms()
+                run_round(operation, cases, base_url, examples, answered)
             except hypothesis.errors.Unsatisfiable:
                 # Nothing in the request can break the schema (no body, no query, path
                 # parameters any string fits): no negative case exists.
