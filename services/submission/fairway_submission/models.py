@@ -64,6 +64,19 @@ ERROR_MEANINGS = {
 }
 
 
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                                 "schema": {"type": "integer"}}}
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer` when the token is missing or bad",
+                               "schema": {"type": "string"}}},
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses` of an operation's refusals, each with the error body it sends."""
-    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code]} for code in codes}
+    """The `responses` of an operation's refusals, each with the error body it sends (and
+    the headers that come with some)."""
+    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code],
+                   **({"headers": ERROR_HEADERS[code]} if code in ERROR_HEADERS else {})}
+            for code in codes}
