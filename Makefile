@@ -62,13 +62,14 @@ kubectl:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; \
 	  else echo "kubectl missing: apt-get install kubernetes-client (as root)" >&2; fi; }
 
-# The API against its OpenAPI document (Schemathesis, tests/submission/test_contract.py) with
-# FUZZ_EXAMPLES examples per operation and round instead of the suite's 25.
+# The API against its OpenAPI document with FUZZ_EXAMPLES examples per operation instead of
+# the suite's 25: the suite's Schemathesis test, then the Schemathesis command line with its
+# coverage phase (tests/submission/fuzz_contract.py; report in .fairway/fuzz/).
 FUZZ_EXAMPLES ?= 300
 .PHONY: fuzz
 fuzz: install
 	FAIRWAY_CONTRACT_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -q -p no:cacheprovider \
-	  -o timeout=0 tests/submission/test_contract.py
+	  -o timeout=0 tests/submission/test_contract.py tests/submission/fuzz_contract.py
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)

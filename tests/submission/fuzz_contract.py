@@ -1,0 +1,47 @@
+"""`make fuzz`: the Schemathesis command line over the API as an outside tester runs it, against
+the same app as tests/submission/test_contract.py (served over HTTP, real PostgreSQL, the real
+policy service over NATS), with the coverage phase (each constraint's boundaries, missing and
+mistyped fields) on top of many generated examples per operation. Not collected by `make test`
+(its name is not test_*); `make fuzz` names it. The report (JUnit) and Schemathesis' own files
+go to .fairway/fuzz/; a failure prints how to replay it."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fairway_submission.openapi import document
+from tests.submission.conftest import real_policy
+from tests.submission.test_contract import CHECKS, REJECTIONS, existing_things, served
+
+pytestmark = pytest.mark.infra
+
+EXAMPLES = os.environ.get("FAIRWAY_CONTRACT_EXAMPLES", "300")
+OUT = Path(".fairway/fuzz").resolve()
+
+
+def schemathesis_run(url: str, token: str) -> subprocess.CompletedProcess:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "openapi.json").write_text(json.dumps(document()))
+    # Schemathesis reads its settings from a schemathesis.toml where it runs: here, OUT's.
+    (OUT / "schemathesis.toml").write_text(
+        "[checks.negative_data_rejection]\n"
+        f"expected-statuses = {json.dumps(REJECTIONS)}\n")
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", "openapi.json",
+         "--url", url, "--header", f"Authorization: Bearer {token}",
+         "--checks", ",".join(check.__name__ for check in CHECKS),
+         "--phases", "examples,coverage,fuzzing", "--max-examples", EXAMPLES,
+         "--report", "junit", "--report-dir", "report"],
+        cwd=OUT, capture_output=True, text=True, check=False)
+
+
+async def test_schemathesis_finds_nothing(harness, nats_url, database_url):
+    async with real_policy(harness, nats_url, database_url), served(harness.app) as url:
+        await existing_things(harness)
+        run = await asyncio.to_thread(schemathesis_run, url, harness.admin_token)
+    assert run.returncode == 0, run.stdout + run.stderr
