@@ -1,4 +1,5 @@
-"""What every slice's API models share: camelCase JSON, no unknown fields, DNS names."""
+"""What every slice's API models share: camelCase JSON, no unknown fields in requests, DNS
+names, and the error body every refusal answers (`errors` documents it per operation)."""
 
 import re
 from typing import Annotated, Any
