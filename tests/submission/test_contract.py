@@ -10,6 +10,7 @@ runs many more than the suite's default)."""
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -63,9 +64,13 @@ async def served(app) -> AsyncIterator[str]:
 Known = dict[str, str]  # path parameter or body field -> the id of a thing that exists
 
 
+FRESH_NAMES = itertools.count()
+
+
 def on_known(case: schemathesis.Case, known: Known) -> schemathesis.Case:
     """The case aimed at things that exist: their ids in the path and in the body's
-    `projectId` / `parentId`, so that requests get past "not found" to the real work."""
+    `projectId` / `parentId`, and a fresh valid `name`, so that requests get past "not found"
+    and the name rules to the real work."""
     for name in case.path_parameters or {}:
         if name in known:
             case.path_parameters[name] = known[name]
@@ -73,6 +78,8 @@ def on_known(case: schemathesis.Case, known: Known) -> schemathesis.Case:
         for field in ("projectId", "parentId"):
             if field in case.body:
                 case.body[field] = known[field]
+        if isinstance(case.body.get("name"), str):
+            case.body["name"] = f"contract-{next(FRESH_NAMES)}"
     return case
 
 
