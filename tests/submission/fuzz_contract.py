@@ -16,7 +16,13 @@ import pytest
 
 from fairway_submission.openapi import document
 from tests.submission.conftest import real_policy
-from tests.submission.test_contract import CHECKS, REJECTIONS, existing_things, served
+from tests.submission.test_contract import (
+    CHECKS,
+    REJECTIONS,
+    Known,
+    existing_things,
+    served,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -24,13 +30,29 @@ EXAMPLES = os.environ.get("FAIRWAY_CONTRACT_EXAMPLES", "300")
 OUT = Path(".fairway/fuzz").resolve()
 
 
-def schemathesis_run(url: str, token: str) -> subprocess.CompletedProcess:
+def settings(known: Known) -> str:
+    """schemathesis.toml: 413 counts as a refusal; half the time a path id or a body's
+    `projectId` / `parentId` names a thing that exists and a body's `name` is a fresh valid one,
+    so that requests get past "not found" and the name rules to the real work."""
+    lines = ["[checks.negative_data_rejection]",
+             f"expected-statuses = {json.dumps(REJECTIONS)}", "", "[parameters]"]
+    dictionaries = {}
+    for name, value in known.items():
+        where = "body" if name in ("projectId", "parentId") else "path"
+        lines.append(f'"{where}.{name}" = {{ dictionary = "{name}", probability = 0.5 }}')
+        dictionaries[name] = [value]
+    lines.append('"body.name" = { dictionary = "name", probability = 0.5 }')
+    dictionaries["name"] = [f"contract-cli-{i}" for i in range(500)]
+    for name, values in dictionaries.items():
+        lines += ["", f"[dictionaries.{name}]", f"values = {json.dumps(values)}"]
+    return "\n".join(lines) + "\n"
+
+
+def schemathesis_run(url: str, token: str, known: Known) -> subprocess.CompletedProcess:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "openapi.json").write_text(json.dumps(document()))
     # Schemathesis reads its settings from a schemathesis.toml where it runs: here, OUT's.
-    (OUT / "schemathesis.toml").write_text(
-        "[checks.negative_data_rejection]\n"
-        f"expected-statuses = {json.dumps(REJECTIONS)}\n")
+    (OUT / "schemathesis.toml").write_text(settings(known))
     return subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", "openapi.json",
          "--url", url, "--header", f"Authorization: Bearer {token}",
@@ -42,6 +64,6 @@ def schemathesis_run(url: str, token: str) -> subprocess.CompletedProcess:
 
 async def test_schemathesis_finds_nothing(harness, nats_url, database_url):
     async with real_policy(harness, nats_url, database_url), served(harness.app) as url:
-        await existing_things(harness)
-        run = await asyncio.to_thread(schemathesis_run, url, harness.admin_token)
+        known = await existing_things(harness)
+        run = await asyncio.to_thread(schemathesis_run, url, harness.admin_token, known)
     assert run.returncode == 0, run.stdout + run.stderr
