@@ -169,3 +169,18 @@ async def test_every_operation_keeps_to_the_openapi_document(harness, nats_url, 
                     if label.startswith("GET ") and not label.endswith("/metrics")
                     and 200 not in statuses)
     assert not unread, f"never answered 200: {unread}\n{answered}"
+
+
+async def test_a_query_parameter_that_takes_one_value_is_refused_when_sent_twice(harness):
+    # Found by the contract run: `nodepoolName=a&nodepoolName=b` was read as "b".
+    admin = harness.admin
+    r = await admin.get("/api/v1/workloads?limit=5&limit=7")
+    assert r.status_code == 422, r.text
+    assert r.json()["details"] == [{"field": "limit", "reason": "is given more than once"}]
+    r = await admin.get("/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION"
+                        "&nodepoolName=a&nodepoolName=b")
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "nodepoolName", r.text
+    # A parameter that takes a list may repeat.
+    r = await admin.get("/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION"
+                        "&groupBy=project&groupBy=type")
+    assert r.status_code == 200, r.text
