@@ -45,7 +45,9 @@ class Supervisor(threading.Thread):
 def crash_stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("crash")
     try:
-        with running_stack(state) as stack:
+        # PostgreSQL durable, as `make up` runs it: the tests' fast storage turns synchronous
+        # commit off, and a kill -9 then loses the last commits, which no real setup would
+        with running_stack(state, fast_storage=False) as stack:
             supervisor = Supervisor(stack)
             supervisor.start()
             yield stack, supervisor
