@@ -12,6 +12,7 @@ help:
 	@echo "make up      run Fairway on this machine (embedded NATS, PostgreSQL, kubesim, 5 services)"
 	@echo "make test    lint, import contracts and the full test suite"
 	@echo "make bench   end-to-end throughput and latency on the embedded stack"
+	@echo "make fuzz    the API against its OpenAPI document, many more examples than make test"
 
 .tools/bin/uv:
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
@@ -60,6 +61,15 @@ kubectl:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; \
 	  else echo "kubectl missing: apt-get install kubernetes-client (as root)" >&2; fi; }
+
+# The API against its OpenAPI document with FUZZ_EXAMPLES examples per operation instead of
+# the suite's 25: the suite's Schemathesis test, then the Schemathesis command line with its
+# coverage phase (tests/submission/fuzz_contract.py; report in .fairway/fuzz/).
+FUZZ_EXAMPLES ?= 300
+.PHONY: fuzz
+fuzz: install
+	FAIRWAY_CONTRACT_EXAMPLES=$(FUZZ_EXAMPLES) .venv/bin/pytest -q -p no:cacheprovider \
+	  -o timeout=0 tests/submission/test_contract.py tests/submission/fuzz_contract.py
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)

@@ -87,7 +87,7 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
         assert kubesim["argv"][1:] == [
             "--profile", "tiny", "--kubeconfig", str(state / "kubeconfig"),
             "--port", str(info["processes"]["kubesim"]["port"]),
-            "--snapshot", str(state / "kubesim-snapshot.json"), "--admin",
+            "--snapshot", str(state / "kubesim" / "cluster.json"), "--admin",
         ]  # fmt: skip
         assert fake_record(state, "bootstrap")["env"]["NATS_URL"] == stack.nats_url
 
@@ -298,7 +298,7 @@ def heal_until(stack: Stack, done, timeout: float = 60.0) -> list:
     deadline = time.monotonic() + timeout
     while not done():
         assert time.monotonic() < deadline, f"not healed; events: {events}"
-        events += stack.heal()
+        events += stack.supervise()
         time.sleep(0.05)
     return events
 
@@ -330,7 +330,7 @@ def test_the_stack_heals_a_crashed_service_kubesim_nats_and_postgres(config):
         heal_until(stack, lambda: accepts(stack.nats_url) and accepts(stack.database_url))
         stack.wait_ready(30)
         assert fake_record(state, "kubesim")["argv"].count("--snapshot") == 1
-        log = (state / "logs" / "stack.log").read_text()
+        log = (state / "logs" / "supervisor.log").read_text()
         for name in ("policy", "kubesim", "nats", "postgres"):
             assert f"{name} restarted" in log
 
@@ -346,14 +346,14 @@ def test_a_process_that_keeps_crashing_is_reported_loudly_and_still_retried(conf
         deadline = time.monotonic() + 30
         while sum(e.text.startswith("metrics restarted") for e in events) < 4:
             assert time.monotonic() < deadline, events
-            events += stack.heal()
+            events += stack.supervise()
             time.sleep(0.02)
         crashes = [e for e in events if "exited with code 3" in e.text or "SIGKILL" in e.text]
         assert [e.loud for e in crashes[:3]] == [False, False, True]
         assert "metrics KEEPS CRASHING: 3 times" in crashes[2].text
         assert "boom metrics" in crashes[2].text, "its last lines are shown"
         assert "restarting in 0.2s" in crashes[-1].text, "capped, still retried"
-        assert "CRASH LOOP" in (config.state_dir / "logs" / "stack.log").read_text()
+        assert "CRASH LOOP" in (config.state_dir / "logs" / "supervisor.log").read_text()
 
 
 def test_a_service_stopped_on_purpose_stays_down(config):
@@ -361,7 +361,7 @@ def test_a_service_stopped_on_purpose_stays_down(config):
     with Stack(config) as stack:
         stack.kill_service("policy")
         for _ in range(5):
-            assert stack.heal() == []
+            assert stack.supervise() == []
             time.sleep(0.05)
         assert stack.pid("policy") is None
 

@@ -7,6 +7,7 @@ import asyncio
 import nacl.signing
 import nkeys
 import pytest
+import trustme
 
 from fairway_bus.bootstrap import bootstrap
 from fairway_bus.settings import NatsClientSettings
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.infra
 async def starts(settings: ServiceSettings) -> bool:
     service = Service("auth_probe", settings, migrations=None)
     try:
-        await asyncio.wait_for(service.start(serve_http=False), timeout=15)
+        await asyncio.wait_for(service.start(serve_http=False), timeout=8)
         return service.broker_connected
     except Exception:
         return False
@@ -81,3 +82,34 @@ def test_one_way_to_authenticate_and_every_file_must_exist(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         NatsClientSettings(FAIRWAY_NATS_CREDS_FILE=tmp_path / "missing.creds")
     assert NatsClientSettings().nats_security() is None
+
+
+async def test_tls_with_the_servers_ca_and_a_client_certificate(tmp_path, database_url):
+    """A NATS server that requires TLS and verifies client certificates: a service connects
+    with the CA and its certificate, and is refused without them."""
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("fairway-service")
+    files = {}
+    for name, blob in (("ca.pem", ca.cert_pem), ("server.pem", server_cert.cert_chain_pems[0]),
+                       ("server-key.pem", server_cert.private_key_pem),
+                       ("client.pem", client_cert.cert_chain_pems[0]),
+                       ("client-key.pem", client_cert.private_key_pem)):
+        files[name] = tmp_path / name
+        blob.write_to_path(str(files[name]))
+    nats = EmbeddedNats(tmp_path / "nats", extra_config=(
+        f'tls {{ cert_file: "{files["server.pem"]}"\n key_file: "{files["server-key.pem"]}"\n'
+        f' ca_file: "{files["ca.pem"]}"\n verify: true }}\n'))
+    nats.start()
+    try:
+        url = nats.url.replace("nats://", "tls://")
+        common = {"NATS_URL": url, "DATABASE_URL": database_url}
+        assert await starts(ServiceSettings(
+            **common, FAIRWAY_NATS_TLS_CA_FILE=files["ca.pem"],
+            FAIRWAY_NATS_TLS_CERT_FILE=files["client.pem"],
+            FAIRWAY_NATS_TLS_KEY_FILE=files["client-key.pem"]))
+        assert not await starts(ServiceSettings(**common,
+                                                FAIRWAY_NATS_TLS_CA_FILE=files["ca.pem"]))
+        assert not await starts(ServiceSettings(**common))
+    finally:
+        nats.stop()

@@ -4,12 +4,13 @@ bootstrap at start."""
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from fairway_runtime import Service
 from fairway_submission import errors, handlers, health
 from fairway_submission.body_limit import BodyLimit
+from fairway_submission.dependencies import query_once
 from fairway_submission.identity import routes as identity
 from fairway_submission.org import nodes
 from fairway_submission.org import routes as org
@@ -33,7 +34,8 @@ def wire(settings: SubmissionSettings, peers: Peers | None = None
     """The runtime and the service object, wired: `build` for production, `testing` for the
     tests (which may bring their own peers)."""
     app = FastAPI(title="Fairway API", version="0.1.0", docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+                  openapi_url="/api/openapi.json", redoc_url=None,
+                  dependencies=[Depends(query_once)])
     runtime = Service("submission", settings, migrations=Path(__file__).parent / "migrations",
                       http_app=app)
     service = SubmissionService(runtime, settings, peers)

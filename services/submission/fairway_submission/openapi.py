@@ -5,14 +5,18 @@ copy; a test fails when it is stale.
 """
 
 import json
+from typing import Any
 
 from fairway_submission.app import build
 from fairway_submission.settings import SubmissionSettings
 
 
+def document() -> dict[str, Any]:
+    return build(SubmissionSettings()).http_app.openapi()
+
+
 def render() -> str:
-    service = build(SubmissionSettings())
-    return json.dumps(service.http_app.openapi(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":

@@ -185,6 +185,10 @@ class EmbeddedNats:
     def store_dir(self) -> Path:
         return self.data_dir / "jetstream"
 
+    def pin_ports(self) -> None:
+        """Keep the ports it has: a restart must come back where its clients look."""
+        self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
+
     def _require_port(self) -> int:
         if self.port is None:
             raise ServerError("EmbeddedNats has not been started")
@@ -456,6 +460,10 @@ class EmbeddedPostgres:
         self._as_root = os.name == "posix" and os.geteuid() == 0
 
     # ----------------------------------------------------------------------------- addresses
+
+    def pin_ports(self) -> None:
+        """Keep the port it has: a restart must come back where its clients look."""
+        self._fixed_port = self.port
 
     def url_for(self, database: str) -> str:
         """`postgresql://postgres@127.0.0.1:PORT/<database>`."""

@@ -8,16 +8,16 @@ Start order: NATS, PostgreSQL, kubesim (each skipped when `NATS_URL`, `DATABASE_
 `KUBECONFIG` points at an existing one), the bus bootstrap (`python -m fairway_bus.bootstrap`,
 once), then the five services (`python -m fairway_<name>`). `start()` returns when the API's
 `/healthz` answers 200, which submission does only once all five services are ready. `stop()`
-goes the other way: services, kubesim, then the servers. In between, `heal()` (called in a
-loop by `fairway up`) restarts whatever crashed, with back-off.
+goes the other way: services, kubesim, then the servers. In between, `supervise()` (called in
+a loop by `fairway up`) restarts whatever crashed, with back-off.
 
 Files under the state directory (default `.fairway/`):
 
     nats/  postgres/          embedded server data (kept between runs)
     kubeconfig                written by kubesim
     logs/<name>.log           stdout+stderr of every process, appended
-    logs/stack.log            what the supervisor saw and did (crashes, restarts)
-    kubesim-snapshot.json     kubesim's cluster (nodes, namespaces, pods, leases)
+    logs/supervisor.log       what the supervisor saw and did (crashes, restarts)
+    kubesim/cluster.json      kubesim's cluster (nodes, namespaces, pods, leases)
     stack.json                what runs where (pids, ports, URLs) while the stack runs; 0600
     admin-token               written by submission (the bootstrap administrator's token)
 """
@@ -69,7 +69,7 @@ SERVICES = ("submission", "policy", "scheduler", "lifecycle", "metrics")
 
 API_SERVICE = "submission"
 STACK_FILE = "stack.json"
-KUBESIM_SNAPSHOT = "kubesim-snapshot.json"
+KUBESIM_SNAPSHOT = Path("kubesim", "cluster.json")
 # Variables we set for every child; inherited values of these are never passed on.
 _MANAGED_ENV = (
     "FAIRWAY_API_PORT",
@@ -84,7 +84,7 @@ class StackError(RuntimeError):
 
 @dataclass(frozen=True)
 class SupervisionEvent:
-    """Something `Stack.heal()` saw or did: a crash (with its exit status), a restart."""
+    """Something `Stack.supervise()` saw or did: a crash (with its exit status), a restart."""
 
     process: str
     text: str
@@ -110,10 +110,10 @@ class StackConfig:
     kubesim_args: tuple[str, ...] = ()
     """Extra command-line arguments for kubesim."""
     kubesim_snapshot: bool = True
-    """kubesim keeps its cluster in `kubesim-snapshot.json` in the state directory, so a
+    """kubesim keeps its cluster in `kubesim/cluster.json` in the state directory, so a
     restart of kubesim or of the whole stack keeps pods, nodes, namespaces and leases."""
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
-    """How `Stack.heal()` backs off restarting a crashed process."""
+    """How `Stack.supervise()` backs off restarting a crashed process."""
     services: tuple[str, ...] = SERVICES
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every child process (kubesim, bootstrap, services); wins over ours."""
@@ -300,21 +300,22 @@ class Stack:
             raise StackError(f"{exc}\n{self._readiness_report()}") from None
 
     def check_processes(self) -> None:
-        """Raise StackError if kubesim or a service has exited (`heal` restarts them instead)."""
+        """Raise StackError if kubesim or a service has exited (`supervise` restarts it
+        instead)."""
         try:
             for proc in self._watched():
                 proc.check_running()
         except ProcessExited as exc:
             raise StackError(str(exc)) from None
 
-    def heal(self, now: float | None = None) -> list[SupervisionEvent]:
+    def supervise(self, now: float | None = None) -> list[SupervisionEvent]:
         """One round of supervision, for a loop that calls it every fraction of a second: a
         crashed service, NATS, PostgreSQL or kubesim is restarted (same ports, data and
         environment) after an exponential back-off, without waiting for it to be ready;
         a crash or failed restart is reported on the next round. kubesim is restarted only when
         it crashed itself, so it keeps its cluster while services come and go. Processes
         stopped with `kill_service` stay down. Returns what it saw and did; each event is also
-        appended to logs/stack.log."""
+        appended to logs/supervisor.log."""
         now = time.monotonic() if now is None else now
         events: list[SupervisionEvent] = []
         for name, proc in self._supervised():
@@ -567,7 +568,7 @@ class Stack:
         return env | self.config.env
 
     def _supervised(self) -> list[tuple[str, ManagedProcess]]:
-        """What `heal` looks after, servers first: a service restarted before its broker
+        """What `supervise` looks after, servers first: a service restarted before its broker
         would only crash again."""
         found: list[tuple[str, ManagedProcess | None]] = [
             ("nats", self._nats.process if self._nats else None),
@@ -616,7 +617,7 @@ class Stack:
 
     def _log_supervision(self, events: list[SupervisionEvent]) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with contextlib.suppress(OSError), self.log_path("stack").open("a") as log:
+        with contextlib.suppress(OSError), self.log_path("supervisor").open("a") as log:
             for event in events:
                 log.write(f"{stamp} {'CRASH LOOP ' if event.loud else ''}{event.text}\n")
 

@@ -91,7 +91,7 @@ def running_stack(state_dir: Path, **overrides: Any) -> Iterator[Stack]:
 
 
 class Supervisor:
-    """`Stack.heal()` called in a thread, as `fairway up` calls it: what it saw and did, and
+    """`Stack.supervise()` called in a thread, as `fairway up` calls it: what it saw and did, and
     whether it is still running (it must be, whatever crashes)."""
 
     def __init__(self, stack: Stack, interval: float) -> None:
@@ -109,14 +109,14 @@ class Supervisor:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
-                self.events += self.stack.heal()
+                self.events += self.stack.supervise()
         except BaseException as exc:  # a test asserts on it: the supervisor must not die
             self.failure = exc
 
 
 @contextmanager
 def supervising(stack: Stack, interval: float = 0.2) -> Iterator[Supervisor]:
-    """Heal `stack` in a background thread until the block ends."""
+    """Supervise `stack` in a background thread until the block ends."""
     supervisor = Supervisor(stack, interval)
     supervisor._thread.start()
     try:

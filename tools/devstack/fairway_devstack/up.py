@@ -7,7 +7,8 @@ it with SIGTERM. A second run on the same state directory finds the data of the 
 the first still runs, the second says so (its pid and API URL) and exits with status 1.
 
 While it runs it supervises: a service, NATS, PostgreSQL or kubesim that crashes is restarted
-with back-off (`Stack.heal`), reported here and in logs/stack.log; it never stops the stack.
+with back-off (`Stack.supervise`), reported here and in logs/supervisor.log; it never stops
+the stack.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _report(console: Console, events: list[SupervisionEvent]) -> None:
     for event in events:
         style = "bold red" if event.loud else "yellow"
         stamp = time.strftime("%H:%M:%S")
-        with contextlib.suppress(OSError):  # the terminal may be gone; logs/stack.log has it
+        with contextlib.suppress(OSError):  # the terminal may be gone; logs/supervisor.log has it
             console.print(f"[{style}]{stamp} {escape(event.text)}[/]", soft_wrap=True)
 
 
@@ -141,7 +142,7 @@ def main(config: StackConfig | None = None) -> None:
         _summary(console, stack)
         while True:
             time.sleep(0.5)
-            _report(console, stack.heal())
+            _report(console, stack.supervise())
     except _Shutdown as stop:
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             console.print(f"\nStopping Fairway ({stop}) …")

@@ -19,10 +19,20 @@ from fairway_submission.identity.auth import (
 )
 from fairway_submission.identity.models import (
     AccessRuleIn,
+    AccessRuleList,
+    AccessRuleOut,
+    MeOut,
+    ServiceAccountCreated,
     ServiceAccountIn,
+    ServiceAccountList,
+    TokenOut,
     TokenRequest,
+    UserCreated,
     UserIn,
+    UserList,
+    UserOut,
 )
+from fairway_submission.models import errors
 from fairway_submission.service import SubmissionService
 
 log = logging.getLogger("fairway.submission.identity")
@@ -37,7 +47,8 @@ def _rule_out(r: Any) -> dict[str, Any]:
             "createdAt": r["created_at"].isoformat()}
 
 
-@router.post("/token", tags=["auth"])
+@router.post("/token", tags=["auth"], response_model=TokenOut,
+             responses=errors(400, 401, 413, 422, 429, 503))
 async def token(body: TokenRequest, request: Request, service: Submission) -> dict[str, Any]:
     address = client_address(request.client.host if request.client else None,
                              request.headers.get("x-forwarded-for"),
@@ -90,14 +101,15 @@ async def _client_token(service: SubmissionService, body: TokenRequest, address:
     return service.tokens.issue(account["client_id"], "service-account")
 
 
-@router.get("/me", tags=["auth"])
+@router.get("/me", tags=["auth"], response_model=MeOut, responses=errors(401, 503))
 async def me(caller: Caller) -> dict[str, Any]:
     return {"subject": caller.subject, "subjectType": caller.kind,
             "accessRules": [{"roleName": r.role, "scopeType": r.scope_type,
                              "scopeId": r.scope_id or None} for r in caller.rules]}
 
 
-@router.post("/users", status_code=201, tags=["access"])
+@router.post("/users", status_code=201, tags=["access"], response_model=UserCreated,
+             responses=errors(400, 401, 403, 409, 413, 422, 503))
 async def create_user(body: UserIn, caller: Caller, service: Submission) -> dict[str, Any]:
     caller.require_cluster()
     async with service.pool.acquire() as conn:
@@ -111,7 +123,8 @@ async def create_user(body: UserIn, caller: Caller, service: Submission) -> dict
     return {"id": str(user["id"]), "username": user["username"], "groups": user["groups"]}
 
 
-@router.get("/users", tags=["access"])
+@router.get("/users", tags=["access"], response_model=UserList,
+            responses=errors(401, 403, 503))
 async def list_users(caller: Caller, service: Submission) -> dict[str, Any]:
     caller.require_cluster()
     async with service.pool.acquire() as conn:
@@ -121,7 +134,8 @@ async def list_users(caller: Caller, service: Submission) -> dict[str, Any]:
                       for r in rows]}
 
 
-@router.get("/users/{user_id}", tags=["access"])
+@router.get("/users/{user_id}", tags=["access"], response_model=UserOut,
+            responses=errors(401, 403, 404, 422, 503))
 async def get_user(user_id: str, caller: Caller, service: Submission) -> dict[str, Any]:
     caller.require_cluster()
     async with service.pool.acquire() as conn:
@@ -132,7 +146,8 @@ async def get_user(user_id: str, caller: Caller, service: Submission) -> dict[st
             "createdAt": row["created_at"].isoformat()}
 
 
-@router.delete("/users/{user_id}", status_code=204, tags=["access"])
+@router.delete("/users/{user_id}", status_code=204, tags=["access"],
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_user(user_id: str, caller: Caller, service: Submission) -> Response:
     caller.require_cluster()
     async with service.pool.acquire() as conn, conn.transaction():
@@ -150,7 +165,9 @@ async def delete_user(user_id: str, caller: Caller, service: Submission) -> Resp
     return Response(status_code=204)
 
 
-@router.post("/service-accounts", status_code=201, tags=["access"])
+@router.post("/service-accounts", status_code=201, tags=["access"],
+             response_model=ServiceAccountCreated,
+             responses=errors(400, 401, 403, 409, 413, 422, 503))
 async def create_service_account(body: ServiceAccountIn, caller: Caller, service: Submission
                                  ) -> dict[str, Any]:
     caller.require_cluster()
@@ -165,7 +182,8 @@ async def create_service_account(body: ServiceAccountIn, caller: Caller, service
             "clientSecret": secret}
 
 
-@router.get("/service-accounts", tags=["access"])
+@router.get("/service-accounts", tags=["access"], response_model=ServiceAccountList,
+            responses=errors(401, 403, 503))
 async def list_service_accounts(caller: Caller, service: Submission) -> dict[str, Any]:
     caller.require_cluster()
     async with service.pool.acquire() as conn:
@@ -176,7 +194,8 @@ async def list_service_accounts(caller: Caller, service: Submission) -> dict[str
         for r in rows]}
 
 
-@router.delete("/service-accounts/{sa_id}", status_code=204, tags=["access"])
+@router.delete("/service-accounts/{sa_id}", status_code=204, tags=["access"],
+               responses=errors(401, 403, 404, 422, 503))
 async def delete_service_account(sa_id: str, caller: Caller, service: Submission) -> Response:
     caller.require_cluster()
     async with service.pool.acquire() as conn, conn.transaction():
@@ -196,7 +215,9 @@ def _require_rule_scope(caller: Grants, scope_type: str, scope_id: str) -> None:
         caller.require(Perm.ACCESS_EDIT, what=f"project {scope_id}", project_id=scope_id)
 
 
-@router.post("/authorization/access-rules", status_code=201, tags=["access"])
+@router.post("/authorization/access-rules", status_code=201, tags=["access"],
+             response_model=AccessRuleOut,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def create_rule(body: AccessRuleIn, caller: Caller, service: Submission) -> dict[str, Any]:
     problems = []
     if body.role_name not in ROLES:
@@ -229,7 +250,8 @@ async def create_rule(body: AccessRuleIn, caller: Caller, service: Submission) -
     return _rule_out(row)
 
 
-@router.get("/authorization/access-rules", tags=["access"])
+@router.get("/authorization/access-rules", tags=["access"], response_model=AccessRuleList,
+            responses=errors(401, 403, 503))
 async def list_rules(caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         rows = await repo.list_rules(conn)
@@ -239,7 +261,8 @@ async def list_rules(caller: Caller, service: Submission) -> dict[str, Any]:
     return {"accessRules": [_rule_out(r) for r in visible], "totalCount": len(visible)}
 
 
-@router.delete("/authorization/access-rules/{rule_id}", status_code=204, tags=["access"])
+@router.delete("/authorization/access-rules/{rule_id}", status_code=204, tags=["access"],
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_rule(rule_id: str, caller: Caller, service: Submission) -> Response:
     async with service.pool.acquire() as conn, conn.transaction():
         row = await repo.get_rule(conn, rule_id)

@@ -1,17 +1,17 @@
-"""Organisation requests: node pools, departments and projects.
+"""Organisation requests and answers: node pools, departments and projects.
 
 Quotas per node pool: GPUs in devices, CPU in cores, memory in MiB. `limit` None or -1 means
 no limit of its own; `deserved` and `overQuotaWeight` are never negative (see `checks`).
 """
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from fairway_contracts.kubernetes_names import label_value_problem, qualified_name_problem
 from fairway_contracts.quantities import SIZE_PATTERN
-from fairway_submission.models import NODE_TYPE, ApiModel
+from fairway_submission.models import NODE_TYPE, ApiAnswer, ApiModel, Timestamp
 
 ORG_NAME = re.compile(r"^[a-z][-a-z0-9]*$")
 ORG_NAME_RULE = "must be lowercase letters, digits and '-', starting with a letter (at most 63)"
@@ -150,3 +150,116 @@ class NodePoolUpdate(ApiModel):
 
     _label = field_validator("label_key", "label_value")(
         classmethod(lambda cls, v, info: _check_label(v, info.field_name)))
+
+# Responses ----------------------------------------------------------------------------------
+
+
+class QuotaOut(ApiAnswer):
+    deserved: float
+    limit: float | None = Field(description="null: no limit of its own")
+    over_quota_weight: float
+
+
+class PoolRefOut(ApiAnswer):
+    name: str
+
+
+class PoolResourcesOut(ApiAnswer):
+    node_pool: PoolRefOut
+    gpu: QuotaOut
+    cpu: QuotaOut
+    memory: QuotaOut
+
+
+class PerResource(ApiAnswer):
+    gpu: float
+    cpu: float
+    memory: float
+
+
+class PoolStatusOut(ApiAnswer):
+    """The scheduler's last figures for the unit's queue in one node pool."""
+
+    node_pool: PoolRefOut
+    allocated: PerResource
+    allocated_non_preemptible: PerResource
+    requested: PerResource
+    fair_share: PerResource
+
+
+class UnitStatusOut(ApiAnswer):
+    node_pool_resources: list[PoolStatusOut]
+
+
+class SchedulingRulesOut(ApiAnswer):
+    """Only the limits that are set."""
+
+    interactive_job_time_limit_seconds: int | None = None
+    interactive_job_max_idle_duration_seconds: int | None = None
+    training_job_time_limit_seconds: int | None = None
+    training_job_max_idle_duration_seconds: int | None = None
+
+
+class NodeTypesOut(ApiAnswer):
+    training: list[str] = Field(default_factory=list)
+    workspace: list[str] = Field(default_factory=list)
+
+
+class DepartmentOut(ApiAnswer):
+    id: str
+    name: str
+    resources: list[PoolResourcesOut]
+    default_node_pools: list[str]
+    scheduling_rules: SchedulingRulesOut | None
+    node_types: NodeTypesOut | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    status: UnitStatusOut
+
+
+class ProjectOut(DepartmentOut):
+    parent_id: str = Field(description="the department's id")
+
+
+class DepartmentList(ApiAnswer):
+    departments: list[DepartmentOut]
+    total_count: int
+
+
+class ProjectList(ApiAnswer):
+    projects: list[ProjectOut]
+    next: int | None
+    total_count: int
+
+
+class NodePoolOut(ApiAnswer):
+    id: str
+    name: str
+    label_key: str | None
+    label_value: str | None
+    placement_strategy: PlacementStrategy
+    min_guaranteed_runtime: str | None
+    gpu_resource_optimization: dict[str, Any]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class NodePoolList(ApiAnswer):
+    node_pools: list[NodePoolOut]
+    total_count: int
+
+
+class NodeOut(ApiAnswer):
+    name: str
+    node_pool: str
+    ready: bool
+    gpus: int
+    gpu_product: str | None
+    allocated_gpus: int
+    cpu_millis: int
+    memory_mib: int
+
+
+class NodeList(ApiAnswer):
+    nodes: list[NodeOut]
+    total_count: int

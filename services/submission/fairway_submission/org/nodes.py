@@ -9,11 +9,13 @@ from fastapi import APIRouter
 from fairway_submission import repository as repo
 from fairway_submission.core.errors import ApiError
 from fairway_submission.dependencies import Caller, Submission
+from fairway_submission.models import errors
+from fairway_submission.org.models import NodeList
 
 router = APIRouter(prefix="/api/v1", tags=["organisation"])
 
 
-@router.get("/nodes")
+@router.get("/nodes", response_model=NodeList, responses=errors(401, 403, 503))
 async def list_nodes(caller: Caller, service: Submission) -> dict[str, Any]:
     if not caller.rules:
         raise ApiError(403, f"{caller.subject} has no access rules")

@@ -12,6 +12,7 @@ from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error, refuse
 from fairway_submission.core.queues import unit_status
 from fairway_submission.dependencies import Caller, Submission
+from fairway_submission.models import errors
 from fairway_submission.org.checks import (
     check_default_pools,
     check_department_covers,
@@ -26,10 +27,16 @@ from fairway_submission.org.checks import (
 from fairway_submission.org.events import publish_department, publish_node_pool, publish_project
 from fairway_submission.org.models import (
     DepartmentIn,
+    DepartmentList,
+    DepartmentOut,
     NodePoolIn,
+    NodePoolList,
+    NodePoolOut,
     NodePoolUpdate,
     OrgUnitUpdate,
     ProjectIn,
+    ProjectList,
+    ProjectOut,
 )
 
 log = logging.getLogger("fairway.submission.org")
@@ -65,14 +72,15 @@ def _unit_out(row: Any, kind: str, statuses: Statuses) -> dict[str, Any]:
     return out
 
 
-@router.get("/node-pools")
+@router.get("/node-pools", response_model=NodePoolList, responses=errors(401, 503))
 async def list_node_pools(_: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         rows = await repo.list_node_pools(conn)
     return {"nodePools": [_node_pool_out(r) for r in rows], "totalCount": len(rows)}
 
 
-@router.get("/node-pools/{pool_id}")
+@router.get("/node-pools/{pool_id}", response_model=NodePoolOut,
+            responses=errors(401, 404, 422, 503))
 async def get_node_pool(pool_id: str, _: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         row = await repo.get_node_pool(conn, pool_id)
@@ -81,7 +89,8 @@ async def get_node_pool(pool_id: str, _: Caller, service: Submission) -> dict[st
     return _node_pool_out(row)
 
 
-@router.post("/node-pools", status_code=201)
+@router.post("/node-pools", status_code=201, response_model=NodePoolOut,
+             responses=errors(400, 401, 403, 409, 413, 422, 503))
 async def create_node_pool(body: NodePoolIn, caller: Caller, service: Submission
                            ) -> dict[str, Any]:
     caller.require_cluster()
@@ -94,7 +103,8 @@ async def create_node_pool(body: NodePoolIn, caller: Caller, service: Submission
     return _node_pool_out(row)
 
 
-@router.put("/node-pools/{pool_id}")
+@router.put("/node-pools/{pool_id}", response_model=NodePoolOut,
+            responses=errors(400, 401, 403, 404, 413, 422, 503))
 @router.patch("/node-pools/{pool_id}", include_in_schema=False)
 async def update_node_pool(pool_id: str, body: NodePoolUpdate, caller: Caller,
                            service: Submission) -> dict[str, Any]:
@@ -110,7 +120,8 @@ async def update_node_pool(pool_id: str, body: NodePoolUpdate, caller: Caller,
     return _node_pool_out(row)
 
 
-@router.delete("/node-pools/{pool_id}", status_code=204)
+@router.delete("/node-pools/{pool_id}", status_code=204,
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_node_pool(pool_id: str, caller: Caller, service: Submission) -> Response:
     caller.require_cluster()
     async with service.pool.acquire() as conn, conn.transaction():
@@ -128,7 +139,8 @@ async def delete_node_pool(pool_id: str, caller: Caller, service: Submission) ->
     return Response(status_code=204)
 
 
-@router.get("/org-unit/departments")
+@router.get("/org-unit/departments", response_model=DepartmentList,
+            response_model_exclude_unset=True, responses=errors(401, 503))
 async def list_departments(caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         rows = await repo.list_departments(conn)
@@ -138,7 +150,8 @@ async def list_departments(caller: Caller, service: Submission) -> dict[str, Any
     return {"departments": items, "totalCount": len(items)}
 
 
-@router.get("/org-unit/departments/{department_id}")
+@router.get("/org-unit/departments/{department_id}", response_model=DepartmentOut,
+            response_model_exclude_unset=True, responses=errors(401, 403, 404, 422, 503))
 async def get_department(department_id: str, caller: Caller, service: Submission
                          ) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
@@ -147,7 +160,9 @@ async def get_department(department_id: str, caller: Caller, service: Submission
     return _unit_out(row, "department", statuses)
 
 
-@router.post("/org-unit/departments", status_code=201)
+@router.post("/org-unit/departments", status_code=201, response_model=DepartmentOut,
+             response_model_exclude_unset=True,
+             responses=errors(400, 401, 403, 409, 413, 422, 503))
 async def create_department(body: DepartmentIn, caller: Caller, service: Submission
                             ) -> dict[str, Any]:
     if Perm.ORG_EDIT not in caller.at_cluster():
@@ -167,7 +182,9 @@ async def create_department(body: DepartmentIn, caller: Caller, service: Submiss
     return _unit_out(row, "department", statuses)
 
 
-@router.put("/org-unit/departments/{department_id}")
+@router.put("/org-unit/departments/{department_id}", response_model=DepartmentOut,
+            response_model_exclude_unset=True,
+            responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 @router.patch("/org-unit/departments/{department_id}", include_in_schema=False)
 async def update_department(department_id: str, body: OrgUnitUpdate, caller: Caller,
                             service: Submission) -> dict[str, Any]:
@@ -185,7 +202,8 @@ async def update_department(department_id: str, body: OrgUnitUpdate, caller: Cal
     return _unit_out(row, "department", statuses)
 
 
-@router.delete("/org-unit/departments/{department_id}", status_code=204)
+@router.delete("/org-unit/departments/{department_id}", status_code=204,
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_department(department_id: str, caller: Caller, service: Submission
                             ) -> Response:
     async with service.pool.acquire() as conn, conn.transaction():
@@ -203,7 +221,8 @@ async def delete_department(department_id: str, caller: Caller, service: Submiss
     return Response(status_code=204)
 
 
-@router.get("/org-unit/projects")
+@router.get("/org-unit/projects", response_model=ProjectList, response_model_exclude_unset=True,
+            responses=errors(401, 503))
 async def list_projects(caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         rows = await repo.list_projects(conn)
@@ -213,7 +232,8 @@ async def list_projects(caller: Caller, service: Submission) -> dict[str, Any]:
     return {"projects": items, "next": None, "totalCount": len(items)}
 
 
-@router.get("/org-unit/projects/{project_id}")
+@router.get("/org-unit/projects/{project_id}", response_model=ProjectOut,
+            response_model_exclude_unset=True, responses=errors(401, 403, 404, 422, 503))
 async def get_project(project_id: str, caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         row = await _project(conn, caller, project_id, Perm.ORG_VIEW)
@@ -221,7 +241,9 @@ async def get_project(project_id: str, caller: Caller, service: Submission) -> d
     return _unit_out(row, "project", statuses)
 
 
-@router.post("/org-unit/projects", status_code=201)
+@router.post("/org-unit/projects", status_code=201, response_model=ProjectOut,
+             response_model_exclude_unset=True,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def create_project(body: ProjectIn, caller: Caller, service: Submission
                          ) -> dict[str, Any]:
     async with service.pool.acquire() as conn, conn.transaction():
@@ -254,7 +276,9 @@ async def create_project(body: ProjectIn, caller: Caller, service: Submission
     return _unit_out(row, "project", statuses)
 
 
-@router.put("/org-unit/projects/{project_id}")
+@router.put("/org-unit/projects/{project_id}", response_model=ProjectOut,
+            response_model_exclude_unset=True,
+            responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 @router.patch("/org-unit/projects/{project_id}", include_in_schema=False)
 async def update_project(project_id: str, body: OrgUnitUpdate, caller: Caller,
                          service: Submission) -> dict[str, Any]:
@@ -276,7 +300,8 @@ async def update_project(project_id: str, body: OrgUnitUpdate, caller: Caller,
     return _unit_out(row, "project", statuses)
 
 
-@router.delete("/org-unit/projects/{project_id}", status_code=204)
+@router.delete("/org-unit/projects/{project_id}", status_code=204,
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_project(project_id: str, caller: Caller, service: Submission) -> Response:
     async with service.pool.acquire() as conn, conn.transaction():
         row = await _project(conn, caller, project_id, Perm.ORG_VIEW)

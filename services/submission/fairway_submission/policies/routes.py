@@ -25,7 +25,14 @@ from fairway_submission import repository as repo
 from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error
 from fairway_submission.dependencies import Caller, Submission
-from fairway_submission.policies.models import PolicyIn, PolicyMeta, ScopeKind
+from fairway_submission.models import errors
+from fairway_submission.policies.models import (
+    PolicyIn,
+    PolicyMeta,
+    PolicyOut,
+    PolicyWritten,
+    ScopeKind,
+)
 from fairway_submission.service import SubmissionService
 
 log = logging.getLogger("fairway.submission.policies")
@@ -38,7 +45,8 @@ async def _ask(service: SubmissionService, subject: str, request: Contract) -> P
     return _ok(PolicyReply.model_validate_json(await service.ask("policy", subject, request)))
 
 
-@router.get("/{policy_type}")
+@router.get("/{policy_type}", response_model=PolicyOut, response_model_exclude_unset=True,
+            responses=errors(400, 401, 403, 404, 422, 503))
 async def get_policy(
     policy_type: str, caller: Caller, service: Submission,
     scope: Annotated[ScopeKind | None, Query()] = None,
@@ -55,7 +63,8 @@ async def get_policy(
     return _out(wtype, target, reply)
 
 
-@router.put("/{policy_type}")
+@router.put("/{policy_type}", response_model=PolicyWritten, response_model_exclude_unset=True,
+            responses=errors(400, 401, 403, 404, 413, 422, 503))
 async def put_policy(policy_type: str, body: PolicyIn, caller: Caller, service: Submission,
                      validate_only: Annotated[bool, Query(alias="validateOnly")] = False
                      ) -> dict[str, Any]:
@@ -63,7 +72,8 @@ async def put_policy(policy_type: str, body: PolicyIn, caller: Caller, service: 
     return await _write(service, caller, policy_type, body, "replace", validate_only)
 
 
-@router.patch("/{policy_type}")
+@router.patch("/{policy_type}", response_model=PolicyWritten, response_model_exclude_unset=True,
+              responses=errors(400, 401, 403, 404, 413, 422, 503))
 async def patch_policy(policy_type: str, body: PolicyIn, caller: Caller, service: Submission,
                        validate_only: Annotated[bool, Query(alias="validateOnly")] = False
                        ) -> dict[str, Any]:
@@ -71,7 +81,8 @@ async def patch_policy(policy_type: str, body: PolicyIn, caller: Caller, service
     return await _write(service, caller, policy_type, body, "patch", validate_only)
 
 
-@router.delete("/{policy_type}", status_code=204)
+@router.delete("/{policy_type}", status_code=204,
+               responses=errors(400, 401, 403, 404, 422, 503))
 async def delete_policy(
     policy_type: str, caller: Caller, service: Submission,
     scope: Annotated[ScopeKind | None, Query()] = None,

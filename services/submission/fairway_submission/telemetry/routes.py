@@ -26,6 +26,7 @@ from fairway_submission import repository as repo
 from fairway_submission.core.access import Perm
 from fairway_submission.core.errors import field_error
 from fairway_submission.dependencies import Caller, Submission
+from fairway_submission.models import errors
 from fairway_submission.service import SubmissionService
 from fairway_submission.telemetry.checks import (
     parse_group_by,
@@ -47,7 +48,7 @@ async def _ask(service: SubmissionService, subject: str, query: Contract,
 
 
 @router.get("/workloads/telemetry", response_model=TelemetryReply,
-            response_model_exclude={"error"})
+            response_model_exclude={"error"}, responses=errors(400, 401, 404, 422, 503))
 async def workloads_telemetry(
     caller: Caller,
     service: Submission,
@@ -105,7 +106,8 @@ MetricTypes = Annotated[list[str] | None, Query(
 
 
 @router.get("/org-unit/projects/{project_id}/metrics", response_model=MetricsReply,
-            response_model_exclude={"error"})
+            response_model_exclude={"error"},
+            responses=errors(400, 401, 403, 404, 422, 503))
 async def project_metrics(project_id: str, caller: Caller, service: Submission,
                           start: datetime, end: datetime,
                           metric_type: MetricTypes = None,
@@ -120,7 +122,8 @@ async def project_metrics(project_id: str, caller: Caller, service: Submission,
 
 
 @router.get("/org-unit/departments/{department_id}/metrics", response_model=MetricsReply,
-            response_model_exclude={"error"})
+            response_model_exclude={"error"},
+            responses=errors(400, 401, 403, 404, 422, 503))
 async def department_metrics(department_id: str, caller: Caller, service: Submission,
                              start: datetime, end: datetime, metric_type: MetricTypes = None,
                              number_of_samples: Samples = 20) -> dict[str, Any]:
@@ -135,7 +138,8 @@ async def department_metrics(department_id: str, caller: Caller, service: Submis
 
 
 @router.get("/node-pools/{pool}/metrics", response_model=MetricsReply,
-            response_model_exclude={"error"})
+            response_model_exclude={"error"},
+            responses=errors(400, 401, 403, 404, 422, 503))
 async def node_pool_metrics(pool: str, _: Caller, service: Submission,
                             start: datetime, end: datetime,
                             metric_type: MetricTypes = None,

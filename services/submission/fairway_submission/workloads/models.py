@@ -16,7 +16,15 @@ from fairway_contracts.kubernetes_names import (
     qualified_name_problem,
 )
 from fairway_contracts.quantities import SIZE_PATTERN, parse_quantity
-from fairway_submission.models import NAME, NODE_TYPE, ApiModel, EnvironmentVariable, NameValue
+from fairway_submission.models import (
+    NAME,
+    NODE_TYPE,
+    ApiAnswer,
+    ApiModel,
+    EnvironmentVariable,
+    NameValue,
+    Timestamp,
+)
 
 NODE_POOL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -239,3 +247,40 @@ class Workload(ApiModel):
     total_pending_time_seconds: float
     total_running_time_seconds: float
     spec: dict[str, Any]
+
+
+# Responses ----------------------------------------------------------------------------------
+
+
+class WorkloadList(ApiAnswer):
+    workloads: list[Workload]
+    total_count: int
+    next: int | None = Field(description="the offset of the next page; null on the last")
+
+
+class PodsOut(ApiAnswer):
+    pods: list[dict[str, Any]]
+
+
+class PhaseChange(ApiAnswer):
+    sequence: int
+    from_phase: str | None = Field(alias="from")
+    to: str
+    reason: str | None
+    message: str | None
+    time: Timestamp
+
+
+class PhaseHistory(ApiAnswer):
+    events: list[PhaseChange]
+
+
+class BatchResult(ApiAnswer):
+    id: str
+    code: int = Field(description="202 when accepted; else the status a single request "
+                                  "would have answered")
+    message: str
+
+
+class BatchOut(ApiAnswer):
+    results: list[BatchResult]

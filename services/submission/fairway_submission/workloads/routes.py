@@ -23,6 +23,7 @@ from fairway_submission import repository as repo
 from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error, refuse, summary
 from fairway_submission.dependencies import Caller, Submission
+from fairway_submission.models import errors
 from fairway_submission.service import SubmissionService
 from fairway_submission.workloads.checks import (
     LIST_FIELDS,
@@ -33,10 +34,15 @@ from fairway_submission.workloads.checks import (
 )
 from fairway_submission.workloads.models import (
     BatchIn,
+    BatchOut,
     DistributedCreate,
     InferenceCreate,
+    PhaseHistory,
+    PodsOut,
     TrainingCreate,
+    Workload,
     WorkloadCreate,
+    WorkloadList,
     WorkspaceCreate,
 )
 from fairway_submission.workloads.view import to_workload
@@ -56,31 +62,36 @@ def with_suffix(name: str) -> str:
     return f"{name[:33]}-{secrets.token_hex(3)}"
 
 
-@router.post("/workloads/workspaces", status_code=202)
+@router.post("/workloads/workspaces", status_code=202, response_model=Workload,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_workspace(body: WorkspaceCreate, caller: Caller, service: Submission
                            ) -> JSONResponse:
     return await submit(service, WorkloadType.WORKSPACE, body, caller)
 
 
-@router.post("/workloads/trainings", status_code=202)
+@router.post("/workloads/trainings", status_code=202, response_model=Workload,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_training(body: TrainingCreate, caller: Caller, service: Submission
                           ) -> JSONResponse:
     return await submit(service, WorkloadType.TRAINING, body, caller)
 
 
-@router.post("/workloads/distributed", status_code=202)
+@router.post("/workloads/distributed", status_code=202, response_model=Workload,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_distributed(body: DistributedCreate, caller: Caller, service: Submission
                              ) -> JSONResponse:
     return await submit(service, WorkloadType.DISTRIBUTED, body, caller)
 
 
-@router.post("/workloads/inferences", status_code=202)
+@router.post("/workloads/inferences", status_code=202, response_model=Workload,
+             responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_inference(body: InferenceCreate, caller: Caller, service: Submission
                            ) -> JSONResponse:
     return await submit(service, WorkloadType.INFERENCE, body, caller)
 
 
-@router.get("/workloads")
+@router.get("/workloads", response_model=WorkloadList,
+            responses=errors(400, 401, 422, 503))
 async def list_workloads(
     caller: Caller,
     service: Submission,
@@ -107,14 +118,16 @@ async def list_workloads(
             "next": offset + len(rows) if offset + len(rows) < total else None}
 
 
-@router.get("/workloads/{workload_id}")
+@router.get("/workloads/{workload_id}", response_model=Workload,
+            responses=errors(401, 404, 422, 503))
 async def get_workload(workload_id: str, caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         row = await _visible(conn, caller, workload_id)
     return to_workload(row)
 
 
-@router.get("/workloads/{workload_id}/pods")
+@router.get("/workloads/{workload_id}/pods", response_model=PodsOut,
+            responses=errors(401, 404, 422, 503))
 async def workload_pods(workload_id: str, caller: Caller, service: Submission
                         ) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
@@ -122,7 +135,8 @@ async def workload_pods(workload_id: str, caller: Caller, service: Submission
     return {"pods": row["pods"] or []}
 
 
-@router.get("/workloads/{workload_id}/events")
+@router.get("/workloads/{workload_id}/events", response_model=PhaseHistory,
+            responses=errors(401, 404, 422, 503))
 async def workload_events(workload_id: str, caller: Caller, service: Submission
                           ) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
@@ -134,7 +148,8 @@ async def workload_events(workload_id: str, caller: Caller, service: Submission
         for h in history]}
 
 
-@router.post("/workloads/batch", status_code=202)
+@router.post("/workloads/batch", status_code=202, response_model=BatchOut,
+             responses=errors(400, 401, 413, 422, 503))
 async def batch(body: BatchIn, caller: Caller, service: Submission) -> dict[str, Any]:
     results = []
     for workload_id in dict.fromkeys(body.ids):
@@ -146,19 +161,22 @@ async def batch(body: BatchIn, caller: Caller, service: Submission) -> dict[str,
     return {"results": results}
 
 
-@router.post("/workloads/{workload_type}/{workload_id}/suspend", status_code=202)
+@router.post("/workloads/{workload_type}/{workload_id}/suspend", status_code=202,
+             response_model=Workload, responses=errors(401, 403, 404, 409, 422, 503))
 async def suspend(workload_type: str, workload_id: str, caller: Caller,
                   service: Submission) -> dict[str, Any]:
     return await act(service, caller, workload_type, workload_id, "suspend")
 
 
-@router.post("/workloads/{workload_type}/{workload_id}/resume", status_code=202)
+@router.post("/workloads/{workload_type}/{workload_id}/resume", status_code=202,
+             response_model=Workload, responses=errors(401, 403, 404, 409, 422, 503))
 async def resume(workload_type: str, workload_id: str, caller: Caller,
                  service: Submission) -> dict[str, Any]:
     return await act(service, caller, workload_type, workload_id, "resume")
 
 
-@router.delete("/workloads/{workload_type}/{workload_id}", status_code=202)
+@router.delete("/workloads/{workload_type}/{workload_id}", status_code=202,
+               response_model=Workload, responses=errors(401, 403, 404, 409, 422, 503))
 async def delete(workload_type: str, workload_id: str, caller: Caller,
                  service: Submission) -> dict[str, Any]:
     return await act(service, caller, workload_type, workload_id, "delete")
