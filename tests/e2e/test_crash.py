@@ -97,6 +97,7 @@ async def test_kill_9_of_every_process_in_turn_loses_and_repeats_nothing(crash_s
         wait_healthy(api)
         await asyncio.sleep(2)  # work goes on between the crashes
     after = pod_uids(kube)
+    assert before, "kubesim had pods when it was killed"
     kept = {name for name, uid in before.items() if after.get(name) == uid}
     assert len(kept) >= len(before) - 5, (  # a few may have completed and gone since
         f"kubesim lost pods in its restart: {sorted(set(before) - kept)[:10]}")
