@@ -187,7 +187,8 @@ class EmbeddedNats:
 
     def pin_ports(self) -> None:
         """Keep the ports it has: a restart must come back where its clients look."""
-        self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
+        if self.port is not None:
+            self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
 
     def _require_port(self) -> int:
         if self.port is None:
@@ -240,8 +241,7 @@ class EmbeddedNats:
     def restart(self) -> Self:
         """Start again after a crash on the same ports and store dir, so clients reconnect to
         the URL they know and JetStream finds its streams."""
-        if self.port is not None:
-            self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
+        self.pin_ports()
         if self._proc is not None:
             self._proc.kill()  # reaps it and whatever it left in its group
         self._proc = None
@@ -463,7 +463,8 @@ class EmbeddedPostgres:
 
     def pin_ports(self) -> None:
         """Keep the port it has: a restart must come back where its clients look."""
-        self._fixed_port = self.port
+        if self.port is not None:
+            self._fixed_port = self.port
 
     def url_for(self, database: str) -> str:
         """`postgresql://postgres@127.0.0.1:PORT/<database>`."""
@@ -541,8 +542,7 @@ class EmbeddedPostgres:
     def restart(self) -> Self:
         """Start again after a crash on the same port and data directory; the group kill
         ends backends the dead postmaster left, which would hold its shared memory."""
-        if self.port is not None:
-            self._fixed_port = self.port
+        self.pin_ports()
         if self._proc is not None:
             self._proc.kill()
         self._proc = None
