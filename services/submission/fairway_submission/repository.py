@@ -2,6 +2,7 @@
 its phase history, and the scheduler's view (why a workload waits, each queue's status)."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -312,6 +313,59 @@ async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asy
     return await conn.fetch("SELECT id, subject_type, subject_id FROM access_rules"
                             " WHERE role_name = $1 AND scope_type = 'cluster'"
                             " ORDER BY id FOR UPDATE", role)
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """Failed logins within the window: of one name from one client (and how long ago the
+    oldest of them was), and of every name from that client."""
+
+    of_pair: int
+    oldest_age_seconds: float
+    of_client: int
+
+
+async def recent_login_failures(conn: asyncpg.Connection, name: str, client: str,
+                                window_seconds: float) -> LoginFailures:
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE name = $1) AS of_pair,"
+        " coalesce(extract(epoch FROM clock_timestamp() - min(failed_at) FILTER"
+        " (WHERE name = $1)), 0)::float8 AS oldest_age,"
+        " count(*) AS of_client FROM login_failures"
+        " WHERE client = $2 AND failed_at > clock_timestamp() - make_interval(secs => $3)",
+        name, client, window_seconds)
+    return LoginFailures(row["of_pair"], row["oldest_age"], row["of_client"])
+
+
+async def record_login_failure(conn: asyncpg.Connection, name: str, client: str,
+                               window_seconds: float) -> None:
+    """Also forgets failures older than the window: the table holds one window's worth."""
+    await conn.execute("DELETE FROM login_failures"
+                       " WHERE failed_at < clock_timestamp() - make_interval(secs => $1)",
+                       window_seconds)
+    await conn.execute("INSERT INTO login_failures (name, client) VALUES ($1, $2)", name, client)
+
+
+async def forget_login_failures(conn: asyncpg.Connection, name: str, client: str) -> None:
+    await conn.execute("DELETE FROM login_failures WHERE name = $1 AND client = $2",
+                       name, client)
+
+
+async def take_login_turn(conn: asyncpg.Connection, client: str, pace_seconds: float,
+                          max_wait_seconds: float) -> float | None:
+    """Reserve the client's next attempt slot, `pace_seconds` after the last one reserved; the
+    seconds to wait for it, or None (nothing reserved) when it is over `max_wait_seconds` away.
+    One row per client, updated atomically, so replicas hand out distinct turns."""
+    await conn.execute("DELETE FROM login_turns WHERE next_at < clock_timestamp()"
+                       " - interval '1 hour'")
+    return await conn.fetchval(
+        "INSERT INTO login_turns AS t (client, next_at)"
+        " VALUES ($1, clock_timestamp() + make_interval(secs => $2))"
+        " ON CONFLICT (client) DO UPDATE"
+        " SET next_at = greatest(t.next_at, clock_timestamp()) + make_interval(secs => $2)"
+        " WHERE t.next_at <= clock_timestamp() + make_interval(secs => $3)"
+        " RETURNING greatest(0, extract(epoch FROM t.next_at - clock_timestamp())"
+        " - $2)::float8", client, pace_seconds, max_wait_seconds)
 
 
 async def delete_rule(conn: asyncpg.Connection, rule_id: int) -> None:

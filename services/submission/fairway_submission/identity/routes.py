@@ -60,16 +60,16 @@ async def _user_token(service: SubmissionService, body: TokenRequest, address: s
                       ) -> tuple[str, int]:
     _required(username=body.username, password=body.password)
     key = f"user:{body.username}"
-    service.limiter.check(key, address)
+    await service.login_turn(key, address)
     async with service.pool.acquire() as conn:
         user = await repo.get_user(conn, body.username)
     if user is None:  # as slow as a wrong password: answer times do not tell who exists
         verify_absent_user(body.password)
     if user is None or not verify_password(user["password_hash"], body.password):
-        service.limiter.failed(key, address)
+        await service.login_failed(key, address)
         log.info("failed login for a user")
         raise ApiError(401, "wrong username or password")
-    service.limiter.succeeded(key, address)
+    await service.login_succeeded(key, address)
     return service.tokens.issue(user["username"], "user")
 
 
@@ -77,16 +77,16 @@ async def _client_token(service: SubmissionService, body: TokenRequest, address:
                         ) -> tuple[str, int]:
     _required(clientId=body.client_id, clientSecret=body.client_secret)
     key = f"sa:{body.client_id}"
-    service.limiter.check(key, address)
+    await service.login_turn(key, address)
     async with service.pool.acquire() as conn:
         account = await repo.get_service_account(conn, body.client_id)
     if account is None:
         verify_absent_user(body.client_secret)
     if account is None or not verify_password(account["secret_hash"], body.client_secret):
-        service.limiter.failed(key, address)
+        await service.login_failed(key, address)
         log.info("failed login for a service account")
         raise ApiError(401, "wrong clientId or clientSecret")
-    service.limiter.succeeded(key, address)
+    await service.login_succeeded(key, address)
     return service.tokens.issue(account["client_id"], "service-account")
 
 
