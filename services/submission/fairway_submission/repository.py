@@ -1,6 +1,7 @@
 """Submission's SQL: settings, users and access rules, the organisation, the workload view and
 its phase history, and the scheduler's view (why a workload waits, each queue's status)."""
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,9 @@ from fairway_contracts.events import (
     SchedulingPending,
 )
 from fairway_contracts.workloads import RULE_STOP_REASONS
+
+
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _is_id(value: str) -> bool:
@@ -88,10 +92,15 @@ async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, n
     return status.endswith(" 1")
 
 
+def _workload_uuid(value: str) -> uuid.UUID | None:
+    """A workload id in its one canonical spelling (8-4-4-4-12 hex digits, either case); not
+    what `uuid.UUID` also takes (braces, "urn:uuid:", no hyphens, non-ASCII digits)."""
+    return uuid.UUID(value) if _CANONICAL_UUID.fullmatch(value) else None
+
+
 async def get_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
-    try:
-        wid = uuid.UUID(workload_id)
-    except ValueError:
+    wid = _workload_uuid(workload_id)
+    if wid is None:
         return None
     return await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1", wid)
 
@@ -385,6 +394,8 @@ async def list_node_pools(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def get_node_pool(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
     if _is_id(key):
         return await conn.fetchrow("SELECT * FROM node_pools WHERE id = $1", _id(key))
+    if "\x00" in key:  # PostgreSQL text cannot hold it, so no pool is named so
+        return None
     return await conn.fetchrow("SELECT * FROM node_pools WHERE name = $1", key)
 
 
