@@ -119,6 +119,7 @@ async def test_the_last_system_administrator_cannot_be_removed(harness):
               and r["scopeType"] == "cluster"]
     r = await admin.delete(f"/api/v1/authorization/access-rules/{only['id']}")
     assert r.status_code == 409 and r.json()["details"][0]["field"] == "ruleId", r.text
+    assert f"rule {only['id']} " in r.json()["message"]  # names the rule it keeps
     await harness.user("second-admin", "System administrator")
     second = next(u for u in (await admin.get("/api/v1/users")).json()["users"]
                   if u["username"] == "second-admin")

@@ -285,6 +285,13 @@ async def list_service_accounts(conn: asyncpg.Connection) -> list[asyncpg.Record
                             " FROM service_accounts ORDER BY id")
 
 
+async def get_service_account_by_id(conn: asyncpg.Connection, sa_id: str
+                                    ) -> asyncpg.Record | None:
+    if _id(sa_id) is None:
+        return None
+    return await conn.fetchrow("SELECT * FROM service_accounts WHERE id = $1", _id(sa_id))
+
+
 async def delete_service_account(conn: asyncpg.Connection, sa_id: str) -> bool:
     if _id(sa_id) is None:
         return False

@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request, Response
 
 from fairway_submission import repository as repo
@@ -141,11 +142,7 @@ async def delete_user(user_id: str, caller: Caller, service: Submission) -> Resp
             raise field_error(404, "userId", f"no user {user_id}")
         if row["username"] == caller.subject:
             raise field_error(409, "userId", "you cannot delete yourself")
-        admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
-        if admins and all(r["subject_type"] == "user" and r["subject_id"] == row["username"]
-                          for r in admins):
-            raise field_error(409, "userId", f"{row['username']} holds the last "
-                              f"{SYSTEM_ADMIN} rule: grant the role to someone else first")
+        await _keep_an_administrator(conn, "user", row["username"], "userId")
         await repo.delete_user(conn, row["id"], row["username"])
     return Response(status_code=204)
 
@@ -180,9 +177,25 @@ async def list_service_accounts(caller: Caller, service: Submission) -> dict[str
 async def delete_service_account(sa_id: str, caller: Caller, service: Submission) -> Response:
     caller.require_cluster()
     async with service.pool.acquire() as conn, conn.transaction():
-        if not await repo.delete_service_account(conn, sa_id):
+        row = await repo.get_service_account_by_id(conn, sa_id)
+        if row is None:
             raise field_error(404, "serviceAccountId", f"no service account {sa_id}")
+        await _keep_an_administrator(conn, "service-account", row["client_id"],
+                                     "serviceAccountId", shown=f"service account {row['name']}")
+        await repo.delete_service_account(conn, sa_id)
     return Response(status_code=204)
+
+
+async def _keep_an_administrator(conn: asyncpg.Connection, subject_type: str, subject_id: str,
+                                 field: str, shown: str | None = None) -> None:
+    """Refuse (409) to remove a subject that holds every cluster-wide System administrator
+    rule left: nobody could administer the cluster after it."""
+    admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
+    if admins and all((r["subject_type"], r["subject_id"]) == (subject_type, subject_id)
+                      for r in admins):
+        raise field_error(409, field, f"{shown or subject_id} holds the last cluster-wide "
+                          f"{SYSTEM_ADMIN} rule (rule {admins[0]['id']}): grant the role to "
+                          "someone else first")
 
 
 def _require_rule_scope(caller: Grants, scope_type: str, scope_id: str) -> None:
@@ -251,8 +264,10 @@ async def delete_rule(rule_id: str, caller: Caller, service: Submission) -> Resp
             caller.require_cluster()
             admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
             if row["scope_type"] == "cluster" and [r["id"] for r in admins] == [row["id"]]:
-                raise field_error(409, "ruleId", f"the last {SYSTEM_ADMIN} rule cannot be "
-                                  "deleted: grant the role to someone else first")
+                raise field_error(409, "ruleId", f"rule {row['id']} ({SYSTEM_ADMIN} of "
+                                  f"{row['subject_type']} {row['subject_id']}, cluster-wide) "
+                                  f"is the last {SYSTEM_ADMIN} rule and cannot be deleted: "
+                                  "grant the role to someone else first")
         await repo.delete_rule(conn, row["id"])
     return Response(status_code=204)
 
