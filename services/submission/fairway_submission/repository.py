@@ -18,7 +18,6 @@ from fairway_contracts.events import (
 )
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
-
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
