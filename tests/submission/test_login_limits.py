@@ -4,6 +4,7 @@ the limit (uvicorn believed the header from any local peer), a tripped address l
 user behind it, a stranger's failures locked a user out everywhere, and an unknown username
 answered ~4x faster than a known one."""
 
+import asyncio
 import statistics
 import time
 
@@ -193,3 +194,16 @@ async def forget_failures(harness) -> None:
     async with harness.service.pool.acquire() as conn:
         await conn.execute("DELETE FROM login_failures")
         await conn.execute("DELETE FROM login_turns")
+
+
+async def test_a_burst_of_attempts_at_once_gets_no_more_tries_than_one_at_a_time(harness):
+    """Attempts sent together, each checked before any had failed, all used to be tried: a
+    burst of twenty bought twenty guesses where the limit allows five."""
+    await harness.user("burst-target")
+    anon = harness.client()
+    answers = await asyncio.gather(*(anon.post("/api/v1/token", json=login("burst-target"))
+                                     for _ in range(20)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(401) <= harness.service.settings.login_max_failures, statuses
+    assert set(statuses) <= {401, 429}, statuses
+    await forget_failures(harness)
