@@ -332,33 +332,39 @@ async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asy
 
 @dataclass(frozen=True)
 class LoginFailures:
-    """Failed logins within the window: of one name from one client (and how long ago the
-    oldest of them was), and of every name from that client."""
+    """Failed (or still running) logins within the window besides the attempt itself: of one
+    name from one client (and how long ago the oldest of them was), and of every name from
+    that client."""
 
+    attempt: int
     of_pair: int
     oldest_age_seconds: float
     of_client: int
 
 
-async def recent_login_failures(conn: asyncpg.Connection, name: str, client: str,
-                                window_seconds: float) -> LoginFailures:
+async def begin_login_attempt(conn: asyncpg.Connection, name: str, client: str,
+                              window_seconds: float) -> LoginFailures:
+    """Write the attempt down as failed until it succeeds, then count the others. Written
+    first so that attempts sent together see each other; forgets what the window has passed."""
+    await conn.execute("DELETE FROM login_failures"
+                       " WHERE failed_at < clock_timestamp() - make_interval(secs => $1)",
+                       window_seconds)
+    attempt = await conn.fetchval("INSERT INTO login_failures (name, client) VALUES ($1, $2)"
+                                  " RETURNING id", name, client)
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE name = $1) AS of_pair,"
         " coalesce(extract(epoch FROM clock_timestamp() - min(failed_at) FILTER"
         " (WHERE name = $1)), 0)::float8 AS oldest_age,"
         " count(*) AS of_client FROM login_failures"
-        " WHERE client = $2 AND failed_at > clock_timestamp() - make_interval(secs => $3)",
-        name, client, window_seconds)
-    return LoginFailures(row["of_pair"], row["oldest_age"], row["of_client"])
+        " WHERE client = $2 AND id <> $4"
+        " AND failed_at > clock_timestamp() - make_interval(secs => $3)",
+        name, client, window_seconds, attempt)
+    return LoginFailures(attempt, row["of_pair"], row["oldest_age"], row["of_client"])
 
 
-async def record_login_failure(conn: asyncpg.Connection, name: str, client: str,
-                               window_seconds: float) -> None:
-    """Also forgets failures older than the window: the table holds one window's worth."""
-    await conn.execute("DELETE FROM login_failures"
-                       " WHERE failed_at < clock_timestamp() - make_interval(secs => $1)",
-                       window_seconds)
-    await conn.execute("INSERT INTO login_failures (name, client) VALUES ($1, $2)", name, client)
+async def withdraw_login_attempt(conn: asyncpg.Connection, attempt: int) -> None:
+    """An attempt refused before it was tried is no failure."""
+    await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt)
 
 
 async def forget_login_failures(conn: asyncpg.Connection, name: str, client: str) -> None:

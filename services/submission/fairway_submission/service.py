@@ -98,23 +98,24 @@ class SubmissionService:
         return Grants(principal.subject, principal.kind, rules, departments)
 
     async def login_turn(self, name: str, client: str) -> None:
-        """Let a login attempt of `name` from `client` go on (after its turn if the client is
-        past its cap across names), or answer 429."""
+        """Let a login attempt of `name` from `client` go on, counted as failed until it
+        succeeds (after its turn if the client is past its cap across names), or answer 429."""
         limits = self.limiter
         async with self.pool.acquire() as conn:
-            failures = await repo.recent_login_failures(conn, name, client, limits.window)
-            limits.check_pair(failures.of_pair, failures.oldest_age_seconds)
-            if not limits.paced(failures.of_client):
-                return
-            wait = await repo.take_login_turn(conn, client, limits.client_pace,
-                                              limits.MAX_TURN_WAIT_SECONDS)
-        if wait is None:
-            raise too_many_logins(limits.MAX_TURN_WAIT_SECONDS)
-        await asyncio.sleep(wait)
-
-    async def login_failed(self, name: str, client: str) -> None:
-        async with self.pool.acquire() as conn:
-            await repo.record_login_failure(conn, name, client, self.limiter.window)
+            failures = await repo.begin_login_attempt(conn, name, client, limits.window)
+            try:
+                limits.check_pair(failures.of_pair, failures.oldest_age_seconds)
+                wait = None
+                if limits.paced(failures.of_client):
+                    wait = await repo.take_login_turn(conn, client, limits.client_pace,
+                                                      limits.MAX_TURN_WAIT_SECONDS)
+                    if wait is None:
+                        raise too_many_logins(limits.MAX_TURN_WAIT_SECONDS)
+            except ApiError:
+                await repo.withdraw_login_attempt(conn, failures.attempt)
+                raise
+        if wait:
+            await asyncio.sleep(wait)
 
     async def login_succeeded(self, name: str, client: str) -> None:
         async with self.pool.acquire() as conn:

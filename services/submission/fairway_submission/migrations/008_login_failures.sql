@@ -1,6 +1,8 @@
 -- Failed logins, kept here rather than in one API process so that every replica of the
--- submission service counts the same attempts.
+-- submission service counts the same attempts. An attempt is written before its password is
+-- verified (and forgotten if it succeeds), so attempts sent at once count against each other.
 CREATE TABLE login_failures (
+    id        bigserial   PRIMARY KEY,
     name      text        NOT NULL,
     client    text        NOT NULL,
     failed_at timestamptz NOT NULL DEFAULT clock_timestamp()
