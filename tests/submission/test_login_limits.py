@@ -60,6 +60,20 @@ def test_the_client_address_is_believed_only_through_trusted_proxies():
         SubmissionSettings(FAIRWAY_SUBMISSION_TRUSTED_PROXIES="10.0.0.0/8,nonsense")
 
 
+def test_a_client_is_one_address_whatever_its_spelling_or_port_and_one_ipv6_network():
+    """Each spelling of an address, each source port a proxy may append, each address of an
+    IPv6 /64 (one host commonly holds the whole block) would otherwise be a fresh client with
+    a fresh allowance."""
+    trusted = SubmissionSettings(
+        FAIRWAY_SUBMISSION_TRUSTED_PROXIES="10.0.0.0/8").trusted_proxy_networks()
+    assert client_address("10.1.2.3", "1.2.3.4:5678", trusted) == "1.2.3.4"
+    assert client_address("10.1.2.3", "[2001:db8::1]:443", trusted) == "2001:db8::/64"
+    assert client_address("2001:db8::1", None, ()) == client_address(
+        "2001:0db8:0000:0000:ffff:0000:0000:0042", None, ()) == "2001:db8::/64"
+    assert client_address("::ffff:198.51.100.7", None, ()) == "198.51.100.7"
+    assert client_address("10.1.2.3", "not an address", trusted) == "not an address"
+
+
 async def test_a_forged_forwarded_for_does_not_escape_the_limit(direct):
     """With no trusted proxy, X-Forwarded-For is the caller's own words."""
     harness = direct
