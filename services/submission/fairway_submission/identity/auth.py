@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 import jwt
@@ -94,25 +94,49 @@ def too_many_logins(retry_after_seconds: float) -> ApiError:
 
 def client_address(peer: str | None, forwarded_for: str | None,
                    trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
-    """The caller's address: the direct peer, unless the peer is a trusted proxy; then the
-    right-most address in X-Forwarded-For that is not itself a trusted proxy. Anything a
-    client writes in the header is ignored unless it came through a proxy we trust."""
-    def is_trusted(address: str) -> bool:
-        try:
-            ip = ip_address(address.strip())
-        except ValueError:
-            return False
-        return any(ip in network for network in trusted)
-
+    """The caller, as login limits count it: the direct peer, unless the peer is a trusted
+    proxy; then the right-most address in X-Forwarded-For that is not itself a trusted proxy.
+    Anything a client writes in the header is ignored unless it came through a proxy we trust.
+    One caller is one key: a port is dropped, an address written one way, an IPv6 address
+    taken as its /64 (one host commonly holds the whole block)."""
     if peer is None:
         return "?"
-    if not forwarded_for or not is_trusted(peer):
-        return peer
+    if not forwarded_for or not _in(_parsed(peer), trusted):
+        return _client_key(peer)
     for hop in reversed(forwarded_for.split(",")):
         hop = hop.strip()
-        if hop and not is_trusted(hop):
-            return hop
-    return peer
+        if hop and not _in(_parsed(hop), trusted):
+            return _client_key(hop)
+    return _client_key(peer)
+
+
+def _parsed(address: str) -> IPv4Address | IPv6Address | None:
+    """An address, with the port a proxy may append ("1.2.3.4:80", "[2001:db8::1]:80")
+    dropped; None when it is none."""
+    address = address.strip()
+    if address.startswith("["):
+        address = address[1:].partition("]")[0]
+    elif address.count(":") == 1:
+        address = address.partition(":")[0]
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return None
+    return ip.ipv4_mapped or ip if isinstance(ip, IPv6Address) else ip
+
+
+def _in(ip: IPv4Address | IPv6Address | None,
+        networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    return ip is not None and any(ip in network for network in networks)
+
+
+def _client_key(address: str) -> str:
+    ip = _parsed(address)
+    if ip is None:
+        return address.strip()[:100]
+    if isinstance(ip, IPv6Address):
+        return str(ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 # Verified against when the user does not exist, so an unknown name costs what a known one
