@@ -323,11 +323,20 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
 
 
 async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asyncpg.Record]:
-    """The cluster-wide rules granting `role`, locked until the transaction ends (two
-    deletions at once cannot both see another one left)."""
-    return await conn.fetch("SELECT id, subject_type, subject_id FROM access_rules"
-                            " WHERE role_name = $1 AND scope_type = 'cluster'"
-                            " ORDER BY id FOR UPDATE", role)
+    """The cluster-wide rules granting `role`, each with who holds it now ("user:<name>",
+    "service-account:<clientId>"; a group's rule is held by its members). Serialised with
+    every other caller of this (an advisory lock to the end of the transaction), so two
+    removals at once cannot each count on what the other removes."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fairway.cluster_rules_of_role'))")
+    return await conn.fetch(
+        "SELECT r.id, r.subject_type, r.subject_id, CASE r.subject_type"
+        " WHEN 'user' THEN ARRAY(SELECT 'user:' || username FROM users"
+        "  WHERE username = r.subject_id)"
+        " WHEN 'service-account' THEN ARRAY(SELECT 'service-account:' || client_id"
+        "  FROM service_accounts WHERE client_id = r.subject_id)"
+        " ELSE ARRAY(SELECT 'user:' || username FROM users WHERE groups ? r.subject_id)"
+        " END AS holders FROM access_rules r"
+        " WHERE r.role_name = $1 AND r.scope_type = 'cluster' ORDER BY r.id", role)
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,8 @@ async def delete_user(user_id: str, caller: Caller, service: Submission) -> Resp
             raise field_error(404, "userId", f"no user {user_id}")
         if row["username"] == caller.subject:
             raise field_error(409, "userId", "you cannot delete yourself")
-        await _keep_an_administrator(conn, "user", row["username"], "userId")
+        await _keep_an_administrator(conn, "userId", subject=f"user:{row['username']}",
+                                     shown=row["username"])
         await repo.delete_user(conn, row["id"], row["username"])
     return Response(status_code=204)
 
@@ -183,22 +184,28 @@ async def delete_service_account(sa_id: str, caller: Caller, service: Submission
         row = await repo.get_service_account_by_id(conn, sa_id)
         if row is None:
             raise field_error(404, "serviceAccountId", f"no service account {sa_id}")
-        await _keep_an_administrator(conn, "service-account", row["client_id"],
-                                     "serviceAccountId", shown=f"service account {row['name']}")
+        await _keep_an_administrator(conn, "serviceAccountId",
+                                     subject=f"service-account:{row['client_id']}",
+                                     shown=f"service account {row['name']}")
         await repo.delete_service_account(conn, sa_id)
     return Response(status_code=204)
 
 
-async def _keep_an_administrator(conn: asyncpg.Connection, subject_type: str, subject_id: str,
-                                 field: str, shown: str | None = None) -> None:
-    """Refuse (409) to remove a subject that holds every cluster-wide System administrator
-    rule left: nobody could administer the cluster after it."""
+async def _keep_an_administrator(conn: asyncpg.Connection, field: str, *,
+                                 subject: str | None = None, rule_id: int | None = None,
+                                 shown: str) -> None:
+    """Refuse (409) to remove a subject ("user:<name>", "service-account:<clientId>") or a rule
+    when nobody would hold a cluster-wide System administrator rule after it: nobody could
+    administer the cluster. A rule counts only while held (a group's, while it has a member)."""
     admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
-    if admins and all((r["subject_type"], r["subject_id"]) == (subject_type, subject_id)
-                      for r in admins):
-        raise field_error(409, field, f"{shown or subject_id} holds the last cluster-wide "
-                          f"{SYSTEM_ADMIN} rule (rule {admins[0]['id']}): grant the role to "
-                          "someone else first")
+    if {h for r in admins if r["id"] != rule_id for h in r["holders"]} - {subject}:
+        return
+    if rule_id is not None:
+        why = f"{shown} is the last cluster-wide {SYSTEM_ADMIN} rule anyone holds"
+    else:
+        held = next((r["id"] for r in admins if subject in r["holders"]), None)
+        why = f"{shown} holds the last cluster-wide {SYSTEM_ADMIN} rule (rule {held})"
+    raise field_error(409, field, f"{why}: grant the role to someone else first")
 
 
 def _require_rule_scope(caller: Grants, scope_type: str, scope_id: str) -> None:
@@ -265,12 +272,11 @@ async def delete_rule(rule_id: str, caller: Caller, service: Submission) -> Resp
         _require_rule_scope(caller, row["scope_type"], row["scope_id"])
         if row["role_name"] == SYSTEM_ADMIN:
             caller.require_cluster()
-            admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
-            if row["scope_type"] == "cluster" and [r["id"] for r in admins] == [row["id"]]:
-                raise field_error(409, "ruleId", f"rule {row['id']} ({SYSTEM_ADMIN} of "
-                                  f"{row['subject_type']} {row['subject_id']}, cluster-wide) "
-                                  f"is the last {SYSTEM_ADMIN} rule and cannot be deleted: "
-                                  "grant the role to someone else first")
+            if row["scope_type"] == "cluster":
+                await _keep_an_administrator(
+                    conn, "ruleId", rule_id=row["id"],
+                    shown=f"rule {row['id']} ({SYSTEM_ADMIN} of {row['subject_type']} "
+                          f"{row['subject_id']})")
         await repo.delete_rule(conn, row["id"])
     return Response(status_code=204)
 
