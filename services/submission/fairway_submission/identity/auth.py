@@ -122,7 +122,7 @@ def _parsed(address: str) -> IPv4Address | IPv6Address | None:
         ip = ip_address(address)
     except ValueError:
         return None
-    return ip.ipv4_mapped or ip if isinstance(ip, IPv6Address) else ip
+    return (ip.ipv4_mapped or ip) if isinstance(ip, IPv6Address) else ip
 
 
 def _in(ip: IPv4Address | IPv6Address | None,
