@@ -3,6 +3,7 @@ its phase history, and the scheduler's view (why a workload waits, each queue's 
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from fairway_contracts.events import (
     SchedulingPending,
 )
 from fairway_contracts.workloads import RULE_STOP_REASONS
+
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _is_id(value: str) -> bool:
@@ -88,15 +91,16 @@ async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, n
     return status.endswith(" 1")
 
 
-# A workload id as the API writes it: ASCII hex in the 8-4-4-4-12 form (uuid.UUID alone would
-# also take braces, "urn:uuid:", no dashes and non-ASCII digits).
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+def _workload_uuid(value: str) -> uuid.UUID | None:
+    """A workload id in its one canonical spelling (8-4-4-4-12 hex digits, either case); not
+    what `uuid.UUID` also takes (braces, "urn:uuid:", no hyphens, non-ASCII digits)."""
+    return uuid.UUID(value) if _CANONICAL_UUID.fullmatch(value) else None
 
 
 async def get_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
-    if not _UUID.match(workload_id):
+    wid = _workload_uuid(workload_id)
+    if wid is None:
         return None
-    wid = uuid.UUID(workload_id)
     return await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1", wid)
 
 
@@ -280,6 +284,13 @@ async def list_service_accounts(conn: asyncpg.Connection) -> list[asyncpg.Record
                             " FROM service_accounts ORDER BY id")
 
 
+async def get_service_account_by_id(conn: asyncpg.Connection, sa_id: str
+                                    ) -> asyncpg.Record | None:
+    if _id(sa_id) is None:
+        return None
+    return await conn.fetchrow("SELECT * FROM service_accounts WHERE id = $1", _id(sa_id))
+
+
 async def delete_service_account(conn: asyncpg.Connection, sa_id: str) -> bool:
     if _id(sa_id) is None:
         return False
@@ -312,11 +323,79 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
 
 
 async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asyncpg.Record]:
-    """The cluster-wide rules granting `role`, locked until the transaction ends (two
-    deletions at once cannot both see another one left)."""
-    return await conn.fetch("SELECT id, subject_type, subject_id FROM access_rules"
-                            " WHERE role_name = $1 AND scope_type = 'cluster'"
-                            " ORDER BY id FOR UPDATE", role)
+    """The cluster-wide rules granting `role`, each with who holds it now ("user:<name>",
+    "service-account:<clientId>"; a group's rule is held by its members). Serialised with
+    every other caller of this (an advisory lock to the end of the transaction), so two
+    removals at once cannot each count on what the other removes."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fairway.cluster_rules_of_role'))")
+    return await conn.fetch(
+        "SELECT r.id, r.subject_type, r.subject_id, CASE r.subject_type"
+        " WHEN 'user' THEN ARRAY(SELECT 'user:' || username FROM users"
+        "  WHERE username = r.subject_id)"
+        " WHEN 'service-account' THEN ARRAY(SELECT 'service-account:' || client_id"
+        "  FROM service_accounts WHERE client_id = r.subject_id)"
+        " ELSE ARRAY(SELECT 'user:' || username FROM users WHERE groups ? r.subject_id)"
+        " END AS holders FROM access_rules r"
+        " WHERE r.role_name = $1 AND r.scope_type = 'cluster' ORDER BY r.id", role)
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """Failed (or still running) logins within the window besides the attempt itself: of one
+    name from one client (and how long ago the oldest of them was), and of every name from
+    that client."""
+
+    attempt: int
+    of_pair: int
+    oldest_age_seconds: float
+    of_client: int
+
+
+async def begin_login_attempt(conn: asyncpg.Connection, name: str, client: str,
+                              window_seconds: float) -> LoginFailures:
+    """Write the attempt down as failed until it succeeds, then count the others. Written
+    first so that attempts sent together see each other; forgets what the window has passed."""
+    await conn.execute("DELETE FROM login_failures"
+                       " WHERE failed_at < clock_timestamp() - make_interval(secs => $1)",
+                       window_seconds)
+    attempt = await conn.fetchval("INSERT INTO login_failures (name, client) VALUES ($1, $2)"
+                                  " RETURNING id", name, client)
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE name = $1) AS of_pair,"
+        " coalesce(extract(epoch FROM clock_timestamp() - min(failed_at) FILTER"
+        " (WHERE name = $1)), 0)::float8 AS oldest_age,"
+        " count(*) AS of_client FROM login_failures"
+        " WHERE client = $2 AND id <> $4"
+        " AND failed_at > clock_timestamp() - make_interval(secs => $3)",
+        name, client, window_seconds, attempt)
+    return LoginFailures(attempt, row["of_pair"], row["oldest_age"], row["of_client"])
+
+
+async def withdraw_login_attempt(conn: asyncpg.Connection, attempt: int) -> None:
+    """An attempt refused before it was tried is no failure."""
+    await conn.execute("DELETE FROM login_failures WHERE id = $1", attempt)
+
+
+async def forget_login_failures(conn: asyncpg.Connection, name: str, client: str) -> None:
+    await conn.execute("DELETE FROM login_failures WHERE name = $1 AND client = $2",
+                       name, client)
+
+
+async def take_login_turn(conn: asyncpg.Connection, client: str, pace_seconds: float,
+                          max_wait_seconds: float) -> float | None:
+    """Reserve the client's next attempt slot, `pace_seconds` after the last one reserved; the
+    seconds to wait for it, or None (nothing reserved) when it is over `max_wait_seconds` away.
+    One row per client, updated atomically, so replicas hand out distinct turns."""
+    await conn.execute("DELETE FROM login_turns WHERE next_at < clock_timestamp()"
+                       " - interval '1 hour'")
+    return await conn.fetchval(
+        "INSERT INTO login_turns AS t (client, next_at)"
+        " VALUES ($1, clock_timestamp() + make_interval(secs => $2))"
+        " ON CONFLICT (client) DO UPDATE"
+        " SET next_at = greatest(t.next_at, clock_timestamp()) + make_interval(secs => $2)"
+        " WHERE t.next_at <= clock_timestamp() + make_interval(secs => $3)"
+        " RETURNING greatest(0, extract(epoch FROM t.next_at - clock_timestamp())"
+        " - $2)::float8", client, pace_seconds, max_wait_seconds)
 
 
 async def delete_rule(conn: asyncpg.Connection, rule_id: int) -> None:
@@ -336,6 +415,8 @@ async def list_node_pools(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 async def get_node_pool(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
     if _is_id(key):
         return await conn.fetchrow("SELECT * FROM node_pools WHERE id = $1", _id(key))
+    if "\x00" in key:  # PostgreSQL text cannot hold it, so no pool is named so
+        return None
     return await conn.fetchrow("SELECT * FROM node_pools WHERE name = $1", key)
 
 

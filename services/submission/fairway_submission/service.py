@@ -3,6 +3,7 @@ token keys, the login limiter, the other services' heartbeats, and how it reache
 services (its `Peers`). Routes get it through FastAPI's `Depends` (see `dependencies`); the
 NATS handlers are registered on it."""
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from fairway_submission.identity.auth import (
     Tokens,
     hash_password,
     new_password,
+    too_many_logins,
     write_admin_files,
 )
 from fairway_submission.org.events import publish_everything
@@ -59,7 +61,9 @@ class SubmissionService:
         self.runtime = runtime
         self.settings = settings
         self.heartbeats = Heartbeats(settings.heartbeat_seconds)
-        self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds,
+                                    settings.login_client_max_failures,
+                                    settings.login_client_pace_seconds)
         self.trusted_proxies = settings.trusted_proxy_networks()
         self._tokens: Tokens | None = None  # the key is read from the database at start
         self.peers = peers or Peers(
@@ -92,6 +96,30 @@ class SubmissionService:
             departments = await repo.project_departments(conn)
         rules = tuple(Rule(r["role_name"], r["scope_type"], r["scope_id"]) for r in rows)
         return Grants(principal.subject, principal.kind, rules, departments)
+
+    async def login_turn(self, name: str, client: str) -> None:
+        """Let a login attempt of `name` from `client` go on, counted as failed until it
+        succeeds (after its turn if the client is past its cap across names), or answer 429."""
+        limits = self.limiter
+        async with self.pool.acquire() as conn:
+            failures = await repo.begin_login_attempt(conn, name, client, limits.window)
+            try:
+                limits.check_pair(failures.of_pair, failures.oldest_age_seconds)
+                wait = None
+                if limits.paced(failures.of_client):
+                    wait = await repo.take_login_turn(conn, client, limits.client_pace,
+                                                      limits.MAX_TURN_WAIT_SECONDS)
+                    if wait is None:
+                        raise too_many_logins(limits.MAX_TURN_WAIT_SECONDS)
+            except ApiError:
+                await repo.withdraw_login_attempt(conn, failures.attempt)
+                raise
+        if wait:
+            await asyncio.sleep(wait)
+
+    async def login_succeeded(self, name: str, client: str) -> None:
+        async with self.pool.acquire() as conn:
+            await repo.forget_login_failures(conn, name, client)
 
     async def ask(self, peer: Peer, subject: str, message: Contract) -> bytes:
         """Ask another service and wait for its answer; 503 when none comes."""

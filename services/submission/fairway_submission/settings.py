@@ -57,6 +57,16 @@ class SubmissionSettings(ServiceSettings):
         description="the largest request body the API reads; a larger one answers 413. At "
                     "most 768 KiB, so that what is accepted always fits a message on the bus "
                     "(NATS carries 1 MiB by default)")
+    login_client_max_failures: int = Field(
+        default=25, ge=1, alias="FAIRWAY_SUBMISSION_LOGIN_CLIENT_MAX_FAILURES",
+        description="failed logins from one client address, across all names, within the "
+                    "login window after which that address's attempts are taken one at a time "
+                    "(against spraying one password over many names); they wait their turn "
+                    "rather than being refused")
+    login_client_pace_seconds: float = Field(
+        default=1.0, gt=0, le=60, alias="FAIRWAY_SUBMISSION_LOGIN_CLIENT_PACE_SECONDS",
+        description="the time between two login attempts of a client address past its cap "
+                    "of failures across names")
     trusted_proxies: str = Field(
         default="", alias="FAIRWAY_SUBMISSION_TRUSTED_PROXIES",
         description="comma-separated addresses or CIDR blocks of the reverse proxies in front "

@@ -1,11 +1,12 @@
 """Bearer tokens (signed, expiring JWTs), password hashing and the bootstrap administrator."""
 
 import json
+import math
 import os
 import secrets
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 import jwt
@@ -59,65 +60,83 @@ class Tokens:
 
 
 class LoginLimiter:
-    """Failed logins per (name, client): after `max_failures` within `window_seconds`, that
-    name from that client answers 429 until the window passes. Per pair, so a stranger's
-    failures never lock a user out from elsewhere, nor one user's failures lock out another
-    user behind the same address. In memory, per API process."""
+    """What failed logins allow. Per (name, client): after `max_failures` within
+    `window_seconds`, that name from that client answers 429 until the window passes; a
+    stranger's failures never lock a user out from elsewhere, nor one user's failures lock out
+    another user behind the same address. Per client, across names (spraying one password over
+    many names): past `client_max_failures`, the client's attempts are taken one per
+    `client_pace_seconds`, in turn; they wait rather than being refused, so a correct password
+    of anyone behind that address still gets in. Only a client holding more than
+    `MAX_TURN_WAIT_SECONDS` worth of attempts in waiting is answered 429. The counts live in
+    PostgreSQL, shared by every replica of the API."""
 
-    def __init__(self, max_failures: int, window_seconds: float,
-                 clock=time.monotonic):
+    MAX_TURN_WAIT_SECONDS = 10.0
+
+    def __init__(self, max_failures: int, window_seconds: float, client_max_failures: int,
+                 client_pace_seconds: float):
         self.max_failures = max_failures
         self.window = window_seconds
-        self.clock = clock
-        self.failures: dict[tuple[str, str], list[float]] = {}
+        self.client_max_failures = client_max_failures
+        self.client_pace = client_pace_seconds
 
-    def _recent(self, key: tuple[str, str]) -> list[float]:
-        now = self.clock()
-        recent = [t for t in self.failures.get(key, []) if now - t < self.window]
-        if recent:
-            self.failures[key] = recent
-        else:
-            self.failures.pop(key, None)
-        return recent
+    def check_pair(self, failures: int, oldest_age_seconds: float) -> None:
+        if failures >= self.max_failures:
+            raise too_many_logins(self.window - oldest_age_seconds)
 
-    def check(self, name: str, client: str) -> None:
-        recent = self._recent((name, client))
-        if len(recent) >= self.max_failures:
-            wait = max(1, int(self.window - (self.clock() - recent[0])) + 1)
-            raise ApiError(429, "too many failed logins; try again later",
-                           headers={"Retry-After": str(wait)})
+    def paced(self, client_failures: int) -> bool:
+        return client_failures >= self.client_max_failures
 
-    def failed(self, name: str, client: str) -> None:
-        self.failures.setdefault((name, client), []).append(self.clock())
-        if len(self.failures) > 100_000:  # bounded: forget the pairs whose window passed
-            for key in list(self.failures):
-                self._recent(key)
 
-    def succeeded(self, name: str, client: str) -> None:
-        self.failures.pop((name, client), None)
+def too_many_logins(retry_after_seconds: float) -> ApiError:
+    return ApiError(429, "too many failed logins; try again later",
+                    headers={"Retry-After": str(max(1, math.ceil(retry_after_seconds)))})
 
 
 def client_address(peer: str | None, forwarded_for: str | None,
                    trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
-    """The caller's address: the direct peer, unless the peer is a trusted proxy; then the
-    right-most address in X-Forwarded-For that is not itself a trusted proxy. Anything a
-    client writes in the header is ignored unless it came through a proxy we trust."""
-    def is_trusted(address: str) -> bool:
-        try:
-            ip = ip_address(address.strip())
-        except ValueError:
-            return False
-        return any(ip in network for network in trusted)
-
+    """The caller, as login limits count it: the direct peer, unless the peer is a trusted
+    proxy; then the right-most address in X-Forwarded-For that is not itself a trusted proxy.
+    Anything a client writes in the header is ignored unless it came through a proxy we trust.
+    One caller is one key: a port is dropped, an address written one way, an IPv6 address
+    taken as its /64 (one host commonly holds the whole block)."""
     if peer is None:
         return "?"
-    if not forwarded_for or not is_trusted(peer):
-        return peer
+    if not forwarded_for or not _in(_parsed(peer), trusted):
+        return _client_key(peer)
     for hop in reversed(forwarded_for.split(",")):
         hop = hop.strip()
-        if hop and not is_trusted(hop):
-            return hop
-    return peer
+        if hop and not _in(_parsed(hop), trusted):
+            return _client_key(hop)
+    return _client_key(peer)
+
+
+def _parsed(address: str) -> IPv4Address | IPv6Address | None:
+    """An address, with the port a proxy may append ("1.2.3.4:80", "[2001:db8::1]:80")
+    dropped; None when it is none."""
+    address = address.strip()
+    if address.startswith("["):
+        address = address[1:].partition("]")[0]
+    elif address.count(":") == 1:
+        address = address.partition(":")[0]
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return None
+    return (ip.ipv4_mapped or ip) if isinstance(ip, IPv6Address) else ip
+
+
+def _in(ip: IPv4Address | IPv6Address | None,
+        networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    return ip is not None and any(ip in network for network in networks)
+
+
+def _client_key(address: str) -> str:
+    ip = _parsed(address)
+    if ip is None:
+        return address.strip()[:100]
+    if isinstance(ip, IPv6Address):
+        return str(ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 # Verified against when the user does not exist, so an unknown name costs what a known one

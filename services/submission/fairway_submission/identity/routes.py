@@ -1,8 +1,10 @@
 """Routes: tokens, the caller, users, service accounts and access rules."""
 
+import asyncio
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request, Response
 
 from fairway_submission import repository as repo
@@ -71,16 +73,18 @@ async def _user_token(service: SubmissionService, body: TokenRequest, address: s
                       ) -> tuple[str, int]:
     _required(username=body.username, password=body.password)
     key = f"user:{body.username}"
-    service.limiter.check(key, address)
+    await service.login_turn(key, address)
     async with service.pool.acquire() as conn:
         user = await repo.get_user(conn, body.username)
-    if user is None:  # as slow as a wrong password: answer times do not tell who exists
-        verify_absent_user(body.password)
-    if user is None or not verify_password(user["password_hash"], body.password):
-        service.limiter.failed(key, address)
+    # Verified off the event loop (argon2 takes a CPU for ~0.1 s): a flood of logins does not
+    # stall every other request. An unknown name is as slow: answer times do not tell who exists.
+    if user is None:
+        await asyncio.to_thread(verify_absent_user, body.password)
+    if user is None or not await asyncio.to_thread(verify_password, user["password_hash"],
+                                                   body.password):
         log.info("failed login for a user")
         raise ApiError(401, "wrong username or password")
-    service.limiter.succeeded(key, address)
+    await service.login_succeeded(key, address)
     return service.tokens.issue(user["username"], "user")
 
 
@@ -88,16 +92,16 @@ async def _client_token(service: SubmissionService, body: TokenRequest, address:
                         ) -> tuple[str, int]:
     _required(clientId=body.client_id, clientSecret=body.client_secret)
     key = f"sa:{body.client_id}"
-    service.limiter.check(key, address)
+    await service.login_turn(key, address)
     async with service.pool.acquire() as conn:
         account = await repo.get_service_account(conn, body.client_id)
     if account is None:
-        verify_absent_user(body.client_secret)
-    if account is None or not verify_password(account["secret_hash"], body.client_secret):
-        service.limiter.failed(key, address)
+        await asyncio.to_thread(verify_absent_user, body.client_secret)
+    if account is None or not await asyncio.to_thread(verify_password, account["secret_hash"],
+                                                      body.client_secret):
         log.info("failed login for a service account")
         raise ApiError(401, "wrong clientId or clientSecret")
-    service.limiter.succeeded(key, address)
+    await service.login_succeeded(key, address)
     return service.tokens.issue(account["client_id"], "service-account")
 
 
@@ -156,11 +160,8 @@ async def delete_user(user_id: str, caller: Caller, service: Submission) -> Resp
             raise field_error(404, "userId", f"no user {user_id}")
         if row["username"] == caller.subject:
             raise field_error(409, "userId", "you cannot delete yourself")
-        admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
-        if admins and all(r["subject_type"] == "user" and r["subject_id"] == row["username"]
-                          for r in admins):
-            raise field_error(409, "userId", f"{row['username']} holds the last "
-                              f"{SYSTEM_ADMIN} rule: grant the role to someone else first")
+        await _keep_an_administrator(conn, "userId", subject=f"user:{row['username']}",
+                                     shown=row["username"])
         await repo.delete_user(conn, row["id"], row["username"])
     return Response(status_code=204)
 
@@ -195,13 +196,35 @@ async def list_service_accounts(caller: Caller, service: Submission) -> dict[str
 
 
 @router.delete("/service-accounts/{sa_id}", status_code=204, tags=["access"],
-               responses=errors(401, 403, 404, 422, 503))
+               responses=errors(401, 403, 404, 409, 422, 503))
 async def delete_service_account(sa_id: str, caller: Caller, service: Submission) -> Response:
     caller.require_cluster()
     async with service.pool.acquire() as conn, conn.transaction():
-        if not await repo.delete_service_account(conn, sa_id):
+        row = await repo.get_service_account_by_id(conn, sa_id)
+        if row is None:
             raise field_error(404, "serviceAccountId", f"no service account {sa_id}")
+        await _keep_an_administrator(conn, "serviceAccountId",
+                                     subject=f"service-account:{row['client_id']}",
+                                     shown=f"service account {row['name']}")
+        await repo.delete_service_account(conn, sa_id)
     return Response(status_code=204)
+
+
+async def _keep_an_administrator(conn: asyncpg.Connection, field: str, *,
+                                 subject: str | None = None, rule_id: int | None = None,
+                                 shown: str) -> None:
+    """Refuse (409) to remove a subject ("user:<name>", "service-account:<clientId>") or a rule
+    when nobody would hold a cluster-wide System administrator rule after it: nobody could
+    administer the cluster. A rule counts only while held (a group's, while it has a member)."""
+    admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
+    if {h for r in admins if r["id"] != rule_id for h in r["holders"]} - {subject}:
+        return
+    if rule_id is not None:
+        why = f"{shown} is the last cluster-wide {SYSTEM_ADMIN} rule anyone holds"
+    else:
+        held = next((r["id"] for r in admins if subject in r["holders"]), None)
+        why = f"{shown} holds the last cluster-wide {SYSTEM_ADMIN} rule (rule {held})"
+    raise field_error(409, field, f"{why}: grant the role to someone else first")
 
 
 def _require_rule_scope(caller: Grants, scope_type: str, scope_id: str) -> None:
@@ -272,10 +295,11 @@ async def delete_rule(rule_id: str, caller: Caller, service: Submission) -> Resp
         _require_rule_scope(caller, row["scope_type"], row["scope_id"])
         if row["role_name"] == SYSTEM_ADMIN:
             caller.require_cluster()
-            admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
-            if row["scope_type"] == "cluster" and [r["id"] for r in admins] == [row["id"]]:
-                raise field_error(409, "ruleId", f"the last {SYSTEM_ADMIN} rule cannot be "
-                                  "deleted: grant the role to someone else first")
+            if row["scope_type"] == "cluster":
+                await _keep_an_administrator(
+                    conn, "ruleId", rule_id=row["id"],
+                    shown=f"rule {row['id']} ({SYSTEM_ADMIN} of {row['subject_type']} "
+                          f"{row['subject_id']})")
         await repo.delete_rule(conn, row["id"])
     return Response(status_code=204)
 
