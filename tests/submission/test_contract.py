@@ -184,3 +184,12 @@ async def test_a_query_parameter_that_takes_one_value_is_refused_when_sent_twice
     r = await admin.get("/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION"
                         "&groupBy=project&groupBy=type")
     assert r.status_code == 200, r.text
+
+
+async def test_an_empty_name_or_id_in_the_telemetry_query_is_refused(harness):
+    # Found by the contract run: `nodepoolName=&groupBy=` answered 200, as if not given.
+    admin = harness.admin
+    for empty in ("nodepoolName", "projectId", "departmentId", "groupBy"):
+        r = await admin.get(f"/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION&{empty}=")
+        assert r.status_code == 422, (empty, r.text)
+        assert r.json()["details"][0]["field"].startswith(empty), r.text
