@@ -132,3 +132,13 @@ def test_the_build_context_leaves_local_state_out():
     assert "**" in ignored  # everything out, then only what the build needs back in
     assert {"!pyproject.toml", "!uv.lock", "!libs/", "!services/", "!tools/"} <= set(ignored)
     assert "**/.venv" in ignored
+
+
+def test_nats_requires_credentials_and_every_fairway_container_has_them(compose):
+    nats = compose["services"]["nats"]["command"]
+    user, password = nats[nats.index("--user") + 1], nats[nats.index("--pass") + 1]
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        if "NATS_URL" in env:
+            assert (env.get("FAIRWAY_NATS_USER"), env.get("FAIRWAY_NATS_PASSWORD")) == (
+                user, password), name

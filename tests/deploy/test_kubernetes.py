@@ -82,9 +82,12 @@ def test_each_service_is_a_deployment_with_probes_and_resources():
         assert container["command"] == ["python", "-m", f"fairway_{name}"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
         liveness = container["livenessProbe"]
-        # Submission's /healthz is the whole platform's health: not a reason to restart it.
-        assert (liveness.get("httpGet", {}).get("path") == "/healthz"
-                or (name == "submission" and "tcpSocket" in liveness)), name
+        # Submission's /healthz is the whole platform's health, not a reason to restart it:
+        # its own liveness (cut off from NATS for good) is /livez.
+        path = "/livez" if name == "submission" else "/healthz"
+        assert liveness.get("httpGet", {}).get("path") == path, name
+        # Every Fairway process authenticates to NATS (deploy/nats/values.yaml requires it).
+        assert {"secretRef": {"name": "fairway-nats"}} in container["envFrom"], name
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
         assert "memory" in container["resources"]["limits"], name
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -154,6 +157,14 @@ def test_services_that_never_call_kubernetes_get_no_token():
     for name in ("submission", "policy", "metrics"):
         pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False, name
+
+
+def test_nats_requires_the_credentials_fairway_is_given():
+    values = yaml.safe_load((DEPLOY / "nats" / "values.yaml").read_text())
+    authorization = values["config"]["merge"]["authorization"]
+    secret = by_kind("Secret")["fairway-nats"]
+    assert authorization["user"] == secret["stringData"]["FAIRWAY_NATS_USER"]
+    assert values["config"]["jetstream"]["enabled"] is True
 
 
 def test_the_bus_is_bootstrapped_by_a_job():

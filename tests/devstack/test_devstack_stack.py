@@ -79,7 +79,8 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
         kubesim = fake_record(state, "kubesim")
         assert kubesim["argv"][1:] == [
             "--profile", "tiny", "--kubeconfig", str(state / "kubeconfig"),
-            "--port", str(info["processes"]["kubesim"]["port"]), "--admin",
+            "--port", str(info["processes"]["kubesim"]["port"]),
+            "--snapshot", str(state / "kubesim" / "cluster.json"), "--admin",
         ]  # fmt: skip
         assert fake_record(state, "bootstrap")["env"]["NATS_URL"] == stack.nats_url
 
@@ -263,3 +264,49 @@ def test_up_runs_in_the_background_and_stops_on_sigterm(tmp_path, fakes_env):
         postgres_log = (state / "logs" / "postgres.log").read_text()
         assert postgres_log.count("database system is ready") == run, "data is reused"
     assert (state / "postgres" / "PG_VERSION").exists()
+
+
+def supervise_until(stack: Stack, done, timeout: float = 30.0) -> list[str]:
+    said: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not healed; the supervisor said {said}"
+        said += stack.supervise()
+        time.sleep(0.1)
+    return said
+
+
+def test_the_supervisor_restarts_what_died_where_it_was(config):
+    """kill -9 of a service, kubesim, NATS and PostgreSQL: each comes back on its own port,
+    the stack goes on; a process that keeps dying waits longer each time."""
+    state = config.state_dir.absolute()
+    with Stack(config) as stack:
+        before = stack.info()["processes"]
+        for name in ("scheduler", "kubesim"):
+            old = stack.pid(name)
+            os.kill(old, signal.SIGKILL)
+            said = supervise_until(stack, lambda n=name, o=old: stack.pid(n) not in (None, o))
+            assert any(f"{name} exited (killed by SIGKILL)" in line for line in said), said
+            assert any(f"{name} restarted" in line for line in said), said
+        os.kill(before["nats"]["pid"], signal.SIGKILL)
+        os.kill(before["postgres"]["pid"], signal.SIGKILL)
+        supervise_until(stack, lambda: stack.info()["processes"]["nats"]["pid"]
+                        not in (None, before["nats"]["pid"])
+                        and stack.info()["processes"]["postgres"]["pid"]
+                        not in (None, before["postgres"]["pid"]), timeout=60)
+        after = stack.info()["processes"]
+        for name in ("nats", "postgres", "kubesim", "scheduler"):
+            assert after[name]["port"] == before[name]["port"], name
+        assert accepts(stack.nats_url) and accepts(stack.database_url.replace(
+            "postgresql://postgres@", "http://"))
+        log = (state / "logs" / "supervisor.log").read_text()
+        assert "nats restarted" in log and "postgres restarted" in log
+        # crashing again and again: the pause doubles (0.5, 1, 2 ... s)
+        pauses = []
+        for _ in range(3):
+            old = stack.pid("metrics")
+            os.kill(old, signal.SIGKILL)
+            said = supervise_until(stack, lambda o=old: stack.pid("metrics") not in (None, o))
+            pauses += [float(line.split("restarting in ")[1].split(" s")[0])
+                       for line in said if "restarting in" in line]
+        assert pauses == sorted(pauses) and pauses[-1] >= 2 * pauses[0], pauses

@@ -172,3 +172,22 @@ async def test_who_may_see_and_set_policies_where(api, org, who, method, params,
         r = await client.put("/api/v2/policy/workspaces", params={"validateOnly": "true"},
                              json={"meta": {"scope": scope, **ids}, "policy": {}})
     assert r.status_code == status, r.text
+
+
+async def test_a_policy_default_kubernetes_would_refuse_is_refused_at_submission(api, org):
+    """A default is a value like any other: one that no pod could carry (here arguments that
+    cannot be split) makes the submission 422 naming the field, not a workload that waits."""
+    r = await api.admin.put("/api/v2/policy/trainings", json=department(
+        org["pol-other"], defaults={"args": "python train.py --name 'unterminated"}))
+    assert r.status_code == 200, r.text
+    r = await api.admin.post("/api/v1/workloads/trainings", json={
+        "name": "takes-default", "projectId": org["pol-nlp"], "spec": {"image": "busybox"}})
+    assert r.status_code == 422, r.text
+    [detail] = [d for d in r.json()["details"] if d["field"] == "spec.args"]
+    assert "cannot be split" in detail["reason"] and "after policy" in detail["reason"]
+    r = await api.admin.post("/api/v1/workloads/trainings", json={
+        "name": "own-args", "projectId": org["pol-nlp"],
+        "spec": {"image": "busybox", "args": "python train.py"}})
+    assert r.status_code == 202, r.text
+    r = await api.admin.put("/api/v2/policy/trainings", json=department(org["pol-other"]))
+    assert r.status_code == 200, r.text

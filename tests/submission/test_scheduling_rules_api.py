@@ -55,7 +55,7 @@ async def test_department_rules_are_stored_shown_and_published(harness, research
     ({"trainingJobTimeLimitSeconds": 0}, "schedulingRules.trainingJobTimeLimitSeconds",
      "greater than or equal to 1"),
     ({"interactiveJobMaxIdleDurationSeconds": "an hour"},
-     "schedulingRules.interactiveJobMaxIdleDurationSeconds", "valid integer"),
+     "schedulingRules.interactiveJobMaxIdleDurationSeconds", "must be a number, not text"),
     ({"trainingJobIdleSeconds": 60}, "schedulingRules.trainingJobIdleSeconds",
      "is not a known field"),
     ({"interactiveJobTimeLimitSeconds": 10**9},

@@ -140,3 +140,12 @@ async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
                       "memoryMib": 0}]
     nobody = await harness.user("no-rules")
     assert (await nobody.get("/api/v1/nodes")).status_code == 403
+
+
+@pytest.mark.parametrize("odd", ["١٢٣٤٥٦٧٨-1234-1234-1234-123456789012",
+                                 "{12345678-1234-1234-1234-123456789012}",
+                                 "urn:uuid:12345678-1234-1234-1234-123456789012",
+                                 "12345678123412341234123456789012", "²"])
+async def test_a_workload_id_in_any_other_form_is_not_found(harness, odd):
+    r = await harness.admin.get(f"/api/v1/workloads/{odd}")
+    assert r.status_code == 404, r.text

@@ -22,14 +22,15 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from fairway_bus.settings import NatsClientSettings
 from fairway_contracts.streams import CONSUMERS, STREAMS, ConsumerSpec, StreamSpec
 
 log = logging.getLogger("fairway.bus.bootstrap")
 
 
-class BootstrapSettings(BaseSettings):
+class BootstrapSettings(NatsClientSettings):
     """What `python -m fairway_bus.bootstrap` reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
@@ -92,8 +93,10 @@ async def ensure_streams_and_consumers(js: JetStreamContext, replicas: int = 1) 
         log.info("consumer ready", extra={"fields": {"consumer": cons.durable}})
 
 
-async def bootstrap(nats_url: str, replicas: int = 1) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+async def bootstrap(nats_url: str, replicas: int = 1,
+                    settings: NatsClientSettings | None = None) -> None:
+    options = settings.nats_connect_options() if settings is not None else {}
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3, **options)
     try:
         await ensure_streams_and_consumers(nc.jetstream(), replicas)
     finally:
@@ -109,7 +112,7 @@ def main() -> None:
         sys.exit(1)
     url = settings.nats_url
     try:
-        asyncio.run(bootstrap(url, settings.stream_replicas))
+        asyncio.run(bootstrap(url, settings.stream_replicas, settings))
     except Exception as exc:  # report cleanly for `fairway up`
         print(f"bus bootstrap failed against {url}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -34,6 +34,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
+from fairway_bus.limits import bound_publishes
 from fairway_bus.publish import publish_model
 from fairway_contracts import subjects
 from fairway_contracts.events import DeadLetter
@@ -88,6 +89,10 @@ class FairwayBroker(NatsBroker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.durable_consumers: list[DurableConsumer] = []
+
+    async def connect(self) -> Any:
+        # every message on this connection fits the server's max payload (see limits)
+        return bound_publishes(await super().connect())
 
     async def start(self) -> None:
         await super().start()

@@ -219,6 +219,11 @@ METRICS_DEADLETTERS = ConsumerSpec(
     "metrics", "metrics-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
     "Counts dead-lettered messages by consumer.",
 )
+LIFECYCLE_DEADLETTERS = ConsumerSpec(
+    "lifecycle", "lifecycle-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
+    "Fails a workload that cannot go on because a message about it was dead-lettered, "
+    "saying why.",
+)
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_WORKLOADS,
     LIFECYCLE_ACTIONS,
@@ -227,6 +232,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_PENDING,
     LIFECYCLE_PROJECTS,
     LIFECYCLE_DEPARTMENTS,
+    LIFECYCLE_DEADLETTERS,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,
     SCHEDULER_INVENTORY,

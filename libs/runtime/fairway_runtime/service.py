@@ -7,6 +7,12 @@ submission's /healthz aggregates, and a small HTTP server with /healthz, /readyz
 /metrics. `run()` starts them in order, waits for SIGINT/SIGTERM and stops them in reverse,
 letting in-flight messages finish.
 
+Liveness (/healthz) fails when the service has been cut off from NATS for longer than
+`broker_liveness_grace_seconds`: the client reconnects by itself after an outage, so only a
+connection that stays down is worth a restart. A connection the server closed for good (nats-py
+never reopens one closed after a protocol error) is not waited for: the service stops and
+`main` builds it again on a fresh connection, with back-off.
+
 Readiness (/readyz, the heartbeat's `ready`, `fairway_service_ready`) is false until the
 service has started, while the broker connection is down (the client reconnects on its own)
 and while the database does not answer a probe query (checked every
@@ -16,10 +22,13 @@ aggregated /healthz of submission shows which service is missing what.
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,7 +68,8 @@ class Service:
         self.schema = schema or name
         self.migrations = migrations
         self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.broker: NatsBroker = make_broker(settings.nats_url, name)
+        self.broker: NatsBroker = make_broker(settings.nats_url, name,
+                                              security=settings.nats_security())
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self.http_port: int | None = None
@@ -71,6 +81,9 @@ class Service:
         self._http: uvicorn.Server | None = None
         self._extra_checks: list[Callable[[], bool]] = []
         self.database_reachable = False
+        self.broker_down_since: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.reopen = False  # set when the broker connection was closed for good: build anew
         # A service with an HTTP API of its own serves the probes on it (see probe_routes).
         self.http_app = http_app
 
@@ -99,6 +112,16 @@ class Service:
         return (self.ready and self.broker_connected and self.database_reachable
                 and all(check() for check in self._extra_checks))
 
+    def is_alive(self) -> tuple[bool, str]:
+        """False, and why, when only a restart can help (see the module's docstring)."""
+        if self.reopen:
+            return False, "the NATS connection was closed for good"
+        down = self.broker_down_since
+        grace = self.settings.broker_liveness_grace_seconds
+        if down is not None and time.monotonic() - down > grace:
+            return False, f"cut off from NATS for more than {grace:g} s"
+        return True, "ok"
+
     @property
     def broker_connected(self) -> bool:
         nc = connection(self.broker)
@@ -121,6 +144,7 @@ class Service:
             await self._serve_http()
         self.background(self._heartbeat(), "heartbeat")
         self.background(self._probe_database(), "database-probe")
+        self.background(self._watch_broker(), "broker-watch")
         self.ready = True
         gc_tuning.freeze()  # what start-up loaded stays: out of every later collection's way
         # read at scrape time: the gauge can never disagree with /readyz
@@ -151,9 +175,10 @@ class Service:
         log.info("service stopped")
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
+        loop = self._loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stopping.set)
         try:
             await self.start()
             await self._stopping.wait()
@@ -161,7 +186,12 @@ class Service:
             await self.stop()
 
     def request_stop(self) -> None:
-        self._stopping.set()
+        """Stop the service; callable from any thread."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._stopping.set)
+        else:
+            self._stopping.set()
 
     # internals --------------------------------------------------------------------------
     async def _guard(self, coro: Awaitable[None], name: str) -> None:
@@ -190,9 +220,26 @@ class Service:
             self.database_reachable = reachable
             await asyncio.sleep(interval)
 
+    async def _watch_broker(self) -> None:
+        """Keep `broker_down_since` current; stop the service (to be built again on a fresh
+        connection) when the server closed the connection for good."""
+        while not self._stopping.is_set():
+            nc = connection(self.broker)
+            if nc is not None and nc.is_closed:
+                log.error("NATS closed the connection for good (%s); starting the service "
+                          "again on a new connection", nc.last_error)
+                self.reopen = True
+                self._stopping.set()
+                return
+            if nc is not None and nc.is_connected:
+                self.broker_down_since = None
+            elif self.broker_down_since is None:
+                self.broker_down_since = time.monotonic()
+            await asyncio.sleep(0.5)
+
     async def _heartbeat(self) -> None:
-        nc = connection(self.broker)
         while True:
+            nc = connection(self.broker)
             beat = Heartbeat(service=self.name, instance=self.instance, ready=self.is_ready(),
                              time=utcnow())
             with contextlib.suppress(Exception):
@@ -201,7 +248,9 @@ class Service:
 
     def probe_routes(self) -> list[Route]:
         async def healthz(_: Request) -> Response:
-            return JSONResponse({"status": "ok", "service": self.name})
+            alive, why = self.is_alive()
+            return JSONResponse({"status": "ok" if alive else why, "service": self.name},
+                                status_code=200 if alive else 503)
 
         async def readyz(_: Request) -> Response:
             ready = self.is_ready()
@@ -211,7 +260,10 @@ class Service:
         async def metrics(_: Request) -> Response:
             return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-        return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+        # /livez is /healthz under a name of its own, for submission, whose /healthz is the
+        # whole platform's health
+        return [Route("/healthz", healthz), Route("/livez", healthz), Route("/readyz", readyz),
+                Route("/metrics", metrics)]
 
     async def _serve_http(self) -> None:
         app = self.http_app or Starlette(routes=self.probe_routes())
@@ -219,8 +271,10 @@ class Service:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.http_host, self.settings.http_port))
         self.http_port = sock.getsockname()[1]
+        # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer as the
+        # client's address; the API decides whom to believe (its trusted proxies setting)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, proxy_headers=False)
         self._http = uvicorn.Server(config)
         self.background(self._http.serve(sockets=[sock]), "http")
 
@@ -230,7 +284,22 @@ def main(build: Callable[[], Service]) -> None:
     service = build()
     gc_tuning.configure(service.settings.gc_thresholds)
     setup_logging(service.name, service.settings.log_level)
-    try:
-        asyncio.run(service.run())
-    except KeyboardInterrupt:
-        pass
+    run_until_stopped(build, service)
+
+
+def run_until_stopped(build: Callable[[], Service], service: Service | None = None) -> None:
+    """Run the service until it is told to stop; when its NATS connection was closed for
+    good, build and run it again (back-off up to 30 s), so a new connection replaces the dead
+    one with every subscription on it."""
+    service = service or build()
+    for attempt in itertools.count():
+        try:
+            asyncio.run(service.run())
+        except KeyboardInterrupt:
+            return
+        if not service.reopen:
+            return
+        delay = min(30.0, 0.5 * 2 ** attempt)
+        log.warning("building the service again in %.1f s", delay)
+        time.sleep(delay)
+        service = build()

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fairway_bus.settings import NatsClientSettings
 from fairway_runtime.gc_tuning import DEFAULT_THRESHOLDS, parse_thresholds
 from fairway_telemetry import TracingOptions
 
@@ -45,7 +46,7 @@ def variables(settings: type[BaseSettings]) -> dict[str, Variable]:
     return {name: variable_of(name, field) for name, field in settings.model_fields.items()}
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(NatsClientSettings):
     """NATS_URL, DATABASE_URL, FAIRWAY_HTTP_PORT … ; a service subclasses this for its own."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
@@ -76,6 +77,11 @@ class ServiceSettings(BaseSettings):
     readiness_probe_seconds: float = Field(
         default=2.0, gt=0, alias="FAIRWAY_READINESS_PROBE_SECONDS",
         description="how often the database is probed for /readyz (also the probe's deadline)")
+    broker_liveness_grace_seconds: float = Field(
+        default=60.0, gt=0, alias="FAIRWAY_BROKER_LIVENESS_GRACE_SECONDS",
+        description="how long the service may be cut off from NATS before /healthz (liveness) "
+                    "answers 503 so an orchestrator restarts it; a shorter outage only fails "
+                    "/readyz")
     gc_thresholds: str = Field(
         default=DEFAULT_THRESHOLDS, alias="FAIRWAY_GC_THRESHOLDS",
         description="the garbage collector's three thresholds, 'young,middle,old' (CPython's "

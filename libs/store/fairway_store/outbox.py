@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from pydantic import BaseModel
 
@@ -219,13 +220,25 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            futures = []
+            futures, sent, too_large = [], [], []
             for row in rows:
                 headers = dict(row["headers"] or {})
                 headers["Nats-Msg-Id"] = row["msg_id"]
-                futures.append(await self.js.publish_async(
-                    row["subject"], bytes(row["payload"]), headers=headers))
-        ids = [row["id"] for row in rows]
+                try:
+                    futures.append(await self.js.publish_async(
+                        row["subject"], bytes(row["payload"]), headers=headers))
+                    sent.append(row)
+                except MaxPayloadError as exc:
+                    too_large.append(row["id"])
+                    # It can never be sent: retrying would wedge every row behind it.
+                    log.error("outbox row %s (%s) can never be published, dropped: %s",
+                              row["msg_id"], row["subject"], exc)
+            if too_large:
+                await conn.execute("UPDATE outbox SET published_at = now()"
+                                   " WHERE id = ANY($1::bigint[])", too_large)
+            if not sent:
+                return len(rows)
+        ids = [row["id"] for row in sent]
         self._in_flight.append(_Round(ids, futures, asyncio.get_running_loop().time()))
         self._in_flight_ids.update(ids)
         self._sent.set()

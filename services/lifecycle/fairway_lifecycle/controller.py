@@ -16,6 +16,7 @@ make every transition happen exactly once across restarts.
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -50,7 +51,14 @@ from fairway_lifecycle.core.machine import (
 )
 from fairway_lifecycle.core.nodes import node_inventory
 from fairway_lifecycle.core.recording import Named, Recording, plan
-from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.core.retries import (
+    CREATE_REJECTED,
+    POD_SPEC_INVALID,
+    backoff_delay,
+    refusal_is_permanent,
+    refusal_message,
+)
+from fairway_lifecycle.kube import Kube, KubeError
 from fairway_runtime import Service
 from fairway_store import add_many_to_outbox
 from fairway_telemetry import inject_headers, workload_context, workload_span
@@ -97,9 +105,14 @@ def _apply(row: repo.WorkloadRow, recording: Recording) -> None:
         row.resuming = False
 
 
+class PodsUnbuildable(Exception):
+    """The workload's pods cannot be built from its recorded spec."""
+
+
 class Controller:
     def __init__(self, runtime: Service, kube: Kube, resync_seconds: float,
-                 concurrency: int = 16, eviction_grace_seconds: int = 10):
+                 concurrency: int = 16, eviction_grace_seconds: int = 10,
+                 retry_base_seconds: float = 0.5, retry_cap_seconds: float = 60.0):
         self.runtime = runtime
         self.kube = kube
         self.resync_seconds = resync_seconds
@@ -118,6 +131,11 @@ class Controller:
         self._running: set[asyncio.Task] = set()
         self._deletions: dict[str, datetime] = {}  # autoDeletionTimeAfterCompletionSeconds
         self._held: set[str] = set()  # recording failed: retried after a pause
+        # Converging failed for a reason that may pass: not converged again before the
+        # back-off ends (recording goes on meanwhile). Attempts per workload, reset on success.
+        self.retry_base_seconds, self.retry_cap_seconds = retry_base_seconds, retry_cap_seconds
+        self._backing_off: set[str] = set()
+        self._attempts: dict[str, int] = {}
         # Batches in the database now, and their workloads: a workload is in at most one, so
         # its changes are recorded in order; it converges once its batch is done.
         self._recordings: set[asyncio.Future] = set()
@@ -381,7 +399,7 @@ class Controller:
             for wid in ready:
                 t = self.tracked.get(wid)
                 follow = self._follows.pop(wid, None)
-                if t is None or wid in self._held:
+                if t is None or wid in self._held or wid in self._backing_off:
                     continue
                 if t.changes:  # folded while its batch was recorded: recorded first
                     self.dirty.add(wid)
@@ -519,22 +537,65 @@ class Controller:
                                 "fairway.phase": t.row.phase.value},
                 ):
                     await self._converge(t)
-        except Exception:
-            log.exception("converging the pods failed; will retry", extra={"workload_id": wid})
-            await asyncio.sleep(0.5)
-            self.dirty.add(wid)
+            self._attempts.pop(wid, None)
+        except PodsUnbuildable as exc:
+            await self._cannot_create(wid, POD_SPEC_INVALID,
+                                      f"its pods cannot be built from the spec: {exc}")
+        except KubeError as exc:
+            if refusal_is_permanent(exc.status):
+                await self._cannot_create(
+                    wid, CREATE_REJECTED,
+                    f"Kubernetes refused its pods ({exc.status}): {refusal_message(exc.body)}")
+            else:
+                self._back_off(wid, exc)
+        except Exception as exc:
+            self._back_off(wid, exc)
         finally:
             self._busy.discard(wid)
             if wid in self.dirty:
                 self._wake.set()
 
+    async def _cannot_create(self, wid: str, code: str, message: str) -> None:
+        """No retry can make these pods: the workload fails, once, with the reason (recorded,
+        so a restart does not try again); a workload already over is only backed off."""
+        if wid in self.tracked and self.machine.rejectable(wid):
+            log.warning("cannot create the pods: %s", message, extra={"workload_id": wid})
+            self._attempts.pop(wid, None)
+            await self.reject(wid, code, message)
+        else:
+            self._back_off(wid, RuntimeError(message))
+
+    def _back_off(self, wid: str, error: Exception) -> None:
+        """Converge again later: `retry_base_seconds` doubling up to `retry_cap_seconds`."""
+        attempt = self._attempts[wid] = self._attempts.get(wid, 0) + 1
+        delay = backoff_delay(attempt, self.retry_base_seconds, self.retry_cap_seconds,
+                              random.uniform(0.5, 1.0))
+        log.warning("converging the pods failed (attempt %d), again in %.1f s: %s",
+                    attempt, delay, error, extra={"workload_id": wid})
+        self._backing_off.add(wid)
+
+        def release() -> None:
+            self._backing_off.discard(wid)
+            self.mark(wid)
+
+        self._loop.call_later(delay, release)
+
+    def _intents(self, t: Tracked) -> list[Intent]:
+        try:
+            return converge(_target(t.row), self.pods_of(t.row.workload_id))
+        except Exception as exc:  # a spec the pod builder cannot take: no retry helps
+            raise PodsUnbuildable(f"{type(exc).__name__}: {exc}") from exc
+
     def _converge_needed(self, t: Tracked) -> bool:
         """Whether `_converge` has a call to make (most pod events need none)."""
-        return bool(converge(_target(t.row), self.pods_of(t.row.workload_id)))
+        try:
+            return bool(self._intents(t))
+        except PodsUnbuildable:
+            return True  # _converge_one fails the workload
 
     async def _converge(self, t: Tracked) -> None:
         """Make Kubernetes hold the pods the recorded attempt needs, and no older ones."""
-        await self._carry_out(converge(_target(t.row), self.pods_of(t.row.workload_id)))
+        await self._carry_out(self._intents(t))
 
     async def _carry_out(self, intents: list[Intent]) -> None:
         """The machine's Kubernetes intents, in order."""

@@ -4,6 +4,7 @@ from fairway_bus import Delivery, durable_subscriber
 from fairway_contracts import streams
 from fairway_contracts.events import (
     BindDecision,
+    DeadLetter,
     DepartmentChanged,
     PreemptDecision,
     ProjectChanged,
@@ -50,3 +51,7 @@ def register(service: LifecycleService) -> None:
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:
         with workload_context(decision.workload_id):
             await service.bind(decision)
+
+    @durable_subscriber(broker, streams.LIFECYCLE_DEADLETTERS, DeadLetter)
+    async def on_dead_letter(letter: DeadLetter, delivery: Delivery) -> None:
+        await service.dead_letter(letter)

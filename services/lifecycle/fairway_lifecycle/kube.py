@@ -19,6 +19,7 @@ class KubeError(Exception):
     def __init__(self, status: int, body: str):
         super().__init__(f"Kubernetes API answered {status}: {body[:300]}")
         self.status = status
+        self.body = body
 
 
 class Kube:

@@ -7,6 +7,7 @@ import logging
 from fairway_contracts import Phase, subjects
 from fairway_contracts.events import (
     BindDecision,
+    DeadLetter,
     DepartmentChanged,
     PhaseChanged,
     PreemptDecision,
@@ -17,13 +18,16 @@ from fairway_contracts.events import (
 )
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.core.deadletters import stalled_workload
 from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
+from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_runtime import Service
 from fairway_store import add_to_outbox
+from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.lifecycle.handlers")
 
@@ -36,7 +40,9 @@ class LifecycleService:
         self.settings = settings
         self.kube = kube
         self.controller = Controller(runtime, kube, settings.resync_seconds,
-                                     eviction_grace_seconds=settings.eviction_grace_seconds)
+                                     eviction_grace_seconds=settings.eviction_grace_seconds,
+                                     retry_base_seconds=settings.retry_base_seconds,
+                                     retry_cap_seconds=settings.retry_cap_seconds)
         self.enforcer = RulesEnforcer(runtime, self.controller,
                                       window_seconds=settings.utilization_window_seconds,
                                       check_seconds=settings.rules_check_seconds)
@@ -120,6 +126,16 @@ class LifecycleService:
             return
         await self.controller.reject(event.workload_id, event.code or "Unschedulable",
                                      event.message or "no node pool has room for it")
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """A message the workload cannot go on without was dead-lettered: it fails, saying
+        which service could not handle what and why (idempotent: a failed workload is not
+        failed again)."""
+        if (stalled := stalled_workload(letter)) is None:
+            return
+        workload_id, why = stalled
+        with workload_context(workload_id):
+            await self.controller.reject(workload_id, UNDELIVERABLE, why)
 
     async def org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
         """Idempotent: the unit's whole current state replaces the one kept."""

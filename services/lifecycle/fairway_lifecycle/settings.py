@@ -31,6 +31,15 @@ class LifecycleSettings(ServiceSettings):
                                       "FAIRWAY_EVICTION_GRACE_SECONDS"),
         description="how long a preempted pod may take to shut down (checkpoint) before it "
                     "is killed")
+    retry_base_seconds: float = Field(
+        default=0.5, gt=0, alias="FAIRWAY_LIFECYCLE_RETRY_BASE_SECONDS",
+        description="first pause before a workload's pods are made again after a Kubernetes "
+                    "call failed for a reason that may pass (5xx, 409, 429, 403, a timeout); "
+                    "it doubles with each failure")
+    retry_cap_seconds: float = Field(
+        default=60.0, gt=0, alias="FAIRWAY_LIFECYCLE_RETRY_CAP_SECONDS",
+        description="the longest pause between such retries; a refusal no retry can change "
+                    "(400, 422 ...) fails the workload at once instead")
     rules_check_seconds: float = Field(
         default=5.0, gt=0,
         validation_alias=AliasChoices("FAIRWAY_LIFECYCLE_RULES_CHECK_SECONDS",

@@ -8,6 +8,8 @@ from typing import Any
 from faststream.nats import NatsMessage
 from pydantic import BaseModel, ValidationError
 
+from fairway_bus import connection
+from fairway_bus.limits import reply_limit
 from fairway_contracts import subjects
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
 from fairway_contracts.policies import (
@@ -37,7 +39,13 @@ def register(service: PolicyService) -> None:
             request = PolicyEvaluateRequest.model_validate_json(msg.raw_message.data)
         except ValidationError as exc:
             return _malformed_evaluation(exc).to_json()
-        return (await service.evaluate(request)).to_json()
+        reply = (await service.evaluate(request)).to_json()
+        limit = reply_limit(connection(service.runtime.broker))
+        if len(reply) > limit:  # a reply the bus refuses would leave the caller waiting
+            return PolicyEvaluateReply(ok=False, violations=[Violation(
+                field="spec", rule="size", message=f"the effective spec is {len(reply):,} "
+                f"bytes; the message bus carries at most {limit:,}")]).to_json()
+        return reply
 
     @broker.subscriber(prefix + subjects.POLICY_GET, queue=QUEUE_GROUP, title="policy-get",
                        description="A scope's policy and the effective one.")

@@ -33,7 +33,7 @@ def install(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = []
         for err in exc.errors():
-            reason = err.get("msg", "invalid")
+            reason = err.get("msg", "invalid").removeprefix("Value error, ")
             if err.get("type") == "missing":
                 reason = "is required"
             elif err.get("type") == "extra_forbidden":

@@ -1,6 +1,7 @@
 """Submission's SQL: settings, users and access rules, the organisation, the workload view and
 its phase history, and the scheduler's view (why a workload waits, each queue's status)."""
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -87,11 +88,15 @@ async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, n
     return status.endswith(" 1")
 
 
+# A workload id as the API writes it: ASCII hex in the 8-4-4-4-12 form (uuid.UUID alone would
+# also take braces, "urn:uuid:", no dashes and non-ASCII digits).
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 async def get_workload(conn: asyncpg.Connection, workload_id: str) -> asyncpg.Record | None:
-    try:
-        wid = uuid.UUID(workload_id)
-    except ValueError:
+    if not _UUID.match(workload_id):
         return None
+    wid = uuid.UUID(workload_id)
     return await conn.fetchrow("SELECT * FROM workloads WHERE workload_id = $1", wid)
 
 
@@ -304,6 +309,14 @@ async def get_rule(conn: asyncpg.Connection, rule_id: str) -> asyncpg.Record | N
     if _id(rule_id) is None:
         return None
     return await conn.fetchrow("SELECT * FROM access_rules WHERE id = $1", _id(rule_id))
+
+
+async def cluster_rules_of_role(conn: asyncpg.Connection, role: str) -> list[asyncpg.Record]:
+    """The cluster-wide rules granting `role`, locked until the transaction ends (two
+    deletions at once cannot both see another one left)."""
+    return await conn.fetch("SELECT id, subject_type, subject_id FROM access_rules"
+                            " WHERE role_name = $1 AND scope_type = 'cluster'"
+                            " ORDER BY id FOR UPDATE", role)
 
 
 async def delete_rule(conn: asyncpg.Connection, rule_id: int) -> None:

@@ -12,7 +12,7 @@ from typing import Literal
 import asyncpg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from fairway_bus import NoReply, connection, request
+from fairway_bus import MessageTooLarge, NoReply, connection, request
 from fairway_contracts import streams, subjects
 from fairway_contracts.base import Contract
 from fairway_contracts.events import NodeInventory, PolicyEvaluateReply, PolicyEvaluateRequest
@@ -60,6 +60,7 @@ class SubmissionService:
         self.settings = settings
         self.heartbeats = Heartbeats(settings.heartbeat_seconds)
         self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self.trusted_proxies = settings.trusted_proxy_networks()
         self._tokens: Tokens | None = None  # the key is read from the database at start
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
@@ -97,6 +98,10 @@ class SubmissionService:
         ask = self.peers.policy if peer == "policy" else self.peers.metrics
         try:
             return await ask(subject, message.to_json())
+        except MessageTooLarge as exc:
+            raise ApiError(413, f"the request is too large to pass to the {peer} service: "
+                                f"{exc.size:,} bytes, and the message bus carries at most "
+                                f"{exc.limit:,}") from None
         except NoReply as exc:
             reason = (f"the {peer} service did not answer" if exc.connected
                       else "the message broker is not reachable")

@@ -1,6 +1,8 @@
 """Submission's settings: the shared ones, the public API, access tokens and the organisation."""
 
-from pydantic import AliasChoices, Field
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+from pydantic import AliasChoices, Field, field_validator
 
 from fairway_runtime import ServiceSettings
 
@@ -43,9 +45,34 @@ class SubmissionSettings(ServiceSettings):
         description="let projects' deserved quotas add up to more than their department's")
     login_max_failures: int = Field(
         default=5, validation_alias=_renamed("LOGIN_MAX_FAILURES"),
-        description="failed logins of one user or client allowed within the login window "
-                    "before further attempts answer 429 (a caller's address gets five times "
-                    "as many)")
+        description="failed logins of one user or service account from one client address "
+                    "allowed within the login window before further attempts of that pair "
+                    "answer 429 (the same name from elsewhere, and other names from the same "
+                    "address, are not held back)")
     login_window_seconds: float = Field(
         default=300.0, validation_alias=_renamed("LOGIN_WINDOW_SECONDS"),
         description="the window over which failed logins are counted")
+    max_body_bytes: int = Field(
+        default=512 * 1024, ge=1024, le=768 * 1024, alias="FAIRWAY_SUBMISSION_MAX_BODY_BYTES",
+        description="the largest request body the API reads; a larger one answers 413. At "
+                    "most 768 KiB, so that what is accepted always fits a message on the bus "
+                    "(NATS carries 1 MiB by default)")
+    trusted_proxies: str = Field(
+        default="", alias="FAIRWAY_SUBMISSION_TRUSTED_PROXIES",
+        description="comma-separated addresses or CIDR blocks of the reverse proxies in front "
+                    "of the API (e.g. 10.0.0.0/8): only a request from one of them has its "
+                    "client address read from X-Forwarded-For; unset: the header is ignored")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR block: {part!r}") from None
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(p.strip(), strict=False)
+                     for p in self.trusted_proxies.split(",") if p.strip())

@@ -4,6 +4,7 @@ other services replaced where a test brings its own, and a start without a broke
 from nats.aio.client import Client
 
 from fairway_bus import request
+from fairway_bus.limits import bound_publishes
 from fairway_runtime import Service
 from fairway_store import create_pool, migrate_dsn
 from fairway_submission.app import wire
@@ -28,7 +29,9 @@ async def start_without_broker(runtime: Service, service: SubmissionService) -> 
 
 
 def over_connection(nc: Client, prefix: str = "", timeout: float = 5.0) -> Ask:
-    """Requests on a NATS connection of the test's own, to services listening under `prefix`."""
+    """Requests on a NATS connection of the test's own, to services listening under `prefix`
+    (bounded like the service's own connection: an oversized message is refused, not sent)."""
+    bound_publishes(nc)
     async def ask(subject: str, data: bytes) -> bytes:
         return await request(nc, prefix + subject, data, timeout=timeout)
 

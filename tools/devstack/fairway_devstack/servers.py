@@ -150,8 +150,10 @@ class EmbeddedNats:
         max_memory_store: str = "512MB",
         max_file_store: str = "10GB",
         startup_timeout: float = 30.0,
+        extra_config: str = "",
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
+        self.extra_config = extra_config  # e.g. an authorization block
         self.log_path = Path(log_path).absolute() if log_path else self.data_dir / "nats-server.log"
         self.max_memory_store = max_memory_store
         self.max_file_store = max_file_store
@@ -183,6 +185,10 @@ class EmbeddedNats:
     def store_dir(self) -> Path:
         return self.data_dir / "jetstream"
 
+    def pin_ports(self) -> None:
+        """Keep the ports it has: a restart must come back where its clients look."""
+        self._fixed_port, self._fixed_monitor_port = self.port, self.monitor_port
+
     def _require_port(self) -> int:
         if self.port is None:
             raise ServerError("EmbeddedNats has not been started")
@@ -201,7 +207,7 @@ class EmbeddedNats:
             "jetstream {\n"
             f"  max_memory_store: {self.max_memory_store}\n"
             f"  max_file_store: {self.max_file_store}\n"
-            "}\n"
+            "}\n" + self.extra_config
         )
         attempts = 1 if self._fixed_port and self._fixed_monitor_port else 3
         for attempt in range(attempts):
@@ -440,6 +446,10 @@ class EmbeddedPostgres:
         self._as_root = os.name == "posix" and os.geteuid() == 0
 
     # ----------------------------------------------------------------------------- addresses
+
+    def pin_ports(self) -> None:
+        """Keep the port it has: a restart must come back where its clients look."""
+        self._fixed_port = self.port
 
     def url_for(self, database: str) -> str:
         """`postgresql://postgres@127.0.0.1:PORT/<database>`."""

@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,17 @@ def _owner_alive(info: Mapping[str, Any]) -> bool:
     return isinstance(pid, int) and pid_alive(pid) and start_ticks(pid) == info.get("pid_ticks")
 
 
+@dataclass
+class _Crashes:
+    """A supervised process's crashes: how many in a row, since when it is down, when to
+    start it again."""
+
+    count: int = 0
+    down_since: float | None = None
+    due: float = 0.0
+    up_since: float = 0.0
+
+
 class Stack:
     """Starts NATS, PostgreSQL, kubesim, the bus bootstrap and the five services; stops them.
 
@@ -195,6 +207,7 @@ class Stack:
         self._kubesim_port: int | None = None
         self._services: dict[str, ManagedProcess] = {}
         self._ports: dict[str, int] = {}
+        self._crashes: dict[str, _Crashes] = {}
         self.nats_url: str | None = None
         self.database_url: str | None = None
         self.kubeconfig: str | None = None
@@ -270,6 +283,83 @@ class Stack:
             raise StackError(str(exc)) from None
         except TimeoutError as exc:
             raise StackError(f"{exc}\n{self._readiness_report()}") from None
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart whatever has died — a service, kubesim, NATS or PostgreSQL — on the same
+        port with the same data, after a pause that doubles with each crash of that process
+        (0.5 s up to 30 s; back to 0.5 s once it has run for a minute). Call it often (`fairway
+        up` does, twice a second); returns what it did, one line each, also written to
+        logs/supervisor.log."""
+        now = time.monotonic() if now is None else now
+        lines: list[str] = []
+        for name, alive in self._liveness().items():
+            crash = self._crashes.setdefault(name, _Crashes())
+            if alive:
+                if crash.down_since is None and crash.count and now - crash.up_since > 60:
+                    crash.count = 0  # stayed up: the next crash starts the back-off again
+                continue
+            if crash.down_since is None:
+                crash.down_since = now
+                crash.count += 1
+                crash.due = now + min(30.0, 0.5 * 2 ** (crash.count - 1))
+                lines.append(f"{name} exited ({self._exit_status(name)}); restarting in "
+                             f"{crash.due - now:.1f} s (crash {crash.count})")
+                continue
+            if now < crash.due:
+                continue
+            try:
+                self._restart(name)
+            except (StackError, ServerError, OSError) as exc:
+                crash.count += 1
+                crash.due = now + min(30.0, 0.5 * 2 ** (crash.count - 1))
+                lines.append(f"{name} did not start again ({str(exc).splitlines()[0]}); next "
+                             f"try in {crash.due - now:.1f} s")
+                continue
+            crash.down_since, crash.up_since = None, time.monotonic()
+            lines.append(f"{name} restarted (pid {self._pid_of(name)})")
+        if lines:
+            self._write_info("running")
+            with (self.logs_dir / "supervisor.log").open("a") as log:
+                stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                log.writelines(f"{stamp} {line}\n" for line in lines)
+        return lines
+
+    def _liveness(self) -> dict[str, bool]:
+        alive = {}
+        if self._nats is not None:
+            alive["nats"] = self._nats.running
+        if self._postgres is not None:
+            alive["postgres"] = self._postgres.running
+        if self._kubesim is not None:
+            alive["kubesim"] = self._kubesim.alive()
+        alive |= {name: proc.alive() for name, proc in self._services.items()}
+        return alive
+
+    def _exit_status(self, name: str) -> str:
+        proc = {"kubesim": self._kubesim}.get(name) or self._services.get(name)
+        code = proc.returncode if proc is not None else None
+        if code is None:
+            return "gone"
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+
+    def _pid_of(self, name: str) -> int | None:
+        if name == "nats" and self._nats is not None:
+            return self._nats.pid
+        if name == "postgres" and self._postgres is not None:
+            return self._postgres.pid
+        return self.pid(name)
+
+    def _restart(self, name: str) -> None:
+        if name == "nats" and self._nats is not None:
+            self._nats.pin_ports()
+            self._nats.start()
+        elif name == "postgres" and self._postgres is not None:
+            self._postgres.pin_ports()
+            self._postgres.start()
+        elif name == "kubesim":
+            self._start_kubesim()
+        else:
+            self._start_service(name)
 
     def check_processes(self) -> None:
         """Raise StackError if kubesim or a service has exited (for a supervising loop)."""
@@ -427,11 +517,14 @@ class Stack:
         kubeconfig = self.state_dir / "kubeconfig"
         kubeconfig.unlink(missing_ok=True)  # so we wait for the new one, not last run's
         self.kubeconfig = str(kubeconfig)
-        self._kubesim_port = free_port()
+        self._kubesim_port = self._kubesim_port or free_port()  # a restart keeps its address
         profile = self.config.kubesim_profile or _default_kubesim_profile()
         argv = [sys.executable, "-m", "fairway_kubesim"]
         argv += ["--profile", profile] if profile else []
         argv += ["--kubeconfig", str(kubeconfig), "--port", str(self._kubesim_port)]
+        # The cluster outlives kubesim's process: a restart (or the next `fairway up` on this
+        # state directory) finds its nodes and pods again.
+        argv += ["--snapshot", str(self.state_dir / "kubesim" / "cluster.json")]
         argv += list(self.config.kubesim_args)
         proc = ManagedProcess("kubesim", argv, self.log_path("kubesim"), env=self._env()).start()
         self._kubesim = proc

@@ -105,7 +105,8 @@ def _register_node_pools(console: Console, stack: Stack) -> None:
 
 def main(config: StackConfig | None = None) -> None:
     """Run the stack until interrupted. Returns after a clean stop (exit status 0); raises
-    SystemExit(1) when it cannot start or a process dies while it runs."""
+    SystemExit(1) when it cannot start. A process that dies while it runs is started again
+    (see `Stack.supervise`)."""
     console = Console(highlight=False)
     try:
         config = config if config is not None else StackConfig.from_env()
@@ -129,7 +130,8 @@ def main(config: StackConfig | None = None) -> None:
         _summary(console, stack)
         while True:
             time.sleep(0.5)
-            stack.check_processes()
+            for line in stack.supervise():  # a crashed process is started again
+                console.print(f"  [yellow]![/] {escape(line)}", soft_wrap=True)
     except _Shutdown as stop:
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             console.print(f"\nStopping Fairway ({stop}) …")

@@ -46,6 +46,10 @@ def main(
     max_events: Annotated[int, typer.Option(
         help="core/v1 Events kept, oldest dropped first; 0 also stops kubelet events.", min=0)
     ] = 20_000,
+    snapshot: Annotated[Path | None, typer.Option(
+        "--snapshot", help="Keep the cluster in this file (written every few seconds and on "
+        "stop, read at start): a restart keeps nodes, namespaces, pods and leases.",
+        dir_okay=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run kubesim in the foreground until SIGINT or SIGTERM."""
@@ -63,7 +67,7 @@ def main(
     gc.set_threshold(20_000, 50, 20)
     try:
         asyncio.run(_serve(loaded, kubeconfig, host, port, bookmark_interval, history, seed,
-                           admin, max_events))
+                           admin, max_events, snapshot))
     except OSError as exc:
         typer.echo(f"kubesim: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
@@ -71,7 +75,8 @@ def main(
 
 async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignore[no-untyped-def]
                  bookmark_interval: float, history: int, seed: int | None,
-                 admin: bool = False, max_events: int = 20_000) -> None:
+                 admin: bool = False, max_events: int = 20_000,
+                 snapshot: Path | None = None) -> None:
     from .server import KubeSim
 
     stop = asyncio.Event()
@@ -81,13 +86,15 @@ async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignor
             loop.add_signal_handler(sig, stop.set)
     async with KubeSim(profile, host=host, port=port, history=history,
                        bookmark_interval=bookmark_interval, seed=seed, admin=admin,
-                       max_events=max_events) as sim:
+                       max_events=max_events, snapshot=snapshot) as sim:
         path = sim.write_kubeconfig(kubeconfig)
         gc.collect()
         gc.freeze()
         source = profile.source or "a profile"
+        restored = (f"; cluster restored from {snapshot}" if snapshot and sim.restored
+                    else "")
         print(f"kubesim: listening on {sim.url} ({len(profile.nodes)} nodes from {source}); "
-              f"kubeconfig {path}" + ("; admin endpoint on" if admin else ""),
+              f"kubeconfig {path}" + ("; admin endpoint on" if admin else "") + restored,
               file=sys.stderr, flush=True)
         await stop.wait()
     print("kubesim: stopped", file=sys.stderr, flush=True)

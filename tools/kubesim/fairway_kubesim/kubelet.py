@@ -52,7 +52,7 @@ from .objects import (
 )
 from .profile import Timings
 from .quantity import parse_quantity
-from .store import ADDED, DELETED, MODIFIED, Event, Resource, Store
+from .store import ADDED, DELETED, MODIFIED, Event, Resource, Store, Stored
 
 log = logging.getLogger("fairway_kubesim.kubelet")
 
@@ -304,6 +304,11 @@ class Kubelet:
                 sim.delete_grace = grace
                 if sim.stage != NEW and not sim.suspended:  # a pending admission sees it
                     self._schedule(sim, 0.0, "stop")
+
+    def adopt(self, stored: Stored) -> None:
+        """A pod restored from a snapshot: simulated from admission again when it is bound
+        and not finished (what a node's kubelet does for its pods after a reboot)."""
+        self._on_event(self.pods_resource, Event(ADDED, 0, stored, None))
 
     def _new_sim(self, pod: Mapping[str, Any], node: str) -> PodSim:
         meta, spec = pod["metadata"], pod.get("spec", {})

@@ -35,6 +35,8 @@ from .store import DEFAULT_HISTORY, DEFAULT_WATCH_QUEUE, Store
 
 T = TypeVar("T")
 
+# What a snapshot keeps: events are transient, as in Kubernetes.
+SNAPSHOT_KINDS = ("namespaces", "nodes", "pods", "leases")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_TOKEN = "kubesim"
 
@@ -68,8 +70,14 @@ class KubeSim:
                  port: int = 0, history: int = DEFAULT_HISTORY,
                  bookmark_interval: float = 10.0, watch_queue: int = DEFAULT_WATCH_QUEUE,
                  seed: int | None = None, admin: bool = False,
-                 max_events: int = DEFAULT_MAX_EVENTS) -> None:
+                 max_events: int = DEFAULT_MAX_EVENTS, snapshot: str | Path | None = None,
+                 snapshot_seconds: float = 2.0) -> None:
         self.profile = _as_profile(profile)
+        self.snapshot_path = Path(snapshot) if snapshot is not None else None
+        self.snapshot_seconds = snapshot_seconds
+        self._snapshot_task: asyncio.Task | None = None
+        self._restored_pods: list[Any] = []
+        self.restored = False
         self.admin = admin
         self.host = host
         self._requested_port = port
@@ -89,7 +97,38 @@ class KubeSim:
         self.api.event_log = self.event_log
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
-        self._populate()
+        if self.snapshot_path is not None and self.snapshot_path.exists():
+            self._restore(self.snapshot_path)
+        else:
+            self._populate()
+
+    def _restore(self, path: Path) -> None:
+        """The cluster as the last snapshot left it: nodes (with their kubelets), namespaces,
+        pods and leases. A restored pod bound to a node starts again on it, as after a reboot
+        of the node: its containers are created again (the pod itself is the same)."""
+        loaded = self.store.restore(path.read_bytes())
+        self.restored = True
+        for index, node in enumerate(loaded.get("nodes", [])):
+            self.kubelet.add_node(node.obj, index)
+        self._restored_pods = loaded.get("pods", [])
+
+    def save_snapshot(self) -> None:
+        """Write the snapshot file now (atomically: a crash leaves the previous one)."""
+        if self.snapshot_path is None:
+            return
+        data = self.store.snapshot(SNAPSHOT_KINDS)
+        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.snapshot_path.with_name(f".{self.snapshot_path.name}.{os.getpid()}")
+        scratch.write_bytes(data)
+        os.replace(scratch, self.snapshot_path)
+
+    async def _snapshot_loop(self) -> None:
+        written = -1
+        while True:
+            await asyncio.sleep(self.snapshot_seconds)
+            if self.store.rv != written:
+                written = self.store.rv
+                self.save_snapshot()
 
     def _populate(self) -> None:
         created = now_rfc3339()
@@ -121,9 +160,19 @@ class KubeSim:
             raise
         self._runner = runner
         self.kubelet.start(loop)
+        for pod in self._restored_pods:
+            self.kubelet.adopt(pod)
+        self._restored_pods = []
+        if self.snapshot_path is not None:
+            self.save_snapshot()
+            self._snapshot_task = loop.create_task(self._snapshot_loop())
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
+            self._snapshot_task = None
+            self.save_snapshot()
         self.kubelet.stop()
         self.store.close_watchers()
         if runner is not None:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fairway_contracts import Phase, PodRole, PodSummary, WorkloadType
+from fairway_lifecycle.core.retries import CREATION_FAILURES, UNDELIVERABLE
 
 LABEL_WORKLOAD = "fairway.io/workload-id"
 LABEL_PROJECT = "fairway.io/project"
@@ -306,6 +307,10 @@ def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
                                "scheduled again")
     if w.unschedulable is not None and not any(_bound(p) for p in current):
         code, why = w.unschedulable
+        if code in CREATION_FAILURES:
+            return PhaseResult(Phase.FAILED, code, f"The {kind} cannot be created: {why}")
+        if code == UNDELIVERABLE:
+            return PhaseResult(Phase.FAILED, code, f"The {kind} cannot go on: {why}")
         return PhaseResult(Phase.FAILED, code,
                            f"The {kind} can never be scheduled: {why}")
     if w.resuming and not current:

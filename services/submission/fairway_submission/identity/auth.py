@@ -5,6 +5,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
 import jwt
@@ -58,18 +59,19 @@ class Tokens:
 
 
 class LoginLimiter:
-    """Failed logins per key (a username or client id, and the caller's address): after
-    `max_failures` within `window_seconds`, further attempts answer 429 until the window
-    passes. In memory, per API process."""
+    """Failed logins per (name, client): after `max_failures` within `window_seconds`, that
+    name from that client answers 429 until the window passes. Per pair, so a stranger's
+    failures never lock a user out from elsewhere, nor one user's failures lock out another
+    user behind the same address. In memory, per API process."""
 
     def __init__(self, max_failures: int, window_seconds: float,
                  clock=time.monotonic):
         self.max_failures = max_failures
         self.window = window_seconds
         self.clock = clock
-        self.failures: dict[str, list[float]] = {}
+        self.failures: dict[tuple[str, str], list[float]] = {}
 
-    def _recent(self, key: str) -> list[float]:
+    def _recent(self, key: tuple[str, str]) -> list[float]:
         now = self.clock()
         recent = [t for t in self.failures.get(key, []) if now - t < self.window]
         if recent:
@@ -78,24 +80,54 @@ class LoginLimiter:
             self.failures.pop(key, None)
         return recent
 
-    def check(self, *keys: str) -> None:
-        """Keys starting "addr:" (one caller's address, trying many names) get five times the
-        allowance of a single name."""
-        for key in keys:
-            recent = self._recent(key)
-            allowed = self.max_failures * (5 if key.startswith("addr:") else 1)
-            if len(recent) >= allowed:
-                wait = max(1, int(self.window - (self.clock() - recent[0])) + 1)
-                raise ApiError(429, "too many failed logins; try again later",
-                               headers={"Retry-After": str(wait)})
+    def check(self, name: str, client: str) -> None:
+        recent = self._recent((name, client))
+        if len(recent) >= self.max_failures:
+            wait = max(1, int(self.window - (self.clock() - recent[0])) + 1)
+            raise ApiError(429, "too many failed logins; try again later",
+                           headers={"Retry-After": str(wait)})
 
-    def failed(self, *keys: str) -> None:
-        for key in keys:
-            self.failures.setdefault(key, []).append(self.clock())
+    def failed(self, name: str, client: str) -> None:
+        self.failures.setdefault((name, client), []).append(self.clock())
+        if len(self.failures) > 100_000:  # bounded: forget the pairs whose window passed
+            for key in list(self.failures):
+                self._recent(key)
 
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self.failures.pop(key, None)
+    def succeeded(self, name: str, client: str) -> None:
+        self.failures.pop((name, client), None)
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The caller's address: the direct peer, unless the peer is a trusted proxy; then the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy. Anything a
+    client writes in the header is ignored unless it came through a proxy we trust."""
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if peer is None:
+        return "?"
+    if not forwarded_for or not is_trusted(peer):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if hop and not is_trusted(hop):
+            return hop
+    return peer
+
+
+# Verified against when the user does not exist, so an unknown name costs what a known one
+# does (answer times would otherwise tell which usernames exist).
+_ABSENT_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def verify_absent_user(password: str) -> bool:
+    verify_password(_ABSENT_USER_HASH, password)
+    return False
 
 
 def new_client_secret() -> str:

@@ -1,6 +1,6 @@
 """Identity's request bodies and answers."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -12,16 +12,17 @@ class TokenRequest(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     grant_type: Literal["password", "client_credentials"]
-    username: str | None = None
-    password: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
+    username: str | None = Field(default=None, max_length=256)
+    password: str | None = Field(default=None, max_length=256)
+    client_id: str | None = Field(default=None, max_length=256)
+    client_secret: str | None = Field(default=None, max_length=256)
 
 
 class UserIn(ApiModel):
     username: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][-._@A-Za-z0-9]*$")
     password: str = Field(min_length=8, max_length=256)
-    groups: list[str] = Field(default_factory=list, max_length=100)
+    groups: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=100)
 
 
 class ServiceAccountIn(ApiModel):
@@ -31,9 +32,9 @@ class ServiceAccountIn(ApiModel):
 class AccessRuleIn(ApiModel):
     subject_type: Literal["user", "group", "service-account"]
     subject_id: str = Field(min_length=1, max_length=253)
-    role_name: str
+    role_name: str = Field(max_length=64)
     scope_type: Literal["cluster", "department", "project"]
-    scope_id: str | None = None
+    scope_id: str | None = Field(default=None, max_length=20)
 
 
 # Responses ----------------------------------------------------------------------------------

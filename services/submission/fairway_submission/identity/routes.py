@@ -10,9 +10,11 @@ from fairway_submission.core.access import ROLES, SYSTEM_ADMIN, Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error
 from fairway_submission.dependencies import Caller, Submission
 from fairway_submission.identity.auth import (
+    client_address,
     hash_password,
     new_client_id,
     new_client_secret,
+    verify_absent_user,
     verify_password,
 )
 from fairway_submission.identity.models import (
@@ -48,7 +50,9 @@ def _rule_out(r: Any) -> dict[str, Any]:
 @router.post("/token", tags=["auth"], response_model=TokenOut,
              responses=errors(400, 401, 413, 422, 429, 503))
 async def token(body: TokenRequest, request: Request, service: Submission) -> dict[str, Any]:
-    address = f"addr:{request.client.host if request.client else '?'}"
+    address = client_address(request.client.host if request.client else None,
+                             request.headers.get("x-forwarded-for"),
+                             service.trusted_proxies)
     if body.grant_type == "password":
         access, ttl = await _user_token(service, body, address)
     else:
@@ -70,11 +74,13 @@ async def _user_token(service: SubmissionService, body: TokenRequest, address: s
     service.limiter.check(key, address)
     async with service.pool.acquire() as conn:
         user = await repo.get_user(conn, body.username)
+    if user is None:  # as slow as a wrong password: answer times do not tell who exists
+        verify_absent_user(body.password)
     if user is None or not verify_password(user["password_hash"], body.password):
         service.limiter.failed(key, address)
         log.info("failed login for a user")
         raise ApiError(401, "wrong username or password")
-    service.limiter.succeeded(key)
+    service.limiter.succeeded(key, address)
     return service.tokens.issue(user["username"], "user")
 
 
@@ -85,11 +91,13 @@ async def _client_token(service: SubmissionService, body: TokenRequest, address:
     service.limiter.check(key, address)
     async with service.pool.acquire() as conn:
         account = await repo.get_service_account(conn, body.client_id)
+    if account is None:
+        verify_absent_user(body.client_secret)
     if account is None or not verify_password(account["secret_hash"], body.client_secret):
         service.limiter.failed(key, address)
         log.info("failed login for a service account")
         raise ApiError(401, "wrong clientId or clientSecret")
-    service.limiter.succeeded(key)
+    service.limiter.succeeded(key, address)
     return service.tokens.issue(account["client_id"], "service-account")
 
 
@@ -148,6 +156,11 @@ async def delete_user(user_id: str, caller: Caller, service: Submission) -> Resp
             raise field_error(404, "userId", f"no user {user_id}")
         if row["username"] == caller.subject:
             raise field_error(409, "userId", "you cannot delete yourself")
+        admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
+        if admins and all(r["subject_type"] == "user" and r["subject_id"] == row["username"]
+                          for r in admins):
+            raise field_error(409, "userId", f"{row['username']} holds the last "
+                              f"{SYSTEM_ADMIN} rule: grant the role to someone else first")
         await repo.delete_user(conn, row["id"], row["username"])
     return Response(status_code=204)
 
@@ -259,6 +272,10 @@ async def delete_rule(rule_id: str, caller: Caller, service: Submission) -> Resp
         _require_rule_scope(caller, row["scope_type"], row["scope_id"])
         if row["role_name"] == SYSTEM_ADMIN:
             caller.require_cluster()
+            admins = await repo.cluster_rules_of_role(conn, SYSTEM_ADMIN)
+            if row["scope_type"] == "cluster" and [r["id"] for r in admins] == [row["id"]]:
+                raise field_error(409, "ruleId", f"the last {SYSTEM_ADMIN} rule cannot be "
+                                  "deleted: grant the role to someone else first")
         await repo.delete_rule(conn, row["id"])
     return Response(status_code=204)
 

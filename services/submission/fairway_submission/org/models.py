@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from fairway_contracts.kubernetes_names import label_value_problem, qualified_name_problem
+from fairway_contracts.quantities import SIZE_PATTERN
 from fairway_submission.models import NODE_TYPE, ApiAnswer, ApiModel, Timestamp
 
 ORG_NAME = re.compile(r"^[a-z][-a-z0-9]*$")
@@ -22,14 +24,30 @@ def _check_name(value: str) -> str:
     return value
 
 
+# Larger than any cluster (memory is in MiB: 10**12 is about an exabyte), yet finite: a typo
+# cannot make a quota that overflows the scheduler's arithmetic.
+MAX_QUOTA = 10**12
+
+
+def _check_label(value: str | None, field: str) -> str | None:
+    """A node pool's label is put on nodes and in node affinities: Kubernetes' rules."""
+    if value is None:
+        return None
+    problem = (qualified_name_problem(value) if field == "label_key"
+               else label_value_problem(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class QuotaIn(ApiModel):
-    deserved: float = 0
-    limit: float | None = None
-    over_quota_weight: float = 1
+    deserved: float = Field(default=0, le=MAX_QUOTA)
+    limit: float | None = Field(default=None, le=MAX_QUOTA)
+    over_quota_weight: float = Field(default=1, le=10**6)
 
 
 class PoolRef(ApiModel):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=63)
 
 
 class PoolResourcesIn(ApiModel):
@@ -64,10 +82,14 @@ class NodeTypesIn(ApiModel):
     workspace: list[NodeTypeName] = Field(default_factory=list, max_length=50)
 
 
+PoolName = Annotated[str, Field(min_length=1, max_length=63)]
+OrgName = Annotated[str, Field(min_length=1, max_length=63, pattern=ORG_NAME.pattern)]
+
+
 class OrgUnitIn(ApiModel):
-    name: str
-    resources: list[PoolResourcesIn] = Field(default_factory=list)
-    default_node_pools: list[str] = Field(default_factory=list)
+    name: OrgName
+    resources: list[PoolResourcesIn] = Field(default_factory=list, max_length=64)
+    default_node_pools: list[PoolName] = Field(default_factory=list, max_length=32)
     scheduling_rules: SchedulingRulesIn | None = None
     node_types: NodeTypesIn | None = None
 
@@ -79,14 +101,14 @@ class DepartmentIn(OrgUnitIn):
 
 
 class ProjectIn(OrgUnitIn):
-    parent_id: str | None = None
+    parent_id: str | None = Field(default=None, max_length=20)
 
 
 class OrgUnitUpdate(ApiModel):
     """PUT/PATCH body: every field optional; the name cannot change."""
 
-    resources: list[PoolResourcesIn] | None = None
-    default_node_pools: list[str] | None = None
+    resources: list[PoolResourcesIn] | None = Field(default=None, max_length=64)
+    default_node_pools: list[PoolName] | None = Field(default=None, max_length=32)
     scheduling_rules: SchedulingRulesIn | None = None
     node_types: NodeTypesIn | None = None
 
@@ -98,13 +120,15 @@ class PlacementStrategy(ApiModel):
 
 class GpuResourceOptimization(ApiModel):
     swap_enabled: bool = False
-    cpu_swap_memory_size: str | None = None
-    reserved_gpu_memory_for_swap_operations: str | None = None
+    cpu_swap_memory_size: str | None = Field(default=None, pattern=SIZE_PATTERN, max_length=32)
+    reserved_gpu_memory_for_swap_operations: str | None = Field(default=None,
+                                                                pattern=SIZE_PATTERN,
+                                                                max_length=32)
     node_level_scheduler_enabled: bool = False
 
 
 class NodePoolIn(ApiModel):
-    name: str
+    name: OrgName
     label_key: str | None = Field(default=None, min_length=1, max_length=253)
     label_value: str | None = Field(default=None, max_length=63)
     placement_strategy: PlacementStrategy = Field(default_factory=PlacementStrategy)
@@ -113,6 +137,8 @@ class NodePoolIn(ApiModel):
         default_factory=GpuResourceOptimization)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _label = field_validator("label_key", "label_value")(
+        classmethod(lambda cls, v, info: _check_label(v, info.field_name)))
 
 
 class NodePoolUpdate(ApiModel):
@@ -122,6 +148,8 @@ class NodePoolUpdate(ApiModel):
     min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
     gpu_resource_optimization: GpuResourceOptimization | None = None
 
+    _label = field_validator("label_key", "label_value")(
+        classmethod(lambda cls, v, info: _check_label(v, info.field_name)))
 
 # Responses ----------------------------------------------------------------------------------
 

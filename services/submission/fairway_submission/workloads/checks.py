@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from fairway_contracts import WorkloadType
 from fairway_contracts.quantities import quantity_value
 from fairway_submission.core.errors import Problems
@@ -100,6 +102,21 @@ def check_spec(workload_type: WorkloadType, spec: CommonSpec) -> Problems:
         problems.append({"field": "spec.parallelism",
                          "reason": f"must be at most completions ({spec.completions})"})
     return problems
+
+
+def check_effective(spec_model: type[CommonSpec], effective: Mapping[str, Any]) -> Problems:
+    """The spec after policy is held to the submission's own rules: a policy default is a
+    value like any other, and one Kubernetes would refuse must not slip in that way. Only the
+    fields a submission can carry are checked (the effective spec also has derived ones)."""
+    fields = {f.alias or name for name, f in spec_model.model_fields.items()}
+    given = {k: v for k, v in effective.items() if k in fields and v is not None}
+    try:
+        spec_model.model_validate(given)
+    except ValidationError as exc:
+        return [{"field": "spec." + ".".join(str(p) for p in e["loc"]),
+                 "reason": e["msg"].removeprefix("Value error, ") + " (after policy defaults)"}
+                for e in exc.errors(include_url=False)]
+    return []
 
 
 def node_type_kind(workload_type: str) -> str | None:

@@ -1,14 +1,57 @@
 """The workloads' API models: the four types' request bodies (each field's shape; the checks
 that span fields are in `checks`), the batch action and the workload as the API shows it."""
 
+import shlex
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from fairway_contracts.quantities import SIZE_PATTERN
-from fairway_submission.models import NAME, NODE_TYPE, ApiAnswer, ApiModel, NameValue, Timestamp
+from fairway_contracts.kubernetes_names import (
+    ANNOTATIONS_TOTAL_MAX,
+    IMAGE_MAX,
+    image_problem,
+    label_value_problem,
+    qualified_name_problem,
+)
+from fairway_contracts.quantities import SIZE_PATTERN, parse_quantity
+from fairway_submission.models import (
+    NAME,
+    NODE_TYPE,
+    ApiAnswer,
+    ApiModel,
+    EnvironmentVariable,
+    NameValue,
+    Timestamp,
+)
+
+NODE_POOL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+# Bounds a real node can meet; anything above is a mistake, refused before it waits for ever.
+MAX_CPU_CORES = 1024
+MAX_QUANTITY_BYTES = 2**50  # 1 PiB of memory or GPU memory
+MAX_PODS = 1000  # pods of one workload (parallelism, workers, replicas)
+INT32_MAX = 2**31 - 1  # Kubernetes' own integer fields
+QUANTITY = Field(default=None, pattern=SIZE_PATTERN, max_length=32)
+
+
+def _bounded_quantity(value: str | None) -> str | None:
+    if value is not None and parse_quantity(value) > MAX_QUANTITY_BYTES:
+        raise ValueError("must be at most 1Pi")
+    return value
+
+
+def _args_problem(value: str | None) -> str | None:
+    """Command and arguments are split as a shell would; an unterminated quote cannot be."""
+    if value is None:
+        return None
+    try:
+        shlex.split(value)
+    except ValueError as exc:
+        return f"cannot be split into arguments: {exc}"
+    return None
 
 
 class Compute(ApiModel):
@@ -16,37 +59,78 @@ class Compute(ApiModel):
     gpu_request_type: Literal["portion", "memory"] | None = None
     gpu_portion_request: float | None = Field(default=None, gt=0, le=1)
     gpu_portion_limit: float | None = Field(default=None, gt=0, le=1)
-    gpu_memory_request: str | None = Field(default=None, pattern=SIZE_PATTERN)
-    gpu_memory_limit: str | None = Field(default=None, pattern=SIZE_PATTERN)
-    cpu_core_request: float | None = Field(default=None, ge=0)
-    cpu_core_limit: float | None = Field(default=None, ge=0)
-    cpu_memory_request: str | None = Field(default=None, pattern=SIZE_PATTERN)
-    cpu_memory_limit: str | None = Field(default=None, pattern=SIZE_PATTERN)
+    gpu_memory_request: str | None = QUANTITY
+    gpu_memory_limit: str | None = QUANTITY
+    cpu_core_request: float | None = Field(default=None, ge=0, le=MAX_CPU_CORES)
+    cpu_core_limit: float | None = Field(default=None, ge=0, le=MAX_CPU_CORES)
+    cpu_memory_request: str | None = QUANTITY
+    cpu_memory_limit: str | None = QUANTITY
+
+    @field_validator("gpu_memory_request", "gpu_memory_limit", "cpu_memory_request",
+                     "cpu_memory_limit")
+    @classmethod
+    def bounded(cls, value: str | None) -> str | None:
+        return _bounded_quantity(value)
 
 
 class CommonSpec(ApiModel):
-    image: str = Field(min_length=1)
-    command: str | None = None
-    args: str | None = None
-    environment_variables: list[NameValue] = Field(default_factory=list)
-    annotations: list[NameValue] = Field(default_factory=list)
-    labels: list[NameValue] = Field(default_factory=list)
+    image: str = Field(min_length=1, max_length=IMAGE_MAX)
+    command: str | None = Field(default=None, max_length=16384)
+    args: str | None = Field(default=None, max_length=16384)
+    environment_variables: list[EnvironmentVariable] = Field(default_factory=list,
+                                                             max_length=256)
+    annotations: list[NameValue] = Field(default_factory=list, max_length=256)
+    labels: list[NameValue] = Field(default_factory=list, max_length=64)
     compute: Compute = Field(default_factory=Compute)
-    node_pools: list[str] = Field(default_factory=list)
+    node_pools: list[Annotated[str, Field(pattern=NODE_POOL, max_length=63)]] = Field(
+        default_factory=list, max_length=32)
     node_type: str | None = Field(default=None, pattern=NODE_TYPE)  # a node label value
-    priority_class: str | None = None
+    priority_class: str | None = Field(default=None, pattern=NODE_POOL, max_length=253)
     preemptibility: Literal["preemptible", "non-preemptible"] | None = None
     backoff_limit: int | None = Field(default=None, ge=0, le=100)
     restart_policy: Literal["Never", "OnFailure", "Always"] | None = None
     terminate_after_preemption: bool | None = None
-    auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)
+    auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0,
+                                                                    le=INT32_MAX)
 
     @field_validator("image")
     @classmethod
-    def image_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def image_reference(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
             raise ValueError("must not be blank")
-        return value.strip()
+        if problem := image_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("command", "args")
+    @classmethod
+    def splittable(cls, value: str | None) -> str | None:
+        if problem := _args_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def label_rules(cls, labels: list[NameValue]) -> list[NameValue]:
+        for i, label in enumerate(labels):
+            if problem := qualified_name_problem(label.name):
+                raise ValueError(f"labels[{i}].name {label.name!r}: {problem}")
+            if problem := label_value_problem(label.value):
+                raise ValueError(f"labels[{i}].value {label.value!r}: {problem}")
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def annotation_rules(cls, annotations: list[NameValue]) -> list[NameValue]:
+        for i, annotation in enumerate(annotations):
+            if problem := qualified_name_problem(annotation.name):
+                raise ValueError(f"annotations[{i}].name {annotation.name!r}: {problem}")
+        total = sum(len(a.name.encode()) + len(a.value.encode()) for a in annotations)
+        if total > ANNOTATIONS_TOTAL_MAX:
+            raise ValueError(f"add up to {total:,} bytes; Kubernetes takes at most "
+                             f"{ANNOTATIONS_TOTAL_MAX:,}")
+        return annotations
 
 
 class WorkspaceSpec(CommonSpec):
@@ -54,23 +138,38 @@ class WorkspaceSpec(CommonSpec):
 
 
 class TrainingSpec(CommonSpec):
-    completions: int | None = Field(default=None, ge=1)
-    parallelism: int | None = Field(default=None, ge=1)
+    completions: int | None = Field(default=None, ge=1, le=MAX_PODS)
+    parallelism: int | None = Field(default=None, ge=1, le=MAX_PODS)
 
 
 class MasterSpec(ApiModel):
-    image: str | None = None
-    command: str | None = None
-    args: str | None = None
-    environment_variables: list[NameValue] = Field(default_factory=list)
+    image: str | None = Field(default=None, max_length=IMAGE_MAX)
+    command: str | None = Field(default=None, max_length=16384)
+    args: str | None = Field(default=None, max_length=16384)
+    environment_variables: list[EnvironmentVariable] = Field(default_factory=list,
+                                                             max_length=256)
     compute: Compute = Field(default_factory=Compute)
+
+    @field_validator("image")
+    @classmethod
+    def image_reference(cls, value: str | None) -> str | None:
+        if value is not None and (problem := image_problem(value.strip())):
+            raise ValueError(problem)
+        return value.strip() if value is not None else None
+
+    @field_validator("command", "args")
+    @classmethod
+    def splittable(cls, value: str | None) -> str | None:
+        if problem := _args_problem(value):
+            raise ValueError(problem)
+        return value
 
 
 class DistributedSpec(CommonSpec):
     distributed_framework: Literal["MPI", "PyTorch", "TF", "XGBoost", "JAX"] = "PyTorch"
-    num_workers: int | None = Field(default=None, ge=0, le=1000)
-    min_replicas: int | None = Field(default=None, ge=1)
-    max_replicas: int | None = Field(default=None, ge=1)
+    num_workers: int | None = Field(default=None, ge=0, le=MAX_PODS)
+    min_replicas: int | None = Field(default=None, ge=1, le=MAX_PODS)
+    max_replicas: int | None = Field(default=None, ge=1, le=MAX_PODS)
     master_spec: MasterSpec | None = None
     master_spec_same_as_worker: bool = True
 
@@ -79,7 +178,7 @@ class Autoscaling(ApiModel):
     min_replicas: int = Field(default=1, ge=1, le=1000)
     max_replicas: int | None = Field(default=None, ge=1, le=1000)
     metric: Literal["throughput", "concurrency", "latency"] | None = None
-    metric_threshold: float | None = Field(default=None, gt=0)
+    metric_threshold: float | None = Field(default=None, gt=0, le=1e9)
 
 
 class InferenceSpec(CommonSpec):
@@ -89,8 +188,8 @@ class InferenceSpec(CommonSpec):
 
 class WorkloadCreate(ApiModel):
     name: str = Field(min_length=1, max_length=40)
-    project_id: str = Field(min_length=1)
-    cluster_id: str | None = None
+    project_id: str = Field(min_length=1, max_length=20)
+    cluster_id: str | None = Field(default=None, max_length=64)
     use_given_name_as_prefix: bool = False
 
     @field_validator("name")
@@ -118,7 +217,8 @@ class InferenceCreate(WorkloadCreate):
 
 
 class BatchIn(ApiModel):
-    ids: list[str] = Field(min_length=1, max_length=500)
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1,
+                                                                          max_length=500)
     action: Literal["delete", "suspend", "resume"]
 
 

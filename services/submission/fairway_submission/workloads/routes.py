@@ -27,6 +27,7 @@ from fairway_submission.models import errors
 from fairway_submission.service import SubmissionService
 from fairway_submission.workloads.checks import (
     LIST_FIELDS,
+    check_effective,
     check_node_type,
     check_spec,
     parse_filters,
@@ -254,6 +255,7 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         effective = effective.model_copy(update={"node_type": body.spec.node_type})
     # The node type is checked on the effective spec: a policy default counts as picked.
     refused = check_node_type(workload_type.value, effective.node_type, project, department)
+    refused += check_effective(type(body.spec), effective.model_dump(mode="json", by_alias=True))
     if refused:
         raise ApiError(422, "invalid workload: " + summary(refused, None), refused)
     workload_id = uuid.uuid4()

@@ -1,0 +1,79 @@
+"""kubesim keeps its cluster in a snapshot file: a restart (even after SIGKILL, from the last
+periodic snapshot) keeps nodes, namespaces, pods and leases; watches from before the restart
+answer 410 so clients list again; a restored pod bound to a node runs again there."""
+
+import asyncio
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from fairway_kubesim import KubeSim
+from fairway_kubesim.profiles import DEFAULT_PROFILE
+from fairway_kubesim.store import RESTORE_GAP
+
+from .conftest import bind, make_pod
+
+
+def api_for(sim: KubeSim) -> client.CoreV1Api:
+    config = client.Configuration()
+    config.host = sim.url
+    return client.CoreV1Api(client.ApiClient(config))
+
+
+async def in_thread(func, *args, **kwargs):
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def phase_of(api: client.CoreV1Api, ns: str, name: str) -> str:
+    return (await in_thread(api.read_namespaced_pod, name, ns)).status.phase
+
+
+async def test_a_restart_keeps_the_cluster_and_running_pods_run_again(tmp_path):
+    snapshot = tmp_path / "cluster.json"
+    sim = KubeSim(DEFAULT_PROFILE, snapshot=snapshot, snapshot_seconds=0.1)
+    await sim.start()
+    api = api_for(sim)
+    await in_thread(api.create_namespace, {"metadata": {"name": "team-a"}})
+    pod = make_pod("runner", annotations={"sim.fairway.io/run-seconds": "600"})
+    await in_thread(api.create_namespaced_pod, "team-a", pod)
+    node = (await in_thread(api.list_node)).items[0].metadata.name
+    await in_thread(bind, api, "team-a", "runner", node)
+    await in_thread(api.create_namespaced_pod, "team-a", make_pod("waiting"))
+    for _ in range(100):
+        if await phase_of(api, "team-a", "runner") == "Running":
+            break
+        await asyncio.sleep(0.1)
+    listed_rv = int((await in_thread(api.list_namespaced_pod, "team-a")).metadata
+                    .resource_version)
+    uid = (await in_thread(api.read_namespaced_pod, "runner", "team-a")).metadata.uid
+    await asyncio.sleep(0.3)  # a periodic snapshot has it
+    sim.snapshot_path = None  # as if killed: no snapshot on the way out
+    await sim.stop()
+
+    again = KubeSim(DEFAULT_PROFILE, snapshot=snapshot)
+    await again.start()
+    try:
+        assert again.restored
+        api = api_for(again)
+        pods = {p.metadata.name: p for p in (await in_thread(api.list_namespaced_pod,
+                                                              "team-a")).items}
+        assert set(pods) == {"runner", "waiting"}
+        assert pods["runner"].metadata.uid == uid and pods["runner"].spec.node_name == node
+        assert pods["waiting"].spec.node_name is None
+        try:  # 410 Gone: as an HTTP status or, as the API server does, an ERROR event
+            answer = await in_thread(api.list_namespaced_pod, "team-a", watch=True,
+                                     resource_version=str(listed_rv), timeout_seconds=1,
+                                     _preload_content=False)
+            gone = await in_thread(answer.read)
+        except ApiException as exc:
+            gone = f"{exc.status} {exc.body}".encode()
+        assert b"410" in gone, gone
+        for _ in range(100):  # started again on its node
+            if await phase_of(api, "team-a", "runner") == "Running":
+                break
+            await asyncio.sleep(0.1)
+        assert await phase_of(api, "team-a", "runner") == "Running"
+        created = await in_thread(api.create_namespaced_pod, "team-a", make_pod("new"))
+        assert int(created.metadata.resource_version) > listed_rv + RESTORE_GAP - 1
+    finally:
+        await again.stop()
