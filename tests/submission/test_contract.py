@@ -184,3 +184,27 @@ async def test_a_query_parameter_that_takes_one_value_is_refused_when_sent_twice
     r = await admin.get("/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION"
                         "&groupBy=project&groupBy=type")
     assert r.status_code == 200, r.text
+
+
+async def test_an_empty_name_or_id_in_the_telemetry_query_is_refused(harness):
+    # Found by the contract run: `nodepoolName=&groupBy=` answered 200, as if not given.
+    admin = harness.admin
+    for empty in ("nodepoolName", "projectId", "departmentId", "groupBy"):
+        r = await admin.get(f"/api/v1/workloads/telemetry?telemetryType=GPU_ALLOCATION&{empty}=")
+        assert r.status_code == 422, (empty, r.text)
+        assert r.json()["details"][0]["field"].startswith(empty), r.text
+
+
+async def test_a_true_or_false_field_takes_only_true_or_false(harness, default_project):
+    # Found by the contract run: `"nodeLevelSchedulerEnabled": 0` was read as false.
+    admin = harness.admin
+    r = await admin.post("/api/v1/node-pools", json={
+        "name": "strict-bools", "gpuResourceOptimization": {"nodeLevelSchedulerEnabled": 0}})
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["field"] == (
+        "gpuResourceOptimization.nodeLevelSchedulerEnabled"), r.text
+    r = await admin.post("/api/v1/workloads/trainings", json={
+        "name": "strict-bools", "projectId": default_project["id"],
+        "useGivenNameAsPrefix": "true", "spec": {"image": "busybox"}})
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["field"] == "useGivenNameAsPrefix", r.text

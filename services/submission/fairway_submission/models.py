@@ -2,7 +2,8 @@
 names, the error body every refusal answers (`errors` documents it per operation), and the
 rules every request field keeps whatever its model: no NUL character in any text (PostgreSQL
 and Kubernetes refuse it), no infinite or NaN numbers (JSON's `Infinity` and `NaN` parse in
-Python), and numbers are numbers (`true` or `"3"` is not a count)."""
+Python), numbers are numbers (`true` or `"3"` is not a count) and true or false is true or
+false (not `0` or `"yes"`)."""
 
 import re
 import types
@@ -31,6 +32,17 @@ def _numeric(annotation: Any) -> bool:
     return False
 
 
+def _boolean(annotation: Any) -> bool:
+    """bool, possibly optional."""
+    if annotation is bool:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args == [bool]
+    return False
+
+
 def _has_nul(value: Any) -> bool:
     """In a text or a list of texts (a nested object is its own model's to check, which names
     the field inside it)."""
@@ -52,6 +64,9 @@ class ApiModel(BaseModel):
         if field is not None and _numeric(field.annotation) and isinstance(value, bool | str):
             raise ValueError("must be a number, not " + (
                 "true or false" if isinstance(value, bool) else "text"))
+        if (field is not None and _boolean(field.annotation)
+                and not isinstance(value, bool | None)):
+            raise ValueError("must be true or false")
         if _has_nul(value):
             raise ValueError("must not contain the NUL character")
         return value

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import StringConstraints
 
 from fairway_contracts import subjects
 from fairway_contracts.base import Contract
@@ -37,6 +38,8 @@ from fairway_submission.telemetry.checks import (
 
 router = APIRouter(prefix="/api/v1", tags=["telemetry"])
 Samples = Annotated[int, Query(alias="numberOfSamples", ge=1, le=1000)]
+# A name or id given empty is a mistake, not "any": refused rather than read as absent.
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
 async def _ask(service: SubmissionService, subject: str, query: Contract,
@@ -53,15 +56,15 @@ async def workloads_telemetry(
     caller: Caller,
     service: Submission,
     telemetry_type: Annotated[TelemetryType, Query(alias="telemetryType")],
-    group_by: Annotated[list[str] | None, Query(
+    group_by: Annotated[list[NonEmpty] | None, Query(
         alias="groupBy", description="up to two of project, department, type, nodepool, "
                                      "phase; repeated or comma-separated")] = None,
-    project_id: Annotated[str | None, Query(alias="projectId")] = None,
-    department_id: Annotated[str | None, Query(alias="departmentId")] = None,
+    project_id: Annotated[str | None, Query(alias="projectId", min_length=1)] = None,
+    department_id: Annotated[str | None, Query(alias="departmentId", min_length=1)] = None,
     cluster_id: Annotated[str | None, Query(
         alias="clusterId", description="accepted for Run:ai clients; Fairway manages one "
                                        "cluster")] = None,
-    nodepool_name: Annotated[str | None, Query(alias="nodepoolName")] = None,
+    nodepool_name: Annotated[str | None, Query(alias="nodepoolName", min_length=1)] = None,
 ) -> dict[str, Any]:
     groups = parse_group_by(group_by)
     async with service.pool.acquire() as conn:
