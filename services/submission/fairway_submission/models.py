@@ -5,6 +5,7 @@ and Kubernetes refuse it), no infinite or NaN numbers (JSON's `Infinity` and `Na
 Python), numbers are numbers (`true` or `"3"` is not a count) and true or false is true or
 false (not `0` or `"yes"`)."""
 
+import functools
 import re
 import types
 import typing
@@ -43,6 +44,18 @@ def _boolean(annotation: Any) -> bool:
     return False
 
 
+@functools.cache
+def _field_kind(model: type[BaseModel], name: str) -> str:
+    """"number", "boolean" or "" for a model's field: worked out once per field, not per
+    request (every field of every body passes the check below)."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return ""
+    if _numeric(field.annotation):
+        return "number"
+    return "boolean" if _boolean(field.annotation) else ""
+
+
 def _has_nul(value: Any) -> bool:
     """In a text or a list of texts (a nested object is its own model's to check, which names
     the field inside it)."""
@@ -60,12 +73,11 @@ class ApiModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        if field is not None and _numeric(field.annotation) and isinstance(value, bool | str):
+        kind = _field_kind(cls, info.field_name or "")
+        if kind == "number" and isinstance(value, bool | str):
             raise ValueError("must be a number, not " + (
                 "true or false" if isinstance(value, bool) else "text"))
-        if (field is not None and _boolean(field.annotation)
-                and not isinstance(value, bool | None)):
+        if kind == "boolean" and not isinstance(value, bool | None):
             raise ValueError("must be true or false")
         if _has_nul(value):
             raise ValueError("must not contain the NUL character")
