@@ -5,11 +5,12 @@ import shlex
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from fairway_contracts.kubernetes_names import (
     ANNOTATIONS_TOTAL_MAX,
+    DNS_SUBDOMAIN_PATTERN,
     IMAGE_MAX,
     image_problem,
     label_value_problem,
@@ -26,7 +27,7 @@ from fairway_submission.models import (
     Timestamp,
 )
 
-NODE_POOL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+NODE_POOL = DNS_SUBDOMAIN_PATTERN
 
 
 # Bounds a real node can meet; anything above is a mistake, refused before it waits for ever.
@@ -43,15 +44,28 @@ def _bounded_quantity(value: str | None) -> str | None:
     return value
 
 
-def _args_problem(value: str | None) -> str | None:
+def _splittable(value: str) -> str:
     """Command and arguments are split as a shell would; an unterminated quote cannot be."""
-    if value is None:
-        return None
     try:
         shlex.split(value)
     except ValueError as exc:
-        return f"cannot be split into arguments: {exc}"
-    return None
+        raise ValueError(f"cannot be split into arguments: {exc}") from None
+    return value
+
+
+def _image_reference(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if problem := image_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+# A command line and an image, as the main container and a distributed master both take them.
+Arguments = Annotated[str, Field(max_length=16384), AfterValidator(_splittable)]
+Image = Annotated[str, Field(min_length=1, max_length=IMAGE_MAX),
+                  AfterValidator(_image_reference)]
 
 
 class Compute(ApiModel):
@@ -74,9 +88,9 @@ class Compute(ApiModel):
 
 
 class CommonSpec(ApiModel):
-    image: str = Field(min_length=1, max_length=IMAGE_MAX)
-    command: str | None = Field(default=None, max_length=16384)
-    args: str | None = Field(default=None, max_length=16384)
+    image: Image
+    command: Arguments | None = None
+    args: Arguments | None = None
     environment_variables: list[EnvironmentVariable] = Field(default_factory=list,
                                                              max_length=256)
     annotations: list[NameValue] = Field(default_factory=list, max_length=256)
@@ -92,23 +106,6 @@ class CommonSpec(ApiModel):
     terminate_after_preemption: bool | None = None
     auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0,
                                                                     le=INT32_MAX)
-
-    @field_validator("image")
-    @classmethod
-    def image_reference(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        if problem := image_problem(value):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("command", "args")
-    @classmethod
-    def splittable(cls, value: str | None) -> str | None:
-        if problem := _args_problem(value):
-            raise ValueError(problem)
-        return value
 
     @field_validator("labels")
     @classmethod
@@ -143,26 +140,12 @@ class TrainingSpec(CommonSpec):
 
 
 class MasterSpec(ApiModel):
-    image: str | None = Field(default=None, max_length=IMAGE_MAX)
-    command: str | None = Field(default=None, max_length=16384)
-    args: str | None = Field(default=None, max_length=16384)
+    image: Image | None = None
+    command: Arguments | None = None
+    args: Arguments | None = None
     environment_variables: list[EnvironmentVariable] = Field(default_factory=list,
                                                              max_length=256)
     compute: Compute = Field(default_factory=Compute)
-
-    @field_validator("image")
-    @classmethod
-    def image_reference(cls, value: str | None) -> str | None:
-        if value is not None and (problem := image_problem(value.strip())):
-            raise ValueError(problem)
-        return value.strip() if value is not None else None
-
-    @field_validator("command", "args")
-    @classmethod
-    def splittable(cls, value: str | None) -> str | None:
-        if problem := _args_problem(value):
-            raise ValueError(problem)
-        return value
 
 
 class DistributedSpec(CommonSpec):
