@@ -1,27 +1,48 @@
-"""`make bench`: trainings through the API on the embedded stack, end to end.
+"""`make bench`: trainings through the API on the embedded stack, end to end, and where the
+time goes.
 
-Submits N trainings that run 1 second (kubesim `run-seconds`), follows their phase events on
-NATS, and prints throughput and the submit → Running and submit → Completed latency
-percentiles. Starts its own stack in a temporary directory unless FAIRWAY_API_URL points at
-a running one (then FAIRWAY_TOKEN and NATS_URL must be set too).
+One stack, four measurements:
+  1. the I/O floor: a bare pipeline doing only database commits and JetStream publishes per
+     workload (1 and 10 by default), at the same concurrency, on the same servers;
+  2. throughput: N trainings (0 GPUs, 1 s of simulated run) submitted at a concurrency,
+     followed on NATS to Completed: workloads/s, submit -> Running / Completed percentiles, the
+     CPU each process spent per workload (five services, NATS, PostgreSQL, kubesim, the
+     client), the transactions and messages per workload, and the ratio to the I/O floor;
+  3. latency at an offered load: trainings submitted at a fixed rate, submit -> Running p99;
+  4. the API alone: scheduler and lifecycle stopped, POST /api/v1/workloads/trainings at the
+     same concurrency: requests/s, latency percentiles, CPU per request.
+The end compares each figure with issue 22's target.
 
-    make bench                                   # 500 trainings, 0 GPUs each
-    make bench BENCH_ARGS="--count 200 --gpu 1"  # GPU-bound: queueing dominates
+    make bench                                        # 5,000 at concurrency 32; 50/s for 20 s
+    make bench BENCH_ARGS="--count 500 --skip-api"    # a quick look
+    make bench BENCH_ARGS="--profile"                 # py-spy on each service during (2):
+                                                      # flame graphs and top functions
+Starts its own stack in a temporary directory unless FAIRWAY_API_URL points at a running one
+(then FAIRWAY_TOKEN and NATS_URL must be set too, and only (2) and (3) run, without CPU figures).
 """
 
 import argparse
 import asyncio
 import json
 import os
-import statistics
+import signal
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 import nats
+
+from tests.bench._accounting import Cost, cost, snapshot
+from tests.bench._floor import io_floor
+from tests.bench._profile import Profiler
+
+SIMULATED_SECONDS = 3  # kubesim: pull 1 + start 1 + run 1 (the annotation below)
+TO_RUNNING_SIMULATED = 2
 
 
 def pct(values: list[float], p: float) -> float:
@@ -32,114 +53,319 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def run(api_url: str, token: str, nats_url: str, count: int, gpu: int, concurrency: int,
-              timeout: float) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    submitted: dict[str, float] = {}
-    running: dict[str, float] = {}
-    finished: dict[str, tuple[float, str]] = {}
-    run_tag = f"b{int(time.time()) % 100000}"
+@dataclass
+class Stack:
+    """Where the stack is, and what the benchmark may do to it."""
+    api_url: str
+    token: str
+    nats_url: str
+    database_url: str | None = None
+    nats_monitor_url: str | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    stop_service: object = None  # callable(name) on an embedded stack
 
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
 
-    async def on_phase(msg) -> None:
+@dataclass
+class Phases:
+    """Phase events seen on NATS, by workload id: first Running, first terminal."""
+    running: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    async def on_event(self, msg) -> None:
         event = json.loads(msg.data)
         wid, phase = event["workloadId"], event["phase"]
         now = time.monotonic()
         if phase == "Running":
-            running.setdefault(wid, now)
+            self.running.setdefault(wid, now)
         elif phase in ("Completed", "Failed"):
-            finished.setdefault(wid, (now, phase))
+            self.finished.setdefault(wid, (now, phase))
 
-    sub = await js.subscribe("fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
-                             deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=on_phase)
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as http:
-        project_id = next(p["id"] for p in
-                          (await http.get("/api/v1/org-unit/projects")).json()["projects"]
-                          if p["name"] == "default")
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(count):
-            queue.put_nowait(i)
-        errors: list[str] = []
 
-        async def submitter() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                body = {"name": f"{run_tag}-{i}", "projectId": project_id, "spec": {
-                    "image": "busybox", "compute": {"gpuDevicesRequest": gpu},
-                    "annotations": [{"name": "sim.fairway.io/run-seconds", "value": "1"}]}}
-                t0 = time.monotonic()
-                response = await http.post("/api/v1/workloads/trainings", json=body)
-                if response.status_code != 202:
-                    errors.append(f"{response.status_code} {response.text[:200]}")
-                    continue
-                submitted[response.json()["workloadId"]] = t0
+class Bench:
+    def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
+        self.stack = stack
+        self.args = args
+        self.phases = Phases()
+        self.results: dict[str, float] = {}
+        self.run_tag = f"b{int(time.time()) % 100000}"
+        self.sequence = 0
 
+    async def main(self) -> int:
+        args, stack = self.args, self.stack
+        self.nc = await nats.connect(stack.nats_url)
+        self.pg = await asyncpg.connect(stack.database_url) if stack.database_url else None
+        sub = await self.nc.jetstream().subscribe(
+            "fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=self.phases.on_event)
+        headers = {"Authorization": f"Bearer {stack.token}"}
+        limits = httpx.Limits(max_connections=args.concurrency + 4)
+        try:
+            async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60,
+                                         limits=limits) as self.http:
+                self.project_id = next(
+                    p["id"] for p in (await self.http.get("/api/v1/org-unit/projects")).json()[
+                        "projects"] if p["name"] == "default")
+                if stack.database_url and not args.skip_floor:
+                    await self.floor()
+                code = await self.throughput()
+                if args.rate > 0:
+                    await self.offered_load()
+                if stack.stop_service is not None and not args.skip_api:
+                    await self.api_alone()
+        finally:
+            await sub.unsubscribe()
+            await self.nc.close()
+            if self.pg is not None:
+                await self.pg.close()
+        self.summary()
+        return code
+
+    # -- measurements --------------------------------------------------------------------------
+
+    async def floor(self) -> None:
+        count = min(self.args.count, 2000)
+        print(f"I/O floor: {count} x ({self.args.floor_commits} commits + "
+              f"{self.args.floor_publishes} JetStream publishes) at concurrency "
+              f"{self.args.concurrency} ...", flush=True)
+        rate = await io_floor(self.stack.nats_url, self.stack.database_url, count,
+                              self.args.concurrency, self.args.floor_commits,
+                              self.args.floor_publishes)
+        self.results["floor"] = rate
+        print(f"I/O floor            {rate:.0f} workloads/s\n", flush=True)
+
+    async def throughput(self) -> int:
+        args = self.args
+        print(f"throughput: {args.count} trainings at concurrency {args.concurrency} ...",
+              flush=True)
+        before = await self.snapshot()
+        profiler = None
+        if args.profile and self.stack.pids:
+            profiler = Profiler(args.profile_dir, {n: p for n, p in self.stack.pids.items()
+                                                   if n not in ("nats", "postgres")})
+            profiler.start()
         started = time.monotonic()
-        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        submitted, latencies, errors = await self.submit_closed(args.count, args.concurrency)
         submit_seconds = time.monotonic() - started
-        print(f"submitted {len(submitted)} in {submit_seconds:.1f}s "
+        print(f"  submitted {len(submitted)} in {submit_seconds:.1f} s "
               f"({len(submitted) / submit_seconds:.0f}/s), {len(errors)} errors", flush=True)
         for e in errors[:5]:
-            print("  ", e)
-        deadline = time.monotonic() + timeout
-        last = -1
+            print("   ", e)
+        await self.wait_finished(submitted, started)
+        wall = time.monotonic() - started
+        spent = await self.cost_since(before, len(submitted))
+        if profiler is not None:
+            for line in profiler.stop():
+                print("  profile", line)
+        to_running = [self.phases.running[w] - t for w, t in submitted.items()
+                      if w in self.phases.running]
+        done = [w for w in submitted if w in self.phases.finished]
+        completed = [w for w in done if self.phases.finished[w][1] == "Completed"]
+        to_done = [self.phases.finished[w][0] - submitted[w] for w in completed]
+        self.results.update(throughput=len(completed) / wall, submit_rate=len(submitted) /
+                            submit_seconds)
+        print()
+        print(f"trainings            {args.count} (0 GPUs, run 1 s), concurrency "
+              f"{args.concurrency}")
+        print(f"completed            {len(completed)}   failed {len(done) - len(completed)}   "
+              f"unfinished {len(submitted) - len(done)}")
+        print(f"wall time            {wall:.1f} s")
+        print(f"throughput           {self.results['throughput']:.1f} workloads/s "
+              f"(completed / wall time)")
+        print(f"submit (POST)        p50 {pct(latencies, 50) * 1000:.0f} ms   "
+              f"p99 {pct(latencies, 99) * 1000:.0f} ms")
+        print(f"submit -> Running    p50 {pct(to_running, 50):.2f} s   "
+              f"p99 {pct(to_running, 99):.2f} s")
+        print(f"submit -> Completed  p50 {pct(to_done, 50):.2f} s   p99 {pct(to_done, 99):.2f} s"
+              f"   ({SIMULATED_SECONDS} s of it simulated pull, start and run)")
+        if spent is not None:
+            self.results["cpu_ms"] = spent.per_unit_ms(spent.fairway_cpu)
+            self.results["cpu_shares"] = spent
+            for line in spent.report("workload"):
+                print(line)
+        if "floor" in self.results:
+            self.results["ratio"] = self.results["throughput"] / self.results["floor"]
+            print(f"ratio to I/O floor   {self.results['ratio']:.3f} "
+                  f"({self.results['throughput']:.1f} / {self.results['floor']:.0f})")
+        print(flush=True)
+        return 0 if len(completed) == args.count else 1
+
+    async def offered_load(self) -> None:
+        args = self.args
+        count = int(args.rate * args.rate_seconds)
+        print(f"offered load: {count} trainings at {args.rate:g}/s ...", flush=True)
+        before = await self.snapshot()
+        started = time.monotonic()
+        submitted: dict[str, float] = {}
+        errors: list[str] = []
+
+        async def one(i: int) -> None:
+            wid, _, error = await self.submit_one()
+            if error:
+                errors.append(error)
+            else:
+                submitted[wid] = t0 + i / args.rate  # from when it was due: no coordinated omission
+
+        tasks = []
+        t0 = time.monotonic()
+        for i in range(count):
+            delay = t0 + i / args.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        await self.wait_finished(submitted, started)
+        spent = await self.cost_since(before, len(submitted))
+        to_running = [self.phases.running[w] - t for w, t in submitted.items()
+                      if w in self.phases.running]
+        self.results["p99_running"] = pct(to_running, 99)
+        print(f"offered load         {args.rate:g} workloads/s for {args.rate_seconds:g} s, "
+              f"{len(errors)} errors")
+        print(f"submit -> Running    p50 {pct(to_running, 50):.2f} s   "
+              f"p99 {pct(to_running, 99):.2f} s   max {max(to_running, default=float('nan')):.2f} s"
+              f"   ({TO_RUNNING_SIMULATED} s of it simulated pull and start)")
+        if spent is not None:
+            print(spent.report("workload")[1])
+        print(flush=True)
+
+    async def api_alone(self) -> None:
+        args = self.args
+        for name in ("scheduler", "lifecycle"):
+            self.stack.stop_service(name)
+        print(f"the API alone (scheduler and lifecycle stopped): {args.api_count} POSTs at "
+              f"concurrency {args.concurrency} ...", flush=True)
+        before = await self.snapshot()
+        started = time.monotonic()
+        submitted, latencies, errors = await self.submit_closed(args.api_count, args.concurrency)
+        wall = time.monotonic() - started
+        spent = await self.cost_since(before, len(submitted))
+        self.results.update(api_rate=len(submitted) / wall, api_p99=pct(latencies, 99))
+        print(f"POST trainings       {len(submitted) / wall:.0f} requests/s   "
+              f"p50 {pct(latencies, 50) * 1000:.0f} ms   p99 {pct(latencies, 99) * 1000:.0f} ms"
+              f"   {len(errors)} errors")
+        if spent is not None:
+            for line in spent.report("request"):
+                print(line)
+        print(flush=True)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def submit_one(self) -> tuple[str, float, str | None]:
+        self.sequence += 1
+        body = {"name": f"{self.run_tag}-{self.sequence}", "projectId": self.project_id,
+                "spec": {"image": "busybox", "compute": {"gpuDevicesRequest": self.args.gpu},
+                         "annotations": [{"name": "sim.fairway.io/run-seconds", "value": "1"}]}}
+        t0 = time.monotonic()
+        response = await self.http.post("/api/v1/workloads/trainings", json=body)
+        if response.status_code != 202:
+            return "", t0, f"{response.status_code} {response.text[:200]}"
+        return response.json()["workloadId"], t0, None
+
+    async def submit_closed(self, count: int, concurrency: int
+                            ) -> tuple[dict[str, float], list[float], list[str]]:
+        submitted: dict[str, float] = {}
+        latencies: list[float] = []
+        errors: list[str] = []
+        remaining = iter(range(count))
+
+        async def submitter() -> None:
+            for _ in remaining:
+                wid, t0, error = await self.submit_one()
+                latencies.append(time.monotonic() - t0)
+                if error:
+                    errors.append(error)
+                else:
+                    submitted[wid] = t0
+
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        return submitted, latencies, errors
+
+    async def wait_finished(self, submitted: dict[str, float], started: float) -> None:
+        deadline = time.monotonic() + self.args.timeout
+        last, last_print = -1, 0.0
         while time.monotonic() < deadline:
-            done = sum(1 for w in submitted if w in finished)
-            if done != last:
-                print(f"  {done}/{len(submitted)} finished, "
-                      f"{sum(1 for w in submitted if w in running)} reached Running", flush=True)
-                last = done
+            done = sum(1 for w in submitted if w in self.phases.finished)
             if done == len(submitted):
                 break
-            await asyncio.sleep(1)
-        total = time.monotonic() - started
-    await sub.unsubscribe()
-    await nc.close()
+            if done != last and time.monotonic() - last_print >= 2:
+                running = sum(1 for w in submitted if w in self.phases.running)
+                print(f"  {time.monotonic() - started:5.0f} s  {done}/{len(submitted)} finished,"
+                      f" {running} reached Running", flush=True)
+                last, last_print = done, time.monotonic()
+            await asyncio.sleep(0.2)
 
-    to_running = [running[w] - t for w, t in submitted.items() if w in running]
-    to_done = [finished[w][0] - t for w, t in submitted.items()
-               if w in finished and finished[w][1] == "Completed"]
-    failed = sum(1 for w in submitted if w in finished and finished[w][1] == "Failed")
-    completed = len(to_done)
-    print()
-    print(f"trainings            {count} (gpu {gpu} each, run 1 s), concurrency {concurrency}")
-    print(f"completed            {completed}   failed {failed}   "
-          f"unfinished {len(submitted) - completed - failed}")
-    print(f"wall time            {total:.1f} s")
-    print(f"throughput           {completed / total:.1f} workloads/s (completed / wall time)")
-    print(f"submit -> Running    p50 {pct(to_running, 50):.2f} s   p99 {pct(to_running, 99):.2f} s"
-          f"   mean {statistics.fmean(to_running) if to_running else float('nan'):.2f} s")
-    print(f"submit -> Completed  p50 {pct(to_done, 50):.2f} s   p99 {pct(to_done, 99):.2f} s")
-    print(f"overhead ratio       p50 submit->Completed / 3 s of simulated work "
-          f"(pull 1 + start 1 + run 1) = {pct(to_done, 50) / 3:.2f}")
-    return 0 if completed == count else 1
+    async def snapshot(self):
+        if not self.stack.pids:
+            return None
+        return await snapshot(self.stack.pids, self.stack.nats_monitor_url, self.pg)
+
+    async def cost_since(self, before, units: int) -> Cost | None:
+        if before is None:
+            return None
+        return cost(before, await self.snapshot(), units)
+
+    def summary(self) -> None:
+        r = self.results
+        rows = [("throughput (workloads/s)", r.get("throughput"), ">= 100 (stretch 250)",
+                 lambda v: v >= 100),
+                ("Fairway CPU (ms per workload)", r.get("cpu_ms"), "<= 10", lambda v: v <= 10),
+                ("submit -> Running p99 at offered load (s)", r.get("p99_running"),
+                 "<= 2.5", lambda v: v <= 2.5),
+                ("POST trainings alone (requests/s)", r.get("api_rate"), ">= 500",
+                 lambda v: v >= 500),
+                ("POST trainings alone p99 (ms)",
+                 None if r.get("api_p99") is None else r["api_p99"] * 1000, "<= 100",
+                 lambda v: v <= 100),
+                ("ratio to the I/O floor", r.get("ratio"), ">= 0.1", lambda v: v >= 0.1)]
+        print("summary (issue 22's targets)")
+        for label, value, target, ok in rows:
+            if value is None:
+                continue
+            print(f"  {label:<44} {value:10.3g}   target {target:<22} "
+                  f"{'met' if ok(value) else 'NOT met'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--count", type=int, default=5000, help="trainings in the throughput run")
     parser.add_argument("--gpu", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds to wait for a run's workloads to finish")
+    parser.add_argument("--rate", type=float, default=50,
+                        help="offered load in workloads/s for the latency run (0: skip it)")
+    parser.add_argument("--rate-seconds", type=float, default=20)
+    parser.add_argument("--api-count", type=int, default=3000,
+                        help="POSTs in the API-alone run")
+    parser.add_argument("--skip-api", action="store_true", help="skip the API-alone run")
+    parser.add_argument("--skip-floor", action="store_true", help="skip the I/O floor")
+    parser.add_argument("--floor-commits", type=int, default=1)
+    parser.add_argument("--floor-publishes", type=int, default=10)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy on each service during the throughput run")
+    parser.add_argument("--profile-dir", type=Path,
+                        default=Path(".fairway/bench") / time.strftime("profile-%Y%m%d-%H%M%S"))
     args = parser.parse_args()
-    with ExitStack() as stack:
+    with ExitStack() as resources:
         api_url = os.environ.get("FAIRWAY_API_URL")
         if api_url:
-            token, nats_url = os.environ["FAIRWAY_TOKEN"], os.environ["NATS_URL"]
+            stack = Stack(api_url, os.environ["FAIRWAY_TOKEN"], os.environ["NATS_URL"])
         else:
             from fairway_devstack.testing import running_stack
 
-            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fairway-bench")))
-            print("starting the embedded stack …", flush=True)
-            running = stack.enter_context(running_stack(state, env={"FAIRWAY_LOG_LEVEL":
-                                                                    "WARNING"}))
-            api_url, nats_url = running.api_url, running.nats_url
-            token = Path(running.admin_token_file).read_text().strip()
-        code = asyncio.run(run(api_url, token, nats_url, args.count, args.gpu, args.concurrency,
-                               args.timeout))
+            state = Path(resources.enter_context(
+                tempfile.TemporaryDirectory(prefix="fairway-bench")))
+            print("starting the embedded stack ...", flush=True)
+            running = resources.enter_context(
+                running_stack(state, env={"FAIRWAY_LOG_LEVEL": "WARNING"}))
+            info = running.info()["processes"]
+            stack = Stack(
+                running.api_url, Path(running.admin_token_file).read_text().strip(),
+                running.nats_url, database_url=running.database_url,
+                nats_monitor_url=info["nats"].get("monitor_url"),
+                pids={name: entry["pid"] for name, entry in info.items() if entry.get("pid")},
+                stop_service=lambda name: running.kill_service(name, signal.SIGTERM))
+        code = asyncio.run(Bench(stack, args).main())
     sys.exit(code)
 
 

@@ -1,0 +1,115 @@
+"""What a benchmark phase cost: CPU seconds per process tree, database transactions and NATS
+messages, measured as the difference between two snapshots.
+
+A process's CPU is that of its whole tree (PostgreSQL's backends are children of the
+postmaster; a service may run under a launcher), including children that exited in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+import psutil
+
+# Fairway's own CPU: the five services and the servers they cannot do without. kubesim stands
+# in for a Kubernetes API server and the client is the benchmark itself: shown, not summed.
+FAIRWAY = ("submission", "policy", "scheduler", "lifecycle", "metrics", "nats", "postgres")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and all its descendants, alive or reaped."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:  # exited between the listing and now
+            continue
+        total += t.user + t.system
+    # Children reaped by the root were added to its own counters on exit.
+    try:
+        t = root.cpu_times()
+        total += t.children_user + t.children_system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cpu: dict[str, float]
+    transactions: int | None
+    nats_in_msgs: int | None
+    stream_messages: int | None
+
+
+async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_conn) -> Snapshot:
+    cpu = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    # The client is this process alone: the embedded stack's processes are its children.
+    own = psutil.Process().cpu_times()
+    cpu["client"] = own.user + own.system
+    transactions = None
+    if pg_conn is not None:
+        transactions = await pg_conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()")
+    in_msgs = stream_messages = None
+    if nats_monitor_url:
+        async with httpx.AsyncClient(base_url=nats_monitor_url, timeout=5) as http:
+            in_msgs = (await http.get("/varz")).json()["in_msgs"]
+            stream_messages = (await http.get("/jsz")).json().get("messages")
+            # /jsz's `messages` is what the streams hold now; with limits retention (ours)
+            # nothing is removed during a run, so its difference counts the publishes.
+    return Snapshot(cpu, transactions, in_msgs, stream_messages)
+
+
+@dataclass(frozen=True)
+class Cost:
+    units: int
+    cpu: dict[str, float]
+    transactions: int | None
+    nats_in_msgs: int | None
+    stream_messages: int | None
+
+    @property
+    def fairway_cpu(self) -> float:
+        return sum(self.cpu.get(name, 0.0) for name in FAIRWAY)
+
+    def per_unit_ms(self, seconds: float) -> float:
+        return 1000 * seconds / self.units if self.units else float("nan")
+
+    def report(self, unit: str) -> list[str]:
+        lines = [f"CPU per {unit} (ms)   " + "   ".join(
+            f"{name} {self.per_unit_ms(self.cpu[name]):.2f}"
+            for name in (*FAIRWAY, "kubesim", "client") if name in self.cpu)]
+        lines.append(f"Fairway CPU          {self.per_unit_ms(self.fairway_cpu):.2f} ms per {unit}"
+                     f" (five services + NATS + PostgreSQL; {self.fairway_cpu:.1f} s in all)")
+        counts = []
+        if self.transactions is not None:
+            counts.append(f"{self.transactions / self.units:.1f} PostgreSQL transactions")
+        if self.stream_messages is not None:
+            counts.append(f"{self.stream_messages / self.units:.1f} JetStream messages stored")
+        if self.nats_in_msgs is not None:
+            counts.append(f"{self.nats_in_msgs / self.units:.1f} NATS messages in")
+        if counts:
+            lines.append(f"I/O per {unit:<12}" + ", ".join(counts))
+        return lines
+
+
+def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
+    def diff(a: int | None, b: int | None) -> int | None:
+        return None if a is None or b is None else b - a
+
+    return Cost(
+        units=units,
+        cpu={name: after.cpu[name] - before.cpu.get(name, 0.0) for name in after.cpu},
+        transactions=diff(before.transactions, after.transactions),
+        nats_in_msgs=diff(before.nats_in_msgs, after.nats_in_msgs),
+        stream_messages=diff(before.stream_messages, after.stream_messages),
+    )
