@@ -81,3 +81,43 @@ async def test_the_io_floor_commits_and_publishes_for_real(nats_url, database_ur
     rate = await io_floor(nats_url, database_url, count=40, concurrency=4, commits=2,
                           publishes=3)
     assert rate > 0
+
+
+async def test_the_load_generators_client_keeps_alive_and_reconnects_when_closed():
+    import asyncio
+    import json
+
+    from tests.bench._http import Connection
+
+    accepted = []
+
+    async def serve(reader, writer):
+        accepted.append(writer)
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length"))
+            body = json.loads(await reader.readexactly(length))
+            reply = json.dumps({"echo": body["n"]}).encode()
+            close = body["n"] == 2  # the server ends the connection after this answer
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: %d\r\n%s\r\n%s" % (
+                len(reply), b"Connection: close\r\n" if close else b"", reply))
+            await writer.drain()
+            if close:
+                writer.close()
+                return
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = Connection(f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"})
+    try:
+        answers = [await connection.post_json("/x", {"n": n}) for n in range(1, 5)]
+    finally:
+        await connection.close()
+        server.close()
+    assert [(status, json.loads(body)["echo"]) for status, body in answers] == [
+        (202, 1), (202, 2), (202, 3), (202, 4)]
+    assert len(accepted) == 2  # kept alive for 1 and 2, a new connection after the close
