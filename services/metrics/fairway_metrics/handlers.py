@@ -44,12 +44,13 @@ def register(service: MetricsService) -> None:
 
 def _register_workloads(service: MetricsService) -> None:
     broker, consumers = service.runtime.broker, service.consumers
+    pause = service.settings.batch_pause_seconds
 
-    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted)
+    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted, pause=pause)
     async def on_workloads_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
         await service.workloads_submitted(items)
 
-    @durable_batch_subscriber(broker, consumers.phases, PhaseChanged)
+    @durable_batch_subscriber(broker, consumers.phases, PhaseChanged, pause=pause)
     async def on_phases_changed(items: list[Received[PhaseChanged]]) -> None:
         await service.phases_changed(items)
 
@@ -59,12 +60,13 @@ def _register_facts(service: MetricsService) -> None:
     each fetch kept at once; and the counted ones (preemptions, dead letters), rare enough to
     take one by one."""
     broker, consumers = service.runtime.broker, service.consumers
+    pause = service.settings.batch_pause_seconds
 
-    @durable_batch_subscriber(broker, consumers.queues, QueueStatusChanged)
+    @durable_batch_subscriber(broker, consumers.queues, QueueStatusChanged, pause=pause)
     async def on_queue_status(items: list[Received[QueueStatusChanged]]) -> None:
         await service.remember(QUEUE, queue_key, items)
 
-    @durable_batch_subscriber(broker, consumers.pending, SchedulingPending)
+    @durable_batch_subscriber(broker, consumers.pending, SchedulingPending, pause=pause)
     async def on_pending(items: list[Received[SchedulingPending]]) -> None:
         await service.about_workloads(PENDING, items)
 
@@ -72,23 +74,23 @@ def _register_facts(service: MetricsService) -> None:
     async def on_preempt(event: PreemptDecision, delivery: Delivery) -> None:
         await service.preempted(event)
 
-    @durable_batch_subscriber(broker, consumers.inventory, NodeInventory)
+    @durable_batch_subscriber(broker, consumers.inventory, NodeInventory, pause=pause)
     async def on_node(items: list[Received[NodeInventory]]) -> None:
         await service.remember(NODE, _name, items)
 
-    @durable_batch_subscriber(broker, consumers.projects, ProjectChanged)
+    @durable_batch_subscriber(broker, consumers.projects, ProjectChanged, pause=pause)
     async def on_project(items: list[Received[ProjectChanged]]) -> None:
         await service.remember(PROJECT, _project_id, items)
 
-    @durable_batch_subscriber(broker, consumers.departments, DepartmentChanged)
+    @durable_batch_subscriber(broker, consumers.departments, DepartmentChanged, pause=pause)
     async def on_department(items: list[Received[DepartmentChanged]]) -> None:
         await service.remember(DEPARTMENT, _department_id, items)
 
-    @durable_batch_subscriber(broker, consumers.node_pools, NodePoolChanged)
+    @durable_batch_subscriber(broker, consumers.node_pools, NodePoolChanged, pause=pause)
     async def on_node_pool(items: list[Received[NodePoolChanged]]) -> None:
         await service.remember(NODEPOOL, _name, items)
 
-    @durable_batch_subscriber(broker, consumers.utilization, WorkloadUtilization)
+    @durable_batch_subscriber(broker, consumers.utilization, WorkloadUtilization, pause=pause)
     async def on_utilization(items: list[Received[WorkloadUtilization]]) -> None:
         await service.about_workloads(UTILIZATION, items)
 
