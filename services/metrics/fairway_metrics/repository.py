@@ -26,28 +26,35 @@ def _view(row: asyncpg.Record) -> WorkloadView:
     return WorkloadView(**values)
 
 
-async def add_workloads(conn: asyncpg.Connection,
-                        workloads: Iterable[tuple[str, str, str]]) -> None:
-    """Empty projections for (id, project, type) not yet kept.
+async def add_workloads(conn: asyncpg.Connection, workloads: Iterable[tuple[str, str, str]]
+                        ) -> dict[str, WorkloadView]:
+    """Empty projections for (id, project, type) not yet kept; those created here, empty.
 
-    Creating the rows first gives `lock_workloads` something to hold: the submission and the
-    phase consumers may handle the same workload at the same time. In id order, as the locks
-    are taken, so two batches never wait on each other crosswise.
+    Creating the rows first gives the locks something to hold: the submission and the phase
+    consumers may handle the same workload at the same time (a row this transaction created
+    is its own until it commits; the others are for `lock_workloads`). In id order, as the
+    locks are taken, so two batches never wait on each other crosswise.
     """
     ids, projects, types = _columns(sorted(workloads), 3)
-    if ids:
-        await conn.execute(
-            "INSERT INTO workloads (id, project, workload_type)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(id, p, t)"
-            " ORDER BY id ON CONFLICT (id) DO NOTHING", ids, projects, types)
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "INSERT INTO workloads (id, project, workload_type)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(id, p, t)"
+        " ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id, project, workload_type",
+        ids, projects, types)
+    return {row[0]: WorkloadView(row[0], row[1], row[2]) for row in rows}
 
 
 async def lock_workloads(conn: asyncpg.Connection, ids: Iterable[str]
                          ) -> dict[str, WorkloadView]:
     """The kept projections of these workloads, locked until the transaction ends."""
+    ids = sorted(ids)
+    if not ids:
+        return {}
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM workloads WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-        sorted(ids))
+        ids)
     return {row["id"]: _view(row) for row in rows}
 
 

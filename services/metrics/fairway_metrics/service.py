@@ -117,11 +117,12 @@ class MetricsService:
             if not events:
                 return
             known = self.projection.workloads  # committed, so their rows exist
-            await repository.add_workloads(conn, {
+            views = await repository.add_workloads(conn, {
                 event.workload_id: (event.workload_id, event.project,
                                     event.workload_type.value)
                 for event in reversed(events) if event.workload_id not in known}.values())
-            views = await repository.lock_workloads(conn, {e.workload_id for e in events})
+            views |= await repository.lock_workloads(
+                conn, {e.workload_id for e in events} - views.keys())
             folded = fold_batch(views, events, fold)
             await repository.save_workloads(conn, folded.views.values())
             if folded.finished:  # nothing waits or runs: forget why, how busy
