@@ -116,11 +116,14 @@ class MetricsService:
                     events.append(item.payload)
             if not events:
                 return
-            known = self.projection.workloads  # committed, so their rows exist
-            views = await repository.add_workloads(conn, {
-                event.workload_id: (event.workload_id, event.project,
-                                    event.workload_type.value)
-                for event in reversed(events) if event.workload_id not in known}.values())
+            # rows for the workloads not yet in memory (those in it are committed, their rows
+            # exist), each named by its first event
+            first = {}
+            for event in events:
+                if event.workload_id not in self.projection.workloads:
+                    first.setdefault(event.workload_id, (event.workload_id, event.project,
+                                                         event.workload_type.value))
+            views = await repository.add_workloads(conn, first.values())
             views |= await repository.lock_workloads(
                 conn, {e.workload_id for e in events} - views.keys())
             folded = fold_batch(views, events, fold)
