@@ -1,7 +1,8 @@
 """The scheduler's SQL, all of it. Every function runs on the caller's connection, inside the
 caller's transaction."""
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -194,96 +195,173 @@ async def delete_node(conn: asyncpg.Connection, name: str, observed_at: datetime
 # workloads ------------------------------------------------------------------------------------
 
 
-async def insert_request(conn: asyncpg.Connection, request: WorkloadRequest) -> bool:
-    """True when the request is new (a workload is submitted once)."""
-    status = await conn.execute(
-        "INSERT INTO workloads (id, project, priority_class, priority, preemptible, node_pools,"
-        " pods, min_pods, gpus_per_pod, submitted_at, trace_headers, project_id, gpu_portion,"
-        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib, node_type, name)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19) ON CONFLICT (id) DO NOTHING",
-        request.id, request.project, request.priority_class, request.priority,
-        request.preemptible, list(request.node_pools), request.pods, request.min_pods,
-        request.gpus_per_pod, request.submitted_at, dict(request.trace_headers),
-        request.project_id, request.gpu_portion, request.gpu_memory_mib, request.gpu_limit,
-        request.cpu_millis, request.memory_mib, request.node_type, request.name,
-    )
-    return status.endswith(" 1")
+async def first_deliveries(conn: asyncpg.Connection, consumer: str,
+                           msg_ids: Sequence[str]) -> set[str]:
+    """`fairway_store.first_delivery` for a whole fetch, in one statement: the ids among
+    `msg_ids` applied for the first time (recorded now, inside the caller's transaction)."""
+    rows = await conn.fetch(
+        "INSERT INTO inbox (consumer, msg_id) SELECT $1, m FROM unnest($2::text[]) AS m"
+        " ON CONFLICT DO NOTHING RETURNING msg_id",
+        consumer, list(dict.fromkeys(msg_ids)))
+    return {row["msg_id"] for row in rows}
 
 
-async def is_finished(conn: asyncpg.Connection, workload_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT finished FROM workload_status WHERE workload_id = $1", workload_id))
+def _request_row(request: WorkloadRequest) -> dict:
+    return {"id": request.id, "project": request.project,
+            "priority_class": request.priority_class, "priority": request.priority,
+            "preemptible": request.preemptible, "node_pools": list(request.node_pools),
+            "pods": request.pods, "min_pods": request.min_pods,
+            "gpus_per_pod": request.gpus_per_pod,
+            "submitted_at": request.submitted_at.isoformat(),
+            "trace_headers": dict(request.trace_headers), "project_id": request.project_id,
+            "gpu_portion": request.gpu_portion, "gpu_memory_mib": request.gpu_memory_mib,
+            "gpu_limit": request.gpu_limit, "cpu_millis": request.cpu_millis,
+            "memory_mib": request.memory_mib, "node_type": request.node_type,
+            "name": request.name}
+
+
+_REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
+                    " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
+                    " gpu_portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib,"
+                    " node_type, name")
+
+
+async def insert_requests(conn: asyncpg.Connection, requests: Sequence[WorkloadRequest]
+                          ) -> set[str]:
+    """`insert_request` for many (distinct ids), in one statement: the ids of the requests
+    that are new."""
+    if not requests:
+        return set()
+    # One JSON array of rows: its fields map onto the columns by name and type (text[] from a
+    # JSON array, timestamptz from ISO text), with none of unnest's trouble with arrays.
+    rows = await conn.fetch(
+        f"INSERT INTO workloads ({_REQUEST_COLUMNS})"
+        f" SELECT {_REQUEST_COLUMNS}"
+        " FROM jsonb_populate_recordset(NULL::workloads, $1::text::jsonb)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        json.dumps([_request_row(request) for request in requests]))
+    return {row["id"] for row in rows}
+
+
+async def finished_among(conn: asyncpg.Connection, workload_ids: Collection[str]) -> set[str]:
+    """The workloads among these whose last phase event ended them."""
+    if not workload_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT workload_id FROM workload_status WHERE workload_id = ANY($1::text[])"
+        " AND finished", list(workload_ids))
+    return {row["workload_id"] for row in rows}
 
 
 async def save_pending(
         conn: asyncpg.Connection,
         changes: Iterable[tuple[str, core.PendingReason | None, datetime | None, int]]) -> None:
-    """(workload id, reason or None, pending since, events sent) per change."""
-    await conn.executemany(
-        "UPDATE workloads SET pending_code = $2, pending_message = $3, pending_since = $4,"
-        " pending_version = $5, pending_unschedulable = $6 WHERE id = $1",
-        [(wid, reason.code.value if reason else None, reason.message if reason else None,
-          since, version, bool(reason and reason.unschedulable))
-         for wid, reason, since, version in changes],
+    """(workload id, reason or None, pending since, events sent) per change (one per
+    workload), in one statement."""
+    changes = list(changes)
+    if not changes:
+        return
+    await conn.execute(
+        "UPDATE workloads w SET pending_code = t.code, pending_message = t.message,"
+        " pending_since = t.since, pending_version = t.version,"
+        " pending_unschedulable = t.unschedulable"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::integer[],"
+        " $6::boolean[]) AS t(id, code, message, since, version, unschedulable)"
+        " WHERE w.id = t.id",
+        [wid for wid, _, _, _ in changes],
+        [reason.code.value if reason else None for _, reason, _, _ in changes],
+        [reason.message if reason else None for _, reason, _, _ in changes],
+        [since for _, _, since, _ in changes],
+        [version for _, _, _, version in changes],
+        [bool(reason and reason.unschedulable) for _, reason, _, _ in changes],
     )
 
 
 async def save_queue_status(conn: asyncpg.Connection,
                             changes: Iterable[tuple[tuple[str, str, str], dict, int]]) -> None:
-    await conn.executemany(
+    """The queues' last published status (one change per queue), in one statement."""
+    changes = list(changes)
+    if not changes:
+        return
+    await conn.execute(
         "INSERT INTO queue_status (kind, name, node_pool, status, version)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
+        " SELECT k, n, p, s::jsonb, v FROM unnest($1::text[], $2::text[], $3::text[],"
+        " $4::text[], $5::integer[]) AS t(k, n, p, s, v)"
+        " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
         " status = excluded.status, version = excluded.version, updated_at = now()",
-        [(key[0], key[1], key[2], status, version) for key, status, version in changes],
+        [key[0] for key, _, _ in changes], [key[1] for key, _, _ in changes],
+        [key[2] for key, _, _ in changes], [json.dumps(status) for _, status, _ in changes],
+        [version for _, _, version in changes],
     )
 
 
 # phases and allocations -----------------------------------------------------------------------
 
 
-async def lock_status(conn: asyncpg.Connection, workload_id: str) -> tuple[int, bool] | None:
-    """(sequence, finished) of the workload's last applied phase event, locked until commit."""
-    row = await conn.fetchrow(
-        "SELECT sequence, finished FROM workload_status WHERE workload_id = $1 FOR UPDATE",
-        workload_id)
-    return (row["sequence"], row["finished"]) if row else None
+async def lock_statuses(conn: asyncpg.Connection, workload_ids: Collection[str]
+                        ) -> dict[str, int]:
+    """The sequence of each workload's last applied phase event (those stored), the rows
+    locked until commit."""
+    rows = await conn.fetch(
+        "SELECT workload_id, sequence FROM workload_status WHERE workload_id = ANY($1::text[])"
+        " ORDER BY workload_id FOR UPDATE", list(workload_ids))
+    return {row["workload_id"]: row["sequence"] for row in rows}
 
 
-async def save_status(conn: asyncpg.Connection, status: WorkloadStatus) -> None:
-    pods = [{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
-            for p in status.pods]
+async def save_statuses(conn: asyncpg.Connection, statuses: Sequence[WorkloadStatus]) -> None:
+    """Each workload's status as its last applied pod-group event reports it (one per
+    workload), in one statement."""
+    if not statuses:
+        return
     await conn.execute(
         "INSERT INTO workload_status (workload_id, project, sequence, phase, finished, pods,"
-        " trace_headers) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " trace_headers)"
+        " SELECT w, p, s, ph, f, pods::jsonb, th::jsonb FROM unnest($1::text[], $2::text[],"
+        " $3::integer[], $4::text[], $5::boolean[], $6::text[], $7::text[])"
+        " AS t(w, p, s, ph, f, pods, th)"
         " ON CONFLICT (workload_id) DO UPDATE SET sequence = excluded.sequence,"
         " phase = excluded.phase, finished = excluded.finished, pods = excluded.pods,"
         " trace_headers = excluded.trace_headers, updated_at = now()",
-        status.workload_id, status.project, status.sequence, status.phase.value,
-        status.finished, pods, dict(status.trace_headers),
+        [s.workload_id for s in statuses], [s.project for s in statuses],
+        [s.sequence for s in statuses], [s.phase.value for s in statuses],
+        [s.finished for s in statuses],
+        [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
+                     for p in s.pods]) for s in statuses],
+        [json.dumps(dict(s.trace_headers)) for s in statuses],
     )
 
 
-async def release_allocations(conn: asyncpg.Connection, workload_id: str,
-                              keep: Iterable[str]) -> list[str]:
-    """Drop the workload's allocations except those of `keep`; returns the pods released."""
+async def release_allocations(conn: asyncpg.Connection, keep: Mapping[str, Collection[str]]
+                              ) -> list[tuple[str, str]]:
+    """Drop each workload's allocations except those of its pods in `keep`, in one
+    statement; returns the (workload, pod) released. An evicted pod that is gone is evicted
+    no longer."""
+    if not keep:
+        return []
+    kept = [(wid, pod) for wid, pods in keep.items() for pod in pods]
     rows = await conn.fetch(
-        "DELETE FROM allocations WHERE workload_id = $1 AND NOT (pod = ANY($2::text[]))"
-        " RETURNING pod",
-        workload_id, list(keep))
-    if rows:  # an evicted pod that is gone is evicted no longer
-        await conn.execute(
-            "DELETE FROM evictions WHERE workload_id = $1 AND pod = ANY($2::text[])",
-            workload_id, [row["pod"] for row in rows])
-    return [row["pod"] for row in rows]
+        "WITH released AS ("
+        " DELETE FROM allocations a WHERE a.workload_id = ANY($1::text[]) AND NOT EXISTS ("
+        " SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(w, p)"
+        " WHERE k.w = a.workload_id AND k.p = a.pod)"
+        " RETURNING a.workload_id, a.pod),"
+        " unevicted AS (DELETE FROM evictions e USING released r"
+        " WHERE e.workload_id = r.workload_id AND e.pod = r.pod)"
+        " SELECT workload_id, pod FROM released",
+        list(keep), [wid for wid, _ in kept], [pod for _, pod in kept])
+    return [(row["workload_id"], row["pod"]) for row in rows]
 
 
-async def insert_evictions(conn: asyncpg.Connection, workload_id: str, pods: Iterable[str],
-                           decision_id: str, reason: str) -> None:
-    await conn.executemany(
-        "INSERT INTO evictions (workload_id, pod, decision_id, reason) VALUES ($1, $2, $3, $4)"
+async def insert_evictions(conn: asyncpg.Connection,
+                           evictions: Sequence[tuple[str, str, str, str]]) -> None:
+    """(workload, pod, decision id, reason) per pod evicted, in one statement."""
+    if not evictions:
+        return
+    await conn.execute(
+        "INSERT INTO evictions (workload_id, pod, decision_id, reason)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
         " ON CONFLICT (workload_id, pod) DO NOTHING",
-        [(workload_id, pod, decision_id, reason) for pod in pods])
+        *(list(column) for column in zip(*evictions, strict=True)))
 
 
 async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
@@ -295,15 +373,29 @@ async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
             for row in rows]
 
 
-async def insert_allocations(conn: asyncpg.Connection, workload_id: str,
-                             pods: Sequence[core.PodPlacement], decision_id: str,
-                             cpu: int = 0, memory: int = 0) -> None:
+async def insert_allocations(
+        conn: asyncpg.Connection,
+        placements: Sequence[tuple[str, core.PodPlacement, str, int, int]]) -> None:
+    """(workload, pod placed, decision id, CPU, memory) per pod, in one statement."""
+    if not placements:
+        return
     # A plain insert: a pod that already has an allocation must never be placed again, and if
     # it were, the transaction fails and the decision is not published.
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO allocations (workload_id, pod, node, gpu_devices, decision_id, portion,"
         " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        [(workload_id, p.pod, p.node, list(p.gpu_devices), decision_id, p.portion,
-          p.gpu_memory_mib, p.gpu_limit, cpu, memory) for p in pods],
+        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($1::text[], $2::text[],"
+        " $3::text[], $4::text[], $5::text[], $6::float8[], $7::integer[], $8::float8[],"
+        " $9::integer[], $10::integer[]) AS t(w, p, n, g, d, po, gm, gl, c, m)",
+        [wid for wid, _, _, _, _ in placements],
+        [p.pod for _, p, _, _, _ in placements],
+        [p.node for _, p, _, _, _ in placements],
+        # integer[] as its text form: unnest cannot take rows of different lengths
+        ["{" + ",".join(str(d) for d in p.gpu_devices) + "}" for _, p, _, _, _ in placements],
+        [decision for _, _, decision, _, _ in placements],
+        [p.portion for _, p, _, _, _ in placements],
+        [p.gpu_memory_mib for _, p, _, _, _ in placements],
+        [p.gpu_limit for _, p, _, _, _ in placements],
+        [cpu for _, _, _, cpu, _ in placements],
+        [memory for _, _, _, _, memory in placements],
     )

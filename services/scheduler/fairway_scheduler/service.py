@@ -28,14 +28,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel
 
-from fairway_bus import Delivery, Received
+from fairway_bus import Received
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     BindDecision,
@@ -62,7 +63,7 @@ from fairway_scheduler.core.cluster import (
     WorkloadStatus,
 )
 from fairway_scheduler.settings import SchedulerSettings
-from fairway_store import add_to_outbox, first_delivery
+from fairway_store import add_many_to_outbox
 from fairway_telemetry import trace_headers_only, workload_context
 
 log = logging.getLogger("fairway.scheduler")
@@ -222,35 +223,40 @@ class SchedulerService:
                 return  # the same node, observed again: nothing for a cycle
         self.changed()
 
-    async def workload_submitted(self, event: WorkloadSubmitted, delivery: Delivery) -> None:
-        with workload_context(event.workload_id):
-            request = WorkloadRequest.from_event(event, trace_headers_only(delivery.headers))
-            async with self.lock:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if not await first_delivery(conn, self.consumers.workloads.durable,
-                                                delivery.msg_id):
-                        return
-                    if not await repository.insert_request(conn, request):
-                        return
-                    # Its last phase event may have come first, and may have ended it.
-                    finished = await repository.is_finished(conn, request.id)
-                if finished:
+    async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
+        """Workload requests, a fetch at a time: stored in one transaction (three statements
+        whatever their number), then known in memory, then one cycle asked for."""
+        requests: dict[str, WorkloadRequest] = {}
+        async with self.lock:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await repository.first_deliveries(
+                    conn, self.consumers.workloads.durable,
+                    [item.delivery.msg_id for item in items])
+                for item in items:
+                    if item.delivery.msg_id not in fresh:
+                        continue  # a redelivery (or the same message twice in this fetch)
+                    fresh.discard(item.delivery.msg_id)
+                    request = WorkloadRequest.from_event(
+                        item.payload, trace_headers_only(item.delivery.headers))
+                    requests.setdefault(request.id, request)  # a workload is submitted once
+                if not requests:
                     return
+                inserted = await repository.insert_requests(conn, list(requests.values()))
+                # Its last phase event may have come first, and may have ended it.
+                finished = await repository.finished_among(conn, inserted)
+            added = [r for r in requests.values() if r.id in inserted and r.id not in finished]
+            for request in added:  # after the commit
                 self.state.add_request(request)
+        if added:
             self.changed()
 
     async def pod_groups_changed(self, items: list[Received[PodGroupChanged]]) -> None:
         """Pod groups as lifecycle sees them, a fetch at a time (thousands a minute while pods
         start and finish): stored and allocations released in one transaction, in stream order,
         then applied in memory, then one cycle asked for."""
-        applied: list[tuple[WorkloadStatus, list[str]]] = []
         async with self.lock:
             async with self.pool.acquire() as conn, conn.transaction():
-                for item in items:
-                    with item.current():
-                        change = await self._store_status(conn, item)
-                    if change is not None:
-                        applied.append(change)
+                applied = await self._store_statuses(conn, items)
             for status, released in applied:  # after the commit
                 self.state.apply_status(status, released)
         for status, released in applied:
@@ -261,26 +267,57 @@ class SchedulerService:
         if applied:
             self.changed()
 
-    async def _store_status(self, conn: asyncpg.Connection, item: Received[PodGroupChanged]
-                            ) -> tuple[WorkloadStatus, list[str]] | None:
-        """One pod-group event stored, and the allocations it ends released; None when it
-        was seen before or is older than the stored one."""
-        status = WorkloadStatus.from_event(item.payload,
-                                           trace_headers_only(item.delivery.headers))
-        if not await first_delivery(conn, self.consumers.podgroups.durable,
-                                    item.delivery.msg_id):
-            return None
-        stored = await repository.lock_status(conn, status.workload_id)
-        # After the workload is over, later pod-group events still come while its last pods
-        # go: they release what those pods held.
-        if stored is not None and status.sequence <= stored[0]:
-            log.debug("stale pod-group event ignored", extra={"fields": {
-                "sequence": status.sequence, "applied_sequence": stored[0]}})
-            return None
-        await repository.save_status(conn, status)
-        released = await repository.release_allocations(conn, status.workload_id,
-                                                        keep=status.pods_holding())
-        return status, released
+    async def _store_statuses(self, conn: asyncpg.Connection,
+                              items: list[Received[PodGroupChanged]]
+                              ) -> list[tuple[WorkloadStatus, list[str]]]:
+        """A fetch of pod-group events stored, and the allocations they end released, in four
+        statements whatever their number: the events applied (not seen before, newer than the
+        stored one), each with the pods it released, in stream order. As if one after the
+        other: a workload's last applied event is the one stored, and a pod is released by
+        the first event that no longer holds it."""
+        fresh = await repository.first_deliveries(
+            conn, self.consumers.podgroups.durable, [item.delivery.msg_id for item in items])
+        events: list[tuple[Received[PodGroupChanged], WorkloadStatus]] = []
+        for item in items:
+            if item.delivery.msg_id in fresh:
+                fresh.discard(item.delivery.msg_id)
+                events.append((item, WorkloadStatus.from_event(
+                    item.payload, trace_headers_only(item.delivery.headers))))
+        if not events:
+            return []
+        applied_sequence = await repository.lock_statuses(
+            conn, {status.workload_id for _, status in events})
+        applied: list[WorkloadStatus] = []
+        for item, status in events:
+            last = applied_sequence.get(status.workload_id)
+            # After the workload is over, later pod-group events still come while its last
+            # pods go: they release what those pods held.
+            if last is not None and status.sequence <= last:
+                with item.current():
+                    log.debug("stale pod-group event ignored", extra={"fields": {
+                        "sequence": status.sequence, "applied_sequence": last}})
+                continue
+            applied_sequence[status.workload_id] = status.sequence
+            applied.append(status)
+        if not applied:
+            return []
+        latest = {status.workload_id: status for status in applied}
+        await repository.save_statuses(conn, list(latest.values()))
+        kept: dict[str, frozenset[str]] = {}
+        for status in applied:  # a pod stays allocated while every event holds it
+            holding = status.pods_holding()
+            kept[status.workload_id] = kept.get(status.workload_id, holding) & holding
+        released: dict[str, set[str]] = {}
+        for workload_id, pod in await repository.release_allocations(conn, kept):
+            released.setdefault(workload_id, set()).add(pod)
+        result = []
+        for status in applied:
+            gone = released.get(status.workload_id)
+            mine = sorted(gone - status.pods_holding()) if gone else []
+            if gone:
+                gone.difference_update(mine)
+            result.append((status, mine))
+        return result
 
     # the cycle --------------------------------------------------------------------------
     async def load(self) -> None:
@@ -435,49 +472,46 @@ class SchedulerService:
         outcome.pending_events.append((workload_id, version, event))
 
     async def _persist(self, outcome: Outcome) -> None:
-        """The outcome's rows and outbox messages, in one transaction."""
+        """The outcome's rows and outbox messages, in one transaction of a few set-based
+        statements (one per table written), however many decisions the cycle made."""
         state, now = self.state, outcome.now
+        evictions: list[tuple[str, str, str, str]] = []
+        allocations: list[tuple[str, core.PodPlacement, str, int, int]] = []
+        # (subject, event, msg id, trace headers), in the order they are published
+        messages: list[tuple[str, BaseModel, str, Mapping[str, str] | None]] = []
+        held_by = state.pods_held(e.workload_id for e, _ in outcome.preemptions)
+        for eviction, decision in outcome.preemptions:
+            held = sorted(held_by[eviction.workload_id])
+            pods = held if eviction.pods is None else [p for p in eviction.pods if p in held]
+            evictions += [(eviction.workload_id, pod, decision.decision_id, eviction.reason)
+                          for pod in pods]
+            messages.append((subjects.preempt(decision.project, decision.workload_id),
+                             decision, f"preempt:{decision.decision_id}",
+                             state.trace_headers(decision.workload_id) or None))
+        for placement, decision in zip(outcome.placements, outcome.decisions, strict=True):
+            request = state.requests[placement.workload_id]
+            allocations += [(placement.workload_id, pod, decision.decision_id,
+                             request.cpu_millis, request.memory_mib) for pod in placement.pods]
+            # one trace follows the workload from its submission
+            messages.append((subjects.bind(decision.project, decision.workload_id), decision,
+                             f"bind:{decision.decision_id}",
+                             state.trace_headers(decision.workload_id)))
+        for workload_id, version, event in outcome.pending_events:
+            messages.append((subjects.scheduling_pending(event.project, workload_id), event,
+                             # the version restarts after a workload stopped waiting: the
+                             # cycle's time keeps the id unique
+                             f"pending:{workload_id}:{version}:{now.timestamp()}",
+                             state.trace_headers(workload_id) or None))
+        for (kind, name, pool), payload, version in outcome.queue_changes:
+            messages.append((subjects.queue_status(kind, name, pool),
+                             QueueStatusChanged(**payload, changed_at=now),
+                             f"queue:{kind}:{name}:{pool}:{version}", None))
         async with self.pool.acquire() as conn, conn.transaction():
-            held_by = state.pods_held(e.workload_id for e, _ in outcome.preemptions)
-            for eviction, decision in outcome.preemptions:
-                held = sorted(held_by[eviction.workload_id])
-                pods = held if eviction.pods is None else [p for p in eviction.pods
-                                                           if p in held]
-                await repository.insert_evictions(conn, eviction.workload_id, pods,
-                                                  decision.decision_id, eviction.reason)
-                await add_to_outbox(
-                    conn, subjects.preempt(decision.project, decision.workload_id),
-                    decision, msg_id=f"preempt:{decision.decision_id}",
-                    trace_headers=state.trace_headers(decision.workload_id) or None,
-                )
-            for placement, decision in zip(outcome.placements, outcome.decisions,
-                                           strict=True):
-                request = state.requests[placement.workload_id]
-                await repository.insert_allocations(
-                    conn, placement.workload_id, placement.pods, decision.decision_id,
-                    cpu=request.cpu_millis, memory=request.memory_mib)
-                await add_to_outbox(
-                    conn, subjects.bind(decision.project, decision.workload_id), decision,
-                    msg_id=f"bind:{decision.decision_id}",
-                    # one trace follows the workload from its submission
-                    trace_headers=state.trace_headers(decision.workload_id),
-                )
+            await repository.insert_evictions(conn, evictions)
+            await repository.insert_allocations(conn, allocations)
             await repository.save_pending(conn, outcome.pending_rows)
-            for workload_id, version, event in outcome.pending_events:
-                await add_to_outbox(
-                    conn, subjects.scheduling_pending(event.project, workload_id), event,
-                    # the version restarts after a workload stopped waiting: the cycle's time
-                    # keeps the id unique
-                    msg_id=f"pending:{workload_id}:{version}:{now.timestamp()}",
-                    trace_headers=state.trace_headers(workload_id) or None,
-                )
             await repository.save_queue_status(conn, outcome.queue_changes)
-            for (kind, name, pool), payload, version in outcome.queue_changes:
-                await add_to_outbox(
-                    conn, subjects.queue_status(kind, name, pool),
-                    QueueStatusChanged(**payload, changed_at=now),
-                    msg_id=f"queue:{kind}:{name}:{pool}:{version}",
-                )
+            await add_many_to_outbox(conn, messages)
 
     def _apply(self, outcome: Outcome, result: core.CycleResult) -> None:
         """After the commit: the state in memory takes the outcome; logs and metrics."""
