@@ -2,7 +2,7 @@
 caller's transaction."""
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -193,21 +193,24 @@ async def delete_node(conn: asyncpg.Connection, name: str, observed_at: datetime
 
 
 # workloads ------------------------------------------------------------------------------------
+# The handlers and the cycle write with few round trips whatever their number of rows: arrays
+# unnested (or one JSON array of rows), several tables in one statement through data-modifying
+# CTEs (each sees the tables as the statement began; none reads what another writes).
+
+# Each message recorded for its consumer: the ids not applied before come back (the rule of
+# `fairway_store.first_delivery`, for a whole fetch).
+_FIRST_DELIVERIES = ("fresh AS (INSERT INTO inbox (consumer, msg_id)"
+                     " SELECT $1, m FROM unnest($2::text[]) AS m"
+                     " ON CONFLICT DO NOTHING RETURNING msg_id)")
+
+_REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
+                    " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
+                    " gpu_portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib,"
+                    " node_type, name")
 
 
-async def first_deliveries(conn: asyncpg.Connection, consumer: str,
-                           msg_ids: Sequence[str]) -> set[str]:
-    """`fairway_store.first_delivery` for a whole fetch, in one statement: the ids among
-    `msg_ids` applied for the first time (recorded now, inside the caller's transaction)."""
-    rows = await conn.fetch(
-        "INSERT INTO inbox (consumer, msg_id) SELECT $1, m FROM unnest($2::text[]) AS m"
-        " ON CONFLICT DO NOTHING RETURNING msg_id",
-        consumer, list(dict.fromkeys(msg_ids)))
-    return {row["msg_id"] for row in rows}
-
-
-def _request_row(request: WorkloadRequest) -> dict:
-    return {"id": request.id, "project": request.project,
+def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
+    return {"msg_id": msg_id, "id": request.id, "project": request.project,
             "priority_class": request.priority_class, "priority": request.priority,
             "preemptible": request.preemptible, "node_pools": list(request.node_pools),
             "pods": request.pods, "min_pods": request.min_pods,
@@ -220,148 +223,78 @@ def _request_row(request: WorkloadRequest) -> dict:
             "name": request.name}
 
 
-_REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
-                    " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
-                    " gpu_portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib,"
-                    " node_type, name")
-
-
-async def insert_requests(conn: asyncpg.Connection, requests: Sequence[WorkloadRequest]
-                          ) -> set[str]:
-    """`insert_request` for many (distinct ids), in one statement: the ids of the requests
-    that are new."""
-    if not requests:
-        return set()
-    # One JSON array of rows: its fields map onto the columns by name and type (text[] from a
-    # JSON array, timestamptz from ISO text), with none of unnest's trouble with arrays.
+async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
+                         requests: Sequence[tuple[str, WorkloadRequest]]) -> dict[str, bool]:
+    """A fetch of submissions in one statement: every message id recorded for `consumer`;
+    each request (one per workload, with the id of the message that brought it) stored when
+    its message is new and its workload too (a workload is submitted once). Returns the
+    workloads stored, each with whether its last phase event, come first, ended it."""
+    # The rows as one JSON array: fields map onto the columns by name and type (text[] from
+    # a JSON array, timestamptz from ISO text), with none of unnest's trouble with arrays.
     rows = await conn.fetch(
-        f"INSERT INTO workloads ({_REQUEST_COLUMNS})"
-        f" SELECT {_REQUEST_COLUMNS}"
-        " FROM jsonb_populate_recordset(NULL::workloads, $1::text::jsonb)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
-        json.dumps([_request_row(request) for request in requests]))
-    return {row["id"] for row in rows}
-
-
-async def finished_among(conn: asyncpg.Connection, workload_ids: Collection[str]) -> set[str]:
-    """The workloads among these whose last phase event ended them."""
-    if not workload_ids:
-        return set()
-    rows = await conn.fetch(
-        "SELECT workload_id FROM workload_status WHERE workload_id = ANY($1::text[])"
-        " AND finished", list(workload_ids))
-    return {row["workload_id"] for row in rows}
-
-
-async def save_pending(
-        conn: asyncpg.Connection,
-        changes: Iterable[tuple[str, core.PendingReason | None, datetime | None, int]]) -> None:
-    """(workload id, reason or None, pending since, events sent) per change (one per
-    workload), in one statement."""
-    changes = list(changes)
-    if not changes:
-        return
-    await conn.execute(
-        "UPDATE workloads w SET pending_code = t.code, pending_message = t.message,"
-        " pending_since = t.since, pending_version = t.version,"
-        " pending_unschedulable = t.unschedulable"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::integer[],"
-        " $6::boolean[]) AS t(id, code, message, since, version, unschedulable)"
-        " WHERE w.id = t.id",
-        [wid for wid, _, _, _ in changes],
-        [reason.code.value if reason else None for _, reason, _, _ in changes],
-        [reason.message if reason else None for _, reason, _, _ in changes],
-        [since for _, _, since, _ in changes],
-        [version for _, _, _, version in changes],
-        [bool(reason and reason.unschedulable) for _, reason, _, _ in changes],
-    )
-
-
-async def save_queue_status(conn: asyncpg.Connection,
-                            changes: Iterable[tuple[tuple[str, str, str], dict, int]]) -> None:
-    """The queues' last published status (one change per queue), in one statement."""
-    changes = list(changes)
-    if not changes:
-        return
-    await conn.execute(
-        "INSERT INTO queue_status (kind, name, node_pool, status, version)"
-        " SELECT k, n, p, s::jsonb, v FROM unnest($1::text[], $2::text[], $3::text[],"
-        " $4::text[], $5::integer[]) AS t(k, n, p, s, v)"
-        " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
-        " status = excluded.status, version = excluded.version, updated_at = now()",
-        [key[0] for key, _, _ in changes], [key[1] for key, _, _ in changes],
-        [key[2] for key, _, _ in changes], [json.dumps(status) for _, status, _ in changes],
-        [version for _, _, version in changes],
-    )
+        f"WITH {_FIRST_DELIVERIES},"
+        f" stored AS (INSERT INTO workloads ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS}"
+        " FROM jsonb_array_elements($3::text::jsonb) AS e(doc),"
+        " jsonb_populate_record(NULL::workloads, e.doc) AS w"
+        " WHERE e.doc->>'msg_id' IN (SELECT msg_id FROM fresh)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id)"
+        " SELECT stored.id, coalesce(s.finished, false) AS finished"
+        " FROM stored LEFT JOIN workload_status s ON s.workload_id = stored.id",
+        consumer, list(dict.fromkeys(msg_ids)),
+        json.dumps([_request_row(msg_id, request) for msg_id, request in requests]))
+    return {row["id"]: row["finished"] for row in rows}
 
 
 # phases and allocations -----------------------------------------------------------------------
 
 
-async def lock_statuses(conn: asyncpg.Connection, workload_ids: Collection[str]
-                        ) -> dict[str, int]:
-    """The sequence of each workload's last applied phase event (those stored), the rows
-    locked until commit."""
+async def record_pod_groups(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
+                            workload_ids: Collection[str]) -> tuple[set[str], dict[str, int]]:
+    """A fetch of pod-group events recorded for `consumer`, in one statement: the message
+    ids not applied before, and the sequence of each workload's last applied event (those
+    stored), their rows locked until commit."""
+    row = await conn.fetchrow(
+        f"WITH {_FIRST_DELIVERIES},"
+        " stored AS (SELECT workload_id, sequence FROM workload_status"
+        " WHERE workload_id = ANY($3::text[]) ORDER BY workload_id FOR UPDATE)"
+        " SELECT (SELECT coalesce(array_agg(msg_id), '{}') FROM fresh) AS fresh,"
+        " (SELECT coalesce(array_agg(workload_id), '{}') FROM stored) AS workloads,"
+        " (SELECT coalesce(array_agg(sequence), '{}') FROM stored) AS sequences",
+        consumer, list(dict.fromkeys(msg_ids)), list(workload_ids))
+    return set(row["fresh"]), dict(zip(row["workloads"], row["sequences"], strict=True))
+
+
+async def store_statuses(conn: asyncpg.Connection, statuses: Sequence[WorkloadStatus],
+                         keep: Mapping[str, Collection[str]]) -> list[tuple[str, str]]:
+    """In one statement: each workload's status as its last applied pod-group event reports
+    it (one per workload), and each workload's allocations dropped except those of its pods
+    in `keep`; returns the (workload, pod) released. An evicted pod that is gone is evicted
+    no longer."""
+    kept = [(wid, pod) for wid, pods in keep.items() for pod in pods]
     rows = await conn.fetch(
-        "SELECT workload_id, sequence FROM workload_status WHERE workload_id = ANY($1::text[])"
-        " ORDER BY workload_id FOR UPDATE", list(workload_ids))
-    return {row["workload_id"]: row["sequence"] for row in rows}
-
-
-async def save_statuses(conn: asyncpg.Connection, statuses: Sequence[WorkloadStatus]) -> None:
-    """Each workload's status as its last applied pod-group event reports it (one per
-    workload), in one statement."""
-    if not statuses:
-        return
-    await conn.execute(
-        "INSERT INTO workload_status (workload_id, project, sequence, phase, finished, pods,"
-        " trace_headers)"
+        "WITH saved AS (INSERT INTO workload_status (workload_id, project, sequence, phase,"
+        " finished, pods, trace_headers)"
         " SELECT w, p, s, ph, f, pods::jsonb, th::jsonb FROM unnest($1::text[], $2::text[],"
         " $3::integer[], $4::text[], $5::boolean[], $6::text[], $7::text[])"
         " AS t(w, p, s, ph, f, pods, th)"
         " ON CONFLICT (workload_id) DO UPDATE SET sequence = excluded.sequence,"
         " phase = excluded.phase, finished = excluded.finished, pods = excluded.pods,"
-        " trace_headers = excluded.trace_headers, updated_at = now()",
+        " trace_headers = excluded.trace_headers, updated_at = now()),"
+        " released AS (DELETE FROM allocations a WHERE a.workload_id = ANY($8::text[])"
+        " AND NOT EXISTS (SELECT 1 FROM unnest($9::text[], $10::text[]) AS k(w, p)"
+        " WHERE k.w = a.workload_id AND k.p = a.pod)"
+        " RETURNING a.workload_id, a.pod),"
+        " unevicted AS (DELETE FROM evictions e USING released r"
+        " WHERE e.workload_id = r.workload_id AND e.pod = r.pod)"
+        " SELECT workload_id, pod FROM released",
         [s.workload_id for s in statuses], [s.project for s in statuses],
         [s.sequence for s in statuses], [s.phase.value for s in statuses],
         [s.finished for s in statuses],
         [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
                      for p in s.pods]) for s in statuses],
         [json.dumps(dict(s.trace_headers)) for s in statuses],
-    )
-
-
-async def release_allocations(conn: asyncpg.Connection, keep: Mapping[str, Collection[str]]
-                              ) -> list[tuple[str, str]]:
-    """Drop each workload's allocations except those of its pods in `keep`, in one
-    statement; returns the (workload, pod) released. An evicted pod that is gone is evicted
-    no longer."""
-    if not keep:
-        return []
-    kept = [(wid, pod) for wid, pods in keep.items() for pod in pods]
-    rows = await conn.fetch(
-        "WITH released AS ("
-        " DELETE FROM allocations a WHERE a.workload_id = ANY($1::text[]) AND NOT EXISTS ("
-        " SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(w, p)"
-        " WHERE k.w = a.workload_id AND k.p = a.pod)"
-        " RETURNING a.workload_id, a.pod),"
-        " unevicted AS (DELETE FROM evictions e USING released r"
-        " WHERE e.workload_id = r.workload_id AND e.pod = r.pod)"
-        " SELECT workload_id, pod FROM released",
         list(keep), [wid for wid, _ in kept], [pod for _, pod in kept])
     return [(row["workload_id"], row["pod"]) for row in rows]
-
-
-async def insert_evictions(conn: asyncpg.Connection,
-                           evictions: Sequence[tuple[str, str, str, str]]) -> None:
-    """(workload, pod, decision id, reason) per pod evicted, in one statement."""
-    if not evictions:
-        return
-    await conn.execute(
-        "INSERT INTO evictions (workload_id, pod, decision_id, reason)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
-        " ON CONFLICT (workload_id, pod) DO NOTHING",
-        *(list(column) for column in zip(*evictions, strict=True)))
 
 
 async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
@@ -373,29 +306,62 @@ async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
             for row in rows]
 
 
-async def insert_allocations(
-        conn: asyncpg.Connection,
-        placements: Sequence[tuple[str, core.PodPlacement, str, int, int]]) -> None:
-    """(workload, pod placed, decision id, CPU, memory) per pod, in one statement."""
-    if not placements:
-        return
-    # A plain insert: a pod that already has an allocation must never be placed again, and if
-    # it were, the transaction fails and the decision is not published.
+# a cycle's outcome ----------------------------------------------------------------------------
+
+
+async def save_outcome(
+        conn: asyncpg.Connection, *,
+        evictions: Sequence[tuple[str, str, str, str]],
+        allocations: Sequence[tuple[str, core.PodPlacement, str, int, int]],
+        pending: Sequence[tuple[str, core.PendingReason | None, datetime | None, int]],
+        queues: Sequence[tuple[tuple[str, str, str], dict, int]]) -> None:
+    """A cycle's rows in one statement: `evictions` (workload, pod, decision id, reason) per
+    pod evicted; `allocations` (workload, pod placed, decision id, CPU, memory) per pod;
+    `pending` (workload, reason or None, pending since, events sent) per workload whose
+    reason changed; `queues` the last published status per queue that changed."""
     await conn.execute(
-        "INSERT INTO allocations (workload_id, pod, node, gpu_devices, decision_id, portion,"
-        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
-        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($1::text[], $2::text[],"
-        " $3::text[], $4::text[], $5::text[], $6::float8[], $7::integer[], $8::float8[],"
-        " $9::integer[], $10::integer[]) AS t(w, p, n, g, d, po, gm, gl, c, m)",
-        [wid for wid, _, _, _, _ in placements],
-        [p.pod for _, p, _, _, _ in placements],
-        [p.node for _, p, _, _, _ in placements],
+        "WITH evicted AS (INSERT INTO evictions (workload_id, pod, decision_id, reason)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        " ON CONFLICT (workload_id, pod) DO NOTHING),"
+        # A plain insert: a pod that already has an allocation must never be placed again,
+        # and if it were, the transaction fails and the decision is not published.
+        " allocated AS (INSERT INTO allocations (workload_id, pod, node, gpu_devices,"
+        " decision_id, portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
+        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($5::text[],"
+        " $6::text[], $7::text[], $8::text[], $9::text[], $10::float8[], $11::integer[],"
+        " $12::float8[], $13::integer[], $14::integer[])"
+        " AS t(w, p, n, g, d, po, gm, gl, c, m)),"
+        " waiting AS (UPDATE workloads w SET pending_code = t.code,"
+        " pending_message = t.message, pending_since = t.since, pending_version = t.version,"
+        " pending_unschedulable = t.unschedulable"
+        " FROM unnest($15::text[], $16::text[], $17::text[], $18::timestamptz[],"
+        " $19::integer[], $20::boolean[]) AS t(id, code, message, since, version, unschedulable)"
+        " WHERE w.id = t.id)"
+        " INSERT INTO queue_status (kind, name, node_pool, status, version)"
+        " SELECT k, n, p, s::jsonb, v FROM unnest($21::text[], $22::text[], $23::text[],"
+        " $24::text[], $25::integer[]) AS t(k, n, p, s, v)"
+        " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
+        " status = excluded.status, version = excluded.version, updated_at = now()",
+        [e[0] for e in evictions], [e[1] for e in evictions], [e[2] for e in evictions],
+        [e[3] for e in evictions],
+        [wid for wid, _, _, _, _ in allocations],
+        [p.pod for _, p, _, _, _ in allocations],
+        [p.node for _, p, _, _, _ in allocations],
         # integer[] as its text form: unnest cannot take rows of different lengths
-        ["{" + ",".join(str(d) for d in p.gpu_devices) + "}" for _, p, _, _, _ in placements],
-        [decision for _, _, decision, _, _ in placements],
-        [p.portion for _, p, _, _, _ in placements],
-        [p.gpu_memory_mib for _, p, _, _, _ in placements],
-        [p.gpu_limit for _, p, _, _, _ in placements],
-        [cpu for _, _, _, cpu, _ in placements],
-        [memory for _, _, _, _, memory in placements],
+        ["{" + ",".join(str(d) for d in p.gpu_devices) + "}" for _, p, _, _, _ in allocations],
+        [decision for _, _, decision, _, _ in allocations],
+        [p.portion for _, p, _, _, _ in allocations],
+        [p.gpu_memory_mib for _, p, _, _, _ in allocations],
+        [p.gpu_limit for _, p, _, _, _ in allocations],
+        [cpu for _, _, _, cpu, _ in allocations],
+        [memory for _, _, _, _, memory in allocations],
+        [wid for wid, _, _, _ in pending],
+        [reason.code.value if reason else None for _, reason, _, _ in pending],
+        [reason.message if reason else None for _, reason, _, _ in pending],
+        [since for _, _, since, _ in pending],
+        [version for _, _, _, version in pending],
+        [bool(reason and reason.unschedulable) for _, reason, _, _ in pending],
+        [key[0] for key, _, _ in queues], [key[1] for key, _, _ in queues],
+        [key[2] for key, _, _ in queues], [json.dumps(status) for _, status, _ in queues],
+        [version for _, _, version in queues],
     )

@@ -224,27 +224,22 @@ class SchedulerService:
         self.changed()
 
     async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
-        """Workload requests, a fetch at a time: stored in one transaction (three statements
-        whatever their number), then known in memory, then one cycle asked for."""
-        requests: dict[str, WorkloadRequest] = {}
+        """Workload requests, a fetch at a time: stored in one statement whatever their
+        number, then known in memory, then one cycle asked for."""
+        requests: dict[str, tuple[str, WorkloadRequest]] = {}
+        for item in items:
+            request = WorkloadRequest.from_event(item.payload,
+                                                 trace_headers_only(item.delivery.headers))
+            # a workload is submitted once: a second message for it would change nothing
+            requests.setdefault(request.id, (item.delivery.msg_id, request))
         async with self.lock:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = await repository.first_deliveries(
+            async with self.pool.acquire() as conn:
+                stored = await repository.store_requests(
                     conn, self.consumers.workloads.durable,
-                    [item.delivery.msg_id for item in items])
-                for item in items:
-                    if item.delivery.msg_id not in fresh:
-                        continue  # a redelivery (or the same message twice in this fetch)
-                    fresh.discard(item.delivery.msg_id)
-                    request = WorkloadRequest.from_event(
-                        item.payload, trace_headers_only(item.delivery.headers))
-                    requests.setdefault(request.id, request)  # a workload is submitted once
-                if not requests:
-                    return
-                inserted = await repository.insert_requests(conn, list(requests.values()))
-                # Its last phase event may have come first, and may have ended it.
-                finished = await repository.finished_among(conn, inserted)
-            added = [r for r in requests.values() if r.id in inserted and r.id not in finished]
+                    [item.delivery.msg_id for item in items], list(requests.values()))
+            # Its last phase event may have come first, and may have ended it.
+            added = [request for _, request in requests.values()
+                     if request.id in stored and not stored[request.id]]
             for request in added:  # after the commit
                 self.state.add_request(request)
         if added:
@@ -270,25 +265,22 @@ class SchedulerService:
     async def _store_statuses(self, conn: asyncpg.Connection,
                               items: list[Received[PodGroupChanged]]
                               ) -> list[tuple[WorkloadStatus, list[str]]]:
-        """A fetch of pod-group events stored, and the allocations they end released, in four
-        statements whatever their number: the events applied (not seen before, newer than the
-        stored one), each with the pods it released, in stream order. As if one after the
-        other: a workload's last applied event is the one stored, and a pod is released by
-        the first event that no longer holds it."""
-        fresh = await repository.first_deliveries(
-            conn, self.consumers.podgroups.durable, [item.delivery.msg_id for item in items])
-        events: list[tuple[Received[PodGroupChanged], WorkloadStatus]] = []
-        for item in items:
-            if item.delivery.msg_id in fresh:
-                fresh.discard(item.delivery.msg_id)
-                events.append((item, WorkloadStatus.from_event(
-                    item.payload, trace_headers_only(item.delivery.headers))))
-        if not events:
-            return []
-        applied_sequence = await repository.lock_statuses(
-            conn, {status.workload_id for _, status in events})
+        """A fetch of pod-group events stored, and the allocations they end released, in two
+        statements whatever their number: the events applied (not seen before, newer than
+        the stored one), each with the pods it released, in stream order. As if one after
+        the other: a workload's last applied event is the one stored, and a pod is released
+        by the first event that no longer holds it."""
+        statuses = [WorkloadStatus.from_event(item.payload,
+                                              trace_headers_only(item.delivery.headers))
+                    for item in items]
+        fresh, applied_sequence = await repository.record_pod_groups(
+            conn, self.consumers.podgroups.durable, [item.delivery.msg_id for item in items],
+            {status.workload_id for status in statuses})
         applied: list[WorkloadStatus] = []
-        for item, status in events:
+        for item, status in zip(items, statuses, strict=True):
+            if item.delivery.msg_id not in fresh:
+                continue  # a redelivery (or the same message twice in this fetch)
+            fresh.discard(item.delivery.msg_id)
             last = applied_sequence.get(status.workload_id)
             # After the workload is over, later pod-group events still come while its last
             # pods go: they release what those pods held.
@@ -302,13 +294,13 @@ class SchedulerService:
         if not applied:
             return []
         latest = {status.workload_id: status for status in applied}
-        await repository.save_statuses(conn, list(latest.values()))
         kept: dict[str, frozenset[str]] = {}
         for status in applied:  # a pod stays allocated while every event holds it
             holding = status.pods_holding()
             kept[status.workload_id] = kept.get(status.workload_id, holding) & holding
         released: dict[str, set[str]] = {}
-        for workload_id, pod in await repository.release_allocations(conn, kept):
+        for workload_id, pod in await repository.store_statuses(
+                conn, list(latest.values()), kept):
             released.setdefault(workload_id, set()).add(pod)
         result = []
         for status in applied:
@@ -472,8 +464,8 @@ class SchedulerService:
         outcome.pending_events.append((workload_id, version, event))
 
     async def _persist(self, outcome: Outcome) -> None:
-        """The outcome's rows and outbox messages, in one transaction of a few set-based
-        statements (one per table written), however many decisions the cycle made."""
+        """The outcome's rows and outbox messages, in one transaction of two statements
+        however many decisions the cycle made."""
         state, now = self.state, outcome.now
         evictions: list[tuple[str, str, str, str]] = []
         allocations: list[tuple[str, core.PodPlacement, str, int, int]] = []
@@ -507,10 +499,9 @@ class SchedulerService:
                              QueueStatusChanged(**payload, changed_at=now),
                              f"queue:{kind}:{name}:{pool}:{version}", None))
         async with self.pool.acquire() as conn, conn.transaction():
-            await repository.insert_evictions(conn, evictions)
-            await repository.insert_allocations(conn, allocations)
-            await repository.save_pending(conn, outcome.pending_rows)
-            await repository.save_queue_status(conn, outcome.queue_changes)
+            await repository.save_outcome(conn, evictions=evictions, allocations=allocations,
+                                          pending=outcome.pending_rows,
+                                          queues=outcome.queue_changes)
             await add_many_to_outbox(conn, messages)
 
     def _apply(self, outcome: Outcome, result: core.CycleResult) -> None:
