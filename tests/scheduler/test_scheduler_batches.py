@@ -4,6 +4,7 @@ the other would; and a fetch that fails leaves nothing behind (the bus then retr
 message alone)."""
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -131,13 +132,18 @@ async def test_a_fetch_of_pod_groups_ends_as_one_event_after_the_other(
     assert await db.fetchval("SELECT sequence FROM workload_status WHERE workload_id = $1",
                              wid) == 4
 
-    # A fetch that fails leaves nothing behind: neither its inbox rows nor its changes.
-    async def broken(*args, **kwargs):
-        raise RuntimeError("the database went away")
+    # A fetch that fails leaves nothing behind: neither its inbox rows nor its changes. Here
+    # its second event breaks a constraint, after the first was recorded and applied.
+    store = repository.store_pod_groups
 
-    monkeypatch.setattr(repository, "store_statuses", broken)
+    async def breaking(conn, consumer, events):
+        ((_, status),) = events
+        broken = replace(status, workload_id=str(uuid.uuid4()), project=None)
+        return await store(conn, consumer, [*events, ("pg-broken", broken)])
+
+    monkeypatch.setattr(repository, "store_pod_groups", breaking)
     finished = pod_group(wid, project, 5, Phase.COMPLETED, [])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(asyncpg.NotNullViolationError):
         await scheduler.pod_groups_changed([received(finished, "pg-5")])
     assert await db.fetchval("SELECT count(*) FROM inbox WHERE msg_id = 'pg-5'") == 0
     assert await allocated() == {b}

@@ -1,16 +1,20 @@
 """The scheduler's SQL, all of it. Every function runs on the caller's connection, inside the
-caller's transaction."""
+caller's transaction if there is one: what a fetch or a cycle writes is one statement, atomic
+on its own."""
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from pydantic import BaseModel
 
 from fairway_contracts.events import DepartmentChanged, NodePoolChanged, ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.core.cluster import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_store import outbox_columns, outbox_insert
 
 # loading at start -----------------------------------------------------------------------------
 
@@ -248,53 +252,72 @@ async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Seque
 # phases and allocations -----------------------------------------------------------------------
 
 
-async def record_pod_groups(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
-                            workload_ids: Collection[str]) -> tuple[set[str], dict[str, int]]:
-    """A fetch of pod-group events recorded for `consumer`, in one statement: the message
-    ids not applied before, and the sequence of each workload's last applied event (those
-    stored), their rows locked until commit."""
-    row = await conn.fetchrow(
-        f"WITH {_FIRST_DELIVERIES},"
-        " stored AS (SELECT workload_id, sequence FROM workload_status"
-        " WHERE workload_id = ANY($3::text[]) ORDER BY workload_id FOR UPDATE)"
-        " SELECT (SELECT coalesce(array_agg(msg_id), '{}') FROM fresh) AS fresh,"
-        " (SELECT coalesce(array_agg(workload_id), '{}') FROM stored) AS workloads,"
-        " (SELECT coalesce(array_agg(sequence), '{}') FROM stored) AS sequences",
-        consumer, list(dict.fromkeys(msg_ids)), list(workload_ids))
-    return set(row["fresh"]), dict(zip(row["workloads"], row["sequences"], strict=True))
+@dataclass(frozen=True, slots=True)
+class PodGroupsStored:
+    """What storing a fetch of pod-group events did: per event (by its index in the fetch)
+    that was new, whether it was applied and the sequence it was compared with (None: the
+    workload's first); and the (workload, pod) allocations released."""
+
+    compared: dict[int, tuple[bool, int | None]]
+    released: list[tuple[str, str]]
 
 
-async def store_statuses(conn: asyncpg.Connection, statuses: Sequence[WorkloadStatus],
-                         keep: Mapping[str, Collection[str]]) -> list[tuple[str, str]]:
-    """In one statement: each workload's status as its last applied pod-group event reports
-    it (one per workload), and each workload's allocations dropped except those of its pods
-    in `keep`; returns the (workload, pod) released. An evicted pod that is gone is evicted
-    no longer."""
-    kept = [(wid, pod) for wid, pods in keep.items() for pod in pods]
+async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
+                           events: Sequence[tuple[str, WorkloadStatus]]) -> PodGroupsStored:
+    """A fetch of pod-group events, (message id, status) each in stream order, in one
+    statement, as if stored one after the other: every message id recorded for `consumer`;
+    an event new (its first occurrence, not applied before) is applied when newer than the
+    workload's stored one and than the events applied before it in the fetch; a workload's
+    last applied event is stored; a pod is released when an applied event of its workload
+    no longer holds it. An evicted pod that is gone is evicted no longer."""
+    holding = [(n, pod) for n, (_, status) in enumerate(events, 1)
+               for pod in status.pods_holding()]
     rows = await conn.fetch(
-        "WITH saved AS (INSERT INTO workload_status (workload_id, project, sequence, phase,"
+        f"WITH {_FIRST_DELIVERIES},"
+        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::integer[],"
+        " $7::text[], $8::boolean[], $9::text[], $10::text[])"
+        " WITH ORDINALITY AS e(msg_id, w, p, s, ph, f, pods, th, n)),"
+        " new AS (SELECT DISTINCT ON (msg_id) * FROM events"
+        " WHERE msg_id IN (SELECT msg_id FROM fresh) ORDER BY msg_id, n),"
+        # the stored rows locked until commit: a sequence compared stays the last applied
+        " stored AS (SELECT workload_id, sequence FROM workload_status"
+        " WHERE workload_id IN (SELECT w FROM new) ORDER BY workload_id FOR UPDATE),"
+        " compared AS (SELECT new.*, greatest(stored.sequence, max(new.s) OVER ("
+        " PARTITION BY new.w ORDER BY new.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))"
+        " AS last FROM new LEFT JOIN stored ON stored.workload_id = new.w),"
+        " applied AS (SELECT * FROM compared WHERE last IS NULL OR s > last),"
+        " saved AS (INSERT INTO workload_status (workload_id, project, sequence, phase,"
         " finished, pods, trace_headers)"
-        " SELECT w, p, s, ph, f, pods::jsonb, th::jsonb FROM unnest($1::text[], $2::text[],"
-        " $3::integer[], $4::text[], $5::boolean[], $6::text[], $7::text[])"
-        " AS t(w, p, s, ph, f, pods, th)"
+        " SELECT DISTINCT ON (w) w, p, s, ph, f, pods::jsonb, th::jsonb FROM applied"
+        " ORDER BY w, n DESC"
         " ON CONFLICT (workload_id) DO UPDATE SET sequence = excluded.sequence,"
         " phase = excluded.phase, finished = excluded.finished, pods = excluded.pods,"
         " trace_headers = excluded.trace_headers, updated_at = now()),"
-        " released AS (DELETE FROM allocations a WHERE a.workload_id = ANY($8::text[])"
-        " AND NOT EXISTS (SELECT 1 FROM unnest($9::text[], $10::text[]) AS k(w, p)"
-        " WHERE k.w = a.workload_id AND k.p = a.pod)"
+        " applied_per_workload AS (SELECT w, count(*) AS events FROM applied GROUP BY w),"
+        " held AS (SELECT applied.w, h.pod, count(*) AS events FROM applied"
+        " JOIN unnest($11::bigint[], $12::text[]) AS h(n, pod) ON h.n = applied.n"
+        " GROUP BY applied.w, h.pod),"
+        " released AS (DELETE FROM allocations a USING applied_per_workload x"
+        " WHERE a.workload_id = x.w AND NOT EXISTS (SELECT 1 FROM held"
+        " WHERE held.w = a.workload_id AND held.pod = a.pod AND held.events = x.events)"
         " RETURNING a.workload_id, a.pod),"
         " unevicted AS (DELETE FROM evictions e USING released r"
         " WHERE e.workload_id = r.workload_id AND e.pod = r.pod)"
-        " SELECT workload_id, pod FROM released",
-        [s.workload_id for s in statuses], [s.project for s in statuses],
-        [s.sequence for s in statuses], [s.phase.value for s in statuses],
-        [s.finished for s in statuses],
+        " SELECT n, last IS NULL OR s > last AS applied, last, NULL AS workload_id,"
+        " NULL AS pod FROM compared"
+        " UNION ALL SELECT NULL, NULL, NULL, workload_id, pod FROM released",
+        consumer, list(dict.fromkeys(msg_id for msg_id, _ in events)),
+        [msg_id for msg_id, _ in events], [s.workload_id for _, s in events],
+        [s.project for _, s in events], [s.sequence for _, s in events],
+        [s.phase.value for _, s in events], [s.finished for _, s in events],
         [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
-                     for p in s.pods]) for s in statuses],
-        [json.dumps(dict(s.trace_headers)) for s in statuses],
-        list(keep), [wid for wid, _ in kept], [pod for _, pod in kept])
-    return [(row["workload_id"], row["pod"]) for row in rows]
+                     for p in s.pods]) for _, s in events],
+        [json.dumps(dict(s.trace_headers)) for _, s in events],
+        [n for n, _ in holding], [pod for _, pod in holding])
+    return PodGroupsStored(
+        compared={row["n"] - 1: (row["applied"], row["last"]) for row in rows
+                  if row["n"] is not None},
+        released=[(row["workload_id"], row["pod"]) for row in rows if row["n"] is None])
 
 
 async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
@@ -314,11 +337,14 @@ async def save_outcome(
         evictions: Sequence[tuple[str, str, str, str]],
         allocations: Sequence[tuple[str, core.PodPlacement, str, int, int]],
         pending: Sequence[tuple[str, core.PendingReason | None, datetime | None, int]],
-        queues: Sequence[tuple[tuple[str, str, str], dict, int]]) -> None:
-    """A cycle's rows in one statement: `evictions` (workload, pod, decision id, reason) per
-    pod evicted; `allocations` (workload, pod placed, decision id, CPU, memory) per pod;
-    `pending` (workload, reason or None, pending since, events sent) per workload whose
-    reason changed; `queues` the last published status per queue that changed."""
+        queues: Sequence[tuple[tuple[str, str, str], dict, int]],
+        events: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]) -> None:
+    """A cycle's rows and the events that announce them in one statement (so one
+    transaction): `evictions` (workload, pod, decision id, reason) per pod evicted;
+    `allocations` (workload, pod placed, decision id, CPU, memory) per pod; `pending`
+    (workload, reason or None, pending since, events sent) per workload whose reason changed;
+    `queues` the last published status per queue that changed; `events` (subject, event,
+    msg id, trace headers) for the outbox, in the order they are to be published."""
     await conn.execute(
         "WITH evicted AS (INSERT INTO evictions (workload_id, pod, decision_id, reason)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
@@ -336,12 +362,13 @@ async def save_outcome(
         " pending_unschedulable = t.unschedulable"
         " FROM unnest($15::text[], $16::text[], $17::text[], $18::timestamptz[],"
         " $19::integer[], $20::boolean[]) AS t(id, code, message, since, version, unschedulable)"
-        " WHERE w.id = t.id)"
-        " INSERT INTO queue_status (kind, name, node_pool, status, version)"
+        " WHERE w.id = t.id),"
+        " queued AS (INSERT INTO queue_status (kind, name, node_pool, status, version)"
         " SELECT k, n, p, s::jsonb, v FROM unnest($21::text[], $22::text[], $23::text[],"
         " $24::text[], $25::integer[]) AS t(k, n, p, s, v)"
         " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
-        " status = excluded.status, version = excluded.version, updated_at = now()",
+        " status = excluded.status, version = excluded.version, updated_at = now()) "
+        + outbox_insert(26),
         [e[0] for e in evictions], [e[1] for e in evictions], [e[2] for e in evictions],
         [e[3] for e in evictions],
         [wid for wid, _, _, _, _ in allocations],
@@ -364,4 +391,5 @@ async def save_outcome(
         [key[0] for key, _, _ in queues], [key[1] for key, _, _ in queues],
         [key[2] for key, _, _ in queues], [json.dumps(status) for _, status, _ in queues],
         [version for _, _, version in queues],
+        *outbox_columns(events),
     )

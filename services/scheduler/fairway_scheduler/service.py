@@ -63,7 +63,6 @@ from fairway_scheduler.core.cluster import (
     WorkloadStatus,
 )
 from fairway_scheduler.settings import SchedulerSettings
-from fairway_store import add_many_to_outbox
 from fairway_telemetry import trace_headers_only, workload_context
 
 log = logging.getLogger("fairway.scheduler")
@@ -247,11 +246,17 @@ class SchedulerService:
 
     async def pod_groups_changed(self, items: list[Received[PodGroupChanged]]) -> None:
         """Pod groups as lifecycle sees them, a fetch at a time (thousands a minute while pods
-        start and finish): stored and allocations released in one transaction, in stream order,
-        then applied in memory, then one cycle asked for."""
+        start and finish): stored and allocations released in one statement, in stream
+        order, then applied in memory, then one cycle asked for."""
+        events = [(item.delivery.msg_id,
+                   WorkloadStatus.from_event(item.payload,
+                                             trace_headers_only(item.delivery.headers)))
+                  for item in items]
         async with self.lock:
-            async with self.pool.acquire() as conn, conn.transaction():
-                applied = await self._store_statuses(conn, items)
+            async with self.pool.acquire() as conn:
+                stored = await repository.store_pod_groups(
+                    conn, self.consumers.podgroups.durable, events)
+            applied = self._applied(items, events, stored)
             for status, released in applied:  # after the commit
                 self.state.apply_status(status, released)
         for status, released in applied:
@@ -262,48 +267,28 @@ class SchedulerService:
         if applied:
             self.changed()
 
-    async def _store_statuses(self, conn: asyncpg.Connection,
-                              items: list[Received[PodGroupChanged]]
-                              ) -> list[tuple[WorkloadStatus, list[str]]]:
-        """A fetch of pod-group events stored, and the allocations they end released, in two
-        statements whatever their number: the events applied (not seen before, newer than
-        the stored one), each with the pods it released, in stream order. As if one after
-        the other: a workload's last applied event is the one stored, and a pod is released
-        by the first event that no longer holds it."""
-        statuses = [WorkloadStatus.from_event(item.payload,
-                                              trace_headers_only(item.delivery.headers))
-                    for item in items]
-        fresh, applied_sequence = await repository.record_pod_groups(
-            conn, self.consumers.podgroups.durable, [item.delivery.msg_id for item in items],
-            {status.workload_id for status in statuses})
-        applied: list[WorkloadStatus] = []
-        for item, status in zip(items, statuses, strict=True):
-            if item.delivery.msg_id not in fresh:
+    @staticmethod
+    def _applied(items: list[Received[PodGroupChanged]],
+                 events: list[tuple[str, WorkloadStatus]], stored: repository.PodGroupsStored
+                 ) -> list[tuple[WorkloadStatus, list[str]]]:
+        """The events applied, in stream order, each with the pods it released: by the
+        first applied event of its workload that no longer holds it, as one after the other
+        would have."""
+        released: dict[str, set[str]] = {}
+        for workload_id, pod in stored.released:
+            released.setdefault(workload_id, set()).add(pod)
+        result = []
+        for index, (item, (_, status)) in enumerate(zip(items, events, strict=True)):
+            if index not in stored.compared:
                 continue  # a redelivery (or the same message twice in this fetch)
-            fresh.discard(item.delivery.msg_id)
-            last = applied_sequence.get(status.workload_id)
-            # After the workload is over, later pod-group events still come while its last
-            # pods go: they release what those pods held.
-            if last is not None and status.sequence <= last:
+            applied, last = stored.compared[index]
+            if not applied:
+                # After the workload is over, later pod-group events still come while its
+                # last pods go: they release what those pods held (when newer).
                 with item.current():
                     log.debug("stale pod-group event ignored", extra={"fields": {
                         "sequence": status.sequence, "applied_sequence": last}})
                 continue
-            applied_sequence[status.workload_id] = status.sequence
-            applied.append(status)
-        if not applied:
-            return []
-        latest = {status.workload_id: status for status in applied}
-        kept: dict[str, frozenset[str]] = {}
-        for status in applied:  # a pod stays allocated while every event holds it
-            holding = status.pods_holding()
-            kept[status.workload_id] = kept.get(status.workload_id, holding) & holding
-        released: dict[str, set[str]] = {}
-        for workload_id, pod in await repository.store_statuses(
-                conn, list(latest.values()), kept):
-            released.setdefault(workload_id, set()).add(pod)
-        result = []
-        for status in applied:
             gone = released.get(status.workload_id)
             mine = sorted(gone - status.pods_holding()) if gone else []
             if gone:
@@ -464,8 +449,8 @@ class SchedulerService:
         outcome.pending_events.append((workload_id, version, event))
 
     async def _persist(self, outcome: Outcome) -> None:
-        """The outcome's rows and outbox messages, in one transaction of two statements
-        however many decisions the cycle made."""
+        """The outcome's rows and outbox messages, in one statement however many decisions
+        the cycle made."""
         state, now = self.state, outcome.now
         evictions: list[tuple[str, str, str, str]] = []
         allocations: list[tuple[str, core.PodPlacement, str, int, int]] = []
@@ -498,11 +483,10 @@ class SchedulerService:
             messages.append((subjects.queue_status(kind, name, pool),
                              QueueStatusChanged(**payload, changed_at=now),
                              f"queue:{kind}:{name}:{pool}:{version}", None))
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             await repository.save_outcome(conn, evictions=evictions, allocations=allocations,
                                           pending=outcome.pending_rows,
-                                          queues=outcome.queue_changes)
-            await add_many_to_outbox(conn, messages)
+                                          queues=outcome.queue_changes, events=messages)
 
     def _apply(self, outcome: Outcome, result: core.CycleResult) -> None:
         """After the commit: the state in memory takes the outcome; logs and metrics."""
