@@ -159,6 +159,9 @@ class SchedulerService:
         self._changed = asyncio.Event()
         self._scheduled_version: int | None = None
         self._reload = False
+        # (kind, name, pool) -> the queue's status, org id and payload last made of them
+        self._queue_payloads: dict[tuple[str, str, str],
+                                   tuple[core.QueueStatus, str | None, dict]] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -405,12 +408,23 @@ class SchedulerService:
             key = (status.kind, status.name, status.pool)
             if _subject(subjects.queue_status, *key) is None:
                 continue
-            payload = queue_payload(status, state.org_id(status.kind, status.name))
+            payload = self._queue_payload(key, status)
             last = state.queue_status.get(key)
             if last is not None and last[0] == payload:
                 continue
             outcome.queue_changes.append((key, payload, (last[1] if last else 0) + 1))
         return outcome
+
+    def _queue_payload(self, key: tuple[str, str, str], status: core.QueueStatus) -> dict:
+        """`queue_payload`, made again only when the queue's status changed: most cycles leave
+        most queues as they were, and making it costs pydantic models."""
+        org_id = self.state.org_id(status.kind, status.name)
+        made = self._queue_payloads.get(key)
+        if made is not None and made[0] == status and made[1] == org_id:
+            return made[2]
+        payload = queue_payload(status, org_id)
+        self._queue_payloads[key] = (status, org_id, payload)
+        return payload
 
     def _pending_update(self, outcome: Outcome, workload_id: str,
                         reason: core.PendingReason | None) -> None:
