@@ -63,6 +63,25 @@ async def add_many_to_outbox(
     one round trip: the rows get ids (so the relay's publishing order) in the order given."""
     if not items:
         return
+    await conn.execute(outbox_insert(1), *outbox_columns(items))
+
+
+def outbox_insert(first: int) -> str:
+    """The statement `add_many_to_outbox` runs, its four parameters numbered from `first`
+    (`outbox_columns` gives them): also a data-modifying CTE's body, for a writer that stores
+    its rows and queues their events in one statement."""
+    s, p, h, m = (f"${first + i}" for i in range(4))
+    # ORDER BY the arrays' ordinality: ids are drawn in the order rows are inserted.
+    return ("INSERT INTO outbox (subject, payload, headers, msg_id)"
+            f" SELECT s, p, h::jsonb, m FROM unnest({s}::text[], {p}::bytea[], {h}::text[],"
+            f" {m}::text[]) WITH ORDINALITY AS t(s, p, h, m, n) ORDER BY n"
+            " ON CONFLICT (msg_id) DO NOTHING")
+
+
+def outbox_columns(items: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]
+                   ) -> tuple[list[str], list[bytes], list[str], list[str]]:
+    """The parameters of `outbox_insert` for `(subject, payload, msg_id, trace_headers)`
+    each (trace headers default to the current span's context, as in `add_to_outbox`)."""
     subjects_, payloads, headers_, msg_ids = [], [], [], []
     for subject, payload, msg_id, trace_headers in items:
         headers = trace_headers_only(trace_headers) if trace_headers else {}
@@ -72,14 +91,7 @@ async def add_many_to_outbox(
         payloads.append(payload.model_dump_json(by_alias=True).encode())
         headers_.append(json.dumps(headers))
         msg_ids.append(msg_id)
-    # ORDER BY the arrays' ordinality: ids are drawn in the order rows are inserted.
-    await conn.execute(
-        "INSERT INTO outbox (subject, payload, headers, msg_id)"
-        " SELECT s, p, h::jsonb, m FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])"
-        " WITH ORDINALITY AS t(s, p, h, m, n) ORDER BY n"
-        " ON CONFLICT (msg_id) DO NOTHING",
-        subjects_, payloads, headers_, msg_ids,
-    )
+    return subjects_, payloads, headers_, msg_ids
 
 
 @dataclass

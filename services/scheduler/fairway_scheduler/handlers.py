@@ -1,6 +1,6 @@
-"""The scheduler's message handlers: each hands one event (or one fetch of pod-group events) to
-the `SchedulerService`, which stores it, applies it in memory after the commit and asks for a
-cycle. Thin: the rules live in the service and the core."""
+"""The scheduler's message handlers: each hands one event (or one fetch of requests or of
+pod-group events) to the `SchedulerService`, which stores it, applies it in memory after the
+commit and asks for a cycle. Thin: the rules live in the service and the core."""
 
 from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts.events import (
@@ -22,9 +22,9 @@ def register(service: SchedulerService) -> None:
     async def on_node_inventory(event: NodeInventory, delivery: Delivery) -> None:
         await service.node_reported(event)
 
-    @durable_subscriber(broker, consumers.workloads, WorkloadSubmitted)
-    async def on_workload_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
-        await service.workload_submitted(event, delivery)
+    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted)
+    async def on_workloads_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
+        await service.workloads_submitted(items)
 
     @durable_batch_subscriber(broker, consumers.podgroups, PodGroupChanged)
     async def on_pod_groups_changed(items: list[Received[PodGroupChanged]]) -> None:

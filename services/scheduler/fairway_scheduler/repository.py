@@ -1,15 +1,20 @@
 """The scheduler's SQL, all of it. Every function runs on the caller's connection, inside the
-caller's transaction."""
+caller's transaction if there is one: what a fetch or a cycle writes is one statement, atomic
+on its own."""
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from pydantic import BaseModel
 
 from fairway_contracts.events import DepartmentChanged, NodePoolChanged, ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.core.cluster import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_store import outbox_columns, outbox_insert
 
 # loading at start -----------------------------------------------------------------------------
 
@@ -192,98 +197,127 @@ async def delete_node(conn: asyncpg.Connection, name: str, observed_at: datetime
 
 
 # workloads ------------------------------------------------------------------------------------
+# The handlers and the cycle write with few round trips whatever their number of rows: arrays
+# unnested (or one JSON array of rows), several tables in one statement through data-modifying
+# CTEs (each sees the tables as the statement began; none reads what another writes).
+
+# Each message recorded for its consumer: the ids not applied before come back (the rule of
+# `fairway_store.first_delivery`, for a whole fetch).
+_FIRST_DELIVERIES = ("fresh AS (INSERT INTO inbox (consumer, msg_id)"
+                     " SELECT $1, m FROM unnest($2::text[]) AS m"
+                     " ON CONFLICT DO NOTHING RETURNING msg_id)")
+
+_REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
+                    " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
+                    " gpu_portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib,"
+                    " node_type, name")
 
 
-async def insert_request(conn: asyncpg.Connection, request: WorkloadRequest) -> bool:
-    """True when the request is new (a workload is submitted once)."""
-    status = await conn.execute(
-        "INSERT INTO workloads (id, project, priority_class, priority, preemptible, node_pools,"
-        " pods, min_pods, gpus_per_pod, submitted_at, trace_headers, project_id, gpu_portion,"
-        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib, node_type, name)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19) ON CONFLICT (id) DO NOTHING",
-        request.id, request.project, request.priority_class, request.priority,
-        request.preemptible, list(request.node_pools), request.pods, request.min_pods,
-        request.gpus_per_pod, request.submitted_at, dict(request.trace_headers),
-        request.project_id, request.gpu_portion, request.gpu_memory_mib, request.gpu_limit,
-        request.cpu_millis, request.memory_mib, request.node_type, request.name,
-    )
-    return status.endswith(" 1")
+def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
+    return {"msg_id": msg_id, "id": request.id, "project": request.project,
+            "priority_class": request.priority_class, "priority": request.priority,
+            "preemptible": request.preemptible, "node_pools": list(request.node_pools),
+            "pods": request.pods, "min_pods": request.min_pods,
+            "gpus_per_pod": request.gpus_per_pod,
+            "submitted_at": request.submitted_at.isoformat(),
+            "trace_headers": dict(request.trace_headers), "project_id": request.project_id,
+            "gpu_portion": request.gpu_portion, "gpu_memory_mib": request.gpu_memory_mib,
+            "gpu_limit": request.gpu_limit, "cpu_millis": request.cpu_millis,
+            "memory_mib": request.memory_mib, "node_type": request.node_type,
+            "name": request.name}
 
 
-async def is_finished(conn: asyncpg.Connection, workload_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT finished FROM workload_status WHERE workload_id = $1", workload_id))
-
-
-async def save_pending(
-        conn: asyncpg.Connection,
-        changes: Iterable[tuple[str, core.PendingReason | None, datetime | None, int]]) -> None:
-    """(workload id, reason or None, pending since, events sent) per change."""
-    await conn.executemany(
-        "UPDATE workloads SET pending_code = $2, pending_message = $3, pending_since = $4,"
-        " pending_version = $5, pending_unschedulable = $6 WHERE id = $1",
-        [(wid, reason.code.value if reason else None, reason.message if reason else None,
-          since, version, bool(reason and reason.unschedulable))
-         for wid, reason, since, version in changes],
-    )
-
-
-async def save_queue_status(conn: asyncpg.Connection,
-                            changes: Iterable[tuple[tuple[str, str, str], dict, int]]) -> None:
-    await conn.executemany(
-        "INSERT INTO queue_status (kind, name, node_pool, status, version)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
-        " status = excluded.status, version = excluded.version, updated_at = now()",
-        [(key[0], key[1], key[2], status, version) for key, status, version in changes],
-    )
+async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
+                         requests: Sequence[tuple[str, WorkloadRequest]]) -> dict[str, bool]:
+    """A fetch of submissions in one statement: every message id recorded for `consumer`;
+    each request (one per workload, with the id of the message that brought it) stored when
+    its message is new and its workload too (a workload is submitted once). Returns the
+    workloads stored, each with whether its last phase event, come first, ended it."""
+    # The rows as one JSON array: fields map onto the columns by name and type (text[] from
+    # a JSON array, timestamptz from ISO text), with none of unnest's trouble with arrays.
+    rows = await conn.fetch(
+        f"WITH {_FIRST_DELIVERIES},"
+        f" stored AS (INSERT INTO workloads ({_REQUEST_COLUMNS}) SELECT {_REQUEST_COLUMNS}"
+        " FROM jsonb_array_elements($3::text::jsonb) AS e(doc),"
+        " jsonb_populate_record(NULL::workloads, e.doc) AS w"
+        " WHERE e.doc->>'msg_id' IN (SELECT msg_id FROM fresh)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id)"
+        " SELECT stored.id, coalesce(s.finished, false) AS finished"
+        " FROM stored LEFT JOIN workload_status s ON s.workload_id = stored.id",
+        consumer, list(dict.fromkeys(msg_ids)),
+        json.dumps([_request_row(msg_id, request) for msg_id, request in requests]))
+    return {row["id"]: row["finished"] for row in rows}
 
 
 # phases and allocations -----------------------------------------------------------------------
 
 
-async def lock_status(conn: asyncpg.Connection, workload_id: str) -> tuple[int, bool] | None:
-    """(sequence, finished) of the workload's last applied phase event, locked until commit."""
-    row = await conn.fetchrow(
-        "SELECT sequence, finished FROM workload_status WHERE workload_id = $1 FOR UPDATE",
-        workload_id)
-    return (row["sequence"], row["finished"]) if row else None
+@dataclass(frozen=True, slots=True)
+class PodGroupsStored:
+    """What storing a fetch of pod-group events did: per event (by its index in the fetch)
+    that was new, whether it was applied and the sequence it was compared with (None: the
+    workload's first); and the (workload, pod) allocations released."""
+
+    compared: dict[int, tuple[bool, int | None]]
+    released: list[tuple[str, str]]
 
 
-async def save_status(conn: asyncpg.Connection, status: WorkloadStatus) -> None:
-    pods = [{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
-            for p in status.pods]
-    await conn.execute(
-        "INSERT INTO workload_status (workload_id, project, sequence, phase, finished, pods,"
-        " trace_headers) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
+                           events: Sequence[tuple[str, WorkloadStatus]]) -> PodGroupsStored:
+    """A fetch of pod-group events, (message id, status) each in stream order, in one
+    statement, as if stored one after the other: every message id recorded for `consumer`;
+    an event new (its first occurrence, not applied before) is applied when newer than the
+    workload's stored one and than the events applied before it in the fetch; a workload's
+    last applied event is stored; a pod is released when an applied event of its workload
+    no longer holds it. An evicted pod that is gone is evicted no longer."""
+    holding = [(n, pod) for n, (_, status) in enumerate(events, 1)
+               for pod in status.pods_holding()]
+    rows = await conn.fetch(
+        f"WITH {_FIRST_DELIVERIES},"
+        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::integer[],"
+        " $7::text[], $8::boolean[], $9::text[], $10::text[])"
+        " WITH ORDINALITY AS e(msg_id, w, p, s, ph, f, pods, th, n)),"
+        " new AS (SELECT DISTINCT ON (msg_id) * FROM events"
+        " WHERE msg_id IN (SELECT msg_id FROM fresh) ORDER BY msg_id, n),"
+        # the stored rows locked until commit: a sequence compared stays the last applied
+        " stored AS (SELECT workload_id, sequence FROM workload_status"
+        " WHERE workload_id IN (SELECT w FROM new) ORDER BY workload_id FOR UPDATE),"
+        " compared AS (SELECT new.*, greatest(stored.sequence, max(new.s) OVER ("
+        " PARTITION BY new.w ORDER BY new.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))"
+        " AS last FROM new LEFT JOIN stored ON stored.workload_id = new.w),"
+        " applied AS (SELECT * FROM compared WHERE last IS NULL OR s > last),"
+        " saved AS (INSERT INTO workload_status (workload_id, project, sequence, phase,"
+        " finished, pods, trace_headers)"
+        " SELECT DISTINCT ON (w) w, p, s, ph, f, pods::jsonb, th::jsonb FROM applied"
+        " ORDER BY w, n DESC"
         " ON CONFLICT (workload_id) DO UPDATE SET sequence = excluded.sequence,"
         " phase = excluded.phase, finished = excluded.finished, pods = excluded.pods,"
-        " trace_headers = excluded.trace_headers, updated_at = now()",
-        status.workload_id, status.project, status.sequence, status.phase.value,
-        status.finished, pods, dict(status.trace_headers),
-    )
-
-
-async def release_allocations(conn: asyncpg.Connection, workload_id: str,
-                              keep: Iterable[str]) -> list[str]:
-    """Drop the workload's allocations except those of `keep`; returns the pods released."""
-    rows = await conn.fetch(
-        "DELETE FROM allocations WHERE workload_id = $1 AND NOT (pod = ANY($2::text[]))"
-        " RETURNING pod",
-        workload_id, list(keep))
-    if rows:  # an evicted pod that is gone is evicted no longer
-        await conn.execute(
-            "DELETE FROM evictions WHERE workload_id = $1 AND pod = ANY($2::text[])",
-            workload_id, [row["pod"] for row in rows])
-    return [row["pod"] for row in rows]
-
-
-async def insert_evictions(conn: asyncpg.Connection, workload_id: str, pods: Iterable[str],
-                           decision_id: str, reason: str) -> None:
-    await conn.executemany(
-        "INSERT INTO evictions (workload_id, pod, decision_id, reason) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (workload_id, pod) DO NOTHING",
-        [(workload_id, pod, decision_id, reason) for pod in pods])
+        " trace_headers = excluded.trace_headers, updated_at = now()),"
+        " applied_per_workload AS (SELECT w, count(*) AS events FROM applied GROUP BY w),"
+        " held AS (SELECT applied.w, h.pod, count(*) AS events FROM applied"
+        " JOIN unnest($11::bigint[], $12::text[]) AS h(n, pod) ON h.n = applied.n"
+        " GROUP BY applied.w, h.pod),"
+        " released AS (DELETE FROM allocations a USING applied_per_workload x"
+        " WHERE a.workload_id = x.w AND NOT EXISTS (SELECT 1 FROM held"
+        " WHERE held.w = a.workload_id AND held.pod = a.pod AND held.events = x.events)"
+        " RETURNING a.workload_id, a.pod),"
+        " unevicted AS (DELETE FROM evictions e USING released r"
+        " WHERE e.workload_id = r.workload_id AND e.pod = r.pod)"
+        " SELECT n, last IS NULL OR s > last AS applied, last, NULL AS workload_id,"
+        " NULL AS pod FROM compared"
+        " UNION ALL SELECT NULL, NULL, NULL, workload_id, pod FROM released",
+        consumer, list(dict.fromkeys(msg_id for msg_id, _ in events)),
+        [msg_id for msg_id, _ in events], [s.workload_id for _, s in events],
+        [s.project for _, s in events], [s.sequence for _, s in events],
+        [s.phase.value for _, s in events], [s.finished for _, s in events],
+        [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
+                     for p in s.pods]) for _, s in events],
+        [json.dumps(dict(s.trace_headers)) for _, s in events],
+        [n for n, _ in holding], [pod for _, pod in holding])
+    return PodGroupsStored(
+        compared={row["n"] - 1: (row["applied"], row["last"]) for row in rows
+                  if row["n"] is not None},
+        released=[(row["workload_id"], row["pod"]) for row in rows if row["n"] is None])
 
 
 async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
@@ -295,15 +329,67 @@ async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
             for row in rows]
 
 
-async def insert_allocations(conn: asyncpg.Connection, workload_id: str,
-                             pods: Sequence[core.PodPlacement], decision_id: str,
-                             cpu: int = 0, memory: int = 0) -> None:
-    # A plain insert: a pod that already has an allocation must never be placed again, and if
-    # it were, the transaction fails and the decision is not published.
-    await conn.executemany(
-        "INSERT INTO allocations (workload_id, pod, node, gpu_devices, decision_id, portion,"
-        " gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        [(workload_id, p.pod, p.node, list(p.gpu_devices), decision_id, p.portion,
-          p.gpu_memory_mib, p.gpu_limit, cpu, memory) for p in pods],
+# a cycle's outcome ----------------------------------------------------------------------------
+
+
+async def save_outcome(
+        conn: asyncpg.Connection, *,
+        evictions: Sequence[tuple[str, str, str, str]],
+        allocations: Sequence[tuple[str, core.PodPlacement, str, int, int]],
+        pending: Sequence[tuple[str, core.PendingReason | None, datetime | None, int]],
+        queues: Sequence[tuple[tuple[str, str, str], dict, int]],
+        events: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]) -> None:
+    """A cycle's rows and the events that announce them in one statement (so one
+    transaction): `evictions` (workload, pod, decision id, reason) per pod evicted;
+    `allocations` (workload, pod placed, decision id, CPU, memory) per pod; `pending`
+    (workload, reason or None, pending since, events sent) per workload whose reason changed;
+    `queues` the last published status per queue that changed; `events` (subject, event,
+    msg id, trace headers) for the outbox, in the order they are to be published."""
+    await conn.execute(
+        "WITH evicted AS (INSERT INTO evictions (workload_id, pod, decision_id, reason)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        " ON CONFLICT (workload_id, pod) DO NOTHING),"
+        # A plain insert: a pod that already has an allocation must never be placed again,
+        # and if it were, the transaction fails and the decision is not published.
+        " allocated AS (INSERT INTO allocations (workload_id, pod, node, gpu_devices,"
+        " decision_id, portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
+        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($5::text[],"
+        " $6::text[], $7::text[], $8::text[], $9::text[], $10::float8[], $11::integer[],"
+        " $12::float8[], $13::integer[], $14::integer[])"
+        " AS t(w, p, n, g, d, po, gm, gl, c, m)),"
+        " waiting AS (UPDATE workloads w SET pending_code = t.code,"
+        " pending_message = t.message, pending_since = t.since, pending_version = t.version,"
+        " pending_unschedulable = t.unschedulable"
+        " FROM unnest($15::text[], $16::text[], $17::text[], $18::timestamptz[],"
+        " $19::integer[], $20::boolean[]) AS t(id, code, message, since, version, unschedulable)"
+        " WHERE w.id = t.id),"
+        " queued AS (INSERT INTO queue_status (kind, name, node_pool, status, version)"
+        " SELECT k, n, p, s::jsonb, v FROM unnest($21::text[], $22::text[], $23::text[],"
+        " $24::text[], $25::integer[]) AS t(k, n, p, s, v)"
+        " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
+        " status = excluded.status, version = excluded.version, updated_at = now()) "
+        + outbox_insert(26),
+        [e[0] for e in evictions], [e[1] for e in evictions], [e[2] for e in evictions],
+        [e[3] for e in evictions],
+        [wid for wid, _, _, _, _ in allocations],
+        [p.pod for _, p, _, _, _ in allocations],
+        [p.node for _, p, _, _, _ in allocations],
+        # integer[] as its text form: unnest cannot take rows of different lengths
+        ["{" + ",".join(str(d) for d in p.gpu_devices) + "}" for _, p, _, _, _ in allocations],
+        [decision for _, _, decision, _, _ in allocations],
+        [p.portion for _, p, _, _, _ in allocations],
+        [p.gpu_memory_mib for _, p, _, _, _ in allocations],
+        [p.gpu_limit for _, p, _, _, _ in allocations],
+        [cpu for _, _, _, cpu, _ in allocations],
+        [memory for _, _, _, _, memory in allocations],
+        [wid for wid, _, _, _ in pending],
+        [reason.code.value if reason else None for _, reason, _, _ in pending],
+        [reason.message if reason else None for _, reason, _, _ in pending],
+        [since for _, _, since, _ in pending],
+        [version for _, _, _, version in pending],
+        [bool(reason and reason.unschedulable) for _, reason, _, _ in pending],
+        [key[0] for key, _, _ in queues], [key[1] for key, _, _ in queues],
+        [key[2] for key, _, _ in queues], [json.dumps(status) for _, status, _ in queues],
+        [version for _, _, version in queues],
+        *outbox_columns(events),
     )

@@ -28,14 +28,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel
 
-from fairway_bus import Delivery, Received
+from fairway_bus import Received
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     BindDecision,
@@ -62,7 +63,6 @@ from fairway_scheduler.core.cluster import (
     WorkloadStatus,
 )
 from fairway_scheduler.settings import SchedulerSettings
-from fairway_store import add_to_outbox, first_delivery
 from fairway_telemetry import trace_headers_only, workload_context
 
 log = logging.getLogger("fairway.scheduler")
@@ -159,6 +159,9 @@ class SchedulerService:
         self._changed = asyncio.Event()
         self._scheduled_version: int | None = None
         self._reload = False
+        # (kind, name, pool) -> the queue's status, org id and payload last made of them
+        self._queue_payloads: dict[tuple[str, str, str],
+                                   tuple[core.QueueStatus, str | None, dict]] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -222,35 +225,41 @@ class SchedulerService:
                 return  # the same node, observed again: nothing for a cycle
         self.changed()
 
-    async def workload_submitted(self, event: WorkloadSubmitted, delivery: Delivery) -> None:
-        with workload_context(event.workload_id):
-            request = WorkloadRequest.from_event(event, trace_headers_only(delivery.headers))
-            async with self.lock:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if not await first_delivery(conn, self.consumers.workloads.durable,
-                                                delivery.msg_id):
-                        return
-                    if not await repository.insert_request(conn, request):
-                        return
-                    # Its last phase event may have come first, and may have ended it.
-                    finished = await repository.is_finished(conn, request.id)
-                if finished:
-                    return
+    async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
+        """Workload requests, a fetch at a time: stored in one statement whatever their
+        number, then known in memory, then one cycle asked for."""
+        requests: dict[str, tuple[str, WorkloadRequest]] = {}
+        for item in items:
+            request = WorkloadRequest.from_event(item.payload,
+                                                 trace_headers_only(item.delivery.headers))
+            # a workload is submitted once: a second message for it would change nothing
+            requests.setdefault(request.id, (item.delivery.msg_id, request))
+        async with self.lock:
+            async with self.pool.acquire() as conn:
+                stored = await repository.store_requests(
+                    conn, self.consumers.workloads.durable,
+                    [item.delivery.msg_id for item in items], list(requests.values()))
+            # Its last phase event may have come first, and may have ended it.
+            added = [request for _, request in requests.values()
+                     if request.id in stored and not stored[request.id]]
+            for request in added:  # after the commit
                 self.state.add_request(request)
+        if added:
             self.changed()
 
     async def pod_groups_changed(self, items: list[Received[PodGroupChanged]]) -> None:
         """Pod groups as lifecycle sees them, a fetch at a time (thousands a minute while pods
-        start and finish): stored and allocations released in one transaction, in stream order,
-        then applied in memory, then one cycle asked for."""
-        applied: list[tuple[WorkloadStatus, list[str]]] = []
+        start and finish): stored and allocations released in one statement, in stream
+        order, then applied in memory, then one cycle asked for."""
+        events = [(item.delivery.msg_id,
+                   WorkloadStatus.from_event(item.payload,
+                                             trace_headers_only(item.delivery.headers)))
+                  for item in items]
         async with self.lock:
-            async with self.pool.acquire() as conn, conn.transaction():
-                for item in items:
-                    with item.current():
-                        change = await self._store_status(conn, item)
-                    if change is not None:
-                        applied.append(change)
+            async with self.pool.acquire() as conn:
+                stored = await repository.store_pod_groups(
+                    conn, self.consumers.podgroups.durable, events)
+            applied = self._applied(items, events, stored)
             for status, released in applied:  # after the commit
                 self.state.apply_status(status, released)
         for status, released in applied:
@@ -261,26 +270,34 @@ class SchedulerService:
         if applied:
             self.changed()
 
-    async def _store_status(self, conn: asyncpg.Connection, item: Received[PodGroupChanged]
-                            ) -> tuple[WorkloadStatus, list[str]] | None:
-        """One pod-group event stored, and the allocations it ends released; None when it
-        was seen before or is older than the stored one."""
-        status = WorkloadStatus.from_event(item.payload,
-                                           trace_headers_only(item.delivery.headers))
-        if not await first_delivery(conn, self.consumers.podgroups.durable,
-                                    item.delivery.msg_id):
-            return None
-        stored = await repository.lock_status(conn, status.workload_id)
-        # After the workload is over, later pod-group events still come while its last pods
-        # go: they release what those pods held.
-        if stored is not None and status.sequence <= stored[0]:
-            log.debug("stale pod-group event ignored", extra={"fields": {
-                "sequence": status.sequence, "applied_sequence": stored[0]}})
-            return None
-        await repository.save_status(conn, status)
-        released = await repository.release_allocations(conn, status.workload_id,
-                                                        keep=status.pods_holding())
-        return status, released
+    @staticmethod
+    def _applied(items: list[Received[PodGroupChanged]],
+                 events: list[tuple[str, WorkloadStatus]], stored: repository.PodGroupsStored
+                 ) -> list[tuple[WorkloadStatus, list[str]]]:
+        """The events applied, in stream order, each with the pods it released: by the
+        first applied event of its workload that no longer holds it, as one after the other
+        would have."""
+        released: dict[str, set[str]] = {}
+        for workload_id, pod in stored.released:
+            released.setdefault(workload_id, set()).add(pod)
+        result = []
+        for index, (item, (_, status)) in enumerate(zip(items, events, strict=True)):
+            if index not in stored.compared:
+                continue  # a redelivery (or the same message twice in this fetch)
+            applied, last = stored.compared[index]
+            if not applied:
+                # After the workload is over, later pod-group events still come while its
+                # last pods go: they release what those pods held (when newer).
+                with item.current():
+                    log.debug("stale pod-group event ignored", extra={"fields": {
+                        "sequence": status.sequence, "applied_sequence": last}})
+                continue
+            gone = released.get(status.workload_id)
+            mine = sorted(gone - status.pods_holding()) if gone else []
+            if gone:
+                gone.difference_update(mine)
+            result.append((status, mine))
+        return result
 
     # the cycle --------------------------------------------------------------------------
     async def load(self) -> None:
@@ -391,12 +408,23 @@ class SchedulerService:
             key = (status.kind, status.name, status.pool)
             if _subject(subjects.queue_status, *key) is None:
                 continue
-            payload = queue_payload(status, state.org_id(status.kind, status.name))
+            payload = self._queue_payload(key, status)
             last = state.queue_status.get(key)
             if last is not None and last[0] == payload:
                 continue
             outcome.queue_changes.append((key, payload, (last[1] if last else 0) + 1))
         return outcome
+
+    def _queue_payload(self, key: tuple[str, str, str], status: core.QueueStatus) -> dict:
+        """`queue_payload`, made again only when the queue's status changed: most cycles leave
+        most queues as they were, and making it costs pydantic models."""
+        org_id = self.state.org_id(status.kind, status.name)
+        made = self._queue_payloads.get(key)
+        if made is not None and made[0] == status and made[1] == org_id:
+            return made[2]
+        payload = queue_payload(status, org_id)
+        self._queue_payloads[key] = (status, org_id, payload)
+        return payload
 
     def _pending_update(self, outcome: Outcome, workload_id: str,
                         reason: core.PendingReason | None) -> None:
@@ -435,49 +463,44 @@ class SchedulerService:
         outcome.pending_events.append((workload_id, version, event))
 
     async def _persist(self, outcome: Outcome) -> None:
-        """The outcome's rows and outbox messages, in one transaction."""
+        """The outcome's rows and outbox messages, in one statement however many decisions
+        the cycle made."""
         state, now = self.state, outcome.now
-        async with self.pool.acquire() as conn, conn.transaction():
-            held_by = state.pods_held(e.workload_id for e, _ in outcome.preemptions)
-            for eviction, decision in outcome.preemptions:
-                held = sorted(held_by[eviction.workload_id])
-                pods = held if eviction.pods is None else [p for p in eviction.pods
-                                                           if p in held]
-                await repository.insert_evictions(conn, eviction.workload_id, pods,
-                                                  decision.decision_id, eviction.reason)
-                await add_to_outbox(
-                    conn, subjects.preempt(decision.project, decision.workload_id),
-                    decision, msg_id=f"preempt:{decision.decision_id}",
-                    trace_headers=state.trace_headers(decision.workload_id) or None,
-                )
-            for placement, decision in zip(outcome.placements, outcome.decisions,
-                                           strict=True):
-                request = state.requests[placement.workload_id]
-                await repository.insert_allocations(
-                    conn, placement.workload_id, placement.pods, decision.decision_id,
-                    cpu=request.cpu_millis, memory=request.memory_mib)
-                await add_to_outbox(
-                    conn, subjects.bind(decision.project, decision.workload_id), decision,
-                    msg_id=f"bind:{decision.decision_id}",
-                    # one trace follows the workload from its submission
-                    trace_headers=state.trace_headers(decision.workload_id),
-                )
-            await repository.save_pending(conn, outcome.pending_rows)
-            for workload_id, version, event in outcome.pending_events:
-                await add_to_outbox(
-                    conn, subjects.scheduling_pending(event.project, workload_id), event,
-                    # the version restarts after a workload stopped waiting: the cycle's time
-                    # keeps the id unique
-                    msg_id=f"pending:{workload_id}:{version}:{now.timestamp()}",
-                    trace_headers=state.trace_headers(workload_id) or None,
-                )
-            await repository.save_queue_status(conn, outcome.queue_changes)
-            for (kind, name, pool), payload, version in outcome.queue_changes:
-                await add_to_outbox(
-                    conn, subjects.queue_status(kind, name, pool),
-                    QueueStatusChanged(**payload, changed_at=now),
-                    msg_id=f"queue:{kind}:{name}:{pool}:{version}",
-                )
+        evictions: list[tuple[str, str, str, str]] = []
+        allocations: list[tuple[str, core.PodPlacement, str, int, int]] = []
+        # (subject, event, msg id, trace headers), in the order they are published
+        messages: list[tuple[str, BaseModel, str, Mapping[str, str] | None]] = []
+        held_by = state.pods_held(e.workload_id for e, _ in outcome.preemptions)
+        for eviction, decision in outcome.preemptions:
+            held = sorted(held_by[eviction.workload_id])
+            pods = held if eviction.pods is None else [p for p in eviction.pods if p in held]
+            evictions += [(eviction.workload_id, pod, decision.decision_id, eviction.reason)
+                          for pod in pods]
+            messages.append((subjects.preempt(decision.project, decision.workload_id),
+                             decision, f"preempt:{decision.decision_id}",
+                             state.trace_headers(decision.workload_id) or None))
+        for placement, decision in zip(outcome.placements, outcome.decisions, strict=True):
+            request = state.requests[placement.workload_id]
+            allocations += [(placement.workload_id, pod, decision.decision_id,
+                             request.cpu_millis, request.memory_mib) for pod in placement.pods]
+            # one trace follows the workload from its submission
+            messages.append((subjects.bind(decision.project, decision.workload_id), decision,
+                             f"bind:{decision.decision_id}",
+                             state.trace_headers(decision.workload_id)))
+        for workload_id, version, event in outcome.pending_events:
+            messages.append((subjects.scheduling_pending(event.project, workload_id), event,
+                             # the version restarts after a workload stopped waiting: the
+                             # cycle's time keeps the id unique
+                             f"pending:{workload_id}:{version}:{now.timestamp()}",
+                             state.trace_headers(workload_id) or None))
+        for (kind, name, pool), payload, version in outcome.queue_changes:
+            messages.append((subjects.queue_status(kind, name, pool),
+                             QueueStatusChanged(**payload, changed_at=now),
+                             f"queue:{kind}:{name}:{pool}:{version}", None))
+        async with self.pool.acquire() as conn:
+            await repository.save_outcome(conn, evictions=evictions, allocations=allocations,
+                                          pending=outcome.pending_rows,
+                                          queues=outcome.queue_changes, events=messages)
 
     def _apply(self, outcome: Outcome, result: core.CycleResult) -> None:
         """After the commit: the state in memory takes the outcome; logs and metrics."""

@@ -257,6 +257,10 @@ class ClusterState:
         self._workload_parts: dict[str, tuple[model.Workload | None,
                                               tuple[model.Allocation, ...]]] = {}
         self._workload_stale: set[str] = set()
+        # A snapshot's nodes (in their pools), pools and queues, kept until a node or an org
+        # unit changes: most cycles follow workload events only.
+        self._layout: tuple[tuple[model.Node, ...], tuple[model.NodePool, ...],
+                            tuple[model.QueueSpec, ...]] | None = None
         self.allocations.on_change = self._touch
 
     # changes ----------------------------------------------------------------------------
@@ -271,6 +275,7 @@ class ClusterState:
         self.node_labels[node.name] = dict(labels or {})
         self.max_pods[node.name] = max_pods
         self._ledger = None
+        self._layout = None
         self.version += 1
 
     def same_node(self, node: model.Node, labels: Mapping[str, str], max_pods: int) -> bool:
@@ -283,6 +288,7 @@ class ClusterState:
         self.node_labels.pop(name, None)
         self.max_pods.pop(name, None)
         self._ledger = None
+        self._layout = None
         self.version += 1
 
     def put_project(self, event: ProjectChanged) -> None:
@@ -291,6 +297,7 @@ class ClusterState:
         else:
             self.projects[event.project_id] = event
         self._ledger = None
+        self._layout = None
         self._workload_parts.clear()  # default pools may have changed
         self.version += 1
 
@@ -300,6 +307,7 @@ class ClusterState:
         else:
             self.departments[event.department_id] = event
         self._ledger = None
+        self._layout = None
         self.version += 1
 
     def put_node_pool(self, event: NodePoolChanged) -> None:
@@ -308,6 +316,7 @@ class ClusterState:
         else:
             self.node_pools[event.name] = event
         self._ledger = None
+        self._layout = None
         self.version += 1
 
     def add_request(self, request: WorkloadRequest) -> None:
@@ -579,14 +588,21 @@ class ClusterState:
             if workload is not None:
                 workloads.append(workload)
         stale.clear()
-        nodes = tuple(
-            replace(node, pool=self.pool_of(node),
-                    node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))
-            for node in self.nodes.values())
-        pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy, p.cpu_placement_strategy,
-                                    duration_seconds(p.min_guaranteed_runtime))
-                      for _, p in sorted(self.node_pools.items()))
+        layout = self._layout if cached else None
+        if layout is None:
+            nodes = tuple(
+                replace(node, pool=self.pool_of(node),
+                        node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))
+                for node in self.nodes.values())
+            pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy,
+                                        p.cpu_placement_strategy,
+                                        duration_seconds(p.min_guaranteed_runtime))
+                          for _, p in sorted(self.node_pools.items()))
+            layout = (nodes, pools, self.queue_specs())
+            if cached:
+                self._layout = layout
+        nodes, pools, queues = layout
         return model.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
                                     allocations=tuple(allocations), pools=pools,
-                                    queues=self.queue_specs(), now=now,
+                                    queues=queues, now=now,
                                     disruption=disruption or model.DisruptionSettings())
