@@ -55,14 +55,15 @@ async def add_to_outbox(
     )
 
 
-async def add_many_to_outbox(
-    conn: asyncpg.Connection,
-    items: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]],
-) -> None:
-    """`add_to_outbox` for many events, `(subject, payload, msg_id, trace_headers)` each, in
-    one round trip: the rows get ids (so the relay's publishing order) in the order given."""
-    if not items:
-        return
+type OutboxItem = tuple[str, BaseModel, str, Mapping[str, str] | None]
+
+
+def outbox_columns(items: Sequence[OutboxItem]
+                   ) -> tuple[list[str], list[bytes], list[str], list[str]]:
+    """The outbox rows for `(subject, payload, msg_id, trace_headers)` items, as columns
+    (subjects, payloads, headers as JSON text, msg ids), as `add_many_to_outbox` writes them:
+    for a writer whose own statement inserts them together with the state change they
+    announce (`INSERT INTO outbox (subject, payload, headers, msg_id)`), in one round trip."""
     subjects_, payloads, headers_, msg_ids = [], [], [], []
     for subject, payload, msg_id, trace_headers in items:
         headers = trace_headers_only(trace_headers) if trace_headers else {}
@@ -72,13 +73,21 @@ async def add_many_to_outbox(
         payloads.append(payload.model_dump_json(by_alias=True).encode())
         headers_.append(json.dumps(headers))
         msg_ids.append(msg_id)
+    return subjects_, payloads, headers_, msg_ids
+
+
+async def add_many_to_outbox(conn: asyncpg.Connection, items: Sequence[OutboxItem]) -> None:
+    """`add_to_outbox` for many events, `(subject, payload, msg_id, trace_headers)` each, in
+    one round trip: the rows get ids (so the relay's publishing order) in the order given."""
+    if not items:
+        return
     # ORDER BY the arrays' ordinality: ids are drawn in the order rows are inserted.
     await conn.execute(
         "INSERT INTO outbox (subject, payload, headers, msg_id)"
         " SELECT s, p, h::jsonb, m FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[])"
         " WITH ORDINALITY AS t(s, p, h, m, n) ORDER BY n"
         " ON CONFLICT (msg_id) DO NOTHING",
-        subjects_, payloads, headers_, msg_ids,
+        *outbox_columns(items),
     )
 
 
