@@ -7,10 +7,11 @@ event, so every phase the cluster passed through is seen, even when the database
 than the cluster: a pod that is Running for a moment before it Succeeds still makes its
 workload Running first. Folded changes queue per workload; the reconcile loop records the
 changes of every workload that has some, each workload's in order, with their events in the
-outbox, in one transaction per batch of workloads, then converges the pods (creates or deletes
-them) in tasks of their own, several workloads in parallel, so a phase is never recorded late
-because Kubernetes is slow to create other workloads' pods. Sequence numbers in the database
-make every transition happen exactly once across restarts.
+outbox, in one statement per batch of workloads (planned from the rows as last recorded; under
+the rows' lock, in a transaction, when another writer changed one), then converges the pods
+(creates or deletes them) in tasks of their own, several workloads in parallel, so a phase is
+never recorded late because Kubernetes is slow to create other workloads' pods. Sequence
+numbers in the database make every transition happen exactly once across restarts.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import random
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -50,7 +52,7 @@ from fairway_lifecycle.core.machine import (
     converge,
 )
 from fairway_lifecycle.core.nodes import node_inventory
-from fairway_lifecycle.core.recording import Named, Recording, plan
+from fairway_lifecycle.core.recording import Named, Recorded, Recording, plan
 from fairway_lifecycle.core.retries import (
     CREATE_REJECTED,
     POD_SPEC_INVALID,
@@ -94,6 +96,12 @@ def _named(row: repo.WorkloadRow) -> Named:
                  row.spec.auto_deletion_time_after_completion_seconds)
 
 
+def _recorded(row: repo.WorkloadRow) -> Recorded:
+    """What the row holds, as this process last recorded or changed it."""
+    return Recorded(row.phase, row.sequence, row.desired, row.resuming, row.preempted,
+                    row.podgroup_sequence, row.podgroup_signature)
+
+
 def _apply(row: repo.WorkloadRow, recording: Recording) -> None:
     """After the commit: the tracked row is what the database now holds."""
     p = recording.progress
@@ -103,6 +111,8 @@ def _apply(row: repo.WorkloadRow, recording: Recording) -> None:
         row.delete_after = recording.delete_after
     if recording.clear_resuming is not None:
         row.resuming = False
+    if recording.clear_preempted:
+        row.preempted, row.preempted_pods = False, recording.preempted_pods
 
 
 class PodsUnbuildable(Exception):
@@ -435,6 +445,13 @@ class Controller:
 
     async def _record_safely(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
         try:
+            batch = await self._record_quickly(batch)
+        except Exception:  # one statement: nothing of it was recorded
+            log.exception("recording %d workloads in one statement failed; recording them"
+                          " under their lock", len(batch))
+        if not batch:
+            return
+        try:
             await self._record(batch)
             return
         except Exception:
@@ -465,9 +482,11 @@ class Controller:
 
             self._loop.call_later(0.5, release)
 
-    async def _record(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
-        """Record folded changes, each workload's in order, with their events in the outbox,
-        in one transaction for the whole batch."""
+    @contextlib.contextmanager
+    def _spans(self, batch: list[tuple[Tracked, list[Step]]]
+               ) -> Iterator[dict[str, dict[str, str]]]:
+        """A reconcile span per workload while its changes are recorded; the trace headers
+        of each workload's span, for its events."""
         with contextlib.ExitStack() as spans:
             headers: dict[str, dict[str, str]] = {}
             for t, _ in batch:
@@ -482,6 +501,34 @@ class Controller:
                                 "fairway.project": row.project,
                                 "fairway.phase": row.phase.value}))
                 headers[row.workload_id] = inject_headers()  # this workload's span
+            yield headers
+
+    async def _record_quickly(self, batch: list[tuple[Tracked, list[Step]]]
+                              ) -> list[tuple[Tracked, list[Step]]]:
+        """Record folded changes planned from the rows as this process last recorded them,
+        with their events in the outbox, in one statement (one round trip, no transaction
+        to open and commit), for the workloads whose rows still hold that. The rest, to be
+        recorded under the rows' lock: rows changed by another writer meanwhile, and the
+        rare changes that write more than the phase and the pod group."""
+        with self._spans(batch) as headers:
+            plans = [(t, plan(_named(t.row), steps, _recorded(t.row), self._folded(t)))
+                     for t, steps in batch]
+            plans = [(t, p) for t, p in plans if not p.writes_more]
+            if not plans:
+                return batch
+            async with self.runtime.pool.acquire() as conn:
+                recorded = await repo.record_unless_moved(
+                    conn, [(_recorded(t.row), p.progress) for t, p in plans],
+                    [(t.row.workload_id, (o.subject, o.event, o.msg_id,
+                                          headers[t.row.workload_id]))
+                     for t, p in plans for o in p.outgoing])
+        self._recorded_now([(t, p) for t, p in plans if t.row.workload_id in recorded])
+        return [(t, steps) for t, steps in batch if t.row.workload_id not in recorded]
+
+    async def _record(self, batch: list[tuple[Tracked, list[Step]]]) -> None:
+        """Record folded changes, each workload's in order, with their events in the outbox,
+        in one transaction for the whole batch, planned from the rows locked."""
+        with self._spans(batch) as headers:
             async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
                 plans = [(t, plan(_named(t.row), steps, fresh[t.row.workload_id],
@@ -499,6 +546,13 @@ class Controller:
                         await repo.set_delete_after(conn, wid, p.delete_after)
                     if p.clear_resuming is not None:
                         await repo.set_desired(conn, wid, p.clear_resuming, False)
+        for t, _ in plans:  # memory catches up with what other writers committed
+            r = fresh[t.row.workload_id]
+            t.row.desired, t.row.resuming, t.row.preempted = r.desired, r.resuming, r.preempted
+        self._recorded_now(plans)
+
+    def _recorded_now(self, plans: list[tuple[Tracked, Recording]]) -> None:
+        """After the commit: memory follows, the relay is woken, the workloads over let go."""
         if self.runtime.relay is not None and any(p.outgoing for _, p in plans):
             self.runtime.relay.wake()
         for t, p in plans:
