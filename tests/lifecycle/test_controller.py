@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
@@ -18,11 +19,10 @@ from fairway_contracts.events import (
 )
 from fairway_contracts.workloads import utcnow
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle import service as service_module
 from fairway_lifecycle.service import LifecycleService, Submission
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.testing import build_for_tests
-from fairway_store import create_pool, migrate_dsn
+from fairway_store import create_pool, migrate_dsn, outbox_columns
 from tests.lifecycle.podfactory import pod
 
 MIGRATIONS = Path(repo.__file__).parent / "migrations"
@@ -268,15 +268,16 @@ async def test_a_fetch_of_submissions_is_recorded_once_each_and_all_driven(servi
 
 
 async def test_a_failed_fetch_of_submissions_leaves_nothing(service, tag, monkeypatch):
-    """The batch handler raises (each message is then handled alone): nothing of the batch
-    was recorded, and nothing is driven."""
+    """The statement fails on the events (the batch handler raises; each message is then
+    handled alone): none of the workloads was recorded, and none is driven."""
     pool, controller = service.runtime.pool, service.controller
     wids = [f"{tag}-a", f"{tag}-b"]
 
-    async def broken(conn, items):
-        raise RuntimeError("outbox down")
-    monkeypatch.setattr(service_module, "add_many_to_outbox", broken)
-    with pytest.raises(RuntimeError):
+    def no_subjects(items):
+        subjects_, *rest = outbox_columns(items)
+        return [None] * len(subjects_), *rest  # outbox.subject is NOT NULL
+    monkeypatch.setattr(repo, "outbox_columns", no_subjects)
+    with pytest.raises(asyncpg.NotNullViolationError):
         await service.submit_many([Submission(_submitted(w), {}) for w in wids])
     async with pool.acquire() as conn:
         assert await repo.get_many(conn, wids) == []

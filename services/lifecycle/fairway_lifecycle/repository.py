@@ -83,22 +83,36 @@ async def insert_workload(conn: asyncpg.Connection, event: WorkloadSubmitted, na
     return status.endswith(" 1")
 
 
-async def insert_workloads(conn: asyncpg.Connection, rows: list[WorkloadRow]) -> set[str]:
-    """Many submitted workloads, as first recorded, in one statement; the ids of those
-    inserted now (the others were known already: a redelivered submission)."""
+async def insert_workloads(conn: asyncpg.Connection, rows: list[WorkloadRow],
+                           events: list[tuple[str, OutboxItem]]) -> set[str]:
+    """Many submitted workloads as first recorded, each with its events (`(workload_id,
+    item)`) in the outbox, in one statement (one round trip, atomic); the ids of those
+    inserted now. One known already (a redelivered submission) is left as it was, with no
+    event."""
+    subjects_, payloads, headers, msg_ids = outbox_columns([item for _, item in events])
+    # As in record_unless_moved: the events' INSERT reads the workloads' RETURNING.
     inserted = await conn.fetch(
-        "INSERT INTO workloads (workload_id, name, project, workload_type, namespace, spec,"
+        "WITH inserted AS ("
+        " INSERT INTO workloads (workload_id, name, project, workload_type, namespace, spec,"
         " trace_headers, phase, reason, message, sequence, created_at)"
         " SELECT w, n, p, t, ns, s::jsonb, h::jsonb, ph, r, m, q, c"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
         " $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])"
         " AS u(w, n, p, t, ns, s, h, ph, r, m, q, c)"
-        " ON CONFLICT (workload_id) DO NOTHING RETURNING workload_id",
+        " ON CONFLICT (workload_id) DO NOTHING RETURNING workload_id),"
+        " announced AS ("
+        " INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT s, p, h::jsonb, m FROM unnest($13::text[], $14::text[], $15::bytea[],"
+        " $16::text[], $17::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
+        " WHERE o.workload_id IN (SELECT workload_id FROM inserted) ORDER BY n"
+        " ON CONFLICT (msg_id) DO NOTHING)"
+        " SELECT workload_id FROM inserted",
         [r.workload_id for r in rows], [r.name for r in rows], [r.project for r in rows],
         [r.workload_type.value for r in rows], [r.namespace for r in rows],
         [r.spec.model_dump_json() for r in rows], [json.dumps(r.trace_headers) for r in rows],
         [r.phase.value for r in rows], [r.reason for r in rows], [r.message for r in rows],
         [r.sequence for r in rows], [r.created_at for r in rows],
+        [wid for wid, _ in events], subjects_, payloads, headers, msg_ids,
     )
     return {r["workload_id"] for r in inserted}
 

@@ -27,7 +27,6 @@ from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_runtime import Service
-from fairway_store import add_many_to_outbox
 from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.lifecycle.handlers")
@@ -88,20 +87,19 @@ class LifecycleService:
 
     async def submit_many(self, submissions: list[Submission]) -> None:
         """Record submitted workloads with their Creating events, and drive them, in one
-        transaction for them all. Idempotent by state, not by inbox: each row is inserted
+        statement for them all. Idempotent by state, not by inbox: each row is inserted
         once (its Creating event with it), and pods are ensured by the reconciler every time,
         so a crash between the commit and the pod creation still ends with pods."""
         first: dict[str, Submission] = {}
         for submission in submissions:  # the same one twice in a fetch: a redelivery
             first.setdefault(submission.event.workload_id, submission)
         rows = [self._first_row(s) for s in first.values()]
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            created = await repo.insert_workloads(conn, rows)
-            await add_many_to_outbox(conn, [
-                (subjects.phase(row.project, row.workload_id, Phase.CREATING),
-                 _creating(row), f"phase:{row.workload_id}:1",
-                 first[row.workload_id].event_headers)
-                for row in rows if row.workload_id in created])
+        async with self.runtime.pool.acquire() as conn:
+            created = await repo.insert_workloads(conn, rows, [
+                (row.workload_id, (subjects.phase(row.project, row.workload_id, Phase.CREATING),
+                                   _creating(row), f"phase:{row.workload_id}:1",
+                                   first[row.workload_id].event_headers))
+                for row in rows])
             known = [row.workload_id for row in rows if row.workload_id not in created]
             # Known already (redelivered): driven from the row as recorded.
             recorded = await repo.get_many(conn, known) if known else []
