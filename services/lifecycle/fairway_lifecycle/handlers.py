@@ -19,7 +19,7 @@ from fairway_telemetry import inject_headers, trace_headers_only, workload_conte
 def register(service: LifecycleService) -> None:
     broker = service.runtime.broker
 
-    # Busy (every workload): a fetch's submissions in one transaction.
+    # Busy (every workload): a fetch's submissions in one statement.
     @durable_batch_subscriber(broker, streams.LIFECYCLE_WORKLOADS, WorkloadSubmitted)
     async def on_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
         submissions = []
