@@ -6,16 +6,23 @@ import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
-from fairway_contracts.events import PreemptDecision, WorkloadAction, WorkloadSubmitted
+from fairway_contracts.events import (
+    BindDecision,
+    PodPlacement,
+    PreemptDecision,
+    WorkloadAction,
+    WorkloadSubmitted,
+)
 from fairway_contracts.workloads import utcnow
 from fairway_lifecycle import repository as repo
-from fairway_lifecycle.service import LifecycleService
+from fairway_lifecycle.service import LifecycleService, Submission
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.testing import build_for_tests
-from fairway_store import create_pool, migrate_dsn
+from fairway_store import create_pool, migrate_dsn, outbox_columns
 from tests.lifecycle.podfactory import pod
 
 MIGRATIONS = Path(repo.__file__).parent / "migrations"
@@ -229,3 +236,127 @@ async def test_a_workload_failed_by_preemption_is_deleted_once_its_pod_is_gone(s
     await until(deleted)
     assert await phases(pool, wid) == ["Creating", "Pending", "Running", "Failed", "Deleted"]
     await until(untracked)
+
+
+def _submitted(wid: str) -> WorkloadSubmitted:
+    spec = EffectiveSpec.model_validate({"image": "busybox", "priorityClass": "train",
+                                         "preemptible": True, "backoffLimit": 0})
+    return WorkloadSubmitted(event_id=wid, workload_id=wid, name="bert", project="team-a",
+                             project_id="7", workload_type=WorkloadType.TRAINING,
+                             created_at=utcnow(), created_by="alice", spec=spec)
+
+
+async def test_a_fetch_of_submissions_is_recorded_once_each_and_all_driven(service, tag):
+    """One transaction for a fetch: a submission redelivered (known already, or twice in the
+    fetch) gives no second row nor a second Creating event, and every one is driven."""
+    pool, controller = service.runtime.pool, service.controller
+    old, new = f"{tag}-old", f"{tag}-new"
+    await service.submit(_submitted(old), {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16
+                                            + "-01"})
+    await service.submit_many([Submission(_submitted(new), {}), Submission(_submitted(old), {}),
+                               Submission(_submitted(new), {})])
+    assert await phases(pool, old) == ["Creating"]
+    assert await phases(pool, new) == ["Creating"]
+    async with pool.acquire() as conn:
+        rows = {wid: await repo.get(conn, wid) for wid in (old, new)}
+    assert rows[old].trace_headers["traceparent"].startswith("00-111")
+    assert rows[new].namespace == "fairway-team-a" and rows[new].sequence == 1
+    assert rows[new].message == "creating 1 pod(s) in namespace fairway-team-a"
+    assert old in controller.tracked and new in controller.tracked
+    # what is driven is what the database holds
+    assert controller.tracked[new].row.spec == rows[new].spec
+
+
+async def test_a_failed_fetch_of_submissions_leaves_nothing(service, tag, monkeypatch):
+    """The statement fails on the events (the batch handler raises; each message is then
+    handled alone): none of the workloads was recorded, and none is driven."""
+    pool, controller = service.runtime.pool, service.controller
+    wids = [f"{tag}-a", f"{tag}-b"]
+
+    def no_subjects(items):
+        subjects_, *rest = outbox_columns(items)
+        return [None] * len(subjects_), *rest  # outbox.subject is NOT NULL
+    monkeypatch.setattr(repo, "outbox_columns", no_subjects)
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await service.submit_many([Submission(_submitted(w), {}) for w in wids])
+    async with pool.acquire() as conn:
+        assert await repo.get_many(conn, wids) == []
+    assert not any(w in controller.tracked for w in wids)
+    monkeypatch.undo()
+    await service.submit_many([Submission(_submitted(w), {}) for w in wids])
+    assert [await phases(pool, w) for w in wids] == [["Creating"], ["Creating"]]
+
+
+async def test_a_bind_uses_the_driven_workloads_namespace(service, tag):
+    pool, kube = service.runtime.pool, service.controller.kube
+    wid = f"{tag}-bind"
+    await submit(service, wid)
+    bound = []
+
+    async def bind(namespace, pod, node):
+        bound.append((namespace, pod, node))
+        return "bound"
+    kube.bind = bind
+    decision = BindDecision(decision_id="d1", workload_id=wid, project="team-a",
+                            placements=[PodPlacement(pod="p-0", node="a100-1")],
+                            decided_at=utcnow())
+    await service.bind(decision)
+    service.controller._untrack(wid)  # not driven any more: from the database
+    await service.bind(decision)
+    assert bound == [("fairway-team-a", "p-0", "a100-1")] * 2
+    with pytest.raises(LookupError):
+        await service.bind(decision.model_copy(update={"workload_id": f"{tag}-unknown"}))
+    async with pool.acquire() as conn:
+        assert await repo.namespace_of(conn, wid) == "fairway-team-a"
+
+
+async def test_changes_are_recorded_in_one_statement_unless_the_row_moved(
+        service, tag, monkeypatch):
+    """Recording plans from the row as this process last wrote it and writes it in one
+    statement; a row another writer changed meanwhile is recorded under its lock instead,
+    planned from what it holds: each transition still published once, in order."""
+    pool, controller = service.runtime.pool, service.controller
+    locked: list[list[str]] = []
+    lock_for_record = repo.lock_for_record
+
+    async def spy(conn, workload_ids):
+        locked.append(list(workload_ids))
+        return await lock_for_record(conn, workload_ids)
+    monkeypatch.setattr(repo, "lock_for_record", spy)
+    wid = f"{tag}-quick"
+    await submit(service, wid)
+    name = f"bert-{wid[:8]}-1-0"
+    await until(lambda: ("create", name) in controller.kube.calls)
+    controller.on_pod("ADDED", pod(name, workload=wid, stage="unbound"))
+    controller.on_pod("MODIFIED", pod(name, workload=wid, stage="pulling", node="a100-1"))
+
+    async def initializing():
+        return (await phases(pool, wid))[-1:] == ["Initializing"]
+    await until(initializing)
+    assert locked == []
+    # Another writer moved the row (as a second instance's recording would): the next
+    # recording finds it changed and plans again under the lock, from the row.
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE workloads SET podgroup_sequence = podgroup_sequence + 5"
+                           " WHERE workload_id = $1", wid)
+    controller.on_pod("MODIFIED", pod(name, workload=wid, stage="running", node="a100-1"))
+
+    async def running():
+        return (await phases(pool, wid))[-1:] == ["Running"]
+    await until(running)
+    assert locked == [[wid]]
+    controller.on_pod("MODIFIED", pod(name, workload=wid, stage="succeeded", node="a100-1"))
+
+    async def completed():
+        return (await phases(pool, wid))[-1:] == ["Completed"]
+    await until(completed)
+    assert await phases(pool, wid) == ["Creating", "Pending", "Initializing", "Running",
+                                       "Completed"]
+    async with pool.acquire() as conn:
+        row = await repo.get(conn, wid)
+        groups = await conn.fetch("SELECT msg_id FROM outbox WHERE subject = $1 ORDER BY id",
+                                  f"fairway.podgroup.team-a.{wid}")
+    assert (row.phase, row.sequence) == (Phase.COMPLETED, 5)
+    # the pod group's sequence went on from the row's (1, moved to 6), not from memory's
+    assert [g["msg_id"].rsplit(":", 1)[1] for g in groups] == ["1", "7"]
+    assert locked == [[wid]], "recorded in one statement again once memory caught up"

@@ -42,6 +42,7 @@ def test_each_step_that_moves_the_phase_is_one_event_numbered_on():
     assert (p.phase, p.reason, p.sequence, p.podgroup_sequence, p.podgroup_signature) == (
         Phase.RUNNING, "Running", 4, 1, "p@node-1")
     assert r.delete_after is None and not r.clear_preempted and r.clear_resuming is None
+    assert not r.writes_more  # recorded in one statement
 
 
 def test_a_step_to_the_recorded_phase_or_past_the_end_publishes_nothing():
@@ -60,6 +61,7 @@ def test_an_end_is_announced_to_the_scheduler_and_starts_the_auto_deletion_clock
     r = plan(named, [step(Phase.COMPLETED, at=10)], running, FOLDED)
     assert [o.msg_id for o in r.outgoing] == ["phase:w1:5", "podgroup:w1:2"]
     assert r.delete_after == T0 + timedelta(seconds=70)
+    assert r.writes_more  # recorded under the row's lock, with the deletion time
 
 
 def test_placed_again_ends_the_preemption_and_pods_made_again_end_the_resumption():
@@ -68,5 +70,6 @@ def test_placed_again_ends_the_preemption_and_pods_made_again_end_the_resumption
              replace(FOLDED, preempted_pods=frozenset({"uid-p-1"})))
     assert r.clear_preempted and r.preempted_pods == {"uid-p-1"}
     assert r.clear_resuming == "Running"
+    assert r.writes_more
     r = plan(NAMED, [step(Phase.RESUMING, "")], preempted, replace(FOLDED, preempted=True))
     assert not r.clear_preempted and r.clear_resuming is None

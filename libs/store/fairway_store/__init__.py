@@ -4,6 +4,7 @@ transactional outbox with its relay, and the inbox that makes handlers idempoten
 from fairway_store.inbox import first_deliveries, first_delivery
 from fairway_store.migrations import migrate, migrate_dsn
 from fairway_store.outbox import (
+    OutboxItem,
     OutboxRelay,
     add_many_to_outbox,
     add_to_outbox,
@@ -12,6 +13,6 @@ from fairway_store.outbox import (
 )
 from fairway_store.pool import create_pool
 
-__all__ = ["OutboxRelay", "add_many_to_outbox", "add_to_outbox", "create_pool",
+__all__ = ["OutboxItem", "OutboxRelay", "add_many_to_outbox", "add_to_outbox", "create_pool",
            "first_deliveries", "first_delivery", "migrate", "migrate_dsn", "outbox_columns",
            "outbox_insert"]

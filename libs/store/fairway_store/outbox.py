@@ -55,10 +55,11 @@ async def add_to_outbox(
     )
 
 
-async def add_many_to_outbox(
-    conn: asyncpg.Connection,
-    items: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]],
-) -> None:
+type OutboxItem = tuple[str, BaseModel, str, Mapping[str, str] | None]
+"""An event to queue: (subject, payload, msg_id, trace_headers)."""
+
+
+async def add_many_to_outbox(conn: asyncpg.Connection, items: Sequence[OutboxItem]) -> None:
     """`add_to_outbox` for many events, `(subject, payload, msg_id, trace_headers)` each, in
     one round trip: the rows get ids (so the relay's publishing order) in the order given."""
     if not items:
@@ -78,7 +79,7 @@ def outbox_insert(first: int) -> str:
             " ON CONFLICT (msg_id) DO NOTHING")
 
 
-def outbox_columns(items: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]
+def outbox_columns(items: Sequence[OutboxItem]
                    ) -> tuple[list[str], list[bytes], list[str], list[str]]:
     """The parameters of `outbox_insert` for `(subject, payload, msg_id, trace_headers)`
     each (trace headers default to the current span's context, as in `add_to_outbox`)."""

@@ -1,6 +1,6 @@
 """Lifecycle's message handlers: thin, each hands its message to `LifecycleService`."""
 
-from fairway_bus import Delivery, durable_subscriber
+from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
 from fairway_contracts import streams
 from fairway_contracts.events import (
     BindDecision,
@@ -12,17 +12,23 @@ from fairway_contracts.events import (
     WorkloadAction,
     WorkloadSubmitted,
 )
-from fairway_lifecycle.service import LifecycleService
-from fairway_telemetry import trace_headers_only, workload_context
+from fairway_lifecycle.service import LifecycleService, Submission
+from fairway_telemetry import inject_headers, trace_headers_only, workload_context
 
 
 def register(service: LifecycleService) -> None:
     broker = service.runtime.broker
 
-    @durable_subscriber(broker, streams.LIFECYCLE_WORKLOADS, WorkloadSubmitted)
-    async def on_submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
-        with workload_context(event.workload_id):
-            await service.submit(event, trace_headers_only(delivery.headers))
+    # Busy (every workload): a fetch's submissions in one statement.
+    @durable_batch_subscriber(broker, streams.LIFECYCLE_WORKLOADS, WorkloadSubmitted)
+    async def on_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
+        submissions = []
+        for item in items:
+            with item.current():  # its Creating event carries on from its consumer span
+                submissions.append(Submission(item.payload,
+                                              trace_headers_only(item.delivery.headers),
+                                              inject_headers()))
+        await service.submit_many(submissions)
 
     @durable_subscriber(broker, streams.LIFECYCLE_ACTIONS, WorkloadAction)
     async def on_action(action: WorkloadAction, delivery: Delivery) -> None:

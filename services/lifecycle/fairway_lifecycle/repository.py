@@ -1,6 +1,7 @@
 """Lifecycle's SQL: the workloads it drives and the phase it last published for each, and
 what the scheduling-rule enforcer counts (org units' rules, each workload's usage)."""
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from fairway_contracts.events import WorkloadSubmitted
 from fairway_lifecycle.core.fold import Desired, WorkloadInfo
 from fairway_lifecycle.core.recording import Progress, Recorded
 from fairway_lifecycle.core.rules import UsageState
+from fairway_store import OutboxItem, outbox_columns
 
 
 @dataclass
@@ -79,6 +81,51 @@ async def insert_workload(conn: asyncpg.Connection, event: WorkloadSubmitted, na
         message, event.created_at,
     )
     return status.endswith(" 1")
+
+
+async def insert_workloads(conn: asyncpg.Connection, rows: list[WorkloadRow],
+                           events: list[tuple[str, OutboxItem]]) -> set[str]:
+    """Many submitted workloads as first recorded, each with its events (`(workload_id,
+    item)`) in the outbox, in one statement (one round trip, atomic); the ids of those
+    inserted now. One known already (a redelivered submission) is left as it was, with no
+    event."""
+    subjects_, payloads, headers, msg_ids = outbox_columns([item for _, item in events])
+    # As in record_unless_moved: the events' INSERT reads the workloads' RETURNING.
+    inserted = await conn.fetch(
+        "WITH inserted AS ("
+        " INSERT INTO workloads (workload_id, name, project, workload_type, namespace, spec,"
+        " trace_headers, phase, reason, message, sequence, created_at)"
+        " SELECT w, n, p, t, ns, s::jsonb, h::jsonb, ph, r, m, q, c"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])"
+        " AS u(w, n, p, t, ns, s, h, ph, r, m, q, c)"
+        " ON CONFLICT (workload_id) DO NOTHING RETURNING workload_id),"
+        " announced AS ("
+        " INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT s, p, h::jsonb, m FROM unnest($13::text[], $14::text[], $15::bytea[],"
+        " $16::text[], $17::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
+        " WHERE o.workload_id IN (SELECT workload_id FROM inserted) ORDER BY n"
+        " ON CONFLICT (msg_id) DO NOTHING)"
+        " SELECT workload_id FROM inserted",
+        [r.workload_id for r in rows], [r.name for r in rows], [r.project for r in rows],
+        [r.workload_type.value for r in rows], [r.namespace for r in rows],
+        [r.spec.model_dump_json() for r in rows], [json.dumps(r.trace_headers) for r in rows],
+        [r.phase.value for r in rows], [r.reason for r in rows], [r.message for r in rows],
+        [r.sequence for r in rows], [r.created_at for r in rows],
+        [wid for wid, _ in events], subjects_, payloads, headers, msg_ids,
+    )
+    return {r["workload_id"] for r in inserted}
+
+
+async def get_many(conn: asyncpg.Connection, workload_ids: list[str]) -> list[WorkloadRow]:
+    rows = await conn.fetch("SELECT * FROM workloads WHERE workload_id = ANY($1::text[])",
+                            workload_ids)
+    return [_row(r) for r in rows]
+
+
+async def namespace_of(conn: asyncpg.Connection, workload_id: str) -> str | None:
+    return await conn.fetchval("SELECT namespace FROM workloads WHERE workload_id = $1",
+                               workload_id)
 
 
 async def get_for_update(conn: asyncpg.Connection, workload_id: str) -> WorkloadRow | None:
@@ -152,6 +199,56 @@ async def record_many(conn: asyncpg.Connection, progress: list[Progress]) -> Non
         [p.sequence for p in progress], [p.attempt for p in progress],
         [p.podgroup_sequence for p in progress], [p.podgroup_signature for p in progress],
     )
+
+
+async def record_unless_moved(conn: asyncpg.Connection,
+                              changes: list[tuple[Recorded, Progress]],
+                              events: list[tuple[str, OutboxItem]]) -> set[str]:
+    """Many workloads' new recorded state with their events (`(workload_id, item)`) in the
+    outbox, in one statement, so in one round trip and atomically; for each workload only
+    while its row still holds what `Recorded` says: nobody recorded, asked or preempted
+    anything since. The ids recorded; the others are left as they were, with no event."""
+    subjects_, payloads, headers, msg_ids = outbox_columns([item for _, item in events])
+    # A data-modifying CTE runs whether or not the query reads it; the events' INSERT reads
+    # the UPDATE's RETURNING, so only workloads recorded now announce anything, and their
+    # outbox ids are drawn in the order given (ORDER BY the ordinality).
+    rows = await conn.fetch(
+        "WITH recorded AS ("
+        " UPDATE workloads AS w SET phase = COALESCE(u.phase, w.phase),"
+        " reason = COALESCE(u.reason, w.reason), message = COALESCE(u.message, w.message),"
+        " sequence = u.sequence, attempt = u.attempt, podgroup_sequence = u.group_sequence,"
+        " podgroup_signature = u.signature, updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],"
+        " $7::int[], $8::text[], $9::text[], $10::int[], $11::text[], $12::bool[],"
+        " $13::bool[], $14::int[], $15::text[])"
+        " AS u(workload_id, phase, reason, message, sequence, attempt, group_sequence,"
+        " signature, was_phase, was_sequence, was_desired, was_resuming, was_preempted,"
+        " was_group_sequence, was_signature)"
+        " WHERE w.workload_id = u.workload_id AND w.phase = u.was_phase"
+        " AND w.sequence = u.was_sequence AND w.desired = u.was_desired"
+        " AND w.resuming = u.was_resuming AND w.preempted = u.was_preempted"
+        " AND w.podgroup_sequence = u.was_group_sequence"
+        " AND w.podgroup_signature = u.was_signature"
+        " RETURNING w.workload_id),"
+        " announced AS ("
+        " INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT s, p, h::jsonb, m FROM unnest($16::text[], $17::text[], $18::bytea[],"
+        " $19::text[], $20::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
+        " WHERE o.workload_id IN (SELECT workload_id FROM recorded) ORDER BY n"
+        " ON CONFLICT (msg_id) DO NOTHING)"
+        " SELECT workload_id FROM recorded",
+        [p.workload_id for _, p in changes],
+        [p.phase.value if p.phase is not None else None for _, p in changes],
+        [p.reason for _, p in changes], [p.message for _, p in changes],
+        [p.sequence for _, p in changes], [p.attempt for _, p in changes],
+        [p.podgroup_sequence for _, p in changes], [p.podgroup_signature for _, p in changes],
+        [r.phase.value for r, _ in changes], [r.sequence for r, _ in changes],
+        [r.desired for r, _ in changes], [r.resuming for r, _ in changes],
+        [r.preempted for r, _ in changes], [r.podgroup_sequence for r, _ in changes],
+        [r.podgroup_signature for r, _ in changes],
+        [wid for wid, _ in events], subjects_, payloads, headers, msg_ids,
+    )
+    return {r["workload_id"] for r in rows}
 
 
 async def record_phase(conn: asyncpg.Connection, workload_id: str, *, phase: Phase, reason: str,

@@ -3,6 +3,7 @@ phases out, through the state machine of core/machine.py) and the scheduling-rul
 and what each request the handlers receive does to them."""
 
 import logging
+from dataclasses import dataclass
 
 from fairway_contracts import Phase, subjects
 from fairway_contracts.events import (
@@ -26,10 +27,28 @@ from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_runtime import Service
-from fairway_store import add_to_outbox
 from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.lifecycle.handlers")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted workload as received: the event, the trace it was submitted in (kept with
+    the workload), and the context its Creating event carries on (None: the current one)."""
+
+    event: WorkloadSubmitted
+    trace_headers: dict[str, str]
+    event_headers: dict[str, str] | None = None
+
+
+def _creating(row: repo.WorkloadRow) -> PhaseChanged:
+    """A workload's first phase event, as its submission records it."""
+    return PhaseChanged(
+        event_id=f"{row.workload_id}:1", workload_id=row.workload_id, name=row.name,
+        project=row.project, workload_type=row.workload_type, sequence=1,
+        previous_phase=None, phase=Phase.CREATING, reason=row.reason, message=row.message,
+        time=row.created_at)
 
 
 class LifecycleService:
@@ -63,31 +82,46 @@ class LifecycleService:
 
     # requests -----------------------------------------------------------------------------------
     async def submit(self, event: WorkloadSubmitted, trace_headers: dict[str, str]) -> None:
-        """Record a submitted workload with its Creating event, and drive it. Idempotent by
-        state, not by inbox: the row is inserted once (its Creating event with it), and pods
-        are ensured by the reconciler every time, so a crash between the commit and the pod
-        creation still ends with pods."""
-        namespace = namespace_for(event.project, self.settings.namespace_prefix)
-        message = f"creating {event.spec.pods} pod(s) in namespace {namespace}"
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            created = await repo.insert_workload(conn, event, namespace, trace_headers,
-                                                 "CreatingPods", message)
-            if created:
-                first = PhaseChanged(
-                    event_id=f"{event.workload_id}:1", workload_id=event.workload_id,
-                    name=event.name, project=event.project,
-                    workload_type=event.workload_type, sequence=1, previous_phase=None,
-                    phase=Phase.CREATING, reason="CreatingPods", message=message,
-                    time=event.created_at,
-                )
-                await add_to_outbox(
-                    conn, subjects.phase(event.project, event.workload_id, Phase.CREATING),
-                    first, msg_id=f"phase:{event.workload_id}:1")
-            row = await repo.get(conn, event.workload_id)
-        if created:
-            log.info("accepted %s %s", event.workload_type.value, event.name)
-        if row is not None:
+        """One submission (see `submit_many`)."""
+        await self.submit_many([Submission(event, trace_headers)])
+
+    async def submit_many(self, submissions: list[Submission]) -> None:
+        """Record submitted workloads with their Creating events, and drive them, in one
+        statement for them all. Idempotent by state, not by inbox: each row is inserted
+        once (its Creating event with it), and pods are ensured by the reconciler every time,
+        so a crash between the commit and the pod creation still ends with pods."""
+        first: dict[str, Submission] = {}
+        for submission in submissions:  # the same one twice in a fetch: a redelivery
+            first.setdefault(submission.event.workload_id, submission)
+        rows = [self._first_row(s) for s in first.values()]
+        async with self.runtime.pool.acquire() as conn:
+            created = await repo.insert_workloads(conn, rows, [
+                (row.workload_id, (subjects.phase(row.project, row.workload_id, Phase.CREATING),
+                                   _creating(row), f"phase:{row.workload_id}:1",
+                                   first[row.workload_id].event_headers))
+                for row in rows])
+            known = [row.workload_id for row in rows if row.workload_id not in created]
+            # Known already (redelivered): driven from the row as recorded.
+            recorded = await repo.get_many(conn, known) if known else []
+        for row in rows:
+            if row.workload_id in created:
+                with workload_context(row.workload_id):
+                    log.info("accepted %s %s", row.workload_type.value, row.name)
+                self.controller.track(row)
+        for row in recorded:
             self.controller.track(row)
+
+    def _first_row(self, submission: Submission) -> repo.WorkloadRow:
+        """The workload's row as a submission first records it: Creating, sequence 1."""
+        event = submission.event
+        namespace = namespace_for(event.project, self.settings.namespace_prefix)
+        return repo.WorkloadRow(
+            workload_id=event.workload_id, name=event.name, project=event.project,
+            workload_type=event.workload_type, namespace=namespace, spec=event.spec,
+            trace_headers=submission.trace_headers, attempt=1, phase=Phase.CREATING,
+            reason="CreatingPods",
+            message=f"creating {event.spec.pods} pod(s) in namespace {namespace}",
+            sequence=1, created_at=event.created_at)
 
     async def act(self, action: WorkloadAction) -> None:
         """A stop, resume or delete. An action can overtake its workload's submission
@@ -144,15 +178,20 @@ class LifecycleService:
     async def bind(self, decision: BindDecision) -> None:
         """Bind the decision's pods. Idempotent in Kubernetes itself: a second bind answers
         409."""
-        async with self.runtime.pool.acquire() as conn:
-            row = await repo.get(conn, decision.workload_id)
-        if row is None:
+        # The namespace is the row's: from memory while the workload is driven (binds come
+        # for pods it has just created), else from the database.
+        tracked = self.controller.tracked.get(decision.workload_id)
+        namespace = tracked.row.namespace if tracked is not None else None
+        if namespace is None:
+            async with self.runtime.pool.acquire() as conn:
+                namespace = await repo.namespace_of(conn, decision.workload_id)
+        if namespace is None:
             raise LookupError(f"bind for unknown workload {decision.workload_id}")
         for placement in decision.placements:
             if placement.gpu_devices:
                 # Which devices the scheduler chose, for a device plugin or a webhook to
                 # honour and for people to read; written before the pod is bound.
-                await self.kube.annotate(row.namespace, placement.pod, {
+                await self.kube.annotate(namespace, placement.pod, {
                     "fairway.io/gpu-devices": ",".join(map(str, placement.gpu_devices))})
-            outcome = await self.kube.bind(row.namespace, placement.pod, placement.node)
+            outcome = await self.kube.bind(namespace, placement.pod, placement.node)
             log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)

@@ -76,6 +76,12 @@ class Recording:
     delete_after: datetime | None = None
     clear_resuming: str | None = None  # the desired phase to keep, resuming cleared
 
+    @property
+    def writes_more(self) -> bool:
+        """Whether it changes more than the phase and the pod group (rare)."""
+        return self.clear_preempted or self.delete_after is not None or (
+            self.clear_resuming is not None)
+
 
 def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo) -> Recording:
     """The phase events for the steps that move the recorded phase (a step to the phase
