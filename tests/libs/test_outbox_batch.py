@@ -168,3 +168,42 @@ async def test_pipelined_rounds_publish_every_row_once_in_commit_order(database_
     await relay.stop()
     await pool.close()
     await nc.close()
+
+
+async def test_two_relays_on_one_outbox_publish_each_event_once_in_commit_order(database_url,
+                                                                              nats_url):
+    """Two instances of a service relay the same outbox at once (the lock only covers a
+    read): every event reaches the stream once, and each writer's events in the order it
+    committed them, whichever relay's copy arrived first."""
+    pool, nc, js = await _setup(database_url, nats_url, "outboxtwo")
+    nc2 = await nats.connect(nats_url)
+    token = uuid.uuid4().hex[:8]
+    sub = await js.subscribe(f"fairway.org.test.{token}.*", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    relays = [OutboxRelay(database_url, pool, "outboxtwo", context, batch=3, max_in_flight=2,
+                          poll_seconds=0.05) for context in (js, nc2.jetstream())]
+    for relay in relays:
+        await relay.start()
+
+    async def writer(w: int) -> None:  # one workload's events, committed one after another
+        for n in range(20):
+            async with pool.acquire() as c, c.transaction():
+                # a subject each: the organisation stream keeps the last message per subject
+                await add_to_outbox(c, f"fairway.org.test.{token}.w{w}n{n}",
+                                    _event(token, w * 100 + n), msg_id=f"{token}-{w}-{n}")
+            relays[n % 2].wake()
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(writer(w) for w in range(4)))
+    names = [ProjectChanged.model_validate_json((await sub.next_msg(timeout=5)).data).name
+             for _ in range(80)]
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.5)
+    for w in range(4):
+        assert [n for n in names if int(n[1:]) // 100 == w] == [
+            f"p{w * 100 + n}" for n in range(20)]
+    for relay in relays:
+        await relay.stop()
+    await pool.close()
+    await nc2.close()
+    await nc.close()

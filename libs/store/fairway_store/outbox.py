@@ -215,42 +215,45 @@ class OutboxRelay:
         """Read the oldest unpublished rows not in flight and publish them without waiting
         for their acks; returns how many were sent.
 
-        One relay per schema reads and publishes at a time (a transaction-scoped advisory
-        lock), and every message is written in id order, so the stream holds each
+        One relay per schema reads at a time (an advisory lock held by the reading
+        statement), and every message is written in id order, so the stream holds each
         workload's events in the order they were committed.
         """
         while len(self._in_flight) >= self.max_in_flight:
             await self._settle()
-        async with self.pool.acquire() as conn, conn.transaction():
-            # The lock and the read in one round trip: no rows when another instance is
-            # relaying this schema right now (the CTE runs once: the function is volatile).
-            rows = await conn.fetch(
-                "WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
-                " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
-                " WHERE relay.mine AND published_at IS NULL AND id <> ALL($3::bigint[])"
-                " ORDER BY id LIMIT $2",
-                f"fairway.outbox.{self.schema}", self.batch, list(self._in_flight_ids),
-            )
-            if not rows:
-                return 0
-            futures, sent, too_large = [], [], []
-            for row in rows:
-                headers = dict(row["headers"] or {})
-                headers["Nats-Msg-Id"] = row["msg_id"]
-                try:
-                    futures.append(await self.js.publish_async(
-                        row["subject"], bytes(row["payload"]), headers=headers))
-                    sent.append(row)
-                except MaxPayloadError as exc:
-                    too_large.append(row["id"])
-                    # It can never be sent: retrying would wedge every row behind it.
-                    log.error("outbox row %s (%s) can never be published, dropped: %s",
-                              row["msg_id"], row["subject"], exc)
-            if too_large:
-                await conn.execute("UPDATE outbox SET published_at = now()"
-                                   " WHERE id = ANY($1::bigint[])", too_large)
-            if not sent:
-                return len(rows)
+        # The lock and the read in one statement, outside any explicit transaction (no BEGIN
+        # and COMMIT round trips): no rows when another instance is reading this schema's
+        # outbox right now (the CTE runs once: the function is volatile). The lock ends with
+        # the statement, so two instances may publish the same rows; each publishes in id
+        # order and a workload's rows are committed in id order, so the first copy of each
+        # reaches the stream in order, and JetStream drops the second.
+        rows = await self.pool.fetch(
+            "WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
+            " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
+            " WHERE relay.mine AND published_at IS NULL AND id <> ALL($3::bigint[])"
+            " ORDER BY id LIMIT $2",
+            f"fairway.outbox.{self.schema}", self.batch, list(self._in_flight_ids),
+        )
+        if not rows:
+            return 0
+        futures, sent, too_large = [], [], []
+        for row in rows:
+            headers = dict(row["headers"] or {})
+            headers["Nats-Msg-Id"] = row["msg_id"]
+            try:
+                futures.append(await self.js.publish_async(
+                    row["subject"], bytes(row["payload"]), headers=headers))
+                sent.append(row)
+            except MaxPayloadError as exc:
+                too_large.append(row["id"])
+                # It can never be sent: retrying would wedge every row behind it.
+                log.error("outbox row %s (%s) can never be published, dropped: %s",
+                          row["msg_id"], row["subject"], exc)
+        if too_large:
+            await self.pool.execute("UPDATE outbox SET published_at = now()"
+                                    " WHERE id = ANY($1::bigint[])", too_large)
+        if not sent:
+            return len(rows)
         ids = [row["id"] for row in sent]
         self._in_flight.append(_Round(ids, futures, asyncio.get_running_loop().time()))
         self._in_flight_ids.update(ids)
