@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from fairway_runtime import Service
 from fairway_submission import errors, handlers, health
 from fairway_submission.body_limit import BodyLimit
+from fairway_submission.cache import AccessChanges
 from fairway_submission.dependencies import query_once
 from fairway_submission.identity import routes as identity
 from fairway_submission.org import nodes
@@ -42,6 +43,7 @@ def wire(settings: SubmissionSettings, peers: Peers | None = None
     app.state.submission = service
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessChanges, forget=service.forget)
     for router in ROUTERS:
         app.include_router(router)
     for route in runtime.probe_routes():

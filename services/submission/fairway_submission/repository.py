@@ -80,15 +80,16 @@ async def get_project(conn: asyncpg.Connection, project_id: str) -> asyncpg.Reco
 
 async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str,
                           project: asyncpg.Record, workload_type: str, submitted: dict,
-                          effective: dict, created_by: str, created_at: datetime) -> bool:
-    status = await conn.execute(
+                          effective: dict, created_by: str, created_at: datetime
+                          ) -> asyncpg.Record | None:
+    """The new workload's row; None when the project already has a workload of that name."""
+    return await conn.fetchrow(
         "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
         " submitted_spec, effective_spec, created_by, created_at, pending_since)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-        " ON CONFLICT (project_id, name) DO NOTHING",
+        " ON CONFLICT (project_id, name) DO NOTHING RETURNING *",
         workload_id, name, project["id"], project["name"], workload_type, submitted, effective,
         created_by, created_at)
-    return status.endswith(" 1")
 
 
 def _workload_uuid(value: str) -> uuid.UUID | None:
