@@ -41,18 +41,28 @@ async def add_to_outbox(
     `trace_headers` (traceparent…) default to the current span's context, so consumers continue
     the trace that caused this event. A second add with the same `msg_id` is ignored.
     """
-    headers = trace_headers_only(trace_headers) if trace_headers else {}
-    if "traceparent" not in headers:
-        headers = inject_headers()
     # One round trip: the table's trigger wakes the relay when the transaction commits.
     await conn.execute(
         "INSERT INTO outbox (subject, payload, headers, msg_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (msg_id) DO NOTHING",
-        subject,
-        payload.model_dump_json(by_alias=True).encode(),
-        headers,
-        msg_id,
+        *outbox_row(subject, payload, msg_id=msg_id, trace_headers=trace_headers),
     )
+
+
+def outbox_row(
+    subject: str,
+    payload: BaseModel,
+    *,
+    msg_id: str,
+    trace_headers: Mapping[str, str] | None = None,
+) -> tuple[str, bytes, dict[str, str], str]:
+    """The outbox row `add_to_outbox` writes, (subject, payload, headers, msg_id), for a service
+    that writes it in the same statement as its state change (one round trip, no explicit
+    transaction): `INSERT INTO outbox (subject, payload, headers, msg_id) …`."""
+    headers = trace_headers_only(trace_headers) if trace_headers else {}
+    if "traceparent" not in headers:
+        headers = inject_headers()
+    return subject, payload.model_dump_json(by_alias=True).encode(), headers, msg_id
 
 
 async def add_many_to_outbox(
