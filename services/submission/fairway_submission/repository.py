@@ -78,18 +78,38 @@ async def get_project(conn: asyncpg.Connection, project_id: str) -> asyncpg.Reco
     return await conn.fetchrow("SELECT * FROM projects WHERE id = $1", _id(project_id))
 
 
+_INSERT_WORKLOAD = (
+    "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
+    " submitted_spec, effective_spec, created_by, created_at, pending_since)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+    " ON CONFLICT (project_id, name) DO NOTHING RETURNING *")
+
+
 async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str,
                           project: asyncpg.Record, workload_type: str, submitted: dict,
                           effective: dict, created_by: str, created_at: datetime
                           ) -> asyncpg.Record | None:
     """The new workload's row; None when the project already has a workload of that name."""
     return await conn.fetchrow(
-        "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
-        " submitted_spec, effective_spec, created_by, created_at, pending_since)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-        " ON CONFLICT (project_id, name) DO NOTHING RETURNING *",
+        _INSERT_WORKLOAD, workload_id, name, project["id"], project["name"], workload_type,
+        submitted, effective, created_by, created_at)
+
+
+async def insert_announced_workload(
+        conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str, project: Any,
+        workload_type: str, submitted: dict, effective: dict, created_by: str,
+        created_at: datetime, announcement: tuple[str, bytes, dict[str, str], str]
+) -> asyncpg.Record | None:
+    """`insert_workload` and the outbox row that announces it (`fairway_store.outbox_row`) in
+    one statement: both or neither, in one round trip without a transaction block. None (and
+    no outbox row) when the project already has a workload of that name."""
+    return await conn.fetchrow(
+        f"WITH w AS ({_INSERT_WORKLOAD}), o AS ("
+        " INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT $10::text, $11::bytea, $12::jsonb, $13::text FROM w"
+        " ON CONFLICT (msg_id) DO NOTHING) SELECT * FROM w",
         workload_id, name, project["id"], project["name"], workload_type, submitted, effective,
-        created_by, created_at)
+        created_by, created_at, *announcement)
 
 
 def _workload_uuid(value: str) -> uuid.UUID | None:

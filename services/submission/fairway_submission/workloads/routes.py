@@ -18,7 +18,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.workloads import TYPE_OF_PLURAL, utcnow
-from fairway_store import add_to_outbox
+from fairway_store import add_to_outbox, outbox_row
 from fairway_submission import repository as repo
 from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error, refuse, summary
@@ -263,18 +263,18 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         project=project["name"], project_id=str(project["id"]), workload_type=workload_type,
         created_at=created_at, created_by=caller.subject, spec=effective)
     with workload_context(str(workload_id)):
-        async with service.pool.acquire() as conn, conn.transaction():
-            row = await repo.insert_workload(
+        announcement = outbox_row(
+            subjects.workload_submitted(project["name"], str(workload_id)), event,
+            msg_id=f"submitted:{workload_id}")
+        async with service.pool.acquire() as conn:
+            row = await repo.insert_announced_workload(
                 conn, workload_id=workload_id, name=name, project=project,
                 workload_type=workload_type.value, submitted=submitted,
-                effective=effective_json, created_by=caller.subject, created_at=created_at)
-            if row is None:
-                raise field_error(409, "name",
-                                  f"a workload named {name!r} already exists in project "
-                                  f"{project['name']}")
-            await add_to_outbox(conn, subjects.workload_submitted(project["name"],
-                                                                  str(workload_id)),
-                                event, msg_id=f"submitted:{workload_id}")
+                effective=effective_json, created_by=caller.subject, created_at=created_at,
+                announcement=announcement)
+        if row is None:
+            raise field_error(409, "name", f"a workload named {name!r} already exists in "
+                                           f"project {project['name']}")
         log.info("accepted %s %s in project %s", workload_type.value, name, project["name"])
     return JSONResponse(to_workload(row), status_code=202)
 
