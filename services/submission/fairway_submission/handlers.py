@@ -25,15 +25,16 @@ def register(service: SubmissionService) -> None:
     @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged)
     async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
-        # older one arriving late never overwrites a newer phase.
-        async with service.pool.acquire() as conn, conn.transaction():
+        # older one arriving late never overwrites a newer phase. One statement: all or none.
+        async with service.pool.acquire() as conn:
             await repo.apply_phases(conn, [item.payload for item in items])
 
     @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
     async def on_pod_groups(items: list[Received[PodGroupChanged]]) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
-        # Pending): the view follows; an older event never overwrites a newer list.
-        async with service.pool.acquire() as conn, conn.transaction():
+        # Pending): the view follows; an older event never overwrites a newer list. One
+        # statement: all or none.
+        async with service.pool.acquire() as conn:
             await repo.apply_pod_groups(conn, [item.payload for item in items])
 
     @durable_subscriber(broker, streams.SUBMISSION_PENDING, SchedulingPending)
