@@ -3,7 +3,7 @@ scheduler's pending reasons and queue status feed the API's explanations and eac
 status; the other services' heartbeats feed /healthz."""
 
 from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
-from fairway_contracts import streams
+from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     Heartbeat,
     PhaseChanged,
@@ -47,6 +47,12 @@ def register(service: SubmissionService) -> None:
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:
         async with service.pool.acquire() as conn:
             await repo.apply_queue_status(conn, event)
+
+    # A policy was saved or deleted (through any replica of the API): policy's remembered
+    # answers may no longer hold.
+    @broker.subscriber(subjects.POLICY_CHANGED, no_reply=True, include_in_schema=False)
+    async def on_policy_changed() -> None:
+        service.evaluations.forget()
 
     @broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
     async def on_heartbeat(beat: Heartbeat) -> None:
