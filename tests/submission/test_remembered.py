@@ -135,3 +135,18 @@ async def test_a_refused_spec_is_asked_about_every_time(quick):
             "spec": {"image": "busybox", "priorityClass": "no-such-class"}})
         assert r.status_code == 422, r.text
     assert quick.asked == [subjects.POLICY_EVALUATE] * 2
+
+
+async def test_a_project_deleted_elsewhere_meanwhile_is_not_found(quick):
+    r = await quick.admin.post("/api/v1/org-unit/projects", json={"name": f"gone{next(_n)}"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    # Refused by policy, but the project has been read (and is remembered).
+    r = await quick.admin.post("/api/v1/workloads/trainings", json={
+        "name": "w", "projectId": pid, "spec": {"image": "busybox", "priorityClass": "nope"}})
+    assert r.status_code == 422
+    async with quick.service.pool.acquire() as conn:  # not through the API
+        await conn.execute("DELETE FROM projects WHERE id = $1", int(pid))
+    r = await quick.admin.post("/api/v1/workloads/trainings", json={
+        "name": "w", "projectId": pid, "spec": {"image": "busybox"}})
+    assert r.status_code == 404 and r.json()["details"][0]["field"] == "projectId"

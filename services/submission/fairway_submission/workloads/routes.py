@@ -266,12 +266,16 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         announcement = outbox_row(
             subjects.workload_submitted(project["name"], str(workload_id)), event,
             msg_id=f"submitted:{workload_id}")
-        async with service.pool.acquire() as conn:
-            row = await repo.insert_announced_workload(
-                conn, workload_id=workload_id, name=name, project=project,
-                workload_type=workload_type.value, submitted=submitted,
-                effective=effective_json, created_by=caller.subject, created_at=created_at,
-                announcement=announcement)
+        try:
+            async with service.pool.acquire() as conn:
+                row = await repo.insert_announced_workload(
+                    conn, workload_id=workload_id, name=name, project=project,
+                    workload_type=workload_type.value, submitted=submitted,
+                    effective=effective_json, created_by=caller.subject,
+                    created_at=created_at, announcement=announcement)
+        except asyncpg.ForeignKeyViolationError:
+            # deleted since it was read (the project is remembered for a few seconds)
+            raise field_error(404, "projectId", f"{what} does not exist") from None
         if row is None:
             raise field_error(409, "name", f"a workload named {name!r} already exists in "
                                            f"project {project['name']}")
