@@ -52,6 +52,58 @@ def test_an_answer_read_before_a_change_is_not_kept_after_it():
     assert kept.get("a") == 2
 
 
+async def test_requests_that_miss_together_share_one_read():
+    kept: Remembered[str, int] = Remembered(ttl=60.0, size=10)
+    reads: list[asyncio.Event] = []
+
+    async def read() -> int:
+        reads.append(done := asyncio.Event())
+        which = len(reads)
+        await done.wait()
+        return which
+
+    waiting = [asyncio.create_task(kept.read("a", read)) for _ in range(5)]
+    await _settle()
+    assert len(reads) == 1
+    # A change meanwhile: a request after it reads again rather than wait on the old read.
+    kept.forget()
+    after = asyncio.create_task(kept.read("a", read))
+    await _settle()
+    assert len(reads) == 2
+    for done in reads:
+        done.set()
+    assert await asyncio.gather(*waiting) == [1] * 5
+    assert await after == 2
+    assert kept.get("a") == 2  # the first read predates the change: not kept
+
+
+async def test_a_failed_read_reaches_every_waiter_and_keeps_nothing():
+    kept: Remembered[str, int] = Remembered(ttl=60.0, size=10)
+    release = asyncio.Event()
+
+    async def read() -> int:
+        await release.wait()
+        raise LookupError("gone")
+
+    waiting = [asyncio.create_task(kept.read("a", read)) for _ in range(3)]
+    await _settle()
+    release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, LookupError) for r in results)
+    assert kept.get("a") is MISSING
+    assert await kept.read("a", _one) == 1
+
+
+async def _one() -> int:
+    return 1
+
+
+async def _settle() -> None:
+    """Let every task started so far run up to where it waits."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 @pytest.fixture(scope="module")
 async def quick(database_url, tmp_path_factory):
     """An API that remembers for half a second, its policy requests counted."""

@@ -8,6 +8,7 @@ user, a removed rule or a new policy counts from the next request. A change made
 hand in the database, another replica) counts once the entry expires: `ttl` seconds at most.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from typing import Any
@@ -22,9 +23,10 @@ MISSING = object()
 
 
 class Remembered[K: Hashable, V]:
-    """At most `size` answers, each for `ttl` seconds. `generation` before a read, `keep` with
-    it after: an answer read before a `forget` is not kept after it (it may predate the
-    change)."""
+    """At most `size` answers, each for `ttl` seconds. `read` fetches a missing one once for
+    every request that asks meanwhile (so an answer expiring under load costs one read, not
+    one per request waiting). An answer read before a `forget` is not kept after it (it may
+    predate the change), and a request after a `forget` never waits on such a read."""
 
     def __init__(self, ttl: float, size: int, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
@@ -32,6 +34,33 @@ class Remembered[K: Hashable, V]:
         self.clock = clock
         self.generation = 0
         self._entries: dict[K, tuple[float, V]] = {}
+        self._reading: dict[K, asyncio.Future[V]] = {}
+
+    async def read(self, key: K, read: Callable[[], Awaitable[V]],
+                   keep: Callable[[V], bool] = lambda _: True) -> V:
+        """The answer remembered, or `read()` (shared by whoever asks until it is done), kept
+        when `keep` says so. A read's error reaches everyone waiting on it; nothing is kept."""
+        value = self.get(key)
+        if value is not MISSING:
+            return value  # type: ignore[return-value]
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(key, read, keep))
+            self._reading[key] = reading
+        # shielded: a request that goes away does not cancel the others' read
+        return await asyncio.shield(reading)
+
+    async def _read(self, key: K, read: Callable[[], Awaitable[V]],
+                    keep: Callable[[V], bool]) -> V:
+        generation = self.generation
+        try:
+            value = await read()
+        finally:
+            if self._reading.get(key) is asyncio.current_task():
+                del self._reading[key]
+        if keep(value):
+            self.keep(key, value, generation)
+        return value
 
     def get(self, key: K) -> V | object:
         """The answer, or MISSING (never kept, expired, or forgotten)."""
@@ -54,6 +83,7 @@ class Remembered[K: Hashable, V]:
     def forget(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self._reading.clear()  # reads under way finish for their waiters only
 
 
 class AccessChanges:

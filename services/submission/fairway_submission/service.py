@@ -28,6 +28,7 @@ from fairway_submission.core.errors import ApiError
 from fairway_submission.core.health import Heartbeats
 from fairway_submission.identity.auth import (
     LoginLimiter,
+    Principal,
     Tokens,
     hash_password,
     new_password,
@@ -120,7 +121,9 @@ class SubmissionService:
         if known is not MISSING and known[0] > time.time():
             return known[1]
         principal = self.tokens.verify(authorization)
-        generation = self.callers.generation
+        return (await self.callers.read(key, lambda: self._read_caller(principal)))[1]
+
+    async def _read_caller(self, principal: Principal) -> tuple[float, Grants]:
         async with self.pool.acquire() as conn:
             if not await repo.subject_exists(conn, principal.kind, principal.subject):
                 raise ApiError(401, "the token's user or service account no longer exists",
@@ -128,25 +131,21 @@ class SubmissionService:
             rows = await repo.rules_of(conn, principal.kind, principal.subject)
             departments = await repo.project_departments(conn)
         rules = tuple(Rule(r["role_name"], r["scope_type"], r["scope_id"]) for r in rows)
-        grants = Grants(principal.subject, principal.kind, rules, departments)
-        self.callers.keep(key, (principal.expires_at, grants), generation)
-        return grants
+        return principal.expires_at, Grants(principal.subject, principal.kind, rules,
+                                            departments)
 
     async def project(self, project_id: str) -> ProjectView:
         """A project as a submission needs it: its row (None when it does not exist), its
         department's and the node pools' names; remembered like the caller's access."""
-        view = self.projects.get(project_id)
-        if view is not MISSING:
-            return view
-        generation = self.projects.generation
+        return await self.projects.read(project_id, lambda: self._read_project(project_id))
+
+    async def _read_project(self, project_id: str) -> ProjectView:
         async with self.pool.acquire() as conn:
             project = await repo.get_project(conn, project_id)
             pools = await repo.node_pool_names(conn)
             department = (await repo.get_department(conn, str(project["department_id"]))
                           if project is not None else None)
-        view = ProjectView(project, department, frozenset(pools))
-        self.projects.keep(project_id, view, generation)
-        return view
+        return ProjectView(project, department, frozenset(pools))
 
     def forget(self) -> None:
         """Something a caller's access, a project or a policy depends on may have changed."""
@@ -199,15 +198,12 @@ class SubmissionService:
         forgotten with everything else when a policy changes through this API."""
         key = (evaluate.workload_type, evaluate.project, evaluate.project_id,
                evaluate.department_id, json.dumps(evaluate.spec, sort_keys=True))
-        reply = self.evaluations.get(key)
-        if reply is not MISSING:
-            return reply
-        generation = self.evaluations.generation
-        reply = PolicyEvaluateReply.model_validate_json(
-            await self.ask("policy", subjects.POLICY_EVALUATE, evaluate))
-        if reply.ok:
-            self.evaluations.keep(key, reply, generation)
-        return reply
+
+        async def ask() -> PolicyEvaluateReply:
+            return PolicyEvaluateReply.model_validate_json(
+                await self.ask("policy", subjects.POLICY_EVALUATE, evaluate))
+
+        return await self.evaluations.read(key, ask, keep=lambda reply: reply.ok)
 
     # start -----------------------------------------------------------------------------
     async def bootstrap(self) -> None:
