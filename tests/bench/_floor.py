@@ -52,7 +52,14 @@ async def io_floor(nats_url: str, database_url: str, count: int, concurrency: in
     try:
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return count / (time.perf_counter() - started)
+        rate = count / (time.perf_counter() - started)
+        # The floor must have done its I/O, all of it, or its figure means nothing.
+        rows = await pool.fetchval("SELECT count(*) FROM bench_io_floor")
+        stored = (await js.stream_info(FLOOR_STREAM)).state.messages
+        if rows != count * commits or stored != count * publishes:
+            raise RuntimeError(f"I/O floor: {rows} rows and {stored} messages, expected "
+                               f"{count * commits} and {count * publishes}")
+        return rate
     finally:
         await pool.execute("DROP TABLE bench_io_floor")
         await pool.close()

@@ -39,6 +39,7 @@ import nats
 
 from tests.bench._accounting import Cost, cost, snapshot
 from tests.bench._floor import io_floor
+from tests.bench._http import Connection
 from tests.bench._profile import Profiler
 
 SIMULATED_SECONDS = 3  # kubesim: pull 1 + start 1 + run 1 (the annotation below)
@@ -98,10 +99,14 @@ class Bench:
             "fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
             deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=self.phases.on_event)
         headers = {"Authorization": f"Bearer {stack.token}"}
-        limits = httpx.Limits(max_connections=args.concurrency + 4)
         try:
-            async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60,
-                                         limits=limits) as self.http:
+            async with httpx.AsyncClient(base_url=stack.api_url, headers=headers,
+                                         timeout=60) as self.http:
+                # Submissions go through cheap keep-alive connections (see _http.py), at most
+                # this many at once: the closed loops use one each, the offered load a free one.
+                self.connections: asyncio.Queue[Connection] = asyncio.Queue()
+                for _ in range(max(args.concurrency, 64)):
+                    self.connections.put_nowait(Connection(stack.api_url, headers))
                 self.project_id = next(
                     p["id"] for p in (await self.http.get("/api/v1/org-unit/projects")).json()[
                         "projects"] if p["name"] == "default")
@@ -112,6 +117,8 @@ class Bench:
                     await self.offered_load()
                 if stack.stop_service is not None and not args.skip_api:
                     await self.api_alone()
+            while not self.connections.empty():
+                await self.connections.get_nowait().close()
         finally:
             await sub.unsubscribe()
             await self.nc.close()
@@ -254,11 +261,15 @@ class Bench:
         body = {"name": f"{self.run_tag}-{self.sequence}", "projectId": self.project_id,
                 "spec": {"image": "busybox", "compute": {"gpuDevicesRequest": self.args.gpu},
                          "annotations": [{"name": "sim.fairway.io/run-seconds", "value": "1"}]}}
-        t0 = time.monotonic()
-        response = await self.http.post("/api/v1/workloads/trainings", json=body)
-        if response.status_code != 202:
-            return "", t0, f"{response.status_code} {response.text[:200]}"
-        return response.json()["workloadId"], t0, None
+        connection = await self.connections.get()
+        try:
+            t0 = time.monotonic()
+            status, text = await connection.post_json("/api/v1/workloads/trainings", body)
+        finally:
+            self.connections.put_nowait(connection)
+        if status != 202:
+            return "", t0, f"{status} {text[:200].decode(errors='replace')}"
+        return json.loads(text)["workloadId"], t0, None
 
     async def submit_closed(self, count: int, concurrency: int
                             ) -> tuple[dict[str, float], list[float], list[str]]:

@@ -185,6 +185,30 @@ async def test_a_batch_consumer_gets_a_fetch_at_once_in_stream_order(nats_url, j
     assert info.num_ack_pending == 0 and info.num_pending == 0, "every message acked"
 
 
+async def test_a_paused_batch_consumer_gathers_what_arrives_between_fetches(nats_url, js,
+                                                                            consumer):
+    spec, token = consumer
+    broker = make_broker(nats_url, "test")
+    batches: list[list[str]] = []
+
+    @durable_batch_subscriber(broker, spec, ProjectChanged, pause=1.0)
+    async def handle(items) -> None:
+        batches.append([item.payload.name for item in items])
+
+    await broker.start()
+    try:
+        subject, payload = event(token, 0, name="first")
+        await publish_model(js, subject, payload, msg_id=f"pause-{token}-first")
+        await wait_for(lambda: len(batches) == 1)
+        for n in range(10):  # one at a time, while the consumer pauses
+            subject, payload = event(token, n + 1, name=f"m{n}")
+            await publish_model(js, subject, payload, msg_id=f"pause-{token}-{n}")
+        await wait_for(lambda: sum(len(b) for b in batches) == 11)
+    finally:
+        await broker.stop()
+    assert batches == [["first"], [f"m{n}" for n in range(10)]], "the ten in one call"
+
+
 async def test_a_failing_batch_is_handled_one_by_one_and_only_the_poison_is_dead_lettered(
         nats_url, js, consumer, database_url):
     """A batch holding a poison message rolls back whole; its messages are then applied alone:

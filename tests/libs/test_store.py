@@ -10,7 +10,14 @@ import pytest
 from fairway_bus.bootstrap import ensure_streams_and_consumers
 from fairway_contracts import streams
 from fairway_contracts.events import ProjectChanged
-from fairway_store import OutboxRelay, add_to_outbox, create_pool, migrate, migrate_dsn
+from fairway_store import (
+    OutboxRelay,
+    add_to_outbox,
+    create_pool,
+    first_deliveries,
+    migrate,
+    migrate_dsn,
+)
 
 pytestmark = pytest.mark.infra
 
@@ -26,6 +33,27 @@ async def test_migrations_run_once_even_when_two_instances_start_together(databa
     conn = await asyncpg.connect(database_url)
     assert await conn.fetchval("SELECT count(*) FROM migtest.things") == 1
     await conn.close()
+
+
+async def test_a_batch_of_message_ids_is_recorded_once_each(database_url):
+    conn = await asyncpg.connect(database_url)
+    await migrate(conn, "inboxtest", None)
+    await conn.execute("SET search_path = inboxtest")
+    try:
+        async with conn.transaction():
+            assert await first_deliveries(conn, "c", ["a", "b", "a"]) == {"a", "b"}
+        # a redelivered batch: only what is new; another consumer keeps its own ids
+        assert await first_deliveries(conn, "c", ["b", "c"]) == {"c"}
+        assert await first_deliveries(conn, "other", ["a"]) == {"a"}
+        assert await first_deliveries(conn, "c", []) == set()
+        # rolled back with the caller's transaction: delivered again, seen as new
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                assert await first_deliveries(conn, "c", ["d"]) == {"d"}
+                raise RuntimeError("rollback")
+        assert await first_deliveries(conn, "c", ["d"]) == {"d"}
+    finally:
+        await conn.close()
 
 
 async def test_a_badly_named_migration_is_refused(database_url, tmp_path):

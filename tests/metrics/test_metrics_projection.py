@@ -7,7 +7,14 @@ import pytest
 
 from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
 from fairway_contracts.workloads import Compute, EffectiveSpec, Phase, PodSummary, WorkloadType
-from fairway_metrics.core.workloads import Outcome, WorkloadView, on_phase_changed, on_submitted
+from fairway_metrics.core.projection import newest
+from fairway_metrics.core.workloads import (
+    Outcome,
+    WorkloadView,
+    fold_batch,
+    on_phase_changed,
+    on_submitted,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -156,3 +163,42 @@ def test_nodes_are_in_pools_by_the_schedulers_rule():
     snapshot = projection.snapshot(at(1))
     assert snapshot.node_pool == {"n1": "fast", "n2": "default"}
     assert snapshot.pool_figures()["fast"]["gpus"] == 8
+
+
+def other(event: PhaseChanged) -> PhaseChanged:
+    return event.model_copy(update={"workload_id": "w2"})
+
+
+def test_a_batch_folds_each_workloads_events_in_order_into_one_view_each():
+    empty = {wid: WorkloadView(wid, "team-a", "training") for wid in ("w1", "w2")}
+    events = [phase(1, Phase.PENDING, 1), other(phase(1, Phase.RUNNING, 2)),
+              phase(2, Phase.RUNNING, 3), phase(3, Phase.COMPLETED, 9),
+              other(phase(2, Phase.DEGRADED, 4))]
+    folded = fold_batch(empty, events, on_phase_changed)
+    # the same views as event by event
+    assert folded.views["w1"] == fold([phase(1, Phase.PENDING, 1), phase(2, Phase.RUNNING, 3),
+                                       phase(3, Phase.COMPLETED, 9)])[-1].view
+    assert (folded.views["w2"].phase, folded.views["w2"].phase_sequence) == ("Degraded", 2)
+    # every event counted, in order
+    assert [o.transition for o in folded.outcomes] == [
+        "Pending", "Running", "Running", "Completed", "Degraded"]
+    assert folded.finished == {"w1"}
+
+
+def test_a_batch_writes_only_the_workloads_it_changed():
+    done = fold([submitted(0)])[-1].view
+    folded = fold_batch({"w1": done}, [submitted(5)], on_submitted)
+    assert folded.views == {} and folded.finished == set()
+    assert [o.transition for o in folded.outcomes] == [None]
+
+
+def test_a_workload_finished_mid_batch_is_finished_even_if_it_lives_again():
+    empty = {"w1": WorkloadView("w1", "team-a", "training")}
+    folded = fold_batch(empty, [phase(1, Phase.STOPPED, 1), phase(2, Phase.RESUMING, 2)],
+                        on_phase_changed)
+    assert folded.views["w1"].phase == "Resuming" and folded.finished == {"w1"}
+
+
+def test_the_newest_value_of_each_key_in_a_batch():
+    assert newest([("q1", 5, "a"), ("q2", 6, "b"), ("q1", 7, "c"), ("q2", 3, "d")]) == {
+        "q1": (7, "c"), "q2": (6, "b")}

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from fairway_bus import publish_model
@@ -149,3 +150,44 @@ async def test_events_in_series_out_and_repeats_count_once(
     await service.stop()
     service = await start_metrics()
     check(await scrape(service))
+
+
+async def test_a_failed_batch_leaves_nothing_and_its_events_count_once_when_retried(
+        js, project, consumers, drained, start_metrics, monkeypatch):
+    """The phases of a fetch are applied together; when writing them fails, the transaction
+    and the in-memory projection keep nothing of the batch, and the events handled again one
+    by one count once each."""
+    from fairway_metrics import repository
+
+    wid = str(uuid.uuid4())
+    TRAINING = WorkloadType.TRAINING
+    await publish_model(js, subjects.workload_submitted(project, wid),
+                        submitted(wid, project, TRAINING), msg_id=f"sub-{wid}")
+    steps = [(1, Phase.PENDING, 1), (2, Phase.RUNNING, 4), (3, Phase.COMPLETED, 9)]
+    for sequence, phase, seconds in steps:
+        await publish_model(js, subjects.phase(project, wid, phase),
+                            phase_changed(wid, project, TRAINING, sequence, phase, seconds),
+                            msg_id=f"ph-{wid}-{sequence}")
+
+    save, failed = repository.save_workloads, []
+
+    async def save_but_fail_the_first_whole_batch(conn, views):
+        views = list(views)
+        await save(conn, views)  # written, then rolled back with the rest
+        if views and views[0].phase == "Completed" and not failed:
+            failed.append(True)
+            raise ConnectionError("lost the database mid-batch")
+
+    def counted() -> list[float | None]:  # the process's counters, read before the start too
+        return [REGISTRY.get_sample_value("fairway_phase_transitions_total", {"phase": phase})
+                for phase in ("Pending", "Running", "Completed")] + [
+            REGISTRY.get_sample_value("fairway_workload_submit_to_running_seconds_count",
+                                      {"type": "training"}) or 0.0]
+
+    monkeypatch.setattr(repository, "save_workloads", save_but_fail_the_first_whole_batch)
+    before = counted()
+    service = await start_metrics()
+    await drained()
+    assert failed, "the batch failed once"
+    assert [a - b for a, b in zip(counted(), before, strict=True)] == [1, 1, 1, 1]
+    assert workloads(await scrape(service), project, "Completed", "training") == 1

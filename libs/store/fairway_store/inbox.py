@@ -1,5 +1,7 @@
 """Idempotent handling: remember which messages a consumer has already applied."""
 
+from collections.abc import Sequence
+
 import asyncpg
 
 
@@ -15,3 +17,17 @@ async def first_delivery(conn: asyncpg.Connection, consumer: str, msg_id: str) -
         msg_id,
     )
     return status.endswith(" 1")
+
+
+async def first_deliveries(conn: asyncpg.Connection, consumer: str,
+                           msg_ids: Sequence[str]) -> set[str]:
+    """`first_delivery` for a whole batch in one statement: the ids of `msg_ids` seen for the
+    first time (an id repeated within the batch is returned once; the caller applies its
+    first occurrence only)."""
+    if not msg_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO inbox (consumer, msg_id) SELECT $1, unnest($2::text[])"
+        " ON CONFLICT DO NOTHING RETURNING msg_id",
+        consumer, list(msg_ids))
+    return {row[0] for row in rows}

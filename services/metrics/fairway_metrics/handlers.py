@@ -44,56 +44,71 @@ def register(service: MetricsService) -> None:
 
 def _register_workloads(service: MetricsService) -> None:
     broker, consumers = service.runtime.broker, service.consumers
+    pause = service.settings.batch_pause_seconds
 
-    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted)
+    @durable_batch_subscriber(broker, consumers.workloads, WorkloadSubmitted, pause=pause)
     async def on_workloads_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
         await service.workloads_submitted(items)
 
-    @durable_batch_subscriber(broker, consumers.phases, PhaseChanged)
+    @durable_batch_subscriber(broker, consumers.phases, PhaseChanged, pause=pause)
     async def on_phases_changed(items: list[Received[PhaseChanged]]) -> None:
         await service.phases_changed(items)
 
 
 def _register_facts(service: MetricsService) -> None:
-    """Last-value facts (queues, nodes, organisation, why a workload waits, how busy it is) and
-    the counted ones (preemptions, dead letters)."""
+    """Last-value facts (queues, nodes, organisation, why a workload waits, how busy it is),
+    each fetch kept at once; and the counted ones (preemptions, dead letters), rare enough to
+    take one by one."""
     broker, consumers = service.runtime.broker, service.consumers
+    pause = service.settings.batch_pause_seconds
 
-    @durable_subscriber(broker, consumers.queues, QueueStatusChanged)
-    async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:
-        await service.remember(QUEUE, queue_key(event), event, delivery)
+    @durable_batch_subscriber(broker, consumers.queues, QueueStatusChanged, pause=pause)
+    async def on_queue_status(items: list[Received[QueueStatusChanged]]) -> None:
+        await service.remember(QUEUE, queue_key, items)
 
-    @durable_subscriber(broker, consumers.pending, SchedulingPending)
-    async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:
-        await service.about_workload(PENDING, event, delivery)
+    @durable_batch_subscriber(broker, consumers.pending, SchedulingPending, pause=pause)
+    async def on_pending(items: list[Received[SchedulingPending]]) -> None:
+        await service.about_workloads(PENDING, items)
 
     @durable_subscriber(broker, consumers.preemptions, PreemptDecision)
     async def on_preempt(event: PreemptDecision, delivery: Delivery) -> None:
         await service.preempted(event)
 
-    @durable_subscriber(broker, consumers.inventory, NodeInventory)
-    async def on_node(event: NodeInventory, delivery: Delivery) -> None:
-        await service.remember(NODE, event.name, event, delivery)
+    @durable_batch_subscriber(broker, consumers.inventory, NodeInventory, pause=pause)
+    async def on_node(items: list[Received[NodeInventory]]) -> None:
+        await service.remember(NODE, _name, items)
 
-    @durable_subscriber(broker, consumers.projects, ProjectChanged)
-    async def on_project(event: ProjectChanged, delivery: Delivery) -> None:
-        await service.remember(PROJECT, event.project_id, event, delivery)
+    @durable_batch_subscriber(broker, consumers.projects, ProjectChanged, pause=pause)
+    async def on_project(items: list[Received[ProjectChanged]]) -> None:
+        await service.remember(PROJECT, _project_id, items)
 
-    @durable_subscriber(broker, consumers.departments, DepartmentChanged)
-    async def on_department(event: DepartmentChanged, delivery: Delivery) -> None:
-        await service.remember(DEPARTMENT, event.department_id, event, delivery)
+    @durable_batch_subscriber(broker, consumers.departments, DepartmentChanged, pause=pause)
+    async def on_department(items: list[Received[DepartmentChanged]]) -> None:
+        await service.remember(DEPARTMENT, _department_id, items)
 
-    @durable_subscriber(broker, consumers.node_pools, NodePoolChanged)
-    async def on_node_pool(event: NodePoolChanged, delivery: Delivery) -> None:
-        await service.remember(NODEPOOL, event.name, event, delivery)
+    @durable_batch_subscriber(broker, consumers.node_pools, NodePoolChanged, pause=pause)
+    async def on_node_pool(items: list[Received[NodePoolChanged]]) -> None:
+        await service.remember(NODEPOOL, _name, items)
 
-    @durable_subscriber(broker, consumers.utilization, WorkloadUtilization)
-    async def on_utilization(event: WorkloadUtilization, delivery: Delivery) -> None:
-        await service.about_workload(UTILIZATION, event, delivery)
+    @durable_batch_subscriber(broker, consumers.utilization, WorkloadUtilization, pause=pause)
+    async def on_utilization(items: list[Received[WorkloadUtilization]]) -> None:
+        await service.about_workloads(UTILIZATION, items)
 
     @durable_subscriber(broker, consumers.dead_letters, DeadLetter)
     async def on_dead_letter(event: DeadLetter, delivery: Delivery) -> None:
         await service.dead_lettered(event)
+
+
+def _name(event: NodeInventory | NodePoolChanged) -> str:
+    return event.name
+
+
+def _project_id(event: ProjectChanged) -> str:
+    return event.project_id
+
+
+def _department_id(event: DepartmentChanged) -> str:
+    return event.department_id
 
 
 def _register_queries(service: MetricsService) -> None:

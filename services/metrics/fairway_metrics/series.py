@@ -13,8 +13,9 @@ sets). No series carries a workload id or a pod name: per-workload figures would
 series per workload ever submitted; they belong to the telemetry API and the workload view.
 """
 
+from collections import Counter as CountOf
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -44,14 +45,19 @@ for _phase in Phase:
     PHASE_TRANSITIONS.labels(_phase.value)
 
 
-def record(outcome: Outcome) -> None:
-    workload_type = outcome.view.workload_type
-    if outcome.transition is not None:
-        PHASE_TRANSITIONS.labels(outcome.transition).inc()
-    if outcome.submit_to_running is not None:
-        SUBMIT_TO_RUNNING.labels(workload_type).observe(outcome.submit_to_running)
-    if outcome.submit_to_completed is not None:
-        SUBMIT_TO_COMPLETED.labels(workload_type).observe(outcome.submit_to_completed)
+def record(outcomes: Iterable[Outcome]) -> None:
+    """What a batch of events did: transitions counted once per phase, not once per event."""
+    entered: CountOf[str] = CountOf()
+    for outcome in outcomes:
+        workload_type = outcome.view.workload_type
+        if outcome.transition is not None:
+            entered[outcome.transition] += 1
+        if outcome.submit_to_running is not None:
+            SUBMIT_TO_RUNNING.labels(workload_type).observe(outcome.submit_to_running)
+        if outcome.submit_to_completed is not None:
+            SUBMIT_TO_COMPLETED.labels(workload_type).observe(outcome.submit_to_completed)
+    for phase, n in entered.items():
+        PHASE_TRANSITIONS.labels(phase).inc(n)
 
 
 def _gauge(name: str, doc: str, labels: list[str], values: dict[tuple, float]

@@ -2,9 +2,9 @@
 event (in the projection tables and, after each commit, in memory), stores samples on a timer and
 answers the telemetry and time-series queries.
 
-Each event is folded into the projection tables in one transaction (a workload's events with
-the inbox, so a redelivery changes nothing; last-value facts guarded by stream sequence), and
-applied to the in-memory projection only after the commit.
+Each fetched batch of events is folded into the projection tables in one transaction (a
+workload's events with the inbox, so a redelivery changes nothing; last-value facts guarded by
+stream sequence), and applied to the in-memory projection only after the commit.
 """
 
 import asyncio
@@ -12,11 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fairway_bus import Delivery, Received
+from fairway_bus import Received
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     DeadLetter,
@@ -38,11 +37,17 @@ from fairway_contracts.telemetry import (
 from fairway_contracts.workloads import utcnow
 from fairway_metrics import repository, series
 from fairway_metrics.core import queries
-from fairway_metrics.core.projection import PENDING, UTILIZATION, Projection
-from fairway_metrics.core.workloads import Outcome, on_phase_changed, on_submitted
+from fairway_metrics.core.projection import PENDING, UTILIZATION, Projection, newest
+from fairway_metrics.core.workloads import (
+    Outcome,
+    WorkloadView,
+    fold_batch,
+    on_phase_changed,
+    on_submitted,
+)
 from fairway_metrics.settings import MetricsSettings
 from fairway_runtime import Service
-from fairway_store import first_delivery
+from fairway_store import first_deliveries
 
 log = logging.getLogger("fairway.metrics")
 
@@ -89,57 +94,75 @@ class MetricsService:
 
     # workloads -----------------------------------------------------------------------------
     # Submissions and transitions come in bursts (thousands a minute): each fetch is applied
-    # in one transaction, message by message in stream order, and the projection and series
-    # follow after the commit (a rolled-back batch records nothing).
+    # in one transaction of a few set-based statements, the events folded per workload in
+    # memory first (in stream order) so each workload is read and written once; the
+    # projection and series follow after the commit (a rolled-back batch records nothing).
     async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
         await self._apply(items, self.consumers.workloads.durable, on_submitted)
 
     async def phases_changed(self, items: list[Received[PhaseChanged]]) -> None:
         await self._apply(items, self.consumers.phases.durable, on_phase_changed)
 
-    async def _apply(self, items: list[Received[Any]], consumer: str,
-                     fold: Callable[[Any, Any], Outcome]) -> None:
-        outcomes: list[Outcome] = []
+    async def _apply[E: (WorkloadSubmitted, PhaseChanged)](
+            self, items: list[Received[E]], consumer: str,
+            fold: Callable[[WorkloadView, E], Outcome]) -> None:
         async with self.runtime.pool.acquire() as conn, conn.transaction():
-            for item in items:
-                event = item.payload
-                with item.current():
-                    if not await first_delivery(conn, consumer, item.delivery.msg_id):
-                        continue
-                    view = await repository.lock_workload(conn, event.workload_id,
-                                                          event.project,
-                                                          event.workload_type.value)
-                    outcome = fold(view, event)
-                    await repository.save_workload(conn, outcome.view)
-                    if outcome.view.finished:  # nothing waits or runs: forget why, how busy
-                        for kind in (PENDING, UTILIZATION):
-                            await repository.forget_current(conn, kind, event.workload_id)
-                outcomes.append(outcome)
-        for outcome in outcomes:
-            wid = outcome.view.id
-            self.projection.workloads[wid] = outcome.view
-            if outcome.view.finished:
-                for kind in (PENDING, UTILIZATION):
-                    self.projection.put(kind, wid, None)
-            series.record(outcome)
+            fresh = await first_deliveries(conn, consumer,
+                                           [item.delivery.msg_id for item in items])
+            events: list[E] = []
+            for item in items:  # a redelivery changes nothing; a repeated id counts once
+                if item.delivery.msg_id in fresh:
+                    fresh.discard(item.delivery.msg_id)
+                    events.append(item.payload)
+            if not events:
+                return
+            # rows for the workloads not yet in memory (those in it are committed, their rows
+            # exist), each named by its first event
+            first = {}
+            for event in events:
+                if event.workload_id not in self.projection.workloads:
+                    first.setdefault(event.workload_id, (event.workload_id, event.project,
+                                                         event.workload_type.value))
+            views = await repository.add_workloads(conn, first.values())
+            views |= await repository.lock_workloads(
+                conn, {e.workload_id for e in events} - views.keys())
+            folded = fold_batch(views, events, fold)
+            await repository.save_workloads(conn, folded.views.values())
+            if folded.finished:  # nothing waits or runs: forget why, how busy
+                await repository.forget_current(conn, (PENDING, UTILIZATION), folded.finished)
+        self.projection.workloads.update(folded.views)
+        for wid in folded.finished:
+            for kind in (PENDING, UTILIZATION):
+                self.projection.put(kind, wid, None)
+        series.record(folded.outcomes)
 
     # last-value facts ----------------------------------------------------------------------
-    async def remember(self, kind: str, key: str, event: BaseModel, delivery: Delivery) -> None:
-        payload = event.model_dump(mode="json", by_alias=True)
-        async with self.runtime.pool.acquire() as conn:
-            newer = await repository.put_current(conn, kind, key, delivery.stream_sequence,
-                                                 payload)
-        if newer:
-            self.projection.put(kind, key, event)
-
-    async def about_workload(self, kind: str, event: SchedulingPending | WorkloadUtilization,
-                             delivery: Delivery) -> None:
-        """Why a workload waits, or how busy it is: kept while the workload is live (a message
-        that arrives after it finished would otherwise be kept for ever)."""
-        view = self.projection.workloads.get(event.workload_id)
-        if view is not None and view.finished:
+    # Queue status, nodes, the organisation, why workloads wait, how busy they are: each fetch
+    # is kept in one statement, the newest message of each key only (stream sequence decides,
+    # so a redelivered or older message never overwrites a newer one).
+    async def remember[M: BaseModel](self, kind: str, key: Callable[[M], str],
+                                     items: list[Received[M]]) -> None:
+        values = newest((key(item.payload), item.delivery.stream_sequence, item.payload)
+                        for item in items)
+        if not values:
             return
-        await self.remember(kind, event.workload_id, event, delivery)
+        async with self.runtime.pool.acquire() as conn:
+            kept = await repository.put_current(conn, kind, {
+                k: (sequence, event.model_dump_json(by_alias=True))
+                for k, (sequence, event) in values.items()})
+        for k in kept:
+            self.projection.put(kind, k, values[k][1])
+
+    async def about_workloads(self, kind: str,
+                              items: list[Received[SchedulingPending]]
+                              | list[Received[WorkloadUtilization]]) -> None:
+        """Why workloads wait, or how busy they are: kept while the workload is live (a message
+        that arrives after it finished would otherwise be kept for ever)."""
+        workloads = self.projection.workloads
+        live = [item for item in items
+                if (view := workloads.get(item.payload.workload_id)) is None
+                or not view.finished]
+        await self.remember(kind, _workload_id, live)
 
     async def preempted(self, event: PreemptDecision) -> None:
         async with self.runtime.pool.acquire() as conn:
@@ -212,6 +235,10 @@ class MetricsService:
                  "nodepool": "nodepoolName"}[query.scope]
         measurements = queries.downsample(query, rows, {label: query.scope_id})
         return MetricsReply(measurements=measurements)
+
+
+def _workload_id(event: SchedulingPending | WorkloadUtilization) -> str:
+    return event.workload_id
 
 
 def _query_error(exc: ValidationError) -> QueryError:

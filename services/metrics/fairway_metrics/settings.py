@@ -6,7 +6,8 @@ from fairway_runtime import ServiceSettings
 
 
 class MetricsSettings(ServiceSettings):
-    """How often samples are stored and kept, and the queue group answering queries."""
+    """How often samples are stored and kept, how long batches gather, and the queue group
+    answering queries."""
 
     sample_interval_seconds: float = Field(
         default=15.0, gt=0, alias="FAIRWAY_METRICS_SAMPLE_INTERVAL_SECONDS",
@@ -14,6 +15,10 @@ class MetricsSettings(ServiceSettings):
     sample_retention_hours: float = Field(
         default=24.0 * 14, gt=0, alias="FAIRWAY_METRICS_SAMPLE_RETENTION_HOURS",
         description="samples older than this are deleted")
+    batch_pause_seconds: float = Field(
+        default=0.25, ge=0, alias="FAIRWAY_METRICS_BATCH_PAUSE_SECONDS",
+        description="after a batch of events smaller than a full fetch, wait this long before "
+                    "the next, so batches fill (fewer transactions; the figures lag by as much)")
     query_queue_group: str = Field(
         default="metrics", alias="FAIRWAY_METRICS_QUERY_GROUP",
         description="the NATS queue group of telemetry and series queries (instances in one "

@@ -40,6 +40,16 @@ def queue_key(status: QueueStatusChanged) -> str:
     return f"{status.kind}/{status.name}/{status.node_pool}"
 
 
+def newest[V](values: Iterable[tuple[str, int, V]]) -> dict[str, tuple[int, V]]:
+    """The newest value (highest stream sequence) of each key among a batch's: the last-value
+    tables keep one per key, and one statement may not write a key twice."""
+    kept: dict[str, tuple[int, V]] = {}
+    for key, sequence, value in values:
+        if key not in kept or kept[key][0] < sequence:
+            kept[key] = (sequence, value)
+    return kept
+
+
 @dataclass
 class Projection:
     workloads: dict[str, WorkloadView] = field(default_factory=dict)

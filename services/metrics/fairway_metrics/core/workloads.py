@@ -3,6 +3,7 @@ the event-driven series must record. No I/O; the two events may come in either o
 phase event never moves the phase back.
 """
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -69,6 +70,36 @@ class Outcome:
     transition: str | None = None  # a phase transition to count
     submit_to_running: float | None = None  # seconds, observed once per workload
     submit_to_completed: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A batch of events folded into the views of the workloads they are about."""
+
+    views: dict[str, WorkloadView]  # each changed workload's view after the whole batch
+    outcomes: list[Outcome]  # one per event, in order: what the series record
+    # workloads finished after one of the events: why they waited, how busy they were, is
+    # forgotten (a later event may make one live again; what it said then is gone all the same)
+    finished: set[str]
+
+
+def fold_batch[E: (WorkloadSubmitted, PhaseChanged)](
+        views: Mapping[str, WorkloadView], events: Iterable[E],
+        fold: Callable[[WorkloadView, E], Outcome]) -> Folded:
+    """Every event folded in order into its workload's view (`views` holds one for each
+    workload), so that each workload is written once however many of its events the batch
+    holds."""
+    current = dict(views)
+    outcomes: list[Outcome] = []
+    finished: set[str] = set()
+    for event in events:
+        outcome = fold(current[event.workload_id], event)
+        current[event.workload_id] = outcome.view
+        outcomes.append(outcome)
+        if outcome.view.finished:
+            finished.add(event.workload_id)
+    changed = {wid: view for wid, view in current.items() if view != views[wid]}
+    return Folded(changed, outcomes, finished)
 
 
 def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
