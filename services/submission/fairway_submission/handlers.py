@@ -21,15 +21,19 @@ def register(service: SubmissionService) -> None:
     broker = service.runtime.broker
 
     # The two busiest consumers (every transition, every pod change) apply what each fetch
-    # brought in one transaction.
-    @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged)
+    # brought in one statement, pausing after a short fetch so the next gathers more (nothing
+    # waits on the view but people reading it).
+    pause = service.settings.view_pause_seconds
+
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged, pause=pause)
     async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
         # older one arriving late never overwrites a newer phase. One statement: all or none.
         async with service.pool.acquire() as conn:
             await repo.apply_phases(conn, [item.payload for item in items])
 
-    @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged,
+                              pause=pause)
     async def on_pod_groups(items: list[Received[PodGroupChanged]]) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
         # Pending): the view follows; an older event never overwrites a newer list. One
