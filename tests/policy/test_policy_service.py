@@ -1,5 +1,6 @@
 """policy.evaluate over a real NATS server: the service started as it runs in production."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -82,7 +83,7 @@ def test_build_answers_on_the_contract_subjects():
     answered = {(s.subject.template, s.queue) for s in service.broker.subscribers}
     assert answered == {(subject, "policy") for subject in (
         subjects.POLICY_EVALUATE, subjects.POLICY_GET, subjects.POLICY_PUT,
-        subjects.POLICY_DELETE)}
+        subjects.POLICY_DELETE)} | {(subjects.POLICY_CHANGED, "")}
 
 
 # policy CRUD over request/reply, stored in PostgreSQL -------------------------------------------
@@ -178,3 +179,55 @@ async def test_a_bad_policy_or_scope_is_refused_with_every_field_named(policy, c
 
     reply = await crud(client, policy, subjects.POLICY_GET, b"")
     assert not reply.ok and reply.problems
+
+
+@pytest.fixture
+async def remembering(nats_url: str, database_url: str) -> AsyncIterator[PolicyService]:
+    """A policy instance that keeps branches for a minute (so only a notice makes it forget)."""
+    runtime, service = build_for_tests(
+        PolicySettings(NATS_URL=nats_url, DATABASE_URL=database_url,
+                       FAIRWAY_POLICY_REMEMBER_SECONDS=60), tag=uuid.uuid4().hex[:8])
+    await runtime.start(serve_http=False)
+    try:
+        yield service
+    finally:
+        await runtime.stop()
+
+
+async def test_a_branch_is_remembered_until_a_change_notice(remembering, client):
+    """Evaluations reuse a branch's policies; a save anywhere is announced, and every instance
+    that hears the notice reads the branch again."""
+    from fairway_policy import repository
+
+    policy = remembering
+    from fairway_policy.core.policies import Scope
+
+    request = PolicyEvaluateRequest(workload_type=WorkloadType.INFERENCE, project="p",
+                                    name="n", project_id="901", department_id="801",
+                                    spec={"image": "busybox"})
+    assert (await ask(client, policy, request.to_json())).effective_spec.backoff_limit == 6
+    # Saved by another instance, straight into the database: not seen yet.
+    async with policy.runtime.pool.acquire() as conn:
+        await repository.save(conn, "inference", Scope("department", "801", "d"),
+                              {"defaults": {"backoffLimit": 4}}, "elsewhere")
+    assert (await ask(client, policy, request.to_json())).effective_spec.backoff_limit == 6
+    # ... until its notice comes (handled beside the requests, so shortly after, not before
+    # the very next one).
+    await client.publish(policy.changed_subject, b"")
+    await client.flush()
+    for _ in range(50):
+        limit = (await ask(client, policy, request.to_json())).effective_spec.backoff_limit
+        if limit == 4:
+            break
+        await asyncio.sleep(0.1)
+    assert limit == 4
+
+    # A save through this instance counts at once, and is announced to the others.
+    notices = await client.subscribe(policy.changed_subject)
+    project = PolicyScope(scope="project", project_id="901", department_id="801", name="p")
+    saved = await crud(client, policy, subjects.POLICY_PUT, PolicyPutRequest(
+        workload_type=WorkloadType.INFERENCE, scope=project, updated_by="pat",
+        policy={"defaults": {"backoffLimit": 2}}))
+    assert saved.ok, saved.problems
+    await notices.next_msg(timeout=5)
+    assert (await ask(client, policy, request.to_json())).effective_spec.backoff_limit == 2

@@ -150,3 +150,21 @@ async def test_a_batch_of_pod_group_events_keeps_the_newest_list(conn):
                                            pod_group(wid, 2, Phase.RUNNING, "node-1", 5)])
     view = await repo.get_workload(conn, wid)
     assert view["pods"] == [] and view["pods_sequence"] == 3
+
+
+async def test_a_batch_that_fails_changes_nothing(conn):
+    """A fetch is applied in one statement: when one transition cannot be stored, none of the
+    batch is (the bus then retries each message alone)."""
+    wid = await new_workload(conn)
+    good = transition(wid, 1, None, Phase.PENDING, 0)
+    bad = transition(wid, 2, Phase.PENDING, Phase.RUNNING, 5).model_copy(
+        update={"reason": "nul\x00"})  # PostgreSQL text cannot hold it
+    with pytest.raises(asyncpg.PostgresError):
+        await repo.apply_phases(conn, [good, bad])
+    assert await repo.phase_history(conn, uuid.UUID(wid)) == []
+    view = await repo.get_workload(conn, wid)
+    assert view["phase_sequence"] == 0 and view["pending_since"] == T0
+    with pytest.raises(asyncpg.PostgresError):
+        await repo.apply_pod_groups(conn, [pod_group(wid, 1, Phase.RUNNING, "node-1", 1),
+                                           pod_group(wid, 2, Phase.RUNNING, "node\x00", 2)])
+    assert (await repo.get_workload(conn, wid))["pods_sequence"] == 0

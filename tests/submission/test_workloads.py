@@ -149,3 +149,22 @@ async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
 async def test_a_workload_id_in_any_other_form_is_not_found(harness, odd):
     r = await harness.admin.get(f"/api/v1/workloads/{odd}")
     assert r.status_code == 404, r.text
+
+
+async def test_a_submission_is_announced_with_its_row_and_a_repeated_name_with_neither(
+        harness, default_project):
+    admin = harness.admin
+    r = await admin.post("/api/v1/workloads/trainings",
+                         json=body(default_project["id"], "announced-once"))
+    assert r.status_code == 202, r.text
+    wid = r.json()["workloadId"]
+    r = await admin.post("/api/v1/workloads/trainings",
+                         json=body(default_project["id"], "announced-once"))
+    assert r.status_code == 409 and "already exists" in r.json()["message"]
+    submitted = [e for _, e in await harness.outbox("fairway.workload.submitted.")
+                 if e["name"] == "announced-once"]
+    assert [e["workloadId"] for e in submitted] == [wid]
+    async with harness.service.pool.acquire() as conn:
+        headers = await conn.fetchval("SELECT headers FROM outbox WHERE msg_id = $1",
+                                      f"submitted:{wid}")
+    assert isinstance(headers, dict)

@@ -34,6 +34,9 @@ METRICS_QUERY_SERIES = f"{PREFIX}.metrics.query.series"
 POLICY_GET = f"{PREFIX}.policy.get"
 POLICY_PUT = f"{PREFIX}.policy.put"
 POLICY_DELETE = f"{PREFIX}.policy.delete"
+# a policy was saved or deleted (core NATS, no payload): whoever remembers policies or their
+# answers (every policy instance, the API) forgets them
+POLICY_CHANGED = f"{PREFIX}.policy.changed"
 HEALTH_PREFIX = f"{PREFIX}.health"
 
 # streams' subject spaces

@@ -10,9 +10,10 @@ from fairway_store.outbox import (
     add_to_outbox,
     outbox_columns,
     outbox_insert,
+    outbox_row,
 )
 from fairway_store.pool import create_pool
 
 __all__ = ["OutboxItem", "OutboxRelay", "add_many_to_outbox", "add_to_outbox", "create_pool",
            "first_deliveries", "first_delivery", "migrate", "migrate_dsn", "outbox_columns",
-           "outbox_insert"]
+           "outbox_insert", "outbox_row"]

@@ -41,18 +41,31 @@ async def add_to_outbox(
     `trace_headers` (traceparent…) default to the current span's context, so consumers continue
     the trace that caused this event. A second add with the same `msg_id` is ignored.
     """
-    headers = trace_headers_only(trace_headers) if trace_headers else {}
-    if "traceparent" not in headers:
-        headers = inject_headers()
     # One round trip: the table's trigger wakes the relay when the transaction commits.
     await conn.execute(
         "INSERT INTO outbox (subject, payload, headers, msg_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (msg_id) DO NOTHING",
-        subject,
-        payload.model_dump_json(by_alias=True).encode(),
-        headers,
-        msg_id,
+        *outbox_row(subject, payload, msg_id=msg_id, trace_headers=trace_headers),
     )
+
+
+def outbox_row(
+    subject: str,
+    payload: BaseModel,
+    *,
+    msg_id: str,
+    trace_headers: Mapping[str, str] | None = None,
+) -> tuple[str, bytes, dict[str, str], str]:
+    """The outbox row `add_to_outbox` writes, (subject, payload, headers, msg_id), for a service
+    that writes it in the same statement as its state change (one round trip, no explicit
+    transaction): `INSERT INTO outbox (subject, payload, headers, msg_id) …`."""
+    return subject, payload.model_dump_json(by_alias=True).encode(), _headers(trace_headers), msg_id
+
+
+def _headers(trace_headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The trace headers an event carries: the given ones, else the current span's context."""
+    headers = trace_headers_only(trace_headers) if trace_headers else {}
+    return headers if "traceparent" in headers else inject_headers()
 
 
 type OutboxItem = tuple[str, BaseModel, str, Mapping[str, str] | None]
@@ -85,12 +98,9 @@ def outbox_columns(items: Sequence[OutboxItem]
     each (trace headers default to the current span's context, as in `add_to_outbox`)."""
     subjects_, payloads, headers_, msg_ids = [], [], [], []
     for subject, payload, msg_id, trace_headers in items:
-        headers = trace_headers_only(trace_headers) if trace_headers else {}
-        if "traceparent" not in headers:
-            headers = inject_headers()
         subjects_.append(subject)
         payloads.append(payload.model_dump_json(by_alias=True).encode())
-        headers_.append(json.dumps(headers))
+        headers_.append(json.dumps(_headers(trace_headers)))
         msg_ids.append(msg_id)
     return subjects_, payloads, headers_, msg_ids
 

@@ -47,6 +47,12 @@ def register(service: PolicyService) -> None:
                 f"bytes; the message bus carries at most {limit:,}")]).to_json()
         return reply
 
+    # Every instance (no queue group): whichever saved or deleted a policy, all forget.
+    @broker.subscriber(service.changed_subject, title="policy-changed",
+                       description="A policy was saved or deleted: forget remembered branches.")
+    async def changed(body: Any, msg: NatsMessage) -> None:
+        service.forget()
+
     @broker.subscriber(prefix + subjects.POLICY_GET, queue=QUEUE_GROUP, title="policy-get",
                        description="A scope's policy and the effective one.")
     async def get_request(body: Any, msg: NatsMessage) -> bytes:

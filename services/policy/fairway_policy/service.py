@@ -1,13 +1,16 @@
 """`PolicyService`, the object that runs the policy service: it evaluates submitted specs with
-the policies of their branch applied, and keeps the policies (get, put, delete). Policies are
-read from the database for every request (no cache: another instance may have just saved one);
+the policies of their branch applied, and keeps the policies (get, put, delete). An evaluation
+reuses a branch's policies for `remember_seconds`; a save or delete forgets them on every
+instance (the POLICY_CHANGED notice, sent after the commit) and CRUD always reads the database;
 the decisions are the core's."""
 
 import logging
+import time
 from collections.abc import Iterable
 
 import asyncpg
 
+from fairway_bus import connection
 from fairway_contracts import subjects
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest
 from fairway_contracts.policies import (
@@ -31,6 +34,8 @@ from fairway_runtime import Service
 log = logging.getLogger("fairway.policy")
 
 Layers = list[tuple[Scope, Policy]]
+# Branches remembered at most (all forgotten when full: the busy ones come back at once).
+MAX_REMEMBERED_BRANCHES = 10_000
 
 
 class PolicyService:
@@ -43,6 +48,12 @@ class PolicyService:
         self.settings = settings
         self.evaluate_subject = evaluate_subject
         self.crud_prefix = crud_prefix
+        # where save and delete announce a change (a test's instance: only to its own)
+        self.changed_subject = crud_prefix + subjects.POLICY_CHANGED
+        # (workload type, department id, project id) -> (until, the branch's policy merged)
+        self._branches: dict[tuple[str, str | None, str | None],
+                             tuple[float, EffectivePolicy]] = {}
+        self._generation = 0  # moves on every forget: a read from before is not kept
 
     # evaluation -------------------------------------------------------------------------------
     async def evaluate(self, request: PolicyEvaluateRequest) -> PolicyEvaluateReply:
@@ -50,17 +61,46 @@ class PolicyService:
         only the built-in defaults and checks apply."""
         effective = None
         if self.runtime.pool is not None:
-            async with self.runtime.pool.acquire() as conn:
-                stored = await repository.branch(
-                    conn, request.workload_type.value, request.department_id,
-                    [request.project_id] if request.project_id else [])
-            effective = merge(_layers(stored, request.workload_type))
+            effective = await self._branch_policy(request)
         reply = evaluate(request, effective)
         if not reply.ok:
             log.info("spec rejected", extra={"fields": {
                 "project": request.project, "name": request.name,
                 "violations": [v.field for v in reply.violations]}})
         return reply
+
+    async def _branch_policy(self, request: PolicyEvaluateRequest) -> EffectivePolicy:
+        """The merged policy of the request's branch, remembered for `remember_seconds`."""
+        key = (request.workload_type.value, request.department_id, request.project_id)
+        now = time.monotonic()
+        known = self._branches.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        generation = self._generation
+        async with self.runtime.pool.acquire() as conn:
+            stored = await repository.branch(
+                conn, request.workload_type.value, request.department_id,
+                [request.project_id] if request.project_id else [])
+        effective = merge(_layers(stored, request.workload_type))
+        if generation == self._generation:
+            if len(self._branches) >= MAX_REMEMBERED_BRANCHES:
+                self._branches.clear()
+            self._branches[key] = (now + self.settings.remember_seconds, effective)
+        return effective
+
+    def forget(self) -> None:
+        """A policy changed (here or on another instance): read branches again."""
+        self._generation += 1
+        self._branches.clear()
+
+    async def _changed(self) -> None:
+        """Forget here and tell every other instance and the API, after the commit. A notice
+        lost on the way is made up for by `remember_seconds`."""
+        self.forget()
+        try:
+            await connection(self.runtime.broker).publish(self.changed_subject, b"")
+        except Exception as exc:  # the change is saved; the others catch up on expiry
+            log.warning("policy change notice not sent: %r", exc)
 
     # CRUD -------------------------------------------------------------------------------------
     async def get(self, request: PolicyGetRequest) -> PolicyReply:
@@ -91,6 +131,7 @@ class PolicyService:
                 return PolicyReply(ok=True, policy=policy.document(), effective=effective.view())
             saved = await repository.save(conn, wtype.value, target, policy.document(),
                                           request.updated_by)
+        await self._changed()
         log.info("policy saved", extra={"fields": {"scope": target.label, "type": wtype.value,
                                                    "by": request.updated_by}})
         return PolicyReply(ok=True, policy=saved.document, effective=effective.view(),
@@ -105,6 +146,8 @@ class PolicyService:
             async with conn.transaction():
                 await repository.lock_type(conn, request.workload_type.value)
                 deleted = await repository.delete(conn, request.workload_type.value, target)
+            if deleted:
+                await self._changed()
             effective = merge(await _path(conn, request.workload_type, request.scope))
         return PolicyReply(ok=True, deleted=deleted, effective=effective.view())
 

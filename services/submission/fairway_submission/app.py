@@ -10,6 +10,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from fairway_runtime import Service
 from fairway_submission import errors, handlers, health
 from fairway_submission.body_limit import BodyLimit
+from fairway_submission.cache import AccessChanges
 from fairway_submission.dependencies import query_once
 from fairway_submission.identity import routes as identity
 from fairway_submission.org import nodes
@@ -42,12 +43,16 @@ def wire(settings: SubmissionSettings, peers: Peers | None = None
     app.state.submission = service
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessChanges, forget=service.forget)
     for router in ROUTERS:
         app.include_router(router)
     for route in runtime.probe_routes():
         if route.path != "/healthz":
             app.router.routes.append(route)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    # One server span per request; not also one per ASGI message sent and received (three
+    # more spans a POST, none of them telling anything the server span does not).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics",
+                                       exclude_spans=["receive", "send"])
     handlers.register(service)
 
     @runtime.on_start

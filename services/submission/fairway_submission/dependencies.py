@@ -28,7 +28,8 @@ bearer = BearerToken(bearerFormat="JWT", scheme_name="bearer", auto_error=False,
                      description="A token from POST /api/v1/token")
 
 
-def submission(request: Request) -> SubmissionService:
+async def submission(request: Request) -> SubmissionService:
+    # async: FastAPI runs a plain function in its thread pool, a thread hop per request
     return request.app.state.submission
 
 

@@ -3,7 +3,7 @@ scheduler's pending reasons and queue status feed the API's explanations and eac
 status; the other services' heartbeats feed /healthz."""
 
 from fairway_bus import Delivery, Received, durable_batch_subscriber, durable_subscriber
-from fairway_contracts import streams
+from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     Heartbeat,
     PhaseChanged,
@@ -21,19 +21,24 @@ def register(service: SubmissionService) -> None:
     broker = service.runtime.broker
 
     # The two busiest consumers (every transition, every pod change) apply what each fetch
-    # brought in one transaction.
-    @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged)
+    # brought in one statement, pausing after a short fetch so the next gathers more (nothing
+    # waits on the view but people reading it).
+    pause = service.settings.view_pause_seconds
+
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PHASES, PhaseChanged, pause=pause)
     async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
-        # older one arriving late never overwrites a newer phase.
-        async with service.pool.acquire() as conn, conn.transaction():
+        # older one arriving late never overwrites a newer phase. One statement: all or none.
+        async with service.pool.acquire() as conn:
             await repo.apply_phases(conn, [item.payload for item in items])
 
-    @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged)
+    @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged,
+                              pause=pause)
     async def on_pod_groups(items: list[Received[PodGroupChanged]]) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
-        # Pending): the view follows; an older event never overwrites a newer list.
-        async with service.pool.acquire() as conn, conn.transaction():
+        # Pending): the view follows; an older event never overwrites a newer list. One
+        # statement: all or none.
+        async with service.pool.acquire() as conn:
             await repo.apply_pod_groups(conn, [item.payload for item in items])
 
     @durable_subscriber(broker, streams.SUBMISSION_PENDING, SchedulingPending)
@@ -46,6 +51,12 @@ def register(service: SubmissionService) -> None:
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:
         async with service.pool.acquire() as conn:
             await repo.apply_queue_status(conn, event)
+
+    # A policy was saved or deleted (through any replica of the API): policy's remembered
+    # answers may no longer hold.
+    @broker.subscriber(subjects.POLICY_CHANGED, no_reply=True, include_in_schema=False)
+    async def on_policy_changed() -> None:
+        service.evaluations.forget()
 
     @broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
     async def on_heartbeat(beat: Heartbeat) -> None:

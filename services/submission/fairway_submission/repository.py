@@ -1,6 +1,7 @@
 """Submission's SQL: settings, users and access rules, the organisation, the workload view and
 its phase history, and the scheduler's view (why a workload waits, each queue's status)."""
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -78,17 +79,38 @@ async def get_project(conn: asyncpg.Connection, project_id: str) -> asyncpg.Reco
     return await conn.fetchrow("SELECT * FROM projects WHERE id = $1", _id(project_id))
 
 
+_INSERT_WORKLOAD = (
+    "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
+    " submitted_spec, effective_spec, created_by, created_at, pending_since)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+    " ON CONFLICT (project_id, name) DO NOTHING RETURNING *")
+
+
 async def insert_workload(conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str,
                           project: asyncpg.Record, workload_type: str, submitted: dict,
-                          effective: dict, created_by: str, created_at: datetime) -> bool:
-    status = await conn.execute(
-        "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
-        " submitted_spec, effective_spec, created_by, created_at, pending_since)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-        " ON CONFLICT (project_id, name) DO NOTHING",
+                          effective: dict, created_by: str, created_at: datetime
+                          ) -> asyncpg.Record | None:
+    """The new workload's row; None when the project already has a workload of that name."""
+    return await conn.fetchrow(
+        _INSERT_WORKLOAD, workload_id, name, project["id"], project["name"], workload_type,
+        submitted, effective, created_by, created_at)
+
+
+async def insert_announced_workload(
+        conn: asyncpg.Connection, *, workload_id: uuid.UUID, name: str, project: Any,
+        workload_type: str, submitted: dict, effective: dict, created_by: str,
+        created_at: datetime, announcement: tuple[str, bytes, dict[str, str], str]
+) -> asyncpg.Record | None:
+    """`insert_workload` and the outbox row that announces it (`fairway_store.outbox_row`) in
+    one statement: both or neither, in one round trip without a transaction block. None (and
+    no outbox row) when the project already has a workload of that name."""
+    return await conn.fetchrow(
+        f"WITH w AS ({_INSERT_WORKLOAD}), o AS ("
+        " INSERT INTO outbox (subject, payload, headers, msg_id)"
+        " SELECT $10::text, $11::bytea, $12::jsonb, $13::text FROM w"
+        " ON CONFLICT (msg_id) DO NOTHING) SELECT * FROM w",
         workload_id, name, project["id"], project["name"], workload_type, submitted, effective,
-        created_by, created_at)
-    return status.endswith(" 1")
+        created_by, created_at, *announcement)
 
 
 def _workload_uuid(value: str) -> uuid.UUID | None:
@@ -197,16 +219,23 @@ async def apply_phase(conn: asyncpg.Connection, event: PhaseChanged) -> bool:
 
 
 async def apply_phases(conn: asyncpg.Connection, events: list[PhaseChanged]) -> None:
-    """`apply_phase` for many transitions, in the order given, in a few round trips (call it
-    inside a transaction). The same result as one by one: the view's guard on the sequence
-    skips what one by one would have skipped, and the clocks add up in the same order."""
+    """`apply_phase` for many transitions, in the order given, in one round trip and one
+    statement (so atomic on its own; `apply_phase_batch`, migration 009). The same result as one
+    by one: the view's guard on the sequence skips what one by one would have skipped, and the
+    clocks add up in the same order."""
     if not events:
         return
-    await conn.executemany(_INSERT_TRANSITION, [_transition_args(e) for e in events])
-    await conn.executemany(_APPLY_TRANSITION, [_view_args(e) for e in events])
-    for event in events:
-        if _rule_stopped(event):
-            await conn.execute(_RULE_STOPPED, uuid.UUID(event.workload_id), event.sequence)
+    ids, sequences, previous, phases, reasons, messages, times = zip(
+        *(_transition_args(e) for e in events), strict=True)
+    views = [_view_args(e) for e in events]
+    await conn.execute(
+        "SELECT apply_phase_batch($1::uuid[], $2::integer[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::timestamptz[], $8::boolean[], $9::boolean[],"
+        " $10::text[]::jsonb[], $11::boolean[])",
+        ids, sequences, previous, phases, reasons, messages, times,
+        # pods as JSON text each: a list of lists would go as a two-dimensional array
+        [v[5] for v in views], [v[6] for v in views], [json.dumps(v[8]) for v in views],
+        [_rule_stopped(e) for e in events])
 
 
 async def set_desired_phase(conn: asyncpg.Connection, workload_id: uuid.UUID,
@@ -522,9 +551,14 @@ async def apply_pod_group(conn: asyncpg.Connection, event: PodGroupChanged) -> b
 
 
 async def apply_pod_groups(conn: asyncpg.Connection, events: list[PodGroupChanged]) -> None:
-    """`apply_pod_group` for many events, in the order given, in one round trip."""
+    """`apply_pod_group` for many events, in the order given, in one round trip and one
+    statement (`apply_pod_group_batch`, migration 009)."""
     if events:
-        await conn.executemany(_APPLY_POD_GROUP, [_pod_group_args(e) for e in events])
+        # Each list as JSON text: a list of lists would go as a two-dimensional array.
+        ids, pods, sequences, times = zip(*(_pod_group_args(e) for e in events), strict=True)
+        await conn.execute(
+            "SELECT apply_pod_group_batch($1::uuid[], $2::text[]::jsonb[], $3::integer[],"
+            " $4::timestamptz[])", ids, [json.dumps(p) for p in pods], sequences, times)
 
 
 _APPLY_POD_GROUP = (

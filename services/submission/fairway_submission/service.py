@@ -4,8 +4,11 @@ services (its `Peers`). Routes get it through FastAPI's `Depends` (see `dependen
 NATS handlers are registered on it."""
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -19,11 +22,13 @@ from fairway_contracts.base import Contract
 from fairway_contracts.events import NodeInventory, PolicyEvaluateReply, PolicyEvaluateRequest
 from fairway_runtime import Service
 from fairway_submission import repository as repo
+from fairway_submission.cache import MISSING, Remembered
 from fairway_submission.core.access import SYSTEM_ADMIN, Grants, Rule
 from fairway_submission.core.errors import ApiError
 from fairway_submission.core.health import Heartbeats
 from fairway_submission.identity.auth import (
     LoginLimiter,
+    Principal,
     Tokens,
     hash_password,
     new_password,
@@ -34,6 +39,12 @@ from fairway_submission.org.events import publish_everything
 from fairway_submission.settings import SubmissionSettings
 
 log = logging.getLogger("fairway.submission")
+
+# Bounds on what is remembered between requests (see `cache`): callers (by token), projects,
+# the policy service's answers (by spec).
+REMEMBERED_CALLERS = 10_000
+REMEMBERED_PROJECTS = 10_000
+REMEMBERED_EVALUATIONS = 1_000
 
 ADMIN = "admin"
 METRICS_TIMEOUT_SECONDS = 5.0
@@ -55,6 +66,16 @@ class Peers:
     read_inventory: Callable[[], Awaitable[list[NodeInventory]]]
 
 
+@dataclass(frozen=True)
+class ProjectView:
+    """What a submission reads of the organisation: the project (None: no such project), its
+    department, and every node pool's name."""
+
+    project: asyncpg.Record | None
+    department: asyncpg.Record | None
+    node_pools: frozenset[str]
+
+
 class SubmissionService:
     def __init__(self, runtime: Service, settings: SubmissionSettings,
                  peers: Peers | None = None):
@@ -66,6 +87,13 @@ class SubmissionService:
                                     settings.login_client_pace_seconds)
         self.trusted_proxies = settings.trusted_proxy_networks()
         self._tokens: Tokens | None = None  # the key is read from the database at start
+        ttl = settings.remember_seconds
+        # token hash -> (the token's expiry, seconds since the epoch; the caller's access)
+        self.callers: Remembered[bytes, tuple[float, Grants]] = Remembered(
+            ttl, REMEMBERED_CALLERS)
+        self.projects: Remembered[str, ProjectView] = Remembered(ttl, REMEMBERED_PROJECTS)
+        self.evaluations: Remembered[tuple, PolicyEvaluateReply] = Remembered(
+            ttl, REMEMBERED_EVALUATIONS)
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
             metrics=self._over_nats(METRICS_TIMEOUT_SECONDS),
@@ -85,9 +113,17 @@ class SubmissionService:
         return self._tokens
 
     async def caller(self, authorization: str | None) -> Grants:
-        """The caller's access rules, now: a deleted user's or service account's token stops
-        working at once, and a changed rule applies to the next request."""
+        """The caller's access rules: a deleted user's or service account's token stops
+        working, and a changed rule applies, from the next request when the change came through
+        this API, within `remember_seconds` otherwise (see `cache`)."""
+        key = hashlib.sha256(authorization.encode()).digest() if authorization else b""
+        known = self.callers.get(key)
+        if known is not MISSING and known[0] > time.time():
+            return known[1]
         principal = self.tokens.verify(authorization)
+        return (await self.callers.read(key, lambda: self._read_caller(principal)))[1]
+
+    async def _read_caller(self, principal: Principal) -> tuple[float, Grants]:
         async with self.pool.acquire() as conn:
             if not await repo.subject_exists(conn, principal.kind, principal.subject):
                 raise ApiError(401, "the token's user or service account no longer exists",
@@ -95,7 +131,27 @@ class SubmissionService:
             rows = await repo.rules_of(conn, principal.kind, principal.subject)
             departments = await repo.project_departments(conn)
         rules = tuple(Rule(r["role_name"], r["scope_type"], r["scope_id"]) for r in rows)
-        return Grants(principal.subject, principal.kind, rules, departments)
+        return principal.expires_at, Grants(principal.subject, principal.kind, rules,
+                                            departments)
+
+    async def project(self, project_id: str) -> ProjectView:
+        """A project as a submission needs it: its row (None when it does not exist), its
+        department's and the node pools' names; remembered like the caller's access."""
+        return await self.projects.read(project_id, lambda: self._read_project(project_id))
+
+    async def _read_project(self, project_id: str) -> ProjectView:
+        async with self.pool.acquire() as conn:
+            project = await repo.get_project(conn, project_id)
+            pools = await repo.node_pool_names(conn)
+            department = (await repo.get_department(conn, str(project["department_id"]))
+                          if project is not None else None)
+        return ProjectView(project, department, frozenset(pools))
+
+    def forget(self) -> None:
+        """Something a caller's access, a project or a policy depends on may have changed."""
+        self.callers.forget()
+        self.projects.forget()
+        self.evaluations.forget()
 
     async def login_turn(self, name: str, client: str) -> None:
         """Let a login attempt of `name` from `client` go on, counted as failed until it
@@ -137,8 +193,17 @@ class SubmissionService:
                            headers={"Retry-After": "2"}) from None
 
     async def evaluate_policy(self, evaluate: PolicyEvaluateRequest) -> PolicyEvaluateReply:
-        reply = await self.ask("policy", subjects.POLICY_EVALUATE, evaluate)
-        return PolicyEvaluateReply.model_validate_json(reply)
+        """The policy service's answer. An accepted spec's answer is remembered for the same
+        spec in the same branch (policy's answer does not depend on the workload's name), and
+        forgotten with everything else when a policy changes through this API."""
+        key = (evaluate.workload_type, evaluate.project, evaluate.project_id,
+               evaluate.department_id, json.dumps(evaluate.spec, sort_keys=True))
+
+        async def ask() -> PolicyEvaluateReply:
+            return PolicyEvaluateReply.model_validate_json(
+                await self.ask("policy", subjects.POLICY_EVALUATE, evaluate))
+
+        return await self.evaluations.read(key, ask, keep=lambda reply: reply.ok)
 
     # start -----------------------------------------------------------------------------
     async def bootstrap(self) -> None:

@@ -36,6 +36,17 @@ class SubmissionSettings(ServiceSettings):
     policy_timeout_seconds: float = Field(
         default=5.0, validation_alias=_renamed("POLICY_TIMEOUT_SECONDS"),
         description="how long a request waits for the policy service before it fails with 503")
+    remember_seconds: float = Field(
+        default=2.0, ge=0, le=60, alias="FAIRWAY_SUBMISSION_REMEMBER_SECONDS",
+        description="how long the API keeps a caller's access rules, the organisation a "
+                    "submission reads and the policy service's answers before reading them "
+                    "again; a change made through this API applies at once, one made elsewhere "
+                    "(another replica, by hand) within this many seconds; 0: read every time")
+    view_pause_seconds: float = Field(
+        default=0.1, ge=0, le=5, alias="FAIRWAY_SUBMISSION_VIEW_PAUSE_SECONDS",
+        description="after a batch of phase or pod-group events smaller than a full fetch, wait "
+                    "this long before the next, so batches fill (fewer transactions; the "
+                    "workload view the API shows lags by as much)")
     write_admin_files: bool = Field(
         default=True, validation_alias=_renamed("WRITE_ADMIN_FILES"),
         description="write admin.json and admin-token (the bootstrap administrator's "

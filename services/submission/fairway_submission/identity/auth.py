@@ -25,6 +25,7 @@ class Principal:
 
     subject: str
     kind: str = "user"
+    expires_at: float = math.inf  # the token's `exp`, seconds since the epoch
 
 
 class Tokens:
@@ -56,7 +57,8 @@ class Tokens:
                            headers=unauthorized) from None
         except jwt.InvalidTokenError:
             raise ApiError(401, "the token is not valid", headers=unauthorized) from None
-        return Principal(subject=claims["sub"], kind=claims.get("kind", "user"))
+        return Principal(subject=claims["sub"], kind=claims.get("kind", "user"),
+                         expires_at=claims["exp"])
 
 
 class LoginLimiter:

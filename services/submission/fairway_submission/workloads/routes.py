@@ -18,7 +18,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.workloads import TYPE_OF_PLURAL, utcnow
-from fairway_store import add_to_outbox
+from fairway_store import add_to_outbox, outbox_row
 from fairway_submission import repository as repo
 from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error, refuse, summary
@@ -225,11 +225,8 @@ async def act(service: SubmissionService, caller: Grants, plural: str | None, wo
 
 async def submit(service: SubmissionService, workload_type: WorkloadType, body: WorkloadCreate,
                  caller: Grants) -> JSONResponse:
-    async with service.pool.acquire() as conn:
-        project = await repo.get_project(conn, body.project_id)
-        pools = await repo.node_pool_names(conn)
-        department = (await repo.get_department(conn, str(project["department_id"]))
-                      if project is not None else None)
+    view = await service.project(body.project_id)
+    project, department, pools = view.project, view.department, view.node_pools
     what = f"project {body.project_id}"
     if project is None or not caller.roles_at(project_id=str(project["id"])):
         raise field_error(404, "projectId", f"{what} does not exist")
@@ -255,7 +252,8 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         effective = effective.model_copy(update={"node_type": body.spec.node_type})
     # The node type is checked on the effective spec: a policy default counts as picked.
     refused = check_node_type(workload_type.value, effective.node_type, project, department)
-    refused += check_effective(type(body.spec), effective.model_dump(mode="json", by_alias=True))
+    effective_json = effective.model_dump(mode="json", by_alias=True)
+    refused += check_effective(type(body.spec), effective_json)
     if refused:
         raise ApiError(422, "invalid workload: " + summary(refused, None), refused)
     workload_id = uuid.uuid4()
@@ -265,20 +263,22 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         project=project["name"], project_id=str(project["id"]), workload_type=workload_type,
         created_at=created_at, created_by=caller.subject, spec=effective)
     with workload_context(str(workload_id)):
-        async with service.pool.acquire() as conn, conn.transaction():
-            inserted = await repo.insert_workload(
-                conn, workload_id=workload_id, name=name, project=project,
-                workload_type=workload_type.value, submitted=submitted,
-                effective=effective.model_dump(mode="json", by_alias=True),
-                created_by=caller.subject, created_at=created_at)
-            if not inserted:
-                raise field_error(409, "name",
-                                  f"a workload named {name!r} already exists in project "
-                                  f"{project['name']}")
-            await add_to_outbox(conn, subjects.workload_submitted(project["name"],
-                                                                  str(workload_id)),
-                                event, msg_id=f"submitted:{workload_id}")
-            row = await repo.get_workload(conn, str(workload_id))
+        announcement = outbox_row(
+            subjects.workload_submitted(project["name"], str(workload_id)), event,
+            msg_id=f"submitted:{workload_id}")
+        try:
+            async with service.pool.acquire() as conn:
+                row = await repo.insert_announced_workload(
+                    conn, workload_id=workload_id, name=name, project=project,
+                    workload_type=workload_type.value, submitted=submitted,
+                    effective=effective_json, created_by=caller.subject,
+                    created_at=created_at, announcement=announcement)
+        except asyncpg.ForeignKeyViolationError:
+            # deleted since it was read (the project is remembered for a few seconds)
+            raise field_error(404, "projectId", f"{what} does not exist") from None
+        if row is None:
+            raise field_error(409, "name", f"a workload named {name!r} already exists in "
+                                           f"project {project['name']}")
         log.info("accepted %s %s in project %s", workload_type.value, name, project["name"])
     return JSONResponse(to_workload(row), status_code=202)
 
