@@ -14,8 +14,7 @@ def preempt(solver: Solver, workload: Workload, pool: str) -> bool:
     """Preempt for `workload` in `pool`; True when it was placed."""
     if pool not in solver.session.pools:
         return False
-    units = [u for u in solver.live_units(workload.project, pool)
-             if u.workload.priority < workload.priority]
+    units = solver.live_units_below(workload.project, pool, workload.priority)
     if not units and not solver.freed:
         return False
 

@@ -66,6 +66,8 @@ class Solver:
             self.by_queue.setdefault((w.project, hold_list[0].node.pool), []).append(wid)
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
+        # the lowest priority among a queue's victim units, when it has any
+        self.lowest_priority: dict[tuple[str, str], int | None] = {}
         self.movers: dict[str, dict[int, list[Unit]]] = {}  # per pool, until an eviction
         for hold in self.freed:
             session.release(hold)
@@ -233,6 +235,7 @@ class Solver:
             gangs.append(Unit(w, [], False))
         units = self.queue_units[key] = surplus + gangs
         self.cursor[key] = 0
+        self.lowest_priority[key] = workloads[0].priority if workloads else None
         return units
 
     def live_units(self, project: str, pool: str) -> Iterator[Unit]:
@@ -246,6 +249,16 @@ class Solver:
         for unit in units[i:]:
             if self.current(unit, []) is not None:
                 yield unit
+
+    def live_units_below(self, project: str, pool: str, priority: int) -> list[Unit]:
+        """The queue's units still standing whose workloads have a priority below `priority`,
+        in victim order. Every pending workload asks each cycle: a queue with nothing that
+        low answers at once instead of walking its thousands of running units."""
+        self._units(project, pool)
+        lowest = self.lowest_priority[(project, pool)]
+        if lowest is None or lowest >= priority:
+            return []
+        return [u for u in self.live_units(project, pool) if u.workload.priority < priority]
 
     def current(self, unit: Unit, released: list[Unit]) -> Unit | None:
         """What the unit takes now: an elastic pod while the workload still runs above its
