@@ -100,13 +100,7 @@ async def insert_workloads(conn: asyncpg.Connection, rows: list[WorkloadRow],
         " $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])"
         " AS u(w, n, p, t, ns, s, h, ph, r, m, q, c)"
         " ON CONFLICT (workload_id) DO NOTHING RETURNING workload_id),"
-        " announced AS ("
-        " INSERT INTO outbox (subject, payload, headers, msg_id)"
-        " SELECT s, p, h::jsonb, m FROM unnest($13::text[], $14::text[], $15::bytea[],"
-        " $16::text[], $17::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
-        " WHERE o.workload_id IN (SELECT workload_id FROM inserted) ORDER BY n"
-        " ON CONFLICT (msg_id) DO NOTHING)"
-        " SELECT workload_id FROM inserted",
+        + _announcing("inserted", 13),
         [r.workload_id for r in rows], [r.name for r in rows], [r.project for r in rows],
         [r.workload_type.value for r in rows], [r.namespace for r in rows],
         [r.spec.model_dump_json() for r in rows], [json.dumps(r.trace_headers) for r in rows],
@@ -230,13 +224,7 @@ async def record_unless_moved(conn: asyncpg.Connection,
         " AND w.podgroup_sequence = u.was_group_sequence"
         " AND w.podgroup_signature = u.was_signature"
         " RETURNING w.workload_id),"
-        " announced AS ("
-        " INSERT INTO outbox (subject, payload, headers, msg_id)"
-        " SELECT s, p, h::jsonb, m FROM unnest($16::text[], $17::text[], $18::bytea[],"
-        " $19::text[], $20::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
-        " WHERE o.workload_id IN (SELECT workload_id FROM recorded) ORDER BY n"
-        " ON CONFLICT (msg_id) DO NOTHING)"
-        " SELECT workload_id FROM recorded",
+        + _announcing("recorded", 16),
         [p.workload_id for _, p in changes],
         [p.phase.value if p.phase is not None else None for _, p in changes],
         [p.reason for _, p in changes], [p.message for _, p in changes],
@@ -360,3 +348,17 @@ async def record_window(conn: asyncpg.Connection, workload_id: str, idle_windows
         " WHERE workload_usage.last_window_end IS NULL"
         " OR workload_usage.last_window_end < $3 RETURNING 1",
         workload_id, idle_windows, window_end))
+
+
+def _announcing(written: str, first: int) -> str:
+    """The end of a statement whose `written` clause returns the workload ids it wrote: their
+    events queued in the outbox (parameters from `$first`: workload ids, then the columns of
+    `outbox_columns`), in the order given, and those ids selected."""
+    w, s, p, h, m = (f"${first + i}" for i in range(5))
+    return (" announced AS ("
+            " INSERT INTO outbox (subject, payload, headers, msg_id)"
+            f" SELECT s, p, h::jsonb, m FROM unnest({w}::text[], {s}::text[], {p}::bytea[],"
+            f" {h}::text[], {m}::text[]) WITH ORDINALITY AS o(workload_id, s, p, h, m, n)"
+            f" WHERE o.workload_id IN (SELECT workload_id FROM {written}) ORDER BY n"
+            " ON CONFLICT (msg_id) DO NOTHING)"
+            f" SELECT workload_id FROM {written}")
