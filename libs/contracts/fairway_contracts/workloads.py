@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -99,9 +99,53 @@ class NameValue(Contract):
 
 
 class Compute(Contract):
+    """What one pod asks for.
+
+    GPUs come whole (`gpu_devices_request` devices) or as a fraction of each of
+    `gpu_devices_request` devices of one node (at least one): a portion of each device
+    (`gpu_request_type` "portion", 0 < portion <= 1) or an amount of its memory ("memory").
+    A limit above the request makes it a dynamic fraction: the request is guaranteed, the pod
+    may use memory up to the limit while the device has it free.
+    """
+
     gpu_devices_request: int = Field(default=0, ge=0)
+    gpu_request_type: Literal["portion", "memory"] | None = None
+    gpu_portion_request: float | None = Field(default=None, gt=0, le=1)
+    gpu_portion_limit: float | None = Field(default=None, gt=0, le=1)
+    gpu_memory_request: str | None = None  # a size ("10Gi"), per device
+    gpu_memory_limit: str | None = None
     cpu_core_request: float | None = Field(default=None, ge=0)
     cpu_memory_request: str | None = None
+
+    @property
+    def fractional(self) -> bool:
+        """True when the pod shares its devices (a portion or an amount of memory)."""
+        return self.gpu_request_type is not None
+
+    def devices_per_pod(self) -> int:
+        """Devices one pod uses: at least one for a fraction."""
+        if self.fractional:
+            return max(self.gpu_devices_request, 1)
+        return self.gpu_devices_request
+
+    def gpu_memory_request_mib(self) -> int | None:
+        """The GPU memory one device gives the pod, in MiB (memory fractions only)."""
+        return memory_mib(self.gpu_memory_request) or None
+
+    def gpu_memory_limit_mib(self) -> int | None:
+        return memory_mib(self.gpu_memory_limit) or None
+
+    def gpus_per_pod(self, device_memory_mib: int | None = None) -> float:
+        """GPUs one pod counts for: whole devices, or its portion of each device (a memory
+        fraction's portion is its memory over the device's; unknown without the device: 0)."""
+        if self.gpu_request_type == "portion" and self.gpu_portion_request is not None:
+            return self.gpu_portion_request * self.devices_per_pod()
+        if self.gpu_request_type == "memory":
+            wanted = self.gpu_memory_request_mib()
+            if not wanted or not device_memory_mib:
+                return 0.0
+            return min(1.0, wanted / device_memory_mib) * self.devices_per_pod()
+        return float(self.gpu_devices_request)
 
     def cpu_millis(self) -> int:
         """CPU one pod requests, in millicores (0: none)."""
@@ -142,9 +186,9 @@ class EffectiveSpec(Contract):
     terminate_after_preemption: bool = False
     auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)
 
-    def gpus_requested(self) -> float:
-        """GPUs the whole workload asks for: every pod of its gang."""
-        return float(self.compute.gpu_devices_request * self.pods)
+    def gpus_requested(self, device_memory_mib: int | None = None) -> float:
+        """GPUs the whole workload asks for: every pod of its gang (fractions by portion)."""
+        return self.compute.gpus_per_pod(device_memory_mib) * self.pods
 
 
 def requested_gpus(spec: Mapping[str, Any]) -> float:

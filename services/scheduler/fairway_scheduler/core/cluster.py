@@ -19,7 +19,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.events import Quota as OrgQuota
-from fairway_contracts.workloads import NODE_TYPE_LABEL, PRIORITY_CLASSES, Phase
+from fairway_contracts.workloads import NODE_TYPE_LABEL, PRIORITY_CLASSES, Compute, Phase
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
 
@@ -40,6 +40,18 @@ def duration_seconds(value: str | None) -> float:
 
 # Policy rejects unknown priority classes; should one slip through, it queues like a training.
 UNKNOWN_PRIORITY = PRIORITY_CLASSES["train"]
+
+
+def _fraction(compute: Compute) -> dict[str, float | int | None]:
+    """A fraction's part of a request: the portion of each device, or the memory it asks of
+    each device (the scheduler converts it with the node's GPU memory); the portion a dynamic
+    fraction may grow to. Whole devices: nothing."""
+    if compute.gpu_request_type == "portion":
+        return {"gpu_portion": compute.gpu_portion_request,
+                "gpu_limit": compute.gpu_portion_limit}
+    if compute.gpu_request_type == "memory":
+        return {"gpu_memory_mib": compute.gpu_memory_request_mib()}
+    return {}
 
 
 def priority_value(priority_class: str) -> int:
@@ -70,7 +82,7 @@ class WorkloadRequest:
     submitted_at: datetime
     trace_headers: Mapping[str, str] = field(default_factory=dict)
     project_id: str | None = None
-    # Fractions (not in the effective spec yet: None) and host resources, per pod.
+    # Fractions (None: whole devices) and host resources, per pod.
     gpu_portion: float | None = None
     gpu_memory_mib: int | None = None
     gpu_limit: float | None = None
@@ -92,7 +104,7 @@ class WorkloadRequest:
             node_pools=tuple(spec.node_pools),
             pods=spec.pods,
             min_pods=min(spec.min_pods, spec.pods),
-            gpus_per_pod=spec.compute.gpu_devices_request,
+            gpus_per_pod=spec.compute.devices_per_pod(),
             submitted_at=event.created_at,
             trace_headers=dict(trace_headers),
             project_id=event.project_id,
@@ -100,6 +112,7 @@ class WorkloadRequest:
             memory_mib=spec.compute.memory_mib(),
             node_type=spec.node_type,
             name=event.name,
+            **_fraction(spec.compute),
         )
 
     def allocation(self, workload_id: str, pod: model.PodPlacement) -> model.Allocation:
