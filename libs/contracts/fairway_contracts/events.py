@@ -230,6 +230,8 @@ class WorkloadUtilization(Contract):
     gpus: float = Field(ge=0)
     utilization_percent: float = Field(ge=0, le=100)
     idle: bool
+    # GPU memory its pods use at the end of the window, summed (None: not reported).
+    gpu_memory_used_mib: int | None = Field(default=None, ge=0)
     window_start: datetime
     window_end: datetime
 

@@ -211,7 +211,22 @@ class PodSummary(Contract):
     phase: str = "Pending"
     ready: bool = False
     restarts: int = 0
-    gpus: int = 0
+    gpus: int = 0  # whole devices the pod holds (a fraction holds none: see gpu_portion)
+    # Fractions: the devices the pod shares (the scheduler's indices on its node and, once
+    # reserved, their UUIDs), its portion of each, the GPU memory it may use on each device
+    # and the memory it uses now (as the node reports it; None: not reported).
+    gpu_devices: list[int] = Field(default_factory=list)
+    gpu_uuids: list[str] = Field(default_factory=list)
+    gpu_portion: float | None = None
+    gpu_memory_limit_mib: int | None = None
+    gpu_memory_used_mib: int | None = None
+
+    @property
+    def gpu_share(self) -> float:
+        """GPUs the pod counts for: whole devices, or its portion of each shared device."""
+        if self.gpu_portion is not None:
+            return self.gpu_portion * max(len(self.gpu_devices), 1)
+        return float(self.gpus)
 
 
 class WorkloadRef(Contract):
