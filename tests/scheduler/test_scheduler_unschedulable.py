@@ -2,11 +2,12 @@
 service announces it; lifecycle refuses them) and do not count as requested; a workload that
 only waits for a node to come back is not."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fairway_scheduler.core import (
     Allocation,
     ClusterSnapshot,
+    DisruptionSettings,
     Node,
     NodePool,
     PendingCode,
@@ -91,3 +92,19 @@ def test_a_workload_holding_pods_is_never_unschedulable():
 def test_nothing_is_unschedulable_before_the_inventory_reports_a_node():
     [reason] = allocate(ClusterSnapshot((), (wl("w", 1),))).pending
     assert (reason.code, reason.unschedulable) == (PendingCode.NODE_POOL_UNAVAILABLE, False)
+
+
+def test_a_missing_pool_within_its_grace_waits_then_is_refused():
+    """The pool may be on its way (the organisation's event racing the submission): within
+    the grace the workload waits with the same reason; after it, it is refused."""
+    nodes = (Node("n1", "default", True, 4),)
+    workloads = (wl("missing", 1, ("gone",)), wl("empty", 1, ("empty",)))
+    grace = DisruptionSettings(missing_pool_grace=60)
+    for seconds, refused in ((0, False), (59, False), (60, True), (3600, True)):
+        snapshot = ClusterSnapshot(nodes, workloads, pools=(NodePool("empty"),),
+                                   now=T0 + timedelta(seconds=seconds), disruption=grace)
+        got = pending(snapshot)
+        assert got["missing"] == (PendingCode.NODE_POOL_UNAVAILABLE,
+                                  "node pool gone does not exist", refused), seconds
+        assert got["empty"] == (PendingCode.NODE_POOL_UNAVAILABLE,
+                                "node pool empty has no nodes", refused), seconds

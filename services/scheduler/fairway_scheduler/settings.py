@@ -61,6 +61,13 @@ class SchedulerSettings(ServiceSettings):
         description="consolidation moves at most this many pods per cycle",
     )
 
+    missing_pool_grace_seconds: float = Field(
+        default=60, ge=0, alias="FAIRWAY_SCHEDULER_MISSING_POOL_GRACE_SECONDS",
+        description="a workload naming a node pool the scheduler has not heard of, or one "
+                    "with no node, waits this long after its submission (the pool may be on "
+                    "its way) before it is refused as never placeable",
+    )
+
     @field_validator("disruptive_actions")
     @classmethod
     def _known_actions(cls, value: str) -> str:
@@ -78,7 +85,8 @@ class SchedulerSettings(ServiceSettings):
             consolidate="consolidate" in actions,
             stale_gang_grace=(self.stale_gang_grace_seconds if "stale-gang" in actions
                               else float("inf")),
-            max_pods_moved=self.max_pods_moved_per_cycle)
+            max_pods_moved=self.max_pods_moved_per_cycle,
+            missing_pool_grace=self.missing_pool_grace_seconds)
 
     # Leader election (active/standby) -------------------------------------------------------
     leader_election: Literal["auto", "on", "off"] = Field(

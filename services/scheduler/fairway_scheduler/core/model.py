@@ -119,6 +119,10 @@ class DisruptionSettings:
     stale_gang_grace: float = 60  # seconds below its minimum before a gang is evicted whole
     max_pods_moved: int = 8  # consolidation: pods moved per cycle at most
     max_tentative_victims: int = 256  # per attempt: how many victims a simulation may try
+    # A pool a workload names that the scheduler has not heard of (or that has no node yet)
+    # may be on its way (an organisation event racing the submission): the workload waits
+    # this long after its submission before it is refused as never placeable.
+    missing_pool_grace: float = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,9 +183,18 @@ class Session:
                 else:
                     break
             else:
-                out[workload.id] = next(
+                reason = next(
                     (r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
+                if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(
+                        workload):
+                    continue
+                out[workload.id] = reason
         return out
+
+    def _pool_may_come(self, workload: Workload) -> bool:
+        grace = self.snapshot.disruption.missing_pool_grace
+        return bool(grace and self.now is not None
+                    and (self.now - workload.submitted_at).total_seconds() < grace)
 
     def _count_requests(self) -> None:
         for queue in self.queues.queues.values():
