@@ -4,7 +4,8 @@ time goes.
 One stack, four measurements:
   1. the I/O floor: a bare pipeline doing only database commits and JetStream publishes per
      workload (1 and 10 by default), at the same concurrency, on the same servers;
-  2. throughput: N trainings (0 GPUs, 1 s of simulated run) submitted at a concurrency,
+  2. throughput: N trainings (0 GPUs unless --gpu / --fraction-mix say otherwise, 1 s of
+     simulated run) submitted at a concurrency,
      followed on NATS to Completed: workloads/s, submit -> Running / Completed percentiles, the
      CPU each process spent per workload (five services, NATS, PostgreSQL, kubesim, the
      client), the transactions and messages per workload, and the ratio to the I/O floor;
@@ -17,6 +18,8 @@ The end compares each figure with issue 22's target.
     make bench BENCH_ARGS="--count 500 --skip-api"    # a quick look
     make bench BENCH_ARGS="--profile"                 # py-spy on each service during (2):
                                                       # flame graphs and top functions
+    make bench BENCH_ARGS="--gpu 1 --nodes 200"       # whole GPUs on 1,600 of them
+    make bench BENCH_ARGS="--gpu 1 --fraction-mix --nodes 200"   # half of them fractions
 Starts its own stack in a temporary directory unless FAIRWAY_API_URL points at a running one
 (then FAIRWAY_TOKEN and NATS_URL must be set too, and only (2) and (3) run, without CPU figures).
 """
@@ -44,6 +47,29 @@ from tests.bench._profile import Profiler
 
 SIMULATED_SECONDS = 3  # kubesim: pull 1 + start 1 + run 1 (the annotation below)
 TO_RUNNING_SIMULATED = 2
+
+
+def compute_of(args: argparse.Namespace, sequence: int) -> dict[str, object]:
+    """The compute of the `sequence`-th training: `--gpu` whole GPUs (or that portion of one
+    when below 1); with `--fraction-mix`, every other one asks for 0.25 or 0.5 of a GPU."""
+    if args.fraction_mix and sequence % 2:
+        return {"gpuPortionRequest": 0.25 if sequence % 4 == 1 else 0.5}
+    if 0 < args.gpu < 1:
+        return {"gpuPortionRequest": args.gpu}
+    return {"gpuDevicesRequest": int(args.gpu)}
+
+
+def gpus_of(args: argparse.Namespace) -> str:
+    whole = f"{args.gpu:g} GPU" + ("" if args.gpu == 1 else "s")
+    return f"half {whole}, half 0.25/0.5 GPU" if args.fraction_mix else whole
+
+
+def gpu_profile(nodes: int) -> str:
+    """A kubesim profile of `nodes` nodes with 8 A100 80GB GPUs each, all in the default pool."""
+    return (f"cluster:\n  nodes:\n    - name: gpu-{{1..{nodes}}}\n"
+            "      labels: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}\n"
+            "      gpus: 8\n      gpuMemoryMiB: 81920\n      cpuMillis: 128000\n"
+            "      memoryMiB: 1048576\n      ready: true\n")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -171,7 +197,7 @@ class Bench:
         self.results.update(throughput=len(completed) / wall, submit_rate=len(submitted) /
                             submit_seconds)
         print()
-        print(f"trainings            {args.count} (0 GPUs, run 1 s), concurrency "
+        print(f"trainings            {args.count} ({gpus_of(args)}, run 1 s), concurrency "
               f"{args.concurrency}")
         print(f"completed            {len(completed)}   failed {len(done) - len(completed)}   "
               f"unfinished {len(submitted) - len(done)}")
@@ -259,7 +285,7 @@ class Bench:
     async def submit_one(self) -> tuple[str, float, str | None]:
         self.sequence += 1
         body = {"name": f"{self.run_tag}-{self.sequence}", "projectId": self.project_id,
-                "spec": {"image": "busybox", "compute": {"gpuDevicesRequest": self.args.gpu},
+                "spec": {"image": "busybox", "compute": compute_of(self.args, self.sequence),
                          "annotations": [{"name": "sim.fairway.io/run-seconds", "value": "1"}]}}
         connection = await self.connections.get()
         try:
@@ -339,7 +365,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=5000, help="trainings in the throughput run")
-    parser.add_argument("--gpu", type=int, default=0)
+    parser.add_argument("--gpu", type=float, default=0,
+                        help="GPUs per training: whole (1, 2) or a portion of one (0.5)")
+    parser.add_argument("--fraction-mix", action="store_true",
+                        help="every other training asks for 0.25 or 0.5 of a GPU")
+    parser.add_argument("--nodes", type=int, default=0,
+                        help="run kubesim with this many 8-GPU nodes in the default pool "
+                             "(0: its built-in profile, 24 GPUs)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds to wait for a run's workloads to finish")
@@ -367,8 +399,13 @@ def main() -> None:
             state = Path(resources.enter_context(
                 tempfile.TemporaryDirectory(prefix="fairway-bench")))
             print("starting the embedded stack ...", flush=True)
+            overrides = {}
+            if args.nodes:
+                profile = state / "gpu-nodes.yaml"
+                profile.write_text(gpu_profile(args.nodes))
+                overrides["kubesim_profile"] = str(profile)
             running = resources.enter_context(
-                running_stack(state, env={"FAIRWAY_LOG_LEVEL": "WARNING"}))
+                running_stack(state, env={"FAIRWAY_LOG_LEVEL": "WARNING"}, **overrides))
             info = running.info()["processes"]
             stack = Stack(
                 running.api_url, Path(running.admin_token_file).read_text().strip(),
