@@ -13,6 +13,10 @@
    4,000 pending in a starved one (both deserve 0, equal weights: fair share 2,000 each); one
    cycle                                                                      target <= 3 s
    and the cycles until the starved project holds its fair share (fewest possible: 1)
+5. KAI's scale (issue 15): 4,000 nodes x 8 GPUs, 140,000 pods (a quarter whole GPUs, a
+   quarter fractions, half CPU only; about 80% end up running), 500 finishing and 500
+   arriving per cycle, through the service path (its kept snapshot and ledger, then `decide`)
+                                    target p99 <= 500 ms, median <= 200 ms, peak RSS <= 4 GiB
 
 Only the core's cycle (`decide(snapshot)`: allocate, then consolidate, reclaim, preempt and
 stale gangs, as the service runs it) is timed (building the snapshot is the caller's job); pods
@@ -304,13 +308,148 @@ def shape4(scale: float, profile: bool) -> None:
           f"cycle(s) (fewest possible: 1); {evicted} workloads reclaimed", flush=True)
 
 
+def kai_mix(count: int, rng: random.Random, prefix: str, start: int) -> list[Workload]:
+    """KAI's scale benchmark mix: a quarter whole GPUs (1, or gangs of 2-4 pods x 8 GPUs), a
+    quarter fractions (0.25 or 0.5 of a GPU), half CPU only (1-4 cores)."""
+    out = []
+    for i in range(start, start + count):
+        wid, kind = f"{prefix}{i}", rng.random()
+        pods, gpus, portion, cpu = 1, 1, None, 1000
+        if kind < 0.02:
+            pods, gpus = rng.randint(2, 4), 8
+        elif kind < 0.25:
+            pass
+        elif kind < 0.5:
+            portion = rng.choice((0.25, 0.5))
+        else:
+            gpus, cpu = 0, rng.choice((1000, 2000, 4000))
+        out.append(Workload(
+            wid, f"proj-{rng.randrange(10)}-{rng.randrange(10)}", 50,
+            T0 + timedelta(seconds=i), gpus, min_pods=pods, pods=pods,
+            node_pools=rng.choice(((), POOLS, POOLS[::-1])),
+            waiting_pods=tuple(f"{wid}-{j}" for j in range(pods)), gpu_portion=portion,
+            cpu_millis=cpu, memory_mib=4096))
+    return out
+
+
+def shape5(scale: float, profile: bool, cycles: int = 20) -> None:
+    """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
+    pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
+    service's kept snapshot, its kept ledger and `decide`."""
+    from fairway_contracts.workloads import Phase
+    from fairway_scheduler.core.cluster import (
+        ClusterState,
+        PodStatus,
+        WorkloadRequest,
+        WorkloadStatus,
+    )
+
+    rng = random.Random(5)
+    nodes = cluster(int(4000 * scale))
+    pools = (NodePool(POOLS[0]), NodePool(POOLS[1], "spread"))
+    state = ClusterState()
+    for node in nodes:
+        state.put_node(node)
+    state._layout = (tuple(nodes), pools, org(len(nodes) * 8))  # no org events here
+
+    def submit(w: Workload) -> None:
+        state.add_request(WorkloadRequest(
+            id=w.id, project=w.project, priority_class="train", priority=w.priority,
+            preemptible=w.preemptible, node_pools=w.node_pools, pods=w.pods,
+            min_pods=w.min_pods, gpus_per_pod=w.gpus_per_pod, submitted_at=w.submitted_at,
+            gpu_portion=w.gpu_portion, cpu_millis=w.cpu_millis, memory_mib=w.memory_mib))
+        state.apply_status(WorkloadStatus(
+            workload_id=w.id, project=w.project, sequence=1, phase=Phase.PENDING, time=T0,
+            pods=tuple(PodStatus(pod) for pod in w.waiting_pods)), ())
+
+    sequence = 1
+
+    def settle(result: CycleResult) -> None:
+        """Lifecycle's part: bound pods run, evicted ones are gone."""
+        nonlocal sequence
+        sequence += 1
+        for placement in result.placements:
+            if placement.pipelined:
+                continue
+            state.add_placement(placement)
+            pods = state.statuses[placement.workload_id].pods
+            nodes_of = {p.pod: p.node for p in placement.pods}
+            state.apply_status(WorkloadStatus(
+                workload_id=placement.workload_id, project=state.project_of(
+                    placement.workload_id), sequence=sequence, phase=Phase.RUNNING, time=T0,
+                pods=tuple(PodStatus(p.name, nodes_of.get(p.name, p.node), "Running")
+                           for p in pods)), ())
+        for eviction in result.evictions:
+            wid = eviction.workload_id
+            held = state.allocations.pods_of(wid)
+            state.apply_status(WorkloadStatus(
+                workload_id=wid, project=state.project_of(wid), sequence=sequence,
+                phase=Phase.PENDING, time=T0,
+                pods=tuple(PodStatus(p.name) for p in state.statuses[wid].pods)), held)
+
+    total = int(140000 * scale)
+    for w in kai_mix(total, rng, "k", 0):
+        submit(w)
+    start = time.perf_counter()
+    first = decide(state.snapshot(T0), None)
+    settle(first)
+    print(f"5. KAI's scale: {len(nodes)} nodes, {total} pods submitted; first cycle "
+          f"{time.perf_counter() - start:.1f} s, {len(state.allocations)} pods running",
+          flush=True)
+    running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
+    times, snaps, ledgers, decides, placed, evicted = [], [], [], [], 0, 0
+    for cycle in range(cycles):
+        for wid in rng.sample(running, min(int(500 * scale), len(running))):
+            state.apply_status(WorkloadStatus(
+                workload_id=wid, project=state.project_of(wid), sequence=10**6,
+                phase=Phase.COMPLETED, time=T0, pods=()), state.allocations.pods_of(wid))
+        for w in kai_mix(int(500 * scale), rng, "n", (cycle + 1) * 10**6):
+            submit(w)
+        profiler = cProfile.Profile() if profile and cycle == cycles - 1 else None
+        if profiler:
+            profiler.enable()
+        t0 = time.perf_counter()
+        snapshot = state.snapshot(T0)
+        t1 = time.perf_counter()
+        ledger = state.kept_ledger(snapshot)
+        t2 = time.perf_counter()
+        result = decide(snapshot, ledger)
+        t3 = time.perf_counter()
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        snaps.append(t1 - t0)
+        ledgers.append(t2 - t1)
+        decides.append(t3 - t2)
+        times.append(t3 - t0)
+        placed += placed_pods(result)
+        evicted += len(result.evictions)
+        settle(result)
+        running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
+    p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
+    median = statistics.median(times)
+    pending = sum(1 for wid in state.statuses if not state.allocations.pods_of(wid))
+    line(f"5. KAI's scale, {len(state.allocations)} running, {pending} pending, p99 of "
+         f"{cycles}", p99, placed // cycles, "p99 <= 500 ms",
+         p99 <= 0.5 if scale == 1 else None)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"   median {median * 1000:.1f} ms (target <= 200 ms"
+          + ("" if scale != 1 else ("  OK" if median <= 0.2 else "  MISSED")) + "); "
+          f"of which snapshot {statistics.median(snaps) * 1000:.1f}, ledger "
+          f"{statistics.median(ledgers) * 1000:.1f}, decide "
+          f"{statistics.median(decides) * 1000:.1f} ms; {evicted} evictions in all",
+          flush=True)
+    print(f"   peak RSS {rss:.0f} MiB, the process so far (target <= 4096 MiB)"
+          + ("" if scale != 1 else ("  OK" if rss <= 4096 else "  MISSED")), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--shape", type=int, choices=(1, 2, 3, 4))
+    parser.add_argument("--shape", type=int, choices=(1, 2, 3, 4, 5))
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
-    shapes = {1: shape1, 2: shape2, 3: shape3, 4: shape4}
+    shapes = {1: shape1, 2: shape2, 3: shape3, 4: shape4, 5: shape5}
     for number, shape in shapes.items():
         if args.shape in (None, number):
             shape(args.scale, args.profile)
