@@ -132,7 +132,14 @@ VIOLATIONS = [
     (TRAINING,    {"backoffLimit": -1},                         "spec.backoffLimit"),
     (TRAINING,    {"compute": {"gpuDevicesRequest": -2}},       "spec.compute.gpuDevicesRequest"),
     (TRAINING,    {"compute": {"gpuDevicesRequest": 1.5}},      "spec.compute.gpuDevicesRequest"),
-    (TRAINING,    {"compute": {"gpuPortionRequest": 0.5}},      "spec.compute.gpuPortionRequest"),
+    (TRAINING,    {"compute": {"gpuPortionRequest": 1.5}},      "spec.compute.gpuPortionRequest"),
+    (TRAINING,    {"compute": {"gpuPortionRequest": 0.5, "gpuPortionLimit": 0.25}},
+     "spec.compute.gpuPortionLimit"),
+    (TRAINING,    {"compute": {"gpuMemoryLimit": "10Gi"}},      "spec.compute.gpuMemoryLimit"),
+    (TRAINING,    {"compute": {"gpuMemoryRequest": "10Gi", "gpuDevicesRequest": 2}},
+     "spec.compute.gpuDevicesRequest"),
+    (TRAINING,    {"compute": {"gpuPortionRequest": 0.5, "gpuDevicesRequest": 0}},
+     "spec.compute.gpuDevicesRequest"),
     (TRAINING,    {"labels": [{"name": "team"}]},               "spec.labels[0].value"),
     (TRAINING,    {"nodePools": "a100"},                        "spec.nodePools"),
     (DISTRIBUTED, {"numWorkers": 0},                            "spec.numWorkers"),
@@ -176,3 +183,27 @@ def test_every_problem_is_reported_at_once():
 def test_evaluation_is_deterministic():
     req = request(DISTRIBUTED, numWorkers=2, priorityClass="high", nodePools=["a100"])
     assert evaluate(req) == evaluate(req)
+
+
+FRACTIONS = [
+    # compute submitted,                                   the effective spec's compute
+    ({"gpuPortionRequest": 0.5},
+     {"gpu_request_type": "portion", "gpu_portion_request": 0.5, "gpu_devices_request": 1}),
+    ({"gpuPortionRequest": 0.25, "gpuPortionLimit": 0.75, "gpuDevicesRequest": 2},
+     {"gpu_request_type": "portion", "gpu_portion_request": 0.25, "gpu_portion_limit": 0.75,
+      "gpu_devices_request": 2}),
+    ({"gpuRequestType": "memory", "gpuMemoryRequest": "10Gi", "gpuMemoryLimit": "20Gi"},
+     {"gpu_request_type": "memory", "gpu_memory_request": "10Gi", "gpu_memory_limit": "20Gi",
+      "gpu_devices_request": 1}),
+    ({"gpuDevicesRequest": 2},
+     {"gpu_request_type": None, "gpu_portion_request": None, "gpu_devices_request": 2}),
+]
+
+
+@pytest.mark.parametrize(("compute", "expected"), FRACTIONS)
+def test_gpu_fractions_reach_the_effective_spec_in_normal_form(compute, expected):
+    reply = evaluate(request(TRAINING, compute=compute))
+
+    assert reply.ok, reply.violations
+    got = reply.effective_spec.compute
+    assert {key: getattr(got, key) for key in expected} == expected

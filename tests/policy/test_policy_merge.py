@@ -303,3 +303,31 @@ def test_the_document_round_trips():
                 "imposed": {"labels": [{"name": "team", "value": "ml"}]}}
 
     assert policy(document, WORKSPACE).document() == document
+
+
+def test_policy_defaults_and_rules_on_gpu_portions():
+    """A default portion makes a fraction of a workload that asked for no GPU; a maximum on
+    the portion refuses a larger one, naming the field and the bound; a default portion that
+    meets a submitted memory request is refused, not silently dropped."""
+    merged = effective((DEPT, {"defaults": {"compute": {"gpuPortionRequest": 0.5}},
+                               "rules": {"compute": {"gpuPortionRequest": {"max": 0.5}}}}))
+    reply = evaluate(PolicyEvaluateRequest(
+        workload_type=TRAINING, project="vision", name="t", spec={"image": "busybox"}), merged)
+    assert reply.ok, reply.violations
+    compute = reply.effective_spec.compute
+    assert (compute.gpu_request_type, compute.gpu_portion_request,
+            compute.gpu_devices_request) == ("portion", 0.5, 1)
+    assert reply.effective_spec.gpus_requested() == 0.5
+
+    reply = evaluate(PolicyEvaluateRequest(
+        workload_type=TRAINING, project="vision", name="t",
+        spec={"image": "busybox", "compute": {"gpuPortionRequest": 0.75}}), merged)
+    assert not reply.ok
+    assert [v.field for v in reply.violations] == ["spec.compute.gpuPortionRequest"]
+    assert "0.5" in reply.violations[0].message
+
+    reply = evaluate(PolicyEvaluateRequest(
+        workload_type=TRAINING, project="vision", name="t",
+        spec={"image": "busybox", "compute": {"gpuMemoryRequest": "10Gi"}}), merged)
+    assert not reply.ok
+    assert "spec.compute.gpuMemoryRequest" in [v.field for v in reply.violations]

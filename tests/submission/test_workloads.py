@@ -168,3 +168,63 @@ async def test_a_submission_is_announced_with_its_row_and_a_repeated_name_with_n
         headers = await conn.fetchval("SELECT headers FROM outbox WHERE msg_id = $1",
                                       f"submitted:{wid}")
     assert isinstance(headers, dict)
+
+
+FRACTIONS = [
+    # compute submitted,                      effective compute (the event's), requested view
+    ({"gpuPortionRequest": 0.5},
+     {"gpuRequestType": "portion", "gpuPortionRequest": 0.5, "gpuDevicesRequest": 1}, 0.5),
+    ({"gpuPortionRequest": 0.25, "gpuPortionLimit": 1, "gpuDevicesRequest": 2},
+     {"gpuRequestType": "portion", "gpuPortionRequest": 0.25, "gpuPortionLimit": 1.0,
+      "gpuDevicesRequest": 2}, 0.5),
+    ({"gpuRequestType": "portion", "gpuPortionRequest": 1},
+     {"gpuRequestType": "portion", "gpuPortionRequest": 1.0, "gpuDevicesRequest": 1}, 1.0),
+    ({"gpuMemoryRequest": "10Gi"},
+     {"gpuRequestType": "memory", "gpuMemoryRequest": "10Gi", "gpuDevicesRequest": 1}, 0),
+    ({"gpuRequestType": "memory", "gpuMemoryRequest": "10Gi", "gpuMemoryLimit": "20Gi"},
+     {"gpuRequestType": "memory", "gpuMemoryRequest": "10Gi", "gpuMemoryLimit": "20Gi"}, 0),
+]
+
+
+@pytest.mark.parametrize(("case", "compute", "effective", "gpus"),
+                         [(i, *row) for i, row in enumerate(FRACTIONS)])
+async def test_gpu_fractions_are_accepted_in_normal_form(harness, default_project, case,
+                                                         compute, effective, gpus):
+    r = await harness.admin.post("/api/v1/workloads/trainings",
+                                 json=body(default_project["id"], f"frac-{case}",
+                                           compute=compute))
+    assert r.status_code == 202, r.text
+    w = r.json()
+    assert w["requestedResources"]["gpu"] == gpus
+    assert w["requestedResources"]["gpuRequestType"] == effective["gpuRequestType"]
+    events = await harness.outbox(f"fairway.workload.submitted.default.{w['workloadId']}")
+    stored = events[0][1]["spec"]["compute"]
+    assert {key: stored[key] for key in effective} == effective
+
+
+BAD_FRACTIONS = [
+    # compute,                                                   field, words in the reason
+    ({"gpuPortionRequest": 0.5, "gpuMemoryRequest": "1Gi"}, "gpuMemoryRequest", "not both"),
+    ({"gpuPortionRequest": 0}, "gpuPortionRequest", ""),
+    ({"gpuPortionRequest": 1.01}, "gpuPortionRequest", ""),
+    ({"gpuPortionRequest": 0.5, "gpuPortionLimit": 0.4}, "gpuPortionLimit", "at least"),
+    ({"gpuPortionLimit": 0.4}, "gpuPortionLimit", "needs a gpuPortionRequest"),
+    ({"gpuMemoryLimit": "10Gi"}, "gpuMemoryLimit", "needs a gpuMemoryRequest"),
+    ({"gpuMemoryRequest": "10Gi", "gpuMemoryLimit": "5Gi"}, "gpuMemoryLimit", "at least"),
+    ({"gpuMemoryRequest": "10Gi", "gpuDevicesRequest": 2}, "gpuDevicesRequest", "one device"),
+    ({"gpuPortionRequest": 0.5, "gpuDevicesRequest": 0}, "gpuDevicesRequest", "at least 1"),
+    ({"gpuRequestType": "portion"}, "gpuPortionRequest", "required"),
+    ({"gpuRequestType": "memory", "gpuPortionRequest": 0.5}, "gpuRequestType", "use 'portion'"),
+    ({"gpuMemoryRequest": "ten gigs"}, "gpuMemoryRequest", ""),
+]
+
+
+@pytest.mark.parametrize(("compute", "field", "words"), BAD_FRACTIONS)
+async def test_bad_gpu_fractions_are_refused_naming_the_field(harness, default_project,
+                                                              compute, field, words):
+    r = await harness.admin.post("/api/v1/workloads/trainings",
+                                 json=body(default_project["id"], "frac", compute=compute))
+    assert r.status_code == 422, r.text
+    details = {d["field"]: d["reason"] for d in r.json()["details"]}
+    assert f"spec.compute.{field}" in details, details
+    assert words in details[f"spec.compute.{field}"]

@@ -199,6 +199,8 @@ def requested_gpus(spec: Mapping[str, Any]) -> float:
     portion = compute.get("gpuPortionRequest")
     if portion:
         return portion * max(devices, 1)
+    if compute.get("gpuMemoryRequest"):
+        return 0  # a share of one device's memory: its portion is known once placed
     return devices
 
 

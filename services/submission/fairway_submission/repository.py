@@ -572,9 +572,12 @@ def _pod_group_args(event: PodGroupChanged) -> tuple:
 
 
 async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
-    """GPUs of the running or starting pods the workload view places on each node."""
+    """GPUs of the running or starting pods the workload view places on each node (a fraction
+    by its portion of each device it shares)."""
     rows = await conn.fetch(
-        "SELECT pod->>'node' AS node, sum(COALESCE((pod->>'gpus')::float, 0)) AS gpus"
+        "SELECT pod->>'node' AS node, sum(COALESCE((pod->>'gpuPortion')::float * GREATEST("
+        " jsonb_array_length(COALESCE(pod->'gpuDevices', '[]')), 1),"
+        " (pod->>'gpus')::float, 0)) AS gpus"
         " FROM workloads, jsonb_array_elements(pods) AS pod"
         " WHERE pod->>'node' IS NOT NULL AND pod->>'phase' IN ('Pending', 'Running')"
         " GROUP BY 1")

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fairway_contracts.events import PolicyEvaluateReply, PolicyEvaluateRequest, Violation
+from fairway_contracts.gpu import gpu_request_problems, normal_gpu_request
 from fairway_contracts.workloads import (
     NON_PREEMPTIBLE_FROM,
     PRIORITY_CLASSES,
@@ -70,6 +71,8 @@ def evaluate(request: PolicyEvaluateRequest,
     pods, min_pods = _pod_group(request.workload_type, spec, problems)
 
     candidate: dict[str, Any] = {k: spec[k] for k in _PASSED_THROUGH if spec.get(k) is not None}
+    if isinstance(candidate.get("compute"), Mapping):
+        candidate["compute"] = normal_gpu_request(candidate["compute"])
     backoff_limit = spec.get("backoffLimit")
     candidate.update(
         priorityClass=priority_class,
@@ -109,15 +112,12 @@ def _check_image(image: Any, problems: list[Violation]) -> None:
 
 
 def _check_gpu_request(compute: Any, problems: list[Violation]) -> None:
-    # The effective spec carries whole GPUs only; dropping a fraction silently would hand the
-    # workload zero GPUs.
+    # Again after the policy: its defaults can meet the submitted fields (a default portion
+    # and a submitted memory request).
     if not isinstance(compute, Mapping):
         return
-    for key in ("gpuPortionRequest", "gpuMemoryRequest"):
-        if compute.get(key):
-            _violation(problems, f"compute.{key}",
-                       "GPU fractions are not supported yet; request whole GPUs with "
-                       "gpuDevicesRequest")
+    for field, reason in gpu_request_problems(compute):
+        _violation(problems, f"compute.{field}", reason)
 
 
 def _priority_class(workload_type: WorkloadType, requested: Any,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fairway_contracts import WorkloadType
+from fairway_contracts.gpu import gpu_request_problems
 from fairway_contracts.quantities import quantity_value
 from fairway_submission.core.errors import Problems
 from fairway_submission.workloads.models import (
@@ -31,24 +32,8 @@ def check_compute(compute: Compute, at: str = "spec.compute") -> Problems:
     def add(field: str, reason: str) -> None:
         problems.append({"field": f"{at}.{field}", "reason": reason})
 
-    kind = compute.gpu_request_type
-    portion, memory = compute.gpu_portion_request, compute.gpu_memory_request
-    if portion is not None and memory is not None:
-        add("gpuMemoryRequest", "give a GPU portion or GPU memory, not both")
-    if portion is not None and kind == "memory":
-        add("gpuRequestType", "is 'memory' but gpuPortionRequest is set; use 'portion'")
-    if memory is not None and kind == "portion":
-        add("gpuRequestType", "is 'portion' but gpuMemoryRequest is set; use 'memory'")
-    if kind == "portion" and portion is None:
-        add("gpuPortionRequest", "is required when gpuRequestType is 'portion'")
-    if kind == "memory" and memory is None:
-        add("gpuMemoryRequest", "is required when gpuRequestType is 'memory'")
-    if compute.gpu_portion_limit is not None:
-        if portion is None:
-            add("gpuPortionLimit", "needs a gpuPortionRequest")
-        elif compute.gpu_portion_limit < portion:
-            add("gpuPortionLimit", f"must be at least gpuPortionRequest ({portion:g})")
-    _limit_not_below(add, "gpuMemory", memory, compute.gpu_memory_limit)
+    for field, reason in gpu_request_problems(compute.model_dump(by_alias=True)):
+        add(field, reason)
     _limit_not_below(add, "cpuMemory", compute.cpu_memory_request, compute.cpu_memory_limit)
     if (compute.cpu_core_request is not None and compute.cpu_core_limit is not None
             and compute.cpu_core_limit < compute.cpu_core_request):
@@ -183,3 +168,24 @@ def parse_filters(filter_by: str | None) -> list[tuple[str, str, str]]:
             raise ValueError(f"cannot filter by '{field}'; use one of {', '.join(LIST_FIELDS)}")
         out.append((LIST_FIELDS[field], match["op"], match["value"]))
     return out
+
+
+def check_gpu_memory(compute: Any, node_pools: list[str],
+                     inventory: list[Any]) -> Problems:
+    """A memory fraction larger than every GPU of the pools it may use could never run. Nodes
+    whose GPU memory is not reported are not counted; with none reported, nothing is refused
+    (the inventory may not be in yet)."""
+    wanted = compute.gpu_memory_request_mib() if compute.gpu_request_type == "memory" else None
+    if not wanted:
+        return []
+    sizes = [(n.gpu_memory_mib, n.node_pool) for n in inventory
+             if n.gpu_memory_mib and n.gpus and (not node_pools or n.node_pool in node_pools)]
+    if not sizes:
+        return []
+    largest, pool = max(sizes)
+    if wanted <= largest:
+        return []
+    where = f"node pool {', '.join(node_pools)}" if node_pools else "the cluster"
+    return [{"field": "spec.compute.gpuMemoryRequest",
+             "reason": f"{compute.gpu_memory_request} ({wanted} MiB) is more than any GPU in "
+                       f"{where} has (the largest has {largest} MiB, in node pool {pool})"}]

@@ -28,6 +28,7 @@ from fairway_submission.service import SubmissionService
 from fairway_submission.workloads.checks import (
     LIST_FIELDS,
     check_effective,
+    check_gpu_memory,
     check_node_type,
     check_spec,
     parse_filters,
@@ -254,6 +255,9 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
     refused = check_node_type(workload_type.value, effective.node_type, project, department)
     effective_json = effective.model_dump(mode="json", by_alias=True)
     refused += check_effective(type(body.spec), effective_json)
+    if effective.compute.gpu_request_type == "memory":
+        refused += check_gpu_memory(effective.compute, effective.node_pools,
+                                    await service.peers.read_inventory())
     if refused:
         raise ApiError(422, "invalid workload: " + summary(refused, None), refused)
     workload_id = uuid.uuid4()

@@ -33,9 +33,33 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
         preemptible=bool(spec.get("preemptible")),
         requested_node_pools=requested_pools,
         current_node_pools=current_pools,
-        allocated_resources={"gpu": per_pod * len(bound)},
-        requested_resources={"gpu": per_pod * spec.get("pods", 1), "pods": spec.get("pods", 1)},
+        allocated_resources={"gpu": round(sum(_gpus_held(p, per_pod) for p in bound), 4)},
+        requested_resources={"gpu": per_pod * spec.get("pods", 1), "pods": spec.get("pods", 1),
+                             **_fraction(spec.get("compute") or {})},
         running_pods=len(running), requested_pods=spec.get("pods", 1),
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
         spec=row["submitted_spec"],
     ).model_dump(mode="json", by_alias=True)
+
+
+def _gpus_held(pod: Mapping[str, Any], per_pod: float) -> float:
+    """A bound pod's GPUs: its portion of each device it shares (as placed: a memory fraction's
+    portion is known once its node is), else what each pod asks for."""
+    if pod.get("gpuPortion") is not None:
+        return pod["gpuPortion"] * max(len(pod.get("gpuDevices") or ()), 1)
+    return per_pod
+
+
+def _fraction(compute: Mapping[str, Any]) -> dict[str, Any]:
+    """A fraction's request beside the GPU count (Run:ai shows the portion or the memory)."""
+    kind = compute.get("gpuRequestType")
+    if kind is None:
+        return {}
+    out: dict[str, Any] = {"gpuRequestType": kind,
+                           "gpuDevices": compute.get("gpuDevicesRequest") or 1}
+    for key, name in (("gpuPortionRequest", "gpuPortion"), ("gpuPortionLimit",
+                      "gpuPortionLimit"), ("gpuMemoryRequest", "gpuMemory"),
+                      ("gpuMemoryLimit", "gpuMemoryLimit")):
+        if compute.get(key) is not None:
+            out[name] = compute[key]
+    return out
