@@ -71,8 +71,21 @@ def test_the_tour(cli, server):
     assert "resources[0].gpu.deserved" in out
     cli("project", "set", "tour")
     assert row(cli("project", "list"), "*").split()[1] == "tour"
-    cli("submit", "workspace", "ws", "-i", "jupyter/base", "--gpu-portion", "0.5",
-        "--env", "A=1", code=1)  # policy: fractions not yet supported, and it says so
+    half = json.loads(cli("submit", "workspace", "half", "-i", "jupyter/base", "-g", "0.5",
+                          "--env", "A=1", "--json"))
+    assert half["requestedResources"]["gpu"] == 0.5
+    assert half["requestedResources"]["gpuPortion"] == 0.5
+    dyn = json.loads(cli("submit", "workspace", "dyn", "-i", "jupyter/base",
+                         "--gpu-portion-request", "0.25", "--gpu-portion-limit", "0.75",
+                         "--gpu-devices", "2", "--json"))
+    assert dyn["requestedResources"]["gpu"] == 0.5
+    assert dyn["requestedResources"]["gpuPortionLimit"] == 0.75
+    mem = json.loads(cli("submit", "workspace", "mem", "-i", "jupyter/base",
+                         "--gpu-memory-request", "10Gi", "--gpu-memory-limit", "20Gi",
+                         "--json"))
+    assert mem["requestedResources"]["gpuMemory"] == "10Gi"
+    out = cli("submit", "workspace", "odd", "-i", "jupyter/base", "-g", "1.5", code=1)
+    assert "whole GPUs" in out and "--gpu-portion-request" in out
     out = cli("submit", "workspace", "ws", "-i", "jupyter/base", "--gpu", "1", "--cpu", "2",
               "--memory", "4Gi", "--label", "team=a")
     assert "workspace ws submitted to project tour" in out
@@ -91,7 +104,7 @@ def test_the_tour(cli, server):
         line = row(listing, name)
         assert kind in line and "tour" in line
     data = json.loads(cli("list", "--json"))
-    assert data["totalCount"] == 4
+    assert data["totalCount"] == 7  # and the three fractions
     dist = next(w for w in data["workloads"] if w["name"] == "dist")
     assert dist["requestedPods"] == 4 and dist["requestedResources"]["gpu"] == 8
 

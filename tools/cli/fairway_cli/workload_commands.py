@@ -43,13 +43,20 @@ COMMON: dict[str, tuple[Any, Any]] = {
                   ...),
     "command": _opt(Annotated[str | None, typer.Option(help="command to run")]),
     "args": _opt(Annotated[str | None, typer.Option("--args", help="arguments")]),
-    "gpu": _opt(Annotated[int | None, typer.Option("--gpu", "-g", help="GPU devices per pod")]),
+    "gpu": _opt(Annotated[float | None, typer.Option(
+        "--gpu", "-g", help="GPU devices per pod (2), or a portion of one GPU (0.5)")]),
+    "gpu_devices": _opt(Annotated[int | None, typer.Option(
+        "--gpu-devices", help="devices a fraction shares, the same portion of each "
+                              "(default 1)")]),
     "gpu_portion": _opt(Annotated[float | None, typer.Option(
-        "--gpu-portion", help="a fraction of a GPU per device, e.g. 0.5")]),
-    "gpu_portion_limit": _opt(Annotated[float | None, typer.Option("--gpu-portion-limit")]),
+        "--gpu-portion-request", "--gpu-portion",
+        help="a portion of each GPU device, e.g. 0.5")]),
+    "gpu_portion_limit": _opt(Annotated[float | None, typer.Option(
+        "--gpu-portion-limit", help="the portion a dynamic fraction may grow to")]),
     "gpu_memory": _opt(Annotated[str | None, typer.Option(
-        "--gpu-memory", help="GPU memory per device, e.g. 10Gi")]),
-    "gpu_memory_limit": _opt(Annotated[str | None, typer.Option("--gpu-memory-limit")]),
+        "--gpu-memory-request", "--gpu-memory", help="GPU memory of one device, e.g. 10Gi")]),
+    "gpu_memory_limit": _opt(Annotated[str | None, typer.Option(
+        "--gpu-memory-limit", help="the GPU memory a dynamic fraction may grow to")]),
     "cpu": _opt(Annotated[float | None, typer.Option("--cpu", help="CPU cores")]),
     "cpu_limit": _opt(Annotated[float | None, typer.Option("--cpu-limit")]),
     "memory": _opt(Annotated[str | None, typer.Option("--memory", help="e.g. 16Gi")]),
@@ -76,7 +83,62 @@ COMMON: dict[str, tuple[Any, Any]] = {
 }
 
 
+def _fraction_words(requested: dict[str, Any]) -> str:
+    """What a fraction asks for, in words: "0.25 of each of 2 GPUs, up to 0.75"."""
+    kind = requested.get("gpuRequestType")
+    if kind is None:
+        return ""
+    devices = requested.get("gpuDevices") or 1
+    where = "one GPU" if devices == 1 else f"each of {devices} GPUs"
+    if kind == "portion":
+        words = f"{requested.get('gpuPortion', 0):g} of {where}"
+        limit = requested.get("gpuPortionLimit")
+    else:
+        words = f"{requested.get('gpuMemory')} of GPU memory on {where}"
+        limit = requested.get("gpuMemoryLimit")
+    return words + (f", up to {limit:g}" if isinstance(limit, float | int) else
+                    f", up to {limit}" if limit else "")
+
+
+def _pod_gpu(pod: dict[str, Any]) -> str:
+    """A pod's GPUs: whole devices, or its portion of the devices it shares (with their UUIDs
+    and the GPU memory it may use and uses)."""
+    if pod.get("gpuPortion") is None:
+        return str(pod.get("gpus") or "-")
+    devices = ",".join(map(str, pod.get("gpuDevices") or [])) or "?"
+    words = f"{pod['gpuPortion']:g} of device {devices}"
+    if pod.get("gpuUuids"):
+        words += f" ({','.join(pod['gpuUuids'])})"
+    used, limit = pod.get("gpuMemoryUsedMib"), pod.get("gpuMemoryLimitMib")
+    if limit:
+        words += f", memory {used if used is not None else '?'}/{limit} MiB"
+    return words
+
+
+def _gpu_flags(o: dict[str, Any]) -> tuple[int | None, float | None]:
+    """`-g`: whole devices (2) or a portion of one device (0.5); with `--gpu-devices` N, the
+    portion of each of N devices. The devices and the portion to send."""
+    gpu, devices, portion = o["gpu"], o["gpu_devices"], o["gpu_portion"]
+    if gpu is None:
+        return devices, portion
+    if 0 < gpu < 1:
+        if portion is not None:
+            raise CliError("-g/--gpu with a portion below 1 and --gpu-portion-request: give "
+                           "one of them", INVALID)
+        return devices, gpu
+    if gpu < 0 or gpu != int(gpu):
+        raise CliError(f"-g/--gpu {gpu:g}: give whole GPUs (1, 2, …) or a portion of one "
+                       "between 0 and 1 (0.5); for a portion of several GPUs use "
+                       "--gpu-portion-request with --gpu-devices", INVALID)
+    if devices is not None and devices != int(gpu):
+        raise CliError(f"-g/--gpu {gpu:g} and --gpu-devices {devices}: give one of them",
+                       INVALID)
+    return int(gpu), portion
+
+
 def _common_spec(o: dict[str, Any]) -> dict[str, Any]:
+    devices, portion = _gpu_flags(o)
+    o = {**o, "gpu": devices, "gpu_portion": portion}
     compute = {"gpuDevicesRequest": o["gpu"], "gpuPortionRequest": o["gpu_portion"],
                "gpuPortionLimit": o["gpu_portion_limit"], "gpuMemoryRequest": o["gpu_memory"],
                "gpuMemoryLimit": o["gpu_memory_limit"], "cpuCoreRequest": o["cpu"],
@@ -291,6 +353,8 @@ def describe(
     out(f"GPUs:     {w['requestedResources'].get('gpu', 0):g} requested, "
         f"{w['allocatedResources'].get('gpu', 0):g} allocated; pods "
         f"{w['runningPods']}/{w['requestedPods']} running", highlight=False)
+    if fraction := _fraction_words(w["requestedResources"]):
+        out(f"fraction: {fraction}", highlight=False)
     out(f"pools:    requested {', '.join(w['requestedNodePools']) or 'any'}; "
         f"current {', '.join(w['currentNodePools']) or '-'}", highlight=False)
     out(f"created:  {w['createdAt']} by {w['createdBy']}; pending "
@@ -301,11 +365,11 @@ def describe(
                                             if spec.get("command") else ""), highlight=False)
     if pods:
         table = Table(title="pods", box=None, header_style="bold")
-        for col in ("NAME", "ROLE", "NODE", "PHASE"):
+        for col in ("NAME", "ROLE", "NODE", "PHASE", "GPU"):
             table.add_column(col)
         for pod in pods:
             table.add_row(pod.get("name", "?"), str(pod.get("role", "")),
-                          pod.get("node") or "-", pod.get("phase", "?"))
+                          pod.get("node") or "-", pod.get("phase", "?"), _pod_gpu(pod))
         out(table)
     table = Table(title="phase history", box=None, header_style="bold")
     for col in ("TIME", "FROM", "TO", "REASON", "MESSAGE"):
