@@ -44,6 +44,7 @@ from .events import EventLog
 from .objects import (
     GPU_RESOURCE,
     SIM_PREFIX,
+    gpu_memory_steps,
     node_conditions,
     node_is_ready,
     not_ready_taints,
@@ -67,6 +68,22 @@ REJECTED = "Rejected"      # admission failed (phase Failed)
 
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
 GPU_UTILIZATION_ANNOTATION = "kubesim.fairway.io/gpu-utilization"
+# GPU devices (see docs/kubesim.md, "GPU devices"). The simulated device plugin gives a pod that
+# requests nvidia.com/gpu concrete devices of its node and says which; a GPU fraction (no
+# nvidia.com/gpu of its own) uses the devices named in its fairway.io/gpu-uuids annotation,
+# with the GPU memory its sim.fairway.io/gpu-memory-used annotation says, and is killed as a
+# CUDA interposer (HAMi-core) would kill it above fairway.io/gpu-memory-limit-mib.
+DEVICES_ANNOTATION = "kubesim.fairway.io/gpu-uuids"
+MEMORY_USED_ANNOTATION = "kubesim.fairway.io/gpu-memory-used-mib"
+SHARED_UUIDS_ANNOTATION = "fairway.io/gpu-uuids"
+MEMORY_REQUEST_ANNOTATION = "fairway.io/gpu-memory-request-mib"
+MEMORY_LIMIT_ANNOTATION = "fairway.io/gpu-memory-limit-mib"
+# A reservation pod (lifecycle's, holding a shared device) runs a program that writes the UUID
+# the device plugin gave it into its own annotation: kubesim plays that program.
+RESERVATION_LABEL = "fairway.io/gpu-reservation"
+RESERVED_UUID_ANNOTATION = "fairway.io/gpu-uuid"
+GPU_OOM_REASON = "GPUOutOfMemory"
+_ALWAYS = -1  # a heap entry no newer transition cancels (GPU memory steps)
 DEFAULT_GPU_UTILIZATION = 80.0
 CRASH_AFTER_SECONDS = 0.05  # `crash: loop`: how long the container runs before it exits
 # For benchmarks: when set, every status the kubelets write is logged to this file as
@@ -152,6 +169,23 @@ class Behaviour:
     crash_loop: bool = False
     oom_after: float | None = None
     gpu_utilization: float = DEFAULT_GPU_UTILIZATION
+    # GPU fractions: memory in use (MiB) from each step's second after the containers start,
+    # and the limit above which the process fails
+    gpu_memory: tuple[tuple[float, int], ...] = ()
+    gpu_memory_limit: int | None = None
+
+    def gpu_oom_after(self) -> float | None:
+        """Seconds after the start at which GPU memory first goes above the limit."""
+        if self.gpu_memory_limit is None:
+            return None
+        return next((t for t, mib in self.gpu_memory if mib > self.gpu_memory_limit), None)
+
+    def gpu_memory_at(self, elapsed: float) -> int | None:
+        used = None
+        for t, mib in self.gpu_memory:
+            if t <= elapsed + 1e-6:
+                used = mib
+        return used
 
 
 @dataclass(eq=False, slots=True)
@@ -179,6 +213,9 @@ class PodSim:
     run_started: float = 0.0  # loop time the containers last started
     pull_failures: int = 0
     suspended: bool = False  # its node is NotReady: nothing happens until it is Ready again
+    gpu_uuids: tuple[str, ...] = ()  # its devices: the device plugin's, or those it shares
+    shares_gpus: bool = False  # a GPU fraction: uses devices it does not hold
+    reservation: bool = False  # a reservation pod: reports the UUID of its device
 
     @property
     def key(self) -> tuple[str, str]:
@@ -195,6 +232,25 @@ class NodeState:
     ready: bool = True
     next_slot: int = 2
     used_slots: set[int] = field(default_factory=set)
+    gpu_uuids: list[str] = field(default_factory=list)  # by device index
+    device_owner: dict[int, str] = field(default_factory=dict)  # index -> pod uid
+
+    def allocate_devices(self, uid: str, count: int, preferred: tuple[str, ...] = ()
+                         ) -> tuple[str, ...] | None:
+        """`count` free devices for a pod (those it held before a restart first, then the
+        lowest indices), or None when fewer are free."""
+        free = [i for i in range(len(self.gpu_uuids)) if i not in self.device_owner]
+        wanted = [i for i in free if self.gpu_uuids[i] in preferred]
+        wanted += [i for i in free if i not in wanted]
+        if len(wanted) < count:
+            return None
+        for i in wanted[:count]:
+            self.device_owner[i] = uid
+        return tuple(self.gpu_uuids[i] for i in sorted(wanted[:count]))
+
+    def free_devices(self, uid: str) -> None:
+        for i in [i for i, owner in self.device_owner.items() if owner == uid]:
+            del self.device_owner[i]
 
     def allocate_ip(self) -> tuple[str, int]:
         for _ in range(253):
@@ -249,8 +305,10 @@ class Kubelet:
         ip = next((a["address"] for a in status.get("addresses") or ()
                    if a.get("type") == "InternalIP"), "")
         name = node["metadata"]["name"]
+        uuids = ((node["metadata"].get("annotations") or {}).get(SHARED_UUIDS_ANNOTATION) or "")
         self.nodes[name] = NodeState(name=name, index=index, ip=ip, allocatable=allocatable,
-                                     ready=node_is_ready(node))
+                                     ready=node_is_ready(node),
+                                     gpu_uuids=[u for u in uuids.split(",") if u])
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -314,10 +372,16 @@ class Kubelet:
         meta, spec = pod["metadata"], pod.get("spec", {})
         containers = [ContainerSim(name=c["name"], image=c.get("image", ""))
                       for c in spec.get("containers") or ()]
+        requests = pod_requests(pod)
+        annotations = meta.get("annotations") or {}
+        shared = annotations.get(SHARED_UUIDS_ANNOTATION) or ""
+        shares = not requests.get(GPU_RESOURCE) and bool(shared)
         return PodSim(namespace=meta.get("namespace", ""), name=meta["name"], uid=meta["uid"],
                       node=node, restart_policy=spec.get("restartPolicy", "Always"),
                       containers=containers, behaviour=self._behaviour(meta),
-                      requests=pod_requests(pod))
+                      requests=requests, shares_gpus=shares,
+                      gpu_uuids=tuple(u for u in shared.split(",") if u) if shares else (),
+                      reservation=(meta.get("labels") or {}).get(RESERVATION_LABEL) == "true")
 
     def _behaviour(self, meta: Mapping[str, Any]) -> Behaviour:
         ann = meta.get("annotations") or {}
@@ -340,6 +404,13 @@ class Kubelet:
                                         DEFAULT_GPU_UTILIZATION))
         except ValueError:
             utilization = DEFAULT_GPU_UTILIZATION
+        request = _mib(ann.get(MEMORY_REQUEST_ANNOTATION))
+        try:
+            steps = gpu_memory_steps(ann.get(SIM_PREFIX + "gpu-memory-used"))
+        except ValueError:
+            steps = ()
+        if not steps and request is not None:
+            steps = ((0.0, request),)
         return Behaviour(pull_seconds=seconds("pull-seconds", self.timings.pull_seconds) or 0.0,
                          start_seconds=seconds("start-seconds", self.timings.start_seconds)
                          or 0.0,
@@ -347,7 +418,9 @@ class Kubelet:
                          image_pull_fails=ann.get(SIM_PREFIX + "image-pull") == "fail",
                          crash_loop=ann.get(SIM_PREFIX + "crash") == "loop",
                          oom_after=seconds("oom-after-seconds", None),
-                         gpu_utilization=min(100.0, max(0.0, utilization)))
+                         gpu_utilization=min(100.0, max(0.0, utilization)),
+                         gpu_memory=steps,
+                         gpu_memory_limit=_mib(ann.get(MEMORY_LIMIT_ANNOTATION)))
 
     def _backoff(self, failures: int) -> float:
         t = self.timings
@@ -400,7 +473,7 @@ class Kubelet:
         heap = self._heap
         while heap and heap[0][0] <= now + 0.001 and handled < _BATCH:
             _, _, token, sim, action = heapq.heappop(heap)
-            if token != sim.token or self.sims.get(sim.uid) is not sim:
+            if (token != sim.token and token != _ALWAYS) or self.sims.get(sim.uid) is not sim:
                 continue  # superseded or forgotten
             handled += 1
             try:
@@ -433,6 +506,19 @@ class Kubelet:
             self._write(sim, phase="Failed", extra={"reason": reason, "message": message,
                                                     "startTime": when})
             return
+        gpus = int(sim.requests.get(GPU_RESOURCE, 0))
+        if gpus:
+            devices = node.allocate_devices(sim.uid, gpus, self._held_devices(sim))
+            if devices is None:
+                sim.stage = REJECTED
+                self._write(sim, phase="Failed", extra={
+                    "reason": "UnexpectedAdmissionError",
+                    "message": "Allocate failed due to requested number of devices "
+                               f"unavailable for {GPU_RESOURCE}. Requested: {gpus}, "
+                               f"Available: {len(node.gpu_uuids) - len(node.device_owner)}, "
+                               "which is unexpected", "startTime": when})
+                return
+            sim.gpu_uuids = devices
         sim.active = True
         node.pods.add(sim)
         sim.ip, sim.ip_slot = node.allocate_ip()
@@ -478,6 +564,12 @@ class Kubelet:
                         f"{_fmt(capacity)}")
         return None
 
+    def _held_devices(self, sim: PodSim) -> tuple[str, ...]:
+        """The devices a pod reported before a restart of kubesim: it keeps them."""
+        stored = self.pods_resource.get(sim.namespace, sim.name)
+        ann = (stored.obj["metadata"].get("annotations") or {}) if stored else {}
+        return tuple(u for u in (ann.get(DEVICES_ANNOTATION) or "").split(",") if u)
+
     def _do_pulled(self, sim: PodSim) -> None:
         when = now_rfc3339()
         if sim.behaviour.image_pull_fails:
@@ -522,14 +614,35 @@ class Kubelet:
         self._not_ready(sim, when)
         self._write(sim)
         b = sim.behaviour
+        gpu_oom = b.gpu_oom_after() if sim.shares_gpus else None
+        if sim.shares_gpus:
+            for t, _ in b.gpu_memory:  # each step is reported when it comes
+                if t > 0 and (gpu_oom is None or t < gpu_oom):
+                    self._push(sim, t, "gpu_memory")
         if b.crash_loop:
             sim.exit_action, sim.exit_due = "crash", self._now() + CRASH_AFTER_SECONDS
             self._schedule(sim, CRASH_AFTER_SECONDS, "crash")
+        elif gpu_oom is not None and gpu_oom <= b.start_seconds and (
+                b.oom_after is None or gpu_oom < b.oom_after):
+            sim.exit_action, sim.exit_due = "gpu_oom", self._now() + gpu_oom
+            self._schedule(sim, gpu_oom, "gpu_oom")
         elif b.oom_after is not None and b.oom_after <= b.start_seconds:
             sim.exit_action, sim.exit_due = "oom", self._now() + b.oom_after
             self._schedule(sim, b.oom_after, "oom")
         else:
             self._schedule(sim, b.start_seconds, "ready")
+
+    def _push(self, sim: PodSim, delay: float, action: str) -> None:
+        """A transition that later ones do not cancel (it checks what it finds)."""
+        due = self._now() + max(0.0, delay)
+        heapq.heappush(self._heap, (due, next(self._seq), _ALWAYS, sim, action))
+        if due < self._timer_due:
+            self._arm()
+
+    def _do_gpu_memory(self, sim: PodSim) -> None:
+        """A step of the GPU memory a fraction uses: reported while it runs."""
+        if sim.stage in (STARTING, READY) and not sim.suspended:
+            self._write(sim)
 
     def _do_ready(self, sim: PodSim) -> None:
         when = now_rfc3339()
@@ -546,6 +659,9 @@ class Kubelet:
             choices.append((now + sim.behaviour.run_seconds, "exit"))
         if sim.behaviour.oom_after is not None:
             choices.append((max(now, sim.run_started + sim.behaviour.oom_after), "oom"))
+        gpu_oom = sim.behaviour.gpu_oom_after() if sim.shares_gpus else None
+        if gpu_oom is not None:
+            choices.append((max(now, sim.run_started + gpu_oom), "gpu_oom"))
         if choices:
             sim.exit_due, sim.exit_action = min(choices)
             self._schedule(sim, sim.exit_due - now, sim.exit_action)
@@ -572,6 +688,19 @@ class Kubelet:
         main.terminate(when, 137, "OOMKilled")
         self._event(sim, "Warning", "OOMKilling", f"Memory cgroup out of memory: Killed "
                     f"process of container {main.name} (simulated)", main.name)
+        self._after_exit(sim, when)
+
+    def _do_gpu_oom(self, sim: PodSim) -> None:
+        """A GPU fraction used more GPU memory than its limit: the CUDA interposer refuses the
+        allocation and the program fails (exit 1), as a CUDA out-of-memory error ends it."""
+        when = now_rfc3339()
+        main = sim.containers[0]
+        used = sim.behaviour.gpu_memory_at(self._now() - sim.run_started)
+        message = (f"CUDA out of memory: used {used} MiB of its "
+                   f"{sim.behaviour.gpu_memory_limit} MiB GPU memory limit")
+        main.terminate(when, 1, GPU_OOM_REASON, message)
+        self._event(sim, "Warning", GPU_OOM_REASON, f"{message} (container {main.name}, "
+                    f"simulated)", main.name)
         self._after_exit(sim, when)
 
     def _after_exit(self, sim: PodSim, when: str) -> None:
@@ -745,6 +874,7 @@ class Kubelet:
                                 message=f"node {sim.node} is not ready",
                                 lastTransitionTime=now_rfc3339())
         _report_gpu_utilization(pod, sim, status["phase"])
+        self._report_gpu_devices(pod, sim, status["phase"])
         status["qosClass"] = old.get("qosClass", "BestEffort")
         for key in ("nominatedNodeName",):
             if key in old:
@@ -757,12 +887,30 @@ class Kubelet:
             self._status_log.write(f"{time.monotonic():.6f} {sim.namespace}/{sim.name} "
                                    f"{status['phase']} {ready}\n")
 
+    def _report_gpu_devices(self, pod: dict[str, Any], sim: PodSim, phase: str) -> None:
+        """The devices the device plugin gave the pod; a reservation pod's UUID, as its
+        program writes it once it runs; a running fraction's GPU memory in use."""
+        annotations = pod["metadata"].setdefault("annotations", {})
+        running = phase == "Running" and any(c.state == "running" for c in sim.containers)
+        if sim.gpu_uuids and not sim.shares_gpus:
+            annotations[DEVICES_ANNOTATION] = ",".join(sim.gpu_uuids)
+            if sim.reservation and running:
+                annotations.setdefault(RESERVED_UUID_ANNOTATION, sim.gpu_uuids[0])
+        if sim.shares_gpus:
+            used = sim.behaviour.gpu_memory_at(self._now() - sim.run_started) \
+                if running and not sim.suspended else None
+            if used is not None:
+                annotations[MEMORY_USED_ANNOTATION] = str(used)
+            else:
+                annotations.pop(MEMORY_USED_ANNOTATION, None)
+
     def _release(self, sim: PodSim) -> None:
         if not sim.active:
             return
         sim.active = False
         node = self.nodes.get(sim.node)
         if node is not None:
+            node.free_devices(sim.uid)
             node.pods.discard(sim)
             if sim.ip_slot is not None:
                 node.used_slots.discard(sim.ip_slot)
@@ -888,11 +1036,18 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+def _mib(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _report_gpu_utilization(pod: dict[str, Any], sim: PodSim, phase: str) -> None:
-    """A running GPU pod reports its utilization in an annotation (as an exporter would); any
-    other drops it."""
+    """A running GPU pod (whole devices or a fraction) reports its utilization in an
+    annotation (as an exporter would); any other drops it."""
     annotations = pod["metadata"].get("annotations")
-    if phase == "Running" and sim.requests.get(GPU_RESOURCE, 0) > 0 and any(
+    if phase == "Running" and (sim.requests.get(GPU_RESOURCE, 0) > 0 or sim.shares_gpus) and any(
             c.state == "running" for c in sim.containers):
         pod["metadata"].setdefault("annotations", {})[GPU_UTILIZATION_ANNOTATION] = \
             _fmt(sim.behaviour.gpu_utilization)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import re
@@ -59,6 +60,16 @@ def node_pod_cidr(index: int) -> str:
     return f"10.{64 + (index >> 8)}.{index & 255}.0/24"
 
 
+GPU_UUIDS_ANNOTATION = "fairway.io/gpu-uuids"
+
+
+def gpu_uuid(node: str, index: int) -> str:
+    """A device's UUID, as `nvidia-smi -L` prints them, the same for a node name and index in
+    every run."""
+    digest = hashlib.sha1(f"{node}/{index}".encode()).hexdigest()
+    return f"GPU-{uuid.UUID(digest[:32])}"
+
+
 def build_node(spec: NodeSpec, index: int, created: str) -> dict[str, Any]:
     labels: dict[str, str] = {
         "beta.kubernetes.io/arch": "amd64",
@@ -104,7 +115,10 @@ def build_node(spec: NodeSpec, index: int, created: str) -> dict[str, Any]:
             "creationTimestamp": created,
             "labels": labels,
             "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                            "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+                            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                            **({GPU_UUIDS_ANNOTATION: ",".join(
+                                gpu_uuid(spec.name, i) for i in range(spec.gpus))}
+                               if spec.gpus else {})},
         },
         "spec": spec_obj,
         "status": {
@@ -394,6 +408,32 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, float]:
     return main
 
 
+def gpu_memory_steps(value: str | None) -> tuple[tuple[float, int], ...]:
+    """`sim.fairway.io/gpu-memory-used`: "12Gi" (from the start), or "4Gi,30s=12Gi,60s=2Gi"
+    (4 GiB from the start, 12 from 30 seconds after it, 2 from 60), as (seconds, MiB) steps.
+    ValueError names what is wrong."""
+    if value is None or not value.strip():
+        return ()
+    steps: list[tuple[float, int]] = []
+    for i, part in enumerate(value.split(",")):
+        at, sep, size = part.strip().partition("=")
+        if not sep:
+            at, size = ("0s" if i == 0 else ""), at
+        if not at.endswith("s"):
+            raise ValueError(f"step {part.strip()!r}: expected SECONDSs=SIZE, e.g. 30s=12Gi")
+        try:
+            seconds = float(at[:-1])
+            mib = math.ceil(parse_quantity(size.strip()) / 2**20)
+        except (ValueError, ArithmeticError):
+            raise ValueError(f"step {part.strip()!r}: expected SECONDSs=SIZE, e.g. "
+                             "30s=12Gi") from None
+        if seconds < 0 or mib < 0 or (steps and seconds <= steps[-1][0]):
+            raise ValueError(f"step {part.strip()!r}: seconds must grow and sizes be >= 0")
+        steps.append((seconds, mib))
+    return tuple(steps)
+
+
+
 SIM_NUMBER_ANNOTATIONS = ("pull-seconds", "start-seconds", "run-seconds", "oom-after-seconds")
 SIM_CHOICE_ANNOTATIONS = {"image-pull": ("ok", "fail"), "crash": ("none", "loop")}
 
@@ -428,6 +468,13 @@ def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str
         if not ok:
             causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{value}": must be a percentage from 0 to 100'))
+    key = SIM_PREFIX + "gpu-memory-used"
+    if key in annotations:
+        try:
+            gpu_memory_steps(str(annotations[key]))
+        except ValueError as exc:
+            causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
+                           f'Invalid value: "{annotations[key]}": {exc}'))
     key = SIM_PREFIX + "exit-code"
     if key in annotations:
         value = annotations[key]

@@ -25,6 +25,15 @@ DEFAULT_CPU_MILLIS = 64000
 DEFAULT_MEMORY_MIB = 524288
 DEFAULT_MAX_PODS = 110
 DEFAULT_GPU_PRODUCT = "NVIDIA-Simulated-GPU"
+# GPU memory (MiB) of known products, by the GPU feature discovery product label, for nodes
+# whose profile entry gives none (fractions by memory need it).
+GPU_MEMORY_MIB = {
+    "NVIDIA-A100-SXM4-80GB": 81920, "NVIDIA-A100-80GB-PCIe": 81920,
+    "NVIDIA-A100-SXM4-40GB": 40960, "NVIDIA-A100-PCIE-40GB": 40960,
+    "NVIDIA-H100-80GB-HBM3": 81559, "NVIDIA-H100-PCIe": 81559, "NVIDIA-H200": 143771,
+    "NVIDIA-L4": 23034, "NVIDIA-L40S": 46068, "Tesla-T4": 15360, "Tesla-V100-SXM2-16GB": 16384,
+    "Tesla-V100-SXM2-32GB": 32768, "NVIDIA-A10G": 23028,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +279,9 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         ready = entry.get("ready", True)
         if not isinstance(ready, bool):
             raise ProfileError(f"{at}.ready: must be true or false, got {ready!r}")
+        if gpus and not gpu_memory:
+            gpu_memory = GPU_MEMORY_MIB.get(
+                product or labels.get("nvidia.com/gpu.product", ""), 0)
         for name in names:
             _check_node_name(name, at, seen)
             nodes.append(NodeSpec(name=name, labels=dict(labels), gpus=gpus,
