@@ -95,3 +95,71 @@ def test_a_workload_the_scheduler_can_never_place_fails_with_its_reason():
     result = fold(never, [pod(stage="unbound")])
     assert (result.phase, result.reason) == (Phase.FAILED, "NoSuchResource")
     assert "64 GPUs" in result.message
+
+
+# GPU fractions --------------------------------------------------------------------------------
+
+def _gpu_oom(p: dict) -> dict:
+    """The pod's main container ended as a fraction above its GPU memory limit ends."""
+    p["status"]["containerStatuses"][0]["state"] = {"terminated": {
+        "exitCode": 1, "reason": "GPUOutOfMemory",
+        "message": "CUDA out of memory: used 51200 MiB of its 40960 MiB GPU memory limit"}}
+    return p
+
+
+def test_a_fraction_above_its_gpu_memory_limit_fails_saying_so():
+    once = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, backoff_limit=0)
+    result = fold(once, [_gpu_oom(pod(stage="failed", exit_code=1))])
+    assert (result.phase, result.reason) == (Phase.FAILED, "GpuOutOfMemory")
+    assert "ran out of GPU memory" in result.message
+    assert "51200 MiB of its 40960 MiB" in result.message
+    retried = fold(TRAINING, [_gpu_oom(pod(stage="failed", exit_code=1))])
+    assert (retried.phase, retried.reason) == (Phase.PENDING, "Retrying")
+    assert "ran out of GPU memory" in retried.message
+
+
+def test_a_workspace_that_keeps_running_out_of_gpu_memory_is_degraded_saying_so():
+    workspace = WorkloadInfo("w1", "nb", "team-a", WorkloadType.WORKSPACE, has_run=True)
+    looping = pod(stage="crashloop")
+    looping["status"]["containerStatuses"][0]["lastState"] = {"terminated": {
+        "exitCode": 1, "reason": "GPUOutOfMemory", "message": "CUDA out of memory"}}
+    result = fold(workspace, [looping])
+    assert (result.phase, result.reason) == (Phase.DEGRADED, "GpuOutOfMemory")
+    assert "keeps running out of GPU memory" in result.message
+
+
+def test_a_pod_whose_borrowed_gpu_memory_is_reclaimed_degrades_its_workload_with_the_reason():
+    """Pod events: running; annotated and deleted (terminating); gone; made again."""
+    workspace = WorkloadInfo("w1", "nb", "team-a", WorkloadType.WORKSPACE, has_run=True)
+    running = pod(stage="running")
+    assert fold(workspace, [running]).phase == Phase.RUNNING
+    going = pod(stage="running")
+    going["metadata"].setdefault("annotations", {})["fairway.io/gpu-memory-reclaimed"] = (
+        "GPU memory above its request of 10 GiB was reclaimed for notebook-2 (it used 30 GiB)")
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    result = fold(workspace, [going])
+    assert (result.phase, result.reason) == (Phase.DEGRADED, "GpuMemoryReclaimed")
+    assert "above its request of 10 GiB was reclaimed for notebook-2" in result.message
+    assert fold(workspace, []).reason != "GpuMemoryReclaimed"
+    assert fold(workspace, [pod("bert-2", stage="running")]).phase == Phase.RUNNING
+
+
+def test_pods_say_which_devices_they_share():
+    from fairway_lifecycle.core.fold import summarize
+
+    shared = pod(stage="running")
+    shared["metadata"]["labels"]["fairway.io/gpu-fraction"] = "true"
+    shared["metadata"].setdefault("annotations", {}).update({
+        "fairway.io/gpu-devices": "3", "fairway.io/gpu-uuids": "GPU-abc",
+        "fairway.io/gpu-portion": "0.5", "fairway.io/gpu-memory-limit-mib": "40960",
+        "kubesim.fairway.io/gpu-memory-used-mib": "12288"})
+    whole = pod("whole", stage="running")
+    whole["metadata"].setdefault("annotations", {}).update({
+        "fairway.io/gpu-devices": "0", "kubesim.fairway.io/gpu-uuids": "GPU-def"})
+    got = {s.name: s for s in summarize([shared, whole])}
+    frac = got["bert-1"]
+    assert (frac.gpu_devices, frac.gpu_uuids, frac.gpu_portion, frac.gpu_memory_limit_mib,
+            frac.gpu_memory_used_mib, frac.gpu_share) == ([3], ["GPU-abc"], 0.5, 40960, 12288,
+                                                          0.5)
+    assert (got["whole"].gpu_devices, got["whole"].gpu_uuids, got["whole"].gpu_portion,
+            got["whole"].gpu_share) == ([0], ["GPU-def"], None, 1.0)

@@ -26,6 +26,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fairway_contracts import Phase, PodRole, PodSummary, WorkloadType
+from fairway_lifecycle.core.fractions import (
+    ANN_DEVICE_PLUGIN_UUIDS,
+    ANN_DEVICES,
+    ANN_MEMORY_LIMIT,
+    ANN_MEMORY_USED,
+    ANN_PORTION,
+    ANN_RECLAIMED,
+    ANN_UUIDS,
+    GPU_OOM_REASON,
+    LABEL_FRACTION,
+    RECLAIMED_REASON,
+)
 from fairway_lifecycle.core.retries import CREATION_FAILURES, UNDELIVERABLE
 
 LABEL_WORKLOAD = "fairway.io/workload-id"
@@ -195,6 +207,10 @@ def _failure(pod: Pod) -> tuple[str, str]:
         return "NodeLost", f"pod {name} was lost with its node {pod['spec'].get('nodeName')}"
     if reason == "OOMKilled":
         return "OOMKilled", f"pod {name} ran out of memory (OOMKilled, exit code {code})"
+    if reason == "GPUOutOfMemory":
+        detail = terminated.get("message") or "CUDA out of memory"
+        return GPU_OOM_REASON, (f"pod {name} ran out of GPU memory, above its limit "
+                                f"({detail}; exit code {code})")
     if code is not None:
         return "ExitCode", f"pod {name} exited with code {code} ({reason})"
     message = _status(pod).get("message") or reason
@@ -217,7 +233,34 @@ def summarize(pods: list[Pod]) -> list[PodSummary]:
             ready=_ready(pod),
             restarts=_restarts(pod),
             gpus=gpus,
+            **_devices(pod),
         ))
+    return out
+
+
+def _devices(pod: Pod) -> dict[str, Any]:
+    """The devices a pod uses as its annotations say: the scheduler's indices, their UUIDs
+    (a fraction's from its reservation pods, a whole GPU's from the device plugin where the
+    node reports them), a fraction's portion and GPU memory limit and use."""
+    notes = pod["metadata"].get("annotations") or {}
+
+    def number(key: str, kind: type) -> Any:
+        try:
+            return kind(notes[key]) if notes.get(key) else None
+        except ValueError:
+            return None
+
+    out: dict[str, Any] = {}
+    try:
+        out["gpu_devices"] = [int(i) for i in (notes.get(ANN_DEVICES) or "").split(",") if i]
+    except ValueError:
+        pass
+    uuids = notes.get(ANN_UUIDS) or notes.get(ANN_DEVICE_PLUGIN_UUIDS) or ""
+    out["gpu_uuids"] = [u for u in uuids.split(",") if u]
+    if (pod["metadata"].get("labels") or {}).get(LABEL_FRACTION) == "true":
+        out["gpu_portion"] = number(ANN_PORTION, float)
+        out["gpu_memory_limit_mib"] = number(ANN_MEMORY_LIMIT, int)
+        out["gpu_memory_used_mib"] = number(ANN_MEMORY_USED, int)
     return out
 
 
@@ -266,6 +309,8 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
     alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     current = [p for p in alive if attempt_of(p) == w.attempt
                and p["metadata"].get("uid") not in w.preempted_pods]
+    if (reclaimed := _reclaimed(w, pods)) is not None:  # GPU memory taken back
+        return reclaimed
     if (held := _held(w, current, kind)) is not None:  # 2. preemption; 3. no pods yet
         return held
     if (failure := _failed(w, current, kind, now)) is not None:  # 4. failures
@@ -321,6 +366,18 @@ def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
                                f"creating {_plural(w.pods, 'pod')} for the {kind}")
         return PhaseResult(Phase.PENDING, "Retrying",
                            f"attempt {w.attempt} of {w.backoff_limit + 1}: recreating pods")
+    return None
+
+
+def _reclaimed(w: WorkloadInfo, pods: list[Pod]) -> PhaseResult | None:
+    """A pod of this attempt killed to take back the GPU memory it borrowed above its request
+    (a dynamic fraction), while it goes: its workload runs degraded and the pod is made again.
+    """
+    for pod in pods:
+        why = (pod["metadata"].get("annotations") or {}).get(ANN_RECLAIMED)
+        if why and attempt_of(pod) == w.attempt:
+            return PhaseResult(Phase.DEGRADED if w.has_run else Phase.PENDING,
+                               RECLAIMED_REASON, f"pod {_name(pod)}: {why}; recreating it")
     return None
 
 
@@ -415,6 +472,13 @@ def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResu
 
 
 def _crash_looping(pod: Pod) -> PhaseResult:
+    last = next(((c.get("lastState") or {}).get("terminated") or {}
+                 for c in _containers(pod)), {})
+    if last.get("reason") == "GPUOutOfMemory":
+        return PhaseResult(Phase.DEGRADED, GPU_OOM_REASON,
+                           f"pod {_name(pod)} keeps running out of GPU memory, above its "
+                           f"limit ({last.get('message') or 'CUDA out of memory'}; "
+                           f"{_restarts(pod)} restarts)")
     return PhaseResult(Phase.DEGRADED, "CrashLoopBackOff",
                        f"pod {_name(pod)} keeps crashing ({_restarts(pod)} restarts); "
                        "Kubernetes restarts it with a growing back-off")

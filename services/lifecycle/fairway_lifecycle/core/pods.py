@@ -20,6 +20,7 @@ from fairway_lifecycle.core.fold import (
     LABEL_ROLE,
     LABEL_WORKLOAD,
 )
+from fairway_lifecycle.core.fractions import LABEL_FRACTION, fraction_env
 from fairway_lifecycle.core.nodes import NODE_POOL_LABEL
 
 SCHEDULER_NAME = "fairway"
@@ -101,7 +102,11 @@ def build_pods(*, workload_id: str, name: str, project: str, workload_type: Work
         annotations["fairway.io/preemptible"] = str(spec.preemptible).lower()
         resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
         gpus = spec.compute.gpu_devices_request
-        if gpus:
+        if spec.compute.fractional:
+            # A fraction holds no device of its own: a reservation pod holds each device it
+            # shares, and its environment names the device and its limits (core/fractions.py).
+            labels[LABEL_FRACTION] = "true"
+        elif gpus:
             resources["requests"]["nvidia.com/gpu"] = str(gpus)
             resources["limits"]["nvidia.com/gpu"] = str(gpus)
         if spec.compute.cpu_core_request:
@@ -110,6 +115,8 @@ def build_pods(*, workload_id: str, name: str, project: str, workload_type: Work
             resources["requests"]["memory"] = spec.compute.cpu_memory_request
         env = [{"name": e.name, "value": e.value} for e in spec.environment_variables]
         env.append({"name": "FAIRWAY_WORKLOAD_ID", "value": workload_id})
+        if spec.compute.fractional:
+            env += fraction_env(spec.compute.devices_per_pod())
         if workload_type == WorkloadType.DISTRIBUTED:
             env += framework_env(spec.distributed_framework or "PyTorch", members, namespace,
                                  rank)
