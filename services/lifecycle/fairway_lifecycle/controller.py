@@ -164,10 +164,16 @@ class Controller:
         # reason once it is tracked again. The node pool of each node, for utilization events.
         self._restored_stop_reasons: dict[str, tuple[str, str]] = {}
         self.node_pools: dict[str, str] = {}
+        self.sharing: Any = None  # GpuSharing: sees every pod, and the nodes' GPU memory
 
     @property
     def synced(self) -> bool:
         return self._loaded.is_set()
+
+    @property
+    def loaded(self) -> asyncio.Event:
+        """Set once the pods are listed and the unfinished workloads loaded."""
+        return self._loaded
 
     def pods_of(self, workload_id: str) -> list[dict[str, Any]]:
         return self.machine.pods_of(workload_id)
@@ -307,6 +313,8 @@ class Controller:
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """A pod watch event, on the loop: fold its workload at once."""
         wid = self.machine.observe(kind, pod)
+        if self.sharing is not None:
+            self.sharing.on_pod(kind, pod)
         if wid in self.tracked:
             self._fold(wid)
             self.mark(wid)
@@ -379,6 +387,9 @@ class Controller:
             kind, node = await self._nodes.get()
             inventory = node_inventory(node, utcnow(), deleted=(kind == "DELETED"))
             self.node_pools[inventory.name] = inventory.node_pool
+            if self.sharing is not None:
+                self.sharing.put_node(inventory.name, inventory.gpu_memory_mib,
+                                      deleted=inventory.deleted)
             rv = node["metadata"].get("resourceVersion", "")
             await publish_model(self.runtime.js, subjects.node_inventory(inventory.name),
                                 inventory, msg_id=f"node:{inventory.name}:{kind}:{rv}")

@@ -11,12 +11,14 @@ from fairway_contracts.events import (
     DeadLetter,
     DepartmentChanged,
     PhaseChanged,
+    PodPlacement,
     PreemptDecision,
     ProjectChanged,
     SchedulingPending,
     WorkloadAction,
     WorkloadSubmitted,
 )
+from fairway_contracts.workloads import Compute
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.core.deadletters import stalled_workload
@@ -26,6 +28,7 @@ from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.sharing import GpuSharing, ReservationTimeout
 from fairway_runtime import Service
 from fairway_telemetry import workload_context
 
@@ -65,6 +68,12 @@ class LifecycleService:
         self.enforcer = RulesEnforcer(runtime, self.controller,
                                       window_seconds=settings.utilization_window_seconds,
                                       check_seconds=settings.rules_check_seconds)
+        self.sharing = GpuSharing(kube, image=settings.reservation_image,
+                                  namespace=settings.reservation_namespace,
+                                  timeout_seconds=settings.reservation_timeout_seconds,
+                                  check_seconds=settings.reservation_check_seconds,
+                                  resync_seconds=settings.resync_seconds)
+        self.controller.sharing = self.sharing
 
     @property
     def ready(self) -> bool:
@@ -74,9 +83,11 @@ class LifecycleService:
         # The rules first: stop reasons survive a restart.
         self.controller.restore_stop_reasons(await self.enforcer.load())
         await self.controller.start()
+        self.sharing.start(self.runtime, self.controller.loaded)
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
 
     async def stop(self) -> None:
+        self.sharing.stop()
         await self.controller.stop()
         self.kube.close()
 
@@ -187,11 +198,37 @@ class LifecycleService:
                 namespace = await repo.namespace_of(conn, decision.workload_id)
         if namespace is None:
             raise LookupError(f"bind for unknown workload {decision.workload_id}")
+        spec = tracked.row.spec if tracked is not None else None
         for placement in decision.placements:
-            if placement.gpu_devices:
+            if placement.portion is not None or placement.gpu_memory_mib is not None:
+                if spec is None:
+                    async with self.runtime.pool.acquire() as conn:
+                        spec = next(iter(await repo.get_many(conn, [decision.workload_id]))
+                                    ).spec
+                name = tracked.row.name if tracked is not None else decision.workload_id
+                if not await self._bind_fraction(namespace, placement, spec.compute, name):
+                    continue
+            elif placement.gpu_devices:
                 # Which devices the scheduler chose, for a device plugin or a webhook to
                 # honour and for people to read; written before the pod is bound.
                 await self.kube.annotate(namespace, placement.pod, {
                     "fairway.io/gpu-devices": ",".join(map(str, placement.gpu_devices))})
             outcome = await self.kube.bind(namespace, placement.pod, placement.node)
             log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)
+
+    async def _bind_fraction(self, namespace: str, placement: PodPlacement, compute: Compute,
+                             workload_name: str) -> bool:
+        """Reserve the shared devices, take back borrowed memory where needed, write the
+        pod's device and limits; False when the pod must not be bound (it is gone, or its
+        devices could not be reserved: then the pod is deleted, made again and placed again,
+        instead of waiting bound to nothing)."""
+        try:
+            notes = await self.sharing.prepare(namespace, placement, compute, workload_name)
+        except ReservationTimeout as exc:
+            log.warning("pod %s not bound: %s; making it again", placement.pod, exc)
+            await self.kube.delete_pod(namespace, placement.pod, grace_seconds=0)
+            return False
+        if await self.kube.annotate(namespace, placement.pod, notes) == "gone":
+            self.sharing.release(namespace, placement)
+            return False
+        return True

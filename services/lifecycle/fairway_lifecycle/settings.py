@@ -52,3 +52,18 @@ class LifecycleSettings(ServiceSettings):
                                       "FAIRWAY_UTILIZATION_WINDOW_SECONDS"),
         description="the window of the idle GPU limit and of utilization events (Run:ai: 30 "
                     "s); a test knob, the end-to-end stack uses 2 s")
+    reservation_image: str = Field(
+        default="fairway", alias="FAIRWAY_LIFECYCLE_RESERVATION_IMAGE",
+        description="the image of the reservation pods that hold shared GPU devices (it runs "
+                    "`python -m fairway_lifecycle.reservation`): Fairway's own image")
+    reservation_namespace: str = Field(
+        default="fairway-reservation", alias="FAIRWAY_LIFECYCLE_RESERVATION_NAMESPACE",
+        description="where the reservation pods of shared GPU devices run")
+    reservation_timeout_seconds: float = Field(
+        default=60.0, gt=0, alias="FAIRWAY_LIFECYCLE_RESERVATION_TIMEOUT_SECONDS",
+        description="how long a GPU fraction's bind waits for the reservation pod of its "
+                    "device to report the device; past it the pod is made and placed again")
+    reservation_check_seconds: float = Field(
+        default=5.0, gt=0, alias="FAIRWAY_LIFECYCLE_RESERVATION_CHECK_SECONDS",
+        description="how often reservation pods of devices no fraction uses any more are "
+                    "deleted (and missing ones made again)")

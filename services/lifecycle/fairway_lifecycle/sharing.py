@@ -1,0 +1,249 @@
+"""GPU sharing on the nodes: the reservation pods that hold shared devices, binding fraction
+pods onto them, and taking back GPU memory that dynamic fractions borrowed.
+
+Decisions are core/fractions.py's; this is the I/O around them. State is Kubernetes': the
+reservation pods (watched) and the fraction pods (the controller's pod watch hands them in), so
+a restart of lifecycle rebuilds it from a list.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import Counter
+
+from fairway_contracts.events import PodPlacement
+from fairway_contracts.workloads import Compute
+from fairway_kube import ListWatcher
+from fairway_lifecycle.core.fractions import (
+    ANN_RECLAIMED,
+    LABEL_RESERVATION,
+    Device,
+    fraction_annotations,
+    memory_request_mib,
+    reclaim_victims,
+    reclaimed_message,
+    reservation_name,
+    reservation_of,
+    reservation_pod,
+    shared_devices,
+    sharer,
+)
+from fairway_lifecycle.kube import Kube
+
+log = logging.getLogger("fairway.lifecycle.sharing")
+
+RESERVATIONS = Counter("fairway_lifecycle_gpu_reservations_total",
+                       "Reservation pods created or deleted for shared GPU devices",
+                       ["action"])
+RECLAIMS = Counter("fairway_lifecycle_gpu_memory_reclaims_total",
+                   "Fraction pods killed to take back GPU memory they borrowed above their "
+                   "request")
+
+Key = tuple[str, str]  # (namespace, pod name)
+
+
+class ReservationTimeout(Exception):
+    """A shared device's reservation pod did not report its device in time."""
+
+
+class GpuSharing:
+    def __init__(self, kube: Kube, *, image: str, namespace: str, timeout_seconds: float,
+                 check_seconds: float, resync_seconds: float):
+        self.kube = kube
+        self.image = image
+        self.namespace = namespace
+        self.timeout_seconds = timeout_seconds
+        self.check_seconds = check_seconds
+        self.resync_seconds = resync_seconds
+        self.reservations: dict[Device, str | None] = {}  # device -> the UUID it reported
+        self._created: dict[Device, float] = {}  # reservations this process created, when
+        self.sharers: dict[Device, dict[Key, dict[str, Any]]] = {}  # bound fraction pods
+        self._pod_devices: dict[Key, list[Device]] = {}
+        self.claims: dict[Device, dict[Key, float]] = {}  # binds in flight
+        self.node_memory: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: ListWatcher | None = None
+
+    # wiring ---------------------------------------------------------------------------------
+    def start(self, runtime: Any, pods_loaded: asyncio.Event, *, watch: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
+        if watch:
+            self._watcher = ListWatcher(
+                self.kube.core.list_pod_for_all_namespaces, self._on_thread,
+                name="gpu-reservations", label_selector=f"{LABEL_RESERVATION}=true",
+                resync_seconds=self.resync_seconds,
+                on_synced=lambda: self._loop.call_soon_threadsafe(self._synced.set))
+            self._watcher.start()
+        else:
+            self._synced.set()
+        runtime.background(self._keep(pods_loaded), "gpu-reservations")
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def put_node(self, name: str, gpu_memory_mib: int | None, deleted: bool = False) -> None:
+        if deleted or not gpu_memory_mib:
+            self.node_memory.pop(name, None)
+        else:
+            self.node_memory[name] = gpu_memory_mib
+
+    # reservation pods (watch) -----------------------------------------------------------------
+    def _on_thread(self, kind: str, pod: dict[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self.on_reservation, kind, pod)
+
+    def on_reservation(self, kind: str, pod: dict[str, Any]) -> None:
+        found = reservation_of(pod)
+        if found is None or pod["metadata"].get("namespace") != self.namespace:
+            return
+        device, uuid = found
+        if kind == "DELETED":
+            self.reservations.pop(device, None)
+        elif pod["metadata"].get("deletionTimestamp"):
+            self.reservations.pop(device, None)  # going: a new one will be made if needed
+        else:
+            self.reservations[device] = uuid
+        self._notify()
+
+    def _notify(self) -> None:
+        # Waiters hold the event of their moment: set it, and the next change sets a new one.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _reported(self, devices: list[Device]) -> None:
+        while not all(self.reservations.get(d) for d in devices):
+            await self._changed.wait()
+
+    # fraction pods (the controller's pod watch) -------------------------------------------------
+    def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        devices = [] if kind == "DELETED" else shared_devices(pod)
+        for device in self._pod_devices.pop(key, []):
+            holders = self.sharers.get(device)
+            if holders is not None:
+                holders.pop(key, None)
+                if not holders:
+                    del self.sharers[device]
+        for device in devices:
+            self.sharers.setdefault(device, {})[key] = pod
+            self._unclaim(device, key)
+        if devices:
+            self._pod_devices[key] = devices
+        if kind == "DELETED":
+            for device in list(self.claims):
+                self._unclaim(device, key)
+
+    def _unclaim(self, device: Device, key: Key) -> None:
+        claims = self.claims.get(device)
+        if claims is not None:
+            claims.pop(key, None)
+            if not claims:
+                del self.claims[device]
+
+    def in_use(self, now: float) -> set[Device]:
+        """Devices some fraction shares or is being bound to."""
+        used = set(self.sharers)
+        for device, claims in self.claims.items():
+            if any(now - since < self.timeout_seconds + 30 for since in claims.values()):
+                used.add(device)
+        return used
+
+    # binding ----------------------------------------------------------------------------------
+    async def prepare(self, namespace: str, placement: PodPlacement, compute: Compute,
+                      by: str) -> dict[str, str]:
+        """Everything before a fraction pod is bound: its devices reserved (waiting for their
+        reservation pods to report the UUIDs, at most the timeout), borrowed GPU memory taken
+        back from pods on them where the new pod's request needs it; the annotations to write
+        on the pod. ReservationTimeout when a reservation did not report."""
+        key = (namespace, placement.pod)
+        devices = [(placement.node, i) for i in placement.gpu_devices]
+        now = time.monotonic()
+        for device in devices:
+            self.claims.setdefault(device, {})[key] = now
+        for device in devices:
+            if device not in self.reservations:
+                await self._reserve(device)
+        try:
+            await asyncio.wait_for(self._reported(devices), self.timeout_seconds)
+        except TimeoutError:
+            for device in devices:
+                self._unclaim(device, key)
+            missing = [reservation_name(*d) for d in devices if not self.reservations.get(d)]
+            raise ReservationTimeout(
+                f"the reservation pod(s) {', '.join(missing)} in namespace {self.namespace} "
+                f"did not report their device within {self.timeout_seconds:g} s") from None
+        memory = self.node_memory.get(placement.node)
+        wanted = memory_request_mib(compute, memory)
+        if memory and wanted:
+            for device in devices:
+                await self._take_back(device, key, memory, wanted, by)
+        return fraction_annotations(compute, placement.gpu_devices,
+                                    [self.reservations[d] or "" for d in devices], memory)
+
+    def release(self, namespace: str, placement: PodPlacement) -> None:
+        """The bind did not happen: the devices are not claimed by this pod."""
+        for i in placement.gpu_devices:
+            self._unclaim((placement.node, i), (namespace, placement.pod))
+
+    async def _reserve(self, device: Device) -> None:
+        await self.kube.ensure_namespace(self.namespace)
+        pod = reservation_pod(*device, self.image, self.namespace)
+        if await self.kube.create_pod(pod):
+            RESERVATIONS.labels("created").inc()
+            log.info("reserved device %s of node %s (%s)", device[1], device[0],
+                     pod["metadata"]["name"])
+        self._created[device] = time.monotonic()
+        self.reservations.setdefault(device, None)
+
+    async def _take_back(self, device: Device, key: Key, memory: int, wanted: int,
+                         by: str) -> None:
+        others = [sharer(p) for k, p in self.sharers.get(device, {}).items() if k != key]
+        for victim in reclaim_victims(memory, others, wanted):
+            message = reclaimed_message(victim, by)
+            log.info("pod %s/%s: %s", victim.namespace, victim.name, message)
+            # The reason first, on the pod, for the fold; then the pod goes at once (the
+            # memory is wanted now), whatever its priority: its request stays guaranteed.
+            if await self.kube.annotate(victim.namespace, victim.name,
+                                        {ANN_RECLAIMED: message}) == "patched":
+                await self.kube.delete_pod(victim.namespace, victim.name, grace_seconds=0)
+                RECLAIMS.inc()
+            self.sharers.get(device, {}).pop((victim.namespace, victim.name), None)
+
+    # keeping reservations right ---------------------------------------------------------------
+    async def _keep(self, pods_loaded: asyncio.Event) -> None:
+        """Reservations of devices no fraction uses any more go; those that vanished while
+        fractions use the device come back. After both lists are in (a restart)."""
+        await asyncio.gather(self._synced.wait(), pods_loaded.wait())
+        while True:
+            try:
+                await self.converge()
+            except Exception:
+                log.exception("keeping the GPU reservations failed; trying again")
+            await asyncio.sleep(self.check_seconds)
+
+    async def converge(self) -> None:
+        now = time.monotonic()
+        used = self.in_use(now)
+        for device in sorted(set(self.reservations) - used):
+            created = self._created.get(device)
+            if created is not None and now - created < self.timeout_seconds:
+                continue  # made for a bind still on its way
+            await self.kube.delete_pod(self.namespace, reservation_name(*device),
+                                       grace_seconds=0)
+            self.reservations.pop(device, None)
+            self._created.pop(device, None)
+            RESERVATIONS.labels("deleted").inc()
+            log.info("released device %s of node %s: no fraction uses it", device[1],
+                     device[0])
+        for device in sorted(used - set(self.reservations)):
+            if device in self.sharers:  # fractions run on it: it must stay reserved
+                await self._reserve(device)
+
+    def devices(self) -> Iterable[Device]:
+        return self.reservations.keys()

@@ -1,0 +1,209 @@
+"""GPU fractions end to end (issue 16), on a stack of its own with one node of two 80 GB GPUs:
+fractions submitted through the API share devices held by reservation pods, are counted by
+portion, fail when they use more GPU memory than their limit, and give back GPU memory they
+borrowed when a new fraction needs it."""
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from fairway_devstack.testing import running_stack
+
+pytestmark = pytest.mark.e2e
+
+PROFILE = """
+cluster:
+  nodePools:
+    - {name: fr, labelKey: fairway.io/node-pool, labelValue: fr}
+  nodes:
+    - name: fr-1
+      labels: {fairway.io/node-pool: fr, nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}
+      gpus: 2
+      gpuMemoryMiB: 81920
+      cpuMillis: 64000
+      memoryMiB: 262144
+timings: {pullSeconds: 0.3, startSeconds: 0.3, jitter: 0}
+"""
+FAST = [{"name": "sim.fairway.io/pull-seconds", "value": "0.2"},
+        {"name": "sim.fairway.io/start-seconds", "value": "0.2"}]
+
+
+@pytest.fixture(scope="module")
+def fraction_stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("fractions")
+    profile = state / "profile.yaml"
+    profile.write_text(PROFILE)
+    env = {"FAIRWAY_LIFECYCLE_RESERVATION_CHECK_SECONDS": "1",
+           "FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE": "true"}
+    try:
+        with running_stack(state / "stack", kubesim_profile=str(profile), env=env) as stack:
+            yield stack
+    finally:
+        for log in sorted((state / "stack" / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {log.name}\n" + "\n".join(tail))
+
+
+@pytest.fixture(scope="module")
+def api(fraction_stack):
+    token = Path(fraction_stack.admin_token_file).read_text().strip()
+    with httpx.Client(base_url=fraction_stack.api_url, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as http:
+        response = http.post("/api/v1/node-pools", json={
+            "name": "fr", "labelKey": "fairway.io/node-pool", "labelValue": "fr"})
+        assert response.status_code in (201, 409), response.text
+        yield http
+
+
+@pytest.fixture(scope="module")
+def kube(fraction_stack) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(
+        config_file=fraction_stack.kubeconfig))
+
+
+def project(api, name: str, deserved: float, limit: float = -1) -> str:
+    response = api.post("/api/v1/org-unit/projects", json={
+        "name": name, "resources": [{"nodePool": {"name": "fr"},
+                                     "gpu": {"deserved": deserved, "limit": limit}}]})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def submit(api, kind: str, project_id: str, name: str, compute: dict,
+           annotations: list[dict] | None = None, **spec) -> str:
+    response = api.post(f"/api/v1/workloads/{kind}", json={
+        "name": name, "projectId": project_id, "spec": {
+            "image": "busybox", "nodePools": ["fr"], "compute": compute,
+            "annotations": FAST + (annotations or []), **spec}})
+    assert response.status_code == 202, response.text
+    return response.json()["workloadId"]
+
+
+def wait_until(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last saw {value!r}")
+
+
+def workload(api, wid: str) -> dict:
+    return api.get(f"/api/v1/workloads/{wid}").json()
+
+
+def phase_is(api, wid: str, *phases: str):
+    return lambda: (w := workload(api, wid))["phase"] in phases and w
+
+
+def pods_of(api, wid: str) -> list[dict]:
+    return api.get(f"/api/v1/workloads/{wid}/pods").json()["pods"]
+
+
+def reservations(kube) -> dict[str, dict]:
+    pods = kube.list_namespaced_pod("fairway-reservation",
+                                    label_selector="fairway.io/gpu-reservation=true").items
+    return {p.metadata.name: p for p in pods if not p.metadata.deletion_timestamp}
+
+
+def delete_all(api, kinds_ids: list[tuple[str, str]]) -> None:
+    for kind, wid in kinds_ids:
+        api.delete(f"/api/v1/workloads/{kind}/{wid}")
+    for _, wid in kinds_ids:
+        wait_until(lambda wid=wid: api.get(f"/api/v1/workloads/{wid}").status_code == 404
+                   or workload(api, wid)["phase"] == "Deleted", f"{wid} deleted", 90)
+
+
+def test_fractions_share_a_reserved_device_and_count_by_portion(api, kube):
+    pid = project(api, "share", deserved=1, limit=1.5)
+    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
+    quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
+    memory = submit(api, "trainings", pid, "by-memory", {"gpuMemoryRequest": "20Gi"})
+    started = []
+    for wid in (half, quarter, memory):
+        started.append(("trainings", wid))
+        wait_until(phase_is(api, wid, "Running"), f"{wid} running")
+    try:
+        # one device, one reservation pod holding one whole GPU of the node
+        pods = {wid: pods_of(api, wid)[0] for wid in (half, quarter, memory)}
+        devices = {tuple(p["gpuDevices"]) for p in pods.values()}
+        uuids = {tuple(p["gpuUuids"]) for p in pods.values()}
+        assert len(devices) == 1 and len(uuids) == 1, pods
+        held = reservations(kube)
+        assert len(held) == 1, list(held)
+        [reservation] = held.values()
+        assert reservation.spec.node_name == "fr-1"
+        assert reservation.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+        assert [reservation.metadata.annotations["fairway.io/gpu-uuid"]] == list(next(iter(uuids)))
+        assert {p["gpuPortion"] for p in pods.values()} == {0.5, 0.25}
+        fraction_pod = kube.read_namespaced_pod(pods[half]["name"], "fairway-share")
+        assert "nvidia.com/gpu" not in (fraction_pod.spec.containers[0].resources.limits or {})
+        notes = fraction_pod.metadata.annotations
+        assert notes["fairway.io/gpu-memory-limit-mib"] == "40960"
+        assert notes["fairway.io/cuda-device-memory-limit"] == "40960m"
+        assert workload(api, half)["allocatedResources"]["gpu"] == 0.5
+        assert workload(api, memory)["allocatedResources"]["gpu"] == 0.25
+        # the project's limit is 1.5 GPUs and it holds 1.0: a 0.75 waits, naming the numbers
+        waiting = submit(api, "trainings", pid, "waits", {"gpuPortionRequest": 0.75})
+        started.append(("trainings", waiting))
+        pending = wait_until(lambda: (w := workload(api, waiting))["phaseReason"] == "OverLimit"
+                             and w, "the 0.75 to wait over its limit")
+        assert "uses 1 GPU of its limit of 1.5 GPUs" in pending["phaseMessage"], pending
+        assert "needs 0.75 GPUs more" in pending["phaseMessage"], pending
+        # a fourth that fits the project lands on the other device: a second reservation
+        api.delete(f"/api/v1/workloads/trainings/{waiting}")
+        other = submit(api, "trainings", pid, "other", {"gpuPortionRequest": 0.5})
+        started.append(("trainings", other))
+        wait_until(phase_is(api, other, "Running"), "the fourth running")
+        assert pods_of(api, other)[0]["gpuDevices"] != list(next(iter(devices)))
+        assert len(wait_until(lambda: len(reservations(kube)) == 2 and reservations(kube),
+                              "two reservations")) == 2
+    finally:
+        delete_all(api, started)
+    wait_until(lambda: not reservations(kube), "the reservation pods to go", 30)
+
+
+def test_a_fraction_above_its_gpu_memory_limit_fails_with_gpu_out_of_memory(api):
+    pid = project(api, "oom", deserved=1)
+    greedy = submit(api, "trainings", pid, "greedy", {"gpuPortionRequest": 0.25},
+                    [{"name": "sim.fairway.io/gpu-memory-used", "value": "1Gi,1s=30Gi"}],
+                    backoffLimit=0)
+    try:
+        failed = wait_until(phase_is(api, greedy, "Failed"), "the greedy one to fail")
+        assert failed["phaseReason"] == "GpuOutOfMemory", failed
+        assert "ran out of GPU memory" in failed["phaseMessage"]
+        assert "30720 MiB of its 20480 MiB GPU memory limit" in failed["phaseMessage"]
+    finally:
+        delete_all(api, [("trainings", greedy)])
+
+
+def test_a_dynamic_fraction_gives_back_borrowed_memory_to_a_new_fraction(api, kube):
+    pid = project(api, "burst", deserved=2)
+    notebook = submit(api, "workspaces", pid, "notebook",
+                      {"gpuPortionRequest": 0.25, "gpuPortionLimit": 1},
+                      [{"name": "sim.fairway.io/gpu-memory-used", "value": "60Gi"}])
+    started = [("workspaces", notebook)]
+    try:
+        wait_until(phase_is(api, notebook, "Running"), "the notebook running")
+        wait_until(lambda: pods_of(api, notebook)[0].get("gpuMemoryLimitMib") == 81920,
+                   "the notebook's limit")
+        # the kubesim report of what it uses reaches lifecycle: the device is 60 GiB used
+        time.sleep(1)
+        trainer = submit(api, "trainings", pid, "trainer", {"gpuPortionRequest": 0.5})
+        started.append(("trainings", trainer))
+        wait_until(phase_is(api, trainer, "Running"), "the new fraction running")
+        events = api.get(f"/api/v1/workloads/{notebook}/events").json()["events"]
+        reclaimed = [e for e in events if e["reason"] == "GpuMemoryReclaimed"]
+        assert reclaimed, events
+        assert ("GPU memory above its request of 20 GiB was reclaimed for trainer"
+                in reclaimed[0]["message"]), reclaimed
+        # a workspace is made again: it runs once more
+        wait_until(phase_is(api, notebook, "Running"), "the notebook running again")
+        assert pods_of(api, trainer)[0]["gpuDevices"] == pods_of(api, notebook)[0]["gpuDevices"]
+    finally:
+        delete_all(api, started)
