@@ -304,3 +304,20 @@ async def test_a_busy_window_starts_the_idle_count_again(pool, tag):
         assert await conn.fetchval("SELECT count(*) FROM workload_usage WHERE workload_id = $1",
                                    wid) == 0
     assert wid not in enforcer.usage
+
+
+def test_a_fraction_counts_by_its_portion_and_reports_its_gpu_memory():
+    from fairway_lifecycle.core.rules import pod_samples, summarize_window
+
+    fraction = {"metadata": {"name": "f", "labels": {"fairway.io/gpu-fraction": "true",
+                                                     "fairway.io/attempt": "1"},
+                             "annotations": {"fairway.io/gpu-devices": "0,1",
+                                             "fairway.io/gpu-portion": "0.25",
+                                             "kubesim.fairway.io/gpu-utilization": "40",
+                                             "kubesim.fairway.io/gpu-memory-used-mib": "8192"}},
+                "spec": {"containers": [{"name": "main"}]}, "status": {"phase": "Running"}}
+    [sample] = pod_samples([fraction], attempt=1)
+    assert (sample.gpus, sample.utilization, sample.gpu_memory_used_mib) == (0.5, 40.0, 8192)
+    window = summarize_window([[sample], [sample]])
+    assert (window.gpus, window.utilization_percent, window.idle,
+            window.gpu_memory_used_mib) == (0.5, 40.0, False, 8192)

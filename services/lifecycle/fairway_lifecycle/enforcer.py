@@ -253,5 +253,6 @@ class RulesEnforcer:
             workload_type=WorkloadType(row.workload_type),
             node_pool=node_pools[0] if node_pools else (row.spec.node_pools or [None])[0],
             gpus=summary.gpus, utilization_percent=summary.utilization_percent,
-            idle=summary.idle, window_start=window.start, window_end=end)
+            idle=summary.idle, window_start=window.start, window_end=end,
+            gpu_memory_used_mib=summary.gpu_memory_used_mib)
         return Closed(wid, idle_windows, event)

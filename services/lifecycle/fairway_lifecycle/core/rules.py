@@ -24,6 +24,12 @@ from typing import Any, Literal
 from fairway_contracts import Phase, WorkloadType
 from fairway_contracts.workloads import IDLE_LIMIT_REASON, TIME_LIMIT_REASON
 from fairway_lifecycle.core.fold import attempt_of
+from fairway_lifecycle.core.fractions import (
+    ANN_DEVICES,
+    ANN_MEMORY_USED,
+    ANN_PORTION,
+    LABEL_FRACTION,
+)
 
 Category = Literal["interactive", "training"]
 
@@ -130,6 +136,7 @@ class PodSample:
 
     gpus: float
     utilization: float | None
+    gpu_memory_used_mib: int | None = None  # GPU fractions: as the node reports it
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,7 @@ class WindowSummary:
     gpus: float  # the most GPUs the workload's running pods held in the window
     utilization_percent: float  # GPU-weighted mean over the window's samples
     idle: bool  # every GPU pod reported zero in every sample of the window
+    gpu_memory_used_mib: int | None = None  # GPU fractions: in use at the window's last sample
 
 
 def summarize_window(samples: list[list[PodSample]]) -> WindowSummary | None:
@@ -159,8 +167,9 @@ def summarize_window(samples: list[list[PodSample]]) -> WindowSummary | None:
                 idle = False
     percent = weighted / total if total else 0.0
     gpus = max(sum(pod.gpus for pod in sample) for sample in seen)
+    used = [pod.gpu_memory_used_mib for pod in seen[-1] if pod.gpu_memory_used_mib is not None]
     return WindowSummary(gpus=gpus, utilization_percent=round(min(100.0, percent), 3),
-                         idle=idle)
+                         idle=idle, gpu_memory_used_mib=sum(used) if used else None)
 
 
 # what the enforcer counts ------------------------------------------------------------------
@@ -170,6 +179,14 @@ RUNNING = frozenset({Phase.RUNNING, Phase.DEGRADED})
 
 
 def pod_gpus(pod: dict[str, Any]) -> float:
+    """Whole devices, or a fraction's portion of each device it shares."""
+    notes = pod["metadata"].get("annotations") or {}
+    if (pod["metadata"].get("labels") or {}).get(LABEL_FRACTION) == "true":
+        try:
+            devices = len([d for d in (notes.get(ANN_DEVICES) or "").split(",") if d])
+            return float(notes.get(ANN_PORTION) or 0) * max(devices, 1)
+        except ValueError:
+            return 0.0
     total = 0.0
     for c in pod.get("spec", {}).get("containers") or []:
         limits = (c.get("resources") or {}).get("limits") or {}
@@ -194,7 +211,9 @@ def pod_samples(pods: list[dict[str, Any]], attempt: int) -> list[PodSample]:
             value = None if raw is None else min(100.0, max(0.0, float(raw)))
         except ValueError:
             value = None
-        out.append(PodSample(gpus=gpus, utilization=value))
+        used = (pod["metadata"].get("annotations") or {}).get(ANN_MEMORY_USED)
+        out.append(PodSample(gpus=gpus, utilization=value,
+                             gpu_memory_used_mib=int(used) if used and used.isdigit() else None))
     return out
 
 
