@@ -202,3 +202,23 @@ def test_a_workload_finished_mid_batch_is_finished_even_if_it_lives_again():
 def test_the_newest_value_of_each_key_in_a_batch():
     assert newest([("q1", 5, "a"), ("q2", 6, "b"), ("q1", 7, "c"), ("q2", 3, "d")]) == {
         "q1": (7, "c"), "q2": (6, "b")}
+
+
+def test_fractions_count_by_portion_and_a_reclaim_is_recorded_with_its_node():
+    spec = EffectiveSpec(image="x", priority_class="train", preemptible=True, backoff_limit=6,
+                         pods=2, compute=Compute(gpu_request_type="portion",
+                                                 gpu_portion_request=0.25,
+                                                 gpu_devices_request=2))
+    event = submitted(0).model_copy(update={"spec": spec})
+    view = on_submitted(WorkloadView("w1", "team-a", "training"), event).view
+    assert view.gpus_requested == 1.0  # 2 pods x 0.25 of each of 2 devices
+    pods = [PodSummary(name="p0", node="n1", phase="Running", gpu_devices=[0, 1],
+                       gpu_portion=0.25),
+            PodSummary(name="p1", node="n2", phase="Running", gpus=1)]
+    running = on_phase_changed(view, phase(1, Phase.RUNNING, 5, pods))
+    assert running.view.gpus_allocated == 1.5
+    assert running.gpu_memory_reclaimed is None
+    reclaimed = phase(2, Phase.DEGRADED, 9, pods).model_copy(
+        update={"reason": "GpuMemoryReclaimed"})
+    outcome = on_phase_changed(running.view, reclaimed)
+    assert outcome.gpu_memory_reclaimed == ("team-a", "n1")

@@ -40,6 +40,12 @@ PHASE_TRANSITIONS = Counter(
     "fairway_phase_transitions", "Workload phase transitions, by the phase entered.", ["phase"],
 )
 
+GPU_MEMORY_RECLAIMS = Counter(
+    "fairway_gpu_memory_reclaims",
+    "Pods of dynamic GPU fractions killed to take back GPU memory they used above their "
+    "request, for a new fraction on their device.", ["project", "node"],
+)
+
 # Every series exists from the start, at zero, so that rate() and absent() behave.
 for _phase in Phase:
     PHASE_TRANSITIONS.labels(_phase.value)
@@ -52,6 +58,8 @@ def record(outcomes: Iterable[Outcome]) -> None:
         workload_type = outcome.view.workload_type
         if outcome.transition is not None:
             entered[outcome.transition] += 1
+        if outcome.gpu_memory_reclaimed is not None:
+            GPU_MEMORY_RECLAIMS.labels(*outcome.gpu_memory_reclaimed).inc()
         if outcome.submit_to_running is not None:
             SUBMIT_TO_RUNNING.labels(workload_type).observe(outcome.submit_to_running)
         if outcome.submit_to_completed is not None:
@@ -109,6 +117,7 @@ def _workload_series(s: Snapshot) -> Iterator[Metric]:
     counts: dict[tuple, float] = defaultdict(float)
     requested: dict[tuple, float] = defaultdict(float)
     allocated: dict[tuple, float] = defaultdict(float)
+    gpu_memory: dict[tuple, float] = defaultdict(float)
     pending: dict[tuple, float] = defaultdict(float)
     oldest: dict[tuple, float] = {}
     pending_total: dict[tuple, float] = defaultdict(float)
@@ -129,6 +138,8 @@ def _workload_series(s: Snapshot) -> Iterator[Metric]:
         pool_key = (r.project, r.department, r.node_pool, r.type)
         requested[pool_key] += r.gpus_requested
         allocated[pool_key] += r.gpus_allocated
+        if r.gpu_memory_used_mib is not None:
+            gpu_memory[pool_key] += r.gpu_memory_used_mib * 2**20
         if r.pending_reason is not None:
             pending[(r.project, r.department, r.pending_reason)] += 1
             key = (r.project, r.department)
@@ -148,6 +159,10 @@ def _workload_series(s: Snapshot) -> Iterator[Metric]:
     yield _gauge("fairway_workload_gpus_allocated",
                  "GPUs held by the live, bound pods of workloads.",
                  ["project", "department", "node_pool", "type"], allocated)
+    yield _gauge("fairway_workload_gpu_memory_used_bytes",
+                 "GPU memory the running GPU fractions use, as their nodes report it (at the "
+                 "end of each workload's last utilization window).",
+                 ["project", "department", "node_pool", "type"], gpu_memory)
     yield _gauge("fairway_workloads_pending",
                  "Pending workloads by the scheduler's reason code.",
                  ["project", "department", "reason"], pending)

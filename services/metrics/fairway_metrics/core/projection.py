@@ -92,6 +92,7 @@ class WorkloadRow:
     pending_total: float
     running_total: float
     utilization: float | None  # % of its GPUs, last window, only while Running
+    gpu_memory_used_mib: int | None = None  # its fractions' GPU memory, last window, Running
 
 
 class Snapshot:
@@ -165,11 +166,12 @@ class Snapshot:
             pending_for = max(0.0, (self.now - w.phase_changed_at).total_seconds())
         in_phase_for = (max(0.0, (self.now - w.phase_changed_at).total_seconds())
                         if w.phase_changed_at is not None else 0.0)
-        utilization = None
+        utilization = gpu_memory = None
         if w.phase in RUNNING_PHASES and w.gpus_allocated > 0:
             sample = self.p.current[UTILIZATION].get(w.id)
             if sample is not None:
                 utilization = sample.utilization_percent
+                gpu_memory = sample.gpu_memory_used_mib
         return WorkloadRow(
             id=w.id, project=w.project,
             project_id=w.project_id or (project.project_id if project else None),
@@ -179,7 +181,7 @@ class Snapshot:
             gpus_allocated=w.gpus_allocated, placements=w.placements,
             pending_reason=reason, pending_for=pending_for, in_phase_for=in_phase_for,
             pending_total=pending,
-            running_total=running, utilization=utilization)
+            running_total=running, utilization=utilization, gpu_memory_used_mib=gpu_memory)
 
     def _pool_of(self, w: WorkloadView) -> str:
         for node, _ in w.placements:

@@ -17,6 +17,8 @@ RUNNING_PHASES = frozenset({Phase.RUNNING.value, Phase.DEGRADED.value})
 FINISHED_PHASES = frozenset({Phase.COMPLETED.value, Phase.FAILED.value, Phase.STOPPED.value,
                              Phase.DELETED.value})
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+# lifecycle's reason when a dynamic fraction's borrowed GPU memory was taken back
+GPU_MEMORY_RECLAIMED = "GpuMemoryReclaimed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class Outcome:
     transition: str | None = None  # a phase transition to count
     submit_to_running: float | None = None  # seconds, observed once per workload
     submit_to_completed: float | None = None
+    # a pod's GPU memory borrowed above its request was taken back: (project, node)
+    gpu_memory_reclaimed: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,7 @@ def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
     spec = event.spec
     view = replace(view, submitted_at=event.created_at, project_id=event.project_id,
                    workload_type=event.workload_type.value,
-                   gpus_requested=float(spec.compute.gpu_devices_request * spec.pods),
+                   gpus_requested=spec.gpus_requested(),
                    node_pools=tuple(spec.node_pools))
     return _observe_latencies(Outcome(view))
 
@@ -116,6 +120,9 @@ def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
 def on_phase_changed(view: WorkloadView, event: PhaseChanged) -> Outcome:
     # Every transition happened, even one that arrives late; only the newest sets the phase.
     outcome = Outcome(view, transition=event.phase.value)
+    if event.reason == GPU_MEMORY_RECLAIMED:
+        node = next((p.node for p in event.pods if p.node), "")
+        outcome = replace(outcome, gpu_memory_reclaimed=(event.project, node))
     if event.phase is Phase.RUNNING:
         view = replace(view, first_running_at=_earliest(view.first_running_at, event.time))
     elif event.phase is Phase.COMPLETED:
@@ -135,7 +142,7 @@ def _placements(event: PhaseChanged) -> tuple[tuple[str, float], ...]:
     # bound, unfinished pods hold. The pods of a gang are one workload: summed here.
     if event.phase.value in FINISHED_PHASES:
         return ()
-    return tuple((pod.node, float(pod.gpus)) for pod in event.pods
+    return tuple((pod.node, pod.gpu_share) for pod in event.pods
                  if pod.node and pod.phase not in FINISHED_POD_PHASES)
 
 
