@@ -173,3 +173,16 @@ def test_the_bus_is_bootstrapped_by_a_job():
     assert container["command"] == ["python", "-m", "fairway_bus.bootstrap"]
     config = by_kind("ConfigMap")["fairway-config"]["data"]
     assert config["FAIRWAY_STREAM_REPLICAS"] == "3"  # production NATS: three replicas
+
+
+def test_reservation_pods_may_only_annotate_themselves_in_fairway():
+    """GPU fractions: the reservation pods' account reads and patches pods of its namespace,
+    and lifecycle makes them there, from the image it is told."""
+    [rule] = by_kind("Role")["fairway-reservation"]["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}
+    binding = by_kind("RoleBinding")["fairway-reservation"]
+    assert binding["subjects"][0]["name"] == "fairway-reservation"
+    [container] = by_kind("Deployment")["lifecycle"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FAIRWAY_LIFECYCLE_RESERVATION_NAMESPACE"] == "fairway"
+    assert env["FAIRWAY_LIFECYCLE_RESERVATION_IMAGE"]
