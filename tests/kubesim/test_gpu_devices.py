@@ -128,3 +128,22 @@ def test_bad_gpu_memory_profiles_are_refused_at_the_door(fast_api: client.CoreV1
             "bad", {"sim.fairway.io/gpu-memory-used": value}))
     assert caught.value.status == 422
     assert "sim.fairway.io/gpu-memory-used" in caught.value.body
+
+
+def test_a_reservation_pod_reports_the_memory_its_device_has_in_use(
+        fast_api: client.CoreV1Api, fast_ns: str) -> None:
+    fast_api.create_namespaced_pod(fast_ns, make_pod(
+        "holder", gpus=1, restart_policy="Always",
+        labels={"fairway.io/gpu-reservation": "true"}, node_name="a100-1"))
+    holder = wait_pod(fast_api, fast_ns, "holder",
+                      lambda p: "fairway.io/gpu-uuid" in annotations(p))
+    uuid = annotations(holder)["fairway.io/gpu-uuid"]
+    assert annotations(holder)[USED] == "0"
+    for name, used in (("one", "10Gi"), ("two", "5Gi")):
+        fast_api.create_namespaced_pod(fast_ns, fraction(name, uuid, used))
+        bind(fast_api, fast_ns, name, "a100-1")
+    wait_pod(fast_api, fast_ns, "holder", lambda p: annotations(p).get(USED) == "15360")
+    fast_api.delete_namespaced_pod("one", fast_ns, grace_period_seconds=0)
+    wait_pod(fast_api, fast_ns, "holder", lambda p: annotations(p).get(USED) == "5120")
+    fast_api.delete_namespaced_pod("two", fast_ns, grace_period_seconds=0)
+    fast_api.delete_namespaced_pod("holder", fast_ns, grace_period_seconds=0)

@@ -216,6 +216,7 @@ class PodSim:
     gpu_uuids: tuple[str, ...] = ()  # its devices: the device plugin's, or those it shares
     shares_gpus: bool = False  # a GPU fraction: uses devices it does not hold
     reservation: bool = False  # a reservation pod: reports the UUID of its device
+    reported_memory: str | None = None  # a fraction's GPU memory in use, as last written
 
     @property
     def key(self) -> tuple[str, str]:
@@ -339,6 +340,9 @@ class Kubelet:
             if sim is not None:
                 self._release(sim)
                 sim.token += 1
+                if sim.shares_gpus and sim.reported_memory:
+                    sim.reported_memory = None
+                    self._report_devices_of(sim)
             return
         if event.type not in (ADDED, MODIFIED):
             return
@@ -896,6 +900,9 @@ class Kubelet:
             annotations[DEVICES_ANNOTATION] = ",".join(sim.gpu_uuids)
             if sim.reservation and running:
                 annotations.setdefault(RESERVED_UUID_ANNOTATION, sim.gpu_uuids[0])
+                # the device's memory in use: what the fractions sharing it use
+                annotations[MEMORY_USED_ANNOTATION] = str(self._device_memory(
+                    sim.node, sim.gpu_uuids[0]))
         if sim.shares_gpus:
             used = sim.behaviour.gpu_memory_at(self._now() - sim.run_started) \
                 if running and not sim.suspended else None
@@ -903,6 +910,28 @@ class Kubelet:
                 annotations[MEMORY_USED_ANNOTATION] = str(used)
             else:
                 annotations.pop(MEMORY_USED_ANNOTATION, None)
+            if annotations.get(MEMORY_USED_ANNOTATION) != sim.reported_memory:
+                sim.reported_memory = annotations.get(MEMORY_USED_ANNOTATION)
+                self._report_devices_of(sim)
+
+    def _device_memory(self, node: str, uuid: str) -> int:
+        state = self.nodes.get(node)
+        total = 0
+        for other in state.pods if state else ():
+            if other.shares_gpus and uuid in other.gpu_uuids and other.reported_memory:
+                total += int(other.reported_memory)
+        return total
+
+    def _report_devices_of(self, sim: PodSim) -> None:
+        """A fraction's memory in use changed: its devices' reservation pods say so, after
+        this write (the loop's next turn)."""
+        state = self.nodes.get(sim.node)
+        if state is None or self._loop is None:
+            return
+        for other in list(state.pods):
+            if other.reservation and other.gpu_uuids and other.gpu_uuids[0] in sim.gpu_uuids \
+                    and other.stage in (STARTING, READY):
+                self._push(other, 0.0, "gpu_memory")
 
     def _release(self, sim: PodSim) -> None:
         if not sim.active:
