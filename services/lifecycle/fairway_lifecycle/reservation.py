@@ -11,12 +11,13 @@ cluster.
 """
 
 import logging
-import os
 import signal
 import sys
 import threading
 
 from kubernetes import client, config
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ANNOTATION = "fairway.io/gpu-uuid"
 log = logging.getLogger("fairway.reservation")
@@ -36,18 +37,31 @@ def report(api: client.CoreV1Api, namespace: str, name: str, uuid: str) -> None:
     api.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": {ANNOTATION: uuid}}})
 
 
+class ReservationSettings(BaseSettings):
+    """What the reservation pod's container is given (not Fairway's own settings: the
+    NVIDIA container toolkit's variable and the downward API's)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True)
+
+    visible_devices: str | None = Field(default=None, alias="NVIDIA_VISIBLE_DEVICES")
+    pod_name: str = Field(alias="POD_NAME")
+    pod_namespace: str = Field(alias="POD_NAMESPACE")
+    kubeconfig: str | None = Field(default=None, alias="KUBECONFIG")
+
+
 def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        uuid = device_uuid(os.environ.get("NVIDIA_VISIBLE_DEVICES"))
-        name, namespace = os.environ["POD_NAME"], os.environ["POD_NAMESPACE"]
-    except (ValueError, KeyError) as exc:
+        settings = ReservationSettings()
+        uuid = device_uuid(settings.visible_devices)
+    except (ValueError, ValidationError) as exc:
         log.error("cannot report the reserved device: %s", exc)
         return 2
-    if os.environ.get("KUBECONFIG"):
-        config.load_kube_config(os.environ["KUBECONFIG"])
+    if settings.kubeconfig:
+        config.load_kube_config(settings.kubeconfig)
     else:
         config.load_incluster_config()
+    name, namespace = settings.pod_name, settings.pod_namespace
     report(client.CoreV1Api(), namespace, name, uuid)
     log.info("pod %s/%s holds GPU %s", namespace, name, uuid)
     stop = stop or threading.Event()
