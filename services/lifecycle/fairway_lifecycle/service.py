@@ -3,6 +3,7 @@ phases out, through the state machine of core/machine.py) and the scheduling-rul
 and what each request the handlers receive does to them."""
 
 import logging
+import time
 from dataclasses import dataclass
 
 from fairway_contracts import Phase, subjects
@@ -18,17 +19,17 @@ from fairway_contracts.events import (
     WorkloadAction,
     WorkloadSubmitted,
 )
-from fairway_contracts.workloads import Compute
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.core.deadletters import stalled_workload
+from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES
 from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.settings import LifecycleSettings
-from fairway_lifecycle.sharing import GpuSharing, ReservationTimeout
+from fairway_lifecycle.sharing import FractionBind, GpuSharing
 from fairway_runtime import Service
 from fairway_telemetry import workload_context
 
@@ -74,6 +75,7 @@ class LifecycleService:
                                   check_seconds=settings.reservation_check_seconds,
                                   resync_seconds=settings.resync_seconds)
         self.controller.sharing = self.sharing
+        self.sharing.find_unbound = self._unbound_fractions
 
     @property
     def ready(self) -> bool:
@@ -206,9 +208,9 @@ class LifecycleService:
                         spec = next(iter(await repo.get_many(conn, [decision.workload_id]))
                                     ).spec
                 name = tracked.row.name if tracked is not None else decision.workload_id
-                if not await self._bind_fraction(namespace, placement, spec.compute, name):
-                    continue
-            elif placement.gpu_devices:
+                await self.sharing.bind(namespace, placement, spec.compute, name)
+                continue
+            if placement.gpu_devices:
                 # Which devices the scheduler chose, for a device plugin or a webhook to
                 # honour and for people to read; written before the pod is bound.
                 await self.kube.annotate(namespace, placement.pod, {
@@ -216,19 +218,25 @@ class LifecycleService:
             outcome = await self.kube.bind(namespace, placement.pod, placement.node)
             log.info("pod %s → node %s: %s", placement.pod, placement.node, outcome)
 
-    async def _bind_fraction(self, namespace: str, placement: PodPlacement, compute: Compute,
-                             workload_name: str) -> bool:
-        """Reserve the shared devices, take back borrowed memory where needed, write the
-        pod's device and limits; False when the pod must not be bound (it is gone, or its
-        devices could not be reserved: then the pod is deleted, made again and placed again,
-        instead of waiting bound to nothing)."""
-        try:
-            notes = await self.sharing.prepare(namespace, placement, compute, workload_name)
-        except ReservationTimeout as exc:
-            log.warning("pod %s not bound: %s; making it again", placement.pod, exc)
-            await self.kube.delete_pod(namespace, placement.pod, grace_seconds=0)
-            return False
-        if await self.kube.annotate(namespace, placement.pod, notes) == "gone":
-            self.sharing.release(namespace, placement)
-            return False
-        return True
+    def _unbound_fractions(self) -> list[FractionBind]:
+        """Fraction pods of driven workloads that carry the node they are to be bound to but
+        are not bound: their bind was under way when lifecycle stopped."""
+        found = []
+        now = time.monotonic()
+        for wid, t in self.controller.tracked.items():
+            for pod in self.controller.pods_of(wid):
+                meta = pod["metadata"]
+                notes = meta.get("annotations") or {}
+                if (pod.get("spec", {}).get("nodeName") or meta.get("deletionTimestamp")
+                        or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
+                    continue
+                try:
+                    devices = [int(i) for i in notes[ANN_DEVICES].split(",") if i]
+                except ValueError:
+                    continue
+                found.append(FractionBind(
+                    meta.get("namespace", t.row.namespace),
+                    PodPlacement(pod=meta["name"], node=notes[ANN_BIND_NODE],
+                                 gpu_devices=devices),
+                    t.row.spec.compute, t.row.name, now))
+        return found

@@ -9,7 +9,8 @@ a restart of lifecycle rebuilds it from a list.
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
@@ -18,7 +19,10 @@ from fairway_contracts.events import PodPlacement
 from fairway_contracts.workloads import Compute
 from fairway_kube import ListWatcher
 from fairway_lifecycle.core.fractions import (
+    ANN_BIND_NODE,
+    ANN_DEVICES,
     ANN_RECLAIMED,
+    ANN_UUIDS,
     LABEL_RESERVATION,
     Device,
     fraction_annotations,
@@ -45,8 +49,23 @@ RECLAIMS = Counter("fairway_lifecycle_gpu_memory_reclaims_total",
 Key = tuple[str, str]  # (namespace, pod name)
 
 
-class ReservationTimeout(Exception):
-    """A shared device's reservation pod did not report its device in time."""
+@dataclass
+class FractionBind:
+    """A fraction pod to bind once its devices are reserved."""
+
+    namespace: str
+    placement: PodPlacement
+    compute: Compute
+    by: str  # the workload's name, for the reclaimed pods' message
+    since: float
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.placement.pod)
+
+    @property
+    def devices(self) -> list[Device]:
+        return [(self.placement.node, i) for i in self.placement.gpu_devices]
 
 
 class GpuSharing:
@@ -65,6 +84,10 @@ class GpuSharing:
         self.claims: dict[Device, dict[Key, float]] = {}  # binds in flight
         self.node_memory: dict[str, int] = {}
         self._changed = asyncio.Event()
+        self.waiting: dict[Key, FractionBind] = {}  # fraction pods waiting for reservations
+        self._tasks: set[asyncio.Task] = set()
+        # unbound fraction pods that carry their node, from the pods lifecycle watches
+        self.find_unbound: Callable[[], Iterable[FractionBind]] = list
         self._synced = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: ListWatcher | None = None
@@ -109,6 +132,8 @@ class GpuSharing:
         else:
             self.reservations[device] = uuid
         self._notify()
+        if uuid:
+            self._bind_ready()
 
     def _notify(self) -> None:
         # Waiters hold the event of their moment: set it, and the next change sets a new one.
@@ -155,41 +180,80 @@ class GpuSharing:
         return used
 
     # binding ----------------------------------------------------------------------------------
-    async def prepare(self, namespace: str, placement: PodPlacement, compute: Compute,
-                      by: str) -> dict[str, str]:
-        """Everything before a fraction pod is bound: its devices reserved (waiting for their
-        reservation pods to report the UUIDs, at most the timeout), borrowed GPU memory taken
-        back from pods on them where the new pod's request needs it; the annotations to write
-        on the pod. ReservationTimeout when a reservation did not report."""
+    async def bind(self, namespace: str, placement: PodPlacement, compute: Compute,
+                   by: str) -> None:
+        """Bind a fraction pod: at once when its devices' reservation pods have reported; else
+        its node is written on the pod (a restart finds it there), the missing reservations
+        are made, and it is bound when they report. The caller does not wait for that: one
+        new device's reservation must not hold back every other bind."""
         key = (namespace, placement.pod)
         devices = [(placement.node, i) for i in placement.gpu_devices]
         now = time.monotonic()
         for device in devices:
             self.claims.setdefault(device, {})[key] = now
+        job = FractionBind(namespace, placement, compute, by, now)
+        if all(self.reservations.get(d) for d in devices):
+            await self._complete(job)
+            return
+        if await self.kube.annotate(namespace, placement.pod, {
+                ANN_DEVICES: ",".join(map(str, placement.gpu_devices)),
+                ANN_BIND_NODE: placement.node}) == "gone":
+            self._release(job)
+            return
+        self.waiting[key] = job
         for device in devices:
             if device not in self.reservations:
                 await self._reserve(device)
-        try:
-            await asyncio.wait_for(self._reported(devices), self.timeout_seconds)
-        except TimeoutError:
-            for device in devices:
-                self._unclaim(device, key)
-            missing = [reservation_name(*d) for d in devices if not self.reservations.get(d)]
-            raise ReservationTimeout(
-                f"the reservation pod(s) {', '.join(missing)} in namespace {self.namespace} "
-                f"did not report their device within {self.timeout_seconds:g} s") from None
-        memory = self.node_memory.get(placement.node)
-        wanted = memory_request_mib(compute, memory)
-        if memory and wanted:
-            for device in devices:
-                await self._take_back(device, key, memory, wanted, by)
-        return fraction_annotations(compute, placement.gpu_devices,
-                                    [self.reservations[d] or "" for d in devices], memory)
+        self._bind_ready()  # reported meanwhile
 
-    def release(self, namespace: str, placement: PodPlacement) -> None:
-        """The bind did not happen: the devices are not claimed by this pod."""
-        for i in placement.gpu_devices:
-            self._unclaim((placement.node, i), (namespace, placement.pod))
+    def _bind_ready(self) -> None:
+        ready = [job for job in self.waiting.values()
+                 if all(self.reservations.get(d) for d in job.devices)]
+        for job in ready:
+            del self.waiting[job.key]
+            task = asyncio.ensure_future(self._complete(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _complete(self, job: "FractionBind") -> None:
+        """The devices are reserved: take back borrowed memory the pod's request needs, write
+        its device UUIDs and limits, bind it."""
+        placement = job.placement
+        try:
+            memory = self.node_memory.get(placement.node)
+            wanted = memory_request_mib(job.compute, memory)
+            if memory and wanted:
+                for device in job.devices:
+                    await self._take_back(device, job.key, memory, wanted, job.by)
+            notes = fraction_annotations(job.compute, placement.gpu_devices,
+                                         [self.reservations.get(d) or "" for d in job.devices],
+                                         memory)
+            if await self.kube.annotate(job.namespace, placement.pod, notes) == "gone":
+                self._release(job)
+                return
+            outcome = await self.kube.bind(job.namespace, placement.pod, placement.node)
+            log.info("pod %s → node %s, GPU %s: %s", placement.pod, placement.node,
+                     notes[ANN_UUIDS], outcome)
+            if outcome == "gone":
+                self._release(job)
+        except Exception:
+            # Kubernetes answered badly: the pod stays where the scheduler put it on paper;
+            # the next check finds it unbound and tries again.
+            log.exception("binding fraction pod %s failed; trying again", placement.pod)
+            self.waiting.setdefault(job.key, job)
+
+    def _release(self, job: "FractionBind") -> None:
+        for device in job.devices:
+            self._unclaim(device, job.key)
+
+    def recover(self, jobs: Iterable["FractionBind"]) -> None:
+        """Fraction pods found unbound with their node written on them (a restart between
+        the decision and the bind): bound once their reservations report."""
+        for job in jobs:
+            if job.key not in self.waiting:
+                self.waiting[job.key] = job
+                for device in job.devices:
+                    self.claims.setdefault(device, {})[job.key] = job.since
 
     async def _reserve(self, device: Device) -> None:
         await self.kube.ensure_namespace(self.namespace)
@@ -229,6 +293,20 @@ class GpuSharing:
 
     async def converge(self) -> None:
         now = time.monotonic()
+        self.recover(self.find_unbound())
+        self._bind_ready()
+        for job in [j for j in self.waiting.values() if now - j.since > self.timeout_seconds]:
+            # Its devices could not be reserved: the pod is made again and placed again,
+            # rather than waiting bound to nothing.
+            del self.waiting[job.key]
+            self._release(job)
+            missing = [reservation_name(*d) for d in job.devices
+                       if not self.reservations.get(d)]
+            log.warning("pod %s/%s not bound: the reservation pod(s) %s in namespace %s did "
+                        "not report their device within %g s; making it again", job.namespace,
+                        job.placement.pod, ", ".join(missing), self.namespace,
+                        self.timeout_seconds)
+            await self.kube.delete_pod(job.namespace, job.placement.pod, grace_seconds=0)
         used = self.in_use(now)
         for device in sorted(set(self.reservations) - used):
             created = self._created.get(device)

@@ -30,6 +30,9 @@ ANN_MEMORY_LIMIT = "fairway.io/gpu-memory-limit-mib"
 ANN_CUDA_MEMORY = "fairway.io/cuda-device-memory-limit"  # HAMi-core's format: "40960m"
 ANN_CUDA_SM = "fairway.io/cuda-device-sm-limit"  # percent of the device's compute
 ANN_RECLAIMED = "fairway.io/gpu-memory-reclaimed"  # why the pod was killed, for the fold
+# the node a fraction pod is to be bound to once its devices are reserved (a restart of
+# lifecycle between the decision and the bind finds it here)
+ANN_BIND_NODE = "fairway.io/bind-node"
 # GPU memory a running pod uses (MiB), as the node reports it: kubesim writes it; on a real
 # cluster a node agent does (docs/operations.md, "GPU fractions").
 ANN_MEMORY_USED = "kubesim.fairway.io/gpu-memory-used-mib"
