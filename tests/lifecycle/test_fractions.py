@@ -107,7 +107,7 @@ def test_shared_devices_are_those_of_bound_unfinished_fractions():
 
 
 def s(name: str, request: int, used: int | None) -> Sharer:
-    return Sharer("ns", name, name, request, used)
+    return Sharer("ns", name, request, used)
 
 
 @pytest.mark.parametrize(("sharers", "wanted", "victims"), [

@@ -83,7 +83,6 @@ class GpuSharing:
         self._pod_devices: dict[Key, list[Device]] = {}
         self.claims: dict[Device, dict[Key, float]] = {}  # binds in flight
         self.node_memory: dict[str, int] = {}
-        self._changed = asyncio.Event()
         self.waiting: dict[Key, FractionBind] = {}  # fraction pods waiting for reservations
         self._tasks: set[asyncio.Task] = set()
         # unbound fraction pods that carry their node, from the pods lifecycle watches
@@ -131,18 +130,8 @@ class GpuSharing:
             self.reservations.pop(device, None)  # going: a new one will be made if needed
         else:
             self.reservations[device] = uuid
-        self._notify()
         if uuid:
             self._bind_ready()
-
-    def _notify(self) -> None:
-        # Waiters hold the event of their moment: set it, and the next change sets a new one.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def _reported(self, devices: list[Device]) -> None:
-        while not all(self.reservations.get(d) for d in devices):
-            await self._changed.wait()
 
     # fraction pods (the controller's pod watch) -------------------------------------------------
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ when the container starts, after the bind), in the variables the NVIDIA containe
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,7 +212,6 @@ class Sharer:
 
     namespace: str
     name: str
-    workload_name: str
     request_mib: int
     used_mib: int | None = None
 
@@ -235,9 +234,8 @@ def sharer(pod: Pod) -> Sharer:
         except ValueError:
             return None
 
-    return Sharer(meta.get("namespace", ""), meta["name"],
-                  notes.get("fairway.io/workload-name", meta["name"]),
-                  mib(ANN_MEMORY_REQUEST) or 0, mib(ANN_MEMORY_USED))
+    return Sharer(meta.get("namespace", ""), meta["name"], mib(ANN_MEMORY_REQUEST) or 0,
+                  mib(ANN_MEMORY_USED))
 
 
 def reclaim_victims(device_memory_mib: int, sharers: Iterable[Sharer], wanted_mib: int
@@ -271,7 +269,3 @@ def mib_words(mib: int) -> str:
 def reclaimed_message(victim: Sharer, by: str) -> str:
     return (f"GPU memory above its request of {mib_words(victim.request_mib)} was reclaimed "
             f"for {by} (it used {mib_words(victim.used_mib or 0)})")
-
-
-def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return pod["metadata"].get("annotations") or {}
