@@ -3,8 +3,10 @@ five services as processes, exporting traces to a receiver inside the test; and 
 do through its public API (organisation, workloads, deleting what they held)."""
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,6 +48,32 @@ def stack(tmp_path_factory, otlp):
     for log in (state / "logs").glob("scheduler*.log"):
         assert KEPT_STATE_DIFFERS not in log.read_text(errors="replace"), (
             f"{log.name}: {KEPT_STATE_DIFFERS}")
+
+
+@contextlib.contextmanager
+def stack_of_its_own(tmp_path_factory, name: str, profile: str,
+                     env: dict[str, str] | None = None) -> Iterator:
+    """A whole platform on a kubesim cluster of the given profile (YAML), for tests that must
+    not touch other tests' workloads; the end of every log is printed when it stops."""
+    state = tmp_path_factory.mktemp(name)
+    path = state / "profile.yaml"
+    path.write_text(profile)
+    try:
+        with running_stack(state / "stack", kubesim_profile=str(path), env=env or {}) as stack:
+            yield stack
+    finally:
+        for log in sorted((state / "stack" / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {log.name}\n" + "\n".join(tail))
+
+
+@contextlib.contextmanager
+def admin_client(stack) -> Iterator[httpx.Client]:
+    """The API of `stack` as its bootstrap administrator."""
+    token = Path(stack.admin_token_file).read_text().strip()
+    with httpx.Client(base_url=stack.api_url, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

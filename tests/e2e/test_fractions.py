@@ -4,13 +4,11 @@ portion, fail when they use more GPU memory than their limit, and give back GPU 
 borrowed when a new fraction needs it."""
 
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 from kubernetes import client, config
 
-from fairway_devstack.testing import running_stack
+from tests.e2e.conftest import admin_client, stack_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -33,25 +31,15 @@ FAST = [{"name": "sim.fairway.io/pull-seconds", "value": "0.2"},
 
 @pytest.fixture(scope="module")
 def fraction_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("fractions")
-    profile = state / "profile.yaml"
-    profile.write_text(PROFILE)
     env = {"FAIRWAY_LIFECYCLE_RESERVATION_CHECK_SECONDS": "1",
            "FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE": "true"}
-    try:
-        with running_stack(state / "stack", kubesim_profile=str(profile), env=env) as stack:
-            yield stack
-    finally:
-        for log in sorted((state / "stack" / "logs").glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            print(f"--- {log.name}\n" + "\n".join(tail))
+    with stack_of_its_own(tmp_path_factory, "fractions", PROFILE, env) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def api(fraction_stack):
-    token = Path(fraction_stack.admin_token_file).read_text().strip()
-    with httpx.Client(base_url=fraction_stack.api_url, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+    with admin_client(fraction_stack) as http:
         response = http.post("/api/v1/node-pools", json={
             "name": "fr", "labelKey": "fairway.io/node-pool", "labelValue": "fr"})
         assert response.status_code in (201, 409), response.text

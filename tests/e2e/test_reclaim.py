@@ -5,13 +5,10 @@ workloads."""
 
 import asyncio
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 
-from fairway_devstack.testing import running_stack
-from tests.e2e.conftest import PhaseRecorder
+from tests.e2e.conftest import PhaseRecorder, admin_client, stack_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -31,23 +28,13 @@ cluster:
 
 @pytest.fixture(scope="module")
 def reclaim_stack(tmp_path_factory):
-    state = tmp_path_factory.mktemp("reclaim")
-    profile = state / "profile.yaml"
-    profile.write_text(PROFILE)
-    try:
-        with running_stack(state / "stack", kubesim_profile=str(profile)) as stack:
-            yield stack
-    finally:
-        for log in sorted((state / "stack" / "logs").glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            print(f"--- {log.name}\n" + "\n".join(tail))
+    with stack_of_its_own(tmp_path_factory, "reclaim", PROFILE) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def api(reclaim_stack):
-    token = Path(reclaim_stack.admin_token_file).read_text().strip()
-    with httpx.Client(base_url=reclaim_stack.api_url, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as client:
+    with admin_client(reclaim_stack) as client:
         yield client
 
 
