@@ -243,3 +243,52 @@ async def drained(js, consumers, eventually) -> None:
 
     await eventually(empty)
     await asyncio.sleep(0.5)
+
+
+def fraction(wid: str, project: str, pool: str, **compute) -> WorkloadSubmitted:
+    event = submitted(wid, project, pool, gpus=1)
+    spec = event.spec.model_copy(
+        update={"compute": event.spec.compute.model_copy(update=compute)})
+    return event.model_copy(update={"spec": spec})
+
+
+async def test_fractions_are_placed_on_one_device_with_portion_memory_and_limit(
+        js, consumers, project, pool, tag, start_scheduler, stored_messages, eventually):
+    """A 40Gi memory fraction (limit 60Gi) on an 80Gi A100 is half of a device that may grow to
+    three quarters; a 0.5 portion after it packs onto the same, partly used device."""
+    node = f"n-{tag}-f"
+    await publish_model(js, subjects.node_inventory(node),
+                        inventory(node, pool, gpus=4).model_copy(
+                            update={"gpu_memory_mib": 81920}),
+                        msg_id=f"inv-{tag}-f")
+    by_memory, by_portion = str(uuid.uuid4()), str(uuid.uuid4())
+    await start_scheduler()
+
+    await publish_model(js, subjects.workload_submitted(project, by_memory),
+                        fraction(by_memory, project, pool, gpu_request_type="memory",
+                                 gpu_memory_request="40Gi", gpu_memory_limit="60Gi"),
+                        msg_id=f"sub-{by_memory}")
+    await publish_model(js, subjects.podgroup(project, by_memory),
+                        phase_changed(by_memory, project, 1, Phase.PENDING,
+                                      [PodSummary(name=f"job-{by_memory[:6]}-0")]),
+                        msg_id=f"ph-{by_memory}-1")
+    [message] = await eventually(
+        lambda: stored_messages(streams.DECISIONS.name, subjects.bind(project, by_memory)))
+    [placed] = BindDecision.model_validate_json(message.data).placements
+    assert (placed.node, placed.gpu_devices, placed.portion, placed.gpu_memory_mib,
+            placed.gpu_limit) == (node, [0], 0.5, 40960, 0.75)
+
+    await publish_model(js, subjects.workload_submitted(project, by_portion),
+                        fraction(by_portion, project, pool, gpu_request_type="portion",
+                                 gpu_portion_request=0.5),
+                        msg_id=f"sub-{by_portion}")
+    await publish_model(js, subjects.podgroup(project, by_portion),
+                        phase_changed(by_portion, project, 1, Phase.PENDING,
+                                      [PodSummary(name=f"job-{by_portion[:6]}-0")]),
+                        msg_id=f"ph-{by_portion}-1")
+    [message] = await eventually(
+        lambda: stored_messages(streams.DECISIONS.name, subjects.bind(project, by_portion)))
+    [placed] = BindDecision.model_validate_json(message.data).placements
+    # Device 0 has half free: the fraction goes there, not onto an empty device.
+    assert (placed.node, placed.gpu_devices, placed.portion, placed.gpu_memory_mib,
+            placed.gpu_limit) == (node, [0], 0.5, None, None)

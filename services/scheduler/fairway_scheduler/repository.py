@@ -34,8 +34,8 @@ async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
     rows = await conn.fetch(
         "SELECT w.id, w.project, w.priority_class, w.priority, w.preemptible, w.node_pools,"
         " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
-        " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.cpu_millis, w.memory_mib, w.node_type,"
-        " w.name"
+        " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.gpu_memory_limit_mib, w.cpu_millis,"
+        " w.memory_mib, w.node_type, w.name"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
     return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"])})
@@ -209,8 +209,8 @@ _FIRST_DELIVERIES = ("fresh AS (INSERT INTO inbox (consumer, msg_id)"
 
 _REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
                     " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
-                    " gpu_portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib,"
-                    " node_type, name")
+                    " gpu_portion, gpu_memory_mib, gpu_limit, gpu_memory_limit_mib, cpu_millis,"
+                    " memory_mib, node_type, name")
 
 
 def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
@@ -222,7 +222,9 @@ def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
             "submitted_at": request.submitted_at.isoformat(),
             "trace_headers": dict(request.trace_headers), "project_id": request.project_id,
             "gpu_portion": request.gpu_portion, "gpu_memory_mib": request.gpu_memory_mib,
-            "gpu_limit": request.gpu_limit, "cpu_millis": request.cpu_millis,
+            "gpu_limit": request.gpu_limit,
+            "gpu_memory_limit_mib": request.gpu_memory_limit_mib,
+            "cpu_millis": request.cpu_millis,
             "memory_mib": request.memory_mib, "node_type": request.node_type,
             "name": request.name}
 

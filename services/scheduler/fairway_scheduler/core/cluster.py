@@ -50,7 +50,8 @@ def _fraction(compute: Compute) -> dict[str, float | int | None]:
         return {"gpu_portion": compute.gpu_portion_request,
                 "gpu_limit": compute.gpu_portion_limit}
     if compute.gpu_request_type == "memory":
-        return {"gpu_memory_mib": compute.gpu_memory_request_mib()}
+        return {"gpu_memory_mib": compute.gpu_memory_request_mib(),
+                "gpu_memory_limit_mib": compute.gpu_memory_limit_mib()}
     return {}
 
 
@@ -86,6 +87,7 @@ class WorkloadRequest:
     gpu_portion: float | None = None
     gpu_memory_mib: int | None = None
     gpu_limit: float | None = None
+    gpu_memory_limit_mib: int | None = None  # a memory fraction's limit, per device
     cpu_millis: int = 0
     memory_mib: int = 0
     node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
@@ -568,6 +570,7 @@ class ClusterState:
             gpu_portion=request.gpu_portion,
             gpu_memory_mib=request.gpu_memory_mib,
             gpu_limit=request.gpu_limit,
+            gpu_memory_limit_mib=request.gpu_memory_limit_mib,
             cpu_millis=request.cpu_millis,
             memory_mib=request.memory_mib,
             started_at=self.running_since.get(wid),

@@ -61,6 +61,7 @@ class Workload:
     gpu_portion: float | None = None
     gpu_memory_mib: int | None = None
     gpu_limit: float | None = None
+    gpu_memory_limit_mib: int | None = None  # a memory fraction's limit: a portion per node
     cpu_millis: int = 0  # per pod
     memory_mib: int = 0  # per pod
     # Disruption: when its gang started running (minimum guaranteed runtime counts

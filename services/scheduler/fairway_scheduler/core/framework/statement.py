@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from fairway_scheduler.core.framework.session import Hold, Request, Session
 from fairway_scheduler.core.model import Placement, PodPlacement, Workload
-from fairway_scheduler.core.nodes import PoolNodes, Take
+from fairway_scheduler.core.nodes import NodeState, PoolNodes, Take
 from fairway_scheduler.core.queues import MILLI
 
 _PLACE, _EVICT, _RECORD = range(3)
@@ -70,7 +70,7 @@ class Statement:
         for pod, take in takes:
             portion = take.milli / MILLI if request.fraction else None
             pods.append(PodPlacement(pod, take.node.name, take.devices, portion,
-                                     request.memory, workload.gpu_limit if portion else None))
+                                     request.memory, _limit(workload, take.node, portion)))
         used = [sum(t.milli * len(t.devices) for _, t in takes), sum(t.cpu for _, t in takes),
                 sum(t.mem for _, t in takes)]
         session.account(workload, self.pool.name, used, +1)
@@ -129,3 +129,13 @@ class Statement:
         """Keep everything done: nothing can be rolled back any more."""
         self._log.clear()
         self._takes.clear()
+
+
+def _limit(workload: Workload, node: NodeState, portion: float | None) -> float | None:
+    """The portion a dynamic fraction may grow to on this node: its portion limit, or its
+    memory limit over the node's device memory (capped at the whole device)."""
+    if portion is None:
+        return None
+    if workload.gpu_memory_limit_mib is not None and node.dev_memory:
+        return round(min(1.0, workload.gpu_memory_limit_mib / node.dev_memory), 4)
+    return workload.gpu_limit
