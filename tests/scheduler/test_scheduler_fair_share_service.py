@@ -494,3 +494,51 @@ async def test_reclaim_is_decided_once_and_the_preemptor_runs_when_the_room_is_f
     assert len(await preemptions()) == 16  # settled: nothing more is taken
     assert await db.fetchval("SELECT count(*) FROM evictions") == 0
     assert await db.fetchval("SELECT count(*) FROM allocations") == 24
+
+
+async def test_fractions_count_against_quota_by_portion(
+        js, tag, names, fs_consumers, start_scheduler, stored_messages, eventually):
+    """A project limited to 1 GPU runs two 0.5 fractions (on one device), and the third waits
+    with a reason that names the numbers."""
+    a, pool = names["a"], names["pool"]
+    await publish_org(js, tag, names)
+    await publish_model(js, subjects.org_project(f"id-{tag}-a"),
+                        ProjectChanged(event_id=f"prj-{tag}-a-limit", project_id=f"id-{tag}-a",
+                                       name=a, department_id=f"dep-{tag}",
+                                       resources=[PoolResources(
+                                           node_pool=pool, gpu=Quota(deserved=1, limit=1))]),
+                        msg_id=f"prj-{tag}-a-limit")
+    await publish_nodes(js, tag, pool)
+    wids = [str(uuid.uuid4()) for _ in range(3)]
+    for i, wid in enumerate(wids):
+        event = submitted(wid, a, at=i)
+        compute = event.spec.compute.model_copy(
+            update={"gpu_request_type": "portion", "gpu_portion_request": 0.5})
+        event = event.model_copy(
+            update={"spec": event.spec.model_copy(update={"compute": compute})})
+        await publish_model(js, subjects.workload_submitted(a, wid), event, msg_id=f"sub-{wid}")
+        await publish_model(js, subjects.podgroup(a, wid), pod_group(wid, a, 1, Phase.PENDING),
+                            msg_id=f"pg-{wid}-1")
+
+    await start_scheduler()
+
+    async def two_binds():
+        found = {}
+        for m in await messages(js, stored_messages, f"fairway.scheduler.bind.{a}.>"):
+            decision = BindDecision.model_validate_json(m.data)
+            found[decision.workload_id] = decision
+        return found if len(found) >= 2 else None
+
+    decisions = await eventually(two_binds, timeout=30)
+    assert set(decisions) == set(wids[:2])
+    placed = [p for d in decisions.values() for p in d.placements]
+    assert [p.portion for p in placed] == [0.5, 0.5]
+    assert len({(p.node, tuple(p.gpu_devices)) for p in placed}) == 1  # packed on one device
+
+    waiting = await eventually(lambda: _last_pending(js, stored_messages, a, wids[2]),
+                               timeout=20)
+    assert (waiting.pending, waiting.code) == (True, "OverLimit")
+    assert waiting.message == (f"project {a} uses 1 GPU of its limit of 1 GPU in node pool"
+                               f" {pool} and this workload needs 0.5 GPUs more")
+    await drained(js, fs_consumers, eventually)
+    assert len(await messages(js, stored_messages, f"fairway.scheduler.bind.{a}.>")) == 2

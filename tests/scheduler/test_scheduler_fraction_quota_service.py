@@ -10,6 +10,7 @@ import pytest
 from fairway_bus import publish_model
 from fairway_contracts import subjects
 from fairway_contracts.events import (
+    BindDecision,
     DepartmentChanged,
     NodePoolChanged,
     PoolResources,
@@ -78,13 +79,20 @@ async def test_a_project_allowed_one_gpu_runs_two_halves_and_the_third_waits(
     async def bound(wid: str):
         return await messages(js, stored_messages, subjects.bind(a, wid))
 
-    first, second = [await eventually(lambda w=w: bound(w), timeout=30) for w in wids[:2]]
+    placements = []
+    for wid in wids[:2]:
+        [message] = await eventually(lambda w=wid: bound(w), timeout=30)
+        [placement] = BindDecision.model_validate_json(message.data).placements
+        placements.append((placement.node, placement.gpu_devices, placement.portion))
+    # Both halves share one device (the second packs beside the first).
+    assert placements[0] == placements[1] and placements[0][2] == 0.5
     pending = await eventually(lambda: _last_pending(js, stored_messages, a, wids[2]),
                                timeout=30)
     assert await bound(wids[2]) == []
     assert not pending.unschedulable
-    print(pending.code, pending.message)
-    assert "1 GPU" in pending.message and "0.5 GPU" in pending.message
+    assert (pending.code, pending.message) == (
+        "OverLimit", f"project {a} uses 1 GPU of its limit of 1 GPU in node pool {pool} and this"
+        " workload needs 0.5 GPUs more")
 
     status = QueueStatusChanged.model_validate_json(
         (await messages(js, stored_messages, subjects.queue_status("project", a, pool)))[-1].data)
