@@ -75,9 +75,6 @@ async def test_fractions_bind_to_a_device_with_portion_memory_and_limit(bind):
     assert (half.gpu_devices, half.portion) == ([1], 0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the scheduler keeps no memory limit (only a"
-                   " portion limit), so a memory fraction's bind decision has gpu_limit None;"
-                   " lifecycle takes the limit from the effective spec instead")
 async def test_a_memory_limit_is_carried_as_a_portion_of_the_device(bind):
     # design-16: for memory limits, portion limit = limit MiB / device MiB (60Gi of 80Gi).
     memory = await bind(0, gpu_request_type="memory", gpu_memory_request="40Gi",
