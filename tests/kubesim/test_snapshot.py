@@ -99,3 +99,43 @@ async def test_creations_per_pod_name_are_counted_across_deletes_and_restarts(tm
         assert answer == {"default/twice": 2, "default/once": 1}
     finally:
         await again.stop()
+
+
+async def test_a_restart_keeps_the_gpu_devices_each_pod_was_given(tmp_path):
+    """The device plugin's allocation survives a restart: a reservation pod still holds the
+    device whose UUID it reported, whatever order the pods are admitted in again."""
+    devices = "kubesim.fairway.io/gpu-uuids"
+    snapshot = tmp_path / "cluster.json"
+    sim = KubeSim(DEFAULT_PROFILE, snapshot=snapshot, snapshot_seconds=0.1)
+    await sim.start()
+    api = api_for(sim)
+    await in_thread(api.create_namespace, {"metadata": {"name": "gpus"}})
+    for name, gpus in (("first", 2), ("second", 1), ("third", 1)):
+        await in_thread(api.create_namespaced_pod, "gpus",
+                        make_pod(name, gpus=gpus, restart_policy="Always", node_name="a100-1"))
+    held: dict[str, str] = {}
+    for _ in range(100):
+        pods = (await in_thread(api.list_namespaced_pod, "gpus")).items
+        held = {p.metadata.name: (p.metadata.annotations or {}).get(devices) for p in pods}
+        if all(held.values()) and len(held) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert len(set(",".join(held.values()).split(","))) == 4, held
+    await in_thread(api.delete_namespaced_pod, "first", "gpus", grace_period_seconds=0)
+    await asyncio.sleep(0.3)  # a periodic snapshot has it
+    await sim.stop()
+
+    again = KubeSim(DEFAULT_PROFILE, snapshot=snapshot)
+    await again.start()
+    try:
+        api = api_for(again)
+        for _ in range(100):
+            pods = {p.metadata.name: p for p in
+                    (await in_thread(api.list_namespaced_pod, "gpus")).items}
+            if all(p.status.phase == "Running" for p in pods.values()):
+                break
+            await asyncio.sleep(0.1)
+        after = {name: (p.metadata.annotations or {}).get(devices) for name, p in pods.items()}
+        assert after == {"second": held["second"], "third": held["third"]}
+    finally:
+        await again.stop()
