@@ -99,6 +99,9 @@ class QueueSpec:
     gpu: Quota = NO_QUOTA
     cpu: Quota = NO_QUOTA
     memory: Quota = NO_QUOTA
+    # When the project or department was created: ties in fair share and queue order go to
+    # the older one (None: after those with a time, in the order given).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ cycle, and what it has allocated (all of it, and the non-preemptible part) and r
 """
 
 import math
+from datetime import datetime
 from collections.abc import Iterable
 
 from fairway_scheduler.core.fairshare import fair_shares
@@ -31,12 +32,13 @@ def amount(resource: int, value: int) -> float:
 class Queue:
     """One queue in one pool; `parent` is the department's queue in the same pool, if any."""
 
-    __slots__ = ("allocated", "allocated_np", "deserved", "fair", "kind", "limit", "name",
-                 "parent", "pool", "quotas", "requested", "weight")
+    __slots__ = ("age", "allocated", "allocated_np", "deserved", "fair", "kind", "limit",
+                 "name", "parent", "pool", "quotas", "requested", "weight")
 
     def __init__(self, name: str, kind: str, pool: str, quotas: tuple[Quota, Quota, Quota],
-                 parent: "Queue | None"):
+                 parent: "Queue | None", age: int = 0):
         self.name, self.kind, self.pool, self.parent, self.quotas = name, kind, pool, parent, quotas
+        self.age = age  # rank by creation: smaller is older (ties go to the older queue)
         self.deserved = [units(r, max(q.deserved, 0)) for r, q in enumerate(quotas)]
         self.limit = [UNLIMITED if q.limit < 0 else units(r, q.limit)
                       for r, q in enumerate(quotas)]
@@ -49,6 +51,13 @@ class Queue:
     def chain(self) -> "list[Queue]":
         """This queue and the ones above it: every one of them must allow an allocation."""
         return [self] if self.parent is None else [self, self.parent]
+
+    def allocatable(self, resource: int) -> int:
+        """What the queue may hold before others may take from it: the larger of its fair
+        share and its deserved quota, capped by its limit."""
+        share = max(self.fair[resource], self.deserved[resource])
+        cap = self.limit[resource]
+        return share if cap == UNLIMITED else min(share, cap)
 
     def wanted(self, resource: int) -> int:
         cap = self.limit[resource]
@@ -75,6 +84,13 @@ class Queues:
 
     def __init__(self, specs: Iterable[QueueSpec]):
         self.specs = {(spec.kind, spec.name, spec.pool): spec for spec in specs}
+        # Older first: by creation time where the spec says, then by name (not by the order
+        # given: a cycle decides the same whatever order its input comes in).
+        order = sorted(self.specs.values(), key=lambda spec: (
+            spec.created_at is None, spec.created_at or datetime.min, spec.name, spec.kind))
+        self.age: dict[tuple[str, str], int] = {}
+        for rank, spec in enumerate(order):
+            self.age.setdefault((spec.kind, spec.name), rank)
         self.department_of: dict[str, str | None] = {}
         for spec in self.specs.values():
             if spec.kind == "project":
@@ -87,7 +103,8 @@ class Queues:
         if queue is None:
             spec = self.specs.get(key)
             quotas = (spec.gpu, spec.cpu, spec.memory) if spec else (NO_QUOTA,) * 3
-            queue = self.queues[key] = Queue(name, kind, pool, quotas, parent)
+            queue = self.queues[key] = Queue(name, kind, pool, quotas, parent,
+                                             self.age.get((kind, name), len(self.age)))
         return queue
 
     def project(self, name: str, pool: str) -> Queue:
@@ -140,7 +157,9 @@ def _fill_level(total: int, queues: list[Queue], r: int) -> None:
     shares = fair_shares(total,
                          {key: q.deserved[r] for key, q in keyed.items()},
                          {key: q.wanted(r) for key, q in keyed.items()},
-                         {key: q.weight[r] for key, q in keyed.items()})
+                         {key: q.weight[r] for key, q in keyed.items()},
+                         MILLI if r == GPU else 1,  # whole GPUs; base units otherwise
+                         {key: q.age for key, q in keyed.items()})
     for key, q in keyed.items():
         q.fair[r] = shares[key]
 

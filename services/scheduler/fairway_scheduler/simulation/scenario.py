@@ -8,12 +8,14 @@ keys and impossible values are rejected before anything runs.
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fairway_contracts.workloads import NODE_TYPE_LABEL, NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
 from fairway_scheduler.core.model import DisruptionSettings, Node, NodePool, QueueSpec, Quota
 
 DEFAULT_POOL = "default"
+ORG_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 TYPES = ("workspace", "training", "distributed", "inference")
 DEFAULT_PRIORITY = {"workspace": "build", "training": "train", "distributed": "train",
                     "inference": "inference"}
@@ -219,7 +221,8 @@ def _org(org: dict, pools: tuple[str, ...]
         departments.append(name)
         quotas = _resources(item.get("resources"), f"org.departments[{i}] ({name}).resources",
                             pools)
-        queues += [QueueSpec(name, "department", pool, None, *quotas.get(pool, _none()))
+        queues += [QueueSpec(name, "department", pool, None, *quotas.get(pool, _none()),
+                             created_at=_created(i))
                    for pool in pools]
     projects: list[str] = []
     for i, item in enumerate(_list(org.get("projects") or [], "org.projects")):
@@ -236,9 +239,15 @@ def _org(org: dict, pools: tuple[str, ...]
             raise ScenarioError(f"{where}.department: department {department!r} does not "
                                 "exist")
         quotas = _resources(item.get("resources"), f"{where}.resources", pools)
-        queues += [QueueSpec(name, "project", pool, department, *quotas.get(pool, _none()))
+        queues += [QueueSpec(name, "project", pool, department, *quotas.get(pool, _none()),
+                             created_at=_created(len(departments) + i))
                    for pool in pools]
     return tuple(departments), tuple(projects), tuple(queues)
+
+
+def _created(index: int) -> datetime:
+    """Org units are created in the order the file lists them (ties go to the older)."""
+    return ORG_CREATED + timedelta(seconds=index)
 
 
 def _none() -> tuple[Quota, Quota, Quota]:
