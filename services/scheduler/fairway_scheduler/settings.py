@@ -61,6 +61,13 @@ class SchedulerSettings(ServiceSettings):
         description="consolidation moves at most this many pods per cycle",
     )
 
+    reclaimer_saturation_multiplier: float = Field(
+        default=1.0, ge=1.0, alias="FAIRWAY_SCHEDULER_RECLAIMER_SATURATION_MULTIPLIER",
+        description="reclaim's saturation rule: a queue reclaiming beyond its fair share and "
+                    "deserved quota must end less saturated (allocated / fair share, times "
+                    "this) than every queue it takes from; above 1 reclaims less eagerly",
+    )
+
     missing_pool_grace_seconds: float = Field(
         default=60, ge=0, alias="FAIRWAY_SCHEDULER_MISSING_POOL_GRACE_SECONDS",
         description="a workload naming a node pool the scheduler has not heard of, or one "
@@ -86,6 +93,7 @@ class SchedulerSettings(ServiceSettings):
             stale_gang_grace=(self.stale_gang_grace_seconds if "stale-gang" in actions
                               else float("inf")),
             max_pods_moved=self.max_pods_moved_per_cycle,
+            reclaimer_saturation_multiplier=self.reclaimer_saturation_multiplier,
             missing_pool_grace=self.missing_pool_grace_seconds)
 
     # Leader election (active/standby) -------------------------------------------------------

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from fairway_scheduler.core.actions.allocate import Allocate
 from fairway_scheduler.core.actions.consolidate import consolidate
 from fairway_scheduler.core.actions.preempt import preempt
-from fairway_scheduler.core.actions.reclaim import reclaim
+from fairway_scheduler.core.actions.reclaim import may_reclaim, reclaim
 from fairway_scheduler.core.actions.solver import Solver
 from fairway_scheduler.core.actions.stale_gang import evict_stale_gangs
 from fairway_scheduler.core.framework import Session
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import ClusterSnapshot, CycleResult, DisruptionSettings, Workload
+from fairway_scheduler.core.queues import GPU
 
 Action = Callable[[Solver, Workload, str], bool]
 
@@ -50,9 +51,38 @@ def disruptive_actions(settings: DisruptionSettings) -> list[Action]:
 def _disruption_possible(session: Session) -> bool:
     """Most cycles have nothing to disrupt for: skip indexing every running pod then. A gang
     whose pods do not all exist yet is nothing to disrupt for either (no room made would
-    start it); bursts of new workloads are mostly that, while their pods are being created."""
-    return any(w.evicting_pods or w.below_min_since is not None
-               or (w.waiting_pods and session.held[w.id] < w.min_pods
-                   and len(w.waiting_pods) + session.held[w.id] >= w.min_pods
-                   and w.id not in session.unschedulable)
-               for w in session.snapshot.workloads)
+    start it); bursts of new workloads are mostly that, while their pods are being created.
+    Pods above a running workload's minimum are, when its project could reclaim for one more
+    (it stays within its fair share or deserved quota) or holds lower-priority work to preempt."""
+    settings = session.snapshot.disruption
+    elastic: list[Workload] = []
+    for w in session.snapshot.workloads:
+        if w.evicting_pods or w.below_min_since is not None:
+            return True
+        if not w.waiting_pods or w.id in session.unschedulable:
+            continue
+        held = session.held[w.id]
+        if held < w.min_pods:
+            if len(w.waiting_pods) + held >= w.min_pods:
+                return True
+        elif held:
+            elastic.append(w)
+    if not elastic:
+        return False
+    lowest: dict[str, int] = {}
+    if settings.preempt:
+        for w in session.snapshot.workloads:
+            if session.held[w.id] and w.preemptible:
+                lowest[w.project] = min(lowest.get(w.project, w.priority), w.priority)
+    for w in elastic:
+        pool = session.held_pool.get(w.id)
+        pool_nodes = session.pools.get(pool) if pool else None
+        if pool_nodes is None:
+            continue
+        if w.project in lowest and lowest[w.project] < w.priority:
+            return True
+        need = session.requests[w.id].vector(pool_nodes.max_dev_memory)[GPU]
+        if settings.reclaim and need and may_reclaim(session.queues.project(w.project, pool),
+                                                     need):
+            return True
+    return False

@@ -123,6 +123,10 @@ class DisruptionSettings:
     stale_gang_grace: float = 60  # seconds below its minimum before a gang is evicted whole
     max_pods_moved: int = 8  # consolidation: pods moved per cycle at most
     max_tentative_victims: int = 256  # per attempt: how many victims a simulation may try
+    # Reclaim's saturation rule: a reclaimer that ends above its fair share (and deserved
+    # quota) must end less saturated than every sibling it took from, its own allocated / fair
+    # share multiplied by this first (>= 1; larger reclaims less eagerly).
+    reclaimer_saturation_multiplier: float = 1.0
     # A pool a workload names that the scheduler has not heard of (or that has no node yet)
     # may be on its way (an organisation event racing the submission): the workload waits
     # this long after its submission before it is refused as never placeable.

@@ -172,3 +172,22 @@ def ratio(allocated: list[int], fair: list[int]) -> float:
             continue
         worst = max(worst, allocated[r] / fair[r] if fair[r] else math.inf)
     return worst
+
+
+def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tuple:
+    """Which queue (or queues of one unit across pools, summed) goes first with `need` as its
+    next job: those at or below their fair share before those above it; those that stay within
+    their deserved quota with the job before those that would not; the smaller dominant share
+    counting the job, then without it; then the smaller share of the cluster; then the older.
+    Deserved quota counts in GPUs and in the resources the queue configures."""
+    allocated = [sum(q.allocated[r] for q in queues) for r in range(3)]
+    fair = [sum(q.fair[r] for q in queues) for r in range(3)]
+    deserved = [sum(q.deserved[r] for q in queues) for r in range(3)]
+    managed = [True] + [any(q.quotas[r] != NO_QUOTA for q in queues) for r in (CPU, MEMORY)]
+    over = any(allocated[r] > fair[r] for r in range(3))
+    starved = all(allocated[r] + need[r] <= deserved[r] for r in range(3)
+                  if need[r] and managed[r])
+    with_job = [allocated[r] + need[r] for r in range(3)]
+    dominant = max(allocated[r] / capacity[r] for r in range(3))
+    age = min((q.age for q in queues), default=0)
+    return (over, not starved, ratio(with_job, fair), ratio(allocated, fair), dominant, age)

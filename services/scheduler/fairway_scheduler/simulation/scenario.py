@@ -91,13 +91,16 @@ def parse_scenario(data: Any) -> Scenario:
     _keys(doc, {"simulation", "cluster", "org", "workloads", "expect"}, "the scenario")
     sim = _mapping(doc.get("simulation") or {}, "simulation")
     _keys(sim, {"rounds", "secondsPerRound", "evictionSeconds", "staleGangGrace",
-                "maxPodsMovedPerCycle", "actions"}, "simulation")
+                "maxPodsMovedPerCycle", "reclaimerSaturationMultiplier", "actions"},
+          "simulation")
     rounds = _int(sim.get("rounds", 10), "simulation.rounds", minimum=0)
     spr = _number(sim.get("secondsPerRound", 1), "simulation.secondsPerRound", minimum=0)
     eviction = _duration(sim.get("evictionSeconds", 0), "simulation.evictionSeconds")
     grace = _duration(sim.get("staleGangGrace", 60), "simulation.staleGangGrace")
     moves = _int(sim.get("maxPodsMovedPerCycle", 8), "simulation.maxPodsMovedPerCycle",
                  minimum=0)
+    multiplier = _number(sim.get("reclaimerSaturationMultiplier", 1),
+                         "simulation.reclaimerSaturationMultiplier", minimum=1)
     actions = sim.get("actions", list(ACTIONS))
     for action in _list(actions, "simulation.actions"):
         if action not in ACTIONS:
@@ -106,7 +109,8 @@ def parse_scenario(data: Any) -> Scenario:
     disruption = DisruptionSettings(reclaim="reclaim" in actions, preempt="preempt" in actions,
                                     consolidate="consolidate" in actions,
                                     stale_gang_grace=grace if "stale-gang" in actions
-                                    else math.inf, max_pods_moved=moves)
+                                    else math.inf, max_pods_moved=moves,
+                                    reclaimer_saturation_multiplier=multiplier)
 
     cluster = _mapping(doc.get("cluster") or {}, "cluster")
     _keys(cluster, {"nodePools", "nodes"}, "cluster")

@@ -1,10 +1,13 @@
 """The allocate action: place waiting workloads, fairest queue first, on idle capacity.
 
-Order: departments (and department-less projects) first by how far through their fair share
-they are (the dominant resource's allocated / fair share, lowest first), then by dominant share
-of the cluster, then name; inside the chosen department the same for its projects; inside a
-project by priority (highest first), then submission time, then id. After every attempt the
-queue goes back with its new standing, so the walk interleaves queues as they fill.
+Order: gangs first, then the pods above gangs' minimums. Each walk takes departments (and
+department-less projects) in queue order (`queues.order_key`, counting the workload each would
+try next: at or below fair share first, within deserved quota with it first, smaller dominant
+share with it, then without it, then the older queue); inside the chosen department the same
+for its projects; inside a project by priority (highest first), then submission time, then id.
+After every attempt the queue goes back with its new standing, so the walk interleaves queues as
+they fill. Pods above the minimum are handed out one per workload per turn, the workload with
+the fewest of them first, so spare room is shared between elastic workloads.
 
 A workload is tried in its pools in order. In a pool: the queue checks (limits of the project
 and its department, and for non-preemptible workloads their deserved quota), then the gang
@@ -30,7 +33,7 @@ from fairway_scheduler.core.model import (
     Workload,
 )
 from fairway_scheduler.core.nodes import milli_of, natural
-from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, ratio
+from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
@@ -51,6 +54,8 @@ class Allocate:
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
+        """Gangs first: every waiting workload's gang (its minimum), in queue order. Then the
+        pods above the minimum, one per workload per turn, in queue order again."""
         session = self.session
         by_project: dict[str, list[Workload]] = {}
         for workload in session.snapshot.workloads:
@@ -58,6 +63,26 @@ class Allocate:
                 by_project.setdefault(workload.project, []).append(workload)
         if not by_project:
             return
+        self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
+                               else sorted(w.waiting_pods, key=natural))
+                        for ws in by_project.values() for w in ws}
+        gangs = {p: [w for w in ws if session.held[w.id] < w.min_pods or not session.held[w.id]]
+                 for p, ws in by_project.items()}
+        self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
+        extras = {p: [w for w in ws if self.waiting[w.id] and w.id not in session.unschedulable
+                      and session.held[w.id] >= w.min_pods and session.held[w.id]]
+                  for p, ws in by_project.items()}
+        self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+
+    def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
+        """Try workloads in queue order: the department (or department-less project) that goes
+        first (`order_key` with its next workload), then the same inside it, then the project's
+        own order (priority, submission time, id; for pods above the minimum the workload with
+        the fewest of them first). After every attempt the queue goes back with its new
+        standing, so the walk interleaves queues as they fill."""
+        if not by_project:
+            return
+        session = self.session
         pools = list(session.pools)
         project_queues = {p: [session.queues.project(p, pool) for pool in pools]
                           for p in by_project}
@@ -69,42 +94,57 @@ class Allocate:
             groups.setdefault(group, []).append(project)
             group_queues[group] = ([q.parent for q in queues if q.parent is not None]
                                    if department else queues)
-        backlog = {p: sorted(ws, key=lambda w: (-w.priority, w.submitted_at, w.id), reverse=True)
-                   for p, ws in by_project.items()}
-        inner = {g: [(self._key(project_queues[p]), p) for p in ps] for g, ps in groups.items()}
+
+        def turn(w: Workload) -> tuple:
+            extra = session.held[w.id] - w.min_pods if elastic else 0
+            return (extra, -w.priority, w.submitted_at, w.id)
+
+        backlog = {p: [(turn(w), w) for w in ws] for p, ws in by_project.items()}
+        for heap in backlog.values():
+            heapq.heapify(heap)
+
+        def project_key(project: str) -> tuple:
+            return self._key(project_queues[project], backlog[project][0][1], elastic)
+
+        inner = {g: [(project_key(p), p) for p in ps] for g, ps in groups.items()}
         for heap in inner.values():
             heapq.heapify(heap)
-        top = [(self._key(group_queues[g]), g) for g in groups]
-        heapq.heapify(top)
-        self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
-                               else sorted(w.waiting_pods, key=natural))
-                        for ws in by_project.values() for w in ws}
-        placements = session.placements
-        while top:
-            group_key, group = heapq.heappop(top)
-            project_key, project = heapq.heappop(inner[group])
-            workload = backlog[project].pop()
-            before = len(placements)
-            if self.attempt(workload):
-                backlog[project].append(workload)  # its next pod comes back in queue order
-            if len(placements) != before:  # only a placement moves a queue's standing
-                project_key = self._key(project_queues[project])
-                group_key = self._key(group_queues[group])
-            if backlog[project]:
-                heapq.heappush(inner[group], (project_key, project))
-            if inner[group]:
-                heapq.heappush(top, (group_key, group))
 
-    def _key(self, queues: list[Queue]) -> tuple[float, float]:
-        allocated = [sum(q.allocated[r] for q in queues) for r in range(3)]
-        fair = [sum(q.fair[r] for q in queues) for r in range(3)]
-        dominant = max(allocated[r] / self.capacity[r] for r in range(3))
-        return ratio(allocated, fair), dominant
+        def group_key(group: str) -> tuple:
+            project = inner[group][0][1]
+            return self._key(group_queues[group], backlog[project][0][1], elastic)
+
+        top = [(group_key(g), g) for g in groups]
+        heapq.heapify(top)
+        while top:
+            _, group = heapq.heappop(top)
+            _, project = heapq.heappop(inner[group])
+            _, workload = heapq.heappop(backlog[project])
+            if self.attempt(workload, elastic=elastic):
+                # its next pod comes back in its turn
+                heapq.heappush(backlog[project], (turn(workload), workload))
+            if backlog[project]:
+                heapq.heappush(inner[group], (project_key(project), project))
+            if inner[group]:
+                heapq.heappush(top, (group_key(group), group))
+
+    def _key(self, queues: list[Queue], workload: Workload, elastic: bool) -> tuple:
+        return order_key(queues, self._need(workload, elastic), self.capacity)
+
+    def _need(self, workload: Workload, elastic: bool) -> list[int]:
+        """What the workload's next attempt would add to its queue: its gang, or one pod."""
+        session = self.session
+        request = session.requests[workload.id]
+        pool = session.pools.get(session.target_pools(workload)[0])
+        vector = request.vector(pool.max_dev_memory if pool else 0)
+        pods = 1 if elastic else max(1, workload.min_pods - session.held[workload.id])
+        return [v * pods for v in vector]
 
     # one workload -----------------------------------------------------------------------
-    def attempt(self, workload: Workload) -> bool:
-        """Place the gang (all or nothing), or one more pod once the gang runs. True when the
-        workload has more pods to place and should come back in its turn."""
+    def attempt(self, workload: Workload, *, elastic: bool = False) -> bool:
+        """Place the gang (all or nothing), or (`elastic`) one more pod once the gang runs.
+        True when the workload placed a pod above its minimum and has more to place: it comes
+        back in its next turn."""
         session = self.session
         refused = session.unschedulable.get(workload.id)
         if refused is not None:
@@ -121,7 +161,7 @@ class Allocate:
         for pool in session.target_pools(workload):
             reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
             if reason is None:
-                return bool(waiting)
+                return elastic and bool(waiting)
             found.append(reason)
         best = next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
         self._pending(workload, best)

@@ -1,12 +1,27 @@
-"""The reclaim action: a queue below its fair share takes GPUs back from queues above theirs.
+"""The reclaim action: a queue takes back GPUs that queues above their share borrowed.
 
-The preemptor's project (and, across departments, its department) is below its fair share;
-victims come from queues above theirs, the most over-served first (departments, then
-projects), lowest priority and newest first inside one; no victim queue ends below its fair
-share; the reclaiming queue ends no more saturated (allocated / fair share) than any queue it
-took from. Fairness is counted in GPUs, the resource queues contend for; CPU and memory quotas
-only limit.
+Fairness is counted in GPUs, the resource queues contend for; CPU and memory quotas only limit.
+The rules, level by level (a victim is judged where its queue's ancestry and the reclaimer's
+part: two projects of one department compare as projects, anything else as departments or
+department-less projects):
+
+- **The reclaimer** (its project) must stay within its fair share or within its deserved quota
+  once the workload runs; a non-preemptible one within its deserved quota (as `allocate`).
+- **A victim** is acceptable by either of two strategies, judged on its queue before the
+  victim leaves: *maintain fair share*, its queue holds more than its allocatable share
+  (`min(limit, max(deserved, fair share))`), and may end below its fair share; or *guarantee
+  deserved quota*, the reclaimer's queue stays within its deserved quota with the workload and
+  the victim's queue holds more than its own deserved quota. The second holds also where the
+  deserved quotas of a pool add up to more than it has.
+- **Saturation**: a reclaimer that ends above both its fair share and its deserved quota at a
+  level must end less saturated (allocated / fair share, times the multiplier setting) than
+  every sibling it took from there, so two queues never take turns taking from each other.
+
+Victims come from the most over-served queues first (departments, then projects), lowest
+priority and newest first inside one; elastic pods above a workload's minimum before gangs.
 """
+
+from collections.abc import Iterator
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.solver import (
@@ -14,7 +29,6 @@ from fairway_scheduler.core.actions.solver import (
     Unit,
     evicted_pods,
     label,
-    saturation,
     top,
 )
 from fairway_scheduler.core.model import Workload
@@ -24,52 +38,96 @@ from fairway_scheduler.core.queues import GPU, MILLI, Queue
 def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     """Reclaim room for `workload` in `pool`; True when it was placed."""
     session = solver.session
-    if pool not in session.pools:
+    pool_nodes = session.pools.get(pool)
+    if pool_nodes is None:
         return False
     reclaimer = session.queues.project(workload.project, pool)
-    if reclaimer.allocated[GPU] >= reclaimer.fair[GPU]:
+    gang = max(1, workload.min_pods - session.held[workload.id])
+    need = session.requests[workload.id].vector(pool_nodes.max_dev_memory)[GPU] * gang
+    if not need or not may_reclaim(reclaimer, need):
         return False
-    department = top(reclaimer)
+    multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
 
-    def level(victim: Queue) -> list[Queue]:
-        """The victim's queues that the reclaimer does not share: the rules apply there."""
-        return [q for q in victim.chain() if q is not reclaimer and q is not department]
+    def levels(victim: Queue) -> tuple[Queue, Queue]:
+        """(the reclaimer's queue, the victim's queue) where their ancestries part."""
+        if victim.parent is not None and victim.parent is reclaimer.parent:
+            return reclaimer, victim
+        return top(reclaimer), top(victim)
 
-    if department is not reclaimer and department.allocated[GPU] >= department.fair[GPU]:
-        # Below its share inside its department, but the department is not: only its own
-        # department's other projects may give (their queues are compared below).
-        def eligible(victim: Queue) -> bool:
-            return victim.parent is department and victim is not reclaimer
-    else:
-        def eligible(victim: Queue) -> bool:
-            return victim is not reclaimer
+    def acceptable(victim: Queue) -> bool:
+        mine, theirs = levels(victim)
+        if theirs.allocated[GPU] > theirs.allocatable(GPU):
+            return True  # maintain fair share
+        return (mine.allocated[GPU] + need <= mine.deserved[GPU]
+                and theirs.allocated[GPU] > theirs.deserved[GPU])  # guarantee deserved quota
 
-    queues = [q for q in solver.queues_in(pool) if eligible(q)
-              and all(x.allocated[GPU] > x.fair[GPU] for x in level(q))]
+    queues = [q for q in solver.queues_in(pool) if q is not reclaimer and acceptable(q)]
     if not queues and not solver.freed:
         return False
 
-    def admissible(unit: Unit) -> bool:
-        queue = session.queues.project(unit.workload.project, pool)
-        return all(q.allocated[GPU] - unit.gpu >= q.fair[GPU] for q in level(queue))
+    why: dict[str, str] = {}  # victim workload -> the rule that let it go, with numbers
 
-    def fair_after(victims: list[Unit]) -> bool:
-        # Compared level for level: a department with the reclaimer's department (or
-        # department-less project), a project with the reclaimer's project.
+    def admissible(unit: Unit) -> bool:
+        victim = session.queues.project(unit.workload.project, pool)
+        if not acceptable(victim):
+            return False
+        why[unit.workload.id] = because(victim)
+        return True
+
+    def gentle(unit: Unit) -> bool:
+        """Its queue keeps at least its allocatable share without it."""
+        now = solver.current(unit, [])
+        _, theirs = levels(session.queues.project(unit.workload.project, pool))
+        return now is not None and theirs.allocated[GPU] - now.gpu >= theirs.allocatable(GPU)
+
+    def candidates() -> Iterator[Unit]:
+        """Victims that leave their queue its share first, then the others: a queue may end
+        below its fair share, but only where nothing gentler makes the room."""
+        yield from (u for u in solver.by_queue_order(queues, pool) if gentle(u))
+        yield from solver.by_queue_order(queues, pool)
+
+    def because(victim: Queue) -> str:
+        _, theirs = levels(victim)
+        what = "project" if theirs.kind == "project" else "department"
+        held = reasons.number(theirs.allocated[GPU] / MILLI)
+        if theirs.allocated[GPU] > theirs.allocatable(GPU):
+            bound = (f"more than its fair share of "
+                     f"{reasons.number(theirs.allocatable(GPU) / MILLI)} GPUs")
+        else:
+            bound = (f"more than its deserved {reasons.number(theirs.deserved[GPU] / MILLI)} "
+                     "GPUs")
+        within = ("fair share" if reclaimer.allocated[GPU] + need <= reclaimer.fair[GPU]
+                  else "deserved quota")
+        return (f"{what} {theirs.name} holds {held} GPUs in pool {pool}, {bound}, and project "
+                f"{workload.project} needs them back within its {within}")
+
+    def saturation_kept(victims: list[Unit]) -> bool:
+        """No level where the reclaimer ends above its share and at least as saturated as a
+        sibling it took from (victims gone, the workload not yet counted)."""
         for unit in victims:
-            for q in level(session.queues.project(unit.workload.project, pool)):
-                mine = saturation(department if q.parent is None else reclaimer)
-                if q.allocated[GPU] < q.fair[GPU] or saturation(q) < mine:
-                    return False
+            mine, theirs = levels(session.queues.project(unit.workload.project, pool))
+            after = mine.allocated[GPU] + need
+            if after <= max(mine.fair[GPU], mine.deserved[GPU]) or not theirs.fair[GPU]:
+                continue
+            if multiplier * _ratio(after, mine.fair[GPU]) >= _ratio(theirs.allocated[GPU],
+                                                                   theirs.fair[GPU]):
+                return False
         return True
 
     def describe(unit: Unit) -> str:
-        queue = session.queues.project(unit.workload.project, pool)
-        share = reasons.number(queue.fair[GPU] / MILLI)
-        return (f"project {unit.workload.project} uses more than its fair share of {share} "
-                f"GPUs in pool {pool}, and project {workload.project} below its share needs "
-                f"them back: {evicted_pods(unit)} ({reasons.resource(GPU, unit.gpu)}) make "
-                f"room for {label(workload)}")
+        return (f"{why[unit.workload.id]}: {evicted_pods(unit)} "
+                f"({reasons.resource(GPU, unit.gpu)}) make room for {label(workload)}")
 
-    return solver.attempt(workload, pool, "reclaim", solver.by_queue_order(queues, pool),
-                          admissible, fair_after, describe)
+    return solver.attempt(workload, pool, "reclaim", candidates(), admissible,
+                          saturation_kept, describe)
+
+
+def may_reclaim(reclaimer: Queue, need: int) -> bool:
+    """The reclaimer's project stays within its fair share or its deserved quota with `need`
+    more GPUs (milli-GPUs)."""
+    after = reclaimer.allocated[GPU] + need
+    return after <= reclaimer.fair[GPU] or after <= reclaimer.deserved[GPU]
+
+
+def _ratio(allocated: int, fair: int) -> float:
+    return allocated / fair if fair else float("inf")

@@ -31,7 +31,7 @@ from fairway_scheduler.core.actions.allocate import quota_refusal
 from fairway_scheduler.core.framework import Hold, Request, Session, Statement, too_large
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import natural
-from fairway_scheduler.core.queues import GPU, Queue
+from fairway_scheduler.core.queues import GPU, Queue, order_key
 
 
 @dataclass(slots=True)
@@ -94,23 +94,36 @@ class Solver:
                 self.holds.setdefault(wid, []).append(hold)
 
     def preemptors(self) -> list[Workload]:
-        """Workloads whose gang still waits, fairest queue first (the queue furthest below its
-        fair share), then priority, then submission time."""
+        """Workloads with pods waiting that a disruption could place: gangs still waiting
+        first, then pods above a running workload's minimum (one per workload per cycle); each
+        in queue order (`queues.order_key` with the pods it would place), then priority, then
+        submission time."""
         session = self.session
         out = []
+        capacity = [max(sum(c[r] for c in session.capacity().values()), 1) for r in range(3)]
+        placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
         for workload in session.snapshot.workloads:
             if (not workload.waiting_pods or workload.id in session.unschedulable
-                    or workload.id in self.evicted
-                    or session.held[workload.id] >= workload.min_pods):
+                    or workload.id in self.evicted):
                 continue
             if workload.id not in self.waiting:
-                self.waiting[workload.id] = sorted(workload.waiting_pods, key=natural)
-            out.append(workload)
+                self.waiting[workload.id] = sorted(
+                    (pod for pod in workload.waiting_pods if (workload.id, pod) not in placed),
+                    key=natural)
+            if self.waiting[workload.id]:
+                out.append(workload)
 
         def key(w: Workload):
             pool = session.target_pools(w)[0]
             queue = session.queues.project(w.project, pool)
-            return (saturation(queue), -w.priority, w.submitted_at, w.id)
+            held = session.held[w.id]
+            elastic = held >= w.min_pods
+            pool_nodes = session.pools.get(pool)
+            vector = session.requests[w.id].vector(pool_nodes.max_dev_memory if pool_nodes
+                                                   else 0)
+            pods = 1 if elastic else w.min_pods - held
+            return (elastic, order_key([queue], [v * pods for v in vector], capacity),
+                    -w.priority, w.submitted_at, w.id)
 
         return sorted(out, key=key)
 
