@@ -6,8 +6,8 @@ cycle, and what it has allocated (all of it, and the non-preemptible part) and r
 """
 
 import math
-from datetime import datetime
 from collections.abc import Iterable
+from datetime import datetime
 
 from fairway_scheduler.core.fairshare import fair_shares
 from fairway_scheduler.core.model import NO_QUOTA, QueueSpec, QueueStatus, Quota, ResourceStatus

@@ -46,80 +46,96 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     need = session.requests[workload.id].vector(pool_nodes.max_dev_memory)[GPU] * gang
     if not need or not may_reclaim(reclaimer, need):
         return False
-    multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
+    return _Reclaim(solver, workload, pool, reclaimer, need).run()
 
-    def levels(victim: Queue) -> tuple[Queue, Queue]:
+
+class _Reclaim:
+    """One reclaim attempt's rules, for `Solver.attempt`."""
+
+    def __init__(self, solver: Solver, workload: Workload, pool: str, reclaimer: Queue,
+                 need: int):
+        self.solver, self.workload, self.pool = solver, workload, pool
+        self.reclaimer, self.need = reclaimer, need
+        self.multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
+        self.why: dict[str, str] = {}  # victim workload -> the rule that let it go
+        self.queues = [q for q in solver.queues_in(pool)
+                       if q is not reclaimer and self.acceptable(q)]
+
+    def run(self) -> bool:
+        if not self.queues and not self.solver.freed:
+            return False
+        return self.solver.attempt(self.workload, self.pool, "reclaim", self.candidates(),
+                                   self.admissible, self.saturation_kept, self.describe)
+
+    def queue(self, unit: Unit) -> Queue:
+        return self.solver.session.queues.project(unit.workload.project, self.pool)
+
+    def levels(self, victim: Queue) -> tuple[Queue, Queue]:
         """(the reclaimer's queue, the victim's queue) where their ancestries part."""
-        if victim.parent is not None and victim.parent is reclaimer.parent:
-            return reclaimer, victim
-        return top(reclaimer), top(victim)
+        if victim.parent is not None and victim.parent is self.reclaimer.parent:
+            return self.reclaimer, victim
+        return top(self.reclaimer), top(victim)
 
-    def acceptable(victim: Queue) -> bool:
-        mine, theirs = levels(victim)
+    def acceptable(self, victim: Queue) -> bool:
+        mine, theirs = self.levels(victim)
         if theirs.allocated[GPU] > theirs.allocatable(GPU):
             return True  # maintain fair share
-        return (mine.allocated[GPU] + need <= mine.deserved[GPU]
+        return (mine.allocated[GPU] + self.need <= mine.deserved[GPU]
                 and theirs.allocated[GPU] > theirs.deserved[GPU])  # guarantee deserved quota
 
-    queues = [q for q in solver.queues_in(pool) if q is not reclaimer and acceptable(q)]
-    if not queues and not solver.freed:
-        return False
-
-    why: dict[str, str] = {}  # victim workload -> the rule that let it go, with numbers
-
-    def admissible(unit: Unit) -> bool:
-        victim = session.queues.project(unit.workload.project, pool)
-        if not acceptable(victim):
+    def admissible(self, unit: Unit) -> bool:
+        victim = self.queue(unit)
+        if not self.acceptable(victim):
             return False
-        why[unit.workload.id] = because(victim)
+        self.why[unit.workload.id] = self.because(victim)
         return True
 
-    def gentle(unit: Unit) -> bool:
+    def gentle(self, unit: Unit) -> bool:
         """Its queue keeps at least its allocatable share without it."""
-        now = solver.current(unit, [])
-        _, theirs = levels(session.queues.project(unit.workload.project, pool))
+        now = self.solver.current(unit, [])
+        _, theirs = self.levels(self.queue(unit))
         return now is not None and theirs.allocated[GPU] - now.gpu >= theirs.allocatable(GPU)
 
-    def candidates() -> Iterator[Unit]:
+    def candidates(self) -> Iterator[Unit]:
         """Victims that leave their queue its share first, then the others: a queue may end
         below its fair share, but only where nothing gentler makes the room."""
-        yield from (u for u in solver.by_queue_order(queues, pool) if gentle(u))
-        yield from solver.by_queue_order(queues, pool)
+        yield from (u for u in self.solver.by_queue_order(self.queues, self.pool)
+                    if self.gentle(u))
+        yield from self.solver.by_queue_order(self.queues, self.pool)
 
-    def because(victim: Queue) -> str:
-        _, theirs = levels(victim)
-        what = "project" if theirs.kind == "project" else "department"
-        held = reasons.number(theirs.allocated[GPU] / MILLI)
-        if theirs.allocated[GPU] > theirs.allocatable(GPU):
-            bound = (f"more than its fair share of "
-                     f"{reasons.number(theirs.allocatable(GPU) / MILLI)} GPUs")
-        else:
-            bound = (f"more than its deserved {reasons.number(theirs.deserved[GPU] / MILLI)} "
-                     "GPUs")
-        within = ("fair share" if reclaimer.allocated[GPU] + need <= reclaimer.fair[GPU]
-                  else "deserved quota")
-        return (f"{what} {theirs.name} holds {held} GPUs in pool {pool}, {bound}, and project "
-                f"{workload.project} needs them back within its {within}")
-
-    def saturation_kept(victims: list[Unit]) -> bool:
+    def saturation_kept(self, victims: list[Unit]) -> bool:
         """No level where the reclaimer ends above its share and at least as saturated as a
         sibling it took from (victims gone, the workload not yet counted)."""
         for unit in victims:
-            mine, theirs = levels(session.queues.project(unit.workload.project, pool))
-            after = mine.allocated[GPU] + need
+            mine, theirs = self.levels(self.queue(unit))
+            after = mine.allocated[GPU] + self.need
             if after <= max(mine.fair[GPU], mine.deserved[GPU]) or not theirs.fair[GPU]:
                 continue
-            if multiplier * _ratio(after, mine.fair[GPU]) >= _ratio(theirs.allocated[GPU],
-                                                                   theirs.fair[GPU]):
+            if self.multiplier * _ratio(after, mine.fair[GPU]) >= _ratio(
+                    theirs.allocated[GPU], theirs.fair[GPU]):
                 return False
         return True
 
-    def describe(unit: Unit) -> str:
-        return (f"{why[unit.workload.id]}: {evicted_pods(unit)} "
-                f"({reasons.resource(GPU, unit.gpu)}) make room for {label(workload)}")
+    def because(self, victim: Queue) -> str:
+        _, theirs = self.levels(victim)
+        what = "project" if theirs.kind == "project" else "department"
+        held = reasons.number(theirs.allocated[GPU] / MILLI)
+        share = theirs.allocatable(GPU)
+        if theirs.allocated[GPU] > share:
+            kind = "fair share" if share == theirs.fair[GPU] else "share"
+            bound = f"more than its {kind} of {reasons.number(share / MILLI)} GPUs"
+        else:
+            bound = (f"more than its deserved {reasons.number(theirs.deserved[GPU] / MILLI)} "
+                     "GPUs")
+        reclaimer = self.reclaimer
+        within = ("fair share" if reclaimer.allocated[GPU] + self.need <= reclaimer.fair[GPU]
+                  else "deserved quota")
+        return (f"{what} {theirs.name} holds {held} GPUs in pool {self.pool}, {bound}, and "
+                f"project {self.workload.project} needs them back within its {within}")
 
-    return solver.attempt(workload, pool, "reclaim", candidates(), admissible,
-                          saturation_kept, describe)
+    def describe(self, unit: Unit) -> str:
+        return (f"{self.why[unit.workload.id]}: {evicted_pods(unit)} "
+                f"({reasons.resource(GPU, unit.gpu)}) make room for {label(self.workload)}")
 
 
 def may_reclaim(reclaimer: Queue, need: int) -> bool:
