@@ -46,16 +46,16 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     need = session.requests[workload.id].vector(pool_nodes.max_dev_memory)[GPU] * gang
     if not need or not may_reclaim(reclaimer, need):
         return False
-    return _Reclaim(solver, workload, pool, reclaimer, need).run()
+    return _Reclaim(solver, workload, pool, reclaimer, need, gang).run()
 
 
 class _Reclaim:
     """One reclaim attempt's rules, for `Solver.attempt`."""
 
     def __init__(self, solver: Solver, workload: Workload, pool: str, reclaimer: Queue,
-                 need: int):
+                 need: int, gang: int):
         self.solver, self.workload, self.pool = solver, workload, pool
-        self.reclaimer, self.need = reclaimer, need
+        self.reclaimer, self.need, self.gang = reclaimer, need, gang
         self.multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
         self.why: dict[str, str] = {}  # victim workload -> the rule that let it go
         self.queues = [q for q in solver.queues_in(pool)
@@ -85,7 +85,7 @@ class _Reclaim:
 
     def admissible(self, unit: Unit) -> bool:
         victim = self.queue(unit)
-        if not self.acceptable(victim):
+        if victim is self.reclaimer or not self.acceptable(victim):
             return False
         self.why[unit.workload.id] = self.because(victim)
         return True
@@ -98,10 +98,21 @@ class _Reclaim:
 
     def candidates(self) -> Iterator[Unit]:
         """Victims that leave their queue its share first, then the others: a queue may end
-        below its fair share, but only where nothing gentler makes the room."""
-        yield from (u for u in self.solver.by_queue_order(self.queues, self.pool)
-                    if self.gentle(u))
-        yield from self.solver.by_queue_order(self.queues, self.pool)
+        below its fair share, but only where nothing gentler makes the room. A single pod
+        takes them node by node (each pass), the node closest to having room first, where
+        workloads that may not be victims may be moved aside instead."""
+        solver = self.solver
+        nodes = solver.node_order(solver.session.pools[self.pool],
+                                  solver.session.requests[self.workload.id], self.gang)
+        if nodes is None:
+            yield from (u for u in solver.by_queue_order(self.queues, self.pool)
+                        if self.gentle(u))
+            yield from solver.by_queue_order(self.queues, self.pool)
+            return
+        for node in nodes:
+            yield from (u for u in solver.units_on(node, self.pool) if self.gentle(u))
+        for node in nodes:
+            yield from solver.units_on(node, self.pool)
 
     def saturation_kept(self, victims: list[Unit]) -> bool:
         """No level where the reclaimer ends above its share and at least as saturated as a

@@ -28,9 +28,16 @@ from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
-from fairway_scheduler.core.framework import Hold, Request, Session, Statement, too_large
+from fairway_scheduler.core.framework import (
+    Hold,
+    Request,
+    Session,
+    Statement,
+    request_of,
+    too_large,
+)
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
-from fairway_scheduler.core.nodes import natural
+from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import GPU, Queue, order_key
 
 
@@ -65,6 +72,8 @@ class Solver:
             w = hold_list[0].workload
             self.by_queue.setdefault((w.project, hold_list[0].node.pool), []).append(wid)
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
+        self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
+        self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
@@ -150,8 +159,10 @@ class Solver:
         if key in self.failed:
             return False
         statement = Statement(session, pool)
+        movers: list[Unit] = []  # moved aside during the simulation (placed again at once)
+        moves_left = self.moves_left
         released = self._evict_until_placed(statement, workload, request, gang, candidates,
-                                            admissible)
+                                            admissible, movers)
         if released is not None:
             # Prune: take back every victim whose room the preemptor did not take (newest
             # first, so the one that made it fit is the last to be tried).
@@ -160,20 +171,69 @@ class Solver:
                     released.remove(unit)
         if released is None or not valid(released):
             statement.rollback()
+            self.moves_left = moves_left
             self.failed.add(key)
             return False
         statement.pipeline(workload)
+        moved = self._move_aside(statement, released)
         statement.commit()
         del waiting[:gang]
+        for unit in movers:
+            self.record_move(unit, pool_name, workload, reason)
         for unit in released:
-            self.record_eviction(unit, reason, workload, describe(unit))
-        self.waiting_for_preemption(workload, pool_name, released)
+            if unit in moved:
+                self.record_move(unit, pool_name, workload, reason)
+            else:
+                self.record_eviction(unit, reason, workload, describe(unit))
+        self.waiting_for_preemption(workload, pool_name, movers + released)
         return True
+
+    def _move_aside(self, statement: Statement, victims: list[Unit]) -> list[Unit]:
+        """Victims that fit elsewhere in the pool once the preemptor is placed: placed again in
+        the same decision (moved, not reclaimed or preempted), within the cycle's budget of
+        moved pods."""
+        moved: list[Unit] = []
+        for unit in victims:
+            if len(unit.holds) > self.moves_left:
+                continue
+            if self.place_again(statement, unit):
+                moved.append(unit)
+                self.moves_left -= len(unit.holds)
+        return moved
+
+    def place_again(self, statement: Statement, unit: Unit,
+                    avoid: frozenset[int] | set[int] = frozenset()) -> bool:
+        """The unit's pods placed again in the statement's pool (a moved workload), none of
+        them on the nodes in `avoid` (ids of `NodeState`s), or none placed."""
+        mover = unit.workload
+        session = self.session
+        again = session.requests.setdefault(mover.id, request_of(mover))
+        checkpoint = statement.checkpoint()
+        for hold in unit.holds:
+            take = statement.place(hold.pod, again)
+            if take is None or id(take.node) in avoid:
+                statement.rollback(checkpoint)
+                return False
+        statement.pipeline(mover, moved=True)
+        return True
+
+    def record_move(self, unit: Unit, pool: str, by: Workload, action: str) -> None:
+        """The unit's pods leave their node and start again on the one chosen for them."""
+        w = unit.workload
+        pods = ", ".join(sorted((h.pod for h in unit.holds), key=natural))
+        self.record_eviction(unit, "consolidate", by,
+                             f"moved within pool {pool} to make room for {label(by)} "
+                             f"({action}): pods {pods} restart at once on other GPUs")
+        if w.id in self.holds:
+            del self.holds[w.id]  # placed again: no victim any more in this cycle
 
     def _evict_until_placed(self, statement: Statement, workload: Workload, request: Request,
                             gang: int, candidates: Iterator[Unit],
-                            admissible: Callable[[Unit], bool]) -> list[Unit] | None:
-        """The units evicted until the gang was placed; None when it never was."""
+                            admissible: Callable[[Unit], bool], movers: list[Unit]
+                            ) -> list[Unit] | None:
+        """The units evicted until the gang was placed; None when it never was. A unit that
+        may not be a victim but fits on another node of the pool is moved there at once (into
+        `movers`, within the cycle's budget of moved pods) instead."""
         released: list[Unit] = []
         # Allocate found no room; only pods already being evicted may have made some since.
         if self.freed and self._try_place(statement, workload, request, gang):
@@ -183,15 +243,34 @@ class Solver:
             unit = next(candidates, None)
             if unit is None or tries >= self.settings.max_tentative_victims:
                 return None
-            unit = self.current(unit, released)
-            if unit is None or not admissible(unit):
+            unit = self.current(unit, released + movers)
+            if unit is None:
+                continue
+            if admissible(unit):
+                for hold in unit.holds:
+                    statement.evict(hold)
+                released.append(unit)
+            elif self._move_now(statement, unit):
+                movers.append(unit)
+            else:
                 continue
             tries += 1
-            for hold in unit.holds:
-                statement.evict(hold)
-            released.append(unit)
             if self._try_place(statement, workload, request, gang):
                 return released
+
+    def _move_now(self, statement: Statement, unit: Unit) -> bool:
+        """Move the unit's pods to other nodes of the pool now, or leave them."""
+        if len(unit.holds) > self.moves_left:
+            return False
+        checkpoint = statement.checkpoint()
+        old = {id(h.node) for h in unit.holds}
+        for hold in unit.holds:
+            statement.evict(hold)
+        if self.place_again(statement, unit, avoid=old):
+            self.moves_left -= len(unit.holds)
+            return True
+        statement.rollback(checkpoint)
+        return False
 
     def _try_place(self, statement: Statement, workload: Workload, request: Request,
                    gang: int) -> bool:
@@ -247,6 +326,8 @@ class Solver:
             surplus += [Unit(w, [h], True) for h in reversed(holds[len(holds) - extra:])]
             gangs.append(Unit(w, [], False))
         units = self.queue_units[key] = surplus + gangs
+        for position, unit in enumerate(units):
+            self.units_of.setdefault(unit.workload.id, []).append((position, unit))
         self.cursor[key] = 0
         self.lowest_priority[key] = workloads[0].priority if workloads else None
         return units
@@ -288,6 +369,54 @@ class Solver:
                 return None
             return unit
         return Unit(unit.workload, left, False) if left else None
+
+    def node_order(self, pool: PoolNodes, request: Request, gang: int
+                   ) -> list[NodeState] | None:
+        """For a single pod: the pool's nodes that could hold it once room is made there, the
+        closest to having it first (fewest GPUs to free, then natural order). None for a gang
+        of several pods (their victims are taken across nodes)."""
+        if gang != 1 or not request.devices:
+            return None
+        out: list[tuple[int, int, NodeState]] = []
+        for node in pool.gpu_nodes:
+            if request.node_type is not None and node.node_type != request.node_type:
+                continue
+            if request.fraction:
+                milli = milli_of(node, request.portion, request.memory)
+                if milli is None or node.gpus < request.devices:
+                    continue
+                least = sorted(node.used)[:request.devices]
+                deficit = sum(max(0, u + milli - FULL) for u in least)
+            else:
+                if node.gpus < request.devices:
+                    continue
+                deficit = (request.devices - node.whole) * FULL
+            if deficit > 0:
+                out.append((deficit, node.idx, node))
+        out.sort(key=lambda e: (e[0], e[1]))
+        return [node for _, _, node in out]
+
+    def units_on(self, node: NodeState, pool: str) -> list[Unit]:
+        """The victim units still standing with pods on the node: those of the most
+        over-served queues first, then in each queue's victim order."""
+        if self._on_node is None:
+            self._on_node = {}
+            for wid, holds in self.holds.items():
+                for idx in {h.node.idx for h in holds}:
+                    self._on_node.setdefault(idx, []).append(wid)
+        ranked: list[tuple[tuple[float, float], int, Unit]] = []
+        for wid in self._on_node.get(node.idx, ()):
+            holds = self.holds.get(wid)
+            if not holds:
+                continue
+            w = holds[0].workload
+            queue = self.session.queues.project(w.project, pool)
+            self._units(w.project, pool)
+            for position, unit in self.units_of.get(wid, ()):
+                if self.current(unit, []) is not None:
+                    ranked.append((_over(queue), position, unit))
+        ranked.sort(key=lambda e: (e[0], e[1]))
+        return [unit for _, _, unit in ranked]
 
     def queues_in(self, pool: str) -> list[Queue]:
         """The project queues with workloads running in the pool."""
