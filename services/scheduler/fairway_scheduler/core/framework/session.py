@@ -8,6 +8,7 @@ allocations, or kept between cycles by the caller. The actions change it only th
 primitives here (`release`, `restore`, `account`); `result()` turns it into a `CycleResult`.
 """
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -105,8 +106,10 @@ class Session:
         self.snapshot = snapshot
         ordered = sorted(snapshot.nodes, key=lambda n: natural(n.name))
         self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
-        self.workloads = {w.id: w for w in snapshot.workloads}
-        self.requests = {w.id: request_of(w) for w in snapshot.workloads if w.waiting_pods}
+        # Building walks only the waiting workloads (running ones matter to the disruptive
+        # actions alone, through `workloads`, made when first asked for).
+        self.waiting = [w for w in snapshot.workloads if w.waiting_pods]
+        self.requests = {w.id: request_of(w) for w in self.waiting}
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
         self.held: Counter[str] = Counter()
@@ -129,11 +132,19 @@ class Session:
                                          config.gpu_placement if config else "binpack",
                                          config.cpu_placement if config else "binpack")
         self.all_nodes_in = Counter(node.pool for node in ordered)
+        self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
+                            or (DEFAULT_POOL,))
+        self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
         # Workloads that can never be placed as the cluster stands: refused, not counted as
         # requested (they would shift fair shares for nothing).
         self.unschedulable: dict[str, Reason] = self._find_unschedulable(ordered)
         self._count_requests()
         self.queues.compute_fair_shares(self.capacity())
+
+    @functools.cached_property
+    def workloads(self) -> dict[str, Workload]:
+        """Every workload of the snapshot by id."""
+        return {w.id: w for w in self.snapshot.workloads}
 
     # building ---------------------------------------------------------------------------
     def _hold(self, ledger: Ledger) -> None:
@@ -165,31 +176,44 @@ class Session:
         for n in nodes:
             by_pool.setdefault(n.pool, []).append(self.nodes[n.name])
         largest = {name: Largest(by_pool.get(name, [])) for name in self.pools}
-        for workload in self.snapshot.workloads:
-            if not workload.waiting_pods or self.held[workload.id]:
+        # The answer depends on the request and the pools alone: found once per such shape.
+        shapes: dict[tuple[Request, tuple[str, ...]], Reason | None] = {}
+        for workload in self.waiting:
+            if self.held[workload.id]:
                 continue
             request = self.requests[workload.id]
-            found: list[Reason] = []
-            for pool in self.target_pools(workload):
-                if pool not in self.pools:
-                    found.append(reasons.pool_missing(pool))
-                elif not self.all_nodes_in[pool]:
-                    found.append(reasons.pool_not_ready(pool, 0))
-                elif request.node_type is not None and not any(
-                        n.node_type == request.node_type for n in by_pool.get(pool, ())):
-                    found.append(reasons.no_node_of_type(pool, request.node_type))
-                elif too_large := largest[pool].too_large(request):
-                    found.append(reasons.too_large(pool, request, too_large, ready=False))
-                else:
-                    break
+            pools = self.target_pools(workload)
+            shape = (request, pools)
+            if shape in shapes:
+                reason = shapes[shape]
             else:
-                reason = next(
-                    (r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
-                if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(
-                        workload):
-                    continue
-                out[workload.id] = reason
+                reason = shapes[shape] = self._never_fits(request, pools, by_pool, largest)
+            if reason is None:
+                continue
+            if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(workload):
+                continue
+            out[workload.id] = reason
         return out
+
+    def _never_fits(self, request: Request, pools: tuple[str, ...],
+                    by_pool: dict[str, list[NodeState]], largest: "dict[str, Largest]"
+                    ) -> Reason | None:
+        """Why no pool of `pools` could ever take one pod of the request; None when one
+        could."""
+        found: list[Reason] = []
+        for pool in pools:
+            if pool not in self.pools:
+                found.append(reasons.pool_missing(pool))
+            elif not self.all_nodes_in[pool]:
+                found.append(reasons.pool_not_ready(pool, 0))
+            elif request.node_type is not None and not any(
+                    n.node_type == request.node_type for n in by_pool.get(pool, ())):
+                found.append(reasons.no_node_of_type(pool, request.node_type))
+            elif too_large := largest[pool].too_large(request):
+                found.append(reasons.too_large(pool, request, too_large, ready=False))
+            else:
+                return None
+        return next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
 
     def _pool_may_come(self, workload: Workload) -> bool:
         grace = self.snapshot.disruption.missing_pool_grace
@@ -199,16 +223,21 @@ class Session:
     def _count_requests(self) -> None:
         for queue in self.queues.queues.values():
             queue.requested = list(queue.allocated)
-        for workload in self.snapshot.workloads:
-            if not workload.waiting_pods or workload.id in self.unschedulable:
+        # Summed per queue and request first (whole units: the order of the sums is free).
+        pods: Counter[tuple[str, str, Request]] = Counter()
+        for workload in self.waiting:
+            if workload.id in self.unschedulable:
                 continue
             pool = self.target_pools(workload)[0]
+            pods[(workload.project, pool, self.requests[workload.id])] += len(
+                workload.waiting_pods)
+        for (project, pool, request), count in pods.items():
             pool_nodes = self.pools.get(pool)
             dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
-            vector = self.requests[workload.id].vector(dev_memory)
-            queue = self.queues.project(workload.project, pool)
+            vector = request.vector(dev_memory)
+            queue = self.queues.project(project, pool)
             for r in range(3):
-                queue.requested[r] += vector[r] * len(workload.waiting_pods)
+                queue.requested[r] += vector[r] * count
 
     def capacity(self) -> dict[str, list[int]]:
         """Per pool, what its ready nodes have in all (milli-GPUs, millicores, MiB)."""
@@ -225,11 +254,16 @@ class Session:
     def target_pools(self, workload: Workload) -> tuple[str, ...]:
         """Where to try: the pool its pods already run in, else its preference, else every
         pool with `default` first."""
-        if workload.id in self.held_pool:
-            return (self.held_pool[workload.id],)
+        pool = self.held_pool.get(workload.id)
+        if pool is not None:
+            return (pool,)
         if workload.node_pools:
-            return tuple(dict.fromkeys(workload.node_pools))
-        return tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p))) or (DEFAULT_POOL,)
+            preferred = self._preferred.get(workload.node_pools)
+            if preferred is None:
+                preferred = self._preferred[workload.node_pools] = tuple(
+                    dict.fromkeys(workload.node_pools))
+            return preferred
+        return self._every_pool
 
     # changing ---------------------------------------------------------------------------
     def account(self, workload: Workload, pool: str, vector: list[int], sign: int) -> None:
