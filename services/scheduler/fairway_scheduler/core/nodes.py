@@ -99,6 +99,12 @@ class PoolNodes:
         self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
         # free milli-GPUs of a partly used device -> nodes that have such a device
         self.partial: dict[int, set[int]] = {}
+        # Per bucket and (millicores, MiB) asked: the position in `gpu_nodes` before which no
+        # node of that bucket has that room (what `find_whole` scanned already). A node that
+        # changes lowers it again where it now has the room; so a full pool, which every
+        # waiting pod asks again, is scanned once per cycle, not once per pod.
+        self._pos = {n.idx: i for i, n in enumerate(self.gpu_nodes)}
+        self._scan_from: dict[int, dict[tuple[int, int], int]] = {}
         for n in self.gpu_nodes:
             n.whole = n.bucket = sum(1 for u in n.used if u == 0)
             self.counts[n.bucket] += 1
@@ -120,6 +126,13 @@ class PoolNodes:
             node.bucket = whole
             heapq.heappush(self.heaps[whole], node.idx)
         self._index_partial(node)
+        scanned = self._scan_from.get(whole)
+        if scanned:
+            pos = self._pos.get(node.idx)
+            if pos is not None:
+                for (cpu, mem), start in scanned.items():
+                    if pos < start and node.fits_host(cpu, mem):
+                        scanned[(cpu, mem)] = pos
 
     def _index_partial(self, node: NodeState) -> None:
         frees = frozenset(FULL - u for u in node.used if 0 < u < FULL)
@@ -217,9 +230,22 @@ class PoolNodes:
             top = self._top(b)
             if top is not None and top.fits_host(cpu, mem):
                 return top
-            for node in self.gpu_nodes:  # rare: the first in the bucket lacks CPU or memory
-                if node.bucket == b and node.fits_host(cpu, mem):
-                    return node
+            # the first in the bucket lacks CPU or memory (or pod room): the first that has it
+            node = self._first_with_room(b, cpu, mem)
+            if node is not None:
+                return node
+        return None
+
+    def _first_with_room(self, b: int, cpu: int, mem: int) -> NodeState | None:
+        """The first node (natural order) of bucket `b` with room for the host resources."""
+        scanned = self._scan_from.setdefault(b, {})
+        nodes = self.gpu_nodes
+        for i in range(scanned.get((cpu, mem), 0), len(nodes)):
+            node = nodes[i]
+            if node.bucket == b and node.fits_host(cpu, mem):
+                scanned[(cpu, mem)] = i
+                return node
+        scanned[(cpu, mem)] = len(nodes)
         return None
 
     def place_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
