@@ -36,7 +36,8 @@ def decide(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResu
                 for pool in session.target_pools(workload):
                     if action(solver, workload, pool):
                         break
-        evict_stale_gangs(solver)
+        if any(w.below_min_since is not None for w in snapshot.workloads):
+            evict_stale_gangs(solver)  # else no gang runs below its minimum: nothing to do
     return session.result()
 
 
