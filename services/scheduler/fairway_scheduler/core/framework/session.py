@@ -87,6 +87,22 @@ def request_of(workload: Workload) -> Request:
                    workload.memory_mib, workload.node_type)
 
 
+def requests_of(workloads: list[Workload]) -> dict[str, Request]:
+    """Each workload's request by id; workloads that ask alike share one `Request` (a few
+    shapes among thousands of waiting workloads), so what is worked out per request is
+    worked out once, keyed by the object."""
+    shared: dict[tuple, Request] = {}
+    out: dict[str, Request] = {}
+    for w in workloads:
+        shape = (w.gpus_per_pod, w.gpu_portion, w.gpu_memory_mib, w.cpu_millis, w.memory_mib,
+                 w.node_type)
+        request = shared.get(shape)
+        if request is None:
+            request = shared[shape] = request_of(w)
+        out[w.id] = request
+    return out
+
+
 def too_large(pool, request: Request) -> str | None:
     """Why no node of the pool (its `max_*` figures) could ever hold one pod, even empty; None
     when one could."""
@@ -109,7 +125,7 @@ class Session:
         # Building walks only the waiting workloads (running ones matter to the disruptive
         # actions alone, through `workloads`, made when first asked for).
         self.waiting = [w for w in snapshot.workloads if w.waiting_pods]
-        self.requests = {w.id: request_of(w) for w in self.waiting}
+        self.requests = requests_of(self.waiting)
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
         self.held: Counter[str] = Counter()
@@ -176,14 +192,17 @@ class Session:
         for n in nodes:
             by_pool.setdefault(n.pool, []).append(self.nodes[n.name])
         largest = {name: Largest(by_pool.get(name, [])) for name in self.pools}
-        # The answer depends on the request and the pools alone: found once per such shape.
-        shapes: dict[tuple[Request, tuple[str, ...]], Reason | None] = {}
+        # The answer depends on the request and the pools alone: found once per such shape
+        # (requests are shared by the workloads that ask alike: keyed by the object).
+        shapes: dict[tuple[int, tuple[str, ...]], Reason | None] = {}
+        held = self.held
+        requests = self.requests
         for workload in self.waiting:
-            if self.held[workload.id]:
+            if held.get(workload.id):
                 continue
-            request = self.requests[workload.id]
+            request = requests[workload.id]
             pools = self.target_pools(workload)
-            shape = (request, pools)
+            shape = (id(request), pools)
             if shape in shapes:
                 reason = shapes[shape]
             else:
@@ -224,14 +243,18 @@ class Session:
         for queue in self.queues.queues.values():
             queue.requested = list(queue.allocated)
         # Summed per queue and request first (whole units: the order of the sums is free).
-        pods: Counter[tuple[str, str, Request]] = Counter()
+        pods: dict[tuple[str, str, int], int] = {}
+        requests: dict[int, Request] = {}
         for workload in self.waiting:
             if workload.id in self.unschedulable:
                 continue
             pool = self.target_pools(workload)[0]
-            pods[(workload.project, pool, self.requests[workload.id])] += len(
-                workload.waiting_pods)
-        for (project, pool, request), count in pods.items():
+            request = self.requests[workload.id]
+            requests[id(request)] = request
+            key = (workload.project, pool, id(request))
+            pods[key] = pods.get(key, 0) + len(workload.waiting_pods)
+        for (project, pool, request_id), count in pods.items():
+            request = requests[request_id]
             pool_nodes = self.pools.get(pool)
             dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
             vector = request.vector(dev_memory)
