@@ -37,8 +37,27 @@ def test_a_full_pool_gives_the_node_a_plain_scan_gives(seed):
             pool.give(takes.pop(rng.randrange(len(takes))))
         elif expected is not None:  # it is placed
             takes.append(pool.place_whole(k, cpu, mem))
-        else:  # a CPU pod takes host room on some node
+        else:  # it waits (asked twice: the pool remembers it had no room); a CPU pod
+            assert pool.place_whole(k, cpu, mem) is None  # takes host room on some node
+            assert pool.place_whole(k, cpu, mem) is None
             node = rng.choice(nodes)
             if node.fits_host(cpu, mem):
                 takes.append(pool.take(node, (), 0, cpu, mem))
     assert all(sum(n.used) <= n.gpus * FULL for n in nodes)
+
+
+def test_a_pod_that_found_no_room_finds_it_once_a_pod_goes():
+    nodes = [NodeState(i, Node(f"n{i}", "a", True, 2, gpu_memory_mib=40960)) for i in range(2)]
+    pool = PoolNodes("a", nodes, "binpack", "binpack")
+    takes = [pool.place_fraction(1, 600, None, 0, 0) for _ in range(4)]
+    assert [t.node.name for t in takes] == ["n0", "n0", "n1", "n1"]
+    assert pool.place_fraction(1, 600, None, 0, 0) is None
+    assert pool.place_fraction(1, 600, None, 0, 0) is None  # remembered
+    assert pool.place_fraction(1, 400, None, 0, 0).node.name == "n0"  # another shape
+    pool.give(takes[2])
+    again = pool.place_fraction(1, 600, None, 0, 0)
+    assert (again.node.name, again.devices) == ("n1", takes[2].devices)
+    assert pool.place_whole(1, 0, 0) is None
+    pool.give(takes[3])
+    pool.give(again)
+    assert pool.place_whole(2, 0, 0).node.name == "n1"
