@@ -70,8 +70,8 @@ def _disruption_possible(session: Session) -> bool:
     """Most cycles have nothing to disrupt for: skip indexing every running pod then. A gang
     whose pods do not all exist yet is nothing to disrupt for either (no room made would
     start it); bursts of new workloads are mostly that, while their pods are being created."""
-    held = session.held
-    return (any(held[w.id] < w.min_pods <= len(w.waiting_pods) + held[w.id]
-                and w.id not in session.unschedulable for w in session.waiting)
-            or any(w.evicting_pods or w.below_min_since is not None
-                   for w in session.snapshot.workloads))
+    return any(w.evicting_pods or w.below_min_since is not None
+               or (w.waiting_pods and session.held[w.id] < w.min_pods
+                   and len(w.waiting_pods) + session.held[w.id] >= w.min_pods
+                   and w.id not in session.unschedulable)
+               for w in session.snapshot.workloads)
