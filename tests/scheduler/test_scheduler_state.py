@@ -186,6 +186,56 @@ def test_a_finished_workloads_running_pods_hold_their_devices_until_they_are_gon
     assert state.snapshot() == core.ClusterSnapshot()
 
 
+def test_a_kept_snapshot_is_the_fresh_one_order_included():
+    """A status before its request, a workload over and submitted again under the same id,
+    a pod bound without a decision of ours, an org change with a status after it: after each,
+    the snapshot kept between cycles equals the one made afresh (the order of its workloads
+    and allocations too), and a cycle decides the same on either."""
+    state = ClusterState()
+    for n in range(2):
+        state.put_node(core.Node(f"n{n}", "default", True, 4))
+
+    def check() -> list[str]:
+        kept = state.snapshot(T0)
+        fresh = state.snapshot(T0, cached=False)
+        assert kept == fresh
+        assert core.decide(kept, state.kept_ledger(kept)) == core.decide(fresh)
+        return [w.id for w in kept.workloads]
+
+    state.apply_status(status("w1"), released=())  # its request comes later
+    assert check() == []
+    state.add_request(request("w2"))
+    state.apply_status(status("w2"), released=())
+    assert check() == ["w2"]
+    state.add_request(request("w1"))
+    assert check() == ["w1", "w2"]  # in the order of the statuses
+    state.apply_status(status("w1", 2, Phase.COMPLETED, PodStatus("w1-0", phase="Succeeded")),
+                       released=())
+    assert check() == ["w2"]
+    state.add_request(request("w1"))
+    state.apply_status(status("w1", 3), released=())
+    assert check() == ["w2", "w1"]  # over and back: last
+    state.add_request(request("w3", gpus=1))
+    state.apply_status(status("w3", 1, Phase.RUNNING,
+                              PodStatus("w3-0", node="n1", phase="Running")), released=())
+    state.add_request(request("w4", gpus=1))
+    state.apply_status(status("w4", 1, Phase.RUNNING,
+                              PodStatus("w4-0", node="n0", phase="Running")), released=())
+    assert check() == ["w2", "w1", "w3", "w4"]
+    assert [a.workload_id for a in state.snapshot(T0).allocations] == ["w3", "w4"]
+    state.put_project(ProjectChanged(event_id="e1", project_id="team-a", name="team-a",
+                                     default_node_pools=["default"]))
+    state.add_request(request("w5"))
+    state.apply_status(status("w5"), released=())
+    state.apply_status(status("w2", 2, Phase.COMPLETED, PodStatus("w2-0", phase="Succeeded")),
+                       released=())
+    assert check() == ["w1", "w3", "w4", "w5"]
+    state.apply_status(status("w3", 2, Phase.COMPLETED, PodStatus("w3-0", phase="Succeeded")),
+                       released=())
+    assert check() == ["w1", "w4", "w5"]
+    assert [a.workload_id for a in state.snapshot(T0).allocations] == ["w4"]
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_the_ledger_kept_between_cycles_is_the_one_the_allocations_give(seed):
     """Workloads arrive, are placed by real cycles, run, finish (some with pods still going),

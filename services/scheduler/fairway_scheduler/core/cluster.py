@@ -6,6 +6,7 @@ restart loads them back. It keeps, between cycles, the snapshot's parts and the 
 did not change. Pure bookkeeping: no I/O, no asyncio.
 """
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from fairway_scheduler.core.ledger import Ledger
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 DEFAULT_POOL = "default"
 
+_WORKLOAD = operator.itemgetter(0)  # of a workload's part of a snapshot
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -268,10 +270,16 @@ class ClusterState:
         self._ledger: Ledger | None = None
         self._ledger_pods: dict[str, list[str]] = {}  # workload -> its pods in the ledger
         self._ledger_stale: set[str] = set()
-        # Each workload's part of a snapshot, kept until something about it changes.
+        # Each workload's part of a snapshot, kept until something about it changes. Its keys
+        # are those of `statuses`, in the same order (None: to be made at the next snapshot),
+        # so a snapshot makes only the stale parts and gathers the rest without a walk in
+        # Python; `_with_unknown`: the workloads whose part holds pods bound without a
+        # decision of ours (rare: only then are the parts walked for them).
         self._workload_parts: dict[str, tuple[model.Workload | None,
-                                              tuple[model.Allocation, ...]]] = {}
+                                              tuple[model.Allocation, ...]] | None] = {}
         self._workload_stale: set[str] = set()
+        self._with_unknown: set[str] = set()
+        self._workloads: tuple[model.Workload, ...] | None = None  # the last snapshot's
         # A snapshot's nodes (in their pools), pools and queues, kept until a node or an org
         # unit changes: most cycles follow workload events only.
         self._layout: tuple[tuple[model.Node, ...], tuple[model.NodePool, ...],
@@ -313,7 +321,7 @@ class ClusterState:
             self.projects[event.project_id] = event
         self._ledger = None
         self._layout = None
-        self._workload_parts.clear()  # default pools may have changed
+        self._workload_parts.clear()  # default pools may have changed: all made again
         self.version += 1
 
     def put_department(self, event: DepartmentChanged) -> None:
@@ -374,14 +382,21 @@ class ClusterState:
             for pod in self.allocations.pods_of(status.workload_id) - holding:
                 del self.allocations[(status.workload_id, pod)]
             if holding:
-                self.statuses[status.workload_id] = status
+                self._put_status(status)
             else:
                 self.statuses.pop(status.workload_id, None)
                 self._workload_parts.pop(status.workload_id, None)
+                self._with_unknown.discard(status.workload_id)
         else:
-            self.statuses[status.workload_id] = status
+            self._put_status(status)
         self._touch(wid)
         self.version += 1
+
+    def _put_status(self, status: WorkloadStatus) -> None:
+        wid = status.workload_id
+        if wid not in self.statuses and len(self._workload_parts) == len(self.statuses):
+            self._workload_parts[wid] = None  # its place in the order; made once touched
+        self.statuses[wid] = status
 
     def add_placement(self, placement: model.Placement) -> None:
         request = self.requests.get(placement.workload_id)
@@ -585,25 +600,15 @@ class ClusterState:
                  cached: bool = True) -> model.ClusterSnapshot:
         """What a cycle decides on. Each workload's part is kept between snapshots and made
         again only when something about it changed (`cached=False`: all made afresh, the
-        same snapshot)."""
-        parts = self._workload_parts if cached else {}
-        stale = self._workload_stale if cached else set()
-        allocations = list(self.allocations.values())
-        workloads: list[model.Workload] = []
-        default_pools: dict[str, tuple[str, ...]] | None = None
-        for wid, status in self.statuses.items():
-            part = parts.get(wid)
-            if part is None or wid in stale:
-                if default_pools is None:
-                    default_pools = {p.name: tuple(p.default_node_pools)
-                                     for p in self.projects.values()}
-                part = parts[wid] = self._workload_part(wid, status, default_pools)
-            workload, unknown = part
-            if unknown:
-                allocations.extend(unknown)
-            if workload is not None:
-                workloads.append(workload)
-        stale.clear()
+        same snapshot): a snapshot costs the workloads that changed since the last one, and
+        two copies of references (its workloads and allocations, gathered at C speed)."""
+        if cached:
+            workloads, unknown = self._kept_workloads()
+        else:
+            workloads, unknown = self._fresh_workloads()
+        allocations = tuple(self.allocations.values())
+        if unknown:
+            allocations += tuple(unknown)
         layout = self._layout if cached else None
         if layout is None:
             nodes = tuple(
@@ -618,7 +623,56 @@ class ClusterState:
             if cached:
                 self._layout = layout
         nodes, pools, queues = layout
-        return model.ClusterSnapshot(nodes=nodes, workloads=tuple(workloads),
-                                    allocations=tuple(allocations), pools=pools,
+        return model.ClusterSnapshot(nodes=nodes, workloads=workloads,
+                                    allocations=allocations, pools=pools,
                                     queues=queues, now=now,
                                     disruption=disruption or model.DisruptionSettings())
+
+    def _default_pools(self) -> dict[str, tuple[str, ...]]:
+        return {p.name: tuple(p.default_node_pools) for p in self.projects.values()}
+
+    def _fresh_workloads(self) -> tuple[tuple[model.Workload, ...], list[model.Allocation]]:
+        """Every workload's part made afresh, in the order of `statuses`."""
+        default_pools = self._default_pools()
+        workloads: list[model.Workload] = []
+        unknown: list[model.Allocation] = []
+        for wid, status in self.statuses.items():
+            workload, bound = self._workload_part(wid, status, default_pools)
+            unknown.extend(bound)
+            if workload is not None:
+                workloads.append(workload)
+        return tuple(workloads), unknown
+
+    def _kept_workloads(self) -> tuple[tuple[model.Workload, ...], list[model.Allocation]]:
+        """The kept parts, the stale ones made again: the same as `_fresh_workloads`."""
+        parts = self._workload_parts
+        stale = self._workload_stale
+        if len(parts) != len(self.statuses):
+            # cleared (an org change): every part made again, in the order of `statuses`
+            parts.clear()
+            parts.update(dict.fromkeys(self.statuses))
+            self._with_unknown.clear()
+            stale = set(self.statuses)
+        if stale or self._workloads is None:
+            default_pools: dict[str, tuple[str, ...]] | None = None
+            for wid in stale:
+                status = self.statuses.get(wid)
+                if status is None:
+                    continue
+                if default_pools is None:
+                    default_pools = self._default_pools()
+                part = parts[wid] = self._workload_part(wid, status, default_pools)
+                if part[1]:
+                    self._with_unknown.add(wid)
+                else:
+                    self._with_unknown.discard(wid)
+            self._workload_stale.clear()
+            # every part is made now (each placeholder's workload was touched)
+            self._workloads = tuple(filter(None, map(_WORKLOAD, parts.values())))
+        unknown: list[model.Allocation] = []
+        if self._with_unknown:
+            for part in parts.values():
+                if part is not None and part[1]:
+                    unknown.extend(part[1])
+        return self._workloads, unknown
+

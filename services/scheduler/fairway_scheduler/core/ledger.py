@@ -137,6 +137,11 @@ class Ledger:
         for key, entry in self._entries.items():
             yield key, entry[:5]
 
+    def entries(self):
+        """((workload, pod), (node, devices, milli-GPUs each, millicores, MiB, ...)) per pod
+        held, without a copy: `pods_held` for a walk over every pod (read the first five)."""
+        return self._entries.items()
+
     def holdings(self) -> tuple:
         """What is held, whatever the order it was held in: two ledgers with equal holdings
         give a session the same start."""

@@ -99,6 +99,16 @@ class PoolNodes:
         self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
         # free milli-GPUs of a partly used device -> nodes that have such a device
         self.partial: dict[int, set[int]] = {}
+        # Per bucket and (millicores, MiB) asked: the position in `gpu_nodes` before which no
+        # node of that bucket has that room (what `find_whole` scanned already). A node that
+        # changes lowers it again where it now has the room; so a full pool, which every
+        # waiting pod asks again, is scanned once per cycle, not once per pod.
+        self._pos = {n.idx: i for i, n in enumerate(self.gpu_nodes)}
+        # Grows with every take and give: a pod that found no room finds none again until
+        # it changes (thousands of waiting pods of a few shapes ask a full pool each cycle).
+        self.version = 0
+        self._no_room: dict[tuple, int] = {}
+        self._scan_from: dict[int, dict[tuple[int, int], int]] = {}
         for n in self.gpu_nodes:
             n.whole = n.bucket = sum(1 for u in n.used if u == 0)
             self.counts[n.bucket] += 1
@@ -120,6 +130,13 @@ class PoolNodes:
             node.bucket = whole
             heapq.heappush(self.heaps[whole], node.idx)
         self._index_partial(node)
+        scanned = self._scan_from.get(whole)
+        if scanned:
+            pos = self._pos.get(node.idx)
+            if pos is not None:
+                for (cpu, mem), start in scanned.items():
+                    if pos < start and node.fits_host(cpu, mem):
+                        scanned[(cpu, mem)] = pos
 
     def _index_partial(self, node: NodeState) -> None:
         frees = frozenset(FULL - u for u in node.used if 0 < u < FULL)
@@ -146,6 +163,7 @@ class PoolNodes:
 
     def take(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
              mem: int) -> Take:
+        self.version += 1
         for d in devices:
             node.used[d] += milli
         self._gpu_delta(node, milli * len(devices))
@@ -156,6 +174,7 @@ class PoolNodes:
         return Take(node, devices, milli, cpu, mem)
 
     def give(self, take: Take) -> None:
+        self.version += 1
         node = take.node
         for d in take.devices:
             node.used[d] -= take.milli
@@ -217,15 +236,36 @@ class PoolNodes:
             top = self._top(b)
             if top is not None and top.fits_host(cpu, mem):
                 return top
-            for node in self.gpu_nodes:  # rare: the first in the bucket lacks CPU or memory
-                if node.bucket == b and node.fits_host(cpu, mem):
-                    return node
+            # the first in the bucket lacks CPU or memory (or pod room): the first that has it
+            node = self._first_with_room(b, cpu, mem)
+            if node is not None:
+                return node
         return None
+
+    def _first_with_room(self, b: int, cpu: int, mem: int) -> NodeState | None:
+        """The first node (natural order) of bucket `b` with room for the host resources."""
+        scanned = self._scan_from.setdefault(b, {})
+        nodes = self.gpu_nodes
+        for i in range(scanned.get((cpu, mem), 0), len(nodes)):
+            node = nodes[i]
+            if node.bucket == b and node.fits_host(cpu, mem):
+                scanned[(cpu, mem)] = i
+                return node
+        scanned[(cpu, mem)] = len(nodes)
+        return None
+
+    def _known_full(self, key: tuple) -> bool:
+        """This shape of pod found no room, and nothing in the pool changed since."""
+        return self._no_room.get(key) == self.version
 
     def place_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
                     ) -> Take | None:
+        key = ("whole", k, cpu, mem, node_type)
+        if self._known_full(key):
+            return None
         node = self.find_whole(k, cpu, mem, node_type)
         if node is None:
+            self._no_room[key] = self.version
             return None
         devices = tuple([d for d, u in enumerate(node.used) if u == 0][:k])
         return self.take(node, devices, FULL, cpu, mem)
@@ -234,6 +274,16 @@ class PoolNodes:
                        mem: int, node_type: str | None = None) -> Take | None:
         """`count` devices on one node, each with `portion` milli-GPUs (or `memory` MiB) free.
         Partly used devices first (the fullest that fits), then wholly free ones."""
+        key = ("fraction", count, portion, memory, cpu, mem, node_type)
+        if self._known_full(key):
+            return None
+        take = self._place_fraction(count, portion, memory, cpu, mem, node_type)
+        if take is None:
+            self._no_room[key] = self.version
+        return take
+
+    def _place_fraction(self, count: int, portion: int | None, memory: int | None, cpu: int,
+                        mem: int, node_type: str | None) -> Take | None:
         # Partly used devices by free room: the least room that fits first (binpack), the most
         # first (spread); within one amount, natural node order.
         frees = sorted(self.partial, reverse=self.gpu_strategy != "binpack")
@@ -265,6 +315,15 @@ class PoolNodes:
 
     def place_cpu(self, cpu: int, mem: int, node_type: str | None = None) -> Take | None:
         """CPU-only pods: CPU-only nodes first; the fullest (binpack) or emptiest (spread)."""
+        key = ("cpu", cpu, mem, node_type)
+        if self._known_full(key):
+            return None
+        take = self._place_cpu(cpu, mem, node_type)
+        if take is None:
+            self._no_room[key] = self.version
+        return take
+
+    def _place_cpu(self, cpu: int, mem: int, node_type: str | None) -> Take | None:
         sign = 1 if self.cpu_strategy == "binpack" else -1
         for group in (self.cpu_nodes, self.gpu_nodes):
             fits = [n for n in group if n.fits_host(cpu, mem)

@@ -67,10 +67,17 @@ class Solver:
         # Per (project, pool): the workloads running there; their victim units, built once
         # per cycle in victim order and walked with a cursor (evicted ones are skipped).
         self.by_queue: dict[tuple[str, str], list[str]] = {}
+        by_queue = self.by_queue
         for wid, hold_list in self.holds.items():
-            hold_list.sort(key=lambda h: natural(h.pod))
-            w = hold_list[0].workload
-            self.by_queue.setdefault((w.project, hold_list[0].node.pool), []).append(wid)
+            if len(hold_list) > 1:
+                hold_list.sort(key=lambda h: natural(h.pod))
+            first = hold_list[0]
+            key = (first.workload.project, first.node.pool)
+            wids = by_queue.get(key)
+            if wids is None:
+                by_queue[key] = [wid]
+            else:
+                wids.append(wid)
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
@@ -86,21 +93,31 @@ class Solver:
         self.moves_left = self.settings.max_pods_moved
 
     def _index_holds(self) -> None:
+        """Every pod held on a ready node of a known pool by a workload of the snapshot, in
+        the ledger's order: free room when it is being evicted, else a victim's (unless its
+        workload was placed more this cycle)."""
         session = self.session
         placed = {p.workload_id for p in session.placements}
-        evicting = {(w.id, pod) for w in session.snapshot.workloads for pod in w.evicting_pods}
-        for (wid, pod), (name, devices, milli, cpu, mem) in session.ledger.pods_held():
-            workload = session.workloads.get(wid)
-            node = session.nodes.get(name) if name else None
-            if workload is None or node is None or node.pool not in session.pools:
+        workloads = session.workloads
+        usable = {name: node for name, node in session.nodes.items()
+                  if node.ready and node.pool in session.pools}
+        holds = self.holds
+        for (wid, pod), entry in session.ledger.entries():
+            node = usable.get(entry[0])
+            if node is None:
                 continue
-            if not node.ready:
+            workload = workloads.get(wid)
+            if workload is None:
                 continue
-            hold = Hold(workload, pod, node, tuple(devices), milli, cpu, mem)
-            if (wid, pod) in evicting:
+            hold = Hold(workload, pod, node, entry[1], entry[2], entry[3], entry[4])
+            if workload.evicting_pods and pod in workload.evicting_pods:
                 self.freed.append(hold)
             elif wid not in placed:
-                self.holds.setdefault(wid, []).append(hold)
+                same = holds.get(wid)
+                if same is None:
+                    holds[wid] = [hold]
+                else:
+                    same.append(hold)
 
     def preemptors(self) -> list[Workload]:
         """Workloads with pods waiting that a disruption could place: gangs still waiting

@@ -8,6 +8,7 @@ allocations, or kept between cycles by the caller. The actions change it only th
 primitives here (`release`, `restore`, `account`); `result()` turns it into a `CycleResult`.
 """
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -86,6 +87,22 @@ def request_of(workload: Workload) -> Request:
                    workload.memory_mib, workload.node_type)
 
 
+def requests_of(workloads: list[Workload]) -> dict[str, Request]:
+    """Each workload's request by id; workloads that ask alike share one `Request` (a few
+    shapes among thousands of waiting workloads), so what is worked out per request is
+    worked out once, keyed by the object."""
+    shared: dict[tuple, Request] = {}
+    out: dict[str, Request] = {}
+    for w in workloads:
+        shape = (w.gpus_per_pod, w.gpu_portion, w.gpu_memory_mib, w.cpu_millis, w.memory_mib,
+                 w.node_type)
+        request = shared.get(shape)
+        if request is None:
+            request = shared[shape] = request_of(w)
+        out[w.id] = request
+    return out
+
+
 def too_large(pool, request: Request) -> str | None:
     """Why no node of the pool (its `max_*` figures) could ever hold one pod, even empty; None
     when one could."""
@@ -105,8 +122,10 @@ class Session:
         self.snapshot = snapshot
         ordered = sorted(snapshot.nodes, key=lambda n: natural(n.name))
         self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
-        self.workloads = {w.id: w for w in snapshot.workloads}
-        self.requests = {w.id: request_of(w) for w in snapshot.workloads if w.waiting_pods}
+        # Building walks only the waiting workloads (running ones matter to the disruptive
+        # actions alone, through `workloads`, made when first asked for).
+        self.waiting = [w for w in snapshot.workloads if w.waiting_pods]
+        self.requests = requests_of(self.waiting)
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
         self.held: Counter[str] = Counter()
@@ -129,11 +148,19 @@ class Session:
                                          config.gpu_placement if config else "binpack",
                                          config.cpu_placement if config else "binpack")
         self.all_nodes_in = Counter(node.pool for node in ordered)
+        self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
+                            or (DEFAULT_POOL,))
+        self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
         # Workloads that can never be placed as the cluster stands: refused, not counted as
         # requested (they would shift fair shares for nothing).
         self.unschedulable: dict[str, Reason] = self._find_unschedulable(ordered)
         self._count_requests()
         self.queues.compute_fair_shares(self.capacity())
+
+    @functools.cached_property
+    def workloads(self) -> dict[str, Workload]:
+        """Every workload of the snapshot by id."""
+        return {w.id: w for w in self.snapshot.workloads}
 
     # building ---------------------------------------------------------------------------
     def _hold(self, ledger: Ledger) -> None:
@@ -165,31 +192,47 @@ class Session:
         for n in nodes:
             by_pool.setdefault(n.pool, []).append(self.nodes[n.name])
         largest = {name: Largest(by_pool.get(name, [])) for name in self.pools}
-        for workload in self.snapshot.workloads:
-            if not workload.waiting_pods or self.held[workload.id]:
+        # The answer depends on the request and the pools alone: found once per such shape
+        # (requests are shared by the workloads that ask alike: keyed by the object).
+        shapes: dict[tuple[int, tuple[str, ...]], Reason | None] = {}
+        held = self.held
+        requests = self.requests
+        for workload in self.waiting:
+            if held.get(workload.id):
                 continue
-            request = self.requests[workload.id]
-            found: list[Reason] = []
-            for pool in self.target_pools(workload):
-                if pool not in self.pools:
-                    found.append(reasons.pool_missing(pool))
-                elif not self.all_nodes_in[pool]:
-                    found.append(reasons.pool_not_ready(pool, 0))
-                elif request.node_type is not None and not any(
-                        n.node_type == request.node_type for n in by_pool.get(pool, ())):
-                    found.append(reasons.no_node_of_type(pool, request.node_type))
-                elif too_large := largest[pool].too_large(request):
-                    found.append(reasons.too_large(pool, request, too_large, ready=False))
-                else:
-                    break
+            request = requests[workload.id]
+            pools = self.target_pools(workload)
+            shape = (id(request), pools)
+            if shape in shapes:
+                reason = shapes[shape]
             else:
-                reason = next(
-                    (r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
-                if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(
-                        workload):
-                    continue
-                out[workload.id] = reason
+                reason = shapes[shape] = self._never_fits(request, pools, by_pool, largest)
+            if reason is None:
+                continue
+            if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(workload):
+                continue
+            out[workload.id] = reason
         return out
+
+    def _never_fits(self, request: Request, pools: tuple[str, ...],
+                    by_pool: dict[str, list[NodeState]], largest: "dict[str, Largest]"
+                    ) -> Reason | None:
+        """Why no pool of `pools` could ever take one pod of the request; None when one
+        could."""
+        found: list[Reason] = []
+        for pool in pools:
+            if pool not in self.pools:
+                found.append(reasons.pool_missing(pool))
+            elif not self.all_nodes_in[pool]:
+                found.append(reasons.pool_not_ready(pool, 0))
+            elif request.node_type is not None and not any(
+                    n.node_type == request.node_type for n in by_pool.get(pool, ())):
+                found.append(reasons.no_node_of_type(pool, request.node_type))
+            elif too_large := largest[pool].too_large(request):
+                found.append(reasons.too_large(pool, request, too_large, ready=False))
+            else:
+                return None
+        return next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
 
     def _pool_may_come(self, workload: Workload) -> bool:
         grace = self.snapshot.disruption.missing_pool_grace
@@ -199,16 +242,25 @@ class Session:
     def _count_requests(self) -> None:
         for queue in self.queues.queues.values():
             queue.requested = list(queue.allocated)
-        for workload in self.snapshot.workloads:
-            if not workload.waiting_pods or workload.id in self.unschedulable:
+        # Summed per queue and request first (whole units: the order of the sums is free).
+        pods: dict[tuple[str, str, int], int] = {}
+        requests: dict[int, Request] = {}
+        for workload in self.waiting:
+            if workload.id in self.unschedulable:
                 continue
             pool = self.target_pools(workload)[0]
+            request = self.requests[workload.id]
+            requests[id(request)] = request
+            key = (workload.project, pool, id(request))
+            pods[key] = pods.get(key, 0) + len(workload.waiting_pods)
+        for (project, pool, request_id), count in pods.items():
+            request = requests[request_id]
             pool_nodes = self.pools.get(pool)
             dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
-            vector = self.requests[workload.id].vector(dev_memory)
-            queue = self.queues.project(workload.project, pool)
+            vector = request.vector(dev_memory)
+            queue = self.queues.project(project, pool)
             for r in range(3):
-                queue.requested[r] += vector[r] * len(workload.waiting_pods)
+                queue.requested[r] += vector[r] * count
 
     def capacity(self) -> dict[str, list[int]]:
         """Per pool, what its ready nodes have in all (milli-GPUs, millicores, MiB)."""
@@ -225,11 +277,16 @@ class Session:
     def target_pools(self, workload: Workload) -> tuple[str, ...]:
         """Where to try: the pool its pods already run in, else its preference, else every
         pool with `default` first."""
-        if workload.id in self.held_pool:
-            return (self.held_pool[workload.id],)
+        pool = self.held_pool.get(workload.id)
+        if pool is not None:
+            return (pool,)
         if workload.node_pools:
-            return tuple(dict.fromkeys(workload.node_pools))
-        return tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p))) or (DEFAULT_POOL,)
+            preferred = self._preferred.get(workload.node_pools)
+            if preferred is None:
+                preferred = self._preferred[workload.node_pools] = tuple(
+                    dict.fromkeys(workload.node_pools))
+            return preferred
+        return self._every_pool
 
     # changing ---------------------------------------------------------------------------
     def account(self, workload: Workload, pool: str, vector: list[int], sign: int) -> None:
