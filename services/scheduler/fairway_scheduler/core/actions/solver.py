@@ -225,6 +225,11 @@ class Solver:
         mover = unit.workload
         session = self.session
         again = session.requests.setdefault(mover.id, request_of(mover))
+        pool = statement.pool
+        assert pool is not None
+        queue = session.queues.project(mover.project, pool.name)
+        if quota_refusal(mover, queue, again.vector(pool.max_dev_memory), len(unit.holds)):
+            return False  # its room was its quota (a limit): it cannot stay, it goes
         checkpoint = statement.checkpoint()
         for hold in unit.holds:
             take = statement.place(hold.pod, again)
