@@ -370,6 +370,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True) 
         """Lifecycle's part: bound pods run, evicted ones are gone."""
         nonlocal sequence
         sequence += 1
+        state.nominated = result.nominated
         for placement in result.placements:
             if placement.pipelined:
                 continue

@@ -129,16 +129,29 @@ def test_disruptive_decisions_keep_their_promises(snapshot):
 
 def run_rounds(snapshot: ClusterSnapshot, rounds: int) -> list[int]:
     """Rounds of `decide` with instant evictions and binds; decisions per round."""
+    return play(snapshot, rounds)[0]
+
+
+def play(snapshot: ClusterSnapshot, rounds: int, *, pipelined_later: bool = False
+         ) -> tuple[list[int], ClusterSnapshot]:
+    """Rounds of `decide` with instant evictions; decisions per round and the last state.
+    Binds are instant too, or (`pipelined_later`, as the service does) a placement onto room
+    being vacated is not bound in its round: the next round's nominations place it."""
     workloads = {w.id: w for w in snapshot.workloads}
     allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
+    nominated: tuple = ()
     counts = []
+    current = snapshot
     for i in range(rounds):
         now = NOW + timedelta(seconds=i)
         current = ClusterSnapshot(snapshot.nodes, tuple(workloads.values()),
                                   tuple(allocations.values()), snapshot.pools, snapshot.queues,
-                                  now=now)
+                                  now=now, nominated=nominated)
         result = decide(current)
-        counts.append(len(result.evictions) + len(result.placements))
+        nominated = result.nominated if pipelined_later else ()
+        counts.append(len(result.evictions)
+                      + sum(1 for p in result.placements
+                            if not (pipelined_later and p.pipelined)))
         for e in result.evictions:
             w = workloads[e.workload_id]
             gone = [k for k in allocations if k[0] == w.id and (e.pods is None or k[1] in e.pods)]
@@ -156,16 +169,22 @@ def run_rounds(snapshot: ClusterSnapshot, rounds: int) -> list[int]:
                                       if f"{w.id}-{j}" not in held),
                 "started_at": w.started_at if left else None})
         for p in result.placements:
+            if pipelined_later and p.pipelined:
+                continue
             w = workloads[p.workload_id]
             for pod in p.pods:
-                allocations[(w.id, pod.pod)] = Allocation(w.id, pod.pod, pod.node,
-                                                          pod.gpu_devices)
+                allocations[(w.id, pod.pod)] = Allocation(
+                    w.id, pod.pod, pod.node, pod.gpu_devices, portion=pod.portion,
+                    cpu_millis=w.cpu_millis, memory_mib=w.memory_mib)
             held = {k[1] for k in allocations if k[0] == w.id}
             workloads[w.id] = Workload(**{
                 **{f: getattr(w, f) for f in w.__slots__},
                 "waiting_pods": tuple(x for x in w.waiting_pods if x not in held),
                 "started_at": w.started_at or now})
-    return counts
+    final = ClusterSnapshot(snapshot.nodes, tuple(workloads.values()),
+                            tuple(allocations.values()), snapshot.pools, snapshot.queues,
+                            now=NOW + timedelta(seconds=rounds), nominated=nominated)
+    return counts, final
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -506,6 +506,7 @@ class SchedulerService:
         """After the commit: the state in memory takes the outcome; logs and metrics."""
         state = self.state
         state.add_evictions(result.evictions)
+        state.nominated = result.nominated
         for eviction, decision in outcome.preemptions:
             DECISIONS.labels("preempt").inc()
             PREEMPTIONS.labels(eviction.reason).inc()

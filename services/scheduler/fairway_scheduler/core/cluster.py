@@ -260,6 +260,10 @@ class ClusterState:
         self.running_since: dict[str, datetime] = {}
         self.below_min_since: dict[str, datetime] = {}
         self.evicting: dict[str, set[str]] = {}
+        # Workloads placed onto room their victims are still vacating: the next cycle places
+        # them first (`CycleResult.nominated`, kept in memory: after a restart they are only
+        # next in line, as their queues stand).
+        self.nominated: tuple[model.Nomination, ...] = ()
         # Grows with every change a cycle could care about; a cycle over an unchanged state
         # would decide nothing new.
         self.version = 0
@@ -626,7 +630,8 @@ class ClusterState:
         return model.ClusterSnapshot(nodes=nodes, workloads=workloads,
                                     allocations=allocations, pools=pools,
                                     queues=queues, now=now,
-                                    disruption=disruption or model.DisruptionSettings())
+                                    disruption=disruption or model.DisruptionSettings(),
+                                    nominated=self.nominated)
 
     def _default_pools(self) -> dict[str, tuple[str, ...]]:
         return {p.name: tuple(p.default_node_pools) for p in self.projects.values()}

@@ -134,6 +134,19 @@ class DisruptionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Nomination:
+    """A workload placed onto room that its victims were still vacating (a pipelined
+    placement, bound only once they are gone): the next cycles place it in `pool` before any
+    other waiting workload, while it waits and `victims` (workload ids) still have pods
+    leaving, so that the room made for it goes to it and not to whoever is next in line (a
+    victim among them, which would then be reclaimed again, cycle after cycle)."""
+
+    workload_id: str
+    pool: str
+    victims: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     nodes: tuple[Node, ...] = ()
     workloads: tuple[Workload, ...] = ()
@@ -144,6 +157,7 @@ class ClusterSnapshot:
     queues: tuple[QueueSpec, ...] = ()
     now: datetime | None = None  # the cycle's time (minimum runtime, stale gangs)
     disruption: DisruptionSettings = DisruptionSettings()
+    nominated: tuple[Nomination, ...] = ()  # the last cycle's `CycleResult.nominated`
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +254,5 @@ class CycleResult:
     pending: tuple[PendingReason, ...] = ()
     queues: tuple[QueueStatus, ...] = ()  # the fair-share core's queue status
     evictions: tuple[Eviction, ...] = ()
+    # Workloads placed onto room still being vacated, for the next cycle's snapshot.
+    nominated: tuple[Nomination, ...] = ()

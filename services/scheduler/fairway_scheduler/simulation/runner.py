@@ -60,6 +60,7 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     _place_running(scenario, runs)
     rounds = []
     queues: tuple = ()
+    nominated: tuple = ()
     pools = tuple(p.pool for p in scenario.pools)
     for i in range(scenario.rounds):
         t = i * scenario.seconds_per_round
@@ -78,8 +79,10 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             queues=scenario.queues,
             now=EPOCH + timedelta(seconds=t),
             disruption=scenario.disruption,
+            nominated=nominated,
         )
         result = decide(snapshot)
+        nominated = result.nominated
         decisions = _evict(scenario, runs, result, t)
         decisions += _bind(runs, result, t, vacating=any(run.evicting for run in active))
         reasons = {reason.workload_id: reason for reason in result.pending}

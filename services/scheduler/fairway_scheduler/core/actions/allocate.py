@@ -28,6 +28,7 @@ from fairway_scheduler.core.model import (
     NO_QUOTA,
     ClusterSnapshot,
     CycleResult,
+    Nomination,
     PendingCode,
     PendingReason,
     Workload,
@@ -66,6 +67,8 @@ class Allocate:
         self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
                                else sorted(w.waiting_pods, key=natural))
                         for ws in by_project.values() for w in ws}
+        if session.snapshot.nominated:
+            self._place_nominated(session.snapshot.nominated)
         gangs = {p: [w for w in ws if session.held[w.id] < w.min_pods or not session.held[w.id]]
                  for p, ws in by_project.items()}
         self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
@@ -73,6 +76,32 @@ class Allocate:
                       and session.held[w.id] >= w.min_pods and session.held[w.id]]
                   for p, ws in by_project.items()}
         self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+
+    def _place_nominated(self, nominations: tuple[Nomination, ...]) -> None:
+        """Workloads a reclaim, preemption or move made room for go first, each in the pool
+        where its room was made, in the order they were decided (a preemptor and the
+        workloads moved aside for it fit together in that order). One that does not fit yet
+        stays nominated while the pods evicted for it are leaving (any pod in its pool, where
+        none are named); then it is only the next in line."""
+        session = self.session
+        waiting = {w.id: w for w in session.waiting}
+        leaving: set[str] | None = None
+        for nomination in nominations:
+            workload = waiting.get(nomination.workload_id)
+            if workload is None:
+                continue  # bound, or gone
+            if workload.id not in session.unschedulable:
+                pods = self.waiting[workload.id]
+                held = session.held[workload.id]
+                gang = max(0, workload.min_pods - held)
+                if pods and len(pods) >= gang and self._in_pool(
+                        workload, pods, max(gang, 1), held, nomination.pool) is None:
+                    continue
+            if leaving is None:
+                leaving = {w.id for w in session.snapshot.workloads if w.evicting_pods}
+            if (any(v in leaving for v in nomination.victims) if nomination.victims
+                    else any(session.held_pool.get(v) == nomination.pool for v in leaving)):
+                session.nominated.append(nomination)
 
     def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
         """Try workloads in queue order: the department (or department-less project) that goes

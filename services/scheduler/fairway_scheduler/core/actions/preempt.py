@@ -4,10 +4,8 @@ pool. Quotas still apply: a non-preemptible preemptor stays within deserved; a l
 what the victims give back.
 """
 
-from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.solver import Solver, Unit, evicted_pods, label
 from fairway_scheduler.core.model import Workload
-from fairway_scheduler.core.queues import GPU
 
 
 def preempt(solver: Solver, workload: Workload, pool: str) -> bool:
@@ -21,7 +19,7 @@ def preempt(solver: Solver, workload: Workload, pool: str) -> bool:
     def describe(unit: Unit) -> str:
         return (f"{label(workload)} in project {workload.project} has a higher priority "
                 f"({workload.priority} over {unit.workload.priority}) and needs room in pool "
-                f"{pool}: {evicted_pods(unit)} ({reasons.resource(GPU, unit.gpu)}) make room "
+                f"{pool}: {evicted_pods(unit)} ({unit.gives()}) make room "
                 "for it")
 
     return solver.attempt(workload, pool, "preempt", iter(units), lambda _: True,

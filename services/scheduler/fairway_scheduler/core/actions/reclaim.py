@@ -58,6 +58,7 @@ class _Reclaim:
         self.reclaimer, self.need, self.gang = reclaimer, need, gang
         self.multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
         self.why: dict[str, str] = {}  # victim workload -> the rule that let it go
+        self.for_fair_share: set[str] = set()  # victims only "maintain fair share" lets go
         self.queues = [q for q in solver.queues_in(pool)
                        if q is not reclaimer and self.acceptable(q)]
 
@@ -77,17 +78,33 @@ class _Reclaim:
         return top(self.reclaimer), top(victim)
 
     def acceptable(self, victim: Queue) -> bool:
+        return self.strategy(victim) is not None
+
+    def strategy(self, victim: Queue) -> str | None:
+        """Which strategy lets the victim's queue give up room now: "deserved" (guarantee
+        deserved quota), "fair" (maintain fair share), or None."""
         mine, theirs = self.levels(victim)
+        if mine is not self.reclaimer and not may_reclaim(mine, self.need):
+            return None  # the reclaimer's department would end above its share
+        if (mine.allocated[GPU] + self.need <= mine.deserved[GPU]
+                and theirs.allocated[GPU] > theirs.deserved[GPU]):
+            return "deserved"
         if theirs.allocated[GPU] > theirs.allocatable(GPU):
-            return True  # maintain fair share
-        return (mine.allocated[GPU] + self.need <= mine.deserved[GPU]
-                and theirs.allocated[GPU] > theirs.deserved[GPU])  # guarantee deserved quota
+            return "fair"
+        return None
 
     def admissible(self, unit: Unit) -> bool:
         victim = self.queue(unit)
-        if victim is self.reclaimer or not self.acceptable(victim):
+        if victim is self.reclaimer:
+            return False
+        strategy = self.strategy(victim)
+        if strategy is None:
             return False
         self.why[unit.workload.id] = self.because(victim)
+        if strategy == "fair":
+            self.for_fair_share.add(unit.workload.id)
+        else:
+            self.for_fair_share.discard(unit.workload.id)
         return True
 
     def gentle(self, unit: Unit) -> bool:
@@ -115,14 +132,20 @@ class _Reclaim:
             yield from solver.units_on(node, self.pool)
 
     def saturation_kept(self, victims: list[Unit]) -> bool:
-        """No level where the reclaimer ends above its share and at least as saturated as a
-        sibling it took from (victims gone, the workload not yet counted)."""
+        """Where a victim goes only to maintain fair shares, its queue must not end less
+        saturated (allocated / fair share) than the reclaimer's at that level, the
+        reclaimer's saturation times the multiplier setting (victims gone, the workload
+        counted). Without it a victim's queue pushed below its share would take back from
+        the next queue just above its own, and that one from the next: one eviction handed
+        on cycle after cycle. Guaranteeing deserved quota needs no such check."""
         for unit in victims:
-            mine, theirs = self.levels(self.queue(unit))
-            after = mine.allocated[GPU] + self.need
-            if after <= max(mine.fair[GPU], mine.deserved[GPU]) or not theirs.fair[GPU]:
+            if unit.workload.id not in self.for_fair_share:
                 continue
-            if self.multiplier * _ratio(after, mine.fair[GPU]) >= _ratio(
+            mine, theirs = self.levels(self.queue(unit))
+            if not theirs.fair[GPU]:
+                continue
+            after = mine.allocated[GPU] + self.need
+            if self.multiplier * _ratio(after, mine.fair[GPU]) > _ratio(
                     theirs.allocated[GPU], theirs.fair[GPU]):
                 return False
         return True
@@ -146,7 +169,7 @@ class _Reclaim:
 
     def describe(self, unit: Unit) -> str:
         return (f"{self.why[unit.workload.id]}: {evicted_pods(unit)} "
-                f"({reasons.resource(GPU, unit.gpu)}) make room for {label(self.workload)}")
+                f"({unit.gives()}) make room for {label(self.workload)}")
 
 
 def may_reclaim(reclaimer: Queue, need: int) -> bool:

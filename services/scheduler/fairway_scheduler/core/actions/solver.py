@@ -38,7 +38,7 @@ from fairway_scheduler.core.framework import (
 )
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
-from fairway_scheduler.core.queues import GPU, Queue, order_key
+from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
 
 
 @dataclass(slots=True)
@@ -52,6 +52,13 @@ class Unit:
     @property
     def gpu(self) -> int:
         return sum(h.gpu for h in self.holds)
+
+    def gives(self) -> str:
+        """What its eviction frees, for sentences: its GPUs, or a CPU-only one's cores."""
+        gpu = self.gpu
+        if gpu or not self.holds:
+            return reasons.resource(GPU, gpu)
+        return reasons.resource(CPU, sum(h.cpu for h in self.holds))
 
 
 class Solver:

@@ -19,6 +19,7 @@ from fairway_scheduler.core.model import (
     CycleResult,
     Eviction,
     Node,
+    Nomination,
     PendingCode,
     PendingReason,
     Placement,
@@ -133,6 +134,9 @@ class Session:
         self.placements: list[Placement] = []
         self.pending: list[PendingReason] = []
         self.evictions: list[Eviction] = []
+        # Last cycle's nominations that still wait for their room (`Allocate`), kept for the
+        # next cycle with those this cycle makes.
+        self.nominated: list[Nomination] = []
         self.now = snapshot.now
         # Kept for the disruptive actions, which need every running pod's devices.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
@@ -329,7 +333,22 @@ class Session:
         placements = tuple(Placement(wid, tuple(pods), *flags[wid])
                            for wid, pods in merged.items())
         return CycleResult(placements, tuple(self.pending), self.queues.status(),
-                           tuple(self.evictions))
+                           tuple(self.evictions), self._nominations(placements))
+
+    def _nominations(self, placements: tuple[Placement, ...]) -> tuple[Nomination, ...]:
+        """Those kept from the last cycle, and every pipelined placement of this one: its
+        victims are the workloads evicted for it (and a moved workload its own old pods)."""
+        victims: dict[str, list[str]] = {}
+        for eviction in self.evictions:
+            if eviction.by is not None:
+                victims.setdefault(eviction.by, []).append(eviction.workload_id)
+        out = {n.workload_id: n for n in self.nominated}
+        for placement in placements:
+            if placement.pipelined:
+                wid = placement.workload_id
+                named = victims.get(wid, []) + ([wid] if placement.moved else [])
+                out[wid] = Nomination(wid, self.held_pool[wid], tuple(dict.fromkeys(named)))
+        return tuple(out.values())
 
 
 class Largest:
