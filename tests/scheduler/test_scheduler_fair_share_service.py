@@ -462,6 +462,9 @@ async def test_reclaim_is_decided_once_and_the_preemptor_runs_when_the_room_is_f
     assert last.code == "WaitingForPreemption", last
     assert await db.fetchval("SELECT count(*) FROM evictions") == 16
 
+    # Each eviction names the workload it makes room for (its nomination after a restart).
+    assert {r["by_workload"] for r in await db.fetch("SELECT by_workload FROM evictions")} == (
+        set(arriving))
     # A restart: the evicting pods come back from the tables, and no decision is repeated.
     await service.stop()
     service = await start_scheduler()

@@ -338,3 +338,24 @@ def test_the_ledger_kept_between_cycles_is_the_one_the_allocations_give(seed):
                 PodStatus(p.name, node=where.get(p.name, p.node), phase=p.phase)
                 for p in pods_of[placement.workload_id]])
     assert compared > 15, "the kept ledger was used (not only the rebuilt one)"
+
+
+def test_after_a_restart_the_evictions_under_way_give_back_their_nominations():
+    state = ClusterState()
+    state.put_node(core.Node("n1", "pool-a", True, 8))
+    for wid in ("victim", "moved", "preemptor"):
+        state.add_request(request(wid))
+        state.apply_status(status(wid), released=())
+    for wid in ("victim", "moved"):
+        state.add_placement(core.Placement(wid, (core.PodPlacement(f"{wid}-0", "n1", (0, 1)),)))
+    # As the tables give them back: the pods still held, the workload each was evicted for.
+    state.add_evictions([core.Eviction("victim", "reclaim", "preemptor", "", ("victim-0",)),
+                         core.Eviction("moved", "consolidate", "preemptor", "", ("moved-0",))])
+    state.nominate_after_restart([
+        core.Eviction("victim", "reclaim", "preemptor", "", ("victim-0",)),
+        core.Eviction("moved", "consolidate", "preemptor", "", ("moved-0",))])
+
+    assert state.nominated == (
+        core.Nomination("preemptor", "pool-a", ("moved", "victim")),
+        core.Nomination("moved", "pool-a", ("moved",)))
+    assert state.snapshot().nominated == state.nominated

@@ -324,11 +324,12 @@ async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
 
 async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
     rows = await conn.fetch(
-        "SELECT e.workload_id, e.reason, array_agg(e.pod ORDER BY e.pod) AS pods"
+        "SELECT e.workload_id, e.reason, e.by_workload,"
+        " array_agg(e.pod ORDER BY e.pod) AS pods"
         " FROM evictions e JOIN allocations a USING (workload_id, pod)"
-        " GROUP BY e.workload_id, e.reason")
-    return [core.Eviction(row["workload_id"], row["reason"], None, "", tuple(row["pods"]))
-            for row in rows]
+        " GROUP BY e.workload_id, e.reason, e.by_workload")
+    return [core.Eviction(row["workload_id"], row["reason"], row["by_workload"], "",
+                          tuple(row["pods"])) for row in rows]
 
 
 # a cycle's outcome ----------------------------------------------------------------------------
@@ -336,43 +337,44 @@ async def load_evictions(conn: asyncpg.Connection) -> list[core.Eviction]:
 
 async def save_outcome(
         conn: asyncpg.Connection, *,
-        evictions: Sequence[tuple[str, str, str, str]],
+        evictions: Sequence[tuple[str, str, str, str, str | None]],
         allocations: Sequence[tuple[str, core.PodPlacement, str, int, int]],
         pending: Sequence[tuple[str, core.PendingReason | None, datetime | None, int]],
         queues: Sequence[tuple[tuple[str, str, str], dict, int]],
         events: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]) -> None:
     """A cycle's rows and the events that announce them in one statement (so one
-    transaction): `evictions` (workload, pod, decision id, reason) per pod evicted;
-    `allocations` (workload, pod placed, decision id, CPU, memory) per pod; `pending`
+    transaction): `evictions` (workload, pod, decision id, reason, the workload it was
+    for) per pod evicted; `allocations` (workload, pod placed, decision id, CPU, memory) per pod; `pending`
     (workload, reason or None, pending since, events sent) per workload whose reason changed;
     `queues` the last published status per queue that changed; `events` (subject, event,
     msg id, trace headers) for the outbox, in the order they are to be published."""
     await conn.execute(
-        "WITH evicted AS (INSERT INTO evictions (workload_id, pod, decision_id, reason)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        "WITH evicted AS (INSERT INTO evictions (workload_id, pod, decision_id, reason,"
+        " by_workload)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
         " ON CONFLICT (workload_id, pod) DO NOTHING),"
         # A plain insert: a pod that already has an allocation must never be placed again,
         # and if it were, the transaction fails and the decision is not published.
         " allocated AS (INSERT INTO allocations (workload_id, pod, node, gpu_devices,"
         " decision_id, portion, gpu_memory_mib, gpu_limit, cpu_millis, memory_mib)"
-        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($5::text[],"
-        " $6::text[], $7::text[], $8::text[], $9::text[], $10::float8[], $11::integer[],"
-        " $12::float8[], $13::integer[], $14::integer[])"
+        " SELECT w, p, n, g::integer[], d, po, gm, gl, c, m FROM unnest($6::text[],"
+        " $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::integer[],"
+        " $13::float8[], $14::integer[], $15::integer[])"
         " AS t(w, p, n, g, d, po, gm, gl, c, m)),"
         " waiting AS (UPDATE workloads w SET pending_code = t.code,"
         " pending_message = t.message, pending_since = t.since, pending_version = t.version,"
         " pending_unschedulable = t.unschedulable"
-        " FROM unnest($15::text[], $16::text[], $17::text[], $18::timestamptz[],"
-        " $19::integer[], $20::boolean[]) AS t(id, code, message, since, version, unschedulable)"
+        " FROM unnest($16::text[], $17::text[], $18::text[], $19::timestamptz[],"
+        " $20::integer[], $21::boolean[]) AS t(id, code, message, since, version, unschedulable)"
         " WHERE w.id = t.id),"
         " queued AS (INSERT INTO queue_status (kind, name, node_pool, status, version)"
-        " SELECT k, n, p, s::jsonb, v FROM unnest($21::text[], $22::text[], $23::text[],"
-        " $24::text[], $25::integer[]) AS t(k, n, p, s, v)"
+        " SELECT k, n, p, s::jsonb, v FROM unnest($22::text[], $23::text[], $24::text[],"
+        " $25::text[], $26::integer[]) AS t(k, n, p, s, v)"
         " ON CONFLICT (kind, name, node_pool) DO UPDATE SET"
         " status = excluded.status, version = excluded.version, updated_at = now()) "
-        + outbox_insert(26),
+        + outbox_insert(27),
         [e[0] for e in evictions], [e[1] for e in evictions], [e[2] for e in evictions],
-        [e[3] for e in evictions],
+        [e[3] for e in evictions], [e[4] for e in evictions],
         [wid for wid, _, _, _, _ in allocations],
         [p.pod for _, p, _, _, _ in allocations],
         [p.node for _, p, _, _, _ in allocations],

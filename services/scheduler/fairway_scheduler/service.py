@@ -319,7 +319,9 @@ class SchedulerService:
                 state.apply_status(status, released=(), now=loaded_at)
             for allocation in await repository.load_allocations(conn):
                 state.allocations[(allocation.workload_id, allocation.pod)] = allocation
-            state.add_evictions(await repository.load_evictions(conn))
+            evictions = await repository.load_evictions(conn)
+            state.add_evictions(evictions)
+            state.nominate_after_restart(evictions)
             pending = await repository.load_pending(conn)
             state.set_pending(reason for reason, _ in pending)
             state.pending_info = {reason.workload_id: info for reason, info in pending}
@@ -466,7 +468,7 @@ class SchedulerService:
         """The outcome's rows and outbox messages, in one statement however many decisions
         the cycle made."""
         state, now = self.state, outcome.now
-        evictions: list[tuple[str, str, str, str]] = []
+        evictions: list[tuple[str, str, str, str, str | None]] = []
         allocations: list[tuple[str, core.PodPlacement, str, int, int]] = []
         # (subject, event, msg id, trace headers), in the order they are published
         messages: list[tuple[str, BaseModel, str, Mapping[str, str] | None]] = []
@@ -474,8 +476,8 @@ class SchedulerService:
         for eviction, decision in outcome.preemptions:
             held = sorted(held_by[eviction.workload_id])
             pods = held if eviction.pods is None else [p for p in eviction.pods if p in held]
-            evictions += [(eviction.workload_id, pod, decision.decision_id, eviction.reason)
-                          for pod in pods]
+            evictions += [(eviction.workload_id, pod, decision.decision_id, eviction.reason,
+                           eviction.by) for pod in pods]
             messages.append((subjects.preempt(decision.project, decision.workload_id),
                              decision, f"preempt:{decision.decision_id}",
                              state.trace_headers(decision.workload_id) or None))

@@ -426,6 +426,32 @@ class ClusterState:
                 self._touch(eviction.workload_id)
         self.version += 1
 
+    def nominate_after_restart(self, evictions: Iterable[model.Eviction]) -> None:
+        """The nominations the last cycles made, from the evictions still under way (as the
+        tables keep them): each workload they make room for, in the pool of its victims'
+        nodes, and each workload being moved (its own pods leave)."""
+        victims: dict[str, list[str]] = {}
+        pools: dict[str, str] = {}
+        moved: dict[str, str] = {}
+        for eviction in evictions:
+            pod = next(iter(eviction.pods or self.allocations.pods_of(eviction.workload_id)),
+                       None)
+            allocation = self.allocations.get((eviction.workload_id, pod))
+            node = self.nodes.get(allocation.node) if allocation is not None else None
+            if node is None:
+                continue
+            pool = self.pool_of(node)
+            if eviction.by is not None:
+                victims.setdefault(eviction.by, []).append(eviction.workload_id)
+                pools.setdefault(eviction.by, pool)
+            if eviction.reason == "consolidate":
+                moved[eviction.workload_id] = pool
+        self.nominated = tuple(
+            [model.Nomination(wid, pools[wid], tuple(sorted(v))) for wid, v in
+             sorted(victims.items())]
+            + [model.Nomination(wid, pool, (wid,)) for wid, pool in sorted(moved.items())
+               if wid not in victims])
+
     def set_pending(self, reasons: Iterable[model.PendingReason]) -> None:
         self.pending = {reason.workload_id: reason for reason in reasons}
         self.pending_info = {wid: info for wid, info in self.pending_info.items()
