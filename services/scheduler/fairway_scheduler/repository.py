@@ -344,8 +344,9 @@ async def save_outcome(
         events: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]) -> None:
     """A cycle's rows and the events that announce them in one statement (so one
     transaction): `evictions` (workload, pod, decision id, reason, the workload it was
-    for) per pod evicted; `allocations` (workload, pod placed, decision id, CPU, memory) per pod; `pending`
-    (workload, reason or None, pending since, events sent) per workload whose reason changed;
+    for) per pod evicted; `allocations` (workload, pod placed, decision id, CPU, memory)
+    per pod; `pending` (workload, reason or None, pending since, events sent) per workload
+    whose reason changed;
     `queues` the last published status per queue that changed; `events` (subject, event,
     msg id, trace headers) for the outbox, in the order they are to be published."""
     await conn.execute(
