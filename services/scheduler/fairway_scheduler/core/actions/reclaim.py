@@ -32,6 +32,7 @@ from fairway_scheduler.core.actions.solver import (
     top,
 )
 from fairway_scheduler.core.model import Workload
+from fairway_scheduler.core.nodes import NodeState
 from fairway_scheduler.core.queues import GPU, MILLI, Queue
 
 
@@ -63,10 +64,58 @@ class _Reclaim:
                        if q is not reclaimer and self.acceptable(q)]
 
     def run(self) -> bool:
-        if not self.queues and not self.solver.freed:
+        solver = self.solver
+        if not self.queues and not solver.freed:
             return False
-        return self.solver.attempt(self.workload, self.pool, "reclaim", self.candidates(),
-                                   self.admissible, self.saturation_kept, self.describe)
+        nodes = solver.node_order(solver.session.pools[self.pool],
+                                  solver.session.requests[self.workload.id], self.gang)
+        if nodes is None:  # a gang of several pods: victims across the pool
+            return solver.attempt(self.workload, self.pool, "reclaim", self.across_pool(),
+                                  self.admissible, self.saturation_kept, self.describe)
+        return self.on_one_node(nodes)
+
+    def across_pool(self) -> Iterator[Unit]:
+        """Victims that leave their queue its share first, then the others: a queue may end
+        below its fair share, but only where nothing gentler makes the room."""
+        solver = self.solver
+        yield from (u for u in solver.by_queue_order(self.queues, self.pool) if self.gentle(u))
+        yield from solver.by_queue_order(self.queues, self.pool)
+
+    def on_one_node(self, nodes: list[tuple[int, NodeState]]) -> bool:
+        """A single pod: its room is made on one node, each node a simulation of its own
+        (victims taken on one node never block a better choice on another). First the nodes
+        where victims that leave their queue its share suffice, then those where any victim,
+        or moving work aside, could make the room; the node closest to having room first."""
+        solver, workload = self.solver, self.workload
+        request = solver.session.requests[workload.id]
+        key = ("reclaim-nodes", workload.project, self.pool, request, workload.preemptible)
+        if key in solver.failed:
+            return False
+        if solver.freed and solver.attempt(workload, self.pool, "reclaim", iter(()),
+                                           self.admissible, self.saturation_kept,
+                                           self.describe, shape="freed"):
+            return True
+        givers = {q.name for q in self.queues}
+        pool = solver.session.pools[self.pool]
+        units: dict[int, list[Unit]] = {}
+        for gentle in (True, False):
+            for deficit, node in nodes:
+                movable = not gentle and solver.moves_left > 0 and pool.whole_fit_count(1) > 0
+                if not movable and givers.isdisjoint(solver.projects_on(node.idx)):
+                    continue
+                on = units.get(node.idx)
+                if on is None:
+                    on = units[node.idx] = solver.units_on(node, self.pool)
+                victims = [u for u in on if self.gentle(u)] if gentle else self.by_need(
+                    on, node, deficit)
+                if not movable and self.may_give(victims, node) < deficit:
+                    continue  # what may go from it could not make the room
+                if solver.attempt(workload, self.pool, "reclaim", iter(victims),
+                                  self.admissible, self.saturation_kept, self.describe,
+                                  shape=(node.idx, gentle)):
+                    return True
+        solver.failed.add(key)
+        return False
 
     def queue(self, unit: Unit) -> Queue:
         return self.solver.session.queues.project(unit.workload.project, self.pool)
@@ -98,7 +147,7 @@ class _Reclaim:
         if victim is self.reclaimer:
             return False
         strategy = self.strategy(victim)
-        if strategy is None:
+        if strategy is None or (strategy == "fair" and not self.less_saturated(unit, victim)):
             return False
         self.why[unit.workload.id] = self.because(victim)
         if strategy == "fair":
@@ -113,23 +162,42 @@ class _Reclaim:
         _, theirs = self.levels(self.queue(unit))
         return now is not None and theirs.allocated[GPU] - now.gpu >= theirs.allocatable(GPU)
 
-    def candidates(self) -> Iterator[Unit]:
-        """Victims that leave their queue its share first, then the others: a queue may end
-        below its fair share, but only where nothing gentler makes the room. A single pod
-        takes them node by node (each pass), the node closest to having room first, where
-        workloads that may not be victims may be moved aside instead."""
-        solver = self.solver
-        nodes = solver.node_order(solver.session.pools[self.pool],
-                                  solver.session.requests[self.workload.id], self.gang)
-        if nodes is None:
-            yield from (u for u in solver.by_queue_order(self.queues, self.pool)
-                        if self.gentle(u))
-            yield from solver.by_queue_order(self.queues, self.pool)
-            return
-        for node in nodes:
-            yield from (u for u in solver.units_on(node, self.pool) if self.gentle(u))
-        for node in nodes:
-            yield from solver.units_on(node, self.pool)
+    def by_need(self, units: list[Unit], node: NodeState, deficit: int) -> list[Unit]:
+        """The node's units as victims once gentle ones did not do: one that makes the room
+        alone first (the smallest such), then the gentle ones, then the rest (a queue judged
+        after each victim may not give a second time what one larger victim would give)."""
+        def gives(unit: Unit) -> int:
+            now = self.solver.current(unit, [])
+            return 0 if now is None else sum(h.gpu for h in now.holds if h.node is node)
+
+        ranked = []
+        for position, unit in enumerate(units):
+            size = gives(unit)
+            alone = size >= deficit
+            ranked.append(((not alone, size if alone else 0, not self.gentle(unit), position),
+                           unit))
+        ranked.sort(key=lambda e: e[0])
+        return [unit for _, unit in ranked]
+
+    def may_give(self, units: list[Unit], node: NodeState) -> int:
+        """The milli-GPUs on the node of those units whose queues may give now."""
+        given = 0
+        for unit in units:
+            now = self.solver.current(unit, [])
+            if now is not None and self.acceptable(self.queue(now)):
+                given += sum(h.gpu for h in now.holds if h.node is node)
+        return given
+
+    def less_saturated(self, unit: Unit, victim: Queue) -> bool:
+        """Without the unit, its queue would still be at least as saturated as the
+        reclaimer's with the workload (the check `saturation_kept` makes at the end, made
+        early: victims taken later only lower it)."""
+        mine, theirs = self.levels(victim)
+        if not theirs.fair[GPU]:
+            return True
+        after = mine.allocated[GPU] + self.need
+        return self.multiplier * _ratio(after, mine.fair[GPU]) <= _ratio(
+            theirs.allocated[GPU] - unit.gpu, theirs.fair[GPU])
 
     def saturation_kept(self, victims: list[Unit]) -> bool:
         """Where a victim goes only to maintain fair shares, its queue must not end less

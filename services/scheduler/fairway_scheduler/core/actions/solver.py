@@ -88,6 +88,7 @@ class Solver:
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
+        self._projects_on: dict[int, set[str]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
@@ -400,10 +401,11 @@ class Solver:
         return Unit(unit.workload, left, False) if left else None
 
     def node_order(self, pool: PoolNodes, request: Request, gang: int
-                   ) -> list[NodeState] | None:
-        """For a single pod: the pool's nodes that could hold it once room is made there, the
-        closest to having it first (fewest GPUs to free, then natural order). None for a gang
-        of several pods (their victims are taken across nodes)."""
+                   ) -> list[tuple[int, NodeState]] | None:
+        """For a single pod: the pool's nodes that could hold it once room is made there, each
+        with the milli-GPUs to free on it, the closest to having it first (fewest to free,
+        then natural order). None for a gang of several pods (their victims are taken across
+        nodes)."""
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
@@ -423,18 +425,31 @@ class Solver:
             if deficit > 0:
                 out.append((deficit, node.idx, node))
         out.sort(key=lambda e: (e[0], e[1]))
-        return [node for _, _, node in out]
+        return [(deficit, node) for deficit, _, node in out]
+
+    def on_node(self, idx: int) -> list[str]:
+        """The workloads that ran on the node when the cycle began (some may be gone)."""
+        if self._on_node is None:
+            self._on_node = {}
+            for wid, holds in self.holds.items():
+                for i in {h.node.idx for h in holds}:
+                    self._on_node.setdefault(i, []).append(wid)
+        return self._on_node.get(idx, [])
+
+    def projects_on(self, idx: int) -> set[str]:
+        """The projects whose workloads ran on the node when the cycle began."""
+        projects = self._projects_on.get(idx)
+        if projects is None:
+            holds = self.holds
+            projects = self._projects_on[idx] = {
+                holds[wid][0].workload.project for wid in self.on_node(idx) if holds.get(wid)}
+        return projects
 
     def units_on(self, node: NodeState, pool: str) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
         over-served queues first, then in each queue's victim order."""
-        if self._on_node is None:
-            self._on_node = {}
-            for wid, holds in self.holds.items():
-                for idx in {h.node.idx for h in holds}:
-                    self._on_node.setdefault(idx, []).append(wid)
         ranked: list[tuple[tuple[float, float], int, Unit]] = []
-        for wid in self._on_node.get(node.idx, ()):
+        for wid in self.on_node(node.idx):
             holds = self.holds.get(wid)
             if not holds:
                 continue
