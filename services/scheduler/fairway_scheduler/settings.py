@@ -63,9 +63,9 @@ class SchedulerSettings(ServiceSettings):
 
     reclaimer_saturation_multiplier: float = Field(
         default=1.0, ge=1.0, alias="FAIRWAY_SCHEDULER_RECLAIMER_SATURATION_MULTIPLIER",
-        description="reclaim's saturation rule: a queue reclaiming beyond its fair share and "
-                    "deserved quota must end less saturated (allocated / fair share, times "
-                    "this) than every queue it takes from; above 1 reclaims less eagerly",
+        description="reclaim's saturation rule: a queue taking from another only to "
+                    "maintain fair shares must end less saturated (allocated / fair share, "
+                    "times this) than the queue it takes from; above 1 reclaims less eagerly",
     )
 
     missing_pool_grace_seconds: float = Field(

@@ -7,21 +7,25 @@ department-less projects):
 
 - **The reclaimer** (its project) must stay within its fair share or within its deserved quota
   once the workload runs; a non-preemptible one within its deserved quota (as `allocate`).
+  Taking from another department, its department must stay within its share as well.
 - **A victim** is acceptable by either of two strategies, judged on its queue before the
-  victim leaves: *maintain fair share*, its queue holds more than its allocatable share
-  (`min(limit, max(deserved, fair share))`), and may end below its fair share; or *guarantee
-  deserved quota*, the reclaimer's queue stays within its deserved quota with the workload and
-  the victim's queue holds more than its own deserved quota. The second holds also where the
-  deserved quotas of a pool add up to more than it has.
-- **Saturation**: a reclaimer that ends above both its fair share and its deserved quota at a
-  level must end less saturated (allocated / fair share, times the multiplier setting) than
-  every sibling it took from there, so two queues never take turns taking from each other.
+  victim leaves (after the victims taken before it): *guarantee deserved quota*, the
+  reclaimer's queue stays within its deserved quota with the workload and the victim's queue
+  holds more than its own deserved quota (also where the deserved quotas of a pool add up to
+  more than it has); or *maintain fair share*, its queue holds more than its allocatable share
+  (`min(limit, max(deserved, fair share))`), and may end below its fair share.
+- **Saturation**: a victim taken only to maintain fair shares must leave its queue at least as
+  saturated (allocated / fair share) as the reclaimer's ends, times the multiplier setting;
+  without it the queue pushed below its share would take from the next queue just above its
+  own, and that one from the next: one eviction handed on cycle after cycle.
 
 Victims come from the most over-served queues first (departments, then projects), lowest
-priority and newest first inside one; elastic pods above a workload's minimum before gangs.
+priority and newest first inside one; elastic pods above a workload's minimum before gangs;
+those that leave their queue its share before the others. A single pod's room is made on one
+node at a time (`_Reclaim.on_one_node`); a gang's across the pool.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.solver import (
@@ -98,6 +102,14 @@ class _Reclaim:
         givers = {q.name for q in self.queues}
         pool = solver.session.pools[self.pool]
         units: dict[int, list[Unit]] = {}
+        gentle_memo: dict[int, bool] = {}  # nothing changes between the simulations
+
+        def is_gentle(unit: Unit) -> bool:
+            found = gentle_memo.get(id(unit))
+            if found is None:
+                found = gentle_memo[id(unit)] = self.gentle(unit)
+            return found
+
         for gentle in (True, False):
             for deficit, node in nodes:
                 movable = not gentle and solver.moves_left > 0 and pool.whole_fit_count(1) > 0
@@ -106,8 +118,8 @@ class _Reclaim:
                 on = units.get(node.idx)
                 if on is None:
                     on = units[node.idx] = solver.units_on(node, self.pool)
-                victims = [u for u in on if self.gentle(u)] if gentle else self.by_need(
-                    on, node, deficit)
+                victims = [u for u in on if is_gentle(u)] if gentle else self.by_need(
+                    on, node, deficit, is_gentle)
                 if not movable and self.may_give(victims, node) < deficit:
                     continue  # what may go from it could not make the room
                 if solver.attempt(workload, self.pool, "reclaim", iter(victims),
@@ -162,7 +174,8 @@ class _Reclaim:
         _, theirs = self.levels(self.queue(unit))
         return now is not None and theirs.allocated[GPU] - now.gpu >= theirs.allocatable(GPU)
 
-    def by_need(self, units: list[Unit], node: NodeState, deficit: int) -> list[Unit]:
+    def by_need(self, units: list[Unit], node: NodeState, deficit: int,
+                gentle: Callable[[Unit], bool]) -> list[Unit]:
         """The node's units as victims once gentle ones did not do: one that makes the room
         alone first (the smallest such), then the gentle ones, then the rest (a queue judged
         after each victim may not give a second time what one larger victim would give)."""
@@ -174,7 +187,7 @@ class _Reclaim:
         for position, unit in enumerate(units):
             size = gives(unit)
             alone = size >= deficit
-            ranked.append(((not alone, size if alone else 0, not self.gentle(unit), position),
+            ranked.append(((not alone, size if alone else 0, not gentle(unit), position),
                            unit))
         ranked.sort(key=lambda e: e[0])
         return [unit for _, unit in ranked]

@@ -89,6 +89,7 @@ class Solver:
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
         self._projects_on: dict[int, set[str]] = {}
+        self._queues_in: dict[str, list[Queue]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
@@ -463,10 +464,15 @@ class Solver:
         return [unit for _, _, unit in ranked]
 
     def queues_in(self, pool: str) -> list[Queue]:
-        """The project queues with workloads running in the pool."""
-        names = sorted({project for (project, p), wids in self.by_queue.items()
-                        if p == pool and any(w in self.holds for w in wids)})
-        return [self.session.queues.project(name, pool) for name in names]
+        """The project queues with workloads running in the pool when the cycle began (one
+        whose last workload left since gives no victim: harmless)."""
+        queues = self._queues_in.get(pool)
+        if queues is None:
+            names = sorted({project for (project, p), wids in self.by_queue.items()
+                            if p == pool and any(w in self.holds for w in wids)})
+            queues = self._queues_in[pool] = [self.session.queues.project(name, pool)
+                                              for name in names]
+        return queues
 
     def by_queue_order(self, queues: list[Queue], pool: str) -> Iterator[Unit]:
         """Units of the most over-served queue first (department, then project), re-ranked as
