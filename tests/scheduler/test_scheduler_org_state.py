@@ -97,6 +97,29 @@ def test_queues_from_projects_and_departments():
     assert [s.name for s in state.queue_specs()] == ["research", "team-b"]
 
 
+def test_queues_carry_when_their_unit_was_created_so_ties_go_to_the_older():
+    state = ClusterState()
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)
+    # "zeta" was created first: it is the older queue although its name sorts last.
+    for pid, name, created in (("p1", "zeta", early), ("p2", "alpha", late)):
+        state.put_project(ProjectChanged(
+            event_id=pid, project_id=pid, name=name, created_at=created,
+            resources=[PoolResources(node_pool="default", gpu=Quota(deserved=0))]))
+    assert {s.name: s.created_at for s in state.queue_specs()} == {"zeta": early,
+                                                                  "alpha": late}
+    # One GPU, both at nothing allocated: the next one goes to the older queue.
+    state.put_node(core.Node("n1", "default", True, 1))
+    for wid, project in (("w-alpha", "alpha"), ("w-zeta", "zeta")):
+        state.add_request(WorkloadRequest(id=wid, project=project, priority_class="train",
+                                          priority=50, preemptible=True, node_pools=(),
+                                          pods=1, min_pods=1, gpus_per_pod=1,
+                                          submitted_at=T0))
+        state.apply_status(WorkloadStatus(wid, project, 1, Phase.PENDING,
+                                          (PodStatus(f"{wid}-0"),)), released=())
+    result = core.decide(state.snapshot(T0))
+    assert [p.workload_id for p in result.placements] == ["w-zeta"]
+
+
 def test_a_request_carries_cpu_and_memory_from_the_effective_spec():
     event = WorkloadSubmitted(
         event_id="e", workload_id="w1", name="job", project="team-a", project_id="p1",

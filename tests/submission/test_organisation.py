@@ -81,8 +81,11 @@ async def test_department_and_project_with_quotas(harness):
     assert events[-1][1]["resources"][0]["gpu"] == {"deserved": 3.0, "limit": 6.0,
                                                     "overQuotaWeight": 1.0}
     assert events[-1][1]["departmentId"] == dept["id"]
+    # when it was created, for the scheduler's ties (the older queue first)
+    assert events[-1][1]["createdAt"] == events[0][1]["createdAt"] is not None
     dept_events = await harness.outbox(f"fairway.org.department.{dept['id']}")
     assert dept_events[0][1]["resources"][0]["nodePool"] == "default"
+    assert dept_events[0][1]["createdAt"] is not None
     # a department with projects cannot go; the projects can
     assert (await admin.delete(f"/api/v1/org-unit/departments/{dept['id']}")).status_code == 409
     assert (await admin.delete(f"/api/v1/org-unit/projects/{project['id']}")).status_code == 204

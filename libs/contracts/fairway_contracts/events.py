@@ -185,6 +185,8 @@ class ProjectChanged(Contract):
     default_node_pools: list[str] = Field(default_factory=list)
     scheduling_rules: SchedulingRules | None = None
     node_types: NodeTypes | None = None
+    # When the unit was created: ties between queues go to the older one.
+    created_at: datetime | None = None
 
 
 class DepartmentChanged(Contract):
@@ -198,6 +200,8 @@ class DepartmentChanged(Contract):
     default_node_pools: list[str] = Field(default_factory=list)
     scheduling_rules: SchedulingRules | None = None
     node_types: NodeTypes | None = None
+    # When the unit was created: ties between queues go to the older one.
+    created_at: datetime | None = None
 
 
 class NodePoolChanged(Contract):

@@ -517,7 +517,8 @@ class ClusterState:
             for r in department.resources:
                 specs.append(model.QueueSpec(
                     department.name, "department", r.node_pool, None,
-                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
+                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory),
+                    created_at=department.created_at))
         configured = {(d.name, r.node_pool) for d in self.departments.values()
                       for r in d.resources}
         # A department with no quota in a pool does not constrain its projects there: it
@@ -531,20 +532,24 @@ class ClusterState:
                     sums[0] += r.gpu.deserved
                     sums[1] += r.cpu.deserved * 1000
                     sums[2] += r.memory.deserved
+        created = {d.name: d.created_at for d in self.departments.values()}
         for (department, pool), (gpu, cpu, memory) in sorted(implied.items()):
             specs.append(model.QueueSpec(department, "department", pool, None,
                                         model.Quota(deserved=gpu), model.Quota(deserved=cpu),
-                                        model.Quota(deserved=memory)))
+                                        model.Quota(deserved=memory),
+                                        created_at=created.get(department)))
         for project in sorted(self.projects.values(), key=lambda p: p.name):
             parent = department_names.get(project.department_id or "")
             resources = project.resources
             if not resources and parent is not None:
                 # No quota anywhere, but it belongs to a department: say so with one queue.
-                specs.append(model.QueueSpec(project.name, "project", DEFAULT_POOL, parent))
+                specs.append(model.QueueSpec(project.name, "project", DEFAULT_POOL, parent,
+                                             created_at=project.created_at))
             for r in resources:
                 specs.append(model.QueueSpec(
                     project.name, "project", r.node_pool, parent,
-                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory)))
+                    core_quota(r.gpu), core_quota(r.cpu, 1000), core_quota(r.memory),
+                    created_at=project.created_at))
         return tuple(specs)
 
     def kept_ledger(self, snapshot: model.ClusterSnapshot) -> Ledger | None:

@@ -48,7 +48,7 @@ async def publish_project(conn: asyncpg.Connection, row: Any, *, deleted: bool =
         department_id=str(row["department_id"]), deleted=deleted,
         resources=_resources(row["resources"]),
         default_node_pools=row["default_node_pools"], scheduling_rules=rules,
-        node_types=node_types), msg_id=change)
+        node_types=node_types, created_at=row.get("created_at")), msg_id=change)
 
 
 async def publish_department(conn: asyncpg.Connection, row: Any, *, deleted: bool = False
@@ -59,7 +59,7 @@ async def publish_department(conn: asyncpg.Connection, row: Any, *, deleted: boo
         event_id=change, department_id=str(row["id"]), name=row["name"], deleted=deleted,
         resources=_resources(row["resources"]),
         default_node_pools=row["default_node_pools"], scheduling_rules=rules,
-        node_types=node_types), msg_id=change)
+        node_types=node_types, created_at=row.get("created_at")), msg_id=change)
 
 
 async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool = False
