@@ -39,6 +39,8 @@ from fairway_scheduler.core.model import Workload
 from fairway_scheduler.core.nodes import NodeState
 from fairway_scheduler.core.queues import GPU, MILLI, Queue
 
+MOVE_NODES = 4  # per reclaim: nodes tried only because work there could be moved aside
+
 
 def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     """Reclaim room for `workload` in `pool`; True when it was placed."""
@@ -51,7 +53,15 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     need = session.requests[workload.id].vector(pool_nodes.max_dev_memory)[GPU] * gang
     if not need or not may_reclaim(reclaimer, need):
         return False
-    return _Reclaim(solver, workload, pool, reclaimer, need, gang).run()
+    # Another workload of the project asking alike found nothing this cycle: nor would it.
+    key = ("reclaim", workload.project, pool, session.requests[workload.id], gang,
+           workload.preemptible)
+    if key in solver.failed:
+        return False
+    if _Reclaim(solver, workload, pool, reclaimer, need, gang).run():
+        return True
+    solver.failed.add(key)
+    return False
 
 
 class _Reclaim:
@@ -91,16 +101,20 @@ class _Reclaim:
         where victims that leave their queue its share suffice, then those where any victim,
         or moving work aside, could make the room; the node closest to having room first."""
         solver, workload = self.solver, self.workload
-        request = solver.session.requests[workload.id]
-        key = ("reclaim-nodes", workload.project, self.pool, request, workload.preemptible)
-        if key in solver.failed:
-            return False
         if solver.freed and solver.attempt(workload, self.pool, "reclaim", iter(()),
                                            self.admissible, self.saturation_kept,
                                            self.describe, shape="freed"):
             return True
-        givers = {q.name for q in self.queues}
+        # What each queue that may give could give at most: everything, or (gentle) what it
+        # holds above its allocatable share; a node is simulated only where that covers it.
+        most: dict[str, int] = {}
+        above: dict[str, int] = {}
+        for q in self.queues:
+            theirs = self.levels(q)[1]
+            most[q.name] = 1 << 62
+            above[q.name] = max(0, theirs.allocated[GPU] - theirs.allocatable(GPU))
         pool = solver.session.pools[self.pool]
+        moves_tried = 0
         units: dict[int, list[Unit]] = {}
         gentle_memo: dict[int, bool] = {}  # nothing changes between the simulations
 
@@ -111,10 +125,17 @@ class _Reclaim:
             return found
 
         for gentle in (True, False):
+            cap = above if gentle else most
             for deficit, node in nodes:
-                movable = not gentle and solver.moves_left > 0 and pool.whole_fit_count(1) > 0
-                if not movable and givers.isdisjoint(solver.projects_on(node.idx)):
+                held = solver.held_on(node.idx)
+                enough = sum(min(cap[p], m) for p, m in held.items() if p in cap) >= deficit
+                # Moving work aside may make the room where victims alone cannot: tried on
+                # the few nodes closest to having room.
+                movable = (not enough and not gentle and solver.moves_left > 0
+                           and moves_tried < MOVE_NODES and pool.whole_fit_count(1) > 0)
+                if not (enough or movable):
                     continue
+                moves_tried += movable
                 on = units.get(node.idx)
                 if on is None:
                     on = units[node.idx] = solver.units_on(node, self.pool)
@@ -126,7 +147,6 @@ class _Reclaim:
                                   self.admissible, self.saturation_kept, self.describe,
                                   shape=(node.idx, gentle)):
                     return True
-        solver.failed.add(key)
         return False
 
     def queue(self, unit: Unit) -> Queue:

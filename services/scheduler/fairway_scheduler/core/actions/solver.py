@@ -88,7 +88,7 @@ class Solver:
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
-        self._projects_on: dict[int, set[str]] = {}
+        self._held_on: dict[int, dict[str, int]] = {}
         self._queues_in: dict[str, list[Queue]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
@@ -437,14 +437,20 @@ class Solver:
                     self._on_node.setdefault(i, []).append(wid)
         return self._on_node.get(idx, [])
 
-    def projects_on(self, idx: int) -> set[str]:
-        """The projects whose workloads ran on the node when the cycle began."""
-        projects = self._projects_on.get(idx)
-        if projects is None:
-            holds = self.holds
-            projects = self._projects_on[idx] = {
-                holds[wid][0].workload.project for wid in self.on_node(idx) if holds.get(wid)}
-        return projects
+    def held_on(self, idx: int) -> dict[str, int]:
+        """Per project, the milli-GPUs its preemptible workloads held on the node when the
+        cycle began: at most what evicting them could free there."""
+        held = self._held_on.get(idx)
+        if held is None:
+            held = self._held_on[idx] = {}
+            for wid in self.on_node(idx):
+                holds = self.holds.get(wid)
+                if not holds or not holds[0].workload.preemptible:
+                    continue
+                project = holds[0].workload.project
+                held[project] = held.get(project, 0) + sum(h.gpu for h in holds
+                                                           if h.node.idx == idx)
+        return held
 
     def units_on(self, node: NodeState, pool: str) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
