@@ -191,12 +191,24 @@ def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tupl
         memory_managed = q.quotas[MEMORY] != NO_QUOTA
         age = q.age
     else:
-        a0, a1, a2 = (sum(q.allocated[r] for q in queues) for r in range(3))
-        f0, f1, f2 = (sum(q.fair[r] for q in queues) for r in range(3))
-        d0, d1, d2 = (sum(q.deserved[r] for q in queues) for r in range(3))
-        cpu_managed = any(q.quotas[CPU] != NO_QUOTA for q in queues)
-        memory_managed = any(q.quotas[MEMORY] != NO_QUOTA for q in queues)
-        age = min((q.age for q in queues), default=0)
+        a0 = a1 = a2 = f0 = f1 = f2 = d0 = d1 = d2 = 0
+        cpu_managed = memory_managed = False
+        ages = []
+        for q in queues:
+            allocated, fair, deserved, quotas = q.allocated, q.fair, q.deserved, q.quotas
+            a0 += allocated[0]
+            a1 += allocated[1]
+            a2 += allocated[2]
+            f0 += fair[0]
+            f1 += fair[1]
+            f2 += fair[2]
+            d0 += deserved[0]
+            d1 += deserved[1]
+            d2 += deserved[2]
+            cpu_managed = cpu_managed or quotas[CPU] != NO_QUOTA
+            memory_managed = memory_managed or quotas[MEMORY] != NO_QUOTA
+            ages.append(q.age)
+        age = min(ages, default=0)
     n0, n1, n2 = need
     over = a0 > f0 or a1 > f1 or a2 > f2
     starved = ((not n0 or a0 + n0 <= d0)
