@@ -164,16 +164,6 @@ def _fill_level(total: int, queues: list[Queue], r: int) -> None:
         q.fair[r] = shares[key]
 
 
-def ratio(allocated: list[int], fair: list[int]) -> float:
-    """How far a queue is through its fair share: its dominant resource's allocated / fair."""
-    worst = 0.0
-    for r in range(3):
-        if allocated[r] == 0:
-            continue
-        worst = max(worst, allocated[r] / fair[r] if fair[r] else math.inf)
-    return worst
-
-
 def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tuple:
     """Which queue (or queues of one unit across pools, summed) goes first with `need` as its
     next job: those at or below their fair share before those above it; those that stay within
@@ -221,7 +211,7 @@ def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tupl
 
 
 def _ratio3(a0: int, a1: int, a2: int, f0: int, f1: int, f2: int) -> float:
-    """`ratio` of three amounts, without lists."""
+    """How far a queue is through its fair share: its dominant resource's allocated / fair."""
     worst = 0.0
     if a0:
         worst = max(worst, a0 / f0 if f0 else math.inf)
