@@ -31,6 +31,7 @@ cProfile.
 import argparse
 import cProfile
 import gc
+import hashlib
 import pstats
 import random
 import resource
@@ -333,11 +334,20 @@ def kai_mix(count: int, rng: random.Random, prefix: str, start: int) -> list[Wor
     return out
 
 
-def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True) -> None:
+def decisions_digest(result: CycleResult) -> str:
+    """A hash of one cycle's decisions (placements with pods, nodes and devices, evictions,
+    pending reasons, queue status): an optimisation must leave it as it was."""
+    return hashlib.sha256(repr((result.placements, result.evictions, result.pending,
+                                result.queues)).encode()).hexdigest()[:16]
+
+
+def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
+           digest: bool = False) -> None:
     """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
     pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
     service's kept snapshot, its kept ledger and `decide`. `reclaim` False (`--no-reclaim`):
-    the cycles run without the reclaim action, to measure the rest of the service path."""
+    the cycles run without the reclaim action, to measure the rest of the service path.
+    `digest`: print a hash of every cycle's decisions, and of them all."""
     from fairway_contracts.workloads import Phase
     from fairway_scheduler.core.cluster import (
         ClusterState,
@@ -396,6 +406,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True) 
         submit(w)
     start = time.perf_counter()
     first = decide(state.snapshot(T0, settings), None)
+    digests = [decisions_digest(first)] if digest else []
     settle(first)
     print(f"5. KAI's scale: {len(nodes)} nodes, {total} pods submitted; first cycle "
           f"{time.perf_counter() - start:.1f} s, {len(state.allocations)} pods running",
@@ -428,6 +439,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True) 
         times.append(t3 - t0)
         placed += placed_pods(result)
         evicted += len(result.evictions)
+        if digest:
+            digests.append(decisions_digest(result))
         settle(result)
         running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
     p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
@@ -452,6 +465,10 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True) 
               f"{rest[max(0, round(0.99 * (len(rest) - 1)))] * 1000:.1f} ms", flush=True)
     print(f"   peak RSS {rss:.0f} MiB, the process so far (target <= 4096 MiB)"
           + ("" if scale != 1 else ("  OK" if rss <= 4096 else "  MISSED")), flush=True)
+    if digest:
+        print("   decisions by cycle: " + " ".join(digests), flush=True)
+        print("   decisions digest " + hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16],
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,12 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-reclaim", action="store_true",
                         help="shape 5 without the reclaim action (the rest of its path)")
+    parser.add_argument("--digest", action="store_true",
+                        help="shape 5: print a hash of every cycle's decisions")
+    parser.add_argument("--cycles", type=int, default=20, help="shape 5's steady cycles")
     args = parser.parse_args(argv)
     shapes = {1: shape1, 2: shape2, 3: shape3, 4: shape4, 5: shape5}
     for number, shape in shapes.items():
         if args.shape in (None, number):
             if number == 5:
-                shape5(args.scale, args.profile, reclaim=not args.no_reclaim)
+                shape5(args.scale, args.profile, args.cycles, reclaim=not args.no_reclaim,
+                       digest=args.digest)
             else:
                 shape(args.scale, args.profile)
     return 0

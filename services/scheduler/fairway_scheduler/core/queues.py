@@ -164,30 +164,59 @@ def _fill_level(total: int, queues: list[Queue], r: int) -> None:
         q.fair[r] = shares[key]
 
 
-def ratio(allocated: list[int], fair: list[int]) -> float:
-    """How far a queue is through its fair share: its dominant resource's allocated / fair."""
-    worst = 0.0
-    for r in range(3):
-        if allocated[r] == 0:
-            continue
-        worst = max(worst, allocated[r] / fair[r] if fair[r] else math.inf)
-    return worst
-
-
 def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tuple:
     """Which queue (or queues of one unit across pools, summed) goes first with `need` as its
     next job: those at or below their fair share before those above it; those that stay within
     their deserved quota with the job before those that would not; the smaller dominant share
     counting the job, then without it; then the smaller share of the cluster; then the older.
-    Deserved quota counts in GPUs and in the resources the queue configures."""
-    allocated = [sum(q.allocated[r] for q in queues) for r in range(3)]
-    fair = [sum(q.fair[r] for q in queues) for r in range(3)]
-    deserved = [sum(q.deserved[r] for q in queues) for r in range(3)]
-    managed = [True] + [any(q.quotas[r] != NO_QUOTA for q in queues) for r in (CPU, MEMORY)]
-    over = any(allocated[r] > fair[r] for r in range(3))
-    starved = all(allocated[r] + need[r] <= deserved[r] for r in range(3)
-                  if need[r] and managed[r])
-    with_job = [allocated[r] + need[r] for r in range(3)]
-    dominant = max(allocated[r] / capacity[r] for r in range(3))
-    age = min((q.age for q in queues), default=0)
-    return (over, not starved, ratio(with_job, fair), ratio(allocated, fair), dominant, age)
+    Deserved quota counts in GPUs and in the resources the queue configures.
+
+    Written out per resource: the allocation walk asks it after every attempt."""
+    if len(queues) == 1:
+        q = queues[0]
+        a0, a1, a2 = q.allocated
+        f0, f1, f2 = q.fair
+        d0, d1, d2 = q.deserved
+        cpu_managed = q.quotas[CPU] != NO_QUOTA
+        memory_managed = q.quotas[MEMORY] != NO_QUOTA
+        age = q.age
+    else:
+        a0 = a1 = a2 = f0 = f1 = f2 = d0 = d1 = d2 = 0
+        cpu_managed = memory_managed = False
+        ages = []
+        for q in queues:
+            allocated, fair, deserved, quotas = q.allocated, q.fair, q.deserved, q.quotas
+            a0 += allocated[0]
+            a1 += allocated[1]
+            a2 += allocated[2]
+            f0 += fair[0]
+            f1 += fair[1]
+            f2 += fair[2]
+            d0 += deserved[0]
+            d1 += deserved[1]
+            d2 += deserved[2]
+            cpu_managed = cpu_managed or quotas[CPU] != NO_QUOTA
+            memory_managed = memory_managed or quotas[MEMORY] != NO_QUOTA
+            ages.append(q.age)
+        age = min(ages, default=0)
+    n0, n1, n2 = need
+    over = a0 > f0 or a1 > f1 or a2 > f2
+    starved = ((not n0 or a0 + n0 <= d0)
+               and (not n1 or not cpu_managed or a1 + n1 <= d1)
+               and (not n2 or not memory_managed or a2 + n2 <= d2))
+    c0, c1, c2 = capacity
+    dominant = max(a0 / c0, a1 / c1, a2 / c2)
+    return (over, not starved, _ratio3(a0 + n0, a1 + n1, a2 + n2, f0, f1, f2),
+            _ratio3(a0, a1, a2, f0, f1, f2), dominant, age)
+
+
+def _ratio3(a0: int, a1: int, a2: int, f0: int, f1: int, f2: int) -> float:
+    """How far a queue is through its fair share: its dominant resource's allocated / fair."""
+    worst = 0.0
+    if a0:
+        worst = max(worst, a0 / f0 if f0 else math.inf)
+    if a1:
+        worst = max(worst, a1 / f1 if f1 else math.inf)
+    if a2:
+        worst = max(worst, a2 / f2 if f2 else math.inf)
+    return worst

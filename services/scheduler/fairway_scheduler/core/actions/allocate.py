@@ -33,7 +33,7 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Workload,
 )
-from fairway_scheduler.core.nodes import milli_of, natural
+from fairway_scheduler.core.nodes import PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
 
 
@@ -52,6 +52,11 @@ class Allocate:
         self.session = session
         self.capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
                          for r in range(3)]
+        # Why a request of one shape did not fit in a pool, and the pool's version then: most
+        # waiting workloads fail as the one before them did, and nothing they read (the pool's
+        # room, its queues' allocations, which only a take or give in it changes; fair shares,
+        # fixed for the cycle) has changed until the version moves.
+        self._refused: dict[tuple, tuple[int, reasons.Reason]] = {}
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -207,6 +212,19 @@ class Allocate:
         if not pool.nodes:
             return reasons.pool_not_ready(name, session.all_nodes_in[name])
         request = session.requests[workload.id]
+        shape = (name, workload.project, workload.preemptible, request, first, held > 0)
+        refused = self._refused.get(shape)
+        if refused is not None and refused[0] == pool.version:
+            return refused[1]
+        reason = self._try_pool(workload, waiting, first, held, name, pool, request)
+        if reason is not None:
+            # the version after the attempt: a gang's rollback moves it, not the room
+            self._refused[shape] = (pool.version, reason)
+        return reason
+
+    def _try_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
+                  name: str, pool: PoolNodes, request: Request) -> reasons.Reason | None:
+        session = self.session
         too_large = session_too_large(pool, request)
         if too_large:
             return reasons.too_large(name, request, too_large)

@@ -148,17 +148,25 @@ class Solver:
             if self.waiting[workload.id]:
                 out.append(workload)
 
+        # Queues do not change while sorting: workloads of one project, pool and request
+        # share their queue's order (thousands of waiting workloads, a few dozen shapes).
+        orders: dict[tuple, tuple] = {}
+
         def key(w: Workload):
             pool = session.target_pools(w)[0]
-            queue = session.queues.project(w.project, pool)
             held = session.held[w.id]
             elastic = held >= w.min_pods
-            pool_nodes = session.pools.get(pool)
-            vector = session.requests[w.id].vector(pool_nodes.max_dev_memory if pool_nodes
-                                                   else 0)
             pods = 1 if elastic else w.min_pods - held
-            return (elastic, order_key([queue], [v * pods for v in vector], capacity),
-                    -w.priority, w.submitted_at, w.id)
+            request = session.requests[w.id]
+            shape = (w.project, pool, request, pods)
+            order = orders.get(shape)
+            if order is None:
+                queue = session.queues.project(w.project, pool)
+                pool_nodes = session.pools.get(pool)
+                vector = request.vector(pool_nodes.max_dev_memory if pool_nodes else 0)
+                order = orders[shape] = order_key([queue], [v * pods for v in vector],
+                                                  capacity)
+            return (elastic, order, -w.priority, w.submitted_at, w.id)
 
         return sorted(out, key=key)
 
