@@ -33,6 +33,22 @@ SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
+def _started(first: ClusterSnapshot) -> tuple[list[Workload], list[Allocation]]:
+    """What a first cycle placed, running since T0 (what it left waiting is dropped)."""
+    placed = {p.workload_id: p for p in decide(first).placements}
+    running, allocations = [], []
+    for w in first.workloads:
+        p = placed.get(w.id)
+        if p is None:
+            continue
+        running.append(Workload(**{**{f: getattr(w, f) for f in w.__slots__},
+                                   "waiting_pods": (), "started_at": T0}))
+        allocations += [Allocation(w.id, pod.pod, pod.node, pod.gpu_devices,
+                                   portion=pod.portion, cpu_millis=w.cpu_millis,
+                                   memory_mib=w.memory_mib) for pod in p.pods]
+    return running, allocations
+
+
 # shares in whole GPUs ---------------------------------------------------------------------
 @st.composite
 def organisations(draw) -> tuple[list[QueueSpec], dict[str, int], int]:
@@ -110,16 +126,8 @@ def starved(draw) -> ClusterSnapshot:
             for i in range(count)]
 
     first = workloads("r", draw(st.integers(1, 10)), 0, [early])
-    result = decide(ClusterSnapshot(nodes, tuple(first), (), (NodePool("default"),), queues))
-    placed = {p.workload_id: p for p in result.placements}
-    running, allocations = [], []
-    for w in first:
-        p = placed.get(w.id)
-        if p is None:
-            continue
-        running.append(Workload(**{**{f: getattr(w, f) for f in w.__slots__},
-                                   "waiting_pods": (), "started_at": T0}))
-        allocations += [Allocation(w.id, pod.pod, pod.node, pod.gpu_devices) for pod in p.pods]
+    running, allocations = _started(ClusterSnapshot(nodes, tuple(first), (),
+                                                    (NodePool("default"),), queues))
     later = workloads("p", draw(st.integers(1, 6)), 100, projects)
     return ClusterSnapshot(nodes, tuple(running + later), tuple(allocations),
                            (NodePool("default"),), queues)
@@ -211,18 +219,8 @@ def organisation_shaped(draw) -> ClusterSnapshot:
 
     pools = (NodePool(POOLS[0]), NodePool(POOLS[1], "spread"))
     first = mix("r", draw(st.integers(4, 30)), 0)
-    result = decide(ClusterSnapshot(nodes, tuple(first), (), pools, tuple(queues)))
-    placed = {p.workload_id: p for p in result.placements}
-    running, allocations = [], []
-    for w in first:
-        p = placed.get(w.id)
-        if p is None:
-            continue
-        running.append(Workload(**{**{f: getattr(w, f) for f in w.__slots__},
-                                   "waiting_pods": (), "started_at": T0}))
-        allocations += [Allocation(w.id, pod.pod, pod.node, pod.gpu_devices,
-                                   portion=pod.portion, cpu_millis=w.cpu_millis,
-                                   memory_mib=w.memory_mib) for pod in p.pods]
+    running, allocations = _started(ClusterSnapshot(nodes, tuple(first), (), pools,
+                                                    tuple(queues)))
     later = mix("n", draw(st.integers(1, 20)), 100)
     return ClusterSnapshot(nodes, tuple(running + later), tuple(allocations), pools,
                            tuple(queues))
