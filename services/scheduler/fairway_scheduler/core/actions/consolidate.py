@@ -4,6 +4,8 @@ same decision or nothing moves; at most `max_pods_moved` pods per cycle; not in 
 spread.
 """
 
+from dataclasses import dataclass, field
+
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
 from fairway_scheduler.core.actions.solver import Solver, Unit, label
@@ -68,29 +70,32 @@ def _make_room(solver: Solver, statement: Statement, pool: PoolNodes, d: int, ga
     if movable is None:
         movable = solver.movers[pool.name] = _movers(solver, pool.name)
     moved: list[Unit] = []
+    moved_ids: set[str] = set()
     budget = solver.moves_left
-    for node in sorted((n for n in pool.gpu_nodes if n.gpus >= d and n.whole < d),
-                       key=lambda n: (d - n.whole, n.idx)):
+    # A node whose free devices and movable workloads' devices together fall short of `d` is
+    # never cleared; moving a workload off one node frees as many devices on its others as
+    # it takes from their movable count, so the sum stays what it was: skip them at once.
+    nodes = [n for n in pool.gpu_nodes if n.gpus >= d and n.whole < d
+             and n.idx in movable and n.whole + movable[n.idx].full >= d]
+    nodes.sort(key=lambda n: (d - n.whole, n.idx))
+    for node in nodes:
         if pool.whole_fit_count(d) >= gang:
             break
-        on_node = [u for u in movable.get(node.idx, []) if u.workload.id not in
-                   {m.workload.id for m in moved}]
-        on_node.sort(key=lambda u: (len(u.holds), -sum(h.gpu for h in u.holds
-                                                       if h.node is node)))
         need = d - node.whole
         chosen = []
-        for unit in on_node:
+        for unit, full in movable[node.idx].units:
             if need <= 0:
                 break
-            chosen.append(unit)
-            need -= sum(len(h.devices) for h in unit.holds if h.node is node
-                        and h.milli == FULL)
+            if unit.workload.id not in moved_ids:
+                chosen.append(unit)
+                need -= full
         if need > 0 or sum(len(u.holds) for u in chosen) > budget:
             continue
         for unit in chosen:
             for hold in unit.holds:
                 statement.evict(hold)
             moved.append(unit)
+            moved_ids.add(unit.workload.id)
             budget -= len(unit.holds)
     return moved
 
@@ -115,9 +120,19 @@ def _place(solver: Solver, statement: Statement, workload: Workload, request: Re
     return True
 
 
-def _movers(solver: Solver, pool: str) -> dict[int, list[Unit]]:
+@dataclass(slots=True)
+class Movable:
+    """The workloads consolidation may move off one node, fewest pods first and, among
+    those, the most GPUs on this node first; each with the whole devices it holds here."""
+
+    units: list[tuple[Unit, int]] = field(default_factory=list)
+    full: int = 0  # the whole devices they hold here, together
+
+
+def _movers(solver: Solver, pool: str) -> dict[int, Movable]:
     """Whole-GPU preemptible workloads running in the pool, by the nodes they are on."""
-    out: dict[int, list[Unit]] = {}
+    out: dict[int, Movable] = {}
+    keys: dict[int, list[tuple[int, int]]] = {}
     for wid, holds in solver.holds.items():
         w = holds[0].workload
         if (holds[0].node.pool != pool or not w.preemptible or wid in solver.evicted
@@ -126,5 +141,16 @@ def _movers(solver: Solver, pool: str) -> dict[int, list[Unit]]:
             continue
         unit = Unit(w, list(holds), False)
         for idx in {h.node.idx for h in holds}:
-            out.setdefault(idx, []).append(unit)
+            here = out.get(idx)
+            if here is None:
+                here = out[idx] = Movable()
+                keys[idx] = []
+            full = sum(len(h.devices) for h in holds if h.node.idx == idx and h.milli == FULL)
+            here.units.append((unit, full))
+            here.full += full
+            keys[idx].append((len(holds), -sum(h.gpu for h in holds if h.node.idx == idx)))
+    for idx, here in out.items():
+        order = keys[idx]
+        # stable: units that tie keep the order they run in
+        here.units = [here.units[i] for i in sorted(range(len(order)), key=order.__getitem__)]
     return out

@@ -25,6 +25,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
@@ -39,6 +40,9 @@ from fairway_scheduler.core.framework import (
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
+
+if TYPE_CHECKING:
+    from fairway_scheduler.core.actions.consolidate import Movable
 
 
 @dataclass(slots=True)
@@ -93,7 +97,7 @@ class Solver:
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
-        self.movers: dict[str, dict[int, list[Unit]]] = {}  # per pool, until an eviction
+        self.movers: dict[str, dict[int, Movable]] = {}  # per pool, until an eviction
         for hold in self.freed:
             session.release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
