@@ -33,7 +33,7 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Workload,
 )
-from fairway_scheduler.core.nodes import PoolNodes, milli_of, natural
+from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
 
 
@@ -276,13 +276,17 @@ class Allocate:
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
+        short = _host_short(pool, request)
+        if short is not None:
+            return reasons.host_short(name, request, *short, more=held > 0)
         return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,
                                        more=held > 0)
 
     def _pending(self, workload: Workload, reason: reasons.Reason, *,
                  unschedulable: bool = False) -> None:
-        self.session.pending.append(PendingReason(workload.id, reason[0], reason[1],
-                                                  unschedulable))
+        pending = self.session.pending
+        assert workload.id not in pending, workload.id  # one reason per workload and cycle
+        pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
 
 
 def quota_refusal(workload: Workload, queue: Queue, vector: list[int], pods: int
@@ -320,6 +324,27 @@ def _pod_blocked(pool, request: Request) -> list:
         if node.could_hold(request.devices, milli, request.cpu, request.mem):
             out.append(node)
     return out
+
+
+def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
+    """When some ready nodes of the pool have the GPUs one pod asks for but none has its CPU
+    and memory as well: (those nodes, how many lack CPU, the most CPU millicores and the
+    most MiB of memory free on them); else None, the GPUs are what is missing."""
+    gpu_room = lacking_cpu = most_cpu = most_mem = 0
+    for node in pool.nodes:
+        if request.fraction:
+            milli = milli_of(node, request.portion, request.memory)
+            if milli is None or sum(1 for u in node.used if u + milli <= FULL) < request.devices:
+                continue
+        elif not (node.whole >= request.devices if node.gpus else request.devices == 0):
+            continue
+        if node.free_cpu >= request.cpu and node.free_mem >= request.mem:
+            return None  # room on this one: something else kept the pod off it
+        gpu_room += 1
+        lacking_cpu += node.free_cpu < request.cpu
+        most_cpu = max(most_cpu, node.free_cpu)
+        most_mem = max(most_mem, node.free_mem)
+    return (gpu_room, lacking_cpu, most_cpu, most_mem) if gpu_room else None
 
 
 def _max_pods(nodes: list) -> int | None:
