@@ -4,11 +4,9 @@ same decision or nothing moves; at most `max_pods_moved` pods per cycle; not in 
 spread.
 """
 
-from dataclasses import dataclass, field
-
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
-from fairway_scheduler.core.actions.solver import Solver, Unit, label
+from fairway_scheduler.core.actions.solver import Movable, Solver, Unit, label
 from fairway_scheduler.core.framework import Request, Statement, request_of, too_large
 from fairway_scheduler.core.model import Workload
 from fairway_scheduler.core.nodes import FULL, PoolNodes
@@ -118,15 +116,6 @@ def _place(solver: Solver, statement: Statement, workload: Workload, request: Re
             return False
         statement.pipeline(mover, moved=True)
     return True
-
-
-@dataclass(slots=True)
-class Movable:
-    """The workloads consolidation may move off one node, fewest pods first and, among
-    those, the most GPUs on this node first; each with the whole devices it holds here."""
-
-    units: list[tuple[Unit, int]] = field(default_factory=list)
-    full: int = 0  # the whole devices they hold here, together
 
 
 def _movers(solver: Solver, pool: str) -> dict[int, Movable]:

@@ -24,8 +24,7 @@ until it has run that long.
 import heapq
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
@@ -40,9 +39,6 @@ from fairway_scheduler.core.framework import (
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
-
-if TYPE_CHECKING:
-    from fairway_scheduler.core.actions.consolidate import Movable
 
 
 @dataclass(slots=True)
@@ -63,6 +59,15 @@ class Unit:
         if gpu or not self.holds:
             return reasons.resource(GPU, gpu)
         return reasons.resource(CPU, sum(h.cpu for h in self.holds))
+
+
+@dataclass(slots=True)
+class Movable:
+    """The workloads consolidation may move off one node, fewest pods first and, among
+    those, the most GPUs on this node first; each with the whole devices it holds here."""
+
+    units: list[tuple[Unit, int]] = field(default_factory=list)
+    full: int = 0  # the whole devices they hold here, together
 
 
 class Solver:
