@@ -330,18 +330,28 @@ def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
     """When some ready nodes of the pool have the GPUs one pod asks for but none has its CPU
     and memory as well: (those nodes, how many lack CPU, the most CPU millicores and the
     most MiB of memory free on them); else None, the GPUs are what is missing."""
+    devices = request.devices
+    if devices and not request.fraction and pool.whole_fit_count(devices) == 0:
+        return None  # no node has the devices free: the usual case, answered at once
     gpu_room = lacking_cpu = most_cpu = most_mem = 0
+    cpu, mem = request.cpu, request.mem
     for node in pool.nodes:
+        host = node.free_cpu >= cpu and node.free_mem >= mem
         if request.fraction:
             milli = milli_of(node, request.portion, request.memory)
-            if milli is None or sum(1 for u in node.used if u + milli <= FULL) < request.devices:
+            if milli is None:
                 continue
-        elif not (node.whole >= request.devices if node.gpus else request.devices == 0):
+            if devices == 1:  # a whole free device, or a partly used one with room enough
+                if not (node.whole or (node.partial_free and max(node.partial_free) >= milli)):
+                    continue
+            elif sum(1 for u in node.used if u + milli <= FULL) < devices:
+                continue
+        elif not (node.whole >= devices if node.gpus else devices == 0):
             continue
-        if node.free_cpu >= request.cpu and node.free_mem >= request.mem:
+        if host:
             return None  # room on this one: something else kept the pod off it
         gpu_room += 1
-        lacking_cpu += node.free_cpu < request.cpu
+        lacking_cpu += node.free_cpu < cpu
         most_cpu = max(most_cpu, node.free_cpu)
         most_mem = max(most_mem, node.free_mem)
     return (gpu_room, lacking_cpu, most_cpu, most_mem) if gpu_room else None

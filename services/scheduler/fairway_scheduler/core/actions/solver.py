@@ -428,22 +428,25 @@ class Solver:
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
-        for node in pool.gpu_nodes:
-            if request.node_type is not None and node.node_type != request.node_type:
-                continue
-            if request.fraction:
+        devices, node_type = request.devices, request.node_type
+        nodes = (pool.gpu_nodes if node_type is None
+                 else [n for n in pool.gpu_nodes if n.node_type == node_type])
+        if not request.fraction:
+            out = [((devices - n.whole) * FULL, n.idx, n) for n in nodes
+                   if n.whole < devices <= n.gpus]
+        else:
+            for node in nodes:
                 milli = milli_of(node, request.portion, request.memory)
-                if milli is None or node.gpus < request.devices:
+                if milli is None or node.gpus < devices:
                     continue
-                least = sorted(node.used)[:request.devices]
-                deficit = sum(max(0, u + milli - FULL) for u in least)
-            else:
-                if node.gpus < request.devices:
-                    continue
-                deficit = (request.devices - node.whole) * FULL
-            if deficit > 0:
-                out.append((deficit, node.idx, node))
-        out.sort(key=lambda e: (e[0], e[1]))
+                if devices == 1:  # the least used device
+                    deficit = max(0, min(node.used) + milli - FULL)
+                else:
+                    deficit = sum(max(0, u + milli - FULL)
+                                  for u in sorted(node.used)[:devices])
+                if deficit > 0:
+                    out.append((deficit, node.idx, node))
+        out.sort()  # (deficit, idx) decide: idx is unique
         return [(deficit, node) for deficit, _, node in out]
 
     def on_node(self, idx: int) -> list[str]:
