@@ -19,6 +19,7 @@ CPU and memory quotas are checked only where the queue configures them.
 """
 
 import heapq
+from collections.abc import Callable
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.framework import Request, Session, Statement
@@ -150,17 +151,38 @@ class Allocate:
 
         top = [(group_key(g), g) for g in groups]
         heapq.heapify(top)
+        placements = session.placements
         while top:
             _, group = heapq.heappop(top)
             _, project = heapq.heappop(inner[group])
             _, workload = heapq.heappop(backlog[project])
+            placed = len(placements)
             if self.attempt(workload, elastic=elastic):
                 # its next pod comes back in its turn
                 heapq.heappush(backlog[project], (turn(workload), workload))
+            elif len(placements) == placed and backlog[project]:
+                self._run_of_same(backlog[project], self._need(workload, elastic), turn,
+                                  elastic)
             if backlog[project]:
                 heapq.heappush(inner[group], (project_key(project), project))
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
+
+    def _run_of_same(self, backlog: list, need: list[int], turn: Callable[[Workload], tuple],
+                     elastic: bool) -> None:
+        """A project's workload found no room and nothing changed: while its next workload asks
+        the same, its queue, its department and every other one keep their keys, so that one
+        comes next; tried without putting the queues back first (thousands wait in a busy
+        cluster). The run ends at a workload that asks otherwise, or placed a pod."""
+        placements = self.session.placements
+        placed = len(placements)
+        while backlog and self._need(backlog[0][1], elastic) == need:
+            _, workload = heapq.heappop(backlog)
+            if self.attempt(workload, elastic=elastic):
+                heapq.heappush(backlog, (turn(workload), workload))
+                return
+            if len(placements) != placed:
+                return
 
     def _key(self, queues: list[Queue], workload: Workload, elastic: bool) -> tuple:
         return order_key(queues, self._need(workload, elastic), self.capacity)
