@@ -409,6 +409,13 @@ class Solver:
         holds = self.holds.get(unit.workload.id)
         if not holds:
             return None
+        if not released:  # the common question, asked of every unit on every node tried
+            if unit.surplus:
+                hold = unit.holds[0]
+                if len(holds) <= unit.workload.min_pods or not any(h is hold for h in holds):
+                    return None
+                return unit
+            return Unit(unit.workload, list(holds), False)
         taken = {id(h) for u in released if u.workload is unit.workload for h in u.holds}
         left = [h for h in holds if id(h) not in taken]
         if unit.surplus:
