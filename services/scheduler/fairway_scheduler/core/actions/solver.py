@@ -93,7 +93,7 @@ class Solver:
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
-        self.movers: dict[str, dict[int, list[Unit]]] = {}  # per pool, until an eviction
+        self.movers: dict[str, dict[int, list[Hold]]] = {}  # per pool, until an eviction
         for hold in self.freed:
             session.release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
@@ -275,7 +275,7 @@ class Solver:
         `movers`, within the cycle's budget of moved pods) instead."""
         released: list[Unit] = []
         # Allocate found no room; only pods already being evicted may have made some since.
-        if self.freed and self._try_place(statement, workload, request, gang):
+        if self.freed and self.try_place(statement, workload, request, gang):
             return released
         tries = 0
         while True:
@@ -294,7 +294,7 @@ class Solver:
             else:
                 continue
             tries += 1
-            if self._try_place(statement, workload, request, gang):
+            if self.try_place(statement, workload, request, gang):
                 return released
 
     def _move_now(self, statement: Statement, unit: Unit) -> bool:
@@ -311,7 +311,7 @@ class Solver:
         statement.rollback(checkpoint)
         return False
 
-    def _try_place(self, statement: Statement, workload: Workload, request: Request,
+    def try_place(self, statement: Statement, workload: Workload, request: Request,
                    gang: int) -> bool:
         """The gang's first `gang` waiting pods placed together (on the statement), or none."""
         pool = statement.pool
