@@ -54,7 +54,7 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
             f"({reasons.pods_with(gang, request)}{' together' if gang > 1 else ''}): "
             f"{reasons.pods_with(n, session.requests[unit.workload.id])} "
             f"restart{'s' if n == 1 else ''} at once ({moves})"
-            + (f"; its other {reasons.count(kept, 'pod')} stay where they are" if kept else "")))
+            + _kept(kept)))
         solver.holds.pop(unit.workload.id, None)  # moved: no victim any more in this cycle
     solver.moves_left -= sum(len(u.holds) for u in moved)
     solver.waiting_for_preemption(workload, pool_name, moved)
@@ -210,6 +210,15 @@ def _freeing(holds: list[Hold], need: int) -> list[Hold] | None:
         if need <= 0:
             return out
     return None
+
+
+def _kept(kept: int) -> str:
+    """What a partly moved gang keeps, for sentences."""
+    if not kept:
+        return ""
+    if kept == 1:
+        return "; its other pod stays where it is"
+    return f"; its other {kept} pods stay where they are"
 
 
 def _at(node: str, devices: Iterable[int]) -> str:
