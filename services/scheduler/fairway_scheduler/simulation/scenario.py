@@ -419,8 +419,8 @@ def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], dev
             continue
         indices = tuple(_int(g, f"{at}[{i}]", minimum=0) for g in _list(gpus, f"{at}[{i}]"))
         if len(indices) != devices or len(set(indices)) != devices:
-            raise ScenarioError(f"{at}[{i}]: {list(indices)} given, {devices} different "
-                                "device indices expected")
+            raise ScenarioError(f"{at}[{i}]: {list(indices)} given, {devices} distinct "
+                                f"device {'index' if devices == 1 else 'indices'} expected")
         out.append(indices)
     return tuple(out)
 
