@@ -97,7 +97,7 @@ def _make_room(solver: Solver, statement: Statement, workload: Workload, gang: i
     statement.pipeline(workload)
     # newest first: the pods of the node that made it fit are the last ones tried
     for hold in reversed(evicted):
-        if statement.take_back([hold]):
+        if solver.take_back(statement, Unit(hold.workload, [hold], False)):
             evicted.remove(hold)
     by_workload: dict[str, list[Hold]] = {}
     for hold in evicted:

@@ -201,7 +201,7 @@ class Solver:
             # Prune: take back every victim whose room the preemptor did not take (newest
             # first, so the one that made it fit is the last to be tried).
             for unit in reversed(released[:-1]):
-                if self._take_back(statement, unit):
+                if self.take_back(statement, unit):
                     released.remove(unit)
         if released is None or not valid(released):
             statement.rollback()
@@ -329,7 +329,7 @@ class Solver:
                 return False
         return True
 
-    def _take_back(self, statement: Statement, unit: Unit) -> bool:
+    def take_back(self, statement: Statement, unit: Unit) -> bool:
         """Undo a victim's eviction if its room is still free and no limit objects."""
         queue = self.session.queues.project(unit.workload.project, unit.holds[0].node.pool)
         return statement.take_back(unit.holds, lambda: not any(
