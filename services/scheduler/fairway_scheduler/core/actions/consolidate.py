@@ -7,6 +7,7 @@ least free room that holds them, or nothing moves. At most `max_pods_moved` pods
 not in pools that spread. A workload placed this way is not disrupted for again in the cycle.
 """
 
+import heapq
 from collections.abc import Iterable
 
 from fairway_scheduler.core import reasons
@@ -17,7 +18,7 @@ from fairway_scheduler.core.model import Workload
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
 
 # How many nodes, the closest to holding a pod first, one step of room-making weighs.
-_NODES_WEIGHED = 64
+_NODES_WEIGHED = 16
 
 
 def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
@@ -32,15 +33,20 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
     if (not request.devices or len(waiting) < gang or solver.moves_left <= 0
             or not _fragmented(solver, workload, pool, gang)):
         return False
-    shape = ("consolidate", workload.project, pool_name, request, gang)
-    if shape in solver.failed:
+    # A shape of gang that found no room in the pool finds none again until something in the
+    # pool changes, whatever its project (unless a limit of its project or department could
+    # refuse a moved pod of its own queue).
+    queue = session.queues.project(workload.project, pool_name)
+    limited = any(q.limit[r] != -1 for q in queue.chain() for r in range(3))
+    shape = ("consolidate", pool_name, request, gang, workload.project if limited else None)
+    if (*shape, pool.version) in solver.failed:
         return False
     statement = Statement(session, pool)
     moved = _make_room(solver, statement, workload, gang)
     went = None if moved is None else _place_again(solver, statement, moved)
     if moved is None or went is None:
         statement.rollback()
-        solver.failed.add(shape)
+        solver.failed.add((*shape, pool.version))
         return False
     statement.commit()
     waiting.clear()  # its other pods wait for the next cycle: nothing else is evicted for it
@@ -141,11 +147,17 @@ def _next_node(pool: PoolNodes, request: Request, movable: dict[int, list[Hold]]
     """The pods to move off the node where one pod of the request fits after the fewest
     moves (then the fewest milli-GPUs moved, then natural order), within `budget`; None when
     no node can be cleared so."""
-    nodes = [pool.by_idx[idx] for idx in movable if idx in pool.by_idx]
-    nodes = [n for n in nodes if n.gpus >= request.devices
-             and (request.node_type is None or n.node_type == request.node_type)]
+    ranked = []
+    for idx in movable:
+        node = pool.by_idx.get(idx)
+        if node is None or node.gpus < request.devices or (
+                request.node_type is not None and node.node_type != request.node_type):
+            continue
+        deficit = _deficit(node, request)
+        if deficit:  # else it holds the pod already, but for CPU or memory: moving won't do
+            ranked.append((deficit, idx, node))
     best: tuple[tuple[int, int, int], list[Hold]] | None = None
-    for node in sorted(nodes, key=lambda n: (_deficit(n, request), n.idx))[:_NODES_WEIGHED]:
+    for _, _, node in heapq.nsmallest(_NODES_WEIGHED, ranked, key=lambda e: e[:2]):
         holds = [h for h in movable[node.idx]
                  if id(h) not in gone and h.workload.id != preemptor]
         chosen = _to_move(node, request, holds)
