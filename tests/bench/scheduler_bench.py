@@ -32,6 +32,7 @@ import argparse
 import cProfile
 import gc
 import hashlib
+import os
 import pstats
 import random
 import resource
@@ -342,7 +343,7 @@ def decisions_digest(result: CycleResult) -> str:
 
 
 def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
-           digest: bool = False) -> None:
+           digest: bool = False, profile_cycle: int = -1) -> None:
     """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
     pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
     service's kept snapshot, its kept ledger and `decide`. `reclaim` False (`--no-reclaim`):
@@ -420,7 +421,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
                 phase=Phase.COMPLETED, time=T0, pods=()), state.allocations.pods_of(wid))
         for w in kai_mix(int(500 * scale), rng, "n", (cycle + 1) * 10**6):
             submit(w)
-        profiler = cProfile.Profile() if profile and cycle == cycles - 1 else None
+        profiler = cProfile.Profile() if profile and cycle == profile_cycle % cycles else None
         if profiler:
             profiler.enable()
         t0 = time.perf_counter()
@@ -432,7 +433,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         t3 = time.perf_counter()
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")
+                                              ).print_stats(25)
         snaps.append(t1 - t0)
         ledgers.append(t2 - t1)
         decides.append(t3 - t2)
@@ -476,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--shape", type=int, choices=(1, 2, 3, 4, 5))
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-cycle", type=int, default=-1,
+                        help="shape 5: the steady cycle --profile profiles (0: the one after "
+                             "the burst; default the last); BENCH_SORT=tottime sorts by own time")
     parser.add_argument("--no-reclaim", action="store_true",
                         help="shape 5 without the reclaim action (the rest of its path)")
     parser.add_argument("--digest", action="store_true",
@@ -487,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.shape in (None, number):
             if number == 5:
                 shape5(args.scale, args.profile, args.cycles, reclaim=not args.no_reclaim,
+                       profile_cycle=args.profile_cycle,
                        digest=args.digest)
             else:
                 shape(args.scale, args.profile)

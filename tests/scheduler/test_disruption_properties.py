@@ -6,7 +6,7 @@ over-commits a device; and a cluster run round after round settles (no oscillati
 from collections import defaultdict
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fairway_scheduler.core import (
@@ -76,8 +76,35 @@ SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
+def _elastic_moved_in_two_steps() -> ClusterSnapshot:
+    """Found by this property: an elastic workload (3 pods, minimum 1) whose two pods above
+    the minimum are moved aside one after the other keeps its first pod where it is; the
+    decision named all three as moved."""
+    nodes = tuple(Node(f"n{i}", "default", True, gpus, None, 40960)
+                  for i, gpus in enumerate((2, 2, 4, 4)))
+    run = {"started_at": T0}
+
+    def w(wid, project, priority, at, gpus, pods, min_pods=1, waiting=(), **more):
+        return Workload(wid, project, priority, T0 + timedelta(seconds=at), gpus,
+                        min_pods=min_pods, pods=pods, waiting_pods=waiting, **more)
+    workloads = (
+        w("r1", "t1", 25, 1, 1, 3, **run), w("r2", "t0", 25, 2, 1, 1, **run),
+        w("r3", "t0", 25, 3, 1, 1, **run), w("r4", "t1", 25, 4, 4, 1, **run),
+        w("p0", "t1", 50, 100, 1, 3, 3, ("p0-0", "p0-1", "p0-2")),
+        w("p1", "t0", 25, 101, 1, 3, 1, ("p1-0", "p1-1", "p1-2")))
+    allocations = (Allocation("r1", "r1-0", "n0", (0,)), Allocation("r1", "r1-1", "n1", (1,)),
+                   Allocation("r1", "r1-2", "n3", (0,)), Allocation("r2", "r2-0", "n0", (1,)),
+                   Allocation("r3", "r3-0", "n1", (0,)),
+                   Allocation("r4", "r4-0", "n2", (0, 1, 2, 3)))
+    queues = tuple(QueueSpec(p, "project", "default", None, Quota(0, -1, 1))
+                   for p in ("t0", "t1"))
+    return ClusterSnapshot(nodes, workloads, allocations, (NodePool("default"),), queues,
+                           now=NOW)
+
+
 @SETTINGS
 @given(contended())
+@example(_elastic_moved_in_two_steps())
 def test_disruptive_decisions_keep_their_promises(snapshot):
     result = decide(snapshot)
     by_id = {w.id: w for w in snapshot.workloads}

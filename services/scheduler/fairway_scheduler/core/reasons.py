@@ -131,6 +131,24 @@ def no_fitting_node(pool: str, pods: int, request, slot: int, free: int, *,
             f"{count(slot, 'GPU')})")
 
 
+def host_short(pool: str, request, nodes: int, lacking_cpu: int, most_cpu: int, most_mem: int,
+               *, more: bool = False) -> Reason:
+    """The GPUs are free on some nodes, but not the CPU or memory the pod asks for with them."""
+    most = "" if nodes == 1 else "at most "
+    on = "" if nodes == 1 else " on one"
+    if lacking_cpu == nodes:
+        short = f"CPU ({most}{most_cpu} millicores free{on}, {request.cpu} asked)"
+    elif lacking_cpu == 0:
+        short = f"memory ({most}{most_mem} MiB free{on}, {request.mem} MiB asked)"
+    else:
+        short = (f"CPU or memory (the most free on one: {most_cpu} millicores, {most_mem} "
+                 "MiB)")
+    return (PendingCode.NO_FITTING_NODE,
+            f"needs {pods_with(1, request, more=more)}; in node pool {pool}, "
+            f"{count(nodes, 'node')} {'has' if nodes == 1 else 'have'} the GPUs free but "
+            f"not the {short}")
+
+
 def waiting_for_pods(min_pods: int, exist: int) -> Reason:
     return (PendingCode.WAITING_FOR_PODS,
             f"needs {count(min_pods, 'pod')} together; {exist} exist so far")

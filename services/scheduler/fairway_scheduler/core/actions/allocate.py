@@ -19,6 +19,7 @@ CPU and memory quotas are checked only where the queue configures them.
 """
 
 import heapq
+from collections.abc import Callable
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.framework import Request, Session, Statement
@@ -33,7 +34,7 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Workload,
 )
-from fairway_scheduler.core.nodes import PoolNodes, milli_of, natural
+from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
 
 
@@ -150,17 +151,38 @@ class Allocate:
 
         top = [(group_key(g), g) for g in groups]
         heapq.heapify(top)
+        placements = session.placements
         while top:
             _, group = heapq.heappop(top)
             _, project = heapq.heappop(inner[group])
             _, workload = heapq.heappop(backlog[project])
+            placed = len(placements)
             if self.attempt(workload, elastic=elastic):
                 # its next pod comes back in its turn
                 heapq.heappush(backlog[project], (turn(workload), workload))
+            elif len(placements) == placed and backlog[project]:
+                self._run_of_same(backlog[project], self._need(workload, elastic), turn,
+                                  elastic)
             if backlog[project]:
                 heapq.heappush(inner[group], (project_key(project), project))
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
+
+    def _run_of_same(self, backlog: list, need: list[int], turn: Callable[[Workload], tuple],
+                     elastic: bool) -> None:
+        """A project's workload found no room and nothing changed: while its next workload asks
+        the same, its queue, its department and every other one keep their keys, so that one
+        comes next; tried without putting the queues back first (thousands wait in a busy
+        cluster). The run ends at a workload that asks otherwise, or placed a pod."""
+        placements = self.session.placements
+        placed = len(placements)
+        while backlog and self._need(backlog[0][1], elastic) == need:
+            _, workload = heapq.heappop(backlog)
+            if self.attempt(workload, elastic=elastic):
+                heapq.heappush(backlog, (turn(workload), workload))
+                return
+            if len(placements) != placed:
+                return
 
     def _key(self, queues: list[Queue], workload: Workload, elastic: bool) -> tuple:
         return order_key(queues, self._need(workload, elastic), self.capacity)
@@ -276,13 +298,17 @@ class Allocate:
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
+        short = _host_short(pool, request)
+        if short is not None:
+            return reasons.host_short(name, request, *short, more=held > 0)
         return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,
                                        more=held > 0)
 
     def _pending(self, workload: Workload, reason: reasons.Reason, *,
                  unschedulable: bool = False) -> None:
-        self.session.pending.append(PendingReason(workload.id, reason[0], reason[1],
-                                                  unschedulable))
+        pending = self.session.pending
+        assert workload.id not in pending, workload.id  # one reason per workload and cycle
+        pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
 
 
 def quota_refusal(workload: Workload, queue: Queue, vector: list[int], pods: int
@@ -320,6 +346,37 @@ def _pod_blocked(pool, request: Request) -> list:
         if node.could_hold(request.devices, milli, request.cpu, request.mem):
             out.append(node)
     return out
+
+
+def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
+    """When some ready nodes of the pool have the GPUs one pod asks for but none has its CPU
+    and memory as well: (those nodes, how many lack CPU, the most CPU millicores and the
+    most MiB of memory free on them); else None, the GPUs are what is missing."""
+    devices = request.devices
+    if devices and not request.fraction and pool.whole_fit_count(devices) == 0:
+        return None  # no node has the devices free: the usual case, answered at once
+    gpu_room = lacking_cpu = most_cpu = most_mem = 0
+    cpu, mem = request.cpu, request.mem
+    for node in pool.nodes:
+        host = node.free_cpu >= cpu and node.free_mem >= mem
+        if request.fraction:
+            milli = milli_of(node, request.portion, request.memory)
+            if milli is None:
+                continue
+            if devices == 1:  # a whole free device, or a partly used one with room enough
+                if not (node.whole or (node.partial_free and max(node.partial_free) >= milli)):
+                    continue
+            elif sum(1 for u in node.used if u + milli <= FULL) < devices:
+                continue
+        elif not (node.whole >= devices if node.gpus else devices == 0):
+            continue
+        if host:
+            return None  # room on this one: something else kept the pod off it
+        gpu_room += 1
+        lacking_cpu += node.free_cpu < cpu
+        most_cpu = max(most_cpu, node.free_cpu)
+        most_mem = max(most_mem, node.free_mem)
+    return (gpu_room, lacking_cpu, most_cpu, most_mem) if gpu_room else None
 
 
 def _max_pods(nodes: list) -> int | None:

@@ -61,7 +61,8 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
             f"{reasons.pods_with(n, session.requests[unit.workload.id])} "
             f"restart{'s' if n == 1 else ''} at once ({moves})"
             + _kept(kept)))
-        solver.holds.pop(unit.workload.id, None)  # moved: no victim any more in this cycle
+        if unit.workload.id in solver.holds:  # moved: no victim any more in this cycle
+            solver.stays[unit.workload.id] = solver.holds.pop(unit.workload.id)
     solver.moves_left -= sum(len(u.holds) for u in moved)
     solver.waiting_for_preemption(workload, pool_name, moved)
     return True

@@ -97,6 +97,7 @@ class Solver:
         for hold in self.freed:
             session.release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
+        self.stays: dict[str, list[Hold]] = {}  # moved workloads -> the pods they keep
         self.waiting: dict[str, list[str]] = {}
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
         self.moves_left = self.settings.max_pods_moved
@@ -263,8 +264,8 @@ class Solver:
         self.record_eviction(unit, "consolidate", by,
                              f"moved within pool {pool} to make room for {label(by)} "
                              f"({action}): pods {pods} restart at once on other GPUs")
-        if w.id in self.holds:
-            del self.holds[w.id]  # placed again: no victim any more in this cycle
+        if w.id in self.holds:  # placed again: no victim any more in this cycle
+            self.stays[w.id] = self.holds.pop(w.id)
 
     def _evict_until_placed(self, statement: Statement, workload: Workload, request: Request,
                             gang: int, candidates: Iterator[Unit],
@@ -418,22 +419,25 @@ class Solver:
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
-        for node in pool.gpu_nodes:
-            if request.node_type is not None and node.node_type != request.node_type:
-                continue
-            if request.fraction:
+        devices, node_type = request.devices, request.node_type
+        nodes = (pool.gpu_nodes if node_type is None
+                 else [n for n in pool.gpu_nodes if n.node_type == node_type])
+        if not request.fraction:
+            out = [((devices - n.whole) * FULL, n.idx, n) for n in nodes
+                   if n.whole < devices <= n.gpus]
+        else:
+            for node in nodes:
                 milli = milli_of(node, request.portion, request.memory)
-                if milli is None or node.gpus < request.devices:
+                if milli is None or node.gpus < devices:
                     continue
-                least = sorted(node.used)[:request.devices]
-                deficit = sum(max(0, u + milli - FULL) for u in least)
-            else:
-                if node.gpus < request.devices:
-                    continue
-                deficit = (request.devices - node.whole) * FULL
-            if deficit > 0:
-                out.append((deficit, node.idx, node))
-        out.sort(key=lambda e: (e[0], e[1]))
+                if devices == 1:  # the least used device
+                    deficit = max(0, min(node.used) + milli - FULL)
+                else:
+                    deficit = sum(max(0, u + milli - FULL)
+                                  for u in sorted(node.used)[:devices])
+                if deficit > 0:
+                    out.append((deficit, node.idx, node))
+        out.sort()  # (deficit, idx) decide: idx is unique
         return [(deficit, node) for deficit, _, node in out]
 
     def on_node(self, idx: int) -> list[str]:
@@ -511,11 +515,15 @@ class Solver:
         earlier = wid in self.evicted
         taken = [h.pod for h in unit.holds]
         self.evicted.setdefault(wid, []).extend(taken)
-        remaining = [h for h in self.holds.get(wid, []) if h.pod not in set(taken)]
+        # a workload moved earlier in the cycle is no victim any more, but what it still
+        # holds tells a later move of its other pods from a move of all of them
+        where = self.holds if wid in self.holds else self.stays
+        gone = set(taken)
+        remaining = [h for h in where.get(wid, []) if h.pod not in gone]
         if remaining:
-            self.holds[wid] = remaining
+            where[wid] = remaining
         else:
-            self.holds.pop(wid, None)
+            where.pop(wid, None)
         by_id = by.id if by else None
         evictions = self.session.evictions
         # A second eviction of the same victim for the same preemptor (elastic pods, then its
@@ -536,11 +544,12 @@ class Solver:
         """The preemptor's pending reason until the victims are gone."""
         victims = sorted({label(u.workload) for u in units})
         session = self.session
-        session.pending[:] = [p for p in session.pending if p.workload_id != workload.id]
+        session.pending.pop(workload.id, None)  # the new reason goes last, as it comes last
         what = (f"{reasons.count(len(victims), 'workload')} ({', '.join(victims[:3])}"
-                f"{', ...' if len(victims) > 3 else ''}) are being preempted"
+                f"{', ...' if len(victims) > 3 else ''}) "
+                f"{'is' if len(victims) == 1 else 'are'} being preempted"
                 if victims else "preempted workloads are leaving")
-        session.pending.append(PendingReason(
+        session.pending[workload.id] = (PendingReason(
             workload.id, PendingCode.WAITING_FOR_PREEMPTION,
             f"room is being made in pool {pool}: {what}; it starts once they are gone"))
 

@@ -132,7 +132,7 @@ class Session:
         self.held: Counter[str] = Counter()
         self.held_pool: dict[str, str] = {}
         self.placements: list[Placement] = []
-        self.pending: list[PendingReason] = []
+        self.pending: dict[str, PendingReason] = {}  # by workload, in the order given
         self.evictions: list[Eviction] = []
         # Last cycle's nominations that still wait for their room (`Allocate`), kept for the
         # next cycle with those this cycle makes.
@@ -332,7 +332,7 @@ class Session:
                                             moved or placement.moved)
         placements = tuple(Placement(wid, tuple(pods), *flags[wid])
                            for wid, pods in merged.items())
-        return CycleResult(placements, tuple(self.pending), self.queues.status(),
+        return CycleResult(placements, tuple(self.pending.values()), self.queues.status(),
                            tuple(self.evictions), self._nominations(placements))
 
     def _nominations(self, placements: tuple[Placement, ...]) -> tuple[Nomination, ...]:
