@@ -140,18 +140,23 @@ def test_disruptive_decisions_keep_their_promises(snapshot):
             if not gave & used and not same_project:
                 useless += 1
         assert useless <= 1, ("evicted more than needed", preemptor, result.evictions)
-    # Nothing over-committed once the evicted pods are gone and the placements bound.
+    # Nothing over-committed once the evicted pods are gone and the placements bound: each
+    # device holds at most 1000 milli-GPUs (a whole pod takes them all, a fraction its part).
     device: dict[tuple[str, int], int] = defaultdict(int)
     for a in snapshot.allocations:
         if a.pod not in evicted[a.workload_id]:
             for d in a.gpu_devices:
-                device[(a.node, d)] += 1
+                device[(a.node, d)] += _milli(a.portion)
     for p in result.placements:
         for pod in p.pods:
             for d in pod.gpu_devices:
                 assert d < nodes[pod.node].gpus
-                device[(pod.node, d)] += 1
-    assert all(n <= 1 for n in device.values()), device
+                device[(pod.node, d)] += _milli(pod.portion)
+    assert all(n <= 1000 for n in device.values()), device
+
+
+def _milli(portion: float | None) -> int:
+    return 1000 if portion is None else round(portion * 1000)
 
 
 def run_rounds(snapshot: ClusterSnapshot, rounds: int) -> list[int]:
@@ -179,13 +184,16 @@ def play(snapshot: ClusterSnapshot, rounds: int, *, pipelined_later: bool = Fals
         counts.append(len(result.evictions)
                       + sum(1 for p in result.placements
                             if not (pipelined_later and p.pipelined)))
+        moving = {p.workload_id for p in result.placements if p.moved
+                  and not (pipelined_later and p.pipelined)}
         for e in result.evictions:
             w = workloads[e.workload_id]
             gone = [k for k in allocations if k[0] == w.id and (e.pods is None or k[1] in e.pods)]
             for key in gone:
                 del allocations[key]
             left = sum(1 for k in allocations if k[0] == w.id)
-            if left < w.min_pods:  # the gang restarts whole
+            moved = e.reason == "consolidate" and w.id in moving
+            if left < w.min_pods and not moved:  # the gang restarts whole (a move: it goes on)
                 for key in [k for k in allocations if k[0] == w.id]:
                     del allocations[key]
                 left = 0
@@ -223,26 +231,45 @@ def test_a_contended_cluster_settles(snapshot):
 
 @st.composite
 def fragmented(draw) -> ClusterSnapshot:
-    """Small preemptible jobs scattered over 8-GPU nodes, and whole-node gangs waiting: the
-    shape consolidation is for."""
+    """Small preemptible jobs (whole GPUs and fractions sharing devices, a gang across two
+    nodes) scattered over 8-GPU nodes, and gangs of whole GPUs or fractions waiting: the shape
+    consolidation is for."""
     nodes = tuple(Node(f"n{i}", "default", True, 8, None, 40960)
                   for i in range(draw(st.integers(2, 4))))
     queues = (QueueSpec("t0", "project", "default", None, Quota(16, -1, 1)),
               QueueSpec("t1", "project", "default", None, Quota(16, -1, 1)))
     running, allocations = [], []
     for n in nodes:
-        devices = draw(st.lists(st.integers(0, 7), unique=True, max_size=6))
+        devices = draw(st.lists(st.integers(0, 7), unique=True, max_size=8))
         for d in devices:
-            wid = f"r-{n.name}-{d}"
-            running.append(Workload(wid, draw(st.sampled_from(["t0", "t1"])), 50, T0, 1,
-                                    preemptible=draw(st.booleans()), started_at=T0))
-            allocations.append(Allocation(wid, f"{wid}-0", n.name, (d,)))
+            # a whole GPU, or one or two fractions sharing the device
+            portions = draw(st.sampled_from([[None], [None], [0.5], [0.5, 0.5], [0.3, 0.6],
+                                             [0.7]]))
+            for k, portion in enumerate(portions):
+                wid = f"r-{n.name}-{d}-{k}"
+                running.append(Workload(wid, draw(st.sampled_from(["t0", "t1"])), 50, T0, 1,
+                                        preemptible=draw(st.booleans()), started_at=T0,
+                                        gpu_portion=portion))
+                allocations.append(Allocation(wid, f"{wid}-0", n.name, (d,), portion=portion))
+    # a gang across two nodes, one whole GPU per pod on a device left free: partly movable
+    free = [(n.name, d) for n in nodes for d in range(8)
+            if not any(a.node == n.name and d in a.gpu_devices for a in allocations)]
+    spots = {}
+    for name, d in free:
+        spots.setdefault(name, d)
+    if len(spots) >= 2 and draw(st.booleans()):
+        (n0, d0), (n1, d1) = list(spots.items())[:2]
+        running.append(Workload("gang", "t0", 50, T0, 1, pods=2, min_pods=2, started_at=T0))
+        allocations += [Allocation("gang", "gang-0", n0, (d0,)),
+                        Allocation("gang", "gang-1", n1, (d1,))]
     pending = []
     for i in range(draw(st.integers(1, 3))):
         pods = draw(st.integers(1, 2))
+        portion = draw(st.sampled_from([None, None, 0.5, 0.7]))
         pending.append(Workload(f"g{i}", draw(st.sampled_from(["t0", "t1"])), 50,
-                                T0 + timedelta(seconds=i), draw(st.sampled_from([4, 8])),
-                                pods=pods, min_pods=pods,
+                                T0 + timedelta(seconds=i),
+                                1 if portion else draw(st.sampled_from([1, 4, 8])),
+                                pods=pods, min_pods=pods, gpu_portion=portion,
                                 waiting_pods=tuple(f"g{i}-{j}" for j in range(pods))))
     return ClusterSnapshot(nodes, tuple(running + pending), tuple(allocations),
                            (NodePool("default"),), queues, now=NOW)

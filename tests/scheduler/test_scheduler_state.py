@@ -1,6 +1,7 @@
 """How events become the scheduler's state, and the snapshot a cycle sees (pure, no I/O)."""
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -359,3 +360,43 @@ def test_after_a_restart_the_evictions_under_way_give_back_their_nominations():
         core.Nomination("preemptor", "pool-a", ("moved", "victim")),
         core.Nomination("moved", "pool-a", ("moved",)))
     assert state.snapshot().nominated == state.nominated
+
+
+def test_a_gang_moved_in_part_keeps_its_other_pods_through_the_service_state():
+    """Consolidation moves one pod of a two-node gang: the service evicts that pod only, the
+    gang's other pod keeps its allocation, and once lifecycle reports the pod gone the next
+    cycle places it again (its nomination) and the workload the room was made for."""
+    state = ClusterState()
+    for name in ("n1", "n2"):
+        state.put_node(core.Node(name, "default", True, 4))
+    for req in (replace(request("pinned"), preemptible=False), request("g", gpus=1, pods=2),
+                request("big", gpus=4)):
+        state.add_request(req)
+    running = {"pinned": [("pinned-0", "n1", (0, 1))],
+               "g": [("g-0", "n1", (2,)), ("g-1", "n2", (0,))]}
+    for wid, pods in running.items():
+        state.add_placement(core.Placement(wid, tuple(core.PodPlacement(p, n, d)
+                                                      for p, n, d in pods)))
+        state.apply_status(status(wid, 2, Phase.RUNNING, *(
+            PodStatus(p, node=n, phase="Running") for p, n, _ in pods)), released=(), now=T0)
+    state.apply_status(status("big"), released=())
+
+    first = core.decide(replace(state.snapshot(), now=T0))
+    [eviction] = first.evictions
+    assert (eviction.workload_id, eviction.reason, eviction.by, eviction.pods) == (
+        "g", "consolidate", "big", ("g-1",))
+    assert "g-1 from n2 GPU 0 to n1 GPU 3" in eviction.message
+    state.add_evictions(first.evictions)
+    state.nominated = first.nominated
+    # lifecycle evicts g-1 (and makes it again, unbound); g-0 runs on
+    state.apply_status(status("g", 3, Phase.RUNNING, PodStatus("g-0", node="n1", phase="Running"),
+                              PodStatus("g-1")), released=("g-1",), now=T0)
+    snapshot = state.snapshot()
+    assert [(a.pod, a.node) for a in snapshot.allocations if a.workload_id == "g"] == [
+        ("g-0", "n1")]
+
+    second = core.decide(replace(snapshot, now=T0))
+    assert second.evictions == ()
+    placed = {p.workload_id: [(x.pod, x.node, x.gpu_devices) for x in p.pods]
+              for p in second.placements}
+    assert placed == {"g": [("g-1", "n1", (3,))], "big": [("big-0", "n2", (0, 1, 2, 3))]}

@@ -116,6 +116,7 @@ def _evict(scenario: Scenario, runs: dict[str, _Run], result: CycleResult, t: fl
            ) -> list[dict[str, Any]]:
     """The cycle's evictions applied: pods leave now, or once their termination is over."""
     decisions = []
+    moving = {p.workload_id for p in result.placements if p.moved}
     for eviction in result.evictions:
         run = runs[eviction.workload_id]
         indices = (sorted(run.pods) if eviction.pods is None
@@ -131,6 +132,8 @@ def _evict(scenario: Scenario, runs: dict[str, _Run], result: CycleResult, t: fl
         for index in indices:
             if delay:
                 run.evicting[index] = t + delay
+            elif eviction.reason == "consolidate" and run.spec.name in moving:
+                run.pods.pop(index, None)  # moved: bound again on its new node below
             else:
                 _leave(run, index)
     return decisions
@@ -145,10 +148,13 @@ def _bind(runs: dict[str, _Run], result: CycleResult, t: float, *, vacating: boo
         if placement.pipelined and vacating and not placement.moved:
             continue  # the room is not free yet: a later round binds it
         if placement.moved:
-            # Consolidation: the same pods restart on their new nodes at once.
+            # Consolidation: the same pods restart on their new nodes at once; a gang that kept
+            # some of its pods where they were runs on (it never stopped).
             for index in list(run.evicting):
-                _leave(run, index)
-            run.started_at = t
+                run.evicting.pop(index)
+                run.pods.pop(index, None)
+            if not run.pods:
+                run.started_at = t
         for pod in placement.pods:
             index = _index(pod.pod)
             run.pods[index] = _Pod(pod.node, pod.gpu_devices, pod.portion)
@@ -185,11 +191,12 @@ def _track_gang(run: _Run, t: float) -> None:
 
 
 def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
-    """Give pods that already run their devices: the fullest shared device that has room for a
-    fraction, else the lowest wholly free ones."""
+    """Give pods that already run their devices: those `running.gpus` pins, else the fullest
+    shared device that has room for a fraction, else the lowest wholly free ones."""
     nodes = {n.name: n for n in scenario.nodes}
     used = {n.name: [0] * n.gpus for n in scenario.nodes}
-    for run in runs.values():
+    # pods whose devices the scenario pins first, then the others around them
+    for run in sorted(runs.values(), key=lambda r: not r.spec.running_gpus):
         spec = run.spec
         if not spec.running_nodes:
             continue
@@ -212,6 +219,8 @@ def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
                 milli = FULL
                 chosen = [d for d, u in enumerate(devices) if u == 0][:spec.devices]
                 portion = None
+            if spec.running_gpus and spec.running_gpus[index] is not None:
+                chosen = list(spec.running_gpus[index] or ())
             for d in chosen:
                 devices[d] += milli
             run.pods[index] = _Pod(name, tuple(sorted(chosen)), portion)

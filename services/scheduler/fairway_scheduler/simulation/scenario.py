@@ -62,6 +62,8 @@ class ScenarioWorkload:
     lost_at: float | None = None  # since when it runs below its minimum
     termination_seconds: float | None = None  # how long its evicted pods take to go
     node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
+    # The devices each running pod holds (None: lost, or chosen by the simulator).
+    running_gpus: tuple[tuple[int, ...] | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ def parse_scenario(data: Any) -> Scenario:
 
     workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pool_names,
                            set(projects), {n.name for n in nodes})
+    _check_pinned(workloads, nodes)
     return Scenario(rounds, spr, eviction, disruption, pools, nodes, queues, projects,
                     departments, workloads)
 
@@ -339,7 +342,8 @@ def _workload(item: dict, name: str, w: str, pools: tuple[str, ...], projects: s
     return ScenarioWorkload(name, project, kind, priority_class, priority, preemptible, pods,
                             min_pods, devices, portion, memory, limit, cpu, mem, node_pools,
                             submit_at, duration, running_nodes, started_at, lost_at,
-                            termination, node_type)
+                            termination, node_type,
+                            _running_gpus(item, w, running_nodes, devices))
 
 
 def _kind_and_priority(item: dict, w: str) -> tuple[str, str, int, bool]:
@@ -394,13 +398,65 @@ def _gpus(item: dict, w: str) -> tuple[int, float | None, int | None, float | No
     return devices, portion, memory, limit
 
 
+def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], devices: int
+                  ) -> tuple[tuple[int, ...] | None, ...]:
+    """`running.gpus`: the device indices each running pod holds, one list per pod (null for
+    a lost pod); the simulator checks them against the nodes."""
+    running = item.get("running") or {}
+    if "gpus" not in running:
+        return ()
+    at = f"{w}.running.gpus"
+    given = _list(running["gpus"], at)
+    if len(given) != len(running_nodes):
+        raise ScenarioError(f"{at}: {len(given)} given, one per pod ({len(running_nodes)}) "
+                            "expected")
+    out: list[tuple[int, ...] | None] = []
+    for i, (node, gpus) in enumerate(zip(running_nodes, given, strict=True)):
+        if node is None or gpus is None:
+            if node is not gpus:
+                raise ScenarioError(f"{at}[{i}]: null for a lost pod (and only for one)")
+            out.append(None)
+            continue
+        indices = tuple(_int(g, f"{at}[{i}]", minimum=0) for g in _list(gpus, f"{at}[{i}]"))
+        if len(indices) != devices or len(set(indices)) != devices:
+            raise ScenarioError(f"{at}[{i}]: {list(indices)} given, {devices} distinct "
+                                f"device {'index' if devices == 1 else 'indices'} expected")
+        out.append(indices)
+    return tuple(out)
+
+
+def _check_pinned(workloads: tuple[ScenarioWorkload, ...], nodes: tuple[Node, ...]) -> None:
+    """The devices `running.gpus` pins exist on their nodes and hold what is pinned there."""
+    by_name = {n.name: n for n in nodes}
+    used: dict[tuple[str, int], int] = {}
+    for i, w in enumerate(workloads):
+        for pod, devices in enumerate(w.running_gpus):
+            name = w.running_nodes[pod]
+            if devices is None or name is None:
+                continue
+            node = by_name[name]
+            at = f"workloads[{i}] ({w.name}).running.gpus[{pod}]"
+            if w.portion is not None:
+                milli = round(w.portion * 1000)
+            elif w.gpu_memory_mib is not None:
+                milli = -(-w.gpu_memory_mib * 1000 // (node.gpu_memory_mib or 1))
+            else:
+                milli = 1000
+            for d in devices:
+                if d >= node.gpus:
+                    raise ScenarioError(f"{at}: node {name} has no GPU {d}")
+                used[(name, d)] = used.get((name, d), 0) + milli
+                if used[(name, d)] > 1000:
+                    raise ScenarioError(f"{at}: GPU {d} of node {name} is over-committed")
+
+
 def _running(item: dict, w: str, pods: int, nodes: set[str]
              ) -> tuple[tuple[str | None, ...], float, float | None]:
     """Where its pods already run (None: lost), since when, and since when below its gang."""
     if "running" not in item:
         return (), 0.0, None
     running = _mapping(item["running"], f"{w}.running")
-    _keys(running, {"nodes", "startedAt", "lostAt"}, f"{w}.running")
+    _keys(running, {"nodes", "gpus", "startedAt", "lostAt"}, f"{w}.running")
     running_nodes = tuple(None if n is None else str(n)
                           for n in _list(running.get("nodes"), f"{w}.running.nodes"))
     if len(running_nodes) != pods:

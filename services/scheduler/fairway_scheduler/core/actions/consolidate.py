@@ -1,19 +1,28 @@
-"""The consolidate action: a whole-GPU gang that the pool's free devices could hold but for
-fragmentation. Preemptible workloads on the nodes it needs are moved, each placed again in the
-same decision or nothing moves; at most `max_pods_moved` pods per cycle; not in pools that
-spread.
+"""The consolidate action: a waiting gang (whole GPUs or fractions) that the pool's free room
+could hold but for fragmentation. Preemptible pods on the nodes it needs are moved aside, node
+by node (the node that needs the fewest pods moved first), until the gang fits; pods whose room
+it did not need stay where they are (a gang keeps its pods on the nodes not cleared); every
+moved pod is placed again in the same decision, fractions packed onto the device with the
+least free room that holds them, or nothing moves. At most `max_pods_moved` pods per cycle;
+not in pools that spread. A workload placed this way is not disrupted for again in the cycle.
 """
+
+import heapq
+from collections.abc import Iterable
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
-from fairway_scheduler.core.actions.solver import Movable, Solver, Unit, label
-from fairway_scheduler.core.framework import Request, Statement, request_of, too_large
+from fairway_scheduler.core.actions.solver import Solver, Unit, label
+from fairway_scheduler.core.framework import Hold, Request, Statement, too_large
 from fairway_scheduler.core.model import Workload
-from fairway_scheduler.core.nodes import FULL, PoolNodes
+from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
+
+# How many nodes, the closest to holding a pod first, one step of room-making weighs.
+_NODES_WEIGHED = 16
 
 
 def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
-    """Move running workloads aside for `workload`'s gang in `pool_name`; True when placed."""
+    """Move running pods aside for `workload`'s gang in `pool_name`; True when placed."""
     session = solver.session
     pool = session.pools.get(pool_name)
     if pool is None or not pool.gpu_nodes or pool.gpu_strategy != "binpack":
@@ -21,125 +30,211 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
     request = session.requests[workload.id]
     gang = max(1, workload.min_pods - session.held[workload.id])
     waiting = solver.waiting[workload.id]
-    if (request.fraction or not request.devices or len(waiting) < gang
-            or solver.moves_left <= 0 or not _fragmented(solver, workload, pool, gang)):
+    if (not request.devices or len(waiting) < gang or solver.moves_left <= 0
+            or not _fragmented(solver, workload, pool, gang)):
         return False
-    shape = ("consolidate", workload.project, pool_name, request.devices, gang)
-    if shape in solver.failed:
+    # A shape of gang that found no room in the pool finds none again until something in the
+    # pool changes, whatever its project (unless a limit of its project or department could
+    # refuse a moved pod of its own queue).
+    queue = session.queues.project(workload.project, pool_name)
+    limited = any(q.limit[r] != -1 for q in queue.chain() for r in range(3))
+    shape = ("consolidate", pool_name, request, gang, workload.project if limited else None)
+    if (*shape, pool.version) in solver.failed:
         return False
     statement = Statement(session, pool)
-    moved = _make_room(solver, statement, pool, request.devices, gang)
-    if not (moved and _place(solver, statement, workload, request, gang, moved)):
+    moved = _make_room(solver, statement, workload, gang)
+    went = None if moved is None else _place_again(solver, statement, moved)
+    if moved is None or went is None:
         statement.rollback()
-        solver.failed.add(shape)
+        solver.failed.add((*shape, pool.version))
         return False
     statement.commit()
-    del waiting[:gang]
+    waiting.clear()  # its other pods wait for the next cycle: nothing else is evicted for it
     for unit in moved:
-        # It is evicted from its old place and restarts on the new one: the same pods.
-        solver.record_eviction(unit, "consolidate", workload,
-                               f"moved to other nodes of pool {pool_name} to make room for "
-                               f"{label(workload)} ({reasons.pods_with(gang, request)} "
-                               "together); it restarts there at once")
-        solver.holds.pop(unit.workload.id, None)
+        kept = len(solver.holds.get(unit.workload.id, ())) - len(unit.holds)
+        moves = ", ".join(f"{h.pod} from {_at(h.node.name, h.devices)} to {went[h.pod]}"
+                          for h in unit.holds)
+        n = len(unit.holds)
+        solver.record_eviction(unit, "consolidate", workload, (
+            f"moved within pool {pool_name} to make room for {label(workload)} "
+            f"({reasons.pods_with(gang, request)}{' together' if gang > 1 else ''}): "
+            f"{reasons.pods_with(n, session.requests[unit.workload.id])} "
+            f"restart{'s' if n == 1 else ''} at once ({moves})"
+            + _kept(kept)))
+        if unit.workload.id in solver.holds:  # moved: no victim any more in this cycle
+            solver.stays[unit.workload.id] = solver.holds.pop(unit.workload.id)
     solver.moves_left -= sum(len(u.holds) for u in moved)
     solver.waiting_for_preemption(workload, pool_name, moved)
     return True
 
 
 def _fragmented(solver: Solver, workload: Workload, pool: PoolNodes, gang: int) -> bool:
-    """The queue may take the gang and the pool's free devices would hold it, but no set of
-    nodes has them whole."""
+    """The queue may take the gang and the pool's free room would hold it if it were packed,
+    but it does not fit as the room lies."""
     request = solver.session.requests[workload.id]
-    d = request.devices
     queue = solver.session.queues.project(workload.project, pool.name)
-    if quota_refusal(workload, queue, request.vector(pool.max_dev_memory), gang) is not None:
+    vector = request.vector(pool.max_dev_memory)
+    if quota_refusal(workload, queue, vector, gang) is not None or too_large(pool, request):
         return False
-    free = sum(b * pool.counts[b] for b in range(1, pool.max_devices + 1))
-    # not fragmentation: either no room at all, or room already
-    return not (free < gang * d or pool.whole_fit_count(d) >= gang or too_large(pool, request))
+    if pool.free_total < gang * vector[0]:
+        return False  # no room at all: not fragmentation
+    return request.fraction or pool.whole_fit_count(request.devices) < gang
 
 
-def _make_room(solver: Solver, statement: Statement, pool: PoolNodes, d: int, gang: int
-               ) -> list[Unit]:
-    """Evict movable workloads from the nodes closest to `d` free devices, node by node,
-    until `gang` pods of `d` devices fit or the budget of moves is spent."""
-    movable = solver.movers.get(pool.name)
-    if movable is None:
-        movable = solver.movers[pool.name] = _movers(solver, pool.name)
-    moved: list[Unit] = []
-    moved_ids: set[str] = set()
-    budget = solver.moves_left
-    # A node whose free devices and movable workloads' devices together fall short of `d` is
-    # never cleared; moving a workload off one node frees as many devices on its others as
-    # it takes from their movable count, so the sum stays what it was: skip them at once.
-    nodes = [n for n in pool.gpu_nodes if n.gpus >= d and n.whole < d
-             and n.idx in movable and n.whole + movable[n.idx].full >= d]
-    nodes.sort(key=lambda n: (d - n.whole, n.idx))
-    for node in nodes:
-        if pool.whole_fit_count(d) >= gang:
-            break
-        need = d - node.whole
-        chosen = []
-        for unit, full in movable[node.idx].units:
-            if need <= 0:
-                break
-            if unit.workload.id not in moved_ids:
-                chosen.append(unit)
-                need -= full
-        if need > 0 or sum(len(u.holds) for u in chosen) > budget:
-            continue
-        for unit in chosen:
-            for hold in unit.holds:
-                statement.evict(hold)
-            moved.append(unit)
-            moved_ids.add(unit.workload.id)
-            budget -= len(unit.holds)
-    return moved
-
-
-def _place(solver: Solver, statement: Statement, workload: Workload, request: Request,
-           gang: int, moved: list[Unit]) -> bool:
-    """The gang placed, then every moved workload placed again in the same pool."""
+def _make_room(solver: Solver, statement: Statement, workload: Workload, gang: int
+               ) -> list[Unit] | None:
+    """Evict movable pods node by node until the gang is placed (on the statement), then take
+    back every evicted pod whose room it did not use. The moved pods per workload (with the
+    holds they left), or None when the gang found no room within the budget of moves."""
     pool = statement.pool
     assert pool is not None
-    session = solver.session
-    if pool.whole_fit_count(request.devices) < gang or not all(
-            statement.place(pod, request) is not None
-            for pod in solver.waiting[workload.id][:gang]):
-        return False
+    request = solver.session.requests[workload.id]
+    movable = _movable(solver, pool.name)
+    evicted: list[Hold] = []
+    gone: set[int] = set()
+    while not solver.try_place(statement, workload, request, gang):
+        step = _next_node(pool, request, movable, gone, workload.id,
+                          solver.moves_left - len(evicted))
+        if step is None:
+            return None
+        for hold in step:
+            statement.evict(hold)
+            evicted.append(hold)
+            gone.add(id(hold))
     statement.pipeline(workload)
+    # newest first: the pods of the node that made it fit are the last ones tried
+    for hold in reversed(evicted):
+        if solver.take_back(statement, Unit(hold.workload, [hold], False)):
+            evicted.remove(hold)
+    by_workload: dict[str, list[Hold]] = {}
+    for hold in evicted:
+        by_workload.setdefault(hold.workload.id, []).append(hold)
+    return [Unit(holds[0].workload, sorted(holds, key=lambda h: natural(h.pod)), False)
+            for holds in by_workload.values()]
+
+
+def _place_again(solver: Solver, statement: Statement, moved: list[Unit]
+                 ) -> dict[str, str] | None:
+    """Every moved workload's moved pods placed again in the pool (fractions onto the fullest
+    device that holds them): where each pod went, or None when one found no room."""
+    went: dict[str, str] = {}
     for unit in moved:
-        mover = unit.workload
-        again = session.requests.setdefault(mover.id, request_of(mover))
-        if not all(statement.place(h.pod, again) is not None for h in unit.holds):
-            return False
-        statement.pipeline(mover, moved=True)
-    return True
+        if not solver.place_again(statement, unit):
+            return None
+        for pod in solver.session.placements[-1].pods:
+            went[pod.pod] = _at(pod.node, pod.gpu_devices)
+    return went
 
 
-def _movers(solver: Solver, pool: str) -> dict[int, Movable]:
-    """Whole-GPU preemptible workloads running in the pool, by the nodes they are on."""
-    out: dict[int, Movable] = {}
-    keys: dict[int, list[tuple[int, int]]] = {}
-    for wid, holds in solver.holds.items():
-        w = holds[0].workload
-        if (holds[0].node.pool != pool or not w.preemptible or wid in solver.evicted
-                or w.gpu_portion is not None or w.gpu_memory_mib is not None
-                or solver.protected(w, pool) or len(holds) < w.min_pods):
+def _movable(solver: Solver, pool: str) -> dict[int, list[Hold]]:
+    """The pods consolidation may move, by the nodes they are on: GPU pods of preemptible
+    workloads running their whole gang, outside their minimum guaranteed runtime."""
+    movable = solver.movers.get(pool)
+    if movable is None:
+        movable = solver.movers[pool] = {}
+        for wid, holds in solver.holds.items():
+            w = holds[0].workload
+            if (holds[0].node.pool != pool or not w.preemptible or wid in solver.evicted
+                    or solver.protected(w, pool) or len(holds) < w.min_pods):
+                continue
+            for hold in holds:
+                if hold.devices:
+                    movable.setdefault(hold.node.idx, []).append(hold)
+    return movable
+
+
+def _next_node(pool: PoolNodes, request: Request, movable: dict[int, list[Hold]],
+               gone: set[int], preemptor: str, budget: int) -> list[Hold] | None:
+    """The pods to move off the node where one pod of the request fits after the fewest
+    moves (then the fewest milli-GPUs moved, then natural order), within `budget`; None when
+    no node can be cleared so."""
+    ranked = []
+    for idx in movable:
+        node = pool.by_idx.get(idx)
+        if node is None or node.gpus < request.devices or (
+                request.node_type is not None and node.node_type != request.node_type):
             continue
-        unit = Unit(w, list(holds), False)
-        for idx in {h.node.idx for h in holds}:
-            here = out.get(idx)
-            if here is None:
-                here = out[idx] = Movable()
-                keys[idx] = []
-            full = sum(len(h.devices) for h in holds if h.node.idx == idx and h.milli == FULL)
-            here.units.append((unit, full))
-            here.full += full
-            keys[idx].append((len(holds), -sum(h.gpu for h in holds if h.node.idx == idx)))
-    for idx, here in out.items():
-        order = keys[idx]
-        # stable: units that tie keep the order they run in
-        here.units = [here.units[i] for i in sorted(range(len(order)), key=order.__getitem__)]
-    return out
+        deficit = _deficit(node, request)
+        if deficit:  # else it holds the pod already, but for CPU or memory: moving won't do
+            ranked.append((deficit, idx, node))
+    best: tuple[tuple[int, int, int], list[Hold]] | None = None
+    for _, _, node in heapq.nsmallest(_NODES_WEIGHED, ranked, key=lambda e: e[:2]):
+        holds = [h for h in movable[node.idx]
+                 if id(h) not in gone and h.workload.id != preemptor]
+        chosen = _to_move(node, request, holds)
+        if not chosen or len(chosen) > budget:
+            continue
+        cost = (len(chosen), sum(h.gpu for h in chosen), node.idx)
+        if best is None or cost < best[0]:
+            best = (cost, chosen)
+    return best[1] if best else None
+
+
+def _deficit(node: NodeState, request: Request) -> int:
+    """Milli-GPUs to free on the node before one pod of the request fits (a rough order)."""
+    if not request.fraction:
+        return max(0, request.devices - node.whole) * FULL
+    milli = milli_of(node, request.portion, request.memory)
+    if milli is None:
+        return FULL * (request.devices + 1)
+    least = sorted(node.used)[:request.devices]
+    return sum(max(0, u + milli - FULL) for u in least)
+
+
+def _to_move(node: NodeState, request: Request, holds: list[Hold]) -> list[Hold]:
+    """The fewest movable pods whose leaving lets one pod of the request fit on the node;
+    empty when none do (or it fits already)."""
+    on: dict[int, list[Hold]] = {}
+    for hold in holds:
+        for d in hold.devices:
+            on.setdefault(d, []).append(hold)
+    options: list[tuple[int, int, int, list[Hold]]] = []  # (pods, milli, device, pods)
+    milli = FULL if not request.fraction else milli_of(node, request.portion, request.memory)
+    if milli is None:
+        return []
+    for d, used in enumerate(node.used):
+        need = used + milli - FULL
+        if need <= 0:
+            options.append((0, 0, d, []))
+            continue
+        freeing = _freeing(on.get(d, []), need)
+        if freeing is not None:
+            options.append((len(freeing), sum(h.milli for h in freeing), d, freeing))
+    if len(options) < request.devices:
+        return []
+    options.sort(key=lambda o: o[:3])
+    chosen: dict[int, Hold] = {}
+    for option in options[:request.devices]:
+        for hold in option[3]:
+            chosen[id(hold)] = hold
+    return list(chosen.values())
+
+
+def _freeing(holds: list[Hold], need: int) -> list[Hold] | None:
+    """The fewest of `holds` (one pod: the smallest that is enough) freeing `need` milli-GPUs
+    of one device; None when all of them are not enough."""
+    enough = [h for h in holds if h.milli >= need]
+    if enough:
+        return [min(enough, key=lambda h: (h.milli, len(h.devices), natural(h.pod)))]
+    out: list[Hold] = []
+    for hold in sorted(holds, key=lambda h: (-h.milli, natural(h.pod))):
+        out.append(hold)
+        need -= hold.milli
+        if need <= 0:
+            return out
+    return None
+
+
+def _kept(kept: int) -> str:
+    """What a partly moved gang keeps, for sentences."""
+    if not kept:
+        return ""
+    if kept == 1:
+        return "; its other pod stays where it is"
+    return f"; its other {kept} pods stay where they are"
+
+
+def _at(node: str, devices: Iterable[int]) -> str:
+    """Where a pod runs, for sentences: 'node-1 GPU 0', 'node-2 GPUs 0+1'."""
+    devices = list(devices)
+    return f"{node} GPU{'s' if len(devices) > 1 else ''} {'+'.join(str(d) for d in devices)}"

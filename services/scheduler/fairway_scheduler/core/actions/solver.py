@@ -24,7 +24,7 @@ until it has run that long.
 import heapq
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
@@ -61,15 +61,6 @@ class Unit:
         return reasons.resource(CPU, sum(h.cpu for h in self.holds))
 
 
-@dataclass(slots=True)
-class Movable:
-    """The workloads consolidation may move off one node, fewest pods first and, among
-    those, the most GPUs on this node first; each with the whole devices it holds here."""
-
-    units: list[tuple[Unit, int]] = field(default_factory=list)
-    full: int = 0  # the whole devices they hold here, together
-
-
 class Solver:
     """The running pods of one cycle as victims: indexed once, evicted through statements."""
 
@@ -102,7 +93,7 @@ class Solver:
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
-        self.movers: dict[str, dict[int, Movable]] = {}  # per pool, until an eviction
+        self.movers: dict[str, dict[int, list[Hold]]] = {}  # per pool, until an eviction
         for hold in self.freed:
             session.release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
@@ -211,7 +202,7 @@ class Solver:
             # Prune: take back every victim whose room the preemptor did not take (newest
             # first, so the one that made it fit is the last to be tried).
             for unit in reversed(released[:-1]):
-                if self._take_back(statement, unit):
+                if self.take_back(statement, unit):
                     released.remove(unit)
         if released is None or not valid(released):
             statement.rollback()
@@ -285,7 +276,7 @@ class Solver:
         `movers`, within the cycle's budget of moved pods) instead."""
         released: list[Unit] = []
         # Allocate found no room; only pods already being evicted may have made some since.
-        if self.freed and self._try_place(statement, workload, request, gang):
+        if self.freed and self.try_place(statement, workload, request, gang):
             return released
         tries = 0
         while True:
@@ -304,7 +295,7 @@ class Solver:
             else:
                 continue
             tries += 1
-            if self._try_place(statement, workload, request, gang):
+            if self.try_place(statement, workload, request, gang):
                 return released
 
     def _move_now(self, statement: Statement, unit: Unit) -> bool:
@@ -321,7 +312,7 @@ class Solver:
         statement.rollback(checkpoint)
         return False
 
-    def _try_place(self, statement: Statement, workload: Workload, request: Request,
+    def try_place(self, statement: Statement, workload: Workload, request: Request,
                    gang: int) -> bool:
         """The gang's first `gang` waiting pods placed together (on the statement), or none."""
         pool = statement.pool
@@ -339,7 +330,7 @@ class Solver:
                 return False
         return True
 
-    def _take_back(self, statement: Statement, unit: Unit) -> bool:
+    def take_back(self, statement: Statement, unit: Unit) -> bool:
         """Undo a victim's eviction if its room is still free and no limit objects."""
         queue = self.session.queues.project(unit.workload.project, unit.holds[0].node.pool)
         return statement.take_back(unit.holds, lambda: not any(
