@@ -74,6 +74,9 @@ class _Reclaim:
         self.multiplier = max(1.0, solver.settings.reclaimer_saturation_multiplier)
         self.why: dict[str, str] = {}  # victim workload -> the rule that let it go
         self.for_fair_share: set[str] = set()  # victims only "maintain fair share" lets go
+        # queues that gave a victim, and queues that then refused one, in this simulation
+        self.gave: set[str] = set()
+        self.stopped: set[str] = set()
         self.queues = [q for q in solver.queues_in(pool)
                        if q is not reclaimer and self.acceptable(q)]
 
@@ -143,11 +146,38 @@ class _Reclaim:
                     on, node, deficit, is_gentle)
                 if not movable and self.may_give(victims, node) < deficit:
                     continue  # what may go from it could not make the room
+                self.gave.clear()
+                self.stopped.clear()
                 if solver.attempt(workload, self.pool, "reclaim", iter(victims),
                                   self.admissible, self.saturation_kept, self.describe,
                                   shape=(node.idx, gentle)):
                     return True
+                if not gentle and self.gave & self.stopped and self.smallest_first(node,
+                                                                                   victims):
+                    return True
         return False
+
+    def smallest_first(self, node: NodeState, victims: list[Unit]) -> bool:
+        """The node's victims again, the fewest GPUs first. A queue may give while it is over
+        its share or deserved quota before each victim goes: taken largest first, its first
+        victim can bring it down to the line and stop the second, where the smaller one first
+        and then the larger would both go and make the room (a queue holding 12 GPUs with
+        10 deserved gives 1 and then 2, but not 2 and then 1). Tried only where a queue that
+        gave a victim then refused one."""
+        if len(victims) < 2:
+            return False
+        solver = self.solver
+
+        def here(unit: Unit) -> int:
+            now = solver.current(unit, [])
+            return 0 if now is None else sum(h.gpu for h in now.holds if h.node is node)
+
+        order = sorted(victims, key=here)
+        if order == victims:
+            return False
+        return solver.attempt(self.workload, self.pool, "reclaim", iter(order),
+                              self.admissible, self.saturation_kept, self.describe,
+                              shape=(node.idx, "smallest first"))
 
     def queue(self, unit: Unit) -> Queue:
         return self.solver.session.queues.project(unit.workload.project, self.pool)
@@ -180,7 +210,9 @@ class _Reclaim:
             return False
         strategy = self.strategy(victim)
         if strategy is None or (strategy == "fair" and not self.less_saturated(unit, victim)):
+            self.stopped.add(victim.name)
             return False
+        self.gave.add(victim.name)
         self.why[unit.workload.id] = self.because(victim)
         if strategy == "fair":
             self.for_fair_share.add(unit.workload.id)
