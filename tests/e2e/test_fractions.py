@@ -195,3 +195,41 @@ def test_a_dynamic_fraction_gives_back_borrowed_memory_to_a_new_fraction(api, ku
         assert pods_of(api, trainer)[0]["gpuDevices"] == pods_of(api, notebook)[0]["gpuDevices"]
     finally:
         delete_all(api, started)
+
+
+def test_fractions_on_two_devices_are_packed_to_make_room_for_a_larger_one(api, kube):
+    """Consolidation of fractions through the whole platform: a half and a quarter hold one
+    device each of the two; a 0.8 fits on neither until the quarter is moved onto the half's
+    device. The quarter restarts there, the 0.8 takes the device it left, and the quarter's
+    events say why it moved."""
+    pid = project(api, "pack", deserved=2)
+    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
+    started = [("trainings", half)]
+    try:
+        wait_until(phase_is(api, half, "Running"), "the half running")
+        # a 0.75 cannot share the half's device: it takes the other one, and the quarter
+        # after it fills that one
+        big = submit(api, "trainings", pid, "big", {"gpuPortionRequest": 0.75})
+        started.append(("trainings", big))
+        wait_until(phase_is(api, big, "Running"), "the 0.75 running")
+        quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
+        started.append(("trainings", quarter))
+        wait_until(phase_is(api, quarter, "Running"), "the quarter running")
+        half_device = pods_of(api, half)[0]["gpuDevices"]
+        quarter_device = pods_of(api, quarter)[0]["gpuDevices"]
+        assert quarter_device == pods_of(api, big)[0]["gpuDevices"] != half_device
+        api.delete(f"/api/v1/workloads/trainings/{big}")
+        wait_until(lambda: api.get(f"/api/v1/workloads/{big}").status_code == 404
+                   or workload(api, big)["phase"] == "Deleted", "the 0.75 gone")
+        # 0.5 and 0.75 free, no device with 0.8: it waits for the quarter to move
+        larger = submit(api, "trainings", pid, "larger", {"gpuPortionRequest": 0.8})
+        started.append(("trainings", larger))
+        wait_until(phase_is(api, larger, "Running"), "the 0.8 running", 90)
+        wait_until(phase_is(api, quarter, "Running"), "the quarter running again", 90)
+        assert pods_of(api, quarter)[0]["gpuDevices"] == half_device
+        assert pods_of(api, larger)[0]["gpuDevices"] == quarter_device
+        events = api.get(f"/api/v1/workloads/{quarter}/events").json()["events"]
+        assert any("to make room for larger" in (e.get("message") or "") for e in events), \
+            events
+    finally:
+        delete_all(api, started)
