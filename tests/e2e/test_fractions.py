@@ -233,3 +233,40 @@ def test_fractions_on_two_devices_are_packed_to_make_room_for_a_larger_one(api, 
             events
     finally:
         delete_all(api, started)
+
+
+def test_a_whole_gpu_placed_on_a_device_fractions_just_left_starts(api, kube):
+    """The last fraction on a device moves away (consolidation) and a whole-GPU training is
+    placed on the device at once, before lifecycle's periodic check releases the device's
+    reservation pod: the node refuses the pod (the reservation still holds the GPU). That is
+    no failure of the training: the reservation goes at once, the pod is made again and runs,
+    and no attempt of its backoffLimit is spent."""
+    pid = project(api, "vacate", deserved=2)
+    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
+    started = [("trainings", half)]
+    try:
+        wait_until(phase_is(api, half, "Running"), "the half running")
+        big = submit(api, "trainings", pid, "big", {"gpuPortionRequest": 0.75})
+        started.append(("trainings", big))
+        wait_until(phase_is(api, big, "Running"), "the 0.75 running")
+        quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
+        started.append(("trainings", quarter))
+        wait_until(phase_is(api, quarter, "Running"), "the quarter running")
+        half_device = pods_of(api, half)[0]["gpuDevices"]
+        api.delete(f"/api/v1/workloads/trainings/{big}")
+        wait_until(lambda: api.get(f"/api/v1/workloads/{big}").status_code == 404
+                   or workload(api, big)["phase"] == "Deleted", "the 0.75 gone")
+        whole = submit(api, "trainings", pid, "whole", {"gpuDevicesRequest": 1},
+                       backoffLimit=1)
+        started.append(("trainings", whole))
+        running = wait_until(phase_is(api, whole, "Running", "Failed"), "the whole GPU", 90)
+        assert running["phase"] == "Running", running
+        wait_until(phase_is(api, quarter, "Running"), "the quarter running again", 90)
+        assert pods_of(api, quarter)[0]["gpuDevices"] == half_device
+        assert pods_of(api, whole)[0]["gpuDevices"] != half_device
+        events = api.get(f"/api/v1/workloads/{whole}/events").json()["events"]
+        refused = [e for e in events if e.get("reason") == "NodeRejected"]
+        print("refusals", len(refused), [e.get("message") for e in refused][:1])
+        assert len(refused) <= 2, refused  # the reservation went at once: no hot loop
+    finally:
+        delete_all(api, started)

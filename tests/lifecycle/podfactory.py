@@ -22,8 +22,8 @@ def pod(name: str = "bert-1", *, workload: str = "w1", attempt: int = 1,
         bound_at: str = T, image: str = "busybox", uid: str | None = None
         ) -> dict[str, Any]:
     """stage: unbound | pulling | pull-error | pull-backoff | config-error | starting |
-    running | crashloop | not-ready | node-not-ready | succeeded | failed | evicted |
-    node-lost | unknown."""
+    running | crashloop | not-ready | node-not-ready | succeeded | failed | refused |
+    evicted | node-lost | unknown."""
     status: dict[str, Any] = {"phase": "Pending", "conditions": [], "containerStatuses": [],
                               "qosClass": "BestEffort"}
     spec: dict[str, Any] = {"schedulerName": "fairway", "restartPolicy": "Never",
@@ -80,6 +80,11 @@ def pod(name: str = "bert-1", *, workload: str = "w1", attempt: int = 1,
         container["state"] = {"terminated": {"exitCode": 1 if exit_code is None else exit_code,
                                              "reason": reason or "Error"}}
         status["phase"] = "Failed"
+    elif stage == "refused":  # the kubelet's admission: nothing started
+        status["phase"] = "Failed"
+        status["reason"] = reason or "OutOfnvidia.com/gpu"
+        status["message"] = ("Pod was rejected: Node didn't have enough resource: "
+                             "nvidia.com/gpu, requested: 1, used: 2, capacity: 2")
     elif stage == "evicted":
         container["state"] = {"terminated": {"exitCode": 137, "reason": "Error"}}
         status["phase"] = "Failed"
@@ -90,7 +95,7 @@ def pod(name: str = "bert-1", *, workload: str = "w1", attempt: int = 1,
         status["phase"] = "Failed"
         status["conditions"].append(_cond("DisruptionTarget", "True",
                                           "DeletionByTaintManager"))
-    if stage != "unbound":
+    if stage not in ("unbound", "refused"):
         status["containerStatuses"] = [container]
     return {
         "apiVersion": "v1", "kind": "Pod",

@@ -163,3 +163,24 @@ def test_pods_say_which_devices_they_share():
                                                           0.5)
     assert (got["whole"].gpu_devices, got["whole"].gpu_uuids, got["whole"].gpu_portion,
             got["whole"].gpu_share) == ([0], ["GPU-def"], None, 1.0)
+
+
+def test_a_pod_its_node_refused_is_no_failure_it_waits_to_be_made_again():
+    """The kubelet refused the pod when it was bound (a device still held by a pod the
+    scheduler did not count): no attempt is spent, the workload waits, naming the node."""
+    result = fold(TRAINING, [pod(stage="refused", node="fr-1")])
+    assert (result.phase, result.reason, result.retry) == (Phase.PENDING, "NodeRejected", False)
+    assert "node fr-1 refused pod bert-1" in result.message
+    assert "nvidia.com/gpu, requested: 1, used: 2, capacity: 2" in result.message
+
+
+def test_a_refused_pod_beside_a_failed_one_leaves_the_failure_to_decide():
+    result = fold(TWO_PODS, [pod("a", stage="refused"), pod("b", stage="failed", exit_code=2)])
+    assert result.phase == Phase.PENDING and result.retry
+    assert "exited with code 2" in result.message
+
+
+def test_a_refused_pod_of_a_workload_that_ran_is_degraded_not_pending():
+    ran = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2, has_run=True)
+    result = fold(ran, [pod("a", stage="running"), pod("b", stage="refused", reason="OutOfcpu")])
+    assert (result.phase, result.reason) == (Phase.DEGRADED, "NodeRejected")

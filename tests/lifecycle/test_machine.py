@@ -309,6 +309,13 @@ def names(intents) -> list:
                          terminating(pod("bert-01234567-1-1", stage="running"))],
      [("DeletePod", "bert-01234567-1-0", 0), ("EnsureNamespace", NS, None),
       ("CreatePod", "bert-01234567-2-0", None), ("CreatePod", "bert-01234567-2-1", None)]),
+    # a pod its node refused goes at once; once gone it is made again, same attempt
+    (target(), [pod("bert-01234567-1-0", stage="refused"), pod("bert-01234567-1-1")],
+     [("DeletePod", "bert-01234567-1-0", 0)]),
+    (target(), [terminating(pod("bert-01234567-1-0", stage="refused")),
+                pod("bert-01234567-1-1")], []),
+    (target(), [pod("bert-01234567-1-1")],
+     [("EnsureNamespace", NS, None), ("CreatePod", "bert-01234567-1-0", None)]),
     # stopped or deleted: every pod goes, gracefully, once
     (target(Phase.STOPPING, "Stopped"), [pod("a", stage="running"),
                                          terminating(pod("b", stage="running"))],

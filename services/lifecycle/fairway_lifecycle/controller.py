@@ -38,6 +38,7 @@ from fairway_lifecycle.core.fold import (
     WorkloadInfo,
     finished,
     pod_done,
+    refused_at_admission,
 )
 from fairway_lifecycle.core.machine import (
     CreatePod,
@@ -150,6 +151,7 @@ class Controller:
         # back-off ends (recording goes on meanwhile). Attempts per workload, reset on success.
         self.retry_base_seconds, self.retry_cap_seconds = retry_base_seconds, retry_cap_seconds
         self._backing_off: set[str] = set()
+        self._refused_pods: dict[str, set[str]] = {}  # pods a node refused, per workload
         self._attempts: dict[str, int] = {}
         # Batches in the database now, and their workloads: a workload is in at most one, so
         # its changes are recorded in order; it converges once its batch is done.
@@ -284,6 +286,7 @@ class Controller:
 
     def _untrack(self, workload_id: str) -> None:
         self.tracked.pop(workload_id, None)
+        self._refused_pods.pop(workload_id, None)
         self.machine.forget(workload_id)
 
     # watch callbacks (threads) ------------------------------------------------------------
@@ -315,6 +318,8 @@ class Controller:
         wid = self.machine.observe(kind, pod)
         if self.sharing is not None:
             self.sharing.on_pod(kind, pod)
+        if wid in self.tracked and kind != "DELETED" and refused_at_admission(pod):
+            self._refused(wid, pod)
         if wid in self.tracked:
             self._fold(wid)
             self.mark(wid)
@@ -642,6 +647,31 @@ class Controller:
             await self.reject(wid, code, message)
         else:
             self._back_off(wid, RuntimeError(message))
+
+    def _refused(self, wid: str, pod: dict[str, Any]) -> None:
+        """A node refused a pod of the workload when it was bound: the pod is made again and
+        placed again, after a pause that doubles with each refused pod of the workload (up to
+        `retry_cap_seconds`), so a node that keeps refusing is no hot loop. A reservation pod
+        of a device no fraction uses any more is the usual cause: those go at once."""
+        seen = self._refused_pods.setdefault(wid, set())
+        uid = pod["metadata"].get("uid")
+        if uid in seen:
+            return
+        seen.add(uid)
+        if self.sharing is not None:
+            self.sharing.poke()
+        delay = backoff_delay(len(seen), self.retry_base_seconds, self.retry_cap_seconds,
+                              random.uniform(0.5, 1.0))
+        log.warning("node %s refused pod %s; made again in %.1f s",
+                    pod["spec"].get("nodeName"), pod["metadata"]["name"], delay,
+                    extra={"workload_id": wid})
+        self._backing_off.add(wid)
+
+        def release() -> None:
+            self._backing_off.discard(wid)
+            self.mark(wid)
+
+        self._loop.call_later(delay, release)
 
     def _back_off(self, wid: str, error: Exception) -> None:
         """Converge again later: `retry_base_seconds` doubling up to `retry_cap_seconds`."""

@@ -76,6 +76,7 @@ class GpuSharing:
         self.namespace = namespace
         self.timeout_seconds = timeout_seconds
         self.check_seconds = check_seconds
+        self._poked = asyncio.Event()
         self.resync_seconds = resync_seconds
         self.reservations: dict[Device, str | None] = {}  # device -> the UUID it reported
         self._created: dict[Device, float] = {}  # reservations this process created, when
@@ -147,6 +148,8 @@ class GpuSharing:
         for device in devices:
             self.sharers.setdefault(device, {})[key] = pod
             self._unclaim(device, key)
+            # the bind it was made for came: once no fraction uses it, it may go at once
+            self._created.pop(device, None)
         if devices:
             self._pod_devices[key] = devices
         if kind == "DELETED":
@@ -278,7 +281,17 @@ class GpuSharing:
                 await self.converge()
             except Exception:
                 log.exception("keeping the GPU reservations failed; trying again")
-            await asyncio.sleep(self.check_seconds)
+            try:  # every check_seconds, or at once when a node refused a pod
+                await asyncio.wait_for(self._poked.wait(), self.check_seconds)
+            except TimeoutError:
+                pass
+            self._poked.clear()
+
+    def poke(self) -> None:
+        """A node refused a pod it was bound to: a reservation pod of a device no fraction
+        uses any more may still hold it (the scheduler counts only fractions there). Such
+        reservations go now rather than at the next check, so the pod, made again, fits."""
+        self._poked.set()
 
     async def converge(self) -> None:
         now = time.monotonic()

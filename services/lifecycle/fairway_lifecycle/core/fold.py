@@ -15,6 +15,8 @@ The order of the checks is the order of precedence:
 3. no pods yet (Creating; Pending while a retry's pods are made);
 4. failures: configuration errors at once, an image that cannot be pulled past its deadline,
    containers that failed (exit code, OOMKilled), a lost node — retried up to backoffLimit;
+   a pod its node refused when it was bound (the kubelet's admission: a device still held by
+   a pod the scheduler did not count) is no failure of the workload: Pending, made again;
 5. completion, per workload type and distributed framework;
 6. pods waiting for the scheduler (Pending), starting (Initializing);
 7. a workload that has run and now misses a pod, crash-loops, is not ready or sits on a
@@ -164,6 +166,22 @@ def _bound(pod: Pod) -> bool:
 def _evicted(pod: Pod) -> bool:
     cond = _condition(pod, "DisruptionTarget")
     return bool(cond and cond.get("status") == "True") or _status(pod).get("reason") == "Evicted"
+
+
+# Why a kubelet refuses a pod at admission, before any container starts: the node lacks a
+# resource (OutOfcpu, OutOfmemory, OutOfpods, OutOfnvidia.com/gpu, ...) or cannot run it here.
+ADMISSION_REFUSALS = ("UnexpectedAdmissionError", "NodeAffinity", "NodeName")
+
+
+def refused_at_admission(pod: Pod) -> bool:
+    """The node refused the pod when it was bound: it failed without starting anything."""
+    if _phase(pod) != "Failed" or pod["metadata"].get("deletionTimestamp"):
+        return False
+    reason = _status(pod).get("reason") or ""
+    if not (reason.startswith("OutOf") or reason in ADMISSION_REFUSALS):
+        return False
+    return not any(c.get("state", {}).get("running") or c.get("state", {}).get("terminated")
+                   or c.get("lastState", {}).get("terminated") for c in _containers(pod))
 
 
 def _node_trouble(pod: Pod) -> bool:
@@ -426,6 +444,13 @@ def _failed(w: WorkloadInfo, current: list[Pod], kind: str, now: datetime | None
             return failure
     # Every framework here needs all of its ranks: a failed worker fails the attempt too.
     failed = [p for p in current if _phase(p) == "Failed"]
+    if failed and all(refused_at_admission(p) for p in failed):
+        pod = failed[0]
+        message = _status(pod).get("message") or _status(pod).get("reason")
+        return PhaseResult(Phase.DEGRADED if w.has_run else Phase.PENDING, "NodeRejected",
+                           f"node {pod['spec'].get('nodeName')} refused pod {_name(pod)} when "
+                           f"it was bound ({message}); it is made again and placed again")
+    failed = [p for p in failed if not refused_at_admission(p)]
     if failed:
         pod = failed[0]
         if _evicted(pod) and not _node_lost(pod):

@@ -31,6 +31,7 @@ from fairway_lifecycle.core.fold import (
     fold,
     pod_done,
     pod_group_signature,
+    refused_at_admission,
 )
 from fairway_lifecycle.core.pods import build_pods
 
@@ -320,11 +321,14 @@ def _ref(pod: Pod) -> tuple[str, str]:
 
 def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     """What makes Kubernetes hold the pods the recorded attempt needs, and no older ones:
-    pods that must go are deleted gracefully, an older attempt's at once, missing ones made."""
+    pods that must go are deleted gracefully, an older attempt's at once (and one its node
+    refused), missing ones made."""
     if (going := pods_to_go(target, pods)) is not None:
         return [DeletePod(*_ref(p)) for p in going if not _terminating(p)]
+    # an older attempt's pods go at once, and so does one its node refused (made again)
     intents: list[Intent] = [DeletePod(*_ref(p), grace_seconds=0) for p in pods
-                             if attempt_of(p) < target.attempt and not _terminating(p)]
+                             if (attempt_of(p) < target.attempt or refused_at_admission(p))
+                             and not _terminating(p)]
     current = sum(1 for p in pods if attempt_of(p) == target.attempt)
     if current < target.spec.pods:
         existing = {p["metadata"]["name"] for p in pods}
