@@ -148,17 +148,26 @@ def _next_node(pool: PoolNodes, request: Request, movable: dict[int, list[Hold]]
     """The pods to move off the node where one pod of the request fits after the fewest
     moves (then the fewest milli-GPUs moved, then natural order), within `budget`; None when
     no node can be cleared so."""
-    ranked = []
-    for idx in movable:
-        node = pool.by_idx.get(idx)
-        if node is None or node.gpus < request.devices or (
-                request.node_type is not None and node.node_type != request.node_type):
+    devices, node_type, by_idx = request.devices, request.node_type, pool.by_idx
+    whole = not request.fraction
+    indexed = request.fraction and request.portion is not None and devices == 1
+    ranked = (_closest_for_fraction(pool, request.portion, movable, node_type) if indexed
+              else [])
+    for idx in () if indexed else movable:  # thousands of nodes: a few comparisons each
+        node = by_idx.get(idx)
+        if node is None or node.gpus < devices or (
+                node_type is not None and node.node_type != node_type):
+            continue
+        if whole:
+            if node.whole < devices:
+                ranked.append(((devices - node.whole) * FULL, idx, node))
             continue
         deficit = _deficit(node, request)
         if deficit:  # else it holds the pod already, but for CPU or memory: moving won't do
             ranked.append((deficit, idx, node))
     best: tuple[tuple[int, int, int], list[Hold]] | None = None
-    for _, _, node in heapq.nsmallest(_NODES_WEIGHED, ranked, key=lambda e: e[:2]):
+    # (deficit, idx) decide the order: idx is unique, nodes are never compared
+    for _, _, node in heapq.nsmallest(_NODES_WEIGHED, ranked):
         holds = [h for h in movable[node.idx]
                  if id(h) not in gone and h.workload.id != preemptor]
         chosen = _to_move(node, request, holds)
@@ -170,6 +179,37 @@ def _next_node(pool: PoolNodes, request: Request, movable: dict[int, list[Hold]]
     return best[1] if best else None
 
 
+def _closest_for_fraction(pool: PoolNodes, milli: int, movable: dict[int, list[Hold]],
+                          node_type: str | None) -> list[tuple[int, int, NodeState]]:
+    """For one pod of a fraction `milli`: the nodes `_NODES_WEIGHED` would take, closest to
+    holding it first, from the pool's index of partly used devices rather than every node.
+    A node's deficit is `milli` less the most a device of it has free (none when a device is
+    whole or has that much free); walked from the most free down, a bucket at a time (every
+    later one is further), then nodes with every device full. Empty when no node has one."""
+    by_idx = pool.by_idx
+    out: list[tuple[int, int, NodeState]] = []
+    seen: set[int] = set()
+    for free in sorted((f for f in pool.partial if f < milli), reverse=True):
+        for idx in pool.partial[free]:
+            if idx in seen or idx not in movable:
+                continue
+            seen.add(idx)
+            node = by_idx.get(idx)
+            if (node is None or node.whole or max(node.partial_free) != free
+                    or (node_type is not None and node.node_type != node_type)):
+                continue  # its most free device is in a bucket walked before, or whole
+            out.append((milli - free, idx, node))
+        if len(out) >= _NODES_WEIGHED:
+            return out
+    for idx in movable:
+        node = by_idx.get(idx)
+        if (idx not in seen and node is not None and node.gpus and not node.whole
+                and not node.partial_free
+                and (node_type is None or node.node_type == node_type)):
+            out.append((milli, idx, node))
+    return out
+
+
 def _deficit(node: NodeState, request: Request) -> int:
     """Milli-GPUs to free on the node before one pod of the request fits (a rough order)."""
     if not request.fraction:
@@ -177,6 +217,8 @@ def _deficit(node: NodeState, request: Request) -> int:
     milli = milli_of(node, request.portion, request.memory)
     if milli is None:
         return FULL * (request.devices + 1)
+    if request.devices == 1:
+        return max(0, min(node.used) + milli - FULL)
     least = sorted(node.used)[:request.devices]
     return sum(max(0, u + milli - FULL) for u in least)
 
