@@ -99,6 +99,7 @@ class Solver:
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
         self.stays: dict[str, list[Hold]] = {}  # moved workloads -> the pods they keep
         self.waiting: dict[str, list[str]] = {}
+        self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
         self.moves_left = self.settings.max_pods_moved
 
@@ -137,16 +138,18 @@ class Solver:
         session = self.session
         out = []
         capacity = [max(sum(c[r] for c in session.capacity().values()), 1) for r in range(3)]
-        placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
-        for workload in session.snapshot.workloads:
-            if (not workload.waiting_pods or workload.id in session.unschedulable
-                    or workload.id in self.evicted):
-                continue
-            if workload.id not in self.waiting:
+        if self._with_waiting is None:  # once a cycle: most workloads of a cluster run
+            placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
+            self._with_waiting = []
+            for workload in session.snapshot.workloads:
+                if not workload.waiting_pods or workload.id in session.unschedulable:
+                    continue
+                self._with_waiting.append(workload)
                 self.waiting[workload.id] = sorted(
                     (pod for pod in workload.waiting_pods if (workload.id, pod) not in placed),
                     key=natural)
-            if self.waiting[workload.id]:
+        for workload in self._with_waiting:
+            if workload.id not in self.evicted and self.waiting[workload.id]:
                 out.append(workload)
 
         # Queues do not change while sorting: workloads of one project, pool and request
