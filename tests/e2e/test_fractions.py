@@ -197,30 +197,38 @@ def test_a_dynamic_fraction_gives_back_borrowed_memory_to_a_new_fraction(api, ku
         delete_all(api, started)
 
 
+def half_and_quarter_apart(api, pid: str, started: list[tuple[str, str]]
+                           ) -> tuple[str, list[int], list[int]]:
+    """A half on one device and a quarter alone on the other: (the quarter, the half's
+    device, the quarter's). A 0.75 cannot share the half's device, so it takes the other one
+    and the quarter after it fills that one; then the 0.75 is deleted."""
+    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
+    started.append(("trainings", half))
+    wait_until(phase_is(api, half, "Running"), "the half running")
+    big = submit(api, "trainings", pid, "big", {"gpuPortionRequest": 0.75})
+    started.append(("trainings", big))
+    wait_until(phase_is(api, big, "Running"), "the 0.75 running")
+    quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
+    started.append(("trainings", quarter))
+    wait_until(phase_is(api, quarter, "Running"), "the quarter running")
+    half_device = pods_of(api, half)[0]["gpuDevices"]
+    quarter_device = pods_of(api, quarter)[0]["gpuDevices"]
+    assert quarter_device == pods_of(api, big)[0]["gpuDevices"] != half_device
+    api.delete(f"/api/v1/workloads/trainings/{big}")
+    wait_until(lambda: api.get(f"/api/v1/workloads/{big}").status_code == 404
+               or workload(api, big)["phase"] == "Deleted", "the 0.75 gone")
+    return quarter, half_device, quarter_device
+
+
 def test_fractions_on_two_devices_are_packed_to_make_room_for_a_larger_one(api, kube):
     """Consolidation of fractions through the whole platform: a half and a quarter hold one
     device each of the two; a 0.8 fits on neither until the quarter is moved onto the half's
     device. The quarter restarts there, the 0.8 takes the device it left, and the quarter's
     events say why it moved."""
     pid = project(api, "pack", deserved=2)
-    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
-    started = [("trainings", half)]
+    started: list[tuple[str, str]] = []
     try:
-        wait_until(phase_is(api, half, "Running"), "the half running")
-        # a 0.75 cannot share the half's device: it takes the other one, and the quarter
-        # after it fills that one
-        big = submit(api, "trainings", pid, "big", {"gpuPortionRequest": 0.75})
-        started.append(("trainings", big))
-        wait_until(phase_is(api, big, "Running"), "the 0.75 running")
-        quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
-        started.append(("trainings", quarter))
-        wait_until(phase_is(api, quarter, "Running"), "the quarter running")
-        half_device = pods_of(api, half)[0]["gpuDevices"]
-        quarter_device = pods_of(api, quarter)[0]["gpuDevices"]
-        assert quarter_device == pods_of(api, big)[0]["gpuDevices"] != half_device
-        api.delete(f"/api/v1/workloads/trainings/{big}")
-        wait_until(lambda: api.get(f"/api/v1/workloads/{big}").status_code == 404
-                   or workload(api, big)["phase"] == "Deleted", "the 0.75 gone")
+        quarter, half_device, quarter_device = half_and_quarter_apart(api, pid, started)
         # 0.5 and 0.75 free, no device with 0.8: it waits for the quarter to move
         larger = submit(api, "trainings", pid, "larger", {"gpuPortionRequest": 0.8})
         started.append(("trainings", larger))
@@ -242,20 +250,9 @@ def test_a_whole_gpu_placed_on_a_device_fractions_just_left_starts(api, kube):
     no failure of the training: the reservation goes at once, the pod is made again and runs,
     and no attempt of its backoffLimit is spent."""
     pid = project(api, "vacate", deserved=2)
-    half = submit(api, "trainings", pid, "half", {"gpuPortionRequest": 0.5})
-    started = [("trainings", half)]
+    started: list[tuple[str, str]] = []
     try:
-        wait_until(phase_is(api, half, "Running"), "the half running")
-        big = submit(api, "trainings", pid, "big", {"gpuPortionRequest": 0.75})
-        started.append(("trainings", big))
-        wait_until(phase_is(api, big, "Running"), "the 0.75 running")
-        quarter = submit(api, "trainings", pid, "quarter", {"gpuPortionRequest": 0.25})
-        started.append(("trainings", quarter))
-        wait_until(phase_is(api, quarter, "Running"), "the quarter running")
-        half_device = pods_of(api, half)[0]["gpuDevices"]
-        api.delete(f"/api/v1/workloads/trainings/{big}")
-        wait_until(lambda: api.get(f"/api/v1/workloads/{big}").status_code == 404
-                   or workload(api, big)["phase"] == "Deleted", "the 0.75 gone")
+        quarter, half_device, _ = half_and_quarter_apart(api, pid, started)
         whole = submit(api, "trainings", pid, "whole", {"gpuDevicesRequest": 1},
                        backoffLimit=1)
         started.append(("trainings", whole))
