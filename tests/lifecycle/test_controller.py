@@ -360,3 +360,47 @@ async def test_changes_are_recorded_in_one_statement_unless_the_row_moved(
     # the pod group's sequence went on from the row's (1, moved to 6), not from memory's
     assert [g["msg_id"].rsplit(":", 1)[1] for g in groups] == ["1", "7"]
     assert locked == [[wid]], "recorded in one statement again once memory caught up"
+
+
+async def test_a_pod_its_node_refused_is_made_again_after_a_pause_and_spends_no_retry(
+        service, tag):
+    """backoffLimit 0: a refusal counted as a failure would fail the training at once."""
+    pool, controller = service.runtime.pool, service.controller
+    controller.retry_base_seconds = 0.3
+    wid = f"{tag}-w9"
+    await submit(service, wid)
+    name = f"bert-{wid[:8]}-1-0"
+
+    async def created():
+        return ("create", name) in controller.kube.calls
+    await until(created)
+    controller.on_pod("ADDED", pod(name, workload=wid, stage="unbound"))
+    controller.on_pod("MODIFIED", pod(name, workload=wid, stage="pulling", node="fr-1"))
+
+    async def bound():
+        return (await phases(pool, wid))[-1:] == ["Initializing"]
+    await until(bound)
+    refused = pod(name, workload=wid, stage="refused", node="fr-1")
+    controller.on_pod("MODIFIED", refused)
+    controller.on_pod("MODIFIED", refused)  # the same refusal seen again: one pause
+
+    async def deleted():
+        return ("delete", name, 0) in controller.kube.calls
+    await asyncio.sleep(0.1)
+    assert not await deleted()  # not at once: a node that keeps refusing is no hot loop
+    await until(deleted, timeout=3)
+    assert controller.kube.calls.count(("delete", name, 0)) == 1
+    controller.on_pod("DELETED", refused)
+
+    async def made_again():
+        return controller.kube.calls.count(("create", name)) == 2
+    await until(made_again)
+    recorded = await phases(pool, wid)
+    assert "Failed" not in recorded, recorded
+    async with pool.acquire() as conn:
+        row = await repo.get(conn, wid)
+        reasons = [json.loads(bytes(r["payload"])).get("reason") for r in await conn.fetch(
+            "SELECT payload FROM outbox WHERE subject LIKE $1 ORDER BY id",
+            f"fairway.phase.team-a.{wid}.%")]
+    assert "NodeRejected" in reasons, reasons
+    assert row.attempt == 1
