@@ -77,6 +77,17 @@ async def submit(service: LifecycleService, wid: str, kind=WorkloadType.TRAINING
         workload_type=kind, created_at=utcnow(), created_by="alice", spec=spec), {})
 
 
+async def submitted_and_created(service: LifecycleService, wid: str) -> str:
+    """A training submitted and its pod made: the pod's name."""
+    await submit(service, wid)
+    name = f"bert-{wid[:8]}-1-0"
+
+    async def created():
+        return ("create", name) in service.controller.kube.calls
+    await until(created)
+    return name
+
+
 async def until(condition, timeout: float = 5.0):
     async def poll():
         while not (await result if asyncio.iscoroutine(result := condition()) else result):
@@ -94,12 +105,7 @@ async def phases(pool, wid: str) -> list[str]:
 async def test_a_training_gets_its_pods_and_its_phases_recorded(service, tag):
     pool, controller = service.runtime.pool, service.controller
     wid = f"{tag}-w1"
-    await submit(service, wid)
-    name = f"bert-{wid[:8]}-1-0"
-
-    async def created():
-        return ("create", name) in controller.kube.calls
-    await until(created)
+    name = await submitted_and_created(service, wid)
     assert controller.kube.calls[:2] == [("namespace", "fairway-team-a"), ("create", name)]
     for stage in ("unbound", "pulling", "running", "succeeded"):
         controller.on_pod("MODIFIED" if stage != "unbound" else "ADDED",
@@ -368,12 +374,7 @@ async def test_a_pod_its_node_refused_is_made_again_after_a_pause_and_spends_no_
     pool, controller = service.runtime.pool, service.controller
     controller.retry_base_seconds = 0.3
     wid = f"{tag}-w9"
-    await submit(service, wid)
-    name = f"bert-{wid[:8]}-1-0"
-
-    async def created():
-        return ("create", name) in controller.kube.calls
-    await until(created)
+    name = await submitted_and_created(service, wid)
     controller.on_pod("ADDED", pod(name, workload=wid, stage="unbound"))
     controller.on_pod("MODIFIED", pod(name, workload=wid, stage="pulling", node="fr-1"))
 

@@ -665,13 +665,7 @@ class Controller:
         log.warning("node %s refused pod %s; made again in %.1f s",
                     pod["spec"].get("nodeName"), pod["metadata"]["name"], delay,
                     extra={"workload_id": wid})
-        self._backing_off.add(wid)
-
-        def release() -> None:
-            self._backing_off.discard(wid)
-            self.mark(wid)
-
-        self._loop.call_later(delay, release)
+        self._pause(wid, delay)
 
     def _back_off(self, wid: str, error: Exception) -> None:
         """Converge again later: `retry_base_seconds` doubling up to `retry_cap_seconds`."""
@@ -680,6 +674,10 @@ class Controller:
                               random.uniform(0.5, 1.0))
         log.warning("converging the pods failed (attempt %d), again in %.1f s: %s",
                     attempt, delay, error, extra={"workload_id": wid})
+        self._pause(wid, delay)
+
+    def _pause(self, wid: str, delay: float) -> None:
+        """No converging of the workload's pods for `delay` seconds, then at once."""
         self._backing_off.add(wid)
 
         def release() -> None:
