@@ -128,8 +128,10 @@ class PodsUnbuildable(Exception):
 class Controller:
     def __init__(self, runtime: Service, kube: Kube, resync_seconds: float,
                  concurrency: int = 16, eviction_grace_seconds: int = 10,
-                 retry_base_seconds: float = 0.5, retry_cap_seconds: float = 60.0):
+                 retry_base_seconds: float = 0.5, retry_cap_seconds: float = 60.0,
+                 below_requested_grace_seconds: float = 300.0):
         self.runtime = runtime
+        self.below_requested_grace_seconds = below_requested_grace_seconds
         self.kube = kube
         self.resync_seconds = resync_seconds
         self.eviction_grace_seconds = eviction_grace_seconds
@@ -278,7 +280,8 @@ class Controller:
         wid = row.workload_id
         self.tracked[wid] = Tracked(row)
         self.machine.track(wid, Workload(
-            replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED)),
+            replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED),
+                    below_requested_grace_seconds=self.below_requested_grace_seconds),
             row.phase, row.podgroup_signature,
             stop_reason=self._restored_stop_reasons.pop(wid, None)))
         self._fold(wid)
@@ -359,8 +362,9 @@ class Controller:
             self.tracked[wid].changes.append(step)
 
     async def _tick(self, seconds: float = 5.0) -> None:
-        """Deadlines (an image that cannot be pulled for too long) pass without a pod event:
-        fold the workloads that are starting up now and then."""
+        """Deadlines (an image that cannot be pulled for too long, a pod of an elastic
+        workload waiting for room past its grace period) pass without a pod event: fold the
+        workloads that are starting up, and the elastic ones that run, now and then."""
         while True:
             await asyncio.sleep(seconds)
             now = utcnow()
@@ -369,7 +373,9 @@ class Controller:
                     del self._deletions[wid]
                     await self._auto_delete(wid)
             for wid, t in list(self.tracked.items()):
-                if self.machine.workloads[wid].phase == Phase.INITIALIZING:
+                w = self.machine.workloads[wid]
+                if w.phase == Phase.INITIALIZING or (w.phase == Phase.RUNNING
+                                                     and w.info.elastic):
                     self._fold(wid)
                     if self.tracked.get(wid) is t and t.changes:
                         self.mark(wid)
