@@ -545,7 +545,8 @@ class Controller:
         recorded under the rows' lock: rows changed by another writer meanwhile, and the
         rare changes that write more than the phase and the pod group."""
         with self._spans(batch) as headers:
-            plans = [(t, plan(_named(t.row), steps, _recorded(t.row), self._folded(t)))
+            plans = [(t, plan(_named(t.row), steps, _recorded(t.row), self._folded(t),
+                              self.node_pools))
                      for t, steps in batch]
             plans = [(t, p) for t, p in plans if not p.writes_more]
             if not plans:
@@ -566,7 +567,7 @@ class Controller:
             async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
                 plans = [(t, plan(_named(t.row), steps, fresh[t.row.workload_id],
-                                  self._folded(t)))
+                                  self._folded(t), self.node_pools))
                          for t, steps in batch if t.row.workload_id in fresh]
                 await add_many_to_outbox(conn, [
                     (o.subject, o.event, o.msg_id, headers[t.row.workload_id])

@@ -28,6 +28,7 @@ when a pod above the minimum has waited longer than a grace period (or when it f
 its minimum after it ran).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -247,7 +248,9 @@ def _failure(pod: Pod) -> tuple[str, str]:
     return reason, f"pod {name} failed: {message}"
 
 
-def summarize(pods: list[Pod]) -> list[PodSummary]:
+def summarize(pods: list[Pod], node_pools: Mapping[str, str] | None = None
+              ) -> list[PodSummary]:
+    """What the API and the other services see of each pod; `node_pools`: node → its pool."""
     out = []
     for pod in sorted(pods, key=_name):
         spec = pod.get("spec", {})
@@ -263,6 +266,7 @@ def summarize(pods: list[Pod]) -> list[PodSummary]:
             ready=_ready(pod),
             restarts=_restarts(pod),
             gpus=gpus,
+            node_pool=(node_pools or {}).get(spec.get("nodeName") or ""),
             **_devices(pod),
         ))
     return out
