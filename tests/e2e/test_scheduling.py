@@ -76,10 +76,10 @@ def test_the_pool_in_use_and_cpu_and_memory_reach_the_workload_project_and_depar
     while time.monotonic() < deadline:
         project = api.get(f"/api/v1/org-unit/projects/{default_project_id}").json()
         department = api.get(f"/api/v1/org-unit/departments/{department_id}").json()
-        if held(project)["cpu"] >= 2000 and held(department)["cpu"] >= 2000:
+        if held(project)["cpu"] >= 2 and held(department)["cpu"] >= 2:
             break
         time.sleep(0.3)
     for unit in (project, department):
-        # 4G is 4·10⁹ bytes: 3,815 MiB.
-        assert held(unit)["cpu"] >= 2000 and held(unit)["memory"] >= 3815, unit["status"]
+        # CPU in cores, as quotas are given; 4G is 4·10⁹ bytes: 3,815 MiB.
+        assert held(unit)["cpu"] >= 2 and held(unit)["memory"] >= 3815, unit["status"]
         assert held(unit)["gpu"] >= 1, unit["status"]
