@@ -197,3 +197,19 @@ data: {{mode: fast, level: "3"}}
     out = kubectl("delete", "-f", "-", stdin=manifest)
     assert 'service "web" deleted' in out and 'configmap "settings" deleted' in out
     assert "web" not in kubectl("get", "svc,cm,ep", "-n", ns)
+
+
+def test_kubectl_logs(kubectl_binary: str, api: client.CoreV1Api, kubeconfig: Path,
+                      ns: str) -> None:
+    kubectl = kubectl_in(kubectl_binary, kubeconfig)
+    api.create_namespaced_pod(ns, make_pod("talker", {"sim.fairway.io/run-seconds": "1.5"}))
+    bind(api, ns, "talker", "t4-2")
+    deadline = time.monotonic() + 10
+    while api.read_namespaced_pod("talker", ns).status.phase != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    out = kubectl("logs", "talker", "-n", ns)
+    assert out.startswith("[kubesim] container main started (image busybox:1.36)\n")
+    assert kubectl("logs", "talker", "-n", ns, "--tail=1", "--timestamps").rstrip().endswith(
+        "[kubesim] container main exited with code 0 (Completed)")
+    assert kubectl("logs", "-f", "talker", "-n", ns) == out

@@ -115,6 +115,8 @@ _RESOURCE_DOCS: list[dict[str, Any]] = [
      "verbs": ["create"]},
     {"name": "pods/status", "singularName": "", "namespaced": True, "kind": "Pod",
      "verbs": ["get", "patch", "update"]},
+    {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+     "verbs": ["get"]},
     {"name": "pods/eviction", "singularName": "", "namespaced": True, "kind": "Eviction",
      "group": "policy", "version": "v1", "verbs": ["create"]},
     {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",

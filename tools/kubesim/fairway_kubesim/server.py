@@ -28,6 +28,7 @@ from .admin import Faults, add_admin_routes
 from .api import COORDINATION, COORDINATION_V1, Api
 from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
+from .logs import LogApi
 from .network_api import NetworkApi
 from .objects import build_namespace, build_node, now_rfc3339
 from .profile import Profile, load_profile
@@ -100,7 +101,7 @@ class KubeSim:
         self.api = Api(self.store, bookmark_interval=bookmark_interval,
                        watch_queue=watch_queue)
         self.api.event_log = self.event_log
-        self.api.extra_routes += NetworkApi(self.api).routes()
+        self.api.extra_routes += NetworkApi(self.api).routes() + LogApi(self.api).routes()
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
         if self.snapshot_path is not None and self.snapshot_path.exists():
