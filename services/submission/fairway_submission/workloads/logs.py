@@ -8,7 +8,9 @@ naming the field the caller can change.
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,13 +128,22 @@ class PodLogs:
         except Exception as exc:  # the cluster went away mid-stream: end the text there
             log.warning("pod log stream ended early: %s", exc)
         finally:
-            # the caller left or the log ended: closing the response wakes a thread still
-            # waiting for a followed log's next line
-            response.close()
-            response.release_conn()
+            _hang_up(response)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _hang_up(response: Any) -> None:
+    """End a log response, also when a worker thread is still blocked reading it (a followed
+    log waiting for its next line, whose reader left): closing the file alone does not wake
+    that read, shutting the socket down does."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _refusal(status: int, body: Any, pod: str) -> ApiError:
