@@ -160,7 +160,8 @@ def test_kubectl_describes_and_deletes_nodes_and_pods(kubectl_binary: str,
 
 
 def test_kubectl_applies_gets_and_deletes_services_and_config_maps(
-        kubectl_binary: str, create_flags: list[str], kubeconfig: Path, ns: str) -> None:
+        kubectl_binary: str, create_flags: list[str], kubeconfig: Path, ns: str,
+        api: client.CoreV1Api) -> None:
     kubectl = kubectl_in(kubectl_binary, kubeconfig)
     manifest = f"""
 apiVersion: v1
@@ -168,7 +169,7 @@ kind: Service
 metadata: {{name: web, namespace: {ns}}}
 spec:
   selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: 8080}}]
+  ports: [{{port: 80, targetPort: 8080}}]
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -194,6 +195,15 @@ data: {{mode: fast, level: "3"}}
     assert [p["port"] for p in svc["spec"]["ports"]] == [81]
     assert kubectl("get", "endpoints", "web", "-n", ns).split("\n")[1].split()[:2] == [
         "web", "<none>"]
+    api.create_namespaced_pod(ns, make_pod("web-0", labels={"app": "web"}, node_name="t4-1"))
+    deadline = time.monotonic() + 10
+    while "<none>" in kubectl("get", "endpoints", "web", "-n", ns):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    described = kubectl("describe", "service", "web", "-n", ns)
+    ip = api.read_namespaced_pod("web-0", ns).status.pod_ip
+    assert re.search(r"^IP:\s+10\.9", described, re.M) and "app=web" in described
+    assert re.search(rf"^Endpoints:\s+{re.escape(ip)}:8080$", described, re.M), described
     out = kubectl("delete", "-f", "-", stdin=manifest)
     assert 'service "web" deleted' in out and 'configmap "settings" deleted' in out
     assert "web" not in kubectl("get", "svc,cm,ep", "-n", ns)

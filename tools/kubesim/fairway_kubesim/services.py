@@ -544,7 +544,10 @@ class EndpointsController:
                              "ownerReferences": [owner]},
                 "addressType": "IPv4",
                 "endpoints": sorted(endpoints, key=lambda e: e["addresses"][0]),
-                "ports": _ports_json(resolved)},
+                # a slice's port always has a name, "" when the Service's has none (kubectl
+                # describe reads it through a pointer)
+                "ports": [{"name": name, "port": number, "protocol": protocol}
+                          for name, number, protocol in resolved]},
                 lambda obj: (obj.get("endpoints"), obj.get("ports")))
         for stored in self._slices_of(namespace, name):
             if stored.obj["metadata"]["name"] not in wanted:
