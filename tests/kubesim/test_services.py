@@ -289,13 +289,15 @@ def test_a_pod_waits_for_its_config_map(api: client.CoreV1Api, ns: str) -> None:
     waiting = api.read_namespaced_pod("mpi-launcher", ns)
     assert waiting.status.phase == "Pending"
     assert waiting.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    assert waiting.status.pod_ip is None  # no sandbox before its volumes mount
     events = wait_for(lambda: api.list_namespaced_event(
         ns, field_selector="reason=FailedMount").items, bool)
     assert events[0].message == ('MountVolume.SetUp failed for volume "hostfile" : configmap '
                                  '"mpi-hosts" not found')
     api.create_namespaced_config_map(ns, {"metadata": {"name": "mpi-hosts"},
                                           "data": {"hostfile": "w-0 slots=1"}})
-    wait_pod(api, ns, "mpi-launcher", lambda p: p.status.phase == "Running")
+    started = wait_pod(api, ns, "mpi-launcher", lambda p: p.status.phase == "Running")
+    assert started.status.pod_ip
 
 
 def test_pod_fields_services_rely_on_are_validated(api: client.CoreV1Api, ns: str) -> None:

@@ -547,6 +547,7 @@ class Kubelet:
         self._cond(sim, "Initialized", True, when)
         self._not_ready(sim, when)
         sim.stage = CREATING
+        sim.awaiting_mount = bool(self._missing_config_maps(sim))
         self._write(sim)
         if sim.deleting:
             self._schedule(sim, 0.0, "stop")
@@ -556,13 +557,14 @@ class Kubelet:
     def _do_mount(self, sim: PodSim) -> None:
         """Mount the pod's ConfigMap volumes, then pull; a missing ConfigMap keeps the pod in
         ContainerCreating with a FailedMount event, as the kubelet's volume manager does."""
-        missing = [(volume, name) for volume, name in sim.config_maps
-                   if self.config_maps is None or self.config_maps.get(sim.namespace, name)
-                   is None]
-        sim.awaiting_mount = bool(missing)
+        missing = self._missing_config_maps(sim)
         if not missing:
+            if sim.awaiting_mount:  # mounted at last: the sandbox starts, with the pod's IP
+                sim.awaiting_mount = False
+                self._write(sim)
             self._pull(sim)
             return
+        sim.awaiting_mount = True
         now = self._now()
         if sim.mount_warned is None or now - sim.mount_warned >= MOUNT_EVENT_SECONDS:
             sim.mount_warned = now
@@ -570,6 +572,10 @@ class Kubelet:
                 self._event(sim, "Warning", "FailedMount", f'MountVolume.SetUp failed for '
                             f'volume "{volume}" : configmap "{name}" not found')
         self._schedule(sim, MOUNT_RETRY_SECONDS, "mount")
+
+    def _missing_config_maps(self, sim: PodSim) -> list[tuple[str, str]]:
+        return [(volume, name) for volume, name in sim.config_maps
+                if self.config_maps is None or self.config_maps.get(sim.namespace, name) is None]
 
     def _config_map_created(self, meta: Mapping[str, Any]) -> None:
         """Pods waiting for this ConfigMap mount it now rather than at their next retry."""
@@ -903,7 +909,7 @@ class Kubelet:
             return
         status["hostIP"] = node.ip
         status["hostIPs"] = [{"ip": node.ip}]
-        if sim.ip:
+        if sim.ip and not sim.awaiting_mount:  # no sandbox (and no IP) before volumes mount
             status["podIP"] = sim.ip
             status["podIPs"] = [{"ip": sim.ip}]
         if sim.start_time:
