@@ -153,8 +153,19 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
                 assert "secrets" not in rule["resources"], role
 
 
+def test_submission_may_only_find_pods_and_read_their_logs():
+    pod = by_kind("Deployment")["submission"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "fairway-submission"
+    assert pod.get("automountServiceAccountToken", True) is True
+    rules = by_kind("ClusterRole")["fairway-submission-logs"]["rules"]
+    assert {r: tuple(rule["verbs"]) for rule in rules for r in rule["resources"]} == {
+        "pods": ("list",), "pods/log": ("get",)}
+    binding = by_kind("ClusterRoleBinding")["fairway-submission-logs"]
+    assert binding["subjects"][0]["name"] == "fairway-submission"
+
+
 def test_services_that_never_call_kubernetes_get_no_token():
-    for name in ("submission", "policy", "metrics"):
+    for name in ("policy", "metrics"):
         pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False, name
 

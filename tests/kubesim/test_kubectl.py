@@ -157,3 +157,69 @@ def test_kubectl_describes_and_deletes_nodes_and_pods(kubectl_binary: str,
         assert 'node "gpu-2" deleted' in kubectl("delete", "node", "gpu-2")
         assert kubectl("get", "nodes", "-o", "name").split() == ["node/gpu-1"]
         assert "orphan" not in kubectl("get", "pods")
+
+
+def test_kubectl_applies_gets_and_deletes_services_and_config_maps(
+        kubectl_binary: str, create_flags: list[str], kubeconfig: Path, ns: str,
+        api: client.CoreV1Api) -> None:
+    kubectl = kubectl_in(kubectl_binary, kubeconfig)
+    manifest = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{mode: fast, level: "3"}}
+"""
+    out = kubectl("apply", *create_flags, "-f", "-", stdin=manifest)
+    assert "service/web created" in out and "configmap/settings created" in out
+    services = kubectl("get", "services", "-n", ns, "-o", "wide")
+    header, row = services.strip().split("\n")
+    assert header.split()[:5] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"]
+    assert row.split()[:2] == ["web", "ClusterIP"] and "80/TCP" in row and "app=web" in row
+    assert kubectl("get", "cm", "settings", "-n", ns).split("\n")[1].split()[:2] == [
+        "settings", "2"]
+    # apply again with a change: kubectl patches (strategic merge) what changed
+    out = kubectl("apply", *create_flags, "-f", "-",
+                  stdin=manifest.replace("mode: fast", "mode: slow").replace(
+                      "port: 80,", "port: 81,"))
+    assert "service/web configured" in out and "configmap/settings configured" in out
+    cm = json.loads(kubectl("get", "configmap", "settings", "-n", ns, "-o", "json"))
+    assert cm["data"] == {"mode": "slow", "level": "3"}
+    svc = json.loads(kubectl("get", "svc", "web", "-n", ns, "-o", "json"))
+    assert [p["port"] for p in svc["spec"]["ports"]] == [81]
+    assert kubectl("get", "endpoints", "web", "-n", ns).split("\n")[1].split()[:2] == [
+        "web", "<none>"]
+    api.create_namespaced_pod(ns, make_pod("web-0", labels={"app": "web"}, node_name="t4-1"))
+    deadline = time.monotonic() + 10
+    while "<none>" in kubectl("get", "endpoints", "web", "-n", ns):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    described = kubectl("describe", "service", "web", "-n", ns)
+    ip = api.read_namespaced_pod("web-0", ns).status.pod_ip
+    assert re.search(r"^IP:\s+10\.9", described, re.M) and "app=web" in described
+    assert re.search(rf"^Endpoints:\s+{re.escape(ip)}:8080$", described, re.M), described
+    out = kubectl("delete", "-f", "-", stdin=manifest)
+    assert 'service "web" deleted' in out and 'configmap "settings" deleted' in out
+    assert "web" not in kubectl("get", "svc,cm,ep", "-n", ns)
+
+
+def test_kubectl_logs(kubectl_binary: str, api: client.CoreV1Api, kubeconfig: Path,
+                      ns: str) -> None:
+    kubectl = kubectl_in(kubectl_binary, kubeconfig)
+    api.create_namespaced_pod(ns, make_pod("talker", {"sim.fairway.io/run-seconds": "1.5"}))
+    bind(api, ns, "talker", "t4-2")
+    deadline = time.monotonic() + 10
+    while api.read_namespaced_pod("talker", ns).status.phase != "Succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    out = kubectl("logs", "talker", "-n", ns)
+    assert out.startswith("[kubesim] container main started (image busybox:1.36)\n")
+    assert kubectl("logs", "talker", "-n", ns, "--tail=1", "--timestamps").rstrip().endswith(
+        "[kubesim] container main exited with code 0 (Completed)")
+    assert kubectl("logs", "-f", "talker", "-n", ns) == out

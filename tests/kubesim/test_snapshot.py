@@ -1,6 +1,7 @@
 """kubesim keeps its cluster in a snapshot file: a restart (even after SIGKILL, from the last
-periodic snapshot) keeps nodes, namespaces, pods and leases; watches from before the restart
-answer 410 so clients list again; a restored pod bound to a node runs again there."""
+periodic snapshot) keeps nodes, namespaces, pods, leases, Services (with their ClusterIPs) and
+ConfigMaps; watches from before the restart answer 410 so clients list again; a restored pod
+bound to a node runs again there."""
 
 import asyncio
 
@@ -137,5 +138,34 @@ async def test_a_restart_keeps_the_gpu_devices_each_pod_was_given(tmp_path):
             await asyncio.sleep(0.1)
         after = {name: (p.metadata.annotations or {}).get(devices) for name, p in pods.items()}
         assert after == {"second": held["second"], "third": held["third"]}
+    finally:
+        await again.stop()
+
+
+async def test_a_restart_keeps_services_their_cluster_ips_and_config_maps(tmp_path):
+    snapshot = tmp_path / "cluster.json"
+    sim = KubeSim(DEFAULT_PROFILE, snapshot=snapshot)
+    await sim.start()
+    api = api_for(sim)
+    await in_thread(api.create_namespace, {"metadata": {"name": "team-s"}})
+    svc = await in_thread(api.create_namespaced_service, "team-s", {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    await in_thread(api.create_namespaced_config_map, "team-s", {
+        "metadata": {"name": "settings"}, "data": {"a": "1"}})
+    await sim.stop()  # a snapshot on the way out
+
+    again = KubeSim(DEFAULT_PROFILE, snapshot=snapshot)
+    await again.start()
+    try:
+        api = api_for(again)
+        kept = await in_thread(api.read_namespaced_service, "web", "team-s")
+        assert kept.spec.cluster_ip == svc.spec.cluster_ip
+        assert (await in_thread(api.read_namespaced_config_map, "settings", "team-s")
+                ).data == {"a": "1"}
+        other = await in_thread(api.create_namespaced_service, "team-s", {
+            "metadata": {"name": "other"},
+            "spec": {"selector": {"app": "o"}, "ports": [{"port": 80}]}})
+        assert other.spec.cluster_ip != svc.spec.cluster_ip  # a kept address stays taken
     finally:
         await again.stop()

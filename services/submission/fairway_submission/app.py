@@ -59,4 +59,8 @@ def wire(settings: SubmissionSettings, peers: Peers | None = None
     async def bootstrap(_: Service) -> None:
         await service.bootstrap()
 
+    @runtime.on_stop
+    async def stop_reading_logs(_: Service) -> None:
+        service.pod_logs.close()
+
     return runtime, service

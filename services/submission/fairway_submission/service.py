@@ -37,6 +37,7 @@ from fairway_submission.identity.auth import (
 )
 from fairway_submission.org.events import publish_everything
 from fairway_submission.settings import SubmissionSettings
+from fairway_submission.workloads.logs import PodLogs
 
 log = logging.getLogger("fairway.submission")
 
@@ -94,6 +95,7 @@ class SubmissionService:
         self.projects: Remembered[str, ProjectView] = Remembered(ttl, REMEMBERED_PROJECTS)
         self.evaluations: Remembered[tuple, PolicyEvaluateReply] = Remembered(
             ttl, REMEMBERED_EVALUATIONS)
+        self.pod_logs = PodLogs(settings.kubeconfig, settings.log_streams)
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
             metrics=self._over_nats(METRICS_TIMEOUT_SECONDS),

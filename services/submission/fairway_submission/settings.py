@@ -83,6 +83,15 @@ class SubmissionSettings(ServiceSettings):
         description="comma-separated addresses or CIDR blocks of the reverse proxies in front "
                     "of the API (e.g. 10.0.0.0/8): only a request from one of them has its "
                     "client address read from X-Forwarded-For; unset: the header is ignored")
+    kubeconfig: str | None = Field(
+        default=None, alias="KUBECONFIG",
+        description="the cluster whose pod logs the API reads (GET /workloads/{id}/pods/{pod}"
+                    "/logs; it only lists pods and reads logs); unset: the in-cluster service "
+                    "account")
+    log_streams: int = Field(
+        default=32, ge=1, le=1024, alias="FAIRWAY_SUBMISSION_LOG_STREAMS",
+        description="pod logs the API reads from Kubernetes at once (a followed log holds one "
+                    "until it ends or its reader leaves); more wait for a free one")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,25 @@ def _exit_code(status: int) -> int:
     return FAILED
 
 
+def _refusal(response: httpx.Response) -> CliError:
+    """The API's error answer as the CLI says it: the message, one line per named field."""
+    try:
+        body = response.json()
+        message = body.get("message", response.text)
+        details = body.get("details") or []
+    except ValueError:
+        message, details = response.text, []
+    named = [d for d in details if d.get("field")]
+    if len(named) > 1:  # one line per field
+        lines = [f"{response.status_code}: {message.split(': ')[0]}"]
+        lines += [f"  {d['field']}: {d.get('reason')}" for d in named]
+    else:
+        lines = [f"{response.status_code}: {message}"]
+    if response.status_code == 401:
+        lines.append("  (log in again with `fairway login`)")
+    return CliError("\n".join(lines), _exit_code(response.status_code))
+
+
 class Api:
     def __init__(self, *, authenticated: bool = True, base: str | None = None) -> None:
         self.base = (base or api_url()).rstrip("/")
@@ -80,25 +100,28 @@ class Api:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError:
-            raise CliError(f"cannot reach the Fairway API at {self.base}; is `make up` running?",
-                           UNREACHABLE) from None
+            raise self._unreachable() from None
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("message", response.text)
-                details = body.get("details") or []
-            except ValueError:
-                message, details = response.text, []
-            named = [d for d in details if d.get("field")]
-            if len(named) > 1:  # one line per field
-                lines = [f"{response.status_code}: {message.split(': ')[0]}"]
-                lines += [f"  {d['field']}: {d.get('reason')}" for d in named]
-            else:
-                lines = [f"{response.status_code}: {message}"]
-            if response.status_code == 401:
-                lines.append("  (log in again with `fairway login`)")
-            raise CliError("\n".join(lines), _exit_code(response.status_code))
+            raise _refusal(response)
         return response.json() if response.content else None
+
+    def stream_text(self, path: str, params: dict[str, Any], *, wait: bool = False
+                    ) -> Iterator[bytes]:
+        """GET a text answer piece by piece as it comes (a pod's log); `wait`: no read
+        time-out, for an answer that keeps coming until the server ends it."""
+        timeout = httpx.Timeout(15.0, read=None) if wait else self.http.timeout
+        try:
+            with self.http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _refusal(response)
+                yield from response.iter_raw()
+        except httpx.TransportError:
+            raise self._unreachable() from None
+
+    def _unreachable(self) -> CliError:
+        return CliError(f"cannot reach the Fairway API at {self.base}; is `make up` running?",
+                        UNREACHABLE)
 
     def projects(self) -> list[dict[str, Any]]:
         return self.call("GET", "/api/v1/org-unit/projects")["projects"]

@@ -5,6 +5,7 @@ import typer
 
 from fairway_cli import (
     lifecycle,
+    log_commands,
     org_commands,
     policy_commands,
     session,
@@ -34,6 +35,7 @@ app.command()(workload_commands.describe)
 app.command()(workload_commands.suspend)
 app.command()(workload_commands.resume)
 app.command()(workload_commands.delete)
+app.command()(log_commands.logs)
 app.add_typer(org_commands.project_app, name="project")
 app.add_typer(org_commands.department_app, name="department")
 app.add_typer(org_commands.node_pool_app, name="node-pool")

@@ -1,5 +1,5 @@
-"""Routes: the four workload types' submission, the list, one workload, its pods and phase
-history, and the actions (suspend, resume, delete, batch)."""
+"""Routes: the four workload types' submission, the list, one workload, its pods, their logs
+and its phase history, and the actions (suspend, resume, delete, batch)."""
 
 import logging
 import secrets
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from fairway_contracts import WorkloadType, subjects
 from fairway_contracts.events import (
@@ -33,6 +33,7 @@ from fairway_submission.workloads.checks import (
     check_spec,
     parse_filters,
 )
+from fairway_submission.workloads.logs import LogQuery
 from fairway_submission.workloads.models import (
     BatchIn,
     BatchOut,
@@ -134,6 +135,52 @@ async def workload_pods(workload_id: str, caller: Caller, service: Submission
     async with service.pool.acquire() as conn:
         row = await _visible(conn, caller, workload_id)
     return {"pods": row["pods"] or []}
+
+
+# A container name as Kubernetes takes it (a DNS-1123 label).
+CONTAINER_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+LOG_TEXT = {200: {"description": "The pod's log as text, line by line; with follow=true it "
+                                 "comes as it is written and ends when the container ends",
+                  "content": {"text/plain": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/workloads/{workload_id}/pods/{pod}/logs", response_class=StreamingResponse,
+            responses={**LOG_TEXT, **errors(400, 401, 404, 409, 422, 503)})
+async def pod_logs(
+    workload_id: str,
+    pod: str,
+    caller: Caller,
+    service: Submission,
+    follow: Annotated[bool, Query(description="keep streaming lines as they are written, "
+                                              "until the container ends")] = False,
+    tail_lines: Annotated[int | None, Query(alias="tailLines", ge=0, le=1_000_000,
+                                            description="only the last N lines")] = None,
+    since_seconds: Annotated[int | None, Query(alias="sinceSeconds", ge=1, description=(
+        "only the lines written in the last N seconds"))] = None,
+    container: Annotated[str | None, Query(max_length=63, pattern=CONTAINER_NAME, description=(
+        "the container (Fairway's pods have one, `main`)"))] = None,
+    previous: Annotated[bool, Query(description="the log of the container's run before its "
+                                                "last restart")] = False,
+    timestamps: Annotated[bool, Query(description="prefix each line with the time it was "
+                                                  "written (RFC 3339)")] = False,
+) -> StreamingResponse:
+    """One pod's log, read from Kubernetes and streamed through as it comes (never held
+    whole); whoever may see the workload may read it."""
+    async with service.pool.acquire() as conn:
+        row = await _visible(conn, caller, workload_id)
+    names = [p.get("name") for p in row["pods"] or []]
+    if pod not in names:
+        known = (f"its pods: {', '.join(names)}" if names
+                 else f"it has no pods yet: it is {row['phase']}")
+        raise field_error(404, "pod", f"pod {pod} is not a pod of workload {workload_id} "
+                                      f"({known})")
+    namespace = await service.pod_logs.namespace_of(str(row["workload_id"]), pod)
+    chunks = await service.pod_logs.open(namespace, pod, LogQuery(
+        container=container, follow=follow, previous=previous, timestamps=timestamps,
+        tail_lines=tail_lines, since_seconds=since_seconds))
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8",
+                             headers={"Cache-Control": "no-cache",
+                                      "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/workloads/{workload_id}/events", response_model=PhaseHistory,
