@@ -180,8 +180,8 @@ async def test_an_mpi_launcher_with_its_own_image_mounts_the_workers_hostfile(
     assert eventually(objects_gone)
 
 
-async def test_an_elastic_pytorch_job_starts_with_its_minimum_and_grows_when_room_appears(
-        api, held, kube):
+async def test_an_elastic_pytorch_job_grows_when_room_appears_and_shrinks_first(
+        api, held, kube, phases):
     # A project held to 2 GPUs: the master and one worker (the minimum) fit; the two other
     # workers wait until the limit is raised.
     ensure_simulated_pools(api)
@@ -212,4 +212,17 @@ async def test_an_elastic_pytorch_job_starts_with_its_minimum_and_grows_when_roo
         "resources": [{**quota, "gpu": {"deserved": 4, "limit": 4}}]})
     assert response.status_code == 200, response.text
     pods = eventually(lambda: placed(4), timeout=60)
-    _, _ = check_peers_resolve(kube, namespace, wid, workers=3)
+    check_peers_resolve(kube, namespace, wid, workers=3)
+
+    # A more urgent training of the same project needs two GPUs: the workers above the
+    # minimum make room, the master and its first worker keep running; the two are made
+    # again and wait for room.
+    urgent = submit(api, "trainings", project["id"], "urgent", None,
+                    **{**BASE, "priorityClass": "high"}, preemptibility="preemptible",
+                    nodePools=["a100"], compute={"gpuDevicesRequest": 2})
+    held.append(("trainings", urgent))
+    events = await phases.read(urgent, until={"Running", "Failed"})
+    assert events[-1]["phase"] == "Running", events[-1]
+    pods = eventually(lambda: placed(2), timeout=60)
+    kept = {p.metadata.name for p in pods if p.spec.node_name}
+    assert kept == {p.metadata.name for p in pods[:2]}  # the master and worker 0 stayed
