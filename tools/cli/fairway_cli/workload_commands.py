@@ -383,6 +383,8 @@ def describe(
     spec = w["spec"]
     out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
                                             if spec.get("command") else ""), highlight=False)
+    if decided := _decided(spec, w.get("submittedSpec") or {}):
+        out(f"decided:  {decided}  (by policy and defaults, not submitted)", highlight=False)
     if pods:
         table = Table(title="pods", box=None, header_style="bold")
         for col in ("NAME", "ROLE", "NODE", "PHASE", "GPU"):
@@ -432,3 +434,14 @@ def resume(names: Names, project: ProjectOpt = None) -> None:
 def delete(names: Names, project: ProjectOpt = None) -> None:
     """Delete workloads."""
     _act("delete", names, project)
+
+
+# Fields of the effective spec that say how the pods are built, not what the user chose.
+_DERIVED = frozenset({"pods", "minPods", "restartPolicy"})
+
+
+def _decided(spec: dict, submitted: dict) -> str:
+    """The plain fields policy or a default decided: in the effective spec, not as submitted."""
+    return ", ".join(f"{key}={value}" for key, value in spec.items()
+                     if key not in _DERIVED and isinstance(value, str | int | float | bool)
+                     and submitted.get(key) != value)

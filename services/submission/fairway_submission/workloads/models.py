@@ -229,7 +229,10 @@ class Workload(ApiModel):
     requested_pods: int
     total_pending_time_seconds: float
     total_running_time_seconds: float
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(
+        description="the effective spec: what runs, with every policy default and rule "
+                    "applied (the submitted fields it does not decide, as submitted)")
+    submitted_spec: dict[str, Any] = Field(description="the spec as it was submitted")
 
 
 # Responses ----------------------------------------------------------------------------------
