@@ -97,11 +97,13 @@ def test_the_tour(cli, server):
                        "3", "--min-replicas", "2", "--max-replicas", "4", "--framework",
                        "PyTorch", "--master-image", "pytorch-launcher", "--master-gpu", "0",
                        "--master-env", "ROLE=master", "--json"))
-    assert d["spec"]["masterSpecSameAsWorker"] is False
-    assert d["spec"]["masterSpec"] == {
+    assert d["submittedSpec"]["masterSpecSameAsWorker"] is False
+    assert d["submittedSpec"]["masterSpec"] == {
         "image": "pytorch-launcher", "environmentVariables": [{"name": "ROLE", "value": "master"}],
         "compute": {"gpuDevicesRequest": 0}}
-    assert (d["spec"]["minReplicas"], d["spec"]["maxReplicas"]) == (2, 4)
+    master = d["spec"]["masterSpec"]  # what runs: the master's own image and no GPU
+    assert master["image"] == "pytorch-launcher" and master["compute"]["gpuDevicesRequest"] == 0
+    assert (d["spec"]["minReplicas"], d["spec"]["maxReplicas"], d["spec"]["minPods"]) == (2, 4, 3)
     cli("submit", "inference", "inf", "-i", "vllm", "--serving-port", "8000",
         "--min-replicas", "1", "--max-replicas", "3", "--metric", "concurrency",
         "--metric-threshold", "10", "--non-preemptible")

@@ -203,6 +203,8 @@ async def test_an_elastic_pytorch_job_grows_when_room_appears_and_shrinks_first(
 
     pods = eventually(lambda: placed(2), timeout=60)
     assert pods[0].spec.node_name  # the master is in the minimum
+    events = await phases.read(wid, until={"Running", "Failed"})
+    assert events[-1]["phase"] == "Running", events[-1]  # its minimum runs
     assert env(pods[1])["PET_NNODES"] == "2:4"
     assert env(pods[1])["PET_RDZV_ENDPOINT"] == f"{host(pods[0], namespace)}:23456"
     time.sleep(2)  # room for no more: still two
@@ -226,3 +228,5 @@ async def test_an_elastic_pytorch_job_grows_when_room_appears_and_shrinks_first(
     pods = eventually(lambda: placed(2), timeout=60)
     kept = {p.metadata.name for p in pods if p.spec.node_name}
     assert kept == {p.metadata.name for p in pods[:2]}  # the master and worker 0 stayed
+    phase = api.get(f"/api/v1/workloads/{wid}").json()["phase"]
+    assert phase in ("Running", "Degraded"), phase  # still runs on its minimum
