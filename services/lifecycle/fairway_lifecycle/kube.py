@@ -17,7 +17,15 @@ _tracer = trace.get_tracer("fairway.lifecycle.kube")
 
 
 def _text(body: Any) -> str:
-    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    """An answer as text (JSON for a decoded one, so the API server's message can be read
+    back out of it)."""
+    if isinstance(body, bytes):
+        return body.decode(errors="replace")
+    return json.dumps(body) if isinstance(body, dict) else str(body)
+
+
+def _decoded(body: Any) -> dict[str, Any]:
+    return body if isinstance(body, dict) else json.loads(body)
 
 
 def _holds(there: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -143,7 +151,7 @@ class Kube:
             status, body = await self._request(f"read {kind}", "GET", path)
             if status >= 400:
                 raise KubeError(status, _text(body), what)
-            there = json.loads(body)
+            there = _decoded(body)
             outcome = "unchanged" if _holds(there, manifest) else "replaced"
             if outcome == "replaced":
                 replacement = {**manifest, "metadata": {
