@@ -109,6 +109,8 @@ POD_GROUPS = [
     # type,        spec,                                       pods, min pods
     (DISTRIBUTED,  {"numWorkers": 3},                          4,    4),
     (DISTRIBUTED,  {"numWorkers": 3, "minReplicas": 1},        4,    2),
+    (DISTRIBUTED,  {"numWorkers": 2, "minReplicas": 1, "maxReplicas": 4}, 3, 2),
+    (DISTRIBUTED,  {"minReplicas": 1, "maxReplicas": 3},       4,    2),  # grows up to max
     (INFERENCE,    {"autoscaling": {"minReplicas": 3}},        3,    1),
     (TRAINING,     {"numWorkers": 8},                          1,    1),  # not a distributed field
 ]
@@ -145,6 +147,9 @@ VIOLATIONS = [
     (DISTRIBUTED, {"numWorkers": 0},                            "spec.numWorkers"),
     (DISTRIBUTED, {"numWorkers": 2, "minReplicas": 3},          "spec.minReplicas"),
     (DISTRIBUTED, {"distributedFramework": "Ray"},              "spec.distributedFramework"),
+    (DISTRIBUTED, {"numWorkers": 4, "maxReplicas": 3},          "spec.numWorkers"),
+    (DISTRIBUTED, {"numWorkers": 2, "maxReplicas": 0},          "spec.maxReplicas"),
+    (DISTRIBUTED, {"masterSpecSameAsWorker": False},            "spec.masterSpec"),
     (INFERENCE,   {"autoscaling": {"minReplicas": 0}},          "spec.autoscaling.minReplicas"),
 ]
 
@@ -207,3 +212,25 @@ def test_gpu_fractions_reach_the_effective_spec_in_normal_form(compute, expected
     assert reply.ok, reply.violations
     got = reply.effective_spec.compute
     assert {key: getattr(got, key) for key in expected} == expected
+
+
+def test_elastic_bounds_and_the_master_spec_reach_the_effective_spec():
+    reply = evaluate(request(DISTRIBUTED, numWorkers=3, minReplicas=1, maxReplicas=4,
+                             masterSpecSameAsWorker=False,
+                             masterSpec={"image": "launcher:1", "command": "mpirun train",
+                                         "compute": {"cpuCoreRequest": 1}}))
+
+    assert reply.ok, reply.violations
+    spec = reply.effective_spec
+    assert (spec.num_workers, spec.min_replicas, spec.max_replicas) == (3, 1, 4)
+    assert (spec.pods, spec.min_pods) == (4, 2)
+    assert spec.master_spec.image == "launcher:1"
+    assert spec.master_spec.command == "mpirun train"
+    assert spec.master_spec.compute.cpu_core_request == 1
+
+
+def test_a_master_spec_is_dropped_while_the_master_copies_the_workers():
+    reply = evaluate(request(DISTRIBUTED, numWorkers=1, masterSpec={"image": "other:1"}))
+
+    assert reply.ok, reply.violations
+    assert reply.effective_spec.master_spec is None

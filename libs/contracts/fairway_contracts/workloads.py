@@ -156,6 +156,20 @@ class Compute(Contract):
         return memory_mib(self.cpu_memory_request)
 
 
+class MasterSpec(Contract):
+    """A distributed workload's master when it is not a copy of its workers
+    (`masterSpecSameAsWorker: false`). What it leaves out is the workers': the image, command
+    and arguments when not given, the compute when it names no field (when it names any, it is
+    the master's whole request); its environment variables are added to the workers' (the
+    master's value wins for a name both give)."""
+
+    image: str | None = None
+    command: str | None = None
+    args: str | None = None
+    environment_variables: list[NameValue] = Field(default_factory=list)
+    compute: Compute | None = None
+
+
 class EffectiveSpec(Contract):
     """A workload's spec after policy: every default filled in, every rule satisfied."""
 
@@ -182,6 +196,11 @@ class EffectiveSpec(Contract):
     parallelism: int | None = Field(default=None, ge=1)
     distributed_framework: str | None = None
     num_workers: int | None = Field(default=None, ge=1)
+    # Elastic distributed: the gang starts with the master and `min_replicas` workers, more
+    # join as room appears, up to `num_workers` made; `max_replicas` bounds `num_workers`.
+    min_replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+    master_spec: MasterSpec | None = None  # None: the master is a copy of the workers
     serving_port: int | None = Field(default=None, ge=1, le=65535)
     terminate_after_preemption: bool = False
     auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)

@@ -67,6 +67,7 @@ FIELDS: Mapping[str, FieldSpec] = {
     "numWorkers": FieldSpec(INTEGER, _D),
     "minReplicas": FieldSpec(INTEGER, _D),
     "maxReplicas": FieldSpec(INTEGER, _D),
+    "masterSpecSameAsWorker": FieldSpec(BOOLEAN, _D),
     "servingPort": FieldSpec(INTEGER, _I),
     "autoscaling.minReplicas": FieldSpec(INTEGER, _I),
     "autoscaling.maxReplicas": FieldSpec(INTEGER, _I),
