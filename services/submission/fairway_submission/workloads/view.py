@@ -48,7 +48,13 @@ def effective_view(submitted: Mapping[str, Any], effective: Mapping[str, Any]
     """What runs, in the submitted spec's shape: every field policy set or defaulted (a
     default `backoffLimit`, a locked image, the priority class) as it was decided, and the
     fields the effective spec does not carry (autoscaling, …) as they were submitted."""
-    return {**submitted, **{key: value for key, value in effective.items() if value is not None}}
+    return {**submitted, **_without_nulls(effective)}
+
+
+def _without_nulls(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that are set, at every depth (a master spec's unset fields are not shown)."""
+    return {key: _without_nulls(value) if isinstance(value, Mapping) else value
+            for key, value in spec.items() if value is not None}
 
 
 def _gpus_held(pod: Mapping[str, Any], per_pod: float) -> float:
