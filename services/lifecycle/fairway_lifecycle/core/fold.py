@@ -538,9 +538,8 @@ def _crash_looping(pod: Pod) -> PhaseResult:
                        "Kubernetes restarts it with a growing back-off")
 
 
-def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod], now: datetime | None
-             ) -> PhaseResult:
-    """Has run in this attempt: Running, or Degraded by what it misses."""
+def _trouble(live: list[Pod]) -> PhaseResult | None:
+    """A pod that crash-loops or sits on a node that is not ready: Degraded, saying which."""
     if crashing := _crashing(live):
         return _crash_looping(crashing[0])
     troubled = [p for p in live if _node_trouble(p)]
@@ -549,6 +548,14 @@ def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod], now: datetime
         return PhaseResult(Phase.DEGRADED, "NodeNotReady",
                            f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
                            "is not ready")
+    return None
+
+
+def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod], now: datetime | None
+             ) -> PhaseResult:
+    """Has run in this attempt: Running, or Degraded by what it misses."""
+    if (trouble := _trouble(live)) is not None:
+        return trouble
     if w.elastic and (running := _elastic_running(w, current, live, now)) is not None:
         return running
     missing = w.pods - len(current)
@@ -572,14 +579,8 @@ def _elastic_running(w: WorkloadInfo, current: list[Pod], live: list[Pod],
     ready = [p for p in live if _bound(p) and _ready(p) and _phase(p) == "Running"]
     if len(ready) < w.min_pods:
         return None
-    if crashing := _crashing(live):
-        return _crash_looping(crashing[0])
-    troubled = [p for p in ready if _node_trouble(p)]
-    if troubled:
-        pod = troubled[0]
-        return PhaseResult(Phase.DEGRADED, "NodeNotReady",
-                           f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
-                           "is not ready")
+    if (trouble := _trouble(live)) is not None:
+        return trouble
     running = _running_on(ready)
     waiting = [p for p in live if p not in ready]
     unmade = max(0, w.pods - len(current))  # lost, being made again: it waited no time yet
