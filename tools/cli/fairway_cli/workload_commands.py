@@ -238,18 +238,40 @@ def _distributed(
 
 @submit_command("inference")
 def _inference(
-    serving_port: Annotated[int | None, typer.Option("--serving-port")] = None,
-    min_replicas: Annotated[int | None, typer.Option("--min-replicas")] = None,
+    serving_port: Annotated[int | None, typer.Option("--serving-port",
+                                                     help="the container's port")] = None,
+    protocol: Annotated[str | None, typer.Option(help="http | grpc")] = None,
+    authorization: Annotated[str | None, typer.Option(
+        "--authorization", help="public | authenticatedUsers | authorizedUsersOrGroups")
+    ] = None,
+    external: Annotated[bool, typer.Option(
+        "--external", help="reachable from outside the cluster (clusterLocalAccessOnly "
+                           "false)")] = False,
+    min_replicas: Annotated[int | None, typer.Option("--min-replicas",
+                                                     help="0: scale to zero")] = None,
     max_replicas: Annotated[int | None, typer.Option("--max-replicas")] = None,
-    metric: Annotated[str | None, typer.Option(help="throughput | concurrency | latency")
-                      ] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="throughput | concurrency | latency | a custom metric")] = None,
     metric_threshold: Annotated[float | None, typer.Option("--metric-threshold")] = None,
+    scale_to_zero_after: Annotated[int | None, typer.Option(
+        "--scale-to-zero-after", help="seconds without requests before scaling to zero")
+    ] = None,
+    initialization_timeout: Annotated[int | None, typer.Option(
+        "--initialization-timeout", help="seconds a new replica may take to be ready")
+    ] = None,
 ) -> dict[str, Any]:
-    """Submit an inference server."""
+    """Submit an inference server (a Service in front of its replicas; autoscaled)."""
     autoscaling = {k: v for k, v in (("minReplicas", min_replicas),
                                      ("maxReplicas", max_replicas), ("metric", metric),
-                                     ("metricThreshold", metric_threshold)) if v is not None}
-    return {"servingPort": serving_port, "autoscaling": autoscaling or None}
+                                     ("metricThreshold", metric_threshold),
+                                     ("scaleToZeroRetentionSeconds", scale_to_zero_after),
+                                     ("initializationTimeoutSeconds", initialization_timeout))
+                   if v is not None}
+    port = {k: v for k, v in (("container", serving_port), ("protocol", protocol),
+                              ("authorizationType", authorization)) if v is not None}
+    if external:
+        port["clusterLocalAccessOnly"] = False
+    return {"servingPort": port or None, "autoscaling": autoscaling or None}
 
 
 # reading -------------------------------------------------------------------------------------
