@@ -28,6 +28,7 @@ from .admin import Faults, add_admin_routes
 from .api import COORDINATION, COORDINATION_V1, Api
 from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
+from .load import LoadModel, add_load_routes
 from .objects import build_namespace, build_node, now_rfc3339
 from .profile import Profile, load_profile
 from .profiles import DEFAULT_PROFILE
@@ -95,6 +96,7 @@ class KubeSim:
         self.api = Api(self.store, bookmark_interval=bookmark_interval,
                        watch_queue=watch_queue)
         self.api.event_log = self.event_log
+        self.load = LoadModel(self.store)  # request load on inference servers (load.py)
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
         if self.snapshot_path is not None and self.snapshot_path.exists():
@@ -149,6 +151,7 @@ class KubeSim:
         app = self.api.app()
         if self.admin:
             self.faults = add_admin_routes(app, self.api, self.kubelet)
+        add_load_routes(app, self.load, admin=self.admin)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=2.0)
         await runner.setup()
