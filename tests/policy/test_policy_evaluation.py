@@ -114,6 +114,8 @@ POD_GROUPS = [
     # one that may scale to zero starts with one replica
     (INFERENCE,    {"autoscaling": {"minReplicas": 0, "maxReplicas": 4,
                                     "metric": "concurrency", "metricThreshold": 2}}, 1, 1),
+    (DISTRIBUTED,  {"numWorkers": 2, "minReplicas": 1, "maxReplicas": 4}, 3, 2),
+    (DISTRIBUTED,  {"minReplicas": 1, "maxReplicas": 3},       4,    2),  # grows up to max
     (TRAINING,     {"numWorkers": 8},                          1,    1),  # not a distributed field
 ]
 
@@ -149,6 +151,9 @@ VIOLATIONS = [
     (DISTRIBUTED, {"numWorkers": 0},                            "spec.numWorkers"),
     (DISTRIBUTED, {"numWorkers": 2, "minReplicas": 3},          "spec.minReplicas"),
     (DISTRIBUTED, {"distributedFramework": "Ray"},              "spec.distributedFramework"),
+    (DISTRIBUTED, {"numWorkers": 4, "maxReplicas": 3},          "spec.numWorkers"),
+    (DISTRIBUTED, {"numWorkers": 2, "maxReplicas": 0},          "spec.maxReplicas"),
+    (DISTRIBUTED, {"masterSpecSameAsWorker": False},            "spec.masterSpec"),
     (INFERENCE,   {"autoscaling": {"minReplicas": 0}},          "spec.autoscaling.minReplicas"),
     (INFERENCE,   {"autoscaling": {"minReplicas": 0, "metric": "latency",
                                    "metricThreshold": 0.2}},    "spec.autoscaling.minReplicas"),
@@ -235,3 +240,25 @@ def test_autoscaling_reaches_the_effective_spec_whole():
 
     assert reply.ok, reply.violations
     assert reply.effective_spec.autoscaling.model_dump(by_alias=True) == autoscaling
+
+
+def test_elastic_bounds_and_the_master_spec_reach_the_effective_spec():
+    reply = evaluate(request(DISTRIBUTED, numWorkers=3, minReplicas=1, maxReplicas=4,
+                             masterSpecSameAsWorker=False,
+                             masterSpec={"image": "launcher:1", "command": "mpirun train",
+                                         "compute": {"cpuCoreRequest": 1}}))
+
+    assert reply.ok, reply.violations
+    spec = reply.effective_spec
+    assert (spec.num_workers, spec.min_replicas, spec.max_replicas) == (3, 1, 4)
+    assert (spec.pods, spec.min_pods) == (4, 2)
+    assert spec.master_spec.image == "launcher:1"
+    assert spec.master_spec.command == "mpirun train"
+    assert spec.master_spec.compute.cpu_core_request == 1
+
+
+def test_a_master_spec_is_dropped_while_the_master_copies_the_workers():
+    reply = evaluate(request(DISTRIBUTED, numWorkers=1, masterSpec={"image": "other:1"}))
+
+    assert reply.ok, reply.violations
+    assert reply.effective_spec.master_spec is None

@@ -332,3 +332,29 @@ def test_policy_defaults_and_rules_on_gpu_portions():
         spec={"image": "busybox", "compute": {"gpuMemoryRequest": "10Gi"}}), merged)
     assert not reply.ok
     assert "spec.compute.gpuMemoryRequest" in [v.field for v in reply.violations]
+
+
+def test_a_policy_default_for_a_distributed_field_shapes_the_gang():
+    merged = merge([(PROJECT, policy({"defaults": {"minReplicas": 1, "numWorkers": 3}},
+                                     WorkloadType.DISTRIBUTED))])
+    submitted = PolicyEvaluateRequest(workload_type=WorkloadType.DISTRIBUTED, project="vision",
+                                      name="job", spec={"image": "busybox"})
+
+    reply = evaluate(submitted, merged)
+
+    assert reply.ok, reply.violations
+    spec = reply.effective_spec
+    assert (spec.num_workers, spec.min_replicas, spec.pods, spec.min_pods) == (3, 1, 4, 2)
+
+
+def test_a_policy_default_below_the_submitted_workers_is_refused_naming_the_field():
+    merged = merge([(PROJECT, policy({"defaults": {"maxReplicas": 2}},
+                                     WorkloadType.DISTRIBUTED))])
+    submitted = PolicyEvaluateRequest(workload_type=WorkloadType.DISTRIBUTED, project="vision",
+                                      name="job", spec={"image": "busybox", "numWorkers": 3})
+
+    reply = evaluate(submitted, merged)
+
+    assert not reply.ok
+    assert [v.field for v in reply.violations] == ["spec.numWorkers"]
+    assert "maxReplicas (2)" in reply.violations[0].message

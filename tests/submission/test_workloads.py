@@ -284,3 +284,49 @@ async def test_bad_gpu_fractions_are_refused_naming_the_field(harness, default_p
     details = {d["field"]: d["reason"] for d in r.json()["details"]}
     assert f"spec.compute.{field}" in details, details
     assert words in details[f"spec.compute.{field}"]
+
+
+@pytest.mark.parametrize(("spec", "fields"), [
+    ({"numWorkers": 2, "masterSpecSameAsWorker": False}, ["spec.masterSpec"]),
+    ({"numWorkers": 2, "masterSpec": {"image": "launcher:1"}}, ["spec.masterSpec"]),
+    ({"numWorkers": 4, "maxReplicas": 3}, ["spec.numWorkers"]),
+    ({"numWorkers": 2, "minReplicas": 3}, ["spec.minReplicas"]),
+    ({"numWorkers": 2, "minReplicas": 2, "maxReplicas": 1}, ["spec.maxReplicas"]),
+    ({"numWorkers": 2, "compute": {"gpuDevicesRequest": 1}, "masterSpecSameAsWorker": False,
+      "masterSpec": {"compute": {"gpuDevicesRequest": 2}}},
+     ["spec.masterSpec.compute.gpuDevicesRequest"]),
+    ({"numWorkers": 2, "compute": {"gpuDevicesRequest": 1}, "masterSpecSameAsWorker": False,
+      "masterSpec": {"compute": {"gpuPortionRequest": 0.5}}},
+     ["spec.masterSpec.compute.gpuDevicesRequest"]),
+    ({"numWorkers": 2, "compute": {"cpuCoreRequest": 1}, "masterSpecSameAsWorker": False,
+      "masterSpec": {"compute": {"cpuCoreRequest": 4}}},
+     ["spec.masterSpec.compute.cpuCoreRequest"]),
+    ({"numWorkers": 2, "masterSpecSameAsWorker": False, "masterSpec": {"image": "bad image"}},
+     ["spec.masterSpec.image"]),
+])
+async def test_distributed_master_and_elastic_bounds_are_refused_naming_the_field(
+        harness, default_project, spec, fields):
+    r = await harness.admin.post("/api/v1/workloads/distributed",
+                                 json=body(default_project["id"], "dist-bad", **spec))
+
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["details"]] == fields
+    assert all(d["reason"] for d in r.json()["details"])
+
+
+async def test_a_master_spec_and_elastic_bounds_reach_the_effective_spec(harness,
+                                                                          default_project):
+    r = await harness.admin.post("/api/v1/workloads/distributed", json=body(
+        default_project["id"], "dist-master", distributedFramework="MPI", numWorkers=3,
+        minReplicas=1, maxReplicas=4, compute={"gpuDevicesRequest": 1, "cpuCoreRequest": 2},
+        masterSpecSameAsWorker=False,
+        masterSpec={"image": "mpi-launcher:1", "command": "mpirun python train.py",
+                    "compute": {"cpuCoreRequest": 1}}))
+
+    assert r.status_code == 202, r.text
+    events = await harness.outbox(f"fairway.workload.submitted.default.{r.json()['workloadId']}")
+    spec = events[0][1]["spec"]
+    assert (spec["pods"], spec["minPods"], spec["numWorkers"]) == (4, 2, 3)
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
+    assert spec["masterSpec"]["image"] == "mpi-launcher:1"
+    assert spec["masterSpec"]["compute"]["cpuCoreRequest"] == 1

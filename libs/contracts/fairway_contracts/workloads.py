@@ -156,14 +156,28 @@ class Compute(Contract):
         return memory_mib(self.cpu_memory_request)
 
 
-# How an inference endpoint is reached, as Run:ai's servingPort names it. Fairway creates the
-# Service and records these; who may call the endpoint (authorizationType and its users and
-# groups) is enforced on a real cluster by the ingress or gateway in front of it, not here.
+class MasterSpec(Contract):
+    """A distributed workload's master when it is not a copy of its workers
+    (`masterSpecSameAsWorker: false`). What it leaves out is the workers': the image, command
+    and arguments when not given, the compute when it names no field (when it names any, it is
+    the master's whole request); its environment variables are added to the workers' (the
+    master's value wins for a name both give)."""
+
+    image: str | None = None
+    command: str | None = None
+    args: str | None = None
+    environment_variables: list[NameValue] = Field(default_factory=list)
+    compute: Compute | None = None
+
+
 # Metrics that may fall to nothing when no request comes: only these let a server scale to
 # zero (latency has no value without requests, so it cannot say "idle").
 SCALE_TO_ZERO_METRICS = ("throughput", "concurrency")
 
 
+# How an inference endpoint is reached, as Run:ai's servingPort names it. Fairway creates the
+# Service and records these; who may call the endpoint (authorizationType and its users and
+# groups) is enforced on a real cluster by the ingress or gateway in front of it, not here.
 class ServingPort(Contract):
     """The port an inference server listens on and how its endpoint is exposed."""
 
@@ -231,6 +245,11 @@ class EffectiveSpec(Contract):
     parallelism: int | None = Field(default=None, ge=1)
     distributed_framework: str | None = None
     num_workers: int | None = Field(default=None, ge=1)
+    # Elastic distributed: the gang starts with the master and `min_replicas` workers, more
+    # join as room appears, up to `num_workers` made; `max_replicas` bounds `num_workers`.
+    min_replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+    master_spec: MasterSpec | None = None  # None: the master is a copy of the workers
     serving_port: ServingPort | None = None
     autoscaling: Autoscaling | None = None
     terminate_after_preemption: bool = False

@@ -42,8 +42,10 @@ from fairway_lifecycle.core.fold import (
 )
 from fairway_lifecycle.core.machine import (
     CreatePod,
+    DeleteObject,
     DeletePod,
     EnsureNamespace,
+    EnsureObject,
     EvictPod,
     Intent,
     Machine,
@@ -51,6 +53,7 @@ from fairway_lifecycle.core.machine import (
     Step,
     Workload,
     converge,
+    retire,
 )
 from fairway_lifecycle.core.nodes import node_inventory
 from fairway_lifecycle.core.recording import Named, Recorded, Recording, plan
@@ -213,6 +216,13 @@ class Controller:
         in_flight = set(self._running) | self._recordings
         if in_flight:  # let the batch being recorded and converges in flight finish
             await asyncio.wait(in_flight, timeout=5)
+
+    def _spawn(self, work: Any, name: str) -> None:
+        """A task of its own, waited for (a while) when the service stops, like a converge."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def mark(self, workload_id: str) -> None:
         self.dirty.add(workload_id)
@@ -606,7 +616,24 @@ class Controller:
         self._untrack(row.workload_id)
         if row.delete_after is not None and row.phase != Phase.DELETED:
             self._deletions[row.workload_id] = row.delete_after
+        if retirement := retire(_target(row)):
+            self._spawn(self._retire(row.workload_id, retirement),
+                        f"retire-{row.workload_id[:8]}")
         return True
+
+    async def _retire(self, wid: str, intents: list[Intent], attempt: int = 1) -> None:
+        """Delete a finished workload's objects besides its pods; tried again, later each
+        time, while Kubernetes fails (an object already gone is deleted)."""
+        try:
+            with workload_context(wid):
+                await self._carry_out(intents)
+        except Exception as exc:
+            delay = backoff_delay(attempt, self.retry_base_seconds, self.retry_cap_seconds,
+                                  random.uniform(0.5, 1.0))
+            log.warning("deleting the workload's objects failed (attempt %d), again in %.1f s:"
+                        " %s", attempt, delay, exc, extra={"workload_id": wid})
+            self._loop.call_later(delay, lambda: self._spawn(
+                self._retire(wid, intents, attempt + 1), f"retire-{wid[:8]}"))
 
     async def _converge_one(self, wid: str, follow: bool) -> None:
         try:
@@ -628,7 +655,8 @@ class Controller:
             if refusal_is_permanent(exc.status):
                 await self._cannot_create(
                     wid, CREATE_REJECTED,
-                    f"Kubernetes refused its pods ({exc.status}): {refusal_message(exc.body)}")
+                    f"Kubernetes refused its {exc.what} ({exc.status}): "
+                    f"{refusal_message(exc.body)}")
             else:
                 self._back_off(wid, exc)
         except Exception as exc:
@@ -709,6 +737,10 @@ class Controller:
             match intent:
                 case EnsureNamespace(name):
                     await self.kube.ensure_namespace(name)
+                case EnsureObject(manifest):
+                    await self.kube.ensure_object(manifest)
+                case DeleteObject(kind, namespace, name):
+                    await self.kube.delete_object(kind, namespace, name)
                 case CreatePod(manifest):
                     await self.kube.create_pod(manifest)
                 case DeletePod(namespace, name, grace_seconds):

@@ -11,15 +11,38 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fairway_kube import ThreadedCalls, api_client
+from fairway_lifecycle.core.objects import PLURAL_OF_KIND
 
 _tracer = trace.get_tracer("fairway.lifecycle.kube")
 
 
+def _text(body: Any) -> str:
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+
+
+def _holds(there: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether the object there already holds what is wanted (its spec or data, and labels):
+    the server adds fields of its own, so only the wanted ones are compared."""
+    if any(not _within(wanted[part], there.get(part)) for part in ("spec", "data")
+           if part in wanted):
+        return False
+    labels = there.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in (wanted["metadata"].get("labels") or {}).items())
+
+
+def _within(wanted: Any, there: Any) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(there, dict) and all(_within(v, there.get(k))
+                                               for k, v in wanted.items())
+    return wanted == there
+
+
 class KubeError(Exception):
-    def __init__(self, status: int, body: str):
+    def __init__(self, status: int, body: str, what: str = "pods"):
         super().__init__(f"Kubernetes API answered {status}: {body[:300]}")
         self.status = status
         self.body = body
+        self.what = what  # what the refused call was for, as a phase message names it
 
 
 class Kube:
@@ -28,6 +51,9 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self._calls = ThreadedCalls(workers, "kube")
         self._namespaces: set[str] = set()
+        # Objects made or replaced by this process, as it last sent them: the same again is
+        # no call (a workload's objects are ensured whenever its pods are made).
+        self._objects: dict[tuple[str, str, str], str] = {}
 
     async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any
                     ) -> tuple[int, Any]:
@@ -39,14 +65,22 @@ class Kube:
         pydantic and walks the body to serialise it, about 0.3 ms of CPU on top of the 0.45
         of the HTTP exchange for a pod creation, in threads that hold the GIL the event loop
         needs. For the calls made for every pod: create and bind."""
+        return await self._request(operation, "POST", path, body)
+
+    async def _request(self, operation: str, method: str, path: str,
+                       body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """One call by path through the client's configuration and connection pool: for
+        objects of any kind (core/objects.py), one code path instead of a generated method
+        per kind."""
 
         def run() -> tuple[int, Any]:
             _, url, headers, _, _ = self.api.param_serialize(
-                "POST", path, header_params={"Content-Type": "application/json",
+                method, path, header_params={"Content-Type": "application/json",
                                              "Accept": "application/json"},
                 auth_settings=["BearerToken"])
             response = self.api.rest_client.pool_manager.request(
-                "POST", url, body=json.dumps(body).encode(), headers=headers)
+                method, url, body=None if body is None else json.dumps(body).encode(),
+                headers=headers)
             return response.status, response.data
 
         return await self._traced(operation, self._calls.run(run))
@@ -87,6 +121,48 @@ class Kube:
         if status == 409:
             return False
         raise KubeError(status, str(body))
+
+    async def ensure_object(self, manifest: dict[str, Any]) -> str:
+        """Make the object, or make the one there this one: 'created', 'replaced' or
+        'unchanged' (made or replaced by this process already, or the same there). A
+        refusal raises KubeError naming the object."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        digest = json.dumps(manifest, sort_keys=True)
+        if self._objects.get(key) == digest:
+            return "unchanged"
+        what = f"{kind} {meta['name']}"
+        collection = (f"/api/v1/namespaces/{quote(meta['namespace'], safe='')}/"
+                      f"{PLURAL_OF_KIND[kind]}")
+        path = f"{collection}/{quote(meta['name'], safe='')}"
+        status, body = await self._request(f"create {kind}", "POST", collection, manifest)
+        outcome = "created"
+        if status == 409:
+            # An earlier attempt's (or one this process made before it restarted): replaced
+            # at the version read, so a concurrent change is a conflict, tried again later.
+            status, body = await self._request(f"read {kind}", "GET", path)
+            if status >= 400:
+                raise KubeError(status, _text(body), what)
+            there = json.loads(body)
+            outcome = "unchanged" if _holds(there, manifest) else "replaced"
+            if outcome == "replaced":
+                replacement = {**manifest, "metadata": {
+                    **meta, "resourceVersion": there["metadata"].get("resourceVersion")}}
+                status, body = await self._request(f"replace {kind}", "PUT", path,
+                                                   replacement)
+        if status >= 400:
+            raise KubeError(status, _text(body), what)
+        self._objects[key] = digest
+        return outcome
+
+    async def delete_object(self, kind: str, namespace: str, name: str) -> None:
+        """Delete the object; one already gone is deleted."""
+        path = (f"/api/v1/namespaces/{quote(namespace, safe='')}/{PLURAL_OF_KIND[kind]}/"
+                f"{quote(name, safe='')}")
+        status, body = await self._request(f"delete {kind}", "DELETE", path)
+        self._objects.pop((kind, namespace, name), None)
+        if status >= 400 and status != 404:
+            raise KubeError(status, _text(body), f"{kind} {name}")
 
     async def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None
                          ) -> None:

@@ -33,6 +33,7 @@ from fairway_lifecycle.core.fold import (
     pod_group_signature,
     refused_at_admission,
 )
+from fairway_lifecycle.core.objects import WorkloadAttempt, object_refs, workload_objects
 from fairway_lifecycle.core.pods import build_pods
 
 Action = Literal["stop", "resume", "delete"]
@@ -54,6 +55,21 @@ class CreatePod:
 
 
 @dataclass(frozen=True)
+class EnsureObject:
+    """An object the workload needs besides its pods (core/objects.py): made, or replaced
+    by this one when it is there already."""
+
+    manifest: dict
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class DeletePod:
     namespace: str
     name: str
@@ -68,7 +84,7 @@ class EvictPod:
     name: str
 
 
-Intent = EnsureNamespace | CreatePod | DeletePod | EvictPod
+Intent = EnsureNamespace | EnsureObject | DeleteObject | CreatePod | DeletePod | EvictPod
 
 
 # state and steps ------------------------------------------------------------------------------
@@ -300,6 +316,17 @@ class PodTarget:
     desired: str
 
 
+def _attempt(target: PodTarget) -> WorkloadAttempt:
+    return WorkloadAttempt(target.workload_id, target.name, target.project,
+                           target.workload_type, target.spec, target.attempt, target.namespace)
+
+
+def retire(target: PodTarget) -> list[Intent]:
+    """Once the workload is over or deleted: its objects besides the pods go."""
+    return [DeleteObject(ref.kind, ref.namespace, ref.name)
+            for ref in object_refs(_attempt(target))]
+
+
 def pods_to_go(target: PodTarget, pods: list[Pod]) -> list[Pod] | None:
     """The pods that must all go, or None while the workload keeps pods: every pod when it is
     stopped or deleted, what still runs when it is over (a PyTorch job's workers after its
@@ -322,7 +349,8 @@ def _ref(pod: Pod) -> tuple[str, str]:
 def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     """What makes Kubernetes hold the pods the recorded attempt needs, and no older ones:
     pods that must go are deleted gracefully, an older attempt's at once (and one its node
-    refused), missing ones made."""
+    refused), missing ones made, after the objects the attempt needs (its Service first, so
+    a pod's peers resolve from its start)."""
     if (going := pods_to_go(target, pods)) is not None:
         return [DeletePod(*_ref(p)) for p in going if not _terminating(p)]
     # an older attempt's pods go at once, and so does one its node refused (made again)
@@ -337,5 +365,7 @@ def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
             workload_type=target.workload_type, spec=target.spec, attempt=target.attempt,
             namespace=target.namespace) if p["metadata"]["name"] not in existing]
         if missing:
-            intents += [EnsureNamespace(target.namespace), *missing]
+            intents += [EnsureNamespace(target.namespace),
+                        *(EnsureObject(m) for m in workload_objects(_attempt(target))),
+                        *missing]
     return intents

@@ -51,7 +51,7 @@ DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
 _PASSED_THROUGH = (
     "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
     "nodePools", "nodeType", "completions", "parallelism", "distributedFramework", "numWorkers",
-    "servingPort", "autoscaling", "terminateAfterPreemption",
+    "minReplicas", "maxReplicas", "servingPort", "autoscaling", "terminateAfterPreemption",
     "autoDeletionTimeAfterCompletionSeconds",
 )
 _RULE = "builtin"
@@ -86,7 +86,9 @@ def evaluate(request: PolicyEvaluateRequest,
     )
     if request.workload_type is WorkloadType.DISTRIBUTED:
         candidate.setdefault("distributedFramework", "PyTorch")
-        candidate.setdefault("numWorkers", pods - 1)
+        candidate["numWorkers"] = pods - 1
+        if spec.get("masterSpecSameAsWorker") is False and spec.get("masterSpec") is not None:
+            candidate["masterSpec"] = spec["masterSpec"]
     try:
         effective = EffectiveSpec.model_validate(candidate)
     except ValidationError as exc:
@@ -210,14 +212,27 @@ def _count(value: Any, field: str, problems: list[Violation]) -> int:
 
 
 def _distributed_pods(spec: Mapping[str, Any], problems: list[Violation]) -> tuple[int, int]:
+    """The master and `numWorkers` workers; elastic (`minReplicas`): the gang's minimum is the
+    master and `minReplicas` workers, the rest join when there is room. `numWorkers` defaults
+    to `maxReplicas` (as far as the workload may grow), else one."""
     framework = spec.get("distributedFramework")
     if framework is not None and framework not in DISTRIBUTED_FRAMEWORKS:
         _violation(problems, "distributedFramework",
                    f"unknown framework {framework!r}; valid: {', '.join(DISTRIBUTED_FRAMEWORKS)}")
-    workers = spec.get("numWorkers", 1)
+    if spec.get("masterSpecSameAsWorker") is False and spec.get("masterSpec") is None:
+        _violation(problems, "masterSpec",
+                   "is required when masterSpecSameAsWorker is false (the master's image, "
+                   "command, environment or compute)")
+    max_replicas = spec.get("maxReplicas")
+    if max_replicas is not None and not _is_count(max_replicas, at_least=1):
+        _violation(problems, "maxReplicas", "must be a whole number of at least 1")
+        max_replicas = None
+    workers = spec.get("numWorkers", max_replicas or 1)
     if not _is_count(workers, at_least=1):
         _violation(problems, "numWorkers", "must be a whole number of at least 1")
         workers = 1
+    if max_replicas is not None and workers > max_replicas:
+        _violation(problems, "numWorkers", f"must be at most maxReplicas ({max_replicas})")
     pods = 1 + workers  # the master and its workers start together
     min_replicas = spec.get("minReplicas")
     if min_replicas is None:

@@ -67,6 +67,7 @@ FIELDS: Mapping[str, FieldSpec] = {
     "numWorkers": FieldSpec(INTEGER, _D),
     "minReplicas": FieldSpec(INTEGER, _D),
     "maxReplicas": FieldSpec(INTEGER, _D),
+    "masterSpecSameAsWorker": FieldSpec(BOOLEAN, _D),
     "servingPort.container": FieldSpec(INTEGER, _I),
     "servingPort.protocol": FieldSpec(STRING, _I),
     "servingPort.authorizationType": FieldSpec(STRING, _I),

@@ -58,28 +58,74 @@ def check_spec(workload_type: WorkloadType, spec: CommonSpec) -> Problems:
             problems.append({"field": f"spec.nodePools[{i}]",
                              "reason": f"{pool!r} is listed twice"})
     if isinstance(spec, DistributedSpec):
-        if not spec.num_workers:
-            problems.append({"field": "spec.numWorkers",
-                             "reason": "a distributed workload needs at least one worker"})
-        if (spec.min_replicas is not None and spec.max_replicas is not None
-                and spec.max_replicas < spec.min_replicas):
-            problems.append({"field": "spec.maxReplicas",
-                             "reason": f"must be at least minReplicas ({spec.min_replicas})"})
-        if spec.num_workers and spec.min_replicas and spec.min_replicas > spec.num_workers:
-            problems.append({"field": "spec.minReplicas",
-                             "reason": f"must be at most numWorkers ({spec.num_workers})"})
-        if spec.master_spec is not None:
-            problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
-            if spec.master_spec_same_as_worker:
-                problems.append({"field": "spec.masterSpec",
-                                 "reason": "is ignored while masterSpecSameAsWorker is true; "
-                                           "set it to false"})
+        problems += _distributed_problems(spec)
     if isinstance(spec, InferenceSpec):
         problems += check_serving(spec)
     if isinstance(spec, TrainingSpec) and spec.parallelism and spec.completions \
             and spec.parallelism > spec.completions:
         problems.append({"field": "spec.parallelism",
                          "reason": f"must be at most completions ({spec.completions})"})
+    return problems
+
+
+def _distributed_problems(spec: DistributedSpec) -> Problems:
+    """Workers and their elastic bounds (minReplicas <= numWorkers <= maxReplicas), and a
+    master spec given exactly when the master is not a copy of the workers."""
+    problems: Problems = []
+
+    def add(field: str, reason: str) -> None:
+        problems.append({"field": f"spec.{field}", "reason": reason})
+
+    if spec.num_workers == 0 or (spec.num_workers is None and spec.max_replicas is None):
+        add("numWorkers", "a distributed workload needs at least one worker")
+    if (spec.min_replicas is not None and spec.max_replicas is not None
+            and spec.max_replicas < spec.min_replicas):
+        add("maxReplicas", f"must be at least minReplicas ({spec.min_replicas})")
+    elif spec.num_workers and spec.max_replicas and spec.num_workers > spec.max_replicas:
+        add("numWorkers", f"must be at most maxReplicas ({spec.max_replicas})")
+    if spec.num_workers and spec.min_replicas and spec.min_replicas > spec.num_workers:
+        add("minReplicas", f"must be at most numWorkers ({spec.num_workers})")
+    if spec.master_spec is None:
+        if not spec.master_spec_same_as_worker:
+            add("masterSpec", "is required when masterSpecSameAsWorker is false (the "
+                              "master's image, command, args, environmentVariables or compute)")
+        return problems
+    if spec.master_spec_same_as_worker:
+        add("masterSpec", "is ignored while masterSpecSameAsWorker is true; set it to false")
+        return problems
+    problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
+    problems += _master_within_a_worker(spec.master_spec.compute, spec.compute)
+    return problems
+
+
+def _master_within_a_worker(master: Compute, worker: Compute) -> Problems:
+    """The scheduler sizes every pod of a distributed gang as a worker: a master asking for
+    more than a worker could land on a node without room for it. It may ask for less (a CPU
+    launcher for GPU workers) but no GPU fraction of its own."""
+    if not master.model_dump(exclude_none=True):
+        return []  # no compute of its own: the workers'
+    at = "spec.masterSpec.compute"
+    problems: Problems = []
+    fraction = master.gpu_request_type or master.gpu_portion_request or master.gpu_memory_request
+    worker_fraction = (worker.gpu_request_type or worker.gpu_portion_request
+                       or worker.gpu_memory_request)
+    if fraction:
+        problems.append({"field": f"{at}.gpuDevicesRequest",
+                         "reason": "a master asks for whole GPUs or none, not a fraction"})
+    devices = master.gpu_devices_request or 0
+    most = 0 if worker_fraction else (worker.gpu_devices_request or 0)
+    if devices > most:
+        problems.append({"field": f"{at}.gpuDevicesRequest",
+                         "reason": f"must be at most a worker's whole GPUs ({most}): the "
+                                   "scheduler places the master as one of the workers"})
+    for field, ours, theirs in (("cpuCoreRequest", master.cpu_core_request,
+                                 worker.cpu_core_request),
+                                ("cpuMemoryRequest", master.cpu_memory_request,
+                                 worker.cpu_memory_request)):
+        if ours is not None and (theirs is None or quantity_value(ours) > quantity_value(theirs)):
+            problems.append({"field": f"{at}.{field}",
+                             "reason": f"must be at most a worker's ({theirs or 'none'}): the "
+                                       "scheduler places the master as one of the workers"})
     return problems
 
 
