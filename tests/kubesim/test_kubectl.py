@@ -157,3 +157,43 @@ def test_kubectl_describes_and_deletes_nodes_and_pods(kubectl_binary: str,
         assert 'node "gpu-2" deleted' in kubectl("delete", "node", "gpu-2")
         assert kubectl("get", "nodes", "-o", "name").split() == ["node/gpu-1"]
         assert "orphan" not in kubectl("get", "pods")
+
+
+def test_kubectl_applies_gets_and_deletes_services_and_config_maps(
+        kubectl_binary: str, create_flags: list[str], kubeconfig: Path, ns: str) -> None:
+    kubectl = kubectl_in(kubectl_binary, kubeconfig)
+    manifest = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{mode: fast, level: "3"}}
+"""
+    out = kubectl("apply", *create_flags, "-f", "-", stdin=manifest)
+    assert "service/web created" in out and "configmap/settings created" in out
+    services = kubectl("get", "services", "-n", ns, "-o", "wide")
+    header, row = services.strip().split("\n")
+    assert header.split()[:5] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"]
+    assert row.split()[:2] == ["web", "ClusterIP"] and "80/TCP" in row and "app=web" in row
+    assert kubectl("get", "cm", "settings", "-n", ns).split("\n")[1].split()[:2] == [
+        "settings", "2"]
+    # apply again with a change: kubectl patches (strategic merge) what changed
+    out = kubectl("apply", *create_flags, "-f", "-",
+                  stdin=manifest.replace("mode: fast", "mode: slow").replace(
+                      "port: 80,", "port: 81,"))
+    assert "service/web configured" in out and "configmap/settings configured" in out
+    cm = json.loads(kubectl("get", "configmap", "settings", "-n", ns, "-o", "json"))
+    assert cm["data"] == {"mode": "slow", "level": "3"}
+    svc = json.loads(kubectl("get", "svc", "web", "-n", ns, "-o", "json"))
+    assert [p["port"] for p in svc["spec"]["ports"]] == [81]
+    assert kubectl("get", "endpoints", "web", "-n", ns).split("\n")[1].split()[:2] == [
+        "web", "<none>"]
+    out = kubectl("delete", "-f", "-", stdin=manifest)
+    assert 'service "web" deleted' in out and 'configmap "settings" deleted' in out
+    assert "web" not in kubectl("get", "svc,cm,ep", "-n", ns)

@@ -130,7 +130,7 @@ def test_discovery(api: client.CoreV1Api) -> None:
     assert by_name["pods"].namespaced and not by_name["nodes"].namespaced
     assert "watch" in by_name["pods"].verbs and "create" in by_name["pods/binding"].verbs
     groups = client.ApisApi(api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["coordination.k8s.io"]
+    assert [g.name for g in groups] == ["coordination.k8s.io", "discovery.k8s.io"]
     for path in ("/healthz", "/readyz", "/livez"):
         resp = api_client.call_api("GET", api_client.configuration.host + path)
         resp.read()
@@ -139,7 +139,7 @@ def test_discovery(api: client.CoreV1Api) -> None:
 
 def test_unknown_route_is_a_404_status(api: client.CoreV1Api) -> None:
     api_client = api.api_client
-    resp = api_client.call_api("GET", api_client.configuration.host + "/api/v1/configmaps")
+    resp = api_client.call_api("GET", api_client.configuration.host + "/api/v1/secrets")
     resp.read()
     assert resp.status == 404
     assert b'"kind":"Status"' in resp.data and b'"reason":"NotFound"' in resp.data

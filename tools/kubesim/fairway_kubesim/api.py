@@ -40,6 +40,7 @@ from .objects import (
 )
 from .patch import apply_patch
 from .selectors import Predicate, combine, parse_field_selector, parse_label_selector
+from .services import DISCOVERY, DISCOVERY_GROUP, DISCOVERY_V1, RESOURCE_DOCS, pod_spec_causes
 from .store import DEFAULT_WATCH_QUEUE, DELETED, Event, Resource, Store, Stored
 from .tables import event_transform, table, wants_table
 
@@ -119,6 +120,7 @@ _RESOURCE_DOCS: list[dict[str, Any]] = [
     {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
      "verbs": ["create", "delete", "get", "list", "watch"], "shortNames": ["ev"]},
 ]
+_RESOURCE_DOCS += RESOURCE_DOCS
 for _doc in _RESOURCE_DOCS:
     if _doc["name"] == "pods":
         _doc["verbs"] = ["create", "delete", "get", "list", "patch", "update", "watch"]
@@ -131,17 +133,26 @@ _COORDINATION_DOCS: list[dict[str, Any]] = [
 ]
 _GROUPS = [{"name": COORDINATION, "versions": [{"groupVersion": COORDINATION_V1,
                                                   "version": "v1"}],
-            "preferredVersion": {"groupVersion": COORDINATION_V1, "version": "v1"}}]
+            "preferredVersion": {"groupVersion": COORDINATION_V1, "version": "v1"}},
+           DISCOVERY_GROUP]
 
 
 def _openapi_core() -> dict[str, Any]:
+    return _openapi_doc("", [
+        ("/api/v1/namespaces/{namespace}/pods/{name}", "Pod"),
+        ("/api/v1/namespaces/{name}", "Namespace"),
+        ("/api/v1/namespaces/{namespace}/bindings", "Binding"),
+        ("/api/v1/namespaces/{namespace}/services/{name}", "Service"),
+        ("/api/v1/namespaces/{namespace}/endpoints/{name}", "Endpoints"),
+        ("/api/v1/namespaces/{namespace}/configmaps/{name}", "ConfigMap")])
+
+
+def _openapi_doc(group: str, kinds: list[tuple[str, str]]) -> dict[str, Any]:
     param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string",
                                                                    "uniqueItems": True}}
     paths: dict[str, Any] = {}
-    for path, kind in (("/api/v1/namespaces/{namespace}/pods/{name}", "Pod"),
-                       ("/api/v1/namespaces/{name}", "Namespace"),
-                       ("/api/v1/namespaces/{namespace}/bindings", "Binding")):
-        gvk = {"group": "", "version": "v1", "kind": kind}
+    for path, kind in kinds:
+        gvk = {"group": group, "version": "v1", "kind": kind}
         op = {"x-kubernetes-group-version-kind": gvk, "parameters": [param],
               "responses": {"200": {"description": "OK"}}}
         paths[path] = {"patch": op, "post": op}
@@ -151,6 +162,8 @@ def _openapi_core() -> dict[str, Any]:
 
 
 _OPENAPI_CORE = _openapi_core()
+_OPENAPI_DISCOVERY = _openapi_doc(DISCOVERY, [
+    (f"/apis/{DISCOVERY_V1}/namespaces/{{namespace}}/endpointslices/{{name}}", "EndpointSlice")])
 _OPENAPI_HASH = "kubesim-1"
 
 
@@ -173,6 +186,8 @@ class Api:
         self.watch_queue = watch_queue
         self.requests = 0
         self._terminating: set[str] = set()
+        # routes of other modules (network_api: services, endpoints, configmaps, slices)
+        self.extra_routes: list[tuple[str, str, Any]] = []
         store.listen(self._on_event)
 
     # application ---------------------------------------------------------------------------
@@ -199,6 +214,7 @@ class Api:
         routes += [
             ("GET", "/openapi/v3", self.openapi_v3),
             ("GET", "/openapi/v3/api/v1", self.openapi_v3_core),
+            ("GET", f"/openapi/v3/apis/{DISCOVERY_V1}", self.openapi_v3_discovery),
             # nodes
             ("GET", "/api/v1/nodes", self.list_nodes),
             ("GET", "/api/v1/watch/nodes", self.watch_nodes),
@@ -252,7 +268,7 @@ class Api:
             ("PATCH", lease, self.patch_lease),
             ("DELETE", lease, self.delete_lease),
         ]
-        return routes
+        return routes + self.extra_routes
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -319,11 +335,16 @@ class Api:
     async def openapi_v3(self, request: web.Request) -> web.Response:
         """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself
         (it then sends `fieldValidation` instead of validating against a full schema)."""
-        return json_response({"paths": {"api/v1": {
-            "serverRelativeURL": f"/openapi/v3/api/v1?hash={_OPENAPI_HASH}"}}})
+        return json_response({"paths": {
+            "api/v1": {"serverRelativeURL": f"/openapi/v3/api/v1?hash={_OPENAPI_HASH}"},
+            f"apis/{DISCOVERY_V1}": {
+                "serverRelativeURL": f"/openapi/v3/apis/{DISCOVERY_V1}?hash={_OPENAPI_HASH}"}}})
 
     async def openapi_v3_core(self, request: web.Request) -> web.Response:
         return json_response(_OPENAPI_CORE)
+
+    async def openapi_v3_discovery(self, request: web.Request) -> web.Response:
+        return json_response(_OPENAPI_DISCOVERY)
 
     # generic list / watch ------------------------------------------------------------------
 
@@ -500,7 +521,9 @@ class Api:
     def _finish_namespace(self, name: str) -> None:
         if name in self._terminating and self.pods.count(name) == 0:
             self._terminating.discard(name)
-            for resource in (self.events, self.leases):  # what else lives in it goes too
+            for resource in self.store.resources.values():  # what else lives in it goes too
+                if not resource.namespaced or resource is self.pods:
+                    continue
                 for stored in resource.select(name):
                     with contextlib.suppress(ApiError):
                         resource.delete(name, stored.obj["metadata"]["name"])
@@ -537,6 +560,9 @@ class Api:
     async def create_pod(self, request: web.Request) -> web.Response:
         namespace = request.match_info["ns"]
         obj = admit_pod(await _body(request), namespace, now_rfc3339())
+        causes = pod_spec_causes(obj["spec"])
+        if causes:
+            raise invalid("Pod", obj["metadata"]["name"], causes)
         self._namespace_open(namespace, "pods", obj["metadata"]["name"])
         return raw_response(self.pods.create(obj).raw, 201)
 

@@ -53,6 +53,7 @@ from .objects import (
 )
 from .profile import Timings
 from .quantity import parse_quantity
+from .services import config_maps_needed
 from .store import ADDED, DELETED, MODIFIED, Event, Resource, Store, Stored
 
 log = logging.getLogger("fairway_kubesim.kubelet")
@@ -86,6 +87,11 @@ GPU_OOM_REASON = "GPUOutOfMemory"
 _ALWAYS = -1  # a heap entry no newer transition cancels (GPU memory steps)
 DEFAULT_GPU_UTILIZATION = 80.0
 CRASH_AFTER_SECONDS = 0.05  # `crash: loop`: how long the container runs before it exits
+# A pod whose ConfigMap volume finds no ConfigMap stays ContainerCreating; the kubelet tries the
+# mount again this often (and at once when a ConfigMap of its namespace is created), and
+# repeats its FailedMount event at most this often.
+MOUNT_RETRY_SECONDS = 1.0
+MOUNT_EVENT_SECONDS = 30.0
 # For benchmarks: when set, every status the kubelets write is logged to this file as
 # "<CLOCK_MONOTONIC seconds> <namespace>/<name> <phase> <ready>", the moment it is stored (and
 # its watch events queued), so a latency can be measured from the change itself rather than
@@ -217,6 +223,9 @@ class PodSim:
     shares_gpus: bool = False  # a GPU fraction: uses devices it does not hold
     reservation: bool = False  # a reservation pod: reports the UUID of its device
     reported_memory: str | None = None  # a fraction's GPU memory in use, as last written
+    config_maps: tuple[tuple[str, str], ...] = ()  # (volume, ConfigMap) it mounts
+    mount_warned: float | None = None  # when its last FailedMount event was recorded
+    awaiting_mount: bool = False  # a ConfigMap it mounts is missing
 
     @property
     def key(self) -> tuple[str, str]:
@@ -283,6 +292,7 @@ class Kubelet:
         self.store = store
         self.pods_resource: Resource = store["pods"]
         self.nodes_resource: Resource = store["nodes"]
+        self.config_maps: Resource | None = store.resources.get("configmaps")
         self.timings = timings
         self.rng = random.Random(seed)
         self.sims: dict[str, PodSim] = {}
@@ -329,6 +339,9 @@ class Kubelet:
     def _on_event(self, resource: Resource, event: Event) -> None:
         if resource is self.nodes_resource and event.type == DELETED:
             self.nodes.pop(event.stored.obj["metadata"]["name"], None)
+            return
+        if resource is self.config_maps and event.type == ADDED:
+            self._config_map_created(event.stored.obj["metadata"])
             return
         if resource is not self.pods_resource:
             return
@@ -385,7 +398,8 @@ class Kubelet:
                       containers=containers, behaviour=self._behaviour(meta),
                       requests=requests, shares_gpus=shares,
                       gpu_uuids=tuple(u for u in shared.split(",") if u) if shares else (),
-                      reservation=(meta.get("labels") or {}).get(RESERVATION_LABEL) == "true")
+                      reservation=(meta.get("labels") or {}).get(RESERVATION_LABEL) == "true",
+                      config_maps=config_maps_needed(pod))
 
     def _behaviour(self, meta: Mapping[str, Any]) -> Behaviour:
         ann = meta.get("annotations") or {}
@@ -537,7 +551,33 @@ class Kubelet:
         if sim.deleting:
             self._schedule(sim, 0.0, "stop")
         else:
+            self._do_mount(sim)
+
+    def _do_mount(self, sim: PodSim) -> None:
+        """Mount the pod's ConfigMap volumes, then pull; a missing ConfigMap keeps the pod in
+        ContainerCreating with a FailedMount event, as the kubelet's volume manager does."""
+        missing = [(volume, name) for volume, name in sim.config_maps
+                   if self.config_maps is None or self.config_maps.get(sim.namespace, name)
+                   is None]
+        sim.awaiting_mount = bool(missing)
+        if not missing:
             self._pull(sim)
+            return
+        now = self._now()
+        if sim.mount_warned is None or now - sim.mount_warned >= MOUNT_EVENT_SECONDS:
+            sim.mount_warned = now
+            for volume, name in missing:
+                self._event(sim, "Warning", "FailedMount", f'MountVolume.SetUp failed for '
+                            f'volume "{volume}" : configmap "{name}" not found')
+        self._schedule(sim, MOUNT_RETRY_SECONDS, "mount")
+
+    def _config_map_created(self, meta: Mapping[str, Any]) -> None:
+        """Pods waiting for this ConfigMap mount it now rather than at their next retry."""
+        namespace, name = meta.get("namespace"), meta["name"]
+        for sim in list(self.sims.values()):
+            if sim.awaiting_mount and sim.namespace == namespace and any(
+                    cm == name for _, cm in sim.config_maps) and not sim.deleting:
+                self._schedule(sim, 0.0, "mount")
 
     def _pull(self, sim: PodSim) -> None:
         for c in sim.containers:

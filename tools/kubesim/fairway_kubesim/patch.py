@@ -54,6 +54,8 @@ def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[s
     if media == MERGE:
         return merge_patch(target, patch)
     if media == STRATEGIC:
+        if target.get("kind") == "EndpointSlice":  # its lists are atomic: nothing merges
+            return merge_patch(target, patch)
         return strategic_merge(target, patch)
     raise ApiError(415, "UnsupportedMediaType",
                    f"the body of the request was in an unknown format - accepted media types "
@@ -98,6 +100,9 @@ def strategic_merge(target: Any, patch: Any, field: str | None = None) -> Any:
 
 
 def _merge_list(target: Any, patch: list[Any], key: str, field: str) -> list[Any]:
+    if field == "ports" and all(isinstance(p, dict) and "port" in p and key not in p
+                                for p in patch):
+        key = "port"  # a Service's ports merge by port, a container's by containerPort
     items = [dict(x) if isinstance(x, dict) else x for x in (target or [])]
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [copy.deepcopy(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]

@@ -29,15 +29,18 @@ from .api import COORDINATION, COORDINATION_V1, Api
 from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
 from .load import LoadModel, add_load_routes
+from .network_api import NetworkApi
 from .objects import build_namespace, build_node, now_rfc3339
 from .profile import Profile, load_profile
 from .profiles import DEFAULT_PROFILE
+from .services import EndpointsController, add_resources
 from .store import DEFAULT_HISTORY, DEFAULT_WATCH_QUEUE, Store
 
 T = TypeVar("T")
 
 # What a snapshot keeps: events are transient, as in Kubernetes.
-SNAPSHOT_KINDS = ("namespaces", "nodes", "pods", "leases")
+SNAPSHOT_KINDS = ("namespaces", "nodes", "pods", "leases", "services", "endpoints",
+                  "endpointslices", "configmaps")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_TOKEN = "kubesim"
 
@@ -90,12 +93,15 @@ class KubeSim:
         self.store.add("events", "Event", namespaced=True)
         self.store.add("leases", "Lease", namespaced=True, api_version=COORDINATION_V1,
                        group=COORDINATION)
+        add_resources(self.store)
+        EndpointsController(self.store)  # it lives on as a listener of the store
         self.event_log = EventLog(self.store["events"], max_events)
         self.kubelet = Kubelet(self.store, self.profile.timings, seed=seed,
                                events=self.event_log)
         self.api = Api(self.store, bookmark_interval=bookmark_interval,
                        watch_queue=watch_queue)
         self.api.event_log = self.event_log
+        self.api.extra_routes += NetworkApi(self.api).routes()
         self.load = LoadModel(self.store)  # request load on inference servers (load.py)
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None

@@ -106,6 +106,41 @@ def _namespace_row(ns: Mapping[str, Any]) -> list[Any]:
     return [ns["metadata"]["name"], ns.get("status", {}).get("phase", ""), _age(ns)]
 
 
+def _service_row(svc: Mapping[str, Any]) -> list[Any]:
+    """kubectl's printService: NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR."""
+    spec = svc.get("spec") or {}
+    ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}"
+                     for p in spec.get("ports") or ()) or "<none>"
+    selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
+    return [svc["metadata"]["name"], spec.get("type", "ClusterIP"),
+            spec.get("clusterIP") or "<none>", "<none>", ports, _age(svc),
+            selector or "<none>"]
+
+
+def _endpoints_row(ep: Mapping[str, Any]) -> list[Any]:
+    """kubectl's printEndpoints: the ready addresses with their ports, three at most."""
+    shown = [f"{a['ip']}:{p['port']}" if p else a["ip"]
+             for subset in ep.get("subsets") or ()
+             for p in (subset.get("ports") or [None])
+             for a in subset.get("addresses") or ()]
+    text = ",".join(shown[:3]) + (f" + {len(shown) - 3} more..." if len(shown) > 3 else "")
+    return [ep["metadata"]["name"], text or "<none>", _age(ep)]
+
+
+def _endpoint_slice_row(es: Mapping[str, Any]) -> list[Any]:
+    ports = ",".join(str(p.get("port")) for p in es.get("ports") or ()) or "<unset>"
+    addresses = [a for e in es.get("endpoints") or () for a in e.get("addresses") or ()]
+    text = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..."
+                                      if len(addresses) > 3 else "")
+    return [es["metadata"]["name"], es.get("addressType", ""), ports, text or "<unset>",
+            _age(es)]
+
+
+def _config_map_row(cm: Mapping[str, Any]) -> list[Any]:
+    return [cm["metadata"]["name"], len(cm.get("data") or {}) + len(cm.get("binaryData") or {}),
+            _age(cm)]
+
+
 _NAME = _col("Name", "Name must be unique within a namespace.", fmt="name")
 _AGE = _col("Age", "CreationTimestamp is a timestamp representing the server time when this "
             "object was created.")
@@ -139,6 +174,32 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Row]] = {
         _col("Status", "The status of the namespace"),
         _AGE,
     ], _namespace_row),
+    "services": ([
+        _NAME,
+        _col("Type", "The type of the service."),
+        _col("Cluster-IP", "The cluster IP of the service."),
+        _col("External-IP", "The external IPs of the service."),
+        _col("Port(s)", "The ports of the service."),
+        _AGE,
+        _col("Selector", "The label selector of the service.", 1),
+    ], _service_row),
+    "endpoints": ([
+        _NAME,
+        _col("Endpoints", "Endpoints of the service."),
+        _AGE,
+    ], _endpoints_row),
+    "endpointslices": ([
+        _NAME,
+        _col("AddressType", "The type of addresses in the slice."),
+        _col("Ports", "The ports of the endpoints."),
+        _col("Endpoints", "The addresses of the endpoints."),
+        _AGE,
+    ], _endpoint_slice_row),
+    "configmaps": ([
+        _NAME,
+        _col("Data", "The number of keys in the config map.", type_="integer"),
+        _AGE,
+    ], _config_map_row),
 }
 
 
