@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from fairway_contracts import EffectiveSpec, Phase, WorkloadType
+from fairway_contracts import EffectiveSpec, Phase, PodRole, WorkloadType
 from fairway_lifecycle.core.fold import (
     LABEL_WORKLOAD,
     Desired,
@@ -34,7 +34,7 @@ from fairway_lifecycle.core.fold import (
     refused_at_admission,
 )
 from fairway_lifecycle.core.objects import WorkloadAttempt, object_refs, workload_objects
-from fairway_lifecycle.core.pods import build_pods
+from fairway_lifecycle.core.pods import build_pods, pod_name
 
 Action = Literal["stop", "resume", "delete"]
 DESIRED_BY_ACTION: dict[str, Desired] = {"stop": "Stopped", "resume": "Running",
@@ -230,6 +230,17 @@ class Machine:
         return [EvictPod(p["metadata"]["namespace"], p["metadata"]["name"])
                 for p in preemption.pods]
 
+    def rescale(self, workload_id: str, replicas: int) -> bool:
+        """An inference server's autoscaler changed its replica count: the fold expects that
+        many pods from now on. False when the workload is not driven."""
+        w = self.workloads.get(workload_id)
+        if w is None:
+            return False
+        # Woken from zero it starts again: Pending, Initializing, then Running once ready.
+        woken = w.info.pods == 0 and replicas > 0
+        w.info = replace(w.info, pods=replicas, has_run=w.info.has_run and not woken)
+        return True
+
     def rejectable(self, workload_id: str) -> bool:
         """Whether the scheduler's "can never be placed" still concerns the workload."""
         w = self.workloads.get(workload_id)
@@ -346,6 +357,17 @@ def _ref(pod: Pod) -> tuple[str, str]:
     return pod["metadata"]["namespace"], pod["metadata"]["name"]
 
 
+def _surplus(target: PodTarget, pods: list[Pod]) -> list[Pod]:
+    """An inference server's replicas above the count its autoscaler set, the last first
+    (they go gracefully: a replica finishes the requests it holds)."""
+    if target.workload_type != WorkloadType.INFERENCE:
+        return []
+    wanted = {pod_name(target.name, target.workload_id, PodRole.REPLICA, index, target.attempt)
+              for index in range(target.spec.pods)}
+    return [p for p in pods if attempt_of(p) == target.attempt and not _terminating(p)
+            and p["metadata"]["name"] not in wanted]
+
+
 def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     """What makes Kubernetes hold the pods the recorded attempt needs, and no older ones:
     pods that must go are deleted gracefully, an older attempt's at once (and one its node
@@ -357,6 +379,7 @@ def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     intents: list[Intent] = [DeletePod(*_ref(p), grace_seconds=0) for p in pods
                              if (attempt_of(p) < target.attempt or refused_at_admission(p))
                              and not _terminating(p)]
+    intents += [DeletePod(*_ref(p)) for p in _surplus(target, pods)]
     current = sum(1 for p in pods if attempt_of(p) == target.attempt)
     if current < target.spec.pods:
         existing = {p["metadata"]["name"] for p in pods}
