@@ -91,11 +91,22 @@ def test_replicas_added_by_the_autoscaler_are_made_and_surplus_ones_go_the_last_
 
     down = converge(target(1), replicas(3))
     assert [i.name for i in down if isinstance(i, DeletePod)] == [
-        "llm-01234567-1-1", "llm-01234567-1-2"]
+        "llm-01234567-1-2", "llm-01234567-1-1"]
     assert all(i.grace_seconds is None for i in down)  # gracefully: requests finish
 
     assert {i.name for i in converge(target(0), replicas(2))} == {
         "llm-01234567-1-0", "llm-01234567-1-1"}
+    assert converge(target(2), replicas(2)) == []
+
+
+def test_a_replica_still_shutting_down_does_not_hold_up_a_new_one():
+    [going] = replicas(1)
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+
+    woken = converge(target(1), [going])
+
+    assert [i.manifest["metadata"]["name"] for i in woken if isinstance(i, CreatePod)] == [
+        "llm-01234567-1-1"]
 
 
 def test_a_server_scaled_to_zero_is_running_and_says_so():

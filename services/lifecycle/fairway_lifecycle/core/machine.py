@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from fairway_contracts import EffectiveSpec, Phase, PodRole, WorkloadType
+from fairway_contracts import EffectiveSpec, Phase, WorkloadType
 from fairway_lifecycle.core.fold import (
     LABEL_WORKLOAD,
     Desired,
@@ -34,7 +34,7 @@ from fairway_lifecycle.core.fold import (
     refused_at_admission,
 )
 from fairway_lifecycle.core.objects import WorkloadAttempt, object_refs, workload_objects
-from fairway_lifecycle.core.pods import build_pods, pod_name
+from fairway_lifecycle.core.pods import build_pods
 
 Action = Literal["stop", "resume", "delete"]
 DESIRED_BY_ACTION: dict[str, Desired] = {"stop": "Stopped", "resume": "Running",
@@ -357,15 +357,30 @@ def _ref(pod: Pod) -> tuple[str, str]:
     return pod["metadata"]["namespace"], pod["metadata"]["name"]
 
 
-def _surplus(target: PodTarget, pods: list[Pod]) -> list[Pod]:
-    """An inference server's replicas above the count its autoscaler set, the last first
-    (they go gracefully: a replica finishes the requests it holds)."""
-    if target.workload_type != WorkloadType.INFERENCE:
-        return []
-    wanted = {pod_name(target.name, target.workload_id, PodRole.REPLICA, index, target.attempt)
-              for index in range(target.spec.pods)}
-    return [p for p in pods if attempt_of(p) == target.attempt and not _terminating(p)
-            and p["metadata"]["name"] not in wanted]
+def _index(pod: Pod) -> int:
+    tail = pod["metadata"]["name"].rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _replicas(target: PodTarget, pods: list[Pod]) -> list[Intent]:
+    """An inference server's replicas to the count its autoscaler set: the surplus go
+    gracefully, the last first (a replica finishes the requests it holds); missing ones are
+    made under names no pod holds, so a replica still shutting down never delays a new one
+    (waking from zero must not wait out the old replica's grace period)."""
+    live = sorted((p for p in pods if attempt_of(p) == target.attempt and not _terminating(p)),
+                  key=_index)
+    wanted = target.spec.pods
+    if len(live) >= wanted:
+        return [DeletePod(*_ref(p)) for p in reversed(live[wanted:])]
+    taken = {p["metadata"]["name"] for p in pods}
+    wider = target.spec.model_copy(update={"pods": wanted + len(taken)})
+    fresh = [m for m in build_pods(
+        workload_id=target.workload_id, name=target.name, project=target.project,
+        workload_type=target.workload_type, spec=wider, attempt=target.attempt,
+        namespace=target.namespace) if m["metadata"]["name"] not in taken]
+    return [EnsureNamespace(target.namespace),
+            *(EnsureObject(m) for m in workload_objects(_attempt(target))),
+            *(CreatePod(m) for m in fresh[:wanted - len(live)])]
 
 
 def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
@@ -379,7 +394,8 @@ def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     intents: list[Intent] = [DeletePod(*_ref(p), grace_seconds=0) for p in pods
                              if (attempt_of(p) < target.attempt or refused_at_admission(p))
                              and not _terminating(p)]
-    intents += [DeletePod(*_ref(p)) for p in _surplus(target, pods)]
+    if target.workload_type == WorkloadType.INFERENCE:
+        return intents + _replicas(target, pods)
     current = sum(1 for p in pods if attempt_of(p) == target.attempt)
     if current < target.spec.pods:
         existing = {p["metadata"]["name"] for p in pods}

@@ -261,6 +261,14 @@ class Workload(ApiModel):
     requested_pods: int
     total_pending_time_seconds: float
     total_running_time_seconds: float
+    # Inference servers (None for the other types): where the server answers (Run:ai's
+    # `urls`; `endpoint` the first), its autoscaler's replica count and the replicas ready
+    # behind its Service, and its load as last read.
+    urls: list[str] | None = None
+    endpoint: str | None = None
+    desired_replicas: int | None = None
+    ready_replicas: int | None = None
+    serving: dict[str, Any] | None = None
     spec: dict[str, Any]
 
 
