@@ -10,7 +10,9 @@ import uuid
 import httpx
 import pytest
 from kubernetes import client, config
+from typer.testing import CliRunner
 
+from fairway_cli.main import app
 from tests.e2e.conftest import create, submit
 
 pytestmark = pytest.mark.e2e
@@ -67,8 +69,18 @@ def set_load(kubesim, project: dict, wid: str, requests_per_second: float) -> No
     assert r.status_code == 200, r.text
 
 
+def describe(stack, monkeypatch, name: str, project: str) -> str:
+    monkeypatch.setenv("FAIRWAY_STATE_DIR", str(stack.state_dir))
+    monkeypatch.delenv("FAIRWAY_API_URL", raising=False)
+    monkeypatch.delenv("FAIRWAY_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["describe", name, "--project", project],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 async def test_an_inference_server_runs_with_an_endpoint_and_its_service_has_the_ready_replicas(
-        api, serve, project, kube, phases):
+        api, serve, project, kube, phases, stack, monkeypatch):
     wid = serve("llm", servingPort=8000, autoscaling={"minReplicas": 2})
 
     events = await phases.read(wid, until={"Running", "Failed"})
@@ -88,6 +100,9 @@ async def test_an_inference_server_runs_with_an_endpoint_and_its_service_has_the
     endpoints = kube.read_namespaced_endpoints(service, namespace)
     addresses = {a.ip for subset in endpoints.subsets or () for a in subset.addresses or ()}
     assert addresses == {p.status.pod_ip for p in pods.items} and len(addresses) == 2
+    described = describe(stack, monkeypatch, "llm", project["name"])
+    assert f"endpoint: {w['endpoint']}  (public, cluster-local)" in described
+    assert "replicas: 2 ready of 2 desired" in described
 
 
 async def test_load_raises_replicas_to_the_max_then_scales_to_zero_and_a_request_wakes_it(

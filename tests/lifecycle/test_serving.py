@@ -4,6 +4,8 @@ the phase of a server scaled to zero."""
 
 from datetime import UTC, datetime
 
+import pytest
+
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
 from fairway_lifecycle.core.fold import SCALED_TO_ZERO, WorkloadInfo, fold
 from fairway_lifecycle.core.machine import (
@@ -129,3 +131,25 @@ def test_woken_from_zero_the_server_starts_again():
     info = machine.workloads[WID].info
     assert (info.pods, info.has_run) == (1, False)
     assert not machine.rescale("unknown", 2)
+
+
+def test_the_serving_metrics_are_read_per_workload_summed_or_averaged_by_metric():
+    from fairway_lifecycle.scaling import parse_readings
+
+    text = """# TYPE fairway_serving_requests_per_second gauge
+fairway_serving_requests_per_second{namespace="ns",workload_id="w1"} 30
+fairway_serving_requests_per_second{namespace="ns",workload_id="w2"} 7
+fairway_serving_pod_throughput{namespace="ns",pod="a",workload_id="w1"} 10
+fairway_serving_pod_throughput{namespace="ns",pod="b",workload_id="w1"} 20
+fairway_serving_pod_latency_seconds{namespace="ns",pod="a",workload_id="w1"} 0.1
+fairway_serving_pod_latency_seconds{namespace="ns",pod="b",workload_id="w1"} 0.3
+vllm:num_requests_waiting{workload_id="w1"} 4
+unrelated_series 1
+"""
+    readings = parse_readings(text)
+
+    w1 = readings["w1"]
+    assert w1.requests == 30 and w1.value("throughput") == 30
+    assert w1.value("latency") == pytest.approx(0.2) and w1.value("concurrency") == 0
+    assert w1.value("vllm:num_requests_waiting") == 4
+    assert readings["w2"].requests == 7 and readings["w2"].value("latency") == 0

@@ -25,6 +25,7 @@ from fairway_contracts.events import (
     Quota,
     ResourceStatus,
     SchedulingPending,
+    ServingChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -231,6 +232,13 @@ async def publish_workloads(publish, scene: Scene) -> None:
         event_id="u1", workload_id=running, name="w", project=project, workload_type=D,
         node_pool=pool, gpus=3, utilization_percent=40, idle=False,
         window_start=now - timedelta(seconds=30), window_end=now))
+    server = f"srv-{tag}"
+    for ready in (1, 2):  # the stream's newest status is the server's state
+        await publish(subjects.serving(project, server), ServingChanged(
+            event_id=f"s{ready}", workload_id=server, name="llm", project=project,
+            sequence=ready, endpoint="http://llm.ns.svc.cluster.local", desired_replicas=3,
+            ready_replicas=ready, min_replicas=0, max_replicas=4, metric="throughput",
+            metric_threshold=10, metric_value=25.0, requests_per_second=25.0, time=now))
     await publish(subjects.deadletter(f"dl-{tag}"), DeadLetter(
         consumer=f"dl-{tag}", stream="S", subject="x", stream_sequence=7, deliveries=8,
         error="boom", payload="{}", failed_at=now))
@@ -242,6 +250,11 @@ def check_series(s, scene: Scene) -> None:
                                         scene.n2, scene.tag)
     common = {"project": project, "department": dept}
     assert value(s, "fairway_workloads", **common, type="distributed", phase="Running") == 1
+    server = {**common, "workload": "llm", "workload_id": f"srv-{tag}"}
+    assert value(s, "fairway_inference_replicas_desired", **server) == 3
+    assert value(s, "fairway_inference_replicas_ready", **server) == 2
+    assert value(s, "fairway_inference_requests_per_second", **server) == 25
+    assert value(s, "fairway_inference_autoscaling_metric", **server, metric="throughput") == 25
     assert value(s, "fairway_workloads", **common, type="workspace", phase="Pending") == 1
     assert value(s, "fairway_workloads", **common, type="training", phase="Failed") == 1
     assert value(s, "fairway_workloads", **common, type="training", phase="Running") == 0

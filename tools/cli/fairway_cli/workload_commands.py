@@ -385,6 +385,9 @@ def describe(
     spec = w["spec"]
     out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
                                             if spec.get("command") else ""), highlight=False)
+    if w["type"] == "inference":
+        for line in _serving_lines(w):
+            out(line, highlight=False)
     if pods:
         table = Table(title="pods", box=None, header_style="bold")
         for col in ("NAME", "ROLE", "NODE", "PHASE", "GPU"):
@@ -399,6 +402,28 @@ def describe(
     for e in events:
         table.add_row(e["time"][11:19], e["from"] or "-", e["to"], e["reason"], e["message"])
     out(table)
+
+
+def _serving_lines(w: dict[str, Any]) -> list[str]:
+    """An inference server's endpoint, replicas and load, as `describe` shows them."""
+    port = w["spec"].get("servingPort") or {}
+    missing = "- (not reported yet)" if port else "- (no servingPort)"
+    lines = [f"endpoint: {w.get('endpoint') or missing}"
+             + (f"  ({port.get('authorizationType', 'public')}"
+                f"{', cluster-local' if port.get('clusterLocalAccessOnly', True) else ''})"
+                if port else "")]
+    serving = w.get("serving") or {}
+    replicas = (f"replicas: {w.get('readyReplicas', 0)} ready of "
+                f"{w.get('desiredReplicas', 0)} desired")
+    if serving.get("maxReplicas") is not None:
+        replicas += f" (min {serving.get('minReplicas', 0)}, max {serving['maxReplicas']})"
+    lines.append(replicas)
+    if serving.get("metric"):
+        value = serving.get("metricValue")
+        lines.append(f"load:     {serving.get('requestsPerSecond', 0):g} req/s; "
+                     f"{serving['metric']} {'-' if value is None else f'{value:.3g}'} "
+                     f"(threshold {serving.get('metricThreshold', 0):g} per replica)")
+    return lines
 
 
 def _act(action: str, names: list[str], project: str | None) -> None:
