@@ -250,7 +250,7 @@ def check_series(s, scene: Scene) -> None:
                                         scene.n2, scene.tag)
     common = {"project": project, "department": dept}
     assert value(s, "fairway_workloads", **common, type="distributed", phase="Running") == 1
-    server = {**common, "workload": "llm", "workload_id": f"srv-{tag}"}
+    server = {**common, "workload": "llm"}
     assert value(s, "fairway_inference_replicas_desired", **server) == 3
     assert value(s, "fairway_inference_replicas_ready", **server) == 2
     assert value(s, "fairway_inference_requests_per_second", **server) == 25

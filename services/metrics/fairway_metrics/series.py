@@ -183,11 +183,13 @@ def _workload_series(s: Snapshot) -> Iterator[Metric]:
 
 
 def _serving_series(s: Snapshot) -> Iterator[Metric]:
-    labels = ["project", "department", "workload", "workload_id"]
+    # One series per live inference server (its name is unique in its project), gone when it
+    # finishes: as many as servers run, like a per-Deployment series of kube-state-metrics.
+    labels = ["project", "department", "workload"]
     rows = s.serving()
 
     def by(figure: Callable[[ServingRow], float | None]) -> dict[tuple[str, ...], float]:
-        return {(r.project, r.department, r.name, r.id): value for r in rows
+        return {(r.project, r.department, r.name): value for r in rows
                 if (value := figure(r)) is not None}
 
     yield _gauge("fairway_inference_replicas_desired",
@@ -202,7 +204,7 @@ def _serving_series(s: Snapshot) -> Iterator[Metric]:
     yield _gauge("fairway_inference_autoscaling_metric",
                  "An inference server's autoscaling metric over its replicas, as last read.",
                  [*labels, "metric"],
-                 {(r.project, r.department, r.name, r.id, r.metric): r.metric_value
+                 {(r.project, r.department, r.name, r.metric): r.metric_value
                   for r in rows if r.metric and r.metric_value is not None})
 
 
