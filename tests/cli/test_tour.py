@@ -119,6 +119,8 @@ def test_the_tour(cli, server):
     described = cli("describe", "tr")
     assert "pending because" in described and "over its quota" in described
     assert "Creating" in described and "Unschedulable" in described
+    # What the policy service decided beside what was submitted (a default backoffLimit).
+    assert "decided:" in described and "backoffLimit=" in described
 
     assert "suspend requested" in cli("suspend", "tr")
     assert "→ Stopped" in row(cli("list"), "tr")

@@ -90,6 +90,36 @@ def examples() -> dict[str, list[dict]]:
                           role="replica")),
         *lifecycle("inf1-2", "inf1", "pulling", "running", role="replica"),
     ]
+    # Two replicas, a minimum of one: it serves as soon as one runs; the second waits for
+    # room, and once it has waited past the grace period the workload is Degraded.
+    ex["inference-second-replica-waits-for-room"] = [
+        workload("inf2", "inference", pods=2, minPods=1, belowRequestedGraceSeconds=300),
+        ev("ADDED", pod("inf2-0", workload="inf2", role="replica"), "2026-01-01T00:00:01Z"),
+        ev("ADDED", pod("inf2-1", workload="inf2", role="replica"), "2026-01-01T00:00:01Z"),
+        ev("MODIFIED", pod("inf2-0", workload="inf2", role="replica", stage="pulling",
+                           node="a100-1"), "2026-01-01T00:00:02Z"),
+        ev("MODIFIED", pod("inf2-0", workload="inf2", role="replica", stage="running",
+                           node="a100-1"), "2026-01-01T00:00:10Z"),
+        ev("MODIFIED", pod("inf2-0", workload="inf2", role="replica", stage="running",
+                           node="a100-1", restarts=0), "2026-01-01T00:05:30Z"),
+        ev("MODIFIED", pod("inf2-1", workload="inf2", role="replica", stage="running",
+                           node="a100-2"), "2026-01-01T00:06:00Z"),
+    ]
+    # An elastic PyTorch job (a master and two workers, a minimum of one worker): it runs on
+    # its minimum, takes its second worker when room appears, and loses it to a reclaim
+    # without stopping.
+    ex["distributed-elastic-grows-and-shrinks"] = [
+        workload("d3", "distributed", pods=3, minPods=2, distributedFramework="PyTorch"),
+        *[ev("ADDED", pod(f"d3-{r}", workload="d3", role=r.rstrip("01")))
+          for r in ("master", "worker0", "worker1")],
+        *[ev("MODIFIED", pod(f"d3-{r}", workload="d3", role=r.rstrip("01"), stage="running",
+                             node="a100-1")) for r in ("master", "worker0")],
+        ev("MODIFIED", pod("d3-worker1", workload="d3", role="worker", stage="running",
+                           node="a100-2")),
+        ev("DELETED", pod("d3-worker1", workload="d3", role="worker", stage="running",
+                          node="a100-2")),
+        ev("ADDED", pod("d3-worker1", workload="d3", role="worker", uid="uid-d3-worker1-b")),
+    ]
     ex["training-node-lost-retried"] = [
         workload("t7"), *lifecycle("t7-1", "t7", "pulling", "running", "unknown", "node-lost"),
         *lifecycle("t7-2", "t7", "pulling", "running", "succeeded", attempt=2),

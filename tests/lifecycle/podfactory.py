@@ -19,8 +19,8 @@ def _cond(kind: str, status: str = "True", reason: str | None = None,
 def pod(name: str = "bert-1", *, workload: str = "w1", attempt: int = 1,
         node: str | None = None, stage: str = "unbound", exit_code: int | None = None,
         reason: str | None = None, role: str = "main", restarts: int = 0,
-        bound_at: str = T, image: str = "busybox", uid: str | None = None
-        ) -> dict[str, Any]:
+        bound_at: str = T, image: str = "busybox", uid: str | None = None,
+        created: str = T) -> dict[str, Any]:
     """stage: unbound | pulling | pull-error | pull-backoff | config-error | starting |
     running | crashloop | not-ready | node-not-ready | succeeded | failed | refused |
     evicted | node-lost | unknown."""
@@ -101,6 +101,7 @@ def pod(name: str = "bert-1", *, workload: str = "w1", attempt: int = 1,
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "fairway-team-a",
                      "uid": uid or f"uid-{name}-{attempt}", "resourceVersion": "1",
+                     "creationTimestamp": created,
                      "labels": {LABEL_WORKLOAD: workload, LABEL_ROLE: role,
                                 LABEL_ATTEMPT: str(attempt), "fairway.io/project": "team-a"}},
         "spec": spec, "status": status,

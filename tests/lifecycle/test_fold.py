@@ -1,5 +1,7 @@
 """The phase fold, pinned by pod-state tables: the pods a workload has → its phase."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from fairway_contracts import Phase, WorkloadType
@@ -8,7 +10,8 @@ from tests.lifecycle.podfactory import pod
 
 TRAINING = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=1,
                         backoff_limit=6, attempt=1)
-TWO_PODS = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2)
+TWO_PODS = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2)  # min 1
+GANG = WorkloadInfo("w1", "bert", "team-a", WorkloadType.DISTRIBUTED, pods=2, min_pods=2)
 
 
 @pytest.mark.parametrize(
@@ -20,10 +23,21 @@ TWO_PODS = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2)
         (TRAINING, [pod(stage="starting")], Phase.INITIALIZING, "PodsBound"),
         (TRAINING, [pod(stage="running")], Phase.RUNNING, "PodsRunning"),
         (TRAINING, [pod(stage="succeeded")], Phase.COMPLETED, "Succeeded"),
-        (TWO_PODS, [pod("a", stage="running")], Phase.PENDING, "CreatingPods"),
-        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="unbound")], Phase.PENDING,
+        (GANG, [pod("a", stage="running")], Phase.PENDING, "CreatingPods"),
+        (GANG, [pod("a", stage="running"), pod("b", stage="unbound")], Phase.PENDING,
          "WaitingForScheduler"),
-        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="pulling")], Phase.INITIALIZING,
+        (GANG, [pod("a", stage="running"), pod("b", stage="pulling")], Phase.INITIALIZING,
+         "PodsBound"),
+        # Pods that each stand alone (parallel training pods, inference replicas): one
+        # running is enough to run; the other waits for room without holding it back.
+        (TWO_PODS, [pod("a", stage="running")], Phase.RUNNING, "PodsRunning"),
+        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="unbound")], Phase.RUNNING,
+         "PodsRunning"),
+        (TWO_PODS, [pod("a", stage="running"), pod("b", stage="pulling")], Phase.RUNNING,
+         "PodsRunning"),
+        (TWO_PODS, [pod("a", stage="unbound"), pod("b", stage="unbound")], Phase.PENDING,
+         "WaitingForScheduler"),
+        (TWO_PODS, [pod("a", stage="pulling"), pod("b", stage="unbound")], Phase.INITIALIZING,
          "PodsBound"),
         (TWO_PODS, [pod("a", stage="succeeded"), pod("b", stage="running")], Phase.RUNNING,
          "PodsRunning"),
@@ -184,3 +198,53 @@ def test_a_refused_pod_of_a_workload_that_ran_is_degraded_not_pending():
     ran = WorkloadInfo("w1", "bert", "team-a", WorkloadType.TRAINING, pods=2, has_run=True)
     result = fold(ran, [pod("a", stage="running"), pod("b", stage="refused", reason="OutOfcpu")])
     assert (result.phase, result.reason) == (Phase.DEGRADED, "NodeRejected")
+
+
+# Elastic workloads: pods that stand alone (a minimum below the pod count) run on their
+# minimum; a pod above it that waits too long for room degrades the workload.
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+REPLICAS = WorkloadInfo("w1", "llm", "team-a", WorkloadType.INFERENCE, pods=3, min_pods=1,
+                        has_run=True, below_requested_grace_seconds=300)
+ELASTIC_JOB = WorkloadInfo("w1", "ddp", "team-a", WorkloadType.DISTRIBUTED, pods=3,
+                           min_pods=2, framework="PyTorch")
+
+
+@pytest.mark.parametrize(
+    ("workload", "pods", "seconds", "phase", "reason", "says"),
+    [
+        (REPLICAS, [pod("a", stage="running"), pod("b"), pod("c")], 10,
+         Phase.RUNNING, "PodsRunning", "1 of 3 pods running on node-1 (its minimum is 1); "
+                                       "2 more pods wait for room"),
+        (REPLICAS, [pod("a", stage="running"), pod("b"), pod("c")], 300,
+         Phase.DEGRADED, "BelowRequested", "2 pods above its minimum of 1 waited more than "
+                                           "300 s for room"),
+        # The wait counts from the pod that has waited longest.
+        (REPLICAS, [pod("a", stage="running"), pod("b", stage="pulling"),
+                    pod("c", created="2026-01-01T00:04:00Z")], 320,
+         Phase.DEGRADED, "BelowRequested", "1 of 3 pods running"),
+        # A pod just lost and not made again yet has not waited.
+        (REPLICAS, [pod("a", stage="running"), pod("b", stage="running")], 1000,
+         Phase.RUNNING, "PodsRunning", "2 of 3 pods running"),
+        (REPLICAS, [pod(n, stage="running") for n in "abc"], 1000,
+         Phase.RUNNING, "PodsRunning", "3 pods running on node-1"),
+        # Below its minimum after it ran: a pod is lost.
+        (REPLICAS, [pod("a"), pod("b"), pod("c")], 10, Phase.DEGRADED, "PodLost",
+         "3 pods of 3 lost"),
+        (REPLICAS, [pod("a", stage="crashloop", restarts=4), pod("b", stage="running")], 10,
+         Phase.DEGRADED, "CrashLoopBackOff", "pod a keeps crashing"),
+        # An elastic gang: the master and one worker are its minimum.
+        (ELASTIC_JOB, [pod("m", role="master", stage="running"), pod("w0", role="worker"),
+                       pod("w1", role="worker")], 10,
+         Phase.PENDING, "WaitingForScheduler", "1/3 pods placed"),
+        (ELASTIC_JOB, [pod("m", role="master", stage="running"),
+                       pod("w0", role="worker", stage="pulling"), pod("w1", role="worker")],
+         10, Phase.INITIALIZING, "PodsBound", "2/3 pods bound to nodes (its minimum is 2)"),
+        (ELASTIC_JOB, [pod("m", role="master", stage="running"),
+                       pod("w0", role="worker", stage="running"), pod("w1", role="worker")],
+         10, Phase.RUNNING, "PodsRunning", "2 of 3 pods running on node-1 (its minimum is 2)"),
+    ],
+)
+def test_elastic_workloads_run_on_their_minimum(workload, pods, seconds, phase, reason, says):
+    result = fold(workload, pods, T0 + timedelta(seconds=seconds))
+    assert (result.phase, result.reason) == (phase, reason)
+    assert says in result.message

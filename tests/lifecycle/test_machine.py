@@ -151,7 +151,7 @@ EVICTING = ("MODIFIED", terminating(pod("p", stage="running", node="node-1")))
     (info(W.WORKSPACE), [*up("p", "pulling", "running", "crashloop", "running")],
      [*START, (Phase.DEGRADED, "CrashLoopBackOff"), (Phase.RUNNING, "PodsRunning")]),
     # a gang that loses a pod is degraded
-    (info(W.DISTRIBUTED, pods=2, framework="PyTorch"),
+    (info(W.DISTRIBUTED, pods=2, min_pods=2, framework="PyTorch"),
      [*up("m", "running", role="master"), *up("w", "running", role="worker"),
       ("DELETED", pod("w", stage="running", node="node-1", role="worker"))],
      [(Phase.CREATING, "CreatingPods"), (Phase.PENDING, "CreatingPods"),
@@ -198,7 +198,8 @@ def test_a_preemption_of_some_pods_leaves_the_workload_running_on_the_rest():
     assert driver.intents == [EvictPod(NS, "b")]
     w = driver.machine.workloads["w1"]
     assert not w.info.preempted and w.info.preempted_pods == {"uid-b-1"}
-    assert driver.transitions[-1] == (Phase.DEGRADED, "PodLost")
+    # One replica of two, at its minimum of one: it still serves.
+    assert driver.transitions[-1] == (Phase.RUNNING, "PodsRunning")
 
 
 def test_a_workload_not_running_is_not_preempted():
@@ -345,3 +346,15 @@ def test_created_pods_are_the_workloads_manifests():
     assert manifest["metadata"]["namespace"] == NS
     assert manifest["metadata"]["labels"]["fairway.io/attempt"] == "1"
     assert manifest["spec"]["schedulerName"] == "fairway"
+
+
+def test_a_replica_waiting_for_room_past_the_grace_period_degrades_the_workload():
+    driver = Driver(info(W.INFERENCE, pods=2, below_requested_grace_seconds=60))
+    driver.run(*up("a", "pulling", "running", role="replica"), ("ADDED", pod("b", role="replica")))
+    assert driver.transitions[-1] == (Phase.RUNNING, "PodsRunning")
+    assert driver.messages[-1].endswith("1 more pod waits for room")
+    driver.run(("wait", 60))
+    assert driver.transitions[-1] == (Phase.DEGRADED, "BelowRequested")
+    driver.run(("MODIFIED", pod("b", stage="running", node="node-2", role="replica")))
+    assert driver.transitions[-1] == (Phase.RUNNING, "PodsRunning")
+    assert driver.messages[-1] == "2 pods running on node-1, node-2"

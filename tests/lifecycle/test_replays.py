@@ -27,10 +27,17 @@ EXPECTED = {
         *START, ("Degraded", "CrashLoopBackOff"), ("Running", "PodsRunning")],
     "workspace-node-not-ready": [*START, ("Degraded", "NodeNotReady"),
                                  ("Running", "PodsRunning")],
+    # Replicas stand alone (a minimum of one): one running serves; a lost one made again
+    # within the grace period does not degrade it.
     "inference-replica-lost-and-replaced": [
         ("Creating", "CreatingPods"), ("Pending", "CreatingPods"),
-        ("Initializing", "PodsBound"), ("Running", "PodsRunning"), ("Degraded", "PodLost"),
-        ("Running", "PodsRunning")],
+        ("Initializing", "PodsBound"), ("Running", "PodsRunning")],
+    "inference-second-replica-waits-for-room": [
+        ("Creating", "CreatingPods"), ("Pending", "CreatingPods"),
+        ("Initializing", "PodsBound"), ("Running", "PodsRunning"),
+        ("Degraded", "BelowRequested"), ("Running", "PodsRunning")],
+    "distributed-elastic-grows-and-shrinks": [
+        ("Creating", "CreatingPods"), ("Pending", "CreatingPods"), ("Running", "PodsRunning")],
     "training-node-lost-retried": [
         *START, ("Degraded", "NodeNotReady"), ("Pending", "Retrying"),
         ("Initializing", "PodsBound"), ("Running", "PodsRunning"), ("Completed", "Succeeded")],

@@ -78,6 +78,11 @@ async def test_a_department_policy_shapes_submissions_in_its_projects(api, org):
             "SELECT effective_spec FROM workloads WHERE workload_id = $1",
             uuid.UUID(workload_id))
     assert effective["backoffLimit"] == 2
+    # The API shows what runs (the policy's default) and, apart, what was submitted.
+    shown = (await researcher.get(f"/api/v1/workloads/{workload_id}")).json()
+    assert shown["spec"]["backoffLimit"] == 2 and shown["spec"]["image"] == "busybox"
+    assert shown["submittedSpec"]["image"] == "busybox"
+    assert "backoffLimit" not in shown["submittedSpec"]
 
 
 async def test_get_shows_own_and_effective_with_sources(api, org):

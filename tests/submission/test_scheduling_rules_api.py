@@ -164,8 +164,14 @@ async def test_workload_must_pick_an_allowed_node_type(harness, research):
     assert "by department sr-research; use one of a100" in r.json()["details"][0]["reason"]
     r = await _submit(harness, tight["id"], "trainings", "nt-train", nodeType="a100")
     assert r.status_code == 202, r.text
-    # inference is not restricted by node types
+    # inference is interactive work: the workspace list applies to it
     r = await _submit(harness, tight["id"], "inferences", "nt-serve")
+    assert r.status_code == 422, r.text
+    assert r.json()["details"] == [{
+        "field": "spec.nodeType",
+        "reason": "is required: project sr-tight runs inference workloads only on node types "
+                  "t4; pick one"}]
+    r = await _submit(harness, tight["id"], "inferences", "nt-serve", nodeType="t4")
     assert r.status_code == 202, r.text
 
 

@@ -123,7 +123,9 @@ async def test_serving_port_object_and_autoscaling_are_kept_as_run_ai_shapes_the
 
     assert r.status_code == 202, r.text
     w = r.json()
-    assert w["spec"]["servingPort"] == serving and w["spec"]["autoscaling"] == autoscaling
+    assert w["submittedSpec"]["servingPort"] == serving
+    assert w["spec"]["servingPort"] == {**serving, "authorizedUsers": []}  # as it runs
+    assert w["spec"]["autoscaling"] == autoscaling
     [(_, event)] = await harness.outbox(f"fairway.workload.submitted.default.{w['workloadId']}")
     assert event["spec"]["servingPort"]["protocol"] == "grpc"
     assert event["spec"]["autoscaling"]["scaleToZeroRetentionSeconds"] == 600

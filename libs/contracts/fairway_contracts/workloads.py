@@ -298,6 +298,7 @@ class PodSummary(Contract):
     gpu_portion: float | None = None
     gpu_memory_limit_mib: int | None = None
     gpu_memory_used_mib: int | None = None
+    node_pool: str | None = None  # the pool of the node it is bound to, as lifecycle knows it
 
     @property
     def gpu_share(self) -> float:

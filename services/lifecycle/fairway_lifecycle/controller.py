@@ -131,8 +131,10 @@ class PodsUnbuildable(Exception):
 class Controller:
     def __init__(self, runtime: Service, kube: Kube, resync_seconds: float,
                  concurrency: int = 16, eviction_grace_seconds: int = 10,
-                 retry_base_seconds: float = 0.5, retry_cap_seconds: float = 60.0):
+                 retry_base_seconds: float = 0.5, retry_cap_seconds: float = 60.0,
+                 below_requested_grace_seconds: float = 300.0):
         self.runtime = runtime
+        self.below_requested_grace_seconds = below_requested_grace_seconds
         self.kube = kube
         self.resync_seconds = resync_seconds
         self.eviction_grace_seconds = eviction_grace_seconds
@@ -298,7 +300,8 @@ class Controller:
         wid = row.workload_id
         self.tracked[wid] = Tracked(row)
         self.machine.track(wid, Workload(
-            replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED)),
+            replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED),
+                    below_requested_grace_seconds=self.below_requested_grace_seconds),
             row.phase, row.podgroup_signature,
             stop_reason=self._restored_stop_reasons.pop(wid, None)))
         self._fold(wid)
@@ -379,8 +382,9 @@ class Controller:
             self.tracked[wid].changes.append(step)
 
     async def _tick(self, seconds: float = 5.0) -> None:
-        """Deadlines (an image that cannot be pulled for too long) pass without a pod event:
-        fold the workloads that are starting up now and then."""
+        """Deadlines (an image that cannot be pulled for too long, a pod of an elastic
+        workload waiting for room past its grace period) pass without a pod event: fold the
+        workloads that are starting up, and the elastic ones that run, now and then."""
         while True:
             await asyncio.sleep(seconds)
             now = utcnow()
@@ -389,7 +393,9 @@ class Controller:
                     del self._deletions[wid]
                     await self._auto_delete(wid)
             for wid, t in list(self.tracked.items()):
-                if self.machine.workloads[wid].phase == Phase.INITIALIZING:
+                w = self.machine.workloads[wid]
+                if w.phase == Phase.INITIALIZING or (w.phase == Phase.RUNNING
+                                                     and w.info.elastic):
                     self._fold(wid)
                     if self.tracked.get(wid) is t and t.changes:
                         self.mark(wid)
@@ -559,7 +565,8 @@ class Controller:
         recorded under the rows' lock: rows changed by another writer meanwhile, and the
         rare changes that write more than the phase and the pod group."""
         with self._spans(batch) as headers:
-            plans = [(t, plan(_named(t.row), steps, _recorded(t.row), self._folded(t)))
+            plans = [(t, plan(_named(t.row), steps, _recorded(t.row), self._folded(t),
+                              self.node_pools))
                      for t, steps in batch]
             plans = [(t, p) for t, p in plans if not p.writes_more]
             if not plans:
@@ -580,7 +587,7 @@ class Controller:
             async with self.runtime.pool.acquire() as conn, conn.transaction():
                 fresh = await repo.lock_for_record(conn, [t.row.workload_id for t, _ in batch])
                 plans = [(t, plan(_named(t.row), steps, fresh[t.row.workload_id],
-                                  self._folded(t)))
+                                  self._folded(t), self.node_pools))
                          for t, steps in batch if t.row.workload_id in fresh]
                 await add_many_to_outbox(conn, [
                     (o.subject, o.event, o.msg_id, headers[t.row.workload_id])

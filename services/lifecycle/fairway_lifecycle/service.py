@@ -67,7 +67,9 @@ class LifecycleService:
         self.controller = Controller(runtime, kube, settings.resync_seconds,
                                      eviction_grace_seconds=settings.eviction_grace_seconds,
                                      retry_base_seconds=settings.retry_base_seconds,
-                                     retry_cap_seconds=settings.retry_cap_seconds)
+                                     retry_cap_seconds=settings.retry_cap_seconds,
+                                     below_requested_grace_seconds=(
+                                         settings.below_requested_grace_seconds))
         self.enforcer = RulesEnforcer(runtime, self.controller,
                                       window_seconds=settings.utilization_window_seconds,
                                       check_seconds=settings.rules_check_seconds)

@@ -52,6 +52,11 @@ class LifecycleSettings(ServiceSettings):
                                       "FAIRWAY_UTILIZATION_WINDOW_SECONDS"),
         description="the window of the idle GPU limit and of utilization events (Run:ai: 30 "
                     "s); a test knob, the end-to-end stack uses 2 s")
+    below_requested_grace_seconds: float = Field(
+        default=300.0, ge=0, alias="FAIRWAY_LIFECYCLE_BELOW_REQUESTED_GRACE_SECONDS",
+        description="an elastic workload (parallel training pods, inference replicas, an "
+                    "elastic distributed job) runs once its minimum of pods runs; it is "
+                    "Degraded when a pod above the minimum has waited this long for room")
     reservation_image: str = Field(
         default="fairway", alias="FAIRWAY_LIFECYCLE_RESERVATION_IMAGE",
         description="the image of the reservation pods that hold shared GPU devices (it runs "

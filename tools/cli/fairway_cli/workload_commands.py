@@ -385,6 +385,8 @@ def describe(
     spec = w["spec"]
     out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
                                             if spec.get("command") else ""), highlight=False)
+    if decided := _decided(spec, w.get("submittedSpec") or {}):
+        out(f"decided:  {decided}  (by policy and defaults, not submitted)", highlight=False)
     if w["type"] == "inference":
         for line in _serving_lines(w):
             out(line, highlight=False)
@@ -459,3 +461,14 @@ def resume(names: Names, project: ProjectOpt = None) -> None:
 def delete(names: Names, project: ProjectOpt = None) -> None:
     """Delete workloads."""
     _act("delete", names, project)
+
+
+# Fields of the effective spec that say how the pods are built, not what the user chose.
+_DERIVED = frozenset({"pods", "minPods", "restartPolicy"})
+
+
+def _decided(spec: dict, submitted: dict) -> str:
+    """The plain fields policy or a default decided: in the effective spec, not as submitted."""
+    return ", ".join(f"{key}={value}" for key, value in spec.items()
+                     if key not in _DERIVED and isinstance(value, str | int | float | bool)
+                     and submitted.get(key) != value)

@@ -21,9 +21,15 @@ The order of the checks is the order of precedence:
 6. pods waiting for the scheduler (Pending), starting (Initializing);
 7. a workload that has run and now misses a pod, crash-loops, is not ready or sits on a
    NotReady node (Degraded), else Running.
+
+An elastic workload (a gang minimum below its pod count) is Running as soon as its minimum
+of pods runs ready; the pods above it wait for room without holding it back. It is Degraded
+when a pod above the minimum has waited longer than a grace period (or when it falls below
+its minimum after it ran).
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -80,6 +86,13 @@ class WorkloadInfo:
     has_run: bool = False  # reached Running in this attempt (Degraded needs it)
     unschedulable: tuple[str, str] | None = None  # (code, message): can never be placed
     image_pull_deadline_seconds: float = 300.0
+    # An elastic workload (min_pods < pods) runs with its minimum; it is Degraded once a pod
+    # above the minimum has waited (unplaced or not ready) this long.
+    below_requested_grace_seconds: float = 300.0
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_pods < self.pods
 
 
 @dataclass(frozen=True)
@@ -235,7 +248,9 @@ def _failure(pod: Pod) -> tuple[str, str]:
     return reason, f"pod {name} failed: {message}"
 
 
-def summarize(pods: list[Pod]) -> list[PodSummary]:
+def summarize(pods: list[Pod], node_pools: Mapping[str, str] | None = None
+              ) -> list[PodSummary]:
+    """What the API and the other services see of each pod; `node_pools`: node → its pool."""
     out = []
     for pod in sorted(pods, key=_name):
         spec = pod.get("spec", {})
@@ -251,6 +266,7 @@ def summarize(pods: list[Pod]) -> list[PodSummary]:
             ready=_ready(pod),
             restarts=_restarts(pod),
             gpus=gpus,
+            node_pool=(node_pools or {}).get(spec.get("nodeName") or ""),
             **_devices(pod),
         ))
     return out
@@ -337,8 +353,8 @@ def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> Phase
         return PhaseResult(Phase.COMPLETED, "Succeeded", done)
     live = [p for p in current if _phase(p) != "Succeeded"]
     if not w.has_run:  # 6. scheduling and start-up
-        return _starting(w, current, live)
-    return _running(w, current, live)  # 7. running, or degraded
+        return _starting(w, current, live, now)
+    return _running(w, current, live, now)  # 7. running, or degraded
 
 
 def _requested(w: WorkloadInfo, pods: list[Pod], kind: str) -> PhaseResult | None:
@@ -470,17 +486,26 @@ def _failed(w: WorkloadInfo, current: list[Pod], kind: str, now: datetime | None
 
 
 def _running_on(live: list[Pod]) -> PhaseResult:
-    nodes = sorted({p["spec"]["nodeName"] for p in live})
     return PhaseResult(Phase.RUNNING, "PodsRunning",
-                       f"{_plural(len(live), 'pod')} running on {', '.join(nodes)}")
+                       f"{_plural(len(live), 'pod')} running on {_nodes(live)}")
 
 
 def _crashing(live: list[Pod]) -> list[Pod]:
     return [p for p in live for s in _waiting(p) if s["reason"] == "CrashLoopBackOff"]
 
 
-def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResult:
+def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod], now: datetime | None
+              ) -> PhaseResult:
     """Not run yet in this attempt: pods made, placed, pulling and starting."""
+    if w.elastic:
+        if (running := _elastic_running(w, current, live, now)) is not None:
+            return running
+        bound = [p for p in live if _bound(p)]
+        if len(bound) >= w.min_pods:  # its minimum is placed: it starts, the rest wait
+            if crashing := _crashing(bound):
+                return _crash_looping(crashing[0])
+            return _initializing(bound, f"{len(bound)}/{w.pods} pods bound to nodes (its "
+                                        f"minimum is {w.min_pods})")
     if len(current) < w.pods:
         return PhaseResult(Phase.PENDING, "CreatingPods", f"{len(current)}/{w.pods} pods created")
     unbound = [p for p in live if not _bound(p)]
@@ -490,9 +515,14 @@ def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResu
                            f"waiting for the scheduler: {placed}/{len(current)} pods placed")
     if crashing := _crashing(live):
         return _crash_looping(crashing[0])
-    not_ready = [p for p in live if not _ready(p)]
-    if not not_ready:
+    if all(_ready(p) for p in live):
         return _running_on(live)
+    return _initializing(live, f"{len(current)}/{len(current)} pods bound to nodes")
+
+
+def _initializing(bound: list[Pod], placed: str) -> PhaseResult:
+    """Bound pods pulling their images or starting their containers."""
+    not_ready = [p for p in bound if not _ready(p)]
     waiting = sorted({s["reason"] for p in not_ready for s in _waiting(p)})
     if waiting and set(waiting) & IMAGE_PULL_ERRORS:
         doing = f"pulling images failed ({', '.join(waiting)}), retrying"
@@ -501,8 +531,7 @@ def _starting(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResu
         doing = "pulling images"
     else:
         doing = "starting containers"
-    return PhaseResult(Phase.INITIALIZING, "PodsBound",
-                       f"{len(current)}/{len(current)} pods bound to nodes; {doing}")
+    return PhaseResult(Phase.INITIALIZING, "PodsBound", f"{placed}; {doing}")
 
 
 def _crash_looping(pod: Pod) -> PhaseResult:
@@ -518,7 +547,8 @@ def _crash_looping(pod: Pod) -> PhaseResult:
                        "Kubernetes restarts it with a growing back-off")
 
 
-def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResult:
+def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod], now: datetime | None
+             ) -> PhaseResult:
     """Has run in this attempt: Running, or Degraded by what it misses."""
     if crashing := _crashing(live):
         return _crash_looping(crashing[0])
@@ -528,6 +558,8 @@ def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResul
         return PhaseResult(Phase.DEGRADED, "NodeNotReady",
                            f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
                            "is not ready")
+    if w.elastic and (running := _elastic_running(w, current, live, now)) is not None:
+        return running
     missing = w.pods - len(current)
     unbound = [p for p in live if not _bound(p)]
     if missing > 0 or unbound:
@@ -539,3 +571,53 @@ def _running(w: WorkloadInfo, current: list[Pod], live: list[Pod]) -> PhaseResul
     if not_ready:
         return PhaseResult(Phase.DEGRADED, "NotReady", f"pod {_name(not_ready[0])} is not ready")
     return _running_on(live)
+
+
+def _elastic_running(w: WorkloadInfo, current: list[Pod], live: list[Pod],
+                     now: datetime | None) -> PhaseResult | None:
+    """An elastic workload with at least its minimum of pods running ready: Running (the
+    pods above it wait for room), or Degraded once one of them has waited past the grace
+    period. None when fewer than its minimum run ready (the fold goes on as for a gang)."""
+    ready = [p for p in live if _bound(p) and _ready(p) and _phase(p) == "Running"]
+    if len(ready) < w.min_pods:
+        return None
+    if crashing := _crashing(live):
+        return _crash_looping(crashing[0])
+    troubled = [p for p in ready if _node_trouble(p)]
+    if troubled:
+        pod = troubled[0]
+        return PhaseResult(Phase.DEGRADED, "NodeNotReady",
+                           f"pod {_name(pod)} is on node {pod['spec'].get('nodeName')}, which "
+                           "is not ready")
+    running = _running_on(ready)
+    waiting = [p for p in live if p not in ready]
+    unmade = max(0, w.pods - len(current))  # lost, being made again: it waited no time yet
+    short = len(waiting) + unmade
+    if not short:
+        return running
+    created = [t for p in waiting if (t := _created(p)) is not None]
+    since = min(created) if created and not unmade else None
+    waited = (now - since).total_seconds() if since is not None and now else 0.0
+    ran = f"{len(ready)} of {w.pods} pods running on {_nodes(ready)}"
+    if waited >= w.below_requested_grace_seconds:
+        return PhaseResult(Phase.DEGRADED, "BelowRequested",
+                           f"{ran}; {_plural(short, 'pod')} above its minimum of "
+                           f"{w.min_pods} waited more than "
+                           f"{int(w.below_requested_grace_seconds)} s for room")
+    wait = "pod waits" if short == 1 else "pods wait"
+    return replace(running, message=f"{ran} (its minimum is {w.min_pods}); "
+                                    f"{short} more {wait} for room")
+
+
+def _nodes(pods: list[Pod]) -> str:
+    return ", ".join(sorted({p["spec"]["nodeName"] for p in pods}))
+
+
+def _created(pod: Pod) -> datetime | None:
+    value = pod["metadata"].get("creationTimestamp")
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -6,6 +6,7 @@ Sequence numbers continue the recorded ones, so every transition is published ex
 across restarts too.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,15 +84,17 @@ class Recording:
             self.clear_resuming is not None)
 
 
-def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo) -> Recording:
+def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo,
+         node_pools: Mapping[str, str] | None = None) -> Recording:
     """The phase events for the steps that move the recorded phase (a step to the phase
     already recorded, or past the end, is none), and a pod group event when the group
-    changed. `folded`: the workload as the machine holds it now."""
+    changed. `folded`: the workload as the machine holds it now; `node_pools`: node → its
+    pool, for the pods' summaries."""
     summaries: dict[int, list[PodSummary]] = {}
 
     def pods(step: Step) -> list[PodSummary]:
         if id(step) not in summaries:
-            summaries[id(step)] = summarize(step.pods)
+            summaries[id(step)] = summarize(step.pods, node_pools)
         return summaries[id(step)]
 
     phase, sequence = recorded.phase, recorded.sequence

@@ -57,6 +57,7 @@ def workload_from(obj: dict[str, Any]) -> WorkloadInfo:
             has_master=bool(obj.get("hasMaster", True)),
             terminate_after_preemption=bool(obj.get("terminateAfterPreemption", False)),
             image_pull_deadline_seconds=float(obj.get("imagePullDeadlineSeconds", 300)),
+            below_requested_grace_seconds=float(obj.get("belowRequestedGraceSeconds", 300)),
         )
     except KeyError as exc:
         raise ValueError(f"WORKLOAD needs {exc.args[0]}") from None

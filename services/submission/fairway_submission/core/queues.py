@@ -8,10 +8,14 @@ RESOURCES = ("gpu", "cpu", "memory")
 FIGURES = ("allocated", "allocatedNonPreemptible", "requested", "fairShare")
 
 
+# The scheduler counts CPU in millicores; the API gives it in cores, as the quotas are given.
+TO_API_UNIT = {"gpu": 1, "cpu": 1000, "memory": 1}
+
+
 def _figure(status: Mapping[str, Any] | None, figure: str) -> dict[str, float]:
     if status is None:
         return {r: 0 for r in RESOURCES}
-    return {r: float((status.get(r) or {}).get(figure, 0)) for r in RESOURCES}
+    return {r: float((status.get(r) or {}).get(figure, 0)) / TO_API_UNIT[r] for r in RESOURCES}
 
 
 def unit_status(configured_pools: Iterable[str], statuses: Mapping[str, Mapping[str, Any]]

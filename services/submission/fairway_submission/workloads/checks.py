@@ -181,9 +181,11 @@ def check_effective(spec_model: type[CommonSpec], effective: Mapping[str, Any]) 
 
 
 def node_type_kind(workload_type: str) -> str | None:
-    """Which list of nodeTypes governs a workload type (None: inference, unrestricted)."""
-    return {"workspace": "workspace", "training": "training",
-            "distributed": "training"}.get(workload_type)
+    """Which list of nodeTypes governs a workload type: trainings (standard and distributed)
+    the `training` list; workspaces and inference, interactive work as Run:ai counts it, the
+    `workspace` list."""
+    return {"workspace": "workspace", "training": "training", "distributed": "training",
+            "inference": "workspace"}.get(workload_type)
 
 
 def check_node_type(workload_type: str, node_type: str | None, project: Mapping[str, Any],
@@ -199,7 +201,8 @@ def check_node_type(workload_type: str, node_type: str | None, project: Mapping[
     scopes = [(who, allowed) for who, allowed in scopes if allowed]
     if not scopes:
         return []
-    plural = "workspaces" if kind == "workspace" else "trainings"
+    plural = {"workspace": "workspaces", "inference": "inference workloads"}.get(
+        workload_type, "trainings")
     allowed = [t for t in scopes[0][1] if all(t in a for _, a in scopes)]
     if not allowed:
         return [{"field": field, "reason": f"no node type is allowed for {plural}: "

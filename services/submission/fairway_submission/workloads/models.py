@@ -269,7 +269,10 @@ class Workload(ApiModel):
     desired_replicas: int | None = None
     ready_replicas: int | None = None
     serving: dict[str, Any] | None = None
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(
+        description="the effective spec: what runs, with every policy default and rule "
+                    "applied (the submitted fields it does not decide, as submitted)")
+    submitted_spec: dict[str, Any] = Field(description="the spec as it was submitted")
 
 
 # Responses ----------------------------------------------------------------------------------

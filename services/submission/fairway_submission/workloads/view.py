@@ -41,8 +41,17 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
                              **_fraction(spec.get("compute") or {})},
         running_pods=len(running), requested_pods=spec.get("pods", 1),
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
-        **_serving(row), spec=row["submitted_spec"],
+        **_serving(row), spec=effective_view(row["submitted_spec"], spec),
+        submitted_spec=row["submitted_spec"],
     ).model_dump(mode="json", by_alias=True)
+
+
+def effective_view(submitted: Mapping[str, Any], effective: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+    """What runs, in the submitted spec's shape: every field policy set or defaulted (a
+    default `backoffLimit`, a locked image, the priority class) as it was decided, and the
+    fields the effective spec does not carry (autoscaling, …) as they were submitted."""
+    return {**submitted, **{key: value for key, value in effective.items() if value is not None}}
 
 
 def _scaled_to_zero(row: Mapping[str, Any]) -> tuple[str, str] | None:
