@@ -93,8 +93,17 @@ def test_the_tour(cli, server):
                        "--command", "sleep 1", "--completions", "1", "--priority", "train",
                        "--annotation", "sim.fairway.io/run-seconds=1", "--json"))
     assert t["type"] == "training" and t["spec"]["annotations"][0]["value"] == "1"
-    cli("submit", "distributed", "dist", "-i", "pytorch", "-g", "2", "--workers", "3",
-        "--min-replicas", "2", "--framework", "PyTorch")
+    d = json.loads(cli("submit", "distributed", "dist", "-i", "pytorch", "-g", "2", "--workers",
+                       "3", "--min-replicas", "2", "--max-replicas", "4", "--framework",
+                       "PyTorch", "--master-image", "pytorch-launcher", "--master-gpu", "0",
+                       "--master-env", "ROLE=master", "--json"))
+    assert d["submittedSpec"]["masterSpecSameAsWorker"] is False
+    assert d["submittedSpec"]["masterSpec"] == {
+        "image": "pytorch-launcher", "environmentVariables": [{"name": "ROLE", "value": "master"}],
+        "compute": {"gpuDevicesRequest": 0}}
+    master = d["spec"]["masterSpec"]  # what runs: the master's own image and no GPU
+    assert master["image"] == "pytorch-launcher" and master["compute"]["gpuDevicesRequest"] == 0
+    assert (d["spec"]["minReplicas"], d["spec"]["maxReplicas"], d["spec"]["minPods"]) == (2, 4, 3)
     cli("submit", "inference", "inf", "-i", "vllm", "--serving-port", "8000",
         "--min-replicas", "1", "--max-replicas", "3", "--metric", "concurrency",
         "--metric-threshold", "10", "--non-preemptible")

@@ -142,6 +142,10 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         "pods": {"get", "list", "watch", "create", "delete", "patch"},
         "pods/binding": {"create"},
         "pods/eviction": {"create"},
+        # a workload's objects besides its pods: a distributed workload's headless Service,
+        # MPI's hostfile
+        "services": {"get", "create", "update", "delete"},
+        "configmaps": {"get", "create", "update", "delete"},
         "nodes": {"get", "list", "watch"},
         "events": {"create", "patch"},
         "leases": {"get", "create", "update"},

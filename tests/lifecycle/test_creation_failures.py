@@ -129,6 +129,7 @@ async def test_kubernetes_refusing_a_label_value_fails_the_workload(database_url
             row = await repo.get(conn, wid)
         assert row.unschedulable[0] == "CreateRejected"
         assert "metadata.labels" in row.unschedulable[1] and "422" in row.unschedulable[1]
+        assert "'kind'" not in row.unschedulable[1]  # the server's message, not its Status
     finally:
         await runtime.stop()
         kube.close()

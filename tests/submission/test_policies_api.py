@@ -196,3 +196,27 @@ async def test_a_policy_default_kubernetes_would_refuse_is_refused_at_submission
     assert r.status_code == 202, r.text
     r = await api.admin.put("/api/v2/policy/trainings", json=department(org["pol-other"]))
     assert r.status_code == 200, r.text
+
+
+async def test_a_policy_default_for_an_elastic_bound_shows_in_the_workload_s_spec(api):
+    admin = api.admin
+    d = (await admin.post("/api/v1/org-unit/departments", json={"name": "pol-elastic"})).json()
+    p = (await admin.post("/api/v1/org-unit/projects",
+                          json={"name": "pol-elastic-a", "parentId": d["id"]})).json()
+    r = await admin.put("/api/v2/policy/distributed", json=department(
+        d["id"], defaults={"minReplicas": 1}, rules={"maxReplicas": {"max": 4}}))
+    assert r.status_code == 200, r.text
+
+    r = await admin.post("/api/v1/workloads/distributed", json={
+        "name": "elastic", "projectId": p["id"],
+        "spec": {"image": "busybox", "numWorkers": 3, "maxReplicas": 4}})
+    assert r.status_code == 202, r.text
+    shown = (await admin.get(f"/api/v1/workloads/{r.json()['workloadId']}")).json()
+    assert (shown["spec"]["minReplicas"], shown["spec"]["minPods"]) == (1, 2)  # the default
+    assert "minReplicas" not in shown["submittedSpec"]
+
+    r = await admin.post("/api/v1/workloads/distributed", json={
+        "name": "too-elastic", "projectId": p["id"],
+        "spec": {"image": "busybox", "numWorkers": 3, "maxReplicas": 6}})
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["details"]] == ["spec.maxReplicas"]

@@ -17,7 +17,15 @@ _tracer = trace.get_tracer("fairway.lifecycle.kube")
 
 
 def _text(body: Any) -> str:
-    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    """An answer as text (JSON for a decoded one, so the API server's message can be read
+    back out of it)."""
+    if isinstance(body, bytes):
+        return body.decode(errors="replace")
+    return json.dumps(body) if isinstance(body, dict) else str(body)
+
+
+def _decoded(body: Any) -> dict[str, Any]:
+    return body if isinstance(body, dict) else json.loads(body)
 
 
 def _holds(there: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -108,7 +116,7 @@ class Kube:
                 "name": name, "labels": {"fairway.io/managed": "true"}}},
         )
         if status not in (200, 201, 409):
-            raise KubeError(status, str(body))
+            raise KubeError(status, _text(body))
         self._namespaces.add(name)
 
     async def create_pod(self, pod: dict[str, Any]) -> bool:
@@ -120,7 +128,7 @@ class Kube:
             return True
         if status == 409:
             return False
-        raise KubeError(status, str(body))
+        raise KubeError(status, _text(body))
 
     async def ensure_object(self, manifest: dict[str, Any]) -> str:
         """Make the object, or make the one there this one: 'created', 'replaced' or
@@ -143,7 +151,7 @@ class Kube:
             status, body = await self._request(f"read {kind}", "GET", path)
             if status >= 400:
                 raise KubeError(status, _text(body), what)
-            there = json.loads(body)
+            there = _decoded(body)
             outcome = "unchanged" if _holds(there, manifest) else "replaced"
             if outcome == "replaced":
                 replacement = {**manifest, "metadata": {
@@ -170,7 +178,7 @@ class Kube:
         status, body = await self._call(self.core.delete_namespaced_pod, name, namespace,
                                         **kwargs)
         if status not in (200, 202, 404):
-            raise KubeError(status, str(body))
+            raise KubeError(status, _text(body))
 
     async def evict(self, namespace: str, pod: str, grace_seconds: int | None = None) -> str:
         """'evicted' or 'gone'. The API server marks the pod DisruptionTarget and deletes it
@@ -185,7 +193,7 @@ class Kube:
             return "evicted"
         if status == 404:
             return "gone"
-        raise KubeError(status, str(answer))
+        raise KubeError(status, _text(answer))
 
     async def annotate(self, namespace: str, pod: str, annotations: dict[str, str]) -> str:
         """Merge annotations into a pod: 'patched' or 'gone'."""
@@ -195,7 +203,7 @@ class Kube:
             return "patched"
         if status == 404:
             return "gone"
-        raise KubeError(status, str(answer))
+        raise KubeError(status, _text(answer))
 
     async def bind(self, namespace: str, pod: str, node: str) -> str:
         """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""
@@ -211,7 +219,7 @@ class Kube:
             return "already-bound"
         if status == 404:
             return "gone"
-        raise KubeError(status, str(answer))
+        raise KubeError(status, _text(answer))
 
     def close(self) -> None:
         self._calls.close()

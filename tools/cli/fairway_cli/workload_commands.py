@@ -227,13 +227,33 @@ def _distributed(
     workers: Annotated[int | None, typer.Option("--workers", help="worker pods")] = None,
     framework: Annotated[str, typer.Option(help="MPI | PyTorch | TF | XGBoost | JAX")
                          ] = "PyTorch",
-    min_replicas: Annotated[int | None, typer.Option("--min-replicas",
-                                                     help="workers needed to start")] = None,
-    max_replicas: Annotated[int | None, typer.Option("--max-replicas")] = None,
+    min_replicas: Annotated[int | None, typer.Option(
+        "--min-replicas", help="elastic: workers needed to start")] = None,
+    max_replicas: Annotated[int | None, typer.Option(
+        "--max-replicas", help="elastic: most workers")] = None,
+    master_image: Annotated[str | None, typer.Option(
+        "--master-image", help="the master's own image (default: the workers')")] = None,
+    master_command: Annotated[str | None, typer.Option("--master-command")] = None,
+    master_args: Annotated[str | None, typer.Option("--master-args")] = None,
+    master_env: Annotated[list[str] | None, typer.Option(
+        "--master-env", help="NAME=VALUE for the master only, repeatable")] = None,
+    master_gpu: Annotated[int | None, typer.Option(
+        "--master-gpu", help="the master's whole GPUs (at most a worker's)")] = None,
+    master_cpu: Annotated[float | None, typer.Option("--master-cpu")] = None,
+    master_memory: Annotated[str | None, typer.Option("--master-memory")] = None,
 ) -> dict[str, Any]:
-    """Submit a distributed training (a master and its workers, started together)."""
+    """Submit a distributed training (a master and its workers, started together); any
+    --master-* option gives the master a spec of its own."""
+    compute = {k: v for k, v in (("gpuDevicesRequest", master_gpu),
+                                 ("cpuCoreRequest", master_cpu),
+                                 ("cpuMemoryRequest", master_memory)) if v is not None}
+    master = {k: v for k, v in (("image", master_image), ("command", master_command),
+                                ("args", master_args),
+                                ("environmentVariables", _pairs(master_env, "--master-env")),
+                                ("compute", compute)) if v}
     return {"numWorkers": workers, "distributedFramework": framework,
-            "minReplicas": min_replicas, "maxReplicas": max_replicas}
+            "minReplicas": min_replicas, "maxReplicas": max_replicas,
+            "masterSpecSameAsWorker": False if master else None, "masterSpec": master or None}
 
 
 @submit_command("inference")
