@@ -100,6 +100,17 @@ async def test_an_inference_server_runs_with_an_endpoint_and_its_service_has_the
     endpoints = kube.read_namespaced_endpoints(service, namespace)
     addresses = {a.ip for subset in endpoints.subsets or () for a in subset.addresses or ()}
     assert addresses == {p.status.pod_ip for p in pods.items} and len(addresses) == 2
+    # the telemetry API counts the same replicas (from the metrics service)
+    deadline = time.monotonic() + 30
+    while True:
+        values = api.get("/api/v1/workloads/telemetry", params={
+            "telemetryType": "INFERENCE_READY_REPLICAS", "projectId": project["id"]}).json()
+        mine = [v["value"] for v in values["values"]
+                if {"key": "workload", "value": wid, "name": "llm"} in v["groups"]]
+        if mine == ["2"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert mine == ["2"], values
     described = describe(stack, monkeypatch, "llm", project["name"])
     assert f"endpoint: {w['endpoint']}  (public, cluster-local)" in described
     assert "replicas: 2 ready of 2 desired" in described

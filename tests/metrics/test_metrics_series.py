@@ -232,7 +232,14 @@ async def publish_workloads(publish, scene: Scene) -> None:
         event_id="u1", workload_id=running, name="w", project=project, workload_type=D,
         node_pool=pool, gpus=3, utilization_percent=40, idle=False,
         window_start=now - timedelta(seconds=30), window_end=now))
-    server = f"srv-{tag}"
+    # an inference server with no GPU, running, its autoscaler at 3 replicas (2 ready yet)
+    server = str(uuid.uuid5(uuid.NAMESPACE_URL, f"srv-{tag}"))
+    inference = WorkloadType.INFERENCE
+    await publish(subjects.workload_submitted(project, server), submitted(server, inference, 1,
+                                                                          0))
+    for seq, ph, ago in ((1, Phase.CREATING, 20), (2, Phase.RUNNING, 10)):
+        await publish(subjects.phase(project, server, ph), phase(server, inference, seq, ph,
+                                                                 ago))
     for ready in (1, 2):  # the stream's newest status is the server's state
         await publish(subjects.serving(project, server), ServingChanged(
             event_id=f"s{ready}", workload_id=server, name="llm", project=project,
@@ -319,7 +326,19 @@ async def check_queries(nc, query_subjects: QuerySubjects, metrics, scene: Scene
     count = await ask(TelemetryQuery(telemetry_type=TelemetryType.WORKLOADS_COUNT,
                                      group_by=[TelemetryGroupBy.TYPE], project_ids=[pid]))
     assert {v.groups[0].value: v.value for v in count.values} == {
-        "distributed": "1", "workspace": "1", "training": "1"}
+        "distributed": "1", "workspace": "1", "training": "1", "inference": "1"}
+    for kind, expected in ((TelemetryType.INFERENCE_DESIRED_REPLICAS, "3"),
+                           (TelemetryType.INFERENCE_READY_REPLICAS, "2"),
+                           (TelemetryType.INFERENCE_REQUESTS_PER_SECOND, "25")):
+        replicas = await ask(TelemetryQuery(telemetry_type=kind,
+                                            group_by=[TelemetryGroupBy.PROJECT],
+                                            project_ids=[pid]))
+        [(value, groups)] = [(v.value, [(g.key, g.name) for g in v.groups])
+                             for v in replicas.values]
+        assert (value, groups) == (expected, [("project", project), ("workload", "llm")])
+    elsewhere = await ask(TelemetryQuery(telemetry_type=TelemetryType.INFERENCE_READY_REPLICAS,
+                                         project_ids=["nobody"]))
+    assert elsewhere.values == []
     gpus = await ask(TelemetryQuery(
         telemetry_type=TelemetryType.GPU_ALLOCATION,
         group_by=[TelemetryGroupBy.PROJECT, TelemetryGroupBy.NODEPOOL], project_ids=[pid]))
