@@ -13,7 +13,7 @@ from kubernetes import client, config
 from typer.testing import CliRunner
 
 from fairway_cli.main import app
-from tests.e2e.conftest import create, submit
+from tests.e2e.conftest import create, ensure_simulated_pools, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +157,36 @@ async def test_flapping_load_does_not_flap_replicas(api, serve, project, kubesim
     assert max(seen) >= 2  # it did scale up for the peaks
     assert all(b > a for a, b in itertools.pairwise(seen) if b != a), seen
     assert len(rises) <= 2, seen
+
+
+async def test_replicas_above_the_minimum_are_preempted_first_and_wait_to_come_back(
+        api, kubesim, held, phases):
+    """A project held at two GPUs: an inference server scaled to two replicas holds both;
+    a more urgent training takes the surplus replica's GPU, the server keeps its minimum and
+    stays Running, and the replica it lost is made again and waits for room."""
+    ensure_simulated_pools(api)
+    limited = create(api, "/api/v1/org-unit/projects", {
+        "name": f"serve-lim-{uuid.uuid4().hex[:6]}",
+        "resources": [{"nodePool": {"name": "a100"}, "gpu": {"deserved": 2, "limit": 2}}]})
+    server = submit(api, "inferences", limited["id"], "srv", FAST, **{
+        **BASE, "compute": {"gpuDevicesRequest": 1}, "nodePools": ["a100"],
+        "preemptibility": "preemptible", "servingPort": 8000,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 2, "metric": "throughput",
+                        "metricThreshold": 10}})
+    held.append(("inferences", server))
+    await phases.read(server, until={"Running", "Failed"})
+    set_load(kubesim, limited, server, 20)
+    until(api, server, lambda w: w["readyReplicas"] == 2, "two ready replicas")
+
+    urgent = submit(api, "trainings", limited["id"], "urgent", FAST, priorityClass="very-high",
+                    nodePools=["a100"])
+    held.append(("trainings", urgent))
+    events = await phases.read(urgent, until={"Running", "Failed"})
+    assert events[-1]["phase"] == "Running"
+
+    w = until(api, server, lambda w: w["readyReplicas"] == 1 and w["runningPods"] == 1,
+              "down to its minimum")
+    assert w["phase"] == "Running" and w["desiredReplicas"] == 2
+    pods = api.get(f"/api/v1/workloads/{server}/pods").json()["pods"]
+    waiting = [p for p in pods if not p.get("node")]
+    assert len(pods) == 2 and len(waiting) == 1  # the lost replica, made again, waits
