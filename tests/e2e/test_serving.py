@@ -13,7 +13,13 @@ from kubernetes import client, config
 from typer.testing import CliRunner
 
 from fairway_cli.main import app
-from tests.e2e.conftest import create, ensure_simulated_pools, submit
+from tests.e2e.conftest import (
+    ask_delete,
+    create,
+    ensure_simulated_pools,
+    submit,
+    wait_deleted,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +120,19 @@ async def test_an_inference_server_runs_with_an_endpoint_and_its_service_has_the
     described = describe(stack, monkeypatch, "llm", project["name"])
     assert f"endpoint: {w['endpoint']}  (public, cluster-local)" in described
     assert "replicas: 2 ready of 2 desired" in described
+
+    # deleted with the workload
+    ask_delete(api, "inferences", wid)
+    wait_deleted(api, wid)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            kube.read_namespaced_service(service, namespace)
+        except client.ApiException as exc:
+            assert exc.status == 404
+            break
+        assert time.monotonic() < deadline, "the Service outlived its workload"
+        time.sleep(0.3)
 
 
 async def test_load_raises_replicas_to_the_max_then_scales_to_zero_and_a_request_wakes_it(
