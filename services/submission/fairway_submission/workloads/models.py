@@ -179,6 +179,12 @@ def _port_object(value: Any) -> Any:
         value, bool) else value
 
 
+def _bare_port_schema(schema: dict[str, Any]) -> None:
+    # The document says what is accepted: a bare number too (the validator makes it the
+    # object before the model sees it, which a schema cannot tell by itself).
+    schema["anyOf"].insert(1, {"type": "integer", "minimum": 1, "maximum": 65535})
+
+
 class ServingPort(ApiModel):
     """Run:ai's servingPort. Fairway creates the Service for it and reports the endpoint;
     `authorizationType` and its users and groups are kept and shown, and enforced by the
@@ -197,7 +203,8 @@ class ServingPort(ApiModel):
 
 class InferenceSpec(CommonSpec):
     serving_port: Annotated[ServingPort | None, BeforeValidator(_port_object)] = Field(
-        default=None, description="the object, or a bare number: the container port")
+        default=None, description="the object, or a bare number: the container port",
+        json_schema_extra=_bare_port_schema)
     autoscaling: Autoscaling | None = None
 
 
