@@ -166,7 +166,7 @@ class Autoscaler:
         replicas = row.spec.pods
         reason = ""
         live = row.desired == "Running" and not finished(row.phase, row.desired)
-        if autoscaling is not None and live and row.phase not in (Phase.CREATING,):
+        if autoscaling is not None and live and row.phase != Phase.CREATING:
             decision = decide(autoscaling, replicas=replicas, samples=list(state.samples),
                               now=now, state=state.scaling, window=self.window)
             state.scaling, reason = decision.state, decision.reason
