@@ -117,6 +117,10 @@ def test_the_tour(cli, server):
     dist = next(w for w in data["workloads"] if w["name"] == "dist")
     assert dist["requestedPods"] == 4 and dist["requestedResources"]["gpu"] == 8
 
+    described = cli("describe", "inf")
+    assert "endpoint: - (not reported yet)  (public, cluster-local)" in described
+    assert "replicas: 0 ready of 1 desired" in described
+
     pend(server, t["workloadId"], "waiting for 1 GPU; project tour is over its quota")
     listing = cli("list")
     line = row(listing, "tr")

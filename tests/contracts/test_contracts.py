@@ -40,3 +40,16 @@ def test_retry_delays_grow_and_cap():
     delays = [spec.retry_delay(n) for n in range(1, 12)]
     assert delays == sorted(delays)
     assert delays[-1] == spec.retry_delays_seconds[-1]
+
+
+def test_an_effective_spec_kept_with_a_bare_serving_port_reads_as_the_object():
+    from fairway_contracts import EffectiveSpec
+
+    spec = EffectiveSpec.model_validate({"image": "vllm", "priorityClass": "inference",
+                                         "preemptible": False, "backoffLimit": 6,
+                                         "servingPort": 8000})
+
+    assert spec.serving_port.container == 8000 and spec.serving_port.protocol == "http"
+    assert spec.serving_port.service_port == 80
+    grpc = spec.serving_port.model_copy(update={"protocol": "grpc"})
+    assert grpc.service_port == 8000

@@ -34,6 +34,12 @@ def stack(tmp_path_factory, otlp):
         # second, so idle limits of a few seconds can be seen to work. Defaults: 30 s and 5 s.
         "FAIRWAY_LIFECYCLE_UTILIZATION_WINDOW_SECONDS": "2",
         "FAIRWAY_LIFECYCLE_RULES_CHECK_SECONDS": "0.5",
+        # Inference autoscaling (test_serving.py): the metric read twice a second, averaged
+        # over its last two reads, and a lower count held 4 s before scaling down. Defaults:
+        # 5, 30 and 300 s.
+        "FAIRWAY_LIFECYCLE_AUTOSCALE_SECONDS": "0.5",
+        "FAIRWAY_LIFECYCLE_AUTOSCALE_METRIC_WINDOW_SECONDS": "0.6",
+        "FAIRWAY_LIFECYCLE_AUTOSCALE_SCALE_DOWN_SECONDS": "4",
         # Every cycle checks the ledger it keeps against one built from the allocations.
         "FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE": "true",
     }

@@ -48,6 +48,7 @@ def test_consumers(tag: str, project: str) -> MetricsConsumers:
         departments=spec(streams.METRICS_DEPARTMENTS, f"{p}.org.department.did-{tag}"),
         node_pools=spec(streams.METRICS_NODEPOOLS, f"{p}.org.nodepool.pool-{tag}"),
         utilization=spec(streams.METRICS_UTILIZATION, f"{p}.utilization.{project}.>"),
+        serving=spec(streams.METRICS_SERVING, f"{p}.serving.{project}.>"),
         dead_letters=spec(streams.METRICS_DEADLETTERS, f"{p}.deadletter.dl-{tag}"),
     )
 

@@ -25,6 +25,7 @@ from fairway_contracts.events import (
     Quota,
     ResourceStatus,
     SchedulingPending,
+    ServingChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -231,6 +232,20 @@ async def publish_workloads(publish, scene: Scene) -> None:
         event_id="u1", workload_id=running, name="w", project=project, workload_type=D,
         node_pool=pool, gpus=3, utilization_percent=40, idle=False,
         window_start=now - timedelta(seconds=30), window_end=now))
+    # an inference server with no GPU, running, its autoscaler at 3 replicas (2 ready yet)
+    server = str(uuid.uuid5(uuid.NAMESPACE_URL, f"srv-{tag}"))
+    inference = WorkloadType.INFERENCE
+    await publish(subjects.workload_submitted(project, server), submitted(server, inference, 1,
+                                                                          0))
+    for seq, ph, ago in ((1, Phase.CREATING, 20), (2, Phase.RUNNING, 10)):
+        await publish(subjects.phase(project, server, ph), phase(server, inference, seq, ph,
+                                                                 ago))
+    for ready in (1, 2):  # the stream's newest status is the server's state
+        await publish(subjects.serving(project, server), ServingChanged(
+            event_id=f"s{ready}", workload_id=server, name="llm", project=project,
+            sequence=ready, endpoint="http://llm.ns.svc.cluster.local", desired_replicas=3,
+            ready_replicas=ready, min_replicas=0, max_replicas=4, metric="throughput",
+            metric_threshold=10, metric_value=25.0, requests_per_second=25.0, time=now))
     await publish(subjects.deadletter(f"dl-{tag}"), DeadLetter(
         consumer=f"dl-{tag}", stream="S", subject="x", stream_sequence=7, deliveries=8,
         error="boom", payload="{}", failed_at=now))
@@ -242,6 +257,11 @@ def check_series(s, scene: Scene) -> None:
                                         scene.n2, scene.tag)
     common = {"project": project, "department": dept}
     assert value(s, "fairway_workloads", **common, type="distributed", phase="Running") == 1
+    server = {**common, "workload": "llm"}
+    assert value(s, "fairway_inference_replicas_desired", **server) == 3
+    assert value(s, "fairway_inference_replicas_ready", **server) == 2
+    assert value(s, "fairway_inference_requests_per_second", **server) == 25
+    assert value(s, "fairway_inference_autoscaling_metric", **server, metric="throughput") == 25
     assert value(s, "fairway_workloads", **common, type="workspace", phase="Pending") == 1
     assert value(s, "fairway_workloads", **common, type="training", phase="Failed") == 1
     assert value(s, "fairway_workloads", **common, type="training", phase="Running") == 0
@@ -306,7 +326,19 @@ async def check_queries(nc, query_subjects: QuerySubjects, metrics, scene: Scene
     count = await ask(TelemetryQuery(telemetry_type=TelemetryType.WORKLOADS_COUNT,
                                      group_by=[TelemetryGroupBy.TYPE], project_ids=[pid]))
     assert {v.groups[0].value: v.value for v in count.values} == {
-        "distributed": "1", "workspace": "1", "training": "1"}
+        "distributed": "1", "workspace": "1", "training": "1", "inference": "1"}
+    for kind, expected in ((TelemetryType.INFERENCE_DESIRED_REPLICAS, "3"),
+                           (TelemetryType.INFERENCE_READY_REPLICAS, "2"),
+                           (TelemetryType.INFERENCE_REQUESTS_PER_SECOND, "25")):
+        replicas = await ask(TelemetryQuery(telemetry_type=kind,
+                                            group_by=[TelemetryGroupBy.PROJECT],
+                                            project_ids=[pid]))
+        [(value, groups)] = [(v.value, [(g.key, g.name) for g in v.groups])
+                             for v in replicas.values]
+        assert (value, groups) == (expected, [("project", project), ("workload", "llm")])
+    elsewhere = await ask(TelemetryQuery(telemetry_type=TelemetryType.INFERENCE_READY_REPLICAS,
+                                         project_ids=["nobody"]))
+    assert elsewhere.values == []
     gpus = await ask(TelemetryQuery(
         telemetry_type=TelemetryType.GPU_ALLOCATION,
         group_by=[TelemetryGroupBy.PROJECT, TelemetryGroupBy.NODEPOOL], project_ids=[pid]))

@@ -109,9 +109,13 @@ POD_GROUPS = [
     # type,        spec,                                       pods, min pods
     (DISTRIBUTED,  {"numWorkers": 3},                          4,    4),
     (DISTRIBUTED,  {"numWorkers": 3, "minReplicas": 1},        4,    2),
+    # an inference server's minimum replicas are one gang; the autoscaler adds elastic ones
+    (INFERENCE,    {"autoscaling": {"minReplicas": 3}},        3,    3),
+    # one that may scale to zero starts with one replica
+    (INFERENCE,    {"autoscaling": {"minReplicas": 0, "maxReplicas": 4,
+                                    "metric": "concurrency", "metricThreshold": 2}}, 1, 1),
     (DISTRIBUTED,  {"numWorkers": 2, "minReplicas": 1, "maxReplicas": 4}, 3, 2),
     (DISTRIBUTED,  {"minReplicas": 1, "maxReplicas": 3},       4,    2),  # grows up to max
-    (INFERENCE,    {"autoscaling": {"minReplicas": 3}},        3,    1),
     (TRAINING,     {"numWorkers": 8},                          1,    1),  # not a distributed field
 ]
 
@@ -151,6 +155,11 @@ VIOLATIONS = [
     (DISTRIBUTED, {"numWorkers": 2, "maxReplicas": 0},          "spec.maxReplicas"),
     (DISTRIBUTED, {"masterSpecSameAsWorker": False},            "spec.masterSpec"),
     (INFERENCE,   {"autoscaling": {"minReplicas": 0}},          "spec.autoscaling.minReplicas"),
+    (INFERENCE,   {"autoscaling": {"minReplicas": 0, "metric": "latency",
+                                   "metricThreshold": 0.2}},    "spec.autoscaling.minReplicas"),
+    (INFERENCE,   {"servingPort": {"container": 70000}},        "spec.servingPort.container"),
+    (INFERENCE,   {"servingPort": {"container": 80, "protocol": "udp"}},
+     "spec.servingPort.protocol"),
 ]
 
 
@@ -212,6 +221,25 @@ def test_gpu_fractions_reach_the_effective_spec_in_normal_form(compute, expected
     assert reply.ok, reply.violations
     got = reply.effective_spec.compute
     assert {key: getattr(got, key) for key in expected} == expected
+
+
+def test_a_bare_serving_port_is_the_container_port_with_run_ai_defaults():
+    reply = evaluate(request(INFERENCE, servingPort=8000))
+
+    assert reply.ok, reply.violations
+    port = reply.effective_spec.serving_port
+    assert (port.container, port.protocol, port.authorization_type,
+            port.cluster_local_access_only) == (8000, "http", "public", True)
+
+
+def test_autoscaling_reaches_the_effective_spec_whole():
+    autoscaling = {"minReplicas": 0, "maxReplicas": 5, "metric": "throughput",
+                   "metricThreshold": 10, "initializationTimeoutSeconds": 60,
+                   "scaleToZeroRetentionSeconds": 300}
+    reply = evaluate(request(INFERENCE, autoscaling=autoscaling))
+
+    assert reply.ok, reply.violations
+    assert reply.effective_spec.autoscaling.model_dump(by_alias=True) == autoscaling
 
 
 def test_elastic_bounds_and_the_master_spec_reach_the_effective_spec():

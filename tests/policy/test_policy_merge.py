@@ -265,7 +265,8 @@ BAD_DOCUMENTS = [
     ({"rules": {"image": {"options": []}}}, "policy.rules.image.options"),
     ({"defaults": {"gpus": 1}}, "policy.defaults.gpus"),
     ({"defaults": {"backoffLimit": "2"}}, "policy.defaults.backoffLimit"),
-    ({"defaults": {"servingPort": 8000}}, "policy.defaults.servingPort"),  # not a training's
+    # not a training's field (named in its new place)
+    ({"defaults": {"servingPort": 8000}}, "policy.defaults.servingPort.container"),
     ({"defaults": {"environmentVariables": [{"value": "x"}]}},
      "policy.defaults.environmentVariables"),
     ({"imposed": {"compute": {"cpuMemoryLimit": "lots"}}}, "policy.imposed.compute.cpuMemoryLimit"),

@@ -124,7 +124,7 @@ async def test_rules_live_at_one_level_of_a_branch(api, org):
 
     assert r.status_code == 422
     [detail] = r.json()["details"]
-    assert detail["field"] == "policy.rules.servingPort"
+    assert detail["field"] == "policy.rules.servingPort.container"  # its old shape
     assert detail["scope"] == "project pol-vision"
     # the same rule in another branch is fine
     r = await api.admin.put("/api/v2/policy/inferences", json=department(

@@ -61,7 +61,8 @@ async def test_problems_are_listed_by_field(harness, default_project):
     r = await harness.admin.post("/api/v1/workloads/inferences", json=body(
         pid, "inf", autoscaling={"minReplicas": 3, "maxReplicas": 2}, servingPort=70000))
     assert r.status_code == 422
-    assert {d["field"] for d in r.json()["details"]} == {"spec.servingPort"}
+    # a bare number is the container port: its problem is named there
+    assert {d["field"] for d in r.json()["details"]} == {"spec.servingPort.container"}
     r = await harness.admin.post("/api/v1/workloads/inferences", json=body(
         pid, "inf", autoscaling={"minReplicas": 3, "maxReplicas": 2}))
     assert [d["field"] for d in r.json()["details"]] == ["spec.autoscaling.maxReplicas"]
@@ -72,6 +73,63 @@ async def test_problems_are_listed_by_field(harness, default_project):
     assert r.json()["details"][0]["field"] == "spec.priorityClass"
     r = await harness.admin.post("/api/v1/workloads/trainings", json=body("999", "x"))
     assert r.status_code == 404 and r.json()["details"][0]["field"] == "projectId"
+
+
+SERVING_PROBLEMS = [
+    # servingPort / autoscaling as submitted,                          the field named
+    ({"servingPort": {"container": 0}},                               "spec.servingPort.container"),
+    ({"servingPort": {"container": 8000, "protocol": "udp"}},         "spec.servingPort.protocol"),
+    ({"servingPort": {"container": 8000, "authorizationType": "vip"}},
+     "spec.servingPort.authorizationType"),
+    ({"servingPort": {"container": 8000, "authorizationType": "authorizedUsersOrGroups"}},
+     "spec.servingPort.authorizedUsers"),
+    ({"servingPort": {"container": 8000, "authorizedGroups": ["ml"]}},
+     "spec.servingPort.authorizationType"),
+    ({"servingPort": {"protocol": "grpc"}},                           "spec.servingPort.container"),
+    ({"autoscaling": {"minReplicas": 1, "maxReplicas": 3}},           "spec.autoscaling.metric"),
+    ({"autoscaling": {"minReplicas": 1, "maxReplicas": 3, "metric": "latency"}},
+     "spec.autoscaling.metricThreshold"),
+    ({"autoscaling": {"minReplicas": 0, "maxReplicas": 3, "metric": "latency",
+                      "metricThreshold": 0.5}},                  "spec.autoscaling.minReplicas"),
+    ({"autoscaling": {"minReplicas": 1, "maxReplicas": 3, "metric": "9 lives",
+                      "metricThreshold": 1}},                         "spec.autoscaling.metric"),
+    ({"autoscaling": {"minReplicas": 2, "scaleToZeroRetentionSeconds": 60}},
+     "spec.autoscaling.scaleToZeroRetentionSeconds"),
+    ({"autoscaling": {"minReplicas": 1, "initializationTimeoutSeconds": 0}},
+     "spec.autoscaling.initializationTimeoutSeconds"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), SERVING_PROBLEMS)
+async def test_serving_port_and_autoscaling_problems_name_the_field(harness, default_project,
+                                                                    spec, field):
+    r = await harness.admin.post("/api/v1/workloads/inferences",
+                                 json=body(default_project["id"], "inf", **spec))
+
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["details"]] == [field]
+
+
+async def test_serving_port_object_and_autoscaling_are_kept_as_run_ai_shapes_them(
+        harness, default_project):
+    serving = {"container": 50051, "protocol": "grpc",
+               "authorizationType": "authorizedUsersOrGroups", "authorizedGroups": ["ml"],
+               "clusterLocalAccessOnly": False}
+    autoscaling = {"minReplicas": 0, "maxReplicas": 4, "metric": "throughput",
+                   "metricThreshold": 20, "initializationTimeoutSeconds": 120,
+                   "scaleToZeroRetentionSeconds": 600}
+    r = await harness.admin.post("/api/v1/workloads/inferences", json=body(
+        default_project["id"], "grpc-llm", servingPort=serving, autoscaling=autoscaling))
+
+    assert r.status_code == 202, r.text
+    w = r.json()
+    assert w["submittedSpec"]["servingPort"] == serving
+    assert w["spec"]["servingPort"] == {**serving, "authorizedUsers": []}  # as it runs
+    assert w["spec"]["autoscaling"] == autoscaling
+    [(_, event)] = await harness.outbox(f"fairway.workload.submitted.default.{w['workloadId']}")
+    assert event["spec"]["servingPort"]["protocol"] == "grpc"
+    assert event["spec"]["autoscaling"]["scaleToZeroRetentionSeconds"] == 600
+    assert (event["spec"]["pods"], event["spec"]["minPods"]) == (1, 1)  # starts with one
 
 
 async def test_list_filters_sorts_and_pages(harness, default_project):

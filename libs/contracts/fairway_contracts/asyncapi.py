@@ -76,6 +76,11 @@ CHANNELS: tuple[Channel, ...] = (
             streams.UTILIZATION.name,
             "A running workload's GPU utilization over one window (30 s by default), and "
             "whether the window was idle (every pod at zero)."),
+    Channel("servingChanged", "fairway.serving.{project}.{workloadId}",
+            ("project", "workloadId"), events.ServingChanged, "lifecycle",
+            streams.SERVING.name,
+            "An inference server's endpoint, desired and ready replicas and load, when they "
+            "change; the stream keeps the last message per server."),
     Channel("deadLetter", "fairway.deadletter.{consumer}", ("consumer",),
             events.DeadLetter, "any", streams.DEADLETTER.name,
             "A message that exhausted its deliveries."),

@@ -240,6 +240,32 @@ class WorkloadUtilization(Contract):
     window_end: datetime
 
 
+class ServingChanged(Contract):
+    """An inference server's serving status (subject fairway.serving.<project>.<workloadId>;
+    lifecycle publishes one when its endpoint, replicas or load change, the stream keeps the
+    last). `desired_replicas` is its autoscaler's count (0: scaled to zero), `ready_replicas`
+    those ready behind its Service; `requests_per_second` what arrives at it and
+    `metric_value` its autoscaling metric as last read (None: not read)."""
+
+    event_id: str
+    workload_id: str
+    name: str
+    project: str
+    sequence: int = Field(ge=1, description="one more per status; an older one is stale")
+    endpoint: str | None = None
+    protocol: str | None = None
+    desired_replicas: int = Field(ge=0)
+    ready_replicas: int = Field(ge=0)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=0)
+    metric: str | None = None
+    metric_threshold: float | None = None
+    metric_value: float | None = None
+    requests_per_second: float | None = None
+    reason: str = ""
+    time: datetime
+
+
 class ResourceStatus(Contract):
     """One resource of one queue after a scheduling cycle: GPUs (devices, may be fractional),
     CPU (millicores) or memory (MiB). `limit` -1: no limit."""

@@ -91,8 +91,16 @@ UTILIZATION = StreamSpec(
     (subjects.UTILIZATION_ALL,),
     "GPU utilization per running workload, one message per window (from lifecycle).",
 )
+SERVING = StreamSpec(
+    "FAIRWAY_SERVING",
+    (subjects.SERVING_ALL,),
+    "Inference servers' serving status: endpoint, desired and ready replicas, load (from "
+    "lifecycle); the last message per server is its state.",
+    max_msgs_per_subject=1,
+    max_age_seconds=0,
+)
 STREAMS: tuple[StreamSpec, ...] = (
-    WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION,
+    WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION, SERVING,
 )
 
 
@@ -215,6 +223,14 @@ METRICS_UTILIZATION = ConsumerSpec(
     "Keeps each running workload's last GPU utilization window.",
     parallel=8, ordering_tokens=4,  # fairway.utilization.<project>.<id>: one workload
 )
+SUBMISSION_SERVING = ConsumerSpec(
+    "submission", "submission-serving", SERVING.name, (subjects.SERVING_ALL,),
+    "Shows each inference server's endpoint and its desired and ready replicas.",
+)
+METRICS_SERVING = ConsumerSpec(
+    "metrics", "metrics-serving", SERVING.name, (subjects.SERVING_ALL,),
+    "Keeps each inference server's replicas (desired, ready) and load for its series.",
+)
 METRICS_DEADLETTERS = ConsumerSpec(
     "metrics", "metrics-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
     "Counts dead-lettered messages by consumer.",
@@ -243,6 +259,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SUBMISSION_PODGROUPS,
     SUBMISSION_PENDING,
     SUBMISSION_QUEUES,
+    SUBMISSION_SERVING,
     METRICS_PHASES,
     METRICS_WORKLOADS,
     METRICS_QUEUES,
@@ -253,6 +270,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     METRICS_DEPARTMENTS,
     METRICS_NODEPOOLS,
     METRICS_UTILIZATION,
+    METRICS_SERVING,
     METRICS_DEADLETTERS,
 )
 

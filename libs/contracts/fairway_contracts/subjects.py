@@ -57,6 +57,7 @@ ORG_DEPARTMENT_ALL = f"{PREFIX}.org.department.>"
 ORG_NODEPOOL_ALL = f"{PREFIX}.org.nodepool.>"
 DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
 UTILIZATION_ALL = f"{PREFIX}.utilization.>"
+SERVING_ALL = f"{PREFIX}.serving.>"
 
 
 def _token(value: str, what: str) -> str:
@@ -134,6 +135,11 @@ def utilization(project: str, workload_id: str) -> str:
     """One running workload's GPU utilization over one window (lifecycle, one per window)."""
     return (f"{PREFIX}.utilization.{_token(project, 'project')}."
             f"{_token(workload_id, 'workload id')}")
+
+
+def serving(project: str, workload_id: str) -> str:
+    """An inference server's serving status: endpoint, replicas, load (lifecycle)."""
+    return f"{PREFIX}.serving.{_token(project, 'project')}.{_token(workload_id, 'workload id')}"
 
 
 def deadletter(consumer: str) -> str:

@@ -19,6 +19,11 @@ class TelemetryType(StrEnum):
     WORKLOADS_COUNT = "WORKLOADS_COUNT"
     GPU_ALLOCATION = "GPU_ALLOCATION"
     PENDING_TIME_DISTRIBUTION = "PENDING_TIME_DISTRIBUTION"
+    # Per live inference server (a `workload` group each): its autoscaler's replicas, the
+    # replicas ready behind its Service, the requests per second arriving at it.
+    INFERENCE_DESIRED_REPLICAS = "INFERENCE_DESIRED_REPLICAS"
+    INFERENCE_READY_REPLICAS = "INFERENCE_READY_REPLICAS"
+    INFERENCE_REQUESTS_PER_SECOND = "INFERENCE_REQUESTS_PER_SECOND"
 
 
 class TelemetryGroupBy(StrEnum):

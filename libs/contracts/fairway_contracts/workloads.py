@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fairway_contracts.base import Contract
 from fairway_contracts.quantities import cpu_millis, memory_mib
@@ -170,6 +170,55 @@ class MasterSpec(Contract):
     compute: Compute | None = None
 
 
+# Metrics that may fall to nothing when no request comes: only these let a server scale to
+# zero (latency has no value without requests, so it cannot say "idle").
+SCALE_TO_ZERO_METRICS = ("throughput", "concurrency")
+
+
+# How an inference endpoint is reached, as Run:ai's servingPort names it. Fairway creates the
+# Service and records these; who may call the endpoint (authorizationType and its users and
+# groups) is enforced on a real cluster by the ingress or gateway in front of it, not here.
+class ServingPort(Contract):
+    """The port an inference server listens on and how its endpoint is exposed."""
+
+    container: int = Field(ge=1, le=65535)
+    protocol: Literal["http", "grpc"] = "http"
+    authorization_type: Literal["public", "authenticatedUsers",
+                                "authorizedUsersOrGroups"] = "public"
+    authorized_users: list[str] = Field(default_factory=list)
+    authorized_groups: list[str] = Field(default_factory=list)
+    cluster_local_access_only: bool = True
+
+    @property
+    def service_port(self) -> int:
+        """The Service's port: 80 for http (the URL needs none), the container's for grpc."""
+        return 80 if self.protocol == "http" else self.container
+
+
+class Autoscaling(Contract):
+    """Run:ai's autoscaling of an inference server: replicas between min and max, sized so
+    that each replica sees at most `metric_threshold` of `metric`; `min_replicas` 0 lets it
+    scale to zero after `scale_to_zero_retention_seconds` without a request."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    metric: str | None = None  # throughput | concurrency | latency | a custom metric's name
+    metric_threshold: float | None = Field(default=None, gt=0)
+    initialization_timeout_seconds: int | None = Field(default=None, ge=1)
+    scale_to_zero_retention_seconds: int | None = Field(default=None, ge=0)
+
+    @property
+    def ceiling(self) -> int:
+        """The most replicas the server may have (at least one)."""
+        return max(self.max_replicas or self.min_replicas, self.min_replicas, 1)
+
+    @property
+    def scales(self) -> bool:
+        """True when the replica count moves with a metric (else: min_replicas, fixed)."""
+        return (self.metric is not None and self.metric_threshold is not None
+                and (self.ceiling > self.min_replicas or self.min_replicas == 0))
+
+
 class EffectiveSpec(Contract):
     """A workload's spec after policy: every default filled in, every rule satisfied."""
 
@@ -201,9 +250,17 @@ class EffectiveSpec(Contract):
     min_replicas: int | None = Field(default=None, ge=1)
     max_replicas: int | None = Field(default=None, ge=1)
     master_spec: MasterSpec | None = None  # None: the master is a copy of the workers
-    serving_port: int | None = Field(default=None, ge=1, le=65535)
+    serving_port: ServingPort | None = None
+    autoscaling: Autoscaling | None = None
     terminate_after_preemption: bool = False
     auto_deletion_time_after_completion_seconds: int | None = Field(default=None, ge=0)
+
+    @field_validator("serving_port", mode="before")
+    @classmethod
+    def _bare_port(cls, value: Any) -> Any:
+        # Before the object (and in rows kept from then) servingPort was the container port.
+        return {"container": value} if isinstance(value, int) and not isinstance(
+            value, bool) else value
 
     def gpus_requested(self, device_memory_mib: int | None = None) -> float:
         """GPUs the whole workload asks for: every pod of its gang (fractions by portion)."""

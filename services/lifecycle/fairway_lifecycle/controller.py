@@ -242,6 +242,16 @@ class Controller:
         self._fold(workload_id)
         self.mark(workload_id)
 
+    def scale(self, workload_id: str, replicas: int) -> None:
+        """An inference server's autoscaler set its replica count (recorded already): pods
+        are made or deleted to match, and the fold expects that many."""
+        t = self.tracked.get(workload_id)
+        if t is None or not self.machine.rescale(workload_id, replicas):
+            return
+        t.row.spec = t.row.spec.model_copy(update={"pods": replicas})
+        self._fold(workload_id)
+        self.mark(workload_id)
+
     async def preempt(self, decision: PreemptDecision) -> None:
         """Record the preemption, then evict the pods (DisruptionTarget, graceful delete).
         The fold shows Pending (or Failed with terminateAfterPreemption); the pods come back

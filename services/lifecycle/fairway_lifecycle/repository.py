@@ -53,11 +53,19 @@ class WorkloadRow:
         )
 
 
+def _spec(r: asyncpg.Record) -> EffectiveSpec:
+    """The recorded spec, with the replicas its autoscaler set (0 included: a copy is not
+    validated again, and a server scaled to zero has no pod)."""
+    spec = EffectiveSpec.model_validate(r["spec"])
+    replicas = r.get("replicas")
+    return spec if replicas is None else spec.model_copy(update={"pods": replicas})
+
+
 def _row(r: asyncpg.Record) -> WorkloadRow:
     return WorkloadRow(
         workload_id=r["workload_id"], name=r["name"], project=r["project"],
         workload_type=WorkloadType(r["workload_type"]), namespace=r["namespace"],
-        spec=EffectiveSpec.model_validate(r["spec"]), trace_headers=dict(r["trace_headers"]),
+        spec=_spec(r), trace_headers=dict(r["trace_headers"]),
         attempt=r["attempt"], phase=Phase(r["phase"]), reason=r["reason"],
         message=r["message"], sequence=r["sequence"], created_at=r["created_at"],
         podgroup_sequence=r["podgroup_sequence"], podgroup_signature=r["podgroup_signature"],
@@ -265,6 +273,12 @@ async def set_unschedulable(conn: asyncpg.Connection, workload_id: str, code: st
                             message: str) -> None:
     await conn.execute("UPDATE workloads SET unschedulable_code = $2, unschedulable_message = $3,"
                        " updated_at = now() WHERE workload_id = $1", workload_id, code, message)
+
+
+async def set_replicas(conn: asyncpg.Connection, workload_id: str, replicas: int) -> None:
+    """An inference server's replica count, as its autoscaler set it (kept over a restart)."""
+    await conn.execute("UPDATE workloads SET replicas = $2, updated_at = now()"
+                       " WHERE workload_id = $1", workload_id, replicas)
 
 
 # scheduling rules and usage ------------------------------------------------------------------

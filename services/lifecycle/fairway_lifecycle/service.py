@@ -21,6 +21,7 @@ from fairway_contracts.events import (
 )
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
+from fairway_lifecycle.core.autoscaler import Window
 from fairway_lifecycle.core.deadletters import stalled_workload
 from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES
 from fairway_lifecycle.core.machine import action_ignored, desire_for
@@ -28,6 +29,7 @@ from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.sharing import FractionBind, GpuSharing
 from fairway_runtime import Service
@@ -77,6 +79,11 @@ class LifecycleService:
                                   check_seconds=settings.reservation_check_seconds,
                                   resync_seconds=settings.resync_seconds)
         self.controller.sharing = self.sharing
+        self.autoscaler = Autoscaler(
+            runtime, self.controller, metrics_url=settings.serving_metrics_url,
+            period_seconds=settings.autoscale_seconds,
+            window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
+                          scale_down_seconds=settings.autoscale_scale_down_seconds))
         self.sharing.find_unbound = self._unbound_fractions
 
     @property
@@ -89,6 +96,7 @@ class LifecycleService:
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
+        self.runtime.background(self.autoscaler.run(), "autoscaling")
 
     async def stop(self) -> None:
         self.sharing.stop()

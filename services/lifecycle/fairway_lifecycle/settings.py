@@ -72,3 +72,21 @@ class LifecycleSettings(ServiceSettings):
         default=5.0, gt=0, alias="FAIRWAY_LIFECYCLE_RESERVATION_CHECK_SECONDS",
         description="how often reservation pods of devices no fraction uses any more are "
                     "deleted (and missing ones made again)")
+    serving_metrics_url: str | None = Field(
+        default=None, alias="FAIRWAY_LIFECYCLE_SERVING_METRICS_URL",
+        description="where inference servers' load is read, in the Prometheus text format "
+                    "(kubesim's /metrics/serving; on a real cluster Prometheus' /federate "
+                    "with the recording rules of docs/operations.md); unset: autoscaling "
+                    "keeps each server's count (no metric)")
+    autoscale_seconds: float = Field(
+        default=5.0, gt=0, alias="FAIRWAY_LIFECYCLE_AUTOSCALE_SECONDS",
+        description="how often inference servers' metrics are read and their replica "
+                    "counts decided")
+    autoscale_metric_window_seconds: float = Field(
+        default=30.0, gt=0, alias="FAIRWAY_LIFECYCLE_AUTOSCALE_METRIC_WINDOW_SECONDS",
+        description="the window a server's metric is averaged over before it is compared "
+                    "with its threshold")
+    autoscale_scale_down_seconds: float = Field(
+        default=300.0, ge=0, alias="FAIRWAY_LIFECYCLE_AUTOSCALE_SCALE_DOWN_SECONDS",
+        description="how long a lower replica count must hold before a server scales down "
+                    "(the HPA's stabilisation window: against flapping)")

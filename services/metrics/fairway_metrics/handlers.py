@@ -18,6 +18,7 @@ from fairway_contracts.events import (
     ProjectChanged,
     QueueStatusChanged,
     SchedulingPending,
+    ServingChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -28,6 +29,7 @@ from fairway_metrics.core.projection import (
     PENDING,
     PROJECT,
     QUEUE,
+    SERVING,
     UTILIZATION,
     queue_key,
 )
@@ -93,6 +95,10 @@ def _register_facts(service: MetricsService) -> None:
     @durable_batch_subscriber(broker, consumers.utilization, WorkloadUtilization, pause=pause)
     async def on_utilization(items: list[Received[WorkloadUtilization]]) -> None:
         await service.about_workloads(UTILIZATION, items)
+
+    @durable_batch_subscriber(broker, consumers.serving, ServingChanged, pause=pause)
+    async def on_serving(items: list[Received[ServingChanged]]) -> None:
+        await service.about_workloads(SERVING, items)
 
     @durable_subscriber(broker, consumers.dead_letters, DeadLetter)
     async def on_dead_letter(event: DeadLetter, delivery: Delivery) -> None:

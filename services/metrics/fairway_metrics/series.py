@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fairway_contracts.workloads import Phase, utcnow
-from fairway_metrics.core.projection import Projection, Snapshot
+from fairway_metrics.core.projection import Projection, ServingRow, Snapshot
 from fairway_metrics.core.workloads import Outcome
 
 SUBMIT_TO_RUNNING = Histogram(
@@ -99,6 +99,7 @@ class ProjectionCollector(Collector):
         yield from _workload_series(s)
         yield from _queue_series(s)
         yield from _node_series(s)
+        yield from _serving_series(s)
         yield _counter("fairway_preemptions", "Preempt decisions, by project and reason.",
                        ["project", "department", "reason"],
                        {(project, s.department_of(project)[0], reason): n
@@ -179,6 +180,32 @@ def _workload_series(s: Snapshot) -> Iterator[Metric]:
     yield _counter("fairway_workload_running_seconds",
                    "Time workloads spent Running or Degraded, the open stretches up to now.",
                    ["project", "department", "type"], running_total)
+
+
+def _serving_series(s: Snapshot) -> Iterator[Metric]:
+    # One series per live inference server (its name is unique in its project), gone when it
+    # finishes: as many as servers run, like a per-Deployment series of kube-state-metrics.
+    labels = ["project", "department", "workload"]
+    rows = s.serving()
+
+    def by(figure: Callable[[ServingRow], float | None]) -> dict[tuple[str, ...], float]:
+        return {(r.project, r.department, r.name): value for r in rows
+                if (value := figure(r)) is not None}
+
+    yield _gauge("fairway_inference_replicas_desired",
+                 "Replicas an inference server's autoscaler wants (0: scaled to zero).",
+                 labels, by(lambda r: r.desired_replicas))
+    yield _gauge("fairway_inference_replicas_ready",
+                 "Replicas of an inference server ready behind its Service.",
+                 labels, by(lambda r: r.ready_replicas))
+    yield _gauge("fairway_inference_requests_per_second",
+                 "Requests per second arriving at an inference server, as last read.",
+                 labels, by(lambda r: r.requests_per_second))
+    yield _gauge("fairway_inference_autoscaling_metric",
+                 "An inference server's autoscaling metric over its replicas, as last read.",
+                 [*labels, "metric"],
+                 {(r.project, r.department, r.name, r.metric): r.metric_value
+                  for r in rows if r.metric and r.metric_value is not None})
 
 
 _QUEUE_FIGURES = (

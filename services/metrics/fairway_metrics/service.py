@@ -22,6 +22,7 @@ from fairway_contracts.events import (
     PhaseChanged,
     PreemptDecision,
     SchedulingPending,
+    ServingChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -37,7 +38,7 @@ from fairway_contracts.telemetry import (
 from fairway_contracts.workloads import utcnow
 from fairway_metrics import repository, series
 from fairway_metrics.core import queries
-from fairway_metrics.core.projection import PENDING, UTILIZATION, Projection, newest
+from fairway_metrics.core.projection import PENDING, SERVING, UTILIZATION, Projection, newest
 from fairway_metrics.core.workloads import (
     Outcome,
     WorkloadView,
@@ -66,6 +67,7 @@ class MetricsConsumers:
     departments: ConsumerSpec = streams.METRICS_DEPARTMENTS
     node_pools: ConsumerSpec = streams.METRICS_NODEPOOLS
     utilization: ConsumerSpec = streams.METRICS_UTILIZATION
+    serving: ConsumerSpec = streams.METRICS_SERVING
     dead_letters: ConsumerSpec = streams.METRICS_DEADLETTERS
 
     def all(self) -> tuple[ConsumerSpec, ...]:
@@ -129,10 +131,11 @@ class MetricsService:
             folded = fold_batch(views, events, fold)
             await repository.save_workloads(conn, folded.views.values())
             if folded.finished:  # nothing waits or runs: forget why, how busy
-                await repository.forget_current(conn, (PENDING, UTILIZATION), folded.finished)
+                await repository.forget_current(conn, (PENDING, UTILIZATION, SERVING),
+                                                folded.finished)
         self.projection.workloads.update(folded.views)
         for wid in folded.finished:
-            for kind in (PENDING, UTILIZATION):
+            for kind in (PENDING, UTILIZATION, SERVING):
                 self.projection.put(kind, wid, None)
         series.record(folded.outcomes)
 
@@ -155,7 +158,8 @@ class MetricsService:
 
     async def about_workloads(self, kind: str,
                               items: list[Received[SchedulingPending]]
-                              | list[Received[WorkloadUtilization]]) -> None:
+                              | list[Received[WorkloadUtilization]]
+                              | list[Received[ServingChanged]]) -> None:
         """Why workloads wait, or how busy they are: kept while the workload is live (a message
         that arrives after it finished would otherwise be kept for ever)."""
         workloads = self.projection.workloads
@@ -237,7 +241,7 @@ class MetricsService:
         return MetricsReply(measurements=measurements)
 
 
-def _workload_id(event: SchedulingPending | WorkloadUtilization) -> str:
+def _workload_id(event: SchedulingPending | WorkloadUtilization | ServingChanged) -> str:
     return event.workload_id
 
 

@@ -10,6 +10,7 @@ from fairway_contracts.events import (
     PodGroupChanged,
     QueueStatusChanged,
     SchedulingPending,
+    ServingChanged,
 )
 from fairway_submission import repository as repo
 from fairway_submission.core.health import HEALTH_SUBJECT
@@ -46,6 +47,13 @@ def register(service: SubmissionService) -> None:
         with workload_context(event.workload_id):
             async with service.pool.acquire() as conn:
                 await repo.apply_pending(conn, event)
+
+    @durable_subscriber(broker, streams.SUBMISSION_SERVING, ServingChanged)
+    async def on_serving(event: ServingChanged, delivery: Delivery) -> None:
+        # An inference server's endpoint and replicas, as lifecycle's autoscaler reports them.
+        with workload_context(event.workload_id):
+            async with service.pool.acquire() as conn:
+                await repo.apply_serving(conn, event)
 
     @durable_subscriber(broker, streams.SUBMISSION_QUEUES, QueueStatusChanged)
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:

@@ -16,6 +16,7 @@ from fairway_contracts.events import (
     PodGroupChanged,
     QueueStatusChanged,
     SchedulingPending,
+    ServingChanged,
 )
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
@@ -609,6 +610,19 @@ async def queue_statuses(conn: asyncpg.Connection, kind: str, name: str | None =
     for row in rows:
         out.setdefault(row["name"], {})[row["node_pool"]] = row["status"]
     return out
+
+
+async def apply_serving(conn: asyncpg.Connection, event: ServingChanged) -> bool:
+    """Keep an inference server's newest serving status; older news is ignored."""
+    try:
+        wid = uuid.UUID(event.workload_id)
+    except ValueError:
+        return False
+    done = await conn.execute(
+        "UPDATE workloads SET serving = $2, serving_sequence = $3"
+        " WHERE workload_id = $1 AND serving_sequence < $3",
+        wid, event.model_dump(mode="json", by_alias=True), event.sequence)
+    return done.endswith(" 1")
 
 
 async def apply_pending(conn: asyncpg.Connection, event: SchedulingPending) -> bool:

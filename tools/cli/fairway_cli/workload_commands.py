@@ -258,18 +258,40 @@ def _distributed(
 
 @submit_command("inference")
 def _inference(
-    serving_port: Annotated[int | None, typer.Option("--serving-port")] = None,
-    min_replicas: Annotated[int | None, typer.Option("--min-replicas")] = None,
+    serving_port: Annotated[int | None, typer.Option("--serving-port",
+                                                     help="the container's port")] = None,
+    protocol: Annotated[str | None, typer.Option(help="http | grpc")] = None,
+    authorization: Annotated[str | None, typer.Option(
+        "--authorization", help="public | authenticatedUsers | authorizedUsersOrGroups")
+    ] = None,
+    external: Annotated[bool, typer.Option(
+        "--external", help="reachable from outside the cluster (clusterLocalAccessOnly "
+                           "false)")] = False,
+    min_replicas: Annotated[int | None, typer.Option("--min-replicas",
+                                                     help="0: scale to zero")] = None,
     max_replicas: Annotated[int | None, typer.Option("--max-replicas")] = None,
-    metric: Annotated[str | None, typer.Option(help="throughput | concurrency | latency")
-                      ] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="throughput | concurrency | latency | a custom metric")] = None,
     metric_threshold: Annotated[float | None, typer.Option("--metric-threshold")] = None,
+    scale_to_zero_after: Annotated[int | None, typer.Option(
+        "--scale-to-zero-after", help="seconds without requests before scaling to zero")
+    ] = None,
+    initialization_timeout: Annotated[int | None, typer.Option(
+        "--initialization-timeout", help="seconds a new replica may take to be ready")
+    ] = None,
 ) -> dict[str, Any]:
-    """Submit an inference server."""
+    """Submit an inference server (a Service in front of its replicas; autoscaled)."""
     autoscaling = {k: v for k, v in (("minReplicas", min_replicas),
                                      ("maxReplicas", max_replicas), ("metric", metric),
-                                     ("metricThreshold", metric_threshold)) if v is not None}
-    return {"servingPort": serving_port, "autoscaling": autoscaling or None}
+                                     ("metricThreshold", metric_threshold),
+                                     ("scaleToZeroRetentionSeconds", scale_to_zero_after),
+                                     ("initializationTimeoutSeconds", initialization_timeout))
+                   if v is not None}
+    port = {k: v for k, v in (("container", serving_port), ("protocol", protocol),
+                              ("authorizationType", authorization)) if v is not None}
+    if external:
+        port["clusterLocalAccessOnly"] = False
+    return {"servingPort": port or None, "autoscaling": autoscaling or None}
 
 
 # reading -------------------------------------------------------------------------------------
@@ -385,6 +407,9 @@ def describe(
                                             if spec.get("command") else ""), highlight=False)
     if decided := _decided(spec, w.get("submittedSpec") or {}):
         out(f"decided:  {decided}  (by policy and defaults, not submitted)", highlight=False)
+    if w["type"] == "inference":
+        for line in _serving_lines(w):
+            out(line, highlight=False)
     if pods:
         table = Table(title="pods", box=None, header_style="bold")
         for col in ("NAME", "ROLE", "NODE", "PHASE", "GPU"):
@@ -399,6 +424,28 @@ def describe(
     for e in events:
         table.add_row(e["time"][11:19], e["from"] or "-", e["to"], e["reason"], e["message"])
     out(table)
+
+
+def _serving_lines(w: dict[str, Any]) -> list[str]:
+    """An inference server's endpoint, replicas and load, as `describe` shows them."""
+    port = w["spec"].get("servingPort") or {}
+    missing = "- (not reported yet)" if port else "- (no servingPort)"
+    lines = [f"endpoint: {w.get('endpoint') or missing}"
+             + (f"  ({port.get('authorizationType', 'public')}"
+                f"{', cluster-local' if port.get('clusterLocalAccessOnly', True) else ''})"
+                if port else "")]
+    serving = w.get("serving") or {}
+    replicas = (f"replicas: {w.get('readyReplicas', 0)} ready of "
+                f"{w.get('desiredReplicas', 0)} desired")
+    if serving.get("maxReplicas") is not None:
+        replicas += f" (min {serving.get('minReplicas', 0)}, max {serving['maxReplicas']})"
+    lines.append(replicas)
+    if serving.get("metric"):
+        value = serving.get("metricValue")
+        lines.append(f"load:     {serving.get('requestsPerSecond', 0):g} req/s; "
+                     f"{serving['metric']} {'-' if value is None else f'{value:.3g}'} "
+                     f"(threshold {serving.get('metricThreshold', 0):g} per replica)")
+    return lines
 
 
 def _act(action: str, names: list[str], project: str | None) -> None:

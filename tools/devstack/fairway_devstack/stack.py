@@ -563,6 +563,10 @@ class Stack:
             "KUBECONFIG": self.kubeconfig,
         }
         env |= {k: v for k, v in endpoints.items() if v is not None}
+        if self._kubesim_port is not None:
+            # kubesim simulates inference servers' load: lifecycle's autoscaler reads it there.
+            env["FAIRWAY_LIFECYCLE_SERVING_METRICS_URL"] = (
+                f"http://127.0.0.1:{self._kubesim_port}/metrics/serving")
         env |= {"FAIRWAY_STATE_DIR": str(self.state_dir), "PYTHONUNBUFFERED": "1"}
         env |= dict(extra or {})
         return env | self.config.env

@@ -28,6 +28,7 @@ from .admin import Faults, add_admin_routes
 from .api import COORDINATION, COORDINATION_V1, Api
 from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
+from .load import LoadModel, add_load_routes
 from .logs import LogApi
 from .network_api import NetworkApi
 from .objects import build_namespace, build_node, now_rfc3339
@@ -102,6 +103,7 @@ class KubeSim:
                        watch_queue=watch_queue)
         self.api.event_log = self.event_log
         self.api.extra_routes += NetworkApi(self.api).routes() + LogApi(self.api).routes()
+        self.load = LoadModel(self.store)  # request load on inference servers (load.py)
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
         if self.snapshot_path is not None and self.snapshot_path.exists():
@@ -156,6 +158,7 @@ class KubeSim:
         app = self.api.app()
         if self.admin:
             self.faults = add_admin_routes(app, self.api, self.kubelet)
+        add_load_routes(app, self.load, admin=self.admin)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=2.0)
         await runner.setup()

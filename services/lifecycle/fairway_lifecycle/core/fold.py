@@ -373,6 +373,9 @@ def _requested(w: WorkloadInfo, pods: list[Pod], kind: str) -> PhaseResult | Non
     return None
 
 
+SCALED_TO_ZERO = "ScaledToZero"
+
+
 def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
     """A preemption, a "can never be placed", a resumption or a retry without its pods yet."""
     if w.preempted:
@@ -394,6 +397,12 @@ def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
                            f"The {kind} can never be scheduled: {why}")
     if w.resuming and not current:
         return PhaseResult(Phase.RESUMING, "Resuming", "resuming: creating its pods again")
+    if w.pods == 0 and w.workload_type == WorkloadType.INFERENCE:
+        # Its autoscaler took every replica away for want of requests: it still serves (a
+        # request wakes it), as Run:ai shows a server scaled to zero.
+        return PhaseResult(Phase.RUNNING, SCALED_TO_ZERO,
+                           "scaled to zero: no request came for its retention time; the next "
+                           "request starts a replica")
     if not current:
         if w.attempt == 1 and not w.has_run:
             return PhaseResult(Phase.CREATING, "CreatingPods",

@@ -230,6 +230,17 @@ class Machine:
         return [EvictPod(p["metadata"]["namespace"], p["metadata"]["name"])
                 for p in preemption.pods]
 
+    def rescale(self, workload_id: str, replicas: int) -> bool:
+        """An inference server's autoscaler changed its replica count: the fold expects that
+        many pods from now on. False when the workload is not driven."""
+        w = self.workloads.get(workload_id)
+        if w is None:
+            return False
+        # Woken from zero it starts again: Pending, Initializing, then Running once ready.
+        woken = w.info.pods == 0 and replicas > 0
+        w.info = replace(w.info, pods=replicas, has_run=w.info.has_run and not woken)
+        return True
+
     def rejectable(self, workload_id: str) -> bool:
         """Whether the scheduler's "can never be placed" still concerns the workload."""
         w = self.workloads.get(workload_id)
@@ -346,6 +357,32 @@ def _ref(pod: Pod) -> tuple[str, str]:
     return pod["metadata"]["namespace"], pod["metadata"]["name"]
 
 
+def _index(pod: Pod) -> int:
+    tail = pod["metadata"]["name"].rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _replicas(target: PodTarget, pods: list[Pod]) -> list[Intent]:
+    """An inference server's replicas to the count its autoscaler set: the surplus go
+    gracefully, the last first (a replica finishes the requests it holds); missing ones are
+    made under names no pod holds, so a replica still shutting down never delays a new one
+    (waking from zero must not wait out the old replica's grace period)."""
+    live = sorted((p for p in pods if attempt_of(p) == target.attempt and not _terminating(p)),
+                  key=_index)
+    wanted = target.spec.pods
+    if len(live) >= wanted:
+        return [DeletePod(*_ref(p)) for p in reversed(live[wanted:])]
+    taken = {p["metadata"]["name"] for p in pods}
+    wider = target.spec.model_copy(update={"pods": wanted + len(taken)})
+    fresh = [m for m in build_pods(
+        workload_id=target.workload_id, name=target.name, project=target.project,
+        workload_type=target.workload_type, spec=wider, attempt=target.attempt,
+        namespace=target.namespace) if m["metadata"]["name"] not in taken]
+    return [EnsureNamespace(target.namespace),
+            *(EnsureObject(m) for m in workload_objects(_attempt(target))),
+            *(CreatePod(m) for m in fresh[:wanted - len(live)])]
+
+
 def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     """What makes Kubernetes hold the pods the recorded attempt needs, and no older ones:
     pods that must go are deleted gracefully, an older attempt's at once (and one its node
@@ -357,6 +394,8 @@ def converge(target: PodTarget, pods: list[Pod]) -> list[Intent]:
     intents: list[Intent] = [DeletePod(*_ref(p), grace_seconds=0) for p in pods
                              if (attempt_of(p) < target.attempt or refused_at_admission(p))
                              and not _terminating(p)]
+    if target.workload_type == WorkloadType.INFERENCE:
+        return intents + _replicas(target, pods)
     current = sum(1 for p in pods if attempt_of(p) == target.attempt)
     if current < target.spec.pods:
         existing = {p["metadata"]["name"] for p in pods}

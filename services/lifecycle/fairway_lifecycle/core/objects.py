@@ -10,8 +10,11 @@ hostfile lists them), so an attempt's objects replace what an earlier one left.
   not) whose name is every pod's `subdomain`, so `<pod>.<service>.<namespace>.svc` resolves
   for each peer as the frameworks' operators arrange it; MPI adds the launcher's hostfile in
   a ConfigMap (every worker with its slots).
-- workspaces, trainings, inference: none yet. A type's objects are one more entry of
-  `BUILDERS`.
+- inference: a ClusterIP Service named `serving` in front of its replicas (it selects the
+  workload's pods of any attempt, ready ones only, as Kubernetes does), on port 80 for http
+  (so the URL needs none) or the container's port for grpc; its DNS name is the endpoint
+  (`endpoint_url`). None without a servingPort: there is nothing to route to.
+- workspaces, trainings: none. A type's objects are one more entry of `BUILDERS`.
 """
 
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from fairway_contracts import EffectiveSpec, WorkloadType
 from fairway_contracts.workloads import PodRole
 from fairway_lifecycle.core.fold import LABEL_ATTEMPT, LABEL_PROJECT, LABEL_WORKLOAD
 from fairway_lifecycle.core.pods import (
+    CLUSTER_DOMAIN,
     MPI_HOSTFILE_KEY,
     PORTS,
     hostfile,
@@ -112,6 +116,38 @@ def distributed_objects(workload: WorkloadAttempt) -> list[Manifest]:
     return objects
 
 
+def inference_objects(workload: WorkloadAttempt) -> list[Manifest]:
+    port = workload.spec.serving_port
+    if port is None:
+        return []
+    return [{
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(workload, service_name(workload.name, workload.workload_id)),
+        "spec": {
+            "type": "ClusterIP",
+            # Every attempt's replicas: the endpoint stays the same across retries.
+            "selector": {LABEL_WORKLOAD: workload.workload_id},
+            "ports": [{"name": "serving", "port": port.service_port,
+                       "targetPort": port.container, "protocol": "TCP"}],
+        },
+    }]
+
+
+def endpoint_url(workload_type: WorkloadType, spec: EffectiveSpec, name: str,
+                 workload_id: str, namespace: str) -> str | None:
+    """Where the inference server answers inside the cluster: its Service's DNS name, with
+    the scheme of its protocol (None: no servingPort, or not an inference server)."""
+    port = spec.serving_port
+    if workload_type != WorkloadType.INFERENCE or port is None:
+        return None
+    host = f"{service_name(name, workload_id)}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    if port.protocol == "grpc":
+        return f"grpc://{host}:{port.service_port}"
+    return f"http://{host}"
+
+
 BUILDERS: dict[WorkloadType, Callable[[WorkloadAttempt], list[Manifest]]] = {
     WorkloadType.DISTRIBUTED: distributed_objects,
+    WorkloadType.INFERENCE: inference_objects,
 }

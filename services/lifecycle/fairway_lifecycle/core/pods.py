@@ -206,7 +206,8 @@ def build_pods(*, workload_id: str, name: str, project: str, workload_type: Work
         if args:
             container["args"] = shlex.split(args)
         if workload_type == WorkloadType.INFERENCE and spec.serving_port:
-            container["ports"] = [{"name": "serving", "containerPort": spec.serving_port}]
+            container["ports"] = [{"name": "serving",
+                                   "containerPort": spec.serving_port.container}]
         pod_spec: dict[str, Any] = {
             "schedulerName": SCHEDULER_NAME,
             "restartPolicy": spec.restart_policy,

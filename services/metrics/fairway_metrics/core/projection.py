@@ -18,21 +18,23 @@ from fairway_contracts.events import (
     ProjectChanged,
     QueueStatusChanged,
     SchedulingPending,
+    ServingChanged,
     WorkloadUtilization,
 )
 from fairway_contracts.workloads import Phase
 from fairway_metrics.core.workloads import PENDING_PHASES, RUNNING_PHASES, WorkloadView
 
 DEFAULT_POOL = "default"
+_FINISHED = frozenset({Phase.COMPLETED.value, Phase.FAILED.value, Phase.DELETED.value})
 UNKNOWN_REASON = "Unknown"  # pending, but the scheduler has not said why yet
 
 # The last-value kinds the projection keeps whole (the table `current_state`, by kind and key).
-QUEUE, NODE, PROJECT, DEPARTMENT, NODEPOOL, PENDING, UTILIZATION = (
-    "queue", "node", "project", "department", "nodepool", "pending", "utilization")
+QUEUE, NODE, PROJECT, DEPARTMENT, NODEPOOL, PENDING, UTILIZATION, SERVING = (
+    "queue", "node", "project", "department", "nodepool", "pending", "utilization", "serving")
 MODELS = {
     QUEUE: QueueStatusChanged, NODE: NodeInventory, PROJECT: ProjectChanged,
     DEPARTMENT: DepartmentChanged, NODEPOOL: NodePoolChanged, PENDING: SchedulingPending,
-    UTILIZATION: WorkloadUtilization,
+    UTILIZATION: WorkloadUtilization, SERVING: ServingChanged,
 }
 
 
@@ -95,6 +97,21 @@ class WorkloadRow:
     gpu_memory_used_mib: int | None = None  # its fractions' GPU memory, last window, Running
 
 
+@dataclass(frozen=True, slots=True)
+class ServingRow:
+    """One live inference server's replicas and load, as lifecycle last reported them."""
+
+    id: str
+    name: str
+    project: str
+    department: str
+    desired_replicas: int
+    ready_replicas: int
+    requests_per_second: float | None
+    metric: str | None
+    metric_value: float | None
+
+
 class Snapshot:
     """Every figure at one instant, computed once per read."""
 
@@ -126,6 +143,19 @@ class Snapshot:
         # what exists now: a deleted workload is gone from every current figure
         self.rows: list[WorkloadRow] = [r for r in self.all_rows
                                         if r.phase != Phase.DELETED.value]
+
+    def serving(self) -> list[ServingRow]:
+        """Every inference server not finished, with its last serving status."""
+        live = {r.id for r in self.rows if r.phase not in _FINISHED}
+        out = []
+        for wid, status in sorted(self.p.current[SERVING].items()):
+            if wid in live or wid not in self.p.workloads:
+                out.append(ServingRow(wid, status.name, status.project,
+                                      self.department_of(status.project)[0],
+                                      status.desired_replicas, status.ready_replicas,
+                                      status.requests_per_second, status.metric,
+                                      status.metric_value))
+        return out
 
     # organisation --------------------------------------------------------------------------
     def department_of(self, project: str) -> tuple[str, str | None]:

@@ -23,7 +23,17 @@ Sample = tuple[str, str, str, float]  # scope, scope id, metric, value
 
 
 # telemetry ---------------------------------------------------------------------------------
+_SERVING_FIGURES = {
+    TelemetryType.INFERENCE_DESIRED_REPLICAS: "desired_replicas",
+    TelemetryType.INFERENCE_READY_REPLICAS: "ready_replicas",
+    TelemetryType.INFERENCE_REQUESTS_PER_SECOND: "requests_per_second",
+}
+
+
 def telemetry(query: TelemetryQuery, s: Snapshot) -> TelemetryReply:
+    if query.telemetry_type in _SERVING_FIGURES:
+        return TelemetryReply(type=query.telemetry_type, timestamp=s.now,
+                              values=_serving(query, s))
     rows = s.rows_in(query.project_ids)
     if query.department_id is not None:
         rows = [r for r in rows if r.department_id == query.department_id]
@@ -42,6 +52,24 @@ def telemetry(query: TelemetryQuery, s: Snapshot) -> TelemetryReply:
         values = [TelemetryValue(value=_number(v), groups=list(g))
                   for g, v in sorted(totals.items(), key=lambda i: _order(i[0]))]
     return TelemetryReply(type=query.telemetry_type, timestamp=s.now, values=values)
+
+
+def _serving(query: TelemetryQuery, s: Snapshot) -> list[TelemetryValue]:
+    """One value per live inference server in scope, its groups then the server itself."""
+    figure = _SERVING_FIGURES[query.telemetry_type]
+    rows = {r.id: r for r in s.rows_in(query.project_ids)}
+    values = []
+    for server in s.serving():
+        row = rows.get(server.id)
+        if row is None or (query.department_id is not None
+                           and row.department_id != query.department_id) or (
+                query.node_pool is not None and row.node_pool != query.node_pool):
+            continue
+        value = getattr(server, figure) or 0
+        groups = (*_groups(row, query.group_by),
+                  TelemetryGroup(key="workload", value=server.id, name=server.name))
+        values.append(TelemetryValue(value=_number(value), groups=list(groups)))
+    return sorted(values, key=lambda v: _order(tuple(v.groups)))
 
 
 def _pending_distribution(rows: list[WorkloadRow], group_by: list[TelemetryGroupBy]

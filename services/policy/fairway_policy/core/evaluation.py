@@ -18,6 +18,7 @@ from fairway_contracts.gpu import gpu_request_problems, normal_gpu_request
 from fairway_contracts.workloads import (
     NON_PREEMPTIBLE_FROM,
     PRIORITY_CLASSES,
+    SCALE_TO_ZERO_METRICS,
     EffectiveSpec,
     WorkloadType,
 )
@@ -50,7 +51,7 @@ DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
 _PASSED_THROUGH = (
     "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
     "nodePools", "nodeType", "completions", "parallelism", "distributedFramework", "numWorkers",
-    "minReplicas", "maxReplicas", "servingPort", "terminateAfterPreemption",
+    "minReplicas", "maxReplicas", "servingPort", "autoscaling", "terminateAfterPreemption",
     "autoDeletionTimeAfterCompletionSeconds",
 )
 _RULE = "builtin"
@@ -58,7 +59,7 @@ _RULE = "builtin"
 
 def evaluate(request: PolicyEvaluateRequest,
              policy: EffectivePolicy | None = None) -> PolicyEvaluateReply:
-    spec: Mapping[str, Any] = request.spec
+    spec: Mapping[str, Any] = _serving_port_object(request.spec)
     ruled: list[Violation] = []
     if policy is not None:
         spec, ruled = apply(policy, spec)
@@ -101,6 +102,15 @@ def evaluate(request: PolicyEvaluateRequest,
     if problems:
         return PolicyEvaluateReply(ok=False, violations=problems)
     return PolicyEvaluateReply(ok=True, effective_spec=effective)
+
+
+def _serving_port_object(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A bare servingPort is the container port (the shape before the object): as an object,
+    a policy's rules and defaults on `servingPort.*` apply to it alike."""
+    port = spec.get("servingPort")
+    if isinstance(port, int) and not isinstance(port, bool):
+        return {**spec, "servingPort": {"container": port}}
+    return spec
 
 
 # checks and defaults, one per concern -------------------------------------------------------
@@ -164,15 +174,30 @@ def _pod_group(workload_type: WorkloadType, spec: Mapping[str, Any],
     if workload_type is WorkloadType.DISTRIBUTED:
         return _distributed_pods(spec, problems)
     if workload_type is WorkloadType.INFERENCE:
-        # Replicas serve independently: each one is its own gang of one.
-        autoscaling = spec.get("autoscaling")
-        replicas = autoscaling.get("minReplicas") if isinstance(autoscaling, Mapping) else None
-        return _count(replicas, "autoscaling.minReplicas", problems), 1
+        return _inference_replicas(spec.get("autoscaling"), problems)
     if workload_type is WorkloadType.TRAINING:
         # `parallelism` pods run at once until `completions` have succeeded; each pod stands
         # alone (no gang beyond one).
         return _count(spec.get("parallelism"), "parallelism", problems), 1
     return 1, 1
+
+
+def _inference_replicas(autoscaling: Any, problems: list[Violation]) -> tuple[int, int]:
+    """An inference server starts with `minReplicas` replicas (one when it may scale to zero),
+    and the minimum is one gang: the scheduler places it whole; replicas the autoscaler adds
+    above it are elastic, placed when there is room and taken back first."""
+    if not isinstance(autoscaling, Mapping):
+        return 1, 1
+    replicas = autoscaling.get("minReplicas")
+    if replicas == 0 and autoscaling.get("metric") in SCALE_TO_ZERO_METRICS:
+        return 1, 1
+    if replicas == 0:
+        _violation(problems, "autoscaling.minReplicas",
+                   "may be 0 (scale to zero) only with metric throughput or concurrency; "
+                   f"got metric {autoscaling.get('metric')!r}")
+        return 1, 1
+    count = _count(replicas, "autoscaling.minReplicas", problems)
+    return count, count
 
 
 def _count(value: Any, field: str, problems: list[Violation]) -> int:

@@ -68,12 +68,21 @@ FIELDS: Mapping[str, FieldSpec] = {
     "minReplicas": FieldSpec(INTEGER, _D),
     "maxReplicas": FieldSpec(INTEGER, _D),
     "masterSpecSameAsWorker": FieldSpec(BOOLEAN, _D),
-    "servingPort": FieldSpec(INTEGER, _I),
+    "servingPort.container": FieldSpec(INTEGER, _I),
+    "servingPort.protocol": FieldSpec(STRING, _I),
+    "servingPort.authorizationType": FieldSpec(STRING, _I),
+    "servingPort.clusterLocalAccessOnly": FieldSpec(BOOLEAN, _I),
     "autoscaling.minReplicas": FieldSpec(INTEGER, _I),
     "autoscaling.maxReplicas": FieldSpec(INTEGER, _I),
     "autoscaling.metric": FieldSpec(STRING, _I),
     "autoscaling.metricThreshold": FieldSpec(NUMBER, _I),
+    "autoscaling.initializationTimeoutSeconds": FieldSpec(INTEGER, _I),
+    "autoscaling.scaleToZeroRetentionSeconds": FieldSpec(INTEGER, _I),
 }
+# Fields that became objects: a policy written for the old shape names the object itself with
+# a leaf's value or rules (`servingPort: 8000`, `servingPort: {min: 8000}`), and means the field
+# below it that carries the old meaning.
+RENAMED: Mapping[str, str] = {"servingPort": "servingPort.container"}
 # Objects of the spec that hold catalogued fields (`compute`, `autoscaling`).
 GROUPS = frozenset(path.rsplit(".", 1)[0] for path in FIELDS if "." in path)
 

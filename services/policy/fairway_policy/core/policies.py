@@ -24,6 +24,7 @@ from fairway_policy.core.fields import (
     FIELDS,
     GROUPS,
     NUMBER,
+    RENAMED,
     RULES_BY_KIND,
     check_value,
     number,
@@ -150,6 +151,8 @@ def _flatten(tree: Any, at: str, problems: list[Problem], prefix: str = "") -> d
     leaves: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
+        if path in RENAMED and _old_shape(value, path):
+            path = RENAMED[path]
         if path in FIELDS:
             leaves[path] = value
         elif path in GROUPS and isinstance(value, Mapping):
@@ -158,6 +161,14 @@ def _flatten(tree: Any, at: str, problems: list[Problem], prefix: str = "") -> d
             problems.append({"field": f"{at}.{key}", "reason": "is not a spec field a policy "
                                                               "can name"})
     return leaves
+
+
+def _old_shape(value: Any, path: str) -> bool:
+    """True when a renamed field's value is a leaf's (a value, or rules) rather than the
+    object's fields."""
+    if not isinstance(value, Mapping):
+        return True
+    return not any(f"{path}.{key}" in FIELDS for key in value)
 
 
 def _check_rule(rule: Any, kind: str, at: str, problems: list[Problem]) -> dict[str, Any]:

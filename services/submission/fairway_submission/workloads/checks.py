@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from fairway_contracts import WorkloadType
 from fairway_contracts.gpu import gpu_request_problems
 from fairway_contracts.quantities import quantity_value
+from fairway_contracts.workloads import SCALE_TO_ZERO_METRICS
 from fairway_submission.core.errors import Problems
 from fairway_submission.workloads.models import (
     CommonSpec,
@@ -58,15 +59,8 @@ def check_spec(workload_type: WorkloadType, spec: CommonSpec) -> Problems:
                              "reason": f"{pool!r} is listed twice"})
     if isinstance(spec, DistributedSpec):
         problems += _distributed_problems(spec)
-    if isinstance(spec, InferenceSpec) and spec.autoscaling is not None:
-        a = spec.autoscaling
-        if a.max_replicas is not None and a.max_replicas < a.min_replicas:
-            problems.append({"field": "spec.autoscaling.maxReplicas",
-                             "reason": f"must be at least minReplicas ({a.min_replicas})"})
-        if (a.metric is None) != (a.metric_threshold is None) and a.max_replicas not in (
-                None, a.min_replicas):
-            problems.append({"field": "spec.autoscaling.metricThreshold",
-                             "reason": "autoscaling needs both metric and metricThreshold"})
+    if isinstance(spec, InferenceSpec):
+        problems += check_serving(spec)
     if isinstance(spec, TrainingSpec) and spec.parallelism and spec.completions \
             and spec.parallelism > spec.completions:
         problems.append({"field": "spec.parallelism",
@@ -132,6 +126,42 @@ def _master_within_a_worker(master: Compute, worker: Compute) -> Problems:
             problems.append({"field": f"{at}.{field}",
                              "reason": f"must be at most a worker's ({theirs or 'none'}): the "
                                        "scheduler places the master as one of the workers"})
+    return problems
+
+
+def check_serving(spec: InferenceSpec) -> Problems:
+    """An inference server's servingPort and autoscaling, across their fields."""
+    problems: Problems = []
+
+    def add(field: str, reason: str) -> None:
+        problems.append({"field": f"spec.{field}", "reason": reason})
+
+    port = spec.serving_port
+    if port is not None:
+        named = bool(port.authorized_users or port.authorized_groups)
+        if port.authorization_type == "authorizedUsersOrGroups" and not named:
+            add("servingPort.authorizedUsers", "authorizationType authorizedUsersOrGroups "
+                "needs at least one user in authorizedUsers or group in authorizedGroups")
+        elif port.authorization_type != "authorizedUsersOrGroups" and named:
+            add("servingPort.authorizationType", "must be authorizedUsersOrGroups when "
+                "authorizedUsers or authorizedGroups are given")
+    a = spec.autoscaling
+    if a is None:
+        return problems
+    if a.max_replicas is not None and a.max_replicas < a.min_replicas:
+        add("autoscaling.maxReplicas", f"must be at least minReplicas ({a.min_replicas})")
+    moves = a.min_replicas == 0 or (a.max_replicas or a.min_replicas) > a.min_replicas
+    if moves and (a.metric is None or a.metric_threshold is None):
+        missing = "metric" if a.metric is None else "metricThreshold"
+        add(f"autoscaling.{missing}", "is required when the replicas may change "
+            "(maxReplicas above minReplicas, or minReplicas 0)")
+    if a.min_replicas == 0 and a.metric is not None and a.metric not in SCALE_TO_ZERO_METRICS:
+        add("autoscaling.minReplicas", f"may be 0 (scale to zero) only with metric throughput "
+            f"or concurrency, not {a.metric}: without requests there is no {a.metric} to "
+            "wake it")
+    if a.scale_to_zero_retention_seconds is not None and a.min_replicas != 0:
+        add("autoscaling.scaleToZeroRetentionSeconds", "applies only with minReplicas 0 "
+            "(scale to zero)")
     return problems
 
 

@@ -5,7 +5,7 @@ import shlex
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from fairway_contracts.kubernetes_names import (
@@ -36,6 +36,8 @@ MAX_QUANTITY_BYTES = 2**50  # 1 PiB of memory or GPU memory
 MAX_PODS = 1000  # pods of one workload (parallelism, workers, replicas)
 INT32_MAX = 2**31 - 1  # Kubernetes' own integer fields
 QUANTITY = Field(default=None, pattern=SIZE_PATTERN, max_length=32)
+# A custom autoscaling metric is named as Prometheus names its series.
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
 def _bounded_quantity(value: str | None) -> str | None:
@@ -158,14 +160,51 @@ class DistributedSpec(CommonSpec):
 
 
 class Autoscaling(ApiModel):
-    min_replicas: int = Field(default=1, ge=1, le=1000)
-    max_replicas: int | None = Field(default=None, ge=1, le=1000)
-    metric: Literal["throughput", "concurrency", "latency"] | None = None
+    """Run:ai's autoscaling; `minReplicas` 0 lets the server scale to zero (throughput and
+    concurrency only, checked with the other fields in `checks`)."""
+
+    min_replicas: int = Field(default=1, ge=0, le=MAX_PODS)
+    max_replicas: int | None = Field(default=None, ge=1, le=MAX_PODS)
+    metric: str | None = Field(
+        default=None, pattern=METRIC_NAME, max_length=200,
+        description="throughput | concurrency | latency, or a custom metric's name")
     metric_threshold: float | None = Field(default=None, gt=0, le=1e9)
+    initialization_timeout_seconds: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    scale_to_zero_retention_seconds: int | None = Field(default=None, ge=0, le=INT32_MAX)
+
+
+def _port_object(value: Any) -> Any:
+    # A bare number is the container port: the shape servingPort had before the object.
+    return {"container": value} if isinstance(value, int) and not isinstance(
+        value, bool) else value
+
+
+def _bare_port_schema(schema: dict[str, Any]) -> None:
+    # The document says what is accepted: a bare number too (the validator makes it the
+    # object before the model sees it, which a schema cannot tell by itself).
+    schema["anyOf"].insert(1, {"type": "integer", "minimum": 1, "maximum": 65535})
+
+
+class ServingPort(ApiModel):
+    """Run:ai's servingPort. Fairway creates the Service for it and reports the endpoint;
+    `authorizationType` and its users and groups are kept and shown, and enforced by the
+    ingress or gateway of a real cluster (docs/api.md)."""
+
+    container: int = Field(ge=1, le=65535)
+    protocol: Literal["http", "grpc"] = "http"
+    authorization_type: Literal["public", "authenticatedUsers",
+                                "authorizedUsersOrGroups"] = "public"
+    authorized_users: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=100)
+    authorized_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = (
+        Field(default=None, max_length=100))
+    cluster_local_access_only: bool = True
 
 
 class InferenceSpec(CommonSpec):
-    serving_port: int | None = Field(default=None, ge=1, le=65535)
+    serving_port: Annotated[ServingPort | None, BeforeValidator(_port_object)] = Field(
+        default=None, description="the object, or a bare number: the container port",
+        json_schema_extra=_bare_port_schema)
     autoscaling: Autoscaling | None = None
 
 
@@ -229,6 +268,14 @@ class Workload(ApiModel):
     requested_pods: int
     total_pending_time_seconds: float
     total_running_time_seconds: float
+    # Inference servers (None for the other types): where the server answers (Run:ai's
+    # `urls`; `endpoint` the first), its autoscaler's replica count and the replicas ready
+    # behind its Service, and its load as last read.
+    urls: list[str] | None = None
+    endpoint: str | None = None
+    desired_replicas: int | None = None
+    ready_replicas: int | None = None
+    serving: dict[str, Any] | None = None
     spec: dict[str, Any] = Field(
         description="the effective spec: what runs, with every policy default and rule "
                     "applied (the submitted fields it does not decide, as submitted)")

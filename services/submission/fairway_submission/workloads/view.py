@@ -18,6 +18,7 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
         (now - row["pending_since"]).total_seconds() if row["pending_since"] else 0)
     run = row["total_running_seconds"] + (
         (now - row["running_since"]).total_seconds() if row["running_since"] else 0)
+    asleep = _scaled_to_zero(row)
     requested_pools = spec.get("nodePools") or []
     current_pools = sorted({p["nodePool"] for p in bound if p.get("nodePool")})
     return Workload(
@@ -26,9 +27,11 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
         created_by=row["created_by"], desired_phase=row["desired_phase"], phase=row["phase"],
         # While it waits, the scheduler's reason (with its numbers) says more than the phase.
         phase_reason=(row["scheduler_code"] if row["phase"] == "Pending"
-                      and row["scheduler_code"] else row["phase_reason"]),
+                      and row["scheduler_code"] else asleep[0] if asleep
+                      else row["phase_reason"]),
         phase_message=(row["scheduler_message"] if row["phase"] == "Pending"
-                       and row["scheduler_message"] else row["phase_message"]),
+                       and row["scheduler_message"] else asleep[1] if asleep
+                       else row["phase_message"]),
         priority_class_name=spec.get("priorityClass", ""),
         preemptible=bool(spec.get("preemptible")),
         requested_node_pools=requested_pools,
@@ -38,7 +41,7 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
                              **_fraction(spec.get("compute") or {})},
         running_pods=len(running), requested_pods=spec.get("pods", 1),
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
-        spec=effective_view(row["submitted_spec"], spec),
+        **_serving(row), spec=effective_view(row["submitted_spec"], spec),
         submitted_spec=row["submitted_spec"],
     ).model_dump(mode="json", by_alias=True)
 
@@ -55,6 +58,38 @@ def _without_nulls(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The fields that are set, at every depth (a master spec's unset fields are not shown)."""
     return {key: _without_nulls(value) if isinstance(value, Mapping) else value
             for key, value in spec.items() if value is not None}
+
+
+def _scaled_to_zero(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A running server its autoscaler took to zero replicas stays Running (as Run:ai shows
+    it; no phase changed, so no phase event says it): the view says why it has no pod."""
+    status = row.get("serving") or {}
+    if row["phase"] != "Running" or status.get("desiredReplicas") != 0:
+        return None
+    return "ScaledToZero", (status.get("reason") or "scaled to zero") + \
+        "; the next request starts a replica"
+
+
+def _serving(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An inference server's endpoint, replicas and load, as lifecycle last reported them;
+    before its first report the replicas are its pods as the view knows them."""
+    if row["workload_type"] != "inference":
+        return {}
+    status = row.get("serving") or {}
+    pods = [p for p in row["pods"] or [] if p.get("phase") not in ("Succeeded", "Failed")]
+    endpoint = status.get("endpoint")
+    load = {key: status[key] for key in ("requestsPerSecond", "metric", "metricValue",
+                                          "metricThreshold", "minReplicas", "maxReplicas",
+                                          "protocol", "reason")
+            if status.get(key) is not None}
+    return {
+        "urls": [endpoint] if endpoint else [],
+        "endpoint": endpoint,
+        "desired_replicas": status.get("desiredReplicas", row["effective_spec"].get("pods", 1)),
+        "ready_replicas": status.get("readyReplicas",
+                                     sum(1 for p in pods if p.get("ready"))),
+        "serving": load or None,
+    }
 
 
 def _gpus_held(pod: Mapping[str, Any], per_pod: float) -> float:

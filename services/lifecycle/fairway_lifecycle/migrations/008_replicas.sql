@@ -1,0 +1,2 @@
+-- An inference server's replica count as its autoscaler last set it (NULL: as submitted).
+ALTER TABLE workloads ADD COLUMN replicas integer CHECK (replicas >= 0);
