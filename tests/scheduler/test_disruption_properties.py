@@ -20,10 +20,12 @@ from fairway_scheduler.core import (
     allocate,
     decide,
 )
+from fairway_scheduler.core.model import PodSize
 from tests.scheduler.test_scheduler_properties import T0
 
 EPS = 1e-9
 NOW = T0 + timedelta(hours=1)
+MASTERS = (None, None, None, PodSize(0), PodSize(1), PodSize(4))
 
 
 @st.composite
@@ -44,13 +46,16 @@ def contended(draw) -> ClusterSnapshot:
         out = []
         for i in range(count):
             pods = draw(st.integers(1, 3))
+            # a distributed master sized apart (a launcher of no GPU, or another size)
+            master = draw(st.sampled_from(MASTERS)) if pods > 1 else None
             out.append(Workload(
                 id=f"{prefix}{i}", project=draw(st.sampled_from(projects)),
                 priority=draw(st.sampled_from([25, 50, 100])),
                 submitted_at=T0 + timedelta(seconds=at + i),
                 gpus_per_pod=draw(st.sampled_from([1, 1, 2, 4])), pods=pods,
                 min_pods=draw(st.integers(1, pods)), preemptible=draw(st.booleans()),
-                waiting_pods=tuple(f"{prefix}{i}-{j}" for j in range(pods))))
+                waiting_pods=tuple(f"{prefix}{i}-{j}" for j in range(pods)),
+                master=master, master_pod=f"{prefix}{i}-0" if master is not None else None))
         return out
 
     first = workloads("r", draw(st.integers(1, 10)), 0)

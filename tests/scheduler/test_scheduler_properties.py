@@ -21,10 +21,13 @@ from fairway_scheduler.core import (
     allocate,
 )
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.model import PodSize
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOLS = ("default", "p1")
 EPS = 1e-9
+MASTERS = (None, None, None, PodSize(0, cpu_millis=500, memory_mib=1024), PodSize(1),
+           PodSize(4, cpu_millis=8000), PodSize(8, memory_mib=4096))
 
 
 @st.composite
@@ -53,6 +56,8 @@ def snapshots(draw) -> ClusterSnapshot:
     for i in range(draw(st.integers(1, 14))):
         kind = draw(st.sampled_from(["whole", "whole", "portion", "memory", "cpu"]))
         pods = draw(st.integers(1, 4))
+        # a distributed master sized apart: a launcher of no GPU, or less or more than a worker
+        master = draw(st.sampled_from(MASTERS)) if pods > 1 else None
         workloads.append(Workload(
             id=f"w{i}", project=draw(st.sampled_from(sorted(projects))),
             priority=draw(st.sampled_from([25, 50, 100, 125])),
@@ -68,9 +73,15 @@ def snapshots(draw) -> ClusterSnapshot:
             gpu_memory_mib=draw(st.sampled_from([10240, 20480])) if kind == "memory" else None,
             cpu_millis=draw(st.sampled_from([0, 1000, 8000])),
             memory_mib=draw(st.sampled_from([0, 4096])),
+            master=master, master_pod=f"w{i}-0" if master is not None else None,
         ))
     return ClusterSnapshot(nodes, tuple(workloads), (), (NodePool("default"),
                            NodePool("p1", "spread", "spread")), tuple(queues))
+
+
+def size_of(w: Workload, pod: str) -> Workload | PodSize:
+    """What the pod asks for: the master's own size, or the workload's per pod."""
+    return w.master if w.master is not None and pod == w.master_pod else w
 
 
 def second_cycle(snapshot: ClusterSnapshot) -> ClusterSnapshot:
@@ -84,7 +95,8 @@ def second_cycle(snapshot: ClusterSnapshot) -> ClusterSnapshot:
             placed[w.id].add(pod.pod)
             allocations.append(Allocation(w.id, pod.pod, pod.node, pod.gpu_devices,
                                           portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib,
-                                          cpu_millis=w.cpu_millis, memory_mib=w.memory_mib))
+                                          cpu_millis=size_of(w, pod.pod).cpu_millis,
+                                          memory_mib=size_of(w, pod.pod).memory_mib))
     workloads = tuple(
         Workload(**{**{f: getattr(w, f) for f in w.__slots__},
                     "waiting_pods": tuple(p for p in w.waiting_pods if p not in placed[w.id])})
@@ -116,7 +128,7 @@ def check_invariants(snapshot: ClusterSnapshot) -> None:
         mem[node] += workload.memory_mib
 
     for a in snapshot.allocations:
-        take(a.node, a.gpu_devices, a.portion, by_id[a.workload_id])
+        take(a.node, a.gpu_devices, a.portion, size_of(by_id[a.workload_id], a.pod))
     held = defaultdict(int)
     for a in snapshot.allocations:
         held[a.workload_id] += 1
@@ -127,8 +139,8 @@ def check_invariants(snapshot: ClusterSnapshot) -> None:
         assert len({nodes[pod.node].pool for pod in p.pods}) == 1
         for pod in p.pods:
             assert nodes[pod.node].ready
-            assert len(pod.gpu_devices) == w.gpus_per_pod
-            take(pod.node, pod.gpu_devices, pod.portion, w)
+            assert len(pod.gpu_devices) == size_of(w, pod.pod).gpus_per_pod
+            take(pod.node, pod.gpu_devices, pod.portion, size_of(w, pod.pod))
     for key, used in device.items():
         assert used <= 1 + EPS, ("device over-committed", key, used)
         assert whole[key] <= 1

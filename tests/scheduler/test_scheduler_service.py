@@ -18,7 +18,16 @@ from fairway_contracts.events import (
     SchedulingPending,
     WorkloadSubmitted,
 )
-from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
+from fairway_contracts.workloads import (
+    Compute,
+    EffectiveSpec,
+    MasterSpec,
+    Phase,
+    PodRole,
+    PodSummary,
+    WorkloadType,
+)
+from fairway_scheduler.core.model import PodSize
 from fairway_scheduler.settings import SchedulerSettings
 from fairway_scheduler.testing import build_for_tests
 
@@ -292,3 +301,46 @@ async def test_fractions_are_placed_on_one_device_with_portion_memory_and_limit(
     # Device 0 has half free: the fraction goes there, not onto an empty device.
     assert (placed.node, placed.gpu_devices, placed.portion, placed.gpu_memory_mib,
             placed.gpu_limit) == (node, [0], 0.5, None, None)
+
+
+async def test_a_distributed_master_is_bound_and_kept_at_its_own_size_across_a_restart(
+        js, consumers, project, pool, tag, db, start_scheduler, stored_messages, eventually):
+    """An MPI launcher of no GPU and half a core with two 4-GPU workers, on two 4-GPU nodes:
+    booked at a worker's size it would not fit; at its own it is bound with no device, and a
+    restart loads its size and its pod's role back from the tables."""
+    wid = str(uuid.uuid4())
+    for i in (0, 1):
+        await publish_model(js, subjects.node_inventory(f"n-{tag}-m{i}"),
+                            inventory(f"n-{tag}-m{i}", pool, gpus=4), msg_id=f"inv-{tag}-m{i}")
+    event = submitted(wid, project, pool, gpus=4)
+    spec = event.spec.model_copy(update={
+        "pods": 3, "min_pods": 3, "distributed_framework": "MPI", "num_workers": 2,
+        "master_spec": MasterSpec(compute=Compute(cpu_core_request=0.5))})
+    event = event.model_copy(update={"spec": spec, "workload_type": WorkloadType.DISTRIBUTED})
+    await publish_model(js, subjects.workload_submitted(project, wid), event,
+                        msg_id=f"sub-{wid}")
+    pods = [PodSummary(name=f"mpi-master-0-{tag}", role=PodRole.MASTER),
+            PodSummary(name=f"mpi-worker-0-{tag}", role=PodRole.WORKER, gpus=4),
+            PodSummary(name=f"mpi-worker-1-{tag}", role=PodRole.WORKER, gpus=4)]
+    await publish_model(js, subjects.podgroup(project, wid),
+                        phase_changed(wid, project, 1, Phase.PENDING, pods),
+                        msg_id=f"ph-{wid}-1")
+
+    service = await start_scheduler()
+    [message] = await eventually(lambda: stored_messages(streams.DECISIONS.name,
+                                                         subjects.bind(project, wid)))
+    placed = {p.pod: len(p.gpu_devices)
+              for p in BindDecision.model_validate_json(message.data).placements}
+    assert placed == {pods[0].name: 0, pods[1].name: 4, pods[2].name: 4}
+    assert await eventually(lambda: db.fetchval(
+        "SELECT cpu_millis FROM allocations WHERE workload_id = $1 AND pod = $2",
+        wid, pods[0].name)) == 500
+
+    await service.runtime.stop()
+    service = await start_scheduler()
+    await drained(js, consumers, eventually)
+    assert service.state.requests[wid].master == PodSize(gpus_per_pod=0, cpu_millis=500)
+    assert service.state.statuses[wid].master_pod() == pods[0].name
+    (workload,) = [w for w in service.state.snapshot().workloads if w.id == wid]
+    assert workload.master_pod == pods[0].name
+    assert len(await stored_messages(streams.DECISIONS.name, subjects.bind(project, wid))) == 1

@@ -2,6 +2,7 @@
 caller's transaction if there is one: what a fetch or a cycle writes is one statement, atomic
 on its own."""
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from fairway_contracts.events import DepartmentChanged, NodePoolChanged, Project
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
 from fairway_scheduler.core.cluster import PendingInfo, PodStatus, WorkloadRequest, WorkloadStatus
+from fairway_scheduler.core.model import PodSize
 from fairway_store import outbox_columns, outbox_insert
 
 # loading at start -----------------------------------------------------------------------------
@@ -35,11 +37,19 @@ async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
         "SELECT w.id, w.project, w.priority_class, w.priority, w.preemptible, w.node_pools,"
         " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
         " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.gpu_memory_limit_mib, w.cpu_millis,"
-        " w.memory_mib, w.node_type, w.name"
+        " w.memory_mib, w.node_type, w.name, w.master"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
-    return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"])})
+    return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"]),
+                               "master": _master(row["master"])})
             for row in rows]
+
+
+def _master(value: str | dict | None) -> PodSize | None:
+    """The master's size as stored (a JSON object of `PodSize`'s fields; NULL: none)."""
+    if value is None:
+        return None
+    return PodSize(**(json.loads(value) if isinstance(value, str) else value))
 
 
 async def load_statuses(conn: asyncpg.Connection) -> list[WorkloadStatus]:
@@ -210,7 +220,7 @@ _FIRST_DELIVERIES = ("fresh AS (INSERT INTO inbox (consumer, msg_id)"
 _REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
                     " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
                     " gpu_portion, gpu_memory_mib, gpu_limit, gpu_memory_limit_mib, cpu_millis,"
-                    " memory_mib, node_type, name")
+                    " memory_mib, node_type, name, master")
 
 
 def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
@@ -226,7 +236,8 @@ def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
             "gpu_memory_limit_mib": request.gpu_memory_limit_mib,
             "cpu_millis": request.cpu_millis,
             "memory_mib": request.memory_mib, "node_type": request.node_type,
-            "name": request.name}
+            "name": request.name,
+            "master": dataclasses.asdict(request.master) if request.master else None}
 
 
 async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
@@ -312,7 +323,8 @@ async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
         [msg_id for msg_id, _ in events], [s.workload_id for _, s in events],
         [s.project for _, s in events], [s.sequence for _, s in events],
         [s.phase.value for _, s in events], [s.finished for _, s in events],
-        [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus}
+        [json.dumps([{"name": p.name, "node": p.node, "phase": p.phase, "gpus": p.gpus,
+                      "role": p.role}
                      for p in s.pods]) for _, s in events],
         [json.dumps(dict(s.trace_headers)) for _, s in events],
         [n for n, _ in holding], [pod for _, pod in holding])

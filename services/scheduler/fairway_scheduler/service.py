@@ -483,8 +483,12 @@ class SchedulerService:
                              state.trace_headers(decision.workload_id) or None))
         for placement, decision in zip(outcome.placements, outcome.decisions, strict=True):
             request = state.requests[placement.workload_id]
-            allocations += [(placement.workload_id, pod, decision.decision_id,
-                             request.cpu_millis, request.memory_mib) for pod in placement.pods]
+            master = state.master_pod(placement.workload_id)
+            for pod in placement.pods:
+                # each pod at its own size: a distributed master sized apart at the master's
+                held = request.allocation(placement.workload_id, pod, master=pod.pod == master)
+                allocations.append((placement.workload_id, pod, decision.decision_id,
+                                    held.cpu_millis, held.memory_mib))
             # one trace follows the workload from its submission
             messages.append((subjects.bind(decision.project, decision.workload_id), decision,
                              f"bind:{decision.decision_id}",

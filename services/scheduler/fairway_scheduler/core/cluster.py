@@ -20,7 +20,13 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.events import Quota as OrgQuota
-from fairway_contracts.workloads import NODE_TYPE_LABEL, PRIORITY_CLASSES, Compute, Phase
+from fairway_contracts.workloads import (
+    NODE_TYPE_LABEL,
+    PRIORITY_CLASSES,
+    Compute,
+    Phase,
+    PodRole,
+)
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
 
@@ -94,6 +100,9 @@ class WorkloadRequest:
     memory_mib: int = 0
     node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
     name: str = ""
+    # A distributed workload's master when its spec sizes it apart (`masterSpec.compute`):
+    # the pod lifecycle labels fairway.io/role=master asks for this, the others for the above.
+    master: model.PodSize | None = None
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -116,13 +125,29 @@ class WorkloadRequest:
             memory_mib=spec.compute.memory_mib(),
             node_type=spec.node_type,
             name=event.name,
+            master=master_size(spec.master_spec.compute if spec.master_spec else None),
             **_fraction(spec.compute),
         )
 
-    def allocation(self, workload_id: str, pod: model.PodPlacement) -> model.Allocation:
+    def allocation(self, workload_id: str, pod: model.PodPlacement, *, master: bool = False
+                   ) -> model.Allocation:
+        """What the placed pod holds; `master`: it is the master, sized apart."""
+        size = self.master if master and self.master is not None else self
         return model.Allocation(workload_id, pod.pod, pod.node, pod.gpu_devices,
                                portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib,
-                               cpu_millis=self.cpu_millis, memory_mib=self.memory_mib)
+                               cpu_millis=size.cpu_millis, memory_mib=size.memory_mib)
+
+
+def master_size(compute: Compute | None) -> model.PodSize | None:
+    """The master's own size from its `masterSpec.compute` (None: it is sized like the
+    workers, as lifecycle builds it then)."""
+    if compute is None:
+        return None
+    fraction = _fraction(compute)
+    return model.PodSize(gpus_per_pod=compute.devices_per_pod(),
+                         gpu_portion=fraction.get("gpu_portion"),
+                         gpu_memory_mib=fraction.get("gpu_memory_mib"),
+                         cpu_millis=compute.cpu_millis(), memory_mib=compute.memory_mib())
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +156,11 @@ class PodStatus:
     node: str | None = None
     phase: str = "Pending"
     gpus: int = 0
+    role: str = PodRole.MAIN.value  # its fairway.io/role label (rows kept from before: main)
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == PodRole.MASTER.value
 
     @property
     def holds_resources(self) -> bool:
@@ -157,6 +187,13 @@ class WorkloadStatus:
     def finished(self) -> bool:
         return self.phase.terminal
 
+    def master_pod(self) -> str | None:
+        """The name of its master pod (labelled fairway.io/role=master; in rows kept from
+        before roles were recorded, the pod named <workload>-master-...), if it has one."""
+        return next((pod.name for pod in self.pods if pod.is_master), None) or next(
+            (pod.name for pod in self.pods if pod.role == PodRole.MAIN.value
+             and "-master-" in pod.name), None)
+
     def pods_holding(self) -> frozenset[str]:
         """Pods that keep their allocation: listed and not finished, also when the workload
         is over (a PyTorch job completes with its master while its workers still run): their
@@ -172,7 +209,8 @@ class WorkloadStatus:
             project=event.project,
             sequence=event.sequence,
             phase=event.phase,
-            pods=tuple(PodStatus(name=p.name, node=p.node, phase=p.phase, gpus=p.gpus)
+            pods=tuple(PodStatus(name=p.name, node=p.node, phase=p.phase, gpus=p.gpus,
+                                 role=p.role.value)
                        for p in event.pods),
             trace_headers=dict(trace_headers),
             time=event.time,
@@ -404,12 +442,23 @@ class ClusterState:
 
     def add_placement(self, placement: model.Placement) -> None:
         request = self.requests.get(placement.workload_id)
+        master = self.master_pod(placement.workload_id)
         for pod in placement.pods:
             self.allocations[(placement.workload_id, pod.pod)] = (
-                request.allocation(placement.workload_id, pod) if request is not None else
+                request.allocation(placement.workload_id, pod, master=pod.pod == master)
+                if request is not None else
                 model.Allocation(placement.workload_id, pod.pod, pod.node, pod.gpu_devices,
                                 portion=pod.portion, gpu_memory_mib=pod.gpu_memory_mib))
         self.version += 1
+
+    def master_pod(self, workload_id: str) -> str | None:
+        """The workload's master pod, where its master is sized apart (else None: every pod
+        is sized alike)."""
+        request = self.requests.get(workload_id)
+        status = self.statuses.get(workload_id)
+        if request is None or request.master is None or status is None:
+            return None
+        return status.master_pod()
 
     def pods_held(self, workload_ids: Iterable[str]) -> dict[str, set[str]]:
         """The pods holding allocations, for these workloads."""
@@ -591,16 +640,18 @@ class ClusterState:
         """A workload as a cycle sees it (None until its request is known), and what its pods
         bound without a decision of ours hold."""
         request = self.requests.get(wid)
+        master = request.master if request is not None else None
         unknown = []
         for pod in status.pods:
             # Kubernetes shows the pod on a node with no decision of ours behind it: it
             # holds GPUs all the same.
             if pod.node and pod.holds_resources and (wid, pod.name) not in self.allocations:
-                gpus = pod.gpus or (request.gpus_per_pod if request else 0)
+                size = (master if master is not None and pod.is_master else request)
+                gpus = pod.gpus or (size.gpus_per_pod if size else 0)
                 unknown.append(model.Allocation(
                     wid, pod.name, pod.node, unknown_devices=gpus,
-                    cpu_millis=request.cpu_millis if request else 0,
-                    memory_mib=request.memory_mib if request else 0))
+                    cpu_millis=size.cpu_millis if size else 0,
+                    memory_mib=size.memory_mib if size else 0))
         if request is None:
             return None, tuple(unknown)  # schedulable once both request and pods are known
         return model.Workload(
@@ -628,6 +679,8 @@ class ClusterState:
             evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
             node_type=request.node_type,
             name=request.name,
+            master=master,
+            master_pod=self.master_pod(wid),
         ), tuple(unknown)
 
     def snapshot(self, now: datetime | None = None,

@@ -16,9 +16,10 @@ from fairway_scheduler.core.actions.preempt import preempt
 from fairway_scheduler.core.actions.reclaim import may_reclaim, reclaim
 from fairway_scheduler.core.actions.solver import Solver
 from fairway_scheduler.core.actions.stale_gang import evict_stale_gangs
-from fairway_scheduler.core.framework import Session
+from fairway_scheduler.core.framework import Request, Session, pod_request
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import ClusterSnapshot, CycleResult, DisruptionSettings, Workload
+from fairway_scheduler.core.nodes import natural
 from fairway_scheduler.core.queues import GPU
 
 Action = Callable[[Solver, Workload, str], bool]
@@ -100,8 +101,17 @@ def _disruption_possible(session: Session) -> bool:
             continue
         if w.project in lowest and lowest[w.project] < w.priority:
             return True
-        need = session.requests[w.id].vector(pool_nodes.max_dev_memory)[GPU]
+        need = _next_pod_request(session, w).vector(pool_nodes.max_dev_memory)[GPU]
         if settings.reclaim and need and may_reclaim(session.queues.project(w.project, pool),
                                                      need):
             return True
     return False
+
+
+def _next_pod_request(session: Session, workload: Workload) -> Request:
+    """What the workload's next pod asks for: the master's own request when the master, sized
+    apart, still waits (its name sorts first), else a worker's."""
+    request = session.requests[workload.id]
+    if request.master is not None and workload.waiting_pods:
+        return pod_request(request, workload, min(workload.waiting_pods, key=natural))
+    return request

@@ -43,6 +43,19 @@ class Allocation:
 
 
 @dataclass(frozen=True, slots=True)
+class PodSize:
+    """What one pod asks for when it is not sized like the others (a distributed workload's
+    master: an MPI launcher typically asks for no GPU and little CPU), in the terms of
+    `Workload`'s per-pod fields."""
+
+    gpus_per_pod: int = 0
+    gpu_portion: float | None = None
+    gpu_memory_mib: int | None = None
+    cpu_millis: int = 0
+    memory_mib: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A workload the scheduler knows both the request and the pods of, and that is not over."""
 
@@ -74,6 +87,10 @@ class Workload:
     evicting_pods: tuple[str, ...] = ()
     node_type: str | None = None  # only nodes of this type (a scheduling rule); None: any
     name: str = ""  # what sentences call it (its id when empty)
+    # A distributed workload's master sized on its own: the pod named `master_pod` asks for
+    # `master`, every other pod for the per-pod fields above (None: all pods alike).
+    master: PodSize | None = None
+    master_pod: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

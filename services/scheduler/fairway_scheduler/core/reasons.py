@@ -45,7 +45,13 @@ def per_pod(request) -> str:
     return what + (f" and {' and '.join(host)}" if host else "")
 
 
-def pods_with(pods: int, request, *, more: bool = False) -> str:
+def pods_with(pods: int, request, *, more: bool = False, master: bool = False) -> str:
+    """`master`: the first of the pods is the master, sized apart (`request.master`)."""
+    if master and request.master is not None:
+        head = f"a master pod with {per_pod(request.master)}"
+        if pods == 1:
+            return head
+        return f"{head} and {pods_with(pods - 1, request, more=more)}"
     each = " each" if pods > 1 else ""
     return f"{count(pods, 'more pod' if more else 'pod')} with {per_pod(request)}{each}"
 
@@ -89,13 +95,15 @@ def non_preemptible(queue: Queue, r: int, need: int) -> Reason:
 
 
 def gang(pool: str, pods: int, request, fit: int, free: int, nodes: int, *,
-         pod_slots: int | None = None) -> Reason:
-    """`pod_slots`: how many more pods the pool's nodes may run, when that is too few."""
+         pod_slots: int | None = None, master: bool = False) -> Reason:
+    """`pod_slots`: how many more pods the pool's nodes may run, when that is too few;
+    `master`: the first pod is the master, sized apart."""
     full = ""
     if pod_slots is not None:
         full = f"; its nodes may run {count(pod_slots, 'more pod')} in all"
     return (PendingCode.GANG_UNSCHEDULABLE,
-            f"needs {pods_with(pods, request)} placed together; at most {fit} fit in node pool "
+            f"needs {pods_with(pods, request, master=master)} placed together; at most {fit} "
+            f"fit in node pool "
             f"{pool} now ({resource(GPU, free)} free on {count(nodes, 'node')}{full})")
 
 

@@ -205,19 +205,20 @@ def _place_running(scenario: Scenario, runs: dict[str, _Run]) -> None:
                 continue  # a lost pod: it waits for a node again
             devices = used[name]
             node = nodes[name]
-            if spec.portion is not None or spec.gpu_memory_mib is not None:
-                if spec.portion is not None:
-                    milli = round(spec.portion * FULL)
+            count, asked_portion, asked_memory, _, _ = spec.size_of(index)
+            if asked_portion is not None or asked_memory is not None:
+                if asked_portion is not None:
+                    milli = round(asked_portion * FULL)
                 else:
-                    milli = -(-(spec.gpu_memory_mib or 0) * FULL // (node.gpu_memory_mib or 1))
+                    milli = -(-(asked_memory or 0) * FULL // (node.gpu_memory_mib or 1))
                 shared = sorted((-u, d) for d, u in enumerate(devices)
                                 if 0 < u and u + milli <= FULL)
-                chosen = [d for _, d in shared][:spec.devices]
-                chosen += [d for d, u in enumerate(devices) if u == 0][:spec.devices - len(chosen)]
+                chosen = [d for _, d in shared][:count]
+                chosen += [d for d, u in enumerate(devices) if u == 0][:count - len(chosen)]
                 portion: float | None = milli / FULL
             else:
                 milli = FULL
-                chosen = [d for d, u in enumerate(devices) if u == 0][:spec.devices]
+                chosen = [d for d, u in enumerate(devices) if u == 0][:count]
                 portion = None
             if spec.running_gpus and spec.running_gpus[index] is not None:
                 chosen = list(spec.running_gpus[index] or ())
@@ -243,14 +244,15 @@ def _workload(run: _Run) -> Workload:
         below_min_since=(None if run.below_min_since is None
                          else EPOCH + timedelta(seconds=run.below_min_since)),
         evicting_pods=tuple(f"{spec.name}-{i}" for i in sorted(run.evicting)),
-        node_type=spec.node_type)
+        node_type=spec.node_type,
+        master=spec.master, master_pod=f"{spec.name}-0" if spec.master is not None else None)
 
 
 def _allocation(run: _Run, index: int, pod: _Pod) -> Allocation:
     spec = run.spec
+    _, _, _, cpu, mem = spec.size_of(index)
     return Allocation(spec.name, f"{spec.name}-{index}", pod.node, pod.gpus,
-                      portion=pod.portion, cpu_millis=spec.cpu_millis,
-                      memory_mib=spec.memory_mib)
+                      portion=pod.portion, cpu_millis=cpu, memory_mib=mem)
 
 
 def _workload_out(run: _Run) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fairway_contracts.workloads import NODE_TYPE_LABEL, NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
-from fairway_scheduler.core.model import DisruptionSettings, Node, NodePool, QueueSpec, Quota
+from fairway_scheduler.core.model import (
+    DisruptionSettings,
+    Node,
+    NodePool,
+    PodSize,
+    QueueSpec,
+    Quota,
+)
 
 DEFAULT_POOL = "default"
 ORG_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -64,6 +71,15 @@ class ScenarioWorkload:
     node_type: str | None = None  # only nodes labelled fairway.io/node-type=<this>
     # The devices each running pod holds (None: lost, or chosen by the simulator).
     running_gpus: tuple[tuple[int, ...] | None, ...] = ()
+    # A distributed workload's master sized apart (`master:`): its first pod asks for this.
+    master: PodSize | None = None
+
+    def size_of(self, index: int) -> tuple[int, float | None, int | None, int, int]:
+        """(devices, portion, GPU memory, millicores, MiB) pod `index` asks for."""
+        if index == 0 and self.master is not None:
+            m = self.master
+            return m.gpus_per_pod, m.gpu_portion, m.gpu_memory_mib, m.cpu_millis, m.memory_mib
+        return self.devices, self.portion, self.gpu_memory_mib, self.cpu_millis, self.memory_mib
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +307,8 @@ def _resources(value: Any, where: str, pools: tuple[str, ...]
 WORKLOAD_KEYS = {"name", "project", "type", "priorityClass", "preemptibility", "pods", "minPods",
                  "gpu", "gpuMemoryMiB", "gpuLimit", "gpuDevices", "cpuMillis", "memoryMiB",
                  "nodePools", "submitAt", "duration", "running", "terminationSeconds",
-                 "nodeType"}
+                 "nodeType", "master"}
+MASTER_KEYS = {"gpu", "gpuMemoryMiB", "gpuDevices", "cpuMillis", "memoryMiB"}
 
 
 def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: set[str]
@@ -339,11 +356,28 @@ def _workload(item: dict, name: str, w: str, pools: tuple[str, ...], projects: s
     termination = None
     if "terminationSeconds" in item:
         termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
+    master = _master(item, w, kind)
     return ScenarioWorkload(name, project, kind, priority_class, priority, preemptible, pods,
                             min_pods, devices, portion, memory, limit, cpu, mem, node_pools,
                             submit_at, duration, running_nodes, started_at, lost_at,
                             termination, node_type,
-                            _running_gpus(item, w, running_nodes, devices))
+                            _running_gpus(item, w, running_nodes, devices, master), master)
+
+
+def _master(item: dict, w: str, kind: str) -> PodSize | None:
+    """`master`: a distributed workload's first pod sized apart (its master; an MPI launcher
+    asks for no GPU), with the workload's own GPU, CPU and memory keys."""
+    if "master" not in item:
+        return None
+    at = f"{w}.master"
+    if kind != "distributed":
+        raise ScenarioError(f"{at}: only a distributed workload has a master (type is {kind})")
+    master = _mapping(item["master"], at)
+    _keys(master, MASTER_KEYS, at)
+    devices, portion, memory, _ = _gpus(master, at)
+    return PodSize(devices, portion, memory,
+                   _int(master.get("cpuMillis", 0), f"{at}.cpuMillis", minimum=0),
+                   _int(master.get("memoryMiB", 0), f"{at}.memoryMiB", minimum=0))
 
 
 def _kind_and_priority(item: dict, w: str) -> tuple[str, str, int, bool]:
@@ -398,10 +432,11 @@ def _gpus(item: dict, w: str) -> tuple[int, float | None, int | None, float | No
     return devices, portion, memory, limit
 
 
-def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], devices: int
-                  ) -> tuple[tuple[int, ...] | None, ...]:
+def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], per_pod: int,
+                  master: PodSize | None = None) -> tuple[tuple[int, ...] | None, ...]:
     """`running.gpus`: the device indices each running pod holds, one list per pod (null for
-    a lost pod); the simulator checks them against the nodes."""
+    a lost pod; the first is the master's where it is sized apart); the simulator checks them
+    against the nodes."""
     running = item.get("running") or {}
     if "gpus" not in running:
         return ()
@@ -418,6 +453,7 @@ def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], dev
             out.append(None)
             continue
         indices = tuple(_int(g, f"{at}[{i}]", minimum=0) for g in _list(gpus, f"{at}[{i}]"))
+        devices = master.gpus_per_pod if i == 0 and master is not None else per_pod
         if len(indices) != devices or len(set(indices)) != devices:
             raise ScenarioError(f"{at}[{i}]: {list(indices)} given, {devices} distinct "
                                 f"device {'index' if devices == 1 else 'indices'} expected")
@@ -436,10 +472,11 @@ def _check_pinned(workloads: tuple[ScenarioWorkload, ...], nodes: tuple[Node, ..
                 continue
             node = by_name[name]
             at = f"workloads[{i}] ({w.name}).running.gpus[{pod}]"
-            if w.portion is not None:
-                milli = round(w.portion * 1000)
-            elif w.gpu_memory_mib is not None:
-                milli = -(-w.gpu_memory_mib * 1000 // (node.gpu_memory_mib or 1))
+            _, portion, gpu_memory, _, _ = w.size_of(pod)
+            if portion is not None:
+                milli = round(portion * 1000)
+            elif gpu_memory is not None:
+                milli = -(-gpu_memory * 1000 // (node.gpu_memory_mib or 1))
             else:
                 milli = 1000
             for d in devices:

@@ -22,7 +22,14 @@ import heapq
 from collections.abc import Callable
 
 from fairway_scheduler.core import reasons
-from fairway_scheduler.core.framework import Request, Session, Statement
+from fairway_scheduler.core.framework import (
+    Request,
+    Session,
+    Statement,
+    gang_need,
+    pod_request,
+    sized_apart,
+)
 from fairway_scheduler.core.framework import too_large as session_too_large
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
@@ -192,8 +199,11 @@ class Allocate:
         session = self.session
         request = session.requests[workload.id]
         pool = session.pools.get(session.target_pools(workload)[0])
-        vector = request.vector(pool.max_dev_memory if pool else 0)
+        dev_memory = pool.max_dev_memory if pool else 0
         pods = 1 if elastic else max(1, workload.min_pods - session.held[workload.id])
+        if request.master is not None:
+            return gang_need(request, workload, self.waiting[workload.id][:pods], dev_memory)
+        vector = request.vector(dev_memory)
         return [v * pods for v in vector]
 
     # one workload -----------------------------------------------------------------------
@@ -234,7 +244,8 @@ class Allocate:
         if not pool.nodes:
             return reasons.pool_not_ready(name, session.all_nodes_in[name])
         request = session.requests[workload.id]
-        shape = (name, workload.project, workload.preemptible, request, first, held > 0)
+        shape = (name, workload.project, workload.preemptible, request, first, held > 0,
+                 sized_apart(request, workload, waiting[:first]))
         refused = self._refused.get(shape)
         if refused is not None and refused[0] == pool.version:
             return refused[1]
@@ -250,6 +261,9 @@ class Allocate:
         too_large = session_too_large(pool, request)
         if too_large:
             return reasons.too_large(name, request, too_large)
+        pods = waiting[:first]
+        if sized_apart(request, workload, pods):
+            return self._try_sized_apart(workload, waiting, first, held, name, pool, request)
         vector = request.vector(pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
         refused = quota_refusal(workload, queue, vector, first)
@@ -261,7 +275,7 @@ class Allocate:
                 return self._no_room(request, queue, vector, first, fit, name, held)
         statement = Statement(session, pool)
         placed = 0
-        for pod in waiting[:first]:
+        for pod in pods:
             if statement.place(pod, request) is None:
                 break
             placed += 1
@@ -272,6 +286,51 @@ class Allocate:
         statement.commit()
         del waiting[:first]
         return None
+
+    def _try_sized_apart(self, workload: Workload, waiting: list[str], first: int, held: int,
+                         name: str, pool: PoolNodes, request: Request) -> reasons.Reason | None:
+        """`_try_pool` for pods among which the master is sized apart: the queue checks count
+        what they ask together, each pod is placed at its own size (the master first, as its
+        name sorts), and a sentence saying why not names both sizes."""
+        session = self.session
+        pods = waiting[:first]
+        need = gang_need(request, workload, pods, pool.max_dev_memory)
+        queue = session.queues.project(workload.project, name)
+        refused = quota_refusal(workload, queue, need, 1)
+        if refused:
+            return refused
+        workers = first - 1
+        if not request.fraction and request.devices and workers:
+            fit = pool.whole_fit_count(request.devices)
+            if fit < workers:
+                return self._no_room_apart(request, queue, need, first, fit, name, held)
+        statement = Statement(session, pool)
+        placed = 0
+        for pod in pods:
+            if statement.place(pod, pod_request(request, workload, pod)) is None:
+                break
+            placed += 1
+        if placed < first:
+            statement.rollback()
+            return self._no_room_apart(request, queue, need, first, placed, name, held)
+        statement.allocate(workload)
+        statement.commit()
+        del waiting[:first]
+        return None
+
+    def _no_room_apart(self, request: Request, queue: Queue, need: list[int], first: int,
+                       fit: int, name: str, held: int) -> reasons.Reason:
+        """Why pods with the master sized apart found no room: the gang's sentence with both
+        sizes, or for the master alone the one-pod sentences at its own size."""
+        assert request.master is not None
+        if first == 1:
+            return self._no_room(request.master, queue, need, 1, fit, name, held)
+        pool = self.session.pools[name]
+        free, nodes = pool.free_gpus()
+        code, message = reasons.gang(name, first, request, fit, free, nodes, master=True)
+        if request.node_type is not None:
+            message += f" (only nodes of type {request.node_type} may take it)"
+        return code, message
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:

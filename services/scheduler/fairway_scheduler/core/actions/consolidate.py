@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.allocate import quota_refusal
 from fairway_scheduler.core.actions.solver import Solver, Unit, label
-from fairway_scheduler.core.framework import Hold, Request, Statement, too_large
+from fairway_scheduler.core.framework import (
+    Hold,
+    Request,
+    Statement,
+    gang_need,
+    sized_apart,
+    too_large,
+)
 from fairway_scheduler.core.model import Workload
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
 
@@ -38,7 +45,9 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
     # refuse a moved pod of its own queue).
     queue = session.queues.project(workload.project, pool_name)
     limited = any(q.limit[r] != -1 for q in queue.chain() for r in range(3))
-    shape = ("consolidate", pool_name, request, gang, workload.project if limited else None)
+    apart = sized_apart(request, workload, waiting[:gang])
+    shape = ("consolidate", pool_name, request, gang, workload.project if limited else None,
+             apart)
     if (*shape, pool.version) in solver.failed:
         return False
     statement = Statement(session, pool)
@@ -52,13 +61,16 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
     waiting.clear()  # its other pods wait for the next cycle: nothing else is evicted for it
     for unit in moved:
         kept = len(solver.holds.get(unit.workload.id, ())) - len(unit.holds)
+        mover = session.requests[unit.workload.id]
+        mover_apart = sized_apart(mover, unit.workload, [h.pod for h in unit.holds])
         moves = ", ".join(f"{h.pod} from {_at(h.node.name, h.devices)} to {went[h.pod]}"
                           for h in unit.holds)
         n = len(unit.holds)
         solver.record_eviction(unit, "consolidate", workload, (
             f"moved within pool {pool_name} to make room for {label(workload)} "
-            f"({reasons.pods_with(gang, request)}{' together' if gang > 1 else ''}): "
-            f"{reasons.pods_with(n, session.requests[unit.workload.id])} "
+            f"({reasons.pods_with(gang, request, master=apart)}"
+            f"{' together' if gang > 1 else ''}): "
+            f"{reasons.pods_with(n, mover, master=mover_apart)} "
             f"restart{'s' if n == 1 else ''} at once ({moves})"
             + _kept(kept)))
         if unit.workload.id in solver.holds:  # moved: no victim any more in this cycle
@@ -73,12 +85,15 @@ def _fragmented(solver: Solver, workload: Workload, pool: PoolNodes, gang: int) 
     but it does not fit as the room lies."""
     request = solver.session.requests[workload.id]
     queue = solver.session.queues.project(workload.project, pool.name)
-    vector = request.vector(pool.max_dev_memory)
-    if quota_refusal(workload, queue, vector, gang) is not None or too_large(pool, request):
+    pods = solver.waiting[workload.id][:gang]
+    need = gang_need(request, workload, pods, pool.max_dev_memory)
+    if quota_refusal(workload, queue, need, 1) is not None or too_large(pool, request):
         return False
-    if pool.free_total < gang * vector[0]:
+    if pool.free_total < need[0]:
         return False  # no room at all: not fragmentation
-    return request.fraction or pool.whole_fit_count(request.devices) < gang
+    # a master sized apart needs no slot of the workers' size (its own is found on placing)
+    workers = gang - 1 if sized_apart(request, workload, pods) else gang
+    return request.fraction or pool.whole_fit_count(request.devices) < workers
 
 
 def _make_room(solver: Solver, statement: Statement, workload: Workload, gang: int

@@ -35,6 +35,7 @@ from fairway_scheduler.core.actions.solver import (
     label,
     top,
 )
+from fairway_scheduler.core.framework import gang_need, pod_request, sized_apart
 from fairway_scheduler.core.model import Workload
 from fairway_scheduler.core.nodes import NodeState
 from fairway_scheduler.core.queues import GPU, MILLI, Queue
@@ -50,12 +51,14 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
         return False
     reclaimer = session.queues.project(workload.project, pool)
     gang = max(1, workload.min_pods - session.held[workload.id])
-    need = session.requests[workload.id].vector(pool_nodes.max_dev_memory)[GPU] * gang
+    request = session.requests[workload.id]
+    pods = solver.waiting[workload.id][:gang]
+    need = gang_need(request, workload, pods, pool_nodes.max_dev_memory)[GPU]
     if not need or not may_reclaim(reclaimer, need):
         return False
     # Another workload of the project asking alike found nothing this cycle: nor would it.
-    key = ("reclaim", workload.project, pool, session.requests[workload.id], gang,
-           workload.preemptible)
+    key = ("reclaim", workload.project, pool, request, gang, workload.preemptible,
+           sized_apart(request, workload, pods))
     if key in solver.failed:
         return False
     if _Reclaim(solver, workload, pool, reclaimer, need, gang).run():
@@ -84,8 +87,11 @@ class _Reclaim:
         solver = self.solver
         if not self.queues and not solver.freed:
             return False
-        nodes = solver.node_order(solver.session.pools[self.pool],
-                                  solver.session.requests[self.workload.id], self.gang)
+        request = solver.session.requests[self.workload.id]
+        if self.gang == 1 and solver.waiting[self.workload.id]:
+            # one pod: the nodes where that pod, at its own size, fits best
+            request = pod_request(request, self.workload, solver.waiting[self.workload.id][0])
+        nodes = solver.node_order(solver.session.pools[self.pool], request, self.gang)
         if nodes is None:  # a gang of several pods: victims across the pool
             return solver.attempt(self.workload, self.pool, "reclaim", self.across_pool(),
                                   self.admissible, self.saturation_kept, self.describe)

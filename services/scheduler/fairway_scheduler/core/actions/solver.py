@@ -33,7 +33,10 @@ from fairway_scheduler.core.framework import (
     Request,
     Session,
     Statement,
+    gang_need,
+    pod_request,
     request_of,
+    sized_apart,
     too_large,
 )
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
@@ -162,14 +165,18 @@ class Solver:
             elastic = held >= w.min_pods
             pods = 1 if elastic else w.min_pods - held
             request = session.requests[w.id]
-            shape = (w.project, pool, request, pods)
+            apart = sized_apart(request, w, self.waiting[w.id][:pods])
+            shape = (w.project, pool, request, pods, apart)
             order = orders.get(shape)
             if order is None:
                 queue = session.queues.project(w.project, pool)
                 pool_nodes = session.pools.get(pool)
-                vector = request.vector(pool_nodes.max_dev_memory if pool_nodes else 0)
-                order = orders[shape] = order_key([queue], [v * pods for v in vector],
-                                                  capacity)
+                dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
+                if apart:
+                    need = gang_need(request, w, self.waiting[w.id][:pods], dev_memory)
+                else:
+                    need = [v * pods for v in request.vector(dev_memory)]
+                order = orders[shape] = order_key([queue], need, capacity)
             return (elastic, order, -w.priority, w.submitted_at, w.id)
 
         return sorted(out, key=key)
@@ -193,7 +200,8 @@ class Solver:
         waiting = self.waiting[workload.id]
         if len(waiting) < gang:
             return False
-        key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape)
+        key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape,
+               sized_apart(request, workload, waiting[:gang]))
         if key in self.failed:
             return False
         statement = Statement(session, pool)
@@ -249,11 +257,12 @@ class Solver:
         pool = statement.pool
         assert pool is not None
         queue = session.queues.project(mover.project, pool.name)
-        if quota_refusal(mover, queue, again.vector(pool.max_dev_memory), len(unit.holds)):
+        pods = [hold.pod for hold in unit.holds]
+        if quota_refusal(mover, queue, gang_need(again, mover, pods, pool.max_dev_memory), 1):
             return False  # its room was its quota (a limit): it cannot stay, it goes
         checkpoint = statement.checkpoint()
         for hold in unit.holds:
-            take = statement.place(hold.pod, again)
+            take = statement.place(hold.pod, pod_request(again, mover, hold.pod))
             if take is None or id(take.node) in avoid:
                 statement.rollback(checkpoint)
                 return False
@@ -321,14 +330,19 @@ class Solver:
         pool = statement.pool
         assert pool is not None
         queue = self.session.queues.project(workload.project, pool.name)
-        if quota_refusal(workload, queue, request.vector(pool.max_dev_memory), gang) is not None:
+        pods = self.waiting[workload.id][:gang]
+        # the master, sized apart, is placed at its own size: only the others need a slot of
+        # the workers' size
+        workers = gang - 1 if sized_apart(request, workload, pods) else gang
+        if quota_refusal(workload, queue, gang_need(request, workload, pods,
+                                                    pool.max_dev_memory), 1) is not None:
             return False
-        if not request.fraction and request.devices and pool.whole_fit_count(
-                request.devices) < gang:
+        if not request.fraction and request.devices and workers and pool.whole_fit_count(
+                request.devices) < workers:
             return False
         checkpoint = statement.checkpoint()
-        for pod in self.waiting[workload.id][:gang]:
-            if statement.place(pod, request) is None:
+        for pod in pods:
+            if statement.place(pod, pod_request(request, workload, pod)) is None:
                 statement.rollback(checkpoint)
                 return False
         return True

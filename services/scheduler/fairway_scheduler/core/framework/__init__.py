@@ -5,9 +5,13 @@ from fairway_scheduler.core.framework.session import (
     Hold,
     Request,
     Session,
+    gang_need,
+    pod_request,
     request_of,
+    sized_apart,
     too_large,
 )
 from fairway_scheduler.core.framework.statement import Statement
 
-__all__ = ["Hold", "Request", "Session", "Statement", "request_of", "too_large"]
+__all__ = ["Hold", "Request", "Session", "Statement", "gang_need", "pod_request", "request_of",
+           "sized_apart", "too_large"]

@@ -24,6 +24,7 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Placement,
     PodPlacement,
+    PodSize,
     Workload,
 )
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, Take, natural
@@ -44,6 +45,9 @@ class Request:
     cpu: int
     mem: int
     node_type: str | None = None
+    # The master pod's own request, where the workload sizes its master apart (see
+    # `pod_request`); None: every pod asks for this one.
+    master: "Request | None" = None
 
     @property
     def fraction(self) -> bool:
@@ -78,14 +82,46 @@ class Hold:
 
 
 def request_of(workload: Workload) -> Request:
+    master = None
+    if workload.master is not None:
+        master = _sized(workload.master, workload.node_type)
+    return _sized(workload, workload.node_type, master)
+
+
+def _sized(size: Workload | PodSize, node_type: str | None, master: Request | None = None
+           ) -> Request:
     portion = None
-    if workload.gpu_portion is not None and workload.gpu_portion < 1:
-        portion = round(workload.gpu_portion * MILLI)
-    devices = workload.gpus_per_pod
-    if (portion is not None or workload.gpu_memory_mib is not None) and devices == 0:
+    if size.gpu_portion is not None and size.gpu_portion < 1:
+        portion = round(size.gpu_portion * MILLI)
+    devices = size.gpus_per_pod
+    if (portion is not None or size.gpu_memory_mib is not None) and devices == 0:
         devices = 1
-    return Request(devices, portion, workload.gpu_memory_mib, workload.cpu_millis,
-                   workload.memory_mib, workload.node_type)
+    return Request(devices, portion, size.gpu_memory_mib, size.cpu_millis, size.memory_mib,
+                   node_type, master)
+
+
+def pod_request(request: Request, workload: Workload, pod: str) -> Request:
+    """What the pod asks for: the master's own request for the master pod, else the
+    workload's per-pod one."""
+    if request.master is not None and pod == workload.master_pod:
+        return request.master
+    return request
+
+
+def gang_need(request: Request, workload: Workload, pods: list[str], dev_memory: int
+              ) -> list[int]:
+    """What `pods` (pods of the workload) ask for together (milli-GPUs, millicores, MiB)."""
+    vector = request.vector(dev_memory)
+    if request.master is None or workload.master_pod not in pods:
+        return [v * len(pods) for v in vector]
+    master = request.master.vector(dev_memory)
+    return [v * (len(pods) - 1) + m for v, m in zip(vector, master, strict=True)]
+
+
+def sized_apart(request: Request, workload: Workload, pods: list[str]) -> bool:
+    """Whether the master, sized apart from the others, is among `pods`: then they are not
+    all alike, and what is worked out per request and count of pods is not shared."""
+    return request.master is not None and workload.master_pod in pods
 
 
 def requests_of(workloads: list[Workload]) -> dict[str, Request]:
@@ -96,7 +132,7 @@ def requests_of(workloads: list[Workload]) -> dict[str, Request]:
     out: dict[str, Request] = {}
     for w in workloads:
         shape = (w.gpus_per_pod, w.gpu_portion, w.gpu_memory_mib, w.cpu_millis, w.memory_mib,
-                 w.node_type)
+                 w.node_type, w.master)
         request = shared.get(shape)
         if request is None:
             request = shared[shape] = request_of(w)
@@ -106,7 +142,16 @@ def requests_of(workloads: list[Workload]) -> dict[str, Request]:
 
 def too_large(pool, request: Request) -> str | None:
     """Why no node of the pool (its `max_*` figures) could ever hold one pod, even empty; None
-    when one could."""
+    when one could. A master sized apart is checked too (the reason says so)."""
+    why = _too_large(pool, request)
+    if why is None and request.master is not None:
+        master = _too_large(pool, request.master)
+        if master is not None:
+            why = f"its master pod needs {reasons.per_pod(request.master)}; {master}"
+    return why
+
+
+def _too_large(pool, request: Request) -> str | None:
     if request.devices > pool.max_devices:
         return f"the largest has {reasons.count(pool.max_devices, 'GPU')}"
     if request.memory is not None and request.memory > pool.max_dev_memory:
@@ -254,9 +299,17 @@ class Session:
                 continue
             pool = self.target_pools(workload)[0]
             request = self.requests[workload.id]
+            waiting = len(workload.waiting_pods)
+            if request.master is not None and workload.master_pod in workload.waiting_pods:
+                # the master waits: counted at its own size, the others at theirs
+                master = request.master
+                requests[id(master)] = master
+                key = (workload.project, pool, id(master))
+                pods[key] = pods.get(key, 0) + 1
+                waiting -= 1
             requests[id(request)] = request
             key = (workload.project, pool, id(request))
-            pods[key] = pods.get(key, 0) + len(workload.waiting_pods)
+            pods[key] = pods.get(key, 0) + waiting
         for (project, pool, request_id), count in pods.items():
             request = requests[request_id]
             pool_nodes = self.pools.get(pool)

@@ -14,7 +14,7 @@ fails. `take_back(holds)` undoes evictions out of order, where the room they lef
 
 from collections.abc import Callable
 
-from fairway_scheduler.core.framework.session import Hold, Request, Session
+from fairway_scheduler.core.framework.session import Hold, Request, Session, pod_request
 from fairway_scheduler.core.model import Placement, PodPlacement, Workload
 from fairway_scheduler.core.nodes import NodeState, PoolNodes, Take
 from fairway_scheduler.core.queues import MILLI
@@ -68,9 +68,12 @@ class Statement:
         takes, self._takes = self._takes, []
         pods = []
         for pod, take in takes:
-            portion = take.milli / MILLI if request.fraction else None
+            asked = pod_request(request, workload, pod)
+            portion = take.milli / MILLI if asked.fraction else None
+            # a master sized apart asks for a fixed share: the workers' limit is not its own
+            limit = None if asked is not request else _limit(workload, take.node, portion)
             pods.append(PodPlacement(pod, take.node.name, take.devices, portion,
-                                     request.memory, _limit(workload, take.node, portion)))
+                                     asked.memory, limit))
         used = [sum(t.milli * len(t.devices) for _, t in takes), sum(t.cpu for _, t in takes),
                 sum(t.mem for _, t in takes)]
         session.account(workload, self.pool.name, used, +1)
