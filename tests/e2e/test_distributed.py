@@ -230,3 +230,40 @@ async def test_an_elastic_pytorch_job_grows_when_room_appears_and_shrinks_first(
     assert kept == {p.metadata.name for p in pods[:2]}  # the master and worker 0 stayed
     phase = api.get(f"/api/v1/workloads/{wid}").json()["phase"]
     assert phase in ("Running", "Degraded"), phase  # still runs on its minimum
+
+
+async def test_an_mpi_launcher_without_gpus_runs_where_its_workers_gpus_alone_fit(
+        api, held, kube, phases):
+    # A project held to exactly its workers' GPUs (2 workers x 2): the launcher asks for no
+    # GPU and is booked at its own size, so the job runs; booked at a worker's size it would
+    # need 6 GPUs and wait over the limit.
+    ensure_simulated_pools(api)
+    name = f"launcher-{uuid.uuid4().hex[:6]}"
+    quota = {"nodePool": {"name": "a100"}, "gpu": {"deserved": 4, "limit": 4}}
+    project = create(api, "/api/v1/org-unit/projects", {"name": name, "resources": [quota]})
+    wid = submit(api, "distributed", project["id"], "mpi", None, **BASE,
+                 nodePools=["a100"], distributedFramework="MPI", numWorkers=2,
+                 compute={"gpuDevicesRequest": 2, "cpuCoreRequest": 1},
+                 masterSpecSameAsWorker=False,
+                 masterSpec={"command": "mpirun python train.py",
+                             "compute": {"cpuCoreRequest": 0.5}})
+    held.append(("distributed", wid))
+    events = await phases.read(wid, until={"Running", "Failed"})
+    assert events[-1]["phase"] == "Running", events[-1]
+
+    pods = pods_of(kube, f"fairway-{name}", wid)
+    assert all(p.spec.node_name for p in pods), [(p.metadata.name, p.spec.node_name)
+                                                 for p in pods]
+    launcher = pods[0].spec.containers[0].resources
+    assert "nvidia.com/gpu" not in (launcher.limits or {})
+    assert launcher.requests["cpu"] == "0.5"
+
+    def booked() -> dict:
+        # the scheduler's queue status reaches the project: 4 GPUs and 2.5 cores held
+        status = api.get(f"/api/v1/org-unit/projects/{project['id']}").json()["status"]
+        [a100] = [r for r in status["nodePoolResources"] if r["nodePool"]["name"] == "a100"]
+        assert (a100["allocated"]["gpu"], a100["allocated"]["cpu"]) == (4, 2.5), a100
+        return a100
+    eventually(booked)
+    view = api.get(f"/api/v1/workloads/{wid}").json()
+    assert view["allocatedResources"]["gpu"] == 4 and view["requestedResources"]["gpu"] == 4

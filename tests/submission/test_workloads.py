@@ -295,14 +295,12 @@ async def test_bad_gpu_fractions_are_refused_naming_the_field(harness, default_p
     ({"numWorkers": 2, "minReplicas": 3}, ["spec.minReplicas"]),
     ({"numWorkers": 2, "minReplicas": 2, "maxReplicas": 1}, ["spec.maxReplicas"]),
     ({"numWorkers": 2, "compute": {"gpuDevicesRequest": 1}, "masterSpecSameAsWorker": False,
-      "masterSpec": {"compute": {"gpuDevicesRequest": 2}}},
-     ["spec.masterSpec.compute.gpuDevicesRequest"]),
-    ({"numWorkers": 2, "compute": {"gpuDevicesRequest": 1}, "masterSpecSameAsWorker": False,
       "masterSpec": {"compute": {"gpuPortionRequest": 0.5}}},
      ["spec.masterSpec.compute.gpuDevicesRequest"]),
-    ({"numWorkers": 2, "compute": {"cpuCoreRequest": 1}, "masterSpecSameAsWorker": False,
-      "masterSpec": {"compute": {"cpuCoreRequest": 4}}},
-     ["spec.masterSpec.compute.cpuCoreRequest"]),
+    # what Kubernetes would refuse of a master's own request
+    ({"numWorkers": 2, "masterSpecSameAsWorker": False,
+      "masterSpec": {"compute": {"cpuMemoryRequest": "lots"}}},
+     ["spec.masterSpec.compute.cpuMemoryRequest"]),
     ({"numWorkers": 2, "masterSpecSameAsWorker": False, "masterSpec": {"image": "bad image"}},
      ["spec.masterSpec.image"]),
 ])
@@ -314,6 +312,25 @@ async def test_distributed_master_and_elastic_bounds_are_refused_naming_the_fiel
     assert r.status_code == 422, r.text
     assert [d["field"] for d in r.json()["details"]] == fields
     assert all(d["reason"] for d in r.json()["details"])
+
+
+async def test_a_master_larger_or_smaller_than_a_worker_is_accepted_at_its_own_size(
+        harness, default_project):
+    # the scheduler books the master at its own size: a launcher of no GPU for 4-GPU
+    # workers, or a master asking for more than a worker
+    for name, master, worker in (
+            ("launcher", {"cpuCoreRequest": 0.5}, {"gpuDevicesRequest": 4}),
+            ("big-master", {"gpuDevicesRequest": 2, "cpuCoreRequest": 4},
+             {"gpuDevicesRequest": 1, "cpuCoreRequest": 1})):
+        r = await harness.admin.post("/api/v1/workloads/distributed", json=body(
+            default_project["id"], name, distributedFramework="MPI", numWorkers=2,
+            compute=worker, masterSpecSameAsWorker=False, masterSpec={"compute": master}))
+
+        assert r.status_code == 202, r.text
+        topic = f"fairway.workload.submitted.default.{r.json()['workloadId']}"
+        spec = (await harness.outbox(topic))[0][1]["spec"]
+        assert {k: v for k, v in spec["masterSpec"]["compute"].items()
+                if k in master} == master
 
 
 async def test_a_master_spec_and_elastic_bounds_reach_the_effective_spec(harness,

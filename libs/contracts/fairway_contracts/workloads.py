@@ -263,8 +263,13 @@ class EffectiveSpec(Contract):
             value, bool) else value
 
     def gpus_requested(self, device_memory_mib: int | None = None) -> float:
-        """GPUs the whole workload asks for: every pod of its gang (fractions by portion)."""
-        return self.compute.gpus_per_pod(device_memory_mib) * self.pods
+        """GPUs the whole workload asks for: every pod of its gang (fractions by portion), a
+        distributed master sized apart (`master_spec.compute`) at its own size."""
+        per_pod = self.compute.gpus_per_pod(device_memory_mib)
+        master = self.master_spec.compute if self.master_spec is not None else None
+        if master is None:
+            return per_pod * self.pods
+        return per_pod * (self.pods - 1) + master.gpus_per_pod(device_memory_mib)
 
 
 def requested_gpus(spec: Mapping[str, Any]) -> float:

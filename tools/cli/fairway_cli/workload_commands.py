@@ -238,7 +238,7 @@ def _distributed(
     master_env: Annotated[list[str] | None, typer.Option(
         "--master-env", help="NAME=VALUE for the master only, repeatable")] = None,
     master_gpu: Annotated[int | None, typer.Option(
-        "--master-gpu", help="the master's whole GPUs (at most a worker's)")] = None,
+        "--master-gpu", help="the master's whole GPUs (0: a launcher with none)")] = None,
     master_cpu: Annotated[float | None, typer.Option("--master-cpu")] = None,
     master_memory: Annotated[str | None, typer.Option("--master-memory")] = None,
 ) -> dict[str, Any]:

@@ -94,39 +94,19 @@ def _distributed_problems(spec: DistributedSpec) -> Problems:
         add("masterSpec", "is ignored while masterSpecSameAsWorker is true; set it to false")
         return problems
     problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
-    problems += _master_within_a_worker(spec.master_spec.compute, spec.compute)
+    problems += _master_gpus(spec.master_spec.compute)
     return problems
 
 
-def _master_within_a_worker(master: Compute, worker: Compute) -> Problems:
-    """The scheduler sizes every pod of a distributed gang as a worker: a master asking for
-    more than a worker could land on a node without room for it. It may ask for less (a CPU
-    launcher for GPU workers) but no GPU fraction of its own."""
-    if not master.model_dump(exclude_none=True):
-        return []  # no compute of its own: the workers'
-    at = "spec.masterSpec.compute"
-    problems: Problems = []
+def _master_gpus(master: Compute) -> Problems:
+    """The scheduler places and books the master at its own size, smaller or larger than a
+    worker (check_compute refuses what Kubernetes would). Its GPUs stay whole devices or none:
+    a master with a GPU fraction of its own is not supported."""
     fraction = master.gpu_request_type or master.gpu_portion_request or master.gpu_memory_request
-    worker_fraction = (worker.gpu_request_type or worker.gpu_portion_request
-                       or worker.gpu_memory_request)
     if fraction:
-        problems.append({"field": f"{at}.gpuDevicesRequest",
-                         "reason": "a master asks for whole GPUs or none, not a fraction"})
-    devices = master.gpu_devices_request or 0
-    most = 0 if worker_fraction else (worker.gpu_devices_request or 0)
-    if devices > most:
-        problems.append({"field": f"{at}.gpuDevicesRequest",
-                         "reason": f"must be at most a worker's whole GPUs ({most}): the "
-                                   "scheduler places the master as one of the workers"})
-    for field, ours, theirs in (("cpuCoreRequest", master.cpu_core_request,
-                                 worker.cpu_core_request),
-                                ("cpuMemoryRequest", master.cpu_memory_request,
-                                 worker.cpu_memory_request)):
-        if ours is not None and (theirs is None or quantity_value(ours) > quantity_value(theirs)):
-            problems.append({"field": f"{at}.{field}",
-                             "reason": f"must be at most a worker's ({theirs or 'none'}): the "
-                                       "scheduler places the master as one of the workers"})
-    return problems
+        return [{"field": "spec.masterSpec.compute.gpuDevicesRequest",
+                 "reason": "a master asks for whole GPUs or none, not a fraction"}]
+    return []
 
 
 def check_serving(spec: InferenceSpec) -> Problems:

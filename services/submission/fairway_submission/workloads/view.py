@@ -11,6 +11,7 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
     spec = row["effective_spec"]
     pods = row["pods"] or []
     per_pod = requested_gpus(row["submitted_spec"]) or requested_gpus(spec)
+    master = _master_gpus(spec)
     running = [p for p in pods if p.get("node") and p.get("phase") == "Running"]
     bound = [p for p in pods if p.get("node") and p.get("phase") in ("Pending", "Running")]
     now = utcnow()
@@ -36,8 +37,12 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
         preemptible=bool(spec.get("preemptible")),
         requested_node_pools=requested_pools,
         current_node_pools=current_pools,
-        allocated_resources={"gpu": round(sum(_gpus_held(p, per_pod) for p in bound), 4)},
-        requested_resources={"gpu": per_pod * spec.get("pods", 1), "pods": spec.get("pods", 1),
+        allocated_resources={"gpu": round(sum(
+            master if master is not None and p.get("role") == "master" else _gpus_held(p, per_pod)
+            for p in bound), 4)},
+        requested_resources={"gpu": per_pod * spec.get("pods", 1) if master is None
+                             else per_pod * (spec.get("pods", 1) - 1) + master,
+                             "pods": spec.get("pods", 1),
                              **_fraction(spec.get("compute") or {})},
         running_pods=len(running), requested_pods=spec.get("pods", 1),
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
@@ -90,6 +95,13 @@ def _serving(row: Mapping[str, Any]) -> dict[str, Any]:
                                      sum(1 for p in pods if p.get("ready"))),
         "serving": load or None,
     }
+
+
+def _master_gpus(spec: Mapping[str, Any]) -> float | None:
+    """The whole GPUs a distributed master sized apart asks for (its `masterSpec.compute`);
+    None when it is sized like the workers."""
+    compute = (spec.get("masterSpec") or {}).get("compute")
+    return None if compute is None else requested_gpus({"compute": compute})
 
 
 def _gpus_held(pod: Mapping[str, Any], per_pod: float) -> float:
