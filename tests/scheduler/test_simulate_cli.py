@@ -79,6 +79,16 @@ def test_tables_without_json(tmp_path, capsys):
     (lambda d: d["org"]["projects"][0].update(resources={"x": {"gpu": {"deserved": 1}}}),
      "org.projects[0] (team-a).resources.x: node pool 'x' does not exist"),
     (lambda d: d.update(extra=1), "the scenario: unknown key 'extra'"),
+    (lambda d: d["workloads"][0].update(master={"gpu": 0}),
+     "workloads[0] (w1).master: only a distributed workload has a master (type is training)"),
+    (lambda d: d["workloads"][0].update(type="distributed", pods=2, master={"gpuLimit": 1}),
+     "workloads[0] (w1).master: unknown key 'gpuLimit'"),
+    (lambda d: d["workloads"][0].update(type="distributed", pods=2, master={"cpuMillis": -1}),
+     "workloads[0] (w1).master.cpuMillis: -1 is below 0"),
+    (lambda d: d["workloads"][0].update(type="distributed", pods=2, master={"gpu": 0},
+                                        running={"nodes": ["node-1", "node-1"],
+                                                 "gpus": [[0], [1]]}),
+     "workloads[0] (w1).running.gpus[0]: [0] given, 0 distinct device indices expected"),
 ])
 def test_rejected_scenarios_name_the_key_and_the_workload(tmp_path, capsys, change, message):
     data = json.loads(json.dumps(BASE))
