@@ -209,3 +209,24 @@ def test_the_effective_spec_requests_the_masters_gpus_and_the_workers():
     launcher = submitted(Compute(cpu_core_request=0.5)).spec
     assert launcher.gpus_requested() == 8  # 0 + 2 x 4
     assert submitted(None).spec.gpus_requested() == 12  # 3 x 4, the master a worker
+
+
+def test_a_master_that_finds_no_room_is_named_as_the_pod_that_does_not_fit():
+    # two 4-GPU nodes could hold the workers; the master asks for more CPU than any node has
+    big_cpu = PodSize(gpus_per_pod=0, cpu_millis=16001)
+    result = decide(ClusterSnapshot(nodes=nodes(), workloads=(mpi(master=big_cpu),),
+                                    queues=team()))
+    reason = result.pending[0]
+    assert reason.unschedulable and "its master pod needs no GPU and 16001 millicores" in (
+        reason.message)
+    # and one that could fit on an empty node but not now: its own sentence says so
+    room_taken = PodSize(gpus_per_pod=0, cpu_millis=12000)
+    filler = Workload(id="filler", project="team-a", priority=50, submitted_at=T0,
+                      gpus_per_pod=0, cpu_millis=8000, waiting_pods=())
+    held = tuple(Allocation("filler", f"filler-{i}", f"node-{i}", (), cpu_millis=8000)
+                 for i in (1, 2))
+    result = decide(ClusterSnapshot(nodes=nodes(), workloads=(filler, mpi(master=room_taken)),
+                                    allocations=held, queues=team()))
+    [reason] = [r for r in result.pending if r.workload_id == "mpi"]
+    assert reason.code == PendingCode.GANG_UNSCHEDULABLE
+    assert "; its master pod does not fit in node pool default now" in reason.message

@@ -94,16 +94,23 @@ def non_preemptible(queue: Queue, r: int, need: int) -> Reason:
             f"non-preemptible workloads run only within quota")
 
 
-def gang(pool: str, pods: int, request, fit: int, free: int, nodes: int, *,
+def gang(pool: str, pods: int, request, fit: int | None, free: int, nodes: int, *,
          pod_slots: int | None = None, master: bool = False) -> Reason:
     """`pod_slots`: how many more pods the pool's nodes may run, when that is too few;
-    `master`: the first pod is the master, sized apart."""
+    `master`: the first pod is the master, sized apart, and `fit` counts the others (None:
+    the master itself finds no room)."""
     full = ""
     if pod_slots is not None:
         full = f"; its nodes may run {count(pod_slots, 'more pod')} in all"
+    if not master:
+        room = f"at most {fit} fit"
+    elif fit is None:
+        room = "its master pod does not fit"
+    else:
+        room = f"at most {fit} of the {pods - 1} other pods fit"
     return (PendingCode.GANG_UNSCHEDULABLE,
-            f"needs {pods_with(pods, request, master=master)} placed together; at most {fit} "
-            f"fit in node pool "
+            f"needs {pods_with(pods, request, master=master)} placed together; {room} "
+            f"in node pool "
             f"{pool} now ({resource(GPU, free)} free on {count(nodes, 'node')}{full})")
 
 

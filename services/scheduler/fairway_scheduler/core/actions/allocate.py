@@ -312,19 +312,22 @@ class Allocate:
             placed += 1
         if placed < first:
             statement.rollback()
-            return self._no_room_apart(request, queue, need, first, placed, name, held)
+            # the master goes first (its name sorts first): none placed, it found no room
+            return self._no_room_apart(request, queue, need, first,
+                                       placed - 1 if placed else None, name, held)
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
         return None
 
     def _no_room_apart(self, request: Request, queue: Queue, need: list[int], first: int,
-                       fit: int, name: str, held: int) -> reasons.Reason:
+                       fit: int | None, name: str, held: int) -> reasons.Reason:
         """Why pods with the master sized apart found no room: the gang's sentence with both
-        sizes, or for the master alone the one-pod sentences at its own size."""
+        sizes (`fit`: how many of the others fit, None: the master does not), or for the
+        master alone the one-pod sentences at its own size."""
         assert request.master is not None
         if first == 1:
-            return self._no_room(request.master, queue, need, 1, fit, name, held)
+            return self._no_room(request.master, queue, need, 1, 0, name, held)
         pool = self.session.pools[name]
         free, nodes = pool.free_gpus()
         code, message = reasons.gang(name, first, request, fit, free, nodes, master=True)
