@@ -349,3 +349,20 @@ async def test_a_master_spec_and_elastic_bounds_reach_the_effective_spec(harness
     assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
     assert spec["masterSpec"]["image"] == "mpi-launcher:1"
     assert spec["masterSpec"]["compute"]["cpuCoreRequest"] == 1
+
+
+@pytest.mark.parametrize("master", [{"image": "mpi-launcher:1"},
+                                    {"image": "mpi-launcher:1", "compute": {}}])
+async def test_a_master_spec_that_names_no_compute_runs_at_a_workers_size(
+        harness, default_project, master):
+    r = await harness.admin.post("/api/v1/workloads/distributed", json=body(
+        default_project["id"], f"dist-same-size-{len(master)}", distributedFramework="MPI",
+        numWorkers=2, compute={"gpuDevicesRequest": 2}, masterSpecSameAsWorker=False,
+        masterSpec=master))
+
+    assert r.status_code == 202, r.text
+    events = await harness.outbox(f"fairway.workload.submitted.default.{r.json()['workloadId']}")
+    spec = events[0][1]["spec"]
+    assert spec["masterSpec"]["image"] == "mpi-launcher:1"
+    assert spec["masterSpec"]["compute"] is None  # the workers' compute: lifecycle and the
+    assert spec["compute"]["gpuDevicesRequest"] == 2  # scheduler size the master like them

@@ -93,8 +93,9 @@ def _distributed_problems(spec: DistributedSpec) -> Problems:
     if spec.master_spec_same_as_worker:
         add("masterSpec", "is ignored while masterSpecSameAsWorker is true; set it to false")
         return problems
-    problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
-    problems += _master_gpus(spec.master_spec.compute)
+    if spec.master_spec.compute is not None:  # else the master is sized like a worker
+        problems += check_compute(spec.master_spec.compute, "spec.masterSpec.compute")
+        problems += _master_gpus(spec.master_spec.compute)
     return problems
 
 

@@ -147,7 +147,13 @@ class MasterSpec(ApiModel):
     args: Arguments | None = None
     environment_variables: list[EnvironmentVariable] = Field(default_factory=list,
                                                              max_length=256)
-    compute: Compute = Field(default_factory=Compute)
+    # None: the workers' compute. A compute that names no field is none at all (`{}`).
+    compute: Compute | None = None
+
+    @field_validator("compute")
+    @classmethod
+    def _named_or_none(cls, compute: Compute | None) -> Compute | None:
+        return compute if compute is not None and compute.model_fields_set else None
 
 
 class DistributedSpec(CommonSpec):
