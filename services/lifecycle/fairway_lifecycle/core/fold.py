@@ -219,7 +219,11 @@ def _restarts(pod: Pod) -> int:
 
 def _since(pod: Pod, kind: str) -> datetime | None:
     cond = _condition(pod, kind)
-    value = (cond or {}).get("lastTransitionTime") or _status(pod).get("startTime")
+    return _timestamp((cond or {}).get("lastTransitionTime") or _status(pod).get("startTime"))
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """An RFC 3339 time as Kubernetes writes it; None when absent or unreadable."""
     if not value:
         return None
     try:
@@ -596,7 +600,8 @@ def _elastic_running(w: WorkloadInfo, current: list[Pod], live: list[Pod],
     short = len(waiting) + unmade
     if not short:
         return running
-    created = [t for p in waiting if (t := _created(p)) is not None]
+    created = [t for p in waiting
+               if (t := _timestamp(p["metadata"].get("creationTimestamp"))) is not None]
     since = min(created) if created and not unmade else None
     waited = (now - since).total_seconds() if since is not None and now else 0.0
     ran = f"{len(ready)} of {w.pods} pods running on {_nodes(ready)}"
@@ -612,13 +617,3 @@ def _elastic_running(w: WorkloadInfo, current: list[Pod], live: list[Pod],
 
 def _nodes(pods: list[Pod]) -> str:
     return ", ".join(sorted({p["spec"]["nodeName"] for p in pods}))
-
-
-def _created(pod: Pod) -> datetime | None:
-    value = pod["metadata"].get("creationTimestamp")
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
