@@ -53,16 +53,23 @@ class FakeKube:
         pass
 
 
-@pytest.fixture
-async def service(database_url):
-    """The service with its runtime's pool and no broker, the controller fed by hand."""
-    settings = LifecycleSettings(database_url=database_url, eviction_grace_seconds=7)
-    runtime, service = build_for_tests(settings, kube=FakeKube())
+async def started(database_url, kube, **settings):
+    """(runtime, service): the service with its runtime's pool and no broker, on migrated
+    tables, its controller started without watches (fed by hand) and ready."""
+    runtime, service = build_for_tests(
+        LifecycleSettings(database_url=database_url, **settings), kube=kube)
     await migrate_dsn(database_url, "lifecycle", MIGRATIONS)
     runtime.pool = await create_pool(database_url, "lifecycle")
     await service.controller.start(watch=False)
     service.controller.on_pods_synced()
     await until(lambda: service.ready)
+    return runtime, service
+
+
+@pytest.fixture
+async def service(database_url):
+    """The service with its runtime's pool and no broker, the controller fed by hand."""
+    runtime, service = await started(database_url, FakeKube(), eviction_grace_seconds=7)
     yield service
     await runtime.stop()
 

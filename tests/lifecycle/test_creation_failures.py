@@ -18,10 +18,8 @@ from fairway_lifecycle import repository as repo
 from fairway_lifecycle.core.deadletters import stalled_workload
 from fairway_lifecycle.core.retries import backoff_delay, refusal_is_permanent
 from fairway_lifecycle.kube import Kube, KubeError
-from fairway_lifecycle.settings import LifecycleSettings
-from fairway_lifecycle.testing import build_for_tests
-from fairway_store import create_pool, migrate_dsn
-from tests.lifecycle.test_controller import MIGRATIONS, FakeKube, phases, submit, until
+from tests.lifecycle.test_controller import FakeKube, phases, submit, until
+from tests.lifecycle.test_controller import started as started_service
 
 pytestmark = pytest.mark.infra
 
@@ -47,15 +45,9 @@ class RefusingKube(FakeKube):
 
 
 async def started(database_url, kube, **settings):
-    settings = LifecycleSettings(database_url=database_url, retry_base_seconds=0.1,
+    """The service with quick retries (a pause of 0.1 s doubling up to 0.4 s)."""
+    return await started_service(database_url, kube, retry_base_seconds=0.1,
                                  retry_cap_seconds=0.4, **settings)
-    runtime, service = build_for_tests(settings, kube=kube)
-    await migrate_dsn(database_url, "lifecycle", MIGRATIONS)
-    runtime.pool = await create_pool(database_url, "lifecycle")
-    await service.controller.start(watch=False)
-    service.controller.on_pods_synced()
-    await until(lambda: service.ready)
-    return runtime, service
 
 
 def test_which_refusals_are_for_good():

@@ -14,10 +14,7 @@ from fairway_contracts.workloads import utcnow
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.core.autoscaler import Window
 from fairway_lifecycle.scaling import Autoscaler
-from fairway_lifecycle.settings import LifecycleSettings
-from fairway_lifecycle.testing import build_for_tests
-from fairway_store import create_pool, migrate_dsn
-from tests.lifecycle.test_controller import MIGRATIONS, FakeKube, until
+from tests.lifecycle.test_controller import FakeKube, started, until
 
 pytestmark = pytest.mark.infra
 
@@ -30,13 +27,7 @@ class ServingKube(FakeKube):
 
 @pytest.fixture
 async def service(database_url):
-    settings = LifecycleSettings(database_url=database_url)
-    runtime, service = build_for_tests(settings, kube=ServingKube())
-    await migrate_dsn(database_url, "lifecycle", MIGRATIONS)
-    runtime.pool = await create_pool(database_url, "lifecycle")
-    await service.controller.start(watch=False)
-    service.controller.on_pods_synced()
-    await until(lambda: service.ready)
+    runtime, service = await started(database_url, ServingKube())
     yield service
     await runtime.stop()
 
