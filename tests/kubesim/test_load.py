@@ -43,7 +43,7 @@ def test_latency_grows_as_a_replica_fills_and_concurrency_follows_littles_law():
 def serving_pod(name: str, workload_id: str, load: str | None = None) -> client.V1Pod:
     annotations = {"kubesim.fairway.io/service-seconds": "0.05"}
     if load is not None:
-        annotations["kubesim.fairway.io/load"] = load
+        annotations["sim.fairway.io/load"] = load
     return make_pod(name, annotations, labels={"fairway.io/workload-id": workload_id,
                                                "fairway.io/workload-type": "inference"},
                     restart_policy="Always")

@@ -5,7 +5,7 @@ Prometheus scrapes them; Fairway's autoscaler reads the result. kubesim plays bo
 
 - **Load.** Requests arrive at a workload (every pod labelled with one `fairway.io/workload-id`
   and `fairway.io/workload-type: inference`) at a rate given by the pod annotation
-  `kubesim.fairway.io/load`, a JSON list of `[seconds, requests per second]` steps counted
+  `sim.fairway.io/load`, a JSON list of `[seconds, requests per second]` steps counted
   from when kubesim first saw the workload (`[[0, 5], [30, 50], [90, 0]]`: 5 req/s, 50 from
   30 s, none from 90 s; the last step lasts), or set at run time through the admin endpoint
   (`PUT /admin/load/{namespace}/{workloadId}`), which wins over the annotation until it is
@@ -39,7 +39,7 @@ from .errors import bad_request
 if TYPE_CHECKING:
     from .store import Store
 
-LOAD_ANNOTATION = "kubesim.fairway.io/load"
+LOAD_ANNOTATION = "sim.fairway.io/load"
 SERVICE_SECONDS_ANNOTATION = "kubesim.fairway.io/service-seconds"
 WORKLOAD_LABEL = "fairway.io/workload-id"
 TYPE_LABEL = "fairway.io/workload-type"
