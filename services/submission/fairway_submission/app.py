@@ -11,6 +11,7 @@ from fairway_runtime import Service
 from fairway_submission import errors, handlers, health
 from fairway_submission.body_limit import BodyLimit
 from fairway_submission.cache import AccessChanges
+from fairway_submission.console import routes as console
 from fairway_submission.dependencies import query_once
 from fairway_submission.identity import routes as identity
 from fairway_submission.org import nodes
@@ -23,7 +24,7 @@ from fairway_submission.workloads import routes as workloads
 
 # In this order: /workloads/telemetry before /workloads/{workload_id}.
 ROUTERS = (telemetry.router, identity.router, org.router, workloads.router, nodes.router,
-           policies.router, health.router)
+           policies.router, health.router, console.router)
 
 
 def build(settings: SubmissionSettings | None = None) -> Service:
@@ -42,6 +43,7 @@ def wire(settings: SubmissionSettings, peers: Peers | None = None
     service = SubmissionService(runtime, settings, peers)
     app.state.submission = service
     errors.install(app)
+    console.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessChanges, forget=service.forget)
     for router in ROUTERS:

@@ -2,6 +2,7 @@
 exception handlers."""
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,19 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic's errors as the API's problems: each with its field path and reason."""
+    details = []
+    for err in errors:
+        reason = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            reason = "is required"
+        elif err.get("type") == "extra_forbidden":
+            reason = "is not a known field"
+        details.append({"field": _path(tuple(err.get("loc", ()))), "reason": reason})
+    return details
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -31,14 +45,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = []
-        for err in exc.errors():
-            reason = err.get("msg", "invalid").removeprefix("Value error, ")
-            if err.get("type") == "missing":
-                reason = "is required"
-            elif err.get("type") == "extra_forbidden":
-                reason = "is not a known field"
-            details.append({"field": _path(tuple(err.get("loc", ()))), "reason": reason})
+        details = validation_details(exc.errors())
         summary = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:5])
         return JSONResponse({"code": 422, "message": f"invalid request: {summary}",
                              "details": details}, status_code=422)

@@ -30,8 +30,11 @@ def register(service: SubmissionService) -> None:
     async def on_phases(items: list[Received[PhaseChanged]]) -> None:
         # Idempotent by (workload, sequence): a redelivered transition changes nothing, and an
         # older one arriving late never overwrites a newer phase. One statement: all or none.
+        events = [item.payload for item in items]
         async with service.pool.acquire() as conn:
-            await repo.apply_phases(conn, [item.payload for item in items])
+            await repo.apply_phases(conn, events)
+        # Committed: the console's browsers may now read what they are told of.
+        service.phase_feed.publish(events)
 
     @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged,
                               pause=pause)

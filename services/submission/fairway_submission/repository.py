@@ -585,6 +585,57 @@ async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
     return {r["node"]: r["gpus"] for r in rows}
 
 
+def _scope_clause(scope: tuple[list[int], list[int]] | None) -> tuple[str, list[Any]]:
+    if scope is None:
+        return "", []
+    return ("WHERE (project_id = ANY($1::bigint[]) OR (project_id = ANY($2::bigint[])"
+            " AND workload_type = 'inference'))", [scope[0], scope[1]])
+
+
+async def workload_counts(conn: asyncpg.Connection,
+                          scope: tuple[list[int], list[int]] | None = None
+                          ) -> list[asyncpg.Record]:
+    """(phase, why it waits when Pending, how many) over the workloads `scope` shows (as
+    `list_workloads` takes it); the reason as the API shows it: the scheduler's, else the
+    phase's."""
+    clause, args = _scope_clause(scope)
+    return await conn.fetch(
+        "SELECT phase, CASE WHEN phase = 'Pending' THEN COALESCE(scheduler_code, phase_reason)"
+        f" END AS reason, count(*) AS workloads FROM workloads {clause} GROUP BY 1, 2", *args)
+
+
+async def shared_devices_by_pool(conn: asyncpg.Connection) -> dict[str, int]:
+    """Per node pool, how many GPU devices fractions of running or starting pods share."""
+    rows = await conn.fetch(
+        "SELECT pod->>'nodePool' AS pool, count(DISTINCT (pod->>'node') || '/' || device)"
+        " AS devices FROM workloads, jsonb_array_elements(pods) AS pod,"
+        " jsonb_array_elements_text(COALESCE(pod->'gpuDevices', '[]')) AS device"
+        " WHERE pod->>'node' IS NOT NULL AND pod->>'gpuPortion' IS NOT NULL"
+        " AND pod->>'phase' IN ('Pending', 'Running') GROUP BY 1")
+    return {r["pool"] or "": r["devices"] for r in rows}
+
+
+async def device_holders(conn: asyncpg.Connection,
+                         scope: tuple[list[int], list[int]] | None = None
+                         ) -> dict[str, list[dict[str, Any]]]:
+    """node → the bound pods (running or starting) of the workloads `scope` shows, each with
+    its workload, the devices it holds and its portion of them (None: whole devices)."""
+    clause, args = _scope_clause(scope)
+    rows = await conn.fetch(
+        "SELECT workload_id, name, project, pod FROM workloads,"
+        " jsonb_array_elements(pods) AS pod"
+        f" {clause} {'AND' if clause else 'WHERE'} pod->>'node' IS NOT NULL"
+        " AND pod->>'phase' IN ('Pending', 'Running') ORDER BY name", *args)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        pod = json.loads(row["pod"]) if isinstance(row["pod"], str) else row["pod"]
+        out.setdefault(pod["node"], []).append({
+            "workloadId": str(row["workload_id"]), "workload": row["name"],
+            "project": row["project"], "pod": pod.get("name"), "gpus": pod.get("gpus", 0),
+            "devices": pod.get("gpuDevices") or [], "portion": pod.get("gpuPortion")})
+    return out
+
+
 # the scheduler's view -----------------------------------------------------------------------
 
 async def apply_queue_status(conn: asyncpg.Connection, event: QueueStatusChanged) -> bool:

@@ -23,6 +23,7 @@ from fairway_contracts.events import NodeInventory, PolicyEvaluateReply, PolicyE
 from fairway_runtime import Service
 from fairway_submission import repository as repo
 from fairway_submission.cache import MISSING, Remembered
+from fairway_submission.console.live import PhaseFeed
 from fairway_submission.core.access import SYSTEM_ADMIN, Grants, Rule
 from fairway_submission.core.errors import ApiError
 from fairway_submission.core.health import Heartbeats
@@ -96,6 +97,8 @@ class SubmissionService:
         self.evaluations: Remembered[tuple, PolicyEvaluateReply] = Remembered(
             ttl, REMEMBERED_EVALUATIONS)
         self.pod_logs = PodLogs(settings.kubeconfig, settings.log_streams)
+        # The console's browsers on this replica, told of each phase change the view commits.
+        self.phase_feed = PhaseFeed()
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
             metrics=self._over_nats(METRICS_TIMEOUT_SECONDS),

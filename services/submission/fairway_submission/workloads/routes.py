@@ -109,15 +109,21 @@ async def list_workloads(
         raise field_error(400, "filterBy", str(exc)) from None
     if sort_by not in LIST_FIELDS:
         raise field_error(400, "sortBy", f"use one of {', '.join(LIST_FIELDS)}")
-    scope = None
-    if Perm.WORKLOAD_VIEW not in caller.at_cluster():
-        every, inference = caller.workload_scopes(caller.departments)
-        scope = ([int(p) for p in every], [int(p) for p in inference])
+    scope = visible_scope(caller)
     async with service.pool.acquire() as conn:
         rows, total = await repo.list_workloads(conn, filters, LIST_FIELDS[sort_by],
                                                 sort_order == "desc", offset, limit, scope)
     return {"workloads": [to_workload(r) for r in rows], "totalCount": total,
             "next": offset + len(rows) if offset + len(rows) < total else None}
+
+
+def visible_scope(caller: Grants) -> tuple[list[int], list[int]] | None:
+    """The projects whose workloads a list may show the caller (every workload, inferences
+    only), as `repo.list_workloads` takes them; None: everything."""
+    if Perm.WORKLOAD_VIEW in caller.at_cluster():
+        return None
+    every, inference = caller.workload_scopes(caller.departments)
+    return [int(p) for p in every], [int(p) for p in inference]
 
 
 @router.get("/workloads/{workload_id}", response_model=Workload,
