@@ -21,6 +21,15 @@
   }
 
   const source = new EventSource(main.dataset.live);
+  // A change committed between rendering the page and (re)connecting was not sent: the table
+  // and the summaries are read once more as the feed opens.
+  source.addEventListener("open", function () {
+    const table = document.getElementById("table");
+    if (table && window.htmx) {
+      htmx.ajax("GET", location.href, {target: "#table", select: "#table", swap: "outerHTML"});
+    }
+    refreshSummaries();
+  });
   source.addEventListener("phase", function (message) {
     const change = JSON.parse(message.data);
     if ((seen[change.id] || 0) >= change.sequence) return;  // an older one arriving late

@@ -1,0 +1,203 @@
+"""The console in a real headless Chromium against the whole platform: signing in, submitting
+through the form and watching the phase change live, a policy refusal next to its field, a
+waiting workload's reason, what a researcher sees, stop and run from the table, and the
+overview's figures against the API's."""
+
+import re
+import time
+
+from playwright.sync_api import expect
+
+from tests.console.conftest import make_project, make_user, signed_in
+from tests.e2e.conftest import submit
+
+RUN_SECONDS = "sim.fairway.io/run-seconds"
+
+
+def test_signing_in_shows_the_overview_and_signing_out_returns_to_the_form(
+        browser, stack, admin_user):
+    with signed_in(browser, stack, admin_user) as page:
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        expect(page.get_by_test_id("subject")).to_have_text(admin_user[0])
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/sign-in")
+        page.goto("/workloads")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_a_wrong_password_is_refused_on_the_form(browser, stack, admin_user):
+    context = browser.new_context(base_url=stack.api_url)
+    page = context.new_page()
+    page.goto("/sign-in")
+    page.get_by_label("User name").fill(admin_user[0])
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-error")).to_have_text("wrong username or password")
+    context.close()
+
+
+def test_a_training_submitted_through_the_form_reaches_completed_without_a_reload(
+        browser, stack, api, admin_user, pools):
+    project = make_project(api, "form")
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto(f"/submit?type=trainings&projectId={project}")
+        page.get_by_label("Name", exact=True).fill("from-the-form")
+        page.get_by_label("Image").fill("busybox")
+        page.get_by_label("GPU devices").fill("1")
+        page.get_by_label("Annotations").fill(f"{RUN_SECONDS}=4")
+        page.get_by_role("button", name="Submit training").click()
+        page.wait_for_url(re.compile(r"/workloads/[0-9a-f-]{36}$"))
+        workload_id = page.url.rsplit("/", 1)[1]
+        page.goto(f"/workloads?project={api.get(f'/api/v1/org-unit/projects/{project}').json()['name']}")
+        page.evaluate("window.notReloaded = true")
+        row = page.locator(f'tr[data-workload-id="{workload_id}"]')
+        expect(row.locator("[data-phase]")).to_have_text("Completed", timeout=90_000)
+        assert page.evaluate("window.notReloaded") is True
+    assert api.get(f"/api/v1/workloads/{workload_id}").json()["phase"] == "Completed"
+
+
+def test_a_policy_refusal_is_shown_next_to_its_field(browser, stack, api, admin_user):
+    project = make_project(api, "policy")
+    response = api.put("/api/v2/policy/trainings", json={
+        "meta": {"scope": "project", "projectId": project},
+        "policy": {"rules": {"compute": {"gpuDevicesRequest": {"max": 2}}}}})
+    assert response.status_code == 200, response.text
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto(f"/submit?type=trainings&projectId={project}")
+        expect(page.locator("#help-gpuDevicesRequest")).to_contain_text("At most 2")
+        page.get_by_label("Name", exact=True).fill("too-big")
+        page.get_by_label("Image").fill("busybox")
+        page.get_by_label("GPU devices").fill("4")
+        page.get_by_role("button", name="Submit training").click()
+        error = page.locator("#err-gpuDevicesRequest")
+        expect(error).to_contain_text("above the maximum of 2")
+        # the value stays as typed, for the user to correct
+        expect(page.get_by_label("GPU devices")).to_have_value("4")
+    listed = api.get("/api/v1/workloads", params={"filterBy": f"projectId=={project}"}).json()
+    assert listed["totalCount"] == 0
+
+
+def test_a_waiting_workload_shows_why_it_waits(browser, stack, api, admin_user, pools):
+    project = make_project(api, "capped", [
+        {"nodePool": {"name": "a100"}, "gpu": {"deserved": 0, "limit": 1}}])
+    workload_id = submit(api, "trainings", project, "waits", nodePools=["a100"],
+                         compute={"gpuDevicesRequest": 2})
+    deadline = time.monotonic() + 60
+    while not (shown := api.get(f"/api/v1/workloads/{workload_id}").json())["phaseReason"] \
+            == "OverLimit":
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.3)
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto(f"/workloads/{workload_id}")
+        expect(page.locator("#pending-reason")).to_contain_text(shown["phaseMessage"])
+        page.goto(f"/workloads?name=waits&project={shown['projectName']}")
+        expect(page.locator(f'tr[data-workload-id="{workload_id}"] [data-reason]')).to_have_text(
+            shown["phaseMessage"])
+    api.delete(f"/api/v1/workloads/trainings/{workload_id}")
+
+
+def test_a_researcher_sees_only_their_project(browser, stack, api, pools):
+    mine, theirs = make_project(api, "mine"), make_project(api, "theirs")
+    own = submit(api, "trainings", mine, "own", annotations={RUN_SECONDS: "600"},
+                 compute={"gpuDevicesRequest": 0})
+    other = submit(api, "trainings", theirs, "other", annotations={RUN_SECONDS: "600"},
+                   compute={"gpuDevicesRequest": 0})
+    researcher = make_user(api, "L1 researcher", "project", mine)
+    mine_name = api.get(f"/api/v1/org-unit/projects/{mine}").json()["name"]
+    with signed_in(browser, stack, researcher) as page:
+        page.goto("/workloads")
+        rows = page.locator("tr[data-workload-id]")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-workload-id", own)
+        options = page.locator("#f-project option").all_inner_texts()
+        assert options == ["all", mine_name]
+        response = page.goto(f"/workloads/{other}")
+        assert response is not None and response.status == 404
+        page.goto("/submit")
+        assert page.locator("#projectId option").all_inner_texts() == [mine_name]
+    for wid in (own, other):
+        api.delete(f"/api/v1/workloads/trainings/{wid}")
+
+
+def test_stop_and_run_from_the_table(browser, stack, api, admin_user, pools):
+    project = make_project(api, "actions")
+    name = api.get(f"/api/v1/org-unit/projects/{project}").json()["name"]
+    first = submit(api, "trainings", project, "first", annotations={RUN_SECONDS: "600"},
+                   compute={"gpuDevicesRequest": 0})
+    second = submit(api, "trainings", project, "second", annotations={RUN_SECONDS: "600"},
+                    compute={"gpuDevicesRequest": 0})
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto(f"/workloads?project={name}")
+        phase = {wid: page.locator(f'tr[data-workload-id="{wid}"] [data-phase]')
+                 for wid in (first, second)}
+        for wid in (first, second):
+            expect(phase[wid]).to_have_text("Running", timeout=60_000)
+        # one row's own button
+        page.get_by_role("button", name="Stop first").click()
+        expect(page.locator("#message")).to_contain_text("stop: 1 accepted")
+        expect(phase[first]).to_have_text("Stopped", timeout=60_000)
+        expect(phase[second]).to_have_text("Running")
+        page.get_by_role("button", name="Run first").click()
+        expect(phase[first]).to_have_text("Running", timeout=60_000)
+        # several at once
+        page.get_by_label("Tick first").check()
+        page.get_by_label("Tick second").check()
+        page.get_by_role("button", name="Stop ticked").click()
+        expect(page.locator("#message")).to_contain_text("stop: 2 accepted")
+        for wid in (first, second):
+            expect(phase[wid]).to_have_text("Stopped", timeout=60_000)
+    for wid in (first, second):
+        assert api.get(f"/api/v1/workloads/{wid}").json()["desiredPhase"] == "Stopped"
+        api.delete(f"/api/v1/workloads/trainings/{wid}")
+
+
+def _overview(page) -> dict:
+    figures = {}
+    for row in page.locator("#gpu-table [data-pool]").all():
+        pool = row.get_attribute("data-pool")
+        figures[pool] = {cell.get_attribute("data-figure"): float(cell.inner_text())
+                         for cell in row.locator("[data-figure]").all()}
+    phases = {row.get_attribute("data-phase-count"): int(row.locator("td").inner_text())
+              for row in page.locator("[data-phase-count]").all()}
+    return {"gpus": figures, "phases": phases}
+
+
+def _from_api(api) -> dict:
+    nodes = api.get("/api/v1/nodes").json()["nodes"]
+    figures: dict[str, dict[str, float]] = {}
+    for node in nodes:
+        for pool in (node["nodePool"], "*"):
+            f = figures.setdefault(pool, {"gpus": 0, "allocated": 0})
+            f["gpus"] += node["gpus"]
+            f["allocated"] += node["allocatedGpus"]
+    for f in figures.values():
+        f["idle"] = max(f["gpus"] - f["allocated"], 0)
+    phases = {}
+    for phase in ("Pending", "Creating", "Initializing", "Running", "Degraded", "Resuming",
+                  "Stopping", "Stopped", "Completed", "Failed", "Deleting", "Deleted"):
+        total = api.get("/api/v1/workloads", params={
+            "filterBy": f"phase=={phase}", "limit": 1}).json()["totalCount"]
+        if total:
+            phases[phase] = total
+    return {"gpus": figures, "phases": phases}
+
+
+def test_the_overview_figures_equal_the_apis(browser, stack, api, admin_user, pools):
+    with signed_in(browser, stack, admin_user) as page:
+        # Workloads of other tests may be moving: the two reads must agree once, read back
+        # to back with the API read on both sides.
+        deadline = time.monotonic() + 60
+        while True:
+            before = _from_api(api)
+            page.goto("/")
+            shown = _overview(page)
+            after = _from_api(api)
+            if before == after:
+                got = {"gpus": {pool: {k: v for k, v in f.items() if k != "shared"}
+                                for pool, f in shown["gpus"].items()},
+                       "phases": shown["phases"]}
+                if got == before:
+                    break
+            assert time.monotonic() < deadline, (shown, before, after)
+            time.sleep(0.5)
+        assert before["gpus"]["*"]["gpus"] > 0
