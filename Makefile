@@ -39,7 +39,7 @@ asyncapi: install
 settings-doc: install
 	.venv/bin/python -m fairway_devstack.settings_reference docs/operations.md
 
-test: lint promtool kubectl
+test: lint promtool kubectl chromium
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 
 # promtool checks and unit-tests the alert rules (tests/deploy); Debian's prometheus package
@@ -61,6 +61,17 @@ kubectl:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; \
 	  else echo "kubectl missing: apt-get install kubernetes-client (as root)" >&2; fi; }
+
+# Chromium drives the console's browser tests (tests/console, Playwright with this browser:
+# `playwright install` is never run, it downloads browsers). Debian's chromium package, the
+# same way: installed when missing and we are root; the tests fail under CI=true rather than
+# skip when it is still missing.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "chromium missing: apt-get install chromium (as root)" >&2; fi; }
 
 # The API against its OpenAPI document with FUZZ_EXAMPLES examples per operation instead of
 # the suite's 25: the suite's Schemathesis test, then the Schemathesis command line with its
