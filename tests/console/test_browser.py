@@ -201,3 +201,5 @@ def test_the_overview_figures_equal_the_apis(browser, stack, api, admin_user, po
             assert time.monotonic() < deadline, (shown, before, after)
             time.sleep(0.5)
         assert before["gpus"]["*"]["gpus"] > 0
+        # earlier tests' workloads were placed: the scheduler announced its cycles
+        expect(page.locator("#last-cycle")).to_contain_text("Ended")

@@ -348,6 +348,19 @@ class Heartbeat(Contract):
     time: datetime
 
 
+class SchedulingCycle(Contract):
+    """One scheduling cycle that decided (core NATS, no stream; news for people, not state):
+    when it ended, how long it took and what came of it. The console's overview shows the
+    last one."""
+
+    instance: str
+    finished_at: datetime
+    took_seconds: float = Field(ge=0)
+    placed: int = Field(ge=0, description="workloads placed on nodes")
+    evicted: int = Field(ge=0, description="pods preempted or reclaimed")
+    pending: int = Field(ge=0, description="workloads left waiting")
+
+
 class DeadLetter(Contract):
     """A message that failed `max_deliver` times; kept for an operator to inspect or replay."""
 

@@ -36,7 +36,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
-from fairway_bus import Received
+from fairway_bus import Received, connection
 from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     BindDecision,
@@ -49,6 +49,7 @@ from fairway_contracts.events import (
     ProjectChanged,
     QueueStatusChanged,
     ResourceStatus,
+    SchedulingCycle,
     SchedulingPending,
     WorkloadSubmitted,
 )
@@ -351,13 +352,25 @@ class SchedulerService:
             self._changed.clear()
             started = loop.time()
             try:
-                await self.run_cycle()
+                result = await self.run_cycle()
                 took = loop.time() - started
+                if result is not None:
+                    await self._announce_cycle(result, took)
             except Exception:
                 # Memory and tables may disagree after a failure: start the next cycle from
                 # the tables.
                 log.exception("scheduling cycle failed; reloading the state")
                 self._reload = True
+
+    async def _announce_cycle(self, result: core.CycleResult, took: float) -> None:
+        """Tell whoever listens (the console's overview) what the cycle did; best effort,
+        like a heartbeat: a lost one is replaced by the next."""
+        cycle = SchedulingCycle(instance=self.runtime.instance, finished_at=utcnow(),
+                                took_seconds=round(took, 6), placed=len(result.placements),
+                                evicted=len(result.evictions), pending=len(result.pending))
+        with contextlib.suppress(Exception):
+            await connection(self.runtime.broker).publish(subjects.SCHEDULER_CYCLE,
+                                                          cycle.to_json())
 
     async def run_cycle(self) -> core.CycleResult | None:
         """One cycle; None when nothing changed since the last one (it would decide the same)."""

@@ -9,6 +9,7 @@ from fairway_contracts.events import (
     PhaseChanged,
     PodGroupChanged,
     QueueStatusChanged,
+    SchedulingCycle,
     SchedulingPending,
     ServingChanged,
 )
@@ -68,6 +69,11 @@ def register(service: SubmissionService) -> None:
     @broker.subscriber(subjects.POLICY_CHANGED, no_reply=True, include_in_schema=False)
     async def on_policy_changed() -> None:
         service.evaluations.forget()
+
+    # Every replica hears every cycle (core NATS, no queue group): the console's overview.
+    @broker.subscriber(subjects.SCHEDULER_CYCLE, no_reply=True, include_in_schema=False)
+    async def on_scheduling_cycle(cycle: SchedulingCycle) -> None:
+        service.last_cycle = cycle
 
     @broker.subscriber(HEALTH_SUBJECT, no_reply=True, include_in_schema=False)
     async def on_heartbeat(beat: Heartbeat) -> None:

@@ -19,7 +19,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from fairway_bus import MessageTooLarge, NoReply, connection, request
 from fairway_contracts import streams, subjects
 from fairway_contracts.base import Contract
-from fairway_contracts.events import NodeInventory, PolicyEvaluateReply, PolicyEvaluateRequest
+from fairway_contracts.events import (
+    NodeInventory,
+    PolicyEvaluateReply,
+    PolicyEvaluateRequest,
+    SchedulingCycle,
+)
 from fairway_runtime import Service
 from fairway_submission import repository as repo
 from fairway_submission.cache import MISSING, Remembered
@@ -99,6 +104,8 @@ class SubmissionService:
         self.pod_logs = PodLogs(settings.kubeconfig, settings.log_streams)
         # The console's browsers on this replica, told of each phase change the view commits.
         self.phase_feed = PhaseFeed()
+        # The scheduler's last cycle that decided, as it announced it (None: none heard yet).
+        self.last_cycle: SchedulingCycle | None = None
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),
             metrics=self._over_nats(METRICS_TIMEOUT_SECONDS),

@@ -165,7 +165,7 @@ async def overview_figures(service: SubmissionService, caller: Grants) -> dict[s
     return {"pools": dict(sorted(pools.items())), "cluster": cluster,
             "phases": dict(sorted(phases.items(), key=lambda kv: PHASES.index(kv[0])
                                   if kv[0] in PHASES else 99)),
-            "pending": dict(pending.most_common())}
+            "pending": dict(pending.most_common()), "cycle": service.last_cycle}
 
 
 @router.get("/")
