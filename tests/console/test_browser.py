@@ -203,3 +203,30 @@ def test_the_overview_figures_equal_the_apis(browser, stack, api, admin_user, po
         assert before["gpus"]["*"]["gpus"] > 0
         # earlier tests' workloads were placed: the scheduler announced its cycles
         expect(page.locator("#last-cycle")).to_contain_text("Ended")
+
+
+def test_an_administrator_creates_and_edits_a_project_quota_and_sees_refusals_by_field(
+        browser, stack, api, admin_user, pools):
+    name = f"org-{int(time.time() * 1000) % 10**8}"
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto("/organisation")
+        page.get_by_role("link", name="New project").click()
+        page.get_by_label("Name").fill(name)
+        page.get_by_label("Deserved GPUs in a100").fill("-1")
+        page.get_by_role("button", name="Save project").click()
+        expect(page.locator("#err-gpu-a100-deserved")).to_have_text("must not be negative")
+        page.get_by_label("Deserved GPUs in a100").fill("2")
+        page.get_by_label("Over-quota weight in a100").fill("3")
+        page.get_by_role("button", name="Save project").click()
+        expect(page.locator("#message")).to_have_text(f"project {name} saved")
+        page.get_by_role("link", name=f"Edit project {name}").click()
+        expect(page.get_by_label("Deserved GPUs in a100")).to_have_value("2")
+        page.get_by_label("Limit (empty: none) in a100").fill("4")
+        page.get_by_role("button", name="Save project").click()
+        expect(page.locator("#message")).to_have_text(f"project {name} saved")
+    project = next(p for p in api.get("/api/v1/org-unit/projects").json()["projects"]
+                   if p["name"] == name)
+    [quota] = project["resources"]
+    assert quota["nodePool"]["name"] == "a100"
+    assert (quota["gpu"]["deserved"], quota["gpu"]["limit"],
+            quota["gpu"]["overQuotaWeight"]) == (2, 4, 3)

@@ -99,3 +99,16 @@ def test_the_openapi_document_has_no_console_route(stack):
         paths = client.get("/api/openapi.json").json()["paths"]
     assert all(path.startswith("/api/") or path in ("/healthz", "/readyz", "/metrics")
                for path in paths), sorted(paths)
+
+
+def test_a_researcher_may_not_create_a_department(stack, api):
+    project = make_project(api, "no-dept")
+    researcher = make_user(api, "L1 researcher", "project", project)
+    with console_client(stack) as client:
+        sign_in(client, researcher)
+        assert "New department" not in client.get("/organisation").text
+        response = client.post("/organisation/department/save", data={"name": "sneaky"})
+    assert response.status_code == 403
+    assert "may not create departments" in response.text
+    assert "sneaky" not in {d["name"] for d in
+                            api.get("/api/v1/org-unit/departments").json()["departments"]}

@@ -1,4 +1,4 @@
-"""The scheduler announces each cycle that decided (core NATS): what the console's overview
+"""The scheduler announces each cycle that ran (core NATS): what the console's overview
 shows as the scheduler's last cycle."""
 
 import asyncio

@@ -105,7 +105,7 @@ CHANNELS: tuple[Channel, ...] = (
             "project, department or node pool over a window."),
     Channel("schedulingCycle", subjects.SCHEDULER_CYCLE, (), events.SchedulingCycle,
             "scheduler", None,
-            "Core NATS: one scheduling cycle that decided, with how long it took and how many "
+            "Core NATS: one scheduling cycle that ran, with how long it took and how many "
             "workloads it placed, evicted and left waiting; the console shows the last one."),
     Channel("health", "fairway.health.{service}", ("service",), events.Heartbeat, "every service",
             None, "Core NATS heartbeats; submission's /healthz needs one from every service."),

@@ -349,7 +349,7 @@ class Heartbeat(Contract):
 
 
 class SchedulingCycle(Contract):
-    """One scheduling cycle that decided (core NATS, no stream; news for people, not state):
+    """One scheduling cycle that ran (core NATS, no stream; news for people, not state):
     when it ended, how long it took and what came of it. The console's overview shows the
     last one."""
 

@@ -38,7 +38,7 @@ POLICY_DELETE = f"{PREFIX}.policy.delete"
 # answers (every policy instance, the API) forgets them
 POLICY_CHANGED = f"{PREFIX}.policy.changed"
 HEALTH_PREFIX = f"{PREFIX}.health"
-# each scheduling cycle that decided (core NATS, no stream; outside fairway.scheduler.>,
+# each scheduling cycle that ran (core NATS, no stream; outside fairway.scheduler.>,
 # which the DECISIONS stream keeps)
 SCHEDULER_CYCLE = f"{PREFIX}.cycle.scheduler"
 

@@ -104,7 +104,7 @@ class SubmissionService:
         self.pod_logs = PodLogs(settings.kubeconfig, settings.log_streams)
         # The console's browsers on this replica, told of each phase change the view commits.
         self.phase_feed = PhaseFeed()
-        # The scheduler's last cycle that decided, as it announced it (None: none heard yet).
+        # The scheduler's last cycle that ran, as it announced it (None: none heard yet).
         self.last_cycle: SchedulingCycle | None = None
         self.peers = peers or Peers(
             policy=self._over_nats(settings.policy_timeout_seconds),

@@ -150,3 +150,44 @@ def _flatten(tree: Mapping[str, Any], prefix: str, part: str,
             if isinstance(value, Mapping):
                 value = value["value"]
             out.setdefault(path, {})[part.rstrip("s") if part != "imposed" else part] = value
+
+
+# organisation: a department's or project's GPU quota per node pool --------------------------
+
+QUOTA_FIGURES = (("deserved", "Deserved GPUs"), ("limit", "Limit (empty: none)"),
+                 ("overQuotaWeight", "Over-quota weight"))
+
+
+def quota_input(pool: str, figure: str) -> str:
+    return f"gpu-{pool}-{figure}"
+
+
+def quota_resources(form: Mapping[str, str], pools: list[str],
+                    existing: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The `resources` list from the form's GPU figures per pool; the CPU and memory quotas
+    it already had are kept as they were. A pool whose inputs are all empty has no quota."""
+    kept = {r["nodePool"]["name"]: r for r in existing}
+    out = []
+    for pool in pools:
+        figures = {f: (form.get(quota_input(pool, f)) or "").strip() for f, _ in QUOTA_FIGURES}
+        if not any(figures.values()) and pool not in kept:
+            continue
+        gpu: dict[str, Any] = {}
+        for figure, text in figures.items():
+            if text:
+                gpu[figure] = _number(text)
+        if not figures["limit"]:
+            gpu["limit"] = None
+        entry = {key: value for key, value in (kept.get(pool) or {}).items()
+                 if key in ("cpu", "memory")}
+        out.append({"nodePool": {"name": pool}, **entry, "gpu": gpu})
+    return out
+
+
+def quota_field(path: str, resources: list[Mapping[str, Any]]) -> str:
+    """The input an API problem about `resources[i].gpu.<figure>` belongs to ('' : none)."""
+    for i, entry in enumerate(resources):
+        for figure, _ in QUOTA_FIGURES:
+            if path == f"resources[{i}].gpu.{figure}":
+                return quota_input(entry["nodePool"]["name"], figure)
+    return "name" if path == "name" else ""

@@ -30,6 +30,7 @@ from fairway_submission.core.errors import ApiError
 from fairway_submission.errors import validation_details
 from fairway_submission.identity import routes as identity
 from fairway_submission.identity.models import TokenRequest
+from fairway_submission.org import models as org_models
 from fairway_submission.org import nodes as node_routes
 from fairway_submission.org import routes as org_routes
 from fairway_submission.policies import routes as policy_routes
@@ -404,8 +405,110 @@ async def organisation(request: Request) -> HTMLResponse:
     service = _service(request)
     departments = await _api(org_routes.list_departments(caller, service))
     projects = await _api(org_routes.list_projects(caller, service))
+    editable = {("department", d["id"]) for d in departments["departments"]
+                if Perm.ORG_EDIT in caller.at_cluster()}
+    editable |= {("project", p["id"]) for p in projects["projects"]
+                 if Perm.ORG_EDIT in caller.perms_at(project_id=p["id"])}
     return _page(request, "organisation.html", caller,
-                 departments=departments["departments"], projects=projects["projects"])
+                 departments=departments["departments"], projects=projects["projects"],
+                 editable=editable, may_create_department=Perm.ORG_EDIT in caller.at_cluster(),
+                 may_create_project=Perm.ORG_EDIT in caller.anywhere(),
+                 message=request.query_params.get("message"))
+
+
+UNITS = ("department", "project")
+
+
+async def _unit(service: SubmissionService, caller: Grants, kind: str, unit_id: str
+                ) -> dict[str, Any]:
+    if kind == "department":
+        return await _api(org_routes.get_department(unit_id, caller, service))
+    return await _api(org_routes.get_project(unit_id, caller, service))
+
+
+async def _unit_form(request: Request, caller: Grants, kind: str, unit: dict[str, Any] | None,
+                     values: dict[str, str], problems: list[dict[str, str]],
+                     resources: list[dict[str, Any]], status: int = 200, message: str = ""
+                     ) -> HTMLResponse:
+    service = _service(request)
+    async with service.pool.acquire() as conn:
+        pools = await repo.node_pool_names(conn)
+    departments = []
+    if kind == "project" and unit is None:
+        listed = await _api(org_routes.list_departments(caller, service))
+        departments = [d for d in listed["departments"]
+                       if Perm.ORG_EDIT in caller.perms_at(department_id=d["id"])]
+    if not values and unit is not None:
+        for entry in unit["resources"]:
+            for figure, _ in forms.QUOTA_FIGURES:
+                value = entry["gpu"].get(figure)
+                if value is not None and not (figure == "limit" and value < 0):
+                    values[forms.quota_input(entry["nodePool"]["name"], figure)] = f"{value:g}"
+    errors: dict[str, list[str]] = defaultdict(list)
+    for p in problems:
+        name = forms.quota_field(p["field"], resources)
+        errors[name].append(p["reason"] if name else f"{p['field']}: {p['reason']}")
+    return _page(request, "unit_form.html", caller, status=status, kind=kind, unit=unit,
+                 values=values, pools=sorted(pools), figures=forms.QUOTA_FIGURES,
+                 quota_input=forms.quota_input, departments=departments, errors=errors,
+                 message=message)
+
+
+@router.get("/organisation/{kind}/new")
+async def new_unit(request: Request, kind: str) -> HTMLResponse:
+    caller = await caller_of(request)
+    if kind not in UNITS:
+        raise Problem(ApiError(404, f"no kind of unit {kind!r}; use department or project"))
+    return await _unit_form(request, caller, kind, None, {}, [], [])
+
+
+@router.get("/organisation/{kind}/{unit_id}/edit")
+async def edit_unit(request: Request, kind: str, unit_id: str) -> HTMLResponse:
+    caller = await caller_of(request)
+    if kind not in UNITS:
+        raise Problem(ApiError(404, f"no kind of unit {kind!r}; use department or project"))
+    unit = await _unit(_service(request), caller, kind, unit_id)
+    return await _unit_form(request, caller, kind, unit, {}, [], [])
+
+
+@router.post("/organisation/{kind}/save")
+async def save_unit(request: Request, kind: str) -> Response:
+    """Create a department or project, or change one's GPU quotas, through the API's own
+    functions (their checks and access rules); refusals are shown next to their inputs."""
+    caller = await caller_of(request)
+    if kind not in UNITS:
+        raise Problem(ApiError(404, f"no kind of unit {kind!r}; use department or project"))
+    service = _service(request)
+    form = await _form(request)
+    unit_id = form.get("id") or None
+    unit = await _unit(service, caller, kind, unit_id) if unit_id else None
+    async with service.pool.acquire() as conn:
+        pools = sorted(await repo.node_pool_names(conn))
+    resources = forms.quota_resources(form, pools, unit["resources"] if unit else [])
+    try:
+        if unit is not None:
+            body = org_models.OrgUnitUpdate.model_validate({"resources": resources})
+            update = (org_routes.update_department if kind == "department"
+                      else org_routes.update_project)
+            saved = await update(unit_id, body, caller, service)
+        elif kind == "department":
+            saved = await org_routes.create_department(org_models.DepartmentIn.model_validate(
+                {"name": form.get("name", ""), "resources": resources}), caller, service)
+        else:
+            saved = await org_routes.create_project(org_models.ProjectIn.model_validate(
+                {"name": form.get("name", ""), "parentId": form.get("parentId") or None,
+                 "resources": resources}), caller, service)
+    except ValidationError as exc:
+        return await _unit_form(request, caller, kind, unit, form,
+                                validation_details(exc.errors()), resources, status=422,
+                                message=f"the {kind} was not saved")
+    except ApiError as exc:
+        return await _unit_form(request, caller, kind, unit, form,
+                                exc.details or [{"field": "", "reason": exc.message}],
+                                resources, status=exc.code, message=exc.message)
+    message = f"{kind} {saved['name']} saved"
+    return RedirectResponse("/organisation?" + urlencode({"message": message}),
+                            status_code=303)
 
 
 @router.get("/nodes")
