@@ -7,7 +7,7 @@ import pytest
 from tests.console.conftest import console_client, make_project, make_user
 
 PAGES = ("/", "/workloads", "/submit", "/submit?type=distributed", "/submit?type=inferences",
-         "/organisation", "/nodes")
+         "/organisation", "/nodes", "/charts", "/charts?scope=project", "/charts?scope=department")
 
 
 def sign_in(client, user) -> None:

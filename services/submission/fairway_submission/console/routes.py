@@ -4,6 +4,7 @@ shows exactly what the caller's token may see through the API (one set of access
 import asyncio
 import logging
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from fairway_contracts.workloads import TYPE_OF_PLURAL
 from fairway_submission import repository as repo
-from fairway_submission.console import forms
+from fairway_submission.console import charts, forms
 from fairway_submission.console.live import BACKLOG, Visible, sse
 from fairway_submission.console.session import (
     SignInFirst,
@@ -35,6 +36,7 @@ from fairway_submission.org import nodes as node_routes
 from fairway_submission.org import routes as org_routes
 from fairway_submission.policies import routes as policy_routes
 from fairway_submission.service import SubmissionService
+from fairway_submission.telemetry import routes as telemetry_routes
 from fairway_submission.workloads import models as workload_models
 from fairway_submission.workloads import routes as workload_routes
 
@@ -395,6 +397,64 @@ async def submit(request: Request) -> Response:
     created = answer.body.decode()
     workload_id = workload_models.Workload.model_validate_json(created).workload_id
     return RedirectResponse(f"/workloads/{workload_id}", status_code=303)
+
+
+# charts ---------------------------------------------------------------------------------
+
+WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
+CHART_SAMPLES = 60
+
+
+def _series_of(reply: dict[str, Any], metric: str, label: str, dashed: bool = False
+               ) -> charts.Series:
+    points: list[tuple[datetime, float]] = []
+    for measurement in reply["measurements"]:
+        if measurement["type"] == metric:
+            points += [(datetime.fromisoformat(v["timestamp"]), float(v["value"]))
+                       for v in measurement["values"]]
+    return charts.Series(label, tuple(sorted(points)), dashed)
+
+
+@router.get("/charts")
+async def chart_page(request: Request, scope: str = "nodepool", id: str = "",
+                     window: str = "1h") -> HTMLResponse:
+    """GPU allocation and utilization over time of a project, department or node pool, as
+    the telemetry API returns them (the metrics service's samples)."""
+    caller = await caller_of(request)
+    service = _service(request)
+    window = window if window in WINDOWS else "1h"
+    projects = (await _api(org_routes.list_projects(caller, service)))["projects"]
+    departments = (await _api(org_routes.list_departments(caller, service)))["departments"]
+    pools = (await _api(org_routes.list_node_pools(caller, service)))["nodePools"]
+    choices = {"nodepool": [(p["name"], p["name"]) for p in pools],
+               "project": [(p["id"], p["name"]) for p in projects],
+               "department": [(d["id"], d["name"]) for d in departments]}
+    scope = scope if scope in choices else "nodepool"
+    if not id and choices[scope]:
+        id = choices[scope][0][0]
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=WINDOWS[window])
+    drawn: list[str] = []
+    if id:
+        ask = {"project": telemetry_routes.project_metrics,
+               "department": telemetry_routes.department_metrics,
+               "nodepool": telemetry_routes.node_pool_metrics}[scope]
+        reply = await _api(ask(id, caller, service, start=start, end=end, metric_type=[
+            "GPU_ALLOCATION,GPU_UTILIZATION,GPU_QUOTA" + (
+                ",GPU_CAPACITY" if scope == "nodepool" else "")],
+            number_of_samples=CHART_SAMPLES))
+        name = dict(choices[scope]).get(id, id)
+        drawn.append(charts.line_chart(
+            f"GPU allocation of {scope} {name}", "GPUs",
+            [_series_of(reply, "GPU_ALLOCATION", "allocated"),
+             _series_of(reply, "GPU_CAPACITY" if scope == "nodepool" else "GPU_QUOTA",
+                        "capacity" if scope == "nodepool" else "quota (deserved)", True)],
+            start, end))
+        drawn.append(charts.line_chart(
+            f"GPU utilization of {scope} {name}", "%",
+            [_series_of(reply, "GPU_UTILIZATION", "utilization")], start, end))
+    return _page(request, "charts.html", caller, scope=scope, id=id, window=window,
+                 windows=list(WINDOWS), choices=choices, drawn=drawn)
 
 
 # organisation and nodes -----------------------------------------------------------------
