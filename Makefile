@@ -73,6 +73,12 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "chromium missing: apt-get install chromium (as root)" >&2; fi; }
 
+# The console's pages as docs/console/*.png (shown in the README), from a platform started for
+# the purpose with a few workloads seeded.
+.PHONY: screenshots
+screenshots: install chromium
+	.venv/bin/python -m tests.console.screenshots
+
 # The API against its OpenAPI document with FUZZ_EXAMPLES examples per operation instead of
 # the suite's 25: the suite's Schemathesis test, then the Schemathesis command line with its
 # coverage phase (tests/submission/fuzz_contract.py; report in .fairway/fuzz/).

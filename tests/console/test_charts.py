@@ -23,8 +23,8 @@ def test_points_span_the_window_and_the_height():
                              (T0 + timedelta(hours=1), 2.0)))], T0, T0 + timedelta(hours=1))
     [points] = re.findall(r'points="([^"]+)"', svg)
     xy = [tuple(map(float, p.split(","))) for p in points.split()]
-    # 48 px left margin, 12 right, 760 wide; 12 top, 28 bottom, 240 high; top of axis 5
-    assert xy == [(48.0, 212.0), (398.0, 52.0), (748.0, 132.0)]
+    # 48 px left margin, 24 right, 760 wide; 24 top, 28 bottom, 240 high; top of axis 5
+    assert xy == [(48.0, 212.0), (392.0, 61.6), (736.0, 136.8)]
     assert "<title" in svg and "GPU allocation of pool a100" in svg
     assert 'data-series="allocated"' in svg
 

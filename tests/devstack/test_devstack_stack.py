@@ -289,6 +289,7 @@ def test_up_runs_in_the_background_and_stops_on_sigterm(tmp_path, fakes_env):
         assert "Fairway is running" in output
         assert f"http://127.0.0.1:{env['FAIRWAY_API_PORT']}" in output
         assert "admin-token" in output
+        assert f"http://127.0.0.1:{env['FAIRWAY_API_PORT']}/   (sign in as admin" in output
         assert "fairway submit training hello --project default --gpu 1" in output
         assert "Stopped." in output
         assert not any(alive(pid) for pid in pids)

@@ -55,6 +55,8 @@ def _summary(console: Console, stack: Stack) -> None:
     kube = "kubesim" if "kubesim" in info["processes"] else "external cluster"
     rows = [
         ("API", f"{stack.api_url}   (OpenAPI: {stack.api_url}/api/docs)"),
+        ("Console", f"{stack.api_url}/   (sign in as admin; password in "
+                    f"{_relative(stack.state_dir / 'admin.json')})"),
         ("NATS", stack.nats_url or "-"),
         ("PostgreSQL", stack.database_url or "-"),
         ("Kubernetes", f"{_relative(stack.kubeconfig)}   ({kube})"),

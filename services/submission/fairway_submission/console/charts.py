@@ -8,7 +8,7 @@ from datetime import datetime
 from html import escape
 
 WIDTH, HEIGHT = 760, 240
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 48, 24, 24, 28
 COLOURS = ("#0b5cad", "#1a7f37", "#8250df", "#9a6700")
 
 
@@ -52,9 +52,10 @@ def line_chart(title: str, unit: str, series: Sequence[Series], start: datetime,
                      f'{value:g}</text>')
     for i in range(5):
         t = start + (end - start) * i / 4
-        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
                      f'{t.strftime("%H:%M")}</text>')
-    parts.append(f'<text x="4" y="{TOP + 4}" class="unit">{escape(unit)}</text>')
+    parts.append(f'<text x="{LEFT}" y="{TOP - 10}" class="unit">{escape(unit)}</text>')
     for i, s in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
         if s.points:
@@ -62,8 +63,8 @@ def line_chart(title: str, unit: str, series: Sequence[Series], start: datetime,
             dash = ' stroke-dasharray="6 4"' if s.dashed else ""
             parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
                          f'stroke-width="2"{dash} data-series="{escape(s.label)}"/>')
-        parts.append(f'<text x="{LEFT + 8 + 150 * i}" y="{TOP + 14}" fill="{colour}">'
-                     f'{escape(s.label)}</text>')
+        parts.append(f'<text x="{LEFT + 60 + 150 * i}" y="{TOP - 10}" '
+                     f'style="fill: {colour}">{escape(s.label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
