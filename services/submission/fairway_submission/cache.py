@@ -91,7 +91,9 @@ class AccessChanges:
     policy (any method but GET and HEAD, outside workloads and tokens) makes `forget` run as its
     answer starts, after its transaction committed and before the client can ask again."""
 
-    UNCHANGING = ("/api/v1/workloads", "/api/v1/token")
+    UNCHANGING = ("/api/v1/workloads", "/api/v1/token",
+                  # the console's sign-in and workload forms (its organisation forms do count)
+                  "/sign-in", "/sign-out", "/submit", "/workloads/")
 
     def __init__(self, app: App, forget: Callable[[], None]):
         self.app = app

@@ -280,6 +280,13 @@ async def live(request: Request) -> StreamingResponse:
                 try:
                     yield await asyncio.wait_for(watcher.queue.get(), KEEPALIVE_SECONDS)
                 except TimeoutError:
+                    # The token is judged again now and then (remembered, so cheap): an
+                    # expired token or a deleted user stops the stream, the page reloads
+                    # into the sign-in form.
+                    try:
+                        await caller_of(request)
+                    except (SignInFirst, ApiError):
+                        break
                     yield ": keepalive\n\n"
             yield sse("reload", {})
         finally:
