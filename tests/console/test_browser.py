@@ -57,16 +57,26 @@ def test_a_training_submitted_through_the_form_reaches_completed_without_a_reloa
 
 
 def test_a_policy_refusal_is_shown_next_to_its_field(browser, stack, api, admin_user):
-    project = make_project(api, "policy")
+    project, unruled = make_project(api, "policy"), make_project(api, "unruled")
     response = api.put("/api/v2/policy/trainings", json={
         "meta": {"scope": "project", "projectId": project},
-        "policy": {"rules": {"compute": {"gpuDevicesRequest": {"max": 2}}}}})
+        "policy": {"defaults": {"image": "busybox"},
+                   "rules": {"compute": {"gpuDevicesRequest": {"max": 2}},
+                             "command": {"canEdit": False}}}})
     assert response.status_code == 200, response.text
     with signed_in(browser, stack, admin_user) as page:
         page.goto(f"/submit?type=trainings&projectId={project}")
+        # the project's effective policy: a default filled in, a limit shown, a lock kept
         expect(page.locator("#help-gpuDevicesRequest")).to_contain_text("At most 2")
+        expect(page.get_by_label("Image")).to_have_value("busybox")
+        expect(page.locator("#command")).to_have_attribute("readonly", "")
+        # another project, another policy: the form follows the choice in place
+        page.select_option("#projectId", unruled)
+        expect(page.get_by_label("Image")).to_have_value("")
+        expect(page.locator("#command")).not_to_have_attribute("readonly", "")
+        page.select_option("#projectId", project)
+        expect(page.get_by_label("Image")).to_have_value("busybox")
         page.get_by_label("Name", exact=True).fill("too-big")
-        page.get_by_label("Image").fill("busybox")
         page.get_by_label("GPU devices").fill("4")
         page.get_by_role("button", name="Submit training").click()
         error = page.locator("#err-gpuDevicesRequest")

@@ -92,9 +92,8 @@ async def _api(call: Any) -> Any:
 
 def _page(request: Request, name: str, caller: Grants | None, status: int = 200,
           **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {
-        "user": caller, "fragment": bool(request.headers.get("HX-Request")) and
-        not request.headers.get("HX-Boosted"), **context}, status_code=status)
+    return templates.TemplateResponse(request, name, {"user": caller, **context},
+                                      status_code=status)
 
 
 async def _form(request: Request) -> dict[str, str]:
