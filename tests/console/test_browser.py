@@ -240,3 +240,23 @@ def test_an_administrator_creates_and_edits_a_project_quota_and_sees_refusals_by
     assert quota["nodePool"]["name"] == "a100"
     assert (quota["gpu"]["deserved"], quota["gpu"]["limit"],
             quota["gpu"]["overQuotaWeight"]) == (2, 4, 3)
+
+
+def test_a_running_workloads_page_shows_its_pod_and_log(browser, stack, api, admin_user, pools):
+    project = make_project(api, "logs")
+    workload_id = submit(api, "trainings", project, "talks", nodePools=["t4"], annotations={
+        RUN_SECONDS: "600", "sim.fairway.io/log": "hello from the console"})
+    with signed_in(browser, stack, admin_user) as page:
+        page.goto(f"/workloads/{workload_id}")
+        # the page follows the phase live, then its pods table and history are re-read
+        expect(page.locator("#detail [data-phase]")).to_have_text("Running", timeout=60_000)
+        pod = api.get(f"/api/v1/workloads/{workload_id}/pods").json()["pods"][0]
+        expect(page.get_by_role("cell", name=pod["node"])).to_be_visible()
+        expect(page.locator("#history")).to_contain_text("Running")
+        deadline = time.monotonic() + 30
+        while "hello from the console" not in page.content():
+            assert time.monotonic() < deadline, page.content()
+            page.goto(f"/workloads/{workload_id}")
+            page.get_by_role("link", name="last lines").click()
+            time.sleep(0.5)
+    api.delete(f"/api/v1/workloads/trainings/{workload_id}")
