@@ -1,5 +1,5 @@
-"""The console's tests run the whole platform the end-to-end tests run (the same fixtures,
-imported), and drive it with Debian's Chromium through Playwright."""
+"""The console's tests run the whole platform as the end-to-end tests do (the same helpers),
+and drive it with Debian's Chromium through Playwright."""
 
 import contextlib
 import os
@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import api, create, ensure_simulated_pools, otlp, stack  # noqa: F401
+from fairway_devstack.testing import running_stack
+from tests.e2e.conftest import admin_client, create, ensure_simulated_pools
 
 CHROMIUM = ("chromium", "chromium-browser")
 
@@ -27,8 +28,26 @@ def chromium_path() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory):
+    """A whole platform (kubesim, NATS, PostgreSQL, the five services), started with the
+    helper the end-to-end tests use and stopped when the console's tests end, so the rest of
+    the suite does not run beside a second platform."""
+    with running_stack(tmp_path_factory.mktemp("console-stack"),
+                       kubesim_args=("--admin",)) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="package")
+def api(stack):
+    with admin_client(stack) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
 def browser():
+    # Module-scoped: Playwright's sync API runs an event loop in this thread while it is
+    # open, and the async tests that come after the browser tests need the thread's loop.
     path = chromium_path()
     from playwright.sync_api import sync_playwright
 
@@ -40,18 +59,18 @@ def browser():
             chromium.close()
 
 
-@pytest.fixture(scope="session")
-def pools(api):  # noqa: F811
+@pytest.fixture(scope="package")
+def pools(api):
     ensure_simulated_pools(api)
 
 
-@pytest.fixture(scope="session")
-def admin_user(api) -> tuple[str, str]:  # noqa: F811
+@pytest.fixture(scope="package")
+def admin_user(api) -> tuple[str, str]:
     """A System administrator with a password the tests know."""
     return make_user(api, "System administrator", "cluster", None)
 
 
-def make_user(api, role: str, scope_type: str, scope_id: str | None) -> tuple[str, str]:  # noqa: F811
+def make_user(api, role: str, scope_type: str, scope_id: str | None) -> tuple[str, str]:
     name, password = f"u-{uuid.uuid4().hex[:8]}", "console-password-1"
     response = api.post("/api/v1/users", json={"username": name, "password": password})
     assert response.status_code == 201, response.text
@@ -62,7 +81,7 @@ def make_user(api, role: str, scope_type: str, scope_id: str | None) -> tuple[st
     return name, password
 
 
-def make_project(api, name: str, resources: list | None = None) -> str:  # noqa: F811
+def make_project(api, name: str, resources: list | None = None) -> str:
     departments = api.get("/api/v1/org-unit/departments").json()["departments"]
     department = next(d["id"] for d in departments if d["name"] == "default")
     return create(api, "/api/v1/org-unit/projects", {
@@ -71,7 +90,7 @@ def make_project(api, name: str, resources: list | None = None) -> str:  # noqa:
 
 
 @contextlib.contextmanager
-def signed_in(browser, stack, user: tuple[str, str]) -> Iterator:  # noqa: F811
+def signed_in(browser, stack, user: tuple[str, str]) -> Iterator:
     """A page of a fresh browser context, signed in through the sign-in form."""
     context = browser.new_context(base_url=stack.api_url,
                                   viewport={"width": 1366, "height": 768})
@@ -88,5 +107,5 @@ def signed_in(browser, stack, user: tuple[str, str]) -> Iterator:  # noqa: F811
         context.close()
 
 
-def console_client(stack) -> httpx.Client:  # noqa: F811
+def console_client(stack) -> httpx.Client:
     return httpx.Client(base_url=stack.api_url, timeout=30, follow_redirects=False)
