@@ -104,7 +104,8 @@ async def ensure_streams_and_consumers(js: JetStreamContext, replicas: int = 1) 
 async def bootstrap(nats_url: str, replicas: int = 1,
                     settings: NatsClientSettings | None = None) -> None:
     options = settings.nats_connect_options() if settings is not None else {}
-    nc = await nats.connect(nats_servers(nats_url), connect_timeout=5, max_reconnect_attempts=3, **options)
+    nc = await nats.connect(nats_servers(nats_url), connect_timeout=5, max_reconnect_attempts=3,
+                            **options)
     try:
         await ensure_streams_and_consumers(nc.jetstream(), replicas)
     finally:

@@ -17,7 +17,6 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from fairway_telemetry import inject_headers
 
-
 RETRY_PAUSE = 0.05
 """Between two tries while a connection or a responder moves to another NATS server."""
 

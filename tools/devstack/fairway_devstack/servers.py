@@ -46,8 +46,8 @@ from fairway_devstack._process import (
 __all__ = [
     "EmbeddedNats",
     "EmbeddedNatsCluster",
-    "NatsClusterMember",
     "EmbeddedPostgres",
+    "NatsClusterMember",
     "ServerError",
     "free_port",
     "nats_server_binary",
