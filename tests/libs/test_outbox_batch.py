@@ -234,22 +234,28 @@ def test_the_ordering_key_is_the_workload_a_subject_names():
 
 async def test_a_lost_publish_does_not_let_its_workloads_later_events_overtake_it(
         database_url, nats_url):
-    """Event 1 of a workload is lost in flight; events 2 and 3 of it wait for its ack instead
-    of reaching the stream first; when the ack times out, 1, 2 and 3 go in order, while
-    another workload's events flow on meanwhile."""
+    """Event 1 of a workload is lost in flight; events 2 and 3 of it, committed meanwhile, wait
+    for its ack instead of reaching the stream first; when the ack times out, 1, 2 and 3 go in
+    order, while another workload's events flow on."""
     pool, nc, js = await _setup(database_url, nats_url, "outboxorder")
     token = uuid.uuid4().hex[:8]
     wid, other = str(uuid.uuid4()), str(uuid.uuid4())
     sub = await js.subscribe(f"fairway.org.test.{token}.>", stream=streams.ORG.name,
                              ordered_consumer=True)
     subject = f"fairway.org.test.{token}.{wid}"
-    items = [(f"{subject}.{n}", _event(token, n), f"{token}-{n}", None) for n in (1, 2, 3)]
-    items.insert(1, (f"fairway.org.test.{token}.{other}.9", _event(token, 9), f"{token}-9", None))
+
+    def item(subject_: str, n: int):
+        return (f"{subject_}.{n}", _event(token, n), f"{token}-{n}", None)
+
     async with pool.acquire() as c:
-        await add_many_to_outbox(c, items)
+        await add_many_to_outbox(c, [item(subject, 1)])
     relay = OutboxRelay(database_url, pool, "outboxorder",
-                        _LosesTheFirstPublish(js, f"{subject}.1"), ack_timeout_seconds=1.0)
+                        _LosesTheFirstPublish(js, f"{subject}.1"), ack_timeout_seconds=1.5)
     await relay.start()
+    await asyncio.sleep(0.3)  # event 1 is in flight (and lost)
+    async with pool.acquire() as c:
+        await add_many_to_outbox(c, [item(subject, 2), item(f"fairway.org.test.{token}.{other}", 9),
+                                     item(subject, 3)])
     first = await sub.next_msg(timeout=5)  # the other workload's event is not held up
     assert first.subject.endswith(f"{other}.9")
     with pytest.raises(nats.errors.TimeoutError):

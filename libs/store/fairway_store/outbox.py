@@ -142,10 +142,12 @@ class OutboxRelay:
     an ack fails, that round's unacknowledged rows and every later round's are read and
     published again.
 
-    A row is not sent while an earlier row of the same workload (`ordering_key`) waits for its
-    ack. Without that, the loss of a NATS server reorders a workload's events: rows written to
-    the lost connection vanish, a later row queued meanwhile reaches the next server first,
-    and the lost ones arrive after it when published again.
+    A row is not sent while an earlier round's row of the same workload (`ordering_key`) waits
+    for its ack. Without that, the loss of a NATS server reorders a workload's events: rows
+    written to the lost connection vanish, a later round queued meanwhile reaches the next
+    server first, and the lost ones arrive after it when published again. The rows of one round
+    are queued together, without a pause, so they reach the connection together: what of them
+    arrives is a prefix, and the rest is published again in order.
     """
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
@@ -282,7 +284,6 @@ class OutboxRelay:
                     row["subject"], bytes(row["payload"]), headers=headers))
                 sent.append(row)
                 keys.append(key)
-                self._in_flight_keys[key] += 1
             except MaxPayloadError as exc:
                 too_large.append(row["id"])
                 # It can never be sent: retrying would wedge every row behind it.
@@ -294,6 +295,7 @@ class OutboxRelay:
         if held:
             self._held_back = True
         if sent:
+            self._in_flight_keys.update(keys)  # after the loop: rows of one round go together
             ids = [row["id"] for row in sent]
             self._in_flight.append(
                 _Round(ids, futures, asyncio.get_running_loop().time(), keys))
