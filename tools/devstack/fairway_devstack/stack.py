@@ -119,6 +119,12 @@ class StackConfig:
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     """How `Stack.supervise()` backs off restarting a crashed process."""
     services: tuple[str, ...] = SERVICES
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    """Processes per service (FAIRWAY_REPLICAS, e.g. `submission=2,policy=2,scheduler=2`); 1
+    when not given. The first is named after its service, the others `<service>-2` …; the
+    first submission serves the API port, the others their own ports. Schedulers beyond one
+    stand by for the leader's Lease. lifecycle and metrics run one each (each keeps state
+    that replicas would split)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every child process (kubesim, bootstrap, services); wins over ours."""
     fast_storage: bool = False
@@ -140,6 +146,8 @@ class StackConfig:
                 values["api_port"] = int(api_port)
             except ValueError:
                 raise StackError(f"FAIRWAY_API_PORT is not a port number: {api_port!r}") from None
+        if replicas := env.get("FAIRWAY_REPLICAS"):
+            values["replicas"] = _service_replicas(replicas)
         if replicas := env.get("FAIRWAY_NATS_REPLICAS"):
             values["nats_replicas"] = _nats_replicas(replicas)
         for key, name in [
@@ -151,6 +159,34 @@ class StackConfig:
             if value := env.get(name):
                 values[key] = value
         return cls(**(values | overrides))
+
+
+# lifecycle watches and folds every workload and metrics keeps its projection in memory: a
+# second process of either would split what each must see whole.
+SINGLE_REPLICA = ("lifecycle", "metrics")
+
+
+def _service_replicas(value: str) -> dict[str, int]:
+    replicas: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, _, count = part.partition("=")
+        name = name.strip()
+        if name not in SERVICES:
+            raise StackError(f"FAIRWAY_REPLICAS: {name!r} is not a service (one of "
+                             f"{', '.join(SERVICES)})")
+        if not count.strip().isdigit() or not 1 <= int(count) <= 9:
+            raise StackError(f"FAIRWAY_REPLICAS: {name}={count.strip()!r}: a count from 1 to 9")
+        if name in SINGLE_REPLICA and int(count) > 1:
+            raise StackError(f"FAIRWAY_REPLICAS: {name} runs as one process (its state in "
+                             "memory would be split between replicas)")
+        replicas[name] = int(count)
+    return replicas
+
+
+def service_of(process: str) -> str:
+    """The service a process runs: `submission-2` runs submission."""
+    name, _, number = process.rpartition("-")
+    return name if name in SERVICES and number.isdigit() else process
 
 
 def _nats_replicas(value: str) -> int:
@@ -261,6 +297,12 @@ class Stack:
         proc = self._kubesim if name == "kubesim" else self._services.get(name)
         return proc.pid if proc is not None and proc.alive() else None
 
+    def processes(self) -> list[str]:
+        """Every service process by name, in start order: `submission`, `submission-2`, …"""
+        return [name if i == 1 else f"{name}-{i}"
+                for name in self.config.services
+                for i in range(1, self.config.replicas.get(name, 1) + 1)]
+
     def start(self) -> Self:
         """Start everything and wait until the API is healthy; on failure stop what started
         and raise StackError."""
@@ -278,7 +320,7 @@ class Stack:
             self._start_kubesim()
             self._write_info("starting")
             self._bootstrap_bus()
-            for name in self.config.services:
+            for name in self.processes():
                 self._start_service(name)
             self._write_info("starting")
             self.wait_ready(self.config.startup_timeout)
@@ -575,9 +617,10 @@ class Stack:
             self._ports[name] = self.api_port if name == API_SERVICE else free_port()
         port = self._ports[name]
         env = {"FAIRWAY_HTTP_PORT": str(port)}
-        if name == API_SERVICE:
+        service = service_of(name)
+        if service == API_SERVICE:  # every replica of the API serves it on its own port
             env["FAIRWAY_API_PORT"] = str(port)
-        argv = [sys.executable, "-m", f"fairway_{name}"]
+        argv = [sys.executable, "-m", f"fairway_{service}"]
         self._services[name] = ManagedProcess(
             name, argv, self.log_path(name), env=self._env(env)
         ).start()
