@@ -147,7 +147,7 @@ class StackConfig:
             except ValueError:
                 raise StackError(f"FAIRWAY_API_PORT is not a port number: {api_port!r}") from None
         if replicas := env.get("FAIRWAY_REPLICAS"):
-            values["replicas"] = _service_replicas(replicas)
+            values["replicas"] = parse_replicas(replicas)
         if replicas := env.get("FAIRWAY_NATS_REPLICAS"):
             values["nats_replicas"] = _nats_replicas(replicas)
         for key, name in [
@@ -166,7 +166,7 @@ class StackConfig:
 SINGLE_REPLICA = ("lifecycle", "metrics")
 
 
-def _service_replicas(value: str) -> dict[str, int]:
+def parse_replicas(value: str) -> dict[str, int]:
     replicas: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in value.split(","))):
         name, _, count = part.partition("=")
