@@ -49,8 +49,19 @@ class Snapshot:
     stream_messages: int | None
 
 
+def _group(process: str) -> str:
+    """What a process's CPU counts under: a replica (`submission-2`, `nats-3`) under its
+    service, so a replicated stack's figures compare with one process each."""
+    name, _, number = process.rpartition("-")
+    return name if number.isdigit() and name in FAIRWAY else process
+
+
 async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_conn) -> Snapshot:
-    cpu = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    """CPU by service; `nats_monitor_url` may name every server of a cluster, comma-separated
+    (messages in are summed over them; the streams' messages read from the first)."""
+    cpu: dict[str, float] = {}
+    for name, pid in pids.items():
+        cpu[_group(name)] = cpu.get(_group(name), 0.0) + tree_cpu_seconds(pid)
     # The client is this process alone: the embedded stack's processes are its children.
     own = psutil.Process().cpu_times()
     cpu["client"] = own.user + own.system
@@ -61,8 +72,12 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
             "WHERE datname = current_database()")
     in_msgs = stream_messages = None
     if nats_monitor_url:
-        async with httpx.AsyncClient(base_url=nats_monitor_url, timeout=5) as http:
-            in_msgs = (await http.get("/varz")).json()["in_msgs"]
+        urls = nats_monitor_url.split(",")
+        in_msgs = 0
+        for url in urls:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+                in_msgs += (await http.get("/varz")).json()["in_msgs"]
+        async with httpx.AsyncClient(base_url=urls[0], timeout=5) as http:
             stream_messages = (await http.get("/jsz")).json().get("messages")
             # /jsz's `messages` is what the streams hold now; with limits retention (ours)
             # nothing is removed during a run, so its difference counts the publishes.

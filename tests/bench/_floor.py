@@ -18,13 +18,15 @@ import uuid
 import asyncpg
 import nats
 
+from fairway_bus.settings import nats_servers
+
 FLOOR_STREAM = "BENCH_IO_FLOOR"
 
 
 async def io_floor(nats_url: str, database_url: str, count: int, concurrency: int,
                    commits: int = 1, publishes: int = 10) -> float:
     """Workloads per second of the bare pipeline."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     js = nc.jetstream()
     await js.add_stream(name=FLOOR_STREAM, subjects=["bench.floor.>"], max_msgs=count * publishes)
     pool = await asyncpg.create_pool(database_url, min_size=concurrency // 4 or 1,

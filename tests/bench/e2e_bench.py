@@ -40,6 +40,8 @@ import asyncpg
 import httpx
 import nats
 
+from fairway_bus.settings import nats_servers
+from fairway_devstack.stack import parse_replicas
 from tests.bench._accounting import Cost, cost, snapshot
 from tests.bench._floor import io_floor
 from tests.bench._http import Connection
@@ -89,6 +91,7 @@ class Stack:
     database_url: str | None = None
     nats_monitor_url: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    more_api_urls: tuple[str, ...] = ()  # the other API processes of a replicated stack
     stop_service: object = None  # callable(name) on an embedded stack
 
 
@@ -119,9 +122,9 @@ class Bench:
 
     async def main(self) -> int:
         args, stack = self.args, self.stack
-        self.nc = await nats.connect(stack.nats_url)
+        self.nc = await nats.connect(nats_servers(stack.nats_url))
         self.pg = await asyncpg.connect(stack.database_url) if stack.database_url else None
-        sub = await self.nc.jetstream().subscribe(
+        sub = await self.nc.jetstream(timeout=30).subscribe(  # a cluster may take a while
             "fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
             deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=self.phases.on_event)
         headers = {"Authorization": f"Bearer {stack.token}"}
@@ -131,8 +134,9 @@ class Bench:
                 # Submissions go through cheap keep-alive connections (see _http.py), at most
                 # this many at once: the closed loops use one each, the offered load a free one.
                 self.connections: asyncio.Queue[Connection] = asyncio.Queue()
-                for _ in range(max(args.concurrency, 64)):
-                    self.connections.put_nowait(Connection(stack.api_url, headers))
+                apis = (stack.api_url, *stack.more_api_urls)  # replicas take turns
+                for i in range(max(args.concurrency, 64)):
+                    self.connections.put_nowait(Connection(apis[i % len(apis)], headers))
                 self.project_id = next(
                     p["id"] for p in (await self.http.get("/api/v1/org-unit/projects")).json()[
                         "projects"] if p["name"] == "default")
@@ -174,7 +178,8 @@ class Bench:
         profiler = None
         if args.profile and self.stack.pids:
             profiler = Profiler(args.profile_dir, {n: p for n, p in self.stack.pids.items()
-                                                   if n not in ("nats", "postgres")})
+                                                   if n != "postgres" and
+                                                   not n.startswith("nats")})
             profiler.start()
         started = time.monotonic()
         submitted, latencies, errors = await self.submit_closed(args.count, args.concurrency)
@@ -262,8 +267,9 @@ class Bench:
 
     async def api_alone(self) -> None:
         args = self.args
-        for name in ("scheduler", "lifecycle"):
-            self.stack.stop_service(name)
+        for name in self.stack.pids:  # every process of them, on a replicated stack too
+            if name.split("-")[0] in ("scheduler", "lifecycle"):
+                self.stack.stop_service(name)
         print(f"the API alone (scheduler and lifecycle stopped): {args.api_count} POSTs at "
               f"concurrency {args.concurrency} ...", flush=True)
         before = await self.snapshot()
@@ -381,6 +387,11 @@ def main() -> None:
     parser.add_argument("--api-count", type=int, default=3000,
                         help="POSTs in the API-alone run")
     parser.add_argument("--skip-api", action="store_true", help="skip the API-alone run")
+    parser.add_argument("--replicas", default="",
+                        help="processes per service, as FAIRWAY_REPLICAS: "
+                             "submission=2,policy=2,scheduler=2 (the client uses every API)")
+    parser.add_argument("--nats-replicas", type=int, default=1, choices=(1, 3, 5),
+                        help="embedded NATS servers in one JetStream cluster")
     parser.add_argument("--skip-floor", action="store_true", help="skip the I/O floor")
     parser.add_argument("--floor-commits", type=int, default=1)
     parser.add_argument("--floor-publishes", type=int, default=10)
@@ -399,7 +410,11 @@ def main() -> None:
             state = Path(resources.enter_context(
                 tempfile.TemporaryDirectory(prefix="fairway-bench")))
             print("starting the embedded stack ...", flush=True)
-            overrides = {}
+            overrides: dict = {}
+            if args.replicas:
+                overrides["replicas"] = parse_replicas(args.replicas)
+            if args.nats_replicas > 1:
+                overrides["nats_replicas"] = args.nats_replicas
             if args.nodes:
                 profile = state / "gpu-nodes.yaml"
                 profile.write_text(gpu_profile(args.nodes))
@@ -410,8 +425,11 @@ def main() -> None:
             stack = Stack(
                 running.api_url, Path(running.admin_token_file).read_text().strip(),
                 running.nats_url, database_url=running.database_url,
-                nats_monitor_url=info["nats"].get("monitor_url"),
+                nats_monitor_url=",".join(entry["monitor_url"] for name, entry in info.items()
+                                          if name.startswith("nats")),
                 pids={name: entry["pid"] for name, entry in info.items() if entry.get("pid")},
+                more_api_urls=tuple(entry["url"] for name, entry in info.items()
+                                    if name.startswith("submission-")),
                 stop_service=lambda name: running.kill_service(name, signal.SIGTERM))
         code = asyncio.run(Bench(stack, args).main())
     sys.exit(code)

@@ -50,9 +50,23 @@ def test_the_schema_check_catches_mistakes(compose):
 
 def test_every_part_of_the_platform_runs(compose):
     assert set(compose["services"]) == {
-        "nats", "postgres", "jaeger", "prometheus", "grafana", "kubesim", "bootstrap",
-        *SERVICES}
-    assert "--jetstream" in compose["services"]["nats"]["command"]
+        "nats-1", "nats-2", "nats-3", "postgres", "jaeger", "prometheus", "grafana", "kubesim",
+        "bootstrap", *SERVICES}
+    for name in ("nats-1", "nats-2", "nats-3"):
+        assert "--jetstream" in compose["services"][name]["command"]
+
+
+def test_nats_runs_as_one_cluster_and_streams_keep_three_copies(compose):
+    servers = {name: compose["services"][name]["command"]
+               for name in ("nats-1", "nats-2", "nats-3")}
+    for name, command in servers.items():
+        assert command[command.index("--server_name") + 1] == name
+        assert command[command.index("--cluster_name") + 1] == "fairway"
+        routes = command[command.index("--routes") + 1].split(",")
+        assert routes == [f"nats://{other}:6222" for other in servers]
+    urls = compose["services"]["submission"]["environment"]["NATS_URL"].split(",")
+    assert urls == [f"nats://{name}:4222" for name in servers]
+    assert compose["services"]["bootstrap"]["environment"]["FAIRWAY_STREAM_REPLICAS"] == "3"
 
 
 def test_fairway_containers_run_real_modules_from_the_one_image(compose):
@@ -68,13 +82,15 @@ def test_fairway_containers_run_real_modules_from_the_one_image(compose):
 def test_services_start_after_the_bootstrap_and_their_dependencies(compose):
     services = compose["services"]
     assert services["bootstrap"]["command"] == ["python", "-m", "fairway_bus.bootstrap"]
-    assert services["bootstrap"]["depends_on"] == {"nats": {"condition": "service_healthy"}}
+    assert services["bootstrap"]["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in ("nats-1", "nats-2", "nats-3")}
     for name in SERVICES:
         depends = services[name]["depends_on"]
         assert depends["bootstrap"] == {"condition": "service_completed_successfully"}, name
         assert depends["postgres"] == {"condition": "service_healthy"}, name
         assert "healthcheck" in services[name], name
-        assert services[name]["environment"]["NATS_URL"] == "nats://nats:4222"
+        assert services[name]["environment"]["NATS_URL"] == (
+            "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222")
     for name in ("lifecycle", "scheduler"):
         assert services[name]["depends_on"]["kubesim"] == {"condition": "service_healthy"}
     # The scheduler runs active/standby, as in a cluster.
@@ -135,7 +151,7 @@ def test_the_build_context_leaves_local_state_out():
 
 
 def test_nats_requires_credentials_and_every_fairway_container_has_them(compose):
-    nats = compose["services"]["nats"]["command"]
+    nats = compose["services"]["nats-1"]["command"]
     user, password = nats[nats.index("--user") + 1], nats[nats.index("--pass") + 1]
     for name, service in compose["services"].items():
         env = service.get("environment") or {}

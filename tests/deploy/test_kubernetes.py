@@ -201,3 +201,30 @@ def test_reservation_pods_may_only_annotate_themselves_in_fairway():
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FAIRWAY_LIFECYCLE_RESERVATION_NAMESPACE"] == "fairway"
     assert env["FAIRWAY_LIFECYCLE_RESERVATION_IMAGE"]
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word; Kubernetes would then apply half
+    of what the file says."""
+
+
+def _mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value
+            if key.tag != "tag:yaml.org,2002:merge"]  # `<<: *anchor` merges, it repeats nothing
+    twice = {key for key in keys if keys.count(key) > 1}
+    if twice:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"key {sorted(twice)} given twice", node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_NoDuplicateKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def test_no_manifest_gives_a_key_twice():
+    paths = [*sorted(DEPLOY.rglob("*.yaml")), *sorted(DEPLOY.rglob("*.yml")),
+             DEPLOY.parent / "compose.yaml"]
+    for path in paths:
+        list(yaml.load_all(path.read_text(), Loader=_NoDuplicateKeys))  # raises on a repeat
+    with pytest.raises(yaml.constructor.ConstructorError, match="given twice"):
+        yaml.load("a: 1\nb: 2\na: 3\n", Loader=_NoDuplicateKeys)

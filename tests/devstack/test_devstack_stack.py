@@ -206,6 +206,19 @@ def test_config_from_env():
     assert StackConfig.from_env({}) == StackConfig()
     with pytest.raises(StackError, match="FAIRWAY_API_PORT"):
         StackConfig.from_env({"FAIRWAY_API_PORT": "http"})
+    assert StackConfig.from_env({"FAIRWAY_NATS_REPLICAS": "3"}).nats_replicas == 3
+    replicated = StackConfig.from_env({"FAIRWAY_REPLICAS": "submission=2, scheduler=2"})
+    assert replicated.replicas == {"submission": 2, "scheduler": 2}
+    assert Stack(replicated).processes() == [
+        "submission", "submission-2", "policy", "scheduler", "scheduler-2", "lifecycle",
+        "metrics"]
+    for wrong, reason in (("lifecycle=2", "runs as one process"), ("api=2", "not a service"),
+                          ("policy=x", "a count from 1 to 9")):
+        with pytest.raises(StackError, match=reason):
+            StackConfig.from_env({"FAIRWAY_REPLICAS": wrong})
+    for wrong in ("2", "three", "0"):  # a cluster needs a majority: 1, 3 or 5 servers
+        with pytest.raises(StackError, match="FAIRWAY_NATS_REPLICAS must be 1, 3 or 5"):
+            StackConfig.from_env({"FAIRWAY_NATS_REPLICAS": wrong})
 
 
 def test_a_running_stack_is_not_shared_and_leftovers_of_a_killed_one_are_cleared(config, dead_pid):

@@ -11,6 +11,8 @@ import httpx
 import nats
 import pytest
 
+from fairway_bus.settings import nats_servers
+
 pytestmark = pytest.mark.e2e
 
 COUNT = 200
@@ -33,7 +35,7 @@ def legal(previous: str | None, event: dict) -> bool:
 
 
 async def all_phase_events(nats_url: str, project: str) -> dict[str, list[dict]]:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         js = nc.jetstream()
         sub = await js.subscribe(f"fairway.phase.{project}.>", stream="FAIRWAY_PHASES",

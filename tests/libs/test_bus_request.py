@@ -27,7 +27,7 @@ async def test_a_request_returns_the_reply_or_says_why_none_came(nats_url):
         await nc.subscribe(subject + ".slow", cb=slow)
         assert await request(nc, subject + ".echo", b"hi", timeout=2) == b"re: hi"
         with pytest.raises(NoReply) as nobody:
-            await request(nc, subject + ".nobody", b"hi", timeout=2)
+            await request(nc, subject + ".nobody", b"hi", timeout=0.5)
         assert nobody.value.connected and nobody.value.reason == "no responders"
         with pytest.raises(NoReply) as late:
             await request(nc, subject + ".slow", b"hi", timeout=0.2)
@@ -39,6 +39,27 @@ async def test_a_request_returns_the_reply_or_says_why_none_came(nats_url):
     assert not closed.value.connected
     with pytest.raises(NoReply):
         await request(None, subject + ".echo", b"hi", timeout=2)
+
+
+async def test_a_responder_that_arrives_within_the_timeout_is_answered(nats_url):
+    """A responder moving to another server of the cluster is away for a moment: the request
+    asks again until its timeout instead of failing at the first 'no responders'."""
+    nc = await nats.connect(nats_url)
+    subject = f"test.request.{uuid.uuid4().hex[:8]}"
+
+    async def echo(msg):
+        await msg.respond(b"re: " + msg.data)
+
+    async def responder_back_later():
+        await asyncio.sleep(0.3)
+        await nc.subscribe(subject, cb=echo)
+
+    try:
+        back = asyncio.create_task(responder_back_later())
+        assert await request(nc, subject, b"hi", timeout=3) == b"re: hi"
+        await back
+    finally:
+        await nc.close()
 
 
 async def test_the_brokers_connection_is_none_until_it_connects(nats_url):

@@ -12,6 +12,7 @@ from fairway_bus.bootstrap import ensure_streams_and_consumers
 from fairway_contracts import streams
 from fairway_contracts.events import ProjectChanged
 from fairway_store import OutboxRelay, add_many_to_outbox, add_to_outbox, create_pool, migrate
+from fairway_store.outbox import ordering_key
 
 pytestmark = pytest.mark.infra
 
@@ -206,4 +207,61 @@ async def test_two_relays_on_one_outbox_publish_each_event_once_in_commit_order(
         await relay.stop()
     await pool.close()
     await nc2.close()
+    await nc.close()
+
+
+class _LosesTheFirstPublish:
+    """A JetStream context that loses a workload's first publish the way a dying NATS server
+    does (it never arrives and its ack never comes) and passes everything else on."""
+
+    def __init__(self, js, lost_subject: str):
+        self.js, self.lost_subject, self.lost = js, lost_subject, False
+
+    async def publish_async(self, subject, *args, **kwargs):
+        if subject == self.lost_subject and not self.lost:
+            self.lost = True
+            return asyncio.get_running_loop().create_future()  # never acknowledged
+        return await self.js.publish_async(subject, *args, **kwargs)
+
+
+def test_the_ordering_key_is_the_workload_a_subject_names():
+    wid = str(uuid.uuid4())
+    assert ordering_key(f"fairway.phase.team-a.{wid}.Running") == wid
+    assert ordering_key(f"fairway.workload.action.stop.team-a.{wid}") == wid
+    assert ordering_key("fairway.scheduler.queue.project.team-a.default") == (
+        "fairway.scheduler.queue.project.team-a.default")
+
+
+async def test_a_lost_publish_does_not_let_its_workloads_later_events_overtake_it(
+        database_url, nats_url):
+    """Event 1 of a workload is lost in flight; events 2 and 3 of it, committed meanwhile, wait
+    for its ack instead of reaching the stream first; when the ack times out, 1, 2 and 3 go in
+    order, while another workload's events flow on."""
+    pool, nc, js = await _setup(database_url, nats_url, "outboxorder")
+    token = uuid.uuid4().hex[:8]
+    wid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    sub = await js.subscribe(f"fairway.org.test.{token}.>", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    subject = f"fairway.org.test.{token}.{wid}"
+
+    def item(subject_: str, n: int):
+        return (f"{subject_}.{n}", _event(token, n), f"{token}-{n}", None)
+
+    async with pool.acquire() as c:
+        await add_many_to_outbox(c, [item(subject, 1)])
+    relay = OutboxRelay(database_url, pool, "outboxorder",
+                        _LosesTheFirstPublish(js, f"{subject}.1"), ack_timeout_seconds=1.5)
+    await relay.start()
+    await asyncio.sleep(0.3)  # event 1 is in flight (and lost)
+    async with pool.acquire() as c:
+        await add_many_to_outbox(c, [item(subject, 2), item(f"fairway.org.test.{token}.{other}", 9),
+                                     item(subject, 3)])
+    first = await sub.next_msg(timeout=5)  # the other workload's event is not held up
+    assert first.subject.endswith(f"{other}.9")
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.5)  # 2 and 3 wait for 1
+    got = [(await sub.next_msg(timeout=5)).subject.rsplit(".", 1)[1] for _ in range(3)]
+    assert got == ["1", "2", "3"]
+    await relay.stop()
+    await pool.close()
     await nc.close()

@@ -21,10 +21,10 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from fairway_bus.settings import NatsClientSettings
+from fairway_bus.settings import NatsClientSettings, nats_servers
 from fairway_contracts.streams import CONSUMERS, STREAMS, ConsumerSpec, StreamSpec
 
 log = logging.getLogger("fairway.bus.bootstrap")
@@ -37,11 +37,19 @@ class BootstrapSettings(NatsClientSettings):
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", alias="NATS_URL",
-        description="the NATS server (JetStream enabled) whose streams and consumers are made")
+        description="the NATS server (JetStream enabled) whose streams and consumers are "
+                    "made; the servers of a cluster separated by commas")
     stream_replicas: int = Field(
         default=1, ge=1, alias="FAIRWAY_STREAM_REPLICAS",
         description="copies of every stream in a NATS cluster (3 in deploy/: a stream "
                     "survives the loss of one server)")
+
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_servers(cls, value: str) -> str:
+        nats_servers(value)  # names the entry that is not a server URL
+        return value
 
 
 def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
@@ -96,7 +104,8 @@ async def ensure_streams_and_consumers(js: JetStreamContext, replicas: int = 1) 
 async def bootstrap(nats_url: str, replicas: int = 1,
                     settings: NatsClientSettings | None = None) -> None:
     options = settings.nats_connect_options() if settings is not None else {}
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3, **options)
+    nc = await nats.connect(nats_servers(nats_url), connect_timeout=5, max_reconnect_attempts=3,
+                            **options)
     try:
         await ensure_streams_and_consumers(nc.jetstream(), replicas)
     finally:

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 
 from fairway_bus.limits import bound_publishes
 from fairway_bus.publish import publish_model
+from fairway_bus.settings import nats_servers
 from fairway_contracts import subjects
 from fairway_contracts.events import DeadLetter
 from fairway_contracts.streams import ConsumerSpec
@@ -109,7 +110,7 @@ class FairwayBroker(NatsBroker):
 def make_broker(nats_url: str, service: str, **kwargs: Any) -> FairwayBroker:
     """A broker whose every publish and consume carries W3C trace context in its headers."""
     return FairwayBroker(
-        nats_url,
+        nats_servers(nats_url),
         name=f"fairway-{service}",
         middlewares=[NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
         logger=logging.getLogger("faststream"),

@@ -6,6 +6,9 @@ and turns every way of getting no answer into `NoReply`, which the caller maps t
 error (submission answers 503).
 """
 
+import asyncio
+import time
+
 from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
@@ -13,6 +16,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from fairway_telemetry import inject_headers
+
+RETRY_PAUSE = 0.05
+"""Between two tries while a connection or a responder moves to another NATS server."""
 
 
 class NoReply(Exception):
@@ -38,13 +44,30 @@ def connection(broker: NatsBroker) -> Client | None:
 
 
 async def request(nc: Client | None, subject: str, data: bytes, *, timeout: float) -> bytes:
-    """Send `data` on `subject` and return the reply's payload; `NoReply` when none comes."""
-    if nc is None or not nc.is_connected:
-        raise NoReply(subject, "not connected")
-    try:
-        msg = await nc.request(subject, data, timeout=timeout, headers=inject_headers())
-    except NoRespondersError:
-        raise NoReply(subject, "no responders") from None
-    except (TimeoutError, NatsTimeout):
-        raise NoReply(subject, f"no answer within {timeout:g} s") from None
-    return msg.data
+    """Send `data` on `subject` and return the reply's payload; `NoReply` when none comes.
+
+    Within `timeout` it rides out the loss of a NATS server: while the connection moves to
+    another server of the cluster it waits for it, and while the responders do too (no
+    responders for a moment) it asks again, so a caller sees a failure only when the whole
+    timeout passed without an answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if nc is None or nc.is_closed or not (nc.is_connected or nc.is_reconnecting):
+            raise NoReply(subject, "not connected")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoReply(subject, f"no answer within {timeout:g} s" if nc.is_connected
+                          else "not connected")
+        if not nc.is_connected:  # reconnecting: wait for the next server
+            await asyncio.sleep(min(RETRY_PAUSE, left))
+            continue
+        try:
+            msg = await nc.request(subject, data, timeout=left, headers=inject_headers())
+        except NoRespondersError:
+            if deadline - time.monotonic() <= RETRY_PAUSE:
+                raise NoReply(subject, "no responders") from None
+            await asyncio.sleep(RETRY_PAUSE)  # responders may be moving to another server
+            continue
+        except (TimeoutError, NatsTimeout):
+            raise NoReply(subject, f"no answer within {timeout:g} s") from None
+        return msg.data

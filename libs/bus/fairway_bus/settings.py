@@ -10,11 +10,32 @@ TLS is on when a CA file or client certificate is given, or the URL's scheme is 
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from faststream.nats import NatsSecurity
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsToken, NatsUserPassword
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers NATS_URL names: one URL, or several separated by commas (the servers of one
+    cluster, so a client that starts while one of them is down connects to another).
+
+    Raises ValueError naming the entry that is not a `nats://` or `tls://` URL with a host."""
+    servers = [part.strip() for part in url.split(",")]
+    for server in servers:
+        # As the NATS client does, a bare host:port means nats://host:port.
+        parts = urlsplit(server if "//" in server else f"nats://{server}")
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(
+                f"NATS_URL: {server!r} is not a NATS server URL (nats://host:port or "
+                "tls://host:port; several are separated by commas)")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"NATS_URL: {server!r} has a port that is not a number") from None
+    return servers
 
 
 class NatsClientSettings(BaseSettings):

@@ -107,6 +107,10 @@ CHANNELS: tuple[Channel, ...] = (
             "scheduler", None,
             "Core NATS: one scheduling cycle that ran, with how long it took and how many "
             "workloads it placed, evicted and left waiting; the console shows the last one."),
+    Channel("viewPhasesApplied", subjects.VIEW_PHASES_APPLIED, (), events.PhasesApplied,
+            "submission", "submission",
+            "Core NATS: phase changes the API's workload view has just committed, each "
+            "workload's newest; every API replica passes them to its console browsers."),
     Channel("health", "fairway.health.{service}", ("service",), events.Heartbeat, "every service",
             None, "Core NATS heartbeats; submission's /healthz needs one from every service."),
 )

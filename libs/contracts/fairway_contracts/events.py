@@ -361,6 +361,25 @@ class SchedulingCycle(Contract):
     pending: int = Field(ge=0, description="workloads left waiting")
 
 
+class PhaseApplied(Contract):
+    """One workload's newest transition, as the API's workload view now holds it."""
+
+    workload_id: str
+    project: str
+    workload_type: WorkloadType
+    sequence: int = Field(ge=1)
+    phase: Phase
+    reason: str
+    message: str
+
+
+class PhasesApplied(Contract):
+    """Phase changes the API's workload view has committed (core NATS, no stream; news for the
+    console's browsers, not state): each API replica tells the browsers connected to it."""
+
+    changes: list[PhaseApplied]
+
+
 class DeadLetter(Contract):
     """A message that failed `max_deliver` times; kept for an operator to inspect or replay."""
 

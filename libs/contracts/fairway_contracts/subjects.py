@@ -41,6 +41,9 @@ HEALTH_PREFIX = f"{PREFIX}.health"
 # each scheduling cycle that ran (core NATS, no stream; outside fairway.scheduler.>,
 # which the DECISIONS stream keeps)
 SCHEDULER_CYCLE = f"{PREFIX}.cycle.scheduler"
+# phase changes the API's workload view has just applied (core NATS, no stream): every API
+# replica tells its own console browsers, whichever replica's consumer applied them
+VIEW_PHASES_APPLIED = f"{PREFIX}.view.phases"
 
 # streams' subject spaces
 WORKLOAD_ALL = f"{PREFIX}.workload.>"

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fairway_bus.settings import NatsClientSettings
+from fairway_bus.settings import NatsClientSettings, nats_servers
 from fairway_runtime.gc_tuning import DEFAULT_THRESHOLDS, parse_thresholds
 from fairway_telemetry import TracingOptions
 
@@ -53,7 +53,8 @@ class ServiceSettings(NatsClientSettings):
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", alias="NATS_URL",
-        description="the NATS server (JetStream enabled) carrying every event and request")
+        description="the NATS server (JetStream enabled) carrying every event and request; "
+                    "the servers of a cluster separated by commas")
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/fairway", alias="DATABASE_URL",
         description="the PostgreSQL database; each service keeps its tables in a schema of "
@@ -115,6 +116,12 @@ class ServiceSettings(NatsClientSettings):
         default=None, alias="OTEL_SERVICE_NAME",
         description="the service name spans carry; unset: fairway- followed by the "
                     "service's name (fairway-scheduler …)")
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_servers(cls, value: str) -> str:
+        nats_servers(value)  # names the entry that is not a server URL
+        return value
 
     @field_validator("gc_thresholds")
     @classmethod

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
+import re
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -105,6 +106,19 @@ def outbox_columns(items: Sequence[OutboxItem]
     return subjects_, payloads, headers_, msg_ids
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def ordering_key(subject: str) -> str:
+    """What a row's order is kept within: the workload its subject names (the first token
+    that is a workload id: a workload's submission, actions, decisions and phases, on whatever
+    subjects, stay in commit order), else the subject itself (a queue, a node, an org unit)."""
+    for token in subject.split("."):
+        if len(token) == 36 and _UUID.match(token):
+            return token
+    return subject
+
+
 @dataclass
 class _Round:
     """Rows published together, their acks pending."""
@@ -112,6 +126,7 @@ class _Round:
     ids: list[int]
     futures: list[asyncio.Future]
     sent_at: float
+    keys: list[str]
 
 
 class OutboxRelay:
@@ -126,6 +141,13 @@ class OutboxRelay:
     drops the repeats, so the stream still holds each workload's events in commit order. When
     an ack fails, that round's unacknowledged rows and every later round's are read and
     published again.
+
+    A row is not sent while an earlier round's row of the same workload (`ordering_key`) waits
+    for its ack. Without that, the loss of a NATS server reorders a workload's events: rows
+    written to the lost connection vanish, a later round queued meanwhile reaches the next
+    server first, and the lost ones arrive after it when published again. The rows of one round
+    are queued together, without a pause, so they reach the connection together: what of them
+    arrives is a prefix, and the rest is published again in order.
     """
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
@@ -145,6 +167,8 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         self._in_flight: deque[_Round] = deque()
         self._in_flight_ids: set[int] = set()
+        self._in_flight_keys: Counter[str] = Counter()
+        self._held_back = False  # rows waited for an earlier row's ack: read again once settled
         self._sent = asyncio.Event()  # a round was published: the settler has work
         self._settling = asyncio.Lock()
         self.published = 0
@@ -246,14 +270,20 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        futures, sent, too_large = [], [], []
+        futures, sent, keys, too_large = [], [], [], []
+        held: set[str] = set()
         for row in rows:
+            key = ordering_key(row["subject"])
+            if key in held or self._in_flight_keys[key]:
+                held.add(key)  # and every later row of it, so its rows keep their order
+                continue
             headers = dict(row["headers"] or {})
             headers["Nats-Msg-Id"] = row["msg_id"]
             try:
                 futures.append(await self.js.publish_async(
                     row["subject"], bytes(row["payload"]), headers=headers))
                 sent.append(row)
+                keys.append(key)
             except MaxPayloadError as exc:
                 too_large.append(row["id"])
                 # It can never be sent: retrying would wedge every row behind it.
@@ -262,13 +292,18 @@ class OutboxRelay:
         if too_large:
             await self.pool.execute("UPDATE outbox SET published_at = now()"
                                     " WHERE id = ANY($1::bigint[])", too_large)
-        if not sent:
-            return len(rows)
-        ids = [row["id"] for row in sent]
-        self._in_flight.append(_Round(ids, futures, asyncio.get_running_loop().time()))
-        self._in_flight_ids.update(ids)
-        self._sent.set()
-        return len(rows)
+        if held:
+            self._held_back = True
+        if sent:
+            self._in_flight_keys.update(keys)  # after the loop: rows of one round go together
+            ids = [row["id"] for row in sent]
+            self._in_flight.append(
+                _Round(ids, futures, asyncio.get_running_loop().time(), keys))
+            self._in_flight_ids.update(ids)
+            self._sent.set()
+        # A full batch means more may be waiting, unless rows were held back: those are read
+        # again once their predecessors are acknowledged (the settler wakes the relay).
+        return len(rows) if not held else len(sent) + len(too_large)
 
     async def _settle_loop(self) -> None:
         while True:
@@ -323,11 +358,18 @@ class OutboxRelay:
                 # is read and published again (JetStream drops what did arrive).
                 self._in_flight.clear()
                 self._in_flight_ids.clear()
+                self._in_flight_keys.clear()
                 self._wake.set()
             else:
                 for _ in range(done_rounds):
-                    self._in_flight.popleft()
+                    for key in self._in_flight.popleft().keys:
+                        self._in_flight_keys[key] -= 1
+                        if not self._in_flight_keys[key]:
+                            del self._in_flight_keys[key]
                 self._in_flight_ids.difference_update(acked)
+                if self._held_back and done_rounds:
+                    self._held_back = False
+                    self._wake.set()
 
     async def _clean(self) -> None:
         async with self.pool.acquire() as conn:

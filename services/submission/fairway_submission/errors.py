@@ -62,6 +62,22 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"code": 400, "message": "a value in the request cannot be stored "
                              f"({type(exc).__name__})", "details": []}, status_code=400)
 
+    @app.exception_handler(asyncpg.exceptions.PostgresConnectionError)
+    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)
+    @app.exception_handler(asyncpg.exceptions.TooManyConnectionsError)
+    @app.exception_handler(asyncpg.exceptions.InterfaceError)
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    @app.exception_handler(OSError)
+    async def database_away(_: Request, exc: Exception) -> JSONResponse:
+        # The database restarting or failing over (its connections broken, refused, or in a
+        # state a broken connection leaves): the request can be tried again in a moment, so
+        # 503 with Retry-After, never a 500. Nothing was half-written: each request's writes
+        # are one statement or one transaction.
+        log.warning("database not reachable: %r", exc)
+        return JSONResponse({"code": 503, "message": "the database is not reachable; try again "
+                             "shortly", "details": []}, status_code=503,
+                            headers={"Retry-After": "2"})
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")

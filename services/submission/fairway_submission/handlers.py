@@ -7,6 +7,7 @@ from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     Heartbeat,
     PhaseChanged,
+    PhasesApplied,
     PodGroupChanged,
     QueueStatusChanged,
     SchedulingCycle,
@@ -34,8 +35,13 @@ def register(service: SubmissionService) -> None:
         events = [item.payload for item in items]
         async with service.pool.acquire() as conn:
             await repo.apply_phases(conn, events)
-        # Committed: the console's browsers may now read what they are told of.
-        service.phase_feed.publish(events)
+        # Committed: the console's browsers may now read what they are told of, on every
+        # replica (this one hears its own announcement too).
+        await service.announce_applied(events)
+
+    @broker.subscriber(subjects.VIEW_PHASES_APPLIED, no_reply=True, include_in_schema=False)
+    async def on_phases_applied(applied: PhasesApplied) -> None:
+        service.phase_feed.publish(applied.changes)
 
     @durable_batch_subscriber(broker, streams.SUBMISSION_PODGROUPS, PodGroupChanged,
                               pause=pause)

@@ -21,6 +21,9 @@ from fairway_contracts import streams, subjects
 from fairway_contracts.base import Contract
 from fairway_contracts.events import (
     NodeInventory,
+    PhaseApplied,
+    PhaseChanged,
+    PhasesApplied,
     PolicyEvaluateReply,
     PolicyEvaluateRequest,
     SchedulingCycle,
@@ -28,7 +31,7 @@ from fairway_contracts.events import (
 from fairway_runtime import Service
 from fairway_submission import repository as repo
 from fairway_submission.cache import MISSING, Remembered
-from fairway_submission.console.live import PhaseFeed
+from fairway_submission.console.live import PhaseFeed, newest_per_workload
 from fairway_submission.core.access import SYSTEM_ADMIN, Grants, Rule
 from fairway_submission.core.errors import ApiError
 from fairway_submission.core.health import Heartbeats
@@ -158,6 +161,22 @@ class SubmissionService:
             department = (await repo.get_department(conn, str(project["department_id"]))
                           if project is not None else None)
         return ProjectView(project, department, frozenset(pools))
+
+    async def announce_applied(self, events: list[PhaseChanged]) -> None:
+        """Tell every API replica's console browsers of transitions the view has committed
+        (each workload's newest). Best effort, like the scheduler's cycle news: a browser that
+        missed one is set right by its next reconnect, when it reads its table again."""
+        changes = [PhaseApplied(workload_id=e.workload_id, project=e.project,
+                                workload_type=e.workload_type, sequence=e.sequence,
+                                phase=e.phase, reason=e.reason, message=e.message)
+                   for e in newest_per_workload(events)]
+        if not changes:
+            return
+        try:
+            await connection(self.runtime.broker).publish(
+                subjects.VIEW_PHASES_APPLIED, PhasesApplied(changes=changes).to_json())
+        except Exception as exc:
+            log.debug("phase news not announced: %r", exc)
 
     def forget(self) -> None:
         """Something a caller's access, a project or a policy depends on may have changed."""

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 from urllib.parse import quote
@@ -44,7 +45,9 @@ from fairway_devstack._process import (
 
 __all__ = [
     "EmbeddedNats",
+    "EmbeddedNatsCluster",
     "EmbeddedPostgres",
+    "NatsClusterMember",
     "ServerError",
     "free_port",
     "nats_server_binary",
@@ -151,8 +154,12 @@ class EmbeddedNats:
         max_file_store: str = "10GB",
         startup_timeout: float = 30.0,
         extra_config: str = "",
+        server_name: str = "fairway-dev",
+        cluster: NatsClusterMember | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
+        self.server_name = server_name
+        self.cluster = cluster
         self.extra_config = extra_config  # e.g. an authorization block
         self.log_path = Path(log_path).absolute() if log_path else self.data_dir / "nats-server.log"
         self.max_memory_store = max_memory_store
@@ -199,6 +206,22 @@ class EmbeddedNats:
         """Start the server and wait until it accepts clients with JetStream enabled."""
         if self.running:
             return self
+        attempts = 1 if self._fixed_port and self._fixed_monitor_port else 3
+        for attempt in range(attempts):
+            self.spawn()
+            try:
+                self.wait_ready()
+                return self
+            except ProcessExited as exc:
+                assert self._proc is not None
+                if attempt + 1 < attempts and _is_bind_failure(self._proc.output(5)):
+                    continue
+                raise ServerError(f"NATS did not start: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def spawn(self) -> ManagedProcess:
+        """Start the process without waiting for it: the servers of a cluster must all be
+        started before any of them can be ready."""
         binary = nats_server_binary()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
@@ -208,35 +231,35 @@ class EmbeddedNats:
             "jetstream {\n"
             f"  max_memory_store: {self.max_memory_store}\n"
             f"  max_file_store: {self.max_file_store}\n"
-            "}\n" + self.extra_config
+            "}\n" + (self.cluster.config() if self.cluster else "") + self.extra_config
         )
-        attempts = 1 if self._fixed_port and self._fixed_monitor_port else 3
-        for attempt in range(attempts):
-            self.port = self._fixed_port or free_port()
-            self.monitor_port = self._fixed_monitor_port or free_port()
-            argv = [
-                binary, "-c", config, "-a", LOCALHOST, "-p", self.port, "-js",
-                "-sd", self.store_dir, "-m", self.monitor_port, "-P", self._pid_file,
-                "--server_name", "fairway-dev",
-            ]  # fmt: skip
-            self._proc = ManagedProcess("nats-server", argv, self.log_path).start()
-            try:
-                wait_until(
-                    self._ready,
-                    timeout=self.startup_timeout,
-                    what=f"NATS on port {self.port}",
-                    watch=[self._proc],
-                )
-                return self
-            except ProcessExited as exc:
-                if attempt + 1 < attempts and _is_bind_failure(self._proc.output(5)):
-                    continue
-                raise ServerError(f"NATS did not start: {exc}") from None
-            except TimeoutError as exc:
-                report = self._proc.exit_report()
-                self._proc.kill()
-                raise ServerError(f"{exc}\n{report}") from None
-        raise AssertionError("unreachable")
+        self.port = self._fixed_port or free_port()
+        self.monitor_port = self._fixed_monitor_port or free_port()
+        argv = [
+            binary, "-c", config, "-a", LOCALHOST, "-p", self.port, "-js",
+            "-sd", self.store_dir, "-m", self.monitor_port, "-P", self._pid_file,
+            "--server_name", self.server_name,
+        ]  # fmt: skip
+        self._proc = ManagedProcess("nats-server", argv, self.log_path).start()
+        return self._proc
+
+    def wait_ready(self, *, current: bool = False) -> None:
+        """Wait until it accepts clients with JetStream on; with `current`, until its JetStream
+        is also current with the cluster (a meta leader elected, its streams caught up), which
+        a new cluster waits for before anyone creates a stream. ProcessExited if it dies;
+        ServerError on time out."""
+        assert self._proc is not None
+        try:
+            wait_until(
+                lambda: self._ready(current),
+                timeout=self.startup_timeout,
+                what=f"NATS {self.server_name} on port {self.port}",
+                watch=[self._proc],
+            )
+        except TimeoutError as exc:
+            report = self._proc.exit_report()
+            self._proc.kill()
+            raise ServerError(f"{exc}\n{report}") from None
 
     def restart(self) -> Self:
         """Start again after a crash on the same ports and store dir, so clients reconnect to
@@ -255,12 +278,13 @@ class EmbeddedNats:
     def _pid_file(self) -> Path:
         return self.data_dir / "nats-server.pid"
 
-    def _ready(self) -> bool:
+    def _ready(self, current: bool = False) -> bool:
         if not _accepts_connections(self._require_port()):
             return False
         try:
             with httpx.Client(trust_env=False, timeout=1.0) as client:
-                r = client.get(f"{self.monitor_url}/healthz", params={"js-enabled-only": "true"})
+                params = {} if current else {"js-enabled-only": "true"}
+                r = client.get(f"{self.monitor_url}/healthz", params=params)
             return r.status_code == 200
         except httpx.HTTPError:
             return False
@@ -285,6 +309,82 @@ class EmbeddedNats:
             self._proc.stop(timeout)
             self._proc = None
         self._pid_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class NatsClusterMember:
+    """What makes an EmbeddedNats one server of a JetStream cluster: the cluster's name, the
+    port it listens on for routes, and the route ports of all the servers (its own included,
+    which nats-server ignores)."""
+
+    name: str
+    port: int
+    route_ports: tuple[int, ...]
+
+    def config(self) -> str:
+        routes = ", ".join(f"nats-route://{LOCALHOST}:{p}" for p in self.route_ports)
+        return (
+            "cluster {\n"
+            f"  name: {self.name}\n"
+            f"  listen: {LOCALHOST}:{self.port}\n"
+            f"  routes: [{routes}]\n"
+            "}\n"
+        )
+
+
+class EmbeddedNatsCluster:
+    """`size` nats-servers forming one JetStream cluster on 127.0.0.1, so streams can keep
+    `size` replicas and survive the loss of a server. Server i keeps its data in
+    `data_dir/server-i` and logs to `log_dir/nats-i.log`. Every port is chosen at start and
+    kept: a server restarted after a crash comes back where its peers and clients look."""
+
+    def __init__(self, data_dir: Path, size: int = 3, *, log_dir: Path | None = None,
+                 startup_timeout: float = 60.0) -> None:
+        if size < 1:
+            raise ValueError(f"a NATS cluster needs at least one server, not {size}")
+        self.data_dir = Path(data_dir).absolute()
+        route_ports = tuple(free_port() for _ in range(size))
+        self.servers = [
+            EmbeddedNats(
+                self.data_dir / f"server-{i}",
+                port=free_port(), monitor_port=free_port(),
+                log_path=(Path(log_dir) / f"nats-{i}.log") if log_dir else None,
+                startup_timeout=startup_timeout, server_name=f"fairway-dev-{i}",
+                cluster=NatsClusterMember("fairway-dev", route_ports[i - 1], route_ports),
+            )
+            for i in range(1, size + 1)
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        """Every server's client URL, comma-separated (as NATS_URL takes them)."""
+        return ",".join(server.url for server in self.servers)
+
+    def start(self) -> Self:
+        """Start every server, then wait until each is ready: none is until a majority runs."""
+        try:
+            for server in self.servers:
+                if not server.running:
+                    server.spawn()
+            for server in self.servers:
+                server.wait_ready(current=True)
+        except ProcessExited as exc:
+            self.stop()
+            raise ServerError(f"NATS cluster did not start: {exc}") from None
+        except ServerError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for server in self.servers:
+            server.stop(timeout)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -732,7 +832,7 @@ class EmbeddedPostgres:
             user=uid, group=gid,
         ).start()  # fmt: skip
 
-    def _ready(self) -> bool:
+    def _ready(self, current: bool = False) -> bool:
         result = subprocess.run(
             [str(self._bin / "pg_isready"), "-q", "-h", LOCALHOST, "-p", str(self.port),
              "-U", "postgres", "-d", "postgres", "-t", "1"],

@@ -53,6 +53,7 @@ from fairway_devstack._supervision import RestartPolicy, RestartTracker
 from fairway_devstack.servers import (
     LOCALHOST,
     EmbeddedNats,
+    EmbeddedNatsCluster,
     EmbeddedPostgres,
     ServerError,
     free_port,
@@ -101,6 +102,9 @@ class StackConfig:
     """Port of the public API (submission); 0 picks a free port."""
     nats_url: str | None = None
     """An existing NATS (with JetStream) to use instead of starting one."""
+    nats_replicas: int = 1
+    """Embedded NATS servers: 1, or 3 or 5 forming one JetStream cluster whose every stream
+    keeps that many copies (FAIRWAY_NATS_REPLICAS), so the loss of a server loses nothing."""
     database_url: str | None = None
     """An existing PostgreSQL database to use instead of starting one."""
     kubeconfig: str | None = None
@@ -115,6 +119,12 @@ class StackConfig:
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     """How `Stack.supervise()` backs off restarting a crashed process."""
     services: tuple[str, ...] = SERVICES
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    """Processes per service (FAIRWAY_REPLICAS, e.g. `submission=2,policy=2,scheduler=2`); 1
+    when not given. The first is named after its service, the others `<service>-2` …; the
+    first submission serves the API port, the others their own ports. Schedulers beyond one
+    stand by for the leader's Lease. lifecycle and metrics run one each (each keeps state
+    that replicas would split)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every child process (kubesim, bootstrap, services); wins over ours."""
     fast_storage: bool = False
@@ -124,8 +134,9 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
-        """Read FAIRWAY_STATE_DIR, FAIRWAY_API_PORT, NATS_URL, DATABASE_URL, KUBECONFIG and
-        FAIRWAY_KUBESIM_PROFILE; keyword arguments override them."""
+        """Read FAIRWAY_STATE_DIR, FAIRWAY_API_PORT, NATS_URL, FAIRWAY_NATS_REPLICAS,
+        DATABASE_URL, KUBECONFIG and FAIRWAY_KUBESIM_PROFILE; keyword arguments override
+        them."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         if state_dir := env.get("FAIRWAY_STATE_DIR"):
@@ -135,6 +146,10 @@ class StackConfig:
                 values["api_port"] = int(api_port)
             except ValueError:
                 raise StackError(f"FAIRWAY_API_PORT is not a port number: {api_port!r}") from None
+        if replicas := env.get("FAIRWAY_REPLICAS"):
+            values["replicas"] = parse_replicas(replicas)
+        if replicas := env.get("FAIRWAY_NATS_REPLICAS"):
+            values["nats_replicas"] = _nats_replicas(replicas)
         for key, name in [
             ("nats_url", "NATS_URL"),
             ("database_url", "DATABASE_URL"),
@@ -144,6 +159,42 @@ class StackConfig:
             if value := env.get(name):
                 values[key] = value
         return cls(**(values | overrides))
+
+
+# lifecycle watches and folds every workload and metrics keeps its projection in memory: a
+# second process of either would split what each must see whole.
+SINGLE_REPLICA = ("lifecycle", "metrics")
+
+
+def parse_replicas(value: str) -> dict[str, int]:
+    replicas: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, _, count = part.partition("=")
+        name = name.strip()
+        if name not in SERVICES:
+            raise StackError(f"FAIRWAY_REPLICAS: {name!r} is not a service (one of "
+                             f"{', '.join(SERVICES)})")
+        if not count.strip().isdigit() or not 1 <= int(count) <= 9:
+            raise StackError(f"FAIRWAY_REPLICAS: {name}={count.strip()!r}: a count from 1 to 9")
+        if name in SINGLE_REPLICA and int(count) > 1:
+            raise StackError(f"FAIRWAY_REPLICAS: {name} runs as one process (its state in "
+                             "memory would be split between replicas)")
+        replicas[name] = int(count)
+    return replicas
+
+
+def service_of(process: str) -> str:
+    """The service a process runs: `submission-2` runs submission."""
+    name, _, number = process.rpartition("-")
+    return name if name in SERVICES and number.isdigit() else process
+
+
+def _nats_replicas(value: str) -> int:
+    if value.strip() not in ("1", "3", "5"):
+        raise StackError(
+            f"FAIRWAY_NATS_REPLICAS must be 1, 3 or 5 (a JetStream cluster needs a majority of "
+            f"its servers to keep a stream), not {value!r}")
+    return int(value)
 
 
 def _default_kubesim_profile() -> str | None:
@@ -213,7 +264,7 @@ class Stack:
         self._progress = progress or (lambda _line: None)
         self._instance = uuid.uuid4().hex
         self._started_at: str | None = None
-        self._nats: EmbeddedNats | None = None
+        self._nats: list[EmbeddedNats] = []  # one server, or the members of a cluster
         self._postgres: EmbeddedPostgres | None = None
         self._kubesim: ManagedProcess | None = None
         self._kubesim_port: int | None = None
@@ -246,6 +297,12 @@ class Stack:
         proc = self._kubesim if name == "kubesim" else self._services.get(name)
         return proc.pid if proc is not None and proc.alive() else None
 
+    def processes(self) -> list[str]:
+        """Every service process by name, in start order: `submission`, `submission-2`, …"""
+        return [name if i == 1 else f"{name}-{i}"
+                for name in self.config.services
+                for i in range(1, self.config.replicas.get(name, 1) + 1)]
+
     def start(self) -> Self:
         """Start everything and wait until the API is healthy; on failure stop what started
         and raise StackError."""
@@ -263,7 +320,7 @@ class Stack:
             self._start_kubesim()
             self._write_info("starting")
             self._bootstrap_bus()
-            for name in self.config.services:
+            for name in self.processes():
                 self._start_service(name)
             self._write_info("starting")
             self.wait_ready(self.config.startup_timeout)
@@ -381,19 +438,19 @@ class Stack:
         if self._postgres is not None:
             self._postgres.stop()
             self._postgres = None
-        if self._nats is not None:
-            self._nats.stop(timeout)
-            self._nats = None
+        for server in self._nats:
+            server.stop(timeout)
+        self._nats = []
         self._release_state_dir()
 
     def info(self) -> dict[str, Any]:
         """What stack.json holds: URLs, ports, pids and log paths."""
         processes: dict[str, dict[str, Any]] = {}
-        if self._nats is not None:
-            processes["nats"] = {
-                "pid": self._nats.pid, "port": self._nats.port, "url": self._nats.url,
-                "monitor_url": self._nats.monitor_url, "log": str(self._nats.log_path),
-                "data_dir": str(self._nats.data_dir),
+        for name, server in self._nats_servers():
+            processes[name] = {
+                "pid": server.pid, "port": server.port, "url": server.url,
+                "monitor_url": server.monitor_url, "log": str(server.log_path),
+                "data_dir": str(server.data_dir),
             }  # fmt: skip
         if self._postgres is not None:
             processes["postgres"] = {
@@ -450,14 +507,29 @@ class Stack:
             self.nats_url = self.config.nats_url
             self._progress(f"NATS         {self.nats_url} (external, from NATS_URL)")
             return
-        nats = EmbeddedNats(self.state_dir / "nats", log_path=self.log_path("nats"))
-        self._nats = nats
+        replicas = self.config.nats_replicas
+        if replicas == 1:
+            nats = EmbeddedNats(self.state_dir / "nats", log_path=self.log_path("nats"))
+            self._nats = [nats]
+            try:
+                nats.start()
+            except ServerError as exc:
+                raise StackError(str(exc)) from None
+            self.nats_url = nats.url
+            self._progress(f"NATS         {nats.url} (JetStream, data {nats.data_dir})")
+            return
+        # A cluster keeps its own data: a single server's streams do not become a cluster's.
+        cluster = EmbeddedNatsCluster(self.state_dir / "nats" / f"cluster-{replicas}", replicas,
+                                      log_dir=self.logs_dir,
+                                      startup_timeout=self.config.startup_timeout)
+        self._nats = cluster.servers
         try:
-            nats.start()
+            cluster.start()
         except ServerError as exc:
             raise StackError(str(exc)) from None
-        self.nats_url = nats.url
-        self._progress(f"NATS         {nats.url} (JetStream, data {nats.data_dir})")
+        self.nats_url = cluster.url
+        self._progress(f"NATS         {replicas} servers, one JetStream cluster, every stream "
+                       f"{replicas} copies ({cluster.url}; data {cluster.data_dir})")
 
     def _start_postgres(self) -> None:
         if self.config.database_url:
@@ -545,9 +617,10 @@ class Stack:
             self._ports[name] = self.api_port if name == API_SERVICE else free_port()
         port = self._ports[name]
         env = {"FAIRWAY_HTTP_PORT": str(port)}
-        if name == API_SERVICE:
+        service = service_of(name)
+        if service == API_SERVICE:  # every replica of the API serves it on its own port
             env["FAIRWAY_API_PORT"] = str(port)
-        argv = [sys.executable, "-m", f"fairway_{name}"]
+        argv = [sys.executable, "-m", f"fairway_{service}"]
         self._services[name] = ManagedProcess(
             name, argv, self.log_path(name), env=self._env(env)
         ).start()
@@ -559,6 +632,8 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in _MANAGED_ENV}
         endpoints = {
             "NATS_URL": self.nats_url,
+            "FAIRWAY_STREAM_REPLICAS": (str(self.config.nats_replicas)
+                                        if self.config.nats_replicas > 1 else None),
             "DATABASE_URL": self.database_url,
             "KUBECONFIG": self.kubeconfig,
         }
@@ -575,12 +650,18 @@ class Stack:
         """What `supervise` looks after, servers first: a service restarted before its broker
         would only crash again."""
         found: list[tuple[str, ManagedProcess | None]] = [
-            ("nats", self._nats.process if self._nats else None),
+            *((name, server.process) for name, server in self._nats_servers()),
             ("postgres", self._postgres.process if self._postgres else None),
             ("kubesim", self._kubesim),
             *self._services.items(),
         ]
         return [(name, proc) for name, proc in found if proc is not None]
+
+    def _nats_servers(self) -> list[tuple[str, EmbeddedNats]]:
+        """(name, server): "nats" alone, or "nats-1" … "nats-N" in a cluster."""
+        if len(self._nats) == 1:
+            return [("nats", self._nats[0])]
+        return [(f"nats-{i}", server) for i, server in enumerate(self._nats, 1)]
 
     def _crash_event(
         self, name: str, proc: ManagedProcess, tracker: RestartTracker, delay: float
@@ -600,8 +681,8 @@ class Stack:
 
     def _restart_crashed(self, name: str, tracker: RestartTracker, now: float) -> SupervisionEvent:
         try:
-            if name == "nats" and self._nats is not None:
-                self._nats.restart()
+            if (server := dict(self._nats_servers()).get(name)) is not None:
+                server.restart()
             elif name == "postgres" and self._postgres is not None:
                 self._postgres.restart()
             elif name == "kubesim":

@@ -1,7 +1,8 @@
 """`fairway up`: run the whole platform in the foreground until Ctrl-C or SIGTERM.
 
 Configuration comes from the environment (see `StackConfig.from_env`): FAIRWAY_STATE_DIR
-(default `.fairway`), FAIRWAY_API_PORT (default 8080), NATS_URL, DATABASE_URL, KUBECONFIG,
+(default `.fairway`), FAIRWAY_API_PORT (default 8080), NATS_URL, FAIRWAY_NATS_REPLICAS (1, or
+3 or 5 embedded servers as one JetStream cluster), DATABASE_URL, KUBECONFIG,
 FAIRWAY_KUBESIM_PROFILE. Never reads stdin, so a script can start it in the background and stop
 it with SIGTERM. A second run on the same state directory finds the data of the first; while
 the first still runs, the second says so (its pid and API URL) and exits with status 1.

@@ -1,6 +1,7 @@
 """Live phase updates for the console: after the workload view commits a batch of phase
-changes, each connected browser of this replica is told which of its visible workloads moved
-(one in-process fan-out, no database reads per browser)."""
+changes, the replica that applied it announces them (`fairway.view.phases`, core NATS), and
+every replica tells each of its connected browsers which of its visible workloads moved (one
+in-process fan-out, no database reads per browser)."""
 
 import asyncio
 import json
@@ -8,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fairway_contracts.events import PhaseChanged
+from fairway_contracts.events import PhaseApplied, PhaseChanged
 
 log = logging.getLogger("fairway.submission.console")
 
@@ -37,9 +38,9 @@ class Watcher:
     behind: bool = False
 
 
-def newest_per_workload(events: Iterable[PhaseChanged]) -> list[PhaseChanged]:
+def newest_per_workload[E: (PhaseChanged, PhaseApplied)](events: Iterable[E]) -> list[E]:
     """Of a batch, each workload's newest transition (a batch may carry several of one)."""
-    newest: dict[str, PhaseChanged] = {}
+    newest: dict[str, E] = {}
     for event in events:
         known = newest.get(event.workload_id)
         if known is None or event.sequence > known.sequence:
@@ -65,8 +66,9 @@ class PhaseFeed:
     def leave(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
 
-    def publish(self, events: Iterable[PhaseChanged]) -> None:
-        """Called once the view committed these transitions; never blocks the consumer."""
+    def publish(self, events: Iterable[PhaseChanged | PhaseApplied]) -> None:
+        """Called with transitions the view has committed (announced by whichever replica
+        applied them); never blocks the caller."""
         if not self.watchers:
             return
         changes = newest_per_workload(events)
