@@ -6,8 +6,10 @@ restarted. Every workload reaches Completed with exactly one pod, its phase stor
 both APIs tell the same."""
 
 import asyncio
+import json
 import os
 import signal
+import threading
 import time
 
 import httpx
@@ -61,6 +63,52 @@ def test_the_stack_runs_every_replica(replicated):
             "lifecycle", "metrics", "nats-1", "nats-2", "nats-3"} <= set(processes)
     assert processes["submission-2"]["port"] != processes["submission"]["port"]
     leading_scheduler(stack)  # one of the two leads
+
+
+def test_console_browsers_on_every_replica_hear_every_phase_change(replicated):
+    """The replicas share the phase consumer, each applying part of the changes; a browser
+    connected to the second API still hears of every change to workloads submitted through the
+    first."""
+    stack, _ = replicated
+    token = stack.admin_token_file.read_text().strip()
+    processes = stack.info()["processes"]
+    first = httpx.Client(base_url=processes["submission"]["url"], timeout=30,
+                         headers={"Authorization": f"Bearer {token}"})
+    second = processes["submission-2"]["url"]
+    projects = first.get("/api/v1/org-unit/projects").json()["projects"]
+    project_id = next(p["id"] for p in projects if p["name"] == "default")
+    heard: dict[str, set[str]] = {}
+    listening = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{second}/workloads/live", timeout=90,
+                          cookies={"fairway_console": token}) as stream:
+            listening.set()
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "phase":
+                    data = json.loads(line.removeprefix("data: "))
+                    heard.setdefault(data["id"], set()).add(data["phase"])
+                    if ids and all("Completed" in heard.get(i, ()) for i in ids):
+                        return
+
+    ids: list[str] = []
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(30)
+    for i in range(6):
+        r = first.post("/api/v1/workloads/trainings", json={
+            "name": f"live-{i}", "projectId": project_id, "spec": {
+                "image": "busybox", "annotations": [
+                    {"name": "sim.fairway.io/run-seconds", "value": "1"}]}})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["workloadId"])
+    listener.join(90)
+    missing = {i: sorted(heard.get(i, ())) for i in ids if "Completed" not in heard.get(i, ())}
+    assert not missing, f"the second API's browser did not hear: {missing}"
+    assert all({"Running", "Completed"} <= heard[i] for i in ids), heard
 
 
 async def test_losing_one_of_each_replica_loses_and_repeats_nothing(replicated):
