@@ -9,8 +9,8 @@ GIB = 1024
 MEM = 80 * GIB
 
 
-def gpus(n: int, *whole: int) -> list[GpuDevice]:
-    return [GpuDevice(i, MEM, whole=i in whole) for i in range(n)]
+def gpus(n: int, *claimed: int) -> list[GpuDevice]:
+    return [GpuDevice(i, MEM, claimed=i in claimed) for i in range(n)]
 
 
 def pod(name: str, home: int, current: int | None = None, request: float = 0.5,
@@ -86,8 +86,8 @@ def test_no_device_ever_holds_more_than_its_memory(seed):
     import random
 
     rng = random.Random(seed)
-    devices = [GpuDevice(i, MEM, whole=rng.random() < 0.2) for i in range(rng.randint(1, 4))]
-    homes = [d.index for d in devices if not d.whole] or [0]
+    devices = [GpuDevice(i, MEM, claimed=rng.random() < 0.2) for i in range(rng.randint(1, 4))]
+    homes = [d.index for d in devices if not d.claimed] or [0]
     pods, used = [], {i: 0.0 for i in homes}
     for n in range(rng.randint(1, 6)):
         home = rng.choice(homes)

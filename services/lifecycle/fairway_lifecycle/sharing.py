@@ -88,6 +88,9 @@ class GpuSharing:
         self._tasks: set[asyncio.Task] = set()
         # unbound fraction pods that carry their node, from the pods lifecycle watches
         self.find_unbound: Callable[[], Iterable[FractionBind]] = list
+        # nodes where the node-level scheduler is on: it ends bursts by restarting GPU
+        # processes under lower limits, so no pod is killed to take borrowed memory back
+        self.limits_bursts: Callable[[str], bool] = lambda node: False
         self._synced = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: ListWatcher | None = None
@@ -214,7 +217,7 @@ class GpuSharing:
         try:
             memory = self.node_memory.get(placement.node)
             wanted = memory_request_mib(job.compute, memory)
-            if memory and wanted:
+            if memory and wanted and not self.limits_bursts(placement.node):
                 for device in job.devices:
                     await self._take_back(device, job.key, memory, wanted, job.by)
             notes = fraction_annotations(job.compute, placement.gpu_devices,

@@ -359,13 +359,7 @@ class Kubelet:
         meta = obj["metadata"]
         uid = meta.get("uid", "")
         if event.type == DELETED:
-            sim = self.sims.pop(uid, None)
-            if sim is not None:
-                self._release(sim)
-                sim.token += 1
-                if sim.shares_gpus and sim.reported_memory:
-                    sim.reported_memory = None
-                    self._report_devices_of(sim)
+            self._deleted(uid)
             return
         if event.type not in (ADDED, MODIFIED):
             return
@@ -391,6 +385,15 @@ class Kubelet:
                 sim.delete_grace = grace
                 if sim.stage != NEW and not sim.suspended:  # a pending admission sees it
                     self._schedule(sim, 0.0, "stop")
+
+    def _deleted(self, uid: str) -> None:
+        sim = self.sims.pop(uid, None)
+        if sim is not None:
+            self._release(sim)
+            sim.token += 1
+            if sim.shares_gpus and sim.reported_memory:
+                sim.reported_memory = None
+                self._report_devices_of(sim)
 
     def adopt(self, stored: Stored) -> None:
         """A pod restored from a snapshot: simulated from admission again when it is bound
@@ -439,7 +442,9 @@ class Kubelet:
         GPU process restarts on its device under its limit (its memory steps start again);
         one not yet started just starts there."""
         uuids, cap = self._current_gpus(sim, annotations)
-        if (uuids, cap) == (sim.gpu_uuids, sim.gpu_cap):
+        limit = sim.behaviour.gpu_memory_limit  # no limit of its own: the pod's
+        if uuids == sim.gpu_uuids and (cap or limit) == (sim.gpu_cap or limit):
+            sim.gpu_cap = cap
             return
         before, was = sim.gpu_uuids, sim.gpu_cap
         if sim.stage not in (STARTING, READY) or sim.suspended:

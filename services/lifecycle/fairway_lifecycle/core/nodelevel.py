@@ -5,8 +5,9 @@ The cluster scheduler places a fraction on a device by its request (its *home* d
 keeps counting it there. On a node whose pool has `nodeLevelSchedulerEnabled`, this decision
 lets a burstable fraction (memory limit above its request) that is active and shares its home
 device run on a device no one else claims, where it can use up to its limit; and it moves it
-back home as soon as that device is claimed — the cluster scheduler placed a fraction there,
-or a pod holding the whole GPU runs on it. Moving restarts the pod's GPU process, not the pod.
+back home as soon as that device is claimed — the cluster scheduler placed a fraction there
+(or is binding one), or a pod holding the whole GPU runs on it. Moving restarts the pod's GPU
+process, not the pod.
 
 On every device the requests of the pods there are guaranteed; what is left is the burst room,
 given to the burstable pods in a fixed order (those at home first, then by name), so the pods
@@ -16,7 +17,14 @@ answer until something on it changes.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from fairway_lifecycle.core.fractions import (
+    ANN_DEVICES,
+    ANN_MEMORY_LIMIT,
+    ANN_MEMORY_REQUEST,
+    mib_words,
+)
 
 Key = tuple[str, str]  # (namespace, pod name)
 
@@ -25,7 +33,9 @@ Key = tuple[str, str]  # (namespace, pod name)
 class GpuDevice:
     index: int
     memory_mib: int
-    whole: bool = False  # a pod that holds the whole device (through the device plugin) runs
+    # taken by something other than the node's fractions: a pod holding the whole device, or
+    # a fraction on its way to it (its device reserved, not yet bound)
+    claimed: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class SharingPod:
     current: int  # where its GPU process runs now
     request_mib: int
     limit_mib: int
-    active: bool = True  # it uses the GPU now (utilization above zero)
+    active: bool = True  # it uses the GPU now, or has not said yet (utilization not zero)
 
     @property
     def burstable(self) -> bool:
@@ -62,7 +72,7 @@ def place(devices: Iterable[GpuDevice], pods: Iterable[SharingPod]) -> dict[Key,
     """Every pod's device and memory limit (see the module's docstring)."""
     by_index = {d.index: d for d in devices}
     pods = sorted(pods, key=lambda p: p.key)
-    claimed = {d.index for d in by_index.values() if d.whole} | {p.home for p in pods}
+    claimed = {d.index for d in by_index.values() if d.claimed} | {p.home for p in pods}
     where: dict[Key, int] = {}
     # Visitors stay where they are while their device is unclaimed and they fit there (the
     # first by name keeps it); the others go home.
@@ -119,3 +129,73 @@ def moves(pods: Iterable[SharingPod], placements: dict[Key, Placement]) -> list[
             out.append(Move(p.key, p.current, target,
                             "spread" if target != p.home else "consolidate"))
     return out
+
+
+# What lifecycle writes on a fraction pod when the node-level scheduler acts, and what the node
+# (kubesim; on a real cluster the GPU interposer's node component) reports back.
+ANN_CURRENT_DEVICES = "fairway.io/gpu-current-devices"  # device index its GPU process uses
+ANN_CURRENT_LIMIT = "fairway.io/gpu-current-memory-limit-mib"
+ANN_GPU_UTILIZATION = "kubesim.fairway.io/gpu-utilization"
+ANN_PROCESS_RESTARTS = "kubesim.fairway.io/gpu-process-restarts"
+MOVED_REASON = "GpuProcessMoved"
+LIMITED_REASON = "GpuBurstLimited"
+
+
+def _int(notes: dict[str, Any], key: str) -> int | None:
+    try:
+        return int(notes[key]) if notes.get(key) else None
+    except ValueError:
+        return None
+
+
+def sharing_pod(pod: dict[str, Any]) -> SharingPod | None:
+    """A bound fraction pod of one device as the decision sees it (None: a fraction of several
+    devices, or one not yet annotated: the node-level scheduler leaves those be)."""
+    meta = pod["metadata"]
+    notes = meta.get("annotations") or {}
+    try:
+        devices = [int(i) for i in (notes.get(ANN_DEVICES) or "").split(",") if i]
+    except ValueError:
+        return None
+    request, limit = _int(notes, ANN_MEMORY_REQUEST), _int(notes, ANN_MEMORY_LIMIT)
+    if len(devices) != 1 or request is None:
+        return None
+    current = _int(notes, ANN_CURRENT_DEVICES)
+    try:  # not reported yet (not started): as active, so it starts where it can burst
+        active = float(notes.get(ANN_GPU_UTILIZATION) or 1) > 0
+    except ValueError:
+        active = True
+    return SharingPod((meta.get("namespace", ""), meta["name"]), devices[0],
+                      devices[0] if current is None else current, request,
+                      max(request, limit or request), active)
+
+
+def current_limit(pod: dict[str, Any], default: int) -> int:
+    """The GPU memory limit the node-level scheduler last gave the pod (else `default`)."""
+    value = _int(pod["metadata"].get("annotations") or {}, ANN_CURRENT_LIMIT)
+    return default if value is None else value
+
+
+def placement_annotations(placement: Placement) -> dict[str, str]:
+    return {ANN_CURRENT_DEVICES: str(placement.device),
+            ANN_CURRENT_LIMIT: str(placement.memory_limit_mib)}
+
+
+def move_message(move: Move, node: str, placement: Placement) -> str:
+    why = ("device {to} was idle: it may use up to {limit} there"
+           if move.reason == "spread" else
+           "device {frm} is wanted by a pod placed there: back to the device its request is "
+           "counted on, with {limit}")
+    return (f"GPU process moved from device {move.from_device} to device {move.to_device} of "
+            f"node {node} ({move.reason}); " + why.format(
+                to=move.to_device, frm=move.from_device,
+                limit=f"{mib_words(placement.memory_limit_mib)} of GPU memory"))
+
+
+def limit_message(before: int, placement: Placement) -> str:
+    after = placement.memory_limit_mib
+    why = ("another pod needs the device's memory" if after < before else
+           "the device's memory is free again")
+    return (f"GPU memory limit on device {placement.device} "
+            f"{'lowered' if after < before else 'raised'} from {mib_words(before)} to "
+            f"{mib_words(after)}: {why}; its GPU process restarts under the new limit")
