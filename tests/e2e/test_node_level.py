@@ -4,12 +4,15 @@
 burst; a third pod placed on that device packs them back, each restarting its GPU process
 once, with events; with it off, nothing moves."""
 
+import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from kubernetes import client, config
 
+from fairway_cli.main import app
 from tests.e2e.conftest import admin_client, stack_of_its_own
 
 pytestmark = pytest.mark.e2e
@@ -136,8 +139,35 @@ def lifecycle_counter(stack, line: str) -> float:
                if row.startswith(line))
 
 
+def cli_of(stack, tmp_path, monkeypatch):
+    """The CLI logged in as the stack's administrator, in project `spread`."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("FAIRWAY_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.setenv("FAIRWAY_STATE_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("FAIRWAY_TOKEN", raising=False)
+    monkeypatch.delenv("FAIRWAY_API_URL", raising=False)
+    creds = json.loads((Path(stack.state_dir) / "admin.json").read_text())
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, list(args), env={"COLUMNS": "240"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("login", "--url", stack.api_url, "-u", creds["username"], "--password",
+        creds["password"])
+    cli("project", "set", "spread")
+    return cli
+
+
+def device_of(api, node: str, index: int) -> dict:
+    [found] = [n for n in api.get("/api/v1/nodes").json()["nodes"] if n["name"] == node]
+    return found["devices"][index]
+
+
 def test_burstable_notebooks_spread_onto_idle_devices_and_are_packed_back(
-        api, kube, node_level_stack):
+        api, kube, node_level_stack, tmp_path, monkeypatch):
     pid = project(api, "spread", "nl")
     namespace = "fairway-spread"
     a, b = two_notebooks(api, pid, "nl")
@@ -161,6 +191,19 @@ def test_burstable_notebooks_spread_onto_idle_devices_and_are_packed_back(
     assert "(spread)" in spread_event and "device 1 was idle" in spread_event.replace(
         f"device {1 - home[0]}", "device 1")
     assert kube_pod(kube, namespace, mover).status.container_statuses[0].restart_count == 0
+    # the node's devices: the mover counted on its own device, running on the other
+    away = 1 - home[0]
+    visited = wait_until(lambda: (d := device_of(api, "nl-1", away))["memoryInUseMib"]
+                         == 60 * GIB and d, "the visited device's memory in use")
+    assert [(p["name"], p["countedHere"], p["runsHere"]) for p in visited["pods"]] == [
+        (mover, False, True)]
+    assert visited["memoryRequestedMib"] == 0
+    assert device_of(api, "nl-1", home[0])["memoryRequestedMib"] == 80 * GIB
+    cli = cli_of(node_level_stack, tmp_path, monkeypatch)
+    assert f"runs on device {away} now" in cli("describe", "nb-b" if "nb-b" in mover
+                                               else "nb-a")
+    top = cli("top", "nodes")
+    assert "GPU devices" in top and f"{mover}←" in top and f"{mover}→" in top, top
 
     # a third pod placed on the visited device: they are packed back, each GPU process
     # restarting once, and on the shared device neither bursts above its request
@@ -177,7 +220,8 @@ def test_burstable_notebooks_spread_onto_idle_devices_and_are_packed_back(
     assert restarts(kube, namespace, mover) == spread_restarts + 1
     assert restarts(kube, namespace, stayer) == 1
     assert len(events(kube, namespace, mover, "GpuProcessMoved")) == 2
-    assert "(consolidate)" in events(kube, namespace, mover, "GpuProcessMoved")[-1]
+    assert sorted("(consolidate)" in m for m in events(kube, namespace, mover,
+                                                       "GpuProcessMoved")) == [False, True]
     [limited] = events(kube, namespace, stayer, "GpuBurstLimited")
     assert "lowered from 80 GiB to 40 GiB" in limited
     assert len(events(kube, namespace, stayer, "GpuProcessRestarted")) == 1

@@ -585,6 +585,21 @@ async def gpus_by_node(conn: asyncpg.Connection) -> dict[str, float]:
     return {r["node"]: r["gpus"] for r in rows}
 
 
+async def pods_on_nodes(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """The running or starting pods the workload view places on each node, with their
+    workload's id and name, for the nodes' device views."""
+    rows = await conn.fetch(
+        "SELECT pod->>'node' AS node, workload_id, name, pod"
+        " FROM workloads, jsonb_array_elements(pods) AS pod"
+        " WHERE pod->>'node' IS NOT NULL AND pod->>'phase' IN ('Pending', 'Running')")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        pod = json.loads(r["pod"]) if isinstance(r["pod"], str) else dict(r["pod"])
+        pod.update(workloadId=str(r["workload_id"]), workloadName=r["name"])
+        out.setdefault(r["node"], []).append(pod)
+    return out
+
+
 # the scheduler's view -----------------------------------------------------------------------
 
 async def apply_queue_status(conn: asyncpg.Connection, event: QueueStatusChanged) -> bool:
