@@ -99,6 +99,7 @@ class LifecycleService:
     async def start(self) -> None:
         # The rules first: stop reasons survive a restart.
         self.controller.restore_stop_reasons(await self.enforcer.load())
+        await self.load_node_pools()
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
         self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
@@ -201,8 +202,17 @@ class LifecycleService:
         with workload_context(workload_id):
             await self.controller.reject(workload_id, UNDELIVERABLE, why)
 
+    async def load_node_pools(self) -> None:
+        """The pools' settings as recorded (before the node-level scheduler runs)."""
+        async with self.runtime.pool.acquire() as conn:
+            for pool in await repo.node_pools(conn):
+                self.nodelevel.put_pool(pool)
+
     async def node_pool(self, event: NodePoolChanged) -> None:
-        """Idempotent: the pool's current settings replace the ones kept."""
+        """Idempotent: the pool's current settings replace the ones kept (and recorded, for
+        a restart)."""
+        async with self.runtime.pool.acquire() as conn:
+            await repo.save_node_pool(conn, event)
         self.nodelevel.put_pool(event)
 
     async def org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
