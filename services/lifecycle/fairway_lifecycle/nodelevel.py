@@ -19,7 +19,11 @@ from typing import Any
 from prometheus_client import Counter
 
 from fairway_contracts.events import NodePoolChanged
-from fairway_lifecycle.core.fractions import ANN_DEVICE_PLUGIN_UUIDS, LABEL_FRACTION
+from fairway_lifecycle.core.fractions import (
+    ANN_BIND_NODE,
+    ANN_DEVICE_PLUGIN_UUIDS,
+    LABEL_FRACTION,
+)
 from fairway_lifecycle.core.nodelevel import (
     LIMITED_REASON,
     MOVED_REASON,
@@ -74,6 +78,10 @@ class NodeLevelScheduler:
         self.nodes: dict[str, NodeGpus] = {}
         self.whole: dict[Key, tuple[str, tuple[str, ...]]] = {}  # whole-GPU pods: node, UUIDs
         self._poked = asyncio.Event()
+        # nodes to look at again at once (a fraction or a whole-GPU pod on them changed);
+        # every node is looked at every check_seconds, and after a pool or node changes
+        self._dirty: set[str] = set()
+        self._everything = True
 
     # inputs -----------------------------------------------------------------------------------
     def put_pool(self, event: NodePoolChanged) -> None:
@@ -97,8 +105,10 @@ class NodeLevelScheduler:
             self.nodes.pop(meta["name"], None)
             return
         uuids = (meta.get("annotations") or {}).get(NODE_UUIDS) or ""
-        self.nodes[meta["name"]] = NodeGpus(count, memory, labels,
-                                            [u for u in uuids.split(",") if u])
+        gpus = NodeGpus(count, memory, labels, [u for u in uuids.split(",") if u])
+        if self.nodes.get(meta["name"]) != gpus:
+            self.nodes[meta["name"]] = gpus
+            self.poke(meta["name"])
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         """Whole-GPU pods claim the devices the device plugin gave them; a fraction's change
@@ -111,13 +121,14 @@ class NodeLevelScheduler:
         node = pod.get("spec", {}).get("nodeName")
         done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         if kind == "DELETED" or done or fraction or not uuids or not node:
-            if self.whole.pop(key, None) is not None:
-                self.poke()
+            gone = self.whole.pop(key, None)
+            if gone is not None:
+                self.poke(gone[0])
         elif self.whole.get(key) != (node, uuids):
             self.whole[key] = (node, uuids)
-            self.poke()
+            self.poke(node)
         if fraction:
-            self.poke()
+            self.poke(node or (meta.get("annotations") or {}).get(ANN_BIND_NODE))
 
     def enabled(self, node: str) -> bool:
         gpus = self.nodes.get(node)
@@ -131,21 +142,29 @@ class NodeLevelScheduler:
         return any(p.enabled for p in member)
 
     # acting -----------------------------------------------------------------------------------
-    def poke(self) -> None:
+    def poke(self, node: str | None = None) -> None:
+        """Look again at once: at `node`, or at every node."""
+        if node is None:
+            self._everything = True
+        else:
+            self._dirty.add(node)
         self._poked.set()
 
     async def run(self, pods_loaded: asyncio.Event) -> None:
         await pods_loaded.wait()
         while True:
             self._poked.clear()
+            nodes = None if self._everything else set(self._dirty)
+            self._everything, self._dirty = False, set()
             try:
-                await self.converge()
+                await self.converge(nodes)
             except Exception:
                 log.exception("the node-level scheduler failed; trying again")
+                self._everything = True
             try:
                 await asyncio.wait_for(self._poked.wait(), self.check_seconds)
             except TimeoutError:
-                pass
+                self._everything = True
 
     def _fractions(self) -> dict[str, dict[Key, dict[str, Any]]]:
         by_node: dict[str, dict[Key, dict[str, Any]]] = {}
@@ -163,8 +182,11 @@ class NodeLevelScheduler:
         taken |= {i for (n, i) in self.sharing.claims if n == node}
         return taken
 
-    async def converge(self) -> None:
+    async def converge(self, nodes: set[str] | None = None) -> None:
+        """Act on every node's fractions (or those of `nodes`)."""
         for node, pods in sorted(self._fractions().items()):
+            if nodes is not None and node not in nodes:
+                continue
             gpus = self.nodes.get(node)
             inputs = {key: sp for key, pod in pods.items() if (sp := sharing_pod(pod))}
             if not inputs:

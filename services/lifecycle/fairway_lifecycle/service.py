@@ -85,6 +85,7 @@ class LifecycleService:
                                             check_seconds=settings.node_level_check_seconds)
         self.controller.nodelevel = self.nodelevel
         self.sharing.limits_bursts = self.nodelevel.enabled
+        self.sharing.on_claim = self.nodelevel.poke
         self.autoscaler = Autoscaler(
             runtime, self.controller, metrics_url=settings.serving_metrics_url,
             period_seconds=settings.autoscale_seconds,
