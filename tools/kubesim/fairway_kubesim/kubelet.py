@@ -417,6 +417,7 @@ class Kubelet:
                       config_maps=config_maps_needed(pod))
         if shares:  # its GPU process starts where the node-level scheduler put it
             sim.gpu_uuids, sim.gpu_cap = self._current_gpus(sim, annotations)
+            sim.gpu_restarts = _mib(annotations.get(GPU_RESTARTS_ANNOTATION)) or 0  # restored
         return sim
 
     def _current_gpus(self, sim: PodSim, annotations: Mapping[str, Any]
