@@ -147,3 +147,40 @@ def test_a_reservation_pod_reports_the_memory_its_device_has_in_use(
     wait_pod(fast_api, fast_ns, "holder", lambda p: annotations(p).get(USED) == "5120")
     fast_api.delete_namespaced_pod("two", fast_ns, grace_period_seconds=0)
     fast_api.delete_namespaced_pod("holder", fast_ns, grace_period_seconds=0)
+
+
+def events_of(api: client.CoreV1Api, ns: str, name: str, reason: str) -> list[client.CoreV1Event]:
+    return [e for e in api.list_namespaced_event(ns).items
+            if e.involved_object.name == name and e.reason == reason]
+
+
+def test_the_node_level_scheduler_moves_a_fractions_gpu_process(
+        fast_api: client.CoreV1Api, fast_ns: str) -> None:
+    """lifecycle's node-level scheduler names the device a fraction's GPU process runs on and
+    its memory limit there: the process restarts there once (an event, a counter), the pod and
+    its containers do not, and the memory it uses follows its new limit."""
+    node = "a100-1"
+    home = gpu_uuid(node, 5)
+    pod = fraction("burster", home, "30Gi", limit=81920, restart_policy="Always")
+    pod.metadata.annotations["fairway.io/gpu-current-memory-limit-mib"] = "20480"
+    fast_api.create_namespaced_pod(fast_ns, pod)
+    bind(fast_api, fast_ns, "burster", node)
+    # it starts under the limit it was given: 20 GiB of the 30 it wants, no restart
+    started = wait_pod(fast_api, fast_ns, "burster", lambda p: annotations(p).get(USED) == "20480")
+    assert "kubesim.fairway.io/gpu-process-restarts" not in annotations(started)
+    fast_api.patch_namespaced_pod("burster", fast_ns, {"metadata": {"annotations": {
+        "fairway.io/gpu-current-devices": "6",
+        "fairway.io/gpu-current-memory-limit-mib": "81920"}}})
+    moved = wait_pod(fast_api, fast_ns, "burster", lambda p: annotations(p).get(USED) == "30720")
+    assert annotations(moved)["kubesim.fairway.io/gpu-process-restarts"] == "1"
+    assert moved.status.container_statuses[0].restart_count == 0
+    assert moved.status.container_statuses[0].state.running is not None
+    [event] = events_of(fast_api, fast_ns, "burster", "GpuProcessRestarted")
+    assert gpu_uuid(node, 6) in event.message and "81920 MiB" in event.message
+    assert home in event.message
+    # writing the same again changes nothing
+    fast_api.patch_namespaced_pod("burster", fast_ns, {"metadata": {"annotations": {
+        "fairway.io/gpu-current-devices": "6"}}})
+    back = fast_api.read_namespaced_pod("burster", fast_ns)
+    assert annotations(back)["kubesim.fairway.io/gpu-process-restarts"] == "1"
+    fast_api.delete_namespaced_pod("burster", fast_ns, grace_period_seconds=0)

@@ -202,3 +202,51 @@ async def test_an_id_that_is_not_plain_ascii_digits_is_not_found(harness, odd):
         "name": "odd-id", "projectId": odd, "spec": {"image": "busybox"}})
     assert r.status_code in (404, 422), r.text
     assert r.status_code != 500
+
+
+async def test_node_pool_settings_are_published_and_swap_settings_checked_at_the_door(
+        harness):
+    from datetime import UTC, datetime
+
+    from fairway_contracts.events import NodeInventory
+
+    async def read():
+        return [NodeInventory(name="g-1", node_pool="gpus", ready=True, gpus=2,
+                              gpu_memory_mib=40960, observed_at=datetime.now(UTC))]
+
+    harness.service.peers.read_inventory = read
+    admin = harness.admin
+    r = await admin.post("/api/v1/node-pools", json={
+        "name": "gpus", "labelKey": "fairway.io/node-pool", "labelValue": "gpus",
+        "gpuResourceOptimization": {"nodeLevelSchedulerEnabled": True}})
+    assert r.status_code == 201, r.text
+    pool = r.json()
+    [(_, event)] = await harness.outbox("fairway.org.nodepool.gpus")
+    assert event["nodeLevelSchedulerEnabled"] is True
+    refused = [
+        ({"swapEnabled": True}, "gpuResourceOptimization.cpuSwapMemorySize",
+         "swapEnabled needs host memory"),
+        ({"swapEnabled": True, "cpuSwapMemorySize": "0"},
+         "gpuResourceOptimization.cpuSwapMemorySize", "above zero"),
+        ({"swapEnabled": True, "cpuSwapMemorySize": "100Gi",
+          "reservedGpuMemoryForSwapOperations": "40Gi"},
+         "gpuResourceOptimization.reservedGpuMemoryForSwapOperations",
+         "node g-1's devices have 40960 MiB"),
+    ]
+    for settings, field, words in refused:
+        r = await admin.put(f"/api/v1/node-pools/{pool['id']}",
+                            json={"gpuResourceOptimization": settings})
+        assert r.status_code == 422, r.text
+        [detail] = r.json()["details"]
+        assert detail["field"] == field and words in detail["reason"], detail
+    r = await admin.put(f"/api/v1/node-pools/{pool['id']}", json={"gpuResourceOptimization": {
+        "swapEnabled": True, "cpuSwapMemorySize": "100Gi",
+        "reservedGpuMemoryForSwapOperations": "2Gi", "nodeLevelSchedulerEnabled": False}})
+    assert r.status_code == 200, r.text
+    events = await harness.outbox("fairway.org.nodepool.gpus")
+    assert [e["nodeLevelSchedulerEnabled"] for _, e in events] == [True, False]
+    # a new pool is checked the same way
+    r = await admin.post("/api/v1/node-pools", json={
+        "name": "noswap", "gpuResourceOptimization": {"swapEnabled": True}})
+    assert r.status_code == 422
+    assert r.json()["details"][0]["field"] == "gpuResourceOptimization.cpuSwapMemorySize"

@@ -185,17 +185,19 @@ async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
     from fairway_contracts.events import NodeInventory
 
     now = datetime.now(UTC)
-    inventory = [NodeInventory(name="n1", node_pool="default", ready=True, gpus=8,
-                               gpu_product="H100", observed_at=now)]
+    inventory = [NodeInventory(name="n1", node_pool="default", ready=True, gpus=2,
+                               gpu_product="H100", gpu_memory_mib=81920, observed_at=now)]
 
     async def read():
         return inventory
 
     harness.service.peers.read_inventory = read
     nodes = (await harness.admin.get("/api/v1/nodes")).json()["nodes"]
-    assert nodes == [{"name": "n1", "nodePool": "default", "ready": True, "gpus": 8,
-                      "gpuProduct": "H100", "allocatedGpus": 0, "cpuMillis": 0,
-                      "memoryMib": 0}]
+    empty = {"memoryMib": 81920, "pods": [], "memoryRequestedMib": 0, "memoryInUseMib": 0}
+    assert nodes == [{"name": "n1", "nodePool": "default", "ready": True, "gpus": 2,
+                      "gpuProduct": "H100", "gpuMemoryMib": 81920, "allocatedGpus": 0,
+                      "cpuMillis": 0, "memoryMib": 0,
+                      "devices": [{"index": 0, **empty}, {"index": 1, **empty}]}]
     nobody = await harness.user("no-rules")
     assert (await nobody.get("/api/v1/nodes")).status_code == 403
 

@@ -215,6 +215,8 @@ class NodePoolChanged(Contract):
     gpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     cpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     min_guaranteed_runtime: str | None = None
+    # gpuResourceOptimization: lifecycle's node-level scheduler runs on the pool's nodes
+    node_level_scheduler_enabled: bool = False
     deleted: bool = False
 
 

@@ -136,6 +136,10 @@ LIFECYCLE_DEPARTMENTS = ConsumerSpec(
     "lifecycle", "lifecycle-departments", ORG.name, (subjects.ORG_DEPARTMENT_ALL,),
     "Keeps departments' scheduling rules (time and idle GPU limits).",
 )
+LIFECYCLE_NODEPOOLS = ConsumerSpec(
+    "lifecycle", "lifecycle-nodepools", ORG.name, (subjects.ORG_NODEPOOL_ALL,),
+    "Keeps which node pools have the node-level scheduler on.",
+)
 SCHEDULER_WORKLOADS = ConsumerSpec(
     "scheduler", "scheduler-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns each workload's request (pods, GPUs, pools, priority).",
@@ -248,6 +252,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     LIFECYCLE_PENDING,
     LIFECYCLE_PROJECTS,
     LIFECYCLE_DEPARTMENTS,
+    LIFECYCLE_NODEPOOLS,
     LIFECYCLE_DEADLETTERS,
     SCHEDULER_WORKLOADS,
     SCHEDULER_PODGROUPS,

@@ -303,6 +303,12 @@ class PodSummary(Contract):
     gpu_portion: float | None = None
     gpu_memory_limit_mib: int | None = None
     gpu_memory_used_mib: int | None = None
+    # The node-level scheduler (on in the node's pool): the device the fraction's GPU process
+    # runs on now, the GPU memory it may use there, and how often its GPU process was
+    # restarted to move or to end a burst (empty / None: it never acted on the pod).
+    gpu_current_devices: list[int] = Field(default_factory=list)
+    gpu_current_memory_limit_mib: int | None = None
+    gpu_process_restarts: int | None = None
     node_pool: str | None = None  # the pool of the node it is bound to, as lifecycle knows it
 
     @property

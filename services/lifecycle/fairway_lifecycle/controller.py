@@ -172,6 +172,7 @@ class Controller:
         self._restored_stop_reasons: dict[str, tuple[str, str]] = {}
         self.node_pools: dict[str, str] = {}
         self.sharing: Any = None  # GpuSharing: sees every pod, and the nodes' GPU memory
+        self.nodelevel: Any = None  # NodeLevelScheduler: sees every pod and every node
 
     @property
     def synced(self) -> bool:
@@ -341,6 +342,8 @@ class Controller:
         wid = self.machine.observe(kind, pod)
         if self.sharing is not None:
             self.sharing.on_pod(kind, pod)
+        if self.nodelevel is not None:
+            self.nodelevel.on_pod(kind, pod)
         if wid in self.tracked and kind != "DELETED" and refused_at_admission(pod):
             self._refused(wid, pod)
         if wid in self.tracked:
@@ -421,6 +424,8 @@ class Controller:
             if self.sharing is not None:
                 self.sharing.put_node(inventory.name, inventory.gpu_memory_mib,
                                       deleted=inventory.deleted)
+            if self.nodelevel is not None:
+                self.nodelevel.put_node(node, deleted=kind == "DELETED")
             rv = node["metadata"].get("resourceVersion", "")
             await publish_model(self.runtime.js, subjects.node_inventory(inventory.name),
                                 inventory, msg_id=f"node:{inventory.name}:{kind}:{rv}")

@@ -6,6 +6,7 @@ from fairway_contracts.events import (
     BindDecision,
     DeadLetter,
     DepartmentChanged,
+    NodePoolChanged,
     PreemptDecision,
     ProjectChanged,
     SchedulingPending,
@@ -52,6 +53,10 @@ def register(service: LifecycleService) -> None:
     @durable_subscriber(broker, streams.LIFECYCLE_DEPARTMENTS, DepartmentChanged)
     async def on_department(event: DepartmentChanged, delivery: Delivery) -> None:
         await service.org_unit(event)
+
+    @durable_subscriber(broker, streams.LIFECYCLE_NODEPOOLS, NodePoolChanged)
+    async def on_node_pool(event: NodePoolChanged, delivery: Delivery) -> None:
+        await service.node_pool(event)
 
     @durable_subscriber(broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

@@ -2,7 +2,9 @@
 intents (the official client, run in worker threads), one traced CLIENT span per call."""
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +16,7 @@ from fairway_kube import ThreadedCalls, api_client
 from fairway_lifecycle.core.objects import PLURAL_OF_KIND
 
 _tracer = trace.get_tracer("fairway.lifecycle.kube")
+log = logging.getLogger("fairway.lifecycle.kube")
 
 
 def _text(body: Any) -> str:
@@ -204,6 +207,26 @@ class Kube:
         if status == 404:
             return "gone"
         raise KubeError(status, _text(answer))
+
+    async def record_event(self, pod: dict[str, Any], reason: str, message: str,
+                           type_: str = "Normal") -> None:
+        """A core/v1 Event about a pod, as a controller records one (best effort: an Event
+        that cannot be written is logged, not retried)."""
+        meta = pod["metadata"]
+        now = datetime.now(UTC)
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                   "namespace": meta["namespace"], "uid": meta.get("uid")},
+                "reason": reason, "message": message, "type": type_,
+                "source": {"component": "fairway-lifecycle"},
+                "reportingComponent": "fairway-lifecycle", "count": 1,
+                "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat()}
+        status, answer = await self._call(self.core.create_namespaced_event, meta["namespace"],
+                                          body)
+        if status not in (200, 201):
+            log.warning("event %s on pod %s/%s not recorded: %s %s", reason, meta["namespace"],
+                        meta["name"], status, _text(answer))
 
     async def bind(self, namespace: str, pod: str, node: str) -> str:
         """'bound', 'already-bound' or 'gone' (the pod no longer exists)."""

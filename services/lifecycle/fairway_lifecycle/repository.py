@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from fairway_contracts import EffectiveSpec, Phase, WorkloadType
-from fairway_contracts.events import WorkloadSubmitted
+from fairway_contracts.events import NodePoolChanged, WorkloadSubmitted
 from fairway_lifecycle.core.fold import Desired, WorkloadInfo
 from fairway_lifecycle.core.recording import Progress, Recorded
 from fairway_lifecycle.core.rules import UsageState
@@ -309,6 +309,25 @@ async def save_org_rules(conn: asyncpg.Connection, unit: OrgUnitRules) -> None:
 
 async def delete_org_rules(conn: asyncpg.Connection, kind: str, org_id: str) -> None:
     await conn.execute("DELETE FROM org_rules WHERE kind = $1 AND org_id = $2", kind, org_id)
+
+
+async def node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
+    """The node pools' settings the node-level scheduler needs, as last heard."""
+    return [NodePoolChanged(event_id="", name=r["name"], label_key=r["label_key"],
+                            label_value=r["label_value"],
+                            node_level_scheduler_enabled=r["node_level_scheduler_enabled"])
+            for r in await conn.fetch("SELECT * FROM node_pool_settings")]
+
+
+async def save_node_pool(conn: asyncpg.Connection, pool: NodePoolChanged) -> None:
+    if pool.deleted:
+        await conn.execute("DELETE FROM node_pool_settings WHERE name = $1", pool.name)
+        return
+    await conn.execute(
+        "INSERT INTO node_pool_settings (name, label_key, label_value,"
+        " node_level_scheduler_enabled) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE"
+        " SET label_key = $2, label_value = $3, node_level_scheduler_enabled = $4",
+        pool.name, pool.label_key, pool.label_value, pool.node_level_scheduler_enabled)
 
 
 async def usages(conn: asyncpg.Connection

@@ -11,6 +11,7 @@ from fairway_contracts.events import (
     BindDecision,
     DeadLetter,
     DepartmentChanged,
+    NodePoolChanged,
     PhaseChanged,
     PodPlacement,
     PreemptDecision,
@@ -29,6 +30,7 @@ from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.sharing import FractionBind, GpuSharing
@@ -79,6 +81,11 @@ class LifecycleService:
                                   check_seconds=settings.reservation_check_seconds,
                                   resync_seconds=settings.resync_seconds)
         self.controller.sharing = self.sharing
+        self.nodelevel = NodeLevelScheduler(kube, self.sharing,
+                                            check_seconds=settings.node_level_check_seconds)
+        self.controller.nodelevel = self.nodelevel
+        self.sharing.limits_bursts = self.nodelevel.enabled
+        self.sharing.on_claim = self.nodelevel.poke
         self.autoscaler = Autoscaler(
             runtime, self.controller, metrics_url=settings.serving_metrics_url,
             period_seconds=settings.autoscale_seconds,
@@ -93,8 +100,10 @@ class LifecycleService:
     async def start(self) -> None:
         # The rules first: stop reasons survive a restart.
         self.controller.restore_stop_reasons(await self.enforcer.load())
+        await self.load_node_pools()
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
+        self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
         self.runtime.background(self.autoscaler.run(), "autoscaling")
 
@@ -193,6 +202,19 @@ class LifecycleService:
         workload_id, why = stalled
         with workload_context(workload_id):
             await self.controller.reject(workload_id, UNDELIVERABLE, why)
+
+    async def load_node_pools(self) -> None:
+        """The pools' settings as recorded (before the node-level scheduler runs)."""
+        async with self.runtime.pool.acquire() as conn:
+            for pool in await repo.node_pools(conn):
+                self.nodelevel.put_pool(pool)
+
+    async def node_pool(self, event: NodePoolChanged) -> None:
+        """Idempotent: the pool's current settings replace the ones kept (and recorded, for
+        a restart)."""
+        async with self.runtime.pool.acquire() as conn:
+            await repo.save_node_pool(conn, event)
+        self.nodelevel.put_pool(event)
 
     async def org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
         """Idempotent: the unit's whole current state replaces the one kept."""

@@ -72,6 +72,10 @@ class LifecycleSettings(ServiceSettings):
         default=5.0, gt=0, alias="FAIRWAY_LIFECYCLE_RESERVATION_CHECK_SECONDS",
         description="how often reservation pods of devices no fraction uses any more are "
                     "deleted (and missing ones made again)")
+    node_level_check_seconds: float = Field(
+        default=2.0, gt=0, alias="FAIRWAY_LIFECYCLE_NODE_LEVEL_CHECK_SECONDS",
+        description="how often the node-level scheduler looks again at the fractions on nodes "
+                    "of pools where it is on (it also looks at once when a fraction changes)")
     serving_metrics_url: str | None = Field(
         default=None, alias="FAIRWAY_LIFECYCLE_SERVING_METRICS_URL",
         description="where inference servers' load is read, in the Prometheus text format "

@@ -88,6 +88,12 @@ class GpuSharing:
         self._tasks: set[asyncio.Task] = set()
         # unbound fraction pods that carry their node, from the pods lifecycle watches
         self.find_unbound: Callable[[], Iterable[FractionBind]] = list
+        # nodes where the node-level scheduler is on: it ends bursts by restarting GPU
+        # processes under lower limits, so no pod is killed to take borrowed memory back
+        self.limits_bursts: Callable[[str], bool] = lambda node: False
+        # told of each bind that claims devices of a node (the node-level scheduler sends a
+        # process visiting one of them home before the new pod arrives)
+        self.on_claim: Callable[[str], None] = lambda node: None
         self._synced = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: ListWatcher | None = None
@@ -183,6 +189,7 @@ class GpuSharing:
         now = time.monotonic()
         for device in devices:
             self.claims.setdefault(device, {})[key] = now
+        self.on_claim(placement.node)
         job = FractionBind(namespace, placement, compute, by, now)
         if all(self.reservations.get(d) for d in devices):
             await self._complete(job)
@@ -214,7 +221,7 @@ class GpuSharing:
         try:
             memory = self.node_memory.get(placement.node)
             wanted = memory_request_mib(job.compute, memory)
-            if memory and wanted:
+            if memory and wanted and not self.limits_bursts(placement.node):
                 for device in job.devices:
                     await self._take_back(device, job.key, memory, wanted, job.by)
             notes = fraction_annotations(job.compute, placement.gpu_devices,

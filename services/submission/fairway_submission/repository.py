@@ -633,6 +633,20 @@ async def device_holders(conn: asyncpg.Connection,
             "workloadId": str(row["workload_id"]), "workload": row["name"],
             "project": row["project"], "pod": pod.get("name"), "gpus": pod.get("gpus", 0),
             "devices": pod.get("gpuDevices") or [], "portion": pod.get("gpuPortion")})
+
+
+async def pods_on_nodes(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """The running or starting pods the workload view places on each node, with their
+    workload's id and name, for the nodes' device views."""
+    rows = await conn.fetch(
+        "SELECT pod->>'node' AS node, workload_id, name, pod"
+        " FROM workloads, jsonb_array_elements(pods) AS pod"
+        " WHERE pod->>'node' IS NOT NULL AND pod->>'phase' IN ('Pending', 'Running')")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        pod = json.loads(r["pod"]) if isinstance(r["pod"], str) else dict(r["pod"])
+        pod.update(workloadId=str(r["workload_id"]), workloadName=r["name"])
+        out.setdefault(r["node"], []).append(pod)
     return out
 
 

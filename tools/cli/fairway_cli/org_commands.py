@@ -245,3 +245,29 @@ def top_nodes(
     used = sum(n["allocatedGpus"] for n in nodes)
     table.add_row("[bold]total[/]", "", "", "", f"{used:g}", bar(used, total), str(total))
     console.print(table)
+    busy = [(n["name"], d) for n in nodes for d in n.get("devices") or [] if d["pods"]]
+    if busy:
+        console.print(_devices_table(busy))
+
+
+def _gib(mib: int | None) -> str:
+    return "?" if mib is None else f"{mib / 1024:.3g}"
+
+
+def _devices_table(devices: list[tuple[str, dict[str, Any]]]) -> Table:
+    """The devices that hold pods: each pod (→N: its GPU process runs on device N, moved by the
+    node-level scheduler; ←: counted on another device, runs here), GPU memory in GiB."""
+    table = Table(title="GPU devices", box=None, header_style="bold")
+    for col in ("NODE", "GPU", "PODS", "REQUESTED", "IN USE", "", "MEMORY"):
+        table.add_column(col)
+    for node, d in devices:
+        names = []
+        for p in d["pods"]:
+            mark = "" if p["countedHere"] and p["runsHere"] else (
+                "←" if p["runsHere"] else "→")
+            names.append(f"{p['name']}{mark}")
+        memory = d.get("memoryMib") or 0
+        table.add_row(node, str(d["index"]), " ".join(names), _gib(d["memoryRequestedMib"]),
+                      _gib(d["memoryInUseMib"]), bar(d["memoryInUseMib"], memory),
+                      _gib(d.get("memoryMib")))
+    return table

@@ -110,8 +110,14 @@ def _pod_gpu(pod: dict[str, Any]) -> str:
     if pod.get("gpuUuids"):
         words += f" ({','.join(pod['gpuUuids'])})"
     used, limit = pod.get("gpuMemoryUsedMib"), pod.get("gpuMemoryLimitMib")
+    limit = pod.get("gpuCurrentMemoryLimitMib") or limit
     if limit:
         words += f", memory {used if used is not None else '?'}/{limit} MiB"
+    current = pod.get("gpuCurrentDevices")
+    if current:  # the node-level scheduler acted on it
+        restarts = pod.get("gpuProcessRestarts") or 0
+        words += (f", runs on device {','.join(map(str, current))} now (GPU process "
+                  f"restarted {restarts} time{'s' if restarts != 1 else ''})")
     return words
 
 

@@ -79,6 +79,13 @@ MEMORY_USED_ANNOTATION = "kubesim.fairway.io/gpu-memory-used-mib"
 SHARED_UUIDS_ANNOTATION = "fairway.io/gpu-uuids"
 MEMORY_REQUEST_ANNOTATION = "fairway.io/gpu-memory-request-mib"
 MEMORY_LIMIT_ANNOTATION = "fairway.io/gpu-memory-limit-mib"
+# The node-level scheduler (lifecycle) says on which of the node's devices a fraction's GPU
+# process runs now, and the GPU memory it may use there; when either changes the GPU process
+# restarts there (the pod and its containers do not), counted in GPU_RESTARTS_ANNOTATION.
+CURRENT_DEVICES_ANNOTATION = "fairway.io/gpu-current-devices"
+CURRENT_LIMIT_ANNOTATION = "fairway.io/gpu-current-memory-limit-mib"
+GPU_RESTARTS_ANNOTATION = "kubesim.fairway.io/gpu-process-restarts"
+GPU_RESTARTED_REASON = "GpuProcessRestarted"
 # A reservation pod (lifecycle's, holding a shared device) runs a program that writes the UUID
 # the device plugin gave it into its own annotation: kubesim plays that program.
 RESERVATION_LABEL = "fairway.io/gpu-reservation"
@@ -223,6 +230,9 @@ class PodSim:
     shares_gpus: bool = False  # a GPU fraction: uses devices it does not hold
     reservation: bool = False  # a reservation pod: reports the UUID of its device
     reported_memory: str | None = None  # a fraction's GPU memory in use, as last written
+    gpu_cap: int | None = None  # the node-level scheduler's memory limit for its GPU process
+    gpu_started: float = 0.0  # loop time its GPU process last started
+    gpu_restarts: int = 0  # times the node-level scheduler restarted its GPU process
     config_maps: tuple[tuple[str, str], ...] = ()  # (volume, ConfigMap) it mounts
     mount_warned: float | None = None  # when its last FailedMount event was recorded
     awaiting_mount: bool = False  # a ConfigMap it mounts is missing
@@ -349,13 +359,7 @@ class Kubelet:
         meta = obj["metadata"]
         uid = meta.get("uid", "")
         if event.type == DELETED:
-            sim = self.sims.pop(uid, None)
-            if sim is not None:
-                self._release(sim)
-                sim.token += 1
-                if sim.shares_gpus and sim.reported_memory:
-                    sim.reported_memory = None
-                    self._report_devices_of(sim)
+            self._deleted(uid)
             return
         if event.type not in (ADDED, MODIFIED):
             return
@@ -372,6 +376,8 @@ class Kubelet:
             sim = self._new_sim(obj, node)
             self.sims[uid] = sim
             self._schedule(sim, 0.0, "admit")
+        elif sim.shares_gpus:
+            self._gpu_process(sim, meta.get("annotations") or {})
         if meta.get("deletionTimestamp"):
             grace = int(meta.get("deletionGracePeriodSeconds") or 0)
             if not sim.deleting or (sim.delete_grace is not None and grace < sim.delete_grace):
@@ -379,6 +385,15 @@ class Kubelet:
                 sim.delete_grace = grace
                 if sim.stage != NEW and not sim.suspended:  # a pending admission sees it
                     self._schedule(sim, 0.0, "stop")
+
+    def _deleted(self, uid: str) -> None:
+        sim = self.sims.pop(uid, None)
+        if sim is not None:
+            self._release(sim)
+            sim.token += 1
+            if sim.shares_gpus and sim.reported_memory:
+                sim.reported_memory = None
+                self._report_devices_of(sim)
 
     def adopt(self, stored: Stored) -> None:
         """A pod restored from a snapshot: simulated from admission again when it is bound
@@ -393,13 +408,64 @@ class Kubelet:
         annotations = meta.get("annotations") or {}
         shared = annotations.get(SHARED_UUIDS_ANNOTATION) or ""
         shares = not requests.get(GPU_RESOURCE) and bool(shared)
-        return PodSim(namespace=meta.get("namespace", ""), name=meta["name"], uid=meta["uid"],
+        sim = PodSim(namespace=meta.get("namespace", ""), name=meta["name"], uid=meta["uid"],
                       node=node, restart_policy=spec.get("restartPolicy", "Always"),
                       containers=containers, behaviour=self._behaviour(meta),
                       requests=requests, shares_gpus=shares,
                       gpu_uuids=tuple(u for u in shared.split(",") if u) if shares else (),
                       reservation=(meta.get("labels") or {}).get(RESERVATION_LABEL) == "true",
                       config_maps=config_maps_needed(pod))
+        if shares:  # its GPU process starts where the node-level scheduler put it
+            sim.gpu_uuids, sim.gpu_cap = self._current_gpus(sim, annotations)
+            sim.gpu_restarts = _mib(annotations.get(GPU_RESTARTS_ANNOTATION)) or 0  # restored
+        return sim
+
+    def _current_gpus(self, sim: PodSim, annotations: Mapping[str, Any]
+                      ) -> tuple[tuple[str, ...], int | None]:
+        """The devices and memory limit the node-level scheduler gives a fraction's GPU
+        process: its own devices and no limit of its own when it says nothing."""
+        shared = tuple(u for u in (annotations.get(SHARED_UUIDS_ANNOTATION) or "").split(",")
+                       if u)
+        node = self.nodes.get(sim.node)
+        uuids = shared
+        current = annotations.get(CURRENT_DEVICES_ANNOTATION) or ""
+        if current and node is not None:
+            try:
+                indices = [int(i) for i in current.split(",") if i]
+                if indices and all(0 <= i < len(node.gpu_uuids) for i in indices):
+                    uuids = tuple(node.gpu_uuids[i] for i in indices)
+            except ValueError:
+                pass
+        return uuids, _mib(annotations.get(CURRENT_LIMIT_ANNOTATION))
+
+    def _gpu_process(self, sim: PodSim, annotations: Mapping[str, Any]) -> None:
+        """The node-level scheduler moved a fraction or changed its memory limit: a running
+        GPU process restarts on its device under its limit (its memory steps start again);
+        one not yet started just starts there."""
+        uuids, cap = self._current_gpus(sim, annotations)
+        limit = sim.behaviour.gpu_memory_limit  # no limit of its own: the pod's
+        if uuids == sim.gpu_uuids and (cap or limit) == (sim.gpu_cap or limit):
+            sim.gpu_cap = cap
+            return
+        before, was = sim.gpu_uuids, sim.gpu_cap
+        if sim.stage not in (STARTING, READY) or sim.suspended:
+            sim.gpu_uuids, sim.gpu_cap = uuids, cap
+            return
+        self._report_devices_of(sim)  # the devices it leaves
+        sim.gpu_uuids, sim.gpu_cap = uuids, cap
+        sim.gpu_started = self._now()
+        sim.gpu_restarts += 1
+        sim.reported_memory = None
+        for t, _ in sim.behaviour.gpu_memory:
+            if t > 0:
+                self._push(sim, t, "gpu_memory")
+        words = "device" if len(uuids) == 1 else "devices"
+        limit = f", GPU memory limit {cap} MiB" if cap is not None else ""
+        old = f" (was {','.join(before)}" + (f", {was} MiB" if was is not None else "") + ")"
+        self._event(sim, "Normal", GPU_RESTARTED_REASON,
+                    f"GPU process restarted on {words} {','.join(uuids)}{limit}{old}",
+                    sim.containers[0].name if sim.containers else None)
+        self._push(sim, 0.0, "gpu_memory")  # written after the change that caused it
 
     def _behaviour(self, meta: Mapping[str, Any]) -> Behaviour:
         ann = meta.get("annotations") or {}
@@ -659,7 +725,7 @@ class Kubelet:
     def _started(self, sim: PodSim, when: str) -> None:
         """Containers just started: crash, run out of memory, or become ready."""
         sim.stage = STARTING
-        sim.run_started = self._now()
+        sim.run_started = sim.gpu_started = self._now()
         sim.exit_due = None
         self._not_ready(sim, when)
         self._write(sim)
@@ -950,8 +1016,12 @@ class Kubelet:
                 annotations[MEMORY_USED_ANNOTATION] = str(self._device_memory(
                     sim.node, sim.gpu_uuids[0]))
         if sim.shares_gpus:
-            used = sim.behaviour.gpu_memory_at(self._now() - sim.run_started) \
+            used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) \
                 if running and not sim.suspended else None
+            if used is not None and sim.gpu_cap is not None:
+                used = min(used, sim.gpu_cap)  # restarted under this limit, it keeps within
+            if sim.gpu_restarts:
+                annotations[GPU_RESTARTS_ANNOTATION] = str(sim.gpu_restarts)
             if used is not None:
                 annotations[MEMORY_USED_ANNOTATION] = str(used)
             else:

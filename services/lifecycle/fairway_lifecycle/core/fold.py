@@ -46,6 +46,11 @@ from fairway_lifecycle.core.fractions import (
     LABEL_FRACTION,
     RECLAIMED_REASON,
 )
+from fairway_lifecycle.core.nodelevel import (
+    ANN_CURRENT_DEVICES,
+    ANN_CURRENT_LIMIT,
+    ANN_PROCESS_RESTARTS,
+)
 from fairway_lifecycle.core.retries import CREATION_FAILURES, UNDELIVERABLE
 
 LABEL_WORKLOAD = "fairway.io/workload-id"
@@ -299,6 +304,13 @@ def _devices(pod: Pod) -> dict[str, Any]:
         out["gpu_portion"] = number(ANN_PORTION, float)
         out["gpu_memory_limit_mib"] = number(ANN_MEMORY_LIMIT, int)
         out["gpu_memory_used_mib"] = number(ANN_MEMORY_USED, int)
+        try:
+            out["gpu_current_devices"] = [int(i) for i in
+                                          (notes.get(ANN_CURRENT_DEVICES) or "").split(",") if i]
+        except ValueError:
+            pass
+        out["gpu_current_memory_limit_mib"] = number(ANN_CURRENT_LIMIT, int)
+        out["gpu_process_restarts"] = number(ANN_PROCESS_RESTARTS, int)
     return out
 
 
@@ -313,7 +325,14 @@ def pod_group_signature(pods: list[Pod]) -> str:
     parts = []
     for pod in sorted(pods, key=_name):
         node = pod.get("spec", {}).get("nodeName") or ""
-        parts.append(f"{_name(pod)}@{node}{'/done' if pod_done(pod) else ''}")
+        notes = pod["metadata"].get("annotations") or {}
+        # Where the node-level scheduler runs its GPU process (only when it acted on it):
+        # each move and each restart is worth a new pod group view.
+        moved = ""
+        if ANN_CURRENT_DEVICES in notes:
+            moved = (f"#gpu{notes[ANN_CURRENT_DEVICES]}:{notes.get(ANN_CURRENT_LIMIT, '')}:"
+                     f"{notes.get(ANN_PROCESS_RESTARTS, '0')}:{notes.get(ANN_MEMORY_USED, '')}")
+        parts.append(f"{_name(pod)}@{node}{moved}{'/done' if pod_done(pod) else ''}")
     return ",".join(parts)
 
 

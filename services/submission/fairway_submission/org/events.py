@@ -67,12 +67,15 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
     change = f"nodepool:{row['name']}:{uuid.uuid4().hex}"
     spec = row["spec"] or {}
     placement = spec.get("placementStrategy") or {}
+    optimization = spec.get("gpuResourceOptimization") or {}
     await add_to_outbox(conn, subjects.org_node_pool(row["name"]), NodePoolChanged(
         event_id=change, name=row["name"], label_key=spec.get("labelKey"),
         label_value=spec.get("labelValue"),
         gpu_placement_strategy=placement.get("gpu", "binpack"),
         cpu_placement_strategy=placement.get("cpu", "binpack"),
-        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"), deleted=deleted), msg_id=change)
+        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
+        node_level_scheduler_enabled=bool(optimization.get("nodeLevelSchedulerEnabled")),
+        deleted=deleted), msg_id=change)
 
 
 async def publish_everything(conn: asyncpg.Connection) -> None:

@@ -249,15 +249,41 @@ class NodePoolList(ApiAnswer):
     total_count: int
 
 
+class DevicePodOut(ApiAnswer):
+    name: str
+    workload_id: str | None
+    workload_name: str | None
+    phase: str | None
+    gpu_portion: float | None = Field(description="null: the pod holds the whole device")
+    counted_here: bool = Field(description="the scheduler counts the pod's request on this "
+                                           "device")
+    runs_here: bool = Field(description="its GPU process runs on this device now (the "
+                                        "node-level scheduler may run it on another)")
+    memory_request_mib: int | None
+    memory_limit_mib: int | None
+    memory_used_mib: int | None = Field(description="as the node reports it, where it runs")
+    gpu_process_restarts: int | None
+
+
+class DeviceOut(ApiAnswer):
+    index: int
+    memory_mib: int | None
+    pods: list[DevicePodOut]
+    memory_requested_mib: int = Field(description="the requests counted on the device")
+    memory_in_use_mib: int = Field(description="what the pods running on it use")
+
+
 class NodeOut(ApiAnswer):
     name: str
     node_pool: str
     ready: bool
     gpus: int
     gpu_product: str | None
-    allocated_gpus: int
+    gpu_memory_mib: int | None = None
+    allocated_gpus: float
     cpu_millis: int
     memory_mib: int
+    devices: list[DeviceOut] = Field(default_factory=list)
 
 
 class NodeList(ApiAnswer):

@@ -11,6 +11,7 @@ from fairway_submission import repository as repo
 from fairway_submission.core.access import Grants, Perm
 from fairway_submission.core.errors import ApiError, field_error, refuse
 from fairway_submission.core.queues import unit_status
+from fairway_submission.core.swap import swap_problems
 from fairway_submission.dependencies import Caller, Submission
 from fairway_submission.models import errors
 from fairway_submission.org.checks import (
@@ -89,12 +90,26 @@ async def get_node_pool(pool_id: str, _: Caller, service: Submission) -> dict[st
     return _node_pool_out(row)
 
 
+async def _check_swap(service: Any, pool: str, spec: dict[str, Any]) -> None:
+    """The pool's GPU memory swap settings against its nodes' GPUs (422 naming the field)."""
+    optimization = spec.get("gpuResourceOptimization") or {}
+    if not optimization.get("swapEnabled") and not optimization.get(
+            "reservedGpuMemoryForSwapOperations"):
+        return
+    inventory = await service.peers.read_inventory()
+    devices = [(n.name, n.gpu_memory_mib) for n in inventory
+               if n.node_pool == pool and n.gpu_memory_mib and not n.deleted]
+    for field, reason in swap_problems(optimization, devices)[:1]:
+        raise field_error(422, field, reason)
+
+
 @router.post("/node-pools", status_code=201, response_model=NodePoolOut,
              responses=errors(400, 401, 403, 409, 413, 422, 503))
 async def create_node_pool(body: NodePoolIn, caller: Caller, service: Submission
                            ) -> dict[str, Any]:
     caller.require_cluster()
     spec = body.model_dump(mode="json", by_alias=True, exclude={"name"})
+    await _check_swap(service, body.name, spec)
     async with service.pool.acquire() as conn, conn.transaction():
         row = await repo.insert_node_pool(conn, body.name, spec)
         if row is None:
@@ -115,6 +130,7 @@ async def update_node_pool(pool_id: str, body: NodePoolUpdate, caller: Caller,
             raise field_error(404, "nodePoolId", f"no node pool {pool_id}")
         spec = dict(row["spec"] or {})
         spec.update(body.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        await _check_swap(service, row["name"], spec)
         row = await repo.update_node_pool(conn, row["id"], spec)
         await publish_node_pool(conn, row)
     return _node_pool_out(row)
