@@ -633,6 +633,7 @@ async def device_holders(conn: asyncpg.Connection,
             "workloadId": str(row["workload_id"]), "workload": row["name"],
             "project": row["project"], "pod": pod.get("name"), "gpus": pod.get("gpus", 0),
             "devices": pod.get("gpuDevices") or [], "portion": pod.get("gpuPortion")})
+    return out
 
 
 async def pods_on_nodes(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
