@@ -72,7 +72,9 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
         label_value=spec.get("labelValue"),
         gpu_placement_strategy=placement.get("gpu", "binpack"),
         cpu_placement_strategy=placement.get("cpu", "binpack"),
-        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"), deleted=deleted), msg_id=change)
+        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
+        time_aware_fairness=(spec.get("schedulingConfiguration") or {}).get("timeAwareFairness"),
+        deleted=deleted), msg_id=change)
 
 
 async def publish_everything(conn: asyncpg.Connection) -> None:
