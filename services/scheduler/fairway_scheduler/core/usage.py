@@ -38,8 +38,6 @@ QueueKey = tuple[str, str, str]  # (kind, name, pool)
 Amounts = tuple[float, float, float]  # gpu, cpu, memory (per second, or seconds of each)
 
 
-OFF = TimeAwareFairness()
-
 
 class UsageHistory:
     """Resource-seconds per queue and bucket; `pending` collects what was added since the last
