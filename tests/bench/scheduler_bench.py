@@ -413,7 +413,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     state = ClusterState()
     for node in nodes:
         state.put_node(node)
-    state._layout = (tuple(nodes), pools, org(len(nodes) * 8))  # no org events here
+    state._layout = (tuple(nodes), pools, org(len(nodes) * 8),  # no org events here
+                     TimeAwareFairness())
 
     def submit(w: Workload) -> None:
         state.add_request(WorkloadRequest(

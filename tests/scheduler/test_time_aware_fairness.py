@@ -204,3 +204,30 @@ def test_bad_keys_are_refused_naming_the_key(patch, message):
     with pytest.raises(ScenarioError, match=None) as error:
         parse_scenario(data)
     assert message in str(error.value)
+
+
+def test_a_kept_window_reads_as_a_fresh_one_also_after_an_older_bucket_changes():
+    import random
+
+    rng = random.Random(7)
+    kept = UsageHistory(HOUR)
+    for _ in range(200):
+        start = at(rng.uniform(-200, 0))
+        kept.hold(KEY, (rng.uniform(0, 8), rng.uniform(0, 1000), 0), start,
+                  start + rng.uniform(1, 3 * HOUR))
+
+    def fresh() -> UsageHistory:
+        copy_ = UsageHistory(HOUR)
+        for bucket, amounts in kept.buckets[KEY].items():
+            copy_.add(KEY, bucket, amounts)
+        return copy_
+
+    for settings_ in (sliding(48, half_life=12), sliding(24),
+                      TimeAwareFairness(True, "tumbling", 7 * 24 * HOUR, 6 * HOUR)):
+        for minutes in (0, 10, 59):
+            now = T + timedelta(minutes=minutes)
+            assert kept.usage(KEY, now, settings_) == pytest.approx(
+                fresh().usage(KEY, now, settings_), rel=1e-12)
+        kept.hold(KEY, (3, 0, 0), at(-30), at(-29))  # an older bucket changes
+        assert kept.usage(KEY, T, settings_) == pytest.approx(fresh().usage(KEY, T, settings_),
+                                                              rel=1e-12)

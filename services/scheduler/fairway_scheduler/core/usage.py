@@ -49,10 +49,20 @@ class UsageHistory:
         self.bucket_seconds = bucket_seconds
         self.buckets: dict[QueueKey, dict[int, list[float]]] = {}
         self.pending: dict[tuple[QueueKey, int], list[float]] = {}
+        # Per queue, the decayed sum of the buckets wholly inside its last window read (the
+        # window's settings and edge buckets as the key): the next cycle, still in the same
+        # bucket, reads only the two edge buckets. Dropped when an older bucket changes.
+        self._newest: dict[QueueKey, int] = {}
+        self._inner: dict[QueueKey, tuple[tuple, Amounts]] = {}
 
     def add(self, key: QueueKey, bucket: int, amounts: Iterable[float], *,
             record: bool = True) -> None:
         """Add resource-seconds to one bucket (`record` False: loaded, not to be written)."""
+        newest = self._newest.get(key)
+        if newest is None or bucket > newest:
+            self._newest[key] = bucket
+        elif bucket < newest:
+            self._inner.pop(key, None)
         held = self.buckets.setdefault(key, {}).setdefault(bucket, [0.0, 0.0, 0.0])
         out = self.pending.setdefault((key, bucket), [0.0, 0.0, 0.0]) if record else None
         for r, value in enumerate(amounts):
@@ -101,6 +111,8 @@ class UsageHistory:
                 self.buckets[key] = kept
             else:
                 del self.buckets[key]
+                self._newest.pop(key, None)
+            self._inner.pop(key, None)
 
     def keys(self) -> Iterator[QueueKey]:
         return iter(self.buckets)
@@ -118,11 +130,27 @@ class UsageHistory:
         size = self.bucket_seconds
         first, last = math.floor(start / size), math.floor(end / size)
         half_life = settings.half_life_seconds
-        g = c = m = 0.0
-        # Walk whichever is shorter: the window's buckets, or the queue's.
-        span = (range(first, last + 1) if last - first < len(buckets)
-                else sorted(b for b in buckets if first <= b <= last))
-        for bucket in span:
+        # The buckets wholly inside (first < b < last), decayed as seen from the start of the
+        # current bucket; kept for the next read in the same bucket.
+        signature = (settings, first, last)
+        kept = self._inner.get(key)
+        if kept is not None and kept[0] == signature:
+            inner = kept[1]
+        else:
+            boundary = last * size
+            g = c = m = 0.0
+            for bucket, amounts in buckets.items():
+                if first < bucket < last:
+                    part = (0.5 ** ((boundary - (bucket + 0.5) * size) / half_life)
+                            if half_life > 0 else 1.0)
+                    g += amounts[0] * part
+                    c += amounts[1] * part
+                    m += amounts[2] * part
+            inner = (g, c, m)
+            self._inner[key] = (signature, inner)
+        since = 0.5 ** ((end - last * size) / half_life) if half_life > 0 else 1.0
+        g, c, m = (v * since for v in inner)
+        for bucket in {first, last}:
             amounts = buckets.get(bucket)
             if amounts is None:
                 continue
@@ -141,7 +169,6 @@ class UsageHistory:
             c += amounts[1] * part
             m += amounts[2] * part
         return (g, c, m)
-
 
 def adjusted_weights(weights: list[float], usage: list[float], k: float
                      ) -> list[float] | None:
