@@ -155,9 +155,12 @@ def usage_lowered(queue: Queue) -> str:
 
 
 def gpu_hours(gpu_seconds: float) -> str:
+    """Two significant digits: usage grows every cycle, and a reason whose numbers change is
+    published again; this way it changes when the usage moved by a few percent."""
     hours = gpu_seconds / 3600
-    value = f"{hours:.1f}" if hours < 100 else f"{hours:.0f}"
-    return f"{value} GPU-hours"
+    if hours >= 10:
+        return f"about {int(float(f'{hours:.2g}'))} GPU-hours"
+    return f"{hours:.1f} GPU-hours"
 
 
 def no_fitting_node(pool: str, pods: int, request, slot: int, free: int, *,

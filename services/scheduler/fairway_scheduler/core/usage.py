@@ -54,6 +54,7 @@ class UsageHistory:
         # bucket, reads only the two edge buckets. Dropped when an older bucket changes.
         self._newest: dict[QueueKey, int] = {}
         self._inner: dict[QueueKey, tuple[tuple, Amounts]] = {}
+        self._decays: dict[tuple[float, float, int], list[float]] = {}
 
     def add(self, key: QueueKey, bucket: int, amounts: Iterable[float], *,
             record: bool = True) -> None:
@@ -117,6 +118,17 @@ class UsageHistory:
     def keys(self) -> Iterator[QueueKey]:
         return iter(self.buckets)
 
+    def _decay(self, size: float, half_life: float, span: int) -> list[float]:
+        """What a whole bucket `i` buckets before the current one counts, seen from the
+        current one's start: 0.5 ** ((i - 0.5) * size / half_life) (1 without a half-life)."""
+        key = (size, half_life, span)
+        table = self._decays.get(key)
+        if table is None:
+            table = self._decays[key] = [
+                0.5 ** ((i - 0.5) * size / half_life) if half_life > 0 else 1.0
+                for i in range(span + 1)]
+        return table
+
     def usage(self, key: QueueKey, now: datetime, settings: TimeAwareFairness) -> Amounts:
         """The queue's resource-seconds inside the window ending at `now`, decayed."""
         buckets = self.buckets.get(key)
@@ -137,12 +149,11 @@ class UsageHistory:
         if kept is not None and kept[0] == signature:
             inner = kept[1]
         else:
-            boundary = last * size
+            decay = self._decay(size, half_life, last - first)
             g = c = m = 0.0
             for bucket, amounts in buckets.items():
                 if first < bucket < last:
-                    part = (0.5 ** ((boundary - (bucket + 0.5) * size) / half_life)
-                            if half_life > 0 else 1.0)
+                    part = decay[last - bucket]
                     g += amounts[0] * part
                     c += amounts[1] * part
                     m += amounts[2] * part
