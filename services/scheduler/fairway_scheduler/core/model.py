@@ -7,10 +7,7 @@ snapshots from whatever they hold.
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from fairway_scheduler.core.usage import UsageHistory
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +141,13 @@ class TimeAwareFairness:
 TIME_AWARE_FAIRNESS_OFF = TimeAwareFairness()
 
 
+class UsageSource(Protocol):
+    """Each queue's usage as a window sees it (`usage.UsageHistory`)."""
+
+    def usage(self, key: tuple[str, str, str], now: datetime, settings: TimeAwareFairness
+              ) -> tuple[float, float, float]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NodePool:
     name: str
@@ -202,7 +206,7 @@ class ClusterSnapshot:
     # Time-aware fairness: the cluster's settings (a pool's own, where it has them, win) and
     # each queue's usage history (`usage.UsageHistory`, read at `now`; None: no history).
     time_aware_fairness: TimeAwareFairness = TIME_AWARE_FAIRNESS_OFF
-    usage: "UsageHistory | None" = None
+    usage: UsageSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
