@@ -49,6 +49,14 @@ def test_tables_without_json(tmp_path, capsys):
     assert "Decisions by round" in out and "Queues" in out and "NodePoolUnavailable" in out
 
 
+def test_tables_show_usage_where_time_aware_fairness_is_on(tmp_path, capsys):
+    assert simulate(SCENARIOS / "time-aware-lighter-gets-more.yaml", json_output=False) == 0
+    out = capsys.readouterr().out
+    assert "usage (GPU-hours)" in out and "adjusted weight" in out and "0.88" in out
+    assert simulate(SCENARIOS / "time-aware-off.yaml", json_output=False) == 0
+    assert "usage (GPU-hours)" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d["workloads"][0].update(gpuz=1),
      "workloads[0] (w1): unknown key 'gpuz'"),

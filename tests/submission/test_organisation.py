@@ -250,3 +250,67 @@ async def test_node_pool_settings_are_published_and_swap_settings_checked_at_the
         "name": "noswap", "gpuResourceOptimization": {"swapEnabled": True}})
     assert r.status_code == 422
     assert r.json()["details"][0]["field"] == "gpuResourceOptimization.cpuSwapMemorySize"
+
+
+async def test_a_node_pool_sets_its_own_time_aware_fairness(harness):
+    """schedulingConfiguration.timeAwareFairness: stored, shown, published to the scheduler;
+    fields left out are absent (the scheduler's cluster setting holds); bad values are
+    refused naming the field."""
+    admin = harness.admin
+    r = await admin.post("/api/v1/node-pools", json={
+        "name": "h100", "labelKey": "fairway.io/pool", "labelValue": "h100",
+        "schedulingConfiguration": {"timeAwareFairness": {
+            "enabled": True, "windowType": "tumbling", "windowSize": "7d",
+            "halfLifePeriod": "1d", "kValue": 0.5}}})
+    assert r.status_code == 201, r.text
+    pool = r.json()
+    assert pool["schedulingConfiguration"]["timeAwareFairness"]["windowType"] == "tumbling"
+    r = await admin.patch(f"/api/v1/node-pools/{pool['id']}", json={
+        "schedulingConfiguration": {"timeAwareFairness": {"enabled": False}}})
+    assert r.status_code == 200, r.text
+    events = await harness.outbox("fairway.org.nodepool.h100")
+    assert [e.get("timeAwareFairness") for _, e in events] == [
+        {"enabled": True, "windowType": "tumbling", "windowSize": "7d", "halfLifePeriod": "1d",
+         "kValue": 0.5},
+        {"enabled": False, "windowType": None, "windowSize": None, "halfLifePeriod": None,
+         "kValue": None}]
+    plain = (await admin.post("/api/v1/node-pools", json={"name": "plain"})).json()
+    assert plain["schedulingConfiguration"] is None
+    for body, field in (
+            ({"windowType": "hopping"}, "schedulingConfiguration.timeAwareFairness.windowType"),
+            ({"windowSize": "0d"}, "schedulingConfiguration.timeAwareFairness.windowSize"),
+            ({"windowSize": "7 days"}, "schedulingConfiguration.timeAwareFairness.windowSize"),
+            ({"kValue": -1}, "schedulingConfiguration.timeAwareFairness.kValue"),
+            ({"window": "7d"}, "schedulingConfiguration.timeAwareFairness.window")):
+        r = await admin.post("/api/v1/node-pools", json={
+            "name": "bad", "schedulingConfiguration": {"timeAwareFairness": body}})
+        assert r.status_code == 422, (body, r.text)
+        assert {d["field"] for d in r.json()["details"]} == {field}, r.json()
+
+
+async def test_a_units_status_shows_usage_and_the_corrected_weight(harness):
+    """With time-aware fairness on in a pool the scheduler's queue status carries the usage
+    and the corrected weight: the status shows them (CPU usage in core-seconds); a pool where
+    it is off shows neither."""
+    from datetime import UTC, datetime
+
+    from fairway_submission import repository as repo
+
+    admin = harness.admin
+    project = (await admin.post("/api/v1/org-unit/projects", json={
+        "name": "usage-p", "resources": [{"nodePool": {"name": "default"},
+                                         "gpu": {"deserved": 1}}]})).json()
+    now = datetime.now(UTC)
+    on = queue_status("project", "usage-p", "default", now, fair_share=3, usage=7200.0,
+                      adjusted_over_quota_weight=0.25)
+    on = on.model_copy(update={"cpu": on.cpu.model_copy(update={"usage": 4_000_000.0})})
+    async with harness.service.pool.acquire() as conn:
+        assert await repo.apply_queue_status(conn, on)
+        assert await repo.apply_queue_status(conn, queue_status(
+            "project", "usage-p", "spot", now, allocated=1))
+    got = (await admin.get(f"/api/v1/org-unit/projects/{project['id']}")).json()
+    default, spot = got["status"]["nodePoolResources"]
+    assert default["fairShare"]["gpu"] == 3
+    assert default["usage"] == {"gpu": 7200, "cpu": 4000, "memory": None}
+    assert default["adjustedOverQuotaWeight"] == {"gpu": 0.25, "cpu": None, "memory": None}
+    assert spot.get("usage") is None and spot.get("adjustedOverQuotaWeight") is None

@@ -204,6 +204,18 @@ class DepartmentChanged(Contract):
     created_at: datetime | None = None
 
 
+class TimeAwareFairness(Contract):
+    """A node pool's own time-aware fairness (unset fields: the scheduler's cluster setting):
+    over-quota divided by weights corrected by each queue's usage in a window. Durations as
+    in the API ("7d", "12h"); `window_type` sliding or tumbling; `k_value` >= 0."""
+
+    enabled: bool | None = None
+    window_type: Literal["sliding", "tumbling"] | None = None
+    window_size: str | None = None
+    half_life_period: str | None = None
+    k_value: float | None = None
+
+
 class NodePoolChanged(Contract):
     """A node pool's current state (fairway.org.nodepool.<name>, last value kept). Nodes belong
     to the pool whose label (label_key=label_value) they carry; `default` takes the rest."""
@@ -217,6 +229,8 @@ class NodePoolChanged(Contract):
     min_guaranteed_runtime: str | None = None
     # gpuResourceOptimization: lifecycle's node-level scheduler runs on the pool's nodes
     node_level_scheduler_enabled: bool = False
+    # None: the cluster's time-aware fairness (FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_*)
+    time_aware_fairness: TimeAwareFairness | None = None
     deleted: bool = False
 
 
@@ -279,6 +293,13 @@ class ResourceStatus(Contract):
     allocated: float
     allocated_non_preemptible: float
     requested: float
+    # Time-aware fairness on in the queue's pool (absent otherwise): the queue's usage in the
+    # window (resource-seconds: GPU-seconds, millicore-seconds, MiB-seconds, decayed by the
+    # half-life) and the over-quota weight that usage corrected its weight to (absent when
+    # it did not compete for over-quota, or nobody had used anything); `fair_share` is then
+    # the share those corrected weights give.
+    usage: float | None = None
+    adjusted_over_quota_weight: float | None = None
 
 
 class QueueStatusChanged(Contract):

@@ -109,13 +109,18 @@ async def load_departments(conn: asyncpg.Connection) -> list[DepartmentChanged]:
 async def load_node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
     rows = await conn.fetch(
         "SELECT name, label_key, label_value, gpu_placement, cpu_placement,"
-        " min_guaranteed_runtime FROM node_pools WHERE NOT deleted")
+        " min_guaranteed_runtime, time_aware_fairness FROM node_pools WHERE NOT deleted")
     return [NodePoolChanged(event_id="", name=row["name"], label_key=row["label_key"],
                             label_value=row["label_value"],
                             gpu_placement_strategy=row["gpu_placement"],
                             cpu_placement_strategy=row["cpu_placement"],
-                            min_guaranteed_runtime=row["min_guaranteed_runtime"])
+                            min_guaranteed_runtime=row["min_guaranteed_runtime"],
+                            time_aware_fairness=_json(row["time_aware_fairness"]))
             for row in rows]
+
+
+def _json(value: str | dict | None) -> dict | None:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 async def load_queue_status(conn: asyncpg.Connection
@@ -165,17 +170,57 @@ async def upsert_node_pool(conn: asyncpg.Connection, event: NodePoolChanged,
                            sequence: int) -> bool:
     status = await conn.execute(
         "INSERT INTO node_pools (name, label_key, label_value, gpu_placement, cpu_placement,"
-        " min_guaranteed_runtime, deleted, stream_sequence)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " min_guaranteed_runtime, deleted, stream_sequence, time_aware_fairness)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)"
         " ON CONFLICT (name) DO UPDATE SET label_key = excluded.label_key,"
         " label_value = excluded.label_value, gpu_placement = excluded.gpu_placement,"
         " cpu_placement = excluded.cpu_placement,"
         " min_guaranteed_runtime = excluded.min_guaranteed_runtime, deleted = excluded.deleted,"
-        " stream_sequence = excluded.stream_sequence, updated_at = now()"
+        " stream_sequence = excluded.stream_sequence,"
+        " time_aware_fairness = excluded.time_aware_fairness, updated_at = now()"
         " WHERE node_pools.stream_sequence < excluded.stream_sequence",
         event.name, event.label_key, event.label_value, event.gpu_placement_strategy,
-        event.cpu_placement_strategy, event.min_guaranteed_runtime, event.deleted, sequence)
+        event.cpu_placement_strategy, event.min_guaranteed_runtime, event.deleted, sequence,
+        None if event.time_aware_fairness is None
+        else event.time_aware_fairness.model_dump_json(exclude_none=True))
     return status.endswith(" 1")
+
+
+# usage history (time-aware fairness) ---------------------------------------------------------
+
+
+async def load_usage(conn: asyncpg.Connection, since: datetime
+                     ) -> list[tuple[tuple[str, str, str], datetime, float, float, float]]:
+    """Every queue's usage buckets that start at or after `since`."""
+    rows = await conn.fetch(
+        "SELECT kind, name, node_pool, bucket_start, gpu_seconds, cpu_millicore_seconds,"
+        " memory_mib_seconds FROM queue_usage WHERE bucket_start >= $1", since)
+    return [((row["kind"], row["name"], row["node_pool"]), row["bucket_start"],
+             row["gpu_seconds"], row["cpu_millicore_seconds"], row["memory_mib_seconds"])
+            for row in rows]
+
+
+async def add_usage(conn: asyncpg.Connection,
+                    rows: Sequence[tuple[tuple[str, str, str], datetime, float,
+                                         tuple[float, float, float]]],
+                    forget_before: datetime) -> None:
+    """Add resource-seconds to their buckets (created at 0 when new), in one statement, and
+    delete the buckets older than the retention."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO queue_usage AS u (kind, name, node_pool, bucket_start, bucket_seconds,"
+            " gpu_seconds, cpu_millicore_seconds, memory_mib_seconds)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],"
+            " $5::float8[], $6::float8[], $7::float8[], $8::float8[])"
+            " ON CONFLICT (kind, name, node_pool, bucket_start) DO UPDATE SET"
+            " gpu_seconds = u.gpu_seconds + excluded.gpu_seconds,"
+            " cpu_millicore_seconds = u.cpu_millicore_seconds + excluded.cpu_millicore_seconds,"
+            " memory_mib_seconds = u.memory_mib_seconds + excluded.memory_mib_seconds",
+            [key[0] for key, *_ in rows], [key[1] for key, *_ in rows],
+            [key[2] for key, *_ in rows], [start for _, start, _, _ in rows],
+            [size for _, _, size, _ in rows], [a[0] for *_, a in rows],
+            [a[1] for *_, a in rows], [a[2] for *_, a in rows])
+    await conn.execute("DELETE FROM queue_usage WHERE bucket_start < $1", forget_before)
 
 
 # nodes ----------------------------------------------------------------------------------------

@@ -27,10 +27,11 @@ limit, weight 1) until its project arrives.
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
@@ -68,6 +69,23 @@ from fairway_telemetry import trace_headers_only, workload_context
 
 log = logging.getLogger("fairway.scheduler")
 
+QUEUE_USAGE = Gauge(
+    "fairway_scheduler_queue_usage_seconds",
+    "Time-aware fairness: a queue's usage in its window (resource-seconds: GPU-seconds, "
+    "millicore-seconds, MiB-seconds; decayed), as last published",
+    ["kind", "queue", "node_pool", "resource"])
+QUEUE_ADJUSTED_WEIGHT = Gauge(
+    "fairway_scheduler_queue_adjusted_over_quota_weight",
+    "Time-aware fairness: the over-quota weight a queue's usage corrected it to (a share of "
+    "its siblings'), as last published",
+    ["kind", "queue", "node_pool", "resource"])
+QUEUE_FAIR_SHARE = Gauge(
+    "fairway_scheduler_queue_fair_share",
+    "A queue's fair share (GPUs, millicores, MiB), as last published",
+    ["kind", "queue", "node_pool", "resource"])
+USAGE_FLUSHES = Counter(
+    "fairway_scheduler_usage_flushes_total",
+    "Usage history writes to the database, by outcome", ["outcome"])
 CYCLE_SECONDS = Histogram(
     "fairway_scheduler_cycle_seconds",
     "Duration of a scheduling cycle that ran: snapshot, decide, persist.",
@@ -163,6 +181,12 @@ class SchedulerService:
         # (kind, name, pool) -> the queue's status, org id and payload last made of them
         self._queue_payloads: dict[tuple[str, str, str],
                                    tuple[core.QueueStatus, str | None, dict]] = {}
+        # Time-aware fairness: what each queue held, over time (loaded with the state; added
+        # to every cycle from the last cycle's queue status; written every flush interval).
+        self.usage = core.UsageHistory(settings.usage_bucket_seconds)
+        self._held: tuple[core.QueueStatus, ...] = ()  # the last cycle's queue status
+        self._accrued_at: datetime | None = None
+        self._decided_at: datetime | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -302,7 +326,11 @@ class SchedulerService:
 
     # the cycle --------------------------------------------------------------------------
     async def load(self) -> None:
+        # What was accrued and not written yet is written first (the history is then loaded
+        # again with the rest): a reload after a failure, or a new leader's, loses nothing.
+        await self.flush_usage()
         state = ClusterState()
+        now = utcnow()
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                  readonly=True):
             for node, labels, max_pods in await repository.load_nodes(conn):
@@ -327,17 +355,76 @@ class SchedulerService:
             state.set_pending(reason for reason, _ in pending)
             state.pending_info = {reason.workload_id: info for reason, info in pending}
             state.queue_status = await repository.load_queue_status(conn)
+            usage = await repository.load_usage(conn, self._retained_from(now))
         self.state = state
+        self.usage = self._history(usage)
+        self._held, self._accrued_at = (), None
         self._scheduled_version = None
         PENDING_WORKLOADS.set(len(state.pending))
         log.info("scheduling state loaded", extra={"fields": {
             "nodes": len(state.nodes), "workloads": len(state.requests),
             "allocations": len(state.allocations), "pending": len(state.pending)}})
 
+    def _retained_from(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=self.settings.usage_retention_seconds)
+
+    def _history(self, rows) -> core.UsageHistory:
+        history = core.UsageHistory(self.settings.usage_bucket_seconds)
+        size = history.bucket_seconds
+        for key, start, gpu, cpu, memory in rows:
+            history.add(key, math.floor(start.timestamp() / size), (gpu, cpu, memory),
+                        record=False)
+        return history
+
+    async def flush_usage(self) -> None:
+        """Write the usage accrued since the last flush (added to the stored buckets), and
+        delete what is older than the retention. A failed write keeps it for the next."""
+        rows = self.usage.drain()
+        now = utcnow()
+        size = self.usage.bucket_seconds
+        try:
+            async with self.pool.acquire() as conn:
+                await repository.add_usage(
+                    conn, [(key, datetime.fromtimestamp(bucket * size, UTC), size,
+                            tuple(amounts)) for key, bucket, amounts in rows],
+                    self._retained_from(now))
+        except BaseException:
+            for key, bucket, amounts in rows:
+                pending = self.usage.pending.setdefault((key, bucket), [0.0, 0.0, 0.0])
+                for r in range(3):
+                    pending[r] += amounts[r]
+            USAGE_FLUSHES.labels("failed").inc()
+            raise
+        self.usage.forget_before(self._retained_from(now))
+        USAGE_FLUSHES.labels("written").inc()
+
+    def _accrue(self, now: datetime) -> None:
+        """What the queues held since the last cycle (its queue status) counts as usage."""
+        if self._accrued_at is not None:
+            self.usage.accrue(self._held, self._accrued_at, now)
+        self._accrued_at = now
+
+    def _refresh_due(self, now: datetime) -> bool:
+        """With time-aware fairness on somewhere, fair shares move as time passes: a cycle
+        runs every refresh interval even when nothing changed."""
+        if not self.state.time_aware_anywhere(self.settings.time_aware()):
+            return False
+        return (self._decided_at is None or (now - self._decided_at).total_seconds()
+                >= self.settings.time_aware_fairness_refresh_seconds)
+
     async def run_cycles(self) -> None:
-        """Cycle until cancelled: soon after a change, and at least every cycle_seconds."""
+        """Cycle until cancelled: soon after a change, and at least every cycle_seconds. The
+        usage history is written every flush interval, and when the loop ends."""
+        try:
+            await self._cycle_loop()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.flush_usage()
+
+    async def _cycle_loop(self) -> None:
         loop = asyncio.get_running_loop()
         took = 0.0  # how long the last cycle took
+        flushed = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.settings.cycle_seconds)
@@ -361,6 +448,12 @@ class SchedulerService:
                 # the tables.
                 log.exception("scheduling cycle failed; reloading the state")
                 self._reload = True
+            if loop.time() - flushed >= self.settings.usage_flush_seconds:
+                flushed = loop.time()
+                try:
+                    await self.flush_usage()
+                except Exception:
+                    log.exception("usage history not written; kept for the next flush")
 
     async def _announce_cycle(self, result: core.CycleResult, took: float) -> None:
         """Tell whoever listens (the console's overview) what the cycle did; best effort,
@@ -378,13 +471,18 @@ class SchedulerService:
             if self._reload:
                 await self.load()
                 self._reload = False
-            if self.state.version == self._scheduled_version:
+            now = utcnow()
+            self._accrue(now)
+            if self.state.version == self._scheduled_version and not self._refresh_due(now):
                 return None
             with CYCLE_SECONDS.time():
-                snapshot = self.state.snapshot(utcnow(), self.settings.disruption())
+                time_aware = self.settings.time_aware()
+                snapshot = self.state.snapshot(now, self.settings.disruption(),
+                                               time_aware=time_aware, usage=self.usage)
                 ledger = self.state.kept_ledger(snapshot)
                 if self.settings.verify_kept_state:
-                    fresh = self.state.snapshot(snapshot.now, snapshot.disruption, cached=False)
+                    fresh = self.state.snapshot(snapshot.now, snapshot.disruption, cached=False,
+                                                time_aware=time_aware, usage=self.usage)
                     if fresh != snapshot or (ledger is not None and ledger.holdings()
                                              != core.Ledger.of(snapshot).holdings()):
                         KEPT_STATE_DIFFERENCES.inc()
@@ -392,6 +490,7 @@ class SchedulerService:
                         raise AssertionError(KEPT_STATE_DIFFERS)
                 result = core.decide(snapshot, ledger)
                 deferred = await self._commit(result)
+            self._held, self._decided_at = result.queues, now
             self._scheduled_version = None if deferred else self.state.version
             return result
 
@@ -552,6 +651,7 @@ class SchedulerService:
         state.pending.update(outcome.deferred)  # compared again, and published, later
         for key, payload, version in outcome.queue_changes:
             state.queue_status[key] = (payload, version)
+            _queue_metrics(key, payload)
         PUBLISHED.labels("pending").inc(len(outcome.pending_events))
         PUBLISHED.labels("queue").inc(len(outcome.queue_changes))
         PENDING_WORKLOADS.set(len(result.pending))
@@ -590,15 +690,40 @@ def queue_payload(status: core.QueueStatus, org_id: str | None) -> dict:
     scheduler compares with the last one published, and stores."""
 
     def resource(r: core.ResourceStatus) -> dict:
-        return ResourceStatus(
+        out = ResourceStatus(
             deserved=r.deserved, limit=r.limit, over_quota_weight=r.over_quota_weight,
             fair_share=round(r.fair_share, 3), allocated=round(r.allocated, 3),
             allocated_non_preemptible=round(r.allocated_non_preemptible, 3),
-            requested=round(r.requested, 3)).model_dump()
+            requested=round(r.requested, 3),
+            # Usage grows every cycle: three significant digits, so that a queue's status is
+            # published again when its usage moved by about a thousandth, not every cycle.
+            usage=None if r.usage is None else float(f"{r.usage:.3g}"),
+            adjusted_over_quota_weight=(None if r.adjusted_over_quota_weight is None
+                                        else round(r.adjusted_over_quota_weight, 3))
+        ).model_dump()
+        # Absent with time-aware fairness off: the status is what it always was.
+        for key in ("usage", "adjusted_over_quota_weight"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     return {"kind": status.kind, "name": status.name, "org_id": org_id,
             "parent": status.parent, "node_pool": status.pool, "gpu": resource(status.gpu),
             "cpu": resource(status.cpu), "memory": resource(status.memory)}
+
+
+def _queue_metrics(key: tuple[str, str, str], payload: dict) -> None:
+    """A published queue status's figures as gauges (usage and the corrected weight only
+    where time-aware fairness gives them)."""
+    kind, name, pool = key
+    for resource in ("gpu", "cpu", "memory"):
+        figures = payload[resource]
+        labels = (kind, name, pool, resource)
+        QUEUE_FAIR_SHARE.labels(*labels).set(figures["fair_share"])
+        if "usage" in figures:
+            QUEUE_USAGE.labels(*labels).set(figures["usage"])
+        if "adjusted_over_quota_weight" in figures:
+            QUEUE_ADJUSTED_WEIGHT.labels(*labels).set(figures["adjusted_over_quota_weight"])
 
 
 _UNPUBLISHABLE: set[tuple[str, ...]] = set()

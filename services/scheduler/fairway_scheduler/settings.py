@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from fairway_runtime import ServiceSettings
-from fairway_scheduler.core import DisruptionSettings
+from fairway_scheduler.core import DisruptionSettings, TimeAwareFairness
 
 ACTIONS = ("consolidate", "reclaim", "preempt", "stale-gang")
 
@@ -95,6 +95,62 @@ class SchedulerSettings(ServiceSettings):
             max_pods_moved=self.max_pods_moved_per_cycle,
             reclaimer_saturation_multiplier=self.reclaimer_saturation_multiplier,
             missing_pool_grace=self.missing_pool_grace_seconds)
+
+    # Time-aware fairness ------------------------------------------------------------------
+    time_aware_fairness: bool = Field(
+        default=False, alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS",
+        description="divide over-quota GPUs (and CPU, memory) by weights corrected by each "
+                    "queue's past usage, in every node pool that does not set its own "
+                    "(schedulingConfiguration.timeAwareFairness); deserved quota is never "
+                    "affected",
+    )
+    time_aware_fairness_window_type: Literal["sliding", "tumbling"] = Field(
+        default="sliding", alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_WINDOW_TYPE",
+        description="sliding: usage of the last window length counts; tumbling: usage since "
+                    "the current window started (windows from 1970-01-01 UTC) counts",
+    )
+    time_aware_fairness_window_seconds: float = Field(
+        default=7 * 86400, gt=0, alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_WINDOW_SECONDS",
+        description="the window's length",
+    )
+    time_aware_fairness_half_life_seconds: float = Field(
+        default=0, ge=0, alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_HALF_LIFE_SECONDS",
+        description="usage this old counts half, twice as old a quarter (0: no decay)",
+    )
+    time_aware_fairness_k_value: float = Field(
+        default=1.0, ge=0, alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_K_VALUE",
+        description="how strongly usage corrects a weight: P = max(0, W + k (W - U)), W the "
+                    "queue's share of its siblings' weights, U of their usage",
+    )
+    time_aware_fairness_refresh_seconds: float = Field(
+        default=60, gt=0, alias="FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_REFRESH_SECONDS",
+        description="with time-aware fairness on anywhere, a cycle runs at least this often "
+                    "even when nothing changed (usage moves fair shares as time passes)",
+    )
+    usage_bucket_seconds: float = Field(
+        default=3600, gt=0, alias="FAIRWAY_SCHEDULER_USAGE_BUCKET_SECONDS",
+        description="the usage history's resolution: what each queue held is summed per "
+                    "bucket this long (a row per queue and bucket)",
+    )
+    usage_flush_seconds: float = Field(
+        default=30, gt=0, alias="FAIRWAY_SCHEDULER_USAGE_FLUSH_SECONDS",
+        description="usage accrued in memory is written to the database this often (and "
+                    "when the scheduler stops or stops leading); a crash loses at most this",
+    )
+    usage_retention_seconds: float = Field(
+        default=30 * 86400, gt=0, alias="FAIRWAY_SCHEDULER_USAGE_RETENTION_SECONDS",
+        description="usage older than this is deleted; a window longer than it sees only "
+                    "this much",
+    )
+
+    def time_aware(self) -> TimeAwareFairness:
+        """The cluster's time-aware fairness, for the core."""
+        return TimeAwareFairness(
+            enabled=self.time_aware_fairness,
+            window_type=self.time_aware_fairness_window_type,
+            window_seconds=self.time_aware_fairness_window_seconds,
+            half_life_seconds=self.time_aware_fairness_half_life_seconds,
+            k_value=self.time_aware_fairness_k_value)
 
     # Leader election (active/standby) -------------------------------------------------------
     leader_election: Literal["auto", "on", "off"] = Field(

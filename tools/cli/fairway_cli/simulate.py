@@ -77,14 +77,24 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
     console.print(workloads)
 
     queues = Table(title="Queues (GPU)")
+    # Time-aware fairness on in some pool: its usage and the weight it corrected to, too.
+    time_aware = any("usage" in per["gpu"] for q in result["queues"].values()
+                     for per in q["pools"].values())
     for column in ("queue", "kind", "pool", "deserved", "limit", "weight", "fair share",
                    "allocated", "non-preemptible", "requested"):
         queues.add_column(column)
+    if time_aware:
+        queues.add_column("usage (GPU-hours)")
+        queues.add_column("adjusted weight")
     for name, q in result["queues"].items():
         for pool, per in q["pools"].items():
             g = per["gpu"]
-            queues.add_row(name, q["kind"], pool, str(g["deserved"]),
-                           "none" if g["limit"] == -1 else str(g["limit"]),
-                           str(g["overQuotaWeight"]), str(g["fairShare"]), str(g["allocated"]),
-                           str(g["allocatedNonPreemptible"]), str(g["requested"]))
+            row = [name, q["kind"], pool, str(g["deserved"]),
+                   "none" if g["limit"] == -1 else str(g["limit"]),
+                   str(g["overQuotaWeight"]), str(g["fairShare"]), str(g["allocated"]),
+                   str(g["allocatedNonPreemptible"]), str(g["requested"])]
+            if time_aware:
+                row += ["" if "usage" not in g else f"{g['usage'] / 3600:.1f}",
+                        str(g.get("adjustedOverQuotaWeight", ""))]
+            queues.add_row(*row)
     console.print(queues)

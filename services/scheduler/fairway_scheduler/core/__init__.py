@@ -31,8 +31,10 @@ from fairway_scheduler.core.model import (
     QueueStatus,
     Quota,
     ResourceStatus,
+    TimeAwareFairness,
     Workload,
 )
+from fairway_scheduler.core.usage import UsageHistory
 
 __all__ = [
     "Allocation",
@@ -52,6 +54,8 @@ __all__ = [
     "QueueStatus",
     "Quota",
     "ResourceStatus",
+    "TimeAwareFairness",
+    "UsageHistory",
     "Workload",
     "allocate",
     "decide",

@@ -20,6 +20,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_contracts.events import Quota as OrgQuota
+from fairway_contracts.events import TimeAwareFairness as PoolTimeAwareFairness
 from fairway_contracts.workloads import (
     NODE_TYPE_LABEL,
     PRIORITY_CLASSES,
@@ -29,6 +30,7 @@ from fairway_contracts.workloads import (
 )
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.usage import UsageHistory
 
 # Kubernetes pod phases after which a pod holds nothing and waits for nothing.
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
@@ -37,6 +39,22 @@ DEFAULT_POOL = "default"
 _WORKLOAD = operator.itemgetter(0)  # of a workload's part of a snapshot
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def pool_time_aware(own: PoolTimeAwareFairness | None,
+                    cluster: model.TimeAwareFairness) -> model.TimeAwareFairness | None:
+    """A node pool's time-aware fairness: the fields it sets over the cluster's (None: it
+    sets nothing, the cluster's holds)."""
+    if own is None:
+        return None
+    return model.TimeAwareFairness(
+        enabled=cluster.enabled if own.enabled is None else own.enabled,
+        window_type=own.window_type or cluster.window_type,
+        window_seconds=(cluster.window_seconds if own.window_size is None
+                        else duration_seconds(own.window_size)),
+        half_life_seconds=(cluster.half_life_seconds if own.half_life_period is None
+                           else duration_seconds(own.half_life_period)),
+        k_value=cluster.k_value if own.k_value is None else own.k_value)
 
 
 def duration_seconds(value: str | None) -> float:
@@ -324,8 +342,9 @@ class ClusterState:
         self._workloads: tuple[model.Workload, ...] | None = None  # the last snapshot's
         # A snapshot's nodes (in their pools), pools and queues, kept until a node or an org
         # unit changes: most cycles follow workload events only.
+        # (and the cluster's time-aware fairness the pools' were made with)
         self._layout: tuple[tuple[model.Node, ...], tuple[model.NodePool, ...],
-                            tuple[model.QueueSpec, ...]] | None = None
+                            tuple[model.QueueSpec, ...], model.TimeAwareFairness] | None = None
         self.allocations.on_change = self._touch
 
     # changes ----------------------------------------------------------------------------
@@ -685,7 +704,9 @@ class ClusterState:
 
     def snapshot(self, now: datetime | None = None,
                  disruption: model.DisruptionSettings | None = None, *,
-                 cached: bool = True) -> model.ClusterSnapshot:
+                 cached: bool = True,
+                 time_aware: model.TimeAwareFairness = model.TIME_AWARE_FAIRNESS_OFF,
+                 usage: UsageHistory | None = None) -> model.ClusterSnapshot:
         """What a cycle decides on. Each workload's part is kept between snapshots and made
         again only when something about it changed (`cached=False`: all made afresh, the
         same snapshot): a snapshot costs the workloads that changed since the last one, and
@@ -698,6 +719,8 @@ class ClusterState:
         if unknown:
             allocations += tuple(unknown)
         layout = self._layout if cached else None
+        if layout is not None and layout[3] != time_aware:
+            layout = None  # the pools' settings were made over another cluster setting
         if layout is None:
             nodes = tuple(
                 replace(node, pool=self.pool_of(node),
@@ -705,17 +728,25 @@ class ClusterState:
                 for node in self.nodes.values())
             pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy,
                                         p.cpu_placement_strategy,
-                                        duration_seconds(p.min_guaranteed_runtime))
+                                        duration_seconds(p.min_guaranteed_runtime),
+                                        pool_time_aware(p.time_aware_fairness, time_aware))
                           for _, p in sorted(self.node_pools.items()))
-            layout = (nodes, pools, self.queue_specs())
+            layout = (nodes, pools, self.queue_specs(), time_aware)
             if cached:
                 self._layout = layout
-        nodes, pools, queues = layout
+        nodes, pools, queues, _ = layout
         return model.ClusterSnapshot(nodes=nodes, workloads=workloads,
                                     allocations=allocations, pools=pools,
                                     queues=queues, now=now,
                                     disruption=disruption or model.DisruptionSettings(),
-                                    nominated=self.nominated)
+                                    nominated=self.nominated, time_aware_fairness=time_aware,
+                                    usage=usage)
+
+    def time_aware_anywhere(self, cluster: model.TimeAwareFairness) -> bool:
+        """Whether time-aware fairness is on in the cluster or in some node pool."""
+        return cluster.enabled or any(
+            p.time_aware_fairness is not None and p.time_aware_fairness.enabled
+            for p in self.node_pools.values())
 
     def _default_pools(self) -> dict[str, tuple[str, ...]]:
         return {p.name: tuple(p.default_node_pools) for p in self.projects.values()}

@@ -4,9 +4,10 @@ Plain frozen values, no I/O types: the service shell, the simulator and the benc
 snapshots from whatever they hold.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,32 @@ class QueueSpec:
     created_at: datetime | None = None
 
 
+SLIDING, TUMBLING = "sliding", "tumbling"
+WINDOW_TYPES = (SLIDING, TUMBLING)
+WEEK = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAwareFairness:
+    """How past usage corrects over-quota weights (`usage`), cluster-wide or one node pool's."""
+
+    enabled: bool = False
+    window_type: str = SLIDING  # sliding | tumbling
+    window_seconds: float = WEEK
+    half_life_seconds: float = 0  # 0: no decay
+    k_value: float = 1.0  # how strongly usage corrects the weight (0: not at all)
+
+
+TIME_AWARE_FAIRNESS_OFF = TimeAwareFairness()
+
+
+class UsageSource(Protocol):
+    """Each queue's usage as a window sees it (`usage.UsageHistory`)."""
+
+    def usage(self, key: tuple[str, str, str], now: datetime, settings: TimeAwareFairness
+              ) -> tuple[float, float, float]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NodePool:
     name: str
@@ -128,6 +155,7 @@ class NodePool:
     cpu_placement: str = "binpack"
     min_guaranteed_runtime: float = 0  # seconds a preemptible workload runs before it may be
     # a victim
+    time_aware_fairness: TimeAwareFairness | None = None  # None: the cluster's
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +203,10 @@ class ClusterSnapshot:
     now: datetime | None = None  # the cycle's time (minimum runtime, stale gangs)
     disruption: DisruptionSettings = DisruptionSettings()
     nominated: tuple[Nomination, ...] = ()  # the last cycle's `CycleResult.nominated`
+    # Time-aware fairness: the cluster's settings (a pool's own, where it has them, win) and
+    # each queue's usage history (`usage.UsageHistory`, read at `now`; None: no history).
+    time_aware_fairness: TimeAwareFairness = TIME_AWARE_FAIRNESS_OFF
+    usage: UsageSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +284,12 @@ class ResourceStatus:
     allocated: float
     allocated_non_preemptible: float
     requested: float
+    # Time-aware fairness on in the queue's pool: its usage in the window (resource-seconds:
+    # GPU-seconds, millicore-seconds, MiB-seconds) and the over-quota weight it had for it.
+    # Left out of the repr, which the benchmark's decisions digest hashes: with the feature
+    # off it stays what it was.
+    usage: float | None = field(default=None, repr=False)
+    adjusted_over_quota_weight: float | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

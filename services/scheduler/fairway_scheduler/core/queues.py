@@ -6,11 +6,19 @@ cycle, and what it has allocated (all of it, and the non-preemptible part) and r
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from fairway_scheduler.core.fairshare import fair_shares
-from fairway_scheduler.core.model import NO_QUOTA, QueueSpec, QueueStatus, Quota, ResourceStatus
+from fairway_scheduler.core.fairshare import fair_shares, water_fill
+from fairway_scheduler.core.model import (
+    NO_QUOTA,
+    QueueSpec,
+    QueueStatus,
+    Quota,
+    ResourceStatus,
+    TimeAwareFairness,
+)
+from fairway_scheduler.core.usage import adjusted_weights
 
 RESOURCES = ("gpu", "cpu", "memory")
 GPU, CPU, MEMORY = 0, 1, 2
@@ -32,8 +40,9 @@ def amount(resource: int, value: int) -> float:
 class Queue:
     """One queue in one pool; `parent` is the department's queue in the same pool, if any."""
 
-    __slots__ = ("age", "allocated", "allocated_np", "deserved", "fair", "kind", "limit",
-                 "name", "parent", "pool", "quotas", "requested", "weight")
+    __slots__ = ("adjusted", "age", "allocated", "allocated_np", "deserved", "fair", "kind",
+                 "limit", "name", "parent", "plain_fair", "pool", "quotas", "requested",
+                 "usage", "weight")
 
     def __init__(self, name: str, kind: str, pool: str, quotas: tuple[Quota, Quota, Quota],
                  parent: "Queue | None", age: int = 0):
@@ -47,6 +56,12 @@ class Queue:
         self.allocated = [0, 0, 0]
         self.allocated_np = [0, 0, 0]
         self.requested = [0, 0, 0]
+        # Time-aware fairness on in the pool: usage in the window (resource-seconds), the
+        # over-quota weight it corrects to (None: not a contender for over-quota, or nobody
+        # used anything), and the fair share the weights as configured would have given.
+        self.usage: list[float] | None = None
+        self.adjusted: list[float | None] = [None, None, None]
+        self.plain_fair: list[int] | None = None
 
     def chain(self) -> "list[Queue]":
         """This queue and the ones above it: every one of them must allow an allocation."""
@@ -65,13 +80,17 @@ class Queue:
         return requested if cap == UNLIMITED else min(requested, cap)
 
     def status(self) -> QueueStatus:
+        usage = self.usage
+
         def one(r: int) -> ResourceStatus:
             q = self.quotas[r]
             return ResourceStatus(
                 deserved=q.deserved, limit=q.limit, over_quota_weight=q.over_quota_weight,
                 fair_share=amount(r, self.fair[r]), allocated=amount(r, self.allocated[r]),
                 allocated_non_preemptible=amount(r, self.allocated_np[r]),
-                requested=amount(r, self.requested[r]))
+                requested=amount(r, self.requested[r]),
+                usage=None if usage is None else _seconds(r, usage[r]),
+                adjusted_over_quota_weight=self.adjusted[r])
 
         return QueueStatus(self.name, self.kind, self.pool,
                            self.parent.name if self.parent else None, one(GPU), one(CPU),
@@ -123,8 +142,13 @@ class Queues:
             else:
                 self._get("department", name, pool, None)
 
-    def compute_fair_shares(self, capacity: dict[str, list[int]]) -> None:
-        """Departments' requests are their projects'; then water-fill level by level."""
+    def compute_fair_shares(self, capacity: dict[str, list[int]],
+                            time_aware: Mapping[str, TimeAwareFairness] | None = None) -> None:
+        """Departments' requests are their projects'; then water-fill level by level.
+
+        `time_aware`: the pools where time-aware fairness is on, with their settings (their
+        queues' `usage` set): over-quota goes by weights corrected by usage, and `plain_fair`
+        keeps what the weights as configured would have given."""
         for queue in self.queues.values():
             if queue.kind == "department":
                 queue.requested = [0, 0, 0]
@@ -137,12 +161,22 @@ class Queues:
             by_pool.setdefault(queue.pool, []).append(queue)
         for pool, queues in by_pool.items():
             top = [q for q in queues if q.parent is None]
+            departments = [(d, [q for q in queues if q.parent is d])
+                           for d in top if d.kind == "department"]
             totals = capacity.get(pool, [0, 0, 0])
+            settings = time_aware.get(pool) if time_aware else None
+            if settings is not None:
+                for q in queues:
+                    q.plain_fair = [0, 0, 0]
             for r in range(3):
-                _fill_level(totals[r], top, r)
-                for department in (q for q in top if q.kind == "department"):
-                    children = [q for q in queues if q.parent is department]
-                    _fill_level(department.fair[r], children, r)
+                if settings is not None:
+                    # first the division as configured, for the reasons to compare with
+                    _fill_level(totals[r], top, r, into="plain_fair")
+                    for department, children in departments:
+                        _fill_level(department.plain_fair[r], children, r, into="plain_fair")
+                _fill_level(totals[r], top, r, settings)
+                for department, children in departments:
+                    _fill_level(department.fair[r], children, r, settings)
 
     def status(self) -> tuple[QueueStatus, ...]:
         ordered = sorted(self.queues.values(), key=lambda q: (q.kind != "department", q.name,
@@ -150,18 +184,57 @@ class Queues:
         return tuple(queue.status() for queue in ordered)
 
 
-def _fill_level(total: int, queues: list[Queue], r: int) -> None:
+def _fill_level(total: int, queues: list[Queue], r: int,
+                time_aware: TimeAwareFairness | None = None, into: str = "fair") -> None:
     if not queues:
         return
     keyed = {f"{q.kind}/{q.name}": q for q in queues}
-    shares = fair_shares(total,
-                         {key: q.deserved[r] for key, q in keyed.items()},
-                         {key: q.wanted(r) for key, q in keyed.items()},
-                         {key: q.weight[r] for key, q in keyed.items()},
-                         MILLI if r == GPU else 1,  # whole GPUs; base units otherwise
-                         {key: q.age for key, q in keyed.items()})
+    step = MILLI if r == GPU else 1  # whole GPUs; base units otherwise
+    deserved = {key: q.deserved[r] for key, q in keyed.items()}
+    wanted = {key: q.wanted(r) for key, q in keyed.items()}
+    weights = {key: q.weight[r] for key, q in keyed.items()}
+    age = {key: q.age for key, q in keyed.items()}
+    adjusted = _adjusted(keyed, r, time_aware) if time_aware is not None else None
+    if adjusted is None:
+        shares = fair_shares(total, deserved, wanted, weights, step, age)
+    else:
+        shares = fair_shares(total, deserved, wanted, adjusted, step, age)
+        # What the corrected weights left unclaimed (every queue they favour had all it
+        # asked for) goes by the weights as configured: over-quota is never left idle.
+        left = total - sum(shares.values())
+        more = water_fill(left, {key: wanted[key] - shares[key] for key in keyed}, weights,
+                          step, age)
+        shares = {key: shares[key] + more[key] for key in keyed}
     for key, q in keyed.items():
-        q.fair[r] = shares[key]
+        getattr(q, into)[r] = shares[key]
+
+
+def _adjusted(keyed: dict[str, Queue], r: int, settings: TimeAwareFairness
+              ) -> dict[str, float] | None:
+    """The over-quota weights corrected by usage among the queues that ask for more than
+    their deserved quota (the ones over-quota is divided between); None: nothing to correct
+    (fewer than two of them, or none used anything)."""
+    contenders = [key for key, q in keyed.items()
+                  if q.wanted(r) > q.deserved[r] and q.weight[r] > 0]
+    for q in keyed.values():
+        q.adjusted[r] = None
+    if len(contenders) < 2:
+        return None
+    corrected = adjusted_weights([keyed[key].weight[r] for key in contenders],
+                                 [keyed[key].usage[r] if keyed[key].usage else 0.0
+                                  for key in contenders], settings.k_value)
+    if corrected is None:
+        return None
+    out = dict.fromkeys(keyed, 0.0)
+    for key, weight in zip(contenders, corrected, strict=True):
+        out[key] = weight
+        keyed[key].adjusted[r] = weight
+    return out
+
+
+def _seconds(resource: int, value: float) -> float:
+    """Resource-seconds (GPU-seconds, millicore-, MiB-seconds) rounded to what a person reads."""
+    return round(value, 3) if resource == GPU else round(value)
 
 
 def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tuple:

@@ -133,9 +133,34 @@ def pods_full(pool: str, request, nodes: int, max_pods: int | None, *,
 def over_fair_share(queue: Queue, need: int, slot: int, free: int) -> Reason:
     return (PendingCode.OVER_FAIR_SHARE,
             f"project {queue.name} would use {resource(GPU, queue.allocated[GPU] + need)} in "
-            f"node pool {queue.pool}, over its fair share of {resource(GPU, queue.fair[GPU])}, "
-            f"and no node there has room ({resource(GPU, free)} free, the largest free slot "
-            f"{count(slot, 'GPU')})")
+            f"node pool {queue.pool}, over its fair share of {resource(GPU, queue.fair[GPU])}"
+            f"{usage_lowered(queue)}, and no node there has room ({resource(GPU, free)} free, "
+            f"the largest free slot {count(slot, 'GPU')})")
+
+
+def usage_lowered(queue: Queue) -> str:
+    """When time-aware fairness gave the queue less than its weight alone would: by how much,
+    and the usage that did it (its own, or its department's)."""
+    plain = queue.plain_fair
+    if plain is None or plain[GPU] <= queue.fair[GPU]:
+        return ""
+    culprit = queue
+    if queue.parent is not None and queue.parent.plain_fair is not None and (
+            queue.parent.plain_fair[GPU] > queue.parent.fair[GPU]):
+        culprit = queue.parent
+    used = culprit.usage[GPU] if culprit.usage else 0.0
+    whose = "it" if culprit is queue else f"its department {culprit.name}"
+    return (f" ({resource(GPU, plain[GPU])} without time-aware fairness: {whose} used "
+            f"{gpu_hours(used)} in the usage window, more than its weighted share)")
+
+
+def gpu_hours(gpu_seconds: float) -> str:
+    """Two significant digits: usage grows every cycle, and a reason whose numbers change is
+    published again; this way it changes when the usage moved by a few percent."""
+    hours = gpu_seconds / 3600
+    if hours >= 10:
+        return f"about {int(float(f'{hours:.2g}'))} GPU-hours"
+    return f"{hours:.1f} GPU-hours"
 
 
 def no_fitting_node(pool: str, pods: int, request, slot: int, free: int, *,

@@ -24,6 +24,7 @@ from fairway_scheduler.core.model import (
     PendingReason,
     Workload,
 )
+from fairway_scheduler.core.usage import UsageHistory
 from fairway_scheduler.simulation.scenario import Scenario, ScenarioWorkload
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -62,8 +63,13 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     queues: tuple = ()
     nominated: tuple = ()
     pools = tuple(p.pool for p in scenario.pools)
+    history = _history(scenario)
+    last_t = 0.0
     for i in range(scenario.rounds):
         t = i * scenario.seconds_per_round
+        # What the queues held since the last round counts as usage (time-aware fairness).
+        history.accrue(queues, EPOCH + timedelta(seconds=last_t), EPOCH + timedelta(seconds=t))
+        last_t = t
         for run in runs.values():
             _advance(run, t)
         active = [run for run in runs.values()
@@ -80,6 +86,8 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
             now=EPOCH + timedelta(seconds=t),
             disruption=scenario.disruption,
             nominated=nominated,
+            time_aware_fairness=scenario.time_aware_fairness,
+            usage=history,
         )
         result = decide(snapshot)
         nominated = result.nominated
@@ -95,6 +103,22 @@ def simulate(scenario: Scenario) -> dict[str, Any]:
     return {"rounds": rounds,
             "workloads": {name: _workload_out(run) for name, run in runs.items()},
             "queues": _queues_out(queues)}
+
+
+def _history(scenario: Scenario) -> UsageHistory:
+    """The usage history the scenario starts with (`usage`): a project's usage is its
+    department's too (the department held what its projects held)."""
+    history = UsageHistory(scenario.usage_bucket_seconds)
+    department_of = {q.name: q.parent for q in scenario.queues if q.kind == "project"}
+    epoch = EPOCH.timestamp()
+    for entry in scenario.usage:
+        keys = [(entry.kind, entry.name, entry.pool)]
+        department = department_of.get(entry.name) if entry.kind == "project" else None
+        if department:
+            keys.append(("department", department, entry.pool))
+        for key in keys:
+            history.hold(key, entry.amounts, epoch + entry.start, epoch + entry.end)
+    return history
 
 
 def _advance(run: _Run, t: float) -> None:
@@ -275,16 +299,27 @@ def _queues_out(statuses: tuple) -> dict[str, Any]:
         if status.parent:
             entry["department"] = status.parent
         entry["pools"][status.pool] = {
-            resource: {
-                "deserved": _num(r.deserved), "limit": _num(r.limit),
-                "overQuotaWeight": _num(r.over_quota_weight), "fairShare": _num(r.fair_share),
-                "allocated": _num(r.allocated),
-                "allocatedNonPreemptible": _num(r.allocated_non_preemptible),
-                "requested": _num(r.requested),
-            }
+            resource: _resource_out(r)
             for resource, r in (("gpu", status.gpu), ("cpu", status.cpu),
                                 ("memory", status.memory))
         }
+    return out
+
+
+def _resource_out(r) -> dict[str, Any]:
+    out = {
+        "deserved": _num(r.deserved), "limit": _num(r.limit),
+        "overQuotaWeight": _num(r.over_quota_weight), "fairShare": _num(r.fair_share),
+        "allocated": _num(r.allocated),
+        "allocatedNonPreemptible": _num(r.allocated_non_preemptible),
+        "requested": _num(r.requested),
+    }
+    # Time-aware fairness on in the pool: the usage in the window, and the corrected weight
+    # (only then: the output of a scenario without it is what it always was).
+    if r.usage is not None:
+        out["usage"] = _num(r.usage)
+        if r.adjusted_over_quota_weight is not None:
+            out["adjustedOverQuotaWeight"] = _num(r.adjusted_over_quota_weight)
     return out
 
 

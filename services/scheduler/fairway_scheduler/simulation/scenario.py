@@ -13,13 +13,17 @@ from typing import Any
 
 from fairway_contracts.workloads import NODE_TYPE_LABEL, NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
 from fairway_scheduler.core.model import (
+    TIME_AWARE_FAIRNESS_OFF,
+    WINDOW_TYPES,
     DisruptionSettings,
     Node,
     NodePool,
     PodSize,
     QueueSpec,
     Quota,
+    TimeAwareFairness,
 )
+from fairway_scheduler.core.usage import DEFAULT_BUCKET_SECONDS
 
 DEFAULT_POOL = "default"
 ORG_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -83,6 +87,19 @@ class ScenarioWorkload:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """A queue held `amounts` (GPUs, millicores, MiB) in `pool` from `start` to `end` seconds
+    (negative: before the scenario's t=0)."""
+
+    kind: str  # project | department
+    name: str
+    pool: str
+    amounts: tuple[float, float, float]
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     rounds: int = 10
     seconds_per_round: float = 1
@@ -95,6 +112,11 @@ class Scenario:
     projects: tuple[str, ...] = ()
     departments: tuple[str, ...] = ()
     workloads: tuple[ScenarioWorkload, ...] = field(default_factory=tuple)
+    # Time-aware fairness: the cluster's settings (a pool's own are on its NodePool), the
+    # usage history before t=0, and the length of the history's buckets.
+    time_aware_fairness: TimeAwareFairness = TIME_AWARE_FAIRNESS_OFF
+    usage: tuple["UsageEntry", ...] = ()
+    usage_bucket_seconds: float = DEFAULT_BUCKET_SECONDS
 
     @property
     def pool_names(self) -> tuple[str, ...]:
@@ -106,11 +128,17 @@ def parse_scenario(data: Any) -> Scenario:
         data = {}
     doc = _mapping(data, "the scenario")
     # `expect` holds a scenario test's expected outcome; the simulator ignores it.
-    _keys(doc, {"simulation", "cluster", "org", "workloads", "expect"}, "the scenario")
+    _keys(doc, {"simulation", "cluster", "org", "workloads", "usage", "expect"}, "the scenario")
     sim = _mapping(doc.get("simulation") or {}, "simulation")
     _keys(sim, {"rounds", "secondsPerRound", "evictionSeconds", "staleGangGrace",
-                "maxPodsMovedPerCycle", "reclaimerSaturationMultiplier", "actions"},
+                "maxPodsMovedPerCycle", "reclaimerSaturationMultiplier", "actions",
+                "timeAwareFairness", "usageBucket"},
           "simulation")
+    fairness = _time_aware(sim.get("timeAwareFairness"), "simulation.timeAwareFairness",
+                           TimeAwareFairness())
+    bucket = _duration(sim.get("usageBucket", DEFAULT_BUCKET_SECONDS), "simulation.usageBucket")
+    if bucket <= 0:
+        raise ScenarioError("simulation.usageBucket: must be longer than 0")
     rounds = _int(sim.get("rounds", 10), "simulation.rounds", minimum=0)
     spr = _number(sim.get("secondsPerRound", 1), "simulation.secondsPerRound", minimum=0)
     eviction = _duration(sim.get("evictionSeconds", 0), "simulation.evictionSeconds")
@@ -132,7 +160,7 @@ def parse_scenario(data: Any) -> Scenario:
 
     cluster = _mapping(doc.get("cluster") or {}, "cluster")
     _keys(cluster, {"nodePools", "nodes"}, "cluster")
-    pools = _pools(_list(cluster.get("nodePools") or [], "cluster.nodePools"))
+    pools = _pools(_list(cluster.get("nodePools") or [], "cluster.nodePools"), fairness)
     nodes = _nodes(_list(cluster.get("nodes") or [], "cluster.nodes"), pools)
 
     org = _mapping(doc.get("org") or {}, "org")
@@ -143,20 +171,85 @@ def parse_scenario(data: Any) -> Scenario:
     workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pool_names,
                            set(projects), {n.name for n in nodes})
     _check_pinned(workloads, nodes)
+    usage = _usage(_list(doc.get("usage") or [], "usage"), pool_names, projects, departments)
     return Scenario(rounds, spr, eviction, disruption, pools, nodes, queues, projects,
-                    departments, workloads)
+                    departments, workloads, fairness, usage, bucket)
+
+
+# time-aware fairness ------------------------------------------------------------------------
+
+TIME_AWARE_KEYS = {"enabled", "windowType", "windowSize", "halfLifePeriod", "kValue"}
+
+
+def _time_aware(value: Any, where: str, inherit: TimeAwareFairness) -> TimeAwareFairness:
+    """`timeAwareFairness`: given, it is on unless `enabled: false`; keys left out are the
+    ones `inherit` has (a pool's inherit the cluster's)."""
+    if value is None:
+        return inherit
+    item = _mapping(value, where)
+    _keys(item, TIME_AWARE_KEYS, where)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ScenarioError(f"{where}.enabled: expected true or false")
+    window_type = item.get("windowType", inherit.window_type)
+    if window_type not in WINDOW_TYPES:
+        raise ScenarioError(f"{where}.windowType: {window_type!r} is not sliding or tumbling")
+    window = _duration(item.get("windowSize", inherit.window_seconds), f"{where}.windowSize")
+    if window <= 0:
+        raise ScenarioError(f"{where}.windowSize: must be longer than 0")
+    half_life = _duration(item.get("halfLifePeriod", inherit.half_life_seconds),
+                          f"{where}.halfLifePeriod")
+    k = _number(item.get("kValue", inherit.k_value), f"{where}.kValue", minimum=0)
+    return TimeAwareFairness(enabled, window_type, window, half_life, k)
+
+
+USAGE_KEYS = {"project", "department", "nodePool", "gpu", "cpuMillis", "memoryMiB", "from",
+              "until"}
+
+
+def _usage(items: list, pools: tuple[str, ...], projects: tuple[str, ...],
+           departments: tuple[str, ...]) -> tuple[UsageEntry, ...]:
+    """`usage`: what a project or department held before the scenario starts; `from` and
+    `until` are how long before t=0 (until defaults to 0: up to the start)."""
+    out: list[UsageEntry] = []
+    for i, item in enumerate(items):
+        where = f"usage[{i}]"
+        item = _mapping(item, where)
+        _keys(item, USAGE_KEYS, where)
+        if ("project" in item) == ("department" in item):
+            raise ScenarioError(f"{where}: name either a project or a department")
+        kind = "project" if "project" in item else "department"
+        name = item[kind]
+        if name not in (projects if kind == "project" else departments):
+            raise ScenarioError(f"{where}.{kind}: {kind} {name!r} does not exist")
+        where = f"usage[{i}] ({name})"
+        pool = item.get("nodePool", DEFAULT_POOL)
+        if pool not in pools:
+            raise ScenarioError(f"{where}.nodePool: node pool {pool!r} does not exist")
+        amounts = (_number(item.get("gpu", 0), f"{where}.gpu", minimum=0),
+                   _number(item.get("cpuMillis", 0), f"{where}.cpuMillis", minimum=0),
+                   _number(item.get("memoryMiB", 0), f"{where}.memoryMiB", minimum=0))
+        if "from" not in item:
+            raise ScenarioError(f"{where}.from: required (how long before the start it began)")
+        start = _duration(item["from"], f"{where}.from")
+        end = _duration(item.get("until", 0), f"{where}.until")
+        if end >= start:
+            raise ScenarioError(f"{where}.until: {item.get('until', 0)!r} is not after from "
+                                f"({item['from']!r}): both count back from the start")
+        out.append(UsageEntry(kind, str(name), pool, amounts, -start, -end))
+    return tuple(out)
 
 
 # cluster ------------------------------------------------------------------------------------
 
-def _pools(items: list) -> tuple[PoolConfig, ...]:
+def _pools(items: list, fairness: TimeAwareFairness) -> tuple[PoolConfig, ...]:
     out: list[PoolConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
         where = f"cluster.nodePools[{i}]"
         item = _mapping(item, where)
-        _keys(item, {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime"},
-              where)
+        _keys(item, {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
+                     "timeAwareFairness"}, where)
         name = _name(item.get("name"), f"{where}.name")
         where = f"cluster.nodePools[{i}] ({name})"
         if name in seen:
@@ -176,7 +269,10 @@ def _pools(items: list) -> tuple[PoolConfig, ...]:
             raise ScenarioError(f"{where}: labelKey and labelValue are required")
         runtime = _duration(item.get("minGuaranteedRuntime", 0),
                             f"{where}.minGuaranteedRuntime")
-        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime),
+        own = None
+        if item.get("timeAwareFairness") is not None:
+            own = _time_aware(item["timeAwareFairness"], f"{where}.timeAwareFairness", fairness)
+        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime, own),
                               None if key is None else str(key),
                               None if value is None else str(value), runtime))
     if DEFAULT_POOL not in seen:

@@ -75,6 +75,7 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
         cpu_placement_strategy=placement.get("cpu", "binpack"),
         min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
         node_level_scheduler_enabled=bool(optimization.get("nodeLevelSchedulerEnabled")),
+        time_aware_fairness=(spec.get("schedulingConfiguration") or {}).get("timeAwareFairness"),
         deleted=deleted), msg_id=change)
 
 

@@ -127,6 +127,34 @@ class GpuResourceOptimization(ApiModel):
     node_level_scheduler_enabled: bool = False
 
 
+DURATION_PATTERN = r"^[0-9]+[smhd]$"
+
+
+class TimeAwareFairnessIn(ApiModel):
+    """Time-aware fairness in this pool; a field left out takes the scheduler's cluster
+    setting (FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_*)."""
+
+    enabled: bool | None = None
+    window_type: Literal["sliding", "tumbling"] | None = None
+    window_size: str | None = Field(default=None, pattern=DURATION_PATTERN, max_length=16,
+                                    description="how far back usage counts, e.g. 7d")
+    half_life_period: str | None = Field(default=None, pattern=DURATION_PATTERN, max_length=16,
+                                         description="usage this old counts half; 0s: no decay")
+    k_value: float | None = Field(default=None, ge=0, le=100,
+                                  description="how strongly usage corrects the weight")
+
+    @field_validator("window_size")
+    @classmethod
+    def _window_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and int(value[:-1]) == 0:
+            raise ValueError("a window must be longer than 0")
+        return value
+
+
+class SchedulingConfiguration(ApiModel):
+    time_aware_fairness: TimeAwareFairnessIn | None = None
+
+
 class NodePoolIn(ApiModel):
     name: OrgName
     label_key: str | None = Field(default=None, min_length=1, max_length=253)
@@ -135,6 +163,7 @@ class NodePoolIn(ApiModel):
     min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
     gpu_resource_optimization: GpuResourceOptimization = Field(
         default_factory=GpuResourceOptimization)
+    scheduling_configuration: SchedulingConfiguration | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _label = field_validator("label_key", "label_value")(
@@ -147,6 +176,7 @@ class NodePoolUpdate(ApiModel):
     placement_strategy: PlacementStrategy | None = None
     min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
     gpu_resource_optimization: GpuResourceOptimization | None = None
+    scheduling_configuration: SchedulingConfiguration | None = None
 
     _label = field_validator("label_key", "label_value")(
         classmethod(lambda cls, v, info: _check_label(v, info.field_name)))
@@ -177,6 +207,12 @@ class PerResource(ApiAnswer):
     memory: float
 
 
+class PerResourceOptional(ApiAnswer):
+    gpu: float | None
+    cpu: float | None
+    memory: float | None
+
+
 class PoolStatusOut(ApiAnswer):
     """The scheduler's last figures for the unit's queue in one node pool."""
 
@@ -185,6 +221,14 @@ class PoolStatusOut(ApiAnswer):
     allocated_non_preemptible: PerResource
     requested: PerResource
     fair_share: PerResource
+    usage: PerResourceOptional | None = Field(
+        default=None, description="time-aware fairness on in the pool: the usage that counts "
+        "(GPU-seconds, CPU core-seconds, memory MiB-seconds, decayed); fairShare is then the "
+        "share its adjusted weight gives")
+    adjusted_over_quota_weight: PerResourceOptional | None = Field(
+        default=None, description="time-aware fairness on in the pool: the over-quota weight "
+        "usage corrected it to (a share of its siblings', 0 to 1+k; null resources did not "
+        "compete)")
 
 
 class UnitStatusOut(ApiAnswer):
@@ -240,6 +284,7 @@ class NodePoolOut(ApiAnswer):
     placement_strategy: PlacementStrategy
     min_guaranteed_runtime: str | None
     gpu_resource_optimization: dict[str, Any]
+    scheduling_configuration: SchedulingConfiguration | None = None
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -52,6 +52,7 @@ def _node_pool_out(row: Any) -> dict[str, Any]:
                                                                    "cpu": "binpack"},
             "minGuaranteedRuntime": spec.get("minGuaranteedRuntime"),
             "gpuResourceOptimization": spec.get("gpuResourceOptimization") or {},
+            "schedulingConfiguration": spec.get("schedulingConfiguration"),
             "createdAt": row["created_at"].isoformat(),
             "updatedAt": row["updated_at"].isoformat()}
 

@@ -25,6 +25,7 @@ from fairway_scheduler.core.model import (
     Placement,
     PodPlacement,
     PodSize,
+    TimeAwareFairness,
     Workload,
 )
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, Take, natural
@@ -187,7 +188,7 @@ class Session:
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
         self._hold(self.ledger)
         # The pools index their nodes once what is held is known.
-        strategies = {pool.name: pool for pool in snapshot.pools}
+        strategies = self._pool_config = {pool.name: pool for pool in snapshot.pools}
         pool_names = {node.pool for node in ordered} | set(strategies)
         self.pools: dict[str, PoolNodes] = {}
         for name in sorted(pool_names):
@@ -204,7 +205,29 @@ class Session:
         # requested (they would shift fair shares for nothing).
         self.unschedulable: dict[str, Reason] = self._find_unschedulable(ordered)
         self._count_requests()
-        self.queues.compute_fair_shares(self.capacity())
+        self.queues.compute_fair_shares(self.capacity(), self._time_aware())
+
+    def _time_aware(self) -> dict[str, TimeAwareFairness] | None:
+        """The pools where time-aware fairness is on, with their settings; their queues' usage
+        read from the history at the cycle's time."""
+        snapshot = self.snapshot
+        cluster = snapshot.time_aware_fairness
+        on: dict[str, TimeAwareFairness] = {}
+        for name in self.pools:
+            config = self._pool_config.get(name)
+            settings = (config.time_aware_fairness if config is not None
+                        and config.time_aware_fairness is not None else cluster)
+            if settings.enabled:
+                on[name] = settings
+        if not on or snapshot.now is None:
+            return None
+        history = snapshot.usage
+        for (kind, name, pool), queue in self.queues.queues.items():
+            settings = on.get(pool)
+            if settings is not None:
+                queue.usage = (list(history.usage((kind, name, pool), snapshot.now, settings))
+                               if history is not None else [0.0, 0.0, 0.0])
+        return on
 
     @functools.cached_property
     def workloads(self) -> dict[str, Workload]:
