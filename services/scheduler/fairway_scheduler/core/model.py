@@ -21,6 +21,9 @@ class Node:
     memory_mib: int = 0
     max_pods: int = 110  # the kubelet refuses pods beyond this many on the node
     node_type: str | None = None  # its fairway.io/node-type label
+    # Its labels that name a topology level of its pool (label key, value): where it sits in
+    # the network (zone, block, rack, ...); other labels are not carried.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,11 @@ class Workload:
     # `master`, every other pod for the per-pod fields above (None: all pods alike).
     master: PodSize | None = None
     master_pod: str | None = None
+    # Topology-aware placement: node label keys among its pool's topology levels. Required:
+    # every pod inside one domain of that level (else it waits); preferred: the smallest
+    # domain with room first, widening level by level.
+    topology_required: str | None = None
+    topology_preferred: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,8 @@ class NodePool:
     cpu_placement: str = "binpack"
     min_guaranteed_runtime: float = 0  # seconds a preemptible workload runs before it may be
     # a victim
+    # Its network topology: node label keys, widest level first (zone, block, rack, host).
+    topology: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fairway_scheduler.core import reasons
+from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.actions.allocate import quota_refusal
 from fairway_scheduler.core.framework import (
     Hold,
@@ -40,7 +40,7 @@ from fairway_scheduler.core.framework import (
     too_large,
 )
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
-from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
+from fairway_scheduler.core.nodes import FULL, Domain, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
 
 
@@ -201,7 +201,9 @@ class Solver:
         if len(waiting) < gang:
             return False
         key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape,
-               sized_apart(request, workload, waiting[:gang]))
+               sized_apart(request, workload, waiting[:gang]),
+               workload.id if request.topology is not None and session.held[workload.id]
+               else None)
         if key in self.failed:
             return False
         statement = Statement(session, pool)
@@ -341,6 +343,13 @@ class Solver:
                 request.devices) < workers:
             return False
         checkpoint = statement.checkpoint()
+        if request.topology is not None:
+            # inside one domain: victims elsewhere made no room for it, and are pruned
+            session = self.session
+            held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+            return topology.place(statement, session.topology(pool.name), request.topology,
+                                  held, pods, lambda pod: statement.place(
+                                      pod, pod_request(request, workload, pod)) is not None)
         for pod in pods:
             if statement.place(pod, pod_request(request, workload, pod)) is None:
                 statement.rollback(checkpoint)
@@ -353,6 +362,45 @@ class Solver:
         return statement.take_back(unit.holds, lambda: not any(
             q.limit[r] != -1 and q.allocated[r] > q.limit[r]
             for q in queue.chain() for r in range(3)))
+
+    # topology ---------------------------------------------------------------------------
+    def required_domains(self, workload: Workload, pool: str, gives: Callable[[str], bool]
+                         ) -> list[Domain] | None:
+        """Where a workload with a required topology placement may have its room made: the
+        domains of its required level (holding the pods it runs already), those whose free
+        room and what the projects `gives` accepts hold there could make it, the fewest GPUs
+        to free first. None: no requirement (anywhere in the pool)."""
+        session = self.session
+        request = session.requests[workload.id]
+        if request.topology is None or request.topology[0] is None:
+            return None
+        pool_topology = session.topology(pool)
+        pool_nodes = session.pools[pool]
+        if pool_topology is None:
+            return []
+        level = pool_topology.level_of(request.topology[0])
+        if level is None:
+            return []
+        gang = max(1, workload.min_pods - session.held[workload.id])
+        need = gang_need(request, workload, self.waiting[workload.id][:gang],
+                         pool_nodes.max_dev_memory)[GPU]
+        held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+        ranked: list[tuple[int, int, Domain]] = []
+        for position, domain in enumerate(pool_topology.domains(level)):
+            if not held <= domain.idxs:
+                continue
+            free = domain.free_milli()
+            givable = sum(m for n in domain.gpu_nodes
+                          for p, m in self.held_on(n.idx).items() if gives(p))
+            if free + givable >= need:
+                ranked.append((need - free, position, domain))
+        ranked.sort(key=lambda e: (e[0], e[1]))
+        return [domain for _, _, domain in ranked]
+
+    def in_domain(self, unit: Unit, domain: Domain) -> bool:
+        """Whether the unit holds a pod inside the domain (what evicting it could free)."""
+        holds = unit.holds if unit.surplus else self.holds.get(unit.workload.id, ())
+        return any(h.node.idx in domain.idxs for h in holds)
 
     # victims ----------------------------------------------------------------------------
     def protected(self, workload: Workload, pool: str) -> bool:

@@ -1,0 +1,161 @@
+"""Topology-aware placement: a workload's pods inside one domain of its pool's network.
+
+A pool names its topology as node label keys, widest level first (zone, block, rack, host).
+The nodes that share their values down to one level form a domain of that level (a rack is
+one rack of one block of one zone: two racks named alike in two blocks are two domains); a
+node without one of those labels belongs to no domain of that level or below.
+
+A workload asks for a level:
+- `required`: all its pods inside one domain of that level, or none placed (it waits, and the
+  reason names the domain of that level that had room for the most of them);
+- `preferred`: the smallest domain first, then level by level wider, up to the required level
+  (or, without one, the whole pool).
+Pods it already holds pin it: more of its pods go only to domains that hold those.
+
+In one level, domains are tried by their free GPUs: the fullest first when the pool binpacks
+(large domains stay whole for the large gangs), the emptiest first when it spreads; then in
+natural order of their names. Placement goes through a `Statement` narrowed to the domain
+(`Statement.within`), so the disruptive actions, which place through the same helper, choose
+their victims inside the domain that will hold the gang (victims elsewhere are pruned).
+"""
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fairway_scheduler.core import reasons
+from fairway_scheduler.core.model import PendingCode
+from fairway_scheduler.core.nodes import Domain, PoolNodes, natural
+
+if TYPE_CHECKING:
+    from fairway_scheduler.core.framework.statement import Statement
+
+
+class PoolTopology:
+    """One pool's domains per level, indexed once per cycle."""
+
+    def __init__(self, levels: tuple[str, ...], pool: PoolNodes):
+        self.levels = levels
+        self.pool = pool
+        self._domains: dict[int, list[Domain]] = {}
+
+    def level_of(self, label: str | None) -> int | None:
+        if label is None or label not in self.levels:
+            return None
+        return self.levels.index(label)
+
+    def domains(self, level: int) -> list[Domain]:
+        """The level's domains (ready nodes that carry every label down to it)."""
+        found = self._domains.get(level)
+        if found is None:
+            labels = self.levels[:level + 1]
+            groups: dict[tuple[str, ...], list] = {}
+            for node in self.pool.nodes:
+                key = tuple(node.labels.get(label) for label in labels)
+                if None in key:
+                    continue
+                groups.setdefault(key, []).append(node)  # type: ignore[arg-type]
+            found = self._domains[level] = [
+                Domain(level, self.levels[level], key, nodes)
+                for key, nodes in sorted(groups.items(), key=lambda e: [natural(v)
+                                                                         for v in e[0]])]
+        return found
+
+    def order(self, required: int | None, preferred: int | None, held: set[int]
+              ) -> list[Domain | None]:
+        """Where to try, in order; None: anywhere in the pool."""
+        if required is not None and (preferred is None or preferred < required):
+            levels: list[int | None] = [required]
+        elif preferred is not None:
+            lowest = required if required is not None else 0
+            levels = list(range(preferred, lowest - 1, -1))
+            if required is None:
+                levels.append(None)
+        else:
+            return [None]
+        out: list[Domain | None] = []
+        sign = 1 if self.pool.gpu_strategy == "binpack" else -1
+        for level in levels:
+            if level is None:
+                out.append(None)
+                continue
+            domains = [d for d in self.domains(level) if held <= d.idxs]
+            domains.sort(key=lambda d: sign * d.free_milli())  # stable: natural order next
+            out.extend(domains)
+        return out
+
+
+def levels_asked(topology: PoolTopology, asked: tuple[str | None, str | None]
+                 ) -> tuple[int | None, int | None, str | None]:
+    """(required level, preferred level, a required label the pool does not name)."""
+    required_label, preferred_label = asked
+    required = topology.level_of(required_label)
+    preferred = topology.level_of(preferred_label)
+    missing = required_label if required_label is not None and required is None else None
+    return required, preferred, missing
+
+
+def place(statement: "Statement", topology: PoolTopology | None,
+          asked: tuple[str | None, str | None], held: set[int], pods: list[str],
+          place_pod: Callable[[str], bool]) -> bool:
+    """Place `pods` (each through `place_pod`, on `statement`) inside one domain, trying the
+    domains in order; True when all are placed (the statement keeps them), else nothing is."""
+    if topology is None:
+        if asked[0] is not None:
+            return False  # the pool names no topology: nowhere it could satisfy the requirement
+        order: list[Domain | None] = [None]
+    else:
+        required, preferred, missing = levels_asked(topology, asked)
+        if missing is not None:
+            return False
+        order = topology.order(required, preferred, held)
+    for domain in order:
+        checkpoint = statement.checkpoint()
+        statement.within = domain
+        try:
+            if all(place_pod(pod) for pod in pods):
+                return True
+        finally:
+            statement.within = None
+        statement.rollback(checkpoint)
+    return False
+
+
+def no_room(statement: "Statement", pool: str, topology: PoolTopology | None,
+            asked: tuple[str | None, str | None], held: set[int], pods: list[str],
+            place_pod: Callable[[str], bool]) -> reasons.Reason:
+    """Why a required placement found no domain: the domain of the required level that had
+    room for the most of its pods, by trying each (nothing is kept)."""
+    label = asked[0]
+    assert label is not None
+    code = PendingCode.GANG_UNSCHEDULABLE if len(pods) > 1 else PendingCode.NO_FITTING_NODE
+    what = (f"its {reasons.count(len(pods), 'pod')} must run inside one domain of topology "
+            f"level {label} (required placement)")
+    if topology is None or topology.level_of(label) is None:
+        return code, f"{what}, and pool {pool} names no such topology level"
+    level = topology.level_of(label)
+    assert level is not None
+    domains = [d for d in topology.domains(level) if held <= d.idxs]
+    if not domains:
+        return code, (f"{what}, and no ready node of pool {pool} carries that label"
+                      + (" beside the nodes it runs on" if held else ""))
+    best: tuple[int, Domain] | None = None
+    for domain in domains:
+        checkpoint = statement.checkpoint()
+        statement.within = domain
+        fit = 0
+        try:
+            for pod in pods:
+                if not place_pod(pod):
+                    break
+                fit += 1
+        finally:
+            statement.within = None
+        statement.rollback(checkpoint)
+        if best is None or fit > best[0]:
+            best = (fit, domain)
+    assert best is not None
+    fit, domain = best
+    if not fit:
+        return code, f"{what}: no {label} domain of pool {pool} has room for one of them now"
+    return code, (f"{what}: the largest with room, {label}={domain.name} in pool {pool}, has "
+                  f"room for {fit} of them")
