@@ -215,6 +215,9 @@ class NodePoolChanged(Contract):
     gpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     cpu_placement_strategy: Literal["binpack", "spread"] = "binpack"
     min_guaranteed_runtime: str | None = None
+    # Its network topology: node label keys, the widest level first (zone, block, rack,
+    # host); empty: none (`topology.requiredPlacement` cannot be met in it).
+    topology_levels: list[str] = Field(default_factory=list)
     deleted: bool = False
 
 

@@ -19,6 +19,7 @@ from fairway_contracts.events import (
 )
 from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
+from fairway_submission.org.models import topology_levels
 
 log = logging.getLogger("fairway.submission.org")
 
@@ -72,7 +73,8 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
         label_value=spec.get("labelValue"),
         gpu_placement_strategy=placement.get("gpu", "binpack"),
         cpu_placement_strategy=placement.get("cpu", "binpack"),
-        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"), deleted=deleted), msg_id=change)
+        min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
+        topology_levels=topology_levels(spec), deleted=deleted), msg_id=change)
 
 
 async def publish_everything(conn: asyncpg.Connection) -> None:

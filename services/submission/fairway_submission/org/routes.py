@@ -51,6 +51,7 @@ def _node_pool_out(row: Any) -> dict[str, Any]:
                                                                    "cpu": "binpack"},
             "minGuaranteedRuntime": spec.get("minGuaranteedRuntime"),
             "gpuResourceOptimization": spec.get("gpuResourceOptimization") or {},
+            "networkTopology": spec.get("networkTopology"),
             "createdAt": row["created_at"].isoformat(),
             "updatedAt": row["updated_at"].isoformat()}
 
