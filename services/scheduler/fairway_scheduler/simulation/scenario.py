@@ -217,7 +217,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         where = f"cluster.nodes[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
-                     "ready", "gpuProduct", "maxPods"}, where)
+                     "ready", "gpuProduct", "maxPods", "topology"}, where)
         pattern = _name(item.get("name"), f"{where}.name", strict=False)
         where = f"cluster.nodes[{i}] ({pattern})"
         labels = _mapping(item.get("labels") or {}, f"{where}.labels")
@@ -236,15 +236,40 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
                        and labels.get(p.label_key) == p.label_value),
                       next(p for p in pools if p.pool.name == DEFAULT_POOL))
         pool = config.pool.name
-        placed = tuple((k, labels[k]) for k in config.pool.topology if k in labels)
-        for name in _expand(pattern, f"{where}.name"):
+        generators = _topology_generators(item.get("topology"), f"{where}.topology")
+        for index, name in enumerate(_expand(pattern, f"{where}.name")):
             if name in seen:
                 raise ScenarioError(f"{where}.name: node {name} is defined twice")
             seen.add(name)
+            mine = {**labels, **{key: f"{prefix}{index // per + 1}"
+                                 for key, per, prefix in generators}}
+            placed = tuple((k, mine[k]) for k in config.pool.topology if k in mine)
             out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
                             memory, max_pods, labels.get(NODE_TYPE_LABEL),
                             _with_hostname(placed, config.pool.topology, name)))
     return tuple(out)
+
+
+def _topology_generators(value: Any, where: str) -> list[tuple[str, int, str]]:
+    """A node entry's `topology: [{nodeLabel, nodesPerDomain, prefix}]`: labels generated on
+    the nodes it names, in order (every `nodesPerDomain` nodes the next domain, `prefix` and
+    its number from 1; the prefix defaults to the key's last part and a dash)."""
+    if value is None:
+        return []
+    out: list[tuple[str, int, str]] = []
+    for i, item in enumerate(_list(value, where)):
+        at = f"{where}[{i}]"
+        item = _mapping(item, at)
+        _keys(item, {"nodeLabel", "nodesPerDomain", "prefix"}, at)
+        key = item.get("nodeLabel")
+        if not isinstance(key, str) or not key:
+            raise ScenarioError(f"{at}.nodeLabel: expected a node label key")
+        per = _int(item.get("nodesPerDomain"), f"{at}.nodesPerDomain", minimum=1)
+        prefix = item.get("prefix", key.rsplit("/", 1)[-1] + "-")
+        if not isinstance(prefix, str):
+            raise ScenarioError(f"{at}.prefix: expected a string")
+        out.append((key, per, prefix))
+    return out
 
 
 def _with_hostname(labels: tuple[tuple[str, str], ...], levels: tuple[str, ...], name: str
