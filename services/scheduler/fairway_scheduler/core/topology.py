@@ -27,6 +27,7 @@ from fairway_scheduler.core.model import PendingCode
 from fairway_scheduler.core.nodes import Domain, PoolNodes, natural
 
 if TYPE_CHECKING:
+    from fairway_scheduler.core.framework.session import Request
     from fairway_scheduler.core.framework.statement import Statement
 
 
@@ -60,9 +61,14 @@ class PoolTopology:
                                                                          for v in e[0]])]
         return found
 
-    def order(self, required: int | None, preferred: int | None, held: set[int]
-              ) -> list[Domain | None]:
-        """Where to try, in order; None: anywhere in the pool."""
+    def covers(self, level: int) -> bool:
+        """Every ready node of the pool carries the labels down to the level."""
+        return sum(len(d.nodes) for d in self.domains(level)) == len(self.pool.nodes)
+
+    def order(self, required: int | None, preferred: int | None, held: set[int],
+              room: "Callable[[Domain], bool] | None" = None) -> list[Domain | None]:
+        """Where to try, in order; None: anywhere in the pool. `room` skips domains that
+        could not hold the pods anyway (a quick count, before any is tried)."""
         if required is not None and (preferred is None or preferred < required):
             levels: list[int | None] = [required]
         elif preferred is not None:
@@ -78,10 +84,54 @@ class PoolTopology:
             if level is None:
                 out.append(None)
                 continue
-            domains = [d for d in self.domains(level) if held <= d.idxs]
+            domains = [d for d in self.domains(level)
+                       if held <= d.idxs and (room is None or room(d))]
             domains.sort(key=lambda d: sign * d.free_milli())  # stable: natural order next
             out.extend(domains)
         return out
+
+
+def any_node_will_do(topology: PoolTopology | None, asked: tuple[str | None, str | None],
+                     pods: int, holds: bool) -> bool:
+    """One pod that holds nothing yet sits inside one domain of every level wherever it goes:
+    placed like any pod, where the pool's nodes all carry the labels it requires (else it
+    needs the topology's own placement, which keeps it off the unlabelled ones)."""
+    if pods != 1 or holds:
+        return False
+    if asked[0] is None:
+        return True
+    if topology is None:
+        return False
+    level = topology.level_of(asked[0])
+    return level is not None and topology.covers(level)
+
+
+class WholeRoom:
+    """A quick count for pods of whole GPUs: how many a domain's free devices could hold (CPU,
+    memory and pod slots aside); called as a test, whether they could hold `pods`."""
+
+    def __init__(self, devices: int, pods: int):
+        self.devices, self.pods = devices, pods
+
+    def count(self, domain: Domain, upto: int) -> int:
+        fit, devices = 0, self.devices
+        for node in domain.gpu_nodes:
+            fit += node.whole // devices
+            if fit >= upto:
+                return fit
+        return fit
+
+    def __call__(self, domain: Domain) -> bool:
+        return self.count(domain, self.pods) >= self.pods
+
+
+def room_for(request: "Request", pods: int, apart: bool) -> WholeRoom | None:
+    """A quick count of whether a domain could hold the pods (None: no quick count): for pods
+    of whole GPUs, the domain's free devices (a master sized apart aside)."""
+    workers = pods - 1 if apart else pods
+    if request.fraction or not request.devices or workers < 1:
+        return None
+    return WholeRoom(request.devices, workers)
 
 
 def levels_asked(topology: PoolTopology, asked: tuple[str | None, str | None]
@@ -96,7 +146,8 @@ def levels_asked(topology: PoolTopology, asked: tuple[str | None, str | None]
 
 def place(statement: "Statement", topology: PoolTopology | None,
           asked: tuple[str | None, str | None], held: set[int], pods: list[str],
-          place_pod: Callable[[str], bool]) -> bool:
+          place_pod: Callable[[str], bool],
+          room: Callable[[Domain], bool] | None = None) -> bool:
     """Place `pods` (each through `place_pod`, on `statement`) inside one domain, trying the
     domains in order; True when all are placed (the statement keeps them), else nothing is."""
     if topology is None:
@@ -107,7 +158,7 @@ def place(statement: "Statement", topology: PoolTopology | None,
         required, preferred, missing = levels_asked(topology, asked)
         if missing is not None:
             return False
-        order = topology.order(required, preferred, held)
+        order = topology.order(required, preferred, held, room)
     for domain in order:
         checkpoint = statement.checkpoint()
         statement.within = domain
@@ -122,9 +173,11 @@ def place(statement: "Statement", topology: PoolTopology | None,
 
 def no_room(statement: "Statement", pool: str, topology: PoolTopology | None,
             asked: tuple[str | None, str | None], held: set[int], pods: list[str],
-            place_pod: Callable[[str], bool]) -> reasons.Reason:
+            place_pod: Callable[[str], bool], room: WholeRoom | None = None
+            ) -> reasons.Reason:
     """Why a required placement found no domain: the domain of the required level that had
-    room for the most of its pods, by trying each (nothing is kept)."""
+    room for the most of its pods, by the quick count of `room` where there is one (pods of
+    whole GPUs: their free devices), else by trying each (nothing is kept)."""
     label = asked[0]
     assert label is not None
     code = PendingCode.GANG_UNSCHEDULABLE if len(pods) > 1 else PendingCode.NO_FITTING_NODE
@@ -140,6 +193,12 @@ def no_room(statement: "Statement", pool: str, topology: PoolTopology | None,
                       + (" beside the nodes it runs on" if held else ""))
     best: tuple[int, Domain] | None = None
     for domain in domains:
+        if room is not None:
+            # the master sized apart (pods beyond the count) is not counted
+            fit = min(room.count(domain, room.pods), len(pods))
+            if best is None or fit > best[0]:
+                best = (fit, domain)
+            continue
         checkpoint = statement.checkpoint()
         statement.within = domain
         fit = 0

@@ -264,7 +264,8 @@ class Allocate:
         if too_large:
             return reasons.too_large(name, request, too_large)
         pods = waiting[:first]
-        if request.topology is not None:
+        if request.topology is not None and not topology.any_node_will_do(
+                session.topology(name), request.topology, first, held > 0):
             return self._try_topology(workload, waiting, first, name, pool, request)
         if sized_apart(request, workload, pods):
             return self._try_sized_apart(workload, waiting, first, held, name, pool, request)
@@ -311,11 +312,12 @@ class Allocate:
         def place_pod(pod: str) -> bool:
             return statement.place(pod, pod_request(request, workload, pod)) is not None
 
-        if not topology.place(statement, pool_topology, asked, held, pods, place_pod):
+        room = topology.room_for(request, first, sized_apart(request, workload, pods))
+        if not topology.place(statement, pool_topology, asked, held, pods, place_pod, room):
             statement.rollback()
             if asked[0] is not None:
                 reason = topology.no_room(statement, name, pool_topology, asked, held, pods,
-                                          place_pod)
+                                          place_pod, room)
                 statement.rollback()
                 return reason
             # only a preference: as the same pods would have found no room anywhere

@@ -343,13 +343,17 @@ class Solver:
                 request.devices) < workers:
             return False
         checkpoint = statement.checkpoint()
-        if request.topology is not None:
+        session = self.session
+        pool_topology = session.topology(pool.name) if request.topology is not None else None
+        if request.topology is not None and not topology.any_node_will_do(
+                pool_topology, request.topology, gang, session.held[workload.id] > 0):
             # inside one domain: victims elsewhere made no room for it, and are pruned
-            session = self.session
             held = session.nodes_of(workload.id) if session.held[workload.id] else set()
-            return topology.place(statement, session.topology(pool.name), request.topology,
-                                  held, pods, lambda pod: statement.place(
-                                      pod, pod_request(request, workload, pod)) is not None)
+            return topology.place(statement, pool_topology, request.topology, held, pods,
+                                  lambda pod: statement.place(
+                                      pod, pod_request(request, workload, pod)) is not None,
+                                  topology.room_for(request, gang,
+                                                    sized_apart(request, workload, pods)))
         for pod in pods:
             if statement.place(pod, pod_request(request, workload, pod)) is None:
                 statement.rollback(checkpoint)
@@ -376,12 +380,15 @@ class Solver:
             return None
         pool_topology = session.topology(pool)
         pool_nodes = session.pools[pool]
+        gang = max(1, workload.min_pods - session.held[workload.id])
+        if topology.any_node_will_do(pool_topology, request.topology, gang,
+                                     session.held[workload.id] > 0):
+            return None  # one pod: its room made on one node, as for any pod
         if pool_topology is None:
             return []
         level = pool_topology.level_of(request.topology[0])
         if level is None:
             return []
-        gang = max(1, workload.min_pods - session.held[workload.id])
         need = gang_need(request, workload, self.waiting[workload.id][:gang],
                          pool_nodes.max_dev_memory)[GPU]
         held = session.nodes_of(workload.id) if session.held[workload.id] else set()
