@@ -30,8 +30,8 @@ from fairway_submission.workloads.checks import (
     check_effective,
     check_gpu_memory,
     check_node_type,
-    check_topology,
     check_spec,
+    check_topology,
     parse_filters,
 )
 from fairway_submission.workloads.logs import LogQuery

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from fairway_scheduler.core import reasons
+from fairway_scheduler.core.domains import PoolTopology
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     ClusterSnapshot,
@@ -30,7 +31,6 @@ from fairway_scheduler.core.model import (
 from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, Take, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, MILLI, Queues
 from fairway_scheduler.core.reasons import Reason
-from fairway_scheduler.core.topology import PoolTopology
 
 DEFAULT_POOL = "default"
 
