@@ -263,6 +263,23 @@ class Solver:
         if quota_refusal(mover, queue, gang_need(again, mover, pods, pool.max_dev_memory), 1):
             return False  # its room was its quota (a limit): it cannot stay, it goes
         checkpoint = statement.checkpoint()
+        if again.topology is not None:
+            # a topology placement moves inside one domain, with the pods that stay
+            moving = {id(h) for h in unit.holds}
+            staying = {h.node.idx for h in self.holds.get(mover.id, ()) if id(h) not in moving}
+            pool_topology = session.topology(pool.name)
+            if not topology.any_node_will_do(pool_topology, again.topology, len(pods),
+                                             bool(staying)):
+                def place_pod(pod: str) -> bool:
+                    take = statement.place(pod, pod_request(again, mover, pod))
+                    return take is not None and id(take.node) not in avoid
+
+                if not topology.place(statement, pool_topology, again.topology, staying, pods,
+                                      place_pod):
+                    statement.rollback(checkpoint)
+                    return False
+                statement.pipeline(mover, moved=True)
+                return True
         for hold in unit.holds:
             take = statement.place(hold.pod, pod_request(again, mover, hold.pod))
             if take is None or id(take.node) in avoid:
