@@ -24,6 +24,12 @@ buckets for every project and department; in shape 2 each cycle's queue status i
 it (one cycle a minute of virtual time), as the service does. Issue 20's target with it on:
 first cycle <= 2 s, steady p99 <= 250 ms.
 
+`--topology` runs shapes 1 and 2 with a 3-level network topology (zone > block > rack: racks
+of 16 nodes, 4 racks a block, 4 blocks a zone, labels on every node, the levels on both pools):
+in shape 1, of the gangs 40% require one rack and 30% prefer one; in shape 2, of the new work
+10% requires one rack and 20% prefers one (drawn apart, so the workloads are the same as
+without the flag: compare the two runs).
+
 Only the core's cycle (`decide(snapshot)`: allocate, then consolidate, reclaim, preempt and
 stale gangs, as the service runs it) is timed (building the snapshot is the caller's job); pods
 placed per second are shown beside it. `--scale 0.1` runs every shape at a tenth of its size
@@ -97,9 +103,48 @@ def time_aware(snapshot: ClusterSnapshot, usage: UsageHistory | None, now: datet
     return replace(snapshot, time_aware_fairness=TIME_AWARE, usage=usage, now=now)
 
 
-def cluster(nodes: int) -> tuple[Node, ...]:
-    return tuple(Node(f"node-{i}", POOLS[i % 2], True, 8, "A100", 81920, 128000, 1048576)
+ZONE, BLOCK, RACK = "topology.fairway.io/zone", "topology.fairway.io/block", \
+    "topology.fairway.io/rack"
+LEVELS = (ZONE, BLOCK, RACK)
+RACK_NODES, BLOCK_RACKS, ZONE_BLOCKS = 16, 4, 4
+
+
+def cluster(nodes: int, topology: bool = False) -> tuple[Node, ...]:
+    return tuple(Node(f"node-{i}", POOLS[i % 2], True, 8, "A100", 81920, 128000, 1048576,
+                      labels=placed(i // 2) if topology else ())
                  for i in range(nodes))
+
+
+def placed(index: int) -> tuple[tuple[str, str], ...]:
+    """The topology labels of a pool's `index`-th node: racks of 16 nodes, blocks of 4 racks,
+    zones of 4 blocks."""
+    rack = index // RACK_NODES
+    block = rack // BLOCK_RACKS
+    return ((ZONE, f"zone-{block // ZONE_BLOCKS}"), (BLOCK, f"block-{block}"),
+            (RACK, f"rack-{rack}"))
+
+
+def pools_of(topology: bool) -> tuple[NodePool, NodePool]:
+    levels = LEVELS if topology else ()
+    return (NodePool(POOLS[0], topology=levels), NodePool(POOLS[1], "spread", topology=levels))
+
+
+def with_topology(workloads: list[Workload], rng: random.Random, required: float,
+                  preferred: float, gangs_only: bool) -> list[Workload]:
+    """Some workloads ask for a rack: `required` of them require one, `preferred` prefer
+    one (drawn from their own generator: the workloads are otherwise unchanged)."""
+    out = []
+    for w in workloads:
+        draw = rng.random()
+        if gangs_only and w.min_pods < 2:
+            out.append(w)
+        elif draw < required:
+            out.append(replace(w, topology_required=RACK))
+        elif draw < required + preferred:
+            out.append(replace(w, topology_preferred=RACK))
+        else:
+            out.append(w)
+    return out
 
 
 def org(gpus: int) -> tuple[QueueSpec, ...]:
@@ -173,22 +218,26 @@ def line(name: str, seconds: float, pods: int, target: str, ok: bool | None) -> 
           f"   target {target}{verdict}", flush=True)
 
 
-def shape1(scale: float, profile: bool) -> None:
+def shape1(scale: float, profile: bool, topology: bool = False) -> None:
     rng = random.Random(1)
-    nodes = cluster(int(1000 * scale))
-    snapshot = ClusterSnapshot(nodes, tuple(workloads(int(10000 * scale), rng)),
-                               pools=(NodePool(POOLS[0]), NodePool(POOLS[1], "spread")),
+    nodes = cluster(int(1000 * scale), topology)
+    work = workloads(int(10000 * scale), rng)
+    if topology:
+        work = with_topology(work, random.Random(11), 0.4, 0.3, gangs_only=True)
+    snapshot = ClusterSnapshot(nodes, tuple(work), pools=pools_of(topology),
                                queues=org(len(nodes) * 8))
     snapshot = time_aware(snapshot, usage_history(snapshot.queues, rng), T0)
     result, seconds = timed(snapshot, profile)
-    line(f"1. first cycle, {len(nodes)} nodes, {len(snapshot.workloads)} pending", seconds,
+    line(f"1. first cycle, {len(nodes)} nodes, {len(snapshot.workloads)} pending"
+         + (", topology" if topology else ""), seconds,
          placed_pods(result), "<= 2 s", seconds <= 2 if scale == 1 else None)
 
 
-def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
+def shape2(scale: float, profile: bool, cycles: int = 30, topology: bool = False) -> None:
     rng = random.Random(2)
-    nodes = cluster(int(1000 * scale))
-    pools = (NodePool(POOLS[0]), NodePool(POOLS[1], "spread"))
+    asks = random.Random(12)  # which new work asks for a rack (--topology)
+    nodes = cluster(int(1000 * scale), topology)
+    pools = pools_of(topology)
     queues = org(len(nodes) * 8)
     # 40,000 running pods, placed by the core itself: 7.5% single GPUs, the rest tenth-of-a-GPU
     # fractions (6,700 of the 8,000 GPUs). New work arrives in the same mix.
@@ -216,7 +265,10 @@ def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
         for wid in rng.sample(sorted(running), min(int(500 * scale), len(running))):
             for a in running.pop(wid):
                 ledger.release(a.workload_id, a.pod)
-        for w in mix(int(500 * scale), rng, "n", (cycle + 1) * 1000):
+        arrivals = mix(int(500 * scale), rng, "n", (cycle + 1) * 1000)
+        if topology:
+            arrivals = with_topology(arrivals, asks, 0.1, 0.2, gangs_only=False)
+        for w in arrivals:
             pending[w.id] = w
         snapshot = ClusterSnapshot(nodes, tuple(pending.values()), (), pools, queues)
         now = T0 + timedelta(minutes=cycle)
@@ -235,7 +287,8 @@ def shape2(scale: float, profile: bool, cycles: int = 30) -> None:
             hold(pending.pop(p.workload_id), p)
     p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
     held = sum(len(a) for a in running.values())
-    line(f"2. steady state, {held} running, p99 of {cycles}", p99, pods // cycles,
+    line(f"2. steady state, {held} running, p99 of {cycles}"
+         + (", topology" if topology else ""), p99, pods // cycles,
          "p99 <= 250 ms", p99 <= 0.25 if scale == 1 else None)
     print(f"   median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
           + (f"; time-aware fairness on, accruing usage {statistics.median(accrual) * 1000:.2f}"
@@ -539,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=20, help="shape 5's steady cycles")
     parser.add_argument("--time-aware", action="store_true",
                         help="shapes 1 and 2 with time-aware fairness on over a week of usage")
+    parser.add_argument("--topology", action="store_true",
+                        help="shapes 1 and 2 with a 3-level network topology and work that "
+                             "requires or prefers one rack")
     args = parser.parse_args(argv)
     if args.time_aware:
         global TIME_AWARE
@@ -550,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                 shape5(args.scale, args.profile, args.cycles, reclaim=not args.no_reclaim,
                        profile_cycle=args.profile_cycle,
                        digest=args.digest)
+            elif number in (1, 2):
+                shape(args.scale, args.profile, topology=args.topology)
             else:
                 shape(args.scale, args.profile)
     return 0

@@ -93,6 +93,14 @@ def test_name_ranges() -> None:
     ("", "the profile is empty"),
     ("- a\n- b", "the profile must be a mapping"),
     ("nodes: [{name: a", "not valid YAML"),
+    ("nodes: [{name: a, topology: [{nodeLabel: rack}]}]",
+     "topology[0].nodesPerDomain: must be at least 1"),
+    ("nodes: [{name: a, topology: [{nodeLabel: rack, nodesPerDomain: 2, prefix: 'r !'}]}]",
+     "topology[0].prefix: 'r !1' is not a valid"),
+    ("nodePools: [{name: default, networkTopology: {levels: []}}]\nnodes: [{name: a}]",
+     "networkTopology.levels: must be a non-empty list"),
+    ("nodePools: [{name: default, networkTopology: {levels: [{nodeLabel: r}, {nodeLabel: r}]}}]"
+     "\nnodes: [{name: a}]", "levels[1].nodeLabel: level r is named twice"),
 ])
 def test_bad_profiles_are_rejected_naming_the_key(text: str, expected: str) -> None:
     with pytest.raises(ProfileError) as info:
@@ -133,3 +141,26 @@ def test_back_off_and_eviction_timings() -> None:
             defaults.node_eviction_seconds) == (10, 300, 300)
     with pytest.raises(ProfileError, match="nodeEvictionSeconds"):
         parse_profile_text("nodes: [{name: a}]\ntimings: {nodeEvictionSeconds: -1}")
+
+
+def test_a_profile_generates_topology_labels_and_names_the_pools_levels() -> None:
+    profile = parse_profile_text("""
+nodePools:
+  - name: default
+    networkTopology:
+      levels: [{nodeLabel: example.com/block}, {nodeLabel: example.com/rack}]
+nodes:
+  - name: gpu-{1..6}
+    gpus: 8
+    labels: {example.com/zone: z1}
+    topology:
+      - {nodeLabel: example.com/block, nodesPerDomain: 4, prefix: blk-}
+      - {nodeLabel: example.com/rack, nodesPerDomain: 2}
+""")
+    [pool] = profile.node_pools
+    assert pool.topology_levels == ("example.com/block", "example.com/rack")
+    assert [(n.labels["example.com/block"], n.labels["example.com/rack"])
+            for n in profile.nodes] == [("blk-1", "rack-1"), ("blk-1", "rack-1"),
+                                        ("blk-1", "rack-2"), ("blk-1", "rack-2"),
+                                        ("blk-2", "rack-3"), ("blk-2", "rack-3")]
+    assert all(n.labels["example.com/zone"] == "z1" for n in profile.nodes)

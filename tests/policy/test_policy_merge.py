@@ -358,3 +358,20 @@ def test_a_policy_default_below_the_submitted_workers_is_refused_naming_the_fiel
     assert not reply.ok
     assert [v.field for v in reply.violations] == ["spec.numWorkers"]
     assert "maxReplicas (2)" in reply.violations[0].message
+
+
+def test_a_policy_sets_and_rules_the_topology_placement():
+    rack, zone = "topology.fairway.io/rack", "topology.fairway.io/zone"
+    merged = effective((CLUSTER, {"defaults": {"topology": {"preferredPlacement": rack}}}),
+                       (DEPT, {"rules": {"topology": {"requiredPlacement": {
+                           "options": [{"value": rack}]}}}}))
+    asked = PolicyEvaluateRequest(workload_type=TRAINING, project="vision", name="job",
+                                  spec={"image": "busybox"})
+    reply = evaluate(asked, merged)
+    assert reply.ok
+    assert reply.effective_spec.topology.preferred_placement == rack
+    assert reply.effective_spec.topology.required_placement is None
+    reply = evaluate(asked.model_copy(update={"spec": {
+        "image": "busybox", "topology": {"requiredPlacement": zone}}}), merged)
+    assert not reply.ok
+    assert [v.field for v in reply.violations] == ["spec.topology.requiredPlacement"]

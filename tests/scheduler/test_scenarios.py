@@ -98,3 +98,27 @@ def test_every_listed_topic_has_a_scenario():
                   "stable-evictions-at-different-times", "stable-unplaceable-head-of-line",
                   "never-evicts-non-preemptible", "node-type"):
         assert any(topic in name for name in names), topic
+
+
+@pytest.mark.parametrize(("workload", "nodes_extra", "message"), [
+    ({"topology": {"requiredPlacement": "zone"}}, {},
+     "workloads[0] (w).topology.requiredPlacement: zone is not a topology level of any node "
+     "pool"),
+    ({"topology": {"preferredPlacement": ""}}, {},
+     "workloads[0] (w).topology.preferredPlacement: expected a topology level"),
+    ({"topology": {"required": "rack"}}, {}, "workloads[0] (w).topology: "),
+    ({}, {"topology": [{"nodeLabel": "rack"}]},
+     "cluster.nodes[0] (n-{1..2}).topology[0].nodesPerDomain: expected a whole number"),
+])
+def test_topology_keys_that_cannot_be_met_are_errors_naming_the_key(workload, nodes_extra,
+                                                                    message):
+    from fairway_scheduler.simulation.scenario import ScenarioError
+
+    data = {"cluster": {"nodePools": [{"name": "default", "networkTopology": {
+                "levels": [{"nodeLabel": "rack"}]}}],
+                        "nodes": [{"name": "n-{1..2}", "gpus": 1, **nodes_extra}]},
+            "org": {"projects": [{"name": "p"}]},
+            "workloads": [{"name": "w", "project": "p", **workload}]}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data)
+    assert message in str(info.value)

@@ -158,3 +158,38 @@ def test_a_name_that_cannot_be_a_subject_token_is_skipped_not_fatal():
     assert _subject(subjects.queue_status, "project", "team-a", "a100") == (
         "fairway.scheduler.queue.project.team-a.a100")
     assert _subject(subjects.queue_status, "project", "team-a", "a100.large") is None
+
+
+def test_a_pools_topology_reaches_the_snapshot_with_the_labels_that_name_its_levels():
+    state = ClusterState()
+    rack = "topology.fairway.io/rack"
+    state.put_node(node("n1"), {rack: "r1", "kubernetes.io/hostname": "n1", "other": "x"})
+    state.put_node(node("n2"), {"other": "y"})
+    assert [n.labels for n in state.snapshot().nodes] == [(), ()]  # no topology: none kept
+    state.put_node_pool(NodePoolChanged(event_id="1", name="default",
+                                        topology_levels=[rack, "kubernetes.io/hostname"]))
+    snapshot = state.snapshot()
+    assert snapshot.pools == (core.NodePool("default",
+                                            topology=(rack, "kubernetes.io/hostname")),)
+    assert {n.name: n.labels for n in snapshot.nodes} == {
+        "n1": ((rack, "r1"), ("kubernetes.io/hostname", "n1")), "n2": ()}
+
+
+def test_a_request_carries_its_topology_placement_to_the_workload():
+    event = WorkloadSubmitted(
+        event_id="e", workload_id="w1", name="job", project="team-a", project_id="p1",
+        workload_type=WorkloadType.DISTRIBUTED, created_at=T0, created_by="alice",
+        spec=EffectiveSpec(image="x", priority_class="train", preemptible=True, backoff_limit=6,
+                           pods=4, min_pods=4,
+                           topology={"required_placement": "rack",
+                                     "preferred_placement": "kubernetes.io/hostname"}))
+    request = WorkloadRequest.from_event(event, {})
+    assert (request.topology_required, request.topology_preferred) == (
+        "rack", "kubernetes.io/hostname")
+    state = ClusterState()
+    state.add_request(request)
+    state.apply_status(WorkloadStatus("w1", "team-a", 1, Phase.PENDING, tuple(
+        PodStatus(f"job-{i}") for i in range(4))), ())
+    [workload] = state.snapshot().workloads
+    assert (workload.topology_required, workload.topology_preferred) == (
+        "rack", "kubernetes.io/hostname")

@@ -231,6 +231,9 @@ class NodePoolChanged(Contract):
     node_level_scheduler_enabled: bool = False
     # None: the cluster's time-aware fairness (FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_*)
     time_aware_fairness: TimeAwareFairness | None = None
+    # Its network topology: node label keys, the widest level first (zone, block, rack,
+    # host); empty: none (`topology.requiredPlacement` cannot be met in it).
+    topology_levels: list[str] = Field(default_factory=list)
     deleted: bool = False
 
 

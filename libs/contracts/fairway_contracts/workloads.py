@@ -219,6 +219,16 @@ class Autoscaling(Contract):
                 and (self.ceiling > self.min_replicas or self.min_replicas == 0))
 
 
+class TopologyPlacement(Contract):
+    """Where a workload's pods go in its node pool's network topology (Run:ai's `topology`):
+    each a level of the pool's topology, named by its node label key. `required_placement`:
+    every pod inside one domain of that level, else the workload waits; `preferred_placement`:
+    the smallest domain with room first, wider level by level."""
+
+    required_placement: str | None = None
+    preferred_placement: str | None = None
+
+
 class EffectiveSpec(Contract):
     """A workload's spec after policy: every default filled in, every rule satisfied."""
 
@@ -234,6 +244,7 @@ class EffectiveSpec(Contract):
     # fairway.io/node-type=<node_type> (None: any node). Checked against the project's
     # and department's allowed node types at submission.
     node_type: str | None = None
+    topology: TopologyPlacement | None = None  # None: anywhere in its node pool
     priority_class: str
     preemptible: bool
     backoff_limit: int = Field(ge=0)

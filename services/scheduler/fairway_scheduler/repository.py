@@ -37,7 +37,8 @@ async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
         "SELECT w.id, w.project, w.priority_class, w.priority, w.preemptible, w.node_pools,"
         " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
         " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.gpu_memory_limit_mib, w.cpu_millis,"
-        " w.memory_mib, w.node_type, w.name, w.master"
+        " w.memory_mib, w.node_type, w.name, w.master, w.topology_required,"
+        " w.topology_preferred"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
     return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"]),
@@ -109,13 +110,15 @@ async def load_departments(conn: asyncpg.Connection) -> list[DepartmentChanged]:
 async def load_node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
     rows = await conn.fetch(
         "SELECT name, label_key, label_value, gpu_placement, cpu_placement,"
-        " min_guaranteed_runtime, time_aware_fairness FROM node_pools WHERE NOT deleted")
+        " min_guaranteed_runtime, time_aware_fairness, topology_levels FROM node_pools"
+        " WHERE NOT deleted")
     return [NodePoolChanged(event_id="", name=row["name"], label_key=row["label_key"],
                             label_value=row["label_value"],
                             gpu_placement_strategy=row["gpu_placement"],
                             cpu_placement_strategy=row["cpu_placement"],
                             min_guaranteed_runtime=row["min_guaranteed_runtime"],
-                            time_aware_fairness=_json(row["time_aware_fairness"]))
+                            time_aware_fairness=_json(row["time_aware_fairness"]),
+                            topology_levels=list(row["topology_levels"]))
             for row in rows]
 
 
@@ -170,19 +173,21 @@ async def upsert_node_pool(conn: asyncpg.Connection, event: NodePoolChanged,
                            sequence: int) -> bool:
     status = await conn.execute(
         "INSERT INTO node_pools (name, label_key, label_value, gpu_placement, cpu_placement,"
-        " min_guaranteed_runtime, deleted, stream_sequence, time_aware_fairness)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)"
+        " min_guaranteed_runtime, deleted, stream_sequence, time_aware_fairness,"
+        " topology_levels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)"
         " ON CONFLICT (name) DO UPDATE SET label_key = excluded.label_key,"
         " label_value = excluded.label_value, gpu_placement = excluded.gpu_placement,"
         " cpu_placement = excluded.cpu_placement,"
         " min_guaranteed_runtime = excluded.min_guaranteed_runtime, deleted = excluded.deleted,"
         " stream_sequence = excluded.stream_sequence,"
-        " time_aware_fairness = excluded.time_aware_fairness, updated_at = now()"
+        " time_aware_fairness = excluded.time_aware_fairness,"
+        " topology_levels = excluded.topology_levels, updated_at = now()"
         " WHERE node_pools.stream_sequence < excluded.stream_sequence",
         event.name, event.label_key, event.label_value, event.gpu_placement_strategy,
         event.cpu_placement_strategy, event.min_guaranteed_runtime, event.deleted, sequence,
         None if event.time_aware_fairness is None
-        else event.time_aware_fairness.model_dump_json(exclude_none=True))
+        else event.time_aware_fairness.model_dump_json(exclude_none=True),
+        list(event.topology_levels))
     return status.endswith(" 1")
 
 
@@ -265,7 +270,8 @@ _FIRST_DELIVERIES = ("fresh AS (INSERT INTO inbox (consumer, msg_id)"
 _REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_pools, pods,"
                     " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
                     " gpu_portion, gpu_memory_mib, gpu_limit, gpu_memory_limit_mib, cpu_millis,"
-                    " memory_mib, node_type, name, master")
+                    " memory_mib, node_type, name, master, topology_required,"
+                    " topology_preferred")
 
 
 def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
@@ -282,7 +288,9 @@ def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
             "cpu_millis": request.cpu_millis,
             "memory_mib": request.memory_mib, "node_type": request.node_type,
             "name": request.name,
-            "master": dataclasses.asdict(request.master) if request.master else None}
+            "master": dataclasses.asdict(request.master) if request.master else None,
+            "topology_required": request.topology_required,
+            "topology_preferred": request.topology_preferred}
 
 
 async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],

@@ -438,6 +438,13 @@ async def node_pool_names(conn: asyncpg.Connection) -> list[str]:
     return [r["name"] for r in await conn.fetch("SELECT name FROM node_pools ORDER BY id")]
 
 
+async def node_pool_topologies(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every node pool's network topology levels (the widest first; empty: none)."""
+    rows = await conn.fetch("SELECT name, spec->'networkTopology'->'levels' AS levels"
+                            " FROM node_pools ORDER BY id")
+    return {r["name"]: [level["nodeLabel"] for level in (r["levels"] or [])] for r in rows}
+
+
 async def list_node_pools(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM node_pools ORDER BY id")
 

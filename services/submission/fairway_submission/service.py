@@ -9,8 +9,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import asyncpg
@@ -84,6 +84,8 @@ class ProjectView:
     project: asyncpg.Record | None
     department: asyncpg.Record | None
     node_pools: frozenset[str]
+    # each node pool's network topology levels (the widest first; empty: none)
+    topologies: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 class SubmissionService:
@@ -157,10 +159,10 @@ class SubmissionService:
     async def _read_project(self, project_id: str) -> ProjectView:
         async with self.pool.acquire() as conn:
             project = await repo.get_project(conn, project_id)
-            pools = await repo.node_pool_names(conn)
+            pools = await repo.node_pool_topologies(conn)
             department = (await repo.get_department(conn, str(project["department_id"]))
                           if project is not None else None)
-        return ProjectView(project, department, frozenset(pools))
+        return ProjectView(project, department, frozenset(pools), pools)
 
     async def announce_applied(self, events: list[PhaseChanged]) -> None:
         """Tell every API replica's console browsers of transitions the view has committed

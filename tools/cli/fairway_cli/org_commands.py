@@ -163,12 +163,14 @@ def node_pool_list(json_output: JsonFlag = False) -> None:
         as_json(pools)
         return
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "LABEL", "GPU PLACEMENT", "CPU PLACEMENT"):
+    for col in ("NAME", "LABEL", "GPU PLACEMENT", "CPU PLACEMENT", "TOPOLOGY"):
         table.add_column(col)
     for p in pools:
         label = f"{p['labelKey']}={p['labelValue']}" if p.get("labelKey") else "-"
+        levels = [level["nodeLabel"] for level in
+                  (p.get("networkTopology") or {}).get("levels") or []]
         table.add_row(p["name"], label, p["placementStrategy"]["gpu"],
-                      p["placementStrategy"]["cpu"])
+                      p["placementStrategy"]["cpu"], " > ".join(levels) or "-")
     console.print(table)
 
 

@@ -64,6 +64,14 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "node_pools": _opt(Annotated[list[str] | None, typer.Option(
         "--node-pools", help="node pool, in preference order; repeatable")]),
     "node_type": _opt(Annotated[str | None, typer.Option("--node-type")]),
+    "required_topology": _opt(Annotated[str | None, typer.Option(
+        "--required-pod-topology-key",
+        help="every pod inside one domain of this topology level of the node pool (its node "
+             "label key, e.g. a rack label); else the workload waits")]),
+    "preferred_topology": _opt(Annotated[str | None, typer.Option(
+        "--preferred-pod-topology-key",
+        help="the smallest domain of this topology level with room first, then wider "
+             "levels")]),
     "priority": _opt(Annotated[str | None, typer.Option(help="priority class")]),
     "preemptible": _opt(Annotated[bool | None, typer.Option(
         "--preemptible/--non-preemptible", help="default: from the priority class")]),
@@ -158,6 +166,9 @@ def _common_spec(o: dict[str, Any]) -> dict[str, Any]:
         "image": o["image"], "command": o["command"], "args": o["args"],
         "compute": {k: v for k, v in compute.items() if v is not None},
         "nodePools": o["node_pools"] or None, "nodeType": o["node_type"],
+        "topology": {k: v for k, v in (("requiredPlacement", o["required_topology"]),
+                                       ("preferredPlacement", o["preferred_topology"]))
+                     if v is not None} or None,
         "priorityClass": o["priority"],
         "preemptibility": None if o["preemptible"] is None else (
             "preemptible" if o["preemptible"] else "non-preemptible"),

@@ -3,6 +3,8 @@
 A profile is the `cluster:` section of a scheduling scenario (docs/scenario-format.md), or the
 same keys (`nodePools`, `nodes`) at the top level of a file. kubesim adds optional keys:
 `timings` (in `cluster:` or at the top level) and, per node, `gpuProduct` and `maxPods`.
+A node entry's `topology` generates topology labels (rack, block, ...) on the nodes it names,
+as the scenario format does; a pool's `networkTopology` names its levels.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class NodePool:
     placement: Mapping[str, str] = field(default_factory=lambda: {"gpu": "binpack",
                                                                   "cpu": "binpack"})
     min_guaranteed_runtime_seconds: float = 0.0
+    topology_levels: tuple[str, ...] = ()  # its network topology: label keys, widest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,11 @@ class Profile:
 
 _SCENARIO_KEYS = {"cluster", "simulation", "org", "workloads", "timings"}
 _CLUSTER_KEYS = {"nodePools", "nodes", "timings"}
-_POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime"}
+_POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
+              "networkTopology"}
 _NODE_KEYS = {"name", "labels", "gpus", "gpuMemoryMiB", "gpuProduct", "cpuMillis", "memoryMiB",
-              "maxPods", "ready"}
+              "maxPods", "ready", "topology"}
+_TOPOLOGY_KEYS = {"nodeLabel", "nodesPerDomain", "prefix"}
 _TIMING_KEYS = {"pullSeconds", "startSeconds", "jitter", "backoffSeconds",
                 "backoffMaxSeconds", "nodeEvictionSeconds"}
 _PLACEMENTS = {"binpack", "spread"}
@@ -236,8 +241,9 @@ def _parse_pools(raw: Any, where: str) -> list[NodePool]:
         runtime = 0.0
         if entry.get("minGuaranteedRuntime") is not None:
             runtime = parse_duration(entry["minGuaranteedRuntime"], f"{at}.minGuaranteedRuntime")
+        levels = _parse_network_topology(entry.get("networkTopology"), f"{at}.networkTopology")
         pools.append(NodePool(name=name, label_key=key, label_value=value, placement=placement,
-                              min_guaranteed_runtime_seconds=runtime))
+                              min_guaranteed_runtime_seconds=runtime, topology_levels=levels))
     return pools
 
 
@@ -282,13 +288,64 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         if gpus and not gpu_memory:
             gpu_memory = GPU_MEMORY_MIB.get(
                 product or labels.get("nvidia.com/gpu.product", ""), 0)
-        for name in names:
+        generators = _parse_topology(entry.get("topology"), f"{at}.topology")
+        for index, name in enumerate(names):
             _check_node_name(name, at, seen)
-            nodes.append(NodeSpec(name=name, labels=dict(labels), gpus=gpus,
+            placed = {label: f"{prefix}{index // per + 1}" for label, per, prefix in generators}
+            nodes.append(NodeSpec(name=name, labels={**labels, **placed}, gpus=gpus,
                                   gpu_memory_mib=gpu_memory, gpu_product=product,
                                   cpu_millis=cpu, memory_mib=memory, max_pods=max_pods,
                                   ready=ready))
     return nodes
+
+
+def _parse_network_topology(raw: Any, at: str) -> tuple[str, ...]:
+    """`networkTopology: {levels: [{nodeLabel: KEY}, ...]}`, the widest level first."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping) or set(raw) != {"levels"}:
+        raise ProfileError(f"{at}: must be a mapping like {{levels: [{{nodeLabel: KEY}}]}}")
+    levels = raw["levels"]
+    if not isinstance(levels, list) or not levels:
+        raise ProfileError(f"{at}.levels: must be a non-empty list")
+    out: list[str] = []
+    for i, level in enumerate(levels):
+        where = f"{at}.levels[{i}]"
+        if not isinstance(level, Mapping) or set(level) != {"nodeLabel"}:
+            raise ProfileError(f"{where}: must be a mapping like {{nodeLabel: KEY}}")
+        key = level["nodeLabel"]
+        if not isinstance(key, str) or not key:
+            raise ProfileError(f"{where}.nodeLabel: required, a label key")
+        _check_label_key(key, f"{where}.nodeLabel")
+        if key in out:
+            raise ProfileError(f"{where}.nodeLabel: level {key} is named twice")
+        out.append(key)
+    return tuple(out)
+
+
+def _parse_topology(raw: Any, at: str) -> list[tuple[str, int, str]]:
+    """A node entry's `topology`: labels generated on the nodes it names, in order: every
+    `nodesPerDomain` nodes the next domain (`prefix` + its number, from 1)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise ProfileError(f"{at}: must be a non-empty list like "
+                           "[{nodeLabel: KEY, nodesPerDomain: 8}]")
+    out: list[tuple[str, int, str]] = []
+    for i, entry in enumerate(raw):
+        where = f"{at}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ProfileError(f"{where}: must be a mapping, got {_typename(entry)}")
+        _no_unknown(entry, _TOPOLOGY_KEYS, f"{where}.")
+        key = entry.get("nodeLabel")
+        if not isinstance(key, str) or not key:
+            raise ProfileError(f"{where}.nodeLabel: required, a label key")
+        _check_label_key(key, f"{where}.nodeLabel")
+        per = _int(entry, "nodesPerDomain", 0, where, minimum=1)
+        prefix = entry.get("prefix", key.rsplit("/", 1)[-1] + "-")
+        _label_value(f"{prefix}1", f"{where}.prefix", required=True)
+        out.append((key, per, prefix))
+    return out
 
 
 def _parse_node_labels(raw: Any, at: str) -> dict[str, str]:

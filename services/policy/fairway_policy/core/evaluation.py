@@ -50,7 +50,8 @@ DISTRIBUTED_FRAMEWORKS = ("MPI", "PyTorch", "TF", "XGBoost", "JAX")
 # own validation checks their shape); everything else in it is decided here.
 _PASSED_THROUGH = (
     "image", "command", "args", "environmentVariables", "annotations", "labels", "compute",
-    "nodePools", "nodeType", "completions", "parallelism", "distributedFramework", "numWorkers",
+    "nodePools", "nodeType", "topology", "completions", "parallelism", "distributedFramework",
+    "numWorkers",
     "minReplicas", "maxReplicas", "servingPort", "autoscaling", "terminateAfterPreemption",
     "autoDeletionTimeAfterCompletionSeconds",
 )

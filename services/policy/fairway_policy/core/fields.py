@@ -55,6 +55,8 @@ FIELDS: Mapping[str, FieldSpec] = {
     "compute.cpuMemoryLimit": FieldSpec(QUANTITY),
     "nodePools": FieldSpec(STRINGS),
     "nodeType": FieldSpec(STRING),
+    "topology.requiredPlacement": FieldSpec(STRING),
+    "topology.preferredPlacement": FieldSpec(STRING),
     "priorityClass": FieldSpec(STRING),
     "preemptibility": FieldSpec(STRING),
     "backoffLimit": FieldSpec(INTEGER),

@@ -121,6 +121,9 @@ class WorkloadRequest:
     # A distributed workload's master when its spec sizes it apart (`masterSpec.compute`):
     # the pod lifecycle labels fairway.io/role=master asks for this, the others for the above.
     master: model.PodSize | None = None
+    # Its topology request: levels (node label keys) of its node pool's topology.
+    topology_required: str | None = None
+    topology_preferred: str | None = None
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -144,6 +147,8 @@ class WorkloadRequest:
             node_type=spec.node_type,
             name=event.name,
             master=master_size(spec.master_spec.compute if spec.master_spec else None),
+            topology_required=spec.topology.required_placement if spec.topology else None,
+            topology_preferred=spec.topology.preferred_placement if spec.topology else None,
             **_fraction(spec.compute),
         )
 
@@ -697,6 +702,8 @@ class ClusterState:
             below_min_since=self.below_min_since.get(wid),
             evicting_pods=tuple(sorted(self.evicting.get(wid, ()))),
             node_type=request.node_type,
+            topology_required=request.topology_required,
+            topology_preferred=request.topology_preferred,
             name=request.name,
             master=master,
             master_pod=self.master_pod(wid),
@@ -722,14 +729,19 @@ class ClusterState:
         if layout is not None and layout[3] != time_aware:
             layout = None  # the pools' settings were made over another cluster setting
         if layout is None:
+            # a node carries only the labels that name a level of some pool's topology
+            levels = tuple(dict.fromkeys(level for p in self.node_pools.values()
+                                         for level in p.topology_levels))
             nodes = tuple(
                 replace(node, pool=self.pool_of(node),
-                        node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL))
+                        node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL),
+                        labels=_topology_labels(self.node_labels.get(node.name, {}), levels))
                 for node in self.nodes.values())
             pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy,
                                         p.cpu_placement_strategy,
                                         duration_seconds(p.min_guaranteed_runtime),
-                                        pool_time_aware(p.time_aware_fairness, time_aware))
+                                        pool_time_aware(p.time_aware_fairness, time_aware),
+                                        topology=tuple(p.topology_levels))
                           for _, p in sorted(self.node_pools.items()))
             layout = (nodes, pools, self.queue_specs(), time_aware)
             if cached:
@@ -796,3 +808,11 @@ class ClusterState:
                     unknown.extend(part[1])
         return self._workloads, unknown
 
+
+
+def _topology_labels(labels: Mapping[str, str], levels: tuple[str, ...]
+                     ) -> tuple[tuple[str, str], ...]:
+    """The node's labels that name a topology level (in the order of `levels`)."""
+    if not levels:
+        return ()
+    return tuple((level, labels[level]) for level in levels if level in labels)

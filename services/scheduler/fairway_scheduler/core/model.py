@@ -22,6 +22,9 @@ class Node:
     memory_mib: int = 0
     max_pods: int = 110  # the kubelet refuses pods beyond this many on the node
     node_type: str | None = None  # its fairway.io/node-type label
+    # Its labels that name a topology level of its pool (label key, value): where it sits in
+    # the network (zone, block, rack, ...); other labels are not carried.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,11 @@ class Workload:
     # `master`, every other pod for the per-pod fields above (None: all pods alike).
     master: PodSize | None = None
     master_pod: str | None = None
+    # Topology-aware placement: node label keys among its pool's topology levels. Required:
+    # every pod inside one domain of that level (else it waits); preferred: the smallest
+    # domain with room first, widening level by level.
+    topology_required: str | None = None
+    topology_preferred: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +164,8 @@ class NodePool:
     min_guaranteed_runtime: float = 0  # seconds a preemptible workload runs before it may be
     # a victim
     time_aware_fairness: TimeAwareFairness | None = None  # None: the cluster's
+    # Its network topology: node label keys, widest level first (zone, block, rack, host).
+    topology: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ UNTRACKED = 1 << 60
 
 class NodeState:
     __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
-                 "max_pods", "mem_total", "name", "node_type", "partial_free", "pods", "pool",
-                 "ready", "used", "whole")
+                 "labels", "max_pods", "mem_total", "name", "node_type", "partial_free", "pods",
+                 "pool", "ready", "used", "whole")
 
     def __init__(self, idx: int, node: Node):
         self.idx = idx
@@ -37,6 +37,7 @@ class NodeState:
         self.mem_total = self.free_mem = node.memory_mib or UNTRACKED
         self.max_pods = node.max_pods
         self.node_type = node.node_type
+        self.labels = dict(node.labels)  # its topology labels
         self.pods = 0  # pods on the node: running ones and this cycle's placements
         self.used = [0] * node.gpus
         self.whole = node.gpus
@@ -75,6 +76,28 @@ class Take:
     def __init__(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
                  mem: int):
         self.node, self.devices, self.milli, self.cpu, self.mem = node, devices, milli, cpu, mem
+
+
+class Domain:
+    """A topology domain: the ready nodes of a pool that share their labels down to one level
+    (one rack of one block of one zone). `within` narrows placement to it."""
+
+    __slots__ = ("cpu_nodes", "gpu_nodes", "idxs", "key", "label", "level", "nodes")
+
+    def __init__(self, level: int, label: str, key: tuple[str, ...], nodes: list[NodeState]):
+        self.level, self.label, self.key = level, label, key
+        self.nodes = nodes
+        self.gpu_nodes = [n for n in nodes if n.gpus > 0]
+        self.cpu_nodes = [n for n in nodes if n.gpus == 0]
+        self.idxs = frozenset(n.idx for n in nodes)
+
+    @property
+    def name(self) -> str:
+        """How a sentence names it: its value at its own level (`rack-3`)."""
+        return self.key[-1]
+
+    def free_milli(self) -> int:
+        return sum(n.gpus * FULL - sum(n.used) for n in self.gpu_nodes)
 
 
 class PoolNodes:
@@ -215,15 +238,18 @@ class PoolNodes:
             heapq.heappop(heap)
         return None
 
-    def find_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
-                   ) -> NodeState | None:
-        """A node with k wholly free devices: the fullest (binpack) or emptiest (spread)."""
+    def find_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None,
+                   within: Domain | None = None) -> NodeState | None:
+        """A node with k wholly free devices: the fullest (binpack) or emptiest (spread);
+        only in the domain `within` when given."""
         if k > self.max_devices:
             return None
-        if node_type is not None:
-            # A node type narrows the pool: a plain scan (such workloads are few).
-            fits = [n for n in self.gpu_nodes if n.node_type == node_type and n.whole >= k
-                    and n.fits_host(cpu, mem)]
+        if node_type is not None or within is not None:
+            # A node type or a topology domain narrows the pool: a plain scan (such workloads
+            # are few, and a domain is a small part of its pool).
+            nodes = self.gpu_nodes if within is None else within.gpu_nodes
+            fits = [n for n in nodes if (node_type is None or n.node_type == node_type)
+                    and n.whole >= k and n.fits_host(cpu, mem)]
             if not fits:
                 return None
             sign = 1 if self.gpu_strategy == "binpack" else -1
@@ -258,12 +284,12 @@ class PoolNodes:
         """This shape of pod found no room, and nothing in the pool changed since."""
         return self._no_room.get(key) == self.version
 
-    def place_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None
-                    ) -> Take | None:
-        key = ("whole", k, cpu, mem, node_type)
+    def place_whole(self, k: int, cpu: int, mem: int, node_type: str | None = None,
+                    within: Domain | None = None) -> Take | None:
+        key = ("whole", k, cpu, mem, node_type, within.key if within else None)
         if self._known_full(key):
             return None
-        node = self.find_whole(k, cpu, mem, node_type)
+        node = self.find_whole(k, cpu, mem, node_type, within)
         if node is None:
             self._no_room[key] = self.version
             return None
@@ -271,24 +297,29 @@ class PoolNodes:
         return self.take(node, devices, FULL, cpu, mem)
 
     def place_fraction(self, count: int, portion: int | None, memory: int | None, cpu: int,
-                       mem: int, node_type: str | None = None) -> Take | None:
+                       mem: int, node_type: str | None = None, within: Domain | None = None
+                       ) -> Take | None:
         """`count` devices on one node, each with `portion` milli-GPUs (or `memory` MiB) free.
         Partly used devices first (the fullest that fits), then wholly free ones."""
-        key = ("fraction", count, portion, memory, cpu, mem, node_type)
+        key = ("fraction", count, portion, memory, cpu, mem, node_type,
+               within.key if within else None)
         if self._known_full(key):
             return None
-        take = self._place_fraction(count, portion, memory, cpu, mem, node_type)
+        take = self._place_fraction(count, portion, memory, cpu, mem, node_type, within)
         if take is None:
             self._no_room[key] = self.version
         return take
 
     def _place_fraction(self, count: int, portion: int | None, memory: int | None, cpu: int,
-                        mem: int, node_type: str | None) -> Take | None:
+                        mem: int, node_type: str | None, within: Domain | None
+                        ) -> Take | None:
         # Partly used devices by free room: the least room that fits first (binpack), the most
         # first (spread); within one amount, natural node order.
         frees = sorted(self.partial, reverse=self.gpu_strategy != "binpack")
         for free in frees:
             for idx in sorted(self.partial[free]):
+                if within is not None and idx not in within.idxs:
+                    continue
                 node = self.by_idx[idx]
                 if node_type is not None and node.node_type != node_type:
                     continue
@@ -301,31 +332,35 @@ class PoolNodes:
                 chosen += [d for d, u in enumerate(node.used) if u == 0][:count - len(chosen)]
                 if len(chosen) == count:
                     return self.take(node, tuple(sorted(chosen)), milli, cpu, mem)
-        node = self.find_whole(count, cpu, mem, node_type)
+        node = self.find_whole(count, cpu, mem, node_type, within)
+        nodes = self.gpu_nodes if within is None else within.gpu_nodes
         while node is not None:
             milli = milli_of(node, portion, memory)
             if milli is not None:
                 devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
                 return self.take(node, devices, milli, cpu, mem)
-            node = next((n for n in self.gpu_nodes if n.whole >= count and n.idx > node.idx
+            node = next((n for n in nodes if n.whole >= count and n.idx > node.idx
                          and (node_type is None or n.node_type == node_type)
                          and milli_of(n, portion, memory) is not None
                          and n.fits_host(cpu, mem)), None)
         return None
 
-    def place_cpu(self, cpu: int, mem: int, node_type: str | None = None) -> Take | None:
+    def place_cpu(self, cpu: int, mem: int, node_type: str | None = None,
+                  within: Domain | None = None) -> Take | None:
         """CPU-only pods: CPU-only nodes first; the fullest (binpack) or emptiest (spread)."""
-        key = ("cpu", cpu, mem, node_type)
+        key = ("cpu", cpu, mem, node_type, within.key if within else None)
         if self._known_full(key):
             return None
-        take = self._place_cpu(cpu, mem, node_type)
+        take = self._place_cpu(cpu, mem, node_type, within)
         if take is None:
             self._no_room[key] = self.version
         return take
 
-    def _place_cpu(self, cpu: int, mem: int, node_type: str | None) -> Take | None:
+    def _place_cpu(self, cpu: int, mem: int, node_type: str | None, within: Domain | None
+                   ) -> Take | None:
         sign = 1 if self.cpu_strategy == "binpack" else -1
-        for group in (self.cpu_nodes, self.gpu_nodes):
+        where = self if within is None else within
+        for group in (where.cpu_nodes, where.gpu_nodes):
             fits = [n for n in group if n.fits_host(cpu, mem)
                     and (node_type is None or n.node_type == node_type)]
             if fits:

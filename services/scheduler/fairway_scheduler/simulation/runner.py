@@ -269,6 +269,7 @@ def _workload(run: _Run) -> Workload:
                          else EPOCH + timedelta(seconds=run.below_min_since)),
         evicting_pods=tuple(f"{spec.name}-{i}" for i in sorted(run.evicting)),
         node_type=spec.node_type,
+        topology_required=spec.topology_required, topology_preferred=spec.topology_preferred,
         master=spec.master, master_pod=f"{spec.name}-0" if spec.master is not None else None)
 
 

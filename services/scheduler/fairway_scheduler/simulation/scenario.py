@@ -77,6 +77,9 @@ class ScenarioWorkload:
     running_gpus: tuple[tuple[int, ...] | None, ...] = ()
     # A distributed workload's master sized apart (`master:`): its first pod asks for this.
     master: PodSize | None = None
+    # `topology: {requiredPlacement, preferredPlacement}`: topology levels (node label keys)
+    topology_required: str | None = None
+    topology_preferred: str | None = None
 
     def size_of(self, index: int) -> tuple[int, float | None, int | None, int, int]:
         """(devices, portion, GPU memory, millicores, MiB) pod `index` asks for."""
@@ -168,7 +171,7 @@ def parse_scenario(data: Any) -> Scenario:
     pool_names = tuple(p.pool.name for p in pools)
     departments, projects, queues = _org(org, pool_names)
 
-    workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pool_names,
+    workloads = _workloads(_list(doc.get("workloads") or [], "workloads"), pools,
                            set(projects), {n.name for n in nodes})
     _check_pinned(workloads, nodes)
     usage = _usage(_list(doc.get("usage") or [], "usage"), pool_names, projects, departments)
@@ -249,7 +252,7 @@ def _pools(items: list, fairness: TimeAwareFairness) -> tuple[PoolConfig, ...]:
         where = f"cluster.nodePools[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
-                     "timeAwareFairness"}, where)
+                     "timeAwareFairness", "networkTopology"}, where)
         name = _name(item.get("name"), f"{where}.name")
         where = f"cluster.nodePools[{i}] ({name})"
         if name in seen:
@@ -272,12 +275,36 @@ def _pools(items: list, fairness: TimeAwareFairness) -> tuple[PoolConfig, ...]:
         own = None
         if item.get("timeAwareFairness") is not None:
             own = _time_aware(item["timeAwareFairness"], f"{where}.timeAwareFairness", fairness)
-        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime, own),
+        levels = _topology_levels(item.get("networkTopology"), f"{where}.networkTopology")
+        out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime, own,
+                                       topology=levels),
                               None if key is None else str(key),
                               None if value is None else str(value), runtime))
     if DEFAULT_POOL not in seen:
         out.append(PoolConfig(NodePool(DEFAULT_POOL), None, None))
     return tuple(out)
+
+
+def _topology_levels(value: Any, where: str) -> tuple[str, ...]:
+    """`networkTopology: {levels: [{nodeLabel: KEY}, ...]}`, the widest level first."""
+    if value is None:
+        return ()
+    item = _mapping(value, where)
+    _keys(item, {"levels"}, where)
+    levels: list[str] = []
+    for i, level in enumerate(_list(item.get("levels") or [], f"{where}.levels")):
+        at = f"{where}.levels[{i}]"
+        level = _mapping(level, at)
+        _keys(level, {"nodeLabel"}, at)
+        label = level.get("nodeLabel")
+        if not isinstance(label, str) or not label:
+            raise ScenarioError(f"{at}.nodeLabel: expected a node label key")
+        if label in levels:
+            raise ScenarioError(f"{at}.nodeLabel: level {label} is named twice")
+        levels.append(label)
+    if not levels:
+        raise ScenarioError(f"{where}.levels: expected at least one level")
+    return tuple(levels)
 
 
 def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
@@ -287,7 +314,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         where = f"cluster.nodes[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
-                     "ready", "gpuProduct", "maxPods"}, where)
+                     "ready", "gpuProduct", "maxPods", "topology"}, where)
         pattern = _name(item.get("name"), f"{where}.name", strict=False)
         where = f"cluster.nodes[{i}] ({pattern})"
         labels = _mapping(item.get("labels") or {}, f"{where}.labels")
@@ -302,15 +329,53 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         ready = item.get("ready", True)
         if not isinstance(ready, bool):
             raise ScenarioError(f"{where}.ready: expected true or false")
-        pool = next((p.pool.name for p in pools if p.label_key is not None
-                     and labels.get(p.label_key) == p.label_value), DEFAULT_POOL)
-        for name in _expand(pattern, f"{where}.name"):
+        config = next((p for p in pools if p.label_key is not None
+                       and labels.get(p.label_key) == p.label_value),
+                      next(p for p in pools if p.pool.name == DEFAULT_POOL))
+        pool = config.pool.name
+        generators = _topology_generators(item.get("topology"), f"{where}.topology")
+        for index, name in enumerate(_expand(pattern, f"{where}.name")):
             if name in seen:
                 raise ScenarioError(f"{where}.name: node {name} is defined twice")
             seen.add(name)
+            mine = {**labels, **{key: f"{prefix}{index // per + 1}"
+                                 for key, per, prefix in generators}}
+            placed = tuple((k, mine[k]) for k in config.pool.topology if k in mine)
             out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
-                            memory, max_pods, labels.get(NODE_TYPE_LABEL)))
+                            memory, max_pods, labels.get(NODE_TYPE_LABEL),
+                            _with_hostname(placed, config.pool.topology, name)))
     return tuple(out)
+
+
+def _topology_generators(value: Any, where: str) -> list[tuple[str, int, str]]:
+    """A node entry's `topology: [{nodeLabel, nodesPerDomain, prefix}]`: labels generated on
+    the nodes it names, in order (every `nodesPerDomain` nodes the next domain, `prefix` and
+    its number from 1; the prefix defaults to the key's last part and a dash)."""
+    if value is None:
+        return []
+    out: list[tuple[str, int, str]] = []
+    for i, item in enumerate(_list(value, where)):
+        at = f"{where}[{i}]"
+        item = _mapping(item, at)
+        _keys(item, {"nodeLabel", "nodesPerDomain", "prefix"}, at)
+        key = item.get("nodeLabel")
+        if not isinstance(key, str) or not key:
+            raise ScenarioError(f"{at}.nodeLabel: expected a node label key")
+        per = _int(item.get("nodesPerDomain"), f"{at}.nodesPerDomain", minimum=1)
+        prefix = item.get("prefix", key.rsplit("/", 1)[-1] + "-")
+        if not isinstance(prefix, str):
+            raise ScenarioError(f"{at}.prefix: expected a string")
+        out.append((key, per, prefix))
+    return out
+
+
+def _with_hostname(labels: tuple[tuple[str, str], ...], levels: tuple[str, ...], name: str
+                   ) -> tuple[tuple[str, str], ...]:
+    """A level on kubernetes.io/hostname is the node itself, as Kubernetes labels it."""
+    if HOSTNAME_LABEL in levels and all(k != HOSTNAME_LABEL for k, _ in labels):
+        return tuple(sorted((*labels, (HOSTNAME_LABEL, name)),
+                            key=lambda kv: levels.index(kv[0])))
+    return labels
 
 
 def _expand(pattern: str, where: str) -> list[str]:
@@ -403,12 +468,12 @@ def _resources(value: Any, where: str, pools: tuple[str, ...]
 WORKLOAD_KEYS = {"name", "project", "type", "priorityClass", "preemptibility", "pods", "minPods",
                  "gpu", "gpuMemoryMiB", "gpuLimit", "gpuDevices", "cpuMillis", "memoryMiB",
                  "nodePools", "submitAt", "duration", "running", "terminationSeconds",
-                 "nodeType", "master"}
+                 "nodeType", "master", "topology"}
 MASTER_KEYS = {"gpu", "gpuMemoryMiB", "gpuDevices", "cpuMillis", "memoryMiB"}
 
 
-def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: set[str]
-               ) -> tuple[ScenarioWorkload, ...]:
+def _workloads(items: list, configs: tuple[PoolConfig, ...], projects: set[str],
+               nodes: set[str]) -> tuple[ScenarioWorkload, ...]:
     out: list[ScenarioWorkload] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -418,13 +483,14 @@ def _workloads(items: list, pools: tuple[str, ...], projects: set[str], nodes: s
         if name in seen:
             raise ScenarioError(f"{w}.name: workload {name} is defined twice")
         seen.add(name)
-        out.append(_workload(item, name, w, pools, projects, nodes))
+        out.append(_workload(item, name, w, configs, projects, nodes))
     return tuple(out)
 
 
-def _workload(item: dict, name: str, w: str, pools: tuple[str, ...], projects: set[str],
-              nodes: set[str]) -> ScenarioWorkload:
+def _workload(item: dict, name: str, w: str, configs: tuple[PoolConfig, ...],
+              projects: set[str], nodes: set[str]) -> ScenarioWorkload:
     """One workload, checked key by key in the order the errors are reported."""
+    pools = tuple(p.pool.name for p in configs)
     _keys(item, WORKLOAD_KEYS, w)
     project = item.get("project")
     if project not in projects:
@@ -453,11 +519,36 @@ def _workload(item: dict, name: str, w: str, pools: tuple[str, ...], projects: s
     if "terminationSeconds" in item:
         termination = _duration(item["terminationSeconds"], f"{w}.terminationSeconds")
     master = _master(item, w, kind)
+    required, preferred = _topology(item.get("topology"), f"{w}.topology", configs,
+                                    node_pools)
     return ScenarioWorkload(name, project, kind, priority_class, priority, preemptible, pods,
                             min_pods, devices, portion, memory, limit, cpu, mem, node_pools,
                             submit_at, duration, running_nodes, started_at, lost_at,
                             termination, node_type,
-                            _running_gpus(item, w, running_nodes, devices, master), master)
+                            _running_gpus(item, w, running_nodes, devices, master), master,
+                            required, preferred)
+
+
+def _topology(value: Any, where: str, pools: tuple[PoolConfig, ...],
+              node_pools: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """`topology: {requiredPlacement, preferredPlacement}`: each a level of the topology of
+    every pool the workload may run in."""
+    if value is None:
+        return None, None
+    item = _mapping(value, where)
+    _keys(item, {"requiredPlacement", "preferredPlacement"}, where)
+    candidates = [p for p in pools if not node_pools or p.pool.name in node_pools]
+    out: list[str | None] = []
+    for key in ("requiredPlacement", "preferredPlacement"):
+        label = item.get(key)
+        if label is not None:
+            if not isinstance(label, str) or not label:
+                raise ScenarioError(f"{where}.{key}: expected a topology level (node label key)")
+            if not any(label in p.pool.topology for p in candidates):
+                raise ScenarioError(f"{where}.{key}: {label} is not a topology level of "
+                                    f"{'its node pools' if node_pools else 'any node pool'}")
+        out.append(label)
+    return out[0], out[1]
 
 
 def _master(item: dict, w: str, kind: str) -> PodSize | None:
@@ -555,6 +646,9 @@ def _running_gpus(item: dict, w: str, running_nodes: tuple[str | None, ...], per
                                 f"device {'index' if devices == 1 else 'indices'} expected")
         out.append(indices)
     return tuple(out)
+
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def _check_pinned(workloads: tuple[ScenarioWorkload, ...], nodes: tuple[Node, ...]) -> None:

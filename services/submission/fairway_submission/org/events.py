@@ -19,6 +19,7 @@ from fairway_contracts.events import (
 )
 from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
+from fairway_submission.org.models import topology_levels
 
 log = logging.getLogger("fairway.submission.org")
 
@@ -76,7 +77,7 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
         min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
         node_level_scheduler_enabled=bool(optimization.get("nodeLevelSchedulerEnabled")),
         time_aware_fairness=(spec.get("schedulingConfiguration") or {}).get("timeAwareFairness"),
-        deleted=deleted), msg_id=change)
+        topology_levels=topology_levels(spec), deleted=deleted), msg_id=change)
 
 
 async def publish_everything(conn: asyncpg.Connection) -> None:

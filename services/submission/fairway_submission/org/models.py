@@ -155,6 +155,40 @@ class SchedulingConfiguration(ApiModel):
     time_aware_fairness: TimeAwareFairnessIn | None = None
 
 
+class TopologyLevel(ApiModel):
+    node_label: str = Field(min_length=1, max_length=317)
+
+    @field_validator("node_label")
+    @classmethod
+    def _label_key(cls, value: str) -> str:
+        if problem := qualified_name_problem(value):
+            raise ValueError(problem)
+        return value
+
+
+class NetworkTopology(ApiModel):
+    """A node pool's network topology: node label keys that say where a node sits, the
+    widest level first (zone, block, rack, host)."""
+
+    levels: list[TopologyLevel] = Field(min_length=1, max_length=16)
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct(cls, levels: list[TopologyLevel]) -> list[TopologyLevel]:
+        seen: set[str] = set()
+        for i, level in enumerate(levels):
+            if level.node_label in seen:
+                raise ValueError(f"levels[{i}].nodeLabel {level.node_label!r} is named twice")
+            seen.add(level.node_label)
+        return levels
+
+
+def topology_levels(spec: dict[str, Any]) -> list[str]:
+    """A stored node pool spec's topology levels (empty: it names none)."""
+    topology = spec.get("networkTopology") or {}
+    return [level["nodeLabel"] for level in topology.get("levels") or []]
+
+
 class NodePoolIn(ApiModel):
     name: OrgName
     label_key: str | None = Field(default=None, min_length=1, max_length=253)
@@ -164,6 +198,7 @@ class NodePoolIn(ApiModel):
     gpu_resource_optimization: GpuResourceOptimization = Field(
         default_factory=GpuResourceOptimization)
     scheduling_configuration: SchedulingConfiguration | None = None
+    network_topology: NetworkTopology | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _label = field_validator("label_key", "label_value")(
@@ -177,6 +212,7 @@ class NodePoolUpdate(ApiModel):
     min_guaranteed_runtime: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$")
     gpu_resource_optimization: GpuResourceOptimization | None = None
     scheduling_configuration: SchedulingConfiguration | None = None
+    network_topology: NetworkTopology | None = None
 
     _label = field_validator("label_key", "label_value")(
         classmethod(lambda cls, v, info: _check_label(v, info.field_name)))
@@ -285,6 +321,8 @@ class NodePoolOut(ApiAnswer):
     min_guaranteed_runtime: str | None
     gpu_resource_optimization: dict[str, Any]
     scheduling_configuration: SchedulingConfiguration | None = None
+    network_topology: NetworkTopology | None = Field(
+        default=None, description="null: the node pool names no topology")
     created_at: Timestamp
     updated_at: Timestamp
 

@@ -53,6 +53,7 @@ def _node_pool_out(row: Any) -> dict[str, Any]:
             "minGuaranteedRuntime": spec.get("minGuaranteedRuntime"),
             "gpuResourceOptimization": spec.get("gpuResourceOptimization") or {},
             "schedulingConfiguration": spec.get("schedulingConfiguration"),
+            "networkTopology": spec.get("networkTopology"),
             "createdAt": row["created_at"].isoformat(),
             "updatedAt": row["updated_at"].isoformat()}
 

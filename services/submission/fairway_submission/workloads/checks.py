@@ -198,6 +198,36 @@ def check_node_type(workload_type: str, node_type: str | None, project: Mapping[
     return []
 
 
+def check_topology(required: str | None, preferred: str | None, node_pools: list[str],
+                   topologies: Mapping[str, list[str]], field: str = "spec.topology"
+                   ) -> Problems:
+    """A topology request names levels of the network topology of a node pool it may run in
+    (its node pools; none given: any): the scheduler could place it nowhere else. A preferred
+    level is no wider than the required one (it would be the required one)."""
+    pools = node_pools or sorted(topologies)
+    named = {pool: topologies.get(pool) or [] for pool in pools}
+    where = (f"node pool{'s' if len(pools) > 1 else ''} {', '.join(pools)}" if node_pools
+             else "any node pool")
+    known = "; ".join(f"{pool}: {', '.join(levels)}" for pool, levels in named.items()
+                      if levels) or "none names a network topology"
+    problems: Problems = []
+    for key, level in (("requiredPlacement", required), ("preferredPlacement", preferred)):
+        if level is not None and not any(level in levels for levels in named.values()):
+            problems.append({"field": f"{field}.{key}",
+                             "reason": f"{level!r} is not a topology level of {where} "
+                                       f"({known})"})
+    if problems or required is None or preferred is None:
+        return problems
+    for pool, levels in named.items():
+        if (required in levels and preferred in levels
+                and levels.index(preferred) < levels.index(required)):
+            return [{"field": f"{field}.preferredPlacement",
+                     "reason": f"{preferred!r} is a wider level than requiredPlacement "
+                               f"{required!r} in node pool {pool}: a preference inside the "
+                               "required domain must be the same level or a narrower one"}]
+    return []
+
+
 # filterBy / sortBy on the workload list: API field → SQL column.
 LIST_FIELDS = {
     "desiredPhase": "desired_phase",

@@ -89,6 +89,24 @@ class Compute(ApiModel):
         return _bounded_quantity(value)
 
 
+def _label_key(value: str | None) -> str | None:
+    if value is not None and (problem := qualified_name_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+TopologyLevelKey = Annotated[str, Field(min_length=1, max_length=317), AfterValidator(_label_key)]
+
+
+class Topology(ApiModel):
+    """Where the pods go in the node pool's network topology: each a level of it, named by its
+    node label key. `requiredPlacement`: every pod inside one domain of that level (else the
+    workload waits); `preferredPlacement`: the smallest domain with room first, then wider."""
+
+    required_placement: TopologyLevelKey | None = None
+    preferred_placement: TopologyLevelKey | None = None
+
+
 class CommonSpec(ApiModel):
     image: Image
     command: Arguments | None = None
@@ -101,6 +119,7 @@ class CommonSpec(ApiModel):
     node_pools: list[Annotated[str, Field(pattern=NODE_POOL, max_length=63)]] = Field(
         default_factory=list, max_length=32)
     node_type: str | None = Field(default=None, pattern=NODE_TYPE)  # a node label value
+    topology: Topology | None = None
     priority_class: str | None = Field(default=None, pattern=NODE_POOL, max_length=253)
     preemptibility: Literal["preemptible", "non-preemptible"] | None = None
     backoff_limit: int | None = Field(default=None, ge=0, le=100)

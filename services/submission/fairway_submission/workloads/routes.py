@@ -31,6 +31,7 @@ from fairway_submission.workloads.checks import (
     check_gpu_memory,
     check_node_type,
     check_spec,
+    check_topology,
     parse_filters,
 )
 from fairway_submission.workloads.logs import LogQuery
@@ -306,6 +307,10 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
         effective = effective.model_copy(update={"node_type": body.spec.node_type})
     # The node type is checked on the effective spec: a policy default counts as picked.
     refused = check_node_type(workload_type.value, effective.node_type, project, department)
+    if effective.topology is not None:
+        refused += check_topology(effective.topology.required_placement,
+                                  effective.topology.preferred_placement,
+                                  effective.node_pools, view.topologies)
     effective_json = effective.model_dump(mode="json", by_alias=True)
     refused += check_effective(type(body.spec), effective_json)
     if effective.compute.gpu_request_type == "memory":

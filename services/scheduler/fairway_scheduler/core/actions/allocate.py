@@ -21,7 +21,7 @@ CPU and memory quotas are checked only where the queue configures them.
 import heapq
 from collections.abc import Callable
 
-from fairway_scheduler.core import reasons
+from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.framework import (
     Request,
     Session,
@@ -245,7 +245,9 @@ class Allocate:
             return reasons.pool_not_ready(name, session.all_nodes_in[name])
         request = session.requests[workload.id]
         shape = (name, workload.project, workload.preemptible, request, first, held > 0,
-                 sized_apart(request, workload, waiting[:first]))
+                 sized_apart(request, workload, waiting[:first]),
+                 # pods it holds pin a topology placement to their domain: its own answer
+                 workload.id if request.topology is not None and held else None)
         refused = self._refused.get(shape)
         if refused is not None and refused[0] == pool.version:
             return refused[1]
@@ -262,6 +264,9 @@ class Allocate:
         if too_large:
             return reasons.too_large(name, request, too_large)
         pods = waiting[:first]
+        if request.topology is not None and not topology.any_node_will_do(
+                session.topology(name), request.topology, first, held > 0):
+            return self._try_topology(workload, waiting, first, name, pool, request)
         if sized_apart(request, workload, pods):
             return self._try_sized_apart(workload, waiting, first, held, name, pool, request)
         vector = request.vector(pool.max_dev_memory)
@@ -282,6 +287,45 @@ class Allocate:
         if placed < first:
             statement.rollback()
             return self._no_room(request, queue, vector, first, placed, name, held)
+        statement.allocate(workload)
+        statement.commit()
+        del waiting[:first]
+        return None
+
+    def _try_topology(self, workload: Workload, waiting: list[str], first: int, name: str,
+                      pool: PoolNodes, request: Request) -> reasons.Reason | None:
+        """`_try_pool` for a workload with a topology placement: the pods go inside one domain
+        of the pool's topology (`topology.place`), or none does."""
+        session = self.session
+        pods = waiting[:first]
+        need = gang_need(request, workload, pods, pool.max_dev_memory)
+        queue = session.queues.project(workload.project, name)
+        refused = quota_refusal(workload, queue, need, 1)
+        if refused:
+            return refused
+        statement = Statement(session, pool)
+        asked = request.topology
+        assert asked is not None
+        held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+        pool_topology = session.topology(name)
+
+        def place_pod(pod: str) -> bool:
+            return statement.place(pod, pod_request(request, workload, pod)) is not None
+
+        room = topology.room_for(request, first, sized_apart(request, workload, pods))
+        if not topology.place(statement, pool_topology, asked, held, pods, place_pod, room):
+            statement.rollback()
+            if asked[0] is not None:
+                reason = topology.no_room(statement, name, pool_topology, asked, held, pods,
+                                          place_pod, room)
+                statement.rollback()
+                return reason
+            # only a preference: as the same pods would have found no room anywhere
+            if sized_apart(request, workload, pods):
+                return self._no_room_apart(request, queue, need, first, None, name,
+                                           session.held[workload.id])
+            return self._no_room(request, queue, request.vector(pool.max_dev_memory), first,
+                                 0, name, session.held[workload.id])
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]

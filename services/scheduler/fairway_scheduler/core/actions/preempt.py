@@ -22,5 +22,13 @@ def preempt(solver: Solver, workload: Workload, pool: str) -> bool:
                 f"{pool}: {evicted_pods(unit)} ({unit.gives()}) make room "
                 "for it")
 
+    domains = solver.required_domains(workload, pool, workload.project.__eq__)
+    if domains is not None:
+        # a required topology placement: the victims of one domain at a time
+        return any(solver.attempt(workload, pool, "preempt",
+                                  (u for u in units if solver.in_domain(u, domain)),
+                                  lambda _: True, lambda _: True, describe,
+                                  shape=(workload.priority, domain.key))
+                   for domain in domains)
     return solver.attempt(workload, pool, "preempt", iter(units), lambda _: True,
                           lambda _: True, describe, shape=workload.priority)

@@ -37,7 +37,7 @@ from fairway_scheduler.core.actions.solver import (
 )
 from fairway_scheduler.core.framework import gang_need, pod_request, sized_apart
 from fairway_scheduler.core.model import Workload
-from fairway_scheduler.core.nodes import NodeState
+from fairway_scheduler.core.nodes import Domain, NodeState
 from fairway_scheduler.core.queues import GPU, MILLI, Queue
 
 MOVE_NODES = 4  # per reclaim: nodes tried only because work there could be moved aside
@@ -58,7 +58,8 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
         return False
     # Another workload of the project asking alike found nothing this cycle: nor would it.
     key = ("reclaim", workload.project, pool, request, gang, workload.preemptible,
-           sized_apart(request, workload, pods))
+           sized_apart(request, workload, pods),
+           workload.id if request.topology is not None and session.held[workload.id] else None)
     if key in solver.failed:
         return False
     if _Reclaim(solver, workload, pool, reclaimer, need, gang).run():
@@ -91,11 +92,29 @@ class _Reclaim:
         if self.gang == 1 and solver.waiting[self.workload.id]:
             # one pod: the nodes where that pod, at its own size, fits best
             request = pod_request(request, self.workload, solver.waiting[self.workload.id][0])
+        names = {q.name for q in self.queues}
+        domains = solver.required_domains(self.workload, self.pool, names.__contains__)
+        if domains is not None:
+            return self.in_domains(domains)
         nodes = solver.node_order(solver.session.pools[self.pool], request, self.gang)
         if nodes is None:  # a gang of several pods: victims across the pool
             return solver.attempt(self.workload, self.pool, "reclaim", self.across_pool(),
                                   self.admissible, self.saturation_kept, self.describe)
         return self.on_one_node(nodes)
+
+    def in_domains(self, domains: list[Domain]) -> bool:
+        """A required topology placement: its room is made inside one domain, each domain a
+        simulation of its own with the victims that hold pods there (the domain closest to
+        having room first)."""
+        solver = self.solver
+        for domain in domains:
+            self.gave.clear()
+            self.stopped.clear()
+            victims = (u for u in self.across_pool() if solver.in_domain(u, domain))
+            if solver.attempt(self.workload, self.pool, "reclaim", victims, self.admissible,
+                              self.saturation_kept, self.describe, shape=("domain", domain.key)):
+                return True
+        return False
 
     def across_pool(self) -> Iterator[Unit]:
         """Victims that leave their queue its share first, then the others: a queue may end

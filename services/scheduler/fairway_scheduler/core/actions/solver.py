@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fairway_scheduler.core import reasons
+from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.actions.allocate import quota_refusal
 from fairway_scheduler.core.framework import (
     Hold,
@@ -40,7 +40,7 @@ from fairway_scheduler.core.framework import (
     too_large,
 )
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
-from fairway_scheduler.core.nodes import FULL, NodeState, PoolNodes, milli_of, natural
+from fairway_scheduler.core.nodes import FULL, Domain, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
 
 
@@ -201,7 +201,9 @@ class Solver:
         if len(waiting) < gang:
             return False
         key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape,
-               sized_apart(request, workload, waiting[:gang]))
+               sized_apart(request, workload, waiting[:gang]),
+               workload.id if request.topology is not None and session.held[workload.id]
+               else None)
         if key in self.failed:
             return False
         statement = Statement(session, pool)
@@ -261,6 +263,23 @@ class Solver:
         if quota_refusal(mover, queue, gang_need(again, mover, pods, pool.max_dev_memory), 1):
             return False  # its room was its quota (a limit): it cannot stay, it goes
         checkpoint = statement.checkpoint()
+        if again.topology is not None:
+            # a topology placement moves inside one domain, with the pods that stay
+            moving = {id(h) for h in unit.holds}
+            staying = {h.node.idx for h in self.holds.get(mover.id, ()) if id(h) not in moving}
+            pool_topology = session.topology(pool.name)
+            if not topology.any_node_will_do(pool_topology, again.topology, len(pods),
+                                             bool(staying)):
+                def place_pod(pod: str) -> bool:
+                    take = statement.place(pod, pod_request(again, mover, pod))
+                    return take is not None and id(take.node) not in avoid
+
+                if not topology.place(statement, pool_topology, again.topology, staying, pods,
+                                      place_pod):
+                    statement.rollback(checkpoint)
+                    return False
+                statement.pipeline(mover, moved=True)
+                return True
         for hold in unit.holds:
             take = statement.place(hold.pod, pod_request(again, mover, hold.pod))
             if take is None or id(take.node) in avoid:
@@ -341,6 +360,17 @@ class Solver:
                 request.devices) < workers:
             return False
         checkpoint = statement.checkpoint()
+        session = self.session
+        pool_topology = session.topology(pool.name) if request.topology is not None else None
+        if request.topology is not None and not topology.any_node_will_do(
+                pool_topology, request.topology, gang, session.held[workload.id] > 0):
+            # inside one domain: victims elsewhere made no room for it, and are pruned
+            held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+            return topology.place(statement, pool_topology, request.topology, held, pods,
+                                  lambda pod: statement.place(
+                                      pod, pod_request(request, workload, pod)) is not None,
+                                  topology.room_for(request, gang,
+                                                    sized_apart(request, workload, pods)))
         for pod in pods:
             if statement.place(pod, pod_request(request, workload, pod)) is None:
                 statement.rollback(checkpoint)
@@ -353,6 +383,48 @@ class Solver:
         return statement.take_back(unit.holds, lambda: not any(
             q.limit[r] != -1 and q.allocated[r] > q.limit[r]
             for q in queue.chain() for r in range(3)))
+
+    # topology ---------------------------------------------------------------------------
+    def required_domains(self, workload: Workload, pool: str, gives: Callable[[str], bool]
+                         ) -> list[Domain] | None:
+        """Where a workload with a required topology placement may have its room made: the
+        domains of its required level (holding the pods it runs already), those whose free
+        room and what the projects `gives` accepts hold there could make it, the fewest GPUs
+        to free first. None: no requirement (anywhere in the pool)."""
+        session = self.session
+        request = session.requests[workload.id]
+        if request.topology is None or request.topology[0] is None:
+            return None
+        pool_topology = session.topology(pool)
+        pool_nodes = session.pools[pool]
+        gang = max(1, workload.min_pods - session.held[workload.id])
+        if topology.any_node_will_do(pool_topology, request.topology, gang,
+                                     session.held[workload.id] > 0):
+            return None  # one pod: its room made on one node, as for any pod
+        if pool_topology is None:
+            return []
+        level = pool_topology.level_of(request.topology[0])
+        if level is None:
+            return []
+        need = gang_need(request, workload, self.waiting[workload.id][:gang],
+                         pool_nodes.max_dev_memory)[GPU]
+        held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+        ranked: list[tuple[int, int, Domain]] = []
+        for position, domain in enumerate(pool_topology.domains(level)):
+            if not held <= domain.idxs:
+                continue
+            free = domain.free_milli()
+            givable = sum(m for n in domain.gpu_nodes
+                          for p, m in self.held_on(n.idx).items() if gives(p))
+            if free + givable >= need:
+                ranked.append((need - free, position, domain))
+        ranked.sort(key=lambda e: (e[0], e[1]))
+        return [domain for _, _, domain in ranked]
+
+    def in_domain(self, unit: Unit, domain: Domain) -> bool:
+        """Whether the unit holds a pod inside the domain (what evicting it could free)."""
+        holds = unit.holds if unit.surplus else self.holds.get(unit.workload.id, ())
+        return any(h.node.idx in domain.idxs for h in holds)
 
     # victims ----------------------------------------------------------------------------
     def protected(self, workload: Workload, pool: str) -> bool:

@@ -10,9 +10,10 @@ primitives here (`release`, `restore`, `account`); `result()` turns it into a `C
 
 import functools
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fairway_scheduler.core import reasons
+from fairway_scheduler.core.domains import PoolTopology
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
     ClusterSnapshot,
@@ -49,6 +50,9 @@ class Request:
     # The master pod's own request, where the workload sizes its master apart (see
     # `pod_request`); None: every pod asks for this one.
     master: "Request | None" = None
+    # Its topology placement: (required level, preferred level) as node label keys; None:
+    # anywhere in the pool.
+    topology: tuple[str | None, str | None] | None = None
 
     @property
     def fraction(self) -> bool:
@@ -86,7 +90,11 @@ def request_of(workload: Workload) -> Request:
     master = None
     if workload.master is not None:
         master = _sized(workload.master, workload.node_type)
-    return _sized(workload, workload.node_type, master)
+    request = _sized(workload, workload.node_type, master)
+    if workload.topology_required or workload.topology_preferred:
+        request = replace(request, topology=(workload.topology_required,
+                                             workload.topology_preferred))
+    return request
 
 
 def _sized(size: Workload | PodSize, node_type: str | None, master: Request | None = None
@@ -133,7 +141,7 @@ def requests_of(workloads: list[Workload]) -> dict[str, Request]:
     out: dict[str, Request] = {}
     for w in workloads:
         shape = (w.gpus_per_pod, w.gpu_portion, w.gpu_memory_mib, w.cpu_millis, w.memory_mib,
-                 w.node_type, w.master)
+                 w.node_type, w.master, w.topology_required, w.topology_preferred)
         request = shared.get(shape)
         if request is None:
             request = shared[shape] = request_of(w)
@@ -197,6 +205,11 @@ class Session:
             self.pools[name] = PoolNodes(name, ready,
                                          config.gpu_placement if config else "binpack",
                                          config.cpu_placement if config else "binpack")
+        # Topology domains, indexed when a workload first asks for a pool's.
+        self._topology = {name: config.topology for name, config in strategies.items()
+                          if config.topology}
+        self._topologies: dict[str, PoolTopology] = {}
+        self._nodes_of: dict[str, set[int]] | None = None
         self.all_nodes_in = Counter(node.pool for node in ordered)
         self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
                             or (DEFAULT_POOL,))
@@ -367,6 +380,31 @@ class Session:
                     dict.fromkeys(workload.node_pools))
             return preferred
         return self._every_pool
+
+    def topology(self, pool: str) -> PoolTopology | None:
+        """The pool's topology domains (None: it names no topology)."""
+        levels = self._topology.get(pool)
+        if levels is None or pool not in self.pools:
+            return None
+        topology = self._topologies.get(pool)
+        if topology is None:
+            topology = self._topologies[pool] = PoolTopology(levels, self.pools[pool])
+        return topology
+
+    def nodes_of(self, workload_id: str) -> set[int]:
+        """The nodes (`NodeState.idx`) the workload's pods hold now: running ones and this
+        cycle's placements (what a topology placement of more of its pods must stay with)."""
+        if self._nodes_of is None:
+            self._nodes_of = {}
+            for (wid, _pod), entry in self.ledger.entries():
+                node = self.nodes.get(entry[0]) if entry[0] is not None else None
+                if node is not None:
+                    self._nodes_of.setdefault(wid, set()).add(node.idx)
+        out = set(self._nodes_of.get(workload_id, ()))
+        for placement in self.placements:
+            if placement.workload_id == workload_id:
+                out.update(self.nodes[p.node].idx for p in placement.pods)
+        return out
 
     # changing ---------------------------------------------------------------------------
     def account(self, workload: Workload, pool: str, vector: list[int], sign: int) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from fairway_scheduler.core.framework.session import Hold, Request, Session, pod_request
 from fairway_scheduler.core.model import Placement, PodPlacement, Workload
-from fairway_scheduler.core.nodes import NodeState, PoolNodes, Take
+from fairway_scheduler.core.nodes import Domain, NodeState, PoolNodes, Take
 from fairway_scheduler.core.queues import MILLI
 
 _PLACE, _EVICT, _RECORD = range(3)
@@ -26,6 +26,7 @@ class Statement:
     def __init__(self, session: Session, pool: PoolNodes | None = None):
         self.session = session
         self.pool = pool  # where `place` puts pods
+        self.within: Domain | None = None  # and in it, only this topology domain's nodes
         self._log: list[tuple] = []
         self._takes: list[tuple[str, Take]] = []  # placed, not yet part of a placement
 
@@ -37,12 +38,14 @@ class Statement:
         assert self.pool is not None, "a statement without a pool places nothing"
         if request.fraction:
             take = self.pool.place_fraction(request.devices, request.portion, request.memory,
-                                            request.cpu, request.mem, request.node_type)
+                                            request.cpu, request.mem, request.node_type,
+                                            self.within)
         elif request.devices:
             take = self.pool.place_whole(request.devices, request.cpu, request.mem,
-                                         request.node_type)
+                                         request.node_type, self.within)
         else:
-            take = self.pool.place_cpu(request.cpu, request.mem, request.node_type)
+            take = self.pool.place_cpu(request.cpu, request.mem, request.node_type,
+                                       self.within)
         if take is not None:
             self._takes.append((pod, take))
             self._log.append((_PLACE, take))

@@ -1,0 +1,153 @@
+"""Properties of topology-aware placement over random clusters (two levels, block and rack,
+some nodes unlabelled) with running work and new work asking for topology: a required
+placement is never split (every pod of the workload, those it ran before and those placed now,
+on nodes of one domain of the required level, which carry the label); a disruption made for
+a rack-bound workload takes its victims where the workload lands; no device is over-committed;
+and without topology the answer is the same whatever topology the pool names."""
+
+from collections import defaultdict
+from dataclasses import replace
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fairway_scheduler.core import (
+    Allocation,
+    ClusterSnapshot,
+    Node,
+    NodePool,
+    QueueSpec,
+    Quota,
+    Workload,
+    decide,
+)
+from tests.scheduler.test_scheduler_properties import T0
+
+BLOCK, RACK = "topology.fairway.io/block", "topology.fairway.io/rack"
+LEVELS = (BLOCK, RACK)
+NOW = T0 + timedelta(hours=1)
+ASKS = ((None, None), (RACK, None), (RACK, RACK), (BLOCK, RACK), (None, RACK), (BLOCK, None))
+
+
+@st.composite
+def clusters(draw) -> ClusterSnapshot:
+    nodes = []
+    for i in range(draw(st.integers(2, 8))):
+        block = draw(st.sampled_from(["b1", "b2", None]))
+        rack = draw(st.sampled_from(["r1", "r2"]))
+        labels = ((BLOCK, block), (RACK, rack)) if block else ()
+        nodes.append(Node(f"n{i}", "default", True, draw(st.sampled_from([2, 4, 8])), None,
+                          40960, labels=labels))
+    projects = [f"t{i}" for i in range(draw(st.integers(1, 3)))]
+    queues = tuple(QueueSpec(p, "project", "default", None,
+                             Quota(draw(st.sampled_from([0, 2, 4, 8])), -1, 1))
+                   for p in projects)
+    running = []
+    for i in range(draw(st.integers(0, 6))):
+        pods = draw(st.integers(1, 3))
+        required, preferred = draw(st.sampled_from(ASKS))
+        running.append(Workload(
+            id=f"old{i}", project=draw(st.sampled_from(projects)), priority=50,
+            submitted_at=T0 + timedelta(seconds=i), gpus_per_pod=draw(st.sampled_from([1, 2])),
+            pods=pods, min_pods=draw(st.integers(1, pods)),
+            waiting_pods=tuple(f"old{i}-{j}" for j in range(pods)),
+            topology_required=required, topology_preferred=preferred))
+    first = decide(ClusterSnapshot(tuple(nodes), tuple(running), (),
+                                   (NodePool("default", topology=LEVELS),), queues, T0))
+    allocations = []
+    started = []
+    for p in first.placements:
+        allocations += [Allocation(p.workload_id, pod.pod, pod.node, pod.gpu_devices)
+                        for pod in p.pods]
+    placed = {p.workload_id: {pod.pod for pod in p.pods} for p in first.placements}
+    for w in running:
+        if w.id in placed:
+            started.append(replace(w, started_at=T0, waiting_pods=tuple(
+                pod for pod in w.waiting_pods if pod not in placed[w.id])))
+    new = []
+    for i in range(draw(st.integers(1, 5))):
+        pods = draw(st.integers(1, 4))
+        required, preferred = draw(st.sampled_from(ASKS))
+        new.append(Workload(
+            id=f"new{i}", project=draw(st.sampled_from(projects)),
+            priority=draw(st.sampled_from([50, 100])),
+            submitted_at=NOW + timedelta(seconds=i),
+            gpus_per_pod=draw(st.sampled_from([1, 2, 4])), pods=pods,
+            min_pods=draw(st.integers(1, pods)),
+            waiting_pods=tuple(f"new{i}-{j}" for j in range(pods)),
+            topology_required=required, topology_preferred=preferred))
+    return ClusterSnapshot(tuple(nodes), tuple(started + new), tuple(allocations),
+                           (NodePool("default", topology=LEVELS),), queues, NOW)
+
+
+def _domain(node: Node, label: str) -> tuple[str, ...] | None:
+    labels = dict(node.labels)
+    key = tuple(labels.get(level) for level in LEVELS[:LEVELS.index(label) + 1])
+    return None if None in key else key
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_a_required_placement_is_never_split(snapshot: ClusterSnapshot):
+    result = decide(snapshot)
+    nodes = {n.name: n for n in snapshot.nodes}
+    workloads = {w.id: w for w in snapshot.workloads}
+    gone: dict[str, set[str] | None] = {}  # evicted pods per workload (None: all)
+    for e in result.evictions:
+        if e.pods is None or gone.get(e.workload_id, set()) is None:
+            gone[e.workload_id] = None
+        else:
+            gone.setdefault(e.workload_id, set()).update(e.pods)  # type: ignore[union-attr]
+
+    def stays(a: Allocation) -> bool:
+        if a.workload_id not in gone:
+            return True
+        pods = gone[a.workload_id]
+        return pods is not None and a.pod not in pods
+
+    moved = {p.workload_id for p in result.placements if p.moved}
+    holds: dict[str, list[str]] = defaultdict(list)
+    for a in snapshot.allocations:
+        if stays(a):
+            holds[a.workload_id].append(a.node)
+    for p in result.placements:
+        holds[p.workload_id] += [pod.node for pod in p.pods]
+    for p in result.placements:
+        w = workloads[p.workload_id]
+        if w.topology_required is None:
+            continue  # (a moved workload too: where it runs after the move)
+        domains = {_domain(nodes[n], w.topology_required) for n in holds[w.id]}
+        assert None not in domains, (w.id, holds[w.id])
+        assert len(domains) == 1, (w.id, holds[w.id])
+        # its victims made room where it landed (a move makes none: it is its own)
+        [where] = domains
+        for e in result.evictions if p.workload_id not in moved else ():
+            if e.by == w.id and e.reason in ("reclaim", "preempt"):
+                victim_nodes = {a.node for a in snapshot.allocations
+                                if a.workload_id == e.workload_id
+                                and (e.pods is None or a.pod in e.pods)}
+                assert any(_domain(nodes[n], w.topology_required) == where
+                           for n in victim_nodes), (w.id, e)
+    # no device over-committed: what stays and what is placed
+    used: dict[tuple[str, int], int] = defaultdict(int)
+    for a in snapshot.allocations:
+        if stays(a):
+            for d in a.gpu_devices:
+                used[(a.node, d)] += 1
+    for p in result.placements:
+        for pod in p.pods:
+            for d in pod.gpu_devices:
+                used[(pod.node, d)] += 1
+    assert all(v <= 1 for v in used.values()), used
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters())
+def test_without_topology_requests_a_topology_changes_nothing(snapshot: ClusterSnapshot):
+    plain = replace(snapshot, workloads=tuple(
+        replace(w, topology_required=None, topology_preferred=None)
+        for w in snapshot.workloads))
+    no_levels = replace(plain, pools=(NodePool("default"),),
+                        nodes=tuple(replace(n, labels=()) for n in plain.nodes))
+    assert decide(plain) == decide(no_levels)
