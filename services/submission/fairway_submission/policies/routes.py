@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query, Response
+from pydantic import ValidationError
 
 from fairway_contracts import WorkloadType, subjects
 from fairway_contracts.base import Contract
@@ -122,7 +123,13 @@ def _meta(scope: str | None, department_id: str | None, project_id: str | None) 
     """The scope named by query parameters; without `scope`, the narrowest id given."""
     if scope is None:
         scope = "project" if project_id else "department" if department_id else "cluster"
-    return PolicyMeta(scope=scope, department_id=department_id, project_id=project_id)
+    try:
+        return PolicyMeta(scope=scope, department_id=department_id, project_id=project_id)
+    except ValidationError as exc:  # a query parameter no scope can take (a NUL character)
+        error = exc.errors()[0]
+        field = {"department_id": "departmentId", "project_id": "projectId"}.get(
+            str(error["loc"][0]) if error.get("loc") else "", "scope")
+        raise field_error(422, field, error["msg"].removeprefix("Value error, ")) from None
 
 
 async def _scope(service: SubmissionService, caller: Grants, meta: PolicyMeta, *, edit: bool
