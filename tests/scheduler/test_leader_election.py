@@ -334,3 +334,34 @@ async def test_a_released_lease_is_taken_at_once(kubeconfig, tag):
     assert await b.try_acquire_or_renew() is Attempt.HELD
     await a.release()
     assert await b.try_acquire_or_renew() is Attempt.LEADING
+
+
+async def test_a_lease_won_while_the_database_is_away_is_kept_and_loaded_by_the_cycle():
+    """A standby that wins the Lease during a database outage (its leader died in it) leads
+    without a state, and its cycle loads the state first when the database is back; it does
+    not stop the service (which would hand the same outage to the next standby)."""
+    from fairway_scheduler.leader import Leadership
+
+    events: list[str] = []
+
+    class Service:
+        class runtime:
+            @staticmethod
+            def background(coro, name):
+                return asyncio.ensure_future(coro)
+
+        async def load(self):
+            events.append("load")
+            raise ConnectionRefusedError("the database is away")
+
+        def reload_before_next_cycle(self):
+            events.append("reload before the next cycle")
+
+        async def run_cycles(self):
+            events.append("cycling")
+
+    leadership = object.__new__(Leadership)
+    leadership.service, leadership.consumers, leadership._cycle = Service(), [], None
+    await leadership._lead()
+    await leadership._cycle
+    assert events == ["load", "reload before the next cycle", "cycling"]

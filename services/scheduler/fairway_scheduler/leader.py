@@ -366,7 +366,15 @@ class Leadership:
             self.service.runtime.request_stop()
 
     async def _lead(self) -> None:
-        await self.service.load()
+        try:
+            await self.service.load()
+        except Exception as exc:
+            # The Lease can fall to this instance while the database is away (a leader that
+            # died during an outage): lead anyway, and let the cycle load the state when the
+            # database is back. No cycle decides before a load has succeeded; leaving the
+            # Lease instead would only hand the same outage to the next standby.
+            log.warning("state not loaded (%r); the cycle loads it when it can", exc)
+            self.service.reload_before_next_cycle()
         for consumer in self.consumers:
             await consumer.lead(True)
         # The service's cycle loop: cancelled, not signalled, when leadership ends, so that no

@@ -412,6 +412,12 @@ class SchedulerService:
         return (self._decided_at is None or (now - self._decided_at).total_seconds()
                 >= self.settings.time_aware_fairness_refresh_seconds)
 
+    def reload_before_next_cycle(self) -> None:
+        """The state in memory cannot be trusted (it could not be loaded): the next cycle
+        loads it from the tables first, and runs soon."""
+        self._reload = True
+        self._changed.set()
+
     async def run_cycles(self) -> None:
         """Cycle until cancelled: soon after a change, and at least every cycle_seconds. The
         usage history is written every flush interval, and when the loop ends."""
@@ -446,7 +452,10 @@ class SchedulerService:
             except Exception:
                 # Memory and tables may disagree after a failure: start the next cycle from
                 # the tables.
-                log.exception("scheduling cycle failed; reloading the state")
+                if self.runtime.database_reachable:
+                    log.exception("scheduling cycle failed; reloading the state")
+                else:  # an outage: the probe has said so; one line per cycle is enough
+                    log.warning("scheduling cycle skipped: the database is away")
                 self._reload = True
             if loop.time() - flushed >= self.settings.usage_flush_seconds:
                 flushed = loop.time()
