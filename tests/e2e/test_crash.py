@@ -15,7 +15,7 @@ from kubernetes import client, config
 
 from fairway_devstack.stack import SERVICES
 from fairway_devstack.testing import running_stack, supervising
-from tests.e2e.test_robustness import all_phase_events, legal
+from tests.e2e.test_robustness import all_phase_events, assert_legal_stories
 
 pytestmark = pytest.mark.e2e
 
@@ -115,17 +115,7 @@ async def test_kill_9_of_every_process_in_turn_loses_and_repeats_nothing(crash_s
         await asyncio.sleep(1)
     assert not remaining, f"{len(remaining)} workloads never finished"
 
-    stories = await all_phase_events(stack.nats_url, "default")
-    for wid in ids:
-        story = stories[wid]
-        assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), wid
-        assert story[-1]["phase"] == "Completed", (wid, [e["phase"] for e in story])
-        previous = None
-        for event in story:
-            assert event["previousPhase"] == previous, (wid, event)
-            assert event["phase"] != previous, (wid, "a transition repeated")
-            assert legal(previous, event), (wid, [e["phase"] for e in story])
-            previous = event["phase"]
+    assert_legal_stories(await all_phase_events(stack.nats_url, "default"), ids)
 
     pods = kube.list_namespaced_pod("fairway-default").items
     per_workload: dict[str, list[str]] = {}

@@ -52,6 +52,24 @@ async def all_phase_events(nats_url: str, project: str) -> dict[str, list[dict]]
         await nc.close()
 
 
+def assert_legal_stories(stories: dict[str, list[dict]], ids: list[str],
+                         final: str = "Completed") -> None:
+    """Every workload's phase events: numbered 1, 2, 3... with none missing or repeated, each
+    naming the phase before it, never the same phase twice in a row, every step a legal one,
+    and ending in `final`."""
+    for wid in ids:
+        story = stories[wid]
+        phases = [e["phase"] for e in story]
+        assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), (wid, phases)
+        assert phases and phases[-1] == final, (wid, phases)
+        previous = None
+        for event in story:
+            assert event["previousPhase"] == previous, (wid, event)
+            assert event["phase"] != previous, (wid, "a transition repeated", phases)
+            assert legal(previous, event), (wid, phases)
+            previous = event["phase"]
+
+
 async def test_watch_faults_and_a_lifecycle_restart_lose_and_repeat_nothing(
         api, default_project_id, stack):
     kubesim = stack.info()["processes"]["kubesim"]["url"]
@@ -82,14 +100,4 @@ async def test_watch_faults_and_a_lifecycle_restart_lose_and_repeat_nothing(
         await asyncio.sleep(1)
     assert not remaining, f"{len(remaining)} workloads never finished"
 
-    stories = await all_phase_events(stack.nats_url, "default")
-    for wid in ids:
-        story = stories[wid]
-        sequences = [e["sequence"] for e in story]
-        assert sequences == list(range(1, len(story) + 1)), (wid, sequences)
-        assert story[-1]["phase"] == "Completed", (wid, [e["phase"] for e in story])
-        previous = None
-        for event in story:
-            assert event["previousPhase"] == previous, (wid, event)
-            assert legal(previous, event), (wid, [e["phase"] for e in story])
-            previous = event["phase"]
+    assert_legal_stories(await all_phase_events(stack.nats_url, "default"), ids)
