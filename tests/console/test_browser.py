@@ -242,7 +242,8 @@ def test_an_administrator_creates_and_edits_a_project_quota_and_sees_refusals_by
             quota["gpu"]["overQuotaWeight"]) == (2, 4, 3)
 
 
-def test_a_running_workloads_page_shows_its_pod_and_log(browser, stack, api, admin_user, pools):
+def test_a_running_workloads_page_shows_its_pod_its_events_and_log(browser, stack, api,
+                                                                   admin_user, pools):
     project = make_project(api, "logs")
     workload_id = submit(api, "trainings", project, "talks", nodePools=["t4"], annotations={
         RUN_SECONDS: "600", "sim.fairway.io/log": "hello from the console"})
@@ -251,8 +252,11 @@ def test_a_running_workloads_page_shows_its_pod_and_log(browser, stack, api, adm
         # the page follows the phase live, then its pods table and history are re-read
         expect(page.locator("#detail [data-phase]")).to_have_text("Running", timeout=60_000)
         pod = api.get(f"/api/v1/workloads/{workload_id}/pods").json()["pods"][0]
-        expect(page.get_by_role("cell", name=pod["node"])).to_be_visible()
+        expect(page.get_by_role("cell", name=pod["node"], exact=True)).to_be_visible()
         expect(page.locator("#history")).to_contain_text("Running")
+        page.reload()  # what Kubernetes recorded about the pod, read from the cluster
+        expect(page.locator("#kube-events")).to_contain_text("Scheduled")
+        expect(page.locator("#kube-events")).to_contain_text("Started")
         deadline = time.monotonic() + 30
         while "hello from the console" not in page.content():
             assert time.monotonic() < deadline, page.content()

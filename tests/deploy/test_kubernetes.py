@@ -163,7 +163,7 @@ def test_submission_may_only_find_pods_and_read_their_logs():
     assert pod.get("automountServiceAccountToken", True) is True
     rules = by_kind("ClusterRole")["fairway-submission-logs"]["rules"]
     assert {r: tuple(rule["verbs"]) for rule in rules for r in rule["resources"]} == {
-        "pods": ("list",), "pods/log": ("get",)}
+        "pods": ("list",), "pods/log": ("get",), "events": ("list",)}
     binding = by_kind("ClusterRoleBinding")["fairway-submission-logs"]
     assert binding["subjects"][0]["name"] == "fairway-submission"
 

@@ -40,6 +40,9 @@ def test_submit_list_and_describe_a_training(cli):
     described = cli("describe", "cli-tour")
     for phase in ("Creating", "Pending", "Initializing", "Running", "Completed"):
         assert phase in described
+    assert "Kubernetes events" in described  # what the cluster recorded about its pod
+    for reason in ("Scheduled", "Pulled", "Started"):
+        assert reason in described
 
 
 def test_cli_errors_name_the_problem(stack, monkeypatch):

@@ -1,7 +1,8 @@
 """A workload's pod logs end to end: a training submitted through the API runs on kubesim, and
 its log comes back through `GET /api/v1/workloads/{id}/pods/{pod}/logs` (whole, its tail,
-followed as it is written) and through `fairway logs`; a caller who may not see the workload
-cannot read its logs either."""
+followed as it is written) and through `fairway logs`, and what Kubernetes recorded about its
+pod through `GET /api/v1/workloads/{id}/kubernetes-events`; a caller who may not see the
+workload can read neither."""
 
 import time
 import uuid
@@ -76,6 +77,13 @@ def test_a_trainings_log_through_the_api_and_the_cli(stack, api, default_project
     assert container.status_code == 400 and container.json()["details"][0]["field"] == \
         "container"
 
+    # what Kubernetes recorded about the pod, oldest first
+    events = api.get(f"/api/v1/workloads/{wid}/kubernetes-events")
+    assert events.status_code == 200, events.text
+    reasons = [e["reason"] for e in events.json()["events"]]
+    assert reasons[:1] == ["Scheduled"] and {"Pulled", "Started"} <= set(reasons), reasons
+    assert {e["pod"] for e in events.json()["events"]} == {pod}
+
     # the CLI: the workload's first pod, named on stderr when there is a choice
     monkeypatch.setenv("FAIRWAY_STATE_DIR", str(stack.state_dir))
     monkeypatch.delenv("FAIRWAY_API_URL", raising=False)
@@ -110,5 +118,6 @@ def test_logs_are_refused_outside_the_callers_scope(stack, api, held):
         refused = me.get(f"/api/v1/workloads/{wid}/pods/{pod}/logs")
         assert refused.status_code == 404, refused.text
         assert me.get(f"/api/v1/workloads/{wid}/pods").status_code == 404  # as the pods
+        assert me.get(f"/api/v1/workloads/{wid}/kubernetes-events").status_code == 404
     anonymous = httpx.get(f"{stack.api_url}/api/v1/workloads/{wid}/pods/{pod}/logs")
     assert anonymous.status_code == 401

@@ -112,3 +112,41 @@ async def test_without_a_cluster_configuration_logs_are_unavailable(tmp_path):
         assert exc.value.code == 503 and "KUBECONFIG" in exc.value.message
     finally:
         logs.close()
+
+
+async def test_a_workloads_kubernetes_events_are_its_own_pods_oldest_first(cluster):
+    kubeconfig, core = cluster
+    wid = str(uuid.uuid4())
+    running_pod(core, wid, "evented-0", {})
+    # The same pod name in another namespace, of another workload: none of its events.
+    core.create_namespace({"metadata": {"name": "fairway-other"}})
+    core.create_namespaced_pod("fairway-other", {
+        "metadata": {"name": "evented-0", "annotations": FAST,
+                     "labels": {WORKLOAD_LABEL: str(uuid.uuid4())}},
+        "spec": {"nodeName": "t4-1", "restartPolicy": "Never",
+                 "containers": [{"name": "main", "image": "busybox"}]}})
+    core.create_namespaced_event("fairway-team", {
+        "metadata": {"name": "evented-0.moved"},
+        "involvedObject": {"kind": "Pod", "namespace": "fairway-team", "name": "evented-0",
+                           "uid": core.read_namespaced_pod("evented-0", "fairway-team")
+                           .metadata.uid},
+        "type": "Normal", "reason": "GpuProcessMoved", "message": "moved to device 1",
+        "source": {"component": "fairway-lifecycle"},
+        "firstTimestamp": "2099-01-01T00:00:00Z", "lastTimestamp": "2099-01-01T00:00:00Z"})
+    logs = PodLogs(kubeconfig, streams=2)
+    try:
+        events = await logs.events(wid)
+        reasons = [e["reason"] for e in events]
+        assert {"Pulled", "Started"} <= set(reasons), reasons
+        assert reasons[-1] == "GpuProcessMoved"  # the newest last
+        assert events[-1] == {"pod": "evented-0", "type": "Normal", "reason": "GpuProcessMoved",
+                              "message": "moved to device 1", "count": 1,
+                              "firstTime": "2099-01-01T00:00:00+00:00",
+                              "lastTime": "2099-01-01T00:00:00+00:00",
+                              "source": "fairway-lifecycle"}
+        assert {e["pod"] for e in events} == {"evented-0"}
+        assert len(events) == len({(e["reason"], e["lastTime"], e["message"]) for e in events})
+        other = await logs.events(str(uuid.uuid4()))  # a workload with no pods
+        assert other == []
+    finally:
+        logs.close()

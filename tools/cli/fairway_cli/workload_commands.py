@@ -393,8 +393,9 @@ def describe(
         pods = api.call("GET", f"/api/v1/workloads/{wid}/pods")["pods"]
     except CliError as exc:
         fail(exc)
+    kube_events, kube_problem = _kubernetes_events(api, wid)
     if json_output:
-        as_json({**w, "pods": pods, "events": events})
+        as_json({**w, "pods": pods, "events": events, "kubernetesEvents": kube_events})
         return
     p = w["phase"]
     out = console.print
@@ -427,6 +428,25 @@ def describe(
     if w["type"] == "inference":
         for line in _serving_lines(w):
             out(line, highlight=False)
+    for table in _describe_tables(pods, events, kube_events):
+        out(table)
+    if kube_events is None:
+        out(f"[yellow]Kubernetes events unavailable:[/] {kube_problem}", highlight=False)
+
+
+def _kubernetes_events(api: Api, wid: str) -> tuple[list[dict[str, Any]] | None, str]:
+    """Read from the cluster, not from Fairway's tables: when the cluster cannot be asked,
+    the rest is still worth showing (None, and why)."""
+    try:
+        return api.call("GET", f"/api/v1/workloads/{wid}/kubernetes-events")["events"], ""
+    except CliError as exc:
+        return None, str(exc)
+
+
+def _describe_tables(pods: list[dict[str, Any]], events: list[dict[str, Any]],
+                     kube_events: list[dict[str, Any]] | None) -> list[Table]:
+    """`describe`'s tables: the pods, the phase history, what Kubernetes recorded."""
+    tables = []
     if pods:
         table = Table(title="pods", box=None, header_style="bold")
         for col in ("NAME", "ROLE", "NODE", "PHASE", "GPU"):
@@ -434,13 +454,23 @@ def describe(
         for pod in pods:
             table.add_row(pod.get("name", "?"), str(pod.get("role", "")),
                           pod.get("node") or "-", pod.get("phase", "?"), _pod_gpu(pod))
-        out(table)
+        tables.append(table)
     table = Table(title="phase history", box=None, header_style="bold")
     for col in ("TIME", "FROM", "TO", "REASON", "MESSAGE"):
         table.add_column(col)
     for e in events:
         table.add_row(e["time"][11:19], e["from"] or "-", e["to"], e["reason"], e["message"])
-    out(table)
+    tables.append(table)
+    if kube_events:
+        table = Table(title="Kubernetes events (the last 20)", box=None, header_style="bold")
+        for col in ("TIME", "POD", "TYPE", "REASON", "MESSAGE"):
+            table.add_column(col)
+        for e in kube_events[-20:]:
+            count = f" (x{e['count']})" if e["count"] > 1 else ""
+            table.add_row((e["lastTime"] or "")[11:19], e["pod"], e["type"], e["reason"],
+                          e["message"] + count)
+        tables.append(table)
+    return tables
 
 
 def _serving_lines(w: dict[str, Any]) -> list[str]:

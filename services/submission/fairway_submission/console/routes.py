@@ -312,8 +312,16 @@ async def workload(request: Request, workload_id: str) -> HTMLResponse:
     shown = await _api(workload_routes.get_workload(workload_id, caller, service))
     history = await _api(workload_routes.workload_events(workload_id, caller, service))
     pods = await _api(workload_routes.workload_pods(workload_id, caller, service))
+    # Read from the cluster: the page is still worth showing when it cannot be asked.
+    kube_events, kube_problem = [], None
+    try:
+        kube_events = (await workload_routes.workload_kubernetes_events(
+            workload_id, caller, service))["events"]
+    except ApiError as exc:
+        kube_problem = exc.message
     return _page(request, "workload.html", caller, w=shown, history=history["events"],
                  pods=pods["pods"], may_manage=_may_manage(caller),
+                 kube_events=kube_events[-50:], kube_problem=kube_problem,
                  message=request.query_params.get("message"))
 
 

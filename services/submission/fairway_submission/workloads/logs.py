@@ -1,5 +1,6 @@
-"""A workload's pod logs, read from Kubernetes with the official client (read-only: submission
-lists pods and reads `pods/log`, it changes nothing in the cluster).
+"""A workload's pod logs and Kubernetes events, read from Kubernetes with the official client
+(read-only: submission lists pods and events and reads `pods/log`, it changes nothing in the
+cluster).
 
 The client is synchronous: each log request holds a thread of `PodLogs`' own pool while it
 reads, chunk by chunk, and hands each chunk to the event loop as it comes, so a followed log
@@ -14,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -28,6 +30,8 @@ log = logging.getLogger("fairway.submission.logs")
 WORKLOAD_LABEL = "fairway.io/workload-id"
 CHUNK_BYTES = 16 * 1024
 READ_TIMEOUT_SECONDS = 30.0  # a log that is not followed must come within this
+EVENT_QUERIES_PER_POD = 16  # up to this many pods, their events are asked for pod by pod
+MAX_EVENTS = 500  # the newest this many events of a workload are shown
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ class PodLogs:
                 self._core = client.CoreV1Api(api_client(self._kubeconfig))
             except Exception as exc:  # no kubeconfig, not in a cluster: say so, per request
                 log.warning("no Kubernetes client: %s", exc)
-                raise ApiError(503, "logs are unavailable: submission has no Kubernetes "
+                raise ApiError(503, "pod logs and events are unavailable: submission has no "
+                                    "Kubernetes "
                                     "configuration (KUBECONFIG)") from None
         return self._core
 
@@ -89,6 +94,46 @@ class PodLogs:
             raise field_error(404, "pod", f"pod {pod} of workload {workload_id} no longer "
                                           "exists in the cluster")
         return str(items[0]["metadata"]["namespace"])
+
+    async def events(self, workload_id: str) -> list[dict[str, Any]]:
+        """The Kubernetes events about the workload's pods (scheduling, image pulls, starts,
+        kills, the node-level scheduler's moves), oldest first. Found by the pods' uids, so a
+        pod of the same name in another namespace, or an earlier pod of that name, never
+        lends its events. Pods that are gone take their events with them."""
+        api = self._api()
+
+        def read() -> list[dict[str, Any]]:
+            pods = parse_body(api.list_pod_for_all_namespaces(
+                label_selector=f"{WORKLOAD_LABEL}={workload_id}", _preload_content=False,
+                _request_timeout=READ_TIMEOUT_SECONDS).data) or {}
+            by_uid: dict[str, str] = {}
+            namespaces: set[str] = set()
+            for pod in pods.get("items") or []:
+                meta = pod.get("metadata") or {}
+                if meta.get("uid"):
+                    by_uid[meta["uid"]] = meta.get("name", "")
+                    namespaces.add(meta.get("namespace") or "default")
+            found: list[dict[str, Any]] = []
+            for namespace in sorted(namespaces):
+                # A few pods: asked by uid, one by one; many: the namespace's pod events,
+                # kept by uid here (fewer calls than pods).
+                selectors = ([f"involvedObject.kind=Pod,involvedObject.uid={uid}"
+                              for uid in by_uid] if len(by_uid) <= EVENT_QUERIES_PER_POD
+                             else ["involvedObject.kind=Pod"])
+                for selector in selectors:
+                    answer = parse_body(api.list_namespaced_event(
+                        namespace, field_selector=selector, _preload_content=False,
+                        _request_timeout=READ_TIMEOUT_SECONDS).data) or {}
+                    found.extend(e for e in answer.get("items") or []
+                                 if (e.get("involvedObject") or {}).get("uid") in by_uid)
+            # Times have a second's precision: within one second, the order they were
+            # written in (the resource version, which every API server in use counts up).
+            found.sort(key=lambda e: _written(e, _time(
+                e.get("lastTimestamp") or (e.get("series") or {}).get("lastObservedTime")
+                or e.get("firstTimestamp") or e.get("eventTime"))))
+            return [_event(e, by_uid) for e in found[-MAX_EVENTS:]]
+
+        return await self._call(read, f"of workload {workload_id}")
 
     async def open(self, namespace: str, pod: str, query: LogQuery) -> AsyncIterator[bytes]:
         """Start reading the log; Kubernetes' refusals are raised here, before anything is
@@ -134,6 +179,43 @@ class PodLogs:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _event(event: dict[str, Any], pods: dict[str, str]) -> dict[str, Any]:
+    """A core/v1 Event as the API shows it (events.k8s.io's newer fields where the older
+    ones are empty, as `kubectl describe` reads them)."""
+    involved = event.get("involvedObject") or {}
+    source = event.get("source") or {}
+    first = event.get("firstTimestamp") or event.get("eventTime")
+    series = event.get("series") or {}
+    last = event.get("lastTimestamp") or series.get("lastObservedTime") or first
+    return {
+        "pod": pods.get(involved.get("uid", ""), involved.get("name", "")),
+        "type": event.get("type") or "Normal",
+        "reason": event.get("reason") or "",
+        "message": event.get("message") or "",
+        "count": event.get("count") or series.get("count") or 1,
+        "firstTime": _time(first),
+        "lastTime": _time(last),
+        "source": source.get("component") or event.get("reportingComponent") or "",
+    }
+
+
+def _written(event: dict[str, Any], last: str | None) -> tuple[str, int]:
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "")
+    return last or "", int(version) if version.isdigit() else 0
+
+
+def _time(value: Any) -> str | None:
+    """An RFC 3339 time as the API writes times (ISO 8601 with the offset), so that they
+    sort and compare as times: Kubernetes' clients write `Z` or `+00:00`, with or without
+    fractions."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).isoformat()
+    except ValueError:
+        return str(value)
+
+
 def _hang_up(response: Any) -> None:
     """End a log response, also when a worker thread is still blocked reading it (a followed
     log waiting for its next line, whose reader left): closing the file alone does not wake
@@ -160,7 +242,8 @@ def _refusal(status: int, body: Any, pod: str) -> ApiError:
         return field_error(409, "pod", message)  # not started yet: the pod's state, not the ask
     if status in (401, 403):
         log.warning("Kubernetes refused submission's log request (%s): %s", status, message)
-        return ApiError(503, "logs are unavailable: the cluster refused submission's request "
+        return ApiError(503, "pod logs and events are unavailable: the cluster refused "
+                             "submission's request "
                              f"({status})")
     if status == 422:
         return ApiError(400, message)

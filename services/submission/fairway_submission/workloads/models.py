@@ -333,6 +333,24 @@ class PhaseHistory(ApiAnswer):
     events: list[PhaseChange]
 
 
+class KubernetesEvent(ApiAnswer):
+    pod: str = Field(description="the pod the event is about")
+    type: str = Field(description="Normal or Warning")
+    reason: str = Field(description="Kubernetes' short reason, e.g. Scheduled, Pulled, "
+                                    "Killing, GpuProcessMoved")
+    message: str
+    count: int = Field(description="how often it happened (Kubernetes folds repeats)")
+    first_time: str | None = Field(description="when it first happened (RFC 3339)")
+    last_time: str | None = Field(description="when it last happened (RFC 3339)")
+    source: str = Field(description="the component that reported it (kubelet, the scheduler, "
+                                    "fairway-lifecycle...)")
+
+
+class KubernetesEvents(ApiAnswer):
+    events: list[KubernetesEvent] = Field(
+        description="oldest first; at most the newest 500")
+
+
 class BatchResult(ApiAnswer):
     id: str
     code: int = Field(description="202 when accepted; else the status a single request "

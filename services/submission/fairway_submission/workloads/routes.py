@@ -40,6 +40,7 @@ from fairway_submission.workloads.models import (
     BatchOut,
     DistributedCreate,
     InferenceCreate,
+    KubernetesEvents,
     PhaseHistory,
     PodsOut,
     TrainingCreate,
@@ -201,6 +202,20 @@ async def workload_events(workload_id: str, caller: Caller, service: Submission
         {"sequence": h["sequence"], "from": h["previous_phase"], "to": h["phase"],
          "reason": h["reason"], "message": h["message"], "time": h["time"].isoformat()}
         for h in history]}
+
+
+@router.get("/workloads/{workload_id}/kubernetes-events", response_model=KubernetesEvents,
+            responses=errors(401, 404, 422, 503))
+async def workload_kubernetes_events(workload_id: str, caller: Caller, service: Submission
+                                     ) -> dict[str, Any]:
+    """What Kubernetes recorded about the workload's pods — scheduled, image pulled, started,
+    killed, OOM, the node-level scheduler's moves — read from the cluster now (the phase
+    history is `/events`); whoever may see the workload may read them."""
+    async with service.pool.acquire() as conn:
+        row = await _visible(conn, caller, workload_id)
+    if not row["pods"]:
+        return {"events": []}
+    return {"events": await service.pod_logs.events(str(row["workload_id"]))}
 
 
 @router.post("/workloads/batch", status_code=202, response_model=BatchOut,
