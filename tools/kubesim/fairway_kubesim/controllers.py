@@ -506,7 +506,7 @@ class Controllers:
             ordinal = _ordinal(pod.obj["metadata"]["name"], name)
             if ordinal is not None:
                 by_ordinal[ordinal] = pod
-        for ordinal, pod in sorted(by_ordinal.items()):  # an ended pod is made again
+        for pod in by_ordinal.values():  # an ended pod is made again
             if _phase(pod.obj) in TERMINAL and not _deleting(pod.obj):
                 self._remove_pods(sts, [pod], 0)
         for ordinal in range(replicas):
@@ -546,65 +546,54 @@ class Controllers:
         meta, spec = job["metadata"], job["spec"]
         name = meta["name"]
         status = copy.deepcopy(job.get("status") or {})
-        replica_specs = spec["pytorchReplicaSpecs"]
-        expected = _pytorch_pods(name, replica_specs)
+        expected = _pytorch_pods(name, spec["pytorchReplicaSpecs"])
         pods = {p.obj["metadata"]["name"]: p for p in self._owned(self.pods, job)}
         if not status.get("conditions"):
             set_condition(status, "Created", "True", "PyTorchJobCreated",
                           f"PyTorchJob {name} is created.")
-        finished = has_condition(status, "Succeeded") or has_condition(status, "Failed")
-        counts: dict[str, dict[str, int]] = {}
-        failed_pod = None
-        for pod_name, (rtype, _index) in expected.items():
-            pod = pods.get(pod_name)
-            tally = counts.setdefault(rtype, {"active": 0, "succeeded": 0, "failed": 0})
-            if pod is None:
-                continue
-            phase = _phase(pod.obj)
-            if phase == "Succeeded":
-                tally["succeeded"] += 1
-            elif phase == "Failed":
-                tally["failed"] += 1
-                if replica_specs[rtype].get("restartPolicy") in ("Never", "ExitCode"):
-                    failed_pod = pod_name
-            elif not _deleting(pod.obj):
-                tally["active"] += 1
+        counts, failed_pod = _pytorch_tally(spec["pytorchReplicaSpecs"], expected, pods)
         status["replicaStatuses"] = counts
-        now = now_rfc3339()
-        if not finished:
-            status.setdefault("startTime", now)
-            leader = "Master" if "Master" in counts else "Worker"
-            lead = counts.get(leader, {})
-            if failed_pod is not None:
-                set_condition(status, "Running", "False", "PyTorchJobFailed",
-                              f"PyTorchJob {name} is failed.")
-                set_condition(status, "Failed", "True", "PyTorchJobFailed",
-                              f"PyTorchJob {name} is failed because pod {failed_pod} failed.")
-                finished = True
-            elif lead and lead["succeeded"] == int(replica_specs[leader].get("replicas", 1)):
-                set_condition(status, "Running", "False", "PyTorchJobSucceeded",
-                              f"PyTorchJob {name} is successfully completed.")
-                set_condition(status, "Succeeded", "True", "PyTorchJobSucceeded",
-                              f"PyTorchJob {name} is successfully completed.")
-                finished = True
-            else:
-                for pod_name, (rtype, index) in expected.items():
-                    if pod_name not in pods:
-                        self._create_pytorch_pod(job, pod_name, rtype, index, expected)
-                running = all(pod_name in pods and _phase(pods[pod_name].obj) == "Running"
-                              for pod_name in expected)
-                if running and expected:
-                    set_condition(status, "Running", "True", "PyTorchJobRunning",
-                                  f"PyTorchJob {name} is running.")
-            if finished:
-                status["completionTime"] = now
+        if not (has_condition(status, "Succeeded") or has_condition(status, "Failed")):
+            status.setdefault("startTime", now_rfc3339())
+            if self._pytorch_ended(job, status, counts, failed_pod):
+                status["completionTime"] = now_rfc3339()
                 clean = (spec.get("runPolicy") or {}).get("cleanPodPolicy", "None")
                 if clean == "All":
                     self._remove_pods(job, [p for p in pods.values() if not _deleting(p.obj)])
                 elif clean == "Running":
                     self._remove_pods(job, [p for p in pods.values() if _active(p.obj)])
+            else:
+                for pod_name, (rtype, index) in expected.items():
+                    if pod_name not in pods:  # new, or evicted / deleted: made again
+                        self._create_pytorch_pod(job, pod_name, rtype, index, expected)
+                if expected and all(pod_name in pods and _phase(pods[pod_name].obj) ==
+                                    "Running" for pod_name in expected):
+                    set_condition(status, "Running", "True", "PyTorchJobRunning",
+                                  f"PyTorchJob {name} is running.")
         jobs = self.resources["pytorchjobs"]
         self._write_status(jobs, jobs.get(meta["namespace"], name) or stored, status)
+
+    @staticmethod
+    def _pytorch_ended(job: Mapping[str, Any], status: dict[str, Any],
+                       counts: Mapping[str, Mapping[str, int]], failed_pod: str | None
+                       ) -> bool:
+        """Set Failed or Succeeded when the job ended; whether it did."""
+        name, replica_specs = job["metadata"]["name"], job["spec"]["pytorchReplicaSpecs"]
+        if failed_pod is not None:
+            set_condition(status, "Running", "False", "PyTorchJobFailed",
+                          f"PyTorchJob {name} is failed.")
+            set_condition(status, "Failed", "True", "PyTorchJobFailed",
+                          f"PyTorchJob {name} is failed because pod {failed_pod} failed.")
+            return True
+        leader = "Master" if "Master" in counts else "Worker"
+        lead = counts.get(leader)
+        if lead and lead["succeeded"] == int(replica_specs[leader].get("replicas", 1)):
+            set_condition(status, "Running", "False", "PyTorchJobSucceeded",
+                          f"PyTorchJob {name} is successfully completed.")
+            set_condition(status, "Succeeded", "True", "PyTorchJobSucceeded",
+                          f"PyTorchJob {name} is successfully completed.")
+            return True
+        return False
 
     def _create_pytorch_pod(self, job: Mapping[str, Any], pod_name: str, rtype: str,
                             index: int, expected: Mapping[str, Any]) -> None:
@@ -693,3 +682,25 @@ def _pytorch_pods(name: str, replica_specs: Mapping[str, Any]) -> dict[str, tupl
                 pods[f"{name}-{rtype.lower()}-{i}"] = (rtype, i)
     return pods
 
+
+def _pytorch_tally(replica_specs: Mapping[str, Any], expected: Mapping[str, tuple[str, int]],
+                   pods: Mapping[str, Stored]) -> tuple[dict[str, dict[str, int]], str | None]:
+    """replicaStatuses (active, succeeded, failed per replica type), and a pod whose failure
+    fails the job (its replica does not restart: `Never` or `ExitCode`)."""
+    counts: dict[str, dict[str, int]] = {}
+    failed_pod = None
+    for pod_name, (rtype, _index) in expected.items():
+        tally = counts.setdefault(rtype, {"active": 0, "succeeded": 0, "failed": 0})
+        pod = pods.get(pod_name)
+        if pod is None:
+            continue
+        phase = _phase(pod.obj)
+        if phase == "Succeeded":
+            tally["succeeded"] += 1
+        elif phase == "Failed":
+            tally["failed"] += 1
+            if replica_specs[rtype].get("restartPolicy") in ("Never", "ExitCode"):
+                failed_pod = pod_name
+        elif not _deleting(pod.obj):
+            tally["active"] += 1
+    return counts, failed_pod

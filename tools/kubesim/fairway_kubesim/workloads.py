@@ -102,7 +102,7 @@ def template_causes(template: Any, at: str, policies: tuple[str, ...]) -> list[C
     spec = template.get("spec")
     containers = spec.get("containers") if isinstance(spec, dict) else None
     if not isinstance(containers, list) or not containers:
-        return causes + [(f"{at}.spec.containers", "FieldValueRequired", "Required value")]
+        return [*causes, (f"{at}.spec.containers", "FieldValueRequired", "Required value")]
     causes += [(f"{at}.{f}", r, m) for f, r, m in _check_containers(containers)]
     policy = spec.get("restartPolicy", "Always")
     if policy not in policies:
@@ -154,7 +154,8 @@ def admit_workload(obj: dict[str, Any]) -> None:
     if causes:
         raise invalid(kind, name, causes, _group(kind))
     obj["metadata"]["generation"] = 1
-    obj["status"] = {}
+    # status.replicas is a required field of these kinds (clients refuse a status without it)
+    obj["status"] = {"replicas": 0} if kind in ("ReplicaSet", "StatefulSet") else {}
 
 
 def _group(kind: str) -> str:
@@ -242,7 +243,7 @@ def _pytorch(obj: dict[str, Any], spec: dict[str, Any]) -> list[Cause]:
                                   ("Always", "OnFailure", "Never"))
     run = spec.setdefault("runPolicy", {})
     if not isinstance(run, dict):
-        return causes + [("spec.runPolicy", "FieldValueInvalid", "must be an object")]
+        return [*causes, ("spec.runPolicy", "FieldValueInvalid", "must be an object")]
     clean = run.setdefault("cleanPodPolicy", "None")
     if clean not in ("None", "Running", "All"):
         causes.append(("spec.runPolicy.cleanPodPolicy", "FieldValueNotSupported",
