@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -477,3 +478,109 @@ def test_the_default_scheduler_binds_where_there_is_room_and_says_why_not(
         assert core.read_namespaced_pod("f", "default").spec.node_name is None
         events = core.list_namespaced_event("default").items
         assert any(e.reason == "Scheduled" and e.involved_object.name == "c" for e in events)
+
+
+# kubectl -----------------------------------------------------------------------------------
+
+MANIFESTS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{sim.fairway.io/pull-seconds: "0.1", sim.fairway.io/start-seconds: "0.1"}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers: [{{name: main, image: "busybox:1.36"}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata:
+      labels: {{app: db}}
+      annotations: {{sim.fairway.io/pull-seconds: "0.1", sim.fairway.io/start-seconds: "0.1"}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers: [{{name: main, image: "busybox:1.36"}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: once, namespace: {ns}}}
+spec:
+  template:
+    metadata:
+      annotations: {{sim.fairway.io/pull-seconds: "0.1", sim.fairway.io/start-seconds: "0.1",
+                    sim.fairway.io/run-seconds: "0.2"}}
+    spec:
+      restartPolicy: Never
+      containers: [{{name: main, image: "busybox:1.36"}}]
+---
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {{name: ddp, namespace: {ns}}}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      template:
+        spec:
+          schedulerName: fairway
+          containers: [{{name: pytorch, image: "pytorch/pytorch:2.5"}}]
+    Worker:
+      replicas: 2
+      template:
+        spec:
+          schedulerName: fairway
+          containers: [{{name: pytorch, image: "pytorch/pytorch:2.5"}}]
+"""
+
+
+def test_kubectl_applies_gets_scales_and_deletes_the_workload_kinds(
+        k8s: Clients, ns: str, tmp_path: Path) -> None:
+    from .test_kubectl import kubectl_in
+
+    binary = shutil.which("kubectl")
+    assert binary, "kubectl not found (Debian: apt-get install kubernetes-client)"
+    kubectl = kubectl_in(binary, k8s.sim.write_kubeconfig(tmp_path / "kubeconfig"))
+    resources = kubectl("api-resources", "--no-headers")
+    for row in ("deployments", "statefulsets", "replicasets", "jobs", "pytorchjobs"):
+        assert row in resources
+    manifest = MANIFESTS.format(ns=ns)
+    out = kubectl("apply", "-f", "-", stdin=manifest)
+    for created in ("deployment.apps/web created", "statefulset.apps/db created",
+                    "job.batch/once created", "pytorchjob.kubeflow.org/ddp created"):
+        assert created in out, out
+    wait_for(lambda: "2/2" in kubectl("get", "deploy", "web", "-n", ns), what="web 2/2")
+    header, row = kubectl("get", "deployments", "-n", ns).strip().split("\n")
+    assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert row.split()[:4] == ["web", "2/2", "2", "2"]
+    wait_for(lambda: "Complete" in kubectl("get", "job", "once", "-n", ns), what="complete")
+    assert kubectl("get", "job", "once", "-n", ns).split("\n")[1].split()[:3] == [
+        "once", "Complete", "1/1"]
+    assert "db" in kubectl("get", "sts", "-n", ns) and "web-" in kubectl("get", "rs", "-n", ns)
+    assert kubectl("get", "pytorchjob", "ddp", "-n", ns, "-o",
+                   "jsonpath={.status.conditions[0].type}") == "Created"
+    pods = kubectl("get", "pods", "-n", ns, "-o", "name").split()
+    assert {"pod/ddp-master-0", "pod/ddp-worker-0", "pod/ddp-worker-1", "pod/db-0"} <= set(pods)
+    assert "deployment.apps/web scaled" in kubectl("scale", "deployment/web", "--replicas=3",
+                                                   "-n", ns)
+    wait_for(lambda: "3/3" in kubectl("get", "deploy", "web", "-n", ns), what="web 3/3")
+    # apply again with a change: kubectl patches the live objects
+    out = kubectl("apply", "-f", "-", stdin=manifest.replace("replicas: 1\n  serviceName",
+                                                             "replicas: 2\n  serviceName"))
+    assert "statefulset.apps/db configured" in out
+    wait_for(lambda: "2/2" in kubectl("get", "sts", "db", "-n", ns), what="db 2/2")
+    out = kubectl("delete", "-f", "-", stdin=manifest)
+    assert 'deployment.apps "web" deleted' in out and 'pytorchjob.kubeflow.org "ddp" deleted' \
+        in out
+    assert kubectl("get", "deploy,sts,rs,job,pytorchjobs", "-n", ns, "-o", "name") == ""
+    wait_for(lambda: kubectl("get", "pods", "-n", ns, "-o", "name") == "", what="no pods")
