@@ -51,12 +51,12 @@ def ns(k8s: Clients) -> str:
 
 
 def template(labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
-             restart: str = "Always", scheduler: str | None = None, gpus: int = 0
-             ) -> dict[str, Any]:
+             restart: str = "Always", scheduler: str | None = None, gpus: int = 0,
+             grace: int = 0) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "main", "image": "busybox:1.36"}
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
-    spec: dict[str, Any] = {"restartPolicy": restart, "terminationGracePeriodSeconds": 0,
+    spec: dict[str, Any] = {"restartPolicy": restart, "terminationGracePeriodSeconds": grace,
                             "containers": [container]}
     if scheduler:
         spec["schedulerName"] = scheduler
@@ -201,6 +201,9 @@ def test_suspending_a_job_removes_its_pods_and_resuming_makes_them_again(
     assert conditions(job)["Suspended"] == "True" and job.metadata.generation == 2
     k8s.batch.patch_namespaced_job("paused", ns, {"spec": {"suspend": False}})
     wait_for(lambda: len(pods_of(k8s, ns)) == 2, what="two pods again")
+    job = k8s.batch.read_namespaced_job_status("paused", ns)
+    assert (job.status.failed, job.status.active) == (0, 2)  # suspension is no failure
+    assert conditions(job)["Suspended"] == "False"
     with pytest.raises(client.ApiException) as err:
         k8s.batch.patch_namespaced_job("paused", ns, {"spec": {"completions": 9}})
     assert err.value.status == 422 and "spec.completions" in err.value.body
@@ -316,6 +319,45 @@ def test_apps_admission_checks_selector_and_restart_policy(k8s: Clients, ns: str
     with pytest.raises(client.ApiException) as err:
         k8s.apps.create_namespaced_stateful_set(ns, deployment("db", 1, restart="Never"))
     assert err.value.status == 422 and "spec.template.spec.restartPolicy" in err.value.body
+
+
+def test_status_subresource_and_delete_collection(k8s: Clients, ns: str) -> None:
+    k8s.apps.create_namespaced_replica_set(ns, deployment("keep", 0))
+    k8s.apps.create_namespaced_replica_set(ns, {**deployment("drop", 1),
+                                                "metadata": {"name": "drop",
+                                                             "labels": {"tier": "x"}}})
+    wait_for(lambda: len(pods_of(k8s, ns)) == 1, what="1 pod")
+    patched = k8s.apps.patch_namespaced_replica_set_status("keep", ns, {"status": {
+        "conditions": [{"type": "ReplicaFailure", "status": "False"}]}})
+    assert patched.status.conditions[0].type == "ReplicaFailure"
+    assert patched.spec.replicas == 0  # the status subresource changes the status only
+    k8s.apps.delete_collection_namespaced_replica_set(ns, label_selector="tier=x")
+    assert [r.metadata.name for r in k8s.apps.list_namespaced_replica_set(ns).items] == ["keep"]
+    wait_for(lambda: not k8s.core.list_namespaced_pod(ns).items, what="its pod to go")
+
+
+def test_deleting_the_namespace_takes_the_workloads_and_makes_no_new_pods(
+        k8s: Clients) -> None:
+    name = f"w{next(_names)}"
+    k8s.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    k8s.apps.create_namespaced_deployment(name, deployment("web", 2, grace=2))
+    k8s.batch.create_namespaced_job(name, {"metadata": {"name": "j"},
+                                           "spec": {"template": template(restart="Never")}})
+    wait_for(lambda: len(pods_of(k8s, name)) == 3, what="3 pods")
+    k8s.core.delete_namespace(name)
+    time.sleep(0.5)  # the pods terminate for their grace period; none is made meanwhile
+    assert all(p.metadata.deletion_timestamp for p in k8s.core.list_namespaced_pod(name).items)
+
+    def gone() -> bool:
+        try:
+            k8s.core.read_namespace(name)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=15, what="the namespace to go")
+    assert not k8s.apps.list_deployment_for_all_namespaces(
+        field_selector=f"metadata.namespace={name}").items
 
 
 # StatefulSets ------------------------------------------------------------------------------

@@ -153,6 +153,9 @@ class Controllers:
         self._draining = False
         # pods of a Job that left before the controller counted them: job uid -> phases
         self._lost: dict[str, list[str]] = {}
+        # pods a Job's controller removed itself (suspend, parallelism down, the end): no
+        # failures of the Job, whatever their last phase
+        self._removed: set[str] = set()
         self._sync = {"jobs": self._sync_job, "replicasets": self._sync_replica_set,
                       "deployments": self._sync_deployment,
                       "statefulsets": self._sync_stateful_set,
@@ -212,10 +215,22 @@ class Controllers:
         owner_plural = KIND_PLURALS.get(ref.get("kind", ""))
         if owner_plural is None:
             return
-        if owner_plural == "jobs" and event.type == DELETED and resource is self.pods and \
-                not (meta.get("annotations") or {}).get(COUNTED_ANNOTATION):
-            self._lost.setdefault(ref["uid"], []).append(_phase(obj))
+        if owner_plural == "jobs" and event.type == DELETED and resource is self.pods:
+            self._job_pod_gone(obj, ref)
         self._enqueue((owner_plural, meta["namespace"], ref["name"]))
+
+    def _job_pod_gone(self, pod: Mapping[str, Any], ref: Mapping[str, Any]) -> None:
+        """A Job's pod left: one the controller had not counted (nor removed itself) is
+        counted at the Job's next sync, as failed unless it had succeeded."""
+        meta = pod["metadata"]
+        if meta.get("uid") in self._removed:
+            self._removed.discard(meta["uid"])
+            return
+        job = self.resources["jobs"].get(meta["namespace"], ref["name"])
+        if job is None or job.obj["metadata"]["uid"] != ref["uid"]:
+            return  # the Job is gone (the garbage collector removes its pods)
+        if not (meta.get("annotations") or {}).get(COUNTED_ANNOTATION):
+            self._lost.setdefault(ref["uid"], []).append(_phase(pod))
 
     # helpers -----------------------------------------------------------------------------
 
@@ -269,6 +284,8 @@ class Controllers:
     def _remove_pods(self, owner: Mapping[str, Any], pods: Iterable[Stored],
                      grace: int | None = None) -> None:
         for stored in pods:
+            if owner["kind"] == "Job":
+                self._removed.add(stored.obj["metadata"]["uid"])
             with contextlib.suppress(ApiError):
                 self.delete_pod(stored, grace)
             self.events.record(owner, "Normal", "SuccessfulDelete", f"Deleted pod: "
@@ -302,8 +319,8 @@ class Controllers:
         pods = self._owned(self.pods, job)
         for pod in pods:
             phase = _phase(pod.obj)
-            if phase in TERMINAL and not (pod.obj["metadata"].get("annotations") or {}).get(
-                    COUNTED_ANNOTATION):
+            if phase in TERMINAL and pod.obj["metadata"]["uid"] not in self._removed and not (
+                    pod.obj["metadata"].get("annotations") or {}).get(COUNTED_ANNOTATION):
                 self._mark_counted(pod)
                 if phase == "Succeeded":
                     succeeded += 1
