@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import shutil
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -601,6 +604,10 @@ def test_kubectl_applies_gets_scales_and_deletes_the_workload_kinds(
     for created in ("deployment.apps/web created", "statefulset.apps/db created",
                     "job.batch/once created", "pytorchjob.kubeflow.org/ddp created"):
         assert created in out, out
+    assert "successfully rolled out" in kubectl("rollout", "status", "deployment/web", "-n", ns,
+                                                "--timeout=20s")
+    assert "condition met" in kubectl("wait", "--for=condition=complete", "job/once", "-n", ns,
+                                      "--timeout=20s")
     wait_for(lambda: "2/2" in kubectl("get", "deploy", "web", "-n", ns), what="web 2/2")
     header, row = kubectl("get", "deployments", "-n", ns).strip().split("\n")
     assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
@@ -626,3 +633,16 @@ def test_kubectl_applies_gets_scales_and_deletes_the_workload_kinds(
         in out
     assert kubectl("get", "deploy,sts,rs,job,pytorchjobs", "-n", ns, "-o", "name") == ""
     wait_for(lambda: kubectl("get", "pods", "-n", ns, "-o", "name") == "", what="no pods")
+
+
+def test_a_protobuf_body_is_refused_as_an_unsupported_media_type(k8s: Clients, ns: str) -> None:
+    """kubectl's generators (`kubectl create deployment`) send protobuf, which kubesim does
+    not decode: a clear 415, not a parse error."""
+    request = urllib.request.Request(
+        f"{k8s.sim.url}/apis/apps/v1/namespaces/{ns}/deployments", data=b"k8s\x00\n\x0e",
+        method="POST", headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=10)
+    assert err.value.code == 415
+    status = json.loads(err.value.read())
+    assert status["reason"] == "UnsupportedMediaType" and "application/json" in status["message"]

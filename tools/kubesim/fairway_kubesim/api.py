@@ -95,6 +95,10 @@ async def _body(request: web.Request) -> Any:
     data = await request.read()
     if not data:
         return None
+    if "protobuf" in request.headers.get("Content-Type", ""):
+        raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an "
+                       "unsupported format: application/vnd.kubernetes.protobuf; accepted "
+                       "media types include: application/json")
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
