@@ -4,6 +4,7 @@ failure), discovery, and the default-scheduler stand-in that runs their pods."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from fairway_kubesim import DEFAULT_PROFILE, KubeSimThread, Timings, load_profile
+from fairway_kubesim import DEFAULT_PROFILE, KubeSim, KubeSimThread, Timings, load_profile
 
 from .conftest import FAST, FAST_TIMINGS, error_body
 
@@ -646,3 +647,49 @@ def test_a_protobuf_body_is_refused_as_an_unsupported_media_type(k8s: Clients, n
     assert err.value.code == 415
     status = json.loads(err.value.read())
     assert status["reason"] == "UnsupportedMediaType" and "application/json" in status["message"]
+
+
+async def test_a_restart_keeps_the_workloads_and_their_pods(tmp_path: Path) -> None:
+    """Snapshots keep the workload kinds; after a restart their controllers carry on with
+    the pods they had (no second set), and a Job's counts survive."""
+    def clients(sim: KubeSim) -> tuple[client.AppsV1Api, client.BatchV1Api, client.CoreV1Api]:
+        configuration = client.Configuration()
+        configuration.host = sim.url
+        api_client = client.ApiClient(configuration)
+        return client.AppsV1Api(api_client), client.BatchV1Api(api_client), \
+            client.CoreV1Api(api_client)
+
+    async def until(check: Callable[[], Any]) -> Any:
+        return await asyncio.to_thread(wait_for, check, 10.0)
+
+    snapshot = tmp_path / "cluster.json"
+    profile = dataclasses.replace(load_profile(DEFAULT_PROFILE), timings=Timings(**FAST_TIMINGS))
+    sim = KubeSim(profile, snapshot=snapshot, snapshot_seconds=0.1, default_scheduler=True)
+    await sim.start()
+    apps, batch, core = clients(sim)
+    await asyncio.to_thread(apps.create_namespaced_deployment, "default", deployment("web", 2))
+    await asyncio.to_thread(batch.create_namespaced_job, "default", {
+        "metadata": {"name": "two"}, "spec": {"completions": 2, "template": template(
+            annotations={**FAST, "sim.fairway.io/run-seconds": "0.2"}, restart="Never")}})
+    await until(lambda: batch.read_namespaced_job("two", "default").status.succeeded == 2)
+    await until(lambda: apps.read_namespaced_deployment("web", "default").status
+                .ready_replicas == 2)
+    before = sorted(p.metadata.name for p in (await asyncio.to_thread(
+        core.list_namespaced_pod, "default")).items)
+    await asyncio.sleep(0.3)  # a periodic snapshot has it all
+    await sim.stop()
+
+    again = KubeSim(profile, snapshot=snapshot, default_scheduler=True)
+    await again.start()
+    try:
+        apps, batch, core = clients(again)
+        await until(lambda: apps.read_namespaced_deployment("web", "default").status
+                    .ready_replicas == 2)
+        after = sorted(p.metadata.name for p in (await asyncio.to_thread(
+            core.list_namespaced_pod, "default")).items)
+        assert after == before and len(after) == 4
+        job = await asyncio.to_thread(batch.read_namespaced_job, "two", "default")
+        assert (job.status.succeeded, job.status.failed) == (2, 0)
+        assert conditions(job)["Complete"] == "True"
+    finally:
+        await again.stop()
