@@ -105,8 +105,11 @@ PYTORCH_SPEC = {"pytorchReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"r
      {"fairway.io/gang": "True"}, ("gang", 4)),
     (owner("Job", "j", spec={"parallelism": 4}, api_version=JOB),
      {"fairway.io/min-members": "2"}, ("gang", 2)),
+    # a gang of one is a single pod
     (owner("Job", "j", spec={}, annotations={"fairway.io/gang": "true"}, api_version=JOB),
-     {}, ("gang", 1)),
+     {}, ("single", 1)),
+    (owner("Job", "j", spec={"parallelism": 3}, api_version=JOB),
+     {"fairway.io/min-members": "1"}, ("single", 1)),
     # Deployments, ReplicaSets and StatefulSets: elastic, with the set's minimum
     (owner("Deployment", "d", spec={"replicas": 3}), {}, ("elastic", 1)),
     (owner("Deployment", "d", spec={"replicas": 3},
@@ -118,8 +121,10 @@ PYTORCH_SPEC = {"pytorchReplicaSpecs": {"Master": {"replicas": 1}, "Worker": {"r
     (owner("PyTorchJob", "p", spec=PYTORCH_SPEC, api_version=KF), {}, ("gang", 4)),
     (owner("PyTorchJob", "p", spec={**PYTORCH_SPEC, "runPolicy": {
         "schedulingPolicy": {"minAvailable": 2}}}, api_version=KF), {}, ("gang", 2)),
+    (owner("PyTorchJob", "p", spec={"pytorchReplicaSpecs": {"Worker": {"replicas": 2}}},
+           api_version=KF), {}, ("gang", 2)),
     (owner("PyTorchJob", "p", spec={"pytorchReplicaSpecs": {"Worker": {}}}, api_version=KF),
-     {}, ("gang", 1)),
+     {}, ("single", 1)),
     # anything else: its top owner, one by one unless min-members asks for a gang
     (owner("RayCluster", "ray", api_version="ray.io/v1"), {}, ("single", 1)),
     (owner("RayCluster", "ray", api_version="ray.io/v1"),

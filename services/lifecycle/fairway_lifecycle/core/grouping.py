@@ -20,6 +20,7 @@ schedules what it can name, so every such pod is put in a workload, one per *top
    - **a bare pod**: itself;
    - **anything else**: its top owner, pods one by one unless `fairway.io/min-members: N`
      asks for a gang.
+   A gang of one is a single pod.
 3. The project is the pod's `fairway.io/project` label, else its namespace's
    `fairway.io/project` label (as Run:ai's `runai/queue`); with neither, the workload has no
    project and `problem` says why (it waits with that reason).
@@ -185,7 +186,13 @@ def _pytorch_size(spec: Mapping[str, Any]) -> int:
 
 
 def _grouping(top: Owner, pod_meta: Mapping[str, Any]) -> tuple[Grouping, int]:
-    """The grouper of the top owner's kind: how its pods are grouped, and the minimum."""
+    """The grouper of the top owner's kind: how its pods are grouped, and the minimum (a
+    gang of one is a single pod)."""
+    grouping, minimum = _kind_grouping(top, pod_meta)
+    return ("single", 1) if grouping == "gang" and minimum == 1 else (grouping, minimum)
+
+
+def _kind_grouping(top: Owner, pod_meta: Mapping[str, Any]) -> tuple[Grouping, int]:
     sources = (top.annotations, top.labels, pod_meta.get("annotations") or {},
                pod_meta.get("labels") or {})
     asked_min = _number(_asked(KEY_MIN_MEMBERS, *sources))
@@ -201,7 +208,7 @@ def _grouping(top: Owner, pod_meta: Mapping[str, Any]) -> tuple[Grouping, int]:
         return "single", 1
     if top.kind == "Pod":
         return "single", 1
-    return ("gang", asked_min) if asked_min and asked_min > 1 else ("single", 1)
+    return ("gang", asked_min) if asked_min else ("single", 1)
 
 
 def _project(pod_labels: Mapping[str, str], namespace: str,
