@@ -156,6 +156,8 @@ class Controllers:
         # pods a Job's controller removed itself (suspend, parallelism down, the end): no
         # failures of the Job, whatever their last phase
         self._removed: set[str] = set()
+        # (plural, controller uid) -> keys of the pods / ReplicaSets it controls
+        self._dependents: dict[tuple[str, str], dict[tuple[str, str], None]] = {}
         self._sync = {"jobs": self._sync_job, "replicasets": self._sync_replica_set,
                       "deployments": self._sync_deployment,
                       "statefulsets": self._sync_stateful_set,
@@ -166,6 +168,13 @@ class Controllers:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        for resource in (self.pods, self.resources["replicasets"]):  # restored: no events
+            for stored in resource.select():
+                ref = controller_of(stored.obj)
+                if ref is not None:
+                    meta = stored.obj["metadata"]
+                    self._dependents.setdefault((resource.plural, ref.get("uid", "")), {})[
+                        (meta["namespace"], meta["name"])] = None
         for plural, resource in self.resources.items():  # e.g. restored from a snapshot
             for stored in resource.select():
                 meta = stored.obj["metadata"]
@@ -209,6 +218,7 @@ class Controllers:
             self._enqueue((plural, meta["namespace"], meta["name"]))
         if resource is not self.pods and plural != "replicasets":
             return
+        self._index(resource, event)
         ref = controller_of(obj)
         if ref is None:
             return
@@ -218,6 +228,25 @@ class Controllers:
         if owner_plural == "jobs" and event.type == DELETED and resource is self.pods:
             self._job_pod_gone(obj, ref)
         self._enqueue((owner_plural, meta["namespace"], ref["name"]))
+
+    def _index(self, resource: Resource, event: Event) -> None:
+        """Keep `_dependents` (controller uid -> the pods or ReplicaSets it controls) in step
+        with a write, so a controller finds its own without reading its whole namespace."""
+        meta = event.stored.obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        before = controller_of(event.prev.obj) if event.prev is not None else None
+        now = None if event.type == DELETED else controller_of(event.stored.obj)
+        if before is not None and (now is None or now.get("uid") != before.get("uid")):
+            self._dependents.get((resource.plural, before.get("uid", "")), {}).pop(key, None)
+        if event.type == DELETED and now is None:
+            ref = controller_of(event.stored.obj)
+            if ref is not None:
+                owned = self._dependents.get((resource.plural, ref.get("uid", "")), {})
+                owned.pop(key, None)
+                if not owned:
+                    self._dependents.pop((resource.plural, ref.get("uid", "")), None)
+        elif now is not None:
+            self._dependents.setdefault((resource.plural, now.get("uid", "")), {})[key] = None
 
     def _job_pod_gone(self, pod: Mapping[str, Any], ref: Mapping[str, Any]) -> None:
         """A Job's pod left: one the controller had not counted (nor removed itself) is
@@ -235,9 +264,15 @@ class Controllers:
     # helpers -----------------------------------------------------------------------------
 
     def _owned(self, resource: Resource, owner: Mapping[str, Any]) -> list[Stored]:
-        uid, namespace = owner["metadata"]["uid"], owner["metadata"]["namespace"]
-        return [s for s in resource.select(namespace)
-                if (ref := controller_of(s.obj)) is not None and ref.get("uid") == uid]
+        """What `owner` controls among `resource`'s objects, in name order."""
+        uid = owner["metadata"]["uid"]
+        found = []
+        for namespace, name in sorted(self._dependents.get((resource.plural, uid), ())):
+            stored = resource.get(namespace, name)
+            if stored is not None and (ref := controller_of(stored.obj)) is not None and \
+                    ref.get("uid") == uid:
+                found.append(stored)
+        return found
 
     def _create_pod(self, owner: Mapping[str, Any], template: Mapping[str, Any],
                     name: str | None = None, labels: Mapping[str, str] | None = None,

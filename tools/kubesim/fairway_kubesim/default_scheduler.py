@@ -99,11 +99,12 @@ class DefaultScheduler:
         self._scheduled = False
         waiting, self._waiting = self._waiting, {}
         used = self._used()
+        nodes = [_NodeView(stored.obj) for stored in self.nodes.select()]
         for namespace, name in waiting:
             stored = self.pods.get(namespace, name)
             if stored is None or not self._wants(stored.obj):
                 continue
-            node, why = self._place(stored.obj, used)
+            node, why = self._place(stored.obj, nodes, used)
             if node is None:
                 self._waiting[(namespace, name)] = None  # another try when room is freed
                 self._unschedulable(namespace, name, why)
@@ -127,47 +128,27 @@ class DefaultScheduler:
                 held[res] = held.get(res, 0.0) + value
         return used
 
-    def _place(self, pod: Mapping[str, Any], used: Mapping[str, Mapping[str, float]]
-               ) -> tuple[str | None, str]:
+    @staticmethod
+    def _place(pod: Mapping[str, Any], nodes: list[_NodeView],
+               used: Mapping[str, Mapping[str, float]]) -> tuple[str | None, str]:
         wanted = {**pod_requests(pod), "pods": 1.0}
         selector = (pod.get("spec") or {}).get("nodeSelector") or {}
         reasons: dict[str, int] = {}
-        nodes = self.nodes.select()
-        for stored in nodes:
-            node = stored.obj
-            name = node["metadata"]["name"]
-            labels = node["metadata"].get("labels") or {}
-            if not node_is_ready(node):
+        for node in nodes:
+            if not node.ready:
                 why = "node(s) were not ready"
-            elif any(labels.get(k) != v for k, v in selector.items()):
+            elif any(node.labels.get(k) != v for k, v in selector.items()):
                 why = "node(s) didn't match Pod's node affinity/selector"
             elif any(t.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(pod, t)
-                     for t in (node.get("spec") or {}).get("taints") or ()):
+                     for t in node.taints):
                 why = "node(s) had untolerated taint"
             else:
-                why = self._short(node, wanted, used.get(name, {}))
+                why = node.short(wanted, used.get(node.name, {}))
                 if not why:
-                    return name, ""
+                    return node.name, ""
             reasons[why] = reasons.get(why, 0) + 1
         summary = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
         return None, f"0/{len(nodes)} nodes are available: {summary}."
-
-    @staticmethod
-    def _short(node: Mapping[str, Any], wanted: Mapping[str, float],
-               held: Mapping[str, float]) -> str:
-        allocatable = (node.get("status") or {}).get("allocatable") or {}
-        for res, value in wanted.items():
-            if value <= 0:
-                continue
-            if res in allocatable:
-                capacity = float(parse_quantity(allocatable[res]))
-            elif "/" in res:
-                capacity = 0.0  # an extended resource the node lacks
-            else:
-                continue
-            if held.get(res, 0.0) + value > capacity + 1e-9:
-                return "Too many pods" if res == "pods" else f"Insufficient {res}"
-        return ""
 
     def _unschedulable(self, namespace: str, name: str, message: str) -> None:
         stored = self.pods.get(namespace, name)
@@ -187,3 +168,31 @@ class DefaultScheduler:
             status["conditions"] = conditions
 
         self.pods.mutate(namespace, name, mark)
+
+
+class _NodeView:
+    """What placement reads of a node, parsed once per round."""
+
+    __slots__ = ("allocatable", "labels", "name", "ready", "taints")
+
+    def __init__(self, node: Mapping[str, Any]) -> None:
+        self.name = node["metadata"]["name"]
+        self.labels = node["metadata"].get("labels") or {}
+        self.taints = (node.get("spec") or {}).get("taints") or ()
+        self.ready = node_is_ready(node)
+        self.allocatable = {res: float(parse_quantity(qty)) for res, qty in (
+            (node.get("status") or {}).get("allocatable") or {}).items()}
+
+    def short(self, wanted: Mapping[str, float], held: Mapping[str, float]) -> str:
+        """What the node lacks for `wanted` on top of `held` ("" when it fits)."""
+        for res, value in wanted.items():
+            if value <= 0:
+                continue
+            capacity = self.allocatable.get(res)
+            if capacity is None:
+                if "/" not in res:
+                    continue  # a native resource the node does not report
+                capacity = 0.0  # an extended resource the node lacks
+            if held.get(res, 0.0) + value > capacity + 1e-9:
+                return "Too many pods" if res == "pods" else f"Insufficient {res}"
+        return ""
