@@ -292,9 +292,14 @@ def test_orphan_propagation_leaves_the_dependents_without_their_owner(
     time.sleep(0.3)
     pods = pods_of(k8s, ns)
     assert len(pods) == 2 and all(not p.metadata.owner_references for p in pods)
+    k8s.apps.create_namespaced_replica_set(ns, deployment("fore", 1))
+    wait_for(lambda: len(pods_of(k8s, ns)) == 3, what="3 pods")
     with pytest.raises(client.ApiException) as err:
-        k8s.apps.delete_namespaced_replica_set("solo", ns, propagation_policy="Sideways")
-    assert err.value.status in (400, 404)
+        k8s.apps.delete_namespaced_replica_set("fore", ns, propagation_policy="Sideways")
+    assert err.value.status == 400 and "propagationPolicy" in err.value.body
+    k8s.apps.delete_namespaced_replica_set("fore", ns, propagation_policy="Foreground")
+    wait_for(lambda: len(k8s.core.list_namespaced_pod(ns).items) == 2, what="its pod to go")
+    assert {p.metadata.name for p in pods_of(k8s, ns)} == {p.metadata.name for p in pods}
 
 
 def test_a_replica_set_replaces_a_deleted_pod_and_watch_sees_it(k8s: Clients, ns: str) -> None:
