@@ -130,7 +130,8 @@ def test_discovery(api: client.CoreV1Api) -> None:
     assert by_name["pods"].namespaced and not by_name["nodes"].namespaced
     assert "watch" in by_name["pods"].verbs and "create" in by_name["pods/binding"].verbs
     groups = client.ApisApi(api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["coordination.k8s.io", "discovery.k8s.io"]
+    assert [g.name for g in groups] == ["coordination.k8s.io", "discovery.k8s.io", "batch",
+                                        "apps", "kubeflow.org"]
     for path in ("/healthz", "/readyz", "/livez"):
         resp = api_client.call_api("GET", api_client.configuration.host + path)
         resp.read()

@@ -43,6 +43,8 @@ from .selectors import Predicate, combine, parse_field_selector, parse_label_sel
 from .services import DISCOVERY, DISCOVERY_GROUP, DISCOVERY_V1, RESOURCE_DOCS, pod_spec_causes
 from .store import DEFAULT_WATCH_QUEUE, DELETED, Event, Resource, Store, Stored
 from .tables import event_transform, table, wants_table
+from .workloads import APPS_V1, BATCH_V1, KUBEFLOW_V1
+from .workloads import GROUPS as WORKLOAD_GROUPS
 
 log = logging.getLogger("fairway_kubesim.api")
 
@@ -93,6 +95,10 @@ async def _body(request: web.Request) -> Any:
     data = await request.read()
     if not data:
         return None
+    if "protobuf" in request.headers.get("Content-Type", ""):
+        raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an "
+                       "unsupported format: application/vnd.kubernetes.protobuf; accepted "
+                       "media types include: application/json")
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -136,7 +142,7 @@ _COORDINATION_DOCS: list[dict[str, Any]] = [
 _GROUPS = [{"name": COORDINATION, "versions": [{"groupVersion": COORDINATION_V1,
                                                   "version": "v1"}],
             "preferredVersion": {"groupVersion": COORDINATION_V1, "version": "v1"}},
-           DISCOVERY_GROUP]
+           DISCOVERY_GROUP, *WORKLOAD_GROUPS]
 
 
 def _openapi_core() -> dict[str, Any]:
@@ -166,7 +172,15 @@ def _openapi_doc(group: str, kinds: list[tuple[str, str]]) -> dict[str, Any]:
 _OPENAPI_CORE = _openapi_core()
 _OPENAPI_DISCOVERY = _openapi_doc(DISCOVERY, [
     (f"/apis/{DISCOVERY_V1}/namespaces/{{namespace}}/endpointslices/{{name}}", "EndpointSlice")])
-_OPENAPI_HASH = "kubesim-1"
+_OPENAPI_WORKLOADS = {
+    gv: _openapi_doc(gv.split("/")[0], [
+        (f"/apis/{gv}/namespaces/{{namespace}}/{plural}/{{name}}", kind)
+        for plural, kind in pairs])
+    for gv, pairs in ((BATCH_V1, [("jobs", "Job")]),
+                      (APPS_V1, [("deployments", "Deployment"), ("replicasets", "ReplicaSet"),
+                                 ("statefulsets", "StatefulSet")]),
+                      (KUBEFLOW_V1, [("pytorchjobs", "PyTorchJob")]))}
+_OPENAPI_HASH = "kubesim-2"
 
 
 class Api:
@@ -217,6 +231,8 @@ class Api:
             ("GET", "/openapi/v3", self.openapi_v3),
             ("GET", "/openapi/v3/api/v1", self.openapi_v3_core),
             ("GET", f"/openapi/v3/apis/{DISCOVERY_V1}", self.openapi_v3_discovery),
+            *[("GET", f"/openapi/v3/apis/{gv}", self._openapi_workloads(gv))
+              for gv in _OPENAPI_WORKLOADS],
             # nodes
             ("GET", "/api/v1/nodes", self.list_nodes),
             ("GET", "/api/v1/watch/nodes", self.watch_nodes),
@@ -340,7 +356,14 @@ class Api:
         return json_response({"paths": {
             "api/v1": {"serverRelativeURL": f"/openapi/v3/api/v1?hash={_OPENAPI_HASH}"},
             f"apis/{DISCOVERY_V1}": {
-                "serverRelativeURL": f"/openapi/v3/apis/{DISCOVERY_V1}?hash={_OPENAPI_HASH}"}}})
+                "serverRelativeURL": f"/openapi/v3/apis/{DISCOVERY_V1}?hash={_OPENAPI_HASH}"},
+            **{f"apis/{gv}": {"serverRelativeURL": f"/openapi/v3/apis/{gv}?hash={_OPENAPI_HASH}"}
+               for gv in _OPENAPI_WORKLOADS}}})
+
+    def _openapi_workloads(self, group_version: str) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            return json_response(_OPENAPI_WORKLOADS[group_version])
+        return handle
 
     async def openapi_v3_core(self, request: web.Request) -> web.Response:
         return json_response(_OPENAPI_CORE)
@@ -660,8 +683,13 @@ class Api:
                            f'pod {name} is already assigned to node "{bound}"')
         if self.nodes.get("", node_name) is None:
             raise not_found("nodes", node_name)
+        self.bind(namespace, name, node_name, meta.get("annotations") or {})
+        return json_response(success_status(201), 201)
+
+    def bind(self, namespace: str, name: str, node_name: str,
+             annotations: dict[str, Any] | None = None) -> None:
+        """Bind a pod to a node (what `pods/binding` does once the request is checked)."""
         when = now_rfc3339()
-        annotations = meta.get("annotations") or {}
 
         def bind(pod: dict[str, Any]) -> None:
             pod["spec"]["nodeName"] = node_name
@@ -678,7 +706,6 @@ class Api:
         self.event_log.record(bound_pod.obj, "Normal", "Scheduled",
                               f"Successfully assigned {namespace}/{name} to {node_name}",
                               component="default-scheduler")
-        return json_response(success_status(201), 201)
 
     # patch / update ------------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ def main(
         "--snapshot", help="Keep the cluster in this file (written every few seconds and on "
         "stop, read at start): a restart keeps nodes, namespaces, pods and leases.",
         dir_okay=False)] = None,
+    default_scheduler: Annotated[bool, typer.Option(
+        "--default-scheduler", help="Bind pods whose schedulerName is default-scheduler to "
+        "nodes with room, as kube-scheduler would.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run kubesim in the foreground until SIGINT or SIGTERM."""
@@ -67,7 +70,7 @@ def main(
     gc.set_threshold(20_000, 50, 20)
     try:
         asyncio.run(_serve(loaded, kubeconfig, host, port, bookmark_interval, history, seed,
-                           admin, max_events, snapshot))
+                           admin, max_events, snapshot, default_scheduler))
     except OSError as exc:
         typer.echo(f"kubesim: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
@@ -76,7 +79,7 @@ def main(
 async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignore[no-untyped-def]
                  bookmark_interval: float, history: int, seed: int | None,
                  admin: bool = False, max_events: int = 20_000,
-                 snapshot: Path | None = None) -> None:
+                 snapshot: Path | None = None, default_scheduler: bool = False) -> None:
     from .server import KubeSim
 
     stop = asyncio.Event()
@@ -86,7 +89,8 @@ async def _serve(profile, kubeconfig: Path, host: str, port: int,  # type: ignor
             loop.add_signal_handler(sig, stop.set)
     async with KubeSim(profile, host=host, port=port, history=history,
                        bookmark_interval=bookmark_interval, seed=seed, admin=admin,
-                       max_events=max_events, snapshot=snapshot) as sim:
+                       max_events=max_events, snapshot=snapshot,
+                       default_scheduler=default_scheduler) as sim:
         path = sim.write_kubeconfig(kubeconfig)
         gc.collect()
         gc.freeze()

@@ -26,6 +26,8 @@ from aiohttp import web
 
 from .admin import Faults, add_admin_routes
 from .api import COORDINATION, COORDINATION_V1, Api
+from .controllers import Controllers
+from .default_scheduler import DefaultScheduler
 from .events import DEFAULT_MAX_EVENTS, EventLog
 from .kubelet import Kubelet
 from .load import LoadModel, add_load_routes
@@ -36,12 +38,14 @@ from .profile import Profile, load_profile
 from .profiles import DEFAULT_PROFILE
 from .services import EndpointsController, add_resources
 from .store import DEFAULT_HISTORY, DEFAULT_WATCH_QUEUE, Store
+from .workloads import KINDS, add_workload_resources
+from .workloads_api import WorkloadsApi
 
 T = TypeVar("T")
 
 # What a snapshot keeps: events are transient, as in Kubernetes.
 SNAPSHOT_KINDS = ("namespaces", "nodes", "pods", "leases", "services", "endpoints",
-                  "endpointslices", "configmaps")
+                  "endpointslices", "configmaps", *KINDS)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_TOKEN = "kubesim"
 
@@ -69,6 +73,8 @@ class KubeSim:
         admin: serve the fault-injection endpoint under /admin (see `fairway_kubesim.admin`).
         max_events: core/v1 Events kept (the oldest leave first); 0 also stops the kubelets
             from recording events.
+        default_scheduler: bind pods whose schedulerName is `default-scheduler` to nodes with
+            room, as kube-scheduler would (see `fairway_kubesim.default_scheduler`).
     """
 
     def __init__(self, profile: ProfileSource = None, *, host: str = "127.0.0.1",
@@ -76,7 +82,7 @@ class KubeSim:
                  bookmark_interval: float = 10.0, watch_queue: int = DEFAULT_WATCH_QUEUE,
                  seed: int | None = None, admin: bool = False,
                  max_events: int = DEFAULT_MAX_EVENTS, snapshot: str | Path | None = None,
-                 snapshot_seconds: float = 2.0) -> None:
+                 snapshot_seconds: float = 2.0, default_scheduler: bool = False) -> None:
         self.profile = _as_profile(profile)
         self.snapshot_path = Path(snapshot) if snapshot is not None else None
         self.snapshot_seconds = snapshot_seconds
@@ -95,6 +101,7 @@ class KubeSim:
         self.store.add("leases", "Lease", namespaced=True, api_version=COORDINATION_V1,
                        group=COORDINATION)
         add_resources(self.store)
+        add_workload_resources(self.store)
         EndpointsController(self.store)  # it lives on as a listener of the store
         self.event_log = EventLog(self.store["events"], max_events)
         self.kubelet = Kubelet(self.store, self.profile.timings, seed=seed,
@@ -102,7 +109,12 @@ class KubeSim:
         self.api = Api(self.store, bookmark_interval=bookmark_interval,
                        watch_queue=watch_queue)
         self.api.event_log = self.event_log
-        self.api.extra_routes += NetworkApi(self.api).routes() + LogApi(self.api).routes()
+        # the workload controllers (Jobs, Deployments, ...) and, when asked, kube-scheduler
+        self.controllers = Controllers(self.store, self.api._delete_pod, self.event_log)
+        self.default_scheduler = (DefaultScheduler(self.store, self.api.bind)
+                                  if default_scheduler else None)
+        self.api.extra_routes += (NetworkApi(self.api).routes() + LogApi(self.api).routes()
+                                  + WorkloadsApi(self.api, self.controllers).routes())
         self.load = LoadModel(self.store)  # request load on inference servers (load.py)
         self.faults: Faults | None = None
         self._runner: web.AppRunner | None = None
@@ -170,6 +182,9 @@ class KubeSim:
             raise
         self._runner = runner
         self.kubelet.start(loop)
+        self.controllers.start(loop)
+        if self.default_scheduler is not None:
+            self.default_scheduler.start(loop)
         for pod in self._restored_pods:
             self.kubelet.adopt(pod)
         self._restored_pods = []
@@ -184,6 +199,9 @@ class KubeSim:
             self._snapshot_task = None
             self.save_snapshot()
         self.kubelet.stop()
+        self.controllers.stop()
+        if self.default_scheduler is not None:
+            self.default_scheduler.stop()
         self.store.close_watchers()
         if runner is not None:
             await runner.cleanup()

@@ -141,6 +141,56 @@ def _config_map_row(cm: Mapping[str, Any]) -> list[Any]:
             _age(cm)]
 
 
+def _count(value: Any) -> int:
+    return int(value or 0)
+
+
+def _condition(obj: Mapping[str, Any], *types: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or ():
+        if cond.get("type") in types and cond.get("status") == "True":
+            return str(cond["type"])
+    return None
+
+
+def _job_row(job: Mapping[str, Any]) -> list[Any]:
+    """kubectl's printJob: STATUS, COMPLETIONS as succeeded/completions, DURATION."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    completions = spec.get("completions")
+    done = f"{_count(status.get('succeeded'))}/{completions if completions is not None else 1}"
+    state = _condition(job, "Failed", "Complete", "Suspended") or "Running"
+    started, ended = status.get("startTime"), status.get("completionTime")
+    duration = human_duration((parse_rfc3339(ended) if ended else time.time())
+                              - parse_rfc3339(started)) if started else ""
+    return [job["metadata"]["name"], state, done, duration, _age(job)]
+
+
+def _deployment_row(obj: Mapping[str, Any]) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"],
+            f"{_count(status.get('readyReplicas'))}/{_count(spec.get('replicas'))}",
+            _count(status.get("updatedReplicas")), _count(status.get("availableReplicas")),
+            _age(obj)]
+
+
+def _replica_set_row(obj: Mapping[str, Any]) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"], _count(spec.get("replicas")),
+            _count(status.get("replicas")), _count(status.get("readyReplicas")), _age(obj)]
+
+
+def _stateful_set_row(obj: Mapping[str, Any]) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"],
+            f"{_count(status.get('readyReplicas'))}/{_count(spec.get('replicas'))}", _age(obj)]
+
+
+def _pytorch_job_row(obj: Mapping[str, Any]) -> list[Any]:
+    """The PyTorchJob CRD's printer columns: the latest condition is its STATE."""
+    conditions = [c for c in (obj.get("status") or {}).get("conditions") or ()
+                  if c.get("status") == "True"]
+    return [obj["metadata"]["name"], conditions[-1]["type"] if conditions else "", _age(obj)]
+
+
 _NAME = _col("Name", "Name must be unique within a namespace.", fmt="name")
 _AGE = _col("Age", "CreationTimestamp is a timestamp representing the server time when this "
             "object was created.")
@@ -195,6 +245,39 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Row]] = {
         _col("Endpoints", "The addresses of the endpoints."),
         _AGE,
     ], _endpoint_slice_row),
+    "jobs": ([
+        _NAME,
+        _col("Status", "Status of the job."),
+        _col("Completions", "The completion status of the job."),
+        _col("Duration", "Time required to complete the job."),
+        _AGE,
+    ], _job_row),
+    "deployments": ([
+        _NAME,
+        _col("Ready", "Number of the pod with ready state."),
+        _col("Up-to-date", "Total number of non-terminated pods targeted by this deployment "
+             "that have the desired template spec.", type_="integer"),
+        _col("Available", "Total number of available pods (ready for at least "
+             "minReadySeconds) targeted by this deployment.", type_="integer"),
+        _AGE,
+    ], _deployment_row),
+    "replicasets": ([
+        _NAME,
+        _col("Desired", "Number of desired pods.", type_="integer"),
+        _col("Current", "Number of actual replicas.", type_="integer"),
+        _col("Ready", "The number of ready replicas for this replica set.", type_="integer"),
+        _AGE,
+    ], _replica_set_row),
+    "statefulsets": ([
+        _NAME,
+        _col("Ready", "Number of the pod with ready state."),
+        _AGE,
+    ], _stateful_set_row),
+    "pytorchjobs": ([
+        _NAME,
+        _col("State", "The latest condition of the job."),
+        _AGE,
+    ], _pytorch_job_row),
     "configmaps": ([
         _NAME,
         _col("Data", "The number of keys in the config map.", type_="integer"),
