@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .api import Api, _body, json_response, raw_response
 from .errors import already_exists, bad_request, invalid, success_status
+from .group_api import ResourceGroupApi
 from .objects import admit_object, now_rfc3339
 from .services import (
     DISCOVERY,
@@ -29,11 +30,11 @@ from .services import (
 from .store import Resource
 
 
-class NetworkApi:
+class NetworkApi(ResourceGroupApi):
     """The REST handlers of services, endpoints, endpointslices and configmaps."""
 
     def __init__(self, api: Api) -> None:
-        self.api = api
+        super().__init__(api)
         store = api.store
         self.services = store["services"]
         self.endpoints = store["endpoints"]
@@ -68,29 +69,12 @@ class NetworkApi:
                        ("GET", "/apis/" + DISCOVERY_V1 + slash, self.discovery_v1)]
         return routes
 
-    @staticmethod
-    def _handler(method: Any, resource: Resource) -> Any:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await method(request, resource)
-        return handle
-
     async def discovery_group(self, request: web.Request) -> web.Response:
         return json_response({"kind": "APIGroup", "apiVersion": "v1", **DISCOVERY_GROUP})
 
     async def discovery_v1(self, request: web.Request) -> web.Response:
         return json_response({"kind": "APIResourceList", "apiVersion": "v1",
                               "groupVersion": DISCOVERY_V1, "resources": DISCOVERY_DOCS})
-
-    async def _list(self, request: web.Request, resource: Resource) -> web.StreamResponse:
-        return await self.api._list_or_watch(request, resource, request.match_info.get("ns"))
-
-    async def _watch(self, request: web.Request, resource: Resource) -> web.StreamResponse:
-        return await self.api._watch(request, resource, request.match_info.get("ns"),
-                                     self.api._selection(request, resource))
-
-    async def _get(self, request: web.Request, resource: Resource) -> web.Response:
-        info = request.match_info
-        return self.api._one(request, resource, resource.require(info["ns"], info["name"]))
 
     async def _create(self, request: web.Request, resource: Resource) -> web.Response:
         namespace = request.match_info["ns"]

@@ -14,6 +14,7 @@ from aiohttp import web
 from .api import Api, _body, json_response, raw_response
 from .controllers import Controllers
 from .errors import bad_request, conflict, invalid, success_status
+from .group_api import ResourceGroupApi
 from .objects import admit_object, now_rfc3339
 from .patch import apply_patch
 from .store import Resource, Stored
@@ -45,11 +46,11 @@ def _label_selector_text(selector: dict[str, Any] | None) -> str:
     return ",".join(parts)
 
 
-class WorkloadsApi:
+class WorkloadsApi(ResourceGroupApi):
     """The REST handlers of Jobs, Deployments, ReplicaSets, StatefulSets and PyTorchJobs."""
 
     def __init__(self, api: Api, controllers: Controllers) -> None:
-        self.api = api
+        super().__init__(api)
         self.controllers = controllers
         self.resources = {plural: api.store[plural] for plural in KINDS}
 
@@ -88,12 +89,6 @@ class WorkloadsApi:
         return routes
 
     @staticmethod
-    def _handler(method: Any, resource: Resource) -> Any:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await method(request, resource)
-        return handle
-
-    @staticmethod
     def _group(group: dict[str, Any]) -> Any:
         async def handle(request: web.Request) -> web.Response:
             return json_response({"kind": "APIGroup", "apiVersion": "v1", **group})
@@ -107,20 +102,7 @@ class WorkloadsApi:
                                   "resources": GROUP_DOCS[group_version]})
         return handle
 
-    # read --------------------------------------------------------------------------------
-
-    async def _list(self, request: web.Request, resource: Resource) -> web.StreamResponse:
-        return await self.api._list_or_watch(request, resource, request.match_info.get("ns"))
-
-    async def _watch(self, request: web.Request, resource: Resource) -> web.StreamResponse:
-        return await self.api._watch(request, resource, request.match_info.get("ns"),
-                                     self.api._selection(request, resource))
-
-    async def _get(self, request: web.Request, resource: Resource) -> web.Response:
-        info = request.match_info
-        return self.api._one(request, resource, resource.require(info["ns"], info["name"]))
-
-    # write -------------------------------------------------------------------------------
+    # write (reads: ResourceGroupApi) ------------------------------------------------------
 
     async def _create(self, request: web.Request, resource: Resource) -> web.Response:
         namespace = request.match_info["ns"]
