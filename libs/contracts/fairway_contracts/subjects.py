@@ -99,7 +99,8 @@ def phase_filter(project: str = "*", workload_id: str = "*", phase: str = "*") -
 def lifecycle_shard(shard: int, kind: str, workload_id: str) -> str:
     """A lifecycle work message handed on to the replica that holds its shard: `kind` names
     the consumer that received it (workloads, actions, decisions ...)."""
-    return f"{PREFIX}.lifecycle.shard.{int(shard)}.{_token(kind, 'kind')}.{_token(workload_id, 'id')}"
+    return (f"{PREFIX}.lifecycle.shard.{int(shard)}.{_token(kind, 'kind')}."
+            f"{_token(workload_id, 'id')}")
 
 
 def lifecycle_shard_filter(shard: int) -> str:

@@ -53,13 +53,17 @@ class LeaseLock:
     plain JSON (no model round trip: the record is compared and written back as read)."""
 
     def __init__(self, namespace: str, name: str, kubeconfig: str | None = None,
-                 request_timeout: float = 5.0):
+                 request_timeout: float = 5.0, *, api: Any = None,
+                 calls: ThreadedCalls | None = None, labels: dict[str, str] | None = None):
         self.namespace = namespace
         self.name = name
-        self.api = client.CoordinationV1Api(api_client(kubeconfig))
+        self.api = api or client.CoordinationV1Api(api_client(kubeconfig))
         self.request_timeout = request_timeout
-        # One thread: calls are sequential, and a hung call must not pile up more.
-        self._calls = ThreadedCalls(1, "lease")
+        self.labels = labels or {}
+        # One thread: calls are sequential, and a hung call must not pile up more. Locks of
+        # many Leases (lifecycle's shards) share the caller's threads, closed by the caller.
+        self._own_calls = calls is None
+        self._calls = calls or ThreadedCalls(1, "lease")
 
     async def _call(self, func, *args) -> tuple[int, Any]:
         try:
@@ -79,7 +83,9 @@ class LeaseLock:
     async def create(self, spec: dict) -> bool:
         """True when created; False when someone else created it first."""
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
+                 "metadata": {"name": self.name, "namespace": self.namespace,
+                              **({"labels": self.labels} if self.labels else {})},
+                 "spec": spec}
         status, body = await self._call(self.api.create_namespaced_lease, self.namespace,
                                         lease)
         if status == 409:
@@ -99,7 +105,8 @@ class LeaseLock:
         return True
 
     def close(self) -> None:
-        self._calls.close()
+        if self._own_calls:
+            self._calls.close()
 
 
 class Attempt(enum.Enum):

@@ -48,8 +48,16 @@ from fairway_scheduler.service import SchedulerService
 
 log = logging.getLogger("fairway.scheduler.leader")
 
-__all__ = ["LEADER", "Attempt", "GatedConsumer", "LeaderElector", "LeaseError", "LeaseLock",
-           "LeaseTimings", "Leadership"]
+__all__ = [
+    "LEADER",
+    "Attempt",
+    "GatedConsumer",
+    "LeaderElector",
+    "Leadership",
+    "LeaseError",
+    "LeaseLock",
+    "LeaseTimings",
+]
 
 LEADER = Gauge(
     "fairway_scheduler_leader",
