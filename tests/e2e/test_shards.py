@@ -83,7 +83,7 @@ def test_the_shards_spread_over_the_lifecycle_replicas(sharded):
     processes = stack.info()["processes"]
     assert {*LIFECYCLES, "metrics", "metrics-2"} <= set(processes)
     by = asyncio.run(wait_spread(stack))
-    assert sorted(len(s) for s in by.values()) == [5, 5, 6], by
+    assert sum(len(s) for s in by.values()) == SHARDS and min(map(len, by.values())) >= 4, by
 
 
 async def test_killing_a_lifecycle_replica_hands_its_shards_on_and_loses_nothing(sharded):

@@ -20,8 +20,8 @@ def test_fair_share(shards, replicas, share):
     assert fair_share(shards, replicas) == share
 
 
-def look(held=(), free=None, replicas=1, over_since=None, now=100.0, shards=4):
-    return Look(frozenset(held), dict(free or {}), replicas, shards, over_since, now)
+def look(held=(), free=None, replicas=1, over_since=None, now=100.0, shards=4, start=0):
+    return Look(frozenset(held), dict(free or {}), replicas, shards, over_since, now, start)
 
 
 @pytest.mark.parametrize(("case", "expected"), [
@@ -31,8 +31,11 @@ def look(held=(), free=None, replicas=1, over_since=None, now=100.0, shards=4):
     (look(held={0}, free={2: 99.0, 3: 99.0}, replicas=2), Moves((2,), ())),
     # at its share: a shard free for long enough is taken anyway (a dead replica's)
     (look(held={0, 1}, free={2: 99.0, 3: 90.0}, replicas=2), Moves((3,), ())),
-    # over its share, and nothing free: lets the highest go once settled...
+    # over its share, and nothing free: lets the extra ones go once settled...
     (look(held={0, 1, 2}, replicas=2, over_since=80.0), Moves((), (2,))),
+    (look(held={0, 1, 2, 3}, replicas=3, over_since=80.0), Moves((), (2, 3))),
+    # replicas starting together begin at different shards
+    (look(free={0: 99.0, 1: 99.0, 2: 99.0, 3: 99.0}, replicas=2, start=2), Moves((2, 3), ())),
     # ... not before
     (look(held={0, 1, 2}, replicas=2, over_since=95.0), Moves((), ())),
     # over its share while shards are free: keeps them (they may be a dead replica's)

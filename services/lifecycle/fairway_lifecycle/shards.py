@@ -30,6 +30,7 @@ import contextlib
 import logging
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -95,6 +96,8 @@ class ShardKeeper:
         self._over_since: float | None = None
         self._members_seen: dict[str, tuple[Any, float]] = {}  # name → (spec, first seen)
         self.replicas = 1
+        self._rounds = 0
+        self._start = zlib.crc32(identity.encode()) % shards
         self._task: asyncio.Task | None = None
 
     @property
@@ -150,10 +153,13 @@ class ShardKeeper:
                 self._free_since.pop(s, None)
         share_over = len(self.held) > -(-self.shards // max(1, self.replicas))
         self._over_since = (self._over_since or now) if share_over else None
+        self._rounds += 1
+        if self._rounds == 1:
+            return  # first, be counted: replicas starting together then share at once
         planned = moves(Look(frozenset(self.held), dict(self._free_since), self.replicas,
-                             self.shards, self._over_since, now),
+                             self.shards, self._over_since, now, self._start),
                         orphan_seconds=self.orphan_seconds,
-                        settle_seconds=self.timings.lease_seconds * 2)
+                        settle_seconds=self.timings.lease_seconds)
         gained = set()
         for s in planned.take:
             try:
@@ -171,11 +177,12 @@ class ShardKeeper:
             log.info("shards taken: %s (holding %d of %d, %d replicas)", sorted(gained),
                      len(self.held), self.shards, self.replicas)
             await self.on_gained(gained)
-        for s in planned.release:
-            log.info("letting shard %d go (holding %d, fair share over %d replicas)", s,
-                     len(self.held), self.replicas)
-            await self._lose({s})
-            await self.electors[s].release()
+        if planned.release:
+            log.info("letting shards %s go (holding %d, fair share over %d replicas)",
+                     list(planned.release), len(self.held), self.replicas)
+            await self._lose(set(planned.release))
+            await asyncio.gather(*(self.electors[s].release() for s in planned.release),
+                                 return_exceptions=True)
             self._over_since = None
 
     async def _renew(self) -> set[int]:

@@ -10,8 +10,8 @@ Each shard is one Kubernetes Lease. A replica takes free or expired shards up to
 share (the shards over the live replicas, rounded up), so shards spread over replicas; a shard
 left free for longer than `orphan_seconds` is taken whatever the count (a dead replica's
 shards are never left waiting for the membership to notice); a replica holding more than its
-fair share for longer than `settle_seconds` lets the extra go, one a round, for a replica
-below its share to take.
+fair share for longer than `settle_seconds` (the membership has settled) lets the extra ones
+go, for the replicas below their share to take.
 """
 
 import math
@@ -42,6 +42,7 @@ class Look:
     shards: int
     over_since: float | None
     now: float
+    start: int = 0  # where this replica starts looking (replicas starting together spread)
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,13 @@ def moves(look: Look, *, orphan_seconds: float, settle_seconds: float) -> Moves:
     """The shards to try to take and to let go this round."""
     share = fair_share(look.shards, look.replicas)
     room = share - len(look.held)
-    free = sorted(look.free_since, key=lambda s: (look.free_since[s], s))
+    free = sorted(look.free_since,
+                  key=lambda s: (look.free_since[s], (s - look.start) % look.shards))
     take = list(free[:max(0, room)])
     take += [s for s in free[max(0, room):]
              if look.now - look.free_since[s] >= orphan_seconds]
     release: tuple[int, ...] = ()
     if (room < 0 and not free and look.over_since is not None
             and look.now - look.over_since >= settle_seconds):
-        release = (max(look.held),)
+        release = tuple(sorted(look.held)[room:])  # the extra ones, at once
     return Moves(tuple(take), release)
