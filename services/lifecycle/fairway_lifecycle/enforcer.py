@@ -79,6 +79,8 @@ class RulesEnforcer:
         self.windows: dict[str, Window] = {}
         self.seen: set[str] = set()  # workloads tracked since this process started
         self.pruned = False
+        # With shards the other replicas' workloads are not tracked here: none is pruned.
+        self.sharded = False
 
     # what the rules are -------------------------------------------------------------------
     async def load(self) -> dict[str, tuple[str, str]]:
@@ -188,8 +190,7 @@ class RulesEnforcer:
     async def check(self, now: datetime) -> None:
         tracked = dict(self.controller.tracked)
         gone = [w for w in self.seen if w not in tracked]  # finished: nothing more to count
-        if not self.pruned and self.controller.synced and self.controller.holds is None:
-            # (With shards the others' workloads are not tracked here: nothing is pruned.)
+        if not self.pruned and self.controller.synced and not self.sharded:
             # Once after a start: what finished while lifecycle was down.
             gone += [w for w in self.usage if w not in tracked and w not in gone]
             self.pruned = True

@@ -105,6 +105,7 @@ class LifecycleService:
             runtime.broker.durable_consumers.append(self.router)
             self.controller.holds = self.router.holds
             self.controller.on_released = self.enforcer.release
+            self.enforcer.sharded = True
             self.keeper = ShardKeeper(
                 settings.shards, runtime.instance, settings.shard_lease_namespace,
                 LeaseTimings(lease_seconds=settings.shard_lease_seconds,
