@@ -24,14 +24,13 @@ from collections import Counter
 import httpx
 import pytest
 from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
 from fairway_devstack.testing import running_stack, supervising
 from tests.e2e.test_crash import pid_of, wait_healthy
 from tests.e2e.test_metrics_scenario import matching
 from tests.e2e.test_replicas import leading_scheduler
 from tests.e2e.test_robustness import all_phase_events, legal
-from tests.e2e.test_shards import holders, spread, wait_spread
+from tests.e2e.test_shards import holders, scrape, spread, wait_spread
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +57,6 @@ def body(i: int, project_id: str) -> tuple[str, dict]:
                 "annotations": [run]}}
 
 
-def scrape(url: str) -> dict:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
 @pytest.mark.timeout(1500)
 async def test_chaos(tmp_path):
     with (running_stack(tmp_path / "chaos", nats_replicas=3, replicas=REPLICAS,
@@ -72,7 +65,7 @@ async def test_chaos(tmp_path):
         await chaos(stack, supervisor)
 
 
-async def chaos(stack, supervisor) -> None:  # noqa: C901, PLR0915 (one story, told in order)
+async def chaos(stack, supervisor) -> None:
     token = stack.admin_token_file.read_text().strip()
     processes = stack.info()["processes"]
     apis = [httpx.Client(base_url=processes[name]["url"], timeout=30,
@@ -187,7 +180,7 @@ async def chaos(stack, supervisor) -> None:  # noqa: C901, PLR0915 (one story, t
         url = stack.info()["processes"][replica]["url"]
         deadline = time.monotonic() + 60
         while True:
-            samples = scrape(url)
+            samples = await asyncio.to_thread(scrape, url)
             got = Counter({(p, phase): int(sum(matching(samples, "fairway_workloads", project=p,
                                                         phase=phase).values()))
                            for p, phase in want})

@@ -14,6 +14,7 @@ from collections import Counter
 import httpx
 import pytest
 from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
 
 from fairway_devstack.testing import running_stack, supervising
 from tests.e2e.test_crash import pid_of
@@ -39,6 +40,13 @@ def sharded(tmp_path_factory):
     finally:
         log = state / "logs" / "supervisor.log"
         print(log.read_text(errors="replace") if log.exists() else "no supervisor log")
+
+
+def scrape(url: str) -> dict:
+    """A metrics replica's /metrics: {(name, labels): value}."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def holders(stack) -> dict[int, str | None]:
@@ -176,11 +184,7 @@ async def test_killing_a_lifecycle_replica_hands_its_shards_on_and_loses_nothing
     for replica in ("metrics", "metrics-2"):
         deadline = time.monotonic() + 30
         while True:
-            text = httpx.get(f"{processes[replica]['url']}/metrics", timeout=10).text
-            from prometheus_client.parser import text_string_to_metric_families
-            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                       for family in text_string_to_metric_families(text)
-                       for s in family.samples}
+            samples = await asyncio.to_thread(scrape, processes[replica]["url"])
             got = {name: sum(matching(samples, "fairway_workloads", project=name,
                                       phase="Completed").values()) for name in names}
             if got == dict(want):

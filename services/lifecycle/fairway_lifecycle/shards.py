@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes import client
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, RootModel
 
 from fairway_bus import Delivery, publish_model
@@ -50,6 +50,9 @@ log = logging.getLogger("fairway.lifecycle.shards")
 
 SHARDS_HELD = Gauge("fairway_lifecycle_shards_held",
                     "Lifecycle shards whose Lease this replica holds (drives their workloads).")
+HANDED_ON = Counter("fairway_lifecycle_handed_on",
+                    "Work messages a lifecycle replica received for a shard it does not hold and "
+                    "handed on to the shard's holder, by consumer kind.", ["kind"])
 LABEL_MEMBER = "fairway.io/lifecycle-member"
 
 
@@ -255,7 +258,6 @@ class ShardRouter:
         self.held: set[int] = set()
         self.kinds: dict[str, tuple[type[BaseModel], KindHandler]] = {}
         self._consumers: dict[int, DurableConsumer] = {}
-        self.handed_on = 0
 
     def shard(self, project: str) -> int:
         return shard_of(project, self.shards)
@@ -276,7 +278,7 @@ class ShardRouter:
             jetstream(self.broker), subjects.lifecycle_shard(shard, kind, workload_id), payload,
             msg_id=f"{kind}:{delivery.msg_id}:{self.identity}",
             headers={k: v for k, v in delivery.headers.items() if k != "Nats-Msg-Id"})
-        self.handed_on += 1
+        HANDED_ON.labels(kind).inc()
 
     async def gained(self, shards: set[int]) -> None:
         js = jetstream(self.broker)
