@@ -142,9 +142,10 @@ async def chaos(stack, supervisor) -> None:
     final: dict[str, str] = {}
     while time.monotonic() < deadline:
         try:
-            page = apis[0].get("/api/v1/workloads", params={
-                "filterBy": "name=@chaos-", "limit": 1000}).json()["workloads"]
-            final = {w["workloadId"]: w["phase"] for w in page}
+            r = apis[0].get("/api/v1/workloads", params={"filterBy": "name=@chaos-",
+                                                          "limit": 500})
+            if r.status_code == 200:
+                final = {w["workloadId"]: w["phase"] for w in r.json()["workloads"]}
         except httpx.HTTPError:
             pass
         if all(final.get(w) in ("Completed", "Failed") for w in ids):
