@@ -179,6 +179,7 @@ class Controller:
         # cached); only the workloads of the shards held are tracked, recorded and converged.
         self.holds: Callable[[str], bool] | None = None
         self._adopting = False  # shards taken: their workloads load after the next list
+        self._adoptions: list[asyncio.Future] = []  # resolved once they are loaded
         self._pod_watch: ListWatcher | None = None
         self.on_released: Callable[[list[str]], None] | None = None
 
@@ -366,18 +367,23 @@ class Controller:
             self.mark(wid)
 
     # shards --------------------------------------------------------------------------------
-    def adopt(self) -> None:
+    async def adopt(self) -> None:
         """Shards were taken (the `holds` predicate says which): their unfinished workloads
         are loaded from the database once the pods are listed afresh, and driven from there
         (what happened since their last holder recorded it is folded and published once; the
-        sequence numbers keep a transition it recorded from being recorded again)."""
+        sequence numbers keep a transition it recorded from being recorded again). Returns
+        once they are loaded."""
         if not self._loaded.is_set():
-            return  # the first load, after the first list, takes them
+            await self._loaded.wait()  # the first load, after the first list, takes them
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._adoptions.append(done)
         self._adopting = True
         if self._pod_watch is not None:
             self._pod_watch.relist()
         else:  # no watcher (tests hand pod events in): the cache is as fresh as it gets
-            self.runtime.background(self._load_active(), "load-shards")
+            self.on_pods_synced()
+        await done
 
     def release(self) -> list[str]:
         """Shards were lost or let go: their workloads are no longer driven here (the new
@@ -403,7 +409,8 @@ class Controller:
             self.runtime.background(self._load_active(), "load-active")
         elif self._adopting:
             self._adopting = False
-            self.runtime.background(self._load_active(), "load-shards")
+            adoptions, self._adoptions = self._adoptions, []
+            self.runtime.background(self._load_active(adoptions), "load-shards")
             for wid in list(self.tracked):
                 self._fold(wid)
                 self.mark(wid)
@@ -412,13 +419,23 @@ class Controller:
                 self._fold(wid)
                 self.mark(wid)
 
-    async def _load_active(self) -> None:
+    async def _load_active(self, adoptions: list[asyncio.Future] | None = None) -> None:
         # After a restart, every unfinished workload is folded against the pods as they are
         # now: what happened while we were down is published now, once.
-        # With shards, also when shards are taken over: the rows of those held now.
-        async with self.runtime.pool.acquire() as conn:
-            rows = await repo.active(conn)
-            lingering = await repo.lingering(conn)
+        # With shards, also when shards are taken over: the rows of those held now (the
+        # database may be away a while: tried again until it answers).
+        while True:
+            try:
+                async with self.runtime.pool.acquire() as conn:
+                    rows = await repo.active(conn)
+                    lingering = await repo.lingering(conn)
+                break
+            except Exception:
+                if self.holds is None:
+                    raise
+                log.warning("loading the shards' workloads failed; again in 1 s",
+                            exc_info=True)
+                await asyncio.sleep(1.0)
         for row in rows:
             self.track(row)
         for row in lingering:
@@ -430,6 +447,9 @@ class Controller:
             self.machine.forget_untracked_pods()  # finished workloads' pods: nothing to fold
             self._restored_stop_reasons.clear()  # the rest are finished
         self._loaded.set()
+        for done in adoptions or ():
+            if not done.done():
+                done.set_result(None)
 
     # folding (synchronous, on every event) ------------------------------------------------
     def _fold(self, wid: str) -> None:

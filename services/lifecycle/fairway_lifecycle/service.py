@@ -103,7 +103,7 @@ class LifecycleService:
         if settings.sharding:
             self.router = ShardRouter(runtime.broker, settings.shards, runtime.instance)
             runtime.broker.durable_consumers.append(self.router)
-            self.controller.holds = self.router.holds
+            self.controller.holds = self.router.drives
             self.controller.on_released = self.enforcer.release
             self.enforcer.sharded = True
             self.keeper = ShardKeeper(
@@ -116,19 +116,29 @@ class LifecycleService:
                 on_lost=self._shards_lost)
 
     async def _shards_gained(self, shards: set[int]) -> None:
-        """Taken (free, or a dead replica's): read its handed-on messages, drive its
-        workloads from the database and a fresh list of pods, their usage clocks as last
-        counted."""
+        """Taken (free, or a dead replica's): adopted in a task of its own, so the Lease
+        renewals never wait for the database or the pod list."""
         assert self.router is not None
-        await self.router.gained(shards)
+        self.router.driving |= shards
+        self.runtime.background(self._adopt(shards), f"adopt-shards-{min(shards)}")
+
+    async def _adopt(self, shards: set[int]) -> None:
+        """Drive the shards' workloads from the database and a fresh list of pods, their
+        usage clocks as last counted; only then take their messages (a message that came
+        before would find the workload not driven yet: until then they wait, handed on)."""
+        assert self.router is not None
         await self.enforcer.adopt()
-        self.controller.adopt()
+        await self.controller.adopt()
+        still = shards & self.router.driving  # lost meanwhile: not read here
+        if still:
+            await self.router.gained(still)
 
     async def _shards_lost(self, shards: set[int]) -> None:
         """Lost (or let go): stop driving their workloads first, then stop reading their
         handed-on messages (a message in hand finds the shard gone and hands itself on)."""
         assert self.router is not None
         self.router.held -= shards
+        self.router.driving -= shards
         self.controller.release()
         await self.router.lost(shards)
 

@@ -255,6 +255,9 @@ class ShardRouter:
         self.broker = broker
         self.shards = shards
         self.identity = identity
+        # Shards driven (their workloads loaded or loading) and held (their messages handled
+        # here: only once loaded).
+        self.driving: set[int] = set()
         self.held: set[int] = set()
         self.kinds: dict[str, tuple[type[BaseModel], KindHandler]] = {}
         self._consumers: dict[int, DurableConsumer] = {}
@@ -263,7 +266,12 @@ class ShardRouter:
         return shard_of(project, self.shards)
 
     def holds(self, project: str) -> bool:
+        """Whether this replica handles the project's messages."""
         return self.shard(project) in self.held
+
+    def drives(self, project: str) -> bool:
+        """Whether this replica drives the project's workloads."""
+        return self.shard(project) in self.driving
 
     def kind(self, name: str, model: type[BaseModel], handler: KindHandler) -> None:
         """How the holder handles a handed-on message of this kind."""
@@ -281,14 +289,20 @@ class ShardRouter:
         HANDED_ON.labels(kind).inc()
 
     async def gained(self, shards: set[int]) -> None:
+        """Read the shards' handed-on messages (their workloads are loaded by now)."""
         js = jetstream(self.broker)
         for s in sorted(shards):
+            if s in self._consumers or s not in self.driving:
+                continue
             spec = streams.lifecycle_shard(s)
             # The shard's consumer is made by whoever takes the shard first (idempotent).
             await js.add_consumer(spec.stream, consumer_config(spec))
             consumer = DurableConsumer(self.broker, spec, Forwarded, self._handle,
                                        fetch_timeout=2.0)
             await consumer.start(js)
+            if s not in self.driving:  # lost while it started
+                await consumer.stop()
+                continue
             self._consumers[s] = consumer
             self.held.add(s)
 
