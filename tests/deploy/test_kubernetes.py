@@ -153,8 +153,9 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         "configmaps": {"get", "create", "update", "delete"},
         "nodes": {"get", "list", "watch"},
         "events": {"create", "patch"},
-        # the shard Leases, and the member Leases listed to count the replicas
-        "leases": {"get", "list", "create", "update"},
+        # the shard Leases, and the member Leases listed to count the replicas (a gone
+        # replica's deleted)
+        "leases": {"get", "list", "create", "update", "delete"},
     }
     for kind in ("ClusterRole", "Role"):
         for role in by_kind(kind).values():

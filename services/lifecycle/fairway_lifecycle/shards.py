@@ -54,6 +54,7 @@ HANDED_ON = Counter("fairway_lifecycle_handed_on",
                     "Work messages a lifecycle replica received for a shard it does not hold and "
                     "handed on to the shard's holder, by consumer kind.", ["kind"])
 LABEL_MEMBER = "fairway.io/lifecycle-member"
+STALE_MEMBER_LEASES = 30  # lease periods unrenewed before a member Lease is deleted
 
 
 def _lease_name(identity: str) -> str:
@@ -237,6 +238,13 @@ class ShardKeeper:
             duration = spec.get("leaseDurationSeconds") or self.timings.lease_seconds
             if holder and now < seen[1] + duration:
                 alive.add(holder)
+            elif now - seen[1] > STALE_MEMBER_LEASES * self.timings.lease_seconds:
+                # A replica gone for good (every restart is a new identity): its member
+                # Lease goes, so the list stays as long as the replicas.
+                self._members_seen.pop(name, None)
+                with contextlib.suppress(Exception):
+                    await self._calls.call(self.api.delete_namespaced_lease, name,
+                                           self.namespace, _request_timeout=5.0)
         return len(alive)
 
 
