@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 
 import httpx
+import nats
 import pytest
 from kubernetes import client, config
 
@@ -155,7 +156,13 @@ async def chaos(stack, supervisor) -> None:
     assert not wrong, f"{len(wrong)} workloads did not end as expected: {list(wrong.items())[:10]}"
 
     for project in names:
-        stories = await all_phase_events(stack.nats_url, project)
+        for attempt in range(5):  # the cluster may still be catching a server up
+            try:
+                stories = await all_phase_events(stack.nats_url, project)
+                break
+            except nats.errors.TimeoutError:
+                assert attempt < 4, "the phase stream could not be read"
+                await asyncio.sleep(2)
         for wid in (w for w in ids if project_of[w] == project):
             story = stories[wid]
             assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), wid
