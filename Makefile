@@ -13,6 +13,7 @@ help:
 	@echo "make test    lint, import contracts and the full test suite"
 	@echo "make bench   end-to-end throughput and latency on the embedded stack"
 	@echo "make fuzz    the API against its OpenAPI document, many more examples than make test"
+	@echo "make chaos   300 workloads on every service replicated while servers are killed (~15 min)"
 
 .tools/bin/uv:
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found" >&2; exit 1; }
@@ -90,6 +91,13 @@ fuzz: install
 
 bench: install
 	.venv/bin/python -m tests.bench.e2e_bench $(BENCH_ARGS)
+
+# The long replicas test (tests/e2e/chaos_scenario.py, not collected by `make test`): bounded
+# by its own deadlines and by this timeout.
+.PHONY: chaos
+chaos: install
+	timeout 1800 .venv/bin/pytest -q -s -p no:cacheprovider -o python_files=chaos_scenario.py \
+		tests/e2e/chaos_scenario.py $(PYTEST_ARGS)
 
 bench-lifecycle: install
 	.venv/bin/python -m tests.bench.lifecycle_bench $(BENCH_ARGS)

@@ -140,6 +140,14 @@ class Bench:
                 self.project_id = next(
                     p["id"] for p in (await self.http.get("/api/v1/org-unit/projects")).json()[
                         "projects"] if p["name"] == "default")
+                # Workloads over several projects (lifecycle shards by project): they take
+                # turns; one project puts every workload in one shard.
+                self.project_ids = [self.project_id]
+                for i in range(1, args.projects):
+                    r = await self.http.post("/api/v1/org-unit/projects",
+                                             json={"name": f"bench-{self.run_tag}-{i}"})
+                    r.raise_for_status()
+                    self.project_ids.append(r.json()["id"])
                 if stack.database_url and not args.skip_floor:
                     await self.floor()
                 code = await self.throughput()
@@ -290,7 +298,8 @@ class Bench:
 
     async def submit_one(self) -> tuple[str, float, str | None]:
         self.sequence += 1
-        body = {"name": f"{self.run_tag}-{self.sequence}", "projectId": self.project_id,
+        project_id = self.project_ids[self.sequence % len(self.project_ids)]
+        body = {"name": f"{self.run_tag}-{self.sequence}", "projectId": project_id,
                 "spec": {"image": "busybox", "compute": compute_of(self.args, self.sequence),
                          "annotations": [{"name": "sim.fairway.io/run-seconds", "value": "1"}]}}
         connection = await self.connections.get()
@@ -379,6 +388,9 @@ def main() -> None:
                         help="run kubesim with this many 8-GPU nodes in the default pool "
                              "(0: its built-in profile, 24 GPUs)")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--projects", type=int, default=1,
+                        help="submit over this many projects in turn (lifecycle shards by "
+                             "project: with lifecycle replicas, use several)")
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds to wait for a run's workloads to finish")
     parser.add_argument("--rate", type=float, default=50,

@@ -129,8 +129,13 @@ def test_the_scheduler_runs_active_standby_on_a_lease():
 def test_lifecycle_may_do_what_it_needs_and_nothing_more():
     lifecycle = by_kind("Deployment")["lifecycle"]
     assert lifecycle["spec"]["template"]["spec"]["serviceAccountName"] == "fairway-lifecycle"
-    assert lifecycle["spec"]["replicas"] == 1
-    assert lifecycle["spec"]["strategy"]["type"] == "Recreate"
+    # Sharded: three replicas, one replaced at a time, spread over nodes, one drained at a time.
+    assert lifecycle["spec"]["replicas"] == 3
+    assert lifecycle["spec"]["strategy"]["type"] == "RollingUpdate"
+    [container] = lifecycle["spec"]["template"]["spec"]["containers"]
+    assert {"name": "FAIRWAY_LIFECYCLE_SHARDING", "value": "true"} in container["env"]
+    assert lifecycle["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert by_kind("PodDisruptionBudget")["lifecycle"]["spec"]["maxUnavailable"] == 1
     granted = {}
     for role in (by_kind("ClusterRole")["fairway-lifecycle"],
                  by_kind("Role")["fairway-lifecycle-leases"]):
@@ -148,13 +153,25 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         "configmaps": {"get", "create", "update", "delete"},
         "nodes": {"get", "list", "watch"},
         "events": {"create", "patch"},
-        "leases": {"get", "create", "update"},
+        # the shard Leases, and the member Leases listed to count the replicas (a gone
+        # replica's deleted)
+        "leases": {"get", "list", "create", "update", "delete"},
     }
     for kind in ("ClusterRole", "Role"):
         for role in by_kind(kind).values():
             for rule in role["rules"]:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"], role
                 assert "secrets" not in rule["resources"], role
+
+
+def test_metrics_runs_replicas_that_read_the_projection_from_the_tables():
+    metrics = by_kind("Deployment")["metrics"]
+    assert metrics["spec"]["replicas"] == 2
+    [container] = metrics["spec"]["template"]["spec"]["containers"]
+    refresh = {e["name"]: e.get("value") for e in container["env"]}
+    assert float(refresh["FAIRWAY_METRICS_REFRESH_SECONDS"]) > 0
+    assert metrics["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert by_kind("PodDisruptionBudget")["metrics"]["spec"]["minAvailable"] == 1
 
 
 def test_submission_may_only_find_pods_and_read_their_logs():

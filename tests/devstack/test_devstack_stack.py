@@ -212,7 +212,11 @@ def test_config_from_env():
     assert Stack(replicated).processes() == [
         "submission", "submission-2", "policy", "scheduler", "scheduler-2", "lifecycle",
         "metrics"]
-    for wrong, reason in (("lifecycle=2", "runs as one process"), ("api=2", "not a service"),
+    every = StackConfig.from_env({"FAIRWAY_REPLICAS": "lifecycle=3,metrics=2"})
+    assert Stack(every).processes() == [
+        "submission", "policy", "scheduler", "lifecycle", "lifecycle-2", "lifecycle-3",
+        "metrics", "metrics-2"]
+    for wrong, reason in (("lifecycle=0", "a count from 1 to 9"), ("api=2", "not a service"),
                           ("policy=x", "a count from 1 to 9")):
         with pytest.raises(StackError, match=reason):
             StackConfig.from_env({"FAIRWAY_REPLICAS": wrong})

@@ -191,3 +191,28 @@ async def test_a_failed_batch_leaves_nothing_and_its_events_count_once_when_retr
     assert failed, "the batch failed once"
     assert [a - b for a, b in zip(counted(), before, strict=True)] == [1, 1, 1, 1]
     assert workloads(await scrape(service), project, "Completed", "training") == 1
+
+
+async def test_replicas_serve_every_event_from_the_tables(
+        js, project, consumers, drained, start_metrics, nats_url, database_url):
+    """Replicas share the consumers, each applying part of the events: a replica that applied
+    none serves them all after a refresh from the tables."""
+    from fairway_metrics.service import MetricsService
+
+    wid = str(uuid.uuid4())
+    service = await start_metrics()
+    await publish_model(js, subjects.workload_submitted(project, wid),
+                        submitted(wid, project, WorkloadType.TRAINING), msg_id=f"sub-{wid}")
+    for sequence, phase, seconds in [(1, Phase.CREATING, 1), (2, Phase.RUNNING, 5)]:
+        await publish_model(js, subjects.phase(project, wid, phase),
+                            phase_changed(wid, project, WorkloadType.TRAINING, sequence, phase,
+                                          seconds), msg_id=f"ph-{wid}-{sequence}")
+    await drained()
+    settings = MetricsSettings(nats_url=nats_url, database_url=database_url,
+                               FAIRWAY_METRICS_REFRESH_SECONDS=1,
+                               FAIRWAY_METRICS_SAMPLE_INTERVAL_SECONDS=3600)
+    readers = [MetricsService(service, settings) for _ in range(2)]
+    for reader in readers:  # none of them consumed anything
+        assert wid not in reader.projection.workloads
+        await reader.refresh()
+        assert reader.projection.workloads[wid].phase == Phase.RUNNING

@@ -99,8 +99,17 @@ SERVING = StreamSpec(
     max_msgs_per_subject=1,
     max_age_seconds=0,
 )
+LIFECYCLE_SHARDS = StreamSpec(
+    "FAIRWAY_LIFECYCLE_SHARDS",
+    (subjects.LIFECYCLE_SHARD_ALL,),
+    "Lifecycle work messages a replica received for a shard it does not hold, handed on to "
+    "the shard's holder (one durable consumer per shard, made by the replica that takes it). "
+    "Subject: fairway.lifecycle.shard.<shard>.<kind>.<workload id>.",
+    max_age_seconds=24 * 3600,
+)
 STREAMS: tuple[StreamSpec, ...] = (
     WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION, SERVING,
+    LIFECYCLE_SHARDS,
 )
 
 
@@ -239,6 +248,18 @@ METRICS_DEADLETTERS = ConsumerSpec(
     "metrics", "metrics-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
     "Counts dead-lettered messages by consumer.",
 )
+def lifecycle_shard(shard: int) -> ConsumerSpec:
+    """The durable consumer of one lifecycle shard's handed-on messages: made and read by the
+    replica holding the shard's Lease (its holder changes; the consumer and what it has not
+    acknowledged stay). One workload's messages in order, workloads in parallel."""
+    return ConsumerSpec(
+        "lifecycle", f"lifecycle-shard-{int(shard)}", LIFECYCLE_SHARDS.name,
+        (subjects.lifecycle_shard_filter(shard),),
+        f"Lifecycle shard {int(shard)}: work messages handed on to the replica holding it.",
+        parallel=8, ordering_tokens=6,  # fairway.lifecycle.shard.<n>.<kind>.<id>
+    )
+
+
 LIFECYCLE_DEADLETTERS = ConsumerSpec(
     "lifecycle", "lifecycle-deadletters", DEADLETTER.name, (subjects.DEADLETTER_ALL,),
     "Fails a workload that cannot go on because a message about it was dead-lettered, "

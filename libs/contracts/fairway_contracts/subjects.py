@@ -64,6 +64,7 @@ ORG_NODEPOOL_ALL = f"{PREFIX}.org.nodepool.>"
 DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
 UTILIZATION_ALL = f"{PREFIX}.utilization.>"
 SERVING_ALL = f"{PREFIX}.serving.>"
+LIFECYCLE_SHARD_ALL = f"{PREFIX}.lifecycle.shard.>"
 
 
 def _token(value: str, what: str) -> str:
@@ -93,6 +94,17 @@ def phase(project: str, workload_id: str, phase: Phase | str) -> str:
 def phase_filter(project: str = "*", workload_id: str = "*", phase: str = "*") -> str:
     """A subscription filter: any argument left as '*' matches everything."""
     return f"{PREFIX}.phase.{project}.{workload_id}.{phase}"
+
+
+def lifecycle_shard(shard: int, kind: str, workload_id: str) -> str:
+    """A lifecycle work message handed on to the replica that holds its shard: `kind` names
+    the consumer that received it (workloads, actions, decisions ...)."""
+    return (f"{PREFIX}.lifecycle.shard.{int(shard)}.{_token(kind, 'kind')}."
+            f"{_token(workload_id, 'id')}")
+
+
+def lifecycle_shard_filter(shard: int) -> str:
+    return f"{PREFIX}.lifecycle.shard.{int(shard)}.>"
 
 
 def podgroup(project: str, workload_id: str) -> str:

@@ -49,6 +49,7 @@ class ListWatcher:
         self.resource_version: str | None = None
         self.relists = 0
         self._stop = threading.Event()
+        self._relist_due = threading.Event()
         self._response: Any = None
         self._thread: threading.Thread | None = None
 
@@ -58,6 +59,20 @@ class ListWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.shutdown()
+            except Exception:
+                try:
+                    response.close()
+                except Exception:
+                    pass
+
+    def relist(self) -> None:
+        """List everything again now (ends the watch in hand), then watch on; `on_synced` is
+        called once the list is handled."""
+        self._relist_due.set()
         response = self._response
         if response is not None:
             try:
@@ -83,10 +98,11 @@ class ListWatcher:
         backoff = 0.2
         while not self._stop.is_set():
             try:
+                self._relist_due.clear()
                 self._relist()
                 listed_at = time.monotonic()
                 backoff = 0.2
-                while not self._stop.is_set():
+                while not self._stop.is_set() and not self._relist_due.is_set():
                     self._watch_once()
                     if time.monotonic() - listed_at > self.resync_seconds:
                         break  # periodic resync: list again and diff
@@ -96,6 +112,8 @@ class ListWatcher:
             except Exception as exc:
                 if self._stop.is_set():
                     return
+                if self._relist_due.is_set():  # relist() cut the watch short
+                    continue
                 log.warning("%s: watch failed (%r), re-listing in %.1fs", self.name, exc, backoff)
                 self._stop.wait(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 10.0)
@@ -135,7 +153,7 @@ class ListWatcher:
         got_any = False
         try:
             for line in _lines(response):
-                if self._stop.is_set():
+                if self._stop.is_set() or self._relist_due.is_set():
                     return
                 if not line:
                     continue

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -173,6 +173,15 @@ class Controller:
         self.node_pools: dict[str, str] = {}
         self.sharing: Any = None  # GpuSharing: sees every pod, and the nodes' GPU memory
         self.nodelevel: Any = None  # NodeLevelScheduler: sees every pod and every node
+        # Shards (several replicas): whether a project's workloads are this replica's to
+        # drive. None: all are (one replica). Every replica still watches every pod (the
+        # node-level views need them all, and a shard taken over folds against pods already
+        # cached); only the workloads of the shards held are tracked, recorded and converged.
+        self.holds: Callable[[str], bool] | None = None
+        self._adopting = False  # shards taken: their workloads load after the next list
+        self._adoptions: list[asyncio.Future] = []  # resolved once they are loaded
+        self._pod_watch: ListWatcher | None = None
+        self.on_released: Callable[[list[str]], None] | None = None
 
     @property
     def synced(self) -> bool:
@@ -209,6 +218,7 @@ class Controller:
             self.kube.core.list_node, self._on_node_thread, name="nodes",
             resync_seconds=self.resync_seconds,
         )
+        self._pod_watch = pod_watch
         self._watchers = [pod_watch, node_watch]
         for w in self._watchers:
             w.start()
@@ -288,8 +298,14 @@ class Controller:
         self.mark(workload_id)
         await self._carry_out(deletions)
 
+    def _mine(self, project: str) -> bool:
+        return self.holds is None or self.holds(project)
+
     def track(self, row: repo.WorkloadRow) -> None:
-        """Start driving a workload (a new submission, or an unfinished one after a restart)."""
+        """Start driving a workload (a new submission, or an unfinished one after a restart);
+        one of a shard this replica does not hold is left to the holder."""
+        if not self._mine(row.project):
+            return
         if row.workload_id in self.tracked or finished(row.phase, row.desired):
             if row.delete_after is not None and row.phase != Phase.DELETED:
                 self._deletions[row.workload_id] = row.delete_after
@@ -350,33 +366,90 @@ class Controller:
             self._fold(wid)
             self.mark(wid)
 
+    # shards --------------------------------------------------------------------------------
+    async def adopt(self) -> None:
+        """Shards were taken (the `holds` predicate says which): their unfinished workloads
+        are loaded from the database once the pods are listed afresh, and driven from there
+        (what happened since their last holder recorded it is folded and published once; the
+        sequence numbers keep a transition it recorded from being recorded again). Returns
+        once they are loaded."""
+        if not self._loaded.is_set():
+            await self._loaded.wait()  # the first load, after the first list, takes them
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._adoptions.append(done)
+        self._adopting = True
+        if self._pod_watch is not None:
+            self._pod_watch.relist()
+        else:  # no watcher (tests hand pod events in): the cache is as fresh as it gets
+            self.on_pods_synced()
+        await done
+
+    def release(self) -> list[str]:
+        """Shards were lost or let go: their workloads are no longer driven here (the new
+        holder resumes them from the database). The workloads let go."""
+        gone = [wid for wid, t in self.tracked.items() if not self._mine(t.row.project)]
+        for wid in gone:
+            self._untrack(wid)
+            self.dirty.discard(wid)
+            self._deletions.pop(wid, None)
+        for wid in [w for w in self._deletions if w not in self.tracked]:
+            self._deletions.pop(wid, None)  # finished ones: their holder deletes them
+        if gone:
+            log.info("no longer driving %d workloads (their shards went)", len(gone))
+        if self.on_released is not None:
+            self.on_released(gone)
+        return gone
+
     def on_pods_synced(self) -> None:
         """The pods are listed (first after a start, then after every re-list)."""
         first = not self._synced.is_set()
         self._synced.set()
         if first:
             self.runtime.background(self._load_active(), "load-active")
+        elif self._adopting:
+            self._adopting = False
+            adoptions, self._adoptions = self._adoptions, []
+            self.runtime.background(self._load_active(adoptions), "load-shards")
+            for wid in list(self.tracked):
+                self._fold(wid)
+                self.mark(wid)
         else:
             for wid in list(self.tracked):  # after a re-list: catch up on what was missed
                 self._fold(wid)
                 self.mark(wid)
 
-    async def _load_active(self) -> None:
+    async def _load_active(self, adoptions: list[asyncio.Future] | None = None) -> None:
         # After a restart, every unfinished workload is folded against the pods as they are
         # now: what happened while we were down is published now, once.
-        async with self.runtime.pool.acquire() as conn:
-            rows = await repo.active(conn)
-            lingering = await repo.lingering(conn)
+        # With shards, also when shards are taken over: the rows of those held now (the
+        # database may be away a while: tried again until it answers).
+        while True:
+            try:
+                async with self.runtime.pool.acquire() as conn:
+                    rows = await repo.active(conn)
+                    lingering = await repo.lingering(conn)
+                break
+            except Exception:
+                if self.holds is None:
+                    raise
+                log.warning("loading the shards' workloads failed; again in 1 s",
+                            exc_info=True)
+                await asyncio.sleep(1.0)
         for row in rows:
             self.track(row)
         for row in lingering:
             # Over while pods still ran: announce how they are now (gone while we were
             # down, or still to be deleted), so the scheduler frees their devices.
-            if row.workload_id not in self.tracked:
+            if row.workload_id not in self.tracked and self._mine(row.project):
                 self._drive(row)
-        self.machine.forget_untracked_pods()  # finished workloads' pods: nothing to fold
-        self._restored_stop_reasons.clear()  # the rest are finished
+        if self.holds is None:  # with shards, other shards' pods stay: they may come here
+            self.machine.forget_untracked_pods()  # finished workloads' pods: nothing to fold
+            self._restored_stop_reasons.clear()  # the rest are finished
         self._loaded.set()
+        for done in adoptions or ():
+            if not done.done():
+                done.set_result(None)
 
     # folding (synchronous, on every event) ------------------------------------------------
     def _fold(self, wid: str) -> None:

@@ -79,6 +79,8 @@ class RulesEnforcer:
         self.windows: dict[str, Window] = {}
         self.seen: set[str] = set()  # workloads tracked since this process started
         self.pruned = False
+        # With shards the other replicas' workloads are not tracked here: none is pruned.
+        self.sharded = False
 
     # what the rules are -------------------------------------------------------------------
     async def load(self) -> dict[str, tuple[str, str]]:
@@ -87,13 +89,39 @@ class RulesEnforcer:
         async with self.runtime.pool.acquire() as conn:
             units = await repo.org_rules(conn)
             self.usage, stop_reasons = await repo.usages(conn)
+        self._put_rules(units)
+        return stop_reasons
+
+    async def load_rules(self) -> None:
+        """The rules as recorded (another replica recorded a change)."""
+        async with self.runtime.pool.acquire() as conn:
+            units = await repo.org_rules(conn)
+        self.projects, self.project_ids, self.departments = {}, {}, {}  # deleted ones go
+        self._put_rules(units)
+
+    async def adopt(self) -> None:
+        """Shards were taken over: the usage of every workload not driven here is read again
+        as its last holder counted it, so running time and idle windows go on from there."""
+        async with self.runtime.pool.acquire() as conn:
+            usage, _ = await repo.usages(conn)
+        mine = self.controller.tracked
+        self.usage = {wid: u for wid, u in self.usage.items() if wid in mine} | {
+            wid: u for wid, u in usage.items() if wid not in mine}
+
+    def release(self, workload_ids: list[str]) -> None:
+        """Workloads now driven by another replica: forgotten here without counting them as
+        finished (their usage stays recorded for the new holder)."""
+        for wid in workload_ids:
+            self.seen.discard(wid)
+            self.windows.pop(wid, None)
+
+    def _put_rules(self, units: list) -> None:
         for unit in units:
             if unit.kind == "project":
                 self.projects[unit.org_id] = (unit.name, unit.department_id, unit.rules)
                 self.project_ids[unit.name] = unit.org_id
             else:
                 self.departments[unit.org_id] = (unit.name, unit.rules)
-        return stop_reasons
 
     async def on_org_unit(self, event: ProjectChanged | DepartmentChanged) -> None:
         """Idempotent: the unit's whole current state replaces what was kept."""
@@ -162,7 +190,7 @@ class RulesEnforcer:
     async def check(self, now: datetime) -> None:
         tracked = dict(self.controller.tracked)
         gone = [w for w in self.seen if w not in tracked]  # finished: nothing more to count
-        if not self.pruned and self.controller.synced:
+        if not self.pruned and self.controller.synced and not self.sharded:
             # Once after a start: what finished while lifecycle was down.
             gone += [w for w in self.usage if w not in tracked and w not in gone]
             self.pruned = True

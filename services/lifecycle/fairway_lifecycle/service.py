@@ -2,6 +2,7 @@
 phases out, through the state machine of core/machine.py) and the scheduling-rule enforcer,
 and what each request the handlers receive does to them."""
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fairway_contracts.events import (
     WorkloadAction,
     WorkloadSubmitted,
 )
+from fairway_kube.lease import LeaseTimings
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.core.autoscaler import Window
@@ -33,11 +35,14 @@ from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
+from fairway_lifecycle.shards import ShardKeeper, ShardRouter
 from fairway_lifecycle.sharing import FractionBind, GpuSharing
 from fairway_runtime import Service
 from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.lifecycle.handlers")
+
+ORG_RELOAD_SECONDS = 30.0  # with shards: the recorded rules read again at least this often
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,50 @@ class LifecycleService:
             window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
                           scale_down_seconds=settings.autoscale_scale_down_seconds))
         self.sharing.find_unbound = self._unbound_fractions
+        # Shards: None with one replica (it drives every workload, as it always has).
+        self.router: ShardRouter | None = None
+        self.keeper: ShardKeeper | None = None
+        if settings.sharding:
+            self.router = ShardRouter(runtime.broker, settings.shards, runtime.instance)
+            runtime.broker.durable_consumers.append(self.router)
+            self.controller.holds = self.router.drives
+            self.controller.on_released = self.enforcer.release
+            self.enforcer.sharded = True
+            self.keeper = ShardKeeper(
+                settings.shards, runtime.instance, settings.shard_lease_namespace,
+                LeaseTimings(lease_seconds=settings.shard_lease_seconds,
+                             renew_seconds=settings.shard_renew_seconds,
+                             renew_deadline_seconds=settings.shard_renew_deadline_seconds,
+                             retry_seconds=settings.shard_renew_seconds),
+                kubeconfig=settings.kubeconfig, on_gained=self._shards_gained,
+                on_lost=self._shards_lost)
+
+    async def _shards_gained(self, shards: set[int]) -> None:
+        """Taken (free, or a dead replica's): adopted in a task of its own, so the Lease
+        renewals never wait for the database or the pod list."""
+        assert self.router is not None
+        self.router.driving |= shards
+        self.runtime.background(self._adopt(shards), f"adopt-shards-{min(shards)}")
+
+    async def _adopt(self, shards: set[int]) -> None:
+        """Drive the shards' workloads from the database and a fresh list of pods, their
+        usage clocks as last counted; only then take their messages (a message that came
+        before would find the workload not driven yet: until then they wait, handed on)."""
+        assert self.router is not None
+        await self.enforcer.adopt()
+        await self.controller.adopt()
+        still = shards & self.router.driving  # lost meanwhile: not read here
+        if still:
+            await self.router.gained(still)
+
+    async def _shards_lost(self, shards: set[int]) -> None:
+        """Lost (or let go): stop driving their workloads first, then stop reading their
+        handed-on messages (a message in hand finds the shard gone and hands itself on)."""
+        assert self.router is not None
+        self.router.held -= shards
+        self.router.driving -= shards
+        self.controller.release()
+        await self.router.lost(shards)
 
     @property
     def ready(self) -> bool:
@@ -106,8 +155,13 @@ class LifecycleService:
         self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
         self.runtime.background(self.autoscaler.run(), "autoscaling")
+        if self.keeper is not None:
+            self.runtime.background(self._reload_org(), "org-reload")
+            self.keeper.start()
 
     async def stop(self) -> None:
+        if self.keeper is not None:  # drive nothing more, then hand the shards on at once
+            await self.keeper.stop()
         self.sharing.stop()
         await self.controller.stop()
         self.kube.close()
@@ -202,6 +256,21 @@ class LifecycleService:
         workload_id, why = stalled
         with workload_context(workload_id):
             await self.controller.reject(workload_id, UNDELIVERABLE, why)
+
+    async def _reload_org(self) -> None:
+        """With shards, one replica receives each organisation or node-pool change (a shared
+        consumer) and records it; the others read the recorded rules again now and then, and
+        at once when the receiver says so (core NATS, `reload_org`)."""
+        while True:
+            await asyncio.sleep(ORG_RELOAD_SECONDS)
+            try:
+                await self.reload_org()
+            except Exception:  # the database may be away: next time
+                log.warning("reading the scheduling rules again failed", exc_info=True)
+
+    async def reload_org(self) -> None:
+        await self.enforcer.load_rules()
+        await self.load_node_pools()
 
     async def load_node_pools(self) -> None:
         """The pools' settings as recorded (before the node-level scheduler runs)."""

@@ -1,6 +1,6 @@
 """Lifecycle's settings: the shared ones, the Kubernetes API, and the scheduling rules' pace."""
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from fairway_runtime import ServiceSettings
 
@@ -94,3 +94,41 @@ class LifecycleSettings(ServiceSettings):
         default=300.0, ge=0, alias="FAIRWAY_LIFECYCLE_AUTOSCALE_SCALE_DOWN_SECONDS",
         description="how long a lower replica count must hold before a server scales down "
                     "(the HPA's stabilisation window: against flapping)")
+
+    # Shards (several replicas) --------------------------------------------------------------
+    sharding: bool = Field(
+        default=False, alias="FAIRWAY_LIFECYCLE_SHARDING",
+        description="on: this replica holds Kubernetes Leases of some shards and drives only "
+                    "their workloads (run it on for two replicas or more); off: this one "
+                    "process drives every workload, no Leases")
+    shards: int = Field(
+        default=16, ge=1, le=256, alias="FAIRWAY_LIFECYCLE_SHARDS",
+        description="how many shards the workloads are split into, by a hash of the project "
+                    "name; more than the replicas ever run, the same on every replica, and "
+                    "never changed while workloads run")
+    shard_lease_namespace: str = Field(
+        default="default", alias="FAIRWAY_LIFECYCLE_SHARD_LEASE_NAMESPACE",
+        description="where the shard Leases (fairway-lifecycle-shard-<n>) and the replicas' "
+                    "member Leases are kept")
+    shard_lease_seconds: float = Field(
+        default=10.0, gt=0, alias="FAIRWAY_LIFECYCLE_SHARD_LEASE_SECONDS",
+        description="a shard whose Lease has not been renewed for this long is taken over "
+                    "by another replica")
+    shard_renew_seconds: float = Field(
+        default=2.0, gt=0, alias="FAIRWAY_LIFECYCLE_SHARD_RENEW_SECONDS",
+        description="how often a replica renews its shard Leases and looks at the others")
+    shard_renew_deadline_seconds: float = Field(
+        default=7.0, gt=0, alias="FAIRWAY_LIFECYCLE_SHARD_RENEW_DEADLINE_SECONDS",
+        description="a replica stops driving a shard it could not renew for this long: less "
+                    "than the lease, so it has stopped before another may take the shard")
+
+    @model_validator(mode="after")
+    def _shard_timings(self) -> "LifecycleSettings":
+        if not (self.shard_renew_seconds < self.shard_renew_deadline_seconds
+                < self.shard_lease_seconds):
+            raise ValueError(
+                "shards need FAIRWAY_LIFECYCLE_SHARD_RENEW_SECONDS < "
+                "FAIRWAY_LIFECYCLE_SHARD_RENEW_DEADLINE_SECONDS < "
+                f"FAIRWAY_LIFECYCLE_SHARD_LEASE_SECONDS (got {self.shard_renew_seconds:g} < "
+                f"{self.shard_renew_deadline_seconds:g} < {self.shard_lease_seconds:g})")
+        return self

@@ -2,8 +2,9 @@
 stored samples and the telemetry queries. Wiring only: the runtime, the `MetricsService` and
 its handlers.
 
-It runs as one instance (see series.py: the series are read from this process's projection,
-which sees every event only when it is the only consumer).
+Replicas: they share the durable consumers (each event applied once, by one of them, to the
+tables); with FAIRWAY_METRICS_REFRESH_SECONDS each reads its whole projection from the tables
+again that often, so every replica answers scrapes and queries for all events.
 """
 
 from pathlib import Path

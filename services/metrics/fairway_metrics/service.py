@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ValidationError
 
@@ -189,15 +189,45 @@ class MetricsService:
         Prometheus collector reads it and samples are taken on a timer."""
         async with runtime.pool.acquire() as conn:
             loaded = await repository.load(conn)
+        self._take(loaded)
+        series.COLLECTOR.projection = self.projection
+        runtime.background(self._sample_loop(), "samples")
+        if self.settings.refresh_seconds > 0:
+            runtime.background(self._refresh_loop(), "projection-refresh")
+
+    def _take(self, loaded: Projection) -> None:
         self.projection.workloads = loaded.workloads
         self.projection.current = loaded.current
         self.projection.preemptions = loaded.preemptions
         self.projection.dead_letters = loaded.dead_letters
-        series.COLLECTOR.projection = self.projection
-        runtime.background(self._sample_loop(), "samples")
+
+    async def refresh(self) -> None:
+        """The projection as the tables hold it now: what every replica applied."""
+        async with (self.runtime.pool.acquire() as conn,
+                    conn.transaction(isolation="repeatable_read", readonly=True)):
+            loaded = await repository.load(conn)  # one snapshot of every table
+        self._take(loaded)
+
+    async def _refresh_loop(self) -> None:
+        """Replicas: the projection read from the tables again and again (in one read
+        transaction per refresh, swapped in whole), so every replica serves the same
+        figures whichever of them applied an event. Only what is counted as it happens
+        (transitions, latencies: series.record) stays per replica: each event is counted by
+        exactly one, and a sum over the replicas is the total."""
+        while True:
+            await asyncio.sleep(self.settings.refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the database may be away: the next refresh
+                log.warning("reading the projection from the tables failed", exc_info=True)
 
     async def take_samples(self) -> int:
         now = utcnow()
+        if self.settings.refresh_seconds > 0:
+            # Replicas sample the same tables: at the same instant, the start of the
+            # interval, so the table keeps one sample per instant (the others conflict).
+            interval = self.settings.sample_interval_seconds
+            now = datetime.fromtimestamp(now.timestamp() // interval * interval, tz=UTC)
         rows = queries.samples(self.projection.snapshot(now))
         cutoff = now - timedelta(hours=self.settings.sample_retention_hours)
         async with self.runtime.pool.acquire() as conn, conn.transaction():

@@ -23,3 +23,10 @@ class MetricsSettings(ServiceSettings):
         default="metrics", alias="FAIRWAY_METRICS_QUERY_GROUP",
         description="the NATS queue group of telemetry and series queries (instances in one "
                     "group share the queries)")
+    refresh_seconds: float = Field(
+        default=0.0, ge=0, alias="FAIRWAY_METRICS_REFRESH_SECONDS",
+        description="with several replicas (they share the event consumers, each applying "
+                    "part of the events to the tables): every replica reads its whole "
+                    "projection from the tables this often, so each answers scrapes and "
+                    "queries for all events; 0 (one replica): never, its memory sees every "
+                    "event")

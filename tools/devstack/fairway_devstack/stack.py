@@ -123,8 +123,9 @@ class StackConfig:
     """Processes per service (FAIRWAY_REPLICAS, e.g. `submission=2,policy=2,scheduler=2`); 1
     when not given. The first is named after its service, the others `<service>-2` …; the
     first submission serves the API port, the others their own ports. Schedulers beyond one
-    stand by for the leader's Lease. lifecycle and metrics run one each (each keeps state
-    that replicas would split)."""
+    stand by for the leader's Lease. lifecycle replicas split the workloads by shards (each
+    holds the Leases of some, FAIRWAY_LIFECYCLE_SHARDING); metrics replicas share the events
+    and each reads the whole projection from the tables (FAIRWAY_METRICS_REFRESH_SECONDS)."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every child process (kubesim, bootstrap, services); wins over ours."""
     fast_storage: bool = False
@@ -161,9 +162,13 @@ class StackConfig:
         return cls(**(values | overrides))
 
 
-# lifecycle watches and folds every workload and metrics keeps its projection in memory: a
-# second process of either would split what each must see whole.
-SINGLE_REPLICA = ("lifecycle", "metrics")
+# What a service's replicas need beyond the shared settings to run side by side: lifecycle
+# shards the workloads (Leases), metrics reads its projection from the tables (each replica
+# applies only part of the events).
+REPLICATED_ENV: dict[str, dict[str, str]] = {
+    "lifecycle": {"FAIRWAY_LIFECYCLE_SHARDING": "true"},
+    "metrics": {"FAIRWAY_METRICS_REFRESH_SECONDS": "1"},
+}
 
 
 def parse_replicas(value: str) -> dict[str, int]:
@@ -176,9 +181,6 @@ def parse_replicas(value: str) -> dict[str, int]:
                              f"{', '.join(SERVICES)})")
         if not count.strip().isdigit() or not 1 <= int(count) <= 9:
             raise StackError(f"FAIRWAY_REPLICAS: {name}={count.strip()!r}: a count from 1 to 9")
-        if name in SINGLE_REPLICA and int(count) > 1:
-            raise StackError(f"FAIRWAY_REPLICAS: {name} runs as one process (its state in "
-                             "memory would be split between replicas)")
         replicas[name] = int(count)
     return replicas
 
@@ -620,6 +622,8 @@ class Stack:
         service = service_of(name)
         if service == API_SERVICE:  # every replica of the API serves it on its own port
             env["FAIRWAY_API_PORT"] = str(port)
+        if self.config.replicas.get(service, 1) > 1:
+            env |= REPLICATED_ENV.get(service, {})
         argv = [sys.executable, "-m", f"fairway_{service}"]
         self._services[name] = ManagedProcess(
             name, argv, self.log_path(name), env=self._env(env)

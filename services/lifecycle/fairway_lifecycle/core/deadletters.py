@@ -14,9 +14,22 @@ _STALLING = {
 }
 
 
+def project_of(letter: DeadLetter) -> str | None:
+    """The project of the workload the letter is about, if its payload names one (which
+    lifecycle replica is to act on it)."""
+    try:
+        payload = json.loads(letter.payload)
+    except ValueError:
+        return None
+    project = payload.get("project") if isinstance(payload, dict) else None
+    return project if isinstance(project, str) and project else None
+
+
 def stalled_workload(letter: DeadLetter) -> tuple[str, str] | None:
     """(workload id, why) when the letter leaves a workload unable to go on, else None."""
     what = _STALLING.get(letter.consumer)
+    if letter.consumer.startswith("lifecycle-shard-") and ".decisions." in letter.subject:
+        what = _STALLING["lifecycle-decisions"]  # a placement handed on to a shard's holder
     if what is None:
         return None
     try:
