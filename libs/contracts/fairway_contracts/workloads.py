@@ -79,6 +79,8 @@ NON_PREEMPTIBLE_FROM = 100
 # The node label that names a node's type; a workload's spec.nodeType becomes a node selector
 # on this label, and the scheduler places its pods only on nodes that carry the same value.
 NODE_TYPE_LABEL = "fairway.io/node-type"
+# A node whose GPU memory can be swapped to host memory (GPU memory swap, per node pool)
+GPU_SWAP_LABEL = "fairway.io/gpu-swap"
 # Phase reasons of the Stopping and Stopped events of a workload a scheduling rule stopped
 # (lifecycle decides; the API shows its desired phase as Stopped, as after a user's stop).
 TIME_LIMIT_REASON = "TimeLimitReached"

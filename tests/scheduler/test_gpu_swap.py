@@ -1,0 +1,51 @@
+"""GPU memory swap admission (core/swap.py): table tests of the host memory a device's
+fractions may need, and of where a fraction may go by oversubscribing a device."""
+
+import pytest
+
+from fairway_scheduler.core.swap import GpuSwap, device_host_need, node_host_need, swap_fit
+
+DEVICE = 81920  # MiB
+SIXTY = 49152  # 0.6 of it
+
+
+@pytest.mark.parametrize(("shares", "need"), [
+    ([], 0),
+    ([SIXTY], 0),  # within the device: nothing is swapped
+    ([40960, 40960], 0),  # exactly full
+    ([SIXTY, SIXTY], SIXTY),  # one may be out while the other is in
+    ([SIXTY, SIXTY, SIXTY], 2 * SIXTY),  # all but the smallest
+    ([10000, 50000, 40000], 90000),  # the smallest stays in whatever is active
+])
+def test_device_host_need(shares, need):
+    assert device_host_need(shares, DEVICE) == need
+
+
+def test_node_host_need_sums_its_devices():
+    assert node_host_need([[SIXTY, SIXTY], [SIXTY], []], DEVICE) == SIXTY
+
+
+@pytest.mark.parametrize(("devices", "swap", "need", "device", "left"), [
+    # a device with fractions takes one more while the host memory lasts
+    ([[SIXTY]], GpuSwap(102400, 8192), SIXTY, 0, 102400 - SIXTY),
+    ([[SIXTY, SIXTY]], GpuSwap(102400, 8192), SIXTY, 0, 102400 - 2 * SIXTY),
+    # not when the host memory would be exceeded: what is left is said
+    ([[SIXTY, SIXTY, SIXTY]], GpuSwap(102400, 8192), SIXTY, None, 102400 - 2 * SIXTY),
+    # never on a device something else holds (a whole-GPU pod), nor on an empty one
+    ([None, []], GpuSwap(102400), SIXTY, None, 102400),
+    # the device where it adds the least host need: one swapping already
+    ([[40000, 40000], [SIXTY, SIXTY]], GpuSwap(204800), SIXTY, 1, 204800 - 2 * SIXTY),
+    # host memory is counted per node, across its devices
+    ([[SIXTY, SIXTY], [SIXTY]], GpuSwap(2 * SIXTY), SIXTY, 0, 0),
+    ([[SIXTY, SIXTY], [SIXTY]], GpuSwap(2 * SIXTY - 1), SIXTY, None, SIXTY - 1),
+])
+def test_swap_fit(devices, swap, need, device, left):
+    fit = swap_fit(devices, DEVICE, swap, need)
+    assert (fit.device, fit.host_left_mib, fit.why) == (device, left, None)
+
+
+def test_a_fraction_larger_than_the_device_less_its_reserve_never_swaps_in():
+    fit = swap_fit([[SIXTY]], DEVICE, GpuSwap(1 << 20, 40000), SIXTY)
+    assert fit.device is None
+    assert fit.why == ("needs 49152 MiB on a device; a device keeps 40000 MiB of its 81920 MiB "
+                       "for swapping, so at most 41920 MiB can be swapped in")
