@@ -48,6 +48,9 @@ class Timings:
     backoff_seconds: float = 10.0  # first restart / image pull back-off, doubling ...
     backoff_max_seconds: float = 300.0  # ... up to this
     node_eviction_seconds: float = 300.0  # pods on a NotReady node are evicted after this
+    # GPU memory swap: how fast a fraction's memory comes back from host memory (the swap-in
+    # delay is the memory moved over this)
+    gpu_swap_mib_per_second: float = 16384.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +96,11 @@ _CLUSTER_KEYS = {"nodePools", "nodes", "timings"}
 _POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
               "networkTopology"}
 _NODE_KEYS = {"name", "labels", "gpus", "gpuMemoryMiB", "gpuProduct", "cpuMillis", "memoryMiB",
-              "maxPods", "ready", "topology"}
+              "maxPods", "ready", "topology", "gpuSwap"}
+GPU_SWAP_LABEL = "fairway.io/gpu-swap"  # `gpuSwap: true`: its GPU memory can be swapped out
 _TOPOLOGY_KEYS = {"nodeLabel", "nodesPerDomain", "prefix"}
 _TIMING_KEYS = {"pullSeconds", "startSeconds", "jitter", "backoffSeconds",
-                "backoffMaxSeconds", "nodeEvictionSeconds"}
+                "backoffMaxSeconds", "nodeEvictionSeconds", "gpuSwapMiBPerSecond"}
 _PLACEMENTS = {"binpack", "spread"}
 
 _RANGE = re.compile(r"\{([^{}]*)\.\.([^{}]*)\}")
@@ -285,6 +289,13 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         ready = entry.get("ready", True)
         if not isinstance(ready, bool):
             raise ProfileError(f"{at}.ready: must be true or false, got {ready!r}")
+        swap = entry.get("gpuSwap", False)
+        if not isinstance(swap, bool):
+            raise ProfileError(f"{at}.gpuSwap: must be true or false, got {swap!r}")
+        if swap and not gpus:
+            raise ProfileError(f"{at}.gpuSwap: set, but the node has no gpus")
+        if swap:
+            labels = {**labels, GPU_SWAP_LABEL: "true"}
         if gpus and not gpu_memory:
             gpu_memory = GPU_MEMORY_MIB.get(
                 product or labels.get("nvidia.com/gpu.product", ""), 0)
@@ -382,7 +393,7 @@ def _parse_timings(raw: Any, where: str) -> Timings:
     values: dict[str, float] = {}
     for key, default in (("pullSeconds", 1.0), ("startSeconds", 1.0), ("jitter", 0.1),
                          ("backoffSeconds", 10.0), ("backoffMaxSeconds", 300.0),
-                         ("nodeEvictionSeconds", 300.0)):
+                         ("nodeEvictionSeconds", 300.0), ("gpuSwapMiBPerSecond", 16384.0)):
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ProfileError(f"{where}.{key}: must be a non-negative number, got {value!r}")
@@ -393,7 +404,8 @@ def _parse_timings(raw: Any, where: str) -> Timings:
                    jitter=values["jitter"], backoff_seconds=values["backoffSeconds"],
                    backoff_max_seconds=max(values["backoffMaxSeconds"],
                                            values["backoffSeconds"]),
-                   node_eviction_seconds=values["nodeEvictionSeconds"])
+                   node_eviction_seconds=values["nodeEvictionSeconds"],
+                   gpu_swap_mib_per_second=values["gpuSwapMiBPerSecond"])
 
 
 def parse_duration(raw: Any, where: str) -> float:
