@@ -50,6 +50,11 @@ def test_bad_activity_profiles_are_refused_at_the_door(fast_api: client.CoreV1Ap
     assert "sim.fairway.io/gpu-active" in refused.value.body
 
 
+def swap(api: client.CoreV1Api, ns: str, name: str, mib: int) -> None:
+    api.patch_namespaced_pod(name, ns, {"metadata": {"annotations": {
+        "fairway.io/gpu-swapped-mib": str(mib)}}})
+
+
 def test_a_fraction_is_swapped_out_and_back_in(fast_api: client.CoreV1Api,
                                                fast_ns: str) -> None:
     uuid = gpu_uuid(NODE, 5)
@@ -64,20 +69,38 @@ def test_a_fraction_is_swapped_out_and_back_in(fast_api: client.CoreV1Api,
     assert (notes(busy)[ACTIVE], notes(busy)[UTILIZATION]) == ("true", "70")
     resting = wait_pod(fast_api, fast_ns, "resting", lambda p: notes(p).get(USED) == "49152")
     assert (notes(resting)[ACTIVE], notes(resting)[UTILIZATION]) == ("false", "0")
-    # lifecycle swaps the idle one out: its memory leaves the device for the node's host memory
-    fast_api.patch_namespaced_pod("resting", fast_ns, {"metadata": {"annotations": {
-        "fairway.io/gpu-swapped-mib": "49152"}}})
+    # lifecycle swaps the idle one out: its memory moves to the node's host memory (3 s at
+    # the default 16 GiB/s), then none of it is on the device
+    asked = time.monotonic()
+    swap(fast_api, fast_ns, "resting", 49152)
     resting = wait_pod(fast_api, fast_ns, "resting", lambda p: notes(p).get(SWAPPED) == "49152")
+    assert time.monotonic() - asked >= 49152 / 16384 * 0.9
     assert notes(resting)[USED] == "0"
     assert fast_api.read_node(NODE).metadata.annotations[HOST] == "49152"
-    # and back in: after the memory moved (49152 MiB at the profile's rate), none swapped
-    asked = time.monotonic()
-    fast_api.patch_namespaced_pod("resting", fast_ns, {"metadata": {"annotations": {
-        "fairway.io/gpu-swapped-mib": "0"}}})
-    resting = wait_pod(fast_api, fast_ns, "resting", lambda p: SWAPPED not in notes(p))
-    assert time.monotonic() - asked >= 49152 / 16384 * 0.9  # the default 16 GiB/s
-    assert notes(resting)[USED] == "49152"
-    assert fast_api.read_node(NODE).metadata.annotations[HOST] == "0"
+    # the activity switches (annotated on the running pods): lifecycle swaps the now idle one
+    # out and the now active one in, one exchange: the host never holds both
+    for name, active in (("busy", "false"), ("resting", "true")):
+        fast_api.patch_namespaced_pod(name, fast_ns, {"metadata": {"annotations": {
+            "sim.fairway.io/gpu-active": active}}})
+    wait_pod(fast_api, fast_ns, "busy", lambda p: notes(p).get(ACTIVE) == "false"
+             and notes(p).get(UTILIZATION) == "0")
+    swap(fast_api, fast_ns, "busy", 49152)
+    swap(fast_api, fast_ns, "resting", 0)
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.add(fast_api.read_node(NODE).metadata.annotations[HOST])
+        resting = fast_api.read_namespaced_pod("resting", fast_ns)
+        if SWAPPED not in notes(resting):
+            break
+        time.sleep(0.05)
+    assert seen == {"49152"}, seen
+    busy = wait_pod(fast_api, fast_ns, "busy", lambda p: notes(p).get(SWAPPED) == "49152")
+    assert (notes(busy)[USED], notes(resting)[USED], notes(resting)[UTILIZATION]) == (
+        "0", "49152", "70")
+    events = [e.reason for e in fast_api.list_namespaced_event(fast_ns).items
+              if e.involved_object.name == "resting"]
+    assert events.count("GpuMemorySwappedOut") == 1 and events.count("GpuMemorySwappedIn") == 1
     for name in pods:
         fast_api.delete_namespaced_pod(name, fast_ns, grace_period_seconds=0)
 

@@ -98,6 +98,7 @@ SWAPPED_ANNOTATION = "kubesim.fairway.io/gpu-swapped-mib"
 NODE_SWAP_USED_ANNOTATION = "kubesim.fairway.io/gpu-swap-used-mib"
 SWAPPED_OUT_REASON = "GpuMemorySwappedOut"
 SWAPPED_IN_REASON = "GpuMemorySwappedIn"
+PAIRED_SWAP_SECONDS = 0.5  # moves on one node due this close together complete together
 # A reservation pod (lifecycle's, holding a shared device) runs a program that writes the UUID
 # the device plugin gave it into its own annotation: kubesim plays that program.
 RESERVATION_LABEL = "fairway.io/gpu-reservation"
@@ -249,7 +250,7 @@ class PodSim:
     gpu_restarts: int = 0  # times the node-level scheduler restarted its GPU process
     swap_wanted: bool = False  # lifecycle says: its GPU memory goes to host memory
     swapped_mib: int = 0  # its GPU memory in host memory now
-    swap_in_due: float | None = None  # loop time its swap-in completes
+    swap_due: float | None = None  # loop time its memory's move (out or in) completes
     activity_due: float | None = None  # loop time its activity next changes
     config_maps: tuple[tuple[str, str], ...] = ()  # (volume, ConfigMap) it mounts
     mount_warned: float | None = None  # when its last FailedMount event was recorded
@@ -494,8 +495,18 @@ class Kubelet:
         return active_at(sim.behaviour.gpu_active, self._now() - sim.gpu_started)[0]
 
     def _gpu_swap(self, sim: PodSim, annotations: Mapping[str, Any]) -> None:
-        """Lifecycle swapped the fraction's memory out (to host memory, at once) or in (back
-        on its device after the memory moved at the profile's gpuSwapMiBPerSecond)."""
+        """Lifecycle swapped the fraction's memory out or in: the memory moves at the
+        profile's gpuSwapMiBPerSecond. Its activity profile may be changed on the running pod
+        too (`kubectl annotate`)."""
+        try:
+            activity = gpu_activity(annotations.get(SIM_PREFIX + "gpu-active"))
+        except ValueError:
+            activity = sim.behaviour.gpu_active
+        if activity != sim.behaviour.gpu_active:
+            sim.behaviour.gpu_active = activity
+            if sim.stage in (STARTING, READY) and not sim.suspended:
+                self._next_activity(sim)
+                self._push(sim, 0.0, "gpu_memory")
         wanted = (_mib(annotations.get(SWAP_ANNOTATION)) or 0) > 0
         if wanted == sim.swap_wanted:
             return
@@ -505,36 +516,51 @@ class Kubelet:
         self._swap_now(sim)
 
     def _swap_now(self, sim: PodSim) -> None:
-        container = sim.containers[0].name if sim.containers else None
-        if sim.swap_wanted and not sim.swapped_mib:
-            used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) or 0
-            if sim.gpu_cap is not None:
-                used = min(used, sim.gpu_cap)
-            sim.swapped_mib, sim.swap_in_due = used, None
-            self._event(sim, "Normal", SWAPPED_OUT_REASON,
-                        f"{used} MiB of GPU memory swapped out to the host memory of node "
-                        f"{sim.node}", container)
-        elif not sim.swap_wanted and sim.swapped_mib and sim.swap_in_due is None:
-            delay = sim.swapped_mib / max(1.0, self.timings.gpu_swap_mib_per_second)
-            sim.swap_in_due = self._now() + delay
-            self._push(sim, delay, "gpu_swap_in")
-        else:
+        """Start moving the memory the way lifecycle says (or give up a move it reversed)."""
+        if sim.swap_wanted == bool(sim.swapped_mib):
+            sim.swap_due = None  # where it should be already: a move under way is dropped
             return
-        self._push(sim, 0.0, "gpu_memory")
+        if sim.swap_due is not None:
+            return
+        moving = sim.swapped_mib or self._gpu_memory_now(sim)
+        delay = moving / max(1.0, self.timings.gpu_swap_mib_per_second)
+        sim.swap_due = self._now() + delay
+        self._push(sim, delay, "gpu_swap_done")
+        self._push(sim, 0.0, "gpu_memory")  # it gets no GPU while its memory moves
+
+    def _gpu_memory_now(self, sim: PodSim) -> int:
+        used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) or 0
+        return min(used, sim.gpu_cap) if sim.gpu_cap is not None else used
+
+    def _do_gpu_swap_done(self, sim: PodSim) -> None:
+        """A move completed, and with it every move on the node due about now: a swap-out and
+        the swap-in it makes room for are one exchange through the device's reserved memory,
+        so neither the device nor the host ever holds both."""
+        due, now = sim.swap_due, self._now()
+        if due is None or due > now + 0.01:
+            return
+        state = self.nodes.get(sim.node)
+        paired = [p for p in (state.pods if state else ()) if p.swap_due is not None
+                  and p.swap_due <= now + PAIRED_SWAP_SECONDS]
+        for other in sorted({sim, *paired}, key=lambda p: p.swap_due or 0):
+            self._swap_done(other)
         self._report_node_swap(sim.node)
 
-    def _do_gpu_swap_in(self, sim: PodSim) -> None:
-        """The swapped-out memory is back on the device (unless it was swapped out again)."""
-        due = sim.swap_in_due
-        if due is None or due > self._now() + 0.01 or sim.swap_wanted:
-            return
-        moved, sim.swapped_mib, sim.swap_in_due = sim.swapped_mib, 0, None
-        self._event(sim, "Normal", SWAPPED_IN_REASON,
-                    f"{moved} MiB of GPU memory swapped back in from the host memory of node "
-                    f"{sim.node}", sim.containers[0].name if sim.containers else None)
+    def _swap_done(self, sim: PodSim) -> None:
+        container = sim.containers[0].name if sim.containers else None
+        sim.swap_due = None
+        if sim.swap_wanted:
+            sim.swapped_mib = self._gpu_memory_now(sim)
+            self._event(sim, "Normal", SWAPPED_OUT_REASON,
+                        f"{sim.swapped_mib} MiB of GPU memory swapped out to the host memory "
+                        f"of node {sim.node}", container)
+        else:
+            moved, sim.swapped_mib = sim.swapped_mib, 0
+            self._event(sim, "Normal", SWAPPED_IN_REASON,
+                        f"{moved} MiB of GPU memory swapped back in from the host memory of "
+                        f"node {sim.node}", container)
         if sim.stage in (STARTING, READY) and not sim.suspended:
             self._write(sim)
-        self._report_node_swap(sim.node)
 
     def _next_activity(self, sim: PodSim) -> None:
         """Report the fraction again when its activity profile changes phase."""
@@ -1149,7 +1175,8 @@ class Kubelet:
     def _utilization(self, sim: PodSim) -> float:
         """What the pod's GPU process gets: a fraction that is idle, swapped out or being
         swapped in gets nothing, so a device's utilization is the sum of its active ones'."""
-        if sim.shares_gpus and (sim.swapped_mib or not self.gpu_active(sim)):
+        if sim.shares_gpus and (sim.swapped_mib or sim.swap_due is not None
+                                or not self.gpu_active(sim)):
             return 0.0
         return sim.behaviour.gpu_utilization
 
