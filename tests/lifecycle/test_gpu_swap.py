@@ -53,3 +53,30 @@ def test_changes_say_which_way_the_memory_moves_and_host_memory_is_counted():
     after = [SwapPod(p.key, p.device, p.request_mib, p.active, decided[p.key]) for p in pods]
     assert swapped(MEM, RESERVE, after) == decided
     assert changes(after, swapped(MEM, RESERVE, after)) == []
+
+
+def test_a_swapped_fraction_shows_in_its_pod_view_and_each_swap_is_a_new_view():
+    from fairway_lifecycle.core.fold import pod_group_signature, summarize
+    from tests.lifecycle.podfactory import pod
+
+    p = pod("sw-b", workload="w", node="sw-1", stage="running")
+    p["metadata"]["labels"]["fairway.io/gpu-fraction"] = "true"
+    p["metadata"]["annotations"] = {"fairway.io/gpu-devices": "0",
+                                    "fairway.io/gpu-memory-request-mib": str(SIXTY),
+                                    "kubesim.fairway.io/gpu-memory-used-mib": str(SIXTY),
+                                    "kubesim.fairway.io/gpu-utilization": "70"}
+    unmanaged = pod_group_signature([p])
+    [view] = summarize([p])
+    assert (view.gpu_active, view.gpu_swapped_mib, view.gpu_utilization_percent) == (
+        None, None, 70.0)
+    p["metadata"]["annotations"].update({"fairway.io/gpu-swapped-mib": str(SIXTY),
+                                         "kubesim.fairway.io/gpu-active": "false"})
+    asked = pod_group_signature([p])
+    assert asked != unmanaged
+    p["metadata"]["annotations"].update({"kubesim.fairway.io/gpu-swapped-mib": str(SIXTY),
+                                         "kubesim.fairway.io/gpu-memory-used-mib": "0",
+                                         "kubesim.fairway.io/gpu-utilization": "0"})
+    assert pod_group_signature([p]) != asked
+    [view] = summarize([p])
+    assert (view.gpu_active, view.gpu_swapped_mib, view.gpu_memory_used_mib) == (
+        False, SIXTY, 0)

@@ -84,7 +84,9 @@ async def test_idle_fractions_are_swapped_out_and_in_with_events(database_url):
         for name, active in activity.items():
             service.controller.on_pod("ADDED", fraction(name, kube, active))
         await service.nodelevel.converge()
-        assert swaps(kube) == [("annotate", "b", {"fairway.io/gpu-swapped-mib": str(SIXTY)}),
+        # the active one is marked as managed (nothing swapped), the idle ones swapped out
+        assert swaps(kube) == [("annotate", "a", {"fairway.io/gpu-swapped-mib": "0"}),
+                               ("annotate", "b", {"fairway.io/gpu-swapped-mib": str(SIXTY)}),
                                ("annotate", "c", {"fairway.io/gpu-swapped-mib": str(SIXTY)})]
         events = [c[1:3] for c in kube.calls if c[0] == "event"]
         assert events == [("b", "GpuMemorySwappedOut"), ("c", "GpuMemorySwappedOut")]

@@ -84,6 +84,14 @@ class GpuSwapper:
         else:
             decided = swapped(device_mib, swap.reserved_mib, now)
         by_key = {p.key: p for p in now}
+        if swap is not None:
+            # every fraction it manages says so (0: all in memory), once: its views follow
+            # its swaps and activity from then on
+            for key in sorted(inputs):
+                notes = pods[key]["metadata"].get("annotations") or {}
+                if ANN_SWAPPED not in notes and key not in self.written and not decided[key]:
+                    if await self.kube.annotate(*key, {ANN_SWAPPED: "0"}) == "patched":
+                        self.written[key] = 0
         for change in changes(now, decided):
             key = change.key
             after = decided[key]

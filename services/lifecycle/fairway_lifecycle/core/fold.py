@@ -340,6 +340,11 @@ def pod_group_signature(pods: list[Pod]) -> str:
         if ANN_CURRENT_DEVICES in notes:
             moved = (f"#gpu{notes[ANN_CURRENT_DEVICES]}:{notes.get(ANN_CURRENT_LIMIT, '')}:"
                      f"{notes.get(ANN_PROCESS_RESTARTS, '0')}:{notes.get(ANN_MEMORY_USED, '')}")
+        # GPU memory swap (only when it acted on the pod): each swap out and in, and each
+        # change of activity that may cause one, is worth a new view.
+        if ANN_SWAPPED in notes:
+            moved += (f"#swap{notes[ANN_SWAPPED]}:{notes.get(ANN_NODE_SWAPPED, '0')}:"
+                      f"{notes.get(ANN_ACTIVE, '')}:{notes.get(ANN_MEMORY_USED, '')}")
         parts.append(f"{_name(pod)}@{node}{moved}{'/done' if pod_done(pod) else ''}")
     return ",".join(parts)
 

@@ -352,7 +352,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         where = f"cluster.nodes[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
-                     "ready", "gpuProduct", "maxPods", "topology"}, where)
+                     "ready", "gpuProduct", "maxPods", "topology", "gpuSwap"}, where)
         pattern = _name(item.get("name"), f"{where}.name", strict=False)
         where = f"cluster.nodes[{i}] ({pattern})"
         labels = _mapping(item.get("labels") or {}, f"{where}.labels")
@@ -367,6 +367,11 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         ready = item.get("ready", True)
         if not isinstance(ready, bool):
             raise ScenarioError(f"{where}.ready: expected true or false")
+        swap = item.get("gpuSwap", False)
+        if not isinstance(swap, bool):
+            raise ScenarioError(f"{where}.gpuSwap: expected true or false")
+        if swap:  # as kubesim labels it: one file drives both
+            labels[GPU_SWAP_LABEL] = "true"
         config = next((p for p in pools if p.label_key is not None
                        and labels.get(p.label_key) == p.label_value),
                       next(p for p in pools if p.pool.name == DEFAULT_POOL))
