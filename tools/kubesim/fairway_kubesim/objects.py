@@ -481,8 +481,23 @@ def active_at(phases: tuple[tuple[bool, float], ...], elapsed: float
     return phases[0][0], phases[0][1]
 
 
+# annotations whose value is a profile over time, with the parser that checks it
+SIM_PROFILE_ANNOTATIONS = {"gpu-active": gpu_activity, "gpu-memory-used": gpu_memory_steps}
 SIM_NUMBER_ANNOTATIONS = ("pull-seconds", "start-seconds", "run-seconds", "oom-after-seconds")
 SIM_CHOICE_ANNOTATIONS = {"image-pull": ("ok", "fail"), "crash": ("none", "loop")}
+
+
+def _profile_causes(annotations: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    causes = []
+    for suffix, parse in SIM_PROFILE_ANNOTATIONS.items():
+        key = SIM_PREFIX + suffix
+        if key in annotations:
+            try:
+                parse(str(annotations[key]))
+            except ValueError as exc:
+                causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
+                               f'Invalid value: "{annotations[key]}": {exc}'))
+    return causes
 
 
 def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -515,20 +530,7 @@ def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str
         if not ok:
             causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{value}": must be a percentage from 0 to 100'))
-    key = SIM_PREFIX + "gpu-active"
-    if key in annotations:
-        try:
-            gpu_activity(str(annotations[key]))
-        except ValueError as exc:
-            causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
-                           f'Invalid value: "{annotations[key]}": {exc}'))
-    key = SIM_PREFIX + "gpu-memory-used"
-    if key in annotations:
-        try:
-            gpu_memory_steps(str(annotations[key]))
-        except ValueError as exc:
-            causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
-                           f'Invalid value: "{annotations[key]}": {exc}'))
+    causes += _profile_causes(annotations)
     key = SIM_PREFIX + "exit-code"
     if key in annotations:
         value = annotations[key]

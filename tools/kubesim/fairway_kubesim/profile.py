@@ -289,13 +289,7 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         ready = entry.get("ready", True)
         if not isinstance(ready, bool):
             raise ProfileError(f"{at}.ready: must be true or false, got {ready!r}")
-        swap = entry.get("gpuSwap", False)
-        if not isinstance(swap, bool):
-            raise ProfileError(f"{at}.gpuSwap: must be true or false, got {swap!r}")
-        if swap and not gpus:
-            raise ProfileError(f"{at}.gpuSwap: set, but the node has no gpus")
-        if swap:
-            labels = {**labels, GPU_SWAP_LABEL: "true"}
+        labels = _with_swap_label(entry, labels, gpus, at)
         if gpus and not gpu_memory:
             gpu_memory = GPU_MEMORY_MIB.get(
                 product or labels.get("nvidia.com/gpu.product", ""), 0)
@@ -308,6 +302,17 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
                                   cpu_millis=cpu, memory_mib=memory, max_pods=max_pods,
                                   ready=ready))
     return nodes
+
+
+def _with_swap_label(entry: Mapping[str, Any], labels: dict[str, str], gpus: int, at: str
+                     ) -> dict[str, str]:
+    """`gpuSwap: true`: the node is labelled swap-capable (GPU memory swap)."""
+    swap = entry.get("gpuSwap", False)
+    if not isinstance(swap, bool):
+        raise ProfileError(f"{at}.gpuSwap: must be true or false, got {swap!r}")
+    if swap and not gpus:
+        raise ProfileError(f"{at}.gpuSwap: set, but the node has no gpus")
+    return {**labels, GPU_SWAP_LABEL: "true"} if swap else labels
 
 
 def _parse_network_topology(raw: Any, at: str) -> tuple[str, ...]:

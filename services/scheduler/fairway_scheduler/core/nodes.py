@@ -23,9 +23,29 @@ UNTRACKED = 1 << 60
 
 
 class NodeState:
-    __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
-                 "gpu_swap", "labels", "max_pods", "mem_total", "name", "node_type",
-                 "partial_free", "pods", "pool", "ready", "shares", "swap", "used", "whole")
+    __slots__ = (
+        "bucket",
+        "cpu_total",
+        "dev_memory",
+        "free_cpu",
+        "free_mem",
+        "gpu_swap",
+        "gpus",
+        "idx",
+        "labels",
+        "max_pods",
+        "mem_total",
+        "name",
+        "node_type",
+        "partial_free",
+        "pods",
+        "pool",
+        "ready",
+        "shares",
+        "swap",
+        "used",
+        "whole",
+    )
 
     def __init__(self, idx: int, node: Node):
         self.idx = idx

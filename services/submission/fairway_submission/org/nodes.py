@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter
 
 from fairway_contracts.workloads import GPU_SWAP_LABEL
-
 from fairway_submission import repository as repo
 from fairway_submission.core.devices import device_views
 from fairway_submission.core.errors import ApiError

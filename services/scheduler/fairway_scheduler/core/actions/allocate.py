@@ -42,8 +42,8 @@ from fairway_scheduler.core.model import (
     Workload,
 )
 from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
-from fairway_scheduler.core.swap import short_message
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
+from fairway_scheduler.core.swap import short_message
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
