@@ -16,7 +16,7 @@ import heapq
 import re
 
 from fairway_scheduler.core.model import Node
-from fairway_scheduler.core.swap import GpuSwap, swap_fit
+from fairway_scheduler.core.swap import GpuSwap, node_host_need, swap_fit
 
 FULL = 1000
 UNTRACKED = 1 << 60
@@ -92,6 +92,21 @@ class NodeState:
             pure = sum(shares) == self.used[d]
             out.append([m * self.dev_memory // FULL for m in shares] if pure else None)
         return out
+
+    def swap_room(self, devices: tuple[int, ...], milli: int) -> bool:
+        """Whether a fraction of `milli` on `devices` (one) fits this node by swapping: the
+        device holds fractions only, and the node's host need stays within its pool's."""
+        if self.swap is None or len(devices) != 1:
+            return False
+        shares = self.swap_shares_mib()
+        there = shares[devices[0]]
+        if there is None:
+            return False
+        mib = milli * self.dev_memory // FULL
+        if mib > self.dev_memory - self.swap.reserved_mib:
+            return False
+        shares[devices[0]] = [*there, mib]
+        return node_host_need([s or [] for s in shares], self.dev_memory) <= self.swap.host_mib
 
     def could_hold(self, devices: int, milli: int | None, cpu: int, mem: int) -> bool:
         """Whether the node could take one pod now if it had room for another pod: `devices`

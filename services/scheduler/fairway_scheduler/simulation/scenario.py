@@ -717,7 +717,8 @@ def _check_pinned(workloads: tuple[ScenarioWorkload, ...], nodes: tuple[Node, ..
                 if d >= node.gpus:
                     raise ScenarioError(f"{at}: node {name} has no GPU {d}")
                 used[(name, d)] = used.get((name, d), 0) + milli
-                if used[(name, d)] > 1000:
+                swapping = node.gpu_swap and milli < 1000  # fractions may oversubscribe it
+                if used[(name, d)] > 1000 and not swapping:
                     raise ScenarioError(f"{at}: GPU {d} of node {name} is over-committed")
 
 

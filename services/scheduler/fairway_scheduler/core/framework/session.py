@@ -451,11 +451,13 @@ class Session:
     def restore(self, hold: Hold) -> bool:
         """The released pod holds its room again; False (nothing changes) when it is taken."""
         node = hold.node
-        if (any(node.used[d] + hold.milli > FULL for d in hold.devices)
+        fraction = hold.milli < FULL
+        over = any(node.used[d] + hold.milli > FULL for d in hold.devices)
+        if (over and not (fraction and node.swap_room(hold.devices, hold.milli))
                 or not node.fits_host(hold.cpu, hold.mem)):
             return False
         pool = self.pools[node.pool]
-        pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem)
+        pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem, fraction=fraction)
         self.account(hold.workload, pool.name, [hold.gpu, hold.cpu, hold.mem], +1)
         self.held[hold.workload.id] += 1
         return True
