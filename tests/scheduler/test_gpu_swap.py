@@ -49,3 +49,22 @@ def test_a_fraction_larger_than_the_device_less_its_reserve_never_swaps_in():
     assert fit.device is None
     assert fit.why == ("needs 49152 MiB on a device; a device keeps 40000 MiB of its 81920 MiB "
                        "for swapping, so at most 41920 MiB can be swapped in")
+
+
+@pytest.mark.parametrize(("optimization", "field"), [
+    ({"swapEnabled": True}, "gpuResourceOptimization.cpuSwapMemorySize"),
+    ({"swapEnabled": True, "cpuSwapMemorySize": "lots"},
+     "gpuResourceOptimization.cpuSwapMemorySize"),
+    ({"swapEnabled": "yes", "cpuSwapMemorySize": "1Gi"}, "gpuResourceOptimization.swapEnabled"),
+    ({"swapEnabled": True, "cpuSwapMemorySize": "1Gi", "swapMemory": 1},
+     "gpuResourceOptimization"),
+])
+def test_bad_swap_settings_in_a_scenario_name_the_field(optimization, field):
+    from fairway_scheduler.simulation import parse_scenario
+    from fairway_scheduler.simulation.scenario import ScenarioError
+
+    scenario = {"cluster": {"nodePools": [{"name": "a", "labelKey": "k", "labelValue": "a",
+                                           "gpuResourceOptimization": optimization}],
+                            "nodes": [{"name": "n", "gpus": 1}]}}
+    with pytest.raises(ScenarioError, match=field):
+        parse_scenario(scenario)
