@@ -117,3 +117,16 @@ timings: {gpuSwapMiBPerSecond: 8192}
     assert profile.timings.gpu_swap_mib_per_second == 8192
     with pytest.raises(ProfileError, match=r"gpuSwap: set, but the node has no gpus"):
         parse_profile_text("nodes:\n  - {name: c1, gpuSwap: true}\n")
+
+
+def test_a_profile_pool_carries_its_gpu_resource_optimization_for_make_up() -> None:
+    profile = parse_profile_text("""
+cluster:
+  nodePools:
+    - {name: sw, labelKey: fairway.io/node-pool, labelValue: sw,
+       gpuResourceOptimization: {swapEnabled: true, cpuSwapMemorySize: 100Gi}}
+  nodes:
+    - {name: s1, gpus: 1, gpuMemoryMiB: 81920, gpuSwap: true, labels: {fairway.io/node-pool: sw}}
+""")
+    [pool] = [p for p in profile.node_pools if p.name == "sw"]
+    assert pool.gpu_resource_optimization == {"swapEnabled": True, "cpuSwapMemorySize": "100Gi"}

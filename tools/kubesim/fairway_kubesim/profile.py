@@ -62,6 +62,9 @@ class NodePool:
                                                                   "cpu": "binpack"})
     min_guaranteed_runtime_seconds: float = 0.0
     topology_levels: tuple[str, ...] = ()  # its network topology: label keys, widest first
+    # the API's gpuResourceOptimization (GPU memory swap, node-level scheduler), for `make up`
+    # to create the pool with (the API checks it)
+    gpu_resource_optimization: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class Profile:
 _SCENARIO_KEYS = {"cluster", "simulation", "org", "workloads", "timings"}
 _CLUSTER_KEYS = {"nodePools", "nodes", "timings"}
 _POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
-              "networkTopology"}
+              "networkTopology", "gpuResourceOptimization"}
 _NODE_KEYS = {"name", "labels", "gpus", "gpuMemoryMiB", "gpuProduct", "cpuMillis", "memoryMiB",
               "maxPods", "ready", "topology", "gpuSwap"}
 GPU_SWAP_LABEL = "fairway.io/gpu-swap"  # `gpuSwap: true`: its GPU memory can be swapped out
@@ -246,8 +249,13 @@ def _parse_pools(raw: Any, where: str) -> list[NodePool]:
         if entry.get("minGuaranteedRuntime") is not None:
             runtime = parse_duration(entry["minGuaranteedRuntime"], f"{at}.minGuaranteedRuntime")
         levels = _parse_network_topology(entry.get("networkTopology"), f"{at}.networkTopology")
+        optimization = entry.get("gpuResourceOptimization") or {}
+        if not isinstance(optimization, Mapping):
+            raise ProfileError(f"{at}.gpuResourceOptimization: must be a mapping like "
+                               "{swapEnabled: true, cpuSwapMemorySize: 100Gi}")
         pools.append(NodePool(name=name, label_key=key, label_value=value, placement=placement,
-                              min_guaranteed_runtime_seconds=runtime, topology_levels=levels))
+                              min_guaranteed_runtime_seconds=runtime, topology_levels=levels,
+                              gpu_resource_optimization=dict(optimization)))
     return pools
 
 
