@@ -249,13 +249,10 @@ def _parse_pools(raw: Any, where: str) -> list[NodePool]:
         if entry.get("minGuaranteedRuntime") is not None:
             runtime = parse_duration(entry["minGuaranteedRuntime"], f"{at}.minGuaranteedRuntime")
         levels = _parse_network_topology(entry.get("networkTopology"), f"{at}.networkTopology")
-        optimization = entry.get("gpuResourceOptimization") or {}
-        if not isinstance(optimization, Mapping):
-            raise ProfileError(f"{at}.gpuResourceOptimization: must be a mapping like "
-                               "{swapEnabled: true, cpuSwapMemorySize: 100Gi}")
+        optimization = _optimization(entry, at)
         pools.append(NodePool(name=name, label_key=key, label_value=value, placement=placement,
                               min_guaranteed_runtime_seconds=runtime, topology_levels=levels,
-                              gpu_resource_optimization=dict(optimization)))
+                              gpu_resource_optimization=optimization))
     return pools
 
 
@@ -310,6 +307,15 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
                                   cpu_millis=cpu, memory_mib=memory, max_pods=max_pods,
                                   ready=ready))
     return nodes
+
+
+def _optimization(entry: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """A pool's `gpuResourceOptimization`, as the API takes it (the API checks it)."""
+    optimization = entry.get("gpuResourceOptimization") or {}
+    if not isinstance(optimization, Mapping):
+        raise ProfileError(f"{at}.gpuResourceOptimization: must be a mapping like "
+                           "{swapEnabled: true, cpuSwapMemorySize: 100Gi}")
+    return dict(optimization)
 
 
 def _with_swap_label(entry: Mapping[str, Any], labels: dict[str, str], gpus: int, at: str

@@ -453,7 +453,7 @@ class Session:
         node = hold.node
         fraction = hold.milli < FULL
         over = any(node.used[d] + hold.milli > FULL for d in hold.devices)
-        if (over and not (fraction and node.swap_room(hold.devices, hold.milli))
+        if ((over and not (fraction and node.swap_room(hold.devices, hold.milli)))
                 or not node.fits_host(hold.cpu, hold.mem)):
             return False
         pool = self.pools[node.pool]
