@@ -9,7 +9,7 @@ import time
 import pytest
 from kubernetes import client
 
-from fairway_kubesim.objects import active_at, gpu_activity, gpu_uuid
+from fairway_kubesim.objects import active_at, gpu_activity
 from fairway_kubesim.profile import ProfileError, parse_profile_text
 
 from .conftest import bind, make_pod, wait_pod
@@ -57,7 +57,11 @@ def swap(api: client.CoreV1Api, ns: str, name: str, mib: int) -> None:
 
 def test_a_fraction_is_swapped_out_and_back_in(fast_api: client.CoreV1Api,
                                                fast_ns: str) -> None:
-    uuid = gpu_uuid(NODE, 5)
+    fast_api.create_namespaced_pod(fast_ns, make_pod(
+        "holder", gpus=1, restart_policy="Always",
+        labels={"fairway.io/gpu-reservation": "true"}, node_name=NODE))
+    holder = wait_pod(fast_api, fast_ns, "holder", lambda p: "fairway.io/gpu-uuid" in notes(p))
+    uuid = notes(holder)["fairway.io/gpu-uuid"]
     pods = {"busy": "true", "resting": "false"}
     for name, active in pods.items():
         fast_api.create_namespaced_pod(fast_ns, make_pod(name, {
@@ -77,6 +81,9 @@ def test_a_fraction_is_swapped_out_and_back_in(fast_api: client.CoreV1Api,
     assert time.monotonic() - asked >= 49152 / 16384 * 0.9
     assert notes(resting)[USED] == "0"
     assert fast_api.read_node(NODE).metadata.annotations[HOST] == "49152"
+    # the device, on its reservation pod: what is in its memory, what is swapped out
+    wait_pod(fast_api, fast_ns, "holder", lambda p: (notes(p).get(USED), notes(p).get(SWAPPED))
+             == ("49152", "49152"))
     # the activity switches (annotated on the running pods): lifecycle swaps the now idle one
     # out and the now active one in, one exchange: the host never holds both
     for name, active in (("busy", "false"), ("resting", "true")):
@@ -101,7 +108,7 @@ def test_a_fraction_is_swapped_out_and_back_in(fast_api: client.CoreV1Api,
     events = [e.reason for e in fast_api.list_namespaced_event(fast_ns).items
               if e.involved_object.name == "resting"]
     assert events.count("GpuMemorySwappedOut") == 1 and events.count("GpuMemorySwappedIn") == 1
-    for name in pods:
+    for name in [*pods, "holder"]:
         fast_api.delete_namespaced_pod(name, fast_ns, grace_period_seconds=0)
 
 

@@ -1147,6 +1147,11 @@ class Kubelet:
                 # the device's memory in use: what the fractions sharing it use
                 annotations[MEMORY_USED_ANNOTATION] = str(self._device_memory(
                     sim.node, sim.gpu_uuids[0]))
+                swapped = self._device_swapped(sim.node, sim.gpu_uuids[0])
+                if swapped:  # what its fractions have swapped out to host memory
+                    annotations[SWAPPED_ANNOTATION] = str(swapped)
+                else:
+                    annotations.pop(SWAPPED_ANNOTATION, None)
         if sim.shares_gpus:
             used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) \
                 if running and not sim.suspended else None
@@ -1187,6 +1192,11 @@ class Kubelet:
             if other.shares_gpus and uuid in other.gpu_uuids and other.reported_memory:
                 total += int(other.reported_memory)
         return total
+
+    def _device_swapped(self, node: str, uuid: str) -> int:
+        state = self.nodes.get(node)
+        return sum(other.swapped_mib for other in (state.pods if state else ())
+                   if other.shares_gpus and uuid in other.gpu_uuids)
 
     def _report_devices_of(self, sim: PodSim) -> None:
         """A fraction's memory in use changed: its devices' reservation pods say so, after
