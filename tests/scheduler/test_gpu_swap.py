@@ -68,3 +68,55 @@ def test_bad_swap_settings_in_a_scenario_name_the_field(optimization, field):
                             "nodes": [{"name": "n", "gpus": 1}]}}
     with pytest.raises(ScenarioError, match=field):
         parse_scenario(scenario)
+
+
+def test_the_pools_swap_settings_and_the_nodes_label_reach_the_snapshot():
+    from fairway_contracts.events import NodePoolChanged
+    from fairway_scheduler import core
+    from fairway_scheduler.core.cluster import ClusterState
+
+    state = ClusterState()
+    state.put_node_pool(NodePoolChanged(
+        event_id="e", name="sw", label_key="fairway.io/node-pool", label_value="sw",
+        swap_enabled=True, cpu_swap_memory_mib=102400, reserved_gpu_memory_for_swap_mib=8192))
+    state.put_node_pool(NodePoolChanged(
+        event_id="f", name="off", label_key="fairway.io/node-pool", label_value="off",
+        swap_enabled=False, cpu_swap_memory_mib=102400))
+    for name, pool, swap in (("s1", "sw", True), ("s2", "sw", False), ("o1", "off", True)):
+        labels = {"fairway.io/node-pool": pool}
+        if swap:
+            labels["fairway.io/gpu-swap"] = "true"
+        state.put_node(core.Node(name, pool, True, 1, gpu_memory_mib=DEVICE), labels)
+    snapshot = state.snapshot()
+    assert {p.name: p.swap for p in snapshot.pools} == {
+        "sw": GpuSwap(102400, 8192), "off": None}
+    assert {n.name: n.gpu_swap for n in snapshot.nodes} == {"s1": True, "s2": False,
+                                                             "o1": True}
+
+
+@pytest.mark.infra
+async def test_the_swap_settings_survive_a_restart_of_the_scheduler(database_url):
+    """Stored with the pool (migration 012) and read back as the scheduler starts."""
+    import asyncpg
+
+    from pathlib import Path
+
+    import fairway_scheduler
+    from fairway_contracts.events import NodePoolChanged
+    from fairway_scheduler import repository
+    from fairway_store.migrations import migrate_dsn
+
+    await migrate_dsn(database_url, "scheduler",
+                      Path(fairway_scheduler.__file__).parent / "migrations")
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": "scheduler"})
+    try:
+        event = NodePoolChanged(event_id="e", name="swap-restart", label_key="k",
+                                label_value="v", swap_enabled=True, cpu_swap_memory_mib=102400,
+                                reserved_gpu_memory_for_swap_mib=2048)
+        assert await repository.upsert_node_pool(conn, event, 10**9)
+        [stored] = [p for p in await repository.load_node_pools(conn)
+                    if p.name == "swap-restart"]
+        assert (stored.swap_enabled, stored.cpu_swap_memory_mib,
+                stored.reserved_gpu_memory_for_swap_mib) == (True, 102400, 2048)
+    finally:
+        await conn.close()

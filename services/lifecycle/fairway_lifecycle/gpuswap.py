@@ -76,7 +76,10 @@ class GpuSwapper:
         now = []
         for key, sp in inputs.items():
             p = swap_pod(pods[key], sp.current, sp.request_mib)
-            if key in self.written:
+            said = (pods[key]["metadata"].get("annotations") or {}).get(ANN_SWAPPED)
+            if key in self.written and said == str(self.written[key]):
+                del self.written[key]  # the watch caught up with what was written
+            elif key in self.written:
                 p = SwapPod(p.key, p.device, p.request_mib, p.active, self.written[key])
             now.append(p)
         if swap is None or not device_mib:
