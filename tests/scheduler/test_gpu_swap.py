@@ -97,9 +97,9 @@ def test_the_pools_swap_settings_and_the_nodes_label_reach_the_snapshot():
 @pytest.mark.infra
 async def test_the_swap_settings_survive_a_restart_of_the_scheduler(database_url):
     """Stored with the pool (migration 012) and read back as the scheduler starts."""
-    import asyncpg
-
     from pathlib import Path
+
+    import asyncpg
 
     import fairway_scheduler
     from fairway_contracts.events import NodePoolChanged
