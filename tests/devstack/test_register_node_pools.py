@@ -1,5 +1,6 @@
 """`fairway up` creates the kubesim profile's node pools in the API, with their network
-topology; the `default` pool, which always exists, takes the profile's topology by an update."""
+topology and GPU resource optimization; the `default` pool, which always exists, takes the
+profile's topology by an update."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +24,8 @@ cluster:
       labelValue: racks
       networkTopology:
         levels: [{nodeLabel: topology.fairway.io/block}, {nodeLabel: topology.fairway.io/rack}]
+      gpuResourceOptimization: {swapEnabled: true, cpuSwapMemorySize: 100Gi,
+                                reservedGpuMemoryForSwapOperations: 2Gi}
   nodes:
     - name: n-{1..4}
       labels: {fairway.io/node-pool: racks}
@@ -55,3 +58,6 @@ def test_the_profiles_pools_are_created_with_their_topology(server, tmp_path: Pa
                           (p["networkTopology"] or {}).get("levels", [])] for p in pools}
     assert levels == {"default": ["kubernetes.io/hostname"],
                       "racks": ["topology.fairway.io/block", "topology.fairway.io/rack"]}
+    [racks] = [p for p in pools if p["name"] == "racks"]
+    optimization = racks["gpuResourceOptimization"]
+    assert (optimization["swapEnabled"], optimization["cpuSwapMemorySize"]) == (True, "100Gi")

@@ -37,3 +37,19 @@ def test_whole_gpus_count_the_device_memory_and_unknown_devices_are_ignored():
     assert devices[1]["memoryRequestedMib"] == MEM
     assert devices[1]["pods"][0]["gpuPortion"] is None
     assert device_views(1, None, [fraction("x", 0)])[0]["memoryRequestedMib"] == 0
+
+
+def test_an_oversubscribed_device_shows_what_is_swapped_out_and_the_sum_of_utilization():
+    pods = []
+    for name, active in (("a", True), ("b", False), ("c", False)):
+        pod = fraction(name, 0, used=49152 if active else 0, portion=0.6)
+        pod.update(gpuActive=active, gpuSwappedMib=0 if active else 49152,
+                   gpuUtilizationPercent=70.0 if active else 0.0)
+        pods.append(pod)
+    [device] = device_views(1, MEM, pods)
+    assert device["memoryRequestedMib"] == 3 * 49152  # requests: more than the device has
+    assert (device["memoryInUseMib"], device["memorySwappedMib"]) == (49152, 2 * 49152)
+    assert device["utilizationPercent"] == 70.0
+    assert [(p["name"], p["gpuActive"], p["memorySwappedMib"]) for p in device["pods"]] == [
+        ("a", True, 0), ("b", False, 49152), ("c", False, 49152)]
+    assert device_views(1, MEM, [fraction("x", 0)])[0]["utilizationPercent"] is None

@@ -245,6 +245,9 @@ async def test_node_pool_settings_are_published_and_swap_settings_checked_at_the
     assert r.status_code == 200, r.text
     events = await harness.outbox("fairway.org.nodepool.gpus")
     assert [e["nodeLevelSchedulerEnabled"] for _, e in events] == [True, False]
+    # the swap settings reach the scheduler and lifecycle, in MiB
+    assert [(e["swapEnabled"], e["cpuSwapMemoryMib"], e["reservedGpuMemoryForSwapMib"])
+            for _, e in events] == [(False, 0, 0), (True, 102400, 2048)]
     # a new pool is checked the same way
     r = await admin.post("/api/v1/node-pools", json={
         "name": "noswap", "gpuResourceOptimization": {"swapEnabled": True}})

@@ -229,6 +229,13 @@ class NodePoolChanged(Contract):
     min_guaranteed_runtime: str | None = None
     # gpuResourceOptimization: lifecycle's node-level scheduler runs on the pool's nodes
     node_level_scheduler_enabled: bool = False
+    # gpuResourceOptimization, GPU memory swap: on the pool's swap-capable nodes (label
+    # fairway.io/gpu-swap=true) fractions of one device may together ask for more memory than
+    # it has, up to cpu_swap_memory_mib of host memory per node, with reserved MiB of each
+    # device kept for swapping (sizes in MiB; 0: none).
+    swap_enabled: bool = False
+    cpu_swap_memory_mib: int = 0
+    reserved_gpu_memory_for_swap_mib: int = 0
     # None: the cluster's time-aware fairness (FAIRWAY_SCHEDULER_TIME_AWARE_FAIRNESS_*)
     time_aware_fairness: TimeAwareFairness | None = None
     # Its network topology: node label keys, the widest level first (zone, block, rack,

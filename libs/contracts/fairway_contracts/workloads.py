@@ -79,6 +79,8 @@ NON_PREEMPTIBLE_FROM = 100
 # The node label that names a node's type; a workload's spec.nodeType becomes a node selector
 # on this label, and the scheduler places its pods only on nodes that carry the same value.
 NODE_TYPE_LABEL = "fairway.io/node-type"
+# A node whose GPU memory can be swapped to host memory (GPU memory swap, per node pool)
+GPU_SWAP_LABEL = "fairway.io/gpu-swap"
 # Phase reasons of the Stopping and Stopped events of a workload a scheduling rule stopped
 # (lifecycle decides; the API shows its desired phase as Stopped, as after a user's stop).
 TIME_LIMIT_REASON = "TimeLimitReached"
@@ -320,6 +322,13 @@ class PodSummary(Contract):
     gpu_current_devices: list[int] = Field(default_factory=list)
     gpu_current_memory_limit_mib: int | None = None
     gpu_process_restarts: int | None = None
+    # GPU memory swap (on in the node's pool, a swap-capable node): whether its GPU process
+    # wants the GPU now, and how much of its GPU memory is in host memory now, as the node
+    # reports them (None: the node says nothing; 0: all of it on the device).
+    gpu_active: bool | None = None
+    gpu_swapped_mib: int | None = None
+    # a fraction's GPU utilization as the node reports it (an idle or swapped-out one gets 0)
+    gpu_utilization_percent: float | None = None
     node_pool: str | None = None  # the pool of the node it is bound to, as lifecycle knows it
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from fairway_contracts.events import NodePoolChanged
+from fairway_contracts.workloads import GPU_SWAP_LABEL
 from fairway_lifecycle.core.fractions import (
     ANN_BIND_NODE,
     ANN_DEVICE_PLUGIN_UUIDS,
@@ -38,6 +39,7 @@ from fairway_lifecycle.core.nodelevel import (
     placement_annotations,
     sharing_pod,
 )
+from fairway_lifecycle.gpuswap import GpuSwapper, PoolSwap, pool_swap
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.sharing import GpuSharing
 
@@ -59,6 +61,7 @@ class PoolSetting:
     label_key: str | None
     label_value: str | None
     enabled: bool
+    swap: PoolSwap | None = None  # GPU memory swap on its swap-capable nodes
 
 
 @dataclass
@@ -72,6 +75,7 @@ class NodeGpus:
 class NodeLevelScheduler:
     def __init__(self, kube: Kube, sharing: GpuSharing, *, check_seconds: float):
         self.kube = kube
+        self.swapper = GpuSwapper(kube)
         self.sharing = sharing
         self.check_seconds = check_seconds
         self.pools: dict[str, PoolSetting] = {}
@@ -89,7 +93,8 @@ class NodeLevelScheduler:
             self.pools.pop(event.name, None)
         else:
             self.pools[event.name] = PoolSetting(event.label_key, event.label_value,
-                                                 event.node_level_scheduler_enabled)
+                                                 event.node_level_scheduler_enabled,
+                                                 pool_swap(event))
         self.poke()
 
     def put_node(self, node: dict[str, Any], deleted: bool = False) -> None:
@@ -130,16 +135,26 @@ class NodeLevelScheduler:
         if fraction:
             self.poke(node or (meta.get("annotations") or {}).get(ANN_BIND_NODE))
 
-    def enabled(self, node: str) -> bool:
+    def _member(self, node: str) -> list[PoolSetting]:
         gpus = self.nodes.get(node)
         if gpus is None:
-            return False
+            return []
         labels = gpus.labels
         member = [p for name, p in self.pools.items() if name != "default" and p.label_key
                   and labels.get(p.label_key) == (p.label_value or "")]
         if not member and "default" in self.pools:
             member = [self.pools["default"]]
-        return any(p.enabled for p in member)
+        return member
+
+    def enabled(self, node: str) -> bool:
+        return any(p.enabled for p in self._member(node))
+
+    def swap_of(self, node: str) -> PoolSwap | None:
+        """The swap settings of the node's pool when it is swap-capable and swap is on."""
+        gpus = self.nodes.get(node)
+        if gpus is None or gpus.labels.get(GPU_SWAP_LABEL) != "true":
+            return None
+        return next((p.swap for p in self._member(node) if p.swap is not None), None)
 
     # acting -----------------------------------------------------------------------------------
     def poke(self, node: str | None = None) -> None:
@@ -191,6 +206,8 @@ class NodeLevelScheduler:
             inputs = {key: sp for key, pod in pods.items() if (sp := sharing_pod(pod))}
             if not inputs:
                 continue
+            await self.swapper.converge_node(node, self.swap_of(node),
+                                             gpus.memory_mib if gpus else 0, pods, inputs)
             if gpus is None or not self.enabled(node):
                 await self._home(node, pods, inputs)  # off: every process on its own device
                 continue

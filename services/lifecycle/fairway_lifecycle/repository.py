@@ -315,7 +315,11 @@ async def node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
     """The node pools' settings the node-level scheduler needs, as last heard."""
     return [NodePoolChanged(event_id="", name=r["name"], label_key=r["label_key"],
                             label_value=r["label_value"],
-                            node_level_scheduler_enabled=r["node_level_scheduler_enabled"])
+                            node_level_scheduler_enabled=r["node_level_scheduler_enabled"],
+                            swap_enabled=r["swap_enabled"],
+                            cpu_swap_memory_mib=r["cpu_swap_memory_mib"],
+                            reserved_gpu_memory_for_swap_mib=r[
+                                "reserved_gpu_memory_for_swap_mib"])
             for r in await conn.fetch("SELECT * FROM node_pool_settings")]
 
 
@@ -325,9 +329,13 @@ async def save_node_pool(conn: asyncpg.Connection, pool: NodePoolChanged) -> Non
         return
     await conn.execute(
         "INSERT INTO node_pool_settings (name, label_key, label_value,"
-        " node_level_scheduler_enabled) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE"
-        " SET label_key = $2, label_value = $3, node_level_scheduler_enabled = $4",
-        pool.name, pool.label_key, pool.label_value, pool.node_level_scheduler_enabled)
+        " node_level_scheduler_enabled, swap_enabled, cpu_swap_memory_mib,"
+        " reserved_gpu_memory_for_swap_mib) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (name) DO UPDATE SET label_key = $2, label_value = $3,"
+        " node_level_scheduler_enabled = $4, swap_enabled = $5, cpu_swap_memory_mib = $6,"
+        " reserved_gpu_memory_for_swap_mib = $7",
+        pool.name, pool.label_key, pool.label_value, pool.node_level_scheduler_enabled,
+        pool.swap_enabled, pool.cpu_swap_memory_mib, pool.reserved_gpu_memory_for_swap_mib)
 
 
 async def usages(conn: asyncpg.Connection

@@ -110,7 +110,8 @@ async def load_departments(conn: asyncpg.Connection) -> list[DepartmentChanged]:
 async def load_node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
     rows = await conn.fetch(
         "SELECT name, label_key, label_value, gpu_placement, cpu_placement,"
-        " min_guaranteed_runtime, time_aware_fairness, topology_levels FROM node_pools"
+        " min_guaranteed_runtime, time_aware_fairness, topology_levels, swap_enabled,"
+        " cpu_swap_memory_mib, reserved_gpu_memory_for_swap_mib FROM node_pools"
         " WHERE NOT deleted")
     return [NodePoolChanged(event_id="", name=row["name"], label_key=row["label_key"],
                             label_value=row["label_value"],
@@ -118,7 +119,11 @@ async def load_node_pools(conn: asyncpg.Connection) -> list[NodePoolChanged]:
                             cpu_placement_strategy=row["cpu_placement"],
                             min_guaranteed_runtime=row["min_guaranteed_runtime"],
                             time_aware_fairness=_json(row["time_aware_fairness"]),
-                            topology_levels=list(row["topology_levels"]))
+                            topology_levels=list(row["topology_levels"]),
+                            swap_enabled=row["swap_enabled"],
+                            cpu_swap_memory_mib=row["cpu_swap_memory_mib"],
+                            reserved_gpu_memory_for_swap_mib=row[
+                                "reserved_gpu_memory_for_swap_mib"])
             for row in rows]
 
 
@@ -174,20 +179,25 @@ async def upsert_node_pool(conn: asyncpg.Connection, event: NodePoolChanged,
     status = await conn.execute(
         "INSERT INTO node_pools (name, label_key, label_value, gpu_placement, cpu_placement,"
         " min_guaranteed_runtime, deleted, stream_sequence, time_aware_fairness,"
-        " topology_levels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)"
+        " topology_levels, swap_enabled, cpu_swap_memory_mib, reserved_gpu_memory_for_swap_mib)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13)"
         " ON CONFLICT (name) DO UPDATE SET label_key = excluded.label_key,"
         " label_value = excluded.label_value, gpu_placement = excluded.gpu_placement,"
         " cpu_placement = excluded.cpu_placement,"
         " min_guaranteed_runtime = excluded.min_guaranteed_runtime, deleted = excluded.deleted,"
         " stream_sequence = excluded.stream_sequence,"
         " time_aware_fairness = excluded.time_aware_fairness,"
-        " topology_levels = excluded.topology_levels, updated_at = now()"
+        " topology_levels = excluded.topology_levels, swap_enabled = excluded.swap_enabled,"
+        " cpu_swap_memory_mib = excluded.cpu_swap_memory_mib,"
+        " reserved_gpu_memory_for_swap_mib = excluded.reserved_gpu_memory_for_swap_mib,"
+        " updated_at = now()"
         " WHERE node_pools.stream_sequence < excluded.stream_sequence",
         event.name, event.label_key, event.label_value, event.gpu_placement_strategy,
         event.cpu_placement_strategy, event.min_guaranteed_runtime, event.deleted, sequence,
         None if event.time_aware_fairness is None
         else event.time_aware_fairness.model_dump_json(exclude_none=True),
-        list(event.topology_levels))
+        list(event.topology_levels), event.swap_enabled, event.cpu_swap_memory_mib,
+        event.reserved_gpu_memory_for_swap_mib)
     return status.endswith(" 1")
 
 

@@ -258,18 +258,24 @@ def _gib(mib: int | None) -> str:
 
 def _devices_table(devices: list[tuple[str, dict[str, Any]]]) -> Table:
     """The devices that hold pods: each pod (→N: its GPU process runs on device N, moved by the
-    node-level scheduler; ←: counted on another device, runs here), GPU memory in GiB."""
+    node-level scheduler; ←: counted on another device, runs here; ⇣: its GPU memory is
+    swapped out to host memory), GPU memory in GiB, and the GPU memory swapped out and the
+    utilization of its fractions (GPU memory swap)."""
     table = Table(title="GPU devices", box=None, header_style="bold")
-    for col in ("NODE", "GPU", "PODS", "REQUESTED", "IN USE", "", "MEMORY"):
+    for col in ("NODE", "GPU", "PODS", "REQUESTED", "IN USE", "", "MEMORY", "SWAPPED", "UTIL"):
         table.add_column(col)
     for node, d in devices:
         names = []
         for p in d["pods"]:
             mark = "" if p["countedHere"] and p["runsHere"] else (
                 "←" if p["runsHere"] else "→")
+            if p.get("memorySwappedMib"):
+                mark += "⇣"
             names.append(f"{p['name']}{mark}")
         memory = d.get("memoryMib") or 0
+        util = d.get("utilizationPercent")
         table.add_row(node, str(d["index"]), " ".join(names), _gib(d["memoryRequestedMib"]),
                       _gib(d["memoryInUseMib"]), bar(d["memoryInUseMib"], memory),
-                      _gib(d.get("memoryMib")))
+                      _gib(d.get("memoryMib")), _gib(d.get("memorySwappedMib") or 0),
+                      "-" if util is None else f"{util:g}%")
     return table

@@ -126,6 +126,11 @@ def _pod_gpu(pod: dict[str, Any]) -> str:
         restarts = pod.get("gpuProcessRestarts") or 0
         words += (f", runs on device {','.join(map(str, current))} now (GPU process "
                   f"restarted {restarts} time{'s' if restarts != 1 else ''})")
+    swapped = pod.get("gpuSwappedMib")
+    if swapped:  # GPU memory swap: idle, its memory waits in host memory
+        words += f", {swapped} MiB swapped out to host memory"
+    if pod.get("gpuActive") is not None:
+        words += ", active" if pod["gpuActive"] else ", idle"
     return words
 
 

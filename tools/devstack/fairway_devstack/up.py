@@ -95,17 +95,19 @@ def _register_node_pools(console: Console, stack: Stack) -> None:
         with httpx.Client(base_url=stack.api_url, timeout=10,
                           headers={"Authorization": f"Bearer {token}"}) as api:
             for pool in profile.node_pools:
-                topology = ({"networkTopology": {"levels": [
+                settings = ({"networkTopology": {"levels": [
                     {"nodeLabel": level} for level in pool.topology_levels]}}
                     if pool.topology_levels else {})
+                if pool.gpu_resource_optimization:
+                    settings["gpuResourceOptimization"] = dict(pool.gpu_resource_optimization)
                 if pool.name == "default" or not pool.label_key:
-                    if topology:  # the default pool exists: it takes the profile's topology
-                        api.put("/api/v1/node-pools/default", json=topology)
+                    if settings:  # the default pool exists: it takes the profile's settings
+                        api.put("/api/v1/node-pools/default", json=settings)
                     continue
                 answer = api.post("/api/v1/node-pools", json={
                     "name": pool.name, "labelKey": pool.label_key,
                     "labelValue": pool.label_value,
-                    "placementStrategy": dict(pool.placement), **topology})
+                    "placementStrategy": dict(pool.placement), **settings})
                 if answer.status_code == 201:
                     console.print(f"  [green]✓[/] node pool {pool.name} "
                                   f"({pool.label_key}={pool.label_value})", soft_wrap=True)

@@ -44,6 +44,8 @@ from .events import EventLog
 from .objects import (
     GPU_RESOURCE,
     SIM_PREFIX,
+    active_at,
+    gpu_activity,
     gpu_memory_steps,
     node_conditions,
     node_is_ready,
@@ -86,6 +88,17 @@ CURRENT_DEVICES_ANNOTATION = "fairway.io/gpu-current-devices"
 CURRENT_LIMIT_ANNOTATION = "fairway.io/gpu-current-memory-limit-mib"
 GPU_RESTARTS_ANNOTATION = "kubesim.fairway.io/gpu-process-restarts"
 GPU_RESTARTED_REASON = "GpuProcessRestarted"
+# GPU memory swap (see docs/kubesim.md, "GPU memory swap"): lifecycle writes how much of a
+# fraction's GPU memory is to be swapped out to host memory (0: swapped in); the node reports
+# whether its GPU process wants the GPU now (from sim.fairway.io/gpu-active), what is swapped
+# out now per pod, and per node the host memory that takes.
+SWAP_ANNOTATION = "fairway.io/gpu-swapped-mib"
+ACTIVE_ANNOTATION = "kubesim.fairway.io/gpu-active"
+SWAPPED_ANNOTATION = "kubesim.fairway.io/gpu-swapped-mib"
+NODE_SWAP_USED_ANNOTATION = "kubesim.fairway.io/gpu-swap-used-mib"
+SWAPPED_OUT_REASON = "GpuMemorySwappedOut"
+SWAPPED_IN_REASON = "GpuMemorySwappedIn"
+PAIRED_SWAP_SECONDS = 0.5  # moves on one node due this close together complete together
 # A reservation pod (lifecycle's, holding a shared device) runs a program that writes the UUID
 # the device plugin gave it into its own annotation: kubesim plays that program.
 RESERVATION_LABEL = "fairway.io/gpu-reservation"
@@ -186,6 +199,8 @@ class Behaviour:
     # and the limit above which the process fails
     gpu_memory: tuple[tuple[float, int], ...] = ()
     gpu_memory_limit: int | None = None
+    # (active, seconds) phases repeated from the GPU process's start; (): always active
+    gpu_active: tuple[tuple[bool, float], ...] = ()
 
     def gpu_oom_after(self) -> float | None:
         """Seconds after the start at which GPU memory first goes above the limit."""
@@ -233,6 +248,10 @@ class PodSim:
     gpu_cap: int | None = None  # the node-level scheduler's memory limit for its GPU process
     gpu_started: float = 0.0  # loop time its GPU process last started
     gpu_restarts: int = 0  # times the node-level scheduler restarted its GPU process
+    swap_wanted: bool = False  # lifecycle says: its GPU memory goes to host memory
+    swapped_mib: int = 0  # its GPU memory in host memory now
+    swap_due: float | None = None  # loop time its memory's move (out or in) completes
+    activity_due: float | None = None  # loop time its activity next changes
     config_maps: tuple[tuple[str, str], ...] = ()  # (volume, ConfigMap) it mounts
     mount_warned: float | None = None  # when its last FailedMount event was recorded
     awaiting_mount: bool = False  # a ConfigMap it mounts is missing
@@ -378,6 +397,7 @@ class Kubelet:
             self._schedule(sim, 0.0, "admit")
         elif sim.shares_gpus:
             self._gpu_process(sim, meta.get("annotations") or {})
+            self._gpu_swap(sim, meta.get("annotations") or {})
         if meta.get("deletionTimestamp"):
             grace = int(meta.get("deletionGracePeriodSeconds") or 0)
             if not sim.deleting or (sim.delete_grace is not None and grace < sim.delete_grace):
@@ -417,6 +437,7 @@ class Kubelet:
                       config_maps=config_maps_needed(pod))
         if shares:  # its GPU process starts where the node-level scheduler put it
             sim.gpu_uuids, sim.gpu_cap = self._current_gpus(sim, annotations)
+            sim.swap_wanted = (_mib(annotations.get(SWAP_ANNOTATION)) or 0) > 0
             sim.gpu_restarts = _mib(annotations.get(GPU_RESTARTS_ANNOTATION)) or 0  # restored
         return sim
 
@@ -467,6 +488,109 @@ class Kubelet:
                     sim.containers[0].name if sim.containers else None)
         self._push(sim, 0.0, "gpu_memory")  # written after the change that caused it
 
+    # GPU memory swap -------------------------------------------------------------------------
+
+    def gpu_active(self, sim: PodSim) -> bool:
+        """Whether the fraction's GPU process wants the GPU now (its activity profile)."""
+        return active_at(sim.behaviour.gpu_active, self._now() - sim.gpu_started)[0]
+
+    def _gpu_swap(self, sim: PodSim, annotations: Mapping[str, Any]) -> None:
+        """Lifecycle swapped the fraction's memory out or in: the memory moves at the
+        profile's gpuSwapMiBPerSecond. Its activity profile may be changed on the running pod
+        too (`kubectl annotate`)."""
+        try:
+            activity = gpu_activity(annotations.get(SIM_PREFIX + "gpu-active"))
+        except ValueError:
+            activity = sim.behaviour.gpu_active
+        if activity != sim.behaviour.gpu_active:
+            sim.behaviour.gpu_active = activity
+            if sim.stage in (STARTING, READY) and not sim.suspended:
+                self._next_activity(sim)
+                self._push(sim, 0.0, "gpu_memory")
+        wanted = (_mib(annotations.get(SWAP_ANNOTATION)) or 0) > 0
+        if wanted == sim.swap_wanted:
+            return
+        sim.swap_wanted = wanted
+        if sim.stage not in (STARTING, READY) or sim.suspended:
+            return
+        self._swap_now(sim)
+
+    def _swap_now(self, sim: PodSim) -> None:
+        """Start moving the memory the way lifecycle says (or give up a move it reversed)."""
+        if sim.swap_wanted == bool(sim.swapped_mib):
+            sim.swap_due = None  # where it should be already: a move under way is dropped
+            return
+        if sim.swap_due is not None:
+            return
+        moving = sim.swapped_mib or self._gpu_memory_now(sim)
+        delay = moving / max(1.0, self.timings.gpu_swap_mib_per_second)
+        sim.swap_due = self._now() + delay
+        self._push(sim, delay, "gpu_swap_done")
+        self._push(sim, 0.0, "gpu_memory")  # it gets no GPU while its memory moves
+
+    def _gpu_memory_now(self, sim: PodSim) -> int:
+        used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) or 0
+        return min(used, sim.gpu_cap) if sim.gpu_cap is not None else used
+
+    def _do_gpu_swap_done(self, sim: PodSim) -> None:
+        """A move completed, and with it every move on the node due about now: a swap-out and
+        the swap-in it makes room for are one exchange through the device's reserved memory,
+        so neither the device nor the host ever holds both."""
+        due, now = sim.swap_due, self._now()
+        if due is None or due > now + 0.01:
+            return
+        state = self.nodes.get(sim.node)
+        paired = [p for p in (state.pods if state else ()) if p.swap_due is not None
+                  and p.swap_due <= now + PAIRED_SWAP_SECONDS]
+        for other in sorted({sim, *paired}, key=lambda p: p.swap_due or 0):
+            self._swap_done(other)
+        self._report_node_swap(sim.node)
+
+    def _swap_done(self, sim: PodSim) -> None:
+        container = sim.containers[0].name if sim.containers else None
+        sim.swap_due = None
+        if sim.swap_wanted:
+            sim.swapped_mib = self._gpu_memory_now(sim)
+            self._event(sim, "Normal", SWAPPED_OUT_REASON,
+                        f"{sim.swapped_mib} MiB of GPU memory swapped out to the host memory "
+                        f"of node {sim.node}", container)
+        else:
+            moved, sim.swapped_mib = sim.swapped_mib, 0
+            self._event(sim, "Normal", SWAPPED_IN_REASON,
+                        f"{moved} MiB of GPU memory swapped back in from the host memory of "
+                        f"node {sim.node}", container)
+        if sim.stage in (STARTING, READY) and not sim.suspended:
+            self._write(sim)
+
+    def _next_activity(self, sim: PodSim) -> None:
+        """Report the fraction again when its activity profile changes phase."""
+        _, left = active_at(sim.behaviour.gpu_active, self._now() - sim.gpu_started)
+        sim.activity_due = None if left is None else self._now() + left
+        if left is not None:
+            self._push(sim, left, "gpu_activity")
+
+    def _do_gpu_activity(self, sim: PodSim) -> None:
+        due = sim.activity_due
+        if due is None or abs(due - self._now()) > 0.05 or sim.stage not in (STARTING, READY) \
+                or sim.suspended:
+            return  # superseded (its GPU process restarted), or not running
+        self._write(sim)
+        self._next_activity(sim)
+
+    def _report_node_swap(self, name: str) -> None:
+        """The host memory the node's swapped-out GPU memory takes, on the node."""
+        state = self.nodes.get(name)
+        if state is None or self.nodes_resource.get("", name) is None:
+            return
+        total = str(sum(p.swapped_mib for p in state.pods))
+
+        def change(obj: dict[str, Any]) -> None:
+            obj["metadata"].setdefault("annotations", {})[NODE_SWAP_USED_ANNOTATION] = total
+
+        if (self.nodes_resource.get("", name).obj["metadata"].get("annotations") or {}).get(
+                NODE_SWAP_USED_ANNOTATION) != total:
+            self.nodes_resource.mutate("", name, change)
+
     def _behaviour(self, meta: Mapping[str, Any]) -> Behaviour:
         ann = meta.get("annotations") or {}
 
@@ -495,6 +619,10 @@ class Kubelet:
             steps = ()
         if not steps and request is not None:
             steps = ((0.0, request),)
+        try:
+            activity = gpu_activity(ann.get(SIM_PREFIX + "gpu-active"))
+        except ValueError:
+            activity = ()
         return Behaviour(pull_seconds=seconds("pull-seconds", self.timings.pull_seconds) or 0.0,
                          start_seconds=seconds("start-seconds", self.timings.start_seconds)
                          or 0.0,
@@ -504,7 +632,8 @@ class Kubelet:
                          oom_after=seconds("oom-after-seconds", None),
                          gpu_utilization=min(100.0, max(0.0, utilization)),
                          gpu_memory=steps,
-                         gpu_memory_limit=_mib(ann.get(MEMORY_LIMIT_ANNOTATION)))
+                         gpu_memory_limit=_mib(ann.get(MEMORY_LIMIT_ANNOTATION)),
+                         gpu_active=activity)
 
     def _backoff(self, failures: int) -> float:
         t = self.timings
@@ -735,6 +864,9 @@ class Kubelet:
             for t, _ in b.gpu_memory:  # each step is reported when it comes
                 if t > 0 and (gpu_oom is None or t < gpu_oom):
                     self._push(sim, t, "gpu_memory")
+            self._next_activity(sim)
+            if sim.swap_wanted != bool(sim.swapped_mib):
+                self._swap_now(sim)
         if b.crash_loop:
             sim.exit_action, sim.exit_due = "crash", self._now() + CRASH_AFTER_SECONDS
             self._schedule(sim, CRASH_AFTER_SECONDS, "crash")
@@ -989,7 +1121,7 @@ class Kubelet:
                     cond.update(status="False", reason="NodeNotReady",
                                 message=f"node {sim.node} is not ready",
                                 lastTransitionTime=now_rfc3339())
-        _report_gpu_utilization(pod, sim, status["phase"])
+        _report_gpu_utilization(pod, sim, status["phase"], self._utilization(sim))
         self._report_gpu_devices(pod, sim, status["phase"])
         status["qosClass"] = old.get("qosClass", "BestEffort")
         for key in ("nominatedNodeName",):
@@ -1015,11 +1147,26 @@ class Kubelet:
                 # the device's memory in use: what the fractions sharing it use
                 annotations[MEMORY_USED_ANNOTATION] = str(self._device_memory(
                     sim.node, sim.gpu_uuids[0]))
+                swapped = self._device_swapped(sim.node, sim.gpu_uuids[0])
+                if swapped:  # what its fractions have swapped out to host memory
+                    annotations[SWAPPED_ANNOTATION] = str(swapped)
+                else:
+                    annotations.pop(SWAPPED_ANNOTATION, None)
         if sim.shares_gpus:
             used = sim.behaviour.gpu_memory_at(self._now() - sim.gpu_started) \
                 if running and not sim.suspended else None
             if used is not None and sim.gpu_cap is not None:
                 used = min(used, sim.gpu_cap)  # restarted under this limit, it keeps within
+            if used is not None and sim.swapped_mib:
+                used = 0  # swapped out (or on its way back in): none of it on the device
+            if running and not sim.suspended:
+                annotations[ACTIVE_ANNOTATION] = "true" if self.gpu_active(sim) else "false"
+            else:
+                annotations.pop(ACTIVE_ANNOTATION, None)
+            if sim.swapped_mib:
+                annotations[SWAPPED_ANNOTATION] = str(sim.swapped_mib)
+            else:
+                annotations.pop(SWAPPED_ANNOTATION, None)
             if sim.gpu_restarts:
                 annotations[GPU_RESTARTS_ANNOTATION] = str(sim.gpu_restarts)
             if used is not None:
@@ -1030,6 +1177,14 @@ class Kubelet:
                 sim.reported_memory = annotations.get(MEMORY_USED_ANNOTATION)
                 self._report_devices_of(sim)
 
+    def _utilization(self, sim: PodSim) -> float:
+        """What the pod's GPU process gets: a fraction that is idle, swapped out or being
+        swapped in gets nothing, so a device's utilization is the sum of its active ones'."""
+        if sim.shares_gpus and (sim.swapped_mib or sim.swap_due is not None
+                                or not self.gpu_active(sim)):
+            return 0.0
+        return sim.behaviour.gpu_utilization
+
     def _device_memory(self, node: str, uuid: str) -> int:
         state = self.nodes.get(node)
         total = 0
@@ -1037,6 +1192,11 @@ class Kubelet:
             if other.shares_gpus and uuid in other.gpu_uuids and other.reported_memory:
                 total += int(other.reported_memory)
         return total
+
+    def _device_swapped(self, node: str, uuid: str) -> int:
+        state = self.nodes.get(node)
+        return sum(other.swapped_mib for other in (state.pods if state else ())
+                   if other.shares_gpus and uuid in other.gpu_uuids)
 
     def _report_devices_of(self, sim: PodSim) -> None:
         """A fraction's memory in use changed: its devices' reservation pods say so, after
@@ -1188,13 +1348,14 @@ def _mib(value: Any) -> int | None:
         return None
 
 
-def _report_gpu_utilization(pod: dict[str, Any], sim: PodSim, phase: str) -> None:
+def _report_gpu_utilization(pod: dict[str, Any], sim: PodSim, phase: str,
+                            utilization: float) -> None:
     """A running GPU pod (whole devices or a fraction) reports its utilization in an
     annotation (as an exporter would); any other drops it."""
     annotations = pod["metadata"].get("annotations")
     if phase == "Running" and (sim.requests.get(GPU_RESOURCE, 0) > 0 or sim.shares_gpus) and any(
             c.state == "running" for c in sim.containers):
         pod["metadata"].setdefault("annotations", {})[GPU_UTILIZATION_ANNOTATION] = \
-            _fmt(sim.behaviour.gpu_utilization)
+            _fmt(utilization)
     elif annotations and GPU_UTILIZATION_ANNOTATION in annotations:
         del annotations[GPU_UTILIZATION_ANNOTATION]

@@ -433,9 +433,71 @@ def gpu_memory_steps(value: str | None) -> tuple[tuple[float, int], ...]:
     return tuple(steps)
 
 
+def gpu_activity(value: str | None) -> tuple[tuple[bool, float], ...]:
+    """`sim.fairway.io/gpu-active`: "true" (the default: always active), "false" (never), or
+    a time profile repeated from the start of its GPU process, "active:30s,idle:60s", as
+    (active, seconds) phases; () means always active. ValueError names what is wrong."""
+    if value is None or value.strip() in ("", "true"):
+        return ()
+    if value.strip() == "false":
+        return ((False, 0.0),)
+    phases: list[tuple[bool, float]] = []
+    for part in value.split(","):
+        kind, sep, length = part.strip().partition(":")
+        if not sep or kind not in ("active", "idle") or not length.endswith("s"):
+            raise ValueError(f"phase {part.strip()!r}: expected active:SECONDSs or "
+                             "idle:SECONDSs, e.g. active:30s,idle:60s")
+        try:
+            seconds = float(length[:-1])
+        except ValueError:
+            raise ValueError(f"phase {part.strip()!r}: expected a number of seconds") from None
+        if seconds <= 0:
+            raise ValueError(f"phase {part.strip()!r}: seconds must be above 0")
+        phases.append((kind == "active", seconds))
+    return tuple(phases)
 
+
+def active_at(phases: tuple[tuple[bool, float], ...], elapsed: float
+              ) -> tuple[bool, float | None]:
+    """Whether a GPU process with these phases is active `elapsed` seconds after it started,
+    and in how many seconds that changes (None: never)."""
+    if not phases:
+        return True, None
+    if len(phases) == 1 and phases[0][1] == 0:
+        return phases[0][0], None
+    if len({a for a, _ in phases}) == 1:
+        return phases[0][0], None
+    period = sum(s for _, s in phases)
+    t = elapsed % period
+    for i, (active, seconds) in enumerate(phases):
+        if t < seconds - 1e-9:
+            left = seconds - t
+            for nxt, more in phases[i + 1:] + phases[:i]:
+                if nxt != active:
+                    return active, left
+                left += more
+            return active, None
+        t -= seconds
+    return phases[0][0], phases[0][1]
+
+
+# annotations whose value is a profile over time, with the parser that checks it
+SIM_PROFILE_ANNOTATIONS = {"gpu-active": gpu_activity, "gpu-memory-used": gpu_memory_steps}
 SIM_NUMBER_ANNOTATIONS = ("pull-seconds", "start-seconds", "run-seconds", "oom-after-seconds")
 SIM_CHOICE_ANNOTATIONS = {"image-pull": ("ok", "fail"), "crash": ("none", "loop")}
+
+
+def _profile_causes(annotations: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    causes = []
+    for suffix, parse in SIM_PROFILE_ANNOTATIONS.items():
+        key = SIM_PREFIX + suffix
+        if key in annotations:
+            try:
+                parse(str(annotations[key]))
+            except ValueError as exc:
+                causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
+                               f'Invalid value: "{annotations[key]}": {exc}'))
+    return causes
 
 
 def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -468,13 +530,7 @@ def check_sim_annotations(annotations: Mapping[str, Any]) -> list[tuple[str, str
         if not ok:
             causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
                            f'Invalid value: "{value}": must be a percentage from 0 to 100'))
-    key = SIM_PREFIX + "gpu-memory-used"
-    if key in annotations:
-        try:
-            gpu_memory_steps(str(annotations[key]))
-        except ValueError as exc:
-            causes.append((f"metadata.annotations[{key}]", "FieldValueInvalid",
-                           f'Invalid value: "{annotations[key]}": {exc}'))
+    causes += _profile_causes(annotations)
     key = SIM_PREFIX + "exit-code"
     if key in annotations:
         value = annotations[key]

@@ -48,6 +48,9 @@ class Timings:
     backoff_seconds: float = 10.0  # first restart / image pull back-off, doubling ...
     backoff_max_seconds: float = 300.0  # ... up to this
     node_eviction_seconds: float = 300.0  # pods on a NotReady node are evicted after this
+    # GPU memory swap: how fast a fraction's memory comes back from host memory (the swap-in
+    # delay is the memory moved over this)
+    gpu_swap_mib_per_second: float = 16384.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,9 @@ class NodePool:
                                                                   "cpu": "binpack"})
     min_guaranteed_runtime_seconds: float = 0.0
     topology_levels: tuple[str, ...] = ()  # its network topology: label keys, widest first
+    # the API's gpuResourceOptimization (GPU memory swap, node-level scheduler), for `make up`
+    # to create the pool with (the API checks it)
+    gpu_resource_optimization: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +97,13 @@ class Profile:
 _SCENARIO_KEYS = {"cluster", "simulation", "org", "workloads", "timings"}
 _CLUSTER_KEYS = {"nodePools", "nodes", "timings"}
 _POOL_KEYS = {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
-              "networkTopology"}
+              "networkTopology", "gpuResourceOptimization"}
 _NODE_KEYS = {"name", "labels", "gpus", "gpuMemoryMiB", "gpuProduct", "cpuMillis", "memoryMiB",
-              "maxPods", "ready", "topology"}
+              "maxPods", "ready", "topology", "gpuSwap"}
+GPU_SWAP_LABEL = "fairway.io/gpu-swap"  # `gpuSwap: true`: its GPU memory can be swapped out
 _TOPOLOGY_KEYS = {"nodeLabel", "nodesPerDomain", "prefix"}
 _TIMING_KEYS = {"pullSeconds", "startSeconds", "jitter", "backoffSeconds",
-                "backoffMaxSeconds", "nodeEvictionSeconds"}
+                "backoffMaxSeconds", "nodeEvictionSeconds", "gpuSwapMiBPerSecond"}
 _PLACEMENTS = {"binpack", "spread"}
 
 _RANGE = re.compile(r"\{([^{}]*)\.\.([^{}]*)\}")
@@ -242,8 +249,10 @@ def _parse_pools(raw: Any, where: str) -> list[NodePool]:
         if entry.get("minGuaranteedRuntime") is not None:
             runtime = parse_duration(entry["minGuaranteedRuntime"], f"{at}.minGuaranteedRuntime")
         levels = _parse_network_topology(entry.get("networkTopology"), f"{at}.networkTopology")
+        optimization = _optimization(entry, at)
         pools.append(NodePool(name=name, label_key=key, label_value=value, placement=placement,
-                              min_guaranteed_runtime_seconds=runtime, topology_levels=levels))
+                              min_guaranteed_runtime_seconds=runtime, topology_levels=levels,
+                              gpu_resource_optimization=optimization))
     return pools
 
 
@@ -285,6 +294,7 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
         ready = entry.get("ready", True)
         if not isinstance(ready, bool):
             raise ProfileError(f"{at}.ready: must be true or false, got {ready!r}")
+        labels = _with_swap_label(entry, labels, gpus, at)
         if gpus and not gpu_memory:
             gpu_memory = GPU_MEMORY_MIB.get(
                 product or labels.get("nvidia.com/gpu.product", ""), 0)
@@ -297,6 +307,26 @@ def _parse_nodes(raw: Any, where: str) -> list[NodeSpec]:
                                   cpu_millis=cpu, memory_mib=memory, max_pods=max_pods,
                                   ready=ready))
     return nodes
+
+
+def _optimization(entry: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """A pool's `gpuResourceOptimization`, as the API takes it (the API checks it)."""
+    optimization = entry.get("gpuResourceOptimization") or {}
+    if not isinstance(optimization, Mapping):
+        raise ProfileError(f"{at}.gpuResourceOptimization: must be a mapping like "
+                           "{swapEnabled: true, cpuSwapMemorySize: 100Gi}")
+    return dict(optimization)
+
+
+def _with_swap_label(entry: Mapping[str, Any], labels: dict[str, str], gpus: int, at: str
+                     ) -> dict[str, str]:
+    """`gpuSwap: true`: the node is labelled swap-capable (GPU memory swap)."""
+    swap = entry.get("gpuSwap", False)
+    if not isinstance(swap, bool):
+        raise ProfileError(f"{at}.gpuSwap: must be true or false, got {swap!r}")
+    if swap and not gpus:
+        raise ProfileError(f"{at}.gpuSwap: set, but the node has no gpus")
+    return {**labels, GPU_SWAP_LABEL: "true"} if swap else labels
 
 
 def _parse_network_topology(raw: Any, at: str) -> tuple[str, ...]:
@@ -382,7 +412,7 @@ def _parse_timings(raw: Any, where: str) -> Timings:
     values: dict[str, float] = {}
     for key, default in (("pullSeconds", 1.0), ("startSeconds", 1.0), ("jitter", 0.1),
                          ("backoffSeconds", 10.0), ("backoffMaxSeconds", 300.0),
-                         ("nodeEvictionSeconds", 300.0)):
+                         ("nodeEvictionSeconds", 300.0), ("gpuSwapMiBPerSecond", 16384.0)):
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ProfileError(f"{where}.{key}: must be a non-negative number, got {value!r}")
@@ -393,7 +423,8 @@ def _parse_timings(raw: Any, where: str) -> Timings:
                    jitter=values["jitter"], backoff_seconds=values["backoffSeconds"],
                    backoff_max_seconds=max(values["backoffMaxSeconds"],
                                            values["backoffSeconds"]),
-                   node_eviction_seconds=values["nodeEvictionSeconds"])
+                   node_eviction_seconds=values["nodeEvictionSeconds"],
+                   gpu_swap_mib_per_second=values["gpuSwapMiBPerSecond"])
 
 
 def parse_duration(raw: Any, where: str) -> float:

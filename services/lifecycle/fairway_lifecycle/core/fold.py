@@ -49,9 +49,11 @@ from fairway_lifecycle.core.fractions import (
 from fairway_lifecycle.core.nodelevel import (
     ANN_CURRENT_DEVICES,
     ANN_CURRENT_LIMIT,
+    ANN_GPU_UTILIZATION,
     ANN_PROCESS_RESTARTS,
 )
 from fairway_lifecycle.core.retries import CREATION_FAILURES, UNDELIVERABLE
+from fairway_lifecycle.core.swap import ANN_ACTIVE, ANN_NODE_SWAPPED, ANN_SWAPPED
 
 LABEL_WORKLOAD = "fairway.io/workload-id"
 LABEL_PROJECT = "fairway.io/project"
@@ -311,6 +313,12 @@ def _devices(pod: Pod) -> dict[str, Any]:
             pass
         out["gpu_current_memory_limit_mib"] = number(ANN_CURRENT_LIMIT, int)
         out["gpu_process_restarts"] = number(ANN_PROCESS_RESTARTS, int)
+        if notes.get(ANN_ACTIVE) in ("true", "false"):
+            out["gpu_active"] = notes[ANN_ACTIVE] == "true"
+        out["gpu_swapped_mib"] = number(ANN_NODE_SWAPPED, int)
+        out["gpu_utilization_percent"] = number(ANN_GPU_UTILIZATION, float)
+        if out["gpu_swapped_mib"] is None and ANN_SWAPPED in notes:
+            out["gpu_swapped_mib"] = 0  # swap acts on the pod; the node swapped nothing out
     return out
 
 
@@ -332,6 +340,11 @@ def pod_group_signature(pods: list[Pod]) -> str:
         if ANN_CURRENT_DEVICES in notes:
             moved = (f"#gpu{notes[ANN_CURRENT_DEVICES]}:{notes.get(ANN_CURRENT_LIMIT, '')}:"
                      f"{notes.get(ANN_PROCESS_RESTARTS, '0')}:{notes.get(ANN_MEMORY_USED, '')}")
+        # GPU memory swap (only when it acted on the pod): each swap out and in, and each
+        # change of activity that may cause one, is worth a new view.
+        if ANN_SWAPPED in notes:
+            moved += (f"#swap{notes[ANN_SWAPPED]}:{notes.get(ANN_NODE_SWAPPED, '0')}:"
+                      f"{notes.get(ANN_ACTIVE, '')}:{notes.get(ANN_MEMORY_USED, '')}")
         parts.append(f"{_name(pod)}@{node}{moved}{'/done' if pod_done(pod) else ''}")
     return ",".join(parts)
 

@@ -22,6 +22,7 @@ from fairway_contracts.events import (
 from fairway_contracts.events import Quota as OrgQuota
 from fairway_contracts.events import TimeAwareFairness as PoolTimeAwareFairness
 from fairway_contracts.workloads import (
+    GPU_SWAP_LABEL,
     NODE_TYPE_LABEL,
     PRIORITY_CLASSES,
     Compute,
@@ -30,6 +31,7 @@ from fairway_contracts.workloads import (
 )
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.swap import GpuSwap
 from fairway_scheduler.core.usage import UsageHistory
 
 # Kubernetes pod phases after which a pod holds nothing and waits for nothing.
@@ -55,6 +57,13 @@ def pool_time_aware(own: PoolTimeAwareFairness | None,
         half_life_seconds=(cluster.half_life_seconds if own.half_life_period is None
                            else duration_seconds(own.half_life_period)),
         k_value=cluster.k_value if own.k_value is None else own.k_value)
+
+
+def pool_swap(pool: NodePoolChanged) -> GpuSwap | None:
+    """The pool's GPU memory swap settings, when swap is on (with host memory to swap to)."""
+    if not pool.swap_enabled or pool.cpu_swap_memory_mib <= 0:
+        return None
+    return GpuSwap(pool.cpu_swap_memory_mib, pool.reserved_gpu_memory_for_swap_mib)
 
 
 def duration_seconds(value: str | None) -> float:
@@ -735,13 +744,16 @@ class ClusterState:
             nodes = tuple(
                 replace(node, pool=self.pool_of(node),
                         node_type=self.node_labels.get(node.name, {}).get(NODE_TYPE_LABEL),
-                        labels=_topology_labels(self.node_labels.get(node.name, {}), levels))
+                        labels=_topology_labels(self.node_labels.get(node.name, {}), levels),
+                        gpu_swap=self.node_labels.get(node.name, {}).get(GPU_SWAP_LABEL)
+                        == "true")
                 for node in self.nodes.values())
             pools = tuple(model.NodePool(p.name, p.gpu_placement_strategy,
                                         p.cpu_placement_strategy,
                                         duration_seconds(p.min_guaranteed_runtime),
                                         pool_time_aware(p.time_aware_fairness, time_aware),
-                                        topology=tuple(p.topology_levels))
+                                        topology=tuple(p.topology_levels),
+                                        swap=pool_swap(p))
                           for _, p in sorted(self.node_pools.items()))
             layout = (nodes, pools, self.queue_specs(), time_aware)
             if cached:

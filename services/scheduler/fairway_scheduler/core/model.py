@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from fairway_scheduler.core.swap import GpuSwap
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -25,6 +27,9 @@ class Node:
     # Its labels that name a topology level of its pool (label key, value): where it sits in
     # the network (zone, block, rack, ...); other labels are not carried.
     labels: tuple[tuple[str, str], ...] = ()
+    # Labelled fairway.io/gpu-swap=true: its GPU memory may be swapped to host memory (used
+    # when its pool has swap on).
+    gpu_swap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,8 @@ class NodePool:
     time_aware_fairness: TimeAwareFairness | None = None  # None: the cluster's
     # Its network topology: node label keys, widest level first (zone, block, rack, host).
     topology: tuple[str, ...] = ()
+    # GPU memory swap on its swap-capable nodes (None: off).
+    swap: GpuSwap | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,15 +16,36 @@ import heapq
 import re
 
 from fairway_scheduler.core.model import Node
+from fairway_scheduler.core.swap import GpuSwap, node_host_need, swap_fit
 
 FULL = 1000
 UNTRACKED = 1 << 60
 
 
 class NodeState:
-    __slots__ = ("bucket", "cpu_total", "dev_memory", "free_cpu", "free_mem", "gpus", "idx",
-                 "labels", "max_pods", "mem_total", "name", "node_type", "partial_free", "pods",
-                 "pool", "ready", "used", "whole")
+    __slots__ = (
+        "bucket",
+        "cpu_total",
+        "dev_memory",
+        "free_cpu",
+        "free_mem",
+        "gpu_swap",
+        "gpus",
+        "idx",
+        "labels",
+        "max_pods",
+        "mem_total",
+        "name",
+        "node_type",
+        "partial_free",
+        "pods",
+        "pool",
+        "ready",
+        "shares",
+        "swap",
+        "used",
+        "whole",
+    )
 
     def __init__(self, idx: int, node: Node):
         self.idx = idx
@@ -43,6 +64,11 @@ class NodeState:
         self.whole = node.gpus
         self.bucket = node.gpus
         self.partial_free: frozenset[int] = frozenset()  # free milli of partly used devices
+        self.gpu_swap = node.gpu_swap
+        # GPU memory swap on (its pool's settings): the milli-GPUs of each fraction on each
+        # device, to know which devices hold fractions only and how much host memory they need
+        self.swap: GpuSwap | None = None
+        self.shares: list[list[int]] = []
 
     def hold_host(self, cpu: int, mem: int, pods: int = 1) -> None:
         if self.free_cpu != UNTRACKED:
@@ -57,6 +83,30 @@ class NodeState:
 
     def fits_host(self, cpu: int, mem: int) -> bool:
         return self.pods < self.max_pods and self.free_cpu >= cpu and self.free_mem >= mem
+
+    def swap_shares_mib(self) -> list[list[int] | None]:
+        """Per device, the GPU memory of the fractions on it (None: something else is on it
+        too: a whole-GPU pod, or pods whose devices are unknown)."""
+        out: list[list[int] | None] = []
+        for d, shares in enumerate(self.shares):
+            pure = sum(shares) == self.used[d]
+            out.append([m * self.dev_memory // FULL for m in shares] if pure else None)
+        return out
+
+    def swap_room(self, devices: tuple[int, ...], milli: int) -> bool:
+        """Whether a fraction of `milli` on `devices` (one) fits this node by swapping: the
+        device holds fractions only, and the node's host need stays within its pool's."""
+        if self.swap is None or len(devices) != 1:
+            return False
+        shares = self.swap_shares_mib()
+        there = shares[devices[0]]
+        if there is None:
+            return False
+        mib = milli * self.dev_memory // FULL
+        if mib > self.dev_memory - self.swap.reserved_mib:
+            return False
+        shares[devices[0]] = [*there, mib]
+        return node_host_need([s or [] for s in shares], self.dev_memory) <= self.swap.host_mib
 
     def could_hold(self, devices: int, milli: int | None, cpu: int, mem: int) -> bool:
         """Whether the node could take one pod now if it had room for another pod: `devices`
@@ -115,6 +165,7 @@ class PoolNodes:
         self.max_cpu = max((n.cpu_total for n in nodes), default=0)
         self.max_mem = max((n.mem_total for n in nodes), default=0)
         self.max_dev_memory = max((n.dev_memory for n in self.gpu_nodes), default=0)
+        self.swap_nodes = [n for n in self.gpu_nodes if n.swap is not None]
         self.free_total = sum(n.gpus * FULL - sum(n.used) for n in self.gpu_nodes)
         self.free_nodes = sum(1 for n in self.gpu_nodes if n.gpus * FULL > sum(n.used))
         self.pods_full = sum(1 for n in nodes if not n.pod_room)  # nodes at their max pods
@@ -185,10 +236,12 @@ class PoolNodes:
         self.free_nodes += (after > 0) - (before > 0)
 
     def take(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
-             mem: int) -> Take:
+             mem: int, *, fraction: bool = False) -> Take:
         self.version += 1
         for d in devices:
             node.used[d] += milli
+            if fraction and node.swap is not None:
+                node.shares[d].append(milli)
         self._gpu_delta(node, milli * len(devices))
         room = node.pod_room
         node.hold_host(cpu, mem)
@@ -201,6 +254,8 @@ class PoolNodes:
         node = take.node
         for d in take.devices:
             node.used[d] -= take.milli
+            if node.swap is not None and take.milli in node.shares[d]:
+                node.shares[d].remove(take.milli)
         self._gpu_delta(node, -take.milli * len(take.devices))
         if node.free_cpu != UNTRACKED:
             node.free_cpu += take.cpu
@@ -331,19 +386,45 @@ class PoolNodes:
                 chosen = [d for _, d in shared][:count]
                 chosen += [d for d, u in enumerate(node.used) if u == 0][:count - len(chosen)]
                 if len(chosen) == count:
-                    return self.take(node, tuple(sorted(chosen)), milli, cpu, mem)
+                    return self.take(node, tuple(sorted(chosen)), milli, cpu, mem,
+                                     fraction=True)
         node = self.find_whole(count, cpu, mem, node_type, within)
         nodes = self.gpu_nodes if within is None else within.gpu_nodes
         while node is not None:
             milli = milli_of(node, portion, memory)
             if milli is not None:
                 devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
-                return self.take(node, devices, milli, cpu, mem)
+                return self.take(node, devices, milli, cpu, mem, fraction=True)
             node = next((n for n in nodes if n.whole >= count and n.idx > node.idx
                          and (node_type is None or n.node_type == node_type)
                          and milli_of(n, portion, memory) is not None
                          and n.fits_host(cpu, mem)), None)
+        if count == 1 and self.swap_nodes:
+            return self._place_swapped(portion, memory, cpu, mem, node_type, within)
         return None
+
+    def _place_swapped(self, portion: int | None, memory: int | None, cpu: int, mem: int,
+                       node_type: str | None, within: Domain | None) -> Take | None:
+        """No device has the room: a device of a swap-capable node that its fractions may
+        oversubscribe (core/swap.py), the node in natural order."""
+        for node in self.swap_nodes:
+            if ((within is not None and node.idx not in within.idxs)
+                    or (node_type is not None and node.node_type != node_type)
+                    or not node.fits_host(cpu, mem)):
+                continue
+            milli = milli_of(node, portion, memory)
+            fit = self.swap_fit(node, portion, memory)
+            if milli is not None and fit is not None and fit.device is not None:
+                return self.take(node, (fit.device,), milli, cpu, mem, fraction=True)
+        return None
+
+    def swap_fit(self, node: NodeState, portion: int | None, memory: int | None):
+        """Where on `node` a one-device fraction would go by swapping (None: not for it)."""
+        milli = milli_of(node, portion, memory)
+        if node.swap is None or milli is None:
+            return None
+        return swap_fit(node.swap_shares_mib(), node.dev_memory, node.swap,
+                        milli * node.dev_memory // FULL)
 
     def place_cpu(self, cpu: int, mem: int, node_type: str | None = None,
                   within: Domain | None = None) -> Take | None:

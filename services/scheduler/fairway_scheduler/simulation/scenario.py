@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fairway_contracts.workloads import NODE_TYPE_LABEL, NON_PREEMPTIBLE_FROM, PRIORITY_CLASSES
+from fairway_contracts.quantities import MIB, parse_quantity
+from fairway_contracts.workloads import (
+    GPU_SWAP_LABEL,
+    NODE_TYPE_LABEL,
+    NON_PREEMPTIBLE_FROM,
+    PRIORITY_CLASSES,
+)
 from fairway_scheduler.core.model import (
     TIME_AWARE_FAIRNESS_OFF,
     WINDOW_TYPES,
@@ -23,6 +29,7 @@ from fairway_scheduler.core.model import (
     Quota,
     TimeAwareFairness,
 )
+from fairway_scheduler.core.swap import GpuSwap
 from fairway_scheduler.core.usage import DEFAULT_BUCKET_SECONDS
 
 DEFAULT_POOL = "default"
@@ -252,7 +259,7 @@ def _pools(items: list, fairness: TimeAwareFairness) -> tuple[PoolConfig, ...]:
         where = f"cluster.nodePools[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labelKey", "labelValue", "placement", "minGuaranteedRuntime",
-                     "timeAwareFairness", "networkTopology"}, where)
+                     "timeAwareFairness", "networkTopology", "gpuResourceOptimization"}, where)
         name = _name(item.get("name"), f"{where}.name")
         where = f"cluster.nodePools[{i}] ({name})"
         if name in seen:
@@ -276,13 +283,44 @@ def _pools(items: list, fairness: TimeAwareFairness) -> tuple[PoolConfig, ...]:
         if item.get("timeAwareFairness") is not None:
             own = _time_aware(item["timeAwareFairness"], f"{where}.timeAwareFairness", fairness)
         levels = _topology_levels(item.get("networkTopology"), f"{where}.networkTopology")
+        swap = _swap(item.get("gpuResourceOptimization"), f"{where}.gpuResourceOptimization")
         out.append(PoolConfig(NodePool(name, strategies[0], strategies[1], runtime, own,
-                                       topology=levels),
+                                       topology=levels, swap=swap),
                               None if key is None else str(key),
                               None if value is None else str(value), runtime))
     if DEFAULT_POOL not in seen:
         out.append(PoolConfig(NodePool(DEFAULT_POOL), None, None))
     return tuple(out)
+
+
+def _swap(value: Any, where: str) -> GpuSwap | None:
+    """`gpuResourceOptimization: {swapEnabled, cpuSwapMemorySize, reservedGpuMemoryForSwap
+    Operations}` as the API takes them (sizes as Kubernetes quantities, e.g. 100Gi); None:
+    swap off."""
+    if value is None:
+        return None
+    item = _mapping(value, where)
+    _keys(item, {"swapEnabled", "cpuSwapMemorySize", "reservedGpuMemoryForSwapOperations",
+                 "nodeLevelSchedulerEnabled"}, where)
+    sizes = []
+    for key in ("cpuSwapMemorySize", "reservedGpuMemoryForSwapOperations"):
+        raw = item.get(key)
+        try:
+            mib = 0 if raw is None else math.ceil(parse_quantity(raw) / MIB)
+        except ValueError:
+            mib = -1
+        if mib < 0:
+            raise ScenarioError(f"{where}.{key}: {raw!r} is not a memory size (e.g. 100Gi)")
+        sizes.append(mib)
+    enabled = item.get("swapEnabled", False)
+    if not isinstance(enabled, bool):
+        raise ScenarioError(f"{where}.swapEnabled: expected true or false")
+    if not enabled:
+        return None
+    if not sizes[0]:
+        raise ScenarioError(f"{where}.cpuSwapMemorySize: swapEnabled needs host memory to swap "
+                            "GPU memory to: give a size above zero (e.g. 100Gi)")
+    return GpuSwap(sizes[0], sizes[1])
 
 
 def _topology_levels(value: Any, where: str) -> tuple[str, ...]:
@@ -314,7 +352,7 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         where = f"cluster.nodes[{i}]"
         item = _mapping(item, where)
         _keys(item, {"name", "labels", "gpus", "gpuMemoryMiB", "cpuMillis", "memoryMiB",
-                     "ready", "gpuProduct", "maxPods", "topology"}, where)
+                     "ready", "gpuProduct", "maxPods", "topology", "gpuSwap"}, where)
         pattern = _name(item.get("name"), f"{where}.name", strict=False)
         where = f"cluster.nodes[{i}] ({pattern})"
         labels = _mapping(item.get("labels") or {}, f"{where}.labels")
@@ -329,6 +367,11 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
         ready = item.get("ready", True)
         if not isinstance(ready, bool):
             raise ScenarioError(f"{where}.ready: expected true or false")
+        swap = item.get("gpuSwap", False)
+        if not isinstance(swap, bool):
+            raise ScenarioError(f"{where}.gpuSwap: expected true or false")
+        if swap:  # as kubesim labels it: one file drives both
+            labels[GPU_SWAP_LABEL] = "true"
         config = next((p for p in pools if p.label_key is not None
                        and labels.get(p.label_key) == p.label_value),
                       next(p for p in pools if p.pool.name == DEFAULT_POOL))
@@ -343,7 +386,8 @@ def _nodes(items: list, pools: tuple[PoolConfig, ...]) -> tuple[Node, ...]:
             placed = tuple((k, mine[k]) for k in config.pool.topology if k in mine)
             out.append(Node(name, pool, ready, gpus, item.get("gpuProduct"), gpu_memory, cpu,
                             memory, max_pods, labels.get(NODE_TYPE_LABEL),
-                            _with_hostname(placed, config.pool.topology, name)))
+                            _with_hostname(placed, config.pool.topology, name),
+                            gpu_swap=labels.get(GPU_SWAP_LABEL) == "true"))
     return tuple(out)
 
 
@@ -673,7 +717,8 @@ def _check_pinned(workloads: tuple[ScenarioWorkload, ...], nodes: tuple[Node, ..
                 if d >= node.gpus:
                     raise ScenarioError(f"{at}: node {name} has no GPU {d}")
                 used[(name, d)] = used.get((name, d), 0) + milli
-                if used[(name, d)] > 1000:
+                swapping = node.gpu_swap and milli < 1000  # fractions may oversubscribe it
+                if used[(name, d)] > 1000 and not swapping:
                     raise ScenarioError(f"{at}: GPU {d} of node {name} is over-committed")
 
 

@@ -17,6 +17,7 @@ from fairway_contracts.events import (
     ProjectChanged,
     SchedulingRules,
 )
+from fairway_contracts.quantities import memory_mib
 from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
 from fairway_submission.org.models import topology_levels
@@ -76,6 +77,10 @@ async def publish_node_pool(conn: asyncpg.Connection, row: Any, *, deleted: bool
         cpu_placement_strategy=placement.get("cpu", "binpack"),
         min_guaranteed_runtime=spec.get("minGuaranteedRuntime"),
         node_level_scheduler_enabled=bool(optimization.get("nodeLevelSchedulerEnabled")),
+        swap_enabled=bool(optimization.get("swapEnabled")),
+        cpu_swap_memory_mib=memory_mib(optimization.get("cpuSwapMemorySize")),
+        reserved_gpu_memory_for_swap_mib=memory_mib(
+            optimization.get("reservedGpuMemoryForSwapOperations")),
         time_aware_fairness=(spec.get("schedulingConfiguration") or {}).get("timeAwareFairness"),
         topology_levels=topology_levels(spec), deleted=deleted), msg_id=change)
 

@@ -345,6 +345,11 @@ class DevicePodOut(ApiAnswer):
     memory_request_mib: int | None
     memory_limit_mib: int | None
     memory_used_mib: int | None = Field(description="as the node reports it, where it runs")
+    memory_swapped_mib: int | None = Field(
+        default=None, description="GPU memory swap: what of it is in host memory now, as the "
+                                  "node reports it (where it runs)")
+    gpu_active: bool | None = Field(
+        default=None, description="its GPU process wants the GPU now, as the node reports it")
     gpu_process_restarts: int | None
 
 
@@ -354,6 +359,12 @@ class DeviceOut(ApiAnswer):
     pods: list[DevicePodOut]
     memory_requested_mib: int = Field(description="the requests counted on the device")
     memory_in_use_mib: int = Field(description="what the pods running on it use")
+    memory_swapped_mib: int = Field(
+        default=0, description="what the fractions running on it have swapped out to host "
+                               "memory (GPU memory swap)")
+    utilization_percent: float | None = Field(
+        default=None, description="the sum of what the fractions running on it get (null: "
+                                  "none reports it)")
 
 
 class NodeOut(ApiAnswer):
@@ -367,6 +378,10 @@ class NodeOut(ApiAnswer):
     cpu_millis: int
     memory_mib: int
     devices: list[DeviceOut] = Field(default_factory=list)
+    gpu_swap: bool = Field(default=False, description="labelled fairway.io/gpu-swap=true: "
+                                                       "its GPU memory may be swapped out")
+    swap_host_memory_used_mib: int = Field(
+        default=0, description="host memory its fractions' swapped-out GPU memory takes")
 
 
 class NodeList(ApiAnswer):

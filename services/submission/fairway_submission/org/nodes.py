@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from fairway_contracts.workloads import GPU_SWAP_LABEL
 from fairway_submission import repository as repo
 from fairway_submission.core.devices import device_views
 from fairway_submission.core.errors import ApiError
@@ -24,10 +25,14 @@ async def list_nodes(caller: Caller, service: Submission) -> dict[str, Any]:
     async with service.pool.acquire() as conn:
         placed = await repo.gpus_by_node(conn)
         pods = await repo.pods_on_nodes(conn)
-    items = [{"name": n.name, "nodePool": n.node_pool, "ready": n.ready,
-              "gpus": n.gpus, "gpuProduct": n.gpu_product, "gpuMemoryMib": n.gpu_memory_mib,
-              "allocatedGpus": placed.get(n.name, 0), "cpuMillis": n.cpu_millis,
-              "memoryMib": n.memory_mib,
-              "devices": device_views(n.gpus, n.gpu_memory_mib, pods.get(n.name, []))}
-             for n in sorted(inventory, key=lambda n: n.name)]
+    items = []
+    for n in sorted(inventory, key=lambda n: n.name):
+        devices = device_views(n.gpus, n.gpu_memory_mib, pods.get(n.name, []))
+        items.append({
+            "name": n.name, "nodePool": n.node_pool, "ready": n.ready,
+            "gpus": n.gpus, "gpuProduct": n.gpu_product, "gpuMemoryMib": n.gpu_memory_mib,
+            "allocatedGpus": placed.get(n.name, 0), "cpuMillis": n.cpu_millis,
+            "memoryMib": n.memory_mib, "devices": devices,
+            "gpuSwap": n.labels.get(GPU_SWAP_LABEL) == "true",
+            "swapHostMemoryUsedMib": sum(d["memorySwappedMib"] for d in devices)})
     return {"nodes": items, "totalCount": len(items)}

@@ -43,6 +43,7 @@ from fairway_scheduler.core.model import (
 )
 from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
+from fairway_scheduler.core.swap import short_message
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
@@ -401,6 +402,9 @@ class Allocate:
         if blocked:
             return reasons.pods_full(name, request, len(blocked), _max_pods(blocked),
                                      more=held > 0)
+        swap = _swap_short(pool, request)
+        if swap is not None:  # a device could take it but for the swap bounds: the numbers
+            return PendingCode.NO_FITTING_NODE, swap
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
@@ -483,6 +487,28 @@ def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
         most_cpu = max(most_cpu, node.free_cpu)
         most_mem = max(most_mem, node.free_mem)
     return (gpu_room, lacking_cpu, most_cpu, most_mem) if gpu_room else None
+
+
+def _swap_short(pool, request: Request) -> str | None:
+    """A one-device fraction that no device of the pool's swap-capable nodes could take even
+    by swapping: why, with the numbers of the node that came closest (the most swap host
+    memory left); None when the pool has no such node."""
+    if not pool.swap_nodes or not request.fraction or request.devices != 1:
+        return None
+    best = None
+    for node in pool.swap_nodes:
+        fit = pool.swap_fit(node, request.portion, request.memory)
+        if fit is None:
+            continue
+        if fit.why is not None:
+            return fit.why
+        if best is None or fit.host_left_mib > best[0]:
+            milli = milli_of(node, request.portion, request.memory) or 0
+            best = (fit.host_left_mib, node, milli * node.dev_memory // FULL)
+    if best is None:
+        return None
+    left, node, need = best
+    return short_message(need, node.name, left, node.swap.host_mib)
 
 
 def _max_pods(nodes: list) -> int | None:

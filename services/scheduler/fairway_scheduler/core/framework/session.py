@@ -20,6 +20,7 @@ from fairway_scheduler.core.model import (
     CycleResult,
     Eviction,
     Node,
+    NodePool,
     Nomination,
     PendingCode,
     PendingReason,
@@ -197,6 +198,7 @@ class Session:
         self._hold(self.ledger)
         # The pools index their nodes once what is held is known.
         strategies = self._pool_config = {pool.name: pool for pool in snapshot.pools}
+        self._swap_on(strategies)
         pool_names = {node.pool for node in ordered} | set(strategies)
         self.pools: dict[str, PoolNodes] = {}
         for name in sorted(pool_names):
@@ -264,6 +266,30 @@ class Session:
                 for r in range(3):
                     q.allocated[r] += use[r]
                     q.allocated_np[r] += use[3 + r]
+
+    def _swap_on(self, pools: dict[str, NodePool]) -> None:
+        """GPU memory swap: the swap-capable nodes of pools with swap on get the pool's
+        settings and the fractions each of their devices holds (by request)."""
+        swapping = {}
+        for node in self.nodes.values():
+            config = pools.get(node.pool)
+            if node.gpu_swap and node.gpus and config is not None and config.swap is not None:
+                node.swap = config.swap
+                node.shares = [[] for _ in range(node.gpus)]
+                swapping[node.name] = node
+        if not swapping:
+            return
+        for a in self.snapshot.allocations:
+            node = swapping.get(a.node)
+            if node is None or (a.portion is None and a.gpu_memory_mib is None):
+                continue
+            if a.portion is not None:
+                milli = round(a.portion * FULL)
+            else:
+                milli = -(-(a.gpu_memory_mib or 0) * FULL // (node.dev_memory or 1))
+            for d in a.gpu_devices:
+                if 0 <= d < node.gpus:
+                    node.shares[d].append(milli)
 
     def _find_unschedulable(self, nodes: list[Node]) -> dict[str, Reason]:
         """Waiting workloads that hold nothing and that no pool they may use could ever take:
@@ -425,11 +451,13 @@ class Session:
     def restore(self, hold: Hold) -> bool:
         """The released pod holds its room again; False (nothing changes) when it is taken."""
         node = hold.node
-        if (any(node.used[d] + hold.milli > FULL for d in hold.devices)
+        fraction = hold.milli < FULL
+        over = any(node.used[d] + hold.milli > FULL for d in hold.devices)
+        if ((over and not (fraction and node.swap_room(hold.devices, hold.milli)))
                 or not node.fits_host(hold.cpu, hold.mem)):
             return False
         pool = self.pools[node.pool]
-        pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem)
+        pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem, fraction=fraction)
         self.account(hold.workload, pool.name, [hold.gpu, hold.cpu, hold.mem], +1)
         self.held[hold.workload.id] += 1
         return True
