@@ -193,11 +193,13 @@ async def test_nodes_show_inventory_and_placed_gpus(harness, default_project):
 
     harness.service.peers.read_inventory = read
     nodes = (await harness.admin.get("/api/v1/nodes")).json()["nodes"]
-    empty = {"memoryMib": 81920, "pods": [], "memoryRequestedMib": 0, "memoryInUseMib": 0}
+    empty = {"memoryMib": 81920, "pods": [], "memoryRequestedMib": 0, "memoryInUseMib": 0,
+             "memorySwappedMib": 0, "utilizationPercent": None}
     assert nodes == [{"name": "n1", "nodePool": "default", "ready": True, "gpus": 2,
                       "gpuProduct": "H100", "gpuMemoryMib": 81920, "allocatedGpus": 0,
                       "cpuMillis": 0, "memoryMib": 0,
-                      "devices": [{"index": 0, **empty}, {"index": 1, **empty}]}]
+                      "devices": [{"index": 0, **empty}, {"index": 1, **empty}],
+                      "gpuSwap": False, "swapHostMemoryUsedMib": 0}]
     nobody = await harness.user("no-rules")
     assert (await nobody.get("/api/v1/nodes")).status_code == 403
 
