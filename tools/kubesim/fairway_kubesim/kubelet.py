@@ -639,6 +639,13 @@ class Kubelet:
         t = self.timings
         return min(t.backoff_seconds * 2 ** min(failures, 30), t.backoff_max_seconds)
 
+    def _reject(self, sim: PodSim, reason: str, message: str, when: str) -> None:
+        """Admission refused: the pod fails, with a Warning event, as a kubelet rejects it."""
+        sim.stage = REJECTED
+        self._event(sim, "Warning", reason, message)
+        self._write(sim, phase="Failed", extra={"reason": reason, "message": message,
+                                                "startTime": when})
+
     def _event(self, sim: PodSim, type_: str, reason: str, message: str,
                container: str | None = None) -> None:
         if self.events is None or self.events.max_events == 0:
@@ -714,22 +721,17 @@ class Kubelet:
         when = now_rfc3339()
         refusal = self._admission(sim, node)
         if refusal is not None:
-            reason, message = refusal
-            sim.stage = REJECTED
-            self._write(sim, phase="Failed", extra={"reason": reason, "message": message,
-                                                    "startTime": when})
+            self._reject(sim, *refusal, when)
             return
         gpus = int(sim.requests.get(GPU_RESOURCE, 0))
         if gpus:
             devices = node.allocate_devices(sim.uid, gpus, self._held_devices(sim))
             if devices is None:
-                sim.stage = REJECTED
-                self._write(sim, phase="Failed", extra={
-                    "reason": "UnexpectedAdmissionError",
-                    "message": "Allocate failed due to requested number of devices "
-                               f"unavailable for {GPU_RESOURCE}. Requested: {gpus}, "
-                               f"Available: {len(node.gpu_uuids) - len(node.device_owner)}, "
-                               "which is unexpected", "startTime": when})
+                self._reject(sim, "UnexpectedAdmissionError",
+                             "Allocate failed due to requested number of devices "
+                             f"unavailable for {GPU_RESOURCE}. Requested: {gpus}, "
+                             f"Available: {len(node.gpu_uuids) - len(node.device_owner)}, "
+                             "which is unexpected", when)
                 return
             sim.gpu_uuids = devices
         sim.active = True
