@@ -59,14 +59,14 @@ def assert_legal_stories(stories: dict[str, list[dict]], ids: list[str],
     and ending in `final`."""
     for wid in ids:
         story = stories[wid]
-        phases = [e["phase"] for e in story]
-        assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), (wid, phases)
-        assert phases and phases[-1] == final, (wid, phases)
+        told = [f"{e['phase']} ({e['reason']})" for e in story]  # for a failure's message
+        assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), (wid, told)
+        assert story and story[-1]["phase"] == final, (wid, told)
         previous = None
         for event in story:
             assert event["previousPhase"] == previous, (wid, event)
-            assert event["phase"] != previous, (wid, "a transition repeated", phases)
-            assert legal(previous, event), (wid, phases)
+            assert event["phase"] != previous, (wid, "a transition repeated", told)
+            assert legal(previous, event), (wid, told)
             previous = event["phase"]
 
 

@@ -7,6 +7,7 @@ from fairway_contracts import EffectiveSpec, PodRole, WorkloadType
 from fairway_contracts.workloads import Compute
 from fairway_lifecycle.core.fractions import (
     Sharer,
+    claimed_devices,
     fraction_annotations,
     reclaim_victims,
     reservation_name,
@@ -104,6 +105,24 @@ def test_shared_devices_are_those_of_bound_unfinished_fractions():
     assert shared_devices(pod) == [("n1", 1), ("n1", 2)]
     pod["status"]["phase"] = "Failed"
     assert shared_devices(pod) == []
+
+
+def test_an_unbound_fraction_with_its_node_written_claims_its_devices():
+    pod = {"metadata": {"name": "f", "labels": {"fairway.io/gpu-fraction": "true"},
+                        "annotations": {"fairway.io/gpu-devices": "0",
+                                        "fairway.io/bind-node": "n1"}},
+           "spec": {}, "status": {"phase": "Pending"}}
+    assert claimed_devices(pod) == [("n1", 0)]
+    assert shared_devices(pod) == []  # not bound yet: it shares nothing
+    pod["spec"]["nodeName"] = "n1"  # bound: it shares the device, it no longer claims it
+    assert claimed_devices(pod) == [] and shared_devices(pod) == [("n1", 0)]
+    del pod["spec"]["nodeName"]
+    pod["metadata"]["deletionTimestamp"] = "2026-12-06T00:00:00Z"
+    assert claimed_devices(pod) == []
+    plain = {"metadata": {"name": "p", "annotations": {"fairway.io/bind-node": "n1",
+                                                       "fairway.io/gpu-devices": "0"}},
+             "spec": {}, "status": {}}
+    assert claimed_devices(plain) == []  # not a fraction
 
 
 def s(name: str, request: int, used: int | None) -> Sharer:

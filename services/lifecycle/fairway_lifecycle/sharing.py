@@ -25,6 +25,7 @@ from fairway_lifecycle.core.fractions import (
     ANN_UUIDS,
     LABEL_RESERVATION,
     Device,
+    claimed_devices,
     fraction_annotations,
     memory_request_mib,
     reclaim_victims,
@@ -83,6 +84,9 @@ class GpuSharing:
         self.sharers: dict[Device, dict[Key, dict[str, Any]]] = {}  # bound fraction pods
         self._pod_devices: dict[Key, list[Device]] = {}
         self.claims: dict[Device, dict[Key, float]] = {}  # binds in flight
+        # unbound fraction pods on their way to devices (their node written on them), whoever
+        # binds them: another replica's binds in flight
+        self._pod_claims: dict[Key, list[Device]] = {}
         self.node_memory: dict[str, int] = {}
         self.waiting: dict[Key, FractionBind] = {}  # fraction pods waiting for reservations
         self._tasks: set[asyncio.Task] = set()
@@ -136,6 +140,10 @@ class GpuSharing:
         elif pod["metadata"].get("deletionTimestamp"):
             self.reservations.pop(device, None)  # going: a new one will be made if needed
         else:
+            if device not in self.reservations and kind == "ADDED":
+                # Made by another replica (or before a restart) for a bind on its way: it
+                # gets the same time as one of ours before it may go as unused.
+                self._created.setdefault(device, time.monotonic())
             self.reservations[device] = uuid
         if uuid:
             self._bind_ready()
@@ -158,6 +166,11 @@ class GpuSharing:
             self._created.pop(device, None)
         if devices:
             self._pod_devices[key] = devices
+        claimed = [] if kind == "DELETED" else claimed_devices(pod)
+        if claimed:
+            self._pod_claims[key] = claimed
+        else:
+            self._pod_claims.pop(key, None)
         if kind == "DELETED":
             for device in list(self.claims):
                 self._unclaim(device, key)
@@ -172,6 +185,8 @@ class GpuSharing:
     def in_use(self, now: float) -> set[Device]:
         """Devices some fraction shares or is being bound to."""
         used = set(self.sharers)
+        for devices in self._pod_claims.values():
+            used.update(devices)
         for device, claims in self.claims.items():
             if any(now - since < self.timeout_seconds + 30 for since in claims.values()):
                 used.add(device)

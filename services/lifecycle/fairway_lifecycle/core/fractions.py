@@ -206,6 +206,25 @@ def shared_devices(pod: Pod) -> list[Device]:
         return []
 
 
+def claimed_devices(pod: Pod) -> list[Device]:
+    """The devices an unbound fraction pod is on its way to: its bind waits for their
+    reservations, and its node and devices are written on it (`ANN_BIND_NODE`). Every
+    lifecycle replica sees the pod, so none releases those reservations meanwhile, whichever
+    replica binds it."""
+    meta = pod["metadata"]
+    notes = meta.get("annotations") or {}
+    if ((meta.get("labels") or {}).get(LABEL_FRACTION) != "true" or _done(pod)
+            or meta.get("deletionTimestamp") or pod.get("spec", {}).get("nodeName")):
+        return []
+    node, devices = notes.get(ANN_BIND_NODE), notes.get(ANN_DEVICES)
+    if not node or not devices:
+        return []
+    try:
+        return [(node, int(i)) for i in devices.split(",") if i]
+    except ValueError:
+        return []
+
+
 @dataclass(frozen=True)
 class Sharer:
     """A fraction pod on a device: its GPU memory request and what it uses now (MiB)."""
