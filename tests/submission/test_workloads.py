@@ -370,3 +370,18 @@ async def test_a_master_spec_that_names_no_compute_runs_at_a_workers_size(
     assert spec["masterSpec"]["image"] == "mpi-launcher:1"
     assert spec["masterSpec"]["compute"] is None  # the workers' compute: lifecycle and the
     assert spec["compute"]["gpuDevicesRequest"] == 2  # scheduler size the master like them
+
+
+async def test_the_submit_form_says_when_the_projects_policy_could_not_be_read(
+        harness, default_project):
+    """Nobody answers policy's reads here (the stand-in evaluates only): the console's form
+    says so rather than silently showing no defaults or limits."""
+    from fairway_submission.console.session import COOKIE
+
+    console = harness.client()
+    console.cookies.set(COOKIE, harness.admin_token)
+    page = await console.get("/submit", params={"type": "trainings",
+                                                "projectId": default_project["id"]})
+    assert page.status_code == 200
+    assert 'id="policy-problem"' in page.text
+    assert "the policy service did not answer" in page.text

@@ -346,16 +346,23 @@ async def _projects_for_submit(service: SubmissionService, caller: Grants
 
 
 async def _effective_policy(service: SubmissionService, caller: Grants, plural: str,
-                            project_id: str) -> dict[str, Any] | None:
+                            project_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The project's effective policy for the form, and why it is missing when the policy
+    service could not say (asked twice: a busy moment is not worth a form without it)."""
     if not project_id:
-        return None
-    try:
-        out = await policy_routes.get_policy(plural, caller, service, scope="project",
-                                             department_id=None, project_id=project_id)
-    except ApiError as exc:
-        log.info("no effective policy for the form: %s", exc.message)
-        return None
-    return out.get("effective")
+        return None, None
+    for attempt in range(2):
+        try:
+            out = await policy_routes.get_policy(plural, caller, service, scope="project",
+                                                 department_id=None, project_id=project_id)
+            return out.get("effective"), None
+        except ApiError as exc:
+            log.info("no effective policy for the form: %s", exc.message)
+            if exc.code != 503:
+                return None, None  # the caller may not read it: the form goes without
+            if attempt:
+                return None, exc.message
+    return None, None
 
 
 @router.get("/submit")
@@ -373,7 +380,8 @@ async def _submit_form(request: Request, caller: Grants, plural: str, values: di
     projects = await _projects_for_submit(service, caller)
     if not values.get("projectId") and projects:
         values["projectId"] = projects[0]["id"]
-    effective = await _effective_policy(service, caller, plural, values.get("projectId", ""))
+    effective, policy_problem = await _effective_policy(service, caller, plural,
+                                                        values.get("projectId", ""))
     hints = forms.policy_hints(effective, plural)
     by_field: dict[str, list[str]] = defaultdict(list)
     for p in problems:
@@ -382,7 +390,8 @@ async def _submit_form(request: Request, caller: Grants, plural: str, values: di
             else p["reason"])
     return _page(request, "submit.html", caller, status=status, plural=plural,
                  types=forms.TYPES, fields=forms.fields_of(plural), values=values,
-                 projects=projects, hints=hints, errors=by_field, message=message)
+                 projects=projects, hints=hints, errors=by_field, message=message,
+                 policy_problem=policy_problem)
 
 
 @router.post("/submit")
