@@ -115,6 +115,16 @@ class PreemptDecision(Contract):
     decided_at: datetime
 
 
+class ForeignUsage(Contract):
+    """The sum of what a node's pods that Fairway did not place hold (neither its workloads'
+    pods nor its reservation pods), while they have not ended."""
+
+    pods: int = Field(default=0, ge=0)
+    gpus: int = Field(default=0, ge=0)
+    cpu_millis: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+
+
 class NodeInventory(Contract):
     """The current state of one node, as lifecycle sees it in Kubernetes. Last value wins."""
 
@@ -130,6 +140,9 @@ class NodeInventory(Contract):
     labels: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
     observed_at: datetime
+    # What pods another scheduler bound here hold (the default scheduler, another GPU
+    # scheduler): taken from the node's free room, counted against no project.
+    foreign: ForeignUsage = Field(default_factory=ForeignUsage)
 
 
 class Quota(Contract):

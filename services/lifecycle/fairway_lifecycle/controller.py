@@ -173,6 +173,7 @@ class Controller:
         self.node_pools: dict[str, str] = {}
         self.sharing: Any = None  # GpuSharing: sees every pod, and the nodes' GPU memory
         self.nodelevel: Any = None  # NodeLevelScheduler: sees every pod and every node
+        self.foreign: Any = None  # ForeignUsageTracker: adds foreign usage to the inventory
 
     @property
     def synced(self) -> bool:
@@ -420,6 +421,8 @@ class Controller:
         while True:
             kind, node = await self._nodes.get()
             inventory = node_inventory(node, utcnow(), deleted=(kind == "DELETED"))
+            if self.foreign is not None:
+                inventory = self.foreign.inventory(inventory)
             self.node_pools[inventory.name] = inventory.node_pool
             if self.sharing is not None:
                 self.sharing.put_node(inventory.name, inventory.gpu_memory_mib,

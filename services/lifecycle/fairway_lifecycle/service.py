@@ -30,6 +30,7 @@ from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
 from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.foreign import ForeignUsageTracker
 from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
@@ -92,6 +93,8 @@ class LifecycleService:
             window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
                           scale_down_seconds=settings.autoscale_scale_down_seconds))
         self.sharing.find_unbound = self._unbound_fractions
+        self.foreign = ForeignUsageTracker(kube, resync_seconds=settings.resync_seconds)
+        self.controller.foreign = self.foreign
 
     @property
     def ready(self) -> bool:
@@ -103,12 +106,14 @@ class LifecycleService:
         await self.load_node_pools()
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
+        self.foreign.start(self.runtime)
         self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
         self.runtime.background(self.autoscaler.run(), "autoscaling")
 
     async def stop(self) -> None:
         self.sharing.stop()
+        self.foreign.stop()
         await self.controller.stop()
         self.kube.close()
 
