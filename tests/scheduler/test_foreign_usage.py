@@ -18,7 +18,8 @@ def state_with(nodes: dict[str, int], gpus: int = 2, pods: int = 1, cpu: int = 0
         state.put_node(Node(name, "default", True, count, cpu_millis=8000, memory_mib=65536))
     state.add_request(WorkloadRequest(
         id="w1", project="team-a", priority_class="train", priority=50, preemptible=True,
-        node_pools=(), pods=pods, min_pods=pods, gpus_per_pod=gpus, submitted_at=T0, cpu_millis=cpu))
+        node_pools=(), pods=pods, min_pods=pods, gpus_per_pod=gpus, submitted_at=T0,
+        cpu_millis=cpu))
     state.apply_status(WorkloadStatus(
         workload_id="w1", project="team-a", sequence=1, phase=Phase.PENDING,
         pods=tuple(PodStatus(f"w1-{i}") for i in range(pods))), released=())

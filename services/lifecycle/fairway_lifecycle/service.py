@@ -29,8 +29,8 @@ from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
-from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.foreign import ForeignUsageTracker
+from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings

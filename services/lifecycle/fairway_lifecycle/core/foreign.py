@@ -14,7 +14,6 @@ from typing import Any
 
 from fairway_contracts.events import ForeignUsage
 from fairway_contracts.quantities import cpu_millis, memory_mib
-
 from fairway_lifecycle.core.fold import LABEL_WORKLOAD
 from fairway_lifecycle.core.fractions import LABEL_RESERVATION
 from fairway_lifecycle.core.pods import SCHEDULER_NAME
