@@ -272,6 +272,39 @@ class WorkloadUtilization(Contract):
     window_end: datetime
 
 
+class ThirdPartyWorkloadChanged(Contract):
+    """A workload Fairway schedules but did not create: the pods of one top owner (a Job, a
+    Deployment, a StatefulSet, a PyTorchJob, a bare pod ...) whose `schedulerName` is
+    Fairway's, as lifecycle's pod grouper formed it (subject
+    fairway.thirdparty.workload.<workloadId>; the stream keeps the last one per workload).
+    Published when it is discovered and whenever what it says changes; `gone` when its last
+    pod went."""
+
+    event_id: str
+    workload_id: str  # a UUID (version 5) of the top owner's uid
+    kind: str  # the top owner's kind ("Pod" for a bare pod)
+    api_version: str
+    name: str  # the top owner's name
+    namespace: str
+    owner_uid: str
+    # How its pods are placed: one by one, all together (a gang of min_members), or each
+    # replica its own unit but never below min_members (elastic).
+    grouping: Literal["single", "gang", "elastic"]
+    min_members: int = Field(ge=1)
+    project: str | None = None  # None: its namespace belongs to no project (`problem` says so)
+    problem: str | None = None  # why it cannot be scheduled as it is
+    priority_class: str
+    priority: int
+    preemptible: bool
+    pods: list[str] = Field(default_factory=list)
+    # What one pod asks for (its first container's, summed over its containers)
+    gpus_per_pod: int = Field(default=0, ge=0)
+    cpu_millis: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+    gone: bool = False
+    observed_at: datetime
+
+
 class ServingChanged(Contract):
     """An inference server's serving status (subject fairway.serving.<project>.<workloadId>;
     lifecycle publishes one when its endpoint, replicas or load change, the stream keeps the

@@ -99,8 +99,17 @@ SERVING = StreamSpec(
     max_msgs_per_subject=1,
     max_age_seconds=0,
 )
+THIRDPARTY = StreamSpec(
+    "FAIRWAY_THIRDPARTY",
+    (subjects.THIRDPARTY_ALL,),
+    "Third-party workloads: pods Fairway schedules but did not create, grouped by top owner "
+    "(from lifecycle); the last message per workload is its state.",
+    max_msgs_per_subject=1,
+    max_age_seconds=0,
+)
 STREAMS: tuple[StreamSpec, ...] = (
     WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION, SERVING,
+    THIRDPARTY,
 )
 
 

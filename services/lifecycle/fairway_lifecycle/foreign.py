@@ -2,7 +2,8 @@
 with the node's inventory (`NodeInventory.foreign`), so the scheduler never books their GPUs.
 
 One watch of the pods that are not Fairway's (a label selector leaves its workloads' and its
-reservation pods out at the source); `core.foreign` decides what counts. A change of a node's
+reservation pods out at the source; its `listeners` get every event too: third-party
+discovery); `core.foreign` decides what counts. A change of a node's
 sum publishes that node's last inventory again with the new sum, a short pause after the
 first change so a burst (a Job's pods bound at once) is one message per node. The controller
 passes every inventory it publishes through `inventory`, so both carry the same sum.
@@ -42,6 +43,8 @@ class ForeignUsageTracker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
         self._instance = uuid.uuid4().hex[:12]  # message ids unique across restarts
+        # Others that want the pods of this watch (third-party discovery): one watch for all.
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def start(self, runtime: Any, *, watch: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
@@ -72,6 +75,8 @@ class ForeignUsageTracker:
         self._loop.call_soon_threadsafe(self.on_pod, kind, pod)
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, pod)
         namespace = (pod.get("metadata") or {}).get("namespace", "")
         if self.namespace_filter is not None and not self.namespace_filter(namespace):
             return

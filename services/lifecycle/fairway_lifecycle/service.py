@@ -35,6 +35,7 @@ from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.sharing import FractionBind, GpuSharing
+from fairway_lifecycle.thirdparty import ThirdPartyDiscovery
 from fairway_runtime import Service
 from fairway_telemetry import workload_context
 
@@ -95,6 +96,8 @@ class LifecycleService:
         self.sharing.find_unbound = self._unbound_fractions
         self.foreign = ForeignUsageTracker(kube, resync_seconds=settings.resync_seconds)
         self.controller.foreign = self.foreign
+        self.thirdparty = ThirdPartyDiscovery(kube)
+        self.foreign.listeners.append(self.thirdparty.on_pod)
 
     @property
     def ready(self) -> bool:
@@ -107,6 +110,7 @@ class LifecycleService:
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
         self.foreign.start(self.runtime)
+        self.thirdparty.start(self.runtime)
         self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
         self.runtime.background(self.autoscaler.run(), "autoscaling")

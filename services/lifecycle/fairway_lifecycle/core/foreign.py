@@ -48,6 +48,23 @@ def _gpus(value: Any) -> int:
     return int(str(value)) if str(value).isdigit() else 0
 
 
+def pod_requests(spec: Mapping[str, Any]) -> tuple[int, int, int]:
+    """What a pod's spec asks for: (GPUs, millicores, MiB). An init container runs alone
+    before the others: the pod holds the larger of the two."""
+    gpus = cpu = memory = 0
+    for container in spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        gpus += _whole(_quantity(resources, GPU), _gpus)
+        cpu += _whole(_quantity(resources, "cpu"), cpu_millis)
+        memory += _whole(_quantity(resources, "memory"), memory_mib)
+    for container in spec.get("initContainers") or []:
+        resources = container.get("resources") or {}
+        gpus = max(gpus, _whole(_quantity(resources, GPU), _gpus))
+        cpu = max(cpu, _whole(_quantity(resources, "cpu"), cpu_millis))
+        memory = max(memory, _whole(_quantity(resources, "memory"), memory_mib))
+    return gpus, cpu, memory
+
+
 def foreign_pod(pod: Mapping[str, Any]) -> ForeignPod | None:
     """What the pod holds, when it is a foreign pod holding on a node; else None."""
     meta = pod.get("metadata") or {}
@@ -59,19 +76,7 @@ def foreign_pod(pod: Mapping[str, Any]) -> ForeignPod | None:
         return None
     if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return None
-    gpus = cpu = memory = 0
-    for container in spec.get("containers") or []:
-        resources = container.get("resources") or {}
-        gpus += _whole(_quantity(resources, GPU), _gpus)
-        cpu += _whole(_quantity(resources, "cpu"), cpu_millis)
-        memory += _whole(_quantity(resources, "memory"), memory_mib)
-    # an init container runs alone before the others: the pod holds the larger of the two
-    for container in spec.get("initContainers") or []:
-        resources = container.get("resources") or {}
-        gpus = max(gpus, _whole(_quantity(resources, GPU), _gpus))
-        cpu = max(cpu, _whole(_quantity(resources, "cpu"), cpu_millis))
-        memory = max(memory, _whole(_quantity(resources, "memory"), memory_mib))
-    return ForeignPod(spec["nodeName"], gpus, cpu, memory)
+    return ForeignPod(spec["nodeName"], *pod_requests(spec))
 
 
 class ForeignPods:
