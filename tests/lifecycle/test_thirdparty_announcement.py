@@ -4,7 +4,7 @@ event of a workload, whose id names its content (pure)."""
 from datetime import UTC, datetime, timedelta
 
 from fairway_lifecycle.core.grouping import Owner, OwnerRef, group_pods
-from fairway_lifecycle.core.thirdparty import announcement, missing_owners
+from fairway_lifecycle.core.thirdparty import announcement, missing_owners, third_party_phase
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -62,3 +62,49 @@ def test_an_announcement_carries_what_one_pod_asks_and_its_id_names_its_content(
     other = announcement(fewer, pods, T0)
     assert other.event_id != event.event_id
     assert other.project is None and "belongs to no project" in other.problem
+
+
+def running(p: dict, node: str = "n1", phase: str = "Running") -> dict:
+    ready = phase == "Running"
+    return {**p, "spec": {**p["spec"], "nodeName": node}, "status": {
+        "phase": phase, "conditions": [{"type": "Ready", "status": str(ready)},
+                                       {"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [{"name": "m", "ready": ready, "state": {
+            "running": {}} if ready else {"terminated": {"exitCode": 0 if phase == "Succeeded"
+                                                          else 1, "reason": "Error"}}}]}}
+
+
+def workload_of(kind: str, *pods: dict, project: bool = True):
+    refs = [ref(kind, "own", "batch/v1")] if kind != "Pod" else []
+    members = [{**p, "metadata": {**p["metadata"], "ownerReferences": refs}} for p in pods]
+    [workload] = group_pods(members, {}, {"team-a": {"fairway.io/project": "team-a"}
+                                          if project else {}})
+    return workload, members
+
+
+def test_phases_come_from_the_pods_by_the_same_fold():
+    w, pods = workload_of("Job", pod("a"), pod("b"))
+    assert third_party_phase(w, pods).reason == "WaitingForScheduler"
+    w, pods = workload_of("Job", running(pod("a")), running(pod("b")))
+    assert third_party_phase(w, pods).phase == "Running"
+    w, pods = workload_of("Job", running(pod("a"), phase="Succeeded"),
+                          running(pod("b"), phase="Succeeded"))
+    assert third_party_phase(w, pods).phase == "Completed"
+    # a Deployment's pods do not complete: it runs until deleted
+    w, pods = workload_of("Deployment", running(pod("a")))
+    assert third_party_phase(w, pods).phase == "Running"
+    # a failed pod its Job replaces does not fail the workload; the last one left does
+    w, pods = workload_of("Job", running(pod("a"), phase="Failed"), pod("b"))
+    assert third_party_phase(w, pods).reason == "WaitingForScheduler"
+    w, pods = workload_of("Job", running(pod("a"), phase="Failed"))
+    assert third_party_phase(w, pods).phase == "Failed"
+
+
+def test_no_project_waits_with_the_reason():
+    w, pods = workload_of("Pod", pod("solo"), project=False)
+    result = third_party_phase(w, pods)
+    assert (result.phase, result.reason) == ("Pending", "NoProject")
+    assert "belongs to no project" in result.message
+    event = announcement(w, {p["metadata"]["name"]: p for p in pods}, T0)
+    assert (event.phase, event.phase_reason) == ("Pending", "NoProject")
+    assert [s.name for s in event.pod_summaries] == ["solo"]

@@ -98,6 +98,9 @@ async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, 
     assert (trained.grouping, trained.min_members, trained.project) == ("gang", 4, "team-a")
     assert (trained.gpus_per_pod, trained.cpu_millis) == (2, 1000)
     assert all(p.startswith("train-") for p in trained.pods)
+    # nothing binds them yet: they wait for Fairway's scheduler, as the fold says
+    assert (trained.phase, trained.phase_reason) == ("Pending", "WaitingForScheduler")
+    assert sorted(s.name for s in trained.pod_summaries) == sorted(trained.pods)
 
     served = await announced(js, workload_id(deployment.metadata.uid),
                              lambda e: len(e.pods) == 3)
@@ -108,7 +111,7 @@ async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, 
     # its workload
     apps.delete_namespaced_deployment("web", ns)
     gone = await announced(js, served.workload_id, lambda e: e.gone)
-    assert gone.pods == []
+    assert (gone.pods, gone.phase) == ([], "Deleted")
     _, found = discovery
     assert {e.name for e in found.announced.values() if e.namespace == ns} == {"train"}
 
@@ -124,4 +127,5 @@ async def test_a_namespace_of_no_project_is_announced_with_the_problem(discovery
                                                                    None)
     assert event.problem == (f"namespace {ns} belongs to no project: label the namespace (or "
                              "the pod) fairway.io/project=<project>")
+    assert (event.phase, event.phase_reason) == ("Pending", "NoProject")
     assert len([e for e in found.announced.values() if e.namespace == ns]) == 1

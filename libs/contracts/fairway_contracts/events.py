@@ -301,6 +301,13 @@ class ThirdPartyWorkloadChanged(Contract):
     gpus_per_pod: int = Field(default=0, ge=0)
     cpu_millis: int = Field(default=0, ge=0)
     memory_mib: int = Field(default=0, ge=0)
+    # Its phase, folded from its pods by lifecycle's fold (a Job, a PyTorchJob or a bare pod
+    # as a run to completion, the other kinds as a service that runs until deleted), and its
+    # pods as a phase event shows them.
+    phase: Phase = Phase.PENDING
+    phase_reason: str = ""
+    phase_message: str = ""
+    pod_summaries: list[PodSummary] = Field(default_factory=list)
     gone: bool = False
     observed_at: datetime
 

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from fairway_bus import publish_model
 from fairway_contracts import subjects
 from fairway_contracts.events import ThirdPartyWorkloadChanged
-from fairway_contracts.workloads import utcnow
+from fairway_contracts.workloads import Phase, utcnow
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -143,7 +143,9 @@ class ThirdPartyDiscovery:
         for wid, last in list(self.announced.items()):
             if last.namespace == namespace and wid not in present and not last.gone:
                 changed.append(last.model_copy(update={
-                    "gone": True, "pods": [], "observed_at": now,
+                    "gone": True, "pods": [], "pod_summaries": [], "observed_at": now,
+                    "phase": Phase.DELETED, "phase_reason": "Deleted",
+                    "phase_message": f"its {last.kind} {last.name} and its pods are gone",
                     "event_id": f"{last.event_id}:gone"}))
         for event in changed:
             await publish_model(js, subjects.thirdparty_workload(event.workload_id), event,
