@@ -240,6 +240,11 @@ SUBMISSION_SERVING = ConsumerSpec(
     "submission", "submission-serving", SERVING.name, (subjects.SERVING_ALL,),
     "Shows each inference server's endpoint and its desired and ready replicas.",
 )
+SUBMISSION_THIRDPARTY = ConsumerSpec(
+    "submission", "submission-thirdparty", THIRDPARTY.name, (subjects.THIRDPARTY_ALL,),
+    "Shows third-party workloads (type thirdParty) with their kind, namespace, owner and "
+    "phase.",
+)
 METRICS_SERVING = ConsumerSpec(
     "metrics", "metrics-serving", SERVING.name, (subjects.SERVING_ALL,),
     "Keeps each inference server's replicas (desired, ready) and load for its series.",
@@ -274,6 +279,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SUBMISSION_PENDING,
     SUBMISSION_QUEUES,
     SUBMISSION_SERVING,
+    SUBMISSION_THIRDPARTY,
     METRICS_PHASES,
     METRICS_WORKLOADS,
     METRICS_QUEUES,

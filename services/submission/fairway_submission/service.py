@@ -27,6 +27,7 @@ from fairway_contracts.events import (
     PolicyEvaluateReply,
     PolicyEvaluateRequest,
     SchedulingCycle,
+    ThirdPartyWorkloadChanged,
 )
 from fairway_runtime import Service
 from fairway_submission import repository as repo
@@ -271,6 +272,17 @@ class SubmissionService:
                                  timeout=timeout)
 
         return ask
+
+    async def third_party_changed(self, event: ThirdPartyWorkloadChanged) -> None:
+        """Show a third-party workload in the view: in the project its namespace (or pod)
+        names, or in none with the reason when there is no such project."""
+        async with self.pool.acquire() as conn:
+            project = await repo.project_named(conn, event.project) if event.project else None
+            problem = event.problem
+            if event.project and project is None:
+                problem = (f"namespace {event.namespace} names project {event.project}, which "
+                           "does not exist: create it, or label the namespace with another")
+            await repo.apply_third_party(conn, event, project, problem)
 
     async def _read_inventory(self) -> list[NodeInventory]:
         """Every node's last inventory message, read with a short-lived consumer."""

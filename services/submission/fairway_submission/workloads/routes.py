@@ -266,16 +266,26 @@ async def _visible(conn: asyncpg.Connection, caller: Grants, workload_id: str,
     return row
 
 
+THIRD_PARTY = "thirdParty"  # the type (and path segment) of third-party workloads
+
+
 async def act(service: SubmissionService, caller: Grants, plural: str | None, workload_id: str,
               action: str) -> dict[str, Any]:
     """Record the desired phase and publish the action; lifecycle carries it out."""
-    if plural is not None and plural not in TYPE_OF_PLURAL:
+    if plural is not None and plural not in TYPE_OF_PLURAL and plural != THIRD_PARTY:
         raise field_error(404, "type", f"no workload type {plural!r}; use one of "
                                        f"{', '.join(TYPE_OF_PLURAL)}")
     verb, desired = ACTIONS[action]
     async with service.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, caller, workload_id, Perm.WORKLOAD_MANAGE)
-        if plural is not None and TYPE_OF_PLURAL[plural].value != row["workload_type"]:
+        if row["third_party"]:
+            owner = row["third_party"]
+            raise field_error(409, "workloadId", (
+                f"workload {row['name']} is a third-party workload ({owner['kind']} "
+                f"{owner['name']} in namespace {owner['namespace']}): Fairway schedules it "
+                f"but has no {action} action for it; act on its {owner['kind']} instead"))
+        if plural is not None and (plural == THIRD_PARTY or
+                                   TYPE_OF_PLURAL[plural].value != row["workload_type"]):
             raise field_error(404, "workloadId", f"workload {workload_id} is not one of the "
                                                  f"{plural}")
         if row["desired_phase"] == "Deleted":
