@@ -149,9 +149,11 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         "nodes": {"get", "list", "watch"},
         "events": {"create", "patch"},
         "leases": {"get", "create", "update"},
-        # third-party pods' owners, read to group the pods into workloads
-        **{owners: {"get"} for owners in ("jobs", "cronjobs", "replicasets", "deployments",
-                                          "statefulsets", "daemonsets", "pytorchjobs")},
+        # third-party pods' owners, read to group the pods into workloads, and a top owner
+        # deleted with its workload
+        "cronjobs": {"get"},
+        **{owners: {"get", "delete"} for owners in (
+            "jobs", "replicasets", "deployments", "statefulsets", "daemonsets", "pytorchjobs")},
     }
     for kind in ("ClusterRole", "Role"):
         for role in by_kind(kind).values():

@@ -7,7 +7,7 @@ no other test's workloads take):
 - discovery and visibility: a Job whose pods name Fairway as their scheduler, made with the
   official client in a project's namespace, appears in the API (and `fairway list`) as type
   thirdParty with its kind, namespace, owner and phase; one in a namespace of no project waits
-  with the reason."""
+  with the reason; deleting one through Fairway deletes its top owner."""
 
 import os
 import subprocess
@@ -124,14 +124,24 @@ def test_a_job_of_a_projects_namespace_is_shown_as_a_third_party_workload(
     refused = api.post(f"/api/v1/workloads/thirdParty/{view['workloadId']}/suspend")
     assert refused.status_code == 409, refused.text
 
+    env = {**os.environ, "FAIRWAY_API_URL": foreign_stack.api_url, "COLUMNS": "200",
+           "FAIRWAY_TOKEN": Path(foreign_stack.admin_token_file).read_text().strip()}
     shown = subprocess.run(
         [sys.executable, "-m", "fairway_cli", "list", "--project", "default"],
-        capture_output=True, text=True, timeout=60, env={
-            **os.environ, "FAIRWAY_API_URL": foreign_stack.api_url, "COLUMNS": "200",
-            "FAIRWAY_TOKEN": Path(foreign_stack.admin_token_file).read_text().strip()})
+        capture_output=True, text=True, timeout=60, env=env)
     assert shown.returncode == 0, shown.stderr
     [line] = [line for line in shown.stdout.splitlines() if "sweep" in line]
     assert "thirdParty" in line, shown.stdout
+
+    # delete through Fairway: lifecycle deletes the Job, its pods follow, the workload ends
+    gone = subprocess.run(
+        [sys.executable, "-m", "fairway_cli", "delete", "sweep", "--project", "default"],
+        capture_output=True, text=True, timeout=60, env=env)
+    assert gone.returncode == 0, gone.stderr
+    jobs = client.BatchV1Api(kube.api_client)
+    wait_until(lambda: not jobs.list_namespaced_job("ml").items, "the Job deleted")
+    wait_until(lambda: api.get(f"/api/v1/workloads/{view['workloadId']}").json()["phase"]
+               == "Deleted", "the workload Deleted")
 
 
 def test_a_pod_in_a_namespace_of_no_project_waits_and_says_why(api, kube):

@@ -115,6 +115,14 @@ async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, 
     _, found = discovery
     assert {e.name for e in found.announced.values() if e.namespace == ns} == {"train"}
 
+    # deleting the workload deletes its top owner; its pods follow, and it is announced gone
+    assert await found.delete_owner(served.workload_id)  # gone already: done
+    assert not await found.delete_owner(str(uuid.uuid4()))  # not a third-party workload
+    assert await found.delete_owner(trained.workload_id)
+    assert not [j for j in batch.list_namespaced_job(ns).items if j.metadata.name == "train"]
+    ended = await announced(js, trained.workload_id, lambda e: e.gone)
+    assert ended.phase == "Deleted"
+
 
 async def test_a_namespace_of_no_project_is_announced_with_the_problem(discovery, js):
     kube, found = discovery

@@ -59,13 +59,22 @@ async def test_a_third_party_job_appears_with_its_kind_namespace_owner_and_phase
     assert [(e["from"], e["to"]) for e in history["events"]] == [(None, "Pending"),
                                                                  ("Pending", "Running")]
 
-    # no stop, run or delete by Fairway: 409 naming why
+    # no stop or run by Fairway: 409 naming why
     for response in (
             await admin.post(f"/api/v1/workloads/thirdParty/{event.workload_id}/suspend"),
-            await admin.post(f"/api/v1/workloads/trainings/{event.workload_id}/resume"),
-            await admin.delete(f"/api/v1/workloads/thirdParty/{event.workload_id}")):
+            await admin.post(f"/api/v1/workloads/thirdParty/{event.workload_id}/resume")):
         assert response.status_code == 409, response.text
         assert "third-party workload (Job train-tp in namespace ml-team)" in response.text
+    # not under another type's path
+    wrong = await admin.delete(f"/api/v1/workloads/trainings/{event.workload_id}")
+    assert wrong.status_code == 404, wrong.text
+    # delete: asked of lifecycle, which deletes the top owner
+    deleted = await admin.delete(f"/api/v1/workloads/thirdParty/{event.workload_id}")
+    assert deleted.status_code == 202, deleted.text
+    assert deleted.json()["desiredPhase"] == "Deleted"
+    [(_, action)] = await harness.outbox(
+        f"fairway.workload.action.delete.default.{event.workload_id}")
+    assert action["action"] == "delete"
 
 
 async def test_a_namespace_of_no_project_shows_why_it_waits(harness):
@@ -83,6 +92,10 @@ async def test_a_namespace_of_no_project_shows_why_it_waits(harness):
     view = (await harness.admin.get(f"/api/v1/workloads/{ghost.workload_id}")).json()
     assert view["phaseReason"] == "NoProject"
     assert "names project no-such-project, which does not exist" in view["phaseMessage"]
+    # a workload of no project is deleted on the project token "_"
+    deleted = await harness.admin.delete(f"/api/v1/workloads/thirdParty/{lost.workload_id}")
+    assert deleted.status_code == 202, deleted.text
+    assert await harness.outbox(f"fairway.workload.action.delete._.{lost.workload_id}")
 
 
 async def test_a_name_a_native_workload_has_gets_the_id_s_digits(harness, default_project):

@@ -168,6 +168,8 @@ class LifecycleService:
         """A stop, resume or delete. An action can overtake its workload's submission
         (another consumer): LookupError until the workload is known. Idempotent: asking for
         the same desired phase twice is one ask."""
+        if action.action == "delete" and await self.thirdparty.delete_owner(action.workload_id):
+            return  # a third-party workload: its top owner is deleted, its pods follow
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             row = await repo.get_for_update(conn, action.workload_id)
             if row is None:

@@ -53,6 +53,7 @@ class ThirdPartyDiscovery:
         self.owners: dict[str, Owner] = {}  # by uid
         self.unreadable: set[str] = set()  # owner uids that are gone or of an unread kind
         self.announced: dict[str, ThirdPartyWorkloadChanged] = {}  # by workload id
+        self.gone: set[str] = set()  # workloads announced gone (a late delete is done)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._readers: dict[tuple[str, str], Callable[[str, str, str], Any]] | None = None
@@ -152,6 +153,7 @@ class ThirdPartyDiscovery:
                                 msg_id=event.event_id)
             if event.gone:
                 self.announced.pop(event.workload_id, None)
+                self.gone.add(event.workload_id)
             else:
                 self.announced[event.workload_id] = event
             log.info("third-party workload %s", "gone" if event.gone else "changed",
@@ -159,6 +161,50 @@ class ThirdPartyDiscovery:
                          "kind": event.kind, "name": event.name, "namespace": namespace,
                          "pods": len(event.pods), "project": event.project}})
         return changed
+
+    async def delete_owner(self, workload_id: str) -> bool:
+        """Delete a third-party workload's top owner, its dependents in the background (the
+        garbage collector's cascade); True when the workload is one this replica announced
+        (gone already counts as done)."""
+        if workload_id in self.gone:
+            return True  # its owner and pods went already
+        event = self.announced.get(workload_id)
+        if event is None:
+            return False
+        body = client.V1DeleteOptions(propagation_policy="Background")
+        group = _group(event.api_version)
+        version = event.api_version.split("/")[-1]
+        calls: dict[tuple[str, str], Callable[[], Any]] = {
+            ("", "Pod"): lambda: self.kube.core.delete_namespaced_pod(
+                event.name, event.namespace, body=body),
+            ("batch", "Job"): lambda: client.BatchV1Api(self.kube.api).delete_namespaced_job(
+                event.name, event.namespace, body=body),
+            ("apps", "ReplicaSet"): lambda: client.AppsV1Api(
+                self.kube.api).delete_namespaced_replica_set(event.name, event.namespace,
+                                                             body=body),
+            ("apps", "Deployment"): lambda: client.AppsV1Api(
+                self.kube.api).delete_namespaced_deployment(event.name, event.namespace,
+                                                            body=body),
+            ("apps", "StatefulSet"): lambda: client.AppsV1Api(
+                self.kube.api).delete_namespaced_stateful_set(event.name, event.namespace,
+                                                              body=body),
+            ("apps", "DaemonSet"): lambda: client.AppsV1Api(
+                self.kube.api).delete_namespaced_daemon_set(event.name, event.namespace,
+                                                            body=body),
+        }
+        call = calls.get((group, event.kind)) or (lambda: client.CustomObjectsApi(
+            self.kube.api).delete_namespaced_custom_object(
+            group, version, event.namespace, f"{event.kind.lower()}s", event.name,
+            body=body))
+        try:
+            await asyncio.to_thread(call)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        log.info("deleted the top owner of a third-party workload", extra={
+            "workload_id": workload_id, "fields": {"kind": event.kind, "name": event.name,
+                                                   "namespace": event.namespace}})
+        return True
 
     async def _read_owners(self, pods: list[dict[str, Any]]) -> None:
         """Read the owners the pods' chains name (each pass: a Job's parallelism may change);
