@@ -4,10 +4,11 @@ no other test's workloads take):
 - foreign GPUs count: a pod that another scheduler — kubesim's stand-in for kube-scheduler —
   binds to a node holds its GPUs, so Fairway places elsewhere, makes a workload wait when there
   is no elsewhere, and uses the node again once the pod is gone;
-- discovery and visibility: a Job whose pods name Fairway as their scheduler, made with the
-  official client in a project's namespace, appears in the API (and `fairway list`) as type
-  thirdParty with its kind, namespace, owner and phase; one in a namespace of no project waits
-  with the reason; deleting one through Fairway deletes its top owner."""
+- discovery, visibility and scheduling: a Job of parallelism 4 whose pods name Fairway as
+  their scheduler, made with the official client in a project's namespace, appears in the API
+  (and `fairway list`) as type thirdParty with its kind, namespace, owner and phase, is
+  gang-scheduled (lifecycle binds its own pods) and completes; one in a namespace of no
+  project waits with the reason; deleting one through Fairway deletes its top owner."""
 
 import os
 import subprocess
@@ -97,6 +98,10 @@ def test_a_pod_another_scheduler_bound_makes_fairway_place_elsewhere(api, kube):
     kube.delete_namespaced_pod("holder", "outside", grace_period_seconds=0)
     wait_phase(api, second["workloadId"], {"Running"})
     assert nodes_of(api, second["workloadId"]) == [holder]
+    for workload in (first, second):  # room for the tests below
+        api.delete(f"/api/v1/workloads/trainings/{workload['workloadId']}")
+    for workload in (first, second):
+        wait_phase(api, workload["workloadId"], {"Deleted"})
 
 
 def third_party(api, name: str) -> dict | None:
@@ -104,23 +109,32 @@ def third_party(api, name: str) -> dict | None:
     return next((w for w in listed["workloads"] if w["name"] == name), None)
 
 
-def test_a_job_of_a_projects_namespace_is_shown_as_a_third_party_workload(
+def test_a_job_of_a_projects_namespace_is_gang_scheduled_and_completes_in_view(
         api, kube, foreign_stack):
     kube.create_namespace({"metadata": {"name": "ml", "labels": {
         "fairway.io/project": "default"}}})
     client.BatchV1Api(kube.api_client).create_namespaced_job("ml", {
         "metadata": {"name": "sweep", "annotations": {"fairway.io/gang": "true"}},
-        "spec": {"parallelism": 2, "completions": 2, "template": {"spec": {
-            "schedulerName": "fairway", "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "pytorch", "resources": {
-                "limits": {"nvidia.com/gpu": "1"}}}]}}}})
-    view = wait_until(lambda: (w := third_party(api, "sweep")) and w["requestedPods"] == 2
+        "spec": {"parallelism": 4, "completions": 4, "template": {
+            "metadata": {"annotations": {"sim.fairway.io/run-seconds": "3"}},
+            "spec": {"schedulerName": "fairway", "restartPolicy": "Never",
+                     "containers": [{"name": "main", "image": "pytorch", "resources": {
+                         "limits": {"nvidia.com/gpu": "1"}}}]}}}})
+    view = wait_until(lambda: (w := third_party(api, "sweep")) and w["requestedPods"] == 4
                       and w, "the Job in the API")
     assert (view["type"], view["kind"], view["namespace"]) == ("thirdParty", "Job", "ml")
-    assert (view["owner"]["grouping"], view["owner"]["minMembers"]) == ("gang", 2)
+    assert (view["owner"]["grouping"], view["owner"]["minMembers"]) == ("gang", 4)
     assert view["projectName"] == "default"
-    # Fairway does not bind third-party pods yet: they wait for its scheduler
-    assert (view["phase"], view["phaseReason"]) == ("Pending", "WaitingForScheduler")
+    wid = view["workloadId"]
+    # Fairway's scheduler places the gang, lifecycle binds the Job's own pods, they run
+    done = wait_until(lambda: (w := api.get(f"/api/v1/workloads/{wid}").json())["phase"]
+                      == "Completed" and w, "the Job's workload Completed", timeout=90)
+    assert done["phaseMessage"] == "4 pods completed successfully", done
+    pods = kube.list_namespaced_pod("ml").items
+    assert len(pods) == 4 and all(p.spec.node_name for p in pods)
+    history = [e["to"] for e in api.get(f"/api/v1/workloads/{wid}/events").json()["events"]]
+    assert history[0] == "Pending" and history[-1] == "Completed", history
+    assert "Running" in history, history
     refused = api.post(f"/api/v1/workloads/thirdParty/{view['workloadId']}/suspend")
     assert refused.status_code == 409, refused.text
 

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from fairway_contracts import streams, subjects
-from fairway_contracts.events import ThirdPartyWorkloadChanged
+from fairway_contracts.events import PodGroupChanged, ThirdPartyWorkloadChanged
 from fairway_kubesim import KubeSimThread
 from fairway_kubesim.profiles import DEFAULT_PROFILE
 from fairway_lifecycle.core.grouping import workload_id
@@ -98,9 +98,14 @@ async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, 
     assert (trained.grouping, trained.min_members, trained.project) == ("gang", 4, "team-a")
     assert (trained.gpus_per_pod, trained.cpu_millis) == (2, 1000)
     assert all(p.startswith("train-") for p in trained.pods)
-    # nothing binds them yet: they wait for Fairway's scheduler, as the fold says
+    # nothing binds them here: they wait for Fairway's scheduler, as the fold says
     assert (trained.phase, trained.phase_reason) == ("Pending", "WaitingForScheduler")
     assert sorted(s.name for s in trained.pod_summaries) == sorted(trained.pods)
+    # and the scheduler gets their pod group, as for a native workload
+    group = PodGroupChanged.model_validate_json((await js.get_last_msg(
+        streams.PODGROUPS.name, subjects.podgroup("team-a", trained.workload_id))).data)
+    assert (group.phase, sorted(p.name for p in group.pods)) == ("Pending",
+                                                                 sorted(trained.pods))
 
     served = await announced(js, workload_id(deployment.metadata.uid),
                              lambda e: len(e.pods) == 3)

@@ -47,6 +47,13 @@ async def test_a_third_party_job_appears_with_its_kind_namespace_owner_and_phase
     pods = (await admin.get(f"/api/v1/workloads/{event.workload_id}/pods")).json()["pods"]
     assert [p["name"] for p in pods] == event.pods
 
+    # its request for the scheduler, once: lifecycle makes no pods for it
+    [(_, request)] = await harness.outbox(
+        f"fairway.workload.submitted.default.{event.workload_id}")
+    assert (request["thirdParty"], request["spec"]["pods"], request["spec"]["minPods"]) == (
+        True, 4, 4)
+    assert request["spec"]["compute"]["gpuDevicesRequest"] == 2
+
     # later news moves it; older news does not; each phase once in its history
     await harness.service.third_party_changed(announced(
         "train-tp", "default", seconds=10, phase="Running", reason="PodsRunning",
@@ -55,6 +62,8 @@ async def test_a_third_party_job_appears_with_its_kind_namespace_owner_and_phase
         "train-tp", "default", seconds=5, phase="Pending", wid=event.workload_id))
     view = (await admin.get(f"/api/v1/workloads/{event.workload_id}")).json()
     assert view["phase"] == "Running"
+    assert len(await harness.outbox(
+        f"fairway.workload.submitted.default.{event.workload_id}")) == 1
     history = (await admin.get(f"/api/v1/workloads/{event.workload_id}/events")).json()
     assert [(e["from"], e["to"]) for e in history["events"]] == [(None, "Pending"),
                                                                  ("Pending", "Running")]
@@ -86,6 +95,7 @@ async def test_a_namespace_of_no_project_shows_why_it_waits(harness):
     assert (view["projectId"], view["phase"], view["phaseReason"]) == ("", "Pending",
                                                                       "NoProject")
     assert view["phaseMessage"] == problem
+    assert not await harness.outbox(f"fairway.workload.submitted.%.{lost.workload_id}")
 
     ghost = announced("ghost", "no-such-project")
     await harness.service.third_party_changed(ghost)

@@ -27,6 +27,9 @@ class WorkloadSubmitted(Contract):
     created_at: datetime
     created_by: str
     spec: EffectiveSpec
+    # A third-party workload's request for the scheduler (its pods exist already: lifecycle
+    # makes none, it binds the owner's pods where the scheduler places them).
+    third_party: bool = False
 
 
 class WorkloadAction(Contract):

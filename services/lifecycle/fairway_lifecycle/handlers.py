@@ -25,6 +25,8 @@ def register(service: LifecycleService) -> None:
     async def on_submitted(items: list[Received[WorkloadSubmitted]]) -> None:
         submissions = []
         for item in items:
+            if item.payload.third_party:
+                continue  # its owner made its pods: they are bound, never made (thirdparty.py)
             with item.current():  # its Creating event carries on from its consumer span
                 submissions.append(Submission(item.payload,
                                               trace_headers_only(item.delivery.headers),

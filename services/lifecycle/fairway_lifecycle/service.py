@@ -238,6 +238,8 @@ class LifecycleService:
         # for pods it has just created), else from the database.
         tracked = self.controller.tracked.get(decision.workload_id)
         namespace = tracked.row.namespace if tracked is not None else None
+        if namespace is None:  # a third-party workload: its owner's pods, in their namespace
+            namespace = self.thirdparty.namespace_of(decision.workload_id)
         if namespace is None:
             async with self.runtime.pool.acquire() as conn:
                 namespace = await repo.namespace_of(conn, decision.workload_id)

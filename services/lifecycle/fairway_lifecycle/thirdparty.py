@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -23,8 +24,8 @@ from kubernetes.client.exceptions import ApiException
 
 from fairway_bus import publish_model
 from fairway_contracts import subjects
-from fairway_contracts.events import ThirdPartyWorkloadChanged
-from fairway_contracts.workloads import Phase, utcnow
+from fairway_contracts.events import PodGroupChanged, ThirdPartyWorkloadChanged
+from fairway_contracts.workloads import Phase, WorkloadType, utcnow
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -39,6 +40,7 @@ log = logging.getLogger("fairway.lifecycle.thirdparty")
 
 GROUP_PAUSE = 0.2  # seconds a burst of pod changes gathers before its namespaces are grouped
 RETRY_SECONDS = 2.0  # after the API or NATS failed: the namespace is grouped again then
+SEQUENCE_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # pod group sequences count from here
 
 
 def _group(api_version: str) -> str:
@@ -54,6 +56,7 @@ class ThirdPartyDiscovery:
         self.unreadable: set[str] = set()  # owner uids that are gone or of an unread kind
         self.announced: dict[str, ThirdPartyWorkloadChanged] = {}  # by workload id
         self.gone: set[str] = set()  # workloads announced gone (a late delete is done)
+        self._sequences: dict[str, int] = {}  # the last pod group sequence per workload
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._readers: dict[tuple[str, str], Callable[[str, str, str], Any]] | None = None
@@ -151,6 +154,7 @@ class ThirdPartyDiscovery:
         for event in changed:
             await publish_model(js, subjects.thirdparty_workload(event.workload_id), event,
                                 msg_id=event.event_id)
+            await self._publish_pod_group(js, event)
             if event.gone:
                 self.announced.pop(event.workload_id, None)
                 self.gone.add(event.workload_id)
@@ -161,6 +165,33 @@ class ThirdPartyDiscovery:
                          "kind": event.kind, "name": event.name, "namespace": namespace,
                          "pods": len(event.pods), "project": event.project}})
         return changed
+
+    def namespace_of(self, workload_id: str) -> str | None:
+        """The namespace of a third-party workload this replica announced (its pods')."""
+        event = self.announced.get(workload_id)
+        return event.namespace if event is not None else None
+
+    def _next_sequence(self, workload_id: str) -> int:
+        """A pod group's sequence: grows by at least one per event, and across restarts (it
+        starts from the clock: tenths of a second since 2026, within 32 bits until 2032)."""
+        clock = int((utcnow() - SEQUENCE_EPOCH).total_seconds() * 10)
+        sequence = max(self._sequences.get(workload_id, 0) + 1, clock)
+        self._sequences[workload_id] = sequence
+        return sequence
+
+    async def _publish_pod_group(self, js: Any, event: ThirdPartyWorkloadChanged) -> None:
+        """The workload's pods for the scheduler (as lifecycle publishes a native workload's),
+        once it has a project: it places the unbound ones, releases what finished ones held."""
+        if not event.project:
+            return
+        sequence = self._next_sequence(event.workload_id)
+        group = PodGroupChanged(
+            event_id=f"pg:{event.workload_id}:{sequence}", workload_id=event.workload_id,
+            name=event.name, project=event.project, workload_type=WorkloadType.TRAINING,
+            sequence=sequence, phase=event.phase, pods=event.pod_summaries,
+            time=event.observed_at)
+        await publish_model(js, subjects.podgroup(event.project, event.workload_id), group,
+                            msg_id=group.event_id)
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the

@@ -802,3 +802,12 @@ async def _free_name(conn: asyncpg.Connection, name: str, project: asyncpg.Recor
 
 async def project_named(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM projects WHERE name = $1", name)
+
+
+async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str) -> bool:
+    """True once per third-party workload: its request is to go to the scheduler now."""
+    done = await conn.execute(
+        "UPDATE workloads SET third_party_submitted_at = now() WHERE workload_id = $1"
+        " AND third_party_submitted_at IS NULL AND project_id IS NOT NULL",
+        uuid.UUID(workload_id))
+    return done.endswith(" 1")

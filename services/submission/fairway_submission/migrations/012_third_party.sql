@@ -4,3 +4,5 @@
 ALTER TABLE workloads ALTER COLUMN project_id DROP NOT NULL;
 ALTER TABLE workloads ADD COLUMN third_party jsonb;
 ALTER TABLE workloads ADD COLUMN third_party_observed_at timestamptz;
+-- When its request went to the scheduler (once it has a project).
+ALTER TABLE workloads ADD COLUMN third_party_submitted_at timestamptz;
