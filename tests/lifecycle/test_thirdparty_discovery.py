@@ -14,7 +14,11 @@ import pytest
 from kubernetes import client
 
 from fairway_contracts import streams, subjects
-from fairway_contracts.events import PodGroupChanged, ThirdPartyWorkloadChanged
+from fairway_contracts.events import (
+    PodGroupChanged,
+    PreemptDecision,
+    ThirdPartyWorkloadChanged,
+)
 from fairway_kubesim import KubeSimThread
 from fairway_kubesim.profiles import DEFAULT_PROFILE
 from fairway_lifecycle.core.grouping import workload_id
@@ -76,7 +80,7 @@ def template(scheduler: str = "fairway", gpus: int = 1, labels: dict | None = No
 
 
 async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, js):
-    kube, _ = discovery
+    kube, found = discovery
     ns = f"team-{uuid.uuid4().hex[:6]}"
     kube.core.create_namespace({"metadata": {"name": ns, "labels": {
         "fairway.io/project": "team-a"}}})
@@ -112,12 +116,23 @@ async def test_a_gang_job_and_a_deployment_are_grouped_and_announced(discovery, 
     assert (served.kind, served.name, served.grouping, served.min_members) == (
         "Deployment", "web", "elastic", 2)  # through its ReplicaSet, to the top owner
 
+    # a reclaim takes one replica back through the eviction API; its ReplicaSet makes
+    # another, which waits for the scheduler
+    victim = served.pods[0]
+    assert await found.preempt(PreemptDecision(
+        decision_id="d1", workload_id=served.workload_id, project="team-a", reason="reclaim",
+        message="team-b needs its GPUs back", pods=[victim], decided_at=served.observed_at),
+        grace_seconds=0)
+    await announced(js, served.workload_id, lambda e: victim not in e.pods and len(e.pods) == 3)
+    assert not await found.preempt(PreemptDecision(
+        decision_id="d2", workload_id=str(uuid.uuid4()), project="team-a", reason="reclaim",
+        message="-", decided_at=served.observed_at), grace_seconds=0)
+
     # the Deployment deleted: its ReplicaSet and pods go (background cascade), and so does
     # its workload
     apps.delete_namespaced_deployment("web", ns)
     gone = await announced(js, served.workload_id, lambda e: e.gone)
     assert (gone.pods, gone.phase) == ([], "Deleted")
-    _, found = discovery
     assert {e.name for e in found.announced.values() if e.namespace == ns} == {"train"}
 
     # deleting the workload deletes its top owner; its pods follow, and it is announced gone

@@ -194,6 +194,8 @@ class LifecycleService:
 
     async def preempt(self, decision: PreemptDecision) -> None:
         """Idempotent: a preemption already recorded only re-evicts what is still there."""
+        if await self.thirdparty.preempt(decision, self.settings.eviction_grace_seconds):
+            return  # a third-party workload: its pods evicted, its owner makes them again
         await self.controller.preempt(decision)
 
     async def pending(self, event: SchedulingPending) -> None:

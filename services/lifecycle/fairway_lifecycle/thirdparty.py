@@ -24,7 +24,11 @@ from kubernetes.client.exceptions import ApiException
 
 from fairway_bus import publish_model
 from fairway_contracts import subjects
-from fairway_contracts.events import PodGroupChanged, ThirdPartyWorkloadChanged
+from fairway_contracts.events import (
+    PodGroupChanged,
+    PreemptDecision,
+    ThirdPartyWorkloadChanged,
+)
 from fairway_contracts.workloads import Phase, WorkloadType, utcnow
 from fairway_lifecycle.core.grouping import (
     Owner,
@@ -192,6 +196,19 @@ class ThirdPartyDiscovery:
             time=event.observed_at)
         await publish_model(js, subjects.podgroup(event.project, event.workload_id), group,
                             msg_id=group.event_id)
+
+    async def preempt(self, decision: PreemptDecision, grace_seconds: int | None) -> bool:
+        """Evict the pods a preemption names (all of them: None) through the eviction API,
+        as Kubernetes would; their owner's controller makes them again and they wait for
+        the scheduler. True when the workload is one this replica announced."""
+        event = self.announced.get(decision.workload_id)
+        if event is None:
+            return False
+        for pod in decision.pods if decision.pods is not None else event.pods:
+            outcome = await self.kube.evict(event.namespace, pod, grace_seconds)
+            log.info("evicted third-party pod %s (%s): %s", pod, decision.reason, outcome,
+                     extra={"workload_id": decision.workload_id})
+        return True
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the
