@@ -167,3 +167,32 @@ def test_a_pod_in_a_namespace_of_no_project_waits_and_says_why(api, kube):
                                                                   "NoProject")
     assert view["phaseMessage"] == ("namespace nowhere belongs to no project: label the "
                                     "namespace (or the pod) fairway.io/project=<project>")
+
+
+def test_a_pytorchjob_runs_as_one_gang(api, kube):
+    kube.create_namespace({"metadata": {"name": "torch", "labels": {
+        "fairway.io/project": "default"}}})
+
+    def replica(count: int) -> dict:
+        return {"replicas": count, "restartPolicy": "Never", "template": {
+            "metadata": {"annotations": {"sim.fairway.io/run-seconds": "3"}},
+            "spec": {"schedulerName": "fairway", "containers": [{
+                "name": "pytorch", "image": "pytorch",
+                "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}}}
+
+    client.CustomObjectsApi(kube.api_client).create_namespaced_custom_object(
+        "kubeflow.org", "v1", "torch", "pytorchjobs", {
+            "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "metadata": {"name": "ddp"},
+            "spec": {"pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(3)}}})
+    view = wait_until(lambda: (w := third_party(api, "ddp")) and w["requestedPods"] == 4
+                      and w, "the PyTorchJob in the API")
+    assert (view["kind"], view["owner"]["grouping"], view["owner"]["minMembers"]) == (
+        "PyTorchJob", "gang", 4)
+    wid = view["workloadId"]
+    done = wait_until(lambda: (w := api.get(f"/api/v1/workloads/{wid}").json())["phase"]
+                      == "Completed" and w, "the PyTorchJob's workload Completed", timeout=90)
+    assert done["phaseMessage"] == "4 pods completed successfully", done
+    # 8 GPUs asked, 8 in the cluster: placed all at once, every pod on a node
+    nodes = {p.spec.node_name for p in kube.list_namespaced_pod("torch").items}
+    assert nodes == {"fx-1", "fx-2"}, nodes
