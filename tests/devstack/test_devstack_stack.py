@@ -207,6 +207,11 @@ def test_config_from_env():
     with pytest.raises(StackError, match="FAIRWAY_API_PORT"):
         StackConfig.from_env({"FAIRWAY_API_PORT": "http"})
     assert StackConfig.from_env({"FAIRWAY_NATS_REPLICAS": "3"}).nats_replicas == 3
+    assert StackConfig().kubesim_default_scheduler  # on unless turned off
+    assert not StackConfig.from_env(
+        {"FAIRWAY_KUBESIM_DEFAULT_SCHEDULER": "false"}).kubesim_default_scheduler
+    with pytest.raises(StackError, match="FAIRWAY_KUBESIM_DEFAULT_SCHEDULER"):
+        StackConfig.from_env({"FAIRWAY_KUBESIM_DEFAULT_SCHEDULER": "maybe"})
     replicated = StackConfig.from_env({"FAIRWAY_REPLICAS": "submission=2, scheduler=2"})
     assert replicated.replicas == {"submission": 2, "scheduler": 2}
     assert Stack(replicated).processes() == [
