@@ -87,7 +87,8 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
         assert kubesim["argv"][1:] == [
             "--profile", "tiny", "--kubeconfig", str(state / "kubeconfig"),
             "--port", str(info["processes"]["kubesim"]["port"]),
-            "--snapshot", str(state / "kubesim" / "cluster.json"), "--admin",
+            "--snapshot", str(state / "kubesim" / "cluster.json"), "--default-scheduler",
+            "--admin",
         ]  # fmt: skip
         assert fake_record(state, "bootstrap")["env"]["NATS_URL"] == stack.nats_url
 
