@@ -156,6 +156,11 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         # the shard Leases, and the member Leases listed to count the replicas (a gone
         # replica's deleted)
         "leases": {"get", "list", "create", "update", "delete"},
+        # third-party pods' owners, read to group the pods into workloads, and a top owner
+        # deleted with its workload
+        "cronjobs": {"get"},
+        **{owners: {"get", "delete"} for owners in (
+            "jobs", "replicasets", "deployments", "statefulsets", "daemonsets", "pytorchjobs")},
     }
     for kind in ("ClusterRole", "Role"):
         for role in by_kind(kind).values():

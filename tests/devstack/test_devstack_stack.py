@@ -87,7 +87,8 @@ def test_stack_starts_wires_restarts_and_stops(config, monkeypatch):
         assert kubesim["argv"][1:] == [
             "--profile", "tiny", "--kubeconfig", str(state / "kubeconfig"),
             "--port", str(info["processes"]["kubesim"]["port"]),
-            "--snapshot", str(state / "kubesim" / "cluster.json"), "--admin",
+            "--snapshot", str(state / "kubesim" / "cluster.json"), "--default-scheduler",
+            "--admin",
         ]  # fmt: skip
         assert fake_record(state, "bootstrap")["env"]["NATS_URL"] == stack.nats_url
 
@@ -207,6 +208,11 @@ def test_config_from_env():
     with pytest.raises(StackError, match="FAIRWAY_API_PORT"):
         StackConfig.from_env({"FAIRWAY_API_PORT": "http"})
     assert StackConfig.from_env({"FAIRWAY_NATS_REPLICAS": "3"}).nats_replicas == 3
+    assert StackConfig().kubesim_default_scheduler  # on unless turned off
+    assert not StackConfig.from_env(
+        {"FAIRWAY_KUBESIM_DEFAULT_SCHEDULER": "false"}).kubesim_default_scheduler
+    with pytest.raises(StackError, match="FAIRWAY_KUBESIM_DEFAULT_SCHEDULER"):
+        StackConfig.from_env({"FAIRWAY_KUBESIM_DEFAULT_SCHEDULER": "maybe"})
     replicated = StackConfig.from_env({"FAIRWAY_REPLICAS": "submission=2, scheduler=2"})
     assert replicated.replicas == {"submission": 2, "scheduler": 2}
     assert Stack(replicated).processes() == [

@@ -81,6 +81,13 @@ CHANNELS: tuple[Channel, ...] = (
             streams.SERVING.name,
             "An inference server's endpoint, desired and ready replicas and load, when they "
             "change; the stream keeps the last message per server."),
+    Channel("thirdPartyWorkloadChanged", "fairway.thirdparty.workload.{workloadId}",
+            ("workloadId",), events.ThirdPartyWorkloadChanged, "lifecycle",
+            streams.THIRDPARTY.name,
+            "A third-party workload (pods of one top owner that name Fairway as their "
+            "scheduler) as lifecycle grouped it: kind, namespace, owner, project, gang minimum, "
+            "priority, pods; when discovered and on every change, `gone` once its last pod "
+            "went. The stream keeps the last message per workload."),
     Channel("deadLetter", "fairway.deadletter.{consumer}", ("consumer",),
             events.DeadLetter, "any", streams.DEADLETTER.name,
             "A message that exhausted its deliveries."),

@@ -27,6 +27,9 @@ class WorkloadSubmitted(Contract):
     created_at: datetime
     created_by: str
     spec: EffectiveSpec
+    # A third-party workload's request for the scheduler (its pods exist already: lifecycle
+    # makes none, it binds the owner's pods where the scheduler places them).
+    third_party: bool = False
 
 
 class WorkloadAction(Contract):
@@ -115,6 +118,16 @@ class PreemptDecision(Contract):
     decided_at: datetime
 
 
+class ForeignUsage(Contract):
+    """The sum of what a node's pods that Fairway did not place hold (neither its workloads'
+    pods nor its reservation pods), while they have not ended."""
+
+    pods: int = Field(default=0, ge=0)
+    gpus: int = Field(default=0, ge=0)
+    cpu_millis: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+
+
 class NodeInventory(Contract):
     """The current state of one node, as lifecycle sees it in Kubernetes. Last value wins."""
 
@@ -130,6 +143,9 @@ class NodeInventory(Contract):
     labels: dict[str, str] = Field(default_factory=dict)
     deleted: bool = False
     observed_at: datetime
+    # What pods another scheduler bound here hold (the default scheduler, another GPU
+    # scheduler): taken from the node's free room, counted against no project.
+    foreign: ForeignUsage = Field(default_factory=ForeignUsage)
 
 
 class Quota(Contract):
@@ -264,6 +280,46 @@ class WorkloadUtilization(Contract):
     gpu_memory_used_mib: int | None = Field(default=None, ge=0)
     window_start: datetime
     window_end: datetime
+
+
+class ThirdPartyWorkloadChanged(Contract):
+    """A workload Fairway schedules but did not create: the pods of one top owner (a Job, a
+    Deployment, a StatefulSet, a PyTorchJob, a bare pod ...) whose `schedulerName` is
+    Fairway's, as lifecycle's pod grouper formed it (subject
+    fairway.thirdparty.workload.<workloadId>; the stream keeps the last one per workload).
+    Published when it is discovered and whenever what it says changes; `gone` when its last
+    pod went."""
+
+    event_id: str
+    workload_id: str  # a UUID (version 5) of the top owner's uid
+    kind: str  # the top owner's kind ("Pod" for a bare pod)
+    api_version: str
+    name: str  # the top owner's name
+    namespace: str
+    owner_uid: str
+    # How its pods are placed: one by one, all together (a gang of min_members), or each
+    # replica its own unit but never below min_members (elastic).
+    grouping: Literal["single", "gang", "elastic"]
+    min_members: int = Field(ge=1)
+    project: str | None = None  # None: its namespace belongs to no project (`problem` says so)
+    problem: str | None = None  # why it cannot be scheduled as it is
+    priority_class: str
+    priority: int
+    preemptible: bool
+    pods: list[str] = Field(default_factory=list)
+    # What one pod asks for (its first container's, summed over its containers)
+    gpus_per_pod: int = Field(default=0, ge=0)
+    cpu_millis: int = Field(default=0, ge=0)
+    memory_mib: int = Field(default=0, ge=0)
+    # Its phase, folded from its pods by lifecycle's fold (a Job, a PyTorchJob or a bare pod
+    # as a run to completion, the other kinds as a service that runs until deleted), and its
+    # pods as a phase event shows them.
+    phase: Phase = Phase.PENDING
+    phase_reason: str = ""
+    phase_message: str = ""
+    pod_summaries: list[PodSummary] = Field(default_factory=list)
+    gone: bool = False
+    observed_at: datetime
 
 
 class ServingChanged(Contract):

@@ -107,9 +107,17 @@ LIFECYCLE_SHARDS = StreamSpec(
     "Subject: fairway.lifecycle.shard.<shard>.<kind>.<workload id>.",
     max_age_seconds=24 * 3600,
 )
+THIRDPARTY = StreamSpec(
+    "FAIRWAY_THIRDPARTY",
+    (subjects.THIRDPARTY_ALL,),
+    "Third-party workloads: pods Fairway schedules but did not create, grouped by top owner "
+    "(from lifecycle); the last message per workload is its state.",
+    max_msgs_per_subject=1,
+    max_age_seconds=0,
+)
 STREAMS: tuple[StreamSpec, ...] = (
     WORKLOADS, PHASES, PODGROUPS, DECISIONS, INVENTORY, ORG, DEADLETTER, UTILIZATION, SERVING,
-    LIFECYCLE_SHARDS,
+    LIFECYCLE_SHARDS, THIRDPARTY,
 )
 
 
@@ -240,6 +248,11 @@ SUBMISSION_SERVING = ConsumerSpec(
     "submission", "submission-serving", SERVING.name, (subjects.SERVING_ALL,),
     "Shows each inference server's endpoint and its desired and ready replicas.",
 )
+SUBMISSION_THIRDPARTY = ConsumerSpec(
+    "submission", "submission-thirdparty", THIRDPARTY.name, (subjects.THIRDPARTY_ALL,),
+    "Shows third-party workloads (type thirdParty) with their kind, namespace, owner and "
+    "phase.",
+)
 METRICS_SERVING = ConsumerSpec(
     "metrics", "metrics-serving", SERVING.name, (subjects.SERVING_ALL,),
     "Keeps each inference server's replicas (desired, ready) and load for its series.",
@@ -286,6 +299,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     SUBMISSION_PENDING,
     SUBMISSION_QUEUES,
     SUBMISSION_SERVING,
+    SUBMISSION_THIRDPARTY,
     METRICS_PHASES,
     METRICS_WORKLOADS,
     METRICS_QUEUES,

@@ -65,6 +65,7 @@ DEADLETTER_ALL = f"{PREFIX}.deadletter.>"
 UTILIZATION_ALL = f"{PREFIX}.utilization.>"
 SERVING_ALL = f"{PREFIX}.serving.>"
 LIFECYCLE_SHARD_ALL = f"{PREFIX}.lifecycle.shard.>"
+THIRDPARTY_ALL = f"{PREFIX}.thirdparty.>"
 
 
 def _token(value: str, what: str) -> str:
@@ -153,6 +154,11 @@ def utilization(project: str, workload_id: str) -> str:
     """One running workload's GPU utilization over one window (lifecycle, one per window)."""
     return (f"{PREFIX}.utilization.{_token(project, 'project')}."
             f"{_token(workload_id, 'workload id')}")
+
+
+def thirdparty_workload(workload_id: str) -> str:
+    """A third-party workload as lifecycle grouped it (last value per workload)."""
+    return f"{PREFIX}.thirdparty.workload.{_token(workload_id, 'workload id')}"
 
 
 def serving(project: str, workload_id: str) -> str:

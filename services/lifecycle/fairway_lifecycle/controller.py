@@ -182,6 +182,7 @@ class Controller:
         self._adoptions: list[asyncio.Future] = []  # resolved once they are loaded
         self._pod_watch: ListWatcher | None = None
         self.on_released: Callable[[list[str]], None] | None = None
+        self.foreign: Any = None  # ForeignUsageTracker: adds foreign usage to the inventory
 
     @property
     def synced(self) -> bool:
@@ -493,6 +494,8 @@ class Controller:
         while True:
             kind, node = await self._nodes.get()
             inventory = node_inventory(node, utcnow(), deleted=(kind == "DELETED"))
+            if self.foreign is not None:
+                inventory = self.foreign.inventory(inventory)
             self.node_pools[inventory.name] = inventory.node_pool
             if self.sharing is not None:
                 self.sharing.put_node(inventory.name, inventory.gpu_memory_mib,

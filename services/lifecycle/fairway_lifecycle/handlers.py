@@ -55,6 +55,8 @@ async def _submitted_batch(service: LifecycleService,
     router = service.router
     submissions = []
     elsewhere = []
+    # A third-party workload's owner made its pods: they are bound, never made (thirdparty.py).
+    items = [item for item in items if not item.payload.third_party]
     for item in items:
         if router is not None and not router.holds(item.payload.project):
             elsewhere.append(item)
@@ -95,6 +97,8 @@ def _register_work(service: LifecycleService) -> None:
         await _submitted_batch(service, items)
 
     async def submitted(event: WorkloadSubmitted, delivery: Delivery) -> None:
+        if event.third_party:
+            return  # its owner made its pods: they are bound, never made (thirdparty.py)
         await routed("workloads", event.project, event.workload_id, event, delivery,
                      lambda: service.submit_many([Submission(
                          event, trace_headers_only(delivery.headers), inject_headers())]))

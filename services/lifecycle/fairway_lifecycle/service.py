@@ -31,12 +31,14 @@ from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
 from fairway_lifecycle.enforcer import RulesEnforcer
+from fairway_lifecycle.foreign import ForeignUsageTracker
 from fairway_lifecycle.kube import Kube
 from fairway_lifecycle.nodelevel import NodeLevelScheduler
 from fairway_lifecycle.scaling import Autoscaler
 from fairway_lifecycle.settings import LifecycleSettings
 from fairway_lifecycle.shards import ShardKeeper, ShardRouter
 from fairway_lifecycle.sharing import FractionBind, GpuSharing
+from fairway_lifecycle.thirdparty import ThirdPartyDiscovery
 from fairway_runtime import Service
 from fairway_telemetry import workload_context
 
@@ -97,6 +99,10 @@ class LifecycleService:
             window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
                           scale_down_seconds=settings.autoscale_scale_down_seconds))
         self.sharing.find_unbound = self._unbound_fractions
+        self.foreign = ForeignUsageTracker(kube, resync_seconds=settings.resync_seconds)
+        self.controller.foreign = self.foreign
+        self.thirdparty = ThirdPartyDiscovery(kube)
+        self.foreign.listeners.append(self.thirdparty.on_pod)
         # Shards: None with one replica (it drives every workload, as it always has).
         self.router: ShardRouter | None = None
         self.keeper: ShardKeeper | None = None
@@ -152,6 +158,8 @@ class LifecycleService:
         await self.load_node_pools()
         await self.controller.start()
         self.sharing.start(self.runtime, self.controller.loaded)
+        self.foreign.start(self.runtime)
+        self.thirdparty.start(self.runtime)
         self.runtime.background(self.nodelevel.run(self.controller.loaded), "node-level")
         self.runtime.background(self.enforcer.run(), "scheduling-rules")
         self.runtime.background(self.autoscaler.run(), "autoscaling")
@@ -163,6 +171,7 @@ class LifecycleService:
         if self.keeper is not None:  # drive nothing more, then hand the shards on at once
             await self.keeper.stop()
         self.sharing.stop()
+        self.foreign.stop()
         await self.controller.stop()
         self.kube.close()
 
@@ -213,6 +222,8 @@ class LifecycleService:
         """A stop, resume or delete. An action can overtake its workload's submission
         (another consumer): LookupError until the workload is known. Idempotent: asking for
         the same desired phase twice is one ask."""
+        if action.action == "delete" and await self.thirdparty.delete_owner(action.workload_id):
+            return  # a third-party workload: its top owner is deleted, its pods follow
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             row = await repo.get_for_update(conn, action.workload_id)
             if row is None:
@@ -237,6 +248,8 @@ class LifecycleService:
 
     async def preempt(self, decision: PreemptDecision) -> None:
         """Idempotent: a preemption already recorded only re-evicts what is still there."""
+        if await self.thirdparty.preempt(decision, self.settings.eviction_grace_seconds):
+            return  # a third-party workload: its pods evicted, its owner makes them again
         await self.controller.preempt(decision)
 
     async def pending(self, event: SchedulingPending) -> None:
@@ -296,6 +309,8 @@ class LifecycleService:
         # for pods it has just created), else from the database.
         tracked = self.controller.tracked.get(decision.workload_id)
         namespace = tracked.row.namespace if tracked is not None else None
+        if namespace is None:  # a third-party workload: its owner's pods, in their namespace
+            namespace = self.thirdparty.namespace_of(decision.workload_id)
         if namespace is None:
             async with self.runtime.pool.acquire() as conn:
                 namespace = await repo.namespace_of(conn, decision.workload_id)

@@ -31,6 +31,15 @@ async def load_nodes(conn: asyncpg.Connection
              row["labels"], row["max_pods"]) for row in rows]
 
 
+async def load_foreign(conn: asyncpg.Connection) -> dict[str, tuple[int, int, int, int]]:
+    """Per node, what pods another scheduler bound hold: (pods, GPUs, millicores, MiB)."""
+    rows = await conn.fetch(
+        "SELECT name, foreign_pods, foreign_gpus, foreign_cpu_millis, foreign_memory_mib"
+        " FROM nodes WHERE foreign_pods > 0")
+    return {row["name"]: (row["foreign_pods"], row["foreign_gpus"], row["foreign_cpu_millis"],
+                          row["foreign_memory_mib"]) for row in rows}
+
+
 async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
     """Requests of workloads that are not over."""
     rows = await conn.fetch(
@@ -242,20 +251,26 @@ async def add_usage(conn: asyncpg.Connection,
 
 
 async def upsert_node(conn: asyncpg.Connection, node: core.Node, observed_at: datetime,
-                      labels: Mapping[str, str] | None = None, max_pods: int = 110) -> bool:
-    """Store the node unless a newer observation is stored already. True when stored."""
+                      labels: Mapping[str, str] | None = None, max_pods: int = 110,
+                      foreign: tuple[int, int, int, int] = (0, 0, 0, 0)) -> bool:
+    """Store the node (and its foreign usage: pods, GPUs, millicores, MiB) unless a newer
+    observation is stored already. True when stored."""
     status = await conn.execute(
         "INSERT INTO nodes (name, pool, ready, gpus, gpu_product, gpu_memory_mib, cpu_millis,"
-        " memory_mib, observed_at, labels, max_pods)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " memory_mib, observed_at, labels, max_pods, foreign_pods, foreign_gpus,"
+        " foreign_cpu_millis, foreign_memory_mib)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, ready = excluded.ready,"
         " gpus = excluded.gpus, gpu_product = excluded.gpu_product,"
         " gpu_memory_mib = excluded.gpu_memory_mib, cpu_millis = excluded.cpu_millis,"
         " memory_mib = excluded.memory_mib, observed_at = excluded.observed_at,"
-        " labels = excluded.labels, max_pods = excluded.max_pods"
+        " labels = excluded.labels, max_pods = excluded.max_pods,"
+        " foreign_pods = excluded.foreign_pods, foreign_gpus = excluded.foreign_gpus,"
+        " foreign_cpu_millis = excluded.foreign_cpu_millis,"
+        " foreign_memory_mib = excluded.foreign_memory_mib"
         " WHERE nodes.observed_at <= excluded.observed_at",
         node.name, node.pool, node.ready, node.gpus, node.gpu_product, node.gpu_memory_mib,
-        node.cpu_millis, node.memory_mib, observed_at, dict(labels or {}), max_pods,
+        node.cpu_millis, node.memory_mib, observed_at, dict(labels or {}), max_pods, *foreign,
     )
     return status.endswith(" 1")
 

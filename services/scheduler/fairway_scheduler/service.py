@@ -233,21 +233,26 @@ class SchedulerService:
                          gpus=event.gpus, gpu_product=event.gpu_product,
                          gpu_memory_mib=event.gpu_memory_mib, cpu_millis=event.cpu_millis,
                          memory_mib=event.memory_mib)
+        foreign = (event.foreign.pods, event.foreign.gpus, event.foreign.cpu_millis,
+                   event.foreign.memory_mib)
         async with self.lock:
             async with self.pool.acquire() as conn:
                 if event.deleted:
                     stored = await repository.delete_node(conn, event.name, event.observed_at)
                 else:
                     stored = await repository.upsert_node(conn, node, event.observed_at,
-                                                          event.labels, event.max_pods)
+                                                          event.labels, event.max_pods,
+                                                          foreign)
             if not stored:
                 return
             if event.deleted:
                 self.state.remove_node(event.name)
-            elif not self.state.same_node(node, event.labels, event.max_pods):
-                self.state.put_node(node, event.labels, event.max_pods)
             else:
-                return  # the same node, observed again: nothing for a cycle
+                changed = not self.state.same_node(node, event.labels, event.max_pods)
+                if changed:
+                    self.state.put_node(node, event.labels, event.max_pods)
+                if not (self.state.put_foreign(event.name, *foreign) or changed):
+                    return  # the same node, observed again: nothing for a cycle
         self.changed()
 
     async def workloads_submitted(self, items: list[Received[WorkloadSubmitted]]) -> None:
@@ -335,6 +340,8 @@ class SchedulerService:
                                                                  readonly=True):
             for node, labels, max_pods in await repository.load_nodes(conn):
                 state.put_node(node, labels, max_pods)
+            for name, foreign in (await repository.load_foreign(conn)).items():
+                state.put_foreign(name, *foreign)
             for project in await repository.load_projects(conn):
                 state.put_project(project)
             for department in await repository.load_departments(conn):

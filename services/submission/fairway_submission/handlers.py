@@ -13,6 +13,7 @@ from fairway_contracts.events import (
     SchedulingCycle,
     SchedulingPending,
     ServingChanged,
+    ThirdPartyWorkloadChanged,
 )
 from fairway_submission import repository as repo
 from fairway_submission.core.health import HEALTH_SUBJECT
@@ -64,6 +65,12 @@ def register(service: SubmissionService) -> None:
         with workload_context(event.workload_id):
             async with service.pool.acquire() as conn:
                 await repo.apply_serving(conn, event)
+
+    @durable_subscriber(broker, streams.SUBMISSION_THIRDPARTY, ThirdPartyWorkloadChanged)
+    async def on_third_party(event: ThirdPartyWorkloadChanged, delivery: Delivery) -> None:
+        # A workload Fairway schedules but did not create, as lifecycle grouped it.
+        with workload_context(event.workload_id):
+            await service.third_party_changed(event)
 
     @durable_subscriber(broker, streams.SUBMISSION_QUEUES, QueueStatusChanged)
     async def on_queue_status(event: QueueStatusChanged, delivery: Delivery) -> None:

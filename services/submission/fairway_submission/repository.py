@@ -17,6 +17,7 @@ from fairway_contracts.events import (
     QueueStatusChanged,
     SchedulingPending,
     ServingChanged,
+    ThirdPartyWorkloadChanged,
 )
 from fairway_contracts.workloads import RULE_STOP_REASONS
 
@@ -710,4 +711,103 @@ async def apply_pending(conn: asyncpg.Connection, event: SchedulingPending) -> b
         " AND (scheduler_changed_at IS NULL OR scheduler_changed_at <= $4)",
         wid, event.code if event.pending else None, event.message if event.pending else None,
         event.changed_at)
+    return done.endswith(" 1")
+
+
+# third-party workloads -----------------------------------------------------------------------
+
+
+async def apply_third_party(conn: asyncpg.Connection, event: ThirdPartyWorkloadChanged,
+                            project: asyncpg.Record | None, problem: str | None) -> bool:
+    """Keep a third-party workload's row as lifecycle last announced it (older news is
+    ignored), and its phase history. `project` None: it belongs to no project (`problem`
+    says why, as its phase message). True when the row changed."""
+    wid = uuid.UUID(event.workload_id)
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT name, phase, phase_sequence, third_party_observed_at FROM workloads"
+            " WHERE workload_id = $1 FOR UPDATE", wid)
+        if row is not None and row["third_party_observed_at"] is not None and \
+                row["third_party_observed_at"] > event.observed_at:
+            return False
+        reason, message = event.phase_reason, event.phase_message
+        if problem is not None:
+            reason, message = "NoProject", problem
+        spec = third_party_spec(event)
+        owner = {"kind": event.kind, "apiVersion": event.api_version, "name": event.name,
+                 "namespace": event.namespace, "uid": event.owner_uid,
+                 "grouping": event.grouping, "minMembers": event.min_members}
+        pods = [p.model_dump(mode="json", by_alias=True) for p in event.pod_summaries]
+        phase = event.phase.value
+        sequence = (row["phase_sequence"] if row else 0) + (
+            1 if row is None or row["phase"] != phase else 0)
+        if row is None:
+            name = await _free_name(conn, event.name, project, event.workload_id)
+            await conn.execute(
+                "INSERT INTO workloads (workload_id, name, project_id, project, workload_type,"
+                " submitted_spec, effective_spec, created_by, created_at, phase, phase_reason,"
+                " phase_message, phase_sequence, phase_updated_at, pods, third_party,"
+                " third_party_observed_at)"
+                " VALUES ($1, $2, $3, $4, 'thirdParty', $5, $5, $6, $7, $8, $9, $10, $11, $7,"
+                " $12, $13, $7)",
+                wid, name, project["id"] if project else None,
+                project["name"] if project else (event.project or ""), spec,
+                f"kubernetes:{event.namespace}", event.observed_at, phase, reason, message,
+                sequence, pods, owner)
+        else:
+            await conn.execute(
+                "UPDATE workloads SET project_id = $2, project = $3, submitted_spec = $4,"
+                " effective_spec = $4, phase = $5, phase_reason = $6, phase_message = $7,"
+                " phase_sequence = $8, phase_updated_at = CASE WHEN phase = $5"
+                " THEN phase_updated_at ELSE $9 END, pods = $10, third_party = $11,"
+                " third_party_observed_at = $9,"
+                " desired_phase = CASE WHEN $12 THEN 'Deleted' ELSE desired_phase END"
+                " WHERE workload_id = $1",
+                wid, project["id"] if project else None,
+                project["name"] if project else (event.project or ""), spec, phase, reason,
+                message, sequence, event.observed_at, pods, owner, event.gone)
+        if row is None or row["phase"] != phase:
+            await conn.execute(
+                "INSERT INTO workload_events (workload_id, sequence, previous_phase, phase,"
+                " reason, message, time) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT DO NOTHING",
+                wid, sequence, row["phase"] if row else None, phase, reason, message,
+                event.observed_at)
+    return True
+
+
+def third_party_spec(event: ThirdPartyWorkloadChanged) -> dict[str, Any]:
+    """The spec a third-party workload shows: what its pods ask for, in a spec's shape."""
+    compute: dict[str, Any] = {"gpuDevicesRequest": event.gpus_per_pod}
+    if event.cpu_millis:
+        compute["cpuCoreRequest"] = event.cpu_millis / 1000
+    if event.memory_mib:
+        compute["cpuMemoryRequest"] = f"{event.memory_mib}Mi"
+    return {"pods": len(event.pods), "minPods": event.min_members,
+            "priorityClass": event.priority_class, "preemptible": event.preemptible,
+            "compute": compute}
+
+
+async def _free_name(conn: asyncpg.Connection, name: str, project: asyncpg.Record | None,
+                     workload_id: str) -> str:
+    """The owner's name, unless a workload of the project has it already (a training and a
+    Job may share a name): then with the workload id's first eight digits."""
+    if project is None:
+        return name
+    taken = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM workloads WHERE project_id = $1 AND name = $2)",
+        project["id"], name)
+    return f"{name}-{workload_id[:8]}" if taken else name
+
+
+async def project_named(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM projects WHERE name = $1", name)
+
+
+async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str) -> bool:
+    """True once per third-party workload: its request is to go to the scheduler now."""
+    done = await conn.execute(
+        "UPDATE workloads SET third_party_submitted_at = now() WHERE workload_id = $1"
+        " AND third_party_submitted_at IS NULL AND project_id IS NOT NULL",
+        uuid.UUID(workload_id))
     return done.endswith(" 1")

@@ -27,8 +27,12 @@ from fairway_contracts.events import (
     PolicyEvaluateReply,
     PolicyEvaluateRequest,
     SchedulingCycle,
+    ThirdPartyWorkloadChanged,
+    WorkloadSubmitted,
 )
+from fairway_contracts.workloads import EffectiveSpec, WorkloadType
 from fairway_runtime import Service
+from fairway_store import add_to_outbox
 from fairway_submission import repository as repo
 from fairway_submission.cache import MISSING, Remembered
 from fairway_submission.console.live import PhaseFeed, newest_per_workload
@@ -272,6 +276,24 @@ class SubmissionService:
 
         return ask
 
+    async def third_party_changed(self, event: ThirdPartyWorkloadChanged) -> None:
+        """Show a third-party workload in the view: in the project its namespace (or pod)
+        names, or in none with the reason when there is no such project."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            project = await repo.project_named(conn, event.project) if event.project else None
+            problem = event.problem
+            if event.project and project is None:
+                problem = (f"namespace {event.namespace} names project {event.project}, which "
+                           "does not exist: create it, or label the namespace with another")
+            await repo.apply_third_party(conn, event, project, problem)
+            if project is not None and not event.gone and \
+                    await repo.third_party_to_submit(conn, event.workload_id):
+                # its request, once, for the scheduler (lifecycle makes no pods for it)
+                submitted = third_party_request(event, project)
+                await add_to_outbox(
+                    conn, subjects.workload_submitted(project["name"], event.workload_id),
+                    submitted, msg_id=submitted.event_id)
+
     async def _read_inventory(self) -> list[NodeInventory]:
         """Every node's last inventory message, read with a short-lived consumer."""
         sub = await self.runtime.js.pull_subscribe(
@@ -293,3 +315,20 @@ class SubmissionService:
         finally:
             await sub.unsubscribe()
         return [n for n in nodes.values() if not n.deleted]
+
+
+def third_party_request(event: ThirdPartyWorkloadChanged, project: asyncpg.Record
+                        ) -> WorkloadSubmitted:
+    """What a third-party workload asks of the scheduler: its pods (a gang waits for every
+    member: at least `minMembers`), what each asks for, its priority and preemptibility."""
+    spec = repo.third_party_spec(event)
+    pods = max(len(event.pods), event.min_members)
+    return WorkloadSubmitted(
+        event_id=f"sub:{event.workload_id}", workload_id=event.workload_id, name=event.name,
+        project=project["name"], project_id=str(project["id"]),
+        workload_type=WorkloadType.TRAINING, created_at=event.observed_at,
+        created_by=f"kubernetes:{event.namespace}", third_party=True,
+        spec=EffectiveSpec(image=f"{event.kind}/{event.name}", compute=spec["compute"],
+                           priority_class=event.priority_class, preemptible=event.preemptible,
+                           backoff_limit=0, pods=pods,
+                           min_pods=event.min_members if event.grouping != "single" else 1))

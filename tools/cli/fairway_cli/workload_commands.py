@@ -505,7 +505,8 @@ def _act(action: str, names: list[str], project: str | None) -> None:
         api = Api()
         for name in names:
             w = api.find_workload(name, project)
-            path = f"/api/v1/workloads/{PLURAL[w['type']]}/{w['workloadId']}"
+            # a third-party workload's path segment is its type, thirdParty
+            path = f"/api/v1/workloads/{PLURAL.get(w['type'], w['type'])}/{w['workloadId']}"
             if action == "delete":
                 api.call("DELETE", path)
             else:

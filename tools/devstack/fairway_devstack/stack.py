@@ -113,6 +113,10 @@ class StackConfig:
     """kubesim's `--profile`; None means `fairway_kubesim.profiles.DEFAULT_PROFILE`."""
     kubesim_args: tuple[str, ...] = ()
     """Extra command-line arguments for kubesim."""
+    kubesim_default_scheduler: bool = True
+    """kubesim plays kube-scheduler for `default-scheduler` pods (`--default-scheduler`), so a
+    pod another scheduler places holds its GPUs as on a cluster
+    (FAIRWAY_KUBESIM_DEFAULT_SCHEDULER=false: such pods stay unbound)."""
     kubesim_snapshot: bool = True
     """kubesim keeps its cluster in `kubesim/cluster.json` in the state directory, so a
     restart of kubesim or of the whole stack keeps pods, nodes, namespaces and leases."""
@@ -136,8 +140,8 @@ class StackConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
         """Read FAIRWAY_STATE_DIR, FAIRWAY_API_PORT, NATS_URL, FAIRWAY_NATS_REPLICAS,
-        DATABASE_URL, KUBECONFIG and FAIRWAY_KUBESIM_PROFILE; keyword arguments override
-        them."""
+        DATABASE_URL, KUBECONFIG, FAIRWAY_KUBESIM_PROFILE and
+        FAIRWAY_KUBESIM_DEFAULT_SCHEDULER; keyword arguments override them."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         if state_dir := env.get("FAIRWAY_STATE_DIR"):
@@ -151,6 +155,11 @@ class StackConfig:
             values["replicas"] = parse_replicas(replicas)
         if replicas := env.get("FAIRWAY_NATS_REPLICAS"):
             values["nats_replicas"] = _nats_replicas(replicas)
+        if stand_in := env.get("FAIRWAY_KUBESIM_DEFAULT_SCHEDULER"):
+            if stand_in.strip().lower() not in ("true", "false", "1", "0"):
+                raise StackError("FAIRWAY_KUBESIM_DEFAULT_SCHEDULER must be true or false, not "
+                                 f"{stand_in!r}")
+            values["kubesim_default_scheduler"] = stand_in.strip().lower() in ("true", "1")
         for key, name in [
             ("nats_url", "NATS_URL"),
             ("database_url", "DATABASE_URL"),
@@ -593,6 +602,8 @@ class Stack:
         argv += ["--kubeconfig", str(self.kubeconfig), "--port", str(self._kubesim_port)]
         if self.config.kubesim_snapshot:
             argv += ["--snapshot", str(self.state_dir / KUBESIM_SNAPSHOT)]
+        if self.config.kubesim_default_scheduler:
+            argv.append("--default-scheduler")
         argv += list(self.config.kubesim_args)
         proc = ManagedProcess("kubesim", argv, self.log_path("kubesim"), env=self._env()).start()
         self._kubesim = proc

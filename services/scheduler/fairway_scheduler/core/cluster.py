@@ -306,6 +306,10 @@ class Allocations(dict[tuple[str, str], model.Allocation]):
     update = setdefault = popitem = clear = _refused  # type: ignore[assignment]
 
 
+# The workload id of foreign usage: no workload has it (ids are UUIDs), so no project.
+FOREIGN_WORKLOAD = "foreign"
+
+
 class ClusterState:
     def __init__(self) -> None:
         # Nodes as reported (`pool` is the inventory's node_pool), their labels and capacity.
@@ -360,6 +364,8 @@ class ClusterState:
         self._layout: tuple[tuple[model.Node, ...], tuple[model.NodePool, ...],
                             tuple[model.QueueSpec, ...], model.TimeAwareFairness] | None = None
         self.allocations.on_change = self._touch
+        # What pods another scheduler bound hold, per node: (pods, GPUs, millicores, MiB).
+        self.foreign: dict[str, tuple[int, int, int, int]] = {}
 
     # changes ----------------------------------------------------------------------------
     def _touch(self, workload_id: str) -> None:
@@ -381,7 +387,36 @@ class ClusterState:
                 and self.node_labels.get(node.name) == dict(labels)
                 and self.max_pods.get(node.name) == max_pods)
 
+    def put_foreign(self, node: str, pods: int, gpus: int, cpu_millis: int,
+                    memory_mib: int) -> bool:
+        """What the node's pods that Fairway did not place hold (from its inventory). True
+        when that changed."""
+        usage = (pods, gpus, cpu_millis, memory_mib)
+        if self.foreign.get(node, (0, 0, 0, 0)) == usage:
+            return False
+        if pods:
+            self.foreign[node] = usage
+        else:
+            self.foreign.pop(node, None)
+        self._ledger = None
+        self.version += 1
+        return True
+
+    def foreign_allocations(self) -> tuple[model.Allocation, ...]:
+        """Foreign usage as allocations of no workload (so of no project): a node's GPUs,
+        CPU and memory on its first, one more allocation per further pod (the pod count).
+        Their GPUs are `unknown_devices`: they take the devices Fairway's pods leave free."""
+        out: list[model.Allocation] = []
+        for node, (pods, gpus, cpu, memory) in self.foreign.items():
+            out.append(model.Allocation(FOREIGN_WORKLOAD, f"{node}/0", node,
+                                        unknown_devices=gpus, cpu_millis=cpu,
+                                        memory_mib=memory))
+            out.extend(model.Allocation(FOREIGN_WORKLOAD, f"{node}/{i}", node)
+                       for i in range(1, pods))
+        return tuple(out)
+
     def remove_node(self, name: str) -> None:
+        self.foreign.pop(name, None)
         self.nodes.pop(name, None)
         self.node_labels.pop(name, None)
         self.max_pods.pop(name, None)
@@ -734,6 +769,8 @@ class ClusterState:
         allocations = tuple(self.allocations.values())
         if unknown:
             allocations += tuple(unknown)
+        if self.foreign:
+            allocations += self.foreign_allocations()
         layout = self._layout if cached else None
         if layout is not None and layout[3] != time_aware:
             layout = None  # the pools' settings were made over another cluster setting

@@ -269,6 +269,22 @@ class BatchIn(ApiModel):
     action: Literal["delete", "suspend", "resume"]
 
 
+class ThirdPartyOwner(ApiModel):
+    """The object whose pods a third-party workload groups (its top owner)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    kind: str
+    api_version: str
+    name: str
+    namespace: str
+    uid: str
+    grouping: str = Field(description="single (pods one by one), gang (all together) or "
+                                       "elastic (each replica its own unit, never below "
+                                       "minMembers)")
+    min_members: int
+
+
 class Workload(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -301,6 +317,11 @@ class Workload(ApiModel):
     desired_replicas: int | None = None
     ready_replicas: int | None = None
     serving: dict[str, Any] | None = None
+    # Third-party workloads (type thirdParty; None for the others): the top owner's kind
+    # (Job, Deployment, StatefulSet, PyTorchJob, Pod ...), its namespace, and the owner.
+    kind: str | None = None
+    namespace: str | None = None
+    owner: ThirdPartyOwner | None = None
     spec: dict[str, Any] = Field(
         description="the effective spec: what runs, with every policy default and rule "
                     "applied (the submitted fields it does not decide, as submitted)")

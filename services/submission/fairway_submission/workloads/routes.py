@@ -266,27 +266,39 @@ async def _visible(conn: asyncpg.Connection, caller: Grants, workload_id: str,
     return row
 
 
+THIRD_PARTY = "thirdParty"  # the type (and path segment) of third-party workloads
+
+
 async def act(service: SubmissionService, caller: Grants, plural: str | None, workload_id: str,
               action: str) -> dict[str, Any]:
     """Record the desired phase and publish the action; lifecycle carries it out."""
-    if plural is not None and plural not in TYPE_OF_PLURAL:
+    if plural is not None and plural not in TYPE_OF_PLURAL and plural != THIRD_PARTY:
         raise field_error(404, "type", f"no workload type {plural!r}; use one of "
                                        f"{', '.join(TYPE_OF_PLURAL)}")
     verb, desired = ACTIONS[action]
     async with service.pool.acquire() as conn, conn.transaction():
         row = await _visible(conn, caller, workload_id, Perm.WORKLOAD_MANAGE)
-        if plural is not None and TYPE_OF_PLURAL[plural].value != row["workload_type"]:
+        if row["third_party"] and action != "delete":
+            owner = row["third_party"]
+            raise field_error(409, "workloadId", (
+                f"workload {row['name']} is a third-party workload ({owner['kind']} "
+                f"{owner['name']} in namespace {owner['namespace']}): Fairway schedules it "
+                f"but has no {action} action for it; act on its {owner['kind']} instead"))
+        if plural is not None and plural != row["workload_type"] and (
+                plural == THIRD_PARTY or TYPE_OF_PLURAL[plural].value != row["workload_type"]):
             raise field_error(404, "workloadId", f"workload {workload_id} is not one of the "
                                                  f"{plural}")
         if row["desired_phase"] == "Deleted":
             raise field_error(409, "workloadId", f"workload {row['name']} is being deleted")
         await repo.set_desired_phase(conn, row["workload_id"], desired)
         event_id = f"action:{verb}:{row['workload_id']}:{uuid.uuid4().hex}"
+        # a third-party workload of no project still has a subject (no project is named "_")
+        project = row["project"] or "_"
         with workload_context(str(row["workload_id"])):
             await add_to_outbox(
-                conn, subjects.workload_action(verb, row["project"], str(row["workload_id"])),
+                conn, subjects.workload_action(verb, project, str(row["workload_id"])),
                 WorkloadAction(event_id=event_id, workload_id=str(row["workload_id"]),
-                               project=row["project"], action=verb,
+                               project=project, action=verb,
                                requested_by=caller.subject), msg_id=event_id)
         row = await repo.get_workload(conn, str(row["workload_id"]))
     log.info("%s requested for workload %s", action, workload_id)

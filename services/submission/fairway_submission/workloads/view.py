@@ -23,7 +23,9 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
     requested_pools = spec.get("nodePools") or []
     current_pools = sorted({p["nodePool"] for p in bound if p.get("nodePool")})
     return Workload(
-        workload_id=str(row["workload_id"]), name=row["name"], project_id=str(row["project_id"]),
+        workload_id=str(row["workload_id"]), name=row["name"],
+        # a third-party workload of a namespace with no project has none
+        project_id="" if row["project_id"] is None else str(row["project_id"]),
         project_name=row["project"], type=row["workload_type"], created_at=row["created_at"],
         created_by=row["created_by"], desired_phase=row["desired_phase"], phase=row["phase"],
         # While it waits, the scheduler's reason (with its numbers) says more than the phase.
@@ -46,7 +48,7 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
                              **_fraction(spec.get("compute") or {})},
         running_pods=len(running), requested_pods=spec.get("pods", 1),
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
-        **_serving(row), spec=effective_view(row["submitted_spec"], spec),
+        **_serving(row), **_third_party(row), spec=effective_view(row["submitted_spec"], spec),
         submitted_spec=row["submitted_spec"],
     ).model_dump(mode="json", by_alias=True)
 
@@ -125,3 +127,10 @@ def _fraction(compute: Mapping[str, Any]) -> dict[str, Any]:
         if compute.get(key) is not None:
             out[name] = compute[key]
     return out
+
+
+def _third_party(row: Mapping[str, Any]) -> dict[str, Any]:
+    owner = row.get("third_party")
+    if not owner:
+        return {}
+    return {"kind": owner["kind"], "namespace": owner["namespace"], "owner": owner}

@@ -1,0 +1,95 @@
+"""Third-party workloads as lifecycle announces them (pure): which owners a set of pods still
+needs read, and the `ThirdPartyWorkloadChanged` of each workload the grouper formed.
+
+`core.grouping` forms the workloads; this module adds what one pod asks for (the scheduler's
+request needs it) and a content id, so an announcement that says nothing new is the same
+message (JetStream drops it) and a restart that announces everything again changes nothing.
+"""
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from fairway_contracts.events import ThirdPartyWorkloadChanged
+from fairway_contracts.workloads import Phase, WorkloadType
+from fairway_lifecycle.core.fold import PhaseResult, WorkloadInfo, fold, summarize
+from fairway_lifecycle.core.foreign import pod_requests
+from fairway_lifecycle.core.grouping import Owner, OwnerRef, ThirdPartyWorkload, owner_refs
+
+
+def missing_owners(pods: Iterable[Mapping[str, Any]], owners: Mapping[str, Owner],
+                   unreadable: set[str]) -> dict[str, tuple[str, OwnerRef]]:
+    """The owners (by uid: namespace, reference) that the pods' owner chains name and that
+    are neither known nor known to be unreadable (gone, or a kind lifecycle cannot read)."""
+    wanted: dict[str, tuple[str, OwnerRef]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        namespace = str(meta.get("namespace", ""))
+        refs = list(owner_refs(meta))
+        seen: set[str] = set()
+        while refs:
+            ref = refs.pop()
+            if ref.uid in seen:
+                continue  # a loop in the references
+            seen.add(ref.uid)
+            owner = owners.get(ref.uid)
+            if owner is not None:
+                refs.extend(owner.owner_references)
+            elif ref.uid not in unreadable:
+                wanted[ref.uid] = (namespace, ref)
+    return wanted
+
+
+# Kinds whose pods run to completion: folded as a training (Completed once its pods succeed);
+# every other kind as a workspace (runs until deleted).
+RUN_TO_COMPLETION = frozenset({"Job", "PyTorchJob", "Pod"})
+NO_PROJECT = "NoProject"
+
+
+def third_party_phase(workload: ThirdPartyWorkload, pods: list[Mapping[str, Any]],
+                      now: datetime | None = None) -> PhaseResult:
+    """The workload's phase from its pods, by the fold of Fairway's own workloads. A
+    workload of no project waits with the reason. Its owner's controller replaces failed
+    pods: a failed pod fails the workload only when no other pod is left to run."""
+    if workload.problem:
+        return PhaseResult(Phase.PENDING, NO_PROJECT, workload.problem)
+    live = [p for p in pods if (p.get("status") or {}).get("phase") != "Failed"]
+    current = live if live else pods
+    info = WorkloadInfo(
+        workload_id=workload.id, name=workload.name, project=workload.project or "",
+        workload_type=(WorkloadType.TRAINING if workload.kind in RUN_TO_COMPLETION
+                       else WorkloadType.WORKSPACE),
+        pods=max(len(current), 1), min_pods=min(workload.min_members, max(len(current), 1)),
+        backoff_limit=0,
+        has_run=any((p.get("status") or {}).get("phase") in ("Running", "Succeeded")
+                    for p in current))
+    return fold(info, [dict(p) for p in current], now)
+
+
+def announcement(workload: ThirdPartyWorkload, pods: Mapping[str, Mapping[str, Any]],
+                 observed_at: datetime, gone: bool = False) -> ThirdPartyWorkloadChanged:
+    """The event for one workload; `pods`: its pods by name (the first, by name, speaks for
+    what each pod asks for)."""
+    first = pods.get(workload.pods[0]) if workload.pods else None
+    gpus, cpu, memory = pod_requests((first or {}).get("spec") or {})
+    fields: dict[str, Any] = dict(
+        workload_id=workload.id, kind=workload.kind, api_version=workload.api_version,
+        name=workload.name, namespace=workload.namespace, owner_uid=workload.owner_uid,
+        grouping=workload.grouping, min_members=workload.min_members, project=workload.project,
+        problem=workload.problem, priority_class=workload.priority_class,
+        priority=workload.priority, preemptible=workload.preemptible,
+        pods=[] if gone else list(workload.pods), gpus_per_pod=gpus, cpu_millis=cpu,
+        memory_mib=memory, gone=gone)
+    if not gone:
+        members = [pods[name] for name in workload.pods if name in pods]
+        result = third_party_phase(workload, members, observed_at)
+        fields.update(phase=result.phase, phase_reason=result.reason,
+                      phase_message=result.message,
+                      pod_summaries=summarize([dict(p) for p in members]))
+    content = ThirdPartyWorkloadChanged.model_validate(
+        {**fields, "event_id": "", "observed_at": observed_at}).model_dump_json(
+        exclude={"event_id", "observed_at"})
+    digest = hashlib.sha256(content.encode()).hexdigest()[:24]
+    return ThirdPartyWorkloadChanged(event_id=f"tp:{workload.id}:{digest}",
+                                     observed_at=observed_at, **fields)
