@@ -5,13 +5,14 @@ whole run stops by itself (`timeout` in the Makefile on top).
 The embedded stack with three NATS servers (one JetStream cluster, streams in three copies),
 two APIs, two policy services, two schedulers, three lifecycle replicas (shards) and two
 metrics replicas. 300 workloads of mixed types (trainings that complete, trainings that fail
-after their retries, PyTorch jobs with a master and a worker) submitted through both APIs in
-turn over six projects, while `kill -9` takes one NATS server, the lifecycle replica holding the
-most shards, one API process and the leading scheduler, at different moments, and PostgreSQL is
-restarted once. Afterwards: every workload reached its expected final phase; every workload's
-phase story is a legal path with no transition repeated; no pod was bound twice (kubesim's
-Scheduled events); both metrics replicas count, per project and phase, what the database
-holds. Prints the time each lifecycle takeover took.
+after their retries, PyTorch jobs with a master and a worker, trainings of a whole GPU and of
+half of one) submitted through both APIs in turn over six projects, while `kill -9` takes one
+NATS server, the lifecycle replica holding the most shards, one API process and the leading
+scheduler, at different moments, and PostgreSQL is restarted once. Afterwards: every workload
+reached its expected final phase; every workload's phase story is a legal path with no
+transition repeated; no pod was bound twice (kubesim's Scheduled events) and no device booked
+twice (no admission refusal in kubesim's events); both metrics replicas count, per project and
+phase, what the database holds. Prints the time each lifecycle takeover took.
 """
 
 import asyncio
@@ -30,21 +31,27 @@ from fairway_devstack.testing import running_stack, supervising
 from tests.e2e.test_crash import pid_of, wait_healthy
 from tests.e2e.test_metrics_scenario import matching
 from tests.e2e.test_replicas import leading_scheduler
-from tests.e2e.test_robustness import all_phase_events, legal
-from tests.e2e.test_shards import holders, scrape, spread, wait_spread
+from tests.e2e.test_robustness import all_phase_events, assert_legal_stories
+from tests.e2e.test_shards import (
+    assert_no_device_double_booked,
+    holders,
+    scrape,
+    spread,
+    wait_spread,
+)
 
 pytestmark = pytest.mark.e2e
 
 COUNT = int(os.environ.get("FAIRWAY_CHAOS_WORKLOADS", "300"))
 PROJECTS = 6
 REPLICAS = {"submission": 2, "policy": 2, "scheduler": 2, "lifecycle": 3, "metrics": 2}
-EXPECTED = ("Completed", "Failed", "Completed")  # by kind, below
+EXPECTED = ("Completed", "Failed", "Completed", "Completed", "Completed")  # by kind, below
 
 
 def body(i: int, project_id: str) -> tuple[str, dict]:
     """The i-th workload: its kind (the API's plural) and request."""
     run = {"name": "sim.fairway.io/run-seconds", "value": "2"}
-    match i % 3:
+    match i % len(EXPECTED):
         case 0:
             return "trainings", {"name": f"chaos-{i}", "projectId": project_id, "spec": {
                 "image": "busybox", "annotations": [run]}}
@@ -52,9 +59,16 @@ def body(i: int, project_id: str) -> tuple[str, dict]:
             return "trainings", {"name": f"chaos-{i}", "projectId": project_id, "spec": {
                 "image": "busybox", "backoffLimit": 1, "annotations": [
                     run, {"name": "sim.fairway.io/exit-code", "value": "3"}]}}
-        case _:
+        case 2:
             return "distributed", {"name": f"chaos-{i}", "projectId": project_id, "spec": {
                 "image": "busybox", "distributedFramework": "PyTorch", "numWorkers": 1,
+                "annotations": [run]}}
+        case 3:  # a whole GPU: a device booked twice would show (see the end)
+            return "trainings", {"name": f"chaos-{i}", "projectId": project_id, "spec": {
+                "image": "busybox", "compute": {"gpuDevicesRequest": 1}, "annotations": [run]}}
+        case _:  # half a GPU: reservation pods, made and released by the shards' holders
+            return "trainings", {"name": f"chaos-{i}", "projectId": project_id, "spec": {
+                "image": "busybox", "compute": {"gpuPortionRequest": 0.5},
                 "annotations": [run]}}
 
 
@@ -101,7 +115,7 @@ async def chaos(stack, supervisor) -> None:
             assert r is not None and r.status_code == 202, r and r.text
             wid = r.json()["workloadId"]
             ids.append(wid)
-            expected[wid] = EXPECTED[i % 3]
+            expected[wid] = EXPECTED[i % len(EXPECTED)]
             project_of[wid] = project
 
     await wait_spread(stack, timeout=90)
@@ -163,16 +177,9 @@ async def chaos(stack, supervisor) -> None:
             except nats.errors.TimeoutError:
                 assert attempt < 4, "the phase stream could not be read"
                 await asyncio.sleep(2)
-        for wid in (w for w in ids if project_of[w] == project):
-            story = stories[wid]
-            assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), wid
-            previous = None
-            for event in story:
-                assert event["previousPhase"] == previous, (wid, event)
-                assert event["phase"] != previous, (wid, "a transition repeated")
-                assert legal(previous, event), (wid, [e["phase"] for e in story])
-                previous = event["phase"]
-            assert previous == expected[wid], (wid, [e["phase"] for e in story])
+        for final in ("Completed", "Failed"):
+            assert_legal_stories(stories, [w for w in ids if project_of[w] == project
+                                           and expected[w] == final], final)
 
     kube = client.CoreV1Api(config.new_client_from_config(config_file=stack.kubeconfig))
     scheduled: Counter[str] = Counter()
@@ -182,6 +189,7 @@ async def chaos(stack, supervisor) -> None:
                 scheduled[event.involved_object.name] += 1
     assert scheduled and max(scheduled.values()) == 1, [
         p for p, n in scheduled.items() if n > 1]
+    assert_no_device_double_booked(kube)
 
     want = Counter((project_of[w], expected[w]) for w in ids)
     for replica in ("metrics", "metrics-2"):

@@ -18,7 +18,7 @@ from kubernetes import client, config
 
 from fairway_devstack.testing import running_stack, supervising
 from tests.e2e.test_crash import pid_of, wait_healthy
-from tests.e2e.test_robustness import all_phase_events, legal
+from tests.e2e.test_robustness import all_phase_events, assert_legal_stories
 
 pytestmark = pytest.mark.e2e
 
@@ -171,17 +171,7 @@ async def test_losing_one_of_each_replica_loses_and_repeats_nothing(replicated):
         "filterBy": "name=@rep-", "limit": 500}).json()["workloads"]} for api in apis]
     assert views[0] == views[1], "the two APIs tell different phases"
 
-    stories = await all_phase_events(stack.nats_url, "default")
-    for wid in ids:
-        story = stories[wid]
-        assert [e["sequence"] for e in story] == list(range(1, len(story) + 1)), wid
-        assert story[-1]["phase"] == "Completed", (wid, [e["phase"] for e in story])
-        previous = None
-        for event in story:
-            assert event["previousPhase"] == previous, (wid, event)
-            assert event["phase"] != previous, (wid, "a transition repeated")
-            assert legal(previous, event), (wid, [e["phase"] for e in story])
-            previous = event["phase"]
+    assert_legal_stories(await all_phase_events(stack.nats_url, "default"), ids)
     kube = client.CoreV1Api(config.new_client_from_config(config_file=stack.kubeconfig))
     per_workload: dict[str, int] = {}
     for pod in kube.list_namespaced_pod("fairway-default").items:
