@@ -11,7 +11,14 @@ import pytest
 from kubernetes import client, config
 
 from tests.e2e.conftest import admin_client, stack_of_its_own
-from tests.e2e.test_node_level import events, lifecycle_counter, pod_of, submit, wait_until
+from tests.e2e.test_node_level import (
+    cli_of,
+    events,
+    lifecycle_counter,
+    pod_of,
+    submit,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +138,7 @@ def test_oversubscribed_fractions_swap_on_a_swap_capable_node_only(
     assert node_view(api, "sw-1")["swapHostMemoryUsedMib"] == 2 * SIXTY
     names_of = {n: pods[n]["name"] for n in names}
     assert events(kube, namespace, names_of["sw-b"], "GpuMemorySwappedOut")
-    top = cli_of_project(swap_stack, tmp_path, monkeypatch)("top", "nodes")
+    top = cli_of(swap_stack, tmp_path, monkeypatch, project=None)("top", "nodes")
     assert f"{names_of['sw-b']}⇣" in top and "96" in top, top
 
     # activity switches from a to c: c is swapped in, a out; the host never holds more than
@@ -157,29 +164,3 @@ def test_oversubscribed_fractions_swap_on_a_swap_capable_node_only(
     for name in names:
         status = kube.read_namespaced_pod(names_of[name], namespace).status
         assert status.phase == "Running" and status.container_statuses[0].restart_count == 0
-
-
-def cli_of_project(stack, tmp_path, monkeypatch):
-    """The CLI as the administrator (cli_of sets project `spread`, which this stack lacks)."""
-    import json
-    from pathlib import Path
-
-    from typer.testing import CliRunner
-
-    from fairway_cli.main import app
-
-    monkeypatch.setenv("FAIRWAY_CONFIG", str(tmp_path / "config.json"))
-    monkeypatch.setenv("FAIRWAY_STATE_DIR", str(tmp_path / "elsewhere"))
-    monkeypatch.delenv("FAIRWAY_TOKEN", raising=False)
-    monkeypatch.delenv("FAIRWAY_API_URL", raising=False)
-    creds = json.loads((Path(stack.state_dir) / "admin.json").read_text())
-    runner = CliRunner()
-
-    def cli(*args: str) -> str:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "240"})
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    cli("login", "--url", stack.api_url, "-u", creds["username"], "--password",
-        creds["password"])
-    return cli

@@ -139,8 +139,8 @@ def lifecycle_counter(stack, line: str) -> float:
                if row.startswith(line))
 
 
-def cli_of(stack, tmp_path, monkeypatch):
-    """The CLI logged in as the stack's administrator, in project `spread`."""
+def cli_of(stack, tmp_path, monkeypatch, project: str | None = "spread"):
+    """The CLI logged in as the stack's administrator, in `project` (None: none set)."""
     from typer.testing import CliRunner
 
     monkeypatch.setenv("FAIRWAY_CONFIG", str(tmp_path / "config.json"))
@@ -157,7 +157,8 @@ def cli_of(stack, tmp_path, monkeypatch):
 
     cli("login", "--url", stack.api_url, "-u", creds["username"], "--password",
         creds["password"])
-    cli("project", "set", "spread")
+    if project is not None:
+        cli("project", "set", project)
     return cli
 
 

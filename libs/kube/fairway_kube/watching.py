@@ -59,20 +59,16 @@ class ListWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        response = self._response
-        if response is not None:
-            try:
-                response.shutdown()
-            except Exception:
-                try:
-                    response.close()
-                except Exception:
-                    pass
+        self._end_response()
 
     def relist(self) -> None:
         """List everything again now (ends the watch in hand), then watch on; `on_synced` is
         called once the list is handled."""
         self._relist_due.set()
+        self._end_response()
+
+    def _end_response(self) -> None:
+        """End the list or watch in hand (its thread then sees why: stop, or relist)."""
         response = self._response
         if response is not None:
             try:

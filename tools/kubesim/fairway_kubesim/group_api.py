@@ -12,8 +12,9 @@ from .store import Resource
 
 
 class ResourceGroupApi:
-    """Reads for namespaced resources as the core API serves them; a subclass adds the
-    writes its kinds need and the routes."""
+    """Reads for namespaced resources as the core API serves them, and replace and patch as
+    one change; a subclass adds `_change` (what its kinds check), the other writes and the
+    routes."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -34,3 +35,13 @@ class ResourceGroupApi:
     async def _get(self, request: web.Request, resource: Resource) -> web.Response:
         info = request.match_info
         return self.api._one(request, resource, resource.require(info["ns"], info["name"]))
+
+    async def _replace(self, request: web.Request, resource: Resource) -> web.Response:
+        return await self._change(request, resource, patch=False)
+
+    async def _patch(self, request: web.Request, resource: Resource) -> web.Response:
+        return await self._change(request, resource, patch=True)
+
+    async def _change(self, request: web.Request, resource: Resource, patch: bool
+                      ) -> web.Response:
+        raise NotImplementedError

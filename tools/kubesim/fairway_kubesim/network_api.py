@@ -127,12 +127,6 @@ class NetworkApi(ResourceGroupApi):
         if causes:
             raise invalid(resource.kind, name, causes, resource.group)
 
-    async def _replace(self, request: web.Request, resource: Resource) -> web.Response:
-        return await self._change(request, resource, patch=False)
-
-    async def _patch(self, request: web.Request, resource: Resource) -> web.Response:
-        return await self._change(request, resource, patch=True)
-
     async def _change(self, request: web.Request, resource: Resource, patch: bool
                       ) -> web.Response:
         info = request.match_info

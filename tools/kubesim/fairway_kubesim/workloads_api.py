@@ -112,12 +112,6 @@ class WorkloadsApi(ResourceGroupApi):
         self.api._namespace_open(namespace, resource.plural, obj["metadata"]["name"])
         return raw_response(resource.create(obj).raw, 201)
 
-    async def _replace(self, request: web.Request, resource: Resource) -> web.Response:
-        return await self._change(request, resource, patch=False)
-
-    async def _patch(self, request: web.Request, resource: Resource) -> web.Response:
-        return await self._change(request, resource, patch=True)
-
     async def _change(self, request: web.Request, resource: Resource, patch: bool
                       ) -> web.Response:
         info = request.match_info
