@@ -71,3 +71,32 @@ async def test_the_brokers_connection_is_none_until_it_connects(nats_url):
     finally:
         await broker.stop()
     assert connection(broker) is None
+
+
+async def test_a_request_whose_reply_was_lost_is_asked_again_at_half_time(nats_url):
+    """A request (or its reply) on a server that died is lost for good: the helper asks once
+    more when half its timeout passed, so the answer to the second asking is returned."""
+    nc = await nats.connect(nats_url)
+    subject = f"test.request.{uuid.uuid4().hex[:8]}"
+    asked: list[float] = []
+
+    async def deaf_the_first_time(msg):
+        asked.append(asyncio.get_running_loop().time())
+        if len(asked) > 1:
+            await msg.respond(b"re: " + msg.data)
+
+    try:
+        await nc.subscribe(subject, cb=deaf_the_first_time)
+        assert await request(nc, subject, b"hi", timeout=2) == b"re: hi"
+        assert len(asked) == 2 and 0.9 < asked[1] - asked[0] < 1.5
+        asked.clear()
+
+        async def deaf(msg):
+            asked.append(0.0)
+
+        await nc.subscribe(subject + ".deaf", cb=deaf)
+        with pytest.raises(NoReply) as late:
+            await request(nc, subject + ".deaf", b"hi", timeout=1)
+        assert late.value.connected and len(asked) == 2  # asked twice, never more
+    finally:
+        await nc.close()

@@ -411,4 +411,5 @@ async def test_a_pod_its_node_refused_is_made_again_after_a_pause_and_spends_no_
             "SELECT payload FROM outbox WHERE subject LIKE $1 ORDER BY id",
             f"fairway.phase.team-a.{wid}.%")]
     assert "NodeRejected" in reasons, reasons
+    assert recorded.count("Creating") == 1, recorded  # made again while Pending
     assert row.attempt == 1

@@ -188,6 +188,16 @@ def test_a_pod_its_node_refused_is_no_failure_it_waits_to_be_made_again():
     assert "nvidia.com/gpu, requested: 1, used: 2, capacity: 2" in result.message
 
 
+def test_pods_made_again_after_a_refusal_leave_the_workload_pending_not_creating():
+    """Creating is a workload's first phase only: once it was anything else, the moment its
+    refused pod is gone and the next is not made yet is Pending."""
+    from dataclasses import replace
+    assert fold(TRAINING, []).phase == Phase.CREATING
+    result = fold(replace(TRAINING, created=True), [])
+    assert (result.phase, result.reason) == (Phase.PENDING, "CreatingPods")
+    assert "again" in result.message
+
+
 def test_a_refused_pod_beside_a_failed_one_leaves_the_failure_to_decide():
     result = fold(TWO_PODS, [pod("a", stage="refused"), pod("b", stage="failed", exit_code=2)])
     assert result.phase == Phase.PENDING and result.retry

@@ -105,3 +105,34 @@ def test_the_service_carries_max_pods_into_the_snapshot():
     assert snap_node.max_pods == 7
     assert state.same_node(node, {}, 7)
     assert not state.same_node(node, {}, 8)
+
+
+def half_gpu(wid: str, waiting: int = 1, pods: int = 1) -> Workload:
+    return Workload(wid, "team-a", 50, T0, 1, pods=pods, min_pods=1, gpu_portion=0.5,
+                    waiting_pods=tuple(f"{wid}-{i}" for i in range(pods - waiting, pods)))
+
+
+def test_a_fraction_on_a_device_takes_a_slot_for_its_reservation_pod_too():
+    """Lifecycle makes one reservation pod per device holding fractions, and the kubelet
+    counts it: a node of 3 slots takes a half GPU (pod + reservation) and a second half on the
+    same device (no new reservation), but not a third pod that needs another device."""
+    nodes = (Node("g1", "default", True, 2, max_pods=3), Node("g2", "default", True, 2,
+                                                               max_pods=3))
+    result = allocate(ClusterSnapshot(nodes, (half_gpu("a", pods=4, waiting=4),)))
+    assert pods_per_node(result) == {"g1": 2, "g2": 2}  # 2 fractions + 1 reservation each
+    running = half_gpu("r", waiting=0, pods=2)
+    allocations = (Allocation("r", "r-0", "g1", gpu_devices=(0,), portion=0.5),
+                   Allocation("r", "r-1", "g1", gpu_devices=(1,), portion=0.5))
+    whole = Workload("c", "team-a", 50, T0, 0, waiting_pods=("c-0",), cpu_millis=100)
+    # g1: 2 fraction pods on 2 devices + 2 reservation pods = 4 > 3; a CPU pod goes to g2
+    snapshot = ClusterSnapshot(nodes, (running, whole), allocations)
+    assert pods_per_node(allocate(snapshot)) == {"g2": 1}
+    ledger = Ledger(nodes)
+    for a in allocations:
+        ledger.hold(a, "team-a")
+    assert ledger.reservations("g1") == 2
+    assert allocate(ClusterSnapshot(nodes, (whole,)), ledger) == allocate(snapshot)
+    ledger.release("r", "r-1")
+    assert ledger.reservations("g1") == 1
+    # g1 now: 1 fraction pod + 1 reservation = 2 of 3: one CPU pod fits again
+    assert pods_per_node(allocate(ClusterSnapshot(nodes, (whole,)), ledger)) == {"g1": 1}

@@ -319,6 +319,7 @@ class Controller:
         self.tracked[wid] = Tracked(row)
         self.machine.track(wid, Workload(
             replace(row.info, has_run=row.phase in (Phase.RUNNING, Phase.DEGRADED),
+                    created=row.phase not in (None, Phase.CREATING),
                     below_requested_grace_seconds=self.below_requested_grace_seconds),
             row.phase, row.podgroup_signature,
             stop_reason=self._restored_stop_reasons.pop(wid, None)))

@@ -91,6 +91,9 @@ class WorkloadInfo:
     preempted_pods: frozenset[str] = frozenset()  # uids of the pods the preemption evicts
     terminate_after_preemption: bool = False
     has_run: bool = False  # reached Running in this attempt (Degraded needs it)
+    # Left Creating once: pods made again later (a node refused one, its reservation went)
+    # leave it Pending, for a workload is Creating only before it was ever anything else.
+    created: bool = False
     unschedulable: tuple[str, str] | None = None  # (code, message): can never be placed
     image_pull_deadline_seconds: float = 300.0
     # An elastic workload (min_pods < pods) runs with its minimum; it is Degraded once a pod
@@ -441,6 +444,9 @@ def _held(w: WorkloadInfo, current: list[Pod], kind: str) -> PhaseResult | None:
                            "request starts a replica")
     if not current:
         if w.attempt == 1 and not w.has_run:
+            if w.created:
+                return PhaseResult(Phase.PENDING, "CreatingPods",
+                                   f"making {_plural(w.pods, 'pod')} of the {kind} again")
             return PhaseResult(Phase.CREATING, "CreatingPods",
                                f"creating {_plural(w.pods, 'pod')} for the {kind}")
         return PhaseResult(Phase.PENDING, "Retrying",

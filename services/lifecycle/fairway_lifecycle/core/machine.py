@@ -301,6 +301,8 @@ class Machine:
             info = replace(info, attempt=info.attempt + 1, has_run=False)
         elif result.phase == Phase.RUNNING and not info.has_run:
             info = replace(info, has_run=True)
+        if result.phase != Phase.CREATING and not info.created:
+            info = replace(info, created=True)
         if info.resuming and result.phase not in (Phase.RESUMING, Phase.STOPPED):
             info = replace(info, resuming=False)
         if info.preempted and result.phase in PLACED:

@@ -27,6 +27,9 @@ class Ledger:
         self.used: dict[str, list[int]] = {}  # node -> milli-GPUs used per device
         self.host: dict[str, list[int]] = {}  # node -> [millicores, MiB] used
         self.pods: Counter[str] = Counter()  # node -> pods holding on it
+        # node -> fraction pods per device: each device holding any has a reservation pod on
+        # the node too (lifecycle's), which takes one of the node's pod slots
+        self.shared: dict[str, list[int]] = {}
         self.held: Counter[str] = Counter()  # workload -> pods holding
         self.held_pool: dict[str, str] = {}  # workload -> the pool its pods run in
         # (project, pool) -> [gpu, cpu, memory, and the same for non-preemptible]
@@ -55,7 +58,13 @@ class Ledger:
         self.nodes[node.name] = node
         used = self.used.get(node.name, [])
         self.used[node.name] = (used + [0] * node.gpus)[:node.gpus]
+        shared = self.shared.get(node.name, [])
+        self.shared[node.name] = (shared + [0] * node.gpus)[:node.gpus]
         self.host.setdefault(node.name, [0, 0])
+
+    def reservations(self, node: str) -> int:
+        """The GPU reservation pods on `node`: one per device that holds a fraction."""
+        return sum(1 for n in self.shared.get(node, ()) if n > 0)
 
     def hold(self, a: Allocation, project: str | None, preemptible: bool = True) -> None:
         """A pod holds what its allocation says; `project` None: counted on the node only."""
@@ -80,6 +89,10 @@ class Ledger:
         devices = tuple(d for d in devices if d < node.gpus)
         for d in devices:
             used[d] += milli
+        if milli < FULL:
+            shared = self.shared[node.name]
+            for d in devices:
+                shared[d] += 1
         host = self.host[node.name]
         host[0] += a.cpu_millis
         host[1] += a.memory_mib
@@ -102,9 +115,12 @@ class Ledger:
         if name is None or name not in self.used:
             return
         used = self.used[name]
+        shared = self.shared[name]
         for d in devices:
             if d < len(used):
                 used[d] -= milli
+                if milli < FULL:
+                    shared[d] -= 1
         host = self.host[name]
         host[0] -= cpu
         host[1] -= mem
@@ -146,4 +162,4 @@ class Ledger:
         """What is held, whatever the order it was held in: two ledgers with equal holdings
         give a session the same start."""
         return (dict(self._entries), self.used, self.host, +self.pods, +self.held,
-                self.held_pool, self.queue_use)
+                self.held_pool, self.queue_use, self.shared)

@@ -8,7 +8,9 @@ large enough) and `spread` (the emptiest: the largest bucket) find their node in
 ties go to the node first in natural name order.
 
 CPU millicores and memory of a node that does not report them (0) are not enforced. The number
-of pods on a node is: running pods and this cycle's placements count against its `max_pods`.
+of pods on a node is: running pods and this cycle's placements count against its `max_pods`,
+and so does one GPU reservation pod per device that holds a fraction (lifecycle makes it, and
+the kubelet counts it like any pod).
 """
 
 import functools
@@ -28,6 +30,7 @@ class NodeState:
         "cpu_total",
         "dev_memory",
         "free_cpu",
+        "fractions",
         "free_mem",
         "gpu_swap",
         "gpus",
@@ -61,6 +64,7 @@ class NodeState:
         self.labels = dict(node.labels)  # its topology labels
         self.pods = 0  # pods on the node: running ones and this cycle's placements
         self.used = [0] * node.gpus
+        self.fractions = [0] * node.gpus  # fraction pods per device (a reservation pod each)
         self.whole = node.gpus
         self.bucket = node.gpus
         self.partial_free: frozenset[int] = frozenset()  # free milli of partly used devices
@@ -80,6 +84,16 @@ class NodeState:
     @property
     def pod_room(self) -> bool:
         return self.pods < self.max_pods
+
+    def slots_for(self, devices: tuple[int, ...] | list[int], milli: int) -> int:
+        """The pod slots a pod of `milli` on `devices` takes: itself, and for a fraction a
+        reservation pod on each device that holds no fraction yet."""
+        if not 0 < milli < FULL:
+            return 1
+        return 1 + sum(1 for d in devices if self.fractions[d] == 0)
+
+    def has_slots(self, devices: tuple[int, ...] | list[int], milli: int) -> bool:
+        return self.pods + self.slots_for(devices, milli) <= self.max_pods
 
     def fits_host(self, cpu: int, mem: int) -> bool:
         return self.pods < self.max_pods and self.free_cpu >= cpu and self.free_mem >= mem
@@ -238,13 +252,16 @@ class PoolNodes:
     def take(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
              mem: int, *, fraction: bool = False) -> Take:
         self.version += 1
+        slots = node.slots_for(devices, milli)
         for d in devices:
             node.used[d] += milli
             if fraction and node.swap is not None:
                 node.shares[d].append(milli)
+            if 0 < milli < FULL:
+                node.fractions[d] += 1
         self._gpu_delta(node, milli * len(devices))
         room = node.pod_room
-        node.hold_host(cpu, mem)
+        node.hold_host(cpu, mem, slots)
         self.pods_full += room and not node.pod_room
         self.changed(node)
         return Take(node, devices, milli, cpu, mem)
@@ -252,17 +269,21 @@ class PoolNodes:
     def give(self, take: Take) -> None:
         self.version += 1
         node = take.node
+        slots = 1
         for d in take.devices:
             node.used[d] -= take.milli
             if node.swap is not None and take.milli in node.shares[d]:
                 node.shares[d].remove(take.milli)
+            if 0 < take.milli < FULL:
+                node.fractions[d] -= 1
+                slots += node.fractions[d] == 0
         self._gpu_delta(node, -take.milli * len(take.devices))
         if node.free_cpu != UNTRACKED:
             node.free_cpu += take.cpu
         if node.free_mem != UNTRACKED:
             node.free_mem += take.mem
         room = node.pod_room
-        node.pods -= 1
+        node.pods -= slots
         self.pods_full -= node.pod_room and not room
         self.changed(node)
 
@@ -385,20 +406,21 @@ class PoolNodes:
                                 if 0 < u and u + milli <= FULL)
                 chosen = [d for _, d in shared][:count]
                 chosen += [d for d, u in enumerate(node.used) if u == 0][:count - len(chosen)]
-                if len(chosen) == count:
+                if len(chosen) == count and node.has_slots(chosen, milli):
                     return self.take(node, tuple(sorted(chosen)), milli, cpu, mem,
                                      fraction=True)
         node = self.find_whole(count, cpu, mem, node_type, within)
         nodes = self.gpu_nodes if within is None else within.gpu_nodes
         while node is not None:
             milli = milli_of(node, portion, memory)
-            if milli is not None:
-                devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
+            devices = tuple([d for d, u in enumerate(node.used) if u == 0][:count])
+            if milli is not None and node.has_slots(devices, milli):
                 return self.take(node, devices, milli, cpu, mem, fraction=True)
             node = next((n for n in nodes if n.whole >= count and n.idx > node.idx
                          and (node_type is None or n.node_type == node_type)
                          and milli_of(n, portion, memory) is not None
-                         and n.fits_host(cpu, mem)), None)
+                         and n.fits_host(cpu, mem)
+                         and n.pods + 1 + count <= n.max_pods), None)
         if count == 1 and self.swap_nodes:
             return self._place_swapped(portion, memory, cpu, mem, node_type, within)
         return None
@@ -414,7 +436,8 @@ class PoolNodes:
                 continue
             milli = milli_of(node, portion, memory)
             fit = self.swap_fit(node, portion, memory)
-            if milli is not None and fit is not None and fit.device is not None:
+            if (milli is not None and fit is not None and fit.device is not None
+                    and node.has_slots((fit.device,), milli)):
                 return self.take(node, (fit.device,), milli, cpu, mem, fraction=True)
         return None
 

@@ -258,9 +258,13 @@ class Session:
             used = ledger.used.get(name)
             if used:
                 node.used = (list(used) + [0] * node.gpus)[:node.gpus]
+            shared = ledger.shared.get(name)
+            if shared:
+                node.fractions = (list(shared) + [0] * node.gpus)[:node.gpus]
             host = ledger.host.get(name)
             if host:
-                node.hold_host(host[0], host[1], ledger.pods.get(name, 0))
+                node.hold_host(host[0], host[1],
+                               ledger.pods.get(name, 0) + ledger.reservations(name))
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
@@ -454,7 +458,8 @@ class Session:
         fraction = hold.milli < FULL
         over = any(node.used[d] + hold.milli > FULL for d in hold.devices)
         if ((over and not (fraction and node.swap_room(hold.devices, hold.milli)))
-                or not node.fits_host(hold.cpu, hold.mem)):
+                or not node.fits_host(hold.cpu, hold.mem)
+                or not node.has_slots(hold.devices, hold.milli)):
             return False
         pool = self.pools[node.pool]
         pool.take(node, hold.devices, hold.milli, hold.cpu, hold.mem, fraction=fraction)
