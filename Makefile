@@ -97,7 +97,7 @@ bench: install
 .PHONY: chaos
 chaos: install
 	timeout 1800 .venv/bin/pytest -q -s -p no:cacheprovider -o python_files=chaos_scenario.py \
-		tests/e2e/chaos_scenario.py $(PYTEST_ARGS)
+		--basetemp=$${TMPDIR:-/tmp}/fairway-chaos tests/e2e/chaos_scenario.py $(PYTEST_ARGS)
 
 bench-lifecycle: install
 	.venv/bin/python -m tests.bench.lifecycle_bench $(BENCH_ARGS)

@@ -72,6 +72,19 @@ def body(i: int, project_id: str) -> tuple[str, dict]:
                 "annotations": [run]}}
 
 
+def explain(api: httpx.Client, workload_ids: list[str]) -> None:
+    """What the stack says of workloads that did not end as expected: the view, the phase
+    events, the pods and their Kubernetes events (printed, for the run's log)."""
+    for wid in workload_ids:
+        print(f"\n--- {wid}")
+        for path in ("", "/events", "/pods", "/kubernetes-events"):
+            try:
+                r = api.get(f"/api/v1/workloads/{wid}{path}")
+                print(f"GET …{path}: {r.status_code} {r.text[:3000]}")
+            except httpx.HTTPError as exc:
+                print(f"GET …{path}: {exc!r}")
+
+
 @pytest.mark.timeout(1500)
 async def test_chaos(tmp_path):
     with (running_stack(tmp_path / "chaos", nats_replicas=3, replicas=REPLICAS,
@@ -167,6 +180,8 @@ async def chaos(stack, supervisor) -> None:
             break
         await asyncio.sleep(2)
     wrong = {w: (final.get(w), expected[w]) for w in ids if final.get(w) != expected[w]}
+    if wrong:
+        explain(apis[0], list(wrong)[:5])
     assert not wrong, f"{len(wrong)} workloads did not end as expected: {list(wrong.items())[:10]}"
 
     for project in names:
