@@ -184,6 +184,7 @@ async def chaos(stack, supervisor) -> None:
         explain(apis[0], list(wrong)[:5])
     assert not wrong, f"{len(wrong)} workloads did not end as expected: {list(wrong.items())[:10]}"
 
+    refused = 0
     for project in names:
         for attempt in range(5):  # the cluster may still be catching a server up
             try:
@@ -192,6 +193,8 @@ async def chaos(stack, supervisor) -> None:
             except nats.errors.TimeoutError:
                 assert attempt < 4, "the phase stream could not be read"
                 await asyncio.sleep(2)
+        refused += sum(1 for wid in ids if any(e["reason"] == "NodeRejected"
+                                               for e in stories.get(wid, ())))
         for final in ("Completed", "Failed"):
             assert_legal_stories(stories, [w for w in ids if project_of[w] == project
                                            and expected[w] == final], final)
@@ -221,4 +224,5 @@ async def chaos(stack, supervisor) -> None:
             await asyncio.sleep(1)
     assert supervisor.failure is None
     print(f"CHAOS OK: {len(ids)} workloads; lifecycle takeovers "
-          f"{', '.join(f'{t:.1f} s' for t in takeovers)}")
+          f"{', '.join(f'{t:.1f} s' for t in takeovers)}; {refused} workloads had a pod "
+          "refused by its node at binding (NodeRejected) and made again")

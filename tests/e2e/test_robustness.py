@@ -17,8 +17,10 @@ pytestmark = pytest.mark.e2e
 
 COUNT = 200
 ORDER = ["Creating", "Pending", "Initializing", "Running", "Completed"]
-# Going back to Pending is legal only for a retry or a preemption.
-BACKWARDS_REASONS = {"Retrying", "Preempted", "Evicted"}
+# Going back to Pending is legal only for a retry, a preemption, an eviction, a pod its node
+# refused when it was bound (made again, no retry spent) or GPU memory taken back before it ran
+# (docs/replay-format.md lists the reasons).
+BACKWARDS_REASONS = {"Retrying", "Preempted", "Evicted", "NodeRejected", "GpuMemoryReclaimed"}
 
 
 def legal(previous: str | None, event: dict) -> bool:
