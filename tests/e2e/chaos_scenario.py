@@ -203,8 +203,9 @@ async def chaos(stack, supervisor) -> None:
     scheduled: Counter[str] = Counter()
     for project in names:
         for event in kube.list_namespaced_event(f"fairway-{project}").items:
-            if event.reason == "Scheduled":  # kubesim's record of each bind
-                scheduled[event.involved_object.name] += 1
+            if event.reason == "Scheduled":  # kubesim's record of each bind, per pod
+                # object: a pod its node refused is made again under the same name
+                scheduled[f"{event.involved_object.name} {event.involved_object.uid}"] += 1
     assert scheduled and max(scheduled.values()) == 1, [
         p for p, n in scheduled.items() if n > 1]
     assert_no_device_double_booked(kube)

@@ -177,8 +177,9 @@ async def test_killing_a_lifecycle_replica_hands_its_shards_on_and_loses_nothing
             if (wid := (pod.metadata.labels or {}).get("fairway.io/workload-id")) in ids:
                 per_workload[wid] += 1
         for event in kube.list_namespaced_event(f"fairway-{name}").items:
-            if event.reason == "Scheduled":  # kubesim's record of each bind
-                scheduled[event.involved_object.name] += 1
+            if event.reason == "Scheduled":  # kubesim's record of each bind, per pod
+                # object: a pod its node refused is made again under the same name
+                scheduled[f"{event.involved_object.name} {event.involved_object.uid}"] += 1
     assert len(per_workload) == len(ids) and set(per_workload.values()) == {1}
     assert scheduled and max(scheduled.values()) == 1, "a pod was bound twice"
     assert_no_device_double_booked(kube)

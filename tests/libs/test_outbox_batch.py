@@ -265,3 +265,39 @@ async def test_a_lost_publish_does_not_let_its_workloads_later_events_overtake_i
     await relay.stop()
     await pool.close()
     await nc.close()
+
+
+class _RefusesTheFirstPublish(_LosesTheFirstPublish):
+    """Refuses a workload's first publish at once, as a clustered stream electing a new leader
+    does ("no response from stream"), while the next message, a moment later, is stored."""
+
+    async def publish_async(self, subject, *args, **kwargs):
+        if subject == self.lost_subject and not self.lost:
+            self.lost = True
+            refused = asyncio.get_running_loop().create_future()
+            refused.set_exception(nats.js.errors.NoStreamResponseError())
+            return refused
+        return await self.js.publish_async(subject, *args, **kwargs)
+
+
+async def test_a_refused_publish_is_not_overtaken_by_its_workloads_next_row_of_the_round(
+        database_url, nats_url):
+    """Two rows of one workload read in one round: the first is refused by the stream, and
+    the second would be stored; it is not sent until the first is, so the stream holds 1, 2."""
+    pool, nc, js = await _setup(database_url, nats_url, "outboxround")
+    token = uuid.uuid4().hex[:8]
+    wid = str(uuid.uuid4())
+    sub = await js.subscribe(f"fairway.org.test.{token}.>", stream=streams.ORG.name,
+                             ordered_consumer=True)
+    subject = f"fairway.org.test.{token}.{wid}"
+    async with pool.acquire() as c:
+        await add_many_to_outbox(c, [(f"{subject}.{n}", _event(token, n), f"{token}-{n}", None)
+                                     for n in (1, 2)])
+    relay = OutboxRelay(database_url, pool, "outboxround",
+                        _RefusesTheFirstPublish(js, f"{subject}.1"))
+    await relay.start()
+    got = [(await sub.next_msg(timeout=5)).subject.rsplit(".", 1)[1] for _ in range(2)]
+    assert got == ["1", "2"]
+    await relay.stop()
+    await pool.close()
+    await nc.close()

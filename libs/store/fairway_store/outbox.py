@@ -142,12 +142,14 @@ class OutboxRelay:
     an ack fails, that round's unacknowledged rows and every later round's are read and
     published again.
 
-    A row is not sent while an earlier round's row of the same workload (`ordering_key`) waits
-    for its ack. Without that, the loss of a NATS server reorders a workload's events: rows
-    written to the lost connection vanish, a later round queued meanwhile reaches the next
-    server first, and the lost ones arrive after it when published again. The rows of one round
-    are queued together, without a pause, so they reach the connection together: what of them
-    arrives is a prefix, and the rest is published again in order.
+    A row is not sent while an earlier row of the same workload (`ordering_key`) waits for its
+    ack, in an earlier round or in the same one. Without that, the loss of a NATS server
+    reorders a workload's events: rows written to the lost connection vanish, a later round
+    queued meanwhile reaches the next server first, and the lost ones arrive after it when
+    published again. Within one round it is the stream that decides: while a clustered stream
+    elects a new leader, a message is refused ("no response from stream") and the next one,
+    a moment later, may be stored, so what arrives of a round is not a prefix of it. One row
+    per workload in flight keeps every workload's events in commit order whatever arrives.
     """
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
@@ -272,9 +274,10 @@ class OutboxRelay:
             return 0
         futures, sent, keys, too_large = [], [], [], []
         held: set[str] = set()
+        in_round: set[str] = set()
         for row in rows:
             key = ordering_key(row["subject"])
-            if key in held or self._in_flight_keys[key]:
+            if key in held or key in in_round or self._in_flight_keys[key]:
                 held.add(key)  # and every later row of it, so its rows keep their order
                 continue
             headers = dict(row["headers"] or {})
@@ -284,6 +287,7 @@ class OutboxRelay:
                     row["subject"], bytes(row["payload"]), headers=headers))
                 sent.append(row)
                 keys.append(key)
+                in_round.add(key)
             except MaxPayloadError as exc:
                 too_large.append(row["id"])
                 # It can never be sent: retrying would wedge every row behind it.
