@@ -26,3 +26,37 @@ def test_a_reservation_another_replica_made_for_a_bind_on_its_way_stays():
     assert ("n1", 0) in other.in_use(time.monotonic())
     other.on_pod("DELETED", fraction)
     assert ("n1", 0) not in other.in_use(time.monotonic())
+
+
+async def test_a_reservation_its_node_refused_is_made_again_while_a_fraction_waits():
+    """The node refused the reservation pod at admission (a device still held by a pod the
+    scheduler did not count): it is Failed and will never report its device. It is deleted and
+    made again while the fraction waits, not waited for until the bind times out, again and
+    again (a workload stayed Pending for ever that way)."""
+    from fairway_contracts.events import PodPlacement
+    from fairway_contracts.workloads import Compute
+    from fairway_lifecycle.sharing import FractionBind
+    from tests.lifecycle.test_controller import FakeKube
+
+    kube = FakeKube()
+    sharing = GpuSharing(kube, image="x", namespace="fairway-reservation", timeout_seconds=60,
+                         check_seconds=1, resync_seconds=60)
+    sharing.find_unbound = list
+    job = FractionBind("team", PodPlacement(pod="f", node="n1", gpu_devices=[7], portion=0.5),
+                       Compute(gpu_portion_request=0.5), "f", time.monotonic())
+    sharing.waiting[job.key] = job
+    refused = reservation_pod("n1", 7, "x", "fairway-reservation")
+    sharing.on_reservation("ADDED", refused)
+    assert ("n1", 7) in sharing.reservations
+    refused["status"] = {"phase": "Failed", "reason": "OutOfnvidia.com/gpu",
+                         "message": "Pod was rejected: Node didn't have enough resource"}
+    sharing.on_reservation("MODIFIED", refused)
+    assert ("n1", 7) not in sharing.reservations and sharing._poked.is_set()
+    await sharing.converge()
+    name = refused["metadata"]["name"]
+    assert kube.calls.index(("delete", name, 0)) < kube.calls.index(("create", name))
+    assert job.key in sharing.waiting  # bound once the new one reports
+    reported = reservation_pod("n1", 7, "x", "fairway-reservation")
+    reported["metadata"]["annotations"]["fairway.io/gpu-uuid"] = "GPU-7"
+    sharing.on_reservation("ADDED", reported)
+    assert sharing.reservations[("n1", 7)] == "GPU-7"

@@ -81,6 +81,9 @@ class GpuSharing:
         self.resync_seconds = resync_seconds
         self.reservations: dict[Device, str | None] = {}  # device -> the UUID it reported
         self._created: dict[Device, float] = {}  # reservations this process created, when
+        # reservation pods that ended (their node refused them at admission, or they exited):
+        # deleted at the next check, and made again while a fraction waits for the device
+        self._ended: dict[Device, str] = {}
         self.sharers: dict[Device, dict[Key, dict[str, Any]]] = {}  # bound fraction pods
         self._pod_devices: dict[Key, list[Device]] = {}
         self.claims: dict[Device, dict[Key, float]] = {}  # binds in flight
@@ -139,6 +142,12 @@ class GpuSharing:
             self.reservations.pop(device, None)
         elif pod["metadata"].get("deletionTimestamp"):
             self.reservations.pop(device, None)  # going: a new one will be made if needed
+        elif (status := pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            # It holds nothing and never will: a waiting bind would wait for it for ever.
+            self.reservations.pop(device, None)
+            self._ended[device] = status.get("message") or status.get("reason") or "ended"
+            self.poke()
+            return
         else:
             if device not in self.reservations and kind == "ADDED":
                 # Made by another replica (or before a restart) for a bind on its way: it
@@ -318,6 +327,17 @@ class GpuSharing:
     async def converge(self) -> None:
         now = time.monotonic()
         self.recover(self.find_unbound())
+        for device, why in sorted(self._ended.items()):
+            await self.kube.delete_pod(self.namespace, reservation_name(*device),
+                                       grace_seconds=0)
+            del self._ended[device]
+            self._created.pop(device, None)
+            log.warning("reservation pod %s ended (%s): deleted; made again while a fraction "
+                        "waits for device %s of node %s", reservation_name(*device), why,
+                        device[1], device[0])
+        for device in sorted({d for job in self.waiting.values() for d in job.devices}
+                             - set(self.reservations)):
+            await self._reserve(device)  # (one that ended, or one never made)
         self._bind_ready()
         for job in [j for j in self.waiting.values() if now - j.since > self.timeout_seconds]:
             # Its devices could not be reserved: the pod is made again and placed again,
