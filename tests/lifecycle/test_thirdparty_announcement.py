@@ -4,7 +4,13 @@ event of a workload, whose id names its content (pure)."""
 from datetime import UTC, datetime, timedelta
 
 from fairway_lifecycle.core.grouping import Owner, OwnerRef, group_pods
-from fairway_lifecycle.core.thirdparty import announcement, missing_owners, third_party_phase
+from fairway_lifecycle.core.thirdparty import (
+    announcement,
+    missing_owners,
+    pods_to_tell,
+    third_party_phase,
+    waiting_condition,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -108,3 +114,19 @@ def test_no_project_waits_with_the_reason():
     event = announcement(w, {p["metadata"]["name"]: p for p in pods}, T0)
     assert (event.phase, event.phase_reason) == ("Pending", "NoProject")
     assert [s.name for s in event.pod_summaries] == ["solo"]
+
+
+def test_waiting_pods_are_told_why_once_as_kube_scheduler_would():
+    said = waiting_condition("OverFairShare", "project a is over its fair share", T0)
+    assert said == {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "OverFairShare: project a is over its fair share",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    waiting, told, bound, going = (pod(n, ref("ReplicaSet", "web-abc"))
+                                   for n in ("w-1", "w-2", "w-3", "w-4"))
+    told["status"] = {"conditions": [said]}
+    bound["spec"]["nodeName"] = "node-1"
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pods_to_tell([waiting, told, bound, going], said) == ["w-1"]
+    # a new reason is told again
+    other = waiting_condition("OverLimit", "project a is at its limit", T0)
+    assert pods_to_tell([waiting, told], other) == ["w-1", "w-2"]

@@ -253,8 +253,12 @@ class LifecycleService:
         await self.controller.preempt(decision)
 
     async def pending(self, event: SchedulingPending) -> None:
-        """Only the verdict "can never be placed" concerns lifecycle: the workload fails with
-        the scheduler's reason instead of waiting for ever."""
+        """A third-party workload's waiting pods are told why they wait (its owner made
+        them: they say it as kube-scheduler would). Of Fairway's own, only the verdict "can
+        never be placed" concerns lifecycle: the workload fails with the scheduler's reason
+        instead of waiting for ever."""
+        if await self.thirdparty.pending(event):
+            return
         if not event.unschedulable or not event.pending:
             return
         await self.controller.reject(event.workload_id, event.code or "Unschedulable",

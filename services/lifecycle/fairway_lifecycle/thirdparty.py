@@ -27,6 +27,7 @@ from fairway_contracts import subjects
 from fairway_contracts.events import (
     PodGroupChanged,
     PreemptDecision,
+    SchedulingPending,
     ThirdPartyWorkloadChanged,
 )
 from fairway_contracts.workloads import Phase, WorkloadType, utcnow
@@ -37,7 +38,12 @@ from fairway_lifecycle.core.grouping import (
     is_third_party,
     owner_from_object,
 )
-from fairway_lifecycle.core.thirdparty import announcement, missing_owners
+from fairway_lifecycle.core.thirdparty import (
+    announcement,
+    missing_owners,
+    pods_to_tell,
+    waiting_condition,
+)
 from fairway_lifecycle.kube import Kube
 
 log = logging.getLogger("fairway.lifecycle.thirdparty")
@@ -61,6 +67,9 @@ class ThirdPartyDiscovery:
         self.announced: dict[str, ThirdPartyWorkloadChanged] = {}  # by workload id
         self.gone: set[str] = set()  # workloads announced gone (a late delete is done)
         self._sequences: dict[str, int] = {}  # the last pod group sequence per workload
+        # why each workload's pods wait, as the scheduler last said (its PodScheduled
+        # condition): told to the waiting pods, and to the ones its owner makes later
+        self.waiting: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._readers: dict[tuple[str, str], Callable[[str, str, str], Any]] | None = None
@@ -161,6 +170,7 @@ class ThirdPartyDiscovery:
             await self._publish_pod_group(js, event)
             if event.gone:
                 self.announced.pop(event.workload_id, None)
+                self.waiting.pop(event.workload_id, None)
                 self.gone.add(event.workload_id)
             else:
                 self.announced[event.workload_id] = event
@@ -168,6 +178,8 @@ class ThirdPartyDiscovery:
                      extra={"workload_id": event.workload_id, "fields": {
                          "kind": event.kind, "name": event.name, "namespace": namespace,
                          "pods": len(event.pods), "project": event.project}})
+        for wid in sorted(present & self.waiting.keys() & self.announced.keys()):
+            await self._tell_waiting(self.announced[wid])  # pods made since it was said
         return changed
 
     def namespace_of(self, workload_id: str) -> str | None:
@@ -209,6 +221,37 @@ class ThirdPartyDiscovery:
             log.info("evicted third-party pod %s (%s): %s", pod, decision.reason, outcome,
                      extra={"workload_id": decision.workload_id})
         return True
+
+    async def pending(self, event: SchedulingPending) -> bool:
+        """Say on each of a third-party workload's waiting pods why it waits, as
+        kube-scheduler does (condition `PodScheduled` False, reason `Unschedulable`, the
+        scheduler's code and message, and a `FailedScheduling` Warning event); the pods its
+        owner makes later are told too. True when the workload is one this replica
+        announced."""
+        announced = self.announced.get(event.workload_id)
+        if announced is None:
+            return False
+        if not event.pending:
+            self.waiting.pop(event.workload_id, None)  # binding sets PodScheduled True
+            return True
+        self.waiting[event.workload_id] = waiting_condition(event.code, event.message,
+                                                            event.changed_at)
+        await self._tell_waiting(announced)
+        return True
+
+    async def _tell_waiting(self, announced: ThirdPartyWorkloadChanged) -> None:
+        condition = self.waiting[announced.workload_id]
+        pods = self.pods.get(announced.namespace, {})
+        members = {name: pods[name] for name in announced.pods if name in pods}
+        for name in pods_to_tell(members.values(), condition):
+            pod = members[name]
+            if await self.kube.set_pod_condition(announced.namespace, name,
+                                                 condition) == "patched":
+                await self.kube.record_event(pod, "FailedScheduling", condition["message"],
+                                             "Warning")
+                # as written: not written again before the watch brings the pod back
+                said = pod.setdefault("status", {}).setdefault("conditions", [])
+                said[:] = [c for c in said if c.get("type") != "PodScheduled"] + [condition]
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the

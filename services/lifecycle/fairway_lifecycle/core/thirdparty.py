@@ -93,3 +93,31 @@ def announcement(workload: ThirdPartyWorkload, pods: Mapping[str, Mapping[str, A
     digest = hashlib.sha256(content.encode()).hexdigest()[:24]
     return ThirdPartyWorkloadChanged(event_id=f"tp:{workload.id}:{digest}",
                                      observed_at=observed_at, **fields)
+
+
+UNSCHEDULABLE = "Unschedulable"  # kube-scheduler's reason for a pod it could not place
+
+
+def waiting_condition(code: str | None, message: str | None, now: datetime) -> dict[str, Any]:
+    """The `PodScheduled` condition a waiting pod carries, as kube-scheduler writes it (so
+    `kubectl describe pod` and every tool that reads it say why), with the scheduler's reason."""
+    text = f"{code}: {message}" if code and message else (message or code or "waiting")
+    return {"type": "PodScheduled", "status": "False", "reason": UNSCHEDULABLE,
+            "message": text, "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def pods_to_tell(pods: Iterable[Mapping[str, Any]], condition: Mapping[str, Any]
+                 ) -> list[str]:
+    """The names of the pods that wait for a node (unbound, not being deleted) and do not
+    say `condition`'s message yet."""
+    names = []
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if spec.get("nodeName") or meta.get("deletionTimestamp"):
+            continue
+        said = next((c for c in (pod.get("status") or {}).get("conditions") or ()
+                     if c.get("type") == "PodScheduled"), None)
+        if said is None or said.get("status") != "False" or \
+                said.get("message") != condition["message"]:
+            names.append(str(meta.get("name", "")))
+    return sorted(names)
