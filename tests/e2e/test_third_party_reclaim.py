@@ -2,11 +2,15 @@
 pod, never below its minimum, when another project reclaims its fair share (issue 18). A stack
 of its own, one 4-GPU node, so that reclaim touches no other test's workloads."""
 
+import asyncio
 import time
 
+import nats
 import pytest
 from kubernetes import client, config
 
+from fairway_contracts import streams, subjects
+from fairway_contracts.events import WorkloadSubmitted
 from tests.e2e.conftest import admin_client, stack_of_its_own
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +74,20 @@ def pods_by_phase(core: client.CoreV1Api, namespace: str) -> dict[str, list]:
         if pod.metadata.deletion_timestamp is None:
             found.setdefault(pod.status.phase, []).append(pod)
     return found
+
+
+def scheduler_request(nats_url: str, project: str, wid: str) -> WorkloadSubmitted:
+    """The last request the scheduler was sent for the workload."""
+    async def read() -> WorkloadSubmitted:
+        connection = await nats.connect(nats_url)
+        try:
+            msg = await connection.jetstream().get_last_msg(
+                streams.WORKLOADS.name, subjects.workload_submitted(project, wid))
+            return WorkloadSubmitted.model_validate_json(msg.data)
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
 
 
 def scheduled(pod):
@@ -153,3 +171,27 @@ def test_a_deployment_borrows_idle_gpus_and_is_reclaimed_pod_by_pod(
     # the two pods that went were evicted (the eviction API), the first replicas' names gone
     names = {p.metadata.name for p in core.list_namespaced_pod("web").items}
     assert len(names - first) == 2 and len(first - names) == 2, (first, names)
+
+    # scaled down (the /scale subresource): its waiting pods go; the view follows the owner
+    apps = client.AppsV1Api(kube)
+    apps.patch_namespaced_deployment_scale("serve", "web", {"spec": {"replicas": 1}})
+    wait_until(lambda: (p := pods_by_phase(core, "web")) and not p.get("Pending")
+               and len(p.get("Running", [])) == 1, "one pod left, running")
+    wait_until(lambda: api.get(f"/api/v1/workloads/{wid}").json()["requestedPods"] == 1,
+               "the view: 1 pod requested")
+
+    # the late project's training over; scaled to 4 with a minimum of 2: the scheduler
+    # places every new replica (the idle GPUs again), the view says 4 of minimum 2
+    assert api.delete(f"/api/v1/workloads/trainings/{mine}").status_code == 202
+    apps.patch_namespaced_deployment("serve", "web", {
+        "metadata": {"annotations": {"fairway.io/min-members": "2"}},
+        "spec": {"replicas": 4}})
+    view = wait_until(lambda: (w := api.get(f"/api/v1/workloads/{wid}").json())
+                      ["runningPods"] == 4 and w["requestedPods"] == 4 and w,
+                      "the Deployment running 4 pods", timeout=90)
+    assert view["owner"]["minMembers"] == 2, view["owner"]
+    assert len(pods_by_phase(core, "web").get("Running", [])) == 4
+    # ... and so was the scheduler: the request again, with its new pods and minimum
+    request = scheduler_request(reclaim_stack.nats_url, "lender", wid)
+    assert (request.spec.pods, request.spec.min_pods) == (4, 2) and request.revision >= 2, \
+        request

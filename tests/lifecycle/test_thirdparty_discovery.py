@@ -191,7 +191,8 @@ async def test_waiting_pods_say_why_and_so_do_the_ones_made_later(discovery, js)
 
     # scaled up: the pod its ReplicaSet makes is told too
     apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
-    await announced(js, wid, lambda e: len(e.pods) == 3)
+    scaled = await announced(js, wid, lambda e: len(e.pods) == 3)
+    assert scaled.replicas == 3  # what its owner wants now
     for _ in range(50):
         if list(conditions().values()) == [why] * 3:
             break

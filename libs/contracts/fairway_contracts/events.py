@@ -30,6 +30,9 @@ class WorkloadSubmitted(Contract):
     # A third-party workload's request for the scheduler (its pods exist already: lifecycle
     # makes none, it binds the owner's pods where the scheduler places them).
     third_party: bool = False
+    # A third-party workload's request is sent again when its owner is scaled (its pods and
+    # minimum follow): each time with the next revision; the scheduler keeps the highest.
+    revision: int = Field(default=0, ge=0)
 
 
 class WorkloadAction(Contract):
@@ -307,6 +310,9 @@ class ThirdPartyWorkloadChanged(Contract):
     priority: int
     preemptible: bool
     pods: list[str] = Field(default_factory=list)
+    # The pods its owner wants now (a set's `replicas`, a Job's `parallelism`, a PyTorchJob's
+    # replicas summed), which follows a scale; None: the owner does not say (its pods count).
+    replicas: int | None = Field(default=None, ge=0)
     # What one pod asks for (its first container's, summed over its containers)
     gpus_per_pod: int = Field(default=0, ge=0)
     cpu_millis: int = Field(default=0, ge=0)

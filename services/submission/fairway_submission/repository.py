@@ -783,7 +783,8 @@ def third_party_spec(event: ThirdPartyWorkloadChanged) -> dict[str, Any]:
         compute["cpuCoreRequest"] = event.cpu_millis / 1000
     if event.memory_mib:
         compute["cpuMemoryRequest"] = f"{event.memory_mib}Mi"
-    return {"pods": len(event.pods), "minPods": event.min_members,
+    pods = event.replicas if event.replicas is not None else len(event.pods)
+    return {"pods": pods, "minPods": event.min_members,
             "priorityClass": event.priority_class, "preemptible": event.preemptible,
             "compute": compute}
 
@@ -804,10 +805,14 @@ async def project_named(conn: asyncpg.Connection, name: str) -> asyncpg.Record |
     return await conn.fetchrow("SELECT * FROM projects WHERE name = $1", name)
 
 
-async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str) -> bool:
-    """True once per third-party workload: its request is to go to the scheduler now."""
-    done = await conn.execute(
-        "UPDATE workloads SET third_party_submitted_at = now() WHERE workload_id = $1"
-        " AND third_party_submitted_at IS NULL AND project_id IS NOT NULL",
-        uuid.UUID(workload_id))
-    return done.endswith(" 1")
+async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str,
+                                request: dict[str, Any]) -> int | None:
+    """The revision of a third-party workload's request to send the scheduler now (0 the
+    first time), or None when `request` (its pods and minimum) is what was sent last."""
+    return await conn.fetchval(
+        "UPDATE workloads SET third_party_submitted_at = coalesce(third_party_submitted_at,"
+        " now()), third_party_request = $2, third_party_revision = CASE WHEN"
+        " third_party_submitted_at IS NULL THEN 0 ELSE third_party_revision + 1 END"
+        " WHERE workload_id = $1 AND project_id IS NOT NULL"
+        " AND third_party_request IS DISTINCT FROM $2::jsonb RETURNING third_party_revision",
+        uuid.UUID(workload_id), request)

@@ -79,7 +79,8 @@ def announcement(workload: ThirdPartyWorkload, pods: Mapping[str, Mapping[str, A
         grouping=workload.grouping, min_members=workload.min_members, project=workload.project,
         problem=workload.problem, priority_class=workload.priority_class,
         priority=workload.priority, preemptible=workload.preemptible,
-        pods=[] if gone else list(workload.pods), gpus_per_pod=gpus, cpu_millis=cpu,
+        pods=[] if gone else list(workload.pods), replicas=workload.replicas,
+        gpus_per_pod=gpus, cpu_millis=cpu,
         memory_mib=memory, gone=gone)
     if not gone:
         members = [pods[name] for name in workload.pods if name in pods]

@@ -133,6 +133,9 @@ class WorkloadRequest:
     # Its topology request: levels (node label keys) of its node pool's topology.
     topology_required: str | None = None
     topology_preferred: str | None = None
+    # A third-party workload's request again after a scale (its pods and minimum): the
+    # highest revision counts.
+    revision: int = 0
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -158,6 +161,7 @@ class WorkloadRequest:
             master=master_size(spec.master_spec.compute if spec.master_spec else None),
             topology_required=spec.topology.required_placement if spec.topology else None,
             topology_preferred=spec.topology.preferred_placement if spec.topology else None,
+            revision=event.revision,
             **_fraction(spec.compute),
         )
 
@@ -453,6 +457,10 @@ class ClusterState:
         self.version += 1
 
     def add_request(self, request: WorkloadRequest) -> None:
+        known = self.requests.get(request.id)
+        if known is not None and request.revision:
+            # a revision (a scaled third-party owner): its place in the queue stays
+            request = replace(request, submitted_at=known.submitted_at)
         self.requests[request.id] = request
         self._touch(request.id)
         self.version += 1
