@@ -305,7 +305,9 @@ class ThirdPartyWorkloadChanged(Contract):
     grouping: Literal["single", "gang", "elastic"]
     min_members: int = Field(ge=1)
     project: str | None = None  # None: its namespace belongs to no project (`problem` says so)
-    problem: str | None = None  # why it cannot be scheduled as it is
+    # why it cannot be scheduled as it is (no project; a fraction annotation that cannot be
+    # read): it waits with this, and is not sent to the scheduler
+    problem: str | None = None
     priority_class: str
     priority: int
     preemptible: bool
@@ -315,6 +317,10 @@ class ThirdPartyWorkloadChanged(Contract):
     replicas: int | None = Field(default=None, ge=0)
     # What one pod asks for (its first container's, summed over its containers)
     gpus_per_pod: int = Field(default=0, ge=0)
+    # ... or a fraction of one GPU, by annotation (`gpu-fraction` / `fairway.io/gpu-fraction`:
+    # a portion; `gpu-memory` / `fairway.io/gpu-memory`: MiB), with no whole GPU asked
+    gpu_portion: float | None = Field(default=None, gt=0, lt=1)
+    gpu_memory_mib: int | None = Field(default=None, gt=0)
     cpu_millis: int = Field(default=0, ge=0)
     memory_mib: int = Field(default=0, ge=0)
     # Its phase, folded from its pods by lifecycle's fold (a Job, a PyTorchJob or a bare pod

@@ -30,7 +30,8 @@ from fairway_contracts.events import (
     SchedulingPending,
     ThirdPartyWorkloadChanged,
 )
-from fairway_contracts.workloads import Phase, WorkloadType, utcnow
+from fairway_contracts.workloads import Compute, Phase, WorkloadType, utcnow
+from fairway_lifecycle.core.fractions import LABEL_FRACTION
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -252,6 +253,22 @@ class ThirdPartyDiscovery:
                 # as written: not written again before the watch brings the pod back
                 said = pod.setdefault("status", {}).setdefault("conditions", [])
                 said[:] = [c for c in said if c.get("type") != "PodScheduled"] + [condition]
+
+    async def fraction_compute(self, workload_id: str, namespace: str, pod: str
+                               ) -> Compute | None:
+        """What a third-party fraction pod asks for, as a native fraction's compute (one
+        device: a portion, or an amount of its memory); the pod is labelled a fraction pod
+        first, so the GPU sharing counts it on its device as a native one. None: not a
+        third-party fraction this replica announced."""
+        event = self.announced.get(workload_id)
+        if event is None or (event.gpu_portion is None and event.gpu_memory_mib is None):
+            return None
+        await self.kube.label(namespace, pod, {LABEL_FRACTION: "true"})
+        if event.gpu_portion is not None:
+            return Compute(gpu_devices_request=1, gpu_request_type="portion",
+                           gpu_portion_request=event.gpu_portion)
+        return Compute(gpu_devices_request=1, gpu_request_type="memory",
+                       gpu_memory_request=f"{event.gpu_memory_mib}Mi")
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the

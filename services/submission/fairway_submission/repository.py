@@ -732,7 +732,11 @@ async def apply_third_party(conn: asyncpg.Connection, event: ThirdPartyWorkloadC
             return False
         reason, message = event.phase_reason, event.phase_message
         if problem is not None:
-            reason, message = "NoProject", problem
+            # lifecycle's reason for a problem it found (no project; a fraction annotation it
+            # cannot read), else ours: the project it names does not exist
+            reason = (event.phase_reason if problem == event.problem
+                      and event.phase_reason in PROBLEM_REASONS else "NoProject")
+            message = problem
         spec = third_party_spec(event)
         owner = {"kind": event.kind, "apiVersion": event.api_version, "name": event.name,
                  "namespace": event.namespace, "uid": event.owner_uid,
@@ -776,9 +780,19 @@ async def apply_third_party(conn: asyncpg.Connection, event: ThirdPartyWorkloadC
     return True
 
 
+PROBLEM_REASONS = frozenset({"NoProject", "InvalidGpuFraction"})
+
+
 def third_party_spec(event: ThirdPartyWorkloadChanged) -> dict[str, Any]:
-    """The spec a third-party workload shows: what its pods ask for, in a spec's shape."""
+    """The spec a third-party workload shows: what its pods ask for, in a spec's shape (a
+    fraction by annotation as a native fraction asks: one device, a portion or memory)."""
     compute: dict[str, Any] = {"gpuDevicesRequest": event.gpus_per_pod}
+    if event.gpu_portion is not None:
+        compute = {"gpuDevicesRequest": 1, "gpuRequestType": "portion",
+                   "gpuPortionRequest": event.gpu_portion}
+    elif event.gpu_memory_mib is not None:
+        compute = {"gpuDevicesRequest": 1, "gpuRequestType": "memory",
+                   "gpuMemoryRequest": f"{event.gpu_memory_mib}Mi"}
     if event.cpu_millis:
         compute["cpuCoreRequest"] = event.cpu_millis / 1000
     if event.memory_mib:

@@ -286,8 +286,8 @@ class SubmissionService:
                 problem = (f"namespace {event.namespace} names project {event.project}, which "
                            "does not exist: create it, or label the namespace with another")
             await repo.apply_third_party(conn, event, project, problem)
-            if project is None or event.gone:
-                return
+            if project is None or event.gone or event.problem:
+                return  # nothing the scheduler can place (yet)
             # its request for the scheduler (lifecycle makes no pods for it): once, and again
             # with the next revision when a scale changes its pods or its minimum
             pods, min_pods = third_party_size(event)
