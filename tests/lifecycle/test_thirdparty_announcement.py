@@ -108,6 +108,15 @@ def test_phases_come_from_the_pods_by_the_same_fold():
     assert third_party_phase(w, pods).reason == "WaitingForScheduler"
     w, pods = workload_of("Job", running(pod("a"), phase="Failed"))
     assert third_party_phase(w, pods).phase == "Failed"
+    # its messages name its kind, not a native type
+    assert third_party_phase(w, pods).message.startswith("The Job failed"), \
+        third_party_phase(w, pods).message
+    broken = pod("a")
+    broken["status"] = {"phase": "Pending", "containerStatuses": [{"name": "m", "state": {
+        "waiting": {"reason": "CreateContainerConfigError", "message": "no secret x"}}}]}
+    w, pods = workload_of("Deployment", broken)
+    result = third_party_phase(w, pods)
+    assert result.message == "The Deployment cannot start: pod a: no secret x.", result
 
 
 def test_no_project_waits_with_the_reason():

@@ -116,7 +116,7 @@ def third_party_phase(workload: ThirdPartyWorkload, pods: list[Mapping[str, Any]
         workload_type=(WorkloadType.TRAINING if workload.kind in RUN_TO_COMPLETION
                        else WorkloadType.WORKSPACE),
         pods=max(len(current), 1), min_pods=min(workload.min_members, max(len(current), 1)),
-        backoff_limit=0,
+        backoff_limit=0, noun=workload.kind,
         has_run=any((p.get("status") or {}).get("phase") in ("Running", "Succeeded")
                     for p in current))
     return fold(info, [dict(p) for p in current], now)
