@@ -124,6 +124,14 @@ async def test_a_scaled_third_party_request_takes_its_new_pods_and_minimum(
     [loaded] = [r for r in await repository.load_requests(db) if r.id == wid]
     assert (loaded.pods, loaded.min_pods, loaded.revision) == (6, 6, 2)
 
+    # its pod groups count tenths of a second since 2026: past 32 bits from 2032 on
+    late = 2**31 + 10
+    await scheduler.pod_groups_changed([received(pod_group(wid, project, late, Phase.PENDING, [
+        PodSummary(name=f"web-{i}") for i in range(6)]), f"pg-{wid}-late")])
+    assert scheduler.state.statuses[wid].sequence == late
+    assert await db.fetchval("SELECT sequence FROM workload_status WHERE workload_id = $1",
+                             wid) == late
+
 
 async def test_a_fetch_of_pod_groups_ends_as_one_event_after_the_other(
         js, scheduler, project, pool, tag, db, eventually, monkeypatch):

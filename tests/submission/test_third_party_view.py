@@ -149,3 +149,21 @@ async def test_a_scaled_owner_s_pods_and_minimum_follow_in_the_view_and_the_requ
     assert (last["spec"]["pods"], last["spec"]["minPods"], last["revision"]) == (5, 2, 2)
     view = (await harness.admin.get(f"/api/v1/workloads/{wid}")).json()
     assert view["owner"]["minMembers"] == 2
+
+
+async def test_a_pod_group_sequence_past_32_bits_is_kept(harness, default_project):
+    """A third-party workload's pod groups count tenths of a second since 2026 (past 2**31
+    in 2032)."""
+    from fairway_contracts.events import PodGroupChanged
+    from fairway_submission import repository as repo
+
+    event = announced("late-tp", "default")
+    await harness.service.third_party_changed(event)
+    group = PodGroupChanged(
+        event_id="pg-late", workload_id=event.workload_id, name="late-tp", project="default",
+        workload_type="training", sequence=2**31 + 10, phase="Pending", time=T0 + timedelta(1),
+        pods=event.pod_summaries)
+    async with harness.service.pool.acquire() as conn:
+        await repo.apply_pod_groups(conn, [group])
+        assert await conn.fetchval("SELECT pods_sequence FROM workloads WHERE workload_id = $1",
+                                   uuid.UUID(event.workload_id)) == 2**31 + 10

@@ -78,7 +78,8 @@ class PodGroupChanged(Contract):
     name: str
     project: str
     workload_type: WorkloadType
-    sequence: int = Field(ge=1)
+    # 64 bits: a third-party workload's counts tenths of a second since 2026 (past 2**31 in 2032)
+    sequence: int = Field(ge=1, lt=2**63)
     phase: Phase
     attempt: int = Field(default=1, ge=1)
     pods: list[PodSummary] = Field(default_factory=list)

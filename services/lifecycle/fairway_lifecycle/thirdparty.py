@@ -190,7 +190,8 @@ class ThirdPartyDiscovery:
 
     def _next_sequence(self, workload_id: str) -> int:
         """A pod group's sequence: grows by at least one per event, and across restarts (it
-        starts from the clock: tenths of a second since 2026, within 32 bits until 2032)."""
+        starts from the clock: tenths of a second since 2026; past 32 bits in 2032, so every
+        store of a pod group's sequence is 64 bits)."""
         clock = int((utcnow() - SEQUENCE_EPOCH).total_seconds() * 10)
         sequence = max(self._sequences.get(workload_id, 0) + 1, clock)
         self._sequences[workload_id] = sequence

@@ -369,7 +369,7 @@ async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
                for pod in status.pods_holding()]
     rows = await conn.fetch(
         f"WITH {_FIRST_DELIVERIES},"
-        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::integer[],"
+        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[],"
         " $7::text[], $8::boolean[], $9::text[], $10::text[])"
         " WITH ORDINALITY AS e(msg_id, w, p, s, ph, f, pods, th, n)),"
         " new AS (SELECT DISTINCT ON (msg_id) * FROM events"

@@ -566,7 +566,7 @@ async def apply_pod_groups(conn: asyncpg.Connection, events: list[PodGroupChange
         # Each list as JSON text: a list of lists would go as a two-dimensional array.
         ids, pods, sequences, times = zip(*(_pod_group_args(e) for e in events), strict=True)
         await conn.execute(
-            "SELECT apply_pod_group_batch($1::uuid[], $2::text[]::jsonb[], $3::integer[],"
+            "SELECT apply_pod_group_batch($1::uuid[], $2::text[]::jsonb[], $3::bigint[],"
             " $4::timestamptz[])", ids, [json.dumps(p) for p in pods], sequences, times)
 
 
