@@ -370,6 +370,9 @@ class ClusterState:
         self.allocations.on_change = self._touch
         # What pods another scheduler bound hold, per node: (pods, GPUs, millicores, MiB).
         self.foreign: dict[str, tuple[int, int, int, int]] = {}
+        # Foreign usage changed since the kept ledger held it: held again at the next cycle
+        # (not the whole ledger rebuilt: a node's foreign pods come and go all the time).
+        self._foreign_stale = False
 
     # changes ----------------------------------------------------------------------------
     def _touch(self, workload_id: str) -> None:
@@ -402,7 +405,7 @@ class ClusterState:
             self.foreign[node] = usage
         else:
             self.foreign.pop(node, None)
-        self._ledger = None
+        self._foreign_stale = True
         self.version += 1
         return True
 
@@ -682,7 +685,8 @@ class ClusterState:
         but kept between cycles: only workloads that changed are held again. None when the
         snapshot has pods bound without a decision of ours (they take the devices left free,
         so they are held after all the others: the cycle builds its ledger then, rarely)."""
-        if len(snapshot.allocations) != len(self.allocations):
+        foreign = self.foreign_allocations() if self.foreign else ()
+        if len(snapshot.allocations) != len(self.allocations) + len(foreign):
             return None
         if self._ledger is None:
             self._ledger = Ledger.of(snapshot)
@@ -690,8 +694,24 @@ class ClusterState:
             for a in snapshot.allocations:
                 self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
             self._ledger_stale.clear()
+            self._foreign_stale = False
             return self._ledger
         ledger = self._ledger
+        # Foreign GPUs take the devices Fairway's pods leave free: held after them, so held
+        # again when they changed or a changed workload holds (or held) on a node they are on.
+        rehold = self._foreign_stale
+        if not rehold and self._ledger_stale and (foreign or FOREIGN_WORKLOAD
+                                                  in self._ledger_pods):
+            nodes = set(self.foreign) | {
+                ledger.node_of(FOREIGN_WORKLOAD, pod)
+                for pod in self._ledger_pods.get(FOREIGN_WORKLOAD, ())}
+            rehold = any(ledger.node_of(wid, pod) in nodes
+                         for wid in self._ledger_stale for pod in self._ledger_pods.get(wid, ())
+                         ) or any(a.node in nodes for wid in self._ledger_stale
+                                  for a in self.allocations.of(wid))
+        if rehold:
+            for pod in self._ledger_pods.pop(FOREIGN_WORKLOAD, ()):
+                ledger.release(FOREIGN_WORKLOAD, pod)
         for wid in self._ledger_stale:
             for pod in self._ledger_pods.pop(wid, ()):
                 ledger.release(wid, pod)
@@ -708,6 +728,11 @@ class ClusterState:
                     ledger.hold(a, request.project, request.preemptible)
             self._ledger_pods[wid] = [a.pod for a in allocations]
         self._ledger_stale.clear()
+        if rehold:
+            ledger.hold_after_known(foreign)
+            if foreign:
+                self._ledger_pods[FOREIGN_WORKLOAD] = [a.pod for a in foreign]
+            self._foreign_stale = False
         return ledger
 
     def _workload_part(self, wid: str, status: WorkloadStatus,
