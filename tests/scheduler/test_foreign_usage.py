@@ -121,3 +121,22 @@ def test_a_kept_ledger_holds_foreign_pods_after_the_others_as_a_fresh_one_would(
     ledger = kept()
     assert ledger is first
     assert ledger.used["n1"] == [1000, 0, 0, 1000] and ledger.used["n2"] == [0, 1000, 0, 0]
+
+
+def test_a_kept_ledger_gives_foreign_usage_the_pool_a_fresh_one_would():
+    state = ClusterState()
+    for name, pool in (("n1", "a"), ("n2", "b"), ("n10", "c")):
+        state.put_node(Node(name, pool, True, 4, cpu_millis=8000, memory_mib=65536))
+
+    def kept() -> Ledger:
+        snapshot = state.snapshot()
+        ledger = state.kept_ledger(snapshot)
+        assert ledger is not None
+        assert ledger.holdings() == Ledger.of(snapshot).holdings()
+        return ledger
+
+    kept()
+    for node, usage in (("n10", (1, 1)), ("n2", (1, 2)), ("n1", (2, 1)), ("n1", (0, 0)),
+                        ("n10", (1, 0)), ("n2", (0, 0)), ("n10", (0, 0))):
+        state.put_foreign(node, usage[0], usage[1], 0, 0)
+        kept()

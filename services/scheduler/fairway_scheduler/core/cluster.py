@@ -31,6 +31,7 @@ from fairway_contracts.workloads import (
 )
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.nodes import natural
 from fairway_scheduler.core.swap import GpuSwap
 from fairway_scheduler.core.usage import UsageHistory
 
@@ -351,6 +352,7 @@ class ClusterState:
         # changed since the last cycle are held again then.
         self._ledger: Ledger | None = None
         self._ledger_pods: dict[str, list[str]] = {}  # workload -> its pods in the ledger
+        self._ledger_foreign: dict[str, list[str]] = {}  # node -> its foreign pods in it
         self._ledger_stale: set[str] = set()
         # Each workload's part of a snapshot, kept until something about it changes. Its keys
         # are those of `statuses`, in the same order (None: to be made at the next snapshot),
@@ -370,9 +372,10 @@ class ClusterState:
         self.allocations.on_change = self._touch
         # What pods another scheduler bound hold, per node: (pods, GPUs, millicores, MiB).
         self.foreign: dict[str, tuple[int, int, int, int]] = {}
-        # Foreign usage changed since the kept ledger held it: held again at the next cycle
-        # (not the whole ledger rebuilt: a node's foreign pods come and go all the time).
-        self._foreign_stale = False
+        # Nodes whose foreign usage changed since the kept ledger held it: held again there
+        # at the next cycle (not the whole ledger rebuilt: foreign pods come and go all the
+        # time).
+        self._foreign_stale: set[str] = set()
 
     # changes ----------------------------------------------------------------------------
     def _touch(self, workload_id: str) -> None:
@@ -405,22 +408,36 @@ class ClusterState:
             self.foreign[node] = usage
         else:
             self.foreign.pop(node, None)
-        self._foreign_stale = True
+        self._foreign_stale.add(node)
         self.version += 1
         return True
 
-    def foreign_allocations(self) -> tuple[model.Allocation, ...]:
+    def foreign_allocations(self, nodes: Iterable[str] | None = None
+                            ) -> tuple[model.Allocation, ...]:
         """Foreign usage as allocations of no workload (so of no project): a node's GPUs,
         CPU and memory on its first, one more allocation per further pod (the pod count).
-        Their GPUs are `unknown_devices`: they take the devices Fairway's pods leave free."""
+        Their GPUs are `unknown_devices`: they take the devices Fairway's pods leave free.
+        `nodes`: of those nodes only."""
         out: list[model.Allocation] = []
-        for node, (pods, gpus, cpu, memory) in self.foreign.items():
+        for node in self.foreign if nodes is None else nodes:
+            if node not in self.foreign:
+                continue
+            pods, gpus, cpu, memory = self.foreign[node]
             out.append(model.Allocation(FOREIGN_WORKLOAD, f"{node}/0", node,
                                         unknown_devices=gpus, cpu_millis=cpu,
                                         memory_mib=memory))
             out.extend(model.Allocation(FOREIGN_WORKLOAD, f"{node}/{i}", node)
                        for i in range(1, pods))
         return tuple(out)
+
+    def _foreign_pool(self, ledger: Ledger) -> str | None:
+        """The pool `Ledger.of` gives the foreign pseudo-workload: that of the first
+        allocation it holds (a known one, in snapshot order: a node's second pod, or a node
+        with no foreign GPUs; else the first node by name of those with foreign GPUs)."""
+        held = [n for n in self.foreign if n in ledger.nodes]
+        first = next((n for n in held if self.foreign[n][0] > 1 or not self.foreign[n][1]),
+                     None) or min(held, key=natural, default=None)
+        return ledger.nodes[first].pool if first is not None else None
 
     def remove_node(self, name: str) -> None:
         self.foreign.pop(name, None)
@@ -685,32 +702,15 @@ class ClusterState:
         but kept between cycles: only workloads that changed are held again. None when the
         snapshot has pods bound without a decision of ours (they take the devices left free,
         so they are held after all the others: the cycle builds its ledger then, rarely)."""
-        foreign = self.foreign_allocations() if self.foreign else ()
-        if len(snapshot.allocations) != len(self.allocations) + len(foreign):
+        foreign_pods = sum(pods for pods, *_ in self.foreign.values())
+        if len(snapshot.allocations) != len(self.allocations) + foreign_pods:
             return None
         if self._ledger is None:
-            self._ledger = Ledger.of(snapshot)
-            self._ledger_pods = {}
-            for a in snapshot.allocations:
-                self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
-            self._ledger_stale.clear()
-            self._foreign_stale = False
-            return self._ledger
+            return self._fresh_ledger(snapshot)
         ledger = self._ledger
-        # Foreign GPUs take the devices Fairway's pods leave free: held after them, so held
-        # again when they changed or a changed workload holds (or held) on a node they are on.
-        rehold = self._foreign_stale
-        if not rehold and self._ledger_stale and (foreign or FOREIGN_WORKLOAD
-                                                  in self._ledger_pods):
-            nodes = set(self.foreign) | {
-                ledger.node_of(FOREIGN_WORKLOAD, pod)
-                for pod in self._ledger_pods.get(FOREIGN_WORKLOAD, ())}
-            rehold = any(ledger.node_of(wid, pod) in nodes
-                         for wid in self._ledger_stale for pod in self._ledger_pods.get(wid, ())
-                         ) or any(a.node in nodes for wid in self._ledger_stale
-                                  for a in self.allocations.of(wid))
-        if rehold:
-            for pod in self._ledger_pods.pop(FOREIGN_WORKLOAD, ()):
+        rehold = self._foreign_to_hold_again(ledger)
+        for node in rehold:
+            for pod in self._ledger_foreign.pop(node, ()):
                 ledger.release(FOREIGN_WORKLOAD, pod)
         for wid in self._ledger_stale:
             for pod in self._ledger_pods.pop(wid, ()):
@@ -729,11 +729,42 @@ class ClusterState:
             self._ledger_pods[wid] = [a.pod for a in allocations]
         self._ledger_stale.clear()
         if rehold:
-            ledger.hold_after_known(foreign)
-            if foreign:
-                self._ledger_pods[FOREIGN_WORKLOAD] = [a.pod for a in foreign]
-            self._foreign_stale = False
+            self._hold_foreign_again(ledger, rehold)
         return ledger
+
+    def _fresh_ledger(self, snapshot: model.ClusterSnapshot) -> Ledger:
+        self._ledger = Ledger.of(snapshot)
+        self._ledger_pods, self._ledger_foreign = {}, {}
+        for a in snapshot.allocations:
+            if a.workload_id == FOREIGN_WORKLOAD:
+                self._ledger_foreign.setdefault(a.node, []).append(a.pod)
+            else:
+                self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
+        self._ledger_stale.clear()
+        self._foreign_stale.clear()
+        return self._ledger
+
+    def _foreign_to_hold_again(self, ledger: Ledger) -> set[str]:
+        """Foreign GPUs take the devices Fairway's pods leave free, so they are held after
+        them: held again on a node where they changed, or where a changed workload holds (or
+        held)."""
+        nodes = set(self._foreign_stale)
+        if self._ledger_foreign:
+            for wid in self._ledger_stale:
+                nodes.update(n for pod in self._ledger_pods.get(wid, ())
+                             if (n := ledger.node_of(wid, pod)) in self._ledger_foreign)
+                nodes.update(a.node for a in self.allocations.of(wid)
+                             if a.node in self._ledger_foreign)
+        return nodes
+
+    def _hold_foreign_again(self, ledger: Ledger, nodes: set[str]) -> None:
+        foreign = self.foreign_allocations(sorted(nodes, key=natural))
+        ledger.hold_after_known(foreign)
+        for a in foreign:
+            self._ledger_foreign.setdefault(a.node, []).append(a.pod)
+        if (pool := self._foreign_pool(ledger)) is not None:
+            ledger.held_pool[FOREIGN_WORKLOAD] = pool
+        self._foreign_stale.clear()
 
     def _workload_part(self, wid: str, status: WorkloadStatus,
                        default_pools: Mapping[str, tuple[str, ...]]
