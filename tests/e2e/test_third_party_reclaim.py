@@ -99,7 +99,7 @@ def test_a_deployment_borrows_idle_gpus_and_is_reclaimed_pod_by_pod(
     pool = api.post("/api/v1/node-pools", json={
         "name": "tr", "labelKey": "fairway.io/node-pool", "labelValue": "tr"})
     assert pool.status_code in (201, 409), pool.text
-    project(api, "lender", 1)
+    lender = project(api, "lender", 1)
     late = project(api, "late", 3)
     core = client.CoreV1Api(kube)
     core.create_namespace({"metadata": {"name": "web", "labels": {
@@ -195,3 +195,15 @@ def test_a_deployment_borrows_idle_gpus_and_is_reclaimed_pod_by_pod(
     request = scheduler_request(reclaim_stack.nats_url, "lender", wid)
     assert (request.spec.pods, request.spec.min_pods) == (4, 2) and request.revision >= 2, \
         request
+
+    # metrics count it under its own type, with the GPUs its pods hold (the telemetry API)
+    def counted() -> bool:
+        answers = [api.get("/api/v1/workloads/telemetry", params={
+            "telemetryType": kind, "groupBy": "type", "projectId": lender}).json()
+            for kind in ("WORKLOADS_COUNT", "GPU_ALLOCATION")]
+        values = [{tuple(g["name"] for g in v["groups"]): float(v["value"])
+                   for v in answer["values"]} for answer in answers]
+        return values == [{("thirdParty",): 1.0}, {("thirdParty",): 4.0}]
+
+    wait_until(counted, "the telemetry API to count a thirdParty workload holding 4 GPUs")
+
