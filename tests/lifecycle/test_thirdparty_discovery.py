@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import types
 import uuid
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -201,3 +202,28 @@ async def test_waiting_pods_say_why_and_so_do_the_ones_made_later(discovery, js)
     # not a third-party workload: not ours to tell
     assert not await found.pending(SchedulingPending(
         workload_id=str(uuid.uuid4()), project="team-a", changed_at=served.observed_at))
+
+
+def test_a_fraction_pod_on_its_way_to_a_node_is_found_again_after_a_restart():
+    found = ThirdPartyDiscovery(kube=None)
+    event = ThirdPartyWorkloadChanged(
+        event_id="e", workload_id="w1", kind="Deployment", api_version="apps/v1", name="halves",
+        namespace="ml", owner_uid="u", grouping="elastic", min_members=1, project="team-a",
+        priority_class="train", priority=50, preemptible=True,
+        pods=["halves-a", "halves-b", "halves-c"], gpu_portion=0.5,
+        observed_at=datetime(2026, 1, 1, tzinfo=UTC))
+    found.announced["w1"] = event
+
+    def pod(name: str, node: str | None = None, bind_node: str | None = "n1") -> dict:
+        notes = {"fairway.io/gpu-devices": "2"} | (
+            {"fairway.io/bind-node": bind_node} if bind_node else {})
+        return {"metadata": {"name": name, "namespace": "ml", "annotations": notes,
+                             "labels": {"fairway.io/gpu-fraction": "true"}},
+                "spec": {"schedulerName": "fairway", "nodeName": node}}
+
+    found.pods["ml"] = {"halves-a": pod("halves-a"), "halves-b": pod("halves-b", node="n1"),
+                        "halves-c": pod("halves-c", bind_node=None)}
+    [job] = found.unbound_fractions()
+    assert (job.namespace, job.placement.pod, job.placement.node, job.placement.gpu_devices,
+            job.by) == ("ml", "halves-a", "n1", [2], "halves")
+    assert (job.compute.gpu_request_type, job.compute.gpu_portion_request) == ("portion", 0.5)

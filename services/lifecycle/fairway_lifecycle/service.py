@@ -99,7 +99,8 @@ class LifecycleService:
             period_seconds=settings.autoscale_seconds,
             window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
                           scale_down_seconds=settings.autoscale_scale_down_seconds))
-        self.sharing.find_unbound = self._unbound_fractions
+        self.sharing.find_unbound = lambda: [*self._unbound_fractions(),
+                                             *self.thirdparty.unbound_fractions()]
         self.foreign = ForeignUsageTracker(kube, resync_seconds=settings.resync_seconds)
         self.controller.foreign = self.foreign
         self.thirdparty = ThirdPartyDiscovery(kube)
@@ -331,7 +332,8 @@ class LifecycleService:
                     self.thirdparty.fraction_compute(decision.workload_id, namespace,
                                                      placement.pod)
                 if compute is not None:  # a third-party pod's fraction, by annotation
-                    await self.sharing.bind(namespace, placement, compute, decision.workload_id)
+                    await self.sharing.bind(namespace, placement, compute,
+                                            self.thirdparty.name_of(decision.workload_id))
                     continue
                 if spec is None:
                     async with self.runtime.pool.acquire() as conn:

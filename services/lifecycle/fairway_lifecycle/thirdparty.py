@@ -15,6 +15,7 @@ so a sharded lifecycle announces each workload once.
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +27,13 @@ from fairway_bus import publish_model
 from fairway_contracts import subjects
 from fairway_contracts.events import (
     PodGroupChanged,
+    PodPlacement,
     PreemptDecision,
     SchedulingPending,
     ThirdPartyWorkloadChanged,
 )
 from fairway_contracts.workloads import Compute, Phase, WorkloadType, utcnow
-from fairway_lifecycle.core.fractions import LABEL_FRACTION
+from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES, LABEL_FRACTION
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -46,12 +48,25 @@ from fairway_lifecycle.core.thirdparty import (
     waiting_condition,
 )
 from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.sharing import FractionBind
 
 log = logging.getLogger("fairway.lifecycle.thirdparty")
 
 GROUP_PAUSE = 0.2  # seconds a burst of pod changes gathers before its namespaces are grouped
 RETRY_SECONDS = 2.0  # after the API or NATS failed: the namespace is grouped again then
 SEQUENCE_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # pod group sequences count from here
+
+
+def _fraction_compute(event: ThirdPartyWorkloadChanged) -> Compute | None:
+    """A third-party fraction's request as a native fraction's compute (one device: a
+    portion, or an amount of its memory); None: it asks for whole GPUs or none."""
+    if event.gpu_portion is not None:
+        return Compute(gpu_devices_request=1, gpu_request_type="portion",
+                       gpu_portion_request=event.gpu_portion)
+    if event.gpu_memory_mib is not None:
+        return Compute(gpu_devices_request=1, gpu_request_type="memory",
+                       gpu_memory_request=f"{event.gpu_memory_mib}Mi")
+    return None
 
 
 def _group(api_version: str) -> str:
@@ -183,6 +198,11 @@ class ThirdPartyDiscovery:
             await self._tell_waiting(self.announced[wid])  # pods made since it was said
         return changed
 
+    def name_of(self, workload_id: str) -> str:
+        """A third-party workload's name (its top owner's), else its id."""
+        event = self.announced.get(workload_id)
+        return event.name if event is not None else workload_id
+
     def namespace_of(self, workload_id: str) -> str | None:
         """The namespace of a third-party workload this replica announced (its pods')."""
         event = self.announced.get(workload_id)
@@ -262,14 +282,35 @@ class ThirdPartyDiscovery:
         first, so the GPU sharing counts it on its device as a native one. None: not a
         third-party fraction this replica announced."""
         event = self.announced.get(workload_id)
-        if event is None or (event.gpu_portion is None and event.gpu_memory_mib is None):
-            return None
-        await self.kube.label(namespace, pod, {LABEL_FRACTION: "true"})
-        if event.gpu_portion is not None:
-            return Compute(gpu_devices_request=1, gpu_request_type="portion",
-                           gpu_portion_request=event.gpu_portion)
-        return Compute(gpu_devices_request=1, gpu_request_type="memory",
-                       gpu_memory_request=f"{event.gpu_memory_mib}Mi")
+        compute = _fraction_compute(event) if event is not None else None
+        if compute is not None:
+            await self.kube.label(namespace, pod, {LABEL_FRACTION: "true"})
+        return compute
+
+    def unbound_fractions(self) -> list[FractionBind]:
+        """Third-party fraction pods that carry the node they are to be bound to but are not
+        bound: their bind was under way when lifecycle stopped (as the native ones)."""
+        members = {(e.namespace, pod): e for e in self.announced.values() for pod in e.pods}
+        found, now = [], time.monotonic()
+        for namespace, pods in self.pods.items():
+            for name, pod in pods.items():
+                meta = pod["metadata"]
+                notes = meta.get("annotations") or {}
+                event = members.get((namespace, name))
+                compute = _fraction_compute(event) if event is not None else None
+                if (compute is None or (pod.get("spec") or {}).get("nodeName")
+                        or meta.get("deletionTimestamp")
+                        or (meta.get("labels") or {}).get(LABEL_FRACTION) != "true"
+                        or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
+                    continue
+                try:
+                    devices = [int(i) for i in notes[ANN_DEVICES].split(",") if i]
+                except ValueError:
+                    continue
+                found.append(FractionBind(namespace, PodPlacement(
+                    pod=name, node=notes[ANN_BIND_NODE], gpu_devices=devices), compute,
+                    event.name, now))
+        return found
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the
