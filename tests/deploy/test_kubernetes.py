@@ -147,6 +147,7 @@ def test_lifecycle_may_do_what_it_needs_and_nothing_more():
         "pods": {"get", "list", "watch", "create", "delete", "patch"},
         "pods/binding": {"create"},
         "pods/eviction": {"create"},
+        "pods/status": {"patch"},  # why a third-party pod waits (its PodScheduled condition)
         # a workload's objects besides its pods: a distributed workload's headless Service,
         # MPI's hostfile
         "services": {"get", "create", "update", "delete"},

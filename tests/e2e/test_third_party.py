@@ -196,3 +196,42 @@ def test_a_pytorchjob_runs_as_one_gang(api, kube):
     # 8 GPUs asked, 8 in the cluster: placed all at once, every pod on a node
     nodes = {p.spec.node_name for p in kube.list_namespaced_pod("torch").items}
     assert nodes == {"fx-1", "fx-2"}, nodes
+
+
+def test_fractions_by_annotation_share_one_device_and_a_bad_one_waits_naming_it(api, kube):
+    kube.create_namespace({"metadata": {"name": "frac", "labels": {
+        "fairway.io/project": "default"}}})
+    client.AppsV1Api(kube.api_client).create_namespaced_deployment("frac", {
+        "metadata": {"name": "halves"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "halves"}},
+                 "template": {
+                     "metadata": {"labels": {"app": "halves"},
+                                  "annotations": {"gpu-fraction": "0.5"}},  # Run:ai's name
+                     "spec": {"schedulerName": "fairway",
+                              "containers": [{"name": "main", "image": "vllm"}]}}}})
+    view = wait_until(lambda: (w := third_party(api, "halves")) and w["runningPods"] == 2
+                      and w, "the fractions running", timeout=90)
+    assert view["spec"]["compute"] == {"gpuDevicesRequest": 1, "gpuRequestType": "portion",
+                                       "gpuPortionRequest": 0.5}, view["spec"]
+    pods = kube.list_namespaced_pod("frac").items
+    # bin packed: one device of one node, held for other schedulers by a reservation pod
+    assert len({p.spec.node_name for p in pods}) == 1, pods
+    notes = [p.metadata.annotations for p in pods]
+    assert {n["fairway.io/gpu-devices"] for n in notes} == {notes[0]["fairway.io/gpu-devices"]}
+    assert {n["fairway.io/gpu-portion"] for n in notes} == {"0.5"}
+    assert all(n.get("fairway.io/gpu-uuids") and n.get("fairway.io/cuda-device-sm-limit")
+               == "50" for n in notes), notes
+    assert all(p.metadata.labels.get("fairway.io/gpu-fraction") == "true" for p in pods)
+    reservations = [p for p in kube.list_namespaced_pod("fairway-reservation").items
+                    if p.spec.node_name == pods[0].spec.node_name]
+    assert reservations, "no reservation pod on the fractions' node"
+
+    # a value that is no fraction: it waits, naming the annotation and the value
+    kube.create_namespaced_pod("frac", {
+        "metadata": {"name": "greedy", "annotations": {"gpu-fraction": "1.5"}},
+        "spec": {"schedulerName": "fairway", "containers": [{"name": "main", "image": "x"}]}})
+    view = wait_until(lambda: third_party(api, "greedy"), "the bad fraction in the API")
+    assert (view["phase"], view["phaseReason"]) == ("Pending", "InvalidGpuFraction"), view
+    assert 'annotation gpu-fraction: "1.5"' in view["phaseMessage"], view["phaseMessage"]
+    time.sleep(1)
+    assert not kube.read_namespaced_pod("greedy", "frac").spec.node_name

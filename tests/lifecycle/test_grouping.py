@@ -147,6 +147,25 @@ def test_a_grouper_per_kind(top: Owner, pod_annotations: dict[str, str],
     assert workload.api_version == top.api_version and workload.type == THIRD_PARTY
 
 
+@pytest.mark.parametrize(("top", "pod_annotations", "expected"), [
+    (owner("Deployment", "d", spec={"replicas": 5}), {}, (5, "elastic", 1)),
+    (owner("Deployment", "d", spec={"replicas": 0}), {}, (0, "elastic", 1)),
+    (owner("StatefulSet", "s", spec={}), {}, (1, "elastic", 1)),  # the API's default
+    # a gang Job scaled (its parallelism edited): the gang follows
+    (owner("Job", "j", spec={"parallelism": 6}, annotations={"fairway.io/gang": "true"},
+           api_version=JOB), {}, (6, "gang", 6)),
+    (owner("PyTorchJob", "p", spec=PYTORCH_SPEC, api_version=KF), {}, (4, "gang", 4)),
+    (owner("RayCluster", "ray", api_version="ray.io/v1"), {}, (None, "single", 1)),
+])
+def test_the_pods_an_owner_wants_follow_its_scale(top: Owner, pod_annotations: dict[str, str],
+                                                  expected: tuple) -> None:
+    the_pod = pod("p-0", ref(top.kind, top.name, api_version=top.api_version),
+                  annotations=pod_annotations)
+    workload = group_pod(the_pod, known(top), NS_LABELS)
+    assert (workload.replicas, workload.grouping, workload.min_members) == expected
+    assert group_pod(pod("solo"), {}, NS_LABELS).replicas == 1
+
+
 def test_a_bare_pod_is_its_own_workload() -> None:
     workload = group_pod(pod("solo"), {}, NS_LABELS)
     assert (workload.kind, workload.name, workload.grouping, workload.min_members) == (

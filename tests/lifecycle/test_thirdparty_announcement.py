@@ -3,8 +3,18 @@ event of a workload, whose id names its content (pure)."""
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from fairway_lifecycle.core.grouping import Owner, OwnerRef, group_pods
-from fairway_lifecycle.core.thirdparty import announcement, missing_owners, third_party_phase
+from fairway_lifecycle.core.thirdparty import (
+    Fraction,
+    announcement,
+    missing_owners,
+    pod_fraction,
+    pods_to_tell,
+    third_party_phase,
+    waiting_condition,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,6 +108,15 @@ def test_phases_come_from_the_pods_by_the_same_fold():
     assert third_party_phase(w, pods).reason == "WaitingForScheduler"
     w, pods = workload_of("Job", running(pod("a"), phase="Failed"))
     assert third_party_phase(w, pods).phase == "Failed"
+    # its messages name its kind, not a native type
+    assert third_party_phase(w, pods).message.startswith("The Job failed"), \
+        third_party_phase(w, pods).message
+    broken = pod("a")
+    broken["status"] = {"phase": "Pending", "containerStatuses": [{"name": "m", "state": {
+        "waiting": {"reason": "CreateContainerConfigError", "message": "no secret x"}}}]}
+    w, pods = workload_of("Deployment", broken)
+    result = third_party_phase(w, pods)
+    assert result.message == "The Deployment cannot start: pod a: no secret x.", result
 
 
 def test_no_project_waits_with_the_reason():
@@ -108,3 +127,70 @@ def test_no_project_waits_with_the_reason():
     event = announcement(w, {p["metadata"]["name"]: p for p in pods}, T0)
     assert (event.phase, event.phase_reason) == ("Pending", "NoProject")
     assert [s.name for s in event.pod_summaries] == ["solo"]
+
+
+def test_waiting_pods_are_told_why_once_as_kube_scheduler_would():
+    said = waiting_condition("OverFairShare", "project a is over its fair share", T0)
+    assert said == {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "OverFairShare: project a is over its fair share",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    waiting, told, bound, going = (pod(n, ref("ReplicaSet", "web-abc"))
+                                   for n in ("w-1", "w-2", "w-3", "w-4"))
+    told["status"] = {"conditions": [said]}
+    bound["spec"]["nodeName"] = "node-1"
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pods_to_tell([waiting, told, bound, going], said) == ["w-1"]
+    # a new reason is told again
+    other = waiting_condition("OverLimit", "project a is at its limit", T0)
+    assert pods_to_tell([waiting, told], other) == ["w-1", "w-2"]
+
+
+def annotated(notes: dict[str, str], gpu: str = "0") -> dict:
+    the_pod = pod("frac-1", gpu=gpu)
+    the_pod["metadata"]["annotations"] = notes
+    return the_pod
+
+
+@pytest.mark.parametrize(("notes", "gpu", "expected"), [
+    ({"gpu-fraction": "0.5"}, "0", Fraction(portion=0.5)),
+    ({"fairway.io/gpu-fraction": " 0.25 "}, "0", Fraction(portion=0.25)),
+    ({"gpu-memory": "10240"}, "0", Fraction(memory_mib=10240)),
+    ({"fairway.io/gpu-memory": "4096"}, "0", Fraction(memory_mib=4096)),
+    ({}, "0", None),
+    ({"gpu-fraction": "0.5"}, "1", None),  # whole GPUs asked: they count alone
+    ({"gpu-fraction": "1"}, "0", Fraction(problem='annotation gpu-fraction: "1" is not a '
+                                          'fraction of a GPU: it must be a number between 0 '
+                                          'and 1, such as "0.5"')),
+    ({"gpu-fraction": "half"}, "0", Fraction(problem='annotation gpu-fraction: "half" is not a '
+                                             'fraction of a GPU: it must be a number between '
+                                             '0 and 1, such as "0.5"')),
+    ({"gpu-fraction": "nan"}, "0", Fraction(problem='annotation gpu-fraction: "nan" is not a '
+                                            'fraction of a GPU: it must be a number between 0 '
+                                            'and 1, such as "0.5"')),
+    ({"gpu-memory": "10Gi"}, "0", Fraction(problem='annotation gpu-memory: "10Gi" is not an '
+                                           'amount of GPU memory: it must be a positive whole '
+                                           'number of MiB, such as "10240"')),
+    ({"gpu-memory": "0"}, "0", Fraction(problem='annotation gpu-memory: "0" is not an amount '
+                                        'of GPU memory: it must be a positive whole number of '
+                                        'MiB, such as "10240"')),
+    ({"gpu-fraction": "0.5", "gpu-memory": "100"}, "0", Fraction(
+        problem='annotations gpu-fraction: "0.5" and gpu-memory: "100" both ask for a '
+                'fraction of a GPU: keep one')),
+])
+def test_a_fraction_by_annotation(notes: dict[str, str], gpu: str, expected) -> None:
+    assert pod_fraction(annotated(notes, gpu)) == expected
+
+
+def test_a_fraction_is_announced_and_a_bad_one_waits_naming_the_annotation():
+    [workload] = group_pods([annotated({"gpu-fraction": "0.5"})], {}, {"team-a": {
+        "fairway.io/project": "team-a"}})
+    event = announcement(workload, {"frac-1": annotated({"gpu-fraction": "0.5"})}, T0)
+    assert (event.gpus_per_pod, event.gpu_portion, event.gpu_memory_mib) == (0, 0.5, None)
+    assert event.problem is None
+
+    bad = annotated({"gpu-memory": "lots"})
+    [workload] = group_pods([bad], {}, {"team-a": {"fairway.io/project": "team-a"}})
+    event = announcement(workload, {"frac-1": bad}, T0)
+    assert (event.phase, event.phase_reason) == ("Pending", "InvalidGpuFraction")
+    assert event.problem == event.phase_message
+    assert 'annotation gpu-memory: "lots"' in event.phase_message

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import types
 import uuid
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -17,6 +18,7 @@ from fairway_contracts import streams, subjects
 from fairway_contracts.events import (
     PodGroupChanged,
     PreemptDecision,
+    SchedulingPending,
     ThirdPartyWorkloadChanged,
 )
 from fairway_kubesim import KubeSimThread
@@ -157,3 +159,71 @@ async def test_a_namespace_of_no_project_is_announced_with_the_problem(discovery
                              "the pod) fairway.io/project=<project>")
     assert (event.phase, event.phase_reason) == ("Pending", "NoProject")
     assert len([e for e in found.announced.values() if e.namespace == ns]) == 1
+
+
+async def test_waiting_pods_say_why_and_so_do_the_ones_made_later(discovery, js):
+    kube, found = discovery
+    ns = f"wait-{uuid.uuid4().hex[:6]}"
+    kube.core.create_namespace({"metadata": {"name": ns, "labels": {
+        "fairway.io/project": "team-a"}}})
+    apps = client.AppsV1Api(kube.api)
+    deployment = apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template(labels={"app": "web"}, restart="Always")}})
+    wid = workload_id(deployment.metadata.uid)
+    served = await announced(js, wid, lambda e: len(e.pods) == 2)
+
+    def conditions() -> dict[str, tuple]:
+        return {p.metadata.name: next(((c.status, c.reason, c.message)
+                                       for c in p.status.conditions or ()
+                                       if c.type == "PodScheduled"), None)
+                for p in kube.core.list_namespaced_pod(ns).items}
+
+    assert await found.pending(SchedulingPending(
+        workload_id=wid, project="team-a", code="OverLimit",
+        message="project team-a is at its GPU limit (2)", changed_at=served.observed_at))
+    why = ("False", "Unschedulable", "OverLimit: project team-a is at its GPU limit (2)")
+    assert conditions() == dict.fromkeys(served.pods, why)
+    events = [e for e in kube.core.list_namespaced_event(ns).items
+              if e.reason == "FailedScheduling"]
+    assert sorted(e.involved_object.name for e in events) == sorted(served.pods)
+    assert {e.type for e in events} == {"Warning"}
+
+    # scaled up: the pod its ReplicaSet makes is told too
+    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
+    scaled = await announced(js, wid, lambda e: len(e.pods) == 3)
+    assert scaled.replicas == 3  # what its owner wants now
+    for _ in range(50):
+        if list(conditions().values()) == [why] * 3:
+            break
+        await asyncio.sleep(0.1)
+    assert list(conditions().values()) == [why] * 3
+    # not a third-party workload: not ours to tell
+    assert not await found.pending(SchedulingPending(
+        workload_id=str(uuid.uuid4()), project="team-a", changed_at=served.observed_at))
+
+
+def test_a_fraction_pod_on_its_way_to_a_node_is_found_again_after_a_restart():
+    found = ThirdPartyDiscovery(kube=None)
+    event = ThirdPartyWorkloadChanged(
+        event_id="e", workload_id="w1", kind="Deployment", api_version="apps/v1", name="halves",
+        namespace="ml", owner_uid="u", grouping="elastic", min_members=1, project="team-a",
+        priority_class="train", priority=50, preemptible=True,
+        pods=["halves-a", "halves-b", "halves-c"], gpu_portion=0.5,
+        observed_at=datetime(2026, 1, 1, tzinfo=UTC))
+    found.announced["w1"] = event
+
+    def pod(name: str, node: str | None = None, bind_node: str | None = "n1") -> dict:
+        notes = {"fairway.io/gpu-devices": "2"} | (
+            {"fairway.io/bind-node": bind_node} if bind_node else {})
+        return {"metadata": {"name": name, "namespace": "ml", "annotations": notes,
+                             "labels": {"fairway.io/gpu-fraction": "true"}},
+                "spec": {"schedulerName": "fairway", "nodeName": node}}
+
+    found.pods["ml"] = {"halves-a": pod("halves-a"), "halves-b": pod("halves-b", node="n1"),
+                        "halves-c": pod("halves-c", bind_node=None)}
+    [job] = found.unbound_fractions()
+    assert (job.namespace, job.placement.pod, job.placement.node, job.placement.gpu_devices,
+            job.by) == ("ml", "halves-a", "n1", [2], "halves")
+    assert (job.compute.gpu_request_type, job.compute.gpu_portion_request) == ("portion", 0.5)

@@ -7,6 +7,7 @@ FAIRWAY_TEST_NATS_URL / FAIRWAY_TEST_DATABASE_URL name.
 
 import asyncio
 import time
+import uuid
 from dataclasses import replace
 
 import nats
@@ -50,7 +51,14 @@ def test_consumers(tag: str, project: str) -> MetricsConsumers:
         utilization=spec(streams.METRICS_UTILIZATION, f"{p}.utilization.{project}.>"),
         serving=spec(streams.METRICS_SERVING, f"{p}.serving.{project}.>"),
         dead_letters=spec(streams.METRICS_DEADLETTERS, f"{p}.deadletter.dl-{tag}"),
+        thirdparty=spec(streams.METRICS_THIRDPARTY,
+                        f"{p}.thirdparty.workload.{third_party_id(tag)}"),
     )
+
+
+def third_party_id(tag: str) -> str:
+    """The one third-party workload a test's consumers read."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"third-party-{tag}"))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
+from fairway_contracts.events import PhaseChanged, ThirdPartyWorkloadChanged, WorkloadSubmitted
 from fairway_contracts.workloads import Compute, EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_metrics.core.projection import newest
 from fairway_metrics.core.workloads import (
@@ -14,6 +14,7 @@ from fairway_metrics.core.workloads import (
     fold_batch,
     on_phase_changed,
     on_submitted,
+    on_third_party,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -222,3 +223,34 @@ def test_fractions_count_by_portion_and_a_reclaim_is_recorded_with_its_node():
         update={"reason": "GpuMemoryReclaimed"})
     outcome = on_phase_changed(running.view, reclaimed)
     assert outcome.gpu_memory_reclaimed == ("team-a", "n1")
+
+
+def third_party(phase_: Phase, seconds: float, nodes: list[str | None],
+                replicas: int) -> ThirdPartyWorkloadChanged:
+    return ThirdPartyWorkloadChanged(
+        event_id=f"t{seconds}", workload_id="w1", kind="Deployment", api_version="apps/v1",
+        name="web", namespace="ml", owner_uid="u", grouping="elastic", min_members=1,
+        project="team-a", priority_class="train", priority=50, preemptible=True,
+        pods=[f"web-{i}" for i in range(len(nodes))], replicas=replicas, gpus_per_pod=1,
+        phase=phase_, observed_at=at(seconds),
+        pod_summaries=[PodSummary(name=f"web-{i}", node=n, gpus=1 if n else 0,
+                                  phase="Running" if n else "Pending")
+                       for i, n in enumerate(nodes)])
+
+
+def test_a_third_party_workload_is_its_own_type_and_its_pods_follow_within_a_phase():
+    view = on_submitted(WorkloadView("w1", "team-a", "training"),
+                        submitted().model_copy(update={"third_party": True})).view
+    assert view.workload_type == "thirdParty"
+    pending = on_third_party(view, third_party(Phase.PENDING, 1, [None, None], 2))
+    assert (pending.transition, pending.view.phase) == ("Pending", "Pending")
+    running = on_third_party(pending.view, third_party(Phase.RUNNING, 5, ["n1", "n1"], 2))
+    assert (running.transition, running.view.gpus_allocated) == ("Running", 2)
+    assert running.submit_to_running == 5
+    # reclaimed one pod, scaled to 3: the same phase, no transition; its stretch goes on
+    later = on_third_party(running.view, third_party(Phase.RUNNING, 9, ["n1", None, None], 3))
+    assert later.transition is None
+    assert (later.view.gpus_allocated, later.view.gpus_requested) == (1, 3)
+    assert later.view.phase_changed_at == at(5)
+    # older news changes nothing
+    assert on_third_party(later.view, third_party(Phase.PENDING, 2, [None], 1)).view == later.view

@@ -11,10 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fairway_bus import publish_model
 from fairway_contracts import subjects
-from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
-from fairway_contracts.workloads import EffectiveSpec, Phase, WorkloadType
+from fairway_contracts.events import PhaseChanged, ThirdPartyWorkloadChanged, WorkloadSubmitted
+from fairway_contracts.workloads import EffectiveSpec, Phase, PodSummary, WorkloadType
 from fairway_metrics.app import build
 from fairway_metrics.settings import MetricsSettings
+from tests.metrics.conftest import third_party_id
 
 pytestmark = pytest.mark.infra
 
@@ -216,3 +217,33 @@ async def test_replicas_serve_every_event_from_the_tables(
         assert wid not in reader.projection.workloads
         await reader.refresh()
         assert reader.projection.workloads[wid].phase == Phase.RUNNING
+
+
+async def test_third_party_workloads_count_under_their_own_type(
+        js, project, tag, consumers, drained, start_metrics):
+    wid = third_party_id(tag)
+    service = await start_metrics()
+
+    def announced(phase: Phase, seconds: float, node: str | None) -> ThirdPartyWorkloadChanged:
+        return ThirdPartyWorkloadChanged(
+            event_id=f"tp-{wid}-{seconds}", workload_id=wid, kind="Deployment",
+            api_version="apps/v1", name="web", namespace="ml", owner_uid="u", grouping="elastic",
+            min_members=1, project=project, priority_class="train", priority=50,
+            preemptible=True, pods=["web-1"], replicas=1, gpus_per_pod=1, phase=phase,
+            pod_summaries=[PodSummary(name="web-1", node=node, gpus=1 if node else 0,
+                                      phase="Running" if node else "Pending")],
+            observed_at=T0 + timedelta(seconds=seconds))
+
+    # its request reaches the scheduler as a training's: still counted as thirdParty
+    request = submitted(wid, project, WorkloadType.TRAINING).model_copy(
+        update={"third_party": True})
+    await publish_model(js, subjects.workload_submitted(project, wid), request,
+                        msg_id=request.event_id)
+    for phase, seconds, node in [(Phase.PENDING, 1, None), (Phase.RUNNING, 5, "n1")]:
+        event = announced(phase, seconds, node)
+        await publish_model(js, subjects.thirdparty_workload(wid), event, msg_id=event.event_id)
+    await drained()
+    samples = await scrape(service)
+    assert workloads(samples, project, "Running", "thirdParty") == 1
+    assert ("fairway_workloads", (("department", ""), ("phase", "Running"), ("project", project),
+                                  ("type", "training"))) not in samples

@@ -89,12 +89,54 @@ def test_a_removed_node_forgets_its_foreign_usage():
     assert state.foreign == {}
 
 
-def test_a_kept_ledger_is_not_used_while_foreign_pods_hold():
-    # their GPUs take the devices left free: held after every known allocation, as
-    # Ledger.of does (a ledger kept across cycles could not keep that order)
-    state = state_with({"n1": 4}, gpus=1)
+def test_a_kept_ledger_holds_foreign_pods_after_the_others_as_a_fresh_one_would():
+    # their GPUs take the devices left free: held again after every known allocation (as
+    # Ledger.of does) when they change or a workload on their node does; not a whole
+    # ledger rebuilt each cycle
+    state = state_with({"n1": 4, "n2": 4}, gpus=1, pods=3)
+
+    def kept() -> Ledger:
+        snapshot = state.snapshot()
+        ledger = state.kept_ledger(snapshot)
+        assert ledger is not None
+        assert ledger.holdings() == Ledger.of(snapshot).holdings()
+        return ledger
+
     state.add_placement(core.Placement("w1", (core.PodPlacement("w1-0", "n1", (3,)),)))
     state.put_foreign("n1", 1, 1, 0, 0)
-    snapshot = state.snapshot()
-    assert state.kept_ledger(snapshot) is None
-    assert Ledger.of(snapshot).used["n1"] == [1000, 0, 0, 1000]
+    assert kept().used["n1"] == [1000, 0, 0, 1000]
+    first = kept()
+    # a placement on the device the foreign pod was counted on: it moves to the next free
+    state.add_placement(core.Placement("w1", (core.PodPlacement("w1-1", "n1", (0,)),)))
+    ledger = kept()
+    assert ledger is first  # kept, not rebuilt
+    assert ledger.used["n1"] == [1000, 1000, 0, 1000]
+    # foreign usage elsewhere, more of it, then none
+    state.put_foreign("n2", 2, 2, 500, 0)
+    assert kept().used["n2"] == [1000, 1000, 0, 0]
+    state.add_placement(core.Placement("w1", (core.PodPlacement("w1-2", "n2", (1,)),)))
+    assert kept().used["n2"] == [1000, 1000, 1000, 0]
+    state.put_foreign("n1", 0, 0, 0, 0)
+    state.put_foreign("n2", 0, 0, 0, 0)
+    ledger = kept()
+    assert ledger is first
+    assert ledger.used["n1"] == [1000, 0, 0, 1000] and ledger.used["n2"] == [0, 1000, 0, 0]
+
+
+def test_a_kept_ledger_gives_foreign_usage_the_pool_a_fresh_one_would():
+    state = ClusterState()
+    for name, pool in (("n1", "a"), ("n2", "b"), ("n10", "c")):
+        state.put_node(Node(name, pool, True, 4, cpu_millis=8000, memory_mib=65536))
+
+    def kept() -> Ledger:
+        snapshot = state.snapshot()
+        ledger = state.kept_ledger(snapshot)
+        assert ledger is not None
+        assert ledger.holdings() == Ledger.of(snapshot).holdings()
+        return ledger
+
+    kept()
+    for node, usage in (("n10", (1, 1)), ("n2", (1, 2)), ("n1", (2, 1)), ("n1", (0, 0)),
+                        ("n10", (1, 0)), ("n2", (0, 0)), ("n10", (0, 0))):
+        state.put_foreign(node, usage[0], usage[1], 0, 0)
+        kept()

@@ -93,6 +93,46 @@ async def test_a_fetch_of_submissions_stores_each_workload_once(scheduler, proje
     assert scheduler.state.version == version
 
 
+async def test_a_scaled_third_party_request_takes_its_new_pods_and_minimum(
+        scheduler, project, pool, db):
+    wid = str(uuid.uuid4())
+
+    def revised(revision: int, pods: int, min_pods: int, seconds: int = 0) -> WorkloadSubmitted:
+        event = submitted(wid, project, pool, pods=pods)
+        return event.model_copy(update={
+            "third_party": True, "revision": revision, "event_id": f"sub-{wid}-{revision}",
+            "created_at": T0.replace(second=seconds),
+            "spec": event.spec.model_copy(update={"min_pods": min_pods})})
+
+    await scheduler.workloads_submitted([received(revised(0, 4, 4), f"sub-{wid}-0")])
+    assert (scheduler.state.requests[wid].pods, scheduler.state.requests[wid].min_pods) == (4, 4)
+
+    # scaled twice in one fetch, the older revision last: the higher one counts; its place
+    # in the queue (when it was first submitted) stays
+    await scheduler.workloads_submitted([received(revised(2, 6, 6, 9), f"sub-{wid}-2"),
+                                         received(revised(1, 2, 2, 5), f"sub-{wid}-1")])
+    request = scheduler.state.requests[wid]
+    assert (request.pods, request.min_pods, request.revision) == (6, 6, 2)
+    assert request.submitted_at == T0
+    # an older revision later changes nothing, in memory or stored
+    await scheduler.workloads_submitted([received(revised(1, 2, 2, 5), f"late-{wid}-1")])
+    assert scheduler.state.requests[wid].pods == 6
+    row = await db.fetchrow("SELECT pods, min_pods, revision, submitted_at FROM workloads"
+                            " WHERE id = $1", wid)
+    assert tuple(row) == (6, 6, 2, T0)
+    # and a restart reads what was stored
+    [loaded] = [r for r in await repository.load_requests(db) if r.id == wid]
+    assert (loaded.pods, loaded.min_pods, loaded.revision) == (6, 6, 2)
+
+    # its pod groups count tenths of a second since 2026: past 32 bits from 2032 on
+    late = 2**31 + 10
+    await scheduler.pod_groups_changed([received(pod_group(wid, project, late, Phase.PENDING, [
+        PodSummary(name=f"web-{i}") for i in range(6)]), f"pg-{wid}-late")])
+    assert scheduler.state.statuses[wid].sequence == late
+    assert await db.fetchval("SELECT sequence FROM workload_status WHERE workload_id = $1",
+                             wid) == late
+
+
 async def test_a_fetch_of_pod_groups_ends_as_one_event_after_the_other(
         js, scheduler, project, pool, tag, db, eventually, monkeypatch):
     node = f"n-{tag}-1"

@@ -116,3 +116,54 @@ async def test_a_name_a_native_workload_has_gets_the_id_s_digits(harness, defaul
     await harness.service.third_party_changed(event)
     view = (await harness.admin.get(f"/api/v1/workloads/{event.workload_id}")).json()
     assert view["name"] == f"shared-{event.workload_id[:8]}"
+
+
+async def test_a_scaled_owner_s_pods_and_minimum_follow_in_the_view_and_the_request(
+        harness, default_project):
+    wid = str(uuid.uuid4())
+    subject = f"fairway.workload.submitted.default.{wid}"
+
+    def deployment(replicas: int, pods: int, seconds: float, minimum: int = 1
+                   ) -> ThirdPartyWorkloadChanged:
+        return announced("web-tp", "default", seconds=seconds, pods=pods, wid=wid).model_copy(
+            update={"kind": "Deployment", "grouping": "elastic", "min_members": minimum,
+                    "replicas": replicas, "event_id": f"tp:{uuid.uuid4().hex}"})
+
+    await harness.service.third_party_changed(deployment(3, 3, 0))
+    [(_, first)] = await harness.outbox(subject)
+    assert (first["spec"]["pods"], first["spec"]["minPods"], first["revision"]) == (3, 1, 0)
+
+    # scaled to 5: the view says 5 at once (2 pods not made yet), the scheduler is told again
+    await harness.service.third_party_changed(deployment(5, 3, 1))
+    view = (await harness.admin.get(f"/api/v1/workloads/{wid}")).json()
+    assert view["requestedPods"] == 5
+    requests = [r for _, r in await harness.outbox(subject)]
+    assert [(r["spec"]["pods"], r["revision"]) for r in requests] == [(3, 0), (5, 1)]
+    assert requests[1]["eventId"] != requests[0]["eventId"]
+
+    # its pods made: nothing new to ask; a minimum raised: asked again
+    await harness.service.third_party_changed(deployment(5, 5, 2))
+    assert len(await harness.outbox(subject)) == 2
+    await harness.service.third_party_changed(deployment(5, 5, 3, minimum=2))
+    last = [r for _, r in await harness.outbox(subject)][-1]
+    assert (last["spec"]["pods"], last["spec"]["minPods"], last["revision"]) == (5, 2, 2)
+    view = (await harness.admin.get(f"/api/v1/workloads/{wid}")).json()
+    assert view["owner"]["minMembers"] == 2
+
+
+async def test_a_pod_group_sequence_past_32_bits_is_kept(harness, default_project):
+    """A third-party workload's pod groups count tenths of a second since 2026 (past 2**31
+    in 2032)."""
+    from fairway_contracts.events import PodGroupChanged
+    from fairway_submission import repository as repo
+
+    event = announced("late-tp", "default")
+    await harness.service.third_party_changed(event)
+    group = PodGroupChanged(
+        event_id="pg-late", workload_id=event.workload_id, name="late-tp", project="default",
+        workload_type="training", sequence=2**31 + 10, phase="Pending", time=T0 + timedelta(1),
+        pods=event.pod_summaries)
+    async with harness.service.pool.acquire() as conn:
+        await repo.apply_pod_groups(conn, [group])
+        assert await conn.fetchval("SELECT pods_sequence FROM workloads WHERE workload_id = $1",
+                                   uuid.UUID(event.workload_id)) == 2**31 + 10

@@ -30,6 +30,9 @@ class WorkloadSubmitted(Contract):
     # A third-party workload's request for the scheduler (its pods exist already: lifecycle
     # makes none, it binds the owner's pods where the scheduler places them).
     third_party: bool = False
+    # A third-party workload's request is sent again when its owner is scaled (its pods and
+    # minimum follow): each time with the next revision; the scheduler keeps the highest.
+    revision: int = Field(default=0, ge=0)
 
 
 class WorkloadAction(Contract):
@@ -75,7 +78,8 @@ class PodGroupChanged(Contract):
     name: str
     project: str
     workload_type: WorkloadType
-    sequence: int = Field(ge=1)
+    # 64 bits: a third-party workload's counts tenths of a second since 2026 (past 2**31 in 2032)
+    sequence: int = Field(ge=1, lt=2**63)
     phase: Phase
     attempt: int = Field(default=1, ge=1)
     pods: list[PodSummary] = Field(default_factory=list)
@@ -302,13 +306,22 @@ class ThirdPartyWorkloadChanged(Contract):
     grouping: Literal["single", "gang", "elastic"]
     min_members: int = Field(ge=1)
     project: str | None = None  # None: its namespace belongs to no project (`problem` says so)
-    problem: str | None = None  # why it cannot be scheduled as it is
+    # why it cannot be scheduled as it is (no project; a fraction annotation that cannot be
+    # read): it waits with this, and is not sent to the scheduler
+    problem: str | None = None
     priority_class: str
     priority: int
     preemptible: bool
     pods: list[str] = Field(default_factory=list)
+    # The pods its owner wants now (a set's `replicas`, a Job's `parallelism`, a PyTorchJob's
+    # replicas summed), which follows a scale; None: the owner does not say (its pods count).
+    replicas: int | None = Field(default=None, ge=0)
     # What one pod asks for (its first container's, summed over its containers)
     gpus_per_pod: int = Field(default=0, ge=0)
+    # ... or a fraction of one GPU, by annotation (`gpu-fraction` / `fairway.io/gpu-fraction`:
+    # a portion; `gpu-memory` / `fairway.io/gpu-memory`: MiB), with no whole GPU asked
+    gpu_portion: float | None = Field(default=None, gt=0, lt=1)
+    gpu_memory_mib: int | None = Field(default=None, gt=0)
     cpu_millis: int = Field(default=0, ge=0)
     memory_mib: int = Field(default=0, ge=0)
     # Its phase, folded from its pods by lifecycle's fold (a Job, a PyTorchJob or a bare pod

@@ -210,6 +210,10 @@ METRICS_WORKLOADS = ConsumerSpec(
     "metrics", "metrics-workloads", WORKLOADS.name, (subjects.WORKLOAD_SUBMITTED_ALL,),
     "Learns submission times and workload types.",
 )
+METRICS_THIRDPARTY = ConsumerSpec(
+    "metrics", "metrics-thirdparty", THIRDPARTY.name, (subjects.THIRDPARTY_ALL,),
+    "Counts third-party workloads (type thirdParty) by phase, from lifecycle's announcements.",
+)
 METRICS_QUEUES = ConsumerSpec(
     "metrics", "metrics-queues", DECISIONS.name, (subjects.QUEUE_STATUS_ALL,),
     "Keeps each queue's quota, fair share and allocation for the project and pool series.",
@@ -312,6 +316,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     METRICS_UTILIZATION,
     METRICS_SERVING,
     METRICS_DEADLETTERS,
+    METRICS_THIRDPARTY,
 )
 
 

@@ -208,6 +208,30 @@ class Kube:
             return "gone"
         raise KubeError(status, _text(answer))
 
+    async def label(self, namespace: str, pod: str, labels: dict[str, str]) -> str:
+        """Merge labels into a pod: 'patched' or 'gone'."""
+        body = {"metadata": {"labels": labels}}
+        status, answer = await self._call(self.core.patch_namespaced_pod, pod, namespace, body)
+        if status in (200, 201):
+            return "patched"
+        if status == 404:
+            return "gone"
+        raise KubeError(status, _text(answer))
+
+    async def set_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]
+                                ) -> str:
+        """Set one condition of a pod's status (others kept: a strategic merge by `type`),
+        as a scheduler says why a pod waits: 'patched' or 'gone'."""
+        body = {"status": {"conditions": [condition]}}
+        status, answer = await self._call(
+            self.core.patch_namespaced_pod_status, pod, namespace, body,
+            _content_type="application/strategic-merge-patch+json")
+        if status in (200, 201):
+            return "patched"
+        if status == 404:
+            return "gone"
+        raise KubeError(status, _text(answer))
+
     async def record_event(self, pod: dict[str, Any], reason: str, message: str,
                            type_: str = "Normal") -> None:
         """A core/v1 Event about a pod, as a controller records one (best effort: an Event

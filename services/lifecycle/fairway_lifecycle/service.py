@@ -27,6 +27,7 @@ from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.core.autoscaler import Window
 from fairway_lifecycle.core.deadletters import stalled_workload
 from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES
+from fairway_lifecycle.core.grouping import is_third_party
 from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
 from fairway_lifecycle.core.retries import UNDELIVERABLE
@@ -98,11 +99,15 @@ class LifecycleService:
             period_seconds=settings.autoscale_seconds,
             window=Window(metric_seconds=settings.autoscale_metric_window_seconds,
                           scale_down_seconds=settings.autoscale_scale_down_seconds))
-        self.sharing.find_unbound = self._unbound_fractions
+        self.sharing.find_unbound = lambda: [*self._unbound_fractions(),
+                                             *self.thirdparty.unbound_fractions()]
         self.foreign = ForeignUsageTracker(kube, resync_seconds=settings.resync_seconds)
         self.controller.foreign = self.foreign
         self.thirdparty = ThirdPartyDiscovery(kube)
         self.foreign.listeners.append(self.thirdparty.on_pod)
+        # third-party fraction pods share devices as native ones do (their watch is this one)
+        self.foreign.listeners.append(
+            lambda kind, pod: self.sharing.on_pod(kind, pod) if is_third_party(pod) else None)
         # Shards: None with one replica (it drives every workload, as it always has).
         self.router: ShardRouter | None = None
         self.keeper: ShardKeeper | None = None
@@ -253,8 +258,12 @@ class LifecycleService:
         await self.controller.preempt(decision)
 
     async def pending(self, event: SchedulingPending) -> None:
-        """Only the verdict "can never be placed" concerns lifecycle: the workload fails with
-        the scheduler's reason instead of waiting for ever."""
+        """A third-party workload's waiting pods are told why they wait (its owner made
+        them: they say it as kube-scheduler would). Of Fairway's own, only the verdict "can
+        never be placed" concerns lifecycle: the workload fails with the scheduler's reason
+        instead of waiting for ever."""
+        if await self.thirdparty.pending(event):
+            return
         if not event.unschedulable or not event.pending:
             return
         await self.controller.reject(event.workload_id, event.code or "Unschedulable",
@@ -319,6 +328,13 @@ class LifecycleService:
         spec = tracked.row.spec if tracked is not None else None
         for placement in decision.placements:
             if placement.portion is not None or placement.gpu_memory_mib is not None:
+                compute = None if tracked is not None else await \
+                    self.thirdparty.fraction_compute(decision.workload_id, namespace,
+                                                     placement.pod)
+                if compute is not None:  # a third-party pod's fraction, by annotation
+                    await self.sharing.bind(namespace, placement, compute,
+                                            self.thirdparty.name_of(decision.workload_id))
+                    continue
                 if spec is None:
                     async with self.runtime.pool.acquire() as conn:
                         spec = next(iter(await repo.get_many(conn, [decision.workload_id]))

@@ -15,6 +15,7 @@ so a sharded lifecycle announces each workload once.
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +27,13 @@ from fairway_bus import publish_model
 from fairway_contracts import subjects
 from fairway_contracts.events import (
     PodGroupChanged,
+    PodPlacement,
     PreemptDecision,
+    SchedulingPending,
     ThirdPartyWorkloadChanged,
 )
-from fairway_contracts.workloads import Phase, WorkloadType, utcnow
+from fairway_contracts.workloads import Compute, Phase, WorkloadType, utcnow
+from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES, LABEL_FRACTION
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -37,14 +41,32 @@ from fairway_lifecycle.core.grouping import (
     is_third_party,
     owner_from_object,
 )
-from fairway_lifecycle.core.thirdparty import announcement, missing_owners
+from fairway_lifecycle.core.thirdparty import (
+    announcement,
+    missing_owners,
+    pods_to_tell,
+    waiting_condition,
+)
 from fairway_lifecycle.kube import Kube
+from fairway_lifecycle.sharing import FractionBind
 
 log = logging.getLogger("fairway.lifecycle.thirdparty")
 
 GROUP_PAUSE = 0.2  # seconds a burst of pod changes gathers before its namespaces are grouped
 RETRY_SECONDS = 2.0  # after the API or NATS failed: the namespace is grouped again then
 SEQUENCE_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # pod group sequences count from here
+
+
+def _fraction_compute(event: ThirdPartyWorkloadChanged) -> Compute | None:
+    """A third-party fraction's request as a native fraction's compute (one device: a
+    portion, or an amount of its memory); None: it asks for whole GPUs or none."""
+    if event.gpu_portion is not None:
+        return Compute(gpu_devices_request=1, gpu_request_type="portion",
+                       gpu_portion_request=event.gpu_portion)
+    if event.gpu_memory_mib is not None:
+        return Compute(gpu_devices_request=1, gpu_request_type="memory",
+                       gpu_memory_request=f"{event.gpu_memory_mib}Mi")
+    return None
 
 
 def _group(api_version: str) -> str:
@@ -61,6 +83,9 @@ class ThirdPartyDiscovery:
         self.announced: dict[str, ThirdPartyWorkloadChanged] = {}  # by workload id
         self.gone: set[str] = set()  # workloads announced gone (a late delete is done)
         self._sequences: dict[str, int] = {}  # the last pod group sequence per workload
+        # why each workload's pods wait, as the scheduler last said (its PodScheduled
+        # condition): told to the waiting pods, and to the ones its owner makes later
+        self.waiting: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._readers: dict[tuple[str, str], Callable[[str, str, str], Any]] | None = None
@@ -161,6 +186,7 @@ class ThirdPartyDiscovery:
             await self._publish_pod_group(js, event)
             if event.gone:
                 self.announced.pop(event.workload_id, None)
+                self.waiting.pop(event.workload_id, None)
                 self.gone.add(event.workload_id)
             else:
                 self.announced[event.workload_id] = event
@@ -168,7 +194,14 @@ class ThirdPartyDiscovery:
                      extra={"workload_id": event.workload_id, "fields": {
                          "kind": event.kind, "name": event.name, "namespace": namespace,
                          "pods": len(event.pods), "project": event.project}})
+        for wid in sorted(present & self.waiting.keys() & self.announced.keys()):
+            await self._tell_waiting(self.announced[wid])  # pods made since it was said
         return changed
+
+    def name_of(self, workload_id: str) -> str:
+        """A third-party workload's name (its top owner's), else its id."""
+        event = self.announced.get(workload_id)
+        return event.name if event is not None else workload_id
 
     def namespace_of(self, workload_id: str) -> str | None:
         """The namespace of a third-party workload this replica announced (its pods')."""
@@ -177,7 +210,8 @@ class ThirdPartyDiscovery:
 
     def _next_sequence(self, workload_id: str) -> int:
         """A pod group's sequence: grows by at least one per event, and across restarts (it
-        starts from the clock: tenths of a second since 2026, within 32 bits until 2032)."""
+        starts from the clock: tenths of a second since 2026; past 32 bits in 2032, so every
+        store of a pod group's sequence is 64 bits)."""
         clock = int((utcnow() - SEQUENCE_EPOCH).total_seconds() * 10)
         sequence = max(self._sequences.get(workload_id, 0) + 1, clock)
         self._sequences[workload_id] = sequence
@@ -209,6 +243,74 @@ class ThirdPartyDiscovery:
             log.info("evicted third-party pod %s (%s): %s", pod, decision.reason, outcome,
                      extra={"workload_id": decision.workload_id})
         return True
+
+    async def pending(self, event: SchedulingPending) -> bool:
+        """Say on each of a third-party workload's waiting pods why it waits, as
+        kube-scheduler does (condition `PodScheduled` False, reason `Unschedulable`, the
+        scheduler's code and message, and a `FailedScheduling` Warning event); the pods its
+        owner makes later are told too. True when the workload is one this replica
+        announced."""
+        announced = self.announced.get(event.workload_id)
+        if announced is None:
+            return False
+        if not event.pending:
+            self.waiting.pop(event.workload_id, None)  # binding sets PodScheduled True
+            return True
+        self.waiting[event.workload_id] = waiting_condition(event.code, event.message,
+                                                            event.changed_at)
+        await self._tell_waiting(announced)
+        return True
+
+    async def _tell_waiting(self, announced: ThirdPartyWorkloadChanged) -> None:
+        condition = self.waiting[announced.workload_id]
+        pods = self.pods.get(announced.namespace, {})
+        members = {name: pods[name] for name in announced.pods if name in pods}
+        for name in pods_to_tell(members.values(), condition):
+            pod = members[name]
+            if await self.kube.set_pod_condition(announced.namespace, name,
+                                                 condition) == "patched":
+                await self.kube.record_event(pod, "FailedScheduling", condition["message"],
+                                             "Warning")
+                # as written: not written again before the watch brings the pod back
+                said = pod.setdefault("status", {}).setdefault("conditions", [])
+                said[:] = [c for c in said if c.get("type") != "PodScheduled"] + [condition]
+
+    async def fraction_compute(self, workload_id: str, namespace: str, pod: str
+                               ) -> Compute | None:
+        """What a third-party fraction pod asks for, as a native fraction's compute (one
+        device: a portion, or an amount of its memory); the pod is labelled a fraction pod
+        first, so the GPU sharing counts it on its device as a native one. None: not a
+        third-party fraction this replica announced."""
+        event = self.announced.get(workload_id)
+        compute = _fraction_compute(event) if event is not None else None
+        if compute is not None:
+            await self.kube.label(namespace, pod, {LABEL_FRACTION: "true"})
+        return compute
+
+    def unbound_fractions(self) -> list[FractionBind]:
+        """Third-party fraction pods that carry the node they are to be bound to but are not
+        bound: their bind was under way when lifecycle stopped (as the native ones)."""
+        members = {(e.namespace, pod): e for e in self.announced.values() for pod in e.pods}
+        found, now = [], time.monotonic()
+        for namespace, pods in self.pods.items():
+            for name, pod in pods.items():
+                meta = pod["metadata"]
+                notes = meta.get("annotations") or {}
+                event = members.get((namespace, name))
+                compute = _fraction_compute(event) if event is not None else None
+                if (compute is None or (pod.get("spec") or {}).get("nodeName")
+                        or meta.get("deletionTimestamp")
+                        or (meta.get("labels") or {}).get(LABEL_FRACTION) != "true"
+                        or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
+                    continue
+                try:
+                    devices = [int(i) for i in notes[ANN_DEVICES].split(",") if i]
+                except ValueError:
+                    continue
+                found.append(FractionBind(namespace, PodPlacement(
+                    pod=name, node=notes[ANN_BIND_NODE], gpu_devices=devices), compute,
+                    event.name, now))
+        return found
 
     async def delete_owner(self, workload_id: str) -> bool:
         """Delete a third-party workload's top owner, its dependents in the background (the

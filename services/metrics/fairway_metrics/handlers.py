@@ -19,6 +19,7 @@ from fairway_contracts.events import (
     QueueStatusChanged,
     SchedulingPending,
     ServingChanged,
+    ThirdPartyWorkloadChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -55,6 +56,11 @@ def _register_workloads(service: MetricsService) -> None:
     @durable_batch_subscriber(broker, consumers.phases, PhaseChanged, pause=pause)
     async def on_phases_changed(items: list[Received[PhaseChanged]]) -> None:
         await service.phases_changed(items)
+
+    @durable_batch_subscriber(broker, consumers.thirdparty, ThirdPartyWorkloadChanged,
+                              pause=pause)
+    async def on_third_party(items: list[Received[ThirdPartyWorkloadChanged]]) -> None:
+        await service.third_party_changed(items)
 
 
 def _register_facts(service: MetricsService) -> None:

@@ -23,6 +23,7 @@ from fairway_contracts.events import (
     PreemptDecision,
     SchedulingPending,
     ServingChanged,
+    ThirdPartyWorkloadChanged,
     WorkloadSubmitted,
     WorkloadUtilization,
 )
@@ -45,6 +46,8 @@ from fairway_metrics.core.workloads import (
     fold_batch,
     on_phase_changed,
     on_submitted,
+    on_third_party,
+    type_of,
 )
 from fairway_metrics.settings import MetricsSettings
 from fairway_runtime import Service
@@ -69,6 +72,7 @@ class MetricsConsumers:
     utilization: ConsumerSpec = streams.METRICS_UTILIZATION
     serving: ConsumerSpec = streams.METRICS_SERVING
     dead_letters: ConsumerSpec = streams.METRICS_DEADLETTERS
+    thirdparty: ConsumerSpec = streams.METRICS_THIRDPARTY
 
     def all(self) -> tuple[ConsumerSpec, ...]:
         return tuple(getattr(self, name) for name in self.__dataclass_fields__)
@@ -105,7 +109,14 @@ class MetricsService:
     async def phases_changed(self, items: list[Received[PhaseChanged]]) -> None:
         await self._apply(items, self.consumers.phases.durable, on_phase_changed)
 
-    async def _apply[E: (WorkloadSubmitted, PhaseChanged)](
+    async def third_party_changed(self, items: list[Received[ThirdPartyWorkloadChanged]]
+                                  ) -> None:
+        """Third-party workloads' phases, from lifecycle's announcements (lifecycle publishes
+        no PhaseChanged for them); one of no project is not counted until it has one."""
+        await self._apply([i for i in items if i.payload.project],
+                          self.consumers.thirdparty.durable, on_third_party)
+
+    async def _apply[E: (WorkloadSubmitted, PhaseChanged, ThirdPartyWorkloadChanged)](
             self, items: list[Received[E]], consumer: str,
             fold: Callable[[WorkloadView, E], Outcome]) -> None:
         async with self.runtime.pool.acquire() as conn, conn.transaction():
@@ -124,7 +135,7 @@ class MetricsService:
             for event in events:
                 if event.workload_id not in self.projection.workloads:
                     first.setdefault(event.workload_id, (event.workload_id, event.project,
-                                                         event.workload_type.value))
+                                                         type_of(event)))
             views = await repository.add_workloads(conn, first.values())
             views |= await repository.lock_workloads(
                 conn, {e.workload_id for e in events} - views.keys())

@@ -47,7 +47,7 @@ async def load_requests(conn: asyncpg.Connection) -> list[WorkloadRequest]:
         " w.pods, w.min_pods, w.gpus_per_pod, w.submitted_at, w.trace_headers, w.project_id,"
         " w.gpu_portion, w.gpu_memory_mib, w.gpu_limit, w.gpu_memory_limit_mib, w.cpu_millis,"
         " w.memory_mib, w.node_type, w.name, w.master, w.topology_required,"
-        " w.topology_preferred"
+        " w.topology_preferred, w.revision"
         " FROM workloads w LEFT JOIN workload_status s ON s.workload_id = w.id"
         " WHERE s.finished IS NOT TRUE")
     return [WorkloadRequest(**{**dict(row), "node_pools": tuple(row["node_pools"]),
@@ -296,7 +296,7 @@ _REQUEST_COLUMNS = ("id, project, priority_class, priority, preemptible, node_po
                     " min_pods, gpus_per_pod, submitted_at, trace_headers, project_id,"
                     " gpu_portion, gpu_memory_mib, gpu_limit, gpu_memory_limit_mib, cpu_millis,"
                     " memory_mib, node_type, name, master, topology_required,"
-                    " topology_preferred")
+                    " topology_preferred, revision")
 
 
 def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
@@ -315,15 +315,17 @@ def _request_row(msg_id: str, request: WorkloadRequest) -> dict:
             "name": request.name,
             "master": dataclasses.asdict(request.master) if request.master else None,
             "topology_required": request.topology_required,
-            "topology_preferred": request.topology_preferred}
+            "topology_preferred": request.topology_preferred, "revision": request.revision}
 
 
 async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Sequence[str],
                          requests: Sequence[tuple[str, WorkloadRequest]]) -> dict[str, bool]:
     """A fetch of submissions in one statement: every message id recorded for `consumer`;
     each request (one per workload, with the id of the message that brought it) stored when
-    its message is new and its workload too (a workload is submitted once). Returns the
-    workloads stored, each with whether its last phase event, come first, ended it."""
+    its message is new and its workload too (a workload is submitted once), or when it is a
+    higher revision of the stored one (a scaled third-party owner: its pods and minimum,
+    the rest as first stored). Returns the workloads stored, each with whether its last
+    phase event, come first, ended it."""
     # The rows as one JSON array: fields map onto the columns by name and type (text[] from
     # a JSON array, timestamptz from ISO text), with none of unnest's trouble with arrays.
     rows = await conn.fetch(
@@ -332,7 +334,9 @@ async def store_requests(conn: asyncpg.Connection, consumer: str, msg_ids: Seque
         " FROM jsonb_array_elements($3::text::jsonb) AS e(doc),"
         " jsonb_populate_record(NULL::workloads, e.doc) AS w"
         " WHERE e.doc->>'msg_id' IN (SELECT msg_id FROM fresh)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id)"
+        " ON CONFLICT (id) DO UPDATE SET pods = EXCLUDED.pods, min_pods = EXCLUDED.min_pods,"
+        " revision = EXCLUDED.revision WHERE EXCLUDED.revision > workloads.revision"
+        " RETURNING id)"
         " SELECT stored.id, coalesce(s.finished, false) AS finished"
         " FROM stored LEFT JOIN workload_status s ON s.workload_id = stored.id",
         consumer, list(dict.fromkeys(msg_ids)),
@@ -365,7 +369,7 @@ async def store_pod_groups(conn: asyncpg.Connection, consumer: str,
                for pod in status.pods_holding()]
     rows = await conn.fetch(
         f"WITH {_FIRST_DELIVERIES},"
-        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::integer[],"
+        " events AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[],"
         " $7::text[], $8::boolean[], $9::text[], $10::text[])"
         " WITH ORDINALITY AS e(msg_id, w, p, s, ph, f, pods, th, n)),"
         " new AS (SELECT DISTINCT ON (msg_id) * FROM events"

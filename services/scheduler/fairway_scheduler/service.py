@@ -262,8 +262,11 @@ class SchedulerService:
         for item in items:
             request = WorkloadRequest.from_event(item.payload,
                                                  trace_headers_only(item.delivery.headers))
-            # a workload is submitted once: a second message for it would change nothing
-            requests.setdefault(request.id, (item.delivery.msg_id, request))
+            # a workload is submitted once: a second message for it changes nothing, unless
+            # it is a higher revision (a scaled third-party owner)
+            known = requests.get(request.id)
+            if known is None or request.revision > known[1].revision:
+                requests[request.id] = (item.delivery.msg_id, request)
         async with self.lock:
             async with self.pool.acquire() as conn:
                 stored = await repository.store_requests(

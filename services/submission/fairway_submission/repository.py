@@ -566,7 +566,7 @@ async def apply_pod_groups(conn: asyncpg.Connection, events: list[PodGroupChange
         # Each list as JSON text: a list of lists would go as a two-dimensional array.
         ids, pods, sequences, times = zip(*(_pod_group_args(e) for e in events), strict=True)
         await conn.execute(
-            "SELECT apply_pod_group_batch($1::uuid[], $2::text[]::jsonb[], $3::integer[],"
+            "SELECT apply_pod_group_batch($1::uuid[], $2::text[]::jsonb[], $3::bigint[],"
             " $4::timestamptz[])", ids, [json.dumps(p) for p in pods], sequences, times)
 
 
@@ -732,7 +732,11 @@ async def apply_third_party(conn: asyncpg.Connection, event: ThirdPartyWorkloadC
             return False
         reason, message = event.phase_reason, event.phase_message
         if problem is not None:
-            reason, message = "NoProject", problem
+            # lifecycle's reason for a problem it found (no project; a fraction annotation it
+            # cannot read), else ours: the project it names does not exist
+            reason = (event.phase_reason if problem == event.problem
+                      and event.phase_reason in PROBLEM_REASONS else "NoProject")
+            message = problem
         spec = third_party_spec(event)
         owner = {"kind": event.kind, "apiVersion": event.api_version, "name": event.name,
                  "namespace": event.namespace, "uid": event.owner_uid,
@@ -776,14 +780,25 @@ async def apply_third_party(conn: asyncpg.Connection, event: ThirdPartyWorkloadC
     return True
 
 
+PROBLEM_REASONS = frozenset({"NoProject", "InvalidGpuFraction"})
+
+
 def third_party_spec(event: ThirdPartyWorkloadChanged) -> dict[str, Any]:
-    """The spec a third-party workload shows: what its pods ask for, in a spec's shape."""
+    """The spec a third-party workload shows: what its pods ask for, in a spec's shape (a
+    fraction by annotation as a native fraction asks: one device, a portion or memory)."""
     compute: dict[str, Any] = {"gpuDevicesRequest": event.gpus_per_pod}
+    if event.gpu_portion is not None:
+        compute = {"gpuDevicesRequest": 1, "gpuRequestType": "portion",
+                   "gpuPortionRequest": event.gpu_portion}
+    elif event.gpu_memory_mib is not None:
+        compute = {"gpuDevicesRequest": 1, "gpuRequestType": "memory",
+                   "gpuMemoryRequest": f"{event.gpu_memory_mib}Mi"}
     if event.cpu_millis:
         compute["cpuCoreRequest"] = event.cpu_millis / 1000
     if event.memory_mib:
         compute["cpuMemoryRequest"] = f"{event.memory_mib}Mi"
-    return {"pods": len(event.pods), "minPods": event.min_members,
+    pods = event.replicas if event.replicas is not None else len(event.pods)
+    return {"pods": pods, "minPods": event.min_members,
             "priorityClass": event.priority_class, "preemptible": event.preemptible,
             "compute": compute}
 
@@ -804,10 +819,14 @@ async def project_named(conn: asyncpg.Connection, name: str) -> asyncpg.Record |
     return await conn.fetchrow("SELECT * FROM projects WHERE name = $1", name)
 
 
-async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str) -> bool:
-    """True once per third-party workload: its request is to go to the scheduler now."""
-    done = await conn.execute(
-        "UPDATE workloads SET third_party_submitted_at = now() WHERE workload_id = $1"
-        " AND third_party_submitted_at IS NULL AND project_id IS NOT NULL",
-        uuid.UUID(workload_id))
-    return done.endswith(" 1")
+async def third_party_to_submit(conn: asyncpg.Connection, workload_id: str,
+                                request: dict[str, Any]) -> int | None:
+    """The revision of a third-party workload's request to send the scheduler now (0 the
+    first time), or None when `request` (its pods and minimum) is what was sent last."""
+    return await conn.fetchval(
+        "UPDATE workloads SET third_party_submitted_at = coalesce(third_party_submitted_at,"
+        " now()), third_party_request = $2, third_party_revision = CASE WHEN"
+        " third_party_submitted_at IS NULL THEN 0 ELSE third_party_revision + 1 END"
+        " WHERE workload_id = $1 AND project_id IS NOT NULL"
+        " AND third_party_request IS DISTINCT FROM $2::jsonb RETURNING third_party_revision",
+        uuid.UUID(workload_id), request)

@@ -286,10 +286,15 @@ class SubmissionService:
                 problem = (f"namespace {event.namespace} names project {event.project}, which "
                            "does not exist: create it, or label the namespace with another")
             await repo.apply_third_party(conn, event, project, problem)
-            if project is not None and not event.gone and \
-                    await repo.third_party_to_submit(conn, event.workload_id):
-                # its request, once, for the scheduler (lifecycle makes no pods for it)
-                submitted = third_party_request(event, project)
+            if project is None or event.gone or event.problem:
+                return  # nothing the scheduler can place (yet)
+            # its request for the scheduler (lifecycle makes no pods for it): once, and again
+            # with the next revision when a scale changes its pods or its minimum
+            pods, min_pods = third_party_size(event)
+            revision = await repo.third_party_to_submit(
+                conn, event.workload_id, {"pods": pods, "minPods": min_pods})
+            if revision is not None:
+                submitted = third_party_request(event, project, revision)
                 await add_to_outbox(
                     conn, subjects.workload_submitted(project["name"], event.workload_id),
                     submitted, msg_id=submitted.event_id)
@@ -317,18 +322,26 @@ class SubmissionService:
         return [n for n in nodes.values() if not n.deleted]
 
 
-def third_party_request(event: ThirdPartyWorkloadChanged, project: asyncpg.Record
-                        ) -> WorkloadSubmitted:
-    """What a third-party workload asks of the scheduler: its pods (a gang waits for every
-    member: at least `minMembers`), what each asks for, its priority and preemptibility."""
+def third_party_size(event: ThirdPartyWorkloadChanged) -> tuple[int, int]:
+    """A third-party workload's pods (what its owner wants now, else the pods it has; a gang
+    waits for every member: at least `minMembers`) and its minimum (1 for pods one by one)."""
+    wanted = event.replicas if event.replicas is not None else len(event.pods)
+    pods = max(wanted, event.min_members, 1)
+    return pods, (min(event.min_members, pods) if event.grouping != "single" else 1)
+
+
+def third_party_request(event: ThirdPartyWorkloadChanged, project: asyncpg.Record,
+                        revision: int = 0) -> WorkloadSubmitted:
+    """What a third-party workload asks of the scheduler: its pods and minimum, what each
+    asks for, its priority and preemptibility; `revision` > 0: again, after a scale."""
     spec = repo.third_party_spec(event)
-    pods = max(len(event.pods), event.min_members)
+    pods, min_pods = third_party_size(event)
     return WorkloadSubmitted(
-        event_id=f"sub:{event.workload_id}", workload_id=event.workload_id, name=event.name,
+        event_id=f"sub:{event.workload_id}" + (f":r{revision}" if revision else ""),
+        revision=revision, workload_id=event.workload_id, name=event.name,
         project=project["name"], project_id=str(project["id"]),
         workload_type=WorkloadType.TRAINING, created_at=event.observed_at,
         created_by=f"kubernetes:{event.namespace}", third_party=True,
         spec=EffectiveSpec(image=f"{event.kind}/{event.name}", compute=spec["compute"],
                            priority_class=event.priority_class, preemptible=event.preemptible,
-                           backoff_limit=0, pods=pods,
-                           min_pods=event.min_members if event.grouping != "single" else 1))
+                           backoff_limit=0, pods=pods, min_pods=min_pods))

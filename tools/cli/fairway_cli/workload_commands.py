@@ -338,11 +338,30 @@ def _table(workloads: list[dict[str, Any]]) -> Table:
         if w["desiredPhase"] != "Running" and w["desiredPhase"] != p:
             why = f"→ {w['desiredPhase']}" + (f"; {why}" if why else "")
         pools = ",".join(w["currentNodePools"] or w["requestedNodePools"]) or "-"
-        table.add_row(w["name"], w["projectName"], w["type"], phase(p),
+        table.add_row(w["name"], w["projectName"], _type_words(w), phase(p),
                       f"{w['requestedResources'].get('gpu', 0):g}",
                       f"{w['runningPods']}/{w['requestedPods']}", pools, age(w["createdAt"]),
                       why or "")
     return table
+
+
+def _type_words(w: dict[str, Any]) -> str:
+    """The type; a third-party workload's with its owner's kind and namespace."""
+    if w.get("kind"):
+        return f"{w['type']} {w['kind']} ({w.get('namespace') or '-'})"
+    return w["type"]
+
+
+def _owner_line(w: dict[str, Any]) -> str | None:
+    """A third-party workload's top owner, its namespace and how its pods are grouped."""
+    owner = w.get("owner")
+    if not owner:
+        return None
+    grouping = {"gang": f"a gang of {owner['minMembers']}",
+                "elastic": f"elastic, never below {owner['minMembers']}",
+                }.get(owner["grouping"], "pods one by one")
+    return (f"owner:    {owner['kind']} {owner['name']} in namespace {owner['namespace']} "
+            f"({owner['apiVersion']}, uid {owner['uid']}); {grouping}")
 
 
 def list_workloads(
@@ -404,8 +423,10 @@ def describe(
         return
     p = w["phase"]
     out = console.print
-    out(f"[bold]{w['name']}[/bold]  ({w['type']}, project {w['projectName']}, id {wid})",
+    out(f"[bold]{w['name']}[/bold]  ({_type_words(w)}, project {w['projectName']}, id {wid})",
         highlight=False)
+    if owner := _owner_line(w):
+        out(owner, highlight=False)
     message = w.get("phaseMessage") if p != "Pending" else None
     out(f"phase:    {phase(p)}" + (f" — {message}" if message else ""), highlight=False)
     if p == "Pending":
@@ -426,8 +447,10 @@ def describe(
         f"{w['totalPendingTimeSeconds']:.1f}s, running {w['totalRunningTimeSeconds']:.1f}s",
         highlight=False)
     spec = w["spec"]
-    out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
-                                            if spec.get("command") else ""), highlight=False)
+    if spec.get("image"):  # a third-party workload's pods are its owner's: no image of ours
+        out(f"image:    {spec.get('image')}" + (f"  command: {spec['command']}"
+                                                if spec.get("command") else ""),
+            highlight=False)
     if decided := _decided(spec, w.get("submittedSpec") or {}):
         out(f"decided:  {decided}  (by policy and defaults, not submitted)", highlight=False)
     if w["type"] == "inference":

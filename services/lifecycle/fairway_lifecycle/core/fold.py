@@ -99,6 +99,9 @@ class WorkloadInfo:
     # An elastic workload (min_pods < pods) runs with its minimum; it is Degraded once a pod
     # above the minimum has waited (unplaced or not ready) this long.
     below_requested_grace_seconds: float = 300.0
+    # What the messages call it ("the Deployment", "the Job": a third-party workload's kind);
+    # None: its type ("the training").
+    noun: str | None = None
 
     @property
     def elastic(self) -> bool:
@@ -376,7 +379,7 @@ def _completed(w: WorkloadInfo, current: list[Pod]) -> str | None:
 
 def fold(w: WorkloadInfo, pods: list[Pod], now: datetime | None = None) -> PhaseResult:
     """The phase of `w` given the pods it has now (any attempt; older ones are ignored)."""
-    kind = w.workload_type.value
+    kind = w.noun or w.workload_type.value
     if (asked := _requested(w, pods, kind)) is not None:  # 1. what the user asked for
         return asked
     alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]

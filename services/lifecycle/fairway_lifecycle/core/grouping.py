@@ -20,7 +20,9 @@ schedules what it can name, so every such pod is put in a workload, one per *top
    - **a bare pod**: itself;
    - **anything else**: its top owner, pods one by one unless `fairway.io/min-members: N`
      asks for a gang.
-   A gang of one is a single pod.
+   A gang of one is a single pod. `replicas` is the pods the top owner wants now (a set's
+   `replicas`, a Job's `parallelism`, a PyTorchJob's replicas summed): a scale changes it, and
+   a Job's gang minimum with its `parallelism`.
 3. The project is the pod's `fairway.io/project` label, else its namespace's
    `fairway.io/project` label (as Run:ai's `runai/queue`); with neither, the workload has no
    project and `problem` says why (it waits with that reason).
@@ -103,6 +105,7 @@ class ThirdPartyWorkload:
     preemptible: bool
     pods: tuple[str, ...]
     problem: str | None = None  # why it cannot be scheduled as it is (no project)
+    replicas: int | None = None  # the pods its owner wants now (None: the owner does not say)
 
 
 def is_third_party(pod: Mapping[str, Any]) -> bool:
@@ -185,6 +188,28 @@ def _pytorch_size(spec: Mapping[str, Any]) -> int:
     return _number(policy.get("minAvailable")) or max(total, 1)
 
 
+def _count(value: Any, default: int = 1) -> int:
+    try:
+        return max(int(str(value if value is not None else default).strip()), 0)
+    except ValueError:
+        return default
+
+
+def _replicas(top: Owner) -> int | None:
+    """The pods the top owner wants now: follows a scale (`kubectl scale`, the /scale
+    subresource, an edit of `parallelism`)."""
+    if top.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+        return _count(top.spec.get("replicas"))
+    if top.kind == "Job":
+        return _count(top.spec.get("parallelism"))
+    if top.kind == "PyTorchJob":
+        replicas = top.spec.get("pytorchReplicaSpecs") or {}
+        return sum(_count((r or {}).get("replicas")) for r in replicas.values())
+    if top.kind == "Pod":
+        return 1
+    return None
+
+
 def _grouping(top: Owner, pod_meta: Mapping[str, Any]) -> tuple[Grouping, int]:
     """The grouper of the top owner's kind: how its pods are grouped, and the minimum (a
     gang of one is a single pod)."""
@@ -251,7 +276,7 @@ def group_pod(pod: Mapping[str, Any], owners: Mapping[str, Owner],
         api_version=top.api_version, name=top.name, namespace=namespace, owner_uid=top.uid,
         grouping=grouping, min_members=min_members, project=project,
         priority_class=priority_class, priority=priority, preemptible=preemptible,
-        pods=names, problem=problem)
+        pods=names, problem=problem, replicas=_replicas(top))
 
 
 def group_pods(pods: Iterable[Mapping[str, Any]], owners: Mapping[str, Owner],

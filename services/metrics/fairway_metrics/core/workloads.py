@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from fairway_contracts.events import PhaseChanged, WorkloadSubmitted
-from fairway_contracts.workloads import Phase
+from fairway_contracts.events import PhaseChanged, ThirdPartyWorkloadChanged, WorkloadSubmitted
+from fairway_contracts.workloads import Phase, WorkloadType
 
 # Phases in which a workload waits for GPUs, and those in which it holds and uses them.
 PENDING_PHASES = frozenset({Phase.PENDING.value})
@@ -106,12 +106,23 @@ def fold_batch[E: (WorkloadSubmitted, PhaseChanged)](
     return Folded(changed, outcomes, finished)
 
 
+THIRD_PARTY = "thirdParty"  # the type of pods Fairway schedules but did not create
+
+
+def type_of(event: WorkloadSubmitted | PhaseChanged | ThirdPartyWorkloadChanged) -> str:
+    """The type a workload is counted under: a third-party workload's own, `thirdParty`
+    (its request reaches the scheduler as a training's)."""
+    if isinstance(event, ThirdPartyWorkloadChanged) or getattr(event, "third_party", False):
+        return THIRD_PARTY
+    return event.workload_type.value
+
+
 def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
     if view.submitted_at is not None:
         return Outcome(view)
     spec = event.spec
     view = replace(view, submitted_at=event.created_at, project_id=event.project_id,
-                   workload_type=event.workload_type.value,
+                   workload_type=type_of(event),
                    gpus_requested=spec.gpus_requested(),
                    node_pools=tuple(spec.node_pools))
     return _observe_latencies(Outcome(view))
@@ -135,6 +146,32 @@ def on_phase_changed(view: WorkloadView, event: PhaseChanged) -> Outcome:
                        phase_changed_at=event.time, pending_seconds=pending,
                        running_seconds=running, placements=_placements(event))
     return _observe_latencies(replace(outcome, view=view))
+
+
+def on_third_party(view: WorkloadView, event: ThirdPartyWorkloadChanged) -> Outcome:
+    """A third-party workload's announcement as the phase event lifecycle publishes for a
+    native one: a transition when its phase moved, its placements always (an elastic set's
+    pods come and go within a phase); older news changes nothing."""
+    if view.phase_changed_at is not None and event.observed_at < view.phase_changed_at:
+        return Outcome(view)
+    view = replace(view, workload_type=THIRD_PARTY)
+    per_pod = event.gpu_portion or event.gpus_per_pod
+    if per_pod:  # what it asks for follows a scale (a memory fraction: as first submitted)
+        wanted = event.replicas if event.replicas is not None else len(event.pods)
+        view = replace(view, gpus_requested=per_pod * wanted)
+    moved = view.phase != event.phase.value
+    outcome = on_phase_changed(view, PhaseChanged(
+        event_id=event.event_id, workload_id=event.workload_id, name=event.name,
+        project=event.project or "", workload_type=WorkloadType.TRAINING,
+        sequence=view.phase_sequence + 1, previous_phase=None, phase=event.phase,
+        reason=event.phase_reason, message=event.phase_message, time=event.observed_at,
+        pods=event.pod_summaries))
+    if moved:
+        return outcome
+    # the same phase: no transition, and the stretch in it goes on
+    return replace(outcome, transition=None, view=replace(
+        outcome.view, phase_changed_at=view.phase_changed_at,
+        pending_seconds=view.pending_seconds, running_seconds=view.running_seconds))
 
 
 def _placements(event: PhaseChanged) -> tuple[tuple[str, float], ...]:

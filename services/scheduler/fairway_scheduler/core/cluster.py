@@ -31,6 +31,7 @@ from fairway_contracts.workloads import (
 )
 from fairway_scheduler.core import model
 from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.nodes import natural
 from fairway_scheduler.core.swap import GpuSwap
 from fairway_scheduler.core.usage import UsageHistory
 
@@ -133,6 +134,9 @@ class WorkloadRequest:
     # Its topology request: levels (node label keys) of its node pool's topology.
     topology_required: str | None = None
     topology_preferred: str | None = None
+    # A third-party workload's request again after a scale (its pods and minimum): the
+    # highest revision counts.
+    revision: int = 0
 
     @classmethod
     def from_event(cls, event: WorkloadSubmitted, trace_headers: Mapping[str, str]
@@ -158,6 +162,7 @@ class WorkloadRequest:
             master=master_size(spec.master_spec.compute if spec.master_spec else None),
             topology_required=spec.topology.required_placement if spec.topology else None,
             topology_preferred=spec.topology.preferred_placement if spec.topology else None,
+            revision=event.revision,
             **_fraction(spec.compute),
         )
 
@@ -347,6 +352,7 @@ class ClusterState:
         # changed since the last cycle are held again then.
         self._ledger: Ledger | None = None
         self._ledger_pods: dict[str, list[str]] = {}  # workload -> its pods in the ledger
+        self._ledger_foreign: dict[str, list[str]] = {}  # node -> its foreign pods in it
         self._ledger_stale: set[str] = set()
         # Each workload's part of a snapshot, kept until something about it changes. Its keys
         # are those of `statuses`, in the same order (None: to be made at the next snapshot),
@@ -366,6 +372,10 @@ class ClusterState:
         self.allocations.on_change = self._touch
         # What pods another scheduler bound hold, per node: (pods, GPUs, millicores, MiB).
         self.foreign: dict[str, tuple[int, int, int, int]] = {}
+        # Nodes whose foreign usage changed since the kept ledger held it: held again there
+        # at the next cycle (not the whole ledger rebuilt: foreign pods come and go all the
+        # time).
+        self._foreign_stale: set[str] = set()
 
     # changes ----------------------------------------------------------------------------
     def _touch(self, workload_id: str) -> None:
@@ -398,22 +408,36 @@ class ClusterState:
             self.foreign[node] = usage
         else:
             self.foreign.pop(node, None)
-        self._ledger = None
+        self._foreign_stale.add(node)
         self.version += 1
         return True
 
-    def foreign_allocations(self) -> tuple[model.Allocation, ...]:
+    def foreign_allocations(self, nodes: Iterable[str] | None = None
+                            ) -> tuple[model.Allocation, ...]:
         """Foreign usage as allocations of no workload (so of no project): a node's GPUs,
         CPU and memory on its first, one more allocation per further pod (the pod count).
-        Their GPUs are `unknown_devices`: they take the devices Fairway's pods leave free."""
+        Their GPUs are `unknown_devices`: they take the devices Fairway's pods leave free.
+        `nodes`: of those nodes only."""
         out: list[model.Allocation] = []
-        for node, (pods, gpus, cpu, memory) in self.foreign.items():
+        for node in self.foreign if nodes is None else nodes:
+            if node not in self.foreign:
+                continue
+            pods, gpus, cpu, memory = self.foreign[node]
             out.append(model.Allocation(FOREIGN_WORKLOAD, f"{node}/0", node,
                                         unknown_devices=gpus, cpu_millis=cpu,
                                         memory_mib=memory))
             out.extend(model.Allocation(FOREIGN_WORKLOAD, f"{node}/{i}", node)
                        for i in range(1, pods))
         return tuple(out)
+
+    def _foreign_pool(self, ledger: Ledger) -> str | None:
+        """The pool `Ledger.of` gives the foreign pseudo-workload: that of the first
+        allocation it holds (a known one, in snapshot order: a node's second pod, or a node
+        with no foreign GPUs; else the first node by name of those with foreign GPUs)."""
+        held = [n for n in self.foreign if n in ledger.nodes]
+        first = next((n for n in held if self.foreign[n][0] > 1 or not self.foreign[n][1]),
+                     None) or min(held, key=natural, default=None)
+        return ledger.nodes[first].pool if first is not None else None
 
     def remove_node(self, name: str) -> None:
         self.foreign.pop(name, None)
@@ -453,6 +477,10 @@ class ClusterState:
         self.version += 1
 
     def add_request(self, request: WorkloadRequest) -> None:
+        known = self.requests.get(request.id)
+        if known is not None and request.revision:
+            # a revision (a scaled third-party owner): its place in the queue stays
+            request = replace(request, submitted_at=known.submitted_at)
         self.requests[request.id] = request
         self._touch(request.id)
         self.version += 1
@@ -674,16 +702,16 @@ class ClusterState:
         but kept between cycles: only workloads that changed are held again. None when the
         snapshot has pods bound without a decision of ours (they take the devices left free,
         so they are held after all the others: the cycle builds its ledger then, rarely)."""
-        if len(snapshot.allocations) != len(self.allocations):
+        foreign_pods = sum(pods for pods, *_ in self.foreign.values())
+        if len(snapshot.allocations) != len(self.allocations) + foreign_pods:
             return None
         if self._ledger is None:
-            self._ledger = Ledger.of(snapshot)
-            self._ledger_pods = {}
-            for a in snapshot.allocations:
-                self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
-            self._ledger_stale.clear()
-            return self._ledger
+            return self._fresh_ledger(snapshot)
         ledger = self._ledger
+        rehold = self._foreign_to_hold_again(ledger)
+        for node in rehold:
+            for pod in self._ledger_foreign.pop(node, ()):
+                ledger.release(FOREIGN_WORKLOAD, pod)
         for wid in self._ledger_stale:
             for pod in self._ledger_pods.pop(wid, ()):
                 ledger.release(wid, pod)
@@ -700,7 +728,43 @@ class ClusterState:
                     ledger.hold(a, request.project, request.preemptible)
             self._ledger_pods[wid] = [a.pod for a in allocations]
         self._ledger_stale.clear()
+        if rehold:
+            self._hold_foreign_again(ledger, rehold)
         return ledger
+
+    def _fresh_ledger(self, snapshot: model.ClusterSnapshot) -> Ledger:
+        self._ledger = Ledger.of(snapshot)
+        self._ledger_pods, self._ledger_foreign = {}, {}
+        for a in snapshot.allocations:
+            if a.workload_id == FOREIGN_WORKLOAD:
+                self._ledger_foreign.setdefault(a.node, []).append(a.pod)
+            else:
+                self._ledger_pods.setdefault(a.workload_id, []).append(a.pod)
+        self._ledger_stale.clear()
+        self._foreign_stale.clear()
+        return self._ledger
+
+    def _foreign_to_hold_again(self, ledger: Ledger) -> set[str]:
+        """Foreign GPUs take the devices Fairway's pods leave free, so they are held after
+        them: held again on a node where they changed, or where a changed workload holds (or
+        held)."""
+        nodes = set(self._foreign_stale)
+        if self._ledger_foreign:
+            for wid in self._ledger_stale:
+                nodes.update(n for pod in self._ledger_pods.get(wid, ())
+                             if (n := ledger.node_of(wid, pod)) in self._ledger_foreign)
+                nodes.update(a.node for a in self.allocations.of(wid)
+                             if a.node in self._ledger_foreign)
+        return nodes
+
+    def _hold_foreign_again(self, ledger: Ledger, nodes: set[str]) -> None:
+        foreign = self.foreign_allocations(sorted(nodes, key=natural))
+        ledger.hold_after_known(foreign)
+        for a in foreign:
+            self._ledger_foreign.setdefault(a.node, []).append(a.pod)
+        if (pool := self._foreign_pool(ledger)) is not None:
+            ledger.held_pool[FOREIGN_WORKLOAD] = pool
+        self._foreign_stale.clear()
 
     def _workload_part(self, wid: str, status: WorkloadStatus,
                        default_pools: Mapping[str, tuple[str, ...]]

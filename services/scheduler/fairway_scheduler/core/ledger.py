@@ -43,15 +43,30 @@ class Ledger:
     def of(cls, snapshot: ClusterSnapshot) -> "Ledger":
         ledger = cls(snapshot.nodes)
         workloads = {w.id: w for w in snapshot.workloads}
-        order = {n.name: i for i, n in enumerate(sorted(snapshot.nodes,
-                                                        key=lambda n: natural(n.name)))}
-        known = [a for a in snapshot.allocations if not a.unknown_devices]
-        unknown = sorted((a for a in snapshot.allocations if a.unknown_devices),
-                         key=lambda a: (order.get(a.node, -1), a.workload_id, a.pod))
-        for a in known + unknown:
+        for a in ledger.in_holding_order(snapshot.allocations):
             w = workloads.get(a.workload_id)
             ledger.hold(a, w.project if w else None, w.preemptible if w else True)
         return ledger
+
+    def in_holding_order(self, allocations: Iterable[Allocation]) -> list[Allocation]:
+        """Those whose devices are known first, then the others by node and pod (they take
+        the lowest devices left free)."""
+        order = {name: i for i, name in enumerate(sorted(self.nodes, key=natural))}
+        known = [a for a in allocations if not a.unknown_devices]
+        unknown = sorted((a for a in allocations if a.unknown_devices),
+                         key=lambda a: (order.get(a.node, -1), a.workload_id, a.pod))
+        return known + unknown
+
+    def hold_after_known(self, allocations: Iterable[Allocation]) -> None:
+        """Hold allocations of no workload (foreign usage) after everything else, in the
+        order `of` holds them: the ledger is then as `of` would build it."""
+        for a in self.in_holding_order(allocations):
+            self.hold(a, None, True)
+
+    def node_of(self, workload_id: str, pod: str) -> str | None:
+        """The node a held pod holds on (None: not held, or on no known node)."""
+        entry = self._entries.get((workload_id, pod))
+        return entry[0] if entry is not None else None
 
     def put_node(self, node: Node) -> None:
         """A node appears or changes; what is held on it stays (devices it lost are dropped)."""
