@@ -60,3 +60,26 @@ async def test_a_reservation_its_node_refused_is_made_again_while_a_fraction_wai
     reported["metadata"]["annotations"]["fairway.io/gpu-uuid"] = "GPU-7"
     sharing.on_reservation("ADDED", reported)
     assert sharing.reservations[("n1", 7)] == "GPU-7"
+
+
+async def test_a_whole_gpu_bind_first_clears_a_reservation_its_last_fraction_left():
+    """The scheduler gives a whole GPU to a device whose last fraction just ended: the
+    reservation pod still there would make the kubelet refuse the pod, so it goes first; a
+    reservation a fraction still uses, or one just made for a bind on its way to another
+    device, stays."""
+    from tests.lifecycle.test_controller import FakeKube
+
+    kube = FakeKube()
+    sharing = GpuSharing(kube, image="x", namespace="fairway-reservation", timeout_seconds=60,
+                         check_seconds=1, resync_seconds=60)
+    for index in (5, 6, 7):
+        sharing.on_reservation("ADDED", reservation_pod("n1", index, "x", "fairway-reservation"))
+    fraction = {"metadata": {"namespace": "team", "name": "f",
+                             "labels": {"fairway.io/gpu-fraction": "true"},
+                             "annotations": {"fairway.io/gpu-devices": "5"}},
+                "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
+    sharing.on_pod("ADDED", fraction)  # device 5 is shared; 6 and 7 were just made (grace)
+    await sharing.clear_for_whole("n1", [6])
+    deleted = [c[1] for c in kube.calls if c[0] == "delete"]
+    assert deleted == ["gpu-reservation-n1-6"]
+    assert set(sharing.reservations) == {("n1", 5), ("n1", 7)}

@@ -343,6 +343,7 @@ class LifecycleService:
                 await self.sharing.bind(namespace, placement, spec.compute, name)
                 continue
             if placement.gpu_devices:
+                await self.sharing.clear_for_whole(placement.node, placement.gpu_devices)
                 # Which devices the scheduler chose, for a device plugin or a webhook to
                 # honour and for people to read; written before the pod is bound.
                 await self.kube.annotate(namespace, placement.pod, {

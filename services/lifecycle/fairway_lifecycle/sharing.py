@@ -302,6 +302,28 @@ class GpuSharing:
                 RECLAIMS.inc()
             self.sharers.get(device, {}).pop((victim.namespace, victim.name), None)
 
+    async def clear_for_whole(self, node: str, devices: Iterable[int]) -> None:
+        """A pod is about to be bound to whole `devices` of `node`. The scheduler counts them
+        free of fractions, but a reservation pod may still be there (its last fraction just
+        ended, the check that releases it has not run): the kubelet counts it and would refuse
+        the pod. Reservations of these devices that no fraction uses go first, and so do the
+        node's other unused ones past their grace."""
+        now = time.monotonic()
+        used = self.in_use(now)
+        mine = {(node, index) for index in devices}
+        for device in sorted(d for d in self.reservations if d[0] == node and d not in used):
+            created = self._created.get(device)
+            if device not in mine and created is not None and now - created < self.timeout_seconds:
+                continue  # made for a bind still on its way
+            await self._release_reservation(device)
+
+    async def _release_reservation(self, device: Device) -> None:
+        await self.kube.delete_pod(self.namespace, reservation_name(*device), grace_seconds=0)
+        self.reservations.pop(device, None)
+        self._created.pop(device, None)
+        RESERVATIONS.labels("deleted").inc()
+        log.info("released device %s of node %s: no fraction uses it", device[1], device[0])
+
     # keeping reservations right ---------------------------------------------------------------
     async def _keep(self, pods_loaded: asyncio.Event) -> None:
         """Reservations of devices no fraction uses any more go; those that vanished while
@@ -356,13 +378,7 @@ class GpuSharing:
             created = self._created.get(device)
             if created is not None and now - created < self.timeout_seconds:
                 continue  # made for a bind still on its way
-            await self.kube.delete_pod(self.namespace, reservation_name(*device),
-                                       grace_seconds=0)
-            self.reservations.pop(device, None)
-            self._created.pop(device, None)
-            RESERVATIONS.labels("deleted").inc()
-            log.info("released device %s of node %s: no fraction uses it", device[1],
-                     device[0])
+            await self._release_reservation(device)
         for device in sorted(used - set(self.reservations)):
             if device in self.sharers:  # fractions run on it: it must stay reserved
                 await self._reserve(device)
