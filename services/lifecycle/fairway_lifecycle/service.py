@@ -66,6 +66,12 @@ def _creating(row: repo.WorkloadRow) -> PhaseChanged:
         time=row.created_at)
 
 
+def concerns_lifecycle(event: SchedulingPending) -> bool:
+    """Whether a pending reason asks anything of lifecycle: only the verdict "can never be
+    placed" does (the workload fails with it)."""
+    return event.unschedulable and event.pending
+
+
 class LifecycleService:
     """The controller and the enforcer over one runtime; the handlers call its methods."""
 
@@ -255,7 +261,7 @@ class LifecycleService:
     async def pending(self, event: SchedulingPending) -> None:
         """Only the verdict "can never be placed" concerns lifecycle: the workload fails with
         the scheduler's reason instead of waiting for ever."""
-        if not event.unschedulable or not event.pending:
+        if not concerns_lifecycle(event):
             return
         await self.controller.reject(event.workload_id, event.code or "Unschedulable",
                                      event.message or "no node pool has room for it")
