@@ -46,3 +46,19 @@ def test_a_recorded_span_carries_its_attributes_and_the_senders_trace(monkeypatc
     [span] = exporter.get_finished_spans()
     assert span.attributes["fairway.workload_id"] == "w-1"
     assert span.context.trace_id == TRACE_ID and span.parent.span_id == 0xCA208468C86497EE
+
+
+def test_an_unrecorded_workload_span_follows_the_submission_or_starts_a_trace_and_is_current(
+        monkeypatch):
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    monkeypatch.setattr(tracing, "_provider", provider)
+    monkeypatch.setattr(tracing, "_recording", False)
+    tracer = provider.get_tracer("test")
+    with tracing.workload_span(tracer, "reconcile", PARENT, follow=True) as span:
+        assert tracing.current_trace_id() == f"{TRACE_ID:032x}"
+        assert tracing.inject_headers()["traceparent"].endswith(
+            f"-{span.get_span_context().span_id:016x}-00")
+    with tracing.workload_span(tracer, "reconcile", PARENT, follow=False):
+        later = tracing.current_trace_id()
+        assert later is not None and later != f"{TRACE_ID:032x}"
+    assert tracing.current_trace_id() is None

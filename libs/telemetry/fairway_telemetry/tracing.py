@@ -118,6 +118,11 @@ def workload_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] |
     transitions driven by Kubernetes, minutes or days on) would make one trace without end,
     and Jaeger shows the link both ways.
     """
+    if not _recording and _provider is not None:  # its context only: no links, no sampling
+        span = _unrecorded(_provider, headers if follow else None)
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+        return
     if follow:
         with tracer_.start_as_current_span(name, context=extract_context(headers),
                                            attributes=attributes) as span:
@@ -144,8 +149,15 @@ def consumer_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] |
     if _recording or _provider is None:
         return tracer_.start_span(name, context=extract_context(headers),
                                   kind=trace.SpanKind.CONSUMER, attributes=attributes())
-    ids = _provider.id_generator
-    parent = trace.get_current_span(extract_context(headers)).get_span_context()
+    return _unrecorded(_provider, headers)
+
+
+def _unrecorded(provider: TracerProvider, headers: Mapping[str, str] | None) -> trace.Span:
+    """The span an unsampled SDK makes: in the trace the headers carry (else a new one), with
+    a new span id, not sampled."""
+    ids = provider.id_generator
+    parent = (trace.get_current_span(extract_context(headers)).get_span_context()
+              if headers else trace.INVALID_SPAN_CONTEXT)
     if parent.is_valid:
         trace_id, state = parent.trace_id, parent.trace_state
     else:
