@@ -1,5 +1,6 @@
 """Submission's workload view, fed by phase events, against a real PostgreSQL."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from fairway_contracts import Phase, WorkloadType
 from fairway_contracts.events import PhaseChanged, PodGroupChanged, PodSummary, SchedulingPending
 from fairway_store import migrate
 from fairway_submission import repository as repo
+from fairway_submission.workloads.view import to_workload, workload_json
 
 pytestmark = pytest.mark.infra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -192,3 +194,12 @@ async def test_a_batch_of_pending_reasons_keeps_each_workloads_newest(conn):
     assert not await repo.apply_pending(conn, waiting(first, 2, "OverQuota"))
     assert await repo.apply_pending(conn, waiting(second, 5, None))
     assert (await repo.get_workload(conn, second))["scheduler_code"] is None
+
+
+async def test_a_submission_answers_the_same_json_the_view_shows(conn, monkeypatch):
+    monkeypatch.setattr("fairway_submission.workloads.view.utcnow",
+                        lambda: T0 + timedelta(seconds=7.1234))  # times the same in both
+    wid = await new_workload(conn)
+    await repo.apply_pod_groups(conn, [pod_group(wid, 1, Phase.RUNNING, "node-1", 1)])
+    row = await repo.get_workload(conn, wid)
+    assert json.loads(workload_json(row)) == to_workload(row)
