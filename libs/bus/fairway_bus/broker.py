@@ -366,15 +366,31 @@ async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: t
 
 
 def _delivery(raw: Msg) -> Delivery:
-    meta = raw.metadata
+    stream, delivered, sequence = _reply_fields(raw)
     headers = dict(raw.headers or {})
     return Delivery(
-        msg_id=headers.get("Nats-Msg-Id") or f"{meta.stream}:{meta.sequence.stream}",
+        msg_id=headers.get("Nats-Msg-Id") or f"{stream}:{sequence}",
         subject=raw.subject,
-        delivered=meta.num_delivered,
+        delivered=delivered,
         headers=headers,
-        stream_sequence=meta.sequence.stream,
+        stream_sequence=sequence,
     )
+
+
+def _reply_fields(raw: Msg) -> tuple[str, int, int]:
+    """(stream, times delivered, stream sequence) from a JetStream message's reply subject:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…` (9 tokens), or with a domain and
+    an account hash after `ACK` (11 or more). What the client's `metadata` reads, without its
+    timestamp and frozen dataclasses: every message of every consumer reads it."""
+    tokens = (raw.reply or "").split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return tokens[2], int(tokens[4]), int(tokens[5])
+        if len(tokens) >= 11:
+            return (tokens[Msg.Ack.Stream], int(tokens[Msg.Ack.NumDelivered]),
+                    int(tokens[Msg.Ack.StreamSeq]))
+    meta = raw.metadata  # not a JetStream delivery: the client says so (raises)
+    return meta.stream, meta.num_delivered, meta.sequence.stream
 
 
 async def _settle_failure(broker: NatsBroker, spec: ConsumerSpec, raw: Msg, delivery: Delivery,
