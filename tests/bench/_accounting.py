@@ -47,6 +47,7 @@ class Snapshot:
     transactions: int | None
     nats_in_msgs: int | None
     stream_messages: int | None
+    deliveries: dict[str, int] | None = None  # by durable consumer, redeliveries included
 
 
 def _group(process: str) -> str:
@@ -70,7 +71,7 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
         transactions = await pg_conn.fetchval(
             "SELECT xact_commit + xact_rollback FROM pg_stat_database "
             "WHERE datname = current_database()")
-    in_msgs = stream_messages = None
+    in_msgs = stream_messages = deliveries = None
     if nats_monitor_url:
         urls = nats_monitor_url.split(",")
         in_msgs = 0
@@ -81,7 +82,22 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
             stream_messages = (await http.get("/jsz")).json().get("messages")
             # /jsz's `messages` is what the streams hold now; with limits retention (ours)
             # nothing is removed during a run, so its difference counts the publishes.
-    return Snapshot(cpu, transactions, in_msgs, stream_messages)
+            jsz = (await http.get("/jsz?consumers=true&config=true")).json()
+            deliveries = consumer_deliveries(jsz)
+    return Snapshot(cpu, transactions, in_msgs, stream_messages, deliveries)
+
+
+def consumer_deliveries(jsz: Mapping) -> dict[str, int]:
+    """Messages each durable consumer was handed so far (its delivered sequence: every
+    delivery, a redelivery too), from the monitor's /jsz?consumers=true&config=true."""
+    found: dict[str, int] = {}
+    for account in jsz.get("account_details") or []:
+        for stream in account.get("stream_detail") or []:
+            for consumer in stream.get("consumer_detail") or []:
+                if not (consumer.get("config") or {}).get("durable_name"):
+                    continue  # an ephemeral one: the benchmark's own watcher
+                found[consumer["name"]] = consumer["delivered"]["consumer_seq"]
+    return found
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class Cost:
     transactions: int | None
     nats_in_msgs: int | None
     stream_messages: int | None
+    deliveries: dict[str, int] | None = None
 
     @property
     def fairway_cpu(self) -> float:
@@ -114,6 +131,11 @@ class Cost:
             counts.append(f"{self.nats_in_msgs / self.units:.1f} NATS messages in")
         if counts:
             lines.append(f"I/O per {unit:<12}" + ", ".join(counts))
+        busy = sorted(((n, c) for n, c in (self.deliveries or {}).items() if c),
+                      key=lambda nc: -nc[1])
+        if busy:  # what each message costs is paid this many times: where batching pays
+            lines.append(f"deliveries per {unit} " + "   ".join(
+                f"{name} {count / self.units:.2f}" for name, count in busy))
         return lines
 
 
@@ -127,4 +149,7 @@ def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
         transactions=diff(before.transactions, after.transactions),
         nats_in_msgs=diff(before.nats_in_msgs, after.nats_in_msgs),
         stream_messages=diff(before.stream_messages, after.stream_messages),
+        deliveries=None if before.deliveries is None or after.deliveries is None else {
+            name: count - before.deliveries.get(name, 0)
+            for name, count in after.deliveries.items()},
     )

@@ -1,5 +1,6 @@
 """Submission's workload view, fed by phase events, against a real PostgreSQL."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,9 +10,10 @@ import pytest
 
 import fairway_submission
 from fairway_contracts import Phase, WorkloadType
-from fairway_contracts.events import PhaseChanged, PodGroupChanged, PodSummary
+from fairway_contracts.events import PhaseChanged, PodGroupChanged, PodSummary, SchedulingPending
 from fairway_store import migrate
 from fairway_submission import repository as repo
+from fairway_submission.workloads.view import to_workload, workload_json
 
 pytestmark = pytest.mark.infra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -168,3 +170,36 @@ async def test_a_batch_that_fails_changes_nothing(conn):
         await repo.apply_pod_groups(conn, [pod_group(wid, 1, Phase.RUNNING, "node-1", 1),
                                            pod_group(wid, 2, Phase.RUNNING, "node\x00", 2)])
     assert (await repo.get_workload(conn, wid))["pods_sequence"] == 0
+
+
+def waiting(wid: str, seconds: float, code: str | None) -> SchedulingPending:
+    return SchedulingPending(workload_id=wid, project="default", pending=code is not None,
+                             code=code, message=code and f"{code} now",
+                             changed_at=T0 + timedelta(seconds=seconds))
+
+
+async def test_a_batch_of_pending_reasons_keeps_each_workloads_newest(conn):
+    first, second = await new_workload(conn), await new_workload(conn)
+    await repo.apply_pendings(conn, [waiting(first, 1, "OverQuota"),
+                                     waiting(second, 1, "OverFairShare"),
+                                     waiting(first, 3, None),  # placed
+                                     waiting(first, 2, "NoFittingNode"),  # late: older news
+                                     waiting("not-a-uuid", 4, "OverQuota")])
+    placed, waits = await repo.get_workload(conn, first), await repo.get_workload(conn, second)
+    assert placed["scheduler_code"] is None and placed["scheduler_changed_at"] == T0 + timedelta(
+        seconds=3)
+    assert (waits["scheduler_code"], waits["scheduler_message"]) == ("OverFairShare",
+                                                                     "OverFairShare now")
+    # one at a time, as a redelivery comes: older news changes nothing
+    assert not await repo.apply_pending(conn, waiting(first, 2, "OverQuota"))
+    assert await repo.apply_pending(conn, waiting(second, 5, None))
+    assert (await repo.get_workload(conn, second))["scheduler_code"] is None
+
+
+async def test_a_submission_answers_the_same_json_the_view_shows(conn, monkeypatch):
+    monkeypatch.setattr("fairway_submission.workloads.view.utcnow",
+                        lambda: T0 + timedelta(seconds=7.1234))  # times the same in both
+    wid = await new_workload(conn)
+    await repo.apply_pod_groups(conn, [pod_group(wid, 1, Phase.RUNNING, "node-1", 1)])
+    row = await repo.get_workload(conn, wid)
+    assert json.loads(workload_json(row)) == to_workload(row)

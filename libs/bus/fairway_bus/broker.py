@@ -31,7 +31,6 @@ from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from fairway_bus.limits import bound_publishes
@@ -41,7 +40,7 @@ from fairway_contracts import subjects
 from fairway_contracts.events import DeadLetter
 from fairway_contracts.streams import ConsumerSpec
 from fairway_contracts.workloads import utcnow
-from fairway_telemetry import extract_context, workload_attributes, workload_context
+from fairway_telemetry import consumer_span, spans_recorded, workload_attributes, workload_context
 
 log = logging.getLogger("fairway.bus")
 _tracer = trace.get_tracer("fairway.bus")
@@ -230,12 +229,11 @@ class DurableConsumer:
                 except Exception:
                     log.exception("dead-lettering a message of %s failed", self.spec.durable)
                 continue
-            span = _tracer.start_span(
-                f"{self.spec.durable} handle", context=extract_context(delivery.headers),
-                kind=SpanKind.CONSUMER,
-                attributes={**self._span_attributes(delivery),
-                            "messaging.batch_size": len(messages),
-                            **workload_attributes(payload)})
+            span = consumer_span(
+                _tracer, f"{self.spec.durable} handle", delivery.headers,
+                lambda d=delivery, p=payload: {**self._span_attributes(d),
+                                               "messaging.batch_size": len(messages),
+                                               **workload_attributes(p)})
             items.append(Received(payload, delivery, span))
             raws.append(raw)
         if not items:
@@ -276,11 +274,9 @@ class DurableConsumer:
     async def _handle_one(self, raw: Msg) -> None:
         delivery = _delivery(raw)
         headers = delivery.headers
-        with _tracer.start_as_current_span(
-            f"{self.spec.durable} handle", context=extract_context(headers),
-            kind=SpanKind.CONSUMER,
-            attributes=self._span_attributes(delivery),
-        ):
+        span = consumer_span(_tracer, f"{self.spec.durable} handle", headers,
+                             lambda: self._span_attributes(delivery))
+        with trace.use_span(span, end_on_exit=True):
             await _handle(self.broker, self.spec, self.model, self.handler, raw, delivery)
 
     def _span_attributes(self, delivery: Delivery) -> dict[str, str | int]:
@@ -359,7 +355,8 @@ async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: t
         await raw.term()
         return
     # what the message is about, on the consumer span: searchable in Jaeger
-    trace.get_current_span().set_attributes(workload_attributes(payload))
+    if spans_recorded():
+        trace.get_current_span().set_attributes(workload_attributes(payload))
     try:
         await handler(payload, delivery)
     except Exception as exc:
@@ -369,15 +366,31 @@ async def _handle[M: BaseModel](broker: NatsBroker, spec: ConsumerSpec, model: t
 
 
 def _delivery(raw: Msg) -> Delivery:
-    meta = raw.metadata
+    stream, delivered, sequence = _reply_fields(raw)
     headers = dict(raw.headers or {})
     return Delivery(
-        msg_id=headers.get("Nats-Msg-Id") or f"{meta.stream}:{meta.sequence.stream}",
+        msg_id=headers.get("Nats-Msg-Id") or f"{stream}:{sequence}",
         subject=raw.subject,
-        delivered=meta.num_delivered,
+        delivered=delivered,
         headers=headers,
-        stream_sequence=meta.sequence.stream,
+        stream_sequence=sequence,
     )
+
+
+def _reply_fields(raw: Msg) -> tuple[str, int, int]:
+    """(stream, times delivered, stream sequence) from a JetStream message's reply subject:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.…` (9 tokens), or with a domain and
+    an account hash after `ACK` (11 or more). What the client's `metadata` reads, without its
+    timestamp and frozen dataclasses: every message of every consumer reads it."""
+    tokens = (raw.reply or "").split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return tokens[2], int(tokens[4]), int(tokens[5])
+        if len(tokens) >= 11:
+            return (tokens[Msg.Ack.Stream], int(tokens[Msg.Ack.NumDelivered]),
+                    int(tokens[Msg.Ack.StreamSeq]))
+    meta = raw.metadata  # not a JetStream delivery: the client says so (raises)
+    return meta.stream, meta.num_delivered, meta.sequence.stream
 
 
 async def _settle_failure(broker: NatsBroker, spec: ConsumerSpec, raw: Msg, delivery: Delivery,

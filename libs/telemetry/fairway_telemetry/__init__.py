@@ -4,12 +4,14 @@ headers, structured logs with workload and trace ids."""
 from fairway_telemetry.logs import setup_logging, workload_context
 from fairway_telemetry.tracing import (
     TracingOptions,
+    consumer_span,
     current_trace_id,
     extract_context,
     inject_headers,
     linked_to,
     setup_tracing,
     shutdown_tracing,
+    spans_recorded,
     trace_headers_only,
     tracer,
     workload_attributes,
@@ -18,6 +20,7 @@ from fairway_telemetry.tracing import (
 
 __all__ = [
     "TracingOptions",
+    "consumer_span",
     "current_trace_id",
     "extract_context",
     "inject_headers",
@@ -25,6 +28,7 @@ __all__ = [
     "setup_logging",
     "setup_tracing",
     "shutdown_tracing",
+    "spans_recorded",
     "trace_headers_only",
     "tracer",
     "workload_attributes",

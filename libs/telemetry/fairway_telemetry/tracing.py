@@ -4,7 +4,7 @@ The service's settings read the variables and pass what matters here as `Tracing
 OpenTelemetry SDK reads the rest (endpoint, headers, sampler argument, batch timings) itself.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,8 +14,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 _provider: TracerProvider | None = None
+# False once this process is known to record no span (it exports nowhere): see `consumer_span`.
+_recording = True
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ def setup_tracing(service_name: str, options: TracingOptions) -> TracerProvider:
     message headers) but exports nothing, and records nothing either: its spans carry their
     context only (a third of the cost of a recorded span, for every message and API call).
     """
-    global _provider
+    global _provider, _recording
     if _provider is not None:
         return _provider
     resource = Resource.create({"service.name": options.service_name or service_name})
@@ -56,6 +59,7 @@ def setup_tracing(service_name: str, options: TracingOptions) -> TracerProvider:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
+    _recording = options.exporting
     return provider
 
 
@@ -114,6 +118,11 @@ def workload_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] |
     transitions driven by Kubernetes, minutes or days on) would make one trace without end,
     and Jaeger shows the link both ways.
     """
+    if not _recording and _provider is not None:  # its context only: no links, no sampling
+        span = _unrecorded(_provider, headers if follow else None)
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+        return
     if follow:
         with tracer_.start_as_current_span(name, context=extract_context(headers),
                                            attributes=attributes) as span:
@@ -123,6 +132,39 @@ def workload_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] |
                                            links=linked_to(headers),
                                            attributes=attributes) as span:
             yield span
+
+
+def spans_recorded() -> bool:
+    """Whether this process's spans are recorded (and exported). When not, a span carries its
+    trace context only, and the attributes it would have been given need not be worked out."""
+    return _recording
+
+
+def consumer_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] | None,
+                  attributes: Callable[[], Mapping[str, object]]) -> trace.Span:
+    """A started CONSUMER span for one message, child of the context its headers carry;
+    `attributes` is called only if the span is recorded. Not recorded, it is the span the SDK
+    would make (the parent's trace, a new span id, not sampled) without the SDK's sampling
+    and attribute work: every message of every consumer starts one."""
+    if _recording or _provider is None:
+        return tracer_.start_span(name, context=extract_context(headers),
+                                  kind=trace.SpanKind.CONSUMER, attributes=attributes())
+    return _unrecorded(_provider, headers)
+
+
+def _unrecorded(provider: TracerProvider, headers: Mapping[str, str] | None) -> trace.Span:
+    """The span an unsampled SDK makes: in the trace the headers carry (else a new one), with
+    a new span id, not sampled."""
+    ids = provider.id_generator
+    parent = (trace.get_current_span(extract_context(headers)).get_span_context()
+              if headers else trace.INVALID_SPAN_CONTEXT)
+    if parent.is_valid:
+        trace_id, state = parent.trace_id, parent.trace_state
+    else:
+        trace_id, state = ids.generate_trace_id(), None
+    return NonRecordingSpan(SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
+                                        trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                                        trace_state=state))
 
 
 def workload_attributes(payload: object) -> dict[str, str]:

@@ -26,7 +26,7 @@ from fairway_contracts.events import (
     WorkloadSubmitted,
 )
 from fairway_lifecycle.core.deadletters import project_of
-from fairway_lifecycle.service import LifecycleService, Submission
+from fairway_lifecycle.service import LifecycleService, Submission, concerns_lifecycle
 from fairway_lifecycle.shards import ShardRouter
 from fairway_telemetry import inject_headers, trace_headers_only, workload_context
 
@@ -115,11 +115,25 @@ def _register_work(service: LifecycleService) -> None:
             await routed("preemptions", decision.project, decision.workload_id, decision,
                          delivery, lambda: service.preempt(decision))
 
-    @durable_subscriber(broker, streams.LIFECYCLE_PENDING, SchedulingPending)
     async def on_pending(event: SchedulingPending, delivery: Delivery) -> None:
         with workload_context(event.workload_id):
             await routed("pending", event.project, event.workload_id, event, delivery,
                          lambda: service.pending(event))
+
+    # Busy while workloads queue (about two a workload), though only a verdict "can never be
+    # placed" and a third-party workload's reason (told to its pods) concern lifecycle: a
+    # fetch is acknowledged at once, after those few (and those of shards held elsewhere,
+    # handed on to their holder, which may have announced a third-party one).
+    def concerns(event: SchedulingPending) -> bool:
+        return (concerns_lifecycle(event) or service.thirdparty.announced_here(event.workload_id)
+                or (router is not None and not router.holds(event.project)))
+
+    @durable_batch_subscriber(broker, streams.LIFECYCLE_PENDING, SchedulingPending)
+    async def on_pending_batch(items: list[Received[SchedulingPending]]) -> None:
+        for item in items:
+            if concerns(item.payload):
+                with item.current():
+                    await on_pending(item.payload, item.delivery)
 
     @durable_subscriber(broker, streams.LIFECYCLE_DECISIONS, BindDecision)
     async def on_bind(decision: BindDecision, delivery: Delivery) -> None:

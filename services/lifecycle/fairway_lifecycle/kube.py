@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from fairway_kube import ThreadedCalls, api_client
 from fairway_lifecycle.core.objects import PLURAL_OF_KIND
+from fairway_telemetry import spans_recorded
 
 _tracer = trace.get_tracer("fairway.lifecycle.kube")
 log = logging.getLogger("fairway.lifecycle.kube")
@@ -100,6 +101,10 @@ class Kube:
                       ) -> tuple[int, Any]:
         # One CLIENT span per API call, child of the reconcile or handler span in hand, so a
         # submission's trace shows its Kubernetes calls (the client has no instrumentation).
+        # None when spans are not recorded: nothing would show it, and the call runs in a
+        # worker thread, outside the span's context anyway.
+        if not spans_recorded():
+            return await call
         with _tracer.start_as_current_span(
             f"kube {operation}", kind=SpanKind.CLIENT,
             attributes={"k8s.api.operation": operation},

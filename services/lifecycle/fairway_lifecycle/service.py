@@ -67,6 +67,12 @@ def _creating(row: repo.WorkloadRow) -> PhaseChanged:
         time=row.created_at)
 
 
+def concerns_lifecycle(event: SchedulingPending) -> bool:
+    """Whether a pending reason asks anything of lifecycle: only the verdict "can never be
+    placed" does (the workload fails with it)."""
+    return event.unschedulable and event.pending
+
+
 class LifecycleService:
     """The controller and the enforcer over one runtime; the handlers call its methods."""
 
@@ -264,7 +270,7 @@ class LifecycleService:
         instead of waiting for ever."""
         if await self.thirdparty.pending(event):
             return
-        if not event.unschedulable or not event.pending:
+        if not concerns_lifecycle(event):
             return
         await self.controller.reject(event.workload_id, event.code or "Unschedulable",
                                      event.message or "no node pool has room for it")

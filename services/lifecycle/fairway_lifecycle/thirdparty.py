@@ -244,6 +244,10 @@ class ThirdPartyDiscovery:
                      extra={"workload_id": decision.workload_id})
         return True
 
+    def announced_here(self, workload_id: str) -> bool:
+        """Whether this replica announced the workload (a third-party one it discovered)."""
+        return workload_id in self.announced
+
     async def pending(self, event: SchedulingPending) -> bool:
         """Say on each of a third-party workload's waiting pods why it waits, as
         kube-scheduler does (condition `PodScheduled` False, reason `Unschedulable`, the

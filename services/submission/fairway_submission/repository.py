@@ -701,17 +701,35 @@ async def apply_serving(conn: asyncpg.Connection, event: ServingChanged) -> bool
 
 async def apply_pending(conn: asyncpg.Connection, event: SchedulingPending) -> bool:
     """Record why a workload waits (or that it no longer does); older news is ignored."""
-    try:
-        wid = uuid.UUID(event.workload_id)
-    except ValueError:
-        return False
+    return await apply_pendings(conn, [event]) == 1
+
+
+async def apply_pendings(conn: asyncpg.Connection, events: list[SchedulingPending]) -> int:
+    """`apply_pending` for many events, in the order given, in one statement; how many rows
+    changed. Only each workload's newest event can stay (the latest `changed_at`, of equals
+    the last given), so only that one is sent: an UPDATE … FROM joins a row once."""
+    newest: dict[uuid.UUID, SchedulingPending] = {}
+    for event in events:
+        try:
+            wid = uuid.UUID(event.workload_id)
+        except ValueError:
+            continue
+        kept = newest.get(wid)
+        if kept is None or kept.changed_at <= event.changed_at:
+            newest[wid] = event
+    if not newest:
+        return 0
     done = await conn.execute(
-        "UPDATE workloads SET scheduler_code = $2, scheduler_message = $3,"
-        " scheduler_changed_at = $4 WHERE workload_id = $1"
-        " AND (scheduler_changed_at IS NULL OR scheduler_changed_at <= $4)",
-        wid, event.code if event.pending else None, event.message if event.pending else None,
-        event.changed_at)
-    return done.endswith(" 1")
+        "UPDATE workloads w SET scheduler_code = t.code, scheduler_message = t.message,"
+        " scheduler_changed_at = t.at"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])"
+        " AS t(id, code, message, at)"
+        " WHERE w.workload_id = t.id"
+        " AND (w.scheduler_changed_at IS NULL OR w.scheduler_changed_at <= t.at)",
+        list(newest), [e.code if e.pending else None for e in newest.values()],
+        [e.message if e.pending else None for e in newest.values()],
+        [e.changed_at for e in newest.values()])
+    return int(done.rsplit(" ", 1)[1])
 
 
 # third-party workloads -----------------------------------------------------------------------

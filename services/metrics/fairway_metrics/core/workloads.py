@@ -121,31 +121,31 @@ def on_submitted(view: WorkloadView, event: WorkloadSubmitted) -> Outcome:
     if view.submitted_at is not None:
         return Outcome(view)
     spec = event.spec
-    view = replace(view, submitted_at=event.created_at, project_id=event.project_id,
-                   workload_type=type_of(event),
-                   gpus_requested=spec.gpus_requested(),
-                   node_pools=tuple(spec.node_pools))
-    return _observe_latencies(Outcome(view))
+    return _outcome(view, {"submitted_at": event.created_at, "project_id": event.project_id,
+                           "workload_type": type_of(event),
+                           "gpus_requested": spec.gpus_requested(),
+                           "node_pools": tuple(spec.node_pools)})
 
 
 def on_phase_changed(view: WorkloadView, event: PhaseChanged) -> Outcome:
     # Every transition happened, even one that arrives late; only the newest sets the phase.
-    outcome = Outcome(view, transition=event.phase.value)
-    if event.reason == GPU_MEMORY_RECLAIMED:
-        node = next((p.node for p in event.pods if p.node), "")
-        outcome = replace(outcome, gpu_memory_reclaimed=(event.project, node))
+    changes: dict[str, object] = {}
     if event.phase is Phase.RUNNING:
-        view = replace(view, first_running_at=_earliest(view.first_running_at, event.time))
+        changes["first_running_at"] = _earliest(view.first_running_at, event.time)
     elif event.phase is Phase.COMPLETED:
-        view = replace(view, completed_at=_earliest(view.completed_at, event.time))
+        changes["completed_at"] = _earliest(view.completed_at, event.time)
     elif event.phase is Phase.FAILED:
-        view = replace(view, failed_at=_earliest(view.failed_at, event.time))
+        changes["failed_at"] = _earliest(view.failed_at, event.time)
     if event.sequence > view.phase_sequence:
         pending, running = view.open_seconds(event.time)
-        view = replace(view, phase=event.phase.value, phase_sequence=event.sequence,
+        changes.update(phase=event.phase.value, phase_sequence=event.sequence,
                        phase_changed_at=event.time, pending_seconds=pending,
                        running_seconds=running, placements=_placements(event))
-    return _observe_latencies(replace(outcome, view=view))
+    reclaimed = None
+    if event.reason == GPU_MEMORY_RECLAIMED:
+        reclaimed = (event.project, next((p.node for p in event.pods if p.node), ""))
+    return _outcome(view, changes, transition=event.phase.value,
+                    gpu_memory_reclaimed=reclaimed)
 
 
 def on_third_party(view: WorkloadView, event: ThirdPartyWorkloadChanged) -> Outcome:
@@ -183,19 +183,26 @@ def _placements(event: PhaseChanged) -> tuple[tuple[str, float], ...]:
                  if pod.node and pod.phase not in FINISHED_POD_PHASES)
 
 
-def _observe_latencies(outcome: Outcome) -> Outcome:
-    view = outcome.view
-    if view.submitted_at is None:
-        return outcome
-    if view.first_running_at is not None and not view.running_latency_observed:
-        outcome = replace(outcome, submit_to_running=_seconds(view.submitted_at,
-                                                              view.first_running_at))
-        view = replace(view, running_latency_observed=True)
-    if view.completed_at is not None and not view.completed_latency_observed:
-        outcome = replace(outcome, submit_to_completed=_seconds(view.submitted_at,
-                                                                view.completed_at))
-        view = replace(view, completed_latency_observed=True)
-    return replace(outcome, view=view)
+def _outcome(view: WorkloadView, changes: dict[str, object], transition: str | None = None,
+             gpu_memory_reclaimed: tuple[str, str] | None = None) -> Outcome:
+    """The view with `changes`, and its latencies observed once each: made in one step (a
+    frozen view copied once per event, not once per field that moved: thousands a second)."""
+    def now(field: str):
+        return changes[field] if field in changes else getattr(view, field)
+
+    submitted_at, running_at, completed_at = (now("submitted_at"), now("first_running_at"),
+                                              now("completed_at"))
+    to_running = to_completed = None
+    if submitted_at is not None:
+        if running_at is not None and not view.running_latency_observed:
+            to_running = _seconds(submitted_at, running_at)
+            changes["running_latency_observed"] = True
+        if completed_at is not None and not view.completed_latency_observed:
+            to_completed = _seconds(submitted_at, completed_at)
+            changes["completed_latency_observed"] = True
+    return Outcome(replace(view, **changes) if changes else view, transition=transition,
+                   submit_to_running=to_running, submit_to_completed=to_completed,
+                   gpu_memory_reclaimed=gpu_memory_reclaimed)
 
 
 def _earliest(current: datetime | None, new: datetime) -> datetime:

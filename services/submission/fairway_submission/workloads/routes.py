@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from fairway_contracts import WorkloadType, subjects
 from fairway_contracts.events import (
@@ -49,7 +49,7 @@ from fairway_submission.workloads.models import (
     WorkloadList,
     WorkspaceCreate,
 )
-from fairway_submission.workloads.view import to_workload
+from fairway_submission.workloads.view import to_workload, workload_json
 from fairway_telemetry import workload_context
 
 log = logging.getLogger("fairway.submission.workloads")
@@ -69,28 +69,28 @@ def with_suffix(name: str) -> str:
 @router.post("/workloads/workspaces", status_code=202, response_model=Workload,
              responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_workspace(body: WorkspaceCreate, caller: Caller, service: Submission
-                           ) -> JSONResponse:
+                           ) -> Response:
     return await submit(service, WorkloadType.WORKSPACE, body, caller)
 
 
 @router.post("/workloads/trainings", status_code=202, response_model=Workload,
              responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_training(body: TrainingCreate, caller: Caller, service: Submission
-                          ) -> JSONResponse:
+                          ) -> Response:
     return await submit(service, WorkloadType.TRAINING, body, caller)
 
 
 @router.post("/workloads/distributed", status_code=202, response_model=Workload,
              responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_distributed(body: DistributedCreate, caller: Caller, service: Submission
-                             ) -> JSONResponse:
+                             ) -> Response:
     return await submit(service, WorkloadType.DISTRIBUTED, body, caller)
 
 
 @router.post("/workloads/inferences", status_code=202, response_model=Workload,
              responses=errors(400, 401, 403, 404, 409, 413, 422, 503))
 async def submit_inference(body: InferenceCreate, caller: Caller, service: Submission
-                           ) -> JSONResponse:
+                           ) -> Response:
     return await submit(service, WorkloadType.INFERENCE, body, caller)
 
 
@@ -306,7 +306,7 @@ async def act(service: SubmissionService, caller: Grants, plural: str | None, wo
 
 
 async def submit(service: SubmissionService, workload_type: WorkloadType, body: WorkloadCreate,
-                 caller: Grants) -> JSONResponse:
+                 caller: Grants) -> Response:
     view = await service.project(body.project_id)
     project, department, pools = view.project, view.department, view.node_pools
     what = f"project {body.project_id}"
@@ -369,7 +369,7 @@ async def submit(service: SubmissionService, workload_type: WorkloadType, body: 
             raise field_error(409, "name", f"a workload named {name!r} already exists in "
                                            f"project {project['name']}")
         log.info("accepted %s %s in project %s", workload_type.value, name, project["name"])
-    return JSONResponse(to_workload(row), status_code=202)
+    return Response(workload_json(row), status_code=202, media_type="application/json")
 
 
 def _violates_policy(reply: PolicyEvaluateReply) -> ApiError:

@@ -8,6 +8,15 @@ from fairway_submission.workloads.models import Workload
 
 
 def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
+    return workload_of(row).model_dump(mode="json", by_alias=True)
+
+
+def workload_json(row: Mapping[str, Any]) -> bytes:
+    """`to_workload` as the JSON a response carries, serialised by pydantic in one step."""
+    return workload_of(row).model_dump_json(by_alias=True).encode()
+
+
+def workload_of(row: Mapping[str, Any]) -> Workload:
     spec = row["effective_spec"]
     pods = row["pods"] or []
     per_pod = requested_gpus(row["submitted_spec"]) or requested_gpus(spec)
@@ -50,7 +59,7 @@ def to_workload(row: Mapping[str, Any]) -> dict[str, Any]:
         total_pending_time_seconds=round(pending, 3), total_running_time_seconds=round(run, 3),
         **_serving(row), **_third_party(row), spec=effective_view(row["submitted_spec"], spec),
         submitted_spec=row["submitted_spec"],
-    ).model_dump(mode="json", by_alias=True)
+    )
 
 
 def effective_view(submitted: Mapping[str, Any], effective: Mapping[str, Any]
