@@ -264,3 +264,105 @@ def test_a_running_workloads_page_shows_its_pod_its_events_and_log(browser, stac
             page.get_by_role("link", name="last lines").click()
             time.sleep(0.5)
     api.delete(f"/api/v1/workloads/trainings/{workload_id}")
+
+
+def test_with_time_aware_fairness_on_the_organisation_shows_usage_and_the_adjusted_weight(
+        browser, stack, api, admin_user, pools):
+    t4 = next(p for p in api.get("/api/v1/node-pools").json()["nodePools"] if p["name"] == "t4")
+    on = api.put(f"/api/v1/node-pools/{t4['id']}", json={"schedulingConfiguration": {
+        "timeAwareFairness": {"enabled": True, "windowType": "sliding", "windowSize": "7d",
+                              "halfLifePeriod": "0s", "kValue": 1}}})
+    assert on.status_code == 200, on.text
+    project = make_project(api, "usage", [{"nodePool": {"name": "t4"}, "gpu": {"deserved": 0}}])
+    name = api.get(f"/api/v1/org-unit/projects/{project}").json()["name"]
+    workload_id = submit(api, "trainings", project, "uses", nodePools=["t4"],
+                         annotations={RUN_SECONDS: "600"})
+    try:
+        with signed_in(browser, stack, admin_user) as page:
+            row = page.locator(f'tr[data-unit="project/{name}"][data-pool="t4"]')
+            deadline = time.monotonic() + 120
+            while True:  # the scheduler accrues what the project held at its next cycles
+                page.goto("/organisation")
+                usage = row.locator('[data-figure="usage"]')
+                if usage.count() and usage.inner_text() not in ("—", "0"):
+                    break
+                assert time.monotonic() < deadline, row.inner_text()
+                time.sleep(2)
+            expect(page.get_by_role("columnheader", name="Usage (GPU-h)").first).to_be_visible()
+            expect(page.get_by_role("columnheader", name="Adjusted weight").first).to_be_visible()
+            for _ in range(5):  # the page and the API read back to back agree once
+                shown = row.locator('[data-figure="adjusted"]').inner_text()
+                status = next(s for s in api.get(f"/api/v1/org-unit/projects/{project}").json()[
+                    "status"]["nodePoolResources"] if s["nodePool"]["name"] == "t4")
+                weight = (status.get("adjustedOverQuotaWeight") or {}).get("gpu")
+                if shown == ("—" if weight is None else f"{weight:g}"):
+                    break
+                page.goto("/organisation")
+            else:
+                raise AssertionError((shown, status))
+            assert status["usage"]["gpu"] > 0
+    finally:
+        api.delete(f"/api/v1/workloads/trainings/{workload_id}")
+        off = api.put(f"/api/v1/node-pools/{t4['id']}",
+                      json={"schedulingConfiguration": {"timeAwareFairness": None}})
+        assert off.status_code == 200, off.text
+
+
+# Every control a user can reach, with no name a screen reader would say: what it is and why.
+UNNAMED = """() => [...document.querySelectorAll('a[href], button, input, select, textarea')]
+  .filter(el => el.type !== 'hidden' && el.getClientRects().length)
+  .filter(el => {
+    const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+    if (['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName)) return !(named || el.labels.length);
+    return !(named || el.textContent.trim() || el.title);
+  })
+  .map(el => el.outerHTML.slice(0, 120))"""
+
+
+def focused(page) -> str:
+    return page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
+
+
+def test_signing_in_and_moving_about_works_from_the_keyboard_and_every_control_is_named(
+        browser, stack, api, admin_user, pools):
+    project = make_project(api, "keys")
+    name = api.get(f"/api/v1/org-unit/projects/{project}").json()["name"]
+    waiting = submit(api, "trainings", project, "keyed", nodePools=["a100"],
+                     compute={"gpuDevicesRequest": 64})  # more than a node has: it waits
+    context = browser.new_context(base_url=stack.api_url, viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto("/sign-in")
+        page.keyboard.press("Tab")
+        assert focused(page) == "Skip to content"  # the first stop, past the header
+        page.keyboard.press("Tab")
+        assert focused(page) == "username"
+        page.keyboard.type(admin_user[0])
+        page.keyboard.press("Tab")
+        assert focused(page) == "password"
+        page.keyboard.type(admin_user[1])
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/")
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+        # To the workloads table by its link in the navigation, then a workload, by keys alone.
+        page.get_by_role("link", name="Workloads", exact=True).focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/workloads")
+        page.get_by_label("Name contains").focus()
+        page.keyboard.type("keyed")
+        expect(page.locator(f'tr[data-workload-id="{waiting}"]')).to_be_visible()
+        page.get_by_role("link", name="keyed", exact=True).focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/workloads/{waiting}")
+
+        for path in ("/", f"/workloads?project={name}", f"/workloads/{waiting}",
+                     f"/submit?type=trainings&projectId={project}", "/organisation",
+                     "/organisation/project/new", "/nodes", "/charts"):
+            page.goto(path)
+            assert page.locator("h1").count() == 1, path
+            assert page.evaluate(UNNAMED) == [], path
+    finally:
+        context.close()
+        api.delete(f"/api/v1/workloads/trainings/{waiting}")

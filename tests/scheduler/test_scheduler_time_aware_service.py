@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fairway_bus import publish_model
 from fairway_contracts import subjects
@@ -142,6 +143,20 @@ async def test_a_project_with_a_week_of_usage_gets_less_over_quota(
         js, stored_messages, subjects.scheduling_pending(a, waiting)))[-1].data)
     assert reason.code == "OverFairShare"
     assert "(12 GPUs without time-aware fairness: it used" in reason.message
+
+    # The same figures as the scheduler's metrics, per queue and pool.
+    def gauge(metric: str, project: str) -> float | None:
+        return REGISTRY.get_sample_value(f"fairway_scheduler_queue_{metric}", {
+            "kind": "project", "queue": project, "node_pool": pool, "resource": "gpu"})
+
+    async def metrics():
+        found = {metric: (gauge(metric, a), gauge(metric, b))
+                 for metric in ("adjusted_over_quota_weight", "fair_share", "usage_seconds")}
+        return found if found["adjusted_over_quota_weight"] == (0.25, 0.75) else None
+
+    shown = await eventually(metrics, timeout=10)
+    assert shown["fair_share"] == (7, 17)
+    assert shown["usage_seconds"][0] >= 24 * 3600 * (24 * 7 - 2)
 
     # What b now holds is accrued and written: its rows appear in the tables.
     async def b_used():

@@ -180,7 +180,8 @@ def top_projects(
         "--node-pool", help="one node pool (default: every pool a project has GPUs in)")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Per project and node pool: GPUs allocated against the quota, requested, fair share."""
+    """Per project and node pool: GPUs allocated against the quota, requested, fair share;
+    where time-aware fairness is on, the usage that counts and the adjusted weight too."""
     try:
         projects = Api().projects()
     except CliError as exc:
@@ -195,18 +196,28 @@ def top_projects(
                          "quota": q.get("deserved", 0), "limit": q.get("limit"),
                          "allocated": (s.get("allocated") or {}).get("gpu", 0),
                          "requested": (s.get("requested") or {}).get("gpu", 0),
-                         "fairShare": (s.get("fairShare") or {}).get("gpu", 0)})
+                         "fairShare": (s.get("fairShare") or {}).get("gpu", 0),
+                         # time-aware fairness on in the pool: GPU-seconds that count, and
+                         # the over-quota weight they corrected the project's to
+                         "usage": (s.get("usage") or {}).get("gpu"),
+                         "adjustedOverQuotaWeight":
+                             (s.get("adjustedOverQuotaWeight") or {}).get("gpu")})
     if json_output:
         as_json(rows)
         return
+    time_aware = any(r["usage"] is not None for r in rows)
     title = f"GPUs in node pool {node_pool}" if node_pool else "GPUs per project and node pool"
     table = Table(box=None, header_style="bold", title=title)
-    for col in ("PROJECT", "POOL", "ALLOCATED", "", "QUOTA", "REQUESTED", "FAIR SHARE"):
+    for col in ("PROJECT", "POOL", "ALLOCATED", "", "QUOTA", "REQUESTED", "FAIR SHARE") + (
+            ("USAGE (GPU-H)", "ADJUSTED WEIGHT") if time_aware else ()):
         table.add_column(col)
     for r in rows:
+        usage = () if not time_aware else (
+            "-" if r["usage"] is None else f"{r['usage'] / 3600:.3g}",
+            "-" if r["adjustedOverQuotaWeight"] is None else f"{r['adjustedOverQuotaWeight']:g}")
         table.add_row(r["project"], r["nodePool"], f"{r['allocated']:g}",
                       bar(r["allocated"], r["quota"]), f"{r['quota']:g}",
-                      f"{r['requested']:g}", f"{r['fairShare']:g}")
+                      f"{r['requested']:g}", f"{r['fairShare']:g}", *usage)
     console.print(table)
 
 

@@ -492,9 +492,13 @@ async def organisation(request: Request) -> HTMLResponse:
                 if Perm.ORG_EDIT in caller.at_cluster()}
     editable |= {("project", p["id"]) for p in projects["projects"]
                  if Perm.ORG_EDIT in caller.perms_at(project_id=p["id"])}
+    # time-aware fairness on in some pool: its usage and adjusted weight get columns
+    time_aware = any(s.get("usage") for unit in departments["departments"] + projects["projects"]
+                     for s in (unit.get("status") or {}).get("nodePoolResources") or ())
     return _page(request, "organisation.html", caller,
                  departments=departments["departments"], projects=projects["projects"],
-                 editable=editable, may_create_department=Perm.ORG_EDIT in caller.at_cluster(),
+                 editable=editable, time_aware=time_aware,
+                 may_create_department=Perm.ORG_EDIT in caller.at_cluster(),
                  may_create_project=Perm.ORG_EDIT in caller.anywhere(),
                  message=request.query_params.get("message"))
 
