@@ -23,7 +23,7 @@ until it has run that long.
 
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons, topology
@@ -91,6 +91,7 @@ class Solver:
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
+        self._gpu_nodes_of: dict[str, set[int]] = {}  # project -> nodes it held GPUs on
         self._held_on: dict[int, dict[str, int]] = {}
         self._queues_in: dict[str, list[Queue]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
@@ -104,6 +105,9 @@ class Solver:
         self.waiting: dict[str, list[str]] = {}
         self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
+        # reclaim's classes of waiting workloads that found no room, and until when (see
+        # `reclaim.reclaim`)
+        self.hopeless: dict[tuple, int] = {}
         self.moves_left = self.settings.max_pods_moved
 
     def _index_holds(self) -> None:
@@ -506,18 +510,23 @@ class Solver:
             return unit
         return Unit(unit.workload, left, False) if left else None
 
-    def node_order(self, pool: PoolNodes, request: Request, gang: int
-                   ) -> list[tuple[int, NodeState]] | None:
+    def node_order(self, pool: PoolNodes, request: Request, gang: int,
+                   among: Iterable[int] | None = None) -> list[tuple[int, NodeState]] | None:
         """For a single pod: the pool's nodes that could hold it once room is made there, each
         with the milli-GPUs to free on it, the closest to having it first (fewest to free,
         then natural order). None for a gang of several pods (their victims are taken across
-        nodes)."""
+        nodes). `among`: only those of these nodes (`NodeState.idx`), in the same order."""
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
         devices, node_type = request.devices, request.node_type
-        nodes = (pool.gpu_nodes if node_type is None
-                 else [n for n in pool.gpu_nodes if n.node_type == node_type])
+        if among is None:
+            nodes = pool.gpu_nodes
+        else:
+            by_idx = pool.by_idx
+            nodes = [n for n in map(by_idx.get, among) if n is not None and n.gpus > 0]
+        if node_type is not None:
+            nodes = [n for n in nodes if n.node_type == node_type]
         if not request.fraction:
             out = [((devices - n.whole) * FULL, n.idx, n) for n in nodes
                    if n.whole < devices <= n.gpus]
@@ -540,10 +549,25 @@ class Solver:
         """The workloads that ran on the node when the cycle began (some may be gone)."""
         if self._on_node is None:
             self._on_node = {}
+            gpu_nodes_of = self._gpu_nodes_of = {}
             for wid, holds in self.holds.items():
                 for i in {h.node.idx for h in holds}:
                     self._on_node.setdefault(i, []).append(wid)
+                if holds[0].workload.preemptible:
+                    on = {h.node.idx for h in holds if h.gpu}
+                    if on:
+                        gpu_nodes_of.setdefault(holds[0].workload.project, set()).update(on)
         return self._on_node.get(idx, [])
+
+    def gpu_nodes_of(self, projects: Iterable[str]) -> set[int]:
+        """The nodes where the projects' preemptible workloads held GPUs when `on_node` was
+        first asked: every node whose `held_on` names one of them (those only lose pods as
+        the cycle goes), so a search for their victims need not look at the others."""
+        self.on_node(-1)
+        out: set[int] = set()
+        for project in projects:
+            out |= self._gpu_nodes_of.get(project, set())
+        return out
 
     def held_on(self, idx: int) -> dict[str, int]:
         """Per project, the milli-GPUs its preemptible workloads held on the node when the
