@@ -93,6 +93,7 @@ class Solver:
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
         self._gpu_nodes_of: dict[str, set[int]] = {}  # project -> nodes it held GPUs on
         self._held_on: dict[int, dict[str, int]] = {}
+        self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
         self._queues_in: dict[str, list[Queue]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
@@ -586,7 +587,18 @@ class Solver:
 
     def units_on(self, node: NodeState, pool: str) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
-        over-served queues first, then in each queue's victim order."""
+        over-served queues first, then in each queue's victim order. Kept while the pool's
+        settled version stands: only what is kept (evictions, placements) changes them, and
+        reclaim asks of the same nodes for one class of waiting workloads after another."""
+        settled = self.session.pools[pool].settled_version()
+        kept = self._units_on.get(node.idx)
+        if kept is not None and kept[0] == settled:
+            return kept[1]
+        units = self._rank_units_on(node, pool)
+        self._units_on[node.idx] = (settled, units)
+        return units
+
+    def _rank_units_on(self, node: NodeState, pool: str) -> list[Unit]:
         ranked: list[tuple[tuple[float, float], int, Unit]] = []
         for wid in self.on_node(node.idx):
             holds = self.holds.get(wid)
