@@ -17,6 +17,9 @@
    quarter fractions, half CPU only; about 80% end up running), 500 finishing and 500
    arriving per cycle, through the service path (its kept snapshot and ledger, then `decide`)
                                     target p99 <= 500 ms, median <= 200 ms, peak RSS <= 4 GiB
+   (the targets are on the wall clock; beside it the median of the process's own CPU time per
+   cycle, which other work on a shared machine does not inflate; `--each` prints every cycle:
+   its times, the pods it placed, its evictions by reason)
 
 `--time-aware` runs shapes 1 and 2 (the 1,000-node shape) with time-aware fairness on in
 both pools (sliding week, half-life 1 day, k 1) over a usage history of a week of hourly
