@@ -173,14 +173,18 @@ class _Reclaim:
             theirs = self.levels(q)[1]
             most[q.name] = 1 << 62
             above[q.name] = max(0, theirs.allocated[GPU] - theirs.allocatable(GPU))
-        orders = {}
-        for gentle in (True, False):
-            if everywhere is not None:
-                orders[gentle] = everywhere
-                continue
-            cap = above if gentle else most
-            givers = solver.gpu_nodes_of(p for p, m in cap.items() if m > 0)
-            orders[gentle] = solver.node_order(pool, request, 1, givers) or []
+        if everywhere is not None:
+            orders = {True: everywhere, False: everywhere}
+        else:
+            # the gentle round's queues are some of the other's: its nodes, in the same order
+            anyone = solver.node_order(pool, request, 1, solver.gpu_nodes_of(most, self.pool)) or []
+            giving = [p for p, m in above.items() if m > 0]
+            if len(giving) == len(most):
+                orders = {True: anyone, False: anyone}
+            else:
+                gentle_nodes = solver.gpu_nodes_of(giving, self.pool)
+                orders = {True: [e for e in anyone if e[1].idx in gentle_nodes],
+                          False: anyone}
         moves_tried = 0
         units: dict[int, list[Unit]] = {}
         gentle_memo: dict[int, bool] = {}  # nothing changes between the simulations

@@ -23,7 +23,7 @@ until it has run that long.
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons, topology
@@ -91,7 +91,8 @@ class Solver:
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
-        self._gpu_nodes_of: dict[str, set[int]] = {}  # project -> nodes it held GPUs on
+        # (project, pool) -> nodes it held GPUs on
+        self._gpu_nodes_of: dict[tuple[str, str], set[int]] = {}
         self._held_on: dict[int, dict[str, int]] = {}
         self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
         self._queues_in: dict[str, list[Queue]] = {}
@@ -512,16 +513,17 @@ class Solver:
         return Unit(unit.workload, left, False) if left else None
 
     def node_order(self, pool: PoolNodes, request: Request, gang: int,
-                   among: Iterable[int] | None = None) -> list[tuple[int, NodeState]] | None:
+                   among: Set[int] | None = None) -> list[tuple[int, NodeState]] | None:
         """For a single pod: the pool's nodes that could hold it once room is made there, each
         with the milli-GPUs to free on it, the closest to having it first (fewest to free,
         then natural order). None for a gang of several pods (their victims are taken across
-        nodes). `among`: only those of these nodes (`NodeState.idx`), in the same order."""
+        nodes). `among`: only those of these nodes of the pool (`NodeState.idx`), in the same
+        order."""
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
         devices, node_type = request.devices, request.node_type
-        if among is None:
+        if among is None or len(among) == len(pool.gpu_nodes):  # (among: the pool's nodes)
             nodes = pool.gpu_nodes
         else:
             by_idx = pool.by_idx
@@ -557,18 +559,21 @@ class Solver:
                 if holds[0].workload.preemptible:
                     on = {h.node.idx for h in holds if h.gpu}
                     if on:
-                        gpu_nodes_of.setdefault(holds[0].workload.project, set()).update(on)
+                        key = (holds[0].workload.project, holds[0].node.pool)
+                        gpu_nodes_of.setdefault(key, set()).update(on)
         return self._on_node.get(idx, [])
 
-    def gpu_nodes_of(self, projects: Iterable[str]) -> set[int]:
-        """The nodes where the projects' preemptible workloads held GPUs when `on_node` was
-        first asked: every node whose `held_on` names one of them (those only lose pods as
-        the cycle goes), so a search for their victims need not look at the others."""
+    def gpu_nodes_of(self, projects: Iterable[str], pool: str) -> Set[int]:
+        """The nodes of the pool where the projects' preemptible workloads held GPUs when
+        `on_node` was first asked: every node whose `held_on` names one of them (those only
+        lose pods as the cycle goes), so a search for their victims need not look at the
+        others."""
         self.on_node(-1)
-        out: set[int] = set()
-        for project in projects:
-            out |= self._gpu_nodes_of.get(project, set())
-        return out
+        index = self._gpu_nodes_of
+        found = [index[(p, pool)] for p in projects if (p, pool) in index]
+        if len(found) == 1:
+            return found[0]  # read, never changed
+        return set().union(*found)
 
     def held_on(self, idx: int) -> dict[str, int]:
         """Per project, the milli-GPUs its preemptible workloads held on the node when the
