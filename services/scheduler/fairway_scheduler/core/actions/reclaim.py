@@ -186,6 +186,7 @@ class _Reclaim:
                 orders = {True: [e for e in anyone if e[1].idx in gentle_nodes],
                           False: anyone}
         moves_tried = 0
+        settled = pool.settled_version()  # attempts that fail here leave it as it is
         units: dict[int, list[Unit]] = {}
         gentle_memo: dict[int, bool] = {}  # nothing changes between the simulations
 
@@ -209,7 +210,7 @@ class _Reclaim:
                 moves_tried += movable
                 on = units.get(node.idx)
                 if on is None:
-                    on = units[node.idx] = solver.units_on(node, self.pool)
+                    on = units[node.idx] = solver.units_on(node, self.pool, settled)
                 victims = [u for u in on if is_gentle(u)] if gentle else self.by_need(
                     on, node, deficit, is_gentle)
                 if not movable and self.may_give(victims, node) < deficit:

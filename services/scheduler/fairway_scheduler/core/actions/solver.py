@@ -590,12 +590,12 @@ class Solver:
                                                            if h.node.idx == idx)
         return held
 
-    def units_on(self, node: NodeState, pool: str) -> list[Unit]:
+    def units_on(self, node: NodeState, pool: str, settled: int) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
         over-served queues first, then in each queue's victim order. Kept while the pool's
-        settled version stands: only what is kept (evictions, placements) changes them, and
-        reclaim asks of the same nodes for one class of waiting workloads after another."""
-        settled = self.session.pools[pool].settled_version()
+        settled version (`settled`, the caller's: it asks of many nodes in a row) stands: only
+        what is kept (evictions, placements) changes them, and reclaim asks of the same nodes
+        for one class of waiting workloads after another."""
         kept = self._units_on.get(node.idx)
         if kept is not None and kept[0] == settled:
             return kept[1]
