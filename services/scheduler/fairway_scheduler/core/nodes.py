@@ -195,6 +195,9 @@ class PoolNodes:
         # Grows with every take and give: a pod that found no room finds none again until
         # it changes (thousands of waiting pods of a few shapes ask a full pool each cycle).
         self.version = 0
+        # Versions a statement left when it was rolled back whole: the room is as it was at
+        # the version it started from (`settled_version`).
+        self._same_as: dict[int, int] = {}
         self._no_room: dict[tuple, int] = {}
         self._scan_from: dict[int, dict[tuple[int, int], int]] = {}
         for n in self.gpu_nodes:
@@ -205,6 +208,18 @@ class PoolNodes:
             self._index_partial(n)
         for heap in self.heaps:
             heapq.heapify(heap)
+
+    def settled_version(self) -> int:
+        """The version, or the earlier one whose room it is again after a rolled-back
+        attempt: what the disruptive actions' answers depend on (thousands of waiting
+        workloads of a few shapes each simulate, fail and roll back in turn; a shape that
+        found no room finds none again until something is kept)."""
+        return self._same_as.get(self.version, self.version)
+
+    def rolled_back(self, settled: int) -> None:
+        """A statement begun at settled version `settled` was undone whole."""
+        if self.version != settled:
+            self._same_as[self.version] = settled
 
     # bookkeeping ------------------------------------------------------------------------
     def changed(self, node: NodeState) -> None:

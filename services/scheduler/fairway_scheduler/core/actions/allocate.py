@@ -64,7 +64,8 @@ class Allocate:
         # Why a request of one shape did not fit in a pool, and the pool's version then: most
         # waiting workloads fail as the one before them did, and nothing they read (the pool's
         # room, its queues' allocations, which only a take or give in it changes; fair shares,
-        # fixed for the cycle) has changed until the version moves.
+        # fixed for the cycle) has changed until the version moves (and stays moved: an
+        # attempt rolled back leaves the room as it was, `PoolNodes.settled_version`).
         self._refused: dict[tuple, tuple[int, reasons.Reason]] = {}
 
     # order ------------------------------------------------------------------------------
@@ -250,12 +251,12 @@ class Allocate:
                  # pods it holds pin a topology placement to their domain: its own answer
                  workload.id if request.topology is not None and held else None)
         refused = self._refused.get(shape)
-        if refused is not None and refused[0] == pool.version:
+        if refused is not None and refused[0] == pool.settled_version():
             return refused[1]
         reason = self._try_pool(workload, waiting, first, held, name, pool, request)
         if reason is not None:
-            # the version after the attempt: a gang's rollback moves it, not the room
-            self._refused[shape] = (pool.version, reason)
+            # a gang's rollback moves the version, not the room: the settled one
+            self._refused[shape] = (pool.settled_version(), reason)
         return reason
 
     def _try_pool(self, workload: Workload, waiting: list[str], first: int, held: int,

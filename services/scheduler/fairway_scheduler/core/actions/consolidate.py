@@ -41,21 +41,22 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
             or not _fragmented(solver, workload, pool, gang)):
         return False
     # A shape of gang that found no room in the pool finds none again until something in the
-    # pool changes, whatever its project (unless a limit of its project or department could
-    # refuse a moved pod of its own queue).
+    # pool changes and is kept (attempts rolled back leave its room as it was), whatever its
+    # project (unless a limit of its project or department could refuse a moved pod of its
+    # own queue).
     queue = session.queues.project(workload.project, pool_name)
     limited = any(q.limit[r] != -1 for q in queue.chain() for r in range(3))
     apart = sized_apart(request, workload, waiting[:gang])
     shape = ("consolidate", pool_name, request, gang, workload.project if limited else None,
              apart)
-    if (*shape, pool.version) in solver.failed:
+    if (*shape, pool.settled_version()) in solver.failed:
         return False
     statement = Statement(session, pool)
     moved = _make_room(solver, statement, workload, gang)
     went = None if moved is None else _place_again(solver, statement, moved)
     if moved is None or went is None:
         statement.rollback()
-        solver.failed.add((*shape, pool.version))
+        solver.failed.add((*shape, pool.settled_version()))
         return False
     statement.commit()
     waiting.clear()  # its other pods wait for the next cycle: nothing else is evicted for it

@@ -35,9 +35,9 @@ from fairway_scheduler.core.actions.solver import (
     label,
     top,
 )
-from fairway_scheduler.core.framework import gang_need, pod_request, sized_apart
+from fairway_scheduler.core.framework import Request, gang_need, pod_request, sized_apart
 from fairway_scheduler.core.model import Workload
-from fairway_scheduler.core.nodes import Domain, NodeState
+from fairway_scheduler.core.nodes import Domain, NodeState, PoolNodes
 from fairway_scheduler.core.queues import GPU, MILLI, Queue
 
 MOVE_NODES = 4  # per reclaim: nodes tried only because work there could be moved aside
@@ -53,19 +53,45 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     gang = max(1, workload.min_pods - session.held[workload.id])
     request = session.requests[workload.id]
     pods = solver.waiting[workload.id][:gang]
+    # Its class: what the answer below depends on besides the queues, when every pod asks
+    # alike and no topology pins it. Thousands of waiting workloads fall in a few hundred
+    # classes; a class found hopeless is not worked out again (`Solver.hopeless`).
+    alike = request.master is None and request.topology is None
+    cls = (workload.project, pool, request, gang, len(pods), workload.preemptible)
+    if alike:
+        known = solver.hopeless.get(cls)
+        if known is not None and (known == _FOR_GOOD or known == reclaimer.allocated[GPU]):
+            return False
+    found = _reclaim(solver, workload, pool_nodes, reclaimer, request, gang, pods)
+    if alike and found is not None:
+        solver.hopeless[cls] = found
+    return found is None
+
+
+_FOR_GOOD = -1  # `Solver.hopeless`: for the rest of the cycle
+
+
+def _reclaim(solver: Solver, workload: Workload, pool_nodes: PoolNodes, reclaimer: Queue,
+             request: Request, gang: int, pods: list[str]) -> int | None:
+    """None when the workload was placed; else until when nothing would place one of its
+    class: for good (this cycle), or while its project holds the milli-GPUs it holds now
+    (it would end above its share: room taken from it could change that)."""
+    session, pool = solver.session, pool_nodes.name
     need = gang_need(request, workload, pods, pool_nodes.max_dev_memory)[GPU]
-    if not need or not may_reclaim(reclaimer, need):
-        return False
+    if not need:
+        return _FOR_GOOD
+    if not may_reclaim(reclaimer, need):
+        return reclaimer.allocated[GPU]
     # Another workload of the project asking alike found nothing this cycle: nor would it.
     key = ("reclaim", workload.project, pool, request, gang, workload.preemptible,
            sized_apart(request, workload, pods),
            workload.id if request.topology is not None and session.held[workload.id] else None)
     if key in solver.failed:
-        return False
+        return _FOR_GOOD
     if _Reclaim(solver, workload, pool, reclaimer, need, gang).run():
-        return True
+        return None
     solver.failed.add(key)
-    return False
+    return _FOR_GOOD
 
 
 class _Reclaim:
@@ -96,11 +122,10 @@ class _Reclaim:
         domains = solver.required_domains(self.workload, self.pool, names.__contains__)
         if domains is not None:
             return self.in_domains(domains)
-        nodes = solver.node_order(solver.session.pools[self.pool], request, self.gang)
-        if nodes is None:  # a gang of several pods: victims across the pool
+        if self.gang != 1 or not request.devices:  # a gang of several pods: across the pool
             return solver.attempt(self.workload, self.pool, "reclaim", self.across_pool(),
                                   self.admissible, self.saturation_kept, self.describe)
-        return self.on_one_node(nodes)
+        return self.on_one_node(request)
 
     def in_domains(self, domains: list[Domain]) -> bool:
         """A required topology placement: its room is made inside one domain, each domain a
@@ -123,12 +148,19 @@ class _Reclaim:
         yield from (u for u in solver.by_queue_order(self.queues, self.pool) if self.gentle(u))
         yield from solver.by_queue_order(self.queues, self.pool)
 
-    def on_one_node(self, nodes: list[tuple[int, NodeState]]) -> bool:
+    def on_one_node(self, request: Request) -> bool:
         """A single pod: its room is made on one node, each node a simulation of its own
         (victims taken on one node never block a better choice on another). First the nodes
         where victims that leave their queue its share suffice, then those where any victim,
-        or moving work aside, could make the room; the node closest to having room first."""
+        or moving work aside, could make the room; the node closest to having room first.
+
+        Only nodes where a queue that may give holds GPUs can have room made by victims: when
+        no work may be moved aside, each round looks at those nodes alone (a few queues may
+        give at a time, each on a small part of thousands of nodes), in the same order."""
         solver, workload = self.solver, self.workload
+        pool = solver.session.pools[self.pool]
+        moving = solver.moves_left > 0 and pool.whole_fit_count(1) > 0
+        everywhere = None if not moving else solver.node_order(pool, request, 1)
         if solver.freed and solver.attempt(workload, self.pool, "reclaim", iter(()),
                                            self.admissible, self.saturation_kept,
                                            self.describe, shape="freed"):
@@ -141,8 +173,20 @@ class _Reclaim:
             theirs = self.levels(q)[1]
             most[q.name] = 1 << 62
             above[q.name] = max(0, theirs.allocated[GPU] - theirs.allocatable(GPU))
-        pool = solver.session.pools[self.pool]
+        if everywhere is not None:
+            orders = {True: everywhere, False: everywhere}
+        else:
+            # the gentle round's queues are some of the other's: its nodes, in the same order
+            anyone = solver.node_order(pool, request, 1, solver.gpu_nodes_of(most, self.pool)) or []
+            giving = [p for p, m in above.items() if m > 0]
+            if len(giving) == len(most):
+                orders = {True: anyone, False: anyone}
+            else:
+                gentle_nodes = solver.gpu_nodes_of(giving, self.pool)
+                orders = {True: [e for e in anyone if e[1].idx in gentle_nodes],
+                          False: anyone}
         moves_tried = 0
+        settled = pool.settled_version()  # attempts that fail here leave it as it is
         units: dict[int, list[Unit]] = {}
         gentle_memo: dict[int, bool] = {}  # nothing changes between the simulations
 
@@ -154,7 +198,7 @@ class _Reclaim:
 
         for gentle in (True, False):
             cap = above if gentle else most
-            for deficit, node in nodes:
+            for deficit, node in orders[gentle]:
                 held = solver.held_on(node.idx)
                 enough = sum(min(cap[p], m) for p, m in held.items() if p in cap) >= deficit
                 # Moving work aside may make the room where victims alone cannot: tried on
@@ -166,7 +210,7 @@ class _Reclaim:
                 moves_tried += movable
                 on = units.get(node.idx)
                 if on is None:
-                    on = units[node.idx] = solver.units_on(node, self.pool)
+                    on = units[node.idx] = solver.units_on(node, self.pool, settled)
                 victims = [u for u in on if is_gentle(u)] if gentle else self.by_need(
                     on, node, deficit, is_gentle)
                 if not movable and self.may_give(victims, node) < deficit:

@@ -23,7 +23,7 @@ until it has run that long.
 
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons, topology
@@ -91,7 +91,10 @@ class Solver:
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
         self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
+        # (project, pool) -> nodes it held GPUs on
+        self._gpu_nodes_of: dict[tuple[str, str], set[int]] = {}
         self._held_on: dict[int, dict[str, int]] = {}
+        self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
         self._queues_in: dict[str, list[Queue]] = {}
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
@@ -104,6 +107,9 @@ class Solver:
         self.waiting: dict[str, list[str]] = {}
         self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
+        # reclaim's classes of waiting workloads that found no room, and until when (see
+        # `reclaim.reclaim`)
+        self.hopeless: dict[tuple, int] = {}
         self.moves_left = self.settings.max_pods_moved
 
     def _index_holds(self) -> None:
@@ -506,18 +512,24 @@ class Solver:
             return unit
         return Unit(unit.workload, left, False) if left else None
 
-    def node_order(self, pool: PoolNodes, request: Request, gang: int
-                   ) -> list[tuple[int, NodeState]] | None:
+    def node_order(self, pool: PoolNodes, request: Request, gang: int,
+                   among: Set[int] | None = None) -> list[tuple[int, NodeState]] | None:
         """For a single pod: the pool's nodes that could hold it once room is made there, each
         with the milli-GPUs to free on it, the closest to having it first (fewest to free,
         then natural order). None for a gang of several pods (their victims are taken across
-        nodes)."""
+        nodes). `among`: only those of these nodes of the pool (`NodeState.idx`), in the same
+        order."""
         if gang != 1 or not request.devices:
             return None
         out: list[tuple[int, int, NodeState]] = []
         devices, node_type = request.devices, request.node_type
-        nodes = (pool.gpu_nodes if node_type is None
-                 else [n for n in pool.gpu_nodes if n.node_type == node_type])
+        if among is None or len(among) == len(pool.gpu_nodes):  # (among: the pool's nodes)
+            nodes = pool.gpu_nodes
+        else:
+            by_idx = pool.by_idx
+            nodes = [n for n in map(by_idx.get, among) if n is not None and n.gpus > 0]
+        if node_type is not None:
+            nodes = [n for n in nodes if n.node_type == node_type]
         if not request.fraction:
             out = [((devices - n.whole) * FULL, n.idx, n) for n in nodes
                    if n.whole < devices <= n.gpus]
@@ -540,10 +552,28 @@ class Solver:
         """The workloads that ran on the node when the cycle began (some may be gone)."""
         if self._on_node is None:
             self._on_node = {}
+            gpu_nodes_of = self._gpu_nodes_of = {}
             for wid, holds in self.holds.items():
                 for i in {h.node.idx for h in holds}:
                     self._on_node.setdefault(i, []).append(wid)
+                if holds[0].workload.preemptible:
+                    on = {h.node.idx for h in holds if h.gpu}
+                    if on:
+                        key = (holds[0].workload.project, holds[0].node.pool)
+                        gpu_nodes_of.setdefault(key, set()).update(on)
         return self._on_node.get(idx, [])
+
+    def gpu_nodes_of(self, projects: Iterable[str], pool: str) -> Set[int]:
+        """The nodes of the pool where the projects' preemptible workloads held GPUs when
+        `on_node` was first asked: every node whose `held_on` names one of them (those only
+        lose pods as the cycle goes), so a search for their victims need not look at the
+        others."""
+        self.on_node(-1)
+        index = self._gpu_nodes_of
+        found = [index[(p, pool)] for p in projects if (p, pool) in index]
+        if len(found) == 1:
+            return found[0]  # read, never changed
+        return set().union(*found)
 
     def held_on(self, idx: int) -> dict[str, int]:
         """Per project, the milli-GPUs its preemptible workloads held on the node when the
@@ -560,9 +590,20 @@ class Solver:
                                                            if h.node.idx == idx)
         return held
 
-    def units_on(self, node: NodeState, pool: str) -> list[Unit]:
+    def units_on(self, node: NodeState, pool: str, settled: int) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
-        over-served queues first, then in each queue's victim order."""
+        over-served queues first, then in each queue's victim order. Kept while the pool's
+        settled version (`settled`, the caller's: it asks of many nodes in a row) stands: only
+        what is kept (evictions, placements) changes them, and reclaim asks of the same nodes
+        for one class of waiting workloads after another."""
+        kept = self._units_on.get(node.idx)
+        if kept is not None and kept[0] == settled:
+            return kept[1]
+        units = self._rank_units_on(node, pool)
+        self._units_on[node.idx] = (settled, units)
+        return units
+
+    def _rank_units_on(self, node: NodeState, pool: str) -> list[Unit]:
         ranked: list[tuple[tuple[float, float], int, Unit]] = []
         for wid in self.on_node(node.idx):
             holds = self.holds.get(wid)

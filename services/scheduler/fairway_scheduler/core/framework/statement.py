@@ -29,6 +29,7 @@ class Statement:
         self.within: Domain | None = None  # and in it, only this topology domain's nodes
         self._log: list[tuple] = []
         self._takes: list[tuple[str, Take]] = []  # placed, not yet part of a placement
+        self._settled = pool.settled_version() if pool is not None else None
 
     def checkpoint(self) -> int:
         return len(self._log)
@@ -97,6 +98,8 @@ class Statement:
                 assert restored, "a released pod's room was taken during a rolled-back attempt"
             else:
                 self._undo_placing(op)
+        if not checkpoint and self.pool is not None and self._settled is not None:
+            self.pool.rolled_back(self._settled)  # its room is as the statement found it
 
     def _undo_placing(self, op: tuple) -> None:
         pool = self.pool
