@@ -205,17 +205,14 @@ class Kube:
 
     async def annotate(self, namespace: str, pod: str, annotations: dict[str, str]) -> str:
         """Merge annotations into a pod: 'patched' or 'gone'."""
-        body = {"metadata": {"annotations": annotations}}
-        status, answer = await self._call(self.core.patch_namespaced_pod, pod, namespace, body)
-        if status in (200, 201):
-            return "patched"
-        if status == 404:
-            return "gone"
-        raise KubeError(status, _text(answer))
+        return await self._patch_metadata(namespace, pod, {"annotations": annotations})
 
     async def label(self, namespace: str, pod: str, labels: dict[str, str]) -> str:
         """Merge labels into a pod: 'patched' or 'gone'."""
-        body = {"metadata": {"labels": labels}}
+        return await self._patch_metadata(namespace, pod, {"labels": labels})
+
+    async def _patch_metadata(self, namespace: str, pod: str, metadata: dict[str, Any]) -> str:
+        body = {"metadata": metadata}
         status, answer = await self._call(self.core.patch_namespaced_pod, pod, namespace, body)
         if status in (200, 201):
             return "patched"

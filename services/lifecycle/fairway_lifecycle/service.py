@@ -26,7 +26,7 @@ from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
 from fairway_lifecycle.core.autoscaler import Window
 from fairway_lifecycle.core.deadletters import stalled_workload
-from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES
+from fairway_lifecycle.core.fractions import bind_in_flight
 from fairway_lifecycle.core.grouping import is_third_party
 from fairway_lifecycle.core.machine import action_ignored, desire_for
 from fairway_lifecycle.core.pods import namespace_for
@@ -364,18 +364,12 @@ class LifecycleService:
         now = time.monotonic()
         for wid, t in self.controller.tracked.items():
             for pod in self.controller.pods_of(wid):
+                if (in_flight := bind_in_flight(pod)) is None:
+                    continue
+                node, devices = in_flight
                 meta = pod["metadata"]
-                notes = meta.get("annotations") or {}
-                if (pod.get("spec", {}).get("nodeName") or meta.get("deletionTimestamp")
-                        or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
-                    continue
-                try:
-                    devices = [int(i) for i in notes[ANN_DEVICES].split(",") if i]
-                except ValueError:
-                    continue
                 found.append(FractionBind(
                     meta.get("namespace", t.row.namespace),
-                    PodPlacement(pod=meta["name"], node=notes[ANN_BIND_NODE],
-                                 gpu_devices=devices),
+                    PodPlacement(pod=meta["name"], node=node, gpu_devices=devices),
                     t.row.spec.compute, t.row.name, now))
         return found

@@ -33,7 +33,7 @@ from fairway_contracts.events import (
     ThirdPartyWorkloadChanged,
 )
 from fairway_contracts.workloads import Compute, Phase, WorkloadType, utcnow
-from fairway_lifecycle.core.fractions import ANN_BIND_NODE, ANN_DEVICES, LABEL_FRACTION
+from fairway_lifecycle.core.fractions import LABEL_FRACTION, bind_in_flight
 from fairway_lifecycle.core.grouping import (
     Owner,
     OwnerRef,
@@ -298,21 +298,15 @@ class ThirdPartyDiscovery:
         found, now = [], time.monotonic()
         for namespace, pods in self.pods.items():
             for name, pod in pods.items():
-                meta = pod["metadata"]
-                notes = meta.get("annotations") or {}
                 event = members.get((namespace, name))
                 compute = _fraction_compute(event) if event is not None else None
-                if (compute is None or (pod.get("spec") or {}).get("nodeName")
-                        or meta.get("deletionTimestamp")
-                        or (meta.get("labels") or {}).get(LABEL_FRACTION) != "true"
-                        or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
+                in_flight = bind_in_flight(pod)
+                if (compute is None or in_flight is None
+                        or (pod["metadata"].get("labels") or {}).get(LABEL_FRACTION) != "true"):
                     continue
-                try:
-                    devices = [int(i) for i in notes[ANN_DEVICES].split(",") if i]
-                except ValueError:
-                    continue
+                node, devices = in_flight
                 found.append(FractionBind(namespace, PodPlacement(
-                    pod=name, node=notes[ANN_BIND_NODE], gpu_devices=devices), compute,
+                    pod=name, node=node, gpu_devices=devices), compute,
                     event.name, now))
         return found
 

@@ -187,6 +187,20 @@ def reservation_of(pod: Pod) -> tuple[Device, str | None] | None:
     return (node, index), (meta.get("annotations") or {}).get(ANN_RESERVED_UUID)
 
 
+def bind_in_flight(pod: Pod) -> tuple[str, list[int]] | None:
+    """(node, devices) of a fraction pod whose bind was under way: its node and devices are
+    written on it and it is not bound (nor going); None for any other pod."""
+    meta = pod["metadata"]
+    notes = meta.get("annotations") or {}
+    if (pod.get("spec", {}).get("nodeName") or meta.get("deletionTimestamp")
+            or not notes.get(ANN_BIND_NODE) or not notes.get(ANN_DEVICES)):
+        return None
+    try:
+        return notes[ANN_BIND_NODE], [int(i) for i in notes[ANN_DEVICES].split(",") if i]
+    except ValueError:
+        return None
+
+
 def _done(pod: Pod) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
