@@ -1,6 +1,8 @@
 """Stop, resume and delete through the API, carried out by lifecycle against kubesim (issue 6)."""
 
+import asyncio
 import json
+import time
 
 import nats
 import pytest
@@ -18,13 +20,20 @@ def act(api, workload: dict, action: str) -> None:
     assert response.status_code == 202, response.text
 
 
-async def last_pod_group(nats_url: str, workload: dict) -> dict:
+async def last_pod_group(nats_url: str, workload: dict, phase: str) -> dict:
+    """The workload's newest pod group once it says `phase` (the phase event may reach its
+    stream a moment before the pod group reaches its own: another stream), or the newest."""
     nc = await nats.connect(nats_url)
     try:
-        msg = await nc.jetstream().get_last_msg(
-            "FAIRWAY_PODGROUPS", subjects.podgroup(workload["projectName"],
-                                                   workload["workloadId"]))
-        return json.loads(msg.data)
+        deadline = time.monotonic() + 10
+        while True:
+            msg = await nc.jetstream().get_last_msg(
+                "FAIRWAY_PODGROUPS", subjects.podgroup(workload["projectName"],
+                                                       workload["workloadId"]))
+            group = json.loads(msg.data)
+            if group["phase"] == phase or time.monotonic() > deadline:
+                return group
+            await asyncio.sleep(0.1)
     finally:
         await nc.close()
 
@@ -37,7 +46,7 @@ async def test_stop_resume_and_delete_end_where_they_should(api, default_project
     act(api, workload, "suspend")
     events = await phases.read(workload["workloadId"], until={"Stopped"})
     assert [e["phase"] for e in events][-2:] == ["Stopping", "Stopped"]
-    group = await last_pod_group(stack.nats_url, workload)
+    group = await last_pod_group(stack.nats_url, workload, "Stopped")
     assert group["pods"] == [], "a stopped workload holds no pods, so no GPUs"
 
     act(api, workload, "resume")
@@ -47,5 +56,5 @@ async def test_stop_resume_and_delete_end_where_they_should(api, default_project
     act(api, workload, "delete")
     events = await phases.read(workload["workloadId"], until={"Deleted"}, skip=10)
     assert [e["phase"] for e in events] == ["Deleting", "Deleted"]
-    group = await last_pod_group(stack.nats_url, workload)
+    group = await last_pod_group(stack.nats_url, workload, "Deleted")
     assert group["pods"] == [] and group["phase"] == "Deleted"
