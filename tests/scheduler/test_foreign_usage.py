@@ -31,6 +31,16 @@ def placed(state: ClusterState) -> list[tuple[str, str, tuple[int, ...]]]:
     return [(p.pod, p.node, p.gpu_devices) for pl in result.placements for p in pl.pods]
 
 
+
+def checked_kept_ledger(state: ClusterState) -> Ledger:
+    """The service's kept ledger for the state's snapshot, checked to hold what a fresh one
+    would."""
+    snapshot = state.snapshot()
+    ledger = state.kept_ledger(snapshot)
+    assert ledger is not None
+    assert ledger.holdings() == Ledger.of(snapshot).holdings()
+    return ledger
+
 def test_a_node_whose_gpus_another_scheduler_holds_is_skipped():
     state = state_with({"n1": 4, "n2": 4}, gpus=2)
     assert state.put_foreign("n1", 1, 3, 1000, 1024)
@@ -96,11 +106,7 @@ def test_a_kept_ledger_holds_foreign_pods_after_the_others_as_a_fresh_one_would(
     state = state_with({"n1": 4, "n2": 4}, gpus=1, pods=3)
 
     def kept() -> Ledger:
-        snapshot = state.snapshot()
-        ledger = state.kept_ledger(snapshot)
-        assert ledger is not None
-        assert ledger.holdings() == Ledger.of(snapshot).holdings()
-        return ledger
+        return checked_kept_ledger(state)
 
     state.add_placement(core.Placement("w1", (core.PodPlacement("w1-0", "n1", (3,)),)))
     state.put_foreign("n1", 1, 1, 0, 0)
@@ -129,11 +135,7 @@ def test_a_kept_ledger_gives_foreign_usage_the_pool_a_fresh_one_would():
         state.put_node(Node(name, pool, True, 4, cpu_millis=8000, memory_mib=65536))
 
     def kept() -> Ledger:
-        snapshot = state.snapshot()
-        ledger = state.kept_ledger(snapshot)
-        assert ledger is not None
-        assert ledger.holdings() == Ledger.of(snapshot).holdings()
-        return ledger
+        return checked_kept_ledger(state)
 
     kept()
     for node, usage in (("n10", (1, 1)), ("n2", (1, 2)), ("n1", (2, 1)), ("n1", (0, 0)),
