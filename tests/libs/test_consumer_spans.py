@@ -62,3 +62,29 @@ def test_an_unrecorded_workload_span_follows_the_submission_or_starts_a_trace_an
         later = tracing.current_trace_id()
         assert later is not None and later != f"{TRACE_ID:032x}"
     assert tracing.current_trace_id() is None
+
+
+HEADERS = [
+    PARENT,
+    {"traceparent": "00-f1cecdf65495cc92c17ef43a44198964-ca208468c86497ee-00",
+     "tracestate": "vendor=a,other=b"},
+    {"traceparent": "00-00000000000000000000000000000000-ca208468c86497ee-01"},  # zero trace
+    {"traceparent": "00-f1cecdf65495cc92c17ef43a44198964-0000000000000000-01"},  # zero span
+    {"traceparent": "00-F1CECDF65495CC92C17EF43A44198964-ca208468c86497ee-01"},  # upper case
+    {"traceparent": "01-f1cecdf65495cc92c17ef43a44198964-ca208468c86497ee-01-future"},
+    {"traceparent": "ff-f1cecdf65495cc92c17ef43a44198964-ca208468c86497ee-01"},
+    {"traceparent": "00-f1cecdf65495cc92c17ef43a44198964-ca208468c86497ee-01 "},
+    {"traceparent": "garbage"},
+    {"Nats-Msg-Id": "x"},
+    {},
+    None,
+]
+
+
+def test_the_parent_read_directly_is_what_the_propagators_read():
+    for headers in HEADERS:
+        expected = tracing.trace.get_current_span(
+            tracing.extract_context(headers)).get_span_context()
+        got = tracing.parent_of(headers)
+        assert (got, got.trace_state, got.is_remote) == (
+            expected, expected.trace_state, expected.is_remote), headers

@@ -4,6 +4,12 @@ A state change and the event that announces it commit together: the handler call
 `add_to_outbox` on the same connection, inside the same transaction. The relay publishes
 unpublished rows in id order with `Nats-Msg-Id` set to the row's `msg_id`, so a relay that
 crashes between publish and mark publishes again and JetStream drops the repeat.
+
+A row is deleted once the broker acknowledged it. Marking it published instead (and purging
+an hour later) rewrote every row with its index entries and kept an hour of rows (millions
+under load) in the table every read and insert went through; an event added again after its
+row is gone is published again with the same message id: JetStream's duplicate window drops
+it, and after that window the consumers do (their inbox or the sequence each event carries).
 """
 
 import asyncio
@@ -40,7 +46,8 @@ async def add_to_outbox(
     """Queue `payload` for publication when the surrounding transaction commits.
 
     `trace_headers` (traceparent…) default to the current span's context, so consumers continue
-    the trace that caused this event. A second add with the same `msg_id` is ignored.
+    the trace that caused this event. A second add with the same `msg_id` is ignored while
+    the first waits in the outbox (later, JetStream and the consumers' inboxes drop it).
     """
     # One round trip: the table's trigger wakes the relay when the transaction commits.
     await conn.execute(
@@ -135,9 +142,9 @@ class OutboxRelay:
 
     Rounds are pipelined: a round reads the oldest unpublished rows and publishes them, and
     the next round may follow before the broker has acknowledged them (at most
-    `max_in_flight` rounds). A settling task marks rows published once acknowledged, oldest
+    `max_in_flight` rounds). A settling task deletes rows once acknowledged, oldest
     round first. Rows in flight are not read again by this relay; any other instance would
-    read them (they are not marked yet) and publish them again in id order, and JetStream
+    read them (they are not deleted yet) and publish them again in id order, and JetStream
     drops the repeats, so the stream still holds each workload's events in commit order. When
     an ack fails, that round's unacknowledged rows and every later round's are read and
     published again.
@@ -153,7 +160,7 @@ class OutboxRelay:
     """
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
-                 batch: int = 200, poll_seconds: float = 1.0, keep_published_seconds: int = 3600,
+                 batch: int = 200, poll_seconds: float = 1.0,
                  max_in_flight: int = 4, ack_timeout_seconds: float = 10.0):
         self.dsn = dsn
         self.pool = pool
@@ -161,7 +168,6 @@ class OutboxRelay:
         self.js = js
         self.batch = batch
         self.poll_seconds = poll_seconds
-        self.keep_published_seconds = keep_published_seconds
         self.max_in_flight = max_in_flight
         self.ack_timeout_seconds = ack_timeout_seconds
         self._wake = asyncio.Event()
@@ -294,8 +300,8 @@ class OutboxRelay:
                 log.error("outbox row %s (%s) can never be published, dropped: %s",
                           row["msg_id"], row["subject"], exc)
         if too_large:
-            await self.pool.execute("UPDATE outbox SET published_at = now()"
-                                    " WHERE id = ANY($1::bigint[])", too_large)
+            await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
+                                    too_large)
         if held:
             self._held_back = True
         if sent:
@@ -320,12 +326,12 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("marking outbox rows published failed, will retry: %r", exc)
+                log.warning("deleting published outbox rows failed, will retry: %r", exc)
                 await asyncio.sleep(min(0.5, self.poll_seconds))
 
     async def _settle(self) -> None:
-        """Wait for the oldest round's acks, then mark it, and every later round already
-        acknowledged, published in one statement. Nothing is forgotten before the mark is
+        """Wait for the oldest round's acks, then delete its rows, and those of every later
+        round already acknowledged, in one statement. Nothing is forgotten before the delete is
         committed: a failed statement is retried with the same rounds."""
         async with self._settling:
             if not self._in_flight:
@@ -352,10 +358,7 @@ class OutboxRelay:
                     break
                 done_rounds += 1
             if acked:
-                await self.pool.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                    acked,
-                )
+                await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", acked)
                 self.published += len(acked)
             if failed:
                 # Only the acknowledged prefix counts: the rest, and every round after it,
@@ -377,10 +380,8 @@ class OutboxRelay:
 
     async def _clean(self) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-                float(self.keep_published_seconds),
-            )
+            # rows marked published by versions that marked instead of deleting
+            await conn.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
             await conn.execute(
                 "DELETE FROM inbox WHERE processed_at < now() - interval '7 days'"
             )

@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 _provider: TracerProvider | None = None
 # False once this process is known to record no span (it exports nowhere): see `consumer_span`.
@@ -101,7 +101,7 @@ def current_trace_id() -> str | None:
 
 def linked_to(headers: Mapping[str, str] | None) -> list[trace.Link]:
     """A link to the span whose context the headers carry (none when they carry none)."""
-    span_context = trace.get_current_span(extract_context(headers)).get_span_context()
+    span_context = parent_of(headers)
     if not span_context.is_valid:
         return []
     return [trace.Link(span_context, {"fairway.link": "submission"})]
@@ -152,12 +152,33 @@ def consumer_span(tracer_: trace.Tracer, name: str, headers: Mapping[str, str] |
     return _unrecorded(_provider, headers)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def parent_of(headers: Mapping[str, str] | None) -> SpanContext:
+    """The span context the headers carry. A plain W3C `traceparent` (version 00, what every
+    Fairway process sends) is read directly, in a tenth of the time of the configured
+    propagators, which every consumed message paid; anything else goes through them."""
+    if not headers:
+        return trace.INVALID_SPAN_CONTEXT
+    value = headers.get("traceparent")
+    if (value is not None and len(value) == 55 and value[:3] == "00-" and value[35] == "-"
+            and value[52] == "-" and _HEX.issuperset(value[3:35]) and _HEX.issuperset(
+                value[36:52]) and _HEX.issuperset(value[53:])):
+        trace_id, span_id = int(value[3:35], 16), int(value[36:52], 16)
+        if trace_id and span_id:
+            state = headers.get("tracestate")
+            return SpanContext(trace_id, span_id, is_remote=True,
+                               trace_flags=TraceFlags(int(value[53:], 16)),
+                               trace_state=TraceState.from_header([state]) if state else None)
+    return trace.get_current_span(extract_context(headers)).get_span_context()
+
+
 def _unrecorded(provider: TracerProvider, headers: Mapping[str, str] | None) -> trace.Span:
     """The span an unsampled SDK makes: in the trace the headers carry (else a new one), with
     a new span id, not sampled."""
     ids = provider.id_generator
-    parent = (trace.get_current_span(extract_context(headers)).get_span_context()
-              if headers else trace.INVALID_SPAN_CONTEXT)
+    parent = parent_of(headers)
     if parent.is_valid:
         trace_id, state = parent.trace_id, parent.trace_state
     else:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from kubernetes import client
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import Counter
 
 from fairway_kube import ThreadedCalls, api_client
 from fairway_lifecycle.core.objects import PLURAL_OF_KIND
@@ -47,6 +48,13 @@ def _within(wanted: Any, there: Any) -> bool:
         return isinstance(there, dict) and all(_within(v, there.get(k))
                                                for k, v in wanted.items())
     return wanted == there
+
+
+KUBE_REQUESTS = Counter(
+    "fairway_lifecycle_kube_requests",
+    "Kubernetes API calls lifecycle made, by operation and the HTTP status they were answered "
+    "with (a pod's creation, its binding, an event, a delete ...): what each workload costs "
+    "the API server.", ["operation", "code"])
 
 
 class KubeError(Exception):
@@ -104,12 +112,15 @@ class Kube:
         # None when spans are not recorded: nothing would show it, and the call runs in a
         # worker thread, outside the span's context anyway.
         if not spans_recorded():
-            return await call
+            status, body = await call
+            KUBE_REQUESTS.labels(operation, str(status)).inc()
+            return status, body
         with _tracer.start_as_current_span(
             f"kube {operation}", kind=SpanKind.CLIENT,
             attributes={"k8s.api.operation": operation},
         ) as span:
             status, body = await call
+            KUBE_REQUESTS.labels(operation, str(status)).inc()
             span.set_attribute("http.response.status_code", status)
             if status >= 400:
                 span.set_status(StatusCode.ERROR, f"Kubernetes API answered {status}")
