@@ -7,11 +7,12 @@ postmaster; a service may run under a launcher), including children that exited 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 # Fairway's own CPU: the five services and the servers they cannot do without. kubesim stands
 # in for a Kubernetes API server and the client is the benchmark itself: shown, not summed.
@@ -48,6 +49,7 @@ class Snapshot:
     nats_in_msgs: int | None
     stream_messages: int | None
     deliveries: dict[str, int] | None = None  # by durable consumer, redeliveries included
+    kube_calls: dict[str, float] | None = None  # lifecycle's Kubernetes API calls by operation
 
 
 def _group(process: str) -> str:
@@ -57,9 +59,12 @@ def _group(process: str) -> str:
     return name if number.isdigit() and name in FAIRWAY else process
 
 
-async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_conn) -> Snapshot:
+async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_conn,
+                   lifecycle_urls: Sequence[str] = ()) -> Snapshot:
     """CPU by service; `nats_monitor_url` may name every server of a cluster, comma-separated
-    (messages in are summed over them; the streams' messages read from the first)."""
+    (messages in are summed over them; the streams' messages read from the first);
+    `lifecycle_urls`: the lifecycle processes' HTTP addresses (their Kubernetes API calls, from
+    /metrics, summed)."""
     cpu: dict[str, float] = {}
     for name, pid in pids.items():
         cpu[_group(name)] = cpu.get(_group(name), 0.0) + tree_cpu_seconds(pid)
@@ -84,7 +89,28 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
             # nothing is removed during a run, so its difference counts the publishes.
             jsz = (await http.get("/jsz?consumers=true&config=true")).json()
             deliveries = consumer_deliveries(jsz)
-    return Snapshot(cpu, transactions, in_msgs, stream_messages, deliveries)
+    kube_calls = await lifecycle_kube_calls(lifecycle_urls) if lifecycle_urls else None
+    return Snapshot(cpu, transactions, in_msgs, stream_messages, deliveries, kube_calls)
+
+
+async def lifecycle_kube_calls(urls: Sequence[str]) -> dict[str, float] | None:
+    """`fairway_lifecycle_kube_requests_total` by operation, summed over codes and processes;
+    None when a process is not there (stopped for the API-alone run)."""
+    calls: dict[str, float] = {}
+    for url in urls:
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+                text = (await http.get("/metrics")).text
+        except httpx.TransportError:
+            return None
+        for family in text_string_to_metric_families(text):
+            if family.name != "fairway_lifecycle_kube_requests":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    op = sample.labels["operation"]
+                    calls[op] = calls.get(op, 0.0) + sample.value
+    return calls
 
 
 def consumer_deliveries(jsz: Mapping) -> dict[str, int]:
@@ -108,6 +134,7 @@ class Cost:
     nats_in_msgs: int | None
     stream_messages: int | None
     deliveries: dict[str, int] | None = None
+    kube_calls: dict[str, float] | None = None
 
     @property
     def fairway_cpu(self) -> float:
@@ -136,6 +163,12 @@ class Cost:
         if busy:  # what each message costs is paid this many times: where batching pays
             lines.append(f"deliveries per {unit} " + "   ".join(
                 f"{name} {count / self.units:.2f}" for name, count in busy))
+        calls = sorted(((n, c) for n, c in (self.kube_calls or {}).items() if c),
+                       key=lambda nc: -nc[1])
+        if calls:  # what lifecycle asks of the API server (kubesim's CPU follows it)
+            total = sum(c for _, c in calls) / self.units
+            lines.append(f"Kubernetes calls per {unit} {total:.2f}: " + "   ".join(
+                f"{name} {count / self.units:.2f}" for name, count in calls))
         return lines
 
 
@@ -152,4 +185,7 @@ def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
         deliveries=None if before.deliveries is None or after.deliveries is None else {
             name: count - before.deliveries.get(name, 0)
             for name, count in after.deliveries.items()},
+        kube_calls=None if before.kube_calls is None or after.kube_calls is None else {
+            name: count - before.kube_calls.get(name, 0.0)
+            for name, count in after.kube_calls.items()},
     )

@@ -38,7 +38,9 @@ class Profiler:
         for name, pid in self.pids.items():
             self._procs[name] = subprocess.Popen(
                 [exe, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
-                 "--nonblocking", "--output", str(self.directory / f"{name}.collapsed")],
+                 # --gil: the thread running Python (a waiting watch or worker thread
+                 # would otherwise fill the profile with its blocking reads)
+                 "--nonblocking", "--gil", "--output", str(self.directory / f"{name}.collapsed")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> list[str]:

@@ -15,6 +15,8 @@ One stack, four measurements:
 The end compares each figure with issue 22's target.
 
     make bench                                        # 5,000 at concurrency 32; 50/s for 20 s
+                                                      # (on 20 nodes: room for 2,200 pods)
+    make bench BENCH_ARGS="--nodes 0"                 # on kubesim's small built-in cluster
     make bench BENCH_ARGS="--count 500 --skip-api"    # a quick look
     make bench BENCH_ARGS="--profile"                 # py-spy on each service during (2):
                                                       # flame graphs and top functions
@@ -42,6 +44,7 @@ import nats
 
 from fairway_bus.settings import nats_servers
 from fairway_devstack.stack import parse_replicas
+from tests.bench import _statements
 from tests.bench._accounting import Cost, cost, snapshot
 from tests.bench._floor import io_floor
 from tests.bench._http import Connection
@@ -93,6 +96,8 @@ class Stack:
     pids: dict[str, int] = field(default_factory=dict)
     more_api_urls: tuple[str, ...] = ()  # the other API processes of a replicated stack
     stop_service: object = None  # callable(name) on an embedded stack
+    postgres_log: Path | None = None  # the embedded server's log (--statements reads it)
+    lifecycle_urls: tuple[str, ...] = ()  # their /metrics count the Kubernetes API calls
 
 
 @dataclass
@@ -189,6 +194,11 @@ class Bench:
                                                    if n != "postgres" and
                                                    not n.startswith("nats")})
             profiler.start()
+        log_offset = None
+        if args.statements and self.pg is not None and self.stack.postgres_log is not None:
+            log_offset = self.stack.postgres_log.stat().st_size
+            await _statements.start(self.pg)
+            writes_before = await _statements.table_writes(self.pg)
         started = time.monotonic()
         submitted, latencies, errors = await self.submit_closed(args.count, args.concurrency)
         submit_seconds = time.monotonic() - started
@@ -199,6 +209,10 @@ class Bench:
         await self.wait_finished(submitted, started)
         wall = time.monotonic() - started
         spent = await self.cost_since(before, len(submitted))
+        if log_offset is not None:
+            await _statements.stop(self.pg)
+            await asyncio.sleep(1)  # the statistics of the last writes reach the views
+            writes_after = await _statements.table_writes(self.pg)
         if profiler is not None:
             for line in profiler.stop():
                 print("  profile", line)
@@ -227,6 +241,12 @@ class Bench:
             self.results["cpu_ms"] = spent.per_unit_ms(spent.fairway_cpu)
             self.results["cpu_shares"] = spent
             for line in spent.report("workload"):
+                print(line)
+        if log_offset is not None:
+            for line in _statements.summarise(self.stack.postgres_log, log_offset,
+                                              len(submitted)):
+                print(line)
+            for line in _statements.writes_report(writes_before, writes_after, len(submitted)):
                 print(line)
         if "floor" in self.results:
             self.results["ratio"] = self.results["throughput"] / self.results["floor"]
@@ -348,7 +368,8 @@ class Bench:
     async def snapshot(self):
         if not self.stack.pids:
             return None
-        return await snapshot(self.stack.pids, self.stack.nats_monitor_url, self.pg)
+        return await snapshot(self.stack.pids, self.stack.nats_monitor_url, self.pg,
+                              self.stack.lifecycle_urls)
 
     async def cost_since(self, before, units: int) -> Cost | None:
         if before is None:
@@ -384,9 +405,11 @@ def main() -> None:
                         help="GPUs per training: whole (1, 2) or a portion of one (0.5)")
     parser.add_argument("--fraction-mix", action="store_true",
                         help="every other training asks for 0.25 or 0.5 of a GPU")
-    parser.add_argument("--nodes", type=int, default=0,
-                        help="run kubesim with this many 8-GPU nodes in the default pool "
-                             "(0: its built-in profile, 24 GPUs)")
+    parser.add_argument("--nodes", type=int, default=20,
+                        help="run kubesim with this many 8-GPU nodes (110 pods each) in the "
+                             "default pool (0: its built-in profile, 4 nodes, 440 pods: at 3 s "
+                             "a pod that cluster holds at most ~130 workloads/s, so a run "
+                             "measures a backlog waiting for room rather than Fairway)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--projects", type=int, default=1,
                         help="submit over this many projects in turn (lifecycle shards by "
@@ -409,6 +432,9 @@ def main() -> None:
     parser.add_argument("--floor-publishes", type=int, default=10)
     parser.add_argument("--profile", action="store_true",
                         help="py-spy on each service during the throughput run")
+    parser.add_argument("--statements", action="store_true",
+                        help="log every SQL statement during the throughput run and print "
+                             "them by server time per workload")
     parser.add_argument("--profile-dir", type=Path,
                         default=Path(".fairway/bench") / time.strftime("profile-%Y%m%d-%H%M%S"))
     args = parser.parse_args()
@@ -442,7 +468,10 @@ def main() -> None:
                 pids={name: entry["pid"] for name, entry in info.items() if entry.get("pid")},
                 more_api_urls=tuple(entry["url"] for name, entry in info.items()
                                     if name.startswith("submission-")),
-                stop_service=lambda name: running.kill_service(name, signal.SIGTERM))
+                stop_service=lambda name: running.kill_service(name, signal.SIGTERM),
+                postgres_log=running.log_path("postgres"),
+                lifecycle_urls=tuple(entry["url"] for name, entry in info.items()
+                                     if name == "lifecycle" or name.startswith("lifecycle-")))
         code = asyncio.run(Bench(stack, args).main())
     sys.exit(code)
 

@@ -170,7 +170,7 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int
     phase_at: dict[tuple[str, str], float] = {}
     folded_at: dict[tuple[str, str], float] = {}  # the event's `time`: when lifecycle folded it
     msg_ids: dict[str, tuple[str, str]] = {}
-    outbox_at: dict[tuple[str, str], tuple[float, float]] = {}  # recorded, marked published
+    outbox_at: dict[tuple[str, str], float] = {}  # when its recording transaction began
     wall = time.time() - time.monotonic()  # to compare the event's wall-clock time
     failures: list[str] = []
     p99s: dict[str, float] = {}  # phase -> p99 in ms, what this run returns
@@ -247,6 +247,20 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int
 
         await js.subscribe("fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
                            cb=on_phase)
+        # The relay deletes a row once published: a trigger keeps, for this run, when each
+        # phase row's recording transaction began (PostgreSQL's now()).
+        import asyncpg
+        db = await asyncpg.connect(stack.database_url)
+        await db.execute("""
+            CREATE TABLE IF NOT EXISTS lifecycle.bench_outbox_seen (msg_id text, created_at
+                timestamptz);
+            CREATE OR REPLACE FUNCTION lifecycle.bench_outbox_seen() RETURNS trigger
+                LANGUAGE plpgsql AS $$ BEGIN
+                    INSERT INTO lifecycle.bench_outbox_seen VALUES (NEW.msg_id, NEW.created_at);
+                    RETURN NULL; END $$;
+            CREATE OR REPLACE TRIGGER bench_outbox_seen AFTER INSERT ON lifecycle.outbox
+                FOR EACH ROW WHEN (NEW.msg_id LIKE 'phase:%')
+                EXECUTE FUNCTION lifecycle.bench_outbox_seen();""")
         spec = EffectiveSpec.model_validate({
             "image": "busybox", "priorityClass": "train", "preemptible": True,
             "backoffLimit": 0, "pods": pods, "minPods": pods, "parallelism": pods,
@@ -277,15 +291,13 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int
         total = time.monotonic() - started
         cpu_used = {name: seconds - cpu_before.get(name, 0.0)
                     for name, seconds in stack_cpu().items()}
-        # The outbox rows say when the recording transaction began (PostgreSQL's now()):
-        # the path from the fold to NATS, split in two.
-        import asyncpg
-        db = await asyncpg.connect(stack.database_url)
-        for r in await db.fetch("SELECT msg_id, extract(epoch FROM created_at) AS c,"
-                                " extract(epoch FROM published_at) AS p FROM lifecycle.outbox"
-                                " WHERE msg_id LIKE 'phase:%' AND published_at IS NOT NULL"):
+        # When each phase row's recording transaction began: the path from the fold to NATS,
+        # split in two.
+        for r in await db.fetch("SELECT msg_id, extract(epoch FROM created_at) AS c"
+                                " FROM lifecycle.bench_outbox_seen"):
             if r["msg_id"] in msg_ids:
-                outbox_at[msg_ids[r["msg_id"]]] = (float(r["c"]) - wall, float(r["p"]) - wall)
+                outbox_at[msg_ids[r["msg_id"]]] = float(r["c"]) - wall
+        await db.execute("DROP TRIGGER bench_outbox_seen ON lifecycle.outbox")
         await db.close()
 
         written = load_written()
@@ -307,8 +319,7 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int
         def split(phase: str, watched: dict[str, dict[str, float]]) -> str:
             """Where the time went: kubesim wrote the change → the bench's watcher read it;
             written → lifecycle folded it → its recording transaction began → the relay had
-            it on NATS (the relay pipelines its rounds, so the row's published_at, set once
-            the ack is back, comes after the arrival and is not a step)."""
+            it on NATS."""
             steps: dict[str, list[float]] = {"kubesim wrote -> a watcher read": [],
                                              "wrote -> folded": [], "-> recording began": [],
                                              "-> committed and relayed, on NATS": []}
@@ -318,7 +329,7 @@ def e2e(workloads: int, pods: int, run_seconds: float, profile: str, gpu: int
                 read = changed(phase, w, watched)
                 if key in phase_at and key in outbox_at and at is not None and read is not None:
                     steps["kubesim wrote -> a watcher read"].append(read - at)
-                    times = [at, folded_at[key], outbox_at[key][0], phase_at[key]]
+                    times = [at, folded_at[key], outbox_at[key], phase_at[key]]
                     for name, (a, b) in zip(list(steps)[1:], itertools.pairwise(times),
                                             strict=True):
                         steps[name].append(b - a)
