@@ -100,9 +100,9 @@ class Allocate:
             self._refused = {k: v for k, v in self._refused.items()
                              if v[1] is not _LENDS and v[1] is not _UNSAID}
             candidates = self._within_share(by_project) if within_share else by_project
-            gangs = {p: [w for w in ws if self.waiting[w.id] and (
-                session.held[w.id] < w.min_pods or not session.held[w.id])]
-                for p, ws in candidates.items()}
+            gangs = {p: [w for w in ws
+                         if session.held[w.id] < w.min_pods or not session.held[w.id]]
+                     for p, ws in candidates.items()}
             self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
             extras = {p: [w for w in ws if self.waiting[w.id]
                           and w.id not in session.unschedulable
