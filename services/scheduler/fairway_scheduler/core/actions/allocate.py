@@ -77,6 +77,7 @@ class Allocate:
         # The first walks place only within fair shares (see the module's docstring); what
         # they refuse is tried again, and its pending reason written, by the lending walks.
         self.within_share = False
+        self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -240,7 +241,21 @@ class Allocate:
         return order_key(queues, self._need(workload, elastic), self.capacity)
 
     def _need(self, workload: Workload, elastic: bool) -> list[int]:
-        """What the workload's next attempt would add to its queue: its gang, or one pod."""
+        """What the workload's next attempt would add to its queue: its gang, or one pod.
+        Asked after every attempt of the walk for the next workload of its project (five
+        times a waiting workload at KAI's scale): kept while what it holds stands (its pool
+        and the pods its gang still needs follow from it), except where a master sized apart
+        makes it read the pods still waiting. Read only, never changed."""
+        held = self.session.held[workload.id]
+        key = (workload.id, elastic, held)
+        need = self._needs.get(key)
+        if need is None:
+            need = self._needed(workload, elastic)
+            if self.session.requests[workload.id].master is None:
+                self._needs[key] = need
+        return need
+
+    def _needed(self, workload: Workload, elastic: bool) -> list[int]:
         session = self.session
         request = session.requests[workload.id]
         pool = session.pools.get(session.target_pools(workload)[0])
