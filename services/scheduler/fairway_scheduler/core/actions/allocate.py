@@ -123,18 +123,29 @@ class Allocate:
         out: dict[str, list[Workload]] = {}
         for project, workloads in by_project.items():
             keep = []
+            known: dict[tuple, bool] = {}  # per request and pools: thousands ask alike
             for w in workloads:
-                request = session.requests[w.id]
-                for name in session.target_pools(w):
-                    pool = session.pools.get(name)
-                    need = request.vector(pool.max_dev_memory if pool else 0)[GPU]
-                    if not need or all(q.allocated[GPU] + need <= q.fair[GPU] for q in
-                                       session.queues.project(project, name).chain()):
-                        keep.append(w)
-                        break
+                request, pools = session.requests[w.id], session.target_pools(w)
+                fits = known.get((request, pools))
+                if fits is None:
+                    fits = known[(request, pools)] = self._may_fit_within_share(
+                        project, request, pools)
+                if fits:
+                    keep.append(w)
             if keep:
                 out[project] = keep
         return out
+
+    def _may_fit_within_share(self, project: str, request: Request, pools: tuple[str, ...]
+                              ) -> bool:
+        session = self.session
+        for name in pools:
+            pool = session.pools.get(name)
+            need = request.vector(pool.max_dev_memory if pool else 0)[GPU]
+            if not need or all(q.allocated[GPU] + need <= q.fair[GPU]
+                               for q in session.queues.project(project, name).chain()):
+                return True
+        return False
 
     def _place_nominated(self, nominations: tuple[Nomination, ...]) -> None:
         """Workloads a reclaim, preemption or move made room for go first, each in the pool
