@@ -19,8 +19,8 @@ what keeps a workload's project and department within their fair shares in the p
 in, then lending what is left. The order compares a project's queues of every pool together,
 so without the first walk a project below its share in one pool went ahead of others in the
 pool where it was already at its share, lent itself room there that a project below its share
-in that pool was waiting for, and lost it to reclaim the next cycle (issue 15's KAI scale: nine
-evictions in ten went that way, the same workloads evicted every other cycle).
+in that pool was waiting for, and lost it to reclaim the next cycle (issue 15's KAI scale: five
+evictions in six went that way, the same workloads evicted every other cycle).
 
 CPU and memory quotas are checked only where the queue configures them.
 """
