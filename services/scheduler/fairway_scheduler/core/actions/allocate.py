@@ -13,7 +13,14 @@ A workload is tried in its pools in order. In a pool: the queue checks (limits o
 and its department, and for non-preemptible workloads their deserved quota), then the gang
 (`min_pods` minus what it already holds) is placed all together or not at all; pods beyond the
 gang follow one by one while they fit and the limits allow. Idle capacity is lent: only limits
-cap an allocation, never the fair share (the reclaim action takes it back).
+cap an allocation, never the fair share (the reclaim action takes it back). But room is lent only
+once every queue had its turn within its fair share: the walks run twice, first placing only
+what keeps a workload's project and department within their fair shares in the pool it lands
+in, then lending what is left. The order compares a project's queues of every pool together,
+so without the first walk a project below its share in one pool went ahead of others in the
+pool where it was already at its share, lent itself room there that a project below its share
+in that pool was waiting for, and lost it to reclaim the next cycle (issue 15's KAI scale: five
+evictions in six went that way, the same workloads evicted every other cycle).
 
 CPU and memory quotas are checked only where the queue configures them.
 """
@@ -67,6 +74,10 @@ class Allocate:
         # fixed for the cycle) has changed until the version moves (and stays moved: an
         # attempt rolled back leaves the room as it was, `PoolNodes.settled_version`).
         self._refused: dict[tuple, tuple[int, reasons.Reason]] = {}
+        # The first walks place only within fair shares (see the module's docstring); what
+        # they refuse is tried again, and its pending reason written, by the lending walks.
+        self.within_share = False
+        self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -84,13 +95,57 @@ class Allocate:
                         for ws in by_project.values() for w in ws}
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
-        gangs = {p: [w for w in ws if session.held[w.id] < w.min_pods or not session.held[w.id]]
-                 for p, ws in by_project.items()}
-        self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
-        extras = {p: [w for w in ws if self.waiting[w.id] and w.id not in session.unschedulable
-                      and session.held[w.id] >= w.min_pods and session.held[w.id]]
-                  for p, ws in by_project.items()}
-        self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+        for within_share in (True, False):
+            self.within_share = within_share
+            # what the first walks refused (as lending, or unsaid), the lending ones try again
+            self._refused = {k: v for k, v in self._refused.items()
+                             if v[1] is not _LENDS and v[1] is not _UNSAID}
+            candidates = self._within_share(by_project) if within_share else by_project
+            gangs = {p: [w for w in ws
+                         if session.held[w.id] < w.min_pods or not session.held[w.id]]
+                     for p, ws in candidates.items()}
+            self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
+            extras = {p: [w for w in ws if self.waiting[w.id]
+                          and w.id not in session.unschedulable
+                          and session.held[w.id] >= w.min_pods and session.held[w.id]]
+                      for p, ws in candidates.items()}
+            self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+
+    def _within_share(self, by_project: dict[str, list[Workload]]
+                      ) -> dict[str, list[Workload]]:
+        """The workloads the first walks may place: those asking no GPU, and those with a
+        pool where their next pod (the least they could place) keeps their project and its
+        department within their fair shares. Allocations only grow while `allocate` runs: a
+        workload left out would be refused (`_lends`) all through the first walks. Most of a
+        busy cluster's waiting workloads belong to queues at their share: their walk is the
+        lending one."""
+        session = self.session
+        out: dict[str, list[Workload]] = {}
+        for project, workloads in by_project.items():
+            keep = []
+            known: dict[tuple, bool] = {}  # per request and pools: thousands ask alike
+            for w in workloads:
+                request, pools = session.requests[w.id], session.target_pools(w)
+                fits = known.get((request, pools))
+                if fits is None:
+                    fits = known[(request, pools)] = self._may_fit_within_share(
+                        project, request, pools)
+                if fits:
+                    keep.append(w)
+            if keep:
+                out[project] = keep
+        return out
+
+    def _may_fit_within_share(self, project: str, request: Request, pools: tuple[str, ...]
+                              ) -> bool:
+        session = self.session
+        for name in pools:
+            pool = session.pools.get(name)
+            need = request.vector(pool.max_dev_memory if pool else 0)[GPU]
+            if not need or all(q.allocated[GPU] + need <= q.fair[GPU]
+                               for q in session.queues.project(project, name).chain()):
+                return True
+        return False
 
     def _place_nominated(self, nominations: tuple[Nomination, ...]) -> None:
         """Workloads a reclaim, preemption or move made room for go first, each in the pool
@@ -197,7 +252,21 @@ class Allocate:
         return order_key(queues, self._need(workload, elastic), self.capacity)
 
     def _need(self, workload: Workload, elastic: bool) -> list[int]:
-        """What the workload's next attempt would add to its queue: its gang, or one pod."""
+        """What the workload's next attempt would add to its queue: its gang, or one pod.
+        Asked after every attempt of the walk for the next workload of its project (five
+        times a waiting workload at KAI's scale): kept while what it holds stands (its pool
+        and the pods its gang still needs follow from it), except where a master sized apart
+        makes it read the pods still waiting. Read only, never changed."""
+        held = self.session.held[workload.id]
+        key = (workload.id, elastic, held)
+        need = self._needs.get(key)
+        if need is None:
+            need = self._needed(workload, elastic)
+            if self.session.requests[workload.id].master is None:
+                self._needs[key] = need
+        return need
+
+    def _needed(self, workload: Workload, elastic: bool) -> list[int]:
         session = self.session
         request = session.requests[workload.id]
         pool = session.pools.get(session.target_pools(workload)[0])
@@ -273,7 +342,8 @@ class Allocate:
             return self._try_sized_apart(workload, waiting, first, held, name, pool, request)
         vector = request.vector(pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
-        refused = quota_refusal(workload, queue, vector, first)
+        refused = quota_refusal(workload, queue, vector, first) or self._lends(queue,
+                                                                                vector, first)
         if refused:
             return refused
         if not request.fraction and request.devices:
@@ -294,6 +364,16 @@ class Allocate:
         del waiting[:first]
         return None
 
+    def _lends(self, queue: Queue, vector: list[int], pods: int) -> reasons.Reason | None:
+        """In the first walks: `_LENDS` when the pods would take the project or its department
+        above its fair share in GPUs in this pool (room lent, which waits for the lending
+        walks)."""
+        need = vector[GPU] * pods
+        if self.within_share and need and any(q.allocated[GPU] + need > q.fair[GPU]
+                                              for q in queue.chain()):
+            return _LENDS
+        return None
+
     def _try_topology(self, workload: Workload, waiting: list[str], first: int, name: str,
                       pool: PoolNodes, request: Request) -> reasons.Reason | None:
         """`_try_pool` for a workload with a topology placement: the pods go inside one domain
@@ -302,7 +382,7 @@ class Allocate:
         pods = waiting[:first]
         need = gang_need(request, workload, pods, pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
-        refused = quota_refusal(workload, queue, need, 1)
+        refused = quota_refusal(workload, queue, need, 1) or self._lends(queue, need, 1)
         if refused:
             return refused
         statement = Statement(session, pool)
@@ -342,7 +422,7 @@ class Allocate:
         pods = waiting[:first]
         need = gang_need(request, workload, pods, pool.max_dev_memory)
         queue = session.queues.project(workload.project, name)
-        refused = quota_refusal(workload, queue, need, 1)
+        refused = quota_refusal(workload, queue, need, 1) or self._lends(queue, need, 1)
         if refused:
             return refused
         workers = first - 1
@@ -372,6 +452,8 @@ class Allocate:
         sizes (`fit`: how many of the others fit, None: the master does not), or for the
         master alone the one-pod sentences at its own size."""
         assert request.master is not None
+        if self.within_share:
+            return _UNSAID
         if first == 1:
             return self._no_room(request.master, queue, need, 1, 0, name, held)
         pool = self.session.pools[name]
@@ -383,6 +465,8 @@ class Allocate:
 
     def _no_room(self, request: Request, queue: Queue, vector: list[int], first: int, fit: int,
                  name: str, held: int) -> reasons.Reason:
+        if self.within_share:
+            return _UNSAID  # the lending walks say it, with the room then left
         code, message = self._no_room_any(request, queue, vector, first, fit, name, held)
         if request.node_type is not None:
             message += f" (only nodes of type {request.node_type} may take it)"
@@ -417,9 +501,18 @@ class Allocate:
 
     def _pending(self, workload: Workload, reason: reasons.Reason, *,
                  unschedulable: bool = False) -> None:
+        if self.within_share:
+            return  # the lending walks try it again and say why it waits
         pending = self.session.pending
         assert workload.id not in pending, workload.id  # one reason per workload and cycle
         pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
+
+
+# The first walks' refusal of room lent above a fair share (never a pending reason: the lending
+# walks try the workload again).
+_LENDS: reasons.Reason = (PendingCode.OVER_FAIR_SHARE, "lent once every queue had its turn")
+# The first walks' "no room" (its sentence, which reads the pool, is left to the lending walks).
+_UNSAID: reasons.Reason = (PendingCode.NO_FITTING_NODE, "")
 
 
 def quota_refusal(workload: Workload, queue: Queue, vector: list[int], pods: int

@@ -99,6 +99,7 @@ class Solver:
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
+        self._lowest_seen: dict[tuple[str, str], int | None] = {}  # see `live_units_below`
         self.movers: dict[str, dict[int, list[Hold]]] = {}  # per pool, until an eviction
         for hold in self.freed:
             session.release(hold)
@@ -482,9 +483,22 @@ class Solver:
     def live_units_below(self, project: str, pool: str, priority: int) -> list[Unit]:
         """The queue's units still standing whose workloads have a priority below `priority`,
         in victim order. Every pending workload asks each cycle: a queue with nothing that
-        low answers at once instead of walking its thousands of running units."""
-        self._units(project, pool)
-        lowest = self.lowest_priority[(project, pool)]
+        low answers at once instead of walking its thousands of running units, and without
+        ranking them into victim units when nothing else asked for them yet (in a cluster of
+        one priority, none is ever a victim of preemption)."""
+        key = (project, pool)
+        if key in self.lowest_priority:
+            lowest = self.lowest_priority[key]
+        elif key in self._lowest_seen:
+            # found before any victim unit was built; running work only leaves during a
+            # cycle, so it is at most what it is now: a lower one only costs the list below
+            lowest = self._lowest_seen[key]
+        else:  # what `_units` would find, without building them
+            holds = self.holds
+            lowest = self._lowest_seen[key] = min(
+                (holds[wid][0].workload.priority for wid in self.by_queue.get(key, ())
+                 if wid in holds and holds[wid][0].workload.preemptible
+                 and not self.protected(holds[wid][0].workload, pool)), default=None)
         if lowest is None or lowest >= priority:
             return []
         return [u for u in self.live_units(project, pool) if u.workload.priority < priority]
