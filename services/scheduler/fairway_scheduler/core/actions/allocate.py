@@ -78,6 +78,7 @@ class Allocate:
         # they refuse is tried again, and its pending reason written, by the lending walks.
         self.within_share = False
         self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
+        self.probing = False  # see `_may_place`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -104,12 +105,64 @@ class Allocate:
             gangs = {p: [w for w in ws
                          if session.held[w.id] < w.min_pods or not session.held[w.id]]
                      for p, ws in candidates.items()}
-            self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
+            gangs = {p: ws for p, ws in gangs.items() if ws}
+            self._walk(gangs if within_share else self._may_place(gangs, elastic=False),
+                       elastic=False)
             extras = {p: [w for w in ws if self.waiting[w.id]
                           and w.id not in session.unschedulable
                           and session.held[w.id] >= w.min_pods and session.held[w.id]]
                       for p, ws in candidates.items()}
-            self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+            extras = {p: ws for p, ws in extras.items() if ws}
+            self._walk(extras if within_share else self._may_place(extras, elastic=True),
+                       elastic=True)
+
+    def _may_place(self, by_project: dict[str, list[Workload]], *, elastic: bool
+                   ) -> dict[str, list[Workload]]:
+        """The workloads a lending walk may place: those that would place their gang (or one
+        more pod) in one of their pools if the walk gave them the first turn. Room only
+        shrinks and allocations only grow while `allocate` runs, so one refused everywhere
+        now is refused at its turn too: its pending reason is written now (the room it names
+        is the room when the walk begins) and it is not walked (as kube-scheduler keeps
+        unschedulable pods out of its active queue). In a full cluster that is most waiting
+        workloads: the walk, which puts the queues back in order after every attempt, is
+        left with those that may fit. Each is tried as in the walk and undone (`probing`);
+        what is refused is remembered per shape and pool (`_in_pool`), so thousands that ask
+        alike cost one try."""
+        session = self.session
+        out: dict[str, list[Workload]] = {}
+        refused: list[tuple] = []
+        self.probing = True
+        try:
+            for project, workloads in by_project.items():
+                keep = []
+                for w in workloads:
+                    waiting = self.waiting[w.id]
+                    held = session.held[w.id]
+                    gang = max(0, w.min_pods - held)
+                    if (w.id in session.unschedulable or not waiting
+                            or len(waiting) < gang):
+                        keep.append(w)  # the walk says why, as before
+                        continue
+                    found: list[reasons.Reason] = []
+                    for pool in session.target_pools(w):
+                        reason = self._in_pool(w, waiting, max(gang, 1), held, pool)
+                        if reason is None:
+                            keep.append(w)
+                            break
+                        found.append(reason)
+                    else:
+                        refused.append((project, -w.priority, w.submitted_at, w.id, w,
+                                        next((r for r in found
+                                              if r[0] != PendingCode.NODE_POOL_UNAVAILABLE),
+                                             found[0])))
+                if keep:
+                    out[project] = keep
+        finally:
+            self.probing = False
+        refused.sort(key=lambda r: r[:4])  # the same reasons, in the same order, whatever
+        for *_, w, reason in refused:      # order the snapshot lists workloads in
+            self._pending(w, reason)
+        return out
 
     def _within_share(self, by_project: dict[str, list[Workload]]
                       ) -> dict[str, list[Workload]]:
@@ -359,6 +412,15 @@ class Allocate:
         if placed < first:
             statement.rollback()
             return self._no_room(request, queue, vector, first, placed, name, held)
+        return self._keep(statement, workload, waiting, first)
+
+    def _keep(self, statement: Statement, workload: Workload, waiting: list[str], first: int
+              ) -> None:
+        """The pods found room: kept, or (`probing`, see `_may_place`) undone, which leaves
+        the pool's room and settled version as they were."""
+        if self.probing:
+            statement.rollback()
+            return None
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
@@ -408,10 +470,7 @@ class Allocate:
                                            session.held[workload.id])
             return self._no_room(request, queue, request.vector(pool.max_dev_memory), first,
                                  0, name, session.held[workload.id])
-        statement.allocate(workload)
-        statement.commit()
-        del waiting[:first]
-        return None
+        return self._keep(statement, workload, waiting, first)
 
     def _try_sized_apart(self, workload: Workload, waiting: list[str], first: int, held: int,
                          name: str, pool: PoolNodes, request: Request) -> reasons.Reason | None:
@@ -441,10 +500,7 @@ class Allocate:
             # the master goes first (its name sorts first): none placed, it found no room
             return self._no_room_apart(request, queue, need, first,
                                        placed - 1 if placed else None, name, held)
-        statement.allocate(workload)
-        statement.commit()
-        del waiting[:first]
-        return None
+        return self._keep(statement, workload, waiting, first)
 
     def _no_room_apart(self, request: Request, queue: Queue, need: list[int], first: int,
                        fit: int | None, name: str, held: int) -> reasons.Reason:
