@@ -106,18 +106,17 @@ class Allocate:
                          if session.held[w.id] < w.min_pods or not session.held[w.id]]
                      for p, ws in candidates.items()}
             gangs = {p: ws for p, ws in gangs.items() if ws}
-            self._walk(gangs if within_share else self._may_place(gangs, elastic=False),
+            self._walk(gangs if within_share else self._may_place(gangs),
                        elastic=False)
             extras = {p: [w for w in ws if self.waiting[w.id]
                           and w.id not in session.unschedulable
                           and session.held[w.id] >= w.min_pods and session.held[w.id]]
                       for p, ws in candidates.items()}
             extras = {p: ws for p, ws in extras.items() if ws}
-            self._walk(extras if within_share else self._may_place(extras, elastic=True),
+            self._walk(extras if within_share else self._may_place(extras),
                        elastic=True)
 
-    def _may_place(self, by_project: dict[str, list[Workload]], *, elastic: bool
-                   ) -> dict[str, list[Workload]]:
+    def _may_place(self, by_project: dict[str, list[Workload]]) -> dict[str, list[Workload]]:
         """The workloads a lending walk may place: those that would place their gang (or one
         more pod) in one of their pools if the walk gave them the first turn. Room only
         shrinks and allocations only grow while `allocate` runs, so one refused everywhere
@@ -126,8 +125,8 @@ class Allocate:
         unschedulable pods out of its active queue). In a full cluster that is most waiting
         workloads: the walk, which puts the queues back in order after every attempt, is
         left with those that may fit. Each is tried as in the walk and undone (`probing`);
-        what is refused is remembered per shape and pool (`_in_pool`), so thousands that ask
-        alike cost one try."""
+        what is refused is remembered per shape and pool (`_in_pool`), and the answer per
+        project and request, so thousands that ask alike cost one try."""
         session = self.session
         out: dict[str, list[Workload]] = {}
         refused: list[tuple] = []
@@ -135,6 +134,9 @@ class Allocate:
         try:
             for project, workloads in by_project.items():
                 keep = []
+                # what a workload that asks as another of its project did (nothing changes
+                # while probing): thousands ask alike
+                answers: dict[tuple, reasons.Reason | None] = {}
                 for w in workloads:
                     waiting = self.waiting[w.id]
                     held = session.held[w.id]
@@ -143,18 +145,20 @@ class Allocate:
                             or len(waiting) < gang):
                         keep.append(w)  # the walk says why, as before
                         continue
-                    found: list[reasons.Reason] = []
-                    for pool in session.target_pools(w):
-                        reason = self._in_pool(w, waiting, max(gang, 1), held, pool)
-                        if reason is None:
-                            keep.append(w)
-                            break
-                        found.append(reason)
+                    request = session.requests[w.id]
+                    pools = session.target_pools(w)
+                    # (requests are shared objects: `framework.requests_of`)
+                    key = ((id(request), w.preemptible, max(gang, 1), held > 0, pools)
+                           if request.master is None and request.topology is None else None)
+                    reason = answers.get(key, _UNKNOWN) if key is not None else _UNKNOWN
+                    if reason is _UNKNOWN:
+                        reason = self._refused_everywhere(w, waiting, gang, held, pools)
+                        if key is not None:
+                            answers[key] = reason
+                    if reason is None:
+                        keep.append(w)
                     else:
-                        refused.append((project, -w.priority, w.submitted_at, w.id, w,
-                                        next((r for r in found
-                                              if r[0] != PendingCode.NODE_POOL_UNAVAILABLE),
-                                             found[0])))
+                        refused.append((project, -w.priority, w.submitted_at, w.id, w, reason))
                 if keep:
                     out[project] = keep
         finally:
@@ -199,6 +203,18 @@ class Allocate:
                                for q in session.queues.project(project, name).chain()):
                 return True
         return False
+
+    def _refused_everywhere(self, workload: Workload, waiting: list[str], gang: int, held: int,
+                            pools: tuple[str, ...]) -> reasons.Reason | None:
+        """While probing: why the workload would be refused in every pool now (as `attempt`
+        says it), or None when one takes it."""
+        found: list[reasons.Reason] = []
+        for pool in pools:
+            reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
+            if reason is None:
+                return None
+            found.append(reason)
+        return next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
 
     def _place_nominated(self, nominations: tuple[Nomination, ...]) -> None:
         """Workloads a reclaim, preemption or move made room for go first, each in the pool
@@ -567,6 +583,7 @@ class Allocate:
 # The first walks' refusal of room lent above a fair share (never a pending reason: the lending
 # walks try the workload again).
 _LENDS: reasons.Reason = (PendingCode.OVER_FAIR_SHARE, "lent once every queue had its turn")
+_UNKNOWN: reasons.Reason = (PendingCode.NO_FITTING_NODE, "not yet asked")  # `_may_place`
 # The first walks' "no room" (its sentence, which reads the pool, is left to the lending walks).
 _UNSAID: reasons.Reason = (PendingCode.NO_FITTING_NODE, "")
 
