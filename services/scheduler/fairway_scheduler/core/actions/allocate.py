@@ -22,6 +22,10 @@ pool where it was already at its share, lent itself room there that a project be
 in that pool was waiting for, and lost it to reclaim the next cycle (issue 15's KAI scale: five
 evictions in six went that way, the same workloads evicted every other cycle).
 
+A lending walk walks only the workloads that could be placed when it begins (`_may_place`):
+room only shrinks while allocation runs, so those refused in every pool then are told why at
+once, with the room as it was then, and left out of the walk.
+
 CPU and memory quotas are checked only where the queue configures them.
 """
 
