@@ -22,6 +22,10 @@ pool where it was already at its share, lent itself room there that a project be
 in that pool was waiting for, and lost it to reclaim the next cycle (issue 15's KAI scale: five
 evictions in six went that way, the same workloads evicted every other cycle).
 
+A lending walk walks only the workloads that could be placed when it begins (`_may_place`):
+room only shrinks while allocation runs, so those refused in every pool then are told why at
+once, with the room as it was then, and left out of the walk.
+
 CPU and memory quotas are checked only where the queue configures them.
 """
 
@@ -78,6 +82,7 @@ class Allocate:
         # they refuse is tried again, and its pending reason written, by the lending walks.
         self.within_share = False
         self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
+        self.probing = False  # see `_may_place`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -104,12 +109,68 @@ class Allocate:
             gangs = {p: [w for w in ws
                          if session.held[w.id] < w.min_pods or not session.held[w.id]]
                      for p, ws in candidates.items()}
-            self._walk({p: ws for p, ws in gangs.items() if ws}, elastic=False)
+            gangs = {p: ws for p, ws in gangs.items() if ws}
+            self._walk(gangs if within_share else self._may_place(gangs),
+                       elastic=False)
             extras = {p: [w for w in ws if self.waiting[w.id]
                           and w.id not in session.unschedulable
                           and session.held[w.id] >= w.min_pods and session.held[w.id]]
                       for p, ws in candidates.items()}
-            self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+            extras = {p: ws for p, ws in extras.items() if ws}
+            self._walk(extras if within_share else self._may_place(extras),
+                       elastic=True)
+
+    def _may_place(self, by_project: dict[str, list[Workload]]) -> dict[str, list[Workload]]:
+        """The workloads a lending walk may place: those that would place their gang (or one
+        more pod) in one of their pools if the walk gave them the first turn. Room only
+        shrinks and allocations only grow while `allocate` runs, so one refused everywhere
+        now is refused at its turn too: its pending reason is written now (the room it names
+        is the room when the walk begins) and it is not walked (as kube-scheduler keeps
+        unschedulable pods out of its active queue). In a full cluster that is most waiting
+        workloads: the walk, which puts the queues back in order after every attempt, is
+        left with those that may fit. Each is tried as in the walk and undone (`probing`);
+        what is refused is remembered per shape and pool (`_in_pool`), and the answer per
+        project and request, so thousands that ask alike cost one try."""
+        session = self.session
+        out: dict[str, list[Workload]] = {}
+        refused: list[tuple] = []
+        self.probing = True
+        try:
+            for project, workloads in by_project.items():
+                keep = []
+                # what a workload that asks as another of its project did (nothing changes
+                # while probing): thousands ask alike
+                answers: dict[tuple, reasons.Reason | None] = {}
+                for w in workloads:
+                    waiting = self.waiting[w.id]
+                    held = session.held[w.id]
+                    gang = max(0, w.min_pods - held)
+                    if (w.id in session.unschedulable or not waiting
+                            or len(waiting) < gang):
+                        keep.append(w)  # the walk says why, as before
+                        continue
+                    request = session.requests[w.id]
+                    pools = session.target_pools(w)
+                    # (requests are shared objects: `framework.requests_of`)
+                    key = ((id(request), w.preemptible, max(gang, 1), held > 0, pools)
+                           if request.master is None and request.topology is None else None)
+                    reason = answers.get(key, _UNKNOWN) if key is not None else _UNKNOWN
+                    if reason is _UNKNOWN:
+                        reason = self._refused_everywhere(w, waiting, gang, held, pools)
+                        if key is not None:
+                            answers[key] = reason
+                    if reason is None:
+                        keep.append(w)
+                    else:
+                        refused.append((project, -w.priority, w.submitted_at, w.id, w, reason))
+                if keep:
+                    out[project] = keep
+        finally:
+            self.probing = False
+        refused.sort(key=lambda r: r[:4])  # the same reasons, in the same order, whatever
+        for *_, w, reason in refused:      # order the snapshot lists workloads in
+            self._pending(w, reason)
+        return out
 
     def _within_share(self, by_project: dict[str, list[Workload]]
                       ) -> dict[str, list[Workload]]:
@@ -146,6 +207,18 @@ class Allocate:
                                for q in session.queues.project(project, name).chain()):
                 return True
         return False
+
+    def _refused_everywhere(self, workload: Workload, waiting: list[str], gang: int, held: int,
+                            pools: tuple[str, ...]) -> reasons.Reason | None:
+        """While probing: why the workload would be refused in every pool now (as `attempt`
+        says it), or None when one takes it."""
+        found: list[reasons.Reason] = []
+        for pool in pools:
+            reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
+            if reason is None:
+                return None
+            found.append(reason)
+        return next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
 
     def _place_nominated(self, nominations: tuple[Nomination, ...]) -> None:
         """Workloads a reclaim, preemption or move made room for go first, each in the pool
@@ -359,6 +432,15 @@ class Allocate:
         if placed < first:
             statement.rollback()
             return self._no_room(request, queue, vector, first, placed, name, held)
+        return self._keep(statement, workload, waiting, first)
+
+    def _keep(self, statement: Statement, workload: Workload, waiting: list[str], first: int
+              ) -> None:
+        """The pods found room: kept, or (`probing`, see `_may_place`) undone, which leaves
+        the pool's room and settled version as they were."""
+        if self.probing:
+            statement.rollback()
+            return None
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
@@ -408,10 +490,7 @@ class Allocate:
                                            session.held[workload.id])
             return self._no_room(request, queue, request.vector(pool.max_dev_memory), first,
                                  0, name, session.held[workload.id])
-        statement.allocate(workload)
-        statement.commit()
-        del waiting[:first]
-        return None
+        return self._keep(statement, workload, waiting, first)
 
     def _try_sized_apart(self, workload: Workload, waiting: list[str], first: int, held: int,
                          name: str, pool: PoolNodes, request: Request) -> reasons.Reason | None:
@@ -441,10 +520,7 @@ class Allocate:
             # the master goes first (its name sorts first): none placed, it found no room
             return self._no_room_apart(request, queue, need, first,
                                        placed - 1 if placed else None, name, held)
-        statement.allocate(workload)
-        statement.commit()
-        del waiting[:first]
-        return None
+        return self._keep(statement, workload, waiting, first)
 
     def _no_room_apart(self, request: Request, queue: Queue, need: list[int], first: int,
                        fit: int | None, name: str, held: int) -> reasons.Reason:
@@ -511,6 +587,7 @@ class Allocate:
 # The first walks' refusal of room lent above a fair share (never a pending reason: the lending
 # walks try the workload again).
 _LENDS: reasons.Reason = (PendingCode.OVER_FAIR_SHARE, "lent once every queue had its turn")
+_UNKNOWN: reasons.Reason = (PendingCode.NO_FITTING_NODE, "not yet asked")  # `_may_place`
 # The first walks' "no room" (its sentence, which reads the pool, is left to the lending walks).
 _UNSAID: reasons.Reason = (PendingCode.NO_FITTING_NODE, "")
 

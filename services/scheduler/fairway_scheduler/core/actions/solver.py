@@ -107,6 +107,9 @@ class Solver:
         self.stays: dict[str, list[Hold]] = {}  # moved workloads -> the pods they keep
         self.waiting: dict[str, list[str]] = {}
         self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
+        self._capacity: list[int] = []  # the cluster's, for `order_key`
+        self._keys: dict[str, tuple] = {}  # see `preemptors`
+        self._orders: dict[tuple, tuple] = {}
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
         # reclaim's classes of waiting workloads that found no room, and until when (see
         # `reclaim.reclaim`)
@@ -147,7 +150,6 @@ class Solver:
         submission time."""
         session = self.session
         out = []
-        capacity = [max(sum(c[r] for c in session.capacity().values()), 1) for r in range(3)]
         if self._with_waiting is None:  # once a cycle: most workloads of a cluster run
             placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
             self._with_waiting = []
@@ -158,35 +160,54 @@ class Solver:
                 self.waiting[workload.id] = sorted(
                     (pod for pod in workload.waiting_pods if (workload.id, pod) not in placed),
                     key=natural)
+            self._capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
+                              for r in range(3)]
         for workload in self._with_waiting:
             if workload.id not in self.evicted and self.waiting[workload.id]:
                 out.append(workload)
 
-        # Queues do not change while sorting: workloads of one project, pool and request
-        # share their queue's order (thousands of waiting workloads, a few dozen shapes).
-        orders: dict[tuple, tuple] = {}
+        # Asked once per disruptive action, over every waiting workload: a workload's key is
+        # kept while what it holds, what it has waiting and its queue's allocation stand (fair
+        # shares and deserved quotas are the cycle's). Workloads of one project, pool and
+        # request share their queue's order (thousands of waiting workloads, a few dozen
+        # shapes).
+        capacity = self._capacity
+        keys = self._keys
+        orders = self._orders
 
         def key(w: Workload):
-            pool = session.target_pools(w)[0]
             held = session.held[w.id]
-            elastic = held >= w.min_pods
-            pods = 1 if elastic else w.min_pods - held
-            request = session.requests[w.id]
-            apart = sized_apart(request, w, self.waiting[w.id][:pods])
-            shape = (w.project, pool, request, pods, apart)
-            order = orders.get(shape)
-            if order is None:
+            waiting = self.waiting[w.id]
+            known = keys.get(w.id)
+            if known is not None and known[0] == held and known[1] == len(waiting):
+                if known[2].allocated == known[3]:
+                    return known[4]
+                shape, queue = known[5], known[2]
+            else:
+                pool = session.target_pools(w)[0]
+                pods = 1 if held >= w.min_pods else w.min_pods - held
+                request = session.requests[w.id]
+                apart = sized_apart(request, w, waiting[:pods])
+                shape = (w.project, pool, request, pods, apart)
                 queue = session.queues.project(w.project, pool)
-                pool_nodes = session.pools.get(pool)
-                dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
-                if apart:
-                    need = gang_need(request, w, self.waiting[w.id][:pods], dev_memory)
+            allocated = list(queue.allocated)
+            order = orders.get((shape, *allocated))
+            if order is None:
+                pool, request, pods = shape[1], shape[2], shape[3]
+                if shape[4]:
+                    need = gang_need(request, w, waiting[:pods], self._dev_memory(pool))
                 else:
-                    need = [v * pods for v in request.vector(dev_memory)]
-                order = orders[shape] = order_key([queue], need, capacity)
-            return (elastic, order, -w.priority, w.submitted_at, w.id)
+                    need = [v * pods for v in request.vector(self._dev_memory(pool))]
+                order = orders[(shape, *allocated)] = order_key([queue], need, capacity)
+            out_key = (held >= w.min_pods, order, -w.priority, w.submitted_at, w.id)
+            keys[w.id] = (held, len(waiting), queue, allocated, out_key, shape)
+            return out_key
 
         return sorted(out, key=key)
+
+    def _dev_memory(self, pool: str) -> int:
+        pool_nodes = self.session.pools.get(pool)
+        return pool_nodes.max_dev_memory if pool_nodes else 0
 
     # the simulation ---------------------------------------------------------------------
     def attempt(self, workload: Workload, pool_name: str, reason: str,
