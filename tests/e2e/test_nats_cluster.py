@@ -49,7 +49,12 @@ async def leader_of(stack, stream: str) -> str:
     """The stack's process name (nats-N) of the server leading `stream` right now."""
     deadline = time.monotonic() + 30
     while True:
-        info = await stream_cluster(stack.nats_url, stream)
+        try:
+            info = await stream_cluster(stack.nats_url, stream)
+        except (nats.errors.Error, TimeoutError):
+            # Just after a server was killed and restarted, the cluster elects its JetStream
+            # meta leader again, and the JetStream API answers "unavailable" meanwhile.
+            info = None
         if info is not None and info.leader:
             return "nats-" + info.leader.rsplit("-", 1)[1]  # fairway-dev-N
         assert time.monotonic() < deadline, f"{stream} has no leader"
