@@ -180,6 +180,7 @@ class OutboxRelay:
         self._sent = asyncio.Event()  # a round was published: the settler has work
         self._settling = asyncio.Lock()
         self.published = 0
+        self._legacy_cleared = False
 
     async def start(self) -> None:
         self._tasks = [
@@ -380,8 +381,9 @@ class OutboxRelay:
 
     async def _clean(self) -> None:
         async with self.pool.acquire() as conn:
-            # rows marked published by versions that marked instead of deleting
-            await conn.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
+            if not self._legacy_cleared:  # once a process: rows older versions marked and kept
+                await conn.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
+                self._legacy_cleared = True
             await conn.execute(
                 "DELETE FROM inbox WHERE processed_at < now() - interval '7 days'"
             )
