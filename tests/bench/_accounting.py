@@ -50,6 +50,7 @@ class Snapshot:
     stream_messages: int | None
     deliveries: dict[str, int] | None = None  # by durable consumer, redeliveries included
     kube_calls: dict[str, float] | None = None  # lifecycle's Kubernetes API calls by operation
+    fetches: dict[str, float] | None = None  # by durable consumer, fetches that returned any
 
 
 def _group(process: str) -> str:
@@ -60,11 +61,12 @@ def _group(process: str) -> str:
 
 
 async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_conn,
-                   lifecycle_urls: Sequence[str] = ()) -> Snapshot:
+                   lifecycle_urls: Sequence[str] = (),
+                   service_urls: Sequence[str] = ()) -> Snapshot:
     """CPU by service; `nats_monitor_url` may name every server of a cluster, comma-separated
     (messages in are summed over them; the streams' messages read from the first);
     `lifecycle_urls`: the lifecycle processes' HTTP addresses (their Kubernetes API calls, from
-    /metrics, summed)."""
+    /metrics, summed); `service_urls`: every service process's (fetches per consumer)."""
     cpu: dict[str, float] = {}
     for name, pid in pids.items():
         cpu[_group(name)] = cpu.get(_group(name), 0.0) + tree_cpu_seconds(pid)
@@ -90,7 +92,9 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
             jsz = (await http.get("/jsz?consumers=true&config=true")).json()
             deliveries = consumer_deliveries(jsz)
     kube_calls = await lifecycle_kube_calls(lifecycle_urls) if lifecycle_urls else None
-    return Snapshot(cpu, transactions, in_msgs, stream_messages, deliveries, kube_calls)
+    fetches = await consumer_fetches(service_urls) if service_urls else None
+    return Snapshot(cpu, transactions, in_msgs, stream_messages, deliveries, kube_calls,
+                    fetches)
 
 
 async def lifecycle_kube_calls(urls: Sequence[str]) -> dict[str, float] | None:
@@ -111,6 +115,26 @@ async def lifecycle_kube_calls(urls: Sequence[str]) -> dict[str, float] | None:
                     op = sample.labels["operation"]
                     calls[op] = calls.get(op, 0.0) + sample.value
     return calls
+
+
+async def consumer_fetches(urls: Sequence[str]) -> dict[str, float]:
+    """`fairway_consumer_fetches_total` by consumer, summed over the processes that answer
+    (stopped ones, as in the API-alone run, count nothing)."""
+    found: dict[str, float] = {}
+    for url in urls:
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+                text = (await http.get("/metrics")).text
+        except httpx.TransportError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != "fairway_consumer_fetches":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    name = sample.labels["consumer"]
+                    found[name] = found.get(name, 0.0) + sample.value
+    return found
 
 
 def consumer_deliveries(jsz: Mapping) -> dict[str, int]:
@@ -135,6 +159,7 @@ class Cost:
     stream_messages: int | None
     deliveries: dict[str, int] | None = None
     kube_calls: dict[str, float] | None = None
+    fetches: dict[str, float] | None = None
 
     @property
     def fairway_cpu(self) -> float:
@@ -163,6 +188,11 @@ class Cost:
         if busy:  # what each message costs is paid this many times: where batching pays
             lines.append(f"deliveries per {unit} " + "   ".join(
                 f"{name} {count / self.units:.2f}" for name, count in busy))
+            fetches = self.fetches or {}
+            filled = [(n, c / fetches[n]) for n, c in busy if fetches.get(n)]
+            if filled:  # a batch handler pays one transaction a fetch
+                lines.append("messages per fetch  " + "   ".join(
+                    f"{name} {size:.1f}" for name, size in filled))
         calls = sorted(((n, c) for n, c in (self.kube_calls or {}).items() if c),
                        key=lambda nc: -nc[1])
         if calls:  # what lifecycle asks of the API server (kubesim's CPU follows it)
@@ -188,4 +218,7 @@ def cost(before: Snapshot, after: Snapshot, units: int) -> Cost:
         kube_calls=None if before.kube_calls is None or after.kube_calls is None else {
             name: count - before.kube_calls.get(name, 0.0)
             for name, count in after.kube_calls.items()},
+        fetches=None if before.fetches is None or after.fetches is None else {
+            name: count - before.fetches.get(name, 0.0)
+            for name, count in after.fetches.items()},
     )

@@ -18,8 +18,8 @@ The end compares each figure with issue 22's target.
                                                       # (on 20 nodes: room for 2,200 pods)
     make bench BENCH_ARGS="--nodes 0"                 # on kubesim's small built-in cluster
     make bench BENCH_ARGS="--count 500 --skip-api"    # a quick look
-    make bench BENCH_ARGS="--profile"                 # py-spy on each service during (2):
-                                                      # flame graphs and top functions
+    make bench BENCH_ARGS="--profile"                 # py-spy on each service during (2)
+                                                      # and (3): flame graphs, top functions
     make bench BENCH_ARGS="--gpu 1 --nodes 200"       # whole GPUs on 1,600 of them
     make bench BENCH_ARGS="--gpu 1 --fraction-mix --nodes 200"   # half of them fractions
 Starts its own stack in a temporary directory unless FAIRWAY_API_URL points at a running one
@@ -49,6 +49,8 @@ from tests.bench._accounting import Cost, cost, snapshot
 from tests.bench._floor import io_floor
 from tests.bench._http import Connection
 from tests.bench._profile import Profiler
+
+SERVICES = ("submission", "policy", "scheduler", "lifecycle", "metrics")
 
 SIMULATED_SECONDS = 3  # kubesim: pull 1 + start 1 + run 1 (the annotation below)
 TO_RUNNING_SIMULATED = 2
@@ -98,6 +100,7 @@ class Stack:
     stop_service: object = None  # callable(name) on an embedded stack
     postgres_log: Path | None = None  # the embedded server's log (--statements reads it)
     lifecycle_urls: tuple[str, ...] = ()  # their /metrics count the Kubernetes API calls
+    service_urls: tuple[str, ...] = ()  # every service's: their /metrics count the fetches
 
 
 @dataclass
@@ -188,17 +191,8 @@ class Bench:
         print(f"throughput: {args.count} trainings at concurrency {args.concurrency} ...",
               flush=True)
         before = await self.snapshot()
-        profiler = None
-        if args.profile and self.stack.pids:
-            profiler = Profiler(args.profile_dir, {n: p for n, p in self.stack.pids.items()
-                                                   if n != "postgres" and
-                                                   not n.startswith("nats")})
-            profiler.start()
-        log_offset = None
-        if args.statements and self.pg is not None and self.stack.postgres_log is not None:
-            log_offset = self.stack.postgres_log.stat().st_size
-            await _statements.start(self.pg)
-            writes_before = await _statements.table_writes(self.pg)
+        profiler = self.profiler_start("throughput")
+        statements = await self.statements_begin()
         started = time.monotonic()
         submitted, latencies, errors = await self.submit_closed(args.count, args.concurrency)
         submit_seconds = time.monotonic() - started
@@ -209,10 +203,7 @@ class Bench:
         await self.wait_finished(submitted, started)
         wall = time.monotonic() - started
         spent = await self.cost_since(before, len(submitted))
-        if log_offset is not None:
-            await _statements.stop(self.pg)
-            await asyncio.sleep(1)  # the statistics of the last writes reach the views
-            writes_after = await _statements.table_writes(self.pg)
+        statement_lines = await self.statements_end(statements, len(submitted))
         if profiler is not None:
             for line in profiler.stop():
                 print("  profile", line)
@@ -242,12 +233,8 @@ class Bench:
             self.results["cpu_shares"] = spent
             for line in spent.report("workload"):
                 print(line)
-        if log_offset is not None:
-            for line in _statements.summarise(self.stack.postgres_log, log_offset,
-                                              len(submitted)):
-                print(line)
-            for line in _statements.writes_report(writes_before, writes_after, len(submitted)):
-                print(line)
+        for line in statement_lines:
+            print(line)
         if "floor" in self.results:
             self.results["ratio"] = self.results["throughput"] / self.results["floor"]
             print(f"ratio to I/O floor   {self.results['ratio']:.3f} "
@@ -255,11 +242,43 @@ class Bench:
         print(flush=True)
         return 0 if len(completed) == args.count else 1
 
+    def profiler_start(self, run: str) -> Profiler | None:
+        """With --profile: py-spy on each service, writing under <profile dir>/<run>."""
+        if not (self.args.profile and self.stack.pids):
+            return None
+        profiler = Profiler(self.args.profile_dir / run,
+                            {n: p for n, p in self.stack.pids.items()
+                             if n != "postgres" and not n.startswith("nats")})
+        profiler.start()
+        return profiler
+
+    async def statements_begin(self) -> tuple[int, dict] | None:
+        """With --statements: the statement log on, and where it and the table writes stood."""
+        if not (self.args.statements and self.pg is not None
+                and self.stack.postgres_log is not None):
+            return None
+        offset = self.stack.postgres_log.stat().st_size
+        await _statements.start(self.pg)
+        return offset, await _statements.table_writes(self.pg)
+
+    async def statements_end(self, begun: tuple[int, dict] | None, units: int) -> list[str]:
+        """The statement log off again, and what it and the table writes say per unit."""
+        if begun is None:
+            return []
+        offset, writes_before = begun
+        await _statements.stop(self.pg)
+        await asyncio.sleep(1)  # the statistics of the last writes reach the views
+        writes_after = await _statements.table_writes(self.pg)
+        return [*_statements.summarise(self.stack.postgres_log, offset, units),
+                *_statements.writes_report(writes_before, writes_after, units)]
+
     async def offered_load(self) -> None:
         args = self.args
         count = int(args.rate * args.rate_seconds)
         print(f"offered load: {count} trainings at {args.rate:g}/s ...", flush=True)
         before = await self.snapshot()
+        statements = await self.statements_begin()
+        profiler = self.profiler_start("offered-load")
         started = time.monotonic()
         submitted: dict[str, float] = {}
         errors: list[str] = []
@@ -281,6 +300,10 @@ class Bench:
         await asyncio.gather(*tasks)
         await self.wait_finished(submitted, started)
         spent = await self.cost_since(before, len(submitted))
+        statement_lines = await self.statements_end(statements, len(submitted))
+        if profiler is not None:
+            for line in profiler.stop():
+                print("  profile", line)
         to_running = [self.phases.running[w] - t for w, t in submitted.items()
                       if w in self.phases.running]
         self.results["p99_running"] = pct(to_running, 99)
@@ -289,8 +312,11 @@ class Bench:
         print(f"submit -> Running    p50 {pct(to_running, 50):.2f} s   "
               f"p99 {pct(to_running, 99):.2f} s   max {max(to_running, default=float('nan')):.2f} s"
               f"   ({TO_RUNNING_SIMULATED} s of it simulated pull and start)")
-        if spent is not None:
-            print(spent.report("workload")[1])
+        if spent is not None:  # what a workload costs when batches do not fill
+            for line in spent.report("workload"):
+                print(line)
+        for line in statement_lines:
+            print(line)
         print(flush=True)
 
     async def api_alone(self) -> None:
@@ -369,7 +395,7 @@ class Bench:
         if not self.stack.pids:
             return None
         return await snapshot(self.stack.pids, self.stack.nats_monitor_url, self.pg,
-                              self.stack.lifecycle_urls)
+                              self.stack.lifecycle_urls, self.stack.service_urls)
 
     async def cost_since(self, before, units: int) -> Cost | None:
         if before is None:
@@ -431,10 +457,11 @@ def main() -> None:
     parser.add_argument("--floor-commits", type=int, default=1)
     parser.add_argument("--floor-publishes", type=int, default=10)
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy on each service during the throughput run")
+                        help="py-spy on each service during the throughput and offered-load "
+                             "runs (a directory each)")
     parser.add_argument("--statements", action="store_true",
-                        help="log every SQL statement during the throughput run and print "
-                             "them by server time per workload")
+                        help="log every SQL statement during the throughput and offered-load "
+                             "runs and print them by server time per workload")
     parser.add_argument("--profile-dir", type=Path,
                         default=Path(".fairway/bench") / time.strftime("profile-%Y%m%d-%H%M%S"))
     args = parser.parse_args()
@@ -471,7 +498,9 @@ def main() -> None:
                 stop_service=lambda name: running.kill_service(name, signal.SIGTERM),
                 postgres_log=running.log_path("postgres"),
                 lifecycle_urls=tuple(entry["url"] for name, entry in info.items()
-                                     if name == "lifecycle" or name.startswith("lifecycle-")))
+                                     if name == "lifecycle" or name.startswith("lifecycle-")),
+                service_urls=tuple(entry["url"] for name, entry in info.items()
+                                   if name.split("-")[0] in SERVICES and entry.get("url")))
         code = asyncio.run(Bench(stack, args).main())
     sys.exit(code)
 

@@ -33,7 +33,9 @@ def test_a_small_bench_runs_every_measurement_and_profiles_every_service(tmp_pat
     assert re.search(r"offered load +5 workloads/s for 2 s, 0 errors", out)
     assert re.search(r"POST trainings +\d+ requests/s .* 0 errors", out)
     assert "summary (issue 22's targets)" in out
-    for service in ("submission", "policy", "scheduler", "lifecycle", "metrics", "kubesim"):
-        top = (profiles / f"{service}-top.txt").read_text()
-        assert "samples on CPU" in top and "inclusive %" in top
-        assert (profiles / f"{service}.svg").read_text().startswith("<svg")
+    assert re.search(r"messages per fetch +\S+ \d+\.\d", out)  # batches' fill, per consumer
+    for run in ("throughput", "offered-load"):  # a profile of each run
+        for service in ("submission", "policy", "scheduler", "lifecycle", "metrics", "kubesim"):
+            top = (profiles / run / f"{service}-top.txt").read_text()
+            assert "samples on CPU" in top and "inclusive %" in top
+            assert (profiles / run / f"{service}.svg").read_text().startswith("<svg")

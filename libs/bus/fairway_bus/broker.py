@@ -31,6 +31,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.msg import Msg
 from opentelemetry import trace
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from fairway_bus.limits import bound_publishes
@@ -44,6 +45,14 @@ from fairway_telemetry import consumer_span, spans_recorded, workload_attributes
 
 log = logging.getLogger("fairway.bus")
 _tracer = trace.get_tracer("fairway.bus")
+
+# What each durable consumer fetched: messages over fetches is how well its batches fill (a
+# batch handler pays one transaction per fetch; a busy stream read a message at a time pays
+# one per message).
+FETCHES = Counter("fairway_consumer_fetches",
+                  "Fetches from a durable consumer that returned messages", ["consumer"])
+FETCHED = Counter("fairway_consumer_messages",
+                  "Messages fetched from a durable consumer, redeliveries included", ["consumer"])
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ class DurableConsumer:
     async def _loop(self) -> None:
         batch = self.batch_size
         short = False
+        fetches = FETCHES.labels(self.spec.durable)
+        fetched = FETCHED.labels(self.spec.durable)
         while self._running:
             if short and self.pause:  # let the next batch gather what arrives meanwhile
                 await asyncio.sleep(self.pause)
@@ -185,6 +196,8 @@ class DurableConsumer:
                 await asyncio.sleep(0.5)
                 continue
             short = len(messages) < batch
+            fetches.inc()
+            fetched.inc(len(messages))
             self._handling = True
             try:
                 # shielded: a stop waits for the batch in hand rather than cutting it
