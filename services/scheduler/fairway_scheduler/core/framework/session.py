@@ -193,6 +193,9 @@ class Session:
         # next cycle with those this cycle makes.
         self.nominated: list[Nomination] = []
         self.now = snapshot.now
+        # Statements kept (`Statement.commit`): what a disruptive action found for one
+        # workload holds for another that asks alike until the next one (`cycle._decide`).
+        self.commits = 0
         # Kept for the disruptive actions, which need every running pod's devices.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
         self._hold(self.ledger)
