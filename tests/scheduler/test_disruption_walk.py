@@ -4,7 +4,9 @@ many waiting workloads that ask alike, in two pools:
 - the disruptive actions' walk (`cycle._disrupt`) skips workloads that ask as one refused
   since the last kept statement, and runs of them: it decides exactly as the whole walk (every
   waiting workload asked about, in `Solver.preemptors`' order), and asks about the same
-  workloads, in the same order, as the walk that skips them one by one.
+  workloads, in the same order, as the walk that skips them one by one;
+- allocation's first walks refuse a workload that asks as one refused while the room of its
+  pools stood, without trying it (`Allocate.attempt`): they decide as when every one is tried.
 """
 
 from datetime import timedelta
@@ -25,6 +27,7 @@ from fairway_scheduler.core import (
     cycle,
     decide,
 )
+from fairway_scheduler.core.actions.allocate import Allocate
 from fairway_scheduler.core.actions.solver import preemptor_class
 from tests.scheduler.test_scheduler_properties import T0
 
@@ -143,3 +146,23 @@ def test_the_walk_decides_as_the_whole_walk(snapshot):
     _, skipping = _decide(snapshot, _walk_skipping)
     assert asked == skipping
 
+
+class _Forgetting(set):
+    """Remembers no refusal: every workload is tried."""
+
+    def __contains__(self, item) -> bool:
+        return False
+
+
+def _allocate_trying_each(session) -> Allocate:
+    allocate = Allocate(session)
+    allocate._refused_alike = _Forgetting()
+    return allocate
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alike())
+def test_allocation_decides_as_when_every_workload_is_tried(snapshot):
+    with mock.patch.object(cycle, "Allocate", _allocate_trying_each):
+        each = decide(snapshot)
+    assert decide(snapshot) == each

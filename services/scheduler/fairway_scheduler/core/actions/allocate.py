@@ -83,6 +83,7 @@ class Allocate:
         self.within_share = False
         self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
         self.probing = False  # see `_may_place`
+        self._refused_alike: set[tuple] = set()  # see `attempt`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -367,15 +368,34 @@ class Allocate:
             self._pending(workload, reasons.waiting_for_pods(workload.min_pods,
                                                              held + len(waiting)))
             return False
+        pools = session.target_pools(workload)
+        alike = None
+        if self.within_share:
+            # A refusal in the first walks writes nothing: one that asks as a workload refused
+            # in every pool while their room stood (their settled versions) is refused again,
+            # as `_in_pool` would say from what it remembers (thousands of waiting workloads
+            # ask alike, tried in runs by `_run_of_same`).
+            request = session.requests[workload.id]
+            if request.master is None and request.topology is None:
+                alike = (workload.project, id(request), workload.preemptible, max(gang, 1),
+                         held > 0, elastic, pools, tuple(self._settled(p) for p in pools))
+                if alike in self._refused_alike:
+                    return False
         found: list[reasons.Reason] = []
-        for pool in session.target_pools(workload):
+        for pool in pools:
             reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
             if reason is None:
                 return elastic and bool(waiting)
             found.append(reason)
         best = next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
+        if alike is not None:
+            self._refused_alike.add(alike)
         self._pending(workload, best)
         return False
+
+    def _settled(self, name: str) -> int | None:
+        pool = self.session.pools.get(name)
+        return pool.settled_version() if pool is not None else None
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
                  name: str) -> reasons.Reason | None:
