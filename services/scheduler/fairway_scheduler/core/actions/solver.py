@@ -674,9 +674,26 @@ class Solver:
     def on_node(self, idx: int) -> list[str]:
         """The workloads that ran on the node when the cycle began (some may be gone)."""
         if self._on_node is None:
-            self._on_node = {}
+            on_node: dict[int, list[str]] = {}
+            self._on_node = on_node
             gpu_nodes_of = self._gpu_nodes_of = {}
             for wid, holds in self.holds.items():
+                if len(holds) == 1:  # most running workloads: one pod, as below
+                    hold = holds[0]
+                    i = hold.node.idx
+                    wids = on_node.get(i)
+                    if wids is None:
+                        on_node[i] = [wid]
+                    else:
+                        wids.append(wid)
+                    if hold.workload.preemptible and hold.milli and hold.devices:
+                        key = (hold.workload.project, hold.node.pool)
+                        nodes = gpu_nodes_of.get(key)
+                        if nodes is None:
+                            gpu_nodes_of[key] = {i}
+                        else:
+                            nodes.add(i)
+                    continue
                 for i in {h.node.idx for h in holds}:
                     self._on_node.setdefault(i, []).append(wid)
                 if holds[0].workload.preemptible:
