@@ -6,7 +6,9 @@ many waiting workloads that ask alike, in two pools:
   waiting workload asked about, in `Solver.preemptors`' order), and asks about the same
   workloads, in the same order, as the walk that skips them one by one;
 - allocation's first walks refuse a workload that asks as one refused while the room of its
-  pools stood, without trying it (`Allocate.attempt`): they decide as when every one is tried.
+  pools stood, without trying it (`Allocate.attempt`), and a pending reason reads what it
+  found of a pool's hosts for one request while the pool's room stands (`_no_room_any`): they
+  decide as when every workload is tried and every reason worked out afresh.
 """
 
 from datetime import timedelta
@@ -41,7 +43,7 @@ def alike(draw) -> ClusterSnapshot:
     """Running work placed by a first cycle (some of it elastic, with pods still waiting), and
     many pending workloads drawn from a few shapes, so that most ask as another does."""
     nodes = tuple(Node(f"{pool.name}{i}", pool.name, True, draw(st.sampled_from([2, 4, 8])),
-                       None, 40960)
+                       None, 40960, cpu_millis=16000, memory_mib=65536)
                   for pool in POOLS for i in range(draw(st.integers(1, 3))))
     projects = [f"t{i}" for i in range(draw(st.integers(2, 3)))]
     department = draw(st.sampled_from([None, "d0"]))
@@ -51,13 +53,14 @@ def alike(draw) -> ClusterSnapshot:
                    for i, p in enumerate(projects) for pool in POOLS)
     shapes = [(draw(st.sampled_from(projects)), draw(st.sampled_from([50, 50, 100])),
                draw(st.sampled_from([1, 1, 2, 4])), draw(st.sampled_from([None, None, 0.5])),
-               draw(st.integers(1, 2)), draw(st.booleans()), draw(st.sampled_from(WHERE)))
+               draw(st.integers(1, 2)), draw(st.booleans()), draw(st.sampled_from(WHERE)),
+               draw(st.sampled_from([0, 0, 1000, 6000])))
               for _ in range(draw(st.integers(1, 4)))]
 
     def workloads(prefix: str, count: int, at: int) -> list[Workload]:
         out = []
         for i in range(count):
-            project, priority, gpus, portion, pods, preemptible, where = draw(
+            project, priority, gpus, portion, pods, preemptible, where, cpu = draw(
                 st.sampled_from(shapes))
             extra = 0
             if prefix == "r":  # running work: some elastic, of low priority, much of one project
@@ -68,7 +71,7 @@ def alike(draw) -> ClusterSnapshot:
                 id=f"{prefix}{i}", project=project, priority=priority,
                 submitted_at=T0 + timedelta(seconds=at + draw(st.integers(0, 3))),
                 gpus_per_pod=1 if portion else gpus, gpu_portion=portion, pods=pods + extra,
-                min_pods=pods, preemptible=preemptible, node_pools=where,
+                min_pods=pods, preemptible=preemptible, node_pools=where, cpu_millis=cpu,
                 waiting_pods=tuple(f"{prefix}{i}-{j}" for j in range(pods + extra))))
         return out
 
@@ -154,9 +157,17 @@ class _Forgetting(set):
         return False
 
 
+class _Unkept(dict):
+    """Keeps nothing: every answer is worked out again."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
 def _allocate_trying_each(session) -> Allocate:
     allocate = Allocate(session)
     allocate._refused_alike = _Forgetting()
+    allocate._host_shorts = _Unkept()
     return allocate
 
 

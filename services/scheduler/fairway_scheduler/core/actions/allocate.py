@@ -84,6 +84,7 @@ class Allocate:
         self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
         self.probing = False  # see `_may_place`
         self._refused_alike: set[tuple] = set()  # see `attempt`
+        self._host_shorts: dict[tuple, tuple | None] = {}  # see `_no_room_any`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -99,6 +100,7 @@ class Allocate:
         self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
                                else sorted(w.waiting_pods, key=natural))
                         for ws in by_project.values() for w in ws}
+        session.pods_waiting = self.waiting
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
         for within_share in (True, False):
@@ -589,7 +591,11 @@ class Allocate:
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
-        short = _host_short(pool, request)
+        # the same for every project that asks alike while the pool's room stands
+        known = (name, pool.settled_version(), id(request))
+        short = self._host_shorts.get(known, _UNKNOWN)
+        if short is _UNKNOWN:
+            short = self._host_shorts[known] = _host_short(pool, request)
         if short is not None:
             return reasons.host_short(name, request, *short, more=held > 0)
         return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,

@@ -193,15 +193,21 @@ class Solver:
         if self._with_waiting is not None:
             return
         session = self.session
-        placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
+        known = session.pods_waiting or {}  # allocation's, if it ran: the same lists
+        placed: set[tuple[str, str]] | None = None
         self._with_waiting = []
         for workload in session.snapshot.workloads:
             if not workload.waiting_pods or workload.id in session.unschedulable:
                 continue
             self._with_waiting.append(workload)
-            self.waiting[workload.id] = sorted(
-                (pod for pod in workload.waiting_pods if (workload.id, pod) not in placed),
-                key=natural)
+            pods = known.get(workload.id)
+            if pods is None:
+                if placed is None:
+                    placed = {(p.workload_id, pod.pod) for p in session.placements
+                              for pod in p.pods}
+                pods = sorted((pod for pod in workload.waiting_pods
+                               if (workload.id, pod) not in placed), key=natural)
+            self.waiting[workload.id] = pods
         self._capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
                           for r in range(3)]
 
