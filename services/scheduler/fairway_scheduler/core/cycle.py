@@ -93,15 +93,13 @@ def _disrupt(solver: Solver, action: Action) -> None:
                 break
             if cls is not None and session.commits == kept:
                 refused[(cls, pool)] = kept
-        if i < 0:
-            pass
-        elif j + 1 == len(runs[i].members):
-            pass
-        elif session.commits == before:
-            # refused in every pool of the run since the last kept statement: so are the rest
-            asleep.append((i, j + 1))
-        else:
-            heapq.heappush(heap, (runs[i].key(j + 1), i, j + 1))
+        if i >= 0 and j + 1 < len(runs[i].members):  # the run's next workload
+            if session.commits == before:
+                # refused in every pool of the run since the last kept statement: so are the
+                # rest of it, until the next one
+                asleep.append((i, j + 1))
+            else:
+                heapq.heappush(heap, (runs[i].key(j + 1), i, j + 1))
         if session.commits != before:
             for r, at in asleep:  # woken at their first workload after this one
                 run = runs[r]
