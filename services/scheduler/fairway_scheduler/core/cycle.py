@@ -7,14 +7,16 @@ that ran below their minimum for too long. The least disruptive action goes firs
 placed by one is not tried by the next.
 """
 
+import bisect
 import gc
+import heapq
 from collections.abc import Callable
 
 from fairway_scheduler.core.actions.allocate import Allocate
 from fairway_scheduler.core.actions.consolidate import consolidate
 from fairway_scheduler.core.actions.preempt import preempt
 from fairway_scheduler.core.actions.reclaim import may_reclaim, reclaim
-from fairway_scheduler.core.actions.solver import Solver
+from fairway_scheduler.core.actions.solver import Solver, preemptor_class
 from fairway_scheduler.core.actions.stale_gang import evict_stale_gangs
 from fairway_scheduler.core.framework import Request, Session, pod_request
 from fairway_scheduler.core.ledger import Ledger
@@ -52,13 +54,59 @@ def _decide(snapshot: ClusterSnapshot, ledger: Ledger | None) -> CycleResult:
     if _disruption_possible(session):
         solver = Solver(session)
         for action in disruptive_actions(snapshot.disruption):
-            for workload in solver.preemptors():
-                for pool in session.target_pools(workload):
-                    if action(solver, workload, pool):
-                        break
+            _disrupt(solver, action)
         if any(w.below_min_since is not None for w in snapshot.workloads):
             evict_stale_gangs(solver)  # else no gang runs below its minimum: nothing to do
     return session.result()
+
+
+def _disrupt(solver: Solver, action: Action) -> None:
+    """The action tried for every workload that waits, in the solver's order
+    (`Solver.preemptors`), in each of its pools until one takes it.
+
+    Most of them (tens of thousands at KAI's scale) are refused as one that asks alike was
+    just before: the action reads of a workload only its request, project, priority,
+    preemptibility, minimum and how many pods wait (`solver.preemptor_class`), besides the
+    cycle's state, which only a kept statement changes (`Session.commits`). So a workload that
+    holds nothing and asks as one refused in the same pool since the last kept statement is
+    refused too, and is not asked about; and a run of such workloads in the same pools
+    (`Solver.preemptor_runs`) is not even looked at again until a statement is kept, when it
+    goes on from its first workload after the one placed. The workloads asked about, and in
+    which order, are those the whole walk would ask about."""
+    session = solver.session
+    runs, singles = solver.preemptor_runs()
+    heap: list[tuple[tuple, int, int]] = [(key, -1 - i, 0) for i, (key, _) in enumerate(singles)]
+    heap += [(run.key(0), i, 0) for i, run in enumerate(runs)]
+    heapq.heapify(heap)
+    asleep: list[tuple[int, int]] = []  # (run, its next workload) until a statement is kept
+    refused: dict[tuple, int] = {}  # (class, pool) -> `session.commits` when refused
+    while heap:
+        key, i, j = heapq.heappop(heap)
+        workload = singles[-1 - i][1] if i < 0 else runs[i].members[j]
+        cls = preemptor_class(session, solver, workload)
+        before = session.commits
+        for pool in session.target_pools(workload):
+            if cls is not None and refused.get((cls, pool)) == session.commits:
+                continue
+            kept = session.commits
+            if action(solver, workload, pool):
+                break
+            if cls is not None and session.commits == kept:
+                refused[(cls, pool)] = kept
+        if i >= 0 and j + 1 < len(runs[i].members):  # the run's next workload
+            if session.commits == before:
+                # refused in every pool of the run since the last kept statement: so are the
+                # rest of it, until the next one
+                asleep.append((i, j + 1))
+            else:
+                heapq.heappush(heap, (runs[i].key(j + 1), i, j + 1))
+        if session.commits != before:
+            for r, at in asleep:  # woken at their first workload after this one
+                run = runs[r]
+                nxt = bisect.bisect_right(range(len(run.members)), key, lo=at, key=run.key)
+                if nxt < len(run.members):
+                    heapq.heappush(heap, (run.key(nxt), r, nxt))
+            asleep.clear()
 
 
 def disruptive_actions(settings: DisruptionSettings) -> list[Action]:

@@ -83,6 +83,8 @@ class Allocate:
         self.within_share = False
         self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
         self.probing = False  # see `_may_place`
+        self._refused_alike: set[tuple] = set()  # see `attempt`
+        self._host_shorts: dict[tuple, tuple | None] = {}  # see `_no_room_any`
 
     # order ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -98,6 +100,7 @@ class Allocate:
         self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
                                else sorted(w.waiting_pods, key=natural))
                         for ws in by_project.values() for w in ws}
+        session.pods_waiting = self.waiting
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
         for within_share in (True, False):
@@ -367,15 +370,34 @@ class Allocate:
             self._pending(workload, reasons.waiting_for_pods(workload.min_pods,
                                                              held + len(waiting)))
             return False
+        pools = session.target_pools(workload)
+        alike = None
+        if self.within_share:
+            # A refusal in the first walks writes nothing: one that asks as a workload refused
+            # in every pool while their room stood (their settled versions) is refused again,
+            # as `_in_pool` would say from what it remembers (thousands of waiting workloads
+            # ask alike, tried in runs by `_run_of_same`).
+            request = session.requests[workload.id]
+            if request.master is None and request.topology is None:
+                alike = (workload.project, id(request), workload.preemptible, max(gang, 1),
+                         held > 0, elastic, pools, tuple(self._settled(p) for p in pools))
+                if alike in self._refused_alike:
+                    return False
         found: list[reasons.Reason] = []
-        for pool in session.target_pools(workload):
+        for pool in pools:
             reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
             if reason is None:
                 return elastic and bool(waiting)
             found.append(reason)
         best = next((r for r in found if r[0] != PendingCode.NODE_POOL_UNAVAILABLE), found[0])
+        if alike is not None:
+            self._refused_alike.add(alike)
         self._pending(workload, best)
         return False
+
+    def _settled(self, name: str) -> int | None:
+        pool = self.session.pools.get(name)
+        return pool.settled_version() if pool is not None else None
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
                  name: str) -> reasons.Reason | None:
@@ -569,7 +591,11 @@ class Allocate:
         need = vector[GPU] * first
         if need and queue.allocated[GPU] + need > queue.fair[GPU]:
             return reasons.over_fair_share(queue, need, pool.largest_slot(), free)
-        short = _host_short(pool, request)
+        # the same for every project that asks alike while the pool's room stands
+        known = (name, pool.settled_version(), id(request))
+        short = self._host_shorts.get(known, _UNKNOWN)
+        if short is _UNKNOWN:
+            short = self._host_shorts[known] = _host_short(pool, request)
         if short is not None:
             return reasons.host_short(name, request, *short, more=held > 0)
         return reasons.no_fitting_node(name, first, request, pool.largest_slot(), free,

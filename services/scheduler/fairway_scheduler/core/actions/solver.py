@@ -64,6 +64,35 @@ class Unit:
         return reasons.resource(CPU, sum(h.cpu for h in self.holds))
 
 
+@dataclass(slots=True)
+class Run:
+    """Waiting workloads that hold nothing and ask alike (`preemptor_class`) in the same
+    pools, by submission time and id: in `preemptors`' order they share their key's first
+    part (`prefix`, the disruptive action's), so theirs are `key(i)`."""
+
+    cls: tuple
+    pools: tuple[str, ...]
+    members: list[Workload]
+    prefix: tuple
+
+    def key(self, i: int) -> tuple:
+        member = self.members[i]
+        return (*self.prefix, member.submitted_at, member.id)
+
+
+def preemptor_class(session: Session, solver: "Solver", workload: Workload) -> tuple | None:
+    """What a disruptive action reads of a waiting workload besides the cycle's state, when
+    that is all it reads: its request (shared by those that ask alike:
+    `framework.requests_of`), project, preemptibility, priority, minimum and how many pods
+    wait. None where it reads more: a workload that holds pods (its pods, its nodes), a
+    master sized apart (its pods' names), a topology placement (its nodes)."""
+    request = session.requests[workload.id]
+    if request.master is not None or request.topology is not None or session.held[workload.id]:
+        return None
+    return (id(request), workload.project, workload.preemptible, workload.priority,
+            workload.min_pods, len(solver.waiting[workload.id]))
+
+
 class Solver:
     """The running pods of one cycle as victims: indexed once, evicted through statements."""
 
@@ -107,6 +136,10 @@ class Solver:
         self.stays: dict[str, list[Hold]] = {}  # moved workloads -> the pods they keep
         self.waiting: dict[str, list[str]] = {}
         self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
+        self._runs: list[Run] | None = None  # see `preemptor_runs`
+        self._run_of: dict[str, Run] = {}
+        self._singles: list[Workload] = []
+        self._placements_seen = 0
         self._capacity: list[int] = []  # the cluster's, for `order_key`
         self._keys: dict[str, tuple] = {}  # see `preemptors`
         self._orders: dict[tuple, tuple] = {}
@@ -147,63 +180,124 @@ class Solver:
         """Workloads with pods waiting that a disruption could place: gangs still waiting
         first, then pods above a running workload's minimum (one per workload per cycle); each
         in queue order (`queues.order_key` with the pods it would place), then priority, then
-        submission time."""
+        submission time (`preemptor_key`). `preemptor_runs` gives the same workloads in runs."""
+        self._find_waiting()
+        out = [w for w in self._with_waiting or ()
+               if w.id not in self.evicted and self.waiting[w.id]]
+        out.sort(key=self.preemptor_key)
+        return out
+
+    def _find_waiting(self) -> None:
+        """Once a cycle: the workloads with pods waiting (most workloads of a cluster run),
+        and their pods still waiting after allocation."""
+        if self._with_waiting is not None:
+            return
         session = self.session
-        out = []
-        if self._with_waiting is None:  # once a cycle: most workloads of a cluster run
-            placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
-            self._with_waiting = []
-            for workload in session.snapshot.workloads:
-                if not workload.waiting_pods or workload.id in session.unschedulable:
-                    continue
-                self._with_waiting.append(workload)
-                self.waiting[workload.id] = sorted(
-                    (pod for pod in workload.waiting_pods if (workload.id, pod) not in placed),
-                    key=natural)
-            self._capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
-                              for r in range(3)]
-        for workload in self._with_waiting:
-            if workload.id not in self.evicted and self.waiting[workload.id]:
-                out.append(workload)
+        known = session.pods_waiting or {}  # allocation's, if it ran: the same lists
+        placed: set[tuple[str, str]] | None = None
+        self._with_waiting = []
+        for workload in session.snapshot.workloads:
+            if not workload.waiting_pods or workload.id in session.unschedulable:
+                continue
+            self._with_waiting.append(workload)
+            pods = known.get(workload.id)
+            if pods is None:
+                if placed is None:
+                    placed = {(p.workload_id, pod.pod) for p in session.placements
+                              for pod in p.pods}
+                pods = sorted((pod for pod in workload.waiting_pods
+                               if (workload.id, pod) not in placed), key=natural)
+            self.waiting[workload.id] = pods
+        self._capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
+                          for r in range(3)]
 
-        # Asked once per disruptive action, over every waiting workload: a workload's key is
-        # kept while what it holds, what it has waiting and its queue's allocation stand (fair
-        # shares and deserved quotas are the cycle's). Workloads of one project, pool and
-        # request share their queue's order (thousands of waiting workloads, a few dozen
-        # shapes).
-        capacity = self._capacity
-        keys = self._keys
-        orders = self._orders
+    def preemptor_key(self, w: Workload) -> tuple:
+        """A waiting workload's place in the disruptive actions' order, as the cycle stands:
+        (whether its gang runs, its queue's `order_key` with the pods it would place,
+        -priority, submission time, id); unique.
 
-        def key(w: Workload):
-            held = session.held[w.id]
-            waiting = self.waiting[w.id]
-            known = keys.get(w.id)
-            if known is not None and known[0] == held and known[1] == len(waiting):
-                if known[2].allocated == known[3]:
-                    return known[4]
-                shape, queue = known[5], known[2]
+        Asked for every waiting workload once per disruptive action: a workload's key is kept
+        while what it holds, what it has waiting and its queue's allocation stand (fair shares
+        and deserved quotas are the cycle's). Workloads of one project, pool and request share
+        their queue's order (thousands of waiting workloads, a few dozen shapes)."""
+        session = self.session
+        held = session.held[w.id]
+        waiting = self.waiting[w.id]
+        known = self._keys.get(w.id)
+        if known is not None and known[0] == held and known[1] == len(waiting):
+            if known[2].allocated == known[3]:
+                return known[4]
+            shape, queue = known[5], known[2]
+        else:
+            pool = session.target_pools(w)[0]
+            pods = 1 if held >= w.min_pods else w.min_pods - held
+            request = session.requests[w.id]
+            apart = sized_apart(request, w, waiting[:pods])
+            shape = (w.project, pool, request, pods, apart)
+            queue = session.queues.project(w.project, pool)
+        allocated = list(queue.allocated)
+        order = self._orders.get((shape, *allocated))
+        if order is None:
+            pool, request, pods = shape[1], shape[2], shape[3]
+            if shape[4]:
+                need = gang_need(request, w, waiting[:pods], self._dev_memory(pool))
             else:
-                pool = session.target_pools(w)[0]
-                pods = 1 if held >= w.min_pods else w.min_pods - held
-                request = session.requests[w.id]
-                apart = sized_apart(request, w, waiting[:pods])
-                shape = (w.project, pool, request, pods, apart)
-                queue = session.queues.project(w.project, pool)
-            allocated = list(queue.allocated)
-            order = orders.get((shape, *allocated))
-            if order is None:
-                pool, request, pods = shape[1], shape[2], shape[3]
-                if shape[4]:
-                    need = gang_need(request, w, waiting[:pods], self._dev_memory(pool))
-                else:
-                    need = [v * pods for v in request.vector(self._dev_memory(pool))]
-                order = orders[(shape, *allocated)] = order_key([queue], need, capacity)
-            out_key = (held >= w.min_pods, order, -w.priority, w.submitted_at, w.id)
-            keys[w.id] = (held, len(waiting), queue, allocated, out_key, shape)
-            return out_key
+                need = [v * pods for v in request.vector(self._dev_memory(pool))]
+            order = self._orders[(shape, *allocated)] = order_key([queue], need,
+                                                                  self._capacity)
+        out_key = (held >= w.min_pods, order, -w.priority, w.submitted_at, w.id)
+        self._keys[w.id] = (held, len(waiting), queue, allocated, out_key, shape)
+        return out_key
 
-        return sorted(out, key=key)
+    def preemptor_runs(self) -> tuple[list["Run"], list[tuple[tuple, Workload]]]:
+        """`preemptors` as runs, for one disruptive action: workloads that hold nothing and
+        ask alike (`preemptor_class`) in the same pools, each run in `preemptors`' order (they
+        share their key but for submission time and id: `Run.key`), and the others one by one
+        with their keys. Runs are found once a cycle; a workload placed since leaves its run
+        (then what it holds sets it apart)."""
+        self._find_waiting()
+        session = self.session
+        if self._runs is None:
+            runs: dict[tuple, Run] = {}
+            self._singles = []
+            for w in self._with_waiting or ():
+                cls = preemptor_class(session, self, w)
+                if cls is None:
+                    self._singles.append(w)
+                    continue
+                pools = session.target_pools(w)
+                run = runs.get((cls, pools))
+                if run is None:
+                    run = runs[(cls, pools)] = Run(cls, pools, [], ())
+                run.members.append(w)
+            self._runs = list(runs.values())
+            for run in self._runs:
+                run.members.sort(key=lambda m: (m.submitted_at, m.id))
+                for w in run.members:
+                    self._run_of[w.id] = run
+            self._placements_seen = len(session.placements)
+        # workloads placed since (by an earlier action): out of their runs, one by one now
+        moved = {p.workload_id for p in session.placements[self._placements_seen:]}
+        self._placements_seen = len(session.placements)
+        left: set[int] = set()
+        for wid in moved:
+            run = self._run_of.pop(wid, None)
+            if run is not None:
+                left.add(id(run))
+                self._singles.append(run.members[[m.id for m in run.members].index(wid)])
+        if left:
+            for run in self._runs:
+                if id(run) in left:
+                    run.members = [m for m in run.members if m.id in self._run_of]
+        evicted, waiting = self.evicted, self.waiting
+        singles = [(self.preemptor_key(w), w) for w in self._singles
+                   if w.id not in evicted and waiting[w.id]]
+        runs_now = []
+        for run in self._runs:
+            if run.members:
+                run.prefix = self.preemptor_key(run.members[0])[:3]
+                runs_now.append(run)
+        return runs_now, singles
 
     def _dev_memory(self, pool: str) -> int:
         pool_nodes = self.session.pools.get(pool)
@@ -586,9 +680,26 @@ class Solver:
     def on_node(self, idx: int) -> list[str]:
         """The workloads that ran on the node when the cycle began (some may be gone)."""
         if self._on_node is None:
-            self._on_node = {}
+            on_node: dict[int, list[str]] = {}
+            self._on_node = on_node
             gpu_nodes_of = self._gpu_nodes_of = {}
             for wid, holds in self.holds.items():
+                if len(holds) == 1:  # most running workloads: one pod, as below
+                    hold = holds[0]
+                    i = hold.node.idx
+                    wids = on_node.get(i)
+                    if wids is None:
+                        on_node[i] = [wid]
+                    else:
+                        wids.append(wid)
+                    if hold.workload.preemptible and hold.milli and hold.devices:
+                        key = (hold.workload.project, hold.node.pool)
+                        nodes = gpu_nodes_of.get(key)
+                        if nodes is None:
+                            gpu_nodes_of[key] = {i}
+                        else:
+                            nodes.add(i)
+                    continue
                 for i in {h.node.idx for h in holds}:
                     self._on_node.setdefault(i, []).append(wid)
                 if holds[0].workload.preemptible:

@@ -193,6 +193,13 @@ class Session:
         # next cycle with those this cycle makes.
         self.nominated: list[Nomination] = []
         self.now = snapshot.now
+        # Statements kept (`Statement.commit`): what a disruptive action found for one
+        # workload holds for another that asks alike until the next one (`cycle._decide`).
+        self.commits = 0
+        # Each waiting workload's pods still waiting, in natural order, as allocation leaves
+        # them (it places a workload's first pods, and drops them): the disruptive actions
+        # go on from them (`Solver`). None: allocation did not run.
+        self.pods_waiting: dict[str, list[str]] | None = None
         # Kept for the disruptive actions, which need every running pod's devices.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
         self._hold(self.ledger)

@@ -136,6 +136,7 @@ class Statement:
 
     def commit(self) -> None:
         """Keep everything done: nothing can be rolled back any more."""
+        self.session.commits += 1
         self._log.clear()
         self._takes.clear()
 
