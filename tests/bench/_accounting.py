@@ -100,40 +100,37 @@ async def snapshot(pids: Mapping[str, int], nats_monitor_url: str | None, pg_con
 async def lifecycle_kube_calls(urls: Sequence[str]) -> dict[str, float] | None:
     """`fairway_lifecycle_kube_requests_total` by operation, summed over codes and processes;
     None when a process is not there (stopped for the API-alone run)."""
-    calls: dict[str, float] = {}
-    for url in urls:
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-                text = (await http.get("/metrics")).text
-        except httpx.TransportError:
-            return None
-        for family in text_string_to_metric_families(text):
-            if family.name != "fairway_lifecycle_kube_requests":
-                continue
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    op = sample.labels["operation"]
-                    calls[op] = calls.get(op, 0.0) + sample.value
-    return calls
+    return await counter_by_label(urls, "fairway_lifecycle_kube_requests", "operation",
+                                  all_needed=True)
 
 
 async def consumer_fetches(urls: Sequence[str]) -> dict[str, float]:
     """`fairway_consumer_fetches_total` by consumer, summed over the processes that answer
     (stopped ones, as in the API-alone run, count nothing)."""
+    return await counter_by_label(urls, "fairway_consumer_fetches", "consumer") or {}
+
+
+async def counter_by_label(urls: Sequence[str], family_name: str, label: str, *,
+                           all_needed: bool = False) -> dict[str, float] | None:
+    """A counter family's `_total` samples read from each process's /metrics, summed by one
+    label over the other labels and the processes; a process that does not answer counts
+    nothing, or (`all_needed`) makes the answer None."""
     found: dict[str, float] = {}
     for url in urls:
         try:
             async with httpx.AsyncClient(base_url=url, timeout=5) as http:
                 text = (await http.get("/metrics")).text
         except httpx.TransportError:
+            if all_needed:
+                return None
             continue
         for family in text_string_to_metric_families(text):
-            if family.name != "fairway_consumer_fetches":
+            if family.name != family_name:
                 continue
             for sample in family.samples:
                 if sample.name.endswith("_total"):
-                    name = sample.labels["consumer"]
-                    found[name] = found.get(name, 0.0) + sample.value
+                    key = sample.labels[label]
+                    found[key] = found.get(key, 0.0) + sample.value
     return found
 
 
