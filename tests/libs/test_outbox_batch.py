@@ -300,3 +300,60 @@ async def test_a_refused_publish_is_not_overtaken_by_its_workloads_next_row_of_t
     await relay.stop()
     await pool.close()
     await nc.close()
+
+
+async def test_acknowledged_rows_are_deleted_by_the_next_read_or_soon_after(database_url,
+                                                                           nats_url):
+    """Events committed one at a time: the rows an acknowledged round published are deleted
+    by a later round's read, in the same statement, not by one of their own; and when no
+    round follows, by the deleter a moment later. None is sent twice meanwhile."""
+    pool, nc, js = await _setup(database_url, nats_url, "outboxdelete")
+    token = uuid.uuid4().hex[:8]
+    sub = await js.subscribe(f"fairway.org.test.{token}.*", stream=streams.ORG.name,
+                             ordered_consumer=True)
+
+    async def left() -> int:
+        async with pool.acquire() as c:
+            return await c.fetchval("SELECT count(*) FROM outbox WHERE msg_id LIKE $1",
+                                    f"{token}-%")
+
+    async def one(relay: OutboxRelay, n: int) -> None:
+        before = relay.published
+        async with pool.acquire() as c:
+            await add_to_outbox(c, f"fairway.org.test.{token}.{n}", _event(token, n),
+                                msg_id=f"{token}-{n}")
+        relay.wake()
+        msg = await sub.next_msg(timeout=5)
+        assert msg.headers["Nats-Msg-Id"] == f"{token}-{n}"
+        deadline = time.monotonic() + 5
+        while relay.published == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert relay.published == before + 1
+
+    # the deleter 30 s away: only reads delete
+    relay = OutboxRelay(database_url, pool, "outboxdelete", js, poll_seconds=30,
+                        delete_delay=30)
+    await relay.start()
+    for n in range(4):
+        await one(relay, n)
+        # the rows before this one went with a later read; this one waits for the next
+        # (unless the read its own commit's NOTIFY woke came after its ack)
+        assert await left() <= 1
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.3)  # a row waiting to be deleted is not read again
+    await relay.stop()  # its last drain deletes what waits
+    assert await left() == 0
+
+    relay = OutboxRelay(database_url, pool, "outboxdelete", js, poll_seconds=30,
+                        delete_delay=0.05)
+    await relay.start()
+    await one(relay, 4)
+    deadline = time.monotonic() + 2
+    while await left() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await left() == 0  # no read followed: the deleter's
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.3)
+    await relay.stop()
+    await pool.close()
+    await nc.close()

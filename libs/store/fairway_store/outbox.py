@@ -142,9 +142,11 @@ class OutboxRelay:
 
     Rounds are pipelined: a round reads the oldest unpublished rows and publishes them, and
     the next round may follow before the broker has acknowledged them (at most
-    `max_in_flight` rounds). A settling task deletes rows once acknowledged, oldest
-    round first. Rows in flight are not read again by this relay; any other instance would
-    read them (they are not deleted yet) and publish them again in id order, and JetStream
+    `max_in_flight` rounds). A settling task takes the acknowledged rows, oldest round first;
+    the next round's read deletes them in the same statement (or, when no round follows
+    within `delete_delay`, a statement of their own). Rows in flight, or acknowledged and not
+    yet deleted, are not read again by this relay; any other instance would read them (they
+    are not deleted yet) and publish them again in id order, and JetStream
     drops the repeats, so the stream still holds each workload's events in commit order. When
     an ack fails, that round's unacknowledged rows and every later round's are read and
     published again.
@@ -161,7 +163,8 @@ class OutboxRelay:
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, schema: str, js: JetStreamContext, *,
                  batch: int = 200, poll_seconds: float = 1.0,
-                 max_in_flight: int = 4, ack_timeout_seconds: float = 10.0):
+                 max_in_flight: int = 4, ack_timeout_seconds: float = 10.0,
+                 delete_delay: float | None = None):
         self.dsn = dsn
         self.pool = pool
         self.schema = schema
@@ -177,6 +180,12 @@ class OutboxRelay:
         self._in_flight_ids: set[int] = set()
         self._in_flight_keys: Counter[str] = Counter()
         self._held_back = False  # rows waited for an earlier row's ack: read again once settled
+        # Acknowledged rows wait to be deleted by the next read (one statement does both) or,
+        # when none follows soon, by the deleter; until the delete commits they are not read.
+        self._acked: list[int] = []
+        self._deleting: set[int] = set()
+        self._delete_due = asyncio.Event()
+        self.delete_delay = min(0.1, poll_seconds) if delete_delay is None else delete_delay
         self._sent = asyncio.Event()  # a round was published: the settler has work
         self._settling = asyncio.Lock()
         self.published = 0
@@ -187,6 +196,7 @@ class OutboxRelay:
             asyncio.create_task(self._listen(), name=f"outbox-listen-{self.schema}"),
             asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}"),
             asyncio.create_task(self._settle_loop(), name=f"outbox-settle-{self.schema}"),
+            asyncio.create_task(self._delete_loop(), name=f"outbox-delete-{self.schema}"),
         ]
 
     def wake(self) -> None:
@@ -252,6 +262,7 @@ class OutboxRelay:
         before = self.published
         while self._in_flight:
             await self._settle()
+        await self._flush_deletes()
         return min(count, self.published - before)
 
     async def _publish_round(self) -> int:
@@ -270,13 +281,26 @@ class OutboxRelay:
         # the statement, so two instances may publish the same rows; each publishes in id
         # order and a workload's rows are committed in id order, so the first copy of each
         # reaches the stream in order, and JetStream drops the second.
-        rows = await self.pool.fetch(
-            "WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
-            " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
-            " WHERE relay.mine AND published_at IS NULL AND id <> ALL($3::bigint[])"
-            " ORDER BY id LIMIT $2",
-            f"fairway.outbox.{self.schema}", self.batch, list(self._in_flight_ids),
-        )
+        # The rows acknowledged since the last read are deleted by the same statement: at a
+        # moderate load a round carries a row or two, and a delete of its own would double the
+        # statements per event. The read sees the table as it was before the delete, so they
+        # are left out of it like the rows in flight.
+        deleting = self._take_acked()
+        try:
+            rows = await self.pool.fetch(
+                "WITH gone AS (DELETE FROM outbox WHERE id = ANY($4::bigint[])),"
+                " relay AS (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS mine)"
+                " SELECT id, subject, payload, headers, msg_id FROM outbox, relay"
+                " WHERE relay.mine AND published_at IS NULL AND id <> ALL($3::bigint[])"
+                " ORDER BY id LIMIT $2",
+                f"fairway.outbox.{self.schema}", self.batch,
+                [*self._in_flight_ids, *self._acked, *self._deleting], deleting,
+            )
+        except BaseException:
+            self._acked[:0] = deleting  # deleted by the next try
+            raise
+        finally:
+            self._deleting.difference_update(deleting)
         if not rows:
             return 0
         futures, sent, keys, too_large = [], [], [], []
@@ -331,9 +355,8 @@ class OutboxRelay:
                 await asyncio.sleep(min(0.5, self.poll_seconds))
 
     async def _settle(self) -> None:
-        """Wait for the oldest round's acks, then delete its rows, and those of every later
-        round already acknowledged, in one statement. Nothing is forgotten before the delete is
-        committed: a failed statement is retried with the same rounds."""
+        """Wait for the oldest round's acks, then hand its rows, and those of every later round
+        already acknowledged, to the next delete; they are not read again meanwhile."""
         async with self._settling:
             if not self._in_flight:
                 return
@@ -358,9 +381,10 @@ class OutboxRelay:
                 if failed:
                     break
                 done_rounds += 1
-            if acked:
-                await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", acked)
+            if acked:  # deleted by the next read, or by the deleter if none follows soon
+                self._acked.extend(acked)
                 self.published += len(acked)
+                self._delete_due.set()
             if failed:
                 # Only the acknowledged prefix counts: the rest, and every round after it,
                 # is read and published again (JetStream drops what did arrive).
@@ -378,6 +402,41 @@ class OutboxRelay:
                 if self._held_back and done_rounds:
                     self._held_back = False
                     self._wake.set()
+
+    def _take_acked(self) -> list[int]:
+        """The acknowledged rows, handed to a delete: left out of reads until it commits."""
+        taken, self._acked = self._acked, []
+        self._deleting.update(taken)
+        return taken
+
+    async def _flush_deletes(self) -> None:
+        """Delete the acknowledged rows that no read has deleted yet."""
+        deleting = self._take_acked()
+        if not deleting:
+            return
+        try:
+            await self.pool.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", deleting)
+        except BaseException:
+            self._acked[:0] = deleting
+            raise
+        finally:
+            self._deleting.difference_update(deleting)
+
+    async def _delete_loop(self) -> None:
+        """Acknowledged rows that no read deleted within `delete_delay` are deleted here: the
+        outbox empties when the events stop."""
+        while True:
+            await self._delete_due.wait()
+            await asyncio.sleep(self.delete_delay)
+            self._delete_due.clear()
+            try:
+                await self._flush_deletes()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("deleting published outbox rows failed, will retry: %r", exc)
+                self._delete_due.set()
+                await asyncio.sleep(min(0.5, self.poll_seconds))
 
     async def _clean(self) -> None:
         async with self.pool.acquire() as conn:
