@@ -351,7 +351,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("deleting published outbox rows failed, will retry: %r", exc)
+                log.warning("settling published outbox rows failed, will retry: %r", exc)
                 await asyncio.sleep(min(0.5, self.poll_seconds))
 
     async def _settle(self) -> None:
