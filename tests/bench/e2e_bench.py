@@ -34,6 +34,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,31 @@ class Phases:
             self.finished.setdefault(wid, (now, phase))
 
 
+@dataclass
+class Reasons:
+    """Pending reasons the scheduler published, by code ("-" for "no longer pending"): each is
+    read by three services, so they are a cost of their own."""
+    codes: Counter[str] = field(default_factory=Counter)
+    said: dict[str, str] = field(default_factory=dict)  # the last sentence of each code
+
+    async def on_event(self, msg) -> None:
+        event = json.loads(msg.data)
+        code = (event.get("code") or "?") if event.get("pending") else "-"
+        self.codes[code] += 1
+        if event.get("message"):
+            self.said[code] = event["message"]
+
+    def since(self, before: Counter[str], units: int) -> str:
+        spent = self.codes - before
+        return "   ".join(f"{code} {n / units:.2f}" for code, n in spent.most_common()) or "none"
+
+
 class Bench:
     def __init__(self, stack: Stack, args: argparse.Namespace) -> None:
         self.stack = stack
         self.args = args
         self.phases = Phases()
+        self.reasons = Reasons()
         self.results: dict[str, float] = {}
         self.run_tag = f"b{int(time.time()) % 100000}"
         self.sequence = 0
@@ -135,6 +156,9 @@ class Bench:
         sub = await self.nc.jetstream(timeout=30).subscribe(  # a cluster may take a while
             "fairway.phase.>", stream="FAIRWAY_PHASES", ordered_consumer=True,
             deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=self.phases.on_event)
+        reasons = await self.nc.jetstream(timeout=30).subscribe(
+            "fairway.scheduler.pending.>", stream="FAIRWAY_DECISIONS", ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.NEW, cb=self.reasons.on_event)
         headers = {"Authorization": f"Bearer {stack.token}"}
         try:
             async with httpx.AsyncClient(base_url=stack.api_url, headers=headers,
@@ -167,6 +191,7 @@ class Bench:
                 await self.connections.get_nowait().close()
         finally:
             await sub.unsubscribe()
+            await reasons.unsubscribe()
             await self.nc.close()
             if self.pg is not None:
                 await self.pg.close()
@@ -191,6 +216,7 @@ class Bench:
         print(f"throughput: {args.count} trainings at concurrency {args.concurrency} ...",
               flush=True)
         before = await self.snapshot()
+        reasons_before = Counter(self.reasons.codes)
         profiler = self.profiler_start("throughput")
         statements = await self.statements_begin()
         started = time.monotonic()
@@ -233,6 +259,11 @@ class Bench:
             self.results["cpu_shares"] = spent
             for line in spent.report("workload"):
                 print(line)
+        print(f"pending reasons per workload  "
+              f"{self.reasons.since(reasons_before, max(1, len(submitted)))}")
+        for code in self.reasons.codes - reasons_before:
+            if code in self.reasons.said:
+                print(f"  the last {code}: {self.reasons.said[code]}")
         for line in statement_lines:
             print(line)
         if "floor" in self.results:
@@ -277,6 +308,7 @@ class Bench:
         count = int(args.rate * args.rate_seconds)
         print(f"offered load: {count} trainings at {args.rate:g}/s ...", flush=True)
         before = await self.snapshot()
+        reasons_before = Counter(self.reasons.codes)
         statements = await self.statements_begin()
         profiler = self.profiler_start("offered-load")
         started = time.monotonic()
@@ -315,6 +347,11 @@ class Bench:
         if spent is not None:  # what a workload costs when batches do not fill
             for line in spent.report("workload"):
                 print(line)
+        print(f"pending reasons per workload  "
+              f"{self.reasons.since(reasons_before, max(1, len(submitted)))}")
+        for code in self.reasons.codes - reasons_before:
+            if code in self.reasons.said:
+                print(f"  the last {code}: {self.reasons.said[code]}")
         for line in statement_lines:
             print(line)
         print(flush=True)

@@ -34,6 +34,8 @@ def test_a_small_bench_runs_every_measurement_and_profiles_every_service(tmp_pat
     assert re.search(r"POST trainings +\d+ requests/s .* 0 errors", out)
     assert "summary (issue 22's targets)" in out
     assert re.search(r"messages per fetch +\S+ \d+\.\d", out)  # batches' fill, per consumer
+    # what the scheduler said of the waiting, by code ("none" when nothing waited)
+    assert re.search(r"pending reasons per workload +(none|\S+ \d+\.\d\d)", out)
     for run in ("throughput", "offered-load"):  # a profile of each run
         for service in ("submission", "policy", "scheduler", "lifecycle", "metrics", "kubesim"):
             top = (profiles / run / f"{service}-top.txt").read_text()

@@ -38,3 +38,13 @@ def test_an_incomplete_gang_waits_for_its_pods_and_nothing_is_preempted():
 def test_once_every_pod_exists_the_gang_preempts_the_lower_priority_job():
     result = decide(_snapshot(high_pods_existing=4))
     assert [(e.workload_id, e.reason) for e in result.evictions] == [("low", "preempt")]
+
+
+def test_a_gang_none_of_whose_pods_exist_yet_has_no_pending_reason():
+    # Lifecycle has not made its pods yet (its phase, Creating, says so): nothing to place
+    # and nothing to say. Under a burst, when lifecycle runs behind the scheduler, a reason
+    # here would be set and withdrawn moments later for most workloads.
+    result = decide(_snapshot(high_pods_existing=0))
+    assert list(result.evictions) == []
+    assert [p for p in result.pending if p.workload_id == "high"] == []
+    assert not [p for p in result.placements if p.workload_id == "high"]

@@ -133,7 +133,10 @@ LIFECYCLE_ACTIONS = ConsumerSpec(
 LIFECYCLE_DECISIONS = ConsumerSpec(
     "lifecycle", "lifecycle-decisions", DECISIONS.name, (subjects.BIND_ALL,),
     "Binds pods to the nodes the scheduler chose.",
-    parallel=8,
+    # Many at once: the room each decision names is held from the decision until its pods
+    # finish, so bindings are not queued behind each other (their Kubernetes calls go
+    # before pod creations too: fairway_kube.urgent_calls).
+    parallel=32,
 )
 LIFECYCLE_PREEMPTIONS = ConsumerSpec(
     "lifecycle", "lifecycle-preemptions", DECISIONS.name, (subjects.PREEMPT_ALL,),

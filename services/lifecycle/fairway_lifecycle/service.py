@@ -21,6 +21,7 @@ from fairway_contracts.events import (
     WorkloadAction,
     WorkloadSubmitted,
 )
+from fairway_kube import urgent_calls
 from fairway_kube.lease import LeaseTimings
 from fairway_lifecycle import repository as repo
 from fairway_lifecycle.controller import Controller
@@ -259,9 +260,10 @@ class LifecycleService:
 
     async def preempt(self, decision: PreemptDecision) -> None:
         """Idempotent: a preemption already recorded only re-evicts what is still there."""
-        if await self.thirdparty.preempt(decision, self.settings.eviction_grace_seconds):
-            return  # a third-party workload: its pods evicted, its owner makes them again
-        await self.controller.preempt(decision)
+        with urgent_calls():  # the room it frees is the preemptor's
+            if await self.thirdparty.preempt(decision, self.settings.eviction_grace_seconds):
+                return  # a third-party workload: its pods evicted, its owner makes them again
+            await self.controller.preempt(decision)
 
     async def pending(self, event: SchedulingPending) -> None:
         """A third-party workload's waiting pods are told why they wait (its owner made
@@ -319,7 +321,13 @@ class LifecycleService:
 
     async def bind(self, decision: BindDecision) -> None:
         """Bind the decision's pods. Idempotent in Kubernetes itself: a second bind answers
-        409."""
+        409. Its calls go before pod creations waiting for a worker: the scheduler holds the
+        room until the pods run and finish, so a binding kept waiting keeps that room from
+        every workload behind it."""
+        with urgent_calls():
+            await self._bind(decision)
+
+    async def _bind(self, decision: BindDecision) -> None:
         # The namespace is the row's: from memory while the workload is driven (binds come
         # for pods it has just created), else from the database.
         tracked = self.controller.tracked.get(decision.workload_id)
