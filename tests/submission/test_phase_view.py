@@ -11,6 +11,7 @@ import pytest
 import fairway_submission
 from fairway_contracts import Phase, WorkloadType
 from fairway_contracts.events import PhaseChanged, PodGroupChanged, PodSummary, SchedulingPending
+from fairway_contracts.workloads import TIME_LIMIT_REASON
 from fairway_store import migrate
 from fairway_submission import repository as repo
 from fairway_submission.workloads.view import to_workload, workload_json
@@ -142,6 +143,34 @@ async def test_a_batch_of_transitions_gives_the_view_one_by_one_gives(conn):
     assert many["phase"] == "Completed" and many["total_running_seconds"] == pytest.approx(22)
     assert ([h["sequence"] for h in await repo.phase_history(conn, uuid.UUID(batched))]
             == [1, 2, 3, 4, 5])
+
+
+async def test_a_batch_with_a_rules_stop_sets_the_desired_phase_as_one_by_one_does(conn):
+    """A time or idle limit's stop (lifecycle stops the workload; the view keeps it stopped)
+    is applied at once for the whole fetch, as each transition alone would: a stop followed
+    by a repeat of it; a stop arriving after a newer transition (the workload was resumed
+    since: it stays Running); a workload with no stop at all."""
+    def stop(wid: str, sequence: int, seconds: float) -> PhaseChanged:
+        return transition(wid, sequence, Phase.RUNNING, Phase.STOPPING, seconds).model_copy(
+            update={"reason": TIME_LIMIT_REASON})
+
+    def sequences(wids: list[str]) -> list[PhaseChanged]:
+        stopped, late, running = wids
+        return [transition(stopped, 1, None, Phase.RUNNING, 0), stop(stopped, 2, 5),
+                stop(stopped, 2, 5),
+                transition(late, 1, None, Phase.RUNNING, 0),
+                transition(late, 3, Phase.PENDING, Phase.RUNNING, 9), stop(late, 2, 5),
+                transition(running, 1, None, Phase.RUNNING, 0)]
+
+    alone = [await new_workload(conn) for _ in range(3)]
+    batched = [await new_workload(conn) for _ in range(3)]
+    for event in sequences(alone):
+        await repo.apply_phase(conn, event)
+    async with conn.transaction():
+        await repo.apply_phases(conn, sequences(batched))
+    desired = [(await repo.get_workload(conn, wid))["desired_phase"] for wid in batched]
+    assert desired == [(await repo.get_workload(conn, wid))["desired_phase"] for wid in alone]
+    assert desired == ["Stopped", "Running", "Running"]
 
 
 async def test_a_batch_of_pod_group_events_keeps_the_newest_list(conn):
