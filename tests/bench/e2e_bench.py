@@ -44,6 +44,7 @@ import httpx
 import nats
 
 from fairway_bus.settings import nats_servers
+from fairway_contracts import streams
 from fairway_devstack.stack import parse_replicas
 from tests.bench import _statements
 from tests.bench._accounting import Cost, cost, snapshot
@@ -55,6 +56,7 @@ SERVICES = ("submission", "policy", "scheduler", "lifecycle", "metrics")
 
 SIMULATED_SECONDS = 3  # kubesim: pull 1 + start 1 + run 1 (the annotation below)
 TO_RUNNING_SIMULATED = 2
+BEHIND_SHOWN = 50  # a consumer this many messages behind is named in the progress lines
 
 
 def compute_of(args: argparse.Namespace, sequence: int) -> dict[str, object]:
@@ -424,9 +426,23 @@ class Bench:
             if done != last and time.monotonic() - last_print >= 2:
                 running = sum(1 for w in submitted if w in self.phases.running)
                 print(f"  {time.monotonic() - started:5.0f} s  {done}/{len(submitted)} finished,"
-                      f" {running} reached Running", flush=True)
+                      f" {running} reached Running{await self.behind()}", flush=True)
                 last, last_print = done, time.monotonic()
             await asyncio.sleep(0.2)
+
+    async def behind(self) -> str:
+        """The consumers furthest behind (messages not yet delivered or not yet acknowledged),
+        where work queues up: under a burst, the stage that keeps the rest waiting."""
+        backlog: dict[str, int] = {}
+        try:
+            for stream in streams.STREAMS:
+                for info in await self.nc.jsm().consumers_info(stream.name):
+                    backlog[info.name] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        except Exception as exc:  # a progress line only: never the run's failure
+            return f"; consumers not read ({exc!r})"
+        top = [(n, name) for name, n in backlog.items() if n >= BEHIND_SHOWN]
+        return ("; behind: " + ", ".join(f"{name} {n}" for n, name in sorted(top, reverse=True)[:3])
+                if top else "")
 
     async def snapshot(self):
         if not self.stack.pids:
