@@ -6,7 +6,7 @@ cycle, and what it has allocated (all of it, and the non-preemptible part) and r
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from fairway_scheduler.core.fairshare import fair_shares, water_fill
@@ -41,8 +41,8 @@ class Queue:
     """One queue in one pool; `parent` is the department's queue in the same pool, if any."""
 
     __slots__ = ("adjusted", "age", "allocated", "allocated_np", "deserved", "fair", "kind",
-                 "limit", "name", "parent", "plain_fair", "pool", "quotas", "requested",
-                 "usage", "weight")
+                 "limit", "managed", "name", "parent", "plain_fair", "pool", "quotas",
+                 "requested", "usage", "weight")
 
     def __init__(self, name: str, kind: str, pool: str, quotas: tuple[Quota, Quota, Quota],
                  parent: "Queue | None", age: int = 0):
@@ -52,6 +52,10 @@ class Queue:
         self.limit = [UNLIMITED if q.limit < 0 else units(r, q.limit)
                       for r, q in enumerate(quotas)]
         self.weight = [max(q.over_quota_weight, 0) for q in quotas]
+        # Per resource, whether its deserved quota counts: GPUs always, CPU and memory where
+        # the queue configures them (asked on every turn of allocation's walk: worked out once,
+        # as comparing quotas costs a dataclass's equality)
+        self.managed = [True, quotas[CPU] != NO_QUOTA, quotas[MEMORY] != NO_QUOTA]
         self.fair = [0, 0, 0]
         self.allocated = [0, 0, 0]
         self.allocated_np = [0, 0, 0]
@@ -237,7 +241,7 @@ def _seconds(resource: int, value: float) -> float:
     return round(value, 3) if resource == GPU else round(value)
 
 
-def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tuple:
+def order_key(queues: list[Queue], need: Sequence[int], capacity: list[int]) -> tuple:
     """Which queue (or queues of one unit across pools, summed) goes first with `need` as its
     next job: those at or below their fair share before those above it; those that stay within
     their deserved quota with the job before those that would not; the smaller dominant share
@@ -250,15 +254,14 @@ def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tupl
         a0, a1, a2 = q.allocated
         f0, f1, f2 = q.fair
         d0, d1, d2 = q.deserved
-        cpu_managed = q.quotas[CPU] != NO_QUOTA
-        memory_managed = q.quotas[MEMORY] != NO_QUOTA
+        _, cpu_managed, memory_managed = q.managed
         age = q.age
     else:
         a0 = a1 = a2 = f0 = f1 = f2 = d0 = d1 = d2 = 0
         cpu_managed = memory_managed = False
         ages = []
         for q in queues:
-            allocated, fair, deserved, quotas = q.allocated, q.fair, q.deserved, q.quotas
+            allocated, fair, deserved, managed = q.allocated, q.fair, q.deserved, q.managed
             a0 += allocated[0]
             a1 += allocated[1]
             a2 += allocated[2]
@@ -268,8 +271,8 @@ def order_key(queues: list[Queue], need: list[int], capacity: list[int]) -> tupl
             d0 += deserved[0]
             d1 += deserved[1]
             d2 += deserved[2]
-            cpu_managed = cpu_managed or quotas[CPU] != NO_QUOTA
-            memory_managed = memory_managed or quotas[MEMORY] != NO_QUOTA
+            cpu_managed = cpu_managed or managed[CPU]
+            memory_managed = memory_managed or managed[MEMORY]
             ages.append(q.age)
         age = min(ages, default=0)
     n0, n1, n2 = need

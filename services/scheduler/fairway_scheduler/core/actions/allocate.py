@@ -44,7 +44,6 @@ from fairway_scheduler.core.framework import (
 from fairway_scheduler.core.framework import too_large as session_too_large
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import (
-    NO_QUOTA,
     ClusterSnapshot,
     CycleResult,
     Nomination,
@@ -81,7 +80,7 @@ class Allocate:
         # The first walks place only within fair shares (see the module's docstring); what
         # they refuse is tried again, and its pending reason written, by the lending walks.
         self.within_share = False
-        self._needs: dict[tuple[str, bool, int], list[int]] = {}  # see `_need`
+        self._needs: dict[tuple[str, bool, int], tuple[int, ...]] = {}  # see `_need`
         self.probing = False  # see `_may_place`
         self._refused_alike: set[tuple] = set()  # see `attempt`
         self._host_shorts: dict[tuple, tuple | None] = {}  # see `_no_room_any`
@@ -271,15 +270,20 @@ class Allocate:
                                    if department else queues)
 
         def turn(w: Workload) -> tuple:
+            """Its place in its project's backlog, and what it asks there (`_need`: it stands
+            while the workload waits in it; the order never compares it, the turn is unique)."""
             extra = session.held[w.id] - w.min_pods if elastic else 0
-            return (extra, -w.priority, w.submitted_at, w.id)
+            return ((extra, -w.priority, w.submitted_at, w.id), w, self._need(w, elastic))
 
-        backlog = {p: [(turn(w), w) for w in ws] for p, ws in by_project.items()}
+        backlog = {p: [turn(w) for w in ws] for p, ws in by_project.items()}
         for heap in backlog.values():
             heapq.heapify(heap)
 
+        project_keys = _Keys(project_queues, self.capacity)
+        group_keys = _Keys(group_queues, self.capacity)
+
         def project_key(project: str) -> tuple:
-            return self._key(project_queues[project], backlog[project][0][1], elastic)
+            return project_keys.of(project, backlog[project][0][2])
 
         inner = {g: [(project_key(p), p) for p in ps] for g, ps in groups.items()}
         for heap in inner.values():
@@ -287,7 +291,7 @@ class Allocate:
 
         def group_key(group: str) -> tuple:
             project = inner[group][0][1]
-            return self._key(group_queues[group], backlog[project][0][1], elastic)
+            return group_keys.of(group, backlog[project][0][2])
 
         top = [(group_key(g), g) for g in groups]
         heapq.heapify(top)
@@ -295,49 +299,48 @@ class Allocate:
         while top:
             _, group = heapq.heappop(top)
             _, project = heapq.heappop(inner[group])
-            _, workload = heapq.heappop(backlog[project])
+            _, workload, need = heapq.heappop(backlog[project])
             placed = len(placements)
             if self.attempt(workload, elastic=elastic):
                 # its next pod comes back in its turn
-                heapq.heappush(backlog[project], (turn(workload), workload))
+                heapq.heappush(backlog[project], turn(workload))
             elif len(placements) == placed and backlog[project]:
-                self._run_of_same(backlog[project], self._need(workload, elastic), turn,
-                                  elastic)
+                self._run_of_same(backlog[project], need, turn, elastic)
+            if len(placements) != placed:  # its queues' allocations moved: keys anew
+                project_keys.moved(project)
+                group_keys.moved(group)
             if backlog[project]:
                 heapq.heappush(inner[group], (project_key(project), project))
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
 
-    def _run_of_same(self, backlog: list, need: list[int], turn: Callable[[Workload], tuple],
-                     elastic: bool) -> None:
+    def _run_of_same(self, backlog: list, need: tuple[int, ...],
+                     turn: Callable[[Workload], tuple], elastic: bool) -> None:
         """A project's workload found no room and nothing changed: while its next workload asks
         the same, its queue, its department and every other one keep their keys, so that one
         comes next; tried without putting the queues back first (thousands wait in a busy
         cluster). The run ends at a workload that asks otherwise, or placed a pod."""
         placements = self.session.placements
         placed = len(placements)
-        while backlog and self._need(backlog[0][1], elastic) == need:
-            _, workload = heapq.heappop(backlog)
+        while backlog and backlog[0][2] == need:
+            _, workload, _ = heapq.heappop(backlog)
             if self.attempt(workload, elastic=elastic):
-                heapq.heappush(backlog, (turn(workload), workload))
+                heapq.heappush(backlog, turn(workload))
                 return
             if len(placements) != placed:
                 return
 
-    def _key(self, queues: list[Queue], workload: Workload, elastic: bool) -> tuple:
-        return order_key(queues, self._need(workload, elastic), self.capacity)
-
-    def _need(self, workload: Workload, elastic: bool) -> list[int]:
+    def _need(self, workload: Workload, elastic: bool) -> tuple[int, ...]:
         """What the workload's next attempt would add to its queue: its gang, or one pod.
-        Asked after every attempt of the walk for the next workload of its project (five
-        times a waiting workload at KAI's scale): kept while what it holds stands (its pool
-        and the pods its gang still needs follow from it), except where a master sized apart
-        makes it read the pods still waiting. Read only, never changed."""
+        Asked when it enters a walk's backlog (each walk asks again): kept while what it
+        holds stands (its pool and the pods its gang still needs follow from it), except
+        where a master sized apart makes it read the pods still waiting. Read only, never
+        changed."""
         held = self.session.held[workload.id]
         key = (workload.id, elastic, held)
         need = self._needs.get(key)
         if need is None:
-            need = self._needed(workload, elastic)
+            need = tuple(self._needed(workload, elastic))
             if self.session.requests[workload.id].master is None:
                 self._needs[key] = need
         return need
@@ -374,13 +377,12 @@ class Allocate:
         alike = None
         if self.within_share:
             # A refusal in the first walks writes nothing: one that asks as a workload refused
-            # in every pool while their room stood (their settled versions) is refused again,
-            # as `_in_pool` would say from what it remembers (thousands of waiting workloads
-            # ask alike, tried in runs by `_run_of_same`).
-            request = session.requests[workload.id]
-            if request.master is None and request.topology is None:
-                alike = (workload.project, id(request), workload.preemptible, max(gang, 1),
-                         held > 0, elastic, pools, tuple(self._settled(p) for p in pools))
+            # in every pool is refused again, for the rest of these walks: room only shrinks
+            # and allocations only grow while allocation runs, and what refused it (no room,
+            # a limit, deserved quota, room lent above a fair share) only stays so
+            # (thousands of waiting workloads ask alike, tried in runs by `_run_of_same`).
+            alike = self._alike(workload, gang, held, elastic, pools)
+            if alike is not None:
                 if alike in self._refused_alike:
                     return False
         found: list[reasons.Reason] = []
@@ -395,9 +397,16 @@ class Allocate:
         self._pending(workload, best)
         return False
 
-    def _settled(self, name: str) -> int | None:
-        pool = self.session.pools.get(name)
-        return pool.settled_version() if pool is not None else None
+    def _alike(self, workload: Workload, gang: int, held: int, elastic: bool,
+               pools: tuple[str, ...]) -> tuple | None:
+        """What an attempt in the first walks reads of a workload besides the cycle's state,
+        when that is all (`attempt`): workloads that ask alike fare alike. None: a master
+        sized apart or a topology placement reads more."""
+        request = self.session.requests[workload.id]
+        if request.master is not None or request.topology is not None:
+            return None
+        return (workload.project, id(request), workload.preemptible, max(gang, 1), held > 0,
+                elastic, pools)
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
                  name: str) -> reasons.Reason | None:
@@ -610,6 +619,30 @@ class Allocate:
         pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
 
 
+class _Keys:
+    """The walk's order keys (`order_key`) of queues (a project's or a department's, across
+    pools) per need. A key stands while the queues' allocations do (fair shares, deserved
+    quotas and ages are the cycle's): a project's change only when it places, its
+    department's when one of its projects does. Most turns at KAI's scale are refused and
+    change neither, and a project's workloads ask one of a few needs."""
+
+    def __init__(self, queues: dict[str, list[Queue]], capacity: list[int]):
+        self.queues = queues
+        self.capacity = capacity
+        self.known: dict[str, dict[tuple, tuple]] = {name: {} for name in queues}
+
+    def of(self, name: str, need: tuple[int, ...]) -> tuple:
+        known = self.known[name]
+        key = known.get(need)
+        if key is None:
+            key = known[need] = order_key(self.queues[name], need, self.capacity)
+        return key
+
+    def moved(self, name: str) -> None:
+        """The queues' allocations changed: their keys are worked out anew."""
+        self.known[name].clear()
+
+
 # The first walks' refusal of room lent above a fair share (never a pending reason: the lending
 # walks try the workload again).
 _LENDS: reasons.Reason = (PendingCode.OVER_FAIR_SHARE, "lent once every queue had its turn")
@@ -629,8 +662,7 @@ def quota_refusal(workload: Workload, queue: Queue, vector: list[int], pods: int
                 continue
             if q.limit[r] != UNLIMITED and q.allocated[r] + need > q.limit[r]:
                 return reasons.over_limit(q, r, need)
-            managed = r == GPU or q.quotas[r] != NO_QUOTA
-            if (not workload.preemptible and managed
+            if (not workload.preemptible and q.managed[r]
                     and q.allocated_np[r] + need > q.deserved[r]):
                 return reasons.non_preemptible(q, r, need)
     return None

@@ -9,7 +9,7 @@ primitives here (`release`, `restore`, `account`); `result()` turns it into a `C
 """
 
 import functools
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
 from fairway_scheduler.core import reasons
@@ -184,7 +184,10 @@ class Session:
         self.requests = requests_of(self.waiting)
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
-        self.held: Counter[str] = Counter()
+        # Pods each workload holds. A `defaultdict`, not a `Counter`: asked of every waiting
+        # workload (most hold nothing) many times a cycle, and a `Counter`'s answer for one it
+        # does not know is a call into Python.
+        self.held: defaultdict[str, int] = defaultdict(int)
         self.held_pool: dict[str, str] = {}
         self.placements: list[Placement] = []
         self.pending: dict[str, PendingReason] = {}  # by workload, in the order given
@@ -259,7 +262,7 @@ class Session:
     # building ---------------------------------------------------------------------------
     def _hold(self, ledger: Ledger) -> None:
         """What running pods hold, copied from the ledger onto this cycle's nodes and queues."""
-        self.held = Counter(ledger.held)
+        self.held = defaultdict(int, ledger.held)
         self.held_pool = dict(ledger.held_pool)
         for name, node in self.nodes.items():
             used = ledger.used.get(name)

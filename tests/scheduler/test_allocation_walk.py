@@ -1,0 +1,126 @@
+"""Allocation's walks in queue order, kept cheap, over random clusters with many waiting
+workloads that ask alike (`test_disruption_walk.alike`) and random ones
+(`test_scheduler_properties.snapshots`):
+
+- a queue's order key is remembered per need while its allocation stands;
+- in the first walks (within fair shares) a workload that asks as one refused there is refused
+  for the rest of them, whatever was placed since.
+
+Each decides exactly as the plain walk, written out below as it was before: every key worked
+out again after every attempt, every workload tried at its turn.
+"""
+
+import heapq
+
+from hypothesis import HealthCheck, given, settings
+
+from fairway_scheduler.core import cycle, decide
+from fairway_scheduler.core.actions import allocate as allocate_module
+from fairway_scheduler.core.actions.allocate import Allocate
+from fairway_scheduler.core.queues import order_key
+from tests.scheduler.test_disruption_walk import alike
+from tests.scheduler.test_scheduler_properties import second_cycle, snapshots
+
+
+class _Forgetting(set):
+    """Remembers no refusal: every workload is tried."""
+
+    def __contains__(self, item) -> bool:
+        return False
+
+
+class _PlainAllocate(Allocate):
+    """Allocation with the plain walk."""
+
+    def __init__(self, session):
+        super().__init__(session)
+        self._refused_alike = _Forgetting()
+
+    def _walk(self, by_project, *, elastic):
+        if not by_project:
+            return
+        session = self.session
+        pools = list(session.pools)
+        project_queues = {p: [session.queues.project(p, pool) for pool in pools]
+                          for p in by_project}
+        groups, group_queues = {}, {}
+        for project, queues in project_queues.items():
+            department = session.queues.department_of.get(project)
+            group = f"d/{department}" if department else f"p/{project}"
+            groups.setdefault(group, []).append(project)
+            group_queues[group] = ([q.parent for q in queues if q.parent is not None]
+                                   if department else queues)
+
+        def turn(w):
+            extra = session.held[w.id] - w.min_pods if elastic else 0
+            return (extra, -w.priority, w.submitted_at, w.id)
+
+        def key(queues, w):
+            return order_key(queues, list(self._needed(w, elastic)), self.capacity)
+
+        backlog = {p: [(turn(w), w) for w in ws] for p, ws in by_project.items()}
+        for heap in backlog.values():
+            heapq.heapify(heap)
+
+        def project_key(project):
+            return key(project_queues[project], backlog[project][0][1])
+
+        inner = {g: [(project_key(p), p) for p in ps] for g, ps in groups.items()}
+        for heap in inner.values():
+            heapq.heapify(heap)
+
+        def group_key(group):
+            return key(group_queues[group], backlog[inner[group][0][1]][0][1])
+
+        top = [(group_key(g), g) for g in groups]
+        heapq.heapify(top)
+        placements = session.placements
+        while top:
+            _, group = heapq.heappop(top)
+            _, project = heapq.heappop(inner[group])
+            _, workload = heapq.heappop(backlog[project])
+            placed = len(placements)
+            if self.attempt(workload, elastic=elastic):
+                heapq.heappush(backlog[project], (turn(workload), workload))
+            elif len(placements) == placed and backlog[project]:
+                need = self._needed(workload, elastic)
+                while backlog[project] and self._needed(backlog[project][0][1],
+                                                        elastic) == need:
+                    _, w = heapq.heappop(backlog[project])
+                    if self.attempt(w, elastic=elastic):
+                        heapq.heappush(backlog[project], (turn(w), w))
+                        break
+                    if len(placements) != placed:
+                        break
+            if backlog[project]:
+                heapq.heappush(inner[group], (project_key(project), project))
+            if inner[group]:
+                heapq.heappush(top, (group_key(group), group))
+
+
+def _plain(snapshot):
+    original = cycle.Allocate
+    cycle.Allocate = _PlainAllocate
+    try:
+        return decide(snapshot)
+    finally:
+        cycle.Allocate = original
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alike())
+def test_the_walks_decide_as_the_plain_walk(snapshot):
+    assert decide(snapshot) == _plain(snapshot)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots())
+def test_the_walks_decide_as_the_plain_walk_on_any_cluster(snapshot):
+    assert decide(snapshot) == _plain(snapshot)
+    later = second_cycle(snapshot)
+    assert decide(later) == _plain(later)
+
+
+def test_the_plain_walk_is_the_one_replaced():
+    """The plain walk overrides the walk the cycle runs (a rename would leave it untested)."""
+    assert "_walk" in vars(Allocate) and allocate_module.Allocate is Allocate
