@@ -136,9 +136,14 @@ class Reasons:
         if event.get("message"):
             self.said[code] = event["message"]
 
-    def since(self, before: Counter[str], units: int) -> str:
+    def report(self, before: Counter[str], units: int) -> list[str]:
+        """The reasons published since `before`, per unit, and the last sentence of each."""
         spent = self.codes - before
-        return "   ".join(f"{code} {n / units:.2f}" for code, n in spent.most_common()) or "none"
+        per_unit = "   ".join(f"{code} {n / max(1, units):.2f}"
+                               for code, n in spent.most_common()) or "none"
+        return [f"pending reasons per workload  {per_unit}",
+                *(f"  the last {code}: {self.said[code]}" for code in spent
+                  if code in self.said)]
 
 
 class Bench:
@@ -261,11 +266,8 @@ class Bench:
             self.results["cpu_shares"] = spent
             for line in spent.report("workload"):
                 print(line)
-        print(f"pending reasons per workload  "
-              f"{self.reasons.since(reasons_before, max(1, len(submitted)))}")
-        for code in self.reasons.codes - reasons_before:
-            if code in self.reasons.said:
-                print(f"  the last {code}: {self.reasons.said[code]}")
+        for line in self.reasons.report(reasons_before, len(submitted)):
+            print(line)
         for line in statement_lines:
             print(line)
         if "floor" in self.results:
@@ -349,11 +351,8 @@ class Bench:
         if spent is not None:  # what a workload costs when batches do not fill
             for line in spent.report("workload"):
                 print(line)
-        print(f"pending reasons per workload  "
-              f"{self.reasons.since(reasons_before, max(1, len(submitted)))}")
-        for code in self.reasons.codes - reasons_before:
-            if code in self.reasons.said:
-                print(f"  the last {code}: {self.reasons.said[code]}")
+        for line in self.reasons.report(reasons_before, len(submitted)):
+            print(line)
         for line in statement_lines:
             print(line)
         print(flush=True)
