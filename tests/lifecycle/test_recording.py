@@ -73,3 +73,23 @@ def test_placed_again_ends_the_preemption_and_pods_made_again_end_the_resumption
     assert r.writes_more
     r = plan(NAMED, [step(Phase.RESUMING, "")], preempted, replace(FOLDED, preempted=True))
     assert not r.clear_preempted and r.clear_resuming is None
+
+
+def test_a_pod_group_event_names_the_phase_event_that_lists_the_same_pods():
+    # The last step moved the phase: its phase event lists the pods the group event lists,
+    # at the same time, so a view following phase events may leave the group event be.
+    steps = [step(Phase.PENDING, "p@"), step(Phase.INITIALIZING, at=1)]
+    r = plan(NAMED, steps, CREATING, FOLDED)
+    group, last_phase = r.outgoing[-1].event, r.published[-1]
+    assert group.phase_sequence == last_phase.sequence == 3
+    assert (group.pods, group.time) == (last_phase.pods, last_phase.time)
+
+    # The last step moved the pods, not the phase (a pod bound while still Pending; a pod of
+    # an ended workload finishing): the group event is the only news of those pods.
+    steps = [step(Phase.PENDING, "p@"), step(Phase.PENDING, "p@node-1", at=1)]
+    r = plan(NAMED, steps, CREATING, FOLDED)
+    assert [o.msg_id for o in r.outgoing] == ["phase:w1:2", "podgroup:w1:1"]
+    assert r.outgoing[-1].event.phase_sequence is None
+    over = Recorded(Phase.COMPLETED, 5, "Running", False, False, 2, "p@node-1")
+    r = plan(NAMED, [step(Phase.RUNNING, "p@node-1/done")], over, FOLDED)
+    assert r.outgoing[-1].event.phase_sequence is None

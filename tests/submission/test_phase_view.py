@@ -1,5 +1,6 @@
 """Submission's workload view, fed by phase events, against a real PostgreSQL."""
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,61 @@ async def test_a_batch_of_pod_group_events_keeps_the_newest_list(conn):
                                            pod_group(wid, 2, Phase.RUNNING, "node-1", 5)])
     view = await repo.get_workload(conn, wid)
     assert view["pods"] == [] and view["pods_sequence"] == 3
+
+
+def _life(wid: str) -> tuple[list[PhaseChanged], list[PodGroupChanged]]:
+    """A workload's events as lifecycle publishes them: each pod group event that goes out
+    with a phase event listing the same pods names it; one (the pod evicted and gone while the
+    phase stays) goes out alone."""
+    def pods(node: str | None, phase: str) -> list[PodSummary]:
+        return [] if phase == "gone" else [PodSummary(name="w-0", node=node, phase=phase, gpus=1)]
+
+    life = [  # (phase sequence or None, phase, group: whether a group event goes too, pods)
+        (2, Phase.PENDING, True, pods(None, "Pending")),
+        (3, Phase.INITIALIZING, True, pods("node-1", "Pending")),
+        (4, Phase.RUNNING, False, pods("node-1", "Running")),
+        (5, Phase.PENDING, True, pods("node-1", "Running")),  # preempted, pod leaving
+        (None, None, True, pods(None, "gone")),
+    ]
+    phases: list[PhaseChanged] = []
+    groups: list[PodGroupChanged] = []
+    previous = Phase.CREATING
+    for at, (sequence, phase, group, listed) in enumerate(life, start=1):
+        if sequence is not None:
+            phases.append(transition(wid, sequence, previous, phase, at).model_copy(
+                update={"pods": listed}))
+            previous = phase
+        if group:
+            groups.append(pod_group(wid, len(groups) + 1, previous, None, at).model_copy(
+                update={"pods": listed, "phase_sequence": sequence}))
+    return phases, groups
+
+
+async def test_pod_group_events_a_phase_event_carries_are_not_written_and_the_view_ends_alike(
+        conn):
+    """Whatever order the two consumers read the two streams in (each in its own order, a
+    fetch at a time), the view ends with the pods it ends with when every pod group event is
+    written; and the events carried by phase events write nothing."""
+    phases, groups = _life("x")
+    assert [g.phase_sequence for g in groups] == [2, 3, 5, None]
+    assert repo.pod_groups_to_write(groups) == [groups[3]]
+    n, m = len(phases), len(groups)
+    for reads in itertools.combinations(range(n + m), m):  # where the group events come
+        ends = []
+        for carried in (True, False):
+            wid = await new_workload(conn)
+            ps, gs = _life(wid)
+            if not carried:
+                gs = [g.model_copy(update={"phase_sequence": None}) for g in gs]
+            ps.reverse(), gs.reverse()
+            for i in range(n + m):
+                if i in reads:
+                    await repo.apply_pod_groups(conn, [gs.pop()])
+                else:
+                    await repo.apply_phases(conn, [ps.pop()])
+            view = await repo.get_workload(conn, wid)
+            ends.append((view["phase"], view["pods"]))
+        assert ends[0] == ends[1] == (Phase.PENDING.value, []), reads
 
 
 async def test_a_batch_that_fails_changes_nothing(conn):

@@ -67,10 +67,13 @@ class PhaseChanged(Contract):
 class PodGroupChanged(Contract):
     """A workload's pod group as lifecycle sees it in Kubernetes.
 
-    Published with every phase change and whenever a pod appears, is bound, finishes or goes
-    away, even while the phase stays the same (a retry's new pod, an elastic replica). The
-    scheduler places the group's unbound pods and releases what finished or vanished pods held.
-    `sequence` grows by one per event of the workload; an older one is stale.
+    Published whenever a pod appears, is bound, finishes or goes away, whether or not the
+    phase changes with it (a retry's new pod, an elastic replica), and when the workload ends.
+    The scheduler places the group's unbound pods and releases what finished or vanished pods
+    held. `sequence` grows by one per event of the workload; an older one is stale.
+    `phase_sequence`: set when the phase event of that sequence, published with this one, lists
+    the same pods at the same time, so a view that follows the phase events learns nothing new
+    from this one.
     """
 
     event_id: str
@@ -84,6 +87,7 @@ class PodGroupChanged(Contract):
     attempt: int = Field(default=1, ge=1)
     pods: list[PodSummary] = Field(default_factory=list)
     time: datetime
+    phase_sequence: int | None = Field(default=None, ge=1)
 
 
 class PodPlacement(Contract):

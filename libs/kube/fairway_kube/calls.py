@@ -3,13 +3,13 @@ event loop never waits on the API server. One wrapper for every caller."""
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from kubernetes import client
 
 _URGENT: ContextVar[bool] = ContextVar("fairway_kube_urgent", default=False)
@@ -98,7 +98,7 @@ def parse_body(data: Any) -> Any:
         if not data:
             return None
         try:
-            return json.loads(data)
+            return orjson.loads(data)
         except ValueError:
             return data
     return data

@@ -1,14 +1,19 @@
 """asyncpg pools bound to one service's schema."""
 
-import json
-
 import asyncpg
+import orjson
+
+
+def _json_text(value: object) -> str:
+    # orjson: a tenth of the stdlib's CPU for the pods and specs every view update writes.
+    # Keys that are not strings become strings, as with json.dumps.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            type_name, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog"
         )
 
 

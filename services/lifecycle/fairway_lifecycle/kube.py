@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from kubernetes import client
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -30,7 +31,7 @@ def _text(body: Any) -> str:
 
 
 def _decoded(body: Any) -> dict[str, Any]:
-    return body if isinstance(body, dict) else json.loads(body)
+    return body if isinstance(body, dict) else orjson.loads(body)
 
 
 def _holds(there: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -99,7 +100,7 @@ class Kube:
                                              "Accept": "application/json"},
                 auth_settings=["BearerToken"])
             response = self.api.rest_client.pool_manager.request(
-                method, url, body=None if body is None else json.dumps(body).encode(),
+                method, url, body=None if body is None else orjson.dumps(body),
                 headers=headers)
             return response.status, response.data
 

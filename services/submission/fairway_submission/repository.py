@@ -559,9 +559,19 @@ async def apply_pod_group(conn: asyncpg.Connection, event: PodGroupChanged) -> b
     return status.endswith(" 1")
 
 
+def pod_groups_to_write(events: list[PodGroupChanged]) -> list[PodGroupChanged]:
+    """The events the view needs written. One whose phase event lists the same pods at the
+    same time (`phase_sequence`; most are: a pod appears, is bound or ends as the phase moves)
+    is that phase event's to write, whichever of the two is read first: the phase event's
+    pods stand unless newer ones came, as this one's would."""
+    return [e for e in events if e.phase_sequence is None]
+
+
 async def apply_pod_groups(conn: asyncpg.Connection, events: list[PodGroupChanged]) -> None:
     """`apply_pod_group` for many events, in the order given, in one round trip and one
-    statement (`apply_pod_group_batch`, migration 009)."""
+    statement (`apply_pod_group_batch`, migration 009), but those a phase event carries
+    (`pod_groups_to_write`)."""
+    events = pod_groups_to_write(events)
     if events:
         # Each list as JSON text: a list of lists would go as a two-dimensional array.
         ids, pods, sequences, times = zip(*(_pod_group_args(e) for e in events), strict=True)

@@ -101,6 +101,8 @@ def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo,
     reason = message = None
     outgoing: list[Outgoing] = []
     published: list[PhaseChanged] = []
+    last = steps[-1]
+    last_step_phase: int | None = None  # the phase event of the last step, if it has one
     for step in steps:
         result = step.result
         if result is None or result.phase == phase or finished(phase, recorded.desired):
@@ -117,7 +119,8 @@ def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo,
                                  f"phase:{w.workload_id}:{sequence}"))
         published.append(event)
         phase, reason, message = result.phase, result.reason, result.message
-    last = steps[-1]
+        if step is last:
+            last_step_phase = sequence
     group_sequence = recorded.podgroup_sequence
     # The scheduler hears of the pod group when a pod appears, is bound, finishes or goes
     # away, and when the workload ends; a phase change alone is not its business.
@@ -129,6 +132,7 @@ def plan(w: Named, steps: list[Step], recorded: Recorded, folded: WorkloadInfo,
             workload_id=w.workload_id, name=w.name, project=w.project,
             workload_type=w.workload_type, sequence=group_sequence, phase=phase,
             attempt=last.attempt, pods=pods(last), time=last.time,
+            phase_sequence=last_step_phase,
         )
         outgoing.append(Outgoing(subjects.podgroup(w.project, w.workload_id), group,
                                  f"podgroup:{w.workload_id}:{group_sequence}"))
