@@ -23,7 +23,9 @@ from fairway_submission.telemetry import routes as telemetry
 from fairway_submission.workloads import routes as workloads
 
 # In this order: /workloads/telemetry before /workloads/{workload_id}.
-ROUTERS = (telemetry.router, identity.router, org.router, workloads.router, nodes.router,
+# Routes are matched in order: the workloads' (every submission, every look at one) come
+# right after telemetry's, whose /workloads/telemetry their /workloads/{workload_id} would take.
+ROUTERS = (telemetry.router, workloads.router, identity.router, org.router, nodes.router,
            policies.router, health.router, console.router)
 
 
