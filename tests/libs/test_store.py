@@ -1,6 +1,7 @@
 """The store against a real PostgreSQL (and JetStream for the relay)."""
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
@@ -60,6 +61,22 @@ async def test_a_badly_named_migration_is_refused(database_url, tmp_path):
     (tmp_path / "first.sql").write_text("SELECT 1;")
     with pytest.raises(ValueError, match=r"first\.sql"):
         await migrate_dsn(database_url, "badmig", tmp_path)
+
+
+async def test_json_values_go_and_come_back_as_the_standard_library_would_write_them(
+        database_url):
+    """The pool's json/jsonb codec (orjson, for speed) writes what json.dumps writes: keys
+    that are not strings become strings, tuples lists, unicode as it is."""
+    pool = await create_pool(database_url, "public", max_size=1)
+    value = {"pods": [{"name": "w-0", "gpus": 0.5, "node": None}], 7: ("a", "é"), "ok": True}
+    try:
+        async with pool.acquire() as c:
+            for type_name in ("json", "jsonb"):
+                back = await c.fetchval(f"SELECT $1::{type_name}", value)
+                assert back == json.loads(json.dumps(value))
+            assert await c.fetchval("SELECT $1::jsonb ->> '7'", value) == '["a", "é"]'
+    finally:
+        await pool.close()
 
 
 async def test_outbox_rows_commit_with_the_state_and_the_relay_publishes_them_once(

@@ -273,11 +273,8 @@ class Service:
         self.http_port = sock.getsockname()[1]
         # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer as the
         # client's address; the API decides whom to believe (its trusted proxies setting)
-        # http: the C parser named, not left to "auto", so a missing wheel is an error at
-        # install rather than a quietly slower API
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5, proxy_headers=False,
-                                http="httptools")
+                                timeout_graceful_shutdown=5, proxy_headers=False)
         self._http = uvicorn.Server(config)
         self.background(self._http.serve(sockets=[sock]), "http")
 
