@@ -34,6 +34,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from fairway_bus.fetching import take_ready_messages
 from fairway_bus.limits import bound_publishes
 from fairway_bus.publish import publish_model
 from fairway_bus.settings import nats_servers
@@ -157,6 +158,9 @@ class DurableConsumer:
 
     async def start(self, js) -> None:
         self._subscription = await js.pull_subscribe_bind(self.spec.durable, self.spec.stream)
+        if not take_ready_messages(self._subscription):
+            log.warning("nats-py's pull subscription has changed shape: fetches take each"
+                        " message through a task of its own")
         self._running = True
         self._task = asyncio.create_task(self._loop(), name=f"consume-{self.spec.durable}")
 

@@ -7,16 +7,17 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def api_client(kubeconfig: str | None = None, connections: int = 32) -> client.ApiClient:
     """The given kubeconfig (a service's KUBECONFIG setting), else the in-cluster service
-    account."""
+    account; `connections`: how many the pool keeps open to the API server (as many as calls
+    may be in flight at once, or the surplus are opened and closed again per call)."""
     configuration = client.Configuration()
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
     # Many concurrent calls from threads: a pool per worker thread would be wasteful.
-    configuration.connection_pool_maxsize = 32
+    configuration.connection_pool_maxsize = connections
     return client.ApiClient(configuration)
 
 

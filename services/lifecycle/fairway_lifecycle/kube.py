@@ -67,8 +67,9 @@ class KubeError(Exception):
 
 
 class Kube:
-    def __init__(self, kubeconfig: str | None, workers: int = 8):
-        self.api = api_client(kubeconfig)
+    def __init__(self, kubeconfig: str | None, workers: int = 32):
+        # the workers' calls, and the watches' and other long calls beside them
+        self.api = api_client(kubeconfig, connections=workers + 8)
         self.core = client.CoreV1Api(self.api)
         self._calls = ThreadedCalls(workers, "kube")
         self._namespaces: set[str] = set()

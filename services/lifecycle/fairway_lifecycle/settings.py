@@ -23,8 +23,10 @@ class LifecycleSettings(ServiceSettings):
         description="how often the pod and node watches list everything again (a missed "
                     "event is repaired at the latest then)")
     kube_workers: int = Field(
-        default=8, alias="FAIRWAY_LIFECYCLE_KUBE_WORKERS",
-        description="threads making Kubernetes API calls concurrently")
+        default=32, ge=1, le=256, alias="FAIRWAY_LIFECYCLE_KUBE_WORKERS",
+        description="threads making Kubernetes API calls concurrently (each call waits on "
+                    "the API server most of its time: 32 created pods 2-4 times as fast as "
+                    "8 and cost less CPU per workload, as the work waiting on them shrank)")
     eviction_grace_seconds: int = Field(
         default=10,
         validation_alias=AliasChoices("FAIRWAY_LIFECYCLE_EVICTION_GRACE_SECONDS",
