@@ -22,6 +22,8 @@ The end compares each figure with issue 22's target.
                                                       # and (3): flame graphs, top functions
     make bench BENCH_ARGS="--gpu 1 --nodes 200"       # whole GPUs on 1,600 of them
     make bench BENCH_ARGS="--gpu 1 --fraction-mix --nodes 200"   # half of them fractions
+    make bench BENCH_ARGS="--against main --skip-floor --rate 0"  # this tree and main at
+                                                      # once: a change's CPU within 1-2 %
 Starts its own stack in a temporary directory unless FAIRWAY_API_URL points at a running one
 (then FAIRWAY_TOKEN and NATS_URL must be set too, and only (2) and (3) run, without CPU figures).
 """
@@ -516,7 +518,15 @@ def main() -> None:
                              "runs and print them by server time per workload")
     parser.add_argument("--profile-dir", type=Path,
                         default=Path(".fairway/bench") / time.strftime("profile-%Y%m%d-%H%M%S"))
+    parser.add_argument("--against", metavar="REV",
+                        help="run this tree and git revision REV at the same time, each on "
+                             "its own stack, and print their figures side by side")
     args = parser.parse_args()
+    if args.against:
+        from tests.bench._against import run_side_by_side
+
+        sys.exit(run_side_by_side(args.against, sys.argv[1:], Path(".fairway/bench")
+                                  / time.strftime("against-%Y%m%d-%H%M%S")))
     with ExitStack() as resources:
         api_url = os.environ.get("FAIRWAY_API_URL")
         if api_url:

@@ -121,3 +121,14 @@ async def test_the_load_generators_client_keeps_alive_and_reconnects_when_closed
     assert [(status, json.loads(body)["echo"]) for status, body in answers] == [
         (202, 1), (202, 2), (202, 3), (202, 4)]
     assert len(accepted) == 2  # kept alive for 1 and 2, a new connection after the close
+
+
+def test_against_runs_the_same_arguments_and_puts_the_revisions_packages_first(tmp_path):
+    from tests.bench._against import _checkout, _without_against
+
+    assert _without_against(["--against", "main", "--count", "5", "--against=x", "--rate",
+                             "0"]) == ["--count", "5", "--rate", "0"]
+    path = _checkout("HEAD", tmp_path).split(":")
+    assert str(tmp_path / "libs" / "bus") in path
+    assert str(tmp_path / "services" / "lifecycle") in path
+    assert (tmp_path / "services" / "lifecycle" / "fairway_lifecycle" / "controller.py").exists()
