@@ -14,13 +14,18 @@ on their node when they are held, so hold them after the pods whose devices are 
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fairway_scheduler.core.model import Allocation, ClusterSnapshot, Node
 from fairway_scheduler.core.nodes import FULL, natural
 
-if TYPE_CHECKING:
-    from fairway_scheduler.core.framework.holds import HoldIndex
+
+class Watcher(Protocol):
+    """Told of every pod held and released (the solver's kept index, `framework.holds`)."""
+
+    def held(self, workload_id: str, pod: str) -> None: ...
+
+    def released(self, workload_id: str, pod: str) -> None: ...
 
 MILLI = 1000
 
@@ -42,7 +47,7 @@ class Ledger:
         self._queue_pods: Counter[tuple[str, str]] = Counter()
         # The disruptive actions' index of running pods, made by the first cycle that needs
         # it and told of every pod held and released since (`framework.holds`).
-        self.index: HoldIndex | None = None
+        self.index: Watcher | None = None
         for node in nodes:
             self.put_node(node)
 

@@ -160,8 +160,9 @@ class Solver:
         session = self.session
         ledger = session.ledger
         index = ledger.index
-        if index is None:
-            index = ledger.index = HoldIndex(ledger)
+        if not isinstance(index, HoldIndex):
+            index = HoldIndex(ledger)
+            ledger.index = index
         usable = {name: (node.idx, node.pool) for name, node in session.nodes.items()
                   if node.ready and node.pool in session.pools}
         index.sync(session.snapshot, usable)

@@ -15,20 +15,17 @@ in the ledger's order of their first pod (`first`), and the same sums.
 """
 
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from fairway_scheduler.core.framework.session import Hold
+from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import ClusterSnapshot, Workload
 from fairway_scheduler.core.nodes import natural
-
-if TYPE_CHECKING:
-    from fairway_scheduler.core.ledger import Ledger
 
 _ID = attrgetter("id")
 
 
 class HoldIndex:
-    def __init__(self, ledger: "Ledger"):
+    def __init__(self, ledger: Ledger):
         self.ledger = ledger
         # (workload, pod) -> its place in the ledger's order (the order of `Ledger.entries`:
         # a pod held again goes last, as in the ledger's dict)
@@ -51,11 +48,12 @@ class HoldIndex:
         else:
             pods[pod] = None
 
-    def held(self, wid: str, pod: str) -> None:
-        self._held(wid, pod)
-        self.touched.add(wid)
+    def held(self, workload_id: str, pod: str) -> None:
+        self._held(workload_id, pod)
+        self.touched.add(workload_id)
 
-    def released(self, wid: str, pod: str) -> None:
+    def released(self, workload_id: str, pod: str) -> None:
+        wid = workload_id
         self.seq.pop((wid, pod), None)
         pods = self.pods_of.get(wid)
         if pods is not None:
