@@ -149,7 +149,16 @@ def test_the_kept_index_answers_as_one_built_afresh(steps):
                                        tuple(workloads[w] for w in WIDS if w in present),
                                        pools=(NodePool("a"), NodePool("b")))
             session = Session(snapshot, ledger)
-            check(Solver(session), reference(session))
+            fresh = Solver(session)
+            want = reference(session)
+            check(fresh, want)
+            priorities: dict[tuple[str, str], dict[int, int]] = {}
+            for _, hold_list in want["holds"]:
+                w = hold_list[0].workload
+                if w.preemptible:
+                    counts = priorities.setdefault((w.project, hold_list[0].pool), {})
+                    counts[w.priority] = counts.get(w.priority, 0) + 1
+            assert fresh.index.priorities == priorities
             # the same cycle again, with evictions, some before `on_node` is first asked
             session = Session(snapshot, ledger)
             solver = Solver(session)

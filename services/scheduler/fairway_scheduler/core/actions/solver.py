@@ -614,12 +614,13 @@ class Solver:
             # found before any victim unit was built; running work only leaves during a
             # cycle, so it is at most what it is now: a lower one only costs the list below
             lowest = self._lowest_seen[key]
-        else:  # what `_units` would find, without building them
-            holds = self.holds
-            lowest = self._lowest_seen[key] = min(
-                (holds[wid][0].workload.priority for wid in self.by_queue.get(key, ())
-                 if wid in holds and holds[wid][0].workload.preemptible
-                 and not self.protected(holds[wid][0].workload, pool)), default=None)
+        else:
+            # at most what `_units` would find, without building them: the lowest priority
+            # of the queue's preemptible workloads as the cycle began (the kept index's;
+            # those protected, placed or gone since could only make it higher), which is
+            # enough to answer at once for the many asking no lower
+            priorities = self.index.priorities.get(key)
+            lowest = self._lowest_seen[key] = min(priorities) if priorities else None
         if lowest is None or lowest >= priority:
             return []
         return [u for u in self.live_units(project, pool) if u.workload.priority < priority]

@@ -82,6 +82,8 @@ class HoldIndex:
         self.queue_wids: dict[tuple[str, str], dict[str, None]] = {}
         self.gpu_nodes: dict[tuple[str, str], dict[int, int]] = {}
         self.node_held: dict[int, dict[str, int]] = {}
+        # per (project, pool): its preemptible workloads by priority (how many)
+        self.priorities: dict[tuple[str, str], dict[int, int]] = {}
 
     def sync(self, snapshot: ClusterSnapshot, usable: dict[str, tuple[int, str]]
              ) -> dict[str, Workload]:
@@ -171,44 +173,39 @@ class HoldIndex:
         self._add(wid, hold_list, +1)
 
     def _add(self, wid: str, holds: list[Hold], sign: int) -> None:
+        """The workload's holds added to the sums (`sign` +1), or taken out (-1)."""
         workload = holds[0].workload
         key = (workload.project, holds[0].pool)
-        nodes = {h.idx for h in holds}
-        for idx in nodes:
-            wids = self.node_wids.setdefault(idx, {})
-            if sign > 0:
-                wids[wid] = None
-            else:
-                del wids[wid]
-                if not wids:
-                    del self.node_wids[idx]
-        wids = self.queue_wids.setdefault(key, {})
-        if sign > 0:
-            wids[wid] = None
-        else:
-            del wids[wid]
-            if not wids:
-                del self.queue_wids[key]
+        for idx in {h.idx for h in holds}:
+            _member(self.node_wids, idx, wid, sign)
+        _member(self.queue_wids, key, wid, sign)
         if not workload.preemptible:
             return
-        project = workload.project
-        gpu_nodes = self.gpu_nodes.setdefault(key, {})
+        _count(self.priorities, key, workload.priority, sign)
         for idx in {h.idx for h in holds if h.gpu}:
-            count = gpu_nodes.get(idx, 0) + sign
-            if count:
-                gpu_nodes[idx] = count
-            else:
-                del gpu_nodes[idx]
-        if not gpu_nodes:
-            del self.gpu_nodes[key]
+            _count(self.gpu_nodes, key, idx, sign)
         for h in holds:
-            if not h.gpu:
-                continue
-            held = self.node_held.setdefault(h.idx, {})
-            milli = held.get(project, 0) + sign * h.gpu
-            if milli:
-                held[project] = milli
-            else:
-                del held[project]
-                if not held:
-                    del self.node_held[h.idx]
+            if h.gpu:
+                _count(self.node_held, h.idx, workload.project, sign * h.gpu)
+
+
+def _member(members: dict, key: object, wid: str, sign: int) -> None:
+    inner = members.setdefault(key, {})
+    if sign > 0:
+        inner[wid] = None
+    else:
+        del inner[wid]
+        if not inner:
+            del members[key]
+
+
+def _count(sums: dict, key: object, member: object, by: int) -> None:
+    """`sums[key][member] += by`, keeping no zeros (nor empty dicts)."""
+    inner = sums.setdefault(key, {})
+    total = inner.get(member, 0) + by
+    if total:
+        inner[member] = total
+    else:
+        del inner[member]
+        if not inner:
+            del sums[key]
