@@ -93,6 +93,13 @@ def check(solver: Solver, want: dict, asked: dict[int, dict[str, int]] | None = 
         for pool in ("a", "b"):
             assert set(solver.gpu_nodes_of([project], pool)) == want["gpu_nodes"].get(
                 (project, pool), set())
+    for project in ("x", "y"):  # preempt's look: none missed for lack of looking
+        for pool in ("a", "b"):
+            for priority in range(4):
+                got = solver.live_units_below(project, pool, priority)
+                assert [(u.workload.id, [h.pod for h in u.holds]) for u in got] == [
+                    (u.workload.id, [h.pod for h in u.holds])
+                    for u in solver.live_units(project, pool) if u.workload.priority < priority]
     assert set(solver.gpu_nodes_of(["x", "y"], "a")) == (
         want["gpu_nodes"].get(("x", "a"), set()) | want["gpu_nodes"].get(("y", "a"), set()))
 

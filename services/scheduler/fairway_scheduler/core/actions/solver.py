@@ -113,6 +113,7 @@ class Solver:
         # first asked (None: not yet); `_touched_on`: by the nodes they held on.
         self._touched: dict[str, None] = {}
         self._touched_on: dict[int, list[str]] = {}
+        self._touched_keys: set[tuple[str, str]] = set()  # their (project, pool)
         self._at_first_ask: dict[str, list[Hold] | None] | None = None
         for wid in {p.workload_id for p in session.placements}:
             if wid in self.holds:
@@ -178,8 +179,11 @@ class Solver:
         if wid in self._touched:
             return
         self._touched[wid] = None
-        for idx in {h.idx for h in self.index.holds.get(wid, ())}:
-            self._touched_on.setdefault(idx, []).append(wid)
+        holds = self.index.holds.get(wid)
+        if holds:
+            self._touched_keys.add((holds[0].workload.project, holds[0].pool))
+            for idx in {h.idx for h in holds}:
+                self._touched_on.setdefault(idx, []).append(wid)
 
     def preemptors(self) -> list[Workload]:
         """Workloads with pods waiting that a disruption could place: gangs still waiting
@@ -555,10 +559,14 @@ class Solver:
         return any(h.idx in domain.idxs for h in holds)
 
     # victims ----------------------------------------------------------------------------
+    def _runtime(self, pool: str) -> int:
+        """The pool's minimum guaranteed runtime in seconds (0: none)."""
+        config = self.pool_config.get(pool)
+        return config.min_guaranteed_runtime if config else 0
+
     def protected(self, workload: Workload, pool: str) -> bool:
         """Still inside the pool's minimum guaranteed runtime."""
-        config = self.pool_config.get(pool)
-        runtime = config.min_guaranteed_runtime if config else 0
+        runtime = self._runtime(pool)
         if not runtime or workload.started_at is None or self.session.now is None:
             return False
         return (self.session.now - workload.started_at).total_seconds() < runtime
@@ -614,13 +622,18 @@ class Solver:
             # found before any victim unit was built; running work only leaves during a
             # cycle, so it is at most what it is now: a lower one only costs the list below
             lowest = self._lowest_seen[key]
-        else:
-            # at most what `_units` would find, without building them: the lowest priority
-            # of the queue's preemptible workloads as the cycle began (the kept index's;
-            # those protected, placed or gone since could only make it higher), which is
-            # enough to answer at once for the many asking no lower
+        elif key not in self._touched_keys and not self._runtime(pool):
+            # what `_units` would find, without building them: the kept index's lowest
+            # priority among the queue's preemptible workloads, while none of them changed
+            # this cycle and none is protected
             priorities = self.index.priorities.get(key)
             lowest = self._lowest_seen[key] = min(priorities) if priorities else None
+        else:  # the same, from the holds
+            holds = self.holds
+            lowest = self._lowest_seen[key] = min(
+                (holds[wid][0].workload.priority for wid in self.by_queue.get(key, ())
+                 if wid in holds and holds[wid][0].workload.preemptible
+                 and not self.protected(holds[wid][0].workload, pool)), default=None)
         if lowest is None or lowest >= priority:
             return []
         return [u for u in self.live_units(project, pool) if u.workload.priority < priority]
