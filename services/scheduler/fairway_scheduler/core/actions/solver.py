@@ -722,6 +722,7 @@ class Solver:
         `on_node` was first asked: every node whose `held_on` names one of them (those only
         lose pods as the cycle goes), so a search for their victims need not look at the
         others."""
+        self._first_ask()
         found = [self._gpu_nodes(p, pool) for p in projects]
         found = [nodes for nodes in found if nodes is not None]
         if len(found) == 1:
