@@ -5,16 +5,25 @@ pods, gone from the snapshot) and nodes made ready or not, cycle after cycle on 
 Within a cycle, evictions before and after `on_node` is first asked change what the solver
 answers as they did before."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fairway_scheduler.core import Allocation, ClusterSnapshot, Node, NodePool, Workload
+from fairway_scheduler.core import (
+    Allocation,
+    ClusterSnapshot,
+    Node,
+    NodePool,
+    Workload,
+    decide,
+)
 from fairway_scheduler.core.actions.solver import Solver, Unit
 from fairway_scheduler.core.framework import Hold, Session
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.nodes import natural
+from tests.scheduler.test_disruption_walk import alike
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NODES = [("n1", "a"), ("n2", "a"), ("n3", "b"), ("n10", "b")]
@@ -193,3 +202,48 @@ def test_the_kept_index_answers_as_one_built_afresh(steps):
             want["by_queue"] = {k: v & solver.holds.keys() for k, v in start.items()
                                 if v & solver.holds.keys()}
             check(solver, want, then)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alike(), st.lists(st.lists(st.integers(0, 40), max_size=3), min_size=2, max_size=4))
+def test_cycles_on_a_kept_ledger_decide_as_on_one_built_afresh(snapshot, finishing):
+    """Cycle after cycle on one ledger kept as the service keeps it (bound pods held, evicted
+    and finished ones released; workloads that did not change are the same objects), the
+    cycle decides as on a ledger built afresh from the snapshot."""
+    ledger = Ledger.of(snapshot)
+    workloads = {w.id: w for w in snapshot.workloads}
+    allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
+    for finish in [[], *finishing]:
+        for i in finish:  # some running workloads finish
+            running = sorted({wid for wid, _ in allocations})
+            if not running:
+                break
+            wid = running[i % len(running)]
+            for key in [k for k in allocations if k[0] == wid]:
+                del allocations[key]
+                ledger.release(*key)
+            del workloads[wid]
+        snapshot = replace(snapshot, workloads=tuple(workloads.values()),
+                           allocations=tuple(allocations[k] for k, _ in ledger.entries()))
+        kept = decide(snapshot, ledger)
+        assert kept == decide(snapshot)
+        for e in kept.evictions:
+            w = workloads[e.workload_id]
+            pods = e.pods or tuple(p for wid, p in allocations if wid == w.id)
+            for pod in pods:
+                allocations.pop((w.id, pod), None)
+                ledger.release(w.id, pod)
+            workloads[w.id] = replace(w, waiting_pods=tuple(sorted(
+                {*w.waiting_pods, *pods}, key=natural)))
+        for p in kept.placements:
+            if p.pipelined:
+                continue
+            w = workloads[p.workload_id]
+            for pod in p.pods:
+                a = Allocation(w.id, pod.pod, pod.node, pod.gpu_devices, portion=pod.portion)
+                allocations[(w.id, pod.pod)] = a
+                ledger.hold(a, w.project, w.preemptible)
+            bound = {pod.pod for pod in p.pods}
+            workloads[w.id] = replace(w, started_at=w.started_at or T0, waiting_pods=tuple(
+                x for x in w.waiting_pods if x not in bound))
+        snapshot = replace(snapshot, nominated=kept.nominated)
