@@ -205,8 +205,8 @@ class Solver:
         known = session.pods_waiting or {}  # allocation's, if it ran: the same lists
         placed: set[tuple[str, str]] | None = None
         self._with_waiting = []
-        for workload in session.snapshot.workloads:
-            if not workload.waiting_pods or workload.id in session.unschedulable:
+        for workload in session.waiting:  # the snapshot's workloads with pods waiting
+            if workload.id in session.unschedulable:
                 continue
             self._with_waiting.append(workload)
             pods = known.get(workload.id)
