@@ -14,9 +14,18 @@ on their node when they are held, so hold them after the pods whose devices are 
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from fairway_scheduler.core.model import Allocation, ClusterSnapshot, Node
 from fairway_scheduler.core.nodes import FULL, natural
+
+
+class Watcher(Protocol):
+    """Told of every pod held and released (the solver's kept index, `framework.holds`)."""
+
+    def held(self, workload_id: str, pod: str) -> None: ...
+
+    def released(self, workload_id: str, pod: str) -> None: ...
 
 MILLI = 1000
 
@@ -36,6 +45,9 @@ class Ledger:
         self.queue_use: dict[tuple[str, str], list[int]] = {}
         self._entries: dict[tuple[str, str], tuple] = {}
         self._queue_pods: Counter[tuple[str, str]] = Counter()
+        # The disruptive actions' index of running pods, made by the first cycle that needs
+        # it and told of every pod held and released since (`framework.holds`).
+        self.index: Watcher | None = None
         for node in nodes:
             self.put_node(node)
 
@@ -86,6 +98,8 @@ class Ledger:
         key = (a.workload_id, a.pod)
         if key in self._entries:
             self.release(*key)
+        if self.index is not None:
+            self.index.held(*key)
         self.held[a.workload_id] += 1
         node = self.nodes.get(a.node)
         if node is None:
@@ -122,6 +136,8 @@ class Ledger:
         entry = self._entries.pop((workload_id, pod), None)
         if entry is None:
             return
+        if self.index is not None:
+            self.index.released(workload_id, pod)
         name, devices, milli, cpu, mem, project, pool, preemptible = entry
         self.held[workload_id] -= 1
         if self.held[workload_id] <= 0:
@@ -161,6 +177,10 @@ class Ledger:
         if self._queue_pods[(project, pool)] <= 0:
             del self.queue_use[(project, pool)]
             del self._queue_pods[(project, pool)]
+
+    def entry(self, workload_id: str, pod: str) -> tuple:
+        """What a held pod's entry says (as `entries`)."""
+        return self._entries[(workload_id, pod)]
 
     def pods_held(self) -> Iterator[tuple[tuple[str, str], tuple[str | None, tuple[int, ...],
                                                                int, int, int]]]:

@@ -64,7 +64,7 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
         kept = len(solver.holds.get(unit.workload.id, ())) - len(unit.holds)
         mover = session.requests[unit.workload.id]
         mover_apart = sized_apart(mover, unit.workload, [h.pod for h in unit.holds])
-        moves = ", ".join(f"{h.pod} from {_at(h.node.name, h.devices)} to {went[h.pod]}"
+        moves = ", ".join(f"{h.pod} from {_at(h.node_name, h.devices)} to {went[h.pod]}"
                           for h in unit.holds)
         n = len(unit.holds)
         solver.record_eviction(unit, "consolidate", workload, (
@@ -75,6 +75,7 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
             f"restart{'s' if n == 1 else ''} at once ({moves})"
             + _kept(kept)))
         if unit.workload.id in solver.holds:  # moved: no victim any more in this cycle
+            solver.touch(unit.workload.id)
             solver.stays[unit.workload.id] = solver.holds.pop(unit.workload.id)
     solver.moves_left -= sum(len(u.holds) for u in moved)
     solver.waiting_for_preemption(workload, pool_name, moved)
@@ -150,12 +151,12 @@ def _movable(solver: Solver, pool: str) -> dict[int, list[Hold]]:
         movable = solver.movers[pool] = {}
         for wid, holds in solver.holds.items():
             w = holds[0].workload
-            if (holds[0].node.pool != pool or not w.preemptible or wid in solver.evicted
+            if (holds[0].pool != pool or not w.preemptible or wid in solver.evicted
                     or solver.protected(w, pool) or len(holds) < w.min_pods):
                 continue
             for hold in holds:
                 if hold.devices:
-                    movable.setdefault(hold.node.idx, []).append(hold)
+                    movable.setdefault(hold.idx, []).append(hold)
     return movable
 
 

@@ -239,7 +239,7 @@ class _Reclaim:
 
         def here(unit: Unit) -> int:
             now = solver.current(unit, [])
-            return 0 if now is None else sum(h.gpu for h in now.holds if h.node is node)
+            return 0 if now is None else sum(h.gpu for h in now.holds if h.idx == node.idx)
 
         order = sorted(victims, key=here)
         if order == victims:
@@ -302,7 +302,7 @@ class _Reclaim:
         after each victim may not give a second time what one larger victim would give)."""
         def gives(unit: Unit) -> int:
             now = self.solver.current(unit, [])
-            return 0 if now is None else sum(h.gpu for h in now.holds if h.node is node)
+            return 0 if now is None else sum(h.gpu for h in now.holds if h.idx == node.idx)
 
         ranked = []
         for position, unit in enumerate(units):
@@ -319,7 +319,7 @@ class _Reclaim:
         for unit in units:
             now = self.solver.current(unit, [])
             if now is not None and self.acceptable(self.queue(now)):
-                given += sum(h.gpu for h in now.holds if h.node is node)
+                given += sum(h.gpu for h in now.holds if h.idx == node.idx)
         return given
 
     def less_saturated(self, unit: Unit, victim: Queue) -> bool:

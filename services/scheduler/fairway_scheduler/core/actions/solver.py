@@ -39,6 +39,7 @@ from fairway_scheduler.core.framework import (
     sized_apart,
     too_large,
 )
+from fairway_scheduler.core.framework.holds import HoldIndex
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import FULL, Domain, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
@@ -100,26 +101,29 @@ class Solver:
         self.session = session
         self.settings = session.snapshot.disruption
         self.pool_config = {p.name: p for p in session.snapshot.pools}
-        self.holds: dict[str, list[Hold]] = {}  # running pods on ready nodes, per workload
-        self.freed: list[Hold] = []  # pods being evicted already: free room from the start
-        self._index_holds()
-        # Per (project, pool): the workloads running there; their victim units, built once
-        # per cycle in victim order and walked with a cursor (evicted ones are skipped).
-        self.by_queue: dict[tuple[str, str], list[str]] = {}
-        by_queue = self.by_queue
-        for wid, hold_list in self.holds.items():
-            if len(hold_list) > 1:
-                hold_list.sort(key=lambda h: natural(h.pod))
-            first = hold_list[0]
-            key = (first.workload.project, first.node.pool)
-            wids = by_queue.get(key)
-            if wids is None:
-                by_queue[key] = [wid]
-            else:
-                wids.append(wid)
+        # running pods on ready nodes, per workload (those of workloads placed more this
+        # cycle left out); pods being evicted already, free room from the start
+        self.holds: dict[str, list[Hold]]
+        self.freed: list[Hold]
+        # per (project, pool): the workloads running there (read only; some may be gone)
+        self.by_queue: dict[tuple[str, str], dict[str, None]]
+        self.index = self._index_holds()
+        # Workloads whose holds changed this cycle (left out, evicted, moved): the index's
+        # sums are theirs as the cycle began. `_at_first_ask`: theirs when `on_node` was
+        # first asked (None: not yet); `_touched_on`: by the nodes they held on.
+        self._touched: dict[str, None] = {}
+        self._touched_on: dict[int, list[str]] = {}
+        self._touched_keys: set[tuple[str, str]] = set()  # their (project, pool)
+        self._at_first_ask: dict[str, list[Hold] | None] | None = None
+        for wid in {p.workload_id for p in session.placements}:
+            if wid in self.holds:
+                self.touch(wid)
+                del self.holds[wid]
+        # their victim units, built once per cycle in victim order and walked with a cursor
+        # (evicted ones are skipped)
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
         self.units_of: dict[str, list[tuple[int, Unit]]] = {}  # per workload, with position
-        self._on_node: dict[int, list[str]] | None = None  # node -> workloads running there
+        self._on_node: dict[int, list[str]] = {}  # node -> workloads running there
         # (project, pool) -> nodes it held GPUs on
         self._gpu_nodes_of: dict[tuple[str, str], set[int]] = {}
         self._held_on: dict[int, dict[str, int]] = {}
@@ -149,32 +153,37 @@ class Solver:
         self.hopeless: dict[tuple, int] = {}
         self.moves_left = self.settings.max_pods_moved
 
-    def _index_holds(self) -> None:
+    def _index_holds(self) -> HoldIndex:
         """Every pod held on a ready node of a known pool by a workload of the snapshot, in
         the ledger's order: free room when it is being evicted, else a victim's (unless its
-        workload was placed more this cycle)."""
+        workload was placed more this cycle). From the ledger's kept index (made the first
+        time), brought up to this snapshot: a cycle costs what changed, not every pod."""
         session = self.session
-        placed = {p.workload_id for p in session.placements}
-        workloads = session.workloads
-        usable = {name: node for name, node in session.nodes.items()
+        ledger = session.ledger
+        index = ledger.index
+        if not isinstance(index, HoldIndex):
+            index = HoldIndex(ledger)
+            ledger.index = index
+        usable = {name: (node.idx, node.pool) for name, node in session.nodes.items()
                   if node.ready and node.pool in session.pools}
-        holds = self.holds
-        for (wid, pod), entry in session.ledger.entries():
-            node = usable.get(entry[0])
-            if node is None:
-                continue
-            workload = workloads.get(wid)
-            if workload is None:
-                continue
-            hold = Hold(workload, pod, node, entry[1], entry[2], entry[3], entry[4])
-            if workload.evicting_pods and pod in workload.evicting_pods:
-                self.freed.append(hold)
-            elif wid not in placed:
-                same = holds.get(wid)
-                if same is None:
-                    holds[wid] = [hold]
-                else:
-                    same.append(hold)
+        index.sync(session.snapshot, usable)
+        self.holds = dict(index.holds)
+        freed = sorted((e for entries in index.freed.values() for e in entries),
+                       key=lambda e: e[0])
+        self.freed = [hold for _, hold in freed]
+        self.by_queue = index.queue_wids
+        return index
+
+    def touch(self, wid: str) -> None:
+        """The workload's holds change (it is left out, evicted or moved)."""
+        if wid in self._touched:
+            return
+        self._touched[wid] = None
+        holds = self.index.holds.get(wid)
+        if holds:
+            self._touched_keys.add((holds[0].workload.project, holds[0].pool))
+            for idx in {h.idx for h in holds}:
+                self._touched_on.setdefault(idx, []).append(wid)
 
     def preemptors(self) -> list[Workload]:
         """Workloads with pods waiting that a disruption could place: gangs still waiting
@@ -196,8 +205,8 @@ class Solver:
         known = session.pods_waiting or {}  # allocation's, if it ran: the same lists
         placed: set[tuple[str, str]] | None = None
         self._with_waiting = []
-        for workload in session.snapshot.workloads:
-            if not workload.waiting_pods or workload.id in session.unschedulable:
+        for workload in session.waiting:  # the snapshot's workloads with pods waiting
+            if workload.id in session.unschedulable:
                 continue
             self._with_waiting.append(workload)
             pods = known.get(workload.id)
@@ -374,7 +383,7 @@ class Solver:
     def place_again(self, statement: Statement, unit: Unit,
                     avoid: frozenset[int] | set[int] = frozenset()) -> bool:
         """The unit's pods placed again in the statement's pool (a moved workload), none of
-        them on the nodes in `avoid` (ids of `NodeState`s), or none placed."""
+        them on the nodes in `avoid` (`NodeState.idx`), or none placed."""
         mover = unit.workload
         session = self.session
         again = session.requests.setdefault(mover.id, request_of(mover))
@@ -388,13 +397,13 @@ class Solver:
         if again.topology is not None:
             # a topology placement moves inside one domain, with the pods that stay
             moving = {id(h) for h in unit.holds}
-            staying = {h.node.idx for h in self.holds.get(mover.id, ()) if id(h) not in moving}
+            staying = {h.idx for h in self.holds.get(mover.id, ()) if id(h) not in moving}
             pool_topology = session.topology(pool.name)
             if not topology.any_node_will_do(pool_topology, again.topology, len(pods),
                                              bool(staying)):
                 def place_pod(pod: str) -> bool:
                     take = statement.place(pod, pod_request(again, mover, pod))
-                    return take is not None and id(take.node) not in avoid
+                    return take is not None and take.node.idx not in avoid
 
                 if not topology.place(statement, pool_topology, again.topology, staying, pods,
                                       place_pod):
@@ -404,7 +413,7 @@ class Solver:
                 return True
         for hold in unit.holds:
             take = statement.place(hold.pod, pod_request(again, mover, hold.pod))
-            if take is None or id(take.node) in avoid:
+            if take is None or take.node.idx in avoid:
                 statement.rollback(checkpoint)
                 return False
         statement.pipeline(mover, moved=True)
@@ -418,6 +427,7 @@ class Solver:
                              f"moved within pool {pool} to make room for {label(by)} "
                              f"({action}): pods {pods} restart at once on other GPUs")
         if w.id in self.holds:  # placed again: no victim any more in this cycle
+            self.touch(w.id)
             self.stays[w.id] = self.holds.pop(w.id)
 
     def _evict_until_placed(self, statement: Statement, workload: Workload, request: Request,
@@ -456,7 +466,7 @@ class Solver:
         if len(unit.holds) > self.moves_left:
             return False
         checkpoint = statement.checkpoint()
-        old = {id(h.node) for h in unit.holds}
+        old = {h.idx for h in unit.holds}
         for hold in unit.holds:
             statement.evict(hold)
         if self.place_again(statement, unit, avoid=old):
@@ -501,7 +511,7 @@ class Solver:
 
     def take_back(self, statement: Statement, unit: Unit) -> bool:
         """Undo a victim's eviction if its room is still free and no limit objects."""
-        queue = self.session.queues.project(unit.workload.project, unit.holds[0].node.pool)
+        queue = self.session.queues.project(unit.workload.project, unit.holds[0].pool)
         return statement.take_back(unit.holds, lambda: not any(
             q.limit[r] != -1 and q.allocated[r] > q.limit[r]
             for q in queue.chain() for r in range(3)))
@@ -546,13 +556,17 @@ class Solver:
     def in_domain(self, unit: Unit, domain: Domain) -> bool:
         """Whether the unit holds a pod inside the domain (what evicting it could free)."""
         holds = unit.holds if unit.surplus else self.holds.get(unit.workload.id, ())
-        return any(h.node.idx in domain.idxs for h in holds)
+        return any(h.idx in domain.idxs for h in holds)
 
     # victims ----------------------------------------------------------------------------
+    def _runtime(self, pool: str) -> int:
+        """The pool's minimum guaranteed runtime in seconds (0: none)."""
+        config = self.pool_config.get(pool)
+        return config.min_guaranteed_runtime if config else 0
+
     def protected(self, workload: Workload, pool: str) -> bool:
         """Still inside the pool's minimum guaranteed runtime."""
-        config = self.pool_config.get(pool)
-        runtime = config.min_guaranteed_runtime if config else 0
+        runtime = self._runtime(pool)
         if not runtime or workload.started_at is None or self.session.now is None:
             return False
         return (self.session.now - workload.started_at).total_seconds() < runtime
@@ -608,7 +622,13 @@ class Solver:
             # found before any victim unit was built; running work only leaves during a
             # cycle, so it is at most what it is now: a lower one only costs the list below
             lowest = self._lowest_seen[key]
-        else:  # what `_units` would find, without building them
+        elif key not in self._touched_keys and not self._runtime(pool):
+            # what `_units` would find, without building them: the kept index's lowest
+            # priority among the queue's preemptible workloads, while none of them changed
+            # this cycle and none is protected
+            priorities = self.index.priorities.get(key)
+            lowest = self._lowest_seen[key] = min(priorities) if priorities else None
+        else:  # the same, from the holds
             holds = self.holds
             lowest = self._lowest_seen[key] = min(
                 (holds[wid][0].workload.priority for wid in self.by_queue.get(key, ())
@@ -677,63 +697,70 @@ class Solver:
         out.sort()  # (deficit, idx) decide: idx is unique
         return [(deficit, node) for deficit, _, node in out]
 
+    def _first_ask(self) -> dict[str, list[Hold] | None]:
+        """The holds of the workloads changed so far, as they were when `on_node` was first
+        asked: what it answers for the rest of the cycle."""
+        if self._at_first_ask is None:
+            self._at_first_ask = {wid: self.holds.get(wid) for wid in self._touched}
+        return self._at_first_ask
+
     def on_node(self, idx: int) -> list[str]:
-        """The workloads that ran on the node when the cycle began (some may be gone)."""
-        if self._on_node is None:
-            on_node: dict[int, list[str]] = {}
-            self._on_node = on_node
-            gpu_nodes_of = self._gpu_nodes_of = {}
-            for wid, holds in self.holds.items():
-                if len(holds) == 1:  # most running workloads: one pod, as below
-                    hold = holds[0]
-                    i = hold.node.idx
-                    wids = on_node.get(i)
-                    if wids is None:
-                        on_node[i] = [wid]
-                    else:
-                        wids.append(wid)
-                    if hold.workload.preemptible and hold.milli and hold.devices:
-                        key = (hold.workload.project, hold.node.pool)
-                        nodes = gpu_nodes_of.get(key)
-                        if nodes is None:
-                            gpu_nodes_of[key] = {i}
-                        else:
-                            nodes.add(i)
-                    continue
-                for i in {h.node.idx for h in holds}:
-                    self._on_node.setdefault(i, []).append(wid)
-                if holds[0].workload.preemptible:
-                    on = {h.node.idx for h in holds if h.gpu}
-                    if on:
-                        key = (holds[0].workload.project, holds[0].node.pool)
-                        gpu_nodes_of.setdefault(key, set()).update(on)
-        return self._on_node.get(idx, [])
+        """The workloads that ran on the node when it was first asked (some may be gone), in
+        the ledger's order of their first pod."""
+        found = self._on_node.get(idx)
+        if found is None:
+            changed = self._first_ask()
+            found = [wid for wid in self.index.node_wids.get(idx, ())
+                     if wid not in changed or any(h.idx == idx for h in changed[wid] or ())]
+            if len(found) > 1:
+                found.sort(key=self.index.first.__getitem__)
+            self._on_node[idx] = found
+        return found
 
     def gpu_nodes_of(self, projects: Iterable[str], pool: str) -> Set[int]:
         """The nodes of the pool where the projects' preemptible workloads held GPUs when
         `on_node` was first asked: every node whose `held_on` names one of them (those only
         lose pods as the cycle goes), so a search for their victims need not look at the
         others."""
-        self.on_node(-1)
-        index = self._gpu_nodes_of
-        found = [index[(p, pool)] for p in projects if (p, pool) in index]
+        self._first_ask()
+        found = [self._gpu_nodes(p, pool) for p in projects]
+        found = [nodes for nodes in found if nodes is not None]
         if len(found) == 1:
             return found[0]  # read, never changed
         return set().union(*found)
 
+    def _gpu_nodes(self, project: str, pool: str) -> set[int] | None:
+        key = (project, pool)
+        nodes = self._gpu_nodes_of.get(key)
+        if nodes is None:
+            counts = dict(self.index.gpu_nodes.get(key, {}))
+            for wid, now in self._first_ask().items():  # theirs then, not as the cycle began
+                for holds, sign in ((self.index.holds.get(wid), -1), (now, +1)):
+                    if (not holds or not holds[0].workload.preemptible
+                            or (holds[0].workload.project, holds[0].pool) != key):
+                        continue
+                    for i in {h.idx for h in holds if h.gpu}:
+                        counts[i] = counts.get(i, 0) + sign
+            nodes = self._gpu_nodes_of[key] = {i for i, n in counts.items() if n > 0}
+        return nodes or None
+
     def held_on(self, idx: int) -> dict[str, int]:
-        """Per project, the milli-GPUs its preemptible workloads held on the node when the
-        cycle began: at most what evicting them could free there."""
+        """Per project, the milli-GPUs its preemptible workloads held on the node when it was
+        first asked: at most what evicting them could free there."""
         held = self._held_on.get(idx)
         if held is None:
-            held = self._held_on[idx] = {}
-            for wid in self.on_node(idx):
-                holds = self.holds.get(wid)
-                if not holds or not holds[0].workload.preemptible:
-                    continue
-                project = holds[0].workload.project
-                held[project] = held.get(project, 0) + sum(h.gpu for h in holds
-                                                           if h.node.idx == idx)
+            self._first_ask()
+            held = self._held_on[idx] = dict(self.index.node_held.get(idx, {}))
+            touched = self._touched_on.get(idx)
+            if touched:
+                on = set(self.on_node(idx))
+                for wid in touched:  # theirs now, not as the cycle began
+                    for holds, sign in ((self.index.holds.get(wid), -1),
+                                        (self.holds.get(wid) if wid in on else None, +1)):
+                        if holds and holds[0].workload.preemptible:
+                            project = holds[0].workload.project
+                            held[project] = held.get(project, 0) + sign * sum(
+                                h.gpu for h in holds if h.idx == idx)
         return held
 
     def units_on(self, node: NodeState, pool: str, settled: int) -> list[Unit]:
@@ -795,6 +822,7 @@ class Solver:
         """The unit's pods are this cycle's victims: one decision per victim and preemptor."""
         wid = unit.workload.id
         self.movers.clear()
+        self.touch(wid)
         earlier = wid in self.evicted
         taken = [h.pod for h in unit.holds]
         self.evicted.setdefault(wid, []).extend(taken)

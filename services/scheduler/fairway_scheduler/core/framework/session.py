@@ -72,11 +72,15 @@ class Request:
 
 @dataclass(slots=True)
 class Hold:
-    """One running pod and what it holds."""
+    """One running pod and what it holds. It names its node (`NodeState.idx`, with the
+    node's name and pool) rather than holding a cycle's `NodeState`, so that it outlives the
+    cycle: the solver's index of running pods is kept between cycles (`holds.HoldIndex`)."""
 
     workload: Workload
     pod: str
-    node: NodeState
+    node_name: str
+    idx: int
+    pool: str
     devices: tuple[int, ...]
     milli: int
     cpu: int
@@ -178,6 +182,8 @@ class Session:
         self.snapshot = snapshot
         ordered = sorted(snapshot.nodes, key=lambda n: natural(n.name))
         self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
+        # by `NodeState.idx` (what a `Hold` names)
+        self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
         # Building walks only the waiting workloads (running ones matter to the disruptive
         # actions alone, through `workloads`, made when first asked for).
         self.waiting = [w for w in snapshot.workloads if w.waiting_pods]
@@ -457,14 +463,14 @@ class Session:
 
     def release(self, hold: Hold) -> None:
         """The pod's room is free again (the queue no longer counts it)."""
-        pool = self.pools[hold.node.pool]
-        pool.give(Take(hold.node, hold.devices, hold.milli, hold.cpu, hold.mem))
+        pool = self.pools[hold.pool]
+        pool.give(Take(self.node_at[hold.idx], hold.devices, hold.milli, hold.cpu, hold.mem))
         self.account(hold.workload, pool.name, [hold.gpu, hold.cpu, hold.mem], -1)
         self.held[hold.workload.id] -= 1
 
     def restore(self, hold: Hold) -> bool:
         """The released pod holds its room again; False (nothing changes) when it is taken."""
-        node = hold.node
+        node = self.node_at[hold.idx]
         fraction = hold.milli < FULL
         over = any(node.used[d] + hold.milli > FULL for d in hold.devices)
         if ((over and not (fraction and node.swap_room(hold.devices, hold.milli)))

@@ -1,0 +1,211 @@
+"""The disruptive actions' index of running pods, kept between cycles with the ledger.
+
+The `Solver` reads, every cycle that may disrupt, every pod held on a ready node of a known pool
+by a workload of the snapshot, as `Hold`s per workload; and, per node, per queue and per
+project, which workloads hold what where. At KAI's scale that is 100,000 pods, nearly all of
+them as they were the cycle before. A caller that keeps its `Ledger` between cycles (the
+service, the benchmark) keeps this index in it (`Ledger.index`): the ledger tells it which
+workloads it held or released pods of, and the index makes again only those workloads' part,
+and those whose `Workload` in the snapshot is another object than the one it read (the kept
+snapshot makes a workload's part again only when something about it changed). A snapshot with
+other nodes or pools makes it all again.
+
+What a cycle reads from it is what `Solver` built afresh before: the same holds per workload,
+in the ledger's order of their first pod (`first`), and the same sums.
+"""
+
+from operator import attrgetter
+
+from fairway_scheduler.core.framework.session import Hold
+from fairway_scheduler.core.ledger import Ledger
+from fairway_scheduler.core.model import ClusterSnapshot, Workload
+from fairway_scheduler.core.nodes import natural
+
+_ID = attrgetter("id")
+
+
+class HoldIndex:
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        # (workload, pod) -> its place in the ledger's order (the order of `Ledger.entries`:
+        # a pod held again goes last, as in the ledger's dict)
+        self.seq: dict[tuple[str, str], int] = {}
+        self.next_seq = 0
+        self.pods_of: dict[str, dict[str, None]] = {}  # workload -> its pods held, any node
+        self.touched: set[str] = set()  # workloads the ledger held or released pods of since
+        for (wid, pod), _ in ledger.entries():
+            self._held(wid, pod)
+        self.usable: dict[str, tuple[int, str]] | None = None
+        self._reset()
+
+    # told by the ledger -----------------------------------------------------------------
+    def _held(self, wid: str, pod: str) -> None:
+        self.seq[(wid, pod)] = self.next_seq
+        self.next_seq += 1
+        pods = self.pods_of.get(wid)
+        if pods is None:
+            self.pods_of[wid] = {pod: None}
+        else:
+            pods[pod] = None
+
+    def held(self, workload_id: str, pod: str) -> None:
+        self._held(workload_id, pod)
+        self.touched.add(workload_id)
+
+    def released(self, workload_id: str, pod: str) -> None:
+        wid = workload_id
+        self.seq.pop((wid, pod), None)
+        pods = self.pods_of.get(wid)
+        if pods is not None:
+            pods.pop(pod, None)
+            if not pods:
+                del self.pods_of[wid]
+        self.touched.add(wid)
+
+    # the cycle's view ---------------------------------------------------------------------
+    def _reset(self) -> None:
+        # per workload of the snapshot holding pods on usable nodes: its holds (natural order
+        # of pods; those being evicted apart, in `freed`), and the `Workload` they were made
+        # with (`objects`: by `id`, to find those the snapshot replaced)
+        self.holds: dict[str, list[Hold]] = {}  # in the order of `first`
+        self.first: dict[str, int] = {}  # the `seq` of its first hold
+        self.freed: dict[str, list[tuple[int, Hold]]] = {}
+        self.workload: dict[str, Workload] = {}
+        self.objects: dict[int, str] = {}
+        self.absent: set[str] = set()  # holding, but not in the snapshot (looked at again)
+        self.unordered = False  # `holds` is no longer in the order of `first`
+        # what the holds add up to (see `Solver`): workloads per node and per (project, pool)
+        # of their first hold; per (project, pool), the nodes its preemptible workloads hold
+        # GPUs on (how many workloads each); per node, the milli-GPUs each project's
+        # preemptible workloads hold there
+        self.node_wids: dict[int, dict[str, None]] = {}
+        self.queue_wids: dict[tuple[str, str], dict[str, None]] = {}
+        self.gpu_nodes: dict[tuple[str, str], dict[int, int]] = {}
+        self.node_held: dict[int, dict[str, int]] = {}
+        # per (project, pool): its preemptible workloads by priority (how many)
+        self.priorities: dict[tuple[str, str], dict[int, int]] = {}
+
+    def sync(self, snapshot: ClusterSnapshot, usable: dict[str, tuple[int, str]]
+             ) -> dict[str, Workload]:
+        """Brought up to the snapshot (`usable`: the ready nodes of known pools, by name: their
+        `NodeState.idx` and pool). Returns the snapshot's workloads by id."""
+        workloads = snapshot.workloads
+        by_id = dict(zip(map(_ID, workloads), workloads, strict=True))
+        if usable != self.usable:
+            self._reset()
+            self.usable = usable
+            self.touched.clear()
+            for wid in self.pods_of:
+                self._refresh(wid, by_id.get(wid))
+            self._reorder()
+            return by_id
+        dirty = self.touched
+        self.touched = set()
+        if len(by_id) == len(workloads):
+            present = set(map(id, workloads))
+            dirty.update(self.objects[i] for i in self.objects.keys() - present)
+        else:  # the same id twice: the last one counts, as in `by_id`
+            dirty.update(wid for wid, w in self.workload.items() if by_id.get(wid) is not w)
+        dirty.update(wid for wid in self.absent if wid in by_id)
+        for wid in dirty:
+            self._refresh(wid, by_id.get(wid))
+        if self.unordered:
+            self._reorder()
+        return by_id
+
+    def _reorder(self) -> None:
+        first = self.first
+        self.holds = {wid: self.holds[wid] for wid in sorted(self.holds, key=first.__getitem__)}
+        self.unordered = False
+
+    def _refresh(self, wid: str, workload: Workload | None) -> None:
+        """The workload's part made again from what the ledger holds of it now."""
+        self.absent.discard(wid)
+        self.freed.pop(wid, None)
+        known = self.workload.pop(wid, None)
+        if known is not None:
+            del self.objects[id(known)]
+        old = self.holds.get(wid)
+        if old is not None:
+            self._add(wid, old, -1)
+        pods = self.pods_of.get(wid)
+        if pods and workload is None:
+            self.absent.add(wid)
+        holds: list[tuple[int, Hold]] = []
+        if pods and workload is not None:
+            self.workload[wid] = workload
+            self.objects[id(workload)] = wid
+            entry_of, usable, seqs = self.ledger.entry, self.usable, self.seq
+            evicting = workload.evicting_pods
+            freed: list[tuple[int, Hold]] = []
+            for pod in pods:
+                entry = entry_of(wid, pod)
+                at = usable.get(entry[0])
+                if at is None:
+                    continue
+                hold = Hold(workload, pod, entry[0], at[0], at[1], entry[1], entry[2],
+                            entry[3], entry[4])
+                if evicting and pod in evicting:
+                    freed.append((seqs[(wid, pod)], hold))
+                else:
+                    holds.append((seqs[(wid, pod)], hold))
+            if freed:
+                self.freed[wid] = freed
+        if not holds:
+            if old is not None:
+                del self.holds[wid]
+                del self.first[wid]
+            return
+        first = min(seq for seq, _ in holds)
+        hold_list = [h for _, h in holds]
+        if len(hold_list) > 1:
+            hold_list.sort(key=lambda h: natural(h.pod))
+        if old is not None and self.first[wid] == first:
+            self.holds[wid] = hold_list  # where it was: the same first pod
+        else:
+            if old is not None:
+                del self.holds[wid]
+            # last now: out of order unless its first pod is the ledger's latest
+            if self.holds and self.first[next(reversed(self.holds))] > first:
+                self.unordered = True
+            self.holds[wid] = hold_list
+            self.first[wid] = first
+        self._add(wid, hold_list, +1)
+
+    def _add(self, wid: str, holds: list[Hold], sign: int) -> None:
+        """The workload's holds added to the sums (`sign` +1), or taken out (-1)."""
+        workload = holds[0].workload
+        key = (workload.project, holds[0].pool)
+        for idx in {h.idx for h in holds}:
+            _member(self.node_wids, idx, wid, sign)
+        _member(self.queue_wids, key, wid, sign)
+        if not workload.preemptible:
+            return
+        _count(self.priorities, key, workload.priority, sign)
+        for idx in {h.idx for h in holds if h.gpu}:
+            _count(self.gpu_nodes, key, idx, sign)
+        for h in holds:
+            if h.gpu:
+                _count(self.node_held, h.idx, workload.project, sign * h.gpu)
+
+
+def _member(members: dict, key: object, wid: str, sign: int) -> None:
+    inner = members.setdefault(key, {})
+    if sign > 0:
+        inner[wid] = None
+    else:
+        del inner[wid]
+        if not inner:
+            del members[key]
+
+
+def _count(sums: dict, key: object, member: object, by: int) -> None:
+    """`sums[key][member] += by`, keeping no zeros (nor empty dicts)."""
+    inner = sums.setdefault(key, {})
+    total = inner.get(member, 0) + by
+    if total:
+        inner[member] = total
+    else:
+        del inner[member]
+        if not inner:
+            del sums[key]
