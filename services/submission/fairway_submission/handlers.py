@@ -50,10 +50,10 @@ def register(service: SubmissionService) -> None:
         # Pods change between phase changes (an evicted pod leaves after its workload went
         # Pending): the view follows; an older event never overwrites a newer list. One
         # statement: all or none (none at all when each came with its phase event).
-        events = [item.payload for item in items]
-        if repo.pod_groups_to_write(events):
+        to_write = repo.pod_groups_to_write([item.payload for item in items])
+        if to_write:
             async with service.pool.acquire() as conn:
-                await repo.apply_pod_groups(conn, events)
+                await repo.apply_pod_groups(conn, to_write)
 
     # Busy while workloads queue (about two a workload: waiting, then placed): one statement
     # a fetch, without a pause (the API explains a wait with it).
