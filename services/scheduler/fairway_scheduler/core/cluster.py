@@ -364,6 +364,10 @@ class ClusterState:
         self._workload_stale: set[str] = set()
         self._with_unknown: set[str] = set()
         self._workloads: tuple[model.Workload, ...] | None = None  # the last snapshot's
+        # The parts' workloads in the same order, each at its slot (None: not made yet, not
+        # schedulable yet, or gone): a snapshot gathers them from a list, not from the parts.
+        self._slots: list[model.Workload | None] = []
+        self._slot_of: dict[str, int] = {}
         # A snapshot's nodes (in their pools), pools and queues, kept until a node or an org
         # unit changes: most cycles follow workload events only.
         # (and the cluster's time-aware fairness the pools' were made with)
@@ -525,6 +529,9 @@ class ClusterState:
                 self.statuses.pop(status.workload_id, None)
                 self._workload_parts.pop(status.workload_id, None)
                 self._with_unknown.discard(status.workload_id)
+                slot = self._slot_of.pop(status.workload_id, None)
+                if slot is not None:
+                    self._slots[slot] = None
         else:
             self._put_status(status)
         self._touch(wid)
@@ -534,6 +541,8 @@ class ClusterState:
         wid = status.workload_id
         if wid not in self.statuses and len(self._workload_parts) == len(self.statuses):
             self._workload_parts[wid] = None  # its place in the order; made once touched
+            self._slot_of[wid] = len(self._slots)
+            self._slots.append(None)
         self.statuses[wid] = status
 
     def add_placement(self, placement: model.Placement) -> None:
@@ -898,6 +907,8 @@ class ClusterState:
             parts.update(dict.fromkeys(self.statuses))
             self._with_unknown.clear()
             stale = set(self.statuses)
+            self._slots = [None] * len(parts)
+            self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
         if stale or self._workloads is None:
             default_pools: dict[str, tuple[str, ...]] | None = None
             for wid in stale:
@@ -907,13 +918,17 @@ class ClusterState:
                 if default_pools is None:
                     default_pools = self._default_pools()
                 part = parts[wid] = self._workload_part(wid, status, default_pools)
+                self._slots[self._slot_of[wid]] = part[0]
                 if part[1]:
                     self._with_unknown.add(wid)
                 else:
                     self._with_unknown.discard(wid)
             self._workload_stale.clear()
             # every part is made now (each placeholder's workload was touched)
-            self._workloads = tuple(filter(None, map(_WORKLOAD, parts.values())))
+            if len(self._slots) > 2 * len(parts):  # gone workloads' slots: closed up
+                self._slots = list(map(_WORKLOAD, parts.values()))
+                self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
+            self._workloads = tuple(filter(None, self._slots))
         unknown: list[model.Allocation] = []
         if self._with_unknown:
             for part in parts.values():
