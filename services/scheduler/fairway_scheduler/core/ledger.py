@@ -48,6 +48,9 @@ class Ledger:
         # The disruptive actions' index of running pods, made by the first cycle that needs
         # it and told of every pod held and released since (`framework.holds`).
         self.index: Watcher | None = None
+        # The disruptive walk's runs of waiting workloads, kept by the first cycle that
+        # disrupts (`actions.runs`).
+        self.runs: object | None = None
         for node in nodes:
             self.put_node(node)
 

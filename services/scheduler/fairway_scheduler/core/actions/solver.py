@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.actions.allocate import quota_refusal
+from fairway_scheduler.core.actions.runs import WaitingRuns, order
 from fairway_scheduler.core.framework import (
     Hold,
     Request,
@@ -138,13 +139,14 @@ class Solver:
             session.release(hold)
         self.evicted: dict[str, list[str]] = {}  # this cycle's victims -> pods evicted
         self.stays: dict[str, list[Hold]] = {}  # moved workloads -> the pods they keep
-        self.waiting: dict[str, list[str]] = {}
-        self._with_waiting: list[Workload] | None = None  # workloads with pods waiting
+        self.waiting: dict[str, list[str]] = {}  # see `_find_waiting`
+        self._capacity: list[int] = []  # the cluster's, for `order_key` (found with `waiting`)
         self._runs: list[Run] | None = None  # see `preemptor_runs`
-        self._run_of: dict[str, Run] = {}
+        self._kept_runs: WaitingRuns | None = None
+        self._run_at: dict[tuple, Run] = {}  # this cycle's, by `runs.alike`
+        self._run_of: dict[str, Run] = {}  # of the members read afresh
         self._singles: list[Workload] = []
         self._placements_seen = 0
-        self._capacity: list[int] = []  # the cluster's, for `order_key`
         self._keys: dict[str, tuple] = {}  # see `preemptors`
         self._orders: dict[tuple, tuple] = {}
         self.failed: set[tuple] = set()  # attempt shapes that found no room this cycle
@@ -191,32 +193,25 @@ class Solver:
         in queue order (`queues.order_key` with the pods it would place), then priority, then
         submission time (`preemptor_key`). `preemptor_runs` gives the same workloads in runs."""
         self._find_waiting()
-        out = [w for w in self._with_waiting or ()
-               if w.id not in self.evicted and self.waiting[w.id]]
+        unschedulable, evicted, waiting = self.session.unschedulable, self.evicted, self.waiting
+        out = [w for w in self.session.waiting  # the snapshot's workloads with pods waiting
+               if w.id not in unschedulable and w.id not in evicted and waiting[w.id]]
         out.sort(key=self.preemptor_key)
         return out
 
     def _find_waiting(self) -> None:
-        """Once a cycle: the workloads with pods waiting (most workloads of a cluster run),
-        and their pods still waiting after allocation."""
-        if self._with_waiting is not None:
+        """Once a cycle: each waiting workload's pods still waiting after allocation
+        (allocation's lists, when it ran: one for every workload with pods waiting)."""
+        if self._capacity:
             return
         session = self.session
-        known = session.pods_waiting or {}  # allocation's, if it ran: the same lists
-        placed: set[tuple[str, str]] | None = None
-        self._with_waiting = []
-        for workload in session.waiting:  # the snapshot's workloads with pods waiting
-            if workload.id in session.unschedulable:
-                continue
-            self._with_waiting.append(workload)
-            pods = known.get(workload.id)
-            if pods is None:
-                if placed is None:
-                    placed = {(p.workload_id, pod.pod) for p in session.placements
-                              for pod in p.pods}
-                pods = sorted((pod for pod in workload.waiting_pods
-                               if (workload.id, pod) not in placed), key=natural)
-            self.waiting[workload.id] = pods
+        if session.pods_waiting is not None:
+            self.waiting = session.pods_waiting
+        else:
+            placed = {(p.workload_id, pod.pod) for p in session.placements for pod in p.pods}
+            self.waiting = {w.id: sorted((pod for pod in w.waiting_pods
+                                          if (w.id, pod) not in placed), key=natural)
+                            for w in session.waiting}
         self._capacity = [max(sum(c[r] for c in session.capacity().values()), 1)
                           for r in range(3)]
 
@@ -258,46 +253,34 @@ class Solver:
         self._keys[w.id] = (held, len(waiting), queue, allocated, out_key, shape)
         return out_key
 
-    def preemptor_runs(self) -> tuple[list["Run"], list[tuple[tuple, Workload]]]:
+    def preemptor_runs(self) -> tuple[list[Run], list[tuple[tuple, Workload]]]:
         """`preemptors` as runs, for one disruptive action: workloads that hold nothing and
         ask alike (`preemptor_class`) in the same pools, each run in `preemptors`' order (they
         share their key but for submission time and id: `Run.key`), and the others one by one
-        with their keys. Runs are found once a cycle; a workload placed since leaves its run
-        (then what it holds sets it apart)."""
+        with their keys. Runs are found once a cycle (`_find_runs`); a workload placed since
+        leaves its run (then what it holds sets it apart)."""
         self._find_waiting()
         session = self.session
         if self._runs is None:
-            runs: dict[tuple, Run] = {}
-            self._singles = []
-            for w in self._with_waiting or ():
-                cls = preemptor_class(session, self, w)
-                if cls is None:
-                    self._singles.append(w)
-                    continue
-                pools = session.target_pools(w)
-                run = runs.get((cls, pools))
-                if run is None:
-                    run = runs[(cls, pools)] = Run(cls, pools, [], ())
-                run.members.append(w)
-            self._runs = list(runs.values())
-            for run in self._runs:
-                run.members.sort(key=lambda m: (m.submitted_at, m.id))
-                for w in run.members:
-                    self._run_of[w.id] = run
+            self._find_runs()
             self._placements_seen = len(session.placements)
         # workloads placed since (by an earlier action): out of their runs, one by one now
-        moved = {p.workload_id for p in session.placements[self._placements_seen:]}
-        self._placements_seen = len(session.placements)
-        left: set[int] = set()
-        for wid in moved:
+        kept = self._kept_runs
+        left: dict[int, set[str]] = {}  # by `id()` of their runs
+        for p in session.placements[self._placements_seen:]:
+            wid = p.workload_id
             run = self._run_of.pop(wid, None)
+            if run is None and kept is not None:
+                run = self._run_at.get(kept.key.get(wid))
             if run is not None:
-                left.add(id(run))
-                self._singles.append(run.members[[m.id for m in run.members].index(wid)])
-        if left:
-            for run in self._runs:
-                if id(run) in left:
-                    run.members = [m for m in run.members if m.id in self._run_of]
+                left.setdefault(id(run), set()).add(wid)
+        self._placements_seen = len(session.placements)
+        for run in self._runs:
+            gone = left.get(id(run))
+            if gone:  # (one looked up by its kept class may have left its run already)
+                ids = [m.id for m in run.members]
+                self._singles += [run.members[ids.index(wid)] for wid in gone if wid in ids]
+                run.members = [m for m in run.members if m.id not in gone]
         evicted, waiting = self.evicted, self.waiting
         singles = [(self.preemptor_key(w), w) for w in self._singles
                    if w.id not in evicted and waiting[w.id]]
@@ -307,6 +290,52 @@ class Solver:
                 run.prefix = self.preemptor_key(run.members[0])[:3]
                 runs_now.append(run)
         return runs_now, singles
+
+    def _find_runs(self) -> None:
+        """This cycle's runs, from the waiting workloads the ledger keeps grouped by what they
+        ask (`runs.WaitingRuns`): a group is a run but for its workloads that hold a pool now
+        (what they hold and where may set them apart) or cannot be placed; those, and the
+        workloads kept apart, are read one by one, as every waiting workload is when two
+        share an id."""
+        session = self.session
+        kept = session.ledger.runs
+        if not isinstance(kept, WaitingRuns):
+            kept = session.ledger.runs = WaitingRuns()
+        unschedulable = session.unschedulable
+        runs: dict[tuple, Run] = {}
+        afresh: Iterable[Workload] = session.waiting
+        if kept.sync(session):
+            self._kept_runs = kept
+            keys = kept.key.keys()  # held: in the ledger, or placed (a pool) this cycle
+            changed = (keys & session.ledger.held.keys()) | (keys & session.held_pool.keys())
+            out = changed | (keys & unschedulable.keys())
+            cut = {kept.key[wid] for wid in out}
+            for key, group in kept.groups.items():
+                members = [m for m in group if m.id not in out] if key in cut else list(group)
+                if members:
+                    cls = preemptor_class(session, self, members[0])
+                    pools = session.target_pools(members[0])
+                    runs[(cls, pools)] = self._run_at[key] = Run(cls, pools, members, ())
+            afresh = [*kept.apart.values(),
+                      *(kept.workload[wid] for wid in changed if kept.key[wid] is not None)]
+        grown: dict[int, Run] = {}
+        for w in afresh:
+            if w.id in unschedulable:
+                continue
+            cls = preemptor_class(session, self, w)
+            if cls is None:
+                self._singles.append(w)
+                continue
+            pools = session.target_pools(w)
+            run = runs.get((cls, pools))
+            if run is None:
+                run = runs[(cls, pools)] = Run(cls, pools, [], ())
+            run.members.append(w)
+            grown[id(run)] = run
+            self._run_of[w.id] = run
+        for run in grown.values():
+            run.members.sort(key=order)
+        self._runs = list(runs.values())
 
     def _dev_memory(self, pool: str) -> int:
         pool_nodes = self.session.pools.get(pool)
