@@ -4,7 +4,9 @@ workloads that ask alike (`test_disruption_walk.alike`) and random ones
 
 - a queue's order key is remembered per need while its allocation stands;
 - in the first walks (within fair shares) a workload that asks as one refused there is refused
-  for the rest of them, whatever was placed since.
+  for the rest of them, whatever was placed since;
+- what a waiting workload asks (`allocate._Asks`, its class) is found once and shared by those
+  that ask alike, and found again only when it places.
 
 Each decides exactly as the plain walk, written out below as it was before: every key worked
 out again after every attempt, every workload tried at its turn.
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 from fairway_scheduler.core import cycle, decide
 from fairway_scheduler.core.actions import allocate as allocate_module
-from fairway_scheduler.core.actions.allocate import Allocate
+from fairway_scheduler.core.actions.allocate import Allocate, _Asks
 from fairway_scheduler.core.queues import order_key
 from tests.scheduler.test_disruption_walk import alike
 from tests.scheduler.test_scheduler_properties import second_cycle, snapshots
@@ -98,13 +100,37 @@ class _PlainAllocate(Allocate):
                 heapq.heappush(top, (group_key(group), group))
 
 
-def _plain(snapshot):
+def _plain(snapshot, allocate=_PlainAllocate):
     original = cycle.Allocate
-    cycle.Allocate = _PlainAllocate
+    cycle.Allocate = allocate
     try:
         return decide(snapshot)
     finally:
         cycle.Allocate = original
+
+
+class _CheckedAllocate(Allocate):
+    """Allocation that checks, at every attempt, that the workload's kept class is the one
+    found afresh from the session as it stands."""
+
+    checked = 0
+
+    def attempt(self, workload, *, elastic=False):
+        session = self.session
+        held = session.held[workload.id]
+        waiting = self.waiting[workload.id]
+        fresh = _Asks(workload, session.requests[workload.id], session.target_pools(workload),
+                      held, max(0, workload.min_pods - held), waiting,
+                      session.unschedulable.get(workload.id))
+        kept = self.asked[workload.id]
+        for name in _Asks.__slots__:
+            if name != "needs":
+                assert getattr(kept, name) == getattr(fresh, name), (workload.id, name)
+        for walk in (False, True):
+            if kept.needs[walk] is not None:
+                assert kept.needs[walk] == tuple(self._needed(workload, walk)), workload.id
+        _CheckedAllocate.checked += 1
+        return super().attempt(workload, elastic=elastic)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,6 +145,27 @@ def test_the_walks_decide_as_the_plain_walk_on_any_cluster(snapshot):
     assert decide(snapshot) == _plain(snapshot)
     later = second_cycle(snapshot)
     assert decide(later) == _plain(later)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots())
+def test_a_workloads_kept_class_is_the_one_found_afresh(snapshot):
+    assert decide(snapshot) == _plain(snapshot, _CheckedAllocate)
+    later = second_cycle(snapshot)
+    assert decide(later) == _plain(later, _CheckedAllocate)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alike())
+def test_a_workloads_kept_class_is_the_one_found_afresh_when_many_ask_alike(snapshot):
+    assert decide(snapshot) == _plain(snapshot, _CheckedAllocate)
+
+
+def test_the_kept_classes_are_checked():
+    """The checks above ran (an attempt renamed would leave them unasked)."""
+    _CheckedAllocate.checked = 0
+    test_a_workloads_kept_class_is_the_one_found_afresh_when_many_ask_alike()
+    assert _CheckedAllocate.checked
 
 
 def test_the_plain_walk_is_the_one_replaced():
