@@ -3,6 +3,8 @@ workloads that ask alike (`test_disruption_walk.alike`) and random ones
 (`test_scheduler_properties.snapshots`):
 
 - a queue's order key is remembered per need while its allocation stands;
+- a project whose next workload keeps it first in its department, and the department first,
+  goes on with it without the heaps (and so does a run of workloads that ask the same);
 - in the first walks (within fair shares) a workload that asks as one refused there is refused
   for the rest of them, whatever was placed since;
 - what a waiting workload asks (`allocate._Asks`, its class) is found once and shared by those

@@ -301,18 +301,19 @@ class Allocate:
 
         top = [(group_key(g), g) for g in groups]
         heapq.heapify(top)
-        placements = session.placements
+
+        def stays(project: str, group: str, need: tuple[int, ...]) -> bool:
+            """Whether the project, its next workload asking `need`, stays first in its group
+            and the group first (both out of their heaps)."""
+            projects = inner[group]
+            return ((not projects or (project_keys.of(project, need), project) < projects[0])
+                    and (not top or (group_keys.of(group, need), group) < top[0]))
+
         while top:
             _, group = heapq.heappop(top)
             _, project = heapq.heappop(inner[group])
-            _, workload, need = heapq.heappop(backlog[project])
-            placed = len(placements)
-            if self.attempt(workload, elastic=elastic):
-                # its next pod comes back in its turn
-                heapq.heappush(backlog[project], turn(workload))
-            elif len(placements) == placed and backlog[project]:
-                self._run_of_same(backlog[project], need, turn, elastic)
-            if len(placements) != placed:  # its queues' allocations moved: keys anew
+            if self._turns(backlog[project], project, group, stays, turn, elastic):
+                # its queues' allocations moved: keys anew
                 project_keys.moved(project)
                 group_keys.moved(group)
             if backlog[project]:
@@ -320,21 +321,32 @@ class Allocate:
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
 
-    def _run_of_same(self, backlog: list, need: tuple[int, ...],
-                     turn: Callable[[Workload], tuple], elastic: bool) -> None:
-        """A project's workload found no room and nothing changed: while its next workload asks
-        the same, its queue, its department and every other one keep their keys, so that one
-        comes next; tried without putting the queues back first (thousands wait in a busy
-        cluster). The run ends at a workload that asks otherwise, or placed a pod."""
+    def _turns(self, backlog: list, project: str, group: str,
+               stays: Callable[[str, str, tuple[int, ...]], bool],
+               turn: Callable[[Workload], tuple], elastic: bool) -> bool:
+        """The project's turns, from the head of its backlog, while nothing moves and its next
+        workload keeps it first in its group and the group first: that workload goes next,
+        as the heaps would give it back (their keys are unique), without going in them. At
+        KAI's scale a project's refused workloads go one after another. True when it placed
+        (its queues' keys move)."""
         placements = self.session.placements
-        placed = len(placements)
-        while backlog and backlog[0][2] == need:
+        first: dict[tuple[int, ...], bool] = {}  # `stays`, per need, while nothing moves
+        while True:
             _, workload, _ = heapq.heappop(backlog)
+            placed = len(placements)
             if self.attempt(workload, elastic=elastic):
+                # its next pod comes back in its turn
                 heapq.heappush(backlog, turn(workload))
-                return
             if len(placements) != placed:
-                return
+                return True
+            if not backlog:
+                return False
+            need = backlog[0][2]
+            goes = first.get(need)
+            if goes is None:
+                goes = first[need] = stays(project, group, need)
+            if not goes:
+                return False
 
     def _need(self, workload: Workload, asks: "_Asks", elastic: bool) -> tuple[int, ...]:
         """What the workload's next attempt would add to its queue: its gang, or one pod.
@@ -377,7 +389,7 @@ class Allocate:
             # in every pool is refused again, for the rest of these walks: room only shrinks
             # and allocations only grow while allocation runs, and what refused it (no room,
             # a limit, deserved quota, room lent above a fair share) only stays so
-            # (thousands of waiting workloads ask alike, tried in runs by `_run_of_same`).
+            # (thousands of waiting workloads ask alike, tried one after another by `_walk`).
             alike = asks.alike[elastic] if asks.alike is not None else None
             if alike is not None and alike in self._refused_alike:
                 return False
