@@ -93,18 +93,16 @@ class Allocate:
         """Gangs first: every waiting workload's gang (its minimum), in queue order. Then the
         pods above the minimum, one per workload per turn, in queue order again."""
         session = self.session
-        by_project: dict[str, list[Workload]] = {}
-        for workload in session.snapshot.workloads:
-            if workload.waiting_pods:
-                by_project.setdefault(workload.project, []).append(workload)
-        if not by_project:
+        if not session.waiting:
             return
         self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
                                else sorted(w.waiting_pods, key=natural))
-                        for ws in by_project.values() for w in ws}
+                        for w in session.waiting}
         session.pods_waiting = self.waiting
-        self.asked = {w.id: self._asks(w) for ws in by_project.values() for w in ws}
         asked = self.asked
+        for w in session.waiting:
+            asks = asked[w.id] = self._asks(w)
+            asks.members[w.id] = w
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
         for within_share in (True, False):
@@ -112,17 +110,32 @@ class Allocate:
             # what the first walks refused (as lending, or unsaid), the lending ones try again
             self._refused = {k: v for k, v in self._refused.items()
                              if v[1] is not _LENDS and v[1] is not _UNSAID}
-            candidates = self._within_share(by_project) if within_share else by_project
-            gangs = {p: [w for w in ws if asked[w.id].gangs] for p, ws in candidates.items()}
-            gangs = {p: ws for p, ws in gangs.items() if ws}
-            self._walk(gangs if within_share else self._may_place(gangs),
-                       elastic=False)
-            extras = {p: [w for w in ws if asked[w.id].extras] for p, ws in candidates.items()}
-            extras = {p: ws for p, ws in extras.items() if ws}
-            self._walk(extras if within_share else self._may_place(extras),
-                       elastic=True)
+            if within_share:
+                # the workloads that may place within fair shares when the first walks begin,
+                # listed now: one that places in the gang walk leaves its class for another
+                fitting = self._within_share()
+                candidates = {p: [w for a in classes for w in a.members.values()]
+                              for p, classes in fitting.items()}
+                self._walk(_members(fitting, lambda asks: asks.gangs), elastic=False)
+                extras = {p: [w for w in ws if asked[w.id].extras]
+                          for p, ws in candidates.items()}
+                self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+            else:
+                self._walk(self._may_place(self._classes_by_project(lambda asks: asks.gangs)),
+                           elastic=False)
+                self._walk(self._may_place(self._classes_by_project(lambda asks: asks.extras)),
+                           elastic=True)
 
-    def _may_place(self, by_project: dict[str, list[Workload]]) -> dict[str, list[Workload]]:
+    def _classes_by_project(self, walks: Callable[["_Asks"], bool]
+                            ) -> dict[str, list["_Asks"]]:
+        """The classes of waiting workloads that the walk takes (`walks`), by project."""
+        out: dict[str, list[_Asks]] = {}
+        for asks in self._classes.values():
+            if asks.members and walks(asks):
+                out.setdefault(asks.project, []).append(asks)
+        return out
+
+    def _may_place(self, by_project: dict[str, list["_Asks"]]) -> dict[str, list[Workload]]:
         """The workloads a lending walk may place: those that would place their gang (or one
         more pod) in one of their pools if the walk gave them the first turn. Room only
         shrinks and allocations only grow while `allocate` runs, so one refused everywhere
@@ -132,33 +145,31 @@ class Allocate:
         workloads: the walk, which puts the queues back in order after every attempt, is
         left with those that may fit. Each is tried as in the walk and undone (`probing`);
         what is refused is remembered per shape and pool (`_in_pool`), and the answer per
-        project and request, so thousands that ask alike cost one try."""
+        project and request, so thousands that ask alike cost one try: the probe goes by
+        class (`_Asks`), and a class refused has its workloads told why together."""
         out: dict[str, list[Workload]] = {}
         refused: list[tuple] = []
-        asked = self.asked
         self.probing = True
         try:
-            for project, workloads in by_project.items():
-                keep = []
-                # what a workload that asks as another of its project did (nothing changes
-                # while probing): thousands ask alike, as one class or a few
-                answers: dict[_Asks, reasons.Reason | None] = {}
-                alike: dict[tuple, reasons.Reason | None] = {}  # classes alike to the probe
-                for w in workloads:
-                    asks = asked[w.id]
-                    reason = answers.get(asks, _UNKNOWN)
-                    if reason is _UNKNOWN:
-                        reason = answers[asks] = self._probe(w, asks, alike)
+            for project, classes in by_project.items():
+                keep: list[Workload] = []
+                # what a class that asks as another of its project did (nothing changes while
+                # probing)
+                alike: dict[tuple, reasons.Reason | None] = {}
+                for asks in classes:
+                    members = asks.members.values()
+                    reason = self._probe(next(iter(members)), asks, alike)
                     if reason is None:
-                        keep.append(w)
+                        keep.extend(members)
                     else:
-                        refused.append((project, -w.priority, w.submitted_at, w.id, w, reason))
+                        refused.extend((project, -w.priority, w.submitted_at, w.id, w, reason)
+                                       for w in members)
                 if keep:
                     out[project] = keep
         finally:
             self.probing = False
-        refused.sort(key=lambda r: r[:4])  # the same reasons, in the same order, whatever
-        for *_, w, reason in refused:      # order the snapshot lists workloads in
+        refused.sort()  # the same reasons, in the same order, whatever order the snapshot
+        for *_, w, reason in refused:  # lists workloads in (ids are unique: w is not compared)
             self._pending(w, reason)
         return out
 
@@ -177,30 +188,15 @@ class Allocate:
                 alike[asks.probe] = reason
         return reason
 
-    def _within_share(self, by_project: dict[str, list[Workload]]
-                      ) -> dict[str, list[Workload]]:
-        """The workloads the first walks may place: those asking no GPU, and those with a
-        pool where their next pod (the least they could place) keeps their project and its
-        department within their fair shares. Allocations only grow while `allocate` runs: a
-        workload left out would be refused (`_lends`) all through the first walks. Most of a
-        busy cluster's waiting workloads belong to queues at their share: their walk is the
-        lending one."""
-        asked = self.asked
-        out: dict[str, list[Workload]] = {}
-        for project, workloads in by_project.items():
-            keep = []
-            known: dict[_Asks, bool] = {}  # per class: thousands ask alike
-            for w in workloads:
-                asks = asked[w.id]
-                fits = known.get(asks)
-                if fits is None:
-                    fits = known[asks] = self._may_fit_within_share(project, asks.request,
-                                                                    asks.pools)
-                if fits:
-                    keep.append(w)
-            if keep:
-                out[project] = keep
-        return out
+    def _within_share(self) -> dict[str, list["_Asks"]]:
+        """The classes of workloads the first walks may place, by project: those asking no
+        GPU, and those with a pool where their next pod (the least they could place) keeps
+        their project and its department within their fair shares. Allocations only grow
+        while `allocate` runs: a workload left out would be refused (`_lends`) all through
+        the first walks. Most of a busy cluster's waiting workloads belong to queues at their
+        share: their walk is the lending one."""
+        return self._classes_by_project(lambda asks: self._may_fit_within_share(
+            asks.project, asks.request, asks.pools))
 
     def _may_fit_within_share(self, project: str, request: Request, pools: tuple[str, ...]
                               ) -> bool:
@@ -492,7 +488,10 @@ class Allocate:
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
-        self.asked[workload.id] = self._asks(workload)  # it holds more, and waits with less
+        # it holds more, and waits with less: its class is found again
+        del self.asked[workload.id].members[workload.id]
+        asks = self.asked[workload.id] = self._asks(workload)
+        asks.members[workload.id] = workload
         return None
 
     def _lends(self, queue: Queue, vector: list[int], pods: int) -> reasons.Reason | None:
@@ -645,11 +644,12 @@ class _Asks:
     while the workload waits as it did: one that places gets its new one (`Allocate._keep`);
     nothing else changes it while allocation runs."""
 
-    __slots__ = ("alike", "extras", "gang", "gangs", "held", "needs", "pools", "probe", "request",
-                 "short", "unschedulable", "waiting")
+    __slots__ = ("alike", "extras", "gang", "gangs", "held", "members", "needs", "pools", "probe",
+                 "project", "request", "short", "unschedulable", "waiting")
 
     def __init__(self, workload: Workload, request: Request, pools: tuple[str, ...], held: int,
                  gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
+        self.project = workload.project
         self.request = request
         self.pools = pools
         self.held = held
@@ -671,6 +671,16 @@ class _Asks:
         # what the lending walks' probe reads (`Allocate._may_place`), within the project
         self.probe = None if alone else (*base[1:], pools)
         self.needs: list[tuple[int, ...] | None] = [None, None]  # gang, one pod (`_need`)
+        # the workloads of the class now, by id (one that places leaves it for its new one)
+        self.members: dict[str, Workload] = {}
+
+
+def _members(by_project: dict[str, list[_Asks]], walks: Callable[[_Asks], bool]
+             ) -> dict[str, list[Workload]]:
+    """The workloads of the classes a walk takes (`walks`), by project."""
+    out = {p: [w for a in classes if walks(a) for w in a.members.values()]
+           for p, classes in by_project.items()}
+    return {p: ws for p, ws in out.items() if ws}
 
 
 class _Keys:
