@@ -80,7 +80,10 @@ class Allocate:
         # The first walks place only within fair shares (see the module's docstring); what
         # they refuse is tried again, and its pending reason written, by the lending walks.
         self.within_share = False
-        self._needs: dict[tuple[str, bool, int], tuple[int, ...]] = {}  # see `_need`
+        # What each waiting workload asks, shared by those of a project that ask alike (see
+        # `_Asks`), and the classes by what they are made of.
+        self.asked: dict[str, _Asks] = {}
+        self._classes: dict[tuple, _Asks] = {}
         self.probing = False  # see `_may_place`
         self._refused_alike: set[tuple] = set()  # see `attempt`
         self._host_shorts: dict[tuple, tuple | None] = {}  # see `_no_room_any`
@@ -90,16 +93,16 @@ class Allocate:
         """Gangs first: every waiting workload's gang (its minimum), in queue order. Then the
         pods above the minimum, one per workload per turn, in queue order again."""
         session = self.session
-        by_project: dict[str, list[Workload]] = {}
-        for workload in session.snapshot.workloads:
-            if workload.waiting_pods:
-                by_project.setdefault(workload.project, []).append(workload)
-        if not by_project:
+        if not session.waiting:
             return
         self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
                                else sorted(w.waiting_pods, key=natural))
-                        for ws in by_project.values() for w in ws}
+                        for w in session.waiting}
         session.pods_waiting = self.waiting
+        asked = self.asked
+        for w in session.waiting:
+            asks = asked[w.id] = self._asks(w)
+            asks.members[w.id] = w
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
         for within_share in (True, False):
@@ -107,22 +110,32 @@ class Allocate:
             # what the first walks refused (as lending, or unsaid), the lending ones try again
             self._refused = {k: v for k, v in self._refused.items()
                              if v[1] is not _LENDS and v[1] is not _UNSAID}
-            candidates = self._within_share(by_project) if within_share else by_project
-            gangs = {p: [w for w in ws
-                         if session.held[w.id] < w.min_pods or not session.held[w.id]]
-                     for p, ws in candidates.items()}
-            gangs = {p: ws for p, ws in gangs.items() if ws}
-            self._walk(gangs if within_share else self._may_place(gangs),
-                       elastic=False)
-            extras = {p: [w for w in ws if self.waiting[w.id]
-                          and w.id not in session.unschedulable
-                          and session.held[w.id] >= w.min_pods and session.held[w.id]]
-                      for p, ws in candidates.items()}
-            extras = {p: ws for p, ws in extras.items() if ws}
-            self._walk(extras if within_share else self._may_place(extras),
-                       elastic=True)
+            if within_share:
+                # the workloads that may place within fair shares when the first walks begin,
+                # listed now: one that places in the gang walk leaves its class for another
+                fitting = self._within_share()
+                candidates = {p: [w for a in classes for w in a.members.values()]
+                              for p, classes in fitting.items()}
+                self._walk(_members(fitting, lambda asks: asks.gangs), elastic=False)
+                extras = {p: [w for w in ws if asked[w.id].extras]
+                          for p, ws in candidates.items()}
+                self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
+            else:
+                self._walk(self._may_place(self._classes_by_project(lambda asks: asks.gangs)),
+                           elastic=False)
+                self._walk(self._may_place(self._classes_by_project(lambda asks: asks.extras)),
+                           elastic=True)
 
-    def _may_place(self, by_project: dict[str, list[Workload]]) -> dict[str, list[Workload]]:
+    def _classes_by_project(self, walks: Callable[["_Asks"], bool]
+                            ) -> dict[str, list["_Asks"]]:
+        """The classes of waiting workloads that the walk takes (`walks`), by project."""
+        out: dict[str, list[_Asks]] = {}
+        for asks in self._classes.values():
+            if asks.members and walks(asks):
+                out.setdefault(asks.project, []).append(asks)
+        return out
+
+    def _may_place(self, by_project: dict[str, list["_Asks"]]) -> dict[str, list[Workload]]:
         """The workloads a lending walk may place: those that would place their gang (or one
         more pod) in one of their pools if the walk gave them the first turn. Room only
         shrinks and allocations only grow while `allocate` runs, so one refused everywhere
@@ -132,72 +145,58 @@ class Allocate:
         workloads: the walk, which puts the queues back in order after every attempt, is
         left with those that may fit. Each is tried as in the walk and undone (`probing`);
         what is refused is remembered per shape and pool (`_in_pool`), and the answer per
-        project and request, so thousands that ask alike cost one try."""
-        session = self.session
+        project and request, so thousands that ask alike cost one try: the probe goes by
+        class (`_Asks`), and a class refused has its workloads told why together."""
         out: dict[str, list[Workload]] = {}
         refused: list[tuple] = []
         self.probing = True
         try:
-            for project, workloads in by_project.items():
-                keep = []
-                # what a workload that asks as another of its project did (nothing changes
-                # while probing): thousands ask alike
-                answers: dict[tuple, reasons.Reason | None] = {}
-                for w in workloads:
-                    waiting = self.waiting[w.id]
-                    held = session.held[w.id]
-                    gang = max(0, w.min_pods - held)
-                    if (w.id in session.unschedulable or not waiting
-                            or len(waiting) < gang):
-                        keep.append(w)  # the walk says why, as before
-                        continue
-                    request = session.requests[w.id]
-                    pools = session.target_pools(w)
-                    # (requests are shared objects: `framework.requests_of`)
-                    key = ((id(request), w.preemptible, max(gang, 1), held > 0, pools)
-                           if request.master is None and request.topology is None else None)
-                    reason = answers.get(key, _UNKNOWN) if key is not None else _UNKNOWN
-                    if reason is _UNKNOWN:
-                        reason = self._refused_everywhere(w, waiting, gang, held, pools)
-                        if key is not None:
-                            answers[key] = reason
+            for project, classes in by_project.items():
+                keep: list[Workload] = []
+                # what a class that asks as another of its project did (nothing changes while
+                # probing)
+                alike: dict[tuple, reasons.Reason | None] = {}
+                for asks in classes:
+                    members = asks.members.values()
+                    reason = self._probe(next(iter(members)), asks, alike)
                     if reason is None:
-                        keep.append(w)
+                        keep.extend(members)
                     else:
-                        refused.append((project, -w.priority, w.submitted_at, w.id, w, reason))
+                        refused.extend((project, -w.priority, w.submitted_at, w.id, w, reason)
+                                       for w in members)
                 if keep:
                     out[project] = keep
         finally:
             self.probing = False
-        refused.sort(key=lambda r: r[:4])  # the same reasons, in the same order, whatever
-        for *_, w, reason in refused:      # order the snapshot lists workloads in
+        refused.sort()  # the same reasons, in the same order, whatever order the snapshot
+        for *_, w, reason in refused:  # lists workloads in (ids are unique: w is not compared)
             self._pending(w, reason)
         return out
 
-    def _within_share(self, by_project: dict[str, list[Workload]]
-                      ) -> dict[str, list[Workload]]:
-        """The workloads the first walks may place: those asking no GPU, and those with a
-        pool where their next pod (the least they could place) keeps their project and its
-        department within their fair shares. Allocations only grow while `allocate` runs: a
-        workload left out would be refused (`_lends`) all through the first walks. Most of a
-        busy cluster's waiting workloads belong to queues at their share: their walk is the
-        lending one."""
-        session = self.session
-        out: dict[str, list[Workload]] = {}
-        for project, workloads in by_project.items():
-            keep = []
-            known: dict[tuple, bool] = {}  # per request and pools: thousands ask alike
-            for w in workloads:
-                request, pools = session.requests[w.id], session.target_pools(w)
-                fits = known.get((request, pools))
-                if fits is None:
-                    fits = known[(request, pools)] = self._may_fit_within_share(
-                        project, request, pools)
-                if fits:
-                    keep.append(w)
-            if keep:
-                out[project] = keep
-        return out
+    def _probe(self, workload: Workload, asks: "_Asks",
+               alike: dict[tuple, reasons.Reason | None]) -> reasons.Reason | None:
+        """`_may_place`'s answer for a class of workloads: why one would be refused in every
+        pool now, or None when it may be placed or the walk says why it waits. `alike`: the
+        answers for the project's other classes, by what the probe reads of them."""
+        if asks.unschedulable is not None or not asks.waiting or asks.short:
+            return None  # the walk says why, as before
+        reason = alike.get(asks.probe, _UNKNOWN) if asks.probe is not None else _UNKNOWN
+        if reason is _UNKNOWN:
+            reason = self._refused_everywhere(workload, self.waiting[workload.id], asks.gang,
+                                              asks.held, asks.pools)
+            if asks.probe is not None:
+                alike[asks.probe] = reason
+        return reason
+
+    def _within_share(self) -> dict[str, list["_Asks"]]:
+        """The classes of workloads the first walks may place, by project: those asking no
+        GPU, and those with a pool where their next pod (the least they could place) keeps
+        their project and its department within their fair shares. Allocations only grow
+        while `allocate` runs: a workload left out would be refused (`_lends`) all through
+        the first walks. Most of a busy cluster's waiting workloads belong to queues at their
+        share: their walk is the lending one."""
+        return self._classes_by_project(lambda asks: self._may_fit_within_share(
+            asks.project, asks.request, asks.pools))
 
     def _may_fit_within_share(self, project: str, request: Request, pools: tuple[str, ...]
                               ) -> bool:
@@ -257,6 +256,7 @@ class Allocate:
         if not by_project:
             return
         session = self.session
+        asked = self.asked
         pools = list(session.pools)
         project_queues = {p: [session.queues.project(p, pool) for pool in pools]
                           for p in by_project}
@@ -272,8 +272,10 @@ class Allocate:
         def turn(w: Workload) -> tuple:
             """Its place in its project's backlog, and what it asks there (`_need`: it stands
             while the workload waits in it; the order never compares it, the turn is unique)."""
-            extra = session.held[w.id] - w.min_pods if elastic else 0
-            return ((extra, -w.priority, w.submitted_at, w.id), w, self._need(w, elastic))
+            asks = asked[w.id]
+            extra = asks.held - w.min_pods if elastic else 0
+            return ((extra, -w.priority, w.submitted_at, w.id), w,
+                    asks.needs[elastic] or self._need(w, asks, elastic))
 
         backlog = {p: [turn(w) for w in ws] for p, ws in by_project.items()}
         for heap in backlog.values():
@@ -295,18 +297,19 @@ class Allocate:
 
         top = [(group_key(g), g) for g in groups]
         heapq.heapify(top)
-        placements = session.placements
+
+        def stays(project: str, group: str, need: tuple[int, ...]) -> bool:
+            """Whether the project, its next workload asking `need`, stays first in its group
+            and the group first (both out of their heaps)."""
+            projects = inner[group]
+            return ((not projects or (project_keys.of(project, need), project) < projects[0])
+                    and (not top or (group_keys.of(group, need), group) < top[0]))
+
         while top:
             _, group = heapq.heappop(top)
             _, project = heapq.heappop(inner[group])
-            _, workload, need = heapq.heappop(backlog[project])
-            placed = len(placements)
-            if self.attempt(workload, elastic=elastic):
-                # its next pod comes back in its turn
-                heapq.heappush(backlog[project], turn(workload))
-            elif len(placements) == placed and backlog[project]:
-                self._run_of_same(backlog[project], need, turn, elastic)
-            if len(placements) != placed:  # its queues' allocations moved: keys anew
+            if self._turns(backlog[project], project, group, stays, turn, elastic):
+                # its queues' allocations moved: keys anew
                 project_keys.moved(project)
                 group_keys.moved(group)
             if backlog[project]:
@@ -314,35 +317,39 @@ class Allocate:
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
 
-    def _run_of_same(self, backlog: list, need: tuple[int, ...],
-                     turn: Callable[[Workload], tuple], elastic: bool) -> None:
-        """A project's workload found no room and nothing changed: while its next workload asks
-        the same, its queue, its department and every other one keep their keys, so that one
-        comes next; tried without putting the queues back first (thousands wait in a busy
-        cluster). The run ends at a workload that asks otherwise, or placed a pod."""
+    def _turns(self, backlog: list, project: str, group: str,
+               stays: Callable[[str, str, tuple[int, ...]], bool],
+               turn: Callable[[Workload], tuple], elastic: bool) -> bool:
+        """The project's turns, from the head of its backlog, while nothing moves and its next
+        workload keeps it first in its group and the group first: that workload goes next,
+        as the heaps would give it back (their keys are unique), without going in them. At
+        KAI's scale a project's refused workloads go one after another. True when it placed
+        (its queues' keys move)."""
         placements = self.session.placements
-        placed = len(placements)
-        while backlog and backlog[0][2] == need:
+        first: dict[tuple[int, ...], bool] = {}  # `stays`, per need, while nothing moves
+        while True:
             _, workload, _ = heapq.heappop(backlog)
+            placed = len(placements)
             if self.attempt(workload, elastic=elastic):
+                # its next pod comes back in its turn
                 heapq.heappush(backlog, turn(workload))
-                return
             if len(placements) != placed:
-                return
+                return True
+            if not backlog:
+                return False
+            need = backlog[0][2]
+            goes = first.get(need)
+            if goes is None:
+                goes = first[need] = stays(project, group, need)
+            if not goes:
+                return False
 
-    def _need(self, workload: Workload, elastic: bool) -> tuple[int, ...]:
+    def _need(self, workload: Workload, asks: "_Asks", elastic: bool) -> tuple[int, ...]:
         """What the workload's next attempt would add to its queue: its gang, or one pod.
-        Asked when it enters a walk's backlog (each walk asks again): kept while what it
-        holds stands (its pool and the pods its gang still needs follow from it), except
-        where a master sized apart makes it read the pods still waiting. Read only, never
+        Asked when it enters a walk's backlog (each walk asks again): kept with its class,
+        which it reads all of (a master sized apart is a class of its own). Read only, never
         changed."""
-        held = self.session.held[workload.id]
-        key = (workload.id, elastic, held)
-        need = self._needs.get(key)
-        if need is None:
-            need = tuple(self._needed(workload, elastic))
-            if self.session.requests[workload.id].master is None:
-                self._needs[key] = need
+        need = asks.needs[elastic] = tuple(self._needed(workload, elastic))
         return need
 
     def _needed(self, workload: Workload, elastic: bool) -> list[int]:
@@ -361,30 +368,27 @@ class Allocate:
         """Place the gang (all or nothing), or (`elastic`) one more pod once the gang runs.
         True when the workload placed a pod above its minimum and has more to place: it comes
         back in its next turn."""
-        session = self.session
-        refused = session.unschedulable.get(workload.id)
-        if refused is not None:
-            self._pending(workload, refused, unschedulable=True)
+        asks = self.asked[workload.id]
+        if asks.unschedulable is not None:
+            self._pending(workload, asks.unschedulable, unschedulable=True)
             return False
         waiting = self.waiting[workload.id]
-        held = session.held[workload.id]
-        gang = max(0, workload.min_pods - held)
-        if len(waiting) < gang:
+        held, gang = asks.held, asks.gang
+        if asks.short:
             self._pending(workload, reasons.waiting_for_pods(workload.min_pods,
                                                              held + len(waiting)))
             return False
-        pools = session.target_pools(workload)
+        pools = asks.pools
         alike = None
         if self.within_share:
             # A refusal in the first walks writes nothing: one that asks as a workload refused
             # in every pool is refused again, for the rest of these walks: room only shrinks
             # and allocations only grow while allocation runs, and what refused it (no room,
             # a limit, deserved quota, room lent above a fair share) only stays so
-            # (thousands of waiting workloads ask alike, tried in runs by `_run_of_same`).
-            alike = self._alike(workload, gang, held, elastic, pools)
-            if alike is not None:
-                if alike in self._refused_alike:
-                    return False
+            # (thousands of waiting workloads ask alike, tried one after another by `_walk`).
+            alike = asks.alike[elastic] if asks.alike is not None else None
+            if alike is not None and alike in self._refused_alike:
+                return False
         found: list[reasons.Reason] = []
         for pool in pools:
             reason = self._in_pool(workload, waiting, max(gang, 1), held, pool)
@@ -397,16 +401,25 @@ class Allocate:
         self._pending(workload, best)
         return False
 
-    def _alike(self, workload: Workload, gang: int, held: int, elastic: bool,
-               pools: tuple[str, ...]) -> tuple | None:
-        """What an attempt in the first walks reads of a workload besides the cycle's state,
-        when that is all (`attempt`): workloads that ask alike fare alike. None: a master
-        sized apart or a topology placement reads more."""
-        request = self.session.requests[workload.id]
-        if request.master is not None or request.topology is not None:
-            return None
-        return (workload.project, id(request), workload.preemptible, max(gang, 1), held > 0,
-                elastic, pools)
+    def _asks(self, workload: Workload) -> "_Asks":
+        """The workload's class (`_Asks`) as it waits now."""
+        session = self.session
+        request = session.requests[workload.id]
+        pools = session.target_pools(workload)
+        held = session.held[workload.id]
+        waiting = self.waiting[workload.id]
+        gang = max(0, workload.min_pods - held)
+        unschedulable = session.unschedulable.get(workload.id)
+        key = (workload.project, id(request), workload.preemptible, workload.min_pods, held,
+               pools, len(waiting) < gang, bool(waiting),
+               # what more they read: a class of their own
+               workload.id if (request.master is not None or request.topology is not None
+                               or unschedulable is not None) else None)
+        asks = self._classes.get(key)
+        if asks is None:
+            asks = self._classes[key] = _Asks(workload, request, pools, held, gang, waiting,
+                                              unschedulable)
+        return asks
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
                  name: str) -> reasons.Reason | None:
@@ -475,6 +488,10 @@ class Allocate:
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
+        # it holds more, and waits with less: its class is found again
+        del self.asked[workload.id].members[workload.id]
+        asks = self.asked[workload.id] = self._asks(workload)
+        asks.members[workload.id] = workload
         return None
 
     def _lends(self, queue: Queue, vector: list[int], pods: int) -> reasons.Reason | None:
@@ -617,6 +634,53 @@ class Allocate:
         pending = self.session.pending
         assert workload.id not in pending, workload.id  # one reason per workload and cycle
         pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
+
+
+class _Asks:
+    """What allocation reads of a waiting workload besides its turn and the cycle's state:
+    its project, request, preemptibility, gang, what it holds and where, whether pods of it
+    wait (and enough for its gang), why it never fits. Workloads of a project that ask alike
+    (thousands of them) share one, and what follows from it is worked out once. It stands
+    while the workload waits as it did: one that places gets its new one (`Allocate._keep`);
+    nothing else changes it while allocation runs."""
+
+    __slots__ = ("alike", "extras", "gang", "gangs", "held", "members", "needs", "pools", "probe",
+                 "project", "request", "short", "unschedulable", "waiting")
+
+    def __init__(self, workload: Workload, request: Request, pools: tuple[str, ...], held: int,
+                 gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
+        self.project = workload.project
+        self.request = request
+        self.pools = pools
+        self.held = held
+        self.gang = gang
+        self.short = len(waiting) < gang  # the walk says it waits for its pods
+        self.waiting = bool(waiting)
+        self.unschedulable = unschedulable
+        # in the gang walks: its gang still to place (or nothing placed yet)
+        self.gangs = held < workload.min_pods or not held
+        # in the walks of pods above the minimum: its gang runs and more wait
+        self.extras = (bool(waiting) and unschedulable is None and held >= workload.min_pods
+                       and bool(held))
+        alone = request.master is not None or request.topology is not None
+        # what an attempt in the first walks reads besides the cycle's state, per walk (gangs,
+        # pods above the minimum): workloads that ask alike fare alike (`Allocate.attempt`).
+        # None: a master sized apart or a topology placement reads more.
+        base = (workload.project, id(request), workload.preemptible, max(gang, 1), held > 0)
+        self.alike = None if alone else ((*base, False, pools), (*base, True, pools))
+        # what the lending walks' probe reads (`Allocate._may_place`), within the project
+        self.probe = None if alone else (*base[1:], pools)
+        self.needs: list[tuple[int, ...] | None] = [None, None]  # gang, one pod (`_need`)
+        # the workloads of the class now, by id (one that places leaves it for its new one)
+        self.members: dict[str, Workload] = {}
+
+
+def _members(by_project: dict[str, list[_Asks]], walks: Callable[[_Asks], bool]
+             ) -> dict[str, list[Workload]]:
+    """The workloads of the classes a walk takes (`walks`), by project."""
+    out = {p: [w for a in classes if walks(a) for w in a.members.values()]
+           for p, classes in by_project.items()}
+    return {p: ws for p, ws in out.items() if ws}
 
 
 class _Keys:
