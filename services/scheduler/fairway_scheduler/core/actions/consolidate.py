@@ -145,18 +145,28 @@ def _place_again(solver: Solver, statement: Statement, moved: list[Unit]
 
 def _movable(solver: Solver, pool: str) -> dict[int, list[Hold]]:
     """The pods consolidation may move, by the nodes they are on: GPU pods of preemptible
-    workloads running their whole gang, outside their minimum guaranteed runtime."""
+    workloads running their whole gang, outside their minimum guaranteed runtime. From the
+    index kept between cycles (`Solver.movable`) unless the pool has such a runtime."""
     movable = solver.movers.get(pool)
     if movable is None:
-        movable = solver.movers[pool] = {}
-        for wid, holds in solver.holds.items():
-            w = holds[0].workload
-            if (holds[0].pool != pool or not w.preemptible or wid in solver.evicted
-                    or solver.protected(w, pool) or len(holds) < w.min_pods):
-                continue
-            for hold in holds:
-                if hold.devices:
-                    movable.setdefault(hold.idx, []).append(hold)
+        movable = solver.movable(pool)
+        if movable is None:
+            movable = movable_afresh(solver, pool)
+        solver.movers[pool] = movable
+    return movable
+
+
+def movable_afresh(solver: Solver, pool: str) -> dict[int, list[Hold]]:
+    """`_movable` from every workload's holds."""
+    movable: dict[int, list[Hold]] = {}
+    for wid, holds in solver.holds.items():
+        w = holds[0].workload
+        if (holds[0].pool != pool or not w.preemptible or wid in solver.evicted
+                or solver.protected(w, pool) or len(holds) < w.min_pods):
+            continue
+        for hold in holds:
+            if hold.devices:
+                movable.setdefault(hold.idx, []).append(hold)
     return movable
 
 

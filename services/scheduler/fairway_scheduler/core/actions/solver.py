@@ -792,6 +792,29 @@ class Solver:
                                 h.gpu for h in holds if h.idx == idx)
         return held
 
+    def movable(self, pool: str) -> dict[int, list[Hold]] | None:
+        """Consolidation's movable pods of the pool by node (`consolidate._movable`), from the
+        kept index: those of the workloads this cycle changed left out (each of them was
+        placed more, evicted or moved, so none may move). None where the pool protects
+        workloads for a while (which ones changes with the clock)."""
+        if self._runtime(pool):
+            return None
+        kept = self.index.movable(pool)
+        movable = None
+        for idx, wids in self._touched_on.items():
+            pods = kept.get(idx)
+            if not pods:
+                continue
+            if movable is None:
+                movable = dict(kept)
+            gone = set(wids)
+            left = [h for h in pods if h.workload.id not in gone]
+            if left:
+                movable[idx] = left
+            else:
+                del movable[idx]
+        return kept if movable is None else movable
+
     def units_on(self, node: NodeState, pool: str, settled: int) -> list[Unit]:
         """The victim units still standing with pods on the node: those of the most
         over-served queues first, then in each queue's victim order. Kept while the pool's

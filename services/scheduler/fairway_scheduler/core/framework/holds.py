@@ -84,6 +84,12 @@ class HoldIndex:
         self.node_held: dict[int, dict[str, int]] = {}
         # per (project, pool): its preemptible workloads by priority (how many)
         self.priorities: dict[tuple[str, str], dict[int, int]] = {}
+        # per pool (of a workload's first hold) and node: the GPU pods there of preemptible
+        # workloads running at least their minimum, by workload (what consolidation may move,
+        # less what the cycle changes: `movable`); and the nodes whose list is to make again
+        self.movers: dict[tuple[str, int], dict[str, list[Hold]]] = {}
+        self._movable: dict[str, dict[int, list[Hold]]] = {}
+        self._movers_changed: dict[str, set[int]] = {}
 
     def sync(self, snapshot: ClusterSnapshot, usable: dict[str, tuple[int, str]]
              ) -> dict[str, Workload]:
@@ -187,6 +193,35 @@ class HoldIndex:
         for h in holds:
             if h.gpu:
                 _count(self.node_held, h.idx, workload.project, sign * h.gpu)
+        if len(holds) < workload.min_pods:
+            return
+        on: dict[int, list[Hold]] = {}
+        for h in holds:
+            if h.devices:
+                on.setdefault(h.idx, []).append(h)
+        pool = holds[0].pool
+        changed = self._movers_changed.setdefault(pool, set())
+        for idx, here in on.items():
+            if sign > 0:
+                self.movers.setdefault((pool, idx), {})[wid] = here
+            else:
+                _member(self.movers, (pool, idx), wid, sign)
+            changed.add(idx)
+
+    def movable(self, pool: str) -> dict[int, list[Hold]]:
+        """Per node, the GPU pods of the pool's preemptible workloads that run at least their
+        minimum (a workload's pool: its first hold's), in the order of the workloads' first
+        pods, each workload's in natural order: as a walk of `holds` finds them. Read only."""
+        kept = self._movable.setdefault(pool, {})
+        first = self.first
+        for idx in self._movers_changed.pop(pool, ()):
+            by_wid = self.movers.get((pool, idx))
+            if by_wid is None:
+                kept.pop(idx, None)
+                continue
+            wids = sorted(by_wid, key=first.__getitem__) if len(by_wid) > 1 else by_wid
+            kept[idx] = [h for wid in wids for h in by_wid[wid]]
+        return kept
 
 
 def _member(members: dict, key: object, wid: str, sign: int) -> None:
