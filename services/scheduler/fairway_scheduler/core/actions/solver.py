@@ -23,6 +23,7 @@ until it has run that long.
 
 import heapq
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from fairway_scheduler.core.framework import (
     sized_apart,
     too_large,
 )
-from fairway_scheduler.core.framework.holds import HoldIndex
+from fairway_scheduler.core.framework.holds import HoldIndex, victim_order
 from fairway_scheduler.core.model import Eviction, PendingCode, PendingReason, Workload
 from fairway_scheduler.core.nodes import FULL, Domain, NodeState, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, Queue, order_key
@@ -116,6 +117,9 @@ class Solver:
         self._touched_on: dict[int, list[str]] = {}
         self._touched_keys: set[tuple[str, str]] = set()  # their (project, pool)
         self._at_first_ask: dict[str, list[Hold] | None] | None = None
+        # queues whose victim units `units_on` ranked without building them: built before
+        # one of their workloads changes (see `_rank_units_on`)
+        self._units_due: set[tuple[str, str]] = set()
         for wid in {p.workload_id for p in session.placements}:
             if wid in self.holds:
                 self.touch(wid)
@@ -177,15 +181,28 @@ class Solver:
         return index
 
     def touch(self, wid: str) -> None:
-        """The workload's holds change (it is left out, evicted or moved)."""
+        """The workload's holds change (it is left out, evicted or moved), now."""
+        key = self._built_units(wid)  # its queue's victim units as they are before it changes
         if wid in self._touched:
             return
         self._touched[wid] = None
         holds = self.index.holds.get(wid)
-        if holds:
-            self._touched_keys.add((holds[0].workload.project, holds[0].pool))
+        if holds and key is not None:
+            self._touched_keys.add(key)
             for idx in {h.idx for h in holds}:
                 self._touched_on.setdefault(idx, []).append(wid)
+
+    def _built_units(self, wid: str) -> tuple[str, str] | None:
+        """The workload's queue (project, pool), its victim units built if they are due
+        (`_rank_units_on`)."""
+        holds = self.index.holds.get(wid)
+        if not holds:
+            return None
+        key = (holds[0].workload.project, holds[0].pool)
+        if key in self._units_due:
+            self._units_due.discard(key)
+            self._units(*key)
+        return key
 
     def preemptors(self) -> list[Workload]:
         """Workloads with pods waiting that a disruption could place: gangs still waiting
@@ -611,7 +628,7 @@ class Solver:
         workloads = [self.holds[wid][0].workload for wid in self.by_queue.get(key, ())
                      if wid in self.holds]
         workloads = [w for w in workloads if w.preemptible and not self.protected(w, pool)]
-        workloads.sort(key=lambda w: (w.priority, -w.submitted_at.timestamp(), w.id))
+        workloads.sort(key=victim_order)
         surplus: list[Unit] = []
         gangs: list[Unit] = []
         for w in workloads:
@@ -829,19 +846,76 @@ class Solver:
         return units
 
     def _rank_units_on(self, node: NodeState, pool: str) -> list[Unit]:
+        """The node's victim units ranked by their queues' places and their own in their
+        queue (`_units`). A queue not built yet is not built for it: its units on the node
+        are made as `_units` would make them now, and placed where it would place them (from
+        the kept index's victim order: `_places`); it is built before one of its workloads
+        changes (`touch`), or when something else asks."""
         ranked: list[tuple[tuple[float, float], int, Unit]] = []
+        places: dict[str, Callable[[Workload], tuple[int, int]]] = {}
+        runtime = self._runtime(pool)
         for wid in self.on_node(node.idx):
             holds = self.holds.get(wid)
             if not holds:
                 continue
             w = holds[0].workload
-            queue = self.session.queues.project(w.project, pool)
-            self._units(w.project, pool)
-            for position, unit in self.units_of.get(wid, ()):
-                if self.current(unit, []) is not None:
-                    ranked.append((_over(queue), position, unit))
+            key = (w.project, pool)
+            over = _over(self.session.queues.project(w.project, pool))
+            if (key in self.queue_units or runtime or holds[0].pool != pool
+                    or wid not in self.by_queue.get(key, ())):
+                self._units(*key)
+                self._built_units(wid)  # its own queue's (another pool's, rarely)
+                ranked += [(over, position, unit) for position, unit in self.units_of.get(wid, ())
+                           if self.current(unit, []) is not None]
+                continue
+            self._units_due.add(key)
+            if not w.preemptible:
+                continue
+            place = places.get(w.project)
+            if place is None:
+                place = places[w.project] = self._places(key)
+            surplus, gang = place(w)
+            extra = max(0, len(holds) - w.min_pods)
+            for i, h in enumerate(reversed(holds[len(holds) - extra:])):
+                ranked.append((over, surplus + i, Unit(w, [h], True)))
+            ranked.append((over, gang, Unit(w, [], False)))
         ranked.sort(key=lambda e: (e[0], e[1]))
         return [unit for _, _, unit in ranked]
+
+    def _places(self, key: tuple[str, str]) -> Callable[[Workload], tuple[int, int]]:
+        """Where `_units(*key)`, built now, would place a workload's units (the first of its
+        pods above the minimum, its gang), none of them protected: from the index's victim
+        order as the cycle began, with the queue's workloads changed since as they are now."""
+        index = self.index
+        victims = index.victims.get(key, [])
+        elastic = index.elastic.get(key, [])
+        gone: list[tuple] = []  # no victim now
+        more: list[tuple[tuple, int]] = []  # how many more pods above the minimum now
+        if key in self._touched_keys:
+            for wid in self._touched:
+                then = index.holds.get(wid)
+                if not then or (then[0].workload.project, then[0].pool) != key:
+                    continue
+                w = then[0].workload
+                if not w.preemptible:
+                    continue
+                order = victim_order(w)
+                now = self.holds.get(wid)
+                if now is None:
+                    gone.append(order)
+                extra = max(0, len(now) - w.min_pods) if now else 0
+                if extra != max(0, len(then) - w.min_pods):
+                    more.append((order, extra - max(0, len(then) - w.min_pods)))
+        surplus = sum(n for _, n in elastic) + sum(n for _, n in more)
+
+        def place(w: Workload) -> tuple[int, int]:
+            order = victim_order(w)
+            before = (sum(n for o, n in elastic if o < order)
+                      + sum(n for o, n in more if o < order))
+            rank = bisect_left(victims, order) - sum(1 for o in gone if o < order)
+            return before, surplus + rank
+
+        return place
 
     def queues_in(self, pool: str) -> list[Queue]:
         """The project queues with workloads running in the pool when the cycle began (one

@@ -14,6 +14,7 @@ What a cycle reads from it is what `Solver` built afresh before: the same holds 
 in the ledger's order of their first pod (`first`), and the same sums.
 """
 
+from bisect import bisect_left, insort
 from operator import attrgetter
 
 from fairway_scheduler.core.framework.session import Hold
@@ -82,8 +83,11 @@ class HoldIndex:
         self.queue_wids: dict[tuple[str, str], dict[str, None]] = {}
         self.gpu_nodes: dict[tuple[str, str], dict[int, int]] = {}
         self.node_held: dict[int, dict[str, int]] = {}
-        # per (project, pool): its preemptible workloads by priority (how many)
+        # per (project, pool): its preemptible workloads by priority (how many); in victim
+        # order (`victim_order`), and those running pods above their minimum with how many
         self.priorities: dict[tuple[str, str], dict[int, int]] = {}
+        self.victims: dict[tuple[str, str], list[tuple]] = {}
+        self.elastic: dict[tuple[str, str], list[tuple[tuple, int]]] = {}
         # per pool (of a workload's first hold) and node: the GPU pods there of preemptible
         # workloads running at least their minimum, by workload (what consolidation may move,
         # less what the cycle changes: `movable`); and the nodes whose list is to make again
@@ -188,6 +192,10 @@ class HoldIndex:
         if not workload.preemptible:
             return
         _count(self.priorities, key, workload.priority, sign)
+        order = victim_order(workload)
+        _sorted(self.victims, key, order, sign)
+        if len(holds) > workload.min_pods:
+            _sorted(self.elastic, key, (order, len(holds) - workload.min_pods), sign)
         for idx in {h.idx for h in holds if h.gpu}:
             _count(self.gpu_nodes, key, idx, sign)
         for h in holds:
@@ -222,6 +230,23 @@ class HoldIndex:
             wids = sorted(by_wid, key=first.__getitem__) if len(by_wid) > 1 else by_wid
             kept[idx] = [h for wid in wids for h in by_wid[wid]]
         return kept
+
+
+def victim_order(workload: Workload) -> tuple:
+    """A preemptible workload's place among its queue's victims: lowest priority, then the
+    newest, first."""
+    return (workload.priority, -workload.submitted_at.timestamp(), workload.id)
+
+
+def _sorted(lists: dict, key: object, item: tuple, sign: int) -> None:
+    """`item` put into (+1) or taken out of (-1) the sorted list `lists[key]`."""
+    items = lists.setdefault(key, [])
+    if sign > 0:
+        insort(items, item)
+    else:
+        del items[bisect_left(items, item)]
+        if not items:
+            del lists[key]
 
 
 def _member(members: dict, key: object, wid: str, sign: int) -> None:
