@@ -25,7 +25,7 @@ those that leave their queue its share before the others. A single pod's room is
 node at a time (`_Reclaim.on_one_node`); a gang's across the pool.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.actions.solver import (
@@ -107,7 +107,7 @@ class _Reclaim:
         # queues that gave a victim, and queues that then refused one, in this simulation
         self.gave: set[str] = set()
         self.stopped: set[str] = set()
-        self.queues = [q for q in solver.queues_in(pool)
+        self.queues = [q for q in solver.queues_over(pool)
                        if q is not reclaimer and self.acceptable(q)]
 
     def run(self) -> bool:
@@ -196,11 +196,18 @@ class _Reclaim:
                 found = gentle_memo[id(unit)] = self.gentle(unit)
             return found
 
+        # Per round, the nodes where its queues held GPUs (asked once `held_on` was, as it
+        # answers from then): elsewhere what they hold is nothing.
+        holding: dict[bool, Set[int]] = {}
         for gentle in (True, False):
             cap = above if gentle else most
             for deficit, node in orders[gentle]:
-                held = solver.held_on(node.idx)
-                enough = sum(min(cap[p], m) for p, m in held.items() if p in cap) >= deficit
+                held = solver.held_on(node.idx)  # asked of every node in turn, as before
+                nodes = holding.get(gentle)
+                if nodes is None:
+                    nodes = holding[gentle] = self.holding([p for p, m in cap.items() if m])
+                enough = node.idx in nodes and sum(
+                    min(cap[p], m) for p, m in held.items() if p in cap) >= deficit
                 # Moving work aside may make the room where victims alone cannot: tried on
                 # the few nodes closest to having room.
                 movable = (not enough and not gentle and solver.moves_left > 0
@@ -225,6 +232,13 @@ class _Reclaim:
                                                                                    victims):
                     return True
         return False
+
+    def holding(self, projects: list[str]) -> Set[int]:
+        """The nodes where the projects' preemptible workloads, running in any pool, held
+        GPUs when `on_node` was first asked: every node whose `held_on` names one of them."""
+        solver = self.solver
+        found = [solver.gpu_nodes_of(projects, pool) for pool in solver.session.pools]
+        return found[0] if len(found) == 1 else set().union(*found)
 
     def smallest_first(self, node: NodeState, victims: list[Unit]) -> bool:
         """The node's victims again, the fewest GPUs first. A queue may give while it is over

@@ -134,6 +134,7 @@ class Solver:
         self._held_on: dict[int, dict[str, int]] = {}
         self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
         self._queues_in: dict[str, list[Queue]] = {}
+        self._over_in: dict[str, tuple[int, list[Queue]]] = {}  # see `queues_over`
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
@@ -928,6 +929,18 @@ class Solver:
                                               for name in names]
         return queues
 
+    def queues_over(self, pool: str) -> list[Queue]:
+        """`queues_in(pool)` but those that, nor their department, hold no more than their
+        deserved quota or their allocatable share (reclaim takes nothing from them). Kept
+        while no statement is kept (`Session.commits`): nothing else changes what they hold."""
+        kept = self._over_in.get(pool)
+        commits = self.session.commits
+        if kept is None or kept[0] != commits:
+            kept = self._over_in[pool] = (commits, [
+                q for q in self.queues_in(pool)
+                if _above(q) or (q.parent is not None and _above(q.parent))])
+        return kept[1]
+
     def by_queue_order(self, queues: list[Queue], pool: str) -> Iterator[Unit]:
         """Units of the most over-served queue first (department, then project), re-ranked as
         they give."""
@@ -1013,6 +1026,11 @@ def saturation(queue: Queue) -> float:
     if not allocated:
         return 0.0
     return allocated / fair if fair else math.inf
+
+
+def _above(queue: Queue) -> bool:
+    """It holds more GPUs than its deserved quota or its allocatable share."""
+    return queue.allocated[GPU] > min(queue.deserved[GPU], queue.allocatable(GPU))
 
 
 def _over(queue: Queue) -> tuple[float, float]:
