@@ -9,12 +9,23 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fairway_scheduler.core import decide
+from fairway_scheduler.core import (
+    Allocation,
+    ClusterSnapshot,
+    Node,
+    NodePool,
+    QueueSpec,
+    Quota,
+    Workload,
+    decide,
+)
 from fairway_scheduler.core.actions import reclaim
-from fairway_scheduler.core.actions.solver import Solver
+from fairway_scheduler.core.actions.solver import Solver, _above
+from fairway_scheduler.core.framework import Session, Statement
 from tests.scheduler.test_disruption_properties import contended
 from tests.scheduler.test_disruption_walk import alike
 from tests.scheduler.test_fairness_properties import organisation_shaped
+from tests.scheduler.test_scheduler_properties import T0
 
 
 class _Everywhere:
@@ -63,3 +74,33 @@ def test_reclaim_leaves_out_only_what_could_not_give(snapshot):
           mock.patch.object(reclaim._Reclaim, "holding", lambda self, projects: _Everywhere())):
         assert decide(snapshot) == checked
     assert decide(snapshot) == checked
+
+
+def test_the_givers_follow_kept_statements():
+    """`queues_over` as judged afresh after a statement kept and one rolled back."""
+    nodes = (Node("n0", "default", True, 8, None, 40960),)
+    queues = (QueueSpec("a", "project", "default", gpu=Quota(1)),
+              QueueSpec("b", "project", "default", gpu=Quota(1)))
+    running = Workload("w0", "a", 50, T0, 1, min_pods=4, pods=4, started_at=T0)
+    allocations = tuple(Allocation("w0", f"p{i}", "n0", (i,)) for i in range(4))
+    snapshot = ClusterSnapshot(nodes, (running, Workload("w1", "b", 50, T0, 1, pods=2,
+                                                         waiting_pods=("q0", "q1"))),
+                               allocations, (NodePool("default"),), queues)
+    session = Session(snapshot)
+    solver = Solver(session)
+
+    def afresh() -> list[str]:
+        return [q.name for q in solver.queues_in("default")
+                if _above(q) or (q.parent is not None and _above(q.parent))]
+
+    assert [q.name for q in solver.queues_over("default")] == afresh() == ["a"]
+    for kept in (False, True):
+        statement = Statement(session, session.pools["default"])
+        for hold in solver.holds["w0"]:
+            statement.evict(hold)
+        if kept:
+            statement.commit()
+        else:
+            statement.rollback()
+        assert [q.name for q in solver.queues_over("default")] == afresh()
+    assert afresh() == []
