@@ -1,10 +1,11 @@
 """Reclaim's victim units on a node (`Solver.units_on`), ranked without building the victim
 units of the node's queues (placed from the kept index's victim order, `Solver._places`),
-against the ranking of before, which built every queue of the node when first asked
-(`built_rank` below): after random sequences of pods bound and released, workloads changed
-(priority, minimum, preemptibility, made again) cycle after cycle on one ledger, and within a
-cycle nodes asked and units evicted in any order. The same units in the same order, and every
-queue's units, built whenever, as they were built before."""
+and a queue's units built from that order (`Solver._units`), against the ranking of before,
+which built every queue of the node when first asked, each found and sorted afresh
+(`built_rank`, `units_afresh` below): after random sequences of pods bound and released,
+workloads changed (priority, minimum, preemptibility, made again) cycle after cycle on one
+ledger, and within a cycle nodes asked and units evicted in any order. The same units in the
+same order, and every queue's units, built whenever, as they were built before."""
 
 import types
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,31 @@ def built_rank(self: Solver, node: NodeState, pool: str) -> list[Unit]:
                 ranked.append((_over(queue), position, unit))
     ranked.sort(key=lambda e: (e[0], e[1]))
     return [unit for _, _, unit in ranked]
+
+
+def units_afresh(self: Solver, project: str, pool: str) -> list[Unit]:
+    """`Solver._units` as it was: the queue's workloads found, filtered and sorted."""
+    key = (project, pool)
+    units = self.queue_units.get(key)
+    if units is not None:
+        return units
+    workloads = [self.holds[wid][0].workload for wid in self.by_queue.get(key, ())
+                 if wid in self.holds]
+    workloads = [w for w in workloads if w.preemptible and not self.protected(w, pool)]
+    workloads.sort(key=lambda w: (w.priority, -w.submitted_at.timestamp(), w.id))
+    surplus: list[Unit] = []
+    gangs: list[Unit] = []
+    for w in workloads:
+        holds = self.holds[w.id]
+        extra = max(0, len(holds) - w.min_pods)
+        surplus += [Unit(w, [h], True) for h in reversed(holds[len(holds) - extra:])]
+        gangs.append(Unit(w, [], False))
+    units = self.queue_units[key] = surplus + gangs
+    for position, unit in enumerate(units):
+        self.units_of.setdefault(unit.workload.id, []).append((position, unit))
+    self.cursor[key] = 0
+    self.lowest_priority[key] = workloads[0].priority if workloads else None
+    return units
 
 
 def seen(units: list[Unit]) -> list[tuple]:
@@ -93,6 +119,7 @@ def test_units_on_ranks_as_with_every_queue_built(steps):
             solver = Solver(Session(snapshot, ledger))
             before = Solver(Session(snapshot, ledger))
             before._rank_units_on = types.MethodType(built_rank, before)
+            before._units = types.MethodType(units_afresh, before)
             for asked, (what, *detail) in enumerate(args[0]):
                 if what == "ask":
                     name, pool = NODES[detail[0]]

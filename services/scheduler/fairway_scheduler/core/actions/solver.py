@@ -626,10 +626,15 @@ class Solver:
         units = self.queue_units.get(key)
         if units is not None:
             return units
-        workloads = [self.holds[wid][0].workload for wid in self.by_queue.get(key, ())
-                     if wid in self.holds]
-        workloads = [w for w in workloads if w.preemptible and not self.protected(w, pool)]
-        workloads.sort(key=victim_order)
+        holds_of = self.holds
+        if self._runtime(pool):
+            workloads = [holds_of[wid][0].workload for wid in self.by_queue.get(key, ())
+                         if wid in holds_of]
+            workloads = [w for w in workloads if w.preemptible and not self.protected(w, pool)]
+            workloads.sort(key=victim_order)
+        else:  # the index's preemptible workloads in victim order, less those gone since
+            workloads = [holds_of[order[2]][0].workload for order in
+                         self.index.victims.get(key, ()) if order[2] in holds_of]
         surplus: list[Unit] = []
         gangs: list[Unit] = []
         for w in workloads:
