@@ -70,7 +70,7 @@ def test_reclaim_leaves_out_only_what_could_not_give(snapshot):
           mock.patch.object(reclaim._Reclaim, "on_one_node", one_node)):
         checked = decide(snapshot)
     # and the same decisions with nothing left out (the queues, nodes, asked afresh)
-    with (mock.patch.object(Solver, "queues_over", Solver.queues_in),
+    with (mock.patch.object(Solver, "queues_over", lambda self, pool, _: self.queues_in(pool)),
           mock.patch.object(reclaim._Reclaim, "holding", lambda self, projects: _Everywhere())):
         assert decide(snapshot) == checked
     assert decide(snapshot) == checked
@@ -91,9 +91,9 @@ def test_the_givers_follow_kept_statements():
 
     def afresh() -> list[str]:
         return [q.name for q in solver.queues_in("default")
-                if _above(q) or (q.parent is not None and _above(q.parent))]
+                if _above(q, True) or (q.parent is not None and _above(q.parent, True))]
 
-    assert [q.name for q in solver.queues_over("default")] == afresh() == ["a"]
+    assert [q.name for q in solver.queues_over("default", True)] == afresh() == ["a"]
     for kept in (False, True):
         statement = Statement(session, session.pools["default"])
         for hold in solver.holds["w0"]:
@@ -102,5 +102,5 @@ def test_the_givers_follow_kept_statements():
             statement.commit()
         else:
             statement.rollback()
-        assert [q.name for q in solver.queues_over("default")] == afresh()
+        assert [q.name for q in solver.queues_over("default", True)] == afresh()
     assert afresh() == []

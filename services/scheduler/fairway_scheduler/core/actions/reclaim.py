@@ -107,7 +107,11 @@ class _Reclaim:
         # queues that gave a victim, and queues that then refused one, in this simulation
         self.gave: set[str] = set()
         self.stopped: set[str] = set()
-        self.queues = [q for q in solver.queues_over(pool)
+        # a victim's queue that holds no more than its allocatable share gives only while the
+        # reclaimer's (or its department) stays within its deserved quota
+        deserved = any(q.allocated[GPU] + need <= q.deserved[GPU]
+                       for q in (reclaimer, top(reclaimer)))
+        self.queues = [q for q in solver.queues_over(pool, deserved)
                        if q is not reclaimer and self.acceptable(q)]
 
     def run(self) -> bool:

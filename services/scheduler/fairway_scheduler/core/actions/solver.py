@@ -134,7 +134,7 @@ class Solver:
         self._held_on: dict[int, dict[str, int]] = {}
         self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
         self._queues_in: dict[str, list[Queue]] = {}
-        self._over_in: dict[str, tuple[int, list[Queue]]] = {}  # see `queues_over`
+        self._over_in: dict[tuple[str, bool], tuple[int, list[Queue]]] = {}  # `queues_over`
         self.cursor: dict[tuple[str, str], int] = {}
         # the lowest priority among a queue's victim units, when it has any
         self.lowest_priority: dict[tuple[str, str], int | None] = {}
@@ -934,16 +934,17 @@ class Solver:
                                               for name in names]
         return queues
 
-    def queues_over(self, pool: str) -> list[Queue]:
-        """`queues_in(pool)` but those that, nor their department, hold no more than their
-        deserved quota or their allocatable share (reclaim takes nothing from them). Kept
-        while no statement is kept (`Session.commits`): nothing else changes what they hold."""
-        kept = self._over_in.get(pool)
+    def queues_over(self, pool: str, deserved: bool) -> list[Queue]:
+        """`queues_in(pool)` but those that, nor their department, hold more than their
+        allocatable share or (`deserved`) their deserved quota: reclaim takes nothing from
+        them. Kept while no statement is kept (`Session.commits`): nothing else changes what
+        they hold."""
+        kept = self._over_in.get((pool, deserved))
         commits = self.session.commits
         if kept is None or kept[0] != commits:
-            kept = self._over_in[pool] = (commits, [
+            kept = self._over_in[(pool, deserved)] = (commits, [
                 q for q in self.queues_in(pool)
-                if _above(q) or (q.parent is not None and _above(q.parent))])
+                if _above(q, deserved) or (q.parent is not None and _above(q.parent, deserved))])
         return kept[1]
 
     def by_queue_order(self, queues: list[Queue], pool: str) -> Iterator[Unit]:
@@ -1033,9 +1034,10 @@ def saturation(queue: Queue) -> float:
     return allocated / fair if fair else math.inf
 
 
-def _above(queue: Queue) -> bool:
-    """It holds more GPUs than its deserved quota or its allocatable share."""
-    return queue.allocated[GPU] > min(queue.deserved[GPU], queue.allocatable(GPU))
+def _above(queue: Queue, deserved: bool) -> bool:
+    """It holds more GPUs than its allocatable share, or (`deserved`) its deserved quota."""
+    line = queue.allocatable(GPU)
+    return queue.allocated[GPU] > (min(line, queue.deserved[GPU]) if deserved else line)
 
 
 def _over(queue: Queue) -> tuple[float, float]:
