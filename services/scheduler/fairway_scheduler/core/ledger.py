@@ -21,7 +21,8 @@ from fairway_scheduler.core.nodes import FULL, natural
 
 
 class Watcher(Protocol):
-    """Told of every pod held and released (the solver's kept index, `framework.holds`)."""
+    """Told of every pod held and released (the solver's kept index, `framework.holds`; the
+    session's index of waiting workloads, `framework.session.WaitingIndex`)."""
 
     def held(self, workload_id: str, pod: str) -> None: ...
 
@@ -51,6 +52,8 @@ class Ledger:
         # The disruptive walk's runs of waiting workloads, kept by the first cycle that
         # disrupts (`actions.runs`).
         self.runs: object | None = None
+        # The session's index of waiting workloads, made by the first cycle on this ledger.
+        self.waiting: Watcher | None = None
         for node in nodes:
             self.put_node(node)
 
@@ -103,6 +106,8 @@ class Ledger:
             self.release(*key)
         if self.index is not None:
             self.index.held(*key)
+        if self.waiting is not None:
+            self.waiting.held(*key)
         self.held[a.workload_id] += 1
         node = self.nodes.get(a.node)
         if node is None:
@@ -141,6 +146,8 @@ class Ledger:
             return
         if self.index is not None:
             self.index.released(workload_id, pod)
+        if self.waiting is not None:
+            self.waiting.released(workload_id, pod)
         name, devices, milli, cpu, mem, project, pool, preemptible = entry
         self.held[workload_id] -= 1
         if self.held[workload_id] <= 0:

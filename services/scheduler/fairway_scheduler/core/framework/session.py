@@ -10,7 +10,8 @@ primitives here (`release`, `restore`, `account`); `result()` turns it into a `C
 
 import functools
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.domains import PoolTopology
@@ -19,7 +20,6 @@ from fairway_scheduler.core.model import (
     ClusterSnapshot,
     CycleResult,
     Eviction,
-    Node,
     NodePool,
     Nomination,
     PendingCode,
@@ -35,6 +35,7 @@ from fairway_scheduler.core.queues import CPU, GPU, MEMORY, MILLI, Queues
 from fairway_scheduler.core.reasons import Reason
 
 DEFAULT_POOL = "default"
+_WAITING_PODS = attrgetter("waiting_pods")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,23 @@ def requests_of(workloads: list[Workload]) -> dict[str, Request]:
     return out
 
 
+# What waiting pods ask per project, pool and request: (project, pool, `id` of the request)
+# -> [pods, the request, ...] (requests are shared objects: keyed by identity, not hashed)
+Asked = dict[tuple[str, str, int], list]
+
+
+def asks(workload: Workload, request: Request, pool: str
+         ) -> tuple[tuple[tuple[str, str, int], int, Request], ...]:
+    """What the workload's waiting pods ask of its project's queue in `pool`: how many pods of
+    which request (a master sized apart that waits counted at its own size)."""
+    waiting = len(workload.waiting_pods)
+    if request.master is not None and workload.master_pod in workload.waiting_pods:
+        master = request.master
+        return (((workload.project, pool, id(master)), 1, master),
+                ((workload.project, pool, id(request)), waiting - 1, request))
+    return (((workload.project, pool, id(request)), waiting, request),)
+
+
 def too_large(pool, request: Request) -> str | None:
     """Why no node of the pool (its `max_*` figures) could ever hold one pod, even empty; None
     when one could. A master sized apart is checked too (the reason says so)."""
@@ -186,8 +204,7 @@ class Session:
         self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
         # Building walks only the waiting workloads (running ones matter to the disruptive
         # actions alone, through `workloads`, made when first asked for).
-        self.waiting = [w for w in snapshot.workloads if w.waiting_pods]
-        self.requests = requests_of(self.waiting)
+        self.waiting = list(filter(_WAITING_PODS, snapshot.workloads))
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
         # Pods each workload holds. A `defaultdict`, not a `Counter`: asked of every waiting
@@ -232,10 +249,21 @@ class Session:
         self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
                             or (DEFAULT_POOL,))
         self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
-        # Workloads that can never be placed as the cluster stands: refused, not counted as
-        # requested (they would shift fair shares for nothing).
-        self.unschedulable: dict[str, Reason] = self._find_unschedulable(ordered)
-        self._count_requests()
+        # Each waiting workload's request; those that can never be placed as the cluster
+        # stands (refused, not counted as requested: they would shift fair shares for
+        # nothing); and what the others ask of their queues. Kept with the ledger
+        # (`WaitingIndex`), worked out here only for a snapshot with the same workload twice.
+        index = self.ledger.waiting
+        if not isinstance(index, WaitingIndex):
+            index = self.ledger.waiting = WaitingIndex()
+        if index.sync(self):
+            self.requests = index.requests.copy()
+            self.unschedulable, asked = index.refused(self)
+        else:
+            self.requests = requests_of(self.waiting)
+            self.unschedulable = self._find_unschedulable()
+            asked = self._asked()
+        self._count_requests(asked)
         self.queues.compute_fair_shares(self.capacity(), self._time_aware())
 
     def _time_aware(self) -> dict[str, TimeAwareFairness] | None:
@@ -269,7 +297,7 @@ class Session:
     def _hold(self, ledger: Ledger) -> None:
         """What running pods hold, copied from the ledger onto this cycle's nodes and queues."""
         self.held = defaultdict(int, ledger.held)
-        self.held_pool = dict(ledger.held_pool)
+        self.held_pool = ledger.held_pool.copy()  # (a copy of its table: `dict()` inserts)
         for name, node in self.nodes.items():
             used = ledger.used.get(name)
             if used:
@@ -311,18 +339,10 @@ class Session:
                 if 0 <= d < node.gpus:
                     node.shares[d].append(milli)
 
-    def _find_unschedulable(self, nodes: list[Node]) -> dict[str, Reason]:
-        """Waiting workloads that hold nothing and that no pool they may use could ever take:
-        each pool is missing, has no nodes at all, or has no node (ready or not) as large as
-        one pod. Nothing is unschedulable while the cluster reports no node at all (the
-        inventory is not in yet)."""
+    def _find_unschedulable(self) -> dict[str, Reason]:
+        """Waiting workloads that hold nothing and that no pool they may use could ever take
+        (`never_fits`)."""
         out: dict[str, Reason] = {}
-        if not nodes:
-            return out
-        by_pool: dict[str, list[NodeState]] = {}
-        for n in nodes:
-            by_pool.setdefault(n.pool, []).append(self.nodes[n.name])
-        largest = {name: Largest(by_pool.get(name, [])) for name in self.pools}
         # The answer depends on the request and the pools alone: found once per such shape
         # (requests are shared by the workloads that ask alike: keyed by the object).
         shapes: dict[tuple[int, tuple[str, ...]], Reason | None] = {}
@@ -337,7 +357,7 @@ class Session:
             if shape in shapes:
                 reason = shapes[shape]
             else:
-                reason = shapes[shape] = self._never_fits(request, pools, by_pool, largest)
+                reason = shapes[shape] = self.never_fits(request, pools)
             if reason is None:
                 continue
             if reason[0] == PendingCode.NODE_POOL_UNAVAILABLE and self._pool_may_come(workload):
@@ -345,11 +365,22 @@ class Session:
             out[workload.id] = reason
         return out
 
-    def _never_fits(self, request: Request, pools: tuple[str, ...],
-                    by_pool: dict[str, list[NodeState]], largest: "dict[str, Largest]"
-                    ) -> Reason | None:
-        """Why no pool of `pools` could ever take one pod of the request; None when one
-        could."""
+    @functools.cached_property
+    def _largest(self) -> "tuple[dict[str, list[NodeState]], dict[str, Largest]]":
+        """Each pool's nodes, ready or not, and the largest of them per resource."""
+        by_pool: dict[str, list[NodeState]] = {}
+        for node in self.nodes.values():
+            by_pool.setdefault(node.pool, []).append(node)
+        return by_pool, {name: Largest(by_pool.get(name, [])) for name in self.pools}
+
+    def never_fits(self, request: Request, pools: tuple[str, ...]) -> Reason | None:
+        """Why no pool of `pools` could ever take one pod of the request: each is missing, has
+        no nodes at all, or has no node (ready or not) of its type or as large as one pod. None
+        when one could, and while the cluster reports no node at all (the inventory is not in
+        yet)."""
+        if not self.nodes:
+            return None
+        by_pool, largest = self._largest
         found: list[Reason] = []
         for pool in pools:
             if pool not in self.pools:
@@ -370,34 +401,36 @@ class Session:
         return bool(grace and self.now is not None
                     and (self.now - workload.submitted_at).total_seconds() < grace)
 
-    def _count_requests(self) -> None:
-        for queue in self.queues.queues.values():
-            queue.requested = list(queue.allocated)
-        # Summed per queue and request first (whole units: the order of the sums is free).
-        pods: dict[tuple[str, str, int], int] = {}
-        requests: dict[int, Request] = {}
+    def _asked(self) -> Asked:
+        """Pods waiting per project, pool and request, of the workloads not unschedulable."""
+        asked: Asked = {}
         for workload in self.waiting:
-            if workload.id in self.unschedulable:
-                continue
-            pool = self.target_pools(workload)[0]
-            request = self.requests[workload.id]
-            waiting = len(workload.waiting_pods)
-            if request.master is not None and workload.master_pod in workload.waiting_pods:
-                # the master waits: counted at its own size, the others at theirs
-                master = request.master
-                requests[id(master)] = master
-                key = (workload.project, pool, id(master))
-                pods[key] = pods.get(key, 0) + 1
-                waiting -= 1
-            requests[id(request)] = request
-            key = (workload.project, pool, id(request))
-            pods[key] = pods.get(key, 0) + waiting
-        for (project, pool, request_id), count in pods.items():
-            request = requests[request_id]
+            if workload.id not in self.unschedulable:
+                pool = self.target_pools(workload)[0]
+                for key, count, request in asks(workload, self.requests[workload.id], pool):
+                    entry = asked.get(key)
+                    if entry is None:
+                        asked[key] = [count, request]
+                    else:
+                        entry[0] += count
+        return asked
+
+    def _count_requests(self, asked: Asked) -> None:
+        """Each queue's `requested`: what it holds and what its waiting pods ask (whole units,
+        so the order of the sums is free)."""
+        queues = self.queues
+        for queue in queues.queues.values():
+            queue.requested = list(queue.allocated)
+        if any(("project", project, pool) not in queues.queues for project, pool, _ in asked):
+            # queues made in the order their workloads wait, as when each was counted in turn
+            for workload in self.waiting:
+                if workload.id not in self.unschedulable:
+                    queues.project(workload.project, self.target_pools(workload)[0])
+        for (project, pool, _), (count, request, *_) in asked.items():
             pool_nodes = self.pools.get(pool)
             dev_memory = pool_nodes.max_dev_memory if pool_nodes else 0
             vector = request.vector(dev_memory)
-            queue = self.queues.project(project, pool)
+            queue = queues.project(project, pool)
             for r in range(3):
                 queue.requested[r] += vector[r] * count
 
@@ -525,3 +558,182 @@ class Largest:
 
     def too_large(self, request: Request) -> str | None:
         return too_large(self, request)
+
+
+# Shapes kept while no waiting workload asks as one (their reasons are worked out again else,
+# and that looks at every node), up to this many.
+_SHAPES_KEPT = 1024
+
+
+@dataclass(slots=True)
+class _Shape:
+    """The request of the workloads that ask alike, how many waiting workloads share it, and
+    why it could never be placed in each list of pools asked about (`Session.never_fits`)."""
+
+    request: Request
+    users: int = 0
+    never: "dict[tuple[str, ...], Reason | None]" = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Part:
+    """What the session works out for one waiting workload (a `Workload` object)."""
+
+    workload: Workload
+    shape: tuple
+    reason: Reason | None  # why it can never be placed; None: it may be
+    asks: tuple  # `asks` in its first target pool, when counted
+
+
+class WaitingIndex:
+    """What the session works out for each waiting workload, kept between cycles with the
+    ledger (`Ledger.waiting`): its request (shared by the workloads that ask alike), whether it
+    can never be placed as the cluster stands (`Session.never_fits`) and what it asks of its
+    queue (`asks`), summed per project, pool and request.
+
+    A part depends only on the `Workload` (immutable), on what the ledger holds of it (its
+    pods and their pool: the ledger tells the index of every pod held and released) and on
+    the snapshot's nodes and pools (other ones make it all again). A kept snapshot gives a
+    workload that did not change the same object, so parts are kept by the object's identity:
+    a cycle makes the parts of new objects and of workloads the ledger held or released pods
+    of, and drops those of objects gone (set differences at C speed), correcting the sums.
+    A reason that only a missing pool gives is read again every cycle: the pool may still
+    come (`Session._pool_may_come`, by the cycle's time)."""
+
+    def __init__(self) -> None:
+        self.layout: tuple | None = None  # (nodes, pools) of the snapshot the parts were made on
+        self.touched: set[str] = set()  # workloads the ledger held or released pods of since
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parts: dict[int, _Part] = {}  # by `id` of the workload object
+        self.part_of: dict[str, int] = {}  # workload id -> the key of its part
+        self.requests: dict[str, Request] = {}
+        self.shapes: dict[tuple, _Shape] = {}
+        self.unschedulable: dict[str, Reason] = {}  # but those a missing pool refuses
+        self.pool_missing: dict[str, _Part] = {}  # refused by missing pools only
+        # what the counted parts ask, and how many parts ask it: [pods, request, parts]
+        self.asked: Asked = {}
+
+    # told by the ledger -----------------------------------------------------------------
+    def held(self, workload_id: str, pod: str) -> None:
+        self.touched.add(workload_id)
+
+    def released(self, workload_id: str, pod: str) -> None:
+        self.touched.add(workload_id)
+
+    # the cycle's view ---------------------------------------------------------------------
+    def sync(self, session: Session) -> bool:
+        """Brought up to the session's waiting workloads (its ledger copied, its pools made);
+        False (and nothing kept) when a workload id or object is there twice."""
+        snapshot = session.snapshot
+        layout = self.layout
+        if layout is None or not (_same(layout[0], snapshot.nodes)
+                                  and _same(layout[1], snapshot.pools)):
+            self._reset()
+            self.layout = (snapshot.nodes, snapshot.pools)
+        waiting = session.waiting
+        present = dict(zip(map(id, waiting), waiting, strict=True))
+        if len(present) != len(waiting):
+            return self._give_up()
+        parts = self.parts
+        gone = parts.keys() - present.keys()
+        if self.touched:
+            part_of = self.part_of
+            gone.update(part_of[wid] for wid in self.touched if wid in part_of)
+            self.touched = set()
+        for key in gone:
+            self._drop(parts.pop(key))
+        for key in present.keys() - parts.keys():
+            workload = present[key]
+            if workload.id in self.part_of:
+                return self._give_up()
+            parts[key] = self._part(workload, session)
+        if len(self.shapes) > _SHAPES_KEPT:  # those no waiting workload asks as any more
+            self.shapes = {key: shape for key, shape in self.shapes.items() if shape.users}
+        return True
+
+    def _give_up(self) -> bool:
+        self._reset()
+        self.layout = None
+        self.touched.clear()
+        return False
+
+    def refused(self, session: Session) -> tuple[dict[str, Reason], Asked]:
+        """The cycle's unschedulable workloads, and what the others ask (for
+        `Session._count_requests`; not to be changed)."""
+        unschedulable = dict(self.unschedulable)
+        asked = self.asked
+        if self.pool_missing:
+            asked = {key: entry[:2] for key, entry in asked.items()}
+            for wid, part in self.pool_missing.items():
+                if session._pool_may_come(part.workload):
+                    for key, count, request in part.asks:
+                        entry = asked.get(key)
+                        if entry is None:
+                            asked[key] = [count, request]
+                        else:
+                            entry[0] += count
+                else:
+                    unschedulable[wid] = part.reason  # type: ignore[assignment]
+        return unschedulable, asked
+
+    def _part(self, workload: Workload, session: Session) -> _Part:
+        wid = workload.id
+        shape_key = (workload.gpus_per_pod, workload.gpu_portion, workload.gpu_memory_mib,
+                     workload.cpu_millis, workload.memory_mib, workload.node_type,
+                     workload.master, workload.topology_required, workload.topology_preferred)
+        shape = self.shapes.get(shape_key)
+        if shape is None:
+            shape = self.shapes[shape_key] = _Shape(request_of(workload))
+        shape.users += 1
+        request = shape.request
+        self.requests[wid] = request
+        self.part_of[wid] = id(workload)
+        pools = session.target_pools(workload)
+        reason = None
+        if not session.held.get(wid):
+            if pools in shape.never:
+                reason = shape.never[pools]
+            else:
+                reason = shape.never[pools] = session.never_fits(request, pools)
+        part = _Part(workload, shape_key, reason, ())
+        if reason is None or reason[0] == PendingCode.NODE_POOL_UNAVAILABLE:
+            part.asks = asks(workload, request, pools[0])
+        if reason is None:
+            self._count(part.asks, +1)
+        elif reason[0] == PendingCode.NODE_POOL_UNAVAILABLE:
+            self.pool_missing[wid] = part
+        else:
+            self.unschedulable[wid] = reason
+        return part
+
+    def _drop(self, part: _Part) -> None:
+        wid = part.workload.id
+        del self.part_of[wid]
+        del self.requests[wid]
+        self.shapes[part.shape].users -= 1
+        if part.reason is None:
+            self._count(part.asks, -1)
+        elif part.reason[0] == PendingCode.NODE_POOL_UNAVAILABLE:
+            del self.pool_missing[wid]
+        else:
+            del self.unschedulable[wid]
+
+    def _count(self, part_asks: tuple, sign: int) -> None:
+        """A part's asks added to the sums (`sign` +1), or taken out (-1). A request counted
+        is alive (its parts hold it), so its `id` names no other."""
+        asked = self.asked
+        for key, count, request in part_asks:
+            entry = asked.get(key)
+            if entry is None:
+                asked[key] = [count, request, 1]
+            elif entry[2] + sign:
+                entry[0] += sign * count
+                entry[2] += sign
+            else:
+                del asked[key]
+
+
+def _same(kept: tuple, now: tuple) -> bool:
+    return kept is now or kept == now
