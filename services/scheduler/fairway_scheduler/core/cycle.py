@@ -69,6 +69,15 @@ def _below_min(workloads: tuple[Workload, ...]) -> bool:
     return False
 
 
+def _evicting_or_below_min(workloads: tuple[Workload, ...]) -> bool:
+    """Whether any workload is evicting pods or runs below its minimum (a plain loop, as in
+    `_below_min`)."""
+    for w in workloads:
+        if w.evicting_pods or w.below_min_since is not None:
+            return True
+    return False
+
+
 def _disrupt(solver: Solver, action: Action) -> None:
     """The action tried for every workload that waits, in the solver's order
     (`Solver.preemptors`), in each of its pools until one takes it.
@@ -136,10 +145,8 @@ def _disruption_possible(session: Session) -> bool:
     (it stays within its fair share or deserved quota) or holds lower-priority work to preempt."""
     settings = session.snapshot.disruption
     elastic: list[Workload] = []
-    for w in session.snapshot.workloads:
-        if w.evicting_pods or w.below_min_since is not None:
-            return True
-        if not w.waiting_pods or w.id in session.unschedulable:
+    for w in session.waiting:  # a gang that could start is the usual answer: looked at first
+        if w.id in session.unschedulable:
             continue
         held = session.held[w.id]
         if held < w.min_pods:
@@ -147,6 +154,8 @@ def _disruption_possible(session: Session) -> bool:
                 return True
         elif held:
             elastic.append(w)
+    if _evicting_or_below_min(session.snapshot.workloads):
+        return True
     if not elastic:
         return False
     lowest: dict[str, int] = {}
