@@ -3,7 +3,8 @@ against what the session worked out afresh every cycle before (each waiting work
 the unschedulable ones, every queue's `requested`, the queues made and their order): after
 random sequences of workloads made again or kept as the same object, gone and back, pods held
 and released, nodes and pools changed, and the cycle's time moving past a missing pool's grace,
-cycle after cycle on one ledger."""
+cycle after cycle on one ledger; and the cycle decides as when everything is worked out afresh
+(each waiting workload's target pools are kept too, and follow its placements)."""
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from fairway_scheduler.core import (
     Workload,
     decide,
 )
-from fairway_scheduler.core.framework import Session
+from fairway_scheduler.core.framework import Session, Statement
 from fairway_scheduler.core.framework.session import WaitingIndex, requests_of
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import PodSize
@@ -170,6 +171,13 @@ def test_the_kept_index_answers_as_worked_out_afresh(first, rounds, with_nodes):
         assert afresh.requests == requests_of(afresh.waiting)
         assert {key: q.requested for key, q in afresh.queues.queues.items()
                 if q.kind == "project"} == requested_before(afresh)
+        assert [kept.target_pools(w) for w in kept.waiting] == [
+            afresh.target_pools(w) for w in afresh.waiting]
+        # and the cycle decides alike (placements change where a workload is tried)
+        kept_result = decide(snapshot, ledger)
+        ledger.waiting = Afresh()
+        assert kept_result == decide(snapshot, ledger)
+        ledger.waiting = index
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -189,3 +197,26 @@ def test_the_same_workload_twice_is_worked_out_afresh(twice):
         ledger.waiting = index
         snapshot = ClusterSnapshot(nodes, tuple(base), pools=(NodePool("a"),))
         assert decide(snapshot, ledger) == decide(snapshot)
+
+
+def test_a_placement_makes_a_workload_tried_where_it_holds():
+    """Its first pods placed in its second pool, it is tried there only; taken back, where it
+    was tried before."""
+    nodes = (Node("n1", "a", True, 1, cpu_millis=8000, memory_mib=8192),
+             Node("n2", "b", True, 4, cpu_millis=8000, memory_mib=8192))
+    w = Workload("w", "x", 1, T0, 1, 1, 3, node_pools=("a", "b"),
+                 waiting_pods=("p0", "p1", "p2"))
+    snapshot = ClusterSnapshot(nodes, (w,), pools=(NodePool("a"), NodePool("b")))
+    ledger = Ledger(nodes)
+    for _ in range(2):  # the index made, then kept
+        session = Session(snapshot, ledger)
+        assert session._targets.keys() == {"w"}
+        assert session.target_pools(w) == ("a", "b")
+        statement = Statement(session, session.pools["b"])
+        assert statement.place("p0", session.requests["w"]) is not None
+        statement.allocate(w)
+        assert session.target_pools(w) == ("b",) and session.held_pool["w"] == "b"
+        statement.rollback()
+        assert session.target_pools(w) == ("a", "b") and "w" not in session.held_pool
+    gone = ClusterSnapshot(nodes, (), pools=snapshot.pools)
+    assert Session(gone, ledger)._targets == {}

@@ -3,9 +3,11 @@
 It holds the nodes and devices (`nodes.PoolNodes` per pool), the queues with what they hold
 and ask for and their fair shares (`queues.Queues`), and each waiting workload's per-pod
 request. What running pods hold comes from a `ledger.Ledger`: built from the snapshot's
-allocations, or kept between cycles by the caller. The actions change it only through a
-`statement.Statement` (place, evict, pipeline; checkpoint and rollback), which uses the
-primitives here (`release`, `restore`, `account`); `result()` turns it into a `CycleResult`.
+allocations, or kept between cycles by the caller, and with it what is worked out per waiting
+workload (`WaitingIndex`: requests, unschedulable ones, what each asks). The actions change it
+only through a `statement.Statement` (place, evict, pipeline; checkpoint and rollback), which
+uses the primitives here (`release`, `restore`, `account`, `hold_in`); `result()` turns it into
+a `CycleResult`.
 """
 
 import functools
@@ -249,6 +251,9 @@ class Session:
         self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
                             or (DEFAULT_POOL,))
         self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # `target_pools` of the waiting workloads (from the index), kept as placements make
+        # a workload hold in a pool (`hold_in`)
+        self._targets: dict[str, tuple[str, ...]] = {}
         # Each waiting workload's request; those that can never be placed as the cluster
         # stands (refused, not counted as requested: they would shift fair shares for
         # nothing); and what the others ask of their queues. Kept with the ledger
@@ -258,6 +263,7 @@ class Session:
             index = self.ledger.waiting = WaitingIndex()
         if index.sync(self):
             self.requests = index.requests.copy()
+            self._targets = index.targets.copy()
             self.unschedulable, asked = index.refused(self)
         else:
             self.requests = requests_of(self.waiting)
@@ -448,7 +454,14 @@ class Session:
     # reading ----------------------------------------------------------------------------
     def target_pools(self, workload: Workload) -> tuple[str, ...]:
         """Where to try: the pool its pods already run in, else its preference, else every
-        pool with `default` first."""
+        pool with `default` first. (Asked some 200,000 times a cycle, mostly of waiting
+        workloads: theirs are looked up.)"""
+        pools = self._targets.get(workload.id)
+        if pools is not None:
+            return pools
+        return self._target_pools(workload)
+
+    def _target_pools(self, workload: Workload) -> tuple[str, ...]:
         pool = self.held_pool.get(workload.id)
         if pool is not None:
             return (pool,)
@@ -486,6 +499,16 @@ class Session:
         return out
 
     # changing ---------------------------------------------------------------------------
+    def hold_in(self, workload_id: str, pool: str | None) -> None:
+        """The workload's first pods are placed in `pool` (None: taken back): it is tried
+        there only (else where it was)."""
+        if pool is None:
+            del self.held_pool[workload_id]
+            self._targets.pop(workload_id, None)
+        else:
+            self.held_pool[workload_id] = pool
+            self._targets[workload_id] = (pool,)
+
     def account(self, workload: Workload, pool: str, vector: list[int], sign: int) -> None:
         queue = self.queues.project(workload.project, pool)
         for q in queue.chain():
@@ -609,6 +632,7 @@ class WaitingIndex:
         self.parts: dict[int, _Part] = {}  # by `id` of the workload object
         self.part_of: dict[str, int] = {}  # workload id -> the key of its part
         self.requests: dict[str, Request] = {}
+        self.targets: dict[str, tuple[str, ...]] = {}  # `Session.target_pools`
         self.shapes: dict[tuple, _Shape] = {}
         self.unschedulable: dict[str, Reason] = {}  # but those a missing pool refuses
         self.pool_missing: dict[str, _Part] = {}  # refused by missing pools only
@@ -690,7 +714,7 @@ class WaitingIndex:
         request = shape.request
         self.requests[wid] = request
         self.part_of[wid] = id(workload)
-        pools = session.target_pools(workload)
+        pools = self.targets[wid] = session.target_pools(workload)
         reason = None
         if not session.held.get(wid):
             if pools in shape.never:
@@ -712,6 +736,7 @@ class WaitingIndex:
         wid = part.workload.id
         del self.part_of[wid]
         del self.requests[wid]
+        del self.targets[wid]
         self.shapes[part.shape].users -= 1
         if part.reason is None:
             self._count(part.asks, -1)

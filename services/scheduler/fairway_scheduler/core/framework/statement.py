@@ -84,7 +84,7 @@ class Statement:
         session.held[workload.id] += len(pods)
         first = workload.id not in session.held_pool
         if first:
-            session.held_pool[workload.id] = self.pool.name
+            session.hold_in(workload.id, self.pool.name)
         session.placements.append(Placement(workload.id, tuple(pods), pipelined, moved))
         self._log.append((_RECORD, workload, takes, used, first))
 
@@ -112,7 +112,7 @@ class Statement:
         session = self.session
         session.placements.pop()
         if first:
-            del session.held_pool[workload.id]
+            session.hold_in(workload.id, None)
         session.held[workload.id] -= len(takes)
         session.account(workload, pool.name, used, -1)
         self._takes = takes
