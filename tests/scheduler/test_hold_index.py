@@ -227,23 +227,31 @@ def test_cycles_on_a_kept_ledger_decide_as_on_one_built_afresh(snapshot, finishi
                            allocations=tuple(allocations[k] for k, _ in ledger.entries()))
         kept = decide(snapshot, ledger)
         assert kept == decide(snapshot)
-        for e in kept.evictions:
-            w = workloads[e.workload_id]
-            pods = e.pods or tuple(p for wid, p in allocations if wid == w.id)
-            for pod in pods:
-                allocations.pop((w.id, pod), None)
-                ledger.release(w.id, pod)
-            workloads[w.id] = replace(w, waiting_pods=tuple(sorted(
-                {*w.waiting_pods, *pods}, key=natural)))
-        for p in kept.placements:
-            if p.pipelined:
-                continue
-            w = workloads[p.workload_id]
-            for pod in p.pods:
-                a = Allocation(w.id, pod.pod, pod.node, pod.gpu_devices, portion=pod.portion)
-                allocations[(w.id, pod.pod)] = a
-                ledger.hold(a, w.project, w.preemptible)
-            bound = {pod.pod for pod in p.pods}
-            workloads[w.id] = replace(w, started_at=w.started_at or T0, waiting_pods=tuple(
-                x for x in w.waiting_pods if x not in bound))
+        settle(kept, workloads, allocations, ledger, T0)
         snapshot = replace(snapshot, nominated=kept.nominated)
+
+
+def settle(result, workloads: dict, allocations: dict, ledger, now) -> None:
+    """What lifecycle makes of a cycle's decisions, on the test's own state: evicted pods
+    wait again, bound ones run (started at `now`); the ledger is told of both."""
+    for e in result.evictions:
+        w = workloads[e.workload_id]
+        pods = e.pods or tuple(p for wid, p in allocations if wid == w.id)
+        for pod in pods:
+            if allocations.pop((w.id, pod), None) is not None:
+                ledger.release(w.id, pod)
+        workloads[w.id] = replace(w, waiting_pods=tuple(sorted(
+            {*w.waiting_pods, *pods}, key=natural)))
+    for p in result.placements:
+        if p.pipelined:
+            continue
+        w = workloads[p.workload_id]
+        for pod in p.pods:
+            if (w.id, pod.pod) in allocations:
+                continue
+            a = Allocation(w.id, pod.pod, pod.node, pod.gpu_devices, portion=pod.portion)
+            allocations[(w.id, pod.pod)] = a
+            ledger.hold(a, w.project, w.preemptible)
+        bound = {pod.pod for pod in p.pods}
+        workloads[w.id] = replace(w, started_at=w.started_at or now, waiting_pods=tuple(
+            x for x in w.waiting_pods if x not in bound))

@@ -16,8 +16,8 @@ from fairway_scheduler.core.actions.allocate import Allocate
 from fairway_scheduler.core.actions.solver import Solver, preemptor_class
 from fairway_scheduler.core.framework import Session
 from fairway_scheduler.core.ledger import Ledger
-from fairway_scheduler.core.nodes import natural
 from tests.scheduler.test_disruption_walk import alike
+from tests.scheduler.test_hold_index import settle
 
 
 def runs_afresh(solver: Solver) -> tuple[set, set]:
@@ -112,26 +112,5 @@ def test_the_kept_runs_are_those_found_afresh(snapshot, cycles):
         assert runs_kept(solver) == runs_afresh(solver)
         kept = decide(snapshot, ledger)
         assert kept == decide(snapshot)
-        for e in kept.evictions:
-            w = workloads[e.workload_id]
-            pods = e.pods or tuple(p for wid, p in allocations if wid == w.id)
-            for pod in pods:
-                if allocations.pop((w.id, pod), None) is not None:
-                    ledger.release(w.id, pod)
-            workloads[w.id] = replace(w, waiting_pods=tuple(sorted(
-                {*w.waiting_pods, *pods}, key=natural)))
-        for p in kept.placements:
-            if p.pipelined:
-                continue
-            w = workloads[p.workload_id]
-            for pod in p.pods:
-                if (w.id, pod.pod) in allocations:
-                    continue
-                a = Allocation(w.id, pod.pod, pod.node, pod.gpu_devices, portion=pod.portion)
-                allocations[(w.id, pod.pod)] = a
-                ledger.hold(a, w.project, w.preemptible)
-            bound = {pod.pod for pod in p.pods}
-            workloads[w.id] = replace(w, started_at=w.started_at or snapshot.now,
-                                      waiting_pods=tuple(x for x in w.waiting_pods
-                                                         if x not in bound))
+        settle(kept, workloads, allocations, ledger, snapshot.now)
         snapshot = replace(snapshot, nominated=kept.nominated)
