@@ -352,8 +352,13 @@ def test_signing_in_and_moving_about_works_from_the_keyboard_and_every_control_i
         page.wait_for_url("**/workloads")
         page.get_by_label("Name contains").focus()
         page.keyboard.type("keyed")
+        page.wait_for_url("**/workloads?*name=keyed*")  # the filter has been applied
         expect(page.locator(f'tr[data-workload-id="{waiting}"]')).to_be_visible()
         page.get_by_role("link", name="keyed", exact=True).focus()
+        # The table is swapped whenever the live feed (re)opens; a focused link keeps its focus.
+        page.evaluate("htmx.ajax('GET', location.href,"
+                      " {target: '#table', select: '#table', swap: 'outerHTML'})")
+        assert focused(page) == f"open-{waiting}"
         page.keyboard.press("Enter")
         page.wait_for_url(f"**/workloads/{waiting}")
 
