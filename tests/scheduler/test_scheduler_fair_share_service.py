@@ -99,6 +99,13 @@ def cycles_run() -> float:
     return REGISTRY.get_sample_value("fairway_scheduler_cycle_seconds_count") or 0
 
 
+def step_counts() -> dict[str, float]:
+    """How many cycles each step was timed in (`fairway_scheduler_cycle_step_seconds`)."""
+    return {step: REGISTRY.get_sample_value("fairway_scheduler_cycle_step_seconds_count",
+                                            {"step": step}) or 0
+            for step in ("snapshot", "ledger", "decide", "commit")}
+
+
 async def publish_org(js, tag: str, names: dict[str, str]) -> None:
     pool = names["pool"]
     await publish_model(js, subjects.org_node_pool(pool),
@@ -251,12 +258,16 @@ async def test_two_projects_share_the_cluster_by_weight_and_say_so_once(
     # A change that changes nothing: a waiting workload's pods seen again. A cycle runs and
     # publishes nothing new.
     w = waiting[0]
-    cycles = cycles_run()
+    cycles, steps = cycles_run(), step_counts()
     await publish_model(js, subjects.podgroup(project_of[w], w),
                         pod_group(w, project_of[w], 2, Phase.PENDING), msg_id=f"pg-{w}-2")
     await eventually(lambda: _true(cycles_run() > cycles))
     await drained(js, fs_consumers, eventually, settle=0.5)
     assert await counts() == before
+    # every cycle that ran is timed step by step as well
+    ran = cycles_run() - cycles
+    assert {step: count - steps[step] for step, count in step_counts().items()} == dict.fromkeys(
+        ("snapshot", "ledger", "decide", "commit"), ran)
 
     # Restart: the state comes back from the tables; another no-op change decides nothing,
     # publishes nothing, and the 24 allocations are neither forgotten nor doubled.
