@@ -6,6 +6,7 @@ restart loads them back. It keeps, between cycles, the snapshot's parts and the 
 did not change. Pure bookkeeping: no I/O, no asyncio.
 """
 
+import itertools
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,8 @@ FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 DEFAULT_POOL = "default"
 
 _WORKLOAD = operator.itemgetter(0)  # of a workload's part of a snapshot
+# Kept snapshots' generations, unique in the process (so no two states' snapshots share one).
+_GENERATIONS = itertools.count(1)
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -368,6 +371,14 @@ class ClusterState:
         # schedulable yet, or gone): a snapshot gathers them from a list, not from the parts.
         self._slots: list[model.Workload | None] = []
         self._slot_of: dict[str, int] = {}
+        # What the last kept snapshot tells of its workloads (`model.WorkloadChanges`): the
+        # slots' workloads with pods waiting, at the same slots; the ids gone since it (their
+        # slot emptied); those running below their minimum and those evicting pods.
+        self._changes: model.WorkloadChanges | None = None
+        self._waiting_slots: list[model.Workload | None] = []
+        self._gone: set[str] = set()
+        self._below_min: set[str] = set()
+        self._evicting: set[str] = set()
         # A snapshot's nodes (in their pools), pools and queues, kept until a node or an org
         # unit changes: most cycles follow workload events only.
         # (and the cluster's time-aware fairness the pools' were made with)
@@ -531,7 +542,9 @@ class ClusterState:
                 self._with_unknown.discard(status.workload_id)
                 slot = self._slot_of.pop(status.workload_id, None)
                 if slot is not None:
-                    self._slots[slot] = None
+                    if self._slots[slot] is not None:
+                        self._gone.add(status.workload_id)
+                    self._slots[slot] = self._waiting_slots[slot] = None
         else:
             self._put_status(status)
         self._touch(wid)
@@ -543,6 +556,7 @@ class ClusterState:
             self._workload_parts[wid] = None  # its place in the order; made once touched
             self._slot_of[wid] = len(self._slots)
             self._slots.append(None)
+            self._waiting_slots.append(None)
         self.statuses[wid] = status
 
     def add_placement(self, placement: model.Placement) -> None:
@@ -874,7 +888,7 @@ class ClusterState:
                                     queues=queues, now=now,
                                     disruption=disruption or model.DisruptionSettings(),
                                     nominated=self.nominated, time_aware_fairness=time_aware,
-                                    usage=usage)
+                                    usage=usage, changes=self._changes if cached else None)
 
     def time_aware_anywhere(self, cluster: model.TimeAwareFairness) -> bool:
         """Whether time-aware fairness is on in the cluster or in some node pool."""
@@ -898,9 +912,11 @@ class ClusterState:
         return tuple(workloads), unknown
 
     def _kept_workloads(self) -> tuple[tuple[model.Workload, ...], list[model.Allocation]]:
-        """The kept parts, the stale ones made again: the same as `_fresh_workloads`."""
+        """The kept parts, the stale ones made again: the same as `_fresh_workloads`. What
+        changed since the last kept snapshot is told with them (`_changes`)."""
         parts = self._workload_parts
         stale = self._workload_stale
+        before = self._changes
         if len(parts) != len(self.statuses):
             # cleared (an org change): every part made again, in the order of `statuses`
             parts.clear()
@@ -908,9 +924,20 @@ class ClusterState:
             self._with_unknown.clear()
             stale = set(self.statuses)
             self._slots = [None] * len(parts)
+            self._waiting_slots = [None] * len(parts)
             self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
+            self._below_min.clear()
+            self._evicting.clear()
+            before = None  # all made again: told as no change known
+        made: dict[str, model.Workload] = {}
+        gone, self._gone = self._gone, set()
+        for wid in gone:
+            self._below_min.discard(wid)
+            self._evicting.discard(wid)
+        waiting_changed = bool(gone) or self._workloads is None
         if stale or self._workloads is None:
             default_pools: dict[str, tuple[str, ...]] | None = None
+            slots, waiting_slots = self._slots, self._waiting_slots
             for wid in stale:
                 status = self.statuses.get(wid)
                 if status is None:
@@ -918,7 +945,20 @@ class ClusterState:
                 if default_pools is None:
                     default_pools = self._default_pools()
                 part = parts[wid] = self._workload_part(wid, status, default_pools)
-                self._slots[self._slot_of[wid]] = part[0]
+                slot = self._slot_of[wid]
+                workload = part[0]
+                if workload is not None:
+                    made[wid] = workload
+                    self._flag(wid, workload)
+                elif slots[slot] is not None:
+                    gone.add(wid)  # no longer schedulable (its request gone)
+                    self._below_min.discard(wid)
+                    self._evicting.discard(wid)
+                slots[slot] = workload
+                now_waiting = workload if workload is not None and workload.waiting_pods else None
+                if now_waiting is not None or waiting_slots[slot] is not None:
+                    waiting_changed = True
+                waiting_slots[slot] = now_waiting
                 if part[1]:
                     self._with_unknown.add(wid)
                 else:
@@ -927,8 +967,20 @@ class ClusterState:
             # every part is made now (each placeholder's workload was touched)
             if len(self._slots) > 2 * len(parts):  # gone workloads' slots: closed up
                 self._slots = list(map(_WORKLOAD, parts.values()))
+                self._waiting_slots = [w if w is not None and w.waiting_pods else None
+                                       for w in self._slots]
                 self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
             self._workloads = tuple(filter(None, self._slots))
+        waiting = (tuple(filter(None, self._waiting_slots))
+                   if waiting_changed or before is None else before.waiting)
+        generation = next(_GENERATIONS)
+        steps: tuple[model.WorkloadStep, ...] = ()
+        if before is not None:
+            step = (before.generation, generation, made, frozenset(gone))
+            steps = (*before.steps[1 - model.STEPS_KEPT:], step)
+        self._changes = model.WorkloadChanges(
+            generation, self._workloads, waiting, steps,
+            below_min=bool(self._below_min), evicting=bool(self._evicting))
         unknown: list[model.Allocation] = []
         if self._with_unknown:
             for part in parts.values():
@@ -936,6 +988,16 @@ class ClusterState:
                     unknown.extend(part[1])
         return self._workloads, unknown
 
+    def _flag(self, wid: str, workload: model.Workload) -> None:
+        """Whether the workload runs below its minimum, or is evicting pods, kept."""
+        if workload.below_min_since is not None:
+            self._below_min.add(wid)
+        else:
+            self._below_min.discard(wid)
+        if workload.evicting_pods:
+            self._evicting.add(wid)
+        else:
+            self._evicting.discard(wid)
 
 
 def _topology_labels(labels: Mapping[str, str], levels: tuple[str, ...]

@@ -4,8 +4,10 @@ Plain frozen values, no I/O types: the service shell, the simulator and the benc
 snapshots from whatever they hold.
 """
 
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from enum import StrEnum
 from typing import Protocol
 
@@ -208,6 +210,55 @@ class Nomination:
     victims: tuple[str, ...] = ()
 
 
+# One kept snapshot's change from the one before: (the generation before, its own, the
+# workloads made again or new by id, the ids gone).
+WorkloadStep = tuple[int, int, Mapping[str, "Workload"], frozenset[str]]
+# Steps kept with a snapshot: a kept structure that skipped fewer cycles than this (the
+# disruptive actions do not run every cycle) still applies the changes only.
+STEPS_KEPT = 16
+_WAITING_PODS = attrgetter("waiting_pods")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadChanges:
+    """What a snapshot kept between cycles (`ClusterState.snapshot`) knows of its workloads
+    beyond the tuple: which changed since the kept snapshots before it, so that what a cycle
+    keeps per workload (`Ledger.waiting`, `Ledger.index`, `Ledger.runs`) is brought up to it
+    without a walk of every workload; and the workloads with pods waiting, in order.
+
+    `generation` names the snapshot (unique in the process); `steps` are the changes from the
+    snapshots before it, oldest first, the last one ending at `generation`. It describes
+    `workloads` only: a snapshot with other workloads (`replace`) is read as a plain one."""
+
+    generation: int
+    workloads: tuple["Workload", ...]
+    waiting: tuple["Workload", ...]
+    steps: tuple[WorkloadStep, ...] = ()
+    below_min: bool = False  # some workload runs below its minimum
+    evicting: bool = False  # some workload is evicting pods
+
+    def since(self, generation: int | None
+              ) -> tuple[dict[str, "Workload"], set[str]] | None:
+        """The workloads made again or new since the snapshot `generation` (by id: their
+        objects now) and the ids gone since (an id gone and back is in both); None when
+        this snapshot does not reach back to it."""
+        if generation is None:
+            return None
+        made: dict[str, Workload] = {}
+        gone: set[str] = set()
+        if generation == self.generation:
+            return made, gone
+        start = next((i for i, step in enumerate(self.steps) if step[0] == generation), None)
+        if start is None:
+            return None
+        for _, _, step_made, step_gone in self.steps[start:]:
+            for wid in step_gone:
+                made.pop(wid, None)
+            gone.update(step_gone)
+            made.update(step_made)
+        return made, gone
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     nodes: tuple[Node, ...] = ()
@@ -224,6 +275,59 @@ class ClusterSnapshot:
     # each queue's usage history (`usage.UsageHistory`, read at `now`; None: no history).
     time_aware_fairness: TimeAwareFairness = TIME_AWARE_FAIRNESS_OFF
     usage: UsageSource | None = None
+    # A kept snapshot's: what changed in its workloads since the ones before (not part of
+    # what it is: a snapshot made afresh equals it).
+    changes: WorkloadChanges | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kept_changes(self) -> WorkloadChanges | None:
+        """`changes`, when they describe this snapshot's workloads."""
+        changes = self.changes
+        if changes is None or changes.workloads is not self.workloads:
+            return None
+        return changes
+
+    @property
+    def generation(self) -> int | None:
+        """The kept snapshot's generation (None: a plain snapshot)."""
+        changes = self.kept_changes
+        return changes.generation if changes is not None else None
+
+    def changed_since(self, generation: int | None
+                      ) -> tuple[dict[str, "Workload"], Set[str]] | None:
+        """The workloads made again or new since the kept snapshot `generation`, by id, and
+        the ids gone since; None when not known (a plain snapshot, or one that does not reach
+        back to it): walk the workloads."""
+        changes = self.kept_changes
+        return changes.since(generation) if changes is not None else None
+
+    def waiting_workloads(self) -> list[Workload]:
+        """The workloads with pods waiting, in the snapshot's order."""
+        changes = self.kept_changes
+        if changes is not None:
+            return list(changes.waiting)
+        return list(filter(_WAITING_PODS, self.workloads))
+
+    def any_below_min(self) -> bool:
+        """Whether any gang runs below its minimum. (A plain loop: over 140,000 workloads it
+        costs a third of `any` over a generator.)"""
+        changes = self.kept_changes
+        if changes is not None:
+            return changes.below_min
+        for w in self.workloads:
+            if w.below_min_since is not None:
+                return True
+        return False
+
+    def any_evicting_or_below_min(self) -> bool:
+        """Whether any workload is evicting pods or runs below its minimum."""
+        changes = self.kept_changes
+        if changes is not None:
+            return changes.below_min or changes.evicting
+        for w in self.workloads:
+            if w.evicting_pods or w.below_min_since is not None:
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ same pools, in submission order. At KAI's scale some 40,000 workloads wait in ab
 and nearly all of them are the same `Workload` objects as the cycle before (a kept snapshot
 makes a workload again only when something about it changed). A caller that keeps its `Ledger`
 keeps them in it (`Ledger.runs`): a cycle takes out the waiting workloads gone from the
-snapshot and puts in those that came, found by the objects' identity (set differences at C
-speed), and reads afresh only the workloads whose class this cycle's state may change.
+snapshot and puts in those that came, as a kept snapshot tells them (`changed_since` the
+generation the runs were brought up to) or else found by the objects' identity (set
+differences at C speed), and reads afresh only the workloads whose class this cycle's state
+may change.
 
 What a workload's class reads besides the workload itself: the session's `Request` (one per
 shape of request, `framework.requests_of`: the shape stands for it), what it holds and its pods
@@ -18,6 +20,8 @@ its own asks as it did when it came, while the session's pools are those it came
 """
 
 from bisect import bisect_left, insort
+from collections.abc import Set
+from itertools import chain
 
 from fairway_scheduler.core.framework import Session
 from fairway_scheduler.core.model import Workload
@@ -48,6 +52,7 @@ class WaitingRuns:
     """The snapshot's waiting workloads as of the last cycle, grouped by `alike`."""
 
     def __init__(self) -> None:
+        self.generation: int | None = None  # of the kept snapshot they were brought up to
         self._reset(())
 
     def _reset(self, pools: tuple[str, ...]) -> None:
@@ -62,8 +67,17 @@ class WaitingRuns:
         """Brought up to the session's waiting workloads. False (and nothing kept) when two of
         them share an id: the session then knows one request for both."""
         pools = tuple(session.pools)
+        snapshot = session.snapshot
+        changed = None
         if pools != self.pools:
             self._reset(pools)
+        elif self.generation is not None:
+            changed = snapshot.changed_since(self.generation)
+        self.generation = None
+        if changed is not None:
+            self._apply(session, *changed)
+            self.generation = snapshot.generation
+            return True
         waiting = session.waiting
         now = dict(zip(map(id, waiting), waiting, strict=True))
         objects = self.objects
@@ -75,7 +89,22 @@ class WaitingRuns:
         if len(self.key) != len(objects):
             self._reset(pools)
             return False
+        self.generation = snapshot.generation
         return True
+
+    def _apply(self, session: Session, made: dict[str, Workload], gone: Set[str]) -> None:
+        """The workloads the kept snapshot made again (or new) put in again, those gone
+        taken out."""
+        objects, known = self.objects, self.workload
+        for wid in chain(gone, made):
+            workload = known.get(wid)
+            if workload is not None:
+                del objects[id(workload)]
+                self._leave(workload)
+        for workload in made.values():
+            if workload.waiting_pods:
+                objects[id(workload)] = workload
+                self._enter(session, workload)
 
     def _enter(self, session: Session, workload: Workload) -> None:
         self.workload[workload.id] = workload

@@ -7,14 +7,18 @@ them as they were the cycle before. A caller that keeps its `Ledger` between cyc
 service, the benchmark) keeps this index in it (`Ledger.index`): the ledger tells it which
 workloads it held or released pods of, and the index makes again only those workloads' part,
 and those whose `Workload` in the snapshot is another object than the one it read (the kept
-snapshot makes a workload's part again only when something about it changed). A snapshot with
-other nodes or pools makes it all again.
+snapshot makes a workload's part again only when something about it changed, and tells which
+it made: `ClusterSnapshot.changed_since` the generation the index was brought up to; of
+another snapshot, the objects' identities tell). A snapshot with other nodes or pools makes it
+all again.
 
 What a cycle reads from it is what `Solver` built afresh before: the same holds per workload,
 in the ledger's order of their first pod (`first`), and the same sums.
 """
 
 from bisect import bisect_left, insort
+from collections.abc import Set
+from itertools import chain
 from operator import attrgetter
 
 from fairway_scheduler.core.framework.session import Hold
@@ -37,6 +41,7 @@ class HoldIndex:
         for (wid, pod), _ in ledger.entries():
             self._held(wid, pod)
         self.usable: dict[str, tuple[int, str]] | None = None
+        self.generation: int | None = None  # of the kept snapshot it was brought up to
         self._reset()
 
     # told by the ledger -----------------------------------------------------------------
@@ -74,7 +79,9 @@ class HoldIndex:
         self.workload: dict[str, Workload] = {}
         self.objects: dict[int, str] = {}
         self.absent: set[str] = set()  # holding, but not in the snapshot (looked at again)
-        self.unordered = False  # `holds` is no longer in the order of `first`
+        # workloads whose holds went last in `holds` this sync (new, or another first pod):
+        # the others stay in the order of `first`
+        self.appended: list[str] = []
         # what the holds add up to (see `Solver`): workloads per node and per (project, pool)
         # of their first hold; per (project, pool), the nodes its preemptible workloads hold
         # GPUs on (how many workloads each); per node, the milli-GPUs each project's
@@ -95,38 +102,79 @@ class HoldIndex:
         self._movable: dict[str, dict[int, list[Hold]]] = {}
         self._movers_changed: dict[str, set[int]] = {}
 
-    def sync(self, snapshot: ClusterSnapshot, usable: dict[str, tuple[int, str]]
-             ) -> dict[str, Workload]:
+    def sync(self, snapshot: ClusterSnapshot, usable: dict[str, tuple[int, str]]) -> None:
         """Brought up to the snapshot (`usable`: the ready nodes of known pools, by name: their
-        `NodeState.idx` and pool). Returns the snapshot's workloads by id."""
+        `NodeState.idx` and pool)."""
         workloads = snapshot.workloads
-        by_id = dict(zip(map(_ID, workloads), workloads, strict=True))
+        generation, self.generation = self.generation, None
         if usable != self.usable:
             self._reset()
             self.usable = usable
             self.touched.clear()
+            by_id = dict(zip(map(_ID, workloads), workloads, strict=True))
             for wid in self.pods_of:
                 self._refresh(wid, by_id.get(wid))
             self._reorder()
-            return by_id
+            self.appended = []
+            self.generation = snapshot.generation
+            return
         dirty = self.touched
         self.touched = set()
-        if len(by_id) == len(workloads):
-            present = set(map(id, workloads))
-            dirty.update(self.objects[i] for i in self.objects.keys() - present)
-        else:  # the same id twice: the last one counts, as in `by_id`
-            dirty.update(wid for wid, w in self.workload.items() if by_id.get(wid) is not w)
-        dirty.update(wid for wid in self.absent if wid in by_id)
+        changed = snapshot.changed_since(generation)
+        if changed is not None:
+            self._apply(workloads, dirty, *changed)
+        else:
+            by_id = dict(zip(map(_ID, workloads), workloads, strict=True))
+            if len(by_id) == len(workloads):
+                present = set(map(id, workloads))
+                dirty.update(self.objects[i] for i in self.objects.keys() - present)
+            else:  # the same id twice: the last one counts, as in `by_id`
+                dirty.update(wid for wid, w in self.workload.items() if by_id.get(wid) is not w)
+            dirty.update(wid for wid in self.absent if wid in by_id)
+            for wid in dirty:
+                self._refresh(wid, by_id.get(wid))
+        self._order_appended()
+        self.generation = snapshot.generation
+
+    def _apply(self, workloads: tuple[Workload, ...], dirty: set[str], made: dict[str, Workload], gone: Set[str]) -> None:
+        """The parts made again of the workloads the ledger held or released pods of (`dirty`)
+        and of those the kept snapshot made again (or new) or dropped, where held."""
+        workload, absent = self.workload, self.absent
+        dirty.update(wid for wid in chain(gone, made) if wid in workload or wid in absent)
+        by_id: dict[str, Workload] | None = None
         for wid in dirty:
-            self._refresh(wid, by_id.get(wid))
-        if self.unordered:
+            now = made.get(wid)
+            if now is None and wid not in gone and wid not in absent:
+                # the same object as the snapshot before: the one read then, else looked up
+                now = workload.get(wid)
+                if now is None:
+                    if by_id is None:
+                        by_id = dict(zip(map(_ID, workloads), workloads, strict=True))
+                    now = by_id.get(wid)
+            self._refresh(wid, now)
+
+    def _order_appended(self) -> None:
+        """`holds` in the order of `first` again: the workloads that went last are sorted
+        among themselves, and all of them only when one of them goes before the others."""
+        appended, self.appended = self.appended, []
+        if not appended:
+            return
+        first, holds = self.first, self.holds
+        appended = [wid for wid in appended if wid in holds]
+        if len(appended) > 1:
+            appended.sort(key=first.__getitem__)
+            for wid in appended:
+                holds[wid] = holds.pop(wid)
+        before = None  # the last workload of those that stayed in place
+        rest = reversed(holds)
+        for _ in range(len(appended) + 1):
+            before = next(rest, None)
+        if before is not None and appended and first[before] > first[appended[0]]:
             self._reorder()
-        return by_id
 
     def _reorder(self) -> None:
         first = self.first
         self.holds = {wid: self.holds[wid] for wid in sorted(self.holds, key=first.__getitem__)}
-        self.unordered = False
 
     def _refresh(self, wid: str, workload: Workload | None) -> None:
         """The workload's part made again from what the ledger holds of it now."""
@@ -175,10 +223,8 @@ class HoldIndex:
         else:
             if old is not None:
                 del self.holds[wid]
-            # last now: out of order unless its first pod is the ledger's latest
-            if self.holds and self.first[next(reversed(self.holds))] > first:
-                self.unordered = True
-            self.holds[wid] = hold_list
+            self.holds[wid] = hold_list  # last now: put in order after the sync
+            self.appended.append(wid)
             self.first[wid] = first
         self._add(wid, hold_list, +1)
 

@@ -12,8 +12,9 @@ a `CycleResult`.
 
 import functools
 from collections import Counter, defaultdict
+from collections.abc import Set
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from itertools import chain
 
 from fairway_scheduler.core import reasons
 from fairway_scheduler.core.domains import PoolTopology
@@ -37,7 +38,6 @@ from fairway_scheduler.core.queues import CPU, GPU, MEMORY, MILLI, Queues
 from fairway_scheduler.core.reasons import Reason
 
 DEFAULT_POOL = "default"
-_WAITING_PODS = attrgetter("waiting_pods")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +205,9 @@ class Session:
         # by `NodeState.idx` (what a `Hold` names)
         self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
         # Building walks only the waiting workloads (running ones matter to the disruptive
-        # actions alone, through `workloads`, made when first asked for).
-        self.waiting = list(filter(_WAITING_PODS, snapshot.workloads))
+        # actions alone, through `workloads`, made when first asked for); a kept snapshot
+        # knows them.
+        self.waiting = snapshot.waiting_workloads()
         self.queues = Queues(snapshot.queues)
         self.queues.materialise()
         # Pods each workload holds. A `defaultdict`, not a `Counter`: asked of every waiting
@@ -619,12 +620,15 @@ class WaitingIndex:
     the snapshot's nodes and pools (other ones make it all again). A kept snapshot gives a
     workload that did not change the same object, so parts are kept by the object's identity:
     a cycle makes the parts of new objects and of workloads the ledger held or released pods
-    of, and drops those of objects gone (set differences at C speed), correcting the sums.
+    of, and drops those of objects gone, correcting the sums. Which objects are new and gone,
+    a kept snapshot tells (`ClusterSnapshot.changed_since` the generation the index was
+    brought up to); of another, set differences of the objects' identities tell (at C speed).
     A reason that only a missing pool gives is read again every cycle: the pool may still
     come (`Session._pool_may_come`, by the cycle's time)."""
 
     def __init__(self) -> None:
         self.layout: tuple | None = None  # (nodes, pools) of the snapshot the parts were made on
+        self.generation: int | None = None  # of the kept snapshot they were made for
         self.touched: set[str] = set()  # workloads the ledger held or released pods of since
         self._reset()
 
@@ -656,10 +660,27 @@ class WaitingIndex:
                                   and _same(layout[1], snapshot.pools)):
             self._reset()
             self.layout = (snapshot.nodes, snapshot.pools)
+        changed = None
+        if self.generation is not None and self.layout is layout:
+            changed = snapshot.changed_since(self.generation)
+        self.generation = None
+        if changed is None:
+            if not self._walk(session):
+                return self._give_up()
+        else:
+            self._apply(session, *changed)
+        self.generation = snapshot.generation
+        if len(self.shapes) > _SHAPES_KEPT:  # those no waiting workload asks as any more
+            self.shapes = {key: shape for key, shape in self.shapes.items() if shape.users}
+        return True
+
+    def _walk(self, session: Session) -> bool:
+        """Parts made for the waiting objects that have none, dropped for those gone, found
+        by identity; False when a workload id or object is there twice."""
         waiting = session.waiting
         present = dict(zip(map(id, waiting), waiting, strict=True))
         if len(present) != len(waiting):
-            return self._give_up()
+            return False
         parts = self.parts
         gone = parts.keys() - present.keys()
         if self.touched:
@@ -671,15 +692,31 @@ class WaitingIndex:
         for key in present.keys() - parts.keys():
             workload = present[key]
             if workload.id in self.part_of:
-                return self._give_up()
+                return False
             parts[key] = self._part(workload, session)
-        if len(self.shapes) > _SHAPES_KEPT:  # those no waiting workload asks as any more
-            self.shapes = {key: shape for key, shape in self.shapes.items() if shape.users}
         return True
+
+    def _apply(self, session: Session, made: dict[str, Workload], gone: Set[str]) -> None:
+        """Parts made again for the workloads the kept snapshot made again (or new) and for
+        those the ledger held or released pods of; dropped for those gone."""
+        parts, part_of = self.parts, self.part_of
+        again = [parts[part_of[wid]].workload for wid in self.touched
+                 if wid in part_of and wid not in made and wid not in gone]
+        self.touched = set()
+        for wid in chain(gone, made, (w.id for w in again)):
+            key = part_of.get(wid)
+            if key is not None:
+                self._drop(parts.pop(key))
+        for workload in again:
+            parts[id(workload)] = self._part(workload, session)
+        for workload in made.values():
+            if workload.waiting_pods:
+                parts[id(workload)] = self._part(workload, session)
 
     def _give_up(self) -> bool:
         self._reset()
         self.layout = None
+        self.generation = None
         self.touched.clear()
         return False
 
