@@ -919,15 +919,7 @@ class ClusterState:
         before = self._changes
         if len(parts) != len(self.statuses):
             # cleared (an org change): every part made again, in the order of `statuses`
-            parts.clear()
-            parts.update(dict.fromkeys(self.statuses))
-            self._with_unknown.clear()
-            stale = set(self.statuses)
-            self._slots = [None] * len(parts)
-            self._waiting_slots = [None] * len(parts)
-            self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
-            self._below_min.clear()
-            self._evicting.clear()
+            stale = self._clear_parts()
             before = None  # all made again: told as no change known
         made: dict[str, model.Workload] = {}
         gone, self._gone = self._gone, set()
@@ -936,33 +928,7 @@ class ClusterState:
             self._evicting.discard(wid)
         waiting_changed = bool(gone) or self._workloads is None
         if stale or self._workloads is None:
-            default_pools: dict[str, tuple[str, ...]] | None = None
-            slots, waiting_slots = self._slots, self._waiting_slots
-            for wid in stale:
-                status = self.statuses.get(wid)
-                if status is None:
-                    continue
-                if default_pools is None:
-                    default_pools = self._default_pools()
-                part = parts[wid] = self._workload_part(wid, status, default_pools)
-                slot = self._slot_of[wid]
-                workload = part[0]
-                if workload is not None:
-                    made[wid] = workload
-                    self._flag(wid, workload)
-                elif slots[slot] is not None:
-                    gone.add(wid)  # no longer schedulable (its request gone)
-                    self._below_min.discard(wid)
-                    self._evicting.discard(wid)
-                slots[slot] = workload
-                now_waiting = workload if workload is not None and workload.waiting_pods else None
-                if now_waiting is not None or waiting_slots[slot] is not None:
-                    waiting_changed = True
-                waiting_slots[slot] = now_waiting
-                if part[1]:
-                    self._with_unknown.add(wid)
-                else:
-                    self._with_unknown.discard(wid)
+            waiting_changed |= self._make_stale(stale, made, gone)
             self._workload_stale.clear()
             # every part is made now (each placeholder's workload was touched)
             if len(self._slots) > 2 * len(parts):  # gone workloads' slots: closed up
@@ -987,6 +953,54 @@ class ClusterState:
                 if part is not None and part[1]:
                     unknown.extend(part[1])
         return self._workloads, unknown
+
+    def _clear_parts(self) -> set[str]:
+        """Every part to be made again, in the order of `statuses` (their ids)."""
+        parts = self._workload_parts
+        parts.clear()
+        parts.update(dict.fromkeys(self.statuses))
+        self._with_unknown.clear()
+        self._slots = [None] * len(parts)
+        self._waiting_slots = [None] * len(parts)
+        self._slot_of = dict(zip(parts, range(len(parts)), strict=True))
+        self._below_min.clear()
+        self._evicting.clear()
+        return set(self.statuses)
+
+    def _make_stale(self, stale: set[str], made: dict[str, model.Workload], gone: set[str]
+                    ) -> bool:
+        """The stale parts made again, each workload in its slot; those made (or new) put in
+        `made`, those no longer schedulable in `gone`. True when the workloads with pods
+        waiting changed."""
+        parts, slots, waiting_slots = self._workload_parts, self._slots, self._waiting_slots
+        default_pools: dict[str, tuple[str, ...]] | None = None
+        waiting_changed = False
+        for wid in stale:
+            status = self.statuses.get(wid)
+            if status is None:
+                continue
+            if default_pools is None:
+                default_pools = self._default_pools()
+            part = parts[wid] = self._workload_part(wid, status, default_pools)
+            slot = self._slot_of[wid]
+            workload = part[0]
+            if workload is not None:
+                made[wid] = workload
+                self._flag(wid, workload)
+            elif slots[slot] is not None:
+                gone.add(wid)  # no longer schedulable (its request gone)
+                self._below_min.discard(wid)
+                self._evicting.discard(wid)
+            slots[slot] = workload
+            now_waiting = workload if workload is not None and workload.waiting_pods else None
+            if now_waiting is not None or waiting_slots[slot] is not None:
+                waiting_changed = True
+            waiting_slots[slot] = now_waiting
+            if part[1]:
+                self._with_unknown.add(wid)
+            else:
+                self._with_unknown.discard(wid)
+        return waiting_changed
 
     def _flag(self, wid: str, workload: model.Workload) -> None:
         """Whether the workload runs below its minimum, or is evicting pods, kept."""

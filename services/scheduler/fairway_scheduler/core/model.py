@@ -7,8 +7,8 @@ snapshots from whatever they hold.
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from enum import StrEnum
+from operator import attrgetter
 from typing import Protocol
 
 from fairway_scheduler.core.swap import GpuSwap

@@ -136,7 +136,8 @@ class HoldIndex:
         self._order_appended()
         self.generation = snapshot.generation
 
-    def _apply(self, workloads: tuple[Workload, ...], dirty: set[str], made: dict[str, Workload], gone: Set[str]) -> None:
+    def _apply(self, workloads: tuple[Workload, ...], dirty: set[str],
+               made: dict[str, Workload], gone: Set[str]) -> None:
         """The parts made again of the workloads the ledger held or released pods of (`dirty`)
         and of those the kept snapshot made again (or new) or dropped, where held."""
         workload, absent = self.workload, self.absent
