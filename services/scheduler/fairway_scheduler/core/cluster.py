@@ -973,6 +973,7 @@ class ClusterState:
         `made`, those no longer schedulable in `gone`. True when the workloads with pods
         waiting changed."""
         parts, slots, waiting_slots = self._workload_parts, self._slots, self._waiting_slots
+        below_min, evicting = self._below_min, self._evicting
         default_pools: dict[str, tuple[str, ...]] | None = None
         waiting_changed = False
         for wid in stale:
@@ -986,11 +987,20 @@ class ClusterState:
             workload = part[0]
             if workload is not None:
                 made[wid] = workload
-                self._flag(wid, workload)
-            elif slots[slot] is not None:
-                gone.add(wid)  # no longer schedulable (its request gone)
-                self._below_min.discard(wid)
-                self._evicting.discard(wid)
+                # (inline: a burst of bindings makes 100,000 workloads again)
+                if workload.below_min_since is not None:
+                    below_min.add(wid)
+                elif below_min:
+                    below_min.discard(wid)
+                if workload.evicting_pods:
+                    evicting.add(wid)
+                elif evicting:
+                    evicting.discard(wid)
+            else:
+                if slots[slot] is not None:
+                    gone.add(wid)  # no longer schedulable (its request gone)
+                below_min.discard(wid)
+                evicting.discard(wid)
             slots[slot] = workload
             now_waiting = workload if workload is not None and workload.waiting_pods else None
             if now_waiting is not None or waiting_slots[slot] is not None:
@@ -1001,17 +1011,6 @@ class ClusterState:
             else:
                 self._with_unknown.discard(wid)
         return waiting_changed
-
-    def _flag(self, wid: str, workload: model.Workload) -> None:
-        """Whether the workload runs below its minimum, or is evicting pods, kept."""
-        if workload.below_min_since is not None:
-            self._below_min.add(wid)
-        else:
-            self._below_min.discard(wid)
-        if workload.evicting_pods:
-            self._evicting.add(wid)
-        else:
-            self._evicting.discard(wid)
 
 
 def _topology_labels(labels: Mapping[str, str], levels: tuple[str, ...]
