@@ -23,7 +23,7 @@ until it has run that long.
 
 import heapq
 import math
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 
@@ -133,6 +133,10 @@ class Solver:
         self._gpu_nodes_of: dict[tuple[str, str], set[int]] = {}
         self._held_on: dict[int, dict[str, int]] = {}
         self._units_on: dict[int, tuple[int, list[Unit]]] = {}  # see `units_on`
+        # `node_order`'s orders per pool and request shape, and what changed nodes' room since
+        # they were made: the nodes of kept evictions (in order) and of kept placements
+        self._node_orders: dict[tuple, _NodeOrder] = {}
+        self._evicted_on: list[int] = []
         self._queues_in: dict[str, list[Queue]] = {}
         self._over_in: dict[tuple[str, bool], tuple[int, list[Queue]]] = {}  # `queues_over`
         self.cursor: dict[tuple[str, str], int] = {}
@@ -719,35 +723,41 @@ class Solver:
         with the milli-GPUs to free on it, the closest to having it first (fewest to free,
         then natural order). None for a gang of several pods (their victims are taken across
         nodes). `among`: only those of these nodes of the pool (`NodeState.idx`), in the same
-        order."""
+        order.
+
+        Kept per pool and request shape for the cycle: a pod placed by reclaim changes a few
+        nodes of thousands, and the next one asks again; only the nodes kept evictions and
+        placements changed since are weighed again (attempts rolled back leave the room as it
+        was)."""
         if gang != 1 or not request.devices:
             return None
-        out: list[tuple[int, int, NodeState]] = []
-        devices, node_type = request.devices, request.node_type
+        shape = (pool.name, request.devices, request.node_type, request.fraction,
+                 request.portion, request.memory)
+        kept = self._node_orders.get(shape)
+        if kept is None:
+            kept = self._node_orders[shape] = _NodeOrder(pool, request)
+            kept.evictions_seen = len(self._evicted_on)
+            kept.placements_seen = len(self.session.placements)
+        else:
+            self._bring_up_to_date(kept)
+        entries = kept.entries
         if among is None or len(among) == len(pool.gpu_nodes):  # (among: the pool's nodes)
-            nodes = pool.gpu_nodes
-        else:
-            by_idx = pool.by_idx
-            nodes = [n for n in map(by_idx.get, among) if n is not None and n.gpus > 0]
-        if node_type is not None:
-            nodes = [n for n in nodes if n.node_type == node_type]
-        if not request.fraction:
-            out = [((devices - n.whole) * FULL, n.idx, n) for n in nodes
-                   if n.whole < devices <= n.gpus]
-        else:
-            for node in nodes:
-                milli = milli_of(node, request.portion, request.memory)
-                if milli is None or node.gpus < devices:
-                    continue
-                if devices == 1:  # the least used device
-                    deficit = max(0, min(node.used) + milli - FULL)
-                else:
-                    deficit = sum(max(0, u + milli - FULL)
-                                  for u in sorted(node.used)[:devices])
-                if deficit > 0:
-                    out.append((deficit, node.idx, node))
-        out.sort()  # (deficit, idx) decide: idx is unique
-        return [(deficit, node) for deficit, _, node in out]
+            return list(entries)
+        return [e for e in entries if e[1].idx in among]
+
+    def _bring_up_to_date(self, kept: "_NodeOrder") -> None:
+        """The kept order with the nodes changed since it was last asked weighed again."""
+        placements = self.session.placements
+        if (kept.evictions_seen == len(self._evicted_on)
+                and kept.placements_seen == len(placements)):
+            return
+        changed = set(self._evicted_on[kept.evictions_seen:])
+        node_of = self.session.nodes
+        for placement in placements[kept.placements_seen:]:
+            changed.update(node_of[pod.node].idx for pod in placement.pods)
+        kept.evictions_seen, kept.placements_seen = len(self._evicted_on), len(placements)
+        for idx in changed:
+            kept.weigh_again(idx)
 
     def _first_ask(self) -> dict[str, list[Hold] | None]:
         """The holds of the workloads changed so far, as they were when `on_node` was first
@@ -968,6 +978,7 @@ class Solver:
         wid = unit.workload.id
         self.movers.clear()
         self.touch(wid)
+        self._evicted_on += [h.idx for h in unit.holds]
         earlier = wid in self.evicted
         taken = [h.pod for h in unit.holds]
         self.evicted.setdefault(wid, []).extend(taken)
@@ -1044,3 +1055,59 @@ def _over(queue: Queue) -> tuple[float, float]:
     """Heap key: the most over-served first, department before project."""
     return (-saturation(top(queue)), -saturation(queue))
 
+
+class _NodeOrder:
+    """One request shape's `Solver.node_order` in one pool: (milli-GPUs to free, node) for
+    every node that could hold the pod once room is made there, fewest to free first, then
+    natural order (`NodeState.idx`)."""
+
+    def __init__(self, pool: PoolNodes, request: Request):
+        self.pool = pool
+        self.devices, self.node_type = request.devices, request.node_type
+        self.fraction, self.portion, self.memory = (request.fraction, request.portion,
+                                                    request.memory)
+        self.deficit: dict[int, int] = {}  # the nodes in the order, with theirs
+        ranked = []
+        for node in pool.gpu_nodes:
+            deficit = self.deficit_of(node)
+            if deficit > 0:
+                self.deficit[node.idx] = deficit
+                ranked.append((deficit, node.idx, node))
+        ranked.sort()  # (deficit, idx) decide: idx is unique
+        self.entries: list[tuple[int, NodeState]] = [(d, node) for d, _, node in ranked]
+        self.evictions_seen = 0  # how much of `Solver._evicted_on` it has weighed
+        self.placements_seen = 0  # and of the session's placements
+
+    def deficit_of(self, node: NodeState) -> int:
+        """The milli-GPUs to free on the node before it holds the pod; 0 where it has the
+        room already or never could."""
+        devices = self.devices
+        if node.gpus < devices or (self.node_type is not None
+                                   and node.node_type != self.node_type):
+            return 0
+        if not self.fraction:
+            return (devices - node.whole) * FULL if node.whole < devices else 0
+        milli = milli_of(node, self.portion, self.memory)
+        if milli is None:
+            return 0
+        if devices == 1:  # the least used device
+            return max(0, min(node.used) + milli - FULL)
+        return sum(max(0, u + milli - FULL) for u in sorted(node.used)[:devices])
+
+    def weigh_again(self, idx: int) -> None:
+        """The node's place in the order, as its room is now."""
+        node = self.pool.by_idx.get(idx)
+        if node is None or node.gpus == 0:
+            return
+        entries = self.entries
+        before = self.deficit.pop(idx, None)
+        if before is not None:
+            del entries[bisect_left(entries, (before, idx), key=_rank)]
+        deficit = self.deficit_of(node)
+        if deficit > 0:
+            self.deficit[idx] = deficit
+            insort(entries, (deficit, node), key=_rank)
+
+
+def _rank(entry: tuple[int, NodeState]) -> tuple[int, int]:
+    return entry[0], entry[1].idx
