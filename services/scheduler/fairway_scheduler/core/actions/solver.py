@@ -151,6 +151,8 @@ class Solver:
         self.waiting: dict[str, list[str]] = {}  # see `_find_waiting`
         self._capacity: list[int] = []  # the cluster's, for `order_key` (found with `waiting`)
         self._runs: list[Run] | None = None  # see `preemptor_runs`
+        # its last answer, and `Session.commits` then
+        self._runs_answer: tuple[int, tuple[list[Run], list[tuple[tuple, Workload]]]] | None = None
         self._kept_runs: WaitingRuns | None = None
         self._run_at: dict[tuple, Run] = {}  # this cycle's, by `runs.alike`
         self._run_of: dict[str, Run] = {}  # of the members read afresh
@@ -280,9 +282,13 @@ class Solver:
         ask alike (`preemptor_class`) in the same pools, each run in `preemptors`' order (they
         share their key but for submission time and id: `Run.key`), and the others one by one
         with their keys. Runs are found once a cycle (`_find_runs`); a workload placed since
-        leaves its run (then what it holds sets it apart)."""
-        self._find_waiting()
+        leaves its run (then what it holds sets it apart). An action after one that kept no
+        statement gets the same answer: nothing it reads changed (what runs hold, what waits,
+        what was evicted and the queues' allocations change only with a kept statement)."""
         session = self.session
+        if self._runs_answer is not None and self._runs_answer[0] == session.commits:
+            return self._runs_answer[1]
+        self._find_waiting()
         if self._runs is None:
             self._find_runs()
             self._placements_seen = len(session.placements)
@@ -311,6 +317,7 @@ class Solver:
             if run.members:
                 run.prefix = self.preemptor_key(run.members[0])[:3]
                 runs_now.append(run)
+        self._runs_answer = (session.commits, (runs_now, singles))
         return runs_now, singles
 
     def _find_runs(self) -> None:

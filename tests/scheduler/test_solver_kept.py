@@ -1,7 +1,9 @@
-"""A single pod's node order (`Solver.node_order`), kept per pool and request shape for the
-cycle and brought up to date from the nodes kept evictions and placements changed: checked
-while whole cycles run against the order every node of the pool weighed afresh (what it was
-before it was kept), and the same decisions with an order made afresh at every ask."""
+"""What the solver keeps within a cycle, checked while whole cycles run against the same found
+afresh: a single pod's node order (`Solver.node_order`), kept per pool and request shape and
+brought up to date from the nodes kept evictions and placements changed, against every node of
+the pool weighed as the room lies (and the same decisions with the order made afresh at every
+ask); and the runs of waiting workloads given again to an action after one that kept no
+statement (`Solver.preemptor_runs`), against every key worked out afresh."""
 
 from datetime import UTC, datetime
 from unittest import mock
@@ -103,3 +105,29 @@ def test_a_kept_order_follows_kept_evictions_and_placements():
         result = decide(snapshot)
     assert len(result.evictions) >= 2
     assert brought_up_to_date.count(True) >= 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(alike(), contended()))
+def test_the_runs_given_again_are_those_found_afresh(snapshot):
+    """`Solver.preemptor_runs` answers an action after one that kept no statement as before:
+    every workload's key in its run or alone is the one worked out afresh, and together they
+    are `preemptors`, in its order."""
+    found = Solver.preemptor_runs
+
+    def checked(self):
+        runs, singles = found(self)
+        kept = (self._keys, self._orders)
+        self._keys, self._orders = {}, {}
+        try:
+            keyed = [(run.key(i), m) for run in runs for i, m in enumerate(run.members)]
+            keyed += singles
+            assert all(key == self.preemptor_key(w) for key, w in keyed)
+            keyed.sort(key=lambda e: e[0])
+            assert [w.id for _, w in keyed] == [w.id for w in self.preemptors()]
+        finally:
+            self._keys, self._orders = kept
+        return runs, singles
+
+    with mock.patch.object(Solver, "preemptor_runs", checked):
+        decide(snapshot)
