@@ -54,6 +54,9 @@ class Ledger:
         self.runs: object | None = None
         # The session's index of waiting workloads, made by the first cycle on this ledger.
         self.waiting: Watcher | None = None
+        # Allocation's classes of waiting workloads, made by the first cycle that allocates
+        # (`actions.allocate.WaitingClasses`).
+        self.asks: object | None = None
         for node in nodes:
             self.put_node(node)
 

@@ -30,7 +30,10 @@ CPU and memory quotas are checked only where the queue configures them.
 """
 
 import heapq
+from bisect import bisect_left, insort
 from collections.abc import Callable
+from itertools import repeat
+from operator import itemgetter
 
 from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.framework import (
@@ -95,14 +98,8 @@ class Allocate:
         session = self.session
         if not session.waiting:
             return
-        self.waiting = {w.id: (list(w.waiting_pods) if len(w.waiting_pods) == 1
-                               else sorted(w.waiting_pods, key=natural))
-                        for w in session.waiting}
-        session.pods_waiting = self.waiting
+        self._find_classes()
         asked = self.asked
-        for w in session.waiting:
-            asks = asked[w.id] = self._asks(w)
-            asks.members[w.id] = w
         if session.snapshot.nominated:
             self._place_nominated(session.snapshot.nominated)
         for within_share in (True, False):
@@ -126,6 +123,26 @@ class Allocate:
                 self._walk(self._may_place(self._classes_by_project(lambda asks: asks.extras)),
                            elastic=True)
 
+    def _find_classes(self) -> None:
+        """Each waiting workload's class and pods waiting: the ledger's kept ones
+        (`WaitingClasses`), brought up to the session; copies of its tables, which this cycle
+        changes (the pods lists are the kept ones: those its placements shorten are made
+        again at the next sync)."""
+        session = self.session
+        kept = session.ledger.asks
+        if not isinstance(kept, WaitingClasses):
+            kept = session.ledger.asks = WaitingClasses()
+        if kept.sync(session):
+            self.waiting = dict(kept.pods)
+            self.asked = dict(kept.asked)
+            self._classes = dict(kept.classes)
+            kept.placements = session.placements
+        else:  # the same workload id twice: worked out for this cycle alone
+            self.waiting = {w.id: _pods_in_order(w) for w in session.waiting}
+            for w in session.waiting:
+                self.asked[w.id] = self._asks(w)
+        session.pods_waiting = self.waiting
+
     def _classes_by_project(self, walks: Callable[["_Asks"], bool]
                             ) -> dict[str, list["_Asks"]]:
         """The classes of waiting workloads that the walk takes (`walks`), by project."""
@@ -148,7 +165,7 @@ class Allocate:
         project and request, so thousands that ask alike cost one try: the probe goes by
         class (`_Asks`), and a class refused has its workloads told why together."""
         out: dict[str, list[Workload]] = {}
-        refused: list[tuple] = []
+        refused: dict[str, list[tuple[_Asks, reasons.Reason]]] = {}
         self.probing = True
         try:
             for project, classes in by_project.items():
@@ -162,16 +179,30 @@ class Allocate:
                     if reason is None:
                         keep.extend(members)
                     else:
-                        refused.extend((project, -w.priority, w.submitted_at, w.id, w, reason)
-                                       for w in members)
+                        refused.setdefault(project, []).append((asks, reason))
                 if keep:
                     out[project] = keep
         finally:
             self.probing = False
-        refused.sort()  # the same reasons, in the same order, whatever order the snapshot
-        for *_, w, reason in refused:  # lists workloads in (ids are unique: w is not compared)
-            self._pending(w, reason)
+        # the same reasons, in the same order, whatever order the snapshot lists workloads in
+        for project in sorted(refused):
+            self._told(refused[project])
         return out
+
+    def _told(self, refused: list[tuple["_Asks", reasons.Reason]]) -> None:
+        """The pending reasons of a project's refused classes, in their workloads' order
+        (`_told_order`): each class's are in order already, so the sort merges runs."""
+        told: list[tuple[tuple, PendingReason]] = []
+        for asks, (code, message) in refused:
+            order = asks.order
+            told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
+                                   repeat(message), repeat(False)))
+        if len(refused) > 1:
+            told.sort()  # (ids are unique: the reasons are not compared)
+        pending = self.session.pending
+        size = len(pending)
+        pending.update(zip(map(_WORKLOAD_ID, map(_ORDER, told)), map(_REASON, told)))
+        assert len(pending) == size + len(told)  # one reason per workload and cycle
 
     def _probe(self, workload: Workload, asks: "_Asks",
                alike: dict[tuple, reasons.Reason | None]) -> reasons.Reason | None:
@@ -402,23 +433,17 @@ class Allocate:
         return False
 
     def _asks(self, workload: Workload) -> "_Asks":
-        """The workload's class (`_Asks`) as it waits now."""
-        session = self.session
-        request = session.requests[workload.id]
-        pools = session.target_pools(workload)
-        held = session.held[workload.id]
-        waiting = self.waiting[workload.id]
-        gang = max(0, workload.min_pods - held)
-        unschedulable = session.unschedulable.get(workload.id)
-        key = (workload.project, id(request), workload.preemptible, workload.min_pods, held,
-               pools, len(waiting) < gang, bool(waiting),
-               # what more they read: a class of their own
-               workload.id if (request.master is not None or request.topology is not None
-                               or unschedulable is not None) else None)
-        asks = self._classes.get(key)
-        if asks is None:
-            asks = self._classes[key] = _Asks(workload, request, pools, held, gang, waiting,
-                                              unschedulable)
+        """The workload's class (`_Asks`) as it waits now, which it joins."""
+        asks = self._own(_class_of(self._classes, self.session, workload,
+                                   self.waiting[workload.id]))
+        asks.join(workload)
+        return asks
+
+    def _own(self, asks: "_Asks") -> "_Asks":
+        """The cycle's own copy of a class, to change (a kept one stays as the cycle found
+        it, `WaitingClasses`)."""
+        if asks.kept:
+            asks = self._classes[asks.key] = asks.copy()
         return asks
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
@@ -489,9 +514,8 @@ class Allocate:
         statement.commit()
         del waiting[:first]
         # it holds more, and waits with less: its class is found again
-        del self.asked[workload.id].members[workload.id]
-        asks = self.asked[workload.id] = self._asks(workload)
-        asks.members[workload.id] = workload
+        self._own(self._classes[self.asked[workload.id].key]).leave(workload)
+        self.asked[workload.id] = self._asks(workload)
         return None
 
     def _lends(self, queue: Queue, vector: list[int], pods: int) -> reasons.Reason | None:
@@ -642,13 +666,17 @@ class _Asks:
     wait (and enough for its gang), why it never fits. Workloads of a project that ask alike
     (thousands of them) share one, and what follows from it is worked out once. It stands
     while the workload waits as it did: one that places gets its new one (`Allocate._keep`);
-    nothing else changes it while allocation runs."""
+    nothing else changes it while allocation runs. Classes are kept between cycles
+    (`WaitingClasses`); a cycle changes only its own copies (`kept` False)."""
 
-    __slots__ = ("alike", "extras", "gang", "gangs", "held", "members", "needs", "pools", "probe",
-                 "project", "request", "short", "unschedulable", "waiting")
+    __slots__ = ("alike", "extras", "gang", "gangs", "held", "key", "kept", "members", "needs",
+                 "order", "pools", "probe", "project", "request", "short", "unschedulable",
+                 "waiting")
 
-    def __init__(self, workload: Workload, request: Request, pools: tuple[str, ...], held: int,
-                 gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
+    def __init__(self, key: tuple, workload: Workload, request: Request, pools: tuple[str, ...],
+                 held: int, gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
+        self.key = key  # what it is made of (`_class_key`)
+        self.kept = False
         self.project = workload.project
         self.request = request
         self.pools = pools
@@ -671,8 +699,176 @@ class _Asks:
         # what the lending walks' probe reads (`Allocate._may_place`), within the project
         self.probe = None if alone else (*base[1:], pools)
         self.needs: list[tuple[int, ...] | None] = [None, None]  # gang, one pod (`_need`)
-        # the workloads of the class now, by id (one that places leaves it for its new one)
+        # the workloads of the class now, by id (one that places leaves it for its new one),
+        # and their `_told_order` keys, sorted: the order their pending reasons are written in
         self.members: dict[str, Workload] = {}
+        self.order: list[tuple] = []
+
+    def copy(self) -> "_Asks":
+        """The cycle's own copy of a kept class, to change."""
+        out = _Asks.__new__(_Asks)
+        for name in _Asks.__slots__:
+            setattr(out, name, getattr(self, name))
+        out.kept = False
+        out.members = dict(self.members)
+        out.order = list(self.order)
+        out.needs = list(self.needs)
+        return out
+
+    def join(self, workload: Workload) -> None:
+        """The workload is of the class now (in its place in `order`)."""
+        if workload.id in self.members:
+            self.leave(self.members[workload.id])
+        self.members[workload.id] = workload
+        insort(self.order, _told_order(workload))
+
+    def leave(self, workload: Workload) -> None:
+        del self.members[workload.id]
+        order = self.order
+        del order[bisect_left(order, _told_order(workload))]
+
+
+def _told_order(workload: Workload) -> tuple:
+    """A workload's place among its project's refused ones, when `_may_place` tells them why
+    they wait: by priority (highest first), submission time, id (unique)."""
+    return (-workload.priority, workload.submitted_at, workload.id)
+
+
+def _class_key(workload: Workload, request: Request, pools: tuple[str, ...], held: int,
+               waiting: list[str], unschedulable: reasons.Reason | None) -> tuple:
+    """What a workload's class (`_Asks`) is made of: workloads of one key share it."""
+    gang = max(0, workload.min_pods - held)
+    return (workload.project, id(request), workload.preemptible, workload.min_pods, held,
+            pools, len(waiting) < gang, bool(waiting),
+            # what more they read: a class of their own
+            workload.id if (request.master is not None or request.topology is not None
+                            or unschedulable is not None) else None)
+
+
+def _class_of(classes: dict[tuple, _Asks], session: Session, workload: Workload,
+              waiting: list[str]) -> _Asks:
+    """The workload's class as it waits now, from `classes` (made there when new; joined by
+    the caller)."""
+    request = session.requests[workload.id]
+    pools = session.target_pools(workload)
+    held = session.held.get(workload.id, 0)
+    unschedulable = session.unschedulable.get(workload.id)
+    key = _class_key(workload, request, pools, held, waiting, unschedulable)
+    asks = classes.get(key)
+    if asks is None:
+        asks = classes[key] = _Asks(key, workload, request, pools, held,
+                                    max(0, workload.min_pods - held), waiting, unschedulable)
+    return asks
+
+
+def _pods_in_order(workload: Workload) -> list[str]:
+    """The workload's pods waiting, in natural order (as it places them)."""
+    pods = workload.waiting_pods
+    return list(pods) if len(pods) == 1 else sorted(pods, key=natural)
+
+
+class WaitingClasses:
+    """Allocation's classes of waiting workloads (`_Asks`), each workload's class and its pods
+    waiting in natural order, kept between cycles with the ledger (`Ledger.asks`).
+
+    At KAI's scale some 40,000 workloads wait in about 1,200 classes, and nearly all of them
+    are the same `Workload` objects as the cycle before (a kept snapshot makes a workload again
+    only when something about it changed). What a class is made of besides the workload
+    (`_class_key`): its request (one object per shape while the session's index of waiting
+    workloads stands), its target pools (its preference, or the session's pools, unless it
+    holds a pool), what it holds, and why it never fits. So a cycle finds again the class of
+    the workloads whose object changed (set differences by identity, at C speed), of those
+    whose holding changed (pods held or released, or its pool), whose unschedulable reason
+    changed, that a placement of the last cycle shortened the pods of (allocation and the
+    disruptive actions take pods off the lists they are given), and of all of them when the
+    session's pools or the requests' objects change. A cycle changes only its own copies of
+    the classes (`Allocate._own`) and of the index (`Allocate.asked`)."""
+
+    def __init__(self) -> None:
+        self._reset(())
+
+    def _reset(self, pools: tuple[str, ...]) -> None:
+        self.pools = pools  # the session's pools the classes were found with
+        self.objects: dict[int, Workload] = {}  # by `id()`: every waiting workload
+        self.workload: dict[str, Workload] = {}  # the same, by workload id
+        self.asked: dict[str, _Asks] = {}  # by workload id: its class
+        self.classes: dict[tuple, _Asks] = {}  # by `_Asks.key`
+        self.pods: dict[str, list[str]] = {}  # by workload id: its pods waiting, natural order
+        self.holding: dict[str, tuple[int, str | None]] = {}  # those holding: pods, pool
+        self.unschedulable: dict[str, reasons.Reason] = {}
+        # the last cycle's placements (`Session.placements`, read at the next sync): the
+        # pods lists of their workloads were shortened
+        self.placements: list = []
+
+    def sync(self, session: Session) -> bool:
+        """Brought up to the session's waiting workloads. False (and nothing kept) when two of
+        them share an id."""
+        pools = tuple(session.pools)
+        if pools != self.pools:
+            self._reset(pools)
+        waiting = session.waiting
+        present = dict(zip(map(id, waiting), waiting, strict=True))
+        if len(present) != len(waiting):
+            self._reset(pools)
+            return False
+        objects, workloads = self.objects, self.workload
+        again: set[str] = set()  # kept workloads whose class is found again
+        for gone in objects.keys() - present.keys():
+            workload = objects.pop(gone)
+            if workloads.get(workload.id) is workload:
+                del workloads[workload.id]
+                self._leave(workload)
+        came = [present[key] for key in present.keys() - objects.keys()]
+        for workload in came:
+            objects[id(workload)] = workload
+            if workload.id in workloads:  # (the same id twice)
+                self._reset(pools)
+                return False
+            workloads[workload.id] = workload
+        # what changed about the workloads kept
+        held, held_pool = session.held, session.held_pool
+        holding = {wid: (held[wid], held_pool.get(wid))
+                   for wid in held.keys() & workloads.keys() if held[wid]}
+        before = self.holding
+        again.update(wid for wid in holding.keys() | before.keys()
+                     if holding.get(wid) != before.get(wid))
+        self.holding = holding
+        unschedulable, before_unschedulable = session.unschedulable, self.unschedulable
+        again.update(wid for wid in unschedulable.keys() | before_unschedulable.keys()
+                     if unschedulable.get(wid) != before_unschedulable.get(wid))
+        self.unschedulable = dict(unschedulable)
+        again.update(p.workload_id for p in self.placements)
+        self.placements = []
+        requests = session.requests
+        for asks in self.classes.values():
+            asks.needs = [None, None]
+            if requests[next(iter(asks.members))] is not asks.request:
+                again.update(asks.members)
+        fresh = {w.id for w in came}
+        again = {wid for wid in again if wid in workloads and wid not in fresh}
+        for wid in again:
+            self._leave(workloads[wid])
+        placed = [workloads[wid] for wid in again]
+        placed += came
+        changed: dict[int, _Asks] = {}
+        for workload in placed:
+            pods = self.pods[workload.id] = _pods_in_order(workload)
+            asks = self.asked[workload.id] = _class_of(self.classes, session, workload, pods)
+            asks.kept = True
+            asks.members[workload.id] = workload
+            asks.order.append(_told_order(workload))
+            changed[id(asks)] = asks
+        for asks in changed.values():
+            asks.order.sort()
+        return True
+
+    def _leave(self, workload: Workload) -> None:
+        wid = workload.id
+        del self.pods[wid]
+        asks = self.asked.pop(wid)
+        asks.leave(workload)
+        if not asks.members:
+            del self.classes[asks.key]
 
 
 def _members(by_project: dict[str, list[_Asks]], walks: Callable[[_Asks], bool]
@@ -706,6 +902,9 @@ class _Keys:
         """The queues' allocations changed: their keys are worked out anew."""
         self.known[name].clear()
 
+
+_WORKLOAD_ID = itemgetter(2)  # of a `_told_order` key
+_ORDER, _REASON = itemgetter(0), itemgetter(1)  # of `Allocate._told`'s entries
 
 # The first walks' refusal of room lent above a fair share (never a pending reason: the lending
 # walks try the workload again).
