@@ -196,12 +196,12 @@ class Allocate:
         for asks, (code, message) in refused:
             order = asks.order
             told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
-                                   repeat(message), repeat(False)))
+                                   repeat(message), repeat(False)), strict=True)
         if len(refused) > 1:
             told.sort()  # (ids are unique: the reasons are not compared)
         pending = self.session.pending
         size = len(pending)
-        pending.update(zip(map(_WORKLOAD_ID, map(_ORDER, told)), map(_REASON, told)))
+        pending.update(zip(map(_WORKLOAD_ID, map(_ORDER, told)), map(_REASON, told), strict=True))
         assert len(pending) == size + len(told)  # one reason per workload and cycle
 
     def _probe(self, workload: Workload, asks: "_Asks",
@@ -669,7 +669,7 @@ class _Asks:
     nothing else changes it while allocation runs. Classes are kept between cycles
     (`WaitingClasses`); a cycle changes only its own copies (`kept` False)."""
 
-    __slots__ = ("alike", "extras", "gang", "gangs", "held", "key", "kept", "members", "needs",
+    __slots__ = ("alike", "extras", "gang", "gangs", "held", "kept", "key", "members", "needs",
                  "order", "pools", "probe", "project", "request", "short", "unschedulable",
                  "waiting")
 
