@@ -62,13 +62,13 @@ def check(kept: WaitingClasses, session: Session) -> None:
         members.setdefault(key, set()).add(wid)
     assert {key: set(asks.members) for key, asks in kept.classes.items()} == members
     for key, asks in kept.classes.items():
-        assert asks.key == key and asks.kept and asks.needs == [None, None]
+        assert asks.key == key and asks.needs == [None, None]
         assert all(kept.asked[wid] is asks for wid in asks.members)
         assert all(w is kept.workload[wid] for wid, w in asks.members.items())
-        assert asks.order == sorted(map(_told_order, asks.members.values()))
+        assert asks.members.order == sorted(map(_told_order, asks.members.values()))
         first = next(iter(asks.members.values()))
         held = session.held[first.id]
-        fresh = _Asks(key, first, session.requests[first.id], session.target_pools(first),
+        fresh = _Asks(first, session.requests[first.id], session.target_pools(first),
                       held, max(0, first.min_pods - held), kept.pods[first.id],
                       session.unschedulable.get(first.id))
         assert asks.request is fresh.request

@@ -87,6 +87,7 @@ class Allocate:
         # `_Asks`), and the classes by what they are made of.
         self.asked: dict[str, _Asks] = {}
         self._classes: dict[tuple, _Asks] = {}
+        self._owned: set[tuple] = set()  # the classes this cycle copied (`_own`)
         self.probing = False  # see `_may_place`
         self._refused_alike: set[tuple] = set()  # see `attempt`
         self._host_shorts: dict[tuple, tuple | None] = {}  # see `_no_room_any`
@@ -113,7 +114,7 @@ class Allocate:
                 fitting = self._within_share()
                 candidates = {p: [w for a in classes for w in a.members.values()]
                               for p, classes in fitting.items()}
-                self._walk(_members(fitting, lambda asks: asks.gangs), elastic=False)
+                self._walk_backlog(self._gang_backlog(fitting), elastic=False)
                 extras = {p: [w for w in ws if asked[w.id].extras]
                           for p, ws in candidates.items()}
                 self._walk({p: ws for p, ws in extras.items() if ws}, elastic=True)
@@ -194,7 +195,7 @@ class Allocate:
         (`_told_order`): each class's are in order already, so the sort merges runs."""
         told: list[tuple[tuple, PendingReason]] = []
         for asks, (code, message) in refused:
-            order = asks.order
+            order = asks.members.order
             told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
                                    repeat(message), repeat(False)), strict=True)
         if len(refused) > 1:
@@ -278,19 +279,58 @@ class Allocate:
                     else any(session.held_pool.get(v) == nomination.pool for v in leaving)):
                 session.nominated.append(nomination)
 
+    def _turn(self, w: Workload, elastic: bool) -> tuple:
+        """Its place in its project's backlog (for pods above the minimum the workload with
+        the fewest of them first, then `_told_order`), and what it asks there (`_need`: it
+        stands while the workload waits in it; the order never compares it, the turn is
+        unique)."""
+        asks = self.asked[w.id]
+        return ((asks.held - w.min_pods if elastic else 0, _told_order(w)), w,
+                asks.needs[elastic] or self._need(w, asks, elastic))
+
     def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
+        """Try the workloads in queue order (`_walk_backlog`)."""
+        backlog = {p: [self._turn(w, elastic) for w in ws] for p, ws in by_project.items()}
+        for heap in backlog.values():
+            heapq.heapify(heap)
+        self._walk_backlog(backlog, elastic=elastic)
+
+    def _gang_backlog(self, by_project: dict[str, list["_Asks"]]) -> dict[str, list[tuple]]:
+        """The backlogs of a gang walk of whole classes (those of them it takes, `gangs`): a
+        class's members are in their order already (`_Members.order`, which is their turn's), so
+        a project's backlog is its classes' runs merged (a sorted list is a heap), made
+        without a step per workload."""
+        backlog: dict[str, list[tuple]] = {}
+        for project, classes in by_project.items():
+            turns: list[tuple] = []
+            runs = 0
+            for asks in classes:
+                if not (asks.gangs and asks.members):
+                    continue
+                members = asks.members
+                order = members.order
+                need = asks.needs[False] or self._need(members[order[0][2]], asks, False)
+                turns += zip(zip(repeat(0), order, strict=False),
+                             map(members.__getitem__, map(_WORKLOAD_ID, order)),
+                             repeat(need), strict=False)
+                runs += 1
+            if runs > 1:
+                turns.sort()  # (turns are unique: workloads are not compared)
+            if turns:
+                backlog[project] = turns
+        return backlog
+
+    def _walk_backlog(self, backlog: dict[str, list[tuple]], *, elastic: bool) -> None:
         """Try workloads in queue order: the department (or department-less project) that goes
         first (`order_key` with its next workload), then the same inside it, then the project's
-        own order (priority, submission time, id; for pods above the minimum the workload with
-        the fewest of them first). After every attempt the queue goes back with its new
-        standing, so the walk interleaves queues as they fill."""
-        if not by_project:
+        own order (`_turn`). After every attempt the queue goes back with its new standing, so
+        the walk interleaves queues as they fill. `backlog`: each project's turns, as heaps."""
+        if not backlog:
             return
         session = self.session
-        asked = self.asked
         pools = list(session.pools)
         project_queues = {p: [session.queues.project(p, pool) for pool in pools]
-                          for p in by_project}
+                          for p in backlog}
         groups: dict[str, list[str]] = {}
         group_queues: dict[str, list[Queue]] = {}
         for project, queues in project_queues.items():
@@ -301,16 +341,7 @@ class Allocate:
                                    if department else queues)
 
         def turn(w: Workload) -> tuple:
-            """Its place in its project's backlog, and what it asks there (`_need`: it stands
-            while the workload waits in it; the order never compares it, the turn is unique)."""
-            asks = asked[w.id]
-            extra = asks.held - w.min_pods if elastic else 0
-            return ((extra, -w.priority, w.submitted_at, w.id), w,
-                    asks.needs[elastic] or self._need(w, asks, elastic))
-
-        backlog = {p: [turn(w) for w in ws] for p, ws in by_project.items()}
-        for heap in backlog.values():
-            heapq.heapify(heap)
+            return self._turn(w, elastic)
 
         project_keys = _Keys(project_queues, self.capacity)
         group_keys = _Keys(group_queues, self.capacity)
@@ -358,14 +389,20 @@ class Allocate:
         (its queues' keys move)."""
         placements = self.session.placements
         first: dict[tuple[int, ...], bool] = {}  # `stays`, per need, while nothing moves
+        asked = self.asked
+        # in the first walks, one that asks as a workload refused is refused again, saying
+        # nothing (`attempt`): its turn goes by without the attempt
+        refused = self._refused_alike if self.within_share else None
         while True:
             _, workload, _ = heapq.heappop(backlog)
-            placed = len(placements)
-            if self.attempt(workload, elastic=elastic):
-                # its next pod comes back in its turn
-                heapq.heappush(backlog, turn(workload))
-            if len(placements) != placed:
-                return True
+            alike = asked[workload.id].alike if refused is not None else None
+            if alike is None or alike[elastic] not in refused:  # type: ignore[operator]
+                placed = len(placements)
+                if self.attempt(workload, elastic=elastic):
+                    # its next pod comes back in its turn
+                    heapq.heappush(backlog, turn(workload))
+                if len(placements) != placed:
+                    return True
             if not backlog:
                 return False
             need = backlog[0][2]
@@ -442,8 +479,9 @@ class Allocate:
     def _own(self, asks: "_Asks") -> "_Asks":
         """The cycle's own copy of a class, to change (a kept one stays as the cycle found
         it, `WaitingClasses`)."""
-        if asks.kept:
+        if asks.key not in self._owned:
             asks = self._classes[asks.key] = asks.copy()
+            self._owned.add(asks.key)
         return asks
 
     def _in_pool(self, workload: Workload, waiting: list[str], first: int, held: int,
@@ -667,16 +705,15 @@ class _Asks:
     (thousands of them) share one, and what follows from it is worked out once. It stands
     while the workload waits as it did: one that places gets its new one (`Allocate._keep`);
     nothing else changes it while allocation runs. Classes are kept between cycles
-    (`WaitingClasses`); a cycle changes only its own copies (`kept` False)."""
+    (`WaitingClasses`); a cycle changes only its own copies (`Allocate._own`)."""
 
-    __slots__ = ("alike", "extras", "gang", "gangs", "held", "kept", "key", "members", "needs",
-                 "order", "pools", "probe", "project", "request", "short", "unschedulable",
-                 "waiting")
+    __slots__ = ("alike", "extras", "gang", "gangs", "held", "key", "members", "needs", "pools",
+                 "probe", "project", "request", "short", "unschedulable", "waiting")
 
-    def __init__(self, key: tuple, workload: Workload, request: Request, pools: tuple[str, ...],
-                 held: int, gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
-        self.key = key  # what it is made of (`_class_key`)
-        self.kept = False
+    def __init__(self, workload: Workload, request: Request, pools: tuple[str, ...], held: int,
+                 gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
+        # what it is made of
+        self.key = _class_key(workload, request, pools, held, waiting, unschedulable)
         self.project = workload.project
         self.request = request
         self.pools = pools
@@ -699,33 +736,46 @@ class _Asks:
         # what the lending walks' probe reads (`Allocate._may_place`), within the project
         self.probe = None if alone else (*base[1:], pools)
         self.needs: list[tuple[int, ...] | None] = [None, None]  # gang, one pod (`_need`)
-        # the workloads of the class now, by id (one that places leaves it for its new one),
-        # and their `_told_order` keys, sorted: the order their pending reasons are written in
-        self.members: dict[str, Workload] = {}
-        self.order: list[tuple] = []
+        # the workloads of the class now, by id (one that places leaves it for its new one)
+        self.members = _Members()
 
     def copy(self) -> "_Asks":
         """The cycle's own copy of a kept class, to change."""
         out = _Asks.__new__(_Asks)
         for name in _Asks.__slots__:
             setattr(out, name, getattr(self, name))
-        out.kept = False
-        out.members = dict(self.members)
-        out.order = list(self.order)
+        out.members = self.members.copy()
         out.needs = list(self.needs)
         return out
 
     def join(self, workload: Workload) -> None:
-        """The workload is of the class now (in its place in `order`)."""
+        """The workload is of the class now (in its place in `members.order`)."""
         if workload.id in self.members:
             self.leave(self.members[workload.id])
         self.members[workload.id] = workload
-        insort(self.order, _told_order(workload))
+        insort(self.members.order, _told_order(workload))
 
     def leave(self, workload: Workload) -> None:
         del self.members[workload.id]
-        order = self.order
+        order = self.members.order
         del order[bisect_left(order, _told_order(workload))]
+
+
+class _Members(dict[str, Workload]):
+    """A class's workloads by id, and their `_told_order` keys, sorted (`order`): the order
+    their pending reasons are written in, and their turns' in a gang walk."""
+
+    __slots__ = ("order",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple] = []
+
+    def copy(self) -> "_Members":  # type: ignore[override]
+        out = _Members()
+        out.update(self)
+        out.order = list(self.order)
+        return out
 
 
 def _told_order(workload: Workload) -> tuple:
@@ -756,7 +806,7 @@ def _class_of(classes: dict[tuple, _Asks], session: Session, workload: Workload,
     key = _class_key(workload, request, pools, held, waiting, unschedulable)
     asks = classes.get(key)
     if asks is None:
-        asks = classes[key] = _Asks(key, workload, request, pools, held,
+        asks = classes[key] = _Asks(workload, request, pools, held,
                                     max(0, workload.min_pods - held), waiting, unschedulable)
     return asks
 
@@ -854,12 +904,11 @@ class WaitingClasses:
         for workload in placed:
             pods = self.pods[workload.id] = _pods_in_order(workload)
             asks = self.asked[workload.id] = _class_of(self.classes, session, workload, pods)
-            asks.kept = True
             asks.members[workload.id] = workload
-            asks.order.append(_told_order(workload))
+            asks.members.order.append(_told_order(workload))
             changed[id(asks)] = asks
         for asks in changed.values():
-            asks.order.sort()
+            asks.members.order.sort()
         return True
 
     def _leave(self, workload: Workload) -> None:
@@ -869,14 +918,6 @@ class WaitingClasses:
         asks.leave(workload)
         if not asks.members:
             del self.classes[asks.key]
-
-
-def _members(by_project: dict[str, list[_Asks]], walks: Callable[[_Asks], bool]
-             ) -> dict[str, list[Workload]]:
-    """The workloads of the classes a walk takes (`walks`), by project."""
-    out = {p: [w for a in classes if walks(a) for w in a.members.values()]
-           for p, classes in by_project.items()}
-    return {p: ws for p, ws in out.items() if ws}
 
 
 class _Keys:
