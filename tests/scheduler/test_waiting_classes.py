@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fairway_scheduler.core import (
-    Allocation,
     ClusterSnapshot,
     DisruptionSettings,
     Node,
@@ -34,8 +33,8 @@ from fairway_scheduler.core.framework import Session
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.nodes import natural
 from tests.scheduler.test_disruption_walk import alike
-from tests.scheduler.test_hold_index import settle
 from tests.scheduler.test_scheduler_properties import T0
+from tests.scheduler.test_waiting_runs import Changes
 
 # what a class reads of its workloads, besides its members
 READ = ("project", "pools", "held", "gang", "short", "waiting", "unschedulable", "gangs",
@@ -84,81 +83,25 @@ ops = st.lists(st.tuples(st.sampled_from(["arrive", "leave", "again", "change", 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(alike(), st.lists(ops, min_size=1, max_size=5))
 def test_the_kept_classes_are_those_found_afresh(snapshot, cycles):
-    ledger = Ledger.of(snapshot)
-    workloads = {w.id: w for w in snapshot.workloads}
-    allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
-    nodes = list(snapshot.nodes)
-    extra = Node("c0", "c", True, 8, None, 40960, cpu_millis=16000, memory_mib=65536)
-    ledger.put_node(extra)
-    nodes.append(extra)
-    snapshot = replace(snapshot, disruption=replace(snapshot.disruption,
-                                                    missing_pool_grace=60))
-    arrived = 0
-    for changes in [[], *cycles]:
-        twice = False
-        for op, i in changes:
-            waiting = sorted(wid for wid, w in workloads.items()
-                             if w.waiting_pods and not any(k[0] == wid for k in allocations))
-            running = sorted({wid for wid, _ in allocations})
-            if op == "arrive" and workloads:  # asks as another workload does
-                like = workloads[sorted(workloads)[i % len(workloads)]]
-                wid = f"n{arrived}"
-                arrived += 1
-                workloads[wid] = replace(
-                    like, id=wid, started_at=None, evicting_pods=(),
-                    submitted_at=like.submitted_at + timedelta(seconds=i % 3),
-                    waiting_pods=tuple(f"{wid}-{j}" for j in range(like.pods)))
-            elif op == "leave" and waiting:
-                del workloads[waiting[i % len(waiting)]]
-            elif op == "again" and workloads:  # the same content, another object
-                w = workloads[sorted(workloads)[i % len(workloads)]]
-                workloads[w.id] = replace(w)
-            elif op == "change" and waiting:
-                w = workloads[waiting[i % len(waiting)]]
-                workloads[w.id] = (replace(w, priority=w.priority + 50) if i % 2 else
-                                   replace(w, preemptible=not w.preemptible))
-            elif op == "missing" and waiting:  # it prefers a pool that is not there (yet)
-                w = workloads[waiting[i % len(waiting)]]
-                workloads[w.id] = replace(w, node_pools=("gone",),
-                                          submitted_at=snapshot.now - timedelta(seconds=30))
-            elif op == "time":  # past a missing pool's grace: unschedulable, the same object
-                snapshot = replace(snapshot, now=snapshot.now + timedelta(seconds=45))
-            elif op == "hold" and waiting:  # a pod held, its workload's object as it was
-                w = workloads[waiting[i % len(waiting)]]
-                a = Allocation(w.id, w.waiting_pods[0], nodes[i % len(nodes)].name)
-                allocations[(w.id, a.pod)] = a
-                ledger.hold(a, w.project, w.preemptible)
-            elif op == "release" and running:  # its pods released, its object as it was
-                wid = running[i % len(running)]
-                for key in [k for k in allocations if k[0] == wid]:
-                    del allocations[key]
-                    ledger.release(*key)
-            elif op == "node":
-                n = i % len(nodes)
-                nodes[n] = replace(nodes[n], ready=not nodes[n].ready)
-            elif op == "pool":  # the session's pools change
-                if extra in nodes:  # gone, with what ran there
-                    nodes.remove(extra)
-                    for key in [k for k, a in allocations.items() if a.node == extra.name]:
-                        del allocations[key]
-                        ledger.release(*key)
-                else:
-                    nodes.append(extra)
-            elif op == "twice":
-                twice = True
-        snapshot = replace(snapshot, nodes=tuple(nodes), workloads=tuple(workloads.values()),
-                           allocations=tuple(allocations[k] for k, _ in ledger.entries()))
+    changes = Changes(replace(snapshot, disruption=replace(snapshot.disruption,
+                                                           missing_pool_grace=60)),
+                      with_pool=True)
+    ledger = changes.ledger
+    for steps in [[], *cycles]:
+        for op, i in steps:
+            changes.apply(op, i)
+        snapshot = changes.cycle_snapshot()
         session = Session(snapshot, ledger)
         Allocate(session)._find_classes()
         assert isinstance(ledger.asks, WaitingClasses)
         check(ledger.asks, session)
         kept = decide(snapshot, ledger)
-        if twice:  # what the first cycle placed did not stay in the kept classes
+        if any(op == "twice" for op, _ in steps):
+            # what the first cycle placed did not stay in the kept classes
             assert decide(snapshot, ledger) == kept
         assert kept == decide(snapshot)
         assert list(kept.pending) == list(decide(snapshot, Ledger.of(snapshot)).pending)
-        settle(kept, workloads, allocations, ledger, snapshot.now)
-        snapshot = replace(snapshot, nominated=kept.nominated)
+        changes.settle(kept)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
