@@ -1,10 +1,11 @@
 """What a kept snapshot tells of its workloads' changes (`WorkloadChanges`), and the structures
 kept with the ledger that are brought up to a snapshot by it (`WaitingIndex`, `WaitingRuns`,
-`HoldIndex`): cycle after cycle of the service's state (workloads arriving, placed, bound,
-running, evicted, finishing, projects and nodes changing), decided on the kept snapshot and
-ledger, with plain snapshots, snapshots taken and not decided (one, or more than the changes
-reach back over) and snapshots with other workloads in between, the kept structures are those
-found afresh, and the cycle decides as on everything built afresh."""
+`HoldIndex`, allocation's `WaitingClasses`): cycle after cycle of the service's state
+(workloads arriving, placed, bound, running, evicted, finishing, projects and nodes changing),
+decided on the kept snapshot and ledger, with plain snapshots, snapshots taken and not decided
+(one, or more than the changes reach back over) and snapshots with other workloads in between,
+the kept structures are those found afresh, and the cycle decides as on everything built
+afresh."""
 
 import random
 from dataclasses import replace
@@ -15,11 +16,13 @@ import pytest
 from fairway_contracts.events import ProjectChanged
 from fairway_contracts.workloads import Phase
 from fairway_scheduler import core
+from fairway_scheduler.core.actions.allocate import Allocate, WaitingClasses
 from fairway_scheduler.core.actions.runs import WaitingRuns
 from fairway_scheduler.core.cluster import ClusterState, PodStatus, WorkloadRequest, WorkloadStatus
 from fairway_scheduler.core.framework.holds import HoldIndex
-from fairway_scheduler.core.framework.session import WaitingIndex
+from fairway_scheduler.core.framework.session import Session, WaitingIndex
 from fairway_scheduler.core.model import STEPS_KEPT, WorkloadChanges
+from tests.scheduler.test_waiting_classes import check as check_classes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -67,6 +70,11 @@ def compare(snapshot: core.ClusterSnapshot, ledger: core.Ledger) -> core.CycleRe
     cycle on a ledger built afresh finds (and the same decisions); its hold index against one
     made afresh from the same ledger (the holds' order is the ledger's)."""
     fresh = core.Ledger.of(snapshot)
+    # allocation's classes, brought up to the snapshot, against those found afresh
+    session = Session(snapshot, ledger)
+    Allocate(session)._find_classes()
+    assert isinstance(ledger.asks, WaitingClasses)
+    check_classes(ledger.asks, session)
     result = core.decide(snapshot, ledger)
     assert result == core.decide(snapshot, fresh)
     objects = {id(w) for w in snapshot.workloads}
@@ -182,7 +190,7 @@ def test_structures_brought_up_by_the_changes_are_those_found_afresh(seed):
     rng = random.Random(seed)
     service = Service(rng)
     state = service.state
-    told = 0
+    told = classes_told = 0
     for step in range(60):
         service.events()
         roll = rng.random()
@@ -196,7 +204,7 @@ def test_structures_brought_up_by_the_changes_are_those_found_afresh(seed):
         assert changes is not None
         assert changes.waiting == tuple(w for w in snapshot.workloads if w.waiting_pods)
         assert changes.below_min == any(w.below_min_since for w in snapshot.workloads)
-        assert changes.evicting == any(w.evicting_pods for w in snapshot.workloads)
+        assert changes.evicting == {w.id for w in snapshot.workloads if w.evicting_pods}
         ledger = state.kept_ledger(snapshot)
         if ledger is None:
             service.settle(core.decide(snapshot))
@@ -209,8 +217,11 @@ def test_structures_brought_up_by_the_changes_are_those_found_afresh(seed):
         kept = ledger.waiting
         told += (isinstance(kept, WaitingIndex)
                  and snapshot.changed_since(kept.generation) is not None)
+        classes_told += (isinstance(ledger.asks, WaitingClasses)
+                         and snapshot.changed_since(ledger.asks.generation) is not None)
         service.settle(compare(snapshot, ledger))
     assert told > 15, "the changes were told (not only walked)"
+    assert classes_told > 15, "the changes were told to the classes (not only walked)"
 
 
 def test_changes_are_told_only_back_to_the_snapshots_they_reach():

@@ -946,7 +946,7 @@ class ClusterState:
             steps = (*before.steps[1 - model.STEPS_KEPT:], step)
         self._changes = model.WorkloadChanges(
             generation, self._workloads, waiting, steps,
-            below_min=bool(self._below_min), evicting=bool(self._evicting))
+            below_min=bool(self._below_min), evicting=frozenset(self._evicting))
         unknown: list[model.Allocation] = []
         if self._with_unknown:
             for part in parts.values():

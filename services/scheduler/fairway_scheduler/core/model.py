@@ -235,7 +235,7 @@ class WorkloadChanges:
     waiting: tuple["Workload", ...]
     steps: tuple[WorkloadStep, ...] = ()
     below_min: bool = False  # some workload runs below its minimum
-    evicting: bool = False  # some workload is evicting pods
+    evicting: frozenset[str] = frozenset()  # the workloads evicting pods, by id
 
     def since(self, generation: int | None
               ) -> tuple[dict[str, "Workload"], set[str]] | None:
@@ -323,11 +323,18 @@ class ClusterSnapshot:
         """Whether any workload is evicting pods or runs below its minimum."""
         changes = self.kept_changes
         if changes is not None:
-            return changes.below_min or changes.evicting
+            return changes.below_min or bool(changes.evicting)
         for w in self.workloads:
             if w.evicting_pods or w.below_min_since is not None:
                 return True
         return False
+
+    def evicting_workloads(self) -> Set[str]:
+        """The workloads evicting pods, by id (few, and kept: no walk of every workload)."""
+        changes = self.kept_changes
+        if changes is not None:
+            return changes.evicting
+        return {w.id for w in self.workloads if w.evicting_pods}
 
 
 @dataclass(frozen=True, slots=True)

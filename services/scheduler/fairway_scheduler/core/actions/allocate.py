@@ -32,8 +32,8 @@ CPU and memory quotas are checked only where the queue configures them.
 import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable
-from itertools import repeat
+from collections.abc import Callable, Set
+from itertools import chain, repeat
 from operator import itemgetter
 
 from fairway_scheduler.core import reasons, topology
@@ -262,7 +262,7 @@ class Allocate:
         none are named); then it is only the next in line."""
         session = self.session
         waiting = {w.id: w for w in session.waiting}
-        leaving: set[str] | None = None
+        leaving: Set[str] | None = None
         for nomination in nominations:
             workload = waiting.get(nomination.workload_id)
             if workload is None:
@@ -275,7 +275,7 @@ class Allocate:
                         workload, pods, max(gang, 1), held, nomination.pool) is None:
                     continue
             if leaving is None:
-                leaving = {w.id for w in session.snapshot.workloads if w.evicting_pods}
+                leaving = session.snapshot.evicting_workloads()
             if (any(v in leaving for v in nomination.victims) if nomination.victims
                     else any(session.held_pool.get(v) == nomination.pool for v in leaving)):
                 session.nominated.append(nomination)
@@ -850,6 +850,7 @@ class WaitingClasses:
 
     def _reset(self, pools: tuple[str, ...]) -> None:
         self.pools = pools  # the session's pools the classes were found with
+        self.generation: int | None = None  # of the kept snapshot they were brought up to
         self.objects: dict[int, Workload] = {}  # by `id()`: every waiting workload
         self.workload: dict[str, Workload] = {}  # the same, by workload id
         self.asked: dict[str, _Asks] = {}  # by workload id: its class
@@ -865,27 +866,24 @@ class WaitingClasses:
         """Brought up to the session's waiting workloads. False (and nothing kept) when two of
         them share an id."""
         pools = tuple(session.pools)
+        snapshot = session.snapshot
+        changed = None
         if pools != self.pools:
             self._reset(pools)
-        waiting = session.waiting
-        present = dict(zip(map(id, waiting), waiting, strict=True))
-        if len(present) != len(waiting):
-            self._reset(pools)
-            return False
-        objects, workloads = self.objects, self.workload
-        again: set[str] = set()  # kept workloads whose class is found again
-        for gone in objects.keys() - present.keys():
-            workload = objects.pop(gone)
-            if workloads.get(workload.id) is workload:
-                del workloads[workload.id]
-                self._leave(workload)
-        came = [present[key] for key in present.keys() - objects.keys()]
-        for workload in came:
-            objects[id(workload)] = workload
-            if workload.id in workloads:  # (the same id twice)
+        elif self.generation is not None:
+            changed = snapshot.changed_since(self.generation)
+        self.generation = None
+        if changed is not None:
+            came = self._apply(*changed)
+        else:
+            found = self._walk(session.waiting)
+            if found is None:
                 self._reset(pools)
                 return False
-            workloads[workload.id] = workload
+            came = found
+        self.generation = snapshot.generation
+        workloads = self.workload
+        again: set[str] = set()  # kept workloads whose class is found again
         # what changed about the workloads kept
         held, held_pool = session.held, session.held_pool
         holding = {wid: (held[wid], held_pool.get(wid))
@@ -921,6 +919,42 @@ class WaitingClasses:
         for asks in changed.values():
             asks.members.order.sort()
         return True
+
+    def _apply(self, made: dict[str, Workload], gone: Set[str]) -> list[Workload]:
+        """The workloads the kept snapshot made again (or new) since the classes' generation
+        put in again, those gone taken out (no walk of every waiting workload). Returns
+        those put in."""
+        objects, workloads = self.objects, self.workload
+        for wid in chain(gone, made):
+            workload = workloads.pop(wid, None)
+            if workload is not None:
+                del objects[id(workload)]
+                self._leave(workload)
+        came = [w for w in made.values() if w.waiting_pods]
+        for workload in came:
+            objects[id(workload)] = workload
+            workloads[workload.id] = workload
+        return came
+
+    def _walk(self, waiting: list[Workload]) -> list[Workload] | None:
+        """The waiting workloads that came and went, found by the objects' identity (set
+        differences at C speed). Returns those that came; None when two share an id."""
+        present = dict(zip(map(id, waiting), waiting, strict=True))
+        if len(present) != len(waiting):
+            return None
+        objects, workloads = self.objects, self.workload
+        for gone in objects.keys() - present.keys():
+            workload = objects.pop(gone)
+            if workloads.get(workload.id) is workload:
+                del workloads[workload.id]
+                self._leave(workload)
+        came = [present[key] for key in present.keys() - objects.keys()]
+        for workload in came:
+            objects[id(workload)] = workload
+            if workload.id in workloads:  # (the same id twice)
+                return None
+            workloads[workload.id] = workload
+        return came
 
     def _leave(self, workload: Workload) -> None:
         wid = workload.id
