@@ -133,3 +133,30 @@ def test_a_missing_pools_grace_running_out_finds_the_class_again():
         Allocate(session)._find_classes()
         check(ledger.asks, session)
         assert [p.unschedulable for p in decide(snapshot, ledger).pending] == [unschedulable]
+
+
+moments = st.one_of(st.datetimes(), st.datetimes(timezones=st.timezones()))
+
+
+@given(st.lists(st.tuples(st.integers(-10**6, 10**6), moments), min_size=2, max_size=20),
+       st.booleans())
+def test_a_workloads_place_orders_as_its_priority_then_its_submission_time(
+        asks: list, aware: bool) -> None:
+    """`_told_order`'s integer stands for (-priority, submitted_at) exactly: highest priority
+    first, then the earlier submission, for any datetime (before 1970, the last one, naive or
+    with any zone, as long as all are alike)."""
+    asks = [(p, t.replace(tzinfo=None) if not aware else
+             (t if t.tzinfo is not None else t.replace(tzinfo=T0.tzinfo))) for p, t in asks]
+    if aware:
+        asks = [(p, t) for p, t in asks if _utc_fits(t)]
+    workloads = [Workload(f"w{i}", "p", p, t, 1) for i, (p, t) in enumerate(asks)]
+    assert (sorted(workloads, key=_told_order)
+            == sorted(workloads, key=lambda w: (-w.priority, w.submitted_at, w.id)))
+
+
+def _utc_fits(moment) -> bool:  # an aware datetime whose UTC time is a datetime too
+    try:
+        moment.astimezone(T0.tzinfo)
+    except OverflowError:
+        return False
+    return True
