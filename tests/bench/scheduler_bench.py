@@ -19,7 +19,10 @@
                                     target p99 <= 500 ms, median <= 200 ms, peak RSS <= 4 GiB
    (the targets are on the wall clock; beside it the median of the process's own CPU time per
    cycle, which other work on a shared machine does not inflate; `--each` prints every cycle:
-   its times, the pods it placed, its evictions by reason)
+   its times, the pods it placed, its evictions by reason; `--repeat K` decides each steady
+   cycle K more times on the same snapshot and ledger and prints the least CPU time of those:
+   the cycle's own work with nothing to bring up to date and its data in the caches, a
+   figure steadier than one run's on a noisy machine for comparing two versions side by side)
 
 `--time-aware` runs shapes 1 and 2 (the 1,000-node shape) with time-aware fairness on in
 both pools (sliding week, half-life 1 day, k 1) over a usage history of a week of hourly
@@ -467,13 +470,16 @@ def service_gc() -> Iterator[None]:
 
 
 def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
-           digest: bool = False, profile_cycle: int = -1, each: bool = False) -> None:
+           digest: bool = False, profile_cycle: int = -1, each: bool = False,
+           repeat: int = 0) -> None:
     """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
     pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
     service's kept snapshot, its kept ledger and `decide`. `reclaim` False (`--no-reclaim`):
     the cycles run without the reclaim action, to measure the rest of the service path.
     `digest`: print a hash of every cycle's decisions, and of them all. `each`: a line per
-    cycle (its time, what it placed, its evictions by reason)."""
+    cycle (its time, what it placed, its evictions by reason). `repeat`: each steady cycle
+    decided that many times more (its ledger is not changed by `decide`), the least CPU time
+    of those kept apart (`again`)."""
     from fairway_contracts.workloads import Phase
     from fairway_scheduler.core.cluster import (
         ClusterState,
@@ -541,6 +547,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
     times, snaps, ledgers, decides, placed, evicted = [], [], [], [], 0, 0
     cpu: list[float] = []  # the process's CPU time per cycle: what other processes don't skew
+    again: list[float] = []  # `repeat`: the least CPU time of a cycle's decide done again
     for cycle in range(cycles):
         for wid in rng.sample(running, min(int(500 * scale), len(running))):
             state.apply_status(WorkloadStatus(
@@ -561,6 +568,15 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         result = decide(snapshot, ledger)
         t3 = time.perf_counter()
         cpu.append(time.process_time() - c0)
+        if repeat:
+            runs = []
+            for _ in range(repeat):
+                c0 = time.process_time()
+                same = decide(snapshot, ledger)
+                runs.append(time.process_time() - c0)
+                if decisions_digest(same) != decisions_digest(result):
+                    raise AssertionError("the same snapshot and ledger decided otherwise")
+            again.append(min(runs))
         if profiler:
             profiler.disable()
             if os.environ.get("BENCH_PROFILE_OUT"):  # for pstats / snakeviz
@@ -603,6 +619,10 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         print(f"   first cycle after the burst {times[0] * 1000:.1f} ms (snapshot "
               f"{snaps[0] * 1000:.1f}, ledger {ledgers[0] * 1000:.1f}); without it p99 "
               f"{rest[max(0, round(0.99 * (len(rest) - 1)))] * 1000:.1f} ms", flush=True)
+    if again:
+        print(f"   decide done again {repeat} more times per cycle: least CPU time median "
+              f"{statistics.median(again) * 1000:.1f} ms, by cycle "
+              + " ".join(f"{t * 1000:.0f}" for t in again), flush=True)
     print(f"   peak RSS {rss:.0f} MiB, the process so far (target <= 4096 MiB)"
           + ("" if scale != 1 else ("  OK" if rss <= 4096 else "  MISSED")), flush=True)
     if digest:
@@ -626,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--each", action="store_true",
                         help="shape 5: a line per cycle (time, pods placed, evictions)")
     parser.add_argument("--cycles", type=int, default=20, help="shape 5's steady cycles")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="shape 5: decide each steady cycle this many times more; the "
+                             "least CPU time of those (steadier, for side-by-side runs)")
     parser.add_argument("--time-aware", action="store_true",
                         help="shapes 1 and 2 with time-aware fairness on over a week of usage")
     parser.add_argument("--topology", action="store_true",
@@ -642,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
                 with service_gc():
                     shape5(args.scale, args.profile, args.cycles, reclaim=not args.no_reclaim,
                            profile_cycle=args.profile_cycle,
-                           digest=args.digest, each=args.each)
+                           digest=args.digest, each=args.each, repeat=args.repeat)
             elif number in (1, 2):
                 shape(args.scale, args.profile, topology=args.topology)
             else:

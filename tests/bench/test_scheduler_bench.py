@@ -9,3 +9,10 @@ def test_every_shape_runs_small(capsys):
     for number in range(1, 6):
         assert f"{number}. " in out
     assert "KAI's scale" in out and "of which snapshot" in out
+
+
+def test_kais_scale_decided_again_prints_the_least_time(capsys):
+    assert scheduler_bench.main(["--scale", "0.01", "--shape", "5", "--cycles", "2",
+                                 "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "decide done again 2 more times per cycle: least CPU time median" in out

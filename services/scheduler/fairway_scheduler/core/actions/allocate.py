@@ -283,12 +283,14 @@ class Allocate:
 
     def _turn(self, w: Workload, elastic: bool) -> tuple:
         """Its place in its project's backlog (for pods above the minimum the workload with
-        the fewest of them first, then `_told_order`), and what it asks there (`_need`: it
+        the fewest of them first, then `_told_order`), what it asks there (`_need`: it
         stands while the workload waits in it; the order never compares it, the turn is
-        unique)."""
+        unique), and what it is refused as in the first walks (`_Asks.alike`: carried in the
+        turn, so that a turn of a class refused goes by without looking the workload up)."""
         asks = self.asked[w.id]
         return ((asks.held - w.min_pods if elastic else 0, _told_order(w)), w,
-                asks.needs[elastic] or self._need(w, asks, elastic))
+                asks.needs[elastic] or self._need(w, asks, elastic),
+                asks.alike[elastic] if asks.alike is not None else None)
 
     def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
         """Try the workloads in queue order (`_walk_backlog`)."""
@@ -317,12 +319,14 @@ class Allocate:
                 members = asks.members
                 order = members.order
                 need = asks.needs[False] or self._need(members[_WORKLOAD_ID(order[0])], asks, False)
-                turns += zip(zip(repeat(0), order, strict=False),
-                             map(members.__getitem__, map(_WORKLOAD_ID, order)),
-                             repeat(need), strict=False)
+                # (a turn's first part is only sorted by: here the order itself)
+                turns += zip(order, map(members.__getitem__, map(_WORKLOAD_ID, order)),
+                             repeat(need),
+                             repeat(asks.alike[False] if asks.alike is not None else None),
+                             strict=False)
                 runs += 1
             if runs > 1:
-                turns.sort(key=_TURN_ORDER)  # (the orders are unique)
+                turns.sort(key=_ORDER)  # (the orders are unique)
             if turns:
                 backlog[project] = deque(turns)  # type: ignore[assignment]
         return backlog
@@ -399,15 +403,13 @@ class Allocate:
         (its queues' keys move)."""
         placements = self.session.placements
         first: dict[tuple[int, ...], bool] = {}  # `stays`, per need, while nothing moves
-        asked = self.asked
         # in the first walks, one that asks as a workload refused is refused again, saying
         # nothing (`attempt`): its turn goes by without the attempt
-        refused = self._refused_alike if self.within_share else None
+        refused = self._refused_alike if self.within_share else _NOTHING
         take = heapq.heappop if elastic else deque.popleft
         while True:
-            _, workload, _ = take(backlog)
-            alike = asked[workload.id].alike if refused is not None else None
-            if alike is None or alike[elastic] not in refused:  # type: ignore[operator]
+            _, workload, _, alike = take(backlog)
+            if alike is None or alike not in refused:
                 placed = len(placements)
                 if self.attempt(workload, elastic=elastic):
                     # its next pod comes back in its turn (only above the minimum: a gang
@@ -1013,6 +1015,10 @@ _ORDER, _REASON = itemgetter(0), itemgetter(1)  # of `Allocate._told`'s entries
 def _TURN_ORDER(turn: tuple) -> tuple[int, str]:
     """A gang walk's turn's `_told_order` (its first part is 0 in every turn)."""
     return turn[0][1]
+
+
+_NOTHING: frozenset = frozenset()  # `_turns` in the lending walks: no turn goes by
+
 
 # The first walks' refusal of room lent above a fair share (never a pending reason: the lending
 # walks try the workload again).

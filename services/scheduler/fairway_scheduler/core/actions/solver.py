@@ -340,7 +340,8 @@ class Solver:
             out = changed | (keys & unschedulable.keys())
             cut = {kept.key[wid] for wid in out}
             for key, group in kept.groups.items():
-                members = [m for m in group if m.id not in out] if key in cut else list(group)
+                # the kept group itself, read only (copied below where a workload joins it)
+                members = [m for m in group if m.id not in out] if key in cut else group
                 if members:
                     cls = preemptor_class(session, self, members[0])
                     pools = session.target_pools(members[0])
@@ -359,8 +360,10 @@ class Solver:
             run = runs.get((cls, pools))
             if run is None:
                 run = runs[(cls, pools)] = Run(cls, pools, [], ())
+            if id(run) not in grown:
+                run.members = list(run.members)  # its own: it grows, and is sorted
+                grown[id(run)] = run
             run.members.append(w)
-            grown[id(run)] = run
             self._run_of[w.id] = run
         for run in grown.values():
             run.members.sort(key=order)

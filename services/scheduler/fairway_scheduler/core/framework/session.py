@@ -305,17 +305,24 @@ class Session:
         """What running pods hold, copied from the ledger onto this cycle's nodes and queues."""
         self.held = defaultdict(int, ledger.held)
         self.held_pool = ledger.held_pool.copy()  # (a copy of its table: `dict()` inserts)
+        # (thousands of nodes: the ledger's tables looked up once, its lists copied whole
+        # where the node has as many devices, as it has unless the node changed)
+        used_on, shared_on, host_on, pods_on = (ledger.used.get, ledger.shared.get,
+                                                ledger.host.get, ledger.pods.get)
         for name, node in self.nodes.items():
-            used = ledger.used.get(name)
+            gpus = node.gpus
+            used = used_on(name)
             if used:
-                node.used = (list(used) + [0] * node.gpus)[:node.gpus]
-            shared = ledger.shared.get(name)
+                node.used = used.copy() if len(used) == gpus else (used + [0] * gpus)[:gpus]
+            shared = shared_on(name)
+            reservations = 0  # one per device that holds a fraction (`Ledger.reservations`)
             if shared:
-                node.fractions = (list(shared) + [0] * node.gpus)[:node.gpus]
-            host = ledger.host.get(name)
+                node.fractions = (shared.copy() if len(shared) == gpus
+                                  else (shared + [0] * gpus)[:gpus])
+                reservations = len(shared) - shared.count(0)
+            host = host_on(name)
             if host:
-                node.hold_host(host[0], host[1],
-                               ledger.pods.get(name, 0) + ledger.reservations(name))
+                node.hold_host(host[0], host[1], pods_on(name, 0) + reservations)
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
