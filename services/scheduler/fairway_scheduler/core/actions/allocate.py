@@ -403,6 +403,7 @@ class Allocate:
         (its queues' keys move)."""
         placements = self.session.placements
         first: dict[tuple[int, ...], bool] = {}  # `stays`, per need, while nothing moves
+        last = None  # the need of the turn just let go on
         # in the first walks, one that asks as a workload refused is refused again, saying
         # nothing (`attempt`): its turn goes by without the attempt
         refused = self._refused_alike if self.within_share else _NOTHING
@@ -420,11 +421,13 @@ class Allocate:
             if not backlog:
                 return False
             need = backlog[0][2]
-            goes = first.get(need)
-            if goes is None:
-                goes = first[need] = stays(project, group, need)
-            if not goes:
-                return False
+            if need is not last:  # (turns of a class share their need: turn after turn)
+                goes = first.get(need)
+                if goes is None:
+                    goes = first[need] = stays(project, group, need)
+                if not goes:
+                    return False
+                last = need
 
     def _need(self, workload: Workload, asks: "_Asks", elastic: bool) -> tuple[int, ...]:
         """What the workload's next attempt would add to its queue: its gang, or one pod.

@@ -200,16 +200,16 @@ class _Reclaim:
                 found = gentle_memo[id(unit)] = self.gentle(unit)
             return found
 
-        # Per round, the nodes where its queues held GPUs (asked once `held_on` was, as it
-        # answers from then): elsewhere what they hold is nothing.
-        holding: dict[bool, Set[int]] = {}
+        held_on = solver.held_on
         for gentle in (True, False):
             cap = above if gentle else most
+            if not orders[gentle]:
+                continue
+            # the nodes where its queues held GPUs (as `held_on` answers): elsewhere what they
+            # hold is nothing
+            nodes = self.holding([p for p, m in cap.items() if m])
             for deficit, node in orders[gentle]:
-                held = solver.held_on(node.idx)  # asked of every node in turn, as before
-                nodes = holding.get(gentle)
-                if nodes is None:
-                    nodes = holding[gentle] = self.holding([p for p, m in cap.items() if m])
+                held = held_on(node.idx)  # asked of every node in turn, as before
                 enough = node.idx in nodes and sum(
                     min(cap[p], m) for p, m in held.items() if p in cap) >= deficit
                 # Moving work aside may make the room where victims alone cannot: tried on
