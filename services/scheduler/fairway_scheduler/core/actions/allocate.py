@@ -288,7 +288,8 @@ class Allocate:
         unique), and what it is refused as in the first walks (`_Asks.alike`: carried in the
         turn, so that a turn of a class refused goes by without looking the workload up)."""
         asks = self.asked[w.id]
-        return ((asks.held - w.min_pods if elastic else 0, _told_order(w)), w,
+        # (a gang walk's turns are only sorted, never in a heap: their order alone)
+        return ((asks.held - w.min_pods, _told_order(w)) if elastic else _told_order(w), w,
                 asks.needs[elastic] or self._need(w, asks, elastic),
                 asks.alike[elastic] if asks.alike is not None else None)
 
@@ -300,7 +301,7 @@ class Allocate:
                 heapq.heapify(heap)
         else:
             for project, turns in backlog.items():
-                turns.sort(key=_TURN_ORDER)  # (the orders are unique)
+                turns.sort(key=_ORDER)  # (the orders are unique)
                 backlog[project] = deque(turns)  # type: ignore[assignment]
         self._walk_backlog(backlog, elastic=elastic)
 
@@ -319,7 +320,6 @@ class Allocate:
                 members = asks.members
                 order = members.order
                 need = asks.needs[False] or self._need(members[_WORKLOAD_ID(order[0])], asks, False)
-                # (a turn's first part is only sorted by: here the order itself)
                 turns += zip(order, map(members.__getitem__, map(_WORKLOAD_ID, order)),
                              repeat(need),
                              repeat(asks.alike[False] if asks.alike is not None else None),
@@ -1012,12 +1012,7 @@ class _Keys:
 
 
 _WORKLOAD_ID = itemgetter(1)  # of a `_told_order` key
-_ORDER, _REASON = itemgetter(0), itemgetter(1)  # of `Allocate._told`'s entries
-
-
-def _TURN_ORDER(turn: tuple) -> tuple[int, str]:
-    """A gang walk's turn's `_told_order` (its first part is 0 in every turn)."""
-    return turn[0][1]
+_ORDER, _REASON = itemgetter(0), itemgetter(1)  # of `Allocate._told`'s entries, gang walks' turns
 
 
 _NOTHING: frozenset = frozenset()  # `_turns` in the lending walks: no turn goes by

@@ -315,14 +315,12 @@ class Session:
             if used:
                 node.used = used.copy() if len(used) == gpus else (used + [0] * gpus)[:gpus]
             shared = shared_on(name)
-            reservations = 0  # one per device that holds a fraction (`Ledger.reservations`)
             if shared:
                 node.fractions = (shared.copy() if len(shared) == gpus
                                   else (shared + [0] * gpus)[:gpus])
-                reservations = len(shared) - shared.count(0)
             host = host_on(name)
             if host:
-                node.hold_host(host[0], host[1], pods_on(name, 0) + reservations)
+                node.hold_host(host[0], host[1], pods_on(name, 0) + ledger.reservations(name))
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
