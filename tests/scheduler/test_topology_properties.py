@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fairway_scheduler.core import (
@@ -87,8 +87,46 @@ def _domain(node: Node, label: str) -> tuple[str, ...] | None:
     return None if None in key else key
 
 
+def _placed_by_reclaim_then_moved() -> ClusterSnapshot:
+    """Found by this property: `old2` (a rack, one of its two pods running in r1) has its
+    second pod placed by reclaim (evicting `old4` of t2, over its share); then preemption for
+    `new2` (a rack, priority 100) moved `old2`'s running pod to r2 as if it were alone: its pod
+    placed this cycle was not among its holds. A workload placed more in a cycle is no victim
+    nor mover for the rest of it."""
+    def running(wid: str, project: str, pods: int, min_pods: int, gpus: int, waiting: int,
+                required: str | None = None) -> Workload:
+        return Workload(id=wid, project=project, priority=50, submitted_at=T0, pods=pods,
+                        min_pods=min_pods, gpus_per_pod=gpus, started_at=T0,
+                        waiting_pods=tuple(f"{wid}-{j}" for j in range(pods - waiting, pods)),
+                        topology_required=required)
+
+    def new(wid: str, project: str, pods: int, gpus: int, priority: int = 50,
+            required: str | None = None) -> Workload:
+        return Workload(id=wid, project=project, priority=priority, submitted_at=NOW,
+                        pods=pods, min_pods=pods, gpus_per_pod=gpus,
+                        waiting_pods=tuple(f"{wid}-{j}" for j in range(pods)),
+                        topology_required=required)
+
+    nodes = tuple(Node(f"n{i}", "default", True, 4, None, 40960,
+                       labels=((BLOCK, "b1"), (RACK, f"r{i + 1}"))) for i in range(2))
+    workloads = (running("old0", "t0", 1, 1, 2, 0), running("old2", "t0", 2, 1, 1, 1, RACK),
+                 running("old4", "t2", 2, 1, 1, 0), running("old5", "t2", 1, 1, 2, 0),
+                 new("new0", "t2", 1, 1), new("new1", "t0", 1, 2),
+                 new("new2", "t0", 3, 1, priority=100, required=RACK))
+    allocations = (Allocation("old4", "old4-0", "n0", (0,)),
+                   Allocation("old4", "old4-1", "n1", (2,)),
+                   Allocation("old0", "old0-0", "n0", (1, 2)),
+                   Allocation("old5", "old5-0", "n1", (0, 1)),
+                   Allocation("old2", "old2-0", "n0", (3,)))
+    queues = tuple(QueueSpec(p, "project", "default", None, Quota(gpu, -1, 1))
+                   for p, gpu in (("t0", 4), ("t1", 0), ("t2", 4)))
+    return ClusterSnapshot(nodes, workloads, allocations,
+                           (NodePool("default", topology=LEVELS),), queues, NOW)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters())
+@example(_placed_by_reclaim_then_moved())
 def test_a_required_placement_is_never_split(snapshot: ClusterSnapshot):
     result = decide(snapshot)
     nodes = {n.name: n for n in snapshot.nodes}

@@ -60,6 +60,7 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
         return False
     statement.commit()
     waiting.clear()  # its other pods wait for the next cycle: nothing else is evicted for it
+    solver.placed_more(workload.id)
     for unit in moved:
         kept = len(solver.holds.get(unit.workload.id, ())) - len(unit.holds)
         mover = session.requests[unit.workload.id]

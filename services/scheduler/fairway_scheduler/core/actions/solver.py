@@ -121,9 +121,7 @@ class Solver:
         # one of their workloads changes (see `_rank_units_on`)
         self._units_due: set[tuple[str, str]] = set()
         for wid in {p.workload_id for p in session.placements}:
-            if wid in self.holds:
-                self.touch(wid)
-                del self.holds[wid]
+            self.placed_more(wid)
         # their victim units, built once per cycle in victim order and walked with a cursor
         # (evicted ones are skipped)
         self.queue_units: dict[tuple[str, str], list[Unit]] = {}
@@ -198,6 +196,15 @@ class Solver:
             self._touched_keys.add(key)
             for idx in {h.idx for h in holds}:
                 self._touched_on.setdefault(idx, []).append(wid)
+
+    def placed_more(self, wid: str) -> None:
+        """The workload was placed more this cycle (its gang, or pods above its minimum): no
+        victim, nor moved, for the rest of it. Its new pods are not among its holds: a move
+        of its running ones would not know where they went (a required topology placement
+        split across domains), and taking them would undo the room just made for it."""
+        if wid in self.holds:
+            self.touch(wid)
+            del self.holds[wid]
 
     def _built_units(self, wid: str) -> tuple[str, str] | None:
         """The workload's queue (project, pool), its victim units built if they are due
@@ -418,6 +425,7 @@ class Solver:
         moved = self._move_aside(statement, released)
         statement.commit()
         del waiting[:gang]
+        self.placed_more(workload.id)
         for unit in movers:
             self.record_move(unit, pool_name, workload, reason)
         for unit in released:
