@@ -68,14 +68,15 @@ class _PlainAllocate(Allocate):
             candidates = (self._plain_within_share(by_project) if within_share
                           else by_project)
             held = session.held
-            gangs = {p: [w for w in ws if held[w.id] < w.min_pods or not held[w.id]]
+            gangs = {p: [w for w in ws
+                         if held.get(w.id, 0) < w.min_pods or not held.get(w.id, 0)]
                      for p, ws in candidates.items()}
             gangs = {p: ws for p, ws in gangs.items() if ws}
             self._walk(gangs if within_share else self._plain_may_place(gangs),
                        elastic=False)
             extras = {p: [w for w in ws if self.waiting[w.id]
                           and w.id not in session.unschedulable
-                          and held[w.id] >= w.min_pods and held[w.id]]
+                          and held.get(w.id, 0) >= w.min_pods and held.get(w.id, 0)]
                       for p, ws in candidates.items()}
             extras = {p: ws for p, ws in extras.items() if ws}
             self._walk(extras if within_share else self._plain_may_place(extras),
@@ -101,7 +102,7 @@ class _PlainAllocate(Allocate):
                 keep = []
                 for w in workloads:
                     waiting = self.waiting[w.id]
-                    held = session.held[w.id]
+                    held = session.held.get(w.id, 0)
                     gang = max(0, w.min_pods - held)
                     reason = None
                     if not (w.id in session.unschedulable or not waiting
@@ -137,7 +138,7 @@ class _PlainAllocate(Allocate):
                                    if department else queues)
 
         def turn(w):
-            extra = session.held[w.id] - w.min_pods if elastic else 0
+            extra = session.held.get(w.id, 0) - w.min_pods if elastic else 0
             return (extra, -w.priority, w.submitted_at, w.id)
 
         def key(queues, w):
@@ -200,7 +201,7 @@ class _CheckedAllocate(Allocate):
 
     def attempt(self, workload, *, elastic=False):
         session = self.session
-        held = session.held[workload.id]
+        held = session.held.get(workload.id, 0)
         waiting = self.waiting[workload.id]
         fresh = _Asks(workload, session.requests[workload.id], session.target_pools(workload),
                       held, max(0, workload.min_pods - held), waiting,

@@ -47,7 +47,7 @@ def classes_afresh(session: Session) -> dict:
     for w in session.waiting:
         pods = sorted(w.waiting_pods, key=natural)
         out[w.id] = (id(w), _class_key(w, session.requests[w.id], session.target_pools(w),
-                                       session.held[w.id], pods,
+                                       session.held.get(w.id, 0), pods,
                                        session.unschedulable.get(w.id)), pods)
     return out
 
@@ -66,7 +66,7 @@ def check(kept: WaitingClasses, session: Session) -> None:
         assert all(w is kept.workload[wid] for wid, w in asks.members.items())
         assert asks.members.order == sorted(map(_told_order, asks.members.values()))
         first = next(iter(asks.members.values()))
-        held = session.held[first.id]
+        held = session.held.get(first.id, 0)
         fresh = _Asks(first, session.requests[first.id], session.target_pools(first),
                       held, max(0, first.min_pods - held), kept.pods[first.id],
                       session.unschedulable.get(first.id))

@@ -130,7 +130,7 @@ def _disruption_possible(session: Session) -> bool:
     for w in session.waiting:  # a gang that could start is the usual answer: looked at first
         if w.id in session.unschedulable:
             continue
-        held = session.held[w.id]
+        held = session.held.get(w.id, 0)
         if held < w.min_pods:
             if len(w.waiting_pods) + held >= w.min_pods:
                 return True
@@ -143,7 +143,7 @@ def _disruption_possible(session: Session) -> bool:
     lowest: dict[str, int] = {}
     if settings.preempt:
         for w in session.snapshot.workloads:
-            if session.held[w.id] and w.preemptible:
+            if session.held.get(w.id, 0) and w.preemptible:
                 lowest[w.project] = min(lowest.get(w.project, w.priority), w.priority)
     for w in elastic:
         pool = session.held_pool.get(w.id)

@@ -136,9 +136,10 @@ class Allocate:
         if not isinstance(kept, WaitingClasses):
             kept = session.ledger.asks = WaitingClasses()
         if kept.sync(session):
-            self.waiting = dict(kept.pods)
-            self.asked = dict(kept.asked)
-            self._classes = dict(kept.classes)
+            # (`copy`: cloned whole, gaps of deleted entries and all; `dict()` inserts anew)
+            self.waiting = kept.pods.copy()
+            self.asked = kept.asked.copy()
+            self._classes = kept.classes.copy()
             kept.placements = session.placements
         else:  # the same workload id twice: worked out for this cycle alone
             self.waiting = {w.id: _pods_in_order(w) for w in session.waiting}
@@ -270,7 +271,7 @@ class Allocate:
                 continue  # bound, or gone
             if workload.id not in session.unschedulable:
                 pods = self.waiting[workload.id]
-                held = session.held[workload.id]
+                held = session.held.get(workload.id, 0)
                 gang = max(0, workload.min_pods - held)
                 if pods and len(pods) >= gang and self._in_pool(
                         workload, pods, max(gang, 1), held, nomination.pool) is None:
@@ -442,7 +443,7 @@ class Allocate:
         request = session.requests[workload.id]
         pool = session.pools.get(session.target_pools(workload)[0])
         dev_memory = pool.max_dev_memory if pool else 0
-        pods = 1 if elastic else max(1, workload.min_pods - session.held[workload.id])
+        pods = 1 if elastic else max(1, workload.min_pods - session.held.get(workload.id, 0))
         if request.master is not None:
             return gang_need(request, workload, self.waiting[workload.id][:pods], dev_memory)
         vector = request.vector(dev_memory)
@@ -597,7 +598,7 @@ class Allocate:
         statement = Statement(session, pool)
         asked = request.topology
         assert asked is not None
-        held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+        held = session.nodes_of(workload.id) if session.held.get(workload.id, 0) else set()
         pool_topology = session.topology(name)
 
         def place_pod(pod: str) -> bool:
@@ -614,9 +615,9 @@ class Allocate:
             # only a preference: as the same pods would have found no room anywhere
             if sized_apart(request, workload, pods):
                 return self._no_room_apart(request, queue, need, first, None, name,
-                                           session.held[workload.id])
+                                           session.held.get(workload.id, 0))
             return self._no_room(request, queue, request.vector(pool.max_dev_memory), first,
-                                 0, name, session.held[workload.id])
+                                 0, name, session.held.get(workload.id, 0))
         return self._keep(statement, workload, waiting, first)
 
     def _try_sized_apart(self, workload: Workload, waiting: list[str], first: int, held: int,

@@ -35,7 +35,7 @@ def consolidate(solver: Solver, workload: Workload, pool_name: str) -> bool:
     if pool is None or not pool.gpu_nodes or pool.gpu_strategy != "binpack":
         return False
     request = session.requests[workload.id]
-    gang = max(1, workload.min_pods - session.held[workload.id])
+    gang = max(1, workload.min_pods - session.held.get(workload.id, 0))
     waiting = solver.waiting[workload.id]
     if (not request.devices or len(waiting) < gang or solver.moves_left <= 0
             or not _fragmented(solver, workload, pool, gang)):

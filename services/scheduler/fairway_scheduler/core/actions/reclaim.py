@@ -50,7 +50,7 @@ def reclaim(solver: Solver, workload: Workload, pool: str) -> bool:
     if pool_nodes is None:
         return False
     reclaimer = session.queues.project(workload.project, pool)
-    gang = max(1, workload.min_pods - session.held[workload.id])
+    gang = max(1, workload.min_pods - session.held.get(workload.id, 0))
     request = session.requests[workload.id]
     pods = solver.waiting[workload.id][:gang]
     # Its class: what the answer below depends on besides the queues, when every pod asks
@@ -85,7 +85,8 @@ def _reclaim(solver: Solver, workload: Workload, pool_nodes: PoolNodes, reclaime
     # Another workload of the project asking alike found nothing this cycle: nor would it.
     key = ("reclaim", workload.project, pool, request, gang, workload.preemptible,
            sized_apart(request, workload, pods),
-           workload.id if request.topology is not None and session.held[workload.id] else None)
+           workload.id if request.topology is not None and session.held.get(workload.id, 0)
+           else None)
     if key in solver.failed:
         return _FOR_GOOD
     if _Reclaim(solver, workload, pool, reclaimer, need, gang).run():

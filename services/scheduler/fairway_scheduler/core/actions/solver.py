@@ -90,7 +90,8 @@ def preemptor_class(session: Session, solver: "Solver", workload: Workload) -> t
     wait. None where it reads more: a workload that holds pods (its pods, its nodes), a
     master sized apart (its pods' names), a topology placement (its nodes)."""
     request = session.requests[workload.id]
-    if request.master is not None or request.topology is not None or session.held[workload.id]:
+    if (request.master is not None or request.topology is not None
+            or session.held.get(workload.id, 0)):
         return None
     return (id(request), workload.project, workload.preemptible, workload.priority,
             workload.min_pods, len(solver.waiting[workload.id]))
@@ -178,7 +179,9 @@ class Solver:
         usable = {name: (node.idx, node.pool) for name, node in session.nodes.items()
                   if node.ready and node.pool in session.pools}
         index.sync(session.snapshot, usable)
-        self.holds = dict(index.holds)
+        # (`dict.copy`, not `dict()`: a kept table has gaps where entries were deleted, and
+        # only `copy` clones such a table whole instead of inserting 100,000 entries anew)
+        self.holds = index.holds.copy()
         freed = sorted((e for entries in index.freed.values() for e in entries),
                        key=lambda e: e[0])
         self.freed = [hold for _, hold in freed]
@@ -256,7 +259,7 @@ class Solver:
         and deserved quotas are the cycle's). Workloads of one project, pool and request share
         their queue's order (thousands of waiting workloads, a few dozen shapes)."""
         session = self.session
-        held = session.held[w.id]
+        held = session.held.get(w.id, 0)
         waiting = self.waiting[w.id]
         known = self._keys.get(w.id)
         if known is not None and known[0] == held and known[1] == len(waiting):
@@ -395,13 +398,13 @@ class Solver:
         request = session.requests[workload.id]
         if too_large(pool, request):
             return False
-        gang = max(1, workload.min_pods - session.held[workload.id])
+        gang = max(1, workload.min_pods - session.held.get(workload.id, 0))
         waiting = self.waiting[workload.id]
         if len(waiting) < gang:
             return False
         key = (reason, workload.project, pool_name, request, gang, workload.preemptible, shape,
                sized_apart(request, workload, waiting[:gang]),
-               workload.id if request.topology is not None and session.held[workload.id]
+               workload.id if request.topology is not None and session.held.get(workload.id, 0)
                else None)
         if key in self.failed:
             return False
@@ -564,9 +567,9 @@ class Solver:
         session = self.session
         pool_topology = session.topology(pool.name) if request.topology is not None else None
         if request.topology is not None and not topology.any_node_will_do(
-                pool_topology, request.topology, gang, session.held[workload.id] > 0):
+                pool_topology, request.topology, gang, session.held.get(workload.id, 0) > 0):
             # inside one domain: victims elsewhere made no room for it, and are pruned
-            held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+            held = session.nodes_of(workload.id) if session.held.get(workload.id, 0) else set()
             return topology.place(statement, pool_topology, request.topology, held, pods,
                                   lambda pod: statement.place(
                                       pod, pod_request(request, workload, pod)) is not None,
@@ -598,9 +601,9 @@ class Solver:
             return None
         pool_topology = session.topology(pool)
         pool_nodes = session.pools[pool]
-        gang = max(1, workload.min_pods - session.held[workload.id])
+        gang = max(1, workload.min_pods - session.held.get(workload.id, 0))
         if topology.any_node_will_do(pool_topology, request.topology, gang,
-                                     session.held[workload.id] > 0):
+                                     session.held.get(workload.id, 0) > 0):
             return None  # one pod: its room made on one node, as for any pod
         if pool_topology is None:
             return []
@@ -609,7 +612,7 @@ class Solver:
             return []
         need = gang_need(request, workload, self.waiting[workload.id][:gang],
                          pool_nodes.max_dev_memory)[GPU]
-        held = session.nodes_of(workload.id) if session.held[workload.id] else set()
+        held = session.nodes_of(workload.id) if session.held.get(workload.id, 0) else set()
         ranked: list[tuple[int, int, Domain]] = []
         for position, domain in enumerate(pool_topology.domains(level)):
             if not held <= domain.idxs:

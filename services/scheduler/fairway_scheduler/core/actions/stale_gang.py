@@ -16,7 +16,7 @@ def evict_stale_gangs(solver: Solver) -> None:
     for wid, holds in sorted(solver.holds.items()):
         w = holds[0].workload
         if (wid in solver.evicted or w.below_min_since is None
-                or session.held[wid] >= w.min_pods):
+                or session.held.get(wid, 0) >= w.min_pods):
             continue
         short = (now - w.below_min_since).total_seconds()
         if short < grace:

@@ -81,7 +81,7 @@ class Statement:
         used = [sum(t.milli * len(t.devices) for _, t in takes), sum(t.cpu for _, t in takes),
                 sum(t.mem for _, t in takes)]
         session.account(workload, self.pool.name, used, +1)
-        session.held[workload.id] += len(pods)
+        session.held[workload.id] = session.held.get(workload.id, 0) + len(pods)
         first = workload.id not in session.held_pool
         if first:
             session.hold_in(workload.id, self.pool.name)
@@ -113,7 +113,7 @@ class Statement:
         session.placements.pop()
         if first:
             session.hold_in(workload.id, None)
-        session.held[workload.id] -= len(takes)
+        session.held[workload.id] = session.held.get(workload.id, 0) - len(takes)
         session.account(workload, pool.name, used, -1)
         self._takes = takes
 
