@@ -358,7 +358,10 @@ class Solver:
                     runs[(cls, pools)] = self._run_at[key] = Run(cls, pools, members, ())
             afresh = [*kept.apart.values(),
                       *(kept.workload[wid] for wid in changed if kept.key[wid] is not None)]
-        grown: dict[int, Run] = {}
+        # a kept group (in order) that a workload joins is copied, and the workload put in its
+        # place (a few of them among thousands); a run made here is sorted once it is whole
+        grown: set[int] = set()  # by `id()`: the runs this cycle owns (copied or made)
+        made: dict[int, Run] = {}  # by `id()`: those made here
         for w in afresh:
             if w.id in unschedulable:
                 continue
@@ -370,12 +373,17 @@ class Solver:
             run = runs.get((cls, pools))
             if run is None:
                 run = runs[(cls, pools)] = Run(cls, pools, [], ())
-            if id(run) not in grown:
-                run.members = list(run.members)  # its own: it grows, and is sorted
-                grown[id(run)] = run
-            run.members.append(w)
+                made[id(run)] = run
+                grown.add(id(run))
+            elif id(run) not in grown:
+                run.members = list(run.members)  # its own: it grows
+                grown.add(id(run))
+            if id(run) in made:
+                run.members.append(w)
+            else:
+                insort(run.members, w, key=order)
             self._run_of[w.id] = run
-        for run in grown.values():
+        for run in made.values():
             run.members.sort(key=order)
         self._runs = list(runs.values())
 
