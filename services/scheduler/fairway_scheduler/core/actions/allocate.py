@@ -284,15 +284,20 @@ class Allocate:
 
     def _turn(self, w: Workload, elastic: bool) -> tuple:
         """Its place in its project's backlog (for pods above the minimum the workload with
-        the fewest of them first, then `_told_order`), what it asks there (`_need`: it
-        stands while the workload waits in it; the order never compares it, the turn is
-        unique), and what it is refused as in the first walks (`_Asks.alike`: carried in the
-        turn, so that a turn of a class refused goes by without looking the workload up)."""
+        the fewest of them first, then `_told_order`), the workload, what it asks there
+        (`_need`: it stands while the workload waits in it; the order never compares it, the
+        turn is unique), and what it is refused as in the first walks (`_Asks.alike`: carried
+        in the turn, so that a turn of a class refused goes by without looking the workload
+        up). A gang walk's turn, only sorted and never in a heap, is its order alone, and in
+        place of the workload its class's members (`_Members`), where the walk finds it by
+        the order's id if it is tried: most turns at KAI's scale go by untried, and tens of
+        thousands of workloads are not read."""
         asks = self.asked[w.id]
-        # (a gang walk's turns are only sorted, never in a heap: their order alone)
-        return ((asks.held - w.min_pods, _told_order(w)) if elastic else _told_order(w), w,
-                asks.needs[elastic] or self._need(w, asks, elastic),
-                asks.alike[elastic] if asks.alike is not None else None)
+        need = asks.needs[elastic] or self._need(w, asks, elastic)
+        alike = asks.alike[elastic] if asks.alike is not None else None
+        if elastic:
+            return (asks.held - w.min_pods, _told_order(w)), w, need, alike
+        return _told_order(w), asks.members, need, alike
 
     def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
         """Try the workloads in queue order (`_walk_backlog`)."""
@@ -321,10 +326,8 @@ class Allocate:
                 members = asks.members
                 order = members.order
                 need = asks.needs[False] or self._need(members[_WORKLOAD_ID(order[0])], asks, False)
-                turns += zip(order, map(members.__getitem__, map(_WORKLOAD_ID, order)),
-                             repeat(need),
-                             repeat(asks.alike[False] if asks.alike is not None else None),
-                             strict=False)
+                turns += zip(order, repeat(members), repeat(need),
+                             repeat(asks.alike[False] if asks.alike is not None else None))
                 runs += 1
             if runs > 1:
                 turns.sort(key=_ORDER)  # (the orders are unique)
@@ -410,8 +413,10 @@ class Allocate:
         refused = self._refused_alike if self.within_share else _NOTHING
         take = heapq.heappop if elastic else deque.popleft
         while True:
-            _, workload, _, alike = take(backlog)
+            order, workload, _, alike = take(backlog)
             if alike is None or alike not in refused:
+                if not elastic:  # (a gang walk's turn: its class's members, see `_turn`)
+                    workload = workload[order[1]]
                 placed = len(placements)
                 if self.attempt(workload, elastic=elastic):
                     # its next pod comes back in its turn (only above the minimum: a gang
