@@ -181,8 +181,8 @@ class PoolNodes:
         self.max_mem = max((n.mem_total for n in nodes), default=0)
         self.max_dev_memory = max((n.dev_memory for n in self.gpu_nodes), default=0)
         self.swap_nodes = [n for n in self.gpu_nodes if n.swap is not None]
-        self.free_total = sum(n.gpus * FULL - sum(n.used) for n in self.gpu_nodes)
-        self.free_nodes = sum(1 for n in self.gpu_nodes if n.gpus * FULL > sum(n.used))
+        self.free_total = 0
+        self.free_nodes = 0
         self.pods_full = sum(1 for n in nodes if not n.pod_room)  # nodes at their max pods
         self.counts = [0] * (self.max_devices + 1)
         self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
@@ -206,12 +206,22 @@ class PoolNodes:
         # asks and kept as nodes change; and each indexed node's key in it.
         self._host_order: list[list[tuple[int, int, int]]] | None = None
         self._host_key: dict[int, tuple[int, int, int]] = {}
+        # (one pass over thousands of nodes: only a node with a device neither free nor full
+        # has one partly used to index)
+        counts, heaps = self.counts, self.heaps
+        free_total = free_nodes = 0
         for n in self.gpu_nodes:
-            n.whole = n.bucket = sum(1 for u in n.used if u == 0)
-            self.counts[n.bucket] += 1
-            self.heaps[n.bucket].append(n.idx)
+            used = n.used
+            n.whole = n.bucket = bucket = used.count(0)
+            counts[bucket] += 1
+            heaps[bucket].append(n.idx)
+            free = n.gpus * FULL - sum(used)
+            free_total += free
+            free_nodes += free > 0
             n.partial_free = frozenset()
-            self._index_partial(n)
+            if bucket + used.count(FULL) != len(used):
+                self._index_partial(n)
+        self.free_total, self.free_nodes = free_total, free_nodes
         for heap in self.heaps:
             heapq.heapify(heap)
 
