@@ -181,8 +181,6 @@ class PoolNodes:
         self.max_mem = max((n.mem_total for n in nodes), default=0)
         self.max_dev_memory = max((n.dev_memory for n in self.gpu_nodes), default=0)
         self.swap_nodes = [n for n in self.gpu_nodes if n.swap is not None]
-        self.free_total = 0
-        self.free_nodes = 0
         self.pods_full = sum(1 for n in nodes if not n.pod_room)  # nodes at their max pods
         self.counts = [0] * (self.max_devices + 1)
         self.heaps: list[list[int]] = [[] for _ in range(self.max_devices + 1)]
