@@ -103,6 +103,15 @@ def run_round(operation: schemathesis.APIOperation, cases, base_url: str, exampl
     conforms()
 
 
+def reported(exc: BaseException) -> str:
+    """A failure in words, with what it holds: a group's message alone (Hypothesis's
+    "produces unreliable results", for one) would hide which check failed on which answer."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return str(exc) or repr(exc)
+    inner = "\n".join(f"  - {reported(one)}" for one in exc.exceptions)
+    return f"{exc.message}\n{inner}"
+
+
 def contract_failures(base_url: str, token: str, known: Known, examples: int,
                       answered: dict[str, set[int]]) -> list[str]:
     """Every operation in every round; each operation's failures, all of them. `answered`
@@ -125,8 +134,7 @@ def contract_failures(base_url: str, token: str, known: Known, examples: int,
                 # parameters any string fits): no negative case exists.
                 assert mode is GenerationMode.NEGATIVE, operation.label
             except (Exception, BaseExceptionGroup) as exc:  # every operation runs
-                report = exc.message if isinstance(exc, BaseExceptionGroup) else repr(exc)
-                failures.append(f"{operation.label} ({round_name}): {report}")
+                failures.append(f"{operation.label} ({round_name}): {reported(exc)}")
     return failures
 
 
