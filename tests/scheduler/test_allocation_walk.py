@@ -203,9 +203,10 @@ class _CheckedAllocate(Allocate):
         session = self.session
         held = session.held.get(workload.id, 0)
         waiting = self.waiting[workload.id]
-        fresh = _Asks(workload, session.requests[workload.id], session.target_pools(workload),
-                      held, max(0, workload.min_pods - held), waiting,
-                      session.unschedulable.get(workload.id))
+        fresh = _Asks.of(workload, session.requests[workload.id],
+                         session.target_pools(workload), held,
+                         max(0, workload.min_pods - held), waiting,
+                         session.unschedulable.get(workload.id))
         kept = self.asked[workload.id]
         assert kept.members.get(workload.id) is workload
         for name in _Asks.__slots__:

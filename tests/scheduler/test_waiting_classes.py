@@ -67,9 +67,9 @@ def check(kept: WaitingClasses, session: Session) -> None:
         assert asks.members.order == sorted(map(_told_order, asks.members.values()))
         first = next(iter(asks.members.values()))
         held = session.held.get(first.id, 0)
-        fresh = _Asks(first, session.requests[first.id], session.target_pools(first),
-                      held, max(0, first.min_pods - held), kept.pods[first.id],
-                      session.unschedulable.get(first.id))
+        fresh = _Asks.of(first, session.requests[first.id], session.target_pools(first),
+                         held, max(0, first.min_pods - held), kept.pods[first.id],
+                         session.unschedulable.get(first.id))
         assert asks.request is fresh.request
         assert [getattr(asks, a) for a in READ] == [getattr(fresh, a) for a in READ]
 

@@ -148,7 +148,7 @@ def _disruption_possible(session: Session) -> bool:
     for w in elastic:
         pool = session.held_pool.get(w.id)
         pool_nodes = session.pools.get(pool) if pool else None
-        if pool_nodes is None:
+        if pool is None or pool_nodes is None:
             continue
         if w.project in lowest and lowest[w.project] < w.priority:
             return True

@@ -177,7 +177,9 @@ class Queues:
                     # first the division as configured, for the reasons to compare with
                     _fill_level(totals[r], top, r, into="plain_fair")
                     for department, children in departments:
-                        _fill_level(department.plain_fair[r], children, r, into="plain_fair")
+                        plain = department.plain_fair
+                        assert plain is not None  # (set above, for every queue)
+                        _fill_level(plain[r], children, r, into="plain_fair")
                 _fill_level(totals[r], top, r, settings)
                 for department, children in departments:
                     _fill_level(department.fair[r], children, r, settings)
@@ -213,6 +215,12 @@ def _fill_level(total: int, queues: list[Queue], r: int,
         getattr(q, into)[r] = shares[key]
 
 
+def _used(queue: Queue, r: int) -> float:
+    """The queue's usage of resource `r` over the window (0 when none was recorded)."""
+    usage = queue.usage
+    return usage[r] if usage else 0.0
+
+
 def _adjusted(keyed: dict[str, Queue], r: int, settings: TimeAwareFairness
               ) -> dict[str, float] | None:
     """The over-quota weights corrected by usage among the queues that ask for more than
@@ -225,8 +233,7 @@ def _adjusted(keyed: dict[str, Queue], r: int, settings: TimeAwareFairness
     if len(contenders) < 2:
         return None
     corrected = adjusted_weights([keyed[key].weight[r] for key in contenders],
-                                 [keyed[key].usage[r] if keyed[key].usage else 0.0
-                                  for key in contenders], settings.k_value)
+                                 [_used(keyed[key], r) for key in contenders], settings.k_value)
     if corrected is None:
         return None
     out = dict.fromkeys(keyed, 0.0)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Set
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from operator import itemgetter
+from typing import Any, cast
 
 from fairway_scheduler.core import reasons, topology
 from fairway_scheduler.core.framework import (
@@ -59,6 +60,10 @@ from fairway_scheduler.core.model import (
 from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
 from fairway_scheduler.core.queues import CPU, GPU, MEMORY, UNLIMITED, Queue, order_key
 from fairway_scheduler.core.swap import short_message
+
+# A project's turns in a walk: a heap (pods above the minimum, which come back), or a sorted
+# deque taken from the front (a gang walk's, where none comes back)
+Backlog = list[tuple] | deque[tuple]
 
 
 def allocate(snapshot: ClusterSnapshot, ledger: Ledger | None = None) -> CycleResult:
@@ -301,22 +306,23 @@ class Allocate:
 
     def _walk(self, by_project: dict[str, list[Workload]], *, elastic: bool) -> None:
         """Try the workloads in queue order (`_walk_backlog`)."""
-        backlog = {p: [self._turn(w, elastic) for w in ws] for p, ws in by_project.items()}
-        if elastic:
-            for heap in backlog.values():
+        turns = {p: [self._turn(w, elastic) for w in ws] for p, ws in by_project.items()}
+        backlog: dict[str, Backlog] = {}
+        for project, heap in turns.items():
+            if elastic:
                 heapq.heapify(heap)
-        else:
-            for project, turns in backlog.items():
-                turns.sort(key=_ORDER)  # (the orders are unique)
-                backlog[project] = deque(turns)  # type: ignore[assignment]
+                backlog[project] = heap
+            else:
+                heap.sort(key=_ORDER)  # (the orders are unique)
+                backlog[project] = deque(heap)
         self._walk_backlog(backlog, elastic=elastic)
 
-    def _gang_backlog(self, by_project: dict[str, list["_Asks"]]) -> dict[str, list[tuple]]:
+    def _gang_backlog(self, by_project: dict[str, list["_Asks"]]) -> dict[str, Backlog]:
         """The backlogs of a gang walk of whole classes (those of them it takes, `gangs`): a
         class's members are in their order already (`_Members.order`, which is their turn's), so
         a project's backlog is its classes' runs merged (a sorted list is a heap), made
         without a step per workload."""
-        backlog: dict[str, list[tuple]] = {}
+        backlog: dict[str, Backlog] = {}
         for project, classes in by_project.items():
             turns: list[tuple] = []
             runs = 0
@@ -332,10 +338,10 @@ class Allocate:
             if runs > 1:
                 turns.sort(key=_ORDER)  # (the orders are unique)
             if turns:
-                backlog[project] = deque(turns)  # type: ignore[assignment]
+                backlog[project] = deque(turns)
         return backlog
 
-    def _walk_backlog(self, backlog: dict[str, list[tuple]], *, elastic: bool) -> None:
+    def _walk_backlog(self, backlog: dict[str, Backlog], *, elastic: bool) -> None:
         """Try workloads in queue order: the department (or department-less project) that goes
         first (`order_key` with its next workload), then the same inside it, then the project's
         own order (`_turn`). After every attempt the queue goes back with its new standing, so
@@ -397,7 +403,7 @@ class Allocate:
             if inner[group]:
                 heapq.heappush(top, (group_key(group), group))
 
-    def _turns(self, backlog: list, project: str, group: str,
+    def _turns(self, backlog: Backlog, project: str, group: str,
                stays: Callable[[str, str, tuple[int, ...]], bool],
                turn: Callable[[Workload], tuple], elastic: bool) -> bool:
         """The project's turns, from the head of its backlog, while nothing moves and its next
@@ -411,7 +417,7 @@ class Allocate:
         # in the first walks, one that asks as a workload refused is refused again, saying
         # nothing (`attempt`): its turn goes by without the attempt
         refused = self._refused_alike if self.within_share else _NOTHING
-        take = heapq.heappop if elastic else deque.popleft
+        take: Callable[[Any], tuple] = heapq.heappop if elastic else deque.popleft
         while True:
             order, workload, _, alike = take(backlog)
             if alike is None or alike not in refused:
@@ -421,7 +427,7 @@ class Allocate:
                 if self.attempt(workload, elastic=elastic):
                     # its next pod comes back in its turn (only above the minimum: a gang
                     # walk's backlog is a deque that no turn comes back to)
-                    heapq.heappush(backlog, turn(workload))
+                    heapq.heappush(cast(list, backlog), turn(workload))
                 if len(placements) != placed:
                     return True
             if not backlog:
@@ -562,7 +568,8 @@ class Allocate:
         if placed < first:
             statement.rollback()
             return self._no_room(request, queue, vector, first, placed, name, held)
-        return self._keep(statement, workload, waiting, first)
+        self._keep(statement, workload, waiting, first)
+        return None
 
     def _keep(self, statement: Statement, workload: Workload, waiting: list[str], first: int
               ) -> None:
@@ -570,14 +577,13 @@ class Allocate:
         the pool's room and settled version as they were."""
         if self.probing:
             statement.rollback()
-            return None
+            return
         statement.allocate(workload)
         statement.commit()
         del waiting[:first]
         # it holds more, and waits with less: its class is found again
         self._own(self._classes[self.asked[workload.id].key]).leave(workload)
         self.asked[workload.id] = self._asks(workload)
-        return None
 
     def _lends(self, queue: Queue, vector: list[int], pods: int) -> reasons.Reason | None:
         """In the first walks: `_LENDS` when the pods would take the project or its department
@@ -623,7 +629,8 @@ class Allocate:
                                            session.held.get(workload.id, 0))
             return self._no_room(request, queue, request.vector(pool.max_dev_memory), first,
                                  0, name, session.held.get(workload.id, 0))
-        return self._keep(statement, workload, waiting, first)
+        self._keep(statement, workload, waiting, first)
+        return None
 
     def _try_sized_apart(self, workload: Workload, waiting: list[str], first: int, held: int,
                          name: str, pool: PoolNodes, request: Request) -> reasons.Reason | None:
@@ -653,7 +660,8 @@ class Allocate:
             # the master goes first (its name sorts first): none placed, it found no room
             return self._no_room_apart(request, queue, need, first,
                                        placed - 1 if placed else None, name, held)
-        return self._keep(statement, workload, waiting, first)
+        self._keep(statement, workload, waiting, first)
+        return None
 
     def _no_room_apart(self, request: Request, queue: Queue, need: list[int], first: int,
                        fit: int | None, name: str, held: int) -> reasons.Reason:
@@ -733,43 +741,60 @@ class _Asks:
     __slots__ = ("alike", "extras", "gang", "gangs", "held", "key", "members", "needs", "pools",
                  "probe", "project", "request", "short", "unschedulable", "waiting")
 
-    def __init__(self, workload: Workload, request: Request, pools: tuple[str, ...], held: int,
-                 gang: int, waiting: list[str], unschedulable: reasons.Reason | None):
-        # what it is made of
-        self.key = _class_key(workload, request, pools, held, waiting, unschedulable)
-        self.project = workload.project
+    def __init__(self, key: tuple, project: str, request: Request, pools: tuple[str, ...],
+                 held: int, gang: int, short: bool, waiting: bool,
+                 unschedulable: reasons.Reason | None, gangs: bool, extras: bool,
+                 alike: tuple | None, probe: tuple | None,
+                 needs: list[tuple[int, ...] | None], members: "_Members"):
+        self.key = key
+        self.project = project
         self.request = request
         self.pools = pools
         self.held = held
         self.gang = gang
-        self.short = len(waiting) < gang  # the walk says it waits for its pods
-        self.waiting = bool(waiting)
+        self.short = short
+        self.waiting = waiting
         self.unschedulable = unschedulable
-        # in the gang walks: its gang still to place (or nothing placed yet)
-        self.gangs = held < workload.min_pods or not held
-        # in the walks of pods above the minimum: its gang runs and more wait
-        self.extras = (bool(waiting) and unschedulable is None and held >= workload.min_pods
-                       and bool(held))
+        self.gangs = gangs
+        self.extras = extras
+        self.alike = alike
+        self.probe = probe
+        self.needs = needs
+        self.members = members
+
+    @staticmethod
+    def of(workload: Workload, request: Request, pools: tuple[str, ...], held: int, gang: int,
+           waiting: list[str], unschedulable: reasons.Reason | None) -> "_Asks":
+        """The class of a workload that holds `held` pods, `waiting` of its pods waiting."""
         alone = request.master is not None or request.topology is not None
         # what an attempt in the first walks reads besides the cycle's state, per walk (gangs,
         # pods above the minimum): workloads that ask alike fare alike (`Allocate.attempt`).
         # None: a master sized apart or a topology placement reads more.
         base = (workload.project, id(request), workload.preemptible, max(gang, 1), held > 0)
-        self.alike = None if alone else ((*base, False, pools), (*base, True, pools))
-        # what the lending walks' probe reads (`Allocate._may_place`), within the project
-        self.probe = None if alone else (*base[1:], pools)
-        self.needs: list[tuple[int, ...] | None] = [None, None]  # gang, one pod (`_need`)
-        # the workloads of the class now, by id (one that places leaves it for its new one)
-        self.members = _Members()
+        return _Asks(
+            _class_key(workload, request, pools, held, waiting, unschedulable),
+            workload.project, request, pools, held, gang,
+            len(waiting) < gang,  # short: the walk says it waits for its pods
+            bool(waiting), unschedulable,
+            # gangs: in the gang walks, its gang still to place (or nothing placed yet)
+            held < workload.min_pods or not held,
+            # extras: in the walks of pods above the minimum, its gang runs and more wait
+            (bool(waiting) and unschedulable is None and held >= workload.min_pods
+             and bool(held)),
+            None if alone else ((*base, False, pools), (*base, True, pools)),
+            # probe: what the lending walks' probe reads (`Allocate._may_place`), within the
+            # project
+            None if alone else (*base[1:], pools),
+            [None, None],  # needs: gang, one pod (`_need`)
+            # members: the workloads of the class now, by id (one that places leaves it for
+            # its new one)
+            _Members())
 
     def copy(self) -> "_Asks":
         """The cycle's own copy of a kept class, to change."""
-        out = _Asks.__new__(_Asks)
-        for name in _Asks.__slots__:
-            setattr(out, name, getattr(self, name))
-        out.members = self.members.copy()
-        out.needs = list(self.needs)
-        return out
+        return _Asks(self.key, self.project, self.request, self.pools, self.held, self.gang,
+                     self.short, self.waiting, self.unschedulable, self.gangs, self.extras,
+                     self.alike, self.probe, list(self.needs), self.members.copy())
 
     def join(self, workload: Workload) -> None:
         """The workload is of the class now (in its place in `members.order`)."""
@@ -845,8 +870,8 @@ def _class_of(classes: dict[tuple, _Asks], session: Session, workload: Workload,
     key = _class_key(workload, request, pools, held, waiting, unschedulable)
     asks = classes.get(key)
     if asks is None:
-        asks = classes[key] = _Asks(workload, request, pools, held,
-                                    max(0, workload.min_pods - held), waiting, unschedulable)
+        asks = classes[key] = _Asks.of(workload, request, pools, held,
+                                       max(0, workload.min_pods - held), waiting, unschedulable)
     return asks
 
 
@@ -937,14 +962,14 @@ class WaitingClasses:
             self._leave(workloads[wid])
         placed = [workloads[wid] for wid in again]
         placed += came
-        changed: dict[int, _Asks] = {}
+        grown: dict[int, _Asks] = {}  # the classes joined
         for workload in placed:
             pods = self.pods[workload.id] = _pods_in_order(workload)
             asks = self.asked[workload.id] = _class_of(self.classes, session, workload, pods)
             asks.members[workload.id] = workload
             asks.members.order.append(_told_order(workload))
-            changed[id(asks)] = asks
-        for asks in changed.values():
+            grown[id(asks)] = asks
+        for asks in grown.values():
             asks.members.order.sort()
         return True
 

@@ -178,8 +178,9 @@ def _next_node(pool: PoolNodes, request: Request, movable: dict[int, list[Hold]]
     no node can be cleared so."""
     devices, node_type, by_idx = request.devices, request.node_type, pool.by_idx
     whole = not request.fraction
-    indexed = request.fraction and request.portion is not None and devices == 1
-    ranked = (_closest_for_fraction(pool, request.portion, movable, node_type) if indexed
+    portion = request.portion if request.fraction and devices == 1 else None
+    indexed = portion is not None
+    ranked = (_closest_for_fraction(pool, portion, movable, node_type) if portion is not None
               else [])
     for idx in () if indexed else movable:  # thousands of nodes: a few comparisons each
         node = by_idx.get(idx)

@@ -73,7 +73,7 @@ class Run:
     pools, by submission time and id: in `preemptors`' order they share their key's first
     part (`prefix`, the disruptive action's), so theirs are `key(i)`."""
 
-    cls: tuple
+    cls: tuple | None  # (`preemptor_class`)
     pools: tuple[str, ...]
     members: list[Workload]
     prefix: tuple
@@ -309,11 +309,14 @@ class Solver:
             wid = p.workload_id
             run = self._run_of.pop(wid, None)
             if run is None and kept is not None:
-                run = self._run_at.get(kept.key.get(wid))
+                key = kept.key.get(wid)
+                run = self._run_at.get(key) if key is not None else None
             if run is not None:
                 left.setdefault(id(run), set()).add(wid)
         self._placements_seen = len(session.placements)
-        for run in self._runs:
+        runs = self._runs
+        assert runs is not None  # (found above)
+        for run in runs:
             gone = left.get(id(run))
             if gone:  # (one looked up by its kept class may have left its run already)
                 ids = [m.id for m in run.members]
@@ -323,7 +326,7 @@ class Solver:
         singles = [(self.preemptor_key(w), w) for w in self._singles
                    if w.id not in evicted and waiting[w.id]]
         runs_now = []
-        for run in self._runs:
+        for run in runs:
             if run.members:
                 run.prefix = self.preemptor_key(run.members[0])[:3]
                 runs_now.append(run)
@@ -639,7 +642,7 @@ class Solver:
         return any(h.idx in domain.idxs for h in holds)
 
     # victims ----------------------------------------------------------------------------
-    def _runtime(self, pool: str) -> int:
+    def _runtime(self, pool: str) -> float:
         """The pool's minimum guaranteed runtime in seconds (0: none)."""
         config = self.pool_config.get(pool)
         return config.min_guaranteed_runtime if config else 0

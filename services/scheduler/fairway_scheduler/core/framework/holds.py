@@ -195,6 +195,7 @@ class HoldIndex:
             self.workload[wid] = workload
             self.objects[id(workload)] = wid
             entry_of, usable, seqs = self.ledger.entry, self.usable, self.seq
+            assert usable is not None  # (`sync` sets it before any workload is indexed)
             evicting = workload.evicting_pods
             freed: list[tuple[int, Hold]] = []
             for pod in pods:
