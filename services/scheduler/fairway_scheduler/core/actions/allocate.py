@@ -204,8 +204,10 @@ class Allocate:
         told: list[tuple[tuple, PendingReason]] = []
         for asks, (code, message) in refused:
             order = asks.members.order
-            told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
-                                   repeat(message), repeat(False)), strict=True)
+            # (made as `tuple.__new__` makes a named tuple, at C speed)
+            told += zip(order, map(tuple.__new__, repeat(PendingReason),
+                                   zip(map(_WORKLOAD_ID, order), repeat(code), repeat(message),
+                                       repeat(False))), strict=True)
         if len(refused) > 1:
             told.sort(key=_ORDER)  # (the orders are unique)
         pending = self.session.pending
