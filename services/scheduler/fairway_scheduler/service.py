@@ -169,6 +169,8 @@ class Outcome:
     preemptions: list[tuple[core.Eviction, PreemptDecision]]
     pending_changes: list[tuple[str, core.PendingReason | None]]
     pending_info: dict[str, PendingInfo]
+    # a reason published after this is not published again for numbers alone (the refresh)
+    refresh_after: datetime
     pending_rows: list[tuple] = field(default_factory=list)
     pending_events: list[tuple[str, int, SchedulingPending]] = field(default_factory=list)
     # reasons whose refresh waits: compared again, and published, in a later cycle
@@ -551,7 +553,9 @@ class SchedulerService:
             preemptions=[(eviction, self._preempt_decision(eviction, now))
                          for eviction in result.evictions],
             pending_changes=state.pending_changes(result.pending),
-            pending_info=dict(state.pending_info))
+            # (`copy`: cloned whole; `dict()` would insert its tens of thousands anew)
+            pending_info=state.pending_info.copy(),
+            refresh_after=now - timedelta(seconds=self.settings.pending_refresh_seconds))
         for workload_id, reason in outcome.pending_changes:
             self._pending_update(outcome, workload_id, reason)
         for status in result.queues:
@@ -581,21 +585,23 @@ class SchedulerService:
         """The row and event (if any) a changed pending reason makes."""
         state, now = self.state, outcome.now
         info = outcome.pending_info.get(workload_id)
+        previous = state.pending.get(workload_id)
+        if (reason is not None and previous is not None and previous.code == reason.code
+                and info is not None and info.published_at is not None
+                and info.published_at > outcome.refresh_after):
+            # Only the numbers moved, and were published a moment ago: later. (Asked first:
+            # most of a busy cycle's changes are these. One published has its project and a
+            # subject, so the checks below would not have stopped it.)
+            if not (reason.unschedulable and previous.unschedulable):
+                outcome.deferred[workload_id] = previous
+            return
         project = state.project_of(workload_id)
         if project is None or _subject(subjects.scheduling_pending, project,
                                         workload_id) is None:
             return
-        previous = state.pending.get(workload_id)
         if (reason is not None and reason.unschedulable and previous is not None
                 and previous.unschedulable):
             return  # refused once already: said once (the numbers may move)
-        if (reason is not None and previous is not None and previous.code == reason.code
-                and info is not None and info.published_at is not None
-                and (now - info.published_at).total_seconds()
-                < self.settings.pending_refresh_seconds):
-            # Only the numbers moved, and were published a moment ago: later.
-            outcome.deferred[workload_id] = previous
-            return
         version = (info.version if info else 0) + 1
         since = info.since if info is not None and reason is not None else now
         if reason is None:
