@@ -479,7 +479,12 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     `digest`: print a hash of every cycle's decisions, and of them all. `each`: a line per
     cycle (its time, what it placed, its evictions by reason). `repeat`: each steady cycle
     decided that many times more (its ledger is not changed by `decide`), the least CPU time
-    of those kept apart (`again`)."""
+    of those kept apart (`again`).
+
+    Besides, outside the target's path: what the service does in memory with each cycle's
+    result before it writes it (`SchedulerService._outcome`: each waiting workload's reason
+    compared with the last one, which to publish and which to keep back; then the reasons
+    kept), the garbage collector running as it does in the service."""
     from fairway_contracts.workloads import Phase
     from fairway_scheduler.core.cluster import (
         ClusterState,
@@ -487,6 +492,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         WorkloadRequest,
         WorkloadStatus,
     )
+    from fairway_scheduler.service import SchedulerService
+    from fairway_scheduler.settings import SchedulerSettings
 
     rng = random.Random(5)
     nodes = cluster(int(4000 * scale))
@@ -496,6 +503,14 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         state.put_node(node)
     state._layout = (tuple(nodes), pools, org(len(nodes) * 8),  # no org events here
                      TimeAwareFairness())
+    service = SchedulerService(None, SchedulerSettings())  # type: ignore[arg-type]
+    service.state = state
+    outcomes: list[float] = []  # CPU time of the service's outcome in memory, per cycle
+
+    def outcome_of(result: CycleResult) -> float:
+        c0 = time.process_time()
+        service._keep_pending(service._outcome(result), result)
+        return time.process_time() - c0
 
     def submit(w: Workload) -> None:
         state.add_request(WorkloadRequest(
@@ -540,6 +555,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     start = time.perf_counter()
     first = decide(state.snapshot(T0, settings), None)
     digests = [decisions_digest(first)] if digest else []
+    outcome_of(first)
     settle(first)
     print(f"5. KAI's scale: {len(nodes)} nodes, {total} pods submitted; first cycle "
           f"{time.perf_counter() - start:.1f} s, {len(state.allocations)} pods running",
@@ -591,11 +607,13 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         evicted += len(result.evictions)
         if digest:
             digests.append(decisions_digest(result))
+        outcomes.append(outcome_of(result))
         if each:
             why = Counter(e.reason for e in result.evictions)
             print(f"   cycle {cycle}: {(t3 - t0) * 1000:.1f} ms (CPU {cpu[-1] * 1000:.1f}), "
                   f"{placed_pods(result)} pods "
-                  f"placed, evictions {dict(sorted(why.items()))}", flush=True)
+                  f"placed, evictions {dict(sorted(why.items()))}; the service's outcome "
+                  f"{outcomes[-1] * 1000:.1f} ms", flush=True)
         settle(result)
         running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
     p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
@@ -619,6 +637,9 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         print(f"   first cycle after the burst {times[0] * 1000:.1f} ms (snapshot "
               f"{snaps[0] * 1000:.1f}, ledger {ledgers[0] * 1000:.1f}); without it p99 "
               f"{rest[max(0, round(0.99 * (len(rest) - 1)))] * 1000:.1f} ms", flush=True)
+    print(f"   the service's outcome in memory, not in the target's path: CPU time median "
+          f"{statistics.median(outcomes) * 1000:.1f} ms (each waiting workload's reason "
+          f"compared with its last, {len(state.pending):,} waiting)", flush=True)
     if again:
         print(f"   decide done again {repeat} more times per cycle: least CPU time median "
               f"{statistics.median(again) * 1000:.1f} ms, by cycle "

@@ -683,6 +683,18 @@ class SchedulerService:
                     "placements": {p.pod: f"{p.node}{list(p.gpu_devices)}"
                                    + (f"x{p.portion:g}" if p.portion is not None else "")
                                    for p in placement.pods}}})
+        self._keep_pending(outcome, result)
+        for key, payload, version in outcome.queue_changes:
+            state.queue_status[key] = (payload, version)
+            _queue_metrics(key, payload)
+        PUBLISHED.labels("pending").inc(len(outcome.pending_events))
+        PUBLISHED.labels("queue").inc(len(outcome.queue_changes))
+        PENDING_WORKLOADS.set(len(result.pending))
+
+    def _keep_pending(self, outcome: Outcome, result: core.CycleResult) -> None:
+        """The pending reasons the state keeps after the commit (those kept back: the ones
+        published before them, to compare again), and a log line for each reason told."""
+        state = self.state
         for workload_id, reason in outcome.pending_changes:
             if reason is not None and workload_id not in outcome.deferred:
                 with workload_context(workload_id):
@@ -691,12 +703,6 @@ class SchedulerService:
         state.pending_info = outcome.pending_info
         state.set_pending(result.pending)
         state.pending.update(outcome.deferred)  # compared again, and published, later
-        for key, payload, version in outcome.queue_changes:
-            state.queue_status[key] = (payload, version)
-            _queue_metrics(key, payload)
-        PUBLISHED.labels("pending").inc(len(outcome.pending_events))
-        PUBLISHED.labels("queue").inc(len(outcome.queue_changes))
-        PENDING_WORKLOADS.set(len(result.pending))
 
     def _preempt_decision(self, eviction: core.Eviction, now) -> PreemptDecision:
         status = self.state.statuses.get(eviction.workload_id)
