@@ -204,10 +204,8 @@ class Allocate:
         told: list[tuple[tuple, PendingReason]] = []
         for asks, (code, message) in refused:
             order = asks.members.order
-            # (made as `tuple.__new__` makes a named tuple, at C speed)
-            told += zip(order, map(tuple.__new__, repeat(PendingReason),
-                                   zip(map(_WORKLOAD_ID, order), repeat(code), repeat(message),
-                                       repeat(False))), strict=True)
+            told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
+                                   repeat(message), repeat(False)), strict=True)
         if len(refused) > 1:
             told.sort(key=_ORDER)  # (the orders are unique)
         pending = self.session.pending
@@ -310,13 +308,13 @@ class Allocate:
         """Try the workloads in queue order (`_walk_backlog`)."""
         turns = {p: [self._turn(w, elastic) for w in ws] for p, ws in by_project.items()}
         backlog: dict[str, Backlog] = {}
-        for project, heap in turns.items():
+        for project, its_turns in turns.items():
             if elastic:
-                heapq.heapify(heap)
-                backlog[project] = heap
+                heapq.heapify(its_turns)
+                backlog[project] = its_turns
             else:
-                heap.sort(key=_ORDER)  # (the orders are unique)
-                backlog[project] = deque(heap)
+                its_turns.sort(key=_ORDER)  # (the orders are unique)
+                backlog[project] = deque(its_turns)
         self._walk_backlog(backlog, elastic=elastic)
 
     def _gang_backlog(self, by_project: dict[str, list["_Asks"]]) -> dict[str, Backlog]:
