@@ -95,7 +95,9 @@ def test_pending_changes_name_new_changed_and_cleared_reasons():
 
     changes = state.pending_changes([b2, c])
 
-    assert sorted(changes, key=lambda change: change[0]) == [("a", None), ("b", b2), ("c", c)]
+    assert sorted(changes, key=lambda change: change[0]) == [
+        ("a", None), ("b", core.WaitReason(b2.code, b2.message)),
+        ("c", core.WaitReason(c.code, c.message))]
     assert state.pending_changes([a, b]) == []
 
 

@@ -433,7 +433,7 @@ async def save_outcome(
         conn: asyncpg.Connection, *,
         evictions: Sequence[tuple[str, str, str, str, str | None]],
         allocations: Sequence[tuple[str, core.PodPlacement, str, int, int]],
-        pending: Sequence[tuple[str, core.PendingReason | None, datetime | None, int]],
+        pending: Sequence[tuple[str, core.WaitReason | None, datetime | None, int]],
         queues: Sequence[tuple[tuple[str, str, str], dict, int]],
         events: Sequence[tuple[str, BaseModel, str, Mapping[str, str] | None]]) -> None:
     """A cycle's rows and the events that announce them in one statement (so one

@@ -167,14 +167,16 @@ class Outcome:
     placements: list[core.Placement]
     decisions: list[BindDecision]
     preemptions: list[tuple[core.Eviction, PreemptDecision]]
-    pending_changes: list[tuple[str, core.PendingReason | None]]
+    # each waiting workload's reason now (`core.reasons_by_workload`), and where it changed
+    pending: dict[str, core.WaitReason]
+    pending_changes: list[tuple[str, core.WaitReason | None]]
     pending_info: dict[str, PendingInfo]
     # a reason published after this is not published again for numbers alone (the refresh)
     refresh_after: datetime
     pending_rows: list[tuple] = field(default_factory=list)
     pending_events: list[tuple[str, int, SchedulingPending]] = field(default_factory=list)
     # reasons whose refresh waits: compared again, and published, in a later cycle
-    deferred: dict[str, core.PendingReason] = field(default_factory=dict)
+    deferred: dict[str, core.WaitReason] = field(default_factory=dict)
     queue_changes: list[tuple[tuple[str, str, str], dict, int]] = field(default_factory=list)
 
     def writes(self) -> bool:
@@ -547,12 +549,14 @@ class SchedulerService:
         # Placements onto room that preempted pods still hold wait: the preemptor shows
         # WaitingForPreemption, and a later cycle's allocate binds it once the room is free.
         placements = [p for p in result.placements if not p.pipelined]
+        # (by workload once, for the comparison here and the state after the commit)
+        pending = core.reasons_by_workload(result.pending)
         outcome = Outcome(
             now=now, placements=placements,
             decisions=[self._bind_decision(placement) for placement in placements],
             preemptions=[(eviction, self._preempt_decision(eviction, now))
                          for eviction in result.evictions],
-            pending_changes=state.pending_changes(result.pending),
+            pending=pending, pending_changes=state.pending_changes(pending),
             # (`copy`: cloned whole; `dict()` would insert its tens of thousands anew)
             pending_info=state.pending_info.copy(),
             refresh_after=now - timedelta(seconds=self.settings.pending_refresh_seconds))
@@ -581,7 +585,7 @@ class SchedulerService:
         return payload
 
     def _pending_update(self, outcome: Outcome, workload_id: str,
-                        reason: core.PendingReason | None) -> None:
+                        reason: core.WaitReason | None) -> None:
         """The row and event (if any) a changed pending reason makes."""
         state, now = self.state, outcome.now
         info = outcome.pending_info.get(workload_id)
@@ -701,7 +705,7 @@ class SchedulerService:
                     log.info("workload pending: %s", reason.message,
                              extra={"fields": {"pending_code": reason.code.value}})
         state.pending_info = outcome.pending_info
-        state.set_pending(result.pending)
+        state.set_pending(outcome.pending)
         state.pending.update(outcome.deferred)  # compared again, and published, later
 
     def _preempt_decision(self, eviction: core.Eviction, now) -> PreemptDecision:

@@ -25,6 +25,7 @@ from fairway_scheduler.core.model import (
     Nomination,
     PendingCode,
     PendingReason,
+    PendingReasons,
     Placement,
     PodPlacement,
     QueueSpec,
@@ -32,7 +33,9 @@ from fairway_scheduler.core.model import (
     Quota,
     ResourceStatus,
     TimeAwareFairness,
+    WaitReason,
     Workload,
+    reasons_by_workload,
 )
 from fairway_scheduler.core.usage import UsageHistory
 
@@ -48,6 +51,7 @@ __all__ = [
     "Nomination",
     "PendingCode",
     "PendingReason",
+    "PendingReasons",
     "Placement",
     "PodPlacement",
     "QueueSpec",
@@ -56,7 +60,9 @@ __all__ = [
     "ResourceStatus",
     "TimeAwareFairness",
     "UsageHistory",
+    "WaitReason",
     "Workload",
     "allocate",
     "decide",
+    "reasons_by_workload",
 ]

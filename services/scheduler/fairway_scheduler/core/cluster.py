@@ -327,7 +327,8 @@ class ClusterState:
         self.requests: dict[str, WorkloadRequest] = {}
         self.statuses: dict[str, WorkloadStatus] = {}
         self.allocations = Allocations()
-        self.pending: dict[str, model.PendingReason] = {}
+        # Each waiting workload's reason as last told (or kept back: `Outcome.deferred`).
+        self.pending: dict[str, model.WaitReason] = {}
         self.pending_info: dict[str, PendingInfo] = {}
         # Org units as their last events state them (deleted ones dropped).
         self.projects: dict[str, ProjectChanged] = {}  # by id
@@ -620,20 +621,27 @@ class ClusterState:
             + [model.Nomination(wid, pool, (wid,)) for wid, pool in sorted(moved.items())
                if wid not in victims])
 
-    def set_pending(self, reasons: Iterable[model.PendingReason]) -> None:
-        self.pending = {reason.workload_id: reason for reason in reasons}
+    def set_pending(self, reasons: Iterable[model.PendingReason] | Mapping[str, model.WaitReason]
+                    ) -> None:
+        """The reasons told now (by workload, or as `pending_changes` takes them)."""
+        self.pending = model.reasons_by_workload(reasons)
+        pending = self.pending
         self.pending_info = {wid: info for wid, info in self.pending_info.items()
-                             if wid in self.pending}
+                             if wid in pending}
 
     # reading ----------------------------------------------------------------------------
     def pending_changes(self, reasons: Iterable[model.PendingReason]
-                        ) -> list[tuple[str, model.PendingReason | None]]:
-        """(workload id, its new reason or None when it no longer waits) where that changed."""
-        new = {reason.workload_id: reason for reason in reasons}
-        changed: list[tuple[str, model.PendingReason | None]] = [
-            (wid, reason) for wid, reason in new.items() if self.pending.get(wid) != reason
+                        | Mapping[str, model.WaitReason]
+                        ) -> list[tuple[str, model.WaitReason | None]]:
+        """(workload id, its new reason or None when it no longer waits) where that changed.
+        `reasons`: a cycle's (`PendingReasons`), others one by one, or by workload already
+        (`reasons_by_workload`, made once for this and `set_pending`)."""
+        new = model.reasons_by_workload(reasons)
+        old = self.pending
+        changed: list[tuple[str, model.WaitReason | None]] = [
+            (wid, reason) for wid, reason in new.items() if old.get(wid) != reason
         ]
-        changed += [(wid, None) for wid in self.pending if wid not in new]
+        changed += [(wid, None) for wid in old if wid not in new]
         return changed
 
     def project_of(self, workload_id: str) -> str | None:

@@ -4,12 +4,14 @@ Plain frozen values, no I/O types: the service shell, the simulator and the benc
 snapshots from whatever they hold.
 """
 
-from collections.abc import Mapping, Set
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from operator import attrgetter
-from typing import NamedTuple, Protocol
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple, Protocol, overload
 
 from fairway_scheduler.core.swap import GpuSwap
 
@@ -405,6 +407,129 @@ class PendingReason(NamedTuple):
     unschedulable: bool = False
 
 
+class WaitReason(NamedTuple):
+    """Why a workload waits, without naming it: what a class of workloads refused alike is
+    told, one value shared by all of them (a `PendingReason` is this with the workload's id)."""
+
+    code: PendingCode
+    message: str
+    unschedulable: bool = False
+
+
+class PendingReasons(Sequence[PendingReason]):
+    """A cycle's pending reasons: written while the cycle runs (`tell`, `tell_classes`,
+    `retell`), then read as the sequence of `PendingReason`s they stand for, in the order they
+    were told.
+
+    At KAI's scale a cycle refuses some 40,000 waiting workloads, nearly all of them a class at
+    a time (a few hundred that ask alike, told one sentence). They are kept that way: a class
+    is its members' ids and one shared `WaitReason`, so telling it costs a copy of the list
+    and not a `PendingReason` per member. `by_workload()` reads them as that, at C speed (what
+    the service compares with the reasons it told before); the sequence is made on first
+    reading, once."""
+
+    __slots__ = ("_made", "_parts")
+
+    def __init__(self, reasons: Iterable[PendingReason] = ()):
+        # ("one", reason) | ("again", reason): told (again: moved last) |
+        # ("classes", [(sorted `(rank, id)` keys of members, WaitReason), ...]): told together,
+        # their members merged in key order
+        self._parts: list[tuple[str, Any]] = [("one", r) for r in reasons]
+        self._made: tuple[PendingReason, ...] | None = None
+
+    # written while the cycle runs -------------------------------------------------------
+    def tell(self, reason: PendingReason) -> None:
+        """One workload's reason (one reason per workload and cycle)."""
+        self._parts.append(("one", reason))
+        self._made = None
+
+    def tell_classes(self, classes: list[tuple[list[tuple[Any, str]], WaitReason]]) -> None:
+        """Classes of workloads told at once: each its members' keys (`(rank, workload id)`,
+        sorted, unique across the classes) and their shared reason; read as the members of
+        them all in key order."""
+        self._parts.append(("classes", classes))
+        self._made = None
+
+    def retell(self, reason: PendingReason) -> None:
+        """A new reason for a workload that may have one already: it replaces it, and comes
+        last, as it was said last."""
+        self._parts.append(("again", reason))
+        self._made = None
+
+    # read after -------------------------------------------------------------------------
+    def by_workload(self) -> dict[str, WaitReason]:
+        """Each workload's reason by id; a class's members share theirs (the same object)."""
+        out: dict[str, WaitReason] = {}
+        for kind, part in self._parts:
+            if kind == "classes":
+                for keys, why in part:
+                    out.update(zip(map(_SECOND, keys), repeat(why)))
+            else:
+                out[part.workload_id] = WaitReason(part.code, part.message, part.unschedulable)
+        return out
+
+    def _reasons(self) -> tuple[PendingReason, ...]:
+        made = self._made
+        if made is None:
+            out: dict[str, PendingReason] = {}
+            for kind, part in self._parts:
+                if kind == "classes":
+                    shared = {id(why): why for _, why in part}
+                    tagged = [[(key, id(why)) for key in keys] for keys, why in part]
+                    for (_, wid), why in heapq.merge(*tagged):
+                        assert wid not in out, wid  # one reason per workload and cycle
+                        out[wid] = PendingReason(wid, *shared[why])
+                elif kind == "one":
+                    assert part.workload_id not in out, part.workload_id
+                    out[part.workload_id] = part
+                else:
+                    out.pop(part.workload_id, None)
+                    out[part.workload_id] = part
+            made = self._made = tuple(out.values())
+        return made
+
+    def __len__(self) -> int:
+        return len(self._reasons())
+
+    @overload
+    def __getitem__(self, index: int) -> PendingReason: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[PendingReason, ...]: ...
+    def __getitem__(self, index):
+        return self._reasons()[index]
+
+    def __iter__(self) -> Iterator[PendingReason]:
+        return iter(self._reasons())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PendingReasons):
+            return self._reasons() == other._reasons()
+        if isinstance(other, tuple):
+            return self._reasons() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # as the tuple it stands for (decision digests hash it)
+        return repr(self._reasons())
+
+
+_SECOND = itemgetter(1)
+
+
+def reasons_by_workload(reasons: Iterable[PendingReason] | Mapping[str, WaitReason]
+                        ) -> dict[str, WaitReason]:
+    """Pending reasons by workload id: a cycle's (`PendingReasons.by_workload`, its classes'
+    members sharing theirs), any others one by one; a dict of them already, as it is."""
+    if isinstance(reasons, PendingReasons):
+        return reasons.by_workload()
+    if isinstance(reasons, dict):
+        return reasons
+    if isinstance(reasons, Mapping):
+        return dict(reasons)
+    return {r.workload_id: WaitReason(r.code, r.message, r.unschedulable) for r in reasons}
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceStatus:
     """One resource of one queue after a cycle, in user units (GPUs, millicores, MiB)."""
@@ -438,7 +563,8 @@ class QueueStatus:
 @dataclass(frozen=True, slots=True)
 class CycleResult:
     placements: tuple[Placement, ...] = ()
-    pending: tuple[PendingReason, ...] = ()
+    # (a tuple of them, or as a cycle tells them: `PendingReasons`)
+    pending: Sequence[PendingReason] = ()
     queues: tuple[QueueStatus, ...] = ()  # the fair-share core's queue status
     evictions: tuple[Eviction, ...] = ()
     # Workloads placed onto room still being vacated, for the next cycle's snapshot.

@@ -55,6 +55,7 @@ from fairway_scheduler.core.model import (
     Nomination,
     PendingCode,
     PendingReason,
+    WaitReason,
     Workload,
 )
 from fairway_scheduler.core.nodes import FULL, PoolNodes, milli_of, natural
@@ -199,19 +200,11 @@ class Allocate:
         return out
 
     def _told(self, refused: list[tuple["_Asks", reasons.Reason]]) -> None:
-        """The pending reasons of a project's refused classes, in their workloads' order
-        (`_told_order`): each class's are in order already, so the sort merges runs."""
-        told: list[tuple[tuple, PendingReason]] = []
-        for asks, (code, message) in refused:
-            order = asks.members.order
-            told += zip(order, map(PendingReason, map(_WORKLOAD_ID, order), repeat(code),
-                                   repeat(message), repeat(False)), strict=True)
-        if len(refused) > 1:
-            told.sort(key=_ORDER)  # (the orders are unique)
-        pending = self.session.pending
-        size = len(pending)
-        pending.update(zip(map(_WORKLOAD_ID, map(_ORDER, told)), map(_REASON, told), strict=True))
-        assert len(pending) == size + len(told)  # one reason per workload and cycle
+        """The pending reasons of a project's refused classes: each class's members (their
+        `_told_order` keys, copied: the class changes later) told its reason at once, read in
+        their workloads' order across the classes (`PendingReasons.tell_classes`)."""
+        self.session.pending.tell_classes([(list(asks.members.order), WaitReason(code, message))
+                                           for asks, (code, message) in refused])
 
     def _probe(self, workload: Workload, asks: "_Asks",
                alike: dict[tuple, reasons.Reason | None]) -> reasons.Reason | None:
@@ -724,9 +717,8 @@ class Allocate:
                  unschedulable: bool = False) -> None:
         if self.within_share:
             return  # the lending walks try it again and say why it waits
-        pending = self.session.pending
-        assert workload.id not in pending, workload.id  # one reason per workload and cycle
-        pending[workload.id] = PendingReason(workload.id, reason[0], reason[1], unschedulable)
+        # (one reason per workload and cycle: `PendingReasons` checks it when read)
+        self.session.pending.tell(PendingReason(workload.id, reason[0], reason[1], unschedulable))
 
 
 class _Asks:
@@ -1043,7 +1035,7 @@ class _Keys:
 
 
 _WORKLOAD_ID = itemgetter(1)  # of a `_told_order` key
-_ORDER, _REASON = itemgetter(0), itemgetter(1)  # of `Allocate._told`'s entries, gang walks' turns
+_ORDER = itemgetter(0)  # of gang walks' turns
 
 
 _NOTHING: frozenset = frozenset()  # `_turns` in the lending walks: no turn goes by

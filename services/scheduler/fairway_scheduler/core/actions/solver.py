@@ -1043,12 +1043,11 @@ class Solver:
         """The preemptor's pending reason until the victims are gone."""
         victims = sorted({label(u.workload) for u in units})
         session = self.session
-        session.pending.pop(workload.id, None)  # the new reason goes last, as it comes last
         what = (f"{reasons.count(len(victims), 'workload')} ({', '.join(victims[:3])}"
                 f"{', ...' if len(victims) > 3 else ''}) "
                 f"{'is' if len(victims) == 1 else 'are'} being preempted"
                 if victims else "preempted workloads are leaving")
-        session.pending[workload.id] = (PendingReason(
+        session.pending.retell(PendingReason(  # (replacing allocation's, and last)
             workload.id, PendingCode.WAITING_FOR_PREEMPTION,
             f"room is being made in pool {pool}: {what}; it starts once they are gone"))
 

@@ -26,7 +26,7 @@ from fairway_scheduler.core.model import (
     NodePool,
     Nomination,
     PendingCode,
-    PendingReason,
+    PendingReasons,
     Placement,
     PodPlacement,
     PodSize,
@@ -217,7 +217,7 @@ class Session:
         self.held: dict[str, int] = {}
         self.held_pool: dict[str, str] = {}
         self.placements: list[Placement] = []
-        self.pending: dict[str, PendingReason] = {}  # by workload, in the order given
+        self.pending = PendingReasons()  # in the order told
         self.evictions: list[Eviction] = []
         # Last cycle's nominations that still wait for their room (`Allocate`), kept for the
         # next cycle with those this cycle makes.
@@ -558,7 +558,7 @@ class Session:
                                             moved or placement.moved)
         placements = tuple(Placement(wid, tuple(pods), *flags[wid])
                            for wid, pods in merged.items())
-        return CycleResult(placements, tuple(self.pending.values()), self.queues.status(),
+        return CycleResult(placements, self.pending, self.queues.status(),
                            tuple(self.evictions), self._nominations(placements))
 
     def _nominations(self, placements: tuple[Placement, ...]) -> tuple[Nomination, ...]:
