@@ -261,10 +261,12 @@ class Allocate:
         stays nominated while the pods evicted for it are leaving (any pod in its pool, where
         none are named); then it is only the next in line."""
         session = self.session
-        waiting = {w.id: w for w in session.waiting}
         leaving: Set[str] | None = None
         for nomination in nominations:
-            workload = waiting.get(nomination.workload_id)
+            # (each waiting workload is a member of its class: no index of the tens of
+            # thousands waiting is made for the few nominated)
+            asks = self.asked.get(nomination.workload_id)
+            workload = asks.members.get(nomination.workload_id) if asks is not None else None
             if workload is None:
                 continue  # bound, or gone
             if workload.id not in session.unschedulable:
