@@ -85,22 +85,6 @@ def test_a_terminal_phase_releases_everything_and_forgets_the_workload():
     assert state.requests == {} and state.allocations == {}
 
 
-def test_pending_changes_name_new_changed_and_cleared_reasons():
-    state = ClusterState()
-    a = core.PendingReason("a", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 1 GPU; ...")
-    b = core.PendingReason("b", core.PendingCode.OVER_LIMIT, "project x would go over its limit")
-    state.set_pending([a, b])
-    b2 = core.PendingReason("b", core.PendingCode.NO_FITTING_NODE, "needs 1 pod with 2 GPUs")
-    c = core.PendingReason("c", core.PendingCode.WAITING_FOR_PODS, "needs 2 pods together")
-
-    changes = state.pending_changes([b2, c])
-
-    assert sorted(changes, key=lambda change: change[0]) == [
-        ("a", None), ("b", core.WaitReason(b2.code, b2.message)),
-        ("c", core.WaitReason(c.code, c.message))]
-    assert state.pending_changes([a, b]) == []
-
-
 def test_the_version_moves_only_on_change():
     state = ClusterState()
     state.put_node(core.Node("n1", "default", True, 8))

@@ -167,12 +167,14 @@ class Outcome:
     placements: list[core.Placement]
     decisions: list[BindDecision]
     preemptions: list[tuple[core.Eviction, PreemptDecision]]
-    # each waiting workload's reason now (`core.reasons_by_workload`), and where it changed
+    # each waiting workload's reason now (`core.reasons_by_workload`)
     pending: dict[str, core.WaitReason]
-    pending_changes: list[tuple[str, core.WaitReason | None]]
     pending_info: dict[str, PendingInfo]
     # a reason published after this is not published again for numbers alone (the refresh)
     refresh_after: datetime
+    # the reasons told now: (workload id, its new reason, or None when it no longer waits),
+    # those kept back not among them
+    told: list[tuple[str, core.WaitReason | None]] = field(default_factory=list)
     pending_rows: list[tuple] = field(default_factory=list)
     pending_events: list[tuple[str, int, SchedulingPending]] = field(default_factory=list)
     # reasons whose refresh waits: compared again, and published, in a later cycle
@@ -556,7 +558,7 @@ class SchedulerService:
             decisions=[self._bind_decision(placement) for placement in placements],
             preemptions=[(eviction, self._preempt_decision(eviction, now))
                          for eviction in result.evictions],
-            pending=pending, pending_changes=state.pending_changes(pending),
+            pending=pending,
             # (`copy`: cloned whole; `dict()` would insert its tens of thousands anew)
             pending_info=state.pending_info.copy(),
             refresh_after=now - timedelta(seconds=self.settings.pending_refresh_seconds))
@@ -584,25 +586,35 @@ class SchedulerService:
         return payload
 
     def _pending_updates(self, outcome: Outcome) -> None:
-        """The rows and events the changed pending reasons make, but for those whose numbers
-        alone moved and were published a moment ago: those are kept back (`deferred`), to
-        compare again later. (Asked first, here, for all of them: at KAI's scale nearly every
-        one of 40,000 reasons changes every cycle, their numbers moving, and most are kept
-        back. One published has its project and a subject, so the checks of `_pending_update`
-        would not have stopped it.)"""
-        previous_of, info_of = self.state.pending.get, outcome.pending_info.get
-        after, deferred = outcome.refresh_after, outcome.deferred
-        for workload_id, reason in outcome.pending_changes:
-            if reason is not None:
-                previous = previous_of(workload_id)
-                if previous is not None and previous.code == reason.code:
+        """Each waiting workload's reason compared with the last one told it (or kept back);
+        where it changed, the row and event it makes (`_pending_update`), but for those whose
+        numbers alone moved and were published a moment ago: those are kept back
+        (`deferred`), to compare again later. At KAI's scale nearly every one of 40,000
+        reasons changes every cycle, their numbers moving, and most are kept back: asked
+        first, in one walk that makes nothing for them. (One published has its project and a
+        subject, so the checks of `_pending_update` would not have stopped it.)"""
+        old, new = self.state.pending, outcome.pending
+        previous_of, info_of = old.get, outcome.pending_info.get
+        after, deferred, told = outcome.refresh_after, outcome.deferred, outcome.told
+        for workload_id, reason in new.items():
+            previous = previous_of(workload_id)
+            if previous is not None:
+                if previous == reason:
+                    continue
+                if previous.code == reason.code:
                     info = info_of(workload_id)
                     if (info is not None and info.published_at is not None
                             and info.published_at > after):
                         if not (reason.unschedulable and previous.unschedulable):
                             deferred[workload_id] = previous
+                        else:  # refused once already: said once (the numbers may move)
+                            told.append((workload_id, reason))
                         continue
+            told.append((workload_id, reason))
             self._pending_update(outcome, workload_id, reason)
+        for workload_id in [wid for wid in old if wid not in new]:  # bound, or gone
+            told.append((workload_id, None))
+            self._pending_update(outcome, workload_id, None)
 
     def _pending_update(self, outcome: Outcome, workload_id: str,
                         reason: core.WaitReason | None) -> None:
@@ -710,8 +722,8 @@ class SchedulerService:
         """The pending reasons the state keeps after the commit (those kept back: the ones
         published before them, to compare again), and a log line for each reason told."""
         state = self.state
-        for workload_id, reason in outcome.pending_changes:
-            if reason is not None and workload_id not in outcome.deferred:
+        for workload_id, reason in outcome.told:
+            if reason is not None:
                 with workload_context(workload_id):
                     log.info("workload pending: %s", reason.message,
                              extra={"fields": {"pending_code": reason.code.value}})

@@ -623,27 +623,13 @@ class ClusterState:
 
     def set_pending(self, reasons: Iterable[model.PendingReason] | Mapping[str, model.WaitReason]
                     ) -> None:
-        """The reasons told now (by workload, or as `pending_changes` takes them)."""
+        """The reasons told now: by workload, or one by one (`reasons_by_workload`)."""
         self.pending = model.reasons_by_workload(reasons)
         pending = self.pending
         self.pending_info = {wid: info for wid, info in self.pending_info.items()
                              if wid in pending}
 
     # reading ----------------------------------------------------------------------------
-    def pending_changes(self, reasons: Iterable[model.PendingReason]
-                        | Mapping[str, model.WaitReason]
-                        ) -> list[tuple[str, model.WaitReason | None]]:
-        """(workload id, its new reason or None when it no longer waits) where that changed.
-        `reasons`: a cycle's (`PendingReasons`), others one by one, or by workload already
-        (`reasons_by_workload`, made once for this and `set_pending`)."""
-        new = model.reasons_by_workload(reasons)
-        old = self.pending
-        changed: list[tuple[str, model.WaitReason | None]] = [
-            (wid, reason) for wid, reason in new.items() if old.get(wid) != reason
-        ]
-        changed += [(wid, None) for wid in old if wid not in new]
-        return changed
-
     def project_of(self, workload_id: str) -> str | None:
         request = self.requests.get(workload_id)
         if request is not None:

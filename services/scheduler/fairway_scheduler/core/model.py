@@ -428,7 +428,7 @@ class PendingReasons(Sequence[PendingReason]):
     the service compares with the reasons it told before); the sequence is made on first
     reading, once."""
 
-    __slots__ = ("_made", "_parts")
+    __slots__ = ("_count", "_made", "_parts")
 
     def __init__(self, reasons: Iterable[PendingReason] = ()):
         # ("one", reason) | ("again", reason): told (again: moved last) |
@@ -436,25 +436,26 @@ class PendingReasons(Sequence[PendingReason]):
         # their members merged in key order
         self._parts: list[tuple[str, Any]] = [("one", r) for r in reasons]
         self._made: tuple[PendingReason, ...] | None = None
+        self._count: int | None = None
 
     # written while the cycle runs -------------------------------------------------------
     def tell(self, reason: PendingReason) -> None:
         """One workload's reason (one reason per workload and cycle)."""
         self._parts.append(("one", reason))
-        self._made = None
+        self._made = self._count = None
 
     def tell_classes(self, classes: list[tuple[list[tuple[Any, str]], WaitReason]]) -> None:
         """Classes of workloads told at once: each its members' keys (`(rank, workload id)`,
         sorted, unique across the classes) and their shared reason; read as the members of
         them all in key order."""
         self._parts.append(("classes", classes))
-        self._made = None
+        self._made = self._count = None
 
     def retell(self, reason: PendingReason) -> None:
         """A new reason for a workload that may have one already: it replaces it, and comes
         last, as it was said last."""
         self._parts.append(("again", reason))
-        self._made = None
+        self._made = self._count = None
 
     # read after -------------------------------------------------------------------------
     def by_workload(self) -> dict[str, WaitReason]:
@@ -489,7 +490,12 @@ class PendingReasons(Sequence[PendingReason]):
         return made
 
     def __len__(self) -> int:
-        return len(self._reasons())
+        # (how many workloads wait, without a `PendingReason` made for each)
+        if self._made is not None:
+            return len(self._made)
+        if self._count is None:
+            self._count = len(self.by_workload())
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> PendingReason: ...
