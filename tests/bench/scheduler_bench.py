@@ -22,7 +22,9 @@
    its times, the pods it placed, its evictions by reason; `--repeat K` decides each steady
    cycle K more times on the same snapshot and ledger and prints the least CPU time of those:
    the cycle's own work with nothing to bring up to date and its data in the caches, a
-   figure steadier than one run's on a noisy machine for comparing two versions side by side)
+   figure steadier than one run's on a noisy machine for comparing two versions side by side;
+   `--steps module:Qualified.name ...` times those functions in each steady cycle and prints
+   their median CPU time and calls per cycle, the service's outcome included)
 
 `--time-aware` runs shapes 1 and 2 (the 1,000-node shape) with time-aware fairness on in
 both pools (sliding week, half-life 1 day, k 1) over a usage history of a week of hourly
@@ -81,6 +83,7 @@ from fairway_scheduler.core import (
 from fairway_scheduler.core.ledger import Ledger
 from fairway_scheduler.core.model import TimeAwareFairness
 from fairway_scheduler.core.usage import UsageHistory
+from tests.bench._steps import StepTimers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOLS = ("pool-a", "pool-b")
@@ -471,7 +474,7 @@ def service_gc() -> Iterator[None]:
 
 def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
            digest: bool = False, profile_cycle: int = -1, each: bool = False,
-           repeat: int = 0) -> None:
+           repeat: int = 0, steps: StepTimers | None = None) -> None:
     """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
     pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
     service's kept snapshot, its kept ledger and `decide`. `reclaim` False (`--no-reclaim`):
@@ -479,7 +482,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     `digest`: print a hash of every cycle's decisions, and of them all. `each`: a line per
     cycle (its time, what it placed, its evictions by reason). `repeat`: each steady cycle
     decided that many times more (its ledger is not changed by `decide`), the least CPU time
-    of those kept apart (`again`).
+    of those kept apart (`again`). `steps`: named functions timed in each steady cycle
+    (`--steps`, `_steps.StepTimers`), the service's outcome included.
 
     Besides, outside the target's path: what the service does in memory with each cycle's
     result before it writes it (`SchedulerService._outcome`: each waiting workload's reason
@@ -561,6 +565,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
           f"{time.perf_counter() - start:.1f} s, {len(state.allocations)} pods running",
           flush=True)
     running = [wid for wid in state.statuses if state.allocations.pods_of(wid)]
+    if steps is not None:
+        steps.forget()
     times, snaps, ledgers, decides, placed, evicted = [], [], [], [], 0, 0
     cpu: list[float] = []  # the process's CPU time per cycle: what other processes don't skew
     again: list[float] = []  # `repeat`: the least CPU time of a cycle's decide done again
@@ -608,6 +614,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
         if digest:
             digests.append(decisions_digest(result))
         outcomes.append(outcome_of(result))
+        if steps is not None:
+            steps.cycle_done()
         if each:
             why = Counter(e.reason for e in result.evictions)
             print(f"   cycle {cycle}: {(t3 - t0) * 1000:.1f} ms (CPU {cpu[-1] * 1000:.1f}), "
@@ -640,6 +648,8 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     print(f"   the service's outcome in memory, not in the target's path: CPU time median "
           f"{statistics.median(outcomes) * 1000:.1f} ms (each waiting workload's reason "
           f"compared with its last, {len(state.pending):,} waiting)", flush=True)
+    for step_line in steps.report() if steps is not None else ():
+        print(step_line, flush=True)
     if again:
         print(f"   decide done again {repeat} more times per cycle: least CPU time median "
               f"{statistics.median(again) * 1000:.1f} ms, by cycle "
@@ -670,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=0,
                         help="shape 5: decide each steady cycle this many times more; the "
                              "least CPU time of those (steadier, for side-by-side runs)")
+    parser.add_argument("--steps", nargs="+", metavar="MODULE:NAME",
+                        help="shape 5: these functions (module:Qualified.name) timed in each "
+                             "steady cycle; their median CPU time and calls per cycle")
     parser.add_argument("--time-aware", action="store_true",
                         help="shapes 1 and 2 with time-aware fairness on over a week of usage")
     parser.add_argument("--topology", action="store_true",
@@ -683,10 +696,16 @@ def main(argv: list[str] | None = None) -> int:
     for number, shape in shapes.items():
         if args.shape in (None, number):
             if number == 5:
-                with service_gc():
-                    shape5(args.scale, args.profile, args.cycles, reclaim=not args.no_reclaim,
-                           profile_cycle=args.profile_cycle,
-                           digest=args.digest, each=args.each, repeat=args.repeat)
+                steps = StepTimers(args.steps) if args.steps else None
+                try:
+                    with service_gc():
+                        shape5(args.scale, args.profile, args.cycles,
+                               reclaim=not args.no_reclaim, profile_cycle=args.profile_cycle,
+                               digest=args.digest, each=args.each, repeat=args.repeat,
+                               steps=steps)
+                finally:
+                    if steps is not None:
+                        steps.restore()
             elif number in (1, 2):
                 shape(args.scale, args.profile, topology=args.topology)
             else:
