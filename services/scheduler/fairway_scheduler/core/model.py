@@ -1,7 +1,8 @@
 """The core's vocabulary: what a cycle sees (`ClusterSnapshot`) and what it decides (`CycleResult`).
 
 Plain frozen values, no I/O types: the service shell, the simulator and the benchmarks build
-snapshots from whatever they hold.
+snapshots from whatever they hold. (A result's `PendingReasons` is written while its cycle
+runs, and only read after.)
 """
 
 import heapq
