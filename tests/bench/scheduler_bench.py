@@ -513,7 +513,7 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
 
     def outcome_of(result: CycleResult) -> float:
         c0 = time.process_time()
-        service._keep_pending(service._outcome(result), result)
+        service._keep_pending(service._outcome(result))
         return time.process_time() - c0
 
     def submit(w: Workload) -> None:

@@ -601,14 +601,12 @@ class SchedulerService:
             if previous is not None:
                 if previous == reason:
                     continue
-                if previous.code == reason.code:
+                if (previous.code == reason.code
+                        and not (reason.unschedulable and previous.unschedulable)):
                     info = info_of(workload_id)
                     if (info is not None and info.published_at is not None
                             and info.published_at > after):
-                        if not (reason.unschedulable and previous.unschedulable):
-                            deferred[workload_id] = previous
-                        else:  # refused once already: said once (the numbers may move)
-                            told.append((workload_id, reason))
+                        deferred[workload_id] = previous
                         continue
             told.append((workload_id, reason))
             self._pending_update(outcome, workload_id, reason)
@@ -710,7 +708,7 @@ class SchedulerService:
                     "placements": {p.pod: f"{p.node}{list(p.gpu_devices)}"
                                    + (f"x{p.portion:g}" if p.portion is not None else "")
                                    for p in placement.pods}}})
-        self._keep_pending(outcome, result)
+        self._keep_pending(outcome)
         for key, payload, version in outcome.queue_changes:
             state.queue_status[key] = (payload, version)
             _queue_metrics(key, payload)
@@ -718,7 +716,7 @@ class SchedulerService:
         PUBLISHED.labels("queue").inc(len(outcome.queue_changes))
         PENDING_WORKLOADS.set(len(result.pending))
 
-    def _keep_pending(self, outcome: Outcome, result: core.CycleResult) -> None:
+    def _keep_pending(self, outcome: Outcome) -> None:
         """The pending reasons the state keeps after the commit (those kept back: the ones
         published before them, to compare again), and a log line for each reason told."""
         state = self.state

@@ -624,8 +624,7 @@ class ClusterState:
     def set_pending(self, reasons: Iterable[model.PendingReason] | Mapping[str, model.WaitReason]
                     ) -> None:
         """The reasons told now: by workload, or one by one (`reasons_by_workload`)."""
-        self.pending = model.reasons_by_workload(reasons)
-        pending = self.pending
+        pending = self.pending = model.reasons_by_workload(reasons)
         self.pending_info = {wid: info for wid, info in self.pending_info.items()
                              if wid in pending}
 

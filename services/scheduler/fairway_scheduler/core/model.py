@@ -476,11 +476,11 @@ class PendingReasons(Sequence[PendingReason]):
             out: dict[str, PendingReason] = {}
             for kind, part in self._parts:
                 if kind == "classes":
-                    shared = {id(why): why for _, why in part}
-                    tagged = [[(key, id(why)) for key in keys] for keys, why in part]
-                    for (_, wid), why in heapq.merge(*tagged):
+                    # (keys are unique: the class's index is never compared)
+                    tagged = [[(key, i) for key in keys] for i, (keys, _) in enumerate(part)]
+                    for (_, wid), i in heapq.merge(*tagged):
                         assert wid not in out, wid  # one reason per workload and cycle
-                        out[wid] = PendingReason(wid, *shared[why])
+                        out[wid] = PendingReason(wid, *part[i][1])
                 elif kind == "one":
                     assert part.workload_id not in out, part.workload_id
                     out[part.workload_id] = part
