@@ -474,9 +474,10 @@ def service_gc() -> Iterator[None]:
 
 def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
            digest: bool = False, profile_cycle: int = -1, each: bool = False,
-           repeat: int = 0, steps: StepTimers | None = None) -> None:
+           repeat: int = 0, steps: StepTimers | None = None, churn: int = 500) -> None:
     """KAI Scheduler's own scale, through the service path: 4,000 nodes x 8 GPUs, 140,000
-    pods (about 80% running), 500 finishing and 500 arriving per cycle; each cycle the
+    pods (about 80% running), 500 finishing and 500 arriving per cycle (`churn`, scaled as
+    the cluster: `--churn`; 0 leaves the cycle only its fixed part); each cycle the
     service's kept snapshot, its kept ledger and `decide`. `reclaim` False (`--no-reclaim`):
     the cycles run without the reclaim action, to measure the rest of the service path.
     `digest`: print a hash of every cycle's decisions, and of them all. `each`: a line per
@@ -571,11 +572,11 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     cpu: list[float] = []  # the process's CPU time per cycle: what other processes don't skew
     again: list[float] = []  # `repeat`: the least CPU time of a cycle's decide done again
     for cycle in range(cycles):
-        for wid in rng.sample(running, min(int(500 * scale), len(running))):
+        for wid in rng.sample(running, min(int(churn * scale), len(running))):
             state.apply_status(WorkloadStatus(
                 workload_id=wid, project=state.project_of(wid), sequence=10**6,
                 phase=Phase.COMPLETED, time=T0, pods=()), state.allocations.pods_of(wid))
-        for w in kai_mix(int(500 * scale), rng, "n", (cycle + 1) * 10**6):
+        for w in kai_mix(int(churn * scale), rng, "n", (cycle + 1) * 10**6):
             submit(w)
         # timed in CPU time: a shared machine's pauses would land in whatever ran then
         profiler = (cProfile.Profile(time.process_time)
@@ -630,12 +631,16 @@ def shape5(scale: float, profile: bool, cycles: int = 20, reclaim: bool = True,
     p99 = sorted(times)[max(0, round(0.99 * (len(times) - 1)))]
     median = statistics.median(times)
     pending = sum(1 for wid in state.statuses if not state.allocations.pods_of(wid))
+    # the target is the issue's cluster with its churn: another churn is for finding where
+    # the time goes (a cycle's fixed part, and what each change costs), not judged
+    judged = scale == 1 and churn == 500
     line(f"5. KAI's scale, {len(state.allocations)} running, {pending} pending, p99 of "
          f"{cycles}", p99, placed // cycles, "p99 <= 500 ms",
-         p99 <= 0.5 if scale == 1 else None)
+         p99 <= 0.5 if judged else None)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"   median {median * 1000:.1f} ms (target <= 200 ms"
-          + ("" if scale != 1 else ("  OK" if median <= 0.2 else "  MISSED")) + "); "
+          + ("" if not judged else ("  OK" if median <= 0.2 else "  MISSED")) + "); "
+          f"{int(churn * scale)} finishing and as many arriving per cycle; "
           f"of which snapshot {statistics.median(snaps) * 1000:.1f}, ledger "
           f"{statistics.median(ledgers) * 1000:.1f}, decide "
           f"{statistics.median(decides) * 1000:.1f} ms; {evicted} evictions in all; CPU time "
@@ -680,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--each", action="store_true",
                         help="shape 5: a line per cycle (time, pods placed, evictions)")
     parser.add_argument("--cycles", type=int, default=20, help="shape 5's steady cycles")
+    parser.add_argument("--churn", type=int, default=500,
+                        help="shape 5: workloads finishing, and as many arriving, per steady "
+                             "cycle (scaled with --scale)")
     parser.add_argument("--repeat", type=int, default=0,
                         help="shape 5: decide each steady cycle this many times more; the "
                              "least CPU time of those (steadier, for side-by-side runs)")
@@ -692,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="shapes 1 and 2 with a 3-level network topology and work that "
                              "requires or prefers one rack")
     args = parser.parse_args(argv)
+    if args.churn < 0:
+        parser.error(f"--churn: workloads finishing per cycle cannot be negative, got {args.churn}")
     if args.time_aware:
         global TIME_AWARE
         TIME_AWARE = TimeAwareFairness(True, "sliding", 7 * 24 * HOUR, 24 * HOUR, 1.0)
@@ -705,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                         shape5(args.scale, args.profile, args.cycles,
                                reclaim=not args.no_reclaim, profile_cycle=args.profile_cycle,
                                digest=args.digest, each=args.each, repeat=args.repeat,
-                               steps=steps)
+                               steps=steps, churn=args.churn)
                 finally:
                     if steps is not None:
                         steps.restore()

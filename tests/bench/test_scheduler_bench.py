@@ -35,6 +35,20 @@ def test_kais_scale_times_named_steps_per_cycle(capsys):
     assert not hasattr(cycle._decide, "__wrapped__")
 
 
+def test_kais_scale_churn_sets_what_finishes_and_arrives_per_cycle(capsys):
+    assert scheduler_bench.main(["--scale", "0.01", "--shape", "5", "--cycles", "2",
+                                 "--churn", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 finishing and as many arriving per cycle" in out
+
+
+def test_a_negative_churn_is_refused_with_why(capsys):
+    with pytest.raises(SystemExit):
+        scheduler_bench.main(["--shape", "5", "--churn", "-1"])
+    assert "--churn: workloads finishing per cycle cannot be negative, got -1" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.parametrize(("spec", "why"), [
     ("_decide", "expected module:Qualified.name"),
     ("fairway_scheduler.core.nowhere:x", "no module fairway_scheduler.core.nowhere"),
