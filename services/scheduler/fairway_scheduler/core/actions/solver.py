@@ -671,16 +671,25 @@ class Solver:
         else:  # the index's preemptible workloads in victim order, less those gone since
             workloads = [holds_of[order[2]][0].workload for order in
                          self.index.victims.get(key, ()) if order[2] in holds_of]
+        # (built for a queue of hundreds of workloads each time one of them is first evicted:
+        # the few elastic ones apart, and each workload's units found without a lookup
+        # where it has only its gang)
         surplus: list[Unit] = []
-        gangs: list[Unit] = []
         for w in workloads:
-            holds = self.holds[w.id]
-            extra = max(0, len(holds) - w.min_pods)
-            surplus += [Unit(w, [h], True) for h in reversed(holds[len(holds) - extra:])]
-            gangs.append(Unit(w, [], False))
+            holds = holds_of[w.id]
+            if len(holds) > w.min_pods:
+                surplus += [Unit(w, [h], True) for h in reversed(holds[w.min_pods:])]
+        gangs = [Unit(w, [], False) for w in workloads]
         units = self.queue_units[key] = surplus + gangs
-        for position, unit in enumerate(units):
-            self.units_of.setdefault(unit.workload.id, []).append((position, unit))
+        units_of = self.units_of
+        for position, unit in enumerate(surplus):
+            units_of.setdefault(unit.workload.id, []).append((position, unit))
+        for position, unit in enumerate(gangs, len(surplus)):
+            found = units_of.get(unit.workload.id)
+            if found is None:
+                units_of[unit.workload.id] = [(position, unit)]
+            else:
+                found.append((position, unit))
         self.cursor[key] = 0
         self.lowest_priority[key] = workloads[0].priority if workloads else None
         return units
