@@ -1096,10 +1096,11 @@ def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
         return None  # no node has the devices free: the usual case, answered at once
     gpu_room = lacking_cpu = most_cpu = most_mem = 0
     cpu, mem = request.cpu, request.mem
+    # (what the request asks, read once: a fraction's reason walks every node of the pool)
+    fraction, portion, memory = request.fraction, request.portion, request.memory
     for node in pool.nodes:
-        host = node.free_cpu >= cpu and node.free_mem >= mem
-        if request.fraction:
-            milli = milli_of(node, request.portion, request.memory)
+        if fraction:
+            milli = portion if portion is not None else milli_of(node, None, memory)
             if milli is None:
                 continue
             if devices == 1:  # a whole free device, or a partly used one with room enough
@@ -1109,7 +1110,7 @@ def _host_short(pool, request: Request) -> tuple[int, int, int, int] | None:
                 continue
         elif not (node.whole >= devices if node.gpus else devices == 0):
             continue
-        if host:
+        if node.free_cpu >= cpu and node.free_mem >= mem:
             return None  # room on this one: something else kept the pod off it
         gpu_room += 1
         lacking_cpu += node.free_cpu < cpu
