@@ -24,7 +24,8 @@
    the cycle's own work with nothing to bring up to date and its data in the caches, a
    figure steadier than one run's on a noisy machine for comparing two versions side by side;
    `--steps module:Qualified.name ...` times those functions in each steady cycle and prints
-   their median CPU time and calls per cycle, the service's outcome included)
+   their median CPU time and calls per cycle, the service's outcome included; `--churn N`
+   sets how many finish and arrive per cycle, 0 leaving a cycle only its fixed part)
 
 `--time-aware` runs shapes 1 and 2 (the 1,000-node shape) with time-aware fairness on in
 both pools (sliding week, half-life 1 day, k 1) over a usage history of a week of hourly
