@@ -57,6 +57,10 @@ class Ledger:
         # Allocation's classes of waiting workloads, made by the first cycle that allocates
         # (`actions.allocate.WaitingClasses`).
         self.asks: object | None = None
+        # The session's nodes in natural name order and, per pool, the positions in it of
+        # its ready nodes and of all its nodes, for the snapshot's node tuple they were
+        # worked out from (a kept snapshot hands the same tuple to cycle after cycle).
+        self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, list[int]]] | None = None
         for node in nodes:
             self.put_node(node)
 

@@ -23,6 +23,7 @@ from fairway_scheduler.core.model import (
     ClusterSnapshot,
     CycleResult,
     Eviction,
+    Node,
     NodePool,
     Nomination,
     PendingCode,
@@ -197,10 +198,32 @@ def _too_large(pool, request: Request) -> str | None:
     return None
 
 
+def _layout(ledger: Ledger, nodes: tuple[Node, ...]
+            ) -> tuple[list[Node], dict[str, list[int]], dict[str, list[int]]]:
+    """The nodes in natural name order; per pool, the positions in it of its ready nodes and
+    of all its nodes. Kept with the ledger for the snapshot's node tuple (the same from cycle
+    to cycle while no node changes): sorting thousands of names is most of it."""
+    kept = ledger.layout
+    if kept is not None and kept[0] is nodes:
+        return kept[1], kept[2], kept[3]
+    ordered = sorted(nodes, key=lambda n: natural(n.name))
+    ready_in: dict[str, list[int]] = {}
+    all_in: dict[str, list[int]] = {}
+    for i, node in enumerate(ordered):
+        all_in.setdefault(node.pool, []).append(i)
+        at = ready_in.setdefault(node.pool, [])
+        if node.ready:
+            at.append(i)
+    ledger.layout = (nodes, ordered, ready_in, all_in)
+    return ordered, ready_in, all_in
+
+
 class Session:
     def __init__(self, snapshot: ClusterSnapshot, ledger: Ledger | None = None):
         self.snapshot = snapshot
-        ordered = sorted(snapshot.nodes, key=lambda n: natural(n.name))
+        # Kept for the cycle's own use, and at the end: what running pods hold.
+        self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
+        ordered, ready_in, all_in = _layout(self.ledger, snapshot.nodes)
         self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
         # by `NodeState.idx` (what a `Hold` names)
         self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
@@ -230,17 +253,19 @@ class Session:
         # them (it places a workload's first pods, and drops them): the disruptive actions
         # go on from them (`Solver`). None: allocation did not run.
         self.pods_waiting: dict[str, list[str]] | None = None
-        # Kept for the disruptive actions, which need every running pod's devices.
-        self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
         self._hold(self.ledger)
         # The pools index their nodes once what is held is known.
         strategies = self._pool_config = {pool.name: pool for pool in snapshot.pools}
         self._swap_on(strategies)
-        pool_names = {node.pool for node in ordered} | set(strategies)
+        pool_names = set(ready_in) | set(strategies)
+        # (by `NodeState.idx`, their place in `ordered`, unless two nodes share a name: then
+        # the state kept under it, as the nodes are looked up by name)
+        states = (list(self.nodes.values()) if len(self.nodes) == len(ordered)
+                  else [self.nodes[n.name] for n in ordered])
         self.pools: dict[str, PoolNodes] = {}
         for name in sorted(pool_names):
             config = strategies.get(name)
-            ready = [self.nodes[n.name] for n in ordered if n.pool == name and n.ready]
+            ready = [states[i] for i in ready_in.get(name, ())]
             self.pools[name] = PoolNodes(name, ready,
                                          config.gpu_placement if config else "binpack",
                                          config.cpu_placement if config else "binpack")
@@ -249,7 +274,7 @@ class Session:
                           if config.topology}
         self._topologies: dict[str, PoolTopology] = {}
         self._nodes_of: dict[str, set[int]] | None = None
-        self.all_nodes_in = Counter(node.pool for node in ordered)
+        self.all_nodes_in = Counter({pool: len(at) for pool, at in all_in.items()})
         self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
                             or (DEFAULT_POOL,))
         self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -320,8 +345,9 @@ class Session:
                 node.fractions = (shared.copy() if len(shared) == gpus
                                   else (shared + [0] * gpus)[:gpus])
             host = host_on(name)
-            if host:
-                node.hold_host(host[0], host[1], pods_on(name, 0) + ledger.reservations(name))
+            if host:  # (`Ledger.reservations`, from the counts just read)
+                reserved = len(shared) - shared.count(0) if shared else 0
+                node.hold_host(host[0], host[1], pods_on(name, 0) + reserved)
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
