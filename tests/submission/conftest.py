@@ -4,7 +4,9 @@ metrics service's answers, no nodes), and clients per caller (the bootstrap admi
 whoever a test creates). `real_policy` puts a real policy service over NATS in the stand-in's
 place."""
 
+import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import asyncpg
 import httpx
 import nats
 import pytest
+import uvicorn
 
 from fairway_bus import NoReply
 from fairway_contracts import subjects
@@ -73,6 +76,25 @@ class Harness:
         import json
 
         return [(r["subject"], json.loads(bytes(r["payload"]))) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """An ASGI app over real HTTP on a free port of this machine, on the test's own event
+    loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 async def start_harness(database_url: str, tmp_path: Path, **settings) -> Harness:

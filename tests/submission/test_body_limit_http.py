@@ -4,19 +4,17 @@ reset the connection under the answer (which a client that sends its whole body 
 reads the answer, as most do, saw as a broken connection about half the time)."""
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fairway_submission.body_limit import BodyLimit
+from tests.submission.conftest import served
 
 LIMIT = 1024
 TRIES = 60
@@ -34,23 +32,6 @@ async def echo_size(scope, receive, send) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-@contextlib.asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def streamed(size: int) -> Iterator[bytes]:  # (requests sends a generator chunked)

@@ -9,17 +9,13 @@ schema refused.
 runs many more than the suite's default)."""
 
 import asyncio
-import contextlib
 import itertools
 import os
-import socket
-from collections.abc import AsyncIterator
 
 import hypothesis
 import hypothesis.errors
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -31,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from fairway_submission.openapi import document
-from tests.submission.conftest import real_policy
+from tests.submission.conftest import real_policy, served
 
 pytestmark = pytest.mark.infra
 
@@ -41,24 +37,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # A body over the size limit is refused with 413, which Schemathesis does not count as a
 # rejection by default.
 REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
-
-
-@contextlib.asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    """The app over HTTP on a free port of this machine, on the test's own event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 Known = dict[str, str]  # path parameter or body field -> the id of a thing that exists

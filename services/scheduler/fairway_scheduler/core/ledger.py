@@ -58,9 +58,9 @@ class Ledger:
         # (`actions.allocate.WaitingClasses`).
         self.asks: object | None = None
         # The session's nodes in natural name order and, per pool, the positions in it of
-        # its ready nodes and of all its nodes, for the snapshot's node tuple they were
+        # its ready nodes and how many nodes it has, for the snapshot's node tuple they were
         # worked out from (a kept snapshot hands the same tuple to cycle after cycle).
-        self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, list[int]]] | None = None
+        self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, int]] | None = None
         for node in nodes:
             self.put_node(node)
 

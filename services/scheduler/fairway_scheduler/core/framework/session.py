@@ -199,23 +199,22 @@ def _too_large(pool, request: Request) -> str | None:
 
 
 def _layout(ledger: Ledger, nodes: tuple[Node, ...]
-            ) -> tuple[list[Node], dict[str, list[int]], dict[str, list[int]]]:
-    """The nodes in natural name order; per pool, the positions in it of its ready nodes and
-    of all its nodes. Kept with the ledger for the snapshot's node tuple (the same from cycle
-    to cycle while no node changes): sorting thousands of names is most of it."""
+            ) -> tuple[list[Node], dict[str, list[int]], dict[str, int]]:
+    """The nodes in natural name order; per pool, the positions in it of its ready nodes, and
+    how many nodes it has. Kept with the ledger for the snapshot's node tuple (the same from
+    cycle to cycle while no node changes): sorting thousands of names is most of it."""
     kept = ledger.layout
     if kept is not None and kept[0] is nodes:
         return kept[1], kept[2], kept[3]
     ordered = sorted(nodes, key=lambda n: natural(n.name))
     ready_in: dict[str, list[int]] = {}
-    all_in: dict[str, list[int]] = {}
     for i, node in enumerate(ordered):
-        all_in.setdefault(node.pool, []).append(i)
         at = ready_in.setdefault(node.pool, [])
         if node.ready:
             at.append(i)
-    ledger.layout = (nodes, ordered, ready_in, all_in)
-    return ordered, ready_in, all_in
+    counts = dict(Counter(node.pool for node in ordered))
+    ledger.layout = (nodes, ordered, ready_in, counts)
+    return ordered, ready_in, counts
 
 
 class Session:
@@ -223,7 +222,7 @@ class Session:
         self.snapshot = snapshot
         # Kept for the cycle's own use, and at the end: what running pods hold.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
-        ordered, ready_in, all_in = _layout(self.ledger, snapshot.nodes)
+        ordered, ready_in, nodes_in = _layout(self.ledger, snapshot.nodes)
         self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
         # by `NodeState.idx` (what a `Hold` names)
         self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
@@ -274,7 +273,7 @@ class Session:
                           if config.topology}
         self._topologies: dict[str, PoolTopology] = {}
         self._nodes_of: dict[str, set[int]] | None = None
-        self.all_nodes_in = Counter({pool: len(at) for pool, at in all_in.items()})
+        self.all_nodes_in = Counter(nodes_in)
         self._every_pool = (tuple(sorted(self.pools, key=lambda p: (p != DEFAULT_POOL, p)))
                             or (DEFAULT_POOL,))
         self._preferred: dict[tuple[str, ...], tuple[str, ...]] = {}
