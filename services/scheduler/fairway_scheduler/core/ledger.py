@@ -28,6 +28,13 @@ class Watcher(Protocol):
 
     def released(self, workload_id: str, pod: str) -> None: ...
 
+
+class NodeWatcher(Protocol):
+    """Told of every node whose holdings changed (the session's kept nodes,
+    `framework.session.KeptRoom`)."""
+
+    dirty: set[str]
+
 MILLI = 1000
 
 
@@ -61,6 +68,9 @@ class Ledger:
         # its ready nodes and how many nodes it has, for the snapshot's node tuple they were
         # worked out from (a kept snapshot hands the same tuple to cycle after cycle).
         self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, int]] | None = None
+        # The session's nodes and pools as the last cycle left them, and the nodes whose
+        # holdings changed since (`framework.session.KeptRoom`).
+        self.room: NodeWatcher | None = None
         for node in nodes:
             self.put_node(node)
 
@@ -96,6 +106,8 @@ class Ledger:
     def put_node(self, node: Node) -> None:
         """A node appears or changes; what is held on it stays (devices it lost are dropped)."""
         self.nodes[node.name] = node
+        if self.room is not None:
+            self.room.dirty.add(node.name)
         used = self.used.get(node.name, [])
         self.used[node.name] = (used + [0] * node.gpus)[:node.gpus]
         shared = self.shared.get(node.name, [])
@@ -122,6 +134,8 @@ class Ledger:
             self._entries[key] = (None, (), 0, 0, 0, None, None, preemptible)
             return
         self.held_pool.setdefault(a.workload_id, node.pool)
+        if self.room is not None:
+            self.room.dirty.add(node.name)
         used = self.used[node.name]
         devices = a.gpu_devices
         if a.unknown_devices:
@@ -163,6 +177,8 @@ class Ledger:
             self.held_pool.pop(workload_id, None)
         if name is None or name not in self.used:
             return
+        if self.room is not None:
+            self.room.dirty.add(name)
         used = self.used[name]
         shared = self.shared[name]
         for d in devices:

@@ -204,6 +204,9 @@ class PoolNodes:
         # asks and kept as nodes change; and each indexed node's key in it.
         self._host_order: list[list[tuple[int, int, int]]] | None = None
         self._host_key: dict[int, tuple[int, int, int]] = {}
+        # the nodes taken from or given back to since the pool was made or last kept for
+        # another cycle (`next_cycle`): what a kept pool makes again from the ledger
+        self.touched: set[int] = set()
         # (one pass over thousands of nodes: only a node with a device neither free nor full
         # has one partly used to index)
         counts, heaps = self.counts, self.heaps
@@ -222,6 +225,45 @@ class PoolNodes:
         self.free_total, self.free_nodes = free_total, free_nodes
         for heap in self.heaps:
             heapq.heapify(heap)
+
+    # kept for the next cycle --------------------------------------------------------------
+    def next_cycle(self) -> set[int]:
+        """The pool kept for another cycle (`framework.session.KeptRoom`): what it worked out
+        for this one dropped, as a pool made afresh starts; the nodes it changed since it was
+        made or last kept, for the caller to set anew (`leave`, then `enter`)."""
+        self.version = 0
+        self._same_as = {}
+        self._no_room = {}
+        self._scan_from = {}
+        self._host_order = None
+        self._host_key = {}
+        # A heap keeps the entries of nodes that left its bucket until they reach its top:
+        # made again once they outnumber the nodes (as made afresh: one entry per node).
+        if sum(map(len, self.heaps)) > 2 * len(self.gpu_nodes) + 64:
+            self.heaps = [[] for _ in self.heaps]
+            for n in self.gpu_nodes:
+                self.heaps[n.bucket].append(n.idx)
+            for heap in self.heaps:
+                heapq.heapify(heap)
+        touched, self.touched = self.touched, set()
+        return touched
+
+    def leave(self, node: NodeState) -> None:
+        """The node's part of the pool's sums taken out, before its state is set anew."""
+        if node.gpus:
+            free = node.gpus * FULL - sum(node.used)
+            self.free_total -= free
+            self.free_nodes -= free > 0
+        self.pods_full -= not node.pod_room
+
+    def enter(self, node: NodeState) -> None:
+        """The node, its state set anew, back in the pool's sums and indexes."""
+        if node.gpus:
+            free = node.gpus * FULL - sum(node.used)
+            self.free_total += free
+            self.free_nodes += free > 0
+            self.changed(node)
+        self.pods_full += not node.pod_room
 
     def settled_version(self) -> int:
         """The version, or the earlier one whose room it is again after a rolled-back
@@ -281,6 +323,7 @@ class PoolNodes:
     def take(self, node: NodeState, devices: tuple[int, ...], milli: int, cpu: int,
              mem: int, *, fraction: bool = False) -> Take:
         self.version += 1
+        self.touched.add(node.idx)
         slots = node.slots_for(devices, milli)
         for d in devices:
             node.used[d] += milli
@@ -300,6 +343,7 @@ class PoolNodes:
     def give(self, take: Take) -> None:
         self.version += 1
         node = take.node
+        self.touched.add(node.idx)
         slots = 1
         for d in take.devices:
             node.used[d] -= take.milli

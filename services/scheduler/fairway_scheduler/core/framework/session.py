@@ -12,7 +12,7 @@ a `CycleResult`.
 
 import functools
 from collections import Counter
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field, replace
 from itertools import chain
 
@@ -223,9 +223,9 @@ class Session:
         # Kept for the cycle's own use, and at the end: what running pods hold.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
         ordered, ready_in, nodes_in = _layout(self.ledger, snapshot.nodes)
-        self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
+        self.nodes: dict[str, NodeState]
         # by `NodeState.idx` (what a `Hold` names)
-        self.node_at: dict[int, NodeState] = {state.idx: state for state in self.nodes.values()}
+        self.node_at: dict[int, NodeState]
         # Building walks only the waiting workloads (running ones matter to the disruptive
         # actions alone, through `workloads`, made when first asked for); a kept snapshot
         # knows them.
@@ -253,21 +253,14 @@ class Session:
         # go on from them (`Solver`). None: allocation did not run.
         self.pods_waiting: dict[str, list[str]] | None = None
         self._hold(self.ledger)
-        # The pools index their nodes once what is held is known.
         strategies = self._pool_config = {pool.name: pool for pool in snapshot.pools}
-        self._swap_on(strategies)
-        pool_names = set(ready_in) | set(strategies)
-        # (by `NodeState.idx`, their place in `ordered`, unless two nodes share a name: then
-        # the state kept under it, as the nodes are looked up by name)
-        states = (list(self.nodes.values()) if len(self.nodes) == len(ordered)
-                  else [self.nodes[n.name] for n in ordered])
-        self.pools: dict[str, PoolNodes] = {}
-        for name in sorted(pool_names):
-            config = strategies.get(name)
-            ready = [states[i] for i in ready_in.get(name, ())]
-            self.pools[name] = PoolNodes(name, ready,
-                                         config.gpu_placement if config else "binpack",
-                                         config.cpu_placement if config else "binpack")
+        self.pools: dict[str, PoolNodes]
+        room = self.ledger.room
+        if isinstance(room, KeptRoom) and room.fits(snapshot):
+            self.nodes, self.node_at, self.pools = room.nodes, room.node_at, room.pools
+            room.bring_up_to_date(self.ledger)
+        else:
+            self._make_room(ordered, ready_in, strategies)
         # Topology domains, indexed when a workload first asks for a pool's.
         self._topology = {name: config.topology for name, config in strategies.items()
                           if config.topology}
@@ -326,36 +319,48 @@ class Session:
         return {w.id: w for w in self.snapshot.workloads}
 
     # building ---------------------------------------------------------------------------
+    def _make_room(self, ordered: list[Node], ready_in: dict[str, list[int]],
+                   strategies: dict[str, NodePool]) -> None:
+        """This cycle's nodes, what the ledger says running pods hold on them, and the pools
+        that index them; kept with the ledger for the next cycle (`KeptRoom`) unless two nodes
+        share a name or GPU memory swap is on (what swapping nodes hold is read from the
+        snapshot's allocations, not the ledger)."""
+        self.nodes = {node.name: NodeState(i, node) for i, node in enumerate(ordered)}
+        self.node_at = {state.idx: state for state in self.nodes.values()}
+        hold_nodes(self.ledger, self.nodes.items())
+        swapping = self._swap_on(strategies)
+        # The pools index their nodes once what is held is known.
+        pool_names = set(ready_in) | set(strategies)
+        # (by `NodeState.idx`, their place in `ordered`, unless two nodes share a name: then
+        # the state kept under it, as the nodes are looked up by name)
+        alone = len(self.nodes) == len(ordered)
+        states = (list(self.nodes.values()) if alone
+                  else [self.nodes[n.name] for n in ordered])
+        self.pools = {}
+        for name in sorted(pool_names):
+            config = strategies.get(name)
+            ready = [states[i] for i in ready_in.get(name, ())]
+            self.pools[name] = PoolNodes(name, ready,
+                                         config.gpu_placement if config else "binpack",
+                                         config.cpu_placement if config else "binpack")
+        self.ledger.room = (KeptRoom(self.snapshot, self.nodes, self.node_at, self.pools)
+                            if alone and not swapping else None)
+
     def _hold(self, ledger: Ledger) -> None:
-        """What running pods hold, copied from the ledger onto this cycle's nodes and queues."""
+        """What running pods hold, copied from the ledger: per workload, and onto this cycle's
+        queues (onto its nodes: `hold_nodes`)."""
         self.held = dict.copy(ledger.held)  # (a plain dict: see `__init__`)
         self.held_pool = ledger.held_pool.copy()  # (a copy of its table: `dict()` inserts)
-        # (thousands of nodes: the ledger's tables looked up once, its lists copied whole
-        # where the node has as many devices, as it has unless the node changed)
-        used_on, shared_on, host_on, pods_on = (ledger.used.get, ledger.shared.get,
-                                                ledger.host.get, ledger.pods.get)
-        for name, node in self.nodes.items():
-            gpus = node.gpus
-            used = used_on(name)
-            if used:
-                node.used = used.copy() if len(used) == gpus else (used + [0] * gpus)[:gpus]
-            shared = shared_on(name)
-            if shared:
-                node.fractions = (shared.copy() if len(shared) == gpus
-                                  else (shared + [0] * gpus)[:gpus])
-            host = host_on(name)
-            if host:  # (`Ledger.reservations`, from the counts just read)
-                reserved = len(shared) - shared.count(0) if shared else 0
-                node.hold_host(host[0], host[1], pods_on(name, 0) + reserved)
         for (project, pool), use in sorted(ledger.queue_use.items()):
             for q in self.queues.project(project, pool).chain():
                 for r in range(3):
                     q.allocated[r] += use[r]
                     q.allocated_np[r] += use[3 + r]
 
-    def _swap_on(self, pools: dict[str, NodePool]) -> None:
+    def _swap_on(self, pools: dict[str, NodePool]) -> bool:
         """GPU memory swap: the swap-capable nodes of pools with swap on get the pool's
-        settings and the fractions each of their devices holds (by request)."""
+        settings and the fractions each of their devices holds (by request). True when
+        there are such nodes."""
         swapping = {}
         for node in self.nodes.values():
             config = pools.get(node.pool)
@@ -364,7 +369,7 @@ class Session:
                 node.shares = [[] for _ in range(node.gpus)]
                 swapping[node.name] = node
         if not swapping:
-            return
+            return False
         for a in self.snapshot.allocations:
             node = swapping.get(a.node)
             if node is None or (a.portion is None and a.gpu_memory_mib is None):
@@ -376,6 +381,7 @@ class Session:
             for d in a.gpu_devices:
                 if 0 <= d < node.gpus:
                     node.shares[d].append(milli)
+        return True
 
     def _find_unschedulable(self) -> dict[str, Reason]:
         """Waiting workloads that hold nothing and that no pool they may use could ever take
@@ -600,6 +606,76 @@ class Session:
                 named = victims.get(wid, []) + ([wid] if placement.moved else [])
                 out[wid] = Nomination(wid, self.held_pool[wid], tuple(dict.fromkeys(named)))
         return tuple(out.values())
+
+
+def hold_nodes(ledger: Ledger, nodes: Iterable[tuple[str, NodeState]]) -> None:
+    """What the ledger says running pods hold on each of `nodes` (by name), onto their
+    states as made afresh (nothing held)."""
+    # (thousands of nodes: the ledger's tables looked up once, its lists copied whole where
+    # the node has as many devices, as it has unless the node changed)
+    used_on, shared_on, host_on, pods_on = (ledger.used.get, ledger.shared.get,
+                                            ledger.host.get, ledger.pods.get)
+    for name, node in nodes:
+        gpus = node.gpus
+        used = used_on(name)
+        if used:
+            node.used = used.copy() if len(used) == gpus else (used + [0] * gpus)[:gpus]
+        shared = shared_on(name)
+        if shared:
+            node.fractions = (shared.copy() if len(shared) == gpus
+                              else (shared + [0] * gpus)[:gpus])
+        host = host_on(name)
+        if host:  # (`Ledger.reservations`, from the counts just read)
+            reserved = len(shared) - shared.count(0) if shared else 0
+            node.hold_host(host[0], host[1], pods_on(name, 0) + reserved)
+
+
+class KeptRoom:
+    """A session's nodes and the pools that index them, kept with the ledger
+    (`Ledger.room`) for the next cycle on the same nodes and pools: at KAI's scale a cycle
+    changes a fifth of 4,000 nodes, and making every node's state and every pool's index again
+    was a tenth of a steady cycle. The next cycle sets anew, from the ledger, only the nodes
+    the ledger held or released pods on since (`dirty`, told by the ledger) and those the
+    last cycle took room on or gave it back (`PoolNodes.touched`, kept or rolled back alike),
+    and drops what the pools worked out for the last cycle (`PoolNodes.next_cycle`): it
+    starts where a session made afresh would."""
+
+    def __init__(self, snapshot: ClusterSnapshot, nodes: dict[str, NodeState],
+                 node_at: dict[int, NodeState], pools: dict[str, PoolNodes]):
+        # the snapshot's node tuple (a kept snapshot hands the same one to cycle after
+        # cycle; another one makes everything again) and pools
+        self.made_for = (snapshot.nodes, snapshot.pools)
+        self.nodes, self.node_at, self.pools = nodes, node_at, pools
+        self.dirty: set[str] = set()  # nodes the ledger held or released pods on since
+
+    def fits(self, snapshot: ClusterSnapshot) -> bool:
+        nodes, pools = self.made_for
+        return nodes is snapshot.nodes and (pools is snapshot.pools or pools == snapshot.pools)
+
+    def bring_up_to_date(self, ledger: Ledger) -> None:
+        """The nodes changed since the last cycle set anew from the ledger, and the pools
+        ready for this one."""
+        dirty, self.dirty = self.dirty, set()
+        changed: dict[int, NodeState] = {}
+        for name in dirty:
+            node = self.nodes.get(name)
+            if node is not None:
+                changed[node.idx] = node
+        for pool in self.pools.values():
+            for idx in pool.next_cycle():
+                changed[idx] = self.node_at[idx]
+        for node in changed.values():
+            pool = self.pools.get(node.pool)
+            indexed = pool is not None and pool.by_idx.get(node.idx) is node
+            if indexed:
+                pool.leave(node)
+            node.pods = 0
+            node.free_cpu, node.free_mem = node.cpu_total, node.mem_total
+            node.used = [0] * node.gpus
+            node.fractions = [0] * node.gpus
+            hold_nodes(ledger, ((node.name, node),))
+            if indexed:
+                pool.enter(node)
 
 
 class Largest:
