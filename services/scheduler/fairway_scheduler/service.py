@@ -120,8 +120,9 @@ for _reason in ("reclaim", "preempt", "consolidate", "stale-gang"):
     PREEMPTIONS.labels(_reason)
 KEPT_STATE_DIFFERENCES = Counter(
     "fairway_scheduler_kept_state_differences",
-    "Cycles whose snapshot or ledger, kept between cycles, differed from one made afresh (only "
-    "with FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE; the cycle fails, the next starts from the tables).",
+    "Cycles whose snapshot or ledger, kept between cycles, differed from one made afresh, or "
+    "decided otherwise than on one made afresh (only with FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE; "
+    "the cycle fails, the next starts from the tables).",
 )
 PUBLISHED = Counter(
     "fairway_scheduler_status_events", "Queue status and pending events queued, by kind.",
@@ -142,6 +143,8 @@ def decision_id(workload_id: str, sequence: int, pods: Sequence[str]) -> str:
 
 
 KEPT_STATE_DIFFERS = "what the scheduler keeps between cycles differs from its state"
+KEPT_DECISIONS_DIFFER = ("the cycle decided otherwise on the ledger kept between cycles than on "
+                         "one made afresh")
 
 @dataclass(frozen=True)
 class SchedulerConsumers:
@@ -530,6 +533,14 @@ class SchedulerService:
                         raise AssertionError(KEPT_STATE_DIFFERS)
                 with CYCLE_STEP_SECONDS.labels("decide").time():
                     result = core.decide(snapshot, ledger)
+                if (self.settings.verify_kept_state and ledger is not None
+                        and core.decide(snapshot) != result):
+                    # what is kept with the ledger for the cycle (indexes of running pods and
+                    # waiting workloads, classes, runs, nodes and pools) is checked by its
+                    # decisions: the same as on a ledger made afresh
+                    KEPT_STATE_DIFFERENCES.inc()
+                    log.error(KEPT_DECISIONS_DIFFER)
+                    raise AssertionError(KEPT_DECISIONS_DIFFER)
                 with CYCLE_STEP_SECONDS.labels("commit").time():
                     deferred = await self._commit(result)
             self._held, self._decided_at = result.queues, now
