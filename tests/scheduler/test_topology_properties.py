@@ -124,9 +124,52 @@ def _placed_by_reclaim_then_moved() -> ClusterSnapshot:
                            (NodePool("default", topology=LEVELS),), queues, NOW)
 
 
+def _elastic_pod_elsewhere() -> ClusterSnapshot:
+    """Found by this property: `new3` (one pod of 4 GPUs, a rack) has its room made on n3 by
+    reclaim from t1. Among n3's victims were `old2`'s pods above its minimum, every one of
+    them: the one on n4 (rack r2) went first; it freed nothing on n3, but its room took
+    `old2`'s pod moved aside from n3, so it could not be taken back. Two restarts for one
+    pod's room, and a victim outside the rack the workload landed in. A node's victims are
+    its gangs and the pods above their minimum that run on it."""
+    def running(wid: str, project: str, pods: int, at: int) -> Workload:
+        return Workload(id=wid, project=project, priority=50, submitted_at=T0
+                        + timedelta(seconds=at), pods=pods, min_pods=2 if wid == "old4" else 1,
+                        gpus_per_pod=2 if wid in ("old2", "old4") else 1, waiting_pods=())
+
+    def new(wid: str, gpus: int, at: int, required: str | None = None) -> Workload:
+        return Workload(id=wid, project="t0", priority=50, submitted_at=NOW
+                        + timedelta(seconds=at), pods=1, gpus_per_pod=gpus,
+                        waiting_pods=(f"{wid}-0",), topology_required=required)
+
+    nodes = tuple(Node(f"n{i}", "default", True, gpus, None, 40960,
+                       labels=((BLOCK, "b1"), (RACK, "r2" if i == 4 else "r1")))
+                  for i, gpus in enumerate((2, 2, 2, 8, 8)))
+    workloads = (running("old0", "t1", 3, 0), running("old1", "t0", 2, 1),
+                 running("old2", "t1", 3, 2), running("old3", "t0", 1, 3),
+                 running("old4", "t1", 3, 4), new("new0", 1, 0), new("new1", 1, 1),
+                 new("new2", 2, 2), new("new3", 4, 3, RACK))
+    allocations = (Allocation("old0", "old0-0", "n0", (0,)),
+                   Allocation("old0", "old0-1", "n3", (3,)),
+                   Allocation("old0", "old0-2", "n4", (0,)),
+                   Allocation("old2", "old2-0", "n1", (0, 1)),
+                   Allocation("old2", "old2-1", "n3", (4, 5)),
+                   Allocation("old2", "old2-2", "n4", (2, 3)),
+                   Allocation("old1", "old1-0", "n0", (1,)),
+                   Allocation("old1", "old1-1", "n4", (1,)),
+                   Allocation("old4", "old4-0", "n2", (0, 1)),
+                   Allocation("old4", "old4-1", "n3", (0, 1)),
+                   Allocation("old4", "old4-2", "n3", (6, 7)),
+                   Allocation("old3", "old3-0", "n3", (2,)))
+    queues = tuple(QueueSpec(p, "project", "default", None, Quota(0, -1, 1))
+                   for p in ("t0", "t1"))
+    return ClusterSnapshot(nodes, workloads, allocations,
+                           (NodePool("default", topology=LEVELS),), queues, NOW)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters())
 @example(_placed_by_reclaim_then_moved())
+@example(_elastic_pod_elsewhere())
 def test_a_required_placement_is_never_split(snapshot: ClusterSnapshot):
     result = decide(snapshot)
     nodes = {n.name: n for n in snapshot.nodes}
@@ -189,3 +232,14 @@ def test_without_topology_requests_a_topology_changes_nothing(snapshot: ClusterS
     no_levels = replace(plain, pools=(NodePool("default"),),
                         nodes=tuple(replace(n, labels=()) for n in plain.nodes))
     assert decide(plain) == decide(no_levels)
+
+
+def test_a_nodes_victims_are_its_own_pods_above_the_minimum():
+    """`_elastic_pod_elsewhere` decided: `new3` on n3, its room made by `old2`'s pod there
+    and `old4`'s; nothing evicted or moved on n4."""
+    snapshot = _elastic_pod_elsewhere()
+    result = decide(snapshot)
+    [new3] = [p for p in result.placements if p.workload_id == "new3"]
+    assert [pod.node for pod in new3.pods] == ["n3"]
+    evicted = sorted((e.workload_id, e.pods, e.reason) for e in result.evictions)
+    assert evicted == [("old2", ("old2-1",), "reclaim"), ("old4", ("old4-2",), "reclaim")]

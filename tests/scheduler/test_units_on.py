@@ -36,7 +36,9 @@ def built_rank(self: Solver, node: NodeState, pool: str) -> list[Unit]:
         queue = self.session.queues.project(w.project, pool)
         self._units(w.project, pool)
         for position, unit in self.units_of.get(wid, ()):
-            if self.current(unit, []) is not None:
+            # (its pods above the minimum on the node only: one elsewhere frees nothing here)
+            if (self.current(unit, []) is not None
+                    and (not unit.surplus or unit.holds[0].idx == node.idx)):
                 ranked.append((_over(queue), position, unit))
     ranked.sort(key=lambda e: (e[0], e[1]))
     return [unit for _, _, unit in ranked]

@@ -904,10 +904,12 @@ class Solver:
 
     def _rank_units_on(self, node: NodeState, pool: str) -> list[Unit]:
         """The node's victim units ranked by their queues' places and their own in their
-        queue (`_units`). A queue not built yet is not built for it: its units on the node
-        are made as `_units` would make them now, and placed where it would place them (from
-        the kept index's victim order: `_places`); it is built before one of its workloads
-        changes (`touch`), or when something else asks."""
+        queue (`_units`): a workload's gang, and its pods above the minimum that run on the
+        node (one elsewhere frees nothing here: evicted, its room could only be taken by work
+        moved aside, two restarts for one pod's room). A queue not built yet is not built
+        for it: its units on the node are made as `_units` would make them now, and placed
+        where it would place them (from the kept index's victim order: `_places`); it is
+        built before one of its workloads changes (`touch`), or when something else asks."""
         ranked: list[tuple[tuple[float, float], int, Unit]] = []
         places: dict[str, Callable[[Workload], tuple[int, int]]] = {}
         runtime = self._runtime(pool)
@@ -923,7 +925,8 @@ class Solver:
                 self._units(*key)
                 self._built_units(wid)  # its own queue's (another pool's, rarely)
                 ranked += [(over, position, unit) for position, unit in self.units_of.get(wid, ())
-                           if self.current(unit, []) is not None]
+                           if (not unit.surplus or unit.holds[0].idx == node.idx)
+                           and self.current(unit, []) is not None]
                 continue
             self._units_due.add(key)
             if not w.preemptible:
@@ -934,7 +937,8 @@ class Solver:
             surplus, gang = place(w)
             extra = max(0, len(holds) - w.min_pods)
             for i, h in enumerate(reversed(holds[len(holds) - extra:])):
-                ranked.append((over, surplus + i, Unit(w, [h], True)))
+                if h.idx == node.idx:
+                    ranked.append((over, surplus + i, Unit(w, [h], True)))
             ranked.append((over, gang, Unit(w, [], False)))
         ranked.sort(key=lambda e: (e[0], e[1]))
         return [unit for _, _, unit in ranked]
