@@ -173,6 +173,9 @@ def test_the_kept_index_answers_as_worked_out_afresh(first, rounds, with_nodes):
                 if q.kind == "project"} == requested_before(afresh)
         assert [kept.target_pools(w) for w in kept.waiting] == [
             afresh.target_pools(w) for w in afresh.waiting]
+        # the waiting workloads that hold pods: those the ledger holds pods of
+        assert kept.waiting_holding == afresh.waiting_holding == (
+            {w.id for w in snapshot.waiting_workloads()} & ledger.held.keys())
         # and the cycle decides alike (placements change where a workload is tried)
         kept_result = decide(snapshot, ledger)
         ledger.waiting = Afresh()

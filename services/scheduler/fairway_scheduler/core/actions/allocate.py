@@ -933,8 +933,8 @@ class WaitingClasses:
         again: set[str] = set()  # kept workloads whose class is found again
         # what changed about the workloads kept
         held, held_pool = session.held, session.held_pool
-        holding = {wid: (held[wid], held_pool.get(wid))
-                   for wid in held.keys() & workloads.keys() if held[wid]}
+        # (the session's waiting workloads that hold pods: these, brought up to it)
+        holding = {wid: (held[wid], held_pool.get(wid)) for wid in session.waiting_holding}
         before = self.holding
         again.update(wid for wid in holding.keys() | before.keys()
                      if holding.get(wid) != before.get(wid))

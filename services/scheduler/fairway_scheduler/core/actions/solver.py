@@ -349,7 +349,10 @@ class Solver:
         if kept.sync(session):
             self._kept_runs = kept
             keys = kept.key.keys()  # held: in the ledger, or placed (a pool) this cycle
-            changed = (keys & session.ledger.held.keys()) | (keys & session.held_pool.keys())
+            held_pool = session.held_pool
+            changed = set(session.waiting_holding)
+            changed.update(wid for p in session.placements
+                           if (wid := p.workload_id) in keys and wid in held_pool)
             out = changed | (keys & unschedulable.keys())
             cut = {kept.key[wid] for wid in out}
             for key, group in kept.groups.items():
