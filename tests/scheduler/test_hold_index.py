@@ -210,6 +210,14 @@ def test_cycles_on_a_kept_ledger_decide_as_on_one_built_afresh(snapshot, finishi
     """Cycle after cycle on one ledger kept as the service keeps it (bound pods held, evicted
     and finished ones released; workloads that did not change are the same objects), the
     cycle decides as on a ledger built afresh from the snapshot."""
+    cycles_on_a_kept_ledger(snapshot, finishing)
+
+
+def cycles_on_a_kept_ledger(snapshot: ClusterSnapshot, finishing: list[list[int]],
+                            before_each=None) -> Ledger:
+    """Cycles on one ledger kept as the service keeps it, some running workloads finishing
+    before each (`finishing`: which, per cycle), each deciding as on a ledger built afresh;
+    `before_each(snapshot, ledger)` is called as each cycle is about to run."""
     ledger = Ledger.of(snapshot)
     workloads = {w.id: w for w in snapshot.workloads}
     allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
@@ -225,10 +233,13 @@ def test_cycles_on_a_kept_ledger_decide_as_on_one_built_afresh(snapshot, finishi
             del workloads[wid]
         snapshot = replace(snapshot, workloads=tuple(workloads.values()),
                            allocations=tuple(allocations[k] for k, _ in ledger.entries()))
+        if before_each is not None:
+            before_each(snapshot, ledger)
         kept = decide(snapshot, ledger)
         assert kept == decide(snapshot)
         settle(kept, workloads, allocations, ledger, T0)
         snapshot = replace(snapshot, nominated=kept.nominated)
+    return ledger
 
 
 def settle(result, workloads: dict, allocations: dict, ledger, now) -> None:

@@ -27,7 +27,7 @@ from fairway_scheduler.core.nodes import FULL, PoolNodes
 from fairway_scheduler.core.swap import GpuSwap
 from tests.scheduler.test_disruption_properties import contended
 from tests.scheduler.test_disruption_walk import alike
-from tests.scheduler.test_hold_index import T0, settle
+from tests.scheduler.test_hold_index import T0, cycles_on_a_kept_ledger
 
 
 def room(session: Session) -> dict:
@@ -62,26 +62,10 @@ def test_a_kept_room_starts_each_cycle_as_one_made_afresh(snapshot, finishing):
     """Cycle after cycle on one ledger, kept as the service keeps it (bound pods held, evicted
     and finished ones released): each session starts with the nodes and pools a session on a
     ledger built afresh starts with, and decides as it does."""
-    ledger = Ledger.of(snapshot)
-    workloads = {w.id: w for w in snapshot.workloads}
-    allocations = {(a.workload_id, a.pod): a for a in snapshot.allocations}
-    for finish in [[], *finishing]:
-        for i in finish:  # some running workloads finish
-            running = sorted({wid for wid, _ in allocations})
-            if not running:
-                break
-            wid = running[i % len(running)]
-            for key in [k for k in allocations if k[0] == wid]:
-                del allocations[key]
-                ledger.release(*key)
-            del workloads[wid]
-        snapshot = replace(snapshot, workloads=tuple(workloads.values()),
-                           allocations=tuple(allocations[k] for k, _ in ledger.entries()))
+    def starts_afresh(snapshot: ClusterSnapshot, ledger: Ledger) -> None:
         assert room(Session(snapshot, ledger)) == afresh(snapshot)
-        kept = decide(snapshot, ledger)
-        assert kept == decide(snapshot)
-        settle(kept, workloads, allocations, ledger, T0)
-        snapshot = replace(snapshot, nominated=kept.nominated)
+
+    ledger = cycles_on_a_kept_ledger(snapshot, finishing, starts_afresh)
     assert isinstance(ledger.room, KeptRoom)  # (kept all along: the same nodes and pools)
 
 

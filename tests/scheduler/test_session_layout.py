@@ -51,3 +51,16 @@ def test_two_nodes_with_one_name_give_the_state_kept_under_it():
     session = Session(ClusterSnapshot(nodes=nodes, pools=POOLS))
     kept = session.nodes["n1"]
     assert [n is kept for n in session.pools["a"].nodes] == [True, True]
+
+
+def test_capacity_counts_ready_nodes_per_pool_and_hands_out_lists_of_its_own():
+    nodes = (Node("n1", "a", True, 8, cpu_millis=1000, memory_mib=10),
+             Node("n2", "a", False, 8, cpu_millis=1000, memory_mib=10),
+             Node("n3", "c", True, 2, cpu_millis=500, memory_mib=5))
+    snapshot = ClusterSnapshot(nodes=nodes, pools=POOLS)
+    ledger = Ledger.of(snapshot)
+    session = Session(snapshot, ledger)
+    assert session.capacity() == {"a": [8000, 1000, 10], "b": [0, 0, 0], "c": [2000, 500, 5]}
+    session.capacity()["a"][0] = 0  # the caller's own
+    again = Session(ClusterSnapshot(nodes=nodes, pools=POOLS), ledger)
+    assert again.capacity()["a"] == [8000, 1000, 10]

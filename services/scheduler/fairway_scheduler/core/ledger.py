@@ -65,9 +65,11 @@ class Ledger:
         # (`actions.allocate.WaitingClasses`).
         self.asks: object | None = None
         # The session's nodes in natural name order and, per pool, the positions in it of
-        # its ready nodes and how many nodes it has, for the snapshot's node tuple they were
-        # worked out from (a kept snapshot hands the same tuple to cycle after cycle).
-        self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, int]] | None = None
+        # its ready nodes, how many nodes it has and what its ready nodes have in all, for
+        # the snapshot's node tuple they were worked out from (a kept snapshot hands the same
+        # tuple to cycle after cycle).
+        self.layout: tuple[tuple, list, dict[str, list[int]], dict[str, int],
+                           dict[str, list[int]]] | None = None
         # The session's nodes and pools as the last cycle left them, and the nodes whose
         # holdings changed since (`framework.session.KeptRoom`).
         self.room: NodeWatcher | None = None

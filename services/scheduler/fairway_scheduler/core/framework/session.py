@@ -199,22 +199,28 @@ def _too_large(pool, request: Request) -> str | None:
 
 
 def _layout(ledger: Ledger, nodes: tuple[Node, ...]
-            ) -> tuple[list[Node], dict[str, list[int]], dict[str, int]]:
-    """The nodes in natural name order; per pool, the positions in it of its ready nodes, and
-    how many nodes it has. Kept with the ledger for the snapshot's node tuple (the same from
-    cycle to cycle while no node changes): sorting thousands of names is most of it."""
+            ) -> tuple[list[Node], dict[str, list[int]], dict[str, int], dict[str, list[int]]]:
+    """The nodes in natural name order; per pool, the positions in it of its ready nodes, how
+    many nodes it has, and what its ready nodes have in all (milli-GPUs, millicores, MiB).
+    Kept with the ledger for the snapshot's node tuple (the same from cycle to cycle while no
+    node changes): sorting thousands of names is most of it."""
     kept = ledger.layout
     if kept is not None and kept[0] is nodes:
-        return kept[1], kept[2], kept[3]
+        return kept[1], kept[2], kept[3], kept[4]
     ordered = sorted(nodes, key=lambda n: natural(n.name))
     ready_in: dict[str, list[int]] = {}
+    totals: dict[str, list[int]] = {}
     for i, node in enumerate(ordered):
         at = ready_in.setdefault(node.pool, [])
         if node.ready:
             at.append(i)
+            total = totals.setdefault(node.pool, [0, 0, 0])
+            total[GPU] += node.gpus * MILLI
+            total[CPU] += node.cpu_millis
+            total[MEMORY] += node.memory_mib
     counts = dict(Counter(node.pool for node in ordered))
-    ledger.layout = (nodes, ordered, ready_in, counts)
-    return ordered, ready_in, counts
+    ledger.layout = (nodes, ordered, ready_in, counts, totals)
+    return ordered, ready_in, counts, totals
 
 
 class Session:
@@ -222,7 +228,7 @@ class Session:
         self.snapshot = snapshot
         # Kept for the cycle's own use, and at the end: what running pods hold.
         self.ledger = ledger if ledger is not None else Ledger.of(snapshot)
-        ordered, ready_in, nodes_in = _layout(self.ledger, snapshot.nodes)
+        ordered, ready_in, nodes_in, self._ready_totals = _layout(self.ledger, snapshot.nodes)
         self.nodes: dict[str, NodeState]
         # by `NodeState.idx` (what a `Hold` names)
         self.node_at: dict[int, NodeState]
@@ -485,15 +491,10 @@ class Session:
                 queue.requested[r] += vector[r] * count
 
     def capacity(self) -> dict[str, list[int]]:
-        """Per pool, what its ready nodes have in all (milli-GPUs, millicores, MiB)."""
-        out = {name: [0, 0, 0] for name in self.pools}
-        for node in self.snapshot.nodes:
-            if node.ready:
-                total = out[node.pool]
-                total[GPU] += node.gpus * MILLI
-                total[CPU] += node.cpu_millis
-                total[MEMORY] += node.memory_mib
-        return out
+        """Per pool, what its ready nodes have in all (milli-GPUs, millicores, MiB): the
+        caller's own lists (worked out once for the snapshot's nodes, `_layout`)."""
+        totals = self._ready_totals
+        return {name: list(totals.get(name, (0, 0, 0))) for name in self.pools}
 
     # reading ----------------------------------------------------------------------------
     def target_pools(self, workload: Workload) -> tuple[str, ...]:
