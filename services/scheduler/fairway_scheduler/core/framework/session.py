@@ -4,10 +4,11 @@ It holds the nodes and devices (`nodes.PoolNodes` per pool), the queues with wha
 and ask for and their fair shares (`queues.Queues`), and each waiting workload's per-pod
 request. What running pods hold comes from a `ledger.Ledger`: built from the snapshot's
 allocations, or kept between cycles by the caller, and with it what is worked out per waiting
-workload (`WaitingIndex`: requests, unschedulable ones, what each asks). The actions change it
-only through a `statement.Statement` (place, evict, pipeline; checkpoint and rollback), which
-uses the primitives here (`release`, `restore`, `account`, `hold_in`); `result()` turns it into
-a `CycleResult`.
+workload (`WaitingIndex`: requests, unschedulable ones, what each asks) and the nodes and pools
+as the last cycle left them (`KeptRoom`: only those changed since are set anew). The actions
+change it only through a `statement.Statement` (place, evict, pipeline; checkpoint and
+rollback), which uses the primitives here (`release`, `restore`, `account`, `hold_in`);
+`result()` turns it into a `CycleResult`.
 """
 
 import functools
