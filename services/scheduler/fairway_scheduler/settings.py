@@ -36,9 +36,10 @@ class SchedulerSettings(ServiceSettings):
         default=False, alias="FAIRWAY_SCHEDULER_VERIFY_KEPT_STATE",
         description="check every cycle that the snapshot and ledger the scheduler keeps "
                     "between cycles equal those made afresh, and that the cycle decides as on "
-                    "a ledger made afresh (a cycle that finds a difference fails and the next "
-                    "starts from the tables); the test suite turns it on, it costs a rebuild "
-                    "and a second decision per cycle",
+                    "a ledger made afresh (what is kept with the ledger: indexes, classes, "
+                    "runs, nodes and pools) (a cycle that finds a difference fails and the "
+                    "next starts from the tables); the test suite turns it on, it costs a "
+                    "rebuild and a second decision per cycle",
     )
     pending_refresh_seconds: float = Field(
         default=5.0, ge=0, alias="FAIRWAY_SCHEDULER_PENDING_REFRESH_SECONDS",
