@@ -58,14 +58,12 @@ class NodeState:
         self.ready = node.ready
         self.gpus = node.gpus
         self.dev_memory = node.gpu_memory_mib or 0
-        self.cpu_total = self.free_cpu = node.cpu_millis or UNTRACKED
-        self.mem_total = self.free_mem = node.memory_mib or UNTRACKED
+        self.cpu_total = node.cpu_millis or UNTRACKED
+        self.mem_total = node.memory_mib or UNTRACKED
         self.max_pods = node.max_pods
         self.node_type = node.node_type
         self.labels = dict(node.labels)  # its topology labels
-        self.pods = 0  # pods on the node: running ones and this cycle's placements
-        self.used = [0] * node.gpus
-        self.fractions = [0] * node.gpus  # fraction pods per device (a reservation pod each)
+        self.clear()
         self.whole = node.gpus
         self.bucket = node.gpus
         self.partial_free: frozenset[int] = frozenset()  # free milli of partly used devices
@@ -74,6 +72,13 @@ class NodeState:
         # device, to know which devices hold fractions only and how much host memory they need
         self.swap: GpuSwap | None = None
         self.shares: list[list[int]] = []
+
+    def clear(self) -> None:
+        """Nothing held on the node (its indexes, `whole` and the rest, are its pool's)."""
+        self.free_cpu, self.free_mem = self.cpu_total, self.mem_total
+        self.pods = 0  # pods on the node: running ones and this cycle's placements
+        self.used = [0] * self.gpus
+        self.fractions = [0] * self.gpus  # fraction pods per device (a reservation pod each)
 
     def hold_host(self, cpu: int, mem: int, pods: int = 1) -> None:
         if self.free_cpu != UNTRACKED:
@@ -191,19 +196,7 @@ class PoolNodes:
         # changes lowers it again where it now has the room; so a full pool, which every
         # waiting pod asks again, is scanned once per cycle, not once per pod.
         self._pos = {n.idx: i for i, n in enumerate(self.gpu_nodes)}
-        # Grows with every take and give: a pod that found no room finds none again until
-        # it changes (thousands of waiting pods of a few shapes ask a full pool each cycle).
-        self.version = 0
-        # Versions a statement left when it was rolled back whole: the room is as it was at
-        # the version it started from (`settled_version`).
-        self._same_as: dict[int, int] = {}
-        self._no_room: dict[tuple, int] = {}
-        self._scan_from: dict[int, dict[tuple[int, int], int]] = {}
-        # CPU-only pods' choice of node (`_place_cpu`): per group of nodes (CPU-only ones, GPU
-        # ones), their keys in the order the strategy prefers, built when a CPU-only pod first
-        # asks and kept as nodes change; and each indexed node's key in it.
-        self._host_order: list[list[tuple[int, int, int]]] | None = None
-        self._host_key: dict[int, tuple[int, int, int]] = {}
+        self._start_cycle()
         # the nodes taken from or given back to since the pool was made or last kept for
         # another cycle (`next_cycle`): what a kept pool makes again from the ledger
         self.touched: set[int] = set()
@@ -226,17 +219,28 @@ class PoolNodes:
         for heap in self.heaps:
             heapq.heapify(heap)
 
+    def _start_cycle(self) -> None:
+        """What the pool works out during one cycle, as none of it is worked out yet."""
+        # Grows with every take and give: a pod that found no room finds none again until
+        # it changes (thousands of waiting pods of a few shapes ask a full pool each cycle).
+        self.version = 0
+        # Versions a statement left when it was rolled back whole: the room is as it was at
+        # the version it started from (`settled_version`).
+        self._same_as: dict[int, int] = {}
+        self._no_room: dict[tuple, int] = {}
+        self._scan_from: dict[int, dict[tuple[int, int], int]] = {}
+        # CPU-only pods' choice of node (`_place_cpu`): per group of nodes (CPU-only ones, GPU
+        # ones), their keys in the order the strategy prefers, built when a CPU-only pod first
+        # asks and kept as nodes change; and each indexed node's key in it.
+        self._host_order: list[list[tuple[int, int, int]]] | None = None
+        self._host_key: dict[int, tuple[int, int, int]] = {}
+
     # kept for the next cycle --------------------------------------------------------------
     def next_cycle(self) -> set[int]:
         """The pool kept for another cycle (`framework.session.KeptRoom`): what it worked out
         for this one dropped, as a pool made afresh starts; the nodes it changed since it was
         made or last kept, for the caller to set anew (`leave`, then `enter`)."""
-        self.version = 0
-        self._same_as = {}
-        self._no_room = {}
-        self._scan_from = {}
-        self._host_order = None
-        self._host_key = {}
+        self._start_cycle()
         # A heap keeps the entries of nodes that left its bucket until they reach its top:
         # made again once they outnumber the nodes (as made afresh: one entry per node).
         if sum(map(len, self.heaps)) > 2 * len(self.gpu_nodes) + 64:

@@ -677,10 +677,7 @@ class KeptRoom:
             indexed = pool is not None and pool.by_idx.get(node.idx) is node
             if indexed:
                 pool.leave(node)
-            node.pods = 0
-            node.free_cpu, node.free_mem = node.cpu_total, node.mem_total
-            node.used = [0] * node.gpus
-            node.fractions = [0] * node.gpus
+            node.clear()
             hold_nodes(ledger, ((node.name, node),))
             if indexed:
                 pool.enter(node)
